@@ -1,0 +1,54 @@
+// imp SDK: the plugin ABI. A plugin is a shared library (libimp_<name>.so) that exports, through Boost.DLL
+// aliases, a PluginDescriptor named "imp_plugin_descriptor" and a register function named "imp_plugin_register".
+// The host calls the register function only after the descriptor passes its checks:
+//   abi_major equal, host abi_minor >= plugin abi_minor, build_key equal (C++ classes cross the boundary, so
+//   compiler, C++ library ABI, CUDA version and SDK version must match).
+// Use the IMP_PLUGIN macro below; never fill the descriptor by hand.
+#pragma once
+#include <cstdint>
+
+#include <boost/dll/alias.hpp>
+
+#include "imp/config.h"
+
+namespace imp {
+
+class Registry;
+
+constexpr uint32_t kAbiMajor = IMP_ABI_MAJOR;
+constexpr uint32_t kAbiMinor = IMP_ABI_MINOR;
+
+enum class PluginKind : uint32_t { Arch = 1, Quant = 2, Other = 3 };
+
+// Plain struct: its layout is fixed for a given ABI major. New fields go at the end (minor bump);
+// struct_size tells the host which fields a plugin has.
+struct PluginDescriptor {
+    uint32_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t kind;          // PluginKind
+    const char* name;       // "arch_llama"; the file must be libimp_<name>.so
+    const char* version;    // plugin version, "1.0.0"
+    const char* build_key;  // IMP_BUILD_KEY of the SDK the plugin was built against
+};
+
+using RegisterFn = void(Registry&);
+
+}  // namespace imp
+
+#define IMP_STR2_(x) #x
+#define IMP_STR_(x) IMP_STR2_(x)
+// Compiler + C++ library ABI + CUDA + SDK version. Plugins and host must agree exactly.
+#define IMP_BUILD_KEY                                                                                           \
+    "gcc-" IMP_STR_(__GNUC__) "." IMP_STR_(__GNUC_MINOR__) "/cxx11abi-" IMP_STR_(_GLIBCXX_USE_CXX11_ABI)        \
+    "/cuda-" IMP_CUDA_VERSION "/sdk-" IMP_SDK_VERSION
+
+// Declares a plugin. `regfn` is a function `void regfn(imp::Registry&)` in the plugin.
+#define IMP_PLUGIN(kind_, name_, version_, regfn)                                                               \
+    namespace imp_plugin_export_ {                                                                                \
+    const ::imp::PluginDescriptor descriptor = {sizeof(::imp::PluginDescriptor), IMP_ABI_MAJOR, IMP_ABI_MINOR,  \
+                                                static_cast<uint32_t>(kind_), name_, version_, IMP_BUILD_KEY};  \
+    void register_fn(::imp::Registry& r) { regfn(r); }                                                          \
+    }                                                                                                             \
+    BOOST_DLL_ALIAS(imp_plugin_export_::descriptor, imp_plugin_descriptor)                                        \
+    BOOST_DLL_ALIAS(imp_plugin_export_::register_fn, imp_plugin_register)

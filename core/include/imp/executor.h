@@ -1,0 +1,81 @@
+// imp SDK: an Executor is one device (the CPU, or one CUDA GPU). It owns the memory of a loaded model (weights,
+// KV cache, activations, scratch: planned, then allocated once) and provides the common ops every architecture
+// uses. Activations are fp32, row-major, [n_tokens, width]; every pointer passed to an op lives on this executor's
+// device. Layers call ops; they never allocate.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "imp/dtype.h"
+
+namespace imp {
+
+enum class DeviceKind { CPU, CUDA };
+
+// One layer's KV cache for one sequence. Element (pos, head, d) of K lives at
+// k + (pos * n_kv_heads + head) * head_dim + d (in elements of `dtype`); same for V.
+struct KVCacheView {
+    void* k = nullptr;
+    void* v = nullptr;
+    DType dtype = DType::F32;
+    int64_t capacity = 0;  // positions
+    int n_kv_heads = 0;
+    int head_dim = 0;
+};
+
+struct RopeParams {
+    int head_dim = 0;      // stride between heads in x
+    int n_rot = 0;         // rotated dims at the start of each head (partial rotary when < head_dim)
+    float base = 10000.f;  // theta base
+    bool neox = false;     // true: pairs (i, i + n_rot/2) (HF rotate-half); false: pairs (2i, 2i+1) (GGML "normal")
+    float freq_scale = 1.f;                // linear position scaling (1/factor)
+    const float* freq_factors = nullptr;   // n_rot/2 divisors of the angle (Llama-3 rope_freqs), or null
+};
+
+struct AttentionParams {
+    int n_head = 0;
+    int n_kv_head = 0;
+    int head_dim = 0;
+    float scale = 0.f;   // softmax scale, usually 1/sqrt(head_dim)
+    int64_t pos0 = 0;    // position of the first query token; queries attend causally to [0, pos0 + t]
+    int64_t n_tokens = 0;
+};
+
+class Executor {
+public:
+    virtual ~Executor() = default;
+    virtual DeviceKind kind() const = 0;
+    virtual std::string name() const = 0;
+
+    // ---- memory: every buffer of a model comes from here; freed when the executor is destroyed.
+    virtual void* alloc(size_t bytes, const char* tag) = 0;
+    virtual void upload(void* dst, const void* src, size_t bytes) = 0;    // host -> device
+    virtual void download(void* dst, const void* src, size_t bytes) = 0;  // device -> host
+    virtual size_t bytes_allocated() const = 0;
+    // Runs fn(begin, end) over [0, n) split into chunks of at least `grain`, on the executor's host threads
+    // (used by CPU kernels; a GPU executor runs it on the calling thread).
+    virtual void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) = 0;
+
+    // ---- common ops
+    // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w   (w may be null: no weight). x == y allowed.
+    virtual void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) = 0;
+    // In-place RoPE on x = [n_tokens, n_heads * p.head_dim] (row stride `row_stride` floats) at `positions`.
+    virtual void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
+                      const RopeParams& p) = 0;
+    // Writes n_tokens rows of k and v ([n_tokens, n_kv_heads * head_dim], row strides given) at pos0.. into kv.
+    virtual void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                          int64_t pos0, int64_t n_tokens) = 0;
+    // out[t, h*hd + d] = softmax_j(q_t,h . k_j,g * scale) v_j,g over j in [0, pos0 + t], g = h / (n_head/n_kv_head).
+    // q = [n_tokens, n_head * head_dim] with row stride q_stride.
+    virtual void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
+                           const AttentionParams& p) = 0;
+    // out[i] = silu(gate[i]) * up[i] over n_rows rows of width n (row strides in floats).
+    virtual void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
+                        int64_t n_rows, int64_t n) = 0;
+    // x[i] += y[i]
+    virtual void add(float* x, const float* y, int64_t n) = 0;
+};
+
+}  // namespace imp

@@ -1,0 +1,76 @@
+// imp SDK: a Layer is one block of a model (attention, dense FFN, MoE FFN, gated-delta-net mixer, ...).
+// It declares the weights it needs and the per-sequence state it keeps; the core checks the file against the
+// declaration, uploads the weights through the QuantFormats, owns the state, and calls forward().
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imp/executor.h"
+#include "imp/metadata.h"
+
+namespace imp {
+
+class Weight;
+
+struct WeightSpec {
+    enum class Use { Matrix, Vector };  // Matrix: a Weight through a QuantFormat; Vector: plain fp32 on the device
+    std::string name;                   // tensor name in the file
+    std::vector<int64_t> shape;         // expected shape, outermost first; the core rejects a file that differs
+    Use use = Use::Matrix;
+    bool optional = false;
+};
+
+// Given to Layer::bind: the uploaded weights, by name. Absent optional weights come back as nullptr.
+class WeightSet {
+public:
+    virtual ~WeightSet() = default;
+    virtual const Weight* matrix(const std::string& name) const = 0;
+    virtual const float* vector(const std::string& name) const = 0;
+};
+
+// Per-sequence state a layer keeps between forward calls.
+struct StateSpec {
+    enum class Kind { None, KV, Recurrent };
+    Kind kind = Kind::None;
+    int n_kv_heads = 0, head_dim = 0;  // KV: one K and one V row of n_kv_heads*head_dim per position
+    uint64_t recurrent_bytes = 0;      // Recurrent: fixed bytes per sequence (conv window + state matrix)
+};
+
+// One forward call over n_tokens consecutive tokens of one sequence starting at position pos0.
+struct Batch {
+    int64_t n_tokens = 0;
+    int64_t pos0 = 0;
+    const int32_t* positions = nullptr;  // device: pos0 .. pos0 + n_tokens - 1
+};
+
+struct LayerContext {
+    Executor& ex;
+    const Batch& batch;
+    KVCacheView kv;                 // valid when state().kind == KV
+    void* recurrent = nullptr;      // valid when state().kind == Recurrent (device, recurrent_bytes)
+    float* scratch = nullptr;       // device, at least scratch_floats(batch.n_tokens) floats, shared by all layers
+};
+
+class Layer {
+public:
+    virtual ~Layer() = default;
+    virtual std::string kind() const = 0;
+    virtual std::vector<WeightSpec> weight_specs() const = 0;
+    virtual void bind(const WeightSet& w) = 0;
+    virtual StateSpec state() const { return {}; }
+    virtual int64_t scratch_floats(int64_t n_tokens) const = 0;
+    // hidden: [n_tokens, n_embd], updated in place (the layer adds its residual itself).
+    virtual void forward(LayerContext& ctx, float* hidden) = 0;
+};
+
+// Parameters a layer kind is built from: the model's hyper-parameters under documented keys (each layer kind
+// documents the keys it reads), the tensor-name prefix of this layer ("blk.3."), and its index.
+struct LayerParams {
+    const Metadata* hparams = nullptr;
+    std::string prefix;
+    int index = 0;
+};
+
+}  // namespace imp

@@ -1,0 +1,48 @@
+// The engine: one model loaded on one executor. Builds the arch's layer stack, checks every declared weight
+// against the file (presence, shape), plans memory (weights, KV/recurrent state, activations, scratch) and
+// allocates it once, then runs forward passes over consecutive tokens of one sequence.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imp/arch.h"
+#include "imp/executor.h"
+#include "imp/model.h"
+#include "imp/registry.h"
+
+namespace imp {
+
+struct EngineOptions {
+    int64_t max_seq_len = 4096;    // KV capacity; 0 = the model's trained context (capped at 8192)
+    int64_t prefill_chunk = 512;   // tokens per forward call during prefill
+};
+
+struct MemoryPlan {
+    uint64_t weights = 0, state = 0, activations = 0, scratch = 0;
+    uint64_t total() const { return weights + state + activations + scratch; }
+};
+
+class Engine {
+public:
+    Engine(const ModelSource& src, const Registry& reg, Executor& ex, const EngineOptions& opt);
+    ~Engine();
+
+    const ModelDesc& desc() const;
+    const MemoryPlan& plan() const;
+    int64_t position() const;   // tokens already in the state
+    int64_t capacity() const;   // max_seq_len in effect
+    void reset();               // forget the sequence (position back to 0)
+
+    // Runs `n` tokens at the current position (split into prefill_chunk pieces) and advances it.
+    // logits: host buffer of n_vocab floats for the last token, or n * n_vocab when all_logits.
+    // Throws imp::Error when position + n exceeds the capacity, naming both numbers.
+    void forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits = false);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace imp

@@ -1,0 +1,102 @@
+#include "imp/metadata.h"
+
+#include <cstdio>
+
+#include "imp/error.h"
+
+namespace imp {
+
+namespace {
+const char* kind_of(const MetaValue& v) {
+    switch (v.v.index()) {
+        case 0: case 1: return "integer";
+        case 2: return "float";
+        case 3: return "bool";
+        case 4: return "string";
+        default: return "array";
+    }
+}
+[[noreturn]] void wrong(const std::string& key, const MetaValue& v, const char* want) {
+    throw Error("metadata key '" + key + "' is " + (v.type.empty() ? kind_of(v) : v.type) + ", expected " + want);
+}
+}  // namespace
+
+int64_t MetaValue::as_int(const std::string& key) const {
+    if (auto p = std::get_if<int64_t>(&v)) return *p;
+    if (auto p = std::get_if<uint64_t>(&v)) {
+        if (*p > uint64_t(INT64_MAX)) throw Error("metadata key '" + key + "' value is out of range");
+        return int64_t(*p);
+    }
+    if (auto p = std::get_if<bool>(&v)) return *p ? 1 : 0;
+    wrong(key, *this, "an integer");
+}
+double MetaValue::as_float(const std::string& key) const {
+    if (auto p = std::get_if<double>(&v)) return *p;
+    if (auto p = std::get_if<int64_t>(&v)) return double(*p);
+    if (auto p = std::get_if<uint64_t>(&v)) return double(*p);
+    wrong(key, *this, "a number");
+}
+bool MetaValue::as_bool(const std::string& key) const {
+    if (auto p = std::get_if<bool>(&v)) return *p;
+    if (is_int()) return as_int(key) != 0;
+    wrong(key, *this, "a bool");
+}
+const std::string& MetaValue::as_string(const std::string& key) const {
+    if (auto p = std::get_if<std::string>(&v)) return *p;
+    wrong(key, *this, "a string");
+}
+const MetaArray& MetaValue::as_array(const std::string& key) const {
+    if (auto p = std::get_if<std::shared_ptr<MetaArray>>(&v)) return **p;
+    wrong(key, *this, "an array");
+}
+
+std::string MetaValue::to_display(size_t max_array) const {
+    switch (v.index()) {
+        case 0: return std::to_string(std::get<int64_t>(v));
+        case 1: return std::to_string(std::get<uint64_t>(v));
+        case 2: {
+            char b[64];
+            std::snprintf(b, sizeof b, "%.9g", std::get<double>(v));
+            return b;
+        }
+        case 3: return std::get<bool>(v) ? "true" : "false";
+        case 4: {
+            std::string s = std::get<std::string>(v), o = "\"";
+            for (char c : s) {
+                if (o.size() > 80) { o += "..."; break; }
+                if (c == '\n') o += "\\n"; else o += c;
+            }
+            return o + "\"";
+        }
+        default: {
+            const auto& a = *std::get<std::shared_ptr<MetaArray>>(v);
+            std::string o = "[";
+            for (size_t i = 0; i < a.size() && i < max_array; ++i) o += (i ? ", " : "") + a[i].to_display(max_array);
+            if (a.size() > max_array) o += ", ... (" + std::to_string(a.size()) + " items)";
+            return o + "]";
+        }
+    }
+}
+
+namespace {
+const MetaValue& need(const Metadata& m, const std::string& key) {
+    const MetaValue* v = m.find(key);
+    if (!v) throw Error((m.source.empty() ? std::string("model") : m.source) + ": missing metadata key '" + key + "'");
+    return *v;
+}
+}  // namespace
+
+int64_t Metadata::get_int(const std::string& k) const { return need(*this, k).as_int(k); }
+double Metadata::get_float(const std::string& k) const { return need(*this, k).as_float(k); }
+bool Metadata::get_bool(const std::string& k) const { return need(*this, k).as_bool(k); }
+const std::string& Metadata::get_string(const std::string& k) const { return need(*this, k).as_string(k); }
+const MetaArray& Metadata::get_array(const std::string& k) const { return need(*this, k).as_array(k); }
+int64_t Metadata::get_int(const std::string& k, int64_t d) const { auto v = find(k); return v ? v->as_int(k) : d; }
+double Metadata::get_float(const std::string& k, double d) const { auto v = find(k); return v ? v->as_float(k) : d; }
+bool Metadata::get_bool(const std::string& k, bool d) const { auto v = find(k); return v ? v->as_bool(k) : d; }
+std::string Metadata::get_string(const std::string& k, const std::string& d) const {
+    auto v = find(k);
+    return v ? v->as_string(k) : d;
+}
+
+}  // namespace imp
