@@ -30,6 +30,7 @@ struct PluginDescriptor {
     const char* name;       // "arch_llama"; the file must be libimp_<name>.so
     const char* version;    // plugin version, "1.0.0"
     const char* build_key;  // IMP_BUILD_KEY of the SDK the plugin was built against
+    const char* provides;   // what it registers, readable without registering: "arch:llama,qwen3;layer:llama.attention"
 };
 
 using RegisterFn = void(Registry&);
@@ -44,10 +45,13 @@ using RegisterFn = void(Registry&);
     "/cuda-" IMP_CUDA_VERSION "/sdk-" IMP_SDK_VERSION
 
 // Declares a plugin. `regfn` is a function `void regfn(imp::Registry&)` in the plugin.
-#define IMP_PLUGIN(kind_, name_, version_, regfn)                                                               \
+// `provides_` lists what regfn registers ("arch:llama,qwen3;format:Q4_0,Q8_0;layer:llama.ffn"), so the host can
+// say which plugin would serve an architecture without loading it.
+#define IMP_PLUGIN(kind_, name_, version_, provides_, regfn)                                                               \
     namespace imp_plugin_export_ {                                                                                \
     const ::imp::PluginDescriptor descriptor = {sizeof(::imp::PluginDescriptor), IMP_ABI_MAJOR, IMP_ABI_MINOR,  \
-                                                static_cast<uint32_t>(kind_), name_, version_, IMP_BUILD_KEY};  \
+                                                static_cast<uint32_t>(kind_), name_, version_, IMP_BUILD_KEY,   \
+                                                provides_};                                                       \
     void register_fn(::imp::Registry& r) { regfn(r); }                                                          \
     }                                                                                                             \
     BOOST_DLL_ALIAS(imp_plugin_export_::descriptor, imp_plugin_descriptor)                                        \
