@@ -1,0 +1,141 @@
+// `imp [run] --profile P [--prompt TEXT] [-n N] [--set k=v]...` and `imp --model FILE`: load, prefill, decode,
+// stream text, print timings.
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "runtime/session.h"
+#include "imp/error.h"
+#include "profile/profile.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace po = boost::program_options;
+
+namespace imp::cli {
+
+void set_log_level(const std::string& level) {
+    auto l = spdlog::level::from_str(level);
+    if (l == spdlog::level::off && level != "off")
+        throw Error("--log-level '" + level + "': expected trace, debug, info, warn, error or off");
+    spdlog::set_level(l);
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+int cmd_run(const std::vector<std::string>& args) {
+    po::options_description desc(
+        "imp [run] --profile FILE [options]: load the profile's model and plugins, generate text from a prompt");
+    desc.add_options()("help,h", "show this help")("profile,p", po::value<std::string>(), "profile (TOML), see configs/")(
+        "model,m", po::value<std::string>(), "model file/folder (overrides [model] path; works without --profile)")(
+        "prompt", po::value<std::string>(), "prompt text (overrides generate.prompt)")(
+        "n-predict,n", po::value<int64_t>(), "tokens to generate (overrides generate.n_predict)")(
+        "chat", "wrap the prompt in the model's chat template")(
+        "set", po::value<std::vector<std::string>>()->composing(), "override a profile key: section.key=value")(
+        "log-level", po::value<std::string>()->default_value("warn"), "trace, debug, info, warn, error, off");
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(args).options(desc).run(), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw Error(std::string("imp: ") + e.what() + " (try imp --help)");
+    }
+    if (vm.count("help")) {
+        std::cout << desc << "\n";
+        return 0;
+    }
+    set_log_level(vm["log-level"].as<std::string>());
+    if (!vm.count("profile") && !vm.count("model")) throw Error("imp: give --profile FILE or --model FILE (try imp --help)");
+
+    std::vector<std::string> overrides;
+    if (vm.count("set")) overrides = vm["set"].as<std::vector<std::string>>();
+    if (vm.count("model")) overrides.push_back("model.path=\"" + vm["model"].as<std::string>() + "\"");
+    if (vm.count("prompt")) {
+        std::string p = vm["prompt"].as<std::string>(), q;
+        for (char c : p) {  // as a TOML basic string
+            if (c == '"' || c == '\\') q += '\\';
+            if (c == '\n') { q += "\\n"; continue; }
+            q += c;
+        }
+        overrides.push_back("generate.prompt=\"" + q + "\"");
+    }
+    if (vm.count("n-predict")) overrides.push_back("generate.n_predict=" + std::to_string(vm["n-predict"].as<int64_t>()));
+    if (vm.count("chat")) overrides.push_back("generate.chat=\"true\"");
+
+    Profile prof;
+    if (vm.count("profile")) {
+        prof = load_profile(vm["profile"].as<std::string>(), overrides);
+    } else {
+        prof = default_profile();
+        for (auto& o : overrides) apply_override(prof, o);
+    }
+    check_model_path(prof);
+
+    auto t0 = Clock::now();
+    Session s(prof);
+    const double load_s = seconds_since(t0);
+
+    const Tokenizer& tok = s.tokenizer();
+    std::string text = prof.generate.prompt;
+    bool chat = prof.generate.chat == "true";
+    if (chat) {
+        std::vector<Tokenizer::Message> msgs;
+        if (!prof.generate.system.empty()) msgs.push_back({"system", prof.generate.system});
+        msgs.push_back({"user", text});
+        text = tok.apply_chat_template(msgs, true);
+    }
+    std::vector<int32_t> ids = tok.encode(text, tok.add_bos(), /*parse_special=*/chat);
+    if (ids.empty()) throw Error("imp: the prompt is empty");
+    const int64_t cap = s.engine().capacity();
+    if (int64_t(ids.size()) > cap)
+        throw Error("prompt is " + std::to_string(ids.size()) + " tokens, longer than the context (runtime.max_seq_len = " +
+                    std::to_string(cap) + ")");
+
+    SamplerParams sp{prof.sampling.temperature, prof.sampling.top_k, prof.sampling.top_p, prof.sampling.min_p,
+                     prof.sampling.repeat_penalty, prof.sampling.repeat_last_n, prof.sampling.seed};
+    Sampler sampler(sp);
+    std::vector<float> logits(size_t(s.engine().desc().n_vocab));
+    std::vector<int32_t> history = ids;
+
+    if (!chat) std::fputs(prof.generate.prompt.c_str(), stdout);
+    std::fflush(stdout);
+    auto t1 = Clock::now();
+    s.engine().forward(ids.data(), int64_t(ids.size()), logits.data());
+    const double prompt_s = seconds_since(t1);
+
+    StreamDecoder dec(tok);
+    auto t2 = Clock::now();
+    int64_t generated = 0;
+    bool hit_cap = false;
+    for (int64_t i = 0; i < prof.generate.n_predict; ++i) {
+        int32_t next = sampler.sample(logits.data(), int64_t(logits.size()), history);
+        history.push_back(next);
+        ++generated;
+        if (tok.is_eog(next)) break;
+        std::fputs(dec.push(next).c_str(), stdout);
+        std::fflush(stdout);
+        if (i + 1 == prof.generate.n_predict) break;
+        if (s.engine().position() >= cap) {
+            hit_cap = true;
+            break;
+        }
+        s.engine().forward(&next, 1, logits.data());
+    }
+    std::fputs(dec.flush().c_str(), stdout);
+    std::fputs("\n", stdout);
+    std::fflush(stdout);
+    const double gen_s = seconds_since(t2);
+    if (hit_cap) std::fprintf(stderr, "[stopped: context full at %lld tokens (runtime.max_seq_len)]\n", (long long)cap);
+    std::fprintf(stderr, "load %.2f s | prompt %zu tokens, %.1f tok/s | generation %lld tokens, %.1f tok/s | %s\n", load_s,
+                 ids.size(), double(ids.size()) / prompt_s, (long long)generated,
+                 generated > 1 ? double(generated - 1) / gen_s : 0.0, s.executor_name().c_str());
+    return 0;
+}
+
+}  // namespace imp::cli

@@ -1,0 +1,100 @@
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <random>
+
+#include "runtime/sampler.h"
+
+namespace {
+std::vector<float> random_logits(int n, uint32_t seed) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d(0.f, 3.f);
+    std::vector<float> v(size_t(n));
+    for (auto& x : v) x = d(g);
+    return v;
+}
+}  // namespace
+
+TEST_CASE("greedy picks the argmax", "[sampler]") {
+    auto l = random_logits(1000, 1);
+    imp::SamplerParams p;
+    p.temperature = 0;
+    imp::Sampler s(p);
+    auto best = int32_t(std::max_element(l.begin(), l.end()) - l.begin());
+    CHECK(s.sample(l.data(), 1000, {}) == best);
+}
+
+TEST_CASE("repetition penalty demotes a repeated argmax", "[sampler]") {
+    std::vector<float> l = {1.f, 5.f, 4.5f, -2.f};
+    imp::SamplerParams p;
+    p.temperature = 0;
+    p.repeat_penalty = 1.5;
+    imp::Sampler s(p);
+    CHECK(s.sample(l.data(), 4, {0, 3}) == 1);
+    CHECK(s.sample(l.data(), 4, {1}) == 2);  // 5/1.5 < 4.5
+}
+
+TEST_CASE("same seed, same tokens; different seed, different tokens", "[sampler]") {
+    auto l = random_logits(500, 2);
+    imp::SamplerParams p;
+    p.temperature = 1.5;
+    p.top_k = 0;
+    p.top_p = 1.0;
+    p.min_p = 0;
+    p.seed = 42;
+    imp::Sampler a(p), b(p);
+    p.seed = 43;
+    imp::Sampler c(p);
+    std::vector<int32_t> ta, tb, tc;
+    for (int i = 0; i < 64; ++i) {
+        ta.push_back(a.sample(l.data(), 500, ta));
+        tb.push_back(b.sample(l.data(), 500, tb));
+        tc.push_back(c.sample(l.data(), 500, tc));
+    }
+    CHECK(ta == tb);
+    CHECK(ta != tc);
+}
+
+TEST_CASE("top-k, top-p and min-p restrict the candidates", "[sampler]") {
+    auto l = random_logits(200, 3);
+    std::vector<int32_t> order(200);
+    for (int i = 0; i < 200; ++i) order[size_t(i)] = i;
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return l[size_t(a)] > l[size_t(b)]; });
+    imp::SamplerParams p;
+    p.temperature = 3.0;  // flat enough to visit many tokens
+    p.top_k = 5;
+    p.top_p = 1.0;
+    p.min_p = 0;
+    imp::Sampler s(p);
+    std::map<int32_t, int> hits;
+    for (int i = 0; i < 2000; ++i) hits[s.sample(l.data(), 200, {})]++;
+    CHECK(hits.size() <= 5);
+    for (auto& [t, n] : hits) CHECK(std::find(order.begin(), order.begin() + 5, t) != order.begin() + 5);
+
+    // min-p 1.0 keeps only the top token.
+    p.top_k = 0;
+    p.min_p = 1.0;
+    imp::Sampler m(p);
+    for (int i = 0; i < 50; ++i) CHECK(m.sample(l.data(), 200, {}) == order[0]);
+
+    // top-p tiny keeps only the top token.
+    p.min_p = 0;
+    p.top_p = 1e-6;
+    imp::Sampler tp(p);
+    for (int i = 0; i < 50; ++i) CHECK(tp.sample(l.data(), 200, {}) == order[0]);
+}
+
+TEST_CASE("temperature sampling follows the softmax distribution", "[sampler]") {
+    std::vector<float> l = {0.f, std::log(3.f)};  // p = 0.25, 0.75
+    imp::SamplerParams p;
+    p.temperature = 1.0;
+    p.top_k = 0;
+    p.top_p = 1.0;
+    p.min_p = 0;
+    p.seed = 7;
+    imp::Sampler s(p);
+    int ones = 0;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) ones += s.sample(l.data(), 2, {});
+    CHECK(std::abs(double(ones) / n - 0.75) < 0.02);
+}

@@ -1,0 +1,50 @@
+#include "runtime/session.h"
+
+#include <spdlog/spdlog.h>
+
+#include "exec/cpu/cpu_executor.h"
+#include "imp/error.h"
+
+namespace imp {
+
+std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt) {
+    if (rt.executor == "cuda")
+        throw Error("runtime.executor = \"cuda\": this build of imp has no CUDA executor yet; use \"cpu\" or \"auto\"");
+    // "auto" and "cpu": the CPU executor is the only one in this build.
+    return std::make_unique<CpuExecutor>(rt.threads);
+}
+
+Session::Session(const Profile& p) {
+    reg_ = std::make_unique<Registry>();
+    loader_ = std::make_unique<PluginLoader>(*reg_, plugin_search_dirs(p.plugins.paths));
+    src_ = open_model(p.model.path);
+    const std::string arch = src_->architecture();
+
+    if (!p.plugins.load.empty()) {
+        for (const auto& name : p.plugins.load) loader_->load(name);
+    } else {
+        // No [plugins] list (imp --model FILE): the arch plugin that provides this architecture, plus every
+        // quant plugin found, as a llama.cpp user expects the file alone to be enough.
+        const std::string ap = loader_->plugin_for_architecture(arch);
+        if (ap.empty()) throw Error(no_arch_message(arch, *loader_));
+        loader_->load(ap);
+        for (const auto& f : loader_->scan())
+            if (f.info && f.info->kind == PluginKind::Quant) loader_->load_file(f.path);
+    }
+    if (!reg_->find_arch(*src_)) throw Error(no_arch_message(arch, *loader_));
+
+    ex_ = make_executor(p.runtime);
+    spdlog::info("executor: {}", ex_->name());
+    EngineOptions eo;
+    eo.max_seq_len = p.runtime.max_seq_len;
+    eo.prefill_chunk = p.runtime.prefill_chunk;
+    engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
+    tok_ = Tokenizer::from_metadata(src_->metadata());
+}
+
+Session::~Session() {
+    engine_.reset();  // layers and weights (plugin code) go before the executor's memory
+    ex_.reset();
+}
+
+}  // namespace imp

@@ -1,0 +1,39 @@
+// A loaded model ready to generate: registry + plugins (from the profile, or chosen from the model file's
+// architecture), executor, model source, engine and tokenizer. Used by `imp run` and the end-to-end tests.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "imp/executor.h"
+#include "imp/model.h"
+#include "imp/registry.h"
+#include "plugin/loader.h"
+#include "profile/profile.h"
+#include "runtime/engine.h"
+#include "tokenizer/tokenizer.h"
+
+namespace imp {
+
+// "auto" -> the executor to use on this machine; "cuda" without a CUDA executor in the build -> imp::Error.
+std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt);
+
+class Session {
+public:
+    explicit Session(const Profile& p);
+    ~Session();
+    Engine& engine() { return *engine_; }
+    const Tokenizer& tokenizer() const { return *tok_; }
+    const ModelSource& model() const { return *src_; }
+    const Registry& registry() const { return *reg_; }
+    std::string executor_name() const { return ex_->name(); }
+
+private:
+    std::unique_ptr<Registry> reg_;
+    std::unique_ptr<PluginLoader> loader_;
+    std::unique_ptr<ModelSource> src_;
+    std::unique_ptr<Executor> ex_;
+    std::unique_ptr<Engine> engine_;
+    std::unique_ptr<Tokenizer> tok_;
+};
+
+}  // namespace imp
