@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
-#include "runtime/session.h"
+#include "cli/session.h"
 #include "imp/error.h"
 #include "profile/profile.h"
 #include "runtime/sampler.h"

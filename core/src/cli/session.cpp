@@ -1,4 +1,4 @@
-#include "runtime/session.h"
+#include "cli/session.h"
 
 #include <spdlog/spdlog.h>
 
