@@ -1,0 +1,264 @@
+// Loader tests against the test plugins of tests/plugins (built into <build>/test-plugins and test-plugins-alt).
+#include "plugin/loader.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "imp/error.h"
+
+namespace fs = std::filesystem;
+using imp::PluginLoader;
+using imp::Registry;
+
+namespace {
+
+const std::string kDir = std::string(IMP_BINARY_DIR) + "/test-plugins";
+const std::string kAltDir = std::string(IMP_BINARY_DIR) + "/test-plugins-alt";
+
+// The message of the imp::Error that fn throws ("" when it throws nothing).
+template <class F>
+std::string error_of(F&& fn) {
+    try {
+        fn();
+    } catch (const imp::Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// Sets an environment variable for one scope and restores it after.
+struct ScopedEnv {
+    std::string name;
+    std::string old;
+    bool had;
+    ScopedEnv(const char* n, const std::string& v) : name(n) {
+        const char* o = std::getenv(n);
+        had = o != nullptr;
+        if (had) old = o;
+        setenv(n, v.c_str(), 1);
+    }
+    ~ScopedEnv() {
+        if (had)
+            setenv(name.c_str(), old.c_str(), 1);
+        else
+            unsetenv(name.c_str());
+    }
+};
+
+bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("plugin loader: test plugins were built", "[plugin]") {
+    REQUIRE(fs::exists(kDir + "/libimp_test_good.so"));
+    REQUIRE(fs::exists(kAltDir + "/libimp_test_arch.so"));
+}
+
+TEST_CASE("plugin loader: a good plugin loads, registers, and loads twice as a no-op", "[plugin]") {
+    Registry reg;
+    PluginLoader loader(reg, {kDir});
+    const auto& info = loader.load("test_good");
+    CHECK(info.name == "test_good");
+    CHECK(info.version == "1.2.3");
+    CHECK(info.kind == imp::PluginKind::Other);
+    CHECK(info.abi_major == imp::kAbiMajor);
+    CHECK(info.abi_minor == imp::kAbiMinor);
+    CHECK(info.build_key == imp::host_build_key());
+    CHECK(info.provides == "layer:test.test_good;arch:test_good_arch, other_arch");
+    CHECK(info.path == fs::weakly_canonical(kDir + "/libimp_test_good.so").string());
+    CHECK(reg.has_layer_kind("test.test_good"));
+    REQUIRE(reg.entries().size() == 1);
+    CHECK(reg.entries()[0].plugin == "test_good");  // set_current_plugin was set before registering
+
+    // Second load by name and by file: no error, no second registration (which would throw "registered twice").
+    CHECK_NOTHROW(loader.load("test_good"));
+    CHECK_NOTHROW(loader.load_file(kDir + "/libimp_test_good.so"));
+    CHECK(reg.entries().size() == 1);
+    REQUIRE(loader.loaded().size() == 1);
+    CHECK(loader.loaded()[0].name == "test_good");
+
+    // The same name from another file is refused.
+    auto err = error_of([&] { loader.load_file(kAltDir + "/libimp_test_good.so"); });
+    CHECK(err.find("plugin 'test_good' is already loaded from") != std::string::npos);
+
+    // The layer kind the plugin registered can be built.
+    imp::LayerParams p;
+    auto layer = reg.make_layer("test.test_good", p);
+    REQUIRE(layer);
+    CHECK(layer->kind() == "test.test_good");
+}
+
+TEST_CASE("plugin loader: each bad plugin is rejected with its own message and is never registered", "[plugin]") {
+    const std::string host_abi = std::to_string(imp::kAbiMajor) + "." + std::to_string(imp::kAbiMinor);
+    struct Case {
+        std::string file;
+        std::string expect;
+    } cases[] = {
+        {"test_abi_major", "libimp_test_abi_major.so: ABI " + std::to_string(imp::kAbiMajor + 1) + "." +
+                               std::to_string(imp::kAbiMinor) + " required, host provides " + host_abi},
+        {"test_abi_minor", "libimp_test_abi_minor.so: ABI " + std::to_string(imp::kAbiMajor) + "." +
+                               std::to_string(imp::kAbiMinor + 1) + " required, host provides " + host_abi},
+        {"test_build_key", "libimp_test_build_key.so: built with gcc-0.0/cxx11abi-0/cuda-0.0/sdk-0.0.0, host is " +
+                               imp::host_build_key()},
+        {"test_not_plugin", "libimp_test_not_plugin.so: not an imp plugin (no imp_plugin_descriptor export)"},
+        {"test_small_struct", "libimp_test_small_struct.so: plugin descriptor is 24 bytes, ABI " + host_abi +
+                                  " needs at least " + std::to_string(sizeof(imp::PluginDescriptor))},
+        {"test_wrong_name",
+         "libimp_test_wrong_name.so: descriptor names plugin 'test_other', so the file must be named "
+         "libimp_test_other.so"},
+        {"test_unresolved", "libimp_test_unresolved.so: cannot be loaded: "},
+        {"test_throws", "libimp_test_throws.so: register function failed: test plugin refuses to register"},
+    };
+    for (auto& c : cases) {
+        SECTION(c.file) {
+            Registry reg;
+            PluginLoader loader(reg, {kDir});
+            auto err = error_of([&] { loader.load(c.file); });
+            INFO(err);
+            CHECK(one_line(err));
+            CHECK(err.rfind(c.expect, 0) == 0);
+            if (c.file != "test_unresolved") CHECK(err == c.expect);
+            CHECK_FALSE(reg.has_layer_kind("test." + c.file));
+            CHECK(reg.entries().empty());
+            CHECK(loader.loaded().empty());
+            // Asking again gives the same answer (a rejected plugin is not half-loaded).
+            CHECK(error_of([&] { loader.load(c.file); }) == err);
+        }
+    }
+}
+
+TEST_CASE("plugin loader: an unresolved symbol is named in the load error", "[plugin]") {
+    Registry reg;
+    PluginLoader loader(reg, {kDir});
+    auto err = error_of([&] { loader.load("test_unresolved"); });
+    CHECK(err.find("imp_test_symbol_that_does_not_exist") != std::string::npos);
+}
+
+TEST_CASE("plugin loader: a missing plugin names the directories searched and the plugins available", "[plugin]") {
+    Registry reg;
+    PluginLoader loader(reg, {kDir, kAltDir, "/nonexistent/imp-plugins"});
+    auto err = error_of([&] { loader.load("quant_nvfp4"); });
+    INFO(err);
+    CHECK(one_line(err));
+    CHECK(err ==
+          "plugin 'quant_nvfp4' not found; searched: " + kDir + ", " + kAltDir +
+              ", /nonexistent/imp-plugins; available: test_abi_major, test_abi_minor, test_arch, test_build_key, "
+              "test_good, test_not_plugin, test_small_struct, test_throws, test_unresolved, test_wrong_name");
+
+    PluginLoader empty(reg, {"/nonexistent/imp-plugins"});
+    CHECK(error_of([&] { empty.load("x"); }) ==
+          "plugin 'x' not found; searched: /nonexistent/imp-plugins; available: none");
+    CHECK(error_of([&] { empty.load("../evil"); }).find("is invalid") != std::string::npos);
+    CHECK(error_of([&] { empty.load_file(kDir + "/libimp_nope.so"); }).find("no such plugin file") !=
+          std::string::npos);
+    CHECK(error_of([&] { empty.load_file("/etc/hostname"); }).find("not a plugin file name") != std::string::npos);
+}
+
+TEST_CASE("plugin loader: the first directory that has a plugin wins", "[plugin]") {
+    Registry reg;
+    PluginLoader alt_first(reg, {kAltDir, kDir});
+    CHECK(alt_first.load("test_good").version == "2.0.0");
+    Registry reg2;
+    PluginLoader dir_first(reg2, {kDir, kAltDir});
+    CHECK(dir_first.load("test_good").version == "1.2.3");
+    CHECK(dir_first.load("test_arch").path == fs::weakly_canonical(kAltDir + "/libimp_test_arch.so").string());
+}
+
+TEST_CASE("plugin loader: search order is profile paths, IMP_PLUGIN_PATH, <exe>/../lib/imp/plugins", "[plugin]") {
+    ScopedEnv env("IMP_PLUGIN_PATH", kAltDir + "::" + kDir + "/:" + kAltDir);
+    auto dirs = imp::plugin_search_dirs({"/profile/a", "/profile/b"});
+    REQUIRE(dirs.size() == 5);
+    CHECK(dirs[0] == "/profile/a");
+    CHECK(dirs[1] == "/profile/b");
+    CHECK(dirs[2] == kAltDir);
+    CHECK(dirs[3] == kDir);  // trailing slash dropped, duplicate of kAltDir dropped, empty entry dropped
+    CHECK(dirs[4] == fs::path(std::string(IMP_BINARY_DIR) + "/lib/imp/plugins").lexically_normal().string());
+
+    // IMP_PLUGIN_PATH is honoured by a loader built from those directories.
+    Registry reg;
+    PluginLoader loader(reg, imp::plugin_search_dirs({}));
+    CHECK(loader.load("test_arch").name == "test_arch");
+    CHECK(loader.load("test_good").version == "2.0.0");  // alt dir comes first in IMP_PLUGIN_PATH
+}
+
+TEST_CASE("plugin loader: without IMP_PLUGIN_PATH the profile paths and the install dir are searched", "[plugin]") {
+    ScopedEnv env("IMP_PLUGIN_PATH", "");
+    auto dirs = imp::plugin_search_dirs({kDir});
+    REQUIRE(dirs.size() == 2);
+    CHECK(dirs[0] == kDir);
+}
+
+TEST_CASE("plugin loader: scan reads descriptors without registering and explains the bad ones", "[plugin]") {
+    Registry reg;
+    PluginLoader loader(reg, {kDir, kAltDir});
+    auto found = loader.scan();
+    CHECK(reg.entries().empty());
+    CHECK(loader.loaded().empty());
+    REQUIRE(found.size() == 10);  // test_good in the alt dir is hidden by the first dir's
+    std::map<std::string, PluginLoader::Found> by_name;
+    for (auto& f : found) by_name[imp::plugin_name_from_file(f.path)] = f;
+    REQUIRE(by_name.count("test_good"));
+    REQUIRE(by_name["test_good"].info);
+    CHECK(by_name["test_good"].info->version == "1.2.3");
+    CHECK(by_name["test_good"].error.empty());
+    REQUIRE(by_name["test_arch"].info);
+    CHECK(by_name["test_arch"].info->provides == "arch:alt_arch");
+    // test_throws has a valid descriptor: only registering would fail.
+    CHECK(by_name["test_throws"].info);
+    for (auto bad : {"test_abi_major", "test_abi_minor", "test_build_key", "test_not_plugin", "test_small_struct",
+                     "test_wrong_name", "test_unresolved"}) {
+        INFO(bad);
+        CHECK_FALSE(by_name[bad].info);
+        CHECK(by_name[bad].error.rfind(std::string("libimp_") + bad + ".so: ", 0) == 0);
+    }
+}
+
+TEST_CASE("plugin loader: plugin_for_architecture reads provides, no_arch_message suggests the plugin", "[plugin]") {
+    CHECK(imp::parse_provides("arch:llama, qwen3 ;format:Q4_0,Q8_0;layer:llama.ffn;junk;x:") ==
+          std::vector<std::string>{"arch:llama", "arch:qwen3", "format:Q4_0", "format:Q8_0", "layer:llama.ffn"});
+
+    Registry reg;
+    PluginLoader loader(reg, {kDir, kAltDir});
+    CHECK(loader.plugin_for_architecture("test_good_arch") == "test_good");
+    CHECK(loader.plugin_for_architecture("other_arch") == "test_good");
+    CHECK(loader.plugin_for_architecture("alt_arch") == "test_arch");
+    CHECK(loader.plugin_for_architecture("minor_arch") == "");  // its descriptor is rejected
+    CHECK(loader.plugin_for_architecture("qwen3moe") == "");
+    CHECK(loader.loaded().empty());
+    CHECK(reg.entries().empty());
+
+    loader.load("test_good");
+    CHECK(imp::no_arch_message("alt_arch", loader) ==
+          "no loaded plugin handles architecture 'alt_arch' (loaded: test_good); add test_arch to [plugins]");
+    CHECK(imp::no_arch_message("qwen3moe", loader) ==
+          "no loaded plugin handles architecture 'qwen3moe' (loaded: test_good); no plugin found provides it");
+    Registry reg2;
+    PluginLoader none(reg2, {"/nonexistent"});
+    CHECK(imp::no_arch_message("llama", none) ==
+          "no loaded plugin handles architecture 'llama' (loaded: none); no plugin found provides it");
+}
+
+TEST_CASE("plugin loader: plugin file names", "[plugin]") {
+    CHECK(imp::plugin_name_from_file("/a/b/libimp_arch_llama.so") == "arch_llama");
+    CHECK(imp::plugin_name_from_file("libimp_.so") == "");
+    CHECK(imp::plugin_name_from_file("libfoo.so") == "");
+    CHECK(imp::plugin_name_from_file("libimp_x.so.1") == "");
+}
+
+// Loads the out-of-tree example (examples/third_party_plugin) when scripts/check-sdk points at its build.
+TEST_CASE("plugin loader: the out-of-tree example plugin loads and scales hidden states", "[example]") {
+    const char* dir = std::getenv("IMP_EXAMPLE_PLUGIN_DIR");
+    if (!dir) {
+        WARN("IMP_EXAMPLE_PLUGIN_DIR not set; scripts/check-sdk runs this test");
+        return;
+    }
+    Registry reg;
+    PluginLoader loader(reg, {dir});
+    const auto& info = loader.load("hello_layer");
+    CHECK(info.provides == "layer:example.scale");
+    REQUIRE(reg.has_layer_kind("example.scale"));
+}
