@@ -1,0 +1,67 @@
+// Profile: the TOML file a user runs (`imp run --profile configs/x.toml`), plus `--set section.key=value`
+// overrides. Every key is documented in configs/README.md. Errors are one line naming the file, line and key.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace imp {
+
+struct Profile {
+    std::string file;  // profile path ("" when built from --model)
+    struct Model {
+        std::string path;  // .gguf file or safetensors folder; a relative path in a file resolves against its dir
+    } model;
+    struct Plugins {
+        std::vector<std::string> load;   // plugin names, loaded in this order
+        std::vector<std::string> paths;  // extra search directories, searched first
+    } plugins;
+    struct Runtime {
+        std::string executor = "auto";  // auto | cpu | cuda
+        int64_t max_seq_len = 4096;
+        int64_t prefill_chunk = 512;
+        bool cuda_graphs = true;
+        std::string kv_dtype = "bf16";  // bf16 | fp8 | f32
+        int threads = 0;                // CPU threads, 0 = all cores
+    } runtime;
+    struct Sampling {
+        double temperature = 0.8;
+        int64_t top_k = 40;
+        double top_p = 0.95;
+        double min_p = 0.05;
+        double repeat_penalty = 1.0;
+        int64_t repeat_last_n = 64;
+        uint64_t seed = 0;
+    } sampling;
+    struct Generate {
+        std::string prompt = "The capital of France is";
+        int64_t n_predict = 32;
+        std::string chat = "auto";  // auto | true | false
+        std::string system = "";
+    } generate;
+    struct Bench {
+        std::vector<int64_t> pp{512};
+        std::vector<int64_t> tg{128};
+        int64_t reps = 5;
+    } bench;
+};
+
+// Reads and validates a profile file, then applies the overrides ("section.key=value") in order.
+// Throws imp::Error: "<path>: no such profile", "<file>:<line>:<col>: <TOML syntax error>",
+// "<file>:<line>: unknown key 'runtime.foo' (...)", "<file>:<line>: key 'runtime.max_seq_len' must be an integer,
+// got string", bad enum values and out-of-range numbers likewise.
+Profile load_profile(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The defaults, with no file (for `imp --model FILE`).
+Profile default_profile();
+
+// Applies one "section.key=value" override. The value is read as a TOML value (1024 is an integer, true a
+// boolean, [1, 2] an array); anything that does not parse as one is taken as a bare string, and a string key takes
+// the text as written. Errors start with "--set <kv>: ". A relative [model] path or [plugins] path given here
+// stays relative to the current directory.
+void apply_override(Profile& p, const std::string& kv);
+
+// Throws "<profile>: [model] path '<resolved>' does not exist" (or "... is not set").
+void check_model_path(const Profile& p);
+
+}  // namespace imp
