@@ -1,0 +1,74 @@
+// quant_ggml_bench: times GgmlWeight::matmul on the CPU (not a test; prints ms and GB/s of weight bytes).
+// Usage: quant_ggml_bench [threads ...]   (default: 1 2)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "ggml_format.h"
+#include "kernels.h"
+#include "random_weights.h"
+#include "test_executor.h"
+
+using namespace imp::ggml;
+
+namespace {
+
+struct Case {
+    const char* type;
+    int64_t rows, cols, n_tokens;
+};
+
+void run(const Case& c, int threads) {
+    std::mt19937 rng(1);
+    const TypeInfo& t = *find_type(c.type);
+    const auto raw = test::random_blocks(t, c.rows * c.cols / t.block, rng);
+    imp::TensorInfo ti;
+    ti.name = "bench.weight";
+    ti.type = c.type;
+    ti.shape = {c.rows, c.cols};
+    ti.data = raw.data();
+    ti.nbytes = raw.size();
+    test::TestExecutor ex(threads);
+    GgmlFormat f;
+    imp::WeightSource src;
+    src.main = &ti;
+    const auto w = f.load(src, ex);
+    std::vector<float> x(static_cast<size_t>(c.n_tokens * c.cols)), y(static_cast<size_t>(c.n_tokens * c.rows));
+    std::normal_distribution<float> nd;
+    for (auto& v : x) v = nd(rng);
+    using clk = std::chrono::steady_clock;
+    // Warm up, then take the best of several timed batches.
+    w->matmul(ex, x.data(), c.cols, y.data(), c.rows, c.n_tokens);
+    const double bytes = double(w->bytes());
+    int iters = std::max(1, int(2e8 / (bytes + 1.0) / double(c.n_tokens)));
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+        const auto t0 = clk::now();
+        for (int i = 0; i < iters; ++i) w->matmul(ex, x.data(), c.cols, y.data(), c.rows, c.n_tokens);
+        best = std::min(best, std::chrono::duration<double>(clk::now() - t0).count() / iters);
+    }
+    const double gflop = 2.0 * double(c.rows) * double(c.cols) * double(c.n_tokens) * 1e-9;
+    std::printf("%-6s %6lld x %-6lld tokens %4lld  threads %d  %9.3f ms  %7.2f GB/s  %7.2f GFLOP/s\n", c.type,
+                (long long)c.rows, (long long)c.cols, (long long)c.n_tokens, threads, best * 1e3,
+                bytes / best * 1e-9, gflop / best);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<int> threads;
+    for (int i = 1; i < argc; ++i) threads.push_back(std::atoi(argv[i]));
+    if (threads.empty()) threads = {1, 2};
+    std::printf("kernels: %s\n", kernels_best().name);
+    const Case cases[] = {
+        {"Q4_1", 576, 1536, 1},  {"Q4_1", 1536, 576, 1}, {"Q8_0", 49152, 576, 1}, {"Q4_0", 1536, 576, 1},
+        {"Q4_K", 1536, 768, 1},  {"Q6_K", 1536, 768, 1}, {"F16", 1536, 576, 1},   {"F32", 1536, 576, 1},
+        {"Q4_1", 1536, 576, 64},
+    };
+    for (const auto& c : cases)
+        for (int t : threads) run(c, t);
+    return 0;
+}

@@ -1,0 +1,21 @@
+// quant_ggml: the "ggml" QuantFormat: F32, F16, BF16 and the ggml block quants, CPU reference kernels.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imp/quant_format.h"
+
+namespace imp::ggml {
+
+class GgmlFormat final : public QuantFormat {
+public:
+    std::string name() const override { return "ggml"; }
+    std::vector<std::string> types() const override;
+    bool handles(const WeightSource& src) const override;
+    uint64_t device_bytes(const WeightSource& src, const Executor& ex) const override;
+    std::unique_ptr<Weight> load(const WeightSource& src, Executor& ex) const override;
+    void dequantize(const std::string& type, const uint8_t* data, int64_t n, float* out) const override;
+};
+
+}  // namespace imp::ggml

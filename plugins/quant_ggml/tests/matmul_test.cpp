@@ -1,0 +1,242 @@
+// GgmlFormat weights on the CPU: matmul against a double-precision dot of the dequantized rows, get_rows against
+// dequantize, the dot kernels of every build, and the load-time checks and their messages.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ggml_format.h"
+#include "ggml_types.h"
+#include "imp/error.h"
+#include "kernels.h"
+#include "random_weights.h"
+#include "test_executor.h"
+
+using namespace imp::ggml;
+using imp::ggml::test::TestExecutor;
+
+namespace {
+
+struct Tensor {
+    std::vector<uint8_t> raw;
+    imp::TensorInfo info;
+    imp::WeightSource src() const {
+        imp::WeightSource s;
+        s.main = &info;
+        return s;
+    }
+};
+
+Tensor random_tensor(const std::string& type, std::vector<int64_t> shape, std::mt19937& rng) {
+    const TypeInfo& t = *find_type(type);
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    Tensor tt;
+    tt.raw = test::random_blocks(t, n / t.block, rng);
+    tt.info.name = "blk.0.ffn_up.weight";
+    tt.info.type = type;
+    tt.info.shape = std::move(shape);
+    tt.info.data = tt.raw.data();
+    tt.info.nbytes = tt.raw.size();
+    return tt;
+}
+
+std::vector<float> random_activations(int64_t n, std::mt19937& rng) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) {
+        x = nd(rng);
+        if (x == 0.f) x = 0.5f;  // non-zero inputs
+    }
+    return v;
+}
+
+// Checks y (row stride ys) against a double dot of W's dequantized rows with x (row stride xs). The bound is
+// relative to sum |x_c w_c| (what fp32 accumulation error scales with).
+void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, const std::vector<float>& x, int64_t xs,
+                  const std::vector<float>& y, int64_t ys, int64_t n_tokens) {
+    int64_t bad = 0;
+    double worst = 0;
+    for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+                const double p = double(wdq[size_t(r * cols + c)]) * double(x[size_t(t * xs + c)]);
+                ref += p;
+                mag += std::fabs(p);
+            }
+            const double got = y[size_t(t * ys + r)];
+            const double rel = std::fabs(got - ref) / (mag > 0 ? mag : 1e-30);
+            worst = std::max(worst, rel);
+            if (!(rel <= 1e-5)) ++bad;
+        }
+    INFO("worst relative error " << worst);
+    CHECK(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("matmul equals a double dot of the dequantized rows, for every type", "[quant_ggml][matmul]") {
+    std::mt19937 rng(7);
+    GgmlFormat f;
+    // rows not a multiple of the thread count nor of the 4-row tile; cols a few blocks (odd counts for 32-blocks).
+    for (int threads : {1, 3}) {
+        TestExecutor ex(threads);
+        for (int ti = 0; ti < kTypeCount; ++ti) {
+            const TypeInfo& t = type_info(Type(ti));
+            const int64_t rows = 37, cols = t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 3 * 256);
+            const Tensor w = random_tensor(t.name, {rows, cols}, rng);
+            REQUIRE(f.handles(w.src()));
+            CHECK(f.device_bytes(w.src(), ex) == w.raw.size());
+            const auto weight = f.load(w.src(), ex);
+            REQUIRE(weight->rows() == rows);
+            REQUIRE(weight->cols() == cols);
+            CHECK(weight->type() == t.name);
+            CHECK(weight->bytes() == w.raw.size());
+            std::vector<float> wdq(static_cast<size_t>(rows * cols));
+            f.dequantize(t.name, w.raw.data(), rows * cols, wdq.data());
+            for (int64_t n_tokens : {1, 3, 17}) {
+                INFO("type " << t.name << ", threads " << threads << ", n_tokens " << n_tokens);
+                const int64_t xs = cols + 5, ys = rows + 3;  // strided rows
+                const auto x = random_activations(n_tokens * xs, rng);
+                std::vector<float> y(size_t(n_tokens * ys), 1e30f);
+                weight->matmul(ex, x.data(), xs, y.data(), ys, n_tokens);
+                check_matmul(wdq, rows, cols, x, xs, y, ys, n_tokens);
+                for (int64_t t2 = 0; t2 < n_tokens; ++t2)  // the stride padding is untouched
+                    for (int64_t r = rows; r < ys; ++r) CHECK(y[size_t(t2 * ys + r)] == 1e30f);
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul at SmolLM2 shapes with several threads", "[quant_ggml][matmul]") {
+    std::mt19937 rng(11);
+    GgmlFormat f;
+    TestExecutor ex(4);
+    struct Shape {
+        const char* type;
+        int64_t rows, cols;
+    };
+    for (const Shape s : {Shape{"Q4_1", 1536, 576}, Shape{"Q4_1", 576, 1536}, Shape{"Q8_0", 1001, 576},
+                          Shape{"Q6_K", 130, 1536}}) {
+        const Tensor w = random_tensor(s.type, {s.rows, s.cols}, rng);
+        const auto weight = f.load(w.src(), ex);
+        std::vector<float> wdq(static_cast<size_t>(s.rows * s.cols));
+        f.dequantize(s.type, w.raw.data(), s.rows * s.cols, wdq.data());
+        for (int64_t n_tokens : {1, 5}) {
+            INFO("type " << s.type << " " << s.rows << "x" << s.cols << ", n_tokens " << n_tokens);
+            const auto x = random_activations(n_tokens * s.cols, rng);
+            std::vector<float> y(static_cast<size_t>(n_tokens * s.rows));
+            weight->matmul(ex, x.data(), s.cols, y.data(), s.rows, n_tokens);
+            check_matmul(wdq, s.rows, s.cols, x, s.cols, y, s.rows, n_tokens);
+        }
+    }
+}
+
+TEST_CASE("dot kernels of every build agree with a double dot", "[quant_ggml][matmul]") {
+    std::mt19937 rng(3);
+    for (const Kernels* k : kernels_available()) {
+        for (int64_t n : {1, 7, 8, 15, 16, 17, 33, 576, 1001}) {
+            const int64_t ws = n + 3;
+            const auto w = random_activations(4 * ws, rng);
+            const auto x = random_activations(n, rng);
+            for (int nr = 1; nr <= 4; ++nr) {
+                INFO("kernels " << k->name << ", n " << n << ", nr " << nr);
+                float y[4] = {0, 0, 0, 0};
+                k->dot_rows(w.data(), ws, nr, x.data(), n, y);
+                for (int r = 0; r < nr; ++r) {
+                    double ref = 0, mag = 0;
+                    for (int64_t c = 0; c < n; ++c) {
+                        ref += double(w[size_t(r * ws + c)]) * x[size_t(c)];
+                        mag += std::fabs(double(w[size_t(r * ws + c)]) * x[size_t(c)]);
+                    }
+                    CHECK(std::fabs(y[r] - ref) <= 1e-5 * mag);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("get_rows dequantizes the requested rows", "[quant_ggml][get_rows]") {
+    std::mt19937 rng(5);
+    GgmlFormat f;
+    TestExecutor ex(2);
+    for (const char* type : {"Q4_1", "Q8_0", "F16", "Q5_K", "F32"}) {
+        const TypeInfo& t = *find_type(type);
+        const int64_t rows = 50, cols = t.block == 256 ? 512 : 96;
+        const Tensor w = random_tensor(type, {rows, cols}, rng);
+        const auto weight = f.load(w.src(), ex);
+        const std::vector<int32_t> ids = {0, 49, 7, 7, 23};
+        std::vector<float> out(ids.size() * size_t(cols));
+        weight->get_rows(ex, ids.data(), int64_t(ids.size()), out.data());
+        std::vector<float> ref(static_cast<size_t>(cols));
+        for (size_t i = 0; i < ids.size(); ++i) {
+            f.dequantize(type, w.raw.data() + size_t(ids[i]) * w.raw.size() / rows, cols, ref.data());
+            INFO("type " << type << ", id " << ids[i]);
+            CHECK(std::memcmp(ref.data(), out.data() + i * size_t(cols), size_t(cols) * 4) == 0);
+        }
+        const int32_t bad[] = {3, 50};
+        CHECK_THROWS_WITH(weight->get_rows(ex, bad, 2, out.data()),
+                          Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("50"));
+        const int32_t neg[] = {-1};
+        CHECK_THROWS_AS(weight->get_rows(ex, neg, 1, out.data()), imp::Error);
+    }
+}
+
+TEST_CASE("tensors of more than two dims flatten the inner dims into cols", "[quant_ggml][load]") {
+    std::mt19937 rng(9);
+    GgmlFormat f;
+    TestExecutor ex(1);
+    const Tensor w = random_tensor("Q8_0", {6, 2, 64}, rng);
+    const auto weight = f.load(w.src(), ex);
+    CHECK(weight->rows() == 6);
+    CHECK(weight->cols() == 128);
+    std::vector<float> wdq(6 * 128);
+    f.dequantize("Q8_0", w.raw.data(), 6 * 128, wdq.data());
+    const auto x = random_activations(128, rng);
+    std::vector<float> y(6);
+    weight->matmul(ex, x.data(), 128, y.data(), 6, 1);
+    check_matmul(wdq, 6, 128, x, 128, y, 6, 1);
+}
+
+TEST_CASE("handles, load errors and non-CPU executors", "[quant_ggml][load]") {
+    std::mt19937 rng(13);
+    GgmlFormat f;
+    TestExecutor ex(1);
+    Tensor w = random_tensor("Q4_1", {8, 64}, rng);
+
+    imp::TensorInfo other = w.info;
+    other.type = "F8_E4M3";
+    imp::WeightSource s;
+    s.main = &other;
+    CHECK_FALSE(f.handles(s));
+    CHECK_FALSE(f.handles(imp::WeightSource{}));
+    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("F8_E4M3"));
+
+    imp::TensorInfo short_data = w.info;
+    short_data.nbytes -= 20;
+    s.main = &short_data;
+    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("expected 320"));
+    CHECK_THROWS_AS(f.device_bytes(s, ex), imp::Error);
+
+    imp::TensorInfo odd_cols = w.info;
+    odd_cols.shape = {16, 32 + 8};
+    s.main = &odd_cols;
+    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("Q4_1"));
+
+    imp::TensorInfo scalar = w.info;
+    scalar.shape = {};
+    s.main = &scalar;
+    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("scalar"));
+
+    test::FakeGpuExecutor gpu;
+    CHECK_THROWS_WITH(f.load(w.src(), gpu), Catch::Contains("cuda:0 executor not supported yet"));
+    const auto weight = f.load(w.src(), ex);
+    std::vector<float> x(64, 1.f), y(8);
+    CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1), Catch::Contains("not supported yet"));
+    CHECK_THROWS_WITH(weight->matmul(ex, x.data(), 32, y.data(), 8, 1), Catch::Contains("strides"));
+    weight->matmul(ex, x.data(), 64, y.data(), 8, 0);  // no tokens: nothing to do
+}
