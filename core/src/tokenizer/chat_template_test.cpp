@@ -1,0 +1,65 @@
+// Chat template tests on the fixture vocabularies (their templates are the real SmolLM2 one, a Llama-3 one and a
+// Qwen2.5-style one with a literal default system prompt).
+#include <catch2/catch.hpp>
+
+#include "imp/error.h"
+#include "tokenizer/test_fixtures.h"
+#include "tokenizer/tokenizer.h"
+
+using imp::Tokenizer;
+using Msgs = std::vector<Tokenizer::Message>;
+
+namespace {
+
+std::unique_ptr<Tokenizer> load(const std::string& name, const char* tmpl = nullptr) {
+    imp::Metadata md = imp::test::load_fixture_metadata(name + ".gguf");
+    if (tmpl) md.set("tokenizer.chat_template", {std::string(tmpl), "str"});
+    return Tokenizer::from_metadata(md);
+}
+
+}  // namespace
+
+TEST_CASE("ChatML template with SmolLM2's default system prompt", "[tokenizer][chat]") {
+    const auto tok = load("smollm2");
+    CHECK(tok->apply_chat_template({{"user", "Hi!"}}, true) ==
+          "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+          "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n");
+    CHECK(tok->apply_chat_template({{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}}, false) ==
+          "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+          "<|im_start|>assistant\nHello<|im_end|>\n");
+    // The prompt tokenizes with the control tokens as single ids.
+    const auto ids = tok->encode(tok->apply_chat_template({{"user", "Hi!"}}, true), tok->add_bos(), true);
+    CHECK(ids.front() == 1);
+    CHECK(std::count(ids.begin(), ids.end(), 1) == 3);
+    CHECK(std::count(ids.begin(), ids.end(), 2) == 2);
+}
+
+TEST_CASE("Qwen2.5-style template: escaped literal default system prompt", "[tokenizer][chat]") {
+    const auto tok = load("qwen2");
+    CHECK(tok->apply_chat_template({{"user", "x"}}, true) ==
+          "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+          "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
+    // A system turn whose text comes from a variable is not a default prompt.
+    const auto tok2 = load("qwen2", "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}");
+    CHECK(tok2->apply_chat_template({{"user", "x"}}, false) == "<|im_start|>user\nx<|im_end|>\n");
+}
+
+TEST_CASE("Llama-3 template", "[tokenizer][chat]") {
+    const auto tok = load("llama3");
+    CHECK(tok->apply_chat_template({{"system", "S"}, {"user", "  Hello \n"}}, true) ==
+          "<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>"
+          "<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    const auto ids = tok->encode(tok->apply_chat_template({{"user", "Hi"}}, true), tok->add_bos(), true);
+    CHECK(ids.front() == tok->bos());
+    CHECK(std::count(ids.begin(), ids.end(), tok->find_token("<|start_header_id|>")) == 2);
+}
+
+TEST_CASE("template style fallback and error", "[tokenizer][chat]") {
+    // No recognisable markers: ChatML when the vocab has <|im_start|> ...
+    const auto q = load("qwen2", "{% for m in messages %}{{ m.content }}{% endfor %}");
+    CHECK(q->apply_chat_template({{"user", "a"}}, false) == "<|im_start|>user\na<|im_end|>\n");
+    // ... and an error otherwise.
+    const auto l = load("llama3", "{% for m in messages %}{{ m.content }}{% endfor %}");
+    CHECK_THROWS_WITH(l->apply_chat_template({{"user", "a"}}, false), Catch::Contains("chat template"));
+}

@@ -1,0 +1,217 @@
+// Tokenizer tests against reference ids from the Hugging Face `tokenizers` package (tests/fixtures/tokenizer/,
+// written by tests/tools/make_tokenizer_fixtures.py), plus decoding, streaming, special tokens and errors.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdio>
+
+#include "imp/error.h"
+#include "tokenizer/test_fixtures.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
+
+using imp::Tokenizer;
+
+namespace {
+
+const Tokenizer& fixture_tokenizer(const std::string& name) {
+    static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+    auto& t = cache[name];
+    if (!t) t = Tokenizer::from_metadata(imp::test::load_fixture_metadata(name + ".gguf"));
+    return *t;
+}
+
+bool valid_utf8(const std::string& s) {
+    for (size_t i = 0; i < s.size();) {
+        int len = 1;
+        if (imp::unicode::decode_utf8(s, i, &len) == imp::unicode::kReplacement && s.compare(i, 3, "\xEF\xBF\xBD"))
+            return false;
+        i += size_t(len);
+    }
+    return true;
+}
+
+void check_reference(const std::string& name) {
+    const Tokenizer& tok = fixture_tokenizer(name);
+    const imp::test::Json ref = imp::test::load_fixture_json(name + ".json");
+    REQUIRE(ref["cases"].arr.size() > 40);
+    for (const auto& c : ref["cases"].arr) {
+        const std::string& text = c["text"].s;
+        INFO(name << " text: \"" << text << "\"");
+        const std::vector<int32_t> ids = c["ids"].ints(), plain = c["ids_plain"].ints();
+        CHECK(tok.encode(text, false, true) == ids);
+        CHECK(tok.encode(text, false, false) == plain);
+        CHECK(tok.decode(ids) == text);
+        CHECK(tok.decode(plain) == text);
+        imp::StreamDecoder sd(tok);
+        std::string streamed;
+        for (int32_t id : ids) {
+            const std::string chunk = sd.push(id);
+            CHECK(valid_utf8(chunk));
+            streamed += chunk;
+        }
+        streamed += sd.flush();
+        CHECK(streamed == text);
+    }
+}
+
+imp::Metadata with_key(imp::Metadata md, const std::string& key, imp::MetaValue v) {
+    md.set(key, std::move(v));
+    return md;
+}
+
+}  // namespace
+
+TEST_CASE("SmolLM2 vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("smollm2"); }
+
+TEST_CASE("Llama-3-style vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("llama3"); }
+
+TEST_CASE("Qwen2-style vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("qwen2"); }
+
+TEST_CASE("SmolLM2 tokenizer properties", "[tokenizer]") {
+    const Tokenizer& tok = fixture_tokenizer("smollm2");
+    CHECK(tok.n_vocab() == 49152);
+    CHECK(tok.bos() == 1);
+    CHECK(tok.eos() == 2);
+    CHECK_FALSE(tok.add_bos());
+    CHECK(tok.pre_kind() == imp::pretok::Kind::Smollm);
+    CHECK(tok.is_eog(2));  // <|im_end|>
+    CHECK(tok.is_eog(0));  // <|endoftext|>
+    CHECK_FALSE(tok.is_eog(1));
+    CHECK_FALSE(tok.is_eog(100));
+    CHECK(tok.token_text(1) == "<|im_start|>");
+    CHECK(tok.token_text(tok.encode(" the", false, false).at(0)) == " the");
+    CHECK(tok.encode("hi", true, false).front() == 1);
+    CHECK_THROWS_AS(tok.token_text(49152), imp::Error);
+    CHECK_THROWS_AS(tok.token_text(-1), imp::Error);
+}
+
+TEST_CASE("Llama-3 vocab: BOS, end-of-turn ids, ignore_merges", "[tokenizer]") {
+    const Tokenizer& tok = fixture_tokenizer("llama3");
+    CHECK(tok.add_bos());
+    CHECK(tok.pre_kind() == imp::pretok::Kind::Llama3);
+    const int32_t eot = tok.find_token("<|eot_id|>"), eom = tok.find_token("<|eom_id|>");
+    REQUIRE(eot >= 0);
+    CHECK(tok.is_eog(eot));
+    CHECK(tok.is_eog(eom));
+    CHECK(tok.is_eog(tok.eos()));
+    CHECK_FALSE(tok.is_eog(tok.bos()));
+    const auto ids = tok.encode("Hello", true, true);
+    CHECK(ids.front() == tok.bos());
+    // " quokka" is a vocab entry no merge chain produces: only ignore_merges yields it as one token.
+    const int32_t quokka = tok.find_token(" quokka");
+    REQUIRE(quokka >= 0);
+    CHECK(tok.encode(" quokka", false, false) == std::vector<int32_t>{quokka});
+}
+
+TEST_CASE("Qwen2 vocab: user-defined tokens split even without parse_special", "[tokenizer]") {
+    const Tokenizer& tok = fixture_tokenizer("qwen2");
+    const int32_t tc = tok.find_token("<tool_call>"), im_end = tok.find_token("<|im_end|>");
+    REQUIRE(tc >= 0);
+    REQUIRE(im_end >= 0);
+    CHECK(tok.token_type(tc) == Tokenizer::kUserDefined);
+    CHECK(tok.encode("<tool_call>", false, false) == std::vector<int32_t>{tc});
+    CHECK(tok.encode("<|im_end|>", false, true) == std::vector<int32_t>{im_end});
+    CHECK(tok.encode("<|im_end|>", false, false).size() > 1);
+    CHECK_FALSE(tok.add_bos());
+    CHECK(tok.is_eog(im_end));
+    CHECK(tok.is_eog(tok.find_token("<|endoftext|>")));
+}
+
+TEST_CASE("invalid UTF-8 input: each bad byte is encoded as U+FFFD", "[tokenizer]") {
+    const std::string fffd = "\xEF\xBF\xBD";
+    for (const char* name : {"smollm2", "llama3", "qwen2"}) {
+        const Tokenizer& tok = fixture_tokenizer(name);
+        INFO(name);
+        CHECK(tok.decode(tok.encode("\xff\xfe abc \xe4\xbd", false, true)) == fffd + fffd + " abc " + fffd + fffd);
+        CHECK(tok.decode(tok.encode("a\xc0\x80z", false, true)) == "a" + fffd + fffd + "z");
+        CHECK(tok.encode("a\xc0z", false, true) == tok.encode("a" + fffd + "z", false, true));
+        CHECK(tok.decode(tok.encode("\xed\xa0\x80 x \xf4\x90\x80\x80<|im_end|>", false, true)) ==
+              fffd + fffd + fffd + " x " + fffd + fffd + fffd + fffd + "<|im_end|>");
+        CHECK(tok.decode(tok.encode(std::string("ok\0zero", 7), false, true)) == std::string("ok\0zero", 7));
+        CHECK(tok.decode(tok.encode("valid \xEF\xBF\xBD stays", false, true)) == "valid \xEF\xBF\xBD stays");
+    }
+}
+
+TEST_CASE("StreamDecoder holds back split multi-byte characters", "[tokenizer]") {
+    const Tokenizer& tok = fixture_tokenizer("smollm2");
+    // Single-byte tokens for the three bytes of U+20AC (E2 82 AC).
+    std::vector<int32_t> bytes;
+    for (const char* b : {"\xE2", "\x82", "\xAC"}) {
+        bytes.push_back(tok.find_token(b));
+        REQUIRE(bytes.back() >= 0);
+        CHECK(tok.token_text(bytes.back()) == b);
+    }
+    imp::StreamDecoder sd(tok);
+    CHECK(sd.push(bytes[0]).empty());
+    CHECK(sd.push(bytes[1]).empty());
+    CHECK(sd.push(bytes[2]) == "\xE2\x82\xAC");
+    CHECK(sd.flush().empty());
+    // An incomplete sequence followed by ASCII is passed through (it can never complete); flush empties the rest.
+    CHECK(sd.push(bytes[0]).empty());
+    CHECK(sd.push(tok.encode("a", false, false)[0]) == "\xE2" "a");
+    CHECK(sd.push(bytes[0]).empty());
+    CHECK(sd.flush() == "\xE2");
+    // Emoji and CJK text: every chunk is whole UTF-8, and the chunks add up to the text.
+    const std::string text = "😀👍🏽 你好，世界 🇺🇸 👨‍👩‍👧‍👦 ok";
+    imp::StreamDecoder sd2(tok);
+    std::string out;
+    int held = 0;
+    for (int32_t id : tok.encode(text, false, false)) {
+        const std::string chunk = sd2.push(id);
+        if (chunk.empty()) ++held;
+        CHECK(valid_utf8(chunk));
+        out += chunk;
+    }
+    out += sd2.flush();
+    CHECK(out == text);
+    CHECK(held > 0);  // some token ended inside a character
+}
+
+TEST_CASE("special tokens: longest match first, parse_special off encodes them as text", "[tokenizer]") {
+    const Tokenizer& tok = fixture_tokenizer("smollm2");
+    const auto ids = tok.encode("<|im_start|>user<|im_end|><|endoftext|>", false, true);
+    CHECK(ids == std::vector<int32_t>{1, 4093, 2, 0});
+    const auto plain = tok.encode("<|im_start|>", false, false);
+    CHECK(plain.size() > 1);
+    CHECK(std::find(plain.begin(), plain.end(), 1) == plain.end());
+    CHECK(tok.encode("<repo_name><reponame>", false, true) == std::vector<int32_t>{3, 4});
+}
+
+TEST_CASE("from_metadata rejects unsupported vocabularies with one-line errors", "[tokenizer]") {
+    const imp::Metadata md = imp::test::load_fixture_metadata("llama3.gguf");
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.model", {std::string("llama"), "str"})),
+                      Catch::Contains("'llama'"));
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.pre", {std::string("bogus-pre"), "str"})),
+                      Catch::Contains("'bogus-pre'"));
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.bos_token_id", {uint64_t(999999), "u32"})),
+                      Catch::Contains("bos_token_id"));
+    imp::Metadata no_merges;
+    no_merges.source = "x.gguf";
+    for (const auto& [k, v] : md.all())
+        if (k != "tokenizer.ggml.merges") no_merges.set(k, v);
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(no_merges), Catch::Contains("merges") && Catch::Contains("x.gguf"));
+    // A missing pre-tokenizer means the default one, which still tokenizes losslessly.
+    imp::Metadata no_pre;
+    for (const auto& [k, v] : md.all())
+        if (k != "tokenizer.ggml.pre") no_pre.set(k, v);
+    const auto tok = Tokenizer::from_metadata(no_pre);
+    CHECK(tok->pre_kind() == imp::pretok::Kind::Default);
+    CHECK(tok->decode(tok->encode("Hello, world! 12345 <|eot_id|>", false, true)) == "Hello, world! 12345 <|eot_id|>");
+}
+
+TEST_CASE("SmolLM2 encodes long text fast", "[tokenizer][speed]") {
+    const Tokenizer& tok = fixture_tokenizer("smollm2");
+    const imp::test::Json ref = imp::test::load_fixture_json("smollm2.json");
+    std::string corpus;
+    for (const auto& c : ref["cases"].arr) corpus += c["text"].s + "\n";
+    std::string text;
+    while (text.size() < (4u << 20)) text += corpus;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ids = tok.encode(text, false, true);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("SmolLM2 encode: %zu bytes -> %zu tokens in %.3f s (%.2f M tokens/s, %.1f MB/s)\n", text.size(),
+                ids.size(), s, ids.size() / s / 1e6, text.size() / s / 1e6);
+    CHECK(tok.decode(ids) == text);
+    CHECK(ids.size() / s > 2e5);  // loose floor: a quadratic merge loop would miss it by far
+}
