@@ -172,9 +172,10 @@ def write_gguf(path, pre, tokens, types, merges, ids, chat_template, add_bos):
 
 
 def write_json(path, name, cases):
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"vocab": name, "cases": cases}, fh, ensure_ascii=True, indent=0)
-        fh.write("\n")
+    with open(path, "w", encoding="utf-8") as fh:  # one case a line
+        fh.write('{"vocab": %s, "cases": [\n' % json.dumps(name))
+        fh.write(",\n".join(json.dumps(c, ensure_ascii=True) for c in cases))
+        fh.write("\n]}\n")
     print("%s: %d cases" % (path, len(cases)))
 
 
