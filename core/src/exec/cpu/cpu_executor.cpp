@@ -1,0 +1,264 @@
+#include "exec/cpu/cpu_executor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "exec/cpu/thread_pool.h"
+#include "imp/error.h"
+
+namespace imp {
+
+namespace {
+
+// Element access for the KV cache types the CPU supports.
+struct F32Elem {
+    using T = float;
+    static float load(const float* p) { return *p; }
+    static void store(float* p, float v) { *p = v; }
+};
+struct F16Elem {
+    using T = uint16_t;
+    static float load(const uint16_t* p) { return fp16_to_f32(*p); }
+    static void store(uint16_t* p, float v) { *p = f32_to_fp16(v); }
+};
+struct BF16Elem {
+    using T = uint16_t;
+    static float load(const uint16_t* p) { return bf16_to_f32(*p); }
+    static void store(uint16_t* p, float v) { *p = f32_to_bf16(v); }
+};
+
+// Calls f(Elem{}) with the element accessor of the KV dtype.
+template <typename F> void dispatch_kv(DType t, F&& f) {
+    switch (t) {
+        case DType::F32: f(F32Elem{}); return;
+        case DType::F16: f(F16Elem{}); return;
+        case DType::BF16: f(BF16Elem{}); return;
+        default: throw Error(std::string("cpu executor: KV cache dtype ") + dtype_name(t) +
+                             " is not supported (F32, F16, BF16)");
+    }
+}
+
+inline float dot(const float* a, const float* b, int64_t n) {
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; ++i) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+// Per-thread working memory for ops, grown on demand and kept.
+float* thread_buffer(size_t floats, int which) {
+    thread_local std::vector<float> bufs[3];
+    auto& b = bufs[which];
+    if (b.size() < floats) b.resize(floats);
+    return b.data();
+}
+
+}  // namespace
+
+CpuExecutor::CpuExecutor(int threads) {
+    if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    pool_ = std::make_unique<ThreadPool>(threads);
+}
+
+CpuExecutor::~CpuExecutor() {
+    pool_.reset();
+    for (void* p : blocks_) std::free(p);
+}
+
+std::string CpuExecutor::name() const { return "cpu (" + std::to_string(threads()) + " threads)"; }
+int CpuExecutor::threads() const { return pool_->size(); }
+
+void* CpuExecutor::alloc(size_t bytes, const char* tag) {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p)
+        throw Error(std::string("cpu executor: out of host memory allocating ") + std::to_string(bytes) +
+                    " bytes for '" + (tag ? tag : "?") + "' (" + std::to_string(allocated_) + " bytes already held)");
+    std::memset(p, 0, rounded);
+    std::lock_guard<std::mutex> lk(mem_mu_);
+    blocks_.push_back(p);
+    allocated_ += rounded;
+    return p;
+}
+
+void CpuExecutor::upload(void* dst, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(dst, src, bytes);
+}
+void CpuExecutor::download(void* dst, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(dst, src, bytes);
+}
+size_t CpuExecutor::bytes_allocated() const {
+    std::lock_guard<std::mutex> lk(mem_mu_);
+    return allocated_;
+}
+
+void CpuExecutor::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    pool_->run(n, grain, fn);
+}
+
+void CpuExecutor::rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
+    parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* xr = x + r * n;
+            float* yr = y + r * n;
+            const float ss = dot(xr, xr, n);
+            const float scale = 1.f / std::sqrt(ss / float(n) + eps);
+            if (w) {
+                for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * w[i];
+            } else {
+                for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale;
+            }
+        }
+    });
+}
+
+void CpuExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
+                       const RopeParams& p) {
+    if (p.n_rot <= 0 || p.n_rot % 2 != 0 || p.n_rot > p.head_dim)
+        throw Error("rope: n_rot " + std::to_string(p.n_rot) + " must be even and in (0, head_dim " +
+                    std::to_string(p.head_dim) + "]");
+    const int half = p.n_rot / 2;
+    // Angles in double: theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
+    std::vector<double> inv_freq(half);
+    for (int i = 0; i < half; ++i) {
+        inv_freq[i] = double(p.freq_scale) * std::pow(double(p.base), -2.0 * i / double(p.n_rot));
+        if (p.freq_factors) inv_freq[i] /= double(p.freq_factors[i]);
+    }
+    parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
+        float* cs = thread_buffer(size_t(2 * half), 0);
+        float* sn = cs + half;
+        for (int64_t t = t0; t < t1; ++t) {
+            const double pos = double(positions[t]);
+            for (int i = 0; i < half; ++i) {
+                const double th = pos * inv_freq[i];
+                cs[i] = float(std::cos(th));
+                sn[i] = float(std::sin(th));
+            }
+            for (int h = 0; h < n_heads; ++h) {
+                float* xh = x + t * row_stride + int64_t(h) * p.head_dim;
+                for (int i = 0; i < half; ++i) {
+                    const int i0 = p.neox ? i : 2 * i;
+                    const int i1 = p.neox ? i + half : 2 * i + 1;
+                    const float a = xh[i0], b = xh[i1];
+                    xh[i0] = a * cs[i] - b * sn[i];
+                    xh[i1] = b * cs[i] + a * sn[i];
+                }
+            }
+        }
+    });
+}
+
+void CpuExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                           int64_t pos0, int64_t n_tokens) {
+    if (pos0 < 0 || pos0 + n_tokens > kv.capacity)
+        throw Error("kv_store: positions " + std::to_string(pos0) + ".." + std::to_string(pos0 + n_tokens - 1) +
+                    " exceed the KV capacity " + std::to_string(kv.capacity));
+    const int64_t width = int64_t(kv.n_kv_heads) * kv.head_dim;
+    dispatch_kv(kv.dtype, [&](auto elem) {
+        using T = typename decltype(elem)::T;
+        parallel_for(n_tokens, std::max<int64_t>(1, 8192 / std::max<int64_t>(width, 1)), [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                T* kd = static_cast<T*>(kv.k) + (pos0 + t) * width;
+                T* vd = static_cast<T*>(kv.v) + (pos0 + t) * width;
+                for (int64_t i = 0; i < width; ++i) {
+                    elem.store(kd + i, k[t * k_stride + i]);
+                    elem.store(vd + i, v[t * v_stride + i]);
+                }
+            }
+        });
+    });
+}
+
+void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
+                            const AttentionParams& p) {
+    if (p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || p.n_kv_head != kv.n_kv_heads || p.head_dim != kv.head_dim)
+        throw Error("attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
+                    " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
+                    std::to_string(kv.n_kv_heads) + " heads of dim " + std::to_string(kv.head_dim) + ")");
+    if (p.pos0 < 0 || p.pos0 + p.n_tokens > kv.capacity)
+        throw Error("attention: positions up to " + std::to_string(p.pos0 + p.n_tokens) + " exceed the KV capacity " +
+                    std::to_string(kv.capacity));
+    const int hd = p.head_dim;
+    const int group = p.n_head / p.n_kv_head;
+    const int64_t kv_width = int64_t(p.n_kv_head) * hd;
+    const int64_t out_stride = int64_t(p.n_head) * hd;
+    dispatch_kv(kv.dtype, [&](auto elem) {
+        using T = typename decltype(elem)::T;
+        const T* K = static_cast<const T*>(kv.k);
+        const T* V = static_cast<const T*>(kv.v);
+        // One work item per (token, head); later tokens attend to more positions, so items are handed out in
+        // small chunks.
+        parallel_for(p.n_tokens * p.n_head, 1, [&](int64_t i0, int64_t i1) {
+            float* scores = thread_buffer(size_t(p.pos0 + p.n_tokens), 0);
+            float* acc = thread_buffer(size_t(hd), 1);
+            float* row = thread_buffer(size_t(hd), 2);
+            for (int64_t it = i0; it < i1; ++it) {
+                const int64_t t = it / p.n_head;
+                const int h = int(it % p.n_head);
+                const int g = h / group;
+                const float* qh = q + t * q_stride + int64_t(h) * hd;
+                const int64_t n_ctx = p.pos0 + t + 1;
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    const T* kj = K + j * kv_width + int64_t(g) * hd;
+                    float s;
+                    if constexpr (std::is_same_v<T, float>) {
+                        s = dot(qh, kj, hd);
+                    } else {
+                        for (int d = 0; d < hd; ++d) row[d] = elem.load(kj + d);
+                        s = dot(qh, row, hd);
+                    }
+                    s *= p.scale;
+                    scores[j] = s;
+                    mx = std::max(mx, s);
+                }
+                float sum = 0.f;
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    scores[j] = std::exp(scores[j] - mx);
+                    sum += scores[j];
+                }
+                std::fill(acc, acc + hd, 0.f);
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    const T* vj = V + j * kv_width + int64_t(g) * hd;
+                    const float w = scores[j];
+                    for (int d = 0; d < hd; ++d) acc[d] += w * elem.load(vj + d);
+                }
+                float* o = out + t * out_stride + int64_t(h) * hd;
+                const float inv = 1.f / sum;
+                for (int d = 0; d < hd; ++d) o[d] = acc[d] * inv;
+            }
+        });
+    });
+}
+
+void CpuExecutor::swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
+                         int64_t n_rows, int64_t n) {
+    parallel_for(n_rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* g = gate + r * gate_stride;
+            const float* u = up + r * up_stride;
+            float* o = out + r * n;
+            for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+        }
+    });
+}
+
+void CpuExecutor::add(float* x, const float* y, int64_t n) {
+    parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) x[i] += y[i];
+    });
+}
+
+}  // namespace imp
