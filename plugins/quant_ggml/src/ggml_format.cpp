@@ -13,6 +13,9 @@ namespace {
 
 // Rows of 4 are dequantized together and dotted with each token's activations (kernels.h: dot_rows).
 constexpr int kRowTile = 4;
+// Up to this many tokens, block types use the fused dequantize + dot kernels (kernels.h: dot_q) when the build
+// has them.
+constexpr int64_t kFusedTokens = 4;
 // Aim for at least this many multiply-adds per parallel_for chunk.
 constexpr int64_t kWorkPerChunk = 1 << 16;
 
@@ -76,7 +79,8 @@ public:
         const int64_t per_row = std::max<int64_t>(1, cols_ * n_tokens);
         int64_t grain = (kWorkPerChunk + per_row - 1) / per_row;
         grain = (grain + kRowTile - 1) / kRowTile * kRowTile;
-        ex.parallel_for(rows_, grain, [&](int64_t r0, int64_t r1) { run_rows(x, x_stride, y, y_stride, n_tokens, r0, r1); });
+        ex.parallel_for(rows_, grain,
+                        [&](int64_t r0, int64_t r1) { run_rows(x, x_stride, y, y_stride, n_tokens, r0, r1); });
     }
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
@@ -93,11 +97,18 @@ public:
 
 private:
     void run_rows(const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens, int64_t r0, int64_t r1) const {
+        const int64_t nb = cols_ / type_->block;
+        const auto dot_q = kernels_->dot_q[int(type_->type)];
+        if (dot_q && n_tokens <= kFusedTokens) {  // decode: fused dequantize + dot, straight from the blocks
+            for (int64_t r = r0; r < r1; ++r)
+                dot_q(data_ + uint64_t(r) * row_bytes_, nb, x, xs, int(n_tokens), y + r, ys);
+            return;
+        }
+        // Dequantize kRowTile rows at a time into a thread-local buffer, dot them with every token.
         const bool plain_f32 = type_->type == Type::F32;
         thread_local std::vector<float> buf;
         if (!plain_f32 && buf.size() < size_t(kRowTile * cols_)) buf.resize(size_t(kRowTile * cols_));
         const auto dq = kernels_->dequant[int(type_->type)];
-        const int64_t nb = cols_ / type_->block;
         float acc[kRowTile];
         for (int64_t r = r0; r < r1; r += kRowTile) {
             const int nr = int(std::min<int64_t>(kRowTile, r1 - r));
@@ -154,8 +165,8 @@ void GgmlFormat::dequantize(const std::string& type, const uint8_t* data, int64_
     const TypeInfo* t = find_type(type);
     if (!t) throw Error("quant_ggml: cannot dequantize type " + type + ", not one of " + type_list());
     if (n < 0 || n % t->block != 0)
-        throw Error("quant_ggml: dequantize " + type + ": " + std::to_string(n) + " elements is not a whole number of " +
-                    std::to_string(t->block) + "-element blocks");
+        throw Error("quant_ggml: dequantize " + type + ": " + std::to_string(n) +
+                    " elements is not a whole number of " + std::to_string(t->block) + "-element blocks");
     kernels_best().dequant[int(t->type)](data, n / t->block, out);
 }
 

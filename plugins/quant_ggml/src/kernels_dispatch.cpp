@@ -1,5 +1,8 @@
 #include "kernels.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace imp::ggml {
 
 static bool cpu_has_avx2() {
@@ -18,7 +21,12 @@ std::vector<const Kernels*> kernels_available() {
 }
 
 const Kernels& kernels_best() {
-    static const Kernels* best = cpu_has_avx2() ? &kernels_avx2() : &kernels_generic();
+    static const Kernels* best = [] {
+        // IMP_GGML_KERNELS=generic forces the baseline build (tests run the matmul suite both ways).
+        const char* force = std::getenv("IMP_GGML_KERNELS");
+        if (force && std::strcmp(force, "generic") == 0) return &kernels_generic();
+        return cpu_has_avx2() ? &kernels_avx2() : &kernels_generic();
+    }();
     return *best;
 }
 

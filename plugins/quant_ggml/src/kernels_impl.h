@@ -315,8 +315,10 @@ inline void scale_min_k4(int j, const uint8_t* s, uint32_t& sc, uint32_t& mn) {
 #ifdef IMP_GGML_AVX2
 #include "kernels_avx2.h"
 #define IMP_GGML_DQ(name) dqv_##name
+#define IMP_GGML_DOTQ(name) dotq_##name
 #else
 #define IMP_GGML_DQ(name) dq_##name
+#define IMP_GGML_DOTQ(name) nullptr
 #endif
 
 namespace imp::ggml {
@@ -325,13 +327,6 @@ namespace {
 // ---- dot products of up to 4 rows with one activation row
 
 #ifdef IMP_GGML_AVX2
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 template <int NR>
 void dot_rows_n(const float* w, int64_t ws, const float* x, int64_t n, float* y) {
     __m256 a[NR], b[NR];
@@ -363,7 +358,8 @@ void dot_rows_n(const float* w, int64_t ws, const float* x, int64_t n, float* y)
         for (int r = 0; r < NR; ++r)
             for (int k = 0; k < 8; ++k) acc[r][k] += w[r * ws + c + k] * x[c + k];
     for (int r = 0; r < NR; ++r) {
-        float s = ((acc[r][0] + acc[r][4]) + (acc[r][1] + acc[r][5])) + ((acc[r][2] + acc[r][6]) + (acc[r][3] + acc[r][7]));
+        float s =
+            ((acc[r][0] + acc[r][4]) + (acc[r][1] + acc[r][5])) + ((acc[r][2] + acc[r][6]) + (acc[r][3] + acc[r][7]));
         for (int64_t k = c; k < n; ++k) s += w[r * ws + k] * x[k];
         y[r] = s;
     }
@@ -383,12 +379,15 @@ void dot_rows(const float* w, int64_t ws, int nr, const float* x, int64_t n, flo
 
 const Kernels& IMP_GGML_KERNELS_FN() {
     // Order: the Type enum.
-    static const Kernels k = {IMP_GGML_KERNELS_NAME,
-                              {dq_f32, dq_f16, dq_bf16, IMP_GGML_DQ(q4_0), IMP_GGML_DQ(q4_1), IMP_GGML_DQ(q5_0),
-                               IMP_GGML_DQ(q5_1), IMP_GGML_DQ(q8_0), IMP_GGML_DQ(q2_k), IMP_GGML_DQ(q3_k),
-                               IMP_GGML_DQ(q4_k), IMP_GGML_DQ(q5_k), IMP_GGML_DQ(q6_k), IMP_GGML_DQ(iq4_nl),
-                               IMP_GGML_DQ(iq4_xs), dq_mxfp4},
-                              dot_rows};
+    static const Kernels k = {
+        IMP_GGML_KERNELS_NAME,
+        {dq_f32, dq_f16, dq_bf16, IMP_GGML_DQ(q4_0), IMP_GGML_DQ(q4_1), IMP_GGML_DQ(q5_0), IMP_GGML_DQ(q5_1),
+         IMP_GGML_DQ(q8_0), IMP_GGML_DQ(q2_k), IMP_GGML_DQ(q3_k), IMP_GGML_DQ(q4_k), IMP_GGML_DQ(q5_k),
+         IMP_GGML_DQ(q6_k), IMP_GGML_DQ(iq4_nl), IMP_GGML_DQ(iq4_xs), dq_mxfp4},
+        dot_rows,
+        {nullptr, nullptr, nullptr, IMP_GGML_DOTQ(q4_0), IMP_GGML_DOTQ(q4_1), IMP_GGML_DOTQ(q5_0), IMP_GGML_DOTQ(q5_1),
+         IMP_GGML_DOTQ(q8_0), IMP_GGML_DOTQ(q2_k), IMP_GGML_DOTQ(q3_k), IMP_GGML_DOTQ(q4_k), IMP_GGML_DOTQ(q5_k),
+         IMP_GGML_DOTQ(q6_k), IMP_GGML_DOTQ(iq4_nl), IMP_GGML_DOTQ(iq4_xs), nullptr}};
     return k;
 }
 

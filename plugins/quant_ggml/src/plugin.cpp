@@ -12,4 +12,5 @@ void register_quant_ggml(imp::Registry& r) { r.add_format(std::make_unique<imp::
 }  // namespace
 
 IMP_PLUGIN(imp::PluginKind::Quant, "quant_ggml", "0.1.0",
-           "format:F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,IQ4_NL,IQ4_XS,MXFP4", register_quant_ggml)
+           "format:F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,IQ4_NL,IQ4_XS,MXFP4",
+           register_quant_ggml)

@@ -54,7 +54,7 @@ int64_t first_mismatch(const std::vector<float>& a, const std::vector<float>& b)
 
 }  // namespace
 
-TEST_CASE("every type dequantizes bit for bit like gguf-py, in every kernel build", "[quant_ggml][dequant]") {
+TEST_CASE("quant_ggml: dequantize equals gguf-py bit for bit, every type and kernel build", "[quant_ggml][dequant]") {
     const auto builds = kernels_available();
     REQUIRE(!builds.empty());
     for (int ti = 0; ti < kTypeCount; ++ti) {
@@ -75,7 +75,7 @@ TEST_CASE("every type dequantizes bit for bit like gguf-py, in every kernel buil
     }
 }
 
-TEST_CASE("GgmlFormat::dequantize matches the fixtures and rejects bad input", "[quant_ggml][dequant]") {
+TEST_CASE("quant_ggml: GgmlFormat::dequantize matches the fixtures and rejects bad input", "[quant_ggml][dequant]") {
     GgmlFormat f;
     for (int ti = 0; ti < kTypeCount; ++ti) {
         const TypeInfo& t = type_info(Type(ti));
@@ -94,17 +94,18 @@ TEST_CASE("GgmlFormat::dequantize matches the fixtures and rejects bad input", "
     CHECK_THROWS_AS(f.dequantize("Q8_1", raw, 32, dummy), imp::Error);
 }
 
-TEST_CASE("type table matches ggml's ids and block sizes", "[quant_ggml][types]") {
+TEST_CASE("quant_ggml: type table matches ggml's ids and block sizes", "[quant_ggml][types]") {
     // FORMATS.md 1.4
     struct Row {
         const char* name;
         uint32_t id;
         int block, bytes;
     };
-    const Row rows[] = {{"F32", 0, 1, 4},       {"F16", 1, 1, 2},        {"BF16", 30, 1, 2},    {"Q4_0", 2, 32, 18},
-                        {"Q4_1", 3, 32, 20},    {"Q5_0", 6, 32, 22},     {"Q5_1", 7, 32, 24},   {"Q8_0", 8, 32, 34},
-                        {"Q2_K", 10, 256, 84},  {"Q3_K", 11, 256, 110},  {"Q4_K", 12, 256, 144}, {"Q5_K", 13, 256, 176},
-                        {"Q6_K", 14, 256, 210}, {"IQ4_NL", 20, 32, 18},  {"IQ4_XS", 23, 256, 136}, {"MXFP4", 39, 32, 17}};
+    const Row rows[] = {
+        {"F32", 0, 1, 4},       {"F16", 1, 1, 2},       {"BF16", 30, 1, 2},       {"Q4_0", 2, 32, 18},
+        {"Q4_1", 3, 32, 20},    {"Q5_0", 6, 32, 22},    {"Q5_1", 7, 32, 24},      {"Q8_0", 8, 32, 34},
+        {"Q2_K", 10, 256, 84},  {"Q3_K", 11, 256, 110}, {"Q4_K", 12, 256, 144},   {"Q5_K", 13, 256, 176},
+        {"Q6_K", 14, 256, 210}, {"IQ4_NL", 20, 32, 18}, {"IQ4_XS", 23, 256, 136}, {"MXFP4", 39, 32, 17}};
     for (const auto& r : rows) {
         const TypeInfo* t = find_type(r.name);
         REQUIRE(t);

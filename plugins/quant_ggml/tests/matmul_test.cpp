@@ -79,7 +79,8 @@ void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, con
 
 }  // namespace
 
-TEST_CASE("matmul equals a double dot of the dequantized rows, for every type", "[quant_ggml][matmul]") {
+TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for every type", "[quant_ggml][matmul]") {
+    INFO("kernels " << kernels_best().name);
     std::mt19937 rng(7);
     GgmlFormat f;
     // rows not a multiple of the thread count nor of the 4-row tile; cols a few blocks (odd counts for 32-blocks).
@@ -98,7 +99,7 @@ TEST_CASE("matmul equals a double dot of the dequantized rows, for every type", 
             CHECK(weight->bytes() == w.raw.size());
             std::vector<float> wdq(static_cast<size_t>(rows * cols));
             f.dequantize(t.name, w.raw.data(), rows * cols, wdq.data());
-            for (int64_t n_tokens : {1, 3, 17}) {
+            for (int64_t n_tokens : {1, 2, 3, 4, 17}) {
                 INFO("type " << t.name << ", threads " << threads << ", n_tokens " << n_tokens);
                 const int64_t xs = cols + 5, ys = rows + 3;  // strided rows
                 const auto x = random_activations(n_tokens * xs, rng);
@@ -112,7 +113,7 @@ TEST_CASE("matmul equals a double dot of the dequantized rows, for every type", 
     }
 }
 
-TEST_CASE("matmul at SmolLM2 shapes with several threads", "[quant_ggml][matmul]") {
+TEST_CASE("quant_ggml: matmul at SmolLM2 shapes with several threads", "[quant_ggml][matmul]") {
     std::mt19937 rng(11);
     GgmlFormat f;
     TestExecutor ex(4);
@@ -120,8 +121,8 @@ TEST_CASE("matmul at SmolLM2 shapes with several threads", "[quant_ggml][matmul]
         const char* type;
         int64_t rows, cols;
     };
-    for (const Shape s : {Shape{"Q4_1", 1536, 576}, Shape{"Q4_1", 576, 1536}, Shape{"Q8_0", 1001, 576},
-                          Shape{"Q6_K", 130, 1536}}) {
+    for (const Shape s :
+         {Shape{"Q4_1", 1536, 576}, Shape{"Q4_1", 576, 1536}, Shape{"Q8_0", 1001, 576}, Shape{"Q6_K", 130, 1536}}) {
         const Tensor w = random_tensor(s.type, {s.rows, s.cols}, rng);
         const auto weight = f.load(w.src(), ex);
         std::vector<float> wdq(static_cast<size_t>(s.rows * s.cols));
@@ -136,7 +137,7 @@ TEST_CASE("matmul at SmolLM2 shapes with several threads", "[quant_ggml][matmul]
     }
 }
 
-TEST_CASE("dot kernels of every build agree with a double dot", "[quant_ggml][matmul]") {
+TEST_CASE("quant_ggml: dot kernels of every build agree with a double dot", "[quant_ggml][matmul]") {
     std::mt19937 rng(3);
     for (const Kernels* k : kernels_available()) {
         for (int64_t n : {1, 7, 8, 15, 16, 17, 33, 576, 1001}) {
@@ -160,7 +161,7 @@ TEST_CASE("dot kernels of every build agree with a double dot", "[quant_ggml][ma
     }
 }
 
-TEST_CASE("get_rows dequantizes the requested rows", "[quant_ggml][get_rows]") {
+TEST_CASE("quant_ggml: get_rows dequantizes the requested rows", "[quant_ggml][get_rows]") {
     std::mt19937 rng(5);
     GgmlFormat f;
     TestExecutor ex(2);
@@ -186,7 +187,7 @@ TEST_CASE("get_rows dequantizes the requested rows", "[quant_ggml][get_rows]") {
     }
 }
 
-TEST_CASE("tensors of more than two dims flatten the inner dims into cols", "[quant_ggml][load]") {
+TEST_CASE("quant_ggml: tensors of more than two dims flatten the inner dims into cols", "[quant_ggml][load]") {
     std::mt19937 rng(9);
     GgmlFormat f;
     TestExecutor ex(1);
@@ -202,7 +203,7 @@ TEST_CASE("tensors of more than two dims flatten the inner dims into cols", "[qu
     check_matmul(wdq, 6, 128, x, 128, y, 6, 1);
 }
 
-TEST_CASE("handles, load errors and non-CPU executors", "[quant_ggml][load]") {
+TEST_CASE("quant_ggml: handles, load errors and non-CPU executors", "[quant_ggml][load]") {
     std::mt19937 rng(13);
     GgmlFormat f;
     TestExecutor ex(1);

@@ -13,8 +13,15 @@ namespace imp::ggml::test {
 
 inline std::vector<int> scale_offsets(Type t) {
     switch (t) {
-        case Type::Q4_0: case Type::Q5_0: case Type::Q8_0: case Type::IQ4_NL: case Type::IQ4_XS: return {0};
-        case Type::Q4_1: case Type::Q5_1: case Type::Q4_K: case Type::Q5_K: return {0, 2};
+        case Type::Q4_0:
+        case Type::Q5_0:
+        case Type::Q8_0:
+        case Type::IQ4_NL:
+        case Type::IQ4_XS: return {0};
+        case Type::Q4_1:
+        case Type::Q5_1:
+        case Type::Q4_K:
+        case Type::Q5_K: return {0, 2};
         case Type::Q2_K: return {80, 82};
         case Type::Q3_K: return {108};
         case Type::Q6_K: return {208};
