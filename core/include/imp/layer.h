@@ -20,6 +20,10 @@ struct WeightSpec {
     std::vector<int64_t> shape;         // expected shape, outermost first; the core rejects a file that differs
     Use use = Use::Matrix;
     bool optional = false;
+    // Vector weights the arch computes instead of reading them from the file (e.g. Llama-3 rope frequency factors
+    // derived from a config.json rope_scaling): when non-empty, the core uploads these values under `name`
+    // (numel must equal the shape) and does not look the name up in the file.
+    std::vector<float> values;
 };
 
 // Given to Layer::bind: the uploaded weights, by name. Absent optional weights come back as nullptr.

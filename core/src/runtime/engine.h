@@ -17,6 +17,7 @@ namespace imp {
 struct EngineOptions {
     int64_t max_seq_len = 4096;    // KV capacity; 0 = the model's trained context (capped at 8192)
     int64_t prefill_chunk = 512;   // tokens per forward call during prefill
+    DType kv_dtype = DType::F32;   // KV cache element type (the CPU executor supports F32, F16, BF16)
 };
 
 struct MemoryPlan {

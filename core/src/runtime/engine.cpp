@@ -1,0 +1,400 @@
+#include "runtime/engine.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "imp/dtype.h"
+#include "imp/error.h"
+#include "imp/quant_format.h"
+
+namespace imp {
+
+namespace {
+
+constexpr uint64_t kProgressMinBytes = 100ull << 20;
+constexpr int64_t kLmHeadRows = 32;  // tokens per LM-head matmul when all logits are requested
+
+uint64_t round64(uint64_t b) { return (b + 63) / 64 * 64; }
+
+std::string shape_str(const std::vector<int64_t>& s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+    return r + "]";
+}
+
+std::string human_bytes(uint64_t b) {
+    char buf[32];
+    if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", double(b) / double(1ull << 30));
+    else std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / double(1ull << 20));
+    return buf;
+}
+
+// Loading progress on stderr for big files: one self-overwriting line on a terminal, a few lines otherwise.
+class Progress {
+public:
+    Progress(const std::string& file, uint64_t file_bytes, uint64_t total)
+        : file_(file), total_(total), on_(file_bytes > kProgressMinBytes && total > 0), tty_(isatty(2) != 0) {}
+    void add(uint64_t bytes) {
+        if (!on_) return;
+        done_ += bytes;
+        const int pct = int(done_ * 100 / total_);
+        if (tty_) {
+            if (pct != last_) std::fprintf(stderr, "\rloading %s: %3d%%", file_.c_str(), pct);
+            if (done_ >= total_) std::fprintf(stderr, "\n");
+        } else if (pct / 25 != last_ / 25 || last_ < 0) {
+            std::fprintf(stderr, "loading %s: %d%%\n", file_.c_str(), pct / 25 * 25);
+        }
+        last_ = pct;
+    }
+
+private:
+    std::string file_;
+    uint64_t total_, done_ = 0;
+    bool on_, tty_;
+    int last_ = -1;
+};
+
+struct Request {
+    WeightSpec spec;
+    std::string user;  // who asked first, for messages ("llama.attention (layer 3)")
+    const TensorInfo* tensor = nullptr;
+    WeightSource source;
+    const QuantFormat* format = nullptr;
+    uint64_t device_bytes = 0;
+};
+
+class Weights final : public WeightSet {
+public:
+    std::map<std::string, std::unique_ptr<Weight>> matrices;
+    std::map<std::string, float*> vectors;
+    const Weight* matrix(const std::string& name) const override {
+        auto it = matrices.find(name);
+        return it == matrices.end() ? nullptr : it->second.get();
+    }
+    const float* vector(const std::string& name) const override {
+        auto it = vectors.find(name);
+        return it == vectors.end() ? nullptr : it->second;
+    }
+};
+
+}  // namespace
+
+struct Engine::Impl {
+    const ModelSource& src;
+    const Registry& reg;
+    Executor& ex;
+    EngineOptions opt;
+    ModelDesc desc;
+    MemoryPlan plan;
+    Weights weights;
+    int64_t capacity = 0, pos = 0, chunk = 0, lm_rows = 0;
+    std::vector<KVCacheView> kv;          // per layer (empty view for layers without KV)
+    std::vector<void*> recurrent;         // per layer
+    std::vector<uint64_t> recurrent_bytes;
+    float* hidden = nullptr;              // [chunk, n_embd]
+    float* normed = nullptr;              // [lm_rows, n_embd]
+    float* logits = nullptr;              // [lm_rows, n_vocab]
+    int32_t* tokens = nullptr;            // [chunk]
+    int32_t* positions = nullptr;         // [chunk]
+    float* scratch = nullptr;
+    const Weight* tok_embd = nullptr;
+    const Weight* output = nullptr;
+    const float* output_norm = nullptr;
+    std::vector<int32_t> host_pos;
+
+    Impl(const ModelSource& s, const Registry& r, Executor& e, const EngineOptions& o) : src(s), reg(r), ex(e), opt(o) {}
+
+    void build();
+    std::vector<Request> collect_requests() const;
+    void check_and_plan(std::vector<Request>& reqs);
+    void load_weights(std::vector<Request>& reqs);
+    void allocate_runtime();
+    void zero_recurrent();
+};
+
+std::vector<Request> Engine::Impl::collect_requests() const {
+    std::vector<Request> reqs;
+    std::map<std::string, size_t> index;
+    auto add = [&](const WeightSpec& s, const std::string& user) {
+        auto it = index.find(s.name);
+        if (it == index.end()) {
+            index[s.name] = reqs.size();
+            reqs.push_back(Request{s, user, nullptr, {}, nullptr, 0});
+            return;
+        }
+        Request& prev = reqs[it->second];
+        if (prev.spec.shape != s.shape || prev.spec.use != s.use)
+            throw Error(src.path() + ": weight '" + s.name + "' is requested as " + shape_str(prev.spec.shape) +
+                        " by " + prev.user + " and as " + shape_str(s.shape) + " by " + user);
+        prev.spec.optional = prev.spec.optional && s.optional;
+    };
+    WeightSpec emb{desc.tok_embd, {desc.n_vocab, desc.n_embd}, WeightSpec::Use::Matrix, false, {}};
+    add(emb, "token embedding");
+    for (size_t i = 0; i < desc.layers.size(); ++i) {
+        const std::string user = desc.layers[i]->kind() + " (layer " + std::to_string(i) + ")";
+        for (const auto& s : desc.layers[i]->weight_specs()) add(s, user);
+    }
+    add(WeightSpec{desc.output_norm, {desc.n_embd}, WeightSpec::Use::Vector, false, {}}, "output norm");
+    add(WeightSpec{desc.output, {desc.n_vocab, desc.n_embd}, WeightSpec::Use::Matrix, false, {}}, "LM head");
+    return reqs;
+}
+
+void Engine::Impl::check_and_plan(std::vector<Request>& reqs) {
+    // Auxiliary tensors of "X.weight" are the other "X.<suffix>" tensors (e.g. X.weight_scale), biases excepted.
+    std::map<std::string, const TensorInfo*> by_name;
+    for (const auto& t : src.tensors()) by_name[t.name] = &t;
+    std::string formats;
+    for (const auto* f : reg.formats()) {
+        std::string types;
+        for (const auto& t : f->types()) types += (types.empty() ? "" : " ") + t;
+        formats += (formats.empty() ? "" : ", ") + f->name() + " (" + types + ")";
+    }
+    for (auto& r : reqs) {
+        const WeightSpec& s = r.spec;
+        int64_t numel = 1;
+        for (auto d : s.shape) numel *= d;
+        if (!s.values.empty()) {
+            if (s.use != WeightSpec::Use::Vector || int64_t(s.values.size()) != numel)
+                throw Error(src.path() + ": computed weight '" + s.name + "' of " + r.user + " has " +
+                            std::to_string(s.values.size()) + " values for shape " + shape_str(s.shape));
+            r.device_bytes = round64(uint64_t(numel) * 4);
+            plan.weights += r.device_bytes;
+            continue;
+        }
+        r.tensor = src.find(s.name);
+        if (!r.tensor) {
+            if (s.optional) continue;
+            throw Error(src.path() + ": tensor '" + s.name + "' needed by " + r.user + " is missing");
+        }
+        if (r.tensor->shape != s.shape)
+            throw Error(src.path() + ": tensor '" + s.name + "' has shape " + shape_str(r.tensor->shape) +
+                        ", expected " + shape_str(s.shape) + " (" + r.user + ")");
+        if (s.use == WeightSpec::Use::Vector) {
+            const std::string& ty = r.tensor->type;
+            const uint64_t es = ty == "F32" ? 4 : (ty == "F16" || ty == "BF16") ? 2 : 0;
+            if (es == 0)
+                throw Error(src.path() + ": tensor '" + s.name + "' has type " + ty +
+                            "; vector weights must be F32, F16 or BF16");
+            if (r.tensor->nbytes != uint64_t(numel) * es)
+                throw Error(src.path() + ": tensor '" + s.name + "' holds " + std::to_string(r.tensor->nbytes) +
+                            " bytes, expected " + std::to_string(uint64_t(numel) * es) + " for " + ty +
+                            shape_str(s.shape));
+            r.device_bytes = round64(uint64_t(numel) * 4);
+            plan.weights += r.device_bytes;
+            continue;
+        }
+        r.source.main = r.tensor;
+        const std::string suffix = ".weight";
+        if (s.name.size() > suffix.size() && s.name.compare(s.name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            const std::string base = s.name.substr(0, s.name.size() - suffix.size() + 1);  // "X."
+            for (auto it = by_name.lower_bound(base); it != by_name.end() && it->first.compare(0, base.size(), base) == 0;
+                 ++it) {
+                const std::string sub = it->first.substr(base.size());
+                if (it->second != r.tensor && sub != "bias") r.source.aux[sub] = it->second;
+            }
+        }
+        r.format = reg.find_format(r.source);
+        if (!r.format)
+            throw Error(src.path() + ": no loaded quant format handles tensor '" + s.name + "' of type " +
+                        r.tensor->type + " (loaded formats: " + (formats.empty() ? "none" : formats) + ")");
+        r.device_bytes = r.format->device_bytes(r.source, ex);
+        plan.weights += r.device_bytes;
+    }
+}
+
+void Engine::Impl::load_weights(std::vector<Request>& reqs) {
+    uint64_t total = 0;
+    for (const auto& r : reqs)
+        if (r.tensor) total += r.tensor->nbytes;
+    Progress progress(src.path(), src.file_bytes(), total);
+    std::vector<float> host;
+    for (auto& r : reqs) {
+        const WeightSpec& s = r.spec;
+        if (!r.tensor && s.values.empty()) continue;  // absent optional
+        if (s.use == WeightSpec::Use::Matrix) {
+            auto w = r.format->load(r.source, ex);
+            if (!w) throw Error(src.path() + ": quant format " + r.format->name() + " failed to load '" + s.name + "'");
+            weights.matrices[s.name] = std::move(w);
+        } else {
+            int64_t numel = 1;
+            for (auto d : s.shape) numel *= d;
+            host.resize(size_t(numel));
+            if (!s.values.empty()) {
+                std::copy(s.values.begin(), s.values.end(), host.begin());
+            } else if (r.tensor->type == "F32") {
+                std::memcpy(host.data(), r.tensor->data, size_t(numel) * 4);
+            } else {
+                const bool bf = r.tensor->type == "BF16";
+                for (int64_t i = 0; i < numel; ++i) {
+                    uint16_t h;
+                    std::memcpy(&h, r.tensor->data + 2 * i, 2);
+                    host[size_t(i)] = bf ? bf16_to_f32(h) : fp16_to_f32(h);
+                }
+            }
+            auto* d = static_cast<float*>(ex.alloc(size_t(numel) * 4, s.name.c_str()));
+            ex.upload(d, host.data(), size_t(numel) * 4);
+            weights.vectors[s.name] = d;
+        }
+        if (r.tensor) progress.add(r.tensor->nbytes);
+    }
+}
+
+void Engine::Impl::allocate_runtime() {
+    const int64_t n_embd = desc.n_embd, n_vocab = desc.n_vocab;
+    const uint64_t kv_es = dtype_size(opt.kv_dtype);
+    for (size_t i = 0; i < desc.layers.size(); ++i) {
+        const StateSpec st = desc.layers[i]->state();
+        KVCacheView v;
+        if (st.kind == StateSpec::Kind::KV) {
+            const uint64_t bytes = checked_mul(uint64_t(capacity) * uint64_t(st.n_kv_heads), uint64_t(st.head_dim) * kv_es,
+                                               "KV cache");
+            const std::string tag = "kv." + std::to_string(i);
+            v.k = ex.alloc(bytes, (tag + ".k").c_str());
+            v.v = ex.alloc(bytes, (tag + ".v").c_str());
+            v.dtype = opt.kv_dtype;
+            v.capacity = capacity;
+            v.n_kv_heads = st.n_kv_heads;
+            v.head_dim = st.head_dim;
+        }
+        kv.push_back(v);
+        void* rec = nullptr;
+        if (st.kind == StateSpec::Kind::Recurrent && st.recurrent_bytes > 0)
+            rec = ex.alloc(st.recurrent_bytes, ("recurrent." + std::to_string(i)).c_str());
+        recurrent.push_back(rec);
+        recurrent_bytes.push_back(rec ? st.recurrent_bytes : 0);
+    }
+    hidden = static_cast<float*>(ex.alloc(size_t(chunk * n_embd) * 4, "hidden"));
+    normed = static_cast<float*>(ex.alloc(size_t(lm_rows * n_embd) * 4, "normed"));
+    logits = static_cast<float*>(ex.alloc(size_t(lm_rows * n_vocab) * 4, "logits"));
+    tokens = static_cast<int32_t*>(ex.alloc(size_t(chunk) * 4, "tokens"));
+    positions = static_cast<int32_t*>(ex.alloc(size_t(chunk) * 4, "positions"));
+    scratch = static_cast<float*>(ex.alloc(std::max<uint64_t>(plan.scratch, 64), "scratch"));
+    zero_recurrent();
+}
+
+void Engine::Impl::zero_recurrent() {
+    for (size_t i = 0; i < recurrent.size(); ++i) {
+        if (!recurrent[i]) continue;
+        std::vector<uint8_t> zeros(recurrent_bytes[i], 0);
+        ex.upload(recurrent[i], zeros.data(), zeros.size());
+    }
+}
+
+void Engine::Impl::build() {
+    const Arch* arch = reg.find_arch(src);
+    if (!arch) {
+        std::string names;
+        for (const auto* a : reg.archs())
+            for (const auto& s : a->architectures()) names += (names.empty() ? "" : ", ") + s;
+        throw Error("no loaded plugin handles architecture '" + src.architecture() + "' (loaded architectures: " +
+                    (names.empty() ? "none" : names) + ")");
+    }
+    desc = arch->build(src, reg);
+    if (desc.n_vocab <= 0 || desc.n_embd <= 0 || desc.layers.empty())
+        throw Error(src.path() + ": arch '" + arch->name() + "' built an empty model (n_vocab " +
+                    std::to_string(desc.n_vocab) + ", n_embd " + std::to_string(desc.n_embd) + ", " +
+                    std::to_string(desc.layers.size()) + " layers)");
+    if (opt.max_seq_len < 0) throw Error("max_seq_len must be >= 0, got " + std::to_string(opt.max_seq_len));
+    capacity = opt.max_seq_len > 0 ? opt.max_seq_len : desc.n_ctx_train > 0 ? std::min<int64_t>(desc.n_ctx_train, 8192)
+                                                                             : 8192;
+    if (opt.prefill_chunk <= 0) throw Error("prefill_chunk must be positive, got " + std::to_string(opt.prefill_chunk));
+    chunk = std::min(opt.prefill_chunk, capacity);
+    lm_rows = std::min(chunk, kLmHeadRows);
+    if (capacity > INT32_MAX) throw Error("max_seq_len " + std::to_string(capacity) + " exceeds 2^31 - 1");
+
+    // The memory plan, before anything is allocated.
+    std::vector<Request> reqs = collect_requests();
+    check_and_plan(reqs);
+    const uint64_t kv_es = dtype_size(opt.kv_dtype);
+    for (const auto& l : desc.layers) {
+        const StateSpec st = l->state();
+        if (st.kind == StateSpec::Kind::KV) {
+            if (st.n_kv_heads <= 0 || st.head_dim <= 0)
+                throw Error(l->kind() + ": KV state with " + std::to_string(st.n_kv_heads) + " heads of dim " +
+                            std::to_string(st.head_dim));
+            plan.state += 2 * round64(checked_mul(uint64_t(capacity) * uint64_t(st.n_kv_heads),
+                                                  uint64_t(st.head_dim) * kv_es, "KV cache"));
+        } else if (st.kind == StateSpec::Kind::Recurrent) {
+            plan.state += round64(st.recurrent_bytes);
+        }
+        plan.scratch = std::max<uint64_t>(plan.scratch, uint64_t(l->scratch_floats(chunk)) * 4);
+    }
+    plan.scratch = round64(plan.scratch);
+    plan.activations = round64(uint64_t(chunk * desc.n_embd) * 4) + round64(uint64_t(lm_rows * desc.n_embd) * 4) +
+                       round64(uint64_t(lm_rows * desc.n_vocab) * 4) + 2 * round64(uint64_t(chunk) * 4);
+
+    load_weights(reqs);
+    allocate_runtime();
+    for (auto& l : desc.layers) l->bind(weights);
+    tok_embd = weights.matrix(desc.tok_embd);
+    output = weights.matrix(desc.output);
+    output_norm = weights.vector(desc.output_norm);
+    host_pos.resize(size_t(chunk));
+    if (std::getenv("IMP_VERBOSE"))
+        std::fprintf(stderr, "memory plan: weights %s, state %s (capacity %lld), activations %s, scratch %s\n",
+                     human_bytes(plan.weights).c_str(), human_bytes(plan.state).c_str(), (long long)capacity,
+                     human_bytes(plan.activations).c_str(), human_bytes(plan.scratch).c_str());
+}
+
+Engine::Engine(const ModelSource& src, const Registry& reg, Executor& ex, const EngineOptions& opt)
+    : impl_(std::make_unique<Impl>(src, reg, ex, opt)) {
+    impl_->build();
+}
+
+Engine::~Engine() = default;
+
+const ModelDesc& Engine::desc() const { return impl_->desc; }
+const MemoryPlan& Engine::plan() const { return impl_->plan; }
+int64_t Engine::position() const { return impl_->pos; }
+int64_t Engine::capacity() const { return impl_->capacity; }
+
+void Engine::reset() {
+    impl_->pos = 0;
+    impl_->zero_recurrent();
+}
+
+void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+    Impl& m = *impl_;
+    if (n < 0) throw Error("forward: negative token count " + std::to_string(n));
+    if (n == 0) return;
+    if (m.pos + n > m.capacity)
+        throw Error("context overflow: position " + std::to_string(m.pos) + " + " + std::to_string(n) +
+                    " tokens exceeds the capacity of " + std::to_string(m.capacity) + " tokens (max_seq_len)");
+    for (int64_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= m.desc.n_vocab)
+            throw Error("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                        " is outside the vocabulary of " + std::to_string(m.desc.n_vocab));
+    Executor& ex = m.ex;
+    const int64_t n_embd = m.desc.n_embd, n_vocab = m.desc.n_vocab;
+    for (int64_t off = 0; off < n; off += m.chunk) {
+        const int64_t cn = std::min(m.chunk, n - off);
+        for (int64_t i = 0; i < cn; ++i) m.host_pos[size_t(i)] = int32_t(m.pos + i);
+        ex.upload(m.tokens, tokens + off, size_t(cn) * 4);
+        ex.upload(m.positions, m.host_pos.data(), size_t(cn) * 4);
+        m.tok_embd->get_rows(ex, m.tokens, cn, m.hidden);
+        Batch batch{cn, m.pos, m.positions};
+        for (size_t l = 0; l < m.desc.layers.size(); ++l) {
+            LayerContext ctx{ex, batch, m.kv[l], m.recurrent[l], m.scratch};
+            m.desc.layers[l]->forward(ctx, m.hidden);
+        }
+        m.pos += cn;
+        // LM head: every row of the chunk, or the last token of the last chunk.
+        const bool last = off + cn == n;
+        const int64_t first = all_logits ? 0 : last ? cn - 1 : cn;
+        for (int64_t r0 = first; r0 < cn; r0 += m.lm_rows) {
+            const int64_t rn = std::min(m.lm_rows, cn - r0);
+            ex.rms_norm(m.hidden + r0 * n_embd, m.output_norm, m.normed, rn, n_embd, m.desc.norm_eps);
+            m.output->matmul(ex, m.normed, n_embd, m.logits, n_vocab, rn);
+            float* dst = all_logits ? logits + (off + r0) * n_vocab : logits;
+            ex.download(dst, m.logits, size_t(rn * n_vocab) * 4);
+        }
+    }
+}
+
+}  // namespace imp

@@ -1,0 +1,261 @@
+// The "llama" Arch: Llama and Qwen3 (dense) from GGUF (general.architecture "llama" / "qwen3") or from a Hugging Face
+// safetensors folder (config.json model_type "llama" / "qwen3"). Reads the hyper-parameters, normalizes them into
+// the keys documented in llama_layers.h, and builds one "llama.attention" + one "llama.ffn" layer per block.
+#include "llama_arch.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "imp/error.h"
+#include "imp/registry.h"
+
+namespace imp::llama {
+
+namespace {
+
+MetaValue mv_int(int64_t v) { return MetaValue{v, "i64"}; }
+MetaValue mv_float(double v) { return MetaValue{v, "f64"}; }
+MetaValue mv_bool(bool v) { return MetaValue{v, "bool"}; }
+MetaValue mv_str(const std::string& v) { return MetaValue{v, "str"}; }
+
+// Reads keys from the file's metadata with the file name in every message.
+struct Reader {
+    const Metadata& md;
+    std::string file;
+
+    const MetaValue* number(const std::string& key) const {
+        const MetaValue* v = md.find(key);
+        return v && v->is_number() ? v : nullptr;  // JSON null counts as absent
+    }
+    int64_t i(const std::string& key) const {
+        const MetaValue* v = number(key);
+        if (!v) throw Error(file + ": missing hyper-parameter '" + key + "'");
+        return v->as_int(key);
+    }
+    int64_t i(const std::string& key, int64_t fallback) const {
+        const MetaValue* v = number(key);
+        return v ? v->as_int(key) : fallback;
+    }
+    double f(const std::string& key) const {
+        const MetaValue* v = number(key);
+        if (!v) throw Error(file + ": missing hyper-parameter '" + key + "'");
+        return v->as_float(key);
+    }
+    double f(const std::string& key, double fallback) const {
+        const MetaValue* v = number(key);
+        return v ? v->as_float(key) : fallback;
+    }
+    bool b(const std::string& key, bool fallback) const {
+        const MetaValue* v = md.find(key);
+        return v && v->is_bool() ? v->as_bool(key) : fallback;
+    }
+    std::string s(const std::string& key, const std::string& fallback) const {
+        const MetaValue* v = md.find(key);
+        return v && v->is_string() ? v->as_string(key) : fallback;
+    }
+    int64_t positive(const std::string& key, int64_t v) const {
+        if (v <= 0) throw Error(file + ": hyper-parameter '" + key + "' must be positive, got " + std::to_string(v));
+        return v;
+    }
+};
+
+// Llama-3 frequency divisors (one per rotated pair) from the rope_scaling parameters, as the GGUF converter stores
+// them in rope_freqs.weight: 1 for short wavelengths, `factor` for long ones, a smooth blend between.
+std::vector<double> llama3_freq_factors(int n_rot, double base, double factor, double low_f, double high_f,
+                                        double orig_ctx) {
+    std::vector<double> out(size_t(n_rot / 2));
+    const double low_wl = orig_ctx / low_f, high_wl = orig_ctx / high_f;
+    for (int i = 0; i < n_rot / 2; ++i) {
+        const double freq = std::pow(base, -2.0 * i / n_rot);
+        const double wl = 2.0 * std::numbers::pi / freq;
+        if (wl < high_wl) {
+            out[size_t(i)] = 1.0;
+        } else if (wl > low_wl) {
+            out[size_t(i)] = factor;
+        } else {
+            const double smooth = (orig_ctx / wl - low_f) / (high_f - low_f);
+            out[size_t(i)] = 1.0 / ((1.0 - smooth) / factor + smooth);
+        }
+    }
+    return out;
+}
+
+struct Common {
+    int64_t n_embd = 0, n_head = 0, n_kv = 0, head_dim = 0, n_ff = 0, n_layer = 0, n_rot = 0, n_vocab = 0, n_ctx = 0;
+    double eps = 1e-5, base = 10000.0, freq_scale = 1.0, attn_scale = 0.0;
+    bool neox = false, qk_norm = false;
+    std::string freqs_name;             // rope.freqs
+    std::vector<double> freq_factors;   // rope.freq_factors (computed)
+    std::string tok_embd, output_norm, output, layer_prefix;  // layer_prefix has "%d" replaced by the index
+    std::map<std::string, std::string> names;
+};
+
+void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
+    const std::string a = src.architecture();
+    c.n_embd = r.positive(a + ".embedding_length", r.i(a + ".embedding_length"));
+    c.n_layer = r.positive(a + ".block_count", r.i(a + ".block_count"));
+    c.n_ff = r.positive(a + ".feed_forward_length", r.i(a + ".feed_forward_length"));
+    c.n_head = r.positive(a + ".attention.head_count", r.i(a + ".attention.head_count"));
+    c.n_kv = r.positive(a + ".attention.head_count_kv", r.i(a + ".attention.head_count_kv", c.n_head));
+    c.head_dim = r.positive(a + ".attention.key_length", r.i(a + ".attention.key_length", c.n_embd / c.n_head));
+    const int64_t vdim = r.i(a + ".attention.value_length", c.head_dim);
+    if (vdim != c.head_dim)
+        throw Error(r.file + ": " + a + ".attention.value_length " + std::to_string(vdim) +
+                    " differs from key_length " + std::to_string(c.head_dim) + " (not supported)");
+    c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim);
+    c.eps = r.f(a + ".attention.layer_norm_rms_epsilon");
+    c.base = r.f(a + ".rope.freq_base", 10000.0);
+    c.n_ctx = r.i(a + ".context_length", 0);
+    c.attn_scale = r.f(a + ".attention.scale", 0.0);
+    const std::string scaling = r.s(a + ".rope.scaling.type", "none");
+    if (scaling == "linear") {
+        const double factor = r.f(a + ".rope.scaling.factor");
+        if (factor <= 0) throw Error(r.file + ": " + a + ".rope.scaling.factor must be positive");
+        c.freq_scale = 1.0 / factor;
+    } else if (scaling != "none") {
+        throw Error(r.file + ": rope scaling type '" + scaling + "' (" + a + ".rope.scaling.type) is not supported");
+    } else if (double lin = r.f(a + ".rope.scale_linear", 0.0); lin > 0) {
+        c.freq_scale = 1.0 / lin;
+    }
+    // Llama GGUFs had q/k permuted by the converter to use adjacent pairs; Qwen keeps HF's rotate-half.
+    c.neox = a != "llama";
+    c.qk_norm = a == "qwen3";
+    if (src.find("rope_freqs.weight")) c.freqs_name = "rope_freqs.weight";
+    if (src.find("blk.0.attn_q.bias") || src.find("blk.0.attn_output.bias") || src.find("blk.0.ffn_up.bias"))
+        throw Error(r.file + ": attention/FFN bias tensors (blk.0.*.bias) are not supported by arch_llama");
+    c.n_vocab = src.get("token_embd.weight").shape.at(0);
+    c.tok_embd = "token_embd.weight";
+    c.output_norm = "output_norm.weight";
+    c.output = src.find("output.weight") ? "output.weight" : c.tok_embd;
+    c.layer_prefix = "blk.%d.";
+    c.names = {{"attn_norm", "attn_norm.weight"},     {"attn_q", "attn_q.weight"},
+               {"attn_k", "attn_k.weight"},           {"attn_v", "attn_v.weight"},
+               {"attn_output", "attn_output.weight"}, {"attn_q_norm", "attn_q_norm.weight"},
+               {"attn_k_norm", "attn_k_norm.weight"}, {"ffn_norm", "ffn_norm.weight"},
+               {"ffn_gate", "ffn_gate.weight"},       {"ffn_up", "ffn_up.weight"},
+               {"ffn_down", "ffn_down.weight"}};
+}
+
+void read_hf(const ModelSource& src, const Reader& r, Common& c) {
+    const std::string mt = src.architecture();
+    c.n_embd = r.positive("hidden_size", r.i("hidden_size"));
+    c.n_layer = r.positive("num_hidden_layers", r.i("num_hidden_layers"));
+    c.n_ff = r.positive("intermediate_size", r.i("intermediate_size"));
+    c.n_head = r.positive("num_attention_heads", r.i("num_attention_heads"));
+    c.n_kv = r.positive("num_key_value_heads", r.i("num_key_value_heads", c.n_head));
+    c.head_dim = r.positive("head_dim", r.i("head_dim", c.n_embd / c.n_head));
+    c.n_rot = c.head_dim;
+    c.eps = r.f("rms_norm_eps", 1e-6);
+    c.n_vocab = r.positive("vocab_size", r.i("vocab_size"));
+    c.n_ctx = r.i("max_position_embeddings", 0);
+    if (r.b("attention_bias", false) || r.b("mlp_bias", false))
+        throw Error(r.file + ": attention_bias / mlp_bias = true is not supported by arch_llama");
+    // transformers 5 moved rope_theta and rope_scaling into rope_parameters; older configs have them top level.
+    const bool rp = r.number("rope_parameters.rope_theta") || r.md.has("rope_parameters.rope_type");
+    const std::string sc = rp ? "rope_parameters." : "rope_scaling.";
+    c.base = rp ? r.f("rope_parameters.rope_theta", r.f("rope_theta", 10000.0)) : r.f("rope_theta", 10000.0);
+    std::string type = r.s(sc + "rope_type", r.s(sc + "type", "default"));
+    if (type == "linear") {
+        const double factor = r.f(sc + "factor");
+        if (factor <= 0) throw Error(r.file + ": " + sc + "factor must be positive");
+        c.freq_scale = 1.0 / factor;
+    } else if (type == "llama3") {
+        c.freq_factors = llama3_freq_factors(int(c.n_rot), c.base, r.f(sc + "factor", 8.0),
+                                             r.f(sc + "low_freq_factor", 1.0), r.f(sc + "high_freq_factor", 4.0),
+                                             r.f(sc + "original_max_position_embeddings", 8192.0));
+        c.freqs_name = "rope_freqs.llama3";  // computed, not in the file
+    } else if (type != "default") {
+        throw Error(r.file + ": rope scaling type '" + type + "' (" + sc + "rope_type) is not supported by arch_llama");
+    }
+    c.neox = true;  // HF checkpoints are rotate-half
+    c.qk_norm = mt == "qwen3";
+    c.tok_embd = "model.embed_tokens.weight";
+    c.output_norm = "model.norm.weight";
+    const bool tied = r.b("tie_word_embeddings", false);
+    c.output = tied ? c.tok_embd : "lm_head.weight";
+    c.layer_prefix = "model.layers.%d.";
+    c.names = {{"attn_norm", "input_layernorm.weight"},
+               {"attn_q", "self_attn.q_proj.weight"},
+               {"attn_k", "self_attn.k_proj.weight"},
+               {"attn_v", "self_attn.v_proj.weight"},
+               {"attn_output", "self_attn.o_proj.weight"},
+               {"attn_q_norm", "self_attn.q_norm.weight"},
+               {"attn_k_norm", "self_attn.k_norm.weight"},
+               {"ffn_norm", "post_attention_layernorm.weight"},
+               {"ffn_gate", "mlp.gate_proj.weight"},
+               {"ffn_up", "mlp.up_proj.weight"},
+               {"ffn_down", "mlp.down_proj.weight"}};
+}
+
+class LlamaArch final : public Arch {
+public:
+    std::string name() const override { return "llama"; }
+    std::vector<std::string> architectures() const override { return {"llama", "qwen3"}; }
+    bool matches(const ModelSource& src) const override {
+        const std::string a = src.architecture();
+        return a == "llama" || a == "qwen3";
+    }
+
+    ModelDesc build(const ModelSource& src, const Registry& reg) const override {
+        Reader r{src.metadata(), src.path()};
+        Common c;
+        if (src.kind() == ContainerKind::GGUF) read_gguf(src, r, c);
+        else read_hf(src, r, c);
+        if (c.n_head % c.n_kv != 0)
+            throw Error(r.file + ": " + std::to_string(c.n_head) + " attention heads are not a multiple of " +
+                        std::to_string(c.n_kv) + " KV heads");
+        if (c.n_rot <= 0 || c.n_rot % 2 != 0 || c.n_rot > c.head_dim)
+            throw Error(r.file + ": rotary dims " + std::to_string(c.n_rot) + " must be even and <= head dim " +
+                        std::to_string(c.head_dim));
+
+        ModelDesc d;
+        d.arch = src.architecture();
+        d.n_vocab = c.n_vocab;
+        d.n_embd = c.n_embd;
+        d.n_ctx_train = c.n_ctx;
+        d.norm_eps = float(c.eps);
+        d.tok_embd = c.tok_embd;
+        d.output_norm = c.output_norm;
+        d.output = c.output;
+        auto hp = std::make_unique<Metadata>();
+        hp->source = src.path();
+        hp->set("n_embd", mv_int(c.n_embd));
+        hp->set("n_head", mv_int(c.n_head));
+        hp->set("n_head_kv", mv_int(c.n_kv));
+        hp->set("head_dim", mv_int(c.head_dim));
+        hp->set("n_ff", mv_int(c.n_ff));
+        hp->set("norm_eps", mv_float(c.eps));
+        hp->set("rope.n_rot", mv_int(c.n_rot));
+        hp->set("rope.base", mv_float(c.base));
+        hp->set("rope.neox", mv_bool(c.neox));
+        hp->set("rope.freq_scale", mv_float(c.freq_scale));
+        if (!c.freqs_name.empty()) hp->set("rope.freqs", mv_str(c.freqs_name));
+        if (!c.freq_factors.empty()) {
+            auto arr = std::make_shared<MetaArray>();
+            for (double v : c.freq_factors) arr->push_back(mv_float(v));
+            hp->set("rope.freq_factors", MetaValue{arr, "arr[f64]"});
+        }
+        hp->set("attn.scale", mv_float(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim))));
+        hp->set("attn.qk_norm", mv_bool(c.qk_norm));
+        for (const auto& [k, v] : c.names) hp->set("name." + k, mv_str(v));
+        d.hparams = std::move(hp);
+
+        for (int i = 0; i < int(c.n_layer); ++i) {
+            LayerParams lp;
+            lp.hparams = d.hparams.get();
+            lp.prefix = c.layer_prefix;
+            lp.prefix.replace(lp.prefix.find("%d"), 2, std::to_string(i));
+            lp.index = 2 * i;
+            d.layers.push_back(reg.make_layer("llama.attention", lp));
+            lp.index = 2 * i + 1;
+            d.layers.push_back(reg.make_layer("llama.ffn", lp));
+        }
+        return d;
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Arch> make_arch() { return std::make_unique<LlamaArch>(); }
+
+}  // namespace imp::llama

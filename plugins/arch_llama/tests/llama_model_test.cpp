@@ -1,0 +1,221 @@
+// arch_llama end to end on the CPU executor: the tiny random-weight fixtures (tests/fixtures/models, made by
+// tests/tools/make_model_fixtures.py with transformers and converted by hf_to_gguf.py) must give transformers'
+// logits from the safetensors folder and from the GGUF, including a continuation at pos0 > 0 through the KV cache.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "imp/error.h"
+#include "imp/model.h"
+#include "imp/registry.h"
+#include "model/json.h"
+#include "plugin/loader.h"
+#include "runtime/engine.h"
+
+namespace fs = std::filesystem;
+using namespace imp;
+
+namespace {
+
+const std::string kPluginDir = IMP_BINARY_DIR "/lib/imp/plugins";
+const std::string kFixtures = IMP_SOURCE_DIR "/tests/fixtures/models";
+
+// One registry per plugin set, loaded once for the whole test process (plugins stay loaded anyway).
+Registry& registry_with(const std::vector<std::string>& plugins) {
+    static std::map<std::string, std::pair<std::unique_ptr<Registry>, std::unique_ptr<PluginLoader>>> cache;
+    std::string key;
+    for (auto& p : plugins) key += p + ";";
+    auto& e = cache[key];
+    if (!e.first) {
+        e.first = std::make_unique<Registry>();
+        e.second = std::make_unique<PluginLoader>(*e.first, std::vector<std::string>{kPluginDir});
+        for (auto& p : plugins) e.second->load(p);
+    }
+    return *e.first;
+}
+Registry& full_registry() { return registry_with({"arch_llama", "quant_ggml"}); }
+
+std::string read_text(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    REQUIRE(f.good());
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+struct Reference {
+    std::vector<int32_t> tokens, continuation;
+    int64_t n_vocab = 0;
+    std::vector<float> logits;  // [tokens + continuation, n_vocab]
+};
+
+Reference load_reference(const std::string& name) {
+    const std::string dir = kFixtures + "/" + name;
+    const json::Value v = json::parse(read_text(dir + "/reference.json"), dir + "/reference.json");
+    Reference r;
+    for (auto& t : v.get("tokens")->items) r.tokens.push_back(int32_t(t.i));
+    for (auto& t : v.get("continuation")->items) r.continuation.push_back(int32_t(t.i));
+    r.n_vocab = v.get("n_vocab")->i;
+    const std::string raw = read_text(dir + "/reference_logits.f32");
+    const size_t n = (r.tokens.size() + r.continuation.size()) * size_t(r.n_vocab);
+    REQUIRE(raw.size() == n * 4);
+    r.logits.resize(n);
+    std::memcpy(r.logits.data(), raw.data(), raw.size());
+    return r;
+}
+
+// max |a - b| / max |b| over rows [row0, row0 + rows) of the reference.
+double rel_diff(const float* got, const Reference& ref, size_t row0, size_t rows) {
+    double md = 0, mr = 0;
+    const size_t V = size_t(ref.n_vocab);
+    for (size_t i = 0; i < rows * V; ++i) {
+        const double b = ref.logits[row0 * V + i];
+        md = std::max(md, std::abs(double(got[i]) - b));
+        mr = std::max(mr, std::abs(b));
+    }
+    return md / mr;
+}
+
+void check_fixture(const std::string& name, const std::string& path, int64_t chunk, int threads) {
+    INFO("fixture " << name << " from " << path << ", prefill_chunk " << chunk);
+    const Reference ref = load_reference(name);
+    auto src = open_model(path);
+    CpuExecutor ex(threads);
+    EngineOptions opt;
+    opt.max_seq_len = 32;
+    opt.prefill_chunk = chunk;
+    Engine eng(*src, full_registry(), ex, opt);
+    REQUIRE(eng.desc().n_vocab == ref.n_vocab);
+    const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size(), n2 = ref.continuation.size();
+
+    std::vector<float> a(n1 * V), b(n2 * V);
+    eng.forward(ref.tokens.data(), int64_t(n1), a.data(), true);
+    CHECK(eng.position() == int64_t(n1));
+    eng.forward(ref.continuation.data(), int64_t(n2), b.data(), true);
+    CHECK(eng.position() == int64_t(n1 + n2));
+    const double d1 = rel_diff(a.data(), ref, 0, n1), d2 = rel_diff(b.data(), ref, n1, n2);
+    INFO("prompt rel diff " << d1 << ", continuation (pos0 " << n1 << ") rel diff " << d2);
+    CHECK(d1 <= 1e-4);
+    CHECK(d2 <= 1e-4);
+
+    // Last-token logits only, one token at a time (decode path), after a reset.
+    eng.reset();
+    CHECK(eng.position() == 0);
+    std::vector<float> last(V);
+    eng.forward(ref.tokens.data(), int64_t(n1), last.data(), false);
+    CHECK(rel_diff(last.data(), ref, n1 - 1, 1) <= 1e-4);
+    for (size_t i = 0; i < n2; ++i) {
+        eng.forward(&ref.continuation[i], 1, last.data(), false);
+        INFO("decode step " << i);
+        CHECK(rel_diff(last.data(), ref, n1 + i, 1) <= 1e-4);
+    }
+}
+
+const char* kNames[] = {"llama_tiny", "llama3_tiny", "qwen3_tiny"};
+
+}  // namespace
+
+TEST_CASE("llama fixtures from safetensors match transformers", "[arch_llama]") {
+    for (const char* name : kNames) {
+        check_fixture(name, kFixtures + "/" + name, 512, 2);
+        check_fixture(name, kFixtures + "/" + name, 5, 3);
+    }
+}
+
+TEST_CASE("llama fixtures from GGUF match transformers", "[arch_llama]") {
+    for (const char* name : kNames) {
+        check_fixture(name, kFixtures + "/" + name + ".gguf", 512, 2);
+        check_fixture(name, kFixtures + "/" + name + ".gguf", 4, 1);
+    }
+}
+
+TEST_CASE("llama arch reads hyper-parameters and plans memory", "[arch_llama]") {
+    auto src = open_model(kFixtures + "/qwen3_tiny.gguf");
+    CpuExecutor ex(1);
+    EngineOptions opt;
+    opt.max_seq_len = 0;  // the trained context (512) capped at 8192
+    Engine eng(*src, full_registry(), ex, opt);
+    const ModelDesc& d = eng.desc();
+    CHECK(d.arch == "qwen3");
+    CHECK(d.n_embd == 64);
+    CHECK(d.n_vocab == 384);
+    CHECK(d.layers.size() == 4);
+    CHECK(d.output == d.tok_embd);  // tied: no output.weight in the GGUF
+    CHECK(d.hparams->get_int("head_dim") == 24);
+    CHECK(d.hparams->get_bool("rope.neox"));
+    CHECK(d.hparams->get_bool("attn.qk_norm"));
+    CHECK(eng.capacity() == 512);
+    // KV: 2 attention layers x K and V x 512 positions x 2 heads x 24 dims x 4 bytes.
+    CHECK(eng.plan().state == 2ull * 2 * 512 * 2 * 24 * 4);
+    CHECK(eng.plan().weights >= uint64_t(src->file_bytes()) - 16384);
+    CHECK(ex.bytes_allocated() >= eng.plan().total());
+
+    auto llama = open_model(kFixtures + "/llama_tiny.gguf");
+    Engine e2(*llama, full_registry(), ex, opt);
+    CHECK_FALSE(e2.desc().hparams->get_bool("rope.neox"));  // permuted q/k: adjacent pairs
+    CHECK(e2.desc().output == "output.weight");
+    CHECK(e2.capacity() == 256);
+    auto hf = open_model(kFixtures + "/llama3_tiny");
+    Engine e3(*hf, full_registry(), ex, opt);
+    CHECK(e3.desc().hparams->get_bool("rope.neox"));
+    CHECK(e3.desc().hparams->get_string("rope.freqs") == "rope_freqs.llama3");
+    CHECK(e3.desc().output == "model.embed_tokens.weight");
+}
+
+TEST_CASE("context overflow names the position, the token count and the capacity", "[arch_llama]") {
+    auto src = open_model(kFixtures + "/llama_tiny");
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 14;
+    Engine eng(*src, full_registry(), ex, opt);
+    std::vector<int32_t> toks(12, 7);
+    std::vector<float> logits(size_t(eng.desc().n_vocab));
+    eng.forward(toks.data(), 12, logits.data());
+    CHECK_THROWS_WITH(eng.forward(toks.data(), 3, logits.data()),
+                      Catch::Contains("position 12") && Catch::Contains("3 tokens") && Catch::Contains("14"));
+    CHECK(eng.position() == 12);
+    eng.forward(toks.data(), 2, logits.data());  // still fits exactly
+    CHECK(eng.position() == 14);
+    eng.reset();
+    int32_t bad = 320;
+    CHECK_THROWS_WITH(eng.forward(&bad, 1, logits.data()), Catch::Contains("320") && Catch::Contains("vocabulary"));
+}
+
+TEST_CASE("a weight whose shape differs from the config is rejected by name", "[arch_llama]") {
+    const fs::path tmp = fs::temp_directory_path() / ("imp_arch_llama_shape_" + std::to_string(::getpid()));
+    fs::create_directories(tmp);
+    fs::copy_file(kFixtures + "/llama_tiny/model.safetensors", tmp / "model.safetensors",
+                  fs::copy_options::overwrite_existing);
+    std::string cfg = read_text(kFixtures + "/llama_tiny/config.json");
+    const std::string from = "\"intermediate_size\": 172", to = "\"intermediate_size\": 171";
+    REQUIRE(cfg.find(from) != std::string::npos);
+    cfg.replace(cfg.find(from), from.size(), to);
+    std::ofstream(tmp / "config.json") << cfg;
+    auto src = open_model(tmp.string());
+    CpuExecutor ex(1);
+    CHECK_THROWS_WITH(Engine(*src, full_registry(), ex, EngineOptions{}),
+                      Catch::Contains("model.layers.0.mlp.gate_proj.weight") && Catch::Contains("[172, 64]") &&
+                          Catch::Contains("[171, 64]"));
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("missing plugins are named in the errors", "[arch_llama]") {
+    auto src = open_model(kFixtures + "/qwen3_tiny.gguf");
+    CpuExecutor ex(1);
+    Registry empty;
+    CHECK_THROWS_WITH(Engine(*src, empty, ex, EngineOptions{}),
+                      Catch::Contains("no loaded plugin handles architecture 'qwen3'"));
+    Registry& arch_only = registry_with({"arch_llama"});
+    CHECK_THROWS_WITH(Engine(*src, arch_only, ex, EngineOptions{}),
+                      Catch::Contains("token_embd.weight") && Catch::Contains("F32") &&
+                          Catch::Contains("no loaded quant format"));
+}
