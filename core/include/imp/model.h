@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "imp/metadata.h"
@@ -45,6 +46,14 @@ public:
     const TensorInfo& get(const std::string& name) const;  // throws imp::Error naming the tensor and the file
     virtual std::string path() const = 0;
     virtual uint64_t file_bytes() const = 0;
+
+protected:
+    // Readers call this once their tensor list is final; find() then looks names up in a hash map instead of
+    // scanning (it still falls back to a scan if tensors() no longer matches the index).
+    void build_name_index();
+
+private:
+    std::unordered_map<std::string, size_t> name_index_;
 };
 
 // Opens a .gguf file, a .safetensors file, or a folder with model.safetensors[.index.json] (+ config.json).

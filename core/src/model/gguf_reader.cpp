@@ -1,0 +1,282 @@
+#include "model/gguf_reader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <unordered_set>
+
+#include "imp/error.h"
+#include "model/ggml_types.h"
+
+namespace imp {
+
+namespace {
+
+// GGUF metadata value type ids (gguf_type).
+enum : uint32_t {
+    T_U8 = 0,
+    T_I8,
+    T_U16,
+    T_I16,
+    T_U32,
+    T_I32,
+    T_F32,
+    T_BOOL,
+    T_STR,
+    T_ARR,
+    T_U64,
+    T_I64,
+    T_F64,
+    T_COUNT
+};
+const char* const kTypeName[T_COUNT] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
+                                        "bool", "str", "arr", "u64", "i64", "f64"};
+// The fewest bytes a value of each type occupies (a string is at least its u64 length).
+constexpr uint64_t kMinBytes[T_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8};
+
+constexpr uint64_t kMaxKeyBytes = 65535;  // GGUF spec: keys are at most 65535 bytes
+constexpr uint64_t kMaxNameBytes = 64;    // GGUF spec: tensor names are at most 64 bytes
+constexpr uint32_t kMaxDims = 4;
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, smallest value
+constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // empty name, n_dims = 0, type, offset
+
+std::string sq(const std::string& s) { return "'" + s + "'"; }
+
+class Parser {
+public:
+    Parser(const MappedFile& f) : p_(f.data()), n_(f.size()), path_(f.path()) {}
+
+    [[noreturn]] void fail(const std::string& msg) const { throw Error(path_ + ": " + msg); }
+    uint64_t pos() const { return pos_; }
+    uint64_t left() const { return n_ - pos_; }
+
+    void need(uint64_t k, const char* what, const std::string& subject) const {
+        if (k > left())
+            fail("truncated file: " + std::string(what) + (subject.empty() ? "" : " of " + subject) + " needs " +
+                 std::to_string(k) + " bytes at offset " + std::to_string(pos_) + ", only " + std::to_string(left()) +
+                 " remain");
+    }
+    template <class T>
+    T get(const char* what, const std::string& subject = {}) {
+        need(sizeof(T), what, subject);
+        T v;
+        std::memcpy(&v, p_ + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return v;
+    }
+    std::string str(const char* what, const std::string& subject, uint64_t max_len) {
+        uint64_t len = get<uint64_t>("string length", subject.empty() ? what : subject);
+        if (len > n_)
+            fail(std::string(what) + " length " + std::to_string(len) + (subject.empty() ? "" : " in " + subject) +
+                 " is larger than the whole file (" + std::to_string(n_) + " bytes)");
+        if (len > left())
+            fail(std::string(what) + (subject.empty() ? "" : " of " + subject) + ": " + std::to_string(len) +
+                 " bytes at offset " + std::to_string(pos_) + " run past the end of the file");
+        if (len > max_len)
+            fail(std::string(what) + " of " + std::to_string(len) + " bytes exceeds the GGUF limit of " +
+                 std::to_string(max_len) + " bytes");
+        std::string s(reinterpret_cast<const char*>(p_ + pos_), size_t(len));
+        pos_ += len;
+        return s;
+    }
+
+    MetaValue value(uint32_t type, const std::string& key, const std::string& subject) {
+        switch (type) {
+            case T_U8: return {uint64_t(get<uint8_t>("u8 value", subject)), "u8"};
+            case T_I8: return {int64_t(get<int8_t>("i8 value", subject)), "i8"};
+            case T_U16: return {uint64_t(get<uint16_t>("u16 value", subject)), "u16"};
+            case T_I16: return {int64_t(get<int16_t>("i16 value", subject)), "i16"};
+            case T_U32: return {uint64_t(get<uint32_t>("u32 value", subject)), "u32"};
+            case T_I32: return {int64_t(get<int32_t>("i32 value", subject)), "i32"};
+            case T_F32: return {double(get<float>("f32 value", subject)), "f32"};
+            case T_U64: return {get<uint64_t>("u64 value", subject), "u64"};
+            case T_I64: return {get<int64_t>("i64 value", subject), "i64"};
+            case T_F64: return {get<double>("f64 value", subject), "f64"};
+            case T_BOOL: {
+                uint8_t b = get<uint8_t>("bool value", subject);
+                if (b > 1)
+                    fail("metadata key " + sq(key) + " has bool value " + std::to_string(b) + " (must be 0 or 1)");
+                return {b == 1, "bool"};
+            }
+            case T_STR: return {str("string value", subject, UINT64_MAX), "str"};
+            case T_ARR: return array(key, subject);
+            default: fail("metadata key " + sq(key) + " has unknown value type " + std::to_string(type));
+        }
+    }
+
+private:
+    MetaValue array(const std::string& key, const std::string& subject) {
+        uint32_t et = get<uint32_t>("array element type", subject);
+        if (et == T_ARR) fail("metadata key " + sq(key) + " is an array of arrays, which GGUF readers do not support");
+        if (et >= T_COUNT)
+            fail("metadata key " + sq(key) + " is an array with unknown element type " + std::to_string(et));
+        uint64_t count = get<uint64_t>("array count", subject);
+        if (count > left() / kMinBytes[et])
+            fail("metadata key " + sq(key) + ": array count " + std::to_string(count) + " of " + kTypeName[et] +
+                 " cannot fit in the " + std::to_string(left()) + " bytes left in the file");
+        auto arr = std::make_shared<MetaArray>();
+        arr->reserve(size_t(count));
+        for (uint64_t i = 0; i < count; ++i) arr->push_back(value(et, key, subject));
+        return {std::move(arr), std::string("arr[") + kTypeName[et] + "]"};
+    }
+
+    const uint8_t* p_;
+    uint64_t n_;
+    uint64_t pos_ = 0;
+    const std::string& path_;
+};
+
+std::string printable_magic(const uint8_t* m) {
+    std::string s;
+    char buf[8];
+    for (int i = 0; i < 4; ++i) {
+        if (m[i] >= 0x20 && m[i] < 0x7f) {
+            s += char(m[i]);
+        } else {
+            std::snprintf(buf, sizeof buf, "\\x%02x", m[i]);
+            s += buf;
+        }
+    }
+    return s;
+}
+
+}  // namespace
+
+GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {
+    const std::string& path = file_->path();
+    meta_.source = path;
+    Parser in(*file_);
+    const uint64_t fsize = file_->size();
+
+    // ---- header
+    if (fsize < 4) in.fail("file of " + std::to_string(fsize) + " bytes is too small to be a GGUF file");
+    if (std::memcmp(file_->data(), "GGUF", 4) != 0)
+        in.fail("bad magic '" + printable_magic(file_->data()) + "', expected 'GGUF'");
+    (void)in.get<uint32_t>("magic");
+    version_ = in.get<uint32_t>("version", "the GGUF header");
+    if (version_ == 0) in.fail("GGUF version 0 is invalid");
+    if ((version_ & 0xFFFFu) == 0) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "0x%08x", version_);
+        in.fail(std::string("big-endian GGUF file (version field ") + buf +
+                "); only little-endian files are supported");
+    }
+    if (version_ == 1) in.fail("GGUF version 1 is no longer supported; re-convert the model to GGUF v3");
+    if (version_ > 3)
+        in.fail("GGUF version " + std::to_string(version_) + " is newer than this reader (supports 2 and 3)");
+    const uint64_t n_tensors = in.get<uint64_t>("tensor count", "the GGUF header");
+    const uint64_t n_kv = in.get<uint64_t>("metadata key/value count", "the GGUF header");
+    if (n_tensors > in.left() / kMinTensorInfoBytes)
+        in.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(in.left()) +
+                " bytes left in the file");
+    if (n_kv > in.left() / kMinKvBytes)
+        in.fail("metadata key/value count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(in.left()) +
+                " bytes left in the file");
+
+    // ---- metadata
+    for (uint64_t i = 0; i < n_kv; ++i) {
+        std::string subject = "metadata entry #" + std::to_string(i);
+        std::string key = in.str("metadata key", subject, kMaxKeyBytes);
+        if (meta_.has(key)) in.fail("duplicate metadata key " + sq(key));
+        subject = "metadata key " + sq(key);
+        uint32_t type = in.get<uint32_t>("value type", subject);
+        MetaValue v = in.value(type, key, subject);
+        meta_.set(key, std::move(v));
+    }
+    if (const MetaValue* a = meta_.find("general.alignment")) {
+        if (a->type != "u32") in.fail("general.alignment must be a u32, found " + a->type);
+        uint64_t al = std::get<uint64_t>(a->v);
+        if (al == 0) in.fail("general.alignment is 0");
+        if ((al & (al - 1)) != 0) in.fail("general.alignment " + std::to_string(al) + " is not a power of two");
+        alignment_ = al;
+    }
+    if (const MetaValue* a = meta_.find("general.architecture")) {
+        if (!a->is_string()) in.fail("general.architecture must be a string, found " + a->type);
+        arch_ = std::get<std::string>(a->v);
+    }
+
+    // ---- tensor infos
+    if (n_tensors > in.left() / kMinTensorInfoBytes)
+        in.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(in.left()) +
+                " bytes left after the metadata");
+    tensors_.reserve(size_t(n_tensors));
+    std::vector<uint64_t> rel_offset;
+    rel_offset.reserve(size_t(n_tensors));
+    std::unordered_set<std::string> names;
+    for (uint64_t i = 0; i < n_tensors; ++i) {
+        TensorInfo t;
+        t.name = in.str("tensor name", "tensor info #" + std::to_string(i), kMaxNameBytes);
+        if (!names.insert(t.name).second) in.fail("duplicate tensor name " + sq(t.name));
+        const std::string subject = "tensor " + sq(t.name);
+        uint32_t n_dims = in.get<uint32_t>("n_dims", subject);
+        if (n_dims > kMaxDims)
+            in.fail(subject + " has " + std::to_string(n_dims) + " dimensions (GGUF allows at most 4)");
+        uint64_t ne[kMaxDims] = {1, 1, 1, 1};
+        for (uint32_t j = 0; j < n_dims; ++j) {
+            ne[j] = in.get<uint64_t>("dimension", subject);
+            if (ne[j] == 0) in.fail(subject + " has a zero-sized dimension ne[" + std::to_string(j) + "]");
+            if (ne[j] > uint64_t(INT64_MAX))
+                in.fail(subject + " dimension ne[" + std::to_string(j) + "] = " + std::to_string(ne[j]) +
+                        " is out of range (negative as int64)");
+        }
+        t.ggml_type = in.get<uint32_t>("ggml type", subject);
+        uint64_t off = in.get<uint64_t>("data offset", subject);
+        const ggml::TypeInfo* ti = ggml::type_info(t.ggml_type);
+        if (!ti) in.fail(subject + " has unknown ggml type " + std::to_string(t.ggml_type));
+        t.type = ti->name;
+        const std::string count_what = path + ": " + subject + " element count";
+        uint64_t numel = 1;
+        for (uint32_t j = 0; j < kMaxDims; ++j) numel = checked_mul(numel, ne[j], count_what.c_str());
+        if (numel > uint64_t(INT64_MAX))
+            in.fail(subject + " has " + std::to_string(numel) + " elements, more than int64 can count");
+        if (ne[0] % ti->block_elems != 0)
+            in.fail(subject + ": ne[0] = " + std::to_string(ne[0]) + " is not a multiple of the " + ti->name +
+                    " block size " + std::to_string(ti->block_elems));
+        const std::string bytes_what = path + ": " + subject + " byte size";
+        t.nbytes = checked_mul(numel / ti->block_elems, ti->block_bytes, bytes_what.c_str());
+        if (off % alignment_ != 0)
+            in.fail(subject + " data offset " + std::to_string(off) + " is not a multiple of the alignment " +
+                    std::to_string(alignment_));
+        for (uint32_t j = n_dims; j-- > 0;) t.shape.push_back(int64_t(ne[j]));  // ggml ne order -> outermost first
+        t.file = path;
+        tensors_.push_back(std::move(t));
+        rel_offset.push_back(off);
+    }
+
+    // ---- data section: starts at the next multiple of the alignment after the tensor infos
+    data_offset_ = in.pos();
+    if (n_tensors > 0) {
+        uint64_t pad = (alignment_ - data_offset_ % alignment_) % alignment_;
+        data_offset_ = checked_add(data_offset_, pad, (path + ": data section start").c_str());
+    }
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+        TensorInfo& t = tensors_[i];
+        const std::string what = path + ": tensor " + sq(t.name) + " data offset";
+        uint64_t begin = checked_add(data_offset_, rel_offset[i], what.c_str());
+        uint64_t end = checked_add(begin, t.nbytes, what.c_str());
+        if (end > fsize)
+            in.fail("tensor " + sq(t.name) + " data [" + std::to_string(begin) + ", " + std::to_string(end) +
+                    ") runs past the end of the file (" + std::to_string(fsize) + " bytes)");
+        t.file_offset = begin;
+        t.data = file_->data() + begin;
+    }
+    std::vector<size_t> order(tensors_.size());
+    std::iota(order.begin(), order.end(), size_t(0));
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return tensors_[a].file_offset < tensors_[b].file_offset; });
+    for (size_t k = 1; k < order.size(); ++k) {
+        const TensorInfo& a = tensors_[order[k - 1]];
+        const TensorInfo& b = tensors_[order[k]];
+        if (a.file_offset + a.nbytes > b.file_offset)
+            in.fail("tensors " + sq(a.name) + " and " + sq(b.name) + " overlap (data at " +
+                    std::to_string(a.file_offset) + "+" + std::to_string(a.nbytes) + " and " +
+                    std::to_string(b.file_offset) + ")");
+    }
+    build_name_index();
+}
+
+std::unique_ptr<ModelSource> open_gguf(const std::string& path) {
+    return std::make_unique<GgufSource>(MappedFile::open(path));
+}
+
+}  // namespace imp

@@ -1,0 +1,45 @@
+// A small strict JSON (RFC 8259) parser for safetensors headers, index.json and config.json.
+// Keeps integer vs float apart (an integer that fits int64/uint64 stays exact), keeps object key order, rejects
+// duplicate keys, trailing garbage, invalid UTF-8, lone surrogates, NaN/Infinity, and nesting past a depth limit.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace imp::json {
+
+struct Value {
+    enum class Kind : uint8_t { Null, Bool, Int, UInt, Float, String, Array, Object };
+    Kind kind = Kind::Null;
+    bool b = false;
+    int64_t i = 0;                  // Kind::Int
+    uint64_t u = 0;                 // Kind::UInt: integers above INT64_MAX
+    double f = 0;                   // Kind::Float
+    std::string s;                  // Kind::String
+    std::vector<Value> items;       // Kind::Array, and the values of Kind::Object
+    std::vector<std::string> keys;  // Kind::Object, parallel to items
+
+    bool is_object() const { return kind == Kind::Object; }
+    bool is_array() const { return kind == Kind::Array; }
+    bool is_string() const { return kind == Kind::String; }
+    bool is_integer() const { return kind == Kind::Int || kind == Kind::UInt; }
+    // A non-negative integer that fits uint64 (false for floats, even 3.0).
+    bool as_u64(uint64_t& out) const;
+    // Object member lookup (linear); nullptr if absent or this is not an object.
+    const Value* get(std::string_view key) const;
+};
+
+struct Limits {
+    size_t max_depth = 64;
+    size_t max_values = size_t(1) << 22;  // caps memory for adversarial inputs
+};
+
+// Throws imp::Error("<source>: invalid JSON: <problem> at byte N").
+Value parse(std::string_view text, const std::string& source, Limits limits = {});
+
+// Compact serialization (used to display objects nested in arrays).
+std::string dump(const Value& v);
+
+}  // namespace imp::json

@@ -1,0 +1,61 @@
+#include "model/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "imp/error.h"
+
+namespace imp {
+
+namespace {
+struct Fd {
+    int fd = -1;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+[[noreturn]] void fail(const std::string& path, const char* what, int err) {
+    if (err == ENOENT) throw Error(path + ": no such file or directory");
+    throw Error(path + ": " + what + ": " + std::strerror(err));
+}
+}  // namespace
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+    Fd f;
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f.fd < 0) fail(path, "cannot open", errno);
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat", errno);
+    if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, expected a file");
+    if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+    std::shared_ptr<MappedFile> m(new MappedFile());
+    m->path_ = path;
+    m->size_ = uint64_t(st.st_size);
+    if (m->size_ == 0) return m;  // mmap of length 0 is invalid; readers report the file as truncated
+    if (m->size_ > uint64_t(SIZE_MAX)) throw Error(path + ": file too large to map");
+    void* p = ::mmap(nullptr, size_t(m->size_), PROT_READ, MAP_PRIVATE, f.fd, 0);
+    if (p == MAP_FAILED) fail(path, "cannot map", errno);
+    m->data_ = static_cast<const uint8_t*>(p);
+    m->mapped_ = true;
+    return m;
+}
+
+std::shared_ptr<MappedFile> MappedFile::from_bytes(const std::string& path, std::string bytes) {
+    std::shared_ptr<MappedFile> m(new MappedFile());
+    m->path_ = path;
+    m->owned_ = std::move(bytes);
+    m->size_ = m->owned_.size();
+    m->data_ = m->size_ ? reinterpret_cast<const uint8_t*>(m->owned_.data()) : nullptr;
+    return m;
+}
+
+MappedFile::~MappedFile() {
+    if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_t(size_));
+}
+
+}  // namespace imp

@@ -1,0 +1,33 @@
+// A read-only, memory-mapped file. The mapping lives as long as the object; readers keep a shared_ptr so the
+// TensorInfo::data pointers they hand out stay valid for the life of their ModelSource.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace imp {
+
+class MappedFile {
+public:
+    // Opens and maps `path`; throws imp::Error("<path>: <reason>") on failure. An empty file maps to size 0.
+    static std::shared_ptr<MappedFile> open(const std::string& path);
+    // The same interface over bytes held in memory (tests, embedded models); `path` names it in messages.
+    static std::shared_ptr<MappedFile> from_bytes(const std::string& path, std::string bytes);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const uint8_t* data() const { return data_; }
+    uint64_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+private:
+    MappedFile() = default;
+    std::string path_;
+    const uint8_t* data_ = nullptr;
+    uint64_t size_ = 0;
+    bool mapped_ = false;
+    std::string owned_;  // from_bytes only
+};
+
+}  // namespace imp
