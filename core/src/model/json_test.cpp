@@ -21,7 +21,7 @@ std::string err(const std::string& s, imp::json::Limits lim = {}) {
 }
 }  // namespace
 
-TEST_CASE("json: scalars keep integer and float apart", "[model][json]") {
+TEST_CASE("model json: scalars keep integer and float apart", "[model][json]") {
     CHECK(p("0").kind == Kind::Int);
     CHECK(p("-0").kind == Kind::Int);
     CHECK(p("12345678901234").i == 12345678901234LL);
@@ -46,7 +46,7 @@ TEST_CASE("json: scalars keep integer and float apart", "[model][json]") {
     CHECK_FALSE(p("7.0").as_u64(x));
 }
 
-TEST_CASE("json: strings decode every escape and validate UTF-8", "[model][json]") {
+TEST_CASE("model json: strings decode every escape and validate UTF-8", "[model][json]") {
     CHECK(p(R"("a\"b\\c\/d\be\ff\ng\rh\ti")").s == "a\"b\\c/d\be\ff\ng\rh\ti");
     CHECK(p(R"("\u00e9\u20AC")").s == "\xC3\xA9\xE2\x82\xAC");
     CHECK(p(R"("\ud83d\ude00")").s == "\xF0\x9F\x98\x80");
@@ -68,7 +68,7 @@ TEST_CASE("json: strings decode every escape and validate UTF-8", "[model][json]
     CHECK_THAT(err("\"\xF0\x9F\""), Catch::Contains("truncated UTF-8"));
 }
 
-TEST_CASE("json: objects keep order and reject duplicates", "[model][json]") {
+TEST_CASE("model json: objects keep order and reject duplicates", "[model][json]") {
     Value v = p(R"( {"b": 1, "a": [1, 2.5, "x", null, {"k": []}], "c": {}} )");
     REQUIRE(v.is_object());
     REQUIRE(v.keys == std::vector<std::string>{"b", "a", "c"});
@@ -80,7 +80,7 @@ TEST_CASE("json: objects keep order and reject duplicates", "[model][json]") {
     CHECK_THAT(err(R"({"a":1,"a":2})"), Catch::Contains("duplicate key \"a\""));
 }
 
-TEST_CASE("json: strict grammar", "[model][json]") {
+TEST_CASE("model json: strict grammar", "[model][json]") {
     for (const char* bad :
          {"",  " ",  "{",  "[1,]", "[1 2]",    "{\"a\" 1}", "{\"a\":1,}", "{a:1}", "01",    "1.",  ".5",
           "-", "1e", "+1", "NaN",  "Infinity", "tru",       "nul",        "[1]]",  "{} {}", "'a'", "1e999"}) {
@@ -93,7 +93,7 @@ TEST_CASE("json: strict grammar", "[model][json]") {
     CHECK_THAT(err("1e999"), Catch::Contains("number out of range"));
 }
 
-TEST_CASE("json: depth and size limits", "[model][json]") {
+TEST_CASE("model json: depth and size limits", "[model][json]") {
     CHECK_NOTHROW(p(std::string(64, '[') + std::string(64, ']')));
     CHECK_THAT(err(std::string(65, '[') + std::string(65, ']')), Catch::Contains("nesting deeper than 64 levels"));
     CHECK_THAT(err(std::string(100000, '[')), Catch::Contains("nesting deeper"));  // no stack overflow

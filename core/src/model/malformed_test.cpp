@@ -256,7 +256,7 @@ std::string reject(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("the GGUF and safetensors bases of the malformed cases are valid", "[model][malformed]") {
+TEST_CASE("model malformed: the bases of the malformed cases are valid", "[model][malformed]") {
     TempDir tmp("base");
     auto g = imp::open_model(tmp.file("ok.gguf", gguf_valid()));
     CHECK(g->architecture() == "llama");
@@ -269,7 +269,7 @@ TEST_CASE("the GGUF and safetensors bases of the malformed cases are valid", "[m
     CHECK(imp::open_model(tmp.file("ok2.bin", gguf_valid()))->kind() == imp::ContainerKind::GGUF);
 }
 
-TEST_CASE("unusual but valid GGUF files are accepted", "[model][gguf]") {
+TEST_CASE("model gguf: unusual but valid GGUF files are accepted", "[model][gguf]") {
     TempDir tmp("unusual");
     // v2, alignment 8, tensors out of file order, a 0-dim (scalar) tensor, a gap between tensors
     Bytes b = gguf_header(3, 1, 2).kv_u32("general.alignment", 8);
@@ -287,7 +287,7 @@ TEST_CASE("unusual but valid GGUF files are accepted", "[model][gguf]") {
     CHECK(imp::open_model(tmp.file("empty.gguf", gguf_header(0, 0).b))->tensors().empty());
 }
 
-TEST_CASE("malformed model files are rejected, each with its own message", "[model][malformed]") {
+TEST_CASE("model malformed: bad files are rejected, each with its own message", "[model][malformed]") {
     TempDir tmp("malformed");
     std::map<std::string, std::string> seen;  // problem text -> case, to prove the messages are distinct
     size_t n = 0;
@@ -312,7 +312,7 @@ TEST_CASE("malformed model files are rejected, each with its own message", "[mod
     CHECK(n >= 80);
 }
 
-TEST_CASE("every truncation and random corruption of valid files fails cleanly", "[model][malformed]") {
+TEST_CASE("model malformed: every truncation and random corruption fails cleanly", "[model][malformed]") {
     std::vector<std::string> inputs;
     for (const char* f : {"all_types.gguf", "align64.gguf", "tiny.safetensors"}) {
         auto m = imp::MappedFile::open(imp::test::fixture_dir() + "/" + f);

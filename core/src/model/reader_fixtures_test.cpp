@@ -129,14 +129,14 @@ void check_tensors(const imp::ModelSource& src, const Value& want, bool gguf) {
 
 }  // namespace
 
-TEST_CASE("sha256 helper matches known vectors", "[model]") {
+TEST_CASE("model: sha256 helper matches known vectors", "[model]") {
     CHECK(imp::test::sha256_hex(nullptr, 0) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     std::string abc = "abc";
     CHECK(imp::test::sha256_hex(reinterpret_cast<const uint8_t*>(abc.data()), 3) ==
           "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
-TEST_CASE("GGUF fixtures read back exactly", "[model][gguf]") {
+TEST_CASE("model gguf: GGUF fixtures read back exactly", "[model][gguf]") {
     Value exp = load_expected();
     const Value& files = at(exp, "gguf");
     REQUIRE(files.items.size() >= 2);
@@ -161,7 +161,7 @@ TEST_CASE("GGUF fixtures read back exactly", "[model][gguf]") {
     }
 }
 
-TEST_CASE("GGUF fixture covers every metadata type and the common tensor types", "[model][gguf]") {
+TEST_CASE("model gguf: fixture covers every metadata type and common tensor types", "[model][gguf]") {
     auto src = imp::open_model(fixture_dir() + "/all_types.gguf");
     std::set<std::string> types, ttypes;
     for (const auto& [k, v] : src->metadata().all()) types.insert(v.type);
@@ -187,7 +187,7 @@ TEST_CASE("GGUF fixture covers every metadata type and the common tensor types",
     CHECK(src->metadata().get_array("tokenizer.ggml.tokens")[2].as_string("t") == "\xC4\xA0Paris");
 }
 
-TEST_CASE("safetensors fixtures (file, sharded folder, single folder) read back exactly", "[model][safetensors]") {
+TEST_CASE("model safetensors: file, sharded folder and single folder read back exactly", "[model][safetensors]") {
     Value exp = load_expected();
     const Value& entries = at(exp, "safetensors");
     REQUIRE(entries.items.size() == 3);
@@ -204,7 +204,7 @@ TEST_CASE("safetensors fixtures (file, sharded folder, single folder) read back 
     }
 }
 
-TEST_CASE("safetensors config.json flattening keeps JSON number types", "[model][safetensors]") {
+TEST_CASE("model safetensors: config.json flattening keeps JSON number types", "[model][safetensors]") {
     auto src = imp::open_model(fixture_dir() + "/sharded");
     const auto& md = src->metadata();
     CHECK(md.get_float("rope_scaling.factor") == 8.0);
@@ -222,7 +222,7 @@ TEST_CASE("safetensors config.json flattening keeps JSON number types", "[model]
     CHECK(src->get("lm_head.weight").file.find("model-00002-of-00002.safetensors") != std::string::npos);
 }
 
-TEST_CASE("inspect prints container, metadata and tensor table", "[model][inspect]") {
+TEST_CASE("model inspect: prints container, metadata and tensor table", "[model][inspect]") {
     auto g = imp::open_model(fixture_dir() + "/all_types.gguf");
     std::string text = imp::inspect_model(*g);
     CHECK_THAT(text, Catch::Contains("GGUF v3, alignment 32"));
