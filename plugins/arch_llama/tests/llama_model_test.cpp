@@ -219,3 +219,52 @@ TEST_CASE("missing plugins are named in the errors", "[arch_llama]") {
                       Catch::Contains("token_embd.weight") && Catch::Contains("F32") &&
                           Catch::Contains("no loaded quant format"));
 }
+
+TEST_CASE("transformers 4.x config (rope_theta + rope_scaling) reads like 5.x rope_parameters", "[arch_llama]") {
+    const fs::path tmp = fs::temp_directory_path() / ("imp_arch_llama_v4_" + std::to_string(::getpid()));
+    fs::create_directories(tmp);
+    fs::copy_file(kFixtures + "/llama3_tiny/model.safetensors", tmp / "model.safetensors",
+                  fs::copy_options::overwrite_existing);
+    std::string cfg = read_text(kFixtures + "/llama3_tiny/config.json");
+    const std::string from = "\"rope_parameters\": {", to = "\"rope_theta\": 500000.0, \"rope_scaling\": {";
+    REQUIRE(cfg.find(from) != std::string::npos);
+    cfg.replace(cfg.find(from), from.size(), to);
+    const std::string theta = "\"rope_theta\": 500000.0,\n", empty;
+    const size_t inner = cfg.find(theta, cfg.find("rope_scaling"));
+    REQUIRE(inner != std::string::npos);
+    cfg.replace(inner, theta.size(), empty);  // rope_theta only at the top level now
+    std::ofstream(tmp / "config.json") << cfg;
+
+    const Reference ref = load_reference("llama3_tiny");
+    auto src = open_model(tmp.string());
+    REQUIRE_FALSE(src->metadata().has("rope_parameters.rope_type"));
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 32;
+    Engine eng(*src, full_registry(), ex, opt);
+    std::vector<float> all(ref.logits.size());
+    std::vector<int32_t> toks = ref.tokens;
+    toks.insert(toks.end(), ref.continuation.begin(), ref.continuation.end());
+    eng.forward(toks.data(), int64_t(toks.size()), all.data(), true);
+    CHECK(rel_diff(all.data(), ref, 0, toks.size()) <= 1e-4);
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("a BF16 KV cache stays close to the fp32 reference", "[arch_llama]") {
+    const Reference ref = load_reference("qwen3_tiny");
+    auto src = open_model(kFixtures + "/qwen3_tiny.gguf");
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 32;
+    opt.kv_dtype = DType::BF16;
+    Engine eng(*src, full_registry(), ex, opt);
+    CHECK(eng.plan().state == 2ull * 2 * 32 * 2 * 24 * 2);
+    std::vector<float> all(ref.logits.size());
+    std::vector<int32_t> toks = ref.tokens;
+    toks.insert(toks.end(), ref.continuation.begin(), ref.continuation.end());
+    eng.forward(toks.data(), int64_t(toks.size()), all.data(), true);
+    const double d = rel_diff(all.data(), ref, 0, toks.size());
+    INFO("bf16 KV rel diff " << d);
+    CHECK(d > 1e-6);  // the rounding is really there
+    CHECK(d < 3e-2);
+}
