@@ -31,6 +31,10 @@ LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
+QWEN35_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
 
 LLAMA3_TEMPLATE = (
@@ -287,6 +291,67 @@ def make_qwen2():
     write_json(os.path.join(OUT, "qwen2.json"), "qwen2", reference_cases(tok, texts))
 
 
+def pre_tokenizer_for(pre):
+    """HF pre-tokenizer equivalent to each tokenizer.ggml.pre family, and whether it ignores merges."""
+    def split(pattern):
+        return pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    if pre == "smollm":
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]), False
+    if pre == "default":
+        return pre_tokenizers.Sequence([split(r"[\p{P}\$\+<=>\^~\|]+"), split(GPT2_PATTERN), split(r"\p{N}+"),
+                                        split(r"[0-9][0-9][0-9]"), byte_level]), False
+    pattern = {"llama-bpe": LLAMA3_PATTERN, "qwen2": QWEN2_PATTERN, "qwen35": QWEN35_PATTERN, "gpt-2": GPT2_PATTERN}
+    return pre_tokenizers.Sequence([split(pattern[pre]), byte_level]), pre == "llama-bpe"
+
+
+def random_texts(count, seed):
+    rng = random.Random(seed)
+    pools = [
+        list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"), list("0123456789"),
+        list("!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~"),
+        [" ", " ", "  ", "\n", "\t", "\r", "\r\n", "\u00a0", "\u3000", "\u2028", "\x85", "\x0b", "\x1c"],
+        ["'", "'s", "'S", "'t", "'re", "'RE", "'ve", "'m", "'ll", "'Ll", "'d", "\u2019"],
+        [chr(c) for c in range(0x4E00, 0x4E40)], ["😀", "👍🏽", "🇺🇸", "👨‍👩‍👧‍👦", "🎉", "\u200d", "\ufe0f"],
+        ["\u0301", "\u0300", "\u0308", "é", "ñ", "ß", "Å", "ı", "ſ", "ǅ"], ["한", "국", "어", "ひ", "カ", "ー"],
+        ["١", "²", "½", "Ⅻ", "٣", "０", "𝟙"], ["а", "б", "Ж", "α", "Ω", "ا", "ل", "ह", "ि", "्"],
+        ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>", "<|", "|>"],
+        ["the", " the", "ing", " and", "tion", "  ", "    ", "def ", "return", "\n\n", "1234"],
+    ]
+    return ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 30))) for _ in range(count)]
+
+
+def make_pretokenizer_cases():
+    """The Qwen2 fixture vocab under every pre-tokenizer family, on random mixed strings."""
+    r = gguf.GGUFReader(os.path.join(OUT, "qwen2.gguf"))
+    tokens = field_strings(r, "tokenizer.ggml.tokens")
+    merges = [tuple(m.split(" ", 1)) for m in field_strings(r, "tokenizer.ggml.merges")]
+    tt = r.fields["tokenizer.ggml.token_type"]
+    types = [int(tt.parts[i][0]) for i in tt.data]
+    texts = random_texts(150, 2024)
+    out = {}
+    for pre in ("llama-bpe", "qwen2", "qwen35", "gpt-2", "smollm", "default"):
+        pre_tok, ignore_merges = pre_tokenizer_for(pre)
+        tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
+                                   ignore_merges=ignore_merges))
+        tok.pre_tokenizer = pre_tok
+        tok.decoder = decoders.ByteLevel()
+        for t, ty in zip(tokens, types):
+            if ty == TOKEN_CONTROL:
+                tok.add_special_tokens([AddedToken(t, special=True, normalized=False)])
+            elif ty == TOKEN_USER_DEFINED:
+                tok.add_tokens([AddedToken(t, special=False, normalized=False)])
+        out[pre] = [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in texts]
+    path = os.path.join(OUT, "pretokenizers.json")
+    with open(path, "w", encoding="utf-8") as fh:  # one case a line
+        fh.write("{\n")
+        fh.write(",\n".join("%s: [\n%s\n]" % (json.dumps(pre), ",\n".join(json.dumps(c) for c in cases))
+                             for pre, cases in out.items()))
+        fh.write("\n}\n")
+    print("%s: %d cases for each of %d pre-tokenizers" % (path, len(texts), len(out)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -295,6 +360,7 @@ def main():
     make_smollm2(args.model)
     make_llama3()
     make_qwen2()
+    make_pretokenizer_cases()
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ std::string Tokenizer::apply_chat_template(const std::vector<Message>& msgs, boo
     if (t.find(kChatML.marker) != std::string::npos) st = &kChatML;
     else if (t.find(kLlama3.marker) != std::string::npos) st = &kLlama3;
     else if (find_token("<|im_start|>") >= 0) st = &kChatML;
-    else throw Error(source_ + ": chat template is neither ChatML nor Llama-3 style, and the vocab has no <|im_start|>");
+    else throw Error(source_ + ": chat template is neither ChatML nor Llama-3 style and the vocab has no <|im_start|>");
     const bool trim_content = st == &kLlama3 && (t.find("| trim") != std::string::npos ||
                                                  t.find("|trim") != std::string::npos);
 

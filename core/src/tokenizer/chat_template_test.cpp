@@ -19,7 +19,7 @@ std::unique_ptr<Tokenizer> load(const std::string& name, const char* tmpl = null
 
 }  // namespace
 
-TEST_CASE("ChatML template with SmolLM2's default system prompt", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: ChatML template with SmolLM2's default system prompt", "[tokenizer][chat]") {
     const auto tok = load("smollm2");
     CHECK(tok->apply_chat_template({{"user", "Hi!"}}, true) ==
           "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
@@ -34,7 +34,7 @@ TEST_CASE("ChatML template with SmolLM2's default system prompt", "[tokenizer][c
     CHECK(std::count(ids.begin(), ids.end(), 2) == 2);
 }
 
-TEST_CASE("Qwen2.5-style template: escaped literal default system prompt", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: Qwen2.5-style template: escaped literal default system prompt", "[tokenizer][chat]") {
     const auto tok = load("qwen2");
     CHECK(tok->apply_chat_template({{"user", "x"}}, true) ==
           "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
@@ -44,7 +44,7 @@ TEST_CASE("Qwen2.5-style template: escaped literal default system prompt", "[tok
     CHECK(tok2->apply_chat_template({{"user", "x"}}, false) == "<|im_start|>user\nx<|im_end|>\n");
 }
 
-TEST_CASE("Llama-3 template", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: Llama-3 template", "[tokenizer][chat]") {
     const auto tok = load("llama3");
     CHECK(tok->apply_chat_template({{"system", "S"}, {"user", "  Hello \n"}}, true) ==
           "<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>"
@@ -55,7 +55,7 @@ TEST_CASE("Llama-3 template", "[tokenizer][chat]") {
     CHECK(std::count(ids.begin(), ids.end(), tok->find_token("<|start_header_id|>")) == 2);
 }
 
-TEST_CASE("template style fallback and error", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: template style fallback and error", "[tokenizer][chat]") {
     // No recognisable markers: ChatML when the vocab has <|im_start|> ...
     const auto q = load("qwen2", "{% for m in messages %}{{ m.content }}{% endfor %}");
     CHECK(q->apply_chat_template({{"user", "a"}}, false) == "<|im_start|>user\na<|im_end|>\n");

@@ -21,7 +21,7 @@ V pieces(Kind kind, const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("GPT-2 pre-tokenizer", "[tokenizer][pretok]") {
+TEST_CASE("tokenizer: GPT-2 pre-tokenizer", "[tokenizer][pretok]") {
     CHECK(pieces(Kind::Gpt2, "I'M 12345 x  \n\n  y!!\n\n") ==
           V{"I", "'", "M", " 12345", " x", "  \n\n ", " y", "!!", "\n\n"});
     CHECK(pieces(Kind::Gpt2, "a\tb  c\u3000d") == V{"a", "\t", "b", " ", " c", "\u3000", "d"});
@@ -31,7 +31,7 @@ TEST_CASE("GPT-2 pre-tokenizer", "[tokenizer][pretok]") {
     CHECK(pieces(Kind::Gpt2, "").empty());
 }
 
-TEST_CASE("Llama-3 pre-tokenizer", "[tokenizer][pretok]") {
+TEST_CASE("tokenizer: Llama-3 pre-tokenizer", "[tokenizer][pretok]") {
     CHECK(pieces(Kind::Llama3, " \n\n  foo\n \n x") == V{" \n\n", " ", " foo", "\n \n", " x"});
     CHECK(pieces(Kind::Llama3, "12345 (hello") == V{"123", "45", " (", "hello"});
     CHECK(pieces(Kind::Llama3, "a\u3000\u3000b") == V{"a", "\u3000", "\u3000b"});
@@ -41,7 +41,7 @@ TEST_CASE("Llama-3 pre-tokenizer", "[tokenizer][pretok]") {
     CHECK(pieces(Kind::Llama3, "\tb") == V{"\tb"});
 }
 
-TEST_CASE("Qwen2 and Qwen3.5 pre-tokenizers", "[tokenizer][pretok]") {
+TEST_CASE("tokenizer: Qwen2 and Qwen3.5 pre-tokenizers", "[tokenizer][pretok]") {
     const std::string s = "caf\u00e9 e\u0301x \u0301\u0301" "a";
     CHECK(pieces(Kind::Qwen2, s) == V{"caf\u00e9", " e", "\u0301x", " \u0301\u0301", "a"});
     CHECK(pieces(Kind::Qwen35, s) == V{"caf\u00e9", " e\u0301x", " \u0301\u0301" "a"});
@@ -50,13 +50,13 @@ TEST_CASE("Qwen2 and Qwen3.5 pre-tokenizers", "[tokenizer][pretok]") {
     CHECK(pieces(Kind::Qwen35, "a\tb  c\u3000d") == V{"a", "\tb", " ", " c", "\u3000d"});
 }
 
-TEST_CASE("SmolLM and default pre-tokenizers", "[tokenizer][pretok]") {
+TEST_CASE("tokenizer: SmolLM and default pre-tokenizers", "[tokenizer][pretok]") {
     CHECK(pieces(Kind::Smollm, "x 123ab 4") == V{"x", " ", "1", "2", "3", "ab", " ", "4"});
     CHECK(pieces(Kind::Default, "Hello, world! 12345") == V{"Hello", ",", " world", "!", " ", "123", "45"});
     CHECK(pieces(Kind::Default, "a+=b") == V{"a", "+=", "b"});
 }
 
-TEST_CASE("pre-tokenizer names", "[tokenizer][pretok]") {
+TEST_CASE("tokenizer: pre-tokenizer names", "[tokenizer][pretok]") {
     CHECK(imp::pretok::lookup("llama-bpe", "m").kind == Kind::Llama3);
     CHECK(imp::pretok::lookup("llama-bpe", "m").ignore_merges);
     CHECK(imp::pretok::lookup("llama3", "m").add_bos);
@@ -69,7 +69,7 @@ TEST_CASE("pre-tokenizer names", "[tokenizer][pretok]") {
     CHECK_THROWS_WITH(imp::pretok::lookup("nope", "m.gguf"), Catch::Contains("'nope'") && Catch::Contains("m.gguf"));
 }
 
-TEST_CASE("pieces cover malformed UTF-8 byte for byte", "[tokenizer][pretok]") {
+TEST_CASE("tokenizer: pieces cover malformed UTF-8 byte for byte", "[tokenizer][pretok]") {
     const std::string s = "ab\xff\xfe  \xe4\xbd x\xc3";
     for (Kind k : {Kind::Default, Kind::Llama3, Kind::Qwen2, Kind::Qwen35, Kind::Smollm, Kind::Gpt2}) {
         std::string joined;
@@ -81,7 +81,7 @@ TEST_CASE("pieces cover malformed UTF-8 byte for byte", "[tokenizer][pretok]") {
     }
 }
 
-TEST_CASE("Unicode category flags", "[tokenizer][unicode]") {
+TEST_CASE("tokenizer: Unicode category flags", "[tokenizer][unicode]") {
     using namespace imp::unicode;
     CHECK(flags('a') == kLetter);
     CHECK(flags('5') == kNumber);
@@ -104,7 +104,7 @@ TEST_CASE("Unicode category flags", "[tokenizer][unicode]") {
     CHECK(flags(0xE0100) == kMark);     // variation selector 17
 }
 
-TEST_CASE("UTF-8 decoding and the complete prefix", "[tokenizer][unicode]") {
+TEST_CASE("tokenizer: UTF-8 decoding and the complete prefix", "[tokenizer][unicode]") {
     using namespace imp::unicode;
     int len = 0;
     CHECK(decode_utf8("\xF0\x9F\x98\x80", 0, &len) == 0x1F600);

@@ -62,13 +62,27 @@ imp::Metadata with_key(imp::Metadata md, const std::string& key, imp::MetaValue 
 
 }  // namespace
 
-TEST_CASE("SmolLM2 vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("smollm2"); }
+TEST_CASE("tokenizer: SmolLM2 vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("smollm2"); }
 
-TEST_CASE("Llama-3-style vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("llama3"); }
+TEST_CASE("tokenizer: Llama-3-style vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("llama3"); }
 
-TEST_CASE("Qwen2-style vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("qwen2"); }
+TEST_CASE("tokenizer: Qwen2-style vocab matches HF tokenizers ids", "[tokenizer]") { check_reference("qwen2"); }
 
-TEST_CASE("SmolLM2 tokenizer properties", "[tokenizer]") {
+TEST_CASE("tokenizer: every pre-tokenizer family matches HF tokenizers on random text", "[tokenizer]") {
+    const imp::test::Json ref = imp::test::load_fixture_json("pretokenizers.json");
+    const imp::Metadata md = imp::test::load_fixture_metadata("qwen2.gguf");
+    REQUIRE(ref.obj.size() == 6);
+    for (const auto& [pre, cases] : ref.obj) {
+        const auto tok = Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.pre", {pre, "str"}));
+        REQUIRE(cases.arr.size() >= 100);
+        for (const auto& c : cases.arr) {
+            INFO(pre << " text: \"" << c["text"].s << "\"");
+            CHECK(tok->encode(c["text"].s, false, true) == c["ids"].ints());
+        }
+    }
+}
+
+TEST_CASE("tokenizer: SmolLM2 tokenizer properties", "[tokenizer]") {
     const Tokenizer& tok = fixture_tokenizer("smollm2");
     CHECK(tok.n_vocab() == 49152);
     CHECK(tok.bos() == 1);
@@ -86,7 +100,7 @@ TEST_CASE("SmolLM2 tokenizer properties", "[tokenizer]") {
     CHECK_THROWS_AS(tok.token_text(-1), imp::Error);
 }
 
-TEST_CASE("Llama-3 vocab: BOS, end-of-turn ids, ignore_merges", "[tokenizer]") {
+TEST_CASE("tokenizer: Llama-3 vocab: BOS, end-of-turn ids, ignore_merges", "[tokenizer]") {
     const Tokenizer& tok = fixture_tokenizer("llama3");
     CHECK(tok.add_bos());
     CHECK(tok.pre_kind() == imp::pretok::Kind::Llama3);
@@ -104,7 +118,7 @@ TEST_CASE("Llama-3 vocab: BOS, end-of-turn ids, ignore_merges", "[tokenizer]") {
     CHECK(tok.encode(" quokka", false, false) == std::vector<int32_t>{quokka});
 }
 
-TEST_CASE("Qwen2 vocab: user-defined tokens split even without parse_special", "[tokenizer]") {
+TEST_CASE("tokenizer: Qwen2 vocab: user-defined tokens split even without parse_special", "[tokenizer]") {
     const Tokenizer& tok = fixture_tokenizer("qwen2");
     const int32_t tc = tok.find_token("<tool_call>"), im_end = tok.find_token("<|im_end|>");
     REQUIRE(tc >= 0);
@@ -118,7 +132,7 @@ TEST_CASE("Qwen2 vocab: user-defined tokens split even without parse_special", "
     CHECK(tok.is_eog(tok.find_token("<|endoftext|>")));
 }
 
-TEST_CASE("invalid UTF-8 input: each bad byte is encoded as U+FFFD", "[tokenizer]") {
+TEST_CASE("tokenizer: invalid UTF-8 input: each bad byte is encoded as U+FFFD", "[tokenizer]") {
     const std::string fffd = "\xEF\xBF\xBD";
     for (const char* name : {"smollm2", "llama3", "qwen2"}) {
         const Tokenizer& tok = fixture_tokenizer(name);
@@ -133,7 +147,7 @@ TEST_CASE("invalid UTF-8 input: each bad byte is encoded as U+FFFD", "[tokenizer
     }
 }
 
-TEST_CASE("StreamDecoder holds back split multi-byte characters", "[tokenizer]") {
+TEST_CASE("tokenizer: StreamDecoder holds back split multi-byte characters", "[tokenizer]") {
     const Tokenizer& tok = fixture_tokenizer("smollm2");
     // Single-byte tokens for the three bytes of U+20AC (E2 82 AC).
     std::vector<int32_t> bytes;
@@ -168,7 +182,7 @@ TEST_CASE("StreamDecoder holds back split multi-byte characters", "[tokenizer]")
     CHECK(held > 0);  // some token ended inside a character
 }
 
-TEST_CASE("special tokens: longest match first, parse_special off encodes them as text", "[tokenizer]") {
+TEST_CASE("tokenizer: special tokens: longest match first, parse_special off encodes them as text", "[tokenizer]") {
     const Tokenizer& tok = fixture_tokenizer("smollm2");
     const auto ids = tok.encode("<|im_start|>user<|im_end|><|endoftext|>", false, true);
     CHECK(ids == std::vector<int32_t>{1, 4093, 2, 0});
@@ -178,7 +192,7 @@ TEST_CASE("special tokens: longest match first, parse_special off encodes them a
     CHECK(tok.encode("<repo_name><reponame>", false, true) == std::vector<int32_t>{3, 4});
 }
 
-TEST_CASE("from_metadata rejects unsupported vocabularies with one-line errors", "[tokenizer]") {
+TEST_CASE("tokenizer: from_metadata rejects unsupported vocabularies with one-line errors", "[tokenizer]") {
     const imp::Metadata md = imp::test::load_fixture_metadata("llama3.gguf");
     CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.model", {std::string("llama"), "str"})),
                       Catch::Contains("'llama'"));
@@ -200,7 +214,7 @@ TEST_CASE("from_metadata rejects unsupported vocabularies with one-line errors",
     CHECK(tok->decode(tok->encode("Hello, world! 12345 <|eot_id|>", false, true)) == "Hello, world! 12345 <|eot_id|>");
 }
 
-TEST_CASE("SmolLM2 encodes long text fast", "[tokenizer][speed]") {
+TEST_CASE("tokenizer: SmolLM2 encodes long text fast", "[tokenizer][speed]") {
     const Tokenizer& tok = fixture_tokenizer("smollm2");
     const imp::test::Json ref = imp::test::load_fixture_json("smollm2.json");
     std::string corpus;
