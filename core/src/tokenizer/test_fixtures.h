@@ -1,5 +1,5 @@
-// Test helpers for the tokenizer tests: a minimal GGUF metadata reader (key/values only) for the fixtures in
-// tests/fixtures/tokenizer/, and a minimal JSON reader for their reference files.
+// Test helpers for the tokenizer tests: the fixtures in tests/fixtures/tokenizer/ (metadata-only GGUFs, read with
+// imp::open_model) and a minimal JSON reader for their reference files.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "imp/metadata.h"
+#include "imp/model.h"
 #include "tokenizer/unicode.h"
 
 namespace imp::test {
@@ -26,71 +27,8 @@ inline std::string fixture_path(const std::string& name) {
     return std::string(IMP_SOURCE_DIR) + "/tests/fixtures/tokenizer/" + name;
 }
 
-// GGUF v2/v3 key/value section -> imp::Metadata (tensor infos are not read; the fixtures have none).
-class GgufMetaReader {
-public:
-    explicit GgufMetaReader(std::string data) : d_(std::move(data)) {}
-    Metadata read(const std::string& source) {
-        Metadata md;
-        md.source = source;
-        if (take(4) != "GGUF") throw std::runtime_error(source + ": not a GGUF file");
-        const uint32_t version = pod<uint32_t>();
-        if (version < 2) throw std::runtime_error(source + ": GGUF v1 not supported");
-        pod<uint64_t>();  // tensor count
-        const uint64_t n_kv = pod<uint64_t>();
-        for (uint64_t i = 0; i < n_kv; ++i) {
-            std::string key = str();
-            md.set(key, value(pod<uint32_t>()));
-        }
-        return md;
-    }
-
-private:
-    std::string take(size_t n) {
-        if (n > d_.size() - p_) throw std::runtime_error("GGUF truncated");
-        std::string s = d_.substr(p_, n);
-        p_ += n;
-        return s;
-    }
-    template <class T>
-    T pod() {
-        T v;
-        std::memcpy(&v, take(sizeof(T)).data(), sizeof(T));
-        return v;
-    }
-    std::string str() { return take(size_t(pod<uint64_t>())); }
-    MetaValue value(uint32_t type) {
-        switch (type) {
-            case 0: return {uint64_t(pod<uint8_t>()), "u8"};
-            case 1: return {int64_t(pod<int8_t>()), "i8"};
-            case 2: return {uint64_t(pod<uint16_t>()), "u16"};
-            case 3: return {int64_t(pod<int16_t>()), "i16"};
-            case 4: return {uint64_t(pod<uint32_t>()), "u32"};
-            case 5: return {int64_t(pod<int32_t>()), "i32"};
-            case 6: return {double(pod<float>()), "f32"};
-            case 7: return {pod<uint8_t>() != 0, "bool"};
-            case 8: return {str(), "str"};
-            case 9: {
-                const uint32_t et = pod<uint32_t>();
-                const uint64_t n = pod<uint64_t>();
-                auto arr = std::make_shared<MetaArray>();
-                arr->reserve(size_t(n));
-                for (uint64_t i = 0; i < n; ++i) arr->push_back(value(et));
-                return {arr, "arr"};
-            }
-            case 10: return {pod<uint64_t>(), "u64"};
-            case 11: return {pod<int64_t>(), "i64"};
-            case 12: return {pod<double>(), "f64"};
-            default: throw std::runtime_error("GGUF: bad value type " + std::to_string(type));
-        }
-    }
-    std::string d_;
-    size_t p_ = 0;
-};
-
-inline Metadata load_fixture_metadata(const std::string& name) {
-    return GgufMetaReader(read_file(fixture_path(name))).read(name);
-}
+// The fixtures' metadata through the model reader (imp::open_model), as a model file's would be read.
+inline Metadata load_fixture_metadata(const std::string& name) { return open_model(fixture_path(name))->metadata(); }
 
 // JSON subset: objects, arrays, strings (with \u escapes and surrogate pairs), integers, true/false/null.
 struct Json {

@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 
 #include "imp/error.h"
+#include "imp/model.h"
 #include "tokenizer/test_fixtures.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -228,4 +230,20 @@ TEST_CASE("tokenizer: SmolLM2 encodes long text fast", "[tokenizer][speed]") {
                 ids.size(), s, ids.size() / s / 1e6, text.size() / s / 1e6);
     CHECK(tok.decode(ids) == text);
     CHECK(ids.size() / s > 2e5);  // loose floor: a quadratic merge loop would miss it by far
+}
+
+TEST_CASE("tokenizer: the real SmolLM2 model file gives the fixture's ids", "[tokenizer]") {
+    const std::string path = std::string(IMP_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!std::ifstream(path)) {
+        WARN("skipped: " << path << " is not there (models/ is fetched separately)");
+        return;
+    }
+    const auto tok = Tokenizer::from_metadata(imp::open_model(path)->metadata());
+    const imp::test::Json ref = imp::test::load_fixture_json("smollm2.json");
+    for (const auto& c : ref["cases"].arr) {
+        INFO("text: \"" << c["text"].s << "\"");
+        CHECK(tok->encode(c["text"].s, false, true) == c["ids"].ints());
+    }
+    CHECK(tok->apply_chat_template({{"user", "Hi"}}, true) ==
+          fixture_tokenizer("smollm2").apply_chat_template({{"user", "Hi"}}, true));
 }
