@@ -1,4 +1,5 @@
-// quant_ggml_bench: times GgmlWeight::matmul on the CPU (not a test; prints ms and GB/s of weight bytes).
+// quant_ggml_bench: times GgmlWeight::matmul on the core's CpuExecutor (not a test; prints ms and GB/s of weight
+// bytes).
 // Usage: quant_ggml_bench [threads ...]   (default: 1 2)
 #include <algorithm>
 #include <chrono>
@@ -7,10 +8,10 @@
 #include <random>
 #include <vector>
 
+#include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "kernels.h"
 #include "random_weights.h"
-#include "test_executor.h"
 
 using namespace imp::ggml;
 
@@ -31,7 +32,7 @@ void run(const Case& c, int threads) {
     ti.shape = {c.rows, c.cols};
     ti.data = raw.data();
     ti.nbytes = raw.size();
-    test::TestExecutor ex(threads);
+    imp::CpuExecutor ex(threads);
     GgmlFormat f;
     imp::WeightSource src;
     src.main = &ti;

@@ -26,7 +26,10 @@ const TypeInfo* find_type(std::string_view name) {
 
 std::string type_list() {
     std::string s;
-    for (const auto& t : kTypes) s += (s.empty() ? "" : ",") + std::string(t.name);
+    for (const auto& t : kTypes) {
+        if (!s.empty()) s += ',';
+        s += t.name;
+    }
     return s;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "ggml_types.h"
 #include "imp/error.h"
@@ -84,8 +85,13 @@ TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for e
     std::mt19937 rng(7);
     GgmlFormat f;
     // rows not a multiple of the thread count nor of the 4-row tile; cols a few blocks (odd counts for 32-blocks).
-    for (int threads : {1, 3}) {
-        TestExecutor ex(threads);
+    // Executors: the test one with 1 and 3 threads, and the core's CpuExecutor with 3.
+    TestExecutor ex1(1), ex3(3);
+    imp::CpuExecutor cpu3(3);
+    for (imp::Executor* exp : {static_cast<imp::Executor*>(&ex1), static_cast<imp::Executor*>(&ex3),
+                               static_cast<imp::Executor*>(&cpu3)}) {
+        imp::Executor& ex = *exp;
+        const int threads = exp == &ex1 ? 1 : 3;
         for (int ti = 0; ti < kTypeCount; ++ti) {
             const TypeInfo& t = type_info(Type(ti));
             const int64_t rows = 37, cols = t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 3 * 256);
@@ -116,7 +122,7 @@ TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for e
 TEST_CASE("quant_ggml: matmul at SmolLM2 shapes with several threads", "[quant_ggml][matmul]") {
     std::mt19937 rng(11);
     GgmlFormat f;
-    TestExecutor ex(4);
+    imp::CpuExecutor ex(4);
     struct Shape {
         const char* type;
         int64_t rows, cols;
