@@ -88,8 +88,8 @@ TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for e
     // Executors: the test one with 1 and 3 threads, and the core's CpuExecutor with 3.
     TestExecutor ex1(1), ex3(3);
     imp::CpuExecutor cpu3(3);
-    for (imp::Executor* exp : {static_cast<imp::Executor*>(&ex1), static_cast<imp::Executor*>(&ex3),
-                               static_cast<imp::Executor*>(&cpu3)}) {
+    for (imp::Executor* exp :
+         {static_cast<imp::Executor*>(&ex1), static_cast<imp::Executor*>(&ex3), static_cast<imp::Executor*>(&cpu3)}) {
         imp::Executor& ex = *exp;
         const int threads = exp == &ex1 ? 1 : 3;
         for (int ti = 0; ti < kTypeCount; ++ti) {
