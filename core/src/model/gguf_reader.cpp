@@ -44,7 +44,7 @@ std::string sq(const std::string& s) { return "'" + s + "'"; }
 
 class Parser {
 public:
-    Parser(const MappedFile& f) : p_(f.data()), n_(f.size()), path_(f.path()) {}
+    explicit Parser(const MappedFile& f) : p_(f.data()), n_(f.size()), path_(f.path()) {}
 
     [[noreturn]] void fail(const std::string& msg) const { throw Error(path_ + ": " + msg); }
     uint64_t pos() const { return pos_; }

@@ -87,13 +87,14 @@ std::string inspect_model(const ModelSource& src) {
     }
     char share[32] = "";
     if (src.file_bytes())
-        std::snprintf(share, sizeof share, " (%.1f%% of the file)",
+        std::snprintf(share, sizeof share, multi_file ? " (%.1f%% of the files)" : " (%.1f%% of the file)",
                       100.0 * double(total_bytes) / double(src.file_bytes()));
     o += "total         " + std::to_string(ts.size()) + " tensors, " + std::to_string(total_elems) + " elements, " +
          std::to_string(total_bytes) + " bytes" + share + "\n";
     if (!by_type.empty()) {
         o += "by type      ";
-        for (const auto& [type, n] : by_type) o += " " + type + " x" + std::to_string(n);
+        const char* sep = " ";
+        for (const auto& [type, n] : by_type) o += sep + type + " x" + std::to_string(n), sep = ", ";
         o += "\n";
     }
     return o;

@@ -241,3 +241,24 @@ TEST_CASE("model inspect: prints container, metadata and tensor table", "[model]
     CHECK_THAT(text, Catch::Contains("rope_scaling.factor"));
     CHECK_THAT(text, Catch::Contains("architecture  llama"));
 }
+
+TEST_CASE("model gguf: the real SmolLM2 Q4_1 file, when present", "[model][gguf]") {
+    std::string path = std::string(IMP_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!std::filesystem::exists(path)) {
+        WARN("skipped: " << path << " not present (scripts/fetch-model)");
+        return;
+    }
+    auto src = imp::open_model(path);
+    CHECK(src->architecture() == "llama");
+    CHECK(src->metadata().get_int("llama.block_count") == 30);
+    CHECK(src->metadata().get_array("tokenizer.ggml.tokens").size() == 49152);
+    CHECK(src->tensors().size() == 272);
+    const auto& emb = src->get("token_embd.weight");
+    CHECK(emb.type == "Q8_0");
+    CHECK(emb.shape == std::vector<int64_t>{49152, 576});
+    CHECK(emb.nbytes == 49152ull * 576 / 32 * 34);
+    CHECK(src->get("blk.0.ffn_down.weight").shape == std::vector<int64_t>{576, 1536});
+    uint64_t total = 0;
+    for (const auto& t : src->tensors()) total += t.nbytes;
+    CHECK(total <= src->file_bytes());
+}
