@@ -1,7 +1,10 @@
 // Loader tests against the test plugins of tests/plugins (built into <build>/test-plugins and test-plugins-alt).
 #include "plugin/loader.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -9,6 +12,9 @@
 #include <catch2/catch.hpp>
 
 #include "imp/error.h"
+#include "imp/executor.h"
+#include "imp/layer.h"
+#include "imp/metadata.h"
 
 namespace fs = std::filesystem;
 using imp::PluginLoader;
@@ -249,7 +255,39 @@ TEST_CASE("plugin loader: plugin file names", "[plugin]") {
     CHECK(imp::plugin_name_from_file("libimp_x.so.1") == "");
 }
 
-// Loads the out-of-tree example (examples/third_party_plugin) when scripts/check-sdk points at its build.
+// A minimal executor for running the example layer: host memory, serial parallel_for; the common ops are not
+// needed by example.scale and fail loudly if called. `gpu` makes it report CUDA, so the layer takes its copy path.
+class HostExecutor : public imp::Executor {
+public:
+    explicit HostExecutor(bool gpu) : gpu_(gpu) {}
+    imp::DeviceKind kind() const override { return gpu_ ? imp::DeviceKind::CUDA : imp::DeviceKind::CPU; }
+    std::string name() const override { return "test-host"; }
+    void* alloc(size_t, const char*) override { throw imp::Error("test executor: alloc"); }
+    void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes), ++copies; }
+    void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes), ++copies; }
+    size_t bytes_allocated() const override { return 0; }
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) override {
+        for (int64_t b = 0; b < n; b += grain) fn(b, std::min(n, b + grain));
+    }
+    void rms_norm(const float*, const float*, float*, int64_t, int64_t, float) override { unused(); }
+    void rope(float*, int64_t, const int32_t*, int64_t, int, const imp::RopeParams&) override { unused(); }
+    void kv_store(const imp::KVCacheView&, const float*, int64_t, const float*, int64_t, int64_t, int64_t) override {
+        unused();
+    }
+    void attention(const float*, int64_t, const imp::KVCacheView&, float*, const imp::AttentionParams&) override {
+        unused();
+    }
+    void swiglu(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t) override { unused(); }
+    void add(float*, const float*, int64_t) override { unused(); }
+    int copies = 0;
+
+private:
+    [[noreturn]] static void unused() { throw imp::Error("test executor: op not provided"); }
+    bool gpu_;
+};
+
+// Loads the out-of-tree example (examples/third_party_plugin), built by scripts/check-sdk against the installed
+// SDK, and runs its layer on both executor paths.
 TEST_CASE("plugin loader: the out-of-tree example plugin loads and scales hidden states", "[example]") {
     const char* dir = std::getenv("IMP_EXAMPLE_PLUGIN_DIR");
     if (!dir) {
@@ -259,6 +297,28 @@ TEST_CASE("plugin loader: the out-of-tree example plugin loads and scales hidden
     Registry reg;
     PluginLoader loader(reg, {dir});
     const auto& info = loader.load("hello_layer");
+    CHECK(info.version == "1.0.0");
     CHECK(info.provides == "layer:example.scale");
     REQUIRE(reg.has_layer_kind("example.scale"));
+
+    imp::Metadata hp;
+    imp::LayerParams params{&hp, "blk.0.", 0};
+    CHECK(error_of([&] { reg.make_layer("example.scale", params); }).find("example.scale.width") !=
+          std::string::npos);
+    hp.set("example.scale.width", imp::MetaValue{int64_t(3), "i64"});
+    hp.set("example.scale.factor", imp::MetaValue{2.5, "f32"});
+    auto layer = reg.make_layer("example.scale", params);
+    REQUIRE(layer);
+    CHECK(layer->kind() == "example.scale");
+    CHECK(layer->weight_specs().empty());
+    for (bool gpu : {false, true}) {
+        HostExecutor ex(gpu);
+        imp::Batch batch;
+        batch.n_tokens = 2;
+        imp::LayerContext ctx{ex, batch, {}, nullptr, nullptr};
+        std::vector<float> hidden{1, 2, 3, -4, 0, 0.5f, 99};  // 2 tokens x width 3, and one float past the end
+        layer->forward(ctx, hidden.data());
+        CHECK(hidden == std::vector<float>{2.5f, 5, 7.5f, -10, 0, 1.25f, 99});
+        CHECK(ex.copies == (gpu ? 2 : 0));
+    }
 }

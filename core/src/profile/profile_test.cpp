@@ -44,7 +44,7 @@ std::string error_of(F&& fn) {
 
 bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
-// Profile text with one line replaced; the line number of the bad key is `line` (1-based).
+// The error loading `text` as a profile file named bad.toml gives ("" when it loads).
 std::string load_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
     auto path = write("bad.toml", text);
     return error_of([&] { imp::load_profile(path, overrides); });
@@ -195,7 +195,8 @@ TEST_CASE("profile: bad enum values list the allowed ones", "[profile]") {
               "bad.toml:2: key 'generate.chat' must be one of auto, true, false, got 'yes'"));
     CHECK(imp::load_profile(write("chat.toml", "[generate]\nchat = true\n")).generate.chat == "true");
     CHECK(imp::load_profile(write("chat2.toml", "[generate]\nchat = \"false\"\n")).generate.chat == "false");
-    CHECK(has(load_error("[plugins]\nload = [\"../x\"]\n"), "bad.toml:2: key 'plugins.load' has an invalid plugin name"));
+    CHECK(has(load_error("[plugins]\nload = [\"../x\"]\n"),
+              "bad.toml:2: key 'plugins.load' has an invalid plugin name"));
 }
 
 TEST_CASE("profile: out-of-range numbers are rejected", "[profile]") {
