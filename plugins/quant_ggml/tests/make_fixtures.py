@@ -10,6 +10,10 @@ Blocks come from two sources:
     so every bit pattern of the quant fields is exercised.
 F32/F16/BF16 use random bit patterns (no NaNs for F16: F16C hardware may quiet a signaling NaN) plus specials.
 
+If the real model models/SmolLM2-135M-Instruct.Q4_1.gguf is present, it also writes smollm2_rows.txt (lines
+"<tensor> <row> <cols>") and smollm2_rows.f32 (those rows, dequantized by gguf-py, in the same order): the C++ test
+reads them through the core's GGUF reader and checks get_rows on the real file.
+
 Usage: python3 make_fixtures.py [out_dir]   (default: fixtures/ next to this script). Deterministic (fixed seed).
 """
 import os
@@ -81,6 +85,31 @@ def plain(name):
     return raw, quants.dequantize(raw, T.BF16)
 
 
+REAL_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "models",
+                          "SmolLM2-135M-Instruct.Q4_1.gguf")
+REAL_ROWS = [("token_embd.weight", [0, 1, 9906, 49151]), ("blk.0.ffn_down.weight", [0, 575]),
+             ("blk.29.attn_q.weight", [7]), ("blk.3.ffn_gate.weight", [1535])]
+
+
+def real_model_rows(out_dir):
+    from gguf import GGUFReader
+    reader = GGUFReader(REAL_MODEL)
+    tensors = {t.name: t for t in reader.tensors}
+    lines, values = [], []
+    for name, rows in REAL_ROWS:
+        t = tensors[name]
+        data = np.asarray(t.data)  # (rows, row bytes) for block types
+        for r in rows:
+            row = quants.dequantize(np.ascontiguousarray(data[r]), t.tensor_type).astype(np.float32).reshape(-1)
+            lines.append(f"{name} {r} {row.size}")
+            values.append(row)
+    with open(os.path.join(out_dir, "smollm2_rows.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out_dir, "smollm2_rows.f32"), "wb") as f:
+        f.write(np.concatenate(values).astype("<f4").tobytes())
+    print(f"smollm2_rows: {len(lines)} rows")
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
     os.makedirs(out_dir, exist_ok=True)
@@ -102,6 +131,10 @@ def main():
         total += raw.nbytes + expected.nbytes
         print(f"{name:7s} {raw.nbytes:6d} bytes -> {expected.size:5d} floats")
     print(f"total {total} bytes")
+    if os.path.exists(REAL_MODEL):
+        real_model_rows(out_dir)
+    else:
+        print(f"{REAL_MODEL} not found: smollm2_rows not written")
 
 
 if __name__ == "__main__":
