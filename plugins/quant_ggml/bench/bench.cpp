@@ -1,15 +1,20 @@
 // quant_ggml_bench: times GgmlWeight::matmul on the core's CpuExecutor (not a test; prints ms and GB/s of weight
 // bytes).
-// Usage: quant_ggml_bench [threads ...]   (default: 1 2)
+// Usage: quant_ggml_bench [--model file.gguf] [threads ...]   (default threads: 1 2)
+// With --model: also times one decode step's worth of matvecs over every 2-D weight of the model (all the matmul
+// work of one token, the tied output projection counted once more for the logits).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
+#include "imp/model.h"
 #include "kernels.h"
 #include "random_weights.h"
 
@@ -58,11 +63,46 @@ void run(const Case& c, int threads) {
                 gflop / best);
 }
 
+void run_model(const std::string& path, int threads) {
+    auto model = imp::open_model(path);
+    imp::CpuExecutor ex(threads);
+    GgmlFormat f;
+    std::vector<std::unique_ptr<imp::Weight>> ws;
+    for (const auto& t : model->tensors()) {
+        if (t.shape.size() != 2) continue;
+        imp::WeightSource src;
+        src.main = &t;
+        if (f.handles(src)) ws.push_back(f.load(src, ex));
+    }
+    int64_t max_dim = 0;
+    double bytes = 0;
+    for (const auto& w : ws) {
+        max_dim = std::max({max_dim, w->rows(), w->cols()});
+        bytes += double(w->bytes());
+    }
+    std::vector<float> x(static_cast<size_t>(max_dim), 0.5f), y(static_cast<size_t>(max_dim));
+    double best = 1e30;
+    for (int rep = 0; rep < 20; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const auto& w : ws) w->matmul(ex, x.data(), w->cols(), y.data(), w->rows(), 1);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("model  %zu weights, %.1f MB  threads %d  %9.3f ms per token of matvecs  (%.1f tok/s bound)\n",
+                ws.size(), bytes * 1e-6, threads, best * 1e3, 1.0 / best);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::vector<int> threads;
-    for (int i = 1; i < argc; ++i) threads.push_back(std::atoi(argv[i]));
+    std::string model;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string(argv[i]) == "--model" && i + 1 < argc) {
+            model = argv[++i];
+        } else {
+            threads.push_back(std::atoi(argv[i]));
+        }
+    }
     if (threads.empty()) threads = {1, 2};
     std::printf("kernels: %s\n", kernels_best().name);
     const Case cases[] = {
@@ -72,5 +112,7 @@ int main(int argc, char** argv) {
     };
     for (const auto& c : cases)
         for (int t : threads) run(c, t);
+    if (!model.empty())
+        for (int t : threads) run_model(model, t);
     return 0;
 }

@@ -72,7 +72,7 @@ public:
                 int64_t n_tokens) const override {
         require_cpu(ex, name_);
         if (n_tokens <= 0) return;
-        if (x_stride < cols_ || y_stride < rows_)
+        if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
             throw Error("quant_ggml: tensor '" + name_ + "': matmul strides x " + std::to_string(x_stride) + ", y " +
                         std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));

@@ -35,23 +35,21 @@ inline float as_float(uint32_t u) {
     return f;
 }
 
-// IEEE binary16 -> binary32, exact (NaN payloads kept). Integer-only, so it does not depend on MXCSR.DAZ.
+inline uint32_t as_bits(float f) {
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    return u;
+}
+
+// IEEE binary16 -> binary32, exact (NaN payloads kept), branch-free so loops over it vectorize. Subnormals go
+// through an exact subtraction of two normal floats (2^-14 + m 2^-24) - 2^-14, so MXCSR.DAZ/FTZ cannot flush them.
 inline float h2f_soft(uint16_t h) {
     const uint32_t sign = uint32_t(h & 0x8000) << 16;
-    const uint32_t e = (h >> 10) & 0x1f;
-    uint32_t m = h & 0x3ff;
-    uint32_t bits;
-    if (e == 31) {
-        bits = 0x7f800000u | (m << 13);
-    } else if (e != 0) {
-        bits = ((e + 112) << 23) | (m << 13);
-    } else if (m == 0) {
-        bits = 0;
-    } else {  // subnormal m * 2^-24: normalize so the leading 1 sits at bit 10
-        const int sh = __builtin_clz(m) - 21;
-        m <<= sh;
-        bits = (uint32_t(1 - sh + 112) << 23) | ((m & 0x3ff) << 13);
-    }
+    const uint32_t em = h & 0x7fff;
+    uint32_t bits = (em << 13) + (112u << 23);         // rebias the exponent: 15 -> 127
+    bits = em >= 0x7c00 ? bits + (112u << 23) : bits;  // inf / NaN: exponent 255
+    const uint32_t sub = as_bits(as_float(bits + (1u << 23)) - as_float(113u << 23));
+    bits = em < 0x0400 ? sub : bits;  // zero / subnormal
     return as_float(bits | sign);
 }
 
@@ -212,10 +210,13 @@ inline void scale_min_k4(int j, const uint8_t* s, uint32_t& sc, uint32_t& mn) {
             for (int s = 0; s < 4; ++s) {
                 const int j = 4 * h + s;  // 32-element stripe: hmask bit j
                 float* o = y + 32 * j;
-                for (int k = 0; k < 32; ++k) {
-                    const int low = (qs[32 * h + k] >> (2 * s)) & 3;
-                    const int q = low - (((hmask[k] >> j) & 1) ? 0 : 4);
-                    o[k] = dl[2 * j + k / 16] * float(q);
+                for (int g = 0; g < 2; ++g) {  // two 16-element groups, one scale each
+                    const float sc = dl[2 * j + g];
+                    for (int k = 16 * g; k < 16 * g + 16; ++k) {
+                        const int low = (qs[32 * h + k] >> (2 * s)) & 3;
+                        const int q = low - (((hmask[k] >> j) & 1) ? 0 : 4);
+                        o[k] = sc * float(q);
+                    }
                 }
             }
     }
@@ -281,9 +282,12 @@ inline void scale_min_k4(int j, const uint8_t* s, uint32_t& sc, uint32_t& mn) {
                 const int shl = 4 * (s >> 1), shh = 2 * s;
                 float* o = y + 128 * h + 32 * s;
                 const float* dd = dl + 8 * h + 2 * s;
-                for (int l = 0; l < 32; ++l) {
-                    const int q = int(((l4[l] >> shl) & 0xF) | (((h2[l] >> shh) & 3) << 4)) - 32;
-                    o[l] = dd[l / 16] * float(q);
+                for (int g = 0; g < 2; ++g) {  // two 16-element groups, one scale each
+                    const float sc = dd[g];
+                    for (int l = 16 * g; l < 16 * g + 16; ++l) {
+                        const int q = int(((l4[l] >> shl) & 0xF) | (((h2[l] >> shh) & 3) << 4)) - 32;
+                        o[l] = sc * float(q);
+                    }
                 }
             }
     }

@@ -244,6 +244,8 @@ TEST_CASE("quant_ggml: handles, load errors and non-CPU executors", "[quant_ggml
     const auto weight = f.load(w.src(), ex);
     std::vector<float> x(64, 1.f), y(8);
     CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1), Catch::Contains("not supported yet"));
-    CHECK_THROWS_WITH(weight->matmul(ex, x.data(), 32, y.data(), 8, 1), Catch::Contains("strides"));
+    std::vector<float> x2(128, 1.f), y2(16);
+    CHECK_THROWS_WITH(weight->matmul(ex, x2.data(), 32, y2.data(), 8, 2), Catch::Contains("strides"));
+    weight->matmul(ex, x.data(), 0, y.data(), 0, 1);  // one token: strides unused
     weight->matmul(ex, x.data(), 64, y.data(), 8, 0);  // no tokens: nothing to do
 }
