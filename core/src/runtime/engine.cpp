@@ -384,9 +384,9 @@ void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_l
             m.desc.layers[l]->forward(ctx, m.hidden);
         }
         m.pos += cn;
-        // LM head: every row of the chunk, or the last token of the last chunk.
+        // LM head: every row of the chunk, or the last token of the last chunk (none when logits is null).
         const bool last = off + cn == n;
-        const int64_t first = all_logits ? 0 : last ? cn - 1 : cn;
+        const int64_t first = !logits ? cn : all_logits ? 0 : last ? cn - 1 : cn;
         for (int64_t r0 = first; r0 < cn; r0 += m.lm_rows) {
             const int64_t rn = std::min(m.lm_rows, cn - r0);
             ex.rms_norm(m.hidden + r0 * n_embd, m.output_norm, m.normed, rn, n_embd, m.desc.norm_eps);

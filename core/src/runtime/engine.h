@@ -37,7 +37,7 @@ public:
     void reset();               // forget the sequence (position back to 0)
 
     // Runs `n` tokens at the current position (split into prefill_chunk pieces) and advances it.
-    // logits: host buffer of n_vocab floats for the last token, or n * n_vocab when all_logits.
+    // logits: host buffer of n_vocab floats for the last token, or n * n_vocab when all_logits; null skips the LM head.
     // Throws imp::Error when position + n exceeds the capacity, naming both numbers.
     void forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits = false);
 

@@ -111,6 +111,10 @@ void check_fixture(const std::string& name, const std::string& path, int64_t chu
     eng.reset();
     CHECK(eng.position() == 0);
     std::vector<float> last(V);
+    eng.forward(ref.tokens.data(), int64_t(n1 - 1), nullptr);  // prefill without logits
+    eng.forward(ref.tokens.data() + n1 - 1, 1, last.data(), false);
+    CHECK(rel_diff(last.data(), ref, n1 - 1, 1) <= 1e-4);
+    eng.reset();
     eng.forward(ref.tokens.data(), int64_t(n1), last.data(), false);
     CHECK(rel_diff(last.data(), ref, n1 - 1, 1) <= 1e-4);
     for (size_t i = 0; i < n2; ++i) {
