@@ -20,7 +20,7 @@ N = 32
 
 
 def main(model_path, out_path):
-    llm = Llama(model_path=model_path, n_ctx=256, n_threads=2, logits_all=False, verbose=False, seed=0)
+    llm = Llama(model_path=model_path, n_ctx=256, n_threads=2, logits_all=True, verbose=False, seed=0)
     import llama_cpp
     records = []
     for p in PROMPTS:
@@ -29,7 +29,7 @@ def main(model_path, out_path):
         llm.eval(ids)
         gen, margins = [], []
         for _ in range(N):
-            logits = np.array(llm.eval_logits[-1], dtype=np.float32)
+            logits = np.array(llm.scores[llm.n_tokens - 1, :], dtype=np.float32)
             top2 = np.sort(logits)[-2:]
             t = int(np.argmax(logits))
             gen.append(t)

@@ -9,7 +9,7 @@ namespace {
 std::vector<float> random_logits(int n, uint32_t seed) {
     std::mt19937 g(seed);
     std::normal_distribution<float> d(0.f, 3.f);
-    std::vector<float> v(size_t(n));
+    std::vector<float> v(static_cast<size_t>(n));
     for (auto& x : v) x = d(g);
     return v;
 }
