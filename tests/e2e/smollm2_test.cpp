@@ -9,7 +9,6 @@
 
 #include "cli/session.h"
 #include "model/json.h"
-#include "runtime/sampler.h"
 
 namespace {
 
@@ -45,19 +44,18 @@ std::vector<RefRecord> load_reference(const std::string& name) {
 
 // Greedy generation of n tokens; checks every logit vector is finite.
 std::vector<int32_t> greedy(imp::Session& s, const std::vector<int32_t>& prompt, int n) {
-    imp::SamplerParams sp;
+    imp::SamplingParams sp;
     sp.temperature = 0;
-    imp::Sampler smp(sp);
     auto& e = s.engine();
     e.reset();
     std::vector<float> logits(size_t(e.desc().n_vocab));
     e.forward(prompt.data(), int64_t(prompt.size()), logits.data());
-    std::vector<int32_t> out, hist = prompt;
+    std::vector<int32_t> out;
     for (int i = 0; i < n; ++i) {
         for (float l : logits) REQUIRE(std::isfinite(l));
-        int32_t t = smp.sample(logits.data(), int64_t(logits.size()), hist);
+        int32_t t = e.sample(sp, uint64_t(i), nullptr, 0);
+        REQUIRE(t == int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()));
         out.push_back(t);
-        hist.push_back(t);
         if (i + 1 < n) e.forward(&t, 1, logits.data());
     }
     return out;
@@ -123,4 +121,30 @@ TEST_CASE("SmolLM2: generation past the context is an error naming the capacity"
     s.engine().forward(ids.data(), 8, logits.data());
     int32_t t = 1;
     CHECK_THROWS_WITH(s.engine().forward(&t, 1, logits.data()), Catch::Contains("8"));
+}
+
+TEST_CASE("SmolLM2: the same seed gives the same sampled text, another seed another", "[e2e][smollm2]") {
+    imp::Session s(smollm2_profile());
+    auto ids = s.tokenizer().encode("Once upon a time", s.tokenizer().add_bos(), false);
+    auto run = [&](uint64_t seed) {
+        imp::SamplingParams sp;
+        sp.temperature = 1.2f;
+        sp.top_k = 0;
+        sp.top_p = 0.98f;
+        sp.min_p = 0.f;
+        sp.seed = seed;
+        auto& e = s.engine();
+        e.reset();
+        e.forward(ids.data(), int64_t(ids.size()));
+        std::vector<int32_t> out;
+        for (int i = 0; i < 24; ++i) {
+            int32_t t = e.sample(sp, uint64_t(i), nullptr, 0);
+            out.push_back(t);
+            e.forward(&t, 1);
+        }
+        return out;
+    };
+    auto a = run(7), b = run(7), c = run(8);
+    CHECK(a == b);
+    CHECK(a != c);
 }

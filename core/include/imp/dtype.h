@@ -31,5 +31,7 @@ inline float bf16_to_f32(uint16_t h) {
 }
 uint16_t f32_to_bf16(float f);
 float fp8_e4m3_to_f32(uint8_t v);
+// Round to nearest even, saturating to +-448; NaN -> 0x7F.
+uint8_t f32_to_fp8_e4m3(float f);
 
 }  // namespace imp

@@ -14,8 +14,11 @@ namespace imp {
 
 enum class DeviceKind { CPU, CUDA };
 
-// One layer's KV cache for one sequence. Element (pos, head, d) of K lives at
-// k + (pos * n_kv_heads + head) * head_dim + d (in elements of `dtype`); same for V.
+// One layer's KV cache for one sequence, paged in blocks of `block_size` positions. Position p lives in physical
+// block b = block_table[p / block_size] (b = p / block_size when block_table is null) at row r = p % block_size;
+// element (p, head, d) of K is at k + ((b * block_size + r) * n_kv_heads + head) * head_dim + d, in elements of
+// `dtype` (F32, F16, BF16 or F8_E4M3); same for V. For F8_E4M3 the stored value is x / k_scale (x / v_scale).
+// The block table lives on the executor's device.
 struct KVCacheView {
     void* k = nullptr;
     void* v = nullptr;
@@ -23,6 +26,9 @@ struct KVCacheView {
     int64_t capacity = 0;  // positions
     int n_kv_heads = 0;
     int head_dim = 0;
+    int block_size = 16;
+    const int32_t* block_table = nullptr;
+    float k_scale = 1.f, v_scale = 1.f;
 };
 
 struct RopeParams {
@@ -39,8 +45,33 @@ struct AttentionParams {
     int n_kv_head = 0;
     int head_dim = 0;
     float scale = 0.f;   // softmax scale, usually 1/sqrt(head_dim)
-    int64_t pos0 = 0;    // position of the first query token; queries attend causally to [0, pos0 + t]
+    // Query token t is at position positions[t] (device memory) and attends causally to KV positions
+    // [0, positions[t]]. Positions are read on the device so a captured CUDA graph can be replayed at any step.
+    const int32_t* positions = nullptr;
     int64_t n_tokens = 0;
+};
+
+// Sampling parameters (same meaning as the profile's [sampling] keys).
+struct SamplingParams {
+    float temperature = 0.f;  // <= 0: greedy
+    int32_t top_k = 40;       // 0 = off
+    float top_p = 1.f;        // 1 = off
+    float min_p = 0.f;        // 0 = off
+    float repeat_penalty = 1.f;
+    uint64_t seed = 0;
+};
+
+// Handles a CUDA executor shares with plugins' kernels (void* so the SDK needs no CUDA headers):
+// stream = cudaStream_t, cublas = cublasHandle_t, cublaslt = cublasLtHandle_t.
+struct CudaHandles {
+    int device = 0;
+    int cc = 0;  // compute capability, major*10+minor
+    int sm_count = 0;
+    void* stream = nullptr;
+    void* cublas = nullptr;
+    void* cublaslt = nullptr;
+    void* lt_workspace = nullptr;  // cuBLASLt workspace
+    size_t lt_workspace_bytes = 0;
 };
 
 class Executor {
@@ -57,6 +88,15 @@ public:
     // Runs fn(begin, end) over [0, n) split into chunks of at least `grain`, on the executor's host threads
     // (used by CPU kernels; a GPU executor runs it on the calling thread).
     virtual void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) = 0;
+    // Waits for all work queued on the executor (no-op on the CPU).
+    virtual void synchronize() {}
+    // CUDA handles for plugin kernels; null on executors that are not CUDA.
+    virtual const CudaHandles* cuda() const { return nullptr; }
+    // A scratch region shared by all Weights' matmuls (e.g. dequantized tiles for a GEMM). The engine reserves the
+    // maximum of Weight::workspace_bytes over the model once, during planning; workspace() returns it afterwards.
+    virtual void reserve_workspace(size_t bytes) = 0;
+    virtual void* workspace() = 0;
+    virtual size_t workspace_bytes() const = 0;
 
     // ---- common ops
     // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w   (w may be null: no weight). x == y allowed.
@@ -64,10 +104,10 @@ public:
     // In-place RoPE on x = [n_tokens, n_heads * p.head_dim] (row stride `row_stride` floats) at `positions`.
     virtual void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
                       const RopeParams& p) = 0;
-    // Writes n_tokens rows of k and v ([n_tokens, n_kv_heads * head_dim], row strides given) at pos0.. into kv.
+    // Writes row t of k and v ([n_tokens, n_kv_heads * head_dim], row strides given) at position positions[t].
     virtual void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                          int64_t pos0, int64_t n_tokens) = 0;
-    // out[t, h*hd + d] = softmax_j(q_t,h . k_j,g * scale) v_j,g over j in [0, pos0 + t], g = h / (n_head/n_kv_head).
+                          const int32_t* positions, int64_t n_tokens) = 0;
+    // out[t, h*hd + d] = softmax_j(q_t,h . k_j,g * scale) v_j,g over j in [0, positions[t]], g = h / (n_head/n_kv_head).
     // q = [n_tokens, n_head * head_dim] with row stride q_stride.
     virtual void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
                            const AttentionParams& p) = 0;
@@ -76,6 +116,11 @@ public:
                         int64_t n_rows, int64_t n) = 0;
     // x[i] += y[i]
     virtual void add(float* x, const float* y, int64_t n) = 0;
+    // Picks the next token from logits [n_vocab] (device) and writes it to *out (device). recent: the last n_recent
+    // tokens (device) for the repetition penalty. The random draw is a pure function of (p.seed, step), so the CPU
+    // and CUDA executors draw the same number at the same step.
+    virtual void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
+                        const int32_t* recent, int64_t n_recent, int32_t* out) = 0;
 };
 
 }  // namespace imp

@@ -36,6 +36,11 @@ public:
                         int64_t n_tokens) const = 0;
     // out[i, :] = W[ids[i], :] as fp32 (embedding lookup); ids live on the executor's device.
     virtual void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const = 0;
+    // Bytes of the executor's shared workspace (Executor::workspace) a matmul over n_tokens rows needs.
+    virtual uint64_t workspace_bytes(int64_t n_tokens) const {
+        (void)n_tokens;
+        return 0;
+    }
 
 protected:
     int64_t rows_ = 0, cols_ = 0;

@@ -1,6 +1,7 @@
 // `imp [run] --profile P [--prompt TEXT] [-n N] [--set k=v]...` and `imp --model FILE`: load, prefill, decode,
 // stream text, print timings.
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -97,16 +98,20 @@ int cmd_run(const std::vector<std::string>& args) {
         throw Error("prompt is " + std::to_string(ids.size()) + " tokens, longer than the context (runtime.max_seq_len = " +
                     std::to_string(cap) + ")");
 
-    SamplerParams sp{prof.sampling.temperature, prof.sampling.top_k, prof.sampling.top_p, prof.sampling.min_p,
-                     prof.sampling.repeat_penalty, prof.sampling.repeat_last_n, prof.sampling.seed};
-    Sampler sampler(sp);
-    std::vector<float> logits(size_t(s.engine().desc().n_vocab));
+    SamplingParams sp;
+    sp.temperature = float(prof.sampling.temperature);
+    sp.top_k = int32_t(prof.sampling.top_k);
+    sp.top_p = float(prof.sampling.top_p);
+    sp.min_p = float(prof.sampling.min_p);
+    sp.repeat_penalty = float(prof.sampling.repeat_penalty);
+    sp.seed = prof.sampling.seed;
+    const int64_t last_n = prof.sampling.repeat_last_n < 0 ? cap : prof.sampling.repeat_last_n;
     std::vector<int32_t> history = ids;
 
     if (!chat) std::fputs(prof.generate.prompt.c_str(), stdout);
     std::fflush(stdout);
     auto t1 = Clock::now();
-    s.engine().forward(ids.data(), int64_t(ids.size()), logits.data());
+    s.engine().forward(ids.data(), int64_t(ids.size()));
     const double prompt_s = seconds_since(t1);
 
     StreamDecoder dec(tok);
@@ -114,7 +119,8 @@ int cmd_run(const std::vector<std::string>& args) {
     int64_t generated = 0;
     bool hit_cap = false;
     for (int64_t i = 0; i < prof.generate.n_predict; ++i) {
-        int32_t next = sampler.sample(logits.data(), int64_t(logits.size()), history);
+        const int64_t n_recent = std::min<int64_t>(last_n, int64_t(history.size()));
+        int32_t next = s.engine().sample(sp, uint64_t(i), history.data() + history.size() - n_recent, n_recent);
         history.push_back(next);
         ++generated;
         if (tok.is_eog(next)) break;
@@ -125,7 +131,7 @@ int cmd_run(const std::vector<std::string>& args) {
             hit_cap = true;
             break;
         }
-        s.engine().forward(&next, 1, logits.data());
+        s.engine().forward(&next, 1);
     }
     std::fputs(dec.flush().c_str(), stdout);
     std::fputs("\n", stdout);

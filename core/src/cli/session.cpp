@@ -14,6 +14,14 @@ std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt) {
     return std::make_unique<CpuExecutor>(rt.threads);
 }
 
+DType kv_dtype_for(const std::string& name, const Executor& ex) {
+    if (name == "f32") return DType::F32;
+    if (name == "bf16") return DType::BF16;
+    if (name == "fp8") return DType::F8_E4M3;
+    if (name == "auto") return ex.kind() == DeviceKind::CPU ? DType::F32 : DType::BF16;
+    throw Error("runtime.kv_dtype: unknown value '" + name + "'");
+}
+
 Session::Session(const Profile& p) {
     reg_ = std::make_unique<Registry>();
     loader_ = std::make_unique<PluginLoader>(*reg_, plugin_search_dirs(p.plugins.paths));
@@ -38,6 +46,7 @@ Session::Session(const Profile& p) {
     EngineOptions eo;
     eo.max_seq_len = p.runtime.max_seq_len;
     eo.prefill_chunk = p.runtime.prefill_chunk;
+    eo.kv_dtype = kv_dtype_for(p.runtime.kv_dtype, *ex_);
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
     tok_ = Tokenizer::from_metadata(src_->metadata());
 }

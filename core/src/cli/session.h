@@ -16,6 +16,8 @@ namespace imp {
 
 // "auto" -> the executor to use on this machine; "cuda" without a CUDA executor in the build -> imp::Error.
 std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt);
+// runtime.kv_dtype -> the KV element type on this executor ("auto": f32 on the CPU, bf16 on CUDA).
+DType kv_dtype_for(const std::string& name, const Executor& ex);
 
 class Session {
 public:

@@ -271,9 +271,17 @@ public:
     }
     void rms_norm(const float*, const float*, float*, int64_t, int64_t, float) override { unused(); }
     void rope(float*, int64_t, const int32_t*, int64_t, int, const imp::RopeParams&) override { unused(); }
-    void kv_store(const imp::KVCacheView&, const float*, int64_t, const float*, int64_t, int64_t, int64_t) override {
+    void kv_store(const imp::KVCacheView&, const float*, int64_t, const float*, int64_t, const int32_t*,
+                  int64_t) override {
         unused();
     }
+    void sample(const float*, int64_t, const imp::SamplingParams&, uint64_t, const int32_t*, int64_t,
+                int32_t*) override {
+        unused();
+    }
+    void reserve_workspace(size_t) override { unused(); }
+    void* workspace() override { return nullptr; }
+    size_t workspace_bytes() const override { return 0; }
     void attention(const float*, int64_t, const imp::KVCacheView&, float*, const imp::AttentionParams&) override {
         unused();
     }

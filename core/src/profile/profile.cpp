@@ -207,7 +207,7 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "max_seq_len") r.max_seq_len = it.integer(1, int64_t(1) << 24);
         else if (name == "prefill_chunk") r.prefill_chunk = it.integer(1, int64_t(1) << 20);
         else if (name == "cuda_graphs") r.cuda_graphs = it.boolean();
-        else if (name == "kv_dtype") r.kv_dtype = it.choice({"bf16", "fp8", "f32"});
+        else if (name == "kv_dtype") r.kv_dtype = it.choice({"auto", "bf16", "fp8", "f32"});
         else if (name == "threads") r.threads = static_cast<int>(it.integer(0, 4096));
     } else if (section == "sampling") {
         auto& s = p.sampling;

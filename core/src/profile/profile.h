@@ -21,7 +21,7 @@ struct Profile {
         int64_t max_seq_len = 4096;
         int64_t prefill_chunk = 512;
         bool cuda_graphs = true;
-        std::string kv_dtype = "bf16";  // bf16 | fp8 | f32
+        std::string kv_dtype = "auto";  // auto | bf16 | fp8 | f32 (auto: f32 on CPU, bf16 on CUDA)
         int threads = 0;                // CPU threads, 0 = all cores
     } runtime;
     struct Sampling {

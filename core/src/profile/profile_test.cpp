@@ -60,7 +60,7 @@ TEST_CASE("profile: defaults", "[profile]") {
     CHECK(p.runtime.max_seq_len == 4096);
     CHECK(p.runtime.prefill_chunk == 512);
     CHECK(p.runtime.cuda_graphs);
-    CHECK(p.runtime.kv_dtype == "bf16");
+    CHECK(p.runtime.kv_dtype == "auto");
     CHECK(p.runtime.threads == 0);
     CHECK(p.sampling.temperature == 0.8);
     CHECK(p.sampling.top_k == 40);
@@ -190,7 +190,7 @@ TEST_CASE("profile: bad enum values list the allowed ones", "[profile]") {
     CHECK(has(load_error("[runtime]\nexecutor = \"gpu\"\n"),
               "bad.toml:2: key 'runtime.executor' must be one of auto, cpu, cuda, got 'gpu'"));
     CHECK(has(load_error("[runtime]\nkv_dtype = \"fp16\"\n"),
-              "bad.toml:2: key 'runtime.kv_dtype' must be one of bf16, fp8, f32, got 'fp16'"));
+              "bad.toml:2: key 'runtime.kv_dtype' must be one of auto, bf16, fp8, f32, got 'fp16'"));
     CHECK(has(load_error("[generate]\nchat = \"yes\"\n"),
               "bad.toml:2: key 'generate.chat' must be one of auto, true, false, got 'yes'"));
     CHECK(imp::load_profile(write("chat.toml", "[generate]\nchat = true\n")).generate.chat == "true");
@@ -284,7 +284,7 @@ TEST_CASE("profile: --set overrides parse as TOML values and are validated", "[p
 
     // Overrides apply after the file, and their errors name the override, not the file.
     auto err = error_of([&] { imp::load_profile(path, {"runtime.kv_dtype=q4"}); });
-    CHECK(err == "--set runtime.kv_dtype=q4: key 'runtime.kv_dtype' must be one of bf16, fp8, f32, got 'q4'");
+    CHECK(err == "--set runtime.kv_dtype=q4: key 'runtime.kv_dtype' must be one of auto, bf16, fp8, f32, got 'q4'");
 }
 
 TEST_CASE("profile: the model path must exist", "[profile]") {

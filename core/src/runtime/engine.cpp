@@ -19,6 +19,8 @@ namespace {
 
 constexpr uint64_t kProgressMinBytes = 100ull << 20;
 constexpr int64_t kLmHeadRows = 32;  // tokens per LM-head matmul when all logits are requested
+constexpr int64_t kKvBlock = 16;     // KV cache page size (positions)
+constexpr int64_t kMaxRecent = 1024; // most tokens the repetition penalty looks back at
 
 uint64_t round64(uint64_t b) { return (b + 63) / 64 * 64; }
 
@@ -102,6 +104,10 @@ struct Engine::Impl {
     float* logits = nullptr;              // [lm_rows, n_vocab]
     int32_t* tokens = nullptr;            // [chunk]
     int32_t* positions = nullptr;         // [chunk]
+    int32_t* block_table = nullptr;       // identity block table shared by the layers' KV views
+    int32_t* recent = nullptr;            // [kMaxRecent] tokens for the repetition penalty
+    int32_t* sampled = nullptr;           // [1] the token sample() picked
+    const float* last_logits = nullptr;   // device row of the last token's logits, after forward()
     float* scratch = nullptr;
     const Weight* tok_embd = nullptr;
     const Weight* output = nullptr;
@@ -248,12 +254,17 @@ void Engine::Impl::load_weights(std::vector<Request>& reqs) {
 void Engine::Impl::allocate_runtime() {
     const int64_t n_embd = desc.n_embd, n_vocab = desc.n_vocab;
     const uint64_t kv_es = dtype_size(opt.kv_dtype);
+    const int64_t n_blocks = (capacity + kKvBlock - 1) / kKvBlock;
+    block_table = static_cast<int32_t*>(ex.alloc(size_t(n_blocks) * 4, "kv block table"));
+    std::vector<int32_t> identity(static_cast<size_t>(n_blocks));
+    for (int64_t b = 0; b < n_blocks; ++b) identity[size_t(b)] = int32_t(b);
+    ex.upload(block_table, identity.data(), identity.size() * 4);
     for (size_t i = 0; i < desc.layers.size(); ++i) {
         const StateSpec st = desc.layers[i]->state();
         KVCacheView v;
         if (st.kind == StateSpec::Kind::KV) {
-            const uint64_t bytes = checked_mul(uint64_t(capacity) * uint64_t(st.n_kv_heads), uint64_t(st.head_dim) * kv_es,
-                                               "KV cache");
+            const uint64_t bytes = checked_mul(uint64_t(n_blocks * kKvBlock) * uint64_t(st.n_kv_heads),
+                                               uint64_t(st.head_dim) * kv_es, "KV cache");
             const std::string tag = "kv." + std::to_string(i);
             v.k = ex.alloc(bytes, (tag + ".k").c_str());
             v.v = ex.alloc(bytes, (tag + ".v").c_str());
@@ -261,6 +272,8 @@ void Engine::Impl::allocate_runtime() {
             v.capacity = capacity;
             v.n_kv_heads = st.n_kv_heads;
             v.head_dim = st.head_dim;
+            v.block_size = int(kKvBlock);
+            v.block_table = block_table;
         }
         kv.push_back(v);
         void* rec = nullptr;
@@ -274,6 +287,8 @@ void Engine::Impl::allocate_runtime() {
     logits = static_cast<float*>(ex.alloc(size_t(lm_rows * n_vocab) * 4, "logits"));
     tokens = static_cast<int32_t*>(ex.alloc(size_t(chunk) * 4, "tokens"));
     positions = static_cast<int32_t*>(ex.alloc(size_t(chunk) * 4, "positions"));
+    recent = static_cast<int32_t*>(ex.alloc(size_t(kMaxRecent) * 4, "recent tokens"));
+    sampled = static_cast<int32_t*>(ex.alloc(4, "sampled token"));
     scratch = static_cast<float*>(ex.alloc(std::max<uint64_t>(plan.scratch, 64), "scratch"));
     zero_recurrent();
 }
@@ -318,7 +333,8 @@ void Engine::Impl::build() {
             if (st.n_kv_heads <= 0 || st.head_dim <= 0)
                 throw Error(l->kind() + ": KV state with " + std::to_string(st.n_kv_heads) + " heads of dim " +
                             std::to_string(st.head_dim));
-            plan.state += 2 * round64(checked_mul(uint64_t(capacity) * uint64_t(st.n_kv_heads),
+            const int64_t padded = (capacity + kKvBlock - 1) / kKvBlock * kKvBlock;
+            plan.state += 2 * round64(checked_mul(uint64_t(padded) * uint64_t(st.n_kv_heads),
                                                   uint64_t(st.head_dim) * kv_es, "KV cache"));
         } else if (st.kind == StateSpec::Kind::Recurrent) {
             plan.state += round64(st.recurrent_bytes);
@@ -327,9 +343,15 @@ void Engine::Impl::build() {
     }
     plan.scratch = round64(plan.scratch);
     plan.activations = round64(uint64_t(chunk * desc.n_embd) * 4) + round64(uint64_t(lm_rows * desc.n_embd) * 4) +
-                       round64(uint64_t(lm_rows * desc.n_vocab) * 4) + 2 * round64(uint64_t(chunk) * 4);
+                       round64(uint64_t(lm_rows * desc.n_vocab) * 4) + 2 * round64(uint64_t(chunk) * 4) +
+                       round64(uint64_t(kMaxRecent) * 4) + 64;
 
     load_weights(reqs);
+    // One workspace for every matmul (e.g. dequantized tiles), sized for the largest chunk.
+    uint64_t ws = 0;
+    for (const auto& [name, w] : weights.matrices) ws = std::max(ws, std::max(w->workspace_bytes(chunk), w->workspace_bytes(lm_rows)));
+    if (ws) ex.reserve_workspace(ws);
+    plan.scratch += round64(ws);
     allocate_runtime();
     for (auto& l : desc.layers) l->bind(weights);
     tok_embd = weights.matrix(desc.tok_embd);
@@ -356,7 +378,19 @@ int64_t Engine::capacity() const { return impl_->capacity; }
 
 void Engine::reset() {
     impl_->pos = 0;
+    impl_->last_logits = nullptr;
     impl_->zero_recurrent();
+}
+
+int32_t Engine::sample(const SamplingParams& p, uint64_t step, const int32_t* recent, int64_t n_recent) {
+    Impl& m = *impl_;
+    if (!m.last_logits) throw Error("sample: no logits yet (call forward first)");
+    n_recent = std::clamp<int64_t>(n_recent, 0, kMaxRecent);
+    if (n_recent) m.ex.upload(m.recent, recent, size_t(n_recent) * 4);
+    m.ex.sample(m.last_logits, m.desc.n_vocab, p, step, m.recent, n_recent, m.sampled);
+    int32_t t = -1;
+    m.ex.download(&t, m.sampled, 4);
+    return t;
 }
 
 void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
@@ -384,15 +418,19 @@ void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_l
             m.desc.layers[l]->forward(ctx, m.hidden);
         }
         m.pos += cn;
-        // LM head: every row of the chunk, or the last token of the last chunk (none when logits is null).
+        // LM head: every row of the chunk (all_logits), or the last token of the last chunk. The last token's
+        // logits stay on the device for sample(); they are downloaded when `logits` is given.
         const bool last = off + cn == n;
-        const int64_t first = !logits ? cn : all_logits ? 0 : last ? cn - 1 : cn;
+        const int64_t first = (all_logits && logits) ? 0 : last ? cn - 1 : cn;
         for (int64_t r0 = first; r0 < cn; r0 += m.lm_rows) {
             const int64_t rn = std::min(m.lm_rows, cn - r0);
             ex.rms_norm(m.hidden + r0 * n_embd, m.output_norm, m.normed, rn, n_embd, m.desc.norm_eps);
             m.output->matmul(ex, m.normed, n_embd, m.logits, n_vocab, rn);
-            float* dst = all_logits ? logits + (off + r0) * n_vocab : logits;
-            ex.download(dst, m.logits, size_t(rn * n_vocab) * 4);
+            if (last && r0 + rn == cn) m.last_logits = m.logits + (rn - 1) * n_vocab;
+            if (logits) {
+                float* dst = all_logits ? logits + (off + r0) * n_vocab : logits;
+                ex.download(dst, m.logits, size_t(rn * n_vocab) * 4);
+            }
         }
     }
 }

@@ -37,9 +37,13 @@ public:
     void reset();               // forget the sequence (position back to 0)
 
     // Runs `n` tokens at the current position (split into prefill_chunk pieces) and advances it.
-    // logits: host buffer of n_vocab floats for the last token, or n * n_vocab when all_logits; null skips the LM head.
+    // The last token's logits are always computed and kept on the device for sample(). logits: host buffer that
+    // receives them (n_vocab floats), or all n * n_vocab when all_logits; null downloads nothing.
     // Throws imp::Error when position + n exceeds the capacity, naming both numbers.
-    void forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits = false);
+    void forward(const int32_t* tokens, int64_t n, float* logits = nullptr, bool all_logits = false);
+    // Picks the next token from the last forward's final logits on the executor (only the id crosses to the host).
+    // recent: the last n_recent tokens (host) for the repetition penalty; step: the draw's counter (see sampler.h).
+    int32_t sample(const SamplingParams& p, uint64_t step, const int32_t* recent, int64_t n_recent);
 
 private:
     struct Impl;

@@ -3,68 +3,77 @@
 #include <algorithm>
 #include <cmath>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace imp {
 
-Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
+namespace {
+uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+}  // namespace
 
-double Sampler::uniform() { return double(rng_() >> 11) * (1.0 / 9007199254740992.0); }
+double sample_uniform(uint64_t seed, uint64_t step) {
+    return double(splitmix64(splitmix64(seed) ^ step) >> 11) * (1.0 / 9007199254740992.0);
+}
 
-int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
-    cand_.resize(size_t(n_vocab));
-    for (int64_t i = 0; i < n_vocab; ++i) cand_[size_t(i)] = {logits[i], int32_t(i)};
-
-    if (p_.repeat_penalty != 1.0 && p_.repeat_last_n != 0) {
-        const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min(history.size(), size_t(p_.repeat_last_n));
-        std::unordered_set<int32_t> seen(history.end() - std::ptrdiff_t(n), history.end());
+int32_t sample_reference(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
+                         const int32_t* recent, int64_t n_recent) {
+    std::vector<std::pair<float, int32_t>> cand(static_cast<size_t>(n_vocab));
+    for (int64_t i = 0; i < n_vocab; ++i) cand[size_t(i)] = {logits[i], int32_t(i)};
+    if (p.repeat_penalty != 1.f && n_recent > 0) {
+        std::unordered_set<int32_t> seen(recent, recent + n_recent);
         for (int32_t t : seen) {
             if (t < 0 || t >= n_vocab) continue;
-            float& l = cand_[size_t(t)].first;
-            l = l > 0 ? float(l / p_.repeat_penalty) : float(l * p_.repeat_penalty);
+            float& l = cand[size_t(t)].first;
+            l = l > 0 ? l / p.repeat_penalty : l * p.repeat_penalty;
         }
     }
-
     auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-    if (p_.temperature <= 0.0) return std::min_element(cand_.begin(), cand_.end(), by_logit)->second;
+    if (p.temperature <= 0.f) return std::min_element(cand.begin(), cand.end(), by_logit)->second;
 
-    size_t k = cand_.size();
-    if (p_.top_k > 0 && size_t(p_.top_k) < k) k = size_t(p_.top_k);
-    std::partial_sort(cand_.begin(), cand_.begin() + std::ptrdiff_t(k), cand_.end(), by_logit);
-    cand_.resize(k);
+    size_t k = cand.size();
+    if (p.top_k > 0 && size_t(p.top_k) < k) k = size_t(p.top_k);
+    std::partial_sort(cand.begin(), cand.begin() + std::ptrdiff_t(k), cand.end(), by_logit);
+    cand.resize(k);
 
-    // Probabilities at temperature 1 for the top-p / min-p filters (llama.cpp applies temperature last too).
+    // Probabilities at temperature 1 for the top-p / min-p filters (temperature is applied last, as llama.cpp).
     std::vector<double> prob(k);
-    const double mx = cand_[0].first;
+    const double mx = cand[0].first;
     double sum = 0;
-    for (size_t i = 0; i < k; ++i) sum += prob[i] = std::exp(double(cand_[i].first) - mx);
+    for (size_t i = 0; i < k; ++i) sum += prob[i] = std::exp(double(cand[i].first) - mx);
     for (auto& q : prob) q /= sum;
-
-    if (p_.top_p < 1.0) {
+    if (p.top_p < 1.f) {
         double cum = 0;
         size_t keep = k;
         for (size_t i = 0; i < k; ++i) {
             cum += prob[i];
-            if (cum >= p_.top_p) { keep = i + 1; break; }
+            if (cum >= double(p.top_p)) {
+                keep = i + 1;
+                break;
+            }
         }
         k = keep;
     }
-    if (p_.min_p > 0.0) {
-        const double floor = p_.min_p * prob[0];
+    if (p.min_p > 0.f) {
+        const double floor = double(p.min_p) * prob[0];
         size_t keep = 1;
         while (keep < k && prob[keep] >= floor) ++keep;
         k = keep;
     }
-
-    // Temperature, then draw.
     std::vector<double> w(k);
     double tot = 0;
-    for (size_t i = 0; i < k; ++i) tot += w[i] = std::exp((double(cand_[i].first) - mx) / p_.temperature);
-    double r = uniform() * tot;
+    for (size_t i = 0; i < k; ++i) tot += w[i] = std::exp((double(cand[i].first) - mx) / double(p.temperature));
+    double r = sample_uniform(p.seed, step) * tot;
     for (size_t i = 0; i < k; ++i) {
         r -= w[i];
-        if (r < 0) return cand_[i].second;
+        if (r < 0) return cand[i].second;
     }
-    return cand_[k - 1].second;
+    return cand[k - 1].second;
 }
 
 }  // namespace imp

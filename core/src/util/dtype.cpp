@@ -82,4 +82,25 @@ float fp8_e4m3_to_f32(uint8_t v) {
     return sign * std::ldexp(1.f + man / 8.f, exp - 7);
 }
 
+uint8_t f32_to_fp8_e4m3(float f) {
+    if (std::isnan(f)) return 0x7f;
+    const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+    const double a = std::fabs(double(f));
+    if (a >= 448.0) return sign | 0x7e;
+    int e;
+    std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+    e -= 1;             // a = 1.xxx * 2^e
+    if (a == 0.0 || e < -6) {  // subnormal: steps of 2^-9
+        const int q = int(std::nearbyint(a * 512.0));
+        return sign | uint8_t(q);  // q == 8 is the smallest normal, encoded the same way
+    }
+    int q = int(std::nearbyint(std::ldexp(a, 3 - e)));  // 8..16
+    if (q == 16) {
+        q = 8;
+        ++e;
+    }
+    if (e > 8 || (e == 8 && q > 14)) return sign | 0x7e;
+    return sign | uint8_t(((e + 7) << 3) | (q - 8));
+}
+
 }  // namespace imp

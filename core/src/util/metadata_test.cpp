@@ -27,3 +27,16 @@ TEST_CASE("fp16 and bf16 conversions round-trip", "[dtype]") {
     CHECK(imp::fp8_e4m3_to_f32(0x7e) == 448.f);
     CHECK(imp::fp8_e4m3_to_f32(0x01) == 0.001953125f);
 }
+
+TEST_CASE("fp8 e4m3 encode round-trips every finite code", "[dtype]") {
+    for (int c = 0; c < 256; ++c) {
+        if ((c & 0x7f) == 0x7f) continue;
+        const float f = imp::fp8_e4m3_to_f32(uint8_t(c));
+        if (f == 0.f) continue;  // -0 and +0
+        REQUIRE(imp::f32_to_fp8_e4m3(f) == uint8_t(c));
+    }
+    CHECK(imp::f32_to_fp8_e4m3(1000.f) == 0x7e);
+    CHECK(imp::f32_to_fp8_e4m3(-1000.f) == 0xfe);
+    CHECK(imp::fp8_e4m3_to_f32(imp::f32_to_fp8_e4m3(1.0625f)) == 1.f);   // tie -> even mantissa
+    CHECK(imp::fp8_e4m3_to_f32(imp::f32_to_fp8_e4m3(1.1875f)) == 1.25f);  // tie -> even mantissa
+}

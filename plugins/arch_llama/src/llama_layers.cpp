@@ -156,13 +156,13 @@ public:
         }
         ex.rope(q, qd, ctx.batch.positions, n, n_head_, rope_);
         ex.rope(k, kd, ctx.batch.positions, n, n_kv_, rope_);
-        ex.kv_store(ctx.kv, k, kd, v, kd, ctx.batch.pos0, n);
+        ex.kv_store(ctx.kv, k, kd, v, kd, ctx.batch.positions, n);
         AttentionParams ap;
         ap.n_head = n_head_;
         ap.n_kv_head = n_kv_;
         ap.head_dim = hd_;
         ap.scale = scale_;
-        ap.pos0 = ctx.batch.pos0;
+        ap.positions = ctx.batch.positions;
         ap.n_tokens = n;
         ex.attention(q, qd, ctx.kv, att, ap);
         wo_->matmul(ex, att, qd, xn, n_embd_, n);

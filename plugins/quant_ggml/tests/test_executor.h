@@ -76,14 +76,21 @@ public:
 
     void rms_norm(const float*, const float*, float*, int64_t, int64_t, float) override { unused(); }
     void rope(float*, int64_t, const int32_t*, int64_t, int, const RopeParams&) override { unused(); }
-    void kv_store(const KVCacheView&, const float*, int64_t, const float*, int64_t, int64_t, int64_t) override {
+    void kv_store(const KVCacheView&, const float*, int64_t, const float*, int64_t, const int32_t*, int64_t) override {
         unused();
     }
     void attention(const float*, int64_t, const KVCacheView&, float*, const AttentionParams&) override { unused(); }
     void swiglu(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t) override { unused(); }
     void add(float*, const float*, int64_t) override { unused(); }
+    void sample(const float*, int64_t, const SamplingParams&, uint64_t, const int32_t*, int64_t, int32_t*) override {
+        unused();
+    }
+    void reserve_workspace(size_t bytes) override { ws_.resize(bytes); }
+    void* workspace() override { return ws_.data(); }
+    size_t workspace_bytes() const override { return ws_.size(); }
 
 private:
+    std::vector<uint8_t> ws_;
     [[noreturn]] static void unused() { throw std::logic_error("TestExecutor: op not used by quant_ggml tests"); }
 
     // One parallel_for call. A worker that wakes late finds the counter exhausted and does nothing.

@@ -11,6 +11,7 @@
 
 #include "exec/cpu/thread_pool.h"
 #include "imp/error.h"
+#include "runtime/sampler.h"
 
 namespace imp {
 
@@ -33,15 +34,38 @@ struct BF16Elem {
     static void store(uint16_t* p, float v) { *p = f32_to_bf16(v); }
 };
 
-// Calls f(Elem{}) with the element accessor of the KV dtype.
-template <typename F> void dispatch_kv(DType t, F&& f) {
-    switch (t) {
-        case DType::F32: f(F32Elem{}); return;
-        case DType::F16: f(F16Elem{}); return;
-        case DType::BF16: f(BF16Elem{}); return;
-        default: throw Error(std::string("cpu executor: KV cache dtype ") + dtype_name(t) +
-                             " is not supported (F32, F16, BF16)");
+struct F8Elem {  // FP8 E4M3 with a per-cache scale: stored = x / scale
+    using T = uint8_t;
+    float scale = 1.f;
+    float load(const uint8_t* p) const { return fp8_e4m3_to_f32(*p) * scale; }
+    void store(uint8_t* p, float v) const { *p = f32_to_fp8_e4m3(v / scale); }
+};
+
+// Calls f(k_elem, v_elem) with the element accessors of the KV dtype.
+template <typename F> void dispatch_kv(const KVCacheView& kv, F&& f) {
+    switch (kv.dtype) {
+        case DType::F32: f(F32Elem{}, F32Elem{}); return;
+        case DType::F16: f(F16Elem{}, F16Elem{}); return;
+        case DType::BF16: f(BF16Elem{}, BF16Elem{}); return;
+        case DType::F8_E4M3: f(F8Elem{kv.k_scale}, F8Elem{kv.v_scale}); return;
+        default: throw Error(std::string("cpu executor: KV cache dtype ") + dtype_name(kv.dtype) +
+                             " is not supported (F32, F16, BF16, F8_E4M3)");
     }
+}
+
+// Physical row of position pos in a paged KV cache (see KVCacheView).
+inline int64_t kv_row(const KVCacheView& kv, int64_t pos) {
+    const int64_t blk = pos / kv.block_size;
+    const int64_t phys = kv.block_table ? int64_t(kv.block_table[blk]) : blk;
+    return phys * kv.block_size + pos % kv.block_size;
+}
+
+void check_positions(const char* op, const KVCacheView& kv, const int32_t* positions, int64_t n_tokens) {
+    if (kv.block_size <= 0) throw Error(std::string(op) + ": KV block size must be positive");
+    for (int64_t t = 0; t < n_tokens; ++t)
+        if (positions[t] < 0 || positions[t] >= kv.capacity)
+            throw Error(std::string(op) + ": position " + std::to_string(positions[t]) + " is outside the KV capacity " +
+                        std::to_string(kv.capacity));
 }
 
 // The hot loops of rms_norm and attention get an AVX2+FMA clone on x86 (picked at load time), since the build
@@ -171,20 +195,19 @@ void CpuExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, i
 }
 
 void CpuExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                           int64_t pos0, int64_t n_tokens) {
-    if (pos0 < 0 || pos0 + n_tokens > kv.capacity)
-        throw Error("kv_store: positions " + std::to_string(pos0) + ".." + std::to_string(pos0 + n_tokens - 1) +
-                    " exceed the KV capacity " + std::to_string(kv.capacity));
+                           const int32_t* positions, int64_t n_tokens) {
+    check_positions("kv_store", kv, positions, n_tokens);
     const int64_t width = int64_t(kv.n_kv_heads) * kv.head_dim;
-    dispatch_kv(kv.dtype, [&](auto elem) {
-        using T = typename decltype(elem)::T;
+    dispatch_kv(kv, [&](auto ke, auto ve) {
+        using T = typename decltype(ke)::T;
         parallel_for(n_tokens, std::max<int64_t>(1, 8192 / std::max<int64_t>(width, 1)), [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; ++t) {
-                T* kd = static_cast<T*>(kv.k) + (pos0 + t) * width;
-                T* vd = static_cast<T*>(kv.v) + (pos0 + t) * width;
+                const int64_t row = kv_row(kv, positions[t]);
+                T* kd = static_cast<T*>(kv.k) + row * width;
+                T* vd = static_cast<T*>(kv.v) + row * width;
                 for (int64_t i = 0; i < width; ++i) {
-                    elem.store(kd + i, k[t * k_stride + i]);
-                    elem.store(vd + i, v[t * v_stride + i]);
+                    ke.store(kd + i, k[t * k_stride + i]);
+                    ve.store(vd + i, v[t * v_stride + i]);
                 }
             }
         });
@@ -197,21 +220,21 @@ void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView&
         throw Error("attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
                     " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
                     std::to_string(kv.n_kv_heads) + " heads of dim " + std::to_string(kv.head_dim) + ")");
-    if (p.pos0 < 0 || p.pos0 + p.n_tokens > kv.capacity)
-        throw Error("attention: positions up to " + std::to_string(p.pos0 + p.n_tokens) + " exceed the KV capacity " +
-                    std::to_string(kv.capacity));
+    check_positions("attention", kv, p.positions, p.n_tokens);
+    int64_t max_ctx = 0;
+    for (int64_t t = 0; t < p.n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, p.positions[t] + 1);
     const int hd = p.head_dim;
     const int group = p.n_head / p.n_kv_head;
     const int64_t kv_width = int64_t(p.n_kv_head) * hd;
     const int64_t out_stride = int64_t(p.n_head) * hd;
-    dispatch_kv(kv.dtype, [&](auto elem) {
-        using T = typename decltype(elem)::T;
+    dispatch_kv(kv, [&](auto ke, auto ve) {
+        using T = typename decltype(ke)::T;
         const T* K = static_cast<const T*>(kv.k);
         const T* V = static_cast<const T*>(kv.v);
         // One work item per (token, head); later tokens attend to more positions, so items are handed out in
         // small chunks.
         parallel_for(p.n_tokens * p.n_head, 1, [&](int64_t i0, int64_t i1) {
-            float* scores = thread_buffer(size_t(p.pos0 + p.n_tokens), 0);
+            float* scores = thread_buffer(size_t(max_ctx), 0);
             float* acc = thread_buffer(size_t(hd), 1);
             float* row = thread_buffer(size_t(hd), 2);
             for (int64_t it = i0; it < i1; ++it) {
@@ -219,15 +242,15 @@ void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView&
                 const int h = int(it % p.n_head);
                 const int g = h / group;
                 const float* qh = q + t * q_stride + int64_t(h) * hd;
-                const int64_t n_ctx = p.pos0 + t + 1;
+                const int64_t n_ctx = int64_t(p.positions[t]) + 1;
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < n_ctx; ++j) {
-                    const T* kj = K + j * kv_width + int64_t(g) * hd;
+                    const T* kj = K + kv_row(kv, j) * kv_width + int64_t(g) * hd;
                     float s;
-                    if constexpr (std::is_same_v<T, float>) {
+                    if constexpr (std::is_same_v<decltype(ke), F32Elem>) {
                         s = dot(qh, kj, hd);
                     } else {
-                        for (int d = 0; d < hd; ++d) row[d] = elem.load(kj + d);
+                        for (int d = 0; d < hd; ++d) row[d] = ke.load(kj + d);
                         s = dot(qh, row, hd);
                     }
                     s *= p.scale;
@@ -241,11 +264,11 @@ void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView&
                 }
                 std::fill(acc, acc + hd, 0.f);
                 for (int64_t j = 0; j < n_ctx; ++j) {
-                    const T* vj = V + j * kv_width + int64_t(g) * hd;
-                    if constexpr (std::is_same_v<T, float>) {
+                    const T* vj = V + kv_row(kv, j) * kv_width + int64_t(g) * hd;
+                    if constexpr (std::is_same_v<decltype(ve), F32Elem>) {
                         axpy(acc, scores[j], vj, hd);
                     } else {
-                        for (int d = 0; d < hd; ++d) row[d] = elem.load(vj + d);
+                        for (int d = 0; d < hd; ++d) row[d] = ve.load(vj + d);
                         axpy(acc, scores[j], row, hd);
                     }
                 }
@@ -267,6 +290,17 @@ void CpuExecutor::swiglu(const float* gate, int64_t gate_stride, const float* up
             for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
         }
     });
+}
+
+void CpuExecutor::reserve_workspace(size_t bytes) {
+    if (bytes <= workspace_bytes_) return;
+    workspace_ = alloc(bytes, "matmul workspace");
+    workspace_bytes_ = bytes;
+}
+
+void CpuExecutor::sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
+                         const int32_t* recent, int64_t n_recent, int32_t* out) {
+    *out = sample_reference(logits, n_vocab, p, step, recent, n_recent);
 }
 
 void CpuExecutor::add(float* x, const float* y, int64_t n) {

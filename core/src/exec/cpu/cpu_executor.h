@@ -38,20 +38,27 @@ public:
     void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) override;
     void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
               const RopeParams& p) override;
-    // KV element types supported on the CPU: F32, F16, BF16 (F16/BF16 round to nearest even on store).
+    // KV element types supported on the CPU: F32, F16, BF16, F8_E4M3 (rounding to nearest even on store).
     void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                  int64_t pos0, int64_t n_tokens) override;
+                  const int32_t* positions, int64_t n_tokens) override;
     void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
                    const AttentionParams& p) override;
     void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
                 int64_t n_rows, int64_t n) override;
     void add(float* x, const float* y, int64_t n) override;
+    void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step, const int32_t* recent,
+                int64_t n_recent, int32_t* out) override;
+    void reserve_workspace(size_t bytes) override;
+    void* workspace() override { return workspace_; }
+    size_t workspace_bytes() const override { return workspace_bytes_; }
 
 private:
     std::unique_ptr<ThreadPool> pool_;
     mutable std::mutex mem_mu_;
     std::vector<void*> blocks_;
     size_t allocated_ = 0;
+    void* workspace_ = nullptr;
+    size_t workspace_bytes_ = 0;
 };
 
 }  // namespace imp

@@ -1,6 +1,8 @@
 // CpuExecutor ops against naive double-precision implementations written here, on random non-zero inputs.
 #include <atomic>
 #include <catch2/catch.hpp>
+
+#include <numeric>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -213,10 +215,19 @@ struct AttnCase {
     imp::DType dtype;
 };
 
+constexpr float kF8Scale = 0.03125f;
+
 float round_kv(float v, imp::DType t) {
     if (t == imp::DType::F16) return imp::fp16_to_f32(imp::f32_to_fp16(v));
     if (t == imp::DType::BF16) return imp::bf16_to_f32(imp::f32_to_bf16(v));
+    if (t == imp::DType::F8_E4M3) return imp::fp8_e4m3_to_f32(imp::f32_to_fp8_e4m3(v / kF8Scale)) * kF8Scale;
     return v;
+}
+
+std::vector<int32_t> iota_positions(int64_t from, int64_t n) {
+    std::vector<int32_t> p(size_t(std::max<int64_t>(n, 0)));
+    for (int64_t i = 0; i < n; ++i) p[size_t(i)] = int32_t(from + i);
+    return p;
 }
 
 // Fills positions [0, pos0) with history, then stores the batch with kv_store and runs attention; compares with
@@ -228,10 +239,19 @@ void check_attention(CpuExecutor& ex, const AttnCase& c) {
     auto K = rnd(size_t(total * kvw), 11 + uint32_t(c.pos0)), V = rnd(size_t(total * kvw), 12 + uint32_t(c.n_tokens));
     auto Q = rnd(size_t(c.n_tokens * qs), 13, -2.f, 2.f);
     const size_t es = imp::dtype_size(c.dtype);
+    // Paged: blocks of 4 positions in a shuffled physical order, so a wrong block-table lookup shows.
     imp::KVCacheView kv;
-    kv.k = ex.alloc(size_t(c.capacity * kvw) * es, "k");
-    kv.v = ex.alloc(size_t(c.capacity * kvw) * es, "v");
+    kv.block_size = 4;
+    const int64_t n_blocks = (c.capacity + 3) / 4;
+    std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+    for (int64_t b = 0; b < n_blocks; ++b) table[size_t(b)] = int32_t((b * 5 + 3) % n_blocks);
+    if (std::gcd(n_blocks, int64_t(5)) != 1)
+        for (int64_t b = 0; b < n_blocks; ++b) table[size_t(b)] = int32_t(n_blocks - 1 - b);
+    kv.block_table = table.data();
+    kv.k = ex.alloc(size_t(n_blocks * 4 * kvw) * es, "k");
+    kv.v = ex.alloc(size_t(n_blocks * 4 * kvw) * es, "v");
     kv.dtype = c.dtype;
+    kv.k_scale = kv.v_scale = kF8Scale;
     kv.capacity = c.capacity;
     kv.n_kv_heads = c.n_kv_head;
     kv.head_dim = c.head_dim;
@@ -244,16 +264,17 @@ void check_attention(CpuExecutor& ex, const AttnCase& c) {
             vpad[size_t(t * ks + i)] = V[size_t(t * kvw + i)];
         }
     const int64_t h1 = c.pos0 / 2;
-    ex.kv_store(kv, kpad.data(), ks, vpad.data(), ks, 0, h1);
-    ex.kv_store(kv, kpad.data() + h1 * ks, ks, vpad.data() + h1 * ks, ks, h1, c.pos0 - h1);
-    ex.kv_store(kv, kpad.data() + c.pos0 * ks, ks, vpad.data() + c.pos0 * ks, ks, c.pos0, c.n_tokens);
+    const auto p1 = iota_positions(0, h1), p2 = iota_positions(h1, c.pos0 - h1), p3 = iota_positions(c.pos0, c.n_tokens);
+    ex.kv_store(kv, kpad.data(), ks, vpad.data(), ks, p1.data(), h1);
+    ex.kv_store(kv, kpad.data() + h1 * ks, ks, vpad.data() + h1 * ks, ks, p2.data(), c.pos0 - h1);
+    ex.kv_store(kv, kpad.data() + c.pos0 * ks, ks, vpad.data() + c.pos0 * ks, ks, p3.data(), c.n_tokens);
 
     imp::AttentionParams p;
     p.n_head = c.n_head;
     p.n_kv_head = c.n_kv_head;
     p.head_dim = c.head_dim;
     p.scale = float(1.0 / std::sqrt(double(c.head_dim)));
-    p.pos0 = c.pos0;
+    p.positions = p3.data();
     p.n_tokens = c.n_tokens;
     std::vector<float> out(size_t(c.n_tokens * c.n_head * c.head_dim));
     ex.attention(Q.data(), qs, kv, out.data(), p);
@@ -298,7 +319,7 @@ TEST_CASE("cpu kv_store + attention match the double reference (GQA, pos0 > 0, d
         {6, 2, 24, 13, 5, 40, 0, DType::F32},    {3, 1, 7, 20, 1, 21, 1, DType::F32},
         {4, 2, 64, 37, 1, 64, 0, DType::F32},    {9, 3, 12, 5, 17, 30, 2, DType::F32},
         {4, 2, 16, 11, 6, 20, 0, DType::BF16},   {4, 1, 16, 3, 4, 8, 0, DType::F16},
-        {2, 2, 128, 300, 3, 512, 0, DType::F32},
+        {2, 2, 128, 300, 3, 512, 0, DType::F32},  {4, 2, 32, 9, 7, 19, 1, DType::F8_E4M3},
     };
     for (const auto& c : cases) check_attention(ex, c);
 }
@@ -312,17 +333,19 @@ TEST_CASE("cpu attention and kv_store reject positions past the capacity", "[cpu
     kv.n_kv_heads = 1;
     kv.head_dim = 8;
     std::vector<float> k(3 * 8, 1.f);
-    CHECK_THROWS_WITH(ex.kv_store(kv, k.data(), 8, k.data(), 8, 2, 3), Catch::Contains("capacity 4"));
+    const int32_t pos[] = {2, 3, 4};
+    CHECK_THROWS_WITH(ex.kv_store(kv, k.data(), 8, k.data(), 8, pos, 3), Catch::Contains("capacity 4"));
     imp::AttentionParams p;
     p.n_head = 2;
     p.n_kv_head = 1;
     p.head_dim = 8;
     p.scale = 1.f;
-    p.pos0 = 3;
+    const int32_t qpos[] = {3, 4};
+    p.positions = qpos;
     p.n_tokens = 2;
     std::vector<float> q(2 * 16), out(2 * 16);
     CHECK_THROWS_WITH(ex.attention(q.data(), 16, kv, out.data(), p), Catch::Contains("capacity 4"));
     p.n_kv_head = 2;
-    p.pos0 = 0;
+    p.positions = pos;
     CHECK_THROWS_AS(ex.attention(q.data(), 16, kv, out.data(), p), imp::Error);
 }
