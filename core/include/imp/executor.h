@@ -88,8 +88,17 @@ public:
     // Runs fn(begin, end) over [0, n) split into chunks of at least `grain`, on the executor's host threads
     // (used by CPU kernels; a GPU executor runs it on the calling thread).
     virtual void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) = 0;
+    // Bytes this executor could still allocate (admission control before a model loads); CPU: available RAM.
+    virtual uint64_t available_bytes() const = 0;
     // Waits for all work queued on the executor (no-op on the CPU).
     virtual void synchronize() {}
+    // ---- graph capture (CUDA graphs). The ops queued between capture_begin() and capture_end() are recorded,
+    // not run; replay(id) runs them again with the same pointers (so kernels must read positions, token ids,
+    // lengths from device memory, never from host values baked into launch arguments).
+    virtual bool supports_graphs() const { return false; }
+    virtual void capture_begin() {}
+    virtual int capture_end() { return -1; }
+    virtual void replay(int graph_id) { (void)graph_id; }
     // CUDA handles for plugin kernels; null on executors that are not CUDA.
     virtual const CudaHandles* cuda() const { return nullptr; }
     // A scratch region shared by all Weights' matmuls (e.g. dequantized tiles for a GEMM). The engine reserves the

@@ -280,6 +280,7 @@ public:
         unused();
     }
     void reserve_workspace(size_t) override { unused(); }
+    uint64_t available_bytes() const override { return 0; }
     void* workspace() override { return nullptr; }
     size_t workspace_bytes() const override { return 0; }
     void attention(const float*, int64_t, const imp::KVCacheView&, float*, const imp::AttentionParams&) override {

@@ -86,6 +86,7 @@ public:
         unused();
     }
     void reserve_workspace(size_t bytes) override { ws_.resize(bytes); }
+    uint64_t available_bytes() const override { return UINT64_MAX; }
     void* workspace() override { return ws_.data(); }
     size_t workspace_bytes() const override { return ws_.size(); }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -125,6 +126,21 @@ void* CpuExecutor::alloc(size_t bytes, const char* tag) {
     blocks_.push_back(p);
     allocated_ += rounded;
     return p;
+}
+
+uint64_t CpuExecutor::available_bytes() const {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return UINT64_MAX;
+    char line[256];
+    uint64_t kb = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "MemAvailable: %lu kB", &kb) == 1) {
+            found = true;
+            break;
+        }
+    std::fclose(f);
+    return found ? kb * 1024 : UINT64_MAX;
 }
 
 void CpuExecutor::upload(void* dst, const void* src, size_t bytes) {

@@ -32,6 +32,7 @@ public:
     void upload(void* dst, const void* src, size_t bytes) override;
     void download(void* dst, const void* src, size_t bytes) override;
     size_t bytes_allocated() const override;
+    uint64_t available_bytes() const override;  // MemAvailable from /proc/meminfo
     // Runs on the pool (the calling thread takes part). A call made from inside a pool task runs inline.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) override;
 
