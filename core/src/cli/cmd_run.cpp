@@ -38,6 +38,7 @@ int cmd_run(const std::vector<std::string>& args) {
         "prompt", po::value<std::string>(), "prompt text (overrides generate.prompt)")(
         "n-predict,n", po::value<int64_t>(), "tokens to generate (overrides generate.n_predict)")(
         "chat", "wrap the prompt in the model's chat template")(
+        "no-cuda-graphs", "run decode steps without CUDA graphs (same as --set runtime.cuda_graphs=false)")(
         "set", po::value<std::vector<std::string>>()->composing(), "override a profile key: section.key=value")(
         "log-level", po::value<std::string>()->default_value("warn"), "trace, debug, info, warn, error, off");
     po::variables_map vm;
@@ -68,6 +69,7 @@ int cmd_run(const std::vector<std::string>& args) {
     }
     if (vm.count("n-predict")) overrides.push_back("generate.n_predict=" + std::to_string(vm["n-predict"].as<int64_t>()));
     if (vm.count("chat")) overrides.push_back("generate.chat=\"true\"");
+    if (vm.count("no-cuda-graphs")) overrides.push_back("runtime.cuda_graphs=false");
 
     Profile prof;
     if (vm.count("profile")) {

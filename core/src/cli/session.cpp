@@ -47,6 +47,7 @@ Session::Session(const Profile& p) {
     eo.max_seq_len = p.runtime.max_seq_len;
     eo.prefill_chunk = p.runtime.prefill_chunk;
     eo.kv_dtype = kv_dtype_for(p.runtime.kv_dtype, *ex_);
+    eo.cuda_graphs = p.runtime.cuda_graphs;
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
     tok_ = Tokenizer::from_metadata(src_->metadata());
 }

@@ -116,7 +116,10 @@ struct Engine::Impl {
 
     Impl(const ModelSource& s, const Registry& r, Executor& e, const EngineOptions& o) : src(s), reg(r), ex(e), opt(o) {}
 
+    int decode_graph = -1;                // captured one-token step, or -1
+
     void build();
+    void run_chunk(int64_t cn, int64_t first_lm_row);  // embedding -> layers -> LM head rows [first_lm_row, cn)
     std::vector<Request> collect_requests() const;
     void check_and_plan(std::vector<Request>& reqs);
     void load_weights(std::vector<Request>& reqs);
@@ -346,6 +349,14 @@ void Engine::Impl::build() {
                        round64(uint64_t(lm_rows * desc.n_vocab) * 4) + 2 * round64(uint64_t(chunk) * 4) +
                        round64(uint64_t(kMaxRecent) * 4) + 64;
 
+    // Admission: the plan must fit before anything is uploaded.
+    const uint64_t avail = ex.available_bytes();
+    if (plan.total() > avail)
+        throw Error("model does not fit on " + ex.name() + ": needs " + human_bytes(plan.total()) + " (weights " +
+                    human_bytes(plan.weights) + ", KV/state " + human_bytes(plan.state) + " for max_seq_len " +
+                    std::to_string(capacity) + ", activations " + human_bytes(plan.activations) + ", scratch " +
+                    human_bytes(plan.scratch) + ") but " + human_bytes(avail) +
+                    " is free; lower runtime.max_seq_len or use runtime.kv_dtype = \"fp8\"");
     load_weights(reqs);
     // One workspace for every matmul (e.g. dequantized tiles), sized for the largest chunk.
     uint64_t ws = 0;
@@ -405,34 +416,70 @@ void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_l
             throw Error("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                         " is outside the vocabulary of " + std::to_string(m.desc.n_vocab));
     Executor& ex = m.ex;
-    const int64_t n_embd = m.desc.n_embd, n_vocab = m.desc.n_vocab;
+    const int64_t n_vocab = m.desc.n_vocab;
+    // Decode: one token through the captured graph (captured on first use; positions and the token id are read
+    // from device buffers, so the same graph serves every step).
+    if (n == 1 && m.opt.cuda_graphs && ex.supports_graphs()) {
+        m.host_pos[0] = int32_t(m.pos);
+        ex.upload(m.tokens, tokens, 4);
+        ex.upload(m.positions, m.host_pos.data(), 4);
+        if (m.decode_graph < 0) {
+            ex.capture_begin();
+            m.run_chunk(1, 0);
+            m.decode_graph = ex.capture_end();
+        }
+        ex.replay(m.decode_graph);
+        m.pos += 1;
+        m.last_logits = m.logits;
+        if (logits) ex.download(logits, m.logits, size_t(n_vocab) * 4);
+        return;
+    }
     for (int64_t off = 0; off < n; off += m.chunk) {
         const int64_t cn = std::min(m.chunk, n - off);
         for (int64_t i = 0; i < cn; ++i) m.host_pos[size_t(i)] = int32_t(m.pos + i);
         ex.upload(m.tokens, tokens + off, size_t(cn) * 4);
         ex.upload(m.positions, m.host_pos.data(), size_t(cn) * 4);
-        m.tok_embd->get_rows(ex, m.tokens, cn, m.hidden);
-        Batch batch{cn, m.pos, m.positions};
-        for (size_t l = 0; l < m.desc.layers.size(); ++l) {
-            LayerContext ctx{ex, batch, m.kv[l], m.recurrent[l], m.scratch};
-            m.desc.layers[l]->forward(ctx, m.hidden);
-        }
-        m.pos += cn;
         // LM head: every row of the chunk (all_logits), or the last token of the last chunk. The last token's
         // logits stay on the device for sample(); they are downloaded when `logits` is given.
         const bool last = off + cn == n;
         const int64_t first = (all_logits && logits) ? 0 : last ? cn - 1 : cn;
-        for (int64_t r0 = first; r0 < cn; r0 += m.lm_rows) {
+        if (!(all_logits && logits)) {
+            m.run_chunk(cn, first);
+            m.pos += cn;
+            if (last) {
+                m.last_logits = m.logits;
+                if (logits) ex.download(logits, m.logits, size_t(n_vocab) * 4);
+            }
+            continue;
+        }
+        // All logits: the LM head in sub-batches of lm_rows, each downloaded.
+        m.run_chunk(cn, cn);
+        m.pos += cn;
+        const int64_t n_embd = m.desc.n_embd;
+        for (int64_t r0 = 0; r0 < cn; r0 += m.lm_rows) {
             const int64_t rn = std::min(m.lm_rows, cn - r0);
             ex.rms_norm(m.hidden + r0 * n_embd, m.output_norm, m.normed, rn, n_embd, m.desc.norm_eps);
             m.output->matmul(ex, m.normed, n_embd, m.logits, n_vocab, rn);
             if (last && r0 + rn == cn) m.last_logits = m.logits + (rn - 1) * n_vocab;
-            if (logits) {
-                float* dst = all_logits ? logits + (off + r0) * n_vocab : logits;
-                ex.download(dst, m.logits, size_t(rn * n_vocab) * 4);
-            }
+            ex.download(logits + (off + r0) * n_vocab, m.logits, size_t(rn * n_vocab) * 4);
         }
     }
 }
+
+void Engine::Impl::run_chunk(int64_t cn, int64_t first_lm_row) {
+    const int64_t n_embd = desc.n_embd, n_vocab = desc.n_vocab;
+    tok_embd->get_rows(ex, tokens, cn, hidden);
+    Batch batch{cn, pos, positions};
+    for (size_t l = 0; l < desc.layers.size(); ++l) {
+        LayerContext ctx{ex, batch, kv[l], recurrent[l], scratch};
+        desc.layers[l]->forward(ctx, hidden);
+    }
+    if (first_lm_row >= cn) return;
+    const int64_t rn = cn - first_lm_row;  // at most one row here (the last token)
+    ex.rms_norm(hidden + first_lm_row * n_embd, output_norm, normed, rn, n_embd, desc.norm_eps);
+    output->matmul(ex, normed, n_embd, logits, n_vocab, rn);
+}
+
+bool Engine::graphs_active() const { return impl_->decode_graph >= 0; }
 
 }  // namespace imp

@@ -17,7 +17,8 @@ namespace imp {
 struct EngineOptions {
     int64_t max_seq_len = 4096;    // KV capacity; 0 = the model's trained context (capped at 8192)
     int64_t prefill_chunk = 512;   // tokens per forward call during prefill
-    DType kv_dtype = DType::F32;   // KV cache element type (the CPU executor supports F32, F16, BF16)
+    DType kv_dtype = DType::F32;   // KV cache element type (F32, F16, BF16, F8_E4M3)
+    bool cuda_graphs = true;       // capture the one-token decode step once and replay it (executors that can)
 };
 
 struct MemoryPlan {
@@ -35,6 +36,7 @@ public:
     int64_t position() const;   // tokens already in the state
     int64_t capacity() const;   // max_seq_len in effect
     void reset();               // forget the sequence (position back to 0)
+    bool graphs_active() const; // decode steps replay a captured graph
 
     // Runs `n` tokens at the current position (split into prefill_chunk pieces) and advances it.
     // The last token's logits are always computed and kept on the device for sample(). logits: host buffer that
