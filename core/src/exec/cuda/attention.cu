@@ -1,0 +1,154 @@
+// Attention dispatch: validates the shapes, picks the padded head dim and rows per block, and chooses between the
+// one-pass kernel (prefill, or a short KV cache) and the split-KV decode (n_tokens == 1) with its combine kernel.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "exec/cuda/attention_kernel.cuh"
+#include "exec/cuda/cuda_check.h"
+#include "exec/cuda/kernels.h"
+#include "imp/error.h"
+
+namespace imp::cuda_kernels {
+
+extern template void attn_launch_typed<KvF32>(const AttnArgs&, int, int, dim3, cudaStream_t);
+extern template void attn_launch_typed<KvF16>(const AttnArgs&, int, int, dim3, cudaStream_t);
+extern template void attn_launch_typed<KvBF16>(const AttnArgs&, int, int, dim3, cudaStream_t);
+extern template void attn_launch_typed<KvF8>(const AttnArgs&, int, int, dim3, cudaStream_t);
+extern template cudaError_t attn_init_typed<KvF32>();
+extern template cudaError_t attn_init_typed<KvF16>();
+extern template cudaError_t attn_init_typed<KvBF16>();
+extern template cudaError_t attn_init_typed<KvF8>();
+
+namespace {
+
+// out[h] = sum_s 2^(m_s - M) o_s / sum_s 2^(m_s - M) l_s over the splits that hold positions <= positions[0].
+__global__ void attn_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml,
+                                    const int32_t* __restrict__ positions, int64_t capacity, int split_len,
+                                    int n_splits, int hd, float* __restrict__ out) {
+    const int h = blockIdx.x;
+    int64_t pos = positions[0];
+    pos = pos >= capacity ? capacity - 1 : pos;
+    float* o = out + int64_t(h) * hd;
+    if (pos < 0) {
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) o[d] = 0.f;
+        return;
+    }
+    const int n_act = min(n_splits, int(pos / split_len) + 1);
+    const float* ml = part_ml + int64_t(h) * n_splits * 2;
+    float M = -INFINITY;
+    for (int s = 0; s < n_act; ++s) M = fmaxf(M, ml[2 * s]);
+    float den = 0.f;
+    for (int s = 0; s < n_act; ++s) den += exp2f(ml[2 * s] - M) * ml[2 * s + 1];
+    const float inv = den > 0.f ? 1.f / den : 0.f;
+    const float* po = part_o + int64_t(h) * n_splits * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float num = 0.f;
+        for (int s = 0; s < n_act; ++s) num += exp2f(ml[2 * s] - M) * po[int64_t(s) * hd + d];
+        o[d] = num * inv;
+    }
+}
+
+int rows_for(int64_t rows, int hdp) {
+    const int rmax = hdp > 128 ? 16 : 32;
+    const int r = rows <= 8 ? 8 : rows <= 16 ? 16 : 32;
+    return r < rmax ? r : rmax;
+}
+
+}  // namespace
+
+void attention_init() {
+    IMP_CUDA_CHECK(attn_init_typed<KvF32>());
+    IMP_CUDA_CHECK(attn_init_typed<KvF16>());
+    IMP_CUDA_CHECK(attn_init_typed<KvBF16>());
+    IMP_CUDA_CHECK(attn_init_typed<KvF8>());
+}
+
+void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
+               const AttnScratch& scratch, int sm_count, cudaStream_t s) {
+    if (p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || p.n_kv_head != kv.n_kv_heads || p.head_dim != kv.head_dim)
+        throw Error("cuda attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
+                    " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
+                    std::to_string(kv.n_kv_heads) + " heads of dim " + std::to_string(kv.head_dim) + ")");
+    if (p.head_dim <= 0 || p.head_dim > 256)
+        throw Error("cuda attention: head_dim " + std::to_string(p.head_dim) + " is not supported (1..256)");
+    if (kv.block_size <= 0 || kv.capacity <= 0)
+        throw Error("cuda attention: KV block size " + std::to_string(kv.block_size) + " and capacity " +
+                    std::to_string(kv.capacity) + " must be positive");
+    if (p.n_tokens <= 0) return;
+    size_t esize = 0;
+    switch (kv.dtype) {
+        case DType::F32: esize = 4; break;
+        case DType::F16: case DType::BF16: esize = 2; break;
+        case DType::F8_E4M3: esize = 1; break;
+        default:
+            throw Error(std::string("cuda attention: KV cache dtype ") + dtype_name(kv.dtype) +
+                        " is not supported (F32, F16, BF16, F8_E4M3)");
+    }
+    const int hd = p.head_dim;
+    const int hdp = hd <= 64 ? 64 : hd <= 128 ? 128 : 256;
+    const int tk = hdp > 128 ? 32 : 64;
+    const int group = p.n_head / p.n_kv_head;
+
+    AttnArgs a{};
+    a.q = q;
+    a.q_stride = q_stride;
+    a.k = kv.k;
+    a.v = kv.v;
+    a.block_table = kv.block_table;
+    a.block_size = kv.block_size;
+    a.capacity = kv.capacity;
+    a.k_scale = kv.k_scale;
+    a.v_scale = kv.v_scale;
+    a.n_head = p.n_head;
+    a.n_kv_head = p.n_kv_head;
+    a.group = group;
+    a.hd = hd;
+    a.qscale = p.scale * 1.4426950408889634f;
+    a.positions = p.positions;
+    a.n_tokens = p.n_tokens;
+    a.out = out;
+    a.vec_kv = (size_t(hd) * esize) % 16 == 0 && aligned16(kv.k) && aligned16(kv.v);
+
+    const int64_t total_rows = p.n_tokens * group;
+    const int rows = rows_for(total_rows, hdp);
+    const int row_blocks = div_up(total_rows, rows);
+    int n_splits = 1;
+    int64_t split_len = 0;
+    if (p.n_tokens == 1) {
+        // Split the capacity (not the current length: the launch must not depend on it) so that the grid holds
+        // about two blocks per SM, within the scratch the executor reserved for the partial results.
+        const int64_t blocks_per_split = int64_t(row_blocks) * p.n_kv_head;
+        const int64_t want = std::max<int64_t>(1, (2 * int64_t(sm_count) + blocks_per_split - 1) / blocks_per_split);
+        split_len = (kv.capacity + want - 1) / want;
+        const int64_t per_split = int64_t(p.n_head) * (hd + 2);
+        const int64_t max_splits = std::max<int64_t>(1, int64_t(scratch.floats) / per_split);
+        split_len = std::max(split_len, (kv.capacity + max_splits - 1) / max_splits);
+        split_len = (split_len + tk - 1) / tk * tk;
+        n_splits = div_up(kv.capacity, split_len);
+        if (n_splits > 1 && int64_t(n_splits) * per_split > int64_t(scratch.floats))
+            throw Error("cuda attention: decode scratch of " + std::to_string(scratch.floats) +
+                        " floats is too small for " + std::to_string(n_splits) + " splits");
+    }
+    if (n_splits > 1) {
+        a.split_len = int(split_len);
+        a.n_splits = n_splits;
+        a.part_o = scratch.data;
+        a.part_ml = scratch.data + int64_t(p.n_head) * n_splits * hd;
+    }
+    const dim3 grid(unsigned(row_blocks), unsigned(p.n_kv_head), unsigned(n_splits));
+    switch (kv.dtype) {
+        case DType::F32: attn_launch_typed<KvF32>(a, hdp, rows, grid, s); break;
+        case DType::F16: attn_launch_typed<KvF16>(a, hdp, rows, grid, s); break;
+        case DType::BF16: attn_launch_typed<KvBF16>(a, hdp, rows, grid, s); break;
+        default: attn_launch_typed<KvF8>(a, hdp, rows, grid, s); break;
+    }
+    IMP_CUDA_CHECK_LAUNCH();
+    if (n_splits > 1) {
+        attn_combine_kernel<<<unsigned(p.n_head), hd > 64 ? 128 : 64, 0, s>>>(
+            a.part_o, a.part_ml, p.positions, kv.capacity, a.split_len, n_splits, hd, out);
+        IMP_CUDA_CHECK_LAUNCH();
+    }
+}
+
+}  // namespace imp::cuda_kernels

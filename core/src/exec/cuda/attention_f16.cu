@@ -1,0 +1,7 @@
+// Attention kernels for F16 KV caches (one file per KV type, so the instantiations build in parallel).
+#include "exec/cuda/attention_kernel.cuh"
+
+namespace imp::cuda_kernels {
+template void attn_launch_typed<KvF16>(const AttnArgs&, int, int, dim3, cudaStream_t);
+template cudaError_t attn_init_typed<KvF16>();
+}  // namespace imp::cuda_kernels

@@ -1,0 +1,229 @@
+// kv_store + attention (prefill and split-KV decode) against the CPU reference: every KV dtype, GQA, head_dim
+// 64/128/256 and odd sizes, paged caches with a shuffled block table, pos0 > 0, and a captured decode graph
+// replayed at many lengths. Tolerances (max |gpu - cpu| / max |cpu|): 5e-5 when both read the same cache
+// (F32, F16, BF16, FP8 — the stored bytes are checked equal first); 2e-3 for a BF16 cache against a CPU F32
+// cache when the inputs are representable in BF16; for arbitrary inputs the BF16 / FP8 rounding of K and V
+// itself bounds the difference to a CPU F32 cache (relative L2 <= 1e-2 for BF16, <= 0.1 for FP8 E4M3).
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "exec/cuda/cuda_test_util.h"
+#include "imp/error.h"
+
+using namespace imp;
+using namespace imp::cuda_test;
+
+namespace {
+
+struct AttnCase {
+    DType dtype;
+    int n_head, n_kv, hd;
+    int64_t n_tokens, pos0, capacity;
+    bool shuffle;
+};
+
+float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
+// A KV cache on both executors (and an F32 CPU cache for the precision check).
+struct Caches {
+    KVCacheView g, c, c32;
+    std::vector<int32_t> table;
+    std::vector<uint8_t> ck, cv;
+    std::vector<float> c32k, c32v;
+};
+
+Caches make_caches(const AttnCase& t, std::mt19937& rng) {
+    Caches cs;
+    const int64_t n_blocks = t.capacity / 16;
+    cs.table.resize(size_t(n_blocks));
+    std::iota(cs.table.begin(), cs.table.end(), 0);
+    if (t.shuffle) std::shuffle(cs.table.begin(), cs.table.end(), rng);
+    const size_t elems = size_t(t.capacity) * t.n_kv * t.hd;
+    const size_t bytes = elems * dtype_size(t.dtype);
+    KVCacheView v;
+    v.dtype = t.dtype;
+    v.capacity = t.capacity;
+    v.n_kv_heads = t.n_kv;
+    v.head_dim = t.hd;
+    v.block_size = 16;
+    if (t.dtype == DType::F8_E4M3) v.k_scale = 0.0125f, v.v_scale = 0.01f;
+    cs.ck.assign(bytes, 0);
+    cs.cv.assign(bytes, 0);
+    cs.c = v;
+    cs.c.k = cs.ck.data();
+    cs.c.v = cs.cv.data();
+    cs.c.block_table = t.shuffle ? cs.table.data() : nullptr;
+    cs.g = v;
+    cs.g.k = gpu().alloc(bytes, "test K");
+    cs.g.v = gpu().alloc(bytes, "test V");
+    cs.g.block_table = t.shuffle ? to_dev(cs.table) : nullptr;
+    cs.c32k.assign(elems, 0.f);
+    cs.c32v.assign(elems, 0.f);
+    cs.c32 = cs.c;
+    cs.c32.dtype = DType::F32;
+    cs.c32.k = cs.c32k.data();
+    cs.c32.v = cs.c32v.data();
+    cs.c32.k_scale = cs.c32.v_scale = 1.f;
+    return cs;
+}
+
+// Stores rows [p0, p0 + n) of k/v (row stride `stride`) in all caches.
+void store(Caches& cs, const std::vector<float>& k, const std::vector<float>& v, int64_t stride, int64_t p0,
+           int64_t n) {
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    std::iota(pos.begin(), pos.end(), int32_t(p0));
+    cpu().kv_store(cs.c, k.data(), stride, v.data(), stride, pos.data(), n);
+    cpu().kv_store(cs.c32, k.data(), stride, v.data(), stride, pos.data(), n);
+    gpu().kv_store(cs.g, to_dev(k), stride, to_dev(v), stride, to_dev(pos), n);
+}
+
+void run_case(const AttnCase& t, bool bf16_inputs) {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed << " dtype " << dtype_name(t.dtype) << " heads " << t.n_head << "/" << t.n_kv << " hd "
+                 << t.hd << " tokens " << t.n_tokens << " pos0 " << t.pos0 << " capacity " << t.capacity
+                 << " shuffled " << t.shuffle << " bf16 inputs " << bf16_inputs);
+    std::mt19937 rng(seed);
+    Caches cs = make_caches(t, rng);
+    const int64_t width = int64_t(t.n_kv) * t.hd, kv_stride = width + 4;
+    const int64_t total = t.pos0 + t.n_tokens;
+    auto k = rand_vec(rng, size_t(total * kv_stride), -2.f, 2.f);
+    auto v = rand_vec(rng, size_t(total * kv_stride), -2.f, 2.f);
+    if (bf16_inputs)
+        for (auto* a : {&k, &v})
+            for (auto& x : *a) x = bf16_round(x);
+    if (t.pos0 > 0) store(cs, k, v, kv_stride, 0, t.pos0);  // history
+    const std::vector<float> kn(k.begin() + t.pos0 * kv_stride, k.end()), vn(v.begin() + t.pos0 * kv_stride, v.end());
+    store(cs, kn, vn, kv_stride, t.pos0, t.n_tokens);
+
+    // The stored bytes are the CPU's bytes (conversion, rounding, scale, paging).
+    const size_t bytes = cs.ck.size();
+    CHECK(from_dev(static_cast<uint8_t*>(cs.g.k), bytes) == cs.ck);
+    CHECK(from_dev(static_cast<uint8_t*>(cs.g.v), bytes) == cs.cv);
+
+    const int64_t q_stride = int64_t(t.n_head) * t.hd + 8;
+    const auto q = rand_vec(rng, size_t(t.n_tokens * q_stride), -3.f, 3.f);
+    std::vector<int32_t> pos(static_cast<size_t>(t.n_tokens));
+    std::iota(pos.begin(), pos.end(), int32_t(t.pos0));
+    AttentionParams p;
+    p.n_head = t.n_head;
+    p.n_kv_head = t.n_kv;
+    p.head_dim = t.hd;
+    p.scale = 1.f / std::sqrt(float(t.hd));
+    p.n_tokens = t.n_tokens;
+    const size_t out_n = size_t(t.n_tokens) * t.n_head * t.hd;
+    std::vector<float> ref(out_n), ref32(out_n);
+    p.positions = pos.data();
+    cpu().attention(q.data(), q_stride, cs.c, ref.data(), p);
+    cpu().attention(q.data(), q_stride, cs.c32, ref32.data(), p);
+    float* dout = to_dev(std::vector<float>(out_n, NAN));
+    p.positions = to_dev(pos);
+    gpu().attention(to_dev(q), q_stride, cs.g, dout, p);
+    const auto got = from_dev(dout, out_n);
+    const double e_same = rel_max_err(got, ref), e32 = rel_max_err(got, ref32), l2 = rel_l2_err(got, ref32);
+    INFO("err vs same-dtype CPU " << e_same << ", vs F32 CPU max " << e32 << " l2 " << l2);
+    CHECK(e_same <= 5e-5);
+    if (t.dtype == DType::F32) CHECK(e32 <= 5e-5);
+    if (t.dtype == DType::BF16 && bf16_inputs) CHECK(e32 <= 2e-3);
+    if (t.dtype == DType::BF16 || t.dtype == DType::F16) CHECK(l2 <= 1e-2);
+    if (t.dtype == DType::F8_E4M3) CHECK(l2 <= 0.1);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: prefill attention matches the CPU (dtypes, GQA, head dims, paging)", "[cuda][attention]") {
+    const AttnCase cases[] = {
+        {DType::F32, 8, 2, 64, 37, 0, 128, true},       {DType::F32, 4, 4, 128, 64, 50, 256, false},
+        {DType::BF16, 16, 2, 128, 200, 300, 512, true}, {DType::BF16, 8, 1, 256, 33, 17, 64, true},
+        {DType::F16, 6, 3, 80, 20, 5, 32, true},         {DType::F32, 4, 2, 33, 9, 100, 128, true},
+        {DType::F8_E4M3, 8, 2, 128, 50, 70, 128, true},  {DType::BF16, 32, 8, 128, 512, 0, 512, true},
+        {DType::BF16, 32, 2, 64, 3, 9, 16, false},       {DType::F16, 12, 4, 256, 70, 0, 80, true},
+        {DType::BF16, 10, 2, 96, 41, 23, 64, true},      {DType::F8_E4M3, 4, 1, 64, 17, 0, 32, false},
+    };
+    for (const AttnCase& c : cases) run_case(c, false);
+    run_case({DType::BF16, 16, 4, 128, 100, 60, 160, true}, true);
+    run_case({DType::BF16, 8, 8, 64, 16, 0, 16, true}, true);
+}
+
+TEST_CASE("cuda: decode attention (split over KV blocks) matches the CPU", "[cuda][attention]") {
+    const AttnCase cases[] = {
+        {DType::BF16, 32, 8, 128, 1, 1000, 4096, true}, {DType::F32, 8, 8, 64, 1, 0, 64, false},
+        {DType::F8_E4M3, 16, 4, 256, 1, 777, 2048, true}, {DType::F16, 6, 2, 33, 1, 40, 256, true},
+        {DType::BF16, 20, 1, 256, 1, 300, 512, true},   {DType::BF16, 32, 1, 128, 1, 4095, 4096, true},
+        {DType::F32, 12, 4, 80, 1, 129, 160, true},     {DType::BF16, 64, 4, 128, 1, 15, 32768, true},
+    };
+    for (const AttnCase& c : cases) run_case(c, false);
+    run_case({DType::BF16, 16, 2, 128, 1, 2000, 2048, true}, true);
+}
+
+TEST_CASE("cuda: attention rejects shapes it cannot run", "[cuda][attention]") {
+    KVCacheView kv;
+    kv.dtype = DType::BF16;
+    kv.capacity = 16;
+    kv.n_kv_heads = 1;
+    kv.head_dim = 320;
+    AttentionParams p;
+    p.n_head = 1;
+    p.n_kv_head = 1;
+    p.head_dim = 320;
+    p.n_tokens = 1;
+    CHECK_THROWS_AS(gpu().attention(nullptr, 320, kv, nullptr, p), Error);
+    kv.head_dim = p.head_dim = 64;
+    p.n_kv_head = 2;
+    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p), Error);
+    p.n_kv_head = 1;
+    kv.dtype = DType::I8;
+    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p), Error);
+    CHECK_THROWS_AS(gpu().kv_store(kv, nullptr, 64, nullptr, 64, nullptr, 1), Error);
+}
+
+TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every length", "[cuda][attention]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    const AttnCase t{DType::BF16, 16, 4, 128, 1, 0, 1024, true};
+    Caches cs = make_caches(t, rng);
+    const int64_t width = int64_t(t.n_kv) * t.hd;
+    const auto hk = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
+    const auto hv = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
+    store(cs, hk, hv, width, 0, t.capacity);  // the whole cache holds history; each step overwrites its position
+
+    const int64_t qn = int64_t(t.n_head) * t.hd;
+    float* dq = to_dev(std::vector<float>(size_t(qn)));
+    float* dk = to_dev(std::vector<float>(size_t(width)));
+    float* dv = to_dev(std::vector<float>(size_t(width)));
+    int32_t* dpos = to_dev(std::vector<int32_t>{0});
+    float* dout = to_dev(std::vector<float>(size_t(qn)));
+    AttentionParams p;
+    p.n_head = t.n_head;
+    p.n_kv_head = t.n_kv;
+    p.head_dim = t.hd;
+    p.scale = 1.f / std::sqrt(float(t.hd));
+    p.n_tokens = 1;
+    p.positions = dpos;
+    CudaExecutor& ex = gpu();
+    const CudaAllocStats before = cuda_alloc_stats();
+    ex.capture_begin();
+    ex.kv_store(cs.g, dk, width, dv, width, dpos, 1);
+    ex.attention(dq, qn, cs.g, dout, p);
+    const int graph = ex.capture_end();
+    for (int32_t step : {0, 1, 15, 16, 17, 63, 64, 65, 200, 511, 512, 777, 1000, 1023}) {
+        INFO("position " << step);
+        const auto q = rand_vec(rng, size_t(qn), -3.f, 3.f);
+        const auto k = rand_vec(rng, size_t(width), -2.f, 2.f);
+        const auto v = rand_vec(rng, size_t(width), -2.f, 2.f);
+        ex.upload(dq, q.data(), q.size() * 4);
+        ex.upload(dk, k.data(), k.size() * 4);
+        ex.upload(dv, v.data(), v.size() * 4);
+        ex.upload(dpos, &step, 4);
+        ex.replay(graph);
+        const auto got = from_dev(dout, size_t(qn));
+        cpu().kv_store(cs.c, k.data(), width, v.data(), width, &step, 1);
+        std::vector<float> ref(static_cast<size_t>(qn));
+        AttentionParams pc = p;
+        pc.positions = &step;
+        cpu().attention(q.data(), qn, cs.c, ref.data(), pc);
+        CHECK(rel_max_err(got, ref) <= 5e-5);
+    }
+    CHECK(cuda_alloc_stats().mallocs == before.mallocs);
+}

@@ -1,0 +1,80 @@
+// Kernel timings (hidden: run with "[.bench]"): wall time per call over many calls on the executor's stream.
+#include <chrono>
+#include <cstdio>
+#include <functional>
+
+#include "exec/cuda/cuda_test_util.h"
+
+using namespace imp;
+using namespace imp::cuda_test;
+
+namespace {
+
+double time_us(const std::function<void()>& f, int reps) {
+    f();
+    gpu().synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    gpu().synchronize();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+}  // namespace
+
+TEST_CASE("cuda bench: kernel timings", "[.bench]") {
+    std::mt19937 rng(1);
+    CudaExecutor& ex = gpu();
+    std::printf("device: %s\n", ex.name().c_str());
+    const int64_t n_head = 32, n_kv = 8, hd = 128, width = n_kv * hd;
+    for (int64_t ctx : {int64_t(512), int64_t(4096), int64_t(32768)}) {
+        KVCacheView kv;
+        kv.dtype = DType::BF16;
+        kv.capacity = ctx;
+        kv.n_kv_heads = int(n_kv);
+        kv.head_dim = int(hd);
+        kv.k = ex.alloc(size_t(ctx * width * 2), "K");
+        kv.v = ex.alloc(size_t(ctx * width * 2), "V");
+        const auto hk = rand_vec(rng, size_t(ctx * width));
+        std::vector<int32_t> pos(static_cast<size_t>(ctx));
+        for (int64_t i = 0; i < ctx; ++i) pos[size_t(i)] = int32_t(i);
+        int32_t* dpos = to_dev(pos);
+        float* dk = to_dev(hk);
+        ex.kv_store(kv, dk, width, dk, width, dpos, ctx);
+        float* q = to_dev(rand_vec(rng, size_t(512 * n_head * hd)));
+        float* out = to_dev(std::vector<float>(size_t(512 * n_head * hd)));
+        AttentionParams p;
+        p.n_head = int(n_head);
+        p.n_kv_head = int(n_kv);
+        p.head_dim = int(hd);
+        p.scale = 0.088f;
+        p.n_tokens = 1;
+        p.positions = dpos + (ctx - 1);
+        const double dec = time_us([&] { ex.attention(q, n_head * hd, kv, out, p); }, 200);
+        const double bytes = double(ctx) * width * 2 * 2;
+        std::printf("decode attention bf16 32/8x128 ctx %6ld: %8.2f us  (%.0f GB/s of KV)\n", long(ctx), dec,
+                    bytes / dec * 1e-3);
+        p.n_tokens = 512;
+        p.positions = dpos + (ctx - 512);
+        const double pre = time_us([&] { ex.attention(q, n_head * hd, kv, out, p); }, 10);
+        const double flops = 4.0 * 512 * double(ctx - 256) * hd * n_head;
+        std::printf("prefill attention bf16 512 tok at ctx %6ld: %9.1f us  (%.1f TFLOP/s)\n", long(ctx), pre,
+                    flops / pre * 1e-6);
+    }
+    float* x = to_dev(rand_vec(rng, size_t(512 * 4096)));
+    float* w = to_dev(rand_vec(rng, 4096));
+    std::printf("rms_norm 1x4096: %.2f us, 512x4096: %.2f us\n",
+                time_us([&] { ex.rms_norm(x, w, x, 1, 4096, 1e-6f); }, 500),
+                time_us([&] { ex.rms_norm(x, w, x, 512, 4096, 1e-6f); }, 100));
+    float* logits = to_dev(rand_vec(rng, 151936, -5.f, 5.f));
+    int32_t* tok = to_dev(std::vector<int32_t>{0});
+    SamplingParams sp;
+    std::printf("sample greedy 151936: %.2f us\n", time_us([&] { ex.sample(logits, 151936, sp, 0, nullptr, 0, tok); }, 200));
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    std::printf("sample top-k 40 151936: %.2f us\n",
+                time_us([&] { ex.sample(logits, 151936, sp, 0, nullptr, 0, tok); }, 100));
+    sp.top_k = 0;
+    sp.top_p = 0.9f;
+    std::printf("sample top-p 0.9 151936: %.2f us\n",
+                time_us([&] { ex.sample(logits, 151936, sp, 0, nullptr, 0, tok); }, 100));
+}

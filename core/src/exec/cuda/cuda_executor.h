@@ -1,0 +1,92 @@
+// The CUDA executor: one GPU, one stream, cuBLAS/cuBLASLt handles, device memory from cudaMalloc only at model
+// planning time (every cudaMalloc/cudaFree is counted in cuda_alloc_stats()), the common ops as fused kernels, and
+// CUDA-graph capture/replay of whatever is queued on its stream. Needs no CUDA headers to include.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "imp/executor.h"
+
+namespace imp {
+
+// Number of CUDA devices; 0 (no throw) when there is no driver or no GPU.
+int cuda_device_count();
+
+struct CudaAllocStats {
+    uint64_t mallocs = 0;  // cudaMalloc calls by CUDA executors (process-wide)
+    uint64_t frees = 0;    // cudaFree calls
+    uint64_t bytes = 0;    // bytes currently held
+};
+CudaAllocStats cuda_alloc_stats();
+
+class CudaExecutor final : public Executor {
+public:
+    // Throws imp::Error when there is no such device.
+    explicit CudaExecutor(int device = 0);
+    ~CudaExecutor() override;
+    CudaExecutor(const CudaExecutor&) = delete;
+    CudaExecutor& operator=(const CudaExecutor&) = delete;
+
+    DeviceKind kind() const override { return DeviceKind::CUDA; }
+    std::string name() const override { return name_; }
+
+    // cudaMalloc, zero-filled; out of memory is an imp::Error naming the tag, the size and the free memory.
+    void* alloc(size_t bytes, const char* tag) override;
+    void upload(void* dst, const void* src, size_t bytes) override;    // synchronous
+    void download(void* dst, const void* src, size_t bytes) override;  // synchronous
+    size_t bytes_allocated() const override;
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) override;
+    uint64_t available_bytes() const override;  // cudaMemGetInfo free
+    void synchronize() override;
+
+    bool supports_graphs() const override { return true; }
+    void capture_begin() override;
+    int capture_end() override;
+    void replay(int graph_id) override;
+    const CudaHandles* cuda() const override { return &handles_; }
+
+    void reserve_workspace(size_t bytes) override;
+    void* workspace() override { return workspace_; }
+    size_t workspace_bytes() const override { return workspace_bytes_; }
+
+    void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) override;
+    void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
+              const RopeParams& p) override;
+    void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                  const int32_t* positions, int64_t n_tokens) override;
+    void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
+                   const AttentionParams& p) override;
+    void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
+                int64_t n_rows, int64_t n) override;
+    void add(float* x, const float* y, int64_t n) override;
+    void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step, const int32_t* recent,
+                int64_t n_recent, int32_t* out) override;
+
+    static constexpr int64_t kMaxVocab = 262144;                     // sampler buffers
+    static constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;    // cuBLAS / cuBLASLt workspace
+    static constexpr size_t kAttnScratchBytes = size_t(16) << 20;    // split-KV decode partials
+
+private:
+    void* raw_alloc(size_t bytes, const char* tag);
+    void raw_free(void* p);
+    void select_device() const;
+
+    int device_ = 0;
+    std::string name_;
+    CudaHandles handles_{};
+    mutable std::mutex mu_;
+    std::vector<void*> blocks_;
+    size_t allocated_ = 0;
+    void* workspace_ = nullptr;
+    size_t workspace_bytes_ = 0;
+    void* attn_scratch_ = nullptr;
+    void* sample_scratch_ = nullptr;
+    size_t sort_temp_bytes_ = 0;
+    std::vector<void*> graphs_;  // cudaGraphExec_t
+};
+
+}  // namespace imp

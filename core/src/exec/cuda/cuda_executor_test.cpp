@@ -1,0 +1,184 @@
+// CUDA executor: device, memory accounting, graphs, and the element-wise / norm / RoPE kernels against the CPU
+// reference on fresh random inputs.
+#include <string>
+
+#include "exec/cuda/cuda_test_util.h"
+#include "imp/error.h"
+
+using namespace imp;
+using namespace imp::cuda_test;
+
+TEST_CASE("cuda: a GPU is present and the executor describes it", "[cuda]") {
+    REQUIRE(cuda_device_count() > 0);
+    CudaExecutor& ex = gpu();
+    INFO(ex.name());
+    CHECK(ex.kind() == DeviceKind::CUDA);
+    const CudaHandles* h = ex.cuda();
+    REQUIRE(h != nullptr);
+    CHECK(h->stream != nullptr);
+    CHECK(h->cublas != nullptr);
+    CHECK(h->cublaslt != nullptr);
+    CHECK(h->lt_workspace != nullptr);
+    CHECK(h->lt_workspace_bytes >= (size_t(32) << 20));
+    CHECK(h->cc >= 70);
+    CHECK(h->sm_count > 0);
+    CHECK(ex.available_bytes() > 0);
+    CHECK(ex.supports_graphs());
+    CHECK_THROWS_AS(CudaExecutor(1000), Error);
+}
+
+TEST_CASE("cuda: alloc counts cudaMalloc, zero-fills, and reports out of memory with tag and size", "[cuda]") {
+    CudaExecutor& ex = gpu();
+    const CudaAllocStats s0 = cuda_alloc_stats();
+    const size_t held0 = ex.bytes_allocated();
+    float* p = static_cast<float*>(ex.alloc(1000 * sizeof(float), "counter test"));
+    const CudaAllocStats s1 = cuda_alloc_stats();
+    CHECK(s1.mallocs == s0.mallocs + 1);
+    CHECK(s1.bytes >= s0.bytes + 4000);
+    CHECK(ex.bytes_allocated() >= held0 + 4000);
+    const auto z = from_dev(p, 1000);
+    CHECK(std::all_of(z.begin(), z.end(), [](float x) { return x == 0.f; }));
+    try {
+        ex.alloc(size_t(1) << 50, "huge buffer");
+        FAIL("expected an out-of-memory error");
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        INFO(m);
+        CHECK(m.find("huge buffer") != std::string::npos);
+        CHECK(m.find(std::to_string(size_t(1) << 50)) != std::string::npos);
+        CHECK(m.find("free") != std::string::npos);
+        CHECK(m.find('\n') == std::string::npos);
+    }
+    // The executor still works after the failed allocation.
+    std::vector<float> h(1000, 2.f);
+    ex.upload(p, h.data(), h.size() * 4);
+    CHECK(from_dev(p, 1000) == h);
+    // Workspace: one allocation at reserve time, none for a smaller request.
+    const CudaAllocStats s2 = cuda_alloc_stats();
+    ex.reserve_workspace(size_t(1) << 20);
+    CHECK(ex.workspace() != nullptr);
+    CHECK(ex.workspace_bytes() >= (size_t(1) << 20));
+    ex.reserve_workspace(size_t(1) << 10);
+    CHECK(cuda_alloc_stats().mallocs == s2.mallocs + 1);
+}
+
+TEST_CASE("cuda: rms_norm matches the CPU", "[cuda]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    const std::pair<int64_t, int64_t> shapes[] = {{1, 4096}, {7, 1000}, {3, 33}, {5, 576}, {2, 2}, {64, 2048}};
+    for (auto [rows, n] : shapes) {
+        for (int with_w = 0; with_w < 2; ++with_w) {
+            INFO("rows " << rows << " n " << n << " weight " << with_w);
+            const auto x = rand_vec(rng, size_t(rows * n), -3.f, 3.f);
+            const auto w = rand_vec(rng, size_t(n), 0.5f, 1.5f);
+            std::vector<float> ref(x.size());
+            cpu().rms_norm(x.data(), with_w ? w.data() : nullptr, ref.data(), rows, n, 1e-5f);
+            float* dx = to_dev(x);
+            float* dw = to_dev(w);
+            float* dy = to_dev(std::vector<float>(x.size()));
+            gpu().rms_norm(dx, with_w ? dw : nullptr, dy, rows, n, 1e-5f);
+            CHECK(rel_max_err(from_dev(dy, x.size()), ref) <= 1e-5);
+            gpu().rms_norm(dx, with_w ? dw : nullptr, dx, rows, n, 1e-5f);  // in place
+            CHECK(rel_max_err(from_dev(dx, x.size()), ref) <= 1e-5);
+        }
+    }
+}
+
+TEST_CASE("cuda: rope matches the CPU in every variant", "[cuda]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    struct Case {
+        int head_dim, n_rot, n_heads;
+        bool neox;
+        float freq_scale;
+        bool factors;
+        int64_t extra_stride;
+    };
+    const Case cases[] = {
+        {64, 64, 9, false, 1.f, false, 0},   {64, 64, 9, true, 1.f, false, 0},   {128, 64, 4, true, 1.f, false, 3},
+        {128, 32, 4, false, 0.25f, false, 0}, {128, 128, 16, true, 0.5f, true, 8}, {80, 40, 3, false, 1.f, true, 1},
+        {256, 256, 2, true, 1.f, false, 0},  {6, 2, 5, true, 1.f, false, 0},
+    };
+    for (const Case& c : cases) {
+        INFO("head_dim " << c.head_dim << " n_rot " << c.n_rot << " neox " << c.neox << " scale " << c.freq_scale
+                         << " factors " << c.factors);
+        const int64_t n_tokens = 11;
+        const int64_t stride = int64_t(c.n_heads) * c.head_dim + c.extra_stride;
+        const auto x = rand_vec(rng, size_t(n_tokens * stride));
+        std::vector<int32_t> pos(n_tokens);
+        std::uniform_int_distribution<int32_t> pd(0, 40000);
+        for (auto& p : pos) p = pd(rng);
+        pos[0] = 0;
+        pos[1] = 1;
+        const auto ff = rand_vec(rng, size_t(c.n_rot / 2), 1.f, 8.f);
+        RopeParams p;
+        p.head_dim = c.head_dim;
+        p.n_rot = c.n_rot;
+        p.base = c.head_dim == 256 ? 1000000.f : 10000.f;
+        p.neox = c.neox;
+        p.freq_scale = c.freq_scale;
+        std::vector<float> ref = x;
+        RopeParams pc = p;
+        pc.freq_factors = c.factors ? ff.data() : nullptr;
+        cpu().rope(ref.data(), stride, pos.data(), n_tokens, c.n_heads, pc);
+        float* dx = to_dev(x);
+        int32_t* dpos = to_dev(pos);
+        RopeParams pg = p;
+        pg.freq_factors = c.factors ? to_dev(ff) : nullptr;
+        gpu().rope(dx, stride, dpos, n_tokens, c.n_heads, pg);
+        CHECK(rel_max_err(from_dev(dx, x.size()), ref) <= 1e-5);
+    }
+    RopeParams bad;
+    bad.head_dim = 64;
+    bad.n_rot = 65;
+    CHECK_THROWS_AS(gpu().rope(nullptr, 64, nullptr, 1, 1, bad), Error);
+}
+
+TEST_CASE("cuda: swiglu and add match the CPU", "[cuda]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    const std::tuple<int64_t, int64_t, int64_t> shapes[] = {{1, 8192, 0}, {5, 1000, 0}, {3, 37, 5}, {17, 512, 512}};
+    for (auto [rows, n, pad] : shapes) {
+        INFO("rows " << rows << " n " << n << " pad " << pad);
+        const int64_t stride = n + pad;
+        const auto g = rand_vec(rng, size_t(rows * stride), -6.f, 6.f);
+        const auto u = rand_vec(rng, size_t(rows * stride), -2.f, 2.f);
+        std::vector<float> ref(static_cast<size_t>(rows * n));
+        cpu().swiglu(g.data(), stride, u.data(), stride, ref.data(), rows, n);
+        float* dout = to_dev(std::vector<float>(ref.size()));
+        gpu().swiglu(to_dev(g), stride, to_dev(u), stride, dout, rows, n);
+        CHECK(rel_max_err(from_dev(dout, ref.size()), ref) <= 1e-6);
+    }
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(4096), int64_t(100003)}) {
+        INFO("add n " << n);
+        auto x = rand_vec(rng, size_t(n));
+        const auto y = rand_vec(rng, size_t(n));
+        float* dx = to_dev(x);
+        gpu().add(dx, to_dev(y), n);
+        cpu().add(x.data(), y.data(), n);
+        CHECK(from_dev(dx, size_t(n)) == x);
+    }
+}
+
+TEST_CASE("cuda: graph capture replays queued ops with device-side inputs", "[cuda]") {
+    CudaExecutor& ex = gpu();
+    const int64_t n = 1000;
+    float* x = to_dev(std::vector<float>(n, 1.f));
+    float* y = to_dev(std::vector<float>(n, 0.5f));
+    ex.capture_begin();
+    ex.add(x, y, n);
+    ex.add(x, y, n);
+    const int id = ex.capture_end();
+    CHECK(from_dev(x, n) == std::vector<float>(n, 1.f));  // captured, not run
+    ex.replay(id);
+    ex.replay(id);
+    CHECK(from_dev(x, n) == std::vector<float>(n, 3.f));
+    std::vector<float> y2(n, 0.25f);
+    ex.upload(y, y2.data(), n * 4);
+    ex.replay(id);
+    CHECK(from_dev(x, n) == std::vector<float>(n, 3.5f));
+    CHECK_THROWS_AS(ex.replay(id + 100), Error);
+}

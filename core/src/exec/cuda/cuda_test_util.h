@@ -1,0 +1,74 @@
+// Helpers for the CUDA executor tests: one shared executor (a missing GPU fails the test), device buffers,
+// fresh random inputs (the seed is printed on failure) and error measures against the CPU reference.
+#pragma once
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "exec/cuda/cuda_executor.h"
+
+namespace imp::cuda_test {
+
+inline CudaExecutor& gpu() {
+    static CudaExecutor ex(0);  // throws imp::Error (test failure) when there is no GPU
+    return ex;
+}
+inline CpuExecutor& cpu() {
+    static CpuExecutor ex(0);
+    return ex;
+}
+
+inline uint32_t fresh_seed() {
+    static std::random_device rd;
+    return rd();
+}
+
+inline std::vector<float> rand_vec(std::mt19937& rng, size_t n, float lo = -1.f, float hi = 1.f) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) {
+        x = d(rng);
+        if (x == 0.f) x = 0.5f * hi;  // non-zero inputs
+    }
+    return v;
+}
+
+template <typename T> T* to_dev(const std::vector<T>& h, const char* tag = "test") {
+    T* d = static_cast<T*>(gpu().alloc(std::max<size_t>(1, h.size()) * sizeof(T), tag));
+    gpu().upload(d, h.data(), h.size() * sizeof(T));
+    return d;
+}
+template <typename T> std::vector<T> from_dev(const T* d, size_t n) {
+    std::vector<T> h(n);
+    gpu().download(h.data(), d, n * sizeof(T));
+    return h;
+}
+
+// max |a - b| / max |b|
+inline double rel_max_err(const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
+        den = std::max(den, std::fabs(double(b[i])));
+    }
+    if (std::isnan(num)) return INFINITY;
+    return den > 0 ? num / den : num;
+}
+// ||a - b|| / ||b||
+inline double rel_l2_err(const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        const double d = double(a[i]) - double(b[i]);
+        num += d * d;
+        den += double(b[i]) * double(b[i]);
+    }
+    if (std::isnan(num)) return INFINITY;
+    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+}  // namespace imp::cuda_test

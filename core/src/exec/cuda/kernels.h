@@ -1,0 +1,58 @@
+// Launchers of the CUDA executor's kernels (defined in the .cu files beside this). Each checks its launch with
+// IMP_CUDA_CHECK_LAUNCH; pointer arguments are device memory; nothing here allocates or synchronizes.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "imp/executor.h"
+
+namespace imp::cuda_kernels {
+
+// norm.cu
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, cudaStream_t s);
+
+// rope.cu
+void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads, const RopeParams& p,
+          cudaStream_t s);
+
+// elementwise.cu
+void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out, int64_t n_rows,
+            int64_t n, cudaStream_t s);
+void add(float* x, const float* y, int64_t n, cudaStream_t s);
+
+// kv_store.cu: positions outside [0, capacity) are skipped on the device.
+void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+              const int32_t* positions, int64_t n_tokens, cudaStream_t s);
+
+// attention.cu: prefill (n_tokens > 1) and split-KV decode (n_tokens == 1; partials go to `scratch`, which must
+// hold attention_scratch_floats(...) floats).
+struct AttnScratch {
+    float* data = nullptr;
+    size_t floats = 0;
+};
+void attention_init();  // raises the shared-memory limit of every instantiation once (call outside graph capture)
+void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
+               const AttnScratch& scratch, int sm_count, cudaStream_t s);
+
+// sample.cu: the sampler's device buffers, sized once for a maximum vocabulary.
+struct SampleScratch {
+    float* keys_in = nullptr;
+    float* keys_out = nullptr;
+    int32_t* ids_in = nullptr;
+    int32_t* ids_out = nullptr;
+    float* block_vals = nullptr;   // per-block partial argmax
+    int32_t* block_ids = nullptr;
+    void* sort_temp = nullptr;
+    size_t sort_temp_bytes = 0;
+    int64_t max_vocab = 0;
+};
+// Bytes of CUB sort temp storage for max_vocab items.
+size_t sample_sort_temp_bytes(int64_t max_vocab);
+constexpr int kArgmaxBlocks = 128;
+// u: the uniform draw in [0, 1) (sample_uniform(seed, step), computed on the host).
+void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, double u, const int32_t* recent,
+            int64_t n_recent, int32_t* out, const SampleScratch& sc, cudaStream_t s);
+
+}  // namespace imp::cuda_kernels

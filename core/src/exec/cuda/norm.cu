@@ -1,0 +1,63 @@
+// RMSNorm: one block per row, fp32 accumulation, 16-byte loads when the row allows them.
+#include "exec/cuda/common.cuh"
+#include "exec/cuda/cuda_check.h"
+#include "exec/cuda/kernels.h"
+
+namespace imp::cuda_kernels {
+
+namespace {
+
+template <bool kVec>
+__global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* y, int64_t n,
+                                float eps) {
+    __shared__ float red[32];
+    const int64_t row = blockIdx.x;
+    const float* xr = x + row * n;
+    float* yr = y + row * n;
+    float ss = 0.f;
+    if constexpr (kVec) {
+        const int64_t n4 = n / 4;
+        const float4* x4 = reinterpret_cast<const float4*>(xr);
+        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+            const float4 v = x4[i];
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    }
+    ss = block_sum(ss, red);
+    const float scale = rsqrtf(ss / float(n) + eps);
+    if constexpr (kVec) {
+        const int64_t n4 = n / 4;
+        const float4* x4 = reinterpret_cast<const float4*>(xr);
+        const float4* w4 = reinterpret_cast<const float4*>(w);
+        float4* y4 = reinterpret_cast<float4*>(yr);
+        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+            float4 v = x4[i];
+            v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+            if (w) {
+                const float4 g = w4[i];
+                v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+            }
+            y4[i] = v;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+    }
+}
+
+}  // namespace
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, cudaStream_t s) {
+    if (rows <= 0 || n <= 0) return;
+    const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!w || aligned16(w));
+    const int64_t per_thread = vec ? n / 4 : n;
+    const int threads = per_thread >= 1024 ? 512 : per_thread >= 256 ? 256 : 128;
+    if (vec)
+        rms_norm_kernel<true><<<unsigned(rows), threads, 0, s>>>(x, w, y, n, eps);
+    else
+        rms_norm_kernel<false><<<unsigned(rows), threads, 0, s>>>(x, w, y, n, eps);
+    IMP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace imp::cuda_kernels
