@@ -7,6 +7,7 @@ namespace imp::cli {
 // Each returns the process exit code; errors are thrown as imp::Error and printed by main.
 int cmd_version();
 int cmd_run(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_plugins(const std::vector<std::string>& args);
 

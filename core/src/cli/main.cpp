@@ -14,6 +14,7 @@ void usage() {
     std::printf(
         "usage: imp [run] --profile FILE [options]   generate text (see imp run --help)\n"
         "       imp --model FILE [options]           generate without a profile (plugins chosen from the file)\n"
+        "       imp bench --profile FILE [...]       prompt/generation speed, llama-bench style (imp bench -h)\n"
         "       imp inspect FILE|FOLDER              print metadata and tensor table of a GGUF/safetensors model\n"
         "       imp plugins [--plugin-path DIR]...   list the plugins found and what they register\n"
         "       imp --version\n");
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
         if (cmd == "inspect") return imp::cli::cmd_inspect(rest);
         if (cmd == "plugins") return imp::cli::cmd_plugins(rest);
         if (cmd == "run") return imp::cli::cmd_run(rest);
+        if (cmd == "bench") return imp::cli::cmd_bench(rest);
         if (!cmd.empty() && cmd[0] == '-') return imp::cli::cmd_run(args);
         std::fprintf(stderr, "imp: unknown command '%s' (try imp --help)\n", cmd.c_str());
         return 2;

@@ -28,6 +28,7 @@ public:
     const ModelSource& model() const { return *src_; }
     const Registry& registry() const { return *reg_; }
     std::string executor_name() const { return ex_->name(); }
+    Executor& executor() { return *ex_; }
 
 private:
     std::unique_ptr<Registry> reg_;

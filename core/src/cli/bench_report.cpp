@@ -1,0 +1,187 @@
+#include "cli/bench_report.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+namespace imp::cli {
+
+namespace {
+
+// llama.cpp's llama_ftype values (general.file_type).
+const char* ftype_name(int64_t t) {
+    static const std::map<int64_t, const char*> names = {
+        {0, "F32"},      {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},     {8, "Q5_0"},
+        {9, "Q5_1"},     {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"},  {14, "Q4_K_S"},
+        {15, "Q4_K_M"},  {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"},   {19, "IQ2_XXS"}, {20, "IQ2_XS"},
+        {21, "Q2_K_S"},  {22, "IQ3_XS"}, {23, "IQ3_XXS"}, {24, "IQ1_S"}, {25, "IQ4_NL"},  {26, "IQ3_S"},
+        {27, "IQ3_M"},   {28, "IQ2_S"},  {29, "IQ2_M"},  {30, "IQ4_XS"}, {31, "IQ1_M"},   {32, "BF16"},
+        {36, "TQ1_0"},   {37, "TQ2_0"},  {38, "MXFP4_MOE"}};
+    auto it = names.find(t);
+    return it == names.end() ? nullptr : it->second;
+}
+
+std::string json_str(const std::string& s) {
+    std::string o = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            o += '\\';
+            o += char(c);
+        } else if (c < 0x20) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\u%04x", c);
+            o += b;
+        } else {
+            o += char(c);
+        }
+    }
+    return o + "\"";
+}
+
+std::string json_num(double v) {
+    if (!std::isfinite(v)) return "null";
+    char b[32];
+    std::snprintf(b, sizeof b, "%.6g", v);
+    return b;
+}
+
+std::string fmt(const char* f, double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, f, v);
+    return b;
+}
+
+bool is_tg(const TestResult& r) { return r.n_gen > 0; }
+
+}  // namespace
+
+ModelFacts model_facts(const ModelSource& src, const Engine& engine) {
+    ModelFacts m;
+    m.path = src.path();
+    m.name = std::filesystem::path(m.path).filename().string();
+    if (m.name.empty()) m.name = std::filesystem::path(m.path).parent_path().filename().string();
+    m.arch = src.architecture();
+    m.file_bytes = src.file_bytes();
+    for (const auto& t : src.tensors()) m.n_params += uint64_t(t.numel());
+
+    const ModelDesc& d = engine.desc();
+    std::map<std::string, uint64_t> type_bytes;
+    for (const auto& layer : d.layers) {
+        for (const auto& s : layer->weight_specs()) {
+            if (s.use != WeightSpec::Use::Matrix || !s.values.empty()) continue;
+            const TensorInfo* t = src.find(s.name);
+            if (!t) continue;  // absent optional weight
+            m.layer_matmul_params += uint64_t(t->numel());
+            m.weight_bytes_per_token += t->nbytes;
+            type_bytes[t->type] += t->nbytes;
+        }
+    }
+    if (const TensorInfo* head = src.find(d.output)) {
+        m.lm_head_params = uint64_t(head->numel());
+        m.weight_bytes_per_token += head->nbytes;
+    }
+    const MetaValue* ft = src.metadata().find("general.file_type");
+    const char* name = ft && ft->is_int() ? ftype_name(ft->as_int("general.file_type")) : nullptr;
+    if (name) {
+        m.quant = name;
+    } else {
+        uint64_t best = 0;
+        for (const auto& [type, bytes] : type_bytes)
+            if (bytes > best) {
+                best = bytes;
+                m.quant = type;
+            }
+    }
+    return m;
+}
+
+double TestResult::avg_s() const {
+    double s = 0;
+    for (double x : seconds) s += x;
+    return seconds.empty() ? 0 : s / double(seconds.size());
+}
+
+double TestResult::avg_ts() const {
+    const double n = double(n_prompt + n_gen);
+    double s = 0;
+    for (double x : seconds) s += n / x;
+    return seconds.empty() ? 0 : s / double(seconds.size());
+}
+
+double TestResult::stddev_ts() const {
+    if (seconds.size() < 2) return 0;
+    const double n = double(n_prompt + n_gen), mean = avg_ts();
+    double ss = 0;
+    for (double x : seconds) ss += (n / x - mean) * (n / x - mean);
+    return std::sqrt(ss / double(seconds.size() - 1));
+}
+
+double prefill_tflops(const ModelFacts& m, const TestResult& r) {
+    if (r.n_prompt <= 0 || r.avg_s() <= 0) return NAN;
+    const double flops = 2.0 * (double(m.layer_matmul_params) * double(r.n_prompt) + double(m.lm_head_params));
+    return flops * r.avg_ts() / double(r.n_prompt) / 1e12;
+}
+
+double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d) {
+    if (r.n_gen <= 0 || d.copy_bytes_per_s <= 0) return NAN;
+    return double(m.weight_bytes_per_token) * r.avg_ts() / d.copy_bytes_per_s;
+}
+
+std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::vector<TestResult>& results) {
+    std::string o;
+    o += "device: " + run.device.name + " (" + run.executor + "), copy bandwidth " +
+         fmt("%.1f", run.device.copy_bytes_per_s / 1e9) + " GB/s, peak memory " +
+         fmt("%.2f", double(run.peak_vram_bytes) / double(1ull << 30)) + " GiB, graphs " + (run.graphs ? "on" : "off") +
+         ", commit " + run.commit + "\n\n";
+    o += "| model | size | quant | test | t/s | roofline |\n";
+    o += "| --- | ---: | --- | ---: | ---: | ---: |\n";
+    for (const auto& r : results) {
+        std::string roof;
+        if (is_tg(r)) roof = fmt("%.1f", 100.0 * decode_efficiency(m, r, run.device)) + " % of copy bw";
+        else roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s";
+        o += "| " + m.name + " | " + fmt("%.2f", double(m.file_bytes) / double(1ull << 30)) + " GiB | " + m.quant +
+             " | " + r.test + " | " + fmt("%.2f", r.avg_ts()) + " ± " + fmt("%.2f", r.stddev_ts()) + " | " + roof +
+             " |\n";
+    }
+    return o;
+}
+
+std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vector<TestResult>& results) {
+    std::string o = "[\n";
+    for (size_t i = 0; i < results.size(); ++i) {
+        const TestResult& r = results[i];
+        std::string samples;
+        for (double s : r.seconds)
+            samples += (samples.empty() ? "" : ", ") + json_num(double(r.n_prompt + r.n_gen) / s);
+        const auto& d = run.device;
+        o += "  {";
+        o += "\"test\": " + json_str(r.test) + ", \"n_prompt\": " + std::to_string(r.n_prompt) +
+             ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"reps\": " + std::to_string(r.seconds.size()) +
+             ", \"avg_ts\": " + json_num(r.avg_ts()) + ", \"stddev_ts\": " + json_num(r.stddev_ts()) +
+             ", \"avg_ms\": " + json_num(r.avg_s() * 1e3) + ", \"samples_ts\": [" + samples + "]";
+        o += ", \"model\": " + json_str(m.name) + ", \"model_path\": " + json_str(m.path) +
+             ", \"arch\": " + json_str(m.arch) + ", \"quant\": " + json_str(m.quant) +
+             ", \"model_bytes\": " + std::to_string(m.file_bytes) + ", \"n_params\": " + std::to_string(m.n_params) +
+             ", \"matmul_params\": " + std::to_string(m.layer_matmul_params + m.lm_head_params) +
+             ", \"weight_bytes_per_token\": " + std::to_string(m.weight_bytes_per_token);
+        o += ", \"device\": " + json_str(d.name) + ", \"executor\": " + json_str(run.executor) +
+             ", \"cuda_version\": " + json_str(run.cuda_version) + ", \"cuda_driver\": " + json_str(d.cuda_driver) +
+             ", \"commit\": " + json_str(run.commit) + ", \"imp_version\": " + json_str(run.imp_version) +
+             ", \"profile\": " + json_str(run.profile) + ", \"kv_dtype\": " + json_str(run.kv_dtype) +
+             ", \"timestamp\": " + json_str(run.timestamp);
+        o += ", \"copy_bw_gbs\": " + json_num(d.copy_bytes_per_s / 1e9) +
+             ", \"copy_buffer_bytes\": " + std::to_string(d.copy_buffer_bytes) +
+             ", \"decode_efficiency\": " + json_num(is_tg(r) ? decode_efficiency(m, r, d) : NAN) +
+             ", \"prefill_tflops\": " + json_num(is_tg(r) ? NAN : prefill_tflops(m, r)) +
+             ", \"peak_vram_bytes\": " + std::to_string(run.peak_vram_bytes) +
+             ", \"device_mem_used_bytes\": " + std::to_string(d.device_used_bytes) +
+             ", \"graphs\": " + (run.graphs ? "true" : "false") +
+             ", \"cuda_graphs\": " + (run.cuda_graphs ? "true" : "false") +
+             ", \"logits_finite\": " + (run.logits_finite ? "true" : "false");
+        o += i + 1 < results.size() ? "},\n" : "}\n";
+    }
+    return o + "]\n";
+}
+
+}  // namespace imp::cli

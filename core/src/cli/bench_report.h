@@ -1,0 +1,56 @@
+// `imp bench`: what a benchmark knows about the model (bytes and parameters a token touches), the per-test results,
+// and the two report formats (a llama-bench style markdown table, or one JSON record per test).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cli/bench_device.h"
+#include "imp/model.h"
+#include "runtime/engine.h"
+
+namespace imp::cli {
+
+struct ModelFacts {
+    std::string name;     // file (or folder) name
+    std::string path;
+    std::string arch;
+    std::string quant;    // llama.cpp file type name (Q4_K_M), else the dominant matrix type
+    uint64_t file_bytes = 0;
+    uint64_t n_params = 0;             // every tensor of the file
+    uint64_t layer_matmul_params = 0;  // matrix weights of the layers (every token multiplies by all of them)
+    uint64_t lm_head_params = 0;
+    // Matrix weight bytes a decoded token reads: the layers' matrices + the LM head (the embedding row gather is
+    // not counted). Bytes as stored in the file.
+    uint64_t weight_bytes_per_token = 0;
+};
+ModelFacts model_facts(const ModelSource& src, const Engine& engine);
+
+struct TestResult {
+    std::string test;            // "pp512", "tg128"
+    int64_t n_prompt = 0, n_gen = 0;
+    std::vector<double> seconds;  // one per timed repetition
+    double avg_ts() const;        // mean of the per-repetition tokens/s
+    double stddev_ts() const;     // sample standard deviation of the same
+    double avg_s() const;
+};
+
+struct RunInfo {
+    std::string profile, executor, commit, imp_version, cuda_version, kv_dtype, timestamp;
+    DeviceFacts device;
+    uint64_t peak_vram_bytes = 0;
+    bool graphs = false;         // decode steps replayed a captured graph
+    bool cuda_graphs = false;    // runtime.cuda_graphs as set
+    int64_t reps = 0;
+    bool logits_finite = true;   // the warm-up prefill's logits had no NaN/Inf
+};
+
+// Prefill TFLOP/s: 2 * (layer matmul params * tokens + LM head params) / time (attention score FLOPs not counted).
+double prefill_tflops(const ModelFacts& m, const TestResult& r);
+// Decode efficiency: weight bytes per token * tokens/s / copy bandwidth (1.0 = the copy roofline).
+double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d);
+
+std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::vector<TestResult>& results);
+std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vector<TestResult>& results);
+
+}  // namespace imp::cli

@@ -1,0 +1,211 @@
+// `imp bench --profile P [--output md|json] [--set k=v]...`: llama-bench's method on imp's engine.
+//   ppN: N prompt tokens (random valid ids) in one forward call from an empty state (chunked by prefill_chunk);
+//   tgN: N tokens generated one at a time (greedy sample on the device, then a one-token forward), after one
+//        untimed first token.
+// Each test runs once as a warm-up, then bench.reps timed repetitions; the executor is synchronized around each.
+// The report carries the device's copy bandwidth measured in the same process, so decode speed is shown as a share
+// of the copy roofline (weight bytes per token x tokens/s / copy bandwidth) and prefill as TFLOP/s.
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <random>
+#include <spdlog/spdlog.h>
+
+#include "cli/bench_device.h"
+#include "cli/bench_report.h"
+#include "cli/commands.h"
+#include "cli/session.h"
+#include "imp/abi.h"
+#include "imp/error.h"
+#include "profile/profile.h"
+#if __has_include("imp_commit.h")
+#include "imp_commit.h"  // IMP_GIT_COMMIT, written at build time by bench/CMakeLists.txt
+#endif
+#ifndef IMP_GIT_COMMIT
+#define IMP_GIT_COMMIT "unknown"
+#endif
+
+namespace po = boost::program_options;
+
+namespace imp::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string utc_timestamp() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char b[32];
+    std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return b;
+}
+
+class Bench {
+public:
+    Bench(Session& s, uint64_t seed) : s_(s), ex_(s.executor()), rng_(seed) {}
+
+    // One repetition of ppN; returns seconds. check_logits: download the last logits and check they are finite.
+    double prompt(int64_t n, bool check_logits, bool& finite) {
+        Engine& e = s_.engine();
+        std::vector<int32_t> ids = random_ids(n);
+        std::vector<float> logits;
+        if (check_logits) logits.resize(size_t(e.desc().n_vocab));
+        e.reset();
+        ex_.synchronize();
+        const auto t0 = Clock::now();
+        e.forward(ids.data(), n, check_logits ? logits.data() : nullptr);
+        ex_.synchronize();
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+        for (float v : logits)
+            if (!std::isfinite(v)) finite = false;
+        return sec;
+    }
+
+    // One repetition of tgN; returns seconds for the N generated tokens.
+    double generate(int64_t n) {
+        Engine& e = s_.engine();
+        SamplingParams greedy;
+        greedy.temperature = 0.f;
+        e.reset();
+        int32_t tok = random_ids(1)[0];
+        e.forward(&tok, 1);
+        ex_.synchronize();
+        const auto t0 = Clock::now();
+        for (int64_t i = 0; i < n; ++i) {
+            tok = e.sample(greedy, uint64_t(i), nullptr, 0);
+            e.forward(&tok, 1);
+        }
+        ex_.synchronize();
+        return std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+
+private:
+    std::vector<int32_t> random_ids(int64_t n) {
+        std::uniform_int_distribution<int32_t> d(0, int32_t(s_.engine().desc().n_vocab - 1));
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        for (auto& t : ids) t = d(rng_);
+        return ids;
+    }
+
+    Session& s_;
+    Executor& ex_;
+    std::mt19937_64 rng_;
+};
+
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& args) {
+    po::options_description desc(
+        "imp bench --profile FILE [options]: prompt processing (ppN) and generation (tgN) speed, llama-bench style;\n"
+        "tests and repetitions from the profile's [bench] section (pp, tg, reps)");
+    desc.add_options()("help,h", "show this help")("profile,p", po::value<std::string>(), "profile (TOML), see bench/")(
+        "model,m", po::value<std::string>(), "model file/folder (overrides [model] path; works without --profile)")(
+        "output,o", po::value<std::string>()->default_value("md"), "md (a table) or json (one record per test)")(
+        "set", po::value<std::vector<std::string>>()->composing(), "override a profile key: section.key=value")(
+        "no-cuda-graphs", "decode without CUDA graphs (same as --set runtime.cuda_graphs=false)")(
+        "log-level", po::value<std::string>()->default_value("warn"), "trace, debug, info, warn, error, off");
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(args).options(desc).run(), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw Error(std::string("imp bench: ") + e.what() + " (try imp bench --help)");
+    }
+    if (vm.count("help")) {
+        std::cout << desc << "\n";
+        return 0;
+    }
+    set_log_level(vm["log-level"].as<std::string>());
+    const std::string output = vm["output"].as<std::string>();
+    if (output != "md" && output != "json") throw Error("imp bench: --output must be md or json, got '" + output + "'");
+    if (!vm.count("profile") && !vm.count("model"))
+        throw Error("imp bench: give --profile FILE or --model FILE (try imp bench --help)");
+
+    std::vector<std::string> overrides;
+    if (vm.count("set")) overrides = vm["set"].as<std::vector<std::string>>();
+    if (vm.count("model")) overrides.push_back("model.path=\"" + vm["model"].as<std::string>() + "\"");
+    if (vm.count("no-cuda-graphs")) overrides.push_back("runtime.cuda_graphs=false");
+    Profile prof;
+    if (vm.count("profile")) {
+        prof = load_profile(vm["profile"].as<std::string>(), overrides);
+    } else {
+        prof = default_profile();
+        for (auto& o : overrides) apply_override(prof, o);
+    }
+    check_model_path(prof);
+    const auto& b = prof.bench;
+    if (b.reps < 1) throw Error("bench.reps must be at least 1, got " + std::to_string(b.reps));
+    for (int64_t n : b.pp)
+        if (n < 1) throw Error("bench.pp: test sizes must be positive, got " + std::to_string(n));
+    for (int64_t n : b.tg)
+        if (n < 1) throw Error("bench.tg: test sizes must be positive, got " + std::to_string(n));
+
+    Session s(prof);
+    Engine& engine = s.engine();
+    Executor& ex = s.executor();
+    for (int64_t n : b.pp)
+        if (n > engine.capacity())
+            throw Error("bench.pp " + std::to_string(n) + " exceeds the context of " + std::to_string(engine.capacity()) +
+                        " tokens (raise runtime.max_seq_len)");
+    for (int64_t n : b.tg)
+        if (n + 1 > engine.capacity())
+            throw Error("bench.tg " + std::to_string(n) + " needs " + std::to_string(n + 1) + " positions, the context has " +
+                        std::to_string(engine.capacity()) + " (raise runtime.max_seq_len)");
+
+    const ModelFacts model = model_facts(s.model(), engine);
+    RunInfo run;
+    run.profile = prof.file;
+    run.executor = ex.name();
+    const char* env_commit = std::getenv("IMP_COMMIT");
+    run.commit = env_commit && *env_commit ? env_commit : IMP_GIT_COMMIT;
+    run.imp_version = IMP_SDK_VERSION;
+    run.cuda_version = IMP_CUDA_VERSION;
+    run.kv_dtype = dtype_name(kv_dtype_for(prof.runtime.kv_dtype, ex));
+    run.timestamp = utc_timestamp();
+    run.cuda_graphs = prof.runtime.cuda_graphs;
+    run.reps = b.reps;
+    spdlog::info("bench: probing copy bandwidth");
+    run.device = probe_device(ex);
+
+    Bench bench(s, prof.sampling.seed);
+    std::vector<TestResult> results;
+    for (int64_t n : b.pp) {
+        TestResult r;
+        r.test = "pp" + std::to_string(n);
+        r.n_prompt = n;
+        for (int64_t rep = 0; rep <= b.reps; ++rep) {
+            const double sec = bench.prompt(n, rep == 0, run.logits_finite);
+            if (rep > 0) r.seconds.push_back(sec);
+            spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+        }
+        results.push_back(std::move(r));
+    }
+    if (!run.logits_finite) spdlog::warn("bench: the prefill logits contain NaN or Inf");
+    for (int64_t n : b.tg) {
+        TestResult r;
+        r.test = "tg" + std::to_string(n);
+        r.n_gen = n;
+        for (int64_t rep = 0; rep <= b.reps; ++rep) {
+            const double sec = bench.generate(n);
+            if (rep > 0) r.seconds.push_back(sec);
+            spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+        }
+        results.push_back(std::move(r));
+    }
+    run.graphs = engine.graphs_active();
+    run.peak_vram_bytes = ex.bytes_allocated();
+    if (ex.kind() == DeviceKind::CUDA) run.device.device_used_bytes = device_used_bytes(ex);
+
+    const std::string text = output == "json" ? format_json(model, run, results) : format_markdown(model, run, results);
+    std::fputs(text.c_str(), stdout);
+    std::fflush(stdout);
+    return 0;
+}
+
+}  // namespace imp::cli
