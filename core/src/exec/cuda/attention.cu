@@ -51,7 +51,7 @@ __global__ void attn_combine_kernel(const float* __restrict__ part_o, const floa
 
 int rows_for(int64_t rows, int hdp) {
     const int rmax = hdp > 128 ? 16 : 32;
-    const int r = rows <= 8 ? 8 : rows <= 16 ? 16 : 32;
+    const int r = rows <= 4 ? 4 : rows <= 8 ? 8 : rows <= 16 ? 16 : 32;
     return r < rmax ? r : rmax;
 }
 
@@ -117,9 +117,9 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     int64_t split_len = 0;
     if (p.n_tokens == 1) {
         // Split the capacity (not the current length: the launch must not depend on it) so that the grid holds
-        // about two blocks per SM, within the scratch the executor reserved for the partial results.
+        // about three blocks per SM, within the scratch the executor reserved for the partial results.
         const int64_t blocks_per_split = int64_t(row_blocks) * p.n_kv_head;
-        const int64_t want = std::max<int64_t>(1, (2 * int64_t(sm_count) + blocks_per_split - 1) / blocks_per_split);
+        const int64_t want = std::max<int64_t>(1, (3 * int64_t(sm_count) + blocks_per_split - 1) / blocks_per_split);
         split_len = (kv.capacity + want - 1) / want;
         const int64_t per_split = int64_t(p.n_head) * (hd + 2);
         const int64_t max_splits = std::max<int64_t>(1, int64_t(scratch.floats) / per_split);

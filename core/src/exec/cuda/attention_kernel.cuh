@@ -52,29 +52,38 @@ template <int HDP, int R> __host__ __device__ constexpr size_t attn_smem_bytes()
                             3 * R) + sizeof(int) * (R + 1);
 }
 
-// Loads keys [j0, j0 + TK) of KV head g into dst (row stride ld floats), zero outside [0, kv_end) and past hd.
-template <typename E, int HDP, int TK>
-__device__ __forceinline__ void attn_load_tile(float* dst, int ld, const typename E::T* __restrict__ src,
-                                               const AttnArgs& a, int g, int64_t j0, int64_t kv_end, float scale) {
+// Vectorized tile transfer: each thread moves ITERS 16-byte chunks of K (and of V: same rows) per tile.
+template <typename E, int HDP, int TK> struct AttnTileVec {
     using T = typename E::T;
-    const int64_t width = int64_t(a.n_kv_head) * a.hd;
-    if (a.vec_kv) {
-        constexpr int EPV = 16 / int(sizeof(T));
-        constexpr int CPR = HDP / EPV;
-        constexpr int ITERS = TK * CPR / kAttnThreads;
-        static_assert(ITERS >= 1 && (TK * CPR) % kAttnThreads == 0, "tile does not split over the block");
-        uint4 buf[ITERS];
+    static constexpr int EPV = 16 / int(sizeof(T));      // elements per chunk
+    static constexpr int CPR = HDP / EPV;                // chunks per key row
+    static constexpr int ITERS = TK * CPR / kAttnThreads;
+    static_assert(ITERS >= 1 && (TK * CPR) % kAttnThreads == 0, "tile does not split over the block");
+    // Next tile's raw bytes live in registers while the current tile is computed, when they fit.
+    static constexpr bool kPrefetch = ITERS <= 8;
+
+    // Element offsets of this thread's chunks (-1: outside [0, kv_end) or past hd); one 32-bit division per chunk.
+    __device__ static void offsets(int64_t (&off)[ITERS], const AttnArgs& a, int g, int64_t j0, int64_t kv_end) {
+        const int64_t width = int64_t(a.n_kv_head) * a.hd;
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             const int c = threadIdx.x + it * kAttnThreads;
             const int kk = c / CPR, ch = c % CPR;
             const int64_t j = j0 + kk;
-            buf[it] = make_uint4(0, 0, 0, 0);
+            off[it] = -1;
             if (j < kv_end && ch * EPV < a.hd) {
-                const int64_t row = kv_phys_row(a.block_table, a.block_size, j);
-                buf[it] = *reinterpret_cast<const uint4*>(src + row * width + int64_t(g) * a.hd + ch * EPV);
+                const int jb = int(j) / a.block_size;
+                const int64_t phys = a.block_table ? int64_t(a.block_table[jb]) : int64_t(jb);
+                off[it] = (phys * a.block_size + (int(j) - jb * a.block_size)) * width + int64_t(g) * a.hd + ch * EPV;
             }
         }
+    }
+    __device__ static void fetch(uint4 (&buf)[ITERS], const int64_t (&off)[ITERS], const T* __restrict__ src) {
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it)
+            buf[it] = off[it] >= 0 ? __ldg(reinterpret_cast<const uint4*>(src + off[it])) : make_uint4(0, 0, 0, 0);
+    }
+    __device__ static void commit(const uint4 (&buf)[ITERS], float* dst, int ld, float scale) {
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             const int c = threadIdx.x + it * kAttnThreads;
@@ -86,17 +95,24 @@ __device__ __forceinline__ void attn_load_tile(float* dst, int ld, const typenam
                 *reinterpret_cast<float4*>(d + x) = make_float4(E::load(e[x], scale), E::load(e[x + 1], scale),
                                                                 E::load(e[x + 2], scale), E::load(e[x + 3], scale));
         }
-    } else {
-        for (int e = threadIdx.x; e < TK * HDP; e += kAttnThreads) {
-            const int kk = e / HDP, d = e % HDP;
-            const int64_t j = j0 + kk;
-            float x = 0.f;
-            if (j < kv_end && d < a.hd) {
-                const int64_t row = kv_phys_row(a.block_table, a.block_size, j);
-                x = E::load(src[row * width + int64_t(g) * a.hd + d], scale);
-            }
-            dst[kk * ld + d] = x;
+    }
+};
+
+// Scalar tile load (head dims whose rows are not 16-byte multiples): zero outside [0, kv_end) and past hd.
+template <typename E, int HDP, int TK>
+__device__ __forceinline__ void attn_load_tile_scalar(float* dst, int ld, const typename E::T* __restrict__ src,
+                                                      const AttnArgs& a, int g, int64_t j0, int64_t kv_end,
+                                                      float scale) {
+    const int64_t width = int64_t(a.n_kv_head) * a.hd;
+    for (int e = threadIdx.x; e < TK * HDP; e += kAttnThreads) {
+        const int kk = e / HDP, d = e % HDP;
+        const int64_t j = j0 + kk;
+        float x = 0.f;
+        if (j < kv_end && d < a.hd) {
+            const int64_t row = kv_phys_row(a.block_table, a.block_size, j);
+            x = E::load(src[row * width + int64_t(g) * a.hd + d], scale);
         }
+        dst[kk * ld + d] = x;
     }
 }
 
@@ -170,10 +186,36 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
     const T* K = static_cast<const T*>(a.k);
     const T* V = static_cast<const T*>(a.v);
     const int lane = tid & 31, warp = tid >> 5;
+    using Vec = AttnTileVec<E, HDP, TK>;
+    uint4 kbuf[Vec::ITERS], vbuf[Vec::ITERS];
+    int64_t off[Vec::ITERS];
+    if (Vec::kPrefetch && a.vec_kv) {
+        Vec::offsets(off, a, g, kv_begin, kv_end);
+        Vec::fetch(kbuf, off, K);
+        Vec::fetch(vbuf, off, V);
+    }
     for (int64_t j0 = kv_begin; j0 < kv_end; j0 += TK) {
-        attn_load_tile<E, HDP, TK>(sk, SKS, K, a, g, j0, kv_end, a.k_scale);
-        attn_load_tile<E, HDP, TK>(sv, HDP, V, a, g, j0, kv_end, a.v_scale);
+        if (!a.vec_kv) {
+            attn_load_tile_scalar<E, HDP, TK>(sk, SKS, K, a, g, j0, kv_end, a.k_scale);
+            attn_load_tile_scalar<E, HDP, TK>(sv, HDP, V, a, g, j0, kv_end, a.v_scale);
+        } else if constexpr (Vec::kPrefetch) {
+            Vec::commit(kbuf, sk, SKS, a.k_scale);
+            Vec::commit(vbuf, sv, HDP, a.v_scale);
+        } else {
+            Vec::offsets(off, a, g, j0, kv_end);
+            Vec::fetch(kbuf, off, K);
+            Vec::fetch(vbuf, off, V);
+            Vec::commit(kbuf, sk, SKS, a.k_scale);
+            Vec::commit(vbuf, sv, HDP, a.v_scale);
+        }
         __syncthreads();
+        if constexpr (Vec::kPrefetch) {
+            if (a.vec_kv && j0 + TK < kv_end) {  // the next tile's loads fly while this one is computed
+                Vec::offsets(off, a, g, j0 + TK, kv_end);
+                Vec::fetch(kbuf, off, K);
+                Vec::fetch(vbuf, off, V);
+            }
+        }
 
         {  // scores: thread (key kk, dim part dp)
             const int kk = tid % TK, dp = tid / TK;
@@ -304,11 +346,12 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
 
 namespace imp::cuda_kernels {
 
-// Instantiations: head_dim padded to 64 / 128 / 256; rows per block 8 / 16 / 32 (16 at most for 256).
+// Instantiations: head_dim padded to 64 / 128 / 256; rows per block 4 / 8 / 16 / 32 (16 at most for 256).
 template <typename E, int HDP, int R> void attn_launch_one(const AttnArgs& a, dim3 grid, cudaStream_t s) {
     attn_kernel<E, HDP, R><<<grid, kAttnThreads, attn_smem_bytes<HDP, R>(), s>>>(a);
 }
 template <typename E, int HDP> void attn_launch_hd(const AttnArgs& a, int rows, dim3 grid, cudaStream_t s) {
+    if (rows == 4) return attn_launch_one<E, HDP, 4>(a, grid, s);
     if (rows == 8) return attn_launch_one<E, HDP, 8>(a, grid, s);
     if (rows == 16 || HDP > 128) return attn_launch_one<E, HDP, 16>(a, grid, s);
     if constexpr (HDP <= 128) attn_launch_one<E, HDP, 32>(a, grid, s);
@@ -324,9 +367,10 @@ template <typename E, int HDP, int R> cudaError_t attn_init_one() {
 }
 // First error, or cudaSuccess.
 template <typename E> cudaError_t attn_init_typed() {
-    const cudaError_t errs[] = {attn_init_one<E, 64, 8>(),  attn_init_one<E, 64, 16>(),  attn_init_one<E, 64, 32>(),
-                                attn_init_one<E, 128, 8>(), attn_init_one<E, 128, 16>(), attn_init_one<E, 128, 32>(),
-                                attn_init_one<E, 256, 8>(), attn_init_one<E, 256, 16>()};
+    const cudaError_t errs[] = {attn_init_one<E, 64, 4>(),   attn_init_one<E, 64, 8>(),   attn_init_one<E, 64, 16>(),
+                                attn_init_one<E, 64, 32>(),  attn_init_one<E, 128, 4>(),  attn_init_one<E, 128, 8>(),
+                                attn_init_one<E, 128, 16>(), attn_init_one<E, 128, 32>(), attn_init_one<E, 256, 4>(),
+                                attn_init_one<E, 256, 8>(),  attn_init_one<E, 256, 16>()};
     for (cudaError_t e : errs)
         if (e != cudaSuccess) return e;
     return cudaSuccess;

@@ -33,7 +33,7 @@ constexpr size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 // Layout of the sampler's buffers inside one allocation.
 struct SampleLayout {
-    size_t keys_in, keys_out, ids_in, ids_out, block_vals, block_ids, temp, total;
+    size_t keys_in, keys_out, ids_in, ids_out, block_vals, block_ids, parts, temp, total;
 };
 SampleLayout sample_layout(int64_t max_vocab, size_t temp_bytes) {
     SampleLayout l{};
@@ -45,7 +45,8 @@ SampleLayout sample_layout(int64_t max_vocab, size_t temp_bytes) {
     l.ids_out = l.ids_in + f;
     l.block_vals = l.ids_out + f;
     l.block_ids = l.block_vals + b;
-    l.temp = l.block_ids + b;
+    l.parts = l.block_ids + b;
+    l.temp = l.parts + align256(size_t(cuda_kernels::kArgmaxBlocks) * 2 * sizeof(double));
     l.total = l.temp + align256(temp_bytes);
     return l;
 }
@@ -277,6 +278,7 @@ void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingPa
     sc.ids_out = reinterpret_cast<int32_t*>(base + l.ids_out);
     sc.block_vals = reinterpret_cast<float*>(base + l.block_vals);
     sc.block_ids = reinterpret_cast<int32_t*>(base + l.block_ids);
+    sc.parts = reinterpret_cast<double*>(base + l.parts);
     sc.sort_temp = base + l.temp;
     sc.sort_temp_bytes = sort_temp_bytes_;
     sc.max_vocab = kMaxVocab;

@@ -44,6 +44,7 @@ struct SampleScratch {
     int32_t* ids_out = nullptr;
     float* block_vals = nullptr;   // per-block partial argmax
     int32_t* block_ids = nullptr;
+    double* parts = nullptr;       // 2 * kArgmaxBlocks partial sums
     void* sort_temp = nullptr;
     size_t sort_temp_bytes = 0;
     int64_t max_vocab = 0;

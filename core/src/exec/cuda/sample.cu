@@ -2,6 +2,7 @@
 // the distinct recent tokens -> greedy argmax (ties to the lowest id) or: sort by (logit desc, id asc) (CUB radix
 // sort, stable over ascending ids) -> top-k -> probabilities at temperature 1 (double) -> top-p -> min-p ->
 // weights at the temperature -> the draw u (computed on the host from (seed, step)). Only the token id is written.
+#include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
@@ -22,6 +23,8 @@ namespace {
 constexpr int kPrepThreads = 256;
 constexpr int kArgThreads = 256;
 constexpr int kFinalThreads = 1024;
+constexpr int kFastTopK = 64;          // top-k without a full sort up to this k
+constexpr int kTopKOut = kArgmaxBlocks * kFastTopK;  // sorted top-k after the candidates in keys_out
 
 // keys = logits with -0 folded into +0 (so the radix sort ties them as the reference's comparison does), ids = i.
 __global__ void sample_prep_kernel(const float* __restrict__ logits, int64_t n, float* __restrict__ keys,
@@ -76,98 +79,196 @@ __global__ void argmax_kernel(const float* __restrict__ keys, const int32_t* __r
     }
 }
 
-// One block over the sorted candidates; every thread owns a contiguous slice of [0, k).
-struct Final {
-    using Scan = cub::BlockScan<double, kFinalThreads>;
-    using Reduce = cub::BlockReduce<double, kFinalThreads>;
-    using IReduce = cub::BlockReduce<int, kFinalThreads>;
-    union Tmp {
-        typename Scan::TempStorage scan;
-        typename Reduce::TempStorage red;
-        typename IReduce::TempStorage ired;
-    };
+// ---- top-k candidates without a full sort (0 < top_k <= kFastTopK): every block radix-sorts a slice of 2048
+// logits and keeps its best top_k; one block sorts the survivors. Both sorts are stable over ascending ids, so
+// ties keep the reference's (logit desc, id asc) order.
+constexpr int kSliceThreads = 256, kSliceItems = 8, kSlice = kSliceThreads * kSliceItems;
+constexpr int kMergeItems = kArgmaxBlocks * kFastTopK / kFinalThreads;
+
+__global__ void __launch_bounds__(kSliceThreads) topk_slice_kernel(const float* __restrict__ keys, int64_t n,
+                                                                   int top_k, float* cand_keys, int32_t* cand_ids) {
+    using Sort = cub::BlockRadixSort<float, kSliceThreads, kSliceItems, int32_t>;
+    __shared__ typename Sort::TempStorage tmp;
+    float k[kSliceItems];
+    int32_t id[kSliceItems];
+    const int64_t base = int64_t(blockIdx.x) * kSlice + int64_t(threadIdx.x) * kSliceItems;
+#pragma unroll
+    for (int i = 0; i < kSliceItems; ++i) {
+        const int64_t g = base + i;
+        const float x = g < n ? keys[g] : -INFINITY;
+        k[i] = x == 0.f ? 0.f : x;
+        id[i] = g < n ? int32_t(g) : INT32_MAX;
+    }
+    Sort(tmp).SortDescending(k, id);
+#pragma unroll
+    for (int i = 0; i < kSliceItems; ++i) {
+        const int rank = threadIdx.x * kSliceItems + i;
+        if (rank < top_k) {
+            cand_keys[int64_t(blockIdx.x) * top_k + rank] = k[i];
+            cand_ids[int64_t(blockIdx.x) * top_k + rank] = id[i];
+        }
+    }
+}
+
+// ---- the chain after the sort, in one block of kFinalThreads over sorted keys/ids.
+using FScan = cub::BlockScan<double, kFinalThreads>;
+using FReduce = cub::BlockReduce<double, kFinalThreads>;
+union FinalTmp {
+    typename FScan::TempStorage scan;
+    typename FReduce::TempStorage red;
 };
 
-// First i in [0, k) where the running sum of f(i) satisfies crossed(sum); -1 if none. f is evaluated per element.
+// First i in [begin, end) where carry + sum_{begin..i} f crosses (crossed(...) true), walking chunks of the block
+// size in order and stopping at the first chunk that crosses; -1 if none. All threads get the result.
 template <typename F, typename C>
-__device__ int64_t find_crossing(int64_t k, F f, C crossed, Final::Tmp& tmp, long long* found) {
-    const int64_t chunk = (k + kFinalThreads - 1) / kFinalThreads;
-    const int64_t b = min64(k, threadIdx.x * chunk), e = min64(k, b + chunk);
-    double local = 0;
-    for (int64_t i = b; i < e; ++i) local += f(i);
-    double before;
-    if (threadIdx.x == 0) *found = LLONG_MAX;
-    __syncthreads();
-    Final::Scan(tmp.scan).ExclusiveSum(local, before);
-    if (b < e && crossed(before + local) && !crossed(before)) {
-        double run = before;
-        int64_t hit = e - 1;  // the sums above crossed inside this slice even if this walk rounds differently
-        for (int64_t i = b; i < e; ++i) {
-            run += f(i);
-            if (crossed(run)) {
-                hit = i;
-                break;
-            }
-        }
-        atomicMin(found, (long long)hit);
+__device__ int64_t walk(int64_t begin, int64_t end, double carry, F f, C crossed, FinalTmp& tmp, long long* found) {
+    for (int64_t c0 = begin; c0 < end; c0 += kFinalThreads) {
+        const int64_t i = c0 + threadIdx.x;
+        const double v = i < end ? f(i) : 0.0;
+        double incl, agg;
+        if (threadIdx.x == 0) *found = LLONG_MAX;
+        __syncthreads();
+        FScan(tmp.scan).InclusiveSum(v, incl, agg);
+        if (i < end && crossed(carry + incl)) atomicMin(found, (long long)i);
+        __syncthreads();
+        const long long r = *found;
+        __syncthreads();
+        if (r != LLONG_MAX) return r;
+        carry += agg;
     }
+    return -1;
+}
+
+// Block-wide sum of f over [begin, end) (every thread gets it).
+template <typename F> __device__ double block_sum_range(int64_t begin, int64_t end, F f, FinalTmp& tmp, double* bc) {
+    double local = 0;
+    for (int64_t i = begin + threadIdx.x; i < end; i += kFinalThreads) local += f(i);
+    const double t = FReduce(tmp.red).Sum(local);
+    if (threadIdx.x == 0) *bc = t;
     __syncthreads();
-    const int64_t r = *found == LLONG_MAX ? -1 : *found;
+    const double r = *bc;
     __syncthreads();
     return r;
 }
 
-__global__ void __launch_bounds__(kFinalThreads) sample_final_kernel(const float* __restrict__ keys,
-                                                                     const int32_t* __restrict__ ids, int64_t n,
-                                                                     int32_t top_k, float top_p, float min_p,
-                                                                     float temperature, double u, int32_t* out) {
-    __shared__ Final::Tmp tmp;
+// parts (or null): kArgmaxBlocks partial sums of exp(l - mx) and of exp((l - mx) / T) over contiguous slices of
+// [0, k) of `slice` items each, from sample_parts_kernel.
+__device__ void sample_chain(const float* keys, const int32_t* ids, int64_t k, float top_p, float min_p,
+                             float temperature, double u, const double* parts, int64_t slice, int32_t* out) {
+    __shared__ FinalTmp tmp;
     __shared__ long long found;
-    __shared__ double bcast;
-    int64_t k = (top_k > 0 && top_k < n) ? top_k : n;
+    __shared__ double bc;
     const double mx = keys[0];
-    const int64_t chunk = (k + kFinalThreads - 1) / kFinalThreads;
-    const int64_t b = min64(k, threadIdx.x * chunk), e = min64(k, b + chunk);
-
-    double local = 0;
-    for (int64_t i = b; i < e; ++i) local += exp(double(keys[i]) - mx);
-    double sum = Final::Reduce(tmp.red).Sum(local);
-    if (threadIdx.x == 0) bcast = sum;
-    __syncthreads();
-    sum = bcast;
-    __syncthreads();
-    auto prob = [&](int64_t i) { return exp(double(keys[i]) - mx) / sum; };
-
+    auto pexp = [&](int64_t i) { return exp(double(keys[i]) - mx); };
+    double sum = 0;
+    if (parts) {
+        for (int b = 0; b < kArgmaxBlocks; ++b) sum += parts[b];
+    } else {
+        sum = block_sum_range(0, k, pexp, tmp, &bc);
+    }
+    auto prob = [&](int64_t i) { return pexp(i) / sum; };
+    int64_t kk = k;
     if (top_p < 1.f) {
         const double tp = top_p;
-        const int64_t i = find_crossing(k, prob, [tp](double c) { return c >= tp; }, tmp, &found);
-        if (i >= 0) k = i + 1;
+        const int64_t i = walk(0, kk, 0.0, prob, [tp](double c) { return c >= tp; }, tmp, &found);
+        if (i >= 0) kk = i + 1;
     }
-    if (min_p > 0.f) {
+    if (min_p > 0.f && kk > 1) {  // probabilities fall along the sorted order: cut at the first one below the floor
         const double floor = double(min_p) * prob(0);
-        const int64_t c2 = (k + kFinalThreads - 1) / kFinalThreads;
-        const int64_t b2 = min64(k, threadIdx.x * c2), e2 = min64(k, b2 + c2);
-        int cnt = 0;
-        for (int64_t i = b2 < 1 ? 1 : b2; i < e2; ++i) cnt += prob(i) >= floor;
-        const int total = Final::IReduce(tmp.ired).Sum(cnt);
-        if (threadIdx.x == 0) found = total;
-        __syncthreads();
-        k = 1 + found;
-        __syncthreads();
+        const int64_t i = walk(1, kk, 0.0, [&](int64_t j) { return prob(j) < floor ? 1.0 : 0.0; },
+                               [](double c) { return c > 0.5; }, tmp, &found);
+        if (i >= 0) kk = i;
     }
-    auto weight = [&](int64_t i) { return exp((double(keys[i]) - mx) / double(temperature)); };
-    const int64_t c3 = (k + kFinalThreads - 1) / kFinalThreads;
-    const int64_t b3 = min64(k, threadIdx.x * c3), e3 = min64(k, b3 + c3);
-    double wl = 0;
-    for (int64_t i = b3; i < e3; ++i) wl += weight(i);
-    double tot = Final::Reduce(tmp.red).Sum(wl);
-    if (threadIdx.x == 0) bcast = tot;
+    const double t = temperature;
+    auto weight = [&](int64_t i) { return exp((double(keys[i]) - mx) / t); };
+    int64_t pick = -1;
+    if (parts && kk == k) {
+        // Whole range: find the slice whose partial sums cross the draw, then walk inside it.
+        __shared__ double carry_s;
+        __shared__ int b_s;
+        if (threadIdx.x == 0) {
+            double tot = 0;
+            for (int b = 0; b < kArgmaxBlocks; ++b) tot += parts[kArgmaxBlocks + b];
+            const double r = u * tot;
+            double c = 0;
+            int b = 0;
+            for (; b < kArgmaxBlocks - 1; ++b) {
+                if (c + parts[kArgmaxBlocks + b] > r) break;
+                c += parts[kArgmaxBlocks + b];
+            }
+            carry_s = c;
+            b_s = b;
+            bc = r;
+        }
+        __syncthreads();
+        const double r = bc, carry = carry_s;
+        const int64_t b0 = min64(k, int64_t(b_s) * slice), b1 = min64(k, b0 + slice);
+        pick = walk(b0, b1, carry, weight, [r](double c) { return c > r; }, tmp, &found);
+        if (pick < 0) pick = b1 - 1;  // the slice sums crossed; only rounding kept the walk below the draw
+    } else {
+        const double r = u * block_sum_range(0, kk, weight, tmp, &bc);
+        pick = walk(0, kk, 0.0, weight, [r](double c) { return c > r; }, tmp, &found);
+    }
+    if (threadIdx.x == 0) *out = ids[pick >= 0 ? pick : kk - 1];
+}
+
+__global__ void __launch_bounds__(kFinalThreads) sample_final_kernel(const float* __restrict__ keys,
+                                                                     const int32_t* __restrict__ ids, int64_t k,
+                                                                     float top_p, float min_p, float temperature,
+                                                                     double u, const double* parts, int64_t slice,
+                                                                     int32_t* out) {
+    sample_chain(keys, ids, k, top_p, min_p, temperature, u, parts, slice, out);
+}
+
+// Merges the slices' candidates (block-major, so ties stay in id order), keeps the best top_k, runs the chain.
+__global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const float* __restrict__ cand_keys,
+                                                                   const int32_t* __restrict__ cand_ids,
+                                                                   int64_t n_cand, int top_k, float* keys_out,
+                                                                   int32_t* ids_out, float top_p, float min_p,
+                                                                   float temperature, double u, int32_t* out) {
+    using Sort = cub::BlockRadixSort<float, kFinalThreads, kMergeItems, int32_t>;
+    __shared__ typename Sort::TempStorage tmp;
+    float k[kMergeItems];
+    int32_t id[kMergeItems];
+#pragma unroll
+    for (int i = 0; i < kMergeItems; ++i) {
+        const int64_t g = int64_t(threadIdx.x) * kMergeItems + i;
+        k[i] = g < n_cand ? cand_keys[g] : -INFINITY;
+        id[i] = g < n_cand ? cand_ids[g] : INT32_MAX;
+    }
+    Sort(tmp).SortDescending(k, id);
+#pragma unroll
+    for (int i = 0; i < kMergeItems; ++i) {
+        const int rank = threadIdx.x * kMergeItems + i;
+        if (rank < top_k) {
+            keys_out[rank] = k[i];
+            ids_out[rank] = id[i];
+        }
+    }
     __syncthreads();
-    tot = bcast;
+    sample_chain(keys_out, ids_out, top_k, top_p, min_p, temperature, u, nullptr, 0, out);
+}
+
+// Partial sums over kArgmaxBlocks contiguous slices of [0, k): exp(l - mx) and exp((l - mx) / T), in double.
+__global__ void sample_parts_kernel(const float* __restrict__ keys, int64_t k, int64_t slice, float temperature,
+                                    double* parts) {
+    using Reduce = cub::BlockReduce<double, kArgThreads>;
+    __shared__ typename Reduce::TempStorage tmp;
+    const double mx = keys[0], t = temperature;
+    const int64_t b0 = min64(k, int64_t(blockIdx.x) * slice), b1 = min64(k, b0 + slice);
+    double p = 0, w = 0;
+    for (int64_t i = b0 + threadIdx.x; i < b1; i += blockDim.x) {
+        const double d = double(keys[i]) - mx;
+        p += exp(d);
+        w += exp(d / t);
+    }
+    const double sp = Reduce(tmp).Sum(p);
     __syncthreads();
-    const double r = u * tot;
-    const int64_t pick = find_crossing(k, weight, [r](double c) { return c > r; }, tmp, &found);
-    if (threadIdx.x == 0) *out = ids[pick >= 0 ? pick : k - 1];
+    const double sw = Reduce(tmp).Sum(w);
+    if (threadIdx.x == 0) {
+        parts[blockIdx.x] = sp;
+        parts[kArgmaxBlocks + blockIdx.x] = sw;
+    }
 }
 
 }  // namespace
@@ -189,8 +290,9 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
                     std::to_string(sc.max_vocab));
     const bool penalty = p.repeat_penalty != 1.f && n_recent > 0 && recent;
     const bool greedy = p.temperature <= 0.f;
+    const bool fast_topk = !greedy && p.top_k > 0 && p.top_k <= kFastTopK && n_vocab > kSlice;
     const float* keys = logits;
-    if (penalty || !greedy) {
+    if (penalty || (!greedy && !fast_topk)) {
         const unsigned blocks = unsigned(min64(div_up(n_vocab, kPrepThreads), 1024));
         sample_prep_kernel<<<blocks, kPrepThreads, 0, s>>>(logits, n_vocab, sc.keys_in, sc.ids_in);
         IMP_CUDA_CHECK_LAUNCH();
@@ -209,11 +311,29 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
         IMP_CUDA_CHECK_LAUNCH();
         return;
     }
+    const int64_t k = (p.top_k > 0 && p.top_k < n_vocab) ? p.top_k : n_vocab;
+    if (p.top_k > 0 && p.top_k <= kFastTopK && n_vocab > kSlice) {
+        const int slices = div_up(n_vocab, kSlice);  // <= kArgmaxBlocks for n_vocab <= max_vocab
+        topk_slice_kernel<<<slices, kSliceThreads, 0, s>>>(keys, n_vocab, int(k), sc.keys_out, sc.ids_out);
+        IMP_CUDA_CHECK_LAUNCH();
+        topk_merge_kernel<<<1, kFinalThreads, 0, s>>>(sc.keys_out, sc.ids_out, int64_t(slices) * k, int(k),
+                                                      sc.keys_out + kTopKOut, sc.ids_out + kTopKOut, p.top_p,
+                                                      p.min_p, p.temperature, u, out);
+        IMP_CUDA_CHECK_LAUNCH();
+        return;
+    }
     size_t temp = sc.sort_temp_bytes;
     IMP_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(sc.sort_temp, temp, sc.keys_in, sc.keys_out, sc.ids_in,
                                                              sc.ids_out, int(n_vocab), 0, 32, s));
-    sample_final_kernel<<<1, kFinalThreads, 0, s>>>(sc.keys_out, sc.ids_out, n_vocab, p.top_k, p.top_p, p.min_p,
-                                                    p.temperature, u, out);
+    const double* parts = nullptr;
+    const int64_t slice = (k + kArgmaxBlocks - 1) / kArgmaxBlocks;
+    if (k > 4 * kFinalThreads) {
+        sample_parts_kernel<<<kArgmaxBlocks, kArgThreads, 0, s>>>(sc.keys_out, k, slice, p.temperature, sc.parts);
+        IMP_CUDA_CHECK_LAUNCH();
+        parts = sc.parts;
+    }
+    sample_final_kernel<<<1, kFinalThreads, 0, s>>>(sc.keys_out, sc.ids_out, k, p.top_p, p.min_p, p.temperature, u,
+                                                    parts, slice, out);
     IMP_CUDA_CHECK_LAUNCH();
 }
 
