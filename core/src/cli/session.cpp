@@ -3,14 +3,16 @@
 #include <spdlog/spdlog.h>
 
 #include "exec/cpu/cpu_executor.h"
+#include "exec/cuda/cuda_executor.h"
 #include "imp/error.h"
 
 namespace imp {
 
 std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt) {
-    if (rt.executor == "cuda")
-        throw Error("runtime.executor = \"cuda\": this build of imp has no CUDA executor yet; use \"cpu\" or \"auto\"");
-    // "auto" and "cpu": the CPU executor is the only one in this build.
+    // "auto": the first CUDA GPU when there is one, else the CPU. "cuda" without a GPU is an error (from
+    // CudaExecutor, naming what the driver said).
+    if (rt.executor == "cuda" || (rt.executor == "auto" && cuda_device_count() > 0))
+        return std::make_unique<CudaExecutor>(0);
     return std::make_unique<CpuExecutor>(rt.threads);
 }
 
