@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cuda_weight.h"
 #include "ggml_types.h"
 #include "imp/error.h"
 #include "imp/executor.h"
@@ -144,9 +145,10 @@ std::vector<std::string> GgmlFormat::types() const {
 
 bool GgmlFormat::handles(const WeightSource& src) const { return src.main && find_type(src.main->type) != nullptr; }
 
-uint64_t GgmlFormat::device_bytes(const WeightSource& src, const Executor&) const {
+uint64_t GgmlFormat::device_bytes(const WeightSource& src, const Executor& ex) const {
     if (!src.main) throw Error("quant_ggml: device_bytes called without a main tensor");
     const Geometry g = geometry(*src.main);
+    if (ex.kind() == DeviceKind::CUDA) return cuda::device_bytes(src.main->name, g.type->type, g.rows, g.cols);
     return uint64_t(g.rows) * g.row_bytes;
 }
 
@@ -154,6 +156,8 @@ std::unique_ptr<Weight> GgmlFormat::load(const WeightSource& src, Executor& ex) 
     if (!src.main) throw Error("quant_ggml: load called without a main tensor");
     const TensorInfo& ti = *src.main;
     const Geometry g = geometry(ti);
+    if (ex.kind() == DeviceKind::CUDA)
+        return cuda::load_weight(ti.name, g.type->type, g.rows, g.cols, ti.data, g.row_bytes, ex);
     require_cpu(ex, ti.name);
     const uint64_t n = uint64_t(g.rows) * g.row_bytes;
     void* p = ex.alloc(n, ti.name.c_str());

@@ -13,6 +13,8 @@ public:
     std::string name() const override { return "ggml"; }
     std::vector<std::string> types() const override;
     bool handles(const WeightSource& src) const override;
+    // The CUDA kernels use bf16 tensor-core MMA (mma.m16n8k16.bf16): Ampere or newer.
+    int min_compute_capability() const override { return 80; }
     uint64_t device_bytes(const WeightSource& src, const Executor& ex) const override;
     std::unique_ptr<Weight> load(const WeightSource& src, Executor& ex) const override;
     void dequantize(const std::string& type, const uint8_t* data, int64_t n, float* out) const override;

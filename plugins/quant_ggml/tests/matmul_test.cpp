@@ -240,7 +240,7 @@ TEST_CASE("quant_ggml: handles, load errors and non-CPU executors", "[quant_ggml
     CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("scalar"));
 
     test::FakeGpuExecutor gpu;
-    CHECK_THROWS_WITH(f.load(w.src(), gpu), Catch::Contains("cuda:0 executor not supported yet"));
+    CHECK_THROWS_WITH(f.load(w.src(), gpu), Catch::Contains("cuda:0 gives no CUDA handles"));
     const auto weight = f.load(w.src(), ex);
     std::vector<float> x(64, 1.f), y(8);
     CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1), Catch::Contains("not supported yet"));

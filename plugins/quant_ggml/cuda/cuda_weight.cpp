@@ -1,0 +1,259 @@
+// quant_ggml CUDA: the Weight of a CUDA executor. matmul: up to kMaxGemvTokens tokens the GEMV kernels read each
+// weight byte once; above, the prefill GEMM: F32 weights go to a cuBLASLt fp32 GEMM as they are, BF16 ones to a
+// bf16 GEMM with the activations converted to bf16 in the workspace, and every other type is dequantized to bf16
+// tile by tile (rows) into the workspace first. Nothing here allocates device memory after load.
+#include "cuda_weight.h"
+
+#include <algorithm>
+#include <atomic>
+#include <compare>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cuda_check.h"
+#include "imp/error.h"
+#include "kernels.h"
+
+namespace imp::ggml::cuda {
+
+void fail(const char* expr, const char* msg, const char* file, int line) {
+    throw Error(std::string("quant_ggml: ") + expr + " failed: " + msg + " (" + file + ":" + std::to_string(line) + ")");
+}
+
+namespace {
+
+std::atomic<int> g_row_groups{0};
+std::atomic<int64_t> g_tile_rows{0};
+
+// GEMM row tiles: enough outputs to fill the GPU twice over (~132 SMs x 128x256 output tiles), and at least
+// 8M weights per tile (so few cuBLASLt calls); the whole matrix when that covers it.
+constexpr int64_t kMinTileOutputs = int64_t(8) << 20;
+constexpr int64_t kMinTileElems = int64_t(8) << 20;
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+uint32_t alignment(const void* p) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    uint32_t al = 256;
+    while (al > 1 && a % al != 0) al >>= 1;
+    return al;
+}
+
+struct LtKey {
+    int type;
+    int64_t m, n, k, lda, ldb, ldd;
+    uint32_t align_a, align_b, align_d;
+    auto operator<=>(const LtKey&) const = default;
+};
+
+struct LtPlan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+};
+
+class CudaWeight final : public Weight {
+public:
+    CudaWeight(std::string name, const DeviceLayout& l, void* dev) : name_(std::move(name)), l_(l), dev_(dev) {
+        rows_ = l.rows;
+        cols_ = l.cols;
+    }
+    ~CudaWeight() override {
+        for (auto& [k, p] : plans_) {
+            cublasLtMatrixLayoutDestroy(p.a);
+            cublasLtMatrixLayoutDestroy(p.b);
+            cublasLtMatrixLayoutDestroy(p.d);
+            cublasLtMatmulDescDestroy(p.op);
+        }
+    }
+
+    std::string type() const override { return type_info(l_.type).name; }
+    uint64_t bytes() const override { return l_.bytes; }
+    const DeviceLayout& layout() const { return l_; }
+    const void* data() const { return dev_; }
+    const std::string& name() const { return name_; }
+
+    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride,
+                int64_t n_tokens) const override {
+        const CudaHandles& h = handles(ex);
+        if (n_tokens <= 0) return;
+        if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
+            throw Error("quant_ggml: tensor '" + name_ + "': matmul strides x " + std::to_string(x_stride) + ", y " +
+                        std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
+                        std::to_string(rows_));
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        if (n_tokens <= kMaxGemvTokens) {
+            GemvArgs a;
+            a.w = dev_;
+            a.x = x;
+            a.xs = x_stride;
+            a.y = y;
+            a.ys = y_stride;
+            a.n_tokens = int(n_tokens);
+            gemv(l_, a, h.sm_count, st, g_row_groups.load());
+            return;
+        }
+        if (!h.cublaslt) throw Error("quant_ggml: tensor '" + name_ + "': executor " + ex.name() + " has no cuBLASLt handle");
+        if (l_.type == Type::F32) {
+            lt_matmul(h, CUDA_R_32F, dev_, l_.ld, x, x_stride, y, y_stride, rows_, n_tokens);
+            return;
+        }
+        const uint64_t need = workspace_bytes(n_tokens);
+        if (ex.workspace_bytes() < need || !ex.workspace())
+            throw Error("quant_ggml: tensor '" + name_ + "': matmul of " + std::to_string(n_tokens) + " tokens needs " +
+                        std::to_string(need) + " bytes of workspace, the executor reserved " +
+                        std::to_string(ex.workspace_bytes()));
+        auto* ws = static_cast<uint8_t*>(ex.workspace());
+        auto* xb = reinterpret_cast<uint16_t*>(ws);
+        const int64_t ldb = round_up(cols_, 8);
+        to_bf16(x, x_stride, n_tokens, cols_, xb, ldb, st);
+        if (l_.type == Type::BF16) {
+            lt_matmul(h, CUDA_R_16BF, dev_, l_.ld, xb, ldb, y, y_stride, rows_, n_tokens);
+            return;
+        }
+        auto* wt = reinterpret_cast<uint16_t*>(ws + x_part(n_tokens));
+        const int64_t tile = tile_rows(n_tokens), ldw = round_up(cols_, 8);
+        for (int64_t r0 = 0; r0 < rows_; r0 += tile) {
+            const int64_t nr = std::min(tile, rows_ - r0);
+            dequant_bf16(l_, dev_, r0, nr, wt, ldw, st);
+            lt_matmul(h, CUDA_R_16BF, wt, ldw, xb, ldb, y + r0, y_stride, nr, n_tokens);
+        }
+    }
+
+    void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
+        const CudaHandles& h = handles(ex);
+        cuda::get_rows(l_, dev_, ids, n, out, static_cast<cudaStream_t>(h.stream));
+    }
+
+    uint64_t workspace_bytes(int64_t n_tokens) const override {
+        if (n_tokens <= kMaxGemvTokens || l_.type == Type::F32) return 0;
+        if (l_.type == Type::BF16) return x_part(n_tokens);
+        return x_part(n_tokens) + uint64_t(tile_rows(n_tokens)) * uint64_t(round_up(cols_, 8)) * 2;
+    }
+
+private:
+    uint64_t x_part(int64_t n_tokens) const { return uint64_t(round_up(n_tokens * round_up(cols_, 8) * 2, 256)); }
+
+    int64_t tile_rows(int64_t n_tokens) const {
+        int64_t t = g_tile_rows.load();
+        if (t <= 0) t = std::max((kMinTileOutputs + n_tokens - 1) / n_tokens, kMinTileElems / cols_);
+        t = round_up(std::max<int64_t>(t, 1), 128);
+        return std::min(t, rows_);
+    }
+
+    const CudaHandles& handles(const Executor& ex) const {
+        const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
+        if (!h)
+            throw Error("quant_ggml: tensor '" + name_ + "' lives on a CUDA device; executor " + ex.name() +
+                        " gives no CUDA handles");
+        return *h;
+    }
+
+    // D[m x n] (column-major, ld ldd; i.e. y[t * ldd + r]) = A^T B, A: k x m (W rows, ld lda), B: k x n (x rows).
+    void lt_matmul(const CudaHandles& h, cudaDataType_t ab, const void* A, int64_t lda, const void* B, int64_t ldb,
+                   float* D, int64_t ldd, int64_t m, int64_t n) const {
+        const LtKey key{int(ab), m, n, cols_, lda, ldb, ldd, alignment(A), alignment(B), alignment(D)};
+        const LtPlan& p = plan(h, key);
+        const float alpha = 1.f, beta = 0.f;
+        QG_LT(cublasLtMatmul(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D,
+                             p.d, &p.algo, h.lt_workspace, h.lt_workspace_bytes, static_cast<cudaStream_t>(h.stream)));
+    }
+
+    const LtPlan& plan(const CudaHandles& h, const LtKey& key) const {
+        std::lock_guard<std::mutex> lk(mu_);
+        auto it = plans_.find(key);
+        if (it != plans_.end()) return it->second;
+        LtPlan p;
+        const auto ab = cudaDataType_t(key.type);
+        QG_LT(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        QG_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+        QG_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+        QG_LT(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(key.k), uint64_t(key.m), key.lda));
+        QG_LT(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(key.k), uint64_t(key.n), key.ldb));
+        QG_LT(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(key.m), uint64_t(key.n), key.ldd));
+        cublasLtMatmulPreference_t pref = nullptr;
+        QG_LT(cublasLtMatmulPreferenceCreate(&pref));
+        const uint64_t wsb = h.lt_workspace ? h.lt_workspace_bytes : 0;
+        cublasLtMatmulHeuristicResult_t res{};
+        int found = 0;
+        try {
+            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)));
+            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a,
+                                                       sizeof(uint32_t)));
+            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b,
+                                                       sizeof(uint32_t)));
+            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_d,
+                                                       sizeof(uint32_t)));
+            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_d,
+                                                       sizeof(uint32_t)));
+            QG_LT(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, p.a, p.b, p.d, p.d,
+                                                 pref, 1, &res, &found));
+        } catch (...) {
+            cublasLtMatmulPreferenceDestroy(pref);
+            throw;
+        }
+        cublasLtMatmulPreferenceDestroy(pref);
+        if (found < 1)
+            throw Error("quant_ggml: tensor '" + name_ + "': cuBLASLt has no algorithm for " + std::to_string(key.m) +
+                        "x" + std::to_string(key.n) + "x" + std::to_string(key.k));
+        p.algo = res.algo;
+        return plans_.emplace(key, p).first->second;
+    }
+
+    std::string name_;
+    DeviceLayout l_;
+    void* dev_;
+    mutable std::mutex mu_;
+    mutable std::map<LtKey, LtPlan> plans_;
+};
+
+std::string supported_list() {
+    std::string s;
+    for (int i = 0; i < kTypeCount; ++i)
+        if (cuda_supports(Type(i))) s += std::string(s.empty() ? "" : ",") + type_info(Type(i)).name;
+    return s;
+}
+
+void require_supported(const std::string& tensor, Type t) {
+    if (!cuda_supports(t))
+        throw Error("quant_ggml: tensor '" + tensor + "' has type " + type_info(t).name +
+                    ", which has no CUDA kernels (CUDA supports " + supported_list() + ")");
+}
+
+}  // namespace
+
+uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t cols) {
+    require_supported(tensor, t);
+    return device_layout(t, rows, cols).bytes;
+}
+
+std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols,
+                                    const uint8_t* data, uint64_t row_bytes, Executor& ex) {
+    require_supported(tensor, t);
+    if (ex.kind() != DeviceKind::CUDA || !ex.cuda())
+        throw Error("quant_ggml: tensor '" + tensor + "': executor " + ex.name() + " gives no CUDA handles");
+    const DeviceLayout l = device_layout(t, rows, cols);
+    std::vector<uint8_t> host(l.bytes);
+    repack(l, data, row_bytes, host.data());
+    void* dev = ex.alloc(l.bytes, tensor.c_str());
+    ex.upload(dev, host.data(), l.bytes);
+    return std::make_unique<CudaWeight>(tensor, l, dev);
+}
+
+void set_gemv_row_groups(int row_groups) { g_row_groups.store(row_groups); }
+void set_gemm_tile_rows(int64_t rows) { g_tile_rows.store(rows); }
+
+std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {
+    const auto* cw = dynamic_cast<const CudaWeight*>(&w);
+    if (!cw || !ex.cuda()) throw Error("quant_ggml: clone_weight needs a CUDA weight and a CUDA executor");
+    void* dev = ex.alloc(cw->layout().bytes, cw->name().c_str());
+    QG_CUDA(cudaMemcpyAsync(dev, cw->data(), cw->layout().bytes, cudaMemcpyDeviceToDevice,
+                            static_cast<cudaStream_t>(ex.cuda()->stream)));
+    QG_CUDA(cudaStreamSynchronize(static_cast<cudaStream_t>(ex.cuda()->stream)));
+    return std::make_unique<CudaWeight>(cw->name(), cw->layout(), dev);
+}
+
+}  // namespace imp::ggml::cuda

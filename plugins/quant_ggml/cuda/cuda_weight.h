@@ -1,0 +1,30 @@
+// quant_ggml CUDA: weights on a CUDA executor. Needs no CUDA headers to include.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ggml_types.h"
+#include "imp/executor.h"
+#include "imp/quant_format.h"
+
+namespace imp::ggml::cuda {
+
+// True when the CUDA kernels handle type t.
+bool cuda_supports(Type t);
+// Device bytes of a [rows, cols] weight of type t on the GPU (tiled / padded layout). Throws imp::Error naming
+// `tensor` when the type has no CUDA kernels.
+uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t cols);
+// Repacks rows * row_bytes ggml bytes at `data` (host) into the GPU layout and uploads them to `ex` (a CUDA
+// executor). Throws imp::Error naming the tensor when the type has no CUDA kernels or ex gives no CUDA handles.
+std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols,
+                                    const uint8_t* data, uint64_t row_bytes, Executor& ex);
+
+// Knobs for tests and the bench (process-wide; 0 = automatic): row groups of 16 rows per GEMV CTA (1 or 2), and
+// rows per dequantized tile on the GEMM path.
+void set_gemv_row_groups(int row_groups);
+void set_gemm_tile_rows(int64_t rows);
+// A copy of a CUDA weight in new memory of `ex` (the bench rotates copies to defeat the L2 cache).
+std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex);
+
+}  // namespace imp::ggml::cuda

@@ -1,0 +1,42 @@
+// quant_ggml CUDA: host-side launchers of the kernels (each checks its launch and throws imp::Error on failure).
+// All work goes to `stream`; none of them allocates.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "repack.h"
+
+namespace imp::ggml::cuda {
+
+// Tokens up to which matmul takes the GEMV kernels (the GEMM path above: dequantize to bf16 + cuBLASLt).
+constexpr int kMaxGemvTokens = 8;
+
+struct GemvArgs {
+    const void* w = nullptr;  // weight in its DeviceLayout
+    const float* x = nullptr;
+    int64_t xs = 0;  // x row stride (floats)
+    float* y = nullptr;
+    int64_t ys = 0;  // y row stride (floats)
+    int n_tokens = 0;  // 1..kMaxGemvTokens
+};
+
+// y[t, r] = sum_c x[t, c] W[r, c], fp32 accumulation. Tiled types: tensor-core kernel, activations split into two
+// bf16 parts (hi + lo, ~16 significant bits), codes exact in bf16, scales applied in fp32 per scale block.
+// rows_per_cta: 16 or 32 row groups... 0 = pick from the shape (a test/bench knob).
+void gemv(const DeviceLayout& l, const GemvArgs& a, int sm_count, cudaStream_t stream, int row_groups_per_cta = 0);
+
+// Dequantizes rows [row0, row0 + nrows) to bf16 (round to nearest even) into out[(r - row0) * ldo + c].
+// Tiled types: row0 a multiple of 16. Not for BF16 (used in place) or F32 (fp32 GEMM).
+void dequant_bf16(const DeviceLayout& l, const void* w, int64_t row0, int64_t nrows, uint16_t* out, int64_t ldo,
+                  cudaStream_t stream);
+
+// out[t * ldo + c] = bf16(x[t * xs + c]) for t < n_tokens, c < cols.
+void to_bf16(const float* x, int64_t xs, int64_t n_tokens, int64_t cols, uint16_t* out, int64_t ldo,
+             cudaStream_t stream);
+
+// out[i, :] = W[ids[i], :] in fp32, exactly the reference dequantization; an id outside [0, rows) gives a row of
+// NaN.
+void get_rows(const DeviceLayout& l, const void* w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
+
+}  // namespace imp::ggml::cuda

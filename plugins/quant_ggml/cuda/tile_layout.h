@@ -1,0 +1,353 @@
+// quant_ggml CUDA: the tiled layout that block-quantized weights take on the GPU, shared by the host repack (load),
+// the device kernels and the CPU round-trip test.
+//
+// Why repack. The decode GEMV feeds the tensor cores (mma.m16n8k16, bf16 in, fp32 accumulate) straight from the
+// quantized bytes: a warp multiplies 16 weight rows by 16 columns per k-step, and lane (g = lane / 4, c = lane % 4)
+// must hold the A-fragment elements of rows g and g + 8. In the ggml layout those elements are scattered over
+// unaligned 18/20/34/210-byte blocks. Here, a tile of 16 rows x kChunkCols columns keeps each lane's quants
+// contiguous (one or more 16-byte loads per lane, the warp's loads coalesced over 512 bytes), with the scale fields
+// of the tile's 16 rows after the quants. Rows are padded to a multiple of 16 and columns to a whole chunk with zero
+// bytes (zero scales: padding contributes 0). Bytes per weight stay those of the file, plus that padding.
+//
+// Column order inside a k-step. The MMA sums over k, so any permutation of the 16 columns applied to both A and B
+// gives the same result. Lane c takes the 4 consecutive columns 4c..4c+3 (A/B registers 0/2 of the fragment: logical
+// k = 2c, 2c+1 and 2c+8, 2c+9), so its activations are one 16-byte load. A-register k (0..3) of lane (g, c) in
+// k-step s holds row g + 8 (k & 1), columns 16 s + 4 c + 2 (k >> 1) + {0, 1}.
+//
+// Values. Each element has an unsigned code; value = mul * (code - kOffset) + add, with (mul, add) per row and
+// scale block, computed in the order of the CPU reference (gguf-py), so a dequantization through this layout is
+// bit for bit the reference. The GEMV turns codes into bf16 with the 0x4300 trick (bf16 0x4300 | q == 128 + q
+// exactly for q < 128), subtracts 128 + kOffset exactly, and applies mul (and add times the column sum of x) to the
+// fp32 accumulator of each scale block.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "imp/dtype.h"
+
+#ifdef __CUDACC__
+#include <cuda_fp16.h>
+#define IMP_HD __host__ __device__ __forceinline__
+#else
+#define IMP_HD inline
+#endif
+
+namespace imp::ggml::cuda {
+
+constexpr int kTileRows = 16;
+
+struct RowScale {
+    float mul, add;
+};
+
+IMP_HD float bits_to_float(uint32_t u) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u);
+#else
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+#endif
+}
+
+// __byte_perm: byte i of the result is byte (sel >> 4i) & 7 of the 8-byte value {b, a}.
+IMP_HD uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t sel) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(a, b, sel);
+#else
+    const uint64_t v = uint64_t(b) << 32 | a;
+    uint32_t r = 0;
+    for (int i = 0; i < 4; ++i) r |= uint32_t((v >> (8 * ((sel >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+    return r;
+#endif
+}
+
+IMP_HD float f16_to_float(uint32_t h) {
+#ifdef __CUDA_ARCH__
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(h & 0xFFFF)));
+#else
+    return imp::fp16_to_f32(static_cast<uint16_t>(h & 0xFFFF));
+#endif
+}
+
+// Byte i of w (0..255) as a float, exact: 2^23 + v has v in its low mantissa bits.
+IMP_HD float byte_to_float(uint32_t w, int i) { return bits_to_float(byte_perm(w, 0x4B, 0x4550 | i)) - 8388608.f; }
+
+// Copies of 4/8/16 bytes into words; on the device, 16-byte quant loads bypass L1 (streamed once).
+IMP_HD void load_words(const uint8_t* p, uint32_t* w, int n) {
+#ifdef __CUDA_ARCH__
+    for (int i = 0; i < n; i += 4) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p + 4 * i));
+        w[i] = v.x, w[i + 1] = v.y, w[i + 2] = v.z, w[i + 3] = v.w;
+    }
+#else
+    std::memcpy(w, p, size_t(n) * 4);
+#endif
+}
+IMP_HD void load_stream(const uint8_t* p, uint32_t* w, int n) {
+#ifdef __CUDA_ARCH__
+    for (int i = 0; i < n; i += 4)
+        asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+            : "=r"(w[i]), "=r"(w[i + 1]), "=r"(w[i + 2]), "=r"(w[i + 3])
+            : "l"(p + 4 * i));
+#else
+    std::memcpy(w, p, size_t(n) * 4);
+#endif
+}
+IMP_HD uint32_t load_u32(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+    return __ldg(reinterpret_cast<const unsigned int*>(p));
+#else
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+#endif
+}
+IMP_HD void load_u64(const uint8_t* p, uint32_t* w) {
+#ifdef __CUDA_ARCH__
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w[0] = v.x, w[1] = v.y;
+#else
+    std::memcpy(w, p, 8);
+#endif
+}
+
+// A-register k of a 4-bit plane word: codes at bits 4k (element 0) and 16 + 4k (element 1), as bf16 128 + code.
+IMP_HD uint32_t nib_bits(uint32_t w, int k) { return ((w >> (4 * k)) & 0x000F000Fu) | 0x43004300u; }
+// Bits of a plane word shifted so that bit `from` lands on bit `to` (compile-time constants after unrolling).
+IMP_HD uint32_t shift_to(uint32_t w, int from, int to) { return from >= to ? w >> (from - to) : w << (to - from); }
+
+// Host side of the 4-bit plane: sets the code of (s, k, h) in the lane's words at p.
+inline void put_nib(uint8_t* p, int s, int k, int h, uint32_t code) {
+    uint32_t w;
+    std::memcpy(&w, p + 4 * s, 4);
+    w |= (code & 0xF) << (4 * k + 16 * h);
+    std::memcpy(p + 4 * s, &w, 4);
+}
+inline void set_bits(uint8_t* p, int word, int bit, uint32_t v) {
+    uint32_t w;
+    std::memcpy(&w, p + 4 * word, 4);
+    w |= v << bit;
+    std::memcpy(p + 4 * word, &w, 4);
+}
+
+// 6-bit scale and min of sub-block j of a Q4_K/Q5_K block, from its 16 leading bytes (d, dmin, scales[12]) as
+// words m[0..3]; mul = d * sc, add = -(dmin * mn), as the reference computes d1 * q - m1.
+IMP_HD RowScale k4_scale(const uint32_t* m, int j) {
+    uint32_t sc, mn;
+    if (j < 4) {
+        sc = (m[1] >> (8 * j)) & 63;
+        mn = (m[2] >> (8 * j)) & 63;
+    } else {
+        const int b = 8 * (j - 4);
+        sc = ((m[3] >> b) & 0xF) | (((m[1] >> (b + 6)) & 3) << 4);
+        mn = ((m[3] >> (b + 4)) & 0xF) | (((m[2] >> (b + 6)) & 3) << 4);
+    }
+    const float d = f16_to_float(m[0]), dmin = f16_to_float(m[0] >> 16);
+    return {d * (bits_to_float(0x4B000000u | sc) - 8388608.f), -(dmin * (bits_to_float(0x4B000000u | mn) - 8388608.f))};
+}
+
+// ---- Q4_0: 64-column chunks (two blocks); quants 16 B per lane; d of rows g, g+8 for both blocks at 512 + 8 g.
+struct LayoutQ4_0 {
+    static constexpr int kBlock = 32, kBlockBytes = 18, kChunkCols = 64, kSteps = 4, kSubSteps = 2;
+    static constexpr int kTileBytes = 576, kUnroll = 4, kOffset = 8;
+    static constexpr bool kHasMin = false, kNibbles = true;
+    struct Frag {
+        uint32_t q[4], d[2];
+    };
+    IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        load_stream(t + 16 * lane, f.q, 4);
+        load_u64(t + 512 + 8 * (lane >> 2), f.d);
+    }
+    IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
+        return {f16_to_float(f.d[half] >> (16 * sb)), 0.f};
+    }
+    static uint32_t code_of(const uint8_t* row, int64_t col) {
+        const uint8_t* b = row + (col / 32) * 18 + 2;
+        const int j = int(col % 32);
+        return j < 16 ? b[j] & 0xF : b[j - 16] >> 4;
+    }
+    static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
+        put_nib(t + 16 * lane, s, k, h, code);
+    }
+    static void put_meta(uint8_t* t, int r16, int blk, const uint8_t* block) {
+        std::memcpy(t + 512 + 8 * (r16 & 7) + 4 * (r16 >> 3) + 2 * blk, block, 2);
+    }
+};
+
+// ---- Q4_1: as Q4_0; (d, m) of rows g, g+8 for both blocks at 512 + 16 g.
+struct LayoutQ4_1 {
+    static constexpr int kBlock = 32, kBlockBytes = 20, kChunkCols = 64, kSteps = 4, kSubSteps = 2;
+    static constexpr int kTileBytes = 640, kUnroll = 4, kOffset = 0;
+    static constexpr bool kHasMin = true, kNibbles = true;
+    struct Frag {
+        uint32_t q[4], dm[4];
+    };
+    IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        load_stream(t + 16 * lane, f.q, 4);
+        load_words(t + 512 + 16 * (lane >> 2), f.dm, 4);
+    }
+    IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
+        const uint32_t w = f.dm[2 * half + sb];
+        return {f16_to_float(w), f16_to_float(w >> 16)};
+    }
+    static uint32_t code_of(const uint8_t* row, int64_t col) {
+        const uint8_t* b = row + (col / 32) * 20 + 4;
+        const int j = int(col % 32);
+        return j < 16 ? b[j] & 0xF : b[j - 16] >> 4;
+    }
+    static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
+        put_nib(t + 16 * lane, s, k, h, code);
+    }
+    static void put_meta(uint8_t* t, int r16, int blk, const uint8_t* block) {
+        std::memcpy(t + 512 + 16 * (r16 & 7) + 8 * (r16 >> 3) + 4 * blk, block, 4);
+    }
+};
+
+// ---- Q8_0: 32-column chunks (one block); codes q + 128 as bytes, 16 B per lane (word 2 s + (k >> 1), bytes
+// 2 (k & 1) + h); d of rows g, g+8 at 512 + 4 g.
+struct LayoutQ8_0 {
+    static constexpr int kBlock = 32, kBlockBytes = 34, kChunkCols = 32, kSteps = 2, kSubSteps = 2;
+    static constexpr int kTileBytes = 544, kUnroll = 4, kOffset = 128;
+    static constexpr bool kHasMin = false, kNibbles = false;
+    struct Frag {
+        uint32_t q[4], d;
+    };
+    IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        load_stream(t + 16 * lane, f.q, 4);
+        f.d = load_u32(t + 512 + 4 * (lane >> 2));
+    }
+    // Codes (0..255) of A-register k, elements 0 and 1.
+    IMP_HD static uint32_t word(const Frag& f, int s, int k) { return f.q[2 * s + (k >> 1)]; }
+    IMP_HD static int byte_index(int k) { return 2 * (k & 1); }
+    IMP_HD static RowScale scale(const Frag& f, int, int half) { return {f16_to_float(f.d >> (16 * half)), 0.f}; }
+    static uint32_t code_of(const uint8_t* row, int64_t col) { return row[(col / 32) * 34 + 2 + col % 32] ^ 0x80u; }
+    static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
+        t[16 * lane + 4 * (2 * s + (k >> 1)) + 2 * (k & 1) + h] = uint8_t(code);
+    }
+    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
+        std::memcpy(t + 512 + 4 * (r16 & 7) + 2 * (r16 >> 3), block, 2);
+    }
+};
+
+// ---- Q4_K: 256-column chunks (one super-block); quants 64 B per lane (word s = k-step s); the 16 leading bytes
+// of each row's block (d, dmin, scales[12]) at 2048 + 16 r.
+struct LayoutQ4_K {
+    static constexpr int kBlock = 256, kBlockBytes = 144, kChunkCols = 256, kSteps = 16, kSubSteps = 2;
+    static constexpr int kTileBytes = 2304, kUnroll = 1, kOffset = 0;
+    static constexpr bool kHasMin = true, kNibbles = true;
+    struct Frag {
+        uint32_t q[16], m[2][4];
+    };
+    IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        load_stream(t + 64 * lane, f.q, 16);
+        load_words(t + 2048 + 16 * (lane >> 2), f.m[0], 4);
+        load_words(t + 2048 + 16 * (lane >> 2) + 128, f.m[1], 4);
+    }
+    IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(f.m[half], sb); }
+    static uint32_t code_of(const uint8_t* row, int64_t col) {
+        const uint8_t* b = row + (col / 256) * 144;
+        const int e = int(col % 256), c = e / 64, l = e % 32;
+        const uint8_t v = b[16 + 32 * c + l];
+        return (e % 64) >= 32 ? v >> 4 : v & 0xF;
+    }
+    static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
+        put_nib(t + 64 * lane, s, k, h, code);
+    }
+    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) { std::memcpy(t + 2048 + 16 * r16, block, 16); }
+};
+
+// ---- Q5_K: Q4_K plus the fifth bits at 2048 + 16 lane (word s / 4, bit 16 h + 4 (s % 4) + k); meta at 2560.
+struct LayoutQ5_K {
+    static constexpr int kBlock = 256, kBlockBytes = 176, kChunkCols = 256, kSteps = 16, kSubSteps = 2;
+    static constexpr int kTileBytes = 2816, kUnroll = 1, kOffset = 0;
+    static constexpr bool kHasMin = true, kNibbles = true;
+    struct Frag {
+        uint32_t q[16], qh[4], m[2][4];
+    };
+    IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        load_stream(t + 64 * lane, f.q, 16);
+        load_stream(t + 2048 + 16 * lane, f.qh, 4);
+        load_words(t + 2560 + 16 * (lane >> 2), f.m[0], 4);
+        load_words(t + 2560 + 16 * (lane >> 2) + 128, f.m[1], 4);
+    }
+    IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
+        return nib_bits(f.q[s], k) | (shift_to(f.qh[s >> 2], 4 * (s & 3) + k, 4) & 0x00100010u);
+    }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(f.m[half], sb); }
+    static uint32_t code_of(const uint8_t* row, int64_t col) {
+        const uint8_t* b = row + (col / 256) * 176;
+        const int e = int(col % 256), c = e / 64, l = e % 32, hi = (e % 64) >= 32;
+        const uint8_t v = b[48 + 32 * c + l];
+        return uint32_t(hi ? v >> 4 : v & 0xF) | (((b[16 + l] >> (2 * c + hi)) & 1u) << 4);
+    }
+    static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
+        put_nib(t + 64 * lane, s, k, h, code);
+        set_bits(t + 2048 + 16 * lane, s >> 2, 16 * h + 4 * (s & 3) + k, (code >> 4) & 1);
+    }
+    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) { std::memcpy(t + 2560 + 16 * r16, block, 16); }
+};
+
+// ---- Q6_K: low nibbles as Q4_K; the high 2 bits at 2048 + 32 lane (word s / 2, bits 16 h + 8 (s % 2) + 2 k);
+// int8 scales of row r at 3072 + 16 r; d of rows g, g+8 at 3328 + 4 g. Scale blocks are 16 columns (one k-step).
+struct LayoutQ6_K {
+    static constexpr int kBlock = 256, kBlockBytes = 210, kChunkCols = 256, kSteps = 16, kSubSteps = 1;
+    static constexpr int kTileBytes = 3360, kUnroll = 1, kOffset = 32;
+    static constexpr bool kHasMin = false, kNibbles = true;
+    struct Frag {
+        uint32_t q[16], qh[8], sc[2][4], d;
+    };
+    IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        load_stream(t + 64 * lane, f.q, 16);
+        load_stream(t + 2048 + 32 * lane, f.qh, 8);
+        load_words(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
+        load_words(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
+        f.d = load_u32(t + 3328 + 4 * (lane >> 2));
+    }
+    IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
+        return nib_bits(f.q[s], k) | (shift_to(f.qh[s >> 1], 8 * (s & 1) + 2 * k, 4) & 0x00300030u);
+    }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
+        // int8 scale: (byte ^ 0x80) - 128
+        const float sc = byte_to_float(f.sc[half][sb >> 2] ^ 0x80808080u, sb & 3) - 128.f;
+        return {f16_to_float(f.d >> (16 * half)) * sc, 0.f};
+    }
+    static uint32_t code_of(const uint8_t* row, int64_t col) {
+        const uint8_t* b = row + (col / 256) * 210;
+        const int e = int(col % 256), hh = e / 128, quarter = (e % 128) / 32, l = e % 32;
+        const uint8_t lb = b[64 * hh + l + 32 * (quarter & 1)];
+        const uint32_t nib = quarter >= 2 ? lb >> 4 : lb & 0xF;
+        return nib | (((b[128 + 32 * hh + l] >> (2 * quarter)) & 3u) << 4);
+    }
+    static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
+        put_nib(t + 64 * lane, s, k, h, code);
+        set_bits(t + 2048 + 32 * lane, s >> 1, 16 * h + 8 * (s & 1) + 2 * k, (code >> 4) & 3);
+    }
+    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
+        std::memcpy(t + 3072 + 16 * r16, block + 192, 16);
+        std::memcpy(t + 3328 + 4 * (r16 & 7) + 2 * (r16 >> 3), block + 208, 2);
+    }
+};
+
+// Signed values (code - kOffset) of A-register k, elements 0 and 1.
+template <class L>
+IMP_HD void codes(const typename L::Frag& f, int s, int k, int& q0, int& q1) {
+    if constexpr (L::kNibbles) {
+        const uint32_t b = L::bits(f, s, k);
+        q0 = int(b & 0x7F) - L::kOffset;
+        q1 = int((b >> 16) & 0x7F) - L::kOffset;
+    } else {
+        const uint32_t w = L::word(f, s, k) >> (8 * L::byte_index(k));
+        q0 = int(w & 0xFF) - L::kOffset;
+        q1 = int((w >> 8) & 0xFF) - L::kOffset;
+    }
+}
+
+// Row (within the tile) and column (within the chunk) of element h of A-register k of lane `lane` in k-step s.
+IMP_HD int elem_row(int lane, int k) { return (lane >> 2) + 8 * (k & 1); }
+IMP_HD int elem_col(int lane, int s, int k, int h) { return 16 * s + 4 * (lane & 3) + 2 * (k >> 1) + h; }
+
+}  // namespace imp::ggml::cuda

@@ -1,0 +1,221 @@
+// quant_ggml on a CUDA device: GEMV (up to 8 tokens) and GEMM (more) against a double-precision dot of the CPU
+// reference dequantization, get_rows bit for bit, graph capture, workspace errors. Every output buffer is poisoned
+// before each run; every output must be written and nothing else. Bounds (relative norm ||y - ref|| / ||ref||):
+// GEMV 1e-3 (its activations keep ~16 bits: observed ~1e-6); GEMM 1e-2 (bf16 weights and activations), 1e-4 for
+// F32 weights (fp32 cuBLASLt GEMM).
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_weight.h"
+#include "gpu_test_util.h"
+#include "imp/error.h"
+
+using namespace imp::ggml;
+using namespace imp::ggml::test;
+
+namespace {
+
+int64_t small_cols(const TypeInfo& t) { return t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 3 * 256); }
+
+// Runs matmul with the output poisoned and returns the downloaded output (n_alloc tokens of stride ys).
+std::vector<float> run_matmul(CudaTestExecutor& ex, const imp::Weight& w, const float* x, int64_t xs, float* y,
+                              int64_t ys, int64_t n_alloc, int64_t n_tokens) {
+    poison(ex, y, size_t(n_alloc * ys) * 4);
+    w.matmul(ex, x, xs, y, ys, n_tokens);
+    ex.synchronize();
+    std::vector<float> out(size_t(n_alloc * ys));
+    ex.download(out.data(), y, out.size() * 4);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type", "[quant_ggml_gpu][gemv]") {
+    auto ex = make_gpu();
+    INFO("device " << ex->device_name());
+    GgmlFormat f;
+    std::mt19937 rng(101);
+    for (const std::string& type : cuda_types()) {
+        const TypeInfo& t = *find_type(type);
+        struct Shape {
+            int64_t rows, cols;
+        };
+        for (const Shape s : {Shape{37, small_cols(t)}, Shape{4097, 4096}, Shape{64, small_cols(t)}}) {
+            const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
+            const auto w = f.load(h.src(), *ex);
+            REQUIRE(w->rows() == s.rows);
+            REQUIRE(w->cols() == s.cols);
+            CHECK(w->type() == type);
+            CHECK(w->bytes() == f.device_bytes(h.src(), *ex));
+            CHECK(w->workspace_bytes(8) == 0);
+            const auto wdq = dequantized(h);
+            for (const bool strided : {false, true}) {
+                const int64_t xs = s.cols + (strided ? 3 : 0), ys = s.rows + (strided ? 5 : 0);
+                const auto x = random_activations(size_t(8 * xs), rng);
+                const auto ref = reference(wdq, s.rows, s.cols, x, xs, 8);
+                float* xd = device_copy(*ex, x);
+                auto* yd = static_cast<float*>(ex->alloc(size_t(8 * ys) * 4, "y"));
+                for (const int groups : {1, 2}) {
+                    cuda::set_gemv_row_groups(groups);
+                    for (const int64_t n : {1, 2, 5, 8}) {
+                        INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", row groups "
+                                  << groups << ", tokens " << n);
+                        const auto y = run_matmul(*ex, *w, xd, xs, yd, ys, 8, n);
+                        const Check c = check_output(y, ys, 8, s.rows, ref, n);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 1e-3);
+                        if (!(c.rel <= 1e-3)) FAIL_CHECK("relative error " << c.rel);
+                    }
+                }
+                cuda::set_gemv_row_groups(0);
+            }
+        }
+    }
+}
+
+TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision", "[quant_ggml_gpu][gemm]") {
+    auto ex = make_gpu();
+    INFO("device " << ex->device_name());
+    GgmlFormat f;
+    std::mt19937 rng(202);
+    for (const std::string& type : cuda_types()) {
+        const TypeInfo& t = *find_type(type);
+        const double tol = type == "F32" ? 1e-4 : 1e-2;
+        struct Shape {
+            int64_t rows, cols;
+        };
+        const int64_t wide = t.block == 1 ? 1001 : 4 * 256;
+        for (const Shape s : {Shape{37, small_cols(t)}, Shape{300, wide}}) {
+            const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
+            const auto w = f.load(h.src(), *ex);
+            const auto wdq = dequantized(h);
+            const int64_t xs = s.cols + 1, ys = s.rows + 2, n_max = 300;
+            const auto x = random_activations(size_t(n_max * xs), rng);
+            const auto ref = reference(wdq, s.rows, s.cols, x, xs, n_max);
+            float* xd = device_copy(*ex, x);
+            auto* yd = static_cast<float*>(ex->alloc(size_t(n_max * ys) * 4, "y"));
+            for (const int64_t tile : {int64_t(0), int64_t(128)}) {  // 128: several row tiles for 300 rows
+                cuda::set_gemm_tile_rows(tile);
+                for (const int64_t n : {17, 64, 300}) {
+                    INFO(type << " " << s.rows << "x" << s.cols << ", tile rows " << tile << ", tokens " << n);
+                    const uint64_t need = w->workspace_bytes(n);
+                    if (type == "F32") {
+                        CHECK(need == 0);
+                    } else {
+                        CHECK(need >= uint64_t(n * s.cols * 2));
+                        if (ex->workspace_bytes() < need && need > 0)
+                            CHECK_THROWS_WITH(w->matmul(*ex, xd, xs, yd, ys, n),
+                                              Catch::Contains("workspace") && Catch::Contains("blk.1.ffn_gate.weight"));
+                    }
+                    ex->reserve_workspace(need);
+                    const auto y = run_matmul(*ex, *w, xd, xs, yd, ys, n_max, n);
+                    const Check c = check_output(y, ys, n_max, s.rows, ref, n);
+                    CHECK(c.unwritten == 0);
+                    CHECK(c.overwritten == 0);
+                    CHECK(c.rel <= tol);
+                    if (!(c.rel <= tol)) FAIL_CHECK("relative error " << c.rel);
+                }
+            }
+            cuda::set_gemm_tile_rows(0);
+        }
+    }
+}
+
+TEST_CASE("quant_ggml cuda: get_rows gives the reference rows bit for bit", "[quant_ggml_gpu][get_rows]") {
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(303);
+    for (const std::string& type : cuda_types()) {
+        const TypeInfo& t = *find_type(type);
+        for (const int64_t cols : {small_cols(t), int64_t(4096)}) {
+            const int64_t rows = 50;
+            const HostTensor h = random_tensor(type, rows, cols, rng);
+            const auto w = f.load(h.src(), *ex);
+            const auto wdq = dequantized(h);
+            const std::vector<int32_t> ids = {0, 49, 7, 7, 23, 16, 15, 8, 50, 31, 32, -1, 48};
+            const int32_t* idd = device_copy(*ex, ids);
+            auto* out = static_cast<float*>(ex->alloc(ids.size() * size_t(cols) * 4, "rows"));
+            poison(*ex, out, ids.size() * size_t(cols) * 4);
+            w->get_rows(*ex, idd, int64_t(ids.size()), out);
+            ex->synchronize();
+            std::vector<float> got(ids.size() * size_t(cols));
+            ex->download(got.data(), out, got.size() * 4);
+            for (size_t i = 0; i < ids.size(); ++i) {
+                INFO(type << " cols " << cols << ", id " << ids[i]);
+                const float* g = got.data() + i * size_t(cols);
+                if (ids[i] < 0 || ids[i] >= rows) {
+                    int64_t not_nan = 0;
+                    for (int64_t c = 0; c < cols; ++c) not_nan += !std::isnan(g[c]);
+                    CHECK(not_nan == 0);
+                } else {
+                    CHECK(std::memcmp(g, wdq.data() + size_t(ids[i]) * size_t(cols), size_t(cols) * 4) == 0);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[quant_ggml_gpu][graph]") {
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(404);
+    for (const char* type : {"Q4_K", "Q8_0", "BF16"}) {
+        const int64_t rows = 300, cols = 1024, n_big = 24;
+        const HostTensor h = random_tensor(type, rows, cols, rng);
+        const auto w = f.load(h.src(), *ex);
+        const auto wdq = dequantized(h);
+        const auto x = random_activations(size_t(n_big * cols), rng);
+        const auto ref = reference(wdq, rows, cols, x, cols, n_big);
+        float* xd = device_copy(*ex, x);
+        auto* y1 = static_cast<float*>(ex->alloc(size_t(rows) * 4, "y1"));
+        auto* y2 = static_cast<float*>(ex->alloc(size_t(n_big * rows) * 4, "y2"));
+        ex->reserve_workspace(w->workspace_bytes(n_big));
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        QG_TEST_CUDA(cudaStreamBeginCapture(ex->stream(), cudaStreamCaptureModeThreadLocal));
+        w->matmul(*ex, xd, cols, y1, rows, 1);
+        w->matmul(*ex, xd, cols, y2, rows, n_big);
+        QG_TEST_CUDA(cudaStreamEndCapture(ex->stream(), &graph));
+        QG_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+        for (int rep = 0; rep < 2; ++rep) {
+            poison(*ex, y1, size_t(rows) * 4);
+            poison(*ex, y2, size_t(n_big * rows) * 4);
+            QG_TEST_CUDA(cudaGraphLaunch(exec, ex->stream()));
+            ex->synchronize();
+            std::vector<float> g1(static_cast<size_t>(rows)), g2(static_cast<size_t>(n_big * rows));
+            ex->download(g1.data(), y1, g1.size() * 4);
+            ex->download(g2.data(), y2, g2.size() * 4);
+            INFO(type << ", replay " << rep);
+            const Check c1 = check_output(g1, rows, 1, rows, ref, 1);
+            const Check c2 = check_output(g2, rows, n_big, rows, ref, n_big);
+            CHECK(c1.unwritten == 0);
+            CHECK(c1.rel <= 1e-3);
+            CHECK(c2.unwritten == 0);
+            CHECK(c2.rel <= 1e-2);
+        }
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+    }
+}
+
+TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[quant_ggml_gpu][load]") {
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(505);
+    const HostTensor bad = random_tensor("Q5_1", 8, 64, rng);
+    CHECK_THROWS_WITH(f.load(bad.src(), *ex), Catch::Contains("blk.1.ffn_gate.weight") && Catch::Contains("Q5_1"));
+    // A 3-D tensor flattens its inner dims; bytes() counts the padded layout.
+    HostTensor h = random_tensor("Q6_K", 6, 512, rng);
+    h.info.shape = {6, 2, 256};
+    const auto w = f.load(h.src(), *ex);
+    CHECK(w->rows() == 6);
+    CHECK(w->cols() == 512);
+    CHECK(w->bytes() == 2 * 3360);
+    const uint64_t before = ex->bytes_allocated();
+    const auto w2 = f.load(h.src(), *ex);
+    CHECK(ex->bytes_allocated() - before == w2->bytes());
+}
