@@ -243,7 +243,8 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
         {sp, "t"},  {sp, "a"},  {"h", "e"},  {"i", "n"},  {"r", "e"},  {"o", "n"},   {sp + "t", "he"}, {"e", "r"},
         {sp, "s"},  {"a", "t"}, {sp, "w"},   {sp, "o"},   {"e", "n"},  {sp, "c"},    {"i", "s"},       {"o", "r"},
         {"e", "s"}, {sp, "b"},  {"e", "d"},  {sp, "f"},   {"i", "t"},  {sp, "p"},    {"a", "r"},       {"a", "n"},
-        {sp, "m"},  {"a", "l"}, {sp, "in"},  {sp + "a", "n"}, {sp + "an", "d"}, {sp + "o", "f"}, {sp, "is"}, {"in", "g"},
+        {sp, "m"},  {"a", "l"}, {sp, "in"},  {sp + "a", "n"}, {sp + "an", "d"}, {sp + "o", "f"}, {sp, "is"},
+        {"in", "g"},
     };
     std::vector<std::string> merges;
     for (const auto& [l, r] : pairs) {
@@ -274,7 +275,8 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
     kv.push_back(kv_strs("tokenizer.ggml.merges", merges));
     const uint32_t first_special = uint32_t(n_normal);
     kv.push_back(kv_u32("tokenizer.ggml.bos_token_id", first_special));
-    kv.push_back(kv_u32("tokenizer.ggml.eos_token_id", qwen && s.n_special > 2 ? first_special + 2 : first_special + 1));
+    const uint32_t eos = qwen && s.n_special > 2 ? first_special + 2 : first_special + 1;  // im_end / end_of_text
+    kv.push_back(kv_u32("tokenizer.ggml.eos_token_id", eos));
     kv.push_back(kv_bool("tokenizer.ggml.add_bos_token", !qwen));
     return kv;
 }

@@ -81,8 +81,9 @@ void list_shapes() {
         std::printf("%-14s %-6s %6lld %6lld %5lld %4lld %5lld %7lld %7lld %s\n", s.name.c_str(), s.arch.c_str(),
                     (long long)s.n_embd, (long long)s.n_layer, (long long)s.n_head, (long long)s.n_kv,
                     (long long)s.head_dim, (long long)s.n_ff, (long long)s.n_vocab, s.tied ? "yes" : "no");
-    std::printf("quant: q8_0 (all matrices Q8_0), bf16 (all BF16), q4_k_m (llama.cpp Q4_K_M: Q4_K, with Q6_K for the\n"
-                "LM head and for attn_v/ffn_down in the first and last eighth of the layers and every third between)\n");
+    std::printf("quant: q8_0 (all matrices Q8_0), bf16 (all BF16), q4_k_m (llama.cpp Q4_K_M: Q4_K, with Q6_K for\n"
+                "the LM head and for attn_v/ffn_down in the first and last eighth of the layers and every third\n"
+                "between)\n");
 }
 
 int run(int argc, char** argv) {

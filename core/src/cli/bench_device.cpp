@@ -107,7 +107,8 @@ struct Driver {
 };
 
 void check(CUresult r, const char* what) {
-    if (r != 0) throw Error(std::string("copy bandwidth probe: ") + what + " failed (CUresult " + std::to_string(r) + ")");
+    if (r != 0)
+        throw Error(std::string("copy bandwidth probe: ") + what + " failed (CUresult " + std::to_string(r) + ")");
 }
 
 // The primary context of one device, current on this thread for the scope.

@@ -151,12 +151,13 @@ int cmd_bench(const std::vector<std::string>& args) {
     Executor& ex = s.executor();
     for (int64_t n : b.pp)
         if (n > engine.capacity())
-            throw Error("bench.pp " + std::to_string(n) + " exceeds the context of " + std::to_string(engine.capacity()) +
-                        " tokens (raise runtime.max_seq_len)");
+            throw Error("bench.pp " + std::to_string(n) + " exceeds the context of " +
+                        std::to_string(engine.capacity()) + " tokens (raise runtime.max_seq_len)");
     for (int64_t n : b.tg)
         if (n + 1 > engine.capacity())
-            throw Error("bench.tg " + std::to_string(n) + " needs " + std::to_string(n + 1) + " positions, the context has " +
-                        std::to_string(engine.capacity()) + " (raise runtime.max_seq_len)");
+            throw Error("bench.tg " + std::to_string(n) + " needs " + std::to_string(n + 1) +
+                        " positions, the context has " + std::to_string(engine.capacity()) +
+                        " (raise runtime.max_seq_len)");
 
     const ModelFacts model = model_facts(s.model(), engine);
     RunInfo run;
