@@ -1,8 +1,8 @@
 // quant_ggml_gpu_bench: the CUDA kernels on the GPU (not a test).
 //  1. device copy bandwidth (cudaMemcpy D2D of 1 GiB, bytes read + written, median of 20);
-//  2. GEMV (1, 2 and 8 tokens) per type at 8B-model shapes: a CUDA graph of matmuls over enough copies of the
+//  2. GEMV (1, 2, 4 and 8 tokens) per type at 8B-model shapes: a CUDA graph of matmuls over enough copies of the
 //     weight to defeat the L2 cache, median of 15 replays; GB/s of weight bytes and % of the copy bandwidth;
-//     at 1 token also with 1 and 2 row groups per CTA forced (tuning);
+//     at 1 token also with forced plans (warps per row group, column splits) for tuning;
 //  3. GEMM (512 and 4096 tokens) TFLOP/s per type vs a plain cuBLASLt bf16 GEMM of the same shape.
 // Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm]
 #include <algorithm>
@@ -223,24 +223,26 @@ int main(int argc, char** argv) {
     try {
         CudaTestExecutor ex;
         FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
-        if (csv) std::fprintf(csv, "kind,type,rows,cols,tokens,row_groups,seconds,gbps,pct_copy,tflops\n");
+        if (csv) std::fprintf(csv, "kind,type,rows,cols,tokens,splits,seconds,gbps,pct_copy,tflops\n");
         const double copy = copy_bandwidth(ex);
         std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.device_name().c_str(),
                     ex.cuda()->sm_count, copy);
         Rng rng{12345};
-        std::printf("\nGEMV GB/s (%% of copy), cols: weight shapes rows x cols; t = tokens, rg = row groups per CTA\n");
+        std::printf("\nGEMV GB/s (%% of copy), cols: weight shapes rows x cols; t = tokens; forced plans: kK sS = K warps per row group, S column splits\n");
         std::printf("%-5s %-5s", "type", "case");
         for (const Shape& s : kShapes) std::printf(" %14s", (std::to_string(s.rows) + "x" + std::to_string(s.cols)).c_str());
         std::printf("\n");
         struct Variant {
             int64_t tokens;
-            int groups;
+            int splits, kw;
             const char* label;
         };
-        const Variant variants[] = {{1, 0, "t1"}, {2, 0, "t2"}, {8, 0, "t8"}, {1, 1, "t1rg1"}, {1, 2, "t1rg2"}};
+        const Variant variants[] = {{1, 0, 0, "t1"},   {2, 0, 0, "t2"},   {4, 0, 0, "t4"},  {8, 0, 0, "t8"},
+                                    {1, 1, 8, "k8s1"}, {1, 2, 4, "k4s2"}, {1, 8, 1, "k1s8"}};
+        constexpr int kVariants = int(sizeof(variants) / sizeof(variants[0]));
         for (const std::string& type : types) {
             const bool tiled = find_type(type)->block > 1;
-            std::vector<std::string> cells[5];
+            std::vector<std::string> cells[kVariants];
             for (const Shape& s : kShapes) {
                 std::vector<std::unique_ptr<imp::Weight>> ws;
                 ws.push_back(make_weight(type, s.rows, s.cols, ex, rng));
@@ -249,9 +251,9 @@ int main(int argc, char** argv) {
                 while (ws.size() < copies) ws.push_back(cuda::clone_weight(*ws[0], ex));
                 const float* x = random_device(ex, size_t(8 * s.cols), rng);
                 auto* y = static_cast<float*>(ex.alloc(size_t(8 * s.rows) * 4, "y"));
-                for (int v = 0; v < 5; ++v) {
-                    if (!tiled && variants[v].groups) continue;
-                    cuda::set_gemv_row_groups(variants[v].groups);
+                for (int v = 0; v < kVariants; ++v) {
+                    if (!tiled && variants[v].splits) continue;
+                    cuda::set_gemv_plan(variants[v].splits, variants[v].kw);
                     const double t = time_gemv(ex, ws, x, y, variants[v].tokens);
                     const double gbps = double(bytes) / t * 1e-9;
                     char cell[64];
@@ -259,14 +261,14 @@ int main(int argc, char** argv) {
                     cells[v].push_back(cell);
                     if (csv)
                         std::fprintf(csv, "gemv,%s,%lld,%lld,%lld,%d,%.9f,%.1f,%.1f,\n", type.c_str(), (long long)s.rows,
-                                     (long long)s.cols, (long long)variants[v].tokens, variants[v].groups, t, gbps,
+                                     (long long)s.cols, (long long)variants[v].tokens, variants[v].splits, t, gbps,
                                      100.0 * gbps / copy);
                 }
-                cuda::set_gemv_row_groups(0);
+                cuda::set_gemv_plan(0, 0);
                 ws.clear();
                 ex.free_all();
             }
-            for (int v = 0; v < 5; ++v) {
+            for (int v = 0; v < kVariants; ++v) {
                 if (cells[v].empty()) continue;
                 std::printf("%-5s %-5s", type.c_str(), variants[v].label);
                 for (const auto& c : cells[v]) std::printf(" %14s", c.c_str());

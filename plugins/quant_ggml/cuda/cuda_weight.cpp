@@ -9,7 +9,6 @@
 #include <compare>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "cuda_check.h"
@@ -24,7 +23,7 @@ void fail(const char* expr, const char* msg, const char* file, int line) {
 
 namespace {
 
-std::atomic<int> g_row_groups{0};
+std::atomic<int> g_splits{0}, g_kw{0};
 std::atomic<int64_t> g_tile_rows{0};
 
 // GEMM row tiles: enough outputs to fill the GPU twice over (~132 SMs x 128x256 output tiles), and at least
@@ -92,7 +91,9 @@ public:
             a.y = y;
             a.ys = y_stride;
             a.n_tokens = int(n_tokens);
-            gemv(l_, a, h.sm_count, st, g_row_groups.load());
+            a.splits = g_splits.load();
+            a.kw = g_kw.load();
+            gemv(l_, a, h.sm_count, h.cc, st);
             return;
         }
         if (!h.cublaslt) throw Error("quant_ggml: tensor '" + name_ + "': executor " + ex.name() + " has no cuBLASLt handle");
@@ -236,6 +237,7 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t r
     if (ex.kind() != DeviceKind::CUDA || !ex.cuda())
         throw Error("quant_ggml: tensor '" + tensor + "': executor " + ex.name() + " gives no CUDA handles");
     const DeviceLayout l = device_layout(t, rows, cols);
+    prepare_kernels(t);
     std::vector<uint8_t> host(l.bytes);
     repack(l, data, row_bytes, host.data());
     void* dev = ex.alloc(l.bytes, tensor.c_str());
@@ -243,7 +245,10 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t r
     return std::make_unique<CudaWeight>(tensor, l, dev);
 }
 
-void set_gemv_row_groups(int row_groups) { g_row_groups.store(row_groups); }
+void set_gemv_plan(int splits, int warps_per_row_group) {
+    g_splits.store(splits);
+    g_kw.store(warps_per_row_group);
+}
 void set_gemm_tile_rows(int64_t rows) { g_tile_rows.store(rows); }
 
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {

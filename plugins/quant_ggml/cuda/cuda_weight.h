@@ -20,9 +20,9 @@ uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t c
 std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols,
                                     const uint8_t* data, uint64_t row_bytes, Executor& ex);
 
-// Knobs for tests and the bench (process-wide; 0 = automatic): row groups of 16 rows per GEMV CTA (1 or 2), and
-// rows per dequantized tile on the GEMM path.
-void set_gemv_row_groups(int row_groups);
+// Knobs for tests and the bench (process-wide; 0 = automatic): the block types' GEMV plan (column splits over the
+// CTAs of a cluster, 1..8; warps per row group, 1/2/4/8), and rows per dequantized tile on the GEMM path.
+void set_gemv_plan(int splits, int warps_per_row_group);
 void set_gemm_tile_rows(int64_t rows);
 // A copy of a CUDA weight in new memory of `ex` (the bench rotates copies to defeat the L2 cache).
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex);

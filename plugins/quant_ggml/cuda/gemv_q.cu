@@ -3,8 +3,11 @@
 
 namespace imp::ggml::cuda {
 
-template void launch_gemv_tiled<LayoutQ4_0>(const DeviceLayout&, const GemvArgs&, int, cudaStream_t);
-template void launch_gemv_tiled<LayoutQ4_1>(const DeviceLayout&, const GemvArgs&, int, cudaStream_t);
-template void launch_gemv_tiled<LayoutQ8_0>(const DeviceLayout&, const GemvArgs&, int, cudaStream_t);
+template void launch_gemv_tiled<LayoutQ4_0>(const DeviceLayout&, const GemvArgs&, int, int, cudaStream_t);
+template void prepare_tiled<LayoutQ4_0>();
+template void launch_gemv_tiled<LayoutQ4_1>(const DeviceLayout&, const GemvArgs&, int, int, cudaStream_t);
+template void prepare_tiled<LayoutQ4_1>();
+template void launch_gemv_tiled<LayoutQ8_0>(const DeviceLayout&, const GemvArgs&, int, int, cudaStream_t);
+template void prepare_tiled<LayoutQ8_0>();
 
 }  // namespace imp::ggml::cuda

@@ -1,174 +1,325 @@
 // quant_ggml CUDA: the decode GEMV of the tiled block types, on the tensor cores.
 //
-// A CTA of 8 warps owns R row groups (16 rows each) and splits the columns among its warps (chunk ch goes to warp
-// ch % 8); a warp loads kUnroll chunks of each row group (16-byte loads, all issued before use), decodes the codes
-// into exact bf16 pairs in registers and runs one m16n8k16 MMA per 16 columns per group of 4 tokens. The B operand
-// packs, for each token, x's bf16 hi part in column 2t and its lo part in column 2t + 1, so one MMA covers 4 tokens
-// in ~16-bit precision. Each scale block (32 columns; 16 for Q6_K) gets a fresh accumulator that is scaled into the
-// fp32 result; types with a min add (add * sum of x over the block), the sum coming from an MMA with A = 1.
-// The 8 warps' partial sums meet in shared memory; each output is written once, no atomics.
+// A CTA of 8 warps covers 8 / KW row groups (16 rows each) and one range of column chunks; the KW warps of a row
+// group take its chunks in turn. Each warp streams kUnroll chunks per step with 16-byte loads (the next step's loads
+// issued before the current step is computed, two register buffers), decodes the codes into exact bf16 pairs in
+// registers and runs one m16n8k16 MMA per 16 columns per group of 4 tokens. The B operand holds, for each token, x's
+// bf16 hi part in column 2t and its lo part in column 2t + 1 (~16 significant bits): the CTA converts its column
+// range of x into these B fragments in shared memory once, before the loop (batched loads; no branch per k-step:
+// lanes of unused token columns read padding). Each scale block (32 columns; 16 for Q6_K) gets a fresh accumulator
+// that is scaled into the fp32 result; types with a min add (add * sum of x over the block), the sum from an MMA
+// with A = 1. Columns are split over the CTAs of a thread-block cluster (up to 8) when there are too few row groups
+// to fill the GPU or the staged activations need it: the partial sums meet in distributed shared memory. Each
+// output is written once, no atomics, deterministic. KW = 1 (warps own distinct rows) shares one staging of x
+// among 8 row groups; larger KW keeps enough CTAs for matrices with few rows.
 #pragma once
+#include <cooperative_groups.h>
+
+#include <algorithm>
+#include <string>
+
 #include "cuda_check.h"
 #include "device_common.cuh"
+#include "imp/error.h"
 #include "kernels.h"
 
 namespace imp::ggml::cuda {
 
 constexpr int kGemvWarps = 8;
+// Shared memory for the staged B fragments of one CTA (2 CTAs per SM fit).
+constexpr int kGemvSmemB = 100 * 1024;
 
-template <class L, int R, int J>
-__global__ void __launch_bounds__(kGemvWarps * 32, 2)
-    gemv_tiled_kernel(const uint8_t* __restrict__ w, int64_t rg_bytes, int chunks, int n_rg, int rows, int cols,
-                      const float* __restrict__ x, int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens,
-                      int x_vec) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const int rg0 = blockIdx.x * R;
-    const float negpart = (g & 1) ? -1.f : 0.f;
-    const float* xr[J];
-    bool xon[J];
-#pragma unroll
-    for (int j = 0; j < J; ++j) {
-        const int t = 4 * j + (g >> 1);
-        xon[j] = t < n_tokens;
-        xr[j] = x + int64_t(xon[j] ? t : 0) * xs;
-    }
-    const uint8_t* wr[R];
-    bool ron[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-        ron[r] = rg0 + r < n_rg;
-        wr[r] = w + int64_t(ron[r] ? rg0 + r : rg0) * rg_bytes;
-    }
-    float acc[R][J][4];
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int j = 0; j < J; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
+struct TiledArgs {
+    const uint8_t* w;
+    int64_t rg_bytes;
+    int chunks, rows, cols;
+    const float* x;
+    int64_t xs;
+    float* y;
+    int64_t ys;
+    int n_tokens, x_vec;
+};
 
-    for (int ch0 = warp; ch0 < chunks; ch0 += kGemvWarps * L::kUnroll) {
-        typename L::Frag f[L::kUnroll][R];
+// B fragments in shared memory: per k-step 8 TP pairs, item 8 t + 4 part + c for token t, part (hi/lo) and lane c.
+// Lane (g, c) of MMA group j reads item 32 j + 4 g + c; lanes of tokens >= TP read past their k-step (padding at the
+// end): those columns only reach outputs of tokens that are never written.
+template <int TP>
+__host__ __device__ constexpr int b_stride() {
+    return 8 * TP;
+}
+template <int TP>
+__host__ __device__ constexpr size_t b_pad_bytes() {
+    return 32 * ((TP + 3) / 4) * sizeof(uint2);
+}
+
+template <class L, int TP>
+struct TiledGemv {
+    static constexpr int J = (TP + 3) / 4;
+    static constexpr int U = L::kUnroll;
+    using Frag = typename L::Frag;
+
+    const uint8_t* wr;
+    const uint2* sb;
+    int lane, c_begin, c_end, kw_count;
+    float acc[J][4];
+
+    __device__ __forceinline__ void load(Frag (&f)[U], int ch0) const {
 #pragma unroll
-        for (int u = 0; u < L::kUnroll; ++u) {
-            const int ch = ch0 + u * kGemvWarps;
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                if (ch < chunks && ron[r])
-                    L::load(wr[r] + int64_t(ch) * L::kTileBytes, lane, f[u][r]);
-                else
-                    f[u][r] = {};
-            }
+        for (int u = 0; u < U; ++u) {
+            const int ch = ch0 + u * kw_count;
+            if (ch < c_end)
+                L::load(wr + int64_t(ch) * L::kTileBytes, lane, f[u]);
+            else
+                f[u] = {};
         }
+    }
+
+    __device__ __forceinline__ void compute(const Frag (&f)[U], int ch0) {
 #pragma unroll
-        for (int u = 0; u < L::kUnroll; ++u) {
-            const int ch = ch0 + u * kGemvWarps;
-            if (ch < chunks) {
-                const int colbase = ch * L::kChunkCols + 4 * c;
+        for (int u = 0; u < U; ++u) {
+            const int ch = ch0 + u * kw_count;
+            if (ch >= c_end) continue;
+            const uint2* bp = sb + (ch - c_begin) * L::kSteps * b_stride<TP>() + lane;
 #pragma unroll
-                for (int sb = 0; sb < L::kSteps / L::kSubSteps; ++sb) {
-                    float blk[R][J][4], xsum[J][4];
+            for (int sbk = 0; sbk < L::kSteps / L::kSubSteps; ++sbk) {
+                float blk[J][4], xsum[J][4];
 #pragma unroll
-                    for (int j = 0; j < J; ++j)
+                for (int j = 0; j < J; ++j)
 #pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            xsum[j][e] = 0.f;
+                    for (int e = 0; e < 4; ++e) blk[j][e] = xsum[j][e] = 0.f;
 #pragma unroll
-                            for (int r = 0; r < R; ++r) blk[r][j][e] = 0.f;
-                        }
+                for (int ss = 0; ss < L::kSubSteps; ++ss) {
+                    const int s = sbk * L::kSubSteps + ss;
+                    uint2 b[J];
 #pragma unroll
-                    for (int ss = 0; ss < L::kSubSteps; ++ss) {
-                        const int s = sb * L::kSubSteps + ss;
-                        const int col = colbase + 16 * s;
-                        uint32_t b[J][2];
+                    for (int j = 0; j < J; ++j) b[j] = bp[s * b_stride<TP>() + 32 * j];
+                    const uint32_t a0 = a_reg<L>(f[u], s, 0), a1 = a_reg<L>(f[u], s, 1);
+                    const uint32_t a2 = a_reg<L>(f[u], s, 2), a3 = a_reg<L>(f[u], s, 3);
 #pragma unroll
-                        for (int j = 0; j < J; ++j) {
-                            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-                            if (xon[j] && col < cols) {
-                                if (x_vec)
-                                    v = __ldg(reinterpret_cast<const float4*>(xr[j] + col));
-                                else
-                                    v = make_float4(__ldg(xr[j] + col), __ldg(xr[j] + col + 1), __ldg(xr[j] + col + 2),
-                                                    __ldg(xr[j] + col + 3));
-                            }
-                            b[j][0] = split_pair(v.x, v.y, negpart);
-                            b[j][1] = split_pair(v.z, v.w, negpart);
-                        }
+                    for (int j = 0; j < J; ++j) mma_bf16(blk[j], a0, a1, a2, a3, b[j].x, b[j].y);
+                    if constexpr (L::kHasMin) {
 #pragma unroll
-                        for (int r = 0; r < R; ++r) {
-                            const uint32_t a0 = a_reg<L>(f[u][r], s, 0), a1 = a_reg<L>(f[u][r], s, 1);
-                            const uint32_t a2 = a_reg<L>(f[u][r], s, 2), a3 = a_reg<L>(f[u][r], s, 3);
-#pragma unroll
-                            for (int j = 0; j < J; ++j) mma_bf16(blk[r][j], a0, a1, a2, a3, b[j][0], b[j][1]);
-                        }
-                        if constexpr (L::kHasMin) {
-#pragma unroll
-                            for (int j = 0; j < J; ++j)
-                                mma_bf16(xsum[j], kBf16One2, kBf16One2, kBf16One2, kBf16One2, b[j][0], b[j][1]);
-                        }
+                        for (int j = 0; j < J; ++j)
+                            mma_bf16(xsum[j], kBf16One2, kBf16One2, kBf16One2, kBf16One2, b[j].x, b[j].y);
                     }
+                }
+                const RowScale s0 = L::scale(f[u], sbk, 0), s1 = L::scale(f[u], sbk, 1);
 #pragma unroll
-                    for (int r = 0; r < R; ++r) {
-                        const RowScale s0 = L::scale(f[u][r], sb, 0), s1 = L::scale(f[u][r], sb, 1);
-#pragma unroll
-                        for (int j = 0; j < J; ++j) {
-                            acc[r][j][0] = fmaf(s0.mul, blk[r][j][0], acc[r][j][0]);
-                            acc[r][j][1] = fmaf(s0.mul, blk[r][j][1], acc[r][j][1]);
-                            acc[r][j][2] = fmaf(s1.mul, blk[r][j][2], acc[r][j][2]);
-                            acc[r][j][3] = fmaf(s1.mul, blk[r][j][3], acc[r][j][3]);
-                            if constexpr (L::kHasMin) {
-                                acc[r][j][0] = fmaf(s0.add, xsum[j][0], acc[r][j][0]);
-                                acc[r][j][1] = fmaf(s0.add, xsum[j][1], acc[r][j][1]);
-                                acc[r][j][2] = fmaf(s1.add, xsum[j][2], acc[r][j][2]);
-                                acc[r][j][3] = fmaf(s1.add, xsum[j][3], acc[r][j][3]);
-                            }
-                        }
+                for (int j = 0; j < J; ++j) {
+                    acc[j][0] = fmaf(s0.mul, blk[j][0], acc[j][0]);
+                    acc[j][1] = fmaf(s0.mul, blk[j][1], acc[j][1]);
+                    acc[j][2] = fmaf(s1.mul, blk[j][2], acc[j][2]);
+                    acc[j][3] = fmaf(s1.mul, blk[j][3], acc[j][3]);
+                    if constexpr (L::kHasMin) {
+                        acc[j][0] = fmaf(s0.add, xsum[j][0], acc[j][0]);
+                        acc[j][1] = fmaf(s0.add, xsum[j][1], acc[j][1]);
+                        acc[j][2] = fmaf(s1.add, xsum[j][2], acc[j][2]);
+                        acc[j][3] = fmaf(s1.add, xsum[j][3], acc[j][3]);
                     }
                 }
             }
         }
     }
+};
 
-    // C fragment: acc[..][0/1] = row g, token 4j + c, hi/lo part; acc[..][2/3] = row g + 8.
-    __shared__ float red[kGemvWarps][R * J * 2][32];
+// Grid (CTA rows, splits); a cluster of (1, splits, 1) when splits > 1. Dynamic shared memory: the B fragments of
+// this CTA's chunks (TP = tokens rounded up to 1, 2, 4 or 8). kw_count: warps per row group (1, 2, 4 or 8).
+template <class L, int TP>
+__global__ void __launch_bounds__(kGemvWarps * 32, 2) gemv_tiled_kernel(TiledArgs a, int kw_count) {
+    constexpr int J = (TP + 3) / 4;
+    constexpr int kOut = 2 * J * 32;  // outputs of one row group: 16 rows x 4 J token columns, as hi + lo sums
+    extern __shared__ uint2 smem_b[];
+    __shared__ float red[kGemvWarps * kOut];
+    __shared__ float part[kGemvWarps * kOut];
+    const int splits = gridDim.y, split = blockIdx.y;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int rgc = kGemvWarps / kw_count;  // row groups per CTA
+    const int rg = blockIdx.x * rgc + warp / kw_count;
+    const int n_rg = (a.rows + kTileRows - 1) / kTileRows;
+    TiledGemv<L, TP> g;
+    g.lane = lane;
+    g.kw_count = kw_count;
+    g.c_begin = int(int64_t(a.chunks) * split / splits);
+    g.c_end = rg < n_rg ? int(int64_t(a.chunks) * (split + 1) / splits) : g.c_begin;  // no rows: no chunks
+    g.wr = a.w + int64_t(rg < n_rg ? rg : 0) * a.rg_bytes;
+    g.sb = smem_b;
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j)
 #pragma unroll
-        for (int j = 0; j < J; ++j) {
-            red[warp][(r * J + j) * 2][lane] = acc[r][j][0] + acc[r][j][1];
-            red[warp][(r * J + j) * 2 + 1][lane] = acc[r][j][2] + acc[r][j][3];
+        for (int e = 0; e < 4; ++e) g.acc[j][e] = 0.f;
+
+    const int kStep = kw_count * L::kUnroll;
+    typename L::Frag fa[L::kUnroll], fb[L::kUnroll];
+    const int first = g.c_begin + warp % kw_count;
+    g.load(fa, first);  // in flight while x is staged
+
+    {
+        // Pair (k-step, token, c): one load of 4 x values, written as the hi item 8 t + c and the lo item 8 t + 4 + c.
+        constexpr int kBatch = 8;
+        const int c_all = (int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin);
+        const int n_pairs = c_all * L::kSteps * 4 * TP;
+        for (int p0 = threadIdx.x; p0 < n_pairs; p0 += kBatch * blockDim.x) {
+            float4 v[kBatch];
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b) {
+                const int p = p0 + b * blockDim.x;
+                const int cc = p & 3, t = (p >> 2) % TP, ks = (p >> 2) / TP;
+                const int col = g.c_begin * L::kChunkCols + 16 * ks + 4 * cc;
+                v[b] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (p < n_pairs && col < a.cols && t < a.n_tokens) {
+                    const float* xp = a.x + int64_t(t) * a.xs + col;
+                    v[b] = a.x_vec ? __ldg(reinterpret_cast<const float4*>(xp))
+                                   : make_float4(__ldg(xp), __ldg(xp + 1), __ldg(xp + 2), __ldg(xp + 3));
+                }
+            }
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b) {
+                const int p = p0 + b * blockDim.x;
+                if (p >= n_pairs) break;
+                const int cc = p & 3, t = (p >> 2) % TP, ks = (p >> 2) / TP;
+                uint2* d = smem_b + ks * b_stride<TP>() + 8 * t + cc;
+                d[0] = make_uint2(split_pair(v[b].x, v[b].y, 0.f), split_pair(v[b].z, v[b].w, 0.f));
+                d[4] = make_uint2(split_pair(v[b].x, v[b].y, -1.f), split_pair(v[b].z, v[b].w, -1.f));
+            }
         }
-    __syncthreads();
-    for (int i = threadIdx.x; i < R * J * 2 * 32; i += blockDim.x) {
-        const int ln = i & 31, q = i >> 5;
-        const int p = q & 1, j = (q >> 1) % J, r = (q >> 1) / J;
-        float v = 0.f;
+        __syncthreads();
+    }
+
+    for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
+        g.load(fb, ch0 + kStep);
+        g.compute(fa, ch0);
+        g.load(fa, ch0 + 2 * kStep);
+        g.compute(fb, ch0 + kStep);
+    }
+
+    // C fragment: acc[j][0/1] = row g, token 4j + c, hi/lo part; acc[j][2/3] = row g + 8.
 #pragma unroll
-        for (int wv = 0; wv < kGemvWarps; ++wv) v += red[wv][q][ln];
-        const int row = (rg0 + r) * kTileRows + (ln >> 2) + 8 * p;
+    for (int j = 0; j < J; ++j) {
+        red[warp * kOut + (2 * j) * 32 + lane] = g.acc[j][0] + g.acc[j][1];
+        red[warp * kOut + (2 * j + 1) * 32 + lane] = g.acc[j][2] + g.acc[j][3];
+    }
+    __syncthreads();
+    // Sum over the kw_count warps of each row group: part[rgl * kOut + q * 32 + ln].
+    const int n_out = rgc * kOut;
+    for (int i = threadIdx.x; i < n_out; i += blockDim.x) {
+        const int rgl = i / kOut, rem = i % kOut;
+        float v = 0.f;
+        for (int k = 0; k < kw_count; ++k) v += red[(rgl * kw_count + k) * kOut + rem];
+        part[i] = v;
+    }
+    if (splits > 1) {
+        // The CTAs of the cluster add their partial sums in rank 0, through distributed shared memory.
+        cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+        cl.sync();
+        if (split == 0) {
+            for (int i = threadIdx.x; i < n_out; i += blockDim.x) {
+                float v = part[i];
+                for (int r = 1; r < splits; ++r) v += cl.map_shared_rank(part, r)[i];
+                part[i] = v;
+            }
+        }
+        cl.sync();  // the other CTAs' shared memory stays until rank 0 has read it
+        if (split != 0) return;
+    } else {
+        __syncthreads();
+    }
+    for (int i = threadIdx.x; i < n_out; i += blockDim.x) {
+        const int rgl = i / kOut, q = (i % kOut) >> 5, ln = i & 31;
+        const int p = q & 1, j = q >> 1;
+        const int row = (blockIdx.x * rgc + rgl) * kTileRows + (ln >> 2) + 8 * p;
         const int t = 4 * j + (ln & 3);
-        if (row < rows && t < n_tokens) y[int64_t(t) * ys + row] = v;
+        if (row < a.rows && t < a.n_tokens) a.y[int64_t(t) * a.ys + row] = part[i];
     }
 }
 
-template <class L, int R, int J>
-void launch_tiled_rj(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
-    const int x_vec = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (a.xs % 4 == 0);
-    const unsigned grid = unsigned((l.n_rg + R - 1) / R);
-    gemv_tiled_kernel<L, R, J><<<grid, kGemvWarps * 32, 0, st>>>(
-        static_cast<const uint8_t*>(a.w), l.rg_bytes, int(l.chunks), int(l.n_rg), int(l.rows), int(l.cols), a.x, a.xs,
-        a.y, a.ys, a.n_tokens, x_vec);
-    QG_LAUNCHED();
+template <class L, int TP>
+size_t tiled_smem(int64_t chunks_per_cta) {
+    return size_t(chunks_per_cta) * L::kSteps * b_stride<TP>() * sizeof(uint2) + b_pad_bytes<TP>();
 }
 
-// R (row groups per CTA) in {1, 2}; the token count picks J = ceil(n / 4) in {1, 2}.
+struct TiledPlan {
+    int kw = 8, splits = 1;
+};
+
+// Warps per row group (KW) and column splits: the smallest KW (most sharing of the staged x) whose CTAs, with up to
+// 8 splits, reach ~2 per SM; splits keep at least KW chunks each and enough of them for the staged activations to
+// fit (-1 splits when they cannot).
+template <class L, int TP>
+TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, int forced_kw) {
+    TiledPlan p;
+    const int64_t target = (19 * int64_t(sm_count)) / 10;
+    const int max_splits = cc >= 90 ? 8 : 1;
+    for (int kw = forced_kw > 0 ? forced_kw : 1; kw <= kGemvWarps; kw *= 2) {
+        const int64_t cta_rows = (l.n_rg + kGemvWarps / kw - 1) / (kGemvWarps / kw);
+        int64_t s = forced > 0 ? forced : (target + cta_rows - 1) / cta_rows;
+        s = std::min<int64_t>({s, int64_t(max_splits), std::max<int64_t>(1, l.chunks / kw)});
+        s = std::max<int64_t>(s, 1);
+        while (s < max_splits && s < l.chunks && tiled_smem<L, TP>((l.chunks + s - 1) / s) > size_t(kGemvSmemB)) ++s;
+        p.kw = kw;
+        p.splits = tiled_smem<L, TP>((l.chunks + s - 1) / s) <= size_t(kGemvSmemB) ? int(s) : -1;
+        if (p.splits > 0 && (forced > 0 || cta_rows * s >= target)) break;
+    }
+    return p;
+}
+
+template <class L, int TP>
+bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, int cc, cudaStream_t st) {
+    const TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw);
+    if (plan.splits < 0) return false;
+    TiledArgs a{static_cast<const uint8_t*>(ga.w), l.rg_bytes, int(l.chunks), int(l.rows), int(l.cols), ga.x, ga.xs,
+                ga.y, ga.ys, ga.n_tokens,
+                (reinterpret_cast<uintptr_t>(ga.x) % 16 == 0) && (ga.xs % 4 == 0)};
+    const int rgc = kGemvWarps / plan.kw;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned((l.n_rg + rgc - 1) / rgc), unsigned(plan.splits), 1);
+    cfg.blockDim = dim3(kGemvWarps * 32, 1, 1);
+    cfg.dynamicSmemBytes = tiled_smem<L, TP>((l.chunks + plan.splits - 1) / plan.splits);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = unsigned(plan.splits);
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = plan.splits > 1 ? 1 : 0;
+    QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, TP>, a, plan.kw));
+    return true;
+}
+
+// Raises the dynamic shared memory limit of the kernels of layout L (once per process, at load time).
 template <class L>
-void launch_gemv_tiled(const DeviceLayout& l, const GemvArgs& a, int R, cudaStream_t st) {
-    const bool two = a.n_tokens > 4;
-    if (R >= 2)
-        two ? launch_tiled_rj<L, 2, 2>(l, a, st) : launch_tiled_rj<L, 2, 1>(l, a, st);
+void prepare_tiled() {
+    const int bytes = kGemvSmemB + int(b_pad_bytes<8>());
+    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+// Tokens rounded up to TP in {1, 2, 4, 8}. When the staged activations of all tokens cannot fit even over 8 column
+// splits, the tokens go in groups (each group reads the weights again).
+template <class L>
+void launch_gemv_tiled(const DeviceLayout& l, const GemvArgs& a, int sm_count, int cc, cudaStream_t st) {
+    const int n = a.n_tokens;
+    bool ok;
+    if (n <= 1)
+        ok = launch_tiled_tp<L, 1>(l, a, sm_count, cc, st);
+    else if (n <= 2)
+        ok = launch_tiled_tp<L, 2>(l, a, sm_count, cc, st);
+    else if (n <= 4)
+        ok = launch_tiled_tp<L, 4>(l, a, sm_count, cc, st);
     else
-        two ? launch_tiled_rj<L, 1, 2>(l, a, st) : launch_tiled_rj<L, 1, 1>(l, a, st);
+        ok = launch_tiled_tp<L, 8>(l, a, sm_count, cc, st);
+    if (ok) return;
+    if (n == 1) throw Error("quant_ggml: GEMV: a row of " + std::to_string(l.cols) + " columns is too wide");
+    const int half = (n + 1) / 2;
+    GemvArgs g = a;
+    g.n_tokens = half;
+    launch_gemv_tiled<L>(l, g, sm_count, cc, st);
+    g.x = a.x + half * a.xs;
+    g.y = a.y + half * a.ys;
+    g.n_tokens = n - half;
+    launch_gemv_tiled<L>(l, g, sm_count, cc, st);
 }
 
 }  // namespace imp::ggml::cuda

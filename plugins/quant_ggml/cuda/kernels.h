@@ -19,12 +19,17 @@ struct GemvArgs {
     float* y = nullptr;
     int64_t ys = 0;  // y row stride (floats)
     int n_tokens = 0;  // 1..kMaxGemvTokens
+    int splits = 0;    // tiled types: column splits over a cluster of CTAs (0 = from the shape; a test/bench knob)
+    int kw = 0;        // tiled types: warps per row group, 1/2/4/8 (0 = from the shape; a test/bench knob)
 };
 
-// y[t, r] = sum_c x[t, c] W[r, c], fp32 accumulation. Tiled types: tensor-core kernel, activations split into two
-// bf16 parts (hi + lo, ~16 significant bits), codes exact in bf16, scales applied in fp32 per scale block.
-// rows_per_cta: 16 or 32 row groups... 0 = pick from the shape (a test/bench knob).
-void gemv(const DeviceLayout& l, const GemvArgs& a, int sm_count, cudaStream_t stream, int row_groups_per_cta = 0);
+// y[t, r] = sum_c x[t, c] W[r, c], fp32 accumulation. Tiled types: tensor-core kernel (gemv_tiled.cuh), activations
+// split into two bf16 parts (hi + lo, ~16 significant bits), codes exact in bf16, scales applied in fp32 per scale
+// block. Plain types: CUDA-core fp32 FMA. sm_count and cc (major * 10 + minor) come from the executor's handles.
+void gemv(const DeviceLayout& l, const GemvArgs& a, int sm_count, int cc, cudaStream_t stream);
+// Per-process kernel setup of type t (the shared-memory limit of its GEMV kernels); call before the first launch,
+// outside any stream capture (load does).
+void prepare_kernels(Type t);
 
 // Dequantizes rows [row0, row0 + nrows) to bf16 (round to nearest even) into out[(r - row0) * ldo + c].
 // Tiled types: row0 a multiple of 16. Not for BF16 (used in place) or F32 (fp32 GEMM).

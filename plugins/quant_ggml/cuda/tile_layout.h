@@ -112,8 +112,30 @@ IMP_HD void load_u64(const uint8_t* p, uint32_t* w) {
 #endif
 }
 
+// (a & b) | c in one LOP3 (the compiler otherwise splits the two constants over two instructions).
+template <uint32_t B, uint32_t C>
+IMP_HD uint32_t and_or(uint32_t a) {
+#ifdef __CUDA_ARCH__
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(B), "n"(C));
+    return d;
+#else
+    return (a & B) | C;
+#endif
+}
+template <uint32_t B>
+IMP_HD uint32_t and_or_r(uint32_t a, uint32_t c) {
+#ifdef __CUDA_ARCH__
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(B), "r"(c));
+    return d;
+#else
+    return (a & B) | c;
+#endif
+}
+
 // A-register k of a 4-bit plane word: codes at bits 4k (element 0) and 16 + 4k (element 1), as bf16 128 + code.
-IMP_HD uint32_t nib_bits(uint32_t w, int k) { return ((w >> (4 * k)) & 0x000F000Fu) | 0x43004300u; }
+IMP_HD uint32_t nib_bits(uint32_t w, int k) { return and_or<0x000F000Fu, 0x43004300u>(w >> (4 * k)); }
 // Bits of a plane word shifted so that bit `from` lands on bit `to` (compile-time constants after unrolling).
 IMP_HD uint32_t shift_to(uint32_t w, int from, int to) { return from >= to ? w >> (from - to) : w << (to - from); }
 
@@ -131,20 +153,20 @@ inline void set_bits(uint8_t* p, int word, int bit, uint32_t v) {
     std::memcpy(p + 4 * word, &w, 4);
 }
 
-// 6-bit scale and min of sub-block j of a Q4_K/Q5_K block, from its 16 leading bytes (d, dmin, scales[12]) as
-// words m[0..3]; mul = d * sc, add = -(dmin * mn), as the reference computes d1 * q - m1.
-IMP_HD RowScale k4_scale(const uint32_t* m, int j) {
-    uint32_t sc, mn;
-    if (j < 4) {
-        sc = (m[1] >> (8 * j)) & 63;
-        mn = (m[2] >> (8 * j)) & 63;
-    } else {
-        const int b = 8 * (j - 4);
-        sc = ((m[3] >> b) & 0xF) | (((m[1] >> (b + 6)) & 3) << 4);
-        mn = ((m[3] >> (b + 4)) & 0xF) | (((m[2] >> (b + 6)) & 3) << 4);
-    }
-    const float d = f16_to_float(m[0]), dmin = f16_to_float(m[0] >> 16);
-    return {d * (bits_to_float(0x4B000000u | sc) - 8388608.f), -(dmin * (bits_to_float(0x4B000000u | mn) - 8388608.f))};
+// Q4_K/Q5_K scales. The 16 leading bytes of a block (d, dmin, scales[12]) as words m[0..3] become, at load,
+// p[0] = d | dmin << 16 and the 6-bit scales and mins of the 8 sub-blocks as bytes: p[1] = sc0..3, p[2] = sc4..7,
+// p[3] = mn0..3, p[4] = mn4..7 (FORMATS.md 1.6, get_scale_min_k4, for all sub-blocks at once).
+IMP_HD void k4_unpack(const uint32_t* m, uint32_t* p) {
+    p[0] = m[0];
+    p[1] = m[1] & 0x3F3F3F3Fu;
+    p[2] = and_or_r<0x30303030u>(m[1] >> 2, m[3] & 0x0F0F0F0Fu);
+    p[3] = m[2] & 0x3F3F3F3Fu;
+    p[4] = and_or_r<0x30303030u>(m[2] >> 2, (m[3] >> 4) & 0x0F0F0F0Fu);
+}
+// mul = d * sc, add = -(dmin * mn) of sub-block j, as the reference computes d1 * q - m1.
+IMP_HD RowScale k4_scale(const uint32_t* p, int j) {
+    const float sc = byte_to_float(p[1 + (j >> 2)], j & 3), mn = byte_to_float(p[3 + (j >> 2)], j & 3);
+    return {f16_to_float(p[0]) * sc, -(f16_to_float(p[0] >> 16) * mn)};
 }
 
 // ---- Q4_0: 64-column chunks (two blocks); quants 16 B per lane; d of rows g, g+8 for both blocks at 512 + 8 g.
@@ -239,12 +261,15 @@ struct LayoutQ4_K {
     static constexpr int kTileBytes = 2304, kUnroll = 1, kOffset = 0;
     static constexpr bool kHasMin = true, kNibbles = true;
     struct Frag {
-        uint32_t q[16], m[2][4];
+        uint32_t q[16], m[2][5];
     };
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        uint32_t m[2][4];
         load_stream(t + 64 * lane, f.q, 16);
-        load_words(t + 2048 + 16 * (lane >> 2), f.m[0], 4);
-        load_words(t + 2048 + 16 * (lane >> 2) + 128, f.m[1], 4);
+        load_words(t + 2048 + 16 * (lane >> 2), m[0], 4);
+        load_words(t + 2048 + 16 * (lane >> 2) + 128, m[1], 4);
+        k4_unpack(m[0], f.m[0]);
+        k4_unpack(m[1], f.m[1]);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(f.m[half], sb); }
@@ -266,16 +291,19 @@ struct LayoutQ5_K {
     static constexpr int kTileBytes = 2816, kUnroll = 1, kOffset = 0;
     static constexpr bool kHasMin = true, kNibbles = true;
     struct Frag {
-        uint32_t q[16], qh[4], m[2][4];
+        uint32_t q[16], qh[4], m[2][5];
     };
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
+        uint32_t m[2][4];
         load_stream(t + 64 * lane, f.q, 16);
         load_stream(t + 2048 + 16 * lane, f.qh, 4);
-        load_words(t + 2560 + 16 * (lane >> 2), f.m[0], 4);
-        load_words(t + 2560 + 16 * (lane >> 2) + 128, f.m[1], 4);
+        load_words(t + 2560 + 16 * (lane >> 2), m[0], 4);
+        load_words(t + 2560 + 16 * (lane >> 2) + 128, m[1], 4);
+        k4_unpack(m[0], f.m[0]);
+        k4_unpack(m[1], f.m[1]);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
-        return nib_bits(f.q[s], k) | (shift_to(f.qh[s >> 2], 4 * (s & 3) + k, 4) & 0x00100010u);
+        return and_or_r<0x00100010u>(shift_to(f.qh[s >> 2], 4 * (s & 3) + k, 4), nib_bits(f.q[s], k));
     }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(f.m[half], sb); }
     static uint32_t code_of(const uint8_t* row, int64_t col) {
@@ -308,7 +336,7 @@ struct LayoutQ6_K {
         f.d = load_u32(t + 3328 + 4 * (lane >> 2));
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
-        return nib_bits(f.q[s], k) | (shift_to(f.qh[s >> 1], 8 * (s & 1) + 2 * k, 4) & 0x00300030u);
+        return and_or_r<0x00300030u>(shift_to(f.qh[s >> 1], 8 * (s & 1) + 2 * k, 4), nib_bits(f.q[s], k));
     }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
         // int8 scale: (byte ^ 0x80) - 128

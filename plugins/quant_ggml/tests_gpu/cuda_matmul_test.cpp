@@ -43,7 +43,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
         struct Shape {
             int64_t rows, cols;
         };
-        for (const Shape s : {Shape{37, small_cols(t)}, Shape{4097, 4096}, Shape{64, small_cols(t)}}) {
+        for (const Shape s : {Shape{37, small_cols(t)}, Shape{4097, 4096}, Shape{64, small_cols(t)}, Shape{1000, 2048}}) {
             const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
             const auto w = f.load(h.src(), *ex);
             REQUIRE(w->rows() == s.rows);
@@ -58,11 +58,15 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                 const auto ref = reference(wdq, s.rows, s.cols, x, xs, 8);
                 float* xd = device_copy(*ex, x);
                 auto* yd = static_cast<float*>(ex->alloc(size_t(8 * ys) * 4, "y"));
-                for (const int groups : {1, 2}) {
-                    cuda::set_gemv_row_groups(groups);
+                // GEMV plans of the block types (splits, warps per row group): automatic, and forced ones.
+                struct Plan {
+                    int splits, kw;
+                };
+                for (const Plan plan : {Plan{0, 0}, Plan{1, 1}, Plan{3, 2}, Plan{2, 4}, Plan{1, 8}}) {
+                    cuda::set_gemv_plan(plan.splits, plan.kw);
                     for (const int64_t n : {1, 2, 5, 8}) {
-                        INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", row groups "
-                                  << groups << ", tokens " << n);
+                        INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", splits "
+                                  << plan.splits << ", warps per row group " << plan.kw << ", tokens " << n);
                         const auto y = run_matmul(*ex, *w, xd, xs, yd, ys, 8, n);
                         const Check c = check_output(y, ys, 8, s.rows, ref, n);
                         CHECK(c.unwritten == 0);
@@ -71,7 +75,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                         if (!(c.rel <= 1e-3)) FAIL_CHECK("relative error " << c.rel);
                     }
                 }
-                cuda::set_gemv_row_groups(0);
+                cuda::set_gemv_plan(0, 0);
             }
         }
     }
