@@ -120,9 +120,8 @@ double copy_bandwidth(CudaTestExecutor& ex) {
     void* b = ex.alloc(n, "copy_b");
     QG_TEST_CUDA(cudaMemsetAsync(a, 0x3C, n, ex.stream()));
     for (int i = 0; i < 3; ++i) QG_TEST_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, ex.stream()));
-    const double s = time_events(ex, 20, [&] {
-        QG_TEST_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, ex.stream()));
-    });
+    const double s =
+        time_events(ex, 20, [&] { QG_TEST_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, ex.stream())); });
     ex.free_all();
     return 2.0 * double(n) / s * 1e-9;
 }
@@ -228,9 +227,12 @@ int main(int argc, char** argv) {
         std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.device_name().c_str(),
                     ex.cuda()->sm_count, copy);
         Rng rng{12345};
-        std::printf("\nGEMV GB/s (%% of copy), cols: weight shapes rows x cols; t = tokens; forced plans: kK sS = K warps per row group, S column splits\n");
+        std::printf(
+            "\nGEMV GB/s (%% of copy), cols: weight shapes rows x cols; t = tokens; forced plans: kK sS = K warps per "
+            "row group, S column splits\n");
         std::printf("%-5s %-5s", "type", "case");
-        for (const Shape& s : kShapes) std::printf(" %14s", (std::to_string(s.rows) + "x" + std::to_string(s.cols)).c_str());
+        for (const Shape& s : kShapes)
+            std::printf(" %14s", (std::to_string(s.rows) + "x" + std::to_string(s.cols)).c_str());
         std::printf("\n");
         struct Variant {
             int64_t tokens;
@@ -260,9 +262,9 @@ int main(int argc, char** argv) {
                     std::snprintf(cell, sizeof cell, "%6.0f (%3.0f%%)", gbps, 100.0 * gbps / copy);
                     cells[v].push_back(cell);
                     if (csv)
-                        std::fprintf(csv, "gemv,%s,%lld,%lld,%lld,%d,%.9f,%.1f,%.1f,\n", type.c_str(), (long long)s.rows,
-                                     (long long)s.cols, (long long)variants[v].tokens, variants[v].splits, t, gbps,
-                                     100.0 * gbps / copy);
+                        std::fprintf(csv, "gemv,%s,%lld,%lld,%lld,%d,%.9f,%.1f,%.1f,\n", type.c_str(),
+                                     (long long)s.rows, (long long)s.cols, (long long)variants[v].tokens,
+                                     variants[v].splits, t, gbps, 100.0 * gbps / copy);
                 }
                 cuda::set_gemv_plan(0, 0);
                 ws.clear();

@@ -9,17 +9,17 @@ namespace imp::ggml::cuda {
 
 }  // namespace imp::ggml::cuda
 
-#define QG_CUDA(expr)                                                                                   \
-    do {                                                                                                \
-        const cudaError_t qg_e_ = (expr);                                                               \
+#define QG_CUDA(expr)                                                                                            \
+    do {                                                                                                         \
+        const cudaError_t qg_e_ = (expr);                                                                        \
         if (qg_e_ != cudaSuccess) ::imp::ggml::cuda::fail(#expr, cudaGetErrorString(qg_e_), __FILE__, __LINE__); \
     } while (0)
 
-#define QG_LT(expr)                                                                                        \
-    do {                                                                                                   \
-        const cublasStatus_t qg_s_ = (expr);                                                               \
-        if (qg_s_ != CUBLAS_STATUS_SUCCESS)                                                                \
-            ::imp::ggml::cuda::fail(#expr, cublasLtGetStatusString(qg_s_), __FILE__, __LINE__);            \
+#define QG_LT(expr)                                                                             \
+    do {                                                                                        \
+        const cublasStatus_t qg_s_ = (expr);                                                    \
+        if (qg_s_ != CUBLAS_STATUS_SUCCESS)                                                     \
+            ::imp::ggml::cuda::fail(#expr, cublasLtGetStatusString(qg_s_), __FILE__, __LINE__); \
     } while (0)
 
 // After a kernel launch.

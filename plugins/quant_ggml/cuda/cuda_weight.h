@@ -17,8 +17,8 @@ bool cuda_supports(Type t);
 uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t cols);
 // Repacks rows * row_bytes ggml bytes at `data` (host) into the GPU layout and uploads them to `ex` (a CUDA
 // executor). Throws imp::Error naming the tensor when the type has no CUDA kernels or ex gives no CUDA handles.
-std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols,
-                                    const uint8_t* data, uint64_t row_bytes, Executor& ex);
+std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols, const uint8_t* data,
+                                    uint64_t row_bytes, Executor& ex);
 
 // Knobs for tests and the bench (process-wide; 0 = automatic): the block types' GEMV plan (column splits over the
 // CTAs of a cluster, 1..8; warps per row group, 1/2/4/8), and rows per dequantized tile on the GEMM path.

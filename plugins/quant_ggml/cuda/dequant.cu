@@ -14,12 +14,12 @@
 namespace imp::ggml::cuda {
 namespace {
 
-// One warp per (row group, chunk) tile of rows [rg_begin * 16, ...): each lane writes its fragment's elements as
-// bf16 pairs.
+// One warp per (row group, chunk) tile of rows [rg_begin * 16, ...): lane (g, c) writes, per k-step and row, its 4
+// consecutive columns (A-registers k and k + 2) as one 8-byte store; a warp's store covers 8 rows x 32 bytes.
 template <class L>
-__global__ void __launch_bounds__(256) dequant_tiled_kernel(const uint8_t* __restrict__ w, int64_t rg_bytes, int chunks,
-                                                            int rg_begin, int n_rg, int rows, int cols, int row0,
-                                                            uint32_t* __restrict__ out, int64_t ldo) {
+__global__ void __launch_bounds__(256)
+    dequant_tiled_kernel(const uint8_t* __restrict__ w, int64_t rg_bytes, int chunks, int rg_begin, int n_rg, int rows,
+                         int cols, int row0, uint2* __restrict__ out, int64_t ldo) {
     const int64_t gw = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
     if (gw >= int64_t(n_rg) * chunks) return;
     const int lane = threadIdx.x & 31;
@@ -33,14 +33,16 @@ __global__ void __launch_bounds__(256) dequant_tiled_kernel(const uint8_t* __res
         for (int ss = 0; ss < L::kSubSteps; ++ss) {
             const int s = sb * L::kSubSteps + ss;
 #pragma unroll
-            for (int k = 0; k < 4; ++k) {
+            for (int k = 0; k < 2; ++k) {  // k: row g (0) or g + 8 (1); registers k and k + 2
                 const int row = rg * kTileRows + elem_row(lane, k);
                 const int col = ch * L::kChunkCols + elem_col(lane, s, k, 0);
                 if (row >= rows || col >= cols) continue;
-                int q0, q1;
+                int q0, q1, q2, q3;
                 codes<L>(f, s, k, q0, q1);
-                const uint32_t v = pack_bf16x2(dq_value<L>(sc[k & 1], q0), dq_value<L>(sc[k & 1], q1));
-                out[(int64_t(row - row0) * ldo + col) >> 1] = v;
+                codes<L>(f, s, k + 2, q2, q3);
+                const uint2 v = make_uint2(pack_bf16x2(dq_value<L>(sc[k], q0), dq_value<L>(sc[k], q1)),
+                                           pack_bf16x2(dq_value<L>(sc[k], q2), dq_value<L>(sc[k], q3)));
+                out[(int64_t(row - row0) * ldo + col) >> 2] = v;
             }
         }
     }
@@ -48,9 +50,9 @@ __global__ void __launch_bounds__(256) dequant_tiled_kernel(const uint8_t* __res
 
 // Block (chunk group, id): warp w of the block takes chunk 8 blockIdx.y + w of row ids[blockIdx.x].
 template <class L>
-__global__ void __launch_bounds__(256) get_rows_tiled_kernel(const uint8_t* __restrict__ w, int64_t rg_bytes, int chunks,
-                                                             int rows, int cols, const int32_t* __restrict__ ids,
-                                                             float* __restrict__ out) {
+__global__ void __launch_bounds__(256)
+    get_rows_tiled_kernel(const uint8_t* __restrict__ w, int64_t rg_bytes, int chunks, int rows, int cols,
+                          const int32_t* __restrict__ ids, float* __restrict__ out) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int ch = blockIdx.y * 8 + warp;
     if (ch >= chunks) return;
@@ -104,27 +106,40 @@ __global__ void get_rows_plain_kernel(const uint8_t* __restrict__ w, int64_t ld_
         o[c] = (id < 0 || id >= rows) ? __uint_as_float(0x7FC00000u) : plain_value<TY>(w + int64_t(id) * ld_bytes, c);
 }
 
-__global__ void f16_to_bf16_kernel(const __half* __restrict__ w, int64_t ld, int64_t nrows, int cols,
-                                   __nv_bfloat16* __restrict__ out, int64_t ldo) {
-    const int64_t n = nrows * cols;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t r = i / cols, c = i % cols;
-        out[r * ldo + c] = __float2bfloat16_rn(__half2float(w[r * ld + c]));
+// Block r converts row r (8 halves per 16-byte load: ld and ldo are multiples of 8).
+__global__ void f16_to_bf16_kernel(const uint4* __restrict__ w, int64_t ld8, int cols, uint4* __restrict__ out,
+                                   int64_t ldo8) {
+    const uint4* wr = w + int64_t(blockIdx.x) * ld8;
+    uint4* o = out + int64_t(blockIdx.x) * ldo8;
+    for (int i = threadIdx.x; i < (cols + 7) / 8; i += blockDim.x) {
+        const uint4 v = __ldg(wr + i);
+        const uint32_t in[4] = {v.x, v.y, v.z, v.w};
+        uint32_t r[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&in[k]));
+            r[k] = pack_bf16x2(f.x, f.y);
+        }
+        o[i] = make_uint4(r[0], r[1], r[2], r[3]);
     }
 }
 
-__global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int64_t n_tokens, int cols,
-                               __nv_bfloat16* __restrict__ out, int64_t ldo) {
-    const int64_t n = n_tokens * cols;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t t = i / cols, c = i % cols;
-        out[t * ldo + c] = __float2bfloat16_rn(x[t * xs + c]);
+// Block t converts token t (4 floats per load when aligned; ldo is a multiple of 8).
+__global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int cols, uint32_t* __restrict__ out,
+                               int64_t ldo, int vec) {
+    const float* xr = x + int64_t(blockIdx.x) * xs;
+    uint32_t* o = out + int64_t(blockIdx.x) * (ldo / 2);
+    if (vec) {
+        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
+            const float4 v = __ldg(reinterpret_cast<const float4*>(xr) + i);
+            *reinterpret_cast<uint2*>(o + 2 * i) = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+        }
+        for (int c = cols / 4 * 4 + threadIdx.x; c < cols; c += blockDim.x)
+            reinterpret_cast<__nv_bfloat16*>(o)[c] = __float2bfloat16_rn(xr[c]);
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x)
+            reinterpret_cast<__nv_bfloat16*>(o)[c] = __float2bfloat16_rn(__ldg(xr + c));
     }
-}
-
-unsigned grid_for(int64_t n, int threads) {
-    const int64_t b = (n + threads - 1) / threads;
-    return unsigned(b < 1 ? 1 : (b > 65536 * 8 ? 65536 * 8 : b));
 }
 
 template <class L>
@@ -134,7 +149,7 @@ void dequant_tiled(const DeviceLayout& l, const void* w, int64_t row0, int64_t n
     const int64_t warps = (rg_end - rg_begin) * l.chunks;
     dequant_tiled_kernel<L><<<unsigned((warps + 7) / 8), 256, 0, st>>>(
         static_cast<const uint8_t*>(w), l.rg_bytes, int(l.chunks), int(rg_begin), int(rg_end - rg_begin),
-        int(std::min<int64_t>(l.rows, row0 + nrows)), int(l.cols), int(row0), reinterpret_cast<uint32_t*>(out), ldo);
+        int(std::min<int64_t>(l.rows, row0 + nrows)), int(l.cols), int(row0), reinterpret_cast<uint2*>(out), ldo);
     QG_LAUNCHED();
 }
 
@@ -160,7 +175,7 @@ void dequant_bf16(const DeviceLayout& l, const void* w, int64_t row0, int64_t nr
                   cudaStream_t st) {
     if (nrows <= 0) return;
     if (l.tiled && row0 % kTileRows != 0) throw Error("quant_ggml: dequant_bf16: row0 is not a multiple of 16");
-    if (ldo % 2 != 0) throw Error("quant_ggml: dequant_bf16: odd output stride");
+    if (ldo % 8 != 0) throw Error("quant_ggml: dequant_bf16: output stride is not a multiple of 8");
     switch (l.type) {
         case Type::Q4_0: dequant_tiled<LayoutQ4_0>(l, w, row0, nrows, out, ldo, st); break;
         case Type::Q4_1: dequant_tiled<LayoutQ4_1>(l, w, row0, nrows, out, ldo, st); break;
@@ -169,9 +184,9 @@ void dequant_bf16(const DeviceLayout& l, const void* w, int64_t row0, int64_t nr
         case Type::Q5_K: dequant_tiled<LayoutQ5_K>(l, w, row0, nrows, out, ldo, st); break;
         case Type::Q6_K: dequant_tiled<LayoutQ6_K>(l, w, row0, nrows, out, ldo, st); break;
         case Type::F16:
-            f16_to_bf16_kernel<<<grid_for(nrows * l.cols, 256), 256, 0, st>>>(
-                static_cast<const __half*>(w) + row0 * l.ld, l.ld, nrows, int(l.cols),
-                reinterpret_cast<__nv_bfloat16*>(out), ldo);
+            f16_to_bf16_kernel<<<unsigned(nrows), 256, 0, st>>>(
+                reinterpret_cast<const uint4*>(static_cast<const __half*>(w) + row0 * l.ld), l.ld / 8, int(l.cols),
+                reinterpret_cast<uint4*>(out), ldo / 8);
             QG_LAUNCHED();
             break;
         default: throw Error(std::string("quant_ggml: no bf16 dequantization for type ") + type_info(l.type).name);
@@ -180,8 +195,9 @@ void dequant_bf16(const DeviceLayout& l, const void* w, int64_t row0, int64_t nr
 
 void to_bf16(const float* x, int64_t xs, int64_t n_tokens, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st) {
     if (n_tokens <= 0) return;
-    to_bf16_kernel<<<grid_for(n_tokens * cols, 256), 256, 0, st>>>(x, xs, n_tokens, int(cols),
-                                                                    reinterpret_cast<__nv_bfloat16*>(out), ldo);
+    if (ldo % 8 != 0) throw Error("quant_ggml: to_bf16: output stride is not a multiple of 8");
+    const int vec = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && (xs % 4 == 0);
+    to_bf16_kernel<<<unsigned(n_tokens), 256, 0, st>>>(x, xs, int(cols), reinterpret_cast<uint32_t*>(out), ldo, vec);
     QG_LAUNCHED();
 }
 

@@ -33,7 +33,9 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 
 constexpr uint32_t kBf16One2 = 0x3F803F80u;
 // -(128 + off) as a bf16 pair (off < 128): sign, exponent 2^7, mantissa off.
-__host__ __device__ constexpr uint32_t neg_bias2(int off) { return (0xC300u | uint32_t(off)) * 0x00010001u; }
+__host__ __device__ constexpr uint32_t neg_bias2(int off) {
+    return (0xC300u | uint32_t(off)) * 0x00010001u;
+}
 
 // The A-fragment register k of k-step s: signed codes (code - kOffset) as an exact bf16 pair.
 template <class L>

@@ -105,9 +105,8 @@ struct PlainGemv {
 
 template <Type TY, int T, int RW>
 __global__ void __launch_bounds__(kPlainWarps * 32)
-    gemv_plain_kernel(const uint8_t* __restrict__ w, int64_t ld_bytes, int rows, int cols,
-                      const float* __restrict__ x, int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens,
-                      int x_vec) {
+    gemv_plain_kernel(const uint8_t* __restrict__ w, int64_t ld_bytes, int rows, int cols, const float* __restrict__ x,
+                      int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens, int x_vec) {
     __shared__ float red[kPlainWarps][RW * T];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     PlainGemv<TY, T, RW> g{w, ld_bytes, rows, cols, (cols + 7) / 8, int(blockIdx.x) * RW, n_tokens, x_vec, x, xs};
@@ -149,9 +148,9 @@ void launch_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
     constexpr int RW = TY == Type::F32 ? 2 : 4;
     const int x_vec = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (a.xs % 4 == 0);
     const unsigned grid = unsigned((l.rows + RW - 1) / RW);
-    gemv_plain_kernel<TY, T, RW><<<grid, kPlainWarps * 32, 0, st>>>(
-        static_cast<const uint8_t*>(a.w), l.ld * Plain<TY>::kElem, int(l.rows), int(l.cols), a.x, a.xs, a.y, a.ys,
-        a.n_tokens, x_vec);
+    gemv_plain_kernel<TY, T, RW><<<grid, kPlainWarps * 32, 0, st>>>(static_cast<const uint8_t*>(a.w),
+                                                                    l.ld * Plain<TY>::kElem, int(l.rows), int(l.cols),
+                                                                    a.x, a.xs, a.y, a.ys, a.n_tokens, x_vec);
     QG_LAUNCHED();
 }
 

@@ -10,8 +10,7 @@
 // that is scaled into the fp32 result; types with a min add (add * sum of x over the block), the sum from an MMA
 // with A = 1. Columns are split over the CTAs of a thread-block cluster (up to 8) when there are too few row groups
 // to fill the GPU or the staged activations need it: the partial sums meet in distributed shared memory. Each
-// output is written once, no atomics, deterministic. KW = 1 (warps own distinct rows) shares one staging of x
-// among 8 row groups; larger KW keeps enough CTAs for matrices with few rows.
+// output is written once, no atomics, deterministic. tiled_plan picks KW and the splits.
 #pragma once
 #include <cooperative_groups.h>
 
@@ -241,24 +240,21 @@ struct TiledPlan {
     int kw = 8, splits = 1;
 };
 
-// Warps per row group (KW) and column splits: the smallest KW (most sharing of the staged x) whose CTAs, with up to
-// 8 splits, reach ~2 per SM; splits keep at least KW chunks each and enough of them for the staged activations to
-// fit (-1 splits when they cannot).
+// Warps per row group (KW) and column splits, from measurements on an H200 (bench/gpu_bench.cpp, plans forced):
+// KW = 8 without splits was fastest at 1 token; 1 warp per row group over clusters of 8 CTAs ran at half that
+// speed; KW = 4 with 2 splits was within 10%. So: KW = 8 up to 2 tokens, KW = 4 above (half the staging of x per
+// weight byte), 2 splits when the CTAs alone would leave SMs idle, and more splits only as the staged activations
+// need to fit (-1 splits when they cannot, even over 8).
 template <class L, int TP>
 TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, int forced_kw) {
     TiledPlan p;
-    const int64_t target = (19 * int64_t(sm_count)) / 10;
-    const int max_splits = cc >= 90 ? 8 : 1;
-    for (int kw = forced_kw > 0 ? forced_kw : 1; kw <= kGemvWarps; kw *= 2) {
-        const int64_t cta_rows = (l.n_rg + kGemvWarps / kw - 1) / (kGemvWarps / kw);
-        int64_t s = forced > 0 ? forced : (target + cta_rows - 1) / cta_rows;
-        s = std::min<int64_t>({s, int64_t(max_splits), std::max<int64_t>(1, l.chunks / kw)});
-        s = std::max<int64_t>(s, 1);
-        while (s < max_splits && s < l.chunks && tiled_smem<L, TP>((l.chunks + s - 1) / s) > size_t(kGemvSmemB)) ++s;
-        p.kw = kw;
-        p.splits = tiled_smem<L, TP>((l.chunks + s - 1) / s) <= size_t(kGemvSmemB) ? int(s) : -1;
-        if (p.splits > 0 && (forced > 0 || cta_rows * s >= target)) break;
-    }
+    const int64_t max_splits = cc >= 90 ? 8 : 1;
+    p.kw = forced_kw > 0 ? forced_kw : (TP <= 2 ? kGemvWarps : kGemvWarps / 2);
+    const int64_t rgc = kGemvWarps / p.kw, cta_rows = (l.n_rg + rgc - 1) / rgc;
+    int64_t s = forced > 0 ? forced : (cta_rows >= sm_count ? 1 : 2);
+    s = std::max<int64_t>(1, std::min<int64_t>({s, max_splits, std::max<int64_t>(1, l.chunks / p.kw)}));
+    while (s < max_splits && s < l.chunks && tiled_smem<L, TP>((l.chunks + s - 1) / s) > size_t(kGemvSmemB)) ++s;
+    p.splits = tiled_smem<L, TP>((l.chunks + s - 1) / s) <= size_t(kGemvSmemB) ? int(s) : -1;
     return p;
 }
 
@@ -266,8 +262,16 @@ template <class L, int TP>
 bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, int cc, cudaStream_t st) {
     const TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw);
     if (plan.splits < 0) return false;
-    TiledArgs a{static_cast<const uint8_t*>(ga.w), l.rg_bytes, int(l.chunks), int(l.rows), int(l.cols), ga.x, ga.xs,
-                ga.y, ga.ys, ga.n_tokens,
+    TiledArgs a{static_cast<const uint8_t*>(ga.w),
+                l.rg_bytes,
+                int(l.chunks),
+                int(l.rows),
+                int(l.cols),
+                ga.x,
+                ga.xs,
+                ga.y,
+                ga.ys,
+                ga.n_tokens,
                 (reinterpret_cast<uintptr_t>(ga.x) % 16 == 0) && (ga.xs % 4 == 0)};
     const int rgc = kGemvWarps / plan.kw;
     cudaLaunchConfig_t cfg{};

@@ -17,7 +17,7 @@ struct GemvArgs {
     const float* x = nullptr;
     int64_t xs = 0;  // x row stride (floats)
     float* y = nullptr;
-    int64_t ys = 0;  // y row stride (floats)
+    int64_t ys = 0;    // y row stride (floats)
     int n_tokens = 0;  // 1..kMaxGemvTokens
     int splits = 0;    // tiled types: column splits over a cluster of CTAs (0 = from the shape; a test/bench knob)
     int kw = 0;        // tiled types: warps per row group, 1/2/4/8 (0 = from the shape; a test/bench knob)

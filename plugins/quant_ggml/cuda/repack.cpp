@@ -52,10 +52,10 @@ void repack_tiles(const DeviceLayout& d, const uint8_t* src, uint64_t row_bytes,
     }
 }
 
-void repack_plain(const DeviceLayout& d, const uint8_t* src, uint64_t row_bytes, uint8_t* dst, int64_t r0,
-                  int64_t r1) {
+void repack_plain(const DeviceLayout& d, const uint8_t* src, uint64_t row_bytes, uint8_t* dst, int64_t r0, int64_t r1) {
     const uint64_t ld_bytes = uint64_t(d.ld) * (d.type == Type::F32 ? 4 : 2);
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + uint64_t(r) * ld_bytes, src + uint64_t(r) * row_bytes, row_bytes);
+    for (int64_t r = r0; r < r1; ++r)
+        std::memcpy(dst + uint64_t(r) * ld_bytes, src + uint64_t(r) * row_bytes, row_bytes);
 }
 
 template <class F>
@@ -116,25 +116,30 @@ void repack(const DeviceLayout& d, const uint8_t* src, uint64_t row_bytes, uint8
     std::memset(dst, 0, d.bytes);
     switch (d.type) {
         case Type::Q4_0:
-            run_split(d.n_rg, threads, [&](int64_t a, int64_t b) { repack_tiles<LayoutQ4_0>(d, src, row_bytes, dst, a, b); });
+            run_split(d.n_rg, threads,
+                      [&](int64_t a, int64_t b) { repack_tiles<LayoutQ4_0>(d, src, row_bytes, dst, a, b); });
             break;
         case Type::Q4_1:
-            run_split(d.n_rg, threads, [&](int64_t a, int64_t b) { repack_tiles<LayoutQ4_1>(d, src, row_bytes, dst, a, b); });
+            run_split(d.n_rg, threads,
+                      [&](int64_t a, int64_t b) { repack_tiles<LayoutQ4_1>(d, src, row_bytes, dst, a, b); });
             break;
         case Type::Q8_0:
-            run_split(d.n_rg, threads, [&](int64_t a, int64_t b) { repack_tiles<LayoutQ8_0>(d, src, row_bytes, dst, a, b); });
+            run_split(d.n_rg, threads,
+                      [&](int64_t a, int64_t b) { repack_tiles<LayoutQ8_0>(d, src, row_bytes, dst, a, b); });
             break;
         case Type::Q4_K:
-            run_split(d.n_rg, threads, [&](int64_t a, int64_t b) { repack_tiles<LayoutQ4_K>(d, src, row_bytes, dst, a, b); });
+            run_split(d.n_rg, threads,
+                      [&](int64_t a, int64_t b) { repack_tiles<LayoutQ4_K>(d, src, row_bytes, dst, a, b); });
             break;
         case Type::Q5_K:
-            run_split(d.n_rg, threads, [&](int64_t a, int64_t b) { repack_tiles<LayoutQ5_K>(d, src, row_bytes, dst, a, b); });
+            run_split(d.n_rg, threads,
+                      [&](int64_t a, int64_t b) { repack_tiles<LayoutQ5_K>(d, src, row_bytes, dst, a, b); });
             break;
         case Type::Q6_K:
-            run_split(d.n_rg, threads, [&](int64_t a, int64_t b) { repack_tiles<LayoutQ6_K>(d, src, row_bytes, dst, a, b); });
+            run_split(d.n_rg, threads,
+                      [&](int64_t a, int64_t b) { repack_tiles<LayoutQ6_K>(d, src, row_bytes, dst, a, b); });
             break;
-        default:
-            run_split(d.rows, threads, [&](int64_t a, int64_t b) { repack_plain(d, src, row_bytes, dst, a, b); });
+        default: run_split(d.rows, threads, [&](int64_t a, int64_t b) { repack_plain(d, src, row_bytes, dst, a, b); });
     }
 }
 

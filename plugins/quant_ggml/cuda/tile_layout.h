@@ -71,7 +71,9 @@ IMP_HD float f16_to_float(uint32_t h) {
 }
 
 // Byte i of w (0..255) as a float, exact: 2^23 + v has v in its low mantissa bits.
-IMP_HD float byte_to_float(uint32_t w, int i) { return bits_to_float(byte_perm(w, 0x4B, 0x4550 | i)) - 8388608.f; }
+IMP_HD float byte_to_float(uint32_t w, int i) {
+    return bits_to_float(byte_perm(w, 0x4B, 0x4550 | i)) - 8388608.f;
+}
 
 // Copies of 4/8/16 bytes into words; on the device, 16-byte quant loads bypass L1 (streamed once).
 IMP_HD void load_words(const uint8_t* p, uint32_t* w, int n) {
@@ -135,9 +137,13 @@ IMP_HD uint32_t and_or_r(uint32_t a, uint32_t c) {
 }
 
 // A-register k of a 4-bit plane word: codes at bits 4k (element 0) and 16 + 4k (element 1), as bf16 128 + code.
-IMP_HD uint32_t nib_bits(uint32_t w, int k) { return and_or<0x000F000Fu, 0x43004300u>(w >> (4 * k)); }
+IMP_HD uint32_t nib_bits(uint32_t w, int k) {
+    return and_or<0x000F000Fu, 0x43004300u>(w >> (4 * k));
+}
 // Bits of a plane word shifted so that bit `from` lands on bit `to` (compile-time constants after unrolling).
-IMP_HD uint32_t shift_to(uint32_t w, int from, int to) { return from >= to ? w >> (from - to) : w << (to - from); }
+IMP_HD uint32_t shift_to(uint32_t w, int from, int to) {
+    return from >= to ? w >> (from - to) : w << (to - from);
+}
 
 // Host side of the 4-bit plane: sets the code of (s, k, h) in the lane's words at p.
 inline void put_nib(uint8_t* p, int s, int k, int h, uint32_t code) {
@@ -282,7 +288,9 @@ struct LayoutQ4_K {
     static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
         put_nib(t + 64 * lane, s, k, h, code);
     }
-    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) { std::memcpy(t + 2048 + 16 * r16, block, 16); }
+    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
+        std::memcpy(t + 2048 + 16 * r16, block, 16);
+    }
 };
 
 // ---- Q5_K: Q4_K plus the fifth bits at 2048 + 16 lane (word s / 4, bit 16 h + 4 (s % 4) + k); meta at 2560.
@@ -316,7 +324,9 @@ struct LayoutQ5_K {
         put_nib(t + 64 * lane, s, k, h, code);
         set_bits(t + 2048 + 16 * lane, s >> 2, 16 * h + 4 * (s & 3) + k, (code >> 4) & 1);
     }
-    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) { std::memcpy(t + 2560 + 16 * r16, block, 16); }
+    static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
+        std::memcpy(t + 2560 + 16 * r16, block, 16);
+    }
 };
 
 // ---- Q6_K: low nibbles as Q4_K; the high 2 bits at 2048 + 32 lane (word s / 2, bits 16 h + 8 (s % 2) + 2 k);
@@ -375,7 +385,11 @@ IMP_HD void codes(const typename L::Frag& f, int s, int k, int& q0, int& q1) {
 }
 
 // Row (within the tile) and column (within the chunk) of element h of A-register k of lane `lane` in k-step s.
-IMP_HD int elem_row(int lane, int k) { return (lane >> 2) + 8 * (k & 1); }
-IMP_HD int elem_col(int lane, int s, int k, int h) { return 16 * s + 4 * (lane & 3) + 2 * (k >> 1) + h; }
+IMP_HD int elem_row(int lane, int k) {
+    return (lane >> 2) + 8 * (k & 1);
+}
+IMP_HD int elem_col(int lane, int s, int k, int h) {
+    return 16 * s + 4 * (lane & 3) + 2 * (k >> 1) + h;
+}
 
 }  // namespace imp::ggml::cuda

@@ -3,19 +3,18 @@
 // element bit for bit equal to the reference dequantization, each element exactly once, and zero padding.
 // Also the CUDA load errors that need no GPU. Compiled with -ffp-contract=off (the reference never fuses).
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cuda_weight.h"
-#include "repack.h"
-#include "tile_layout.h"
 #include "ggml_format.h"
 #include "imp/error.h"
 #include "random_weights.h"
+#include "repack.h"
 #include "test_executor.h"
+#include "tile_layout.h"
 
 using namespace imp::ggml;
 using namespace imp::ggml::cuda;
@@ -111,8 +110,8 @@ TEST_CASE("quant_ggml: CUDA layout of plain types pads rows to 8 elements", "[qu
         std::vector<uint8_t> dev(d.bytes, 0xAB);
         repack(d, raw.data(), uint64_t(cols * t.bytes), dev.data(), 2);
         for (int64_t r = 0; r < rows; ++r) {
-            CHECK(std::memcmp(dev.data() + r * d.ld * t.bytes, raw.data() + r * cols * t.bytes, size_t(cols * t.bytes)) ==
-                  0);
+            CHECK(std::memcmp(dev.data() + r * d.ld * t.bytes, raw.data() + r * cols * t.bytes,
+                              size_t(cols * t.bytes)) == 0);
             for (int64_t b = cols * t.bytes; b < d.ld * t.bytes; ++b) CHECK(dev[size_t(r * d.ld * t.bytes + b)] == 0);
         }
     }

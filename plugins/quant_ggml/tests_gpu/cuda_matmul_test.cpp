@@ -4,7 +4,6 @@
 // GEMV 1e-3 (its activations keep ~16 bits: observed ~1e-6); GEMM 1e-2 (bf16 weights and activations), 1e-4 for
 // F32 weights (fp32 cuBLASLt GEMM).
 #include <catch2/catch.hpp>
-
 #include <random>
 #include <string>
 #include <vector>
@@ -18,7 +17,9 @@ using namespace imp::ggml::test;
 
 namespace {
 
-int64_t small_cols(const TypeInfo& t) { return t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 3 * 256); }
+int64_t small_cols(const TypeInfo& t) {
+    return t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 3 * 256);
+}
 
 // Runs matmul with the output poisoned and returns the downloaded output (n_alloc tokens of stride ys).
 std::vector<float> run_matmul(CudaTestExecutor& ex, const imp::Weight& w, const float* x, int64_t xs, float* y,
@@ -43,7 +44,8 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
         struct Shape {
             int64_t rows, cols;
         };
-        for (const Shape s : {Shape{37, small_cols(t)}, Shape{4097, 4096}, Shape{64, small_cols(t)}, Shape{1000, 2048}}) {
+        for (const Shape s :
+             {Shape{37, small_cols(t)}, Shape{4097, 4096}, Shape{64, small_cols(t)}, Shape{1000, 2048}}) {
             const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
             const auto w = f.load(h.src(), *ex);
             REQUIRE(w->rows() == s.rows);

@@ -14,12 +14,12 @@
 
 namespace imp::ggml::test {
 
-#define QG_TEST_CUDA(expr)                                                                                     \
-    do {                                                                                                       \
-        const cudaError_t e_ = (expr);                                                                         \
-        if (e_ != cudaSuccess)                                                                                 \
-            throw imp::Error(std::string(#expr) + ": " + cudaGetErrorString(e_) + " (" + __FILE__ + ":" +      \
-                             std::to_string(__LINE__) + ")");                                                  \
+#define QG_TEST_CUDA(expr)                                                                                \
+    do {                                                                                                  \
+        const cudaError_t e_ = (expr);                                                                    \
+        if (e_ != cudaSuccess)                                                                            \
+            throw imp::Error(std::string(#expr) + ": " + cudaGetErrorString(e_) + " (" + __FILE__ + ":" + \
+                             std::to_string(__LINE__) + ")");                                             \
     } while (0)
 
 class CudaTestExecutor final : public Executor {

@@ -1,7 +1,6 @@
 // quant_ggml GPU tests: helpers (random tensors, device buffers, double-precision references, poison checks).
 #pragma once
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -103,9 +102,9 @@ inline bool is_poison(float f) {
 }
 
 struct Check {
-    double rel = 0;            // ||y - ref|| / ||ref|| over the written region
-    int64_t unwritten = 0;     // outputs still holding the poison
-    int64_t overwritten = 0;   // stride padding or rows of tokens >= n_tokens that changed
+    double rel = 0;           // ||y - ref|| / ||ref|| over the written region
+    int64_t unwritten = 0;    // outputs still holding the poison
+    int64_t overwritten = 0;  // stride padding or rows of tokens >= n_tokens that changed
 };
 
 // y: n_alloc_tokens rows of stride ys, downloaded; ref: [n_ref_tokens, rows].
