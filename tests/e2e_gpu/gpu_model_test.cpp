@@ -78,7 +78,7 @@ TEST_CASE("gpu: tiny HF fixtures' logits match the CPU reference", "[gpu]") {
     }
 }
 
-TEST_CASE("gpu: SmolLM2 greedy tokens equal the CPU's; graphs on and off agree; no cudaMalloc in decode", "[gpu]") {
+TEST_CASE("gpu: SmolLM2 greedy tokens equal the CPU, graphs on and off agree, no cudaMalloc in decode", "[gpu]") {
     REQUIRE(std::ifstream(smollm2()).good());
     // Both with a BF16 KV cache, so the comparison is of the kernels, not of the cache precision.
     const std::string bf16 = "runtime.kv_dtype=\"bf16\"";

@@ -51,7 +51,14 @@ Session::Session(const Profile& p) {
     eo.kv_dtype = kv_dtype_for(p.runtime.kv_dtype, *ex_);
     eo.cuda_graphs = p.runtime.cuda_graphs;
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
-    tok_ = Tokenizer::from_metadata(src_->metadata());
+    if (src_->metadata().has("tokenizer.ggml.model")) tok_ = Tokenizer::from_metadata(src_->metadata());
+}
+
+const Tokenizer& Session::tokenizer() const {
+    if (!tok_)
+        throw Error(src_->path() + ": the model carries no tokenizer (no tokenizer.ggml.* metadata); give token ids "
+                    "or use a GGUF file");
+    return *tok_;
 }
 
 Session::~Session() {

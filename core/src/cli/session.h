@@ -24,7 +24,8 @@ public:
     explicit Session(const Profile& p);
     ~Session();
     Engine& engine() { return *engine_; }
-    const Tokenizer& tokenizer() const { return *tok_; }
+    // Throws imp::Error when the model carries no tokenizer (e.g. a safetensors folder without GGUF metadata).
+    const Tokenizer& tokenizer() const;
     const ModelSource& model() const { return *src_; }
     const Registry& registry() const { return *reg_; }
     std::string executor_name() const { return ex_->name(); }

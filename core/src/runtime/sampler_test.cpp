@@ -33,7 +33,7 @@ TEST_CASE("repetition penalty demotes a repeated argmax", "[sampler]") {
     CHECK(imp::sample_reference(l.data(), 4, p, 0, r2, 1) == 2);  // 5/1.5 < 4.5
 }
 
-TEST_CASE("same seed, same tokens; different seed, different tokens", "[sampler]") {
+TEST_CASE("same seed, same tokens, a different seed different tokens", "[sampler]") {
     auto l = random_logits(500, 2);
     imp::SamplingParams p;
     p.temperature = 1.5;
