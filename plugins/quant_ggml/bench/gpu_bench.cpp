@@ -4,10 +4,12 @@
 //     weight to defeat the L2 cache, median of 15 replays; GB/s of weight bytes and % of the copy bandwidth;
 //     at 1 token also with forced plans (warps per row group, column splits) for tuning;
 //  3. GEMM (512 and 4096 tokens) TFLOP/s per type vs a plain cuBLASLt bf16 GEMM of the same shape.
-// Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm]
+// Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm]; QG_BENCH_VARIANTS=t1,k8s2,... picks
+// the GEMV rows (labels as printed; default all but k8s2 and k8s4).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -240,7 +242,15 @@ int main(int argc, char** argv) {
             const char* label;
         };
         const Variant variants[] = {{1, 0, 0, "t1"},   {2, 0, 0, "t2"},   {4, 0, 0, "t4"},  {8, 0, 0, "t8"},
-                                    {1, 1, 8, "k8s1"}, {1, 2, 4, "k4s2"}, {1, 8, 1, "k1s8"}};
+                                    {1, 1, 8, "k8s1"}, {1, 2, 4, "k4s2"}, {1, 8, 1, "k1s8"},
+                                    {1, 2, 8, "k8s2"}, {1, 4, 8, "k8s4"}};
+        // QG_BENCH_VARIANTS: comma-separated labels to run (default: all but k8s2, k8s4).
+        const char* only = std::getenv("QG_BENCH_VARIANTS");
+        auto wanted = [&](const char* label) {
+            if (!only || !*only) return std::strcmp(label, "k8s2") != 0 && std::strcmp(label, "k8s4") != 0;
+            const std::string list = std::string(",") + only + ",";
+            return list.find(std::string(",") + label + ",") != std::string::npos;
+        };
         constexpr int kVariants = int(sizeof(variants) / sizeof(variants[0]));
         for (const std::string& type : types) {
             const bool tiled = find_type(type)->block > 1;
@@ -254,7 +264,7 @@ int main(int argc, char** argv) {
                 const float* x = random_device(ex, size_t(8 * s.cols), rng);
                 auto* y = static_cast<float*>(ex.alloc(size_t(8 * s.rows) * 4, "y"));
                 for (int v = 0; v < kVariants; ++v) {
-                    if (!tiled && variants[v].splits) continue;
+                    if ((!tiled && variants[v].splits) || !wanted(variants[v].label)) continue;
                     cuda::set_gemv_plan(variants[v].splits, variants[v].kw);
                     const double t = time_gemv(ex, ws, x, y, variants[v].tokens);
                     const double gbps = double(bytes) / t * 1e-9;

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "cuda_check.h"
 #include "device_common.cuh"
@@ -123,8 +124,16 @@ struct TiledGemv {
 
 // Grid (CTA rows, splits); a cluster of (1, splits, 1) when splits > 1. Dynamic shared memory: the B fragments of
 // this CTA's chunks (TP = tokens rounded up to 1, 2, 4 or 8). kw_count: warps per row group (1, 2, 4 or 8).
+// MINB: CTAs per SM that the register allocation must allow (launch bounds). Measured on an H100 at 1 token (NOTES,
+// v6): 3 (80 registers, no spills) lifts Q8_0 and Q4_0 on 14336 rows by 13-16% and leaves the other shapes within
+// noise; the K types and Q4_1 spill at 80 registers and lose 5-20%, 4 (64 registers) loses everywhere.
 template <class L, int TP>
-__global__ void __launch_bounds__(kGemvWarps * 32, 2) gemv_tiled_kernel(TiledArgs a, int kw_count) {
+constexpr int tiled_minb() {
+    return TP == 1 && (std::is_same_v<L, LayoutQ8_0> || std::is_same_v<L, LayoutQ4_0>) ? 3 : 2;
+}
+
+template <class L, int TP, int MINB>
+__global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(TiledArgs a, int kw_count) {
     constexpr int J = (TP + 3) / 4;
     constexpr int kOut = 2 * J * 32;  // outputs of one row group: 16 rows x 4 J token columns, as hi + lo sums
     extern __shared__ uint2 smem_b[];
@@ -286,7 +295,7 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
     attr[0].val.clusterDim.z = 1;
     cfg.attrs = attr;
     cfg.numAttrs = plan.splits > 1 ? 1 : 0;
-    QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, TP>, a, plan.kw));
+    QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
     return true;
 }
 
@@ -294,10 +303,13 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
 template <class L>
 void prepare_tiled() {
     const int bytes = kGemvSmemB + int(b_pad_bytes<8>());
-    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    QG_CUDA(cudaFuncSetAttribute(gemv_tiled_kernel<L, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    const auto raise = [bytes](auto kernel) {
+        QG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    };
+    raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>()>);
+    raise(gemv_tiled_kernel<L, 2, tiled_minb<L, 2>()>);
+    raise(gemv_tiled_kernel<L, 4, tiled_minb<L, 4>()>);
+    raise(gemv_tiled_kernel<L, 8, tiled_minb<L, 8>()>);
 }
 
 // Tokens rounded up to TP in {1, 2, 4, 8}. When the staged activations of all tokens cannot fit even over 8 column
