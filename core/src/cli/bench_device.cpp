@@ -63,6 +63,7 @@ struct Driver {
     CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
     CUresult (*cuMemsetD8)(CUdeviceptr, unsigned char, size_t) = nullptr;
     CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream) = nullptr;
+    CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void*, size_t) = nullptr;
     CUresult (*cuEventCreate)(CUevent*, unsigned) = nullptr;
     CUresult (*cuEventDestroy)(CUevent) = nullptr;
     CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
@@ -95,6 +96,7 @@ struct Driver {
         sym(cuMemFree, {"cuMemFree_v2", "cuMemFree"});
         sym(cuMemsetD8, {"cuMemsetD8_v2", "cuMemsetD8"});
         sym(cuMemcpyDtoDAsync, {"cuMemcpyDtoDAsync_v2", "cuMemcpyDtoDAsync"});
+        sym(cuMemcpyHtoD, {"cuMemcpyHtoD_v2", "cuMemcpyHtoD"});
         sym(cuEventCreate, {"cuEventCreate"});
         sym(cuEventDestroy, {"cuEventDestroy_v2", "cuEventDestroy"});
         sym(cuEventRecord, {"cuEventRecord"});
@@ -217,7 +219,122 @@ void probe_cpu(Executor& ex, DeviceFacts& f) {
     f.copy_bytes_per_s = 2.0 * double(bytes) / median(secs);
 }
 
+// ---- cuBLAS, resolved at run time: from the process (imp_core links it when built with CUDA), else loaded.
+constexpr int kGemmWarmup = 3, kGemmBatches = 15, kGemmPerBatch = 10;
+
+using GemmExFn = int (*)(void* handle, int transa, int transb, int m, int n, int k, const void* alpha, const void* A,
+                         int Atype, int lda, const void* B, int Btype, int ldb, const void* beta, void* C, int Ctype,
+                         int ldc, int computeType, int algo);
+constexpr int kOpN = 0, kOpT = 1, kR16BF = 14, kCompute32F = 68, kGemmDefault = -1;
+
+GemmExFn find_gemm_ex() {
+    if (void* p = dlsym(RTLD_DEFAULT, "cublasGemmEx")) return reinterpret_cast<GemmExFn>(p);
+    for (const char* lib : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+        // Kept loaded for the life of the process (the executor's handle came from the same library).
+        if (void* h = dlopen(lib, RTLD_NOW | RTLD_GLOBAL))
+            if (void* p = dlsym(h, "cublasGemmEx")) return reinterpret_cast<GemmExFn>(p);
+    }
+    throw Error("BF16 GEMM probe: cublasGemmEx not found (neither in the process nor in libcublas.so.13/.12)");
+}
+
+// Fills a device buffer of bf16 values with pseudo-random numbers in (-1, 1) (not zeros: the rate of a GEMM of
+// zeros is not the rate of a GEMM of data).
+void fill_bf16(Driver& d, CUdeviceptr dst, int64_t count, uint64_t seed) {
+    constexpr int64_t kBlock = int64_t(4) << 20;  // elements per upload
+    std::vector<uint16_t> block(size_t(std::min(count, kBlock)));
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& v : block) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        float f = float(double(x >> 11) / double(1ull << 53) * 2.0 - 1.0);
+        uint32_t bits;
+        std::memcpy(&bits, &f, 4);
+        v = uint16_t(bits >> 16);
+    }
+    for (int64_t off = 0; off < count; off += int64_t(block.size())) {
+        const int64_t n = std::min<int64_t>(int64_t(block.size()), count - off);
+        check(d.cuMemcpyHtoD(dst + CUdeviceptr(off) * 2, block.data(), size_t(n) * 2), "cuMemcpyHtoD");
+    }
+}
+
+void probe_gemm_cuda(Executor& ex, GemmFacts& g) {
+    const CudaHandles* h = ex.cuda();
+    if (!h || !h->cublas) throw Error("BF16 GEMM probe: the CUDA executor has no cuBLAS handle");
+    const GemmExFn gemm = find_gemm_ex();
+    Driver d;
+    CtxScope scope(d, h->device);
+    const size_t a_bytes = size_t(g.m * g.k) * 2, b_bytes = size_t(g.k * g.n) * 2, c_bytes = size_t(g.m * g.n) * 2;
+    CUdeviceptr a = 0, b = 0, c = 0;
+    struct Free {
+        Driver& d;
+        CUdeviceptr* p[3];
+        ~Free() {
+            for (auto* x : p)
+                if (*x) d.cuMemFree(*x);
+        }
+    } free_bufs{d, {&a, &b, &c}};
+    check(d.cuMemAlloc(&a, a_bytes), "cuMemAlloc (GEMM weights)");
+    check(d.cuMemAlloc(&b, b_bytes), "cuMemAlloc (GEMM activations)");
+    check(d.cuMemAlloc(&c, c_bytes), "cuMemAlloc (GEMM output)");
+    fill_bf16(d, a, g.m * g.k, 1);
+    fill_bf16(d, b, g.k * g.n, 2);
+    check(d.cuMemsetD8(c, 0, c_bytes), "cuMemsetD8");
+    CUevent e0 = nullptr, e1 = nullptr;
+    check(d.cuEventCreate(&e0, 0), "cuEventCreate");
+    check(d.cuEventCreate(&e1, 0), "cuEventCreate");
+    struct Events {
+        Driver& d;
+        CUevent a, b;
+        ~Events() {
+            d.cuEventDestroy(a);
+            d.cuEventDestroy(b);
+        }
+    } events{d, e0, e1};
+    check(d.cuCtxSynchronize(), "cuCtxSynchronize");
+    const float alpha = 1.f, beta = 0.f;
+    // Column-major cuBLAS view of row-major data: W (m rows of k) is a k x m matrix, transposed; X (n tokens of k)
+    // is k x n; C (n tokens of m) is m x n. The "TN" layout of a linear layer.
+    auto run = [&] {
+        const int st = gemm(h->cublas, kOpT, kOpN, int(g.m), int(g.n), int(g.k), &alpha, reinterpret_cast<void*>(a),
+                            kR16BF, int(g.k), reinterpret_cast<void*>(b), kR16BF, int(g.k), &beta,
+                            reinterpret_cast<void*>(c), kR16BF, int(g.m), kCompute32F, kGemmDefault);
+        if (st != 0) throw Error("BF16 GEMM probe: cublasGemmEx failed (cublasStatus " + std::to_string(st) + ")");
+    };
+    CUstream stream = h->stream;
+    for (int i = 0; i < kGemmWarmup; ++i) run();
+    std::vector<double> secs;
+    for (int i = 0; i < kGemmBatches; ++i) {
+        check(d.cuEventRecord(e0, stream), "cuEventRecord");
+        for (int j = 0; j < kGemmPerBatch; ++j) run();
+        check(d.cuEventRecord(e1, stream), "cuEventRecord");
+        check(d.cuEventSynchronize(e1), "cuEventSynchronize");
+        float ms = 0;
+        check(d.cuEventElapsedTime(&ms, e0, e1), "cuEventElapsedTime");
+        secs.push_back(double(ms) * 1e-3 / kGemmPerBatch);
+    }
+    g.flops_per_s = 2.0 * double(g.m) * double(g.n) * double(g.k) / median(secs);
+}
+
 }  // namespace
+
+std::string GemmFacts::shape() const {
+    if (!measured()) return "";
+    return std::to_string(n) + "x" + std::to_string(k) + "x" + std::to_string(m);
+}
+
+GemmFacts probe_gemm_bf16(Executor& ex, int64_t m, int64_t n, int64_t k) {
+    GemmFacts g;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    if (ex.kind() != DeviceKind::CUDA || m <= 0 || n <= 0 || k <= 0) return g;
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) throw Error("BF16 GEMM probe: shape exceeds int32");
+    ex.synchronize();
+    probe_gemm_cuda(ex, g);
+    ex.synchronize();
+    return g;
+}
 
 DeviceFacts probe_device(Executor& ex) {
     DeviceFacts f;

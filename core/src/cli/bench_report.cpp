@@ -73,6 +73,14 @@ ModelFacts model_facts(const ModelSource& src, const Engine& engine) {
             const TensorInfo* t = src.find(s.name);
             if (!t) continue;  // absent optional weight
             m.layer_matmul_params += uint64_t(t->numel());
+            if (t->shape.size() == 2) {
+                const int64_t out = t->shape[0], in = t->shape[1];
+                const int64_t best = m.ffn_out * m.ffn_in;
+                if (out * in > best || (out * in == best && out > m.ffn_out)) {
+                    m.ffn_out = out;
+                    m.ffn_in = in;
+                }
+            }
             m.weight_bytes_per_token += t->nbytes;
             type_bytes[t->type] += t->nbytes;
         }
@@ -123,6 +131,16 @@ double prefill_tflops(const ModelFacts& m, const TestResult& r) {
     return flops * r.avg_ts() / double(r.n_prompt) / 1e12;
 }
 
+double prefill_tflops_issue(const ModelFacts& m, const TestResult& r) {
+    if (r.n_prompt <= 0 || r.avg_s() <= 0) return NAN;
+    return 2.0 * double(m.layer_matmul_params + m.lm_head_params) * r.avg_ts() / 1e12;
+}
+
+double prefill_vs_gemm(const ModelFacts& m, const TestResult& r, const GemmFacts& g) {
+    if (!g.measured()) return NAN;
+    return prefill_tflops_issue(m, r) * 1e12 / g.flops_per_s;
+}
+
 double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d) {
     if (r.n_gen <= 0 || d.copy_bytes_per_s <= 0) return NAN;
     return double(m.weight_bytes_per_token) * r.avg_ts() / d.copy_bytes_per_s;
@@ -133,13 +151,23 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
     o += "device: " + run.device.name + " (" + run.executor + "), copy bandwidth " +
          fmt("%.1f", run.device.copy_bytes_per_s / 1e9) + " GB/s, peak memory " +
          fmt("%.2f", double(run.peak_vram_bytes) / double(1ull << 30)) + " GiB, graphs " + (run.graphs ? "on" : "off") +
-         ", commit " + run.commit + "\n\n";
+         ", commit " + run.commit + "\n";
+    o += "BF16 GEMM " +
+         (run.gemm.measured() ? run.gemm.shape() + " (tokens x in x out): " + fmt("%.1f", run.gemm.flops_per_s / 1e12) +
+                                    " TFLOP/s"
+                              : std::string("not measured (") + run.executor + ")") +
+         ", load to first token " +
+         (std::isfinite(run.load_to_first_token_s) ? fmt("%.3f", run.load_to_first_token_s) + " s" : "-") + "\n\n";
     o += "| model | size | quant | test | t/s | roofline |\n";
     o += "| --- | ---: | --- | ---: | ---: | ---: |\n";
     for (const auto& r : results) {
         std::string roof;
         if (is_tg(r)) roof = fmt("%.1f", 100.0 * decode_efficiency(m, r, run.device)) + " % of copy bw";
-        else roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s";
+        else {
+            roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s (2·P·N: " + fmt("%.2f", prefill_tflops_issue(m, r));
+            const double v = prefill_vs_gemm(m, r, run.gemm);
+            roof += std::isfinite(v) ? ", " + fmt("%.1f", 100.0 * v) + " % of BF16 GEMM)" : ")";
+        }
         o += "| " + m.name + " | " + fmt("%.2f", double(m.file_bytes) / double(1ull << 30)) + " GiB | " + m.quant +
              " | " + r.test + " | " + fmt("%.2f", r.avg_ts()) + " ± " + fmt("%.2f", r.stddev_ts()) + " | " + roof +
              " |\n";
@@ -174,6 +202,12 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
              ", \"copy_buffer_bytes\": " + std::to_string(d.copy_buffer_bytes) +
              ", \"decode_efficiency\": " + json_num(is_tg(r) ? decode_efficiency(m, r, d) : NAN) +
              ", \"prefill_tflops\": " + json_num(is_tg(r) ? NAN : prefill_tflops(m, r)) +
+             ", \"prefill_tflops_issue\": " + json_num(is_tg(r) ? NAN : prefill_tflops_issue(m, r)) +
+             ", \"gemm_bf16_tflops\": " + json_num(run.gemm.measured() ? run.gemm.flops_per_s / 1e12 : NAN) +
+             ", \"gemm_shape\": " + json_str(run.gemm.shape()) +
+             ", \"prefill_vs_gemm\": " + json_num(is_tg(r) ? NAN : prefill_vs_gemm(m, r, run.gemm)) +
+             ", \"load_to_first_token_s\": " + json_num(run.load_to_first_token_s) +
+             ", \"first_token_prompt\": " + std::to_string(run.first_token_prompt) +
              ", \"peak_vram_bytes\": " + std::to_string(run.peak_vram_bytes) +
              ", \"device_mem_used_bytes\": " + std::to_string(d.device_used_bytes) +
              ", \"graphs\": " + (run.graphs ? "true" : "false") +

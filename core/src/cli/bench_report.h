@@ -1,6 +1,7 @@
 // `imp bench`: what a benchmark knows about the model (bytes and parameters a token touches), the per-test results,
 // and the two report formats (a llama-bench style markdown table, or one JSON record per test).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ struct ModelFacts {
     // Matrix weight bytes a decoded token reads: the layers' matrices + the LM head (the embedding row gather is
     // not counted). Bytes as stored in the file.
     uint64_t weight_bytes_per_token = 0;
+    // The largest matrix of the layers (the FFN's gate/up for the Llama family: n_ff x n_embd), as output x input
+    // features; of equal-sized ones the one with the most outputs. The BF16 GEMM probe runs this shape.
+    int64_t ffn_out = 0, ffn_in = 0;
 };
 ModelFacts model_facts(const ModelSource& src, const Engine& engine);
 
@@ -43,10 +47,20 @@ struct RunInfo {
     bool cuda_graphs = false;    // runtime.cuda_graphs as set
     int64_t reps = 0;
     bool logits_finite = true;   // the warm-up prefill's logits had no NaN/Inf
+    GemmFacts gemm;              // BF16 GEMM rate of the model's FFN shape x the largest pp (CUDA only)
+    // Wall time from the start of Session construction (executor, plugins, weights upload; the model file read
+    // once before, so it is in the page cache) to the first greedy token of a short prompt, on the host. NAN: not
+    // measured.
+    double load_to_first_token_s = NAN;
+    int64_t first_token_prompt = 0;  // tokens of that prompt
 };
 
 // Prefill TFLOP/s: 2 * (layer matmul params * tokens + LM head params) / time (attention score FLOPs not counted).
 double prefill_tflops(const ModelFacts& m, const TestResult& r);
+// Prefill TFLOP/s as the issue defines it: 2 * (all matrix params incl. the LM head) * tokens / time.
+double prefill_tflops_issue(const ModelFacts& m, const TestResult& r);
+// prefill_tflops_issue / the BF16 GEMM rate of the same run; NAN when the GEMM was not measured.
+double prefill_vs_gemm(const ModelFacts& m, const TestResult& r, const GemmFacts& g);
 // Decode efficiency: weight bytes per token * tokens/s / copy bandwidth (1.0 = the copy roofline).
 double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d);
 
