@@ -17,13 +17,13 @@
 #include <filesystem>
 #include <fstream>
 #include <ctime>
-#include <iostream>
 #include <random>
 #include <spdlog/spdlog.h>
 
 #include "cli/bench_device.h"
 #include "cli/bench_report.h"
 #include "cli/commands.h"
+#include "cli/profile_options.h"
 #include "cli/session.h"
 #include "imp/abi.h"
 #include "imp/error.h"
@@ -145,41 +145,14 @@ int cmd_bench(const std::vector<std::string>& args) {
     po::options_description desc(
         "imp bench --profile FILE [options]: prompt processing (ppN) and generation (tgN) speed, llama-bench style;\n"
         "tests and repetitions from the profile's [bench] section (pp, tg, reps)");
-    desc.add_options()("help,h", "show this help")("profile,p", po::value<std::string>(), "profile (TOML), see bench/")(
-        "model,m", po::value<std::string>(), "model file/folder (overrides [model] path; works without --profile)")(
-        "output,o", po::value<std::string>()->default_value("md"), "md (a table) or json (one record per test)")(
-        "set", po::value<std::vector<std::string>>()->composing(), "override a profile key: section.key=value")(
-        "no-cuda-graphs", "decode without CUDA graphs (same as --set runtime.cuda_graphs=false)")(
-        "log-level", po::value<std::string>()->default_value("warn"), "trace, debug, info, warn, error, off");
+    add_profile_options(desc, "profile (TOML), see bench/");
+    desc.add_options()("output,o", po::value<std::string>()->default_value("md"),
+                       "md (a table) or json (one record per test)");
     po::variables_map vm;
-    try {
-        po::store(po::command_line_parser(args).options(desc).run(), vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        throw Error(std::string("imp bench: ") + e.what() + " (try imp bench --help)");
-    }
-    if (vm.count("help")) {
-        std::cout << desc << "\n";
-        return 0;
-    }
-    set_log_level(vm["log-level"].as<std::string>());
+    if (!parse_options(args, desc, vm, "imp bench")) return 0;
     const std::string output = vm["output"].as<std::string>();
     if (output != "md" && output != "json") throw Error("imp bench: --output must be md or json, got '" + output + "'");
-    if (!vm.count("profile") && !vm.count("model"))
-        throw Error("imp bench: give --profile FILE or --model FILE (try imp bench --help)");
-
-    std::vector<std::string> overrides;
-    if (vm.count("set")) overrides = vm["set"].as<std::vector<std::string>>();
-    if (vm.count("model")) overrides.push_back("model.path=\"" + vm["model"].as<std::string>() + "\"");
-    if (vm.count("no-cuda-graphs")) overrides.push_back("runtime.cuda_graphs=false");
-    Profile prof;
-    if (vm.count("profile")) {
-        prof = load_profile(vm["profile"].as<std::string>(), overrides);
-    } else {
-        prof = default_profile();
-        for (auto& o : overrides) apply_override(prof, o);
-    }
-    check_model_path(prof);
+    Profile prof = profile_from_options(vm, {});
     const auto& b = prof.bench;
     if (b.reps < 1) throw Error("bench.reps must be at least 1, got " + std::to_string(b.reps));
     for (int64_t n : b.pp)

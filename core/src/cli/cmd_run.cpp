@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/profile_options.h"
 #include "cli/session.h"
 #include "imp/error.h"
 #include "profile/profile.h"
@@ -33,52 +33,29 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 int cmd_run(const std::vector<std::string>& args) {
     po::options_description desc(
         "imp [run] --profile FILE [options]: load the profile's model and plugins, generate text from a prompt");
-    desc.add_options()("help,h", "show this help")("profile,p", po::value<std::string>(), "profile (TOML), see configs/")(
-        "model,m", po::value<std::string>(), "model file/folder (overrides [model] path; works without --profile)")(
-        "prompt", po::value<std::string>(), "prompt text (overrides generate.prompt)")(
+    add_profile_options(desc, "profile (TOML), see configs/");
+    desc.add_options()("prompt", po::value<std::string>(), "prompt text (overrides generate.prompt)")(
         "n-predict,n", po::value<int64_t>(), "tokens to generate (overrides generate.n_predict)")(
-        "chat", "wrap the prompt in the model's chat template")(
-        "no-cuda-graphs", "run decode steps without CUDA graphs (same as --set runtime.cuda_graphs=false)")(
-        "set", po::value<std::vector<std::string>>()->composing(), "override a profile key: section.key=value")(
-        "log-level", po::value<std::string>()->default_value("warn"), "trace, debug, info, warn, error, off");
+        "chat", "wrap the prompt in the model's chat template");
     po::variables_map vm;
-    try {
-        po::store(po::command_line_parser(args).options(desc).run(), vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        throw Error(std::string("imp: ") + e.what() + " (try imp --help)");
-    }
-    if (vm.count("help")) {
-        std::cout << desc << "\n";
-        return 0;
-    }
-    set_log_level(vm["log-level"].as<std::string>());
-    if (!vm.count("profile") && !vm.count("model")) throw Error("imp: give --profile FILE or --model FILE (try imp --help)");
+    if (!parse_options(args, desc, vm, "imp")) return 0;
 
-    std::vector<std::string> overrides;
-    if (vm.count("set")) overrides = vm["set"].as<std::vector<std::string>>();
-    if (vm.count("model")) overrides.push_back("model.path=\"" + vm["model"].as<std::string>() + "\"");
+    std::vector<std::string> extra;
     if (vm.count("prompt")) {
         std::string p = vm["prompt"].as<std::string>(), q;
         for (char c : p) {  // as a TOML basic string
             if (c == '"' || c == '\\') q += '\\';
-            if (c == '\n') { q += "\\n"; continue; }
+            if (c == '\n') {
+                q += "\\n";
+                continue;
+            }
             q += c;
         }
-        overrides.push_back("generate.prompt=\"" + q + "\"");
+        extra.push_back("generate.prompt=\"" + q + "\"");
     }
-    if (vm.count("n-predict")) overrides.push_back("generate.n_predict=" + std::to_string(vm["n-predict"].as<int64_t>()));
-    if (vm.count("chat")) overrides.push_back("generate.chat=\"true\"");
-    if (vm.count("no-cuda-graphs")) overrides.push_back("runtime.cuda_graphs=false");
-
-    Profile prof;
-    if (vm.count("profile")) {
-        prof = load_profile(vm["profile"].as<std::string>(), overrides);
-    } else {
-        prof = default_profile();
-        for (auto& o : overrides) apply_override(prof, o);
-    }
-    check_model_path(prof);
+    if (vm.count("n-predict")) extra.push_back("generate.n_predict=" + std::to_string(vm["n-predict"].as<int64_t>()));
+    if (vm.count("chat")) extra.push_back("generate.chat=\"true\"");
+    const Profile prof = profile_from_options(vm, extra);
 
     auto t0 = Clock::now();
     Session s(prof);

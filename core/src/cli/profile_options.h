@@ -1,0 +1,24 @@
+// The options `imp run` and `imp bench` share (--profile, --model, --set, --no-cuda-graphs, --log-level) and the
+// Profile built from them.
+#pragma once
+#include <boost/program_options.hpp>
+#include <string>
+#include <vector>
+
+#include "profile/profile.h"
+
+namespace imp::cli {
+
+// profile_help: where profiles live, for --help ("see configs/").
+void add_profile_options(boost::program_options::options_description& desc, const std::string& profile_help);
+
+// Parses args into vm; --help prints `desc` and returns false (the caller returns 0). Sets the log level.
+// cmd names the command in error messages ("imp", "imp bench").
+bool parse_options(const std::vector<std::string>& args, const boost::program_options::options_description& desc,
+                   boost::program_options::variables_map& vm, const std::string& cmd);
+
+// The profile (or the defaults with --model) with --model/--no-cuda-graphs/--set and `extra` overrides applied,
+// in that order; checks that the model path exists.
+Profile profile_from_options(const boost::program_options::variables_map& vm, const std::vector<std::string>& extra);
+
+}  // namespace imp::cli
