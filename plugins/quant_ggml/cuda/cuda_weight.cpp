@@ -244,10 +244,22 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t r
         throw Error("quant_ggml: tensor '" + tensor + "': executor " + ex.name() + " gives no CUDA handles");
     const DeviceLayout l = device_layout(t, rows, cols);
     prepare_kernels(t);
-    std::vector<uint8_t> host(l.bytes);
-    repack(l, data, row_bytes, host.data());
     void* dev = ex.alloc(l.bytes, tensor.c_str());
-    ex.upload(dev, host.data(), l.bytes);
+    // Repack into one pinned staging buffer kept for the process (grown to the largest weight; load time only):
+    // no fresh host allocation to fault in per weight, and the copy to the GPU runs at DMA speed.
+    static std::mutex staging_mu;
+    static uint8_t* staging = nullptr;
+    static uint64_t staging_bytes = 0;
+    std::lock_guard<std::mutex> lk(staging_mu);
+    if (staging_bytes < l.bytes) {
+        if (staging) QG_CUDA(cudaFreeHost(staging));
+        staging = nullptr;
+        staging_bytes = 0;
+        QG_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&staging), l.bytes, cudaHostAllocDefault));
+        staging_bytes = l.bytes;
+    }
+    repack(l, data, row_bytes, staging);
+    ex.upload(dev, staging, l.bytes);
     return std::make_unique<CudaWeight>(tensor, l, dev);
 }
 

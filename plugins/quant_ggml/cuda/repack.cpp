@@ -113,7 +113,12 @@ DeviceLayout device_layout(Type t, int64_t rows, int64_t cols) {
 }
 
 void repack(const DeviceLayout& d, const uint8_t* src, uint64_t row_bytes, uint8_t* dst, int threads) {
-    std::memset(dst, 0, d.bytes);
+    // Padding must read as zero and dst may be a reused buffer: clear it, in parallel (1 MiB pieces).
+    const int64_t piece = int64_t(1) << 20, n_pieces = int64_t((d.bytes + uint64_t(piece) - 1) / uint64_t(piece));
+    run_split(n_pieces, threads, [&](int64_t a, int64_t b) {
+        const uint64_t lo = uint64_t(a) * uint64_t(piece), hi = std::min<uint64_t>(d.bytes, uint64_t(b) * uint64_t(piece));
+        if (hi > lo) std::memset(dst + lo, 0, hi - lo);
+    });
     switch (d.type) {
         case Type::Q4_0:
             run_split(d.n_rg, threads,
