@@ -442,9 +442,8 @@ void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_l
         // LM head: every row of the chunk (all_logits), or the last token of the last chunk. The last token's
         // logits stay on the device for sample(); they are downloaded when `logits` is given.
         const bool last = off + cn == n;
-        const int64_t first = (all_logits && logits) ? 0 : last ? cn - 1 : cn;
         if (!(all_logits && logits)) {
-            m.run_chunk(cn, first);
+            m.run_chunk(cn, last ? cn - 1 : cn);
             m.pos += cn;
             if (last) {
                 m.last_logits = m.logits;
