@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_test_executor.h"
+#include "bench_executor.h"
 #include "cuda_weight.h"
 #include "ggml_format.h"
 #include "ggml_types.h"

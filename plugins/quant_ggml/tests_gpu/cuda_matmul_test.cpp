@@ -22,7 +22,7 @@ int64_t small_cols(const TypeInfo& t) {
 }
 
 // Runs matmul with the output poisoned and returns the downloaded output (n_alloc tokens of stride ys).
-std::vector<float> run_matmul(CudaTestExecutor& ex, const imp::Weight& w, const float* x, int64_t xs, float* y,
+std::vector<float> run_matmul(imp::CudaExecutor& ex, const imp::Weight& w, const float* x, int64_t xs, float* y,
                               int64_t ys, int64_t n_alloc, int64_t n_tokens) {
     poison(ex, y, size_t(n_alloc * ys) * 4);
     w.matmul(ex, x, xs, y, ys, n_tokens);
@@ -36,7 +36,7 @@ std::vector<float> run_matmul(CudaTestExecutor& ex, const imp::Weight& w, const 
 
 TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type", "[quant_ggml_gpu][gemv]") {
     auto ex = make_gpu();
-    INFO("device " << ex->device_name());
+    INFO("device " << ex->name());
     GgmlFormat f;
     std::mt19937 rng(101);
     for (const std::string& type : cuda_types()) {
@@ -85,7 +85,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
 
 TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision", "[quant_ggml_gpu][gemm]") {
     auto ex = make_gpu();
-    INFO("device " << ex->device_name());
+    INFO("device " << ex->name());
     GgmlFormat f;
     std::mt19937 rng(202);
     for (const std::string& type : cuda_types()) {
@@ -182,15 +182,15 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
         ex->reserve_workspace(w->workspace_bytes(n_big));
         cudaGraph_t graph = nullptr;
         cudaGraphExec_t exec = nullptr;
-        QG_TEST_CUDA(cudaStreamBeginCapture(ex->stream(), cudaStreamCaptureModeThreadLocal));
+        QG_TEST_CUDA(cudaStreamBeginCapture(stream_of(*ex), cudaStreamCaptureModeThreadLocal));
         w->matmul(*ex, xd, cols, y1, rows, 1);
         w->matmul(*ex, xd, cols, y2, rows, n_big);
-        QG_TEST_CUDA(cudaStreamEndCapture(ex->stream(), &graph));
+        QG_TEST_CUDA(cudaStreamEndCapture(stream_of(*ex), &graph));
         QG_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
         for (int rep = 0; rep < 2; ++rep) {
             poison(*ex, y1, size_t(rows) * 4);
             poison(*ex, y2, size_t(n_big * rows) * 4);
-            QG_TEST_CUDA(cudaGraphLaunch(exec, ex->stream()));
+            QG_TEST_CUDA(cudaGraphLaunch(exec, stream_of(*ex)));
             ex->synchronize();
             std::vector<float> g1(static_cast<size_t>(rows)), g2(static_cast<size_t>(n_big * rows));
             ex->download(g1.data(), y1, g1.size() * 4);
@@ -223,5 +223,5 @@ TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[qu
     CHECK(w->bytes() == 2 * 3360);
     const uint64_t before = ex->bytes_allocated();
     const auto w2 = f.load(h.src(), *ex);
-    CHECK(ex->bytes_allocated() - before == w2->bytes());
+    CHECK(ex->bytes_allocated() - before == (w2->bytes() + 255) / 256 * 256);  // CudaExecutor allocates in 256s
 }

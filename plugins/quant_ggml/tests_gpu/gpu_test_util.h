@@ -22,9 +22,9 @@ inline const std::vector<std::string>& cuda_types() {
 }
 
 // A fresh CUDA executor; the test fails (not skips) when there is no GPU.
-inline std::unique_ptr<CudaTestExecutor> make_gpu() {
+inline std::unique_ptr<CudaExecutor> make_gpu() {
     try {
-        return std::make_unique<CudaTestExecutor>();
+        return std::make_unique<CudaExecutor>();
     } catch (const std::exception& e) {
         FAIL("quant_ggml GPU tests need a CUDA device: " << e.what());
     }
@@ -86,14 +86,14 @@ inline std::vector<double> reference(const std::vector<float>& w, int64_t rows, 
 
 // A device buffer of the executor, filled from host data or with the poison pattern (0xFF bytes: a NaN).
 template <class T>
-T* device_copy(CudaTestExecutor& ex, const std::vector<T>& v) {
+T* device_copy(imp::CudaExecutor& ex, const std::vector<T>& v) {
     auto* p = static_cast<T*>(ex.alloc(v.size() * sizeof(T), "test"));
     ex.upload(p, v.data(), v.size() * sizeof(T));
     return p;
 }
-inline void poison(CudaTestExecutor& ex, void* p, size_t bytes) {
-    QG_TEST_CUDA(cudaMemsetAsync(p, 0xFF, bytes, ex.stream()));
-    QG_TEST_CUDA(cudaStreamSynchronize(ex.stream()));
+inline void poison(imp::CudaExecutor& ex, void* p, size_t bytes) {
+    QG_TEST_CUDA(cudaMemsetAsync(p, 0xFF, bytes, stream_of(ex)));
+    QG_TEST_CUDA(cudaStreamSynchronize(stream_of(ex)));
 }
 inline bool is_poison(float f) {
     uint32_t u;
