@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/session.h"
+#include "common/generate.h"
 #include "model/json.h"
 
 namespace {
@@ -133,16 +134,7 @@ TEST_CASE("SmolLM2: the same seed gives the same sampled text, another seed anot
         sp.top_p = 0.98f;
         sp.min_p = 0.f;
         sp.seed = seed;
-        auto& e = s.engine();
-        e.reset();
-        e.forward(ids.data(), int64_t(ids.size()));
-        std::vector<int32_t> out;
-        for (int i = 0; i < 24; ++i) {
-            int32_t t = e.sample(sp, uint64_t(i), nullptr, 0);
-            out.push_back(t);
-            e.forward(&t, 1);
-        }
-        return out;
+        return imp::test::generate(s.engine(), ids, sp, 24);
     };
     auto a = run(7), b = run(7), c = run(8);
     CHECK(a == b);

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "cli/session.h"
+#include "common/generate.h"
 #include "exec/cuda/cuda_executor.h"
 
 namespace {
@@ -32,15 +33,7 @@ imp::Profile profile_for(const std::string& model, const std::string& executor, 
 std::vector<int32_t> greedy(imp::Engine& e, const std::vector<int32_t>& prompt, int n) {
     imp::SamplingParams sp;
     sp.temperature = 0;
-    e.reset();
-    e.forward(prompt.data(), int64_t(prompt.size()));
-    std::vector<int32_t> out;
-    for (int i = 0; i < n; ++i) {
-        int32_t t = e.sample(sp, uint64_t(i), nullptr, 0);
-        out.push_back(t);
-        if (i + 1 < n) e.forward(&t, 1);
-    }
-    return out;
+    return imp::test::generate(e, prompt, sp, n);
 }
 
 std::string smollm2() { return source_dir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
@@ -116,16 +109,7 @@ TEST_CASE("gpu: the same seed gives the same sampled text", "[gpu]") {
         sp.top_p = 0.95f;
         sp.min_p = 0.02f;
         sp.seed = seed;
-        auto& e = gpu.engine();
-        e.reset();
-        e.forward(ids.data(), int64_t(ids.size()));
-        std::vector<int32_t> out;
-        for (int i = 0; i < 24; ++i) {
-            int32_t t = e.sample(sp, uint64_t(i), nullptr, 0);
-            out.push_back(t);
-            e.forward(&t, 1);
-        }
-        return out;
+        return imp::test::generate(gpu.engine(), ids, sp, 24);
     };
     auto a = run(11), b = run(11), c = run(12);
     CHECK(a == b);
