@@ -72,6 +72,10 @@ struct CudaHandles {
     void* cublaslt = nullptr;
     void* lt_workspace = nullptr;  // cuBLASLt workspace
     size_t lt_workspace_bytes = 0;
+    // The executor launches its kernels with programmatic dependent launch (sm_90+, IMP_PDL unset or not 0). A
+    // plugin kernel may then be launched the same way, provided it executes griddepcontrol.wait before touching
+    // global memory that another kernel reads or writes (core/src/exec/cuda/launch.cuh states the rule).
+    bool pdl = false;
 };
 
 class Executor {
@@ -123,6 +127,16 @@ public:
     // out[i] = silu(gate[i]) * up[i] over n_rows rows of width n (row strides in floats).
     virtual void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
                         int64_t n_rows, int64_t n) = 0;
+    // The attention prologue in one op, equal to this sequence: when q_norm (k_norm) is not null,
+    // rms_norm of every head of q (k), head_dim = rope.head_dim wide, weight q_norm (k_norm), epsilon norm_eps;
+    // rope of q (n_head heads) and of k (n_kv_head heads) at positions; kv_store of k and v at positions.
+    // q = [n_tokens, n_head * head_dim] (row stride q_stride) is updated in place; k ([n_tokens, n_kv_head *
+    // head_dim], row stride k_stride) may be left normalized and rotated in place or untouched. kv must have
+    // n_kv_head heads of rope.head_dim.
+    virtual void rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,
+                               int64_t v_stride, const float* q_norm, const float* k_norm, float norm_eps,
+                               const int32_t* positions, int64_t n_tokens, int n_head, int n_kv_head,
+                               const RopeParams& rope, const KVCacheView& kv) = 0;
     // x[i] += y[i]
     virtual void add(float* x, const float* y, int64_t n) = 0;
     // Picks the next token from logits [n_vocab] (device) and writes it to *out (device). recent: the last n_recent

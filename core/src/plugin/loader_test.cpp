@@ -287,6 +287,10 @@ public:
         unused();
     }
     void swiglu(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t) override { unused(); }
+    void rope_kv_store(float*, int64_t, float*, int64_t, const float*, int64_t, const float*, const float*, float,
+                       const int32_t*, int64_t, int, int, const imp::RopeParams&, const imp::KVCacheView&) override {
+        unused();
+    }
     void add(float*, const float*, int64_t) override { unused(); }
     int copies = 0;
 

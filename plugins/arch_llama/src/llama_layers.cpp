@@ -150,13 +150,8 @@ public:
         wq_->matmul(ex, xn, n_embd_, q, qd, n);
         wk_->matmul(ex, xn, n_embd_, k, kd, n);
         wv_->matmul(ex, xn, n_embd_, v, kd, n);
-        if (qk_norm_) {
-            ex.rms_norm(q, qn_, q, n * n_head_, hd_, eps_);
-            ex.rms_norm(k, kn_, k, n * n_kv_, hd_, eps_);
-        }
-        ex.rope(q, qd, ctx.batch.positions, n, n_head_, rope_);
-        ex.rope(k, kd, ctx.batch.positions, n, n_kv_, rope_);
-        ex.kv_store(ctx.kv, k, kd, v, kd, ctx.batch.positions, n);
+        // [q/k per-head RMSNorm] -> RoPE(q), RoPE(k) -> k, v into the KV cache, in one op.
+        ex.rope_kv_store(q, qd, k, kd, v, kd, qn_, kn_, eps_, ctx.batch.positions, n, n_head_, n_kv_, rope_, ctx.kv);
         AttentionParams ap;
         ap.n_head = n_head_;
         ap.n_kv_head = n_kv_;

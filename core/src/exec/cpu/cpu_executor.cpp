@@ -319,6 +319,32 @@ void CpuExecutor::sample(const float* logits, int64_t n_vocab, const SamplingPar
     *out = sample_reference(logits, n_vocab, p, step, recent, n_recent);
 }
 
+void CpuExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,
+                                int64_t v_stride, const float* q_norm, const float* k_norm, float norm_eps,
+                                const int32_t* positions, int64_t n_tokens, int n_head, int n_kv_head,
+                                const RopeParams& rp, const KVCacheView& kv) {
+    if (n_kv_head != kv.n_kv_heads || rp.head_dim != kv.head_dim)
+        throw Error("rope_kv_store: " + std::to_string(n_kv_head) + " KV heads of dim " +
+                    std::to_string(rp.head_dim) + " do not fit the KV cache (" + std::to_string(kv.n_kv_heads) +
+                    " heads of dim " + std::to_string(kv.head_dim) + ")");
+    check_positions("rope_kv_store", kv, positions, n_tokens);
+    const int hd = rp.head_dim;
+    // Per-head RMSNorm: one call over all heads when the rows are dense, else one call per token.
+    auto norm_heads = [&](float* x, int64_t stride, int heads, const float* w) {
+        if (!w) return;
+        if (stride == int64_t(heads) * hd) {
+            rms_norm(x, w, x, n_tokens * heads, hd, norm_eps);
+        } else {
+            for (int64_t t = 0; t < n_tokens; ++t) rms_norm(x + t * stride, w, x + t * stride, heads, hd, norm_eps);
+        }
+    };
+    norm_heads(q, q_stride, n_head, q_norm);
+    norm_heads(k, k_stride, n_kv_head, k_norm);
+    rope(q, q_stride, positions, n_tokens, n_head, rp);
+    rope(k, k_stride, positions, n_tokens, n_kv_head, rp);
+    kv_store(kv, k, k_stride, v, v_stride, positions, n_tokens);
+}
+
 void CpuExecutor::add(float* x, const float* y, int64_t n) {
     parallel_for(n, 16384, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) x[i] += y[i];

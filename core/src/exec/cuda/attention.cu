@@ -11,10 +11,10 @@
 
 namespace imp::cuda_kernels {
 
-extern template void attn_launch_typed<KvF32>(const AttnArgs&, int, int, dim3, cudaStream_t);
-extern template void attn_launch_typed<KvF16>(const AttnArgs&, int, int, dim3, cudaStream_t);
-extern template void attn_launch_typed<KvBF16>(const AttnArgs&, int, int, dim3, cudaStream_t);
-extern template void attn_launch_typed<KvF8>(const AttnArgs&, int, int, dim3, cudaStream_t);
+extern template cudaError_t attn_launch_typed<KvF32>(const AttnArgs&, int, int, dim3, Queue);
+extern template cudaError_t attn_launch_typed<KvF16>(const AttnArgs&, int, int, dim3, Queue);
+extern template cudaError_t attn_launch_typed<KvBF16>(const AttnArgs&, int, int, dim3, Queue);
+extern template cudaError_t attn_launch_typed<KvF8>(const AttnArgs&, int, int, dim3, Queue);
 extern template cudaError_t attn_init_typed<KvF32>();
 extern template cudaError_t attn_init_typed<KvF16>();
 extern template cudaError_t attn_init_typed<KvBF16>();
@@ -26,6 +26,8 @@ namespace {
 __global__ void attn_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml,
                                     const int32_t* __restrict__ positions, int64_t capacity, int split_len,
                                     int n_splits, int hd, float* __restrict__ out) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int h = blockIdx.x;
     int64_t pos = positions[0];
     pos = pos >= capacity ? capacity - 1 : pos;
@@ -65,7 +67,7 @@ void attention_init() {
 }
 
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
-               const AttnScratch& scratch, int sm_count, cudaStream_t s) {
+               const AttnScratch& scratch, int sm_count, Queue s) {
     if (p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || p.n_kv_head != kv.n_kv_heads || p.head_dim != kv.head_dim)
         throw Error("cuda attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
                     " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
@@ -138,17 +140,14 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     }
     const dim3 grid(unsigned(row_blocks), unsigned(p.n_kv_head), unsigned(n_splits));
     switch (kv.dtype) {
-        case DType::F32: attn_launch_typed<KvF32>(a, hdp, rows, grid, s); break;
-        case DType::F16: attn_launch_typed<KvF16>(a, hdp, rows, grid, s); break;
-        case DType::BF16: attn_launch_typed<KvBF16>(a, hdp, rows, grid, s); break;
-        default: attn_launch_typed<KvF8>(a, hdp, rows, grid, s); break;
+        case DType::F32: IMP_CUDA_CHECK(attn_launch_typed<KvF32>(a, hdp, rows, grid, s)); break;
+        case DType::F16: IMP_CUDA_CHECK(attn_launch_typed<KvF16>(a, hdp, rows, grid, s)); break;
+        case DType::BF16: IMP_CUDA_CHECK(attn_launch_typed<KvBF16>(a, hdp, rows, grid, s)); break;
+        default: IMP_CUDA_CHECK(attn_launch_typed<KvF8>(a, hdp, rows, grid, s)); break;
     }
-    IMP_CUDA_CHECK_LAUNCH();
-    if (n_splits > 1) {
-        attn_combine_kernel<<<unsigned(p.n_head), hd > 64 ? 128 : 64, 0, s>>>(
-            a.part_o, a.part_ml, p.positions, kv.capacity, a.split_len, n_splits, hd, out);
-        IMP_CUDA_CHECK_LAUNCH();
-    }
+    if (n_splits > 1)
+        IMP_CUDA_CHECK(launch(attn_combine_kernel, dim3(unsigned(p.n_head)), dim3(hd > 64 ? 128 : 64), 0, s.stream,
+                              s.pdl, a.part_o, a.part_ml, p.positions, kv.capacity, a.split_len, n_splits, hd, out));
 }
 
 }  // namespace imp::cuda_kernels

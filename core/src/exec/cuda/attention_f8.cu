@@ -2,6 +2,6 @@
 #include "exec/cuda/attention_kernel.cuh"
 
 namespace imp::cuda_kernels {
-template void attn_launch_typed<KvF8>(const AttnArgs&, int, int, dim3, cudaStream_t);
+template cudaError_t attn_launch_typed<KvF8>(const AttnArgs&, int, int, dim3, Queue);
 template cudaError_t attn_init_typed<KvF8>();
 }  // namespace imp::cuda_kernels

@@ -16,7 +16,9 @@
 #include <cstdint>
 
 #include "exec/cuda/common.cuh"
+#include "exec/cuda/kernels.h"
 #include "exec/cuda/kv_types.cuh"
+#include "exec/cuda/launch.cuh"
 
 namespace imp::cuda_kernels {
 
@@ -128,6 +130,8 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
     constexpr int DPT = HDP / DC;                // output dims per thread
     constexpr int SKS = HDP + 4;                 // padded K row (conflict-free 16-byte reads across keys)
     static_assert(R <= 32 && R % 4 == 0, "rows per block");
+    pdl_launch_dependents();
+    pdl_wait();
 
     extern __shared__ __align__(16) float smem[];
     float* sq = smem;                  // [R][HDP]
@@ -347,16 +351,18 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
 namespace imp::cuda_kernels {
 
 // Instantiations: head_dim padded to 64 / 128 / 256; rows per block 4 / 8 / 16 / 32 (16 at most for 256).
-template <typename E, int HDP, int R> void attn_launch_one(const AttnArgs& a, dim3 grid, cudaStream_t s) {
-    attn_kernel<E, HDP, R><<<grid, kAttnThreads, attn_smem_bytes<HDP, R>(), s>>>(a);
+// Returns the launch error.
+template <typename E, int HDP, int R> cudaError_t attn_launch_one(const AttnArgs& a, dim3 grid, Queue s) {
+    return launch(attn_kernel<E, HDP, R>, grid, dim3(kAttnThreads), attn_smem_bytes<HDP, R>(), s.stream, s.pdl, a);
 }
-template <typename E, int HDP> void attn_launch_hd(const AttnArgs& a, int rows, dim3 grid, cudaStream_t s) {
+template <typename E, int HDP> cudaError_t attn_launch_hd(const AttnArgs& a, int rows, dim3 grid, Queue s) {
     if (rows == 4) return attn_launch_one<E, HDP, 4>(a, grid, s);
     if (rows == 8) return attn_launch_one<E, HDP, 8>(a, grid, s);
     if (rows == 16 || HDP > 128) return attn_launch_one<E, HDP, 16>(a, grid, s);
-    if constexpr (HDP <= 128) attn_launch_one<E, HDP, 32>(a, grid, s);
+    if constexpr (HDP <= 128) return attn_launch_one<E, HDP, 32>(a, grid, s);
+    return cudaErrorInvalidValue;
 }
-template <typename E> void attn_launch_typed(const AttnArgs& a, int hdp, int rows, dim3 grid, cudaStream_t s) {
+template <typename E> cudaError_t attn_launch_typed(const AttnArgs& a, int hdp, int rows, dim3 grid, Queue s) {
     if (hdp == 64) return attn_launch_hd<E, 64>(a, rows, grid, s);
     if (hdp == 128) return attn_launch_hd<E, 128>(a, rows, grid, s);
     return attn_launch_hd<E, 256>(a, rows, grid, s);

@@ -10,6 +10,7 @@
 
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
+#include "exec/cuda/launch.cuh"
 #include "imp/error.h"
 #include "runtime/sampler.h"
 
@@ -28,6 +29,7 @@ namespace {
 std::atomic<uint64_t> g_mallocs{0}, g_frees{0}, g_bytes{0};
 
 cudaStream_t stream_of(const CudaHandles& h) { return static_cast<cudaStream_t>(h.stream); }
+cuda_kernels::Queue queue_of(const CudaHandles& h) { return {stream_of(h), h.pdl}; }
 
 constexpr size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -81,6 +83,7 @@ CudaExecutor::CudaExecutor(int device) : device_(device) {
     handles_.device = device;
     handles_.cc = prop.major * 10 + prop.minor;
     handles_.sm_count = prop.multiProcessorCount;
+    handles_.pdl = cuda_kernels::pdl_env_enabled() && handles_.cc >= 90;
     char buf[320];
     std::snprintf(buf, sizeof buf, "cuda:%d (%s, sm_%d%d, %d SMs, %.1f GiB)", device, prop.name, prop.major,
                   prop.minor, prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30));
@@ -237,7 +240,7 @@ void CudaExecutor::reserve_workspace(size_t bytes) {
 }
 
 void CudaExecutor::rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
-    cuda_kernels::rms_norm(x, w, y, rows, n, eps, stream_of(handles_));
+    cuda_kernels::rms_norm(x, w, y, rows, n, eps, queue_of(handles_));
 }
 
 void CudaExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
@@ -245,27 +248,37 @@ void CudaExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, 
     if (p.n_rot <= 0 || p.n_rot % 2 != 0 || p.n_rot > p.head_dim)
         throw Error("cuda rope: n_rot " + std::to_string(p.n_rot) + " must be even and in (0, head_dim " +
                     std::to_string(p.head_dim) + "]");
-    cuda_kernels::rope(x, row_stride, positions, n_tokens, n_heads, p, stream_of(handles_));
+    cuda_kernels::rope(x, row_stride, positions, n_tokens, n_heads, p, queue_of(handles_));
 }
 
 void CudaExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v,
                             int64_t v_stride, const int32_t* positions, int64_t n_tokens) {
     if (kv.block_size <= 0) throw Error("cuda kv_store: KV block size must be positive");
-    cuda_kernels::kv_store(kv, k, k_stride, v, v_stride, positions, n_tokens, stream_of(handles_));
+    cuda_kernels::kv_store(kv, k, k_stride, v, v_stride, positions, n_tokens, queue_of(handles_));
 }
 
 void CudaExecutor::attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
                              const AttentionParams& p) {
     const cuda_kernels::AttnScratch sc{static_cast<float*>(attn_scratch_), kAttnScratchBytes / sizeof(float)};
-    cuda_kernels::attention(q, q_stride, kv, out, p, sc, handles_.sm_count, stream_of(handles_));
+    cuda_kernels::attention(q, q_stride, kv, out, p, sc, handles_.sm_count, queue_of(handles_));
 }
+
+void CudaExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,
+                                 int64_t v_stride, const float* q_norm, const float* k_norm, float norm_eps,
+                                 const int32_t* positions, int64_t n_tokens, int n_head, int n_kv_head,
+                                 const RopeParams& rope, const KVCacheView& kv) {
+    cuda_kernels::rope_kv_store(q, q_stride, k, k_stride, v, v_stride, q_norm, k_norm, norm_eps, positions, n_tokens,
+                                n_head, n_kv_head, rope, kv, queue_of(handles_));
+}
+
+void CudaExecutor::set_pdl(bool on) { handles_.pdl = on && handles_.cc >= 90; }
 
 void CudaExecutor::swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
                           int64_t n_rows, int64_t n) {
-    cuda_kernels::swiglu(gate, gate_stride, up, up_stride, out, n_rows, n, stream_of(handles_));
+    cuda_kernels::swiglu(gate, gate_stride, up, up_stride, out, n_rows, n, queue_of(handles_));
 }
 
-void CudaExecutor::add(float* x, const float* y, int64_t n) { cuda_kernels::add(x, y, n, stream_of(handles_)); }
+void CudaExecutor::add(float* x, const float* y, int64_t n) { cuda_kernels::add(x, y, n, queue_of(handles_)); }
 
 void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
                           const int32_t* recent, int64_t n_recent, int32_t* out) {
@@ -283,7 +296,7 @@ void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingPa
     sc.sort_temp_bytes = sort_temp_bytes_;
     sc.max_vocab = kMaxVocab;
     const double u = p.temperature > 0.f ? sample_uniform(p.seed, step) : 0.0;
-    cuda_kernels::sample(logits, n_vocab, p, u, recent, n_recent, out, sc, stream_of(handles_));
+    cuda_kernels::sample(logits, n_vocab, p, u, recent, n_recent, out, sc, queue_of(handles_));
 }
 
 }  // namespace imp

@@ -62,9 +62,19 @@ public:
                    const AttentionParams& p) override;
     void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
                 int64_t n_rows, int64_t n) override;
+    // One kernel; k is left untouched (only its normalized, rotated copy goes to the cache).
+    void rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                       const float* q_norm, const float* k_norm, float norm_eps, const int32_t* positions,
+                       int64_t n_tokens, int n_head, int n_kv_head, const RopeParams& rope,
+                       const KVCacheView& kv) override;
     void add(float* x, const float* y, int64_t n) override;
     void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step, const int32_t* recent,
                 int64_t n_recent, int32_t* out) override;
+
+    // Programmatic dependent launch of the executor's kernels (launch.cuh): on by default on sm_90+ unless
+    // IMP_PDL=0; set_pdl(true) is ignored below sm_90. Takes effect for ops queued (or captured) afterwards.
+    void set_pdl(bool on);
+    bool pdl() const { return handles_.pdl; }
 
     static constexpr int64_t kMaxVocab = 262144;                     // sampler buffers
     static constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;    // cuBLAS / cuBLASLt workspace

@@ -3,6 +3,7 @@
 #include "exec/cuda/common.cuh"
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
+#include "exec/cuda/launch.cuh"
 
 namespace imp::cuda_kernels {
 
@@ -14,6 +15,8 @@ __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + 
 template <bool kVec>
 __global__ void swiglu_kernel(const float* __restrict__ gate, int64_t gate_stride, const float* __restrict__ up,
                               int64_t up_stride, float* __restrict__ out, int64_t n_rows, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t total = n_rows * n;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t r = i / n, c = i - r * n;
@@ -30,6 +33,8 @@ __global__ void swiglu_kernel(const float* __restrict__ gate, int64_t gate_strid
 
 template <bool kVec>
 __global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         if constexpr (kVec) {
             float4 a = reinterpret_cast<float4*>(x)[i];
@@ -50,29 +55,24 @@ unsigned grid_for(int64_t items, int threads) {
 }  // namespace
 
 void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out, int64_t n_rows,
-            int64_t n, cudaStream_t s) {
+            int64_t n, Queue s) {
     if (n_rows <= 0 || n <= 0) return;
     const bool vec = n % 4 == 0 && gate_stride % 4 == 0 && up_stride % 4 == 0 && aligned16(gate) && aligned16(up) &&
                      aligned16(out);
     constexpr int threads = 256;
-    if (vec) {
-        swiglu_kernel<true><<<grid_for(n_rows * n / 4, threads), threads, 0, s>>>(gate, gate_stride, up,
-                                                                                  up_stride, out, n_rows, n / 4);
-    } else {
-        swiglu_kernel<false><<<grid_for(n_rows * n, threads), threads, 0, s>>>(gate, gate_stride, up, up_stride, out,
-                                                                               n_rows, n);
-    }
-    IMP_CUDA_CHECK_LAUNCH();
+    const int64_t items = vec ? n_rows * n / 4 : n_rows * n;
+    IMP_CUDA_CHECK(launch(vec ? swiglu_kernel<true> : swiglu_kernel<false>, dim3(grid_for(items, threads)),
+                          dim3(threads), 0, s.stream, s.pdl, gate, gate_stride, up, up_stride, out, n_rows,
+                          vec ? n / 4 : n));
 }
 
-void add(float* x, const float* y, int64_t n, cudaStream_t s) {
+void add(float* x, const float* y, int64_t n, Queue s) {
     if (n <= 0) return;
     constexpr int threads = 256;
-    if (n % 4 == 0 && aligned16(x) && aligned16(y))
-        add_kernel<true><<<grid_for(n / 4, threads), threads, 0, s>>>(x, y, n / 4);
-    else
-        add_kernel<false><<<grid_for(n, threads), threads, 0, s>>>(x, y, n);
-    IMP_CUDA_CHECK_LAUNCH();
+    const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y);
+    const int64_t items = vec ? n / 4 : n;
+    IMP_CUDA_CHECK(launch(vec ? add_kernel<true> : add_kernel<false>, dim3(grid_for(items, threads)), dim3(threads),
+                          0, s.stream, s.pdl, x, y, items));
 }
 
 }  // namespace imp::cuda_kernels

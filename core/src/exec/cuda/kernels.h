@@ -1,5 +1,6 @@
 // Launchers of the CUDA executor's kernels (defined in the .cu files beside this). Each checks its launch with
-// IMP_CUDA_CHECK_LAUNCH; pointer arguments are device memory; nothing here allocates or synchronizes.
+// IMP_CUDA_CHECK_LAUNCH; pointer arguments are device memory; nothing here allocates or synchronizes. Every kernel
+// here follows the PDL rule of launch.cuh, so a Queue may ask for programmatic dependent launch.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -10,21 +11,34 @@
 
 namespace imp::cuda_kernels {
 
+// Where a launcher queues its kernels: the stream, and whether they are launched with PDL (sm_90+ only).
+struct Queue {
+    cudaStream_t stream = nullptr;
+    bool pdl = false;
+};
+
 // norm.cu
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, cudaStream_t s);
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, Queue s);
 
 // rope.cu
 void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads, const RopeParams& p,
-          cudaStream_t s);
+          Queue s);
 
 // elementwise.cu
 void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out, int64_t n_rows,
-            int64_t n, cudaStream_t s);
-void add(float* x, const float* y, int64_t n, cudaStream_t s);
+            int64_t n, Queue s);
+void add(float* x, const float* y, int64_t n, Queue s);
+
+// rope_kv_store.cu: the fused attention prologue (Executor::rope_kv_store), one kernel; head_dim <= 256.
+// Positions outside [0, capacity) get q rotated but nothing stored.
+void rope_kv_store(float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                   const float* q_norm, const float* k_norm, float norm_eps, const int32_t* positions,
+                   int64_t n_tokens, int n_head, int n_kv_head, const RopeParams& rope, const KVCacheView& kv,
+                   Queue s);
 
 // kv_store.cu: positions outside [0, capacity) are skipped on the device.
 void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-              const int32_t* positions, int64_t n_tokens, cudaStream_t s);
+              const int32_t* positions, int64_t n_tokens, Queue s);
 
 // attention.cu: prefill (n_tokens > 1) and split-KV decode (n_tokens == 1; partials go to `scratch`, which must
 // hold attention_scratch_floats(...) floats).
@@ -34,7 +48,7 @@ struct AttnScratch {
 };
 void attention_init();  // raises the shared-memory limit of every instantiation once (call outside graph capture)
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
-               const AttnScratch& scratch, int sm_count, cudaStream_t s);
+               const AttnScratch& scratch, int sm_count, Queue s);
 
 // sample.cu: the sampler's device buffers, sized once for a maximum vocabulary.
 struct SampleScratch {
@@ -54,6 +68,6 @@ size_t sample_sort_temp_bytes(int64_t max_vocab);
 constexpr int kArgmaxBlocks = 128;
 // u: the uniform draw in [0, 1) (sample_uniform(seed, step), computed on the host).
 void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, double u, const int32_t* recent,
-            int64_t n_recent, int32_t* out, const SampleScratch& sc, cudaStream_t s);
+            int64_t n_recent, int32_t* out, const SampleScratch& sc, Queue s);
 
 }  // namespace imp::cuda_kernels

@@ -4,6 +4,7 @@
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
 #include "exec/cuda/kv_types.cuh"
+#include "exec/cuda/launch.cuh"
 #include "imp/error.h"
 
 namespace imp::cuda_kernels {
@@ -15,6 +16,8 @@ __global__ void kv_store_kernel(typename E::T* __restrict__ kc, typename E::T* _
                                 const float* __restrict__ k, int64_t k_stride, const float* __restrict__ v,
                                 int64_t v_stride, const int32_t* __restrict__ positions, const int32_t* block_table,
                                 int block_size, int64_t capacity, int width, float k_scale, float v_scale) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t t = blockIdx.x;
     const int64_t pos = positions[t];
     if (pos < 0 || pos >= capacity) return;  // the host cannot see device positions; out-of-range rows are dropped
@@ -29,21 +32,19 @@ __global__ void kv_store_kernel(typename E::T* __restrict__ kc, typename E::T* _
 
 template <typename E>
 void launch(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-            const int32_t* positions, int64_t n_tokens, cudaStream_t s) {
+            const int32_t* positions, int64_t n_tokens, Queue s) {
     using T = typename E::T;
     const int width = kv.n_kv_heads * kv.head_dim;
     const int threads = width >= 512 ? 256 : 128;
-    kv_store_kernel<E><<<unsigned(n_tokens), threads, 0, s>>>(static_cast<T*>(kv.k), static_cast<T*>(kv.v), k,
-                                                              k_stride, v, v_stride, positions, kv.block_table,
-                                                              kv.block_size, kv.capacity, width, kv.k_scale,
-                                                              kv.v_scale);
-    IMP_CUDA_CHECK_LAUNCH();
+    IMP_CUDA_CHECK(launch(kv_store_kernel<E>, dim3(unsigned(n_tokens)), dim3(threads), 0, s.stream, s.pdl,
+                          static_cast<T*>(kv.k), static_cast<T*>(kv.v), k, k_stride, v, v_stride, positions,
+                          kv.block_table, kv.block_size, kv.capacity, width, kv.k_scale, kv.v_scale));
 }
 
 }  // namespace
 
 void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-              const int32_t* positions, int64_t n_tokens, cudaStream_t s) {
+              const int32_t* positions, int64_t n_tokens, Queue s) {
     if (n_tokens <= 0) return;
     switch (kv.dtype) {
         case DType::F32: return launch<KvF32>(kv, k, k_stride, v, v_stride, positions, n_tokens, s);

@@ -2,6 +2,7 @@
 #include "exec/cuda/common.cuh"
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
+#include "exec/cuda/launch.cuh"
 
 namespace imp::cuda_kernels {
 
@@ -10,6 +11,8 @@ namespace {
 template <bool kVec>
 __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* y, int64_t n,
                                 float eps) {
+    pdl_launch_dependents();
+    pdl_wait();
     __shared__ float red[32];
     const int64_t row = blockIdx.x;
     const float* xr = x + row * n;
@@ -48,16 +51,13 @@ __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, flo
 
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, cudaStream_t s) {
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, Queue s) {
     if (rows <= 0 || n <= 0) return;
     const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!w || aligned16(w));
     const int64_t per_thread = vec ? n / 4 : n;
     const int threads = per_thread >= 1024 ? 512 : per_thread >= 256 ? 256 : 128;
-    if (vec)
-        rms_norm_kernel<true><<<unsigned(rows), threads, 0, s>>>(x, w, y, n, eps);
-    else
-        rms_norm_kernel<false><<<unsigned(rows), threads, 0, s>>>(x, w, y, n, eps);
-    IMP_CUDA_CHECK_LAUNCH();
+    IMP_CUDA_CHECK(launch(vec ? rms_norm_kernel<true> : rms_norm_kernel<false>, dim3(unsigned(rows)), dim3(threads), 0,
+                          s.stream, s.pdl, x, w, y, n, eps));
 }
 
 }  // namespace imp::cuda_kernels

@@ -4,6 +4,7 @@
 #include "exec/cuda/common.cuh"
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
+#include "exec/cuda/launch.cuh"
 
 namespace imp::cuda_kernels {
 
@@ -14,6 +15,8 @@ constexpr int kHeadsPerBlock = 8;
 __global__ void rope_kernel(float* x, int64_t row_stride, const int32_t* __restrict__ positions, int n_heads,
                             int head_dim, int n_rot, float base, bool neox, float freq_scale,
                             const float* __restrict__ freq_factors) {
+    pdl_launch_dependents();
+    pdl_wait();
     const int64_t t = blockIdx.x;
     const int h0 = blockIdx.y * kHeadsPerBlock;
     const int h1 = min(n_heads, h0 + kHeadsPerBlock);
@@ -40,14 +43,13 @@ __global__ void rope_kernel(float* x, int64_t row_stride, const int32_t* __restr
 }  // namespace
 
 void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads, const RopeParams& p,
-          cudaStream_t s) {
+          Queue s) {
     if (n_tokens <= 0 || n_heads <= 0) return;
     const int half = p.n_rot / 2;
     const int threads = half >= 128 ? 128 : half > 32 ? (half + 31) / 32 * 32 : 32;
     const dim3 grid(unsigned(n_tokens), unsigned(div_up(n_heads, kHeadsPerBlock)));
-    rope_kernel<<<grid, threads, 0, s>>>(x, row_stride, positions, n_heads, p.head_dim, p.n_rot, p.base, p.neox,
-                                         p.freq_scale, p.freq_factors);
-    IMP_CUDA_CHECK_LAUNCH();
+    IMP_CUDA_CHECK(launch(rope_kernel, grid, dim3(threads), 0, s.stream, s.pdl, x, row_stride, positions, n_heads,
+                          p.head_dim, p.n_rot, p.base, p.neox, p.freq_scale, p.freq_factors));
 }
 
 }  // namespace imp::cuda_kernels

@@ -14,6 +14,7 @@
 #include "exec/cuda/common.cuh"
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
+#include "exec/cuda/launch.cuh"
 #include "imp/error.h"
 
 namespace imp::cuda_kernels {
@@ -29,6 +30,8 @@ constexpr int kTopKOut = kArgmaxBlocks * kFastTopK;  // sorted top-k after the c
 // keys = logits with -0 folded into +0 (so the radix sort ties them as the reference's comparison does), ids = i.
 __global__ void sample_prep_kernel(const float* __restrict__ logits, int64_t n, float* __restrict__ keys,
                                    int32_t* __restrict__ ids) {
+    pdl_launch_dependents();
+    pdl_wait();
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const float x = logits[i];
         keys[i] = x == 0.f ? 0.f : x;
@@ -39,6 +42,8 @@ __global__ void sample_prep_kernel(const float* __restrict__ logits, int64_t n, 
 // Divides positive logits by the penalty and multiplies negative ones, once per distinct recent token.
 __global__ void sample_penalty_kernel(float* keys, int64_t n, const int32_t* __restrict__ recent, int64_t n_recent,
                                       float penalty) {
+    pdl_launch_dependents();
+    pdl_wait();
     for (int64_t i = threadIdx.x; i < n_recent; i += blockDim.x) {
         const int32_t t = recent[i];
         if (t < 0 || t >= n) continue;
@@ -64,6 +69,8 @@ struct ArgMaxOp {
 // Stage 1: each block reduces a grid-stride share; stage 2 (final = true): one block reduces the block results.
 __global__ void argmax_kernel(const float* __restrict__ keys, const int32_t* __restrict__ ids, int64_t n,
                               float* block_vals, int32_t* block_ids, int32_t* out, bool final) {
+    pdl_launch_dependents();
+    pdl_wait();
     using Reduce = cub::BlockReduce<ArgMax, kArgThreads>;
     __shared__ typename Reduce::TempStorage tmp;
     ArgMax best{-INFINITY, INT32_MAX};
@@ -87,6 +94,8 @@ constexpr int kMergeItems = kArgmaxBlocks * kFastTopK / kFinalThreads;
 
 __global__ void __launch_bounds__(kSliceThreads) topk_slice_kernel(const float* __restrict__ keys, int64_t n,
                                                                    int top_k, float* cand_keys, int32_t* cand_ids) {
+    pdl_launch_dependents();
+    pdl_wait();
     using Sort = cub::BlockRadixSort<float, kSliceThreads, kSliceItems, int32_t>;
     __shared__ typename Sort::TempStorage tmp;
     float k[kSliceItems];
@@ -217,6 +226,8 @@ __global__ void __launch_bounds__(kFinalThreads) sample_final_kernel(const float
                                                                      float top_p, float min_p, float temperature,
                                                                      double u, const double* parts, int64_t slice,
                                                                      int32_t* out) {
+    pdl_launch_dependents();
+    pdl_wait();
     sample_chain(keys, ids, k, top_p, min_p, temperature, u, parts, slice, out);
 }
 
@@ -226,6 +237,8 @@ __global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const float* 
                                                                    int64_t n_cand, int top_k, float* keys_out,
                                                                    int32_t* ids_out, float top_p, float min_p,
                                                                    float temperature, double u, int32_t* out) {
+    pdl_launch_dependents();
+    pdl_wait();
     using Sort = cub::BlockRadixSort<float, kFinalThreads, kMergeItems, int32_t>;
     __shared__ typename Sort::TempStorage tmp;
     float k[kMergeItems];
@@ -252,6 +265,8 @@ __global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const float* 
 // Partial sums over kArgmaxBlocks contiguous slices of [0, k): exp(l - mx) and exp((l - mx) / T), in double.
 __global__ void sample_parts_kernel(const float* __restrict__ keys, int64_t k, int64_t slice, float temperature,
                                     double* parts) {
+    pdl_launch_dependents();
+    pdl_wait();
     using Reduce = cub::BlockReduce<double, kArgThreads>;
     __shared__ typename Reduce::TempStorage tmp;
     const double mx = keys[0], t = temperature;
@@ -283,7 +298,7 @@ size_t sample_sort_temp_bytes(int64_t max_vocab) {
 }
 
 void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, double u, const int32_t* recent,
-            int64_t n_recent, int32_t* out, const SampleScratch& sc, cudaStream_t s) {
+            int64_t n_recent, int32_t* out, const SampleScratch& sc, Queue s) {
     if (n_vocab <= 0) throw Error("cuda sample: empty vocabulary");
     if (n_vocab > sc.max_vocab)
         throw Error("cuda sample: vocabulary of " + std::to_string(n_vocab) + " exceeds the sampler's maximum " +
@@ -294,47 +309,44 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
     const float* keys = logits;
     if (penalty || (!greedy && !fast_topk)) {
         const unsigned blocks = unsigned(min64(div_up(n_vocab, kPrepThreads), 1024));
-        sample_prep_kernel<<<blocks, kPrepThreads, 0, s>>>(logits, n_vocab, sc.keys_in, sc.ids_in);
-        IMP_CUDA_CHECK_LAUNCH();
+        IMP_CUDA_CHECK(launch(sample_prep_kernel, dim3(blocks), dim3(kPrepThreads), 0, s.stream, s.pdl, logits, n_vocab,
+                              sc.keys_in, sc.ids_in));
         keys = sc.keys_in;
     }
     if (penalty) {
-        sample_penalty_kernel<<<1, 256, 0, s>>>(sc.keys_in, n_vocab, recent, n_recent, p.repeat_penalty);
-        IMP_CUDA_CHECK_LAUNCH();
+        IMP_CUDA_CHECK(launch(sample_penalty_kernel, dim3(1), dim3(256), 0, s.stream, s.pdl, sc.keys_in, n_vocab,
+                              recent, n_recent, p.repeat_penalty));
     }
     if (greedy) {
-        argmax_kernel<<<kArgmaxBlocks, kArgThreads, 0, s>>>(keys, nullptr, n_vocab, sc.block_vals, sc.block_ids, out,
-                                                            false);
-        IMP_CUDA_CHECK_LAUNCH();
-        argmax_kernel<<<1, kArgThreads, 0, s>>>(sc.block_vals, sc.block_ids, kArgmaxBlocks, nullptr, nullptr, out,
-                                                true);
-        IMP_CUDA_CHECK_LAUNCH();
+        IMP_CUDA_CHECK(launch(argmax_kernel, dim3(kArgmaxBlocks), dim3(kArgThreads), 0, s.stream, s.pdl, keys,
+                              static_cast<const int32_t*>(nullptr), n_vocab, sc.block_vals, sc.block_ids, out, false));
+        IMP_CUDA_CHECK(launch(argmax_kernel, dim3(1), dim3(kArgThreads), 0, s.stream, s.pdl, sc.block_vals,
+                              sc.block_ids, int64_t(kArgmaxBlocks), static_cast<float*>(nullptr),
+                              static_cast<int32_t*>(nullptr), out, true));
         return;
     }
     const int64_t k = (p.top_k > 0 && p.top_k < n_vocab) ? p.top_k : n_vocab;
     if (p.top_k > 0 && p.top_k <= kFastTopK && n_vocab > kSlice) {
         const int slices = div_up(n_vocab, kSlice);  // <= kArgmaxBlocks for n_vocab <= max_vocab
-        topk_slice_kernel<<<slices, kSliceThreads, 0, s>>>(keys, n_vocab, int(k), sc.keys_out, sc.ids_out);
-        IMP_CUDA_CHECK_LAUNCH();
-        topk_merge_kernel<<<1, kFinalThreads, 0, s>>>(sc.keys_out, sc.ids_out, int64_t(slices) * k, int(k),
-                                                      sc.keys_out + kTopKOut, sc.ids_out + kTopKOut, p.top_p,
-                                                      p.min_p, p.temperature, u, out);
-        IMP_CUDA_CHECK_LAUNCH();
+        IMP_CUDA_CHECK(launch(topk_slice_kernel, dim3(slices), dim3(kSliceThreads), 0, s.stream, s.pdl, keys, n_vocab,
+                              int(k), sc.keys_out, sc.ids_out));
+        IMP_CUDA_CHECK(launch(topk_merge_kernel, dim3(1), dim3(kFinalThreads), 0, s.stream, s.pdl, sc.keys_out,
+                              sc.ids_out, int64_t(slices) * k, int(k), sc.keys_out + kTopKOut,
+                              sc.ids_out + kTopKOut, p.top_p, p.min_p, p.temperature, u, out));
         return;
     }
     size_t temp = sc.sort_temp_bytes;
     IMP_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(sc.sort_temp, temp, sc.keys_in, sc.keys_out, sc.ids_in,
-                                                             sc.ids_out, int(n_vocab), 0, 32, s));
+                                                             sc.ids_out, int(n_vocab), 0, 32, s.stream));
     const double* parts = nullptr;
     const int64_t slice = (k + kArgmaxBlocks - 1) / kArgmaxBlocks;
     if (k > 4 * kFinalThreads) {
-        sample_parts_kernel<<<kArgmaxBlocks, kArgThreads, 0, s>>>(sc.keys_out, k, slice, p.temperature, sc.parts);
-        IMP_CUDA_CHECK_LAUNCH();
+        IMP_CUDA_CHECK(launch(sample_parts_kernel, dim3(kArgmaxBlocks), dim3(kArgThreads), 0, s.stream, s.pdl,
+                              sc.keys_out, k, slice, p.temperature, sc.parts));
         parts = sc.parts;
     }
-    sample_final_kernel<<<1, kFinalThreads, 0, s>>>(sc.keys_out, sc.ids_out, k, p.top_p, p.min_p, p.temperature, u,
-                                                    parts, slice, out);
-    IMP_CUDA_CHECK_LAUNCH();
+    IMP_CUDA_CHECK(launch(sample_final_kernel, dim3(1), dim3(kFinalThreads), 0, s.stream, s.pdl, sc.keys_out,
+                          sc.ids_out, k, p.top_p, p.min_p, p.temperature, u, parts, slice, out));
 }
 
 }  // namespace imp::cuda_kernels

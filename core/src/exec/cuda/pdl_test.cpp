@@ -1,0 +1,186 @@
+// Programmatic dependent launch: a chain of dependent ops (every core kernel: rms_norm, swiglu, rope_kv_store,
+// rope, kv_store, prefill and split-KV decode attention with its combine, add, and the sampling kernels) gives
+// bit-identical results with PDL off, with PDL on, and replayed from a graph captured with PDL on.
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "exec/cuda/cuda_test_util.h"
+
+using namespace imp;
+using namespace imp::cuda_test;
+
+namespace {
+
+constexpr int kHeads = 8, kKv = 2, kHd = 64, kLayers = 3;
+constexpr int64_t kEmbd = int64_t(kHeads) * kHd, kKvW = int64_t(kKv) * kHd, kCap = 1024, kVocab = 5000;
+
+struct State {
+    std::vector<float> hidden, logits;
+    std::vector<uint8_t> k, v, k2, v2;
+    std::vector<int32_t> tokens;
+    bool operator==(const State&) const = default;
+};
+
+struct Chain {
+    int64_t n = 1;
+    std::vector<float> h_hidden, h_logits, h_w, h_qn, h_kn;
+    std::vector<uint8_t> h_cache;
+    std::vector<int32_t> h_pos, h_recent;
+    float *hidden, *logits, *w, *qn, *kn, *xn, *q, *k, *v, *att;
+    int32_t *pos, *recent, *tokens;
+    KVCacheView kv[kLayers], kv2;
+    size_t cache_bytes = 0;
+
+    Chain(std::mt19937& rng, int64_t n_tokens, int32_t pos0) : n(n_tokens) {
+        h_hidden = rand_vec(rng, size_t(n * kEmbd), -2.f, 2.f);
+        h_logits = rand_vec(rng, size_t(kVocab), -4.f, 4.f);
+        h_w = rand_vec(rng, size_t(kEmbd), 0.5f, 1.5f);
+        h_qn = rand_vec(rng, size_t(kHd), 0.5f, 1.5f);
+        h_kn = rand_vec(rng, size_t(kHd), 0.5f, 1.5f);
+        h_pos.resize(size_t(n));
+        std::iota(h_pos.begin(), h_pos.end(), pos0);
+        h_recent = {3, 17, 3, 99};
+        // A BF16 cache whose every position holds history (bytes of random values from the CPU's kv_store).
+        cache_bytes = size_t(kCap * kKvW) * 2;
+        h_cache.resize(cache_bytes);
+        KVCacheView c;
+        c.dtype = DType::BF16;
+        c.capacity = kCap;
+        c.n_kv_heads = kKv;
+        c.head_dim = kHd;
+        c.k = c.v = h_cache.data();
+        std::vector<int32_t> all(kCap);
+        std::iota(all.begin(), all.end(), 0);
+        const auto hist = rand_vec(rng, size_t(kCap * kKvW));
+        cpu().kv_store(c, hist.data(), kKvW, hist.data(), kKvW, all.data(), kCap);
+        hidden = to_dev(h_hidden);
+        logits = to_dev(h_logits);
+        w = to_dev(h_w);
+        qn = to_dev(h_qn);
+        kn = to_dev(h_kn);
+        xn = to_dev(std::vector<float>(size_t(n * kEmbd)));
+        q = to_dev(std::vector<float>(size_t(n * kEmbd)));
+        k = to_dev(std::vector<float>(size_t(n * kEmbd)));
+        v = to_dev(std::vector<float>(size_t(n * kEmbd)));
+        att = to_dev(std::vector<float>(size_t(n * kEmbd)));
+        pos = to_dev(h_pos);
+        recent = to_dev(h_recent);
+        tokens = to_dev(std::vector<int32_t>(3));
+        for (auto* c2 : {&kv[0], &kv[1], &kv[2], &kv2}) {
+            *c2 = c;
+            c2->k = to_dev(h_cache);
+            c2->v = to_dev(h_cache);
+        }
+    }
+
+    void reset() {
+        gpu().upload(hidden, h_hidden.data(), h_hidden.size() * 4);
+        gpu().upload(logits, h_logits.data(), h_logits.size() * 4);
+        for (auto* c : {&kv[0], &kv[1], &kv[2], &kv2}) {
+            gpu().upload(c->k, h_cache.data(), cache_bytes);
+            gpu().upload(c->v, h_cache.data(), cache_bytes);
+        }
+        const std::vector<int32_t> zero(3, 0);
+        gpu().upload(tokens, zero.data(), 12);
+    }
+
+    // Every op reads what the one before it wrote.
+    void run() {
+        Executor& ex = gpu();
+        RopeParams rp;
+        rp.head_dim = kHd;
+        rp.n_rot = kHd;
+        rp.neox = true;
+        AttentionParams ap;
+        ap.n_head = kHeads;
+        ap.n_kv_head = kKv;
+        ap.head_dim = kHd;
+        ap.scale = 0.125f;
+        ap.positions = pos;
+        ap.n_tokens = n;
+        for (int l = 0; l < kLayers; ++l) {
+            ex.rms_norm(hidden, w, xn, n, kEmbd, 1e-5f);
+            ex.swiglu(xn, kEmbd, hidden, kEmbd, q, n, kEmbd);
+            ex.swiglu(hidden, kEmbd, xn, kEmbd, k, n, kEmbd);
+            ex.swiglu(q, kEmbd, k, kEmbd, v, n, kEmbd);
+            ex.rope_kv_store(q, kEmbd, k, kEmbd, v, kEmbd, qn, kn, 1e-6f, pos, n, kHeads, kKv, rp, kv[l]);
+            ex.attention(q, kEmbd, kv[l], att, ap);
+            ex.add(hidden, att, n * kEmbd);
+            ex.rope(k, kEmbd, pos, n, kHeads, rp);
+            ex.kv_store(kv2, k, kEmbd, hidden, kEmbd, pos, n);
+            ex.attention(hidden, kEmbd, kv2, xn, ap);
+            ex.add(hidden, xn, n * kEmbd);
+        }
+        ex.add(logits, hidden + (n - 1) * kEmbd, kEmbd);
+        SamplingParams greedy;
+        greedy.repeat_penalty = 1.3f;
+        ex.sample(logits, kVocab, greedy, 7, recent, 4, tokens);
+        SamplingParams topk;
+        topk.temperature = 0.9f;
+        topk.top_k = 20;
+        topk.seed = 5;
+        ex.sample(logits, kVocab, topk, 7, nullptr, 0, tokens + 1);
+        SamplingParams full;
+        full.temperature = 0.7f;
+        full.top_k = 0;
+        full.top_p = 0.95f;
+        full.seed = 9;
+        ex.sample(logits, kVocab, full, 7, nullptr, 0, tokens + 2);
+    }
+
+    State state() {
+        gpu().synchronize();
+        State s;
+        s.hidden = from_dev(hidden, size_t(n * kEmbd));
+        s.logits = from_dev(logits, size_t(kVocab));
+        s.k = from_dev(static_cast<uint8_t*>(kv[kLayers - 1].k), cache_bytes);
+        s.v = from_dev(static_cast<uint8_t*>(kv[kLayers - 1].v), cache_bytes);
+        s.k2 = from_dev(static_cast<uint8_t*>(kv2.k), cache_bytes);
+        s.v2 = from_dev(static_cast<uint8_t*>(kv2.v), cache_bytes);
+        s.tokens = from_dev(tokens, 3);
+        return s;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("cuda: ops launched with PDL give the same results as without, also from a captured graph", "[cuda]") {
+    CudaExecutor& ex = gpu();
+    const char* env = std::getenv("IMP_PDL");
+    const bool env_off = env && std::strcmp(env, "0") == 0;
+    CHECK(ex.pdl() == (ex.cuda()->cc >= 90 && !env_off));  // on by default on sm_90+
+    CHECK(ex.cuda()->pdl == ex.pdl());
+    const bool saved = ex.pdl();
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    for (auto [n, pos0] : {std::pair<int64_t, int32_t>{1, 700}, {1, 5}, {9, 300}}) {
+        INFO("tokens " << n << " first position " << pos0);
+        Chain c(rng, n, pos0);
+        ex.set_pdl(false);
+        c.reset();
+        c.run();
+        const State ref = c.state();
+        CHECK(ref.hidden != c.h_hidden);
+        for (int rep = 0; rep < 3; ++rep) {
+            ex.set_pdl(true);
+            CHECK(ex.pdl() == (ex.cuda()->cc >= 90));
+            c.reset();
+            c.run();
+            CHECK(c.state() == ref);
+        }
+        ex.set_pdl(true);
+        ex.capture_begin();
+        c.run();
+        const int graph = ex.capture_end();
+        for (int rep = 0; rep < 3; ++rep) {
+            c.reset();
+            ex.replay(graph);
+            CHECK(c.state() == ref);
+        }
+    }
+    ex.set_pdl(saved);
+}
