@@ -30,10 +30,11 @@ public:
     int64_t cols() const { return cols_; }
     virtual std::string type() const = 0;   // storage type name, e.g. "Q4_1"
     virtual uint64_t bytes() const = 0;     // device bytes held
-    // y[t, r] = sum_c x[t, c] * W[r, c] for t < n_tokens. x: [n_tokens, cols] (row stride x_stride),
-    // y: [n_tokens, rows] (row stride y_stride). Accumulates in fp32.
-    virtual void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride,
-                        int64_t n_tokens) const = 0;
+    // y[t, r] = sum_c x[t, c] * W[r, c] for t < n_tokens (accumulate: y[t, r] += that sum, e.g. a residual add
+    // fused into the projection). x: [n_tokens, cols] (row stride x_stride), y: [n_tokens, rows] (row stride
+    // y_stride). Accumulates in fp32; each output is read (when accumulating) and written once, deterministically.
+    virtual void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
+                        bool accumulate) const = 0;
     // out[i, :] = W[ids[i], :] as fp32 (embedding lookup); ids live on the executor's device.
     virtual void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const = 0;
     // Bytes of the executor's shared workspace (Executor::workspace) a matmul over n_tokens rows needs.

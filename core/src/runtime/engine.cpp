@@ -458,7 +458,7 @@ void Engine::forward(const int32_t* tokens, int64_t n, float* logits, bool all_l
         for (int64_t r0 = 0; r0 < cn; r0 += m.lm_rows) {
             const int64_t rn = std::min(m.lm_rows, cn - r0);
             ex.rms_norm(m.hidden + r0 * n_embd, m.output_norm, m.normed, rn, n_embd, m.desc.norm_eps);
-            m.output->matmul(ex, m.normed, n_embd, m.logits, n_vocab, rn);
+            m.output->matmul(ex, m.normed, n_embd, m.logits, n_vocab, rn, false);
             if (last && r0 + rn == cn) m.last_logits = m.logits + (rn - 1) * n_vocab;
             ex.download(logits + (off + r0) * n_vocab, m.logits, size_t(rn * n_vocab) * 4);
         }
@@ -476,7 +476,7 @@ void Engine::Impl::run_chunk(int64_t cn, int64_t first_lm_row) {
     if (first_lm_row >= cn) return;
     const int64_t rn = cn - first_lm_row;  // at most one row here (the last token)
     ex.rms_norm(hidden + first_lm_row * n_embd, output_norm, normed, rn, n_embd, desc.norm_eps);
-    output->matmul(ex, normed, n_embd, logits, n_vocab, rn);
+    output->matmul(ex, normed, n_embd, logits, n_vocab, rn, false);
 }
 
 bool Engine::graphs_active() const { return impl_->decode_graph >= 0; }

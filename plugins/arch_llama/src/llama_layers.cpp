@@ -147,9 +147,9 @@ public:
         float* att = v + aligned(n * kd);
 
         ex.rms_norm(hidden, norm_, xn, n, n_embd_, eps_);
-        wq_->matmul(ex, xn, n_embd_, q, qd, n);
-        wk_->matmul(ex, xn, n_embd_, k, kd, n);
-        wv_->matmul(ex, xn, n_embd_, v, kd, n);
+        wq_->matmul(ex, xn, n_embd_, q, qd, n, false);
+        wk_->matmul(ex, xn, n_embd_, k, kd, n, false);
+        wv_->matmul(ex, xn, n_embd_, v, kd, n, false);
         // [q/k per-head RMSNorm] -> RoPE(q), RoPE(k) -> k, v into the KV cache, in one op.
         ex.rope_kv_store(q, qd, k, kd, v, kd, qn_, kn_, eps_, ctx.batch.positions, n, n_head_, n_kv_, rope_, ctx.kv);
         AttentionParams ap;
@@ -160,8 +160,7 @@ public:
         ap.positions = ctx.batch.positions;
         ap.n_tokens = n;
         ex.attention(q, qd, ctx.kv, att, ap);
-        wo_->matmul(ex, att, qd, xn, n_embd_, n);
-        ex.add(hidden, xn, n * n_embd_);
+        wo_->matmul(ex, att, qd, hidden, n_embd_, n, true);  // residual: hidden += o_proj(att)
     }
 
 private:
@@ -218,11 +217,10 @@ public:
         float* g = xn + aligned(n * n_embd_);
         float* u = g + aligned(n * n_ff_);
         ex.rms_norm(hidden, norm_, xn, n, n_embd_, eps_);
-        gate_->matmul(ex, xn, n_embd_, g, n_ff_, n);
-        up_->matmul(ex, xn, n_embd_, u, n_ff_, n);
+        gate_->matmul(ex, xn, n_embd_, g, n_ff_, n, false);
+        up_->matmul(ex, xn, n_embd_, u, n_ff_, n, false);
         ex.swiglu(g, n_ff_, u, n_ff_, g, n, n_ff_);
-        down_->matmul(ex, g, n_ff_, xn, n_embd_, n);
-        ex.add(hidden, xn, n * n_embd_);
+        down_->matmul(ex, g, n_ff_, hidden, n_embd_, n, true);  // residual: hidden += down(g)
     }
 
 private:

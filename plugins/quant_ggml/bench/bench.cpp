@@ -48,13 +48,13 @@ void run(const Case& c, int threads) {
     using clk = std::chrono::steady_clock;
     // Warm up, then take the best of many short timed batches (the build machine is shared: short batches are
     // less likely to be preempted, and the minimum is what the code can do).
-    w->matmul(ex, x.data(), c.cols, y.data(), c.rows, c.n_tokens);
+    w->matmul(ex, x.data(), c.cols, y.data(), c.rows, c.n_tokens, false);
     const double bytes = double(w->bytes());
     int iters = std::max(1, int(5e6 / (bytes + 1.0) / double(c.n_tokens)));
     double best = 1e30;
     for (int rep = 0; rep < 60; ++rep) {
         const auto t0 = clk::now();
-        for (int i = 0; i < iters; ++i) w->matmul(ex, x.data(), c.cols, y.data(), c.rows, c.n_tokens);
+        for (int i = 0; i < iters; ++i) w->matmul(ex, x.data(), c.cols, y.data(), c.rows, c.n_tokens, false);
         best = std::min(best, std::chrono::duration<double>(clk::now() - t0).count() / iters);
     }
     const double gflop = 2.0 * double(c.rows) * double(c.cols) * double(c.n_tokens) * 1e-9;
@@ -84,7 +84,7 @@ void run_model(const std::string& path, int threads) {
     double best = 1e30;
     for (int rep = 0; rep < 20; ++rep) {
         const auto t0 = std::chrono::steady_clock::now();
-        for (const auto& w : ws) w->matmul(ex, x.data(), w->cols(), y.data(), w->rows(), 1);
+        for (const auto& w : ws) w->matmul(ex, x.data(), w->cols(), y.data(), w->rows(), 1, false);
         best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     std::printf("model  %zu weights, %.1f MB  threads %d  %9.3f ms per token of matvecs  (%.1f tok/s bound)\n",

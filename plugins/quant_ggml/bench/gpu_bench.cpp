@@ -3,9 +3,14 @@
 //  2. GEMV (1, 2, 4 and 8 tokens) per type at 8B-model shapes: a CUDA graph of matmuls over enough copies of the
 //     weight to defeat the L2 cache, median of 15 replays; GB/s of weight bytes and % of the copy bandwidth;
 //     at 1 token also with forced plans (warps per row group, column splits) for tuning;
-//  3. GEMM (512 and 4096 tokens) TFLOP/s per type vs a plain cuBLASLt bf16 GEMM of the same shape.
-// Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm]; QG_BENCH_VARIANTS=t1,k8s2,... picks
-// the GEMV rows (labels as printed; default all but k8s2 and k8s4).
+//  3. GEMM TFLOP/s per type vs a plain cuBLASLt bf16 GEMM of the same shape, per tiling variant, with a "layer"
+//     column (an 8B layer: q, o, k, v, gate, up, down = 2 x 4096x4096, 2 x 1024x4096, 2 x 14336x4096,
+//     4096x14336, total flops over total time); and the bf16 dequantization alone (GB/s read + written).
+// Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm] [--no-gemv]; QG_BENCH_VARIANTS=t1,...
+// picks the GEMV rows (labels as printed; default all but k8s2 and k8s4); QG_BENCH_GEMM=old,auto,r2048o1,...
+// the GEMM tilings (old: tiles >= 32M weights, no overlap, the default plan; auto: what matmul picks;
+// rNoM: N rows per tile, mNoM: tiles of N MiB of bf16; overlap M = 0/1), QG_BENCH_TOKENS=512,4096 the GEMM
+// token counts.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,12 +20,14 @@
 #include <string>
 #include <vector>
 
+#include "../cuda/kernels.h"
 #include "bench_executor.h"
 #include "cuda_weight.h"
 #include "ggml_format.h"
 #include "ggml_types.h"
 #include "imp/dtype.h"
 #include "random_weights.h"
+#include "repack.h"
 
 using namespace imp::ggml;
 using imp::ggml::test::CudaTestExecutor;
@@ -137,11 +144,11 @@ const Shape kShapes[] = {{4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336
 double time_gemv(CudaTestExecutor& ex, const std::vector<std::unique_ptr<imp::Weight>>& ws, const float* x, float* y,
                  int64_t n) {
     const int64_t rows = ws[0]->rows(), cols = ws[0]->cols();
-    for (const auto& w : ws) w->matmul(ex, x, cols, y, rows, n);  // warm up (outside the capture)
+    for (const auto& w : ws) w->matmul(ex, x, cols, y, rows, n, false);  // warm up (outside the capture)
     cudaGraph_t g;
     cudaGraphExec_t ge;
     QG_TEST_CUDA(cudaStreamBeginCapture(ex.stream(), cudaStreamCaptureModeThreadLocal));
-    for (const auto& w : ws) w->matmul(ex, x, cols, y, rows, n);
+    for (const auto& w : ws) w->matmul(ex, x, cols, y, rows, n, false);
     QG_TEST_CUDA(cudaStreamEndCapture(ex.stream(), &g));
     QG_TEST_CUDA(cudaGraphInstantiate(&ge, g, 0));
     QG_TEST_CUDA(cudaGraphLaunch(ge, ex.stream()));
@@ -199,26 +206,84 @@ double time_lt_bf16(CudaTestExecutor& ex, int64_t m, int64_t k, int64_t n, Rng& 
     return s;
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> v;
+    for (size_t p = 0; p <= s.size();) {
+        const size_t q = std::min(s.find(',', p), s.size());
+        if (q > p) v.push_back(s.substr(p, q - p));
+        p = q + 1;
+    }
+    return v;
+}
+
+struct GemmVariant {
+    std::string label;
+    int64_t tile_rows;  // -1: the rule >= 32M weights per tile, computed here; 0: automatic
+    int64_t tile_mib;   // > 0: tiles of this many MiB of bf16 (rows from the shape)
+    int overlap;
+};
+
+GemmVariant parse_gemm_variant(const std::string& l) {
+    if (l == "old") return {l, -1, 0, 0};
+    if (l == "auto") return {l, 0, 0, 0};
+    const size_t o = l.find('o');
+    if (l.size() < 4 || (l[0] != 'r' && l[0] != 'm') || o == std::string::npos)
+        throw imp::Error("bad QG_BENCH_GEMM label " + l);
+    const int64_t v = std::stoll(l.substr(1, o - 1));
+    return {l, l[0] == 'r' ? v : 0, l[0] == 'm' ? v : 0, std::stoi(l.substr(o + 1))};
+}
+
+// The tile rule: >= 8M outputs and >= 32M weights per tile, rounded up to 128 rows (the "old" variant: the
+// baseline of the tiling experiments, as matmul picks it without knobs).
+int64_t old_tile_rows(int64_t rows, int64_t cols, int64_t n) {
+    const int64_t t = std::max(((int64_t(8) << 20) + n - 1) / n, (int64_t(32) << 20) / cols);
+    return std::min((t + 127) / 128 * 128, rows);
+}
+
+// The bf16 dequantization alone: a whole 14336x4096 matrix to a fresh buffer (HBM), and the same in tiles of
+// 2048 rows into one 16 MiB buffer (L2-sized); GB/s of weight bytes read + bf16 bytes written.
+void bench_dequant(CudaTestExecutor& ex, const std::string& type, Rng& rng, FILE* csv) {
+    const TypeInfo& t = *find_type(type);
+    if (t.type == Type::F32 || t.type == Type::BF16) return;
+    const int64_t rows = 14336, cols = 4096, tile = 2048;
+    const auto raw = fast_random(t, rows * cols, rng);
+    const cuda::DeviceLayout l = cuda::device_layout(t.type, rows, cols);
+    std::vector<uint8_t> packed(l.bytes);
+    cuda::repack(l, raw.data(), raw.size() / size_t(rows), packed.data());
+    void* w = ex.alloc(l.bytes, "w");
+    ex.upload(w, packed.data(), l.bytes);
+    auto* out = static_cast<uint16_t*>(ex.alloc(size_t(rows * cols) * 2, "out"));
+    const double bytes = double(l.bytes) + double(rows * cols) * 2;
+    const double full = time_events(ex, 9, [&] { cuda::dequant_bf16(l, w, 0, rows, out, cols, ex.stream()); });
+    const double tiled = time_events(ex, 9, [&] {
+        for (int64_t r0 = 0; r0 < rows; r0 += tile) cuda::dequant_bf16(l, w, r0, tile, out, cols, ex.stream());
+    });
+    std::printf("%-8s dequant 14336x4096 to bf16: whole %5.0f GB/s (%.1f us); 2048-row tiles into 16 MiB %5.0f GB/s"
+                " (%.1f us)\n",
+                type.c_str(), bytes / full * 1e-9, full * 1e6, bytes / tiled * 1e-9, tiled * 1e6);
+    if (csv)
+        std::fprintf(csv, "dequant,%s,%lld,%lld,0,0,%.9f,%.1f,,\n", type.c_str(), (long long)rows, (long long)cols,
+                     full, bytes / full * 1e-9);
+    ex.free_all();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::string csv_path;
     std::vector<std::string> types = {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16", "F32"};
-    bool gemm = true;
+    bool gemm = true, gemv = true;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--csv" && i + 1 < argc) {
             csv_path = argv[++i];
         } else if (a == "--no-gemm") {
             gemm = false;
+        } else if (a == "--no-gemv") {
+            gemv = false;
         } else if (a == "--types" && i + 1 < argc) {
             types.clear();
-            std::string s = argv[++i];
-            for (size_t p = 0; p <= s.size();) {
-                const size_t q = std::min(s.find(',', p), s.size());
-                types.push_back(s.substr(p, q - p));
-                p = q + 1;
-            }
+            types = split_list(argv[++i]);
         }
     }
     try {
@@ -254,6 +319,7 @@ int main(int argc, char** argv) {
         constexpr int kVariants = int(sizeof(variants) / sizeof(variants[0]));
         for (const std::string& type : types) {
             const bool tiled = find_type(type)->block > 1;
+            if (!gemv) break;
             std::vector<std::string> cells[kVariants];
             for (const Shape& s : kShapes) {
                 std::vector<std::unique_ptr<imp::Weight>> ws;
@@ -289,48 +355,87 @@ int main(int argc, char** argv) {
             std::fflush(stdout);
         }
         if (gemm) {
-            std::printf("\nGEMM TFLOP/s: weights' matmul (dequantize + cuBLASLt) vs plain cuBLASLt bf16\n");
-            std::printf("%-8s %-6s", "type", "tokens");
+            const char* gv = std::getenv("QG_BENCH_GEMM");
+            const char* gt = std::getenv("QG_BENCH_TOKENS");
+            std::vector<GemmVariant> variants;
+            for (const auto& l : split_list(gv && *gv ? gv : "old,auto")) variants.push_back(parse_gemm_variant(l));
+            std::vector<int64_t> tokens;
+            for (const auto& l : split_list(gt && *gt ? gt : "512,4096")) tokens.push_back(std::stoll(l));
+            constexpr int kLayerCount[4] = {2, 2, 2, 1};  // an 8B layer: q/o, k/v, gate/up, down
+            std::printf("\nGEMM TFLOP/s: weights' matmul (dequantize + cuBLASLt) per tiling vs plain cuBLASLt bf16\n");
+            std::printf("%-8s %-8s %-6s", "type", "tiling", "tokens");
             for (const Shape& s : kShapes)
                 std::printf(" %12s", (std::to_string(s.rows) + "x" + std::to_string(s.cols)).c_str());
-            std::printf("\n");
-            const int64_t tokens[2] = {512, 4096};
-            for (const int64_t n : tokens) {
-                std::printf("%-8s %-6lld", "cublasLt", (long long)n);
-                for (const Shape& s : kShapes) {
-                    const double t = time_lt_bf16(ex, s.rows, s.cols, n, rng);
-                    const double tf = 2.0 * double(s.rows * s.cols) * double(n) / t * 1e-12;
-                    std::printf(" %12.0f", tf);
-                    if (csv)
-                        std::fprintf(csv, "lt_bf16,BF16,%lld,%lld,%lld,0,%.9f,,,%.1f\n", (long long)s.rows,
-                                     (long long)s.cols, (long long)n, t, tf);
+            std::printf(" %12s\n", "layer");
+            const auto layer = [&](const double(&t)[4], int64_t n) {
+                double fl = 0, sec = 0;
+                for (int si = 0; si < 4; ++si) {
+                    fl += kLayerCount[si] * 2.0 * double(kShapes[si].rows * kShapes[si].cols) * double(n);
+                    sec += kLayerCount[si] * t[si];
                 }
-                std::printf("\n");
-            }
-            for (const std::string& type : types) {
-                double tf[2][4];
+                return fl / sec * 1e-12;
+            };
+            const auto tflops = [](const Shape& s, int64_t n, double sec) {
+                return 2.0 * double(s.rows * s.cols) * double(n) / sec * 1e-12;
+            };
+            for (const int64_t n : tokens) {
+                double t[4];
+                std::printf("%-8s %-8s %-6lld", "cublasLt", "-", (long long)n);
                 for (int si = 0; si < 4; ++si) {
                     const Shape& s = kShapes[si];
+                    t[si] = time_lt_bf16(ex, s.rows, s.cols, n, rng);
+                    std::printf(" %12.0f", tflops(s, n, t[si]));
+                    if (csv)
+                        std::fprintf(csv, "lt_bf16,BF16,%lld,%lld,%lld,0,%.9f,,,%.1f\n", (long long)s.rows,
+                                     (long long)s.cols, (long long)n, t[si], tflops(s, n, t[si]));
+                }
+                std::printf(" %12.0f\n", layer(t, n));
+            }
+            for (const std::string& type : types) {
+                const size_t nv = variants.size(), nt = tokens.size();
+                std::vector<double> t(nv * nt * 4);  // [variant][tokens][shape] seconds
+                for (int si = 0; si < 4; ++si) {
+                    const Shape& s = kShapes[si];
+            std::fflush(stdout);
+            const int64_t n_max = *std::max_element(tokens.begin(), tokens.end());
                     const auto w = make_weight(type, s.rows, s.cols, ex, rng);
-                    const float* x = random_device(ex, size_t(tokens[1] * s.cols), rng);
-                    auto* y = static_cast<float*>(ex.alloc(size_t(tokens[1] * s.rows) * 4, "y"));
-                    for (int ni = 0; ni < 2; ++ni) {
-                        const int64_t n = tokens[ni];
-                        ex.reserve_workspace(w->workspace_bytes(n));
-                        w->matmul(ex, x, s.cols, y, s.rows, n);
-                        const double t = time_events(ex, 7, [&] { w->matmul(ex, x, s.cols, y, s.rows, n); });
-                        tf[ni][si] = 2.0 * double(s.rows * s.cols) * double(n) / t * 1e-12;
-                        if (csv)
-                            std::fprintf(csv, "gemm,%s,%lld,%lld,%lld,0,%.9f,,,%.1f\n", type.c_str(), (long long)s.rows,
-                                         (long long)s.cols, (long long)n, t, tf[ni][si]);
-                    }
+                    const float* x = random_device(ex, size_t(n_max * s.cols), rng);
+                    auto* y = static_cast<float*>(ex.alloc(size_t(n_max * s.rows) * 4, "y"));
+                    for (size_t vi = 0; vi < nv; ++vi)
+                        for (size_t ni = 0; ni < nt; ++ni) {
+                            const int64_t n = tokens[ni];
+                            const GemmVariant& v = variants[vi];
+                            const int64_t rows = v.tile_rows < 0  ? old_tile_rows(s.rows, s.cols, n)
+                                                 : v.tile_mib > 0 ? (v.tile_mib << 20) / ((s.cols + 7) / 8 * 16)
+                                                                  : v.tile_rows;
+                            cuda::set_gemm_tile_rows(rows);
+                            cuda::set_gemm_overlap(v.overlap);
+                            ex.reserve_workspace(w->workspace_bytes(n));
+                            w->matmul(ex, x, s.cols, y, s.rows, n, false);
+                            const double sec =
+                                time_events(ex, 7, [&] { w->matmul(ex, x, s.cols, y, s.rows, n, false); });
+                            t[(vi * nt + ni) * 4 + size_t(si)] = sec;
+                            if (csv)
+                                std::fprintf(csv, "gemm_%s,%s,%lld,%lld,%lld,0,%.9f,,,%.1f\n", v.label.c_str(),
+                                             type.c_str(), (long long)s.rows, (long long)s.cols, (long long)n, sec,
+                                             tflops(s, n, sec));
+                        }
+                    cuda::set_gemm_tile_rows(0);
+                    cuda::set_gemm_overlap(0);
                     ex.free_all();
                 }
-                for (int ni = 0; ni < 2; ++ni) {
-                    std::printf("%-8s %-6lld", type.c_str(), (long long)tokens[ni]);
-                    for (int si = 0; si < 4; ++si) std::printf(" %12.0f", tf[ni][si]);
-                    std::printf("\n");
-                }
+                for (size_t ni = 0; ni < nt; ++ni)
+                    for (size_t vi = 0; vi < nv; ++vi) {
+                        const int64_t n = tokens[ni];
+                        double tv[4];
+                        std::printf("%-8s %-8s %-6lld", type.c_str(), variants[vi].label.c_str(), (long long)n);
+                        for (int si = 0; si < 4; ++si) {
+                            tv[si] = t[(vi * nt + ni) * 4 + size_t(si)];
+                            std::printf(" %12.0f", tflops(kShapes[si], n, tv[si]));
+                        }
+                        std::printf(" %12.0f\n", layer(tv, n));
+                    }
+                bench_dequant(ex, type, rng, csv);
                 std::fflush(stdout);
             }
         }

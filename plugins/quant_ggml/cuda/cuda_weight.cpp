@@ -1,7 +1,10 @@
 // quant_ggml CUDA: the Weight of a CUDA executor. matmul: up to kMaxGemvTokens tokens the GEMV kernels read each
 // weight byte once; above, the prefill GEMM: F32 weights go to a cuBLASLt fp32 GEMM as they are, BF16 ones to a
 // bf16 GEMM with the activations converted to bf16 in the workspace, and every other type is dequantized to bf16
-// tile by tile (rows) into the workspace first. Nothing here allocates device memory after load.
+// tile by tile (rows) into the workspace first; optionally (set_gemm_overlap) two tiles take turns: a side stream
+// dequantizes tile i + 1 while cuBLASLt multiplies tile i on the executor's stream (events fork and join, so this
+// also records into a CUDA graph; NOTES.md: no gain measured on an H100, so off by default). Accumulating GEMMs use
+// beta = 1. Nothing here allocates device memory after load.
 #include "cuda_weight.h"
 
 #include <algorithm>
@@ -24,7 +27,7 @@ void fail(const char* expr, const char* msg, const char* file, int line) {
 
 namespace {
 
-std::atomic<int> g_splits{0}, g_kw{0};
+std::atomic<int> g_splits{0}, g_kw{0}, g_overlap{0};
 std::atomic<int64_t> g_tile_rows{0};
 
 // GEMM row tiles: enough outputs to fill the GPU twice over (~132 SMs x 128x256 output tiles), and at least
@@ -32,6 +35,20 @@ std::atomic<int64_t> g_tile_rows{0};
 // tiles of half the matrix ran ~20% slower at 4096 tokens).
 constexpr int64_t kMinTileOutputs = int64_t(8) << 20;
 constexpr int64_t kMinTileElems = int64_t(32) << 20;
+
+// One side stream per device for the overlapped dequantization (created at load time, kept for the process).
+cudaStream_t side_stream() {
+    static std::mutex mu;
+    static std::map<int, cudaStream_t> streams;
+    int dev = 0;
+    QG_CUDA(cudaGetDevice(&dev));
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = streams.find(dev);
+    if (it != streams.end()) return it->second;
+    cudaStream_t s = nullptr;
+    QG_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return streams.emplace(dev, s).first->second;
+}
 
 int64_t round_up(int64_t v, int64_t m) {
     return (v + m - 1) / m * m;
@@ -62,8 +79,15 @@ public:
     CudaWeight(std::string name, const DeviceLayout& l, void* dev) : name_(std::move(name)), l_(l), dev_(dev) {
         rows_ = l.rows;
         cols_ = l.cols;
+        if (l_.type != Type::F32 && l_.type != Type::BF16) {
+            side_ = side_stream();
+            for (cudaEvent_t* e : {&ev_start_, &ev_dq_[0], &ev_dq_[1], &ev_mm_[0], &ev_mm_[1]})
+                QG_CUDA(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+        }
     }
     ~CudaWeight() override {
+        for (cudaEvent_t e : {ev_start_, ev_dq_[0], ev_dq_[1], ev_mm_[0], ev_mm_[1]})
+            if (e) cudaEventDestroy(e);
         for (auto& [k, p] : plans_) {
             cublasLtMatrixLayoutDestroy(p.a);
             cublasLtMatrixLayoutDestroy(p.b);
@@ -78,8 +102,8 @@ public:
     const void* data() const { return dev_; }
     const std::string& name() const { return name_; }
 
-    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride,
-                int64_t n_tokens) const override {
+    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
+                bool accumulate) const override {
         const CudaHandles& h = handles(ex);
         if (n_tokens <= 0) return;
         if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
@@ -97,13 +121,14 @@ public:
             a.n_tokens = int(n_tokens);
             a.splits = g_splits.load();
             a.kw = g_kw.load();
+            a.accumulate = accumulate;
             gemv(l_, a, h.sm_count, h.cc, st);
             return;
         }
         if (!h.cublaslt)
             throw Error("quant_ggml: tensor '" + name_ + "': executor " + ex.name() + " has no cuBLASLt handle");
         if (l_.type == Type::F32) {
-            lt_matmul(h, CUDA_R_32F, dev_, l_.ld, x, x_stride, y, y_stride, rows_, n_tokens);
+            lt_matmul(h, CUDA_R_32F, dev_, l_.ld, x, x_stride, y, y_stride, rows_, n_tokens, accumulate);
             return;
         }
         const uint64_t need = workspace_bytes(n_tokens);
@@ -116,17 +141,38 @@ public:
         const int64_t ldb = round_up(cols_, 8);
         to_bf16(x, x_stride, n_tokens, cols_, xb, ldb, st);
         if (l_.type == Type::BF16) {
-            lt_matmul(h, CUDA_R_16BF, dev_, l_.ld, xb, ldb, y, y_stride, rows_, n_tokens);
+            lt_matmul(h, CUDA_R_16BF, dev_, l_.ld, xb, ldb, y, y_stride, rows_, n_tokens, accumulate);
             return;
         }
         auto* wt = reinterpret_cast<uint16_t*>(ws + x_part(n_tokens));
         const int64_t tile = tile_rows(n_tokens), ldw = round_up(cols_, 8);
-        for (int64_t r0 = 0; r0 < rows_; r0 += tile) {
+        if (!overlap(n_tokens)) {
+            for (int64_t r0 = 0; r0 < rows_; r0 += tile) {
+                const int64_t nr = std::min(tile, rows_ - r0);
+                dequant_bf16(l_, dev_, r0, nr, wt, ldw, st);
+                lt_matmul(h, CUDA_R_16BF, wt, ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
+            }
+            return;
+        }
+        // Tile i goes to buffer i % 2: the side stream dequantizes it once the GEMM of tile i - 2 (same buffer) is
+        // done; the GEMM waits for its dequantization. The side stream starts after everything queued before
+        // (earlier GEMMs read the workspace) and ends joined: the executor's stream waits for its last event.
+        uint16_t* buf[2] = {wt, wt + tile * ldw};
+        QG_CUDA(cudaEventRecord(ev_start_, st));
+        QG_CUDA(cudaStreamWaitEvent(side_, ev_start_, 0));
+        int64_t i = 0;
+        for (int64_t r0 = 0; r0 < rows_; r0 += tile, ++i) {
+            const int b = int(i & 1);
             const int64_t nr = std::min(tile, rows_ - r0);
-            dequant_bf16(l_, dev_, r0, nr, wt, ldw, st);
-            lt_matmul(h, CUDA_R_16BF, wt, ldw, xb, ldb, y + r0, y_stride, nr, n_tokens);
+            if (i >= 2) QG_CUDA(cudaStreamWaitEvent(side_, ev_mm_[b], 0));
+            dequant_bf16(l_, dev_, r0, nr, buf[b], ldw, side_);
+            QG_CUDA(cudaEventRecord(ev_dq_[b], side_));
+            QG_CUDA(cudaStreamWaitEvent(st, ev_dq_[b], 0));
+            lt_matmul(h, CUDA_R_16BF, buf[b], ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
+            QG_CUDA(cudaEventRecord(ev_mm_[b], st));
         }
     }
+
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
         const CudaHandles& h = handles(ex);
@@ -136,7 +182,8 @@ public:
     uint64_t workspace_bytes(int64_t n_tokens) const override {
         if (n_tokens <= kMaxGemvTokens || l_.type == Type::F32) return 0;
         if (l_.type == Type::BF16) return x_part(n_tokens);
-        return x_part(n_tokens) + uint64_t(tile_rows(n_tokens)) * uint64_t(round_up(cols_, 8)) * 2;
+        const uint64_t tiles = overlap(n_tokens) ? 2 : 1;
+        return x_part(n_tokens) + tiles * uint64_t(tile_rows(n_tokens)) * uint64_t(round_up(cols_, 8)) * 2;
     }
 
 private:
@@ -149,6 +196,9 @@ private:
         return std::min(t, rows_);
     }
 
+    // Two tiles in turn on two streams: when set_gemm_overlap asks for it and there is more than one tile.
+    bool overlap(int64_t n_tokens) const { return side_ && g_overlap.load() > 0 && tile_rows(n_tokens) < rows_; }
+
     const CudaHandles& handles(const Executor& ex) const {
         const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
         if (!h)
@@ -158,11 +208,12 @@ private:
     }
 
     // D[m x n] (column-major, ld ldd; i.e. y[t * ldd + r]) = A^T B, A: k x m (W rows, ld lda), B: k x n (x rows).
+    // accumulate: D += A^T B (beta = 1; C is D, read once per output).
     void lt_matmul(const CudaHandles& h, cudaDataType_t ab, const void* A, int64_t lda, const void* B, int64_t ldb,
-                   float* D, int64_t ldd, int64_t m, int64_t n) const {
+                   float* D, int64_t ldd, int64_t m, int64_t n, bool accumulate) const {
         const LtKey key{int(ab), m, n, cols_, lda, ldb, ldd, alignment(A), alignment(B), alignment(D)};
         const LtPlan& p = plan(h, key);
-        const float alpha = 1.f, beta = 0.f;
+        const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
         QG_LT(cublasLtMatmul(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D,
                              p.d, &p.algo, h.lt_workspace, h.lt_workspace_bytes, static_cast<cudaStream_t>(h.stream)));
     }
@@ -213,6 +264,8 @@ private:
     std::string name_;
     DeviceLayout l_;
     void* dev_;
+    cudaStream_t side_ = nullptr;  // overlapped dequantization (block types and F16)
+    cudaEvent_t ev_start_ = nullptr, ev_dq_[2] = {}, ev_mm_[2] = {};
     mutable std::mutex mu_;
     mutable std::map<LtKey, LtPlan> plans_;
 };
@@ -269,6 +322,9 @@ void set_gemv_plan(int splits, int warps_per_row_group) {
 }
 void set_gemm_tile_rows(int64_t rows) {
     g_tile_rows.store(rows);
+}
+void set_gemm_overlap(int mode) {
+    g_overlap.store(mode);
 }
 
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {

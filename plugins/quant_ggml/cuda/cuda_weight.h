@@ -21,9 +21,12 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t r
                                     uint64_t row_bytes, Executor& ex);
 
 // Knobs for tests and the bench (process-wide; 0 = automatic): the block types' GEMV plan (column splits over the
-// CTAs of a cluster, 1..8; warps per row group, 1/2/4/8), and rows per dequantized tile on the GEMM path.
+// CTAs of a cluster, 1..8; warps per row group, 1/2/4/8), rows per dequantized tile on the GEMM path, and whether
+// the GEMM path dequantizes the next tile on a side stream while the current one is multiplied (0 = never, the
+// default; 1 = whenever there are several tiles).
 void set_gemv_plan(int splits, int warps_per_row_group);
 void set_gemm_tile_rows(int64_t rows);
+void set_gemm_overlap(int mode);
 // A copy of a CUDA weight in new memory of `ex` (the bench rotates copies to defeat the L2 cache).
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex);
 

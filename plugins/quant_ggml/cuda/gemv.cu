@@ -106,7 +106,7 @@ struct PlainGemv {
 template <Type TY, int T, int RW>
 __global__ void __launch_bounds__(kPlainWarps * 32)
     gemv_plain_kernel(const uint8_t* __restrict__ w, int64_t ld_bytes, int rows, int cols, const float* __restrict__ x,
-                      int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens, int x_vec) {
+                      int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens, int x_vec, int accumulate) {
     __shared__ float red[kPlainWarps][RW * T];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     PlainGemv<TY, T, RW> g{w, ld_bytes, rows, cols, (cols + 7) / 8, int(blockIdx.x) * RW, n_tokens, x_vec, x, xs};
@@ -139,7 +139,10 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
         float v = 0.f;
 #pragma unroll
         for (int wv = 0; wv < kPlainWarps; ++wv) v += red[wv][threadIdx.x];
-        if (g.r0 + r < rows && t < n_tokens) y[int64_t(t) * ys + g.r0 + r] = v;
+        if (g.r0 + r < rows && t < n_tokens) {
+            float* yp = y + int64_t(t) * ys + g.r0 + r;
+            *yp = accumulate ? *yp + v : v;
+        }
     }
 }
 
@@ -150,7 +153,8 @@ void launch_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
     const unsigned grid = unsigned((l.rows + RW - 1) / RW);
     gemv_plain_kernel<TY, T, RW><<<grid, kPlainWarps * 32, 0, st>>>(static_cast<const uint8_t*>(a.w),
                                                                     l.ld * Plain<TY>::kElem, int(l.rows), int(l.cols),
-                                                                    a.x, a.xs, a.y, a.ys, a.n_tokens, x_vec);
+                                                                    a.x, a.xs, a.y, a.ys, a.n_tokens, x_vec,
+                                                                    a.accumulate ? 1 : 0);
     QG_LAUNCHED();
 }
 

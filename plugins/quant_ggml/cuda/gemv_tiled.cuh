@@ -10,7 +10,8 @@
 // that is scaled into the fp32 result; types with a min add (add * sum of x over the block), the sum from an MMA
 // with A = 1. Columns are split over the CTAs of a thread-block cluster (up to 8) when there are too few row groups
 // to fill the GPU or the staged activations need it: the partial sums meet in distributed shared memory. Each
-// output is written once, no atomics, deterministic. tiled_plan picks KW and the splits.
+// output is written once (and read once before, when accumulating), no atomics, deterministic. tiled_plan picks KW
+// and the splits.
 #pragma once
 #include <cooperative_groups.h>
 
@@ -37,7 +38,7 @@ struct TiledArgs {
     int64_t xs;
     float* y;
     int64_t ys;
-    int n_tokens, x_vec;
+    int n_tokens, x_vec, accumulate;
 };
 
 // B fragments in shared memory: per k-step 8 TP pairs, item 8 t + 4 part + c for token t, part (hi/lo) and lane c.
@@ -236,7 +237,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
         const int p = q & 1, j = q >> 1;
         const int row = (blockIdx.x * rgc + rgl) * kTileRows + (ln >> 2) + 8 * p;
         const int t = 4 * j + (ln & 3);
-        if (row < a.rows && t < a.n_tokens) a.y[int64_t(t) * a.ys + row] = part[i];
+        if (row < a.rows && t < a.n_tokens) {
+            float* yp = a.y + int64_t(t) * a.ys + row;
+            *yp = a.accumulate ? *yp + part[i] : part[i];
+        }
     }
 }
 
@@ -281,7 +285,8 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
                 ga.y,
                 ga.ys,
                 ga.n_tokens,
-                (reinterpret_cast<uintptr_t>(ga.x) % 16 == 0) && (ga.xs % 4 == 0)};
+                (reinterpret_cast<uintptr_t>(ga.x) % 16 == 0) && (ga.xs % 4 == 0),
+                ga.accumulate ? 1 : 0};
     const int rgc = kGemvWarps / plan.kw;
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned((l.n_rg + rgc - 1) / rgc), unsigned(plan.splits), 1);

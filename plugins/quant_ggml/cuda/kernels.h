@@ -21,11 +21,12 @@ struct GemvArgs {
     int n_tokens = 0;  // 1..kMaxGemvTokens
     int splits = 0;    // tiled types: column splits over a cluster of CTAs (0 = from the shape; a test/bench knob)
     int kw = 0;        // tiled types: warps per row group, 1/2/4/8 (0 = from the shape; a test/bench knob)
+    bool accumulate = false;  // y += W x instead of y = W x (each output read and written once)
 };
 
-// y[t, r] = sum_c x[t, c] W[r, c], fp32 accumulation. Tiled types: tensor-core kernel (gemv_tiled.cuh), activations
-// split into two bf16 parts (hi + lo, ~16 significant bits), codes exact in bf16, scales applied in fp32 per scale
-// block. Plain types: CUDA-core fp32 FMA. sm_count and cc (major * 10 + minor) come from the executor's handles.
+// y[t, r] = sum_c x[t, c] W[r, c] (a.accumulate: y[t, r] += that sum), fp32 accumulation. Tiled types: tensor-core
+// kernel (gemv_tiled.cuh), activations split into two bf16 parts (hi + lo, ~16 significant bits), codes exact in
+// bf16, scales applied in fp32 per scale block. Plain types: CUDA-core fp32 FMA. sm_count and cc (major * 10 + minor) come from the executor's handles.
 void gemv(const DeviceLayout& l, const GemvArgs& a, int sm_count, int cc, cudaStream_t stream);
 // Per-process kernel setup of type t (the shared-memory limit of its GEMV kernels); call before the first launch,
 // outside any stream capture (load does).

@@ -69,8 +69,8 @@ public:
     std::string type() const override { return type_->name; }
     uint64_t bytes() const override { return uint64_t(rows_) * row_bytes_; }
 
-    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride,
-                int64_t n_tokens) const override {
+    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
+                bool accumulate) const override {
         require_cpu(ex, name_);
         if (n_tokens <= 0) return;
         if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
@@ -80,8 +80,9 @@ public:
         const int64_t per_row = std::max<int64_t>(1, cols_ * n_tokens);
         int64_t grain = (kWorkPerChunk + per_row - 1) / per_row;
         grain = (grain + kRowTile - 1) / kRowTile * kRowTile;
-        ex.parallel_for(rows_, grain,
-                        [&](int64_t r0, int64_t r1) { run_rows(x, x_stride, y, y_stride, n_tokens, r0, r1); });
+        ex.parallel_for(rows_, grain, [&](int64_t r0, int64_t r1) {
+            run_rows(x, x_stride, y, y_stride, n_tokens, accumulate, r0, r1);
+        });
     }
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
@@ -97,12 +98,21 @@ public:
     }
 
 private:
-    void run_rows(const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens, int64_t r0, int64_t r1) const {
+    void run_rows(const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens, bool accumulate, int64_t r0,
+                  int64_t r1) const {
         const int64_t nb = cols_ / type_->block;
         const auto dot_q = kernels_->dot_q[int(type_->type)];
         if (dot_q && n_tokens <= kFusedTokens) {  // decode: fused dequantize + dot, straight from the blocks
-            for (int64_t r = r0; r < r1; ++r)
-                dot_q(data_ + uint64_t(r) * row_bytes_, nb, x, xs, int(n_tokens), y + r, ys);
+            float acc[kFusedTokens];
+            for (int64_t r = r0; r < r1; ++r) {
+                const uint8_t* w = data_ + uint64_t(r) * row_bytes_;
+                if (!accumulate) {
+                    dot_q(w, nb, x, xs, int(n_tokens), y + r, ys);
+                    continue;
+                }
+                dot_q(w, nb, x, xs, int(n_tokens), acc, 1);
+                for (int64_t t = 0; t < n_tokens; ++t) y[t * ys + r] += acc[t];
+            }
             return;
         }
         // Dequantize kRowTile rows at a time into a thread-local buffer, dot them with every token.
@@ -123,7 +133,10 @@ private:
             for (int64_t t = 0; t < n_tokens; ++t) {
                 kernels_->dot_rows(w, cols_, nr, x + t * xs, cols_, acc);
                 float* yt = y + t * ys + r;
-                for (int i = 0; i < nr; ++i) yt[i] = acc[i];
+                if (accumulate)
+                    for (int i = 0; i < nr; ++i) yt[i] += acc[i];
+                else
+                    for (int i = 0; i < nr; ++i) yt[i] = acc[i];
             }
         }
     }

@@ -1,5 +1,5 @@
-// GgmlFormat weights on the CPU: matmul against a double-precision dot of the dequantized rows, get_rows against
-// dequantize, the dot kernels of every build, and the load-time checks and their messages.
+// GgmlFormat weights on the CPU: matmul (y = W x and y += W x) against a double-precision dot of the dequantized
+// rows, get_rows against dequantize, the dot kernels of every build, and the load-time checks and their messages.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -55,15 +55,17 @@ std::vector<float> random_activations(int64_t n, std::mt19937& rng) {
     return v;
 }
 
-// Checks y (row stride ys) against a double dot of W's dequantized rows with x (row stride xs). The bound is
-// relative to sum |x_c w_c| (what fp32 accumulation error scales with).
+// Checks y (row stride ys) against a double dot of W's dequantized rows with x (row stride xs), plus y0 (same
+// layout as y) when given (an accumulating matmul). The bound is relative to |y0| + sum |x_c w_c| (what fp32
+// accumulation error scales with).
 void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, const std::vector<float>& x, int64_t xs,
-                  const std::vector<float>& y, int64_t ys, int64_t n_tokens) {
+                  const std::vector<float>& y, int64_t ys, int64_t n_tokens, const std::vector<float>* y0 = nullptr) {
     int64_t bad = 0;
     double worst = 0;
     for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t r = 0; r < rows; ++r) {
-            double ref = 0, mag = 0;
+            const double init = y0 ? double((*y0)[size_t(t * ys + r)]) : 0.0;
+            double ref = init, mag = std::fabs(init);
             for (int64_t c = 0; c < cols; ++c) {
                 const double p = double(wdq[size_t(r * cols + c)]) * double(x[size_t(t * xs + c)]);
                 ref += p;
@@ -105,16 +107,24 @@ TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for e
             CHECK(weight->bytes() == w.raw.size());
             std::vector<float> wdq(static_cast<size_t>(rows * cols));
             f.dequantize(t.name, w.raw.data(), rows * cols, wdq.data());
-            for (int64_t n_tokens : {1, 2, 3, 4, 17}) {
-                INFO("type " << t.name << ", threads " << threads << ", n_tokens " << n_tokens);
-                const int64_t xs = cols + 5, ys = rows + 3;  // strided rows
-                const auto x = random_activations(n_tokens * xs, rng);
-                std::vector<float> y(size_t(n_tokens * ys), 1e30f);
-                weight->matmul(ex, x.data(), xs, y.data(), ys, n_tokens);
-                check_matmul(wdq, rows, cols, x, xs, y, ys, n_tokens);
-                for (int64_t t2 = 0; t2 < n_tokens; ++t2)  // the stride padding is untouched
-                    for (int64_t r = rows; r < ys; ++r) CHECK(y[size_t(t2 * ys + r)] == 1e30f);
-            }
+            for (const bool acc : {false, true})
+                for (int64_t n_tokens : {1, 2, 3, 4, 17}) {
+                    INFO("type " << t.name << ", threads " << threads << ", n_tokens " << n_tokens
+                                 << (acc ? ", accumulate" : ""));
+                    const int64_t xs = cols + 5, ys = rows + 3;  // strided rows
+                    const auto x = random_activations(n_tokens * xs, rng);
+                    std::vector<float> y(size_t(n_tokens * ys), 1e30f);
+                    if (acc)  // a random non-zero initial y in the used region
+                        for (int64_t t2 = 0; t2 < n_tokens; ++t2) {
+                            const auto y0 = random_activations(rows, rng);
+                            std::copy(y0.begin(), y0.end(), y.begin() + t2 * ys);
+                        }
+                    const std::vector<float> init = y;
+                    weight->matmul(ex, x.data(), xs, y.data(), ys, n_tokens, acc);
+                    check_matmul(wdq, rows, cols, x, xs, y, ys, n_tokens, acc ? &init : nullptr);
+                    for (int64_t t2 = 0; t2 < n_tokens; ++t2)  // the stride padding is untouched
+                        for (int64_t r = rows; r < ys; ++r) CHECK(y[size_t(t2 * ys + r)] == 1e30f);
+                }
         }
     }
 }
@@ -137,7 +147,7 @@ TEST_CASE("quant_ggml: matmul at SmolLM2 shapes with several threads", "[quant_g
             INFO("type " << s.type << " " << s.rows << "x" << s.cols << ", n_tokens " << n_tokens);
             const auto x = random_activations(n_tokens * s.cols, rng);
             std::vector<float> y(static_cast<size_t>(n_tokens * s.rows));
-            weight->matmul(ex, x.data(), s.cols, y.data(), s.rows, n_tokens);
+            weight->matmul(ex, x.data(), s.cols, y.data(), s.rows, n_tokens, false);
             check_matmul(wdq, s.rows, s.cols, x, s.cols, y, s.rows, n_tokens);
         }
     }
@@ -205,7 +215,7 @@ TEST_CASE("quant_ggml: tensors of more than two dims flatten the inner dims into
     f.dequantize("Q8_0", w.raw.data(), 6 * 128, wdq.data());
     const auto x = random_activations(128, rng);
     std::vector<float> y(6);
-    weight->matmul(ex, x.data(), 128, y.data(), 6, 1);
+    weight->matmul(ex, x.data(), 128, y.data(), 6, 1, false);
     check_matmul(wdq, 6, 128, x, 128, y, 6, 1);
 }
 
@@ -243,9 +253,9 @@ TEST_CASE("quant_ggml: handles, load errors and non-CPU executors", "[quant_ggml
     CHECK_THROWS_WITH(f.load(w.src(), gpu), Catch::Contains("cuda:0 gives no CUDA handles"));
     const auto weight = f.load(w.src(), ex);
     std::vector<float> x(64, 1.f), y(8);
-    CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1), Catch::Contains("not supported yet"));
+    CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1, false), Catch::Contains("not supported yet"));
     std::vector<float> x2(128, 1.f), y2(16);
-    CHECK_THROWS_WITH(weight->matmul(ex, x2.data(), 32, y2.data(), 8, 2), Catch::Contains("strides"));
-    weight->matmul(ex, x.data(), 0, y.data(), 0, 1);  // one token: strides unused
-    weight->matmul(ex, x.data(), 64, y.data(), 8, 0);  // no tokens: nothing to do
+    CHECK_THROWS_WITH(weight->matmul(ex, x2.data(), 32, y2.data(), 8, 2, false), Catch::Contains("strides"));
+    weight->matmul(ex, x.data(), 0, y.data(), 0, 1, false);  // one token: strides unused
+    weight->matmul(ex, x.data(), 64, y.data(), 8, 0, true);   // no tokens: nothing to do
 }

@@ -71,7 +71,7 @@ TEST_CASE("quant_ggml: real SmolLM2 rows equal gguf-py, matmul on real weights",
         const int64_t rows = w->rows(), cols = w->cols();
         std::vector<float> x(static_cast<size_t>(2 * cols)), y(static_cast<size_t>(2 * rows));
         for (auto& v : x) v = nd(rng);
-        w->matmul(ex, x.data(), cols, y.data(), rows, 2);
+        w->matmul(ex, x.data(), cols, y.data(), rows, 2, false);
         std::vector<float> wrow(static_cast<size_t>(cols));
         int64_t bad = 0;
         for (int32_t r = 0; r < rows; r += (rows > 4096 ? 97 : 1)) {

@@ -1,8 +1,8 @@
 // quant_ggml on a CUDA device: GEMV (up to 8 tokens) and GEMM (more) against a double-precision dot of the CPU
-// reference dequantization, get_rows bit for bit, graph capture, workspace errors. Every output buffer is poisoned
-// before each run; every output must be written and nothing else. Bounds (relative norm ||y - ref|| / ||ref||):
-// GEMV 1e-3 (its activations keep ~16 bits: observed ~1e-6); GEMM 1e-2 (bf16 weights and activations), 1e-4 for
-// F32 weights (fp32 cuBLASLt GEMM).
+// reference dequantization (also accumulating, y += W x), get_rows bit for bit, graph capture, workspace errors.
+// Every output buffer is poisoned before each run; every output must be written and nothing else. Bounds (relative
+// norm ||y - ref|| / ||ref||): GEMV 1e-3 (its activations keep ~16 bits: observed ~1e-6); GEMM 1e-2 (bf16 weights
+// and activations), 1e-4 for F32 weights (fp32 cuBLASLt GEMM).
 #include <catch2/catch.hpp>
 #include <random>
 #include <string>
@@ -25,9 +25,36 @@ int64_t small_cols(const TypeInfo& t) {
 std::vector<float> run_matmul(imp::CudaExecutor& ex, const imp::Weight& w, const float* x, int64_t xs, float* y,
                               int64_t ys, int64_t n_alloc, int64_t n_tokens) {
     poison(ex, y, size_t(n_alloc * ys) * 4);
-    w.matmul(ex, x, xs, y, ys, n_tokens);
+    w.matmul(ex, x, xs, y, ys, n_tokens, false);
     ex.synchronize();
     std::vector<float> out(size_t(n_alloc * ys));
+    ex.download(out.data(), y, out.size() * 4);
+    return out;
+}
+
+// Accumulating matmul: y starts as y0 (random, scaled to the size of W x) on the first n_tokens rows and poison
+// elsewhere; returns the downloaded output and sets ref_acc = ref + y0 (layout of ref).
+std::vector<float> run_matmul_acc(imp::CudaExecutor& ex, const imp::Weight& w, const float* x, int64_t xs, float* y,
+                                  int64_t ys, int64_t n_alloc, int64_t n_tokens, const std::vector<double>& ref,
+                                  std::mt19937& rng, std::vector<double>& ref_acc) {
+    const int64_t rows = w.rows();
+    double ss = 0;
+    for (int64_t i = 0; i < n_tokens * rows; ++i) ss += ref[size_t(i)] * ref[size_t(i)];
+    const float scale = float(std::sqrt(ss / double(n_tokens * rows)));
+    const auto z = random_activations(size_t(n_tokens * rows), rng);
+    std::vector<float> init(size_t(n_alloc * ys));
+    std::memset(init.data(), 0xFF, init.size() * 4);
+    ref_acc = ref;
+    for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+            const float v = z[size_t(t * rows + r)] * scale;
+            init[size_t(t * ys + r)] = v;
+            ref_acc[size_t(t * rows + r)] += double(v);
+        }
+    ex.upload(y, init.data(), init.size() * 4);
+    w.matmul(ex, x, xs, y, ys, n_tokens, true);
+    ex.synchronize();
+    std::vector<float> out(init.size());
     ex.download(out.data(), y, out.size() * 4);
     return out;
 }
@@ -52,7 +79,10 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
             REQUIRE(w->cols() == s.cols);
             CHECK(w->type() == type);
             CHECK(w->bytes() == f.device_bytes(h.src(), *ex));
-            CHECK(w->workspace_bytes(8) == 0);
+            // GEMV scratch: the block types' one-token stream kernel keeps partial sums in the workspace.
+            CHECK(w->workspace_bytes(8) == w->workspace_bytes(1));
+            CHECK((w->workspace_bytes(1) > 0) == (t.block > 1));
+            ex->reserve_workspace(w->workspace_bytes(1));
             const auto wdq = dequantized(h);
             for (const bool strided : {false, true}) {
                 const int64_t xs = s.cols + (strided ? 3 : 0), ys = s.rows + (strided ? 5 : 0);
@@ -60,15 +90,19 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                 const auto ref = reference(wdq, s.rows, s.cols, x, xs, 8);
                 float* xd = device_copy(*ex, x);
                 auto* yd = static_cast<float*>(ex->alloc(size_t(8 * ys) * 4, "y"));
-                // GEMV plans of the block types (splits, warps per row group): automatic, and forced ones.
+                // GEMV plans of the block types (splits, warps per row group): automatic, and forced ones; at
+                // one token the stream kernel (kernel 0) and the register-fed one (kernel 1).
                 struct Plan {
-                    int splits, kw;
+                    int splits, kw, kernel;
                 };
-                for (const Plan plan : {Plan{0, 0}, Plan{1, 1}, Plan{3, 2}, Plan{2, 4}, Plan{1, 8}}) {
+                for (const Plan plan : {Plan{0, 0, 0}, Plan{0, 0, 1}, Plan{1, 1, 1}, Plan{3, 2, 1}, Plan{2, 4, 1},
+                                        Plan{1, 8, 1}}) {
                     cuda::set_gemv_plan(plan.splits, plan.kw);
+                    cuda::set_gemv_kernel(plan.kernel);
                     for (const int64_t n : {1, 2, 5, 8}) {
                         INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", splits "
-                                  << plan.splits << ", warps per row group " << plan.kw << ", tokens " << n);
+                                  << plan.splits << ", warps per row group " << plan.kw << ", kernel "
+                                  << plan.kernel << ", tokens " << n);
                         const auto y = run_matmul(*ex, *w, xd, xs, yd, ys, 8, n);
                         const Check c = check_output(y, ys, 8, s.rows, ref, n);
                         CHECK(c.unwritten == 0);
@@ -78,6 +112,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                     }
                 }
                 cuda::set_gemv_plan(0, 0);
+                cuda::set_gemv_kernel(0);
             }
         }
     }
@@ -104,17 +139,26 @@ TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision
             const auto ref = reference(wdq, s.rows, s.cols, x, xs, n_max);
             float* xd = device_copy(*ex, x);
             auto* yd = static_cast<float*>(ex->alloc(size_t(n_max * ys) * 4, "y"));
-            for (const int64_t tile : {int64_t(0), int64_t(128)}) {  // 128: several row tiles for 300 rows
+            // Tile rows 128: several row tiles for 300 rows, dequantized on the side stream in turn (overlap on)
+            // or in line (off).
+            struct Tiling {
+                int64_t rows;
+                int overlap;
+            };
+            for (const Tiling tl : {Tiling{0, 0}, Tiling{128, 1}, Tiling{128, 0}}) {
+                const int64_t tile = tl.rows;
                 cuda::set_gemm_tile_rows(tile);
+                cuda::set_gemm_overlap(tl.overlap);
                 for (const int64_t n : {17, 64, 300}) {
-                    INFO(type << " " << s.rows << "x" << s.cols << ", tile rows " << tile << ", tokens " << n);
+                    INFO(type << " " << s.rows << "x" << s.cols << ", tile rows " << tile << ", overlap "
+                              << tl.overlap << ", tokens " << n);
                     const uint64_t need = w->workspace_bytes(n);
                     if (type == "F32") {
                         CHECK(need == 0);
                     } else {
                         CHECK(need >= uint64_t(n * s.cols * 2));
                         if (ex->workspace_bytes() < need && need > 0)
-                            CHECK_THROWS_WITH(w->matmul(*ex, xd, xs, yd, ys, n),
+                            CHECK_THROWS_WITH(w->matmul(*ex, xd, xs, yd, ys, n, false),
                                               Catch::Contains("workspace") && Catch::Contains("blk.1.ffn_gate.weight"));
                     }
                     ex->reserve_workspace(need);
@@ -127,6 +171,59 @@ TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision
                 }
             }
             cuda::set_gemm_tile_rows(0);
+            cuda::set_gemm_overlap(0);
+        }
+    }
+}
+
+TEST_CASE("quant_ggml cuda: accumulating matmul adds W x to y (GEMV and GEMM)", "[quant_ggml_gpu][accumulate]") {
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(606);
+    for (const std::string type : {"Q8_0", "Q4_K", "Q6_K", "Q4_0", "BF16", "F16", "F32"}) {
+        const TypeInfo& t = *find_type(type);
+        struct Shape {
+            int64_t rows, cols;
+        };
+        for (const Shape s : {Shape{37, small_cols(t)}, Shape{300, t.block == 1 ? 1001 : 4 * 256}}) {
+            const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
+            const auto w = f.load(h.src(), *ex);
+            const auto wdq = dequantized(h);
+            const int64_t xs = s.cols + 1, ys = s.rows + 2, n_max = 300;
+            const auto x = random_activations(size_t(n_max * xs), rng);
+            const auto ref = reference(wdq, s.rows, s.cols, x, xs, n_max);
+            float* xd = device_copy(*ex, x);
+            auto* yd = static_cast<float*>(ex->alloc(size_t(n_max * ys) * 4, "y"));
+            ex->reserve_workspace(w->workspace_bytes(n_max));
+            for (const int64_t n : {1, 2, 3, 5, 8}) {  // GEMV
+                INFO(type << " " << s.rows << "x" << s.cols << ", GEMV, tokens " << n);
+                std::vector<double> ref_acc;
+                const auto y = run_matmul_acc(*ex, *w, xd, xs, yd, ys, 8, n, ref, rng, ref_acc);
+                const Check c = check_output(y, ys, 8, s.rows, ref_acc, n);
+                CHECK(c.unwritten == 0);
+                CHECK(c.overwritten == 0);
+                CHECK(c.rel <= 1e-3);
+            }
+            const double tol = type == "F32" ? 1e-4 : 1e-2;
+            for (const int64_t tile : {int64_t(0), int64_t(128)}) {
+                cuda::set_gemm_tile_rows(tile);
+                for (const int overlap : {0, 1}) {
+                    cuda::set_gemm_overlap(overlap);
+                    ex->reserve_workspace(w->workspace_bytes(n_max));
+                    for (const int64_t n : {17, 300}) {  // GEMM
+                        INFO(type << " " << s.rows << "x" << s.cols << ", GEMM, tile rows " << tile << ", overlap "
+                                  << overlap << ", tokens " << n);
+                        std::vector<double> ref_acc;
+                        const auto y = run_matmul_acc(*ex, *w, xd, xs, yd, ys, n_max, n, ref, rng, ref_acc);
+                        const Check c = check_output(y, ys, n_max, s.rows, ref_acc, n);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= tol);
+                    }
+                }
+            }
+            cuda::set_gemm_tile_rows(0);
+            cuda::set_gemm_overlap(0);
         }
     }
 }
@@ -169,43 +266,50 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
     auto ex = make_gpu();
     GgmlFormat f;
     std::mt19937 rng(404);
-    for (const char* type : {"Q4_K", "Q8_0", "BF16"}) {
-        const int64_t rows = 300, cols = 1024, n_big = 24;
-        const HostTensor h = random_tensor(type, rows, cols, rng);
-        const auto w = f.load(h.src(), *ex);
-        const auto wdq = dequantized(h);
-        const auto x = random_activations(size_t(n_big * cols), rng);
-        const auto ref = reference(wdq, rows, cols, x, cols, n_big);
-        float* xd = device_copy(*ex, x);
-        auto* y1 = static_cast<float*>(ex->alloc(size_t(rows) * 4, "y1"));
-        auto* y2 = static_cast<float*>(ex->alloc(size_t(n_big * rows) * 4, "y2"));
-        ex->reserve_workspace(w->workspace_bytes(n_big));
-        cudaGraph_t graph = nullptr;
-        cudaGraphExec_t exec = nullptr;
-        QG_TEST_CUDA(cudaStreamBeginCapture(stream_of(*ex), cudaStreamCaptureModeThreadLocal));
-        w->matmul(*ex, xd, cols, y1, rows, 1);
-        w->matmul(*ex, xd, cols, y2, rows, n_big);
-        QG_TEST_CUDA(cudaStreamEndCapture(stream_of(*ex), &graph));
-        QG_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-        for (int rep = 0; rep < 2; ++rep) {
-            poison(*ex, y1, size_t(rows) * 4);
-            poison(*ex, y2, size_t(n_big * rows) * 4);
-            QG_TEST_CUDA(cudaGraphLaunch(exec, stream_of(*ex)));
-            ex->synchronize();
-            std::vector<float> g1(static_cast<size_t>(rows)), g2(static_cast<size_t>(n_big * rows));
-            ex->download(g1.data(), y1, g1.size() * 4);
-            ex->download(g2.data(), y2, g2.size() * 4);
-            INFO(type << ", replay " << rep);
-            const Check c1 = check_output(g1, rows, 1, rows, ref, 1);
-            const Check c2 = check_output(g2, rows, n_big, rows, ref, n_big);
-            CHECK(c1.unwritten == 0);
-            CHECK(c1.rel <= 1e-3);
-            CHECK(c2.unwritten == 0);
-            CHECK(c2.rel <= 1e-2);
+    // Tile rows 128 with overlap: the GEMM forks three row tiles onto the side stream and joins them inside the
+    // capture.
+    for (const char* type : {"Q4_K", "Q8_0", "BF16"})
+        for (const int64_t tile : {int64_t(0), int64_t(128)}) {
+            cuda::set_gemm_tile_rows(tile);
+            cuda::set_gemm_overlap(tile > 0 ? 1 : 0);
+            const int64_t rows = 300, cols = 1024, n_big = 24;
+            const HostTensor h = random_tensor(type, rows, cols, rng);
+            const auto w = f.load(h.src(), *ex);
+            const auto wdq = dequantized(h);
+            const auto x = random_activations(size_t(n_big * cols), rng);
+            const auto ref = reference(wdq, rows, cols, x, cols, n_big);
+            float* xd = device_copy(*ex, x);
+            auto* y1 = static_cast<float*>(ex->alloc(size_t(rows) * 4, "y1"));
+            auto* y2 = static_cast<float*>(ex->alloc(size_t(n_big * rows) * 4, "y2"));
+            ex->reserve_workspace(w->workspace_bytes(n_big));
+            cudaGraph_t graph = nullptr;
+            cudaGraphExec_t exec = nullptr;
+            QG_TEST_CUDA(cudaStreamBeginCapture(stream_of(*ex), cudaStreamCaptureModeThreadLocal));
+            w->matmul(*ex, xd, cols, y1, rows, 1, false);
+            w->matmul(*ex, xd, cols, y2, rows, n_big, false);
+            QG_TEST_CUDA(cudaStreamEndCapture(stream_of(*ex), &graph));
+            QG_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+            for (int rep = 0; rep < 2; ++rep) {
+                poison(*ex, y1, size_t(rows) * 4);
+                poison(*ex, y2, size_t(n_big * rows) * 4);
+                QG_TEST_CUDA(cudaGraphLaunch(exec, stream_of(*ex)));
+                ex->synchronize();
+                std::vector<float> g1(static_cast<size_t>(rows)), g2(static_cast<size_t>(n_big * rows));
+                ex->download(g1.data(), y1, g1.size() * 4);
+                ex->download(g2.data(), y2, g2.size() * 4);
+                INFO(type << ", tile rows " << tile << ", replay " << rep);
+                const Check c1 = check_output(g1, rows, 1, rows, ref, 1);
+                const Check c2 = check_output(g2, rows, n_big, rows, ref, n_big);
+                CHECK(c1.unwritten == 0);
+                CHECK(c1.rel <= 1e-3);
+                CHECK(c2.unwritten == 0);
+                CHECK(c2.rel <= 1e-2);
+            }
+            cudaGraphExecDestroy(exec);
+            cudaGraphDestroy(graph);
+            cuda::set_gemm_tile_rows(0);
+            cuda::set_gemm_overlap(0);
         }
-        cudaGraphExecDestroy(exec);
-        cudaGraphDestroy(graph);
-    }
 }
 
 TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[quant_ggml_gpu][load]") {
