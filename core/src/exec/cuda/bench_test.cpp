@@ -78,3 +78,71 @@ TEST_CASE("cuda bench: kernel timings", "[.bench]") {
     std::printf("sample top-p 0.9 151936: %.2f us\n",
                 time_us([&] { ex.sample(logits, 151936, sp, 0, nullptr, 0, tok); }, 100));
 }
+
+// The non-matmul kernels of an 8B Llama/Qwen3 decode step (32 layers, q/k norm, BF16 KV at context 4096), as a
+// captured graph: the attention prologue as five ops or as rope_kv_store, with PDL off and on.
+TEST_CASE("cuda bench: decode-step chain without matmuls, fused prologue and PDL", "[.bench]") {
+    std::mt19937 rng(2);
+    CudaExecutor& ex = gpu();
+    std::printf("device: %s\n", ex.name().c_str());
+    const bool saved = ex.pdl();
+    const int n_head = 32, n_kv = 8, hd = 128, layers = 32;
+    const int64_t embd = 4096, ff = 14336, qd = n_head * hd, kd = n_kv * hd, ctx = 4096;
+    KVCacheView kv;
+    kv.dtype = DType::BF16;
+    kv.capacity = ctx;
+    kv.n_kv_heads = n_kv;
+    kv.head_dim = hd;
+    kv.k = ex.alloc(size_t(ctx * kd * 2), "K");
+    kv.v = ex.alloc(size_t(ctx * kd * 2), "V");
+    float* hidden = to_dev(rand_vec(rng, size_t(embd)));
+    float* xn = to_dev(rand_vec(rng, size_t(embd)));
+    float* w = to_dev(rand_vec(rng, size_t(embd), 0.5f, 1.5f));
+    float* nw = to_dev(rand_vec(rng, size_t(hd), 0.5f, 1.5f));
+    float* q = to_dev(rand_vec(rng, size_t(qd)));
+    float* k = to_dev(rand_vec(rng, size_t(kd)));
+    float* v = to_dev(rand_vec(rng, size_t(kd)));
+    float* att = to_dev(rand_vec(rng, size_t(qd)));
+    float* g = to_dev(rand_vec(rng, size_t(2 * ff)));
+    int32_t* pos = to_dev(std::vector<int32_t>{int32_t(ctx - 1)});
+    RopeParams rp;
+    rp.head_dim = hd;
+    rp.n_rot = hd;
+    rp.base = 1000000.f;
+    rp.neox = true;
+    AttentionParams ap;
+    ap.n_head = n_head;
+    ap.n_kv_head = n_kv;
+    ap.head_dim = hd;
+    ap.scale = 0.088f;
+    ap.positions = pos;
+    ap.n_tokens = 1;
+    for (bool fused : {false, true}) {
+        for (bool pdl : {false, true}) {
+            ex.set_pdl(pdl);
+            ex.capture_begin();
+            for (int l = 0; l < layers; ++l) {
+                ex.rms_norm(hidden, w, xn, 1, embd, 1e-6f);
+                if (fused) {
+                    ex.rope_kv_store(q, qd, k, kd, v, kd, nw, nw, 1e-6f, pos, 1, n_head, n_kv, rp, kv);
+                } else {
+                    ex.rms_norm(q, nw, q, n_head, hd, 1e-6f);
+                    ex.rms_norm(k, nw, k, n_kv, hd, 1e-6f);
+                    ex.rope(q, qd, pos, 1, n_head, rp);
+                    ex.rope(k, kd, pos, 1, n_kv, rp);
+                    ex.kv_store(kv, k, kd, v, kd, pos, 1);
+                }
+                ex.attention(q, qd, kv, att, ap);
+                ex.add(hidden, att, embd);
+                ex.rms_norm(hidden, w, xn, 1, embd, 1e-6f);
+                ex.swiglu(g, ff, g + ff, ff, g, 1, ff);
+                ex.add(hidden, xn, embd);
+            }
+            const int graph = ex.capture_end();
+            const double us = time_us([&] { ex.replay(graph); }, 50);
+            std::printf("decode chain x%d layers, %s prologue, PDL %s: %8.1f us per step\n", layers,
+                        fused ? "fused" : "5-op", ex.pdl() ? "on " : "off", us);
+        }
+    }
+    ex.set_pdl(saved);
+}

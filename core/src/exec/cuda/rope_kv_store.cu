@@ -132,6 +132,7 @@ template <typename E> __global__ void __launch_bounds__(kWarps * 32) rope_kv_sto
             put(i1, x1 * cs + x0 * sn);
         }
     }
+    if (!w && is_q) return;  // q's unrotated dims stay as they are
 #pragma unroll
     for (int j = 0; j < kMaxRest; ++j) {
         const int d = a.n_rot + lane + 32 * j;
