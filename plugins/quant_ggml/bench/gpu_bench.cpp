@@ -318,10 +318,17 @@ int main(int argc, char** argv) {
         };
         constexpr int kVariants = int(sizeof(variants) / sizeof(variants[0]));
         for (const std::string& type : types) {
-            const bool tiled = find_type(type)->block > 1;
             if (!gemv) break;
+            const bool tiled = find_type(type)->block > 1;
             std::vector<std::string> cells[kVariants];
             for (const Shape& s : kShapes) {
+                // QG_BENCH_SHAPE=RxC: only that shape (e.g. to profile one kernel; the others print as "-").
+                if (const char* only_shape = std::getenv("QG_BENCH_SHAPE");
+                    only_shape && *only_shape && std::to_string(s.rows) + "x" + std::to_string(s.cols) != only_shape) {
+                    for (int v = 0; v < kVariants; ++v)
+                        if (wanted(variants[v].label)) cells[v].push_back("-");
+                    continue;
+                }
                 std::vector<std::unique_ptr<imp::Weight>> ws;
                 ws.push_back(make_weight(type, s.rows, s.cols, ex, rng));
                 const uint64_t bytes = ws[0]->bytes();
@@ -391,13 +398,13 @@ int main(int argc, char** argv) {
                 }
                 std::printf(" %12.0f\n", layer(t, n));
             }
+            std::fflush(stdout);
+            const int64_t n_max = *std::max_element(tokens.begin(), tokens.end());
             for (const std::string& type : types) {
                 const size_t nv = variants.size(), nt = tokens.size();
                 std::vector<double> t(nv * nt * 4);  // [variant][tokens][shape] seconds
                 for (int si = 0; si < 4; ++si) {
                     const Shape& s = kShapes[si];
-            std::fflush(stdout);
-            const int64_t n_max = *std::max_element(tokens.begin(), tokens.end());
                     const auto w = make_weight(type, s.rows, s.cols, ex, rng);
                     const float* x = random_device(ex, size_t(n_max * s.cols), rng);
                     auto* y = static_cast<float*>(ex.alloc(size_t(n_max * s.rows) * 4, "y"));

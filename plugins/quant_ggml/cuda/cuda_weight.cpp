@@ -35,7 +35,6 @@ std::atomic<int64_t> g_tile_rows{0};
 // tiles of half the matrix ran ~20% slower at 4096 tokens).
 constexpr int64_t kMinTileOutputs = int64_t(8) << 20;
 constexpr int64_t kMinTileElems = int64_t(32) << 20;
-
 // One side stream per device for the overlapped dequantization (created at load time, kept for the process).
 cudaStream_t side_stream() {
     static std::mutex mu;
@@ -172,7 +171,6 @@ public:
             QG_CUDA(cudaEventRecord(ev_mm_[b], st));
         }
     }
-
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
         const CudaHandles& h = handles(ex);

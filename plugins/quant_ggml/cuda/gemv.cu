@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -28,6 +29,14 @@ extern template void prepare_tiled<LayoutQ8_0>();
 extern template void prepare_tiled<LayoutQ4_K>();
 extern template void prepare_tiled<LayoutQ5_K>();
 extern template void prepare_tiled<LayoutQ6_K>();
+
+bool pdl_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("IMP_PDL");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
 
 namespace {
 

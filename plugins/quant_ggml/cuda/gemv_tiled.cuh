@@ -160,7 +160,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     const int kStep = kw_count * L::kUnroll;
     typename L::Frag fa[L::kUnroll], fb[L::kUnroll];
     const int first = g.c_begin + warp % kw_count;
-    g.load(fa, first);  // in flight while x is staged
+    g.load(fa, first);  // in flight while x is staged (and, launched dependent, while the previous kernel ends)
+    pdl_wait();
+    pdl_launch_dependents();
 
     {
         // Pair (k-step, token, c): one load of 4 x values, written as the hi item 8 t + c and the lo item 8 t + 4 + c.
@@ -293,13 +295,20 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
     cfg.blockDim = dim3(kGemvWarps * 32, 1, 1);
     cfg.dynamicSmemBytes = tiled_smem<L, TP>((l.chunks + plan.splits - 1) / plan.splits);
     cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 1;
-    attr[0].val.clusterDim.y = unsigned(plan.splits);
-    attr[0].val.clusterDim.z = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned n_attr = 0;
+    if (pdl_enabled()) {
+        attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (plan.splits > 1) {
+        attr[n_attr].id = cudaLaunchAttributeClusterDimension;
+        attr[n_attr].val.clusterDim.x = 1;
+        attr[n_attr].val.clusterDim.y = unsigned(plan.splits);
+        attr[n_attr++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = plan.splits > 1 ? 1 : 0;
+    cfg.numAttrs = n_attr;
     QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
     return true;
 }

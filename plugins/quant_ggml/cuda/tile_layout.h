@@ -114,6 +114,29 @@ IMP_HD void load_u64(const uint8_t* p, uint32_t* w) {
 #endif
 }
 
+// Where a Frag is read from: GlobalMem (the weight in device memory, streamed) or, in kernels that stage tiles in
+// shared memory first, a policy with the same four functions.
+struct GlobalMem {
+    IMP_HD static void stream(const uint8_t* p, uint32_t* w, int n) { load_stream(p, w, n); }
+    IMP_HD static void words(const uint8_t* p, uint32_t* w, int n) { load_words(p, w, n); }
+    IMP_HD static uint32_t u32(const uint8_t* p) { return load_u32(p); }
+    IMP_HD static void u64(const uint8_t* p, uint32_t* w) { load_u64(p, w); }
+};
+
+// The 64 quant bytes of a lane in the 256-column types: four 16-byte pieces, piece i of lane l at 512 i + 16 l, so
+// each 16-byte load of a warp covers 512 contiguous bytes (coalesced in memory, free of bank conflicts in shared
+// memory). Word s of the lane (k-step s) is word s % 4 of piece s / 4.
+template <class M>
+IMP_HD void load_pieces(const uint8_t* t, int lane, uint32_t* w, int pieces) {
+#ifdef __CUDA_ARCH__
+#pragma unroll
+#endif
+    for (int i = 0; i < pieces; ++i) M::stream(t + 512 * i + 16 * lane, w + 4 * i, 4);
+}
+inline uint8_t* piece_word(uint8_t* t, int lane, int word) {
+    return t + 512 * (word >> 2) + 16 * lane + 4 * (word & 3);
+}
+
 // (a & b) | c in one LOP3 (the compiler otherwise splits the two constants over two instructions).
 template <uint32_t B, uint32_t C>
 IMP_HD uint32_t and_or(uint32_t a) {
@@ -183,9 +206,10 @@ struct LayoutQ4_0 {
     struct Frag {
         uint32_t q[4], d[2];
     };
+    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream(t + 16 * lane, f.q, 4);
-        load_u64(t + 512 + 8 * (lane >> 2), f.d);
+        M::stream(t + 16 * lane, f.q, 4);
+        M::u64(t + 512 + 8 * (lane >> 2), f.d);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
@@ -212,9 +236,10 @@ struct LayoutQ4_1 {
     struct Frag {
         uint32_t q[4], dm[4];
     };
+    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream(t + 16 * lane, f.q, 4);
-        load_words(t + 512 + 16 * (lane >> 2), f.dm, 4);
+        M::stream(t + 16 * lane, f.q, 4);
+        M::words(t + 512 + 16 * (lane >> 2), f.dm, 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
@@ -243,9 +268,10 @@ struct LayoutQ8_0 {
     struct Frag {
         uint32_t q[4], d;
     };
+    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream(t + 16 * lane, f.q, 4);
-        f.d = load_u32(t + 512 + 4 * (lane >> 2));
+        M::stream(t + 16 * lane, f.q, 4);
+        f.d = M::u32(t + 512 + 4 * (lane >> 2));
     }
     // Codes (0..255) of A-register k, elements 0 and 1.
     IMP_HD static uint32_t word(const Frag& f, int s, int k) { return f.q[2 * s + (k >> 1)]; }
@@ -260,8 +286,8 @@ struct LayoutQ8_0 {
     }
 };
 
-// ---- Q4_K: 256-column chunks (one super-block); quants 64 B per lane (word s = k-step s); the 16 leading bytes
-// of each row's block (d, dmin, scales[12]) at 2048 + 16 r.
+// ---- Q4_K: 256-column chunks (one super-block); quants 64 B per lane in pieces (load_pieces; word s = k-step s);
+// the 16 leading bytes of each row's block (d, dmin, scales[12]) at 2048 + 16 r.
 struct LayoutQ4_K {
     static constexpr int kBlock = 256, kBlockBytes = 144, kChunkCols = 256, kSteps = 16, kSubSteps = 2;
     static constexpr int kTileBytes = 2304, kUnroll = 1, kOffset = 0;
@@ -269,11 +295,12 @@ struct LayoutQ4_K {
     struct Frag {
         uint32_t q[16], m[2][5];
     };
+    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
         uint32_t m[2][4];
-        load_stream(t + 64 * lane, f.q, 16);
-        load_words(t + 2048 + 16 * (lane >> 2), m[0], 4);
-        load_words(t + 2048 + 16 * (lane >> 2) + 128, m[1], 4);
+        load_pieces<M>(t, lane, f.q, 4);
+        M::words(t + 2048 + 16 * (lane >> 2), m[0], 4);
+        M::words(t + 2048 + 16 * (lane >> 2) + 128, m[1], 4);
         k4_unpack(m[0], f.m[0]);
         k4_unpack(m[1], f.m[1]);
     }
@@ -286,7 +313,7 @@ struct LayoutQ4_K {
         return (e % 64) >= 32 ? v >> 4 : v & 0xF;
     }
     static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
-        put_nib(t + 64 * lane, s, k, h, code);
+        put_nib(piece_word(t, lane, s), 0, k, h, code);
     }
     static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
         std::memcpy(t + 2048 + 16 * r16, block, 16);
@@ -301,12 +328,13 @@ struct LayoutQ5_K {
     struct Frag {
         uint32_t q[16], qh[4], m[2][5];
     };
+    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
         uint32_t m[2][4];
-        load_stream(t + 64 * lane, f.q, 16);
-        load_stream(t + 2048 + 16 * lane, f.qh, 4);
-        load_words(t + 2560 + 16 * (lane >> 2), m[0], 4);
-        load_words(t + 2560 + 16 * (lane >> 2) + 128, m[1], 4);
+        load_pieces<M>(t, lane, f.q, 4);
+        M::stream(t + 2048 + 16 * lane, f.qh, 4);
+        M::words(t + 2560 + 16 * (lane >> 2), m[0], 4);
+        M::words(t + 2560 + 16 * (lane >> 2) + 128, m[1], 4);
         k4_unpack(m[0], f.m[0]);
         k4_unpack(m[1], f.m[1]);
     }
@@ -321,7 +349,7 @@ struct LayoutQ5_K {
         return uint32_t(hi ? v >> 4 : v & 0xF) | (((b[16 + l] >> (2 * c + hi)) & 1u) << 4);
     }
     static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
-        put_nib(t + 64 * lane, s, k, h, code);
+        put_nib(piece_word(t, lane, s), 0, k, h, code);
         set_bits(t + 2048 + 16 * lane, s >> 2, 16 * h + 4 * (s & 3) + k, (code >> 4) & 1);
     }
     static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
@@ -329,7 +357,7 @@ struct LayoutQ5_K {
     }
 };
 
-// ---- Q6_K: low nibbles as Q4_K; the high 2 bits at 2048 + 32 lane (word s / 2, bits 16 h + 8 (s % 2) + 2 k);
+// ---- Q6_K: low nibbles as Q4_K; the high 2 bits in two pieces from 2048 (word s / 2, bits 16 h + 8 (s % 2) + 2 k);
 // int8 scales of row r at 3072 + 16 r; d of rows g, g+8 at 3328 + 4 g. Scale blocks are 16 columns (one k-step).
 struct LayoutQ6_K {
     static constexpr int kBlock = 256, kBlockBytes = 210, kChunkCols = 256, kSteps = 16, kSubSteps = 1;
@@ -338,12 +366,13 @@ struct LayoutQ6_K {
     struct Frag {
         uint32_t q[16], qh[8], sc[2][4], d;
     };
+    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream(t + 64 * lane, f.q, 16);
-        load_stream(t + 2048 + 32 * lane, f.qh, 8);
-        load_words(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
-        load_words(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
-        f.d = load_u32(t + 3328 + 4 * (lane >> 2));
+        load_pieces<M>(t, lane, f.q, 4);
+        load_pieces<M>(t + 2048, lane, f.qh, 2);
+        M::words(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
+        M::words(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
+        f.d = M::u32(t + 3328 + 4 * (lane >> 2));
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
         return and_or_r<0x00300030u>(shift_to(f.qh[s >> 1], 8 * (s & 1) + 2 * k, 4), nib_bits(f.q[s], k));
@@ -361,8 +390,8 @@ struct LayoutQ6_K {
         return nib | (((b[128 + 32 * hh + l] >> (2 * quarter)) & 3u) << 4);
     }
     static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
-        put_nib(t + 64 * lane, s, k, h, code);
-        set_bits(t + 2048 + 32 * lane, s >> 1, 16 * h + 8 * (s & 1) + 2 * k, (code >> 4) & 3);
+        put_nib(piece_word(t, lane, s), 0, k, h, code);
+        set_bits(piece_word(t + 2048, lane, s >> 1), 0, 16 * h + 8 * (s & 1) + 2 * k, (code >> 4) & 3);
     }
     static void put_meta(uint8_t* t, int r16, int, const uint8_t* block) {
         std::memcpy(t + 3072 + 16 * r16, block + 192, 16);

@@ -79,10 +79,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
             REQUIRE(w->cols() == s.cols);
             CHECK(w->type() == type);
             CHECK(w->bytes() == f.device_bytes(h.src(), *ex));
-            // GEMV scratch: the block types' one-token stream kernel keeps partial sums in the workspace.
-            CHECK(w->workspace_bytes(8) == w->workspace_bytes(1));
-            CHECK((w->workspace_bytes(1) > 0) == (t.block > 1));
-            ex->reserve_workspace(w->workspace_bytes(1));
+            CHECK(w->workspace_bytes(8) == 0);
             const auto wdq = dequantized(h);
             for (const bool strided : {false, true}) {
                 const int64_t xs = s.cols + (strided ? 3 : 0), ys = s.rows + (strided ? 5 : 0);
@@ -90,19 +87,15 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                 const auto ref = reference(wdq, s.rows, s.cols, x, xs, 8);
                 float* xd = device_copy(*ex, x);
                 auto* yd = static_cast<float*>(ex->alloc(size_t(8 * ys) * 4, "y"));
-                // GEMV plans of the block types (splits, warps per row group): automatic, and forced ones; at
-                // one token the stream kernel (kernel 0) and the register-fed one (kernel 1).
+                // GEMV plans of the block types (splits, warps per row group): automatic, and forced ones.
                 struct Plan {
-                    int splits, kw, kernel;
+                    int splits, kw;
                 };
-                for (const Plan plan : {Plan{0, 0, 0}, Plan{0, 0, 1}, Plan{1, 1, 1}, Plan{3, 2, 1}, Plan{2, 4, 1},
-                                        Plan{1, 8, 1}}) {
+                for (const Plan plan : {Plan{0, 0}, Plan{1, 1}, Plan{3, 2}, Plan{2, 4}, Plan{1, 8}}) {
                     cuda::set_gemv_plan(plan.splits, plan.kw);
-                    cuda::set_gemv_kernel(plan.kernel);
                     for (const int64_t n : {1, 2, 5, 8}) {
                         INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", splits "
-                                  << plan.splits << ", warps per row group " << plan.kw << ", kernel "
-                                  << plan.kernel << ", tokens " << n);
+                                  << plan.splits << ", warps per row group " << plan.kw << ", tokens " << n);
                         const auto y = run_matmul(*ex, *w, xd, xs, yd, ys, 8, n);
                         const Check c = check_output(y, ys, 8, s.rows, ref, n);
                         CHECK(c.unwritten == 0);
@@ -112,7 +105,6 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                     }
                 }
                 cuda::set_gemv_plan(0, 0);
-                cuda::set_gemv_kernel(0);
             }
         }
     }
