@@ -1,10 +1,16 @@
 // Attention dispatch: validates the shapes, picks the padded head dim and rows per block, and chooses between the
-// one-pass kernel (prefill, or a short KV cache) and the split-KV decode (n_tokens == 1) with its combine kernel.
+// tensor-core prefill kernel (attention_mma.cuh: BF16 / F16 KV, n_tokens >= kAttnMmaMinTokens, head_dim <= 128 a
+// multiple of 8), the fp32 one-pass kernel (other prefills, or a short KV cache) and the split-KV decode
+// (n_tokens == 1) with its combine kernel.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "exec/cuda/attention_kernel.cuh"
+#include "exec/cuda/attention_mma.cuh"
+#include "exec/cuda/attention_mma.h"
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
 #include "imp/error.h"
@@ -19,6 +25,23 @@ extern template cudaError_t attn_init_typed<KvF32>();
 extern template cudaError_t attn_init_typed<KvF16>();
 extern template cudaError_t attn_init_typed<KvBF16>();
 extern template cudaError_t attn_init_typed<KvF8>();
+extern template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, dim3, Queue);
+extern template cudaError_t attn_mma_launch_typed<KvBF16>(const AttnArgs&, int, dim3, Queue);
+extern template cudaError_t attn_mma_init_typed<KvF16>();
+extern template cudaError_t attn_mma_init_typed<KvBF16>();
+
+namespace {
+std::atomic<bool>& tensor_cores_flag() {
+    static std::atomic<bool> on{[] {
+        const char* e = std::getenv("IMP_ATTN_MMA");
+        return !(e && e[0] == '0' && e[1] == '\0');
+    }()};
+    return on;
+}
+}  // namespace
+
+void attention_set_tensor_cores(bool on) { tensor_cores_flag().store(on); }
+bool attention_tensor_cores() { return tensor_cores_flag().load(); }
 
 namespace {
 
@@ -64,6 +87,8 @@ void attention_init() {
     IMP_CUDA_CHECK(attn_init_typed<KvF16>());
     IMP_CUDA_CHECK(attn_init_typed<KvBF16>());
     IMP_CUDA_CHECK(attn_init_typed<KvF8>());
+    IMP_CUDA_CHECK(attn_mma_init_typed<KvF16>());
+    IMP_CUDA_CHECK(attn_mma_init_typed<KvBF16>());
 }
 
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
@@ -113,6 +138,15 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     a.vec_kv = (size_t(hd) * esize) % 16 == 0 && aligned16(kv.k) && aligned16(kv.v);
 
     const int64_t total_rows = p.n_tokens * group;
+    if ((kv.dtype == DType::BF16 || kv.dtype == DType::F16) && p.n_tokens >= kAttnMmaMinTokens && hd % 8 == 0 &&
+        hd <= 128 && a.vec_kv && (reinterpret_cast<uintptr_t>(out) & 7) == 0 && attention_tensor_cores()) {
+        const dim3 grid(unsigned(div_up(total_rows, kMmaRows)), unsigned(p.n_kv_head));
+        if (kv.dtype == DType::BF16)
+            IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, grid, s));
+        else
+            IMP_CUDA_CHECK(attn_mma_launch_typed<KvF16>(a, hdp, grid, s));
+        return;
+    }
     const int rows = rows_for(total_rows, hdp);
     const int row_blocks = div_up(total_rows, rows);
     int n_splits = 1;

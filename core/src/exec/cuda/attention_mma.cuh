@@ -1,0 +1,319 @@
+// Tensor-core prefill attention (FlashAttention-2 style) for BF16 and F16 KV caches, head_dim <= 128 (a multiple
+// of 8; padded to 64 or 128). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
+//
+// A CTA of 4 warps takes kMmaRows = 64 rows of the flattened (token, head-in-group) space of one KV head g (row i:
+// token i / group, head g * group + i % group), 16 rows per warp, and walks KV positions [0, kv_end) in tiles of
+// kMmaKeys = 64 keys. K and V tiles are copied to shared memory with cp.async (16 bytes per copy, paged through the
+// block table, zero-filled past kv_end and past hd), two stages deep, so the next tile's copy overlaps the current
+// tile's math. Per tile, each warp computes
+//   S = Q K^T with mma.m16n8k16 (fp32 accumulate): Q fragments by ldmatrix, K fragments by ldmatrix (K stored
+//     [key][dim] is the column-major B operand);
+//   the online softmax on the S fragments in registers (log2 domain: Q is pre-multiplied by scale * log2 e; row
+//     max and sum over the 4 lanes of a quad), causal mask key <= positions[row], key < kv_end;
+//   O = O * alpha + P V: P taken from the S fragments as the A operand, V fragments by ldmatrix.trans.
+// Precision: Q (fp32) and P (fp32) are each split into a 16-bit hi part and a 16-bit lo part (x - hi), both rounded
+// to nearest, and every product is two MMAs (hi and lo against the same K or V fragment); hi + lo keeps about 16
+// significant bits (bf16) or 22 (f16) of the fp32 value. K and V are exact (the cache's own 16-bit values). The row
+// sum l adds the fp32 P. F16 caches need |q * scale * log2 e| < 65504 (the f16 range) for the hi part.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "exec/cuda/attention_kernel.cuh"
+
+namespace imp::cuda_kernels {
+
+constexpr int kMmaThreads = 128;  // 4 warps x 16 query rows
+constexpr int kMmaRows = 64;
+constexpr int kMmaKeys = 64;
+
+// Shared memory: Q hi, Q lo [kMmaRows][LD]; K, V [2 stages][kMmaKeys][LD] (16-bit elements, LD = HDP + 8: the 16-byte
+// pad puts the 8 rows of an ldmatrix 8x8 matrix in distinct bank groups); 4 ints for the position reduction.
+template <int HDP> constexpr size_t attn_mma_smem_bytes() {
+    return 2 * size_t(HDP + 8) * (2 * kMmaRows + 4 * kMmaKeys) + 4 * sizeof(int);
+}
+
+template <typename T> struct MmaOps;
+template <> struct MmaOps<__nv_bfloat16> {
+    __device__ static float round(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+    __device__ static uint32_t pack(float lo, float hi) {  // lo: the lower 16 bits (smaller column index)
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t*>(&v);
+    }
+    __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+template <> struct MmaOps<__half> {
+    __device__ static float round(float x) { return __half2float(__float2half_rn(x)); }
+    __device__ static uint32_t pack(float lo, float hi) {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t*>(&v);
+    }
+    __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+// (x0, x1) as a packed hi pair and a packed lo pair: hi = round(x), lo = round(x - hi) (x - hi is exact in fp32).
+template <typename Ops> __device__ __forceinline__ void split2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
+    const float h0 = Ops::round(x0), h1 = Ops::round(x1);
+    hi = Ops::pack(h0, h1);
+    lo = Ops::pack(x0 - h0, x1 - h1);
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16-byte cp.async; bytes = 0 writes 16 zero bytes and reads nothing.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+template <typename E, int HDP>
+__global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs a) {
+    using T = typename E::T;
+    using Ops = MmaOps<T>;
+    constexpr int BM = kMmaRows, BN = kMmaKeys, LD = HDP + 8;
+    constexpr int CPR = HDP / 8;                         // 16-byte chunks per K/V row
+    constexpr int KV_ITERS = BN * CPR / kMmaThreads;     // chunks per thread per tile (of K, and of V)
+    constexpr int NT = BN / 8;                           // S n-tiles (8 keys each) per warp
+    constexpr int DT = HDP / 8;                          // O n-tiles (8 dims each) per warp
+    static_assert(BN * CPR % kMmaThreads == 0 && kMmaThreads % CPR == 0, "tile does not split over the block");
+    pdl_launch_dependents();
+    pdl_wait();
+
+    extern __shared__ uint4 attn_mma_smem[];
+    uint16_t* sqh = reinterpret_cast<uint16_t*>(attn_mma_smem);
+    uint16_t* sql = sqh + BM * LD;
+    uint16_t* sk = sql + BM * LD;  // [2][BN][LD]
+    uint16_t* sv = sk + 2 * BN * LD;
+    int* sred = reinterpret_cast<int*>(sv + 2 * BN * LD);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = blockIdx.y;
+    const int64_t total_rows = a.n_tokens * a.group;
+    const int64_t row0 = int64_t(gridDim.x - 1 - blockIdx.x) * BM;  // heavy causal rows first
+
+    // Largest position of the block's rows (kv_end) and the smallest (below it no key needs the causal mask).
+    if (tid < BM) {
+        int pmax = -1, pmin = INT32_MAX;
+        if (row0 + tid < total_rows) pmax = pmin = a.positions[(row0 + tid) / a.group];
+        pmax = __reduce_max_sync(0xffffffffu, pmax);
+        pmin = __reduce_min_sync(0xffffffffu, pmin);
+        if (lane == 0) sred[2 * warp] = pmax, sred[2 * warp + 1] = pmin;
+    }
+    // This thread's two rows of the warp's 16: r = lane / 4 and r + 8 (the rows of its accumulator fragments).
+    int rpos[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int64_t i = row0 + warp * 16 + (lane >> 2) + h * 8;
+        rpos[h] = i < total_rows ? a.positions[i / a.group] : -1;
+    }
+    __syncthreads();
+    const int64_t kv_end = min64(int64_t(max(sred[0], sred[2])) + 1, a.capacity);
+    const int pos_min = min(sred[1], sred[3]);
+    const int n_tiles = kv_end > 0 ? int((kv_end + BN - 1) / BN) : 0;
+
+    const T* K = static_cast<const T*>(a.k);
+    const T* V = static_cast<const T*>(a.v);
+    const int64_t width = int64_t(a.n_kv_head) * a.hd;
+    auto load_tile = [&](int stage, int64_t j0) {
+        uint16_t* dk = sk + stage * BN * LD;
+        uint16_t* dv = sv + stage * BN * LD;
+        const int ch = tid % CPR;
+#pragma unroll
+        for (int it = 0; it < KV_ITERS; ++it) {
+            const int kk = tid / CPR + it * (kMmaThreads / CPR);
+            const int64_t j = j0 + kk;
+            const bool ok = j < kv_end && ch * 8 < a.hd;
+            int64_t off = 0;
+            if (ok) {
+                const int jb = int(j) / a.block_size;
+                const int64_t phys = a.block_table ? int64_t(a.block_table[jb]) : int64_t(jb);
+                off = (phys * a.block_size + (int(j) - jb * a.block_size)) * width + int64_t(g) * a.hd + ch * 8;
+            }
+            cp_async16(dk + kk * LD + ch * 8, K + off, ok ? 16 : 0);
+            cp_async16(dv + kk * LD + ch * 8, V + off, ok ? 16 : 0);
+        }
+    };
+    if (n_tiles > 0) load_tile(0, 0);
+    cp_async_commit();
+
+    // Q * scale * log2 e, split into hi and lo parts (zero outside the rows and past hd); overlaps the first copy.
+    for (int e = tid; e < BM * HDP / 2; e += kMmaThreads) {
+        const int r = e / (HDP / 2), d = 2 * (e % (HDP / 2));
+        const int64_t i = row0 + r;
+        float x0 = 0.f, x1 = 0.f;
+        if (i < total_rows && d < a.hd) {
+            const int64_t t = i / a.group;
+            const int h = g * a.group + int(i % a.group);
+            const float* qr = a.q + t * a.q_stride + int64_t(h) * a.hd + d;
+            x0 = qr[0] * a.qscale;
+            x1 = qr[1] * a.qscale;
+        }
+        uint32_t hi, lo;
+        split2<Ops>(x0, x1, hi, lo);
+        *reinterpret_cast<uint32_t*>(sqh + r * LD + d) = hi;
+        *reinterpret_cast<uint32_t*>(sql + r * LD + d) = lo;
+    }
+
+    float o[DT][4];
+#pragma unroll
+    for (int n = 0; n < DT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    // ldmatrix row addresses of this lane (element offsets): Q as the A operand (rows lane % 16, column half
+    // lane / 16); K as B (keys lane % 8 + 8 * (lane / 16), dim half (lane / 8) % 2); V as B^T (keys lane % 8 +
+    // 8 * ((lane / 8) % 2), dim half lane / 16).
+    const int q_off = (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8;
+    const int k_off = ((lane & 7) + ((lane >> 4) << 3)) * LD + ((lane >> 3) & 1) * 8;
+    const int v_off = ((lane & 7) + (((lane >> 3) & 1) << 3)) * LD + (lane >> 4) * 8;
+
+    for (int tile = 0; tile < n_tiles; ++tile) {
+        const int stage = tile & 1;
+        const int64_t j0 = int64_t(tile) * BN;
+        if (tile + 1 < n_tiles) load_tile(stage ^ 1, j0 + BN);  // that stage was released by the last barrier
+        cp_async_commit();
+        cp_async_wait<1>();  // this tile's group has landed
+        __syncthreads();
+        const uint16_t* ks = sk + stage * BN * LD;
+        const uint16_t* vs = sv + stage * BN * LD;
+
+        float s[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int kd = 0; kd < HDP / 16; ++kd) {
+            uint32_t qh[4], ql[4];
+            ldsm_x4(qh, sqh + q_off + kd * 16);
+            ldsm_x4(ql, sql + q_off + kd * 16);
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+                uint32_t kb[4];
+                ldsm_x4(kb, ks + k_off + np * 16 * LD + kd * 16);
+                Ops::mma(s[2 * np], ql, kb[0], kb[1]);
+                Ops::mma(s[2 * np], qh, kb[0], kb[1]);
+                Ops::mma(s[2 * np + 1], ql, kb[2], kb[3]);
+                Ops::mma(s[2 * np + 1], qh, kb[2], kb[3]);
+            }
+        }
+
+        // Fragment element e of n-tile n: row (lane / 4) + 8 * (e / 2), key j0 + 8 n + 2 (lane % 4) + e % 2.
+        if (j0 + BN - 1 > pos_min || j0 + BN > kv_end) {  // uniform over the block
+#pragma unroll
+            for (int n = 0; n < NT; ++n)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int64_t j = j0 + n * 8 + 2 * (lane & 3) + (e & 1);
+                    if (j > rpos[e >> 1] || j >= kv_end) s[n][e] = -INFINITY;
+                }
+        }
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float mt = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NT; ++n) mt = fmaxf(mt, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+            const float m_new = fmaxf(m[h], mt);
+            alpha[h] = m_new == -INFINITY ? 1.f : exp2f(m[h] - m_new);
+            m[h] = m_new;
+            float sum = 0.f;
+#pragma unroll
+            for (int n = 0; n < NT; ++n)
+#pragma unroll
+                for (int e = 2 * h; e < 2 * h + 2; ++e) {
+                    const float p = m_new == -INFINITY ? 0.f : exp2f(s[n][e] - m_new);
+                    s[n][e] = p;
+                    sum += p;
+                }
+            l[h] = l[h] * alpha[h] + sum;  // this lane's keys only; the quad is summed at the end
+        }
+#pragma unroll
+        for (int n = 0; n < DT; ++n) {
+            o[n][0] *= alpha[0];
+            o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1];
+            o[n][3] *= alpha[1];
+        }
+
+        // P (keys 16 kt .. 16 kt + 15) as the A operand: n-tiles 2 kt and 2 kt + 1 of S are its two column halves.
+#pragma unroll
+        for (int kt = 0; kt < BN / 16; ++kt) {
+            uint32_t ph[4], pl[4];
+            split2<Ops>(s[2 * kt][0], s[2 * kt][1], ph[0], pl[0]);
+            split2<Ops>(s[2 * kt][2], s[2 * kt][3], ph[1], pl[1]);
+            split2<Ops>(s[2 * kt + 1][0], s[2 * kt + 1][1], ph[2], pl[2]);
+            split2<Ops>(s[2 * kt + 1][2], s[2 * kt + 1][3], ph[3], pl[3]);
+#pragma unroll
+            for (int dp = 0; dp < DT / 2; ++dp) {
+                uint32_t vb[4];
+                ldsm_x4_trans(vb, vs + v_off + kt * 16 * LD + dp * 16);
+                Ops::mma(o[2 * dp], pl, vb[0], vb[1]);
+                Ops::mma(o[2 * dp], ph, vb[0], vb[1]);
+                Ops::mma(o[2 * dp + 1], pl, vb[2], vb[3]);
+                Ops::mma(o[2 * dp + 1], ph, vb[2], vb[3]);
+            }
+        }
+        __syncthreads();  // every warp is done with this stage before it is refilled
+    }
+
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+        const int64_t i = row0 + warp * 16 + (lane >> 2) + h * 8;
+        if (i >= total_rows) continue;
+        const int64_t t = i / a.group;
+        const int head = g * a.group + int(i % a.group);
+        const float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
+        float* orow = a.out + t * int64_t(a.n_head) * a.hd + int64_t(head) * a.hd;
+#pragma unroll
+        for (int n = 0; n < DT; ++n) {
+            const int d = n * 8 + 2 * (lane & 3);
+            if (d < a.hd) *reinterpret_cast<float2*>(orow + d) = make_float2(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+        }
+    }
+}
+
+// Launch over grid (ceil(n_tokens * group / kMmaRows), n_kv_head); hdp is 64 or 128. Returns the launch error.
+template <typename E> cudaError_t attn_mma_launch_typed(const AttnArgs& a, int hdp, dim3 grid, Queue s) {
+    if (hdp == 64)
+        return launch(attn_mma_kernel<E, 64>, grid, dim3(kMmaThreads), attn_mma_smem_bytes<64>(), s.stream, s.pdl, a);
+    return launch(attn_mma_kernel<E, 128>, grid, dim3(kMmaThreads), attn_mma_smem_bytes<128>(), s.stream, s.pdl, a);
+}
+// Raises the shared-memory limit of both instantiations; first error, or cudaSuccess.
+template <typename E> cudaError_t attn_mma_init_typed() {
+    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<E, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(attn_mma_smem_bytes<64>()));
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(attn_mma_kernel<E, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                int(attn_mma_smem_bytes<128>()));
+}
+
+}  // namespace imp::cuda_kernels
