@@ -4,10 +4,13 @@
 // (F32, F16, BF16, FP8 — the stored bytes are checked equal first); 2e-3 for a BF16 cache against a CPU F32
 // cache when the inputs are representable in BF16; for arbitrary inputs the BF16 / FP8 rounding of K and V
 // itself bounds the difference to a CPU F32 cache (relative L2 <= 1e-2 for BF16, <= 0.1 for FP8 E4M3).
+// Prefills the tensor-core kernel takes (BF16 / F16, n_tokens >= 16, head_dim <= 128 a multiple of 8) run both
+// kernels against the same bounds, and the two outputs must differ (so the tensor-core path did run).
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 
+#include "exec/cuda/attention_mma.h"
 #include "exec/cuda/cuda_test_util.h"
 #include "imp/error.h"
 
@@ -116,17 +119,29 @@ void run_case(const AttnCase& t, bool bf16_inputs) {
     p.positions = pos.data();
     cpu().attention(q.data(), q_stride, cs.c, ref.data(), p);
     cpu().attention(q.data(), q_stride, cs.c32, ref32.data(), p);
-    float* dout = to_dev(std::vector<float>(out_n, NAN));
     p.positions = to_dev(pos);
-    gpu().attention(to_dev(q), q_stride, cs.g, dout, p);
-    const auto got = from_dev(dout, out_n);
-    const double e_same = rel_max_err(got, ref), e32 = rel_max_err(got, ref32), l2 = rel_l2_err(got, ref32);
-    INFO("err vs same-dtype CPU " << e_same << ", vs F32 CPU max " << e32 << " l2 " << l2);
-    CHECK(e_same <= 5e-5);
-    if (t.dtype == DType::F32) CHECK(e32 <= 5e-5);
-    if (t.dtype == DType::BF16 && bf16_inputs) CHECK(e32 <= 2e-3);
-    if (t.dtype == DType::BF16 || t.dtype == DType::F16) CHECK(l2 <= 1e-2);
-    if (t.dtype == DType::F8_E4M3) CHECK(l2 <= 0.1);
+    const float* dq = to_dev(q);
+    const bool tc_case = (t.dtype == DType::BF16 || t.dtype == DType::F16) &&
+                         t.n_tokens >= cuda_kernels::kAttnMmaMinTokens && t.hd % 8 == 0 && t.hd <= 128;
+    const bool tc_default = cuda_kernels::attention_tensor_cores();
+    std::vector<std::vector<float>> outs;
+    for (bool tc : tc_case ? std::vector<bool>{true, false} : std::vector<bool>{tc_default}) {
+        cuda_kernels::attention_set_tensor_cores(tc);
+        float* dout = to_dev(std::vector<float>(out_n, NAN));
+        gpu().attention(dq, q_stride, cs.g, dout, p);
+        cuda_kernels::attention_set_tensor_cores(tc_default);
+        const auto got = from_dev(dout, out_n);
+        const double e_same = rel_max_err(got, ref), e32 = rel_max_err(got, ref32), l2 = rel_l2_err(got, ref32);
+        INFO("tensor cores " << tc << ": err vs same-dtype CPU " << e_same << ", vs F32 CPU max " << e32 << " l2 "
+                             << l2);
+        CHECK(e_same <= 5e-5);
+        if (t.dtype == DType::F32) CHECK(e32 <= 5e-5);
+        if (t.dtype == DType::BF16 && bf16_inputs) CHECK(e32 <= 2e-3);
+        if (t.dtype == DType::BF16 || t.dtype == DType::F16) CHECK(l2 <= 1e-2);
+        if (t.dtype == DType::F8_E4M3) CHECK(l2 <= 0.1);
+        outs.push_back(got);
+    }
+    if (tc_case) CHECK(outs[0] != outs[1]);
 }
 
 }  // namespace
@@ -143,6 +158,85 @@ TEST_CASE("cuda: prefill attention matches the CPU (dtypes, GQA, head dims, pagi
     for (const AttnCase& c : cases) run_case(c, false);
     run_case({DType::BF16, 16, 4, 128, 100, 60, 160, true}, true);
     run_case({DType::BF16, 8, 8, 64, 16, 0, 16, true}, true);
+}
+
+TEST_CASE("cuda: tensor-core prefill attention matches the CPU (BF16/F16, GQA, tails, offsets, paging)",
+          "[cuda][attention]") {
+    const AttnCase cases[] = {
+        {DType::BF16, 8, 8, 64, 17, 0, 32, true},       {DType::BF16, 32, 8, 128, 77, 0, 80, true},
+        {DType::BF16, 32, 4, 128, 300, 123, 432, true}, {DType::BF16, 16, 4, 64, 1000, 0, 1008, true},
+        {DType::BF16, 8, 1, 128, 1000, 37, 1040, false}, {DType::BF16, 8, 8, 128, 16, 1000, 1024, true},
+        {DType::BF16, 12, 3, 96, 45, 10, 64, true},     {DType::BF16, 4, 4, 64, 300, 0, 304, false},
+        {DType::BF16, 16, 2, 64, 77, 64, 160, true},    {DType::F16, 16, 16, 128, 77, 45, 128, true},
+        {DType::F16, 32, 8, 64, 300, 0, 304, true},     {DType::F16, 16, 2, 128, 17, 500, 528, true},
+    };
+    for (const AttnCase& c : cases) run_case(c, false);
+    run_case({DType::BF16, 32, 8, 128, 300, 100, 400, true}, true);
+    run_case({DType::BF16, 8, 1, 64, 1000, 0, 1008, true}, true);
+}
+
+// A prefill step (kv_store of the chunk, then attention) captured once with PDL as the executor has it, replayed
+// for chunks at other first positions (the causal range comes from device positions); the same step run directly
+// with PDL off gives the same bits.
+TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions, PDL on or off", "[cuda][attention]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    const AttnCase t{DType::BF16, 16, 4, 128, 77, 0, 256, true};
+    Caches cs = make_caches(t, rng);
+    const int64_t width = int64_t(t.n_kv) * t.hd;
+    store(cs, rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f), rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f),
+          width, 0, t.capacity);  // history everywhere; each step overwrites its chunk
+    const int64_t qn = int64_t(t.n_head) * t.hd;
+    const size_t out_n = size_t(t.n_tokens * qn), kv_n = size_t(t.n_tokens * width);
+    float* dq = to_dev(std::vector<float>(out_n));
+    float* dk = to_dev(std::vector<float>(kv_n));
+    float* dv = to_dev(std::vector<float>(kv_n));
+    int32_t* dpos = to_dev(std::vector<int32_t>(size_t(t.n_tokens)));
+    float* dout = to_dev(std::vector<float>(out_n));
+    AttentionParams p;
+    p.n_head = t.n_head;
+    p.n_kv_head = t.n_kv;
+    p.head_dim = t.hd;
+    p.scale = 1.f / std::sqrt(float(t.hd));
+    p.n_tokens = t.n_tokens;
+    p.positions = dpos;
+    CudaExecutor& ex = gpu();
+    const bool tc_default = cuda_kernels::attention_tensor_cores(), pdl_default = ex.pdl();
+    cuda_kernels::attention_set_tensor_cores(true);
+    auto step = [&] {
+        ex.kv_store(cs.g, dk, width, dv, width, dpos, t.n_tokens);
+        ex.attention(dq, qn, cs.g, dout, p);
+    };
+    const CudaAllocStats before = cuda_alloc_stats();
+    ex.capture_begin();
+    step();
+    const int graph = ex.capture_end();
+    for (int32_t pos0 : {0, 1, 63, 100, 179}) {
+        INFO("first position " << pos0);
+        const auto q = rand_vec(rng, out_n, -3.f, 3.f);
+        const auto k = rand_vec(rng, kv_n, -2.f, 2.f), v = rand_vec(rng, kv_n, -2.f, 2.f);
+        std::vector<int32_t> pos(static_cast<size_t>(t.n_tokens));
+        std::iota(pos.begin(), pos.end(), pos0);
+        ex.upload(dq, q.data(), q.size() * 4);
+        ex.upload(dk, k.data(), k.size() * 4);
+        ex.upload(dv, v.data(), v.size() * 4);
+        ex.upload(dpos, pos.data(), pos.size() * 4);
+        ex.replay(graph);
+        const auto got = from_dev(dout, out_n);
+        cpu().kv_store(cs.c, k.data(), width, v.data(), width, pos.data(), t.n_tokens);
+        std::vector<float> ref(out_n);
+        AttentionParams pc = p;
+        pc.positions = pos.data();
+        cpu().attention(q.data(), qn, cs.c, ref.data(), pc);
+        CHECK(rel_max_err(got, ref) <= 5e-5);
+        ex.set_pdl(!pdl_default);
+        step();
+        ex.set_pdl(pdl_default);
+        CHECK(from_dev(dout, out_n) == got);
+    }
+    cuda_kernels::attention_set_tensor_cores(tc_default);
+    CHECK(cuda_alloc_stats().mallocs == before.mallocs);
 }
 
 TEST_CASE("cuda: decode attention (split over KV blocks) matches the CPU", "[cuda][attention]") {

@@ -1,0 +1,83 @@
+// Prefill attention timings, fp32 kernel vs tensor-core kernel in one run (hidden: run with "[.bench]"): a whole
+// prompt of n tokens from position 0 (causal), 8B shape (32 heads, 8 KV heads, head_dim 128), BF16 and F16 KV
+// caches in 16-position blocks under a shuffled block table; head_dim 64 for comparison. Prints the time per call
+// and the causal attention rate (4 * head_dim * n_head * sum over tokens of the attended length).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+
+#include "exec/cuda/attention_mma.h"
+#include "exec/cuda/cuda_test_util.h"
+
+using namespace imp;
+using namespace imp::cuda_test;
+
+namespace {
+
+double time_attention_us(const std::function<void()>& f, int reps) {
+    f();
+    gpu().synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    gpu().synchronize();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+}  // namespace
+
+TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]") {
+    std::mt19937 rng(1);
+    CudaExecutor& ex = gpu();
+    std::printf("device: %s\n", ex.name().c_str());
+    const bool tc_default = cuda_kernels::attention_tensor_cores();
+    struct Shape {
+        DType dtype;
+        int n_head, n_kv, hd;
+    };
+    for (const Shape sh : {Shape{DType::BF16, 32, 8, 128}, Shape{DType::F16, 32, 8, 128}, Shape{DType::BF16, 32, 8, 64}})
+        for (int64_t n : {int64_t(512), int64_t(4096)}) {
+            const int64_t width = int64_t(sh.n_kv) * sh.hd, qn = int64_t(sh.n_head) * sh.hd;
+            KVCacheView kv;
+            kv.dtype = sh.dtype;
+            kv.capacity = n;
+            kv.n_kv_heads = sh.n_kv;
+            kv.head_dim = sh.hd;
+            kv.block_size = 16;
+            kv.k = ex.alloc(size_t(n * width * 2), "bench K");
+            kv.v = ex.alloc(size_t(n * width * 2), "bench V");
+            std::vector<int32_t> table(size_t(n / 16));
+            std::iota(table.begin(), table.end(), 0);
+            std::shuffle(table.begin(), table.end(), rng);
+            kv.block_table = to_dev(table);
+            std::vector<int32_t> pos(static_cast<size_t>(n));
+            std::iota(pos.begin(), pos.end(), 0);
+            int32_t* dpos = to_dev(pos);
+            float* dk = to_dev(rand_vec(rng, size_t(n * width), -2.f, 2.f));
+            float* dv = to_dev(rand_vec(rng, size_t(n * width), -2.f, 2.f));
+            ex.kv_store(kv, dk, width, dv, width, dpos, n);
+            float* q = to_dev(rand_vec(rng, size_t(n * qn), -3.f, 3.f));
+            float* out = to_dev(std::vector<float>(size_t(n * qn)));
+            AttentionParams p;
+            p.n_head = sh.n_head;
+            p.n_kv_head = sh.n_kv;
+            p.head_dim = sh.hd;
+            p.scale = 1.f / std::sqrt(float(sh.hd));
+            p.n_tokens = n;
+            p.positions = dpos;
+            const double flops = 4.0 * sh.hd * sh.n_head * (double(n) * double(n + 1) / 2);
+            const int reps = n > 1024 ? 5 : 30;
+            double us[2];
+            std::vector<float> res[2];
+            for (int tc = 0; tc < 2; ++tc) {
+                cuda_kernels::attention_set_tensor_cores(tc == 1);
+                us[tc] = time_attention_us([&] { ex.attention(q, qn, kv, out, p); }, reps);
+                res[tc] = from_dev(out, size_t(n * qn));
+            }
+            cuda_kernels::attention_set_tensor_cores(tc_default);
+            std::printf("prefill attention %s %d/%dx%d, %5ld tokens: fp32 %9.1f us (%5.1f TFLOP/s), tensor cores "
+                        "%9.1f us (%6.1f TFLOP/s), x%.2f, max rel diff %.2e\n",
+                        dtype_name(sh.dtype), sh.n_head, sh.n_kv, sh.hd, long(n), us[0], flops / us[0] * 1e-6, us[1],
+                        flops / us[1] * 1e-6, us[0] / us[1], rel_max_err(res[1], res[0]));
+        }
+}
