@@ -24,6 +24,12 @@ struct WeightSpec {
     // derived from a config.json rope_scaling): when non-empty, the core uploads these values under `name`
     // (numel must equal the shape) and does not look the name up in the file.
     std::vector<float> values;
+    // Matrix weights: the row concatenation of these tensors (each also declared as its own spec by the layer), e.g.
+    // q, k and v as one [q + k + v rows, cols] weight so one matmul computes all three. `name` is then not a file
+    // tensor. The core builds it when every part is present with one type and cols and the format takes the
+    // concatenation (QuantFormat::concat_rows), and then does not load the parts; otherwise it loads the parts and
+    // WeightSet::matrix(name) returns null. IMP_FUSE_WEIGHTS=0 in the environment turns fusion off.
+    std::vector<std::string> concat;
 };
 
 // Given to Layer::bind: the uploaded weights, by name. Absent optional weights come back as nullptr.

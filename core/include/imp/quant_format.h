@@ -19,6 +19,9 @@ class Executor;
 struct WeightSource {
     const TensorInfo* main = nullptr;
     std::map<std::string, const TensorInfo*> aux;
+    // A row concatenation (fused projections, WeightSpec::concat): when non-empty, the weight is the rows of
+    // parts[0], then those of parts[1], ... (main == parts[0]). Only given to a format whose concat_rows() said yes.
+    std::vector<const TensorInfo*> parts;
 };
 
 // A 2-D weight W of shape [rows, cols] (rows = output features / vocabulary, cols = input features)
@@ -64,6 +67,13 @@ public:
     virtual std::unique_ptr<Weight> load(const WeightSource& src, Executor& ex) const = 0;
     // Reference dequantization of n elements (n a multiple of the type's block size) starting at a block boundary.
     virtual void dequantize(const std::string& type, const uint8_t* data, int64_t n, float* out) const = 0;
+    // Whether device_bytes() and load() take src.parts (a row concatenation) on ex. False: the core loads the parts
+    // as separate weights.
+    virtual bool concat_rows(const WeightSource& src, const Executor& ex) const {
+        (void)src;
+        (void)ex;
+        return false;
+    }
 };
 
 }  // namespace imp

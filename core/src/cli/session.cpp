@@ -51,6 +51,9 @@ Session::Session(const Profile& p) {
     eo.kv_dtype = kv_dtype_for(p.runtime.kv_dtype, *ex_);
     eo.cuda_graphs = p.runtime.cuda_graphs;
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
+    const MemoryPlan& mp = engine_->plan();
+    spdlog::info("weights {:.2f} GiB ({} fused matrices), KV/state {:.2f} GiB", double(mp.weights) / (1 << 30),
+                 mp.fused, double(mp.state) / (1 << 30));
     if (src_->metadata().has("tokenizer.ggml.model")) tok_ = Tokenizer::from_metadata(src_->metadata());
 }
 

@@ -69,6 +69,7 @@ struct Request {
     WeightSource source;
     const QuantFormat* format = nullptr;
     uint64_t device_bytes = 0;
+    bool absorbed = false;  // a part of a fused (concat) weight that was built: not loaded on its own
 };
 
 class Weights final : public WeightSet {
@@ -123,6 +124,7 @@ struct Engine::Impl {
     std::vector<Request> collect_requests() const;
     void check_and_plan(std::vector<Request>& reqs);
     void load_weights(std::vector<Request>& reqs);
+    void plan_fused(std::vector<Request>& reqs, const std::map<std::string, const TensorInfo*>& by_name);
     void allocate_runtime();
     void zero_recurrent();
 };
@@ -164,8 +166,10 @@ void Engine::Impl::check_and_plan(std::vector<Request>& reqs) {
         for (const auto& t : f->types()) types += (types.empty() ? "" : " ") + t;
         formats += (formats.empty() ? "" : ", ") + f->name() + " (" + types + ")";
     }
+    plan_fused(reqs, by_name);
     for (auto& r : reqs) {
         const WeightSpec& s = r.spec;
+        if (r.absorbed || !s.concat.empty()) continue;  // planned (or dropped) by plan_fused
         int64_t numel = 1;
         for (auto d : s.shape) numel *= d;
         if (!s.values.empty()) {
@@ -217,15 +221,65 @@ void Engine::Impl::check_and_plan(std::vector<Request>& reqs) {
     }
 }
 
+// Fused (row-concatenated) weights: built when every part is in the file as a 2-D tensor of one type and cols that
+// nothing else requests under its own name, the rows add up, and a format takes the concatenation on this
+// executor; the parts are then absorbed (not planned, not loaded). Otherwise the fused request is dropped.
+void Engine::Impl::plan_fused(std::vector<Request>& reqs, const std::map<std::string, const TensorInfo*>& by_name) {
+    const char* env = std::getenv("IMP_FUSE_WEIGHTS");
+    const bool enabled = !(env && env[0] == '0');
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < reqs.size(); ++i) index[reqs[i].spec.name] = i;
+    std::map<std::string, int> wanted;  // how many fused weights name each part
+    for (const auto& r : reqs)
+        for (const auto& p : r.spec.concat) ++wanted[p];
+    for (auto& r : reqs) {
+        const WeightSpec& s = r.spec;
+        if (s.concat.empty()) continue;
+        if (s.use != WeightSpec::Use::Matrix || s.shape.size() != 2 || by_name.count(s.name))
+            throw Error(src.path() + ": fused weight '" + s.name + "' of " + r.user +
+                        " must be a 2-D matrix whose name is not a tensor of the file");
+        if (!enabled) continue;
+        WeightSource source;
+        int64_t rows = 0;
+        bool ok = true;
+        for (const auto& p : s.concat) {
+            const auto it = by_name.find(p);
+            const auto ri = index.find(p);
+            if (it == by_name.end() || ri == index.end() || wanted[p] != 1 || it->second->shape.size() != 2 ||
+                it->second->shape[1] != s.shape[1] || it->second->type != by_name.at(s.concat[0])->type) {
+                ok = false;
+                break;
+            }
+            rows += it->second->shape[0];
+            source.parts.push_back(it->second);
+        }
+        if (!ok || rows != s.shape[0]) continue;
+        source.main = source.parts[0];
+        const QuantFormat* f = reg.find_format(source);
+        if (!f || !f->concat_rows(source, ex)) continue;
+        r.source = source;
+        r.tensor = source.main;
+        r.format = f;
+        r.device_bytes = f->device_bytes(source, ex);
+        plan.weights += r.device_bytes;
+        ++plan.fused;
+        for (const auto& p : s.concat) reqs[index[p]].absorbed = true;
+    }
+}
+
 void Engine::Impl::load_weights(std::vector<Request>& reqs) {
     uint64_t total = 0;
-    for (const auto& r : reqs)
-        if (r.tensor) total += r.tensor->nbytes;
+    for (const auto& r : reqs) {
+        if (!r.source.parts.empty())
+            for (const auto* p : r.source.parts) total += p->nbytes;
+        else if (r.tensor && !r.absorbed)
+            total += r.tensor->nbytes;
+    }
     Progress progress(src.path(), src.file_bytes(), total);
     std::vector<float> host;
     for (auto& r : reqs) {
         const WeightSpec& s = r.spec;
-        if (!r.tensor && s.values.empty()) continue;  // absent optional
+        if (r.absorbed || (!r.tensor && s.values.empty())) continue;  // in a fused weight, or absent optional
         if (s.use == WeightSpec::Use::Matrix) {
             auto w = r.format->load(r.source, ex);
             if (!w) throw Error(src.path() + ": quant format " + r.format->name() + " failed to load '" + s.name + "'");
@@ -250,7 +304,10 @@ void Engine::Impl::load_weights(std::vector<Request>& reqs) {
             ex.upload(d, host.data(), size_t(numel) * 4);
             weights.vectors[s.name] = d;
         }
-        if (r.tensor) progress.add(r.tensor->nbytes);
+        if (!r.source.parts.empty())
+            for (const auto* p : r.source.parts) progress.add(p->nbytes);
+        else if (r.tensor)
+            progress.add(r.tensor->nbytes);
     }
 }
 

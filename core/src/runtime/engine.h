@@ -23,6 +23,7 @@ struct EngineOptions {
 
 struct MemoryPlan {
     uint64_t weights = 0, state = 0, activations = 0, scratch = 0;
+    int fused = 0;  // fused (row-concatenated) matrices built from several file tensors (WeightSpec::concat)
     uint64_t total() const { return weights + state + activations + scratch; }
 };
 

@@ -41,6 +41,12 @@ WeightSpec matrix(const std::string& name, int64_t rows, int64_t cols) {
     s.use = WeightSpec::Use::Matrix;
     return s;
 }
+// The row concatenation of `parts` (declared separately too): one matmul instead of several with the same input.
+WeightSpec fused(const std::string& name, int64_t rows, int64_t cols, std::vector<std::string> parts) {
+    WeightSpec s = matrix(name, rows, cols);
+    s.concat = std::move(parts);
+    return s;
+}
 WeightSpec vector(const std::string& name, int64_t n) {
     WeightSpec s;
     s.name = name;
@@ -86,6 +92,7 @@ public:
         n_k_ = tensor_name(p, "attn_k");
         n_v_ = tensor_name(p, "attn_v");
         n_o_ = tensor_name(p, "attn_output");
+        n_qkv_ = p.prefix + "attn_qkv.fused";
         if (qk_norm_) {
             n_qn_ = tensor_name(p, "attn_q_norm");
             n_kn_ = tensor_name(p, "attn_k_norm");
@@ -97,7 +104,8 @@ public:
     std::vector<WeightSpec> weight_specs() const override {
         const int64_t qd = int64_t(n_head_) * hd_, kd = int64_t(n_kv_) * hd_;
         std::vector<WeightSpec> s = {vector(n_norm_, n_embd_), matrix(n_q_, qd, n_embd_), matrix(n_k_, kd, n_embd_),
-                                     matrix(n_v_, kd, n_embd_), matrix(n_o_, n_embd_, qd)};
+                                     matrix(n_v_, kd, n_embd_), matrix(n_o_, n_embd_, qd),
+                                     fused(n_qkv_, qd + 2 * kd, n_embd_, {n_q_, n_k_, n_v_})};
         if (qk_norm_) {
             s.push_back(vector(n_qn_, hd_));
             s.push_back(vector(n_kn_, hd_));
@@ -111,9 +119,12 @@ public:
 
     void bind(const WeightSet& w) override {
         norm_ = need_vector(w, n_norm_);
-        wq_ = &need_matrix(w, n_q_);
-        wk_ = &need_matrix(w, n_k_);
-        wv_ = &need_matrix(w, n_v_);
+        wqkv_ = w.matrix(n_qkv_);
+        if (!wqkv_) {
+            wq_ = &need_matrix(w, n_q_);
+            wk_ = &need_matrix(w, n_k_);
+            wv_ = &need_matrix(w, n_v_);
+        }
         wo_ = &need_matrix(w, n_o_);
         if (qk_norm_) {
             qn_ = need_vector(w, n_qn_);
@@ -130,7 +141,8 @@ public:
         return s;
     }
 
-    // xn/o [n, n_embd] | q [n, qd] | k [n, kd] | v [n, kd] | att [n, qd]
+    // xn/o [n, n_embd] | q [n, qd] | k [n, kd] | v [n, kd] | att [n, qd]; with the fused weight, q|k|v rows
+    // [n, qd + 2 kd] over the q, k and v regions.
     int64_t scratch_floats(int64_t n) const override {
         const int64_t qd = int64_t(n_head_) * hd_, kd = int64_t(n_kv_) * hd_;
         return aligned(n * n_embd_) + 2 * aligned(n * qd) + 2 * aligned(n * kd);
@@ -147,11 +159,19 @@ public:
         float* att = v + aligned(n * kd);
 
         ex.rms_norm(hidden, norm_, xn, n, n_embd_, eps_);
-        wq_->matmul(ex, xn, n_embd_, q, qd, n, false);
-        wk_->matmul(ex, xn, n_embd_, k, kd, n, false);
-        wv_->matmul(ex, xn, n_embd_, v, kd, n, false);
+        int64_t qs = qd, ks = kd;  // row strides of q and k/v
+        if (wqkv_) {
+            qs = ks = qd + 2 * kd;
+            wqkv_->matmul(ex, xn, n_embd_, q, qs, n, false);
+            k = q + qd;
+            v = k + kd;
+        } else {
+            wq_->matmul(ex, xn, n_embd_, q, qd, n, false);
+            wk_->matmul(ex, xn, n_embd_, k, kd, n, false);
+            wv_->matmul(ex, xn, n_embd_, v, kd, n, false);
+        }
         // [q/k per-head RMSNorm] -> RoPE(q), RoPE(k) -> k, v into the KV cache, in one op.
-        ex.rope_kv_store(q, qd, k, kd, v, kd, qn_, kn_, eps_, ctx.batch.positions, n, n_head_, n_kv_, rope_, ctx.kv);
+        ex.rope_kv_store(q, qs, k, ks, v, ks, qn_, kn_, eps_, ctx.batch.positions, n, n_head_, n_kv_, rope_, ctx.kv);
         AttentionParams ap;
         ap.n_head = n_head_;
         ap.n_kv_head = n_kv_;
@@ -159,7 +179,7 @@ public:
         ap.scale = scale_;
         ap.positions = ctx.batch.positions;
         ap.n_tokens = n;
-        ex.attention(q, qd, ctx.kv, att, ap);
+        ex.attention(q, qs, ctx.kv, att, ap);
         wo_->matmul(ex, att, qd, hidden, n_embd_, n, true);  // residual: hidden += o_proj(att)
     }
 
@@ -171,11 +191,12 @@ private:
     RopeParams rope_;
     std::string freqs_name_;
     std::vector<float> freq_values_;
-    std::string n_norm_, n_q_, n_k_, n_v_, n_o_, n_qn_, n_kn_;
+    std::string n_norm_, n_q_, n_k_, n_v_, n_o_, n_qn_, n_kn_, n_qkv_;
     const float* norm_ = nullptr;
     const float* qn_ = nullptr;
     const float* kn_ = nullptr;
     const Weight *wq_ = nullptr, *wk_ = nullptr, *wv_ = nullptr, *wo_ = nullptr;
+    const Weight* wqkv_ = nullptr;  // q|k|v rows in one weight, when the core could build it
 };
 
 // ffn_norm -> gate, up -> silu(gate) * up -> down -> residual.
@@ -191,24 +212,29 @@ public:
         n_gate_ = tensor_name(p, "ffn_gate");
         n_up_ = tensor_name(p, "ffn_up");
         n_down_ = tensor_name(p, "ffn_down");
+        n_gate_up_ = p.prefix + "ffn_gate_up.fused";
     }
 
     std::string kind() const override { return "llama.ffn"; }
 
     std::vector<WeightSpec> weight_specs() const override {
         return {vector(n_norm_, n_embd_), matrix(n_gate_, n_ff_, n_embd_), matrix(n_up_, n_ff_, n_embd_),
-                matrix(n_down_, n_embd_, n_ff_)};
+                matrix(n_down_, n_embd_, n_ff_), fused(n_gate_up_, 2 * n_ff_, n_embd_, {n_gate_, n_up_})};
     }
 
     void bind(const WeightSet& w) override {
         norm_ = need_vector(w, n_norm_);
-        gate_ = &need_matrix(w, n_gate_);
-        up_ = &need_matrix(w, n_up_);
+        gate_up_ = w.matrix(n_gate_up_);
+        if (!gate_up_) {
+            gate_ = &need_matrix(w, n_gate_);
+            up_ = &need_matrix(w, n_up_);
+        }
         down_ = &need_matrix(w, n_down_);
     }
 
-    // xn/out [n, n_embd] | gate (then silu(gate)*up) [n, n_ff] | up [n, n_ff]
-    int64_t scratch_floats(int64_t n) const override { return aligned(n * n_embd_) + 2 * aligned(n * n_ff_); }
+    // xn [n, n_embd] | gate [n, n_ff] | up [n, n_ff] | act [n, n_ff]; with the fused weight, gate|up rows
+    // [n, 2 n_ff] over the gate and up regions. act = silu(gate) * up.
+    int64_t scratch_floats(int64_t n) const override { return aligned(n * n_embd_) + 3 * aligned(n * n_ff_); }
 
     void forward(LayerContext& ctx, float* hidden) override {
         Executor& ex = ctx.ex;
@@ -216,19 +242,28 @@ public:
         float* xn = ctx.scratch;
         float* g = xn + aligned(n * n_embd_);
         float* u = g + aligned(n * n_ff_);
+        float* act = u + aligned(n * n_ff_);
         ex.rms_norm(hidden, norm_, xn, n, n_embd_, eps_);
-        gate_->matmul(ex, xn, n_embd_, g, n_ff_, n, false);
-        up_->matmul(ex, xn, n_embd_, u, n_ff_, n, false);
-        ex.swiglu(g, n_ff_, u, n_ff_, g, n, n_ff_);
-        down_->matmul(ex, g, n_ff_, hidden, n_embd_, n, true);  // residual: hidden += down(g)
+        int64_t gs = n_ff_;  // row stride of gate and up
+        if (gate_up_) {
+            gs = 2 * n_ff_;
+            gate_up_->matmul(ex, xn, n_embd_, g, gs, n, false);
+            u = g + n_ff_;
+        } else {
+            gate_->matmul(ex, xn, n_embd_, g, n_ff_, n, false);
+            up_->matmul(ex, xn, n_embd_, u, n_ff_, n, false);
+        }
+        ex.swiglu(g, gs, u, gs, act, n, n_ff_);
+        down_->matmul(ex, act, n_ff_, hidden, n_embd_, n, true);  // residual: hidden += down(act)
     }
 
 private:
     int64_t n_embd_ = 0, n_ff_ = 0;
     float eps_ = 1e-5f;
-    std::string n_norm_, n_gate_, n_up_, n_down_;
+    std::string n_norm_, n_gate_, n_up_, n_down_, n_gate_up_;
     const float* norm_ = nullptr;
     const Weight *gate_ = nullptr, *up_ = nullptr, *down_ = nullptr;
+    const Weight* gate_up_ = nullptr;  // gate|up rows in one weight, when the core could build it
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <map>
 #include <unistd.h>
 #include <filesystem>
@@ -140,6 +141,34 @@ TEST_CASE("llama fixtures from GGUF match transformers", "[arch_llama]") {
         check_fixture(name, kFixtures + "/" + name + ".gguf", 512, 2);
         check_fixture(name, kFixtures + "/" + name + ".gguf", 4, 1);
     }
+}
+
+TEST_CASE("fused q|k|v and gate|up weights give the unfused engine's logits", "[arch_llama]") {
+    for (const char* name : kNames)
+        for (const std::string path : {kFixtures + "/" + name, kFixtures + "/" + name + ".gguf"}) {
+            INFO(path);
+            auto src = open_model(path);
+            CpuExecutor ex(2);
+            EngineOptions opt;
+            opt.max_seq_len = 32;
+            const Reference ref = load_reference(name);
+            const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size();
+            std::vector<float> logits[2];
+            for (const int fuse : {1, 0}) {
+                ::setenv("IMP_FUSE_WEIGHTS", fuse ? "1" : "0", 1);
+                Engine eng(*src, full_registry(), ex, opt);
+                // One q|k|v per attention layer, one gate|up per FFN layer (the layers alternate).
+                CHECK(eng.plan().fused == (fuse ? int(eng.desc().layers.size()) : 0));
+                logits[fuse].resize(n1 * V);
+                eng.forward(ref.tokens.data(), int64_t(n1), logits[fuse].data(), true);
+                std::vector<float> last(V);
+                eng.forward(ref.continuation.data(), 1, last.data(), false);  // decode step
+                logits[fuse].insert(logits[fuse].end(), last.begin(), last.end());
+            }
+            ::unsetenv("IMP_FUSE_WEIGHTS");
+            CHECK(logits[0] == logits[1]);
+            CHECK(rel_diff(logits[1].data(), ref, 0, n1) <= 1e-4);
+        }
 }
 
 TEST_CASE("llama arch reads hyper-parameters and plans memory", "[arch_llama]") {

@@ -288,11 +288,18 @@ uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t c
     return device_layout(t, rows, cols).bytes;
 }
 
-std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols, const uint8_t* data,
+std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t cols, const std::vector<RowPart>& parts,
                                     uint64_t row_bytes, Executor& ex) {
     require_supported(tensor, t);
     if (ex.kind() != DeviceKind::CUDA || !ex.cuda())
         throw Error("quant_ggml: tensor '" + tensor + "': executor " + ex.name() + " gives no CUDA handles");
+    int64_t rows = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        if (device_layout(t, parts[i].rows, cols).tiled && i + 1 < parts.size() && parts[i].rows % 16 != 0)
+            throw Error("quant_ggml: fused weight '" + tensor + "': part " + std::to_string(i) + " has " +
+                        std::to_string(parts[i].rows) + " rows, not a multiple of 16 (the tile rows)");
+        rows += parts[i].rows;
+    }
     const DeviceLayout l = device_layout(t, rows, cols);
     prepare_kernels(t);
     void* dev = ex.alloc(l.bytes, tensor.c_str());
@@ -309,7 +316,15 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t r
         QG_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&staging), l.bytes, cudaHostAllocDefault));
         staging_bytes = l.bytes;
     }
-    repack(l, data, row_bytes, staging);
+    // Each part fills its own rows of the layout: whole row groups (block types) or rows of l.ld elements.
+    uint64_t off = 0;
+    for (const auto& p : parts) {
+        const DeviceLayout pl = device_layout(t, p.rows, cols);
+        repack(pl, p.data, row_bytes, staging + off);
+        off += pl.bytes;
+    }
+    if (off != l.bytes) throw Error("quant_ggml: fused weight '" + tensor + "': parts fill " + std::to_string(off) +
+                                    " of " + std::to_string(l.bytes) + " bytes");
     ex.upload(dev, staging, l.bytes);
     return std::make_unique<CudaWeight>(tensor, l, dev);
 }

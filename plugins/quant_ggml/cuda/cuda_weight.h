@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ggml_types.h"
 #include "imp/executor.h"
@@ -15,9 +16,15 @@ bool cuda_supports(Type t);
 // Device bytes of a [rows, cols] weight of type t on the GPU (tiled / padded layout). Throws imp::Error naming
 // `tensor` when the type has no CUDA kernels.
 uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t cols);
-// Repacks rows * row_bytes ggml bytes at `data` (host) into the GPU layout and uploads them to `ex` (a CUDA
-// executor). Throws imp::Error naming the tensor when the type has no CUDA kernels or ex gives no CUDA handles.
-std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t rows, int64_t cols, const uint8_t* data,
+// Rows of ggml bytes on the host (row_bytes each).
+struct RowPart {
+    const uint8_t* data;
+    int64_t rows;
+};
+// Repacks the row concatenation of `parts` into the GPU layout and uploads it to `ex` (a CUDA executor). Block
+// types: every part but the last a multiple of 16 rows. Throws imp::Error naming the tensor when the type has no
+// CUDA kernels or ex gives no CUDA handles.
+std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t cols, const std::vector<RowPart>& parts,
                                     uint64_t row_bytes, Executor& ex);
 
 // Knobs for tests and the bench (process-wide; 0 = automatic): the block types' GEMV plan (column splits over the

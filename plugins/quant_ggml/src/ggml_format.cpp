@@ -158,9 +158,48 @@ std::vector<std::string> GgmlFormat::types() const {
 
 bool GgmlFormat::handles(const WeightSource& src) const { return src.main && find_type(src.main->type) != nullptr; }
 
+namespace {
+
+// The source as one [rows, cols] matrix: the main tensor, or the row concatenation of the parts.
+Geometry source_geometry(const WeightSource& src) {
+    Geometry g = geometry(*src.main);
+    if (src.parts.empty()) return g;
+    g.rows = 0;
+    for (const auto* p : src.parts) {
+        const Geometry pg = geometry(*p);
+        if (pg.type != g.type || pg.cols != g.cols)
+            throw Error("quant_ggml: fused weight: tensor '" + p->name + "' (" + p->type + ", " +
+                        std::to_string(pg.cols) + " cols) differs from '" + src.main->name + "' (" + src.main->type +
+                        ", " + std::to_string(g.cols) + " cols)");
+        g.rows += pg.rows;
+    }
+    return g;
+}
+
+std::string source_name(const WeightSource& src) {
+    std::string n = src.main->name;
+    for (size_t i = 1; i < src.parts.size(); ++i) n += "+" + src.parts[i]->name;
+    return n;
+}
+
+}  // namespace
+
+bool GgmlFormat::concat_rows(const WeightSource& src, const Executor& ex) const {
+    if (!src.main || src.parts.empty() || src.parts[0] != src.main) return false;
+    const TypeInfo* t = find_type(src.main->type);
+    if (!t) return false;
+    for (size_t i = 0; i < src.parts.size(); ++i) {
+        const TensorInfo& p = *src.parts[i];
+        if (p.type != src.main->type || p.shape.size() != 2 || p.shape[1] != src.main->shape[1]) return false;
+        if (ex.kind() == DeviceKind::CUDA && t->block > 1 && i + 1 < src.parts.size() && p.shape[0] % 16 != 0)
+            return false;
+    }
+    return true;
+}
+
 uint64_t GgmlFormat::device_bytes(const WeightSource& src, const Executor& ex) const {
     if (!src.main) throw Error("quant_ggml: device_bytes called without a main tensor");
-    const Geometry g = geometry(*src.main);
+    const Geometry g = source_geometry(src);
     if (ex.kind() == DeviceKind::CUDA) return cuda::device_bytes(src.main->name, g.type->type, g.rows, g.cols);
     return uint64_t(g.rows) * g.row_bytes;
 }
@@ -168,14 +207,22 @@ uint64_t GgmlFormat::device_bytes(const WeightSource& src, const Executor& ex) c
 std::unique_ptr<Weight> GgmlFormat::load(const WeightSource& src, Executor& ex) const {
     if (!src.main) throw Error("quant_ggml: load called without a main tensor");
     const TensorInfo& ti = *src.main;
-    const Geometry g = geometry(ti);
-    if (ex.kind() == DeviceKind::CUDA)
-        return cuda::load_weight(ti.name, g.type->type, g.rows, g.cols, ti.data, g.row_bytes, ex);
-    require_cpu(ex, ti.name);
+    const Geometry g = source_geometry(src);
+    const std::string name = source_name(src);
+    // Row blocks of the source: the main tensor, or each part in turn.
+    std::vector<cuda::RowPart> parts;
+    if (src.parts.empty()) parts.push_back({ti.data, g.rows});
+    for (const auto* p : src.parts) parts.push_back({p->data, p->shape[0]});
+    if (ex.kind() == DeviceKind::CUDA) return cuda::load_weight(name, g.type->type, g.cols, parts, g.row_bytes, ex);
+    require_cpu(ex, name);
     const uint64_t n = uint64_t(g.rows) * g.row_bytes;
-    void* p = ex.alloc(n, ti.name.c_str());
-    ex.upload(p, ti.data, n);
-    return std::make_unique<GgmlWeight>(ti.name, g, static_cast<const uint8_t*>(p));
+    auto* p = static_cast<uint8_t*>(ex.alloc(n, name.c_str()));
+    uint64_t off = 0;
+    for (const auto& part : parts) {
+        ex.upload(p + off, part.data, uint64_t(part.rows) * g.row_bytes);
+        off += uint64_t(part.rows) * g.row_bytes;
+    }
+    return std::make_unique<GgmlWeight>(name, g, p);
 }
 
 void GgmlFormat::dequantize(const std::string& type, const uint8_t* data, int64_t n, float* out) const {

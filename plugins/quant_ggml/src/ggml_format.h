@@ -18,6 +18,9 @@ public:
     uint64_t device_bytes(const WeightSource& src, const Executor& ex) const override;
     std::unique_ptr<Weight> load(const WeightSource& src, Executor& ex) const override;
     void dequantize(const std::string& type, const uint8_t* data, int64_t n, float* out) const override;
+    // Row concatenation: parts of one type and cols; on CUDA, block types need every part but the last to be a
+    // whole number of 16-row groups (the tiled layout).
+    bool concat_rows(const WeightSource& src, const Executor& ex) const override;
 };
 
 }  // namespace imp::ggml

@@ -321,3 +321,53 @@ TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[qu
     const auto w2 = f.load(h.src(), *ex);
     CHECK(ex->bytes_allocated() - before == (w2->bytes() + 255) / 256 * 256);  // CudaExecutor allocates in 256s
 }
+
+TEST_CASE("quant_ggml cuda: a row concatenation of tensors loads as one weight (fused projections)",
+          "[quant_ggml_gpu][concat]") {
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(707);
+    for (const std::string type : {"Q8_0", "Q4_K", "Q6_K", "Q4_0", "BF16", "F32"}) {
+        const TypeInfo& t = *find_type(type);
+        const int64_t cols = t.block == 1 ? 200 : 2 * 256;
+        // Block types: every part but the last a whole number of 16-row groups.
+        const std::vector<int64_t> rows = {48, 16, 21};
+        std::vector<HostTensor> parts;
+        for (const int64_t r : rows) parts.push_back(random_tensor(type, r, cols, rng));
+        imp::WeightSource src;
+        std::vector<float> wdq;
+        for (auto& p : parts) {
+            src.parts.push_back(&p.info);
+            const auto d = dequantized(p);
+            wdq.insert(wdq.end(), d.begin(), d.end());
+        }
+        src.main = src.parts[0];
+        REQUIRE(f.concat_rows(src, *ex));
+        const int64_t total = 48 + 16 + 21;
+        const auto w = f.load(src, *ex);
+        REQUIRE(w->rows() == total);
+        CHECK(w->bytes() == f.device_bytes(src, *ex));
+        const int64_t n_max = 40;
+        const auto x = random_activations(size_t(n_max * cols), rng);
+        const auto ref = reference(wdq, total, cols, x, cols, n_max);
+        float* xd = device_copy(*ex, x);
+        auto* yd = static_cast<float*>(ex->alloc(size_t(n_max * total) * 4, "y"));
+        ex->reserve_workspace(w->workspace_bytes(n_max));
+        for (const int64_t n : {1, 3, 40}) {
+            INFO(type << ", tokens " << n);
+            const auto y = run_matmul(*ex, *w, xd, cols, yd, total, n_max, n);
+            const Check c = check_output(y, total, n_max, total, ref, n);
+            CHECK(c.unwritten == 0);
+            CHECK(c.overwritten == 0);
+            CHECK(c.rel <= (n > 8 && type != "F32" ? 1e-2 : 1e-3));
+        }
+        // A part that is not a whole number of row groups, before the last: block types refuse the concatenation.
+        if (t.block > 1) {
+            HostTensor odd = random_tensor(type, 20, cols, rng);
+            imp::WeightSource bad;
+            bad.parts = {&odd.info, &parts[0].info};
+            bad.main = bad.parts[0];
+            CHECK_FALSE(f.concat_rows(bad, *ex));
+        }
+    }
+}
