@@ -138,8 +138,10 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     a.vec_kv = (size_t(hd) * esize) % 16 == 0 && aligned16(kv.k) && aligned16(kv.v);
 
     const int64_t total_rows = p.n_tokens * group;
-    if ((kv.dtype == DType::BF16 || kv.dtype == DType::F16) && p.n_tokens >= kAttnMmaMinTokens && hd % 8 == 0 &&
-        hd <= 128 && a.vec_kv && (reinterpret_cast<uintptr_t>(out) & 7) == 0 && attention_tensor_cores()) {
+    const bool mma = (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && p.n_tokens >= kAttnMmaMinTokens &&
+                     hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaRows && a.vec_kv &&
+                     (reinterpret_cast<uintptr_t>(out) & 7) == 0 && attention_tensor_cores();
+    if (mma) {
         const dim3 grid(unsigned(div_up(total_rows, kMmaRows)), unsigned(p.n_kv_head));
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, grid, s));

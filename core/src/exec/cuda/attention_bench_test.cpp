@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 
 #include "exec/cuda/attention_mma.h"
@@ -35,7 +36,8 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
         DType dtype;
         int n_head, n_kv, hd;
     };
-    for (const Shape sh : {Shape{DType::BF16, 32, 8, 128}, Shape{DType::F16, 32, 8, 128}, Shape{DType::BF16, 32, 8, 64}})
+    const Shape shapes[] = {{DType::BF16, 32, 8, 128}, {DType::F16, 32, 8, 128}, {DType::BF16, 32, 8, 64}};
+    for (const Shape& sh : shapes)
         for (int64_t n : {int64_t(512), int64_t(4096)}) {
             const int64_t width = int64_t(sh.n_kv) * sh.hd, qn = int64_t(sh.n_head) * sh.hd;
             KVCacheView kv;

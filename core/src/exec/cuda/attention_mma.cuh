@@ -116,8 +116,8 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = blockIdx.y;
-    const int64_t total_rows = a.n_tokens * a.group;
-    const int64_t row0 = int64_t(gridDim.x - 1 - blockIdx.x) * BM;  // heavy causal rows first
+    const int total_rows = int(a.n_tokens) * a.group;  // <= INT32_MAX - kMmaRows (the host checks): 32-bit row math
+    const int row0 = int(gridDim.x - 1 - blockIdx.x) * BM;  // heavy causal rows first
 
     // Largest position of the block's rows (kv_end) and the smallest (below it no key needs the causal mask).
     if (tid < BM) {
@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
     int rpos[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-        const int64_t i = row0 + warp * 16 + (lane >> 2) + h * 8;
+        const int i = row0 + warp * 16 + (lane >> 2) + h * 8;
         rpos[h] = i < total_rows ? a.positions[i / a.group] : -1;
     }
     __syncthreads();
@@ -167,12 +167,12 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
     // Q * scale * log2 e, split into hi and lo parts (zero outside the rows and past hd); overlaps the first copy.
     for (int e = tid; e < BM * HDP / 2; e += kMmaThreads) {
         const int r = e / (HDP / 2), d = 2 * (e % (HDP / 2));
-        const int64_t i = row0 + r;
+        const int i = row0 + r;
         float x0 = 0.f, x1 = 0.f;
         if (i < total_rows && d < a.hd) {
-            const int64_t t = i / a.group;
-            const int h = g * a.group + int(i % a.group);
-            const float* qr = a.q + t * a.q_stride + int64_t(h) * a.hd + d;
+            const int t = i / a.group;
+            const int h = g * a.group + (i - t * a.group);
+            const float* qr = a.q + int64_t(t) * a.q_stride + int64_t(h) * a.hd + d;
             x0 = qr[0] * a.qscale;
             x1 = qr[1] * a.qscale;
         }
@@ -287,12 +287,12 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
     for (int h = 0; h < 2; ++h) {
         l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
         l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-        const int64_t i = row0 + warp * 16 + (lane >> 2) + h * 8;
+        const int i = row0 + warp * 16 + (lane >> 2) + h * 8;
         if (i >= total_rows) continue;
-        const int64_t t = i / a.group;
-        const int head = g * a.group + int(i % a.group);
+        const int t = i / a.group;
+        const int head = g * a.group + (i - t * a.group);
         const float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
-        float* orow = a.out + t * int64_t(a.n_head) * a.hd + int64_t(head) * a.hd;
+        float* orow = a.out + int64_t(t) * a.n_head * a.hd + int64_t(head) * a.hd;
 #pragma unroll
         for (int n = 0; n < DT; ++n) {
             const int d = n * 8 + 2 * (lane & 3);

@@ -185,8 +185,9 @@ TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions,
     const AttnCase t{DType::BF16, 16, 4, 128, 77, 0, 256, true};
     Caches cs = make_caches(t, rng);
     const int64_t width = int64_t(t.n_kv) * t.hd;
-    store(cs, rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f), rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f),
-          width, 0, t.capacity);  // history everywhere; each step overwrites its chunk
+    const auto hk = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
+    const auto hv = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
+    store(cs, hk, hv, width, 0, t.capacity);  // history everywhere; each step overwrites its chunk
     const int64_t qn = int64_t(t.n_head) * t.hd;
     const size_t out_n = size_t(t.n_tokens * qn), kv_n = size_t(t.n_tokens * width);
     float* dq = to_dev(std::vector<float>(out_n));
