@@ -25,8 +25,8 @@ extern template cudaError_t attn_init_typed<KvF32>();
 extern template cudaError_t attn_init_typed<KvF16>();
 extern template cudaError_t attn_init_typed<KvBF16>();
 extern template cudaError_t attn_init_typed<KvF8>();
-extern template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, dim3, Queue);
-extern template cudaError_t attn_mma_launch_typed<KvBF16>(const AttnArgs&, int, dim3, Queue);
+extern template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, int, dim3, Queue);
+extern template cudaError_t attn_mma_launch_typed<KvBF16>(const AttnArgs&, int, int, dim3, Queue);
 extern template cudaError_t attn_mma_init_typed<KvF16>();
 extern template cudaError_t attn_mma_init_typed<KvBF16>();
 
@@ -38,10 +38,13 @@ std::atomic<bool>& tensor_cores_flag() {
     }()};
     return on;
 }
+std::atomic<int> g_mma_warps{0};
 }  // namespace
 
 void attention_set_tensor_cores(bool on) { tensor_cores_flag().store(on); }
 bool attention_tensor_cores() { return tensor_cores_flag().load(); }
+void attention_set_mma_warps(int warps) { g_mma_warps.store(warps == 4 || warps == 8 ? warps : 0); }
+int attention_mma_warps() { return g_mma_warps.load(); }
 
 namespace {
 
@@ -139,14 +142,16 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
 
     const int64_t total_rows = p.n_tokens * group;
     const bool mma = (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && p.n_tokens >= kAttnMmaMinTokens &&
-                     hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaRows && a.vec_kv &&
+                     hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
                      (reinterpret_cast<uintptr_t>(out) & 7) == 0 && attention_tensor_cores();
     if (mma) {
-        const dim3 grid(unsigned(div_up(total_rows, kMmaRows)), unsigned(p.n_kv_head));
+        int warps = attention_mma_warps();
+        if (warps == 0) warps = int64_t(div_up(total_rows, 128)) * p.n_kv_head >= 2 * int64_t(sm_count) ? 8 : 4;
+        const dim3 grid(unsigned(div_up(total_rows, 16 * warps)), unsigned(p.n_kv_head));
         if (kv.dtype == DType::BF16)
-            IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, grid, s));
+            IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, warps, grid, s));
         else
-            IMP_CUDA_CHECK(attn_mma_launch_typed<KvF16>(a, hdp, grid, s));
+            IMP_CUDA_CHECK(attn_mma_launch_typed<KvF16>(a, hdp, warps, grid, s));
         return;
     }
     const int rows = rows_for(total_rows, hdp);

@@ -1,7 +1,8 @@
 // Prefill attention timings, fp32 kernel vs tensor-core kernel in one run (hidden: run with "[.bench]"): a whole
 // prompt of n tokens from position 0 (causal), 8B shape (32 heads, 8 KV heads, head_dim 128), BF16 and F16 KV
 // caches in 16-position blocks under a shuffled block table; head_dim 64 for comparison. Prints the time per call
-// and the causal attention rate (4 * head_dim * n_head * sum over tokens of the attended length).
+// and the causal attention rate (4 * head_dim * n_head * sum over tokens of the attended length), for the fp32
+// kernel, the tensor-core kernel as dispatched, and the tensor-core kernel with 4 and with 8 warps per CTA.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -69,17 +70,20 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
             p.positions = dpos;
             const double flops = 4.0 * sh.hd * sh.n_head * (double(n) * double(n + 1) / 2);
             const int reps = n > 1024 ? 5 : 30;
-            double us[2];
-            std::vector<float> res[2];
-            for (int tc = 0; tc < 2; ++tc) {
-                cuda_kernels::attention_set_tensor_cores(tc == 1);
-                us[tc] = time_attention_us([&] { ex.attention(q, qn, kv, out, p); }, reps);
-                res[tc] = from_dev(out, size_t(n * qn));
+            // fp32 kernel, tensor cores (default CTA size), 4 warps, 8 warps
+            double us[4];
+            std::vector<float> res[4];
+            for (int v = 0; v < 4; ++v) {
+                cuda_kernels::attention_set_tensor_cores(v > 0);
+                cuda_kernels::attention_set_mma_warps(v == 2 ? 4 : v == 3 ? 8 : 0);
+                us[v] = time_attention_us([&] { ex.attention(q, qn, kv, out, p); }, reps);
+                res[v] = from_dev(out, size_t(n * qn));
             }
             cuda_kernels::attention_set_tensor_cores(tc_default);
-            std::printf("prefill attention %s %d/%dx%d, %5ld tokens: fp32 %9.1f us (%5.1f TFLOP/s), tensor cores "
-                        "%9.1f us (%6.1f TFLOP/s), x%.2f, max rel diff %.2e\n",
+            cuda_kernels::attention_set_mma_warps(0);
+            std::printf("prefill attention %s %d/%dx%d, %4ld tokens: fp32 %8.1f us (%5.1f TFLOP/s); tensor cores "
+                        "%8.1f us (%6.1f TFLOP/s, x%.2f), 4 warps %8.1f us, 8 warps %8.1f us; max rel diff %.1e\n",
                         dtype_name(sh.dtype), sh.n_head, sh.n_kv, sh.hd, long(n), us[0], flops / us[0] * 1e-6, us[1],
-                        flops / us[1] * 1e-6, us[0] / us[1], rel_max_err(res[1], res[0]));
+                        flops / us[1] * 1e-6, us[0] / us[1], us[2], us[3], rel_max_err(res[1], res[0]));
         }
 }

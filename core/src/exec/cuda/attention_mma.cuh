@@ -1,11 +1,12 @@
 // Tensor-core prefill attention (FlashAttention-2 style) for BF16 and F16 KV caches, head_dim <= 128 (a multiple
 // of 8; padded to 64 or 128). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
 //
-// A CTA of 4 warps takes kMmaRows = 64 rows of the flattened (token, head-in-group) space of one KV head g (row i:
-// token i / group, head g * group + i % group), 16 rows per warp, and walks KV positions [0, kv_end) in tiles of
-// kMmaKeys = 64 keys. K and V tiles are copied to shared memory with cp.async (16 bytes per copy, paged through the
-// block table, zero-filled past kv_end and past hd), two stages deep, so the next tile's copy overlaps the current
-// tile's math. Per tile, each warp computes
+// A CTA of W = 4 or 8 warps takes 16 W rows of the flattened (token, head-in-group) space of one KV head g (row i:
+// token i / group, head g * group + i % group), 16 rows per warp, and walks KV positions [0, kv_end) in tiles
+// of kMmaKeys = 64 keys (8 warps: each K/V tile is read from L2 once for twice the rows, one CTA per SM at
+// head_dim 128; 4 warps: two CTAs per SM). K and V tiles are copied to shared memory with cp.async (16 bytes per
+// copy, paged through the block table, zero-filled past kv_end and past hd), two stages deep, so the next tile's
+// copy overlaps the current tile's math. Per tile, each warp computes
 //   S = Q K^T with mma.m16n8k16 (fp32 accumulate): Q fragments by ldmatrix, K fragments by ldmatrix (K stored
 //     [key][dim] is the column-major B operand);
 //   the online softmax on the S fragments in registers (log2 domain: Q is pre-multiplied by scale * log2 e; row
@@ -26,14 +27,13 @@
 
 namespace imp::cuda_kernels {
 
-constexpr int kMmaThreads = 128;  // 4 warps x 16 query rows
-constexpr int kMmaRows = 64;
 constexpr int kMmaKeys = 64;
+constexpr int kMmaMaxRows = 128;  // rows per CTA: 16 per warp, 4 or 8 warps
 
-// Shared memory: Q hi, Q lo [kMmaRows][LD]; K, V [2 stages][kMmaKeys][LD] (16-bit elements, LD = HDP + 8: the 16-byte
-// pad puts the 8 rows of an ldmatrix 8x8 matrix in distinct bank groups); 4 ints for the position reduction.
-template <int HDP> constexpr size_t attn_mma_smem_bytes() {
-    return 2 * size_t(HDP + 8) * (2 * kMmaRows + 4 * kMmaKeys) + 4 * sizeof(int);
+// Shared memory: Q hi, Q lo [16 W][LD]; K, V [2 stages][kMmaKeys][LD] (16-bit elements, LD = HDP + 8: the 16-byte
+// pad puts the 8 rows of an ldmatrix 8x8 matrix in distinct bank groups); 2 ints per warp for the position reduction.
+template <int HDP, int W> constexpr size_t attn_mma_smem_bytes() {
+    return 2 * size_t(HDP + 8) * (2 * 16 * W + 4 * kMmaKeys) + 2 * W * sizeof(int);
 }
 
 template <typename T> struct MmaOps;
@@ -94,16 +94,17 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* p) {
                  : "r"(smem_addr(p)));
 }
 
-template <typename E, int HDP>
-__global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs a) {
+template <typename E, int HDP, int W>
+__global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs a) {
     using T = typename E::T;
     using Ops = MmaOps<T>;
-    constexpr int BM = kMmaRows, BN = kMmaKeys, LD = HDP + 8;
+    constexpr int NTH = 32 * W;                          // threads
+    constexpr int BM = 16 * W, BN = kMmaKeys, LD = HDP + 8;
     constexpr int CPR = HDP / 8;                         // 16-byte chunks per K/V row
-    constexpr int KV_ITERS = BN * CPR / kMmaThreads;     // chunks per thread per tile (of K, and of V)
+    constexpr int KV_ITERS = BN * CPR / NTH;             // chunks per thread per tile (of K, and of V)
     constexpr int NT = BN / 8;                           // S n-tiles (8 keys each) per warp
     constexpr int DT = HDP / 8;                          // O n-tiles (8 dims each) per warp
-    static_assert(BN * CPR % kMmaThreads == 0 && kMmaThreads % CPR == 0, "tile does not split over the block");
+    static_assert(BN * CPR % NTH == 0 && NTH % CPR == 0, "tile does not split over the block");
     pdl_launch_dependents();
     pdl_wait();
 
@@ -116,7 +117,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = blockIdx.y;
-    const int total_rows = int(a.n_tokens) * a.group;  // <= INT32_MAX - kMmaRows (the host checks): 32-bit row math
+    const int total_rows = int(a.n_tokens) * a.group;  // <= INT32_MAX - kMmaMaxRows (the host checks): 32-bit row math
     const int row0 = int(gridDim.x - 1 - blockIdx.x) * BM;  // heavy causal rows first
 
     // Largest position of the block's rows (kv_end) and the smallest (below it no key needs the causal mask).
@@ -135,8 +136,10 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
         rpos[h] = i < total_rows ? a.positions[i / a.group] : -1;
     }
     __syncthreads();
-    const int64_t kv_end = min64(int64_t(max(sred[0], sred[2])) + 1, a.capacity);
-    const int pos_min = min(sred[1], sred[3]);
+    int pos_max = sred[0], pos_min = sred[1];
+#pragma unroll
+    for (int w = 1; w < BM / 32; ++w) pos_max = max(pos_max, sred[2 * w]), pos_min = min(pos_min, sred[2 * w + 1]);
+    const int64_t kv_end = min64(int64_t(pos_max) + 1, a.capacity);
     const int n_tiles = kv_end > 0 ? int((kv_end + BN - 1) / BN) : 0;
 
     const T* K = static_cast<const T*>(a.k);
@@ -148,7 +151,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
         const int ch = tid % CPR;
 #pragma unroll
         for (int it = 0; it < KV_ITERS; ++it) {
-            const int kk = tid / CPR + it * (kMmaThreads / CPR);
+            const int kk = tid / CPR + it * (NTH / CPR);
             const int64_t j = j0 + kk;
             const bool ok = j < kv_end && ch * 8 < a.hd;
             int64_t off = 0;
@@ -165,7 +168,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
     cp_async_commit();
 
     // Q * scale * log2 e, split into hi and lo parts (zero outside the rows and past hd); overlaps the first copy.
-    for (int e = tid; e < BM * HDP / 2; e += kMmaThreads) {
+    for (int e = tid; e < BM * HDP / 2; e += NTH) {
         const int r = e / (HDP / 2), d = 2 * (e % (HDP / 2));
         const int i = row0 + r;
         float x0 = 0.f, x1 = 0.f;
@@ -301,19 +304,27 @@ __global__ void __launch_bounds__(kMmaThreads, 2) attn_mma_kernel(const AttnArgs
     }
 }
 
-// Launch over grid (ceil(n_tokens * group / kMmaRows), n_kv_head); hdp is 64 or 128. Returns the launch error.
-template <typename E> cudaError_t attn_mma_launch_typed(const AttnArgs& a, int hdp, dim3 grid, Queue s) {
-    if (hdp == 64)
-        return launch(attn_mma_kernel<E, 64>, grid, dim3(kMmaThreads), attn_mma_smem_bytes<64>(), s.stream, s.pdl, a);
-    return launch(attn_mma_kernel<E, 128>, grid, dim3(kMmaThreads), attn_mma_smem_bytes<128>(), s.stream, s.pdl, a);
+template <typename E, int HDP, int W> cudaError_t attn_mma_launch_one(const AttnArgs& a, dim3 grid, Queue s) {
+    return launch(attn_mma_kernel<E, HDP, W>, grid, dim3(32 * W), attn_mma_smem_bytes<HDP, W>(), s.stream, s.pdl, a);
 }
-// Raises the shared-memory limit of both instantiations; first error, or cudaSuccess.
+// Launch over grid (ceil(n_tokens * group / (16 warps)), n_kv_head); hdp is 64 or 128, warps 4 or 8. Returns the
+// launch error.
+template <typename E> cudaError_t attn_mma_launch_typed(const AttnArgs& a, int hdp, int warps, dim3 grid, Queue s) {
+    if (hdp == 64)
+        return warps == 8 ? attn_mma_launch_one<E, 64, 8>(a, grid, s) : attn_mma_launch_one<E, 64, 4>(a, grid, s);
+    return warps == 8 ? attn_mma_launch_one<E, 128, 8>(a, grid, s) : attn_mma_launch_one<E, 128, 4>(a, grid, s);
+}
+template <typename E, int HDP, int W> cudaError_t attn_mma_init_one() {
+    return cudaFuncSetAttribute(attn_mma_kernel<E, HDP, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                int(attn_mma_smem_bytes<HDP, W>()));
+}
+// Raises the shared-memory limit of every instantiation; first error, or cudaSuccess.
 template <typename E> cudaError_t attn_mma_init_typed() {
-    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<E, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(attn_mma_smem_bytes<64>()));
-    if (e != cudaSuccess) return e;
-    return cudaFuncSetAttribute(attn_mma_kernel<E, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                int(attn_mma_smem_bytes<128>()));
+    const cudaError_t errs[] = {attn_mma_init_one<E, 64, 4>(), attn_mma_init_one<E, 64, 8>(),
+                                attn_mma_init_one<E, 128, 4>(), attn_mma_init_one<E, 128, 8>()};
+    for (cudaError_t e : errs)
+        if (e != cudaSuccess) return e;
+    return cudaSuccess;
 }
 
 }  // namespace imp::cuda_kernels

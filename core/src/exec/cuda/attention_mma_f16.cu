@@ -2,6 +2,6 @@
 #include "exec/cuda/attention_mma.cuh"
 
 namespace imp::cuda_kernels {
-template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, dim3, Queue);
+template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, int, dim3, Queue);
 template cudaError_t attn_mma_init_typed<KvF16>();
 }  // namespace imp::cuda_kernels

@@ -4,8 +4,9 @@
 // (F32, F16, BF16, FP8 — the stored bytes are checked equal first); 2e-3 for a BF16 cache against a CPU F32
 // cache when the inputs are representable in BF16; for arbitrary inputs the BF16 / FP8 rounding of K and V
 // itself bounds the difference to a CPU F32 cache (relative L2 <= 1e-2 for BF16, <= 0.1 for FP8 E4M3).
-// Prefills the tensor-core kernel takes (BF16 / F16, n_tokens >= 16, head_dim <= 128 a multiple of 8) run both
-// kernels against the same bounds, and the two outputs must differ (so the tensor-core path did run).
+// Prefills the tensor-core kernel takes (BF16 / F16, n_tokens >= 16, head_dim <= 128 a multiple of 8) run it with
+// 4 and with 8 warps per CTA (bit-identical: a row's arithmetic does not depend on the CTA) and the fp32 kernel,
+// all against the same bounds; the tensor-core and fp32 outputs must differ (so the tensor-core path did run).
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -124,16 +125,20 @@ void run_case(const AttnCase& t, bool bf16_inputs) {
     const bool tc_case = (t.dtype == DType::BF16 || t.dtype == DType::F16) &&
                          t.n_tokens >= cuda_kernels::kAttnMmaMinTokens && t.hd % 8 == 0 && t.hd <= 128;
     const bool tc_default = cuda_kernels::attention_tensor_cores();
+    // Runs: tensor cores with 4 and with 8 warps per CTA, then the fp32 kernel; or the default kernel only.
+    const std::vector<int> runs = tc_case ? std::vector<int>{4, 8, 0} : std::vector<int>{-1};
     std::vector<std::vector<float>> outs;
-    for (bool tc : tc_case ? std::vector<bool>{true, false} : std::vector<bool>{tc_default}) {
-        cuda_kernels::attention_set_tensor_cores(tc);
+    for (int warps : runs) {
+        if (warps >= 0) cuda_kernels::attention_set_tensor_cores(warps > 0);
+        cuda_kernels::attention_set_mma_warps(warps);
         float* dout = to_dev(std::vector<float>(out_n, NAN));
         gpu().attention(dq, q_stride, cs.g, dout, p);
         cuda_kernels::attention_set_tensor_cores(tc_default);
+        cuda_kernels::attention_set_mma_warps(0);
         const auto got = from_dev(dout, out_n);
         const double e_same = rel_max_err(got, ref), e32 = rel_max_err(got, ref32), l2 = rel_l2_err(got, ref32);
-        INFO("tensor cores " << tc << ": err vs same-dtype CPU " << e_same << ", vs F32 CPU max " << e32 << " l2 "
-                             << l2);
+        INFO("run " << warps << " (4/8: tensor-core warps, 0: fp32 kernel, -1: default): err vs same-dtype CPU "
+                    << e_same << ", vs F32 CPU max " << e32 << " l2 " << l2);
         CHECK(e_same <= 5e-5);
         if (t.dtype == DType::F32) CHECK(e32 <= 5e-5);
         if (t.dtype == DType::BF16 && bf16_inputs) CHECK(e32 <= 2e-3);
@@ -141,7 +146,10 @@ void run_case(const AttnCase& t, bool bf16_inputs) {
         if (t.dtype == DType::F8_E4M3) CHECK(l2 <= 0.1);
         outs.push_back(got);
     }
-    if (tc_case) CHECK(outs[0] != outs[1]);
+    if (tc_case) {
+        CHECK(outs[0] == outs[1]);  // a row's arithmetic does not depend on the CTA size
+        CHECK(outs[0] != outs[2]);  // the tensor-core kernel ran
+    }
 }
 
 }  // namespace
