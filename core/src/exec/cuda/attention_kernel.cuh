@@ -1,4 +1,5 @@
-// Flash-style attention over a paged KV cache, fp32 math on CUDA cores (tensor-core tiles are the next step).
+// Flash-style attention over a paged KV cache, fp32 math on CUDA cores: decode, and the prefills the tensor-core
+// kernel (attention_mma.cuh: BF16 / F16 KV, head_dim <= 128) does not take.
 //
 // A block takes R query rows of one KV head g: row i of the flattened (token, head-in-group) space is token
 // i / group, head g * group + i % group, so GQA heads share every K/V tile a block loads. The block walks the KV

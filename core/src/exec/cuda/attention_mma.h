@@ -2,8 +2,8 @@
 // when n_tokens >= kAttnMmaMinTokens and head_dim <= 128 is a multiple of 8 (otherwise, and for decode, the fp32
 // kernel of attention_kernel.cuh runs). On by default; IMP_ATTN_MMA=0 in the environment turns it off for the
 // process, attention_set_tensor_cores(false) until it is turned on again (tests and benchmarks compare the two).
-// A CTA of the kernel has 4 or 8 warps (16 query rows each); by default attention() takes 8 when that still gives
-// at least two CTAs per SM, else 4; attention_set_mma_warps(4 or 8) fixes it, (0) restores the default.
+// A CTA of the kernel has 4 or 8 warps (16 query rows each); by default attention() takes 8 when the grid then still
+// has at least two CTAs per SM, else 4; attention_set_mma_warps(4 or 8) fixes it, (0) restores the default.
 #pragma once
 #include <cstdint>
 
