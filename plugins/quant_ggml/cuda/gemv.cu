@@ -33,7 +33,7 @@ extern template void prepare_tiled<LayoutQ6_K>();
 bool pdl_enabled() {
     static const bool on = [] {
         const char* e = std::getenv("IMP_PDL");
-        return !(e && e[0] == '0');
+        return !(e && e[0] == '0' && e[1] == '\0');
     }();
     return on;
 }
