@@ -24,7 +24,11 @@ bool cuda_supports(Type t);
 // The layout of a [rows, cols] weight of type t (t supported; cols a whole number of blocks).
 DeviceLayout device_layout(Type t, int64_t rows, int64_t cols);
 // Repacks `rows` rows of `row_bytes` ggml bytes each (src) into layout.bytes bytes at dst (threads: host threads to
-// use, 0 = all).
+// use, 0 = all). Every byte of dst is written (padding as zeros). Block types go a 32-bit word of a lane at a time.
 void repack(const DeviceLayout& layout, const uint8_t* src, uint64_t row_bytes, uint8_t* dst, int threads = 0);
+// The same bytes as repack, one element at a time through the layout's code_of/put_code (tile_layout.h): the
+// reference that repack is tested against and its benchmark baseline (several times slower).
+void repack_reference(const DeviceLayout& layout, const uint8_t* src, uint64_t row_bytes, uint8_t* dst,
+                      int threads = 0);
 
 }  // namespace imp::ggml::cuda

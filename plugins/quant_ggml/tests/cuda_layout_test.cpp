@@ -3,6 +3,9 @@
 // element bit for bit equal to the reference dequantization, each element exactly once, and zero padding.
 // Also the CUDA load errors that need no GPU. Compiled with -ffp-contract=off (the reference never fuses).
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -95,6 +98,71 @@ TEST_CASE("quant_ggml: CUDA layout round trip is bit exact for every CUDA block 
         check_type<LayoutQ4_K>("Q4_K", rows, 2 * 256, rng);
         check_type<LayoutQ5_K>("Q5_K", rows, 3 * 256, rng);
         check_type<LayoutQ6_K>("Q6_K", rows, 2 * 256, rng);
+    }
+}
+
+TEST_CASE("quant_ggml: word-at-a-time repack equals the per-element reference byte for byte",
+          "[quant_ggml][cuda_layout]") {
+    std::mt19937 rng(24);
+    struct Shape {
+        int64_t rows, blocks;  // blocks per row
+    };
+    // Rows below, at and above one group and not a multiple of 16; one and several chunks, odd block counts.
+    const Shape shapes[] = {{1, 1}, {7, 3}, {16, 2}, {37, 8}, {48, 5}, {83, 16}};
+    for (const char* type : {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"}) {
+        const TypeInfo& t = *find_type(type);
+        for (const Shape& sh : shapes) {
+            const int64_t cols = sh.blocks * t.block;
+            const auto raw = test::random_blocks(t, sh.rows * sh.blocks, rng);
+            const DeviceLayout d = device_layout(t.type, sh.rows, cols);
+            const uint64_t row_bytes = uint64_t(sh.blocks * t.bytes);
+            std::vector<uint8_t> ref(d.bytes, 0x5A), fast(d.bytes, 0xA5);  // different garbage: each byte written
+            repack_reference(d, raw.data(), row_bytes, ref.data(), 1);
+            for (const int threads : {1, 3}) {
+                std::fill(fast.begin(), fast.end(), uint8_t(0xA5 + threads));
+                repack(d, raw.data(), row_bytes, fast.data(), threads);
+                size_t first_diff = d.bytes;
+                for (size_t i = 0; i < d.bytes && first_diff == d.bytes; ++i)
+                    if (ref[i] != fast[i]) first_diff = i;
+                INFO("type " << type << " " << sh.rows << "x" << cols << " threads " << threads
+                             << ": first difference at " << first_diff << " of " << d.bytes);
+                CHECK(first_diff == d.bytes);
+            }
+        }
+    }
+}
+
+// Hidden (run with "[.bench]"): host repack throughput of an 8B FFN matrix (14336 x 4096), per-element reference vs
+// word at a time, one thread and all threads; MB/s of ggml bytes.
+TEST_CASE("quant_ggml bench: host repack of a 14336x4096 weight", "[.bench]") {
+    std::mt19937 rng(25);
+    const int64_t rows = 14336, cols = 4096;
+    for (const char* type : {"Q4_K", "Q6_K", "Q8_0", "Q5_K", "Q4_0"}) {
+        const TypeInfo& t = *find_type(type);
+        const auto raw = test::random_blocks(t, rows * cols / t.block, rng);
+        const DeviceLayout d = device_layout(t.type, rows, cols);
+        const uint64_t row_bytes = raw.size() / size_t(rows);
+        std::vector<uint8_t> a(d.bytes, 1), b(d.bytes, 2);
+        auto time_ms = [&](auto&& fn) {
+            double best = 1e30;
+            for (int it = 0; it < 3; ++it) {
+                const auto t0 = std::chrono::steady_clock::now();
+                fn();
+                best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                                          .count());
+            }
+            return best;
+        };
+        const double mb = double(raw.size()) / 1e6;
+        for (const int threads : {1, 0}) {
+            const double ref_ms = time_ms([&] { repack_reference(d, raw.data(), row_bytes, a.data(), threads); });
+            const double fast_ms = time_ms([&] { repack(d, raw.data(), row_bytes, b.data(), threads); });
+            std::printf("repack %s %lldx%lld (%.1f MB) threads %s: reference %.1f ms (%.0f MB/s), fast %.1f ms "
+                        "(%.0f MB/s), %.2fx\n",
+                        type, (long long)rows, (long long)cols, mb, threads ? "1" : "all", ref_ms, mb / ref_ms * 1e3,
+                        fast_ms, mb / fast_ms * 1e3, ref_ms / fast_ms);
+            CHECK(a == b);
+        }
     }
 }
 
