@@ -1,13 +1,16 @@
 // Attention dispatch: validates the shapes, picks the padded head dim and rows per block, and chooses between the
 // tensor-core prefill kernel (attention_mma.cuh: BF16 / F16 KV, n_tokens >= kAttnMmaMinTokens, head_dim <= 128 a
-// multiple of 8), the fp32 one-pass kernel (other prefills, or a short KV cache) and the split-KV decode
-// (n_tokens == 1) with its combine kernel.
+// multiple of 8), the fp32 one-pass kernel (other prefills, or a short KV cache), the one-kernel decode
+// (attention_decode.cuh: n_tokens == 1, BF16 / F16 KV, head_dim 64 / 128, GQA group <= 8) and the split-KV decode
+// (other decodes, or attention_set_decode_old) with its combine kernel.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <string>
 
+#include "exec/cuda/attention_decode.cuh"
+#include "exec/cuda/attention_decode.h"
 #include "exec/cuda/attention_kernel.cuh"
 #include "exec/cuda/attention_mma.cuh"
 #include "exec/cuda/attention_mma.h"
@@ -29,6 +32,10 @@ extern template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, i
 extern template cudaError_t attn_mma_launch_typed<KvBF16>(const AttnArgs&, int, int, dim3, Queue);
 extern template cudaError_t attn_mma_init_typed<KvF16>();
 extern template cudaError_t attn_mma_init_typed<KvBF16>();
+extern template cudaError_t attn_decode_launch_typed<KvF16>(const AttnArgs&, int, Queue);
+extern template cudaError_t attn_decode_launch_typed<KvBF16>(const AttnArgs&, int, Queue);
+extern template cudaError_t attn_decode_init_typed<KvF16>();
+extern template cudaError_t attn_decode_init_typed<KvBF16>();
 
 namespace {
 std::atomic<bool>& tensor_cores_flag() {
@@ -39,12 +46,24 @@ std::atomic<bool>& tensor_cores_flag() {
     return on;
 }
 std::atomic<int> g_mma_warps{0};
+std::atomic<bool>& decode_old_flag() {
+    static std::atomic<bool> old{[] {
+        const char* e = std::getenv("IMP_ATTN_DECODE_OLD");
+        return e && e[0] == '1' && e[1] == '\0';
+    }()};
+    return old;
+}
+std::atomic<int> g_decode_warps{0};
 }  // namespace
 
 void attention_set_tensor_cores(bool on) { tensor_cores_flag().store(on); }
 bool attention_tensor_cores() { return tensor_cores_flag().load(); }
 void attention_set_mma_warps(int warps) { g_mma_warps.store(warps == 4 || warps == 8 ? warps : 0); }
 int attention_mma_warps() { return g_mma_warps.load(); }
+void attention_set_decode_old(bool old) { decode_old_flag().store(old); }
+bool attention_decode_old() { return decode_old_flag().load(); }
+void attention_set_decode_warps(int warps) { g_decode_warps.store(warps == 4 || warps == 8 ? warps : 0); }
+int attention_decode_warps() { return g_decode_warps.load(); }
 
 namespace {
 
@@ -92,6 +111,8 @@ void attention_init() {
     IMP_CUDA_CHECK(attn_init_typed<KvF8>());
     IMP_CUDA_CHECK(attn_mma_init_typed<KvF16>());
     IMP_CUDA_CHECK(attn_mma_init_typed<KvBF16>());
+    IMP_CUDA_CHECK(attn_decode_init_typed<KvF16>());
+    IMP_CUDA_CHECK(attn_decode_init_typed<KvBF16>());
 }
 
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
@@ -152,6 +173,17 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, warps, grid, s));
         else
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvF16>(a, hdp, warps, grid, s));
+        return;
+    }
+    const bool decode1 = p.n_tokens == 1 && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) &&
+                         (hd == 64 || hd == 128) && group >= 1 && group <= kDecMaxGroup && a.vec_kv &&
+                         !attention_decode_old();
+    if (decode1) {
+        const int warps = attention_decode_warps() ? attention_decode_warps() : kDecDefaultWarps;
+        if (kv.dtype == DType::BF16)
+            IMP_CUDA_CHECK(attn_decode_launch_typed<KvBF16>(a, warps, s));
+        else
+            IMP_CUDA_CHECK(attn_decode_launch_typed<KvF16>(a, warps, s));
         return;
     }
     const int rows = rows_for(total_rows, hdp);

@@ -7,10 +7,15 @@
 // Prefills the tensor-core kernel takes (BF16 / F16, n_tokens >= 16, head_dim <= 128 a multiple of 8) run it with
 // 4 and with 8 warps per CTA (bit-identical: a row's arithmetic does not depend on the CTA) and the fp32 kernel,
 // all against the same bounds; the tensor-core and fp32 outputs must differ (so the tensor-core path did run).
+// Decode over BF16 / F16 caches with head_dim 64 / 128 and GQA group <= 8 takes the one-kernel decode
+// (attention_decode.cuh): checked against the CPU at many positions, with a capacity just above the position and a
+// much larger one, against the split-KV path (attention_set_decode_old), for bit-identical repeats, and replayed
+// from captured graphs.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 
+#include "exec/cuda/attention_decode.h"
 #include "exec/cuda/attention_mma.h"
 #include "exec/cuda/cuda_test_util.h"
 #include "imp/error.h"
@@ -152,6 +157,66 @@ void run_case(const AttnCase& t, bool bf16_inputs) {
     }
 }
 
+// A decode step (kv_store + attention) captured once, replayed at each position of `steps` (position from device
+// memory); `old` picks the split-KV path for the capture, `warps` the one-kernel decode's CTA size (0: default).
+void decode_graph_case(const AttnCase& t, const std::vector<int32_t>& steps, bool old, int warps = 0) {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed << " dtype " << dtype_name(t.dtype) << " heads " << t.n_head << "/" << t.n_kv << " hd "
+                 << t.hd << " capacity " << t.capacity << " split-KV path " << old << " warps " << warps);
+    std::mt19937 rng(seed);
+    Caches cs = make_caches(t, rng);
+    const int64_t width = int64_t(t.n_kv) * t.hd;
+    const auto hk = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
+    const auto hv = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
+    store(cs, hk, hv, width, 0, t.capacity);  // the whole cache holds history; each step overwrites its position
+
+    const int64_t qn = int64_t(t.n_head) * t.hd;
+    float* dq = to_dev(std::vector<float>(size_t(qn)));
+    float* dk = to_dev(std::vector<float>(size_t(width)));
+    float* dv = to_dev(std::vector<float>(size_t(width)));
+    int32_t* dpos = to_dev(std::vector<int32_t>{0});
+    float* dout = to_dev(std::vector<float>(size_t(qn)));
+    AttentionParams p;
+    p.n_head = t.n_head;
+    p.n_kv_head = t.n_kv;
+    p.head_dim = t.hd;
+    p.scale = 1.f / std::sqrt(float(t.hd));
+    p.n_tokens = 1;
+    p.positions = dpos;
+    CudaExecutor& ex = gpu();
+    const bool old_default = cuda_kernels::attention_decode_old();
+    cuda_kernels::attention_set_decode_old(old);
+    cuda_kernels::attention_set_decode_warps(warps);
+    const CudaAllocStats before = cuda_alloc_stats();
+    ex.capture_begin();
+    ex.kv_store(cs.g, dk, width, dv, width, dpos, 1);
+    ex.attention(dq, qn, cs.g, dout, p);
+    const int graph = ex.capture_end();
+    cuda_kernels::attention_set_decode_old(old_default);
+    cuda_kernels::attention_set_decode_warps(0);
+    for (int32_t step : steps) {
+        INFO("position " << step);
+        const auto q = rand_vec(rng, size_t(qn), -3.f, 3.f);
+        const auto k = rand_vec(rng, size_t(width), -2.f, 2.f);
+        const auto v = rand_vec(rng, size_t(width), -2.f, 2.f);
+        ex.upload(dq, q.data(), q.size() * 4);
+        ex.upload(dk, k.data(), k.size() * 4);
+        ex.upload(dv, v.data(), v.size() * 4);
+        ex.upload(dpos, &step, 4);
+        ex.replay(graph);
+        const auto got = from_dev(dout, size_t(qn));
+        cpu().kv_store(cs.c, k.data(), width, v.data(), width, &step, 1);
+        std::vector<float> ref(static_cast<size_t>(qn));
+        AttentionParams pc = p;
+        pc.positions = &step;
+        cpu().attention(q.data(), qn, cs.c, ref.data(), pc);
+        CHECK(rel_max_err(got, ref) <= 5e-5);
+        ex.replay(graph);  // same inputs again (the step rewrites the same K/V): same bits
+        CHECK(from_dev(dout, size_t(qn)) == got);
+    }
+    CHECK(cuda_alloc_stats().mallocs == before.mallocs);
+}
+
 }  // namespace
 
 TEST_CASE("cuda: prefill attention matches the CPU (dtypes, GQA, head dims, paging)", "[cuda][attention]") {
@@ -254,9 +319,17 @@ TEST_CASE("cuda: decode attention (split over KV blocks) matches the CPU", "[cud
         {DType::F8_E4M3, 16, 4, 256, 1, 777, 2048, true}, {DType::F16, 6, 2, 33, 1, 40, 256, true},
         {DType::BF16, 20, 1, 256, 1, 300, 512, true},   {DType::BF16, 32, 1, 128, 1, 4095, 4096, true},
         {DType::F32, 12, 4, 80, 1, 129, 160, true},     {DType::BF16, 64, 4, 128, 1, 15, 32768, true},
+        {DType::F16, 16, 2, 64, 1, 500, 4096, true},
     };
-    for (const AttnCase& c : cases) run_case(c, false);
-    run_case({DType::BF16, 16, 2, 128, 1, 2000, 2048, true}, true);
+    // BF16 / F16 cases with head_dim 64 / 128 and group <= 8 take the one-kernel decode by default: run them on
+    // the split-KV path too
+    const bool old_default = cuda_kernels::attention_decode_old();
+    for (bool old : {false, true}) {
+        cuda_kernels::attention_set_decode_old(old);
+        for (const AttnCase& c : cases) run_case(c, false);
+        run_case({DType::BF16, 16, 2, 128, 1, 2000, 2048, true}, true);
+    }
+    cuda_kernels::attention_set_decode_old(old_default);
 }
 
 TEST_CASE("cuda: attention rejects shapes it cannot run", "[cuda][attention]") {
@@ -281,52 +354,81 @@ TEST_CASE("cuda: attention rejects shapes it cannot run", "[cuda][attention]") {
 }
 
 TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every length", "[cuda][attention]") {
-    const uint32_t seed = fresh_seed();
-    INFO("seed " << seed);
-    std::mt19937 rng(seed);
-    const AttnCase t{DType::BF16, 16, 4, 128, 1, 0, 1024, true};
-    Caches cs = make_caches(t, rng);
-    const int64_t width = int64_t(t.n_kv) * t.hd;
-    const auto hk = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
-    const auto hv = rand_vec(rng, size_t(t.capacity * width), -2.f, 2.f);
-    store(cs, hk, hv, width, 0, t.capacity);  // the whole cache holds history; each step overwrites its position
+    const std::vector<int32_t> steps{0, 1, 15, 16, 17, 63, 64, 65, 200, 511, 512, 777, 1000, 1023};
+    for (bool old : {true, false}) decode_graph_case({DType::BF16, 16, 4, 128, 1, 0, 1024, true}, steps, old);
+    const std::vector<int32_t> far{0, 1, 15, 16, 17, 100, 511, 1000, 4000, 4095, 2047, 31};
+    decode_graph_case({DType::BF16, 16, 2, 64, 1, 0, 4096, true}, far, false);     // group 8, hd 64
+    decode_graph_case({DType::BF16, 16, 2, 64, 1, 0, 4096, true}, far, false, 4);  // 4-warp CTAs
+    decode_graph_case({DType::F16, 8, 8, 128, 1, 0, 8192, true}, far, false);      // group 1, capacity >> position
+    decode_graph_case({DType::BF16, 32, 8, 128, 1, 0, 16384, true}, far, false);   // the 8B shape
+    decode_graph_case({DType::BF16, 32, 8, 128, 1, 0, 16384, true}, far, false, 4);
+    decode_graph_case({DType::F16, 12, 4, 64, 1, 0, 2048, false}, {0, 5, 16, 700, 2047, 1}, false);  // group 3
+}
 
-    const int64_t qn = int64_t(t.n_head) * t.hd;
-    float* dq = to_dev(std::vector<float>(size_t(qn)));
-    float* dk = to_dev(std::vector<float>(size_t(width)));
-    float* dv = to_dev(std::vector<float>(size_t(width)));
-    int32_t* dpos = to_dev(std::vector<int32_t>{0});
-    float* dout = to_dev(std::vector<float>(size_t(qn)));
-    AttentionParams p;
-    p.n_head = t.n_head;
-    p.n_kv_head = t.n_kv;
-    p.head_dim = t.hd;
-    p.scale = 1.f / std::sqrt(float(t.hd));
-    p.n_tokens = 1;
-    p.positions = dpos;
-    CudaExecutor& ex = gpu();
-    const CudaAllocStats before = cuda_alloc_stats();
-    ex.capture_begin();
-    ex.kv_store(cs.g, dk, width, dv, width, dpos, 1);
-    ex.attention(dq, qn, cs.g, dout, p);
-    const int graph = ex.capture_end();
-    for (int32_t step : {0, 1, 15, 16, 17, 63, 64, 65, 200, 511, 512, 777, 1000, 1023}) {
-        INFO("position " << step);
-        const auto q = rand_vec(rng, size_t(qn), -3.f, 3.f);
-        const auto k = rand_vec(rng, size_t(width), -2.f, 2.f);
-        const auto v = rand_vec(rng, size_t(width), -2.f, 2.f);
-        ex.upload(dq, q.data(), q.size() * 4);
-        ex.upload(dk, k.data(), k.size() * 4);
-        ex.upload(dv, v.data(), v.size() * 4);
-        ex.upload(dpos, &step, 4);
-        ex.replay(graph);
-        const auto got = from_dev(dout, size_t(qn));
-        cpu().kv_store(cs.c, k.data(), width, v.data(), width, &step, 1);
-        std::vector<float> ref(static_cast<size_t>(qn));
-        AttentionParams pc = p;
-        pc.positions = &step;
-        cpu().attention(q.data(), qn, cs.c, ref.data(), pc);
-        CHECK(rel_max_err(got, ref) <= 5e-5);
-    }
-    CHECK(cuda_alloc_stats().mallocs == before.mallocs);
+// The one-kernel decode (8- and 4-warp CTAs) against the CPU (same cache), against the split-KV path, and against
+// itself (same bits),
+// at positions 0 .. 4000 with a capacity just above the position and a much larger one (views of one shuffled
+// cache: a smaller capacity keeps the first entries of the block table).
+TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/128, GQA 1/4/8, capacities)",
+          "[cuda][attention]") {
+    const int64_t cap = 8192;
+    const int32_t positions[] = {0, 1, 15, 16, 17, 100, 511, 1000, 4000};
+    const bool old_default = cuda_kernels::attention_decode_old();
+    for (DType dt : {DType::BF16, DType::F16})
+        for (int hd : {64, 128})
+            for (int group : {1, 4, 8}) {
+                const int n_kv = hd == 128 && group == 4 ? 8 : 2;
+                const AttnCase t{dt, n_kv * group, n_kv, hd, 1, 0, cap, true};
+                const uint32_t seed = fresh_seed();
+                INFO("seed " << seed << " dtype " << dtype_name(dt) << " heads " << t.n_head << "/" << n_kv << " hd "
+                             << hd);
+                std::mt19937 rng(seed);
+                Caches cs = make_caches(t, rng);
+                const int64_t width = int64_t(n_kv) * hd;
+                const auto hk = rand_vec(rng, size_t(cap * width), -2.f, 2.f);
+                const auto hv = rand_vec(rng, size_t(cap * width), -2.f, 2.f);
+                store(cs, hk, hv, width, 0, cap);
+                const int64_t qn = int64_t(t.n_head) * hd;
+                float* dq = to_dev(std::vector<float>(size_t(qn)));
+                int32_t* dpos = to_dev(std::vector<int32_t>{0});
+                float* dout = to_dev(std::vector<float>(size_t(qn)));
+                AttentionParams p;
+                p.n_head = t.n_head;
+                p.n_kv_head = n_kv;
+                p.head_dim = hd;
+                p.scale = 1.f / std::sqrt(float(hd));
+                p.n_tokens = 1;
+                for (int32_t pos : positions)
+                    for (int64_t c : {(int64_t(pos) + 16) / 16 * 16, cap}) {
+                        INFO("position " << pos << " capacity " << c);
+                        KVCacheView gv = cs.g, cv = cs.c;
+                        gv.capacity = cv.capacity = c;
+                        const auto q = rand_vec(rng, size_t(qn), -3.f, 3.f);
+                        gpu().upload(dq, q.data(), q.size() * 4);
+                        gpu().upload(dpos, &pos, 4);
+                        std::vector<float> ref(static_cast<size_t>(qn));
+                        p.positions = &pos;
+                        cpu().attention(q.data(), qn, cv, ref.data(), p);
+                        p.positions = dpos;
+                        // one-kernel decode with 8 warps, again, with 4 warps, again; split-KV
+                        std::vector<float> got[5];
+                        for (int run = 0; run < 5; ++run) {
+                            cuda_kernels::attention_set_decode_old(run == 4);
+                            cuda_kernels::attention_set_decode_warps(run < 2 ? 8 : 4);
+                            gpu().upload(dout, std::vector<float>(size_t(qn), NAN).data(), size_t(qn) * 4);
+                            gpu().attention(dq, qn, gv, dout, p);
+                            got[run] = from_dev(dout, size_t(qn));
+                        }
+                        cuda_kernels::attention_set_decode_old(old_default);
+                        cuda_kernels::attention_set_decode_warps(0);
+                        INFO("err 8 warps " << rel_max_err(got[0], ref) << " 4 warps " << rel_max_err(got[2], ref)
+                                            << " split-KV " << rel_max_err(got[4], ref));
+                        CHECK(rel_max_err(got[0], ref) <= 5e-5);
+                        CHECK(rel_max_err(got[2], ref) <= 5e-5);
+                        CHECK(rel_max_err(got[4], ref) <= 5e-5);
+                        CHECK(got[0] == got[1]);
+                        CHECK(got[2] == got[3]);
+                        if (pos >= 100) CHECK(got[0] != got[4]);  // the one-kernel path did run
+                    }
+            }
 }
