@@ -177,7 +177,8 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     }
     const bool decode1 = p.n_tokens == 1 && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) &&
                          (hd == 64 || hd == 128) && group >= 1 && group <= kDecMaxGroup && a.vec_kv &&
-                         !attention_decode_old();
+                         !attention_decode_old() &&
+                         (kv.capacity <= kDecAutoMaxCapacity || int64_t(p.n_kv_head) * kDecCluster * 3 >= sm_count);
     if (decode1) {
         const int warps = attention_decode_warps() ? attention_decode_warps() : kDecDefaultWarps;
         if (kv.dtype == DType::BF16)

@@ -9,10 +9,12 @@
 // warp's own shared memory while the previous tile is computed. Per tile: (1) scores, one lane (NW = 4) or two
 // lanes (NW = 8, each half the dims) per key, the key's K row against the group's q (fp32, pre-scaled by
 // scale * log2 e, in shared memory, read as broadcasts); (2) an online softmax per head (warp max, exp2),
-// probabilities to shared memory; (3) O = O * alpha + P V with one lane per hd / 32 output dimensions. At the end each warp holds (max, sum, unnormalized O) per head; the CTA merges
-// its warps in warp order into shared memory, and after a cluster barrier CTA r merges the CTAs' partials (rank
-// order, through distributed shared memory) for its 1/kDecCluster of the group's outputs. Fixed orders
-// everywhere: the same inputs give the same bits. Scores and softmax are fp32, as in attention_kernel.cuh.
+// probabilities to shared memory; (3) O = O * alpha + P V with one lane per hd / 32 output dimensions. At the end
+// each warp holds (max, sum, unnormalized O) per head; the CTA merges its warps in warp order into shared memory,
+// and after a cluster barrier CTA r merges the CTAs' partials (rank order, through distributed shared memory) for
+// its 1/kDecCluster of the group's outputs. Fixed orders everywhere: the same inputs give the same bits (for a
+// given NW). Scores and softmax are fp32, as in attention_kernel.cuh. Shared memory: about 150 KB (hd 128, group
+// 8), one CTA per SM.
 #pragma once
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>

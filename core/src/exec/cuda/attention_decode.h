@@ -1,15 +1,19 @@
 // Switches for the one-kernel decode attention (attention_decode.cuh). attention() uses it for one token
 // (n_tokens == 1) over a BF16 or F16 KV cache with head_dim 64 or 128, 1 <= n_head / n_kv_head <= 8 and 16-byte
-// aligned K / V; other decodes take the split-KV fp32 kernel and its combine pass (attention_kernel.cuh). On by
-// default; IMP_ATTN_DECODE_OLD=1 in the environment selects the split-KV path for the process,
+// aligned K / V, when its grid (one cluster of 8 CTAs per KV head, whatever the position) holds at least a third
+// of the SMs or the capacity is at most kDecAutoMaxCapacity (so that few KV heads at long contexts, where the
+// split-KV grid is larger, keep that); other decodes take the split-KV fp32 kernel and its combine pass
+// (attention_kernel.cuh). IMP_ATTN_DECODE_OLD=1 in the environment selects the split-KV path for the process,
 // attention_set_decode_old(true) until it is set back (tests and benchmarks compare the two).
 // A CTA of the kernel has 4 warps (tiles of 32 keys) or 8 (tiles of 16 keys, two lanes per key in the score phase);
 // kDecDefaultWarps by default, attention_set_decode_warps(4 or 8) fixes it, (0) restores the default.
 #pragma once
+#include <cstdint>
 
 namespace imp::cuda_kernels {
 
 constexpr int kDecDefaultWarps = 8;
+constexpr int64_t kDecAutoMaxCapacity = 8192;
 
 void attention_set_decode_old(bool old);
 bool attention_decode_old();
