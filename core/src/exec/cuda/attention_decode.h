@@ -3,8 +3,9 @@
 // aligned K / V, when its grid (one cluster of 8 CTAs per KV head, whatever the position) holds at least a third
 // of the SMs or the capacity is at most kDecAutoMaxCapacity (so that few KV heads at long contexts, where the
 // split-KV grid is larger, keep that); other decodes take the split-KV fp32 kernel and its combine pass
-// (attention_kernel.cuh). IMP_ATTN_DECODE_OLD=1 in the environment selects the split-KV path for the process,
-// attention_set_decode_old(true) until it is set back (tests and benchmarks compare the two).
+// (attention_kernel.cuh). The split-KV path is the default (attention.cu says why); IMP_ATTN_DECODE=1 in the
+// environment selects the one-kernel decode for the process, attention_set_decode_old(false / true) until it is
+// set back (tests and benchmarks compare the two).
 // A CTA of the kernel has 4 warps (tiles of 32 keys) or 8 (tiles of 16 keys, two lanes per key in the score phase);
 // kDecDefaultWarps by default, attention_set_decode_warps(4 or 8) fixes it, (0) restores the default.
 #pragma once
