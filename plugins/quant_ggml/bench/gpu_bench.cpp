@@ -307,7 +307,9 @@ int main(int argc, char** argv) {
             const char* label;
         };
         const Variant variants[] = {{1, 0, 0, "t1"},   {2, 0, 0, "t2"},   {4, 0, 0, "t4"},  {8, 0, 0, "t8"},
-                                    {1, 1, 8, "k8s1"}, {1, 2, 4, "k4s2"}, {1, 8, 1, "k1s8"},
+                                    {1, 1, 8, "k8s1"}, {1, 1, 4, "k4s1"}, {1, 1, 2, "k2s1"},
+                                    {1, 1, 1, "k1s1"}, {1, 2, 1, "k1s2"}, {1, 2, 2, "k2s2"},
+                                    {1, 2, 4, "k4s2"}, {1, 8, 1, "k1s8"},
                                     {1, 2, 8, "k8s2"}, {1, 4, 8, "k8s4"}};
         // QG_BENCH_VARIANTS: comma-separated labels to run (default: all but k8s2, k8s4).
         const char* only = std::getenv("QG_BENCH_VARIANTS");

@@ -27,7 +27,8 @@ __device__ __forceinline__ void pdl_wait() {
 __device__ __forceinline__ void pdl_launch_dependents() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 }
-bool pdl_enabled();  // IMP_PDL=0 turns programmatic dependent launch off (gemv.cu)
+bool pdl_enabled();   // IMP_PDL=0 turns programmatic dependent launch off (gemv.cu)
+bool dp4a_enabled();  // IMP_GEMV_DP4A=0: one-token Q4_K GEMV on the tensor cores instead of dp4a (gemv.cu)
 
 // a * b + c on bf16 pairs.
 __device__ __forceinline__ uint32_t bf16x2_fma(uint32_t a, uint32_t b, uint32_t c) {

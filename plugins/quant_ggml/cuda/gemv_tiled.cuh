@@ -21,6 +21,7 @@
 
 #include "cuda_check.h"
 #include "device_common.cuh"
+#include "gemv_dp4a.cuh"
 #include "imp/error.h"
 #include "kernels.h"
 
@@ -133,8 +134,11 @@ constexpr int tiled_minb() {
     return TP == 1 && (std::is_same_v<L, LayoutQ8_0> || std::is_same_v<L, LayoutQ4_0>) ? 3 : 2;
 }
 
-template <class L, int TP, int MINB>
+// DP: one token of a kDp4aLayout type on the dp4a units (gemv_dp4a.cuh) instead of the MMA; same loads, plan and
+// reduction.
+template <class L, int TP, int MINB, bool DP = false>
 __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(TiledArgs a, int kw_count) {
+    static_assert(!DP || (TP == 1 && kDp4aLayout<L>), "dp4a GEMV: one token, Q4_K");
     constexpr int J = (TP + 3) / 4;
     constexpr int kOut = 2 * J * 32;  // outputs of one row group: 16 rows x 4 J token columns, as hi + lo sums
     extern __shared__ uint2 smem_b[];
@@ -163,10 +167,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     g.load(fa, first);  // in flight while x is staged (and, launched dependent, while the previous kernel ends)
     pdl_wait();
 
-    {
+    const int c_all = int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin;
+    [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all);
+    [[maybe_unused]] float ydp[2] = {0.f, 0.f};
+    if constexpr (DP) {
+        dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin, c_all, dsm);
+        __syncthreads();
+    } else {
         // Pair (k-step, token, c): one load of 4 x values, written as the hi item 8 t + c and the lo item 8 t + 4 + c.
         constexpr int kBatch = 8;
-        const int c_all = (int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin);
         const int n_pairs = c_all * L::kSteps * 4 * TP;
         for (int p0 = threadIdx.x; p0 < n_pairs; p0 += kBatch * blockDim.x) {
             float4 v[kBatch];
@@ -195,22 +204,45 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
         __syncthreads();
     }
 
-    for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
-        g.load(fb, ch0 + kStep);
-        g.compute(fa, ch0);
-        g.load(fa, ch0 + 2 * kStep);
-        g.compute(fb, ch0 + kStep);
+    if constexpr (DP) {
+        const auto tile = [&](const typename L::Frag& f, int ch) {
+            if (ch < g.c_end) dp4a_tile_q4k(f, dsm, ch - g.c_begin, lane, ydp);
+        };
+        for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
+            g.load(fb, ch0 + kStep);
+            tile(fa[0], ch0);
+            g.load(fa, ch0 + 2 * kStep);
+            tile(fb[0], ch0 + kStep);
+        }
+    } else {
+        for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
+            g.load(fb, ch0 + kStep);
+            g.compute(fa, ch0);
+            g.load(fa, ch0 + 2 * kStep);
+            g.compute(fb, ch0 + kStep);
+        }
     }
 
     // The next kernel may launch now (its CTAs wait in griddepcontrol.wait for this grid to finish). Measured on an
     // H100 (tg128, core kernels with PDL): triggering here rather than right after the first loads gives Llama-3.2-3B
     // Q4_K_M 475.7 vs 474.1 t/s and 8B Q8_0 245.1 vs 228.7 t/s (early dependents slowed the Q8_0 step).
     pdl_launch_dependents();
-    // C fragment: acc[j][0/1] = row g, token 4j + c, hi/lo part; acc[j][2/3] = row g + 8.
+    if constexpr (DP) {
+        // The 4 lanes c of row pair g hold column shares: their sum, in the C-fragment slots of token 0 (lane c = 0).
 #pragma unroll
-    for (int j = 0; j < J; ++j) {
-        red[warp * kOut + (2 * j) * 32 + lane] = g.acc[j][0] + g.acc[j][1];
-        red[warp * kOut + (2 * j + 1) * 32 + lane] = g.acc[j][2] + g.acc[j][3];
+        for (int r = 0; r < 2; ++r) {
+            ydp[r] += __shfl_xor_sync(0xFFFFFFFFu, ydp[r], 1);
+            ydp[r] += __shfl_xor_sync(0xFFFFFFFFu, ydp[r], 2);
+        }
+        red[warp * kOut + lane] = ydp[0];
+        red[warp * kOut + 32 + lane] = ydp[1];
+    } else {
+        // C fragment: acc[j][0/1] = row g, token 4j + c, hi/lo part; acc[j][2/3] = row g + 8.
+#pragma unroll
+        for (int j = 0; j < J; ++j) {
+            red[warp * kOut + (2 * j) * 32 + lane] = g.acc[j][0] + g.acc[j][1];
+            red[warp * kOut + (2 * j + 1) * 32 + lane] = g.acc[j][2] + g.acc[j][3];
+        }
     }
     __syncthreads();
     // Sum over the kw_count warps of each row group: part[rgl * kOut + q * 32 + ln].
@@ -268,6 +300,31 @@ TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, in
     TiledPlan p;
     const int64_t max_splits = cc >= 90 ? 8 : 1;
     p.kw = forced_kw > 0 ? forced_kw : (TP <= 2 ? kGemvWarps : kGemvWarps / 2);
+    if constexpr (TP == 1 && kDp4aLayout<L>) {
+        // dp4a form: every CTA quantizes the x of its columns, so more row groups per CTA (fewer warps each) pay off
+        // as long as the CTAs x splits still make one full wave (2 CTAs per SM). H100, Q4_K GB/s (KW warps per row
+        // group, S splits): 14336x4096 K8S1 1654, K4S1 1918, K2S1 2264 (224 units), K1S2 2124; 4096x14336 K8S1
+        // 1898, K4S2 2019; 4096x4096 K8S1 1366, K4S2 1404; 1024x4096 K8S2 606. So: the first (S, KW) with
+        // 80-100 % of a wave, S = 2 first for wide rows (>= 32 chunks: halves each CTA's staging), KW ascending;
+        // else the fullest plan within a wave; else KW 1.
+        if (forced_kw <= 0 && forced <= 0 && dp4a_enabled() && cc >= 90) {
+            const int64_t slots = 2 * int64_t(sm_count);
+            TiledPlan best{1, 1}, within{0, 0};
+            int64_t within_units = 0;
+            bool found = false;
+            const int s_order[2] = {l.chunks >= 32 ? 2 : 1, l.chunks >= 32 ? 1 : 2};
+            for (int si = 0; si < 2 && !found; ++si)
+                for (int kw = 1; kw <= kGemvWarps && !found; kw *= 2) {
+                    const int s = s_order[si];
+                    if (l.chunks / s < kw) continue;
+                    const int64_t units = (l.n_rg + kGemvWarps / kw - 1) / (kGemvWarps / kw) * s;
+                    if (units * 10 >= slots * 8 && units <= slots) best = {kw, s}, found = true;
+                    if (units <= slots && units > within_units) within = {kw, s}, within_units = units;
+                }
+            if (!found && within_units > 0) best = within;
+            if (tiled_smem<L, TP>((l.chunks + best.splits - 1) / best.splits) <= size_t(kGemvSmemB)) return best;
+        }
+    }
     const int64_t rgc = kGemvWarps / p.kw, cta_rows = (l.n_rg + rgc - 1) / rgc;
     int64_t s = forced > 0 ? forced : (cta_rows >= sm_count ? 1 : 2);
     s = std::max<int64_t>(1, std::min<int64_t>({s, max_splits, std::max<int64_t>(1, l.chunks / p.kw)}));
@@ -312,6 +369,12 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
     }
     cfg.attrs = attr;
     cfg.numAttrs = n_attr;
+    if constexpr (TP == 1 && kDp4aLayout<L>) {
+        if (dp4a_enabled()) {
+            QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
+            return true;
+        }
+    }
     QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
     return true;
 }
@@ -324,6 +387,7 @@ void prepare_tiled() {
         QG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     };
     raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>()>);
+    if constexpr (kDp4aLayout<L>) raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>);
     raise(gemv_tiled_kernel<L, 2, tiled_minb<L, 2>()>);
     raise(gemv_tiled_kernel<L, 4, tiled_minb<L, 4>()>);
     raise(gemv_tiled_kernel<L, 8, tiled_minb<L, 8>()>);

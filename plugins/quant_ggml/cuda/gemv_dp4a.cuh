@@ -1,0 +1,142 @@
+// quant_ggml CUDA: the one-token GEMV math of Q4_K on the integer dot-product units (dp4a) instead of the tensor
+// cores, on the same tiled layout and in the same kernel frame (gemv_tiled.cuh, template flag DP).
+//
+// Why. The MMA form is issue-bound (ncu, H100: ~40 instructions per 16x16 k-step, 58 % issue utilisation): each
+// 32-column scale block needs its own accumulator scaled in fp32, and the codes are converted to bf16 one register
+// at a time. Here x is quantized per 256-column chunk to two int8 parts, x ~= s (h + l / 254) with
+// s = max|x| / 127, |h|, |l| <= 127 (error <= s / 508, ~1.5e-5 of the chunk's largest |x|); a lane's word of 8
+// nibbles gives rows g and g + 8 four codes each with one mask (bytes in column order 0, 2, 1, 3, so x is staged in
+// that order), and 4 dp4a per k-step do the dot products. The 6-bit scales and mins multiply the per-block integer
+// sums (all exact in int32); fp32 appears once per chunk and row: s * (d * (H + L / 254) - dmin * M / 254).
+//
+// Shared memory per chunk of the CTA (fits in the B-fragment space the MMA form reserves, 1 KB per Q4_K chunk):
+// 64 uint2 items {h bytes, l bytes} per (k-step, lane c), 32 ints sum(254 h + l) per (scale block, lane c), and the
+// chunk's scale s.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "tile_layout.h"
+
+namespace imp::ggml::cuda {
+
+template <class L>
+constexpr bool kDp4aLayout = std::is_same_v<L, LayoutQ4_K>;
+
+// a (4 unsigned bytes) . b (4 signed bytes) + c.
+__device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+struct Dp4aSmem {
+    uint2* q;    // [chunk][k-step 16][c 4]
+    int* xs;     // [chunk][scale block 8][c 4]
+    float* sx;   // [chunk]
+};
+
+__device__ __forceinline__ Dp4aSmem dp4a_smem(void* base, int c_all) {
+    Dp4aSmem m;
+    m.q = static_cast<uint2*>(base);
+    m.xs = reinterpret_cast<int*>(m.q + c_all * 64);
+    m.sx = reinterpret_cast<float*>(m.xs + c_all * 32);
+    return m;
+}
+
+// Quantizes x's columns of chunks [c_begin, c_begin + c_all) (256 each) into m; one warp per chunk, lane l takes
+// columns 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1). Columns past cols read 0.
+__device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, int c_begin, int c_all,
+                                           const Dp4aSmem& m) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
+    for (int ch = warp; ch < c_all; ch += n_warps) {
+        const int col = (c_begin + ch) * 256 + 8 * lane;
+        float v[8];
+        if (x_vec && col + 8 <= cols) {
+            const float4 a = __ldg(reinterpret_cast<const float4*>(x + col));
+            const float4 b = __ldg(reinterpret_cast<const float4*>(x + col) + 1);
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = col + i < cols ? __ldg(x + col + i) : 0.f;
+        }
+        float mx = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) mx = fmaxf(mx, fabsf(v[i]));
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
+        const float s = mx > 0.f ? mx / 127.f : 1.f, inv = mx > 0.f ? 127.f / mx : 0.f;
+        int h[8], l[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            // |t| <= 127 and |t - h| <= 1/2 (up to rounding of inv, which rounds back to 127), so no clamps.
+            const float t = v[i] * inv;
+            h[i] = __float2int_rn(t);
+            l[i] = __float2int_rn((t - float(h[i])) * 254.f);
+        }
+        int sum[2];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int* hh = h + 4 * half;
+            const int* ll = l + 4 * half;
+            // Column order in a word: 0, 2, 1, 3.
+            const uint32_t hw = uint32_t(hh[0] & 0xFF) | uint32_t(hh[2] & 0xFF) << 8 | uint32_t(hh[1] & 0xFF) << 16 |
+                                uint32_t(hh[3] & 0xFF) << 24;
+            const uint32_t lw = uint32_t(ll[0] & 0xFF) | uint32_t(ll[2] & 0xFF) << 8 | uint32_t(ll[1] & 0xFF) << 16 |
+                                uint32_t(ll[3] & 0xFF) << 24;
+            m.q[ch * 64 + (lane >> 1) * 4 + 2 * (lane & 1) + half] = make_uint2(hw, lw);
+            sum[half] = 254 * (hh[0] + hh[1] + hh[2] + hh[3]) + (ll[0] + ll[1] + ll[2] + ll[3]);
+        }
+        // Scale block j = k-steps 2 j, 2 j + 1 = lanes 4 j .. 4 j + 3: lane 4 j + i (i < 2) adds lane 4 j + i + 2.
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int other = __shfl_down_sync(0xFFFFFFFFu, sum[half], 2);
+            if ((lane & 3) < 2) m.xs[ch * 32 + (lane >> 2) * 4 + 2 * (lane & 1) + half] = sum[half] + other;
+        }
+        if (lane == 0) m.sx[ch] = s;
+    }
+}
+
+// One Q4_K tile (one 256-column super-block of rows g and g + 8) for lane (g, c): y[0] (row g) and y[1] (row g + 8)
+// += this lane's 64 columns' share.
+__device__ __forceinline__ void dp4a_tile_q4k(const LayoutQ4_K::Frag& f, const Dp4aSmem& m, int ch, int lane,
+                                              float (&y)[2]) {
+    const int c = lane & 3;
+    const uint2* xq = m.q + ch * 64 + c;
+    const int* xs = m.xs + ch * 32 + c;
+    int H[2] = {0, 0}, Lo[2] = {0, 0}, M[2] = {0, 0};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        int dh[2] = {0, 0}, dl[2] = {0, 0};
+#pragma unroll
+        for (int ss = 0; ss < 2; ++ss) {
+            const int s = 2 * j + ss;
+            const uint2 xv = xq[4 * s];
+            const uint32_t w0 = f.q[s] & 0x0F0F0F0Fu, w1 = (f.q[s] >> 4) & 0x0F0F0F0Fu;
+            dh[0] = dp4a_us(w0, xv.x, dh[0]);
+            dl[0] = dp4a_us(w0, xv.y, dl[0]);
+            dh[1] = dp4a_us(w1, xv.x, dh[1]);
+            dl[1] = dp4a_us(w1, xv.y, dl[1]);
+        }
+        const int xsum = xs[4 * j];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int sc = int((f.m[r][1 + (j >> 2)] >> (8 * (j & 3))) & 0xFF);
+            const int mn = int((f.m[r][3 + (j >> 2)] >> (8 * (j & 3))) & 0xFF);
+            H[r] += sc * dh[r];
+            Lo[r] += sc * dl[r];
+            M[r] += mn * xsum;
+        }
+    }
+    const float s = m.sx[ch];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const float d = f16_to_float(f.m[r][0]), dmin = f16_to_float(f.m[r][0] >> 16);
+        const float v = d * (float(H[r]) + float(Lo[r]) * (1.f / 254.f)) - dmin * float(M[r]) * (1.f / 254.f);
+        y[r] = fmaf(s, v, y[r]);
+    }
+}
+
+}  // namespace imp::ggml::cuda
