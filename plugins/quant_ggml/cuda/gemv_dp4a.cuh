@@ -23,7 +23,7 @@
 namespace imp::ggml::cuda {
 
 template <class L>
-constexpr bool kDp4aLayout = std::is_same_v<L, LayoutQ4_K>;
+constexpr bool kDp4aLayout = std::is_same_v<L, LayoutQ4_K> || std::is_same_v<L, LayoutQ6_K>;
 
 // a (4 unsigned bytes) . b (4 signed bytes) + c.
 __device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
@@ -32,27 +32,37 @@ __device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
     return d;
 }
 
+// Indexed by the CTA's k-steps (16 columns each, from its first column): items [k-step][c 4], sums
+// [k-step pair = 32-column scale block][c 4], scales [group of 16 k-steps = 256 columns].
 struct Dp4aSmem {
-    uint2* q;    // [chunk][k-step 16][c 4]
-    int* xs;     // [chunk][scale block 8][c 4]
-    float* sx;   // [chunk]
+    uint2* q;
+    int* xs;
+    float* sx;
 };
 
-__device__ __forceinline__ Dp4aSmem dp4a_smem(void* base, int c_all) {
+__device__ __forceinline__ Dp4aSmem dp4a_smem(void* base, int n_ks) {
+    const int n_pad = (n_ks + 15) / 16 * 16;  // staged in whole groups of 16 k-steps
     Dp4aSmem m;
     m.q = static_cast<uint2*>(base);
-    m.xs = reinterpret_cast<int*>(m.q + c_all * 64);
-    m.sx = reinterpret_cast<float*>(m.xs + c_all * 32);
+    m.xs = reinterpret_cast<int*>(m.q + n_pad * 4);
+    m.sx = reinterpret_cast<float*>(m.xs + n_pad / 2 * 4);
     return m;
 }
+// Bytes of Dp4aSmem for n_ks k-steps (staged in groups of 16).
+__host__ __device__ constexpr size_t dp4a_smem_bytes(int64_t n_ks) {
+    const int64_t g = (n_ks + 15) / 16;
+    return size_t(g * 16 * 4 * 8 + g * 8 * 4 * 4 + g * 4);
+}
 
-// Quantizes x's columns of chunks [c_begin, c_begin + c_all) (256 each) into m; one warp per chunk, lane l takes
-// columns 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1). Columns past cols read 0.
-__device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, int c_begin, int c_all,
+// Quantizes x's columns [col0, col0 + 16 n_ks) into m, in groups of 256 columns (one scale each; the last group
+// may read columns past the CTA's, up to cols, and zeros past cols); one warp per group, lane l takes columns
+// 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1).
+__device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, int col0, int n_ks,
                                            const Dp4aSmem& m) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
-    for (int ch = warp; ch < c_all; ch += n_warps) {
-        const int col = (c_begin + ch) * 256 + 8 * lane;
+    const int n_groups = (n_ks + 15) / 16;
+    for (int ch = warp; ch < n_groups; ch += n_warps) {
+        const int col = col0 + ch * 256 + 8 * lane;
         float v[8];
         if (x_vec && col + 8 <= cols) {
             const float4 a = __ldg(reinterpret_cast<const float4*>(x + col));
@@ -99,10 +109,40 @@ __device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, 
     }
 }
 
+// One Q6_K tile (one 256-column super-block of rows g and g + 8, 16-column scale blocks = k-steps) for lane (g, c):
+// codes are 6 bits, low nibble as Q4_K and the high pair from qh (bits 16 h + 8 (s % 2) + 2 k of word s / 2), moved
+// to bits 4-5 of each byte; value = d * sc * (code - 32), so each k-step's dot starts at -32 * sum x.
+__device__ __forceinline__ void dp4a_tile(const LayoutQ6_K::Frag& f, const Dp4aSmem& m, int ch, int lane,
+                                          float (&y)[2]) {
+    const int c = lane & 3;
+    const uint2* xq = m.q + ch * 64 + c;
+    int H[2] = {0, 0}, Lo[2] = {0, 0};
+#pragma unroll
+    for (int s = 0; s < 16; ++s) {
+        const uint2 xv = xq[4 * s];
+        const int nh = -32 * dp4a_us(0x01010101u, xv.x, 0), nl = -32 * dp4a_us(0x01010101u, xv.y, 0);
+        const uint32_t qh = f.qh[s >> 1] >> (8 * (s & 1));
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            // Row g: pairs of columns 0, 2, 1, 3 at bits 0, 4, 16, 20 (row g + 8: 2 bits higher) -> bits 4, 12, 20, 28.
+            const uint32_t hp = qh >> (2 * r);
+            const uint32_t hb = ((hp << 4) & 0x00300030u) | ((hp << 8) & 0x30003000u);
+            const uint32_t code = ((f.q[s] >> (4 * r)) & 0x0F0F0F0Fu) | hb;
+            const int sc = int(int8_t(uint8_t(f.sc[r][s >> 2] >> (8 * (s & 3)))));
+            H[r] += sc * dp4a_us(code, xv.x, nh);
+            Lo[r] += sc * dp4a_us(code, xv.y, nl);
+        }
+    }
+    const float s = m.sx[ch];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+        y[r] = fmaf(s * f16_to_float(f.d >> (16 * r)), float(H[r]) + float(Lo[r]) * (1.f / 254.f), y[r]);
+}
+
 // One Q4_K tile (one 256-column super-block of rows g and g + 8) for lane (g, c): y[0] (row g) and y[1] (row g + 8)
 // += this lane's 64 columns' share.
-__device__ __forceinline__ void dp4a_tile_q4k(const LayoutQ4_K::Frag& f, const Dp4aSmem& m, int ch, int lane,
-                                              float (&y)[2]) {
+__device__ __forceinline__ void dp4a_tile(const LayoutQ4_K::Frag& f, const Dp4aSmem& m, int ch, int lane,
+                                          float (&y)[2]) {
     const int c = lane & 3;
     const uint2* xq = m.q + ch * 64 + c;
     const int* xs = m.xs + ch * 32 + c;

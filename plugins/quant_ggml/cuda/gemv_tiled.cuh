@@ -138,7 +138,7 @@ constexpr int tiled_minb() {
 // reduction.
 template <class L, int TP, int MINB, bool DP = false>
 __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(TiledArgs a, int kw_count) {
-    static_assert(!DP || (TP == 1 && kDp4aLayout<L>), "dp4a GEMV: one token, Q4_K");
+    static_assert(!DP || (TP == 1 && kDp4aLayout<L>), "dp4a GEMV: one token, Q4_K or Q6_K");
     constexpr int J = (TP + 3) / 4;
     constexpr int kOut = 2 * J * 32;  // outputs of one row group: 16 rows x 4 J token columns, as hi + lo sums
     extern __shared__ uint2 smem_b[];
@@ -168,10 +168,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     pdl_wait();
 
     const int c_all = int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin;
-    [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all);
+    [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all * L::kSteps);
     [[maybe_unused]] float ydp[2] = {0.f, 0.f};
     if constexpr (DP) {
-        dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin, c_all, dsm);
+        dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
         __syncthreads();
     } else {
         // Pair (k-step, token, c): one load of 4 x values, written as the hi item 8 t + c and the lo item 8 t + 4 + c.
@@ -205,14 +205,18 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     }
 
     if constexpr (DP) {
-        const auto tile = [&](const typename L::Frag& f, int ch) {
-            if (ch < g.c_end) dp4a_tile_q4k(f, dsm, ch - g.c_begin, lane, ydp);
+        const auto tiles = [&](const typename L::Frag (&f)[L::kUnroll], int ch0) {
+#pragma unroll
+            for (int u = 0; u < L::kUnroll; ++u) {
+                const int ch = ch0 + u * kw_count;
+                if (ch < g.c_end) dp4a_tile(f[u], dsm, ch - g.c_begin, lane, ydp);
+            }
         };
         for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
             g.load(fb, ch0 + kStep);
-            tile(fa[0], ch0);
+            tiles(fa, ch0);
             g.load(fa, ch0 + 2 * kStep);
-            tile(fb[0], ch0 + kStep);
+            tiles(fb, ch0 + kStep);
         }
     } else {
         for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
@@ -283,7 +287,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
 
 template <class L, int TP>
 size_t tiled_smem(int64_t chunks_per_cta) {
-    return size_t(chunks_per_cta) * L::kSteps * b_stride<TP>() * sizeof(uint2) + b_pad_bytes<TP>();
+    const size_t mma = size_t(chunks_per_cta) * L::kSteps * b_stride<TP>() * sizeof(uint2) + b_pad_bytes<TP>();
+    if constexpr (TP == 1 && kDp4aLayout<L>) return std::max(mma, dp4a_smem_bytes(chunks_per_cta * L::kSteps));
+    return mma;
 }
 
 struct TiledPlan {
@@ -308,7 +314,7 @@ TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, in
         // 80-100 % of a wave, S = 2 first for wide rows (>= 32 chunks: halves each CTA's staging), KW ascending;
         // else the fullest plan within a wave; else KW 1.
         if (forced_kw <= 0 && forced <= 0 && dp4a_enabled() && cc >= 90) {
-            const int64_t slots = 2 * int64_t(sm_count);
+            const int64_t slots = tiled_minb<L, TP>() * int64_t(sm_count);
             TiledPlan best{1, 1}, within{0, 0};
             int64_t within_units = 0;
             bool found = false;
