@@ -15,19 +15,6 @@
 using namespace imp;
 using namespace imp::cuda_test;
 
-namespace {
-
-double time_attention_us(const std::function<void()>& f, int reps) {
-    f();
-    gpu().synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) f();
-    gpu().synchronize();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
-}
-
-}  // namespace
-
 TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]") {
     std::mt19937 rng(1);
     CudaExecutor& ex = gpu();
@@ -76,7 +63,7 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
             for (int v = 0; v < 4; ++v) {
                 cuda_kernels::attention_set_tensor_cores(v > 0);
                 cuda_kernels::attention_set_mma_warps(v == 2 ? 4 : v == 3 ? 8 : 0);
-                us[v] = time_attention_us([&] { ex.attention(q, qn, kv, out, p); }, reps);
+                us[v] = time_us([&] { ex.attention(q, qn, kv, out, p); }, reps);
                 res[v] = from_dev(out, size_t(n * qn));
             }
             cuda_kernels::attention_set_tensor_cores(tc_default);

@@ -16,19 +16,6 @@
 using namespace imp;
 using namespace imp::cuda_test;
 
-namespace {
-
-double time_decode_us(const std::function<void()>& f, int reps) {
-    f();
-    gpu().synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) f();
-    gpu().synchronize();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
-}
-
-}  // namespace
-
 TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.bench]") {
     std::mt19937 rng(1);
     CudaExecutor& ex = gpu();
@@ -71,12 +58,12 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
         for (int v = 0; v < 3; ++v) {  // 0: split-KV, 1: one-kernel decode with 8 warps, 2: with 4 warps
             cuda_kernels::attention_set_decode_old(v == 0);
             cuda_kernels::attention_set_decode_warps(v == 2 ? 4 : 8);
-            direct[v] = time_decode_us([&] { ex.attention(q, qn, kv, out, p); }, 500);
+            direct[v] = time_us([&] { ex.attention(q, qn, kv, out, p); }, 500);
             res[v] = from_dev(out, size_t(qn));
             ex.capture_begin();
             for (int i = 0; i < kCalls; ++i) ex.attention(q, qn, kv, out, p);
             const int graph = ex.capture_end();
-            graphed[v] = time_decode_us([&] { ex.replay(graph); }, 50) / kCalls;
+            graphed[v] = time_us([&] { ex.replay(graph); }, 50) / kCalls;
         }
         cuda_kernels::attention_set_decode_old(old_default);
         cuda_kernels::attention_set_decode_warps(0);

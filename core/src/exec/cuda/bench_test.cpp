@@ -8,19 +8,6 @@
 using namespace imp;
 using namespace imp::cuda_test;
 
-namespace {
-
-double time_us(const std::function<void()>& f, int reps) {
-    f();
-    gpu().synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) f();
-    gpu().synchronize();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
-}
-
-}  // namespace
-
 TEST_CASE("cuda bench: kernel timings", "[.bench]") {
     std::mt19937 rng(1);
     CudaExecutor& ex = gpu();

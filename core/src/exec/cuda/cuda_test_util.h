@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -17,6 +19,16 @@ namespace imp::cuda_test {
 inline CudaExecutor& gpu() {
     static CudaExecutor ex(0);  // throws imp::Error (test failure) when there is no GPU
     return ex;
+}
+
+// Benchmarks ([.bench]): wall microseconds per call of f over reps calls on the shared executor, after one warm-up.
+inline double time_us(const std::function<void()>& f, int reps) {
+    f();
+    gpu().synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    gpu().synchronize();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
 }
 inline CpuExecutor& cpu() {
     static CpuExecutor ex(0);
