@@ -114,24 +114,14 @@ IMP_HD void load_u64(const uint8_t* p, uint32_t* w) {
 #endif
 }
 
-// Where a Frag is read from: GlobalMem (the weight in device memory, streamed) or, in kernels that stage tiles in
-// shared memory first, a policy with the same four functions.
-struct GlobalMem {
-    IMP_HD static void stream(const uint8_t* p, uint32_t* w, int n) { load_stream(p, w, n); }
-    IMP_HD static void words(const uint8_t* p, uint32_t* w, int n) { load_words(p, w, n); }
-    IMP_HD static uint32_t u32(const uint8_t* p) { return load_u32(p); }
-    IMP_HD static void u64(const uint8_t* p, uint32_t* w) { load_u64(p, w); }
-};
-
 // The 64 quant bytes of a lane in the 256-column types: four 16-byte pieces, piece i of lane l at 512 i + 16 l, so
-// each 16-byte load of a warp covers 512 contiguous bytes (coalesced in memory, free of bank conflicts in shared
-// memory). Word s of the lane (k-step s) is word s % 4 of piece s / 4.
-template <class M>
+// each 16-byte load of a warp covers 512 contiguous bytes. Word s of the lane (k-step s) is word s % 4 of
+// piece s / 4.
 IMP_HD void load_pieces(const uint8_t* t, int lane, uint32_t* w, int pieces) {
 #ifdef __CUDA_ARCH__
 #pragma unroll
 #endif
-    for (int i = 0; i < pieces; ++i) M::stream(t + 512 * i + 16 * lane, w + 4 * i, 4);
+    for (int i = 0; i < pieces; ++i) load_stream(t + 512 * i + 16 * lane, w + 4 * i, 4);
 }
 inline uint8_t* piece_word(uint8_t* t, int lane, int word) {
     return t + 512 * (word >> 2) + 16 * lane + 4 * (word & 3);
@@ -206,10 +196,9 @@ struct LayoutQ4_0 {
     struct Frag {
         uint32_t q[4], d[2];
     };
-    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        M::stream(t + 16 * lane, f.q, 4);
-        M::u64(t + 512 + 8 * (lane >> 2), f.d);
+        load_stream(t + 16 * lane, f.q, 4);
+        load_u64(t + 512 + 8 * (lane >> 2), f.d);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
@@ -236,10 +225,9 @@ struct LayoutQ4_1 {
     struct Frag {
         uint32_t q[4], dm[4];
     };
-    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        M::stream(t + 16 * lane, f.q, 4);
-        M::words(t + 512 + 16 * (lane >> 2), f.dm, 4);
+        load_stream(t + 16 * lane, f.q, 4);
+        load_words(t + 512 + 16 * (lane >> 2), f.dm, 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
@@ -268,10 +256,9 @@ struct LayoutQ8_0 {
     struct Frag {
         uint32_t q[4], d;
     };
-    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        M::stream(t + 16 * lane, f.q, 4);
-        f.d = M::u32(t + 512 + 4 * (lane >> 2));
+        load_stream(t + 16 * lane, f.q, 4);
+        f.d = load_u32(t + 512 + 4 * (lane >> 2));
     }
     // Codes (0..255) of A-register k, elements 0 and 1.
     IMP_HD static uint32_t word(const Frag& f, int s, int k) { return f.q[2 * s + (k >> 1)]; }
@@ -295,12 +282,11 @@ struct LayoutQ4_K {
     struct Frag {
         uint32_t q[16], m[2][5];
     };
-    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
         uint32_t m[2][4];
-        load_pieces<M>(t, lane, f.q, 4);
-        M::words(t + 2048 + 16 * (lane >> 2), m[0], 4);
-        M::words(t + 2048 + 16 * (lane >> 2) + 128, m[1], 4);
+        load_pieces(t, lane, f.q, 4);
+        load_words(t + 2048 + 16 * (lane >> 2), m[0], 4);
+        load_words(t + 2048 + 16 * (lane >> 2) + 128, m[1], 4);
         k4_unpack(m[0], f.m[0]);
         k4_unpack(m[1], f.m[1]);
     }
@@ -328,13 +314,12 @@ struct LayoutQ5_K {
     struct Frag {
         uint32_t q[16], qh[4], m[2][5];
     };
-    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
         uint32_t m[2][4];
-        load_pieces<M>(t, lane, f.q, 4);
-        M::stream(t + 2048 + 16 * lane, f.qh, 4);
-        M::words(t + 2560 + 16 * (lane >> 2), m[0], 4);
-        M::words(t + 2560 + 16 * (lane >> 2) + 128, m[1], 4);
+        load_pieces(t, lane, f.q, 4);
+        load_stream(t + 2048 + 16 * lane, f.qh, 4);
+        load_words(t + 2560 + 16 * (lane >> 2), m[0], 4);
+        load_words(t + 2560 + 16 * (lane >> 2) + 128, m[1], 4);
         k4_unpack(m[0], f.m[0]);
         k4_unpack(m[1], f.m[1]);
     }
@@ -366,13 +351,12 @@ struct LayoutQ6_K {
     struct Frag {
         uint32_t q[16], qh[8], sc[2][4], d;
     };
-    template <class M = GlobalMem>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_pieces<M>(t, lane, f.q, 4);
-        load_pieces<M>(t + 2048, lane, f.qh, 2);
-        M::words(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
-        M::words(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
-        f.d = M::u32(t + 3328 + 4 * (lane >> 2));
+        load_pieces(t, lane, f.q, 4);
+        load_pieces(t + 2048, lane, f.qh, 2);
+        load_words(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
+        load_words(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
+        f.d = load_u32(t + 3328 + 4 * (lane >> 2));
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
         return and_or_r<0x00300030u>(shift_to(f.qh[s >> 1], 8 * (s & 1) + 2 * k, 4), nib_bits(f.q[s], k));
