@@ -251,24 +251,19 @@ void CudaExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, 
     cuda_kernels::rope(x, row_stride, positions, n_tokens, n_heads, p, queue_of(handles_));
 }
 
-void CudaExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v,
-                            int64_t v_stride, const int32_t* positions, int64_t n_tokens) {
-    if (kv.block_size <= 0) throw Error("cuda kv_store: KV block size must be positive");
-    cuda_kernels::kv_store(kv, k, k_stride, v, v_stride, positions, n_tokens, queue_of(handles_));
+// TEMPORARY (SDK 2 integration): the multi-sequence CUDA kernels land from branch sdk2-cuda.
+void CudaExecutor::kv_store(const KVCacheView&, const float*, int64_t, const float*, int64_t, const int32_t*, int64_t) {
+    throw Error("cuda kv_store: multi-sequence kernels not merged yet");
 }
 
-void CudaExecutor::attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
-                             const AttentionParams& p) {
-    const cuda_kernels::AttnScratch sc{static_cast<float*>(attn_scratch_), kAttnScratchBytes / sizeof(float)};
-    cuda_kernels::attention(q, q_stride, kv, out, p, sc, handles_.sm_count, queue_of(handles_));
+void CudaExecutor::attention(const float*, int64_t, const KVCacheView&, float*, const AttentionParams&,
+                             const StepBatch&) {
+    throw Error("cuda attention: multi-sequence kernels not merged yet");
 }
 
-void CudaExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,
-                                 int64_t v_stride, const float* q_norm, const float* k_norm, float norm_eps,
-                                 const int32_t* positions, int64_t n_tokens, int n_head, int n_kv_head,
-                                 const RopeParams& rope, const KVCacheView& kv) {
-    cuda_kernels::rope_kv_store(q, q_stride, k, k_stride, v, v_stride, q_norm, k_norm, norm_eps, positions, n_tokens,
-                                n_head, n_kv_head, rope, kv, queue_of(handles_));
+void CudaExecutor::rope_kv_store(float*, int64_t, float*, int64_t, const float*, int64_t, const float*, const float*,
+                                 float, const StepBatch&, int, int, const RopeParams&, const KVCacheView&) {
+    throw Error("cuda rope_kv_store: multi-sequence kernels not merged yet");
 }
 
 void CudaExecutor::set_pdl(bool on) { handles_.pdl = on && handles_.cc >= 90; }
@@ -280,8 +275,8 @@ void CudaExecutor::swiglu(const float* gate, int64_t gate_stride, const float* u
 
 void CudaExecutor::add(float* x, const float* y, int64_t n) { cuda_kernels::add(x, y, n, queue_of(handles_)); }
 
-void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
-                          const int32_t* recent, int64_t n_recent, int32_t* out) {
+void CudaExecutor::sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab,
+                          const SampleRow* rows, const int32_t* recent, int32_t* out) {
     const SampleLayout l = sample_layout(kMaxVocab, sort_temp_bytes_);
     char* base = static_cast<char*>(sample_scratch_);
     cuda_kernels::SampleScratch sc;
@@ -295,8 +290,13 @@ void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingPa
     sc.sort_temp = base + l.temp;
     sc.sort_temp_bytes = sort_temp_bytes_;
     sc.max_vocab = kMaxVocab;
-    const double u = p.temperature > 0.f ? sample_uniform(p.seed, step) : 0.0;
-    cuda_kernels::sample(logits, n_vocab, p, u, recent, n_recent, out, sc, queue_of(handles_));
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const SampleRow& row = rows[r];
+        const double u = row.p.temperature > 0.f ? sample_uniform(row.p.seed, row.step) : 0.0;
+        cuda_kernels::sample(logits + r * logits_stride, n_vocab, row.p, u,
+                             row.n_recent ? recent + row.recent_offset : nullptr, row.n_recent, out + r, sc,
+                             queue_of(handles_));
+    }
 }
 
 }  // namespace imp
