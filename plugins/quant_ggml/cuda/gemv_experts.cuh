@@ -22,9 +22,10 @@ __device__ __forceinline__ int2 resolve_item(const ExpertsRoute& r, const float*
     int e, first, n;
     if (r.groups) {
         if (item >= *r.n_groups) return make_int2(-1, 0);
-        e = r.groups[3 * item];
-        first = r.groups[3 * item + 1];
-        n = min(r.groups[3 * item + 2], TP);
+        const int32_t* g = r.groups + 3 * int64_t(item);
+        e = g[0];
+        first = g[1];
+        n = min(g[2], TP);
     } else {
         e = r.ids[item];
         first = item;
