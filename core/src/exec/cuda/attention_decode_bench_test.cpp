@@ -66,8 +66,8 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
             cuda_kernels::attention_set_decode_old(old_default);
             cuda_kernels::attention_set_decode_warps(0);
             const double bytes = double(n_seqs) * double(ctx) * width * 2 * 2;
-            std::printf("decode attention bf16 32/8x128 %2d seq ctx %6ld (table %6d): split-KV %7.2f us, graph %7.2f us "
-                        "(%5.0f GB/s) | one-kernel 8 warps %7.2f us, graph %7.2f us (%5.0f GB/s, x%.2f) | 4 warps "
+            std::printf("decode attention bf16 32/8x128 %2d seq ctx %6ld (table %6d): split-KV %7.2f us, graph %7.2f "
+                        "us (%5.0f GB/s) | one-kernel 8 warps %7.2f us, graph %7.2f us (%5.0f GB/s, x%.2f) | 4 warps "
                         "%7.2f us, graph %7.2f us (x%.2f) | max rel diff 8w %.1e 4w %.1e\n",
                         n_seqs, long(ctx), cap, direct[0], graphed[0], bytes / graphed[0] * 1e-3, direct[1],
                         graphed[1], bytes / graphed[1] * 1e-3, graphed[0] / graphed[1], direct[2], graphed[2],

@@ -5,9 +5,10 @@
 // g (row i: the sequence's token i / group, head g * group + i % group; query tiles never mix sequences: the grid
 // has tiles_per_seq CTAs per sequence, and those past a sequence's rows exit at once), 16 rows per warp, and walks
 // the sequence's KV positions [0, kv_end) (through its block table row) in tiles of kMmaKeys = 64 keys (8 warps:
-// each K/V tile is read from L2 once for twice the rows, one CTA per SM at head_dim 128; 4 warps: two CTAs per SM). K and V tiles are copied to shared memory with cp.async (16 bytes per
-// copy, paged through the block table, zero-filled past kv_end and past hd), two stages deep, so the next tile's
-// copy overlaps the current tile's math. Per tile, each warp computes
+// each K/V tile is read from L2 once for twice the rows, one CTA per SM at head_dim 128; 4 warps: two CTAs per
+// SM). K and V tiles are copied to shared memory with cp.async (16 bytes per copy, paged through the block table,
+// zero-filled past kv_end and past hd), two stages deep, so the next tile's copy overlaps the current tile's math.
+// Per tile, each warp computes
 //   S = Q K^T with mma.m16n8k16 (fp32 accumulate): Q fragments by ldmatrix, K fragments by ldmatrix (K stored
 //     [key][dim] is the column-major B operand);
 //   the online softmax on the S fragments in registers (log2 domain: Q is pre-multiplied by scale * log2 e; row

@@ -319,8 +319,8 @@ void CudaExecutor::sample(const float* logits, int64_t logits_stride, int64_t n_
             int64_t e = r + 1;
             while (e < n_rows && plain_argmax(rows[e])) ++e;
             if (n_vocab > kMaxVocab)
-                throw Error("cuda sample: vocabulary of " + std::to_string(n_vocab) + " exceeds the sampler's maximum " +
-                            std::to_string(kMaxVocab));
+                throw Error("cuda sample: vocabulary of " + std::to_string(n_vocab) +
+                            " exceeds the sampler's maximum " + std::to_string(kMaxVocab));
             cuda_kernels::sample_argmax_rows(lr, logits_stride, e - r, n_vocab, out + r, sc, s);
             r = e;
             continue;
