@@ -171,15 +171,13 @@ public:
             wv_->matmul(ex, xn, n_embd_, v, kd, n, false);
         }
         // [q/k per-head RMSNorm] -> RoPE(q), RoPE(k) -> k, v into the KV cache, in one op.
-        ex.rope_kv_store(q, qs, k, ks, v, ks, qn_, kn_, eps_, ctx.batch.positions, n, n_head_, n_kv_, rope_, ctx.kv);
+        ex.rope_kv_store(q, qs, k, ks, v, ks, qn_, kn_, eps_, ctx.batch, n_head_, n_kv_, rope_, ctx.kv);
         AttentionParams ap;
         ap.n_head = n_head_;
         ap.n_kv_head = n_kv_;
         ap.head_dim = hd_;
         ap.scale = scale_;
-        ap.positions = ctx.batch.positions;
-        ap.n_tokens = n;
-        ex.attention(q, qs, ctx.kv, att, ap);
+        ex.attention(q, qs, ctx.kv, att, ap, ctx.batch);
         wo_->matmul(ex, att, qd, hidden, n_embd_, n, true);  // residual: hidden += o_proj(att)
     }
 
