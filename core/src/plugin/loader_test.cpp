@@ -275,20 +275,20 @@ public:
                   int64_t) override {
         unused();
     }
-    void sample(const float*, int64_t, const imp::SamplingParams&, uint64_t, const int32_t*, int64_t,
-                int32_t*) override {
+    void sample(const float*, int64_t, int64_t, int64_t, const imp::SampleRow*, const int32_t*, int32_t*) override {
         unused();
     }
     void reserve_workspace(size_t) override { unused(); }
     uint64_t available_bytes() const override { return 0; }
     void* workspace() override { return nullptr; }
     size_t workspace_bytes() const override { return 0; }
-    void attention(const float*, int64_t, const imp::KVCacheView&, float*, const imp::AttentionParams&) override {
+    void attention(const float*, int64_t, const imp::KVCacheView&, float*, const imp::AttentionParams&,
+                   const imp::StepBatch&) override {
         unused();
     }
     void swiglu(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t) override { unused(); }
     void rope_kv_store(float*, int64_t, float*, int64_t, const float*, int64_t, const float*, const float*, float,
-                       const int32_t*, int64_t, int, int, const imp::RopeParams&, const imp::KVCacheView&) override {
+                       const imp::StepBatch&, int, int, const imp::RopeParams&, const imp::KVCacheView&) override {
         unused();
     }
     void add(float*, const float*, int64_t) override { unused(); }
@@ -326,9 +326,9 @@ TEST_CASE("plugin loader: the out-of-tree example plugin loads and scales hidden
     CHECK(layer->weight_specs().empty());
     for (bool gpu : {false, true}) {
         HostExecutor ex(gpu);
-        imp::Batch batch;
+        imp::StepBatch batch;
         batch.n_tokens = 2;
-        imp::LayerContext ctx{ex, batch, {}, nullptr, nullptr};
+        imp::LayerContext ctx{ex, batch, {}, {}, nullptr};
         std::vector<float> hidden{1, 2, 3, -4, 0, 0.5f, 99};  // 2 tokens x width 3, and one float past the end
         layer->forward(ctx, hidden.data());
         CHECK(hidden == std::vector<float>{2.5f, 5, 7.5f, -10, 0, 1.25f, 99});

@@ -23,6 +23,8 @@ struct Profile {
         bool cuda_graphs = true;
         std::string kv_dtype = "auto";  // auto | bf16 | fp8 | f32 (auto: f32 on CPU, bf16 on CUDA)
         int threads = 0;                // CPU threads, 0 = all cores
+        int max_seqs = 1;               // sequences held at once (KV block tables, state slots, decode graph buckets)
+        int64_t kv_blocks = 0;          // KV pool blocks of 16 positions, 0 = max_seqs full-length sequences
     } runtime;
     struct Sampling {
         double temperature = 0.8;
@@ -43,6 +45,7 @@ struct Profile {
         std::vector<int64_t> pp{512};
         std::vector<int64_t> tg{128};
         int64_t reps = 5;
+        std::vector<int64_t> batch{1};  // sequences decoding together in the tg tests
     } bench;
 };
 
