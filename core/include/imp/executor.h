@@ -27,8 +27,6 @@ struct KVCacheView {
     int head_dim = 0;
     int block_size = 16;
     float k_scale = 1.f, v_scale = 1.f;
-    int64_t capacity = 0;                      // TEMPORARY: old kernels until sdk2-cuda merges
-    const int32_t* block_table = nullptr;      // TEMPORARY
 };
 
 // The sequence layout of one forward step over the tokens of n_seqs sequences (vLLM's attention metadata; llama.cpp's
@@ -66,8 +64,6 @@ struct AttentionParams {
     int n_kv_head = 0;
     int head_dim = 0;
     float scale = 0.f;   // softmax scale, usually 1/sqrt(head_dim)
-    const int32_t* positions = nullptr;  // TEMPORARY: old kernels until sdk2-cuda merges
-    int64_t n_tokens = 0;                // TEMPORARY
 };
 
 // Sampling parameters (same meaning as the profile's [sampling] keys).
