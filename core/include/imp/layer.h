@@ -14,6 +14,7 @@
 namespace imp {
 
 class Weight;
+class Registry;
 
 struct WeightSpec {
     enum class Use { Matrix, Vector };  // Matrix: a Weight through a QuantFormat; Vector: plain fp32 on the device
@@ -100,6 +101,7 @@ struct LayerParams {
     const Metadata* hparams = nullptr;
     std::string prefix;
     int index = 0;
+    const Registry* registry = nullptr;  // set by Registry::make_layer: resolve ops here (registry->op<Op>())
 };
 
 }  // namespace imp

@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     __shared__ float* orow[T];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = int(blockIdx.x) * RW;
-    pdl_wait();
+    ::imp::cuda::pdl_wait();
     const int2 item = resolve_item<T>(route, xrow, orow);
     const int n = item.y;
     if (n == 0) return;
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
         g.load(qa, ch + 2 * kStep);
         g.compute(qb, ch + kStep);
     }
-    pdl_launch_dependents();
+    ::imp::cuda::pdl_launch_dependents();
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -186,7 +186,7 @@ void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t s
     for (int item0 = 0; item0 < ea.n_items; item0 += kMaxZ) {
         route.item0 = item0;
         cfg.gridDim = dim3(unsigned((l.rows + RW - 1) / RW), 1, unsigned(std::min(kMaxZ, ea.n_items - item0)));
-        QG_CUDA(cudaLaunchKernelEx(&cfg, experts_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(ea.w),
+        IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(ea.w),
                                    int64_t(ea.expert_bytes), int64_t(l.ld) * PlainElems<TY>::kElem, int(l.rows),
                                    int(l.cols), route, x_vec, ea.accumulate, ea.zero_invalid));
     }

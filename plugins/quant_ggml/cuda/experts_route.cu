@@ -8,8 +8,9 @@
 #include <climits>
 #include <string>
 
-#include "cuda_check.h"
-#include "device_common.cuh"
+#include "imp/cuda/check.h"
+#include "imp/cuda/launch.cuh"
+#include "mma_bf16.cuh"
 #include "experts_kernels.h"
 #include "imp/error.h"
 
@@ -26,7 +27,7 @@ __global__ void __launch_bounds__(1024)
     int* pstart = count + nb;
     int* gstart = pstart + nb;
     constexpr int G = kExpertGroupTokens;
-    pdl_wait();
+    ::imp::cuda::pdl_wait();
     for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = 0;
     __syncthreads();
     for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
@@ -72,7 +73,7 @@ __global__ void __launch_bounds__(kReduceThreads)
     experts_reduce_kernel(const float* __restrict__ part, int rows, int bpt, const int32_t* __restrict__ ids,
                           const float* __restrict__ weights, int n_expert, int top_k, float* __restrict__ y,
                           int64_t ys, int accumulate) {
-    pdl_wait();
+    ::imp::cuda::pdl_wait();
     const int64_t t = blockIdx.x / bpt;
     const int r = int(blockIdx.x % bpt) * kReduceThreads + int(threadIdx.x);
     if (r >= rows) return;
@@ -105,7 +106,7 @@ void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_inval
     cfg.stream = st;
     cfg.attrs = pdl ? &attr : nullptr;
     cfg.numAttrs = pdl ? 1 : 0;
-    QG_CUDA(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, n_groups, groups,
+    IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, n_groups, groups,
                                order));
 }
 
@@ -122,7 +123,7 @@ void experts_reduce(const float* part, int rows, const int32_t* ids, const float
     cfg.stream = st;
     cfg.attrs = pdl ? &attr : nullptr;
     cfg.numAttrs = pdl ? 1 : 0;
-    QG_CUDA(cudaLaunchKernelEx(&cfg, experts_reduce_kernel, part, rows, bpt, ids, weights, n_expert, top_k, y, ys,
+    IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_reduce_kernel, part, rows, bpt, ids, weights, n_expert, top_k, y, ys,
                                accumulate));
 }
 

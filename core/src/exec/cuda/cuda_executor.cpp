@@ -14,14 +14,6 @@
 #include "imp/error.h"
 #include "runtime/sampler.h"
 
-#define IMP_CUBLAS_CHECK(call)                                                                                    \
-    do {                                                                                                          \
-        const cublasStatus_t imp_st_ = (call);                                                                    \
-        if (imp_st_ != CUBLAS_STATUS_SUCCESS)                                                                     \
-            throw ::imp::Error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " #call ": " +         \
-                               cublasGetStatusString(imp_st_));                                                   \
-    } while (0)
-
 namespace imp {
 
 namespace {
