@@ -186,6 +186,17 @@ void Engine::release_sequence(SeqId id) {
 
 int64_t Engine::position(SeqId id) const { return impl_->seqs->position(id); }
 
+void Engine::copy_state(SeqId from, SeqId to) {
+    Impl& m = *impl_;
+    if (!m.seqs->valid(from) || !m.seqs->valid(to))
+        throw Error("copy_state: unknown sequence id " + std::to_string(m.seqs->valid(from) ? to : from));
+    if (from == to) return;
+    for (const auto& sv : m.state)
+        if (sv.base)
+            m.ex.copy(static_cast<uint8_t*>(sv.base) + uint64_t(to) * sv.slot_bytes,
+                      static_cast<const uint8_t*>(sv.base) + uint64_t(from) * sv.slot_bytes, sv.slot_bytes);
+}
+
 void Engine::step(std::span<const SeqWork> work, float* logits) { impl_->run_step(work, logits, false); }
 
 void Engine::sample(std::span<const SeqSample> rows, int32_t* out) {

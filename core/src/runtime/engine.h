@@ -67,6 +67,8 @@ public:
     void release_sequence(SeqId id);      // its KV blocks go back to the pool
     int64_t position(SeqId id) const;     // tokens already in the sequence's state
     int64_t free_kv_blocks() const;
+    // Copies the recurrent state of sequence `from` into sequence `to` (every layer's slot; KV is not copied).
+    void copy_state(SeqId from, SeqId to);
 
     // Runs every item's tokens (split into forward passes of at most prefill_chunk rows; items of one pass are
     // different sequences) and advances each sequence. Each item's last-token logits stay on the device for
