@@ -1,0 +1,216 @@
+// quant_ggml CUDA: the ExpertWeights of a CUDA executor. Load repacks each expert into the layout of one
+// [rows, cols] weight (repack.h; rows padded to whole 16-row tiles per expert for block types) in a pinned staging
+// buffer, a batch of experts at a time, and uploads them into one allocation. A grouped matmul takes one of two
+// paths, chosen on the host from n_tokens * top_k only (never from ids):
+//  - per pair (decode): one GEMV work item per (token, slot) pair, reading its expert id on the device; each pair
+//    reads its expert's weights once (the dense one-token kernels: dp4a for Q4_K / Q6_K, MMA otherwise);
+//  - grouped (more pairs than experts): a one-CTA kernel groups the pairs by expert into the workspace, then one
+//    work item per group of up to 8 pairs runs the 8-token GEMV, so each expert's weights are read once per 8 pairs
+//    routed to it. The grid is sized from the bound on the groups; items past the actual count exit at once.
+// With routing weights the GEMV writes each pair's output row to the workspace and a second kernel sums the slots
+// of each token in slot order into y (fp32): deterministic, no atomics. Without, the GEMV writes y's rows directly.
+#include "cuda_experts.h"
+
+#include <algorithm>
+#include <climits>
+#include <mutex>
+#include <thread>
+
+#include "cuda_check.h"
+#include "experts_check.h"
+#include "experts_kernels.h"
+#include "imp/error.h"
+#include "repack.h"
+
+namespace imp::ggml::cuda {
+namespace {
+
+uint64_t round256(uint64_t v) {
+    return (v + 255) / 256 * 256;
+}
+
+class CudaExperts final : public ExpertWeights {
+public:
+    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok)
+        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok) {
+        n_expert_ = n_expert;
+        rows_ = l.rows;
+        cols_ = l.cols;
+    }
+
+    std::string type() const override { return type_info(l_.type).name; }
+    uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
+
+    // The per-pair outputs of a weighted call, and the grouping of the grouped path (whether or not a given call
+    // needs them: the engine reserves the maximum once).
+    uint64_t workspace_bytes(int64_t n_tokens, int64_t top_k) const override {
+        if (n_tokens <= 0 || top_k <= 0) return 0;
+        const int64_t n_pairs = int64_t(checked_mul(uint64_t(n_tokens), uint64_t(top_k), name_.c_str()));
+        return part_bytes(n_pairs) + (grouped_ok_ ? group_bytes(n_pairs) : 0);
+    }
+
+    void grouped_matmul(Executor& ex, const ExpertMatmul& m) const override {
+        const CudaHandles& h = handles(ex);
+        if (!check_expert_matmul(name_, rows_, cols_, m)) return;
+        const int64_t n_pairs = m.n_tokens * m.top_k;
+        const bool weighted = m.weights != nullptr, grouped = use_grouped(n_pairs);
+        const uint64_t group_off = weighted ? part_bytes(n_pairs) : 0;
+        const uint64_t need = group_off + (grouped ? group_bytes(n_pairs) : 0);
+        if (need > 0 && (!ex.workspace() || ex.workspace_bytes() < need))
+            throw Error("quant_ggml: experts '" + name_ + "': grouped_matmul of " + std::to_string(m.n_tokens) +
+                        " tokens x top_k " + std::to_string(m.top_k) + " needs " + std::to_string(need) +
+                        " bytes of workspace, the executor reserved " + std::to_string(ex.workspace_bytes()));
+        auto* ws = static_cast<uint8_t*>(ex.workspace());
+        auto* part = reinterpret_cast<float*>(ws);
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        ExpertsArgs a;
+        a.w = dev_;
+        a.expert_bytes = l_.bytes;
+        a.route.ids = m.ids;
+        a.route.x = m.x;
+        a.route.xs = m.x_stride;
+        a.route.out = weighted ? part : m.y;
+        a.route.os = weighted ? rows_ : m.y_stride;
+        a.route.n_expert = int(n_expert_);
+        a.route.top_k = int(m.top_k);
+        a.route.x_per_slot = m.x_per_slot ? 1 : 0;
+        a.accumulate = !weighted && m.accumulate;
+        a.zero_invalid = !weighted && !m.accumulate;
+        a.splits = plan_.splits;
+        a.kw = plan_.kw;
+        a.pdl = h.pdl;
+        if (grouped) {
+            const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
+            auto* g = reinterpret_cast<int32_t*>(ws + group_off);
+            a.route.n_groups = g;
+            a.route.groups = g + 1;
+            a.route.order = g + 1 + 3 * max_groups;
+            a.n_items = int(max_groups);
+            a.plan_items = int(max_groups);
+            experts_group(m.ids, int(n_pairs), int(n_expert_), a.zero_invalid, g, g + 1, g + 1 + 3 * max_groups,
+                          h.pdl, st);
+        } else {
+            a.n_items = int(n_pairs);
+            a.plan_items = int(n_pairs);
+        }
+        experts_gemv(l_, a, h.sm_count, h.cc, st);
+        if (weighted)
+            experts_reduce(part, int(rows_), m.ids, m.weights, int(n_expert_), int(m.n_tokens), int(m.top_k), m.y,
+                           m.y_stride, m.accumulate ? 1 : 0, h.pdl, st);
+    }
+
+    void set_plan(const ExpertsPlan& p) { plan_ = p; }
+
+private:
+    uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
+    uint64_t group_bytes(int64_t n_pairs) const {
+        return round256(4 * (1 + 3 * uint64_t(experts_max_groups(n_pairs, n_expert_)) + uint64_t(n_pairs)));
+    }
+    bool use_grouped(int64_t n_pairs) const {
+        if (!grouped_ok_ || plan_.path == 1) return false;
+        return plan_.path == 2 || n_pairs > n_expert_;
+    }
+
+    const CudaHandles& handles(const Executor& ex) const {
+        const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
+        if (!h)
+            throw Error("quant_ggml: experts '" + name_ + "' live on a CUDA device; executor " + ex.name() +
+                        " gives no CUDA handles");
+        return *h;
+    }
+
+    std::string name_;
+    DeviceLayout l_;  // of one expert
+    void* dev_;
+    bool grouped_ok_;
+    ExpertsPlan plan_;
+};
+
+void require_supported(const std::string& name, Type t) {
+    if (experts_supported(t)) return;
+    std::string list;
+    for (int i = 0; i < kTypeCount; ++i)
+        if (experts_supported(Type(i))) list += std::string(list.empty() ? "" : ",") + type_info(Type(i)).name;
+    throw Error("quant_ggml: experts '" + name + "' have type " + type_info(t).name +
+                ", which has no CUDA kernels (CUDA supports " + list + ")");
+}
+
+// f(i) for i in [0, n) on up to `threads` host threads.
+template <class F>
+void parallel(int64_t n, int threads, F&& f) {
+    threads = int(std::min<int64_t>(threads, n));
+    if (threads <= 1) {
+        for (int64_t i = 0; i < n; ++i) f(i);
+        return;
+    }
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; ++k)
+        pool.emplace_back([&, k] {
+            for (int64_t i = n * k / threads; i < n * (k + 1) / threads; ++i) f(i);
+        });
+    for (auto& t : pool) t.join();
+}
+
+}  // namespace
+
+bool experts_supported(Type t) {
+    return cuda_supports(t);
+}
+
+uint64_t experts_device_bytes(const std::string& name, Type t, int64_t n_expert, int64_t rows, int64_t cols) {
+    require_supported(name, t);
+    if (n_expert <= 0 || rows <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+        throw Error("quant_ggml: experts '" + name + "' has bad shape [" + std::to_string(n_expert) + ", " +
+                    std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    (void)row_bytes(type_info(t), cols, "experts '" + name + "'");
+    return checked_mul(uint64_t(n_expert), device_layout(t, rows, cols).bytes, name.c_str());
+}
+
+std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
+                                            int64_t cols, const std::vector<const uint8_t*>& expert_data,
+                                            Executor& ex) {
+    require_supported(name, t);
+    const uint64_t rb = check_experts_source(name, t, n_expert, rows, cols, expert_data);
+    const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
+    if (!h) throw Error("quant_ggml: experts '" + name + "': executor " + ex.name() + " gives no CUDA handles");
+    const DeviceLayout l = device_layout(t, rows, cols);
+    const uint64_t total = checked_mul(uint64_t(n_expert), l.bytes, name.c_str());
+    prepare_experts(t);
+    auto* dev = static_cast<uint8_t*>(ex.alloc(total, name.c_str()));
+    // Repack a batch of experts at a time into a pinned staging buffer kept for the process (at least one expert,
+    // up to 64 MiB; load time only), one host thread per expert, and upload the batch (synchronous).
+    static std::mutex staging_mu;
+    static uint8_t* staging = nullptr;
+    static uint64_t staging_bytes = 0;
+    std::lock_guard<std::mutex> lk(staging_mu);
+    const uint64_t want = std::min(total, std::max<uint64_t>(l.bytes, uint64_t(64) << 20));
+    if (staging_bytes < want) {
+        if (staging) QG_CUDA(cudaFreeHost(staging));
+        staging = nullptr;
+        staging_bytes = 0;
+        QG_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&staging), want, cudaHostAllocDefault));
+        staging_bytes = want;
+    }
+    const int64_t batch = int64_t(staging_bytes / l.bytes);
+    const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    for (int64_t e0 = 0; e0 < n_expert; e0 += batch) {
+        const int64_t n = std::min(batch, n_expert - e0);
+        if (n >= threads)
+            parallel(n, threads, [&](int64_t i) {
+                repack(l, expert_data[size_t(e0 + i)], rb, staging + uint64_t(i) * l.bytes, 1);
+            });
+        else
+            for (int64_t i = 0; i < n; ++i) repack(l, expert_data[size_t(e0 + i)], rb, staging + uint64_t(i) * l.bytes);
+        ex.upload(dev + uint64_t(e0) * l.bytes, staging, uint64_t(n) * l.bytes);
+    }
+    const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
+    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok);
+}
+
+void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan) {
+    auto* c = dynamic_cast<CudaExperts*>(&w);
+    if (!c) throw Error("quant_ggml: set_experts_plan needs the ExpertWeights of a CUDA executor");
+    c->set_plan(plan);
+}
+
+}  // namespace imp::ggml::cuda

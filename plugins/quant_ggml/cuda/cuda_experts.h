@@ -1,0 +1,41 @@
+// quant_ggml CUDA: expert weights (imp/experts.h) on a CUDA executor: the n_expert matrices repacked into the GPU
+// layout of one [rows, cols] weight each (repack.h: 16-row tiles for block types, padded rows for plain types) and
+// stacked in ONE device allocation, expert e at e * (bytes of one expert); grouped matmul on the device from the
+// routed ids and weights. Needs no CUDA headers to include.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml_types.h"
+#include "imp/executor.h"
+#include "imp/experts.h"
+
+namespace imp::ggml::cuda {
+
+// True when the CUDA expert kernels handle type t (the types of the CUDA GEMV: F32, F16, BF16, Q4_0, Q4_1, Q8_0,
+// Q4_K, Q5_K, Q6_K).
+bool experts_supported(Type t);
+// Device bytes of n_expert experts [rows, cols] of type t: n_expert * device_layout(t, rows, cols).bytes. Throws
+// imp::Error naming `name` when the type has no CUDA kernels or the shape is bad.
+uint64_t experts_device_bytes(const std::string& name, Type t, int64_t n_expert, int64_t rows, int64_t cols);
+// Repacks and uploads the experts into one allocation of ex (a CUDA executor): expert_data[e] holds expert e's
+// `rows` ggml rows of `cols` elements (row-major), e.g. expert_pointers() of a GGUF / HF 3-D tensor, or one 2-D
+// tensor per expert. Throws imp::Error naming `name` on an unsupported type, a bad shape, a missing pointer or an
+// executor without CUDA handles.
+std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
+                                            int64_t cols, const std::vector<const uint8_t*>& expert_data,
+                                            Executor& ex);
+
+// Knobs for tests and the bench, per ExpertWeights of load_experts (0 = automatic): path 1 = one (token, slot) pair
+// per work item, 2 = pairs grouped by expert (when the grouped GEMV fits the row); splits / warps per row group of
+// the tiled GEMV plan, as set_gemv_plan. Throws imp::Error when w is not a CUDA ExpertWeights.
+struct ExpertsPlan {
+    int path = 0;
+    int splits = 0;
+    int kw = 0;
+};
+void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan);
+
+}  // namespace imp::ggml::cuda

@@ -1,0 +1,71 @@
+// quant_ggml CUDA: host-side launchers of the expert-weight kernels (cuda_experts.cpp calls them; each checks its
+// launch and throws imp::Error on failure). All work goes to `stream`; none of them allocates or synchronises, and
+// no launch depends on the values of ids or weights (they are read on the device), so a grouped matmul captures
+// into a CUDA graph that replays with other routing.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "repack.h"
+
+namespace imp::ggml::cuda {
+
+// Pairs per work item of the grouped path (the GEMV's token tile).
+constexpr int kExpertGroupTokens = 8;
+// The grouping kernel keeps per-expert counters in shared memory: at most this many experts (else per-pair only).
+constexpr int64_t kMaxGroupedExperts = 4095;
+
+// Where a work item finds its pairs. Pair p = t * top_k + j reads activation row (x_per_slot ? p : t) of x and
+// writes output row p of out (row strides xs, os). A work item is either one pair (groups == null: item p is pair p,
+// its expert ids[p]) or a group of up to kExpertGroupTokens pairs on one expert (groups[3 g] = expert, or -1 for
+// pairs whose id is out of range; groups[3 g + 1] = first index into order; groups[3 g + 2] = pair count; items at
+// or past *n_groups do nothing).
+struct ExpertsRoute {
+    const int32_t* ids = nullptr;
+    const int32_t* groups = nullptr;
+    const int32_t* n_groups = nullptr;
+    const int32_t* order = nullptr;
+    const float* x = nullptr;
+    int64_t xs = 0;
+    float* out = nullptr;
+    int64_t os = 0;
+    int n_expert = 0, top_k = 1, x_per_slot = 0;
+    int item0 = 0;  // first work item of a launch (launches cover at most 65535 items each)
+};
+
+struct ExpertsArgs {
+    const void* w = nullptr;  // expert 0; expert e at w + e * expert_bytes (each in the DeviceLayout of one expert)
+    uint64_t expert_bytes = 0;
+    ExpertsRoute route;
+    int n_items = 0;          // work items: pairs, or the bound on groups
+    int plan_items = 0;       // work items expected to do work (sizes the GEMV plan)
+    int accumulate = 0;       // out += instead of out =
+    int zero_invalid = 0;     // items whose expert is out of range write zero rows (else nothing)
+    int splits = 0, kw = 0;   // tiled types: forced GEMV plan (0 = from the shape), as GemvArgs
+    bool pdl = false;         // launch with programmatic dependent launch (CudaHandles::pdl)
+};
+
+// The GEMV of every work item: out rows of its pairs (+)= W[expert] x rows. Per pair: one token per item (the dp4a
+// form for Q4_K / Q6_K, as the dense one-token GEMV). Grouped: kExpertGroupTokens tokens per item on the tensor cores
+// (tiled types) or the CUDA cores (plain types).
+void experts_gemv(const DeviceLayout& l, const ExpertsArgs& a, int sm_count, int cc, cudaStream_t stream);
+// True when the grouped GEMV (kExpertGroupTokens tokens per item) can run a row of l (its staged activations fit).
+bool experts_grouped_fits(const DeviceLayout& l, int sm_count, int cc);
+// Per-process setup of the expert kernels of type t (shared-memory limits); call outside any capture (load does).
+void prepare_experts(Type t);
+
+// One CTA groups the n_pairs pairs by expert for the grouped GEMV: *n_groups, groups [max_groups][3] and order
+// [n_pairs] (see ExpertsRoute). Pairs whose id is out of range form groups of expert -1 when keep_invalid, else are
+// left out. n_expert <= kMaxGroupedExperts.
+void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_invalid, int32_t* n_groups,
+                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t stream);
+// The bound on the groups of n_pairs pairs over n_expert experts (+ the out-of-range bucket).
+int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert);
+
+// y[t, r] (+)= sum over j < top_k, in order, of weights[p] * part[p * rows + r] (p = t * top_k + j), skipping pairs
+// whose id is out of range; fp32.
+void experts_reduce(const float* part, int rows, const int32_t* ids, const float* weights, int n_expert,
+                    int n_tokens, int top_k, float* y, int64_t ys, int accumulate, bool pdl, cudaStream_t stream);
+
+}  // namespace imp::ggml::cuda
