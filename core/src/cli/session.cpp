@@ -50,6 +50,7 @@ Session::Session(const Profile& p) {
     eo.prefill_chunk = p.runtime.prefill_chunk;
     eo.kv_dtype = kv_dtype_for(p.runtime.kv_dtype, *ex_);
     eo.cuda_graphs = p.runtime.cuda_graphs;
+    eo.formats = p.model.formats;
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
     const MemoryPlan& mp = engine_->plan();
     spdlog::info("weights {:.2f} GiB ({} fused matrices), KV/state {:.2f} GiB", double(mp.weights) / (1 << 30),

@@ -133,7 +133,12 @@ void Engine::Impl::build() {
 
     // The memory plan, before anything is allocated.
     const char* fuse_env = std::getenv("IMP_FUSE_WEIGHTS");
-    LoadPlan lp = plan_weights(src, reg, ex, desc, !(fuse_env && fuse_env[0] == '0'));
+    PlanOptions po;
+    po.fuse = !(fuse_env && fuse_env[0] == '0');
+    po.formats = opt.formats;
+    po.max_tokens = chunk;
+    po.compute_capability = device_compute_capability(ex);
+    LoadPlan lp = plan_weights(src, reg, ex, desc, po);
     plan.weights = lp.weight_bytes;
     plan.fused = lp.fused;
     const uint64_t kv_es = dtype_size(opt.kv_dtype);
@@ -168,6 +173,7 @@ void Engine::Impl::build() {
     // One workspace for every matmul (e.g. dequantized tiles), sized for the largest chunk.
     uint64_t ws = 0;
     for (const auto& [name, w] : weights.matrices) ws = std::max(ws, std::max(w->workspace_bytes(chunk), w->workspace_bytes(lm_rows)));
+    ws = std::max<uint64_t>(ws, lp.workspace_bytes);  // the formats' plans (expert stacks included)
     if (ws) ex.reserve_workspace(ws);
     plan.scratch += round64(ws);
     allocate_runtime();

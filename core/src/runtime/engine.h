@@ -19,6 +19,7 @@ struct EngineOptions {
     int64_t prefill_chunk = 512;   // tokens per forward call during prefill
     DType kv_dtype = DType::F32;   // KV cache element type (F32, F16, BF16, F8_E4M3)
     bool cuda_graphs = true;       // capture the one-token decode step once and replay it (executors that can)
+    std::vector<std::string> formats;  // the profile's [model] formats (quant formats in order of preference)
 };
 
 struct MemoryPlan {
