@@ -65,14 +65,11 @@ void register_test(imp::Registry& r) {
 }  // namespace
 
 #ifdef TP_NO_DESCRIPTOR
-extern "C" BOOST_SYMBOL_EXPORT void imp_test_not_a_plugin(imp::Registry& r) { register_test(r); }
+extern "C" __attribute__((visibility("default"))) void imp_test_not_a_plugin(imp::Registry& r) { register_test(r); }
 #else
-namespace imp_plugin_export_ {
-const ::imp::PluginDescriptor descriptor = {static_cast<uint32_t>(TP_SIZE), TP_ABI_MAJOR, TP_ABI_MINOR,
-                                            static_cast<uint32_t>(::imp::PluginKind::Other), TP_NAME, TP_VERSION,
-                                            TP_BUILD_KEY, TP_PROVIDES};
-void register_fn(::imp::Registry& r) { register_test(r); }
-}  // namespace imp_plugin_export_
-BOOST_DLL_ALIAS(imp_plugin_export_::descriptor, imp_plugin_descriptor)
-BOOST_DLL_ALIAS(imp_plugin_export_::register_fn, imp_plugin_register)
+// What IMP_PLUGIN expands to, with each field overridable.
+IMP_PLUGIN_EXPORT_ const ::imp::PluginDescriptor imp_plugin_descriptor = {
+    static_cast<uint32_t>(TP_SIZE), TP_ABI_MAJOR, TP_ABI_MINOR, static_cast<uint32_t>(::imp::PluginKind::Other),
+    TP_NAME, TP_VERSION, TP_BUILD_KEY, TP_PROVIDES};
+IMP_PLUGIN_EXPORT_ void imp_plugin_register(::imp::Registry& r) { register_test(r); }
 #endif

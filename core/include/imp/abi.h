@@ -1,13 +1,11 @@
-// imp SDK: the plugin ABI. A plugin is a shared library (libimp_<name>.so) that exports, through Boost.DLL
-// aliases, a PluginDescriptor named "imp_plugin_descriptor" and a register function named "imp_plugin_register".
+// imp SDK: the plugin ABI. A plugin is a shared library (libimp_<name>.so) that exports two plain C symbols: a
+// PluginDescriptor object named "imp_plugin_descriptor" and a register function named "imp_plugin_register".
 // The host calls the register function only after the descriptor passes its checks:
 //   abi_major equal, host abi_minor >= plugin abi_minor, build_key equal (C++ classes cross the boundary, so
-//   compiler, C++ library ABI, CUDA version and SDK version must match).
-// Use the IMP_PLUGIN macro below; never fill the descriptor by hand.
+//   compiler, C++ library ABI, CUDA version, CUDA architectures and SDK version must match).
+// Use the IMP_PLUGIN macro below; never fill the descriptor by hand. It needs no header beyond the SDK's.
 #pragma once
 #include <cstdint>
-
-#include <boost/dll/alias.hpp>
 
 #include "imp/config.h"
 
@@ -39,20 +37,23 @@ using RegisterFn = void(Registry&);
 
 #define IMP_STR2_(x) #x
 #define IMP_STR_(x) IMP_STR2_(x)
-// Compiler + C++ library ABI + CUDA + SDK version. Plugins and host must agree exactly.
+// CUDA architectures the plugin's device code targets: imp_add_plugin() defines IMP_PLUGIN_CUDA_ARCHS from the
+// target's CUDA architectures; without it, the SDK's (a plugin built otherwise compiles for the SDK's list).
+#ifndef IMP_PLUGIN_CUDA_ARCHS
+#define IMP_PLUGIN_CUDA_ARCHS IMP_CUDA_ARCHS
+#endif
+// Compiler + C++ library ABI + CUDA version + CUDA architectures + SDK version. Plugins and host must agree exactly.
 #define IMP_BUILD_KEY                                                                                           \
     "gcc-" IMP_STR_(__GNUC__) "." IMP_STR_(__GNUC_MINOR__) "/cxx11abi-" IMP_STR_(_GLIBCXX_USE_CXX11_ABI)        \
-    "/cuda-" IMP_CUDA_VERSION "/sdk-" IMP_SDK_VERSION
+    "/cuda-" IMP_CUDA_VERSION "/sm-" IMP_PLUGIN_CUDA_ARCHS "/sdk-" IMP_SDK_VERSION
+
+#define IMP_PLUGIN_EXPORT_ extern "C" __attribute__((visibility("default")))
 
 // Declares a plugin. `regfn` is a function `void regfn(imp::Registry&)` in the plugin.
-// `provides_` lists what regfn registers ("arch:llama,qwen3;format:Q4_0,Q8_0;layer:llama.ffn"), so the host can
-// say which plugin would serve an architecture without loading it.
-#define IMP_PLUGIN(kind_, name_, version_, provides_, regfn)                                                               \
-    namespace imp_plugin_export_ {                                                                                \
-    const ::imp::PluginDescriptor descriptor = {sizeof(::imp::PluginDescriptor), IMP_ABI_MAJOR, IMP_ABI_MINOR,  \
-                                                static_cast<uint32_t>(kind_), name_, version_, IMP_BUILD_KEY,   \
-                                                provides_};                                                       \
-    void register_fn(::imp::Registry& r) { regfn(r); }                                                          \
-    }                                                                                                             \
-    BOOST_DLL_ALIAS(imp_plugin_export_::descriptor, imp_plugin_descriptor)                                        \
-    BOOST_DLL_ALIAS(imp_plugin_export_::register_fn, imp_plugin_register)
+// `provides_` lists what regfn registers ("arch:llama,qwen3;format:Q4_0,Q8_0;layer:llama.ffn;op:hello.scale_add"),
+// so the host can say which plugin would serve an architecture without loading it.
+#define IMP_PLUGIN(kind_, name_, version_, provides_, regfn)                                                   \
+    IMP_PLUGIN_EXPORT_ const ::imp::PluginDescriptor imp_plugin_descriptor = {                                \
+        sizeof(::imp::PluginDescriptor), IMP_ABI_MAJOR, IMP_ABI_MINOR, static_cast<uint32_t>(kind_), name_,      \
+        version_, IMP_BUILD_KEY, provides_};                                                                      \
+    IMP_PLUGIN_EXPORT_ void imp_plugin_register(::imp::Registry& r) { regfn(r); }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "imp/export.h"
+
 namespace imp {
 
 enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, U16, I32, U32, I64, U64, BOOL, F8_E4M3, F8_E5M2 };
@@ -18,20 +20,20 @@ constexpr size_t dtype_size(DType t) {
         default: return 1;
     }
 }
-const char* dtype_name(DType t);
+IMP_API const char* dtype_name(DType t);
 
 // fp16/bf16 <-> fp32 scalar conversions (exact, round-to-nearest-even on the way down).
-float fp16_to_f32(uint16_t h);
-uint16_t f32_to_fp16(float f);
+IMP_API float fp16_to_f32(uint16_t h);
+IMP_API uint16_t f32_to_fp16(float f);
 inline float bf16_to_f32(uint16_t h) {
     uint32_t u = uint32_t(h) << 16;
     float f;
     __builtin_memcpy(&f, &u, 4);
     return f;
 }
-uint16_t f32_to_bf16(float f);
-float fp8_e4m3_to_f32(uint8_t v);
+IMP_API uint16_t f32_to_bf16(float f);
+IMP_API float fp8_e4m3_to_f32(uint8_t v);
 // Round to nearest even, saturating to +-448; NaN -> 0x7F.
-uint8_t f32_to_fp8_e4m3(float f);
+IMP_API uint8_t f32_to_fp8_e4m3(float f);
 
 }  // namespace imp

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "imp/dtype.h"
 #include "imp/executor.h"
 #include "imp/metadata.h"
 
@@ -14,6 +15,7 @@ namespace imp {
 
 class Weight;
 class ExpertWeights;
+class Registry;
 
 struct WeightSpec {
     // Matrix: a Weight through a QuantFormat (role Linear); Vector: plain fp32 on the device; Experts: an
@@ -53,29 +55,48 @@ public:
     virtual ~WeightSet() = default;
     virtual const Weight* matrix(const std::string& name) const = 0;
     virtual const float* vector(const std::string& name) const = 0;
-    virtual const ExpertWeights* experts(const std::string& name) const = 0;  // WeightSpec::Use::Experts weights
+    // WeightSpec::Use::Experts weights (null when absent; a set without expert weights need not override it).
+    virtual const ExpertWeights* experts(const std::string& name) const {
+        (void)name;
+        return nullptr;
+    }
 };
 
-// Per-sequence state a layer keeps between forward calls.
+// One component of a layer's per-sequence recurrent state (e.g. a conv window and a state matrix), row-major.
+struct StateComponent {
+    std::string name;
+    std::vector<int64_t> shape;
+    DType dtype = DType::F32;
+};
+
+// Per-sequence state a layer keeps between forward calls: KV rows in the engine's paged pool, or fixed recurrent
+// state. The engine allocates a pool of recurrent slots per layer (one per sequence it can hold, plus one for
+// padding rows), zeroes a slot when a sequence is added and can copy one slot to another.
 struct StateSpec {
     enum class Kind { None, KV, Recurrent };
     Kind kind = Kind::None;
-    int n_kv_heads = 0, head_dim = 0;  // KV: one K and one V row of n_kv_heads*head_dim per position
-    uint64_t recurrent_bytes = 0;      // Recurrent: fixed bytes per sequence (conv window + state matrix)
+    int n_kv_heads = 0, head_dim = 0;          // KV: one K and one V row of n_kv_heads*head_dim per position
+    std::vector<StateComponent> components;    // Recurrent
+    static constexpr uint64_t kAlign = 256;    // each component starts on this byte boundary inside a slot
+    // Bytes of component i and its byte offset inside a slot; bytes of a whole slot.
+    uint64_t component_bytes(size_t i) const;
+    uint64_t component_offset(size_t i) const;
+    uint64_t slot_bytes() const;
 };
 
-// One forward call over n_tokens consecutive tokens of one sequence starting at position pos0.
-struct Batch {
-    int64_t n_tokens = 0;
-    int64_t pos0 = 0;
-    const int32_t* positions = nullptr;  // device: pos0 .. pos0 + n_tokens - 1
+// A layer's recurrent-state pool: component c of slot s is at base + s * slot_bytes + spec.component_offset(c).
+// The slot of sequence j of a step is StepBatch::state_slots[j] (device).
+struct StateView {
+    void* base = nullptr;
+    uint64_t slot_bytes = 0;
+    int32_t n_slots = 0;
 };
 
 struct LayerContext {
     Executor& ex;
-    const Batch& batch;
-    KVCacheView kv;                 // valid when state().kind == KV
-    void* recurrent = nullptr;      // valid when state().kind == Recurrent (device, recurrent_bytes)
+    const StepBatch& batch;         // the step's rows and sequences (hidden has batch.n_tokens rows)
+    KVCacheView kv;                 // this layer's KV pool, valid when state().kind == KV
+    StateView state;                // this layer's recurrent-state pool, valid when state().kind == Recurrent
     float* scratch = nullptr;       // device, at least scratch_floats(batch.n_tokens) floats, shared by all layers
 };
 
@@ -86,8 +107,11 @@ public:
     virtual std::vector<WeightSpec> weight_specs() const = 0;
     virtual void bind(const WeightSet& w) = 0;
     virtual StateSpec state() const { return {}; }
+    // Registered ops (Registry::add_op names) forward() calls besides the Executor's own; the engine checks before
+    // any weight is uploaded that the executor's device has each of them.
+    virtual std::vector<std::string> required_ops() const { return {}; }
     virtual int64_t scratch_floats(int64_t n_tokens) const = 0;
-    // hidden: [n_tokens, n_embd], updated in place (the layer adds its residual itself).
+    // hidden: [batch.n_tokens, n_embd], updated in place (the layer adds its residual itself).
     virtual void forward(LayerContext& ctx, float* hidden) = 0;
 };
 
@@ -97,6 +121,7 @@ struct LayerParams {
     const Metadata* hparams = nullptr;
     std::string prefix;
     int index = 0;
+    const Registry* registry = nullptr;  // set by Registry::make_layer: resolve ops here (registry->op<Op>())
 };
 
 }  // namespace imp

@@ -7,6 +7,8 @@
 #include <variant>
 #include <vector>
 
+#include "imp/export.h"
+
 namespace imp {
 
 struct MetaValue;
@@ -14,7 +16,7 @@ using MetaArray = std::vector<MetaValue>;
 
 // One metadata value. `type` keeps the file's own type name ("u32", "f32", "str", "arr[str]", "bool", "json-num" ...)
 // for `imp inspect`; the variant holds the value widened to int64/uint64/double/bool/string/array.
-struct MetaValue {
+struct IMP_API MetaValue {
     std::variant<int64_t, uint64_t, double, bool, std::string, std::shared_ptr<MetaArray>> v;
     std::string type;
 
@@ -33,7 +35,7 @@ struct MetaValue {
     std::string to_display(size_t max_array = 8) const;  // short human form for `imp inspect`
 };
 
-class Metadata {
+class IMP_API Metadata {
 public:
     void set(const std::string& key, MetaValue v) { kv_[key] = std::move(v); }
     const MetaValue* find(const std::string& key) const {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "imp/export.h"
 #include "imp/metadata.h"
 
 namespace imp {
@@ -32,7 +33,7 @@ struct TensorInfo {
 
 enum class ContainerKind { GGUF, Safetensors };
 
-class ModelSource {
+class IMP_API ModelSource {
 public:
     virtual ~ModelSource() = default;
     virtual ContainerKind kind() const = 0;
@@ -58,6 +59,6 @@ private:
 
 // Opens a .gguf file, a .safetensors file, or a folder with model.safetensors[.index.json] (+ config.json).
 // Throws imp::Error with a one-line message naming the file and the problem.
-std::unique_ptr<ModelSource> open_model(const std::string& path);
+IMP_API std::unique_ptr<ModelSource> open_model(const std::string& path);
 
 }  // namespace imp

@@ -22,6 +22,7 @@
 
 #include "imp/error.h"
 #include "imp/experts.h"
+#include "imp/export.h"
 #include "imp/metadata.h"
 #include "imp/model.h"
 
@@ -88,7 +89,7 @@ struct WeightSource {
 // The model-level quantization config, from a safetensors folder's config.json `quantization_config` and
 // ModelOpt's hf_quant_config.json `quantization` (the latter wins for a field both set; lists are merged). All
 // fields are empty for GGUF files and unquantized checkpoints.
-struct QuantConfig {
+struct IMP_API QuantConfig {
     std::string method;         // quant_method ("modelopt", "compressed-tensors", "fp8", "gptq", ...); for a bare
                                 // hf_quant_config.json its producer.name ("modelopt")
     std::string algo;           // quant_algo ("NVFP4", "W4A16_NVFP4", "FP8", "MIXED_PRECISION", ...)

@@ -111,7 +111,7 @@ double TestResult::avg_s() const {
 }
 
 double TestResult::avg_ts() const {
-    const double n = double(n_prompt + n_gen);
+    const double n = double(n_prompt + n_gen * batch);
     double s = 0;
     for (double x : seconds) s += n / x;
     return seconds.empty() ? 0 : s / double(seconds.size());
@@ -119,7 +119,7 @@ double TestResult::avg_ts() const {
 
 double TestResult::stddev_ts() const {
     if (seconds.size() < 2) return 0;
-    const double n = double(n_prompt + n_gen), mean = avg_ts();
+    const double n = double(n_prompt + n_gen * batch), mean = avg_ts();
     double ss = 0;
     for (double x : seconds) ss += (n / x - mean) * (n / x - mean);
     return std::sqrt(ss / double(seconds.size() - 1));
@@ -143,7 +143,7 @@ double prefill_vs_gemm(const ModelFacts& m, const TestResult& r, const GemmFacts
 
 double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d) {
     if (r.n_gen <= 0 || d.copy_bytes_per_s <= 0) return NAN;
-    return double(m.weight_bytes_per_token) * r.avg_ts() / d.copy_bytes_per_s;
+    return double(m.weight_bytes_per_token) * r.avg_ts() / double(r.batch) / d.copy_bytes_per_s;
 }
 
 std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::vector<TestResult>& results) {
@@ -169,7 +169,9 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
             roof += std::isfinite(v) ? ", " + fmt("%.1f", 100.0 * v) + " % of BF16 GEMM)" : ")";
         }
         o += "| " + m.name + " | " + fmt("%.2f", double(m.file_bytes) / double(1ull << 30)) + " GiB | " + m.quant +
-             " | " + r.test + " | " + fmt("%.2f", r.avg_ts()) + " ± " + fmt("%.2f", r.stddev_ts()) + " | " + roof +
+             " | " + r.test + " | " + fmt("%.2f", r.avg_ts()) + " ± " + fmt("%.2f", r.stddev_ts()) +
+             (r.batch > 1 ? " (" + fmt("%.2f", r.avg_ts() / double(r.batch)) + " per sequence)" : std::string()) +
+             " | " + roof +
              " |\n";
     }
     return o;
@@ -181,11 +183,13 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
         const TestResult& r = results[i];
         std::string samples;
         for (double s : r.seconds)
-            samples += (samples.empty() ? "" : ", ") + json_num(double(r.n_prompt + r.n_gen) / s);
+            samples += (samples.empty() ? "" : ", ") + json_num(double(r.n_prompt + r.n_gen * r.batch) / s);
         const auto& d = run.device;
         o += "  {";
         o += "\"test\": " + json_str(r.test) + ", \"n_prompt\": " + std::to_string(r.n_prompt) +
-             ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"reps\": " + std::to_string(r.seconds.size()) +
+             ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"batch\": " + std::to_string(r.batch) +
+             ", \"per_seq_ts\": " + json_num(r.avg_ts() / double(r.batch)) +
+             ", \"reps\": " + std::to_string(r.seconds.size()) +
              ", \"avg_ts\": " + json_num(r.avg_ts()) + ", \"stddev_ts\": " + json_num(r.stddev_ts()) +
              ", \"avg_ms\": " + json_num(r.avg_s() * 1e3) + ", \"samples_ts\": [" + samples + "]";
         o += ", \"model\": " + json_str(m.name) + ", \"model_path\": " + json_str(m.path) +

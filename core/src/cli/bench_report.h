@@ -33,8 +33,9 @@ ModelFacts model_facts(const ModelSource& src, const Engine& engine);
 struct TestResult {
     std::string test;            // "pp512", "tg128"
     int64_t n_prompt = 0, n_gen = 0;
+    int64_t batch = 1;            // sequences decoding together (tg): n_gen tokens each
     std::vector<double> seconds;  // one per timed repetition
-    double avg_ts() const;        // mean of the per-repetition tokens/s
+    double avg_ts() const;        // mean of the per-repetition tokens/s, all sequences together
     double stddev_ts() const;     // sample standard deviation of the same
     double avg_s() const;
 };
@@ -61,7 +62,8 @@ double prefill_tflops(const ModelFacts& m, const TestResult& r);
 double prefill_tflops_issue(const ModelFacts& m, const TestResult& r);
 // prefill_tflops_issue / the BF16 GEMM rate of the same run; NAN when the GEMM was not measured.
 double prefill_vs_gemm(const ModelFacts& m, const TestResult& r, const GemmFacts& g);
-// Decode efficiency: weight bytes per token * tokens/s / copy bandwidth (1.0 = the copy roofline).
+// Decode efficiency: weight bytes per token * decode steps/s / copy bandwidth (1.0 = the copy roofline); a step of
+// a batch reads the weights once for all its sequences.
 double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d);
 
 std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::vector<TestResult>& results);

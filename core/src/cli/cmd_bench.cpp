@@ -1,7 +1,8 @@
 // `imp bench --profile P [--output md|json] [--set k=v]...`: llama-bench's method on imp's engine.
 //   ppN: N prompt tokens (random valid ids) in one forward call from an empty state (chunked by prefill_chunk);
 //   tgN: N tokens generated one at a time (greedy sample on the device, then a one-token forward), after one
-//        untimed first token.
+//        untimed first token. With bench.batch = [B, ...] (or -b B,...) each tgN also runs with B sequences decoding
+//        together (one step carries one token of each); the aggregate and the per-sequence tok/s are reported.
 // Each test runs once as a warm-up, then bench.reps timed repetitions; the executor is synchronized around each.
 // The report carries the device's copy bandwidth measured in the same process, so decode speed is shown as a share
 // of the copy roofline (weight bytes per token x tokens/s / copy bandwidth) and prefill as TFLOP/s, also as a share
@@ -108,6 +109,30 @@ public:
         return tok;
     }
 
+    // One repetition of tgN with `batch` sequences decoding together; returns seconds for the N steps.
+    double generate_batch(int64_t n, int64_t batch) {
+        Engine& e = s_.engine();
+        e.reset();
+        std::vector<SeqId> ids;
+        for (int64_t i = 0; i < batch; ++i) ids.push_back(e.add_sequence());
+        std::vector<int32_t> tok = random_ids(batch);
+        std::vector<SeqWork> work(static_cast<size_t>(batch));
+        std::vector<SeqSample> rows(static_cast<size_t>(batch));
+        for (size_t i = 0; i < work.size(); ++i) work[i] = SeqWork{ids[i], &tok[i], 1};
+        e.step(work);
+        ex_.synchronize();
+        const auto t0 = Clock::now();
+        for (int64_t i = 0; i < n; ++i) {
+            for (auto& r : rows) r.step = uint64_t(i);
+            e.sample(rows, tok.data());
+            e.step(work);
+        }
+        ex_.synchronize();
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+        for (SeqId id : ids) e.release_sequence(id);
+        return sec;
+    }
+
     // One repetition of tgN; returns seconds for the N generated tokens.
     double generate(int64_t n) {
         Engine& e = s_.engine();
@@ -147,13 +172,33 @@ int cmd_bench(const std::vector<std::string>& args) {
         "tests and repetitions from the profile's [bench] section (pp, tg, reps)");
     add_profile_options(desc, "profile (TOML), see bench/");
     desc.add_options()("output,o", po::value<std::string>()->default_value("md"),
-                       "md (a table) or json (one record per test)");
+                       "md (a table) or json (one record per test)")(
+        "batch,b", po::value<std::string>(),
+        "sequences decoding together in the tg tests, comma-separated (e.g. 1,8,32); overrides bench.batch");
     po::variables_map vm;
     if (!parse_options(args, desc, vm, "imp bench")) return 0;
     const std::string output = vm["output"].as<std::string>();
     if (output != "md" && output != "json") throw Error("imp bench: --output must be md or json, got '" + output + "'");
     Profile prof = profile_from_options(vm, {});
+    if (vm.count("batch")) {
+        prof.bench.batch.clear();
+        const std::string list = vm["batch"].as<std::string>();
+        size_t at = 0;
+        while (at <= list.size()) {
+            const size_t end = std::min(list.find(',', at), list.size());
+            const std::string item = list.substr(at, end - at);
+            char* stop = nullptr;
+            const long v = std::strtol(item.c_str(), &stop, 10);
+            if (item.empty() || *stop != '\0' || v < 1 || v > 4096)
+                throw Error("imp bench: -b takes batch sizes 1..4096 separated by commas, got '" + list + "'");
+            prof.bench.batch.push_back(v);
+            at = end + 1;
+        }
+    }
     const auto& b = prof.bench;
+    if (b.batch.empty()) throw Error("bench.batch must list at least one batch size");
+    for (int64_t n : b.batch)
+        prof.runtime.max_seqs = std::max<int>(prof.runtime.max_seqs, static_cast<int>(n));
     if (b.reps < 1) throw Error("bench.reps must be at least 1, got " + std::to_string(b.reps));
     for (int64_t n : b.pp)
         if (n < 1) throw Error("bench.pp: test sizes must be positive, got " + std::to_string(n));
@@ -229,17 +274,19 @@ int cmd_bench(const std::vector<std::string>& args) {
         results.push_back(std::move(r));
     }
     if (!run.logits_finite) spdlog::warn("bench: the prefill logits contain NaN or Inf");
-    for (int64_t n : b.tg) {
-        TestResult r;
-        r.test = "tg" + std::to_string(n);
-        r.n_gen = n;
-        for (int64_t rep = 0; rep <= b.reps; ++rep) {
-            const double sec = bench.generate(n);
-            if (rep > 0) r.seconds.push_back(sec);
-            spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+    for (int64_t n : b.tg)
+        for (int64_t batch : b.batch) {
+            TestResult r;
+            r.test = "tg" + std::to_string(n) + (batch > 1 ? " b" + std::to_string(batch) : "");
+            r.n_gen = n;
+            r.batch = batch;
+            for (int64_t rep = 0; rep <= b.reps; ++rep) {
+                const double sec = batch > 1 ? bench.generate_batch(n, batch) : bench.generate(n);
+                if (rep > 0) r.seconds.push_back(sec);
+                spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+            }
+            results.push_back(std::move(r));
         }
-        results.push_back(std::move(r));
-    }
     run.graphs = engine.graphs_active();
     run.peak_vram_bytes = ex.bytes_allocated();
     if (ex.kind() == DeviceKind::CUDA) run.device.device_used_bytes = device_used_bytes(ex);

@@ -50,6 +50,8 @@ Session::Session(const Profile& p) {
     eo.prefill_chunk = p.runtime.prefill_chunk;
     eo.kv_dtype = kv_dtype_for(p.runtime.kv_dtype, *ex_);
     eo.cuda_graphs = p.runtime.cuda_graphs;
+    eo.max_seqs = p.runtime.max_seqs;
+    eo.kv_blocks = p.runtime.kv_blocks;
     eo.formats = p.model.formats;
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
     const MemoryPlan& mp = engine_->plan();

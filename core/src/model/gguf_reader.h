@@ -4,12 +4,13 @@
 #include <string>
 #include <vector>
 
+#include "imp/export.h"
 #include "imp/model.h"
 #include "model/mapped_file.h"
 
 namespace imp {
 
-class GgufSource final : public ModelSource {
+class IMP_API GgufSource final : public ModelSource {
 public:
     // Parses and validates the whole header; throws imp::Error("<path>: <problem>").
     explicit GgufSource(std::shared_ptr<MappedFile> file);
@@ -35,6 +36,6 @@ private:
     uint64_t data_offset_ = 0;
 };
 
-std::unique_ptr<ModelSource> open_gguf(const std::string& path);
+IMP_API std::unique_ptr<ModelSource> open_gguf(const std::string& path);
 
 }  // namespace imp

@@ -2,10 +2,11 @@
 #pragma once
 #include <string>
 
+#include "imp/export.h"
 #include "imp/model.h"
 
 namespace imp {
 
-std::string inspect_model(const ModelSource& src);
+IMP_API std::string inspect_model(const ModelSource& src);
 
 }  // namespace imp

@@ -8,9 +8,11 @@
 #include <utility>
 #include <vector>
 
+#include "imp/export.h"
+
 namespace imp::json {
 
-struct Value {
+struct IMP_API Value {
     enum class Kind : uint8_t { Null, Bool, Int, UInt, Float, String, Array, Object };
     Kind kind = Kind::Null;
     bool b = false;
@@ -37,9 +39,9 @@ struct Limits {
 };
 
 // Throws imp::Error("<source>: invalid JSON: <problem> at byte N").
-Value parse(std::string_view text, const std::string& source, Limits limits = {});
+IMP_API Value parse(std::string_view text, const std::string& source, Limits limits = {});
 
 // Compact serialization (used to display objects nested in arrays).
-std::string dump(const Value& v);
+IMP_API std::string dump(const Value& v);
 
 }  // namespace imp::json

@@ -5,9 +5,11 @@
 #include <memory>
 #include <string>
 
+#include "imp/export.h"
+
 namespace imp {
 
-class MappedFile {
+class IMP_API MappedFile {
 public:
     // Opens and maps `path`; throws imp::Error("<path>: <reason>") on failure. An empty file maps to size 0.
     static std::shared_ptr<MappedFile> open(const std::string& path);

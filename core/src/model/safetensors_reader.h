@@ -6,12 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "imp/export.h"
 #include "imp/model.h"
 #include "model/mapped_file.h"
 
 namespace imp {
 
-class SafetensorsSource final : public ModelSource {
+class IMP_API SafetensorsSource final : public ModelSource {
 public:
     // A single file: metadata holds only "__safetensors.<key>" entries from its __metadata__; no architecture.
     static std::unique_ptr<SafetensorsSource> open_file(std::shared_ptr<MappedFile> file);
@@ -40,6 +41,6 @@ private:
 };
 
 // Safetensors dtype name -> bits per element (4, 6, 8, 16, 32 or 64); 0 if unknown.
-unsigned safetensors_dtype_bits(const std::string& dtype);
+IMP_API unsigned safetensors_dtype_bits(const std::string& dtype);
 
 }  // namespace imp

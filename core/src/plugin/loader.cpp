@@ -21,7 +21,7 @@ namespace imp {
 
 namespace {
 
-// Smallest descriptor a plugin of ABI 1.x may have: every field of ABI 1.0. Fields added in later minors go at the
+// Smallest descriptor a plugin of ABI 2.x may have: every field of ABI 2.0. Fields added in later minors go at the
 // end and are read only when struct_size covers them.
 constexpr uint32_t kMinDescriptorSize = offsetof(PluginDescriptor, provides) + sizeof(const char*);
 // struct_size, abi_major, abi_minor: the part every ABI major keeps, needed to read the version at all.
@@ -78,8 +78,8 @@ PluginInfo check_descriptor(boost::dll::shared_library& lib, const std::string& 
     const std::string fname = file_name(path);
     if (!lib.has("imp_plugin_descriptor"))
         throw Error(fname + ": not an imp plugin (no imp_plugin_descriptor export)");
-    const PluginDescriptor* d = &lib.get_alias<const PluginDescriptor>("imp_plugin_descriptor");
-    if (d == nullptr) throw Error(fname + ": not an imp plugin (imp_plugin_descriptor is null)");
+    // Plain extern "C" symbols (IMP_PLUGIN in imp/abi.h): the descriptor object and the register function.
+    const PluginDescriptor* d = &lib.get<const PluginDescriptor>("imp_plugin_descriptor");
     if (d->struct_size < kVersionFieldsSize)
         throw Error(fname + ": plugin descriptor is " + std::to_string(d->struct_size) +
                     " bytes, too small to hold an ABI version (at least " + std::to_string(kVersionFieldsSize) +
@@ -255,7 +255,7 @@ const PluginInfo& PluginLoader::load_file(const std::string& path) {
     }
     auto& lib = open_library(path);
     PluginInfo info = check_descriptor(lib, path);
-    auto& reg_fn = lib.get_alias<RegisterFn>("imp_plugin_register");
+    auto& reg_fn = lib.get<RegisterFn>("imp_plugin_register");
     reg_.set_current_plugin(info.name);
     try {
         reg_fn(reg_);

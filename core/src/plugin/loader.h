@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "imp/abi.h"
+#include "imp/export.h"
 #include "imp/registry.h"
 
 namespace imp {
@@ -19,24 +20,24 @@ struct PluginInfo {
     uint32_t abi_major = 0, abi_minor = 0;
 };
 
-// The build key this host was compiled with (compiler, C++ library ABI, CUDA and SDK versions); a plugin's must
-// equal it.
-std::string host_build_key();
+// The build key this host was compiled with (compiler, C++ library ABI, CUDA version and architectures, SDK
+// version); a plugin's must equal it.
+IMP_API std::string host_build_key();
 
 // "arch", "quant" or "other".
-const char* plugin_kind_name(PluginKind k);
+IMP_API const char* plugin_kind_name(PluginKind k);
 
 // Search directories in order: the profile's paths, $IMP_PLUGIN_PATH (colon-separated), <exe>/../lib/imp/plugins.
 // Empty entries and duplicates are dropped.
-std::vector<std::string> plugin_search_dirs(const std::vector<std::string>& profile_paths);
+IMP_API std::vector<std::string> plugin_search_dirs(const std::vector<std::string>& profile_paths);
 
 // Parses a `provides` string ("arch:llama,qwen3;format:Q4_0") into {"arch:llama", "arch:qwen3", "format:Q4_0"}.
-std::vector<std::string> parse_provides(const std::string& provides);
+IMP_API std::vector<std::string> parse_provides(const std::string& provides);
 
 // The plugin name of a file named libimp_<name>.so, or "" when the file name does not have that form.
-std::string plugin_name_from_file(const std::string& path);
+IMP_API std::string plugin_name_from_file(const std::string& path);
 
-class PluginLoader {
+class IMP_API PluginLoader {
 public:
     PluginLoader(Registry& reg, std::vector<std::string> dirs);
 
@@ -70,6 +71,6 @@ private:
 
 // "no loaded plugin handles architecture 'qwen3moe' (loaded: arch_llama); add arch_qwen_moe to [plugins]"
 // (or "...; no plugin found provides it").
-std::string no_arch_message(const std::string& arch, const PluginLoader& loader);
+IMP_API std::string no_arch_message(const std::string& arch, const PluginLoader& loader);
 
 }  // namespace imp

@@ -15,6 +15,8 @@
 #include "imp/executor.h"
 #include "imp/layer.h"
 #include "imp/metadata.h"
+#include "imp/ops.h"
+#include "util/host_executor_test_util.h"
 
 namespace fs = std::filesystem;
 using imp::PluginLoader;
@@ -24,6 +26,12 @@ namespace {
 
 const std::string kDir = std::string(IMP_BINARY_DIR) + "/test-plugins";
 const std::string kAltDir = std::string(IMP_BINARY_DIR) + "/test-plugins-alt";
+// The host's build key with other CUDA architectures (what libimp_test_cuda_archs.so was built with).
+const std::string cuda_archs_key = [] {
+    std::string k = imp::host_build_key();
+    const std::string archs = std::string("/sm-") + IMP_CUDA_ARCHS + "/";
+    return k.replace(k.find(archs), archs.size(), "/sm-sm_test/");
+}();
 
 // The message of the imp::Error that fn throws ("" when it throws nothing).
 template <class F>
@@ -108,8 +116,10 @@ TEST_CASE("plugin loader: each bad plugin is rejected with its own message and i
                                std::to_string(imp::kAbiMinor) + " required, host provides " + host_abi},
         {"test_abi_minor", "libimp_test_abi_minor.so: ABI " + std::to_string(imp::kAbiMajor) + "." +
                                std::to_string(imp::kAbiMinor + 1) + " required, host provides " + host_abi},
-        {"test_build_key", "libimp_test_build_key.so: built with gcc-0.0/cxx11abi-0/cuda-0.0/sdk-0.0.0, host is " +
+        {"test_build_key", "libimp_test_build_key.so: built with gcc-0.0/cxx11abi-0/cuda-0.0/sm-0/sdk-0.0.0, host is " +
                                imp::host_build_key()},
+        {"test_cuda_archs", "libimp_test_cuda_archs.so: built with " + cuda_archs_key + ", host is " +
+                                imp::host_build_key()},
         {"test_not_plugin", "libimp_test_not_plugin.so: not an imp plugin (no imp_plugin_descriptor export)"},
         {"test_small_struct", "libimp_test_small_struct.so: plugin descriptor is 24 bytes, ABI " + host_abi +
                                   " needs at least " + std::to_string(sizeof(imp::PluginDescriptor))},
@@ -153,7 +163,8 @@ TEST_CASE("plugin loader: a missing plugin names the directories searched and th
     CHECK(err ==
           "plugin 'quant_nvfp4' not found; searched: " + kDir + ", " + kAltDir +
               ", /nonexistent/imp-plugins; available: test_abi_major, test_abi_minor, test_arch, test_build_key, "
-              "test_good, test_not_plugin, test_small_struct, test_throws, test_unresolved, test_wrong_name");
+              "test_cuda_archs, test_good, test_not_plugin, test_small_struct, test_throws, test_unresolved, "
+              "test_wrong_name");
 
     PluginLoader empty(reg, {"/nonexistent/imp-plugins"});
     CHECK(error_of([&] { empty.load("x"); }) ==
@@ -204,7 +215,7 @@ TEST_CASE("plugin loader: scan reads descriptors without registering and explain
     auto found = loader.scan();
     CHECK(reg.entries().empty());
     CHECK(loader.loaded().empty());
-    REQUIRE(found.size() == 10);  // test_good in the alt dir is hidden by the first dir's
+    REQUIRE(found.size() == 11);  // test_good in the alt dir is hidden by the first dir's
     std::map<std::string, PluginLoader::Found> by_name;
     for (auto& f : found) by_name[imp::plugin_name_from_file(f.path)] = f;
     REQUIRE(by_name.count("test_good"));
@@ -215,8 +226,8 @@ TEST_CASE("plugin loader: scan reads descriptors without registering and explain
     CHECK(by_name["test_arch"].info->provides == "arch:alt_arch");
     // test_throws has a valid descriptor: only registering would fail.
     CHECK(by_name["test_throws"].info);
-    for (auto bad : {"test_abi_major", "test_abi_minor", "test_build_key", "test_not_plugin", "test_small_struct",
-                     "test_wrong_name", "test_unresolved"}) {
+    for (auto bad : {"test_abi_major", "test_abi_minor", "test_build_key", "test_cuda_archs", "test_not_plugin",
+                     "test_small_struct", "test_wrong_name", "test_unresolved"}) {
         INFO(bad);
         CHECK_FALSE(by_name[bad].info);
         CHECK(by_name[bad].error.rfind(std::string("libimp_") + bad + ".so: ", 0) == 0);
@@ -248,6 +259,23 @@ TEST_CASE("plugin loader: plugin_for_architecture reads provides, no_arch_messag
           "no loaded plugin handles architecture 'llama' (loaded: none); no plugin found provides it");
 }
 
+TEST_CASE("plugin loader: the build key carries the SDK's CUDA architectures and ABI 2", "[plugin]") {
+    CHECK(imp::kAbiMajor == 2);
+    CHECK(!std::string(IMP_CUDA_ARCHS).empty());
+    CHECK(imp::host_build_key().find(std::string("/sm-") + IMP_CUDA_ARCHS + "/sdk-") != std::string::npos);
+}
+
+TEST_CASE("plugin loader: a plugin built by imp_add_plugin for other CUDA architectures is refused", "[plugin]") {
+    Registry reg;
+    PluginLoader loader(reg, {std::string(IMP_BINARY_DIR) + "/test-plugins-archs"});
+    std::string key = imp::host_build_key();
+    const std::string archs = std::string("/sm-") + IMP_CUDA_ARCHS + "/";
+    key.replace(key.find(archs), archs.size(), "/sm-80/");
+    CHECK(error_of([&] { loader.load("test_archs80"); }) ==
+          "libimp_test_archs80.so: built with " + key + ", host is " + imp::host_build_key());
+    CHECK(reg.entries().empty());
+}
+
 TEST_CASE("plugin loader: plugin file names", "[plugin]") {
     CHECK(imp::plugin_name_from_file("/a/b/libimp_arch_llama.so") == "arch_llama");
     CHECK(imp::plugin_name_from_file("libimp_.so") == "");
@@ -255,64 +283,25 @@ TEST_CASE("plugin loader: plugin file names", "[plugin]") {
     CHECK(imp::plugin_name_from_file("libimp_x.so.1") == "");
 }
 
-// A minimal executor for running the example layer: host memory, serial parallel_for; the common ops are not
-// needed by example.scale and fail loudly if called. `gpu` makes it report CUDA, so the layer takes its copy path.
-class HostExecutor : public imp::Executor {
-public:
-    explicit HostExecutor(bool gpu) : gpu_(gpu) {}
-    imp::DeviceKind kind() const override { return gpu_ ? imp::DeviceKind::CUDA : imp::DeviceKind::CPU; }
-    std::string name() const override { return "test-host"; }
-    void* alloc(size_t, const char*) override { throw imp::Error("test executor: alloc"); }
-    void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes), ++copies; }
-    void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes), ++copies; }
-    size_t bytes_allocated() const override { return 0; }
-    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) override {
-        for (int64_t b = 0; b < n; b += grain) fn(b, std::min(n, b + grain));
-    }
-    void rms_norm(const float*, const float*, float*, int64_t, int64_t, float) override { unused(); }
-    void rope(float*, int64_t, const int32_t*, int64_t, int, const imp::RopeParams&) override { unused(); }
-    void kv_store(const imp::KVCacheView&, const float*, int64_t, const float*, int64_t, const int32_t*,
-                  int64_t) override {
-        unused();
-    }
-    void sample(const float*, int64_t, const imp::SamplingParams&, uint64_t, const int32_t*, int64_t,
-                int32_t*) override {
-        unused();
-    }
-    void reserve_workspace(size_t) override { unused(); }
-    uint64_t available_bytes() const override { return 0; }
-    void* workspace() override { return nullptr; }
-    size_t workspace_bytes() const override { return 0; }
-    void attention(const float*, int64_t, const imp::KVCacheView&, float*, const imp::AttentionParams&) override {
-        unused();
-    }
-    void swiglu(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t) override { unused(); }
-    void rope_kv_store(float*, int64_t, float*, int64_t, const float*, int64_t, const float*, const float*, float,
-                       const int32_t*, int64_t, int, int, const imp::RopeParams&, const imp::KVCacheView&) override {
-        unused();
-    }
-    void add(float*, const float*, int64_t) override { unused(); }
-    int copies = 0;
-
-private:
-    [[noreturn]] static void unused() { throw imp::Error("test executor: op not provided"); }
-    bool gpu_;
-};
-
-// Loads the out-of-tree example (examples/third_party_plugin), built by scripts/check-sdk against the installed
-// SDK, and runs its layer on both executor paths.
-TEST_CASE("plugin loader: the out-of-tree example plugin loads and scales hidden states", "[example]") {
-    const char* dir = std::getenv("IMP_EXAMPLE_PLUGIN_DIR");
-    if (!dir) {
-        WARN("IMP_EXAMPLE_PLUGIN_DIR not set; scripts/check-sdk runs this test");
-        return;
-    }
+// Loads the example plugin (examples/third_party_plugin): by default the one built in the tree (tests/plugins), or
+// the one scripts/check-sdk built out of tree against the installed SDK (IMP_EXAMPLE_PLUGIN_DIR). Runs its layer
+// through its op on the CPU, and checks what a device without the op's kernel support is told.
+TEST_CASE("plugin loader: the example plugin registers its op and its layer runs through it", "[example]") {
+    const char* env = std::getenv("IMP_EXAMPLE_PLUGIN_DIR");
+    const std::string dir = env ? env : std::string(IMP_BINARY_DIR) + "/test-plugins-example";
     Registry reg;
     PluginLoader loader(reg, {dir});
     const auto& info = loader.load("hello_layer");
-    CHECK(info.version == "1.0.0");
-    CHECK(info.provides == "layer:example.scale");
+    CHECK(info.version == "2.0.0");
+    CHECK(info.provides == "layer:example.scale;op:hello.scale_add");
     REQUIRE(reg.has_layer_kind("example.scale"));
+    const imp::OpEntry* cpu_op = reg.find_op("hello.scale_add", imp::DeviceKind::CPU);
+    const imp::OpEntry* cuda_op = reg.find_op("hello.scale_add", imp::DeviceKind::CUDA);
+    REQUIRE(cpu_op);
+    REQUIRE(cuda_op);
+    CHECK(cpu_op->plugin == "hello_layer");
+    CHECK(cuda_op->args_size == cpu_op->args_size);
+    REQUIRE(reg.find_op_check("hello.scale_add"));
 
     imp::Metadata hp;
     imp::LayerParams params{&hp, "blk.0.", 0};
@@ -320,18 +309,24 @@ TEST_CASE("plugin loader: the out-of-tree example plugin loads and scales hidden
           std::string::npos);
     hp.set("example.scale.width", imp::MetaValue{int64_t(3), "i64"});
     hp.set("example.scale.factor", imp::MetaValue{2.5, "f32"});
+    hp.set("example.scale.bias", imp::MetaValue{-1.0, "f32"});
     auto layer = reg.make_layer("example.scale", params);
     REQUIRE(layer);
     CHECK(layer->kind() == "example.scale");
     CHECK(layer->weight_specs().empty());
-    for (bool gpu : {false, true}) {
-        HostExecutor ex(gpu);
-        imp::Batch batch;
-        batch.n_tokens = 2;
-        imp::LayerContext ctx{ex, batch, {}, nullptr, nullptr};
-        std::vector<float> hidden{1, 2, 3, -4, 0, 0.5f, 99};  // 2 tokens x width 3, and one float past the end
-        layer->forward(ctx, hidden.data());
-        CHECK(hidden == std::vector<float>{2.5f, 5, 7.5f, -10, 0, 1.25f, 99});
-        CHECK(ex.copies == (gpu ? 2 : 0));
-    }
+
+    imp::test::HostExecutor cpu;
+    CHECK(reg.check_ops({"hello.scale_add"}, cpu) == "");
+    imp::StepBatch batch;
+    batch.n_tokens = 2;
+    imp::LayerContext ctx{cpu, batch, {}, {}, nullptr};
+    std::vector<float> hidden{1, 2, 3, -4, 0, 0.5f, 99};  // 2 tokens x width 3, and one float past the end
+    layer->forward(ctx, hidden.data());
+    CHECK(hidden == std::vector<float>{1.5f, 4, 6.5f, -11, -1, 0.25f, 99});
+
+    // A CUDA-kind executor without CUDA handles: the op's CUDA kernel refuses it, before anything runs.
+    imp::test::HostExecutor bare(imp::DeviceKind::CUDA, "bare-device");
+    CHECK(reg.check_ops({"hello.scale_add"}, bare) ==
+          "op 'hello.scale_add' is not supported on bare-device (its cuda kernel from plugin 'hello_layer' refuses "
+          "this device)");
 }

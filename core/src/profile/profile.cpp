@@ -23,10 +23,10 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& schema() {
     static const std::vector<std::pair<std::string, std::vector<std::string>>> s = {
         {"model", {"path", "formats"}},
         {"plugins", {"load", "paths"}},
-        {"runtime", {"executor", "max_seq_len", "prefill_chunk", "cuda_graphs", "kv_dtype", "threads"}},
+        {"runtime", {"executor", "max_seq_len", "prefill_chunk", "cuda_graphs", "kv_dtype", "threads", "max_seqs", "kv_blocks"}},
         {"sampling", {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}},
         {"generate", {"prompt", "n_predict", "chat", "system"}},
-        {"bench", {"pp", "tg", "reps"}},
+        {"bench", {"pp", "tg", "reps", "batch"}},
     };
     return s;
 }
@@ -229,6 +229,8 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "cuda_graphs") r.cuda_graphs = it.boolean();
         else if (name == "kv_dtype") r.kv_dtype = it.choice({"auto", "bf16", "fp8", "f32"});
         else if (name == "threads") r.threads = static_cast<int>(it.integer(0, 4096));
+        else if (name == "max_seqs") r.max_seqs = static_cast<int>(it.integer(1, 4096));
+        else if (name == "kv_blocks") r.kv_blocks = it.integer(0, int64_t(1) << 26);
     } else if (section == "sampling") {
         auto& s = p.sampling;
         if (name == "temperature") s.temperature = it.number(0, false, kInf);
@@ -249,6 +251,7 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         if (name == "pp") b.pp = it.integers(1, int64_t(1) << 24);
         else if (name == "tg") b.tg = it.integers(1, int64_t(1) << 24);
         else if (name == "reps") b.reps = it.integer(1, 1000000);
+        else if (name == "batch") b.batch = it.integers(1, 4096);
     }
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "imp/export.h"
+
 namespace imp {
 
 struct Profile {
@@ -27,6 +29,8 @@ struct Profile {
         bool cuda_graphs = true;
         std::string kv_dtype = "auto";  // auto | bf16 | fp8 | f32 (auto: f32 on CPU, bf16 on CUDA)
         int threads = 0;                // CPU threads, 0 = all cores
+        int max_seqs = 1;               // sequences held at once (KV block tables, state slots, decode graph buckets)
+        int64_t kv_blocks = 0;          // KV pool blocks of 16 positions, 0 = max_seqs full-length sequences
     } runtime;
     struct Sampling {
         double temperature = 0.8;
@@ -47,6 +51,7 @@ struct Profile {
         std::vector<int64_t> pp{512};
         std::vector<int64_t> tg{128};
         int64_t reps = 5;
+        std::vector<int64_t> batch{1};  // sequences decoding together in the tg tests
     } bench;
 };
 
@@ -54,18 +59,18 @@ struct Profile {
 // Throws imp::Error: "<path>: no such profile", "<file>:<line>:<col>: <TOML syntax error>",
 // "<file>:<line>: unknown key 'runtime.foo' (...)", "<file>:<line>: key 'runtime.max_seq_len' must be an integer,
 // got string", bad enum values and out-of-range numbers likewise.
-Profile load_profile(const std::string& path, const std::vector<std::string>& overrides = {});
+IMP_API Profile load_profile(const std::string& path, const std::vector<std::string>& overrides = {});
 
 // The defaults, with no file (for `imp --model FILE`).
-Profile default_profile();
+IMP_API Profile default_profile();
 
 // Applies one "section.key=value" override. The value is read as a TOML value (1024 is an integer, true a
 // boolean, [1, 2] an array); anything that does not parse as one is taken as a bare string, and a string key takes
 // the text as written. Errors start with "--set <kv>: ". A relative [model] path or [plugins] path given here
 // stays relative to the current directory.
-void apply_override(Profile& p, const std::string& kv);
+IMP_API void apply_override(Profile& p, const std::string& kv);
 
 // Throws "<profile>: [model] path '<resolved>' does not exist" (or "... is not set").
-void check_model_path(const Profile& p);
+IMP_API void check_model_path(const Profile& p);
 
 }  // namespace imp

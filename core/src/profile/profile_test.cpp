@@ -215,6 +215,9 @@ TEST_CASE("profile: out-of-range numbers are rejected", "[profile]") {
     CHECK(has(load_error("[generate]\nn_predict = 0\n"), "key 'generate.n_predict' must be >= 1, got 0"));
     CHECK(has(load_error("[bench]\nreps = 0\n"), "bad.toml:2: key 'bench.reps' must be in [1, 1000000], got 0"));
     CHECK(has(load_error("[bench]\npp = [512, 0]\n"), "key 'bench.pp' elements must be in [1, "));
+    CHECK(has(load_error("[bench]\nbatch = [1, 0]\n"), "key 'bench.batch' elements must be in [1, 4096]"));
+    CHECK(has(load_error("[runtime]\nmax_seqs = 0\n"), "key 'runtime.max_seqs' must be in [1, 4096], got 0"));
+    CHECK(has(load_error("[runtime]\nkv_blocks = -1\n"), "key 'runtime.kv_blocks' must be in [0, "));
     CHECK(has(load_error("[model]\npath = \"\"\n"), "key 'model.path' must not be empty"));
 }
 
@@ -267,7 +270,7 @@ TEST_CASE("profile: --set overrides parse as TOML values and are validated", "[p
     };
     CHECK(set_error("runtime.foo=1") ==
           "--set runtime.foo=1: unknown key 'runtime.foo' (keys in [runtime]: executor, max_seq_len, prefill_chunk, "
-          "cuda_graphs, kv_dtype, threads)");
+          "cuda_graphs, kv_dtype, threads, max_seqs, kv_blocks)");
     CHECK(set_error("runtime.max_seq_len=abc") ==
           "--set runtime.max_seq_len=abc: key 'runtime.max_seq_len' must be an integer, got string");
     CHECK(set_error("runtime.max_seq_len=0") ==

@@ -1,9 +1,12 @@
-// The engine: one model loaded on one executor. Builds the arch's layer stack, checks every declared weight
-// against the file (presence, shape), plans memory (weights, KV/recurrent state, activations, scratch) and
-// allocates it once, then runs forward passes over consecutive tokens of one sequence.
+// The engine: one model loaded on one executor, holding up to max_seqs sequences at once. Builds the arch's layer
+// stack, plans the weights (runtime/load_plan.h) and all other device memory (a shared paged KV pool, recurrent
+// state slots, activations, scratch) and allocates it once, then runs steps: the tokens of several sequences —
+// prefill and decode rows together — in one forward pass (runtime/step_runner.h), and samples one token per
+// sequence. The single-sequence calls (forward/sample/reset/position) are the one-sequence case of the same path.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,17 +18,38 @@
 namespace imp {
 
 struct EngineOptions {
-    int64_t max_seq_len = 4096;    // KV capacity; 0 = the model's trained context (capped at 8192)
-    int64_t prefill_chunk = 512;   // tokens per forward call during prefill
+    int64_t max_seq_len = 4096;    // positions one sequence can hold; 0 = the model's trained context (capped at 8192)
+    int64_t prefill_chunk = 512;   // most rows (tokens of all sequences) in one forward pass
     DType kv_dtype = DType::F32;   // KV cache element type (F32, F16, BF16, F8_E4M3)
-    bool cuda_graphs = true;       // capture the one-token decode step once and replay it (executors that can)
+    bool cuda_graphs = true;       // capture decode steps per batch-size bucket and replay them (executors that can)
+    int max_seqs = 1;              // sequences held at once
+    int64_t kv_blocks = 0;         // KV pool blocks of 16 positions; 0 = enough for max_seqs full sequences
+    bool fuse_weights = true;      // build fused (row-concatenated) matrices (WeightSpec::concat)
     std::vector<std::string> formats;  // the profile's [model] formats (quant formats in order of preference)
 };
 
 struct MemoryPlan {
     uint64_t weights = 0, state = 0, activations = 0, scratch = 0;
     int fused = 0;  // fused (row-concatenated) matrices built from several file tensors (WeightSpec::concat)
+    int64_t kv_blocks = 0;  // blocks of 16 positions in the KV pool (one reserved)
     uint64_t total() const { return weights + state + activations + scratch; }
+};
+
+using SeqId = int32_t;
+
+// The tokens one sequence runs in a step. Its last token's logits are computed.
+struct SeqWork {
+    SeqId seq = 0;
+    const int32_t* tokens = nullptr;  // host
+    int64_t n = 0;
+};
+
+// How to sample the row of one sequence of the last step.
+struct SeqSample {
+    SamplingParams params;
+    uint64_t step = 0;                // the draw's counter (see sampler.h)
+    const int32_t* recent = nullptr;  // host: the sequence's last tokens, for the repetition penalty
+    int64_t n_recent = 0;
 };
 
 class Engine {
@@ -35,18 +59,31 @@ public:
 
     const ModelDesc& desc() const;
     const MemoryPlan& plan() const;
-    int64_t position() const;   // tokens already in the state
     int64_t capacity() const;   // max_seq_len in effect
-    void reset();               // forget the sequence (position back to 0)
-    bool graphs_active() const; // decode steps replay a captured graph
+    int max_seqs() const;
+    bool graphs_active() const; // some decode step replays a captured graph
 
-    // Runs `n` tokens at the current position (split into prefill_chunk pieces) and advances it.
-    // The last token's logits are always computed and kept on the device for sample(). logits: host buffer that
-    // receives them (n_vocab floats), or all n * n_vocab when all_logits; null downloads nothing.
-    // Throws imp::Error when position + n exceeds the capacity, naming both numbers.
+    // ---- sequences
+    SeqId add_sequence();                 // position 0, zeroed state; throws when max_seqs are held
+    void release_sequence(SeqId id);      // its KV blocks go back to the pool
+    int64_t position(SeqId id) const;     // tokens already in the sequence's state
+    int64_t free_kv_blocks() const;
+
+    // Runs every item's tokens (split into forward passes of at most prefill_chunk rows; items of one pass are
+    // different sequences) and advances each sequence. Each item's last-token logits stay on the device for
+    // sample(); logits, when given, receives them (work.size() * n_vocab floats, in work order). Throws imp::Error
+    // before running anything on a context overflow, a full KV pool, an unknown or repeated sequence, or a token id
+    // outside the vocabulary.
+    void step(std::span<const SeqWork> work, float* logits = nullptr);
+    // Picks the next token of each item of the last step (rows[i] for work[i]); writes rows.size() ids to out.
+    void sample(std::span<const SeqSample> rows, int32_t* out);
+
+    // ---- one sequence (the first one, created on first use)
+    int64_t position() const;
+    void reset();  // forget the sequence (position back to 0, state zeroed)
+    // Runs n tokens of the sequence. logits: host buffer for the last token's logits (n_vocab floats), or for all
+    // n * n_vocab when all_logits; null downloads nothing.
     void forward(const int32_t* tokens, int64_t n, float* logits = nullptr, bool all_logits = false);
-    // Picks the next token from the last forward's final logits on the executor (only the id crosses to the host).
-    // recent: the last n_recent tokens (host) for the repetition penalty; step: the draw's counter (see sampler.h).
     int32_t sample(const SamplingParams& p, uint64_t step, const int32_t* recent, int64_t n_recent);
 
 private:

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "imp/export.h"
+
 namespace imp::pretok {
 
 enum class Kind {
@@ -24,8 +26,8 @@ struct Info {
 };
 
 // Maps a tokenizer.ggml.pre value ("" = missing) to its kind; throws imp::Error naming an unknown one.
-Info lookup(const std::string& name, const std::string& source);
-const char* kind_name(Kind kind);
+IMP_API Info lookup(const std::string& name, const std::string& source);
+IMP_API const char* kind_name(Kind kind);
 
 struct Piece {
     uint32_t begin, end;  // byte offsets into the text
@@ -33,6 +35,6 @@ struct Piece {
 
 // Appends the pieces of `text` to `out`. The pieces are non-empty and cover `text` in order. Malformed UTF-8
 // bytes count as U+FFFD (a symbol), one byte each, so every input byte lands in exactly one piece.
-void split(Kind kind, std::string_view text, std::vector<Piece>& out);
+IMP_API void split(Kind kind, std::string_view text, std::vector<Piece>& out);
 
 }  // namespace imp::pretok

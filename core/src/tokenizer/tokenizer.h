@@ -7,13 +7,14 @@
 #include <string_view>
 #include <vector>
 
+#include "imp/export.h"
 #include "imp/metadata.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/pretokenize.h"
 
 namespace imp {
 
-class Tokenizer {
+class IMP_API Tokenizer {
 public:
     // GGUF token types (tokenizer.ggml.token_type).
     enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
@@ -75,7 +76,7 @@ private:
 
 // Streaming detokenizer: feed ids, get back only complete UTF-8 (a multi-byte sequence is held back until its last
 // byte arrives; bytes that can never form valid UTF-8 are passed through). push()es plus flush() == decode(ids).
-class StreamDecoder {
+class IMP_API StreamDecoder {
 public:
     explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
     std::string push(int32_t id);

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "imp/error.h"
+#include "util/op_table.h"
 
 namespace imp {
 
@@ -14,7 +15,7 @@ struct Registry::Impl {
     std::string current = "core";
 };
 
-Registry::Registry() : impl_(std::make_unique<Impl>()) {}
+Registry::Registry() : impl_(std::make_unique<Impl>()), ops_(std::make_unique<OpTable>()) {}
 Registry::~Registry() = default;
 
 void Registry::set_current_plugin(const std::string& name) { impl_->current = name; }
@@ -66,10 +67,16 @@ std::unique_ptr<Layer> Registry::make_layer(const std::string& kind, const Layer
         throw Error("no loaded plugin provides layer kind '" + kind + "' (available: " +
                     (avail.empty() ? "none" : avail) + ")");
     }
-    return it->second(p);
+    LayerParams q = p;
+    q.registry = this;
+    return it->second(q);
 }
 
 const std::vector<Registry::Entry>& Registry::entries() const { return impl_->entries; }
+
+// ---- for the op parts (registry_ops.cpp)
+const std::string& Registry::current_plugin() const { return impl_->current; }
+void Registry::add_entry(Entry e) { impl_->entries.push_back(std::move(e)); }
 
 const std::vector<const Arch*> Registry::archs() const {
     std::vector<const Arch*> r;

@@ -1,11 +1,16 @@
 // The "llama" Arch: Llama and Qwen3 (dense) from GGUF (general.architecture "llama" / "qwen3") or from a Hugging Face
-// safetensors folder (config.json model_type "llama" / "qwen3"). Reads the hyper-parameters, normalizes them into
-// the keys documented in llama_layers.h, and builds one "llama.attention" + one "llama.ffn" layer per block.
+// safetensors folder (config.json model_type "llama" / "qwen3"). Reads the hyper-parameters and composes the SDK's
+// shared blocks, one attention (imp/blocks/attention.h) + one SwiGLU FFN (imp/blocks/ffn.h) per layer, from typed
+// specs and the GGUF / HF tensor-name maps. It also writes the hyper-parameters as the normalized keys of the
+// blocks' from_hparams adapters into ModelDesc::hparams, so the layer kinds "llama.attention" / "llama.ffn" built by
+// name from them are the same layers.
 #include "llama_arch.h"
 
 #include <cmath>
 #include <numbers>
 
+#include "imp/blocks/attention.h"
+#include "imp/blocks/ffn.h"
 #include "imp/error.h"
 #include "imp/registry.h"
 
@@ -86,8 +91,8 @@ struct Common {
     bool neox = false, qk_norm = false;
     std::string freqs_name;             // rope.freqs
     std::vector<double> freq_factors;   // rope.freq_factors (computed)
-    std::string tok_embd, output_norm, output, layer_prefix;  // layer_prefix has "%d" replaced by the index
-    std::map<std::string, std::string> names;
+    std::string tok_embd, output_norm, output;
+    blocks::NameMap names;
 };
 
 void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
@@ -127,13 +132,7 @@ void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
     c.tok_embd = "token_embd.weight";
     c.output_norm = "output_norm.weight";
     c.output = src.find("output.weight") ? "output.weight" : c.tok_embd;
-    c.layer_prefix = "blk.%d.";
-    c.names = {{"attn_norm", "attn_norm.weight"},     {"attn_q", "attn_q.weight"},
-               {"attn_k", "attn_k.weight"},           {"attn_v", "attn_v.weight"},
-               {"attn_output", "attn_output.weight"}, {"attn_q_norm", "attn_q_norm.weight"},
-               {"attn_k_norm", "attn_k_norm.weight"}, {"ffn_norm", "ffn_norm.weight"},
-               {"ffn_gate", "ffn_gate.weight"},       {"ffn_up", "ffn_up.weight"},
-               {"ffn_down", "ffn_down.weight"}};
+    c.names = blocks::gguf_names();
 }
 
 void read_hf(const ModelSource& src, const Reader& r, Common& c) {
@@ -173,18 +172,7 @@ void read_hf(const ModelSource& src, const Reader& r, Common& c) {
     c.output_norm = "model.norm.weight";
     const bool tied = r.b("tie_word_embeddings", false);
     c.output = tied ? c.tok_embd : "lm_head.weight";
-    c.layer_prefix = "model.layers.%d.";
-    c.names = {{"attn_norm", "input_layernorm.weight"},
-               {"attn_q", "self_attn.q_proj.weight"},
-               {"attn_k", "self_attn.k_proj.weight"},
-               {"attn_v", "self_attn.v_proj.weight"},
-               {"attn_output", "self_attn.o_proj.weight"},
-               {"attn_q_norm", "self_attn.q_norm.weight"},
-               {"attn_k_norm", "self_attn.k_norm.weight"},
-               {"ffn_norm", "post_attention_layernorm.weight"},
-               {"ffn_gate", "mlp.gate_proj.weight"},
-               {"ffn_up", "mlp.up_proj.weight"},
-               {"ffn_down", "mlp.down_proj.weight"}};
+    c.names = blocks::hf_names("model.layers.{L}.");
 }
 
 class LlamaArch final : public Arch {
@@ -196,7 +184,8 @@ public:
         return a == "llama" || a == "qwen3";
     }
 
-    ModelDesc build(const ModelSource& src, const Registry& reg) const override {
+    // The layers are the SDK's blocks, made directly from typed specs: no registry lookup.
+    ModelDesc build(const ModelSource& src, const Registry&) const override {
         Reader r{src.metadata(), src.path()};
         Common c;
         if (src.kind() == ContainerKind::GGUF) read_gguf(src, r, c);
@@ -237,18 +226,35 @@ public:
         }
         hp->set("attn.scale", mv_float(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim))));
         hp->set("attn.qk_norm", mv_bool(c.qk_norm));
-        for (const auto& [k, v] : c.names) hp->set("name." + k, mv_str(v));
+        for (const auto& [role, name] : c.names.names) hp->set("name." + role, mv_str(name));
         d.hparams = std::move(hp);
 
+        blocks::AttentionSpec a;
+        a.kind = "llama.attention";
+        a.n_embd = c.n_embd;
+        a.n_head = int(c.n_head);
+        a.n_kv_head = int(c.n_kv);
+        a.head_dim = int(c.head_dim);
+        a.rope.n_rot = int(c.n_rot);
+        a.rope.base = float(c.base);
+        a.rope.neox = c.neox;
+        a.rope.freq_scale = float(c.freq_scale);
+        a.rope.freqs_name = c.freqs_name;
+        for (double v : c.freq_factors) a.rope.freq_factors.push_back(float(v));
+        a.qk_norm = c.qk_norm;
+        a.eps = float(c.eps);
+        a.scale = float(d.hparams->get_float("attn.scale"));
+        a.names = c.names;
+        blocks::FfnSpec f;
+        f.kind = "llama.ffn";
+        f.n_embd = c.n_embd;
+        f.n_ff = c.n_ff;
+        f.eps = float(c.eps);
+        f.names = c.names;
         for (int i = 0; i < int(c.n_layer); ++i) {
-            LayerParams lp;
-            lp.hparams = d.hparams.get();
-            lp.prefix = c.layer_prefix;
-            lp.prefix.replace(lp.prefix.find("%d"), 2, std::to_string(i));
-            lp.index = 2 * i;
-            d.layers.push_back(reg.make_layer("llama.attention", lp));
-            lp.index = 2 * i + 1;
-            d.layers.push_back(reg.make_layer("llama.ffn", lp));
+            a.layer = f.layer = i;
+            d.layers.push_back(blocks::make_attention(a));
+            d.layers.push_back(blocks::make_swiglu_ffn(f));
         }
         return d;
     }

@@ -21,29 +21,13 @@
 #include "model/json.h"
 #include "plugin/loader.h"
 #include "runtime/engine.h"
+#include "fixture_registry.h"
 
 namespace fs = std::filesystem;
 using namespace imp;
+using namespace imp::test;
 
 namespace {
-
-const std::string kPluginDir = IMP_BINARY_DIR "/lib/imp/plugins";
-const std::string kFixtures = IMP_SOURCE_DIR "/tests/fixtures/models";
-
-// One registry per plugin set, loaded once for the whole test process (plugins stay loaded anyway).
-Registry& registry_with(const std::vector<std::string>& plugins) {
-    static std::map<std::string, std::pair<std::unique_ptr<Registry>, std::unique_ptr<PluginLoader>>> cache;
-    std::string key;
-    for (auto& p : plugins) key += p + ";";
-    auto& e = cache[key];
-    if (!e.first) {
-        e.first = std::make_unique<Registry>();
-        e.second = std::make_unique<PluginLoader>(*e.first, std::vector<std::string>{kPluginDir});
-        for (auto& p : plugins) e.second->load(p);
-    }
-    return *e.first;
-}
-Registry& full_registry() { return registry_with({"arch_llama", "quant_ggml"}); }
 
 std::string read_text(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -187,8 +171,9 @@ TEST_CASE("llama arch reads hyper-parameters and plans memory", "[arch_llama]") 
     CHECK(d.hparams->get_bool("rope.neox"));
     CHECK(d.hparams->get_bool("attn.qk_norm"));
     CHECK(eng.capacity() == 512);
-    // KV: 2 attention layers x K and V x 512 positions x 2 heads x 24 dims x 4 bytes.
-    CHECK(eng.plan().state == 2ull * 2 * 512 * 2 * 24 * 4);
+    // KV: 2 attention layers x K and V x (512 positions + the reserved zero block of 16) x 2 heads x 24 dims x 4 B.
+    CHECK(eng.plan().kv_blocks == 512 / 16 + 1);
+    CHECK(eng.plan().state == 2ull * 2 * (512 + 16) * 2 * 24 * 4);
     CHECK(eng.plan().weights >= uint64_t(src->file_bytes()) - 16384);
     CHECK(ex.bytes_allocated() >= eng.plan().total());
 
@@ -291,7 +276,7 @@ TEST_CASE("a BF16 KV cache stays close to the fp32 reference", "[arch_llama]") {
     opt.max_seq_len = 32;
     opt.kv_dtype = DType::BF16;
     Engine eng(*src, full_registry(), ex, opt);
-    CHECK(eng.plan().state == 2ull * 2 * 32 * 2 * 24 * 2);
+    CHECK(eng.plan().state == 2ull * 2 * (32 + 16) * 2 * 24 * 2);  // + the reserved zero block
     std::vector<float> all(ref.logits.size());
     std::vector<int32_t> toks = ref.tokens;
     toks.insert(toks.end(), ref.continuation.begin(), ref.continuation.end());

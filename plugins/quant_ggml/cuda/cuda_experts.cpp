@@ -16,7 +16,7 @@
 #include <mutex>
 #include <thread>
 
-#include "cuda_check.h"
+#include "imp/cuda/check.h"
 #include "experts_check.h"
 #include "experts_kernels.h"
 #include "imp/error.h"
@@ -185,10 +185,10 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
     std::lock_guard<std::mutex> lk(staging_mu);
     const uint64_t want = std::min(total, std::max<uint64_t>(l.bytes, uint64_t(64) << 20));
     if (staging_bytes < want) {
-        if (staging) QG_CUDA(cudaFreeHost(staging));
+        if (staging) IMP_CUDA_CHECK(cudaFreeHost(staging));
         staging = nullptr;
         staging_bytes = 0;
-        QG_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&staging), want, cudaHostAllocDefault));
+        IMP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging), want, cudaHostAllocDefault));
         staging_bytes = want;
     }
     const int64_t batch = int64_t(staging_bytes / l.bytes);

@@ -7,6 +7,9 @@
 // beta = 1. Nothing here allocates device memory after load.
 #include "cuda_weight.h"
 
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <atomic>
 #include <compare>
@@ -14,16 +17,11 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda_check.h"
+#include "imp/cuda/check.h"
 #include "imp/error.h"
 #include "kernels.h"
 
 namespace imp::ggml::cuda {
-
-void fail(const char* expr, const char* msg, const char* file, int line) {
-    throw Error(std::string("quant_ggml: ") + expr + " failed: " + msg + " (" + file + ":" + std::to_string(line) +
-                ")");
-}
 
 namespace {
 
@@ -40,12 +38,12 @@ cudaStream_t side_stream() {
     static std::mutex mu;
     static std::map<int, cudaStream_t> streams;
     int dev = 0;
-    QG_CUDA(cudaGetDevice(&dev));
+    IMP_CUDA_CHECK(cudaGetDevice(&dev));
     std::lock_guard<std::mutex> lk(mu);
     auto it = streams.find(dev);
     if (it != streams.end()) return it->second;
     cudaStream_t s = nullptr;
-    QG_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    IMP_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     return streams.emplace(dev, s).first->second;
 }
 
@@ -81,7 +79,7 @@ public:
         if (l_.type != Type::F32 && l_.type != Type::BF16) {
             side_ = side_stream();
             for (cudaEvent_t* e : {&ev_start_, &ev_dq_[0], &ev_dq_[1], &ev_mm_[0], &ev_mm_[1]})
-                QG_CUDA(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+                IMP_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
         }
     }
     ~CudaWeight() override {
@@ -121,6 +119,7 @@ public:
             a.splits = g_splits.load();
             a.kw = g_kw.load();
             a.accumulate = accumulate;
+            a.pdl = h.pdl;
             gemv(l_, a, h.sm_count, h.cc, st);
             return;
         }
@@ -157,18 +156,18 @@ public:
         // done; the GEMM waits for its dequantization. The side stream starts after everything queued before
         // (earlier GEMMs read the workspace) and ends joined: the executor's stream waits for its last event.
         uint16_t* buf[2] = {wt, wt + tile * ldw};
-        QG_CUDA(cudaEventRecord(ev_start_, st));
-        QG_CUDA(cudaStreamWaitEvent(side_, ev_start_, 0));
+        IMP_CUDA_CHECK(cudaEventRecord(ev_start_, st));
+        IMP_CUDA_CHECK(cudaStreamWaitEvent(side_, ev_start_, 0));
         int64_t i = 0;
         for (int64_t r0 = 0; r0 < rows_; r0 += tile, ++i) {
             const int b = int(i & 1);
             const int64_t nr = std::min(tile, rows_ - r0);
-            if (i >= 2) QG_CUDA(cudaStreamWaitEvent(side_, ev_mm_[b], 0));
+            if (i >= 2) IMP_CUDA_CHECK(cudaStreamWaitEvent(side_, ev_mm_[b], 0));
             dequant_bf16(l_, dev_, r0, nr, buf[b], ldw, side_);
-            QG_CUDA(cudaEventRecord(ev_dq_[b], side_));
-            QG_CUDA(cudaStreamWaitEvent(st, ev_dq_[b], 0));
+            IMP_CUDA_CHECK(cudaEventRecord(ev_dq_[b], side_));
+            IMP_CUDA_CHECK(cudaStreamWaitEvent(st, ev_dq_[b], 0));
             lt_matmul(h, CUDA_R_16BF, buf[b], ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
-            QG_CUDA(cudaEventRecord(ev_mm_[b], st));
+            IMP_CUDA_CHECK(cudaEventRecord(ev_mm_[b], st));
         }
     }
 
@@ -212,8 +211,9 @@ private:
         const LtKey key{int(ab), m, n, cols_, lda, ldb, ldd, alignment(A), alignment(B), alignment(D)};
         const LtPlan& p = plan(h, key);
         const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-        QG_LT(cublasLtMatmul(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D,
-                             p.d, &p.algo, h.lt_workspace, h.lt_workspace_bytes, static_cast<cudaStream_t>(h.stream)));
+        IMP_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, &alpha, A, p.a, B, p.b, &beta,
+                                        D, p.d, D, p.d, &p.algo, h.lt_workspace, h.lt_workspace_bytes,
+                                        static_cast<cudaStream_t>(h.stream)));
     }
 
     const LtPlan& plan(const CudaHandles& h, const LtKey& key) const {
@@ -222,31 +222,31 @@ private:
         if (it != plans_.end()) return it->second;
         LtPlan p;
         const auto ab = cudaDataType_t(key.type);
-        QG_LT(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        IMP_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        QG_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-        QG_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-        QG_LT(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(key.k), uint64_t(key.m), key.lda));
-        QG_LT(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(key.k), uint64_t(key.n), key.ldb));
-        QG_LT(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(key.m), uint64_t(key.n), key.ldd));
+        IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+        IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+        IMP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(key.k), uint64_t(key.m), key.lda));
+        IMP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(key.k), uint64_t(key.n), key.ldb));
+        IMP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(key.m), uint64_t(key.n), key.ldd));
         cublasLtMatmulPreference_t pref = nullptr;
-        QG_LT(cublasLtMatmulPreferenceCreate(&pref));
+        IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
         const uint64_t wsb = h.lt_workspace ? h.lt_workspace_bytes : 0;
         cublasLtMatmulHeuristicResult_t res{};
         int found = 0;
         try {
-            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
-                                                       sizeof(wsb)));
-            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a,
-                                                       sizeof(uint32_t)));
-            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b,
-                                                       sizeof(uint32_t)));
-            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_d,
-                                                       sizeof(uint32_t)));
-            QG_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_d,
-                                                       sizeof(uint32_t)));
-            QG_LT(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, p.a, p.b, p.d, p.d,
-                                                 pref, 1, &res, &found));
+            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
+                                                                  sizeof(wsb)));
+            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                                  &key.align_a, sizeof(uint32_t)));
+            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                                  &key.align_b, sizeof(uint32_t)));
+            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                                  &key.align_d, sizeof(uint32_t)));
+            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                                  &key.align_d, sizeof(uint32_t)));
+            IMP_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, p.a, p.b,
+                                                            p.d, p.d, pref, 1, &res, &found));
         } catch (...) {
             cublasLtMatmulPreferenceDestroy(pref);
             throw;
@@ -310,10 +310,10 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t c
     static uint64_t staging_bytes = 0;
     std::lock_guard<std::mutex> lk(staging_mu);
     if (staging_bytes < l.bytes) {
-        if (staging) QG_CUDA(cudaFreeHost(staging));
+        if (staging) IMP_CUDA_CHECK(cudaFreeHost(staging));
         staging = nullptr;
         staging_bytes = 0;
-        QG_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&staging), l.bytes, cudaHostAllocDefault));
+        IMP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging), l.bytes, cudaHostAllocDefault));
         staging_bytes = l.bytes;
     }
     // Each part fills its own rows of the layout: whole row groups (block types) or rows of l.ld elements.
@@ -344,9 +344,9 @@ std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {
     const auto* cw = dynamic_cast<const CudaWeight*>(&w);
     if (!cw || !ex.cuda()) throw Error("quant_ggml: clone_weight needs a CUDA weight and a CUDA executor");
     void* dev = ex.alloc(cw->layout().bytes, cw->name().c_str());
-    QG_CUDA(cudaMemcpyAsync(dev, cw->data(), cw->layout().bytes, cudaMemcpyDeviceToDevice,
+    IMP_CUDA_CHECK(cudaMemcpyAsync(dev, cw->data(), cw->layout().bytes, cudaMemcpyDeviceToDevice,
                             static_cast<cudaStream_t>(ex.cuda()->stream)));
-    QG_CUDA(cudaStreamSynchronize(static_cast<cudaStream_t>(ex.cuda()->stream)));
+    IMP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ex.cuda()->stream)));
     return std::make_unique<CudaWeight>(cw->name(), cw->layout(), dev);
 }
 

@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <string>
 
-#include "cuda_check.h"
-#include "device_common.cuh"
+#include "imp/cuda/check.h"
 #include "imp/error.h"
 #include "kernels.h"
+#include "mma_bf16.cuh"
 
 namespace imp::ggml::cuda {
 namespace {
@@ -150,7 +150,7 @@ void dequant_tiled(const DeviceLayout& l, const void* w, int64_t row0, int64_t n
     dequant_tiled_kernel<L><<<unsigned((warps + 7) / 8), 256, 0, st>>>(
         static_cast<const uint8_t*>(w), l.rg_bytes, int(l.chunks), int(rg_begin), int(rg_end - rg_begin),
         int(std::min<int64_t>(l.rows, row0 + nrows)), int(l.cols), int(row0), reinterpret_cast<uint2*>(out), ldo);
-    QG_LAUNCHED();
+    IMP_CUDA_CHECK_LAUNCH();
 }
 
 template <class L>
@@ -158,7 +158,7 @@ void get_rows_tiled(const DeviceLayout& l, const void* w, const int32_t* ids, in
     const dim3 grid(unsigned(n), unsigned((l.chunks + 7) / 8));
     get_rows_tiled_kernel<L><<<grid, 256, 0, st>>>(static_cast<const uint8_t*>(w), l.rg_bytes, int(l.chunks),
                                                    int(l.rows), int(l.cols), ids, out);
-    QG_LAUNCHED();
+    IMP_CUDA_CHECK_LAUNCH();
 }
 
 template <Type TY>
@@ -166,7 +166,7 @@ void get_rows_plain(const DeviceLayout& l, const void* w, const int32_t* ids, in
     const dim3 grid(unsigned(std::min<int64_t>((l.cols + 255) / 256, 64)), unsigned(n));
     get_rows_plain_kernel<TY><<<grid, 256, 0, st>>>(static_cast<const uint8_t*>(w), l.ld * (TY == Type::F32 ? 4 : 2),
                                                     int(l.rows), int(l.cols), ids, out);
-    QG_LAUNCHED();
+    IMP_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -187,7 +187,7 @@ void dequant_bf16(const DeviceLayout& l, const void* w, int64_t row0, int64_t nr
             f16_to_bf16_kernel<<<unsigned(nrows), 256, 0, st>>>(
                 reinterpret_cast<const uint4*>(static_cast<const __half*>(w) + row0 * l.ld), l.ld / 8, int(l.cols),
                 reinterpret_cast<uint4*>(out), ldo / 8);
-            QG_LAUNCHED();
+            IMP_CUDA_CHECK_LAUNCH();
             break;
         default: throw Error(std::string("quant_ggml: no bf16 dequantization for type ") + type_info(l.type).name);
     }
@@ -198,7 +198,7 @@ void to_bf16(const float* x, int64_t xs, int64_t n_tokens, int64_t cols, uint16_
     if (ldo % 8 != 0) throw Error("quant_ggml: to_bf16: output stride is not a multiple of 8");
     const int vec = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && (xs % 4 == 0);
     to_bf16_kernel<<<unsigned(n_tokens), 256, 0, st>>>(x, xs, int(cols), reinterpret_cast<uint32_t*>(out), ldo, vec);
-    QG_LAUNCHED();
+    IMP_CUDA_CHECK_LAUNCH();
 }
 
 void get_rows(const DeviceLayout& l, const void* w, const int32_t* ids, int64_t n, float* out, cudaStream_t st) {

@@ -1,15 +1,9 @@
-// quant_ggml CUDA: the expert kernels besides the tiled GEMV (gemv_experts.cuh): the GEMV of the plain types (F32,
-// F16, BF16) over stacked experts, the grouping of (token, slot) pairs by expert for the grouped path, and the
-// routing-weighted sum over the slots; plus the dispatch by type.
+// quant_ggml CUDA: the expert GEMV of the plain types (F32, F16, BF16) over stacked experts, and the dispatch of the
+// expert GEMV by type (the tiled types: gemv_experts.cuh; grouping and weighted sum: experts_route.cu).
 //
 // Plain GEMV: as gemv.cu's (a CTA of 8 warps owns RW rows and its warps split the columns into 8-column chunks,
 // 16-byte loads, fp32 FMA, warp shuffles then a shared-memory sum over the warps), over a third grid dimension of
 // work items (ExpertsRoute) whose tokens' activation and output rows come through the pair indices.
-// Grouping: one CTA counts the pairs per expert in shared memory, lays the experts' groups out in expert order
-// (a serial scan over the experts) and places each pair with an atomic cursor. The order of pairs inside an expert
-// may vary from run to run, but every pair's result is computed independently of the other tokens of its group (MMA
-// and FMA columns do not mix), so outputs do not.
-// Weighted sum: one thread per output, the slots added in order: deterministic.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -126,7 +120,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     __shared__ float* orow[T];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = int(blockIdx.x) * RW;
-    pdl_wait();
+    ::imp::cuda::pdl_wait();
     const int2 item = resolve_item<T>(route, xrow, orow);
     const int n = item.y;
     if (n == 0) return;
@@ -153,7 +147,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
         g.load(qa, ch + 2 * kStep);
         g.compute(qb, ch + kStep);
     }
-    pdl_launch_dependents();
+    ::imp::cuda::pdl_launch_dependents();
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -176,13 +170,6 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     }
 }
 
-cudaLaunchAttribute pdl_attr() {
-    cudaLaunchAttribute a{};
-    a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    a.val.programmaticStreamSerializationAllowed = 1;
-    return a;
-}
-
 template <Type TY, int T>
 void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t st) {
     constexpr int RW = TY == Type::F32 ? 2 : 4;
@@ -199,7 +186,7 @@ void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t s
     for (int item0 = 0; item0 < ea.n_items; item0 += kMaxZ) {
         route.item0 = item0;
         cfg.gridDim = dim3(unsigned((l.rows + RW - 1) / RW), 1, unsigned(std::min(kMaxZ, ea.n_items - item0)));
-        QG_CUDA(cudaLaunchKernelEx(&cfg, experts_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(ea.w),
+        IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(ea.w),
                                    int64_t(ea.expert_bytes), int64_t(l.ld) * PlainElems<TY>::kElem, int(l.rows),
                                    int(l.cols), route, x_vec, ea.accumulate, ea.zero_invalid));
     }
@@ -211,76 +198,6 @@ void launch_plain(const DeviceLayout& l, const ExpertsArgs& a, cudaStream_t st) 
         launch_plain_t<TY, kExpertGroupTokens>(l, a, st);
     else
         launch_plain_t<TY, 1>(l, a, st);
-}
-
-// Shared memory: count, pair start and group start per bucket (n_expert experts + the out-of-range bucket).
-__global__ void __launch_bounds__(1024)
-    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int keep_invalid,
-                         int32_t* __restrict__ n_groups, int32_t* __restrict__ groups, int32_t* __restrict__ order) {
-    extern __shared__ int sm_group[];
-    const int nb = n_expert + 1;
-    int* count = sm_group;
-    int* pstart = count + nb;
-    int* gstart = pstart + nb;
-    constexpr int G = kExpertGroupTokens;
-    pdl_wait();
-    for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = 0;
-    __syncthreads();
-    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
-        const int id = ids[p];
-        const int b = id >= 0 && id < n_expert ? id : n_expert;
-        if (b < n_expert || keep_invalid) atomicAdd(&count[b], 1);
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int ps = 0, gs = 0;
-        for (int b = 0; b < nb; ++b) {
-            pstart[b] = ps;
-            gstart[b] = gs;
-            ps += count[b];
-            gs += (count[b] + G - 1) / G;
-        }
-        *n_groups = gs;
-    }
-    __syncthreads();
-    for (int b = threadIdx.x; b < nb; b += blockDim.x) {
-        const int c = count[b];
-        for (int k = 0; k * G < c; ++k) {
-            int32_t* gp = groups + 3 * int64_t(gstart[b] + k);
-            gp[0] = b < n_expert ? b : -1;
-            gp[1] = pstart[b] + k * G;
-            gp[2] = min(G, c - k * G);
-        }
-    }
-    __syncthreads();
-    for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = pstart[b];  // cursors
-    __syncthreads();
-    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
-        const int id = ids[p];
-        const int b = id >= 0 && id < n_expert ? id : n_expert;
-        if (b < n_expert || keep_invalid) order[atomicAdd(&count[b], 1)] = p;
-    }
-}
-
-constexpr int kReduceThreads = 256;
-
-// Block i: token i / bpt, rows from (i % bpt) * kReduceThreads.
-__global__ void __launch_bounds__(kReduceThreads)
-    experts_reduce_kernel(const float* __restrict__ part, int rows, int bpt, const int32_t* __restrict__ ids,
-                          const float* __restrict__ weights, int n_expert, int top_k, float* __restrict__ y,
-                          int64_t ys, int accumulate) {
-    pdl_wait();
-    const int64_t t = blockIdx.x / bpt;
-    const int r = int(blockIdx.x % bpt) * kReduceThreads + int(threadIdx.x);
-    if (r >= rows) return;
-    float s = 0.f;
-    for (int j = 0; j < top_k; ++j) {
-        const int64_t p = t * top_k + j;
-        const int e = ids[p];
-        if (e >= 0 && e < n_expert) s = fmaf(weights[p], part[p * rows + r], s);
-    }
-    float* yp = y + t * ys + r;
-    *yp = accumulate ? *yp + s : s;
 }
 
 }  // namespace
@@ -328,44 +245,6 @@ void prepare_experts(Type t) {
             default: break;
         }
     });
-}
-
-int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
-    return std::min(n_pairs, n_pairs / kExpertGroupTokens + std::min(n_expert + 1, n_pairs));
-}
-
-void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_invalid, int32_t* n_groups,
-                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t st) {
-    if (n_expert > kMaxGroupedExperts)
-        throw Error("quant_ggml: experts grouping: " + std::to_string(n_expert) + " experts, at most " +
-                    std::to_string(kMaxGroupedExperts));
-    cudaLaunchAttribute attr = pdl_attr();
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(1, 1, 1);
-    cfg.blockDim = dim3(1024, 1, 1);
-    cfg.dynamicSmemBytes = size_t(3) * size_t(n_expert + 1) * sizeof(int);
-    cfg.stream = st;
-    cfg.attrs = pdl ? &attr : nullptr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    QG_CUDA(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, n_groups, groups,
-                               order));
-}
-
-void experts_reduce(const float* part, int rows, const int32_t* ids, const float* weights, int n_expert,
-                    int n_tokens, int top_k, float* y, int64_t ys, int accumulate, bool pdl, cudaStream_t st) {
-    if (n_tokens <= 0) return;
-    const int bpt = (rows + kReduceThreads - 1) / kReduceThreads;
-    if (int64_t(n_tokens) * bpt > int64_t(INT32_MAX))
-        throw Error("quant_ggml: experts weighted sum of " + std::to_string(n_tokens) + " tokens is too large");
-    cudaLaunchAttribute attr = pdl_attr();
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(int64_t(n_tokens) * bpt), 1, 1);
-    cfg.blockDim = dim3(kReduceThreads, 1, 1);
-    cfg.stream = st;
-    cfg.attrs = pdl ? &attr : nullptr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    QG_CUDA(cudaLaunchKernelEx(&cfg, experts_reduce_kernel, part, rows, bpt, ids, weights, n_expert, top_k, y, ys,
-                               accumulate));
 }
 
 }  // namespace imp::ggml::cuda

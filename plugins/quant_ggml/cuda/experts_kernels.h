@@ -11,6 +11,15 @@
 
 namespace imp::ggml::cuda {
 
+// The launch attribute of programmatic dependent launch (every expert kernel executes griddepcontrol.wait before
+// it touches memory that other kernels write).
+inline cudaLaunchAttribute pdl_attr() {
+    cudaLaunchAttribute a{};
+    a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    a.val.programmaticStreamSerializationAllowed = 1;
+    return a;
+}
+
 // Pairs per work item of the grouped path (the GEMV's token tile).
 constexpr int kExpertGroupTokens = 8;
 // The grouping kernel keeps per-expert counters in shared memory: at most this many experts (else per-pair only).

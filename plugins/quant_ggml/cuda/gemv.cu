@@ -38,14 +38,6 @@ bool dp4a_enabled() {
     return on;
 }
 
-bool pdl_enabled() {
-    static const bool on = [] {
-        const char* e = std::getenv("IMP_PDL");
-        return !(e && e[0] == '0' && e[1] == '\0');
-    }();
-    return on;
-}
-
 namespace {
 
 constexpr int kPlainWarps = 8;
@@ -172,7 +164,7 @@ void launch_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
                                                                     l.ld * Plain<TY>::kElem, int(l.rows), int(l.cols),
                                                                     a.x, a.xs, a.y, a.ys, a.n_tokens, x_vec,
                                                                     a.accumulate ? 1 : 0);
-    QG_LAUNCHED();
+    IMP_CUDA_CHECK_LAUNCH();
 }
 
 template <Type TY>

@@ -22,9 +22,10 @@ __device__ __forceinline__ int2 resolve_item(const ExpertsRoute& r, const float*
     int e, first, n;
     if (r.groups) {
         if (item >= *r.n_groups) return make_int2(-1, 0);
-        e = r.groups[3 * item];
-        first = r.groups[3 * item + 1];
-        n = min(r.groups[3 * item + 2], TP);
+        const int32_t* g = r.groups + 3 * int64_t(item);
+        e = g[0];
+        first = g[1];
+        n = min(g[2], TP);
     } else {
         e = r.ids[item];
         first = item;
@@ -64,7 +65,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
     const int rgc = kGemvWarps / kw_count;
     const int rg = blockIdx.x * rgc + warp / kw_count;
     const int n_rg = (a.rows + kTileRows - 1) / kTileRows;
-    pdl_wait();  // ids, groups and x come from earlier kernels; which weights to read depends on them
+    ::imp::cuda::pdl_wait();  // ids, groups and x come from earlier kernels; which weights to read depends on them
     const int2 item = resolve_item<TP>(a.route, xrow, orow);
     const int n_tok = item.y;
     if (n_tok == 0) return;  // the whole CTA (and its cluster: same item)
@@ -153,7 +154,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
         }
     }
 
-    pdl_launch_dependents();
+    ::imp::cuda::pdl_launch_dependents();
     if constexpr (DP) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -254,11 +255,11 @@ bool launch_experts_tp(const DeviceLayout& l, const ExpertsArgs& ea, int sm_coun
                            unsigned(std::min(kMaxZ, ea.n_items - item0)));
         if constexpr (TP == 1 && kDp4aLayout<L>) {
             if (dp4a_enabled()) {
-                QG_CUDA(cudaLaunchKernelEx(&cfg, experts_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
+                IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
                 continue;
             }
         }
-        QG_CUDA(cudaLaunchKernelEx(&cfg, experts_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
+        IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
     }
     return true;
 }
@@ -282,7 +283,7 @@ template <class L>
 void prepare_experts_tiled() {
     const int bytes = kGemvSmemB + int(b_pad_bytes<8>());
     const auto raise = [bytes](auto kernel) {
-        QG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        IMP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     };
     raise(experts_tiled_kernel<L, 1, tiled_minb<L, 1>()>);
     if constexpr (kDp4aLayout<L>) raise(experts_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>);

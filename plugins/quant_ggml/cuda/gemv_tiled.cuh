@@ -19,13 +19,16 @@
 #include <string>
 #include <type_traits>
 
-#include "cuda_check.h"
-#include "device_common.cuh"
 #include "gemv_dp4a.cuh"
+#include "imp/cuda/check.h"
+#include "imp/cuda/launch.cuh"
 #include "imp/error.h"
 #include "kernels.h"
+#include "mma_bf16.cuh"
 
 namespace imp::ggml::cuda {
+
+bool dp4a_enabled();  // IMP_GEMV_DP4A=0: one-token Q4_K GEMV on the tensor cores instead of dp4a (gemv.cu)
 
 constexpr int kGemvWarps = 8;
 // Shared memory for the staged B fragments of one CTA (2 CTAs per SM fit).
@@ -165,7 +168,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     typename L::Frag fa[L::kUnroll], fb[L::kUnroll];
     const int first = g.c_begin + warp % kw_count;
     g.load(fa, first);  // in flight while x is staged (and, launched dependent, while the previous kernel ends)
-    pdl_wait();
+    ::imp::cuda::pdl_wait();
 
     const int c_all = int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin;
     [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all * L::kSteps);
@@ -230,7 +233,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     // The next kernel may launch now (its CTAs wait in griddepcontrol.wait for this grid to finish). Measured on an
     // H100 (tg128, core kernels with PDL): triggering here rather than right after the first loads gives Llama-3.2-3B
     // Q4_K_M 475.7 vs 474.1 t/s and 8B Q8_0 245.1 vs 228.7 t/s (early dependents slowed the Q8_0 step).
-    pdl_launch_dependents();
+    ::imp::cuda::pdl_launch_dependents();
     if constexpr (DP) {
         // The 4 lanes c of row pair g hold column shares: their sum, in the C-fragment slots of token 0 (lane c = 0).
 #pragma unroll
@@ -356,32 +359,20 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
                 (reinterpret_cast<uintptr_t>(ga.x) % 16 == 0) && (ga.xs % 4 == 0),
                 ga.accumulate ? 1 : 0};
     const int rgc = kGemvWarps / plan.kw;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned((l.n_rg + rgc - 1) / rgc), unsigned(plan.splits), 1);
-    cfg.blockDim = dim3(kGemvWarps * 32, 1, 1);
-    cfg.dynamicSmemBytes = tiled_smem<L, TP>((l.chunks + plan.splits - 1) / plan.splits);
+    ::imp::cuda::LaunchConfig cfg;
+    cfg.grid = dim3(unsigned((l.n_rg + rgc - 1) / rgc), unsigned(plan.splits), 1);
+    cfg.block = dim3(kGemvWarps * 32, 1, 1);
+    cfg.smem = tiled_smem<L, TP>((l.chunks + plan.splits - 1) / plan.splits);
     cfg.stream = st;
-    cudaLaunchAttribute attr[2];
-    unsigned n_attr = 0;
-    if (pdl_enabled()) {
-        attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
-    }
-    if (plan.splits > 1) {
-        attr[n_attr].id = cudaLaunchAttributeClusterDimension;
-        attr[n_attr].val.clusterDim.x = 1;
-        attr[n_attr].val.clusterDim.y = unsigned(plan.splits);
-        attr[n_attr++].val.clusterDim.z = 1;
-    }
-    cfg.attrs = attr;
-    cfg.numAttrs = n_attr;
+    cfg.pdl = ga.pdl;
+    if (plan.splits > 1) cfg.cluster = dim3(1, unsigned(plan.splits), 1);
     if constexpr (TP == 1 && kDp4aLayout<L>) {
         if (dp4a_enabled()) {
-            QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
+            IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
             return true;
         }
     }
-    QG_CUDA(cudaLaunchKernelEx(&cfg, gemv_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
+    IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
     return true;
 }
 
@@ -390,7 +381,7 @@ template <class L>
 void prepare_tiled() {
     const int bytes = kGemvSmemB + int(b_pad_bytes<8>());
     const auto raise = [bytes](auto kernel) {
-        QG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        IMP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     };
     raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>()>);
     if constexpr (kDp4aLayout<L>) raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>);

@@ -22,6 +22,7 @@ struct GemvArgs {
     int splits = 0;    // tiled types: column splits over a cluster of CTAs (0 = from the shape; a test/bench knob)
     int kw = 0;        // tiled types: warps per row group, 1/2/4/8 (0 = from the shape; a test/bench knob)
     bool accumulate = false;  // y += W x instead of y = W x (each output read and written once)
+    bool pdl = false;  // tiled types: launch with programmatic dependent launch (CudaHandles::pdl of the executor)
 };
 
 // y[t, r] = sum_c x[t, c] W[r, c] (a.accumulate: y[t, r] += that sum), fp32 accumulation. Tiled types: tensor-core

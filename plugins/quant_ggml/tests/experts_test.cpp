@@ -139,7 +139,7 @@ TEST_CASE("quant_ggml experts: grouped_matmul equals the dense reference per exp
     }
 }
 
-TEST_CASE("quant_ggml experts: many tokens on several threads, Q4_K and BF16", "[quant_ggml][experts]") {
+TEST_CASE("quant_ggml experts: many tokens on several threads, Q4_K, BF16 and Q8_0", "[quant_ggml][experts]") {
     std::mt19937 rng(23);
     imp::CpuExecutor ex(4);
     for (const char* type : {"Q4_K", "BF16", "Q8_0"}) {

@@ -79,14 +79,15 @@ public:
     void kv_store(const KVCacheView&, const float*, int64_t, const float*, int64_t, const int32_t*, int64_t) override {
         unused();
     }
-    void attention(const float*, int64_t, const KVCacheView&, float*, const AttentionParams&) override { unused(); }
+    void attention(const float*, int64_t, const KVCacheView&, float*, const AttentionParams&,
+                   const StepBatch&) override { unused(); }
     void swiglu(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t) override { unused(); }
     void rope_kv_store(float*, int64_t, float*, int64_t, const float*, int64_t, const float*, const float*, float,
-                       const int32_t*, int64_t, int, int, const RopeParams&, const KVCacheView&) override {
+                       const StepBatch&, int, int, const RopeParams&, const KVCacheView&) override {
         unused();
     }
     void add(float*, const float*, int64_t) override { unused(); }
-    void sample(const float*, int64_t, const SamplingParams&, uint64_t, const int32_t*, int64_t, int32_t*) override {
+    void sample(const float*, int64_t, int64_t, int64_t, const SampleRow*, const int32_t*, int32_t*) override {
         unused();
     }
     void reserve_workspace(size_t bytes) override { ws_.resize(bytes); }

@@ -54,19 +54,49 @@ template <typename F> void dispatch_kv(const KVCacheView& kv, F&& f) {
     }
 }
 
-// Physical row of position pos in a paged KV cache (see KVCacheView).
-inline int64_t kv_row(const KVCacheView& kv, int64_t pos) {
+void check_kv(const char* op, const KVCacheView& kv) {
+    if (kv.block_size <= 0 || kv.n_blocks <= 0)
+        throw Error(std::string(op) + ": KV pool of " + std::to_string(kv.n_blocks) + " blocks of " +
+                    std::to_string(kv.block_size) + " positions");
+}
+
+// Checks every slot of slot_mapping (-1 = skip) against the pool.
+void check_slots(const char* op, const KVCacheView& kv, const int32_t* slots, int64_t n_tokens) {
+    check_kv(op, kv);
+    const int64_t n_slots = kv.n_blocks * kv.block_size;
+    for (int64_t t = 0; t < n_tokens; ++t)
+        if (slots[t] < -1 || slots[t] >= n_slots)
+            throw Error(std::string(op) + ": KV slot " + std::to_string(slots[t]) + " of row " + std::to_string(t) +
+                        " is outside the pool of " + std::to_string(n_slots) + " slots");
+}
+
+// KV slot of position pos of sequence seq (see StepBatch::block_tables), checked against the pool.
+inline int64_t kv_slot(const KVCacheView& kv, const StepBatch& b, int32_t seq, int64_t pos) {
     const int64_t blk = pos / kv.block_size;
-    const int64_t phys = kv.block_table ? int64_t(kv.block_table[blk]) : blk;
+    const int64_t phys = b.block_tables[int64_t(seq) * b.max_blocks + blk];
     return phys * kv.block_size + pos % kv.block_size;
 }
 
-void check_positions(const char* op, const KVCacheView& kv, const int32_t* positions, int64_t n_tokens) {
-    if (kv.block_size <= 0) throw Error(std::string(op) + ": KV block size must be positive");
-    for (int64_t t = 0; t < n_tokens; ++t)
-        if (positions[t] < 0 || positions[t] >= kv.capacity)
-            throw Error(std::string(op) + ": position " + std::to_string(positions[t]) + " is outside the KV capacity " +
-                        std::to_string(kv.capacity));
+// Checks the rows of a step against the pool: sequence index, position within max_blocks, every block used in range.
+void check_step(const char* op, const KVCacheView& kv, const StepBatch& b) {
+    check_kv(op, kv);
+    for (int64_t t = 0; t < b.n_tokens; ++t) {
+        const int32_t seq = b.token_seq[t];
+        const int64_t pos = b.token_pos[t];
+        if (seq < 0 || seq >= b.n_seqs)
+            throw Error(std::string(op) + ": row " + std::to_string(t) + " names sequence " + std::to_string(seq) +
+                        " of " + std::to_string(b.n_seqs));
+        if (pos < 0 || pos >= int64_t(b.max_blocks) * kv.block_size)
+            throw Error(std::string(op) + ": position " + std::to_string(pos) + " of row " + std::to_string(t) +
+                        " is outside the " + std::to_string(int64_t(b.max_blocks) * kv.block_size) +
+                        " positions a sequence can hold");
+        for (int64_t blk = 0; blk <= pos / kv.block_size; ++blk) {
+            const int32_t phys = b.block_tables[int64_t(seq) * b.max_blocks + blk];
+            if (phys < 0 || phys >= kv.n_blocks)
+                throw Error(std::string(op) + ": block " + std::to_string(phys) + " of sequence " +
+                            std::to_string(seq) + " is outside the pool of " + std::to_string(kv.n_blocks) + " blocks");
+        }
+    }
 }
 
 // The hot loops of rms_norm and attention get an AVX2+FMA clone on x86 (picked at load time), since the build
@@ -211,14 +241,15 @@ void CpuExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, i
 }
 
 void CpuExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                           const int32_t* positions, int64_t n_tokens) {
-    check_positions("kv_store", kv, positions, n_tokens);
+                           const int32_t* slot_mapping, int64_t n_tokens) {
+    check_slots("kv_store", kv, slot_mapping, n_tokens);
     const int64_t width = int64_t(kv.n_kv_heads) * kv.head_dim;
     dispatch_kv(kv, [&](auto ke, auto ve) {
         using T = typename decltype(ke)::T;
         parallel_for(n_tokens, std::max<int64_t>(1, 8192 / std::max<int64_t>(width, 1)), [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; ++t) {
-                const int64_t row = kv_row(kv, positions[t]);
+                const int64_t row = slot_mapping[t];
+                if (row < 0) continue;
                 T* kd = static_cast<T*>(kv.k) + row * width;
                 T* vd = static_cast<T*>(kv.v) + row * width;
                 for (int64_t i = 0; i < width; ++i) {
@@ -231,14 +262,14 @@ void CpuExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stri
 }
 
 void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
-                            const AttentionParams& p) {
+                            const AttentionParams& p, const StepBatch& b) {
     if (p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || p.n_kv_head != kv.n_kv_heads || p.head_dim != kv.head_dim)
         throw Error("attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
                     " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
                     std::to_string(kv.n_kv_heads) + " heads of dim " + std::to_string(kv.head_dim) + ")");
-    check_positions("attention", kv, p.positions, p.n_tokens);
+    check_step("attention", kv, b);
     int64_t max_ctx = 0;
-    for (int64_t t = 0; t < p.n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, p.positions[t] + 1);
+    for (int64_t t = 0; t < b.n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, b.token_pos[t] + 1);
     const int hd = p.head_dim;
     const int group = p.n_head / p.n_kv_head;
     const int64_t kv_width = int64_t(p.n_kv_head) * hd;
@@ -249,7 +280,7 @@ void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView&
         const T* V = static_cast<const T*>(kv.v);
         // One work item per (token, head); later tokens attend to more positions, so items are handed out in
         // small chunks.
-        parallel_for(p.n_tokens * p.n_head, 1, [&](int64_t i0, int64_t i1) {
+        parallel_for(b.n_tokens * p.n_head, 1, [&](int64_t i0, int64_t i1) {
             float* scores = thread_buffer(size_t(max_ctx), 0);
             float* acc = thread_buffer(size_t(hd), 1);
             float* row = thread_buffer(size_t(hd), 2);
@@ -258,10 +289,11 @@ void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView&
                 const int h = int(it % p.n_head);
                 const int g = h / group;
                 const float* qh = q + t * q_stride + int64_t(h) * hd;
-                const int64_t n_ctx = int64_t(p.positions[t]) + 1;
+                const int64_t n_ctx = int64_t(b.token_pos[t]) + 1;
+                const int32_t seq = b.token_seq[t];
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < n_ctx; ++j) {
-                    const T* kj = K + kv_row(kv, j) * kv_width + int64_t(g) * hd;
+                    const T* kj = K + kv_slot(kv, b, seq, j) * kv_width + int64_t(g) * hd;
                     float s;
                     if constexpr (std::is_same_v<decltype(ke), F32Elem>) {
                         s = dot(qh, kj, hd);
@@ -280,7 +312,7 @@ void CpuExecutor::attention(const float* q, int64_t q_stride, const KVCacheView&
                 }
                 std::fill(acc, acc + hd, 0.f);
                 for (int64_t j = 0; j < n_ctx; ++j) {
-                    const T* vj = V + kv_row(kv, j) * kv_width + int64_t(g) * hd;
+                    const T* vj = V + kv_slot(kv, b, seq, j) * kv_width + int64_t(g) * hd;
                     if constexpr (std::is_same_v<decltype(ve), F32Elem>) {
                         axpy(acc, scores[j], vj, hd);
                     } else {
@@ -314,20 +346,34 @@ void CpuExecutor::reserve_workspace(size_t bytes) {
     workspace_bytes_ = bytes;
 }
 
-void CpuExecutor::sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
-                         const int32_t* recent, int64_t n_recent, int32_t* out) {
-    *out = sample_reference(logits, n_vocab, p, step, recent, n_recent);
+void CpuExecutor::sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab,
+                         const SampleRow* rows, const int32_t* recent, int32_t* out) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const SampleRow& row = rows[r];
+        out[r] = sample_reference(logits + r * logits_stride, n_vocab, row.p, row.step,
+                                  row.n_recent ? recent + row.recent_offset : nullptr, row.n_recent);
+    }
+}
+
+void CpuExecutor::copy(void* dst, const void* src, size_t bytes) {
+    if (bytes) std::memmove(dst, src, bytes);
+}
+
+void CpuExecutor::fill_zero(void* dst, size_t bytes) {
+    if (bytes) std::memset(dst, 0, bytes);
 }
 
 void CpuExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,
                                 int64_t v_stride, const float* q_norm, const float* k_norm, float norm_eps,
-                                const int32_t* positions, int64_t n_tokens, int n_head, int n_kv_head,
-                                const RopeParams& rp, const KVCacheView& kv) {
+                                const StepBatch& b, int n_head, int n_kv_head, const RopeParams& rp,
+                                const KVCacheView& kv) {
     if (n_kv_head != kv.n_kv_heads || rp.head_dim != kv.head_dim)
         throw Error("rope_kv_store: " + std::to_string(n_kv_head) + " KV heads of dim " +
                     std::to_string(rp.head_dim) + " do not fit the KV cache (" + std::to_string(kv.n_kv_heads) +
                     " heads of dim " + std::to_string(kv.head_dim) + ")");
-    check_positions("rope_kv_store", kv, positions, n_tokens);
+    check_slots("rope_kv_store", kv, b.slot_mapping, b.n_tokens);
+    const int64_t n_tokens = b.n_tokens;
+    const int32_t* positions = b.token_pos;
     const int hd = rp.head_dim;
     // Per-head RMSNorm: one call over all heads when the rows are dense, else one call per token.
     auto norm_heads = [&](float* x, int64_t stride, int heads, const float* w) {
@@ -342,7 +388,7 @@ void CpuExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_
     norm_heads(k, k_stride, n_kv_head, k_norm);
     rope(q, q_stride, positions, n_tokens, n_head, rp);
     rope(k, k_stride, positions, n_tokens, n_kv_head, rp);
-    kv_store(kv, k, k_stride, v, v_stride, positions, n_tokens);
+    kv_store(kv, k, k_stride, v, v_stride, b.slot_mapping, n_tokens);
 }
 
 void CpuExecutor::add(float* x, const float* y, int64_t n) {

@@ -41,19 +41,20 @@ public:
               const RopeParams& p) override;
     // KV element types supported on the CPU: F32, F16, BF16, F8_E4M3 (rounding to nearest even on store).
     void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                  const int32_t* positions, int64_t n_tokens) override;
-    void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
-                   const AttentionParams& p) override;
+                  const int32_t* slot_mapping, int64_t n_tokens) override;
+    void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
+                   const StepBatch& b) override;
     void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
                 int64_t n_rows, int64_t n) override;
     // The composition rms_norm (per head) -> rope -> kv_store; k is left normalized and rotated in place.
     void rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                       const float* q_norm, const float* k_norm, float norm_eps, const int32_t* positions,
-                       int64_t n_tokens, int n_head, int n_kv_head, const RopeParams& rope,
-                       const KVCacheView& kv) override;
+                       const float* q_norm, const float* k_norm, float norm_eps, const StepBatch& b,
+                       int n_head, int n_kv_head, const RopeParams& rope, const KVCacheView& kv) override;
     void add(float* x, const float* y, int64_t n) override;
-    void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step, const int32_t* recent,
-                int64_t n_recent, int32_t* out) override;
+    void sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab, const SampleRow* rows,
+                const int32_t* recent, int32_t* out) override;
+    void copy(void* dst, const void* src, size_t bytes) override;
+    void fill_zero(void* dst, size_t bytes) override;
     void reserve_workspace(size_t bytes) override;
     void* workspace() override { return workspace_; }
     size_t workspace_bytes() const override { return workspace_bytes_; }

@@ -1,8 +1,10 @@
-// Attention dispatch: validates the shapes, picks the padded head dim and rows per block, and chooses between the
-// tensor-core prefill kernel (attention_mma.cuh: BF16 / F16 KV, n_tokens >= kAttnMmaMinTokens, head_dim <= 128 a
-// multiple of 8), the fp32 one-pass kernel (other prefills, or a short KV cache), the one-kernel decode
-// (attention_decode.cuh: n_tokens == 1, BF16 / F16 KV, head_dim 64 / 128, GQA group <= 8; opt-in, see
-// decode_old_flag) and the split-KV decode (the default) with its combine kernel.
+// Attention dispatch over a multi-sequence step (StepBatch): validates the shapes, picks the padded head dim and rows
+// per block, and chooses between the tensor-core prefill kernel (attention_mma.cuh: BF16 / F16 KV, max_query_len >=
+// kAttnMmaMinTokens, head_dim <= 128 a multiple of 8), the fp32 one-pass kernel (other prefills), the one-kernel
+// decode (attention_decode.cuh: one row per sequence, BF16 / F16 KV, head_dim 64 / 128, GQA group <= 8; opt-in, see
+// decode_old_flag) and the split-KV decode (the default for one row per sequence) with its combine kernel. Launch
+// shapes come only from host values (n_tokens, n_seqs, max_blocks, max_query_len, all_decode), so every path can be
+// captured in a CUDA graph and replayed with other positions, lengths and block tables.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -70,28 +72,31 @@ int attention_decode_warps() { return g_decode_warps.load(); }
 
 namespace {
 
-// out[h] = sum_s 2^(m_s - M) o_s / sum_s 2^(m_s - M) l_s over the splits that hold positions <= positions[0].
+// Row t = blockIdx.y, head h = blockIdx.x: out[t, h] = sum_s 2^(m_s - M) o_s / sum_s 2^(m_s - M) l_s over the splits
+// that hold positions <= token_pos[t].
 __global__ void attn_combine_kernel(const float* __restrict__ part_o, const float* __restrict__ part_ml,
-                                    const int32_t* __restrict__ positions, int64_t capacity, int split_len,
+                                    const int32_t* __restrict__ token_pos, int64_t max_ctx, int split_len,
                                     int n_splits, int hd, float* __restrict__ out) {
     pdl_launch_dependents();
     pdl_wait();
     const int h = blockIdx.x;
-    int64_t pos = positions[0];
-    pos = pos >= capacity ? capacity - 1 : pos;
-    float* o = out + int64_t(h) * hd;
+    const int64_t t = blockIdx.y;
+    const int64_t slot = t * gridDim.x + h;  // (row, head)
+    int64_t pos = token_pos[t];
+    pos = pos >= max_ctx ? max_ctx - 1 : pos;
+    float* o = out + slot * hd;
     if (pos < 0) {
         for (int d = threadIdx.x; d < hd; d += blockDim.x) o[d] = 0.f;
         return;
     }
     const int n_act = min(n_splits, int(pos / split_len) + 1);
-    const float* ml = part_ml + int64_t(h) * n_splits * 2;
+    const float* ml = part_ml + slot * n_splits * 2;
     float M = -INFINITY;
     for (int s = 0; s < n_act; ++s) M = fmaxf(M, ml[2 * s]);
     float den = 0.f;
     for (int s = 0; s < n_act; ++s) den += exp2f(ml[2 * s] - M) * ml[2 * s + 1];
     const float inv = den > 0.f ? 1.f / den : 0.f;
-    const float* po = part_o + int64_t(h) * n_splits * hd;
+    const float* po = part_o + slot * n_splits * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float num = 0.f;
         for (int s = 0; s < n_act; ++s) num += exp2f(ml[2 * s] - M) * po[int64_t(s) * hd + d];
@@ -119,17 +124,23 @@ void attention_init() {
 }
 
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
-               const AttnScratch& scratch, int sm_count, Queue s) {
+               const StepBatch& b, const AttnScratch& scratch, int sm_count, Queue s) {
     if (p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || p.n_kv_head != kv.n_kv_heads || p.head_dim != kv.head_dim)
         throw Error("cuda attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
                     " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
                     std::to_string(kv.n_kv_heads) + " heads of dim " + std::to_string(kv.head_dim) + ")");
     if (p.head_dim <= 0 || p.head_dim > 256)
         throw Error("cuda attention: head_dim " + std::to_string(p.head_dim) + " is not supported (1..256)");
-    if (kv.block_size <= 0 || kv.capacity <= 0)
-        throw Error("cuda attention: KV block size " + std::to_string(kv.block_size) + " and capacity " +
-                    std::to_string(kv.capacity) + " must be positive");
-    if (p.n_tokens <= 0) return;
+    if (kv.block_size <= 0 || b.max_blocks <= 0)
+        throw Error("cuda attention: KV block size " + std::to_string(kv.block_size) + " and block-table width " +
+                    std::to_string(b.max_blocks) + " must be positive");
+    if (b.n_tokens <= 0) return;
+    if (b.n_seqs <= 0 || !b.token_pos || !b.block_tables || (!b.all_decode && !b.query_start_loc))
+        throw Error("cuda attention: step of " + std::to_string(b.n_tokens) + " rows needs n_seqs > 0 (got " +
+                    std::to_string(b.n_seqs) + "), token_pos, block_tables and query_start_loc");
+    if (b.all_decode && b.n_tokens != b.n_seqs)
+        throw Error("cuda attention: an all-decode step has one row per sequence, but " + std::to_string(b.n_tokens) +
+                    " rows for " + std::to_string(b.n_seqs) + " sequences");
     size_t esize = 0;
     switch (kv.dtype) {
         case DType::F32: esize = 4; break;
@@ -143,15 +154,24 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     const int hdp = hd <= 64 ? 64 : hd <= 128 ? 128 : 256;
     const int tk = hdp > 128 ? 32 : 64;
     const int group = p.n_head / p.n_kv_head;
+    // Rows of the longest sequence (a host hint; n_tokens bounds it when the hint is missing).
+    const bool decode = b.all_decode || (b.max_query_len == 1 && b.n_tokens == b.n_seqs);
+    const int64_t mql = decode ? 1 : b.max_query_len > 0 ? std::min<int64_t>(b.max_query_len, b.n_tokens) : b.n_tokens;
+    const int64_t max_ctx = int64_t(b.max_blocks) * kv.block_size;
 
     AttnArgs a{};
     a.q = q;
     a.q_stride = q_stride;
     a.k = kv.k;
     a.v = kv.v;
-    a.block_table = kv.block_table;
+    a.token_pos = b.token_pos;
+    a.query_start_loc = b.query_start_loc;
+    a.block_tables = b.block_tables;
+    a.max_blocks = b.max_blocks;
     a.block_size = kv.block_size;
-    a.capacity = kv.capacity;
+    a.max_ctx = max_ctx;
+    a.n_seqs = b.n_seqs;
+    a.decode = decode;
     a.k_scale = kv.k_scale;
     a.v_scale = kv.v_scale;
     a.n_head = p.n_head;
@@ -159,29 +179,31 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     a.group = group;
     a.hd = hd;
     a.qscale = p.scale * 1.4426950408889634f;
-    a.positions = p.positions;
-    a.n_tokens = p.n_tokens;
+    a.n_tokens = b.n_tokens;
     a.out = out;
     a.vec_kv = (size_t(hd) * esize) % 16 == 0 && aligned16(kv.k) && aligned16(kv.v);
 
-    const int64_t total_rows = p.n_tokens * group;
-    const bool mma = (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && p.n_tokens >= kAttnMmaMinTokens &&
+    const int64_t total_rows = b.n_tokens * group;
+    const int64_t seq_rows = mql * group;  // rows of the longest sequence
+    const bool mma = (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && mql >= kAttnMmaMinTokens &&
                      hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
                      (reinterpret_cast<uintptr_t>(out) & 7) == 0 && attention_tensor_cores();
     if (mma) {
         int warps = attention_mma_warps();
         if (warps == 0) warps = int64_t(div_up(total_rows, 128)) * p.n_kv_head >= 2 * int64_t(sm_count) ? 8 : 4;
-        const dim3 grid(unsigned(div_up(total_rows, 16 * warps)), unsigned(p.n_kv_head));
+        a.tiles_per_seq = div_up(seq_rows, 16 * warps);
+        const dim3 grid(unsigned(int64_t(a.tiles_per_seq) * b.n_seqs), unsigned(p.n_kv_head));
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, warps, grid, s));
         else
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvF16>(a, hdp, warps, grid, s));
         return;
     }
-    const bool decode1 = p.n_tokens == 1 && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) &&
-                         (hd == 64 || hd == 128) && group >= 1 && group <= kDecMaxGroup && a.vec_kv &&
-                         !attention_decode_old() &&
-                         (kv.capacity <= kDecAutoMaxCapacity || int64_t(p.n_kv_head) * kDecCluster * 3 >= sm_count);
+    const bool decode1 = decode && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && (hd == 64 || hd == 128) &&
+                         group >= 1 && group <= kDecMaxGroup && a.vec_kv && !attention_decode_old() &&
+                         b.n_tokens <= 65535 &&
+                         (max_ctx <= kDecAutoMaxCapacity ||
+                          int64_t(p.n_kv_head) * b.n_tokens * kDecCluster * 3 >= sm_count);
     if (decode1) {
         const int warps = attention_decode_warps() ? attention_decode_warps() : kDecDefaultWarps;
         if (kv.dtype == DType::BF16)
@@ -190,21 +212,23 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
             IMP_CUDA_CHECK(attn_decode_launch_typed<KvF16>(a, warps, s));
         return;
     }
-    const int rows = rows_for(total_rows, hdp);
-    const int row_blocks = div_up(total_rows, rows);
+    const int rows = rows_for(seq_rows, hdp);
+    a.tiles_per_seq = div_up(seq_rows, rows);
+    const int64_t row_blocks = int64_t(a.tiles_per_seq) * b.n_seqs;
     int n_splits = 1;
     int64_t split_len = 0;
-    if (p.n_tokens == 1) {
-        // Split the capacity (not the current length: the launch must not depend on it) so that the grid holds
-        // about three blocks per SM, within the scratch the executor reserved for the partial results.
-        const int64_t blocks_per_split = int64_t(row_blocks) * p.n_kv_head;
+    if (decode && b.n_tokens <= 65535) {  // (the combine grid holds n_tokens in y)
+        // Split the positions a block table can address (not the current lengths: the launch must not depend on
+        // them) so that the grid holds about three blocks per SM, within the scratch the executor reserved for the
+        // partial results.
+        const int64_t blocks_per_split = row_blocks * p.n_kv_head;
         const int64_t want = std::max<int64_t>(1, (3 * int64_t(sm_count) + blocks_per_split - 1) / blocks_per_split);
-        split_len = (kv.capacity + want - 1) / want;
-        const int64_t per_split = int64_t(p.n_head) * (hd + 2);
+        split_len = (max_ctx + want - 1) / want;
+        const int64_t per_split = b.n_tokens * p.n_head * (hd + 2);
         const int64_t max_splits = std::max<int64_t>(1, int64_t(scratch.floats) / per_split);
-        split_len = std::max(split_len, (kv.capacity + max_splits - 1) / max_splits);
+        split_len = std::max(split_len, (max_ctx + max_splits - 1) / max_splits);
         split_len = (split_len + tk - 1) / tk * tk;
-        n_splits = div_up(kv.capacity, split_len);
+        n_splits = div_up(max_ctx, split_len);
         if (n_splits > 1 && int64_t(n_splits) * per_split > int64_t(scratch.floats))
             throw Error("cuda attention: decode scratch of " + std::to_string(scratch.floats) +
                         " floats is too small for " + std::to_string(n_splits) + " splits");
@@ -213,7 +237,7 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
         a.split_len = int(split_len);
         a.n_splits = n_splits;
         a.part_o = scratch.data;
-        a.part_ml = scratch.data + int64_t(p.n_head) * n_splits * hd;
+        a.part_ml = scratch.data + b.n_tokens * p.n_head * n_splits * hd;
     }
     const dim3 grid(unsigned(row_blocks), unsigned(p.n_kv_head), unsigned(n_splits));
     switch (kv.dtype) {
@@ -223,8 +247,9 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
         default: IMP_CUDA_CHECK(attn_launch_typed<KvF8>(a, hdp, rows, grid, s)); break;
     }
     if (n_splits > 1)
-        IMP_CUDA_CHECK(launch(attn_combine_kernel, dim3(unsigned(p.n_head)), dim3(hd > 64 ? 128 : 64), 0, s.stream,
-                              s.pdl, a.part_o, a.part_ml, p.positions, kv.capacity, a.split_len, n_splits, hd, out));
+        IMP_CUDA_CHECK(launch(attn_combine_kernel, dim3(unsigned(p.n_head), unsigned(b.n_tokens)),
+                              dim3(hd > 64 ? 128 : 64), 0, s.stream, s.pdl, a.part_o, a.part_ml, b.token_pos, max_ctx,
+                              a.split_len, n_splits, hd, out));
 }
 
 }  // namespace imp::cuda_kernels

@@ -10,7 +10,7 @@
 #include <numeric>
 
 #include "exec/cuda/attention_mma.h"
-#include "exec/cuda/cuda_test_util.h"
+#include "exec/cuda/step_test_util.h"
 
 using namespace imp;
 using namespace imp::cuda_test;
@@ -28,24 +28,19 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
     for (const Shape& sh : shapes)
         for (int64_t n : {int64_t(512), int64_t(4096)}) {
             const int64_t width = int64_t(sh.n_kv) * sh.hd, qn = int64_t(sh.n_head) * sh.hd;
+            const Step st = make_step({{0, int32_t(n)}}, 0, rng);  // one sequence, shuffled blocks
+            const StepBatch b = st.batch(true);
             KVCacheView kv;
             kv.dtype = sh.dtype;
-            kv.capacity = n;
+            kv.n_blocks = st.n_blocks;
             kv.n_kv_heads = sh.n_kv;
             kv.head_dim = sh.hd;
             kv.block_size = 16;
-            kv.k = ex.alloc(size_t(n * width * 2), "bench K");
-            kv.v = ex.alloc(size_t(n * width * 2), "bench V");
-            std::vector<int32_t> table(size_t(n / 16));
-            std::iota(table.begin(), table.end(), 0);
-            std::shuffle(table.begin(), table.end(), rng);
-            kv.block_table = to_dev(table);
-            std::vector<int32_t> pos(static_cast<size_t>(n));
-            std::iota(pos.begin(), pos.end(), 0);
-            int32_t* dpos = to_dev(pos);
+            kv.k = ex.alloc(size_t(st.n_blocks * 16 * width * 2), "bench K");
+            kv.v = ex.alloc(size_t(st.n_blocks * 16 * width * 2), "bench V");
             float* dk = to_dev(rand_vec(rng, size_t(n * width), -2.f, 2.f));
             float* dv = to_dev(rand_vec(rng, size_t(n * width), -2.f, 2.f));
-            ex.kv_store(kv, dk, width, dv, width, dpos, n);
+            ex.kv_store(kv, dk, width, dv, width, b.slot_mapping, n);
             float* q = to_dev(rand_vec(rng, size_t(n * qn), -3.f, 3.f));
             float* out = to_dev(std::vector<float>(size_t(n * qn)));
             AttentionParams p;
@@ -53,8 +48,6 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
             p.n_kv_head = sh.n_kv;
             p.head_dim = sh.hd;
             p.scale = 1.f / std::sqrt(float(sh.hd));
-            p.n_tokens = n;
-            p.positions = dpos;
             const double flops = 4.0 * sh.hd * sh.n_head * (double(n) * double(n + 1) / 2);
             const int reps = n > 1024 ? 5 : 30;
             // fp32 kernel, tensor cores (default CTA size), 4 warps, 8 warps
@@ -63,7 +56,7 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
             for (int v = 0; v < 4; ++v) {
                 cuda_kernels::attention_set_tensor_cores(v > 0);
                 cuda_kernels::attention_set_mma_warps(v == 2 ? 4 : v == 3 ? 8 : 0);
-                us[v] = time_us([&] { ex.attention(q, qn, kv, out, p); }, reps);
+                us[v] = time_us([&] { ex.attention(q, qn, kv, out, p, b); }, reps);
                 res[v] = from_dev(out, size_t(n * qn));
             }
             cuda_kernels::attention_set_tensor_cores(tc_default);

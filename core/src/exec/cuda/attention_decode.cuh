@@ -1,10 +1,12 @@
-// One-token decode attention for BF16 / F16 KV caches with head_dim 64 or 128, in one kernel (no combine pass).
+// Decode attention (one row per sequence: row s is sequence s) for BF16 / F16 KV caches with head_dim 64 or 128, in
+// one kernel (no combine pass).
 //
-// A cluster of kDecCluster CTAs of NW warps (4 or 8) takes one KV head g and all `group` query heads that share it
-// (GQA), so every K/V row is read once. The positions [0, pos] (pos read from device memory at run time) are cut
-// into kDecCluster * NW contiguous ranges of equal length, one per warp of the cluster, so the work spreads over
-// every warp at any length while the grid (kDecCluster x n_kv_head) does not depend on it: the launch can be
-// captured in a CUDA graph and replayed at any position. A warp walks its range in tiles of 128 / NW keys, double
+// A cluster of kDecCluster CTAs of NW warps (4 or 8) takes one row t (blockIdx.z), one KV head g and all `group`
+// query heads that share it (GQA), so every K/V row is read once. The row's positions [0, pos] (pos =
+// token_pos[t], read from device memory at run time, found through block table row t) are cut into kDecCluster *
+// NW contiguous ranges of equal length, one per warp of the cluster, so the work spreads over every warp at any
+// length while the grid (kDecCluster x n_kv_head x n_tokens) does not depend on it: the launch can be captured in
+// a CUDA graph and replayed at any positions. A warp walks its range in tiles of 128 / NW keys, double
 // buffered: cp.async copies the tile's K and V rows (16-byte pieces, paged through the block table) into the
 // warp's own shared memory while the previous tile is computed. Per tile: (1) scores, one lane (NW = 4) or two
 // lanes (NW = 8, each half the dims) per key, the key's K row against the group's q (fp32, pre-scaled by
@@ -78,7 +80,7 @@ template <int N> __device__ __forceinline__ void dec_cp_wait() {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
-// a.hd == HD, a.group <= GP, a.n_tokens == 1, K / V 16-byte aligned. Grid (kDecCluster, n_kv_head).
+// a.hd == HD, a.group <= GP, a.decode, K / V 16-byte aligned. Grid (kDecCluster, n_kv_head, n_tokens).
 template <typename E, int HD, int GP, int NW>
 __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1)
     attn_decode_kernel(const AttnArgs a) {
@@ -114,12 +116,15 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
     const int rank = int(cluster.block_rank());
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = blockIdx.y;
+    const int64_t t = blockIdx.z;  // row t is sequence t
+    const int32_t* table = a.block_tables + t * a.max_blocks;
 
-    const int pos = a.positions[0];
-    const int n = pos < 0 ? 0 : int(min64(int64_t(pos) + 1, a.capacity));  // keys 0 .. n - 1
+    const int pos = a.token_pos[t];
+    const int n = pos < 0 ? 0 : int(min64(int64_t(pos) + 1, a.max_ctx));  // keys 0 .. n - 1
+    const float* q = a.q + t * a.q_stride;
     for (int e = tid; e < GP * HD; e += NT) {
         const int h = e / HD, d = e % HD;
-        sQ[e] = h < a.group ? a.q[int64_t(g * a.group + h) * HD + d] * a.qscale : 0.f;
+        sQ[e] = h < a.group ? q[int64_t(g * a.group + h) * HD + d] * a.qscale : 0.f;
     }
     __syncthreads();
 
@@ -143,7 +148,7 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
         long long ro = 0;
         if (lane < TK && j < kend) {
             const int blk = j / a.block_size;
-            const int phys = a.block_table ? a.block_table[blk] : blk;
+            const int phys = table[blk];
             ro = (int64_t(phys) * a.block_size + (j - blk * a.block_size)) * width + int64_t(g) * HD;
         }
         unsigned char* dk = wbuf + st * 2 * TB;
@@ -314,14 +319,14 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
                 den += c * *cluster.map_shared_rank(sCl + h, r);
             }
         }
-        if (h < a.group) a.out[int64_t(g * a.group + h) * HD + d] = den > 0.f ? num / den : 0.f;
+        if (h < a.group) a.out[(t * a.n_head + g * a.group + h) * HD + d] = den > 0.f ? num / den : 0.f;
     }
     cluster.sync();  // no CTA leaves while another reads its shared memory
 }
 
 template <typename E, int HD, int GP, int NW> cudaError_t attn_decode_launch_one(const AttnArgs& a, Queue s) {
-    return launch(attn_decode_kernel<E, HD, GP, NW>, dim3(kDecCluster, unsigned(a.n_kv_head)), dim3(NW * 32),
-                  attn_decode_smem_bytes<HD, GP, NW>(), s.stream, s.pdl, a);
+    return launch(attn_decode_kernel<E, HD, GP, NW>, dim3(kDecCluster, unsigned(a.n_kv_head), unsigned(a.n_tokens)),
+                  dim3(NW * 32), attn_decode_smem_bytes<HD, GP, NW>(), s.stream, s.pdl, a);
 }
 template <typename E, int HD, int NW> cudaError_t attn_decode_launch_hd(const AttnArgs& a, Queue s) {
     if (a.group <= 1) return attn_decode_launch_one<E, HD, 1, NW>(a, s);

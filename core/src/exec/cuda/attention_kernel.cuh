@@ -1,16 +1,21 @@
 // Flash-style attention over a paged KV cache, fp32 math on CUDA cores: decode, and the prefills the tensor-core
 // kernel (attention_mma.cuh: BF16 / F16 KV, head_dim <= 128) does not take.
 //
-// A block takes R query rows of one KV head g: row i of the flattened (token, head-in-group) space is token
-// i / group, head g * group + i % group, so GQA heads share every K/V tile a block loads. The block walks the KV
-// positions in tiles of TK keys: (1) K and V tiles are loaded with 16-byte coalesced loads, converted to fp32 in
-// shared memory (paged through the block table), (2) scores S = Q K^T with one thread per key, (3) an online
-// softmax per row (one warp per row, exp2 with the scale pre-multiplied by log2 e), (4) O += P V with one thread
-// per output dimension. Causality and the KV length come from positions in device memory.
+// The step holds the rows of several sequences (StepBatch): sequence s owns tokens [query_start_loc[s],
+// query_start_loc[s + 1]) and finds its KV positions through row s of the block tables. A block takes R query rows
+// of one sequence and one KV head g: row i of the sequence's flattened (token, head-in-group) space is its token
+// i / group, head g * group + i % group, so GQA heads share every K/V tile a block loads. The grid has
+// tiles_per_seq blocks per sequence (from the host's max_query_len); blocks past a sequence's rows exit at once.
+// The block walks the sequence's KV positions in tiles of TK keys: (1) K and V tiles are loaded with 16-byte
+// coalesced loads, converted to fp32 in shared memory (paged through the block table), (2) scores S = Q K^T with
+// one thread per key, (3) an online softmax per row (one warp per row, exp2 with the scale pre-multiplied by
+// log2 e), (4) O += P V with one thread per output dimension. Causality and the KV length come from token_pos in
+// device memory.
 //
-// Split mode (decode, one token): blockIdx.z is a split of `split_len` positions; the block writes an unnormalized
-// partial O and its (max, sum) for attn_combine_kernel. The grid is sized from the KV capacity, so the launch can
-// be captured in a CUDA graph; splits past the current position exit at once.
+// Split mode (decode: every sequence has one row, token s of sequence s): blockIdx.z is a split of `split_len`
+// positions; the block writes an unnormalized partial O and its (max, sum) for attn_combine_kernel. The grid is
+// sized from max_blocks * block_size, so the launch can be captured in a CUDA graph; splits past a row's position
+// exit at once.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -28,21 +33,54 @@ struct AttnArgs {
     int64_t q_stride;
     const void* k;
     const void* v;
-    const int32_t* block_table;
+    const int32_t* token_pos;        // [n_tokens] position of each row in its sequence
+    const int32_t* query_start_loc;  // [n_seqs + 1] (unused when decode)
+    const int32_t* block_tables;     // [n_seqs, max_blocks]
+    int max_blocks;
     int block_size;
-    int64_t capacity;
+    int64_t max_ctx;                 // max_blocks * block_size: the positions a block table can address
+    int n_seqs;
+    int tiles_per_seq;               // grid blocks (x) per sequence: query tiles of the longest sequence
+    bool decode;                     // one row per sequence: row s is sequence s (query_start_loc not read)
     float k_scale, v_scale;
     int n_head, n_kv_head, group, hd;
     float qscale;  // softmax scale * log2(e)
-    const int32_t* positions;
     int64_t n_tokens;
     float* out;      // [n_tokens, n_head * hd]
     int split_len;   // split mode: positions per split (a multiple of TK); 0 = no split
     int n_splits;
-    float* part_o;   // [n_head, n_splits, hd]
-    float* part_ml;  // [n_head, n_splits, 2]
+    float* part_o;   // [n_tokens, n_head, n_splits, hd]
+    float* part_ml;  // [n_tokens, n_head, n_splits, 2]
     bool vec_kv;     // 16-byte K/V loads allowed (hd * elem bytes % 16 == 0, aligned base)
 };
+
+// The query rows of one sequence: its first token, its rows in the flattened (token, head-in-group) space, and its
+// block table row. Read after pdl_wait().
+struct AttnSeq {
+    int64_t t0;
+    int64_t rows;
+    const int32_t* table;
+};
+__device__ __forceinline__ AttnSeq attn_seq(const AttnArgs& a, int seq) {
+    AttnSeq s;
+    if (a.decode) {
+        s.t0 = seq;
+        s.rows = a.group;
+    } else {
+        const int b = a.query_start_loc[seq], e = a.query_start_loc[seq + 1];
+        s.t0 = b;
+        s.rows = e > b ? int64_t(e - b) * a.group : 0;
+    }
+    s.table = a.block_tables + int64_t(seq) * a.max_blocks;
+    return s;
+}
+
+// Element offset of position j's K (V) row of KV head g through a sequence's block table.
+__device__ __forceinline__ int64_t attn_kv_off(const AttnArgs& a, const int32_t* table, int64_t j, int g) {
+    const int jb = int(j) / a.block_size;
+    return (int64_t(table[jb]) * a.block_size + (int(j) - jb * a.block_size)) * (int64_t(a.n_kv_head) * a.hd) +
+           int64_t(g) * a.hd;
+}
 
 constexpr int kAttnThreads = 128;
 
@@ -66,19 +104,15 @@ template <typename E, int HDP, int TK> struct AttnTileVec {
     static constexpr bool kPrefetch = ITERS <= 8;
 
     // Element offsets of this thread's chunks (-1: outside [0, kv_end) or past hd); one 32-bit division per chunk.
-    __device__ static void offsets(int64_t (&off)[ITERS], const AttnArgs& a, int g, int64_t j0, int64_t kv_end) {
-        const int64_t width = int64_t(a.n_kv_head) * a.hd;
+    __device__ static void offsets(int64_t (&off)[ITERS], const AttnArgs& a, const int32_t* table, int g, int64_t j0,
+                                   int64_t kv_end) {
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             const int c = threadIdx.x + it * kAttnThreads;
             const int kk = c / CPR, ch = c % CPR;
             const int64_t j = j0 + kk;
             off[it] = -1;
-            if (j < kv_end && ch * EPV < a.hd) {
-                const int jb = int(j) / a.block_size;
-                const int64_t phys = a.block_table ? int64_t(a.block_table[jb]) : int64_t(jb);
-                off[it] = (phys * a.block_size + (int(j) - jb * a.block_size)) * width + int64_t(g) * a.hd + ch * EPV;
-            }
+            if (j < kv_end && ch * EPV < a.hd) off[it] = attn_kv_off(a, table, j, g) + ch * EPV;
         }
     }
     __device__ static void fetch(uint4 (&buf)[ITERS], const int64_t (&off)[ITERS], const T* __restrict__ src) {
@@ -104,17 +138,13 @@ template <typename E, int HDP, int TK> struct AttnTileVec {
 // Scalar tile load (head dims whose rows are not 16-byte multiples): zero outside [0, kv_end) and past hd.
 template <typename E, int HDP, int TK>
 __device__ __forceinline__ void attn_load_tile_scalar(float* dst, int ld, const typename E::T* __restrict__ src,
-                                                      const AttnArgs& a, int g, int64_t j0, int64_t kv_end,
-                                                      float scale) {
-    const int64_t width = int64_t(a.n_kv_head) * a.hd;
+                                                      const AttnArgs& a, const int32_t* table, int g, int64_t j0,
+                                                      int64_t kv_end, float scale) {
     for (int e = threadIdx.x; e < TK * HDP; e += kAttnThreads) {
         const int kk = e / HDP, d = e % HDP;
         const int64_t j = j0 + kk;
         float x = 0.f;
-        if (j < kv_end && d < a.hd) {
-            const int64_t row = kv_phys_row(a.block_table, a.block_size, j);
-            x = E::load(src[row * width + int64_t(g) * a.hd + d], scale);
-        }
+        if (j < kv_end && d < a.hd) x = E::load(src[attn_kv_off(a, table, j, g) + d], scale);
         dst[kk * ld + d] = x;
     }
 }
@@ -147,20 +177,31 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
 
     const int tid = threadIdx.x;
     const int g = blockIdx.y;
-    const int rb = a.split_len ? int(blockIdx.x) : int(gridDim.x - 1 - blockIdx.x);  // heavy causal rows first
-    const int64_t total_rows = a.n_tokens * a.group;
+    // Block x: (sequence, query tile); split mode in sequence order, else the tiles of the heavy causal rows first.
+    int seq, rb;
+    if (a.split_len) {
+        seq = int(blockIdx.x) / a.tiles_per_seq;
+        rb = int(blockIdx.x) - seq * a.tiles_per_seq;
+    } else {
+        const int idx = int(blockIdx.x) / a.n_seqs;
+        seq = int(blockIdx.x) - idx * a.n_seqs;
+        rb = a.tiles_per_seq - 1 - idx;
+    }
+    const AttnSeq sr = attn_seq(a, seq);
+    const int64_t total_rows = sr.rows, t0 = sr.t0;
     const int64_t row0 = int64_t(rb) * R;
+    if (row0 >= total_rows) return;  // past this sequence's rows (uniform over the block)
 
     if (tid < 32) {
         int pos = -1;
-        if (tid < R && row0 + tid < total_rows) pos = a.positions[(row0 + tid) / a.group];
+        if (tid < R && row0 + tid < total_rows) pos = a.token_pos[t0 + (row0 + tid) / a.group];
         if (tid < R) {
             spos[tid] = pos;
             sm[tid] = -INFINITY;
             sl[tid] = 0.f;
         }
         const int mx = __reduce_max_sync(0xffffffffu, pos);
-        if (tid == 0) send[0] = int(min64(int64_t(mx) + 1, a.capacity));
+        if (tid == 0) send[0] = int(min64(int64_t(mx) + 1, a.max_ctx));
     }
     __syncthreads();
     int64_t kv_begin = 0, kv_end = send[0];
@@ -175,7 +216,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
         const int64_t i = row0 + r;
         float x = 0.f;
         if (i < total_rows && d < a.hd) {
-            const int64_t t = i / a.group;
+            const int64_t t = t0 + i / a.group;
             const int h = g * a.group + int(i % a.group);
             x = a.q[t * a.q_stride + int64_t(h) * a.hd + d] * a.qscale;
         }
@@ -195,19 +236,19 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
     uint4 kbuf[Vec::ITERS], vbuf[Vec::ITERS];
     int64_t off[Vec::ITERS];
     if (Vec::kPrefetch && a.vec_kv) {
-        Vec::offsets(off, a, g, kv_begin, kv_end);
+        Vec::offsets(off, a, sr.table, g, kv_begin, kv_end);
         Vec::fetch(kbuf, off, K);
         Vec::fetch(vbuf, off, V);
     }
     for (int64_t j0 = kv_begin; j0 < kv_end; j0 += TK) {
         if (!a.vec_kv) {
-            attn_load_tile_scalar<E, HDP, TK>(sk, SKS, K, a, g, j0, kv_end, a.k_scale);
-            attn_load_tile_scalar<E, HDP, TK>(sv, HDP, V, a, g, j0, kv_end, a.v_scale);
+            attn_load_tile_scalar<E, HDP, TK>(sk, SKS, K, a, sr.table, g, j0, kv_end, a.k_scale);
+            attn_load_tile_scalar<E, HDP, TK>(sv, HDP, V, a, sr.table, g, j0, kv_end, a.v_scale);
         } else if constexpr (Vec::kPrefetch) {
             Vec::commit(kbuf, sk, SKS, a.k_scale);
             Vec::commit(vbuf, sv, HDP, a.v_scale);
         } else {
-            Vec::offsets(off, a, g, j0, kv_end);
+            Vec::offsets(off, a, sr.table, g, j0, kv_end);
             Vec::fetch(kbuf, off, K);
             Vec::fetch(vbuf, off, V);
             Vec::commit(kbuf, sk, SKS, a.k_scale);
@@ -216,7 +257,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
         __syncthreads();
         if constexpr (Vec::kPrefetch) {
             if (a.vec_kv && j0 + TK < kv_end) {  // the next tile's loads fly while this one is computed
-                Vec::offsets(off, a, g, j0 + TK, kv_end);
+                Vec::offsets(off, a, sr.table, g, j0 + TK, kv_end);
                 Vec::fetch(kbuf, off, K);
                 Vec::fetch(vbuf, off, V);
             }
@@ -325,10 +366,10 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
     for (int r = 0; r < R; ++r) {
         const int64_t i = row0 + r;
         if (i >= total_rows) break;
-        const int64_t t = i / a.group;
+        const int64_t t = t0 + i / a.group;
         const int h = g * a.group + int(i % a.group);
         if (a.split_len) {
-            const int64_t slot = int64_t(h) * a.n_splits + blockIdx.z;
+            const int64_t slot = (t * a.n_head + h) * a.n_splits + blockIdx.z;
 #pragma unroll
             for (int x = 0; x < DPT; ++x)
                 if (dc + x * DC < a.hd) a.part_o[slot * a.hd + dc + x * DC] = o[r][x];

@@ -1,16 +1,18 @@
 // Tensor-core prefill attention (FlashAttention-2 style) for BF16 and F16 KV caches, head_dim <= 128 (a multiple
 // of 8; padded to 64 or 128). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
 //
-// A CTA of W = 4 or 8 warps takes 16 W rows of the flattened (token, head-in-group) space of one KV head g (row i:
-// token i / group, head g * group + i % group), 16 rows per warp, and walks KV positions [0, kv_end) in tiles
-// of kMmaKeys = 64 keys (8 warps: each K/V tile is read from L2 once for twice the rows, one CTA per SM at
-// head_dim 128; 4 warps: two CTAs per SM). K and V tiles are copied to shared memory with cp.async (16 bytes per
-// copy, paged through the block table, zero-filled past kv_end and past hd), two stages deep, so the next tile's
-// copy overlaps the current tile's math. Per tile, each warp computes
+// A CTA of W = 4 or 8 warps takes 16 W rows of one sequence's flattened (token, head-in-group) space of one KV head
+// g (row i: the sequence's token i / group, head g * group + i % group; query tiles never mix sequences: the grid
+// has tiles_per_seq CTAs per sequence, and those past a sequence's rows exit at once), 16 rows per warp, and walks
+// the sequence's KV positions [0, kv_end) (through its block table row) in tiles of kMmaKeys = 64 keys (8 warps:
+// each K/V tile is read from L2 once for twice the rows, one CTA per SM at head_dim 128; 4 warps: two CTAs per
+// SM). K and V tiles are copied to shared memory with cp.async (16 bytes per copy, paged through the block table,
+// zero-filled past kv_end and past hd), two stages deep, so the next tile's copy overlaps the current tile's math.
+// Per tile, each warp computes
 //   S = Q K^T with mma.m16n8k16 (fp32 accumulate): Q fragments by ldmatrix, K fragments by ldmatrix (K stored
 //     [key][dim] is the column-major B operand);
 //   the online softmax on the S fragments in registers (log2 domain: Q is pre-multiplied by scale * log2 e; row
-//     max and sum over the 4 lanes of a quad), causal mask key <= positions[row], key < kv_end;
+//     max and sum over the 4 lanes of a quad), causal mask key <= token_pos[row], key < kv_end;
 //   O = O * alpha + P V: P taken from the S fragments as the A operand, V fragments by ldmatrix.trans.
 // Precision: Q (fp32) and P (fp32) are each split into a 16-bit hi part and a 16-bit lo part (x - hi), both rounded
 // to nearest, and every product is two MMAs (hi and lo against the same K or V fragment); hi + lo keeps about 16
@@ -117,13 +119,19 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = blockIdx.y;
-    const int total_rows = int(a.n_tokens) * a.group;  // <= INT32_MAX - kMmaMaxRows (the host checks): 32-bit row math
-    const int row0 = int(gridDim.x - 1 - blockIdx.x) * BM;  // heavy causal rows first
+    // Block x: (sequence, query tile), the tiles of the heavy causal rows first. Row counts fit 32 bits: n_tokens *
+    // group <= INT32_MAX - kMmaMaxRows (the host checks).
+    const int tile_idx = int(blockIdx.x) / a.n_seqs;
+    const int seq = int(blockIdx.x) - tile_idx * a.n_seqs;
+    const AttnSeq sr = attn_seq(a, seq);
+    const int total_rows = int(sr.rows), t0 = int(sr.t0);
+    const int row0 = (a.tiles_per_seq - 1 - tile_idx) * BM;
+    if (row0 >= total_rows) return;  // past this sequence's rows (uniform over the block)
 
     // Largest position of the block's rows (kv_end) and the smallest (below it no key needs the causal mask).
     if (tid < BM) {
         int pmax = -1, pmin = INT32_MAX;
-        if (row0 + tid < total_rows) pmax = pmin = a.positions[(row0 + tid) / a.group];
+        if (row0 + tid < total_rows) pmax = pmin = a.token_pos[t0 + (row0 + tid) / a.group];
         pmax = __reduce_max_sync(0xffffffffu, pmax);
         pmin = __reduce_min_sync(0xffffffffu, pmin);
         if (lane == 0) sred[2 * warp] = pmax, sred[2 * warp + 1] = pmin;
@@ -133,18 +141,17 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int i = row0 + warp * 16 + (lane >> 2) + h * 8;
-        rpos[h] = i < total_rows ? a.positions[i / a.group] : -1;
+        rpos[h] = i < total_rows ? a.token_pos[t0 + i / a.group] : -1;
     }
     __syncthreads();
     int pos_max = sred[0], pos_min = sred[1];
 #pragma unroll
     for (int w = 1; w < BM / 32; ++w) pos_max = max(pos_max, sred[2 * w]), pos_min = min(pos_min, sred[2 * w + 1]);
-    const int64_t kv_end = min64(int64_t(pos_max) + 1, a.capacity);
+    const int64_t kv_end = min64(int64_t(pos_max) + 1, a.max_ctx);
     const int n_tiles = kv_end > 0 ? int((kv_end + BN - 1) / BN) : 0;
 
     const T* K = static_cast<const T*>(a.k);
     const T* V = static_cast<const T*>(a.v);
-    const int64_t width = int64_t(a.n_kv_head) * a.hd;
     auto load_tile = [&](int stage, int64_t j0) {
         uint16_t* dk = sk + stage * BN * LD;
         uint16_t* dv = sv + stage * BN * LD;
@@ -154,12 +161,7 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
             const int kk = tid / CPR + it * (NTH / CPR);
             const int64_t j = j0 + kk;
             const bool ok = j < kv_end && ch * 8 < a.hd;
-            int64_t off = 0;
-            if (ok) {
-                const int jb = int(j) / a.block_size;
-                const int64_t phys = a.block_table ? int64_t(a.block_table[jb]) : int64_t(jb);
-                off = (phys * a.block_size + (int(j) - jb * a.block_size)) * width + int64_t(g) * a.hd + ch * 8;
-            }
+            const int64_t off = ok ? attn_kv_off(a, sr.table, j, g) + ch * 8 : 0;
             cp_async16(dk + kk * LD + ch * 8, K + off, ok ? 16 : 0);
             cp_async16(dv + kk * LD + ch * 8, V + off, ok ? 16 : 0);
         }
@@ -175,7 +177,7 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
         if (i < total_rows && d < a.hd) {
             const int t = i / a.group;
             const int h = g * a.group + (i - t * a.group);
-            const float* qr = a.q + int64_t(t) * a.q_stride + int64_t(h) * a.hd + d;
+            const float* qr = a.q + int64_t(t0 + t) * a.q_stride + int64_t(h) * a.hd + d;
             x0 = qr[0] * a.qscale;
             x1 = qr[1] * a.qscale;
         }
@@ -295,7 +297,7 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
         const int t = i / a.group;
         const int head = g * a.group + (i - t * a.group);
         const float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
-        float* orow = a.out + int64_t(t) * a.n_head * a.hd + int64_t(head) * a.hd;
+        float* orow = a.out + int64_t(t0 + t) * a.n_head * a.hd + int64_t(head) * a.hd;
 #pragma unroll
         for (int n = 0; n < DT; ++n) {
             const int d = n * 8 + 2 * (lane & 3);
@@ -307,8 +309,8 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
 template <typename E, int HDP, int W> cudaError_t attn_mma_launch_one(const AttnArgs& a, dim3 grid, Queue s) {
     return launch(attn_mma_kernel<E, HDP, W>, grid, dim3(32 * W), attn_mma_smem_bytes<HDP, W>(), s.stream, s.pdl, a);
 }
-// Launch over grid (ceil(n_tokens * group / (16 warps)), n_kv_head); hdp is 64 or 128, warps 4 or 8. Returns the
-// launch error.
+// Launch over grid (n_seqs * tiles_per_seq, n_kv_head), tiles_per_seq = ceil(max_query_len * group / (16 warps));
+// hdp is 64 or 128, warps 4 or 8. Returns the launch error.
 template <typename E> cudaError_t attn_mma_launch_typed(const AttnArgs& a, int hdp, int warps, dim3 grid, Queue s) {
     if (hdp == 64)
         return warps == 8 ? attn_mma_launch_one<E, 64, 8>(a, grid, s) : attn_mma_launch_one<E, 64, 4>(a, grid, s);

@@ -1,5 +1,5 @@
 // Switch for the tensor-core prefill attention (attention_mma.cuh). attention() uses it for BF16 and F16 KV caches
-// when n_tokens >= kAttnMmaMinTokens and head_dim <= 128 is a multiple of 8 (otherwise, and for decode, the fp32
+// when max_query_len >= kAttnMmaMinTokens and head_dim <= 128 is a multiple of 8 (otherwise, and for decode, the fp32
 // kernel of attention_kernel.cuh runs). On by default; IMP_ATTN_MMA=0 in the environment turns it off for the
 // process, attention_set_tensor_cores(false) until it is turned on again (tests and benchmarks compare the two).
 // A CTA of the kernel has 4 or 8 warps (16 query rows each); by default attention() takes 8 when the grid then still

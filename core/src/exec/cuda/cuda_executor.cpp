@@ -14,14 +14,6 @@
 #include "imp/error.h"
 #include "runtime/sampler.h"
 
-#define IMP_CUBLAS_CHECK(call)                                                                                    \
-    do {                                                                                                          \
-        const cublasStatus_t imp_st_ = (call);                                                                    \
-        if (imp_st_ != CUBLAS_STATUS_SUCCESS)                                                                     \
-            throw ::imp::Error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " #call ": " +         \
-                               cublasGetStatusString(imp_st_));                                                   \
-    } while (0)
-
 namespace imp {
 
 namespace {
@@ -40,7 +32,7 @@ struct SampleLayout {
 SampleLayout sample_layout(int64_t max_vocab, size_t temp_bytes) {
     SampleLayout l{};
     const size_t f = align256(size_t(max_vocab) * 4);
-    const size_t b = align256(size_t(cuda_kernels::kArgmaxBlocks) * 4);
+    const size_t b = align256(size_t(cuda_kernels::kArgmaxBlocks * cuda_kernels::kSampleBatchRows) * 4);
     l.keys_in = 0;
     l.keys_out = l.keys_in + f;
     l.ids_in = l.keys_out + f;
@@ -199,6 +191,18 @@ void CudaExecutor::synchronize() {
     IMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(handles_)));
 }
 
+void CudaExecutor::copy(void* dst, const void* src, size_t bytes) {
+    if (!bytes) return;
+    select_device();
+    IMP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(handles_)));
+}
+
+void CudaExecutor::fill_zero(void* dst, size_t bytes) {
+    if (!bytes) return;
+    select_device();
+    IMP_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_of(handles_)));
+}
+
 void CudaExecutor::capture_begin() {
     select_device();
     IMP_CUDA_CHECK(cudaStreamBeginCapture(stream_of(handles_), cudaStreamCaptureModeThreadLocal));
@@ -252,23 +256,22 @@ void CudaExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, 
 }
 
 void CudaExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v,
-                            int64_t v_stride, const int32_t* positions, int64_t n_tokens) {
-    if (kv.block_size <= 0) throw Error("cuda kv_store: KV block size must be positive");
-    cuda_kernels::kv_store(kv, k, k_stride, v, v_stride, positions, n_tokens, queue_of(handles_));
+                            int64_t v_stride, const int32_t* slot_mapping, int64_t n_tokens) {
+    cuda_kernels::kv_store(kv, k, k_stride, v, v_stride, slot_mapping, n_tokens, queue_of(handles_));
 }
 
 void CudaExecutor::attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
-                             const AttentionParams& p) {
+                             const AttentionParams& p, const StepBatch& b) {
     const cuda_kernels::AttnScratch sc{static_cast<float*>(attn_scratch_), kAttnScratchBytes / sizeof(float)};
-    cuda_kernels::attention(q, q_stride, kv, out, p, sc, handles_.sm_count, queue_of(handles_));
+    cuda_kernels::attention(q, q_stride, kv, out, p, b, sc, handles_.sm_count, queue_of(handles_));
 }
 
 void CudaExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,
                                  int64_t v_stride, const float* q_norm, const float* k_norm, float norm_eps,
-                                 const int32_t* positions, int64_t n_tokens, int n_head, int n_kv_head,
-                                 const RopeParams& rope, const KVCacheView& kv) {
-    cuda_kernels::rope_kv_store(q, q_stride, k, k_stride, v, v_stride, q_norm, k_norm, norm_eps, positions, n_tokens,
-                                n_head, n_kv_head, rope, kv, queue_of(handles_));
+                                 const StepBatch& b, int n_head, int n_kv_head, const RopeParams& rope,
+                                 const KVCacheView& kv) {
+    cuda_kernels::rope_kv_store(q, q_stride, k, k_stride, v, v_stride, q_norm, k_norm, norm_eps, b, n_head, n_kv_head,
+                                rope, kv, queue_of(handles_));
 }
 
 void CudaExecutor::set_pdl(bool on) { handles_.pdl = on && handles_.cc >= 90; }
@@ -280,8 +283,10 @@ void CudaExecutor::swiglu(const float* gate, int64_t gate_stride, const float* u
 
 void CudaExecutor::add(float* x, const float* y, int64_t n) { cuda_kernels::add(x, y, n, queue_of(handles_)); }
 
-void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step,
-                          const int32_t* recent, int64_t n_recent, int32_t* out) {
+void CudaExecutor::sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab,
+                          const SampleRow* rows, const int32_t* recent, int32_t* out) {
+    if (n_rows <= 0) return;
+    if (!rows) throw Error("cuda sample: " + std::to_string(n_rows) + " rows without their parameters");
     const SampleLayout l = sample_layout(kMaxVocab, sort_temp_bytes_);
     char* base = static_cast<char*>(sample_scratch_);
     cuda_kernels::SampleScratch sc;
@@ -295,8 +300,29 @@ void CudaExecutor::sample(const float* logits, int64_t n_vocab, const SamplingPa
     sc.sort_temp = base + l.temp;
     sc.sort_temp_bytes = sort_temp_bytes_;
     sc.max_vocab = kMaxVocab;
-    const double u = p.temperature > 0.f ? sample_uniform(p.seed, step) : 0.0;
-    cuda_kernels::sample(logits, n_vocab, p, u, recent, n_recent, out, sc, queue_of(handles_));
+    const cuda_kernels::Queue s = queue_of(handles_);
+    // Greedy rows without a penalty: plain argmax, batched over runs of consecutive rows.
+    auto plain_argmax = [&](const SampleRow& r) {
+        return r.p.temperature <= 0.f && (r.p.repeat_penalty == 1.f || r.n_recent <= 0 || !recent);
+    };
+    for (int64_t r = 0; r < n_rows;) {
+        const float* lr = logits + r * logits_stride;
+        if (plain_argmax(rows[r])) {
+            int64_t e = r + 1;
+            while (e < n_rows && plain_argmax(rows[e])) ++e;
+            if (n_vocab > kMaxVocab)
+                throw Error("cuda sample: vocabulary of " + std::to_string(n_vocab) +
+                            " exceeds the sampler's maximum " + std::to_string(kMaxVocab));
+            cuda_kernels::sample_argmax_rows(lr, logits_stride, e - r, n_vocab, out + r, sc, s);
+            r = e;
+            continue;
+        }
+        const SampleRow& row = rows[r];
+        const double u = row.p.temperature > 0.f ? sample_uniform(row.p.seed, row.step) : 0.0;
+        const int32_t* rec = recent ? recent + row.recent_offset : nullptr;
+        cuda_kernels::sample(lr, n_vocab, row.p, u, rec, row.n_recent, out + r, sc, s);
+        ++r;
+    }
 }
 
 }  // namespace imp

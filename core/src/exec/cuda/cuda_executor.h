@@ -42,6 +42,8 @@ public:
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) override;
     uint64_t available_bytes() const override;  // cudaMemGetInfo free
     void synchronize() override;
+    void copy(void* dst, const void* src, size_t bytes) override;  // cudaMemcpyAsync on the stream
+    void fill_zero(void* dst, size_t bytes) override;              // cudaMemsetAsync on the stream
 
     bool supports_graphs() const override { return true; }
     void capture_begin() override;
@@ -57,19 +59,19 @@ public:
     void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
               const RopeParams& p) override;
     void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                  const int32_t* positions, int64_t n_tokens) override;
-    void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
-                   const AttentionParams& p) override;
+                  const int32_t* slot_mapping, int64_t n_tokens) override;
+    void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
+                   const StepBatch& b) override;
     void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
                 int64_t n_rows, int64_t n) override;
     // One kernel; k is left untouched (only its normalized, rotated copy goes to the cache).
     void rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                       const float* q_norm, const float* k_norm, float norm_eps, const int32_t* positions,
-                       int64_t n_tokens, int n_head, int n_kv_head, const RopeParams& rope,
-                       const KVCacheView& kv) override;
+                       const float* q_norm, const float* k_norm, float norm_eps, const StepBatch& b, int n_head,
+                       int n_kv_head, const RopeParams& rope, const KVCacheView& kv) override;
     void add(float* x, const float* y, int64_t n) override;
-    void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, uint64_t step, const int32_t* recent,
-                int64_t n_recent, int32_t* out) override;
+    // Runs of greedy rows without a repetition penalty go through one batched argmax; other rows one at a time.
+    void sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab, const SampleRow* rows,
+                const int32_t* recent, int32_t* out) override;
 
     // Programmatic dependent launch of the executor's kernels (launch.cuh): on by default on sm_90+ unless
     // IMP_PDL=0; set_pdl(true) is ignored below sm_90. Takes effect for ops queued (or captured) afterwards.
@@ -78,7 +80,7 @@ public:
 
     static constexpr int64_t kMaxVocab = 262144;                     // sampler buffers
     static constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;    // cuBLAS / cuBLASLt workspace
-    static constexpr size_t kAttnScratchBytes = size_t(16) << 20;    // split-KV decode partials
+    static constexpr size_t kAttnScratchBytes = size_t(16) << 20;    // split-KV decode partials (all rows)
 
 private:
     void* raw_alloc(size_t bytes, const char* tag);

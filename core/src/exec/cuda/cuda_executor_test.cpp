@@ -182,3 +182,40 @@ TEST_CASE("cuda: graph capture replays queued ops with device-side inputs", "[cu
     CHECK(from_dev(x, n) == std::vector<float>(n, 3.5f));
     CHECK_THROWS_AS(ex.replay(id + 100), Error);
 }
+
+TEST_CASE("cuda: copy and fill_zero are ordered with the ops and can be captured", "[cuda]") {
+    CudaExecutor& ex = gpu();
+    std::mt19937 rng(fresh_seed());
+    const int64_t n = 3001;
+    const auto a = rand_vec(rng, size_t(n)), y = rand_vec(rng, size_t(n));
+    float* x = to_dev(a);
+    float* dy = to_dev(y);
+    float* dst = to_dev(rand_vec(rng, size_t(2 * n)));
+    // x += y; dst[n..] = x; x = 0; dst[..n] = x + y (the copy sees the add before it, the fill the copy before it)
+    auto ops = [&] {
+        ex.add(x, dy, n);
+        ex.copy(dst + n, x, size_t(n) * 4);
+        ex.fill_zero(x, size_t(n) * 4);
+        ex.add(x, dy, n);
+        ex.copy(dst, x, size_t(n) * 4);
+    };
+    std::vector<float> sum(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) sum[size_t(i)] = a[size_t(i)] + y[size_t(i)];
+    ops();
+    auto got = from_dev(dst, size_t(2 * n));
+    CHECK(std::vector<float>(got.begin(), got.begin() + n) == y);
+    CHECK(std::vector<float>(got.begin() + n, got.end()) == sum);
+    ex.upload(x, a.data(), a.size() * 4);
+    ex.fill_zero(dst, size_t(2 * n) * 4);
+    ex.capture_begin();
+    ops();
+    const int id = ex.capture_end();
+    CHECK(from_dev(dst, size_t(2 * n)) == std::vector<float>(size_t(2 * n), 0.f));  // captured, not run
+    ex.replay(id);
+    got = from_dev(dst, size_t(2 * n));
+    CHECK(std::vector<float>(got.begin(), got.begin() + n) == y);
+    CHECK(std::vector<float>(got.begin() + n, got.end()) == sum);
+    ex.copy(dst, x, 0);  // empty: nothing to do
+    ex.fill_zero(dst, 0);
+    ex.synchronize();
+}

@@ -29,34 +29,34 @@ void swiglu(const float* gate, int64_t gate_stride, const float* up, int64_t up_
             int64_t n, Queue s);
 void add(float* x, const float* y, int64_t n, Queue s);
 
-// rope_kv_store.cu: the fused attention prologue (Executor::rope_kv_store), one kernel; head_dim <= 256.
-// Positions outside [0, capacity) get q rotated but nothing stored.
+// rope_kv_store.cu: the fused attention prologue (Executor::rope_kv_store), one kernel; head_dim <= 256. Rows at
+// b.token_pos; rows whose slot (b.slot_mapping) is -1 or outside the pool get q rotated but nothing stored.
 void rope_kv_store(float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                   const float* q_norm, const float* k_norm, float norm_eps, const int32_t* positions,
-                   int64_t n_tokens, int n_head, int n_kv_head, const RopeParams& rope, const KVCacheView& kv,
-                   Queue s);
+                   const float* q_norm, const float* k_norm, float norm_eps, const StepBatch& b, int n_head,
+                   int n_kv_head, const RopeParams& rope, const KVCacheView& kv, Queue s);
 
-// kv_store.cu: positions outside [0, capacity) are skipped on the device.
+// kv_store.cu: rows whose slot is -1 (or outside the pool's n_blocks * block_size slots) are skipped on the device.
 void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-              const int32_t* positions, int64_t n_tokens, Queue s);
+              const int32_t* slot_mapping, int64_t n_tokens, Queue s);
 
-// attention.cu: prefill (n_tokens > 1) and split-KV decode (n_tokens == 1; partials go to `scratch`, which must
-// hold attention_scratch_floats(...) floats).
+// attention.cu: prefill and decode over the sequences of a step (partials of the split-KV decode go to `scratch`).
 struct AttnScratch {
     float* data = nullptr;
     size_t floats = 0;
 };
 void attention_init();  // raises the shared-memory limit of every instantiation once (call outside graph capture)
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
-               const AttnScratch& scratch, int sm_count, Queue s);
+               const StepBatch& b, const AttnScratch& scratch, int sm_count, Queue s);
 
 // sample.cu: the sampler's device buffers, sized once for a maximum vocabulary.
+constexpr int kArgmaxBlocks = 128;
+constexpr int64_t kSampleBatchRows = 256;  // greedy rows per batched argmax launch
 struct SampleScratch {
     float* keys_in = nullptr;
     float* keys_out = nullptr;
     int32_t* ids_in = nullptr;
     int32_t* ids_out = nullptr;
-    float* block_vals = nullptr;   // per-block partial argmax
+    float* block_vals = nullptr;   // per-block partial argmax: kArgmaxBlocks * kSampleBatchRows
     int32_t* block_ids = nullptr;
     double* parts = nullptr;       // 2 * kArgmaxBlocks partial sums
     void* sort_temp = nullptr;
@@ -65,9 +65,12 @@ struct SampleScratch {
 };
 // Bytes of CUB sort temp storage for max_vocab items.
 size_t sample_sort_temp_bytes(int64_t max_vocab);
-constexpr int kArgmaxBlocks = 128;
-// u: the uniform draw in [0, 1) (sample_uniform(seed, step), computed on the host).
+// One row: u is the uniform draw in [0, 1) (sample_uniform(seed, step), computed on the host).
 void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, double u, const int32_t* recent,
             int64_t n_recent, int32_t* out, const SampleScratch& sc, Queue s);
+// Greedy without a penalty for n_rows rows (row r at logits + r * logits_stride): out[r] = the lowest id of row
+// r's maximum. One pair of launches per kSampleBatchRows rows.
+void sample_argmax_rows(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab, int32_t* out,
+                        const SampleScratch& sc, Queue s);
 
 }  // namespace imp::cuda_kernels

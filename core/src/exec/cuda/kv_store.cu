@@ -1,5 +1,8 @@
-// Writes K and V rows of n_tokens tokens into a paged KV cache at positions read from device memory (F32, F16,
-// BF16, FP8 E4M3 with scale). One block per token; consecutive threads write consecutive elements.
+// Writes K and V rows of n_tokens tokens into the paged KV pool at the slots of a slot mapping read from device
+// memory (F32, F16, BF16, FP8 E4M3 with scale); slot -1 writes nothing. One block per token; consecutive threads
+// write consecutive elements.
+#include <string>
+
 #include "exec/cuda/common.cuh"
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
@@ -14,14 +17,14 @@ namespace {
 template <typename E>
 __global__ void kv_store_kernel(typename E::T* __restrict__ kc, typename E::T* __restrict__ vc,
                                 const float* __restrict__ k, int64_t k_stride, const float* __restrict__ v,
-                                int64_t v_stride, const int32_t* __restrict__ positions, const int32_t* block_table,
-                                int block_size, int64_t capacity, int width, float k_scale, float v_scale) {
+                                int64_t v_stride, const int32_t* __restrict__ slot_mapping, int64_t n_slots, int width,
+                                float k_scale, float v_scale) {
     pdl_launch_dependents();
     pdl_wait();
     const int64_t t = blockIdx.x;
-    const int64_t pos = positions[t];
-    if (pos < 0 || pos >= capacity) return;  // the host cannot see device positions; out-of-range rows are dropped
-    const int64_t row = kv_phys_row(block_table, block_size, pos) * width;
+    const int64_t slot = slot_mapping[t];
+    if (slot < 0 || slot >= n_slots) return;  // -1: padding; the host cannot see device slots, others are dropped
+    const int64_t row = slot * width;
     const float* kt = k + t * k_stride;
     const float* vt = v + t * v_stride;
     for (int i = threadIdx.x; i < width; i += blockDim.x) {
@@ -32,25 +35,28 @@ __global__ void kv_store_kernel(typename E::T* __restrict__ kc, typename E::T* _
 
 template <typename E>
 void launch(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-            const int32_t* positions, int64_t n_tokens, Queue s) {
+            const int32_t* slot_mapping, int64_t n_tokens, Queue s) {
     using T = typename E::T;
     const int width = kv.n_kv_heads * kv.head_dim;
     const int threads = width >= 512 ? 256 : 128;
     IMP_CUDA_CHECK(launch(kv_store_kernel<E>, dim3(unsigned(n_tokens)), dim3(threads), 0, s.stream, s.pdl,
-                          static_cast<T*>(kv.k), static_cast<T*>(kv.v), k, k_stride, v, v_stride, positions,
-                          kv.block_table, kv.block_size, kv.capacity, width, kv.k_scale, kv.v_scale));
+                          static_cast<T*>(kv.k), static_cast<T*>(kv.v), k, k_stride, v, v_stride, slot_mapping,
+                          kv_slots(kv), width, kv.k_scale, kv.v_scale));
 }
 
 }  // namespace
 
 void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-              const int32_t* positions, int64_t n_tokens, Queue s) {
+              const int32_t* slot_mapping, int64_t n_tokens, Queue s) {
+    if (kv.n_blocks <= 0 || kv.block_size <= 0)
+        throw Error("cuda kv_store: the KV pool has " + std::to_string(kv.n_blocks) + " blocks of " +
+                    std::to_string(kv.block_size) + " positions");
     if (n_tokens <= 0) return;
     switch (kv.dtype) {
-        case DType::F32: return launch<KvF32>(kv, k, k_stride, v, v_stride, positions, n_tokens, s);
-        case DType::F16: return launch<KvF16>(kv, k, k_stride, v, v_stride, positions, n_tokens, s);
-        case DType::BF16: return launch<KvBF16>(kv, k, k_stride, v, v_stride, positions, n_tokens, s);
-        case DType::F8_E4M3: return launch<KvF8>(kv, k, k_stride, v, v_stride, positions, n_tokens, s);
+        case DType::F32: return launch<KvF32>(kv, k, k_stride, v, v_stride, slot_mapping, n_tokens, s);
+        case DType::F16: return launch<KvF16>(kv, k, k_stride, v, v_stride, slot_mapping, n_tokens, s);
+        case DType::BF16: return launch<KvBF16>(kv, k, k_stride, v, v_stride, slot_mapping, n_tokens, s);
+        case DType::F8_E4M3: return launch<KvF8>(kv, k, k_stride, v, v_stride, slot_mapping, n_tokens, s);
         default:
             throw Error(std::string("cuda kv_store: KV cache dtype ") + dtype_name(kv.dtype) +
                         " is not supported (F32, F16, BF16, F8_E4M3)");

@@ -1,5 +1,5 @@
 // KV cache element types on the device: conversion to and from fp32 (FP8 E4M3 with a scale: stored = x / scale,
-// saturating, round to nearest even, as the CPU reference), and the physical row of a position in a paged cache.
+// saturating, round to nearest even, as the CPU reference), and the slot count of a KV pool.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "imp/executor.h"
 
 namespace imp::cuda_kernels {
 
@@ -33,11 +35,7 @@ struct KvF8 {
     __device__ static T store(float x, float scale) { return __nv_cvt_float_to_fp8(x / scale, __NV_SATFINITE, __NV_E4M3); }
 };
 
-// Row (in units of n_kv_heads * head_dim elements) of position pos.
-__device__ __forceinline__ int64_t kv_phys_row(const int32_t* block_table, int block_size, int64_t pos) {
-    const int64_t blk = pos / block_size;
-    const int64_t phys = block_table ? int64_t(block_table[blk]) : blk;
-    return phys * block_size + (pos - blk * block_size);
-}
+// KV slots of the pool (n_blocks blocks of block_size positions).
+inline int64_t kv_slots(const imp::KVCacheView& kv) { return kv.n_blocks * int64_t(kv.block_size); }
 
 }  // namespace imp::cuda_kernels

@@ -1,6 +1,7 @@
 // The attention prologue in one kernel: per-head RMSNorm of q and k (optional), RoPE of both (NEOX or adjacent
-// pairs, partial rotary, linear scaling, frequency factors), q written back in place, k and v written into the
-// paged KV cache (F32, F16, BF16, FP8 E4M3 with scale). Block (token t, group of kWarps heads): the block computes
+// pairs, partial rotary, linear scaling, frequency factors) at each row's position (token_pos), q written back in
+// place, k and v written into the paged KV pool at the row's slot (slot_mapping; -1: not written) (F32, F16, BF16,
+// FP8 E4M3 with scale). Block (token t, group of kWarps heads): the block computes
 // the token's cos/sin table in shared memory (angles in double, as the rope kernel and the CPU do), then each warp
 // takes one head of the list [q heads | k heads | v heads] and keeps it in registers (lane owns rotation pairs
 // lane, lane + 32, ... and the unrotated dims n_rot + lane, ...).
@@ -34,15 +35,14 @@ struct RopeKvArgs {
     const float* k_norm;
     float eps;
     const int32_t* positions;
+    const int32_t* slot_mapping;
     int n_head, n_kv_head, head_dim, n_rot;
     float base, freq_scale;
     bool neox;
     const float* freq_factors;
     void* kc;
     void* vc;
-    const int32_t* block_table;
-    int block_size;
-    int64_t capacity;
+    int64_t n_slots;
     float k_scale, v_scale;
 };
 
@@ -68,8 +68,9 @@ template <typename E> __global__ void __launch_bounds__(kWarps * 32) rope_kv_sto
     const int item = int(blockIdx.y) * kWarps + int(threadIdx.x >> 5);
     if (item >= a.n_head + 2 * a.n_kv_head) return;
     const int hd = a.head_dim;
-    const bool store = pos >= 0 && pos < a.capacity;  // the host cannot see device positions: drop such rows
-    const int64_t row = store ? kv_phys_row(a.block_table, a.block_size, pos) * int64_t(a.n_kv_head) * hd : 0;
+    const int64_t slot = a.slot_mapping[t];
+    const bool store = slot >= 0 && slot < a.n_slots;  // -1: padding; the host cannot see device slots
+    const int64_t row = store ? slot * int64_t(a.n_kv_head) * hd : 0;
 
     if (item >= a.n_head + a.n_kv_head) {  // a v head: convert and store
         if (!store) return;
@@ -143,9 +144,8 @@ template <typename E> __global__ void __launch_bounds__(kWarps * 32) rope_kv_sto
 }  // namespace
 
 void rope_kv_store(float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                   const float* q_norm, const float* k_norm, float norm_eps, const int32_t* positions,
-                   int64_t n_tokens, int n_head, int n_kv_head, const RopeParams& rope, const KVCacheView& kv,
-                   Queue s) {
+                   const float* q_norm, const float* k_norm, float norm_eps, const StepBatch& b, int n_head,
+                   int n_kv_head, const RopeParams& rope, const KVCacheView& kv, Queue s) {
     if (n_head <= 0 || n_kv_head <= 0 || n_kv_head != kv.n_kv_heads || rope.head_dim != kv.head_dim)
         throw Error("cuda rope_kv_store: " + std::to_string(n_head) + " heads / " + std::to_string(n_kv_head) +
                     " KV heads of dim " + std::to_string(rope.head_dim) + " do not fit the KV cache (" +
@@ -155,8 +155,14 @@ void rope_kv_store(float* q, int64_t q_stride, const float* k, int64_t k_stride,
     if (rope.n_rot <= 0 || rope.n_rot % 2 != 0 || rope.n_rot > rope.head_dim)
         throw Error("cuda rope_kv_store: n_rot " + std::to_string(rope.n_rot) + " must be even and in (0, head_dim " +
                     std::to_string(rope.head_dim) + "]");
-    if (kv.block_size <= 0) throw Error("cuda rope_kv_store: KV block size must be positive");
+    if (kv.n_blocks <= 0 || kv.block_size <= 0)
+        throw Error("cuda rope_kv_store: the KV pool has " + std::to_string(kv.n_blocks) + " blocks of " +
+                    std::to_string(kv.block_size) + " positions");
+    const int64_t n_tokens = b.n_tokens;
     if (n_tokens <= 0) return;
+    if (!b.token_pos || !b.slot_mapping)
+        throw Error("cuda rope_kv_store: the step of " + std::to_string(n_tokens) +
+                    " rows needs token_pos and slot_mapping");
     RopeKvArgs a{};
     a.q = q;
     a.q_stride = q_stride;
@@ -167,7 +173,8 @@ void rope_kv_store(float* q, int64_t q_stride, const float* k, int64_t k_stride,
     a.q_norm = q_norm;
     a.k_norm = k_norm;
     a.eps = norm_eps;
-    a.positions = positions;
+    a.positions = b.token_pos;
+    a.slot_mapping = b.slot_mapping;
     a.n_head = n_head;
     a.n_kv_head = n_kv_head;
     a.head_dim = rope.head_dim;
@@ -178,9 +185,7 @@ void rope_kv_store(float* q, int64_t q_stride, const float* k, int64_t k_stride,
     a.freq_factors = rope.freq_factors;
     a.kc = kv.k;
     a.vc = kv.v;
-    a.block_table = kv.block_table;
-    a.block_size = kv.block_size;
-    a.capacity = kv.capacity;
+    a.n_slots = kv_slots(kv);
     a.k_scale = kv.k_scale;
     a.v_scale = kv.v_scale;
     const dim3 grid(unsigned(n_tokens), unsigned(div_up(n_head + 2 * n_kv_head, kWarps)));

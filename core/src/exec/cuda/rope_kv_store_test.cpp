@@ -1,5 +1,6 @@
 // The fused rope_kv_store kernel against the CPU (q to 1e-5; each cache element within one rounding step of its
-// dtype of the CPU's, nearly all bit-equal), and positions past the capacity store nothing.
+// dtype of the CPU's, nearly all bit-equal) for rows of different sequences (each row its own position and slot,
+// some rows with slot -1), and rows with slot -1 store nothing.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -76,17 +77,46 @@ void run_case(const Case& c, DType dt) {
     const auto qn = rand_vec(rng, size_t(c.hd), 0.5f, 1.5f), kn = rand_vec(rng, size_t(c.hd), 0.5f, 1.5f);
     const auto ff = rand_vec(rng, size_t(c.n_rot / 2), 1.f, 8.f);
 
+    // A pool of 16 blocks; row t is sequence t, at a random position whose block maps to the row's slot (distinct
+    // slots); every third row of a step with more than two rows is padding (slot -1).
     const int64_t capacity = 256, width = int64_t(c.n_kv) * c.hd;
-    std::vector<int32_t> table(size_t(capacity / 16));
-    std::iota(table.begin(), table.end(), 0);
-    std::shuffle(table.begin(), table.end(), rng);
+    const int64_t n = c.n_tokens;
     std::vector<int32_t> all(static_cast<size_t>(capacity));
     std::iota(all.begin(), all.end(), 0);
     std::shuffle(all.begin(), all.end(), rng);
-    const std::vector<int32_t> pos(all.begin(), all.begin() + c.n_tokens);
+    std::vector<int32_t> pos(static_cast<size_t>(n)), slots(static_cast<size_t>(n)), seqs(static_cast<size_t>(n)),
+        qsl(static_cast<size_t>(n) + 1), lens(static_cast<size_t>(n)), tables(static_cast<size_t>(n) * 16, 0);
+    for (int64_t t = 0; t < n; ++t) {
+        const int32_t slot = all[size_t(t)], blk = int32_t(rng() % 16);
+        pos[size_t(t)] = blk * 16 + slot % 16;
+        slots[size_t(t)] = n > 2 && t % 3 == 2 ? -1 : slot;
+        tables[size_t(t) * 16 + size_t(blk)] = slot / 16;
+        seqs[size_t(t)] = int32_t(t);
+        qsl[size_t(t) + 1] = int32_t(t) + 1;
+        lens[size_t(t)] = pos[size_t(t)] + 1;
+    }
+    StepBatch hb;
+    hb.n_tokens = n;
+    hb.n_seqs = int32_t(n);
+    hb.token_pos = pos.data();
+    hb.token_seq = seqs.data();
+    hb.query_start_loc = qsl.data();
+    hb.seq_lens = lens.data();
+    hb.block_tables = tables.data();
+    hb.max_blocks = 16;
+    hb.slot_mapping = slots.data();
+    hb.max_query_len = 1;
+    hb.all_decode = true;
+    StepBatch db = hb;
+    db.token_pos = to_dev(pos);
+    db.token_seq = to_dev(seqs);
+    db.query_start_loc = to_dev(qsl);
+    db.seq_lens = to_dev(lens);
+    db.block_tables = to_dev(tables);
+    db.slot_mapping = to_dev(slots);
     KVCacheView kv;
     kv.dtype = dt;
-    kv.capacity = capacity;
+    kv.n_blocks = capacity / 16;
     kv.n_kv_heads = c.n_kv;
     kv.head_dim = c.hd;
     kv.block_size = 16;
@@ -96,13 +126,11 @@ void run_case(const Case& c, DType dt) {
     KVCacheView kc = kv;  // CPU cache, filled with history first
     kc.k = ck.data();
     kc.v = cv.data();
-    kc.block_table = table.data();
     const auto hk = rand_vec(rng, size_t(capacity * width), -2.f, 2.f), hv = rand_vec(rng, size_t(capacity * width));
     cpu().kv_store(kc, hk.data(), width, hv.data(), width, all.data(), capacity);
     KVCacheView kg = kv;
     kg.k = to_dev(ck);
     kg.v = to_dev(cv);
-    kg.block_table = to_dev(table);
 
     RopeParams rp;
     rp.head_dim = c.hd;
@@ -115,11 +143,11 @@ void run_case(const Case& c, DType dt) {
     auto qr = q, kr = k;
     rp.freq_factors = c.factors ? ff.data() : nullptr;
     cpu().rope_kv_store(qr.data(), qs, kr.data(), ks, v.data(), vs, c.norm ? qn.data() : nullptr,
-                        c.norm ? kn.data() : nullptr, eps, pos.data(), c.n_tokens, c.n_head, c.n_kv, rp, kc);
+                        c.norm ? kn.data() : nullptr, eps, hb, c.n_head, c.n_kv, rp, kc);
     float* dq = to_dev(q);
     rp.freq_factors = c.factors ? to_dev(ff) : nullptr;
     gpu().rope_kv_store(dq, qs, to_dev(k), ks, to_dev(v), vs, c.norm ? to_dev(qn) : nullptr,
-                        c.norm ? to_dev(kn) : nullptr, eps, to_dev(pos), c.n_tokens, c.n_head, c.n_kv, rp, kg);
+                        c.norm ? to_dev(kn) : nullptr, eps, db, c.n_head, c.n_kv, rp, kg);
     CHECK(rel_max_err(from_dev(dq, q.size()), qr) <= 1e-5);
     check_cache(dt, from_dev(static_cast<uint8_t*>(kg.k), bytes), ck, kv.k_scale);
     check_cache(dt, from_dev(static_cast<uint8_t*>(kg.v), bytes), cv, kv.v_scale);
@@ -139,18 +167,17 @@ TEST_CASE("cuda: rope_kv_store matches the CPU (norm, NEOX/normal, partial, GQA,
         for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3}) run_case(c, dt);
 }
 
-TEST_CASE("cuda: rope_kv_store stores nothing for a position past the capacity and rejects bad shapes",
-          "[cuda]") {
+TEST_CASE("cuda: rope_kv_store stores nothing for slot -1 and rejects bad shapes", "[cuda]") {
     const uint32_t seed = fresh_seed();
     INFO("seed " << seed);
     std::mt19937 rng(seed);
     KVCacheView kv;
     kv.dtype = DType::BF16;
-    kv.capacity = 32;
+    kv.n_blocks = 2;
     kv.n_kv_heads = 2;
     kv.head_dim = 64;
     kv.block_size = 16;
-    const size_t bytes = size_t(kv.capacity) * 2 * 64 * 2;
+    const size_t bytes = size_t(kv.n_blocks) * 16 * 2 * 64 * 2;
     std::vector<uint8_t> init(bytes);
     for (auto& b : init) b = uint8_t(rng() & 0x3f);
     kv.k = to_dev(init);
@@ -160,29 +187,81 @@ TEST_CASE("cuda: rope_kv_store stores nothing for a position past the capacity a
     rp.n_rot = 64;
     rp.neox = true;
     const auto q = rand_vec(rng, 4 * 64), k = rand_vec(rng, 2 * 64), v = rand_vec(rng, 2 * 64);
-    const int32_t zero = 0, past = 32;
+    const int32_t pos = 21;
     std::vector<float> qr = q;
-    cpu().rope(qr.data(), 4 * 64, &past, 1, 4, rp);  // q is still rotated
+    cpu().rope(qr.data(), 4 * 64, &pos, 1, 4, rp);  // q is still rotated
     float* dq = to_dev(q);
-    gpu().rope_kv_store(dq, 4 * 64, to_dev(k), 2 * 64, to_dev(v), 2 * 64, nullptr, nullptr, 1e-6f,
-                        to_dev(std::vector<int32_t>{past}), 1, 4, 2, rp, kv);
+    StepBatch b;
+    b.n_tokens = 1;
+    b.n_seqs = 1;
+    b.token_pos = to_dev(std::vector<int32_t>{pos});
+    b.token_seq = to_dev(std::vector<int32_t>{0});
+    b.query_start_loc = to_dev(std::vector<int32_t>{0, 1});
+    b.seq_lens = to_dev(std::vector<int32_t>{pos + 1});
+    b.block_tables = to_dev(std::vector<int32_t>{1, 0});
+    b.max_blocks = 2;
+    b.slot_mapping = to_dev(std::vector<int32_t>{-1});
+    b.max_query_len = 1;
+    b.all_decode = true;
+    gpu().rope_kv_store(dq, 4 * 64, to_dev(k), 2 * 64, to_dev(v), 2 * 64, nullptr, nullptr, 1e-6f, b, 4, 2, rp, kv);
     CHECK(rel_max_err(from_dev(dq, q.size()), qr) <= 1e-5);
     CHECK(from_dev(static_cast<uint8_t*>(kv.k), bytes) == init);
     CHECK(from_dev(static_cast<uint8_t*>(kv.v), bytes) == init);
-    gpu().rope_kv_store(dq, 4 * 64, to_dev(k), 2 * 64, to_dev(v), 2 * 64, nullptr, nullptr, 1e-6f,
-                        to_dev(std::vector<int32_t>{zero}), 1, 4, 2, rp, kv);
-    CHECK(from_dev(static_cast<uint8_t*>(kv.k), bytes) != init);
+    b.slot_mapping = to_dev(std::vector<int32_t>{5});  // block 0, row 5: only that row changes
+    gpu().rope_kv_store(dq, 4 * 64, to_dev(k), 2 * 64, to_dev(v), 2 * 64, nullptr, nullptr, 1e-6f, b, 4, 2, rp, kv);
+    const auto after = from_dev(static_cast<uint8_t*>(kv.v), bytes);
+    const size_t row = 2 * 64 * 2;
+    CHECK(std::equal(after.begin(), after.begin() + 5 * row, init.begin()));
+    CHECK(!std::equal(after.begin() + 5 * row, after.begin() + 6 * row, init.begin() + 5 * row));
+    CHECK(std::equal(after.begin() + 6 * row, after.end(), init.begin() + 6 * row));
     RopeParams big = rp;
     big.head_dim = big.n_rot = 512;
     KVCacheView kv512 = kv;
     kv512.head_dim = 512;
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, nullptr, 1, 4, 2, big,
-                                        kv512),
+    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, big, kv512),
                     Error);
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, nullptr, 1, 4, 3, rp, kv),
-                    Error);
+    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 3, rp, kv), Error);
     RopeParams odd = rp;
     odd.n_rot = 63;
-    CHECK_THROWS_AS(
-        gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, nullptr, 1, 4, 2, odd, kv), Error);
+    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, odd, kv), Error);
+}
+
+// kv_store of rows of several sequences through a slot mapping with -1 entries: the bytes equal the CPU's, and the
+// rows with -1 leave the pool as it was.
+TEST_CASE("cuda: kv_store writes rows to their slots and skips slot -1 (every KV dtype)", "[cuda]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    const int n_kv = 3, hd = 40;
+    const int64_t n_blocks = 9, width = int64_t(n_kv) * hd, stride = width + 3, n = 50;
+    std::vector<int32_t> all(size_t(n_blocks * 16));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    std::vector<int32_t> slots(all.begin(), all.begin() + n);
+    for (size_t i = 0; i < slots.size(); i += 4) slots[i] = -1;
+    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::F8_E4M3}) {
+        INFO("dtype " << dtype_name(dt));
+        KVCacheView kv;
+        kv.dtype = dt;
+        kv.n_blocks = n_blocks;
+        kv.n_kv_heads = n_kv;
+        kv.head_dim = hd;
+        if (dt == DType::F8_E4M3) kv.k_scale = 0.05f, kv.v_scale = 0.02f;
+        const size_t bytes = size_t(n_blocks * 16 * width) * dtype_size(dt);
+        std::vector<uint8_t> ck(bytes), cv(bytes);
+        for (auto* b : {&ck, &cv})
+            for (auto& x : *b) x = uint8_t(rng() & 0x3b);  // finite in every dtype
+        KVCacheView kg = kv;
+        kg.k = to_dev(ck);
+        kg.v = to_dev(cv);
+        kv.k = ck.data();
+        kv.v = cv.data();
+        const auto k = rand_vec(rng, size_t(n * stride), -3.f, 3.f), v = rand_vec(rng, size_t(n * stride), -2.f, 2.f);
+        gpu().kv_store(kg, to_dev(k), stride, to_dev(v), stride, to_dev(slots), n);
+        const auto before = ck;
+        cpu().kv_store(kv, k.data(), stride, v.data(), stride, slots.data(), n);
+        CHECK(ck != before);
+        CHECK(from_dev(static_cast<uint8_t*>(kg.k), bytes) == ck);
+        CHECK(from_dev(static_cast<uint8_t*>(kg.v), bytes) == cv);
+    }
 }

@@ -66,23 +66,27 @@ struct ArgMaxOp {
     __device__ ArgMax operator()(ArgMax a, ArgMax b) const { return better(a, b); }
 };
 
-// Stage 1: each block reduces a grid-stride share; stage 2 (final = true): one block reduces the block results.
+// Row blockIdx.y (keys and ids at row * stride). Stage 1: each block of the row reduces a grid-stride share into
+// block_vals / block_ids [row][blockIdx.x]; stage 2 (final = true, one block per row): out[row] = the row's best id.
 __global__ void argmax_kernel(const float* __restrict__ keys, const int32_t* __restrict__ ids, int64_t n,
-                              float* block_vals, int32_t* block_ids, int32_t* out, bool final) {
+                              int64_t stride, float* block_vals, int32_t* block_ids, int32_t* out, bool final) {
     pdl_launch_dependents();
     pdl_wait();
     using Reduce = cub::BlockReduce<ArgMax, kArgThreads>;
     __shared__ typename Reduce::TempStorage tmp;
+    const int64_t row = blockIdx.y;
+    keys += row * stride;
+    if (ids) ids += row * stride;
     ArgMax best{-INFINITY, INT32_MAX};
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
         best = better(best, ArgMax{keys[i], ids ? ids[i] : int32_t(i)});
     best = Reduce(tmp).Reduce(best, ArgMaxOp{});
     if (threadIdx.x != 0) return;
     if (final) {
-        *out = best.i == INT32_MAX ? 0 : best.i;
+        out[row] = best.i == INT32_MAX ? 0 : best.i;
     } else {
-        block_vals[blockIdx.x] = best.v;
-        block_ids[blockIdx.x] = best.i;
+        block_vals[row * gridDim.x + blockIdx.x] = best.v;
+        block_ids[row * gridDim.x + blockIdx.x] = best.i;
     }
 }
 
@@ -286,7 +290,31 @@ __global__ void sample_parts_kernel(const float* __restrict__ keys, int64_t k, i
     }
 }
 
+// Two launches: `blocks` partial argmaxes per row, then one block per row.
+void argmax_rows(const float* keys, int64_t stride, int64_t n_rows, int64_t n, int blocks, int32_t* out,
+                 const SampleScratch& sc, Queue s) {
+    IMP_CUDA_CHECK(launch(argmax_kernel, dim3(unsigned(blocks), unsigned(n_rows)), dim3(kArgThreads), 0, s.stream,
+                          s.pdl, keys, static_cast<const int32_t*>(nullptr), n, stride, sc.block_vals, sc.block_ids,
+                          out, false));
+    IMP_CUDA_CHECK(launch(argmax_kernel, dim3(1, unsigned(n_rows)), dim3(kArgThreads), 0, s.stream, s.pdl,
+                          static_cast<const float*>(sc.block_vals), static_cast<const int32_t*>(sc.block_ids),
+                          int64_t(blocks), int64_t(blocks), static_cast<float*>(nullptr),
+                          static_cast<int32_t*>(nullptr), out, true));
+}
+
 }  // namespace
+
+void sample_argmax_rows(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab, int32_t* out,
+                        const SampleScratch& sc, Queue s) {
+    if (n_vocab <= 0) throw Error("cuda sample: empty vocabulary");
+    // Fewer blocks per row when there are many rows (the grid stays near kArgmaxBlocks * 16 blocks); any split
+    // gives the same id (ties to the lowest id).
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kSampleBatchRows) {
+        const int64_t rows = std::min<int64_t>(kSampleBatchRows, n_rows - r0);
+        const int blocks = int(std::max<int64_t>(16, kArgmaxBlocks / rows));
+        argmax_rows(logits + r0 * logits_stride, logits_stride, rows, n_vocab, blocks, out + r0, sc, s);
+    }
+}
 
 size_t sample_sort_temp_bytes(int64_t max_vocab) {
     size_t bytes = 0;
@@ -317,14 +345,7 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
         IMP_CUDA_CHECK(launch(sample_penalty_kernel, dim3(1), dim3(256), 0, s.stream, s.pdl, sc.keys_in, n_vocab,
                               recent, n_recent, p.repeat_penalty));
     }
-    if (greedy) {
-        IMP_CUDA_CHECK(launch(argmax_kernel, dim3(kArgmaxBlocks), dim3(kArgThreads), 0, s.stream, s.pdl, keys,
-                              static_cast<const int32_t*>(nullptr), n_vocab, sc.block_vals, sc.block_ids, out, false));
-        IMP_CUDA_CHECK(launch(argmax_kernel, dim3(1), dim3(kArgThreads), 0, s.stream, s.pdl, sc.block_vals,
-                              sc.block_ids, int64_t(kArgmaxBlocks), static_cast<float*>(nullptr),
-                              static_cast<int32_t*>(nullptr), out, true));
-        return;
-    }
+    if (greedy) return argmax_rows(keys, 0, 1, n_vocab, kArgmaxBlocks, out, sc, s);
     const int64_t k = (p.top_k > 0 && p.top_k < n_vocab) ? p.top_k : n_vocab;
     if (p.top_k > 0 && p.top_k <= kFastTopK && n_vocab > kSlice) {
         const int slices = div_up(n_vocab, kSlice);  // <= kArgmaxBlocks for n_vocab <= max_vocab

@@ -1,9 +1,11 @@
 // Device sampling against sample_reference: greedy (argmax, lowest id on ties, repetition penalty) and the full
-// chain (penalty -> top-k -> top-p -> min-p -> temperature -> draw) for many (seed, step) pairs on the same logits.
-// Also: no cudaMalloc while ops run.
+// chain (penalty -> top-k -> top-p -> min-p -> temperature -> draw) for many (seed, step) pairs on the same logits;
+// several rows in one call (each with its own parameters, seed, step and recent tokens; runs of plain greedy rows
+// batched) against the CPU executor's per-row picks. Also: no cudaMalloc while ops run.
+#include <iterator>
 #include <string>
 
-#include "exec/cuda/cuda_test_util.h"
+#include "exec/cuda/step_test_util.h"
 #include "imp/error.h"
 #include "runtime/sampler.h"
 
@@ -21,7 +23,11 @@ std::vector<float> logits_for(std::mt19937& rng, int64_t n, float spread) {
 
 int32_t gpu_sample(const float* dl, int64_t n, const SamplingParams& p, uint64_t step, const int32_t* drecent,
                    int64_t n_recent, int32_t* dout) {
-    gpu().sample(dl, n, p, step, drecent, n_recent, dout);
+    SampleRow row;
+    row.p = p;
+    row.step = step;
+    row.n_recent = n_recent;
+    gpu().sample(dl, n, 1, n, &row, drecent, dout);
     return from_dev(dout, 1)[0];
 }
 
@@ -103,31 +109,126 @@ TEST_CASE("cuda: sampling with temperature/top-k/top-p/min-p picks the reference
             if (s.top_k != 1) CHECK(distinct > 1);  // the draws really sample
         }
     }
-    SamplingParams p;
-    p.temperature = 1.f;
-    CHECK_THROWS_AS(gpu().sample(nullptr, CudaExecutor::kMaxVocab + 1, p, 0, nullptr, 0, dout), Error);
+    SampleRow row;
+    row.p.temperature = 1.f;
+    CHECK_THROWS_AS(gpu().sample(nullptr, 0, 1, CudaExecutor::kMaxVocab + 1, &row, nullptr, dout), Error);
+    row.p.temperature = 0.f;
+    CHECK_THROWS_AS(gpu().sample(nullptr, 0, 1, CudaExecutor::kMaxVocab + 1, &row, nullptr, dout), Error);
+}
+
+TEST_CASE("cuda: sampling several rows with their own parameters picks the CPU's token per row", "[cuda][sample]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    struct Set {
+        float temperature;
+        int32_t top_k;
+        float top_p, min_p, penalty;
+        int64_t n_recent;
+    };
+    // plain greedy rows in runs of 1, 3 and 2 between rows that draw or carry a penalty
+    const Set sets[] = {
+        {0.f, 40, 1.f, 0.f, 1.f, 0},     {0.8f, 40, 1.f, 0.f, 1.f, 0},    {0.f, 40, 1.f, 0.f, 1.f, 0},
+        {0.f, 0, 1.f, 0.f, 1.3f, 0},     {0.f, 40, 1.f, 0.f, 1.f, 20},    {0.f, 40, 1.f, 0.f, 1.3f, 20},
+        {1.0f, 0, 0.9f, 0.f, 1.f, 10},   {0.7f, 0, 1.f, 0.05f, 1.2f, 30}, {1.2f, 100, 0.95f, 0.02f, 1.1f, 5},
+        {0.3f, 1, 1.f, 0.f, 1.f, 0},     {0.f, 40, 1.f, 0.f, 1.f, 0},     {0.f, 40, 1.f, 0.f, 1.f, 0},
+        {2.0f, 0, 0.99f, 0.001f, 1.f, 0}, {0.9f, 50, 0.5f, 0.1f, 1.f, 0},
+    };
+    const int64_t n_rows = int64_t(std::size(sets));
+    for (int64_t n : {int64_t(1000), int64_t(32000), int64_t(151936)}) {
+        INFO("vocab " << n);
+        const int64_t stride = n + 13;
+        std::vector<float> l(size_t(stride * n_rows));
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const auto row = logits_for(rng, n, n > 1000 ? 2.f : 1.f);
+            std::copy(row.begin(), row.end(), l.begin() + r * stride);
+        }
+        // recent tokens of all rows in one buffer, each row at its own offset (the rows' maxima among them)
+        std::vector<int32_t> recent;
+        std::vector<SampleRow> rows(static_cast<size_t>(n_rows));
+        std::uniform_int_distribution<int32_t> td(0, int32_t(n - 1));
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const Set& s = sets[r];
+            SampleRow& row = rows[size_t(r)];
+            row.p.temperature = s.temperature;
+            row.p.top_k = s.top_k;
+            row.p.top_p = s.top_p;
+            row.p.min_p = s.min_p;
+            row.p.repeat_penalty = s.penalty;
+            row.p.seed = rng();
+            row.step = rng() % 100000u;
+            row.recent_offset = int64_t(recent.size());
+            row.n_recent = s.n_recent;
+            const float* lr = l.data() + r * stride;
+            const int32_t top = int32_t(std::max_element(lr, lr + n) - lr);
+            for (int64_t i = 0; i < s.n_recent; ++i) recent.push_back(i == 0 ? top : td(rng));
+        }
+        std::vector<int32_t> want(size_t(n_rows), -1);
+        cpu().sample(l.data(), stride, n_rows, n, rows.data(), recent.data(), want.data());
+        int32_t* dout = to_dev(std::vector<int32_t>(size_t(n_rows), -1));
+        const float* dl = to_dev(l);
+        const int32_t* drecent = to_dev(recent);
+        for (int rep = 0; rep < 2; ++rep) {  // the draws are a function of (seed, step): same picks again
+            gpu().sample(dl, stride, n_rows, n, rows.data(), drecent, dout);
+            CHECK(from_dev(dout, size_t(n_rows)) == want);
+        }
+        // each row alone gives the same pick
+        for (int64_t r = 0; r < n_rows; ++r) {
+            gpu().sample(dl + r * stride, stride, 1, n, &rows[size_t(r)], drecent, dout + r);
+        }
+        CHECK(from_dev(dout, size_t(n_rows)) == want);
+    }
+}
+
+TEST_CASE("cuda: many greedy rows in one call (batched argmax) are the CPU's argmax per row", "[cuda][sample]") {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    for (int64_t n_rows : {int64_t(2), int64_t(8), int64_t(33), int64_t(300)}) {
+        const int64_t n = n_rows > 100 ? 5000 : 151936, stride = n + 1;
+        INFO("rows " << n_rows << " vocab " << n);
+        std::vector<float> l(size_t(stride * n_rows));
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const auto row = logits_for(rng, n, 3.f);
+            std::copy(row.begin(), row.end(), l.begin() + r * stride);
+            if (r % 5 == 1) {  // ties: the maximum at several ids, the lowest wins
+                const float mx = *std::max_element(row.begin(), row.end()) + 1.f;
+                for (int64_t i : {n - 1, n / 2, int64_t(7)}) l[size_t(r * stride + i)] = mx;
+            }
+        }
+        std::vector<SampleRow> rows(static_cast<size_t>(n_rows));  // greedy, no penalty
+        std::vector<int32_t> want(size_t(n_rows), -1);
+        cpu().sample(l.data(), stride, n_rows, n, rows.data(), nullptr, want.data());
+        int32_t* dout = to_dev(std::vector<int32_t>(size_t(n_rows), -1));
+        gpu().sample(to_dev(l), stride, n_rows, n, rows.data(), nullptr, dout);
+        const auto got = from_dev(dout, size_t(n_rows));
+        CHECK(got == want);
+        for (int64_t r = 1; r < n_rows; r += 5) CHECK(got[size_t(r)] == 7);
+    }
 }
 
 TEST_CASE("cuda: no cudaMalloc or cudaFree while ops run", "[cuda][alloc]") {
     std::mt19937 rng(fresh_seed());
     CudaExecutor& ex = gpu();
-    const int64_t n_tok = 64, n_head = 8, n_kv = 2, hd = 128, cap = 256;
+    const int64_t n_head = 8, n_kv = 2, hd = 128;
+    Step pre = make_step({{0, 40}, {10, 24}}, 2, rng);  // 64 prefill rows of two sequences
+    Step dec = make_step({{63, 1}, {40, 1}, {0, 1, true}}, 2, rng);
+    const int64_t n_tok = pre.n_tokens;
     float* x = to_dev(rand_vec(rng, size_t(n_tok * n_head * hd)));
     float* k = to_dev(rand_vec(rng, size_t(n_tok * n_kv * hd)));
     float* w = to_dev(rand_vec(rng, size_t(n_head * hd)));
     float* out = to_dev(std::vector<float>(size_t(n_tok * n_head * hd)));
-    std::vector<int32_t> hp(n_tok);
-    for (int i = 0; i < n_tok; ++i) hp[size_t(i)] = i;
-    int32_t* pos = to_dev(hp);
     KVCacheView kv;
     kv.dtype = DType::BF16;
-    kv.capacity = cap;
+    kv.n_blocks = std::max(pre.n_blocks, dec.n_blocks);
     kv.n_kv_heads = int(n_kv);
     kv.head_dim = int(hd);
-    kv.k = ex.alloc(size_t(cap * n_kv * hd * 2), "K");
-    kv.v = ex.alloc(size_t(cap * n_kv * hd * 2), "V");
-    float* logits = to_dev(logits_for(rng, 151936, 2.f));
-    int32_t* tok = to_dev(std::vector<int32_t>{0});
+    kv.k = ex.alloc(size_t(kv.n_blocks * 16 * n_kv * hd * 2), "K");
+    kv.v = ex.alloc(size_t(kv.n_blocks * 16 * n_kv * hd * 2), "V");
+    const int64_t vocab = 151936;
+    float* logits = to_dev(logits_for(rng, 3 * vocab, 2.f));
+    int32_t* tok = to_dev(std::vector<int32_t>(3, 0));
+    void* state = ex.alloc(4096, "state slots");
     ex.synchronize();
     const CudaAllocStats s0 = cuda_alloc_stats();
     RopeParams rp;
@@ -138,24 +239,27 @@ TEST_CASE("cuda: no cudaMalloc or cudaFree while ops run", "[cuda][alloc]") {
     ap.n_kv_head = int(n_kv);
     ap.head_dim = int(hd);
     ap.scale = 0.088f;
-    ap.positions = pos;
-    ap.n_tokens = n_tok;
     for (int rep = 0; rep < 3; ++rep) {
+        const StepBatch pb = pre.batch(true), db = dec.batch(true);
         ex.rms_norm(x, w, x, n_tok * n_head, hd, 1e-6f);
-        ex.rope(x, n_head * hd, pos, n_tok, int(n_head), rp);
-        ex.kv_store(kv, k, n_kv * hd, k, n_kv * hd, pos, n_tok);
-        ap.n_tokens = n_tok;
-        ex.attention(x, n_head * hd, kv, out, ap);
-        ap.n_tokens = 1;
-        ex.attention(x, n_head * hd, kv, out, ap);
+        ex.rope(x, n_head * hd, pb.token_pos, n_tok, int(n_head), rp);
+        ex.kv_store(kv, k, n_kv * hd, k, n_kv * hd, pb.slot_mapping, n_tok);
+        ex.attention(x, n_head * hd, kv, out, ap, pb);
+        ex.attention(x, n_head * hd, kv, out, ap, db);
+        ex.rope_kv_store(x, n_head * hd, k, n_kv * hd, k, n_kv * hd, w, w, 1e-6f, db, int(n_head), int(n_kv), rp, kv);
         ex.swiglu(x, n_head * hd, out, n_head * hd, x, n_tok, n_head * hd);
         ex.add(x, out, n_tok * n_head * hd);
-        SamplingParams sp;
-        ex.sample(logits, 151936, sp, uint64_t(rep), pos, 8, tok);
-        sp.temperature = 0.8f;
-        sp.top_k = 0;
-        sp.top_p = 0.9f;
-        ex.sample(logits, 151936, sp, uint64_t(rep), pos, 8, tok);
+        ex.copy(static_cast<char*>(state) + 2048, state, 2048);
+        ex.fill_zero(state, 2048);
+        SampleRow rows[3];
+        rows[1].p.temperature = 0.8f;
+        rows[1].p.top_k = 0;
+        rows[1].p.top_p = 0.9f;
+        rows[1].step = uint64_t(rep);
+        rows[2].p.repeat_penalty = 1.2f;
+        rows[2].n_recent = 8;
+        ex.sample(logits, vocab, 3, vocab, rows, pb.token_pos, tok);
+        ex.sample(logits, vocab, 1, vocab, rows, nullptr, tok);
     }
     ex.synchronize();
     const CudaAllocStats s1 = cuda_alloc_stats();

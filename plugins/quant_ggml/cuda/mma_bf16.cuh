@@ -1,4 +1,5 @@
 // quant_ggml CUDA: device helpers shared by the kernels (tensor-core MMA, bf16 packing, exact dequantization).
+// Launch, PDL and error-check helpers come from the SDK (imp/cuda/launch.cuh, imp/cuda/check.h).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -16,19 +17,6 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-
-// Programmatic dependent launch (kernels launched with cudaLaunchAttributeProgrammaticStreamSerialization): wait
-// blocks until the previous kernel in the stream has completed and its writes are visible (a no-op without the
-// attribute); launch_dependents lets the next kernel start its own prologue early. A kernel may read only
-// constant data (weights) before pdl_wait.
-__device__ __forceinline__ void pdl_wait() {
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-}
-__device__ __forceinline__ void pdl_launch_dependents() {
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
-bool pdl_enabled();   // IMP_PDL=0 turns programmatic dependent launch off (gemv.cu)
-bool dp4a_enabled();  // IMP_GEMV_DP4A=0: one-token Q4_K GEMV on the tensor cores instead of dp4a (gemv.cu)
 
 // a * b + c on bf16 pairs.
 __device__ __forceinline__ uint32_t bf16x2_fma(uint32_t a, uint32_t b, uint32_t c) {

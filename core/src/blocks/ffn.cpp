@@ -1,0 +1,88 @@
+// The SwiGLU FFN block (imp/blocks/ffn.h): norm -> gate|up -> silu(gate) * up -> down with the residual add.
+#include "imp/blocks/ffn.h"
+
+#include <string>
+#include <vector>
+
+#include "blocks/block_util.h"
+#include "imp/blocks/norm.h"
+#include "imp/error.h"
+#include "imp/quant_format.h"
+
+namespace imp::blocks {
+
+namespace {
+
+using namespace detail;
+
+class SwigluFfn final : public Layer {
+public:
+    explicit SwigluFfn(const FfnSpec& s) : s_(s) {
+        const std::string me = who(s.kind, s.layer);
+        positive(me, "n_embd", s.n_embd);
+        positive(me, "n_ff", s.n_ff);
+        n_gate_ = s.names("ffn_gate", s.layer);
+        n_up_ = s.names("ffn_up", s.layer);
+        n_down_ = s.names("ffn_down", s.layer);
+        n_gate_up_ = s.names.prefix(s.layer) + "ffn_gate_up.fused";
+        norm_ = norm_weight(s.source, s.names("ffn_norm", s.layer), s.n_embd, s.norm_offset, me);
+        s_.source = nullptr;  // read above; not kept
+    }
+
+    std::string kind() const override { return s_.kind; }
+
+    std::vector<WeightSpec> weight_specs() const override {
+        const int64_t e = s_.n_embd, f = s_.n_ff;
+        return {norm_, matrix(n_gate_, f, e), matrix(n_up_, f, e), matrix(n_down_, e, f),
+                fused(n_gate_up_, 2 * f, e, {n_gate_, n_up_})};
+    }
+
+    void bind(const WeightSet& w) override {
+        wnorm_ = need_vector(w, norm_.name);
+        gate_up_ = w.matrix(n_gate_up_);
+        if (!gate_up_) {
+            gate_ = &need_matrix(w, n_gate_);
+            up_ = &need_matrix(w, n_up_);
+        }
+        down_ = &need_matrix(w, n_down_);
+    }
+
+    // xn [n, n_embd] | gate [n, n_ff] | up [n, n_ff] | act [n, n_ff]; with the fused weight, gate|up rows
+    // [n, 2 n_ff] over the gate and up regions. act = silu(gate) * up.
+    int64_t scratch_floats(int64_t n) const override { return aligned(n * s_.n_embd) + 3 * aligned(n * s_.n_ff); }
+
+    void forward(LayerContext& ctx, float* hidden) override {
+        Executor& ex = ctx.ex;
+        const int64_t n = ctx.batch.n_tokens, e = s_.n_embd, f = s_.n_ff;
+        float* xn = ctx.scratch;
+        float* g = xn + aligned(n * e);
+        float* u = g + aligned(n * f);
+        float* act = u + aligned(n * f);
+        ex.rms_norm(hidden, wnorm_, xn, n, e, s_.eps);
+        int64_t gs = f;  // row stride of gate and up
+        if (gate_up_) {
+            gs = 2 * f;
+            gate_up_->matmul(ex, xn, e, g, gs, n, false);
+            u = g + f;
+        } else {
+            gate_->matmul(ex, xn, e, g, f, n, false);
+            up_->matmul(ex, xn, e, u, f, n, false);
+        }
+        ex.swiglu(g, gs, u, gs, act, n, f);
+        down_->matmul(ex, act, f, hidden, e, n, true);  // residual: hidden += down(act)
+    }
+
+private:
+    FfnSpec s_;
+    std::string n_gate_, n_up_, n_down_, n_gate_up_;
+    WeightSpec norm_;  // with the offset folded in when norm_offset != 0
+    const float* wnorm_ = nullptr;
+    const Weight *gate_ = nullptr, *up_ = nullptr, *down_ = nullptr;
+    const Weight* gate_up_ = nullptr;  // gate|up rows in one weight, when the core could build it
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_swiglu_ffn(const FfnSpec& spec) { return std::make_unique<SwigluFfn>(spec); }
+
+}  // namespace imp::blocks

@@ -1,0 +1,169 @@
+// Decode attention in graphs and at many lengths: a decode step (kv_store + attention) of 1, 5 or 16 sequences
+// captured once and replayed after new positions, new block tables and new slots were written to device memory
+// (split-KV path and one-kernel decode with 8 and 4 warps; a padding sequence in the batch); the one-kernel decode
+// against the CPU, the split-KV path and itself (same bits) at positions 0 .. 4000 under a block table just wide
+// enough and a much wider one. Tolerance: max |gpu - cpu| / max |cpu| <= 5e-5 (same pool on both).
+#include <algorithm>
+#include <numeric>
+
+#include "exec/cuda/attention_test_util.h"
+
+using namespace imp;
+using namespace imp::cuda_test;
+
+namespace {
+
+// n_seqs sequences (the last one padding when n_seqs >= 3) over a pool of 1 + real * max_blocks blocks, every block
+// but the zero block holding history. Replay i puts sequence 0 at positions[i], the others at random positions
+// below max_blocks * 16, and deals the pool's blocks to the sequences in a new random order.
+void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, const std::vector<int32_t>& positions,
+                       bool old, int warps = 0) {
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed << " dtype " << dtype_name(sh.dtype) << " heads " << sh.n_head << "/" << sh.n_kv << " hd "
+                 << sh.hd << " sequences " << n_seqs << " max_blocks " << max_blocks << " split-KV path " << old
+                 << " warps " << warps);
+    std::mt19937 rng(seed);
+    const bool pad = n_seqs >= 3;
+    const int real = pad ? n_seqs - 1 : n_seqs;
+    std::vector<SeqSpec> specs(size_t(real), SeqSpec{max_blocks * 16 - 1, 1});
+    if (pad) specs.push_back({0, 1, true});
+    Step st = make_step(specs, 0, rng, 0);  // n_blocks = 1 + real * max_blocks
+    REQUIRE(st.max_blocks == max_blocks);
+    Pool pool = make_pool(sh.dtype, st.n_blocks, sh.n_kv, sh.hd);
+    const int64_t width = int64_t(sh.n_kv) * sh.hd, qn = int64_t(sh.n_head) * sh.hd;
+    std::vector<int32_t> all(size_t((st.n_blocks - 1) * 16));
+    std::iota(all.begin(), all.end(), 16);
+    store_rows(pool, rand_vec(rng, all.size() * size_t(width), -2.f, 2.f),
+               rand_vec(rng, all.size() * size_t(width), -2.f, 2.f), width, all);
+
+    const size_t n = size_t(n_seqs);
+    float* dq = to_dev(std::vector<float>(n * size_t(qn)));
+    float* dk = to_dev(std::vector<float>(n * size_t(width)));
+    float* dv = to_dev(std::vector<float>(n * size_t(width)));
+    float* dout = to_dev(std::vector<float>(n * size_t(qn)));
+    const AttentionParams p = attn_params(sh);
+    CudaExecutor& ex = gpu();
+    const bool old_default = cuda_kernels::attention_decode_old();
+    cuda_kernels::attention_set_decode_old(old);
+    cuda_kernels::attention_set_decode_warps(warps);
+    const CudaAllocStats before = cuda_alloc_stats();
+    const StepBatch gb = st.batch(true);
+    ex.capture_begin();
+    ex.kv_store(pool.g, dk, width, dv, width, gb.slot_mapping, gb.n_tokens);
+    ex.attention(dq, qn, pool.g, dout, p, gb);
+    const int graph = ex.capture_end();
+    cuda_kernels::attention_set_decode_old(old_default);
+    cuda_kernels::attention_set_decode_warps(0);
+    std::uniform_int_distribution<int32_t> any_pos(0, max_blocks * 16 - 1);
+    std::vector<int32_t> blocks(size_t(st.n_blocks - 1));
+    std::iota(blocks.begin(), blocks.end(), 1);
+    for (int32_t pos0 : positions) {
+        std::shuffle(blocks.begin(), blocks.end(), rng);
+        for (int s = 0; s < real; ++s) {
+            std::copy_n(blocks.begin() + s * max_blocks, max_blocks, st.tables.begin() + s * max_blocks);
+            st.token_pos[size_t(s)] = s == 0 ? pos0 : any_pos(rng);
+            st.slots[size_t(s)] = st.slot_of(s, st.token_pos[size_t(s)]);
+            st.seq_lens[size_t(s)] = st.token_pos[size_t(s)] + 1;
+        }
+        st.upload();
+        INFO("position of sequence 0: " << pos0);
+        const auto q = rand_vec(rng, n * size_t(qn), -3.f, 3.f);
+        const auto k = rand_vec(rng, n * size_t(width), -2.f, 2.f);
+        const auto v = rand_vec(rng, n * size_t(width), -2.f, 2.f);
+        ex.upload(dq, q.data(), q.size() * 4);
+        ex.upload(dk, k.data(), k.size() * 4);
+        ex.upload(dv, v.data(), v.size() * 4);
+        ex.replay(graph);
+        const auto got = from_dev(dout, n * size_t(qn));
+        cpu().kv_store(pool.c, k.data(), width, v.data(), width, st.slots.data(), int64_t(n));
+        std::vector<float> ref(n * size_t(qn));
+        cpu().attention(q.data(), qn, pool.c, ref.data(), p, st.batch(false));
+        CHECK(rel_max_err(got, ref) <= 5e-5);
+        ex.replay(graph);  // same inputs again (the step rewrites the same K/V): same bits
+        CHECK(from_dev(dout, n * size_t(qn)) == got);
+    }
+    CHECK(cuda_alloc_stats().mallocs == before.mallocs);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every length and block table",
+          "[cuda][attention]") {
+    const std::vector<int32_t> steps{0, 1, 15, 16, 17, 63, 64, 65, 200, 511, 512, 777, 1000, 1023};
+    for (bool old : {true, false})
+        for (int n : {1, 5, 16}) decode_graph_case({DType::BF16, 16, 4, 128}, n, 64, steps, old);
+    const std::vector<int32_t> far{0, 1, 15, 16, 17, 100, 511, 1000, 4000, 4095, 2047, 31};
+    decode_graph_case({DType::BF16, 16, 2, 64}, 1, 256, far, false);     // group 8, hd 64
+    decode_graph_case({DType::BF16, 16, 2, 64}, 5, 256, far, false, 4);  // 4-warp CTAs
+    decode_graph_case({DType::F16, 8, 8, 128}, 1, 512, far, false);      // group 1, table >> position
+    decode_graph_case({DType::BF16, 32, 8, 128}, 1, 1024, far, false);  // the 8B shape
+    decode_graph_case({DType::BF16, 32, 8, 128}, 1, 1024, far, false, 4);
+    decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false);
+    decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, true);
+    decode_graph_case({DType::F16, 12, 4, 64}, 3, 128, {0, 5, 16, 700, 2047, 1}, false);  // group 3
+    decode_graph_case({DType::F32, 8, 2, 64}, 5, 64, {0, 5, 16, 700, 1023, 1}, true);
+}
+
+// One sequence over a pool of 8192 positions; a narrower table is a prefix of the wide one.
+TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/128, GQA 1/4/8, table widths)",
+          "[cuda][attention]") {
+    const int32_t cap = 8192;
+    const int32_t positions[] = {0, 1, 15, 16, 17, 100, 511, 1000, 4000};
+    const bool old_default = cuda_kernels::attention_decode_old();
+    for (DType dt : {DType::BF16, DType::F16})
+        for (int hd : {64, 128})
+            for (int group : {1, 4, 8}) {
+                const int n_kv = hd == 128 && group == 4 ? 8 : 2;
+                const AttnShape sh{dt, n_kv * group, n_kv, hd};
+                const uint32_t seed = fresh_seed();
+                INFO("seed " << seed << " dtype " << dtype_name(dt) << " heads " << sh.n_head << "/" << n_kv << " hd "
+                             << hd);
+                std::mt19937 rng(seed);
+                Step full = make_step({{cap - 1, 1}}, 0, rng, 0);
+                Pool pool = make_pool(dt, full.n_blocks, n_kv, hd);
+                const int64_t width = int64_t(n_kv) * hd;
+                std::vector<int32_t> all(static_cast<size_t>(cap));
+                for (int32_t i = 0; i < cap; ++i) all[size_t(i)] = full.slot_of(0, i);
+                store_rows(pool, rand_vec(rng, size_t(cap * width), -2.f, 2.f),
+                           rand_vec(rng, size_t(cap * width), -2.f, 2.f), width, all);
+                const int64_t qn = int64_t(sh.n_head) * hd;
+                float* dq = to_dev(std::vector<float>(size_t(qn)));
+                float* dout = to_dev(std::vector<float>(size_t(qn)));
+                const AttentionParams p = attn_params(sh);
+                for (int32_t pos : positions)
+                    for (int32_t mb : {(pos + 16) / 16, cap / 16}) {
+                        INFO("position " << pos << " table width " << mb << " blocks");
+                        Step st = full;
+                        st.d_pos = st.d_seq = st.d_qsl = st.d_lens = st.d_tables = st.d_slots = nullptr;
+                        st.max_blocks = mb;
+                        st.tables.resize(size_t(mb));
+                        st.token_pos = {pos};
+                        st.slots = {st.slot_of(0, pos)};
+                        st.seq_lens = {pos + 1};
+                        st.upload();
+                        const auto q = rand_vec(rng, size_t(qn), -3.f, 3.f);
+                        gpu().upload(dq, q.data(), q.size() * 4);
+                        std::vector<float> ref(static_cast<size_t>(qn));
+                        cpu().attention(q.data(), qn, pool.c, ref.data(), p, st.batch(false));
+                        // one-kernel decode with 8 warps, again, with 4 warps, again; split-KV
+                        std::vector<float> got[5];
+                        for (int run = 0; run < 5; ++run) {
+                            cuda_kernels::attention_set_decode_old(run == 4);
+                            cuda_kernels::attention_set_decode_warps(run < 2 ? 8 : 4);
+                            gpu().upload(dout, std::vector<float>(size_t(qn), NAN).data(), size_t(qn) * 4);
+                            gpu().attention(dq, qn, pool.g, dout, p, st.batch(true));
+                            got[run] = from_dev(dout, size_t(qn));
+                        }
+                        cuda_kernels::attention_set_decode_old(old_default);
+                        cuda_kernels::attention_set_decode_warps(0);
+                        INFO("err 8 warps " << rel_max_err(got[0], ref) << " 4 warps " << rel_max_err(got[2], ref)
+                                            << " split-KV " << rel_max_err(got[4], ref));
+                        CHECK(rel_max_err(got[0], ref) <= 5e-5);
+                        CHECK(rel_max_err(got[2], ref) <= 5e-5);
+                        CHECK(rel_max_err(got[4], ref) <= 5e-5);
+                        CHECK(got[0] == got[1]);
+                        CHECK(got[2] == got[3]);
+                        if (pos >= 100) CHECK(got[0] != got[4]);  // the one-kernel path did run
+                    }
+            }
+}

@@ -1,0 +1,188 @@
+// Several sequences in one step on the CPU executor: the same greedy tokens and bit-identical logits as each
+// sequence run alone, with sequences joining and leaving mid-run; KV blocks of released sequences are reused
+// without leaking state; a full KV pool and too many sequences are refused with a clear error, before anything runs.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "fixture_registry.h"
+#include "imp/error.h"
+#include "imp/model.h"
+#include "runtime/engine.h"
+
+using namespace imp;
+using namespace imp::test;
+
+namespace {
+
+struct Trace {
+    std::vector<int32_t> tokens;   // greedy continuation
+    std::vector<float> logits;     // [steps, n_vocab]: logits each token was picked from
+};
+
+constexpr int kDecode = 6;
+
+// One sequence alone: prompt, then kDecode greedy tokens.
+Trace run_alone(Engine& e, const std::vector<int32_t>& prompt) {
+    Trace t;
+    const size_t V = size_t(e.desc().n_vocab);
+    std::vector<float> lg(V);
+    e.reset();
+    e.forward(prompt.data(), int64_t(prompt.size()), lg.data());
+    for (int i = 0; i < kDecode; ++i) {
+        t.logits.insert(t.logits.end(), lg.begin(), lg.end());
+        const int32_t tok = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
+        t.tokens.push_back(tok);
+        if (i + 1 < kDecode) e.forward(&tok, 1, lg.data());
+    }
+    return t;
+}
+
+std::vector<std::vector<int32_t>> random_prompts(int n, int64_t n_vocab, uint32_t seed) {
+    std::mt19937 g(seed);
+    std::uniform_int_distribution<int> len(1, 200);
+    std::uniform_int_distribution<int32_t> tok(0, int32_t(n_vocab - 1));
+    std::vector<std::vector<int32_t>> p(static_cast<size_t>(n));
+    for (auto& v : p) {
+        v.resize(size_t(len(g)));
+        for (auto& x : v) x = tok(g);
+    }
+    p[0].resize(1);  // a one-token prompt is the first step's decode row
+    return p;
+}
+
+// All sequences through one engine: sequence i joins at step join[i] (its prompt in that step, beside the other
+// sequences' decode rows) and leaves after kDecode tokens; finished sequences are released at once.
+std::vector<Trace> run_together(Engine& e, const std::vector<std::vector<int32_t>>& prompts,
+                                const std::vector<int>& join) {
+    const size_t n = prompts.size(), V = size_t(e.desc().n_vocab);
+    std::vector<Trace> out(n);
+    std::vector<SeqId> id(n, -1);
+    std::vector<int32_t> next(n);
+    for (int step = 0;; ++step) {
+        std::vector<SeqWork> work;
+        std::vector<size_t> who;
+        for (size_t i = 0; i < n; ++i) {
+            if (join[i] == step) {
+                id[i] = e.add_sequence();
+                work.push_back({id[i], prompts[i].data(), int64_t(prompts[i].size())});
+                who.push_back(i);
+            } else if (id[i] >= 0) {
+                work.push_back({id[i], &next[i], 1});
+                who.push_back(i);
+            }
+        }
+        if (work.empty()) {
+            if (std::all_of(join.begin(), join.end(), [&](int j) { return j < step; })) break;
+            continue;
+        }
+        std::vector<float> lg(work.size() * V);
+        e.step(work, lg.data());
+        std::vector<SeqSample> rows(work.size());
+        for (size_t w = 0; w < work.size(); ++w) rows[w].step = out[who[w]].tokens.size();
+        std::vector<int32_t> picked(work.size());
+        e.sample(rows, picked.data());
+        for (size_t w = 0; w < work.size(); ++w) {
+            Trace& t = out[who[w]];
+            t.logits.insert(t.logits.end(), lg.begin() + long(w * V), lg.begin() + long((w + 1) * V));
+            t.tokens.push_back(picked[w]);
+            next[who[w]] = picked[w];
+            if (t.tokens.size() == size_t(kDecode)) {
+                e.release_sequence(id[who[w]]);
+                id[who[w]] = -1;
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("sequences stepped together equal each sequence alone (CPU, bit for bit)", "[arch_llama][batch]") {
+    for (const std::string name : {"llama_tiny.gguf", "qwen3_tiny"}) {
+        INFO(name);
+        auto src = open_model(kFixtures + "/" + name);
+        CpuExecutor ex(2);
+        EngineOptions opt;
+        opt.max_seq_len = 256;
+        opt.prefill_chunk = 96;  // prompts span several passes, and passes mix sequences
+        opt.max_seqs = 16;
+        Engine together(*src, full_registry(), ex, opt);
+        EngineOptions one = opt;
+        one.max_seqs = 1;
+        Engine alone(*src, full_registry(), ex, one);
+        const auto prompts = random_prompts(16, together.desc().n_vocab, 7);
+        std::vector<int> join(16);
+        for (int i = 0; i < 16; ++i) join[size_t(i)] = i < 6 ? 0 : (i * 3) % 11;  // six at once, the rest later
+        const auto got = run_together(together, prompts, join);
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            INFO("sequence " << i << ", prompt of " << prompts[i].size() << ", joins at step " << join[i]);
+            const Trace ref = run_alone(alone, prompts[i]);
+            CHECK(got[i].tokens == ref.tokens);
+            CHECK(got[i].logits == ref.logits);
+        }
+        CHECK(together.free_kv_blocks() == together.plan().kv_blocks - 1);  // every block back in the pool
+    }
+}
+
+TEST_CASE("a released sequence's KV blocks are reused without leaking its state", "[arch_llama][batch]") {
+    auto src = open_model(kFixtures + "/llama3_tiny");
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 64;
+    opt.max_seqs = 2;
+    opt.kv_blocks = 4;  // exactly the 4 blocks of 16 that the 60-token sequence a needs
+    Engine e(*src, full_registry(), ex, opt);
+    std::vector<int32_t> a(60), b(40);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = int32_t((i * 37 + 5) % size_t(e.desc().n_vocab));
+    for (size_t i = 0; i < b.size(); ++i) b[i] = int32_t((i * 11 + 3) % size_t(e.desc().n_vocab));
+    const size_t V = size_t(e.desc().n_vocab);
+    // b alone on a fresh engine.
+    std::vector<float> fresh(V), reused(V);
+    {
+        Engine f(*src, full_registry(), ex, opt);
+        const SeqId s = f.add_sequence();
+        f.step(std::vector<SeqWork>{{s, b.data(), int64_t(b.size())}}, fresh.data());
+    }
+    // a fills 4 blocks, is released; b then takes (some of) the same blocks.
+    const SeqId sa = e.add_sequence();
+    e.step(std::vector<SeqWork>{{sa, a.data(), int64_t(a.size())}});
+    CHECK(e.free_kv_blocks() == 0);
+    e.release_sequence(sa);
+    CHECK(e.free_kv_blocks() == 4);
+    const SeqId sb = e.add_sequence();
+    e.step(std::vector<SeqWork>{{sb, b.data(), int64_t(b.size())}}, reused.data());
+    CHECK(reused == fresh);
+}
+
+TEST_CASE("a full KV pool or too many sequences is refused before anything runs", "[arch_llama][batch]") {
+    auto src = open_model(kFixtures + "/llama_tiny.gguf");
+    CpuExecutor ex(1);
+    EngineOptions opt;
+    opt.max_seq_len = 64;
+    opt.max_seqs = 2;
+    opt.kv_blocks = 3;
+    Engine e(*src, full_registry(), ex, opt);
+    std::vector<int32_t> t(70, 1);
+    const SeqId s0 = e.add_sequence(), s1 = e.add_sequence();
+    CHECK_THROWS_WITH(e.add_sequence(), Catch::Contains("all 2 are in use") && Catch::Contains("runtime.max_seqs"));
+    e.step(std::vector<SeqWork>{{s0, t.data(), 30}});  // 2 blocks
+    CHECK(e.position(s0) == 30);
+    // s0 + 20 needs two more blocks and s1 + 20 two: 4 > 1 free. Nothing runs, nothing moves.
+    CHECK_THROWS_WITH(e.step(std::vector<SeqWork>{{s0, t.data(), 20}, {s1, t.data(), 20}}),
+                      Catch::Contains("KV pool exhausted") && Catch::Contains("4 more blocks") &&
+                          Catch::Contains("1 of 3 are free"));
+    CHECK(e.position(s0) == 30);
+    CHECK(e.position(s1) == 0);
+    CHECK(e.free_kv_blocks() == 1);
+    CHECK_THROWS_WITH(e.step(std::vector<SeqWork>{{s1, t.data(), 65}}), Catch::Contains("context overflow"));
+    CHECK_THROWS_WITH(e.step(std::vector<SeqWork>{{s0, t.data(), 1}, {s0, t.data(), 1}}), Catch::Contains("twice"));
+    CHECK_THROWS_WITH(e.step(std::vector<SeqWork>{{7, t.data(), 1}}), Catch::Contains("unknown sequence id 7"));
+    e.release_sequence(s0);
+    CHECK(e.free_kv_blocks() == 3);
+    CHECK_THROWS_WITH(e.release_sequence(s0), Catch::Contains("unknown sequence id"));
+}
