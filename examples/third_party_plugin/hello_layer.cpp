@@ -74,6 +74,8 @@ public:
 
     std::string kind() const override { return "example.scale"; }
     std::vector<imp::WeightSpec> weight_specs() const override { return {}; }
+    // The engine checks before loading that the executor's device has a kernel for each.
+    std::vector<std::string> required_ops() const override { return {ScaleAdd::name}; }
     void bind(const imp::WeightSet&) override {}
     int64_t scratch_floats(int64_t) const override { return 0; }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "imp/dtype.h"
+#include "imp/export.h"
 
 namespace imp {
 
@@ -98,11 +99,11 @@ struct CudaHandles {
     size_t lt_workspace_bytes = 0;
     // The executor launches its kernels with programmatic dependent launch (sm_90+, IMP_PDL unset or not 0). A
     // plugin kernel may then be launched the same way, provided it executes griddepcontrol.wait before touching
-    // global memory that another kernel reads or writes (core/src/exec/cuda/launch.cuh states the rule).
+    // global memory that another kernel reads or writes (imp/cuda/launch.cuh states the rule and launches with it).
     bool pdl = false;
 };
 
-class Executor {
+class IMP_API Executor {
 public:
     virtual ~Executor() = default;
     virtual DeviceKind kind() const = 0;

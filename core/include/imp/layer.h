@@ -9,6 +9,7 @@
 
 #include "imp/dtype.h"
 #include "imp/executor.h"
+#include "imp/export.h"
 #include "imp/metadata.h"
 
 namespace imp {
@@ -72,7 +73,7 @@ struct StateComponent {
 // Per-sequence state a layer keeps between forward calls: KV rows in the engine's paged pool, or fixed recurrent
 // state. The engine allocates a pool of recurrent slots per layer (one per sequence it can hold, plus one for
 // padding rows), zeroes a slot when a sequence is added and can copy one slot to another.
-struct StateSpec {
+struct IMP_API StateSpec {
     enum class Kind { None, KV, Recurrent };
     Kind kind = Kind::None;
     int n_kv_heads = 0, head_dim = 0;          // KV: one K and one V row of n_kv_heads*head_dim per position

@@ -317,6 +317,8 @@ TEST_CASE("plugin loader: the example plugin registers its op and its layer runs
 
     imp::test::HostExecutor cpu;
     CHECK(reg.check_ops({"hello.scale_add"}, cpu) == "");
+    CHECK(layer->required_ops() == std::vector<std::string>{"hello.scale_add"});
+    CHECK(reg.check_ops(layer->required_ops(), cpu) == "");
     imp::StepBatch batch;
     batch.n_tokens = 2;
     imp::LayerContext ctx{cpu, batch, {}, {}, nullptr};

@@ -74,6 +74,12 @@ void Engine::Impl::build() {
         throw Error(src.path() + ": arch '" + arch->name() + "' built an empty model (n_vocab " +
                     std::to_string(desc.n_vocab) + ", n_embd " + std::to_string(desc.n_embd) + ", " +
                     std::to_string(desc.layers.size()) + " layers)");
+    // Registered ops the layers call: each must have a kernel this executor can run, checked before any upload.
+    for (size_t i = 0; i < desc.layers.size(); ++i) {
+        const std::string missing = reg.check_ops(desc.layers[i]->required_ops(), ex);
+        if (!missing.empty())
+            throw Error(src.path() + ": layer " + std::to_string(i) + " (" + desc.layers[i]->kind() + "): " + missing);
+    }
     if (opt.max_seq_len < 0) throw Error("max_seq_len must be >= 0, got " + std::to_string(opt.max_seq_len));
     capacity = opt.max_seq_len > 0 ? opt.max_seq_len : desc.n_ctx_train > 0 ? std::min<int64_t>(desc.n_ctx_train, 8192)
                                                                              : 8192;

@@ -1,8 +1,10 @@
-// CpuExecutor ops against naive double-precision implementations written here, on random non-zero inputs.
+// CpuExecutor memory, threads and elementwise ops (parallel_for, alloc, copy/fill_zero, rms_norm, rope, swiglu,
+// add) against naive double-precision implementations written here, on random non-zero inputs. Attention, kv_store,
+// rope_kv_store and sample have their own files.
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 
-#include <numeric>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -207,145 +209,38 @@ TEST_CASE("cpu swiglu and add match the double reference", "[cpu]") {
     }
 }
 
-namespace {
-
-struct AttnCase {
-    int n_head, n_kv_head, head_dim;
-    int64_t pos0, n_tokens, capacity, q_pad;
-    imp::DType dtype;
-};
-
-constexpr float kF8Scale = 0.03125f;
-
-float round_kv(float v, imp::DType t) {
-    if (t == imp::DType::F16) return imp::fp16_to_f32(imp::f32_to_fp16(v));
-    if (t == imp::DType::BF16) return imp::bf16_to_f32(imp::f32_to_bf16(v));
-    if (t == imp::DType::F8_E4M3) return imp::fp8_e4m3_to_f32(imp::f32_to_fp8_e4m3(v / kF8Scale)) * kF8Scale;
-    return v;
-}
-
-std::vector<int32_t> iota_positions(int64_t from, int64_t n) {
-    std::vector<int32_t> p(size_t(std::max<int64_t>(n, 0)));
-    for (int64_t i = 0; i < n; ++i) p[size_t(i)] = int32_t(from + i);
-    return p;
-}
-
-// Fills positions [0, pos0) with history, then stores the batch with kv_store and runs attention; compares with
-// a naive double softmax over the rounded K/V values.
-void check_attention(CpuExecutor& ex, const AttnCase& c) {
-    const int64_t kvw = int64_t(c.n_kv_head) * c.head_dim;
-    const int64_t qs = int64_t(c.n_head) * c.head_dim + c.q_pad;
-    const int64_t total = c.pos0 + c.n_tokens;
-    auto K = rnd(size_t(total * kvw), 11 + uint32_t(c.pos0)), V = rnd(size_t(total * kvw), 12 + uint32_t(c.n_tokens));
-    auto Q = rnd(size_t(c.n_tokens * qs), 13, -2.f, 2.f);
-    const size_t es = imp::dtype_size(c.dtype);
-    // Paged: blocks of 4 positions in a shuffled physical order, so a wrong block-table lookup shows.
-    imp::KVCacheView kv;
-    kv.block_size = 4;
-    const int64_t n_blocks = (c.capacity + 3) / 4;
-    std::vector<int32_t> table(static_cast<size_t>(n_blocks));
-    for (int64_t b = 0; b < n_blocks; ++b) table[size_t(b)] = int32_t((b * 5 + 3) % n_blocks);
-    if (std::gcd(n_blocks, int64_t(5)) != 1)
-        for (int64_t b = 0; b < n_blocks; ++b) table[size_t(b)] = int32_t(n_blocks - 1 - b);
-    kv.block_table = table.data();
-    kv.k = ex.alloc(size_t(n_blocks * 4 * kvw) * es, "k");
-    kv.v = ex.alloc(size_t(n_blocks * 4 * kvw) * es, "v");
-    kv.dtype = c.dtype;
-    kv.k_scale = kv.v_scale = kF8Scale;
-    kv.capacity = c.capacity;
-    kv.n_kv_heads = c.n_kv_head;
-    kv.head_dim = c.head_dim;
-    // History in two kv_store calls with row strides wider than the data, the batch in one more.
-    const int64_t ks = kvw + 5;
-    std::vector<float> kpad(size_t(total * ks)), vpad(size_t(total * ks));
-    for (int64_t t = 0; t < total; ++t)
-        for (int64_t i = 0; i < kvw; ++i) {
-            kpad[size_t(t * ks + i)] = K[size_t(t * kvw + i)];
-            vpad[size_t(t * ks + i)] = V[size_t(t * kvw + i)];
-        }
-    const int64_t h1 = c.pos0 / 2;
-    const auto p1 = iota_positions(0, h1), p2 = iota_positions(h1, c.pos0 - h1), p3 = iota_positions(c.pos0, c.n_tokens);
-    ex.kv_store(kv, kpad.data(), ks, vpad.data(), ks, p1.data(), h1);
-    ex.kv_store(kv, kpad.data() + h1 * ks, ks, vpad.data() + h1 * ks, ks, p2.data(), c.pos0 - h1);
-    ex.kv_store(kv, kpad.data() + c.pos0 * ks, ks, vpad.data() + c.pos0 * ks, ks, p3.data(), c.n_tokens);
-
-    imp::AttentionParams p;
-    p.n_head = c.n_head;
-    p.n_kv_head = c.n_kv_head;
-    p.head_dim = c.head_dim;
-    p.scale = float(1.0 / std::sqrt(double(c.head_dim)));
-    p.positions = p3.data();
-    p.n_tokens = c.n_tokens;
-    std::vector<float> out(size_t(c.n_tokens * c.n_head * c.head_dim));
-    ex.attention(Q.data(), qs, kv, out.data(), p);
-
-    std::vector<double> ref(out.size());
-    const int grp = c.n_head / c.n_kv_head;
-    for (int64_t t = 0; t < c.n_tokens; ++t)
-        for (int h = 0; h < c.n_head; ++h) {
-            const int g = h / grp;
-            const int64_t n_ctx = c.pos0 + t + 1;
-            std::vector<double> s(static_cast<size_t>(n_ctx));
-            double mx = -1e300;
-            for (int64_t j = 0; j < n_ctx; ++j) {
-                double d = 0;
-                for (int i = 0; i < c.head_dim; ++i)
-                    d += double(Q[size_t(t * qs + h * c.head_dim + i)]) *
-                         round_kv(K[size_t(j * kvw + g * c.head_dim + i)], c.dtype);
-                s[size_t(j)] = d * p.scale;
-                mx = std::max(mx, s[size_t(j)]);
-            }
-            double z = 0;
-            for (auto& e : s) z += (e = std::exp(e - mx));
-            for (int i = 0; i < c.head_dim; ++i) {
-                double acc = 0;
-                for (int64_t j = 0; j < n_ctx; ++j)
-                    acc += s[size_t(j)] * round_kv(V[size_t(j * kvw + g * c.head_dim + i)], c.dtype);
-                ref[size_t((t * c.n_head + h) * c.head_dim + i)] = acc / z;
-            }
-        }
-    INFO("heads " << c.n_head << "/" << c.n_kv_head << " hd " << c.head_dim << " pos0 " << c.pos0 << " n "
-                  << c.n_tokens << " dtype " << imp::dtype_name(c.dtype));
-    CHECK(rel_err(out, ref) < 1e-5);
-}
-
-}  // namespace
-
-TEST_CASE("cpu kv_store + attention match the double reference (GQA, pos0 > 0, decode)", "[cpu]") {
-    CpuExecutor ex(4);
-    using imp::DType;
-    const AttnCase cases[] = {
-        {4, 4, 16, 0, 9, 16, 0, DType::F32},     {8, 2, 32, 0, 12, 12, 3, DType::F32},
-        {6, 2, 24, 13, 5, 40, 0, DType::F32},    {3, 1, 7, 20, 1, 21, 1, DType::F32},
-        {4, 2, 64, 37, 1, 64, 0, DType::F32},    {9, 3, 12, 5, 17, 30, 2, DType::F32},
-        {4, 2, 16, 11, 6, 20, 0, DType::BF16},   {4, 1, 16, 3, 4, 8, 0, DType::F16},
-        {2, 2, 128, 300, 3, 512, 0, DType::F32},  {4, 2, 32, 9, 7, 19, 1, DType::F8_E4M3},
-    };
-    for (const auto& c : cases) check_attention(ex, c);
-}
-
-TEST_CASE("cpu attention and kv_store reject positions past the capacity", "[cpu]") {
-    CpuExecutor ex(1);
-    imp::KVCacheView kv;
-    kv.k = ex.alloc(4 * 8 * 4, "k");
-    kv.v = ex.alloc(4 * 8 * 4, "v");
-    kv.capacity = 4;
-    kv.n_kv_heads = 1;
-    kv.head_dim = 8;
-    std::vector<float> k(3 * 8, 1.f);
-    const int32_t pos[] = {2, 3, 4};
-    CHECK_THROWS_WITH(ex.kv_store(kv, k.data(), 8, k.data(), 8, pos, 3), Catch::Contains("capacity 4"));
-    imp::AttentionParams p;
-    p.n_head = 2;
-    p.n_kv_head = 1;
-    p.head_dim = 8;
-    p.scale = 1.f;
-    const int32_t qpos[] = {3, 4};
-    p.positions = qpos;
-    p.n_tokens = 2;
-    std::vector<float> q(2 * 16), out(2 * 16);
-    CHECK_THROWS_WITH(ex.attention(q.data(), 16, kv, out.data(), p), Catch::Contains("capacity 4"));
-    p.n_kv_head = 2;
-    p.positions = pos;
-    CHECK_THROWS_AS(ex.attention(q.data(), 16, kv, out.data(), p), imp::Error);
+TEST_CASE("cpu copy and fill_zero move exactly the bytes asked for", "[cpu]") {
+    CpuExecutor ex(2);
+    for (size_t bytes : {size_t(0), size_t(1), size_t(7), size_t(64), size_t(4096 + 3)}) {
+        INFO(bytes << " bytes");
+        const size_t guard = 16, total = bytes + 2 * guard;
+        auto* a = static_cast<uint8_t*>(ex.alloc(total, "a"));
+        auto* b = static_cast<uint8_t*>(ex.alloc(total, "b"));
+        std::mt19937 g(uint32_t(bytes) + 1);
+        std::vector<uint8_t> ha(total), hb(total);
+        for (auto& x : ha) x = uint8_t(1 + g() % 255);
+        for (auto& x : hb) x = uint8_t(1 + g() % 255);
+        ex.upload(a, ha.data(), total);
+        ex.upload(b, hb.data(), total);
+        // b[guard, guard + bytes) = a[guard, guard + bytes); the guards of b keep their bytes.
+        ex.copy(b + guard, a + guard, bytes);
+        std::vector<uint8_t> back(total);
+        ex.download(back.data(), b, total);
+        for (size_t i = 0; i < total; ++i) REQUIRE(back[i] == (i >= guard && i < guard + bytes ? ha[i] : hb[i]));
+        // a[guard, guard + bytes) = 0; the rest of a unchanged.
+        ex.fill_zero(a + guard, bytes);
+        ex.download(back.data(), a, total);
+        for (size_t i = 0; i < total; ++i) REQUIRE(back[i] == (i >= guard && i < guard + bytes ? 0 : ha[i]));
+    }
+    // A state slot copied to another, then the first cleared (what the engine does with recurrent state).
+    const size_t slot = 3 * 1000 * 4;
+    auto* pool = static_cast<float*>(ex.alloc(3 * slot, "state pool"));
+    std::vector<float> s1 = rnd(3 * 1000, 8);
+    ex.upload(pool + slot / 4, s1.data(), slot);
+    ex.copy(pool + 2 * slot / 4, pool + slot / 4, slot);
+    ex.fill_zero(pool + slot / 4, slot);
+    std::vector<float> got(3 * 3000);
+    ex.download(got.data(), pool, 3 * slot);
+    CHECK(bool(std::vector<float>(got.begin() + 6000, got.end()) == s1));
+    CHECK(std::all_of(got.begin(), got.begin() + 6000, [](float x) { return x == 0.f; }));
 }
