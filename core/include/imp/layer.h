@@ -15,12 +15,18 @@
 namespace imp {
 
 class Weight;
+class ExpertWeights;
 class Registry;
 
 struct WeightSpec {
-    enum class Use { Matrix, Vector };  // Matrix: a Weight through a QuantFormat; Vector: plain fp32 on the device
-    std::string name;                   // tensor name in the file
-    std::vector<int64_t> shape;         // expected shape, outermost first; the core rejects a file that differs
+    // Matrix: a Weight through a QuantFormat (role Linear); Vector: plain fp32 on the device; Experts: an
+    // ExpertWeights through a QuantFormat (role Experts).
+    enum class Use { Matrix, Vector, Experts };
+    std::string name;                   // tensor name in the file (Experts from per-expert tensors: the weight's name)
+    // Expected LOGICAL shape, outermost first: [rows, cols] for Matrix ([out, in]), [n_expert, rows, cols] for
+    // Experts. For Matrix and Experts the quant format that takes the weight says which shape it reads from the file
+    // (a packed FP4 tensor U8 [out, in/2] reads as [out, in]); the core rejects a file whose shape differs.
+    std::vector<int64_t> shape;
     Use use = Use::Matrix;
     bool optional = false;
     // Vector weights the arch computes instead of reading them from the file (e.g. Llama-3 rope frequency factors
@@ -29,10 +35,19 @@ struct WeightSpec {
     std::vector<float> values;
     // Matrix weights: the row concatenation of these tensors (each also declared as its own spec by the layer), e.g.
     // q, k and v as one [q + k + v rows, cols] weight so one matmul computes all three. `name` is then not a file
-    // tensor. The core builds it when every part is present with one type and cols and the format takes the
-    // concatenation (QuantFormat::concat_rows), and then does not load the parts; otherwise it loads the parts and
-    // WeightSet::matrix(name) returns null. IMP_FUSE_WEIGHTS=0 in the environment turns fusion off.
+    // tensor. The core builds it when every part is in the file, one format takes every part and that format's plan
+    // accepts the concatenation (each part keeps its own scales); it then does not load the parts. Otherwise it
+    // loads the parts and WeightSet::matrix(name) returns null. IMP_FUSE_WEIGHTS=0 in the environment turns fusion
+    // off.
     std::vector<std::string> concat;
+    // Experts weights: the file holds either one tensor `name` of the logical shape (a GGUF 3-D
+    // "blk.N.ffn_gate_exps.weight", or an HF fused 3-D "model.layers.N.mlp.experts.gate_up_proj" [n_expert, 2 * ff,
+    // n_embd] / "...down_proj" [n_expert, n_embd, ff]: both [n_expert, out, in]), or, when that tensor is not in the
+    // file and expert_pattern is set, one [rows, cols] tensor per expert named by expert_pattern with "{e}" replaced
+    // by 0 .. n_expert - 1 ("model.layers.N.mlp.experts.{e}.gate_proj.weight"), gathered into one weight.
+    std::string expert_pattern;
+    // Experts weights: experts per token the layer routes to (ExpertMatmul::top_k), for the workspace plan.
+    int64_t top_k = 1;
 };
 
 // Given to Layer::bind: the uploaded weights, by name. Absent optional weights come back as nullptr.
@@ -41,6 +56,11 @@ public:
     virtual ~WeightSet() = default;
     virtual const Weight* matrix(const std::string& name) const = 0;
     virtual const float* vector(const std::string& name) const = 0;
+    // WeightSpec::Use::Experts weights (null when absent; a set without expert weights need not override it).
+    virtual const ExpertWeights* experts(const std::string& name) const {
+        (void)name;
+        return nullptr;
+    }
 };
 
 // One component of a layer's per-sequence recurrent state (e.g. a conv window and a state matrix), row-major.

@@ -26,13 +26,15 @@ public:
     Registry& operator=(const Registry&) = delete;
 
     void add_arch(std::unique_ptr<Arch> a);
+    // Throws imp::Error when a format of the same name is already registered (naming both plugins).
     void add_format(std::unique_ptr<QuantFormat> f);
     void add_layer_kind(const std::string& name, LayerFactory f);
 
     // First arch whose matches() is true, or null.
     const Arch* find_arch(const ModelSource& src) const;
-    // First format that handles the weight, or null.
-    const QuantFormat* find_format(const WeightSource& w) const;
+    // The format registered under `name`, or null. Which format takes a weight is the engine's choice
+    // (quant_format.h: plan, priority, the profile's [model] formats).
+    const QuantFormat* find_format(const std::string& name) const;
     // Builds a layer of a registered kind, with p.registry set to this registry; throws imp::Error naming the kind
     // and the kinds available.
     std::unique_ptr<Layer> make_layer(const std::string& kind, const LayerParams& p) const;
@@ -72,7 +74,7 @@ public:
         std::string plugin;
         std::string what;  // "arch", "format", "layer", "op"
         std::string name;
-        std::string detail;  // arch: architectures served; format: types; op: device kind
+        std::string detail;  // arch: architectures served; format: types (and priority when not 0); op: device kind
     };
     const std::vector<Entry>& entries() const;
     void set_current_plugin(const std::string& name);

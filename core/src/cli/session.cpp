@@ -52,6 +52,7 @@ Session::Session(const Profile& p) {
     eo.cuda_graphs = p.runtime.cuda_graphs;
     eo.max_seqs = p.runtime.max_seqs;
     eo.kv_blocks = p.runtime.kv_blocks;
+    eo.formats = p.model.formats;
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
     const MemoryPlan& mp = engine_->plan();
     spdlog::info("weights {:.2f} GiB ({} fused matrices), KV/state {:.2f} GiB", double(mp.weights) / (1 << 30),

@@ -277,6 +277,10 @@ std::unique_ptr<SafetensorsSource> SafetensorsSource::open_folder(const std::str
     }
 
     flatten(cfg, "", src->meta_, config);
+    // ModelOpt's quantization record, when present: "hf_quant_config.quantization.quant_algo", ... (the quant
+    // formats read it normalized through read_quant_config, model/quant_config.h).
+    const std::string hf_quant = (d / "hf_quant_config.json").string();
+    if (fs::exists(hf_quant, ec)) flatten(read_json_file(hf_quant), "hf_quant_config", src->meta_, hf_quant);
     if (const json::Value* mt = cfg.get("model_type")) {
         if (!mt->is_string()) throw Error(config + ": model_type is not a string");
         src->arch_ = mt->s;

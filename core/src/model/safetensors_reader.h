@@ -1,5 +1,6 @@
 // Safetensors reader: one .safetensors file, or a Hugging Face model folder (model.safetensors or
-// model.safetensors.index.json + shards, and config.json flattened into the metadata with dotted keys).
+// model.safetensors.index.json + shards, and config.json flattened into the metadata with dotted keys, plus
+// hf_quant_config.json under "hf_quant_config." when the folder has one).
 #pragma once
 #include <memory>
 #include <string>

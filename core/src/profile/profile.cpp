@@ -21,7 +21,7 @@ namespace {
 // Sections and their keys, in documentation order (configs/README.md); used for "unknown key" messages.
 const std::vector<std::pair<std::string, std::vector<std::string>>>& schema() {
     static const std::vector<std::pair<std::string, std::vector<std::string>>> s = {
-        {"model", {"path"}},
+        {"model", {"path", "formats"}},
         {"plugins", {"load", "paths"}},
         {"runtime", {"executor", "max_seq_len", "prefill_chunk", "cuda_graphs", "kv_dtype", "threads", "max_seqs", "kv_blocks"}},
         {"sampling", {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}},
@@ -182,10 +182,30 @@ bool valid_plugin_name(const std::string& n) {
     });
 }
 
+bool valid_format_name(const std::string& n) {
+    return !n.empty() && std::all_of(n.begin(), n.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+               c == '.';
+    });
+}
+
 // Sets one key. `section` and `name` are known to be in the schema.
 void apply_key(Profile& p, const std::string& section, const std::string& name, const Item& it) {
     if (section == "model") {
-        p.model.path = it.path();
+        if (name == "path") {
+            p.model.path = it.path();
+        } else {
+            std::vector<std::string> out;
+            for (auto& s : it.strings()) {
+                if (!valid_format_name(s))
+                    it.fail("key 'model.formats' has an invalid format name '" + s +
+                            "' (letters, digits, '_', '-' and '.' only, e.g. ggml)");
+                if (std::find(out.begin(), out.end(), s) != out.end())
+                    it.fail("key 'model.formats' names format '" + s + "' twice");
+                out.push_back(s);
+            }
+            p.model.formats = out;
+        }
     } else if (section == "plugins") {
         auto list = it.strings();
         std::vector<std::string> out;

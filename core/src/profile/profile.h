@@ -13,6 +13,10 @@ struct Profile {
     std::string file;  // profile path ("" when built from --model)
     struct Model {
         std::string path;  // .gguf file or safetensors folder; a relative path in a file resolves against its dir
+        // Quant formats allowed to take weights, in order of preference (the first whose plan accepts a weight takes
+        // it); empty: every loaded format, highest priority first. Names are checked against the loaded formats
+        // when the model is planned.
+        std::vector<std::string> formats;
     } model;
     struct Plugins {
         std::vector<std::string> load;   // plugin names, loaded in this order

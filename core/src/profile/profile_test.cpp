@@ -310,3 +310,17 @@ TEST_CASE("profile: the model path must exist", "[profile]") {
     CHECK(error_of([&] { imp::check_model_path(d); }) ==
           "--model: [model] path '/nonexistent/model.gguf' does not exist");
 }
+
+TEST_CASE("profile: [model] formats lists quant formats in order of preference, validated", "[profile]") {
+    CHECK(imp::default_profile().model.formats.empty());
+    auto p = imp::load_profile(write("formats.toml", "[model]\npath = \"m.gguf\"\nformats = [\"nvfp4\", \"ggml\"]\n"));
+    CHECK(p.model.formats == std::vector<std::string>{"nvfp4", "ggml"});
+    imp::apply_override(p, "model.formats=[\"quant_fp8.v2\"]");
+    CHECK(p.model.formats == std::vector<std::string>{"quant_fp8.v2"});
+    CHECK(has(load_error("[model]\nformats = \"ggml\"\n"),
+              "bad.toml:2: key 'model.formats' must be an array of strings, got string"));
+    CHECK(has(load_error("[model]\nformats = [\"ggml\", \"ggml\"]\n"),
+              "bad.toml:2: key 'model.formats' names format 'ggml' twice"));
+    CHECK(has(load_error("[model]\nformats = [\"\"]\n"), "bad.toml:2: key 'model.formats' has an invalid format name ''"));
+    CHECK(has(load_error("[model]\nformats = [\"a b\"]\n"), "invalid format name 'a b'"));
+}

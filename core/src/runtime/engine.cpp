@@ -102,7 +102,12 @@ void Engine::Impl::build() {
 
     // The memory plan, before anything is allocated.
     const char* fuse_env = std::getenv("IMP_FUSE_WEIGHTS");
-    LoadPlan lp = plan_weights(src, reg, ex, desc, opt.fuse_weights && !(fuse_env && fuse_env[0] == '0'));
+    PlanOptions po;
+    po.fuse = opt.fuse_weights && !(fuse_env && fuse_env[0] == '0');
+    po.formats = opt.formats;
+    po.max_tokens = rows;
+    po.compute_capability = device_compute_capability(ex);
+    LoadPlan lp = plan_weights(src, reg, ex, desc, po);
     plan.weights = lp.weight_bytes;
     plan.fused = lp.fused;
     const uint64_t kv_es = dtype_size(opt.kv_dtype);
@@ -143,6 +148,7 @@ void Engine::Impl::build() {
     uint64_t ws = 0;
     for (const auto& [name, w] : weights.matrices)
         ws = std::max({ws, w->workspace_bytes(rows), w->workspace_bytes(lm_rows), w->workspace_bytes(seq_rows)});
+    ws = std::max<uint64_t>(ws, lp.workspace_bytes);  // the formats' plans and the loaded expert stacks
     if (ws) ex.reserve_workspace(ws);
     plan.scratch += round64(ws);
     allocate_runtime();

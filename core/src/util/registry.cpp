@@ -28,9 +28,14 @@ void Registry::add_arch(std::unique_ptr<Arch> a) {
 }
 
 void Registry::add_format(std::unique_ptr<QuantFormat> f) {
+    const std::string name = f->name();
+    for (const auto& e : impl_->entries)
+        if (e.what == "format" && e.name == name)
+            throw Error("quant format '" + name + "' registered twice (by " + e.plugin + " and " + impl_->current + ")");
     std::string types;
     for (auto& s : f->types()) types += (types.empty() ? "" : ", ") + s;
-    impl_->entries.push_back({impl_->current, "format", f->name(), types});
+    if (f->priority() != 0) types += " (priority " + std::to_string(f->priority()) + ")";
+    impl_->entries.push_back({impl_->current, "format", name, types});
     impl_->formats.push_back(std::move(f));
 }
 
@@ -46,9 +51,9 @@ const Arch* Registry::find_arch(const ModelSource& src) const {
     return nullptr;
 }
 
-const QuantFormat* Registry::find_format(const WeightSource& w) const {
+const QuantFormat* Registry::find_format(const std::string& name) const {
     for (auto& f : impl_->formats)
-        if (f->handles(w)) return f.get();
+        if (f->name() == name) return f.get();
     return nullptr;
 }
 

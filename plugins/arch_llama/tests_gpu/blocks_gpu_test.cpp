@@ -53,19 +53,28 @@ public:
                 vectors_[s.name] = to_device(ex, s.values.empty() ? src.value(s.name) : s.values);
                 continue;
             }
-            WeightSource w;
+            static const QuantConfig no_quant_config;
+            WeightRequest req;
+            req.name = s.name;
+            req.shape = s.shape;
+            req.config = &no_quant_config;
+            req.max_tokens = 64;
             if (!s.concat.empty()) {
                 if (!fuse) continue;
-                for (const auto& p : s.concat) w.parts.push_back(src.find(p));
-                w.main = w.parts[0];
+                for (const auto& p : s.concat) {
+                    req.source.parts.emplace_back();
+                    req.source.parts.back().main = src.find(p);
+                    REQUIRE(req.source.parts.back().main);
+                }
             } else {
-                w.main = src.find(s.name);
+                req.source.main = src.find(s.name);
+                REQUIRE(req.source.main);
             }
-            REQUIRE(w.main);
-            const QuantFormat* f = reg.find_format(w);
+            const QuantFormat* f = nullptr;  // the first format whose plan accepts it (the fused one included)
+            for (const QuantFormat* c : reg.formats())
+                if (!f && c->plan(req, ex).accepted) f = c;
             REQUIRE(f);
-            if (!s.concat.empty()) REQUIRE(f->concat_rows(w, ex));
-            matrices_[s.name] = f->load(w, ex);
+            matrices_[s.name] = f->load(req, ex);
             ws = std::max<uint64_t>(ws, matrices_[s.name]->workspace_bytes(64));
         }
         ex.reserve_workspace(size_t(ws));

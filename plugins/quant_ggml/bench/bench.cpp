@@ -17,6 +17,7 @@
 #include "imp/model.h"
 #include "kernels.h"
 #include "random_weights.h"
+#include "request_util.h"
 
 using namespace imp::ggml;
 
@@ -41,7 +42,7 @@ void run(const Case& c, int threads) {
     GgmlFormat f;
     imp::WeightSource src;
     src.main = &ti;
-    const auto w = f.load(src, ex);
+    const auto w = f.load(test::request_for(src), ex);
     std::vector<float> x(static_cast<size_t>(c.n_tokens * c.cols)), y(static_cast<size_t>(c.n_tokens * c.rows));
     std::normal_distribution<float> nd;
     for (auto& v : x) v = nd(rng);
@@ -72,7 +73,8 @@ void run_model(const std::string& path, int threads) {
         if (t.shape.size() != 2) continue;
         imp::WeightSource src;
         src.main = &t;
-        if (f.handles(src)) ws.push_back(f.load(src, ex));
+        const imp::WeightRequest req = test::request_for(src);
+        if (f.plan(req, ex).accepted) ws.push_back(f.load(req, ex));
     }
     int64_t max_dim = 0;
     double bytes = 0;

@@ -27,6 +27,7 @@
 #include "ggml_types.h"
 #include "imp/dtype.h"
 #include "random_weights.h"
+#include "request_util.h"
 #include "repack.h"
 
 using namespace imp::ggml;
@@ -86,7 +87,7 @@ std::unique_ptr<imp::Weight> make_weight(const std::string& type, int64_t rows, 
     ti.nbytes = raw.size();
     imp::WeightSource src;
     src.main = &ti;
-    return GgmlFormat().load(src, ex);
+    return GgmlFormat().load(test::request_for(src), ex);
 }
 
 float* random_device(CudaTestExecutor& ex, size_t n, Rng& rng) {

@@ -1,9 +1,12 @@
 #include "ggml_format.h"
 
 #include <algorithm>
-#include <cstring>
 
+#include "cuda_experts.h"
 #include "cuda_weight.h"
+#include "experts_check.h"
+#include "experts_cpu.h"
+#include "ggml_cpu_weight.h"
 #include "ggml_types.h"
 #include "imp/error.h"
 #include "imp/executor.h"
@@ -12,141 +15,114 @@
 namespace imp::ggml {
 namespace {
 
-// Rows of 4 are dequantized together and dotted with each token's activations (kernels.h: dot_rows).
-constexpr int kRowTile = 4;
-// Up to this many tokens, block types use the fused dequantize + dot kernels (kernels.h: dot_q) when the build
-// has them.
-constexpr int64_t kFusedTokens = 4;
-// Aim for at least this many multiply-adds per parallel_for chunk.
-constexpr int64_t kWorkPerChunk = 1 << 16;
-
 std::string shape_str(const std::vector<int64_t>& s) {
     std::string r = "[";
     for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
     return r + "]";
 }
 
-struct Geometry {
-    const TypeInfo* type;
+// One file tensor as ggml rows: the last dim is cols, every other dim counts rows (a 3-D [n_expert, rows, cols]
+// stack is n_expert * rows rows). Validates the shape and the byte size.
+struct Rows {
+    const TensorInfo* t;
     int64_t rows, cols;
     uint64_t row_bytes;
 };
 
-// The tensor viewed as [rows, cols]: outermost dim = rows, the rest flattened into cols. Validates type, shape and
-// byte size.
-Geometry geometry(const TensorInfo& ti) {
-    const TypeInfo* t = find_type(ti.type);
-    if (!t) throw Error("quant_ggml: tensor '" + ti.name + "' has type " + ti.type + ", not one of " + type_list());
+Rows rows_of(const TensorInfo& ti, const TypeInfo& t) {
     if (ti.shape.empty()) throw Error("quant_ggml: tensor '" + ti.name + "' is a scalar, not a matrix");
-    int64_t cols = 1;
-    for (size_t i = 1; i < ti.shape.size(); ++i) {
-        if (ti.shape[i] <= 0 || __builtin_mul_overflow(cols, ti.shape[i], &cols))
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < ti.shape.size(); ++i) {
+        if (ti.shape[i] <= 0 || __builtin_mul_overflow(rows, ti.shape[i], &rows))
             throw Error("quant_ggml: tensor '" + ti.name + "' has bad shape " + shape_str(ti.shape));
     }
-    const int64_t rows = ti.shape[0];
-    if (rows <= 0) throw Error("quant_ggml: tensor '" + ti.name + "' has bad shape " + shape_str(ti.shape));
-    const uint64_t rb = row_bytes(*t, cols, "tensor '" + ti.name + "' (" + t->name + " " + shape_str(ti.shape) + ")");
+    const int64_t cols = ti.shape.back();
+    if (cols <= 0) throw Error("quant_ggml: tensor '" + ti.name + "' has bad shape " + shape_str(ti.shape));
+    const uint64_t rb = row_bytes(t, cols, "tensor '" + ti.name + "' (" + t.name + " " + shape_str(ti.shape) + ")");
     const uint64_t total = checked_mul(uint64_t(rows), rb, ti.name.c_str());
     if (ti.nbytes != total)
-        throw Error("quant_ggml: tensor '" + ti.name + "' (" + t->name + " " + shape_str(ti.shape) + ") has " +
+        throw Error("quant_ggml: tensor '" + ti.name + "' (" + t.name + " " + shape_str(ti.shape) + ") has " +
                     std::to_string(ti.nbytes) + " bytes, expected " + std::to_string(total));
-    return {t, rows, cols, rb};
+    return {&ti, rows, cols, rb};
 }
 
-void require_cpu(const Executor& ex, const std::string& tensor) {
-    if (ex.kind() != DeviceKind::CPU)
-        throw Error("quant_ggml: " + ex.name() + " executor not supported yet (tensor '" + tensor + "')");
-}
-
-class GgmlWeight final : public Weight {
-public:
-    GgmlWeight(const std::string& name, const Geometry& g, const uint8_t* data)
-        : name_(name), type_(g.type), row_bytes_(g.row_bytes), data_(data), kernels_(&kernels_best()) {
-        rows_ = g.rows;
-        cols_ = g.cols;
-    }
-
-    std::string type() const override { return type_->name; }
-    uint64_t bytes() const override { return uint64_t(rows_) * row_bytes_; }
-
-    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
-                bool accumulate) const override {
-        require_cpu(ex, name_);
-        if (n_tokens <= 0) return;
-        if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
-            throw Error("quant_ggml: tensor '" + name_ + "': matmul strides x " + std::to_string(x_stride) + ", y " +
-                        std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
-                        std::to_string(rows_));
-        const int64_t per_row = std::max<int64_t>(1, cols_ * n_tokens);
-        int64_t grain = (kWorkPerChunk + per_row - 1) / per_row;
-        grain = (grain + kRowTile - 1) / kRowTile * kRowTile;
-        ex.parallel_for(rows_, grain, [&](int64_t r0, int64_t r1) {
-            run_rows(x, x_stride, y, y_stride, n_tokens, accumulate, r0, r1);
-        });
-    }
-
-    void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
-        require_cpu(ex, name_);
-        const int64_t nb = cols_ / type_->block;
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t id = ids[i];
-            if (id < 0 || id >= rows_)
-                throw Error("quant_ggml: tensor '" + name_ + "': row id " + std::to_string(id) + " out of range [0, " +
-                            std::to_string(rows_) + ")");
-            kernels_->dequant[int(type_->type)](data_ + uint64_t(id) * row_bytes_, nb, out + i * cols_);
-        }
-    }
-
-private:
-    void run_rows(const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens, bool accumulate, int64_t r0,
-                  int64_t r1) const {
-        const int64_t nb = cols_ / type_->block;
-        const auto dot_q = kernels_->dot_q[int(type_->type)];
-        if (dot_q && n_tokens <= kFusedTokens) {  // decode: fused dequantize + dot, straight from the blocks
-            float acc[kFusedTokens];
-            for (int64_t r = r0; r < r1; ++r) {
-                const uint8_t* w = data_ + uint64_t(r) * row_bytes_;
-                if (!accumulate) {
-                    dot_q(w, nb, x, xs, int(n_tokens), y + r, ys);
-                    continue;
-                }
-                dot_q(w, nb, x, xs, int(n_tokens), acc, 1);
-                for (int64_t t = 0; t < n_tokens; ++t) y[t * ys + r] += acc[t];
-            }
-            return;
-        }
-        // Dequantize kRowTile rows at a time into a thread-local buffer, dot them with every token.
-        const bool plain_f32 = type_->type == Type::F32;
-        thread_local std::vector<float> buf;
-        if (!plain_f32 && buf.size() < size_t(kRowTile * cols_)) buf.resize(size_t(kRowTile * cols_));
-        const auto dq = kernels_->dequant[int(type_->type)];
-        float acc[kRowTile];
-        for (int64_t r = r0; r < r1; r += kRowTile) {
-            const int nr = int(std::min<int64_t>(kRowTile, r1 - r));
-            const float* w;
-            if (plain_f32) {
-                w = reinterpret_cast<const float*>(data_ + uint64_t(r) * row_bytes_);
-            } else {
-                for (int i = 0; i < nr; ++i) dq(data_ + uint64_t(r + i) * row_bytes_, nb, buf.data() + i * cols_);
-                w = buf.data();
-            }
-            for (int64_t t = 0; t < n_tokens; ++t) {
-                kernels_->dot_rows(w, cols_, nr, x + t * xs, cols_, acc);
-                float* yt = y + t * ys + r;
-                if (accumulate)
-                    for (int i = 0; i < nr; ++i) yt[i] += acc[i];
-                else
-                    for (int i = 0; i < nr; ++i) yt[i] = acc[i];
-            }
-        }
-    }
-
-    std::string name_;
-    const TypeInfo* type_;
-    uint64_t row_bytes_;
-    const uint8_t* data_;  // executor memory: rows_ * row_bytes_ raw block bytes
-    const Kernels* kernels_;
+// A source as ggml reads it: its tensors in row order and the logical shape, or why ggml does not take it.
+struct Layout {
+    std::string refusal;
+    const TypeInfo* type = nullptr;
+    std::vector<Rows> pieces;
+    std::vector<int64_t> shape;
 };
+
+Layout layout_of(const WeightSource& src) {
+    Layout l;
+    std::vector<const WeightSource*> units;
+    for (const auto& p : src.parts) units.push_back(&p);
+    for (const auto& e : src.experts) units.push_back(&e);
+    if (units.empty()) units.push_back(&src);
+    for (const WeightSource* u : units) {
+        if (!u->parts.empty() || !u->experts.empty()) {
+            l.refusal = "nested row concatenations or expert lists are not supported";
+            return l;
+        }
+        if (!u->main) {
+            l.refusal = u->aux.empty() ? "no tensor"
+                                       : "no tensor of that name (only '" + u->aux.begin()->second->name + "'" +
+                                             (u->aux.size() > 1 ? " and others" : "") + " under it)";
+            return l;
+        }
+        const TypeInfo* t = find_type(u->main->type);
+        if (!t) {
+            l.refusal = "type " + u->main->type + " is not a ggml type";
+            return l;
+        }
+        for (const auto& [key, aux] : u->aux) {
+            if (key.rfind("weight_", 0) == 0) {
+                l.refusal = "'" + aux->name + "' is a scale tensor, which ggml types do not have";
+                return l;
+            }
+        }
+        if (l.type && t != l.type) {
+            l.refusal = "mixes types " + std::string(l.type->name) + " and " + t->name;
+            return l;
+        }
+        l.type = t;
+        l.pieces.push_back(rows_of(*u->main, *t));
+    }
+    if (src.parts.empty() && src.experts.empty()) {
+        l.shape = src.main->shape;
+        return l;
+    }
+    const std::vector<int64_t>& first = l.pieces[0].t->shape;
+    int64_t rows = 0;
+    for (const auto& p : l.pieces) {
+        const auto& s = p.t->shape;
+        const bool ok = s.size() == 2 && (src.experts.empty() ? s[1] == first[1] : s == first);
+        if (!ok) {
+            l.refusal = "'" + p.t->name + "' " + shape_str(s) + " does not stack with '" + l.pieces[0].t->name + "' " +
+                        shape_str(first);
+            return l;
+        }
+        rows += s[0];
+    }
+    if (!src.parts.empty()) l.shape = {rows, first[1]};
+    else l.shape = {int64_t(l.pieces.size()), first[0], first[1]};
+    return l;
+}
+
+Layout checked_layout(const WeightSource& src, const std::string& what) {
+    Layout l = layout_of(src);
+    if (!l.refusal.empty()) throw Error("quant_ggml: cannot read " + what + ": " + l.refusal);
+    return l;
+}
+
+// For messages and device tags: the main tensor, or the parts joined by '+'.
+std::string source_name(const WeightSource& src) {
+    if (src.parts.empty()) return src.main ? src.main->name : src.describe();
+    std::string n;
+    for (const auto& p : src.parts) n += (n.empty() ? "" : "+") + source_name(p);
+    return n;
+}
 
 }  // namespace
 
@@ -156,73 +132,94 @@ std::vector<std::string> GgmlFormat::types() const {
     return v;
 }
 
-bool GgmlFormat::handles(const WeightSource& src) const { return src.main && find_type(src.main->type) != nullptr; }
-
-namespace {
-
-// The source as one [rows, cols] matrix: the main tensor, or the row concatenation of the parts.
-Geometry source_geometry(const WeightSource& src) {
-    Geometry g = geometry(*src.main);
-    if (src.parts.empty()) return g;
-    g.rows = 0;
-    for (const auto* p : src.parts) {
-        const Geometry pg = geometry(*p);
-        if (pg.type != g.type || pg.cols != g.cols)
-            throw Error("quant_ggml: fused weight: tensor '" + p->name + "' (" + p->type + ", " +
-                        std::to_string(pg.cols) + " cols) differs from '" + src.main->name + "' (" + src.main->type +
-                        ", " + std::to_string(g.cols) + " cols)");
-        g.rows += pg.rows;
+WeightPlan GgmlFormat::plan(const WeightRequest& req, const Executor& ex) const {
+    Layout l = layout_of(req.source);
+    if (!l.refusal.empty()) return WeightPlan::refuse(l.refusal);
+    const bool cuda = ex.kind() == DeviceKind::CUDA;
+    if (!cuda && ex.kind() != DeviceKind::CPU) return WeightPlan::refuse("executor " + ex.name() + " not supported");
+    const Type t = l.type->type;
+    WeightPlan p;
+    p.accepted = true;
+    p.type = l.type->name;
+    p.shape = l.shape;
+    for (const auto& piece : l.pieces) p.consumed.push_back(piece.t);
+    if (req.role == WeightRole::Experts) {
+        if (l.shape.size() != 3) return p;  // not a stack: the engine reports the shape
+        if (cuda && !cuda::experts_supported(t))
+            return WeightPlan::refuse("type " + p.type + " has no CUDA expert kernels");
+        p.device_bytes = cuda ? cuda::experts_device_bytes(req.name, t, l.shape[0], l.shape[1], l.shape[2])
+                              : cpu_experts_bytes(req.name, t, l.shape[0], l.shape[1], l.shape[2]);
+        return p;
     }
-    return g;
-}
-
-std::string source_name(const WeightSource& src) {
-    std::string n = src.main->name;
-    for (size_t i = 1; i < src.parts.size(); ++i) n += "+" + src.parts[i]->name;
-    return n;
-}
-
-}  // namespace
-
-bool GgmlFormat::concat_rows(const WeightSource& src, const Executor& ex) const {
-    if (!src.main || src.parts.empty() || src.parts[0] != src.main) return false;
-    const TypeInfo* t = find_type(src.main->type);
-    if (!t) return false;
-    for (size_t i = 0; i < src.parts.size(); ++i) {
-        const TensorInfo& p = *src.parts[i];
-        if (p.type != src.main->type || p.shape.size() != 2 || p.shape[1] != src.main->shape[1]) return false;
-        if (ex.kind() == DeviceKind::CUDA && t->block > 1 && i + 1 < src.parts.size() && p.shape[0] % 16 != 0)
-            return false;
+    if (l.shape.size() != 2) return p;  // not a matrix: the engine reports the shape
+    if (cuda && !cuda::cuda_supports(t)) return WeightPlan::refuse("type " + p.type + " has no CUDA kernels");
+    if (cuda && l.type->block > 1 && l.pieces.size() > 1) {
+        for (size_t i = 0; i + 1 < l.pieces.size(); ++i)
+            if (l.pieces[i].rows % 16 != 0)
+                return WeightPlan::refuse("fused part '" + l.pieces[i].t->name + "' has " +
+                                          std::to_string(l.pieces[i].rows) +
+                                          " rows, not whole 16-row groups of the CUDA tiled layout");
     }
-    return true;
+    p.device_bytes = cuda ? cuda::device_bytes(source_name(req.source), t, l.shape[0], l.shape[1])
+                          : uint64_t(l.shape[0]) * l.pieces[0].row_bytes;
+    // Workspace: the CUDA weights size theirs per instance (Weight::workspace_bytes), which the engine asks once
+    // they are loaded; the CPU kernels need none.
+    return p;
 }
 
-uint64_t GgmlFormat::device_bytes(const WeightSource& src, const Executor& ex) const {
-    if (!src.main) throw Error("quant_ggml: device_bytes called without a main tensor");
-    const Geometry g = source_geometry(src);
-    if (ex.kind() == DeviceKind::CUDA) return cuda::device_bytes(src.main->name, g.type->type, g.rows, g.cols);
-    return uint64_t(g.rows) * g.row_bytes;
-}
-
-std::unique_ptr<Weight> GgmlFormat::load(const WeightSource& src, Executor& ex) const {
-    if (!src.main) throw Error("quant_ggml: load called without a main tensor");
-    const TensorInfo& ti = *src.main;
-    const Geometry g = source_geometry(src);
-    const std::string name = source_name(src);
-    // Row blocks of the source: the main tensor, or each part in turn.
+std::unique_ptr<Weight> GgmlFormat::load(const WeightRequest& req, Executor& ex) const {
+    const Layout l = checked_layout(req.source, "'" + req.name + "'");
+    if (l.shape.size() != 2)
+        throw Error("quant_ggml: '" + req.name + "' is " + shape_str(l.shape) + ", not a [rows, cols] matrix");
+    const std::string name = source_name(req.source);
+    const uint64_t rb = l.pieces[0].row_bytes;
     std::vector<cuda::RowPart> parts;
-    if (src.parts.empty()) parts.push_back({ti.data, g.rows});
-    for (const auto* p : src.parts) parts.push_back({p->data, p->shape[0]});
-    if (ex.kind() == DeviceKind::CUDA) return cuda::load_weight(name, g.type->type, g.cols, parts, g.row_bytes, ex);
+    for (const auto& p : l.pieces) parts.push_back({p.t->data, p.rows});
+    if (ex.kind() == DeviceKind::CUDA) return cuda::load_weight(name, l.type->type, l.shape[1], parts, rb, ex);
     require_cpu(ex, name);
-    const uint64_t n = uint64_t(g.rows) * g.row_bytes;
-    auto* p = static_cast<uint8_t*>(ex.alloc(n, name.c_str()));
+    const uint64_t n = uint64_t(l.shape[0]) * rb;
+    auto* dst = static_cast<uint8_t*>(ex.alloc(n, name.c_str()));
     uint64_t off = 0;
     for (const auto& part : parts) {
-        ex.upload(p + off, part.data, uint64_t(part.rows) * g.row_bytes);
-        off += uint64_t(part.rows) * g.row_bytes;
+        ex.upload(dst + off, part.data, uint64_t(part.rows) * rb);
+        off += uint64_t(part.rows) * rb;
     }
-    return std::make_unique<GgmlWeight>(name, g, p);
+    return make_cpu_weight(name, *l.type, l.shape[0], l.shape[1], rb, dst);
+}
+
+std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req, Executor& ex) const {
+    const Layout l = checked_layout(req.source, "experts '" + req.name + "'");
+    if (l.shape.size() != 3)
+        throw Error("quant_ggml: experts '" + req.name + "' is " + shape_str(l.shape) + ", not [n_expert, rows, cols]");
+    const int64_t n_expert = l.shape[0], rows = l.shape[1], cols = l.shape[2];
+    std::vector<const uint8_t*> data;
+    if (req.source.experts.empty()) {
+        data = expert_pointers(l.pieces[0].t->data, n_expert, rows, l.pieces[0].row_bytes);
+    } else {
+        for (const auto& p : l.pieces) data.push_back(p.t->data);
+    }
+    if (ex.kind() == DeviceKind::CUDA) return cuda::load_experts(req.name, l.type->type, n_expert, rows, cols, data, ex);
+    return make_cpu_experts(req.name, l.type->type, n_expert, rows, cols, data, ex);
+}
+
+void GgmlFormat::dequantize(const WeightSource& src, int64_t row0, int64_t nrows, float* out) const {
+    const Layout l = checked_layout(src, src.describe());
+    const int64_t cols = l.pieces[0].cols;
+    int64_t total = 0;
+    for (const auto& p : l.pieces) total += p.rows;
+    if (row0 < 0 || nrows < 0 || row0 > total - nrows)
+        throw Error("quant_ggml: dequantize " + src.describe() + ": rows [" + std::to_string(row0) + ", " +
+                    std::to_string(row0 + nrows) + ") outside its " + std::to_string(total) + " rows");
+    const auto dq = kernels_best().dequant[int(l.type->type)];
+    const int64_t nb = cols / l.type->block;
+    size_t piece = 0;
+    int64_t base = 0;  // first row of pieces[piece]
+    for (int64_t i = 0; i < nrows; ++i) {
+        const int64_t r = row0 + i;
+        while (r >= base + l.pieces[piece].rows) base += l.pieces[piece++].rows;
+        const Rows& p = l.pieces[piece];
+        dq(p.t->data + uint64_t(r - base) * p.row_bytes, nb, out + i * cols);
+    }
 }
 
 void GgmlFormat::dequantize(const std::string& type, const uint8_t* data, int64_t n, float* out) const {

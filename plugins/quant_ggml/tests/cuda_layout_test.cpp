@@ -15,6 +15,7 @@
 #include "ggml_format.h"
 #include "imp/error.h"
 #include "random_weights.h"
+#include "request_util.h"
 #include "repack.h"
 #include "test_executor.h"
 #include "tile_layout.h"
@@ -200,9 +201,11 @@ TEST_CASE("quant_ggml: CUDA load errors name the tensor and the type", "[quant_g
         ti.nbytes = raw.size();
         imp::WeightSource s;
         s.main = &ti;
-        CHECK_THROWS_WITH(f.load(s, gpu), Catch::Contains("blk.3.attn_q.weight") && Catch::Contains(type) &&
+        CHECK_THROWS_WITH(f.load(test::request_for(s), gpu), Catch::Contains("blk.3.attn_q.weight") && Catch::Contains(type) &&
                                               Catch::Contains("no CUDA kernels"));
-        CHECK_THROWS_WITH(f.device_bytes(s, gpu), Catch::Contains("blk.3.attn_q.weight") && Catch::Contains(type));
+        const imp::WeightPlan p = f.plan(test::request_for(s), gpu);
+        CHECK_FALSE(p.accepted);
+        CHECK(p.reason == std::string("type ") + type + " has no CUDA kernels");
     }
     const auto raw = test::random_blocks(*find_type("Q4_K"), 40 * 2, rng);
     imp::TensorInfo ti;
@@ -213,6 +216,6 @@ TEST_CASE("quant_ggml: CUDA load errors name the tensor and the type", "[quant_g
     ti.nbytes = raw.size();
     imp::WeightSource s;
     s.main = &ti;
-    CHECK(f.device_bytes(s, gpu) == 3 * 2 * 2304);  // 40 rows -> 3 groups of 16, 2 chunks of 256 columns
-    CHECK_THROWS_WITH(f.load(s, gpu), Catch::Contains("blk.0.ffn_down.weight") && Catch::Contains("no CUDA handles"));
+    CHECK(f.plan(test::request_for(s), gpu).device_bytes == 3 * 2 * 2304);  // 40 rows -> 3 groups of 16, 2 chunks of 256 columns
+    CHECK_THROWS_WITH(f.load(test::request_for(s), gpu), Catch::Contains("blk.0.ffn_down.weight") && Catch::Contains("no CUDA handles"));
 }

@@ -2,6 +2,7 @@
 // rows, get_rows against dequantize, the dot kernels of every build, and the load-time checks and their messages.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -14,6 +15,7 @@
 #include "imp/error.h"
 #include "kernels.h"
 #include "random_weights.h"
+#include "request_util.h"
 #include "test_executor.h"
 
 using namespace imp::ggml;
@@ -98,9 +100,9 @@ TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for e
             const TypeInfo& t = type_info(Type(ti));
             const int64_t rows = 37, cols = t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 3 * 256);
             const Tensor w = random_tensor(t.name, {rows, cols}, rng);
-            REQUIRE(f.handles(w.src()));
-            CHECK(f.device_bytes(w.src(), ex) == w.raw.size());
-            const auto weight = f.load(w.src(), ex);
+            REQUIRE(f.plan(test::request_for(w.src()), ex).accepted);
+            CHECK(f.plan(test::request_for(w.src()), ex).device_bytes == w.raw.size());
+            const auto weight = f.load(test::request_for(w.src()), ex);
             REQUIRE(weight->rows() == rows);
             REQUIRE(weight->cols() == cols);
             CHECK(weight->type() == t.name);
@@ -140,7 +142,7 @@ TEST_CASE("quant_ggml: matmul at SmolLM2 shapes with several threads", "[quant_g
     for (const Shape s :
          {Shape{"Q4_1", 1536, 576}, Shape{"Q4_1", 576, 1536}, Shape{"Q8_0", 1001, 576}, Shape{"Q6_K", 130, 1536}}) {
         const Tensor w = random_tensor(s.type, {s.rows, s.cols}, rng);
-        const auto weight = f.load(w.src(), ex);
+        const auto weight = f.load(test::request_for(w.src()), ex);
         std::vector<float> wdq(static_cast<size_t>(s.rows * s.cols));
         f.dequantize(s.type, w.raw.data(), s.rows * s.cols, wdq.data());
         for (int64_t n_tokens : {1, 5}) {
@@ -185,7 +187,7 @@ TEST_CASE("quant_ggml: get_rows dequantizes the requested rows", "[quant_ggml][g
         const TypeInfo& t = *find_type(type);
         const int64_t rows = 50, cols = t.block == 256 ? 512 : 96;
         const Tensor w = random_tensor(type, {rows, cols}, rng);
-        const auto weight = f.load(w.src(), ex);
+        const auto weight = f.load(test::request_for(w.src()), ex);
         const std::vector<int32_t> ids = {0, 49, 7, 7, 23};
         std::vector<float> out(ids.size() * size_t(cols));
         weight->get_rows(ex, ids.data(), int64_t(ids.size()), out.data());
@@ -203,23 +205,73 @@ TEST_CASE("quant_ggml: get_rows dequantizes the requested rows", "[quant_ggml][g
     }
 }
 
-TEST_CASE("quant_ggml: tensors of more than two dims flatten the inner dims into cols", "[quant_ggml][load]") {
+TEST_CASE("quant_ggml: a 3-D tensor reads as a stack of matrices, not as a flattened matrix", "[quant_ggml][load]") {
     std::mt19937 rng(9);
     GgmlFormat f;
     TestExecutor ex(1);
     const Tensor w = random_tensor("Q8_0", {6, 2, 64}, rng);
-    const auto weight = f.load(w.src(), ex);
-    CHECK(weight->rows() == 6);
-    CHECK(weight->cols() == 128);
-    std::vector<float> wdq(6 * 128);
-    f.dequantize("Q8_0", w.raw.data(), 6 * 128, wdq.data());
-    const auto x = random_activations(128, rng);
-    std::vector<float> y(6);
-    weight->matmul(ex, x.data(), 128, y.data(), 6, 1, false);
-    check_matmul(wdq, 6, 128, x, 128, y, 6, 1);
+    // As a matrix it keeps its 3-D shape (the engine then rejects it against a [rows, cols] declaration).
+    const imp::WeightPlan as_linear = f.plan(test::request_for(w.src()), ex);
+    CHECK(as_linear.accepted);
+    CHECK(as_linear.shape == std::vector<int64_t>{6, 2, 64});
+    CHECK_THROWS_WITH(f.load(test::request_for(w.src()), ex), Catch::Contains("not a [rows, cols] matrix"));
+    // As experts: 6 matrices [2, 64]; expert e's rows are rows 2e, 2e + 1 of the dequantized tensor.
+    const imp::WeightRequest req = test::request_for(w.src(), imp::WeightRole::Experts);
+    const imp::WeightPlan plan = f.plan(req, ex);
+    REQUIRE(plan.accepted);
+    CHECK(plan.shape == std::vector<int64_t>{6, 2, 64});
+    CHECK(plan.device_bytes == w.raw.size());
+    const auto experts = f.load_experts(req, ex);
+    CHECK(experts->n_expert() == 6);
+    CHECK(experts->rows() == 2);
+    CHECK(experts->cols() == 64);
+    std::vector<float> wdq(6 * 2 * 64);
+    f.dequantize(w.src(), 0, 12, wdq.data());
+    const std::vector<int32_t> ids = {4, 1};
+    const auto x = random_activations(2 * 64, rng);
+    std::vector<float> y(2 * 2);
+    imp::ExpertMatmul m;
+    m.x = x.data();
+    m.x_stride = 64;
+    m.ids = ids.data();
+    m.n_tokens = 2;
+    m.y = y.data();
+    m.y_stride = 2;
+    experts->grouped_matmul(ex, m);
+    for (int t = 0; t < 2; ++t) {
+        const std::vector<float> we(wdq.begin() + ids[size_t(t)] * 128, wdq.begin() + ids[size_t(t)] * 128 + 128);
+        const std::vector<float> xt(x.begin() + t * 64, x.begin() + t * 64 + 64);
+        const std::vector<float> yt(y.begin() + t * 2, y.begin() + t * 2 + 2);
+        check_matmul(we, 2, 64, xt, 64, yt, 2, 1);
+    }
 }
 
-TEST_CASE("quant_ggml: handles, load errors and non-CPU executors", "[quant_ggml][load]") {
+TEST_CASE("quant_ggml: dequantize reads rows across fused parts and per-expert tensors", "[quant_ggml][dequant]") {
+    std::mt19937 rng(17);
+    GgmlFormat f;
+    TestExecutor ex(1);
+    const Tensor a = random_tensor("Q4_K", {3, 256}, rng), b = random_tensor("Q4_K", {5, 256}, rng);
+    std::vector<float> da(3 * 256), db(5 * 256);
+    f.dequantize("Q4_K", a.raw.data(), 3 * 256, da.data());
+    f.dequantize("Q4_K", b.raw.data(), 5 * 256, db.data());
+    imp::WeightSource fused;
+    fused.parts = {a.src(), b.src()};
+    std::vector<float> got(4 * 256);
+    f.dequantize(fused, 2, 4, got.data());  // a's last row, b's first three
+    CHECK(std::equal(got.begin(), got.begin() + 256, da.begin() + 2 * 256));
+    CHECK(std::equal(got.begin() + 256, got.end(), db.begin()));
+    imp::WeightSource experts;
+    experts.experts = {a.src(), a.src()};  // two experts of [3, 256]
+    f.dequantize(experts, 3, 3, got.data());
+    CHECK(std::equal(got.begin(), got.begin() + 3 * 256, da.begin()));
+    CHECK_THROWS_WITH(f.dequantize(fused, 5, 4, got.data()), Catch::Contains("outside its 8 rows"));
+    // Mixed types do not stack.
+    const Tensor c = random_tensor("Q8_0", {2, 256}, rng);
+    fused.parts = {a.src(), c.src()};
+    CHECK(f.plan(test::request_for(fused), ex).reason == "mixes types Q4_K and Q8_0");
+}
+
+TEST_CASE("quant_ggml: plan refusals, load errors and non-CPU executors", "[quant_ggml][load]") {
     std::mt19937 rng(13);
     GgmlFormat f;
     TestExecutor ex(1);
@@ -229,29 +281,30 @@ TEST_CASE("quant_ggml: handles, load errors and non-CPU executors", "[quant_ggml
     other.type = "F8_E4M3";
     imp::WeightSource s;
     s.main = &other;
-    CHECK_FALSE(f.handles(s));
-    CHECK_FALSE(f.handles(imp::WeightSource{}));
-    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("F8_E4M3"));
+    CHECK_FALSE(f.plan(test::request_for(s), ex).accepted);
+    CHECK(f.plan(test::request_for(s), ex).reason == "type F8_E4M3 is not a ggml type");
+    CHECK_FALSE(f.plan(test::request_for(imp::WeightSource{}), ex).accepted);
+    CHECK_THROWS_WITH(f.load(test::request_for(s), ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("F8_E4M3"));
 
     imp::TensorInfo short_data = w.info;
     short_data.nbytes -= 20;
     s.main = &short_data;
-    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("expected 320"));
-    CHECK_THROWS_AS(f.device_bytes(s, ex), imp::Error);
+    CHECK_THROWS_WITH(f.load(test::request_for(s), ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("expected 320"));
+    CHECK_THROWS_AS(f.plan(test::request_for(s), ex).device_bytes, imp::Error);
 
     imp::TensorInfo odd_cols = w.info;
     odd_cols.shape = {16, 32 + 8};
     s.main = &odd_cols;
-    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("Q4_1"));
+    CHECK_THROWS_WITH(f.load(test::request_for(s), ex), Catch::Contains("blk.0.ffn_up.weight") && Catch::Contains("Q4_1"));
 
     imp::TensorInfo scalar = w.info;
     scalar.shape = {};
     s.main = &scalar;
-    CHECK_THROWS_WITH(f.load(s, ex), Catch::Contains("scalar"));
+    CHECK_THROWS_WITH(f.load(test::request_for(s), ex), Catch::Contains("scalar"));
 
     test::FakeGpuExecutor gpu;
-    CHECK_THROWS_WITH(f.load(w.src(), gpu), Catch::Contains("cuda:0 gives no CUDA handles"));
-    const auto weight = f.load(w.src(), ex);
+    CHECK_THROWS_WITH(f.load(test::request_for(w.src()), gpu), Catch::Contains("cuda:0 gives no CUDA handles"));
+    const auto weight = f.load(test::request_for(w.src()), ex);
     std::vector<float> x(64, 1.f), y(8);
     CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1, false), Catch::Contains("not supported yet"));
     std::vector<float> x2(128, 1.f), y2(16);

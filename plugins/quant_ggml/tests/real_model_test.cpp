@@ -16,6 +16,7 @@
 #include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "imp/model.h"
+#include "request_util.h"
 
 namespace {
 
@@ -26,8 +27,9 @@ std::unique_ptr<imp::Weight> load(const imp::ModelSource& m, const std::string& 
     imp::WeightSource src;
     src.main = &m.get(name);
     imp::ggml::GgmlFormat f;
-    REQUIRE(f.handles(src));
-    return f.load(src, ex);
+    const imp::WeightRequest req = imp::ggml::test::request_for(src);
+    REQUIRE(f.plan(req, ex).accepted);
+    return f.load(req, ex);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "experts_check.h"
 #include "gpu_test_util.h"
 #include "imp/dtype.h"
+#include "request_util.h"
 
 using namespace imp::ggml;
 using namespace imp::ggml::test;
@@ -165,7 +166,7 @@ TEST_CASE("quant_ggml cuda experts bench: one-token grouped GEMV at Qwen3-30B-A3
             imp::WeightSource src;
             src.main = &ti;
             std::vector<std::unique_ptr<imp::Weight>> dense;
-            dense.push_back(GgmlFormat().load(src, *ex));
+            dense.push_back(GgmlFormat().load(test::request_for(src), *ex));
             const size_t dcopies =
                 size_t(std::clamp<uint64_t>((uint64_t(512) << 20) / dense[0]->bytes() + 1, 2, 48));
             while (dense.size() < dcopies) dense.push_back(cuda::clone_weight(*dense[0], *ex));

@@ -10,6 +10,7 @@
 
 #include "cuda_weight.h"
 #include "gpu_test_util.h"
+#include "request_util.h"
 #include "imp/error.h"
 
 using namespace imp::ggml;
@@ -74,11 +75,11 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
         for (const Shape s :
              {Shape{37, small_cols(t)}, Shape{4097, 4096}, Shape{64, small_cols(t)}, Shape{1000, 2048}}) {
             const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
-            const auto w = f.load(h.src(), *ex);
+            const auto w = f.load(request_for(h.src()), *ex);
             REQUIRE(w->rows() == s.rows);
             REQUIRE(w->cols() == s.cols);
             CHECK(w->type() == type);
-            CHECK(w->bytes() == f.device_bytes(h.src(), *ex));
+            CHECK(w->bytes() == f.plan(request_for(h.src()), *ex).device_bytes);
             CHECK(w->workspace_bytes(8) == 0);
             const auto wdq = dequantized(h);
             for (const bool strided : {false, true}) {
@@ -124,7 +125,7 @@ TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision
         const int64_t wide = t.block == 1 ? 1001 : 4 * 256;
         for (const Shape s : {Shape{37, small_cols(t)}, Shape{300, wide}}) {
             const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
-            const auto w = f.load(h.src(), *ex);
+            const auto w = f.load(request_for(h.src()), *ex);
             const auto wdq = dequantized(h);
             const int64_t xs = s.cols + 1, ys = s.rows + 2, n_max = 300;
             const auto x = random_activations(size_t(n_max * xs), rng);
@@ -179,7 +180,7 @@ TEST_CASE("quant_ggml cuda: accumulating matmul adds W x to y (GEMV and GEMM)", 
         };
         for (const Shape s : {Shape{37, small_cols(t)}, Shape{300, t.block == 1 ? 1001 : 4 * 256}}) {
             const HostTensor h = random_tensor(type, s.rows, s.cols, rng);
-            const auto w = f.load(h.src(), *ex);
+            const auto w = f.load(request_for(h.src()), *ex);
             const auto wdq = dequantized(h);
             const int64_t xs = s.cols + 1, ys = s.rows + 2, n_max = 300;
             const auto x = random_activations(size_t(n_max * xs), rng);
@@ -229,7 +230,7 @@ TEST_CASE("quant_ggml cuda: get_rows gives the reference rows bit for bit", "[qu
         for (const int64_t cols : {small_cols(t), int64_t(4096)}) {
             const int64_t rows = 50;
             const HostTensor h = random_tensor(type, rows, cols, rng);
-            const auto w = f.load(h.src(), *ex);
+            const auto w = f.load(request_for(h.src()), *ex);
             const auto wdq = dequantized(h);
             const std::vector<int32_t> ids = {0, 49, 7, 7, 23, 16, 15, 8, 50, 31, 32, -1, 48};
             const int32_t* idd = device_copy(*ex, ids);
@@ -266,7 +267,7 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
             cuda::set_gemm_overlap(tile > 0 ? 1 : 0);
             const int64_t rows = 300, cols = 1024, n_big = 24;
             const HostTensor h = random_tensor(type, rows, cols, rng);
-            const auto w = f.load(h.src(), *ex);
+            const auto w = f.load(request_for(h.src()), *ex);
             const auto wdq = dequantized(h);
             const auto x = random_activations(size_t(n_big * cols), rng);
             const auto ref = reference(wdq, rows, cols, x, cols, n_big);
@@ -309,16 +310,16 @@ TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[qu
     GgmlFormat f;
     std::mt19937 rng(505);
     const HostTensor bad = random_tensor("Q5_1", 8, 64, rng);
-    CHECK_THROWS_WITH(f.load(bad.src(), *ex), Catch::Contains("blk.1.ffn_gate.weight") && Catch::Contains("Q5_1"));
+    CHECK_THROWS_WITH(f.load(request_for(bad.src()), *ex), Catch::Contains("blk.1.ffn_gate.weight") && Catch::Contains("Q5_1"));
     // A 3-D tensor flattens its inner dims; bytes() counts the padded layout.
     HostTensor h = random_tensor("Q6_K", 6, 512, rng);
     h.info.shape = {6, 2, 256};
-    const auto w = f.load(h.src(), *ex);
+    const auto w = f.load(request_for(h.src()), *ex);
     CHECK(w->rows() == 6);
     CHECK(w->cols() == 512);
     CHECK(w->bytes() == 2 * 3360);
     const uint64_t before = ex->bytes_allocated();
-    const auto w2 = f.load(h.src(), *ex);
+    const auto w2 = f.load(request_for(h.src()), *ex);
     CHECK(ex->bytes_allocated() - before == (w2->bytes() + 255) / 256 * 256);  // CudaExecutor allocates in 256s
 }
 
@@ -337,16 +338,15 @@ TEST_CASE("quant_ggml cuda: a row concatenation of tensors loads as one weight (
         imp::WeightSource src;
         std::vector<float> wdq;
         for (auto& p : parts) {
-            src.parts.push_back(&p.info);
+            src.parts.push_back(p.src());
             const auto d = dequantized(p);
             wdq.insert(wdq.end(), d.begin(), d.end());
         }
-        src.main = src.parts[0];
-        REQUIRE(f.concat_rows(src, *ex));
+        REQUIRE(f.plan(request_for(src), *ex).accepted);
         const int64_t total = 48 + 16 + 21;
-        const auto w = f.load(src, *ex);
+        const auto w = f.load(request_for(src), *ex);
         REQUIRE(w->rows() == total);
-        CHECK(w->bytes() == f.device_bytes(src, *ex));
+        CHECK(w->bytes() == f.plan(request_for(src), *ex).device_bytes);
         const int64_t n_max = 40;
         const auto x = random_activations(size_t(n_max * cols), rng);
         const auto ref = reference(wdq, total, cols, x, cols, n_max);
@@ -365,9 +365,8 @@ TEST_CASE("quant_ggml cuda: a row concatenation of tensors loads as one weight (
         if (t.block > 1) {
             HostTensor odd = random_tensor(type, 20, cols, rng);
             imp::WeightSource bad;
-            bad.parts = {&odd.info, &parts[0].info};
-            bad.main = bad.parts[0];
-            CHECK_FALSE(f.concat_rows(bad, *ex));
+            bad.parts = {odd.src(), parts[0].src()};
+            CHECK_FALSE(f.plan(request_for(bad), *ex).accepted);
         }
     }
 }
