@@ -311,9 +311,12 @@ TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[qu
     std::mt19937 rng(505);
     const HostTensor bad = random_tensor("Q5_1", 8, 64, rng);
     CHECK_THROWS_WITH(f.load(request_for(bad.src()), *ex), Catch::Contains("blk.1.ffn_gate.weight") && Catch::Contains("Q5_1"));
-    // A 3-D tensor flattens its inner dims; bytes() counts the padded layout.
+    // A 3-D tensor is an expert stack, not a matrix: a Linear request for it is refused, naming the tensor.
     HostTensor h = random_tensor("Q6_K", 6, 512, rng);
     h.info.shape = {6, 2, 256};
+    CHECK_THROWS_WITH(f.load(request_for(h.src()), *ex), Catch::Contains("not a [rows, cols] matrix"));
+    // bytes() counts the padded layout (6 rows in one 16-row tile group).
+    h.info.shape = {6, 512};
     const auto w = f.load(request_for(h.src()), *ex);
     CHECK(w->rows() == 6);
     CHECK(w->cols() == 512);
