@@ -126,8 +126,7 @@ void Engine::Impl::build() {
     }
     plan.scratch = round64(plan.scratch);
     const int64_t norm_rows = std::max<int64_t>(lm_rows, seq_rows);
-    const uint64_t meta_bytes = (4 * uint64_t(rows) + 3 * uint64_t(seq_rows) + 1 +
-                                 uint64_t(seq_rows) * uint64_t(seqs->max_blocks())) * 4;
+    const uint64_t meta_bytes = uint64_t(meta_ints()) * 4;
     plan.activations = round64(uint64_t(rows * desc.n_embd) * 4) + round64(uint64_t(norm_rows * desc.n_embd) * 4) +
                        round64(uint64_t(lm_rows * desc.n_vocab) * 4) +
                        round64(uint64_t(seq_rows) * uint64_t(desc.n_vocab) * 4) + round64(meta_bytes) +

@@ -54,7 +54,7 @@ StepBatch Engine::Impl::fill_meta(std::span<const SeqWork> work, const std::vect
     }
     const int64_t n_seqs = int64_t(segs.size()) + pad_seqs;
     h[o_qsl + n_seqs] = int32_t(r);
-    ex.upload(meta, h, host_meta.size() * 4);
+    ex.upload(meta, h, size_t(o_bt + n_seqs * mb) * 4);  // the block-table rows of unused sequences stay as they are
     StepBatch b;
     b.n_tokens = r;
     b.n_seqs = int32_t(n_seqs);
