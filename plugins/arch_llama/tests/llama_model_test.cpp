@@ -139,7 +139,7 @@ TEST_CASE("fused q|k|v and gate|up weights give the unfused engine's logits", "[
             const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size();
             std::vector<float> logits[2];
             for (const int fuse : {1, 0}) {
-                ::setenv("IMP_FUSE_WEIGHTS", fuse ? "1" : "0", 1);
+                opt.fuse_weights = fuse == 1;
                 Engine eng(*src, full_registry(), ex, opt);
                 // One q|k|v per attention layer, one gate|up per FFN layer (the layers alternate).
                 CHECK(eng.plan().fused == (fuse ? int(eng.desc().layers.size()) : 0));
@@ -149,7 +149,6 @@ TEST_CASE("fused q|k|v and gate|up weights give the unfused engine's logits", "[
                 eng.forward(ref.continuation.data(), 1, last.data(), false);  // decode step
                 logits[fuse].insert(logits[fuse].end(), last.begin(), last.end());
             }
-            ::unsetenv("IMP_FUSE_WEIGHTS");
             CHECK(logits[0] == logits[1]);
             CHECK(rel_diff(logits[1].data(), ref, 0, n1) <= 1e-4);
         }

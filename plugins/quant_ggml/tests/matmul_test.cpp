@@ -85,7 +85,7 @@ void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, con
 }  // namespace
 
 TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for every type", "[quant_ggml][matmul]") {
-    INFO("kernels " << kernels_best().name);
+    INFO("kernels " << test::test_kernels().name);
     std::mt19937 rng(7);
     GgmlFormat f;
     // rows not a multiple of the thread count nor of the 4-row tile; cols a few blocks (odd counts for 32-blocks).

@@ -97,8 +97,8 @@ TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions,
     float* dout = to_dev(std::vector<float>(out_n));
     const AttentionParams p = attn_params(sh);
     CudaExecutor& ex = gpu();
-    const bool tc_default = cuda_kernels::attention_tensor_cores(), pdl_default = ex.pdl();
-    cuda_kernels::attention_set_tensor_cores(true);
+    const bool tc_default = gpu().attention_options().tensor_cores, pdl_default = ex.pdl();
+    gpu().attention_options().tensor_cores = true;
     const StepBatch gb = st.batch(true);
     auto step = [&] {
         ex.kv_store(pool.g, dk, width, dv, width, gb.slot_mapping, n);
@@ -132,7 +132,7 @@ TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions,
         ex.set_pdl(pdl_default);
         CHECK(from_dev(dout, out_n) == got);
     }
-    cuda_kernels::attention_set_tensor_cores(tc_default);
+    gpu().attention_options().tensor_cores = tc_default;
     CHECK(cuda_alloc_stats().mallocs == before.mallocs);
 }
 
