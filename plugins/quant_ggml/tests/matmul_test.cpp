@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "ggml_types.h"
@@ -75,7 +76,7 @@ void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, con
             }
             const double got = y[size_t(t * ys + r)];
             const double rel = std::fabs(got - ref) / (mag > 0 ? mag : 1e-30);
-            worst = std::max(worst, rel);
+            worst = imp::test::worst_of(worst, rel);
             if (!(rel <= 1e-5)) ++bad;
         }
     INFO("worst relative error " << worst);

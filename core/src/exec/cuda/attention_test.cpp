@@ -126,7 +126,7 @@ TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions,
         cpu().kv_store(pool.c, k.data(), width, v.data(), width, st.slots.data(), n);
         std::vector<float> ref(out_n);
         cpu().attention(q.data(), qn, pool.c, ref.data(), p, st.batch(false));
-        CHECK(rel_max_err(got, ref) <= 5e-5);
+        CHECK(max_rel_err(got, ref) <= 5e-5);
         ex.set_pdl(!pdl_default);
         step();
         ex.set_pdl(pdl_default);

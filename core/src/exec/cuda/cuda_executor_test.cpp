@@ -78,9 +78,9 @@ TEST_CASE("cuda: rms_norm matches the CPU", "[cuda]") {
             float* dw = to_dev(w);
             float* dy = to_dev(std::vector<float>(x.size()));
             gpu().rms_norm(dx, with_w ? dw : nullptr, dy, rows, n, 1e-5f);
-            CHECK(rel_max_err(from_dev(dy, x.size()), ref) <= 1e-5);
+            CHECK(max_rel_err(from_dev(dy, x.size()), ref) <= 1e-5);
             gpu().rms_norm(dx, with_w ? dw : nullptr, dx, rows, n, 1e-5f);  // in place
-            CHECK(rel_max_err(from_dev(dx, x.size()), ref) <= 1e-5);
+            CHECK(max_rel_err(from_dev(dx, x.size()), ref) <= 1e-5);
         }
     }
 }
@@ -128,7 +128,7 @@ TEST_CASE("cuda: rope matches the CPU in every variant", "[cuda]") {
         RopeParams pg = p;
         pg.freq_factors = c.factors ? to_dev(ff) : nullptr;
         gpu().rope(dx, stride, dpos, n_tokens, c.n_heads, pg);
-        CHECK(rel_max_err(from_dev(dx, x.size()), ref) <= 1e-5);
+        CHECK(max_rel_err(from_dev(dx, x.size()), ref) <= 1e-5);
     }
     RopeParams bad;
     bad.head_dim = 64;
@@ -150,7 +150,7 @@ TEST_CASE("cuda: swiglu and add match the CPU", "[cuda]") {
         cpu().swiglu(g.data(), stride, u.data(), stride, ref.data(), rows, n);
         float* dout = to_dev(std::vector<float>(ref.size()));
         gpu().swiglu(to_dev(g), stride, to_dev(u), stride, dout, rows, n);
-        CHECK(rel_max_err(from_dev(dout, ref.size()), ref) <= 1e-6);
+        CHECK(max_rel_err(from_dev(dout, ref.size()), ref) <= 1e-6);
     }
     for (int64_t n : {int64_t(1), int64_t(7), int64_t(4096), int64_t(100003)}) {
         INFO("add n " << n);
