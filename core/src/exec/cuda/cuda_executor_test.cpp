@@ -24,7 +24,7 @@ TEST_CASE("cuda: a GPU is present and the executor describes it", "[cuda]") {
     CHECK(h->sm_count > 0);
     CHECK(ex.available_bytes() > 0);
     CHECK(ex.supports_graphs());
-    CHECK_THROWS_AS(CudaExecutor(1000), Error);
+    CHECK_THROWS_WITH(CudaExecutor(1000), Catch::Contains("cuda: device 1000 does not exist"));
 }
 
 TEST_CASE("cuda: alloc counts cudaMalloc, zero-fills, and reports out of memory with tag and size", "[cuda]") {
@@ -133,7 +133,8 @@ TEST_CASE("cuda: rope matches the CPU in every variant", "[cuda]") {
     RopeParams bad;
     bad.head_dim = 64;
     bad.n_rot = 65;
-    CHECK_THROWS_AS(gpu().rope(nullptr, 64, nullptr, 1, 1, bad), Error);
+    CHECK_THROWS_WITH(gpu().rope(nullptr, 64, nullptr, 1, 1, bad),
+                      Catch::Contains("cuda rope: n_rot 65 must be even and in (0, head_dim 64]"));
 }
 
 TEST_CASE("cuda: swiglu and add match the CPU", "[cuda]") {
@@ -180,7 +181,7 @@ TEST_CASE("cuda: graph capture replays queued ops with device-side inputs", "[cu
     ex.upload(y, y2.data(), n * 4);
     ex.replay(id);
     CHECK(from_dev(x, n) == std::vector<float>(n, 3.5f));
-    CHECK_THROWS_AS(ex.replay(id + 100), Error);
+    CHECK_THROWS_WITH(ex.replay(id + 100), Catch::Contains("cuda: replay of graph " + std::to_string(id + 100)));
 }
 
 TEST_CASE("cuda: copy and fill_zero are ordered with the ops and can be captured", "[cuda]") {

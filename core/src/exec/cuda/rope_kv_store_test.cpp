@@ -218,12 +218,15 @@ TEST_CASE("cuda: rope_kv_store stores nothing for slot -1 and rejects bad shapes
     big.head_dim = big.n_rot = 512;
     KVCacheView kv512 = kv;
     kv512.head_dim = 512;
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, big, kv512),
-                    Error);
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 3, rp, kv), Error);
+    using Catch::Contains;  // the message, not just imp::Error: "no CUDA device" is one too
+    CHECK_THROWS_WITH(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, big, kv512),
+                      Contains("cuda rope_kv_store: head_dim 512 is not supported (1..256)"));
+    CHECK_THROWS_WITH(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 3, rp, kv),
+                      Contains("cuda rope_kv_store: 4 heads / 3 KV heads of dim 64 do not fit the KV cache"));
     RopeParams odd = rp;
     odd.n_rot = 63;
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, odd, kv), Error);
+    CHECK_THROWS_WITH(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, odd, kv),
+                      Contains("cuda rope_kv_store: n_rot 63 must be even and in (0, head_dim 64]"));
 }
 
 // kv_store of rows of several sequences through a slot mapping with -1 entries: the bytes equal the CPU's, and the
