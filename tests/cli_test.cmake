@@ -11,7 +11,13 @@ function(imp_cli_test name)
     set(C_LABELS cpu)
   endif()
   string(REPLACE ";" "." _re "${C_REGEX}")
-  add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} "-DEXIT=${C_EXIT}" "-DREGEX=${_re}"
+  # This cmake for the tests run here; by name (found on PATH when the test runs) for the ones a GPU machine runs
+  # from a staged copy of the build tree, where cmake may live elsewhere.
+  set(_cmake ${CMAKE_COMMAND})
+  if(NOT C_LABELS STREQUAL "cpu")
+    set(_cmake cmake)
+  endif()
+  add_test(NAME ${name} COMMAND ${_cmake} "-DEXIT=${C_EXIT}" "-DREGEX=${_re}"
            -P ${CMAKE_SOURCE_DIR}/tests/expect_run.cmake -- ${C_COMMAND})
   set_tests_properties(${name} PROPERTIES LABELS ${C_LABELS})
   if(C_ENVIRONMENT)
