@@ -23,6 +23,7 @@ if [ "$passed" -ne 0 ]; then
     exit 1
 fi
 if [ "$failed" -ne "$total" ]; then
-    echo "gpu_no_device: $failed failures for $total test cases (did the binary crash? run it with CUDA_VISIBLE_DEVICES=)"
+    echo "gpu_no_device: $failed failures for $total test cases" \
+        "(did the binary crash? run it with CUDA_VISIBLE_DEVICES= set empty)"
     exit 1
 fi
