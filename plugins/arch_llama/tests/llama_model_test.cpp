@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "imp/error.h"
 #include "imp/model.h"
@@ -58,16 +59,11 @@ Reference load_reference(const std::string& name) {
     return r;
 }
 
-// max |a - b| / max |b| over rows [row0, row0 + rows) of the reference.
+// max |a - b| / max |b| over rows [row0, row0 + rows) of the reference (the shared NaN/Inf-aware measure).
 double rel_diff(const float* got, const Reference& ref, size_t row0, size_t rows) {
-    double md = 0, mr = 0;
     const size_t V = size_t(ref.n_vocab);
-    for (size_t i = 0; i < rows * V; ++i) {
-        const double b = ref.logits[row0 * V + i];
-        md = std::max(md, std::abs(double(got[i]) - b));
-        mr = std::max(mr, std::abs(b));
-    }
-    return md / mr;
+    REQUIRE((row0 + rows) * V <= ref.logits.size());
+    return imp::test::max_rel_err(got, ref.logits.data() + row0 * V, rows * V);
 }
 
 void check_fixture(const std::string& name, const std::string& path, int64_t chunk, int threads) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "experts_check.h"
 #include "experts_cpu.h"
@@ -70,7 +71,7 @@ int64_t check(const Expected& e, const std::vector<float>& y, int64_t ys, const 
             }
             const double ref = e.value[size_t(o * e.rows + r)], mag = e.mag[size_t(o * e.rows + r)];
             const double rel = std::fabs(double(got) - ref) / (mag > 0 ? mag : 1e-30);
-            worst = std::max(worst, rel);
+            worst = imp::test::worst_of(worst, rel);
             bad += !(rel <= 1e-5);
         }
     }

@@ -64,6 +64,6 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
             std::printf("prefill attention %s %d/%dx%d, %4ld tokens: fp32 %8.1f us (%5.1f TFLOP/s); tensor cores "
                         "%8.1f us (%6.1f TFLOP/s, x%.2f), 4 warps %8.1f us, 8 warps %8.1f us; max rel diff %.1e\n",
                         dtype_name(sh.dtype), sh.n_head, sh.n_kv, sh.hd, long(n), us[0], flops / us[0] * 1e-6, us[1],
-                        flops / us[1] * 1e-6, us[0] / us[1], us[2], us[3], rel_max_err(res[1], res[0]));
+                        flops / us[1] * 1e-6, us[0] / us[1], us[2], us[3], max_rel_err(res[1], res[0]));
         }
 }

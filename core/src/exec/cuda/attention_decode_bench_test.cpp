@@ -71,6 +71,6 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
                         "%7.2f us, graph %7.2f us (x%.2f) | max rel diff 8w %.1e 4w %.1e\n",
                         n_seqs, long(ctx), cap, direct[0], graphed[0], bytes / graphed[0] * 1e-3, direct[1],
                         graphed[1], bytes / graphed[1] * 1e-3, graphed[0] / graphed[1], direct[2], graphed[2],
-                        graphed[0] / graphed[2], rel_max_err(res[1], res[0]), rel_max_err(res[2], res[0]));
+                        graphed[0] / graphed[2], max_rel_err(res[1], res[0]), max_rel_err(res[2], res[0]));
         }
 }

@@ -78,7 +78,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
         cpu().kv_store(pool.c, k.data(), width, v.data(), width, st.slots.data(), int64_t(n));
         std::vector<float> ref(n * size_t(qn));
         cpu().attention(q.data(), qn, pool.c, ref.data(), p, st.batch(false));
-        CHECK(rel_max_err(got, ref) <= 5e-5);
+        CHECK(max_rel_err(got, ref) <= 5e-5);
         ex.replay(graph);  // same inputs again (the step rewrites the same K/V): same bits
         CHECK(from_dev(dout, n * size_t(qn)) == got);
     }
@@ -156,11 +156,11 @@ TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/12
                         }
                         gpu().attention_options().decode_split = old_default;
                         gpu().attention_options().decode_warps = 0;
-                        INFO("err 8 warps " << rel_max_err(got[0], ref) << " 4 warps " << rel_max_err(got[2], ref)
-                                            << " split-KV " << rel_max_err(got[4], ref));
-                        CHECK(rel_max_err(got[0], ref) <= 5e-5);
-                        CHECK(rel_max_err(got[2], ref) <= 5e-5);
-                        CHECK(rel_max_err(got[4], ref) <= 5e-5);
+                        INFO("err 8 warps " << max_rel_err(got[0], ref) << " 4 warps " << max_rel_err(got[2], ref)
+                                            << " split-KV " << max_rel_err(got[4], ref));
+                        CHECK(max_rel_err(got[0], ref) <= 5e-5);
+                        CHECK(max_rel_err(got[2], ref) <= 5e-5);
+                        CHECK(max_rel_err(got[4], ref) <= 5e-5);
                         CHECK(got[0] == got[1]);
                         CHECK(got[2] == got[3]);
                         if (pos >= 100) CHECK(got[0] != got[4]);  // the one-kernel path did run

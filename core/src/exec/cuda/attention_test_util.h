@@ -104,7 +104,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
         gpu().attention_options().decode_split = old_default;
         gpu().attention_options().decode_warps = 0;
         const auto got = from_dev(dout, out_n);
-        const double e_same = rel_max_err(got, ref), e32 = rel_max_err(got, ref32), l2 = rel_l2_err(got, ref32);
+        const double e_same = max_rel_err(got, ref), e32 = max_rel_err(got, ref32), l2 = rel_l2_err(got, ref32);
         INFO("run " << run << " (tensor-core case " << tc_case << ", decode case " << dec_case
                     << "): err vs same-dtype CPU " << e_same << ", vs F32 CPU max " << e32 << " l2 " << l2);
         CHECK(e_same <= 5e-5);
