@@ -56,20 +56,37 @@ __global__ void get_rows_kernel(Layout l, const uint8_t* __restrict__ m, const i
     }
 }
 
+// One thread per 8 elements (an NVFP4 word, or 8 FP8 bytes): one 16-byte store of 8 bf16. ldo % 8 == 0, ldo >= cp.
 __global__ void dequant_bf16_kernel(Layout l, const uint8_t* __restrict__ m, int64_t r0, uint16_t* __restrict__ out,
                                     int64_t ldo) {
-    const int64_t r = r0 + blockIdx.x;
-    uint16_t* o = out + int64_t(blockIdx.x) * ldo;
-    for (int64_t c = threadIdx.x; c < ldo; c += blockDim.x) {
-        float v = 0.f;
-        if (c < l.cols) {
-            if (l.codec == Codec::NVFP4)
-                v = __fmul_rn(e2m1(nv_code(l, m, r, c)), nv_scale(l, m, r, c));
-            else
-                v = l.n_post == 1 ? e4m3(m[r * l.ld + c]) : __fmul_rn(e4m3(m[r * l.ld + c]), post(l, m)[r]);
+    const int64_t r = r0 + blockIdx.y;
+    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+    if (c0 >= ldo) return;
+    float v[8];
+    if (c0 >= l.cols) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[i] = 0.f;
+    } else if (l.codec == Codec::NVFP4) {
+        const uint32_t w = *reinterpret_cast<const uint32_t*>(m + r * l.ld + (c0 >> 5) * 16 + ((c0 >> 3) & 3) * 4);
+        const float sc = nv_scale(l, m, r, c0);  // 8 elements share one 16-element block
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[i] = __fmul_rn(e2m1((w >> (4 * ((i & 1 ? 7 : 3) - (i >> 1)))) & 0xFu), sc);
+    } else {
+        const uint2 q = *reinterpret_cast<const uint2*>(m + r * l.ld + c0);
+        const float s = l.n_post == 1 ? 1.f : post(l, m)[r];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float e = e4m3((i < 4 ? q.x : q.y) >> (8 * (i & 3)));
+            v[i] = c0 + i < l.cols ? (l.n_post == 1 ? e : __fmul_rn(e, s)) : 0.f;
         }
-        o[c] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
     }
+    uint4 o;
+    uint32_t* ow = &o.x;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+        ow[i] = uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i]))) |
+                uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i + 1]))) << 16;
+    *reinterpret_cast<uint4*>(out + int64_t(blockIdx.y) * ldo + c0) = o;
 }
 
 __global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int64_t cols, uint16_t* __restrict__ out,
@@ -160,9 +177,12 @@ void get_rows(const Layout& l, const uint8_t* w, const int32_t* ids, int64_t n, 
 
 void dequant_bf16(const Layout& l, const uint8_t* w, int64_t r0, int64_t nr, uint16_t* out, int64_t ldo,
                   cudaStream_t st) {
-    if (nr <= 0) return;
-    dequant_bf16_kernel<<<unsigned(nr), kThreads, 0, st>>>(l, w, r0, out, ldo);
-    IMP_CUDA_CHECK_LAUNCH();
+    for (int64_t done = 0; done < nr; done += 65535) {
+        const int64_t rows = nr - done < 65535 ? nr - done : 65535;
+        const dim3 grid(unsigned(::imp::cuda::div_up(ldo / 8, kThreads)), unsigned(rows));
+        dequant_bf16_kernel<<<grid, kThreads, 0, st>>>(l, w, r0 + done, out + done * ldo, ldo);
+        IMP_CUDA_CHECK_LAUNCH();
+    }
 }
 
 void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st) {

@@ -38,11 +38,12 @@ int auto_kw(const Layout& l);
 // out[i, :] = W[ids[i], :] as fp32 (w = e2m1 * (e4m3 * global) / e4m3 * scale, as the CPU references); an id out
 // of range gives a zero row.
 void get_rows(const Layout& l, const uint8_t* w, const int32_t* ids, int64_t n, float* out, cudaStream_t st);
-// Rows [r0, r0 + nr) of W without the per-tensor factor, as bf16 [nr, ldo] (ldo >= cp; columns past cols zero):
+// Rows [r0, r0 + nr) of W without the per-tensor factor, as bf16 [nr, ldo] (ldo >= cp, ldo % 8 == 0, out 16-byte
+// aligned; columns past cols zero):
 // NVFP4 e2m1 * e4m3 (exact in bf16), FP8 e4m3 (n_post == 1, exact) or e4m3 * scale[r] rounded (n_post == rows).
+// The per-tensor factor left out (NVFP4 global, per-tensor FP8 scale) is the GEMM's alpha.
 void dequant_bf16(const Layout& l, const uint8_t* w, int64_t r0, int64_t nr, uint16_t* out, int64_t ldo,
                   cudaStream_t st);
-// The per-tensor factor dequant_bf16 leaves out (host value): NVFP4 global, FP8 scale (n_post == 1) or 1.
 // x [n, cols] (row stride xs) as bf16 [n, ldo], zero past cols.
 void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st);
 // x [n, cols] quantized per tensor to E4M3 [n, ldo] (zero past cols): amax over x, unit = amax / 448 (1 when
