@@ -16,6 +16,7 @@ wo::Options options(const Settings& s) {
     o.fast_accum = s.fast_accum;
     o.gemv_kw = s.gemv_kw;
     o.tile_rows = s.tile_rows;
+    o.experts_grouped = s.experts_grouped;
     return o;
 }
 

@@ -41,6 +41,9 @@ struct KP {
     int64_t ys;
     int n_tokens, accumulate;
     const int32_t* ids;
+    const int32_t* groups;    // grouped expert matmul: [item][3] = expert (-1: ids out of range), start, count
+    const int32_t* n_groups;  // items at or past *n_groups do nothing
+    const int32_t* order;     // pairs sorted by expert
     int n_expert, top_k, x_per_slot, zero_invalid, pair0, kw, x_vec;
 };
 
@@ -118,8 +121,8 @@ __device__ __forceinline__ void load_chunk(const KP& p, const uint8_t* m, int r0
 }
 
 template <Codec C, int T, int RW>
-__device__ __forceinline__ void compute(const KP& p, const float* x, const Chunk<C> (&c)[RW], int ch,
-                                        float (&acc)[RW][T]) {
+__device__ __forceinline__ void compute(const KP& p, const float* x, const int64_t (&xo)[T], int ntok,
+                                        const Chunk<C> (&c)[RW], int ch, float (&acc)[RW][T]) {
     if (ch >= p.nch) return;
     if constexpr (C == Codec::NVFP4) {
 #pragma unroll
@@ -138,9 +141,9 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const Chunk
                 for (int r = 0; r < RW; ++r) dec_nvfp4(word(c[r].q, 2 * g + j), wv[r]);
 #pragma unroll
                 for (int t = 0; t < T; ++t) {
-                    if (t >= p.n_tokens) continue;
+                    if (t >= ntok) continue;
                     float xv[8];
-                    load_x(p, x + int64_t(t) * p.xs, col, xv);
+                    load_x(p, x + xo[t], col, xv);
 #pragma unroll
                     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -167,9 +170,9 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const Chunk
             }
 #pragma unroll
             for (int t = 0; t < T; ++t) {
-                if (t >= p.n_tokens) continue;
+                if (t >= ntok) continue;
                 float xv[8];
-                load_x(p, x + int64_t(t) * p.xs, col, xv);
+                load_x(p, x + xo[t], col, xv);
 #pragma unroll
                 for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -192,20 +195,43 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     float* y = p.y;
     ::imp::cuda::pdl_launch_dependents();
     Chunk<C> cur[RW], nxt[RW];
+    int64_t xo[T], yo[T];  // row offsets of each token's activations and outputs
+    int ntok = p.n_tokens;
     if (p.ids) {
         ::imp::cuda::pdl_wait();
-        const int pair = p.pair0 + int(blockIdx.y);
-        const int e = p.ids[pair];
-        x += int64_t(p.x_per_slot ? pair : pair / p.top_k) * p.xs;
-        y += int64_t(pair) * p.ys;
-        if (e < 0 || e >= p.n_expert) {  // the whole CTA leaves (one pair per CTA)
+        const int item = p.pair0 + int(blockIdx.y);
+        int e = 0, start = item, cnt = 1;
+        if (p.groups) {
+            if (item >= *p.n_groups) return;  // the whole CTA leaves (one item per CTA)
+            e = p.groups[3 * item];
+            start = p.groups[3 * item + 1];
+            cnt = p.groups[3 * item + 2];
+        } else {
+            e = p.ids[item];
+        }
+        ntok = cnt;
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            const int pair = t < cnt ? (p.groups ? p.order[start + t] : item) : 0;
+            xo[t] = int64_t(p.x_per_slot ? pair : pair / p.top_k) * p.xs;
+            yo[t] = int64_t(pair) * p.ys;
+        }
+        if (e < 0 || e >= p.n_expert) {  // the whole CTA leaves
             const int i = int(threadIdx.x), row = int(blockIdx.x) * groups * RW + i;
-            if (p.zero_invalid && i < groups * RW && row < p.rows) y[row] = 0.f;
+            if (p.zero_invalid && i < groups * RW && row < p.rows)
+#pragma unroll
+                for (int t = 0; t < T; ++t)
+                    if (t < cnt) y[yo[t] + row] = 0.f;
             return;
         }
         m += uint64_t(e) * p.mat_bytes;
         load_chunk<C, RW>(p, m, r0, li, cur);
     } else {
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            xo[t] = int64_t(t) * p.xs;
+            yo[t] = int64_t(t) * p.ys;
+        }
         load_chunk<C, RW>(p, m, r0, li, cur);
         ::imp::cuda::pdl_wait();
     }
@@ -216,7 +242,7 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
     for (int ch = li; ch < p.nch; ch += L) {
         load_chunk<C, RW>(p, m, r0, ch + L, nxt);
-        compute<C, T, RW>(p, x, cur, ch, acc);
+        compute<C, T, RW>(p, x, xo, ntok, cur, ch, acc);
 #pragma unroll
         for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
     }
@@ -236,10 +262,10 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         float v = 0.f;
         for (int w = 0; w < kw; ++w) v += red[g2 * kw + w][idx];
         const int row = (int(blockIdx.x) * groups + g2) * RW + r;
-        if (row < p.rows && t < p.n_tokens) {
+        if (row < p.rows && t < ntok) {
             const float* post = reinterpret_cast<const float*>(m + p.post_off);
             v *= C == Codec::NVFP4 ? post[0] : post[p.n_post == 1 ? 0 : row];
-            float* yp = y + int64_t(t) * p.ys + row;
+            float* yp = y + yo[t] + row;
             *yp = p.accumulate ? *yp + v : v;
         }
     }
@@ -279,8 +305,8 @@ int auto_kw(const Layout& l) {
 }
 
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
-    const bool experts = a.ids != nullptr;
-    const int n_items = experts ? a.n_pairs : 1;
+    const bool experts = a.ids != nullptr, grouped = experts && a.groups != nullptr;
+    const int n_items = grouped ? a.n_items : (experts ? a.n_pairs : 1);
     if (n_items <= 0 || (!experts && a.n_tokens <= 0)) return;
     if (!experts && a.n_tokens > kMaxGemvTokens)
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
@@ -303,9 +329,12 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     p.xs = a.xs;
     p.y = a.y;
     p.ys = a.ys;
-    p.n_tokens = experts ? 1 : a.n_tokens;
+    p.n_tokens = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
     p.accumulate = a.accumulate ? 1 : 0;
     p.ids = a.ids;
+    p.groups = a.groups;
+    p.n_groups = a.n_groups;
+    p.order = a.order;
     p.n_expert = a.n_expert;
     p.top_k = a.top_k > 0 ? a.top_k : 1;
     p.x_per_slot = a.x_per_slot ? 1 : 0;

@@ -153,6 +153,53 @@ __global__ void experts_reduce_kernel(const float* __restrict__ part, int64_t ro
     *yp = accumulate ? *yp + v : v;
 }
 
+// One CTA: counts per bucket (n_expert experts + the out-of-range bucket) in shared memory, a serial scan lays the
+// buckets' items out in expert order, then each pair takes a place in its bucket with an atomic cursor.
+__global__ void __launch_bounds__(1024)
+    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int32_t* __restrict__ n_groups,
+                         int32_t* __restrict__ groups, int32_t* __restrict__ order) {
+    extern __shared__ int sm[];
+    const int nb = n_expert + 1;
+    int* count = sm;
+    int* pstart = count + nb;
+    int* gstart = pstart + nb;
+    constexpr int G = kExpertGroup;
+    for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = 0;
+    __syncthreads();
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+        const int id = ids[p];
+        atomicAdd(&count[id >= 0 && id < n_expert ? id : n_expert], 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int ps = 0, gs = 0;
+        for (int b = 0; b < nb; ++b) {
+            pstart[b] = ps;
+            gstart[b] = gs;
+            ps += count[b];
+            gs += (count[b] + G - 1) / G;
+        }
+        *n_groups = gs;
+    }
+    __syncthreads();
+    for (int b = threadIdx.x; b < nb; b += blockDim.x) {
+        const int c = count[b];
+        for (int k = 0; k * G < c; ++k) {
+            int32_t* gp = groups + 3 * int64_t(gstart[b] + k);
+            gp[0] = b < n_expert ? b : -1;
+            gp[1] = pstart[b] + k * G;
+            gp[2] = min(G, c - k * G);
+        }
+    }
+    __syncthreads();
+    for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = pstart[b];  // cursors
+    __syncthreads();
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+        const int id = ids[p];
+        order[atomicAdd(&count[id >= 0 && id < n_expert ? id : n_expert], 1)] = p;
+    }
+}
+
 __global__ void nvfp4_to_fp8_kernel(Layout l, uint8_t* __restrict__ m, float inv_unit) {
     const int64_t r = blockIdx.x;
     uint8_t* o = m + l.fp8_off + r * l.cp;
@@ -218,6 +265,13 @@ void experts_reduce(const float* part, int64_t rows, const int32_t* ids, const f
                                            ids + t0 * top_k, weights + t0 * top_k, n_expert, top_k, y + t0 * ys, ys,
                                            accumulate ? 1 : 0));
     }
+}
+
+void experts_group(const int32_t* ids, int n_pairs, int n_expert, int32_t* n_groups, int32_t* groups, int32_t* order,
+                   cudaStream_t st) {
+    const size_t smem = size_t(3) * size_t(n_expert + 1) * sizeof(int);
+    experts_group_kernel<<<1, 1024, smem, st>>>(ids, n_pairs, n_expert, n_groups, groups, order);
+    IMP_CUDA_CHECK_LAUNCH();
 }
 
 void nvfp4_to_fp8(const Layout& l, uint8_t* w, float inv_unit, cudaStream_t st) {

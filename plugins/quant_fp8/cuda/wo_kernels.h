@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "wo_layout.h"
@@ -17,6 +18,8 @@ constexpr int kMaxGemvTokens = 8;
 //   Experts (ids != null): n_pairs work items, one token each: pair p reads expert ids[p] (matrix w + e * l.bytes),
 //     activation row (x_per_slot ? p : p / top_k) of x and writes output row p of y. An id outside [0, n_expert)
 //     writes a zero row when zero_invalid, else nothing.
+//   Grouped experts (ids and groups != null): n_items work items of up to kExpertGroup pairs routed to one expert
+//     (experts_group), each reading that expert's weights once for all its pairs; items at or past *n_groups exit.
 struct GemvArgs {
     const uint8_t* w = nullptr;
     const float* x = nullptr;
@@ -27,6 +30,10 @@ struct GemvArgs {
     bool accumulate = false;
     const int32_t* ids = nullptr;
     int n_expert = 0, top_k = 1, n_pairs = 0;
+    const int32_t* groups = nullptr;    // [item][3]: expert (-1: ids out of range), first index into order, count
+    const int32_t* n_groups = nullptr;  // device: the number of items
+    const int32_t* order = nullptr;     // [n_pairs] pairs sorted by expert
+    int n_items = 0;                    // grouped: the bound on the items (experts_max_groups)
     bool x_per_slot = false, zero_invalid = false;
     int kw = 0;        // warps per row group (1, 2, 4, 8; 0 = from the shape)
     bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)
@@ -34,6 +41,20 @@ struct GemvArgs {
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // The warps per row group gemv picks for l when kw == 0.
 int auto_kw(const Layout& l);
+
+// Pairs per item of the grouped expert GEMV (its token tile), and the most experts the grouping kernel counts in
+// shared memory.
+constexpr int kExpertGroup = 8;
+constexpr int64_t kMaxGroupedExperts = 4000;
+// One CTA sorts the n_pairs pairs by expert: *n_groups, groups [item][3] and order [n_pairs] as GemvArgs wants;
+// pairs whose id is out of range form items of expert -1. The order of pairs inside an expert may vary from run to
+// run; each pair's result does not depend on it.
+void experts_group(const int32_t* ids, int n_pairs, int n_expert, int32_t* n_groups, int32_t* groups, int32_t* order,
+                   cudaStream_t st);
+// The bound on the items of n_pairs pairs over n_expert experts (+ the out-of-range bucket).
+inline int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
+    return n_pairs / kExpertGroup + std::min<int64_t>(n_pairs, n_expert + 1);
+}
 
 // out[i, :] = W[ids[i], :] as fp32 (w = e2m1 * (e4m3 * global) / e4m3 * scale, as the CPU references); an id out
 // of range gives a zero row.

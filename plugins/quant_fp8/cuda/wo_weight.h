@@ -20,6 +20,7 @@ struct Options {
     bool fast_accum = true;   // the FP8 GEMM's fast accumulation
     int gemv_kw = 0;          // GEMV warps per row group (0 = from the shape)
     int64_t tile_rows = 0;    // BF16 path: weight rows per dequantized tile (0 = automatic)
+    bool experts_grouped = true;  // expert matmuls with more pairs than experts: pairs grouped by expert
 };
 
 // Fills one matrix of the layout in host memory (zeroed, l.bytes) — expert `e` for experts, 0 for a weight.

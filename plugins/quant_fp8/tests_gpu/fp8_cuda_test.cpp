@@ -161,10 +161,14 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
             ref.push_back(f.w);
         }
         const int64_t ns = per_row ? rows : 1;
-        const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns);
-        CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
-        INFO((per_row ? "per row" : "per tensor"));
-        experts_cases(*ex, *w, ref, 1e-5, rng);
+        for (const bool grouped : {true, false}) {
+            f8::cuda::Settings s;
+            s.experts_grouped = grouped;
+            const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns, s);
+            CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
+            INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair"));
+            experts_cases(*ex, *w, ref, 1e-5, rng);
+        }
     }
 }
 

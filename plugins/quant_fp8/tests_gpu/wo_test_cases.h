@@ -105,7 +105,8 @@ inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::v
     return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
 }
 
-// Every experts case the formats run: 1/2/5/8/33 tokens, top_k 1/2/4, weighted or not, x per slot or not, y = or +=.
+// Every experts case the formats run: 1/2/5/8/33 tokens, top_k 1/2/4 (so more and fewer (token, slot) pairs than
+// the 6 experts of the tests), weighted or not, x per slot or not, y = or +=.
 inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
                           double tol, std::mt19937& rng) {
     for (const int64_t n : {1, 2, 5, 8, 33})

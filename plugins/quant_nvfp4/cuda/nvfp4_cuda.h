@@ -31,6 +31,9 @@ struct Settings {
     };
     Prefill prefill = Prefill::DequantBf16;
     bool fast_accum = true;  // Fp8AtLoad: the FP8 GEMM's fast accumulation
+    // Expert matmuls with more (token, slot) pairs than experts (prefill): pairs sorted by expert on the device and
+    // each expert's weights read once per 8 of its pairs; false: one GEMV per pair always.
+    bool experts_grouped = true;
     int gemv_kw = 0;         // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     int64_t tile_rows = 0;   // DequantBf16: weight rows per tile (0 = automatic)
 };

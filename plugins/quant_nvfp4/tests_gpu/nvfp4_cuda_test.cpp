@@ -178,10 +178,16 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
         globals.push_back(e.back().global);
         ref.push_back(e.back().w);
     }
-    const auto w = nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data());
-    CHECK(w->n_expert() == n_expert);
-    CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, n_expert));
-    experts_cases(*ex, *w, ref, 1e-5, rng);
+    for (const bool grouped : {true, false}) {
+        nv::cuda::Settings s;
+        s.experts_grouped = grouped;
+        const auto w =
+            nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+        CHECK(w->n_expert() == n_expert);
+        CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, n_expert));
+        INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
+        experts_cases(*ex, *w, ref, 1e-5, rng);
+    }
 }
 
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
