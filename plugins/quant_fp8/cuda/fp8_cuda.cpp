@@ -40,7 +40,7 @@ void fill(const wo::Layout& l, const uint8_t* q, const float* scales, int64_t e,
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* q,
                                          const float* scales, int64_t n_scale, std::string type_name,
                                          const Settings& s) {
-    check("tensor '" + type_name + "'", rows, cols, n_scale);
+    check(type_name + " weight", rows, cols, n_scale);
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false);
     const float alpha = n_scale == 1 ? scales[0] : 1.f;
     return wo::make_weight(

@@ -30,7 +30,8 @@ struct Settings {
     int64_t tile_rows = 0;     // DequantBf16: weight rows per tile (0 = automatic)
 };
 
-// Throws imp::Error naming type_name's tensor for bad sizes or an executor without CUDA handles.
+// type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad
+// sizes or an executor without CUDA handles.
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* q,
                                          const float* scales, int64_t n_scale, std::string type_name,
                                          const Settings& s = {});

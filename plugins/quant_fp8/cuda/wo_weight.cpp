@@ -38,7 +38,7 @@ int64_t round_up(int64_t v, int64_t m) {
 }
 
 const char* codec_name(Codec c) {
-    return c == Codec::NVFP4 ? "NVFP4" : "FP8";
+    return c == Codec::NVFP4 ? "NVFP4" : "FP8_E4M3";
 }
 
 // Uploads matrix e (filled on the host) to dev + e * l.bytes.
@@ -52,19 +52,19 @@ void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_
 class WoWeight final : public Weight {
 public:
     WoWeight(std::string name, const Layout& l, uint8_t* dev, const Options& o, float bf16_alpha)
-        : name_(std::move(name)), l_(l), dev_(dev), o_(o), alpha_(bf16_alpha), lt_("tensor '" + name_ + "'") {
+        : name_(std::move(name)), l_(l), dev_(dev), o_(o), alpha_(bf16_alpha), lt_(name_ + " weight") {
         rows_ = l.rows;
         cols_ = l.cols;
     }
-    std::string type() const override { return codec_name(l_.codec); }
+    std::string type() const override { return name_; }
     uint64_t bytes() const override { return l_.bytes; }
 
     void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
                 bool accumulate) const override {
-        const CudaHandles& h = cuda_handles(ex, "tensor '" + name_ + "'");
+        const CudaHandles& h = cuda_handles(ex, name_ + " weight");
         if (n_tokens <= 0) return;
         if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
-            throw Error("tensor '" + name_ + "': matmul strides x " + std::to_string(x_stride) + ", y " +
+            throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]: matmul strides x " + std::to_string(x_stride) + ", y " +
                         std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));
         const auto st = static_cast<cudaStream_t>(h.stream);
@@ -84,7 +84,7 @@ public:
         }
         const uint64_t need = workspace_bytes(n_tokens);
         if (ex.workspace_bytes() < need || !ex.workspace())
-            throw Error("tensor '" + name_ + "': matmul of " + std::to_string(n_tokens) + " tokens needs " +
+            throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]: matmul of " + std::to_string(n_tokens) + " tokens needs " +
                         std::to_string(need) + " bytes of workspace, the executor reserved " +
                         std::to_string(ex.workspace_bytes()));
         auto* ws = static_cast<uint8_t*>(ex.workspace());
@@ -95,7 +95,7 @@ public:
     }
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
-        const CudaHandles& h = cuda_handles(ex, "tensor '" + name_ + "'");
+        const CudaHandles& h = cuda_handles(ex, name_ + " weight");
         wo::get_rows(l_, dev_, ids, n, out, static_cast<cudaStream_t>(h.stream));
     }
 
@@ -308,7 +308,7 @@ const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {
 
 std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit) {
-    const CudaHandles& h = cuda_handles(ex, "tensor '" + name + "'");
+    const CudaHandles& h = cuda_handles(ex, name + " weight");
     auto* dev = static_cast<uint8_t*>(ex.alloc(l.bytes, name.c_str()));
     std::vector<uint8_t> host;
     upload_matrix(ex, l, fill, 0, dev, host);

@@ -26,7 +26,7 @@ struct Options {
 // Fills one matrix of the layout in host memory (zeroed, l.bytes) — expert `e` for experts, 0 for a weight.
 using FillMatrix = std::function<void(int64_t e, uint8_t* host)>;
 
-// bf16_alpha: the per-tensor factor dequant_bf16 leaves out (NVFP4 global; FP8 per-tensor scale; else 1).
+// name: the weight's type name (Weight::type(), and messages). bf16_alpha: the per-tensor factor dequant_bf16 leaves out (NVFP4 global; FP8 per-tensor scale; else 1).
 // fp8_inv_unit (NVFP4 with l.has_fp8): the FP8 copy is e4m3(e2m1 * e4m3s * fp8_inv_unit), filled on the device.
 std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit);

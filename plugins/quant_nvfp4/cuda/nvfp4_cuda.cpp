@@ -75,7 +75,7 @@ float fp8_unit(const uint8_t* scales, int64_t n) {
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* codes,
                                          const uint8_t* scales, float global, std::string type_name,
                                          const Settings& s) {
-    check("tensor '" + type_name + "'", rows, cols);
+    check(type_name + " weight", rows, cols);
     const bool fp8 = s.prefill == Settings::Prefill::Fp8AtLoad;
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8);
     const float unit = fp8 ? fp8_unit(scales, rows * (cols / 16)) : 1.f;
