@@ -1,5 +1,6 @@
 // synth-safetensors: the checkpoint layouts (see layout.h). Shapes from the public configs:
 //   llama3.1-8b-nvfp4       ModelOpt NVFP4 (nvidia/Llama-3.1-8B-Instruct-FP4 layout), lm_head excluded (BF16)
+//   llama3.1-8b-fp8         ModelOpt FP8 per tensor, the same layout otherwise
 //   qwen3.6-35b-a3b-nvfp4   ModelOpt MIXED_PRECISION as nvidia/Qwen3.6-35B-A3B-NVFP4: routed experts, shared expert
 //                           and lm_head W4A16_NVFP4; attention and Gated-DeltaNet in_proj_qkv / in_proj_z / out_proj
 //                           FP8 per tensor; router, shared gate, conv1d, in_proj_a/b, norms, embeddings BF16; names
@@ -32,26 +33,33 @@ struct Dense {
     int64_t vocab, hidden, inter, layers, heads, kv_heads, head_dim;
 };
 
-Checkpoint llama_nvfp4(const Dense& d) {
+// fp8: ModelOpt FP8 per tensor instead of NVFP4 (quant_algo FP8).
+Checkpoint llama_modelopt(const Dense& d, bool fp8) {
     Checkpoint c;
+    auto quantized = [&](std::vector<Tensor>& ts, const std::string& m, int64_t rows, int64_t cols) {
+        if (fp8) modelopt_fp8(ts, m, rows, cols);
+        else modelopt_nvfp4(ts, m, rows, cols);
+    };
     auto& ts = c.tensors;
     bf16_weight(ts, "model.embed_tokens.weight", {d.vocab, d.hidden});
     for (int64_t l = 0; l < d.layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         bf16_norm(ts, p + "input_layernorm.weight", d.hidden);
         bf16_norm(ts, p + "post_attention_layernorm.weight", d.hidden);
-        modelopt_nvfp4(ts, p + "self_attn.q_proj", d.heads * d.head_dim, d.hidden);
-        modelopt_nvfp4(ts, p + "self_attn.k_proj", d.kv_heads * d.head_dim, d.hidden);
-        modelopt_nvfp4(ts, p + "self_attn.v_proj", d.kv_heads * d.head_dim, d.hidden);
-        modelopt_nvfp4(ts, p + "self_attn.o_proj", d.hidden, d.heads * d.head_dim);
-        modelopt_nvfp4(ts, p + "mlp.gate_proj", d.inter, d.hidden);
-        modelopt_nvfp4(ts, p + "mlp.up_proj", d.inter, d.hidden);
-        modelopt_nvfp4(ts, p + "mlp.down_proj", d.hidden, d.inter);
+        quantized(ts, p + "self_attn.q_proj", d.heads * d.head_dim, d.hidden);
+        quantized(ts, p + "self_attn.k_proj", d.kv_heads * d.head_dim, d.hidden);
+        quantized(ts, p + "self_attn.v_proj", d.kv_heads * d.head_dim, d.hidden);
+        quantized(ts, p + "self_attn.o_proj", d.hidden, d.heads * d.head_dim);
+        quantized(ts, p + "mlp.gate_proj", d.inter, d.hidden);
+        quantized(ts, p + "mlp.up_proj", d.inter, d.hidden);
+        quantized(ts, p + "mlp.down_proj", d.hidden, d.inter);
     }
     bf16_norm(ts, "model.norm.weight", d.hidden);
     bf16_weight(ts, "lm_head.weight", {d.vocab, d.hidden});
-    const std::string quant = R"({"quant_algo": "NVFP4", "kv_cache_quant_algo": null, "group_size": 16, )"
-                              R"("exclude_modules": ["lm_head"]})";
+    const std::string algo = fp8 ? "FP8" : "NVFP4", bits = fp8 ? "8" : "4";
+    const std::string group = fp8 ? "" : ", \"group_size\": 16";
+    const std::string quant = "{\"quant_algo\": \"" + algo + "\", \"kv_cache_quant_algo\": null" + group +
+                              ", \"exclude_modules\": [\"lm_head\"]}";
     c.hf_quant_json = R"({"producer": {"name": "modelopt", "version": "0.47.0"}, "quantization": )" + quant + "}";
     c.config_json = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": " +
                     std::to_string(d.vocab) + ", \"hidden_size\": " + std::to_string(d.hidden) +
@@ -64,10 +72,10 @@ Checkpoint llama_nvfp4(const Dense& d) {
                     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}, "
                     "\"hidden_act\": \"silu\", \"tie_word_embeddings\": false, \"bos_token_id\": 128000, "
                     "\"eos_token_id\": 128009, \"torch_dtype\": \"bfloat16\", \"quantization_config\": "
-                    "{\"quant_method\": \"modelopt\", \"quant_algo\": \"NVFP4\", \"ignore\": [\"lm_head\"], "
-                    "\"config_groups\": {\"group_0\": {\"weights\": {\"dynamic\": false, \"num_bits\": 4, \"type\": "
-                    "\"float\", \"group_size\": 16}, \"input_activations\": {\"dynamic\": false, \"num_bits\": 4, "
-                    "\"type\": \"float\", \"group_size\": 16}, \"targets\": [\"Linear\"]}}}}";
+                    "{\"quant_method\": \"modelopt\", \"quant_algo\": \"" + algo + "\", \"ignore\": [\"lm_head\"], "
+                    "\"config_groups\": {\"group_0\": {\"weights\": {\"dynamic\": false, \"num_bits\": " + bits +
+                    ", \"type\": \"float\"" + group + "}, \"input_activations\": {\"dynamic\": false, \"num_bits\": " +
+                    bits + ", \"type\": \"float\"" + group + "}, \"targets\": [\"Linear\"]}}}}";
     c.tokenizer_vocab = d.vocab < 128000 ? d.vocab - 2 : 128000;
     c.special_tokens = {{d.vocab < 128000 ? d.vocab - 2 : 128000, "<|begin_of_text|>"},
                         {d.vocab < 128000 ? d.vocab - 1 : 128009, "<|eot_id|>"}};
@@ -224,13 +232,16 @@ Checkpoint qwen3moe_ct(const Moe& d) {
 }  // namespace
 
 std::vector<std::string> shape_names() {
-    return {"llama3.1-8b-nvfp4", "qwen3.6-35b-a3b-nvfp4", "qwen3-30b-a3b-nvfp4-ct",
-            "tiny-llama-nvfp4",  "tiny-qwen3.6-nvfp4",    "tiny-qwen3-moe-nvfp4-ct"};
+    return {"llama3.1-8b-nvfp4", "llama3.1-8b-fp8", "qwen3.6-35b-a3b-nvfp4", "qwen3-30b-a3b-nvfp4-ct",
+            "tiny-llama-nvfp4",  "tiny-llama-fp8",  "tiny-qwen3.6-nvfp4",    "tiny-qwen3-moe-nvfp4-ct"};
 }
 
 Checkpoint make_checkpoint(const std::string& s) {
-    if (s == "llama3.1-8b-nvfp4") return llama_nvfp4({128256, 4096, 14336, 32, 32, 8, 128});
-    if (s == "tiny-llama-nvfp4") return llama_nvfp4({1024, 64, 128, 2, 4, 2, 16});
+    const Dense l8b{128256, 4096, 14336, 32, 32, 8, 128}, tiny{1024, 64, 128, 2, 4, 2, 16};
+    if (s == "llama3.1-8b-nvfp4") return llama_modelopt(l8b, false);
+    if (s == "llama3.1-8b-fp8") return llama_modelopt(l8b, true);
+    if (s == "tiny-llama-nvfp4") return llama_modelopt(tiny, false);
+    if (s == "tiny-llama-fp8") return llama_modelopt(tiny, true);
     if (s == "qwen3.6-35b-a3b-nvfp4") return qwen36_mixed({248320, 2048, 40, 16, 2, 256, 16, 32, 128, 256, 8, 512, 512});
     if (s == "tiny-qwen3.6-nvfp4") return qwen36_mixed({1024, 64, 4, 2, 1, 32, 2, 4, 16, 8, 2, 32, 32});
     if (s == "qwen3-30b-a3b-nvfp4-ct") return qwen3moe_ct({151936, 2048, 48, 32, 4, 128, 128, 8, 768});
