@@ -24,15 +24,29 @@ float e4m3_to_float(uint8_t v) {
     return (v & 0x80) ? -mag : mag;
 }
 
-void dequant_row(const uint8_t* codes, const uint8_t* scales, float global, int64_t cols, float* out) {
+namespace {
+
+template <bool kDivide>
+void dequant(const uint8_t* codes, const uint8_t* scales, float global, int64_t cols, float* out) {
     for (int64_t b = 0; b < cols / 16; ++b) {
-        const float s = e4m3_to_float(scales[b]) * global;  // the block's scale first, as ModelOpt does
+        // The block's scale first, as both producers do.
+        const float s = kDivide ? e4m3_to_float(scales[b]) / global : e4m3_to_float(scales[b]) * global;
         for (int64_t i = 0; i < 8; ++i) {
             const uint8_t byte = codes[b * 8 + i];
             out[b * 16 + 2 * i] = e2m1_to_float(byte & 0xF) * s;
             out[b * 16 + 2 * i + 1] = e2m1_to_float(byte >> 4) * s;
         }
     }
+}
+
+}  // namespace
+
+void dequant_row(const uint8_t* codes, const uint8_t* scales, float global, int64_t cols, float* out) {
+    dequant<false>(codes, scales, global, cols, out);
+}
+
+void dequant_row_ct(const uint8_t* codes, const uint8_t* scales, float weight_global_scale, int64_t cols, float* out) {
+    dequant<true>(codes, scales, weight_global_scale, cols, out);
 }
 
 }  // namespace imp::nvfp4

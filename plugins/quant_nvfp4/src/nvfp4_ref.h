@@ -17,7 +17,11 @@ namespace imp::nvfp4 {
 float e2m1_to_float(uint8_t code);
 // FP8 E4M3 (e4m3fn: bias 7, subnormals, no infinities, 0x7F / 0xFF NaN) to fp32, exactly.
 float e4m3_to_float(uint8_t v);
-// One row: out[c] = e2m1(code of element c) * (e4m3(scales[c / 16]) * global) for c < cols.
+// One row: out[c] = e2m1(code of element c) * (e4m3(scales[c / 16]) * global) for c < cols. Code 8 is -0.0 (the
+// E2M1 encoding; ModelOpt's lookup table has +0.0 there, an equal value).
 void dequant_row(const uint8_t* codes, const uint8_t* scales, float global, int64_t cols, float* out);
+// compressed-tensors' own arithmetic: out[c] = e2m1(code) * (e4m3(scale) / weight_global_scale), a division by the
+// file's global scale (dequant_row with global = 1 / weight_global_scale can differ from it in the last bit).
+void dequant_row_ct(const uint8_t* codes, const uint8_t* scales, float weight_global_scale, int64_t cols, float* out);
 
 }  // namespace imp::nvfp4
