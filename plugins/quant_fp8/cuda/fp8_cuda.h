@@ -38,7 +38,8 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
                                                  const uint8_t* q, const float* scales, int64_t n_scale_per_expert,
                                                  const Settings& s = {});
-// Device bytes make_weight (n_expert == 0) or make_experts allocates.
+// Device bytes make_weight (n_expert 0 or 1) or make_experts (n_expert > 1; a stack of one expert counts as a
+// weight) allocates.
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings& s = {});
 
 }  // namespace imp::fp8::cuda

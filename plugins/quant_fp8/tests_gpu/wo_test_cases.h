@@ -76,7 +76,8 @@ inline std::vector<int32_t> random_ids(int64_t n, int64_t n_expert, std::mt19937
 inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
                           const ExpertsCase& c, std::mt19937& rng) {
     const int64_t rows = w.rows(), cols = w.cols(), n_pairs = c.n_tokens * c.top_k;
-    const int64_t xs = cols + 5, ys = rows + 3;
+    // Odd token counts: a row stride of whole 16-byte steps (the GEMV's vector loads), even: an odd one.
+    const int64_t xs = (cols + 3) / 4 * 4 + (c.n_tokens % 2 ? 4 : 1), ys = rows + 3;
     const int64_t x_rows = c.x_per_slot ? n_pairs : c.n_tokens, n_out = c.weighted ? c.n_tokens : n_pairs;
     const auto x = random_floats(size_t(x_rows * xs), rng);
     const auto ids = random_ids(n_pairs, w.n_expert(), rng);

@@ -97,7 +97,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
 }
 
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, const Settings& s) {
-    const bool fp8 = n_expert <= 0 && s.prefill == Settings::Prefill::Fp8AtLoad;
+    const bool fp8 = n_expert <= 1 && s.prefill == Settings::Prefill::Fp8AtLoad;
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8);
     return n_expert > 0 ? uint64_t(n_expert) * l.bytes : l.bytes;
 }
