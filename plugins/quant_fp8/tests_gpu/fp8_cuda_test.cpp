@@ -2,7 +2,8 @@
 // dequantization (src/fp8_ref.h), on fresh random E4M3 codes (every finite code, subnormals and -0 included) with
 // per-tensor and per-row scales.
 // Bounds (relative norm ||y - want|| / ||want - init||):
-//   GEMV and expert matmuls 1e-5: exact weights, fp32 activations and sums;
+//   GEMV and expert matmuls 1e-4: exact weights, fp32 activations and sums (rounding ~4e-6 at worst over 4k terms;
+//     any indexing or decoding error is O(1));
 //   DequantBf16 prefill 5e-3: activations rounded to bf16 (and per-row weights e4m3 * scale rounded to bf16);
 //   Fp8Gemm prefill: 1e-2 against the reference of the same per-tensor E4M3 activation rounding simulated on the CPU
 //     (left: the tensor cores' fast FP8 accumulation), 0.1 against the exact activations (E4M3: 4 significant bits).
@@ -81,7 +82,7 @@ TEST_CASE("quant_fp8 cuda: GEMV of 1/2/5/8 tokens, per-tensor and per-row scales
                             const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng);
                             CHECK(c.unwritten == 0);
                             CHECK(c.overwritten == 0);
-                            CHECK(c.rel <= 1e-5);
+                            CHECK(c.rel <= 1e-4);
                         }
             }
         }
@@ -167,7 +168,7 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
             const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns, s);
             CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
             INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair"));
-            experts_cases(*ex, *w, ref, 1e-5, rng);
+            experts_cases(*ex, *w, ref, 1e-4, rng);
         }
     }
 }

@@ -178,12 +178,12 @@ inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<floa
         const auto r2 = reference(w_ref, rows, cols, xb, cols, n_big);
         const auto got1 = download(ex, y1, size_t(rows));
         const auto got2 = download(ex, y2, size_t(n_big * rows));
-        CHECK(check_output(got1, got1, rows, 1, rows, r1, r1, 1).rel <= 1e-5);
+        CHECK(check_output(got1, got1, rows, 1, rows, r1, r1, 1).rel <= 1e-4);
         CHECK(check_output(got2, got2, rows, n_big, rows, r2, r2, n_big).rel <= tol_big);
         const auto init = poison_floats(size_t(n_tok * er));
         const auto want = experts_expected(e_ref, er, ec, m, xe, ids, g, init, er);
         const auto got3 = download(ex, ex_y, size_t(n_tok * er));
-        CHECK(check_output(got3, got3, er, n_tok, er, want.want, want.delta, n_tok).rel <= 1e-5);
+        CHECK(check_output(got3, got3, er, n_tok, er, want.want, want.delta, n_tok).rel <= 1e-4);
     }
 }
 

@@ -2,8 +2,8 @@
 // dequantization (src/nvfp4_ref.h), on fresh random codes (all 16 codes, -0 included), E4M3 scales (normal,
 // subnormal and zero) and globals.
 // Bounds (relative norm ||y - want|| / ||want - init||):
-//   GEMV and expert matmuls 1e-5: exact weights, fp32 activations, fp32 sums of at most ~4k terms (~1e-6 seen as
-//     the order of fp32 rounding over such sums);
+//   GEMV and expert matmuls 1e-4: exact weights, fp32 activations, fp32 sums of at most ~4k terms (rounding of such
+//     sums: ~2^-24 * sqrt(4k) ~ 4e-6 at worst; any indexing or decoding error is O(1));
 //   DequantBf16 prefill 5e-3: exact weights, activations rounded to bf16 (relative error <= 2^-9 each, so ~1e-3 on
 //     a sum of products of random sign);
 //   Fp8AtLoad prefill: 1e-2 against the reference of the same E4M3 rounding of weights and activations simulated on
@@ -96,7 +96,7 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1/2/5/8 tokens, strides, accumulate, every 
                         const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng);
                         CHECK(c.unwritten == 0);
                         CHECK(c.overwritten == 0);
-                        CHECK(c.rel <= 1e-5);
+                        CHECK(c.rel <= 1e-4);
                     }
         }
     }
@@ -186,7 +186,7 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
         CHECK(w->n_expert() == n_expert);
         CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, n_expert));
         INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
-        experts_cases(*ex, *w, ref, 1e-5, rng);
+        experts_cases(*ex, *w, ref, 1e-4, rng);
     }
 }
 
