@@ -7,16 +7,13 @@
 
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
+#include "wo_decode.cuh"
 #include "wo_kernels.h"
 
 namespace imp::wo {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float e4m3(uint32_t b) {
-    return __half2float(__half(__nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(b & 0xFFu), __NV_E4M3)));
-}
 
 __device__ __forceinline__ float e2m1(uint32_t code) {
     const float mag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "imp/executor.h"
 #include "imp/experts.h"
@@ -33,6 +34,9 @@ std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout
 std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, const Layout& l, int64_t n_expert,
                                             const FillMatrix& fill, const Options& o);
 
+// Fills matrix e of the layout on the host (a zeroed l.bytes buffer, reused) and uploads it to dev + e * l.bytes.
+void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,
+                   std::vector<uint8_t>& host);
 // The CUDA handles of ex, or an imp::Error naming `what`.
 const CudaHandles& cuda_handles(const Executor& ex, const std::string& what);
 
