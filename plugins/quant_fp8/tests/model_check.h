@@ -1,0 +1,95 @@
+// quant_fp8 / quant_nvfp4 tests: a tiny quantized checkpoint (tests/tools/make_quant_fixtures.py) run through the
+// engine on the CPU executor with the build tree's arch_llama, quant_ggml, quant_nvfp4 and quant_fp8 plugins must
+// give transformers' fp32 logits on the producers' dequantized weights (<= 1e-4 relative), prompt and continuation
+// through the KV cache, fused and unfused weights.
+#pragma once
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "imp/model.h"
+#include "imp/registry.h"
+#include "model/json.h"
+#include "plugin/loader.h"
+#include "runtime/engine.h"
+
+namespace imp::quant_test {
+
+inline Registry& quant_registry() {
+    static Registry reg;
+    static PluginLoader loader(reg, {std::string(IMP_BINARY_DIR) + "/lib/imp/plugins"});
+    static bool loaded = false;
+    if (!loaded) {
+        for (const char* p : {"arch_llama", "quant_ggml", "quant_nvfp4", "quant_fp8"}) loader.load(p);
+        loaded = true;
+    }
+    return reg;
+}
+
+inline std::string read_text(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    REQUIRE(f.good());
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// max |a - b| / max |b| of the logits against the reference rows [row0, row0 + rows).
+inline double rel_diff(const float* got, const std::vector<float>& ref, size_t V, size_t row0, size_t rows) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < rows * V; ++i) {
+        const double b = ref[row0 * V + i];
+        md = std::max(md, std::abs(double(got[i]) - b));
+        mr = std::max(mr, std::abs(b));
+    }
+    return md / mr;
+}
+
+inline void check_model(const std::string& dir, bool fuse) {
+    INFO("model " << dir << (fuse ? " (fused weights)" : " (unfused)"));
+    const json::Value v = json::parse(read_text(dir + "/reference.json"), dir + "/reference.json");
+    std::vector<int32_t> toks, cont;
+    for (auto& t : v.get("tokens")->items) toks.push_back(int32_t(t.i));
+    for (auto& t : v.get("continuation")->items) cont.push_back(int32_t(t.i));
+    const size_t V = size_t(v.get("n_vocab")->i), n1 = toks.size(), n2 = cont.size();
+    const std::string raw = read_text(dir + "/reference_logits.f32");
+    REQUIRE(raw.size() == (n1 + n2) * V * 4);
+    std::vector<float> ref((n1 + n2) * V);
+    std::memcpy(ref.data(), raw.data(), raw.size());
+
+    auto src = open_model(dir);
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 32;
+    opt.prefill_chunk = 5;
+    opt.fuse_weights = fuse;
+    Engine eng(*src, quant_registry(), ex, opt);
+    REQUIRE(eng.desc().n_vocab == int64_t(V));
+    if (fuse) CHECK(eng.plan().fused > 0);
+    std::vector<float> a(n1 * V), b(n2 * V);
+    eng.forward(toks.data(), int64_t(n1), a.data(), true);
+    eng.forward(cont.data(), int64_t(n2), b.data(), true);
+    const double d1 = rel_diff(a.data(), ref, V, 0, n1), d2 = rel_diff(b.data(), ref, V, n1, n2);
+    INFO("prompt rel diff " << d1 << ", continuation rel diff " << d2);
+    CHECK(d1 <= 1e-4);
+    CHECK(d2 <= 1e-4);
+    // Decode one token at a time.
+    eng.reset();
+    std::vector<float> last(V);
+    eng.forward(toks.data(), int64_t(n1), last.data(), false);
+    for (size_t i = 0; i < n2; ++i) {
+        eng.forward(&cont[i], 1, last.data(), false);
+        INFO("decode step " << i);
+        CHECK(rel_diff(last.data(), ref, V, n1 + i, 1) <= 1e-4);
+    }
+}
+
+}  // namespace imp::quant_test
