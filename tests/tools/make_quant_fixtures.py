@@ -7,7 +7,7 @@ Needs torch, transformers, safetensors, numpy, nvidia-modelopt and compressed-te
   plugins/quant_nvfp4/tests/fixtures/dequant.safetensors   ModelOpt and compressed-tensors NVFP4 matrices with the
                                                            producers' fp32 dequantization ("<case>.expected")
   plugins/quant_fp8/tests/fixtures/dequant.safetensors     the same for FP8 (per tensor, per channel F32 / BF16)
-  plugins/quant_nvfp4/tests/fixtures/models/<name>/        tiny quantized Llama / Qwen3 checkpoints (config.json,
+  plugins/quant_nvfp4/tests/fixtures/models/<name>/        tiny quantized Llama / Qwen3 / Qwen3-MoE checkpoints (config.json,
   plugins/quant_fp8/tests/fixtures/models/<name>/          hf_quant_config.json for ModelOpt, model.safetensors) and
                                                            transformers' fp32 logits on the dequantized weights
                                                            (reference.json, reference_logits.f32, as arch_llama's)
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import quant_producers as qp  # noqa: E402
@@ -187,6 +188,77 @@ def make_model(root, name, arch, seed, scheme_of, qconfig, hf_quant=None, input_
     print(f"{name}: {len(tensors)} tensors, max|logit| {np.abs(ref).max():.3f}")
 
 
+def make_moe(root, name, seed):
+    """Tiny Qwen3-MoE, ModelOpt NVFP4 on attention and every expert (per-expert tensors as the quantized checkpoints
+    store them; an expert's gate and up share weight_scale_2), router and lm_head excluded."""
+    torch.manual_seed(seed)
+    cfg = Qwen3MoeConfig(vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+                         num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+                         rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+                         **rope(1000000.0))
+    cfg._attn_implementation = "eager"
+    model = Qwen3MoeForCausalLM(cfg).float().eval()
+    randomize(model, seed)
+    sd = model.state_dict()
+    tensors = {}
+
+    def put(module, t):
+        for k, v in t.items():
+            tensors[f"{module}.{k}"] = v.clone()
+        tensors[f"{module}.input_scale"] = torch.tensor(0.05)
+
+    inter = cfg.moe_intermediate_size
+    for layer in range(cfg.num_hidden_layers):
+        p = f"model.layers.{layer}."
+        for group in (("q_proj", "k_proj", "v_proj"), ("o_proj",)):
+            mods = [p + "self_attn." + g for g in group]
+            for m, (t, deq) in zip(mods, quantize_group("mo_nvfp4", [sd[m + ".weight"] for m in mods])):
+                put(m, t)
+                sd[m + ".weight"].copy_(deq)
+        gu, down = sd[p + "mlp.experts.gate_up_proj"], sd[p + "mlp.experts.down_proj"]
+        for e in range(cfg.num_experts):
+            x = f"{p}mlp.experts.{e}."
+            (tg, dg), (tu, du) = quantize_group("mo_nvfp4", [gu[e, :inter].clone(), gu[e, inter:].clone()])
+            td, dd = qp.modelopt_nvfp4(down[e].clone())
+            put(x + "gate_proj", tg)
+            put(x + "up_proj", tu)
+            put(x + "down_proj", td)
+            gu[e, :inter].copy_(dg)
+            gu[e, inter:].copy_(du)
+            down[e].copy_(dd)
+    for k, v in sd.items():
+        if k.endswith(("gate_up_proj", "down_proj")) and ".experts." in k:
+            continue
+        if "self_attn" in k and k.endswith("_proj.weight"):
+            continue
+        tensors[k] = v.contiguous()
+    model.load_state_dict(sd)
+    ref = logits(model)
+    d = os.path.join(root, "models", name)
+    os.makedirs(d, exist_ok=True)
+    save_file(tensors, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    producer = {"name": "modelopt", "version": MO_VERSION}
+    c = cfg.to_dict()
+    c.pop("_attn_implementation_autoset", None)
+    c["quantization_config"] = {"quant_method": "modelopt", "quant_algo": "NVFP4", "producer": producer,
+                                "config_groups": mo_groups(4, {"group_size": 16}),
+                                "ignore": ["lm_head", "model.layers.*.mlp.gate"]}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(c, f, indent=1)
+    with open(os.path.join(d, "hf_quant_config.json"), "w") as f:
+        json.dump({"producer": producer, "quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                                                          "exclude_modules": ["lm_head", "model.layers.*.mlp.gate"]}},
+                  f, indent=1)
+    ref.astype("<f4").tofile(os.path.join(d, "reference_logits.f32"))
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump({"tokens": TOKENS, "continuation": CONTINUATION, "n_vocab": int(cfg.vocab_size),
+                   "logits_file": "reference_logits.f32", "logits_shape": list(ref.shape), "seed": seed,
+                   "note": "transformers fp32 logits on the producers' dequantized weights",
+                   "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}, f, indent=1)
+    print(f"{name}: {len(tensors)} tensors, max|logit| {np.abs(ref).max():.3f}")
+
+
 def mo_groups(bits, extra=None):
     w = {"dynamic": False, "num_bits": bits, "type": "float"}
     if extra:
@@ -235,6 +307,8 @@ def main():
                lambda m: "mo_fp8" if "self_attn" in m else "mo_nvfp4",
                {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "producer": producer,
                 "quantized_layers": layers}, hq)
+
+    make_moe(NV, "qwen3moe_nvfp4_modelopt", 36)
 
     # FP8: ModelOpt per tensor (input_scale kept), compressed-tensors per channel with BF16 scales.
     hq = {"producer": producer, "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": None,

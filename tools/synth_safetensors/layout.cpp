@@ -56,6 +56,7 @@ Checkpoint llama_modelopt(const Dense& d, bool fp8) {
     }
     bf16_norm(ts, "model.norm.weight", d.hidden);
     bf16_weight(ts, "lm_head.weight", {d.vocab, d.hidden});
+    const int64_t bos = d.vocab < 128256 ? d.vocab - 2 : 128000, eos = d.vocab < 128256 ? d.vocab - 1 : 128009;
     const std::string algo = fp8 ? "FP8" : "NVFP4", bits = fp8 ? "8" : "4";
     const std::string group = fp8 ? "" : ", \"group_size\": 16";
     const std::string quant = "{\"quant_algo\": \"" + algo + "\", \"kv_cache_quant_algo\": null" + group +
@@ -70,15 +71,14 @@ Checkpoint llama_modelopt(const Dense& d, bool fp8) {
                     ", \"max_position_embeddings\": 131072, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, "
                     "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
                     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}, "
-                    "\"hidden_act\": \"silu\", \"tie_word_embeddings\": false, \"bos_token_id\": 128000, "
-                    "\"eos_token_id\": 128009, \"torch_dtype\": \"bfloat16\", \"quantization_config\": "
+                    "\"hidden_act\": \"silu\", \"tie_word_embeddings\": false, \"bos_token_id\": " + std::to_string(bos) +
+                    ", \"eos_token_id\": " + std::to_string(eos) + ", \"torch_dtype\": \"bfloat16\", \"quantization_config\": "
                     "{\"quant_method\": \"modelopt\", \"quant_algo\": \"" + algo + "\", \"ignore\": [\"lm_head\"], "
                     "\"config_groups\": {\"group_0\": {\"weights\": {\"dynamic\": false, \"num_bits\": " + bits +
                     ", \"type\": \"float\"" + group + "}, \"input_activations\": {\"dynamic\": false, \"num_bits\": " +
                     bits + ", \"type\": \"float\"" + group + "}, \"targets\": [\"Linear\"]}}}}";
-    c.tokenizer_vocab = d.vocab < 128000 ? d.vocab - 2 : 128000;
-    c.special_tokens = {{d.vocab < 128000 ? d.vocab - 2 : 128000, "<|begin_of_text|>"},
-                        {d.vocab < 128000 ? d.vocab - 1 : 128009, "<|eot_id|>"}};
+    c.tokenizer_vocab = bos;
+    c.special_tokens = {{bos, "<|begin_of_text|>"}, {eos, "<|eot_id|>"}};
     return c;
 }
 

@@ -15,7 +15,7 @@ enum class Fill {
     F32Const,     // F32, every value a
     Fp4Codes,     // U8, two random E2M1 codes per byte
     E4m3Scales,   // F8_E4M3 block scales in [0.5, 1]
-    Fp8Codes,     // F8_E4M3 values of magnitude in [2^-3, 3.75], random sign
+    Fp8Codes,     // F8_E4M3 values of magnitude in [2^-3, 1.875], random sign
 };
 
 struct Tensor {

@@ -42,7 +42,7 @@ inline void ct_nvfp4(std::vector<Tensor>& ts, const std::string& m, int64_t rows
 // ModelOpt FP8 per tensor: X.weight F8_E4M3 [out, in], X.weight_scale F32 [], X.input_scale F32 [].
 inline void modelopt_fp8(std::vector<Tensor>& ts, const std::string& m, int64_t rows, int64_t cols) {
     ts.push_back({m + ".weight", "F8_E4M3", {rows, cols}, Fill::Fp8Codes, 0.f});
-    ts.push_back({m + ".weight_scale", "F32", {}, Fill::F32Const, float(1.0 / (1.7 * std::sqrt(double(cols))))});
+    ts.push_back({m + ".weight_scale", "F32", {}, Fill::F32Const, float(1.0 / (0.9 * std::sqrt(double(cols))))});
     ts.push_back({m + ".input_scale", "F32", {}, Fill::F32Const, 1.f / 448.f});
 }
 

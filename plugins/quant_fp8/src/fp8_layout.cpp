@@ -94,6 +94,7 @@ Piece piece_of(const WeightSource& u, const QuantConfig* q, std::string& refusal
 }  // namespace
 
 bool Layout::per_row() const {
+    if (fused_experts) return true;
     for (const auto& p : pieces)
         if (p.per_channel || (!experts() && p.scales[0] != pieces[0].scales[0])) return true;
     return false;
@@ -120,7 +121,38 @@ float Layout::input_scale() const {
     return m;
 }
 
+namespace {
+
+// Fused experts (gate|up of every expert): parts that are each a per-expert list of the same experts. The pieces go
+// expert by expert, each expert's parts in order; scales become per row.
+Layout fused_experts(const WeightSource& src, const QuantConfig* config) {
+    Layout l;
+    std::vector<Layout> parts;
+    for (const auto& part : src.parts) {
+        if (part.experts.empty() || !part.parts.empty()) {
+            l.refusal = "a fused expert weight needs every part as per-expert tensors";
+            return l;
+        }
+        parts.push_back(layout_of(part, config));
+        if (!parts.back().refusal.empty()) return parts.back();
+        if (parts.back().shape[0] != parts[0].shape[0] || parts.back().shape[2] != parts[0].shape[2]) {
+            l.refusal = "fused expert parts " + src.parts[0].describe() + " and " + part.describe() + " do not stack";
+            return l;
+        }
+    }
+    int64_t rows = 0;
+    for (const auto& p : parts) rows += p.shape[1];
+    for (int64_t e = 0; e < parts[0].shape[0]; ++e)
+        for (const auto& p : parts) l.pieces.push_back(p.pieces[size_t(e)]);
+    l.shape = {parts[0].shape[0], rows, parts[0].shape[2]};
+    l.fused_experts = true;
+    return l;
+}
+
+}  // namespace
+
 Layout layout_of(const WeightSource& src, const QuantConfig* config) {
+    if (!src.parts.empty() && !src.parts[0].experts.empty()) return fused_experts(src, config);
     Layout l;
     std::vector<const WeightSource*> units;
     for (const auto& p : src.parts) units.push_back(&p);

@@ -27,6 +27,9 @@ struct Layout {
     std::string refusal;
     std::vector<Piece> pieces;  // parts in row order, or experts in order, or one
     std::vector<int64_t> shape;
+    // Parts that are each per-expert tensors (gate|up of every expert): [n_expert, sum of the parts' rows, cols],
+    // pieces expert by expert, scales per row.
+    bool fused_experts = false;
     bool experts() const { return shape.size() == 3; }
     // Per-row scales are needed (per-channel pieces, or parts whose per-tensor scales differ).
     bool per_row() const;

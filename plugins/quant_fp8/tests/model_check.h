@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -23,15 +24,33 @@
 
 namespace imp::quant_test {
 
+inline const std::string kPluginDir = std::string(IMP_BINARY_DIR) + "/lib/imp/plugins";
+
 inline Registry& quant_registry() {
     static Registry reg;
-    static PluginLoader loader(reg, {std::string(IMP_BINARY_DIR) + "/lib/imp/plugins"});
+    static PluginLoader loader(reg, {kPluginDir});
     static bool loaded = false;
     if (!loaded) {
         for (const char* p : {"arch_llama", "quant_ggml", "quant_nvfp4", "quant_fp8"}) loader.load(p);
         loaded = true;
     }
     return reg;
+}
+
+// The same with the mixture-of-experts architecture (arch_qwen_moe), when the build has it; null otherwise.
+inline Registry* moe_registry() {
+    static Registry reg;
+    static std::unique_ptr<PluginLoader> loader;
+    if (!loader) {
+        bool have = false;
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator(kPluginDir, ec))
+            have = have || e.path().filename().string().find("arch_qwen_moe") != std::string::npos;
+        if (!have) return nullptr;
+        loader = std::make_unique<PluginLoader>(reg, std::vector<std::string>{kPluginDir});
+        for (const char* p : {"arch_qwen_moe", "quant_ggml", "quant_nvfp4", "quant_fp8"}) loader->load(p);
+    }
+    return &reg;
 }
 
 inline std::string read_text(const std::string& path) {
@@ -53,7 +72,7 @@ inline double rel_diff(const float* got, const std::vector<float>& ref, size_t V
     return md / mr;
 }
 
-inline void check_model(const std::string& dir, bool fuse) {
+inline void check_model(const std::string& dir, bool fuse, Registry& reg = quant_registry()) {
     INFO("model " << dir << (fuse ? " (fused weights)" : " (unfused)"));
     const json::Value v = json::parse(read_text(dir + "/reference.json"), dir + "/reference.json");
     std::vector<int32_t> toks, cont;
@@ -71,7 +90,7 @@ inline void check_model(const std::string& dir, bool fuse) {
     opt.max_seq_len = 32;
     opt.prefill_chunk = 5;
     opt.fuse_weights = fuse;
-    Engine eng(*src, quant_registry(), ex, opt);
+    Engine eng(*src, reg, ex, opt);
     REQUIRE(eng.desc().n_vocab == int64_t(V));
     if (fuse) CHECK(eng.plan().fused > 0);
     std::vector<float> a(n1 * V), b(n2 * V);

@@ -3,6 +3,7 @@
 // entry whose tensors are not FP8), each loading or failing with one line naming the key or tensor.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 
 #include "exec/cpu/cpu_executor.h"
@@ -123,4 +124,33 @@ TEST_CASE("fp8: quantization config cases load or fail with one line naming the 
     bad.aux["weight_scale_inv"] = f.f32("w.weight_scale_inv", {1, 1}, {1.f});
     CHECK(error_of(fmt, request("w.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex) ==
           "quant_fp8: 'w.weight_scale_inv': block-wise FP8 (weight_scale_inv) is not supported");
+}
+
+TEST_CASE("fp8: fused expert parts (gate|up of every expert) stack per expert with per-row scales",
+          "[fp8][plan][experts]") {
+    FakeTensors f;
+    CpuExecutor ex(2);
+    fp8::Fp8Format fmt;
+    const int64_t ne = 3, cols = 32;
+    WeightSource gate, up;
+    for (int e = 0; e < ne; ++e) {
+        gate.experts.push_back(fp8_source(f, "g" + std::to_string(e), 12, cols, false, 0.01f * float(e + 1)));
+        up.experts.push_back(fp8_source(f, "u" + std::to_string(e), 4, cols, e == 1, 0.02f));
+    }
+    WeightSource fused;
+    fused.parts = {gate, up};
+    auto r = request("gate_up", WeightRole::Experts, {ne, 16, cols}, fused, nullptr);
+    const WeightPlan p = fmt.plan(r, ex);
+    REQUIRE(p.accepted);
+    CHECK(p.shape == std::vector<int64_t>{ne, 16, cols});
+    CHECK(p.device_bytes == uint64_t(ne * 16 * cols + ne * 16 * 4));
+    std::vector<float> all(size_t(ne * 16 * cols)), g(size_t(12 * cols)), u(size_t(4 * cols));
+    fmt.dequantize(fused, 0, ne * 16, all.data());
+    for (int64_t e = 0; e < ne; ++e) {
+        fmt.dequantize(gate, e * 12, 12, g.data());
+        fmt.dequantize(up, e * 4, 4, u.data());
+        CHECK(std::equal(g.begin(), g.end(), all.begin() + e * 16 * cols));
+        CHECK(std::equal(u.begin(), u.end(), all.begin() + (e * 16 + 12) * cols));
+    }
+    check_experts(fmt, r, ex);
 }

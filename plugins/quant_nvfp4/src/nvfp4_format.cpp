@@ -61,8 +61,8 @@ CpuCopy upload_cpu(const Layout& l, Executor& ex, const std::string& name, int64
     ex.upload(s, h.scales, ns);
     const bool divide = l.pieces[0].compressed_tensors();
     std::vector<float> gl;
-    for (const auto& p : l.pieces)
-        for (float v : divide ? p.ct_global_scales : p.globals) gl.push_back(v);
+    for (size_t i = 0; i < l.pieces.size(); i += size_t(l.parts_per_expert))
+        for (float v : divide ? l.pieces[i].ct_global_scales : l.pieces[i].globals) gl.push_back(v);
     gl.resize(size_t(n));  // parts share the first part's (layout_of checked they are equal)
     ex.upload(g, gl.data(), 4 * uint64_t(n));
     return {c, s, g, divide};

@@ -7,8 +7,8 @@ namespace imp::nvfp4 {
 
 HostNvfp4 gather(const Layout& l) {
     HostNvfp4 h;
-    for (const auto& p : l.pieces)
-        for (float g : p.globals) h.globals.push_back(g);
+    for (size_t i = 0; i < l.pieces.size(); i += size_t(l.parts_per_expert))
+        for (float g : l.pieces[i].globals) h.globals.push_back(g);
     if (!l.experts() && l.pieces.size() > 1) h.globals.resize(1);  // parts share one (checked by layout_of)
     if (l.pieces.size() == 1) {
         h.codes = l.pieces[0].codes->data;

@@ -131,7 +131,48 @@ const Piece& Layout::locate(int64_t row, int64_t& local) const {
     fail("row outside the weight");
 }
 
+namespace {
+
+// Fused experts (gate|up of every expert): parts that are each a per-expert list of the same experts. The pieces go
+// expert by expert, each expert's parts in order, so logical row e * rows + r reads them in sequence.
+Layout fused_experts(const WeightSource& src, const QuantConfig* config) {
+    Layout l;
+    std::vector<Layout> parts;
+    for (const auto& part : src.parts) {
+        if (part.experts.empty() || !part.parts.empty()) {
+            l.refusal = "a fused expert weight needs every part as per-expert tensors";
+            return l;
+        }
+        parts.push_back(layout_of(part, config));
+        if (!parts.back().refusal.empty()) return parts.back();
+        if (parts.back().shape[0] != parts[0].shape[0] || parts.back().shape[2] != parts[0].shape[2]) {
+            l.refusal = "fused expert parts " + src.parts[0].describe() + " and " + part.describe() + " do not stack";
+            return l;
+        }
+    }
+    const int64_t n = parts[0].shape[0];
+    int64_t rows = 0;
+    for (const auto& p : parts) rows += p.shape[1];
+    for (int64_t e = 0; e < n; ++e)
+        for (const auto& p : parts) {
+            const Piece& piece = p.pieces[size_t(e)];
+            const Piece& first = parts[0].pieces[size_t(e)];
+            if (piece.globals[0] != first.globals[0] || piece.compressed_tensors() != first.compressed_tensors()) {
+                l.refusal = "fused expert parts '" + first.codes->name + "' and '" + piece.codes->name +
+                            "' have different per-tensor scales";
+                return l;
+            }
+            l.pieces.push_back(piece);
+        }
+    l.shape = {n, rows, parts[0].shape[2]};
+    l.parts_per_expert = int64_t(parts.size());
+    return l;
+}
+
+}  // namespace
+
 Layout layout_of(const WeightSource& src, const QuantConfig* config) {
+    if (!src.parts.empty() && !src.parts[0].experts.empty()) return fused_experts(src, config);
     Layout l;
     std::vector<const WeightSource*> units;
     for (const auto& p : src.parts) units.push_back(&p);

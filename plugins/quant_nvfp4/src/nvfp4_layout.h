@@ -28,11 +28,15 @@ struct Piece {
 };
 
 // A request's source as NVFP4: its pieces in row order (parts) or expert order, and the logical shape
-// ([rows, cols] for a matrix or row concatenation, [n_expert, rows, cols] for experts), or why it is not NVFP4.
+// ([rows, cols] for a matrix or row concatenation, [n_expert, rows, cols] for experts, [n_expert, sum of the parts'
+// rows, cols] for parts that are each per-expert tensors), or why it is not NVFP4.
 struct Layout {
     std::string refusal;
     std::vector<Piece> pieces;
     std::vector<int64_t> shape;
+    // Fused experts (parts of per-expert tensors, e.g. gate|up): pieces go expert by expert, this many per expert
+    // (all of one expert share its per-tensor scale); 1 otherwise.
+    int64_t parts_per_expert = 1;
     bool experts() const { return shape.size() == 3; }
     // The piece holding logical row `row` (experts: e * rows + r) and the row inside it.
     const Piece& locate(int64_t row, int64_t& local) const;

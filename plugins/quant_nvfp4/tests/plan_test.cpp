@@ -3,6 +3,7 @@
 // (one imp::Error line naming the key or tensor) for every quantization-config case.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 
 #include "exec/cpu/cpu_executor.h"
@@ -172,4 +173,38 @@ TEST_CASE("nvfp4: quantization config cases load or fail with one line naming th
     bad.aux["pre_quant_scale"] = f.f32("m.pre_quant_scale", {32}, std::vector<float>(32, 1.f));
     CHECK(error_of(fmt, request("m.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex) ==
           "quant_nvfp4: 'm.pre_quant_scale': NVFP4_AWQ activation pre-scales are not supported");
+}
+
+TEST_CASE("nvfp4: fused expert parts (gate|up of every expert) stack per expert", "[nvfp4][plan][experts]") {
+    FakeTensors f;
+    CpuExecutor ex(2);
+    nvfp4::Nvfp4Format fmt;
+    const int64_t ne = 4, cols = 32;
+    WeightSource gate, up;
+    for (int e = 0; e < ne; ++e) {
+        const float g2 = 0.01f * float(e + 1);  // one per-tensor scale per expert, shared by its gate and up
+        gate.experts.push_back(nvfp4_source(f, "x." + std::to_string(e) + ".gate_proj", 16, cols, g2));
+        up.experts.push_back(nvfp4_source(f, "x." + std::to_string(e) + ".up_proj", 8, cols, g2));
+    }
+    WeightSource fused;
+    fused.parts = {gate, up};
+    auto r = request("x.gate_up", WeightRole::Experts, {ne, 24, cols}, fused, nullptr);
+    const WeightPlan p = fmt.plan(r, ex);
+    REQUIRE(p.accepted);
+    CHECK(p.shape == std::vector<int64_t>{ne, 24, cols});
+    CHECK(p.device_bytes == uint64_t(ne * 24 * (cols / 2 + cols / 16) + ne * 4));
+    // Expert e's rows: its gate rows, then its up rows.
+    std::vector<float> all(size_t(ne * 24 * cols)), g(size_t(16 * cols)), u(size_t(8 * cols));
+    fmt.dequantize(fused, 0, ne * 24, all.data());
+    for (int64_t e = 0; e < ne; ++e) {
+        fmt.dequantize(gate, e * 16, 16, g.data());
+        fmt.dequantize(up, e * 8, 8, u.data());
+        CHECK(std::equal(g.begin(), g.end(), all.begin() + e * 24 * cols));
+        CHECK(std::equal(u.begin(), u.end(), all.begin() + (e * 24 + 16) * cols));
+    }
+    check_experts(fmt, r, ex);
+    // Gate and up of one expert with different per-tensor scales: refused (the engine keeps them apart).
+    fused.parts[1].experts[2] = nvfp4_source(f, "x.2.up2", 8, cols, 0.5f);
+    CHECK_THAT(fmt.plan(request("x.gate_up", WeightRole::Experts, {ne, 24, cols}, fused, nullptr), ex).reason,
+               Catch::Contains("different per-tensor scales"));
 }
