@@ -97,7 +97,7 @@ struct CudaHandles {
     void* cublaslt = nullptr;
     void* lt_workspace = nullptr;  // cuBLASLt workspace
     size_t lt_workspace_bytes = 0;
-    // The executor launches its kernels with programmatic dependent launch (sm_90+, IMP_PDL unset or not 0). A
+    // The executor launches its kernels with programmatic dependent launch (sm_90+, unless [plugin.core] pdl = false). A
     // plugin kernel may then be launched the same way, provided it executes griddepcontrol.wait before touching
     // global memory that another kernel reads or writes (imp/cuda/launch.cuh states the rule and launches with it).
     bool pdl = false;

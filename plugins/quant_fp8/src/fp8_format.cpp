@@ -1,6 +1,7 @@
 // quant_fp8: the "fp8" QuantFormat (see fp8_format.h): plan from the layout, load onto the CPU (exact dequantizing
 // weights) or the CUDA kernels, reference dequantization.
 #include "fp8_format.h"
+#include "fp8_settings.h"
 
 #include <vector>
 
@@ -88,7 +89,7 @@ WeightPlan Fp8Format::plan(const WeightRequest& req, const Executor& ex) const {
     const int64_t ns = scales_per_matrix(l);
 #ifdef IMP_FP8_HAVE_CUDA
     if (cuda) {
-        p.device_bytes = cuda::device_bytes(rows, cols, n, ns);
+        p.device_bytes = cuda::device_bytes(rows, cols, n, ns, cuda_settings(req.settings));
         return p;
     }
 #endif
@@ -106,7 +107,8 @@ std::unique_ptr<Weight> Fp8Format::load(const WeightRequest& req, Executor& ex) 
 #ifdef IMP_FP8_HAVE_CUDA
         std::vector<uint8_t> buf;
         const std::vector<float> sc = l.canonical_scales();
-        return cuda::make_weight(ex, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()), "FP8_E4M3");
+        return cuda::make_weight(ex, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()), "FP8_E4M3",
+                                 cuda_settings(req.settings));
 #else
         no_cuda(req.name);
 #endif
@@ -128,7 +130,8 @@ std::unique_ptr<ExpertWeights> Fp8Format::load_experts(const WeightRequest& req,
 #ifdef IMP_FP8_HAVE_CUDA
         std::vector<uint8_t> buf;
         const std::vector<float> sc = l.canonical_scales();
-        return cuda::make_experts(ex, n, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()) / n);
+        return cuda::make_experts(ex, n, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()) / n,
+                                  cuda_settings(req.settings));
 #else
         no_cuda(req.name);
 #endif

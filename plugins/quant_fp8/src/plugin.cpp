@@ -4,10 +4,14 @@
 #include "fp8_format.h"
 #include "imp/abi.h"
 #include "imp/registry.h"
+#include "fp8_settings.h"
 
 namespace {
 
-void register_quant_fp8(imp::Registry& r) { r.add_format(std::make_unique<imp::fp8::Fp8Format>()); }
+void register_quant_fp8(imp::Registry& r) {
+    imp::fp8::declare_fp8_settings(r);
+    r.add_format(std::make_unique<imp::fp8::Fp8Format>());
+}
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // quant_nvfp4: the "nvfp4" QuantFormat (see nvfp4_format.h): plan from the layout, load onto the CPU (exact
 // dequantizing weights) or the CUDA kernels, reference dequantization.
 #include "nvfp4_format.h"
+#include "nvfp4_settings.h"
 
 #include "dequant_cpu.h"
 #include "hf_quant_util.h"
@@ -91,7 +92,7 @@ WeightPlan Nvfp4Format::plan(const WeightRequest& req, const Executor& ex) const
     const int64_t n = experts ? l.shape[0] : 1, rows = l.shape[l.shape.size() - 2], cols = l.shape.back();
 #ifdef IMP_NVFP4_HAVE_CUDA
     if (cuda) {
-        p.device_bytes = cuda::device_bytes(rows, cols, n);
+        p.device_bytes = cuda::device_bytes(rows, cols, n, cuda_settings(req.settings));
         return p;
     }
 #endif
@@ -108,7 +109,7 @@ std::unique_ptr<Weight> Nvfp4Format::load(const WeightRequest& req, Executor& ex
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_NVFP4_HAVE_CUDA
         const HostNvfp4 h = gather(l);
-        return cuda::make_weight(ex, rows, cols, h.codes, h.scales, h.globals[0], "NVFP4");
+        return cuda::make_weight(ex, rows, cols, h.codes, h.scales, h.globals[0], "NVFP4", cuda_settings(req.settings));
 #else
         no_cuda(req.name);
 #endif
@@ -127,7 +128,8 @@ std::unique_ptr<ExpertWeights> Nvfp4Format::load_experts(const WeightRequest& re
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_NVFP4_HAVE_CUDA
         const HostNvfp4 h = gather(l);
-        return cuda::make_experts(ex, n, rows, cols, h.codes, h.scales, h.globals.data());
+        return cuda::make_experts(ex, n, rows, cols, h.codes, h.scales, h.globals.data(),
+                                 cuda_settings(req.settings));
 #else
         no_cuda(req.name);
 #endif

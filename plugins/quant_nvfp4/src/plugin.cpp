@@ -3,11 +3,15 @@
 
 #include "imp/abi.h"
 #include "imp/registry.h"
+#include "nvfp4_settings.h"
 #include "nvfp4_format.h"
 
 namespace {
 
-void register_quant_nvfp4(imp::Registry& r) { r.add_format(std::make_unique<imp::nvfp4::Nvfp4Format>()); }
+void register_quant_nvfp4(imp::Registry& r) {
+    imp::nvfp4::declare_nvfp4_settings(r);
+    r.add_format(std::make_unique<imp::nvfp4::Nvfp4Format>());
+}
 
 }  // namespace
 

@@ -1,8 +1,8 @@
 // imp SDK, CUDA: kernel launches with programmatic dependent launch (PDL, sm_90+), and grid-size helpers.
 // Header-only; needs the CUDA runtime and the SDK's executor.h (CudaHandles). Include it from .cu files.
 //
-// Whether to launch with PDL is CudaHandles::pdl, set by the core's CUDA executor (sm_90+, and IMP_PDL=0 in the
-// environment turns it off for the process; the core reads that, plugins never do). A kernel launched with
+// Whether to launch with PDL is CudaHandles::pdl, set by the core's CUDA executor (sm_90+, unless the profile sets
+// [plugin.core] pdl = false; plugins read only CudaHandles::pdl). A kernel launched with
 // `pdl = true` may start while the kernel before it on the stream is still running (once every CTA of that kernel
 // has executed pdl_launch_dependents() or exited). The rule for such a kernel:
 //   - it executes pdl_wait() in every CTA before it reads or writes any global memory that another kernel

@@ -1,0 +1,29 @@
+// quant_nvfp4's settings: declarations and the CUDA kernels' choices they make.
+#include "nvfp4_settings.h"
+
+#include <string>
+
+namespace imp::nvfp4 {
+
+void declare_nvfp4_settings(Registry& reg) {
+    reg.add_setting({"prefill", std::string("dequant_bf16"),
+                     "CUDA: matmuls of more than 8 tokens: dequant_bf16 | fp8_at_load", {"dequant_bf16", "fp8_at_load"}});
+    reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
+    reg.add_setting({"experts_grouped", true,
+                     "CUDA: expert matmuls with more (token, slot) pairs than experts group the pairs by expert", {}});
+}
+
+#ifdef IMP_NVFP4_HAVE_CUDA
+cuda::Settings cuda_settings(const imp::Settings* s) {
+    cuda::Settings c;
+    if (!s || s->plugin() != "quant_nvfp4") return c;
+    const std::string& p = s->get_string("prefill");
+    if (p == "dequant_bf16") c.prefill = cuda::Settings::Prefill::DequantBf16;
+    if (p == "fp8_at_load") c.prefill = cuda::Settings::Prefill::Fp8AtLoad;
+    c.fast_accum = s->get_bool("fast_accum");
+    c.experts_grouped = s->get_bool("experts_grouped");
+    return c;
+}
+#endif
+
+}  // namespace imp::nvfp4
