@@ -197,8 +197,8 @@ void run(const blocks::MoeSpec& s, bool fuse, int64_t n_tokens, uint32_t seed) {
     RandomWeights w(*layer, g, fuse);
     layer->bind(w);
     std::vector<float> hidden = blocks_test::uniform(g, size_t(n_tokens * s.n_embd), -2.f, 2.f), in = hidden;
-    std::vector<float> scratch(size_t(layer->scratch_floats(n_tokens)), NAN);
-    std::vector<int32_t> pos(size_t(n_tokens), 0);
+    std::vector<float> scratch(static_cast<size_t>(layer->scratch_floats(n_tokens)), NAN);
+    std::vector<int32_t> pos(static_cast<size_t>(n_tokens), 0);
     StepBatch b;
     b.n_tokens = n_tokens;
     b.token_pos = pos.data();
