@@ -1,4 +1,4 @@
-// The MoE FFN block (imp/blocks/moe.h): norm -> fused router op -> gate|up of the selected experts (one grouped
+// The MoE FFN block (imp/blocks/moe.h): fused norm + router op -> gate|up of the selected experts (one grouped
 // matmul over the fused 3-D weight, else two) -> silu(gate) * up -> down with the routing weights and the residual
 // add (one weighted grouped matmul accumulating into the hidden state) -> optional shared expert.
 #include "imp/blocks/moe.h"
@@ -140,9 +140,9 @@ public:
         float* sg = wts + aligned(n * k);
         float* gu = sg + aligned(n);
         float* act = gu + aligned(rows * 2 * fmax);
-        ex.rms_norm(hidden, wnorm_, xn, n, e, s_.eps);
-        router_(ex, {xn, e, wrouter_, n, e, s_.n_expert, s_.top_k, s_.norm_topk, s_.weights_scale, wsg_, ids, wts,
-                     sg});
+        // the RMSNorm in the router launch: xn for the experts, the routing from it
+        router_(ex, {hidden, e, wrouter_, n, e, s_.n_expert, s_.top_k, s_.norm_topk, s_.weights_scale, wsg_, ids, wts,
+                     sg, wnorm_, s_.eps, xn});
         ExpertMatmul m;
         m.x = xn;
         m.x_stride = e;

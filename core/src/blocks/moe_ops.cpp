@@ -47,8 +47,9 @@ void check_router_args(const MoeRouter::Args& a) {
     if (a.n_expert <= 0 || a.top_k <= 0 || a.top_k > a.n_expert)
         throw Error(op + ": top_k " + std::to_string(a.top_k) + " must be in [1, n_expert = " +
                     std::to_string(a.n_expert) + "]");
-    if (a.n_tokens > 0 && (!a.x || !a.w || !a.ids || !a.weights || (a.shared_gate_w && !a.shared_gate)))
-        throw Error(op + ": a null pointer among x, w, ids, weights (or shared_gate with shared_gate_w)");
+    if (a.n_tokens > 0 && (!a.x || !a.w || !a.ids || !a.weights || (a.shared_gate_w && !a.shared_gate) ||
+                           (a.norm_w && !a.xn)))
+        throw Error(op + ": a null pointer among x, w, ids, weights (or shared_gate with shared_gate_w, xn with norm_w)");
 }
 
 void router_cpu(Executor& ex, const MoeRouter::Args& a) {
@@ -58,6 +59,14 @@ void router_cpu(Executor& ex, const MoeRouter::Args& a) {
         std::vector<float> logits(static_cast<size_t>(a.n_expert));
         for (int64_t t = t0; t < t1; ++t) {
             const float* x = a.x + t * a.x_stride;
+            if (a.norm_w) {  // as the executors' rms_norm
+                float* xn = a.xn + t * a.n_embd;
+                float ss = 0.f;
+                for (int64_t c = 0; c < a.n_embd; ++c) ss += x[c] * x[c];
+                const float scale = 1.f / std::sqrt(ss / float(a.n_embd) + a.eps);
+                for (int64_t c = 0; c < a.n_embd; ++c) xn[c] = x[c] * scale * a.norm_w[c];
+                x = xn;
+            }
             for (int e = 0; e < a.n_expert; ++e) {
                 const float* w = a.w + int64_t(e) * a.n_embd;
                 double s = 0;
@@ -113,7 +122,7 @@ std::string check_router(Executor& cpu, Executor& dev, uint64_t seed) {
     const int ne = experts[rng() % 3];
     const int ks[] = {1, 2, 8, ne};
     const int k = std::min(ne, ks[rng() % 4]);
-    const bool norm = rng() % 2, shared = rng() % 2;
+    const bool norm = rng() % 2, shared = rng() % 2, fused_norm = rng() % 2;
     const float scale = rng() % 2 ? 1.f : 2.5f;
     std::normal_distribution<float> nd(0.f, 1.f);
     const int64_t stride = e_embd + (rng() % 2 ? 0 : 4);
@@ -121,10 +130,13 @@ std::string check_router(Executor& cpu, Executor& dev, uint64_t seed) {
     for (auto& v : x) v = nd(rng);
     for (auto& v : w) v = nd(rng) * 2.f / std::sqrt(float(e_embd));
     for (auto& v : sg) v = nd(rng) / std::sqrt(float(e_embd));
+    std::vector<float> nw(static_cast<size_t>(e_embd)), rxn(static_cast<size_t>(n * e_embd));
+    for (auto& v : nw) v = 0.5f + std::fabs(nd(rng));
     std::vector<int32_t> rid(static_cast<size_t>(n * k));
     std::vector<float> rw(static_cast<size_t>(n * k)), rg(static_cast<size_t>(n));
     MoeRouter::Args a{x.data(), stride, w.data(), n, e_embd, ne, k, norm, scale, shared ? sg.data() : nullptr,
                       rid.data(), rw.data(), rg.data()};
+    if (fused_norm) a.norm_w = nw.data(), a.eps = 1e-6f, a.xn = rxn.data();
     moe_detail::router_cpu(cpu, a);
     MoeRouter::Args d = a;
     d.x = put(dev, x, "moe.check.x");
@@ -133,11 +145,15 @@ std::string check_router(Executor& cpu, Executor& dev, uint64_t seed) {
     d.ids = put(dev, std::vector<int32_t>(size_t(n * k), -7), "moe.check.ids");
     d.weights = put(dev, std::vector<float>(size_t(n * k), -7.f), "moe.check.weights");
     d.shared_gate = put(dev, std::vector<float>(size_t(n), -7.f), "moe.check.gate");
+    if (fused_norm) {
+        d.norm_w = put(dev, nw, "moe.check.norm");
+        d.xn = put(dev, std::vector<float>(rxn.size(), -7.f), "moe.check.xn");
+    }
     moe_cuda::router(dev, d);
     const auto gid = get(dev, d.ids, rid.size());
     const auto gw = get(dev, d.weights, rw.size());
     const std::string shape = "n_tokens " + std::to_string(n) + " n_embd " + std::to_string(e_embd) + " n_expert " +
-                              std::to_string(ne) + " top_k " + std::to_string(k);
+                              std::to_string(ne) + " top_k " + std::to_string(k) + (fused_norm ? " +norm" : "");
     for (size_t i = 0; i < rid.size(); ++i)
         if (gid[i] != rid[i]) {
             // a near tie: the reference weight of the expert the device picked equals the one it skipped
@@ -150,6 +166,10 @@ std::string check_router(Executor& cpu, Executor& dev, uint64_t seed) {
                        std::to_string(rid[i]);
         }
     std::string diff = compare_close(shape + ": weights", rw.data(), gw.data(), rw.size(), 1e-6f, 1e-4f);
+    if (diff.empty() && fused_norm) {
+        const auto gx = get(dev, d.xn, rxn.size());
+        diff = compare_close(shape + ": xn", rxn.data(), gx.data(), rxn.size(), 1e-6f, 1e-5f);
+    }
     if (diff.empty() && shared) {
         const auto gg = get(dev, d.shared_gate, rg.size());
         diff = compare_close(shape + ": shared_gate", rg.data(), gg.data(), rg.size(), 1e-6f, 1e-4f);

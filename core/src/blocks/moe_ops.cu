@@ -39,6 +39,9 @@ struct RouterParams {
     int32_t* ids;
     float* weights;
     float* shared_gate;
+    const float* norm_w;  // RMSNorm weight, or null
+    float eps;
+    float* xn;            // [n_tokens, n_embd], written when norm_w
 };
 
 template <int TT, bool VEC>
@@ -48,8 +51,13 @@ __device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr,
     for (int tt = 0; tt < TT; ++tt) acc[tt] = 0.f;
     if constexpr (VEC) {
         const float4* w4 = reinterpret_cast<const float4*>(wr);
+        const float4* n4 = reinterpret_cast<const float4*>(p.norm_w);
         for (int64_t c = lane; c < p.n_embd / 4; c += 32) {
-            const float4 wv = __ldg(w4 + c);
+            float4 wv = __ldg(w4 + c);
+            if (n4) {
+                const float4 nv = __ldg(n4 + c);
+                wv.x *= nv.x, wv.y *= nv.y, wv.z *= nv.z, wv.w *= nv.w;
+            }
 #pragma unroll
             for (int tt = 0; tt < TT; ++tt)
                 if (tt < nt) {
@@ -59,7 +67,7 @@ __device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr,
         }
     } else {
         for (int64_t c = lane; c < p.n_embd; c += 32) {
-            const float wv = __ldg(wr + c);
+            const float wv = __ldg(wr + c) * (p.norm_w ? __ldg(p.norm_w + c) : 1.f);
 #pragma unroll
             for (int tt = 0; tt < TT; ++tt)
                 if (tt < nt) acc[tt] += wv * p.x[(t0 + tt) * p.xs + c];
@@ -72,7 +80,8 @@ __device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr,
 }
 
 // Grid (kRouterCluster, tiles of TT tokens), cluster (kRouterCluster, 1, 1), kWarps warps. Shared memory: this CTA's
-// logits [TT][epb], then (CTA 0) the gathered logits [TT][n_total].
+// logits [TT][epb], then (CTA 0) the gathered logits [TT][n_total], then the tokens' RMSNorm scales [TT]. With the
+// norm, logit = scale_t * sum_c x_c (norm_w_c w_ec) and each CTA writes its slice of the columns of xn.
 template <int TT, bool VEC>
 __global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
     extern __shared__ float smem[];
@@ -86,6 +95,23 @@ __global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
     pdl_launch_dependents();
     pdl_wait();
     float* own = smem;
+    float* inv = smem + TT * (p.epb + n_total);
+    if (p.norm_w) {
+        if (warp < nt) {
+            const float* xr = p.x + (t0 + warp) * p.xs;
+            float ss = 0.f;
+            for (int64_t c = lane; c < p.n_embd; c += 32) ss += xr[c] * xr[c];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) inv[warp] = 1.f / sqrtf(ss / float(p.n_embd) + p.eps);
+        }
+        __syncthreads();
+        const int64_t per = (p.n_embd + kRouterCluster - 1) / kRouterCluster, c0 = rank * per;
+        const int64_t c1 = c0 + per < p.n_embd ? c0 + per : p.n_embd;
+        for (int tt = 0; tt < nt; ++tt)
+            for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x)
+                p.xn[(t0 + tt) * p.n_embd + c] = p.x[(t0 + tt) * p.xs + c] * inv[tt] * p.norm_w[c];
+    }
     for (int i = warp; i < p.epb; i += kWarps) {
         const int e = rank * p.epb + i;
         if (e >= n_total) break;
@@ -94,7 +120,7 @@ __global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
         dot_rows<TT, VEC>(p, wr, t0, nt, lane, acc);
         if (lane == 0)
 #pragma unroll
-            for (int tt = 0; tt < TT; ++tt) own[tt * p.epb + i] = acc[tt];
+            for (int tt = 0; tt < TT; ++tt) own[tt * p.epb + i] = p.norm_w && tt < nt ? acc[tt] * inv[tt] : acc[tt];
     }
     cluster.sync();
     if (rank == 0 && warp < nt) {
@@ -149,7 +175,7 @@ void launch_router(const RouterParams& p, bool vec, const CudaHandles& h) {
     c.grid = dim3(kRouterCluster, unsigned((p.n_tokens + TT - 1) / TT), 1);
     c.block = dim3(kWarps * 32, 1, 1);
     c.cluster = dim3(kRouterCluster, 1, 1);
-    c.smem = size_t(TT) * size_t(p.epb + n_total) * sizeof(float);
+    c.smem = size_t(TT) * size_t(p.epb + n_total + 1) * sizeof(float);
     if (vec) IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, true>, p));
     else IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, false>, p));
 }
@@ -185,11 +211,11 @@ void router(Executor& ex, const MoeRouter::Args& a) {
         throw Error(std::string(MoeRouter::name) + ": " + std::to_string(a.n_expert) +
                     " experts; the CUDA kernel takes at most " + std::to_string(kMaxExperts));
     RouterParams p{a.x, a.x_stride, a.w, a.shared_gate_w, a.n_tokens, a.n_embd, a.n_expert, a.top_k, 0,
-                   a.norm_topk ? 1 : 0, a.scale, a.ids, a.weights, a.shared_gate};
+                   a.norm_topk ? 1 : 0, a.scale, a.ids, a.weights, a.shared_gate, a.norm_w, a.eps, a.xn};
     const int n_total = a.n_expert + (a.shared_gate_w ? 1 : 0);
     p.epb = (n_total + kRouterCluster - 1) / kRouterCluster;
     const bool vec = a.n_embd % 4 == 0 && a.x_stride % 4 == 0 && al16(a.x) && al16(a.w) &&
-                     (!a.shared_gate_w || al16(a.shared_gate_w));
+                     (!a.shared_gate_w || al16(a.shared_gate_w)) && (!a.norm_w || al16(a.norm_w));
     if (a.n_tokens <= 4) launch_router<1>(p, vec, h);
     else launch_router<8>(p, vec, h);
 }

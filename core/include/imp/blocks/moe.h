@@ -14,8 +14,8 @@
 // Layers a model keeps dense (HF mlp_only_layers / decoder_sparse_step) are the SwiGLU FFN block (imp/blocks/ffn.h):
 // the arch decides per layer (is_moe_layer below).
 //
-// The router is one registered op, "blocks.moe_router" (CPU reference and CUDA kernel, register_moe_ops): the router
-// GEMV, softmax, top-k, renormalization, scale and the shared-expert gate in one launch; expert ids and weights stay
+// The router is one registered op, "blocks.moe_router" (CPU reference and CUDA kernel, register_moe_ops): the
+// block's RMSNorm, the router GEMV, softmax, top-k, renormalization, scale and the shared-expert gate in one launch; expert ids and weights stay
 // on the device, so a decode step through this block captures into one CUDA graph. The experts are ExpertWeights
 // (imp/experts.h): gate|up in one grouped matmul when the file has the fused 3-D tensor, the down projection with the
 // routing weights and the residual add in one grouped matmul.
@@ -34,10 +34,11 @@
 
 namespace imp::blocks {
 
-// The fused router. Per token t (row t of x):
-//   l_e = sum_c x[t, c] * w[e, c] (fp32);  p = softmax(l);  ids[t, 0..top_k) = the top_k experts by p, descending,
+// The fused router. Per token t (row t of x), when norm_w is not null first the block's RMSNorm, written to xn:
+//   xn[t, c] = x[t, c] / sqrt(mean_c(x[t, c]^2) + eps) * norm_w[c]   (else xn = x, nothing written)
+//   l_e = sum_c xn[t, c] * w[e, c] (fp32);  p = softmax(l);  ids[t, 0..top_k) = the top_k experts by p, descending,
 //   ties to the lower id;  weights[t, j] = p_ids / (norm_topk ? sum of the top_k p : 1) * scale;
-//   shared_gate[t] = sigmoid(sum_c x[t, c] * shared_gate_w[c])  when shared_gate_w is not null.
+//   shared_gate[t] = sigmoid(sum_c xn[t, c] * shared_gate_w[c])  when shared_gate_w is not null.
 struct MoeRouter {
     static constexpr const char* name = "blocks.moe_router";
     struct Args {
@@ -52,6 +53,9 @@ struct MoeRouter {
         int32_t* ids = nullptr;                // [n_tokens, top_k]
         float* weights = nullptr;              // [n_tokens, top_k]
         float* shared_gate = nullptr;          // [n_tokens], written when shared_gate_w is not null
+        const float* norm_w = nullptr;         // [n_embd] RMSNorm weight, or null (x is already normalized)
+        float eps = 1e-6f;
+        float* xn = nullptr;                   // [n_tokens, n_embd] (contiguous), written when norm_w is not null
     };
 };
 
