@@ -1,5 +1,5 @@
 // The MoE FFN block (imp/blocks/moe.h): fused norm + router op -> gate|up of the selected experts (one grouped
-// matmul over the fused 3-D weight, else two) -> silu(gate) * up -> down with the routing weights and the residual
+// matmul over the file's fused 3-D weight or the gate|up stack the core builds from the two, else two) -> silu(gate) * up -> down with the routing weights and the residual
 // add (one weighted grouped matmul accumulating into the hidden state) -> optional shared expert.
 #include "imp/blocks/moe.h"
 
@@ -57,6 +57,7 @@ public:
         p_up_ = pat("ffn_up_exps.e");
         p_down_ = pat("ffn_down_exps.e");
         n_gate_up_ = pat("ffn_gate_up_exps");
+        n_gate_up_cat_ = s.names.prefix(s.layer) + "ffn_gate_up_exps.fused";
         if (s.n_ff_shared > 0) {
             n_sh_gate_ = s.names("ffn_gate_shexp", s.layer);
             n_sh_up_ = s.names("ffn_up_shexp", s.layer);
@@ -85,6 +86,9 @@ public:
         w.push_back(experts_spec(n_gate_, p_gate_, ne, f, e, k, fused_possible));
         w.push_back(experts_spec(n_up_, p_up_, ne, f, e, k, fused_possible));
         w.push_back(experts_spec(n_down_, p_down_, ne, e, f, k, false));
+        WeightSpec cat = experts_spec(n_gate_up_cat_, "", ne, 2 * f, e, k, false);  // built by the core when it can
+        cat.concat = {n_gate_, n_up_};
+        w.push_back(cat);
         if (s_.n_ff_shared > 0) {
             const int64_t fs = s_.n_ff_shared;
             w.push_back(matrix(n_sh_gate_, fs, e));
@@ -104,6 +108,7 @@ public:
         wnorm_ = need_vector(w, norm_.name);
         wrouter_ = need_vector(w, n_router_);
         gate_up_ = n_gate_up_.empty() ? nullptr : w.experts(n_gate_up_);
+        if (!gate_up_) gate_up_ = w.experts(n_gate_up_cat_);
         gate_ = w.experts(n_gate_);
         up_ = w.experts(n_up_);
         down_ = w.experts(n_down_);
@@ -192,7 +197,7 @@ private:
     MoeSpec s_;
     OpRef<MoeRouter> router_;
     OpRef<RowScale> row_scale_;
-    std::string n_router_, n_gate_, n_up_, n_down_, p_gate_, p_up_, p_down_, n_gate_up_;
+    std::string n_router_, n_gate_, n_up_, n_down_, p_gate_, p_up_, p_down_, n_gate_up_, n_gate_up_cat_;
     std::string n_sh_gate_, n_sh_up_, n_sh_down_, n_sh_gate_up_, n_sh_inp_;
     WeightSpec norm_;
     const float *wnorm_ = nullptr, *wrouter_ = nullptr, *wsg_ = nullptr;

@@ -63,7 +63,8 @@ private:
 // Random weights for every spec of the layer (fused matrices built from their parts when `fuse`).
 class RandomWeights final : public WeightSet {
 public:
-    RandomWeights(const Layer& layer, std::mt19937& g, bool fuse) {
+    // fuse: the file's fused gate|up experts (else separate gate and up); cat: the core's stack of the two
+    RandomWeights(const Layer& layer, std::mt19937& g, bool fuse, bool cat) {
         std::normal_distribution<float> nd(0.f, 1.f);
         for (const WeightSpec& s : layer.weight_specs()) {
             const int64_t n = std::accumulate(s.shape.begin(), s.shape.end(), int64_t(1), std::multiplies<>());
@@ -74,6 +75,17 @@ public:
                                       : nd(g) * sc * (s.name.find("gate_inp") != std::string::npos ? 3.f : 1.f);
             if (s.use == WeightSpec::Use::Vector) {
                 vec[s.name] = v;
+            } else if (s.use == WeightSpec::Use::Experts && !s.concat.empty()) {
+                if (!cat) continue;  // the core's gate|up stack from the parts, per expert
+                const auto& g0 = raw.at(s.concat[0]);
+                const auto& u0 = raw.at(s.concat[1]);
+                const int64_t per = s.shape[1] / 2 * s.shape[2];
+                std::vector<float> w;
+                for (int64_t e = 0; e < s.shape[0]; ++e) {
+                    w.insert(w.end(), g0.begin() + e * per, g0.begin() + (e + 1) * per);
+                    w.insert(w.end(), u0.begin() + e * per, u0.begin() + (e + 1) * per);
+                }
+                exp[s.name] = std::make_unique<F32Experts>(w, s.shape[0], s.shape[1], s.shape[2]);
             } else if (s.use == WeightSpec::Use::Experts) {
                 if (s.optional && s.name.find("gate_up") != std::string::npos && !fuse) continue;
                 if (s.optional && s.name.find("gate_up") == std::string::npos && fuse) continue;
@@ -189,12 +201,13 @@ std::vector<double> reference(const blocks::MoeSpec& s, const RandomWeights& w, 
     return out;
 }
 
-void run(const blocks::MoeSpec& s, bool fuse, int64_t n_tokens, uint32_t seed) {
+void run(const blocks::MoeSpec& s, bool fuse, int64_t n_tokens, uint32_t seed, bool cat = false) {
     INFO("n_expert " << s.n_expert << " top_k " << s.top_k << " shared " << s.n_ff_shared << " fuse " << fuse
+                     << " cat " << cat
                      << " tokens " << n_tokens << " seed " << seed);
     std::mt19937 g(seed);
     auto layer = blocks::make_moe(s);
-    RandomWeights w(*layer, g, fuse);
+    RandomWeights w(*layer, g, fuse, cat && !fuse);
     layer->bind(w);
     std::vector<float> hidden = blocks_test::uniform(g, size_t(n_tokens * s.n_embd), -2.f, 2.f), in = hidden;
     std::vector<float> scratch(static_cast<size_t>(layer->scratch_floats(n_tokens)), NAN);
@@ -227,6 +240,8 @@ TEST_CASE("MoE block with a gated shared expert equals its formula (CPU)", "[arc
         run(spec(6, 6, 0), fuse, 9, seed + 2);  // k = n_expert, no shared expert
         run(spec(5, 1, 24), fuse, 3, seed + 3);
     }
+    run(spec(8, 2, 40), false, 5, seed + 4, true);  // gate|up stacked by the core from separate tensors
+    run(spec(6, 6, 0), false, 9, seed + 5, true);
 }
 
 TEST_CASE("MoE block spec errors name the layer and the field", "[arch_qwen_moe][block]") {

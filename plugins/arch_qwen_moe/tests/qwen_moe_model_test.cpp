@@ -4,7 +4,9 @@
 // expert tensors, and from the GGUF, including a continuation through the KV cache and one-token decode steps.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "exec/cpu/cpu_executor.h"
@@ -107,4 +109,34 @@ TEST_CASE("the layer kind qwen3moe.moe builds the MoE block from the arch's hype
     };
     CHECK(names(*layer) == names(*eng.desc().layers[5]));  // layer 2's MoE block, as the arch built it
     CHECK(names(*layer).at(1) == "blk.2.ffn_gate_inp.weight");
+}
+
+TEST_CASE("gate|up experts stacked by the core (GGUF) give the unfused logits", "[arch_qwen_moe]") {
+    const Reference ref = load_reference("qwen3moe_tiny");
+    const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size();
+    // fused weights: q|k|v per attention layer (4), gate|up of the dense layer (1), and for the GGUF the gate|up
+    // expert stack of each MoE layer (3); the HF folders have per-expert tensors (not stacked) or the file's own
+    // fused 3-D tensor
+    for (const auto& [name, fused] : std::vector<std::pair<std::string, int>>{
+             {"qwen3moe_tiny.gguf", 8}, {"qwen3moe_tiny", 5}, {"qwen3moe_tiny_fused", 5}}) {
+        INFO(name);
+        auto src = open_model(kFixtures + "/" + name);
+        CpuExecutor ex(2);
+        EngineOptions opt;
+        opt.max_seq_len = 32;
+        std::vector<float> logits[2];
+        for (const int fuse : {1, 0}) {
+            ::setenv("IMP_FUSE_WEIGHTS", fuse ? "1" : "0", 1);
+            Engine eng(*src, moe_registry(), ex, opt);
+            CHECK(eng.plan().fused == (fuse ? fused : 0));
+            logits[fuse].resize(n1 * V);
+            eng.forward(ref.tokens.data(), int64_t(n1), logits[fuse].data(), true);
+        }
+        ::unsetenv("IMP_FUSE_WEIGHTS");
+        CHECK(rel_diff(logits[0].data(), ref, 0, n1) <= 1e-4);
+        CHECK(rel_diff(logits[1].data(), ref, 0, n1) <= 1e-4);
+        double md = 0;
+        for (size_t i = 0; i < logits[0].size(); ++i) md = std::max(md, double(std::abs(logits[0][i] - logits[1][i])));
+        CHECK(md <= 1e-5);
+    }
 }

@@ -96,3 +96,54 @@ TEST_CASE("synthetic routers spread tokens over the experts", "[arch_qwen_moe][s
     }
     std::filesystem::remove(path);
 }
+
+TEST_CASE("ggml plans, dequantizes and loads a gate|up stack of two expert tensors per expert", "[arch_qwen_moe][synth]") {
+    const std::string path = synth("q4_k_m");
+    auto src = open_model(path);
+    const TensorInfo& g = src->get("blk.1.ffn_gate_exps.weight");
+    const TensorInfo& u = src->get("blk.1.ffn_up_exps.weight");
+    const int64_t ne = g.shape[0], f = g.shape[1], cols = g.shape[2];
+    WeightRequest req;
+    req.name = "blk.1.ffn_gate_up_exps.fused";
+    req.role = WeightRole::Experts;
+    req.shape = {ne, 2 * f, cols};
+    req.source.parts.resize(2);
+    req.source.parts[0].main = &g;
+    req.source.parts[1].main = &u;
+    QuantConfig qc;
+    req.config = &qc;
+    const QuantFormat* ggml = moe_registry().find_format("ggml");
+    CpuExecutor ex(1);
+    const WeightPlan p = ggml->plan(req, ex);
+    REQUIRE(p.accepted);
+    CHECK(p.shape == req.shape);
+    CHECK(p.consumed.size() == 2);
+    // logical row e * 2f + r: gate row r of expert e for r < f, else up row r - f
+    std::vector<float> got(static_cast<size_t>(4 * cols)), want(static_cast<size_t>(cols));
+    const int64_t e = ne - 2, row0 = e * 2 * f + f - 2;  // gate rows f-2, f-1 of e, up rows 0, 1 of e
+    ggml->dequantize(req.source, row0, 4, got.data());
+    WeightSource one;
+    for (int i = 0; i < 4; ++i) {
+        one.main = i < 2 ? &g : &u;
+        ggml->dequantize(one, i < 2 ? e * f + f - 2 + i : e * f + i - 2, 1, want.data());
+        for (int64_t c = 0; c < cols; ++c) CHECK(got[size_t(i * cols + c)] == want[size_t(c)]);
+    }
+    // loaded: expert e's [2f, cols] matrix times x equals the dequantized rows
+    auto w = ggml->load_experts(req, ex);
+    REQUIRE(w->rows() == 2 * f);
+    std::vector<float> x(static_cast<size_t>(cols), 0.f), y(static_cast<size_t>(2 * f));
+    x[5] = 1.f;  // picks column 5
+    const int32_t id = int32_t(e);
+    ExpertMatmul m;
+    m.x = x.data();
+    m.x_stride = cols;
+    m.ids = &id;
+    m.n_tokens = 1;
+    m.y = y.data();
+    m.y_stride = 2 * f;
+    w->grouped_matmul(ex, m);
+    std::vector<float> all(static_cast<size_t>(2 * f * cols));
+    ggml->dequantize(req.source, e * 2 * f, 2 * f, all.data());
+    for (int64_t r = 0; r < 2 * f; ++r) CHECK(y[size_t(r)] == Approx(all[size_t(r * cols + 5)]).margin(1e-6));
+    std::filesystem::remove(path);
+}
