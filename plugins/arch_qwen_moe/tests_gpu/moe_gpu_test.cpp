@@ -137,8 +137,9 @@ TEST_CASE("gpu: graph replay with new routing every step equals no graphs; no cu
           "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     auto src = open_model(kFixtures + "/qwen3moe_tiny.gguf");
-    CudaExecutor dev(0);
-    Engine with(*src, moe_registry(), dev, opts(128, 1, true)), without(*src, moe_registry(), dev, opts(128, 1, false));
+    CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
+    Engine with(*src, moe_registry(), dev_a, opts(128, 1, true));
+    Engine without(*src, moe_registry(), dev_b, opts(128, 1, false));
     for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{1, 17, 200}, std::vector<int32_t>{5, 6, 7, 300, 2}}) {
         std::vector<int32_t> toks[2];
         std::vector<float> lg[2];
@@ -170,12 +171,12 @@ TEST_CASE("gpu: several sequences (decode rows beside prefill of 1..300 tokens) 
           "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     auto src = open_model(kFixtures + "/qwen3moe_tiny.gguf");
-    CpuExecutor cpu(2);
-    CudaExecutor dev(0);
     for (int n_decode : {1, 2, 5, 8}) {
         for (int prefill : {0, 1, 37, 300}) {
             INFO(n_decode << " decode rows, prefill of " << prefill);
+            CpuExecutor cpu(2);
             Engine* e[2];
+            CudaExecutor dev(0);  // fresh per engine: its memory is freed with it
             Engine ec(*src, moe_registry(), cpu, opts(512, 9, false)), eg(*src, moe_registry(), dev, opts(512, 9, true));
             e[0] = &ec, e[1] = &eg;
             std::vector<float> out[2];
