@@ -111,14 +111,14 @@ TEST_CASE("the layer kind qwen3moe.moe builds the MoE block from the arch's hype
     CHECK(names(*layer).at(1) == "blk.2.ffn_gate_inp.weight");
 }
 
-TEST_CASE("gate|up experts stacked by the core (GGUF) give the unfused logits", "[arch_qwen_moe]") {
+TEST_CASE("gate|up experts stacked by the core (GGUF, HF per-expert) give the unfused logits", "[arch_qwen_moe]") {
     const Reference ref = load_reference("qwen3moe_tiny");
     const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size();
-    // fused weights: q|k|v per attention layer (4), gate|up of the dense layer (1), and for the GGUF the gate|up
-    // expert stack of each MoE layer (3); the HF folders have per-expert tensors (not stacked) or the file's own
-    // fused 3-D tensor
+    // fused weights: q|k|v per attention layer (4), gate|up of the dense layer (1), and the gate|up
+    // expert stack of each MoE layer (3, from GGUF 3-D tensors or HF per-expert tensors); the fused HF folder has the
+    // file's own fused 3-D tensor
     for (const auto& [name, fused] : std::vector<std::pair<std::string, int>>{
-             {"qwen3moe_tiny.gguf", 8}, {"qwen3moe_tiny", 5}, {"qwen3moe_tiny_fused", 5}}) {
+             {"qwen3moe_tiny.gguf", 8}, {"qwen3moe_tiny", 8}, {"qwen3moe_tiny_fused", 5}}) {
         INFO(name);
         auto src = open_model(kFixtures + "/" + name);
         CpuExecutor ex(2);

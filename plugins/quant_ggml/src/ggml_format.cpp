@@ -55,7 +55,46 @@ struct Layout {
     std::vector<int64_t> shape;
 };
 
+Layout layout_of(const WeightSource& src);
+std::string source_name(const WeightSource& src);
+
+// Expert stacks concatenated along each expert's rows (fused gate|up experts): parts that are each an expert list
+// (per-expert tensors) of one type, expert count and width -> [n_expert, sum of rows, cols].
+Layout stacked_expert_lists(const WeightSource& src) {
+    Layout l;
+    int64_t rows = 0;
+    for (const auto& p : src.parts) {
+        if (p.experts.empty() || !p.parts.empty()) {
+            l.refusal = "a row concatenation mixes expert lists with other sources";
+            return l;
+        }
+        Layout pl = layout_of(p);
+        if (!pl.refusal.empty()) return pl;
+        if (l.type && (pl.type != l.type || pl.shape[0] != l.shape[0] || pl.shape[2] != l.shape[2])) {
+            l.refusal = "expert lists " + source_name(src.parts[0]) + " " + shape_str(l.shape) + " and " +
+                        source_name(p) + " " + shape_str(pl.shape) + " do not stack";
+            return l;
+        }
+        if (!l.type) l.shape = pl.shape;
+        l.type = pl.type;
+        rows += pl.shape[1];
+        l.pieces.insert(l.pieces.end(), pl.pieces.begin(), pl.pieces.end());
+    }
+    l.shape[1] = rows;
+    return l;
+}
+
+// Part p's rows of expert e in a stacked source (a 3-D tensor or an expert list).
+const uint8_t* part_expert_data(const WeightSource& p, int64_t e, uint64_t row_bytes) {
+    if (!p.experts.empty()) return p.experts[size_t(e)].main->data;
+    return p.main->data + uint64_t(e) * uint64_t(p.main->shape[1]) * row_bytes;
+}
+int64_t part_expert_rows(const WeightSource& p) {
+    return !p.experts.empty() ? p.experts[0].main->shape[0] : p.main->shape[1];
+}
+
 Layout layout_of(const WeightSource& src) {
+    if (!src.parts.empty() && !src.parts[0].experts.empty()) return stacked_expert_lists(src);
     Layout l;
     std::vector<const WeightSource*> units;
     for (const auto& p : src.parts) units.push_back(&p);
@@ -214,9 +253,9 @@ std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req
         joined.resize(uint64_t(n_expert) * uint64_t(rows) * rb);
         for (int64_t e = 0; e < n_expert; ++e) {
             uint8_t* dst = joined.data() + uint64_t(e) * uint64_t(rows) * rb;
-            for (const auto& p : l.pieces) {
-                const uint64_t part_rows = uint64_t(p.t->shape[1]);
-                std::memcpy(dst, p.t->data + uint64_t(e) * part_rows * rb, part_rows * rb);
+            for (const auto& p : req.source.parts) {
+                const uint64_t part_rows = uint64_t(part_expert_rows(p));
+                std::memcpy(dst, part_expert_data(p, e, rb), part_rows * rb);
                 dst += part_rows * rb;
             }
             data.push_back(joined.data() + uint64_t(e) * uint64_t(rows) * rb);
@@ -246,9 +285,9 @@ void GgmlFormat::dequantize(const WeightSource& src, int64_t row0, int64_t nrows
             const int64_t e = (row0 + i) / rows;
             int64_t r = (row0 + i) % rows;
             size_t k = 0;
-            while (r >= l.pieces[k].t->shape[1]) r -= l.pieces[k++].t->shape[1];
-            const Rows& p = l.pieces[k];
-            dq(p.t->data + uint64_t(e * p.t->shape[1] + r) * p.row_bytes, nb, out + i * cols);
+            while (r >= part_expert_rows(src.parts[k])) r -= part_expert_rows(src.parts[k++]);
+            const uint64_t rb = l.pieces[0].row_bytes;
+            dq(part_expert_data(src.parts[k], e, rb) + uint64_t(r) * rb, nb, out + i * cols);
         }
         return;
     }

@@ -17,8 +17,9 @@
 // The router is one registered op, "blocks.moe_router" (CPU reference and CUDA kernel, register_moe_ops): the
 // block's RMSNorm, the router GEMV, softmax, top-k, renormalization, scale and the shared-expert gate in one launch; expert ids and weights stay
 // on the device, so a decode step through this block captures into one CUDA graph. The experts are ExpertWeights
-// (imp/experts.h): gate|up in one grouped matmul when the file has the fused 3-D tensor, the down projection with the
-// routing weights and the residual add in one grouped matmul.
+// (imp/experts.h): gate|up in one grouped matmul (the file's fused 3-D tensor, or the per-expert stack of the gate and
+// up experts the core builds: WeightSpec::concat, weight "<prefix>ffn_gate_up_exps.fused"), the down projection with
+// the routing weights and the residual add in one grouped matmul.
 #pragma once
 #include <cstdint>
 #include <memory>
