@@ -37,7 +37,7 @@ struct WeightSpec {
     // q, k and v as one [q + k + v rows, cols] weight so one matmul computes all three. `name` is then not a file
     // tensor. The core builds it when every part is in the file, one format takes every part and that format's plan
     // accepts the concatenation (each part keeps its own scales); it then does not load the parts. Otherwise it
-    // loads the parts and WeightSet::matrix(name) returns null. IMP_FUSE_WEIGHTS=0 in the environment turns fusion
+    // loads the parts and WeightSet::matrix(name) returns null. [plugin.core] fuse_weights = false turns fusion
     // off. Experts weights fuse the same way per expert: parts [n_expert, rows_i, cols] give [n_expert, sum rows_i,
     // cols] (expert e's rows of each part in order, e.g. gate|up of every expert in one grouped matmul); absent:
     // WeightSet::experts(name) returns null.
