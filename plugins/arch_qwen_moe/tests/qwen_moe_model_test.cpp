@@ -126,13 +126,12 @@ TEST_CASE("gate|up experts stacked by the core (GGUF, HF per-expert) give the un
         opt.max_seq_len = 32;
         std::vector<float> logits[2];
         for (const int fuse : {1, 0}) {
-            ::setenv("IMP_FUSE_WEIGHTS", fuse ? "1" : "0", 1);
+            opt.fuse_weights = fuse == 1;
             Engine eng(*src, moe_registry(), ex, opt);
             CHECK(eng.plan().fused == (fuse ? fused : 0));
             logits[fuse].resize(n1 * V);
             eng.forward(ref.tokens.data(), int64_t(n1), logits[fuse].data(), true);
         }
-        ::unsetenv("IMP_FUSE_WEIGHTS");
         CHECK(rel_diff(logits[0].data(), ref, 0, n1) <= 1e-4);
         CHECK(rel_diff(logits[1].data(), ref, 0, n1) <= 1e-4);
         double md = 0;
