@@ -137,6 +137,10 @@ const std::vector<Shape>& shapes() {
          "llama-bpe", 256},
         {"qwen3-8b", "qwen3", 4096, 36, 32, 8, 128, 12288, 151936, 40960, 1000000.0, 1e-6, 0.0, false, true, "qwen2",
          293},
+        // MoE shapes (experts in moe_shapes.cpp); n_ff is the dense feed_forward_length the GGUF carries
+        {"tiny-qwen3moe", "qwen3moe", 256, 2, 4, 2, 64, 512, 512, 2048, 1000000.0, 1e-6, 0.0, false, true, "qwen2", 2},
+        {"qwen3-30b-a3b", "qwen3moe", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.0, 1e-6, 0.0, false, true,
+         "qwen2", 293},
     };
     return table;
 }
@@ -191,6 +195,18 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant) {
             norm(p + "attn_k_norm.weight", s.head_dim);
         }
         norm(p + "ffn_norm.weight", s.n_embd);
+        if (const MoeShape* m = find_moe(s.name)) {
+            // llama.cpp's Q4_K_M treats ffn_down_exps as ffn_down (Q6_K in the use_more_bits layers)
+            t.push_back(TensorPlan{p + "ffn_gate_inp.weight", {s.n_embd, m->n_expert}, kF32,
+                                   TensorPlan::Fill::Weight, {}, 0, 0});
+            matrix(p + "ffn_gate_exps.weight", m->n_ff_exp, s.n_embd, base);
+            t.back().ne.push_back(m->n_expert);
+            matrix(p + "ffn_up_exps.weight", m->n_ff_exp, s.n_embd, base);
+            t.back().ne.push_back(m->n_expert);
+            matrix(p + "ffn_down_exps.weight", s.n_embd, m->n_ff_exp, more);
+            t.back().ne.push_back(m->n_expert);
+            continue;
+        }
         matrix(p + "ffn_gate.weight", s.n_ff, s.n_embd, base);
         matrix(p + "ffn_up.weight", s.n_ff, s.n_embd, base);
         matrix(p + "ffn_down.weight", s.n_embd, s.n_ff, more);
@@ -230,6 +246,11 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
     kv.push_back(kv_f32(a + ".rope.freq_base", s.rope_base));
     kv.push_back(kv_f32(a + ".attention.layer_norm_rms_epsilon", s.eps));
     kv.push_back(kv_u32(a + ".vocab_size", uint32_t(s.n_vocab)));
+    if (const MoeShape* m = find_moe(s.name)) {
+        kv.push_back(kv_u32(a + ".expert_count", uint32_t(m->n_expert)));
+        kv.push_back(kv_u32(a + ".expert_used_count", uint32_t(m->n_expert_used)));
+        kv.push_back(kv_u32(a + ".expert_feed_forward_length", uint32_t(m->n_ff_exp)));
+    }
 
     // Vocabulary: 256 byte tokens, a few merges (and their results), filler tokens, control tokens at the end.
     std::vector<std::string> tokens;

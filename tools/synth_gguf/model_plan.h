@@ -31,6 +31,15 @@ struct Shape {
 const std::vector<Shape>& shapes();
 const Shape* find_shape(const std::string& name);
 
+// The mixture-of-experts part of a shape (moe_shapes.cpp): every layer's FFN is n_expert experts of n_ff_exp, the
+// router ffn_gate_inp in F32 (llama.cpp never quantizes it), the experts as 3-D tensors ffn_{gate,up,down}_exps.
+// Null for a dense shape.
+struct MoeShape {
+    std::string name;  // the Shape's name
+    int64_t n_expert, n_expert_used, n_ff_exp;
+};
+const MoeShape* find_moe(const std::string& shape_name);
+
 struct TensorPlan {
     std::string name;
     std::vector<int64_t> ne;  // GGUF order: innermost (row length) first

@@ -75,12 +75,16 @@ void write_all(int fd, const uint8_t* p, size_t n, uint64_t off, const std::stri
 }
 
 void list_shapes() {
-    std::printf("%-14s %-6s %6s %6s %5s %4s %5s %7s %7s %s\n", "shape", "arch", "embd", "layers", "heads", "kv",
+    std::printf("%-14s %-8s %6s %6s %5s %4s %5s %7s %7s %s\n", "shape", "arch", "embd", "layers", "heads", "kv",
                 "hdim", "ff", "vocab", "tied");
     for (const auto& s : synth::shapes())
-        std::printf("%-14s %-6s %6lld %6lld %5lld %4lld %5lld %7lld %7lld %s\n", s.name.c_str(), s.arch.c_str(),
+        std::printf("%-14s %-8s %6lld %6lld %5lld %4lld %5lld %7lld %7lld %s\n", s.name.c_str(), s.arch.c_str(),
                     (long long)s.n_embd, (long long)s.n_layer, (long long)s.n_head, (long long)s.n_kv,
                     (long long)s.head_dim, (long long)s.n_ff, (long long)s.n_vocab, s.tied ? "yes" : "no");
+    for (const auto& s : synth::shapes())
+        if (const synth::MoeShape* m = synth::find_moe(s.name))
+            std::printf("%-14s experts %lld, %lld per token, expert ff %lld\n", s.name.c_str(), (long long)m->n_expert,
+                        (long long)m->n_expert_used, (long long)m->n_ff_exp);
     std::printf("quant: q8_0 (all matrices Q8_0), bf16 (all BF16), q4_k_m (llama.cpp Q4_K_M: Q4_K, with Q6_K for\n"
                 "the LM head and for attn_v/ffn_down in the first and last eighth of the layers and every third\n"
                 "between)\n");

@@ -38,7 +38,9 @@ struct WeightSpec {
     // tensor. The core builds it when every part is in the file, one format takes every part and that format's plan
     // accepts the concatenation (each part keeps its own scales); it then does not load the parts. Otherwise it
     // loads the parts and WeightSet::matrix(name) returns null. [plugin.core] fuse_weights = false turns fusion
-    // off.
+    // off. Experts weights fuse the same way per expert: parts [n_expert, rows_i, cols] give [n_expert, sum rows_i,
+    // cols] (expert e's rows of each part in order, e.g. gate|up of every expert in one grouped matmul); absent:
+    // WeightSet::experts(name) returns null.
     std::vector<std::string> concat;
     // Experts weights: the file holds either one tensor `name` of the logical shape (a GGUF 3-D
     // "blk.N.ffn_gate_exps.weight", or an HF fused 3-D "model.layers.N.mlp.experts.gate_up_proj" [n_expert, 2 * ff,

@@ -226,6 +226,7 @@ void Planner::choose(PlannedWeight& w) {
 // Fused (row-concatenated) weights: built when every part is a planned matrix requested by nothing else, the rows
 // add up, all parts went to one format and that format's plan accepts the concatenation (each part keeps its own
 // scales). The parts are then absorbed (not loaded on their own); otherwise the fused weight is not built.
+// Expert weights fuse the same way, per expert: parts [n_expert, rows_i, cols] -> [n_expert, sum rows_i, cols].
 void Planner::plan_fused(std::vector<PlannedWeight>& ws) {
     std::map<std::string, size_t> index;
     for (size_t i = 0; i < ws.size(); ++i) index[ws[i].spec.name] = i;
@@ -235,15 +236,20 @@ void Planner::plan_fused(std::vector<PlannedWeight>& ws) {
     for (auto& w : ws) {
         const WeightSpec& s = w.spec;
         if (s.concat.empty()) continue;
-        if (s.use != WeightSpec::Use::Matrix || s.shape.size() != 2 || index_.find(s.name))
+        const bool experts = s.use == WeightSpec::Use::Experts;
+        if (!(experts ? s.shape.size() == 3 : s.use == WeightSpec::Use::Matrix && s.shape.size() == 2) ||
+            index_.find(s.name))
             throw Error(src_.path() + ": fused weight '" + s.name + "' of " + w.user +
-                        " must be a 2-D matrix whose name is not a tensor of the file");
+                        " must be a 2-D matrix (or 3-D experts) whose name is not a tensor of the file");
         if (!opt_.fuse) continue;
         WeightRequest req;
         req.name = s.name;
         req.shape = s.shape;
         req.config = out_.quant.get();
         req.max_tokens = std::max<int64_t>(1, opt_.max_tokens);
+        req.role = w.role;
+        req.top_k = std::max<int64_t>(1, s.top_k);
+        const size_t rd = s.shape.size() - 2;  // the rows' dimension
         const QuantFormat* f = nullptr;
         int64_t rows = 0;
         bool ok = true;
@@ -254,16 +260,17 @@ void Planner::plan_fused(std::vector<PlannedWeight>& ws) {
                 break;
             }
             const PlannedWeight& part = ws[it->second];
-            if (!part.present || part.absorbed || part.spec.use != WeightSpec::Use::Matrix ||
-                part.spec.shape[1] != s.shape[1] || (f && part.format != f)) {
+            if (!part.present || part.absorbed || part.spec.use != s.use || part.spec.shape.size() != s.shape.size() ||
+                part.spec.shape.back() != s.shape.back() || (experts && part.spec.shape[0] != s.shape[0]) ||
+                (f && part.format != f)) {
                 ok = false;
                 break;
             }
             f = part.format;
-            rows += part.spec.shape[0];
+            rows += part.spec.shape[rd];
             req.source.parts.push_back(part.request.source);
         }
-        if (!ok || rows != s.shape[0]) continue;
+        if (!ok || rows != s.shape[rd]) continue;
         req.settings = &format_settings(*f);
         WeightPlan p = f->plan(req, ex_);
         if (!p.accepted) continue;

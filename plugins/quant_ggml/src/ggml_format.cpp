@@ -1,6 +1,7 @@
 #include "ggml_format.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "cuda_experts.h"
 #include "cuda_weight.h"
@@ -55,7 +56,46 @@ struct Layout {
     std::vector<int64_t> shape;
 };
 
+Layout layout_of(const WeightSource& src);
+std::string source_name(const WeightSource& src);
+
+// Expert stacks concatenated along each expert's rows (fused gate|up experts): parts that are each an expert list
+// (per-expert tensors) of one type, expert count and width -> [n_expert, sum of rows, cols].
+Layout stacked_expert_lists(const WeightSource& src) {
+    Layout l;
+    int64_t rows = 0;
+    for (const auto& p : src.parts) {
+        if (p.experts.empty() || !p.parts.empty()) {
+            l.refusal = "a row concatenation mixes expert lists with other sources";
+            return l;
+        }
+        Layout pl = layout_of(p);
+        if (!pl.refusal.empty()) return pl;
+        if (l.type && (pl.type != l.type || pl.shape[0] != l.shape[0] || pl.shape[2] != l.shape[2])) {
+            l.refusal = "expert lists " + source_name(src.parts[0]) + " " + shape_str(l.shape) + " and " +
+                        source_name(p) + " " + shape_str(pl.shape) + " do not stack";
+            return l;
+        }
+        if (!l.type) l.shape = pl.shape;
+        l.type = pl.type;
+        rows += pl.shape[1];
+        l.pieces.insert(l.pieces.end(), pl.pieces.begin(), pl.pieces.end());
+    }
+    l.shape[1] = rows;
+    return l;
+}
+
+// Part p's rows of expert e in a stacked source (a 3-D tensor or an expert list).
+const uint8_t* part_expert_data(const WeightSource& p, int64_t e, uint64_t row_bytes) {
+    if (!p.experts.empty()) return p.experts[size_t(e)].main->data;
+    return p.main->data + uint64_t(e) * uint64_t(p.main->shape[1]) * row_bytes;
+}
+int64_t part_expert_rows(const WeightSource& p) {
+    return !p.experts.empty() ? p.experts[0].main->shape[0] : p.main->shape[1];
+}
+
 Layout layout_of(const WeightSource& src) {
+    if (!src.parts.empty() && !src.parts[0].experts.empty()) return stacked_expert_lists(src);
     Layout l;
     std::vector<const WeightSource*> units;
     for (const auto& p : src.parts) units.push_back(&p);
@@ -96,6 +136,20 @@ Layout layout_of(const WeightSource& src) {
     }
     const std::vector<int64_t>& first = l.pieces[0].t->shape;
     int64_t rows = 0;
+    if (!src.parts.empty() && first.size() == 3) {
+        // expert stacks [n_expert, rows_i, cols] concatenated along the rows of each expert (fused gate|up experts)
+        for (const auto& p : l.pieces) {
+            const auto& s = p.t->shape;
+            if (s.size() != 3 || s[0] != first[0] || s[2] != first[2]) {
+                l.refusal = "'" + p.t->name + "' " + shape_str(s) + " does not stack with '" + l.pieces[0].t->name +
+                            "' " + shape_str(first);
+                return l;
+            }
+            rows += s[1];
+        }
+        l.shape = {first[0], rows, first[2]};
+        return l;
+    }
     for (const auto& p : l.pieces) {
         const auto& s = p.t->shape;
         const bool ok = s.size() == 2 && (src.experts.empty() ? s[1] == first[1] : s == first);
@@ -204,7 +258,20 @@ std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req
         throw Error("quant_ggml: experts '" + req.name + "' is " + shape_str(l.shape) + ", not [n_expert, rows, cols]");
     const int64_t n_expert = l.shape[0], rows = l.shape[1], cols = l.shape[2];
     std::vector<const uint8_t*> data;
-    if (req.source.experts.empty()) {
+    std::vector<uint8_t> joined;  // expert stacks concatenated per expert (parts): expert e = part rows of e, in order
+    if (!req.source.parts.empty()) {
+        const uint64_t rb = l.pieces[0].row_bytes;
+        joined.resize(uint64_t(n_expert) * uint64_t(rows) * rb);
+        for (int64_t e = 0; e < n_expert; ++e) {
+            uint8_t* dst = joined.data() + uint64_t(e) * uint64_t(rows) * rb;
+            for (const auto& p : req.source.parts) {
+                const uint64_t part_rows = uint64_t(part_expert_rows(p));
+                std::memcpy(dst, part_expert_data(p, e, rb), part_rows * rb);
+                dst += part_rows * rb;
+            }
+            data.push_back(joined.data() + uint64_t(e) * uint64_t(rows) * rb);
+        }
+    } else if (req.source.experts.empty()) {
         data = expert_pointers(l.pieces[0].t->data, n_expert, rows, l.pieces[0].row_bytes);
     } else {
         for (const auto& p : l.pieces) data.push_back(p.t->data);
@@ -225,6 +292,18 @@ void GgmlFormat::dequantize(const WeightSource& src, int64_t row0, int64_t nrows
                     std::to_string(row0 + nrows) + ") outside its " + std::to_string(total) + " rows");
     const auto dq = kernels_best().dequant[int(l.type->type)];
     const int64_t nb = cols / l.type->block;
+    if (l.shape.size() == 3 && !src.parts.empty()) {  // stacked parts: row e * rows + r is part row r of expert e
+        const int64_t rows = l.shape[1];
+        for (int64_t i = 0; i < nrows; ++i) {
+            const int64_t e = (row0 + i) / rows;
+            int64_t r = (row0 + i) % rows;
+            size_t k = 0;
+            while (r >= part_expert_rows(src.parts[k])) r -= part_expert_rows(src.parts[k++]);
+            const uint64_t rb = l.pieces[0].row_bytes;
+            dq(part_expert_data(src.parts[k], e, rb) + uint64_t(r) * rb, nb, out + i * cols);
+        }
+        return;
+    }
     size_t piece = 0;
     int64_t base = 0;  // first row of pieces[piece]
     for (int64_t i = 0; i < nrows; ++i) {

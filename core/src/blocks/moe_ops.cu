@@ -1,0 +1,236 @@
+// CUDA kernels of the MoE block's ops (moe_ops.h). The router is one launch: a cluster of kRouterCluster CTAs per
+// tile of tokens splits the expert rows of the router GEMV (each CTA reads its slice of the router weights once for
+// the tile's tokens), the logits meet in CTA 0 through distributed shared memory, and one warp per token runs the
+// softmax, the iterated argmax top-k (ties to the lower id, as the CPU reference), the renormalization and scale,
+// and the shared-expert gate. Nothing depends on host-side values of the routing, so the launch captures into a
+// graph. Launched with PDL when CudaHandles::pdl (pdl_wait before touching activations).
+#include <cooperative_groups.h>
+
+#include <cfloat>
+#include <climits>
+#include <string>
+
+#include "blocks/moe_ops.h"
+#include "exec/cuda/cuda_check.h"
+#include "imp/cuda/launch.cuh"
+#include "imp/error.h"
+
+namespace imp::blocks::moe_cuda {
+
+namespace {
+
+namespace cg = cooperative_groups;
+using imp::cuda::pdl_launch_dependents;
+using imp::cuda::pdl_wait;
+
+constexpr int kRouterCluster = 8;  // CTAs per token tile (portable cluster size)
+constexpr int kWarps = 8;
+constexpr int kMaxExperts = 1024;  // keeps the logits of a tile of 8 tokens under 48 KiB of shared memory
+
+struct RouterParams {
+    const float* x;
+    int64_t xs;
+    const float* w;
+    const float* sgw;
+    int64_t n_tokens, n_embd;
+    int n_expert, top_k, epb;  // epb: expert rows per CTA
+    int norm_topk;
+    float scale;
+    int32_t* ids;
+    float* weights;
+    float* shared_gate;
+    const float* norm_w;  // RMSNorm weight, or null
+    float eps;
+    float* xn;            // [n_tokens, n_embd], written when norm_w
+};
+
+template <int TT, bool VEC>
+__device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr, int64_t t0, int nt, int lane,
+                                         float (&acc)[TT]) {
+#pragma unroll
+    for (int tt = 0; tt < TT; ++tt) acc[tt] = 0.f;
+    if constexpr (VEC) {
+        const float4* w4 = reinterpret_cast<const float4*>(wr);
+        const float4* n4 = reinterpret_cast<const float4*>(p.norm_w);
+        for (int64_t c = lane; c < p.n_embd / 4; c += 32) {
+            float4 wv = __ldg(w4 + c);
+            if (n4) {
+                const float4 nv = __ldg(n4 + c);
+                wv.x *= nv.x, wv.y *= nv.y, wv.z *= nv.z, wv.w *= nv.w;
+            }
+#pragma unroll
+            for (int tt = 0; tt < TT; ++tt)
+                if (tt < nt) {
+                    const float4 xv = reinterpret_cast<const float4*>(p.x + (t0 + tt) * p.xs)[c];
+                    acc[tt] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
+                }
+        }
+    } else {
+        for (int64_t c = lane; c < p.n_embd; c += 32) {
+            const float wv = __ldg(wr + c) * (p.norm_w ? __ldg(p.norm_w + c) : 1.f);
+#pragma unroll
+            for (int tt = 0; tt < TT; ++tt)
+                if (tt < nt) acc[tt] += wv * p.x[(t0 + tt) * p.xs + c];
+        }
+    }
+#pragma unroll
+    for (int tt = 0; tt < TT; ++tt)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc[tt] += __shfl_xor_sync(0xffffffffu, acc[tt], o);
+}
+
+// Grid (kRouterCluster, tiles of TT tokens), cluster (kRouterCluster, 1, 1), kWarps warps. Shared memory: this CTA's
+// logits [TT][epb], then (CTA 0) the gathered logits [TT][n_total], then the tokens' RMSNorm scales [TT]. With the
+// norm, logit = scale_t * sum_c x_c (norm_w_c w_ec) and each CTA writes its slice of the columns of xn.
+template <int TT, bool VEC>
+__global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
+    extern __shared__ float smem[];
+    cg::cluster_group cluster = cg::this_cluster();
+    const int rank = int(cluster.block_rank());
+    const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+    const int64_t t0 = int64_t(blockIdx.y) * TT;
+    const int64_t left = p.n_tokens - t0;
+    const int nt = left < TT ? int(left) : TT;
+    const int n_total = p.n_expert + (p.sgw ? 1 : 0);
+    pdl_launch_dependents();
+    pdl_wait();
+    float* own = smem;
+    float* inv = smem + TT * (p.epb + n_total);
+    if (p.norm_w) {
+        if (warp < nt) {
+            const float* xr = p.x + (t0 + warp) * p.xs;
+            float ss = 0.f;
+            for (int64_t c = lane; c < p.n_embd; c += 32) ss += xr[c] * xr[c];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) inv[warp] = 1.f / sqrtf(ss / float(p.n_embd) + p.eps);
+        }
+        __syncthreads();
+        const int64_t per = (p.n_embd + kRouterCluster - 1) / kRouterCluster, c0 = rank * per;
+        const int64_t c1 = c0 + per < p.n_embd ? c0 + per : p.n_embd;
+        for (int tt = 0; tt < nt; ++tt)
+            for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x)
+                p.xn[(t0 + tt) * p.n_embd + c] = p.x[(t0 + tt) * p.xs + c] * inv[tt] * p.norm_w[c];
+    }
+    for (int i = warp; i < p.epb; i += kWarps) {
+        const int e = rank * p.epb + i;
+        if (e >= n_total) break;
+        const float* wr = e < p.n_expert ? p.w + int64_t(e) * p.n_embd : p.sgw;
+        float acc[TT];
+        dot_rows<TT, VEC>(p, wr, t0, nt, lane, acc);
+        if (lane == 0)
+#pragma unroll
+            for (int tt = 0; tt < TT; ++tt) own[tt * p.epb + i] = p.norm_w && tt < nt ? acc[tt] * inv[tt] : acc[tt];
+    }
+    cluster.sync();
+    if (rank == 0 && warp < nt) {
+        const int64_t t = t0 + warp;
+        float* lg = smem + TT * p.epb + warp * n_total;
+        for (int e = lane; e < n_total; e += 32) {
+            const float* src = cluster.map_shared_rank(own, e / p.epb);
+            lg[e] = src[warp * p.epb + e % p.epb];
+        }
+        __syncwarp();
+        float mx = -FLT_MAX;
+        for (int e = lane; e < p.n_expert; e += 32) mx = fmaxf(mx, lg[e]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float sum = 0.f;
+        for (int e = lane; e < p.n_expert; e += 32) sum += (lg[e] = expf(lg[e] - mx));
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        for (int e = lane; e < p.n_expert; e += 32) lg[e] /= sum;
+        __syncwarp();
+        float picked = 0.f;
+        for (int j = 0; j < p.top_k; ++j) {
+            float bv = -1.f;
+            int bi = INT_MAX;
+            for (int e = lane; e < p.n_expert; e += 32)
+                if (lg[e] > bv) bv = lg[e], bi = e;  // ascending e: the lower id wins ties inside a lane
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+                if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+            }
+            picked += bv;
+            if (lane == 0) {
+                p.ids[t * p.top_k + j] = bi;
+                p.weights[t * p.top_k + j] = bv;
+            }
+            if (bi % 32 == lane) lg[bi] = -1.f;  // taken (probabilities are >= 0)
+            __syncwarp();
+        }
+        const float f = (p.norm_topk ? 1.f / picked : 1.f) * p.scale;
+        for (int j = lane; j < p.top_k; j += 32) p.weights[t * p.top_k + j] *= f;
+        if (p.sgw && lane == 0) p.shared_gate[t] = 1.f / (1.f + expf(-lg[p.n_expert]));
+    }
+    cluster.sync();  // every CTA's logits stay in shared memory until CTA 0 has read them
+}
+
+template <int TT>
+void launch_router(const RouterParams& p, bool vec, const CudaHandles& h) {
+    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
+    const int n_total = p.n_expert + (p.sgw ? 1 : 0);
+    c.grid = dim3(kRouterCluster, unsigned((p.n_tokens + TT - 1) / TT), 1);
+    c.block = dim3(kWarps * 32, 1, 1);
+    c.cluster = dim3(kRouterCluster, 1, 1);
+    c.smem = size_t(TT) * size_t(p.epb + n_total + 1) * sizeof(float);
+    if (vec) IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, true>, p));
+    else IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, false>, p));
+}
+
+__global__ void row_scale_kernel(float* x, int64_t stride, const float* s, int64_t n_rows, int64_t n) {
+    pdl_launch_dependents();
+    pdl_wait();
+    const int64_t total = n_rows * n;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / n, c = i - r * n;
+        x[r * stride + c] *= s[r];
+    }
+}
+
+const CudaHandles& handles(const Executor& ex, const char* op) {
+    const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
+    if (!h) throw Error(std::string(op) + ": executor '" + ex.name() + "' gives no CUDA handles");
+    if (h->cc < 90)
+        throw Error(std::string(op) + ": the CUDA kernel needs compute capability 9.0 (clusters), device has " +
+                    std::to_string(h->cc / 10) + "." + std::to_string(h->cc % 10));
+    return *h;
+}
+
+bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace
+
+void router(Executor& ex, const MoeRouter::Args& a) {
+    moe_detail::check_router_args(a);
+    const CudaHandles& h = handles(ex, MoeRouter::name);
+    if (a.n_tokens == 0) return;
+    if (a.n_expert > kMaxExperts)
+        throw Error(std::string(MoeRouter::name) + ": " + std::to_string(a.n_expert) +
+                    " experts; the CUDA kernel takes at most " + std::to_string(kMaxExperts));
+    RouterParams p{a.x, a.x_stride, a.w, a.shared_gate_w, a.n_tokens, a.n_embd, a.n_expert, a.top_k, 0,
+                   a.norm_topk ? 1 : 0, a.scale, a.ids, a.weights, a.shared_gate, a.norm_w, a.eps, a.xn};
+    const int n_total = a.n_expert + (a.shared_gate_w ? 1 : 0);
+    p.epb = (n_total + kRouterCluster - 1) / kRouterCluster;
+    const bool vec = a.n_embd % 4 == 0 && a.x_stride % 4 == 0 && al16(a.x) && al16(a.w) &&
+                     (!a.shared_gate_w || al16(a.shared_gate_w)) && (!a.norm_w || al16(a.norm_w));
+    if (a.n_tokens <= 4) launch_router<1>(p, vec, h);
+    else launch_router<8>(p, vec, h);
+}
+
+void row_scale(Executor& ex, const RowScale::Args& a) {
+    const CudaHandles& h = handles(ex, RowScale::name);
+    if (a.n_rows < 0 || a.n < 0 || a.stride < a.n)
+        throw Error(std::string(RowScale::name) + ": " + std::to_string(a.n_rows) + " rows of " +
+                    std::to_string(a.n) + " do not fit a row stride of " + std::to_string(a.stride));
+    if (a.n_rows == 0 || a.n == 0) return;
+    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
+    const int64_t total = a.n_rows * a.n, blocks = (total + 255) / 256;
+    c.grid = dim3(unsigned(blocks < 2048 ? blocks : 2048), 1, 1);
+    c.block = dim3(256, 1, 1);
+    IMP_CUDA_CHECK(imp::cuda::launch(c, row_scale_kernel, a.x, a.stride, a.s, a.n_rows, a.n));
+}
+
+}  // namespace imp::blocks::moe_cuda

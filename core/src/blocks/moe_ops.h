@@ -1,0 +1,27 @@
+// The MoE block's ops (imp/blocks/moe.h: MoeRouter, RowScale): the CPU reference kernels (moe_ops.cpp), the CUDA
+// kernels (moe_ops.cu) and the routing of one token from its logits, which both CPU paths share.
+#pragma once
+#include <cstdint>
+
+#include "imp/blocks/moe.h"
+#include "imp/executor.h"
+
+namespace imp::blocks::moe_detail {
+
+// Softmax over logits[0, n_expert) in fp32, top_k by probability (ties: lower id first), renormalized when
+// norm_topk, times scale: ids[0, top_k), weights[0, top_k). Needs 0 < top_k <= n_expert.
+void route_from_logits(const float* logits, int n_expert, int top_k, bool norm_topk, float scale, int32_t* ids,
+                       float* weights);
+
+void router_cpu(Executor& ex, const MoeRouter::Args& a);
+void row_scale_cpu(Executor& ex, const RowScale::Args& a);
+// Validates the arguments; throws imp::Error naming the op and the field.
+void check_router_args(const MoeRouter::Args& a);
+
+}  // namespace imp::blocks::moe_detail
+
+namespace imp::blocks::moe_cuda {
+// moe_ops.cu, queued on the executor's stream (CudaHandles), PDL when CudaHandles::pdl. Need cc >= 90 (clusters).
+void router(Executor& ex, const MoeRouter::Args& a);
+void row_scale(Executor& ex, const RowScale::Args& a);
+}  // namespace imp::blocks::moe_cuda

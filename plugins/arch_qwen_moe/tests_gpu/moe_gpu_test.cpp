@@ -1,0 +1,242 @@
+// arch_qwen_moe on the CUDA executor against the CPU executor (label gpu; fails without a GPU):
+//  - the router op's conformance check (CUDA vs CPU reference, fresh random shapes: 1..37 tokens, 8..128 experts,
+//    k = 1..n_expert, with and without renormalization and the shared gate) and hand-made ties on the device;
+//  - the tiny Qwen3-MoE fixture (GGUF, fused and per-expert safetensors): prompt + decode logits vs transformers'
+//    (rel <= 1e-2: fp32 weights, the device's KV cache and summation order), top-1 equal;
+//  - the decode step captured in a CUDA graph replays with other routing at every step: greedy tokens with graphs
+//    equal those without, no cudaMalloc in steady-state decode;
+//  - several sequences in one step (1, 2, 5, 8 decode rows beside prefill rows of 1..300 tokens, so some experts
+//    get no token and others many) equal the CPU engine's.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cmath>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "exec/cuda/cuda_executor.h"
+#include "imp/blocks/moe.h"
+#include "imp/model.h"
+#include "moe_fixture.h"
+#include "runtime/engine.h"
+
+using namespace imp;
+using namespace imp::test;
+
+namespace {
+
+EngineOptions opts(int64_t max_seq_len, int max_seqs, bool graphs) {
+    EngineOptions o;
+    o.max_seq_len = max_seq_len;
+    o.max_seqs = max_seqs;
+    o.cuda_graphs = graphs;
+    o.prefill_chunk = 512;
+    return o;
+}
+
+// Rows of logits [rows, V]: max|a - b| / max|a| <= tol, and the same top-1 in every row unless the reference's
+// top two are within 1e-3 of max|a| (a near tie the device's rounding may break the other way; reported).
+void compare_rows(const std::vector<float>& ref, const std::vector<float>& got, size_t V, double tol) {
+    REQUIRE(ref.size() == got.size());
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        REQUIRE(std::isfinite(got[i]));
+        md = std::max(md, double(std::fabs(ref[i] - got[i])));
+        mr = std::max(mr, double(std::fabs(ref[i])));
+    }
+    INFO("max|diff| " << md << ", max|ref| " << mr);
+    CHECK(md <= tol * mr);
+    for (size_t r = 0; r < ref.size() / V; ++r) {
+        const auto a = ref.begin() + std::ptrdiff_t(r * V), b = got.begin() + std::ptrdiff_t(r * V);
+        const auto ia = std::max_element(a, a + std::ptrdiff_t(V)) - a, ib = std::max_element(b, b + std::ptrdiff_t(V)) - b;
+        if (ia != ib) {
+            INFO("row " << r << ": top-1 " << ia << " (ref " << a[ia] << ") vs " << ib << " (ref " << a[ib] << ")");
+            CHECK(double(a[ia] - a[ib]) <= 1e-3 * mr);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("gpu: router and row-scale ops equal the CPU reference", "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    CpuExecutor cpu(2);
+    CudaExecutor dev(0);
+    const auto results = run_op_checks(moe_registry(), cpu, dev, std::random_device{}(), 24);
+    int ours = 0;
+    for (const auto& r : results)
+        if (r.op == blocks::MoeRouter::name || r.op == blocks::RowScale::name) {
+            INFO(r.op << ": " << r.message);
+            CHECK(r.status == OpCheckResult::Status::Pass);
+            ++ours;
+        }
+    CHECK(ours == 2);
+}
+
+TEST_CASE("gpu: router ties and all-equal logits pick the same ids as the CPU", "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    CpuExecutor cpu(1);
+    CudaExecutor dev(0);
+    auto op = moe_registry().op<blocks::MoeRouter>();
+    for (int ne : {8, 128}) {
+        for (int k : {1, 2, 8, ne}) {
+            if (k > ne) continue;
+            INFO("n_expert " << ne << " top_k " << k);
+            // token 0: all-equal logits; token 1: pairs of equal logits; token 2: distinct. x = e_t picks column t.
+            const int64_t emb = 4, n = 3;
+            std::vector<float> x(static_cast<size_t>(n * emb), 0.f), w(size_t(ne) * emb, 0.f);
+            for (int64_t t = 0; t < n; ++t) x[size_t(t * emb + t)] = 1.f;
+            for (int e = 0; e < ne; ++e) {
+                w[size_t(e) * emb + 0] = 0.5f;
+                w[size_t(e) * emb + 1] = float((e * 7) % 5);
+                w[size_t(e) * emb + 2] = float(e % 11) * 0.37f - float(e) * 0.01f;
+            }
+            std::vector<int32_t> ci(static_cast<size_t>(n * k)), gi(ci.size());
+            std::vector<float> cw(ci.size()), gw(ci.size());
+            op(cpu, {x.data(), emb, w.data(), n, emb, ne, k, true, 1.f, nullptr, ci.data(), cw.data(), nullptr});
+            auto* dx = static_cast<float*>(dev.alloc(x.size() * 4, "t.x"));
+            auto* dw = static_cast<float*>(dev.alloc(w.size() * 4, "t.w"));
+            auto* di = static_cast<int32_t*>(dev.alloc(ci.size() * 4, "t.ids"));
+            auto* dwt = static_cast<float*>(dev.alloc(ci.size() * 4, "t.wts"));
+            dev.upload(dx, x.data(), x.size() * 4);
+            dev.upload(dw, w.data(), w.size() * 4);
+            op(dev, {dx, emb, dw, n, emb, ne, k, true, 1.f, nullptr, di, dwt, nullptr});
+            dev.download(gi.data(), di, gi.size() * 4);
+            dev.download(gw.data(), dwt, gw.size() * 4);
+            CHECK(gi == ci);
+            for (size_t i = 0; i < cw.size(); ++i) CHECK(gw[i] == Approx(cw[i]).epsilon(1e-5));
+        }
+    }
+}
+
+TEST_CASE("gpu: qwen3moe tiny logits match transformers, prompt and decode", "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    const Reference ref = load_reference("qwen3moe_tiny");
+    const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size(), n2 = ref.continuation.size();
+    for (const std::string name : {"qwen3moe_tiny.gguf", "qwen3moe_tiny_fused", "qwen3moe_tiny"}) {
+        INFO(name);
+        auto src = open_model(kFixtures + "/" + name);
+        CudaExecutor dev(0);
+        Engine eng(*src, moe_registry(), dev, opts(64, 1, true));
+        std::vector<float> got(n1 * V), last(V);
+        eng.forward(ref.tokens.data(), int64_t(n1), got.data(), true);
+        for (size_t i = 0; i < n2; ++i) {  // decode steps (captured, then replayed with other routing)
+            eng.forward(&ref.continuation[i], 1, last.data(), false);
+            got.insert(got.end(), last.begin(), last.end());
+        }
+        CHECK(eng.graphs_active());
+        compare_rows(ref.logits, got, V, 1e-2);
+    }
+}
+
+TEST_CASE("gpu: graph replay with new routing every step equals no graphs; no cudaMalloc in decode",
+          "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    auto src = open_model(kFixtures + "/qwen3moe_tiny.gguf");
+    CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
+    Engine with(*src, moe_registry(), dev_a, opts(128, 1, true));
+    Engine without(*src, moe_registry(), dev_b, opts(128, 1, false));
+    for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{1, 17, 200}, std::vector<int32_t>{5, 6, 7, 300, 2}}) {
+        std::vector<int32_t> toks[2];
+        std::vector<float> lg[2];
+        Engine* engines[2] = {&with, &without};
+        for (int g = 0; g < 2; ++g) {
+            Engine& e = *engines[g];
+            e.reset();
+            std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
+            e.forward(prompt.data(), int64_t(prompt.size()), last.data());
+            const auto before = cuda_alloc_stats();
+            for (int i = 0; i < 24; ++i) {
+                const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
+                toks[g].push_back(t);
+                e.forward(&t, 1, last.data());
+                lg[g].insert(lg[g].end(), last.begin(), last.end());
+            }
+            const auto after = cuda_alloc_stats();
+            CHECK(after.mallocs == before.mallocs);
+            CHECK(after.frees == before.frees);
+        }
+        CHECK(with.graphs_active());
+        CHECK_FALSE(without.graphs_active());
+        CHECK(toks[0] == toks[1]);
+        compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
+    }
+}
+
+TEST_CASE("gpu: several sequences (decode rows beside prefill of 1..300 tokens) equal the CPU",
+          "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    auto src = open_model(kFixtures + "/qwen3moe_tiny.gguf");
+    for (int n_decode : {1, 2, 5, 8}) {
+        for (int prefill : {0, 1, 37, 300}) {
+            INFO(n_decode << " decode rows, prefill of " << prefill);
+            CpuExecutor cpu(2);
+            Engine* e[2];
+            CudaExecutor dev(0);  // fresh per engine: its memory is freed with it
+            Engine ec(*src, moe_registry(), cpu, opts(512, 9, false)), eg(*src, moe_registry(), dev, opts(512, 9, true));
+            e[0] = &ec, e[1] = &eg;
+            std::vector<float> out[2];
+            for (int g = 0; g < 2; ++g) {
+                std::vector<SeqId> ids;
+                std::vector<std::vector<int32_t>> toks;
+                for (int s = 0; s < n_decode; ++s) {  // give each decode sequence a short history first
+                    ids.push_back(e[g]->add_sequence());
+                    toks.push_back({int32_t(3 + s), int32_t(40 + 13 * s), int32_t(7 * s + 1)});
+                    SeqWork w{ids.back(), toks.back().data(), 3};
+                    e[g]->step(std::span<const SeqWork>(&w, 1), nullptr);
+                }
+                std::vector<SeqWork> work;
+                std::vector<int32_t> next(static_cast<size_t>(n_decode));
+                for (int s = 0; s < n_decode; ++s) {
+                    next[size_t(s)] = int32_t((s * 53 + 11) % 320);
+                    work.push_back({ids[size_t(s)], &next[size_t(s)], 1});
+                }
+                std::vector<int32_t> pre(static_cast<size_t>(prefill));
+                for (int i = 0; i < prefill; ++i) pre[size_t(i)] = int32_t((i * 97 + 5) % 320);
+                if (prefill > 0) work.push_back({e[g]->add_sequence(), pre.data(), int64_t(prefill)});
+                out[g].resize(work.size() * size_t(e[g]->desc().n_vocab));
+                e[g]->step(work, out[g].data());
+            }
+            compare_rows(out[0], out[1], size_t(ec.desc().n_vocab), 1e-2);
+        }
+    }
+}
+
+TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) equals the CPU", "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    for (const std::string quant : {"q4_k_m", "q8_0"}) {
+        INFO(quant);
+        const std::string path = std::string(IMP_BINARY_DIR) + "/gpu-moe-test.tiny-qwen3moe." + quant + ".gguf";
+        const std::string cmd = std::string(IMP_BINARY_DIR) + "/bin/synth-gguf --shape tiny-qwen3moe --quant " +
+                                quant + " --out " + path + " > /dev/null";
+        REQUIRE(std::system(cmd.c_str()) == 0);
+        auto src = open_model(path);
+        CpuExecutor cpu(4);
+        CudaExecutor dev(0);
+        Engine ec(*src, moe_registry(), cpu, opts(256, 1, false)), eg(*src, moe_registry(), dev, opts(256, 1, true));
+        const size_t V = size_t(ec.desc().n_vocab);
+        for (int n : {1, 2, 5, 8, 100}) {  // prompt sizes: per-pair path (<= 16 pairs), grouped path above
+            INFO("prompt of " << n);
+            std::vector<int32_t> toks(static_cast<size_t>(n));
+            for (int i = 0; i < n; ++i) toks[size_t(i)] = int32_t((i * 131 + n) % 500);
+            std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
+            ec.reset(), eg.reset();
+            ec.forward(toks.data(), n, a.data(), true);
+            eg.forward(toks.data(), n, b.data(), true);
+            for (int i = 0; i < 4; ++i) {  // decode steps through the graph
+                const int32_t t = int32_t((i * 17 + 3) % 500);
+                std::vector<float> la(V), lb(V);
+                ec.forward(&t, 1, la.data());
+                eg.forward(&t, 1, lb.data());
+                a.insert(a.end(), la.begin(), la.end());
+                b.insert(b.end(), lb.begin(), lb.end());
+            }
+            compare_rows(a, b, V, 2e-2);
+        }
+        CHECK(eg.graphs_active());
+    }
+}
