@@ -148,6 +148,14 @@ const char* const kEogTexts[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|en
 
 }  // namespace
 
+std::unique_ptr<Tokenizer> Tokenizer::for_model(const std::string& model_path, const Metadata& md) {
+    if (md.has("tokenizer.ggml.model")) return from_metadata(md);
+    const fs::path p(model_path);
+    const fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+    if (fs::exists(dir / "tokenizer.json")) return from_hf(dir.string());
+    return nullptr;
+}
+
 std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
     const fs::path p(path);
     const fs::path dir = fs::is_directory(p) ? p : p.parent_path();

@@ -33,6 +33,9 @@ public:
     // Reads a Hugging Face folder: tokenizer.json (required), tokenizer_config.json, generation_config.json,
     // chat_template.jinja (each optional). `path` may also name the tokenizer.json file itself.
     static std::unique_ptr<Tokenizer> from_hf(const std::string& path);
+    // The tokenizer of a model: its GGUF tokenizer.ggml.* metadata, else the tokenizer.json beside it (in the folder
+    // `model_path`, or in the folder of the file `model_path`); nullptr if there is neither.
+    static std::unique_ptr<Tokenizer> for_model(const std::string& model_path, const Metadata& md);
     ~Tokenizer();
 
     int32_t n_vocab() const { return int32_t(tokens_.size()); }
