@@ -10,8 +10,10 @@ Folders (each a tokenizer.json, most with a tokenizer_config.json), built with t
   metaspace  a BPE trained here on characters, Llama-2 style: Prepend("▁") + Replace(" ", "▁") normalizer, byte
              fallback, <s> prefix, decoder Replace/ByteFallback/Fuse/Strip.
   metaspace_pre  the same vocab with a Metaspace pre-tokenizer (prepend_scheme "first", split) instead.
+  bytes256   the 256 byte-level tokens alone (ids 0..255) and a plain-text chat template: a tokenizer for the tiny
+             test models of tests/fixtures/models (vocab_size 256), used by the end-to-end HF folder test.
 hf_<name>.json holds, per text: ids without and with the post-processor's special tokens, and HF's decode.
-Usage: make_hf_tokenizer_fixtures.py (after make_tokenizer_fixtures.py)
+Usage: make_hf_tokenizer_fixtures.py [NAME...] (after make_tokenizer_fixtures.py; default: all)
 """
 import json
 import os
@@ -141,12 +143,23 @@ def make_metaspace():
     save("metaspace_pre", pre, None, corpus(["<s>", "</s>"]))
 
 
+def make_bytes256():
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    assert len(vocab) == 256
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    config = {"chat_template": "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}"}
+    save("bytes256", tok, config, base.common_corpus() + extra_corpus() + base.random_texts(60, 77))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    make_smollm2()
-    make_llama3()
-    make_qwen2()
-    make_metaspace()
+    makers = {"smollm2": make_smollm2, "llama3": make_llama3, "qwen2": make_qwen2, "metaspace": make_metaspace,
+              "bytes256": make_bytes256}
+    for name in sys.argv[1:] or list(makers):
+        makers[name]()
 
 
 if __name__ == "__main__":

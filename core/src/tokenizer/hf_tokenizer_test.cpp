@@ -123,3 +123,7 @@ TEST_CASE("hf tokenizer: NFC", "[tokenizer][hf]") {
     CHECK(nfc("\xE2\x84\xAB") == "\xC3\x85");                     // Å ANGSTROM SIGN (singleton) -> Å
     CHECK(nfc("\xCC\x81x") == "\xCC\x81x");                       // a leading mark stays
 }
+
+TEST_CASE("hf tokenizer: the 256-byte vocab of the tiny test models matches HF tokenizers", "[tokenizer][hf]") {
+    check_hf("bytes256");
+}

@@ -160,12 +160,14 @@ const std::string& Tokenizer::token_piece(int32_t id) const {
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
     std::string out;
-    for (int32_t id : ids) out += token_text(id);
+    for (int32_t id : ids)
+        if (id >= 0 && id < n_vocab()) out += decoded_[size_t(id)];  // padded-embedding ids: no text (as HF)
     if (strip_leading_space_ && !out.empty() && out[0] == ' ') out.erase(0, 1);
     return unicode::valid_utf8(out);
 }
 
 std::string StreamDecoder::push(int32_t id) {
+    if (id < 0 || id >= tok_.n_vocab()) return "";  // a model with a padded embedding can sample ids with no text
     pending_ += tok_.token_text(id);
     const size_t n = unicode::complete_utf8_prefix(pending_);
     std::string out = unicode::valid_utf8(std::string_view(pending_).substr(0, n));

@@ -65,7 +65,7 @@ public:
     const std::string& token_text(int32_t id) const;
     const std::string& token_piece(int32_t id) const;  // the token as the vocab stores it ("Ġthe", "▁the")
     // The text of `ids` (the decoder's leading-space strip applied, as HF decode does), as valid UTF-8: malformed or
-    // incomplete sequences become U+FFFD.
+    // incomplete sequences become U+FFFD. Ids outside the vocab (a model's padded embedding rows) give no text.
     std::string decode(const std::vector<int32_t>& ids) const;
 
     // Chat prompt rendered by the model's Jinja chat template (tokenizer.chat_template / tokenizer_config.json)

@@ -99,6 +99,9 @@ TEST_CASE("tokenizer: SmolLM2 tokenizer properties", "[tokenizer]") {
     CHECK(tok.encode("hi", true, false).front() == 1);
     CHECK_THROWS_AS(tok.token_text(49152), imp::Error);
     CHECK_THROWS_AS(tok.token_text(-1), imp::Error);
+    CHECK(tok.decode({19556, 49152, 70000}) == "Hello");  // ids past the vocab (padded embeddings) have no text
+    imp::StreamDecoder sd(tok);
+    CHECK(sd.push(49152).empty());
 }
 
 TEST_CASE("tokenizer: Llama-3 vocab: BOS, end-of-turn ids, ignore_merges", "[tokenizer]") {
@@ -244,4 +247,31 @@ TEST_CASE("tokenizer: the real SmolLM2 model file gives the fixture's ids", "[to
     }
     CHECK(tok->apply_chat_template({{"user", "Hi"}}, true) ==
           fixture_tokenizer("smollm2").apply_chat_template({{"user", "Hi"}}, true));
+}
+
+TEST_CASE("tokenizer: generation stopping at every byte offset gives valid UTF-8", "[tokenizer][utf8]") {
+    const Tokenizer& tok = fixture_tokenizer("smollm2");
+    const std::string text = "a한국어 עברית é😀👨‍👩‍👧 z";
+    std::vector<int32_t> ids;  // one token per byte, so that generation can stop after any byte
+    for (char c : text) {
+        ids.push_back(tok.find_token(std::string(1, c)));
+        REQUIRE(ids.back() >= 0);
+    }
+    for (size_t stop = 0; stop <= ids.size(); ++stop) {
+        INFO("stop after " << stop << " bytes");
+        imp::StreamDecoder sd(tok);
+        std::string out;
+        for (size_t k = 0; k < stop; ++k) {
+            const std::string chunk = sd.push(ids[k]);
+            CHECK(valid_utf8(chunk));
+            out += chunk;
+        }
+        out += sd.flush();
+        CHECK(valid_utf8(out));
+        const std::string prefix = text.substr(0, stop);
+        const size_t whole = imp::unicode::complete_utf8_prefix(prefix);
+        // The complete characters come out as they are; a cut character becomes one U+FFFD.
+        CHECK(out == prefix.substr(0, whole) + (whole < stop ? "\xEF\xBF\xBD" : ""));
+        CHECK(tok.decode(std::vector<int32_t>(ids.begin(), ids.begin() + long(stop))) == out);
+    }
 }
