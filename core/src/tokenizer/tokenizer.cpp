@@ -117,7 +117,6 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
     Bpe::Work w;
     std::vector<pretok::Piece> pieces;
     size_t start = 0;         // first byte not yet encoded
-    bool seg_start = true;    // the pending segment begins the text or follows a special token
     for (size_t i = 0; i < text.size();) {
         const Special* hit = nullptr;
         for (uint32_t idx : special_by_byte_[static_cast<unsigned char>(text[i])]) {
@@ -135,15 +134,14 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
         size_t seg_end = i;
         if (hit->lstrip)
             while (seg_end > start && is_space(text[seg_end - 1])) --seg_end;
-        encode_text(text.substr(start, seg_end - start), hf_ ? start == 0 : seg_start, w, pieces, out);
+        encode_text(text.substr(start, seg_end - start), start == 0, w, pieces, out);
         out.push_back(hit->id);
         i += hit->text.size();
         if (hit->rstrip)
             while (i < text.size() && is_space(text[i])) ++i;
         start = i;
-        seg_start = true;
     }
-    encode_text(text.substr(start), hf_ ? start == 0 : seg_start, w, pieces, out);
+    encode_text(text.substr(start), start == 0, w, pieces, out);
     if (add_bos) out.insert(out.end(), suffix_.begin(), suffix_.end());
     return out;
 }
