@@ -45,9 +45,12 @@ Tokenizer::ChatPrompt Tokenizer::render_chat(const std::vector<Message>& msgs, b
         std::string out;
         for (size_t i = 0; i < content.size();) {
             const Special* hit = nullptr;
+            // Control tokens only: non-special added tokens (<tool_response>, ...) are matched in any text anyway,
+            // and templates inspect them in message contents.
             for (uint32_t idx : special_by_byte_[static_cast<unsigned char>(content[i])])
-                if (content.compare(i, specials_[idx].text.size(), specials_[idx].text) == 0) {
-                    hit = &specials_[idx];
+                if (const Special& sp = specials_[idx];
+                    !sp.always && content.compare(i, sp.text.size(), sp.text) == 0) {
+                    hit = &sp;
                     break;
                 }
             if (!hit) {

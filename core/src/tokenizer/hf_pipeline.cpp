@@ -14,8 +14,7 @@ namespace imp::hf {
 namespace {
 
 // GPT-2's pre-tokenizer regex, which ByteLevel(use_regex = true) applies.
-const char* const kGpt2Regex =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char* const kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 enum class Type { Prepend, Replace, Strip, Nfc, Split, Digits, Metaspace, ByteLevel, Punctuation, WhitespaceSplit };
 enum class Scheme { Always, First, Never };
@@ -29,15 +28,15 @@ struct Range {
 
 struct Step {
     Type type;
-    std::string text;               // Prepend: prefix; Replace: content; Metaspace: replacement
-    std::string lit;                // Split / Replace with a String pattern
-    std::unique_ptr<Regex> re;      // Split / Replace with a Regex pattern
+    std::string text;           // Prepend: prefix; Replace: content; Metaspace: replacement
+    std::string lit;            // Split / Replace with a String pattern
+    std::unique_ptr<Regex> re;  // Split / Replace with a Regex pattern
     Behavior behavior = Behavior::Isolated;
     bool invert = false;
-    bool flag = false;              // Digits: individual_digits; ByteLevel: add_prefix_space; Metaspace: split
+    bool flag = false;                 // Digits: individual_digits; ByteLevel: add_prefix_space; Metaspace: split
     bool left = false, right = false;  // Strip
-    bool use_regex = true;          // ByteLevel
-    Scheme scheme = Scheme::Always; // Metaspace
+    bool use_regex = true;             // ByteLevel
+    Scheme scheme = Scheme::Always;    // Metaspace
 };
 
 namespace {
@@ -62,9 +61,12 @@ bool boolean(const json::Value& v, const char* key, bool dflt) {
 // {"String": "x"} or {"Regex": "..."}
 void pattern(Step& s, const json::Value& v, const std::string& where) {
     const json::Value& p = member(v, "pattern", where);
-    if (const json::Value* lit = p.get("String"); lit && lit->is_string()) s.lit = lit->s;
-    else if (const json::Value* re = p.get("Regex"); re && re->is_string()) s.re = std::make_unique<Regex>(re->s, where);
-    else bad(where, "pattern must be {\"String\": ...} or {\"Regex\": ...}");
+    if (const json::Value* lit = p.get("String"); lit && lit->is_string())
+        s.lit = lit->s;
+    else if (const json::Value* re = p.get("Regex"); re && re->is_string())
+        s.re = std::make_unique<Regex>(re->s, where);
+    else
+        bad(where, "pattern must be {\"String\": ...} or {\"Regex\": ...}");
 }
 
 Behavior behavior(const std::string& name, const std::string& where) {
@@ -114,10 +116,14 @@ void read_steps(const json::Value* v, bool pre, const std::string& src, std::vec
     } else if (pre && type == "Metaspace") {
         s->type = Type::Metaspace, s->text = str(*v, "replacement", at), s->flag = boolean(*v, "split", true);
         if (const json::Value* ps = v->get("prepend_scheme"); ps && ps->is_string()) {
-            if (ps->s == "always") s->scheme = Scheme::Always;
-            else if (ps->s == "first") s->scheme = Scheme::First;
-            else if (ps->s == "never") s->scheme = Scheme::Never;
-            else bad(at, "unknown prepend_scheme '" + ps->s + "'");
+            if (ps->s == "always")
+                s->scheme = Scheme::Always;
+            else if (ps->s == "first")
+                s->scheme = Scheme::First;
+            else if (ps->s == "never")
+                s->scheme = Scheme::Never;
+            else
+                bad(at, "unknown prepend_scheme '" + ps->s + "'");
         } else {
             s->scheme = boolean(*v, "add_prefix_space", true) ? Scheme::Always : Scheme::Never;
         }
@@ -194,24 +200,30 @@ void split_by(const std::string& s, std::vector<Range> r, Behavior how, bool inv
             break;
         case Behavior::MergedWithPrevious:
             for (const Range& x : r) {
-                if (x.match && !prev && !acc.empty()) acc.back().second = x.e;
-                else acc.emplace_back(x.b, x.e);
+                if (x.match && !prev && !acc.empty())
+                    acc.back().second = x.e;
+                else
+                    acc.emplace_back(x.b, x.e);
                 prev = x.match;
             }
             break;
         case Behavior::MergedWithNext:
             for (size_t k = r.size(); k-- > 0;) {
                 const Range& x = r[k];
-                if (x.match && !prev && !acc.empty()) acc.back().first = x.b;
-                else acc.emplace_back(x.b, x.e);
+                if (x.match && !prev && !acc.empty())
+                    acc.back().first = x.b;
+                else
+                    acc.emplace_back(x.b, x.e);
                 prev = x.match;
             }
             std::reverse(acc.begin(), acc.end());
             break;
         case Behavior::Contiguous:
             for (size_t k = 0; k < r.size(); ++k) {
-                if (k > 0 && r[k].match == prev) acc.back().second = r[k].e;
-                else acc.emplace_back(r[k].b, r[k].e);
+                if (k > 0 && r[k].match == prev)
+                    acc.back().second = r[k].e;
+                else
+                    acc.emplace_back(r[k].b, r[k].e);
                 prev = r[k].match;
             }
             break;
@@ -220,9 +232,7 @@ void split_by(const std::string& s, std::vector<Range> r, Behavior how, bool inv
         if (e > b) out.emplace_back(s, b, e - b);
 }
 
-bool is_punct(uint32_t cp) {
-    return (cp < 128 && std::ispunct(int(cp))) || (unicode::flags(cp) & unicode::kPunct);
-}
+bool is_punct(uint32_t cp) { return (cp < 128 && std::ispunct(int(cp))) || (unicode::flags(cp) & unicode::kPunct); }
 
 }  // namespace
 
@@ -250,7 +260,9 @@ std::string Pipeline::normalize(std::string_view text) const {
                 break;
             }
             case Type::Strip: {
-                auto ws = [&](size_t i, int* len) { return unicode::flags(unicode::decode_utf8(s, i, len)) & unicode::kWhitespace; };
+                auto ws = [&](size_t i, int* len) {
+                    return unicode::flags(unicode::decode_utf8(s, i, len)) & unicode::kWhitespace;
+                };
                 size_t b = 0, e = s.size();
                 int len = 1;
                 while (st->left && b < e && ws(b, &len)) b += size_t(len);
@@ -263,8 +275,11 @@ std::string Pipeline::normalize(std::string_view text) const {
                 s = s.substr(b, e - b);
                 break;
             }
-            case Type::Nfc: s = unicode::nfc(s); break;
-            default: break;
+            case Type::Nfc:
+                s = unicode::nfc(s);
+                break;
+            default:
+                break;
         }
     }
     return s;
@@ -294,7 +309,8 @@ void Pipeline::pre_tokenize(std::string text, bool at_start, std::vector<std::st
                     }
                     break;
                 case Type::Digits:
-                    char_ranges(p, [](uint32_t cp) { return (unicode::flags(cp) & unicode::kNumber) != 0; }, r);
+                    char_ranges(
+                        p, [](uint32_t cp) { return (unicode::flags(cp) & unicode::kNumber) != 0; }, r);
                     split_by(p, r, st->flag ? Behavior::Isolated : Behavior::Contiguous, false, next);
                     break;
                 case Type::Punctuation:
@@ -302,7 +318,8 @@ void Pipeline::pre_tokenize(std::string text, bool at_start, std::vector<std::st
                     split_by(p, r, st->behavior, false, next);
                     break;
                 case Type::WhitespaceSplit:
-                    char_ranges(p, [](uint32_t cp) { return (unicode::flags(cp) & unicode::kWhitespace) != 0; }, r);
+                    char_ranges(
+                        p, [](uint32_t cp) { return (unicode::flags(cp) & unicode::kWhitespace) != 0; }, r);
                     split_by(p, r, Behavior::Removed, false, next);
                     break;
                 case Type::Metaspace: {
@@ -321,7 +338,9 @@ void Pipeline::pre_tokenize(std::string text, bool at_start, std::vector<std::st
                     }
                     break;
                 }
-                default: next.push_back(p); break;
+                default:
+                    next.push_back(p);
+                    break;
             }
         }
         cur.swap(next);

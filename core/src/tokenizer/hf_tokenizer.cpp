@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include "imp/error.h"
 #include "model/json.h"
@@ -59,8 +60,10 @@ std::string decode_token(const json::Value* dec, const std::string& tok, bool* s
         for (size_t i = 0; i < tok.size();) {
             int len = 1;
             const int b = unicode::cp_to_byte(unicode::decode_utf8(tok, i, &len));
-            if (b >= 0) out += char(b);
-            else out.append(tok, i, size_t(len));
+            if (b >= 0)
+                out += char(b);
+            else
+                out.append(tok, i, size_t(len));
             i += size_t(len);
         }
         return out;
@@ -99,7 +102,8 @@ std::string decode_token(const json::Value* dec, const std::string& tok, bool* s
         const std::string rep = token_string(dec->get("replacement"));
         const json::Value* ps = dec->get("prepend_scheme");
         const json::Value* aps = dec->get("add_prefix_space");
-        if ((ps && ps->is_string() && ps->s != "never") || (!ps && aps && aps->kind == json::Value::Kind::Bool && aps->b))
+        if ((ps && ps->is_string() && ps->s != "never") ||
+            (!ps && aps && aps->kind == json::Value::Kind::Bool && aps->b))
             *strip = true;
         std::string out;
         size_t p0 = 0;
@@ -142,9 +146,10 @@ void post_processor(const json::Value* pp, std::vector<int32_t>& prefix, std::ve
     }
 }
 
-const char* const kEogTexts[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>",
-                                 "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|EOT|>", "<EOT>",
-                                 "<｜end▁of▁sentence｜>", "<end_of_utterance>"};
+const char* const kEogTexts[] = {"<|eot_id|>",        "<|eom_id|>", "<|im_end|>", "<|endoftext|>",
+                                 "<|end_of_text|>",   "<|end|>",    "<|return|>", "<|call|>",
+                                 "<end_of_turn>",     "<|EOT|>",    "<EOT>",      "<｜end▁of▁sentence｜>",
+                                 "<end_of_utterance>"};
 
 }  // namespace
 
@@ -250,10 +255,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
     t->decoded_.resize(size_t(n));
     for (int32_t id = 0; id < n; ++id) {
         const int32_t ty = t->types_[size_t(id)];
-        t->decoded_[size_t(id)] = ty == kControl || ty == kUserDefined
-                                      ? t->tokens_[size_t(id)]
-                                      : decode_token(root.get("decoder"), t->tokens_[size_t(id)],
-                                                     &t->strip_leading_space_, tj);
+        t->decoded_[size_t(id)] =
+            ty == kControl || ty == kUserDefined
+                ? t->tokens_[size_t(id)]
+                : decode_token(root.get("decoder"), t->tokens_[size_t(id)], &t->strip_leading_space_, tj);
     }
     post_processor(root.get("post_processor"), t->prefix_, t->suffix_, tj);
 
@@ -270,7 +275,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
         t->bos_ = find_id(token_string(c.get("bos_token")));
         t->eos_ = find_id(token_string(c.get("eos_token")));
         if (const json::Value* ct = c.get("chat_template")) {
-            if (ct->is_string()) t->chat_template_ = ct->s;
+            if (ct->is_string())
+                t->chat_template_ = ct->s;
             else if (ct->is_array())
                 for (const json::Value& e : ct->items)
                     if (token_string(e.get("name")) == "default") t->chat_template_ = token_string(e.get("template"));
@@ -280,8 +286,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
             if (ab->b && it == t->prefix_.end()) t->prefix_.insert(t->prefix_.begin(), t->bos_);
             if (!ab->b && it != t->prefix_.end()) t->prefix_.erase(it);
         }
-        if (const json::Value* ae = c.get("add_eos_token"); ae && ae->kind == json::Value::Kind::Bool && ae->b &&
-                                                           t->eos_ >= 0 && t->suffix_.empty())
+        if (const json::Value* ae = c.get("add_eos_token");
+            ae && ae->kind == json::Value::Kind::Bool && ae->b && t->eos_ >= 0 && t->suffix_.empty())
             t->suffix_.push_back(t->eos_);
     }
     if (const fs::path jt = dir / "chat_template.jinja"; fs::exists(jt)) t->chat_template_ = read_text(jt.string());
@@ -297,6 +303,21 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
         }
         if (const json::Value* b = g.get("bos_token_id"); b && b->is_integer() && t->bos_ < 0)
             t->bos_ = to_id(*b, gen.string() + ": bos_token_id");
+        auto number = [&](const char* k) -> std::optional<double> {
+            const json::Value* v = g.get(k);
+            if (!v) return std::nullopt;
+            if (v->kind == json::Value::Kind::Float) return v->f;
+            if (v->kind == json::Value::Kind::Int) return double(v->i);
+            return std::nullopt;
+        };
+        SamplingDefaults& sd = t->sampling_defaults_;
+        sd.temperature = number("temperature");
+        sd.top_p = number("top_p");
+        sd.min_p = number("min_p");
+        sd.repetition_penalty = number("repetition_penalty");
+        if (auto k = number("top_k")) sd.top_k = int64_t(*k);
+        if (const json::Value* ds = g.get("do_sample"); ds && ds->kind == json::Value::Kind::Bool && !ds->b)
+            sd.temperature = 0.0;
     }
     for (const Special& s : t->specials_)
         for (const char* e : kEogTexts)

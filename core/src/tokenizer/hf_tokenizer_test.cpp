@@ -82,13 +82,18 @@ TEST_CASE("hf tokenizer: config files give bos/eos, end-of-generation ids and th
 
     const std::string d = tmp_dir("gen");
     std::filesystem::copy(imp::test::fixture_path("hf/qwen2/tokenizer.json"), d + "/tokenizer.json");
-    write(d + "/generation_config.json", R"({"eos_token_id": [5, 7], "bos_token_id": 3})");
+    write(d + "/generation_config.json",
+          R"({"eos_token_id": [5, 7], "bos_token_id": 3, "temperature": 0.6, "top_k": 20, "top_p": 0.95})");
     write(d + "/chat_template.jinja", "{{ messages[0]['content'] }}");
     auto t = Tokenizer::from_hf(d);
     CHECK(t->is_eog(5));
     CHECK(t->is_eog(7));
     CHECK_FALSE(t->is_eog(6));
     CHECK(t->bos() == 3);
+    CHECK(t->sampling_defaults().temperature == 0.6);
+    CHECK(t->sampling_defaults().top_k == 20);
+    CHECK(t->sampling_defaults().top_p == 0.95);
+    CHECK_FALSE(t->sampling_defaults().min_p.has_value());
     CHECK(t->chat_template() == "{{ messages[0]['content'] }}");
 }
 

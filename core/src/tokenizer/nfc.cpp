@@ -32,8 +32,10 @@ void decompose(uint32_t cp, std::vector<uint32_t>& out) {
     size_t lo = 0, hi = kDecompCount;
     while (lo < hi) {
         const size_t mid = (lo + hi) / 2;
-        if (kDecompIndex[2 * mid] < cp) lo = mid + 1;
-        else hi = mid;
+        if (kDecompIndex[2 * mid] < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     if (lo < kDecompCount && kDecompIndex[2 * lo] == cp) {
         const uint32_t v = kDecompIndex[2 * lo + 1];
@@ -53,8 +55,10 @@ uint32_t compose(uint32_t a, uint32_t b) {
     while (lo < hi) {
         const size_t mid = (lo + hi) / 2;
         const uint32_t f = kComp[3 * mid], s = kComp[3 * mid + 1];
-        if (f < a || (f == a && s < b)) lo = mid + 1;
-        else hi = mid;
+        if (f < a || (f == a && s < b))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < kCompCount && kComp[3 * lo] == a && kComp[3 * lo + 1] == b ? kComp[3 * lo + 2] : 0;
 }

@@ -73,8 +73,10 @@ void Spm::encode(std::string_view text, std::vector<int32_t>& out) const {
             continue;
         }
         for (unsigned char c : s) {
-            if (byte_id_[c] >= 0) out.push_back(byte_id_[c]);
-            else if (unk_ >= 0) out.push_back(unk_);
+            if (byte_id_[c] >= 0)
+                out.push_back(byte_id_[c]);
+            else if (unk_ >= 0)
+                out.push_back(unk_);
         }
     }
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,6 +46,13 @@ public:
     // or the post-processor of a tokenizer.json (with tokenizer_config.json's add_bos_token / add_eos_token).
     bool add_bos() const { return add_bos_; }
     const std::string& chat_template() const { return chat_template_; }
+    // Sampling defaults from generation_config.json (absent keys stay unset; do_sample = false gives temperature 0),
+    // for a caller to use where the profile sets none.
+    struct SamplingDefaults {
+        std::optional<double> temperature, top_p, min_p, repetition_penalty;
+        std::optional<int64_t> top_k;
+    };
+    const SamplingDefaults& sampling_defaults() const { return sampling_defaults_; }
     const std::string& source() const { return source_; }
     // "gpt2 (smollm)", "llama (SentencePiece)", "tokenizer.json BPE", ...
     std::string describe() const;
@@ -117,6 +125,7 @@ private:
     int32_t bos_ = -1, eos_ = -1;
     bool add_bos_ = false;
     std::string chat_template_;
+    SamplingDefaults sampling_defaults_;
 };
 
 // Streaming detokenizer for generated text: feed ids, get back only complete, valid UTF-8 (a multi-byte sequence is

@@ -61,37 +61,39 @@ Value items_of(const Value& d) {
 
 void Interp::install_globals() {
     assign("range", Value::func([this](const Args& a) {
-        int64_t b = 0, e = 0, st = 1;
-        if (a.pos.size() == 1) e = a.pos[0].i;
-        else if (a.pos.size() >= 2) b = a.pos[0].i, e = a.pos[1].i;
-        if (a.pos.size() == 3) st = a.pos[2].i;
-        if (st == 0) fail(cur_line_, "range() step must not be zero");
-        List l;
-        for (int64_t k = b; st > 0 ? k < e : k > e; k += st) l.push_back(Value::integer(k));
-        return Value::new_list(std::move(l));
-    }));
+               int64_t b = 0, e = 0, st = 1;
+               if (a.pos.size() == 1)
+                   e = a.pos[0].i;
+               else if (a.pos.size() >= 2)
+                   b = a.pos[0].i, e = a.pos[1].i;
+               if (a.pos.size() == 3) st = a.pos[2].i;
+               if (st == 0) fail(cur_line_, "range() step must not be zero");
+               List l;
+               for (int64_t k = b; st > 0 ? k < e : k > e; k += st) l.push_back(Value::integer(k));
+               return Value::new_list(std::move(l));
+           }));
     assign("namespace", Value::func([](const Args& a) {
-        Value v = Value::new_dict();
-        v.kind = Value::Ns;
-        for (const auto& [k, x] : a.kw) v.dict->emplace_back(k, x);
-        return v;
-    }));
+               Value v = Value::new_dict();
+               v.kind = Value::Ns;
+               for (const auto& [k, x] : a.kw) v.dict->emplace_back(k, x);
+               return v;
+           }));
     assign("dict", Value::func([](const Args& a) {
-        Value v = Value::new_dict();
-        for (const auto& [k, x] : a.kw) v.dict->emplace_back(k, x);
-        return v;
-    }));
+               Value v = Value::new_dict();
+               for (const auto& [k, x] : a.kw) v.dict->emplace_back(k, x);
+               return v;
+           }));
     assign("raise_exception", Value::func([this](const Args& a) -> Value {
-        fail(cur_line_, "raise_exception: " + (a.pos.empty() ? std::string() : a.pos[0].str_py()));
-    }));
+               fail(cur_line_, "raise_exception: " + (a.pos.empty() ? std::string() : a.pos[0].str_py()));
+           }));
     assign("strftime_now", Value::func([](const Args& a) {
-        char b[128] = "";
-        const std::time_t t = std::time(nullptr);
-        std::tm tm{};
-        localtime_r(&t, &tm);
-        if (!a.pos.empty()) std::strftime(b, sizeof b, a.pos[0].s.c_str(), &tm);
-        return Value::str(b);
-    }));
+               char b[128] = "";
+               const std::time_t t = std::time(nullptr);
+               std::tm tm{};
+               localtime_r(&t, &tm);
+               if (!a.pos.empty()) std::strftime(b, sizeof b, a.pos[0].s.c_str(), &tm);
+               return Value::str(b);
+           }));
 }
 
 Value Interp::filter(const std::string& name, Args& a, int line) {
@@ -130,7 +132,8 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
             if (v.list->empty()) return Value();
             return name == "first" ? v.list->front() : v.list->back();
         }
-        if (v.kind == Value::Str && !v.s.empty()) return Value::str(std::string(1, name == "first" ? v.s.front() : v.s.back()));
+        if (v.kind == Value::Str && !v.s.empty())
+            return Value::str(std::string(1, name == "first" ? v.s.front() : v.s.back()));
         return Value();
     }
     if (name == "join") {
@@ -177,7 +180,8 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
         }
     }
     if (name == "float") return Value::number(v.is_number() ? v.as_double() : std::atof(v.str_py().c_str()));
-    if (name == "abs") return v.kind == Value::Int ? Value::integer(v.i < 0 ? -v.i : v.i) : Value::number(std::abs(v.as_double()));
+    if (name == "abs")
+        return v.kind == Value::Int ? Value::integer(v.i < 0 ? -v.i : v.i) : Value::number(std::abs(v.as_double()));
     if (name == "selectattr" || name == "rejectattr" || name == "select" || name == "reject") {
         const bool attr = name.size() > 6;
         const bool keep = name[0] == 's';
@@ -237,7 +241,8 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
         std::string s = v.str_py();
         bool start = true;
         for (char& c : s) {
-            c = start ? char(std::toupper(static_cast<unsigned char>(c))) : char(std::tolower(static_cast<unsigned char>(c)));
+            c = start ? char(std::toupper(static_cast<unsigned char>(c)))
+                      : char(std::tolower(static_cast<unsigned char>(c)));
             start = !std::isalpha(static_cast<unsigned char>(c));
         }
         return Value::str(s);
@@ -258,7 +263,8 @@ bool Interp::test(const std::string& name, const Args& a, int line) {
     if (name == "true") return v.kind == Value::Bool && v.b;
     if (name == "false") return v.kind == Value::Bool && !v.b;
     if (name == "mapping") return v.kind == Value::Dict;
-    if (name == "sequence" || name == "iterable") return v.kind == Value::List || v.kind == Value::Str || v.kind == Value::Dict;
+    if (name == "sequence" || name == "iterable")
+        return v.kind == Value::List || v.kind == Value::Str || v.kind == Value::Dict;
     if (name == "callable") return v.kind == Value::Callable;
     if (name == "odd" || name == "even") return (v.i % 2 != 0) == (name == "odd");
     if (name == "divisibleby") return a.pos.size() > 1 && a.pos[1].i != 0 && v.i % a.pos[1].i == 0;
@@ -268,7 +274,8 @@ bool Interp::test(const std::string& name, const Args& a, int line) {
         if (a.pos.size() < 2) return false;
         const Value& c = a.pos[1];
         if (c.kind == Value::Str) return v.kind == Value::Str && c.s.find(v.s) != std::string::npos;
-        if (c.kind == Value::List) return std::any_of(c.list->begin(), c.list->end(), [&](const Value& x) { return equal(x, v); });
+        if (c.kind == Value::List)
+            return std::any_of(c.list->begin(), c.list->end(), [&](const Value& x) { return equal(x, v); });
         if (c.kind == Value::Dict) return v.kind == Value::Str && c.find(v.s);
         return false;
     }
@@ -284,7 +291,8 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
         if (name == "strip" || name == "lstrip" || name == "rstrip")
             return m([s, name](const Args& a) {
                 const Value* c = a.get(0, "chars");
-                return Value::str(strip(s, c && c->kind == Value::Str ? &c->s : nullptr, name != "rstrip", name != "lstrip"));
+                return Value::str(
+                    strip(s, c && c->kind == Value::Str ? &c->s : nullptr, name != "rstrip", name != "lstrip"));
             });
         if (name == "upper") return m([s](const Args&) { return Value::str(upper(s)); });
         if (name == "lower") return m([s](const Args&) { return Value::str(lower(s)); });
@@ -293,10 +301,12 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                 std::vector<std::string> opts;
                 if (!a.pos.empty() && a.pos[0].kind == Value::List)
                     for (const Value& x : *a.pos[0].list) opts.push_back(x.s);
-                else if (!a.pos.empty()) opts.push_back(a.pos[0].s);
+                else if (!a.pos.empty())
+                    opts.push_back(a.pos[0].s);
                 for (const std::string& p : opts)
-                    if (s.size() >= p.size() && (name == "startswith" ? s.compare(0, p.size(), p) == 0
-                                                                      : s.compare(s.size() - p.size(), p.size(), p) == 0))
+                    if (s.size() >= p.size() &&
+                        (name == "startswith" ? s.compare(0, p.size(), p) == 0
+                                              : s.compare(s.size() - p.size(), p.size(), p) == 0))
                         return Value::boolean(true);
                 return Value::boolean(false);
             });
@@ -312,8 +322,10 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                         while (p < s.size() && is_ws(s[p])) ++p;
                         if (p >= s.size()) break;
                         size_t q = p;
-                        if (maxsplit == 0) q = s.size();
-                        else while (q < s.size() && !is_ws(s[q])) ++q;
+                        if (maxsplit == 0)
+                            q = s.size();
+                        else
+                            while (q < s.size() && !is_ws(s[q])) ++q;
                         l.push_back(Value::str(s.substr(p, q - p)));
                         if (maxsplit > 0) --maxsplit;
                         p = q;
@@ -335,7 +347,8 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                     return Value::new_list(std::move(l));
                 }
                 size_t p = 0;
-                for (size_t q; maxsplit != 0 && !d.empty() && (q = s.find(d, p)) != std::string::npos; p = q + d.size()) {
+                for (size_t q; maxsplit != 0 && !d.empty() && (q = s.find(d, p)) != std::string::npos;
+                     p = q + d.size()) {
                     l.push_back(Value::str(s.substr(p, q - p)));
                     if (maxsplit > 0) --maxsplit;
                 }
@@ -371,8 +384,10 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
             return m([s, name](const Args&) {
                 if (s.empty()) return Value::boolean(false);
                 for (unsigned char c : s) {
-                    const bool ok = name == "isdigit" ? std::isdigit(c) : name == "isspace" ? std::isspace(c)
-                                  : name == "isalpha" ? std::isalpha(c) : std::isalnum(c);
+                    const bool ok = name == "isdigit"   ? std::isdigit(c)
+                                    : name == "isspace" ? std::isspace(c)
+                                    : name == "isalpha" ? std::isalpha(c)
+                                                        : std::isalnum(c);
                     if (!ok) return Value::boolean(false);
                 }
                 return Value::boolean(true);
@@ -401,7 +416,8 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
         return Value();
     }
     if (obj.kind == Value::List && (name == "append" || name == "pop" || name == "insert" || name == "extend"))
-        fail(line, "unsupported construct: list." + name + "() (templates are rendered immutably, as transformers does)");
+        fail(line,
+             "unsupported construct: list." + name + "() (templates are rendered immutably, as transformers does)");
     if (obj.kind == Value::Str) fail(line, "unsupported construct: str." + name + "()");
     return Value();
 }

@@ -58,7 +58,8 @@ Value Interp::get_item(const Value& obj, const Value& key, int line) {
 
 Value Interp::eval(const Expr& e) {
     switch (e.kind) {
-        case Expr::Lit: return e.lit;
+        case Expr::Lit:
+            return e.lit;
         case Expr::Name: {
             if (Value* v = lookup(e.name)) return *v;
             return Value();
@@ -73,9 +74,9 @@ Value Interp::eval(const Expr& e) {
             if (!o.defined()) fail(e.line, "item of an undefined value");
             return get_item(o, eval(*e.args[1]), e.line);
         }
-        case Expr::Slice: return slice(eval(*e.args[0]), e.args[1] ? eval(*e.args[1]) : Value(),
-                                       e.args[2] ? eval(*e.args[2]) : Value(), e.args[3] ? eval(*e.args[3]) : Value(),
-                                       e.line);
+        case Expr::Slice:
+            return slice(eval(*e.args[0]), e.args[1] ? eval(*e.args[1]) : Value(),
+                         e.args[2] ? eval(*e.args[2]) : Value(), e.args[3] ? eval(*e.args[3]) : Value(), e.line);
         case Expr::Call: {
             Args a;
             for (size_t k = 1; k < e.args.size(); ++k) a.pos.push_back(eval(*e.args[k]));
@@ -106,7 +107,8 @@ Value Interp::eval(const Expr& e) {
             if (v.kind == Value::Float) return Value::number(e.name == "-" ? -v.f : v.f);
             fail(e.line, "bad operand for unary " + e.name + ": " + v.type_name());
         }
-        case Expr::Binary: return binary(e);
+        case Expr::Binary:
+            return binary(e);
         case Expr::Cond: {
             if (eval(*e.args[0]).truthy()) return eval(*e.args[1]);
             return e.args[2] ? eval(*e.args[2]) : Value();
@@ -155,18 +157,24 @@ Value Interp::binary(const Expr& e) {
     if (op == "!=") return Value::boolean(!equal(l, r));
     if (op == "in" || op == "not in") {
         bool in = false;
-        if (r.kind == Value::Str) in = l.kind == Value::Str && r.s.find(l.s) != std::string::npos;
+        if (r.kind == Value::Str)
+            in = l.kind == Value::Str && r.s.find(l.s) != std::string::npos;
         else if (r.kind == Value::List)
             for (const Value& x : *r.list) in = in || equal(x, l);
-        else if (r.kind == Value::Dict || r.kind == Value::Ns) in = l.kind == Value::Str && r.find(l.s);
-        else if (!r.defined()) fail(e.line, "'in' on an undefined value");
+        else if (r.kind == Value::Dict || r.kind == Value::Ns)
+            in = l.kind == Value::Str && r.find(l.s);
+        else if (!r.defined())
+            fail(e.line, "'in' on an undefined value");
         return Value::boolean(op == "in" ? in : !in);
     }
     if (op == "<" || op == ">" || op == "<=" || op == ">=") {
         int c;
-        if (l.is_number() && r.is_number()) c = l.as_double() < r.as_double() ? -1 : l.as_double() > r.as_double();
-        else if (l.kind == Value::Str && r.kind == Value::Str) c = l.s.compare(r.s);
-        else fail(e.line, std::string("'") + op + "' between " + l.type_name() + " and " + r.type_name());
+        if (l.is_number() && r.is_number())
+            c = l.as_double() < r.as_double() ? -1 : l.as_double() > r.as_double();
+        else if (l.kind == Value::Str && r.kind == Value::Str)
+            c = l.s.compare(r.s);
+        else
+            fail(e.line, std::string("'") + op + "' between " + l.type_name() + " and " + r.type_name());
         return Value::boolean(op == "<" ? c < 0 : op == ">" ? c > 0 : op == "<=" ? c <= 0 : c >= 0);
     }
     if (op == "+" && l.kind == Value::Str && r.kind == Value::Str) return Value::str(l.s + r.s);
@@ -190,7 +198,8 @@ Value Interp::binary(const Expr& e) {
     if (op == "*") return ints ? Value::integer(li * ri) : Value::number(lf * rf);
     if ((op == "/" || op == "//" || op == "%") && rf == 0) fail(e.line, "division by zero");
     if (op == "/") return Value::number(lf / rf);
-    if (op == "//") return ints ? Value::integer(int64_t(std::floor(double(li) / double(ri)))) : Value::number(std::floor(lf / rf));
+    if (op == "//")
+        return ints ? Value::integer(int64_t(std::floor(double(li) / double(ri)))) : Value::number(std::floor(lf / rf));
     if (op == "%") {
         if (ints) {
             int64_t m = li % ri;
@@ -201,7 +210,9 @@ Value Interp::binary(const Expr& e) {
         if (m != 0 && ((m < 0) != (rf < 0))) m += rf;
         return Value::number(m);
     }
-    if (op == "**") return ints && ri >= 0 ? Value::integer(int64_t(std::pow(double(li), double(ri)))) : Value::number(std::pow(lf, rf));
+    if (op == "**")
+        return ints && ri >= 0 ? Value::integer(int64_t(std::pow(double(li), double(ri))))
+                               : Value::number(std::pow(lf, rf));
     fail(e.line, "unknown operator " + op);
 }
 
@@ -220,16 +231,22 @@ Value Interp::slice(const Value& o, const Value& start, const Value& stop, const
     List l;
     std::string s;
     for (int64_t k = b; st > 0 ? k < e : k > e; k += st) {
-        if (o.kind == Value::List) l.push_back((*o.list)[size_t(k)]);
-        else s += o.s[size_t(k)];
+        if (o.kind == Value::List)
+            l.push_back((*o.list)[size_t(k)]);
+        else
+            s += o.s[size_t(k)];
     }
     return o.kind == Value::List ? Value::new_list(std::move(l)) : Value::str(s);
 }
 
 void Interp::exec(const Node& n, std::string& out) {
     switch (n.kind) {
-        case Node::Text: out += n.text; break;
-        case Node::Output: out += eval(*n.exprs[0]).str_py(); break;
+        case Node::Text:
+            out += n.text;
+            break;
+        case Node::Output:
+            out += eval(*n.exprs[0]).str_py();
+            break;
         case Node::Seq:
             for (const auto& c : n.body) exec(*c, out);
             break;
@@ -240,7 +257,9 @@ void Interp::exec(const Node& n, std::string& out) {
                     break;
                 }
             break;
-        case Node::For: run_for(n, out); break;
+        case Node::For:
+            run_for(n, out);
+            break;
         case Node::Set: {
             Value v = eval(*n.exprs[0]);
             set_target(n, std::move(v));
@@ -252,10 +271,15 @@ void Interp::exec(const Node& n, std::string& out) {
             set_target(n, Value::str(s));
             break;
         }
-        case Node::Macro: define_macro(n); break;
-        case Node::Break: throw BreakSignal{};
-        case Node::Continue: throw ContinueSignal{};
-        case Node::CallBlock: fail(n.line, "unsupported construct 'call'");
+        case Node::Macro:
+            define_macro(n);
+            break;
+        case Node::Break:
+            throw BreakSignal{};
+        case Node::Continue:
+            throw ContinueSignal{};
+        case Node::CallBlock:
+            fail(n.line, "unsupported construct 'call'");
     }
 }
 
@@ -281,12 +305,14 @@ void Interp::set_target(const Node& n, Value v) {
 void Interp::run_for(const Node& n, std::string& out) {
     Value it = eval(*n.exprs[0]);
     List items;
-    if (it.kind == Value::List) items = *it.list;
+    if (it.kind == Value::List)
+        items = *it.list;
     else if (it.kind == Value::Dict)
         for (const auto& [k, v] : *it.dict) items.push_back(Value::str(k));
     else if (it.kind == Value::Str)
         for (char c : it.s) items.push_back(Value::str(std::string(1, c)));
-    else if (it.defined() && it.kind != Value::None) fail(n.line, std::string("cannot iterate over a ") + it.type_name());
+    else if (it.defined() && it.kind != Value::None)
+        fail(n.line, std::string("cannot iterate over a ") + it.type_name());
     std::vector<std::string> names;
     for (size_t p = 0, q; p <= n.text.size(); p = q + 1) {
         q = n.text.find(',', p);
@@ -299,7 +325,8 @@ void Interp::run_for(const Node& n, std::string& out) {
             return;
         }
         if (item.kind != Value::List || item.list->size() != names.size())
-            fail(n.line, "cannot unpack " + std::string(item.type_name()) + " into " + std::to_string(names.size()) + " names");
+            fail(n.line,
+                 "cannot unpack " + std::string(item.type_name()) + " into " + std::to_string(names.size()) + " names");
         for (size_t k = 0; k < names.size(); ++k) assign(names[k], (*item.list)[k]);
     };
     if (n.exprs[1]) {  // {% for x in xs if cond %}: filter first, loop.* counts the kept items
@@ -320,9 +347,12 @@ void Interp::run_for(const Node& n, std::string& out) {
     const int64_t len = int64_t(items.size());
     for (int64_t k = 0; k < len; ++k) {
         bind(items[size_t(k)]);
-        Dict loop = {{"index", Value::integer(k + 1)},      {"index0", Value::integer(k)},
-                     {"first", Value::boolean(k == 0)},     {"last", Value::boolean(k == len - 1)},
-                     {"length", Value::integer(len)},       {"revindex", Value::integer(len - k)},
+        Dict loop = {{"index", Value::integer(k + 1)},
+                     {"index0", Value::integer(k)},
+                     {"first", Value::boolean(k == 0)},
+                     {"last", Value::boolean(k == len - 1)},
+                     {"length", Value::integer(len)},
+                     {"revindex", Value::integer(len - k)},
                      {"revindex0", Value::integer(len - k - 1)},
                      {"previtem", k > 0 ? items[size_t(k - 1)] : Value()},
                      {"nextitem", k + 1 < len ? items[size_t(k + 1)] : Value()}};
@@ -345,17 +375,17 @@ void Interp::run_for(const Node& n, std::string& out) {
 void Interp::define_macro(const Node& n) {
     const Node* node = &n;
     assign(n.text, Value::func([this, node](const Args& a) {
-        scopes_.emplace_back();
-        for (size_t k = 0; k < node->params.size(); ++k) {
-            const auto& [p, dflt] = node->params[k];
-            const Value* v = a.get(k, p.c_str());
-            assign(p, v ? *v : dflt ? eval(*dflt) : Value());
-        }
-        std::string s;
-        exec(*node->body[0], s);
-        scopes_.pop_back();
-        return Value::str(s);
-    }));
+               scopes_.emplace_back();
+               for (size_t k = 0; k < node->params.size(); ++k) {
+                   const auto& [p, dflt] = node->params[k];
+                   const Value* v = a.get(k, p.c_str());
+                   assign(p, v ? *v : dflt ? eval(*dflt) : Value());
+               }
+               std::string s;
+               exec(*node->body[0], s);
+               scopes_.pop_back();
+               return Value::str(s);
+           }));
 }
 
 std::string Interp::run(const Node& root, const json::Value& context) {

@@ -15,12 +15,18 @@ const Value* Args::get(size_t i, const char* name) const {
 
 Value Value::from_json(const json::Value& j) {
     switch (j.kind) {
-        case json::Value::Kind::Null: return none();
-        case json::Value::Kind::Bool: return boolean(j.b);
-        case json::Value::Kind::Int: return integer(j.i);
-        case json::Value::Kind::UInt: return number(double(j.u));
-        case json::Value::Kind::Float: return number(j.f);
-        case json::Value::Kind::String: return str(j.s);
+        case json::Value::Kind::Null:
+            return none();
+        case json::Value::Kind::Bool:
+            return boolean(j.b);
+        case json::Value::Kind::Int:
+            return integer(j.i);
+        case json::Value::Kind::UInt:
+            return number(double(j.u));
+        case json::Value::Kind::Float:
+            return number(j.f);
+        case json::Value::Kind::String:
+            return str(j.s);
         case json::Value::Kind::Array: {
             jinja::List l;
             for (const auto& e : j.items) l.push_back(from_json(e));
@@ -38,14 +44,22 @@ Value Value::from_json(const json::Value& j) {
 bool Value::truthy() const {
     switch (kind) {
         case Undefined:
-        case None: return false;
-        case Bool: return b;
-        case Int: return i != 0;
-        case Float: return f != 0;
-        case Str: return !s.empty();
-        case List: return !list->empty();
-        case Dict: return !dict->empty();
-        default: return true;
+        case None:
+            return false;
+        case Bool:
+            return b;
+        case Int:
+            return i != 0;
+        case Float:
+            return f != 0;
+        case Str:
+            return !s.empty();
+        case List:
+            return !list->empty();
+        case Dict:
+            return !dict->empty();
+        default:
+            return true;
     }
 }
 
@@ -57,7 +71,7 @@ const Value* Value::find(const std::string& key) const {
 }
 
 const char* Value::type_name() const {
-    static const char* const names[] = {"undefined", "NoneType", "bool", "int",      "float",
+    static const char* const names[] = {"undefined", "NoneType", "bool", "int",       "float",
                                         "str",       "list",     "dict", "Namespace", "function"};
     return names[kind];
 }
@@ -91,16 +105,22 @@ std::string str_repr(const std::string& s) {
     const char q = dq ? '"' : '\'';
     std::string o(1, q);
     for (unsigned char c : s) {
-        if (c == '\\') o += "\\\\";
-        else if (c == q) o += '\\', o += char(c);
-        else if (c == '\n') o += "\\n";
-        else if (c == '\t') o += "\\t";
-        else if (c == '\r') o += "\\r";
+        if (c == '\\')
+            o += "\\\\";
+        else if (c == q)
+            o += '\\', o += char(c);
+        else if (c == '\n')
+            o += "\\n";
+        else if (c == '\t')
+            o += "\\t";
+        else if (c == '\r')
+            o += "\\r";
         else if (c < 0x20 || c == 0x7F) {
             char b[8];
             std::snprintf(b, sizeof b, "\\x%02x", c);
             o += b;
-        } else o += char(c);
+        } else
+            o += char(c);
     }
     return o + q;
 }
@@ -109,13 +129,27 @@ void dump_str(std::string& o, const std::string& s) {
     o += '"';
     for (unsigned char c : s) {
         switch (c) {
-            case '"': o += "\\\""; break;
-            case '\\': o += "\\\\"; break;
-            case '\n': o += "\\n"; break;
-            case '\r': o += "\\r"; break;
-            case '\t': o += "\\t"; break;
-            case '\b': o += "\\b"; break;
-            case '\f': o += "\\f"; break;
+            case '"':
+                o += "\\\"";
+                break;
+            case '\\':
+                o += "\\\\";
+                break;
+            case '\n':
+                o += "\\n";
+                break;
+            case '\r':
+                o += "\\r";
+                break;
+            case '\t':
+                o += "\\t";
+                break;
+            case '\b':
+                o += "\\b";
+                break;
+            case '\f':
+                o += "\\f";
+                break;
             default:
                 if (c < 0x20 || c == 0x7F) {
                     char b[8];
@@ -138,13 +172,21 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
     const char* item_sep = indent < 0 ? ", " : ",";
     switch (v.kind) {
         case Value::Undefined:
-        case Value::None: o += "null"; break;
-        case Value::Bool: o += v.b ? "true" : "false"; break;
-        case Value::Int: o += std::to_string(v.i); break;
+        case Value::None:
+            o += "null";
+            break;
+        case Value::Bool:
+            o += v.b ? "true" : "false";
+            break;
+        case Value::Int:
+            o += std::to_string(v.i);
+            break;
         case Value::Float:
             o += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity") : float_repr(v.f);
             break;
-        case Value::Str: dump_str(o, v.s); break;
+        case Value::Str:
+            dump_str(o, v.s);
+            break;
         case Value::List:
             if (v.list->empty()) {
                 o += "[]";
@@ -167,7 +209,8 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
             }
             std::vector<const std::pair<std::string, Value>*> items;
             for (const auto& kv : *v.dict) items.push_back(&kv);
-            if (sort) std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
+            if (sort)
+                std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
             o += '{';
             for (size_t k = 0; k < items.size(); ++k) {
                 if (k) o += item_sep;
@@ -180,7 +223,9 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
             o += '}';
             break;
         }
-        case Value::Callable: o += "null"; break;
+        case Value::Callable:
+            o += "null";
+            break;
     }
 }
 
@@ -188,20 +233,29 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
 
 std::string Value::str_py() const {
     switch (kind) {
-        case Undefined: return "";
-        case Str: return s;
-        default: return repr_py();
+        case Undefined:
+            return "";
+        case Str:
+            return s;
+        default:
+            return repr_py();
     }
 }
 
 std::string Value::repr_py() const {
     switch (kind) {
-        case Undefined: return "";
-        case None: return "None";
-        case Bool: return b ? "True" : "False";
-        case Int: return std::to_string(i);
-        case Float: return float_repr(f);
-        case Str: return str_repr(s);
+        case Undefined:
+            return "";
+        case None:
+            return "None";
+        case Bool:
+            return b ? "True" : "False";
+        case Int:
+            return std::to_string(i);
+        case Float:
+            return float_repr(f);
+        case Str:
+            return str_repr(s);
         case List: {
             std::string o = "[";
             for (size_t k = 0; k < list->size(); ++k) o += (k ? ", " : "") + (*list)[k].repr_py();
@@ -213,17 +267,22 @@ std::string Value::repr_py() const {
                 o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + (*dict)[k].second.repr_py();
             return o + "}";
         }
-        case Ns: return "<Namespace>";
-        case Callable: return "<function>";
+        case Ns:
+            return "<Namespace>";
+        case Callable:
+            return "<function>";
     }
     return "";
 }
 
 bool equal(const Value& a, const Value& b) {
     if (a.is_number() && b.is_number()) return a.as_double() == b.as_double();
-    if (a.kind != b.kind) return (a.kind == Value::Undefined || a.kind == Value::None) && (b.kind == Value::Undefined || b.kind == Value::None) && a.kind == b.kind;
+    if (a.kind != b.kind)
+        return (a.kind == Value::Undefined || a.kind == Value::None) &&
+               (b.kind == Value::Undefined || b.kind == Value::None) && a.kind == b.kind;
     switch (a.kind) {
-        case Value::Str: return a.s == b.s;
+        case Value::Str:
+            return a.s == b.s;
         case Value::List:
             if (a.list->size() != b.list->size()) return false;
             for (size_t k = 0; k < a.list->size(); ++k)
@@ -237,8 +296,10 @@ bool equal(const Value& a, const Value& b) {
             }
             return true;
         case Value::None:
-        case Value::Undefined: return true;
-        default: return a.dict == b.dict && a.fn == b.fn;
+        case Value::Undefined:
+            return true;
+        default:
+            return a.dict == b.dict && a.fn == b.fn;
     }
 }
 
