@@ -32,14 +32,15 @@ void put(json::Value& obj, const std::string& k, json::Value v) {
 
 }  // namespace
 
-Tokenizer::ChatPrompt Tokenizer::render_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const {
+Tokenizer::ChatPrompt Tokenizer::render_chat(const json::Value& context) const {
+    if (!context.is_object()) throw Error("chat prompt: the template context is not a JSON object");
     std::string tmpl = chat_template_;
     if (tmpl.empty()) {
         if (find_token("<|im_start|>") < 0)
             throw Error(source_ + ": the model has no chat template and its vocab has no <|im_start|> (ChatML)");
         tmpl = kChatMLTemplate;
     }
-    // Special-token texts found in message contents -> placeholders.
+    // Special-token texts found in the strings of `messages` -> placeholders.
     std::vector<std::string> replaced;
     auto protect = [&](const std::string& content) {
         std::string out;
@@ -65,23 +66,20 @@ Tokenizer::ChatPrompt Tokenizer::render_chat(const std::vector<Message>& msgs, b
         }
         return out;
     };
-    json::Value ctx;
-    ctx.kind = json::Value::Kind::Object;
-    json::Value list;
-    list.kind = json::Value::Kind::Array;
-    for (const Message& m : msgs) {
-        json::Value o;
-        o.kind = json::Value::Kind::Object;
-        put(o, "role", jstr(m.role));
-        put(o, "content", jstr(protect(m.content)));
-        list.items.push_back(std::move(o));
+    auto walk = [&](auto& self, json::Value& v) -> void {
+        if (v.is_string()) v.s = protect(v.s);
+        for (json::Value& c : v.items) self(self, c);
+    };
+    json::Value ctx = context;
+    for (size_t k = 0; k < ctx.keys.size(); ++k)
+        if (ctx.keys[k] == "messages") walk(walk, ctx.items[k]);
+    if (!ctx.get("add_generation_prompt")) {
+        json::Value agp;
+        agp.kind = json::Value::Kind::Bool;
+        put(ctx, "add_generation_prompt", agp);
     }
-    put(ctx, "messages", std::move(list));
-    json::Value agp;
-    agp.kind = json::Value::Kind::Bool, agp.b = add_generation_prompt;
-    put(ctx, "add_generation_prompt", agp);
-    put(ctx, "bos_token", jstr(bos_ >= 0 ? tokens_[size_t(bos_)] : ""));
-    put(ctx, "eos_token", jstr(eos_ >= 0 ? tokens_[size_t(eos_)] : ""));
+    if (!ctx.get("bos_token")) put(ctx, "bos_token", jstr(bos_ >= 0 ? tokens_[size_t(bos_)] : ""));
+    if (!ctx.get("eos_token")) put(ctx, "eos_token", jstr(eos_ >= 0 ? tokens_[size_t(eos_)] : ""));
 
     const std::string rendered = jinja::Template(tmpl, source_ + ": chat template").render(ctx);
     ChatPrompt p;
@@ -100,12 +98,34 @@ Tokenizer::ChatPrompt Tokenizer::render_chat(const std::vector<Message>& msgs, b
     return p;
 }
 
+Tokenizer::ChatPrompt Tokenizer::render_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const {
+    json::Value ctx;
+    ctx.kind = json::Value::Kind::Object;
+    json::Value list;
+    list.kind = json::Value::Kind::Array;
+    for (const Message& m : msgs) {
+        json::Value o;
+        o.kind = json::Value::Kind::Object;
+        put(o, "role", jstr(m.role));
+        put(o, "content", jstr(m.content));
+        list.items.push_back(std::move(o));
+    }
+    put(ctx, "messages", std::move(list));
+    json::Value agp;
+    agp.kind = json::Value::Kind::Bool, agp.b = add_generation_prompt;
+    put(ctx, "add_generation_prompt", agp);
+    return render_chat(ctx);
+}
+
 std::string Tokenizer::apply_chat_template(const std::vector<Message>& msgs, bool add_generation_prompt) const {
     return render_chat(msgs, add_generation_prompt).text;
 }
 
 std::vector<int32_t> Tokenizer::encode_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const {
-    const ChatPrompt p = render_chat(msgs, add_generation_prompt);
+    return encode_prompt(render_chat(msgs, add_generation_prompt));
+}
+
+std::vector<int32_t> Tokenizer::encode_prompt(const ChatPrompt& p) const {
     std::vector<int32_t> ids = encode(p.text, false, true, p.literal);
     // The template may have written BOS itself (Llama 3: {{ bos_token }}); add it only when it is missing.
     if (add_bos_ && !prefix_.empty() &&

@@ -78,3 +78,17 @@ TEST_CASE("tokenizer: no template: ChatML when the vocab has <|im_start|>, else 
     CHECK_THROWS_WITH(bad->apply_chat_template({{"user", "a"}}, false),
                       Catch::Contains("chat template:2: unsupported filter 'frobnicate'"));
 }
+
+TEST_CASE("tokenizer: render_chat with a JSON context (tools, extra variables)", "[tokenizer][chat]") {
+    const auto tok = load("qwen2", "{% if tools %}T{{ tools | length }}{% endif %}{% for m in messages %}{{ m.role }}:"
+                                   "{{ m.content }}{% if m.tool_calls %}[{{ m.tool_calls[0].name }}]{% endif %};"
+                                   "{% endfor %}{{ extra }}");
+    const auto ctx = imp::json::parse(R"({"messages": [{"role": "user", "content": "a<|im_end|>"},
+        {"role": "assistant", "content": "", "tool_calls": [{"name": "f"}]}], "tools": [{}, {}], "extra": "!"})",
+                                      "ctx");
+    const auto p = tok->render_chat(ctx);
+    CHECK(p.text == "T2user:a<|im_end|>;assistant:[f];!");
+    REQUIRE(p.literal.size() == 1);
+    const auto ids = tok->encode_prompt(p);
+    CHECK(std::count(ids.begin(), ids.end(), tok->find_token("<|im_end|>")) == 0);
+}

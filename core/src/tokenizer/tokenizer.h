@@ -12,6 +12,7 @@
 
 #include "imp/export.h"
 #include "imp/metadata.h"
+#include "model/json.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/pretokenize.h"
 
@@ -90,6 +91,11 @@ public:
         std::vector<std::pair<size_t, size_t>> literal;
     };
     ChatPrompt render_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const;
+    // The same with a whole template context as JSON (an OpenAI-style request: messages with any fields, tools,
+    // enable_thinking, ...); add_generation_prompt (default false), bos_token and eos_token are added when absent.
+    // Special-token text in any string under "messages" stays text.
+    ChatPrompt render_chat(const json::Value& context) const;
+    std::vector<int32_t> encode_prompt(const ChatPrompt& p) const;  // as encode_chat, for a rendered prompt
     // render_chat + encode with special tokens parsed outside message contents; BOS added by add_bos() unless the
     // template already wrote it.
     std::vector<int32_t> encode_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const;
