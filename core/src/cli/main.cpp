@@ -1,4 +1,4 @@
-// imp — command line entry: `imp [run] --profile P`, `imp inspect FILE`, `imp plugins`.
+// imp — command line entry: `imp [run] --profile P`, `imp inspect FILE`, `imp plugins`, `imp plan`.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -17,6 +17,7 @@ void usage() {
         "       imp bench --profile FILE [...]       prompt/generation speed, llama-bench style (imp bench -h)\n"
         "       imp inspect FILE|FOLDER              print metadata and tensor table of a GGUF/safetensors model\n"
         "       imp plugins [--plugin-path DIR]...   list the plugins found and what they register\n"
+        "       imp plan --profile FILE [...]        plugins, settings, ops, weight formats, memory plan; no upload\n"
         "       imp tokenize FILE|FOLDER --prompt T  token ids and pieces (imp tokenize -h; imp detokenize)\n"
         "       imp --version\n");
 }
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
         if (cmd == "--version") return imp::cli::cmd_version();
         if (cmd == "inspect") return imp::cli::cmd_inspect(rest);
         if (cmd == "plugins") return imp::cli::cmd_plugins(rest);
+        if (cmd == "plan") return imp::cli::cmd_plan(rest);
         if (cmd == "tokenize") return imp::cli::cmd_tokenize(rest);
         if (cmd == "detokenize") return imp::cli::cmd_detokenize(rest);
         if (cmd == "run") return imp::cli::cmd_run(rest);
