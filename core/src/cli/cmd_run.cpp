@@ -64,13 +64,13 @@ int cmd_run(const std::vector<std::string>& args) {
     const Tokenizer& tok = s.tokenizer();
     std::string text = prof.generate.prompt;
     bool chat = prof.generate.chat == "true";
+    std::vector<Tokenizer::Message> msgs;
     if (chat) {
-        std::vector<Tokenizer::Message> msgs;
         if (!prof.generate.system.empty()) msgs.push_back({"system", prof.generate.system});
         msgs.push_back({"user", text});
-        text = tok.apply_chat_template(msgs, true);
     }
-    std::vector<int32_t> ids = tok.encode(text, tok.add_bos(), /*parse_special=*/chat);
+    // Chat: special-token text inside the prompt stays text (encode_chat); BOS only if the template wrote none.
+    std::vector<int32_t> ids = chat ? tok.encode_chat(msgs, true) : tok.encode(text, tok.add_bos(), false);
     if (ids.empty()) throw Error("imp: the prompt is empty");
     const int64_t cap = s.engine().capacity();
     if (int64_t(ids.size()) > cap)

@@ -18,6 +18,7 @@ void usage() {
         "       imp inspect FILE|FOLDER              print metadata and tensor table of a GGUF/safetensors model\n"
         "       imp plugins [--plugin-path DIR]...   list the plugins found and what they register\n"
         "       imp plan --profile FILE [...]        plugins, settings, ops, weight formats, memory plan; no upload\n"
+        "       imp tokenize FILE|FOLDER --prompt T  token ids and pieces (imp tokenize -h; imp detokenize)\n"
         "       imp --version\n");
 }
 }  // namespace
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
         if (cmd == "inspect") return imp::cli::cmd_inspect(rest);
         if (cmd == "plugins") return imp::cli::cmd_plugins(rest);
         if (cmd == "plan") return imp::cli::cmd_plan(rest);
+        if (cmd == "tokenize") return imp::cli::cmd_tokenize(rest);
+        if (cmd == "detokenize") return imp::cli::cmd_detokenize(rest);
         if (cmd == "run") return imp::cli::cmd_run(rest);
         if (cmd == "bench") return imp::cli::cmd_bench(rest);
         if (!cmd.empty() && cmd[0] == '-') return imp::cli::cmd_run(args);

@@ -70,13 +70,13 @@ Session::Session(const Profile& p, Mode mode) {
     const MemoryPlan& mp = engine_->plan();
     spdlog::info("weights {:.2f} GiB ({} fused matrices), KV/state {:.2f} GiB", double(mp.weights) / (1 << 30),
                  mp.fused, double(mp.state) / (1 << 30));
-    if (src_->metadata().has("tokenizer.ggml.model")) tok_ = Tokenizer::from_metadata(src_->metadata());
+    tok_ = Tokenizer::for_model(p.model.path, src_->metadata());
 }
 
 const Tokenizer& Session::tokenizer() const {
     if (!tok_)
-        throw Error(src_->path() + ": the model carries no tokenizer (no tokenizer.ggml.* metadata); give token ids "
-                    "or use a GGUF file");
+        throw Error(src_->path() +
+                    ": the model carries no tokenizer (no tokenizer.ggml.* metadata, no tokenizer.json beside it)");
     return *tok_;
 }
 

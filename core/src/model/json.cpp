@@ -1,7 +1,12 @@
+// imp::json::parse over nlohmann-json's SAX parser (strict RFC 8259: UTF-8 validated, surrogates paired, no
+// NaN/Infinity, no trailing data). The SAX handler builds imp::json::Value itself so that it can keep object key
+// order, reject duplicate keys, and stop at the depth and value-count limits before any memory is spent on them.
 #include "model/json.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "imp/error.h"
@@ -29,278 +34,131 @@ const Value* Value::get(std::string_view key) const {
 
 namespace {
 
-class Parser {
-public:
-    Parser(std::string_view t, const std::string& src, Limits lim) : t_(t), src_(src), lim_(lim) {}
+using nlohmann::json;
 
-    Value document() {
-        Value v = value(0);
-        ws();
-        if (pos_ != t_.size()) fail("unexpected trailing characters after the JSON value");
-        return v;
+// nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 2: syntax error while parsing value -
+// invalid literal; last read: '...'; expected end of input" -> "unexpected trailing characters after the JSON value".
+// The input echo ("last read") is dropped: it may hold raw binary bytes.
+std::string plain_message(std::string m) {
+    if (size_t p = m.find("] "); p != std::string::npos) m = m.substr(p + 2);
+    if (m.rfind("parse error", 0) == 0)
+        if (size_t p = m.find(": "); p != std::string::npos) m = m.substr(p + 2);
+    if (m.rfind("syntax error while parsing", 0) == 0)
+        if (size_t p = m.find(" - "); p != std::string::npos) m = m.substr(p + 3);
+    const bool trailing = m.find("; expected end of input") != std::string::npos;
+    if (size_t p = m.find("; last read"); p != std::string::npos) m = m.substr(0, p);
+    if (trailing) return "unexpected trailing characters after the JSON value";
+    static const std::pair<const char*, const char*> kPlain[] = {
+        {"ill-formed UTF-8", "invalid UTF-8 byte"},
+        {"surrogate U+D800..U+DBFF must be followed", "high surrogate not followed by a low surrogate"},
+        {"surrogate U+DC00..U+DFFF must follow", "lone low surrogate in \\u escape"},
+        {"control character", "control character in string"},
+        {"number overflow", "number out of range"},
+        {"'\\u' must be followed by 4 hex digits", "invalid hex digit in \\u escape"},
+        {"forbidden character after backslash", "invalid escape"},
+        {"missing closing quote", "unterminated string"},
+    };
+    for (const auto& [lib, plain] : kPlain)
+        if (m.find(lib) != std::string::npos) return plain;
+    return m;
+}
+
+// Builds a Value tree; returning false stops the parse (the reason is kept in `error`).
+class Builder : public nlohmann::json_sax<json> {
+public:
+    explicit Builder(Limits lim) : lim_(lim) {}
+    Value root;
+    std::string error;       // set when this handler stopped the parse
+    std::string lib_error;   // nlohmann's parse error, without its "[json.exception...]" prefix
+    size_t lib_byte = 0;
+
+    bool null() override { return leaf(Value{}); }
+    bool boolean(bool b) override {
+        Value v;
+        v.kind = Value::Kind::Bool, v.b = b;
+        return leaf(std::move(v));
+    }
+    bool number_integer(number_integer_t x) override {
+        Value v;
+        v.kind = Value::Kind::Int, v.i = x;
+        return leaf(std::move(v));
+    }
+    bool number_unsigned(number_unsigned_t x) override {
+        Value v;
+        if (x <= uint64_t(INT64_MAX))
+            v.kind = Value::Kind::Int, v.i = int64_t(x);
+        else
+            v.kind = Value::Kind::UInt, v.u = x;
+        return leaf(std::move(v));
+    }
+    bool number_float(number_float_t x, const string_t&) override {
+        Value v;
+        v.kind = Value::Kind::Float, v.f = x;
+        return leaf(std::move(v));
+    }
+    bool string(string_t& s) override {
+        Value v;
+        v.kind = Value::Kind::String, v.s = std::move(s);
+        return leaf(std::move(v));
+    }
+    bool binary(binary_t&) override { return stop("binary values are not JSON"); }
+    bool start_object(std::size_t) override { return open(Value::Kind::Object); }
+    bool key(string_t& k) override {
+        Frame& f = stack_.back();
+        if (!f.seen.insert(k).second) return stop("duplicate key \"" + k + "\"");
+        f.v->keys.push_back(std::move(k));
+        return true;
+    }
+    bool end_object() override { return close(); }
+    bool start_array(std::size_t) override { return open(Value::Kind::Array); }
+    bool end_array() override { return close(); }
+    bool parse_error(std::size_t byte, const std::string&, const nlohmann::detail::exception& e) override {
+        lib_error = plain_message(e.what());
+        lib_byte = byte > 0 ? byte - 1 : 0;
+        return false;
     }
 
 private:
-    [[noreturn]] void fail(const std::string& what) const {
-        throw Error(src_ + ": invalid JSON: " + what + " at byte " + std::to_string(pos_));
-    }
-    bool eof() const { return pos_ >= t_.size(); }
-    char peek() const { return eof() ? '\0' : t_[pos_]; }
-    void ws() {
-        while (!eof() && (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\n' || t_[pos_] == '\r')) ++pos_;
-    }
-    void expect(char c, const char* what) {
-        if (peek() != c || eof()) fail(std::string("expected ") + what);
-        ++pos_;
-    }
-    void literal(std::string_view word) {
-        if (t_.substr(pos_, word.size()) != word) fail("invalid literal");
-        pos_ += word.size();
-    }
-
-    Value value(size_t depth) {
-        if (++count_ > lim_.max_values) fail("more than " + std::to_string(lim_.max_values) + " values");
-        ws();
-        if (eof()) fail("unexpected end of input");
-        Value v;
-        char c = t_[pos_];
-        if (c == '{' || c == '[') {
-            if (depth >= lim_.max_depth) fail("nesting deeper than " + std::to_string(lim_.max_depth) + " levels");
-            if (c == '{')
-                object(v, depth);
-            else
-                array(v, depth);
-        } else if (c == '"') {
-            v.kind = Value::Kind::String;
-            v.s = string();
-        } else if (c == 't') {
-            literal("true"), v.kind = Value::Kind::Bool, v.b = true;
-        } else if (c == 'f') {
-            literal("false"), v.kind = Value::Kind::Bool, v.b = false;
-        } else if (c == 'n') {
-            literal("null");
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            number(v);
-        } else {
-            fail(std::string("unexpected character '") + c + "'");
-        }
-        return v;
-    }
-
-    void object(Value& v, size_t depth) {
-        v.kind = Value::Kind::Object;
-        ++pos_;
-        ws();
-        if (peek() == '}' && !eof()) {
-            ++pos_;
-            return;
-        }
+    struct Frame {
+        Value* v;
         std::unordered_set<std::string> seen;
-        for (;;) {
-            ws();
-            if (peek() != '"' || eof()) fail("expected a string key");
-            size_t key_at = pos_;
-            std::string key = string();
-            if (!seen.insert(key).second) {
-                pos_ = key_at;
-                fail("duplicate key \"" + key + "\"");
-            }
-            ws();
-            expect(':', "':' after an object key");
-            v.items.push_back(value(depth + 1));
-            v.keys.push_back(std::move(key));
-            ws();
-            if (peek() == ',' && !eof()) {
-                ++pos_;
-                continue;
-            }
-            expect('}', "',' or '}' in an object");
-            return;
-        }
+    };
+    bool stop(std::string why) {
+        error = std::move(why);
+        return false;
+    }
+    bool count() {
+        if (++count_ > lim_.max_values) return stop("more than " + std::to_string(lim_.max_values) + " values");
+        return true;
+    }
+    Value* slot() {
+        if (stack_.empty()) return &root;
+        Value* p = stack_.back().v;
+        p->items.emplace_back();
+        return &p->items.back();
+    }
+    bool leaf(Value v) {
+        if (!count()) return false;
+        *slot() = std::move(v);
+        return true;
+    }
+    bool open(Value::Kind k) {
+        if (!count()) return false;
+        if (stack_.size() >= lim_.max_depth)
+            return stop("nesting deeper than " + std::to_string(lim_.max_depth) + " levels");
+        Value* v = slot();
+        v->kind = k;
+        stack_.push_back(Frame{v, {}});
+        return true;
+    }
+    bool close() {
+        stack_.pop_back();
+        return true;
     }
 
-    void array(Value& v, size_t depth) {
-        v.kind = Value::Kind::Array;
-        ++pos_;
-        ws();
-        if (peek() == ']' && !eof()) {
-            ++pos_;
-            return;
-        }
-        for (;;) {
-            v.items.push_back(value(depth + 1));
-            ws();
-            if (peek() == ',' && !eof()) {
-                ++pos_;
-                continue;
-            }
-            expect(']', "',' or ']' in an array");
-            return;
-        }
-    }
-
-    void number(Value& v) {
-        size_t start = pos_;
-        bool is_float = false;
-        if (peek() == '-') ++pos_;
-        if (peek() == '0') {
-            ++pos_;
-        } else if (peek() >= '1' && peek() <= '9') {
-            while (peek() >= '0' && peek() <= '9') ++pos_;
-        } else {
-            fail("invalid number");
-        }
-        if (peek() == '.') {
-            is_float = true;
-            ++pos_;
-            if (!(peek() >= '0' && peek() <= '9')) fail("invalid number: digit expected after '.'");
-            while (peek() >= '0' && peek() <= '9') ++pos_;
-        }
-        if (peek() == 'e' || peek() == 'E') {
-            is_float = true;
-            ++pos_;
-            if (peek() == '+' || peek() == '-') ++pos_;
-            if (!(peek() >= '0' && peek() <= '9')) fail("invalid number: digit expected in exponent");
-            while (peek() >= '0' && peek() <= '9') ++pos_;
-        }
-        const char* b = t_.data() + start;
-        const char* e = t_.data() + pos_;
-        if (!is_float) {
-            if (*b == '-') {
-                if (std::from_chars(b, e, v.i).ec == std::errc()) {
-                    v.kind = Value::Kind::Int;
-                    return;
-                }
-            } else {
-                if (std::from_chars(b, e, v.u).ec == std::errc()) {
-                    if (v.u <= uint64_t(INT64_MAX))
-                        v.kind = Value::Kind::Int, v.i = int64_t(v.u), v.u = 0;
-                    else
-                        v.kind = Value::Kind::UInt;
-                    return;
-                }
-            }
-            // integer too large for 64 bits: keep it as a float
-        }
-        auto r = std::from_chars(b, e, v.f);
-        if (r.ec != std::errc() || r.ptr != e) {
-            pos_ = start;
-            fail("number out of range");
-        }
-        v.kind = Value::Kind::Float;
-    }
-
-    unsigned hex4() {
-        if (t_.size() - pos_ < 4) fail("truncated \\u escape");
-        unsigned cp = 0;
-        for (int k = 0; k < 4; ++k) {
-            char c = t_[pos_++];
-            cp <<= 4;
-            if (c >= '0' && c <= '9')
-                cp |= unsigned(c - '0');
-            else if (c >= 'a' && c <= 'f')
-                cp |= unsigned(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F')
-                cp |= unsigned(c - 'A' + 10);
-            else
-                fail("invalid hex digit in \\u escape");
-        }
-        return cp;
-    }
-
-    static void put_utf8(std::string& o, unsigned cp) {
-        if (cp < 0x80) {
-            o += char(cp);
-        } else if (cp < 0x800) {
-            o += char(0xC0 | (cp >> 6)), o += char(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            o += char(0xE0 | (cp >> 12)), o += char(0x80 | ((cp >> 6) & 0x3F)), o += char(0x80 | (cp & 0x3F));
-        } else {
-            o += char(0xF0 | (cp >> 18)), o += char(0x80 | ((cp >> 12) & 0x3F));
-            o += char(0x80 | ((cp >> 6) & 0x3F)), o += char(0x80 | (cp & 0x3F));
-        }
-    }
-
-    // Validates one UTF-8 sequence starting at pos_ (first byte >= 0x80) and appends it.
-    void utf8(std::string& o) {
-        auto byte = [&](size_t k) { return uint8_t(t_[pos_ + k]); };
-        uint8_t c = byte(0);
-        size_t n;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-            n = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-            n = 4, cp = c & 0x07;
-        else
-            fail("invalid UTF-8 byte");
-        if (t_.size() - pos_ < n) fail("truncated UTF-8 sequence");
-        for (size_t k = 1; k < n; ++k) {
-            if ((byte(k) & 0xC0) != 0x80) fail("invalid UTF-8 continuation byte");
-            cp = (cp << 6) | (byte(k) & 0x3F);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF) fail("overlong or out-of-range UTF-8");
-        if (cp >= 0xD800 && cp <= 0xDFFF) fail("UTF-8 encoded surrogate");
-        o.append(t_.data() + pos_, n);
-        pos_ += n;
-    }
-
-    std::string string() {
-        ++pos_;  // opening quote
-        std::string o;
-        for (;;) {
-            if (eof()) fail("unterminated string");
-            uint8_t c = uint8_t(t_[pos_]);
-            if (c == '"') {
-                ++pos_;
-                return o;
-            }
-            if (c < 0x20) fail("control character in string");
-            if (c >= 0x80) {
-                utf8(o);
-                continue;
-            }
-            if (c != '\\') {
-                o += char(c);
-                ++pos_;
-                continue;
-            }
-            ++pos_;
-            if (eof()) fail("unterminated escape");
-            char e = t_[pos_++];
-            switch (e) {
-                case '"': o += '"'; break;
-                case '\\': o += '\\'; break;
-                case '/': o += '/'; break;
-                case 'b': o += '\b'; break;
-                case 'f': o += '\f'; break;
-                case 'n': o += '\n'; break;
-                case 'r': o += '\r'; break;
-                case 't': o += '\t'; break;
-                case 'u': {
-                    unsigned cp = hex4();
-                    if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone low surrogate in \\u escape");
-                    if (cp >= 0xD800 && cp <= 0xDBFF) {
-                        if (t_.substr(pos_, 2) != "\\u") fail("high surrogate not followed by a low surrogate");
-                        pos_ += 2;
-                        unsigned lo = hex4();
-                        if (lo < 0xDC00 || lo > 0xDFFF) fail("high surrogate not followed by a low surrogate");
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    }
-                    put_utf8(o, cp);
-                    break;
-                }
-                default: --pos_; fail(std::string("invalid escape '\\") + e + "'");
-            }
-        }
-    }
-
-    std::string_view t_;
-    const std::string& src_;
     Limits lim_;
-    size_t pos_ = 0;
     size_t count_ = 0;
+    std::vector<Frame> stack_;  // pointers stay valid: a parent's items only grow after its child is closed
 };
 
 void dump_string(std::string& o, const std::string& s) {
@@ -356,7 +214,14 @@ void dump_to(std::string& o, const Value& v) {
 }  // namespace
 
 Value parse(std::string_view text, const std::string& source, Limits limits) {
-    return Parser(text, source, limits).document();
+    Builder b(limits);
+    bool ok = json::sax_parse(text.begin(), text.end(), &b, json::input_format_t::json, true, false);
+    if (!ok) {
+        if (!b.error.empty()) throw Error(source + ": invalid JSON: " + b.error);
+        if (b.lib_error.empty()) b.lib_error = "parse stopped";
+        throw Error(source + ": invalid JSON: " + b.lib_error + " at byte " + std::to_string(b.lib_byte));
+    }
+    return std::move(b.root);
 }
 
 std::string dump(const Value& v) {

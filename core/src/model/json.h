@@ -1,6 +1,7 @@
-// A small strict JSON (RFC 8259) parser for safetensors headers, index.json and config.json.
-// Keeps integer vs float apart (an integer that fits int64/uint64 stays exact), keeps object key order, rejects
-// duplicate keys, trailing garbage, invalid UTF-8, lone surrogates, NaN/Infinity, and nesting past a depth limit.
+// A strict JSON (RFC 8259) reader for safetensors headers, index.json, config.json and tokenizer files: parsed by
+// nlohmann-json, kept as an ordered tree. Integer vs float stay apart (an integer that fits int64/uint64 stays exact),
+// object key order is kept, duplicate keys, trailing garbage, invalid UTF-8, lone surrogates, NaN/Infinity and
+// nesting past a depth limit are rejected.
 #pragma once
 #include <cstdint>
 #include <string>

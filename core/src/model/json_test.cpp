@@ -46,7 +46,7 @@ TEST_CASE("model json: scalars keep integer and float apart", "[model][json]") {
     CHECK_FALSE(p("7.0").as_u64(x));
 }
 
-TEST_CASE("model json: strings decode every escape and validate UTF-8", "[model][json]") {
+TEST_CASE("model json: strings decode every escape and validate UTF-8 (nlohmann-json)", "[model][json]") {
     CHECK(p(R"("a\"b\\c\/d\be\ff\ng\rh\ti")").s == "a\"b\\c/d\be\ff\ng\rh\ti");
     CHECK(p(R"("\u00e9\u20AC")").s == "\xC3\xA9\xE2\x82\xAC");
     CHECK(p(R"("\ud83d\ude00")").s == "\xF0\x9F\x98\x80");
@@ -57,15 +57,15 @@ TEST_CASE("model json: strings decode every escape and validate UTF-8", "[model]
     CHECK_THAT(err(R"("\ud83d\u0041")"), Catch::Contains("high surrogate not followed"));
     CHECK_THAT(err(R"("\x")"), Catch::Contains("invalid escape"));
     CHECK_THAT(err(R"("\u12G4")"), Catch::Contains("invalid hex digit"));
-    CHECK_THAT(err(R"("\u12)"), Catch::Contains("truncated \\u escape"));
+    CHECK_THAT(err(R"("\u12)"), Catch::Contains("invalid hex digit in \\u escape"));
     CHECK_THAT(err("\"a\tb\""), Catch::Contains("control character"));
     CHECK_THAT(err("\"abc"), Catch::Contains("unterminated string"));
     CHECK_THAT(err("\"\xC0\xAF\""), Catch::Contains("invalid UTF-8 byte"));  // overlong '/'
-    CHECK_THAT(err("\"\xE0\x80\xAF\""), Catch::Contains("overlong"));        // overlong 3-byte
-    CHECK_THAT(err("\"\xED\xA0\x80\""), Catch::Contains("UTF-8 encoded surrogate"));
-    CHECK_THAT(err("\"\xF4\x90\x80\x80\""), Catch::Contains("out-of-range"));
-    CHECK_THAT(err("\"\xC3\""), Catch::Contains("invalid UTF-8 continuation"));
-    CHECK_THAT(err("\"\xF0\x9F\""), Catch::Contains("truncated UTF-8"));
+    CHECK_THAT(err("\"\xE0\x80\xAF\""), Catch::Contains("invalid UTF-8 byte"));        // overlong 3-byte
+    CHECK_THAT(err("\"\xED\xA0\x80\""), Catch::Contains("invalid UTF-8 byte"));
+    CHECK_THAT(err("\"\xF4\x90\x80\x80\""), Catch::Contains("invalid UTF-8 byte"));
+    CHECK_THAT(err("\"\xC3\""), Catch::Contains("invalid UTF-8 byte"));
+    CHECK_THAT(err("\"\xF0\x9F\""), Catch::Contains("invalid UTF-8 byte"));
 }
 
 TEST_CASE("model json: objects keep order and reject duplicates", "[model][json]") {

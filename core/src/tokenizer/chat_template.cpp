@@ -1,96 +1,137 @@
-// Tokenizer::apply_chat_template: recognises the two prompt formats in use (ChatML and Llama-3 headers) from the
-// model's Jinja template text without running Jinja, and reads a literal default system prompt out of it.
+// Tokenizer::render_chat / apply_chat_template / encode_chat: the model's Jinja chat template rendered with
+// messages, add_generation_prompt, bos_token and eos_token (jinja/). Special-token text inside a message is swapped
+// for private-use placeholders while rendering, then put back and marked literal, so that it encodes as text.
+#include <algorithm>
+
 #include "imp/error.h"
+#include "tokenizer/jinja/jinja.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 namespace imp {
 
 namespace {
 
-struct Style {
-    const char* turn_start;  // before the role
-    const char* role_end;    // between role and content
-    const char* turn_end;    // after the content
-    const char* marker;      // what identifies the style in a template
-};
+// Used when a model has no template but its vocab has <|im_start|>.
+const char* const kChatMLTemplate =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-const Style kChatML = {"<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>"};
-const Style kLlama3 = {"<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>", "<|start_header_id|>"};
+// Placeholders: U+F0000 + k in Supplementary Private Use Area-A stands for the k-th replaced special text.
+constexpr uint32_t kPlaceholderBase = 0xF0000, kPlaceholderMax = 0xFFFFD;
 
-// Reads template text from `pos` as the inside of a Jinja string literal (undoing \n, \t, \\ and quote escapes)
-// until `end`; false if the literal closes (an unescaped quote) or a Jinja tag starts before `end` is reached.
-bool literal_until(const std::string& t, size_t pos, const std::string& end, std::string* content) {
-    content->clear();
-    for (size_t i = pos; i < t.size();) {
-        if (t.compare(i, end.size(), end) == 0) return true;
-        const char c = t[i];
-        if (c == '\'' || c == '"') return false;
-        if (c == '{' && i + 1 < t.size() && (t[i + 1] == '{' || t[i + 1] == '%')) return false;
-        if (c == '\\' && i + 1 < t.size()) {
-            const char e = t[i + 1];
-            *content += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-            i += 2;
-            continue;
-        }
-        *content += c;
-        ++i;
-    }
-    return false;
+json::Value jstr(const std::string& s) {
+    json::Value v;
+    v.kind = json::Value::Kind::String, v.s = s;
+    return v;
 }
-
-// A system turn written out in full inside one string literal, e.g. SmolLM2's
-// '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n'.
-bool default_system(const std::string& t, const Style& st, std::string* out) {
-    const std::string head = std::string(st.turn_start) + "system";
-    std::string end = st.turn_end;
-    end = end.substr(0, end.find('\n'));  // the end marker itself, without its trailing newline
-    const std::string sep = st.role_end;
-    for (size_t p = t.find(head); p != std::string::npos; p = t.find(head, p + 1)) {
-        std::string content;
-        if (!literal_until(t, p + head.size(), end, &content)) continue;
-        if (content.compare(0, sep.size(), sep) != 0) continue;
-        *out = content.substr(sep.size());
-        return true;
-    }
-    return false;
-}
-
-std::string trim(const std::string& s) {
-    const char* ws = " \t\n\r\f\v";
-    const size_t b = s.find_first_not_of(ws);
-    if (b == std::string::npos) return "";
-    return s.substr(b, s.find_last_not_of(ws) - b + 1);
+void put(json::Value& obj, const std::string& k, json::Value v) {
+    obj.keys.push_back(k);
+    obj.items.push_back(std::move(v));
 }
 
 }  // namespace
 
-std::string Tokenizer::apply_chat_template(const std::vector<Message>& msgs, bool add_generation_prompt) const {
-    const std::string& t = chat_template_;
-    const Style* st = nullptr;
-    if (t.find(kChatML.marker) != std::string::npos) st = &kChatML;
-    else if (t.find(kLlama3.marker) != std::string::npos) st = &kLlama3;
-    else if (find_token("<|im_start|>") >= 0) st = &kChatML;
-    else throw Error(source_ + ": chat template is neither ChatML nor Llama-3 style and the vocab has no <|im_start|>");
-    const bool trim_content = st == &kLlama3 && (t.find("| trim") != std::string::npos ||
-                                                 t.find("|trim") != std::string::npos);
-
-    std::string out;
-    auto turn = [&](const std::string& role, const std::string& content) {
-        out += st->turn_start;
-        out += role;
-        out += st->role_end;
-        out += trim_content ? trim(content) : content;
-        out += st->turn_end;
-    };
-    std::string sys;
-    if ((msgs.empty() || msgs[0].role != "system") && default_system(t, *st, &sys)) turn("system", sys);
-    for (const Message& m : msgs) turn(m.role, m.content);
-    if (add_generation_prompt) {
-        out += st->turn_start;
-        out += "assistant";
-        out += st->role_end;
+Tokenizer::ChatPrompt Tokenizer::render_chat(const json::Value& context) const {
+    if (!context.is_object()) throw Error("chat prompt: the template context is not a JSON object");
+    std::string tmpl = chat_template_;
+    if (tmpl.empty()) {
+        if (find_token("<|im_start|>") < 0)
+            throw Error(source_ + ": the model has no chat template and its vocab has no <|im_start|> (ChatML)");
+        tmpl = kChatMLTemplate;
     }
-    return out;
+    // Special-token texts found in the strings of `messages` -> placeholders.
+    std::vector<std::string> replaced;
+    auto protect = [&](const std::string& content) {
+        std::string out;
+        for (size_t i = 0; i < content.size();) {
+            const Special* hit = nullptr;
+            // Control tokens only: non-special added tokens (<tool_response>, ...) are matched in any text anyway,
+            // and templates inspect them in message contents.
+            for (uint32_t idx : special_by_byte_[static_cast<unsigned char>(content[i])])
+                if (const Special& sp = specials_[idx];
+                    !sp.always && content.compare(i, sp.text.size(), sp.text) == 0) {
+                    hit = &sp;
+                    break;
+                }
+            if (!hit) {
+                out += content[i++];
+                continue;
+            }
+            if (kPlaceholderBase + replaced.size() > kPlaceholderMax)
+                throw Error("chat prompt: too many special-token texts in the messages");
+            unicode::append_utf8(out, kPlaceholderBase + uint32_t(replaced.size()));
+            replaced.push_back(hit->text);
+            i += hit->text.size();
+        }
+        return out;
+    };
+    auto walk = [&](auto& self, json::Value& v) -> void {
+        if (v.is_string()) v.s = protect(v.s);
+        for (json::Value& c : v.items) self(self, c);
+    };
+    json::Value ctx = context;
+    for (size_t k = 0; k < ctx.keys.size(); ++k)
+        if (ctx.keys[k] == "messages") walk(walk, ctx.items[k]);
+    if (!ctx.get("add_generation_prompt")) {
+        json::Value agp;
+        agp.kind = json::Value::Kind::Bool;
+        put(ctx, "add_generation_prompt", agp);
+    }
+    if (!ctx.get("bos_token")) put(ctx, "bos_token", jstr(bos_ >= 0 ? tokens_[size_t(bos_)] : ""));
+    if (!ctx.get("eos_token")) put(ctx, "eos_token", jstr(eos_ >= 0 ? tokens_[size_t(eos_)] : ""));
+
+    const std::string rendered = jinja::Template(tmpl, source_ + ": chat template").render(ctx);
+    ChatPrompt p;
+    for (size_t i = 0; i < rendered.size();) {
+        int len = 1;
+        const uint32_t cp = unicode::decode_utf8(rendered, i, &len);
+        if (cp >= kPlaceholderBase && cp - kPlaceholderBase < replaced.size()) {
+            const std::string& t = replaced[cp - kPlaceholderBase];
+            p.literal.emplace_back(p.text.size(), p.text.size() + t.size());
+            p.text += t;
+        } else {
+            p.text.append(rendered, i, size_t(len));
+        }
+        i += size_t(len);
+    }
+    return p;
+}
+
+Tokenizer::ChatPrompt Tokenizer::render_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const {
+    json::Value ctx;
+    ctx.kind = json::Value::Kind::Object;
+    json::Value list;
+    list.kind = json::Value::Kind::Array;
+    for (const Message& m : msgs) {
+        json::Value o;
+        o.kind = json::Value::Kind::Object;
+        put(o, "role", jstr(m.role));
+        put(o, "content", jstr(m.content));
+        list.items.push_back(std::move(o));
+    }
+    put(ctx, "messages", std::move(list));
+    json::Value agp;
+    agp.kind = json::Value::Kind::Bool, agp.b = add_generation_prompt;
+    put(ctx, "add_generation_prompt", agp);
+    return render_chat(ctx);
+}
+
+std::string Tokenizer::apply_chat_template(const std::vector<Message>& msgs, bool add_generation_prompt) const {
+    return render_chat(msgs, add_generation_prompt).text;
+}
+
+std::vector<int32_t> Tokenizer::encode_chat(const std::vector<Message>& msgs, bool add_generation_prompt) const {
+    return encode_prompt(render_chat(msgs, add_generation_prompt));
+}
+
+std::vector<int32_t> Tokenizer::encode_prompt(const ChatPrompt& p) const {
+    std::vector<int32_t> ids = encode(p.text, false, true, p.literal);
+    // The template may have written BOS itself (Llama 3: {{ bos_token }}); add it only when it is missing.
+    if (add_bos_ && !prefix_.empty() &&
+        !(ids.size() >= prefix_.size() && std::equal(prefix_.begin(), prefix_.end(), ids.begin())))
+        ids.insert(ids.begin(), prefix_.begin(), prefix_.end());
+    return ids;
 }
 
 }  // namespace imp

@@ -99,6 +99,9 @@ TEST_CASE("tokenizer: SmolLM2 tokenizer properties", "[tokenizer]") {
     CHECK(tok.encode("hi", true, false).front() == 1);
     CHECK_THROWS_AS(tok.token_text(49152), imp::Error);
     CHECK_THROWS_AS(tok.token_text(-1), imp::Error);
+    CHECK(tok.decode({19556, 49152, 70000}) == "Hello");  // ids past the vocab (padded embeddings) have no text
+    imp::StreamDecoder sd(tok);
+    CHECK(sd.push(49152).empty());
 }
 
 TEST_CASE("tokenizer: Llama-3 vocab: BOS, end-of-turn ids, ignore_merges", "[tokenizer]") {
@@ -162,11 +165,13 @@ TEST_CASE("tokenizer: StreamDecoder holds back split multi-byte characters", "[t
     CHECK(sd.push(bytes[1]).empty());
     CHECK(sd.push(bytes[2]) == "\xE2\x82\xAC");
     CHECK(sd.flush().empty());
-    // An incomplete sequence followed by ASCII is passed through (it can never complete); flush empties the rest.
+    // An incomplete sequence followed by ASCII can never complete: it becomes U+FFFD; so does one left at flush().
     CHECK(sd.push(bytes[0]).empty());
-    CHECK(sd.push(tok.encode("a", false, false)[0]) == "\xE2" "a");
+    CHECK(sd.push(tok.encode("a", false, false)[0]) == "\xEF\xBF\xBD" "a");
     CHECK(sd.push(bytes[0]).empty());
-    CHECK(sd.flush() == "\xE2");
+    CHECK(sd.push(bytes[1]).empty());
+    CHECK(sd.flush() == "\xEF\xBF\xBD");  // E2 82: one replacement character for the truncated sequence
+    CHECK(sd.push(bytes[1]) == "\xEF\xBF\xBD");  // a lone continuation byte
     // Emoji and CJK text: every chunk is whole UTF-8, and the chunks add up to the text.
     const std::string text = "😀👍🏽 你好，世界 🇺🇸 👨‍👩‍👧‍👦 ok";
     imp::StreamDecoder sd2(tok);
@@ -195,8 +200,8 @@ TEST_CASE("tokenizer: special tokens: longest match first, parse_special off enc
 
 TEST_CASE("tokenizer: from_metadata rejects unsupported vocabularies with one-line errors", "[tokenizer]") {
     const imp::Metadata md = imp::test::load_fixture_metadata("llama3.gguf");
-    CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.model", {std::string("llama"), "str"})),
-                      Catch::Contains("'llama'"));
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.model", {std::string("bert"), "str"})),
+                      Catch::Contains("'bert'"));
     CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.pre", {std::string("bogus-pre"), "str"})),
                       Catch::Contains("'bogus-pre'"));
     CHECK_THROWS_WITH(Tokenizer::from_metadata(with_key(md, "tokenizer.ggml.bos_token_id", {uint64_t(999999), "u32"})),
@@ -242,4 +247,31 @@ TEST_CASE("tokenizer: the real SmolLM2 model file gives the fixture's ids", "[to
     }
     CHECK(tok->apply_chat_template({{"user", "Hi"}}, true) ==
           fixture_tokenizer("smollm2").apply_chat_template({{"user", "Hi"}}, true));
+}
+
+TEST_CASE("tokenizer: generation stopping at every byte offset gives valid UTF-8", "[tokenizer][utf8]") {
+    const Tokenizer& tok = fixture_tokenizer("smollm2");
+    const std::string text = "a한국어 עברית é😀👨‍👩‍👧 z";
+    std::vector<int32_t> ids;  // one token per byte, so that generation can stop after any byte
+    for (char c : text) {
+        ids.push_back(tok.find_token(std::string(1, c)));
+        REQUIRE(ids.back() >= 0);
+    }
+    for (size_t stop = 0; stop <= ids.size(); ++stop) {
+        INFO("stop after " << stop << " bytes");
+        imp::StreamDecoder sd(tok);
+        std::string out;
+        for (size_t k = 0; k < stop; ++k) {
+            const std::string chunk = sd.push(ids[k]);
+            CHECK(valid_utf8(chunk));
+            out += chunk;
+        }
+        out += sd.flush();
+        CHECK(valid_utf8(out));
+        const std::string prefix = text.substr(0, stop);
+        const size_t whole = imp::unicode::complete_utf8_prefix(prefix);
+        // The complete characters come out as they are; a cut character becomes one U+FFFD.
+        CHECK(out == prefix.substr(0, whole) + (whole < stop ? "\xEF\xBF\xBD" : ""));
+        CHECK(tok.decode(std::vector<int32_t>(ids.begin(), ids.begin() + long(stop))) == out);
+    }
 }

@@ -93,6 +93,38 @@ void append_utf8(std::string& out, uint32_t cp) {
     }
 }
 
+std::string valid_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        int len = 1;
+        const uint32_t cp = decode_utf8(s, i, &len);
+        if (cp != kReplacement || len != 1) {
+            out.append(s.substr(i, size_t(len)));
+            i += size_t(len);
+            continue;
+        }
+        // Bad at i: skip the continuation bytes that a valid sequence with this lead byte could have had.
+        const unsigned c = static_cast<unsigned char>(s[i]);
+        const int need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+        size_t k = 1;
+        while (int(k) < need && i + k < s.size()) {
+            const unsigned b = static_cast<unsigned char>(s[i + k]);
+            if (b < lo || b > hi) break;
+            lo = 0x80, hi = 0xBF;
+            ++k;
+        }
+        append_utf8(out, kReplacement);
+        i += k;
+    }
+    return out;
+}
+
 size_t complete_utf8_prefix(std::string_view s) {
     // Look back over at most three trailing continuation bytes for a lead byte whose sequence is still open.
     const size_t n = s.size();

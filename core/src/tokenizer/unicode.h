@@ -31,6 +31,10 @@ constexpr uint32_t kReplacement = 0xFFFD;
 IMP_API uint32_t decode_utf8(std::string_view s, size_t i, int* len);
 IMP_API void append_utf8(std::string& out, uint32_t cp);
 
+// `s` with each maximal ill-formed subsequence (a bad byte, or the valid start of a truncated sequence) replaced by
+// one U+FFFD, as Python's and Rust's lossy UTF-8 decoders do.
+IMP_API std::string valid_utf8(std::string_view s);
+
 // Length of the longest prefix of `s` that does not end inside an incomplete (but so far valid) UTF-8 sequence.
 IMP_API size_t complete_utf8_prefix(std::string_view s);
 

@@ -1,0 +1,134 @@
+// tokenizer.json folders (tests/fixtures/tokenizer/hf/, written by tests/tools/make_hf_tokenizer_fixtures.py):
+// ids with and without the post-processor's tokens and decoded text equal HF `tokenizers` on a mixed corpus.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "imp/error.h"
+#include "tokenizer/nfc.h"
+#include "tokenizer/test_fixtures.h"
+#include "tokenizer/tokenizer.h"
+
+using imp::Tokenizer;
+
+namespace {
+
+const Tokenizer& hf_tokenizer(const std::string& name) {
+    static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+    auto& t = cache[name];
+    if (!t) t = Tokenizer::from_hf(imp::test::fixture_path("hf/" + name));
+    return *t;
+}
+
+void check_hf(const std::string& name) {
+    const Tokenizer& tok = hf_tokenizer(name);
+    const imp::test::Json ref = imp::test::load_fixture_json("hf_" + name + ".json");
+    REQUIRE(ref["cases"].arr.size() > 100);
+    for (const auto& c : ref["cases"].arr) {
+        const std::string& text = c["text"].s;
+        INFO(name << " text: \"" << text << "\"");
+        CHECK(tok.encode(text, false, true) == c["ids"].ints());
+        CHECK(tok.encode(text, true, true) == c["ids_special"].ints());
+        CHECK(tok.decode(c["ids"].ints()) == c["decoded"].s);
+    }
+}
+
+std::string tmp_dir(const std::string& name) {
+    const auto d = std::filesystem::temp_directory_path() / ("imp_hf_tok_" + name);
+    std::filesystem::remove_all(d);
+    std::filesystem::create_directories(d);
+    return d.string();
+}
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+std::string load_error(const std::string& dir) {
+    try {
+        Tokenizer::from_hf(dir);
+    } catch (const imp::Error& e) {
+        return e.what();
+    }
+    return "(accepted)";
+}
+
+}  // namespace
+
+TEST_CASE("hf tokenizer: SmolLM2 tokenizer.json matches HF tokenizers", "[tokenizer][hf]") { check_hf("smollm2"); }
+TEST_CASE("hf tokenizer: Llama-3-style tokenizer.json matches HF tokenizers", "[tokenizer][hf]") { check_hf("llama3"); }
+TEST_CASE("hf tokenizer: Qwen2-style (NFC) tokenizer.json matches HF tokenizers", "[tokenizer][hf]") {
+    check_hf("qwen2");
+}
+TEST_CASE("hf tokenizer: Metaspace-normalizer byte-fallback BPE matches HF tokenizers", "[tokenizer][hf]") {
+    check_hf("metaspace");
+}
+TEST_CASE("hf tokenizer: Metaspace pre-tokenizer BPE matches HF tokenizers", "[tokenizer][hf]") {
+    check_hf("metaspace_pre");
+}
+
+TEST_CASE("hf tokenizer: config files give bos/eos, end-of-generation ids and the chat template", "[tokenizer][hf]") {
+    const Tokenizer& l = hf_tokenizer("llama3");
+    CHECK(l.bos() == l.find_token("<|begin_of_text|>"));
+    CHECK(l.add_bos());
+    CHECK(l.is_eog(l.find_token("<|eot_id|>")));
+    CHECK_THAT(l.chat_template(), Catch::Contains("<|start_header_id|>"));
+    const Tokenizer& q = hf_tokenizer("qwen2");
+    CHECK_FALSE(q.add_bos());
+    CHECK(q.is_eog(q.find_token("<|im_end|>")));
+    CHECK(q.is_eog(q.find_token("<|endoftext|>")));
+    // Non-special added tokens split even without parse_special; special ones only with it.
+    CHECK(q.encode("a<tool_call>b", false, false).size() == 3);
+    CHECK(q.encode("<|im_end|>", false, false).size() > 1);
+
+    const std::string d = tmp_dir("gen");
+    std::filesystem::copy(imp::test::fixture_path("hf/qwen2/tokenizer.json"), d + "/tokenizer.json");
+    write(d + "/generation_config.json",
+          R"({"eos_token_id": [5, 7], "bos_token_id": 3, "temperature": 0.6, "top_k": 20, "top_p": 0.95})");
+    write(d + "/chat_template.jinja", "{{ messages[0]['content'] }}");
+    auto t = Tokenizer::from_hf(d);
+    CHECK(t->is_eog(5));
+    CHECK(t->is_eog(7));
+    CHECK_FALSE(t->is_eog(6));
+    CHECK(t->bos() == 3);
+    CHECK(t->sampling_defaults().temperature == 0.6);
+    CHECK(t->sampling_defaults().top_k == 20);
+    CHECK(t->sampling_defaults().top_p == 0.95);
+    CHECK_FALSE(t->sampling_defaults().min_p.has_value());
+    CHECK(t->chat_template() == "{{ messages[0]['content'] }}");
+}
+
+TEST_CASE("hf tokenizer: unsupported parts give one error naming file, section and type", "[tokenizer][hf]") {
+    const std::string base = imp::test::read_file(imp::test::fixture_path("hf/llama3/tokenizer.json"));
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::string s = base;
+        const size_t p = s.find(from);
+        REQUIRE(p != std::string::npos);
+        s.replace(p, from.size(), to);
+        const std::string d = tmp_dir("bad");
+        write(d + "/tokenizer.json", s);
+        return load_error(d);
+    };
+    CHECK_THAT(with("\"type\":\"BPE\"", "\"type\":\"Unigram\""),
+               Catch::Contains("tokenizer.json: model type 'Unigram' is not supported"));
+    CHECK_THAT(with("\"normalizer\":null", "\"normalizer\":{\"type\":\"NFKC\"}"),
+               Catch::Contains("tokenizer.json: normalizer: type 'NFKC' is not supported"));
+    CHECK_THAT(with("\"behavior\":\"Isolated\"", "\"behavior\":\"Sideways\""),
+               Catch::Contains("unknown split behavior 'Sideways'"));
+    CHECK_THAT(with("\"Regex\":\"", "\"Regex\":\"(?<"), Catch::Contains("regex /(?<"));
+    CHECK_THAT(load_error(tmp_dir("empty")), Catch::Contains("no tokenizer.json"));
+}
+
+TEST_CASE("hf tokenizer: NFC", "[tokenizer][hf]") {
+    using imp::unicode::nfc;
+    CHECK(nfc("plain ascii") == "plain ascii");
+    CHECK(nfc("e\xCC\x81") == "\xC3\xA9");                        // e + U+0301 -> é
+    CHECK(nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8") == "\xEA\xB0\x81");  // jamo -> 각
+    CHECK(nfc("a\xCC\xA3\xCC\x87") == "\xE1\xBA\xA1\xCC\x87");   // a + dot below + dot above: ạ̇ (ordering)
+    CHECK(nfc("a\xCC\x87\xCC\xA3") == "\xE1\xBA\xA1\xCC\x87");   // marks reordered by combining class first
+    CHECK(nfc("\xE2\x84\xAB") == "\xC3\x85");                     // Å ANGSTROM SIGN (singleton) -> Å
+    CHECK(nfc("\xCC\x81x") == "\xCC\x81x");                       // a leading mark stays
+}
+
+TEST_CASE("hf tokenizer: the 256-byte vocab of the tiny test models matches HF tokenizers", "[tokenizer][hf]") {
+    check_hf("bytes256");
+}

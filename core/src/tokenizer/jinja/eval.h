@@ -1,0 +1,42 @@
+// The Jinja interpreter's state: variable scopes and the evaluation of expressions and statements (eval.cpp),
+// filters, tests, methods and global functions (builtins.cpp).
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tokenizer/jinja/value.h"
+
+namespace imp::jinja {
+
+class Interp {
+public:
+    explicit Interp(std::string name) : name_(std::move(name)) {}
+    std::string run(const Node& root, const json::Value& context);
+
+private:
+    [[noreturn]] void fail(int line, const std::string& what) const;
+    Value* lookup(const std::string& n);
+    void assign(const std::string& n, Value v);
+    Value eval(const Expr& e);
+    Value binary(const Expr& e);
+    Value slice(const Value& o, const Value& start, const Value& stop, const Value& step, int line);
+    Value get_attr(const Value& obj, const std::string& attr, int line);
+    Value get_item(const Value& obj, const Value& key, int line);
+    std::string describe(const Expr& e) const;
+    void exec(const Node& n, std::string& out);
+    void set_target(const Node& n, Value v);
+    void run_for(const Node& n, std::string& out);
+    void define_macro(const Node& n);
+    // builtins.cpp
+    void install_globals();
+    Value filter(const std::string& name, Args& a, int line);
+    bool test(const std::string& name, const Args& a, int line);
+    Value method(const Value& obj, const std::string& name, int line);
+
+    std::string name_;
+    std::vector<std::vector<std::pair<std::string, Value>>> scopes_;
+    int cur_line_ = 0;
+};
+
+}  // namespace imp::jinja

@@ -1,0 +1,312 @@
+// Value conversions: from JSON, Python str()/repr(), truthiness, equality, json.dumps.
+#include "tokenizer/jinja/value.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace imp::jinja {
+
+const Value* Args::get(size_t i, const char* name) const {
+    for (const auto& [k, v] : kw)
+        if (k == name) return &v;
+    return i < pos.size() ? &pos[i] : nullptr;
+}
+
+Value Value::from_json(const json::Value& j) {
+    switch (j.kind) {
+        case json::Value::Kind::Null:
+            return none();
+        case json::Value::Kind::Bool:
+            return boolean(j.b);
+        case json::Value::Kind::Int:
+            return integer(j.i);
+        case json::Value::Kind::UInt:
+            return number(double(j.u));
+        case json::Value::Kind::Float:
+            return number(j.f);
+        case json::Value::Kind::String:
+            return str(j.s);
+        case json::Value::Kind::Array: {
+            jinja::List l;
+            for (const auto& e : j.items) l.push_back(from_json(e));
+            return new_list(std::move(l));
+        }
+        case json::Value::Kind::Object: {
+            jinja::Dict d;
+            for (size_t k = 0; k < j.keys.size(); ++k) d.emplace_back(j.keys[k], from_json(j.items[k]));
+            return new_dict(std::move(d));
+        }
+    }
+    return Value();
+}
+
+bool Value::truthy() const {
+    switch (kind) {
+        case Undefined:
+        case None:
+            return false;
+        case Bool:
+            return b;
+        case Int:
+            return i != 0;
+        case Float:
+            return f != 0;
+        case Str:
+            return !s.empty();
+        case List:
+            return !list->empty();
+        case Dict:
+            return !dict->empty();
+        default:
+            return true;
+    }
+}
+
+const Value* Value::find(const std::string& key) const {
+    if ((kind != Dict && kind != Ns) || !dict) return nullptr;
+    for (const auto& [k, v] : *dict)
+        if (k == key) return &v;
+    return nullptr;
+}
+
+const char* Value::type_name() const {
+    static const char* const names[] = {"undefined", "NoneType", "bool", "int",       "float",
+                                        "str",       "list",     "dict", "Namespace", "function"};
+    return names[kind];
+}
+
+namespace {
+
+std::string float_repr(double f) {
+    if (std::isnan(f)) return "nan";
+    if (std::isinf(f)) return f > 0 ? "inf" : "-inf";
+    char b[40];
+    for (int prec = 1; prec <= 17; ++prec) {  // shortest round-trip, as Python repr
+        std::snprintf(b, sizeof b, "%.*g", prec, f);
+        if (std::strtod(b, nullptr) == f) break;
+    }
+    std::string s = b;
+    const size_t e = s.find('e');
+    if (e != std::string::npos) {  // 1e+20 -> 1e+20 (Python keeps 2-digit exponent)
+        std::string mant = s.substr(0, e), ex = s.substr(e + 1);
+        const char sign = ex[0] == '-' ? '-' : '+';
+        if (ex[0] == '+' || ex[0] == '-') ex.erase(0, 1);
+        while (ex.size() > 2 && ex[0] == '0') ex.erase(0, 1);
+        if (ex.size() < 2) ex = "0" + ex;
+        return mant + "e" + sign + ex;
+    }
+    if (s.find('.') == std::string::npos) s += ".0";
+    return s;
+}
+
+std::string str_repr(const std::string& s) {
+    const bool dq = s.find('\'') != std::string::npos && s.find('"') == std::string::npos;
+    const char q = dq ? '"' : '\'';
+    std::string o(1, q);
+    for (unsigned char c : s) {
+        if (c == '\\')
+            o += "\\\\";
+        else if (c == q)
+            o += '\\', o += char(c);
+        else if (c == '\n')
+            o += "\\n";
+        else if (c == '\t')
+            o += "\\t";
+        else if (c == '\r')
+            o += "\\r";
+        else if (c < 0x20 || c == 0x7F) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\x%02x", c);
+            o += b;
+        } else
+            o += char(c);
+    }
+    return o + q;
+}
+
+void dump_str(std::string& o, const std::string& s) {
+    o += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"':
+                o += "\\\"";
+                break;
+            case '\\':
+                o += "\\\\";
+                break;
+            case '\n':
+                o += "\\n";
+                break;
+            case '\r':
+                o += "\\r";
+                break;
+            case '\t':
+                o += "\\t";
+                break;
+            case '\b':
+                o += "\\b";
+                break;
+            case '\f':
+                o += "\\f";
+                break;
+            default:
+                if (c < 0x20 || c == 0x7F) {
+                    char b[8];
+                    std::snprintf(b, sizeof b, "\\u%04x", c);
+                    o += b;
+                } else {
+                    o += char(c);
+                }
+        }
+    }
+    o += '"';
+}
+
+void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
+    auto nl = [&](int d) {
+        if (indent < 0) return;
+        o += '\n';
+        o.append(size_t(indent * d), ' ');
+    };
+    const char* item_sep = indent < 0 ? ", " : ",";
+    switch (v.kind) {
+        case Value::Undefined:
+        case Value::None:
+            o += "null";
+            break;
+        case Value::Bool:
+            o += v.b ? "true" : "false";
+            break;
+        case Value::Int:
+            o += std::to_string(v.i);
+            break;
+        case Value::Float:
+            o += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity") : float_repr(v.f);
+            break;
+        case Value::Str:
+            dump_str(o, v.s);
+            break;
+        case Value::List:
+            if (v.list->empty()) {
+                o += "[]";
+                break;
+            }
+            o += '[';
+            for (size_t k = 0; k < v.list->size(); ++k) {
+                if (k) o += item_sep;
+                nl(depth + 1);
+                dumps(o, (*v.list)[k], indent, sort, depth + 1);
+            }
+            nl(depth);
+            o += ']';
+            break;
+        case Value::Dict:
+        case Value::Ns: {
+            if (v.dict->empty()) {
+                o += "{}";
+                break;
+            }
+            std::vector<const std::pair<std::string, Value>*> items;
+            for (const auto& kv : *v.dict) items.push_back(&kv);
+            if (sort)
+                std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
+            o += '{';
+            for (size_t k = 0; k < items.size(); ++k) {
+                if (k) o += item_sep;
+                nl(depth + 1);
+                dump_str(o, items[k]->first);
+                o += ": ";
+                dumps(o, items[k]->second, indent, sort, depth + 1);
+            }
+            nl(depth);
+            o += '}';
+            break;
+        }
+        case Value::Callable:
+            o += "null";
+            break;
+    }
+}
+
+}  // namespace
+
+std::string Value::str_py() const {
+    switch (kind) {
+        case Undefined:
+            return "";
+        case Str:
+            return s;
+        default:
+            return repr_py();
+    }
+}
+
+std::string Value::repr_py() const {
+    switch (kind) {
+        case Undefined:
+            return "";
+        case None:
+            return "None";
+        case Bool:
+            return b ? "True" : "False";
+        case Int:
+            return std::to_string(i);
+        case Float:
+            return float_repr(f);
+        case Str:
+            return str_repr(s);
+        case List: {
+            std::string o = "[";
+            for (size_t k = 0; k < list->size(); ++k) o += (k ? ", " : "") + (*list)[k].repr_py();
+            return o + "]";
+        }
+        case Dict: {
+            std::string o = "{";
+            for (size_t k = 0; k < dict->size(); ++k)
+                o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + (*dict)[k].second.repr_py();
+            return o + "}";
+        }
+        case Ns:
+            return "<Namespace>";
+        case Callable:
+            return "<function>";
+    }
+    return "";
+}
+
+bool equal(const Value& a, const Value& b) {
+    if (a.is_number() && b.is_number()) return a.as_double() == b.as_double();
+    if (a.kind != b.kind)
+        return (a.kind == Value::Undefined || a.kind == Value::None) &&
+               (b.kind == Value::Undefined || b.kind == Value::None) && a.kind == b.kind;
+    switch (a.kind) {
+        case Value::Str:
+            return a.s == b.s;
+        case Value::List:
+            if (a.list->size() != b.list->size()) return false;
+            for (size_t k = 0; k < a.list->size(); ++k)
+                if (!equal((*a.list)[k], (*b.list)[k])) return false;
+            return true;
+        case Value::Dict:
+            if (a.dict->size() != b.dict->size()) return false;
+            for (const auto& [k, v] : *a.dict) {
+                const Value* o = b.find(k);
+                if (!o || !equal(v, *o)) return false;
+            }
+            return true;
+        case Value::None:
+        case Value::Undefined:
+            return true;
+        default:
+            return a.dict == b.dict && a.fn == b.fn;
+    }
+}
+
+std::string json_dumps(const Value& v, int indent, bool sort_keys) {
+    std::string o;
+    dumps(o, v, indent, sort_keys, 0);
+    return o;
+}
+
+}  // namespace imp::jinja

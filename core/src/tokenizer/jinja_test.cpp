@@ -1,0 +1,110 @@
+// Jinja interpreter tests: the published chat templates of SmolLM2, Llama 3.2, Qwen3 and Qwen3.5 rendered over a
+// corpus of conversations equal Python jinja2 as transformers runs it (tests/fixtures/tokenizer/chat_templates.json,
+// written by tests/tools/make_chat_template_fixtures.py), plus language features and error messages.
+#include <catch2/catch.hpp>
+
+#include "imp/error.h"
+#include "tokenizer/jinja/jinja.h"
+#include "tokenizer/test_fixtures.h"
+
+namespace {
+
+std::string render(const std::string& tmpl, const std::string& ctx_json = "{}") {
+    return imp::jinja::Template(tmpl, "t").render(imp::json::parse(ctx_json, "ctx"));
+}
+
+std::string error_of(const std::string& tmpl, const std::string& ctx_json = "{}") {
+    try {
+        render(tmpl, ctx_json);
+    } catch (const imp::Error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("jinja: published chat templates render as Python jinja2 does", "[tokenizer][jinja]") {
+    const std::string text = imp::test::read_file(imp::test::fixture_path("chat_templates.json"));
+    const imp::json::Value all = imp::json::parse(text, "chat_templates.json");
+    const imp::json::Value* cases = all.get("cases");
+    REQUIRE(cases);
+    REQUIRE(cases->items.size() > 150);
+    std::map<std::string, std::unique_ptr<imp::jinja::Template>> tmpl;
+    size_t rendered = 0, errors = 0;
+    for (const imp::json::Value& c : cases->items) {
+        const std::string name = c.get("template")->s;
+        auto& t = tmpl[name];
+        if (!t)
+            t = std::make_unique<imp::jinja::Template>(
+                imp::test::read_file(imp::test::fixture_path("templates/" + name + ".jinja")), name);
+        INFO(name << ": " << c.get("title")->s << " " << imp::json::dump(*c.get("context")));
+        if (const imp::json::Value* want = c.get("rendered")) {
+            CHECK(t->render(*c.get("context")) == want->s);
+            ++rendered;
+        } else {
+            const std::string err = c.get("error")->s;
+            std::string got = "(no error)";
+            try {
+                t->render(*c.get("context"));
+            } catch (const imp::Error& e) {
+                got = e.what();
+            }
+            CHECK(got != "(no error)");
+            if (err.find("'") == std::string::npos && err.find("concatenate") == std::string::npos)
+                CHECK_THAT(got, Catch::Contains(err));  // raise_exception's own message
+            ++errors;
+        }
+    }
+    CHECK(rendered > 150);
+    CHECK(errors > 10);
+}
+
+TEST_CASE("jinja: expressions, filters, tests and loops", "[tokenizer][jinja]") {
+    CHECK(render("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 7 / 2 }}") == "7|3|2|1024|3.5");
+    CHECK(render("{{ 'a' ~ 1 ~ none ~ true }}") == "a1NoneTrue");
+    CHECK(render("{{ [1, 'x', none, 2.0] }}{{ {'k': [1]} }}") == "[1, 'x', None, 2.0]{'k': [1]}");
+    CHECK(render("{{ 'Hello'[1:3] }}{{ 'abc'[::-1] }}{{ [1,2,3,4][-2:] }}") == "elcba[3, 4]");
+    CHECK(render("{{ '  x  ' | trim }}|{{ 'ab' | upper }}|{{ [3,1] | length }}|{{ 'a,b' .split(',') }}") ==
+          "x|AB|2|['a', 'b']");
+    CHECK(render("{{ {'b': 1, 'a': 'é\"'} | tojson }}") == "{\"b\": 1, \"a\": \"é\\\"\"}");
+    CHECK(render("{{ {'a': [1, {}]} | tojson(indent=2) }}") == "{\n  \"a\": [\n    1,\n    {}\n  ]\n}");
+    CHECK(render("{% for x in [1,2,3] if x != 2 %}{{ loop.index }}{{ x }}{% if not loop.last %},{% endif %}"
+                  "{% endfor %}") == "11,23");
+    CHECK(render("{% for k, v in {'a': 1, 'b': 2} | items %}{{ k }}={{ v }};{% endfor %}") == "a=1;b=2;");
+    CHECK(render("{% for x in range(5) %}{% if x == 3 %}{% break %}{% endif %}{% if x == 1 %}{% continue %}"
+                  "{% endif %}{{ x }}{% endfor %}") == "02");
+    CHECK(render("{% set ns = namespace(n=0) %}{% for x in [1,2] %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}") ==
+          "3");
+    CHECK(render("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}") == "1");  // loop scope
+    CHECK(render("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m('A') }}{{ m('A', b='C') }}") ==
+          "[AB][AC]");
+    CHECK(render("{{ x is defined }}{{ none is none }}{{ 'a' is string }}{{ {} is mapping }}{{ 3 is odd }}") ==
+          "FalseTrueTrueTrueTrue");
+    CHECK(render("{{ 'x' if false else 'y' }}{{ 'a' in 'cat' }}{{ 2 not in [1] }}") == "yTrueTrue");
+    CHECK(render("{{ [{'r': 'a'}, {'r': 'b'}] | selectattr('r', 'equalto', 'b') | list | length }}") == "1");
+    CHECK(render("{{ ['a','b'] | join('-') }}{{ undefined_thing | default('d') }}") == "a-bd");
+    CHECK(render("{% set s %}in{{ 1 }}{% endset %}{{ s }}") == "in1");
+}
+
+TEST_CASE("jinja: whitespace control as transformers configures it", "[tokenizer][jinja]") {
+    CHECK(render("a\n  {% if true %}\n  b\n  {% endif %}\nc") == "a\n  b\nc");  // trim_blocks + lstrip_blocks
+    CHECK(render("a  {%- if true -%}  b  {%- endif %}") == "ab");
+    CHECK(render("x {{- ' y ' -}} z") == "x y z");
+    CHECK(render("{# comment #}\nq") == "q");
+    CHECK(render("{% raw %}{{ not evaluated }}{% endraw %}") == "{{ not evaluated }}");
+}
+
+TEST_CASE("jinja: unsupported constructs and errors name the construct and the line", "[tokenizer][jinja]") {
+    CHECK_THAT(error_of("line1\n{% filter upper %}x{% endfilter %}"),
+               Catch::Contains("t:2: unsupported construct 'filter'"));
+    CHECK_THAT(error_of("\n\n{% call m() %}{% endcall %}"), Catch::Contains("t:3: unsupported construct 'call'"));
+    CHECK_THAT(error_of("{{ x | wordwrap }}"), Catch::Contains("t:1: unsupported filter 'wordwrap'"));
+    CHECK_THAT(error_of("\n{{ 1 is prime }}"), Catch::Contains("t:2: unsupported test 'prime'"));
+    CHECK_THAT(error_of("{% for x in y recursive %}{% endfor %}"), Catch::Contains("'recursive'"));
+    CHECK_THAT(error_of("{% if true %}open"), Catch::Contains("missing '{% endif %}'"));
+    CHECK_THAT(error_of("{{ raise_exception('bad role') }}"), Catch::Contains("raise_exception: bad role"));
+    CHECK_THAT(error_of("{{ [1].append(2) }}"), Catch::Contains("list.append()"));
+    CHECK_THAT(error_of("{{ 'a' + 1 }}"), Catch::Contains("unsupported operand types for +: str and int"));
+    CHECK_THAT(error_of("{{ 'x }}"), Catch::Contains("t:1:"));
+}
