@@ -129,6 +129,7 @@ void Scheduler::loop() {
             if (stopping_) break;
         }
         admit();
+        publish_gauges();  // before the step, so a request's first token never arrives ahead of its "running"
         if (!active_.empty()) {
             try {
                 run_step();
