@@ -177,6 +177,7 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     }
     read_stop(o, r);
 
+    r.ignore_eos = boolean(o, "ignore_eos", false);
     r.stream = boolean(o, "stream", false);
     if (const json* so = field(o, "stream_options")) {
         if (!so->is_object()) bad("stream_options", std::string("'stream_options' must be an object, got ") + type_of(*so));

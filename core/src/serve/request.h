@@ -35,6 +35,7 @@ struct GenRequest {
     bool stream = false, include_usage = false;
     bool logprobs = false;
     int top_logprobs = 0;                      // alternatives per token (0..20)
+    bool ignore_eos = false;                   // generate max_tokens even past end-of-generation tokens (benchmarks)
 };
 
 // Parses and checks `body`; fields not given take `defaults` (the profile's [sampling]). Throws RequestError(400).

@@ -82,6 +82,7 @@ TEST_CASE("bad requests are refused naming the field", "[serve]") {
     CHECK(param_of("{" + kMsg + R"(,"stream_options":{"include_usage":true}})") == "stream_options");
     CHECK(param_of("{" + kMsg + R"(,"top_logprobs":3})") == "top_logprobs");
     CHECK(param_of("{" + kMsg + R"(,"model":5})") == "model");
+    CHECK(param_of("{" + kMsg + R"(,"ignore_eos":1})") == "ignore_eos");
     CHECK(param_of(R"({"prompt":5})", ApiKind::Completion) == "prompt");
     CHECK(param_of(R"({"prompt":[-1]})", ApiKind::Completion) == "prompt");
     CHECK(param_of(R"({"prompt":"x","logprobs":true})", ApiKind::Completion) == "logprobs");

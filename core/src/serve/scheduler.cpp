@@ -186,7 +186,10 @@ void Scheduler::run_step() {
     std::vector<SeqSample> samples(work.size());
     for (size_t i = 0; i < rows.size(); ++i) {
         Active& a = *rows[i];
-        const int64_t n_recent = std::min<int64_t>(opt_.repeat_last_n, int64_t(a.history.size()));
+        // No penalty, no history to upload (one copy per row per step otherwise).
+        const int64_t n_recent = a.job->request().sampling.repeat_penalty == 1.f
+                                     ? 0
+                                     : std::min<int64_t>(opt_.repeat_last_n, int64_t(a.history.size()));
         samples[i] = SeqSample{a.job->request().sampling, uint64_t(a.generated),
                                a.history.data() + a.history.size() - n_recent, n_recent};
     }
@@ -214,7 +217,7 @@ void Scheduler::run_step() {
         Event ev;
         if (r.logprobs)
             ev.logprobs.push_back(logprobs_of(logits.data() + i * size_t(n_vocab), n_vocab, tok, r.top_logprobs));
-        if (tok_.is_eog(tok)) {
+        if (tok_.is_eog(tok) && !r.ignore_eos) {
             finish(a, "stop", std::move(ev));
             continue;
         }
