@@ -49,6 +49,9 @@ void Api::handle(const HttpRequest& req, Responder& out) {
         const char* type = e.status == 429 ? "rate_limit_error" : e.status == 404 ? "not_found_error"
                                                                                   : "invalid_request_error";
         out.send(e.status, "application/json", error_body(e.what(), type, e.param));
+    } catch (const std::exception& e) {  // a bug, not the client's fault: answer 500 and keep serving
+        status = 500;
+        out.send(500, "application/json", error_body(std::string("internal error: ") + e.what(), "server_error", ""));
     }
     metrics_.request_done(status);
 }
