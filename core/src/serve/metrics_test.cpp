@@ -5,7 +5,7 @@
 
 using imp::serve::Metrics;
 
-TEST_CASE("metrics render counters, cumulative buckets and gauges", "[serve]") {
+TEST_CASE("metrics render counters and cumulative buckets and gauges", "[serve]") {
     Metrics m;
     m.request_done(200);
     m.request_done(200);

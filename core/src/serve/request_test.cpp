@@ -25,7 +25,7 @@ std::string param_of(const std::string& body, ApiKind k = ApiKind::Chat) {
 const std::string kMsg = R"("messages":[{"role":"user","content":"hi"}])";
 }  // namespace
 
-TEST_CASE("a chat request reads its fields; absent ones take the defaults", "[serve]") {
+TEST_CASE("a chat request reads its fields and absent ones take the defaults", "[serve]") {
     GenRequest r = parse_request(R"({"messages":[{"role":"system","content":"be brief"},{"role":"user","content":
         [{"type":"text","text":"a"},{"type":"text","text":"b"}]}],"max_tokens":5,"top_p":0.5,"seed":-3,
         "stop":["x","yz"],"stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":2,
@@ -45,7 +45,7 @@ TEST_CASE("a chat request reads its fields; absent ones take the defaults", "[se
     CHECK(r.top_logprobs == 2);
 }
 
-TEST_CASE("a completion request takes a string or token ids, and integer logprobs", "[serve]") {
+TEST_CASE("a completion request takes a string or token ids and integer logprobs", "[serve]") {
     GenRequest r = parse_request(R"({"prompt":"once","logprobs":3,"max_tokens":2})", ApiKind::Completion, defaults());
     CHECK(r.prompt == "once");
     CHECK(r.logprobs);

@@ -182,6 +182,7 @@ void Scheduler::run_step() {
     const int64_t n_vocab = engine_.desc().n_vocab;
     std::vector<float> logits(want_logprobs ? work.size() * size_t(n_vocab) : 0);
     engine_.step(work, want_logprobs ? logits.data() : nullptr);
+    publish_gauges();  // the step took its KV blocks: publish them before any of its tokens reaches a client
 
     std::vector<SeqSample> samples(work.size());
     for (size_t i = 0; i < rows.size(); ++i) {

@@ -46,7 +46,7 @@ std::pair<Event, Clock::time_point> drain(Job& j) {
 
 }  // namespace
 
-TEST_CASE("scheduler: a request waits for KV blocks, then runs; max_tokens ends with length", "[serve][smollm2]") {
+TEST_CASE("scheduler: a request waits for KV blocks and then runs to max_tokens (length)", "[serve][smollm2]") {
     // 8 blocks: two requests of 5 prompt + 59 tokens (4 blocks each) fit, a third waits for one of them.
     imp::Session s(profile({"runtime.max_seqs=3", "runtime.kv_blocks=8"}));
     Metrics m;
@@ -84,7 +84,7 @@ TEST_CASE("scheduler: a request waits for KV blocks, then runs; max_tokens ends 
     CHECK(s.engine().free_kv_blocks() == 8);
 }
 
-TEST_CASE("scheduler: cancelling a running request frees its blocks; a full queue refuses", "[serve][smollm2]") {
+TEST_CASE("scheduler: cancelling a running request frees its blocks and a full queue refuses", "[serve][smollm2]") {
     imp::Session s(profile({"runtime.max_seqs=1"}));
     Metrics m;
     SchedulerOptions o;

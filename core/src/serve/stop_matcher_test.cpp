@@ -15,7 +15,7 @@ TEST_CASE("stop matcher holds back a possible stop prefix and cuts at the match"
     CHECK(m.flush() == "");
 }
 
-TEST_CASE("stop matcher releases a held prefix that does not continue, and flushes", "[serve]") {
+TEST_CASE("stop matcher releases a held prefix that does not continue and flushes the rest", "[serve]") {
     StopMatcher m({"END"});
     CHECK(m.push("EN") == "");
     CHECK(m.push("x") == "ENx");
@@ -24,7 +24,7 @@ TEST_CASE("stop matcher releases a held prefix that does not continue, and flush
     CHECK(m.flush() == "E");
 }
 
-TEST_CASE("stop matcher: the earliest stop string wins, within one piece", "[serve]") {
+TEST_CASE("stop matcher: the earliest stop string wins within one piece", "[serve]") {
     StopMatcher m({"cd", "b"});
     CHECK(m.push("abcd") == "a");
     CHECK(m.stopped());
