@@ -1,5 +1,6 @@
 # cmake -DSRC=<source dir> -DOUT=<header> -P write_commit.cmake: writes IMP_GIT_COMMIT (short hash, "-dirty" when
-# the tree has changes, "unknown" without git) into OUT, touching it only when the text changes.
+# the tree has changes anywhere — tracked files changed or staged, or files git does not ignore added — "unknown"
+# without git) into OUT, touching it only when the text changes.
 set(_commit unknown)
 find_package(Git QUIET)
 if(GIT_FOUND)
@@ -7,9 +8,10 @@ if(GIT_FOUND)
                   OUTPUT_VARIABLE _hash OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
   if(_rc EQUAL 0 AND _hash)
     set(_commit ${_hash})
-    execute_process(COMMAND ${GIT_EXECUTABLE} -C ${SRC} diff --quiet HEAD -- core plugins
-                    RESULT_VARIABLE _dirty ERROR_QUIET)
-    if(NOT _dirty EQUAL 0)
+    # The whole tree: bench profiles, scripts, CMake files and tests change what a build or a bench run does too.
+    execute_process(COMMAND ${GIT_EXECUTABLE} -C ${SRC} status --porcelain --untracked-files=normal
+                    OUTPUT_VARIABLE _changes RESULT_VARIABLE _st ERROR_QUIET)
+    if(NOT _st EQUAL 0 OR NOT "${_changes}" STREQUAL "")
       set(_commit "${_commit}-dirty")
     endif()
   endif()

@@ -37,7 +37,7 @@ struct WeightSpec {
     // q, k and v as one [q + k + v rows, cols] weight so one matmul computes all three. `name` is then not a file
     // tensor. The core builds it when every part is in the file, one format takes every part and that format's plan
     // accepts the concatenation (each part keeps its own scales); it then does not load the parts. Otherwise it
-    // loads the parts and WeightSet::matrix(name) returns null. IMP_FUSE_WEIGHTS=0 in the environment turns fusion
+    // loads the parts and WeightSet::matrix(name) returns null. [plugin.core] fuse_weights = false turns fusion
     // off.
     std::vector<std::string> concat;
     // Experts weights: the file holds either one tensor `name` of the logical shape (a GGUF 3-D

@@ -112,8 +112,9 @@ class Registry;
 IMP_API std::vector<OpCheckResult> run_op_checks(const Registry& reg, Executor& cpu, Executor& dev, uint64_t seed,
                                                  int rounds = 3);
 
-// For op checks: "" when |got[i] - ref[i]| <= atol + rtol * |ref[i]| for every i (and neither is NaN unless both
-// are), else one line naming `what`, the worst index, both values and the tolerance.
+// For op checks: "" when |got[i] - ref[i]| <= atol + rtol * |ref[i]| for every i and every value is finite (a NaN or
+// Inf fails even where both sides have it), else one line naming `what`, the worst index, both values and the
+// tolerance.
 IMP_API std::string compare_close(const std::string& what, const float* ref, const float* got, size_t n, float atol,
                                   float rtol);
 

@@ -25,6 +25,7 @@
 #include "imp/export.h"
 #include "imp/metadata.h"
 #include "imp/model.h"
+#include "imp/settings.h"
 
 namespace imp {
 
@@ -136,6 +137,9 @@ struct WeightRequest {
     const QuantConfig* config = nullptr;  // model-level quantization config; never null from the engine
     int64_t max_tokens = 1;  // the most tokens (rows of x) one matmul will see: sizes WeightPlan::workspace_bytes
     int64_t top_k = 1;       // Experts: slots per token (ExpertMatmul::top_k) the layer will route to
+    // The settings of the plugin that registered the format being asked ([plugin.<name>] in the profile, checked
+    // against its declarations); never null from the engine. A Weight keeps what it needs of them at load.
+    const Settings* settings = nullptr;
 
     int64_t rows() const { return shape.size() >= 2 ? shape[shape.size() - 2] : 0; }
     int64_t cols() const { return shape.empty() ? 0 : shape.back(); }

@@ -13,6 +13,7 @@
 #include "imp/layer.h"
 #include "imp/ops.h"
 #include "imp/quant_format.h"
+#include "imp/settings.h"
 
 namespace imp {
 
@@ -50,6 +51,18 @@ public:
     }
     // Registers the conformance check of an op (imp/ops.h: OpCheck); one per op.
     void add_op_check(const std::string& op, OpCheck check);
+
+    // ---- settings (imp/settings.h): a plugin declares its keys while it registers; the core's are under "core".
+    void add_setting(SettingSpec spec);
+    // The settings of a loaded plugin (or "core"): declared keys with the profile's values or the defaults. Throws
+    // imp::Error for a name that is neither.
+    const Settings& settings(const std::string& plugin) const;
+    // Sets one key of a plugin's settings (the engine applies the profile's [plugin.<name>] tables through this).
+    // Throws imp::Error naming the plugin and key: no such plugin, unknown key, wrong type, bad value.
+    void configure(const std::string& plugin, const std::string& key, const SettingValue& value);
+    std::vector<const Settings*> all_settings() const;  // "core" first, then plugins in load order
+    // The plugin that registered a format / arch / layer kind ("core" for the core's own), or "" when none did.
+    std::string plugin_of(const std::string& what, const std::string& name) const;
     // The op's kernels, resolved once; throws imp::Error when no loaded plugin registered the op, or registered it
     // with another Args type.
     template <class Op>

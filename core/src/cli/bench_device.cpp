@@ -52,6 +52,7 @@ struct Driver {
     CUresult (*cuInit)(unsigned) = nullptr;
     CUresult (*cuDeviceGet)(CUdevice*, int) = nullptr;
     CUresult (*cuDeviceGetName)(char*, int, CUdevice) = nullptr;
+    CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
     CUresult (*cuDriverGetVersion)(int*) = nullptr;
     CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
     CUresult (*cuDevicePrimaryCtxRelease)(CUdevice) = nullptr;
@@ -85,6 +86,7 @@ struct Driver {
         sym(cuInit, {"cuInit"});
         sym(cuDeviceGet, {"cuDeviceGet"});
         sym(cuDeviceGetName, {"cuDeviceGetName"});
+        sym(cuDeviceGetAttribute, {"cuDeviceGetAttribute"});
         sym(cuDriverGetVersion, {"cuDriverGetVersion"});
         sym(cuDevicePrimaryCtxRetain, {"cuDevicePrimaryCtxRetain"});
         sym(cuDevicePrimaryCtxRelease, {"cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"});
@@ -147,18 +149,28 @@ void probe_cuda(Executor& ex, DeviceFacts& f) {
     f.device_total_bytes = total_b;
     f.device_used_bytes = total_b - free_b;
 
-    // Two buffers of up to 512 MiB (far beyond L2), smaller if the model leaves less free.
-    uint64_t bytes = kCopyBytes;
+    constexpr int kAttrL2CacheSize = 38;  // CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
+    int l2 = 0;
+    check(d.cuDeviceGetAttribute(&l2, kAttrL2CacheSize, scope.dev), "cuDeviceGetAttribute(L2 cache size)");
+    f.l2_cache_bytes = uint64_t(l2 > 0 ? l2 : 0);
+    // Two buffers of up to 512 MiB, smaller if the model leaves less free, but never below 4x L2: a copy that fits
+    // in L2 measures the cache, not the memory, and would inflate every decode efficiency.
+    const uint64_t min_bytes = std::max<uint64_t>(4 * f.l2_cache_bytes, 32ull << 20);
+    uint64_t bytes = std::max(kCopyBytes, min_bytes);
     CUdeviceptr src = 0, dst = 0;
-    while (bytes >= (32ull << 20)) {
+    while (bytes >= min_bytes) {
         if (d.cuMemAlloc(&src, bytes) == 0) {
             if (d.cuMemAlloc(&dst, bytes) == 0) break;
             d.cuMemFree(src);
             src = 0;
         }
-        bytes /= 2;
+        if (bytes == min_bytes) break;
+        bytes = std::max(bytes / 2, min_bytes);
     }
-    if (!dst) throw Error("copy bandwidth probe: cannot allocate two 32 MiB buffers on " + f.name);
+    if (!dst)
+        throw Error("copy bandwidth probe: cannot allocate two buffers of " + std::to_string(min_bytes >> 20) +
+                    " MiB (4x the " + std::to_string(f.l2_cache_bytes >> 20) + " MiB L2 cache) on " + f.name + " (" +
+                    std::to_string(free_b >> 20) + " MiB free before the probe)");
     struct Free {
         Driver& d;
         CUdeviceptr a, b;

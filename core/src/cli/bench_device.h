@@ -1,7 +1,8 @@
 // `imp bench`: facts about the device a benchmark ran on, measured in the same process — its name, the CUDA driver,
 // memory in use, and the copy bandwidth (a large device-to-device copy; bytes read + bytes written per second), the
-// roofline for decode. CUDA devices are probed through the driver API (libcuda.so.1, loaded at run time, so the CLI
-// needs no CUDA link); the CPU executor is probed with a multithreaded memcpy of 512 MiB.
+// roofline for decode; on CUDA both buffers are at least 4x the L2 cache, or the probe refuses. CUDA devices are
+// probed through the driver API (libcuda.so.1, loaded at run time, so the CLI needs no CUDA link); the CPU executor
+// is probed with a multithreaded memcpy of 512 MiB.
 // The BF16 GEMM rate (the prefill roofline) is measured with cuBLAS on the executor's own handle and stream
 // (cublasGemmEx resolved at run time, so the CLI links no cuBLAS either); on the CPU it is not measured.
 #pragma once
@@ -16,7 +17,8 @@ struct DeviceFacts {
     std::string name;              // GPU name, or the CPU model name
     std::string cuda_driver;       // CUDA version the driver supports ("13.0"); empty on the CPU
     double copy_bytes_per_s = 0;   // (bytes read + bytes written) / s, median of the timed copies
-    uint64_t copy_buffer_bytes = 0;
+    uint64_t copy_buffer_bytes = 0;   // per buffer; CUDA: at least 4x the L2 cache (else the probe refuses)
+    uint64_t l2_cache_bytes = 0;      // CUDA: the device's L2 cache; CPU: 0
     uint64_t device_used_bytes = 0;   // CUDA: total - free (whole device, context included); CPU: 0
     uint64_t device_total_bytes = 0;  // CUDA: device memory; CPU: 0
 };

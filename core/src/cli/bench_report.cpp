@@ -131,14 +131,9 @@ double prefill_tflops(const ModelFacts& m, const TestResult& r) {
     return flops * r.avg_ts() / double(r.n_prompt) / 1e12;
 }
 
-double prefill_tflops_issue(const ModelFacts& m, const TestResult& r) {
-    if (r.n_prompt <= 0 || r.avg_s() <= 0) return NAN;
-    return 2.0 * double(m.layer_matmul_params + m.lm_head_params) * r.avg_ts() / 1e12;
-}
-
 double prefill_vs_gemm(const ModelFacts& m, const TestResult& r, const GemmFacts& g) {
     if (!g.measured()) return NAN;
-    return prefill_tflops_issue(m, r) * 1e12 / g.flops_per_s;
+    return prefill_tflops(m, r) * 1e12 / g.flops_per_s;
 }
 
 double decode_efficiency(const ModelFacts& m, const TestResult& r, const DeviceFacts& d) {
@@ -164,9 +159,9 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
         std::string roof;
         if (is_tg(r)) roof = fmt("%.1f", 100.0 * decode_efficiency(m, r, run.device)) + " % of copy bw";
         else {
-            roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s (2·P·N: " + fmt("%.2f", prefill_tflops_issue(m, r));
+            roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s";
             const double v = prefill_vs_gemm(m, r, run.gemm);
-            roof += std::isfinite(v) ? ", " + fmt("%.1f", 100.0 * v) + " % of BF16 GEMM)" : ")";
+            if (std::isfinite(v)) roof += " (" + fmt("%.1f", 100.0 * v) + " % of BF16 GEMM)";
         }
         o += "| " + m.name + " | " + fmt("%.2f", double(m.file_bytes) / double(1ull << 30)) + " GiB | " + m.quant +
              " | " + r.test + " | " + fmt("%.2f", r.avg_ts()) + " ± " + fmt("%.2f", r.stddev_ts()) +
@@ -196,6 +191,7 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
              ", \"arch\": " + json_str(m.arch) + ", \"quant\": " + json_str(m.quant) +
              ", \"model_bytes\": " + std::to_string(m.file_bytes) + ", \"n_params\": " + std::to_string(m.n_params) +
              ", \"matmul_params\": " + std::to_string(m.layer_matmul_params + m.lm_head_params) +
+             ", \"lm_head_params\": " + std::to_string(m.lm_head_params) +
              ", \"weight_bytes_per_token\": " + std::to_string(m.weight_bytes_per_token);
         o += ", \"device\": " + json_str(d.name) + ", \"executor\": " + json_str(run.executor) +
              ", \"cuda_version\": " + json_str(run.cuda_version) + ", \"cuda_driver\": " + json_str(d.cuda_driver) +
@@ -204,9 +200,9 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
              ", \"timestamp\": " + json_str(run.timestamp);
         o += ", \"copy_bw_gbs\": " + json_num(d.copy_bytes_per_s / 1e9) +
              ", \"copy_buffer_bytes\": " + std::to_string(d.copy_buffer_bytes) +
+             ", \"l2_cache_bytes\": " + std::to_string(d.l2_cache_bytes) +
              ", \"decode_efficiency\": " + json_num(is_tg(r) ? decode_efficiency(m, r, d) : NAN) +
              ", \"prefill_tflops\": " + json_num(is_tg(r) ? NAN : prefill_tflops(m, r)) +
-             ", \"prefill_tflops_issue\": " + json_num(is_tg(r) ? NAN : prefill_tflops_issue(m, r)) +
              ", \"gemm_bf16_tflops\": " + json_num(run.gemm.measured() ? run.gemm.flops_per_s / 1e12 : NAN) +
              ", \"gemm_shape\": " + json_str(run.gemm.shape()) +
              ", \"prefill_vs_gemm\": " + json_num(is_tg(r) ? NAN : prefill_vs_gemm(m, r, run.gemm)) +

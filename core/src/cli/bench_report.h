@@ -47,7 +47,7 @@ struct RunInfo {
     bool graphs = false;         // decode steps replayed a captured graph
     bool cuda_graphs = false;    // runtime.cuda_graphs as set
     int64_t reps = 0;
-    bool logits_finite = true;   // the warm-up prefill's logits had no NaN/Inf
+    bool logits_finite = true;   // the warm-up repetitions' logits had no NaN/Inf (the prefill and every decode step)
     GemmFacts gemm;              // BF16 GEMM rate of the model's FFN shape x the largest pp (CUDA only)
     // Wall time from the start of Session construction (executor, plugins, weights upload; the model file read
     // once before, so it is in the page cache) to the first greedy token of a short prompt, on the host. NAN: not
@@ -56,11 +56,10 @@ struct RunInfo {
     int64_t first_token_prompt = 0;  // tokens of that prompt
 };
 
-// Prefill TFLOP/s: 2 * (layer matmul params * tokens + LM head params) / time (attention score FLOPs not counted).
+// Prefill TFLOP/s as computed: 2 * (layer matmul params * tokens + LM head params) / time — the LM head runs for the
+// last token only (the one whose logits are kept); attention score FLOPs are not counted.
 double prefill_tflops(const ModelFacts& m, const TestResult& r);
-// Prefill TFLOP/s as the issue defines it: 2 * (all matrix params incl. the LM head) * tokens / time.
-double prefill_tflops_issue(const ModelFacts& m, const TestResult& r);
-// prefill_tflops_issue / the BF16 GEMM rate of the same run; NAN when the GEMM was not measured.
+// prefill_tflops / the BF16 GEMM rate of the same run; NAN when the GEMM was not measured.
 double prefill_vs_gemm(const ModelFacts& m, const TestResult& r, const GemmFacts& g);
 // Decode efficiency: weight bytes per token * decode steps/s / copy bandwidth (1.0 = the copy roofline); a step of
 // a batch reads the weights once for all its sequences.

@@ -3,7 +3,8 @@
 //   tgN: N tokens generated one at a time (greedy sample on the device, then a one-token forward), after one
 //        untimed first token. With bench.batch = [B, ...] (or -b B,...) each tgN also runs with B sequences decoding
 //        together (one step carries one token of each); the aggregate and the per-sequence tok/s are reported.
-// Each test runs once as a warm-up, then bench.reps timed repetitions; the executor is synchronized around each.
+// Each test runs once as a warm-up (its logits, the prefill's and every decode step's, are checked for NaN/Inf:
+// logits_finite), then bench.reps timed repetitions; the executor is synchronized around each.
 // The report carries the device's copy bandwidth measured in the same process, so decode speed is shown as a share
 // of the copy roofline (weight bytes per token x tokens/s / copy bandwidth) and prefill as TFLOP/s, also as a share
 // of a BF16 GEMM of the model's largest FFN shape x the largest pp, timed with cuBLAS in the same process.
@@ -76,6 +77,12 @@ uint64_t read_into_page_cache(const std::string& path) {
     return total;
 }
 
+bool all_finite(const std::vector<float>& v) {
+    for (float x : v)
+        if (!std::isfinite(x)) return false;
+    return true;
+}
+
 class Bench {
 public:
     Bench(Session& s, uint64_t seed) : s_(s), ex_(s.executor()), rng_(seed) {}
@@ -92,8 +99,7 @@ public:
         e.forward(ids.data(), n, check_logits ? logits.data() : nullptr);
         ex_.synchronize();
         const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-        for (float v : logits)
-            if (!std::isfinite(v)) finite = false;
+        if (check_logits) finite = finite && all_finite(logits);
         return sec;
     }
 
@@ -110,7 +116,8 @@ public:
     }
 
     // One repetition of tgN with `batch` sequences decoding together; returns seconds for the N steps.
-    double generate_batch(int64_t n, int64_t batch) {
+    // check_logits (the warm-up): every step's logits are downloaded and checked (outside the graph replay).
+    double generate_batch(int64_t n, int64_t batch, bool check_logits, bool& finite) {
         Engine& e = s_.engine();
         e.reset();
         std::vector<SeqId> ids;
@@ -118,14 +125,18 @@ public:
         std::vector<int32_t> tok = random_ids(batch);
         std::vector<SeqWork> work(static_cast<size_t>(batch));
         std::vector<SeqSample> rows(static_cast<size_t>(batch));
+        std::vector<float> logits(check_logits ? size_t(batch) * size_t(e.desc().n_vocab) : 0);
+        float* out = check_logits ? logits.data() : nullptr;
         for (size_t i = 0; i < work.size(); ++i) work[i] = SeqWork{ids[i], &tok[i], 1};
-        e.step(work);
+        e.step(work, out);
         ex_.synchronize();
+        if (check_logits) finite = finite && all_finite(logits);
         const auto t0 = Clock::now();
         for (int64_t i = 0; i < n; ++i) {
             for (auto& r : rows) r.step = uint64_t(i);
             e.sample(rows, tok.data());
-            e.step(work);
+            e.step(work, out);
+            if (check_logits) finite = finite && all_finite(logits);
         }
         ex_.synchronize();
         const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -133,19 +144,23 @@ public:
         return sec;
     }
 
-    // One repetition of tgN; returns seconds for the N generated tokens.
-    double generate(int64_t n) {
+    // One repetition of tgN; returns seconds for the N generated tokens. check_logits as in generate_batch.
+    double generate(int64_t n, bool check_logits, bool& finite) {
         Engine& e = s_.engine();
         SamplingParams greedy;
         greedy.temperature = 0.f;
         e.reset();
+        std::vector<float> logits(check_logits ? size_t(e.desc().n_vocab) : 0);
+        float* out = check_logits ? logits.data() : nullptr;
         int32_t tok = random_ids(1)[0];
-        e.forward(&tok, 1);
+        e.forward(&tok, 1, out);
         ex_.synchronize();
+        if (check_logits) finite = finite && all_finite(logits);
         const auto t0 = Clock::now();
         for (int64_t i = 0; i < n; ++i) {
             tok = e.sample(greedy, uint64_t(i), nullptr, 0);
-            e.forward(&tok, 1);
+            e.forward(&tok, 1, out);
+            if (check_logits) finite = finite && all_finite(logits);
         }
         ex_.synchronize();
         return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -273,7 +288,6 @@ int cmd_bench(const std::vector<std::string>& args) {
         }
         results.push_back(std::move(r));
     }
-    if (!run.logits_finite) spdlog::warn("bench: the prefill logits contain NaN or Inf");
     for (int64_t n : b.tg)
         for (int64_t batch : b.batch) {
             TestResult r;
@@ -281,12 +295,15 @@ int cmd_bench(const std::vector<std::string>& args) {
             r.n_gen = n;
             r.batch = batch;
             for (int64_t rep = 0; rep <= b.reps; ++rep) {
-                const double sec = batch > 1 ? bench.generate_batch(n, batch) : bench.generate(n);
+                const bool warm = rep == 0;
+                const double sec = batch > 1 ? bench.generate_batch(n, batch, warm, run.logits_finite)
+                                             : bench.generate(n, warm, run.logits_finite);
                 if (rep > 0) r.seconds.push_back(sec);
                 spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
             }
             results.push_back(std::move(r));
         }
+    if (!run.logits_finite) spdlog::warn("bench: the warm-up logits (prefill or decode) contain NaN or Inf");
     run.graphs = engine.graphs_active();
     run.peak_vram_bytes = ex.bytes_allocated();
     if (ex.kind() == DeviceKind::CUDA) run.device.device_used_bytes = device_used_bytes(ex);

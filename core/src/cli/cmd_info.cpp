@@ -40,6 +40,19 @@ int cmd_inspect(const std::vector<std::string>& args) {
     return 0;
 }
 
+namespace {
+// One line per declared setting: "[plugin.<p>] key = default  doc (choices)".
+void print_setting_specs(const Settings& s) {
+    for (const auto& spec : s.specs()) {
+        std::string choices;
+        for (const auto& c : spec.choices) choices += (choices.empty() ? " (" : ", ") + c;
+        if (!choices.empty()) choices += ")";
+        std::printf("      [plugin.%s] %s = %s  %s%s\n", s.plugin().c_str(), spec.key.c_str(),
+                    setting_text(spec.default_value).c_str(), spec.doc.c_str(), choices.c_str());
+    }
+}
+}  // namespace
+
 int cmd_plugins(const std::vector<std::string>& args) {
     po::options_description desc("imp plugins: list the plugins found in the search path and what they register");
     desc.add_options()("help,h", "show this help")(
@@ -82,8 +95,11 @@ int cmd_plugins(const std::vector<std::string>& args) {
             std::printf("      %-6s %s%s%s\n", e.what.c_str(), e.name.c_str(), e.detail.empty() ? "" : ": ",
                         e.detail.c_str());
         }
+        print_setting_specs(reg.settings(f.info->name));
     }
     if (n == 0) std::printf("  (no plugins found)\n");
+    std::printf("core settings:\n");
+    print_setting_specs(reg.settings("core"));
     return 0;
 }
 

@@ -11,6 +11,7 @@ int cmd_bench(const std::vector<std::string>& args);
 int cmd_serve(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_plugins(const std::vector<std::string>& args);
+int cmd_plan(const std::vector<std::string>& args);
 
 // Sets spdlog's level from a name (trace, debug, info, warn, error, off); throws imp::Error on a bad name.
 void set_log_level(const std::string& level);

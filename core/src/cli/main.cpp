@@ -1,4 +1,4 @@
-// imp — command line entry: `imp [run] --profile P`, `imp inspect FILE`, `imp plugins`.
+// imp — command line entry: `imp [run] --profile P`, `imp inspect FILE`, `imp plugins`, `imp plan`.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -18,6 +18,7 @@ void usage() {
         "       imp serve --profile FILE [...]       OpenAI-compatible HTTP server (imp serve -h)\n"
         "       imp inspect FILE|FOLDER              print metadata and tensor table of a GGUF/safetensors model\n"
         "       imp plugins [--plugin-path DIR]...   list the plugins found and what they register\n"
+        "       imp plan --profile FILE [...]        plugins, settings, ops, weight formats, memory plan; no upload\n"
         "       imp --version\n");
 }
 }  // namespace
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
         if (cmd == "--version") return imp::cli::cmd_version();
         if (cmd == "inspect") return imp::cli::cmd_inspect(rest);
         if (cmd == "plugins") return imp::cli::cmd_plugins(rest);
+        if (cmd == "plan") return imp::cli::cmd_plan(rest);
         if (cmd == "run") return imp::cli::cmd_run(rest);
         if (cmd == "bench") return imp::cli::cmd_bench(rest);
         if (cmd == "serve") return imp::cli::cmd_serve(rest);

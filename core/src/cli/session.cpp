@@ -5,14 +5,20 @@
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
 #include "imp/error.h"
+#include "util/core_settings.h"
 
 namespace imp {
 
-std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt) {
+std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSettings& cs) {
     // "auto": the first CUDA GPU when there is one, else the CPU. "cuda" without a GPU is an error (from
     // CudaExecutor, naming what the driver said).
-    if (rt.executor == "cuda" || (rt.executor == "auto" && cuda_device_count() > 0))
-        return std::make_unique<CudaExecutor>(0);
+    if (rt.executor == "cuda" || (rt.executor == "auto" && cuda_device_count() > 0)) {
+        CudaOptions co;
+        co.pdl = cs.pdl;
+        co.attention.tensor_cores = cs.attention_mma;
+        co.attention.decode_split = cs.decode_attention == "split";
+        return std::make_unique<CudaExecutor>(0, co);
+    }
     return std::make_unique<CpuExecutor>(rt.threads);
 }
 
@@ -24,7 +30,7 @@ DType kv_dtype_for(const std::string& name, const Executor& ex) {
     throw Error("runtime.kv_dtype: unknown value '" + name + "'");
 }
 
-Session::Session(const Profile& p) {
+Session::Session(const Profile& p, Mode mode) {
     reg_ = std::make_unique<Registry>();
     loader_ = std::make_unique<PluginLoader>(*reg_, plugin_search_dirs(p.plugins.paths));
     src_ = open_model(p.model.path);
@@ -42,8 +48,10 @@ Session::Session(const Profile& p) {
             if (f.info && f.info->kind == PluginKind::Quant) loader_->load_file(f.path);
     }
     if (!reg_->find_arch(*src_)) throw Error(no_arch_message(arch, *loader_));
+    apply_plugin_settings(p, *reg_);
+    const CoreSettings cs = core_settings(*reg_);
 
-    ex_ = make_executor(p.runtime);
+    ex_ = make_executor(p.runtime, cs);
     spdlog::info("executor: {}", ex_->name());
     EngineOptions eo;
     eo.max_seq_len = p.runtime.max_seq_len;
@@ -53,6 +61,11 @@ Session::Session(const Profile& p) {
     eo.max_seqs = p.runtime.max_seqs;
     eo.kv_blocks = p.runtime.kv_blocks;
     eo.formats = p.model.formats;
+    eo.fuse_weights = cs.fuse_weights;
+    if (mode == Mode::Plan) {
+        plan_ = std::make_unique<EnginePlan>(Engine::preflight(*src_, *reg_, *ex_, eo));
+        return;
+    }
     engine_ = std::make_unique<Engine>(*src_, *reg_, *ex_, eo);
     const MemoryPlan& mp = engine_->plan();
     spdlog::info("weights {:.2f} GiB ({} fused matrices), KV/state {:.2f} GiB", double(mp.weights) / (1 << 30),

@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "imp/error.h"
+#include "imp/registry.h"
 
 namespace fs = std::filesystem;
 
@@ -28,6 +29,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& schema() {
         {"generate", {"prompt", "n_predict", "chat", "system"}},
         {"bench", {"pp", "tg", "reps", "batch"}},
         {"server", {"host", "port", "max_queue", "step_tokens", "model_name"}},
+        {"plugin", {}},  // [plugin.<name>] tables of plugin settings: keys declared by the plugins
     };
     return s;
 }
@@ -174,6 +176,25 @@ struct Item {
     }
 };
 
+bool valid_plugin_name(const std::string& n);
+
+// A plugin setting's value: a TOML boolean, integer, float or string (an override's bare word is a string).
+SettingValue setting_value(const Item& it) {
+    const toml::node& n = it.node;
+    if (n.is_boolean()) return n.as_boolean()->get();
+    if (n.is_integer()) return int64_t(n.as_integer()->get());
+    if (n.is_floating_point()) return double(n.as_floating_point()->get());
+    if (n.is_string()) return std::string(n.as_string()->get());
+    it.wrong_type("a boolean, integer, float or string", n);
+}
+
+void add_plugin_setting(Profile& p, const std::string& plugin, const std::string& key, const Item& it) {
+    if (!valid_plugin_name(plugin))
+        it.fail("[plugin." + plugin + "]: '" + plugin + "' is not a plugin name (letters, digits, _)");
+    if (key.empty()) it.fail("[plugin." + plugin + "]: empty key");
+    p.plugin_settings.push_back({plugin, key, setting_value(it), it.where});
+}
+
 constexpr int64_t kIntMax = std::numeric_limits<int64_t>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -283,6 +304,22 @@ void apply_table(Profile& p, const toml::table& root, const std::string& file, c
             throw Error(where + ": unknown key '" + section + "' (sections: " + section_names() + ")");
         }
         if (!v.is_table()) throw Error(where + ": key '" + section + "' must be a table, got " + type_name(v));
+        if (section == "plugin") {
+            for (auto&& [k2, v2] : *v.as_table()) {
+                const std::string plugin(k2.str());
+                const std::string where2 = where_of(file, k2.source());
+                if (!v2.is_table())
+                    throw Error(where2 + ": [plugin] holds one table per plugin ([plugin." + plugin +
+                                "]); '" + plugin + "' is not a table (got " + type_name(v2) + ")");
+                for (auto&& [k3, v3] : *v2.as_table()) {
+                    const std::string name(k3.str());
+                    add_plugin_setting(p, plugin, name,
+                                       Item{where_of(file, k3.source()), "plugin." + plugin + "." + name, v3,
+                                            std::nullopt, base_dir});
+                }
+            }
+            continue;
+        }
         for (auto&& [k2, v2] : *v.as_table()) {
             const std::string name(k2.str());
             const std::string where2 = where_of(file, k2.source());
@@ -338,6 +375,7 @@ void apply_override(Profile& p, const std::string& kv) {
     const std::string value = kv.substr(eq + 1);
     size_t dot = key.find('.');
     if (dot == std::string::npos) {
+        if (key == "plugin") throw Error(where + ": expected plugin.<name>.<key>=value");
         if (section_keys(key)) throw Error(where + ": expected section.key=value, e.g. " + key + "." +
                                            section_keys(key)->front() + "=...");
         throw Error(where + ": unknown key '" + key + "' (sections: " + section_names() + ")");
@@ -345,7 +383,10 @@ void apply_override(Profile& p, const std::string& kv) {
     const std::string section = key.substr(0, dot), name = key.substr(dot + 1);
     auto* keys = section_keys(section);
     if (!keys) throw Error(where + ": unknown section [" + section + "] (sections: " + section_names() + ")");
-    if (std::find(keys->begin(), keys->end(), name) == keys->end())
+    const size_t dot2 = name.find('.');
+    if (section == "plugin" && dot2 == std::string::npos)
+        throw Error(where + ": expected plugin.<name>.<key>=value");
+    if (section != "plugin" && std::find(keys->begin(), keys->end(), name) == keys->end())
         throw Error(where + ": " + unknown_key_message(section, name));
 
     // The value as TOML; when it is not one value (a bare word, a sentence), it is a string.
@@ -360,6 +401,10 @@ void apply_override(Profile& p, const std::string& kv) {
     if (parsed && parsed->size() == 1) node = parsed->get("v");
     toml::value<std::string> text_node(trim(value));
     if (!node) node = &text_node;
+    if (section == "plugin") {
+        add_plugin_setting(p, name.substr(0, dot2), name.substr(dot2 + 1), Item{where, key, *node, trim(value), ""});
+        return;
+    }
     apply_key(p, section, name, Item{where, key, *node, trim(value), ""});
 }
 
@@ -368,6 +413,16 @@ void check_model_path(const Profile& p) {
     if (p.model.path.empty()) throw Error(where + ": [model] path is not set");
     std::error_code ec;
     if (!fs::exists(p.model.path, ec)) throw Error(where + ": [model] path '" + p.model.path + "' does not exist");
+}
+
+void apply_plugin_settings(const Profile& p, Registry& reg) {
+    for (const auto& ps : p.plugin_settings) {
+        try {
+            reg.configure(ps.plugin, ps.key, ps.value);
+        } catch (const Error& e) {
+            throw Error(ps.where + ": " + e.what());
+        }
+    }
 }
 
 }  // namespace imp

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "imp/export.h"
+#include "imp/settings.h"
 
 namespace imp {
 
@@ -60,6 +61,14 @@ struct Profile {
         int64_t step_tokens = 0;            // tokens (decode rows + prompt chunks) per step; 0 = runtime.prefill_chunk
         std::string model_name = "";        // the id in /v1/models; "" = the model file's name without extension
     } server;
+    // [plugin.<name>] tables (and --set plugin.<name>.<key>=v): plugin settings, the file's first, then the overrides
+    // in order (a later value of a key wins). Checked against what each plugin declares once the plugins are loaded (apply_plugin_settings).
+    struct PluginSetting {
+        std::string plugin, key;
+        SettingValue value;
+        std::string where;  // "<file>:<line>" or "--set <kv>"
+    };
+    std::vector<PluginSetting> plugin_settings;
 };
 
 // Reads and validates a profile file, then applies the overrides ("section.key=value") in order.
@@ -77,6 +86,10 @@ IMP_API Profile default_profile();
 // stays relative to the current directory.
 IMP_API void apply_override(Profile& p, const std::string& kv);
 
+class Registry;
+// Applies the profile's plugin settings to the loaded plugins' declarations (Registry::configure). Throws imp::Error
+// "<where>: [plugin.<name>] ..." for a plugin that is not loaded, an unknown key, a wrong type or a bad value.
+IMP_API void apply_plugin_settings(const Profile& p, Registry& reg);
 // Throws "<profile>: [model] path '<resolved>' does not exist" (or "... is not set").
 IMP_API void check_model_path(const Profile& p);
 

@@ -1,8 +1,6 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "imp/dtype.h"
@@ -60,7 +58,7 @@ void Engine::Impl::zero_state(SeqId id) {
         if (sv.base) ex.fill_zero(static_cast<uint8_t*>(sv.base) + uint64_t(id) * sv.slot_bytes, sv.slot_bytes);
 }
 
-void Engine::Impl::build() {
+void Engine::Impl::prepare() {
     const Arch* arch = reg.find_arch(src);
     if (!arch) {
         std::string names;
@@ -101,15 +99,14 @@ void Engine::Impl::build() {
     seqs.emplace(opt.max_seqs, capacity, plan.kv_blocks, kKvBlock);
 
     // The memory plan, before anything is allocated.
-    const char* fuse_env = std::getenv("IMP_FUSE_WEIGHTS");
     PlanOptions po;
-    po.fuse = opt.fuse_weights && !(fuse_env && fuse_env[0] == '0');
+    po.fuse = opt.fuse_weights;
     po.formats = opt.formats;
     po.max_tokens = rows;
     po.compute_capability = device_compute_capability(ex);
-    LoadPlan lp = plan_weights(src, reg, ex, desc, po);
-    plan.weights = lp.weight_bytes;
-    plan.fused = lp.fused;
+    lp = plan_weights(src, reg, ex, desc, po);
+    plan.weights = lp->weight_bytes;
+    plan.fused = lp->fused;
     const uint64_t kv_es = dtype_size(opt.kv_dtype);
     for (const auto& l : desc.layers) {
         const StateSpec st = l->state();
@@ -131,7 +128,10 @@ void Engine::Impl::build() {
                        round64(uint64_t(lm_rows * desc.n_vocab) * 4) +
                        round64(uint64_t(seq_rows) * uint64_t(desc.n_vocab) * 4) + round64(meta_bytes) +
                        round64(uint64_t(seq_rows) * kMaxRecent * 4) + round64(uint64_t(seq_rows) * 4);
+}
 
+void Engine::Impl::build() {
+    prepare();
     // Admission: the plan must fit before anything is uploaded.
     const uint64_t avail = ex.available_bytes();
     if (plan.total() > avail)
@@ -142,12 +142,12 @@ void Engine::Impl::build() {
                     human_bytes(avail) +
                     " is free; lower runtime.max_seq_len, runtime.max_seqs or runtime.kv_blocks, or use "
                     "runtime.kv_dtype = \"fp8\"");
-    load_weights(src, lp, ex, weights);
+    load_weights(src, *lp, ex, weights);
     // One workspace for every matmul (e.g. dequantized tiles), sized for the largest pass.
     uint64_t ws = 0;
     for (const auto& [name, w] : weights.matrices)
         ws = std::max({ws, w->workspace_bytes(rows), w->workspace_bytes(lm_rows), w->workspace_bytes(seq_rows)});
-    ws = std::max<uint64_t>(ws, lp.workspace_bytes);  // the formats' plans and the loaded expert stacks
+    ws = std::max<uint64_t>(ws, lp->workspace_bytes);  // the formats' plans and the loaded expert stacks
     if (ws) ex.reserve_workspace(ws);
     plan.scratch += round64(ws);
     allocate_runtime();
@@ -155,13 +155,7 @@ void Engine::Impl::build() {
     tok_embd = weights.matrix(desc.tok_embd);
     output = weights.matrix(desc.output);
     output_norm = weights.vector(desc.output_norm);
-    if (std::getenv("IMP_VERBOSE"))
-        std::fprintf(stderr,
-                     "memory plan: weights %s, state %s (capacity %lld x %d sequences, %lld KV blocks), activations "
-                     "%s, scratch %s\n",
-                     human_bytes(plan.weights).c_str(), human_bytes(plan.state).c_str(), (long long)capacity,
-                     opt.max_seqs, (long long)plan.kv_blocks, human_bytes(plan.activations).c_str(),
-                     human_bytes(plan.scratch).c_str());
+    lp.reset();  // the requests point into the file's tensor table; nothing reads them after the upload
 }
 
 Engine::Engine(const ModelSource& src, const Registry& reg, Executor& ex, const EngineOptions& opt)

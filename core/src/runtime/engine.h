@@ -35,6 +35,30 @@ struct MemoryPlan {
     uint64_t total() const { return weights + state + activations + scratch; }
 };
 
+// What Engine::preflight reports (`imp plan`): the model as it would load on an executor; nothing allocated.
+struct EnginePlan {
+    std::string arch, arch_plugin;  // the Arch that builds the model and the plugin that registered it
+    int64_t n_embd = 0, n_vocab = 0, capacity = 0, prefill_chunk = 0, rows = 0;
+    int max_seqs = 0;
+    MemoryPlan memory;          // scratch excludes the matmul workspace, known exactly only after upload
+    uint64_t workspace = 0;     // the formats' planned matmul workspace
+    uint64_t available = 0;     // free executor memory; the model is admitted when memory.total() <= available
+    // The layers of one kind, state and op list (in order of first appearance).
+    struct LayerGroup {
+        std::vector<int> layers;
+        std::string kind, state;               // state: "KV 8 x 64", "recurrent <bytes> per sequence", "none"
+        std::vector<std::string> ops;          // registered ops the layers call
+        std::vector<std::string> op_problems;  // per op: "" when this executor can run it, else why not
+    };
+    std::vector<LayerGroup> layers;
+    struct WeightRow {
+        std::string name, role, format, plugin, type, source;  // source: the file tensors it reads
+        std::vector<int64_t> shape;
+        uint64_t bytes = 0;
+    };
+    std::vector<WeightRow> weights;  // matrices, expert stacks (fused weights as one row) and vectors
+};
+
 using SeqId = int32_t;
 
 // The tokens one sequence runs in a step. Its last token's logits are computed.
@@ -56,6 +80,9 @@ class Engine {
 public:
     Engine(const ModelSource& src, const Registry& reg, Executor& ex, const EngineOptions& opt);
     ~Engine();
+    // Builds the layer stack and plans weights and memory as the constructor would, then stops before admission
+    // and upload. Throws what the constructor throws up to that point (bad file, no format, unsupported op).
+    static EnginePlan preflight(const ModelSource& src, const Registry& reg, Executor& ex, const EngineOptions& opt);
 
     const ModelDesc& desc() const;
     const MemoryPlan& plan() const;

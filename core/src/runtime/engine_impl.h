@@ -59,7 +59,9 @@ struct Engine::Impl {
 
     Impl(const ModelSource& s, const Registry& r, Executor& e, const EngineOptions& o) : src(s), reg(r), ex(e), opt(o) {}
 
-    void build();
+    std::optional<LoadPlan> lp;      // between prepare() and the upload
+    void prepare();  // arch build, op checks, sizes, load plan, memory plan: nothing allocated
+    void build();    // prepare(), admission, upload, runtime buffers, bind
     void allocate_runtime();
     void zero_state(SeqId id);
     size_t meta_ints() const;

@@ -52,7 +52,7 @@ std::vector<PlannedWeight> collect(const ModelSource& src, const ModelDesc& desc
 class Planner {
 public:
     Planner(const ModelSource& src, const Registry& reg, const Executor& ex, const PlanOptions& opt, LoadPlan& out)
-        : src_(src), ex_(ex), opt_(opt), out_(out), index_(src) {
+        : src_(src), reg_(reg), ex_(ex), opt_(opt), out_(out), index_(src) {
         if (opt.formats.empty()) {
             formats_ = reg.formats();
         } else {
@@ -73,6 +73,12 @@ private:
     bool build_source(PlannedWeight& w, WeightSource& s);
     void choose(PlannedWeight& w);
     void check_consumed(const QuantFormat& f, const WeightRequest& req, const WeightPlan& p) const;
+    // The settings of the plugin that registered f ([plugin.<name>]; an empty set for a format of no plugin).
+    const Settings& format_settings(const QuantFormat& f) const {
+        const std::string plugin = reg_.plugin_of("format", f.name());
+        static const Settings none;
+        return plugin.empty() ? none : reg_.settings(plugin);
+    }
     static std::string format_names(const std::vector<const QuantFormat*>& fs) {
         std::string r;
         for (const auto* f : fs) r += (r.empty() ? "" : ", ") + f->name();
@@ -80,6 +86,7 @@ private:
     }
 
     const ModelSource& src_;
+    const Registry& reg_;
     const Executor& ex_;
     const PlanOptions& opt_;
     LoadPlan& out_;
@@ -182,6 +189,7 @@ void Planner::choose(PlannedWeight& w) {
         std::string why = capability_problem(*f, opt_.compute_capability);
         WeightPlan p;
         if (why.empty()) {
+            w.request.settings = &format_settings(*f);
             p = f->plan(req, ex_);
             if (!p.accepted) why = p.reason.empty() ? "refused" : p.reason;
         }
@@ -209,6 +217,7 @@ void Planner::choose(PlannedWeight& w) {
         throw Error(src_.path() + ": " + what + " reads as " + shape_str(best_plan.shape) + " through quant format " +
                     best->name() + ", expected " + shape_str(req.shape) + " (" + w.user + ")");
     check_consumed(*best, req, best_plan);
+    w.request.settings = &format_settings(*best);
     w.format = best;
     w.plan = std::move(best_plan);
     w.device_bytes = w.plan.device_bytes;
@@ -255,6 +264,7 @@ void Planner::plan_fused(std::vector<PlannedWeight>& ws) {
             req.source.parts.push_back(part.request.source);
         }
         if (!ok || rows != s.shape[0]) continue;
+        req.settings = &format_settings(*f);
         WeightPlan p = f->plan(req, ex_);
         if (!p.accepted) continue;
         if (p.shape != req.shape)

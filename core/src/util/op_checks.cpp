@@ -78,12 +78,12 @@ std::string compare_close(const std::string& what, const float* ref, const float
     for (size_t i = 0; i < n; ++i) {
         const double a = ref[i], b = got[i];
         double ratio;
-        if (a == b)
-            ratio = 0;
-        else if (std::isnan(a) || std::isnan(b))
-            ratio = std::isnan(a) && std::isnan(b) ? 0 : INFINITY;
-        else if (std::isinf(a) || std::isinf(b))
+        // A NaN or Inf on either side fails, even when both agree: a check whose reference overflows or is NaN
+        // compares nothing.
+        if (!std::isfinite(a) || !std::isfinite(b))
             ratio = INFINITY;
+        else if (a == b)
+            ratio = 0;
         else
             ratio = std::fabs(a - b) / (double(atol) + double(rtol) * std::fabs(a));
         if (ratio > 1) ++bad;

@@ -1,5 +1,6 @@
 #include "imp/registry.h"
 
+#include <deque>
 #include <map>
 
 #include "imp/error.h"
@@ -13,12 +14,56 @@ struct Registry::Impl {
     std::map<std::string, LayerFactory> layers;
     std::vector<Entry> entries;
     std::string current = "core";
+    std::deque<Settings> settings;  // (stable references) "core" first, then one per plugin in load order
+    Settings* find_settings(const std::string& plugin) {
+        for (auto& s : settings)
+            if (s.plugin() == plugin) return &s;
+        return nullptr;
+    }
 };
 
-Registry::Registry() : impl_(std::make_unique<Impl>()), ops_(std::make_unique<OpTable>()) {}
+void declare_core_settings(Settings& s);  // core_settings.cpp
+
+Registry::Registry() : impl_(std::make_unique<Impl>()), ops_(std::make_unique<OpTable>()) {
+    impl_->settings.emplace_back("core");
+    declare_core_settings(impl_->settings.back());
+}
 Registry::~Registry() = default;
 
-void Registry::set_current_plugin(const std::string& name) { impl_->current = name; }
+void Registry::set_current_plugin(const std::string& name) {
+    impl_->current = name;
+    if (!impl_->find_settings(name)) impl_->settings.emplace_back(name);
+}
+
+void Registry::add_setting(SettingSpec spec) {
+    Settings* s = impl_->find_settings(impl_->current);
+    if (!s) s = &impl_->settings.emplace_back(impl_->current);
+    s->declare(std::move(spec));
+}
+
+const Settings& Registry::settings(const std::string& plugin) const {
+    if (const Settings* s = impl_->find_settings(plugin)) return *s;
+    std::string known;
+    for (auto& s : impl_->settings) known += (known.empty() ? "" : ", ") + s.plugin();
+    throw Error("[plugin." + plugin + "]: no loaded plugin is named '" + plugin + "' (loaded: " + known + ")");
+}
+
+void Registry::configure(const std::string& plugin, const std::string& key, const SettingValue& value) {
+    settings(plugin);  // the error for an unknown plugin
+    impl_->find_settings(plugin)->set(key, value);
+}
+
+std::vector<const Settings*> Registry::all_settings() const {
+    std::vector<const Settings*> v;
+    for (auto& s : impl_->settings) v.push_back(&s);
+    return v;
+}
+
+std::string Registry::plugin_of(const std::string& what, const std::string& name) const {
+    for (const auto& e : impl_->entries)
+        if (e.what == what && e.name == name) return e.plugin;
+    return "";
+}
 
 void Registry::add_arch(std::unique_ptr<Arch> a) {
     std::string served;

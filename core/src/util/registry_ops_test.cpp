@@ -302,16 +302,24 @@ TEST_CASE("ops: run_op_checks fails a wrong kernel, a missing reference or check
 }
 
 TEST_CASE("ops: compare_close names the worst element and the tolerance", "[ops]") {
-    const float ref[] = {1.f, -2.f, 100.f, NAN};
-    const float same[] = {1.f, -2.f, 100.f, NAN};
-    const float near[] = {1.00001f, -2.f, 100.001f, NAN};
-    const float off[] = {1.f, -2.5f, 100.f, NAN};
-    const float nan[] = {1.f, -2.f, 100.f, 0.f};
+    const float ref[] = {1.f, -2.f, 100.f, 3.f};
+    const float same[] = {1.f, -2.f, 100.f, 3.f};
+    const float near[] = {1.00001f, -2.f, 100.001f, 3.f};
+    const float off[] = {1.f, -2.5f, 100.f, 3.f};
     CHECK(imp::compare_close("y", ref, same, 4, 0.f, 0.f) == "");
     CHECK(imp::compare_close("y", ref, near, 4, 1e-4f, 1e-5f) == "");
     CHECK(imp::compare_close("y", ref, near, 4, 0.f, 0.f) != "");
     CHECK(imp::compare_close("y", ref, off, 4, 1e-3f, 1e-3f) ==
           "y[1]: got -2.5, reference -2 (tolerance 0.00100000005 + 0.00100000005 * |reference|); 1 of 4 outside");
-    CHECK(imp::compare_close("y", ref, nan, 4, 1.f, 1.f).rfind("y[3]: got 0, reference nan", 0) == 0);
     CHECK(imp::compare_close("y", ref, off, 0, 0.f, 0.f) == "");
+    // NaN or Inf on either side fails, also where both sides agree (an all-NaN output and reference compare nothing).
+    const float nan_ref[] = {1.f, -2.f, 100.f, NAN}, inf_ref[] = {1.f, -2.f, 100.f, INFINITY};
+    const float got_0[] = {1.f, -2.f, 100.f, 0.f};
+    CHECK(imp::compare_close("y", nan_ref, got_0, 4, 1.f, 1.f).rfind("y[3]: got 0, reference nan", 0) == 0);
+    CHECK(imp::compare_close("y", ref, nan_ref, 4, 1.f, 1.f).rfind("y[3]: got nan, reference 3", 0) == 0);
+    CHECK(imp::compare_close("y", nan_ref, nan_ref, 4, 1.f, 1.f).rfind("y[3]: got nan, reference nan", 0) == 0);
+    CHECK(imp::compare_close("y", inf_ref, inf_ref, 4, 1.f, 1.f).rfind("y[3]: got inf, reference inf", 0) == 0);
+    const float all_nan[] = {NAN, NAN, NAN, NAN};
+    CHECK(imp::compare_close("y", all_nan, all_nan, 4, 1.f, 1.f) ==
+          "y[0]: got nan, reference nan (tolerance 1 + 1 * |reference|); 4 of 4 outside");
 }

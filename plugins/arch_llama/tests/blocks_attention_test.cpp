@@ -12,6 +12,7 @@
 
 #include "block_harness.h"
 #include "block_reference.h"
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "imp/blocks/attention.h"
 #include "imp/blocks/ffn.h"
@@ -109,7 +110,7 @@ Diffs run_attention(const AttnCase& c, bool fuse, uint32_t seed, const Attention
         std::vector<float> scratch(size_t(layer->scratch_floats(n)), NAN);
         LayerContext ctx{ex, st.b, kv.view, {}, scratch.data()};
         layer->forward(ctx, hidden.data());
-        double md = 0, mr = 0, mw = 0;
+        imp::test::MaxRelErr e_ref, e_wrong;  // NaN/Inf anywhere gives +inf
         int64_t row = 0;
         for (int sq = 0; sq < 3; ++sq) {
             const int r = rows[size_t(sq)];
@@ -122,14 +123,14 @@ Diffs run_attention(const AttnCase& c, bool fuse, uint32_t seed, const Attention
                 for (int64_t e = 0; e < E; ++e) {
                     const size_t gi = size_t((row + i) * E + e), ri = size_t((P - r + i) * E + e);
                     const double got = double(hidden[gi]) - double(x[gi]);
-                    md = std::max(md, std::abs(got - want[ri]));
-                    mw = std::max(mw, std::abs(got - other[ri]));
-                    mr = std::max(mr, std::abs(want[ri]));
+                    e_ref.add(got, want[ri]);
+                    // |got - other| over max |want|: the same scale as the reference's error.
+                    e_wrong.add(got - other[ri] + want[ri], want[ri]);
                 }
             row += r;
         }
-        out.ref = std::max(out.ref, md / mr);
-        out.wrong = std::max(out.wrong, mw / mr);
+        out.ref = imp::test::worst_of(out.ref, e_ref.value());
+        out.wrong = imp::test::worst_of(out.wrong, e_wrong.value());
     }
     return out;
 }
@@ -215,16 +216,15 @@ TEST_CASE("SwiGLU FFN block matches the double reference, with and without the n
             std::vector<float> scratch(size_t(layer->scratch_floats(n)), NAN);
             LayerContext ctx{ex, st.b, kv.view, {}, scratch.data()};
             layer->forward(ctx, hidden.data());
-            double md = 0, mr = 0;
+            imp::test::MaxRelErr err;
             for (int64_t t = 0; t < n; ++t) {
                 const Vec xt(x.begin() + t * E, x.begin() + (t + 1) * E);
                 const Vec want = ref.run(xt.data());
                 for (int64_t e = 0; e < E; ++e) {
-                    md = std::max(md, std::abs(double(hidden[size_t(t * E + e)]) - xt[size_t(e)] - want[size_t(e)]));
-                    mr = std::max(mr, std::abs(want[size_t(e)]));
+                    err.add(double(hidden[size_t(t * E + e)]) - xt[size_t(e)], want[size_t(e)]);
                 }
             }
-            INFO("rel diff " << md / mr);
-            CHECK(md / mr <= 5e-6);
+            INFO("rel diff " << err.value());
+            CHECK(err.value() <= 5e-6);
         }
 }

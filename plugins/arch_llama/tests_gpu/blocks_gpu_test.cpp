@@ -14,6 +14,7 @@
 
 #include "block_harness.h"
 #include "blocks/gate_ops.h"
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
 #include "fixture_registry.h"
@@ -127,13 +128,14 @@ std::vector<std::vector<float>> run_steps(Executor& ex, Layer& layer, const Host
 // max |gpu - cpu| / max |cpu - x| over the steps (the layers' updates of hidden).
 double update_diff(const std::vector<std::vector<float>>& cpu, const std::vector<std::vector<float>>& dev,
                    const std::vector<std::vector<float>>& xs) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < cpu.size(); ++i)
-        for (size_t j = 0; j < cpu[i].size(); ++j) {
-            md = std::max(md, std::abs(double(dev[i][j]) - double(cpu[i][j])));
-            mr = std::max(mr, std::abs(double(cpu[i][j]) - double(xs[i][j])));
-        }
-    return md / mr;
+    imp::test::MaxRelErr e;  // |(dev - x) - (cpu - x)| = |dev - cpu|; NaN/Inf anywhere gives +inf
+    if (dev.size() != cpu.size() || xs.size() != cpu.size()) e.poison();
+    for (size_t i = 0; i < cpu.size() && i < dev.size() && i < xs.size(); ++i) {
+        if (dev[i].size() != cpu[i].size() || xs[i].size() != cpu[i].size()) e.poison();
+        for (size_t j = 0; j < cpu[i].size() && j < dev[i].size() && j < xs[i].size(); ++j)
+            e.add(double(dev[i][j]) - double(xs[i][j]), double(cpu[i][j]) - double(xs[i][j]));
+    }
+    return e.value();
 }
 
 }  // namespace

@@ -341,7 +341,7 @@ int main(int argc, char** argv) {
                 auto* y = static_cast<float*>(ex.alloc(size_t(8 * s.rows) * 4, "y"));
                 for (int v = 0; v < kVariants; ++v) {
                     if ((!tiled && variants[v].splits) || !wanted(variants[v].label)) continue;
-                    cuda::set_gemv_plan(variants[v].splits, variants[v].kw);
+                    for (const auto& wc : ws) cuda::set_gemv_plan(*wc, variants[v].splits, variants[v].kw);
                     const double t = time_gemv(ex, ws, x, y, variants[v].tokens);
                     const double gbps = double(bytes) / t * 1e-9;
                     char cell[64];
@@ -352,7 +352,6 @@ int main(int argc, char** argv) {
                                      (long long)s.rows, (long long)s.cols, (long long)variants[v].tokens,
                                      variants[v].splits, t, gbps, 100.0 * gbps / copy);
                 }
-                cuda::set_gemv_plan(0, 0);
                 ws.clear();
                 ex.free_all();
             }
@@ -418,8 +417,8 @@ int main(int argc, char** argv) {
                             const int64_t rows = v.tile_rows < 0  ? old_tile_rows(s.rows, s.cols, n)
                                                  : v.tile_mib > 0 ? (v.tile_mib << 20) / ((s.cols + 7) / 8 * 16)
                                                                   : v.tile_rows;
-                            cuda::set_gemm_tile_rows(rows);
-                            cuda::set_gemm_overlap(v.overlap);
+                            cuda::set_gemm_tile_rows(*w, rows);
+                            cuda::set_gemm_overlap(*w, v.overlap);
                             ex.reserve_workspace(w->workspace_bytes(n));
                             w->matmul(ex, x, s.cols, y, s.rows, n, false);
                             const double sec =
@@ -430,8 +429,6 @@ int main(int argc, char** argv) {
                                              type.c_str(), (long long)s.rows, (long long)s.cols, (long long)n, sec,
                                              tflops(s, n, sec));
                         }
-                    cuda::set_gemm_tile_rows(0);
-                    cuda::set_gemm_overlap(0);
                     ex.free_all();
                 }
                 for (size_t ni = 0; ni < nt; ++ni)

@@ -31,8 +31,8 @@ uint64_t round256(uint64_t v) {
 
 class CudaExperts final : public ExpertWeights {
 public:
-    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok)
-        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok) {
+    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a)
+        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
@@ -78,6 +78,7 @@ public:
         a.zero_invalid = !weighted && !m.accumulate;
         a.splits = plan_.splits;
         a.kw = plan_.kw;
+        a.dp4a = dp4a_;
         a.pdl = h.pdl;
         if (grouped) {
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
@@ -124,6 +125,7 @@ private:
     void* dev_;
     bool grouped_ok_;
     ExpertsPlan plan_;
+    bool dp4a_ = true;
 };
 
 void require_supported(const std::string& name, Type t) {
@@ -168,7 +170,7 @@ uint64_t experts_device_bytes(const std::string& name, Type t, int64_t n_expert,
 
 std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
                                             int64_t cols, const std::vector<const uint8_t*>& expert_data,
-                                            Executor& ex) {
+                                            Executor& ex, const CudaOptions& opt) {
     require_supported(name, t);
     const uint64_t rb = check_experts_source(name, t, n_expert, rows, cols, expert_data);
     const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
@@ -204,7 +206,7 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(dev + uint64_t(e0) * l.bytes, staging, uint64_t(n) * l.bytes);
     }
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
-    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok);
+    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a);
 }
 
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan) {

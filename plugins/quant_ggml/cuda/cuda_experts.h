@@ -10,6 +10,7 @@
 
 #include "ggml_types.h"
 #include "imp/executor.h"
+#include "cuda_weight.h"
 #include "imp/experts.h"
 
 namespace imp::ggml::cuda {
@@ -26,11 +27,11 @@ uint64_t experts_device_bytes(const std::string& name, Type t, int64_t n_expert,
 // executor without CUDA handles.
 std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
                                             int64_t cols, const std::vector<const uint8_t*>& expert_data,
-                                            Executor& ex);
+                                            Executor& ex, const CudaOptions& opt = {});
 
 // Knobs for tests and the bench, per ExpertWeights of load_experts (0 = automatic): path 1 = one (token, slot) pair
 // per work item, 2 = pairs grouped by expert (when the grouped GEMV fits the row); splits / warps per row group of
-// the tiled GEMV plan, as set_gemv_plan. Throws imp::Error when w is not a CUDA ExpertWeights.
+// the tiled GEMV plan, as set_gemv_plan (cuda_weight.h). Throws imp::Error when w is not a CUDA ExpertWeights.
 struct ExpertsPlan {
     int path = 0;
     int splits = 0;

@@ -25,9 +25,6 @@ namespace imp::ggml::cuda {
 
 namespace {
 
-std::atomic<int> g_splits{0}, g_kw{0}, g_overlap{0};
-std::atomic<int64_t> g_tile_rows{0};
-
 // GEMM row tiles: enough outputs to fill the GPU twice over (~132 SMs x 128x256 output tiles), and at least
 // 32M weights (64 MiB of bf16) per tile: one cuBLASLt call for every matrix of an 8B model but the LM head (row
 // tiles of half the matrix ran ~20% slower at 4096 tokens).
@@ -73,7 +70,8 @@ struct LtPlan {
 
 class CudaWeight final : public Weight {
 public:
-    CudaWeight(std::string name, const DeviceLayout& l, void* dev) : name_(std::move(name)), l_(l), dev_(dev) {
+    CudaWeight(std::string name, const DeviceLayout& l, void* dev, const CudaOptions& opt)
+        : name_(std::move(name)), l_(l), dev_(dev), opt_(opt) {
         rows_ = l.rows;
         cols_ = l.cols;
         if (l_.type != Type::F32 && l_.type != Type::BF16) {
@@ -98,6 +96,8 @@ public:
     const DeviceLayout& layout() const { return l_; }
     const void* data() const { return dev_; }
     const std::string& name() const { return name_; }
+    const CudaOptions& options() const { return opt_; }
+    CudaOptions& options_for_tests() const { return opt_; }
 
     void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
                 bool accumulate) const override {
@@ -116,8 +116,9 @@ public:
             a.y = y;
             a.ys = y_stride;
             a.n_tokens = int(n_tokens);
-            a.splits = g_splits.load();
-            a.kw = g_kw.load();
+            a.splits = opt_.splits;
+            a.kw = opt_.kw;
+            a.dp4a = opt_.dp4a;
             a.accumulate = accumulate;
             a.pdl = h.pdl;
             gemv(l_, a, h.sm_count, h.cc, st);
@@ -187,14 +188,14 @@ private:
     uint64_t x_part(int64_t n_tokens) const { return uint64_t(round_up(n_tokens * round_up(cols_, 8) * 2, 256)); }
 
     int64_t tile_rows(int64_t n_tokens) const {
-        int64_t t = g_tile_rows.load();
+        int64_t t = opt_.tile_rows;
         if (t <= 0) t = std::max((kMinTileOutputs + n_tokens - 1) / n_tokens, kMinTileElems / cols_);
         t = round_up(std::max<int64_t>(t, 1), 128);
         return std::min(t, rows_);
     }
 
-    // Two tiles in turn on two streams: when set_gemm_overlap asks for it and there is more than one tile.
-    bool overlap(int64_t n_tokens) const { return side_ && g_overlap.load() > 0 && tile_rows(n_tokens) < rows_; }
+    // Two tiles in turn on two streams: when the options ask for it and there is more than one tile.
+    bool overlap(int64_t n_tokens) const { return side_ && opt_.overlap > 0 && tile_rows(n_tokens) < rows_; }
 
     const CudaHandles& handles(const Executor& ex) const {
         const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
@@ -262,6 +263,7 @@ private:
     std::string name_;
     DeviceLayout l_;
     void* dev_;
+    mutable CudaOptions opt_;  // mutable: tests and the bench switch variants on a loaded weight
     cudaStream_t side_ = nullptr;  // overlapped dequantization (block types and F16)
     cudaEvent_t ev_start_ = nullptr, ev_dq_[2] = {}, ev_mm_[2] = {};
     mutable std::mutex mu_;
@@ -289,7 +291,7 @@ uint64_t device_bytes(const std::string& tensor, Type t, int64_t rows, int64_t c
 }
 
 std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t cols, const std::vector<RowPart>& parts,
-                                    uint64_t row_bytes, Executor& ex) {
+                                    uint64_t row_bytes, Executor& ex, const CudaOptions& opt) {
     require_supported(tensor, t);
     if (ex.kind() != DeviceKind::CUDA || !ex.cuda())
         throw Error("quant_ggml: tensor '" + tensor + "': executor " + ex.name() + " gives no CUDA handles");
@@ -326,19 +328,23 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t c
     if (off != l.bytes) throw Error("quant_ggml: fused weight '" + tensor + "': parts fill " + std::to_string(off) +
                                     " of " + std::to_string(l.bytes) + " bytes");
     ex.upload(dev, staging, l.bytes);
-    return std::make_unique<CudaWeight>(tensor, l, dev);
+    return std::make_unique<CudaWeight>(tensor, l, dev, opt);
 }
 
-void set_gemv_plan(int splits, int warps_per_row_group) {
-    g_splits.store(splits);
-    g_kw.store(warps_per_row_group);
+namespace {
+CudaOptions& options_of(const Weight& w) {
+    const auto* cw = dynamic_cast<const CudaWeight*>(&w);
+    if (!cw) throw Error("quant_ggml: weight of type " + w.type() + " is not a CUDA weight of quant_ggml");
+    return cw->options_for_tests();
 }
-void set_gemm_tile_rows(int64_t rows) {
-    g_tile_rows.store(rows);
+}  // namespace
+
+void set_gemv_plan(const Weight& w, int splits, int warps_per_row_group) {
+    options_of(w).splits = splits;
+    options_of(w).kw = warps_per_row_group;
 }
-void set_gemm_overlap(int mode) {
-    g_overlap.store(mode);
-}
+void set_gemm_tile_rows(const Weight& w, int64_t rows) { options_of(w).tile_rows = rows; }
+void set_gemm_overlap(const Weight& w, int mode) { options_of(w).overlap = mode; }
 
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {
     const auto* cw = dynamic_cast<const CudaWeight*>(&w);
@@ -347,7 +353,7 @@ std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {
     IMP_CUDA_CHECK(cudaMemcpyAsync(dev, cw->data(), cw->layout().bytes, cudaMemcpyDeviceToDevice,
                             static_cast<cudaStream_t>(ex.cuda()->stream)));
     IMP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ex.cuda()->stream)));
-    return std::make_unique<CudaWeight>(cw->name(), cw->layout(), dev);
+    return std::make_unique<CudaWeight>(cw->name(), cw->layout(), dev, cw->options());
 }
 
 }  // namespace imp::ggml::cuda

@@ -11,6 +11,18 @@
 
 namespace imp::ggml::cuda {
 
+// Kernel choices of one CUDA weight: from the plugin's settings ([plugin.quant_ggml] gemv_dp4a) at load; tests and
+// the bench change them per weight (0 = automatic): the block types' GEMV plan (column splits over the CTAs of a
+// cluster, 1..8; warps per row group, 1/2/4/8), rows per dequantized tile on the GEMM path, and whether the GEMM
+// path dequantizes the next tile on a side stream while the current one is multiplied (0 = never, the default;
+// 1 = whenever there are several tiles).
+struct CudaOptions {
+    bool dp4a = true;  // one-token Q4_K / Q6_K GEMV in the dp4a form (false: on the tensor cores)
+    int splits = 0, kw = 0;
+    int64_t tile_rows = 0;
+    int overlap = 0;
+};
+
 // True when the CUDA kernels handle type t.
 bool cuda_supports(Type t);
 // Device bytes of a [rows, cols] weight of type t on the GPU (tiled / padded layout). Throws imp::Error naming
@@ -25,15 +37,12 @@ struct RowPart {
 // types: every part but the last a multiple of 16 rows. Throws imp::Error naming the tensor when the type has no
 // CUDA kernels or ex gives no CUDA handles.
 std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t cols, const std::vector<RowPart>& parts,
-                                    uint64_t row_bytes, Executor& ex);
+                                    uint64_t row_bytes, Executor& ex, const CudaOptions& opt = {});
 
-// Knobs for tests and the bench (process-wide; 0 = automatic): the block types' GEMV plan (column splits over the
-// CTAs of a cluster, 1..8; warps per row group, 1/2/4/8), rows per dequantized tile on the GEMM path, and whether
-// the GEMM path dequantizes the next tile on a side stream while the current one is multiplied (0 = never, the
-// default; 1 = whenever there are several tiles).
-void set_gemv_plan(int splits, int warps_per_row_group);
-void set_gemm_tile_rows(int64_t rows);
-void set_gemm_overlap(int mode);
+// Throws imp::Error when w is not a CUDA weight of this plugin.
+void set_gemv_plan(const Weight& w, int splits, int warps_per_row_group);
+void set_gemm_tile_rows(const Weight& w, int64_t rows);
+void set_gemm_overlap(const Weight& w, int mode);
 // A copy of a CUDA weight in new memory of `ex` (the bench rotates copies to defeat the L2 cache).
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex);
 

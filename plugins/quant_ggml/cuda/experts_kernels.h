@@ -53,6 +53,7 @@ struct ExpertsArgs {
     int zero_invalid = 0;     // items whose expert is out of range write zero rows (else nothing)
     int splits = 0, kw = 0;   // tiled types: forced GEMV plan (0 = from the shape), as GemvArgs
     bool pdl = false;         // launch with programmatic dependent launch (CudaHandles::pdl)
+    bool dp4a = true;         // per-pair items, Q4_K / Q6_K: the dp4a form, as GemvArgs::dp4a
 };
 
 // The GEMV of every work item: out rows of its pairs (+)= W[expert] x rows. Per pair: one token per item (the dp4a

@@ -30,14 +30,6 @@ extern template void prepare_tiled<LayoutQ4_K>();
 extern template void prepare_tiled<LayoutQ5_K>();
 extern template void prepare_tiled<LayoutQ6_K>();
 
-bool dp4a_enabled() {
-    static const bool on = [] {
-        const char* e = std::getenv("IMP_GEMV_DP4A");
-        return !(e && e[0] == '0' && e[1] == '\0');
-    }();
-    return on;
-}
-
 namespace {
 
 constexpr int kPlainWarps = 8;

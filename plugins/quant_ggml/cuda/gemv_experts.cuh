@@ -211,7 +211,7 @@ template <class L, int TP>
 TiledPlan experts_plan(const DeviceLayout& l, const ExpertsArgs& ea, int sm_count, int cc) {
     DeviceLayout v = l;
     v.n_rg = l.n_rg * std::max(1, ea.plan_items);
-    return tiled_plan<L, TP>(v, sm_count, cc, ea.splits, ea.kw);
+    return tiled_plan<L, TP>(v, sm_count, cc, ea.splits, ea.kw, ea.dp4a);
 }
 
 template <class L, int TP>
@@ -254,7 +254,7 @@ bool launch_experts_tp(const DeviceLayout& l, const ExpertsArgs& ea, int sm_coun
         cfg.gridDim = dim3(unsigned((l.n_rg + rgc - 1) / rgc), unsigned(plan.splits),
                            unsigned(std::min(kMaxZ, ea.n_items - item0)));
         if constexpr (TP == 1 && kDp4aLayout<L>) {
-            if (dp4a_enabled()) {
+            if (ea.dp4a) {
                 IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
                 continue;
             }
@@ -275,7 +275,7 @@ void launch_experts_tiled(const DeviceLayout& l, const ExpertsArgs& a, int sm_co
 
 template <class L>
 bool experts_tiled_fits(const DeviceLayout& l, int sm_count, int cc) {
-    return tiled_plan<L, kExpertGroupTokens>(l, sm_count, cc, 0, 0).splits >= 0;
+    return tiled_plan<L, kExpertGroupTokens>(l, sm_count, cc, 0, 0, false).splits >= 0;
 }
 
 // Raises the dynamic shared memory limit of the expert kernels of layout L (once per process, at load time).

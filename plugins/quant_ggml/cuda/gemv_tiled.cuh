@@ -28,7 +28,6 @@
 
 namespace imp::ggml::cuda {
 
-bool dp4a_enabled();  // IMP_GEMV_DP4A=0: one-token Q4_K GEMV on the tensor cores instead of dp4a (gemv.cu)
 
 constexpr int kGemvWarps = 8;
 // Shared memory for the staged B fragments of one CTA (2 CTAs per SM fit).
@@ -305,7 +304,7 @@ struct TiledPlan {
 // weight byte), 2 splits when the CTAs alone would leave SMs idle, and more splits only as the staged activations
 // need to fit (-1 splits when they cannot, even over 8).
 template <class L, int TP>
-TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, int forced_kw) {
+TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, int forced_kw, bool dp4a) {
     TiledPlan p;
     const int64_t max_splits = cc >= 90 ? 8 : 1;
     p.kw = forced_kw > 0 ? forced_kw : (TP <= 2 ? kGemvWarps : kGemvWarps / 2);
@@ -316,7 +315,7 @@ TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, in
         // 1898, K4S2 2019; 4096x4096 K8S1 1366, K4S2 1404; 1024x4096 K8S2 606. So: the first (S, KW) with
         // 80-100 % of a wave, S = 2 first for wide rows (>= 32 chunks: halves each CTA's staging), KW ascending;
         // else the fullest plan within a wave; else KW 1.
-        if (forced_kw <= 0 && forced <= 0 && dp4a_enabled() && cc >= 90) {
+        if (forced_kw <= 0 && forced <= 0 && dp4a && cc >= 90) {
             const int64_t slots = tiled_minb<L, TP>() * int64_t(sm_count);
             TiledPlan best{1, 1}, within{0, 0};
             int64_t within_units = 0;
@@ -344,7 +343,7 @@ TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, in
 
 template <class L, int TP>
 bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, int cc, cudaStream_t st) {
-    const TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw);
+    const TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw, ga.dp4a);
     if (plan.splits < 0) return false;
     TiledArgs a{static_cast<const uint8_t*>(ga.w),
                 l.rg_bytes,
@@ -367,7 +366,7 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
     cfg.pdl = ga.pdl;
     if (plan.splits > 1) cfg.cluster = dim3(1, unsigned(plan.splits), 1);
     if constexpr (TP == 1 && kDp4aLayout<L>) {
-        if (dp4a_enabled()) {
+        if (ga.dp4a) {
             IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
             return true;
         }

@@ -23,6 +23,7 @@ struct GemvArgs {
     int kw = 0;        // tiled types: warps per row group, 1/2/4/8 (0 = from the shape; a test/bench knob)
     bool accumulate = false;  // y += W x instead of y = W x (each output read and written once)
     bool pdl = false;  // tiled types: launch with programmatic dependent launch (CudaHandles::pdl of the executor)
+    bool dp4a = true;  // one token, Q4_K / Q6_K: the dp4a form (false: the tensor-core form)
 };
 
 // y[t, r] = sum_c x[t, c] W[r, c] (a.accumulate: y[t, r] += that sum), fp32 accumulation. Tiled types: tensor-core

@@ -54,8 +54,8 @@ Routing route(const int32_t* ids, int64_t n_pairs, int64_t n_expert) {
 class CpuExperts final : public ExpertWeights {
 public:
     CpuExperts(std::string name, const TypeInfo& t, int64_t n_expert, int64_t rows, int64_t cols, uint64_t row_bytes,
-               const uint8_t* data)
-        : name_(std::move(name)), type_(&t), row_bytes_(row_bytes), data_(data), kernels_(&kernels_best()) {
+               const uint8_t* data, const Kernels& kernels)
+        : name_(std::move(name)), type_(&t), row_bytes_(row_bytes), data_(data), kernels_(&kernels) {
         n_expert_ = n_expert;
         rows_ = rows;
         cols_ = cols;
@@ -158,14 +158,14 @@ uint64_t cpu_experts_bytes(const std::string& name, Type t, int64_t n_expert, in
 
 std::unique_ptr<ExpertWeights> make_cpu_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
                                                 int64_t cols, const std::vector<const uint8_t*>& expert_data,
-                                                Executor& ex) {
+                                                Executor& ex, const Kernels& kernels) {
     const uint64_t rb = check_experts_source(name, t, n_expert, rows, cols, expert_data);
     if (ex.kind() != DeviceKind::CPU)
         throw Error("quant_ggml: experts '" + name + "': executor " + ex.name() + " is not a CPU executor");
     const uint64_t expert_bytes = uint64_t(rows) * rb;
     auto* p = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * expert_bytes, name.c_str()));
     for (int64_t e = 0; e < n_expert; ++e) ex.upload(p + uint64_t(e) * expert_bytes, expert_data[size_t(e)], expert_bytes);
-    return std::make_unique<CpuExperts>(name, type_info(t), n_expert, rows, cols, rb, p);
+    return std::make_unique<CpuExperts>(name, type_info(t), n_expert, rows, cols, rb, p, kernels);
 }
 
 }  // namespace imp::ggml

@@ -9,6 +9,7 @@
 #include "ggml_types.h"
 #include "imp/executor.h"
 #include "imp/experts.h"
+#include "kernels.h"
 
 namespace imp::ggml {
 
@@ -20,6 +21,6 @@ uint64_t cpu_experts_bytes(const std::string& name, Type t, int64_t n_expert, in
 // Every type of the plugin. Throws imp::Error naming `name` on a bad shape, a missing pointer or a non-CPU executor.
 std::unique_ptr<ExpertWeights> make_cpu_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
                                                 int64_t cols, const std::vector<const uint8_t*>& expert_data,
-                                                Executor& ex);
+                                                Executor& ex, const Kernels& kernels = kernels_best());
 
 }  // namespace imp::ggml

@@ -27,8 +27,8 @@ constexpr int64_t kWorkPerChunk = 1 << 16;
 class GgmlWeight final : public Weight {
 public:
     GgmlWeight(const std::string& name, const TypeInfo& type, int64_t rows, int64_t cols, uint64_t row_bytes,
-               const uint8_t* data)
-        : name_(name), type_(&type), row_bytes_(row_bytes), data_(data), kernels_(&kernels_best()) {
+               const uint8_t* data, const Kernels& kernels)
+        : name_(name), type_(&type), row_bytes_(row_bytes), data_(data), kernels_(&kernels) {
         rows_ = rows;
         cols_ = cols;
     }
@@ -118,8 +118,8 @@ private:
 }  // namespace
 
 std::unique_ptr<Weight> make_cpu_weight(const std::string& name, const TypeInfo& type, int64_t rows, int64_t cols,
-                                        uint64_t row_bytes, const uint8_t* data) {
-    return std::make_unique<GgmlWeight>(name, type, rows, cols, row_bytes, data);
+                                        uint64_t row_bytes, const uint8_t* data, const Kernels& kernels) {
+    return std::make_unique<GgmlWeight>(name, type, rows, cols, row_bytes, data, kernels);
 }
 
 }  // namespace imp::ggml

@@ -7,6 +7,7 @@
 #include "experts_check.h"
 #include "experts_cpu.h"
 #include "ggml_cpu_weight.h"
+#include "ggml_settings.h"
 #include "ggml_types.h"
 #include "imp/error.h"
 #include "imp/executor.h"
@@ -167,6 +168,14 @@ WeightPlan GgmlFormat::plan(const WeightRequest& req, const Executor& ex) const 
     return p;
 }
 
+namespace {
+cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
+    cuda::CudaOptions o;
+    o.dp4a = gs.gemv_dp4a;
+    return o;
+}
+}  // namespace
+
 std::unique_ptr<Weight> GgmlFormat::load(const WeightRequest& req, Executor& ex) const {
     const Layout l = checked_layout(req.source, "'" + req.name + "'");
     if (l.shape.size() != 2)
@@ -175,7 +184,9 @@ std::unique_ptr<Weight> GgmlFormat::load(const WeightRequest& req, Executor& ex)
     const uint64_t rb = l.pieces[0].row_bytes;
     std::vector<cuda::RowPart> parts;
     for (const auto& p : l.pieces) parts.push_back({p.t->data, p.rows});
-    if (ex.kind() == DeviceKind::CUDA) return cuda::load_weight(name, l.type->type, l.shape[1], parts, rb, ex);
+    const GgmlSettings gs = ggml_settings(req.settings);
+    if (ex.kind() == DeviceKind::CUDA)
+        return cuda::load_weight(name, l.type->type, l.shape[1], parts, rb, ex, cuda_options(gs));
     require_cpu(ex, name);
     const uint64_t n = uint64_t(l.shape[0]) * rb;
     auto* dst = static_cast<uint8_t*>(ex.alloc(n, name.c_str()));
@@ -184,7 +195,7 @@ std::unique_ptr<Weight> GgmlFormat::load(const WeightRequest& req, Executor& ex)
         ex.upload(dst + off, part.data, uint64_t(part.rows) * rb);
         off += uint64_t(part.rows) * rb;
     }
-    return make_cpu_weight(name, *l.type, l.shape[0], l.shape[1], rb, dst);
+    return make_cpu_weight(name, *l.type, l.shape[0], l.shape[1], rb, dst, kernels_named(gs.cpu_kernels));
 }
 
 std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req, Executor& ex) const {
@@ -198,8 +209,10 @@ std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req
     } else {
         for (const auto& p : l.pieces) data.push_back(p.t->data);
     }
-    if (ex.kind() == DeviceKind::CUDA) return cuda::load_experts(req.name, l.type->type, n_expert, rows, cols, data, ex);
-    return make_cpu_experts(req.name, l.type->type, n_expert, rows, cols, data, ex);
+    const GgmlSettings gs = ggml_settings(req.settings);
+    if (ex.kind() == DeviceKind::CUDA)
+        return cuda::load_experts(req.name, l.type->type, n_expert, rows, cols, data, ex, cuda_options(gs));
+    return make_cpu_experts(req.name, l.type->type, n_expert, rows, cols, data, ex, kernels_named(gs.cpu_kernels));
 }
 
 void GgmlFormat::dequantize(const WeightSource& src, int64_t row0, int64_t nrows, float* out) const {

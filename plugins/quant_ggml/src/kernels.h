@@ -30,7 +30,7 @@ const Kernels& kernels_generic();
 const Kernels& kernels_avx2();
 // Every kernel set this CPU can run (generic first).
 std::vector<const Kernels*> kernels_available();
-// The fastest kernel set this CPU can run (the environment variable IMP_GGML_KERNELS=generic forces the baseline).
+// The fastest kernel set this CPU can run ([plugin.quant_ggml] cpu_kernels picks another: ggml_settings.h).
 const Kernels& kernels_best();
 
 }  // namespace imp::ggml

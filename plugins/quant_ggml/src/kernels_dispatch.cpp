@@ -1,7 +1,5 @@
 #include "kernels.h"
 
-#include <cstdlib>
-#include <cstring>
 
 namespace imp::ggml {
 
@@ -22,9 +20,6 @@ std::vector<const Kernels*> kernels_available() {
 
 const Kernels& kernels_best() {
     static const Kernels* best = [] {
-        // IMP_GGML_KERNELS=generic forces the baseline build (tests run the matmul suite both ways).
-        const char* force = std::getenv("IMP_GGML_KERNELS");
-        if (force && std::strcmp(force, "generic") == 0) return &kernels_generic();
         return cpu_has_avx2() ? &kernels_avx2() : &kernels_generic();
     }();
     return *best;

@@ -1,13 +1,17 @@
-// quant_ggml plugin entry: registers the "ggml" QuantFormat.
+// quant_ggml plugin entry: declares its settings ([plugin.quant_ggml]) and registers the "ggml" QuantFormat.
 #include <memory>
 
 #include "ggml_format.h"
+#include "ggml_settings.h"
 #include "imp/abi.h"
 #include "imp/registry.h"
 
 namespace {
 
-void register_quant_ggml(imp::Registry& r) { r.add_format(std::make_unique<imp::ggml::GgmlFormat>()); }
+void register_quant_ggml(imp::Registry& r) {
+    imp::ggml::declare_ggml_settings(r);
+    r.add_format(std::make_unique<imp::ggml::GgmlFormat>());
+}
 
 }  // namespace
 

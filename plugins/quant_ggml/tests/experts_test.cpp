@@ -5,12 +5,15 @@
 // results. Bound: |y - ref| <= 1e-5 (|y0| + sum |weight| sum_c |x_c w_c|) per output, as matmul_test.cpp.
 #include <catch2/catch.hpp>
 
+#include "request_util.h"
+
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "experts_check.h"
 #include "experts_cpu.h"
@@ -68,7 +71,7 @@ int64_t check(const Expected& e, const std::vector<float>& y, int64_t ys, const 
             }
             const double ref = e.value[size_t(o * e.rows + r)], mag = e.mag[size_t(o * e.rows + r)];
             const double rel = std::fabs(double(got) - ref) / (mag > 0 ? mag : 1e-30);
-            worst = std::max(worst, rel);
+            worst = imp::test::worst_of(worst, rel);
             bad += !(rel <= 1e-5);
         }
     }
@@ -79,7 +82,7 @@ int64_t check(const Expected& e, const std::vector<float>& y, int64_t ys, const 
 
 TEST_CASE("quant_ggml experts: grouped_matmul equals the dense reference per expert, every type",
           "[quant_ggml][experts]") {
-    INFO("kernels " << kernels_best().name);
+    INFO("kernels " << test_kernels().name);
     std::mt19937 rng(std::random_device{}());
     const uint32_t seed = rng();
     rng.seed(seed);
@@ -92,10 +95,10 @@ TEST_CASE("quant_ggml experts: grouped_matmul equals the dense reference per exp
         const int64_t cols = t.block == 1 ? 203 : (t.block == 32 ? 7 * 32 : 2 * 256);
         const RandomExperts w = random_experts(t.name, n_expert, rows, cols, rng);
         const auto contiguous = expert_pointers(w.raw.data(), n_expert, rows, w.row_bytes);
-        const auto a1 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, contiguous, ex1);
-        const auto b1 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, w.per_expert(), ex1);
-        const auto a3 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, contiguous, ex3);
-        const auto b3 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, w.per_expert(), ex3);
+        const auto a1 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, contiguous, ex1, test_kernels());
+        const auto b1 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, w.per_expert(), ex1, test_kernels());
+        const auto a3 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, contiguous, ex3, test_kernels());
+        const auto b3 = make_cpu_experts("blk.0.ffn_up_exps.weight", t.type, n_expert, rows, cols, w.per_expert(), ex3, test_kernels());
         REQUIRE(a1->n_expert() == n_expert);
         REQUIRE(a1->rows() == rows);
         REQUIRE(a1->cols() == cols);
@@ -147,7 +150,7 @@ TEST_CASE("quant_ggml experts: many tokens on several threads, Q4_K, BF16 and Q8
         const int64_t n_expert = 16, rows = 130, cols = 512;
         const RandomExperts w = random_experts(type, n_expert, rows, cols, rng);
         const auto e = make_cpu_experts("blk.3.ffn_down_exps.weight", t, n_expert, rows, cols,
-                                        expert_pointers(w.raw.data(), n_expert, rows, w.row_bytes), ex);
+                                        expert_pointers(w.raw.data(), n_expert, rows, w.row_bytes), ex, test_kernels());
         for (const bool weighted : {false, true}) {
             INFO(type << (weighted ? ", weighted" : ""));
             const Case c{33, 4, weighted, true, false};
@@ -169,7 +172,7 @@ TEST_CASE("quant_ggml experts: a token whose ids are all out of range gets zero 
     std::mt19937 rng(29);
     TestExecutor ex(2);
     const RandomExperts w = random_experts("Q6_K", 4, 20, 256, rng);
-    const auto e = make_cpu_experts("e", Type::Q6_K, 4, 20, 256, w.per_expert(), ex);
+    const auto e = make_cpu_experts("e", Type::Q6_K, 4, 20, 256, w.per_expert(), ex, test_kernels());
     const auto x = random_floats(2 * 256, rng);
     Routing rt = random_routing(2, 2, 4, false, rng);
     rt.ids[2] = 4;  // token 1: both slots out of range
@@ -191,18 +194,18 @@ TEST_CASE("quant_ggml experts: load and call errors name the tensor", "[quant_gg
     const RandomExperts w = random_experts("Q4_0", 3, 8, 64, rng);
     const std::string name = "blk.7.ffn_gate_exps.weight";
     auto ptrs = w.per_expert();
-    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 4, 8, 64, ptrs, ex),
+    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 4, 8, 64, ptrs, ex, test_kernels()),
                       Catch::Contains(name) && Catch::Contains("3 expert data pointers for 4"));
-    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 3, 8, 48, ptrs, ex),
+    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 3, 8, 48, ptrs, ex, test_kernels()),
                       Catch::Contains(name) && Catch::Contains("Q4_0"));
-    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 0, 8, 64, {}, ex), Catch::Contains(name));
+    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 0, 8, 64, {}, ex, test_kernels()), Catch::Contains(name));
     auto holes = ptrs;
     holes[1] = nullptr;
-    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 3, 8, 64, holes, ex),
+    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 3, 8, 64, holes, ex, test_kernels()),
                       Catch::Contains(name) && Catch::Contains("expert 1"));
     FakeGpuExecutor gpu;
-    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 3, 8, 64, ptrs, gpu), Catch::Contains("cuda:0"));
-    const auto e = make_cpu_experts(name, Type::Q4_0, 3, 8, 64, ptrs, ex);
+    CHECK_THROWS_WITH(make_cpu_experts(name, Type::Q4_0, 3, 8, 64, ptrs, gpu, test_kernels()), Catch::Contains("cuda:0"));
+    const auto e = make_cpu_experts(name, Type::Q4_0, 3, 8, 64, ptrs, ex, test_kernels());
     const auto x = random_floats(4 * 64, rng);
     std::vector<float> y(4 * 8 * 2);
     const int32_t ids[4] = {0, 1, 2, 0};

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "ggml_types.h"
@@ -75,7 +76,7 @@ void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, con
             }
             const double got = y[size_t(t * ys + r)];
             const double rel = std::fabs(got - ref) / (mag > 0 ? mag : 1e-30);
-            worst = std::max(worst, rel);
+            worst = imp::test::worst_of(worst, rel);
             if (!(rel <= 1e-5)) ++bad;
         }
     INFO("worst relative error " << worst);
@@ -85,7 +86,7 @@ void check_matmul(const std::vector<float>& wdq, int64_t rows, int64_t cols, con
 }  // namespace
 
 TEST_CASE("quant_ggml: matmul equals a double dot of the dequantized rows, for every type", "[quant_ggml][matmul]") {
-    INFO("kernels " << kernels_best().name);
+    INFO("kernels " << test::test_kernels().name);
     std::mt19937 rng(7);
     GgmlFormat f;
     // rows not a multiple of the thread count nor of the 4-row tile; cols a few blocks (odd counts for 32-blocks).
@@ -309,6 +310,15 @@ TEST_CASE("quant_ggml: plan refusals, load errors and non-CPU executors", "[quan
     CHECK_THROWS_WITH(weight->matmul(gpu, x.data(), 64, y.data(), 8, 1, false), Catch::Contains("not supported yet"));
     std::vector<float> x2(128, 1.f), y2(16);
     CHECK_THROWS_WITH(weight->matmul(ex, x2.data(), 32, y2.data(), 8, 2, false), Catch::Contains("strides"));
-    weight->matmul(ex, x.data(), 0, y.data(), 0, 1, false);  // one token: strides unused
-    weight->matmul(ex, x.data(), 64, y.data(), 8, 0, true);   // no tokens: nothing to do
+    // One token: the strides are unused (0 is fine) and y = W x.
+    std::vector<float> wdq(8 * 64);
+    f.dequantize("Q4_1", w.raw.data(), 8 * 64, wdq.data());
+    x = random_activations(64, rng);
+    std::fill(y.begin(), y.end(), 1e30f);
+    weight->matmul(ex, x.data(), 0, y.data(), 0, 1, false);
+    check_matmul(wdq, 8, 64, x, 64, y, 8, 1);
+    // No tokens: nothing is written, even when accumulating.
+    const std::vector<float> before = y;
+    weight->matmul(ex, x.data(), 64, y.data(), 8, 0, true);
+    CHECK(y == before);
 }

@@ -2,10 +2,33 @@
 // logical shape = the main tensor's, the parts' stacked rows, or [n_expert, rows, cols] of per-expert tensors).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
+#include "ggml_settings.h"
 #include "imp/quant_format.h"
+#include "kernels.h"
 
 namespace imp::ggml::test {
+
+// The CPU kernel set under test: IMP_TEST_GGML_KERNELS (ctest runs the matmul suite a second time with "generic"),
+// else the fastest. The test harness reads it; the plugin reads only its settings.
+inline const char* test_kernels_name() {
+    const char* e = std::getenv("IMP_TEST_GGML_KERNELS");
+    return e && *e ? e : "auto";
+}
+inline const Kernels& test_kernels() { return kernels_named(test_kernels_name()); }
+// quant_ggml's settings as the engine would pass them, cpu_kernels = test_kernels_name().
+inline const Settings& test_settings() {
+    static const Settings s = [] {
+        Registry reg;
+        reg.set_current_plugin("quant_ggml");
+        declare_ggml_settings(reg);
+        reg.configure("quant_ggml", "cpu_kernels", std::string(test_kernels_name()));
+        return reg.settings("quant_ggml");
+    }();
+    return s;
+}
 
 inline WeightRequest request_for(const WeightSource& s, WeightRole role = WeightRole::Linear) {
     WeightRequest r;
@@ -26,6 +49,7 @@ inline WeightRequest request_for(const WeightSource& s, WeightRole role = Weight
     }
     static const QuantConfig none;
     r.config = &none;
+    r.settings = &test_settings();
     return r;
 }
 

@@ -93,7 +93,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                     int splits, kw;
                 };
                 for (const Plan plan : {Plan{0, 0}, Plan{1, 1}, Plan{3, 2}, Plan{2, 4}, Plan{1, 8}}) {
-                    cuda::set_gemv_plan(plan.splits, plan.kw);
+                    cuda::set_gemv_plan(*w, plan.splits, plan.kw);
                     for (const int64_t n : {1, 2, 5, 8}) {
                         INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", splits "
                                   << plan.splits << ", warps per row group " << plan.kw << ", tokens " << n);
@@ -105,7 +105,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                         if (!(c.rel <= 1e-3)) FAIL_CHECK("relative error " << c.rel);
                     }
                 }
-                cuda::set_gemv_plan(0, 0);
+                cuda::set_gemv_plan(*w, 0, 0);
             }
         }
     }
@@ -140,8 +140,8 @@ TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision
             };
             for (const Tiling tl : {Tiling{0, 0}, Tiling{128, 1}, Tiling{128, 0}}) {
                 const int64_t tile = tl.rows;
-                cuda::set_gemm_tile_rows(tile);
-                cuda::set_gemm_overlap(tl.overlap);
+                cuda::set_gemm_tile_rows(*w, tile);
+                cuda::set_gemm_overlap(*w, tl.overlap);
                 for (const int64_t n : {17, 64, 300}) {
                     INFO(type << " " << s.rows << "x" << s.cols << ", tile rows " << tile << ", overlap "
                               << tl.overlap << ", tokens " << n);
@@ -163,8 +163,8 @@ TEST_CASE("quant_ggml cuda: GEMM path equals the reference within bf16 precision
                     if (!(c.rel <= tol)) FAIL_CHECK("relative error " << c.rel);
                 }
             }
-            cuda::set_gemm_tile_rows(0);
-            cuda::set_gemm_overlap(0);
+            cuda::set_gemm_tile_rows(*w, 0);
+            cuda::set_gemm_overlap(*w, 0);
         }
     }
 }
@@ -199,9 +199,9 @@ TEST_CASE("quant_ggml cuda: accumulating matmul adds W x to y (GEMV and GEMM)", 
             }
             const double tol = type == "F32" ? 1e-4 : 1e-2;
             for (const int64_t tile : {int64_t(0), int64_t(128)}) {
-                cuda::set_gemm_tile_rows(tile);
+                cuda::set_gemm_tile_rows(*w, tile);
                 for (const int overlap : {0, 1}) {
-                    cuda::set_gemm_overlap(overlap);
+                    cuda::set_gemm_overlap(*w, overlap);
                     ex->reserve_workspace(w->workspace_bytes(n_max));
                     for (const int64_t n : {17, 300}) {  // GEMM
                         INFO(type << " " << s.rows << "x" << s.cols << ", GEMM, tile rows " << tile << ", overlap "
@@ -215,8 +215,8 @@ TEST_CASE("quant_ggml cuda: accumulating matmul adds W x to y (GEMV and GEMM)", 
                     }
                 }
             }
-            cuda::set_gemm_tile_rows(0);
-            cuda::set_gemm_overlap(0);
+            cuda::set_gemm_tile_rows(*w, 0);
+            cuda::set_gemm_overlap(*w, 0);
         }
     }
 }
@@ -263,11 +263,11 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
     // capture.
     for (const char* type : {"Q4_K", "Q8_0", "BF16"})
         for (const int64_t tile : {int64_t(0), int64_t(128)}) {
-            cuda::set_gemm_tile_rows(tile);
-            cuda::set_gemm_overlap(tile > 0 ? 1 : 0);
             const int64_t rows = 300, cols = 1024, n_big = 24;
             const HostTensor h = random_tensor(type, rows, cols, rng);
             const auto w = f.load(request_for(h.src()), *ex);
+            cuda::set_gemm_tile_rows(*w, tile);
+            cuda::set_gemm_overlap(*w, tile > 0 ? 1 : 0);
             const auto wdq = dequantized(h);
             const auto x = random_activations(size_t(n_big * cols), rng);
             const auto ref = reference(wdq, rows, cols, x, cols, n_big);
@@ -300,8 +300,6 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
             }
             cudaGraphExecDestroy(exec);
             cudaGraphDestroy(graph);
-            cuda::set_gemm_tile_rows(0);
-            cuda::set_gemm_overlap(0);
         }
 }
 

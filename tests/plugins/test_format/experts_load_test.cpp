@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "imp/error.h"
@@ -54,13 +55,15 @@ double grouped_error(const ExpertWeights& e, Executor& ex, const std::vector<flo
                         ref += p, mag += std::fabs(p);
                     }
                     if (!weighted) {
-                        worst = std::max(worst, std::fabs(y[size_t((t * top_k + j) * rows + r)] - ref) / mag);
+                        const double got = y[size_t((t * top_k + j) * rows + r)];
+                        worst = imp::test::worst_of(worst, std::fabs(got - ref) / mag);
                         continue;
                     }
                     ref_sum += weights[size_t(t * top_k + j)] * ref;
                     mag_sum += weights[size_t(t * top_k + j)] * mag;
                 }
-                if (weighted) worst = std::max(worst, std::fabs(y[size_t(t * rows + r)] - ref_sum) / mag_sum);
+                if (weighted)
+                    worst = imp::test::worst_of(worst, std::fabs(double(y[size_t(t * rows + r)]) - ref_sum) / mag_sum);
             }
     }
     return worst;

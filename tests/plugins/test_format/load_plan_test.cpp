@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "ggml_format.h"
 #include "imp/error.h"
@@ -43,7 +44,7 @@ double matmul_error(const Weight& w, Executor& ex, const std::vector<float>& val
                 const double p = double(values[size_t(r * cols + c)]) * x[size_t(t * cols + c)];
                 ref += p, mag += std::fabs(p);
             }
-            worst = std::max(worst, std::fabs(y[size_t(t * rows + r)] - ref) / mag);
+            worst = imp::test::worst_of(worst, std::fabs(y[size_t(t * rows + r)] - ref) / mag);
         }
     return worst;
 }

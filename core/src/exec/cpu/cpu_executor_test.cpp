@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "imp/error.h"
 
@@ -27,17 +28,6 @@ std::vector<float> rnd(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f)
         while (x == 0.f);
     }
     return v;
-}
-
-// max |a - b| / max |b| over the vectors (b is the double reference).
-double rel_err(const std::vector<float>& a, const std::vector<double>& b) {
-    REQUIRE(a.size() == b.size());
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        md = std::max(md, std::abs(double(a[i]) - b[i]));
-        mr = std::max(mr, std::abs(b[i]));
-    }
-    return mr > 0 ? md / mr : md;
 }
 
 }  // namespace
@@ -114,9 +104,9 @@ TEST_CASE("cpu rms_norm matches the double reference", "[cpu]") {
             }
             std::vector<float> y(x.size());
             ex.rms_norm(x.data(), with_w ? w.data() : nullptr, y.data(), rows, n, eps);
-            CHECK(rel_err(y, ref) < 2e-6);
+            CHECK(imp::test::max_rel_err(y, ref) < 2e-6);
             ex.rms_norm(x.data(), with_w ? w.data() : nullptr, x.data(), rows, n, eps);  // in place
-            CHECK(rel_err(x, ref) < 2e-6);
+            CHECK(imp::test::max_rel_err(x, ref) < 2e-6);
         }
     }
 }
@@ -169,7 +159,7 @@ TEST_CASE("cpu rope matches the double reference (neox, norm, partial, scaled, f
         auto ref = rope_ref(x, stride, pos, c.n_heads, p);
         ex.rope(x.data(), stride, pos.data(), c.n_tokens, c.n_heads, p);
         INFO("head_dim " << c.head_dim << " n_rot " << c.n_rot << " neox " << c.neox);
-        CHECK(rel_err(x, ref) < 2e-6);
+        CHECK(imp::test::max_rel_err(x, ref) < 2e-6);
         // Dims past n_rot and row padding are untouched.
         for (int t = 0; t < c.n_tokens; ++t)
             for (int64_t i = 0; i < stride; ++i) {
@@ -199,13 +189,13 @@ TEST_CASE("cpu swiglu and add match the double reference", "[cpu]") {
             }
         std::vector<float> out(size_t(rows * n));
         ex.swiglu(g.data(), gs, u.data(), us, out.data(), rows, n);
-        CHECK(rel_err(out, ref) < 2e-6);
+        CHECK(imp::test::max_rel_err(out, ref) < 2e-6);
 
         auto a = rnd(size_t(rows * n), 5), b = rnd(size_t(rows * n), 6);
         std::vector<double> sum(a.size());
         for (size_t i = 0; i < a.size(); ++i) sum[i] = double(a[i]) + b[i];
         ex.add(a.data(), b.data(), int64_t(a.size()));
-        CHECK(rel_err(a, sum) < 1e-7);
+        CHECK(imp::test::max_rel_err(a, sum) < 1e-7);
     }
 }
 

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "imp/error.h"
 
@@ -227,24 +228,13 @@ std::vector<double> reference(const Scene& sc) {
     return out;
 }
 
-// max |a - b| / max |b| (b is the double reference).
-double rel_err(const std::vector<float>& a, const std::vector<double>& b) {
-    REQUIRE(a.size() == b.size());
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        md = std::max(md, std::abs(double(a[i]) - b[i]));
-        mr = std::max(mr, std::abs(b[i]));
-    }
-    return mr > 0 ? md / mr : md;
-}
-
 // The whole batch against the reference (padding rows exactly zero), then each sequence alone against the batch.
 void check_scene(CpuExecutor& ex, const Scene& sc) {
     const Shape& sh = sc.sh;
     const int64_t ow = int64_t(sh.n_head) * sh.head_dim;
     std::vector<float> out(size_t(sc.n_tokens * ow), 7.f);
     ex.attention(sc.q.data(), sc.qs, sc.kv, out.data(), params(sh), sc.batch());
-    CHECK(rel_err(out, reference(sc)) < 1e-5);
+    CHECK(imp::test::max_rel_err(out, reference(sc)) < 1e-5);
     for (size_t s = 0; s < sc.seqs.size(); ++s) {
         const int64_t r0 = sc.qsl[s], nr = sc.qsl[s + 1] - r0;
         if (sc.seqs[s].pad)

@@ -1,14 +1,12 @@
 // Attention dispatch over a multi-sequence step (StepBatch): validates the shapes, picks the padded head dim and rows
 // per block, and chooses between the tensor-core prefill kernel (attention_mma.cuh: BF16 / F16 KV, max_query_len >=
 // kAttnMmaMinTokens, head_dim <= 128 a multiple of 8), the fp32 one-pass kernel (other prefills), the one-kernel
-// decode (attention_decode.cuh: one row per sequence, BF16 / F16 KV, head_dim 64 / 128, GQA group <= 8; opt-in, see
-// decode_old_flag) and the split-KV decode (the default for one row per sequence) with its combine kernel. Launch
+// decode (attention_decode.cuh: one row per sequence, BF16 / F16 KV, head_dim 64 / 128, GQA group <= 8; opt-in,
+// AttnOptions::decode_split false) and the split-KV decode (the default for one row per sequence) with its combine kernel. Launch
 // shapes come only from host values (n_tokens, n_seqs, max_blocks, max_query_len, all_decode), so every path can be
 // captured in a CUDA graph and replayed with other positions, lengths and block tables.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "exec/cuda/attention_decode.cuh"
@@ -39,36 +37,6 @@ extern template cudaError_t attn_decode_launch_typed<KvBF16>(const AttnArgs&, in
 extern template cudaError_t attn_decode_init_typed<KvF16>();
 extern template cudaError_t attn_decode_init_typed<KvBF16>();
 
-namespace {
-std::atomic<bool>& tensor_cores_flag() {
-    static std::atomic<bool> on{[] {
-        const char* e = std::getenv("IMP_ATTN_MMA");
-        return !(e && e[0] == '0' && e[1] == '\0');
-    }()};
-    return on;
-}
-std::atomic<int> g_mma_warps{0};
-std::atomic<bool>& decode_old_flag() {
-    // The split-KV path by default: the one-kernel decode is 1.6-2x faster (H100, 8B shape, ctx 64-4096) but sums
-    // in another order, and on the SmolLM2 greedy test one prompt then leaves the CPU's tokens at step 25 of 32 (the
-    // split-KV kernel keeps all 32); IMP_ATTN_DECODE=1 selects it.
-    static std::atomic<bool> old{[] {
-        const char* e = std::getenv("IMP_ATTN_DECODE");
-        return !(e && e[0] == '1' && e[1] == '\0');
-    }()};
-    return old;
-}
-std::atomic<int> g_decode_warps{0};
-}  // namespace
-
-void attention_set_tensor_cores(bool on) { tensor_cores_flag().store(on); }
-bool attention_tensor_cores() { return tensor_cores_flag().load(); }
-void attention_set_mma_warps(int warps) { g_mma_warps.store(warps == 4 || warps == 8 ? warps : 0); }
-int attention_mma_warps() { return g_mma_warps.load(); }
-void attention_set_decode_old(bool old) { decode_old_flag().store(old); }
-bool attention_decode_old() { return decode_old_flag().load(); }
-void attention_set_decode_warps(int warps) { g_decode_warps.store(warps == 4 || warps == 8 ? warps : 0); }
-int attention_decode_warps() { return g_decode_warps.load(); }
 
 namespace {
 
@@ -124,7 +92,7 @@ void attention_init() {
 }
 
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
-               const StepBatch& b, const AttnScratch& scratch, int sm_count, Queue s) {
+               const StepBatch& b, const AttnScratch& scratch, const AttnOptions& opt, int sm_count, Queue s) {
     if (p.n_kv_head <= 0 || p.n_head % p.n_kv_head != 0 || p.n_kv_head != kv.n_kv_heads || p.head_dim != kv.head_dim)
         throw Error("cuda attention: " + std::to_string(p.n_head) + " heads / " + std::to_string(p.n_kv_head) +
                     " KV heads of dim " + std::to_string(p.head_dim) + " do not fit the KV cache (" +
@@ -187,9 +155,9 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     const int64_t seq_rows = mql * group;  // rows of the longest sequence
     const bool mma = (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && mql >= kAttnMmaMinTokens &&
                      hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
-                     (reinterpret_cast<uintptr_t>(out) & 7) == 0 && attention_tensor_cores();
+                     (reinterpret_cast<uintptr_t>(out) & 7) == 0 && opt.tensor_cores;
     if (mma) {
-        int warps = attention_mma_warps();
+        int warps = opt.mma_warps == 4 || opt.mma_warps == 8 ? opt.mma_warps : 0;
         if (warps == 0) warps = int64_t(div_up(total_rows, 128)) * p.n_kv_head >= 2 * int64_t(sm_count) ? 8 : 4;
         a.tiles_per_seq = div_up(seq_rows, 16 * warps);
         const dim3 grid(unsigned(int64_t(a.tiles_per_seq) * b.n_seqs), unsigned(p.n_kv_head));
@@ -200,12 +168,12 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
         return;
     }
     const bool decode1 = decode && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && (hd == 64 || hd == 128) &&
-                         group >= 1 && group <= kDecMaxGroup && a.vec_kv && !attention_decode_old() &&
+                         group >= 1 && group <= kDecMaxGroup && a.vec_kv && !opt.decode_split &&
                          b.n_tokens <= 65535 &&
                          (max_ctx <= kDecAutoMaxCapacity ||
                           int64_t(p.n_kv_head) * b.n_tokens * kDecCluster * 3 >= sm_count);
     if (decode1) {
-        const int warps = attention_decode_warps() ? attention_decode_warps() : kDecDefaultWarps;
+        const int warps = opt.decode_warps == 4 || opt.decode_warps == 8 ? opt.decode_warps : kDecDefaultWarps;
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_decode_launch_typed<KvBF16>(a, warps, s));
         else

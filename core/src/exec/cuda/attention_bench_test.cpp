@@ -19,7 +19,7 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
     std::mt19937 rng(1);
     CudaExecutor& ex = gpu();
     std::printf("device: %s\n", ex.name().c_str());
-    const bool tc_default = cuda_kernels::attention_tensor_cores();
+    const bool tc_default = gpu().attention_options().tensor_cores;
     struct Shape {
         DType dtype;
         int n_head, n_kv, hd;
@@ -54,16 +54,16 @@ TEST_CASE("cuda bench: prefill attention, fp32 vs tensor-core kernel", "[.bench]
             double us[4];
             std::vector<float> res[4];
             for (int v = 0; v < 4; ++v) {
-                cuda_kernels::attention_set_tensor_cores(v > 0);
-                cuda_kernels::attention_set_mma_warps(v == 2 ? 4 : v == 3 ? 8 : 0);
+                gpu().attention_options().tensor_cores = v > 0;
+                gpu().attention_options().mma_warps = v == 2 ? 4 : v == 3 ? 8 : 0;
                 us[v] = time_us([&] { ex.attention(q, qn, kv, out, p, b); }, reps);
                 res[v] = from_dev(out, size_t(n * qn));
             }
-            cuda_kernels::attention_set_tensor_cores(tc_default);
-            cuda_kernels::attention_set_mma_warps(0);
+            gpu().attention_options().tensor_cores = tc_default;
+            gpu().attention_options().mma_warps = 0;
             std::printf("prefill attention %s %d/%dx%d, %4ld tokens: fp32 %8.1f us (%5.1f TFLOP/s); tensor cores "
                         "%8.1f us (%6.1f TFLOP/s, x%.2f), 4 warps %8.1f us, 8 warps %8.1f us; max rel diff %.1e\n",
                         dtype_name(sh.dtype), sh.n_head, sh.n_kv, sh.hd, long(n), us[0], flops / us[0] * 1e-6, us[1],
-                        flops / us[1] * 1e-6, us[0] / us[1], us[2], us[3], rel_max_err(res[1], res[0]));
+                        flops / us[1] * 1e-6, us[0] / us[1], us[2], us[3], max_rel_err(res[1], res[0]));
         }
 }

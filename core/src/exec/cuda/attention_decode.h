@@ -1,13 +1,12 @@
-// Switches for the one-kernel decode attention (attention_decode.cuh). attention() uses it for decode steps (one row
+// Limits of the one-kernel decode attention (attention_decode.cuh). attention() uses it for decode steps (one row
 // per sequence) over a BF16 or F16 KV cache with head_dim 64 or 128, 1 <= n_head / n_kv_head <= 8 and 16-byte
 // aligned K / V, when its grid (one cluster of 8 CTAs per KV head and row, whatever the positions) holds at least a
 // third of the SMs or the block tables address at most kDecAutoMaxCapacity positions (max_blocks * block_size; so
 // that few KV heads at long contexts, where the split-KV grid is larger, keep that); other decodes take the
 // split-KV fp32 kernel and its combine pass (attention_kernel.cuh). The split-KV path is the default (attention.cu
-// says why); IMP_ATTN_DECODE=1 in the environment selects the one-kernel decode for the process,
-// attention_set_decode_old(false / true) until it is set back (tests and benchmarks compare the two).
-// A CTA of the kernel has 4 warps (tiles of 32 keys) or 8 (tiles of 16 keys, two lanes per key in the score phase);
-// kDecDefaultWarps by default, attention_set_decode_warps(4 or 8) fixes it, (0) restores the default.
+// says why); AttnOptions::decode_split = false (profile: [plugin.core] decode_attention = "one") selects the
+// one-kernel decode. A CTA of the kernel has 4 warps (tiles of 32 keys) or 8 (tiles of 16 keys, two lanes per key in
+// the score phase); kDecDefaultWarps by default, AttnOptions::decode_warps fixes it.
 #pragma once
 #include <cstdint>
 
@@ -15,10 +14,5 @@ namespace imp::cuda_kernels {
 
 constexpr int kDecDefaultWarps = 8;
 constexpr int64_t kDecAutoMaxCapacity = 8192;
-
-void attention_set_decode_old(bool old);
-bool attention_decode_old();
-void attention_set_decode_warps(int warps);
-int attention_decode_warps();  // 0: kDecDefaultWarps
 
 }  // namespace imp::cuda_kernels

@@ -19,7 +19,7 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
     std::mt19937 rng(1);
     CudaExecutor& ex = gpu();
     std::printf("device: %s\n", ex.name().c_str());
-    const bool old_default = cuda_kernels::attention_decode_old();
+    const bool old_default = gpu().attention_options().decode_split;
     const int n_head = 32, n_kv = 8, hd = 128;
     const int64_t width = int64_t(n_kv) * hd, qn = int64_t(n_head) * hd;
     constexpr int kCalls = 32;
@@ -54,8 +54,8 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
             double direct[3], graphed[3];
             std::vector<float> res[3];
             for (int v = 0; v < 3; ++v) {  // 0: split-KV, 1: one-kernel decode with 8 warps, 2: with 4 warps
-                cuda_kernels::attention_set_decode_old(v == 0);
-                cuda_kernels::attention_set_decode_warps(v == 2 ? 4 : 8);
+                gpu().attention_options().decode_split = v == 0;
+                gpu().attention_options().decode_warps = v == 2 ? 4 : 8;
                 direct[v] = time_us([&] { ex.attention(q, qn, kv, out, p, b); }, 500);
                 res[v] = from_dev(out, size_t(n_seqs * qn));
                 ex.capture_begin();
@@ -63,14 +63,14 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
                 const int graph = ex.capture_end();
                 graphed[v] = time_us([&] { ex.replay(graph); }, 50) / kCalls;
             }
-            cuda_kernels::attention_set_decode_old(old_default);
-            cuda_kernels::attention_set_decode_warps(0);
+            gpu().attention_options().decode_split = old_default;
+            gpu().attention_options().decode_warps = 0;
             const double bytes = double(n_seqs) * double(ctx) * width * 2 * 2;
             std::printf("decode attention bf16 32/8x128 %2d seq ctx %6ld (table %6d): split-KV %7.2f us, graph %7.2f "
                         "us (%5.0f GB/s) | one-kernel 8 warps %7.2f us, graph %7.2f us (%5.0f GB/s, x%.2f) | 4 warps "
                         "%7.2f us, graph %7.2f us (x%.2f) | max rel diff 8w %.1e 4w %.1e\n",
                         n_seqs, long(ctx), cap, direct[0], graphed[0], bytes / graphed[0] * 1e-3, direct[1],
                         graphed[1], bytes / graphed[1] * 1e-3, graphed[0] / graphed[1], direct[2], graphed[2],
-                        graphed[0] / graphed[2], rel_max_err(res[1], res[0]), rel_max_err(res[2], res[0]));
+                        graphed[0] / graphed[2], max_rel_err(res[1], res[0]), max_rel_err(res[2], res[0]));
         }
 }

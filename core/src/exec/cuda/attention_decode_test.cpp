@@ -43,17 +43,17 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     float* dout = to_dev(std::vector<float>(n * size_t(qn)));
     const AttentionParams p = attn_params(sh);
     CudaExecutor& ex = gpu();
-    const bool old_default = cuda_kernels::attention_decode_old();
-    cuda_kernels::attention_set_decode_old(old);
-    cuda_kernels::attention_set_decode_warps(warps);
+    const bool old_default = gpu().attention_options().decode_split;
+    gpu().attention_options().decode_split = old;
+    gpu().attention_options().decode_warps = warps;
     const CudaAllocStats before = cuda_alloc_stats();
     const StepBatch gb = st.batch(true);
     ex.capture_begin();
     ex.kv_store(pool.g, dk, width, dv, width, gb.slot_mapping, gb.n_tokens);
     ex.attention(dq, qn, pool.g, dout, p, gb);
     const int graph = ex.capture_end();
-    cuda_kernels::attention_set_decode_old(old_default);
-    cuda_kernels::attention_set_decode_warps(0);
+    gpu().attention_options().decode_split = old_default;
+    gpu().attention_options().decode_warps = 0;
     std::uniform_int_distribution<int32_t> any_pos(0, max_blocks * 16 - 1);
     std::vector<int32_t> blocks(size_t(st.n_blocks - 1));
     std::iota(blocks.begin(), blocks.end(), 1);
@@ -78,7 +78,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
         cpu().kv_store(pool.c, k.data(), width, v.data(), width, st.slots.data(), int64_t(n));
         std::vector<float> ref(n * size_t(qn));
         cpu().attention(q.data(), qn, pool.c, ref.data(), p, st.batch(false));
-        CHECK(rel_max_err(got, ref) <= 5e-5);
+        CHECK(max_rel_err(got, ref) <= 5e-5);
         ex.replay(graph);  // same inputs again (the step rewrites the same K/V): same bits
         CHECK(from_dev(dout, n * size_t(qn)) == got);
     }
@@ -109,7 +109,7 @@ TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/12
           "[cuda][attention]") {
     const int32_t cap = 8192;
     const int32_t positions[] = {0, 1, 15, 16, 17, 100, 511, 1000, 4000};
-    const bool old_default = cuda_kernels::attention_decode_old();
+    const bool old_default = gpu().attention_options().decode_split;
     for (DType dt : {DType::BF16, DType::F16})
         for (int hd : {64, 128})
             for (int group : {1, 4, 8}) {
@@ -148,19 +148,19 @@ TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/12
                         // one-kernel decode with 8 warps, again, with 4 warps, again; split-KV
                         std::vector<float> got[5];
                         for (int run = 0; run < 5; ++run) {
-                            cuda_kernels::attention_set_decode_old(run == 4);
-                            cuda_kernels::attention_set_decode_warps(run < 2 ? 8 : 4);
+                            gpu().attention_options().decode_split = run == 4;
+                            gpu().attention_options().decode_warps = run < 2 ? 8 : 4;
                             gpu().upload(dout, std::vector<float>(size_t(qn), NAN).data(), size_t(qn) * 4);
                             gpu().attention(dq, qn, pool.g, dout, p, st.batch(true));
                             got[run] = from_dev(dout, size_t(qn));
                         }
-                        cuda_kernels::attention_set_decode_old(old_default);
-                        cuda_kernels::attention_set_decode_warps(0);
-                        INFO("err 8 warps " << rel_max_err(got[0], ref) << " 4 warps " << rel_max_err(got[2], ref)
-                                            << " split-KV " << rel_max_err(got[4], ref));
-                        CHECK(rel_max_err(got[0], ref) <= 5e-5);
-                        CHECK(rel_max_err(got[2], ref) <= 5e-5);
-                        CHECK(rel_max_err(got[4], ref) <= 5e-5);
+                        gpu().attention_options().decode_split = old_default;
+                        gpu().attention_options().decode_warps = 0;
+                        INFO("err 8 warps " << max_rel_err(got[0], ref) << " 4 warps " << max_rel_err(got[2], ref)
+                                            << " split-KV " << max_rel_err(got[4], ref));
+                        CHECK(max_rel_err(got[0], ref) <= 5e-5);
+                        CHECK(max_rel_err(got[2], ref) <= 5e-5);
+                        CHECK(max_rel_err(got[4], ref) <= 5e-5);
                         CHECK(got[0] == got[1]);
                         CHECK(got[2] == got[3]);
                         if (pos >= 100) CHECK(got[0] != got[4]);  // the one-kernel path did run

@@ -97,8 +97,8 @@ TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions,
     float* dout = to_dev(std::vector<float>(out_n));
     const AttentionParams p = attn_params(sh);
     CudaExecutor& ex = gpu();
-    const bool tc_default = cuda_kernels::attention_tensor_cores(), pdl_default = ex.pdl();
-    cuda_kernels::attention_set_tensor_cores(true);
+    const bool tc_default = gpu().attention_options().tensor_cores, pdl_default = ex.pdl();
+    gpu().attention_options().tensor_cores = true;
     const StepBatch gb = st.batch(true);
     auto step = [&] {
         ex.kv_store(pool.g, dk, width, dv, width, gb.slot_mapping, n);
@@ -126,17 +126,21 @@ TEST_CASE("cuda: a captured tensor-core prefill step replays at other positions,
         cpu().kv_store(pool.c, k.data(), width, v.data(), width, st.slots.data(), n);
         std::vector<float> ref(out_n);
         cpu().attention(q.data(), qn, pool.c, ref.data(), p, st.batch(false));
-        CHECK(rel_max_err(got, ref) <= 5e-5);
+        CHECK(max_rel_err(got, ref) <= 5e-5);
         ex.set_pdl(!pdl_default);
         step();
         ex.set_pdl(pdl_default);
         CHECK(from_dev(dout, out_n) == got);
     }
-    cuda_kernels::attention_set_tensor_cores(tc_default);
+    gpu().attention_options().tensor_cores = tc_default;
     CHECK(cuda_alloc_stats().mallocs == before.mallocs);
 }
 
+// Each refusal is asserted by its message: "no CUDA device" is an imp::Error too, so a bare CHECK_THROWS_AS would
+// pass on a machine without a GPU.
 TEST_CASE("cuda: attention rejects shapes and steps it cannot run", "[cuda][attention]") {
+    using Catch::Contains;
+    gpu();  // no device: fails here
     std::mt19937 rng(fresh_seed());
     Step st = make_step({{0, 1}}, 0, rng);
     const StepBatch b = st.batch(true);
@@ -149,22 +153,29 @@ TEST_CASE("cuda: attention rejects shapes and steps it cannot run", "[cuda][atte
     p.n_head = 1;
     p.n_kv_head = 1;
     p.head_dim = 320;
-    CHECK_THROWS_AS(gpu().attention(nullptr, 320, kv, nullptr, p, b), Error);
+    CHECK_THROWS_WITH(gpu().attention(nullptr, 320, kv, nullptr, p, b),
+                      Contains("cuda attention: head_dim 320 is not supported (1..256)"));
     kv.head_dim = p.head_dim = 64;
     p.n_kv_head = 2;
-    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p, b), Error);
+    CHECK_THROWS_WITH(gpu().attention(nullptr, 64, kv, nullptr, p, b),
+                      Contains("cuda attention: 1 heads / 2 KV heads of dim 64 do not fit the KV cache (1 heads"));
     p.n_kv_head = 1;
     kv.dtype = DType::I8;
-    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p, b), Error);
-    CHECK_THROWS_AS(gpu().kv_store(kv, nullptr, 64, nullptr, 64, b.slot_mapping, 1), Error);
+    CHECK_THROWS_WITH(gpu().attention(nullptr, 64, kv, nullptr, p, b),
+                      Contains("cuda attention: KV cache dtype I8 is not supported"));
+    CHECK_THROWS_WITH(gpu().kv_store(kv, nullptr, 64, nullptr, 64, b.slot_mapping, 1),
+                      Contains("cuda kv_store: KV cache dtype I8 is not supported"));
     kv.dtype = DType::BF16;
     StepBatch bad = b;
     bad.block_tables = nullptr;
-    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p, bad), Error);
+    CHECK_THROWS_WITH(gpu().attention(nullptr, 64, kv, nullptr, p, bad),
+                      Contains("cuda attention: step of 1 rows needs n_seqs > 0"));
     bad = b;
     bad.n_tokens = 2;  // all_decode with two rows for one sequence
-    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p, bad), Error);
+    CHECK_THROWS_WITH(gpu().attention(nullptr, 64, kv, nullptr, p, bad),
+                      Contains("cuda attention: an all-decode step has one row per sequence, but 2 rows for 1"));
     bad = b;
     bad.max_blocks = 0;
-    CHECK_THROWS_AS(gpu().attention(nullptr, 64, kv, nullptr, p, bad), Error);
+    CHECK_THROWS_WITH(gpu().attention(nullptr, 64, kv, nullptr, p, bad),
+                      Contains("cuda attention: KV block size 16 and block-table width 0 must be positive"));
 }

@@ -85,26 +85,26 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
                          st.max_query_len >= cuda_kernels::kAttnMmaMinTokens && sh.hd % 8 == 0 && sh.hd <= 128;
     const bool dec_case = st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
                           (sh.hd == 64 || sh.hd == 128) && sh.n_head / sh.n_kv <= 8;
-    const bool tc_default = cuda_kernels::attention_tensor_cores(), old_default = cuda_kernels::attention_decode_old();
+    const bool tc_default = gpu().attention_options().tensor_cores, old_default = gpu().attention_options().decode_split;
     // run: tensor cores with 4 / 8 warps, fp32 kernel | split-KV, one-kernel decode 8 / 4 warps | default
     const int n_runs = tc_case || dec_case ? 3 : 1;
     std::vector<std::vector<float>> outs;
     for (int run = 0; run < n_runs; ++run) {
         if (tc_case) {
-            cuda_kernels::attention_set_tensor_cores(run < 2);
-            cuda_kernels::attention_set_mma_warps(run == 0 ? 4 : 8);
+            gpu().attention_options().tensor_cores = run < 2;
+            gpu().attention_options().mma_warps = run == 0 ? 4 : 8;
         } else if (dec_case) {
-            cuda_kernels::attention_set_decode_old(run == 0);
-            cuda_kernels::attention_set_decode_warps(run == 2 ? 4 : 8);
+            gpu().attention_options().decode_split = run == 0;
+            gpu().attention_options().decode_warps = run == 2 ? 4 : 8;
         }
         float* dout = to_dev(std::vector<float>(out_n, NAN));
         gpu().attention(dq, q_stride, pool.g, dout, p, st.batch(true));
-        cuda_kernels::attention_set_tensor_cores(tc_default);
-        cuda_kernels::attention_set_mma_warps(0);
-        cuda_kernels::attention_set_decode_old(old_default);
-        cuda_kernels::attention_set_decode_warps(0);
+        gpu().attention_options().tensor_cores = tc_default;
+        gpu().attention_options().mma_warps = 0;
+        gpu().attention_options().decode_split = old_default;
+        gpu().attention_options().decode_warps = 0;
         const auto got = from_dev(dout, out_n);
-        const double e_same = rel_max_err(got, ref), e32 = rel_max_err(got, ref32), l2 = rel_l2_err(got, ref32);
+        const double e_same = max_rel_err(got, ref), e32 = max_rel_err(got, ref32), l2 = rel_l2_err(got, ref32);
         INFO("run " << run << " (tensor-core case " << tc_case << ", decode case " << dec_case
                     << "): err vs same-dtype CPU " << e_same << ", vs F32 CPU max " << e32 << " l2 " << l2);
         CHECK(e_same <= 5e-5);

@@ -58,7 +58,7 @@ int cuda_device_count() {
 
 CudaAllocStats cuda_alloc_stats() { return {g_mallocs.load(), g_frees.load(), g_bytes.load()}; }
 
-CudaExecutor::CudaExecutor(int device) : device_(device) {
+CudaExecutor::CudaExecutor(int device, const CudaOptions& opt) : device_(device), attn_(opt.attention) {
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -75,7 +75,7 @@ CudaExecutor::CudaExecutor(int device) : device_(device) {
     handles_.device = device;
     handles_.cc = prop.major * 10 + prop.minor;
     handles_.sm_count = prop.multiProcessorCount;
-    handles_.pdl = cuda_kernels::pdl_env_enabled() && handles_.cc >= 90;
+    handles_.pdl = opt.pdl && handles_.cc >= 90;
     char buf[320];
     std::snprintf(buf, sizeof buf, "cuda:%d (%s, sm_%d%d, %d SMs, %.1f GiB)", device, prop.name, prop.major,
                   prop.minor, prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30));
@@ -263,7 +263,7 @@ void CudaExecutor::kv_store(const KVCacheView& kv, const float* k, int64_t k_str
 void CudaExecutor::attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
                              const AttentionParams& p, const StepBatch& b) {
     const cuda_kernels::AttnScratch sc{static_cast<float*>(attn_scratch_), kAttnScratchBytes / sizeof(float)};
-    cuda_kernels::attention(q, q_stride, kv, out, p, b, sc, handles_.sm_count, queue_of(handles_));
+    cuda_kernels::attention(q, q_stride, kv, out, p, b, sc, attn_, handles_.sm_count, queue_of(handles_));
 }
 
 void CudaExecutor::rope_kv_store(float* q, int64_t q_stride, float* k, int64_t k_stride, const float* v,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "exec/cuda/attention_options.h"
 #include "imp/executor.h"
 
 namespace imp {
@@ -23,10 +24,16 @@ struct CudaAllocStats {
 };
 CudaAllocStats cuda_alloc_stats();
 
+// Kernel choices of one CUDA executor (from [plugin.core]: pdl, attention_mma, decode_attention).
+struct CudaOptions {
+    bool pdl = true;  // programmatic dependent launch where the device supports it (sm_90+)
+    cuda_kernels::AttnOptions attention;
+};
+
 class CudaExecutor final : public Executor {
 public:
     // Throws imp::Error when there is no such device.
-    explicit CudaExecutor(int device = 0);
+    explicit CudaExecutor(int device = 0, const CudaOptions& opt = {});
     ~CudaExecutor() override;
     CudaExecutor(const CudaExecutor&) = delete;
     CudaExecutor& operator=(const CudaExecutor&) = delete;
@@ -73,10 +80,12 @@ public:
     void sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab, const SampleRow* rows,
                 const int32_t* recent, int32_t* out) override;
 
-    // Programmatic dependent launch of the executor's kernels (launch.cuh): on by default on sm_90+ unless
-    // IMP_PDL=0; set_pdl(true) is ignored below sm_90. Takes effect for ops queued (or captured) afterwards.
+    // Programmatic dependent launch of the executor's kernels (launch.cuh): CudaOptions::pdl on sm_90+;
+    // set_pdl(true) is ignored below sm_90. Takes effect for ops queued (or captured) afterwards.
     void set_pdl(bool on);
     bool pdl() const { return handles_.pdl; }
+    // The attention kernel choices; a change takes effect for attention calls queued (or captured) afterwards.
+    cuda_kernels::AttnOptions& attention_options() { return attn_; }
 
     static constexpr int64_t kMaxVocab = 262144;                     // sampler buffers
     static constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;    // cuBLAS / cuBLASLt workspace
@@ -90,6 +99,7 @@ private:
     int device_ = 0;
     std::string name_;
     CudaHandles handles_{};
+    cuda_kernels::AttnOptions attn_;
     mutable std::mutex mu_;
     std::vector<void*> blocks_;
     size_t allocated_ = 0;

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/max_err.h"
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
 
@@ -61,26 +62,8 @@ template <typename T> std::vector<T> from_dev(const T* d, size_t n) {
     return h;
 }
 
-// max |a - b| / max |b|
-inline double rel_max_err(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
-        den = std::max(den, std::fabs(double(b[i])));
-    }
-    if (std::isnan(num)) return INFINITY;
-    return den > 0 ? num / den : num;
-}
-// ||a - b|| / ||b||
-inline double rel_l2_err(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        const double d = double(a[i]) - double(b[i]);
-        num += d * d;
-        den += double(b[i]) * double(b[i]);
-    }
-    if (std::isnan(num)) return INFINITY;
-    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
+// The shared NaN/Inf-aware error measures (tests/common/max_err.h): max_rel_err(got, want), rel_l2_err(got, want).
+using imp::test::max_rel_err;
+using imp::test::rel_l2_err;
 
 }  // namespace imp::cuda_test

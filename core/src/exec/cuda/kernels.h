@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "exec/cuda/attention_options.h"
 #include "imp/executor.h"
 
 namespace imp::cuda_kernels {
@@ -46,7 +47,7 @@ struct AttnScratch {
 };
 void attention_init();  // raises the shared-memory limit of every instantiation once (call outside graph capture)
 void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out, const AttentionParams& p,
-               const StepBatch& b, const AttnScratch& scratch, int sm_count, Queue s);
+               const StepBatch& b, const AttnScratch& scratch, const AttnOptions& opt, int sm_count, Queue s);
 
 // sample.cu: the sampler's device buffers, sized once for a maximum vocabulary.
 constexpr int kArgmaxBlocks = 128;

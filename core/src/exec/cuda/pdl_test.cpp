@@ -160,9 +160,7 @@ struct Chain {
 
 TEST_CASE("cuda: ops launched with PDL give the same results as without, also from a captured graph", "[cuda]") {
     CudaExecutor& ex = gpu();
-    const char* env = std::getenv("IMP_PDL");
-    const bool env_off = env && std::strcmp(env, "0") == 0;
-    CHECK(ex.pdl() == (ex.cuda()->cc >= 90 && !env_off));  // on by default on sm_90+
+    CHECK(ex.pdl() == (ex.cuda()->cc >= 90));  // on by default (CudaOptions::pdl) on sm_90+
     CHECK(ex.cuda()->pdl == ex.pdl());
     const bool saved = ex.pdl();
     const uint32_t seed = fresh_seed();

@@ -148,7 +148,7 @@ void run_case(const Case& c, DType dt) {
     rp.freq_factors = c.factors ? to_dev(ff) : nullptr;
     gpu().rope_kv_store(dq, qs, to_dev(k), ks, to_dev(v), vs, c.norm ? to_dev(qn) : nullptr,
                         c.norm ? to_dev(kn) : nullptr, eps, db, c.n_head, c.n_kv, rp, kg);
-    CHECK(rel_max_err(from_dev(dq, q.size()), qr) <= 1e-5);
+    CHECK(max_rel_err(from_dev(dq, q.size()), qr) <= 1e-5);
     check_cache(dt, from_dev(static_cast<uint8_t*>(kg.k), bytes), ck, kv.k_scale);
     check_cache(dt, from_dev(static_cast<uint8_t*>(kg.v), bytes), cv, kv.v_scale);
 }
@@ -204,7 +204,7 @@ TEST_CASE("cuda: rope_kv_store stores nothing for slot -1 and rejects bad shapes
     b.max_query_len = 1;
     b.all_decode = true;
     gpu().rope_kv_store(dq, 4 * 64, to_dev(k), 2 * 64, to_dev(v), 2 * 64, nullptr, nullptr, 1e-6f, b, 4, 2, rp, kv);
-    CHECK(rel_max_err(from_dev(dq, q.size()), qr) <= 1e-5);
+    CHECK(max_rel_err(from_dev(dq, q.size()), qr) <= 1e-5);
     CHECK(from_dev(static_cast<uint8_t*>(kv.k), bytes) == init);
     CHECK(from_dev(static_cast<uint8_t*>(kv.v), bytes) == init);
     b.slot_mapping = to_dev(std::vector<int32_t>{5});  // block 0, row 5: only that row changes
@@ -218,12 +218,15 @@ TEST_CASE("cuda: rope_kv_store stores nothing for slot -1 and rejects bad shapes
     big.head_dim = big.n_rot = 512;
     KVCacheView kv512 = kv;
     kv512.head_dim = 512;
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, big, kv512),
-                    Error);
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 3, rp, kv), Error);
+    using Catch::Contains;  // the message, not just imp::Error: "no CUDA device" is one too
+    CHECK_THROWS_WITH(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, big, kv512),
+                      Contains("cuda rope_kv_store: head_dim 512 is not supported (1..256)"));
+    CHECK_THROWS_WITH(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 3, rp, kv),
+                      Contains("cuda rope_kv_store: 4 heads / 3 KV heads of dim 64 do not fit the KV cache"));
     RopeParams odd = rp;
     odd.n_rot = 63;
-    CHECK_THROWS_AS(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, odd, kv), Error);
+    CHECK_THROWS_WITH(gpu().rope_kv_store(dq, 0, nullptr, 0, nullptr, 0, nullptr, nullptr, 0.f, b, 4, 2, odd, kv),
+                      Contains("cuda rope_kv_store: n_rot 63 must be even and in (0, head_dim 64]"));
 }
 
 // kv_store of rows of several sequences through a slot mapping with -1 entries: the bytes equal the CPU's, and the

@@ -111,9 +111,13 @@ TEST_CASE("cuda: sampling with temperature/top-k/top-p/min-p picks the reference
     }
     SampleRow row;
     row.p.temperature = 1.f;
-    CHECK_THROWS_AS(gpu().sample(nullptr, 0, 1, CudaExecutor::kMaxVocab + 1, &row, nullptr, dout), Error);
+    const std::string too_big = "cuda sample: vocabulary of " + std::to_string(CudaExecutor::kMaxVocab + 1) +
+                                " exceeds the sampler's maximum";
+    CHECK_THROWS_WITH(gpu().sample(nullptr, 0, 1, CudaExecutor::kMaxVocab + 1, &row, nullptr, dout),
+                      Catch::Contains(too_big));
     row.p.temperature = 0.f;
-    CHECK_THROWS_AS(gpu().sample(nullptr, 0, 1, CudaExecutor::kMaxVocab + 1, &row, nullptr, dout), Error);
+    CHECK_THROWS_WITH(gpu().sample(nullptr, 0, 1, CudaExecutor::kMaxVocab + 1, &row, nullptr, dout),
+                      Catch::Contains(too_big));
 }
 
 TEST_CASE("cuda: sampling several rows with their own parameters picks the CPU's token per row", "[cuda][sample]") {

@@ -1,0 +1,28 @@
+// The core's settings ([plugin.core]): declarations and the typed view the executor and engine use.
+#include "util/core_settings.h"
+
+#include "imp/registry.h"
+
+namespace imp {
+
+void declare_core_settings(Settings& s) {
+    s.declare({"pdl", true, "CUDA: programmatic dependent launch between kernels (compute capability 9.0+)", {}});
+    s.declare({"attention_mma", true, "CUDA: tensor-core prefill attention for BF16/F16 KV caches", {}});
+    s.declare({"decode_attention", std::string("split"),
+               "CUDA: decode attention kernel: split (split-KV + combine) or one (one kernel per row and KV head)",
+               {"split", "one"}});
+    s.declare({"fuse_weights", true, "fuse q|k|v and gate|up into one matrix each where the file allows it", {}});
+}
+
+CoreSettings core_settings(const Settings& s) {
+    CoreSettings c;
+    c.pdl = s.get_bool("pdl");
+    c.attention_mma = s.get_bool("attention_mma");
+    c.decode_attention = s.get_string("decode_attention");
+    c.fuse_weights = s.get_bool("fuse_weights");
+    return c;
+}
+
+CoreSettings core_settings(const Registry& reg) { return core_settings(reg.settings("core")); }
+
+}  // namespace imp

@@ -1,0 +1,24 @@
+// The core's own settings, declared in the same scheme as a plugin's (imp/settings.h) under the name "core" and set
+// in the profile's [plugin.core] table: the CUDA executor's kernel switches and the engine's weight fusion.
+#pragma once
+#include <string>
+
+#include "imp/export.h"
+#include "imp/settings.h"
+
+namespace imp {
+
+class Registry;
+
+struct CoreSettings {
+    bool pdl = true;            // programmatic dependent launch between kernels (Hopper and newer)
+    bool attention_mma = true;  // tensor-core prefill attention for BF16/F16 KV caches
+    std::string decode_attention = "split";  // "split": split-KV decode + combine; "one": one-kernel decode
+    bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
+};
+
+void declare_core_settings(Settings& s);
+IMP_API CoreSettings core_settings(const Settings& s);
+IMP_API CoreSettings core_settings(const Registry& reg);
+
+}  // namespace imp

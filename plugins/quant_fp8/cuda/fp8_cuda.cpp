@@ -1,0 +1,67 @@
+// quant_fp8 CUDA: FP8 weights (fp8_cuda.h): checks the sizes, lays the canonical codes and scales out in the
+// device layout (wo_layout.h) and hands them to the shared weight-only Weight / ExpertWeights (wo_weight.h).
+#include "fp8_cuda.h"
+
+#include <cstring>
+
+#include "imp/error.h"
+#include "wo_weight.h"
+
+namespace imp::fp8::cuda {
+namespace {
+
+wo::Options options(const Settings& s) {
+    wo::Options o;
+    o.fp8_gemm = s.prefill == Settings::Prefill::Fp8Gemm;
+    o.fast_accum = s.fast_accum;
+    o.gemv_kw = s.gemv_kw;
+    o.tile_rows = s.tile_rows;
+    o.experts_grouped = s.experts_grouped;
+    return o;
+}
+
+void check(const std::string& what, int64_t rows, int64_t cols, int64_t n_scale) {
+    if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+        throw Error("quant_fp8: " + what + ": bad shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    if (n_scale != 1 && n_scale != rows)
+        throw Error("quant_fp8: " + what + ": " + std::to_string(n_scale) + " weight scales for " +
+                    std::to_string(rows) + " rows (want 1 or " + std::to_string(rows) + ")");
+}
+
+// Matrix e: codes row by row into [rows_p, ld], then the scales.
+void fill(const wo::Layout& l, const uint8_t* q, const float* scales, int64_t e, uint8_t* host) {
+    const uint8_t* qe = q + e * l.rows * l.cols;
+    for (int64_t r = 0; r < l.rows; ++r) std::memcpy(host + r * l.ld, qe + r * l.cols, size_t(l.cols));
+    std::memcpy(host + l.post_off, scales + e * l.n_post, size_t(l.n_post) * 4);
+}
+
+}  // namespace
+
+std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* q,
+                                         const float* scales, int64_t n_scale, std::string type_name,
+                                         const Settings& s) {
+    check(type_name + " weight", rows, cols, n_scale);
+    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false);
+    const float alpha = n_scale == 1 ? scales[0] : 1.f;
+    return wo::make_weight(
+        ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); }, options(s), alpha,
+        1.f);
+}
+
+std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
+                                                 const uint8_t* q, const float* scales, int64_t n_scale_per_expert,
+                                                 const Settings& s) {
+    check("experts [" + std::to_string(n_expert) + ", " + std::to_string(rows) + ", " + std::to_string(cols) + "]",
+          rows, cols, n_scale_per_expert);
+    if (n_expert <= 0) throw Error("quant_fp8: experts: " + std::to_string(n_expert) + " experts");
+    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale_per_expert, false);
+    return wo::make_experts(
+        ex, "fp8 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); }, options(s));
+}
+
+uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings&) {
+    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false);
+    return n_expert > 0 ? uint64_t(n_expert) * l.bytes : l.bytes;
+}
+
+}  // namespace imp::fp8::cuda

@@ -1,0 +1,45 @@
+// quant_fp8 CUDA: FP8 E4M3 weight-only weights on a CUDA executor (library quant_fp8_cuda). Needs no CUDA headers.
+//
+// Input (host, canonical): q uint8 E4M3 [rows, cols] row-major; fp32 scales, n_scale = 1 (per tensor) or rows (per
+// output row): w[r, c] = e4m3(q[r, c]) * scale[r or 0]. Experts: [n_expert, rows, cols] codes and n_scale scales
+// per expert, back to back.
+// Device layout (wo_layout.h): the codes as they are, rows padded to 16 and columns to 16 with zero codes, then the
+// fp32 scales. Decode (1-8 tokens): the weight-only GEMV (wo_gemv.cu); prefill: Settings::prefill.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "imp/executor.h"
+#include "imp/experts.h"
+#include "imp/quant_format.h"
+
+namespace imp::fp8::cuda {
+
+struct Settings {
+    enum class Prefill {
+        Fp8Gemm,      // activations to E4M3 per tensor (dynamic amax), cuBLASLt FP8 GEMM (default)
+        DequantBf16,  // weights dequantized to bf16 tiles, cuBLASLt BF16 GEMM
+    };
+    Prefill prefill = Prefill::Fp8Gemm;
+    bool fast_accum = true;    // the FP8 GEMM's fast accumulation (CUBLASLT_MATMUL_DESC_FAST_ACCUM)
+    // Expert matmuls with more (token, slot) pairs than experts (prefill): pairs sorted by expert on the device and
+    // each expert's weights read once per 8 of its pairs; false: one GEMV per pair always.
+    bool experts_grouped = true;
+    int gemv_kw = 0;           // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
+    int64_t tile_rows = 0;     // DequantBf16: weight rows per tile (0 = automatic)
+};
+
+// type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad
+// sizes or an executor without CUDA handles.
+std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* q,
+                                         const float* scales, int64_t n_scale, std::string type_name,
+                                         const Settings& s = {});
+std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
+                                                 const uint8_t* q, const float* scales, int64_t n_scale_per_expert,
+                                                 const Settings& s = {});
+// Device bytes make_weight (n_expert 0 or 1) or make_experts (n_expert > 1; a stack of one expert counts as a
+// weight) allocates.
+uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings& s = {});
+
+}  // namespace imp::fp8::cuda

@@ -1,0 +1,68 @@
+// Weight-only CUDA weights: the cuBLASLt GEMMs of the prefill path (BF16 x BF16 and E4M3 x E4M3, fp32 output and
+// accumulation), with the plans (descriptors and the heuristic's algorithm) cached per shape, alignment and scale
+// pointers. Needs no CUDA headers to include.
+#pragma once
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "imp/executor.h"
+
+namespace imp::wo {
+
+enum class GemmType { BF16, FP8 };
+
+// y[t * ldd + r] (+)= alpha * a_scale * b_scale * sum_k A[r * lda + k] B[t * ldb + k] for r < m, t < n:
+// A the weight rows, B the activation rows; a_scale / b_scale device floats (FP8 only; null: 1). accumulate: beta 1.
+struct GemmCall {
+    GemmType type = GemmType::BF16;
+    const void* a = nullptr;
+    int64_t lda = 0;
+    const void* b = nullptr;
+    int64_t ldb = 0;
+    float* d = nullptr;
+    int64_t ldd = 0;
+    int64_t m = 0, n = 0, k = 0;
+    float alpha = 1.f;
+    bool accumulate = false;
+    const float* a_scale = nullptr;
+    const float* b_scale = nullptr;
+    bool fast_accum = true;  // FP8: CUBLASLT_MATMUL_DESC_FAST_ACCUM
+};
+
+class LtGemm {
+public:
+    explicit LtGemm(std::string name) : name_(std::move(name)) {}
+    ~LtGemm();
+    LtGemm(const LtGemm&) = delete;
+    LtGemm& operator=(const LtGemm&) = delete;
+    // Throws imp::Error naming the weight when cuBLASLt has no algorithm for the call.
+    void run(const CudaHandles& h, const GemmCall& c) const;
+
+private:
+    struct Key {
+        int type;
+        int64_t m, n, k, lda, ldb, ldd;
+        uint32_t align_a, align_b, align_d;
+        const void* a_scale;
+        const void* b_scale;
+        bool fast;
+        auto operator<=>(const Key&) const = default;
+    };
+    struct Plan {
+        void* op = nullptr;
+        void* a = nullptr;
+        void* b = nullptr;
+        void* d = nullptr;
+        alignas(8) unsigned char algo[64] = {};  // cublasLtMatmulAlgo_t
+    };
+    const Plan& plan(const CudaHandles& h, const Key& key) const;
+
+    std::string name_;
+    mutable std::mutex mu_;
+    mutable std::map<Key, Plan> plans_;
+};
+
+}  // namespace imp::wo

@@ -1,0 +1,129 @@
+// Weight-only CUDA weights: the ExpertWeights (wo_weight.h). grouped_matmul takes one of two paths, chosen on the
+// host from the shapes only (never from ids): with at most as many (token, slot) pairs as experts (decode), one
+// GEMV work item per pair, reading its expert id on the device; with more (prefill), one CTA sorts the pairs by
+// expert into the workspace and each work item runs the 8-token GEMV on up to 8 pairs of one expert, so an expert's
+// weights are read once per 8 pairs routed to it. No host sync either way (graph-capturable). With routing weights
+// the pairs' rows go to the workspace and a second kernel sums the slots of each token in slot order
+// (deterministic). Nothing allocates device memory after load.
+#include <cuda_runtime_api.h>
+
+#include <climits>
+#include <vector>
+
+#include "imp/error.h"
+#include "wo_kernels.h"
+#include "wo_weight.h"
+
+namespace imp::wo {
+namespace {
+
+const char* codec_name(Codec c) {
+    return c == Codec::NVFP4 ? "NVFP4" : "FP8_E4M3";
+}
+
+class WoExperts final : public ExpertWeights {
+public:
+    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o)
+        : name_(std::move(name)), l_(l), dev_(dev), o_(o) {
+        n_expert_ = n_expert;
+        rows_ = l.rows;
+        cols_ = l.cols;
+    }
+    std::string type() const override { return codec_name(l_.codec); }
+    uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
+
+    // The pairs' rows of a weighted call and the grouping (whether or not a given call needs them: the engine
+    // reserves the maximum once).
+    uint64_t workspace_bytes(int64_t n_tokens, int64_t top_k) const override {
+        if (n_tokens <= 0 || top_k <= 0) return 0;
+        const int64_t n_pairs = n_tokens * top_k;
+        return part_bytes(n_pairs) + (grouped_ok() ? group_bytes(n_pairs) : 0);
+    }
+
+    void grouped_matmul(Executor& ex, const ExpertMatmul& m) const override {
+        const CudaHandles& h = cuda_handles(ex, "experts '" + name_ + "'");
+        if (m.n_tokens <= 0) return;
+        const std::string what = "experts '" + name_ + "': grouped_matmul";
+        if (m.top_k <= 0) throw Error(what + ": top_k " + std::to_string(m.top_k) + " is not positive");
+        if (!m.x || !m.ids || !m.y) throw Error(what + ": x, ids and y must not be null");
+        const int64_t n_pairs = m.n_tokens * m.top_k;
+        const int64_t x_rows = m.x_per_slot ? n_pairs : m.n_tokens;
+        const int64_t y_rows = m.weights ? m.n_tokens : n_pairs;
+        if ((x_rows > 1 && m.x_stride < cols_) || (y_rows > 1 && m.y_stride < rows_))
+            throw Error(what + ": strides x " + std::to_string(m.x_stride) + ", y " + std::to_string(m.y_stride) +
+                        " are below cols " + std::to_string(cols_) + ", rows " + std::to_string(rows_));
+        if (n_pairs > INT32_MAX / 4) throw Error(what + ": " + std::to_string(n_pairs) + " (token, slot) pairs");
+        const bool weighted = m.weights != nullptr, grouped = grouped_ok() && n_pairs > n_expert_;
+        const uint64_t group_off = weighted ? part_bytes(n_pairs) : 0;
+        const uint64_t need = group_off + (grouped ? group_bytes(n_pairs) : 0);
+        if (need > 0 && (ex.workspace_bytes() < need || !ex.workspace()))
+            throw Error(what + " of " + std::to_string(m.n_tokens) + " tokens x top_k " + std::to_string(m.top_k) +
+                        " needs " + std::to_string(need) + " bytes of workspace, the executor reserved " +
+                        std::to_string(ex.workspace_bytes()));
+        auto* ws = static_cast<uint8_t*>(ex.workspace());
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        GemvArgs a;
+        a.w = dev_;
+        a.x = m.x;
+        a.xs = m.x_stride;
+        a.ids = m.ids;
+        a.n_expert = int(n_expert_);
+        a.top_k = int(m.top_k);
+        a.n_pairs = int(n_pairs);
+        a.x_per_slot = m.x_per_slot;
+        a.kw = o_.gemv_kw;
+        a.pdl = h.pdl;
+        a.n_tokens = 1;
+        if (grouped) {
+            auto* g = reinterpret_cast<int32_t*>(ws + group_off);
+            const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
+            a.n_groups = g;
+            a.groups = g + 64;
+            a.order = g + 64 + round256(uint64_t(max_groups) * 12) / 4;
+            a.n_items = int(max_groups);
+            experts_group(m.ids, int(n_pairs), int(n_expert_), g, const_cast<int32_t*>(a.groups),
+                          const_cast<int32_t*>(a.order), st);
+        }
+        if (!weighted) {
+            a.y = m.y;
+            a.ys = m.y_stride;
+            a.accumulate = m.accumulate;
+            a.zero_invalid = !m.accumulate;
+            gemv(l_, a, st);
+            return;
+        }
+        auto* part = reinterpret_cast<float*>(ws);
+        a.y = part;
+        a.ys = rows_;
+        gemv(l_, a, st);
+        experts_reduce(part, rows_, m.ids, m.weights, int(n_expert_), m.n_tokens, int(m.top_k), m.y, m.y_stride,
+                       m.accumulate, h.pdl, st);
+    }
+
+private:
+    bool grouped_ok() const { return o_.experts_grouped && n_expert_ <= kMaxGroupedExperts; }
+    uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
+    // [n_groups (256 bytes)] [groups: max_groups x 3 ints] [order: n_pairs ints]
+    uint64_t group_bytes(int64_t n_pairs) const {
+        return 256 + round256(uint64_t(experts_max_groups(n_pairs, n_expert_)) * 12) + round256(uint64_t(n_pairs) * 4);
+    }
+
+    std::string name_;
+    Layout l_;
+    uint8_t* dev_;
+    Options o_;
+};
+
+}  // namespace
+
+std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, const Layout& l, int64_t n_expert,
+                                            const FillMatrix& fill, const Options& o) {
+    cuda_handles(ex, "experts '" + name + "'");
+    if (l.has_fp8) throw Error("experts '" + name + "': expert weights take no FP8 copy");
+    auto* dev = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * l.bytes, name.c_str()));
+    std::vector<uint8_t> host;
+    for (int64_t e = 0; e < n_expert; ++e) upload_matrix(ex, l, fill, e, dev, host);
+    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o);
+}
+
+}  // namespace imp::wo

@@ -1,0 +1,85 @@
+// Weight-only CUDA kernels shared by quant_fp8 and quant_nvfp4: host-side launchers. Each checks its launch and
+// throws imp::Error on failure; none allocates or synchronises, and none depends on device values (ids, amax) on
+// the host, so all of them record into a CUDA graph.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "wo_layout.h"
+
+namespace imp::wo {
+
+constexpr int kMaxGemvTokens = 8;
+
+// One GEMV launch: y[t, r] (+)= sum_c x[t, c] * W[r, c].
+//   Dense (ids == null): n_tokens <= kMaxGemvTokens rows of x.
+//   Experts (ids != null): n_pairs work items, one token each: pair p reads expert ids[p] (matrix w + e * l.bytes),
+//     activation row (x_per_slot ? p : p / top_k) of x and writes output row p of y. An id outside [0, n_expert)
+//     writes a zero row when zero_invalid, else nothing.
+//   Grouped experts (ids and groups != null): n_items work items of up to kExpertGroup pairs routed to one expert
+//     (experts_group), each reading that expert's weights once for all its pairs; items at or past *n_groups exit.
+struct GemvArgs {
+    const uint8_t* w = nullptr;
+    const float* x = nullptr;
+    int64_t xs = 0;
+    float* y = nullptr;
+    int64_t ys = 0;
+    int n_tokens = 0;
+    bool accumulate = false;
+    const int32_t* ids = nullptr;
+    int n_expert = 0, top_k = 1, n_pairs = 0;
+    const int32_t* groups = nullptr;    // [item][3]: expert (-1: ids out of range), first index into order, count
+    const int32_t* n_groups = nullptr;  // device: the number of items
+    const int32_t* order = nullptr;     // [n_pairs] pairs sorted by expert
+    int n_items = 0;                    // grouped: the bound on the items (experts_max_groups)
+    bool x_per_slot = false, zero_invalid = false;
+    int kw = 0;        // warps per row group (1, 2, 4, 8; 0 = from the shape)
+    bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)
+};
+void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
+// The warps per row group gemv picks for l when kw == 0.
+int auto_kw(const Layout& l);
+
+// Pairs per item of the grouped expert GEMV (its token tile), and the most experts the grouping kernel counts in
+// shared memory.
+constexpr int kExpertGroup = 8;
+constexpr int64_t kMaxGroupedExperts = 4000;
+// One CTA sorts the n_pairs pairs by expert: *n_groups, groups [item][3] and order [n_pairs] as GemvArgs wants;
+// pairs whose id is out of range form items of expert -1. The order of pairs inside an expert may vary from run to
+// run; each pair's result does not depend on it.
+void experts_group(const int32_t* ids, int n_pairs, int n_expert, int32_t* n_groups, int32_t* groups, int32_t* order,
+                   cudaStream_t st);
+// The bound on the items of n_pairs pairs over n_expert experts (+ the out-of-range bucket).
+inline int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
+    return n_pairs / kExpertGroup + std::min<int64_t>(n_pairs, n_expert + 1);
+}
+
+// out[i, :] = W[ids[i], :] as fp32 (w = e2m1 * (e4m3 * global) / e4m3 * scale, as the CPU references); an id out
+// of range gives a zero row.
+void get_rows(const Layout& l, const uint8_t* w, const int32_t* ids, int64_t n, float* out, cudaStream_t st);
+// Rows [r0, r0 + nr) of W without the per-tensor factor, as bf16 [nr, ldo] (ldo >= cp, ldo % 8 == 0, out 16-byte
+// aligned; columns past cols zero):
+// NVFP4 e2m1 * e4m3 (exact in bf16), FP8 e4m3 (n_post == 1, exact) or e4m3 * scale[r] rounded (n_post == rows).
+// The per-tensor factor left out (NVFP4 global, per-tensor FP8 scale) is the GEMM's alpha.
+void dequant_bf16(const Layout& l, const uint8_t* w, int64_t r0, int64_t nr, uint16_t* out, int64_t ldo,
+                  cudaStream_t st);
+// x [n, cols] (row stride xs) as bf16 [n, ldo], zero past cols.
+void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st);
+// x [n, cols] quantized per tensor to E4M3 [n, ldo] (zero past cols): amax over x, unit = amax / 448 (1 when
+// amax is 0), q = e4m3(x / unit) (saturating). stat: 2 floats of device memory, [0] amax, [1] unit (read by the
+// FP8 GEMM as its B scale).
+void quantize_fp8(const float* x, int64_t xs, int64_t n, int64_t cols, uint8_t* out, int64_t ldo, float* stat,
+                  cudaStream_t st);
+// y[t, r] (+)= tmp[t * rows + r] * s[r] (s null: 1).
+void scale_rows(const float* tmp, int64_t rows, int64_t n, const float* s, float* y, int64_t ys, bool accumulate,
+                cudaStream_t st);
+// y[t, r] (+)= sum over j < top_k in order of weights[p] * part[p * rows + r] (p = t * top_k + j), pairs whose id
+// is out of range skipped; fp32, deterministic.
+void experts_reduce(const float* part, int64_t rows, const int32_t* ids, const float* weights, int n_expert,
+                    int64_t n_tokens, int top_k, float* y, int64_t ys, bool accumulate, bool pdl, cudaStream_t st);
+// NVFP4 with has_fp8: fills the FP8 copy of matrix w from its codes and scales: e4m3(e2m1 * e4m3s * inv_unit).
+void nvfp4_to_fp8(const Layout& l, uint8_t* w, float inv_unit, cudaStream_t st);
+
+}  // namespace imp::wo

@@ -1,0 +1,221 @@
+// Weight-only CUDA weights (wo_weight.h). Weight::matmul:
+//   - up to kMaxGemvTokens tokens: the GEMV (wo_gemv.cu) reads every weight byte once;
+//   - above, with the FP8 GEMM (Options::fp8_gemm, FP8 codes or the NVFP4 FP8 copy): the activations are quantized
+//     to E4M3 per tensor, dynamically (amax over the call's rows; cuBLASLt's Hopper FP8 GEMM takes one scale per
+//     operand, so a per-token scale would cost an extra pass over the output), and cuBLASLt multiplies them on the
+//     FP8 tensor cores with the weight's per-tensor scale as A scale, accumulating into y (beta = 1). A per-row
+//     weight scale, a row count or token count that is not a multiple of 16, or an output stride that is not a
+//     multiple of 4 goes through an fp32 buffer in the workspace ([tokens padded to 16, rows padded to 16]) and an
+//     epilogue y (+)= buffer * row scale;
+//   - else: weight rows are dequantized tile by tile to bf16 in the workspace (exact for NVFP4 and per-tensor FP8;
+//     the per-tensor factor is the GEMM's alpha) and multiplied by cuBLASLt with the activations converted to bf16.
+// The expert weights are in wo_experts.cpp. Nothing allocates device memory after load.
+#include "wo_weight.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "imp/cuda/check.h"
+#include "imp/error.h"
+#include "lt_gemm.h"
+#include "wo_kernels.h"
+
+namespace imp::wo {
+namespace {
+
+constexpr int64_t kMinTileOutputs = int64_t(8) << 20;
+constexpr int64_t kMinTileElems = int64_t(32) << 20;
+
+int64_t round_up(int64_t v, int64_t m) {
+    return (v + m - 1) / m * m;
+}
+
+class WoWeight final : public Weight {
+public:
+    WoWeight(std::string name, const Layout& l, uint8_t* dev, const Options& o, float bf16_alpha)
+        : name_(std::move(name)), l_(l), dev_(dev), o_(o), alpha_(bf16_alpha), lt_(name_ + " weight") {
+        rows_ = l.rows;
+        cols_ = l.cols;
+    }
+    std::string type() const override { return name_; }
+    uint64_t bytes() const override { return l_.bytes; }
+
+    void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
+                bool accumulate) const override {
+        const CudaHandles& h = cuda_handles(ex, name_ + " weight");
+        if (n_tokens <= 0) return;
+        if (n_tokens > 1 && (x_stride < cols_ || y_stride < rows_))
+            throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]: matmul strides x " + std::to_string(x_stride) + ", y " +
+                        std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
+                        std::to_string(rows_));
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        if (n_tokens <= kMaxGemvTokens) {
+            GemvArgs a;
+            a.w = dev_;
+            a.x = x;
+            a.xs = x_stride;
+            a.y = y;
+            a.ys = y_stride;
+            a.n_tokens = int(n_tokens);
+            a.accumulate = accumulate;
+            a.kw = o_.gemv_kw;
+            a.pdl = h.pdl;
+            gemv(l_, a, st);
+            return;
+        }
+        const uint64_t need = workspace_bytes(n_tokens);
+        if (ex.workspace_bytes() < need || !ex.workspace())
+            throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]: matmul of " + std::to_string(n_tokens) + " tokens needs " +
+                        std::to_string(need) + " bytes of workspace, the executor reserved " +
+                        std::to_string(ex.workspace_bytes()));
+        auto* ws = static_cast<uint8_t*>(ex.workspace());
+        if (fp8_path())
+            matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+        else
+            matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+    }
+
+    void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
+        const CudaHandles& h = cuda_handles(ex, name_ + " weight");
+        wo::get_rows(l_, dev_, ids, n, out, static_cast<cudaStream_t>(h.stream));
+    }
+
+    uint64_t workspace_bytes(int64_t n_tokens) const override {
+        if (n_tokens <= kMaxGemvTokens) return 0;
+        if (fp8_path()) {
+            const int64_t np = round_up(n_tokens, 16);
+            return round256(uint64_t(np * l_.cp)) + 256 + round256(uint64_t(np * l_.rows_p16) * 4);
+        }
+        return round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
+    }
+
+private:
+    bool fp8_path() const { return o_.fp8_gemm && (l_.codec == Codec::FP8 || l_.has_fp8); }
+
+    int64_t tile_rows(int64_t n_tokens) const {
+        int64_t t = o_.tile_rows;
+        if (t <= 0) t = std::max((kMinTileOutputs + n_tokens - 1) / n_tokens, kMinTileElems / l_.cp);
+        t = round_up(std::max<int64_t>(t, 1), 128);
+        return std::min(t, rows_);
+    }
+
+    void matmul_fp8(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
+                    bool accumulate) const {
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        const int64_t np = round_up(n, 16);
+        auto* xq = ws;
+        auto* stat = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)));
+        auto* tmp = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)) + 256);
+        // Rows n..np of xq stay as they are: the direct path multiplies only n rows, the buffered one writes the
+        // padded rows of tmp, which the epilogue never reads.
+        quantize_fp8(x, xs, n, cols_, xq, l_.cp, stat, st);
+        const float* post = reinterpret_cast<const float*>(dev_ + l_.post_off);
+        const bool per_row = l_.codec == Codec::FP8 && l_.n_post != 1;
+        const float* a_scale = l_.codec == Codec::NVFP4 ? post + 1 : (per_row ? nullptr : post);
+        const bool direct = !per_row && rows_ % 16 == 0 && n % 16 == 0 && ys % 4 == 0 &&
+                            reinterpret_cast<uintptr_t>(y) % 16 == 0;
+        GemmCall c;
+        c.type = GemmType::FP8;
+        c.a = l_.codec == Codec::NVFP4 ? dev_ + l_.fp8_off : dev_;
+        c.lda = l_.cp;
+        c.b = xq;
+        c.ldb = l_.cp;
+        c.k = l_.cp;
+        c.a_scale = a_scale;
+        c.b_scale = stat + 1;
+        c.fast_accum = o_.fast_accum;
+        if (direct) {
+            c.d = y;
+            c.ldd = ys;
+            c.m = rows_;
+            c.n = n;
+            c.accumulate = accumulate;
+            lt_.run(h, c);
+            return;
+        }
+        c.d = tmp;
+        c.ldd = l_.rows_p16;
+        c.m = l_.rows_p16;
+        c.n = np;
+        lt_.run(h, c);
+        scale_rows_padded(tmp, n, per_row ? post : nullptr, y, ys, accumulate, st);
+    }
+
+    void scale_rows_padded(const float* tmp, int64_t n, const float* s, float* y, int64_t ys, bool accumulate,
+                           cudaStream_t st) const {
+        if (l_.rows_p16 == rows_) {
+            scale_rows(tmp, rows_, n, s, y, ys, accumulate, st);
+            return;
+        }
+        for (int64_t t = 0; t < n; ++t)  // rare (rows not a multiple of 16): one launch per token
+            scale_rows(tmp + t * l_.rows_p16, rows_, 1, s, y + t * ys, ys, accumulate, st);
+    }
+
+    void matmul_bf16(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
+                     bool accumulate) const {
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        auto* xb = reinterpret_cast<uint16_t*>(ws);
+        auto* wt = reinterpret_cast<uint16_t*>(ws + round256(uint64_t(n * l_.cp) * 2));
+        to_bf16(x, xs, n, cols_, xb, l_.cp, st);
+        const int64_t tile = tile_rows(n);
+        for (int64_t r0 = 0; r0 < rows_; r0 += tile) {
+            const int64_t nr = std::min(tile, rows_ - r0);
+            dequant_bf16(l_, dev_, r0, nr, wt, l_.cp, st);
+            GemmCall c;
+            c.type = GemmType::BF16;
+            c.a = wt;
+            c.lda = l_.cp;
+            c.b = xb;
+            c.ldb = l_.cp;
+            c.d = y + r0;
+            c.ldd = ys;
+            c.m = nr;
+            c.n = n;
+            c.k = l_.cp;
+            c.alpha = alpha_;
+            c.accumulate = accumulate;
+            lt_.run(h, c);
+        }
+    }
+
+    std::string name_;
+    Layout l_;
+    uint8_t* dev_;
+    Options o_;
+    float alpha_;
+    LtGemm lt_;
+};
+
+}  // namespace
+
+// Uploads matrix e (filled on the host) to dev + e * l.bytes.
+void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,
+                   std::vector<uint8_t>& host) {
+    host.assign(l.bytes, 0);
+    fill(e, host.data());
+    ex.upload(dev + uint64_t(e) * l.bytes, host.data(), l.bytes);
+}
+
+const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {
+    const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
+    if (!h) throw Error(what + " lives on a CUDA device; executor " + ex.name() + " gives no CUDA handles");
+    return *h;
+}
+
+std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
+                                    const Options& o, float bf16_alpha, float fp8_inv_unit) {
+    const CudaHandles& h = cuda_handles(ex, name + " weight");
+    auto* dev = static_cast<uint8_t*>(ex.alloc(l.bytes, name.c_str()));
+    std::vector<uint8_t> host;
+    upload_matrix(ex, l, fill, 0, dev, host);
+    if (l.has_fp8) {
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        nvfp4_to_fp8(l, dev, fp8_inv_unit, st);
+        IMP_CUDA_CHECK(cudaStreamSynchronize(st));
+    }
+    return std::make_unique<WoWeight>(std::move(name), l, dev, o, bf16_alpha);
+}
+
+}  // namespace imp::wo

@@ -1,0 +1,43 @@
+// Weight-only CUDA weights shared by quant_fp8 and quant_nvfp4: the Weight and ExpertWeights of one Layout
+// (wo_layout.h) on a CUDA executor. The format libraries (fp8_cuda.cpp, nvfp4_cuda.cpp) fill each matrix of the
+// layout on the host; these upload it and run the kernels. Needs no CUDA headers to include.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imp/executor.h"
+#include "imp/experts.h"
+#include "imp/quant_format.h"
+#include "wo_layout.h"
+
+namespace imp::wo {
+
+// Kernel choices (the formats' Settings map onto these).
+struct Options {
+    bool fp8_gemm = false;    // prefill through the FP8 GEMM (FP8 codes, or the NVFP4 FP8 copy) instead of BF16 tiles
+    bool fast_accum = true;   // the FP8 GEMM's fast accumulation
+    int gemv_kw = 0;          // GEMV warps per row group (0 = from the shape)
+    int64_t tile_rows = 0;    // BF16 path: weight rows per dequantized tile (0 = automatic)
+    bool experts_grouped = true;  // expert matmuls with more pairs than experts: pairs grouped by expert
+};
+
+// Fills one matrix of the layout in host memory (zeroed, l.bytes) — expert `e` for experts, 0 for a weight.
+using FillMatrix = std::function<void(int64_t e, uint8_t* host)>;
+
+// name: the weight's type name (Weight::type(), and messages). bf16_alpha: the per-tensor factor dequant_bf16 leaves out (NVFP4 global; FP8 per-tensor scale; else 1).
+// fp8_inv_unit (NVFP4 with l.has_fp8): the FP8 copy is e4m3(e2m1 * e4m3s * fp8_inv_unit), filled on the device.
+std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
+                                    const Options& o, float bf16_alpha, float fp8_inv_unit);
+std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, const Layout& l, int64_t n_expert,
+                                            const FillMatrix& fill, const Options& o);
+
+// Fills matrix e of the layout on the host (a zeroed l.bytes buffer, reused) and uploads it to dev + e * l.bytes.
+void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,
+                   std::vector<uint8_t>& host);
+// The CUDA handles of ex, or an imp::Error naming `what`.
+const CudaHandles& cuda_handles(const Executor& ex, const std::string& what);
+
+}  // namespace imp::wo

@@ -1,0 +1,189 @@
+// quant_fp8: reading a weight's file tensors as FP8 E4M3 weights (see fp8_layout.h).
+#include "fp8_layout.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "hf_quant_util.h"
+#include "imp/error.h"
+
+namespace imp::fp8 {
+namespace {
+
+using quant_hf::shape_str;
+
+const char* kPlugin = "quant_fp8";
+
+[[noreturn]] void fail(const std::string& what) { throw Error(std::string(kPlugin) + ": " + what); }
+
+bool fp8_algo(const std::string& a) { return a == "FP8" || a == "FP8_PER_CHANNEL_PER_TOKEN"; }
+
+void check_config(const QuantConfig* q, const std::string& tensor, const std::string& module) {
+    if (!q || q->empty()) return;
+    const std::string where = " (" + quant_hf::config_files(*q) + ")";
+    if (q->method == "fp8")
+        fail("'" + tensor + "': key 'quant_method' is 'fp8' (block-wise FP8 with weight_scale_inv), which quant_fp8 " +
+             "does not read" + where);
+    const quant_hf::ModuleAlgo m = quant_hf::module_algo(*q, module);
+    if (m.excluded)
+        fail("'" + tensor + "' is FP8 but module '" + module +
+             "' matches an exclude_modules / ignore pattern of the quantization config" + where);
+    if (q->method == "compressed-tensors" && m.algo.empty()) {
+        if (q->format.empty() || q->format == "float-quantized" || q->format == "naive-quantized" ||
+            q->format == "mixed-precision")
+            return;
+        fail("'" + tensor + "' is FP8 but key 'format' is '" + q->format + "', not float-quantized" + where);
+    }
+    if (fp8_algo(m.algo)) return;
+    if (m.algo.empty() || m.algo == "MIXED_PRECISION")
+        fail("'" + tensor + "' is FP8 but module '" + module + "' has no FP8 entry in key '" +
+             (m.algo.empty() ? std::string("quant_algo") : std::string("quantized_layers")) +
+             "' of the quantization config" + where);
+    fail("'" + tensor + "': key '" + m.key + "' is quant_algo '" + m.algo + "', which quant_fp8 does not read " +
+         "(it reads FP8 and FP8_PER_CHANNEL_PER_TOKEN)" + where);
+}
+
+void check_missing(const QuantConfig* q, const std::string& module, const std::string& have) {
+    if (!q || q->layers.empty()) return;
+    const quant_hf::ModuleAlgo m = quant_hf::module_algo(*q, module);
+    if (!m.listed || !fp8_algo(m.algo)) return;
+    fail("key '" + m.key + "' of the quantization config (" + quant_hf::config_files(*q) + ") makes '" + module +
+         "' " + m.algo + ", but its tensors are not FP8 (" + have + ")");
+}
+
+Piece piece_of(const WeightSource& u, const QuantConfig* q, std::string& refusal) {
+    Piece p;
+    if (!u.main || u.main->type != "F8_E4M3") {
+        if (u.main) check_missing(q, module_of(u.main->name), "'" + u.main->name + "' is " + u.main->type);
+        refusal = u.main ? "type " + u.main->type + " is not F8_E4M3" : "no weight tensor";
+        return p;
+    }
+    p.q = u.main;
+    const std::string& name = p.q->name;
+    const std::string module = module_of(name);
+    if (const TensorInfo* inv = u.find("weight_scale_inv"))
+        fail("'" + inv->name + "': block-wise FP8 (weight_scale_inv) is not supported");
+    const TensorInfo* s = u.find("weight_scale");
+    if (!s) fail("'" + name + "' is F8_E4M3 but its scale '" + module + ".weight_scale' is missing");
+    check_config(q, name, module);
+    const auto& sh = p.q->shape;
+    if (sh.size() != 2 && sh.size() != 3) fail("'" + name + "' " + shape_str(sh) + " is not [(n,) rows, cols]");
+    p.n = sh.size() == 3 ? sh[0] : 1;
+    p.rows = sh[sh.size() - 2];
+    p.cols = sh.back();
+    if (p.n <= 0 || p.rows <= 0 || p.cols <= 0 || p.q->nbytes != uint64_t(p.n * p.rows * p.cols))
+        fail("'" + name + "' " + shape_str(sh) + " holds " + std::to_string(p.q->nbytes) + " bytes");
+    p.scales = quant_hf::read_floats(*s, kPlugin);
+    const int64_t ns = int64_t(p.scales.size());
+    if (ns != p.n && ns == p.n * p.rows) p.per_channel = true;
+    else if (ns != p.n)
+        fail("'" + s->name + "' " + shape_str(s->shape) + " has " + std::to_string(ns) + " values; '" + name + "' " +
+             shape_str(sh) + " needs " + std::to_string(p.n) + " (per tensor) or " + std::to_string(p.n * p.rows) +
+             " (per channel)");
+    for (float v : p.scales)
+        if (!std::isfinite(v) || v < 0) fail("'" + s->name + "' holds the unusable scale " + std::to_string(v));
+    p.tensors = {p.q, s};
+    if (const TensorInfo* in = u.find("input_scale")) {
+        const std::vector<float> v = quant_hf::read_floats(*in, kPlugin);
+        p.input_scale = v.empty() ? 0.f : *std::max_element(v.begin(), v.end());
+        p.tensors.push_back(in);
+    }
+    return p;
+}
+
+}  // namespace
+
+bool Layout::per_row() const {
+    if (fused_experts) return true;
+    for (const auto& p : pieces)
+        if (p.per_channel || (!experts() && p.scales[0] != pieces[0].scales[0])) return true;
+    return false;
+}
+
+std::vector<float> Layout::canonical_scales() const {
+    std::vector<float> v;
+    const bool rows = per_row();
+    for (const auto& p : pieces)
+        for (int64_t e = 0; e < p.n; ++e) {
+            if (!rows) {
+                v.push_back(p.scales[size_t(e)]);
+                continue;
+            }
+            for (int64_t r = 0; r < p.rows; ++r) v.push_back(p.scale(e, r));
+        }
+    if (!rows && !experts()) v.resize(1);  // parts with one equal scale
+    return v;
+}
+
+float Layout::input_scale() const {
+    float m = 0.f;
+    for (const auto& p : pieces) m = std::max(m, p.input_scale);
+    return m;
+}
+
+namespace {
+
+// Fused experts (gate|up of every expert): parts that are each a per-expert list of the same experts. The pieces go
+// expert by expert, each expert's parts in order; scales become per row.
+Layout fused_experts(const WeightSource& src, const QuantConfig* config) {
+    Layout l;
+    std::vector<Layout> parts;
+    for (const auto& part : src.parts) {
+        if (part.experts.empty() || !part.parts.empty()) {
+            l.refusal = "a fused expert weight needs every part as per-expert tensors";
+            return l;
+        }
+        parts.push_back(layout_of(part, config));
+        if (!parts.back().refusal.empty()) return parts.back();
+        if (parts.back().shape[0] != parts[0].shape[0] || parts.back().shape[2] != parts[0].shape[2]) {
+            l.refusal = "fused expert parts " + src.parts[0].describe() + " and " + part.describe() + " do not stack";
+            return l;
+        }
+    }
+    int64_t rows = 0;
+    for (const auto& p : parts) rows += p.shape[1];
+    for (int64_t e = 0; e < parts[0].shape[0]; ++e)
+        for (const auto& p : parts) l.pieces.push_back(p.pieces[size_t(e)]);
+    l.shape = {parts[0].shape[0], rows, parts[0].shape[2]};
+    l.fused_experts = true;
+    return l;
+}
+
+}  // namespace
+
+Layout layout_of(const WeightSource& src, const QuantConfig* config) {
+    if (!src.parts.empty() && !src.parts[0].experts.empty()) return fused_experts(src, config);
+    Layout l;
+    std::vector<const WeightSource*> units;
+    for (const auto& p : src.parts) units.push_back(&p);
+    for (const auto& e : src.experts) units.push_back(&e);
+    if (units.empty()) units.push_back(&src);
+    for (const WeightSource* u : units) {
+        if (!u->parts.empty() || !u->experts.empty()) {
+            l.refusal = "nested row concatenations or expert lists are not supported";
+            return l;
+        }
+        Piece p = piece_of(*u, config, l.refusal);
+        if (!l.refusal.empty()) return l;
+        l.pieces.push_back(std::move(p));
+    }
+    const Piece& f = l.pieces[0];
+    if (src.parts.empty() && src.experts.empty()) {
+        l.shape = f.q->shape;
+        return l;
+    }
+    int64_t rows = 0;
+    for (const auto& p : l.pieces) {
+        if (p.n != 1 || p.cols != f.cols || (!src.experts.empty() && p.rows != f.rows)) {
+            l.refusal = "'" + p.q->name + "' " + shape_str(p.q->shape) + " does not stack with '" + f.q->name + "' " +
+                        shape_str(f.q->shape);
+            return l;
+        }
+        rows += p.rows;
+    }
+    if (!src.parts.empty()) l.shape = {rows, f.cols};
+    else l.shape = {int64_t(l.pieces.size()), f.rows, f.cols};
+    return l;
+}
+
+}  // namespace imp::fp8

@@ -1,0 +1,206 @@
+// quant_fp8 CUDA (cuda/fp8_cuda.h) on the GPU against the double-precision reference of the exact CPU
+// dequantization (src/fp8_ref.h), on fresh random E4M3 codes (every finite code, subnormals and -0 included) with
+// per-tensor and per-row scales.
+// Bounds (relative norm ||y - want|| / ||want - init||):
+//   GEMV and expert matmuls 1e-4: exact weights, fp32 activations and sums (rounding ~4e-6 at worst over 4k terms;
+//     any indexing or decoding error is O(1));
+//   DequantBf16 prefill 5e-3: activations rounded to bf16 (and per-row weights e4m3 * scale rounded to bf16);
+//   Fp8Gemm prefill: 1e-2 against the reference of the same per-tensor E4M3 activation rounding simulated on the CPU
+//     (left: the tensor cores' fast FP8 accumulation), 0.1 against the exact activations (E4M3: 4 significant bits).
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "fp8_cuda.h"
+#include "fp8_ref.h"
+#include "wo_test_cases.h"
+
+using namespace imp;
+using namespace imp::wo::test;
+namespace f8 = imp::fp8;
+
+namespace {
+
+struct Fp8 {
+    int64_t rows = 0, cols = 0, n_scale = 1;
+    std::vector<uint8_t> q;
+    std::vector<float> scales;
+    std::vector<float> w;
+};
+
+Fp8 random_fp8(int64_t rows, int64_t cols, bool per_row, std::mt19937& rng) {
+    Fp8 f;
+    f.rows = rows;
+    f.cols = cols;
+    f.n_scale = per_row ? rows : 1;
+    std::uniform_int_distribution<int> byte(0, 255);
+    f.q.resize(size_t(rows * cols));
+    for (auto& v : f.q) {
+        do v = uint8_t(byte(rng));
+        while ((v & 0x7F) == 0x7F);  // NaN codes are not weights
+    }
+    std::uniform_real_distribution<float> u(0.001f, 0.01f);
+    f.scales.resize(size_t(f.n_scale));
+    for (auto& s : f.scales) s = u(rng);
+    f.w.resize(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+        f8::dequant_row(f.q.data() + r * cols, f.scales[size_t(per_row ? r : 0)], cols, f.w.data() + r * cols);
+    return f;
+}
+
+std::unique_ptr<Weight> load(CudaExecutor& ex, const Fp8& f, const f8::cuda::Settings& s = {}) {
+    return f8::cuda::make_weight(ex, f.rows, f.cols, f.q.data(), f.scales.data(), f.n_scale, "blk.0.attn_o.weight", s);
+}
+
+f8::cuda::Settings bf16_prefill() {
+    f8::cuda::Settings s;
+    s.prefill = f8::cuda::Settings::Prefill::DequantBf16;
+    return s;
+}
+
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{203, 371}, {64, 4100}, {1, 5}, {130, 1040}};
+
+}  // namespace
+
+TEST_CASE("quant_fp8 cuda: GEMV of 1/2/5/8 tokens, per-tensor and per-row scales, strides, accumulate",
+          "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(111);
+    for (const auto& [rows, cols] : kShapes)
+        for (const bool per_row : {false, true}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            for (const int kw : {0, 1, 8}) {
+                f8::cuda::Settings s;
+                s.gemv_kw = kw;
+                const auto w = load(*ex, f, s);
+                CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, 0, f.n_scale));
+                for (const int64_t t : {1, 2, 5, 8})
+                    for (const bool acc : {false, true})
+                        for (const int64_t xs : {cols, cols + 3}) {
+                            INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", kw " << kw
+                                      << ", tokens " << t << (acc ? ", accumulate" : "") << ", x stride " << xs);
+                            const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng);
+                            CHECK(c.unwritten == 0);
+                            CHECK(c.overwritten == 0);
+                            CHECK(c.rel <= 1e-4);
+                        }
+            }
+        }
+}
+
+TEST_CASE("quant_fp8 cuda: prefill through cuBLASLt's FP8 GEMM", "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(222);
+    // 208 rows per tensor, 16/48/512 tokens, y stride = rows: cuBLASLt writes y directly; per-row scales, 203 rows,
+    // 33 tokens or an odd stride: through the fp32 buffer and the epilogue.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{208, 512}, {203, 371}})
+        for (const bool per_row : {false, true}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            const auto w = load(*ex, f);
+            for (const int64_t t : {16, 33, 48, 512})
+                for (const int64_t ys : {rows, rows + 1})
+                    for (const bool acc : {false, true}) {
+                        ex->reserve_workspace(w->workspace_bytes(t));
+                        INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", tokens " << t
+                                  << ", y stride " << ys << (acc ? ", accumulate" : ""));
+                        auto sim = [&](const std::vector<float>& x) { return fp8_activations(x, cols, t, cols); };
+                        std::mt19937 r1 = rng, r2 = rng;
+                        const Check c = matmul_case(*ex, *w, f.w, t, cols, ys, acc, r1, sim);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 1e-2);
+                        CHECK(matmul_case(*ex, *w, f.w, t, cols, ys, acc, r2).rel <= 0.1);
+                        rng = r2;
+                    }
+        }
+}
+
+TEST_CASE("quant_fp8 cuda: prefill through bf16 tiles", "[quant_fp8_gpu][gemm]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(333);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 371}, {300, 1040}})
+        for (const bool per_row : {false, true}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            auto s = bf16_prefill();
+            s.tile_rows = 128;
+            const auto w = load(*ex, f, s);
+            for (const int64_t t : {9, 33, 100})
+                for (const bool acc : {false, true}) {
+                    ex->reserve_workspace(w->workspace_bytes(t));
+                    INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", tokens " << t
+                              << (acc ? ", accumulate" : ""));
+                    const Check c = matmul_case(*ex, *w, f.w, t, cols + 1, rows + 2, acc, rng);
+                    CHECK(c.unwritten == 0);
+                    CHECK(c.overwritten == 0);
+                    CHECK(c.rel <= 5e-3);
+                }
+        }
+}
+
+TEST_CASE("quant_fp8 cuda: get_rows bit for bit, ids out of range give zero rows", "[quant_fp8_gpu][get_rows]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(444);
+    for (const bool per_row : {false, true}) {
+        const Fp8 f = random_fp8(203, 371, per_row, rng);
+        get_rows_case(*ex, *load(*ex, f), f.w);
+    }
+}
+
+TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, ids out of range, idle experts)",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(555);
+    for (const bool per_row : {false, true}) {
+        const int64_t n_expert = 6, rows = 77, cols = 371;
+        std::vector<uint8_t> q;
+        std::vector<float> scales;
+        std::vector<std::vector<float>> ref;
+        for (int64_t i = 0; i < n_expert; ++i) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            q.insert(q.end(), f.q.begin(), f.q.end());
+            scales.insert(scales.end(), f.scales.begin(), f.scales.end());
+            ref.push_back(f.w);
+        }
+        const int64_t ns = per_row ? rows : 1;
+        for (const bool grouped : {true, false}) {
+            f8::cuda::Settings s;
+            s.experts_grouped = grouped;
+            const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns, s);
+            CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
+            INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair"));
+            experts_cases(*ex, *w, ref, 1e-4, rng);
+        }
+    }
+}
+
+TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
+          "[quant_fp8_gpu][graph]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(666);
+    const Fp8 f = random_fp8(160, 512, false, rng);
+    std::vector<uint8_t> q;
+    std::vector<float> scales;
+    std::vector<std::vector<float>> ref;
+    for (int i = 0; i < 5; ++i) {
+        const Fp8 x = random_fp8(48, 256, true, rng);
+        q.insert(q.end(), x.q.begin(), x.q.end());
+        scales.insert(scales.end(), x.scales.begin(), x.scales.end());
+        ref.push_back(x.w);
+    }
+    const auto e = f8::cuda::make_experts(*ex, 5, 48, 256, q.data(), scales.data(), 48);
+    SECTION("fp8 prefill") {
+        graph_case(*ex, *load(*ex, f), f.w, 32, 1e-2, *e, ref, rng,
+                   [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, f.cols, t, f.cols); });
+    }
+    SECTION("bf16 prefill") {
+        graph_case(*ex, *load(*ex, f, bf16_prefill()), f.w, 24, 5e-3, *e, ref, rng);
+    }
+}
+
+TEST_CASE("quant_fp8 cuda: bad scale counts are one clear error", "[quant_fp8_gpu][errors]") {
+    auto ex = make_gpu();
+    std::vector<uint8_t> q(64);
+    std::vector<float> s(4, 1.f);
+    CHECK_THROWS_WITH(f8::cuda::make_weight(*ex, 4, 16, q.data(), s.data(), 3, "blk.3.attn_q.weight"),
+                      Catch::Contains("blk.3.attn_q.weight") && Catch::Contains("3 weight scales"));
+}

@@ -1,0 +1,190 @@
+// Weight-only GPU tests (quant_fp8 and quant_nvfp4): the checks both formats run on a loaded Weight /
+// ExpertWeights against the double-precision reference of their exact CPU dequantization (wo_test_util.h).
+// Outputs start poisoned (or random when accumulating); every output must be written and nothing else.
+#pragma once
+#include <functional>
+
+#include "imp/quant_format.h"
+#include "wo_test_util.h"
+
+namespace imp::wo::test {
+
+// One matmul of n tokens (x stride xs, y stride ys) on fresh random x; returns the check against
+// want = ref(w_ref, x_ref(x)) (+ init when accumulating). x_ref maps x to what the kernel is meant to multiply
+// (identity, or the FP8 activation quantization).
+inline Check matmul_case(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, int64_t n, int64_t xs,
+                         int64_t ys, bool accumulate, std::mt19937& rng,
+                         const std::function<std::vector<float>(const std::vector<float>&)>& x_ref = {}) {
+    const int64_t rows = w.rows(), cols = w.cols(), n_alloc = n + 1;
+    const auto x = random_floats(size_t(n * xs), rng);
+    const auto xr = x_ref ? x_ref(x) : x;
+    const auto delta = reference(w_ref, rows, cols, xr, xs, n);
+    std::vector<float> init = poison_floats(size_t(n_alloc * ys));
+    std::vector<double> want = delta;
+    if (accumulate) {
+        const auto z = random_floats(size_t(n * ys), rng);
+        for (int64_t t = 0; t < n; ++t)
+            for (int64_t r = 0; r < rows; ++r) {
+                init[size_t(t * ys + r)] = z[size_t(t * ys + r)];
+                want[size_t(t * rows + r)] += double(z[size_t(t * ys + r)]);
+            }
+    }
+    float* xd = device_copy(ex, x);
+    float* yd = device_copy(ex, init);
+    w.matmul(ex, xd, xs, yd, ys, n, accumulate);
+    return check_output(download(ex, yd, init.size()), init, ys, n_alloc, rows, want, delta, n);
+}
+
+// get_rows: ids in range give the reference rows bit for bit, ids out of range zero rows.
+inline void get_rows_case(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref) {
+    const int64_t rows = w.rows(), cols = w.cols();
+    const std::vector<int32_t> ids = {0, int32_t(rows - 1), int32_t(rows / 2), -1, int32_t(rows), 0};
+    int32_t* idd = device_copy(ex, ids);
+    float* out = device_copy(ex, poison_floats(ids.size() * size_t(cols)));
+    w.get_rows(ex, idd, int64_t(ids.size()), out);
+    const auto got = download(ex, out, ids.size() * size_t(cols));
+    int64_t bad = 0;
+    for (size_t i = 0; i < ids.size(); ++i)
+        for (int64_t c = 0; c < cols; ++c) {
+            const bool ok = ids[i] >= 0 && ids[i] < rows;
+            const float want = ok ? w_ref[size_t(ids[i] * cols + c)] : 0.f;
+            bad += std::memcmp(&got[i * size_t(cols) + size_t(c)], &want, 4) != 0;
+        }
+    CHECK(bad == 0);
+}
+
+struct ExpertsCase {
+    int64_t n_tokens = 1, top_k = 1;
+    bool weighted = false, x_per_slot = false, accumulate = false;
+};
+
+// Random routing over experts {0, 1, 2, 4, ...} (expert 3 and the last one get no token), ~1 in 8 ids out of range
+// (-1 or n_expert); routing weights in [0.1, 1).
+inline std::vector<int32_t> random_ids(int64_t n, int64_t n_expert, std::mt19937& rng) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    std::uniform_int_distribution<int> d(0, int(n_expert) - 1), bad(0, 7);
+    for (auto& id : ids) {
+        do id = d(rng);
+        while (id == 3 || id == int(n_expert) - 1);
+        const int b = bad(rng);
+        if (b == 0) id = -1;
+        if (b == 1) id = int32_t(n_expert);
+    }
+    return ids;
+}
+
+inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
+                          const ExpertsCase& c, std::mt19937& rng) {
+    const int64_t rows = w.rows(), cols = w.cols(), n_pairs = c.n_tokens * c.top_k;
+    // Odd token counts: a row stride of whole 16-byte steps (the GEMV's vector loads), even: an odd one.
+    const int64_t xs = (cols + 3) / 4 * 4 + (c.n_tokens % 2 ? 4 : 1), ys = rows + 3;
+    const int64_t x_rows = c.x_per_slot ? n_pairs : c.n_tokens, n_out = c.weighted ? c.n_tokens : n_pairs;
+    const auto x = random_floats(size_t(x_rows * xs), rng);
+    const auto ids = random_ids(n_pairs, w.n_expert(), rng);
+    std::vector<float> weights(static_cast<size_t>(n_pairs));
+    std::uniform_real_distribution<float> u(0.1f, 1.f);
+    for (auto& g : weights) g = u(rng);
+    std::vector<float> init = poison_floats(size_t((n_out + 1) * ys));
+    if (c.accumulate) {
+        const auto z = random_floats(init.size(), rng);
+        for (int64_t o = 0; o < n_out; ++o)
+            for (int64_t r = 0; r < rows; ++r) init[size_t(o * ys + r)] = z[size_t(o * ys + r)];
+    }
+    ExpertMatmul m;
+    m.x = device_copy(ex, x);
+    m.x_stride = xs;
+    m.x_per_slot = c.x_per_slot;
+    m.ids = device_copy(ex, ids);
+    m.weights = c.weighted ? device_copy(ex, weights) : nullptr;
+    m.n_tokens = c.n_tokens;
+    m.top_k = c.top_k;
+    m.y = device_copy(ex, init);
+    m.y_stride = ys;
+    m.accumulate = c.accumulate;
+    const auto e = experts_expected(w_ref, rows, cols, m, x, ids, weights, init, ys);
+    w.grouped_matmul(ex, m);
+    return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
+}
+
+// Every experts case the formats run: 1/2/5/8/33 tokens, top_k 1/2/4 (so more and fewer (token, slot) pairs than
+// the 6 experts of the tests), weighted or not, x per slot or not, y = or +=.
+inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
+                          double tol, std::mt19937& rng) {
+    for (const int64_t n : {1, 2, 5, 8, 33})
+        for (const int64_t k : {1, 2, 4})
+            for (const bool weighted : {false, true})
+                for (const bool per_slot : {false, true})
+                    for (const bool acc : {false, true}) {
+                        ExpertsCase c{n, k, weighted, per_slot, acc};
+                        ex.reserve_workspace(w.workspace_bytes(n, k));
+                        const Check r = experts_case(ex, w, w_ref, c, rng);
+                        INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
+                                       << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : ""));
+                        CHECK(r.unwritten == 0);
+                        CHECK(r.overwritten == 0);
+                        CHECK(r.rel <= tol);
+                    }
+}
+
+// A graph captured with a one-token GEMV, a prefill matmul of n_big tokens and a weighted grouped matmul replays
+// with new activations, ids and weights written to the same device buffers.
+inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, int64_t n_big,
+                       double tol_big, const ExpertWeights& e, const std::vector<std::vector<float>>& e_ref,
+                       std::mt19937& rng,
+                       const std::function<std::vector<float>(const std::vector<float>&, int64_t)>& x_ref_big = {}) {
+    const int64_t rows = w.rows(), cols = w.cols(), er = e.rows(), ec = e.cols(), top_k = 2, n_tok = 3;
+    ex.reserve_workspace(std::max(w.workspace_bytes(n_big), e.workspace_bytes(n_tok, top_k)));
+    float* xd = device_copy(ex, std::vector<float>(size_t(n_big * cols), 1.f));
+    float* y1 = device_copy(ex, poison_floats(size_t(rows)));
+    float* y2 = device_copy(ex, poison_floats(size_t(n_big * rows)));
+    float* ex_x = device_copy(ex, std::vector<float>(size_t(n_tok * ec), 1.f));
+    int32_t* ex_ids = device_copy(ex, std::vector<int32_t>(size_t(n_tok * top_k), 0));
+    float* ex_w = device_copy(ex, std::vector<float>(size_t(n_tok * top_k), 1.f));
+    float* ex_y = device_copy(ex, poison_floats(size_t(n_tok * er)));
+    ExpertMatmul m;
+    m.x = ex_x;
+    m.x_stride = ec;
+    m.ids = ex_ids;
+    m.weights = ex_w;
+    m.n_tokens = n_tok;
+    m.top_k = top_k;
+    m.y = ex_y;
+    m.y_stride = er;
+    auto step = [&] {
+        w.matmul(ex, xd, cols, y1, rows, 1, false);
+        w.matmul(ex, xd, cols, y2, rows, n_big, false);
+        e.grouped_matmul(ex, m);
+    };
+    step();  // plans (cuBLASLt heuristics) are made outside the capture
+    ex.synchronize();
+    ex.capture_begin();
+    step();
+    const int graph = ex.capture_end();
+    REQUIRE(graph >= 0);
+    for (int rep = 0; rep < 2; ++rep) {
+        const auto x = random_floats(size_t(n_big * cols), rng);
+        const auto xe = random_floats(size_t(n_tok * ec), rng);
+        const auto ids = random_ids(n_tok * top_k, e.n_expert(), rng);
+        const auto g = random_floats(size_t(n_tok * top_k), rng);
+        ex.upload(xd, x.data(), x.size() * 4);
+        ex.upload(ex_x, xe.data(), xe.size() * 4);
+        ex.upload(ex_ids, ids.data(), ids.size() * 4);
+        ex.upload(ex_w, g.data(), g.size() * 4);
+        for (float* p : {y1, y2, ex_y}) ex.fill_zero(p, 4);  // one float changed: the replay must rewrite it
+        ex.replay(graph);
+        INFO("replay " << rep);
+        const auto r1 = reference(w_ref, rows, cols, x, cols, 1);
+        const auto xb = x_ref_big ? x_ref_big(x, n_big) : x;
+        const auto r2 = reference(w_ref, rows, cols, xb, cols, n_big);
+        const auto got1 = download(ex, y1, size_t(rows));
+        const auto got2 = download(ex, y2, size_t(n_big * rows));
+        CHECK(check_output(got1, got1, rows, 1, rows, r1, r1, 1).rel <= 1e-4);
+        CHECK(check_output(got2, got2, rows, n_big, rows, r2, r2, n_big).rel <= tol_big);
+        const auto init = poison_floats(size_t(n_tok * er));
+        const auto want = experts_expected(e_ref, er, ec, m, xe, ids, g, init, er);
+        const auto got3 = download(ex, ex_y, size_t(n_tok * er));
+        CHECK(check_output(got3, got3, er, n_tok, er, want.want, want.delta, n_tok).rel <= 1e-4);
+    }
+}
+
+}  // namespace imp::wo::test

@@ -1,0 +1,33 @@
+// quant_ggml's settings: declarations and the typed view the format reads at load.
+#include "ggml_settings.h"
+
+#include "imp/error.h"
+
+namespace imp::ggml {
+
+void declare_ggml_settings(Registry& reg) {
+    reg.add_setting({"gemv_dp4a", true,
+                     "CUDA: one-token Q4_K/Q6_K GEMV (dense and experts) in the dp4a form; false: on the tensor cores",
+                     {}});
+    reg.add_setting({"cpu_kernels", std::string("auto"),
+                     "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
+                     {"auto", "generic", "avx2"}});
+}
+
+GgmlSettings ggml_settings(const Settings* s) {
+    GgmlSettings g;
+    // A format registered outside its plugin (a test's own registry) gets that registry's "core" settings: defaults.
+    if (!s || s->plugin() != "quant_ggml") return g;
+    g.gemv_dp4a = s->get_bool("gemv_dp4a");
+    g.cpu_kernels = s->get_string("cpu_kernels");
+    return g;
+}
+
+const Kernels& kernels_named(const std::string& name) {
+    if (name == "auto") return kernels_best();
+    for (const Kernels* k : kernels_available())
+        if (name == k->name) return *k;
+    throw Error("[plugin.quant_ggml] cpu_kernels = \"" + name + "\": this CPU cannot run them");
+}
+
+}  // namespace imp::ggml

@@ -1,0 +1,23 @@
+// quant_ggml's settings ([plugin.quant_ggml] in a profile): declared at registration, read by the format when it
+// loads a weight, which keeps its kernel choices (nothing reads the environment or a global at run time).
+#pragma once
+#include <string>
+
+#include "imp/registry.h"
+#include "imp/settings.h"
+#include "kernels.h"
+
+namespace imp::ggml {
+
+struct GgmlSettings {
+    bool gemv_dp4a = true;            // CUDA: one-token Q4_K / Q6_K GEMV (dense and experts) in the dp4a form
+    std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
+};
+
+void declare_ggml_settings(Registry& reg);
+// The values of s (the request's settings), or the defaults when s is null or not quant_ggml's.
+GgmlSettings ggml_settings(const Settings* s);
+// The CPU kernel set a cpu_kernels value names; throws imp::Error when this CPU cannot run it.
+const Kernels& kernels_named(const std::string& name);
+
+}  // namespace imp::ggml

@@ -1,0 +1,105 @@
+// quant_nvfp4 CUDA: NVFP4 weights (nvfp4_cuda.h): checks the sizes, repacks the canonical codes into the device
+// layout's nibble order (wo_layout.h), copies the scales and the global, picks the FP8 copy's unit, and hands the
+// matrices to the shared weight-only Weight / ExpertWeights (quant_fp8/cuda/wo_weight.h).
+#include "nvfp4_cuda.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "imp/error.h"
+#include "nvfp4_ref.h"
+#include "wo_weight.h"
+
+namespace imp::nvfp4::cuda {
+namespace {
+
+wo::Options options(const Settings& s, bool dense) {
+    wo::Options o;
+    o.fp8_gemm = dense && s.prefill == Settings::Prefill::Fp8AtLoad;
+    o.fast_accum = s.fast_accum;
+    o.gemv_kw = s.gemv_kw;
+    o.tile_rows = s.tile_rows;
+    o.experts_grouped = s.experts_grouped;
+    return o;
+}
+
+void check(const std::string& what, int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+        throw Error("quant_nvfp4: " + what + ": bad shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                    "]");
+    if (cols % 16 != 0)
+        throw Error("quant_nvfp4: " + what + ": " + std::to_string(cols) +
+                    " columns, not a multiple of 16 (the NVFP4 block)");
+}
+
+// The code of element c of a canonical row.
+inline uint32_t code_at(const uint8_t* row, int64_t c) {
+    return (row[c >> 1] >> (4 * (c & 1))) & 0xFu;
+}
+
+// Matrix e of the canonical arrays into host (zeroed, l.bytes): repacked codes, scales, global (and the FP8 copy's
+// scale global * unit after it).
+void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, const float* globals, float unit,
+          int64_t e, uint8_t* host) {
+    const int64_t cb = l.cols / 2, sb = l.cols / 16;
+    const uint8_t* ce = codes + e * l.rows * cb;
+    const uint8_t* se = scales + e * l.rows * sb;
+    for (int64_t r = 0; r < l.rows; ++r) {
+        const uint8_t* src = ce + r * cb;
+        auto* dst = reinterpret_cast<uint32_t*>(host + r * l.ld);
+        for (int64_t w = 0; w * 8 < l.cols; ++w) {
+            uint32_t v = 0;
+            for (int i = 0; i < 8; ++i) v |= code_at(src, w * 8 + i) << (4 * wo::kNibble[i]);
+            dst[w] = v;  // word w of the row = word (w % 4) of chunk w / 4
+        }
+        std::memcpy(host + l.scale_off + r * l.scale_ld, se + r * sb, size_t(sb));
+    }
+    auto* post = reinterpret_cast<float*>(host + l.post_off);
+    post[0] = globals[e];
+    post[1] = globals[e] * unit;
+}
+
+// The FP8 copy's unit: max |e2m1 * e4m3| / 448 = 6 * max e4m3(scale) / 448 (1 when every scale is 0 or NaN).
+float fp8_unit(const uint8_t* scales, int64_t n) {
+    float m = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = std::fabs(e4m3_to_float(scales[i]));
+        if (std::isfinite(v)) m = std::max(m, v);
+    }
+    return m > 0.f ? m * 6.f / 448.f : 1.f;
+}
+
+}  // namespace
+
+std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* codes,
+                                         const uint8_t* scales, float global, std::string type_name,
+                                         const Settings& s) {
+    check(type_name + " weight", rows, cols);
+    const bool fp8 = s.prefill == Settings::Prefill::Fp8AtLoad;
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8);
+    const float unit = fp8 ? fp8_unit(scales, rows * (cols / 16)) : 1.f;
+    return wo::make_weight(
+        ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, &global, unit, e, h); },
+        options(s, true), global, 1.f / unit);
+}
+
+std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
+                                                 const uint8_t* codes, const uint8_t* scales, const float* globals,
+                                                 const Settings& s) {
+    check("experts [" + std::to_string(n_expert) + ", " + std::to_string(rows) + ", " + std::to_string(cols) + "]",
+          rows, cols);
+    if (n_expert <= 0) throw Error("quant_nvfp4: experts: " + std::to_string(n_expert) + " experts");
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
+    return wo::make_experts(
+        ex, "nvfp4 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, globals, 1.f, e, h); },
+        options(s, false));
+}
+
+uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, const Settings& s) {
+    const bool fp8 = n_expert <= 1 && s.prefill == Settings::Prefill::Fp8AtLoad;
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8);
+    return n_expert > 0 ? uint64_t(n_expert) * l.bytes : l.bytes;
+}
+
+}  // namespace imp::nvfp4::cuda

@@ -1,0 +1,227 @@
+// quant_nvfp4 CUDA (cuda/nvfp4_cuda.h) on the GPU against the double-precision reference of the exact CPU
+// dequantization (src/nvfp4_ref.h), on fresh random codes (all 16 codes, -0 included), E4M3 scales (normal,
+// subnormal and zero) and globals.
+// Bounds (relative norm ||y - want|| / ||want - init||):
+//   GEMV and expert matmuls 1e-4: exact weights, fp32 activations, fp32 sums of at most ~4k terms (rounding of such
+//     sums: ~2^-24 * sqrt(4k) ~ 4e-6 at worst; any indexing or decoding error is O(1));
+//   DequantBf16 prefill 5e-3: exact weights, activations rounded to bf16 (relative error <= 2^-9 each, so ~1e-3 on
+//     a sum of products of random sign);
+//   Fp8AtLoad prefill: 1e-2 against the reference of the same E4M3 rounding of weights and activations simulated on
+//     the CPU (left: the tensor cores' fast FP8 accumulation), and 0.15 against the exact weights (E4M3 keeps 4
+//     significant bits: each weight and activation is off by up to 2^-4 relative).
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "nvfp4_cuda.h"
+#include "nvfp4_ref.h"
+#include "wo_test_cases.h"
+
+using namespace imp;
+using namespace imp::wo::test;
+namespace nv = imp::nvfp4;
+
+namespace {
+
+struct Nv {
+    int64_t rows = 0, cols = 0;
+    std::vector<uint8_t> codes, scales;
+    float global = 1.f;
+    std::vector<float> w;  // exact dequantization
+};
+
+uint8_t random_scale(std::mt19937& rng) {
+    std::uniform_int_distribution<int> kind(0, 39), exp(4, 10), man(0, 7), sub(1, 7);
+    const int k = kind(rng);
+    if (k == 0) return 0;                       // zero scale (a block of zeros)
+    if (k <= 2) return uint8_t(sub(rng));       // subnormal E4M3
+    return uint8_t(exp(rng) << 3 | man(rng));   // 2^-3 .. 2^3 times 1.xxx
+}
+
+Nv random_nvfp4(int64_t rows, int64_t cols, std::mt19937& rng) {
+    Nv n;
+    n.rows = rows;
+    n.cols = cols;
+    std::uniform_int_distribution<int> byte(0, 255);
+    n.codes.resize(size_t(rows * cols / 2));
+    for (auto& c : n.codes) c = uint8_t(byte(rng));
+    n.scales.resize(size_t(rows * cols / 16));
+    for (auto& s : n.scales) s = random_scale(rng);
+    n.global = std::uniform_real_distribution<float>(0.002f, 0.02f)(rng);
+    n.w.resize(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+        nv::dequant_row(n.codes.data() + r * cols / 2, n.scales.data() + r * cols / 16, n.global, cols,
+                        n.w.data() + r * cols);
+    return n;
+}
+
+std::unique_ptr<Weight> load(CudaExecutor& ex, const Nv& n, const nv::cuda::Settings& s = {}) {
+    return nv::cuda::make_weight(ex, n.rows, n.cols, n.codes.data(), n.scales.data(), n.global, "blk.0.ffn_up.weight",
+                                 s);
+}
+
+// The weight the Fp8AtLoad GEMM multiplies: e4m3(e2m1 * e4m3s / unit) * (global * unit), as nvfp4_cuda.cpp and the
+// conversion kernel compute it.
+std::vector<float> fp8_copy(const Nv& n) {
+    float ms = 0.f;
+    for (const uint8_t s : n.scales) ms = std::max(ms, nv::e4m3_to_float(s));
+    const float unit = ms > 0.f ? ms * 6.f / 448.f : 1.f, inv = 1.f / unit, post = n.global * unit;
+    std::vector<float> w(n.w.size());
+    for (int64_t r = 0; r < n.rows; ++r)
+        for (int64_t c = 0; c < n.cols; ++c) {
+            const uint8_t code = (n.codes[size_t((r * n.cols + c) / 2)] >> (4 * (c & 1))) & 0xF;
+            const float v = nv::e2m1_to_float(code) * nv::e4m3_to_float(n.scales[size_t((r * n.cols + c) / 16)]);
+            w[size_t(r * n.cols + c)] = fp8::e4m3_to_float(e4m3_encode(v * inv)) * post;
+        }
+    return w;
+}
+
+}  // namespace
+
+TEST_CASE("quant_nvfp4 cuda: GEMV of 1/2/5/8 tokens, strides, accumulate, every row-group plan",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(101);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {64, 4112}, {1, 16}, {130, 1040}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        for (const int kw : {0, 1, 2, 4, 8}) {
+            nv::cuda::Settings s;
+            s.gemv_kw = kw;
+            const auto w = load(*ex, n, s);
+            for (const int64_t t : {1, 2, 5, 8})
+                for (const bool acc : {false, true})
+                    for (const int64_t xs : {cols, cols + 3}) {
+                        INFO(rows << "x" << cols << ", kw " << kw << ", tokens " << t << (acc ? ", accumulate" : "")
+                                  << ", x stride " << xs);
+                        const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 1e-4);
+                    }
+        }
+    }
+}
+
+TEST_CASE("quant_nvfp4 cuda: prefill, weights dequantized to bf16 tiles", "[quant_nvfp4_gpu][gemm]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(202);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {300, 1040}})
+        for (const int64_t tile : {int64_t(0), int64_t(128)}) {
+            const Nv n = random_nvfp4(rows, cols, rng);
+            nv::cuda::Settings s;
+            s.tile_rows = tile;
+            const auto w = load(*ex, n, s);
+            for (const int64_t t : {9, 33, 100})
+                for (const bool acc : {false, true}) {
+                    ex->reserve_workspace(w->workspace_bytes(t));
+                    INFO(rows << "x" << cols << ", tile " << tile << ", tokens " << t << (acc ? ", accumulate" : ""));
+                    const Check c = matmul_case(*ex, *w, n.w, t, cols + 1, rows + 2, acc, rng);
+                    CHECK(c.unwritten == 0);
+                    CHECK(c.overwritten == 0);
+                    CHECK(c.rel <= 5e-3);
+                }
+        }
+}
+
+TEST_CASE("quant_nvfp4 cuda: prefill through the FP8 copy made at load", "[quant_nvfp4_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(303);
+    nv::cuda::Settings s;
+    s.prefill = nv::cuda::Settings::Prefill::Fp8AtLoad;
+    // 208 rows, 16/48/512 tokens, y stride = rows: cuBLASLt writes y directly; 203 rows or 33 tokens or an odd
+    // stride: through the fp32 buffer and the epilogue.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{208, 512}, {203, 368}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        const auto w = load(*ex, n, s);
+        CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, 0, s));
+        const auto wq = fp8_copy(n);
+        for (const int64_t t : {16, 33, 48, 512})
+            for (const int64_t ys : {rows, rows + 1})
+                for (const bool acc : {false, true}) {
+                    ex->reserve_workspace(w->workspace_bytes(t));
+                    INFO(rows << "x" << cols << ", tokens " << t << ", y stride " << ys << (acc ? ", accumulate" : ""));
+                    auto sim = [&](const std::vector<float>& x) { return fp8_activations(x, cols, t, cols); };
+                    std::mt19937 r1 = rng, r2 = rng;  // the same x for both references
+                    const Check c = matmul_case(*ex, *w, wq, t, cols, ys, acc, r1, sim);
+                    CHECK(c.unwritten == 0);
+                    CHECK(c.overwritten == 0);
+                    CHECK(c.rel <= 1e-2);
+                    const Check exact = matmul_case(*ex, *w, n.w, t, cols, ys, acc, r2);
+                    CHECK(exact.rel <= 0.15);
+                    rng = r2;
+                }
+    }
+}
+
+TEST_CASE("quant_nvfp4 cuda: get_rows bit for bit, ids out of range give zero rows", "[quant_nvfp4_gpu][get_rows]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(404);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {7, 16}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        get_rows_case(*ex, *load(*ex, n), n.w);
+    }
+}
+
+TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot, ids out of range, idle experts)",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(505);
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    std::vector<Nv> e;
+    std::vector<uint8_t> codes, scales;
+    std::vector<float> globals;
+    std::vector<std::vector<float>> ref;
+    for (int64_t i = 0; i < n_expert; ++i) {
+        e.push_back(random_nvfp4(rows, cols, rng));
+        codes.insert(codes.end(), e.back().codes.begin(), e.back().codes.end());
+        scales.insert(scales.end(), e.back().scales.begin(), e.back().scales.end());
+        globals.push_back(e.back().global);
+        ref.push_back(e.back().w);
+    }
+    for (const bool grouped : {true, false}) {
+        nv::cuda::Settings s;
+        s.experts_grouped = grouped;
+        const auto w =
+            nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+        CHECK(w->n_expert() == n_expert);
+        CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, n_expert));
+        INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
+        experts_cases(*ex, *w, ref, 1e-4, rng);
+    }
+}
+
+TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
+          "[quant_nvfp4_gpu][graph]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(606);
+    const Nv n = random_nvfp4(160, 512, rng);
+    std::vector<uint8_t> codes, scales;
+    std::vector<float> globals;
+    std::vector<std::vector<float>> ref;
+    for (int i = 0; i < 5; ++i) {
+        const Nv x = random_nvfp4(48, 256, rng);
+        codes.insert(codes.end(), x.codes.begin(), x.codes.end());
+        scales.insert(scales.end(), x.scales.begin(), x.scales.end());
+        globals.push_back(x.global);
+        ref.push_back(x.w);
+    }
+    const auto e = nv::cuda::make_experts(*ex, 5, 48, 256, codes.data(), scales.data(), globals.data());
+    SECTION("bf16 prefill") {
+        graph_case(*ex, *load(*ex, n), n.w, 24, 5e-3, *e, ref, rng);
+    }
+    SECTION("fp8 prefill") {
+        nv::cuda::Settings s;
+        s.prefill = nv::cuda::Settings::Prefill::Fp8AtLoad;
+        graph_case(*ex, *load(*ex, n, s), fp8_copy(n), 32, 1e-2, *e, ref, rng,
+                   [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, n.cols, t, n.cols); });
+    }
+}
+
+TEST_CASE("quant_nvfp4 cuda: bad shapes are one clear error", "[quant_nvfp4_gpu][errors]") {
+    auto ex = make_gpu();
+    std::vector<uint8_t> codes(64), scales(8);
+    CHECK_THROWS_WITH(nv::cuda::make_weight(*ex, 4, 24, codes.data(), scales.data(), 1.f, "blk.3.attn_q.weight"),
+                      Catch::Contains("blk.3.attn_q.weight") && Catch::Contains("multiple of 16"));
+    CHECK_THROWS_WITH(nv::cuda::make_experts(*ex, 0, 4, 32, codes.data(), scales.data(), nullptr),
+                      Catch::Contains("0 experts"));
+}

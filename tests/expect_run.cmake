@@ -1,0 +1,25 @@
+# cmake -DEXIT=<code> -DREGEX=<regex> -P expect_run.cmake -- <command> [args...]
+# Runs the command and passes only when it exits with EXIT (a crash never matches) and its output (stdout and stderr
+# together) matches REGEX. ctest's PASS_REGULAR_EXPRESSION alone ignores the exit status; imp_cli_test uses this.
+set(_cmd)
+set(_after FALSE)
+math(EXPR _last "${CMAKE_ARGC} - 1")
+foreach(_i RANGE ${_last})
+  if(_after)
+    string(REPLACE ";" "\\;" _arg "${CMAKE_ARGV${_i}}")  # an argument's own ';' must not split it
+    list(APPEND _cmd "${_arg}")
+  elseif("${CMAKE_ARGV${_i}}" STREQUAL "--")
+    set(_after TRUE)
+  endif()
+endforeach()
+if(NOT _cmd OR NOT DEFINED EXIT OR NOT DEFINED REGEX)
+  message(FATAL_ERROR "expect_run.cmake: usage: cmake -DEXIT=<code> -DREGEX=<regex> -P expect_run.cmake -- <command>")
+endif()
+execute_process(COMMAND ${_cmd} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+message("${_out}")
+if(NOT "${_rc}" STREQUAL "${EXIT}")
+  message(FATAL_ERROR "expect_run: exit status '${_rc}', expected ${EXIT}: ${_cmd}")
+endif()
+if(NOT "${_out}" MATCHES "${REGEX}")
+  message(FATAL_ERROR "expect_run: the output does not match '${REGEX}': ${_cmd}")
+endif()
