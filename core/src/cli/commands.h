@@ -8,6 +8,7 @@ namespace imp::cli {
 int cmd_version();
 int cmd_run(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
+int cmd_serve(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_plugins(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);

@@ -15,6 +15,7 @@ void usage() {
         "usage: imp [run] --profile FILE [options]   generate text (see imp run --help)\n"
         "       imp --model FILE [options]           generate without a profile (plugins chosen from the file)\n"
         "       imp bench --profile FILE [...]       prompt/generation speed, llama-bench style (imp bench -h)\n"
+        "       imp serve --profile FILE [...]       OpenAI-compatible HTTP server (imp serve -h)\n"
         "       imp inspect FILE|FOLDER              print metadata and tensor table of a GGUF/safetensors model\n"
         "       imp plugins [--plugin-path DIR]...   list the plugins found and what they register\n"
         "       imp plan --profile FILE [...]        plugins, settings, ops, weight formats, memory plan; no upload\n"
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
         if (cmd == "detokenize") return imp::cli::cmd_detokenize(rest);
         if (cmd == "run") return imp::cli::cmd_run(rest);
         if (cmd == "bench") return imp::cli::cmd_bench(rest);
+        if (cmd == "serve") return imp::cli::cmd_serve(rest);
         if (!cmd.empty() && cmd[0] == '-') return imp::cli::cmd_run(args);
         std::fprintf(stderr, "imp: unknown command '%s' (try imp --help)\n", cmd.c_str());
         return 2;

@@ -28,6 +28,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& schema() {
         {"sampling", {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}},
         {"generate", {"prompt", "n_predict", "chat", "system"}},
         {"bench", {"pp", "tg", "reps", "batch"}},
+        {"server", {"host", "port", "max_queue", "step_tokens", "model_name"}},
         {"plugin", {}},  // [plugin.<name>] tables of plugin settings: keys declared by the plugins
     };
     return s;
@@ -273,6 +274,13 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "tg") b.tg = it.integers(1, int64_t(1) << 24);
         else if (name == "reps") b.reps = it.integer(1, 1000000);
         else if (name == "batch") b.batch = it.integers(1, 4096);
+    } else if (section == "server") {
+        auto& v = p.server;
+        if (name == "host") v.host = it.string();
+        else if (name == "port") v.port = it.integer(0, 65535);
+        else if (name == "max_queue") v.max_queue = it.integer(0, 1000000);
+        else if (name == "step_tokens") v.step_tokens = it.integer(0, int64_t(1) << 20);
+        else if (name == "model_name") v.model_name = it.string();
     }
 }
 

@@ -1,0 +1,79 @@
+// `imp serve --profile P [--host H] [--port N]`: load the profile's model and serve the OpenAI API on it (see
+// core/src/serve/). Runs until SIGINT or SIGTERM, then stops accepting, ends open requests and exits cleanly.
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "cli/profile_options.h"
+#include "cli/session.h"
+#include "imp/error.h"
+#include "serve/http_server.h"
+#include "serve/metrics.h"
+#include "serve/openai_api.h"
+#include "serve/scheduler.h"
+
+namespace po = boost::program_options;
+
+namespace imp::cli {
+
+int cmd_serve(const std::vector<std::string>& args) {
+    po::options_description desc("imp serve --profile FILE [options]: an OpenAI-compatible HTTP server ([server] keys)");
+    add_profile_options(desc, "profile (TOML), see configs/");
+    desc.add_options()("host", po::value<std::string>(), "address to listen on (overrides server.host)")(
+        "port", po::value<int>(), "port, 0 = any free one (overrides server.port)");
+    po::variables_map vm;
+    if (!parse_options(args, desc, vm, "imp serve")) return 0;
+    std::vector<std::string> extra;
+    if (vm.count("host")) extra.push_back("server.host=\"" + vm["host"].as<std::string>() + "\"");
+    if (vm.count("port")) extra.push_back("server.port=" + std::to_string(vm["port"].as<int>()));
+    const Profile prof = profile_from_options(vm, extra);
+
+    // Signals go to this thread's sigwait only; a client that hangs up must not kill the server (SIGPIPE).
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    Session s(prof);
+    const Tokenizer& tok = s.tokenizer();
+    serve::Metrics metrics;
+    serve::SchedulerOptions so;
+    so.max_queue = prof.server.max_queue;
+    so.step_tokens = prof.server.step_tokens > 0 ? prof.server.step_tokens : prof.runtime.prefill_chunk;
+    so.repeat_last_n = prof.sampling.repeat_last_n < 0 ? s.engine().capacity() : prof.sampling.repeat_last_n;
+    serve::Scheduler sched(s.engine(), tok, metrics, so);
+
+    serve::ApiOptions ao;
+    ao.model_name = prof.server.model_name.empty() ? std::filesystem::path(prof.model.path).stem().string()
+                                                   : prof.server.model_name;
+    ao.context = s.engine().capacity();
+    ao.defaults.temperature = float(prof.sampling.temperature);
+    ao.defaults.top_k = int32_t(prof.sampling.top_k);
+    ao.defaults.top_p = float(prof.sampling.top_p);
+    ao.defaults.min_p = float(prof.sampling.min_p);
+    ao.defaults.repeat_penalty = float(prof.sampling.repeat_penalty);
+    ao.defaults.seed = prof.sampling.seed;
+    serve::Api api(sched, metrics, tok, ao);
+    serve::HttpServer http(prof.server.host, int(prof.server.port),
+                           [&](const serve::HttpRequest& r, serve::Responder& out) { api.handle(r, out); });
+    std::printf("imp serve: listening on http://%s:%d (model %s, %d sequences, %lld KV blocks, context %lld)\n",
+                prof.server.host.c_str(), http.port(), ao.model_name.c_str(), s.engine().max_seqs(),
+                (long long)sched.kv_blocks_total(), (long long)ao.context);
+    std::fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    std::printf("imp serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    std::fflush(stdout);
+    http.stop();   // connections end (their requests are cancelled) ...
+    sched.stop();  // ... then the engine's thread
+    return 0;
+}
+
+}  // namespace imp::cli

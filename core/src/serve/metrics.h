@@ -1,0 +1,47 @@
+// Server metrics, rendered as Prometheus text (GET /metrics): requests by HTTP status, prompt and generated tokens,
+// time-to-first-token and inter-token latency histograms, running/waiting requests and KV blocks. Thread-safe.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace imp::serve {
+
+class Histogram {
+public:
+    explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+    void observe(double v);
+    // name_bucket{le="..."} (cumulative), name_sum, name_count.
+    void render(std::string& out, const std::string& name, const std::string& help) const;
+
+private:
+    std::vector<double> bounds_;
+    std::vector<uint64_t> counts_;  // per bucket (not cumulative); the last is +Inf
+    double sum_ = 0;
+    uint64_t count_ = 0;
+};
+
+class Metrics {
+public:
+    Metrics();
+    void request_done(int http_status);
+    void tokens(int64_t prompt, int64_t generated);
+    void first_token(double seconds);
+    void inter_token(double seconds);
+    void gauges(int64_t running, int64_t waiting, int64_t kv_used, int64_t kv_free);
+    std::string render() const;
+
+    int64_t running() const;  // for tests and /health
+    int64_t waiting() const;
+
+private:
+    mutable std::mutex mu_;
+    std::map<int, uint64_t> requests_;
+    uint64_t prompt_tokens_ = 0, generated_tokens_ = 0;
+    Histogram ttft_, itl_;
+    int64_t running_ = 0, waiting_ = 0, kv_used_ = 0, kv_free_ = 0;
+};
+
+}  // namespace imp::serve

@@ -1,0 +1,138 @@
+// /v1/chat/completions and /v1/completions: check and tokenize the request, queue it, then relay the scheduler's
+// output as one JSON response or as server-sent events. A client that hangs up cancels its request.
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "serve/openai_api.h"
+
+namespace imp::serve {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json bytes_of(const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(int(c));
+    return b;
+}
+
+// Logprobs of some tokens in the chat format ({"content": [...]}) or the completions format (parallel arrays).
+json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tokenizer& tok, int64_t text_offset) {
+    if (kind == ApiKind::Chat) {
+        json content = json::array();
+        for (const auto& t : lps) {
+            const std::string& s = tok.token_text(t.id);
+            json top = json::array();
+            for (auto& [id, lp] : t.top)
+                top.push_back({{"token", tok.token_text(id)}, {"logprob", lp}, {"bytes", bytes_of(tok.token_text(id))}});
+            content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}, {"top_logprobs", top}});
+        }
+        return {{"content", content}};
+    }
+    json tokens = json::array(), lp = json::array(), top = json::array(), off = json::array();
+    for (const auto& t : lps) {
+        tokens.push_back(tok.token_text(t.id));
+        lp.push_back(t.logprob);
+        json alt = json::object();
+        for (auto& [id, l] : t.top) alt[tok.token_text(id)] = l;
+        top.push_back(alt);
+        off.push_back(text_offset);
+        text_offset += int64_t(tok.token_text(t.id).size());
+    }
+    return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top}, {"text_offset", off}};
+}
+
+json usage_json(int64_t prompt, int64_t completion) {
+    return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+}
+
+}  // namespace
+
+int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
+    GenRequest r = parse_request(hr.body, kind, opt_.defaults);
+    tokenize(r, tok_, opt_.context);
+    const int64_t n_prompt = int64_t(r.prompt_ids.size());
+    if (sched_.blocks_for(n_prompt + r.max_tokens) > sched_.kv_blocks_total())
+        throw RequestError(400, "max_tokens",
+                           "the prompt (" + std::to_string(n_prompt) + " tokens) plus max_tokens (" +
+                               std::to_string(r.max_tokens) + ") needs " +
+                               std::to_string(sched_.blocks_for(n_prompt + r.max_tokens)) +
+                               " KV blocks; the pool has " + std::to_string(sched_.kv_blocks_total()) +
+                               " (runtime.kv_blocks)");
+    if (!r.seed_given) r.sampling.seed = std::random_device{}() * 0x100000000ull + std::random_device{}();
+    const bool chat = kind == ApiKind::Chat, stream = r.stream, include_usage = r.include_usage;
+    auto job = std::make_shared<Job>(std::move(r));
+    if (!sched_.submit(job))
+        throw RequestError(429, "", "the server is busy: the queue of waiting requests is full ([server] max_queue); "
+                                    "retry later");
+
+    const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++);
+    const int64_t created = int64_t(std::time(nullptr));
+    const char* object = chat ? (stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+    auto chunk = [&](json choice) {
+        return json{{"id", id}, {"object", object}, {"created", created}, {"model", opt_.model_name},
+                    {"choices", choice.is_null() ? json::array() : json::array({choice})}};
+    };
+    if (stream) {
+        if (!out.start_stream()) return job->cancel(), 499;
+        if (chat && !out.event(dump(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                           {"logprobs", nullptr}, {"finish_reason", nullptr}}))))
+            return job->cancel(), 499;
+    }
+
+    std::string text;
+    std::vector<TokenLogprob> all_lps;
+    int64_t text_offset = 0;
+    Event ev;
+    for (;;) {
+        if (!job->next(ev, std::chrono::milliseconds(50))) {
+            if (out.client_gone()) return job->cancel(), 499;
+            continue;
+        }
+        if (!ev.error.empty()) break;
+        if (stream && (!ev.text.empty() || !ev.logprobs.empty())) {
+            json lp = ev.logprobs.empty() && !job->request().logprobs ? json(nullptr)
+                                                                       : logprobs_json(kind, ev.logprobs, tok_, text_offset);
+            json c = chat ? json{{"index", 0}, {"delta", {{"content", ev.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}
+                          : json{{"index", 0}, {"text", ev.text}, {"logprobs", lp}, {"finish_reason", nullptr}};
+            if (!out.event(dump(chunk(c)))) return job->cancel(), 499;
+        }
+        text_offset += int64_t(ev.text.size());
+        text += ev.text;
+        all_lps.insert(all_lps.end(), ev.logprobs.begin(), ev.logprobs.end());
+        if (!ev.finish.empty()) break;
+    }
+    if (!ev.error.empty()) {
+        const std::string body = error_body("generation failed: " + ev.error, "server_error", "");
+        if (stream) out.event(body);
+        else out.send(500, "application/json", body);
+        return 500;
+    }
+    const json usage = usage_json(int64_t(job->request().prompt_ids.size()), ev.completion_tokens);
+    if (stream) {
+        json c = chat ? json{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", ev.finish}}
+                      : json{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", ev.finish}};
+        out.event(dump(chunk(c)));
+        if (include_usage) {
+            json u = chunk(nullptr);
+            u["usage"] = usage;
+            out.event(dump(u));
+        }
+        out.event("[DONE]");
+        return 200;
+    }
+    json lp = job->request().logprobs ? logprobs_json(kind, all_lps, tok_, 0) : json(nullptr);
+    json c = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"logprobs", lp},
+                         {"finish_reason", ev.finish}}
+                  : json{{"index", 0}, {"text", text}, {"logprobs", lp}, {"finish_reason", ev.finish}};
+    json res = chunk(c);
+    res["usage"] = usage;
+    out.send(200, "application/json", dump(res));
+    return 200;
+}
+
+}  // namespace imp::serve

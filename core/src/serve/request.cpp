@@ -1,0 +1,231 @@
+// Field-by-field reading of OpenAI request bodies (see request.h). Null counts as absent, as in the OpenAI API.
+#include "serve/request.h"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace imp::serve {
+
+using json = nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& field, const std::string& msg) { throw RequestError(400, field, msg); }
+
+const char* type_of(const json& v) {
+    switch (v.type()) {
+        case json::value_t::object: return "an object";
+        case json::value_t::array: return "an array";
+        case json::value_t::string: return "a string";
+        case json::value_t::boolean: return "a boolean";
+        case json::value_t::number_float: return "a number";
+        case json::value_t::number_integer:
+        case json::value_t::number_unsigned: return "an integer";
+        default: return "null";
+    }
+}
+
+// The field, or null when absent.
+const json* field(const json& o, const char* name) {
+    auto it = o.find(name);
+    return it == o.end() || it->is_null() ? nullptr : &*it;
+}
+
+double number(const json& o, const char* name, double def, double lo, bool lo_open, double hi) {
+    const json* v = field(o, name);
+    if (!v) return def;
+    if (!v->is_number()) bad(name, std::string("'") + name + "' must be a number, got " + type_of(*v));
+    const double x = v->get<double>();
+    if (!std::isfinite(x) || x < lo || (lo_open && x == lo) || x > hi)
+        bad(name, std::string("'") + name + "' is " + v->dump() + ", must be in " + (lo_open ? "(" : "[") +
+                      json(lo).dump() + ", " + json(hi).dump() + "]");
+    return x;
+}
+
+int64_t integer(const json& o, const char* name, int64_t def, int64_t lo, int64_t hi) {
+    const json* v = field(o, name);
+    if (!v) return def;
+    if (!v->is_number_integer()) bad(name, std::string("'") + name + "' must be an integer, got " + type_of(*v));
+    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+        bad(name, std::string("'") + name + "' is out of range");
+    const int64_t x = v->get<int64_t>();
+    if (x < lo || x > hi)
+        bad(name, std::string("'") + name + "' is " + std::to_string(x) + ", must be in [" + std::to_string(lo) +
+                      ", " + std::to_string(hi) + "]");
+    return x;
+}
+
+bool boolean(const json& o, const char* name, bool def) {
+    const json* v = field(o, name);
+    if (!v) return def;
+    if (!v->is_boolean()) bad(name, std::string("'") + name + "' must be a boolean, got " + type_of(*v));
+    return v->get<bool>();
+}
+
+// Message content: a string, or an array of {"type": "text", "text": ...} parts (joined).
+std::string content_text(const json& c, const std::string& where) {
+    if (c.is_string()) return c.get<std::string>();
+    if (!c.is_array()) bad(where, "'" + where + "' must be a string or an array of text parts, got " + type_of(c));
+    std::string out;
+    for (size_t i = 0; i < c.size(); ++i) {
+        const json& p = c[i];
+        const std::string pw = where + "[" + std::to_string(i) + "]";
+        if (!p.is_object() || !p.contains("type") || p["type"] != "text" || !p.contains("text") || !p["text"].is_string())
+            bad(pw, "'" + pw + "' must be {\"type\": \"text\", \"text\": string} (only text parts are supported)");
+        out += p["text"].get<std::string>();
+    }
+    return out;
+}
+
+void read_messages(const json& o, GenRequest& r) {
+    const json* m = field(o, "messages");
+    if (!m) bad("messages", "'messages' is required");
+    if (!m->is_array()) bad("messages", std::string("'messages' must be an array, got ") + type_of(*m));
+    if (m->empty()) bad("messages", "'messages' must not be empty");
+    for (size_t i = 0; i < m->size(); ++i) {
+        const json& e = (*m)[i];
+        const std::string w = "messages[" + std::to_string(i) + "]";
+        if (!e.is_object()) bad(w, "'" + w + "' must be an object, got " + type_of(e));
+        const json* role = field(e, "role");
+        if (!role || !role->is_string()) bad(w + ".role", "'" + w + ".role' must be a string");
+        std::string rs = role->get<std::string>();
+        if (rs == "developer") rs = "system";
+        if (rs != "system" && rs != "user" && rs != "assistant")
+            bad(w + ".role", "'" + w + ".role' is '" + role->get<std::string>() +
+                                 "', must be system, developer, user or assistant");
+        const json* c = field(e, "content");
+        if (!c) bad(w + ".content", "'" + w + ".content' is required");
+        r.messages.push_back({rs, content_text(*c, w + ".content")});
+    }
+}
+
+void read_prompt(const json& o, GenRequest& r) {
+    const json* p = field(o, "prompt");
+    if (!p) bad("prompt", "'prompt' is required");
+    if (p->is_string()) {
+        r.prompt = p->get<std::string>();
+        return;
+    }
+    if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
+        r.prompt = (*p)[0].get<std::string>();
+        return;
+    }
+    if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
+        for (const json& t : *p) {
+            if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max())
+                bad("prompt", "'prompt' as token ids must be non-negative integers");
+            r.prompt_ids.push_back(int32_t(t.get<int64_t>()));
+        }
+        r.prompt_is_ids = true;
+        return;
+    }
+    bad("prompt", std::string("'prompt' must be a string, one string in an array, or an array of token ids, got ") +
+                      type_of(*p));
+}
+
+void read_stop(const json& o, GenRequest& r) {
+    const json* s = field(o, "stop");
+    if (!s) return;
+    auto add = [&](const json& v) {
+        if (!v.is_string()) bad("stop", std::string("'stop' must be a string or an array of strings, got ") + type_of(v));
+        if (v.get<std::string>().empty()) bad("stop", "'stop' strings must not be empty");
+        r.stop.push_back(v.get<std::string>());
+    };
+    if (s->is_array()) {
+        if (s->size() > 16) bad("stop", "'stop' has " + std::to_string(s->size()) + " strings, at most 16");
+        for (const json& v : *s) add(v);
+    } else {
+        add(*s);
+    }
+}
+
+}  // namespace
+
+GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingParams& defaults) {
+    json o;
+    try {
+        o = json::parse(body);
+    } catch (const json::parse_error& e) {
+        bad("", std::string("the body is not valid JSON: ") + e.what());
+    }
+    if (!o.is_object()) bad("", std::string("the body must be a JSON object, got ") + type_of(o));
+    GenRequest r;
+    r.kind = kind;
+    if (kind == ApiKind::Chat) read_messages(o, r);
+    else read_prompt(o, r);
+    if (const json* m = field(o, "model"); m && !m->is_string())
+        bad("model", std::string("'model' must be a string, got ") + type_of(*m));
+
+    constexpr int64_t kMaxTok = int64_t(1) << 30;
+    r.max_tokens = integer(o, "max_tokens", -1, 1, kMaxTok);
+    if (kind == ApiKind::Chat) r.max_tokens = integer(o, "max_completion_tokens", r.max_tokens, 1, kMaxTok);
+    if (integer(o, "n", 1, 1, 1) != 1) bad("n", "'n' must be 1");
+
+    SamplingParams& sp = r.sampling;
+    sp = defaults;
+    sp.temperature = float(number(o, "temperature", defaults.temperature, 0, false, 100));
+    sp.top_p = float(number(o, "top_p", defaults.top_p, 0, true, 1));
+    sp.min_p = float(number(o, "min_p", defaults.min_p, 0, false, 1));
+    const int64_t k = integer(o, "top_k", defaults.top_k, -1, std::numeric_limits<int32_t>::max());
+    sp.top_k = int32_t(k < 0 ? 0 : k);  // -1 (vLLM's "off") = 0
+    sp.repeat_penalty = float(number(o, "repetition_penalty", defaults.repeat_penalty, 0, true, 100));
+    if (const json* s = field(o, "seed")) {
+        if (!s->is_number_integer()) bad("seed", std::string("'seed' must be an integer, got ") + type_of(*s));
+        sp.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());
+        r.seed_given = true;
+    }
+    read_stop(o, r);
+
+    r.ignore_eos = boolean(o, "ignore_eos", false);
+    r.stream = boolean(o, "stream", false);
+    if (const json* so = field(o, "stream_options")) {
+        if (!so->is_object()) bad("stream_options", std::string("'stream_options' must be an object, got ") + type_of(*so));
+        if (!r.stream) bad("stream_options", "'stream_options' is only allowed with 'stream': true");
+        r.include_usage = boolean(*so, "include_usage", false);
+    }
+    if (kind == ApiKind::Chat) {
+        r.logprobs = boolean(o, "logprobs", false);
+        r.top_logprobs = int(integer(o, "top_logprobs", 0, 0, 20));
+        if (r.top_logprobs > 0 && !r.logprobs) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    } else {
+        const json* lp = field(o, "logprobs");
+        if (lp && lp->is_boolean()) bad("logprobs", "'logprobs' must be an integer (0 to 20) for /v1/completions");
+        const int64_t n = integer(o, "logprobs", -1, 0, 20);
+        r.logprobs = n >= 0;
+        r.top_logprobs = int(n < 0 ? 0 : n);
+    }
+    return r;
+}
+
+void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context) {
+    const char* pf = r.kind == ApiKind::Chat ? "messages" : "prompt";
+    if (r.kind == ApiKind::Chat) {
+        std::string text;
+        try {
+            text = tok.apply_chat_template(r.messages, true);
+        } catch (const std::exception& e) {
+            bad("messages", std::string("the model's chat template cannot format these messages: ") + e.what());
+        }
+        r.prompt_ids = tok.encode(text, tok.add_bos(), /*parse_special=*/true);
+    } else if (!r.prompt_is_ids) {
+        r.prompt_ids = tok.encode(r.prompt, tok.add_bos(), /*parse_special=*/false);
+    }
+    for (int32_t id : r.prompt_ids)
+        if (id >= tok.n_vocab())
+            bad(pf, "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(tok.n_vocab()) +
+                        " tokens)");
+    const int64_t n = int64_t(r.prompt_ids.size());
+    if (n == 0) bad(pf, std::string("'") + pf + "' is empty");
+    if (n >= context)
+        bad(pf, "the prompt is " + std::to_string(n) + " tokens; the context is " + std::to_string(context) +
+                    " tokens, which leaves no room to generate");
+    if (r.max_tokens < 0) {
+        r.max_tokens = context - n;
+    } else if (n + r.max_tokens > context) {
+        bad("max_tokens", "the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" + std::to_string(r.max_tokens) +
+                    ") is more than the context of " + std::to_string(context) + " tokens");
+    }
+}
+
+}  // namespace imp::serve

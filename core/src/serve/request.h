@@ -1,0 +1,49 @@
+// An OpenAI request body (/v1/chat/completions or /v1/completions) read into a GenRequest: every field imp uses
+// is type- and range-checked, unknown fields are ignored, and a bad one is a RequestError naming it (HTTP 400).
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imp/executor.h"
+#include "tokenizer/tokenizer.h"
+
+namespace imp::serve {
+
+// An HTTP error with an OpenAI-style body: {"error": {"message", "type", "param", "code"}}.
+struct RequestError : std::runtime_error {
+    RequestError(int status, std::string param, const std::string& msg)
+        : std::runtime_error(msg), status(status), param(std::move(param)) {}
+    int status;         // 400, 404, 429, ...
+    std::string param;  // the field at fault ("" when none)
+};
+
+enum class ApiKind { Chat, Completion };
+
+struct GenRequest {
+    ApiKind kind = ApiKind::Chat;
+    std::vector<Tokenizer::Message> messages;  // chat
+    std::string prompt;                        // completion, as text
+    std::vector<int32_t> prompt_ids;           // completion given as token ids (else filled by tokenize())
+    bool prompt_is_ids = false;
+    int64_t max_tokens = -1;                   // -1: until the context is full
+    SamplingParams sampling;
+    bool seed_given = false;
+    std::vector<std::string> stop;
+    bool stream = false, include_usage = false;
+    bool logprobs = false;
+    int top_logprobs = 0;                      // alternatives per token (0..20)
+    bool ignore_eos = false;                   // generate max_tokens even past end-of-generation tokens (benchmarks)
+};
+
+// Parses and checks `body`; fields not given take `defaults` (the profile's [sampling]). Throws RequestError(400).
+GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingParams& defaults);
+
+// Fills prompt_ids (chat template for chat requests) and checks them against the vocabulary and the context:
+// a prompt that leaves no room, or max_tokens past the context, is a RequestError naming the field. Resolves
+// max_tokens = -1 to the room left.
+void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context);
+
+}  // namespace imp::serve

@@ -1,0 +1,91 @@
+// parse_request: defaults, every checked field, and errors naming the field.
+#include <catch2/catch.hpp>
+
+#include "serve/request.h"
+
+using namespace imp::serve;
+
+namespace {
+imp::SamplingParams defaults() {
+    imp::SamplingParams d;
+    d.temperature = 0.5f;
+    d.top_k = 7;
+    return d;
+}
+// The param a bad body is refused for.
+std::string param_of(const std::string& body, ApiKind k = ApiKind::Chat) {
+    try {
+        parse_request(body, k, defaults());
+    } catch (const RequestError& e) {
+        CHECK(e.status == 400);
+        return e.param.empty() ? "<none>" : e.param;
+    }
+    return "<accepted>";
+}
+const std::string kMsg = R"("messages":[{"role":"user","content":"hi"}])";
+}  // namespace
+
+TEST_CASE("a chat request reads its fields and absent ones take the defaults", "[serve]") {
+    GenRequest r = parse_request(R"({"messages":[{"role":"system","content":"be brief"},{"role":"user","content":
+        [{"type":"text","text":"a"},{"type":"text","text":"b"}]}],"max_tokens":5,"top_p":0.5,"seed":-3,
+        "stop":["x","yz"],"stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":2,
+        "unknown_field":{"any":1},"temperature":null})", ApiKind::Chat, defaults());
+    REQUIRE(r.messages.size() == 2);
+    CHECK(r.messages[1].content == "ab");
+    CHECK(r.max_tokens == 5);
+    CHECK(r.sampling.top_p == 0.5f);
+    CHECK(r.sampling.temperature == 0.5f);  // null = absent
+    CHECK(r.sampling.top_k == 7);
+    CHECK(r.seed_given);
+    CHECK(r.sampling.seed == uint64_t(-3));
+    CHECK(r.stop == std::vector<std::string>{"x", "yz"});
+    CHECK(r.stream);
+    CHECK(r.include_usage);
+    CHECK(r.logprobs);
+    CHECK(r.top_logprobs == 2);
+}
+
+TEST_CASE("a completion request takes a string or token ids and integer logprobs", "[serve]") {
+    GenRequest r = parse_request(R"({"prompt":"once","logprobs":3,"max_tokens":2})", ApiKind::Completion, defaults());
+    CHECK(r.prompt == "once");
+    CHECK(r.logprobs);
+    CHECK(r.top_logprobs == 3);
+    GenRequest ids = parse_request(R"({"prompt":[1,2,3]})", ApiKind::Completion, defaults());
+    CHECK(ids.prompt_is_ids);
+    CHECK(ids.prompt_ids == std::vector<int32_t>{1, 2, 3});
+    CHECK(ids.max_tokens == -1);
+}
+
+TEST_CASE("bad requests are refused naming the field", "[serve]") {
+    CHECK(param_of("{not json") == "<none>");
+    CHECK(param_of("[1,2]") == "<none>");
+    CHECK(param_of("{}") == "messages");
+    CHECK(param_of(R"({"messages":[]})") == "messages");
+    CHECK(param_of(R"({"messages":"hi"})") == "messages");
+    CHECK(param_of(R"({"messages":[{"role":"robot","content":"x"}]})") == "messages[0].role");
+    CHECK(param_of(R"({"messages":[{"role":"user"}]})") == "messages[0].content");
+    CHECK(param_of(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})") == "messages[0].content[0]");
+    CHECK(param_of("{" + kMsg + R"(,"temperature":"hot"})") == "temperature");
+    CHECK(param_of("{" + kMsg + R"(,"temperature":-1})") == "temperature");
+    CHECK(param_of("{" + kMsg + R"(,"top_p":0})") == "top_p");
+    CHECK(param_of("{" + kMsg + R"(,"top_p":1.5})") == "top_p");
+    CHECK(param_of("{" + kMsg + R"(,"min_p":2})") == "min_p");
+    CHECK(param_of("{" + kMsg + R"(,"top_k":1.5})") == "top_k");
+    CHECK(param_of("{" + kMsg + R"(,"repetition_penalty":0})") == "repetition_penalty");
+    CHECK(param_of("{" + kMsg + R"(,"max_tokens":0})") == "max_tokens");
+    CHECK(param_of("{" + kMsg + R"(,"max_completion_tokens":"5"})") == "max_completion_tokens");
+    CHECK(param_of("{" + kMsg + R"(,"n":2})") == "n");
+    CHECK(param_of("{" + kMsg + R"(,"seed":1.5})") == "seed");
+    CHECK(param_of("{" + kMsg + R"(,"stop":[1]})") == "stop");
+    CHECK(param_of("{" + kMsg + R"(,"stop":""})") == "stop");
+    CHECK(param_of("{" + kMsg + R"(,"stream":"yes"})") == "stream");
+    CHECK(param_of("{" + kMsg + R"(,"stream_options":{"include_usage":true}})") == "stream_options");
+    CHECK(param_of("{" + kMsg + R"(,"top_logprobs":3})") == "top_logprobs");
+    CHECK(param_of("{" + kMsg + R"(,"model":5})") == "model");
+    CHECK(param_of("{" + kMsg + R"(,"ignore_eos":1})") == "ignore_eos");
+    CHECK(param_of(R"({"prompt":5})", ApiKind::Completion) == "prompt");
+    CHECK(param_of(R"({"prompt":[-1]})", ApiKind::Completion) == "prompt");
+    CHECK(param_of(R"({"prompt":"x","logprobs":true})", ApiKind::Completion) == "logprobs");
+    CHECK(param_of(R"({"prompt":"x","logprobs":21})", ApiKind::Completion) == "logprobs");
+    CHECK(param_of("{" + kMsg + "}") == "<accepted>");
+}

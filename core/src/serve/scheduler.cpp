@@ -1,0 +1,237 @@
+// See scheduler.h.
+#include "serve/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <spdlog/spdlog.h>
+
+#include "serve/stop_matcher.h"
+
+namespace imp::serve {
+
+struct Scheduler::Active {
+    Active(std::shared_ptr<Job> j, SeqId s, int64_t need, const Tokenizer& tok)
+        : job(std::move(j)), seq(s), need(need), dec(tok), stop(job->request().stop) {
+        history = job->request().prompt_ids;
+    }
+    std::shared_ptr<Job> job;
+    SeqId seq;
+    int64_t need;                  // KV blocks committed to it
+    int64_t prefilled = 0;         // prompt tokens already run
+    std::vector<int32_t> history;  // prompt + generated
+    int64_t generated = 0;
+    int32_t last = 0;              // the token to run next (decode)
+    StreamDecoder dec;
+    StopMatcher stop;
+    Clock::time_point last_token;
+    bool done = false;
+    int64_t prompt_len() const { return int64_t(job->request().prompt_ids.size()); }
+};
+
+namespace {
+
+// log-softmax of one row: the chosen token's logprob and the k most likely tokens.
+TokenLogprob logprobs_of(const float* row, int64_t n_vocab, int32_t chosen, int k) {
+    const float mx = *std::max_element(row, row + n_vocab);
+    double sum = 0;
+    for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(row[i] - mx));
+    const float lse = mx + float(std::log(sum));
+    TokenLogprob t;
+    t.id = chosen;
+    t.logprob = row[chosen] - lse;
+    if (k > 0) {
+        std::vector<int32_t> idx(static_cast<size_t>(n_vocab));
+        std::iota(idx.begin(), idx.end(), 0);
+        const auto better = [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+        std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
+        for (int i = 0; i < k; ++i) t.top.push_back({idx[size_t(i)], row[idx[size_t(i)]] - lse});
+    }
+    return t;
+}
+
+Event error_event(const std::string& msg) {
+    Event e;
+    e.finish = "error";
+    e.error = msg;
+    return e;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, Metrics& metrics, const SchedulerOptions& opt)
+    : engine_(engine), tok_(tok), metrics_(metrics), opt_(opt), total_blocks_(engine.free_kv_blocks()) {
+    publish_gauges();
+    thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+bool Scheduler::submit(const std::shared_ptr<Job>& job) {
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_ || int64_t(waiting_.size()) >= opt_.max_queue) return false;
+        waiting_.push_back(job);
+    }
+    cv_.notify_all();
+    return true;
+}
+
+void Scheduler::stop() {
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::publish_gauges() {
+    size_t waiting;
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        waiting = waiting_.size();
+    }
+    const int64_t free = engine_.free_kv_blocks();
+    metrics_.gauges(int64_t(active_.size()), int64_t(waiting), total_blocks_ - free, free);
+}
+
+void Scheduler::finish(Active& a, const std::string& reason, Event ev) {
+    if (reason != "error") ev.text += a.stop.push(a.dec.flush()) + a.stop.flush();
+    ev.finish = reason;
+    ev.completion_tokens = a.generated;
+    a.job->post(std::move(ev));
+    a.done = true;
+}
+
+void Scheduler::admit() {
+    std::lock_guard<std::mutex> l(mu_);
+    // Requests cancelled while waiting leave the queue without running.
+    std::erase_if(waiting_, [](const std::shared_ptr<Job>& j) { return j->cancelled(); });
+    while (!waiting_.empty() && int64_t(active_.size()) < engine_.max_seqs()) {
+        const auto& j = waiting_.front();
+        const int64_t need = blocks_for(int64_t(j->request().prompt_ids.size()) + j->request().max_tokens);
+        if (committed_ + need > total_blocks_) break;  // first come, first served: wait for blocks
+        const SeqId s = engine_.add_sequence();
+        active_.push_back(std::make_unique<Active>(j, s, need, tok_));
+        committed_ += need;
+        waiting_.pop_front();
+    }
+}
+
+void Scheduler::loop() {
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> l(mu_);
+            if (!stopping_ && active_.empty() && waiting_.empty())
+                cv_.wait_for(l, std::chrono::milliseconds(200));
+            if (stopping_) break;
+        }
+        admit();
+        publish_gauges();  // before the step, so a request's first token never arrives ahead of its "running"
+        if (!active_.empty()) {
+            try {
+                run_step();
+            } catch (const std::exception& e) {
+                spdlog::error("serve: step failed: {}", e.what());
+                for (auto& a : active_) finish(*a, "error", error_event(e.what()));
+            }
+        }
+        // Release finished and cancelled sequences now, so their blocks are free for the next admission.
+        for (auto& a : active_) {
+            if (!a->done && !a->job->cancelled()) continue;
+            engine_.release_sequence(a->seq);
+            committed_ -= a->need;
+        }
+        std::erase_if(active_, [](const std::unique_ptr<Active>& a) { return a->done || a->job->cancelled(); });
+        publish_gauges();
+    }
+    // Shutdown: everyone still here gets an error.
+    for (auto& a : active_) {
+        finish(*a, "error", error_event("the server is shutting down"));
+        engine_.release_sequence(a->seq);
+    }
+    active_.clear();
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& j : waiting_) j->post(error_event("the server is shutting down"));
+    waiting_.clear();
+}
+
+void Scheduler::run_step() {
+    std::vector<SeqWork> work;
+    std::vector<Active*> rows;
+    int64_t budget = opt_.step_tokens;
+    for (auto& a : active_)  // decode rows first: running requests never wait for a prefill
+        if (!a->job->cancelled() && a->prefilled == a->prompt_len()) {
+            work.push_back({a->seq, &a->last, 1});
+            rows.push_back(a.get());
+            --budget;
+        }
+    for (auto& a : active_) {
+        if (a->job->cancelled() || a->prefilled == a->prompt_len() || budget <= 0) continue;
+        const int64_t n = std::min(budget, a->prompt_len() - a->prefilled);
+        work.push_back({a->seq, a->job->request().prompt_ids.data() + a->prefilled, n});
+        rows.push_back(a.get());
+        budget -= n;
+    }
+    if (work.empty()) return;
+
+    bool want_logprobs = false;
+    for (size_t i = 0; i < rows.size(); ++i) want_logprobs |= rows[i]->job->request().logprobs;
+    const int64_t n_vocab = engine_.desc().n_vocab;
+    std::vector<float> logits(want_logprobs ? work.size() * size_t(n_vocab) : 0);
+    engine_.step(work, want_logprobs ? logits.data() : nullptr);
+    publish_gauges();  // the step took its KV blocks: publish them before any of its tokens reaches a client
+
+    std::vector<SeqSample> samples(work.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+        Active& a = *rows[i];
+        // No penalty, no history to upload (one copy per row per step otherwise).
+        const int64_t n_recent = a.job->request().sampling.repeat_penalty == 1.f
+                                     ? 0
+                                     : std::min<int64_t>(opt_.repeat_last_n, int64_t(a.history.size()));
+        samples[i] = SeqSample{a.job->request().sampling, uint64_t(a.generated),
+                               a.history.data() + a.history.size() - n_recent, n_recent};
+    }
+    std::vector<int32_t> next(work.size());
+    engine_.sample(samples, next.data());
+
+    const auto now = Clock::now();
+    for (size_t i = 0; i < rows.size(); ++i) {
+        Active& a = *rows[i];
+        const GenRequest& r = a.job->request();
+        if (a.prefilled < a.prompt_len()) {
+            a.prefilled += work[i].n;
+            if (a.prefilled < a.prompt_len()) continue;  // mid-prompt: this row's token is not used
+            metrics_.first_token(std::chrono::duration<double>(now - a.job->arrived()).count());
+            metrics_.tokens(a.prompt_len(), 0);
+        } else {
+            metrics_.inter_token(std::chrono::duration<double>(now - a.last_token).count());
+        }
+        a.last_token = now;
+        const int32_t tok = next[i];
+        a.history.push_back(tok);
+        a.last = tok;
+        ++a.generated;
+        metrics_.tokens(0, 1);
+        Event ev;
+        if (r.logprobs)
+            ev.logprobs.push_back(logprobs_of(logits.data() + i * size_t(n_vocab), n_vocab, tok, r.top_logprobs));
+        if (tok_.is_eog(tok) && !r.ignore_eos) {
+            finish(a, "stop", std::move(ev));
+            continue;
+        }
+        ev.text = a.stop.push(a.dec.push(tok));
+        if (a.stop.stopped()) {
+            finish(a, "stop", std::move(ev));
+        } else if (a.generated >= r.max_tokens) {
+            finish(a, "length", std::move(ev));
+        } else {
+            ev.completion_tokens = a.generated;
+            a.job->post(std::move(ev));
+        }
+    }
+}
+
+}  // namespace imp::serve

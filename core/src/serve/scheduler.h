@@ -1,0 +1,61 @@
+// Continuous batching: one thread owns the engine (which is not thread-safe) and runs steps in a loop. Each
+// iteration drops cancelled requests (their sequence and KV blocks go back at once), admits waiting requests in
+// arrival order while a sequence slot and the KV blocks for prompt + max_tokens are free (so a running request never
+// runs out of KV memory), builds one step of one decode row per running request plus prompt chunks of newly admitted
+// ones under a token budget, samples, and posts each request's new text (detokenized, stop strings cut).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "runtime/engine.h"
+#include "serve/job.h"
+#include "serve/metrics.h"
+#include "tokenizer/tokenizer.h"
+
+namespace imp::serve {
+
+struct SchedulerOptions {
+    int64_t max_queue = 64;      // waiting requests at most; submit() refuses more
+    int64_t step_tokens = 512;   // rows per step (decode rows first, then prompt chunks)
+    int64_t repeat_last_n = 64;  // history the repetition penalty sees
+};
+
+class Scheduler {
+public:
+    Scheduler(Engine& engine, const Tokenizer& tok, Metrics& metrics, const SchedulerOptions& opt);
+    ~Scheduler();  // stop()
+    // Queues the job; false when the queue is full (HTTP 429). The job's max_tokens must be resolved (tokenize()).
+    bool submit(const std::shared_ptr<Job>& job);
+    // Blocks a request of `tokens` positions needs, and whether the pool could ever hold it.
+    int64_t blocks_for(int64_t tokens) const { return (tokens + 15) / 16; }
+    int64_t kv_blocks_total() const { return total_blocks_; }
+    // Finishes every request with an error ("server shutting down") and joins the thread.
+    void stop();
+
+private:
+    struct Active;
+    void loop();
+    void admit();
+    void run_step();
+    void finish(Active& a, const std::string& reason, Event ev);
+    void publish_gauges();
+
+    Engine& engine_;
+    const Tokenizer& tok_;
+    Metrics& metrics_;
+    SchedulerOptions opt_;
+    int64_t total_blocks_ = 0, committed_ = 0;  // blocks promised to running requests
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::shared_ptr<Job>> waiting_;
+    bool stopping_ = false;
+    std::vector<std::unique_ptr<Active>> active_;  // scheduler thread only
+    std::thread thread_;
+};
+
+}  // namespace imp::serve

@@ -1,0 +1,98 @@
+"""The official openai client against imp serve on SmolLM2: chat, completion, streaming, stop strings, seeds,
+usage, logprobs and /v1/models."""
+import unittest
+
+from server import Server
+
+Q = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+class OpenAIClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("runtime.max_seqs=4")
+        cls.c = cls.server.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_models(self):
+        ids = [m.id for m in self.c.models.list()]
+        self.assertEqual(ids, ["SmolLM2-135M-Instruct.Q4_1"])
+
+    def test_chat(self):
+        r = self.c.chat.completions.create(model="x", messages=Q, max_tokens=24, temperature=0)
+        self.assertIn("Paris", r.choices[0].message.content)
+        self.assertEqual(r.choices[0].message.role, "assistant")
+        self.assertIn(r.choices[0].finish_reason, ("stop", "length"))
+        self.assertGreater(r.usage.prompt_tokens, 10)
+        self.assertLessEqual(r.usage.completion_tokens, 24)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+
+    def test_completion_length_and_usage(self):
+        r = self.c.completions.create(model="x", prompt="The capital of France is", max_tokens=6, temperature=0)
+        self.assertIn("Paris", r.choices[0].text)
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        self.assertEqual(r.usage.completion_tokens, 6)
+        self.assertEqual(r.usage.prompt_tokens, 5)
+
+    def test_stream_equals_whole(self):
+        whole = self.c.chat.completions.create(model="x", messages=Q, max_tokens=20, temperature=0)
+        chunks = list(self.c.chat.completions.create(model="x", messages=Q, max_tokens=20, temperature=0, stream=True,
+                                                     stream_options={"include_usage": True}))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        self.assertEqual(text, whole.choices[0].message.content)
+        finals = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+        self.assertEqual(finals, [whole.choices[0].finish_reason])
+        self.assertEqual(chunks[-1].choices, [])
+        self.assertEqual(chunks[-1].usage.completion_tokens, whole.usage.completion_tokens)
+        self.assertEqual(chunks[-1].usage.prompt_tokens, whole.usage.prompt_tokens)
+
+    def test_stop_string(self):
+        p = "Here is a list of fruits: apple, banana,"
+        full = self.c.completions.create(model="x", prompt=p, max_tokens=24, temperature=0).choices[0].text
+        words = full.split()
+        self.assertGreater(len(words), 3, full)
+        stop = words[2]
+        cut = full[:full.index(stop)]
+        r = self.c.completions.create(model="x", prompt=p, max_tokens=24, temperature=0, stop=[stop, "@@@"])
+        self.assertEqual(r.choices[0].text, cut)
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        chunks = self.c.completions.create(model="x", prompt=p, max_tokens=24, temperature=0, stop=stop, stream=True)
+        self.assertEqual("".join(ch.choices[0].text for ch in chunks if ch.choices), cut)
+
+    def test_seed(self):
+        kw = dict(model="x", prompt="Once upon a time", max_tokens=24, temperature=1.0, top_p=1.0,
+                  extra_body={"top_k": 0, "min_p": 0})
+        a = self.c.completions.create(seed=42, **kw).choices[0].text
+        b = self.c.completions.create(seed=42, **kw).choices[0].text
+        c = self.c.completions.create(seed=7, **kw).choices[0].text
+        self.assertEqual(a, b)
+        self.assertNotEqual(a, c)
+
+    def test_logprobs(self):
+        r = self.c.chat.completions.create(model="x", messages=Q, max_tokens=8, temperature=0, logprobs=True,
+                                           top_logprobs=3)
+        content = r.choices[0].logprobs.content
+        self.assertEqual(len(content), r.usage.completion_tokens)
+        for t in content:
+            self.assertEqual(len(t.top_logprobs), 3)
+            self.assertLessEqual(t.logprob, 0)
+            self.assertEqual(t.token, t.top_logprobs[0].token)  # greedy picks the most likely
+            self.assertAlmostEqual(t.logprob, t.top_logprobs[0].logprob, places=5)
+        c = self.c.completions.create(model="x", prompt="The capital of France is", max_tokens=3, temperature=0,
+                                      logprobs=2)
+        self.assertEqual(len(c.choices[0].logprobs.tokens), 3)
+        self.assertEqual("".join(c.choices[0].logprobs.tokens), c.choices[0].text)
+
+    def test_token_id_prompt(self):
+        a = self.c.completions.create(model="x", prompt="The capital of France is", max_tokens=4, temperature=0)
+        ids = [1, 504, 3575, 282, 4649, 314]  # not checked against the text: only that ids are accepted
+        b = self.c.completions.create(model="x", prompt=ids, max_tokens=4, temperature=0)
+        self.assertEqual(b.usage.prompt_tokens, len(ids))
+        self.assertTrue(a.choices[0].text)
+
+
+if __name__ == "__main__":
+    unittest.main()
