@@ -6,7 +6,7 @@
 namespace imp::fp8 {
 
 void declare_fp8_settings(Registry& reg) {
-    reg.add_setting({"prefill", std::string("fp8_gemm"),
+    reg.add_setting({"prefill", std::string("dequant_bf16"),
                      "CUDA: matmuls of more than 8 tokens: fp8_gemm | dequant_bf16", {"fp8_gemm", "dequant_bf16"}});
     reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
     reg.add_setting({"experts_grouped", true,
