@@ -147,6 +147,10 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
          fmt("%.1f", run.device.copy_bytes_per_s / 1e9) + " GB/s, peak memory " +
          fmt("%.2f", double(run.peak_vram_bytes) / double(1ull << 30)) + " GiB, graphs " + (run.graphs ? "on" : "off") +
          ", commit " + run.commit + "\n";
+    std::string changed;
+    for (const auto& x : run.settings)
+        if (x.set) changed += (changed.empty() ? "" : ", ") + x.key + " = " + x.json;
+    if (!changed.empty()) o += "settings: " + changed + "\n";
     o += "BF16 GEMM " +
          (run.gemm.measured() ? run.gemm.shape() + " (tokens x in x out): " + fmt("%.1f", run.gemm.flops_per_s / 1e12) +
                                     " TFLOP/s"
@@ -213,6 +217,12 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
              ", \"graphs\": " + (run.graphs ? "true" : "false") +
              ", \"cuda_graphs\": " + (run.cuda_graphs ? "true" : "false") +
              ", \"logits_finite\": " + (run.logits_finite ? "true" : "false");
+        std::string st, changed;
+        for (const auto& x : run.settings) {
+            st += (st.empty() ? "" : ", ") + json_str(x.key) + ": " + x.json;
+            if (x.set) changed += (changed.empty() ? "" : ", ") + json_str(x.key);
+        }
+        o += ", \"settings\": {" + st + "}, \"settings_changed\": [" + changed + "]";
         o += i + 1 < results.size() ? "},\n" : "}\n";
     }
     return o + "]\n";

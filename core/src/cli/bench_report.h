@@ -54,6 +54,13 @@ struct RunInfo {
     // measured.
     double load_to_first_token_s = NAN;
     int64_t first_token_prompt = 0;  // tokens of that prompt
+    // Every plugin setting in effect ([plugin.<name>] values and defaults): "<plugin>.<key>" -> its JSON value, and
+    // whether the profile set it.
+    struct Setting {
+        std::string key, json;
+        bool set = false;
+    };
+    std::vector<Setting> settings;
 };
 
 // Prefill TFLOP/s as computed: 2 * (layer matmul params * tokens + LM head params) / time — the LM head runs for the

@@ -259,6 +259,9 @@ int cmd_bench(const std::vector<std::string>& args) {
     run.timestamp = utc_timestamp();
     run.cuda_graphs = prof.runtime.cuda_graphs;
     run.reps = b.reps;
+    for (const Settings* st : s.registry().all_settings())
+        for (const auto& spec : st->specs())
+            run.settings.push_back({st->plugin() + "." + spec.key, setting_text(st->get(spec.key)), st->is_set(spec.key)});
     spdlog::info("bench: probing copy bandwidth");
     run.device = probe_device(ex);
     run.load_to_first_token_s = load_to_first_token;
