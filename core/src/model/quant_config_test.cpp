@@ -99,7 +99,7 @@ TEST_CASE("quant config: wrong types name the file and key", "[model][quant_conf
     CHECK(error_of("[1]") == "config.json: key 'quantization_config' must be an object");
 }
 
-TEST_CASE("quant config: read from a safetensors folder; none for other models", "[model][quant_config]") {
+TEST_CASE("quant config: read from a safetensors folder: none for other models", "[model][quant_config]") {
     imp::test::TempDir d("quant_config");
     const std::string st_header = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
     imp::test::Bytes b;

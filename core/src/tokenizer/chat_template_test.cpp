@@ -44,7 +44,7 @@ TEST_CASE("tokenizer: Qwen2.5-style template: default system prompt computed by 
     CHECK(tok2->apply_chat_template({{"user", "x"}}, false) == "<|im_start|>system\nx<|im_end|>\n");
 }
 
-TEST_CASE("tokenizer: Llama-3 template writes BOS; encode_chat does not add a second one", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: Llama-3 template writes BOS: encode_chat does not add a second one", "[tokenizer][chat]") {
     const auto tok = load("llama3");
     CHECK(tok->apply_chat_template({{"system", "S"}, {"user", "  Hello \n"}}, true) ==
           "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>"

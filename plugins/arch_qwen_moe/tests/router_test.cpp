@@ -64,7 +64,7 @@ TEST_CASE("router: top-k by softmax probability, renormalized, scaled", "[arch_q
     for (int j = 0; j < 3; ++j) CHECK(n.w[size_t(j)] == Approx(2.5 * p[size_t(n.ids[size_t(j)])] / s).epsilon(1e-6));
 }
 
-TEST_CASE("router: ties go to the lower expert id; all-equal logits pick 0..k-1", "[arch_qwen_moe][router]") {
+TEST_CASE("router: ties go to the lower expert id: all-equal logits pick 0..k-1", "[arch_qwen_moe][router]") {
     const Routed t = route({1.f, 3.f, 0.f, 3.f, 3.f, -1.f}, 2, true);
     CHECK(t.ids == std::vector<int32_t>{1, 3});
     CHECK(t.w[0] == 0.5f);

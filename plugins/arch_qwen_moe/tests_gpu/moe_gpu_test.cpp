@@ -133,7 +133,7 @@ TEST_CASE("gpu: qwen3moe tiny logits match transformers, prompt and decode", "[g
     }
 }
 
-TEST_CASE("gpu: graph replay with new routing every step equals no graphs; no cudaMalloc in decode",
+TEST_CASE("gpu: graph replay with new routing every step equals no graphs: no cudaMalloc in decode",
           "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     auto src = open_model(kFixtures + "/qwen3moe_tiny.gguf");

@@ -220,7 +220,7 @@ TEST_CASE("load plan: fusion keeps each part's scales", "[load_plan][formats]") 
     CHECK(matmul_error(*wf.matrix("blk.0.attn_qkv"), ex, all, x, 2) < 1e-6);
 }
 
-TEST_CASE("load plan: format choice by priority and by the profile's list; a tie is an error naming both",
+TEST_CASE("load plan: format choice by priority and by the profile's list: a tie is an error naming both",
           "[load_plan][formats]") {
     std::mt19937 rng(4);
     ModelFolder folder("choice");

@@ -38,7 +38,7 @@ void put(uint8_t* dst, DType t, float x, float scale) {
 
 }  // namespace
 
-TEST_CASE("cpu kv_store writes each row to its slot in every KV dtype; slot -1 rows leave the pool untouched",
+TEST_CASE("cpu kv_store writes each row to its slot in every KV dtype: slot -1 rows leave the pool untouched",
           "[cpu]") {
     CpuExecutor ex(3);
     uint32_t seed = 7;
