@@ -17,6 +17,7 @@ wo::Options options(const Settings& s) {
     o.gemv_kw = s.gemv_kw;
     o.tile_rows = s.tile_rows;
     o.experts_grouped = s.experts_grouped;
+    o.fp8_refuse_all = s.fp8_refuse_all;
     return o;
 }
 

@@ -18,9 +18,9 @@ namespace imp::fp8::cuda {
 
 struct Settings {
     enum class Prefill {
-        Fp8Gemm,      // activations to E4M3 per tensor (dynamic amax), cuBLASLt FP8 GEMM (on an H200 with CUDA 13.0
-                      // cuBLASLt still answers "not supported" for this call: not the default until fixed)
-        DequantBf16,  // weights dequantized to bf16 tiles, cuBLASLt BF16 GEMM (default)
+        Fp8Gemm,      // activations to E4M3 per tensor (dynamic amax), cuBLASLt FP8 GEMM (a shape cuBLASLt refuses
+                      // goes through bf16 tiles)
+        DequantBf16,  // weights dequantized to bf16 tiles, cuBLASLt BF16 GEMM (default until Fp8Gemm is measured)
     };
     Prefill prefill = Prefill::DequantBf16;
     bool fast_accum = true;    // the FP8 GEMM's fast accumulation (CUBLASLT_MATMUL_DESC_FAST_ACCUM)
@@ -29,6 +29,7 @@ struct Settings {
     bool experts_grouped = true;
     int gemv_kw = 0;           // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     int64_t tile_rows = 0;     // DequantBf16: weight rows per tile (0 = automatic)
+    bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
 };
 
 // type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad

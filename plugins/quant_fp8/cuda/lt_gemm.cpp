@@ -16,6 +16,7 @@ namespace imp::wo {
 namespace {
 
 static_assert(sizeof(cublasLtMatmulAlgo_t) <= 64, "cublasLtMatmulAlgo_t grew");
+constexpr int kMaxAlgos = 8;  // heuristic results kept per plan
 
 uint32_t alignment(const void* p) {
     const auto a = reinterpret_cast<uintptr_t>(p);
@@ -35,24 +36,60 @@ LtGemm::~LtGemm() {
     }
 }
 
-void LtGemm::run(const CudaHandles& h, const GemmCall& c) const {
-    if (!h.cublaslt) throw Error(name_ + ": the executor has no cuBLASLt handle");
-    const Key key{int(c.type), c.m, c.n, c.k, c.lda, c.ldb, c.ldd, alignment(c.a), alignment(c.b), alignment(c.d),
-                  c.a_scale, c.b_scale, c.type == GemmType::FP8 && c.fast_accum};
-    const Plan& p = plan(h, key);
-    cublasLtMatmulAlgo_t algo;
-    std::memcpy(&algo, p.algo, sizeof(algo));
-    const float alpha = c.alpha, beta = c.accumulate ? 1.f : 0.f;
-    IMP_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(h.cublaslt), static_cast<cublasLtMatmulDesc_t>(p.op),
-                                    &alpha, c.a, static_cast<cublasLtMatrixLayout_t>(p.a), c.b,
-                                    static_cast<cublasLtMatrixLayout_t>(p.b), &beta, c.d,
-                                    static_cast<cublasLtMatrixLayout_t>(p.d), c.d,
-                                    static_cast<cublasLtMatrixLayout_t>(p.d), &algo, h.lt_workspace,
-                                    h.lt_workspace_bytes, static_cast<cudaStream_t>(h.stream)));
+std::string LtGemm::describe(const GemmCall& c) const {
+    return name_ + ": " + (c.type == GemmType::FP8 ? "FP8" : "BF16") + " GEMM " + std::to_string(c.m) + "x" +
+           std::to_string(c.n) + "x" + std::to_string(c.k) + " (ld " + std::to_string(c.lda) + "/" +
+           std::to_string(c.ldb) + "/" + std::to_string(c.ldd) + ")";
 }
 
-const LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
+void LtGemm::run(const CudaHandles& h, const GemmCall& c) const {
+    std::string why;
+    if (!try_run(h, c, &why)) throw Error(describe(c) + ": cuBLASLt refuses it: " + why);
+}
+
+bool LtGemm::try_run(const CudaHandles& h, const GemmCall& c, std::string* why) const {
+    if (!h.cublaslt) throw Error(name_ + ": the executor has no cuBLASLt handle");
+    if (c.type == GemmType::FP8) {
+        // cuBLASLt's FP8 rules on Hopper: TN (as every call here), 16-byte aligned matrices and scale pointers,
+        // leading dimensions of whole 16 bytes. The callers keep them; a break is a bug here, not a refusal.
+        const bool ok = alignment(c.a) >= 16 && alignment(c.b) >= 16 && alignment(c.d) >= 16 && c.lda % 16 == 0 &&
+                        c.ldb % 16 == 0 && c.ldd % 4 == 0 && (!c.a_scale || alignment(c.a_scale) >= 16) &&
+                        (!c.b_scale || alignment(c.b_scale) >= 16);
+        if (!ok) throw Error(describe(c) + ": pointers, scale pointers or leading dimensions break the FP8 rules");
+    }
+    const Key key{int(c.type), c.m, c.n, c.k, c.lda, c.ldb, c.ldd, alignment(c.a), alignment(c.b), alignment(c.d),
+                  c.a_scale, c.b_scale, c.type == GemmType::FP8 && c.fast_accum};
     std::lock_guard<std::mutex> lk(mu_);
+    Plan& p = plan(h, key);
+    if (p.refused.empty()) {
+        const float alpha = c.alpha, beta = c.accumulate ? 1.f : 0.f;
+        std::string last;
+        for (size_t i = p.good >= 0 ? size_t(p.good) : 0; i < p.algos.size(); ++i) {
+            cublasLtMatmulAlgo_t algo;
+            std::memcpy(&algo, p.algos[i].bytes, sizeof(algo));
+            const cublasStatus_t st = cublasLtMatmul(
+                static_cast<cublasLtHandle_t>(h.cublaslt), static_cast<cublasLtMatmulDesc_t>(p.op), &alpha, c.a,
+                static_cast<cublasLtMatrixLayout_t>(p.a), c.b, static_cast<cublasLtMatrixLayout_t>(p.b), &beta, c.d,
+                static_cast<cublasLtMatrixLayout_t>(p.d), c.d, static_cast<cublasLtMatrixLayout_t>(p.d), &algo,
+                h.lt_workspace, h.lt_workspace_bytes, static_cast<cudaStream_t>(h.stream));
+            if (st == CUBLAS_STATUS_SUCCESS) {
+                p.good = int(i);
+                return true;
+            }
+            // A refusal is checked on the host before anything is enqueued: the next algorithm may run. Once one
+            // has run, any failure is an error.
+            if (p.good >= 0 || (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE))
+                ::imp::cuda::throw_cublas(int(st), "cublasLtMatmul", __FILE__, __LINE__);
+            last = cublasLtGetStatusString(st);
+        }
+        p.refused = "cublasLtMatmul answers \"" + last + "\" for each of the " + std::to_string(p.algos.size()) +
+                    " algorithms of its heuristic";
+    }
+    if (why) *why = p.refused;
+    return false;
+}
+
+LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     const bool fp8 = key.type == int(GemmType::FP8);
@@ -67,8 +104,9 @@ const LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
         if (ld) cublasLtMatrixLayoutDestroy(ld);
         if (op) cublasLtMatmulDescDestroy(op);
     };
-    cublasLtMatmulHeuristicResult_t res{};
+    cublasLtMatmulHeuristicResult_t res[kMaxAlgos] = {};
     int found = 0;
+    cublasStatus_t hst = CUBLAS_STATUS_SUCCESS;
     try {
         IMP_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -99,27 +137,30 @@ const LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
                                                               &key.align_d, sizeof(uint32_t)));
         IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                               &key.align_d, sizeof(uint32_t)));
-        IMP_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), op, la, lb, ld, ld,
-                                                        pref, 1, &res, &found));
+        // "Not supported" from the heuristic: no algorithm for this call (a refusal, not an error).
+        hst = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), op, la, lb, ld, ld, pref,
+                                             kMaxAlgos, res, &found);
+        if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_NOT_SUPPORTED)
+            ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
     } catch (...) {
         cleanup();
         throw;
     }
     cublasLtMatmulPreferenceDestroy(pref);
     pref = nullptr;
-    if (found < 1) {
-        cleanup();
-        throw Error(name_ + ": cuBLASLt has no " + (fp8 ? "FP8" : "BF16") + " algorithm for " + std::to_string(key.m) +
-                    "x" + std::to_string(key.n) + "x" + std::to_string(key.k) + " (ld " + std::to_string(key.lda) +
-                    "/" + std::to_string(key.ldb) + "/" + std::to_string(key.ldd) + ")");
-    }
     Plan p;
     p.op = op;
     p.a = la;
     p.b = lb;
     p.d = ld;
-    std::memcpy(p.algo, &res.algo, sizeof(res.algo));
-    return plans_.emplace(key, p).first->second;
+    for (int i = 0; i < (hst == CUBLAS_STATUS_SUCCESS ? found : 0); ++i) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        Algo a;
+        std::memcpy(a.bytes, &res[i].algo, sizeof(res[i].algo));
+        p.algos.push_back(a);
+    }
+    if (p.algos.empty()) p.refused = std::string("its heuristic has no ") + (fp8 ? "FP8" : "BF16") + " algorithm";
+    return plans_.emplace(key, std::move(p)).first->second;
 }
 
 }  // namespace imp::wo

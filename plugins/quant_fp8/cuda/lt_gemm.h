@@ -1,12 +1,15 @@
 // Weight-only CUDA weights: the cuBLASLt GEMMs of the prefill path (BF16 x BF16 and E4M3 x E4M3, fp32 output and
-// accumulation), with the plans (descriptors and the heuristic's algorithm) cached per shape, alignment and scale
-// pointers. Needs no CUDA headers to include.
+// accumulation), with the plans (descriptors and the heuristic's algorithms) cached per shape, alignment and scale
+// pointers. The first call of a plan tries the heuristic's algorithms in order and keeps the first that cuBLASLt
+// runs (cuBLASLt can refuse at cublasLtMatmul an algorithm its heuristic offered); a plan that every algorithm
+// refuses is remembered as refused. Needs no CUDA headers to include.
 #pragma once
 #include <compare>
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "imp/executor.h"
 
@@ -15,7 +18,8 @@ namespace imp::wo {
 enum class GemmType { BF16, FP8 };
 
 // y[t * ldd + r] (+)= alpha * a_scale * b_scale * sum_k A[r * lda + k] B[t * ldb + k] for r < m, t < n:
-// A the weight rows, B the activation rows; a_scale / b_scale device floats (FP8 only; null: 1). accumulate: beta 1.
+// A the weight rows, B the activation rows; a_scale / b_scale device floats (FP8 only; null: 1; 16-byte aligned).
+// accumulate: beta 1. FP8 also wants a, b, d 16-byte aligned and lda, ldb multiples of 16 (checked).
 struct GemmCall {
     GemmType type = GemmType::BF16;
     const void* a = nullptr;
@@ -38,7 +42,10 @@ public:
     ~LtGemm();
     LtGemm(const LtGemm&) = delete;
     LtGemm& operator=(const LtGemm&) = delete;
-    // Throws imp::Error naming the weight when cuBLASLt has no algorithm for the call.
+    // Enqueues the GEMM; false when cuBLASLt refuses the call (no algorithm, or "not supported" / "invalid value"
+    // from every algorithm offered; nothing is enqueued then), with the reason in *why. Other failures throw.
+    bool try_run(const CudaHandles& h, const GemmCall& c, std::string* why = nullptr) const;
+    // try_run, throwing imp::Error naming the weight and the shape when cuBLASLt refuses.
     void run(const CudaHandles& h, const GemmCall& c) const;
 
 private:
@@ -51,14 +58,20 @@ private:
         bool fast;
         auto operator<=>(const Key&) const = default;
     };
+    struct Algo {
+        alignas(8) unsigned char bytes[64] = {};  // cublasLtMatmulAlgo_t
+    };
     struct Plan {
         void* op = nullptr;
         void* a = nullptr;
         void* b = nullptr;
         void* d = nullptr;
-        alignas(8) unsigned char algo[64] = {};  // cublasLtMatmulAlgo_t
+        std::vector<Algo> algos;  // the heuristic's, best first
+        int good = -1;            // the algorithm that ran (-1: none tried yet)
+        std::string refused;      // why cuBLASLt refuses the plan (empty: not refused)
     };
-    const Plan& plan(const CudaHandles& h, const Key& key) const;
+    Plan& plan(const CudaHandles& h, const Key& key) const;  // mu_ held
+    std::string describe(const GemmCall& c) const;
 
     std::string name_;
     mutable std::mutex mu_;

@@ -114,7 +114,7 @@ __global__ void quantize_kernel(const float* __restrict__ x, int64_t xs, int64_t
                                 int64_t ldo, float* stat) {
     const float amax = stat[0];
     const float unit = amax > 0.f ? amax / 448.f : 1.f;
-    if (blockIdx.x == 0 && threadIdx.x == 0) stat[1] = unit;
+    if (blockIdx.x == 0 && threadIdx.x == 0) stat[kStatUnit] = unit;
     const float* xr = x + int64_t(blockIdx.x) * xs;
     uint8_t* o = out + int64_t(blockIdx.x) * ldo;
     for (int64_t c = threadIdx.x; c < ldo; c += blockDim.x)
@@ -238,7 +238,7 @@ void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out,
 void quantize_fp8(const float* x, int64_t xs, int64_t n, int64_t cols, uint8_t* out, int64_t ldo, float* stat,
                   cudaStream_t st) {
     if (n <= 0) return;
-    IMP_CUDA_CHECK(cudaMemsetAsync(stat, 0, 2 * sizeof(float), st));
+    IMP_CUDA_CHECK(cudaMemsetAsync(stat, 0, sizeof(float), st));  // amax; the unit is written
     amax_kernel<<<grid_for(n * cols), kThreads, 0, st>>>(x, xs, n, cols, stat);
     IMP_CUDA_CHECK_LAUNCH();
     quantize_kernel<<<unsigned(n), kThreads, 0, st>>>(x, xs, cols, out, ldo, stat);

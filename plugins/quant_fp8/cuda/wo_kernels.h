@@ -68,8 +68,10 @@ void dequant_bf16(const Layout& l, const uint8_t* w, int64_t r0, int64_t nr, uin
 // x [n, cols] (row stride xs) as bf16 [n, ldo], zero past cols.
 void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st);
 // x [n, cols] quantized per tensor to E4M3 [n, ldo] (zero past cols): amax over x, unit = amax / 448 (1 when
-// amax is 0), q = e4m3(x / unit) (saturating). stat: 2 floats of device memory, [0] amax, [1] unit (read by the
-// FP8 GEMM as its B scale).
+// amax is 0), q = e4m3(x / unit) (saturating). stat: kStatBytes of device memory, 256-aligned: [0] amax,
+// [kStatUnit] unit (read by the FP8 GEMM as its B scale; cuBLASLt wants scale pointers 16-byte aligned).
+constexpr int kStatUnit = 64;
+constexpr uint64_t kStatBytes = 512;
 void quantize_fp8(const float* x, int64_t xs, int64_t n, int64_t cols, uint8_t* out, int64_t ldo, float* stat,
                   cudaStream_t st);
 // y[t, r] (+)= tmp[t * rows + r] * s[r] (s null: 1).

@@ -12,8 +12,9 @@
 //   scales NVFP4: E4M3 [rows, cp / 16] bytes at scale_off (zero in the padding).
 //   post   fp32 at post_off: NVFP4: [1] the global scale; FP8: [n_post] the weight scales (n_post 1 or rows).
 //   fp8    (NVFP4 with the FP8 prefill variant only) E4M3 [rows_p16, cp] at fp8_off (zero padding rows):
-//          e2m1 * e4m3 / fp8_unit rounded to
-//          E4M3 (one per-tensor unit), and the fp32 fp8_scale = global * fp8_unit at post_off + 4.
+//          e2m1 * e4m3 / fp8_unit rounded to E4M3 (one per-tensor unit), and the fp32 fp8_scale = global *
+//          fp8_unit alone at fp8_scale_off (256-aligned: cuBLASLt's FP8 GEMM refuses a scale pointer that is not
+//          16-byte aligned, "not supported", for some kernels).
 #pragma once
 #include <cstdint>
 
@@ -28,7 +29,7 @@ struct Layout {
     int64_t rows_p16 = 0;       // rows padded to 16 (the FP8 GEMM's m)
     int64_t ld = 0;             // code bytes per row
     int64_t scale_ld = 0;       // NVFP4 scale bytes per row
-    uint64_t scale_off = 0, post_off = 0, fp8_off = 0;
+    uint64_t scale_off = 0, post_off = 0, fp8_scale_off = 0, fp8_off = 0;
     int64_t n_post = 1;         // FP8: weight scales (1 or rows)
     bool has_fp8 = false;       // NVFP4: FP8 copy for the prefill GEMM
     uint64_t bytes = 0;         // one matrix
@@ -50,8 +51,9 @@ inline Layout make_layout(Codec c, int64_t rows, int64_t cols, int64_t n_post, b
     l.post_off = l.scale_off + round256(uint64_t(rows * l.scale_ld));
     l.n_post = c == Codec::NVFP4 ? 1 : n_post;
     l.has_fp8 = c == Codec::NVFP4 && fp8_copy;
-    l.fp8_off = l.post_off + round256(uint64_t(l.n_post + 1) * 4);
-    l.bytes = l.fp8_off + (l.has_fp8 ? round256(uint64_t(l.rows_p16 * l.cp)) : 0);
+    l.fp8_scale_off = l.post_off + round256(uint64_t(l.n_post) * 4);
+    l.fp8_off = l.fp8_scale_off + 256;
+    l.bytes = l.has_fp8 ? l.fp8_off + round256(uint64_t(l.rows_p16 * l.cp)) : l.post_off + round256(uint64_t(l.n_post) * 4);
     return l;
 }
 

@@ -6,7 +6,9 @@
 //     FP8 tensor cores with the weight's per-tensor scale as A scale, accumulating into y (beta = 1). A per-row
 //     weight scale, a row count or token count that is not a multiple of 16, or an output stride that is not a
 //     multiple of 4 goes through an fp32 buffer in the workspace ([tokens padded to 16, rows padded to 16]) and an
-//     epilogue y (+)= buffer * row scale;
+//     epilogue y (+)= buffer * row scale. Every call keeps cuBLASLt's FP8 rules (TN, 16-byte aligned matrices and
+//     scale pointers, leading dimensions of whole 16 bytes). Should cuBLASLt still refuse a shape, that shape goes
+//     through the bf16 tiles below, with one line on stderr per weight (the workspace covers both paths);
 //   - else: weight rows are dequantized tile by tile to bf16 in the workspace (exact for NVFP4 and per-tensor FP8;
 //     the per-tensor factor is the GEMM's alpha) and multiplied by cuBLASLt with the activations converted to bf16.
 // The expert weights are in wo_experts.cpp. Nothing allocates device memory after load.
@@ -15,6 +17,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <vector>
 
 #include "imp/cuda/check.h"
@@ -71,10 +75,8 @@ public:
                         std::to_string(need) + " bytes of workspace, the executor reserved " +
                         std::to_string(ex.workspace_bytes()));
         auto* ws = static_cast<uint8_t*>(ex.workspace());
-        if (fp8_path())
-            matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
-        else
-            matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+        if (fp8_path() && matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate)) return;
+        matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
     }
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
@@ -84,12 +86,14 @@ public:
 
     uint64_t workspace_bytes(int64_t n_tokens) const override {
         if (n_tokens <= kMaxGemvTokens) return 0;
-        if (fp8_path()) {
-            const int64_t np = round_up(n_tokens, 16);
-            return round256(uint64_t(np * l_.cp)) + 256 + round256(uint64_t(np * l_.rows_p16) * 4);
-        }
-        return round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
+        const uint64_t bf16 = round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
+        if (!fp8_path()) return bf16;
+        const int64_t np = round_up(n_tokens, 16);
+        return std::max(bf16, round256(uint64_t(np * l_.cp)) + kStatBytes + round256(uint64_t(np * l_.rows_p16) * 4));
     }
+
+    // FP8 GEMM calls cuBLASLt refused (they went through bf16 tiles).
+    int64_t fp8_refusals() const { return refusals_.load(); }
 
 private:
     bool fp8_path() const { return o_.fp8_gemm && (l_.codec == Codec::FP8 || l_.has_fp8); }
@@ -101,19 +105,21 @@ private:
         return std::min(t, rows_);
     }
 
-    void matmul_fp8(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
+    // False when cuBLASLt refuses the call (the caller takes the bf16 tiles).
+    bool matmul_fp8(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
                     bool accumulate) const {
         const auto st = static_cast<cudaStream_t>(h.stream);
         const int64_t np = round_up(n, 16);
         auto* xq = ws;
         auto* stat = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)));
-        auto* tmp = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)) + 256);
+        auto* tmp = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)) + kStatBytes);
         // Rows n..np of xq stay as they are: the direct path multiplies only n rows, the buffered one writes the
         // padded rows of tmp, which the epilogue never reads.
         quantize_fp8(x, xs, n, cols_, xq, l_.cp, stat, st);
         const float* post = reinterpret_cast<const float*>(dev_ + l_.post_off);
         const bool per_row = l_.codec == Codec::FP8 && l_.n_post != 1;
-        const float* a_scale = l_.codec == Codec::NVFP4 ? post + 1 : (per_row ? nullptr : post);
+        const float* a_scale = l_.codec == Codec::NVFP4 ? reinterpret_cast<const float*>(dev_ + l_.fp8_scale_off)
+                                                        : (per_row ? nullptr : post);
         const bool direct = !per_row && rows_ % 16 == 0 && n % 16 == 0 && ys % 4 == 0 &&
                             reinterpret_cast<uintptr_t>(y) % 16 == 0;
         GemmCall c;
@@ -124,7 +130,7 @@ private:
         c.ldb = l_.cp;
         c.k = l_.cp;
         c.a_scale = a_scale;
-        c.b_scale = stat + 1;
+        c.b_scale = stat + kStatUnit;
         c.fast_accum = o_.fast_accum;
         if (direct) {
             c.d = y;
@@ -132,15 +138,24 @@ private:
             c.m = rows_;
             c.n = n;
             c.accumulate = accumulate;
-            lt_.run(h, c);
-            return;
+        } else {
+            c.d = tmp;
+            c.ldd = l_.rows_p16;
+            c.m = l_.rows_p16;
+            c.n = np;
         }
-        c.d = tmp;
-        c.ldd = l_.rows_p16;
-        c.m = l_.rows_p16;
-        c.n = np;
-        lt_.run(h, c);
-        scale_rows_padded(tmp, n, per_row ? post : nullptr, y, ys, accumulate, st);
+        std::string why;
+        if (o_.fp8_refuse_all)
+            why = "refused by the fp8_refuse_all test option";
+        else if (lt_.try_run(h, c, &why)) {
+            if (!direct) scale_rows_padded(tmp, n, per_row ? post : nullptr, y, ys, accumulate, st);
+            return true;
+        }
+        if (refusals_.fetch_add(1) == 0)
+            std::fprintf(stderr, "imp: %s weight [%lld, %lld]: cuBLASLt refuses the FP8 GEMM of %lld tokens (%s); "
+                         "refused shapes go through bf16 tiles\n", name_.c_str(), (long long)rows_, (long long)cols_,
+                         (long long)n, why.c_str());
+        return false;
     }
 
     void scale_rows_padded(const float* tmp, int64_t n, const float* s, float* y, int64_t ys, bool accumulate,
@@ -186,6 +201,7 @@ private:
     Options o_;
     float alpha_;
     LtGemm lt_;
+    mutable std::atomic<int64_t> refusals_{0};
 };
 
 }  // namespace
@@ -196,6 +212,11 @@ void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_
     host.assign(l.bytes, 0);
     fill(e, host.data());
     ex.upload(dev + uint64_t(e) * l.bytes, host.data(), l.bytes);
+}
+
+int64_t fp8_refusals(const Weight& w) {
+    const auto* wo = dynamic_cast<const WoWeight*>(&w);
+    return wo ? wo->fp8_refusals() : -1;
 }
 
 const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {

@@ -22,6 +22,7 @@ struct Options {
     int gemv_kw = 0;          // GEMV warps per row group (0 = from the shape)
     int64_t tile_rows = 0;    // BF16 path: weight rows per dequantized tile (0 = automatic)
     bool experts_grouped = true;  // expert matmuls with more pairs than experts: pairs grouped by expert
+    bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
 };
 
 // Fills one matrix of the layout in host memory (zeroed, l.bytes) — expert `e` for experts, 0 for a weight.
@@ -33,6 +34,10 @@ std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout
                                     const Options& o, float bf16_alpha, float fp8_inv_unit);
 std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, const Layout& l, int64_t n_expert,
                                             const FillMatrix& fill, const Options& o);
+
+// How many FP8 GEMM calls of w cuBLASLt refused (each went through bf16 tiles instead); -1 when w is not a
+// weight-only CUDA weight.
+int64_t fp8_refusals(const Weight& w);
 
 // Fills matrix e of the layout on the host (a zeroed l.bytes buffer, reused) and uploads it to dev + e * l.bytes.
 void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,

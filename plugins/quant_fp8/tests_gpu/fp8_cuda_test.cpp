@@ -6,7 +6,8 @@
 //     any indexing or decoding error is O(1));
 //   DequantBf16 prefill 5e-3: activations rounded to bf16 (and per-row weights e4m3 * scale rounded to bf16);
 //   Fp8Gemm prefill: 1e-2 against the reference of the same per-tensor E4M3 activation rounding simulated on the CPU
-//     (left: the tensor cores' fast FP8 accumulation), 0.1 against the exact activations (E4M3: 4 significant bits).
+//     (left: the tensor cores' fast FP8 accumulation), 0.1 against the exact activations (E4M3: 4 significant bits);
+//     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -91,28 +92,34 @@ TEST_CASE("quant_fp8 cuda: GEMV of 1/2/5/8 tokens, per-tensor and per-row scales
 TEST_CASE("quant_fp8 cuda: prefill through cuBLASLt's FP8 GEMM", "[quant_fp8_gpu][gemm][fp8]") {
     auto ex = make_gpu();
     std::mt19937 rng(222);
-    // 208 rows per tensor, 16/48/512 tokens, y stride = rows: cuBLASLt writes y directly; per-row scales, 203 rows,
-    // 33 tokens or an odd stride: through the fp32 buffer and the epilogue.
+    // 208 rows per tensor, 16 or 512 tokens, y stride = rows: cuBLASLt writes y directly; per-row scales, 203 rows,
+    // 33 or 100 tokens or an odd stride: through the fp32 buffer and the epilogue.
+    f8::cuda::Settings s;
+    s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{208, 512}, {203, 371}})
         for (const bool per_row : {false, true}) {
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            const auto w = load(*ex, f);
-            for (const int64_t t : {16, 33, 48, 512})
-                for (const int64_t ys : {rows, rows + 1})
-                    for (const bool acc : {false, true}) {
-                        ex->reserve_workspace(w->workspace_bytes(t));
-                        INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", tokens " << t
-                                  << ", y stride " << ys << (acc ? ", accumulate" : ""));
-                        auto sim = [&](const std::vector<float>& x) { return fp8_activations(x, cols, t, cols); };
-                        std::mt19937 r1 = rng, r2 = rng;
-                        const Check c = matmul_case(*ex, *w, f.w, t, cols, ys, acc, r1, sim);
-                        CHECK(c.unwritten == 0);
-                        CHECK(c.overwritten == 0);
-                        CHECK(c.rel <= 1e-2);
-                        CHECK(matmul_case(*ex, *w, f.w, t, cols, ys, acc, r2).rel <= 0.1);
-                        rng = r2;
-                    }
+            const auto w = load(*ex, f, s);
+            INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor"));
+            const int64_t refused = fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng);
+            INFO("calls cuBLASLt refused (stderr says why): " << refused);
+            CHECK(refused == 0);
         }
+}
+
+TEST_CASE("quant_fp8 cuda: a shape cuBLASLt refuses goes through bf16 tiles", "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(223);
+    f8::cuda::Settings s;
+    s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+    s.fp8_refuse_all = true;
+    for (const bool per_row : {false, true}) {
+        const Fp8 f = random_fp8(208, 512, per_row, rng);
+        const auto w = load(*ex, f, s);
+        INFO((per_row ? "per row" : "per tensor"));
+        // 16, 33, 100, 512 tokens x 2 strides x (y =, y +=): every GEMM call refused.
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng) == 16);
+    }
 }
 
 TEST_CASE("quant_fp8 cuda: prefill through bf16 tiles", "[quant_fp8_gpu][gemm]") {
@@ -189,8 +196,12 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
     }
     const auto e = f8::cuda::make_experts(*ex, 5, 48, 256, q.data(), scales.data(), 48);
     SECTION("fp8 prefill") {
-        graph_case(*ex, *load(*ex, f), f.w, 32, 1e-2, *e, ref, rng,
+        f8::cuda::Settings s;
+        s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+        const auto w = load(*ex, f, s);
+        graph_case(*ex, *w, f.w, 32, 1e-2, *e, ref, rng,
                    [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, f.cols, t, f.cols); });
+        CHECK(wo::fp8_refusals(*w) == 0);
     }
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, f, bf16_prefill()), f.w, 24, 5e-3, *e, ref, rng);

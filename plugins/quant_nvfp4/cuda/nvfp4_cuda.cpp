@@ -21,6 +21,7 @@ wo::Options options(const Settings& s, bool dense) {
     o.gemv_kw = s.gemv_kw;
     o.tile_rows = s.tile_rows;
     o.experts_grouped = s.experts_grouped;
+    o.fp8_refuse_all = s.fp8_refuse_all;
     return o;
 }
 
@@ -39,7 +40,7 @@ inline uint32_t code_at(const uint8_t* row, int64_t c) {
 }
 
 // Matrix e of the canonical arrays into host (zeroed, l.bytes): repacked codes, scales, global (and the FP8 copy's
-// scale global * unit after it).
+// scale global * unit in its own slot).
 void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, const float* globals, float unit,
           int64_t e, uint8_t* host) {
     const int64_t cb = l.cols / 2, sb = l.cols / 16;
@@ -55,9 +56,8 @@ void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, cons
         }
         std::memcpy(host + l.scale_off + r * l.scale_ld, se + r * sb, size_t(sb));
     }
-    auto* post = reinterpret_cast<float*>(host + l.post_off);
-    post[0] = globals[e];
-    post[1] = globals[e] * unit;
+    *reinterpret_cast<float*>(host + l.post_off) = globals[e];
+    if (l.has_fp8) *reinterpret_cast<float*>(host + l.fp8_scale_off) = globals[e] * unit;
 }
 
 // The FP8 copy's unit: max |e2m1 * e4m3| / 448 = 6 * max e4m3(scale) / 448 (1 when every scale is 0 or NaN).

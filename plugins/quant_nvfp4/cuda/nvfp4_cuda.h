@@ -36,6 +36,7 @@ struct Settings {
     bool experts_grouped = true;
     int gemv_kw = 0;         // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     int64_t tile_rows = 0;   // DequantBf16: weight rows per tile (0 = automatic)
+    bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
 };
 
 // type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad
