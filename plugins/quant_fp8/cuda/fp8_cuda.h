@@ -28,6 +28,7 @@ struct Settings {
     // each expert's weights read once per 8 of its pairs; false: one GEMV per pair always.
     bool experts_grouped = true;
     int gemv_kw = 0;           // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
+    bool gemv_async = false;  // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     int64_t tile_rows = 0;     // DequantBf16: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
 };

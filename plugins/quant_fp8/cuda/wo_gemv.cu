@@ -3,8 +3,10 @@
 //
 // A CTA of 8 warps holds 8 / kw row groups of kw warps; a row group owns RW consecutive rows (4 for 1-2 tokens, 2
 // for 4-8) and its kw * 32 lanes split the row's 16-byte chunks (chunk ch to lane ch % (kw * 32)), so each lane
-// reads the same columns of its RW rows and loads the matching activations once for all of them. The next chunk's
-// loads are issued before the current one is computed.
+// reads the same columns of its RW rows and loads the matching activations once for all of them. Two plans feed
+// the chunks (GemvPlan): Regs: the next chunk's loads go to registers before the current one is computed (one chunk
+// per row in flight per lane); Async: cp.async streams them into a shared-memory ring kStages chunks deep per lane
+// (wo_pipe.cuh), so more bytes are in flight per SM than registers would allow.
 // Dequantization in registers:
 //   NVFP4: a 32-bit word holds 8 codes in the nibble order of wo_layout.h; (q & 0x80008000) | ((q >> 3) &
 //          0x0E000E00) puts two codes' sign and magnitude bits into a half2 whose values are exactly e2m1 * 2^-14
@@ -22,131 +24,16 @@
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
 #include "imp/error.h"
-#include "wo_decode.cuh"
+#include "wo_gemv_chunk.cuh"
 #include "wo_kernels.h"
 
 namespace imp::wo {
 namespace {
 
-constexpr int kWarps = 8;
 
-struct KP {
-    const uint8_t* w;
-    uint64_t mat_bytes;
-    int64_t ld, scale_ld;
-    uint64_t scale_off, post_off;
-    int n_post, rows, cols, nch;
-    const float* x;
-    int64_t xs;
-    float* y;
-    int64_t ys;
-    int n_tokens, accumulate;
-    const int32_t* ids;
-    const int32_t* groups;    // grouped expert matmul: [item][3] = expert (-1: ids out of range), start, count
-    const int32_t* n_groups;  // items at or past *n_groups do nothing
-    const int32_t* order;     // pairs sorted by expert
-    int n_expert, top_k, x_per_slot, zero_invalid, pair0, kw, x_vec;
-};
-
-// 8 activations at column col (col < cols); zero past cols.
-__device__ __forceinline__ void load_x(const KP& p, const float* xt, int col, float (&v)[8]) {
-    if (p.x_vec && col + 8 <= p.cols) {
-        const float4 a = __ldg(reinterpret_cast<const float4*>(xt + col));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(xt + col) + 1);
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-    } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) v[e] = col + e < p.cols ? __ldg(xt + col + e) : 0.f;
-    }
-}
-
-template <Codec C>
-struct Chunk {
-    uint4 q;
-    uint32_t s;  // NVFP4: the chunk's two scale bytes
-};
-
-template <Codec C, int RW>
-__device__ __forceinline__ void load_chunk(const KP& p, const uint8_t* m, int r0, int ch, Chunk<C> (&c)[RW]) {
-#pragma unroll
-    for (int r = 0; r < RW; ++r) {
-        if (ch < p.nch && r0 + r < p.rows) {
-            c[r].q = ld_stream(m + int64_t(r0 + r) * p.ld + int64_t(ch) * 16);
-            if constexpr (C == Codec::NVFP4)
-                c[r].s = __ldg(reinterpret_cast<const unsigned short*>(m + p.scale_off + int64_t(r0 + r) * p.scale_ld +
-                                                                       int64_t(ch) * 2));
-        } else {
-            c[r].q = make_uint4(0, 0, 0, 0);
-            c[r].s = 0;
-        }
-    }
-}
-
-template <Codec C, int T, int RW>
-__device__ __forceinline__ void compute(const KP& p, const float* x, const int64_t (&xo)[T], int ntok,
-                                        const Chunk<C> (&c)[RW], int ch, float (&acc)[RW][T]) {
-    if (ch >= p.nch) return;
-    if constexpr (C == Codec::NVFP4) {
-#pragma unroll
-        for (int g = 0; g < 2; ++g) {
-            float part[RW][T];
-#pragma unroll
-            for (int r = 0; r < RW; ++r)
-#pragma unroll
-                for (int t = 0; t < T; ++t) part[r][t] = 0.f;
-#pragma unroll
-            for (int j = 0; j < 2; ++j) {
-                const int col = ch * 32 + 16 * g + 8 * j;
-                if (col >= p.cols) continue;
-                float wv[RW][8];
-#pragma unroll
-                for (int r = 0; r < RW; ++r) dec_nvfp4(word(c[r].q, 2 * g + j), wv[r]);
-#pragma unroll
-                for (int t = 0; t < T; ++t) {
-                    if (t >= ntok) continue;
-                    float xv[8];
-                    load_x(p, x + xo[t], col, xv);
-#pragma unroll
-                    for (int r = 0; r < RW; ++r)
-#pragma unroll
-                        for (int e = 0; e < 8; ++e) part[r][t] = fmaf(wv[r][e], xv[e], part[r][t]);
-                }
-            }
-#pragma unroll
-            for (int r = 0; r < RW; ++r) {
-                const float sc = e4m3(c[r].s >> (8 * g)) * 16384.f;
-#pragma unroll
-                for (int t = 0; t < T; ++t) acc[r][t] = fmaf(part[r][t], sc, acc[r][t]);
-            }
-        }
-    } else {
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-            const int col = ch * 16 + 8 * j;
-            if (col >= p.cols) continue;
-            float wv[RW][8];
-#pragma unroll
-            for (int r = 0; r < RW; ++r) {
-                dec_fp8(word(c[r].q, 2 * j), wv[r]);
-                dec_fp8(word(c[r].q, 2 * j + 1), wv[r] + 4);
-            }
-#pragma unroll
-            for (int t = 0; t < T; ++t) {
-                if (t >= ntok) continue;
-                float xv[8];
-                load_x(p, x + xo[t], col, xv);
-#pragma unroll
-                for (int r = 0; r < RW; ++r)
-#pragma unroll
-                    for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wv[r][e], xv[e], acc[r][t]);
-            }
-        }
-    }
-}
-
-template <Codec C, int T>
+template <Codec C, int T, int S>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
-    constexpr int RW = T <= 2 ? 4 : 2;
+    constexpr int RW = kRowsPerGroup<T>;
     __shared__ float red[kWarps][RW * T];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int kw = p.kw, groups = kWarps / kw;
@@ -156,7 +43,6 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     const float* x = p.x;
     float* y = p.y;
     ::imp::cuda::pdl_launch_dependents();
-    Chunk<C> cur[RW], nxt[RW];
     int64_t xo[T], yo[T];  // row offsets of each token's activations and outputs
     int ntok = p.n_tokens;
     if (p.ids) {
@@ -187,27 +73,20 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
             return;
         }
         m += uint64_t(e) * p.mat_bytes;
-        load_chunk<C, RW>(p, m, r0, li, cur);
     } else {
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             xo[t] = int64_t(t) * p.xs;
             yo[t] = int64_t(t) * p.ys;
         }
-        load_chunk<C, RW>(p, m, r0, li, cur);
-        ::imp::cuda::pdl_wait();
     }
     float acc[RW][T];
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
-    for (int ch = li; ch < p.nch; ch += L) {
-        load_chunk<C, RW>(p, m, r0, ch + L, nxt);
-        compute<C, T, RW>(p, x, xo, ntok, cur, ch, acc);
-#pragma unroll
-        for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
-    }
+    // Dense: the first chunks (weights) are requested before the wait; experts waited above (the id).
+    row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, !p.ids, acc);
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -233,36 +112,66 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     }
 }
 
-template <Codec C, int T>
-void launch(const KP& p, int rows_per_cta, int n_items, bool pdl, cudaStream_t st) {
+template <Codec C, int T, int S>
+void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    constexpr int RW = kRowsPerGroup<T>;
+    const int rows_per_cta = kWarps / p.kw * RW;
+    const int smem = S > 0 ? ring_bytes(S, RW, kWarps * 32) : 0;  // over 48 KB: gemv_init set the limit
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
         q.pair0 = i0;
         const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
-        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T>, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(kWarps * 32), 0, st, pdl, q));
+        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, S>,
+                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
+                                           dim3(kWarps * 32), size_t(smem), st, pdl, q));
     }
 }
 
-template <Codec C>
-void launch_codec(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
-    const int groups = kWarps / p.kw;
+template <Codec C, int S>
+void launch_plan(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
     if (T <= 1)
-        launch<C, 1>(p, groups * 4, n_items, pdl, st);
+        launch<C, 1, S>(p, n_items, pdl, st);
     else if (T <= 2)
-        launch<C, 2>(p, groups * 4, n_items, pdl, st);
+        launch<C, 2, S>(p, n_items, pdl, st);
     else if (T <= 4)
-        launch<C, 4>(p, groups * 2, n_items, pdl, st);
+        launch<C, 4, S>(p, n_items, pdl, st);
+    else if constexpr (S == 0)
+        launch<C, 8, S>(p, n_items, pdl, st);
+}
+
+template <Codec C>
+void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cudaStream_t st) {
+    if (plan == GemvPlan::Async)
+        launch_plan<C, kStages>(p, T, n_items, pdl, st);
     else
-        launch<C, 8>(p, groups * 2, n_items, pdl, st);
+        launch_plan<C, 0>(p, T, n_items, pdl, st);
+}
+
+template <Codec C, int T>
+void allow_ring() {
+    const int smem = ring_bytes(kStages, kRowsPerGroup<T>, kWarps * 32);
+    if (smem > 48 * 1024)
+        IMP_CUDA_CHECK(cudaFuncSetAttribute(wo_gemv_kernel<C, T, kStages>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 
 }  // namespace
 
-int auto_kw(const Layout& l) {
-    const int64_t nch = l.ld / 16;
+void gemv_init(GemvPlan plan) {
+    if (plan != GemvPlan::Async) return;
+    allow_ring<Codec::FP8, 1>();
+    allow_ring<Codec::FP8, 2>();
+    allow_ring<Codec::FP8, 4>();
+    allow_ring<Codec::NVFP4, 1>();
+    allow_ring<Codec::NVFP4, 2>();
+    allow_ring<Codec::NVFP4, 4>();
+}
+
+int auto_kw(const Layout& l, GemvPlan plan) {
+    // Regs: at least two chunks per lane; Async: at least kStages (the ring fills).
+    const int64_t nch = l.ld / 16, per_lane = plan == GemvPlan::Async ? kStages : 2;
     int kw = 8;
-    while (kw > 1 && nch < int64_t(kw) * 32 * 2) kw >>= 1;
+    while (kw > 1 && nch < int64_t(kw) * 32 * per_lane) kw >>= 1;
     return kw;
 }
 
@@ -273,7 +182,10 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     if (!experts && a.n_tokens > kMaxGemvTokens)
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
-    const int kw = a.kw > 0 ? a.kw : auto_kw(l);
+    const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
+    // Async at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
+    const GemvPlan plan = a.plan == GemvPlan::Async && T <= 4 ? GemvPlan::Async : GemvPlan::Regs;
+    const int kw = a.kw > 0 ? a.kw : auto_kw(l, plan);
     if (kw != 1 && kw != 2 && kw != 4 && kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(kw) + " is not 1, 2, 4 or 8");
     KP p{};
@@ -291,7 +203,7 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     p.xs = a.xs;
     p.y = a.y;
     p.ys = a.ys;
-    p.n_tokens = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
+    p.n_tokens = T;
     p.accumulate = a.accumulate ? 1 : 0;
     p.ids = a.ids;
     p.groups = a.groups;
@@ -304,9 +216,9 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     p.kw = kw;
     p.x_vec = ::imp::cuda::aligned16(a.x) && a.xs % 4 == 0;
     if (l.codec == Codec::NVFP4)
-        launch_codec<Codec::NVFP4>(p, p.n_tokens, n_items, a.pdl, st);
+        launch_codec<Codec::NVFP4>(p, plan, p.n_tokens, n_items, a.pdl, st);
     else
-        launch_codec<Codec::FP8>(p, p.n_tokens, n_items, a.pdl, st);
+        launch_codec<Codec::FP8>(p, plan, p.n_tokens, n_items, a.pdl, st);
 }
 
 }  // namespace imp::wo

@@ -13,6 +13,10 @@ namespace imp::wo {
 
 constexpr int kMaxGemvTokens = 8;
 
+// How the GEMV feeds its chunks (wo_gemv.cu): Regs: one chunk per row in flight per lane, in registers; Async:
+// cp.async into a shared-memory ring, several chunks deep (up to 4 tokens; 5-8 tokens run Regs).
+enum class GemvPlan { Regs, Async };
+
 // One GEMV launch: y[t, r] (+)= sum_c x[t, c] * W[r, c].
 //   Dense (ids == null): n_tokens <= kMaxGemvTokens rows of x.
 //   Experts (ids != null): n_pairs work items, one token each: pair p reads expert ids[p] (matrix w + e * l.bytes),
@@ -36,11 +40,15 @@ struct GemvArgs {
     int n_items = 0;                    // grouped: the bound on the items (experts_max_groups)
     bool x_per_slot = false, zero_invalid = false;
     int kw = 0;        // warps per row group (1, 2, 4, 8; 0 = from the shape)
+    GemvPlan plan = GemvPlan::Regs;
     bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
-// The warps per row group gemv picks for l when kw == 0.
-int auto_kw(const Layout& l);
+// Sets what the plan's kernels need before the first launch (Async: their shared-memory limit) on the current
+// device; called when a weight that uses the plan is made (never inside a graph capture).
+void gemv_init(GemvPlan plan);
+// The warps per row group gemv picks for l and plan when kw == 0.
+int auto_kw(const Layout& l, GemvPlan plan);
 
 // Pairs per item of the grouped expert GEMV (its token tile), and the most experts the grouping kernel counts in
 // shared memory.

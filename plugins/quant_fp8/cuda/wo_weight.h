@@ -20,6 +20,7 @@ struct Options {
     bool fp8_gemm = false;    // prefill through the FP8 GEMM (FP8 codes, or the NVFP4 FP8 copy) instead of BF16 tiles
     bool fast_accum = true;   // the FP8 GEMM's fast accumulation
     int gemv_kw = 0;          // GEMV warps per row group (0 = from the shape)
+    bool gemv_async = false;  // GEMV chunks through the cp.async ring (GemvPlan::Async) instead of registers
     int64_t tile_rows = 0;    // BF16 path: weight rows per dequantized tile (0 = automatic)
     bool experts_grouped = true;  // expert matmuls with more pairs than experts: pairs grouped by expert
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)

@@ -3,11 +3,13 @@
 //  2. GEMV (1, 2, 4, 8 tokens) on 4096x14336 and 14336x4096 (rows x cols): NVFP4, FP8 (per tensor) and imp's BF16
 //     GEMV (quant_ggml); a CUDA graph of one matmul per copy of the weight (enough copies to defeat the L2 cache),
 //     median of 15 replays. GB/s of weight bytes read (NVFP4: codes + scales), % of the copy bandwidth, speed-up
-//     over BF16, and the floor: weight bytes / 4.8 TB/s (the H200's HBM3e peak). At 1 token also every row-group
-//     plan (kw = warps per row group);
-//  3. prefill GEMM TFLOP/s at 512 tokens on the same shapes: cuBLASLt BF16 (bf16 weight and activations), FP8
-//     (cuBLASLt FP8, activations quantized per tensor; and bf16 tiles), NVFP4 (bf16 tiles; FP8 copy at load);
-//     ratio to BF16. Median of 10 graph replays of 5 matmuls.
+//     over BF16, and the floor: weight bytes / the copy bandwidth measured in 1. Both load plans (gemv = regs |
+//     async, the plugins' setting) at every token count; at 1 token also every row-group plan (kw = warps per row
+//     group, the setting gemv_kw);
+//  3. prefill GEMM TFLOP/s at 16 and 512 tokens on the same shapes: cuBLASLt BF16 (bf16 weight and activations),
+//     FP8 (cuBLASLt FP8, activations quantized per tensor; and bf16 tiles), NVFP4 (bf16 tiles; FP8 copy at load);
+//     ratio to BF16; "(refused: bf16 tiles)" when cuBLASLt refused the FP8 GEMM. Median of 10 graph replays of 5
+//     matmuls.
 // Usage: quant_nvfp4_gpu_bench [--no-gemv] [--no-gemm]
 #include <cuda_runtime_api.h>
 
@@ -26,12 +28,11 @@
 #include "imp/cuda/check.h"
 #include "lt_gemm.h"
 #include "nvfp4_cuda.h"
+#include "wo_weight.h"
 
 using namespace imp;
 
 namespace {
-
-constexpr double kPeakHbm = 4.8e12;
 
 struct Rng {
     uint64_t s;
@@ -87,7 +88,8 @@ struct Format {
     std::function<std::unique_ptr<Weight>()> make;
 };
 
-std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, int kw, bool with_bf16) {
+std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, int kw, bool async,
+                            bool with_bf16) {
     auto codes = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 2));
     auto scales = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 16));
     auto q8 = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols));
@@ -100,8 +102,11 @@ std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& r
     for (size_t i = 0; i < bf->size(); i += 2) (*bf)[i + 1] = uint8_t(0x3C | ((*bf)[i + 1] & 0x81));  // |v| ~ 1e-2
     nvfp4::cuda::Settings ns;
     ns.gemv_kw = kw;
+    ns.gemv_async = async;
     fp8::cuda::Settings fs;
     fs.gemv_kw = kw;
+    fs.gemv_async = async;
+    fs.prefill = fp8::cuda::Settings::Prefill::Fp8Gemm;
     std::vector<Format> f;
     f.push_back({"nvfp4", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
                      return nvfp4::cuda::make_weight(ex, rows, cols, codes->data(), scales->data(), 0.01f, "nvfp4", ns);
@@ -129,7 +134,7 @@ double gemv_seconds(CudaExecutor& ex, const std::vector<std::unique_ptr<Weight>>
 }
 
 void bench_gemv(CudaExecutor& ex, double copy) {
-    std::printf("\nGEMV: GB/s of weight bytes (%% of copy), x = speed-up over BF16; floor = bytes / 4.8 TB/s\n");
+    std::printf("\nGEMV: GB/s of weight bytes (%% of copy), x = speed-up over BF16; floor = bytes / copy bandwidth\n");
     Rng rng{7};
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{4096, 14336}, {14336, 4096}}) {
         auto* x = static_cast<float*>(ex.alloc(size_t(8 * cols) * 4, "x"));
@@ -137,31 +142,33 @@ void bench_gemv(CudaExecutor& ex, double copy) {
         std::vector<float> xh(size_t(8 * cols), 0.5f);
         ex.upload(x, xh.data(), xh.size() * 4);
         double bf16_s[9] = {};
-        for (const int kw : {0, 1, 2, 4, 8}) {
-            auto fs = formats(ex, rows, cols, rng, kw, kw == 0);
-            std::reverse(fs.begin(), fs.end());  // BF16 first (the reference)
-            for (const auto& f : fs) {
-                std::vector<std::unique_ptr<Weight>> ws;
-                const int copies = int(std::max(2.0, 512e6 / f.read_bytes));
-                for (int i = 0; i < copies; ++i) ws.push_back(f.make());
-                for (const int64_t t : {1, 2, 4, 8}) {
-                    if (kw != 0 && t != 1) continue;
-                    const double s = gemv_seconds(ex, ws, x, y, t), gbps = f.read_bytes / s;
-                    if (f.name == "bf16") bf16_s[t] = s;
-                    std::printf("%5lldx%-5lld %-6s kw %-4s t %lld: %8.2f us %6.0f GB/s (%3.0f%%)  floor %6.2f us",
-                                (long long)rows, (long long)cols, f.name.c_str(),
-                                kw ? std::to_string(kw).c_str() : "auto", (long long)t, s * 1e6, gbps * 1e-9,
-                                100.0 * gbps / copy, f.read_bytes / kPeakHbm * 1e6);
-                    if (bf16_s[t] > 0 && f.name != "bf16") std::printf("  %.2fx BF16", bf16_s[t] / s);
-                    std::printf("\n");
+        for (const bool async : {false, true})
+            for (const int kw : {0, 1, 2, 4, 8}) {
+                const bool ref = !async && kw == 0;
+                auto fs = formats(ex, rows, cols, rng, kw, async, ref);
+                std::reverse(fs.begin(), fs.end());  // BF16 first (the reference)
+                for (const auto& f : fs) {
+                    std::vector<std::unique_ptr<Weight>> ws;
+                    const int copies = int(std::max(2.0, 512e6 / f.read_bytes));
+                    for (int i = 0; i < copies; ++i) ws.push_back(f.make());
+                    for (const int64_t t : {1, 2, 4, 8}) {
+                        if (kw != 0 && t != 1) continue;
+                        const double s = gemv_seconds(ex, ws, x, y, t), gbps = f.read_bytes / s;
+                        if (f.name == "bf16") bf16_s[t] = s;
+                        const char* plan = f.name == "bf16" ? "" : (async ? "async" : "regs");
+                        std::printf("%5lldx%-5lld %-6s %-5s kw %-4s t %lld: %8.2f us %6.0f GB/s (%3.0f%%)  floor %6.2f us",
+                                    (long long)rows, (long long)cols, f.name.c_str(), plan,
+                                    kw ? std::to_string(kw).c_str() : "auto", (long long)t, s * 1e6, gbps * 1e-9,
+                                    100.0 * gbps / copy, f.read_bytes / copy * 1e6);
+                        if (bf16_s[t] > 0 && f.name != "bf16") std::printf("  %.2fx BF16", bf16_s[t] / s);
+                        std::printf("\n");
+                    }
                 }
             }
-        }
     }
 }
 
-void bench_gemm(CudaExecutor& ex) {
-    const int64_t n = 512;
+void bench_gemm(CudaExecutor& ex, int64_t n) {
     std::printf("\nPrefill GEMM, %lld tokens: TFLOP/s, ratio to cuBLASLt BF16 (bf16 weight and activations)\n",
                 (long long)n);
     Rng rng{11};
@@ -199,7 +206,7 @@ void bench_gemm(CudaExecutor& ex) {
         const double bf16 = timed([&] { lt.run(*ex.cuda(), c); });
         std::printf("%5lldx%-5lld %-22s %7.1f TFLOP/s\n", (long long)rows, (long long)cols, "cublaslt bf16",
                     flops / bf16 * 1e-12);
-        auto fs = formats(ex, rows, cols, rng, 0, false);
+        auto fs = formats(ex, rows, cols, rng, 0, false, false);
         struct V {
             std::string label;
             std::function<std::unique_ptr<Weight>()> make;
@@ -224,8 +231,9 @@ void bench_gemm(CudaExecutor& ex) {
             const auto w = v.make();
             ex.reserve_workspace(w->workspace_bytes(n));
             const double s = timed([&] { w->matmul(ex, x, cols, y, rows, n, false); });
-            std::printf("%5lldx%-5lld %-22s %7.1f TFLOP/s  %.2fx BF16\n", (long long)rows, (long long)cols,
-                        v.label.c_str(), flops / s * 1e-12, bf16 / s);
+            std::printf("%5lldx%-5lld %-22s %7.1f TFLOP/s  %.2fx BF16%s\n", (long long)rows, (long long)cols,
+                        v.label.c_str(), flops / s * 1e-12, bf16 / s,
+                        wo::fp8_refusals(*w) > 0 ? "  (refused: bf16 tiles)" : "");
         }
     }
 }
@@ -244,7 +252,8 @@ int main(int argc, char** argv) {
         std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.name().c_str(),
                     ex.cuda()->sm_count, copy * 1e-9);
         if (gemv) bench_gemv(ex, copy);
-        if (gemm) bench_gemm(ex);
+        if (gemm)
+            for (const int64_t n : {16, 512}) bench_gemm(ex, n);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "quant_nvfp4_gpu_bench: %s\n", e.what());
         return 1;

@@ -19,6 +19,7 @@ wo::Options options(const Settings& s, bool dense) {
     o.fp8_gemm = dense && s.prefill == Settings::Prefill::Fp8AtLoad;
     o.fast_accum = s.fast_accum;
     o.gemv_kw = s.gemv_kw;
+    o.gemv_async = s.gemv_async;
     o.tile_rows = s.tile_rows;
     o.experts_grouped = s.experts_grouped;
     o.fp8_refuse_all = s.fp8_refuse_all;

@@ -78,21 +78,23 @@ std::vector<float> fp8_copy(const Nv& n) {
 
 }  // namespace
 
-TEST_CASE("quant_nvfp4 cuda: GEMV of 1/2/5/8 tokens, strides, accumulate, every row-group plan",
+TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-group plan, regs and async loads",
           "[quant_nvfp4_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(101);
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {64, 4112}, {1, 16}, {130, 1040}}) {
         const Nv n = random_nvfp4(rows, cols, rng);
+        for (const bool async : {false, true})
         for (const int kw : {0, 1, 2, 4, 8}) {
             nv::cuda::Settings s;
             s.gemv_kw = kw;
+            s.gemv_async = async;
             const auto w = load(*ex, n, s);
-            for (const int64_t t : {1, 2, 5, 8})
+            for (const int64_t t : {1, 2, 3, 4, 5, 8})
                 for (const bool acc : {false, true})
                     for (const int64_t xs : {cols, cols + 3}) {
-                        INFO(rows << "x" << cols << ", kw " << kw << ", tokens " << t << (acc ? ", accumulate" : "")
-                                  << ", x stride " << xs);
+                        INFO(rows << "x" << cols << (async ? ", async" : ", regs") << ", kw " << kw << ", tokens " << t
+                                  << (acc ? ", accumulate" : "") << ", x stride " << xs);
                         const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng);
                         CHECK(c.unwritten == 0);
                         CHECK(c.overwritten == 0);
@@ -178,14 +180,16 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
         globals.push_back(e.back().global);
         ref.push_back(e.back().w);
     }
+    for (const bool async : {false, true})
     for (const bool grouped : {true, false}) {
         nv::cuda::Settings s;
         s.experts_grouped = grouped;
+        s.gemv_async = async;
         const auto w =
             nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
         CHECK(w->n_expert() == n_expert);
         CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, n_expert));
-        INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
+        INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair") << (async ? ", async" : ""));
         experts_cases(*ex, *w, ref, 1e-4, rng);
     }
 }

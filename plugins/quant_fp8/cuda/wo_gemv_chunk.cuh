@@ -1,0 +1,197 @@
+// Weight-only GEMV (wo_gemv.cu): the kernel's parameters and its per-chunk work: activations, the loads of a
+// row group's chunks (Regs: registers; Async: the cp.async ring of wo_pipe.cuh), the dequantized dot products.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <cstdint>
+
+#include "imp/cuda/launch.cuh"
+#include "wo_decode.cuh"
+#include "wo_layout.h"
+#include "wo_pipe.cuh"
+
+namespace imp::wo {
+
+constexpr int kWarps = 8;
+constexpr int kStages = 4;  // Async: chunks in flight per lane and row
+
+struct KP {
+    const uint8_t* w;
+    uint64_t mat_bytes;
+    int64_t ld, scale_ld;
+    uint64_t scale_off, post_off;
+    int n_post, rows, cols, nch;
+    const float* x;
+    int64_t xs;
+    float* y;
+    int64_t ys;
+    int n_tokens, accumulate;
+    const int32_t* ids;
+    const int32_t* groups;    // grouped expert matmul: [item][3] = expert (-1: ids out of range), start, count
+    const int32_t* n_groups;  // items at or past *n_groups do nothing
+    const int32_t* order;     // pairs sorted by expert
+    int n_expert, top_k, x_per_slot, zero_invalid, pair0, kw, x_vec;
+};
+
+// 8 activations at column col (col < cols); zero past cols.
+__device__ __forceinline__ void load_x(const KP& p, const float* xt, int col, float (&v)[8]) {
+    if (p.x_vec && col + 8 <= p.cols) {
+        const float4 a = __ldg(reinterpret_cast<const float4*>(xt + col));
+        const float4 b = __ldg(reinterpret_cast<const float4*>(xt + col) + 1);
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] = col + e < p.cols ? __ldg(xt + col + e) : 0.f;
+    }
+}
+
+template <Codec C>
+struct Chunk {
+    uint4 q;
+    uint32_t s;  // NVFP4: the chunk's two scale bytes
+};
+
+template <Codec C, int RW>
+__device__ __forceinline__ void load_chunk(const KP& p, const uint8_t* m, int r0, int ch, Chunk<C> (&c)[RW]) {
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+        if (ch < p.nch && r0 + r < p.rows) {
+            c[r].q = ld_stream(m + int64_t(r0 + r) * p.ld + int64_t(ch) * 16);
+            if constexpr (C == Codec::NVFP4)
+                c[r].s = __ldg(reinterpret_cast<const unsigned short*>(m + p.scale_off + int64_t(r0 + r) * p.scale_ld +
+                                                                       int64_t(ch) * 2));
+        } else {
+            c[r].q = make_uint4(0, 0, 0, 0);
+            c[r].s = 0;
+        }
+    }
+}
+
+template <Codec C, int T, int RW>
+__device__ __forceinline__ void compute(const KP& p, const float* x, const int64_t (&xo)[T], int ntok,
+                                        const Chunk<C> (&c)[RW], int ch, float (&acc)[RW][T]) {
+    if (ch >= p.nch) return;
+    if constexpr (C == Codec::NVFP4) {
+#pragma unroll
+        for (int g = 0; g < 2; ++g) {
+            float part[RW][T];
+#pragma unroll
+            for (int r = 0; r < RW; ++r)
+#pragma unroll
+                for (int t = 0; t < T; ++t) part[r][t] = 0.f;
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const int col = ch * 32 + 16 * g + 8 * j;
+                if (col >= p.cols) continue;
+                float wv[RW][8];
+#pragma unroll
+                for (int r = 0; r < RW; ++r) dec_nvfp4(word(c[r].q, 2 * g + j), wv[r]);
+#pragma unroll
+                for (int t = 0; t < T; ++t) {
+                    if (t >= ntok) continue;
+                    float xv[8];
+                    load_x(p, x + xo[t], col, xv);
+#pragma unroll
+                    for (int r = 0; r < RW; ++r)
+#pragma unroll
+                        for (int e = 0; e < 8; ++e) part[r][t] = fmaf(wv[r][e], xv[e], part[r][t]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < RW; ++r) {
+                const float sc = e4m3(c[r].s >> (8 * g)) * 16384.f;
+#pragma unroll
+                for (int t = 0; t < T; ++t) acc[r][t] = fmaf(part[r][t], sc, acc[r][t]);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const int col = ch * 16 + 8 * j;
+            if (col >= p.cols) continue;
+            float wv[RW][8];
+#pragma unroll
+            for (int r = 0; r < RW; ++r) {
+                dec_fp8(word(c[r].q, 2 * j), wv[r]);
+                dec_fp8(word(c[r].q, 2 * j + 1), wv[r] + 4);
+            }
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) continue;
+                float xv[8];
+                load_x(p, x + xo[t], col, xv);
+#pragma unroll
+                for (int r = 0; r < RW; ++r)
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wv[r][e], xv[e], acc[r][t]);
+            }
+        }
+    }
+}
+
+// Rows per row group for T tokens.
+template <int T>
+inline constexpr int kRowsPerGroup = T <= 2 ? 4 : 2;
+
+// Async: the chunks of iteration `it` (chunk li + it * L) of rows r0.. into ring stage `stage` and, for NVFP4,
+// their scale bytes into sc; one commit group.
+template <Codec C, int RW>
+__device__ __forceinline__ void issue_stage(const KP& p, const uint8_t* m, int r0, int ch, uint4* ring, int stage,
+                                            uint32_t (&sc)[RW]) {
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+        const bool ok = ch < p.nch && r0 + r < p.rows;
+        cp_async16(ring + (stage * RW + r) * (kWarps * 32) + threadIdx.x,
+                   ok ? m + int64_t(r0 + r) * p.ld + int64_t(ch) * 16 : m, ok);
+        if constexpr (C == Codec::NVFP4)
+            sc[r] = ok ? __ldg(reinterpret_cast<const unsigned short*>(m + p.scale_off + int64_t(r0 + r) * p.scale_ld +
+                                                                      int64_t(ch) * 2))
+                       : 0u;
+    }
+    cp_async_commit();
+}
+
+// The row group's sums over its lanes' chunks: Regs (S == 0) or Async (S stages).
+template <Codec C, int T, int RW, int S>
+__device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, int li, int L, const float* x,
+                                         const int64_t (&xo)[T], int ntok, bool wait_pdl, float (&acc)[RW][T]) {
+    if constexpr (S == 0) {
+        Chunk<C> cur[RW], nxt[RW];
+        load_chunk<C, RW>(p, m, r0, li, cur);
+        if (wait_pdl) ::imp::cuda::pdl_wait();
+        for (int ch = li; ch < p.nch; ch += L) {
+            load_chunk<C, RW>(p, m, r0, ch + L, nxt);
+            compute<C, T, RW>(p, x, xo, ntok, cur, ch, acc);
+#pragma unroll
+            for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
+        }
+    } else {
+        extern __shared__ uint4 ring[];
+        uint32_t sc[S][RW];
+#pragma unroll
+        for (int s = 0; s + 1 < S; ++s) issue_stage<C, RW>(p, m, r0, li + s * L, ring, s, sc[s]);
+        if (wait_pdl) ::imp::cuda::pdl_wait();
+        const int n_it = li < p.nch ? (p.nch - li + L - 1) / L : 0;
+        for (int it0 = 0; it0 < n_it; it0 += S) {
+#pragma unroll
+            for (int s = 0; s < S; ++s) {
+                const int it = it0 + s;
+                if (it >= n_it) break;
+                // Stage (s + S - 1) % S was read in the previous iteration (its values are in registers by now).
+                issue_stage<C, RW>(p, m, r0, li + (it + S - 1) * L, ring, (s + S - 1) % S, sc[(s + S - 1) % S]);
+                cp_async_wait<S - 1>();
+                Chunk<C> c[RW];
+#pragma unroll
+                for (int r = 0; r < RW; ++r) {
+                    c[r].q = ring[(s * RW + r) * (kWarps * 32) + threadIdx.x];
+                    c[r].s = sc[s][r];
+                }
+                compute<C, T, RW>(p, x, xo, ntok, c, li + it * L, acc);
+            }
+        }
+        cp_async_wait_all();
+    }
+}
+
+}  // namespace imp::wo
