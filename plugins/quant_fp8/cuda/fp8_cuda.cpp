@@ -10,18 +10,6 @@
 namespace imp::fp8::cuda {
 namespace {
 
-wo::Options options(const Settings& s) {
-    wo::Options o;
-    o.fp8_gemm = s.prefill == Settings::Prefill::Fp8Gemm;
-    o.fast_accum = s.fast_accum;
-    o.gemv_kw = s.gemv_kw;
-    o.gemv_async = s.gemv_async;
-    o.tile_rows = s.tile_rows;
-    o.experts_grouped = s.experts_grouped;
-    o.fp8_refuse_all = s.fp8_refuse_all;
-    return o;
-}
-
 void check(const std::string& what, int64_t rows, int64_t cols, int64_t n_scale) {
     if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
         throw Error("quant_fp8: " + what + ": bad shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
@@ -46,8 +34,8 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false);
     const float alpha = n_scale == 1 ? scales[0] : 1.f;
     return wo::make_weight(
-        ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); }, options(s), alpha,
-        1.f);
+        ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); },
+        wo::options(s, s.prefill == Settings::Prefill::Fp8Gemm), alpha, 1.f);
 }
 
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
@@ -58,7 +46,8 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
     if (n_expert <= 0) throw Error("quant_fp8: experts: " + std::to_string(n_expert) + " experts");
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale_per_expert, false);
     return wo::make_experts(
-        ex, "fp8 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); }, options(s));
+        ex, "fp8 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); },
+        wo::options(s, false));
 }
 
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings&) {

@@ -13,24 +13,19 @@
 #include "imp/executor.h"
 #include "imp/experts.h"
 #include "imp/quant_format.h"
+#include "kernel_settings.h"
 
 namespace imp::fp8::cuda {
 
-struct Settings {
+// The prefill path; the other choices are the shared ones (fast_accum, experts_grouped, gemv_kw, gemv_async,
+// tile_rows: kernel_settings.h).
+struct Settings : quant_hf::KernelSettings {
     enum class Prefill {
         Fp8Gemm,      // activations to E4M3 per tensor (dynamic amax), cuBLASLt FP8 GEMM (a shape cuBLASLt refuses
                       // goes through bf16 tiles)
         DequantBf16,  // weights dequantized to bf16 tiles, cuBLASLt BF16 GEMM (default until Fp8Gemm is measured)
     };
     Prefill prefill = Prefill::DequantBf16;
-    bool fast_accum = true;    // the FP8 GEMM's fast accumulation (CUBLASLT_MATMUL_DESC_FAST_ACCUM)
-    // Expert matmuls with more (token, slot) pairs than experts (prefill): pairs sorted by expert on the device and
-    // each expert's weights read once per 8 of its pairs; false: one GEMV per pair always.
-    bool experts_grouped = true;
-    int gemv_kw = 0;           // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
-    bool gemv_async = false;  // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
-    int64_t tile_rows = 0;     // DequantBf16: weight rows per tile (0 = automatic)
-    bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
 };
 
 // type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad

@@ -11,25 +11,28 @@
 #include "imp/executor.h"
 #include "imp/experts.h"
 #include "imp/quant_format.h"
+#include "kernel_settings.h"
 #include "wo_layout.h"
 
 namespace imp::wo {
 
-// Kernel choices (the formats' Settings map onto these).
-struct Options {
-    bool fp8_gemm = false;    // prefill through the FP8 GEMM (FP8 codes, or the NVFP4 FP8 copy) instead of BF16 tiles
-    bool fast_accum = true;   // the FP8 GEMM's fast accumulation
-    int gemv_kw = 0;          // GEMV warps per row group (0 = from the shape)
-    bool gemv_async = false;  // GEMV chunks through the cp.async ring (GemvPlan::Async) instead of registers
-    int64_t tile_rows = 0;    // BF16 path: weight rows per dequantized tile (0 = automatic)
-    bool experts_grouped = true;  // expert matmuls with more pairs than experts: pairs grouped by expert
-    bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
+// Kernel choices: the formats' shared settings, and whether prefill takes the FP8 GEMM (FP8 codes, or the NVFP4
+// FP8 copy) instead of bf16 tiles.
+struct Options : quant_hf::KernelSettings {
+    bool fp8_gemm = false;
 };
+inline Options options(const quant_hf::KernelSettings& s, bool fp8_gemm) {
+    Options o;
+    static_cast<quant_hf::KernelSettings&>(o) = s;
+    o.fp8_gemm = fp8_gemm;
+    return o;
+}
 
 // Fills one matrix of the layout in host memory (zeroed, l.bytes) — expert `e` for experts, 0 for a weight.
 using FillMatrix = std::function<void(int64_t e, uint8_t* host)>;
 
-// name: the weight's type name (Weight::type(), and messages). bf16_alpha: the per-tensor factor dequant_bf16 leaves out (NVFP4 global; FP8 per-tensor scale; else 1).
+// name: the weight's type name (Weight::type(), and messages). bf16_alpha: the per-tensor factor dequant_bf16
+// leaves out (NVFP4 global; FP8 per-tensor scale; else 1).
 // fp8_inv_unit (NVFP4 with l.has_fp8): the FP8 copy is e4m3(e2m1 * e4m3s * fp8_inv_unit), filled on the device.
 std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit);

@@ -8,6 +8,7 @@
 #include "dequant_cpu.h"
 #include "fp8_layout.h"
 #include "fp8_ref.h"
+#include "format_common.h"
 #include "hf_quant_util.h"
 #include "imp/error.h"
 #include "imp/executor.h"
@@ -65,24 +66,16 @@ CpuCopy upload_cpu(const Layout& l, Executor& ex, const std::string& name, int64
     return {q, s, int64_t(sc.size()) / n};
 }
 
-[[noreturn]] void no_cuda(const std::string& name) {
-    throw Error(std::string(kPlugin) + ": '" + name +
-                "' is FP8 on a CUDA executor, but this build of quant_fp8 has no CUDA kernels");
-}
-
 }  // namespace
 
 WeightPlan Fp8Format::plan(const WeightRequest& req, const Executor& ex) const {
     Layout l = layout_of(req.source, req.config);
     if (!l.refusal.empty()) return WeightPlan::refuse(l.refusal);
-    const bool cuda = ex.kind() == DeviceKind::CUDA;
-    if (!cuda && ex.kind() != DeviceKind::CPU) return WeightPlan::refuse("executor " + ex.name() + " not supported");
-    if (cuda && !cuda_built()) return WeightPlan::refuse("this build of quant_fp8 has no CUDA kernels");
-    WeightPlan p;
-    p.accepted = true;
-    p.type = "FP8_E4M3";
-    p.shape = l.shape;
-    for (const auto& piece : l.pieces) p.consumed.insert(p.consumed.end(), piece.tensors.begin(), piece.tensors.end());
+    std::vector<const TensorInfo*> used;
+    for (const auto& piece : l.pieces) used.insert(used.end(), piece.tensors.begin(), piece.tensors.end());
+    WeightPlan p = quant_hf::accepted_plan(ex, kPlugin, cuda_built(), "FP8_E4M3", l.shape, std::move(used));
+    if (!p.accepted) return p;
+    [[maybe_unused]] const bool cuda = ex.kind() == DeviceKind::CUDA;
     const bool experts = l.experts();
     if ((req.role == WeightRole::Experts) != experts) return p;  // the engine reports the shape
     const int64_t n = experts ? l.shape[0] : 1, rows = l.shape[l.shape.size() - 2], cols = l.shape.back();
@@ -99,9 +92,7 @@ WeightPlan Fp8Format::plan(const WeightRequest& req, const Executor& ex) const {
 
 std::unique_ptr<Weight> Fp8Format::load(const WeightRequest& req, Executor& ex) const {
     const Layout l = checked(req);
-    if (l.experts())
-        throw Error(std::string(kPlugin) + ": '" + req.name + "' is " + quant_hf::shape_str(l.shape) +
-                    ", not a [rows, cols] matrix");
+    quant_hf::require_matrix(kPlugin, req.name, l.shape);
     const int64_t rows = l.shape[0], cols = l.shape[1];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_FP8_HAVE_CUDA
@@ -110,7 +101,7 @@ std::unique_ptr<Weight> Fp8Format::load(const WeightRequest& req, Executor& ex) 
         return cuda::make_weight(ex, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()), "FP8_E4M3",
                                  cuda_settings(req.settings));
 #else
-        no_cuda(req.name);
+        quant_hf::no_cuda(kPlugin, req.name, "FP8_E4M3");
 #endif
     }
     const CpuCopy c = upload_cpu(l, ex, req.name, 1, rows, cols);
@@ -122,9 +113,7 @@ std::unique_ptr<Weight> Fp8Format::load(const WeightRequest& req, Executor& ex) 
 
 std::unique_ptr<ExpertWeights> Fp8Format::load_experts(const WeightRequest& req, Executor& ex) const {
     const Layout l = checked(req);
-    if (!l.experts())
-        throw Error(std::string(kPlugin) + ": experts '" + req.name + "' is " + quant_hf::shape_str(l.shape) +
-                    ", not [n_expert, rows, cols]");
+    quant_hf::require_experts(kPlugin, req.name, l.shape);
     const int64_t n = l.shape[0], rows = l.shape[1], cols = l.shape[2];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_FP8_HAVE_CUDA
@@ -133,7 +122,7 @@ std::unique_ptr<ExpertWeights> Fp8Format::load_experts(const WeightRequest& req,
         return cuda::make_experts(ex, n, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()) / n,
                                   cuda_settings(req.settings));
 #else
-        no_cuda(req.name);
+        quant_hf::no_cuda(kPlugin, req.name, "FP8_E4M3");
 #endif
     }
     const CpuCopy c = upload_cpu(l, ex, req.name, n, rows, cols);
@@ -146,12 +135,9 @@ std::unique_ptr<ExpertWeights> Fp8Format::load_experts(const WeightRequest& req,
 
 void Fp8Format::dequantize(const WeightSource& src, int64_t row0, int64_t nrows, float* out) const {
     const Layout l = layout_of(src, nullptr);
-    if (!l.refusal.empty()) throw Error(std::string(kPlugin) + ": cannot read " + src.describe() + ": " + l.refusal);
     int64_t total = 0;
     for (const auto& p : l.pieces) total += p.n * p.rows;
-    if (row0 < 0 || nrows < 0 || row0 > total - nrows)
-        throw Error(std::string(kPlugin) + ": dequantize " + src.describe() + ": rows [" + std::to_string(row0) +
-                    ", " + std::to_string(row0 + nrows) + ") outside its " + std::to_string(total) + " rows");
+    quant_hf::check_dequantize(kPlugin, src, l.refusal, row0, nrows, total);
     const int64_t cols = l.shape.back();
     for (int64_t i = 0; i < nrows; ++i) {
         int64_t r = row0 + i;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "format_common.h"
 #include "hf_quant_util.h"
 #include "imp/error.h"
 
@@ -154,15 +155,9 @@ Layout fused_experts(const WeightSource& src, const QuantConfig* config) {
 Layout layout_of(const WeightSource& src, const QuantConfig* config) {
     if (!src.parts.empty() && !src.parts[0].experts.empty()) return fused_experts(src, config);
     Layout l;
-    std::vector<const WeightSource*> units;
-    for (const auto& p : src.parts) units.push_back(&p);
-    for (const auto& e : src.experts) units.push_back(&e);
-    if (units.empty()) units.push_back(&src);
+    const std::vector<const WeightSource*> units = quant_hf::source_units(src, l.refusal);
+    if (!l.refusal.empty()) return l;
     for (const WeightSource* u : units) {
-        if (!u->parts.empty() || !u->experts.empty()) {
-            l.refusal = "nested row concatenations or expert lists are not supported";
-            return l;
-        }
         Piece p = piece_of(*u, config, l.refusal);
         if (!l.refusal.empty()) return l;
         l.pieces.push_back(std::move(p));

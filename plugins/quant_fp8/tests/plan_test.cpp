@@ -11,35 +11,10 @@
 #include "fp8_format.h"
 #include "imp/error.h"
 #include "matmul_reference.h"
-#include "model/json.h"
-#include "model/quant_config.h"
+#include "plan_helpers.h"
 
 using namespace imp;
 using namespace imp::quant_test;
-
-namespace {
-
-QuantConfig config(const std::string& hf_quantization) {
-    const json::Value h = json::parse(R"({"producer": {"name": "modelopt"}, "quantization": )" + hf_quantization + "}",
-                                      "hf_quant_config.json");
-    return parse_quant_config(nullptr, "config.json", &h, "hf_quant_config.json");
-}
-
-QuantConfig cfg_json(const std::string& body) {
-    const json::Value q = json::parse(body, "config.json");
-    return parse_quant_config(&q, "config.json", nullptr, "hf_quant_config.json");
-}
-
-std::string error_of(const QuantFormat& f, const WeightRequest& r, const Executor& ex) {
-    try {
-        f.plan(r, ex);
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
-}  // namespace
 
 TEST_CASE("fp8: per-tensor, per-channel, fused and expert weights", "[fp8][plan]") {
     FakeTensors f;
@@ -56,7 +31,7 @@ TEST_CASE("fp8: per-tensor, per-channel, fused and expert weights", "[fp8][plan]
     CHECK(p.device_bytes == 20 * 40 + 4);
     check_weight(fmt, r, ex);
 
-    const QuantConfig ct = cfg_json(R"({"quant_method": "compressed-tensors", "format": "float-quantized"})");
+    const QuantConfig ct = config_json(R"({"quant_method": "compressed-tensors", "format": "float-quantized"})");
     auto rc = request("b.weight", WeightRole::Linear, {24, 32}, fp8_source(f, "b", 24, 32, true, 0.02f), &ct);
     CHECK(fmt.plan(rc, ex).device_bytes == 24 * 32 + 24 * 4);
     check_weight(fmt, rc, ex);
@@ -100,7 +75,7 @@ TEST_CASE("fp8: quantization config cases load or fail with one line naming the 
     CHECK(error_with(config(R"({"quant_algo": "W8A8_SQ"})")) ==
           "quant_fp8: '" + m + ".weight': key 'quant_algo' is quant_algo 'W8A8_SQ', which quant_fp8 does not read (it "
           "reads FP8 and FP8_PER_CHANNEL_PER_TOKEN) (hf_quant_config.json)");
-    CHECK_THAT(error_with(cfg_json(R"({"quant_method": "fp8", "weight_block_size": [128, 128]})")),
+    CHECK_THAT(error_with(config_json(R"({"quant_method": "fp8", "weight_block_size": [128, 128]})")),
                Catch::Contains("key 'quant_method' is 'fp8'"));
     CHECK_THAT(error_with(config(R"({"quant_algo": "FP8", "exclude_modules": ["*o_proj"]})")),
                Catch::Contains("matches an exclude_modules / ignore pattern"));

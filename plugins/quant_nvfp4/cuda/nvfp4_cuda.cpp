@@ -14,18 +14,6 @@
 namespace imp::nvfp4::cuda {
 namespace {
 
-wo::Options options(const Settings& s, bool dense) {
-    wo::Options o;
-    o.fp8_gemm = dense && s.prefill == Settings::Prefill::Fp8AtLoad;
-    o.fast_accum = s.fast_accum;
-    o.gemv_kw = s.gemv_kw;
-    o.gemv_async = s.gemv_async;
-    o.tile_rows = s.tile_rows;
-    o.experts_grouped = s.experts_grouped;
-    o.fp8_refuse_all = s.fp8_refuse_all;
-    return o;
-}
-
 void check(const std::string& what, int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
         throw Error("quant_nvfp4: " + what + ": bad shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
@@ -82,7 +70,7 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
     const float unit = fp8 ? fp8_unit(scales, rows * (cols / 16)) : 1.f;
     return wo::make_weight(
         ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, &global, unit, e, h); },
-        options(s, true), global, 1.f / unit);
+        wo::options(s, fp8), global, 1.f / unit);
 }
 
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
@@ -94,7 +82,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
     return wo::make_experts(
         ex, "nvfp4 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, globals, 1.f, e, h); },
-        options(s, false));
+        wo::options(s, false));
 }
 
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, const Settings& s) {

@@ -4,6 +4,7 @@
 #include "nvfp4_settings.h"
 
 #include "dequant_cpu.h"
+#include "format_common.h"
 #include "hf_quant_util.h"
 #include "imp/error.h"
 #include "imp/executor.h"
@@ -69,24 +70,16 @@ CpuCopy upload_cpu(const Layout& l, Executor& ex, const std::string& name, int64
     return {c, s, g, divide};
 }
 
-[[noreturn]] void no_cuda(const std::string& name) {
-    throw Error(std::string(kPlugin) + ": '" + name +
-                "' is NVFP4 on a CUDA executor, but this build of quant_nvfp4 has no CUDA kernels");
-}
-
 }  // namespace
 
 WeightPlan Nvfp4Format::plan(const WeightRequest& req, const Executor& ex) const {
     Layout l = layout_of(req.source, req.config);
     if (!l.refusal.empty()) return WeightPlan::refuse(l.refusal);
-    const bool cuda = ex.kind() == DeviceKind::CUDA;
-    if (!cuda && ex.kind() != DeviceKind::CPU) return WeightPlan::refuse("executor " + ex.name() + " not supported");
-    if (cuda && !cuda_built()) return WeightPlan::refuse("this build of quant_nvfp4 has no CUDA kernels");
-    WeightPlan p;
-    p.accepted = true;
-    p.type = "NVFP4";
-    p.shape = l.shape;
-    for (const auto& piece : l.pieces) p.consumed.insert(p.consumed.end(), piece.tensors.begin(), piece.tensors.end());
+    std::vector<const TensorInfo*> used;
+    for (const auto& piece : l.pieces) used.insert(used.end(), piece.tensors.begin(), piece.tensors.end());
+    WeightPlan p = quant_hf::accepted_plan(ex, kPlugin, cuda_built(), "NVFP4", l.shape, std::move(used));
+    if (!p.accepted) return p;
+    [[maybe_unused]] const bool cuda = ex.kind() == DeviceKind::CUDA;
     const bool experts = l.experts();
     if ((req.role == WeightRole::Experts) != experts) return p;  // the engine reports the shape
     const int64_t n = experts ? l.shape[0] : 1, rows = l.shape[l.shape.size() - 2], cols = l.shape.back();
@@ -102,16 +95,14 @@ WeightPlan Nvfp4Format::plan(const WeightRequest& req, const Executor& ex) const
 
 std::unique_ptr<Weight> Nvfp4Format::load(const WeightRequest& req, Executor& ex) const {
     const Layout l = checked(req);
-    if (l.experts())
-        throw Error(std::string(kPlugin) + ": '" + req.name + "' is " + quant_hf::shape_str(l.shape) +
-                    ", not a [rows, cols] matrix");
+    quant_hf::require_matrix(kPlugin, req.name, l.shape);
     const int64_t rows = l.shape[0], cols = l.shape[1];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_NVFP4_HAVE_CUDA
         const HostNvfp4 h = gather(l);
         return cuda::make_weight(ex, rows, cols, h.codes, h.scales, h.globals[0], "NVFP4", cuda_settings(req.settings));
 #else
-        no_cuda(req.name);
+        quant_hf::no_cuda(kPlugin, req.name, "NVFP4");
 #endif
     }
     const CpuCopy c = upload_cpu(l, ex, req.name, 1, rows, cols);
@@ -121,9 +112,7 @@ std::unique_ptr<Weight> Nvfp4Format::load(const WeightRequest& req, Executor& ex
 
 std::unique_ptr<ExpertWeights> Nvfp4Format::load_experts(const WeightRequest& req, Executor& ex) const {
     const Layout l = checked(req);
-    if (!l.experts())
-        throw Error(std::string(kPlugin) + ": experts '" + req.name + "' is " + quant_hf::shape_str(l.shape) +
-                    ", not [n_expert, rows, cols]");
+    quant_hf::require_experts(kPlugin, req.name, l.shape);
     const int64_t n = l.shape[0], rows = l.shape[1], cols = l.shape[2];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_NVFP4_HAVE_CUDA
@@ -131,7 +120,7 @@ std::unique_ptr<ExpertWeights> Nvfp4Format::load_experts(const WeightRequest& re
         return cuda::make_experts(ex, n, rows, cols, h.codes, h.scales, h.globals.data(),
                                  cuda_settings(req.settings));
 #else
-        no_cuda(req.name);
+        quant_hf::no_cuda(kPlugin, req.name, "NVFP4");
 #endif
     }
     const CpuCopy c = upload_cpu(l, ex, req.name, n, rows, cols);
@@ -143,12 +132,9 @@ std::unique_ptr<ExpertWeights> Nvfp4Format::load_experts(const WeightRequest& re
 
 void Nvfp4Format::dequantize(const WeightSource& src, int64_t row0, int64_t nrows, float* out) const {
     const Layout l = layout_of(src, nullptr);
-    if (!l.refusal.empty()) throw Error(std::string(kPlugin) + ": cannot read " + src.describe() + ": " + l.refusal);
     int64_t total = 0;
     for (const auto& p : l.pieces) total += p.n * p.rows;
-    if (row0 < 0 || nrows < 0 || row0 > total - nrows)
-        throw Error(std::string(kPlugin) + ": dequantize " + src.describe() + ": rows [" + std::to_string(row0) +
-                    ", " + std::to_string(row0 + nrows) + ") outside its " + std::to_string(total) + " rows");
+    quant_hf::check_dequantize(kPlugin, src, l.refusal, row0, nrows, total);
     const int64_t cols = l.shape.back();
     for (int64_t i = 0; i < nrows; ++i) {
         int64_t r = 0;

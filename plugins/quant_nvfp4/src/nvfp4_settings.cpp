@@ -3,33 +3,22 @@
 
 #include <string>
 
+#include "kernel_settings.h"
+
 namespace imp::nvfp4 {
 
 void declare_nvfp4_settings(Registry& reg) {
-    reg.add_setting({"prefill", std::string("dequant_bf16"),
-                     "CUDA: matmuls of more than 8 tokens: dequant_bf16 | fp8_at_load", {"dequant_bf16", "fp8_at_load"}});
-    reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
-    reg.add_setting({"experts_grouped", true,
-                     "CUDA: expert matmuls with more (token, slot) pairs than experts group the pairs by expert", {}});
-    reg.add_setting({"gemv", std::string("regs"),
-                     "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch into registers) | async (cp.async ring)",
-                     {"regs", "async"}});
-    reg.add_setting({"gemv_kw", std::string("auto"), "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8",
-                     {"auto", "1", "2", "4", "8"}});
+    quant_hf::declare_kernel_settings(reg, {"dequant_bf16", "fp8_at_load"},
+                                      "CUDA: matmuls of more than 8 tokens: dequant_bf16 | fp8_at_load");
 }
 
 #ifdef IMP_NVFP4_HAVE_CUDA
 cuda::Settings cuda_settings(const imp::Settings* s) {
     cuda::Settings c;
     if (!s || s->plugin() != "quant_nvfp4") return c;
+    static_cast<quant_hf::KernelSettings&>(c) = quant_hf::read_kernel_settings(*s);
     const std::string& p = s->get_string("prefill");
-    if (p == "dequant_bf16") c.prefill = cuda::Settings::Prefill::DequantBf16;
-    if (p == "fp8_at_load") c.prefill = cuda::Settings::Prefill::Fp8AtLoad;
-    c.fast_accum = s->get_bool("fast_accum");
-    c.experts_grouped = s->get_bool("experts_grouped");
-    c.gemv_async = s->get_string("gemv") == "async";
-    const std::string& kw = s->get_string("gemv_kw");
-    c.gemv_kw = kw == "auto" ? 0 : std::stoi(kw);
+    c.prefill = p == "fp8_at_load" ? cuda::Settings::Prefill::Fp8AtLoad : cuda::Settings::Prefill::DequantBf16;
     return c;
 }
 #endif

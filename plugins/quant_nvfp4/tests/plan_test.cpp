@@ -10,34 +10,13 @@
 #include "fake_tensors.h"
 #include "imp/error.h"
 #include "matmul_reference.h"
-#include "model/json.h"
-#include "model/quant_config.h"
+#include "plan_helpers.h"
 #include "nvfp4_format.h"
 
 using namespace imp;
 using namespace imp::quant_test;
 
 namespace {
-
-QuantConfig config(const std::string& hf_quantization) {
-    const json::Value h = json::parse(R"({"producer": {"name": "modelopt"}, "quantization": )" + hf_quantization + "}",
-                                      "hf_quant_config.json");
-    return parse_quant_config(nullptr, "config.json", &h, "hf_quant_config.json");
-}
-
-QuantConfig ct_config(const std::string& body) {
-    const json::Value q = json::parse(body, "config.json");
-    return parse_quant_config(&q, "config.json", nullptr, "hf_quant_config.json");
-}
-
-std::string error_of(const QuantFormat& f, const WeightRequest& r, const Executor& ex) {
-    try {
-        f.plan(r, ex);
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 const std::string kQ = "model.layers.0.self_attn.q_proj";
 
@@ -58,7 +37,7 @@ TEST_CASE("nvfp4: ModelOpt and compressed-tensors weights plan, load and multipl
     check_weight(fmt, r, ex);
 
     // compressed-tensors: weight_packed + weight_global_scale (the reciprocal), no "X.weight".
-    const QuantConfig ct = ct_config(R"({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
+    const QuantConfig ct = config_json(R"({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
                                          "ignore": ["lm_head"]})");
     WeightSource s;
     s.aux["weight_packed"] = f.add("m.weight_packed", "U8", {16, 24}, f.random_bytes(16 * 24, 0, 255));
@@ -136,10 +115,10 @@ TEST_CASE("nvfp4: quantization config cases load or fail with one line naming th
     // Excluded by fnmatch and by re: patterns.
     CHECK_THAT(error_with(config(R"({"quant_algo": "NVFP4", "exclude_modules": ["*self_attn*"]})")),
                Catch::Contains("matches an exclude_modules / ignore pattern"));
-    CHECK_THAT(error_with(ct_config(R"({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
+    CHECK_THAT(error_with(config_json(R"({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
                                         "ignore": ["re:.*q_proj$"]})")),
                Catch::Contains("matches an exclude_modules / ignore pattern"));
-    CHECK_THAT(error_with(ct_config(R"({"quant_method": "compressed-tensors", "format": "pack-quantized"})")),
+    CHECK_THAT(error_with(config_json(R"({"quant_method": "compressed-tensors", "format": "pack-quantized"})")),
                Catch::Contains("key 'format' is 'pack-quantized'"));
 
     // A layer in the map whose tensors are not NVFP4 (BF16 left in the file).

@@ -1,0 +1,29 @@
+// quant_fp8 / quant_nvfp4: the shared CUDA kernel settings (kernel_settings.h).
+#include "kernel_settings.h"
+
+namespace imp::quant_hf {
+
+void declare_kernel_settings(Registry& reg, const std::vector<std::string>& prefill_choices,
+                             const std::string& prefill_doc) {
+    reg.add_setting({"prefill", prefill_choices.at(0), prefill_doc, prefill_choices});
+    reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
+    reg.add_setting({"experts_grouped", true,
+                     "CUDA: expert matmuls with more (token, slot) pairs than experts group the pairs by expert", {}});
+    reg.add_setting({"gemv", std::string("regs"),
+                     "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch into registers) | async (cp.async ring)",
+                     {"regs", "async"}});
+    reg.add_setting({"gemv_kw", std::string("auto"),
+                     "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
+}
+
+KernelSettings read_kernel_settings(const imp::Settings& s) {
+    KernelSettings k;
+    k.fast_accum = s.get_bool("fast_accum");
+    k.experts_grouped = s.get_bool("experts_grouped");
+    k.gemv_async = s.get_string("gemv") == "async";
+    const std::string& kw = s.get_string("gemv_kw");
+    k.gemv_kw = kw == "auto" ? 0 : std::stoi(kw);
+    return k;
+}
+
+}  // namespace imp::quant_hf

@@ -1,0 +1,31 @@
+// quant_fp8 / quant_nvfp4: the CUDA kernel settings both weight-only formats declare in their [plugin.<name>]
+// tables besides `prefill` (whose choices differ), and what they choose. Library quant_hf_common.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "imp/registry.h"
+#include "imp/settings.h"
+
+namespace imp::quant_hf {
+
+// The weight-only CUDA kernels' choices common to both formats (their cuda::Settings add `prefill`).
+struct KernelSettings {
+    bool fast_accum = true;  // the FP8 GEMM's fast accumulation (CUBLASLT_MATMUL_DESC_FAST_ACCUM)
+    // Expert matmuls with more (token, slot) pairs than experts (prefill): pairs sorted by expert on the device and
+    // each expert's weights read once per 8 of its pairs; false: one GEMV per pair always.
+    bool experts_grouped = true;
+    int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
+    bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
+    int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
+    bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
+};
+
+// Declares `prefill` (choices[0] the default; doc says what each does) and the settings of KernelSettings.
+void declare_kernel_settings(Registry& reg, const std::vector<std::string>& prefill_choices,
+                             const std::string& prefill_doc);
+// The KernelSettings part of a plugin's settings (declared by declare_kernel_settings).
+KernelSettings read_kernel_settings(const imp::Settings& s);
+
+}  // namespace imp::quant_hf
