@@ -73,6 +73,7 @@ public:
         a.x_per_slot = m.x_per_slot;
         a.kw = o_.gemv_kw;
         a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
+        a.sm_count = h.sm_count;
         a.pdl = h.pdl;
         a.n_tokens = 1;
         if (grouped) {

@@ -41,14 +41,16 @@ struct GemvArgs {
     bool x_per_slot = false, zero_invalid = false;
     int kw = 0;        // warps per row group (1, 2, 4, 8; 0 = from the shape)
     GemvPlan plan = GemvPlan::Regs;
+    int sm_count = 0;  // the device's SMs (CudaHandles::sm_count), for kw == 0
     bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // Sets what the plan's kernels need before the first launch (Async: their shared-memory limit) on the current
 // device; called when a weight that uses the plan is made (never inside a graph capture).
 void gemv_init(GemvPlan plan);
-// The warps per row group gemv picks for l and plan when kw == 0.
-int auto_kw(const Layout& l, GemvPlan plan);
+// The warps per row group gemv picks when kw == 0: for l, plan, n_tokens per item, n_items (1 dense) on a device
+// of sm_count SMs (0: unknown).
+int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count);
 
 // Pairs per item of the grouped expert GEMV (its token tile), and the most experts the grouping kernel counts in
 // shared memory.

@@ -66,6 +66,7 @@ public:
             a.accumulate = accumulate;
             a.kw = o_.gemv_kw;
             a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
+            a.sm_count = h.sm_count;
             a.pdl = h.pdl;
             gemv(l_, a, st);
             return;

@@ -17,39 +17,20 @@ const char* kPlugin = "quant_fp8";
 
 [[noreturn]] void fail(const std::string& what) { throw Error(std::string(kPlugin) + ": " + what); }
 
-bool fp8_algo(const std::string& a) { return a == "FP8" || a == "FP8_PER_CHANNEL_PER_TOKEN"; }
+const quant_hf::FormatRules kRules{kPlugin, "is FP8", "FP8", {"FP8", "FP8_PER_CHANNEL_PER_TOKEN"},
+                                  {"float-quantized", "naive-quantized"},
+                                  "(it reads FP8 and FP8_PER_CHANNEL_PER_TOKEN)"};
 
 void check_config(const QuantConfig* q, const std::string& tensor, const std::string& module) {
     if (!q || q->empty()) return;
-    const std::string where = " (" + quant_hf::config_files(*q) + ")";
     if (q->method == "fp8")
         fail("'" + tensor + "': key 'quant_method' is 'fp8' (block-wise FP8 with weight_scale_inv), which quant_fp8 " +
-             "does not read" + where);
-    const quant_hf::ModuleAlgo m = quant_hf::module_algo(*q, module);
-    if (m.excluded)
-        fail("'" + tensor + "' is FP8 but module '" + module +
-             "' matches an exclude_modules / ignore pattern of the quantization config" + where);
-    if (q->method == "compressed-tensors" && m.algo.empty()) {
-        if (q->format.empty() || q->format == "float-quantized" || q->format == "naive-quantized" ||
-            q->format == "mixed-precision")
-            return;
-        fail("'" + tensor + "' is FP8 but key 'format' is '" + q->format + "', not float-quantized" + where);
-    }
-    if (fp8_algo(m.algo)) return;
-    if (m.algo.empty() || m.algo == "MIXED_PRECISION")
-        fail("'" + tensor + "' is FP8 but module '" + module + "' has no FP8 entry in key '" +
-             (m.algo.empty() ? std::string("quant_algo") : std::string("quantized_layers")) +
-             "' of the quantization config" + where);
-    fail("'" + tensor + "': key '" + m.key + "' is quant_algo '" + m.algo + "', which quant_fp8 does not read " +
-         "(it reads FP8 and FP8_PER_CHANNEL_PER_TOKEN)" + where);
+             "does not read (" + quant_hf::config_files(*q) + ")");
+    quant_hf::check_module(kRules, *q, quant_hf::module_algo(*q, module), tensor, module);
 }
 
 void check_missing(const QuantConfig* q, const std::string& module, const std::string& have) {
-    if (!q || q->layers.empty()) return;
-    const quant_hf::ModuleAlgo m = quant_hf::module_algo(*q, module);
-    if (!m.listed || !fp8_algo(m.algo)) return;
-    fail("key '" + m.key + "' of the quantization config (" + quant_hf::config_files(*q) + ") makes '" + module +
-         "' " + m.algo + ", but its tensors are not FP8 (" + have + ")");
+    quant_hf::check_missing(kRules, q, module, have);
 }
 
 Piece piece_of(const WeightSource& u, const QuantConfig* q, std::string& refusal) {

@@ -111,4 +111,40 @@ std::vector<float> read_floats(const TensorInfo& t, const std::string& plugin) {
     return v;
 }
 
+bool FormatRules::reads_algo(const std::string& a) const {
+    for (const auto& x : algos)
+        if (a == x) return true;
+    return false;
+}
+
+void check_module(const FormatRules& r, const QuantConfig& q, const ModuleAlgo& m, const std::string& tensor,
+                  const std::string& module) {
+    const std::string where = " (" + config_files(q) + ")";
+    auto fail = [&](const std::string& what) { throw Error(r.plugin + ": " + what + where); };
+    if (m.excluded)
+        fail("'" + tensor + "' " + r.holds + " but module '" + module +
+             "' matches an exclude_modules / ignore pattern of the quantization config");
+    if (q.method == "compressed-tensors" && m.algo.empty()) {
+        if (q.format.empty() || q.format == "mixed-precision") return;
+        for (const auto& f : r.ct_formats)
+            if (q.format == f) return;
+        fail("'" + tensor + "' " + r.holds + " but key 'format' is '" + q.format + "', not " + r.ct_formats.at(0));
+    }
+    if (r.reads_algo(m.algo)) return;
+    if (m.algo.empty() || m.algo == "MIXED_PRECISION")
+        fail("'" + tensor + "' " + r.holds + " but module '" + module + "' has no " + r.kind + " entry in key '" +
+             (m.algo.empty() ? std::string("quant_algo") : std::string("quantized_layers")) +
+             "' of the quantization config");
+    fail("'" + tensor + "': key '" + m.key + "' is quant_algo '" + m.algo + "', which " + r.plugin +
+         " does not read " + r.reads);
+}
+
+void check_missing(const FormatRules& r, const QuantConfig* q, const std::string& module, const std::string& have) {
+    if (!q || q->layers.empty()) return;
+    const ModuleAlgo m = module_algo(*q, module);
+    if (!m.listed || !r.reads_algo(m.algo)) return;
+    throw Error(r.plugin + ": key '" + m.key + "' of the quantization config (" + config_files(*q) + ") makes '" +
+                module + "' " + m.algo + ", but its tensors are not " + r.kind + " (" + have + ")");
+}
+
 }  // namespace imp::quant_hf

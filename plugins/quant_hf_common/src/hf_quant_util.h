@@ -29,6 +29,25 @@ ModuleAlgo module_algo(const QuantConfig& q, const std::string& module);
 // The config's files for messages: "config.json, hf_quant_config.json", or "no quantization config".
 std::string config_files(const QuantConfig& q);
 
+// How one format reads the quantization config, for check_module / check_missing.
+struct FormatRules {
+    std::string plugin;                   // "quant_fp8" (prefixes every message)
+    std::string holds;                    // what a tensor of the format is, in messages: "is FP8"
+    std::string kind;                     // "FP8" ("no FP8 entry", "not FP8")
+    std::vector<std::string> algos;       // the quant_algo values the format reads
+    std::vector<std::string> ct_formats;  // compressed-tensors `format` values read besides "" and mixed-precision
+    std::string reads;                    // "(it reads FP8 and FP8_PER_CHANNEL_PER_TOKEN)"
+    bool reads_algo(const std::string& a) const;
+};
+// The config's word on a module whose tensors are the format's (m = module_algo(*q, module); tensor names the file
+// tensor): returns when the config agrees, else throws one imp::Error naming the key: the module is excluded, the
+// compressed-tensors format is another, the module has no entry, or its quant_algo is one the format does not read.
+void check_module(const FormatRules& r, const QuantConfig& q, const ModuleAlgo& m, const std::string& tensor,
+                  const std::string& module);
+// A module that the config's quantized_layers gives one of the format's algorithms but whose tensors are not the
+// format's (have: what they are): throws naming the key. No config or no quantized_layers: returns.
+void check_missing(const FormatRules& r, const QuantConfig* q, const std::string& module, const std::string& have);
+
 // The values of an F32 tensor (scales), checked: type F32 and nbytes == 4 * numel; `want` elements unless -1.
 std::vector<float> read_f32(const TensorInfo& t, const std::string& plugin, int64_t want = -1);
 // Like read_f32, but also BF16 and F16 (converted exactly): compressed-tensors writes scales in the model dtype.

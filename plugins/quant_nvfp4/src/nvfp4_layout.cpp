@@ -14,8 +14,6 @@ using quant_hf::shape_str;
 
 const char* kPlugin = "quant_nvfp4";
 
-bool nvfp4_algo(const std::string& a) { return a == "NVFP4" || a == "W4A16_NVFP4"; }
-
 std::string strip(const std::string& name, const std::string& suffix) {
     if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
         return name.substr(0, name.size() - suffix.size());
@@ -24,39 +22,23 @@ std::string strip(const std::string& name, const std::string& suffix) {
 
 [[noreturn]] void fail(const std::string& what) { throw Error(std::string(kPlugin) + ": " + what); }
 
+const quant_hf::FormatRules kRules{kPlugin, "holds NVFP4 codes", "NVFP4", {"NVFP4", "W4A16_NVFP4"},
+                                  {"nvfp4-pack-quantized"}, "(it reads NVFP4 and W4A16_NVFP4, weight-only)"};
+
 // The config's word on a module whose tensors are NVFP4: fine, or an Error naming the key.
 void check_config(const QuantConfig* q, const std::string& tensor, const std::string& module) {
     if (!q || q->empty()) return;  // no config: the tensors speak for themselves
     const quant_hf::ModuleAlgo m = quant_hf::module_algo(*q, module);
-    const std::string where = " (" + quant_hf::config_files(*q) + ")";
-    if (m.excluded)
-        fail("'" + tensor + "' holds NVFP4 codes but module '" + module +
-             "' matches an exclude_modules / ignore pattern of the quantization config" + where);
-    if (m.group_size != 0 && m.group_size != 16)
+    if (!m.excluded && m.group_size != 0 && m.group_size != 16)
         fail("'" + tensor + "': key '" + (m.listed ? m.key + ".group_size" : std::string("group_size")) + "' is " +
-             std::to_string(m.group_size) + "; NVFP4 blocks are 16 elements" + where);
-    if (q->method == "compressed-tensors" && m.algo.empty()) {
-        if (q->format.empty() || q->format == "nvfp4-pack-quantized" || q->format == "mixed-precision") return;
-        fail("'" + tensor + "' holds NVFP4 codes but key 'format' is '" + q->format +
-             "', not nvfp4-pack-quantized" + where);
-    }
-    if (nvfp4_algo(m.algo)) return;
-    if (m.algo.empty() || m.algo == "MIXED_PRECISION")
-        fail("'" + tensor + "' holds NVFP4 codes but module '" + module + "' has no NVFP4 entry in key '" +
-             (m.algo.empty() ? std::string("quant_algo") : std::string("quantized_layers")) +
-             "' of the quantization config" + where);
-    fail("'" + tensor + "': key '" + m.key + "' is quant_algo '" + m.algo + "', which quant_nvfp4 does not read " +
-         "(it reads NVFP4 and W4A16_NVFP4, weight-only)" + where);
+             std::to_string(m.group_size) + "; NVFP4 blocks are 16 elements (" + quant_hf::config_files(*q) + ")");
+    quant_hf::check_module(kRules, *q, m, tensor, module);
 }
 
 // Where the config puts a module whose tensors are not NVFP4 under NVFP4: an Error (a layer in the map whose
 // NVFP4 tensors are missing).
 void check_missing(const QuantConfig* q, const std::string& module, const std::string& have) {
-    if (!q || q->layers.empty()) return;
-    const quant_hf::ModuleAlgo m = quant_hf::module_algo(*q, module);
-    if (!m.listed || !nvfp4_algo(m.algo)) return;
-    fail("key '" + m.key + "' of the quantization config (" + quant_hf::config_files(*q) + ") makes '" + module +
-         "' " + m.algo + ", but its tensors are not NVFP4 (" + have + ")");
+    quant_hf::check_missing(kRules, q, module, have);
 }
 
 Piece piece_of(const WeightSource& u, const QuantConfig* q, std::string& refusal) {
