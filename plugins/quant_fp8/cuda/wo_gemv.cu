@@ -169,18 +169,20 @@ void gemv_init(GemvPlan plan) {
 }
 
 int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count) {
-    if (n_tokens == 1 && sm_count > 0) {
-        // One token: the fewest CTAs that still fill about one wave (2 CTAs per SM). On the H200 bench (commit
+    if (sm_count > 0) {
+        // The fewest CTAs that still fill about one wave (2 CTAs per SM). One token: on the H200 bench (commit
         // 253b691) the best forced kw was 2 on 4096x14336 (256 CTAs) and 1 on 14336x4096 (448), for NVFP4 and FP8
-        // alike: 1.17-1.27x faster than the chunk rule below.
-        const int64_t slots = int64_t(sm_count) * 2 * 9 / 10, rw = 4;
+        // alike: 1.17-1.27x faster than the chunk rule below. 2-8 tokens (not measured then): a small kw also lets
+        // the CTA's 8 / kw row groups sweep the same activation columns together, so they meet in L1 instead of
+        // each reading all of x from L2 (at 8 tokens x is 32 bytes per column).
+        const int64_t slots = int64_t(sm_count) * 2 * 9 / 10, rw = n_tokens <= 2 ? 4 : 2;
         for (int kw = 1; kw < 8; kw <<= 1) {
             const int64_t rows_per_cta = kWarps / kw * rw;
             if ((l.rows + rows_per_cta - 1) / rows_per_cta * std::max(n_items, 1) >= slots) return kw;
         }
         return 8;
     }
-    // At least this many chunks per lane: Async kStages (the ring fills), Regs 2.
+    // Unknown device: at least this many chunks per lane: Async kStages (the ring fills), Regs 2.
     const int64_t nch = l.ld / 16, per_lane = plan == GemvPlan::Async ? kStages : 2;
     int kw = 8;
     while (kw > 1 && nch < int64_t(kw) * 32 * per_lane) kw >>= 1;

@@ -212,6 +212,12 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, f, bf16_prefill()), f.w, 24, 5e-3, *e, ref, rng);
     }
+    SECTION("async GEMV loads, bf16 prefill") {
+        auto s = bf16_prefill();
+        s.gemv_async = true;
+        const auto ea = f8::cuda::make_experts(*ex, 5, 48, 256, q.data(), scales.data(), 48, s);
+        graph_case(*ex, *load(*ex, f, s), f.w, 24, 5e-3, *ea, ref, rng);
+    }
 }
 
 TEST_CASE("quant_fp8 cuda: bad scale counts are one clear error", "[quant_fp8_gpu][errors]") {

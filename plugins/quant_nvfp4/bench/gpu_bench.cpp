@@ -4,8 +4,8 @@
 //     GEMV (quant_ggml); a CUDA graph of one matmul per copy of the weight (enough copies to defeat the L2 cache),
 //     median of 15 replays. GB/s of weight bytes read (NVFP4: codes + scales), % of the copy bandwidth, speed-up
 //     over BF16, and the floor: weight bytes / the copy bandwidth measured in 1. Both load plans (gemv = regs |
-//     async, the plugins' setting) at every token count; at 1 token also every row-group plan (kw = warps per row
-//     group, the setting gemv_kw);
+//     async, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw; auto =
+//     what the kernels pick) at every token count;
 //  3. prefill GEMM TFLOP/s at 16 and 512 tokens on the same shapes: cuBLASLt BF16 (bf16 weight and activations),
 //     FP8 (cuBLASLt FP8, activations quantized per tensor; and bf16 tiles), NVFP4 (bf16 tiles; FP8 copy at load);
 //     ratio to BF16; "(refused: bf16 tiles)" when cuBLASLt refused the FP8 GEMM. Median of 10 graph replays of 5
@@ -152,7 +152,6 @@ void bench_gemv(CudaExecutor& ex, double copy) {
                     const int copies = int(std::max(2.0, 512e6 / f.read_bytes));
                     for (int i = 0; i < copies; ++i) ws.push_back(f.make());
                     for (const int64_t t : {1, 2, 4, 8}) {
-                        if (kw != 0 && t != 1) continue;
                         const double s = gemv_seconds(ex, ws, x, y, t), gbps = f.read_bytes / s;
                         if (f.name == "bf16") bf16_s[t] = s;
                         const char* plan = f.name == "bf16" ? "" : (async ? "async" : "regs");

@@ -213,6 +213,12 @@ TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts 
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, n), n.w, 24, 5e-3, *e, ref, rng);
     }
+    SECTION("async GEMV loads, bf16 prefill") {
+        nv::cuda::Settings s;
+        s.gemv_async = true;
+        const auto ea = nv::cuda::make_experts(*ex, 5, 48, 256, codes.data(), scales.data(), globals.data(), s);
+        graph_case(*ex, *load(*ex, n, s), n.w, 24, 5e-3, *ea, ref, rng);
+    }
     SECTION("fp8 prefill") {
         nv::cuda::Settings s;
         s.prefill = nv::cuda::Settings::Prefill::Fp8AtLoad;
