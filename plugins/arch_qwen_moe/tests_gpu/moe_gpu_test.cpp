@@ -208,10 +208,16 @@ TEST_CASE("gpu: several sequences (decode rows beside prefill of 1..300 tokens) 
 // one GEMM whose output the hidden state carries), every flip within the gap the measured input difference can
 // close (Hoelder bound), the logits within 2e-2 of max|ref| and the same top-1 unless the CPU's top-2 margin is
 // below that. Then the decode steps through a CUDA graph, with the device's own routing, equal the same engine
-// without graphs (same kernels: 1e-4).
+// without graphs (same kernels: 1e-4). Both with [plugin.quant_ggml] experts_swiglu off and on.
 TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) equals the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     constexpr double kInputTol = 1e-2, kLogitTol = 2e-2;
+    const std::vector<int32_t> steps{3, 20, 37, 54};
+    const auto prompt = [](int n) {
+        std::vector<int32_t> toks(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) toks[size_t(i)] = int32_t((i * 131 + n) % 500);
+        return toks;
+    };
     for (const std::string quant : {"q4_k_m", "q8_0"}) {
         INFO(quant);
         const std::string path = std::string(IMP_BINARY_DIR) + "/gpu-moe-test.tiny-qwen3moe." + quant + ".gguf";
@@ -220,47 +226,53 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
         REQUIRE(std::system(cmd.c_str()) == 0);
         auto src = open_model(path);
         CpuExecutor cpu(4);
-        CudaExecutor dev(0), dev_graph(0);
-        Engine ec(*src, probe_registry(), cpu, opts(256, 1, false)), eg(*src, probe_registry(), dev, opts(256, 1, false));
-        Engine graph(*src, moe_registry(), dev_graph, opts(256, 1, true));
+        Engine ec(*src, probe_registry(), cpu, opts(256, 1, false));
         const size_t V = size_t(ec.desc().n_vocab);
-        const std::vector<int32_t> steps{3, 20, 37, 54};
-        for (int n : {1, 2, 5, 8, 100}) {  // prompt sizes: per-pair path (<= 16 pairs), grouped path above
-            INFO("prompt of " << n);
-            std::vector<int32_t> toks(static_cast<size_t>(n));
-            for (int i = 0; i < n; ++i) toks[size_t(i)] = int32_t((i * 131 + n) % 500);
-            std::vector<float> a, b;
-            run_forced(ec, eg, toks, steps, a, b);
-            const RouterProbe& p = router_probe();
-            INFO("router: " << p.flips << " of " << p.decisions << " tokens flipped (worst CPU gap " << p.worst_flip_gap
-                            << "), max|d xn| " << p.xn_diff << " of " << p.xn_ref << "; " << p.error);
-            CHECK(p.error.empty());
-            CHECK(p.xn_diff <= kInputTol * p.xn_ref);
-            const LogitsDiff d = diff_logits(a, b, V, kLogitTol);
-            INFO("logits: max|diff| " << d.max_diff << ", max|ref| " << d.max_ref << "; " << d.first);
-            CHECK(d.finite);
-            CHECK(d.max_diff <= kLogitTol * d.max_ref);
-            CHECK(d.top1_differ == 0);
+        // [plugin.quant_ggml] experts_swiglu: the down projection applies SwiGLU while staging its input, or not
+        for (const bool swiglu : {false, true}) {
+            INFO("experts_swiglu " << swiglu);
+            probe_registry().configure("quant_ggml", "experts_swiglu", swiglu);
+            CudaExecutor dev(0), dev_graph(0);
+            Engine eg(*src, probe_registry(), dev, opts(256, 1, false));
+            Engine graph(*src, probe_registry(), dev_graph, opts(256, 1, true));
+            for (int n : {1, 2, 5, 8, 100}) {  // prompt sizes: per-pair path (<= 16 pairs), grouped path above
+                INFO("prompt of " << n);
+                const std::vector<int32_t> toks = prompt(n);
+                std::vector<float> a, b;
+                run_forced(ec, eg, toks, steps, a, b);
+                const RouterProbe& p = router_probe();
+                INFO("router: " << p.flips << " of " << p.decisions << " tokens flipped (worst CPU gap "
+                                << p.worst_flip_gap << "), max|d xn| " << p.xn_diff << " of " << p.xn_ref << "; "
+                                << p.error);
+                CHECK(p.error.empty());
+                CHECK(p.xn_diff <= kInputTol * p.xn_ref);
+                const LogitsDiff d = diff_logits(a, b, V, kLogitTol);
+                INFO("logits: max|diff| " << d.max_diff << ", max|ref| " << d.max_ref << "; " << d.first);
+                CHECK(d.finite);
+                CHECK(d.max_diff <= kLogitTol * d.max_ref);
+                CHECK(d.top1_differ == 0);
 
-            std::vector<float> own[2];  // the device's own routing, without and with graphs
-            Engine* e[2] = {&eg, &graph};
-            for (int g = 0; g < 2; ++g) {
-                e[g]->reset();
-                own[g].resize(toks.size() * V);
-                e[g]->forward(toks.data(), n, own[g].data(), true);
-                std::vector<float> last(V);
-                for (int32_t t : steps) {
-                    e[g]->forward(&t, 1, last.data());
-                    own[g].insert(own[g].end(), last.begin(), last.end());
+                std::vector<float> own[2];  // the device's own routing, without and with graphs
+                Engine* e[2] = {&eg, &graph};
+                for (int g = 0; g < 2; ++g) {
+                    e[g]->reset();
+                    own[g].resize(toks.size() * V);
+                    e[g]->forward(toks.data(), n, own[g].data(), true);
+                    std::vector<float> last(V);
+                    for (int32_t t : steps) {
+                        e[g]->forward(&t, 1, last.data());
+                        own[g].insert(own[g].end(), last.begin(), last.end());
+                    }
                 }
+                const LogitsDiff gd = diff_logits(own[0], own[1], V, 1e-4);
+                INFO("graphs: max|diff| " << gd.max_diff << ", max|ref| " << gd.max_ref << "; " << gd.first);
+                CHECK(gd.finite);
+                CHECK(gd.max_diff <= 1e-4 * gd.max_ref);
+                CHECK(gd.top1_differ == 0);
             }
-            const LogitsDiff gd = diff_logits(own[0], own[1], V, 1e-4);
-            INFO("graphs: max|diff| " << gd.max_diff << ", max|ref| " << gd.max_ref << "; " << gd.first);
-            CHECK(gd.finite);
-            CHECK(gd.max_diff <= 1e-4 * gd.max_ref);
-            CHECK(gd.top1_differ == 0);
+            CHECK(graph.graphs_active());
+            CHECK_FALSE(eg.graphs_active());
         }
-        CHECK(graph.graphs_active());
-        CHECK_FALSE(eg.graphs_active());
+        probe_registry().configure("quant_ggml", "experts_swiglu", false);
     }
 }

@@ -7,6 +7,7 @@
 //  - grouped (more pairs than experts): a one-CTA kernel groups the pairs by expert into the workspace, then one
 //    work item per group of up to 8 pairs runs the 8-token GEMV, so each expert's weights are read once per 8 pairs
 //    routed to it. The grid is sized from the bound on the groups; items past the actual count exit at once.
+// With x_swiglu the GEMV stages silu(gate) * up of each activation row ([gate | up]) instead of x (no SwiGLU kernel).
 // With routing weights the GEMV writes each pair's output row to the workspace and a second kernel sums the slots
 // of each token in slot order into y (fp32): deterministic, no atomics. Without, the GEMV writes y's rows directly.
 #include "cuda_experts.h"
@@ -31,8 +32,9 @@ uint64_t round256(uint64_t v) {
 
 class CudaExperts final : public ExpertWeights {
 public:
-    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a)
-        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a) {
+    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a,
+                bool swiglu)
+        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a), swiglu_(swiglu) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
@@ -40,6 +42,7 @@ public:
 
     std::string type() const override { return type_info(l_.type).name; }
     uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
+    bool swiglu_input() const override { return swiglu_; }
 
     // The per-pair outputs of a weighted call, and the grouping of the grouped path (whether or not a given call
     // needs them: the engine reserves the maximum once).
@@ -74,6 +77,7 @@ public:
         a.route.n_expert = int(n_expert_);
         a.route.top_k = int(m.top_k);
         a.route.x_per_slot = m.x_per_slot ? 1 : 0;
+        a.route.glu = m.x_swiglu ? 1 : 0;
         a.accumulate = !weighted && m.accumulate;
         a.zero_invalid = !weighted && !m.accumulate;
         a.splits = plan_.splits;
@@ -126,6 +130,7 @@ private:
     bool grouped_ok_;
     ExpertsPlan plan_;
     bool dp4a_ = true;
+    bool swiglu_ = false;  // [plugin.quant_ggml] experts_swiglu: what swiglu_input() answers (x_swiglu works anyway)
 };
 
 void require_supported(const std::string& name, Type t) {
@@ -206,7 +211,7 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(dev + uint64_t(e0) * l.bytes, staging, uint64_t(n) * l.bytes);
     }
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
-    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a);
+    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu);
 }
 
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan) {

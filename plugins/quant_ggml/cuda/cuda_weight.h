@@ -21,6 +21,7 @@ struct CudaOptions {
     int splits = 0, kw = 0;
     int64_t tile_rows = 0;
     int overlap = 0;
+    bool experts_swiglu = false;  // expert weights: take [gate | up] input and fold SwiGLU in (swiglu_input())
 };
 
 // True when the CUDA kernels handle type t.

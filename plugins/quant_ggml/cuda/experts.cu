@@ -3,7 +3,8 @@
 //
 // Plain GEMV: as gemv.cu's (a CTA of 8 warps owns RW rows and its warps split the columns into 8-column chunks,
 // 16-byte loads, fp32 FMA, warp shuffles then a shared-memory sum over the warps), over a third grid dimension of
-// work items (ExpertsRoute) whose tokens' activation and output rows come through the pair indices.
+// work items (ExpertsRoute) whose tokens' activation and output rows come through the pair indices; with route.glu
+// the 8 activations of a chunk are silu(gate) * up of a [gate | up] row.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -68,7 +69,7 @@ struct PlainExpertGemv {
     using P = PlainElems<TY>;
     const uint8_t* w;
     int64_t ld_bytes;
-    int rows, cols, nch, r0, n, x_vec;
+    int rows, cols, nch, r0, n, x_vec, glu;
     const float* const* xrow;
     float acc[RW][T];
 
@@ -83,6 +84,16 @@ struct PlainExpertGemv {
             }
         }
     }
+    __device__ __forceinline__ void load8(const float* xt, int col, float (&xv)[8]) const {
+        if (x_vec && col + 8 <= cols) {
+            const float4 a = __ldg(reinterpret_cast<const float4*>(xt));
+            const float4 b = __ldg(reinterpret_cast<const float4*>(xt) + 1);
+            xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) xv[e] = col + e < cols ? __ldg(xt + e) : 0.f;
+        }
+    }
     __device__ __forceinline__ void compute(const uint32_t (&q)[RW][P::kWords], int ch) {
         if (ch >= nch) return;
         float wv[RW][8];
@@ -94,13 +105,12 @@ struct PlainExpertGemv {
             if (t >= n) continue;
             const float* xt = xrow[t] + col;
             float xv[8];
-            if (x_vec && col + 8 <= cols) {
-                const float4 a = __ldg(reinterpret_cast<const float4*>(xt));
-                const float4 b = __ldg(reinterpret_cast<const float4*>(xt) + 1);
-                xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
-            } else {
+            load8(xt, col, xv);
+            if (glu) {  // [gate | up]: silu(gate) * up
+                float uv[8];
+                load8(xt + cols, col, uv);
 #pragma unroll
-                for (int e = 0; e < 8; ++e) xv[e] = col + e < cols ? __ldg(xt + e) : 0.f;
+                for (int e = 0; e < 8; ++e) xv[e] = silu_mul(xv[e], uv[e]);
             }
 #pragma unroll
             for (int r = 0; r < RW; ++r)
@@ -132,7 +142,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
         return;
     }
     PlainExpertGemv<TY, T, RW> g{w + int64_t(item.x) * expert_bytes, ld_bytes, rows, cols, (cols + 7) / 8, r0, n,
-                                 x_vec, xrow};
+                                 x_vec, route.glu, xrow};
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -174,7 +184,7 @@ template <Type TY, int T>
 void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t st) {
     constexpr int RW = TY == Type::F32 ? 2 : 4;
     const auto& r = ea.route;
-    const int x_vec = (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0);
+    const int x_vec = (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0) && (!r.glu || l.cols % 4 == 0);
     cudaLaunchAttribute attr = pdl_attr();
     cudaLaunchConfig_t cfg{};
     cfg.blockDim = dim3(kPlainWarps * 32, 1, 1);

@@ -40,6 +40,7 @@ struct ExpertsRoute {
     float* out = nullptr;
     int64_t os = 0;
     int n_expert = 0, top_k = 1, x_per_slot = 0;
+    int glu = 0;    // activation rows are [gate | up] (2 cols floats): the GEMV's input is silu(gate) * up
     int item0 = 0;  // first work item of a launch (launches cover at most 65535 items each)
 };
 

@@ -5,6 +5,7 @@
 // memory (the expert id, or the group built by experts_group_kernel), looks up its tokens' activation rows and
 // output rows through the pair indices, and runs the dense machinery on that expert's rows (expert e's row group rg
 // at w + e * expert_bytes + rg * rg_bytes). An item whose expert is out of range writes zeros (when asked) or nothing.
+// With route.glu the activation rows are [gate | up] and the staging computes silu(gate) * up (ExpertMatmul::x_swiglu).
 // Each output is written once by one CTA: deterministic, no atomics.
 #pragma once
 #include <algorithm>
@@ -38,6 +39,15 @@ __device__ __forceinline__ int2 resolve_item(const ExpertsRoute& r, const float*
         orow[t] = r.out + int64_t(p) * r.os;
     }
     return make_int2(e, n);
+}
+
+__device__ __forceinline__ float4 load_x4(const float* p, int vec) {
+    return vec ? __ldg(reinterpret_cast<const float4*>(p)) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+}
+// silu(g) * u per lane, silu(g) = g / (1 + exp(-g)) (as the executor's SwiGLU kernel).
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+__device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
+    return make_float4(silu_mul(g.x, u.x), silu_mul(g.y, u.y), silu_mul(g.z, u.z), silu_mul(g.w, u.w));
 }
 
 struct ExpertsTiledArgs {
@@ -98,7 +108,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
     [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all * L::kSteps);
     [[maybe_unused]] float ydp[2] = {0.f, 0.f};
     if constexpr (DP) {
-        dp4a_stage(xrow[0], a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
+        if (a.route.glu)
+            dp4a_stage<true>(xrow[0], a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
+        else
+            dp4a_stage(xrow[0], a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
         __syncthreads();
     } else {
         // As gemv_tiled_kernel: pair (k-step, token, c) -> hi item 8 t + c and lo item 8 t + 4 + c.
@@ -114,8 +127,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
                 v[b] = make_float4(0.f, 0.f, 0.f, 0.f);
                 if (p < n_pairs && col < a.cols && t < n_tok) {
                     const float* xp = xrow[t] + col;
-                    v[b] = a.x_vec ? __ldg(reinterpret_cast<const float4*>(xp))
-                                   : make_float4(__ldg(xp), __ldg(xp + 1), __ldg(xp + 2), __ldg(xp + 3));
+                    v[b] = load_x4(xp, a.x_vec);
+                    if (a.route.glu) v[b] = silu_mul4(v[b], load_x4(xp + a.cols, a.x_vec));  // [gate | up]
                 }
             }
 #pragma unroll
@@ -226,7 +239,7 @@ bool launch_experts_tp(const DeviceLayout& l, const ExpertsArgs& ea, int sm_coun
                        int(l.rows),
                        int(l.cols),
                        r,
-                       (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0),
+                       (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0) && (!r.glu || l.cols % 4 == 0),
                        ea.accumulate,
                        ea.zero_invalid};
     const int rgc = kGemvWarps / plan.kw;

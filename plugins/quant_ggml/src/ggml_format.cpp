@@ -226,6 +226,7 @@ namespace {
 cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     cuda::CudaOptions o;
     o.dp4a = gs.gemv_dp4a;
+    o.experts_swiglu = gs.experts_swiglu;
     return o;
 }
 }  // namespace

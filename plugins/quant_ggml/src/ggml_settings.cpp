@@ -9,6 +9,10 @@ void declare_ggml_settings(Registry& reg) {
     reg.add_setting({"gemv_dp4a", true,
                      "CUDA: one-token Q4_K/Q6_K GEMV (dense and experts) in the dp4a form; false: on the tensor cores",
                      {}});
+    reg.add_setting({"experts_swiglu", false,
+                     "CUDA: the MoE block's down-projection experts read [gate | up] and apply silu(gate) * up while "
+                     "staging their input (one kernel less per MoE layer); false: a separate SwiGLU kernel",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -19,6 +23,7 @@ GgmlSettings ggml_settings(const Settings* s) {
     // A format registered outside its plugin (a test's own registry) gets that registry's "core" settings: defaults.
     if (!s || s->plugin() != "quant_ggml") return g;
     g.gemv_dp4a = s->get_bool("gemv_dp4a");
+    g.experts_swiglu = s->get_bool("experts_swiglu");
     g.cpu_kernels = s->get_string("cpu_kernels");
     return g;
 }
