@@ -208,7 +208,7 @@ TEST_CASE("gpu: several sequences (decode rows beside prefill of 1..300 tokens) 
 // one GEMM whose output the hidden state carries), every flip within the gap the measured input difference can
 // close (Hoelder bound), the logits within 2e-2 of max|ref| and the same top-1 unless the CPU's top-2 margin is
 // below that. Then the decode steps through a CUDA graph, with the device's own routing, equal the same engine
-// without graphs (same kernels: 1e-4). Both with [plugin.quant_ggml] experts_swiglu off and on.
+// without graphs (same kernels: 1e-4). With [plugin.quant_ggml] experts_swiglu + experts_fused_sum off and on.
 TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) equals the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     constexpr double kInputTol = 1e-2, kLogitTol = 2e-2;
@@ -228,10 +228,12 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
         CpuExecutor cpu(4);
         Engine ec(*src, probe_registry(), cpu, opts(256, 1, false));
         const size_t V = size_t(ec.desc().n_vocab);
-        // [plugin.quant_ggml] experts_swiglu: the down projection applies SwiGLU while staging its input, or not
-        for (const bool swiglu : {false, true}) {
-            INFO("experts_swiglu " << swiglu);
-            probe_registry().configure("quant_ggml", "experts_swiglu", swiglu);
+        // [plugin.quant_ggml] experts_swiglu (the down projection applies SwiGLU while staging its input) and
+        // experts_fused_sum (the decode GEMV writes the weighted sum over the slots): both off, both on
+        for (const bool fused : {false, true}) {
+            INFO("experts_swiglu and experts_fused_sum " << fused);
+            probe_registry().configure("quant_ggml", "experts_swiglu", fused);
+            probe_registry().configure("quant_ggml", "experts_fused_sum", fused);
             CudaExecutor dev(0), dev_graph(0);
             Engine eg(*src, probe_registry(), dev, opts(256, 1, false));
             Engine graph(*src, probe_registry(), dev_graph, opts(256, 1, true));
@@ -274,5 +276,6 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
             CHECK_FALSE(eg.graphs_active());
         }
         probe_registry().configure("quant_ggml", "experts_swiglu", false);
+        probe_registry().configure("quant_ggml", "experts_fused_sum", false);
     }
 }

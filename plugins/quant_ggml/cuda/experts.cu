@@ -124,7 +124,7 @@ struct PlainExpertGemv {
 template <Type TY, int T, int RW>
 __global__ void __launch_bounds__(kPlainWarps * 32)
     experts_plain_kernel(const uint8_t* __restrict__ w, int64_t expert_bytes, int64_t ld_bytes, int rows, int cols,
-                         ExpertsRoute route, int x_vec, int accumulate, int zero_invalid) {
+                         ExpertsRoute route, int x_vec, int accumulate, int zero_invalid, ExpertsSum sum) {
     __shared__ float red[kPlainWarps][RW * T];
     __shared__ const float* xrow[T];
     __shared__ float* orow[T];
@@ -135,10 +135,12 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     const int n = item.y;
     if (n == 0) return;
     __syncthreads();
+    const int nr = max(min(RW, rows - r0), 0);
     if (item.x < 0 || item.x >= route.n_expert) {
         if (zero_invalid)
             for (int i = threadIdx.x; i < n * RW; i += blockDim.x)
                 if (r0 + i % RW < rows) orow[i / RW][r0 + i % RW] = 0.f;
+        if (sum.counters) experts_sum_arrive(route, sum, r0, nr);
         return;
     }
     PlainExpertGemv<TY, T, RW> g{w + int64_t(item.x) * expert_bytes, ld_bytes, rows, cols, (cols + 7) / 8, r0, n,
@@ -178,6 +180,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
             *yp = accumulate ? *yp + v : v;
         }
     }
+    if (sum.counters) experts_sum_arrive(route, sum, r0, nr);
 }
 
 template <Type TY, int T>
@@ -198,7 +201,7 @@ void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t s
         cfg.gridDim = dim3(unsigned((l.rows + RW - 1) / RW), 1, unsigned(std::min(kMaxZ, ea.n_items - item0)));
         IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(ea.w),
                                    int64_t(ea.expert_bytes), int64_t(l.ld) * PlainElems<TY>::kElem, int(l.rows),
-                                   int(l.cols), route, x_vec, ea.accumulate, ea.zero_invalid));
+                                   int(l.cols), route, x_vec, ea.accumulate, ea.zero_invalid, ea.sum));
     }
 }
 

@@ -13,6 +13,10 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: the MoE block's down-projection experts read [gate | up] and apply silu(gate) * up while "
                      "staging their input (one kernel less per MoE layer); false: a separate SwiGLU kernel",
                      {}});
+    reg.add_setting({"experts_fused_sum", false,
+                     "CUDA: in decode (up to 16 tokens, one GEMV item per token and slot) the last expert GEMV block "
+                     "of a token writes the routing-weighted sum over its slots (no separate sum kernel)",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -24,6 +28,7 @@ GgmlSettings ggml_settings(const Settings* s) {
     if (!s || s->plugin() != "quant_ggml") return g;
     g.gemv_dp4a = s->get_bool("gemv_dp4a");
     g.experts_swiglu = s->get_bool("experts_swiglu");
+    g.experts_fused_sum = s->get_bool("experts_fused_sum");
     g.cpu_kernels = s->get_string("cpu_kernels");
     return g;
 }
