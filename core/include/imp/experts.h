@@ -17,8 +17,11 @@ class Executor;
 //   weights != nullptr: y[t, r] (+)= sum_j weights[t * top_k + j] * sum_c x_row(t, j)[c] * W[ids[t * top_k + j]][r, c]
 //                       (the weighted sum over the slots; y has n_tokens rows)
 // x_row(t, j) is row t of x when !x_per_slot, else row t * top_k + j (e.g. the down projection reads the
-// activation of each (token, slot)). An id outside [0, n_expert) contributes nothing (its output row is zero, or
-// left as is when accumulating); ids, weights, x and y live on the executor's device. Accumulates in fp32.
+// activation of each (token, slot)). With x_swiglu, x_row(t, j) holds [gate | up] (2 cols floats) and the matmul's
+// input is silu(gate) * up, silu(g) = g / (1 + exp(-g)): the SwiGLU of the MoE block folded into the down
+// projection (only for weights whose swiglu_input() is true). An id outside [0, n_expert) contributes nothing (its
+// output row is zero, or left as is when accumulating); ids, weights, x and y live on the executor's device.
+// Accumulates in fp32.
 struct ExpertMatmul {
     const float* x = nullptr;
     int64_t x_stride = 0;     // floats between rows of x
@@ -30,6 +33,7 @@ struct ExpertMatmul {
     float* y = nullptr;
     int64_t y_stride = 0;     // floats between rows of y
     bool accumulate = false;  // y += result instead of y = result
+    bool x_swiglu = false;    // x rows are [gate | up]: the input is silu(gate) * up (see above)
 };
 
 class ExpertWeights {
@@ -47,6 +51,9 @@ public:
         (void)top_k;
         return 0;
     }
+    // Whether the MoE block should give this weight its [gate | up] rows with ExpertMatmul::x_swiglu instead of
+    // applying SwiGLU itself (the weight's kernels fold it in and its settings ask for it).
+    virtual bool swiglu_input() const { return false; }
 
 protected:
     int64_t n_expert_ = 0, rows_ = 0, cols_ = 0;

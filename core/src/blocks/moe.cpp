@@ -1,6 +1,8 @@
 // The MoE FFN block (imp/blocks/moe.h): fused norm + router op -> gate|up of the selected experts (one grouped
-// matmul over the file's fused 3-D weight or the gate|up stack the core builds from the two, else two) -> silu(gate) * up -> down with the routing weights and the residual
-// add (one weighted grouped matmul accumulating into the hidden state) -> optional shared expert.
+// matmul over the file's fused 3-D weight or the gate|up stack the core builds from the two, else two) ->
+// silu(gate) * up (its own kernel, or folded into the down projection when the down weight's swiglu_input()) ->
+// down with the routing weights and the residual add (one weighted grouped matmul accumulating into the hidden
+// state) -> optional shared expert.
 #include "imp/blocks/moe.h"
 
 #include <algorithm>
@@ -163,10 +165,16 @@ public:
             m.y = gu + f;
             up_->grouped_matmul(ex, m);
         }
-        ex.swiglu(gu, 2 * f, gu + f, 2 * f, act, rows, f);
         ExpertMatmul d;
-        d.x = act;
-        d.x_stride = f;
+        if (down_->swiglu_input()) {  // the down projection reads [gate | up] and applies silu(gate) * up itself
+            d.x = gu;
+            d.x_stride = 2 * f;
+            d.x_swiglu = true;
+        } else {
+            ex.swiglu(gu, 2 * f, gu + f, 2 * f, act, rows, f);
+            d.x = act;
+            d.x_stride = f;
+        }
         d.x_per_slot = true;
         d.ids = ids;
         d.weights = wts;

@@ -11,6 +11,7 @@
 
 #include "imp/blocks/attention.h"
 #include "imp/blocks/ffn.h"
+#include "imp/blocks/hparams_reader.h"
 #include "imp/error.h"
 #include "imp/registry.h"
 
@@ -18,51 +19,8 @@ namespace imp::llama {
 
 namespace {
 
-MetaValue mv_int(int64_t v) { return MetaValue{v, "i64"}; }
-MetaValue mv_float(double v) { return MetaValue{v, "f64"}; }
-MetaValue mv_bool(bool v) { return MetaValue{v, "bool"}; }
-MetaValue mv_str(const std::string& v) { return MetaValue{v, "str"}; }
-
-// Reads keys from the file's metadata with the file name in every message.
-struct Reader {
-    const Metadata& md;
-    std::string file;
-
-    const MetaValue* number(const std::string& key) const {
-        const MetaValue* v = md.find(key);
-        return v && v->is_number() ? v : nullptr;  // JSON null counts as absent
-    }
-    int64_t i(const std::string& key) const {
-        const MetaValue* v = number(key);
-        if (!v) throw Error(file + ": missing hyper-parameter '" + key + "'");
-        return v->as_int(key);
-    }
-    int64_t i(const std::string& key, int64_t fallback) const {
-        const MetaValue* v = number(key);
-        return v ? v->as_int(key) : fallback;
-    }
-    double f(const std::string& key) const {
-        const MetaValue* v = number(key);
-        if (!v) throw Error(file + ": missing hyper-parameter '" + key + "'");
-        return v->as_float(key);
-    }
-    double f(const std::string& key, double fallback) const {
-        const MetaValue* v = number(key);
-        return v ? v->as_float(key) : fallback;
-    }
-    bool b(const std::string& key, bool fallback) const {
-        const MetaValue* v = md.find(key);
-        return v && v->is_bool() ? v->as_bool(key) : fallback;
-    }
-    std::string s(const std::string& key, const std::string& fallback) const {
-        const MetaValue* v = md.find(key);
-        return v && v->is_string() ? v->as_string(key) : fallback;
-    }
-    int64_t positive(const std::string& key, int64_t v) const {
-        if (v <= 0) throw Error(file + ": hyper-parameter '" + key + "' must be positive, got " + std::to_string(v));
-        return v;
-    }
-};
+using Reader = blocks::HparamReader;
+using blocks::meta_bool, blocks::meta_float, blocks::meta_int, blocks::meta_str;
 
 // Llama-3 frequency divisors (one per rotated pair) from the rope_scaling parameters, as the GGUF converter stores
 // them in rope_freqs.weight: 1 for short wavelengths, `factor` for long ones, a smooth blend between.
@@ -208,25 +166,25 @@ public:
         d.output = c.output;
         auto hp = std::make_unique<Metadata>();
         hp->source = src.path();
-        hp->set("n_embd", mv_int(c.n_embd));
-        hp->set("n_head", mv_int(c.n_head));
-        hp->set("n_head_kv", mv_int(c.n_kv));
-        hp->set("head_dim", mv_int(c.head_dim));
-        hp->set("n_ff", mv_int(c.n_ff));
-        hp->set("norm_eps", mv_float(c.eps));
-        hp->set("rope.n_rot", mv_int(c.n_rot));
-        hp->set("rope.base", mv_float(c.base));
-        hp->set("rope.neox", mv_bool(c.neox));
-        hp->set("rope.freq_scale", mv_float(c.freq_scale));
-        if (!c.freqs_name.empty()) hp->set("rope.freqs", mv_str(c.freqs_name));
+        hp->set("n_embd", meta_int(c.n_embd));
+        hp->set("n_head", meta_int(c.n_head));
+        hp->set("n_head_kv", meta_int(c.n_kv));
+        hp->set("head_dim", meta_int(c.head_dim));
+        hp->set("n_ff", meta_int(c.n_ff));
+        hp->set("norm_eps", meta_float(c.eps));
+        hp->set("rope.n_rot", meta_int(c.n_rot));
+        hp->set("rope.base", meta_float(c.base));
+        hp->set("rope.neox", meta_bool(c.neox));
+        hp->set("rope.freq_scale", meta_float(c.freq_scale));
+        if (!c.freqs_name.empty()) hp->set("rope.freqs", meta_str(c.freqs_name));
         if (!c.freq_factors.empty()) {
             auto arr = std::make_shared<MetaArray>();
-            for (double v : c.freq_factors) arr->push_back(mv_float(v));
+            for (double v : c.freq_factors) arr->push_back(meta_float(v));
             hp->set("rope.freq_factors", MetaValue{arr, "arr[f64]"});
         }
-        hp->set("attn.scale", mv_float(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim))));
-        hp->set("attn.qk_norm", mv_bool(c.qk_norm));
-        for (const auto& [role, name] : c.names.names) hp->set("name." + role, mv_str(name));
+        hp->set("attn.scale", meta_float(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim))));
+        hp->set("attn.qk_norm", meta_bool(c.qk_norm));
+        for (const auto& [role, name] : c.names.names) hp->set("name." + role, meta_str(name));
         d.hparams = std::move(hp);
 
         blocks::AttentionSpec a;

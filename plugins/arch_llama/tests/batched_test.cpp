@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "exec/cpu/cpu_executor.h"
+#include "batch_harness.h"
 #include "fixture_registry.h"
 #include "imp/error.h"
 #include "imp/model.h"
@@ -19,28 +20,7 @@ using namespace imp::test;
 
 namespace {
 
-struct Trace {
-    std::vector<int32_t> tokens;   // greedy continuation
-    std::vector<float> logits;     // [steps, n_vocab]: logits each token was picked from
-};
-
 constexpr int kDecode = 6;
-
-// One sequence alone: prompt, then kDecode greedy tokens.
-Trace run_alone(Engine& e, const std::vector<int32_t>& prompt) {
-    Trace t;
-    const size_t V = size_t(e.desc().n_vocab);
-    std::vector<float> lg(V);
-    e.reset();
-    e.forward(prompt.data(), int64_t(prompt.size()), lg.data());
-    for (int i = 0; i < kDecode; ++i) {
-        t.logits.insert(t.logits.end(), lg.begin(), lg.end());
-        const int32_t tok = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
-        t.tokens.push_back(tok);
-        if (i + 1 < kDecode) e.forward(&tok, 1, lg.data());
-    }
-    return t;
-}
 
 std::vector<std::vector<int32_t>> random_prompts(int n, int64_t n_vocab, uint32_t seed) {
     std::mt19937 g(seed);
@@ -53,51 +33,6 @@ std::vector<std::vector<int32_t>> random_prompts(int n, int64_t n_vocab, uint32_
     }
     p[0].resize(1);  // a one-token prompt is the first step's decode row
     return p;
-}
-
-// All sequences through one engine: sequence i joins at step join[i] (its prompt in that step, beside the other
-// sequences' decode rows) and leaves after kDecode tokens; finished sequences are released at once.
-std::vector<Trace> run_together(Engine& e, const std::vector<std::vector<int32_t>>& prompts,
-                                const std::vector<int>& join) {
-    const size_t n = prompts.size(), V = size_t(e.desc().n_vocab);
-    std::vector<Trace> out(n);
-    std::vector<SeqId> id(n, -1);
-    std::vector<int32_t> next(n);
-    for (int step = 0;; ++step) {
-        std::vector<SeqWork> work;
-        std::vector<size_t> who;
-        for (size_t i = 0; i < n; ++i) {
-            if (join[i] == step) {
-                id[i] = e.add_sequence();
-                work.push_back({id[i], prompts[i].data(), int64_t(prompts[i].size())});
-                who.push_back(i);
-            } else if (id[i] >= 0) {
-                work.push_back({id[i], &next[i], 1});
-                who.push_back(i);
-            }
-        }
-        if (work.empty()) {
-            if (std::all_of(join.begin(), join.end(), [&](int j) { return j < step; })) break;
-            continue;
-        }
-        std::vector<float> lg(work.size() * V);
-        e.step(work, lg.data());
-        std::vector<SeqSample> rows(work.size());
-        for (size_t w = 0; w < work.size(); ++w) rows[w].step = out[who[w]].tokens.size();
-        std::vector<int32_t> picked(work.size());
-        e.sample(rows, picked.data());
-        for (size_t w = 0; w < work.size(); ++w) {
-            Trace& t = out[who[w]];
-            t.logits.insert(t.logits.end(), lg.begin() + long(w * V), lg.begin() + long((w + 1) * V));
-            t.tokens.push_back(picked[w]);
-            next[who[w]] = picked[w];
-            if (t.tokens.size() == size_t(kDecode)) {
-                e.release_sequence(id[who[w]]);
-                id[who[w]] = -1;
-            }
-        }
-    }
-    return out;
 }
 
 }  // namespace
@@ -118,10 +53,10 @@ TEST_CASE("sequences stepped together equal each sequence alone (CPU, bit for bi
         const auto prompts = random_prompts(16, together.desc().n_vocab, 7);
         std::vector<int> join(16);
         for (int i = 0; i < 16; ++i) join[size_t(i)] = i < 6 ? 0 : (i * 3) % 11;  // six at once, the rest later
-        const auto got = run_together(together, prompts, join);
+        const auto got = run_together(together, prompts, join, kDecode);
         for (size_t i = 0; i < prompts.size(); ++i) {
             INFO("sequence " << i << ", prompt of " << prompts[i].size() << ", joins at step " << join[i]);
-            const Trace ref = run_alone(alone, prompts[i]);
+            const Trace ref = run_alone(alone, prompts[i], kDecode);
             CHECK(got[i].tokens == ref.tokens);
             CHECK(got[i].logits == ref.logits);
         }

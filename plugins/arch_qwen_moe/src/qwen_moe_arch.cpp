@@ -9,9 +9,9 @@
 
 #include <cmath>
 
-#include "hparams_reader.h"
 #include "imp/blocks/attention.h"
 #include "imp/blocks/ffn.h"
+#include "imp/blocks/hparams_reader.h"
 #include "imp/blocks/moe.h"
 #include "imp/error.h"
 #include "imp/registry.h"
@@ -20,10 +20,8 @@ namespace imp::qwen_moe {
 
 namespace {
 
-MetaValue mv_int(int64_t v) { return MetaValue{v, "i64"}; }
-MetaValue mv_float(double v) { return MetaValue{v, "f64"}; }
-MetaValue mv_bool(bool v) { return MetaValue{v, "bool"}; }
-MetaValue mv_str(const std::string& v) { return MetaValue{v, "str"}; }
+using Reader = blocks::HparamReader;
+using blocks::meta_bool, blocks::meta_float, blocks::meta_int, blocks::meta_str;
 
 struct Common {
     int64_t n_embd = 0, n_head = 0, n_kv = 0, head_dim = 0, n_ff = 0, n_layer = 0, n_vocab = 0, n_ctx = 0;
@@ -131,24 +129,24 @@ void read_hf(const ModelSource&, const Reader& r, Common& c) {
 std::unique_ptr<Metadata> hparams(const ModelSource& src, const Common& c) {
     auto hp = std::make_unique<Metadata>();
     hp->source = src.path();
-    hp->set("n_embd", mv_int(c.n_embd));
-    hp->set("n_head", mv_int(c.n_head));
-    hp->set("n_head_kv", mv_int(c.n_kv));
-    hp->set("head_dim", mv_int(c.head_dim));
-    hp->set("n_ff", mv_int(c.n_ff));
-    hp->set("norm_eps", mv_float(c.eps));
-    hp->set("rope.n_rot", mv_int(c.head_dim));
-    hp->set("rope.base", mv_float(c.base));
-    hp->set("rope.neox", mv_bool(true));
-    hp->set("rope.freq_scale", mv_float(c.freq_scale));
-    hp->set("attn.scale", mv_float(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim))));
-    hp->set("attn.qk_norm", mv_bool(true));
-    hp->set("moe.n_expert", mv_int(c.n_expert));
-    hp->set("moe.top_k", mv_int(c.top_k));
-    hp->set("moe.n_ff_exp", mv_int(c.n_ff_exp));
-    hp->set("moe.norm_topk", mv_bool(c.norm_topk));
-    hp->set("moe.weights_scale", mv_float(c.w_scale));
-    for (const auto& [role, name] : c.names.names) hp->set("name." + role, mv_str(name));
+    hp->set("n_embd", meta_int(c.n_embd));
+    hp->set("n_head", meta_int(c.n_head));
+    hp->set("n_head_kv", meta_int(c.n_kv));
+    hp->set("head_dim", meta_int(c.head_dim));
+    hp->set("n_ff", meta_int(c.n_ff));
+    hp->set("norm_eps", meta_float(c.eps));
+    hp->set("rope.n_rot", meta_int(c.head_dim));
+    hp->set("rope.base", meta_float(c.base));
+    hp->set("rope.neox", meta_bool(true));
+    hp->set("rope.freq_scale", meta_float(c.freq_scale));
+    hp->set("attn.scale", meta_float(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim))));
+    hp->set("attn.qk_norm", meta_bool(true));
+    hp->set("moe.n_expert", meta_int(c.n_expert));
+    hp->set("moe.top_k", meta_int(c.top_k));
+    hp->set("moe.n_ff_exp", meta_int(c.n_ff_exp));
+    hp->set("moe.norm_topk", meta_bool(c.norm_topk));
+    hp->set("moe.weights_scale", meta_float(c.w_scale));
+    for (const auto& [role, name] : c.names.names) hp->set("name." + role, meta_str(name));
     return hp;
 }
 

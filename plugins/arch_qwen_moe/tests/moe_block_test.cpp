@@ -1,7 +1,8 @@
 // The SDK MoE block (imp/blocks/moe.h) on the CPU executor against a double-precision reference of its formula, in
 // the forms the arch never builds from the tiny fixture: a shared expert with its sigmoid gate (Qwen3-Next / 3.5
 // layout, gate vector [1, n_embd]), no renormalization with an expert_weights_scale, separate gate and up expert
-// weights with and without the shared expert's fused gate|up, several tokens. Also: spec validation messages.
+// weights with and without the shared expert's fused gate|up, several tokens, expert weights that take the
+// [gate | up] input (ExpertMatmul::x_swiglu). Also: spec validation messages.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -25,20 +26,29 @@ using blocks_test::F32Weight;
 
 namespace {
 
-// n_expert fp32 matrices [rows, cols] in host memory with ExpertMatmul's semantics (imp/experts.h).
+// n_expert fp32 matrices [rows, cols] in host memory with ExpertMatmul's semantics (imp/experts.h); `swiglu`:
+// what swiglu_input() answers (then the block hands the down projection [gate | up] rows with x_swiglu).
 class F32Experts final : public ExpertWeights {
 public:
-    F32Experts(std::vector<float> w, int64_t ne, int64_t rows, int64_t cols) : w_(std::move(w)) {
+    F32Experts(std::vector<float> w, int64_t ne, int64_t rows, int64_t cols, bool swiglu)
+        : w_(std::move(w)), swiglu_(swiglu) {
         n_expert_ = ne, rows_ = rows, cols_ = cols;
     }
     std::string type() const override { return "F32"; }
     uint64_t bytes() const override { return w_.size() * 4; }
+    bool swiglu_input() const override { return swiglu_; }
     void grouped_matmul(Executor&, const ExpertMatmul& m) const override {
+        if (m.x_swiglu && !swiglu_) throw Error("x_swiglu given to experts whose swiglu_input() is false");
+        std::vector<float> act(static_cast<size_t>(cols_));
         for (int64_t t = 0; t < m.n_tokens; ++t) {
             std::vector<double> acc(static_cast<size_t>(rows_), 0.0);
             for (int64_t j = 0; j < m.top_k; ++j) {
                 const int64_t p = t * m.top_k + j, e = m.ids[p];
                 const float* x = m.x + (m.x_per_slot ? p : t) * m.x_stride;
+                if (m.x_swiglu) {  // [gate | up] -> silu(gate) * up
+                    for (int64_t c = 0; c < cols_; ++c) act[size_t(c)] = x[c] / (1.f + std::exp(-x[c])) * x[cols_ + c];
+                    x = act.data();
+                }
                 float* y = m.weights ? nullptr : m.y + p * m.y_stride;
                 for (int64_t r = 0; r < rows_; ++r) {
                     double s = 0;
@@ -58,13 +68,15 @@ public:
 
 private:
     std::vector<float> w_;
+    bool swiglu_;
 };
 
 // Random weights for every spec of the layer (fused matrices built from their parts when `fuse`).
 class RandomWeights final : public WeightSet {
 public:
-    // fuse: the file's fused gate|up experts (else separate gate and up); cat: the core's stack of the two
-    RandomWeights(const Layer& layer, std::mt19937& g, bool fuse, bool cat) {
+    // fuse: the file's fused gate|up experts (else separate gate and up); cat: the core's stack of the two;
+    // swiglu: the experts take [gate | up] input (swiglu_input())
+    RandomWeights(const Layer& layer, std::mt19937& g, bool fuse, bool cat, bool swiglu) {
         std::normal_distribution<float> nd(0.f, 1.f);
         for (const WeightSpec& s : layer.weight_specs()) {
             const int64_t n = std::accumulate(s.shape.begin(), s.shape.end(), int64_t(1), std::multiplies<>());
@@ -85,12 +97,12 @@ public:
                     w.insert(w.end(), g0.begin() + e * per, g0.begin() + (e + 1) * per);
                     w.insert(w.end(), u0.begin() + e * per, u0.begin() + (e + 1) * per);
                 }
-                exp[s.name] = std::make_unique<F32Experts>(w, s.shape[0], s.shape[1], s.shape[2]);
+                exp[s.name] = std::make_unique<F32Experts>(w, s.shape[0], s.shape[1], s.shape[2], swiglu);
             } else if (s.use == WeightSpec::Use::Experts) {
                 if (s.optional && s.name.find("gate_up") != std::string::npos && !fuse) continue;
                 if (s.optional && s.name.find("gate_up") == std::string::npos && fuse) continue;
                 raw[s.name] = v;
-                exp[s.name] = std::make_unique<F32Experts>(v, s.shape[0], s.shape[1], s.shape[2]);
+                exp[s.name] = std::make_unique<F32Experts>(v, s.shape[0], s.shape[1], s.shape[2], swiglu);
             } else if (!s.concat.empty()) {
                 if (!fuse) continue;
                 std::vector<float> w;
@@ -201,13 +213,12 @@ std::vector<double> reference(const blocks::MoeSpec& s, const RandomWeights& w, 
     return out;
 }
 
-void run(const blocks::MoeSpec& s, bool fuse, int64_t n_tokens, uint32_t seed, bool cat = false) {
+void run(const blocks::MoeSpec& s, bool fuse, int64_t n_tokens, uint32_t seed, bool cat = false, bool swiglu = false) {
     INFO("n_expert " << s.n_expert << " top_k " << s.top_k << " shared " << s.n_ff_shared << " fuse " << fuse
-                     << " cat " << cat
-                     << " tokens " << n_tokens << " seed " << seed);
+                     << " cat " << cat << " swiglu input " << swiglu << " tokens " << n_tokens << " seed " << seed);
     std::mt19937 g(seed);
     auto layer = blocks::make_moe(s);
-    RandomWeights w(*layer, g, fuse, cat && !fuse);
+    RandomWeights w(*layer, g, fuse, cat && !fuse, swiglu);
     layer->bind(w);
     std::vector<float> hidden = blocks_test::uniform(g, size_t(n_tokens * s.n_embd), -2.f, 2.f), in = hidden;
     std::vector<float> scratch(static_cast<size_t>(layer->scratch_floats(n_tokens)), NAN);
@@ -242,6 +253,9 @@ TEST_CASE("MoE block with a gated shared expert equals its formula (CPU)", "[arc
     }
     run(spec(8, 2, 40), false, 5, seed + 4, true);  // gate|up stacked by the core from separate tensors
     run(spec(6, 6, 0), false, 9, seed + 5, true);
+    // experts that take [gate | up] input: the block skips its SwiGLU and passes x_swiglu to the down projection
+    run(spec(8, 2, 40), true, 5, seed + 6, false, true);
+    run(spec(6, 6, 0), false, 9, seed + 7, true, true);
 }
 
 TEST_CASE("MoE block spec errors name the layer and the field", "[arch_qwen_moe][block]") {

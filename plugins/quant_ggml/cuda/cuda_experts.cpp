@@ -7,8 +7,12 @@
 //  - grouped (more pairs than experts): a one-CTA kernel groups the pairs by expert into the workspace, then one
 //    work item per group of up to 8 pairs runs the 8-token GEMV, so each expert's weights are read once per 8 pairs
 //    routed to it. The grid is sized from the bound on the groups; items past the actual count exit at once.
+// With x_swiglu the GEMV stages silu(gate) * up of each activation row ([gate | up]) instead of x (no SwiGLU kernel).
 // With routing weights the GEMV writes each pair's output row to the workspace and a second kernel sums the slots
 // of each token in slot order into y (fp32): deterministic, no atomics. Without, the GEMV writes y's rows directly.
+// With experts_fused_sum (per-pair path, up to kSumTokens tokens) the last GEMV CTA of a token's slots for a block
+// of rows does that sum instead (ExpertsSum: one counter per token and row block, left at zero): one launch less,
+// the same arithmetic.
 #include "cuda_experts.h"
 
 #include <algorithm>
@@ -31,15 +35,21 @@ uint64_t round256(uint64_t v) {
 
 class CudaExperts final : public ExpertWeights {
 public:
-    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a)
-        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a) {
+    CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a,
+                bool swiglu, int* sum_counters)
+        : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a), swiglu_(swiglu),
+          sum_counters_(sum_counters) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
     }
 
     std::string type() const override { return type_info(l_.type).name; }
-    uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
+    uint64_t bytes() const override {  // the experts, and the fused sum's counters when there are any
+        return uint64_t(n_expert_) * l_.bytes +
+               (sum_counters_ ? uint64_t(kSumTokens) * uint64_t(experts_sum_counters(l_)) * sizeof(int) : 0);
+    }
+    bool swiglu_input() const override { return swiglu_; }
 
     // The per-pair outputs of a weighted call, and the grouping of the grouped path (whether or not a given call
     // needs them: the engine reserves the maximum once).
@@ -54,6 +64,7 @@ public:
         if (!check_expert_matmul(name_, rows_, cols_, m)) return;
         const int64_t n_pairs = m.n_tokens * m.top_k;
         const bool weighted = m.weights != nullptr, grouped = use_grouped(n_pairs);
+        const bool fused_sum = weighted && !grouped && sum_counters_ && m.n_tokens <= kSumTokens;
         const uint64_t group_off = weighted ? part_bytes(n_pairs) : 0;
         const uint64_t need = group_off + (grouped ? group_bytes(n_pairs) : 0);
         if (need > 0 && (!ex.workspace() || ex.workspace_bytes() < need))
@@ -74,6 +85,7 @@ public:
         a.route.n_expert = int(n_expert_);
         a.route.top_k = int(m.top_k);
         a.route.x_per_slot = m.x_per_slot ? 1 : 0;
+        a.route.glu = m.x_swiglu ? 1 : 0;
         a.accumulate = !weighted && m.accumulate;
         a.zero_invalid = !weighted && !m.accumulate;
         a.splits = plan_.splits;
@@ -94,8 +106,15 @@ public:
             a.n_items = int(n_pairs);
             a.plan_items = int(n_pairs);
         }
+        if (fused_sum) {
+            a.sum.weights = m.weights;
+            a.sum.y = m.y;
+            a.sum.ys = m.y_stride;
+            a.sum.accumulate = m.accumulate ? 1 : 0;
+            a.sum.counters = sum_counters_;
+        }
         experts_gemv(l_, a, h.sm_count, h.cc, st);
-        if (weighted)
+        if (weighted && !fused_sum)
             experts_reduce(part, int(rows_), m.ids, m.weights, int(n_expert_), int(m.n_tokens), int(m.top_k), m.y,
                            m.y_stride, m.accumulate ? 1 : 0, h.pdl, st);
     }
@@ -126,6 +145,8 @@ private:
     bool grouped_ok_;
     ExpertsPlan plan_;
     bool dp4a_ = true;
+    bool swiglu_ = false;  // [plugin.quant_ggml] experts_swiglu: what swiglu_input() answers (x_swiglu works anyway)
+    int* sum_counters_ = nullptr;  // [plugin.quant_ggml] experts_fused_sum: kSumTokens x experts_sum_counters(l_), zero
 };
 
 void require_supported(const std::string& name, Type t) {
@@ -206,7 +227,14 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(dev + uint64_t(e0) * l.bytes, staging, uint64_t(n) * l.bytes);
     }
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
-    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a);
+    int* counters = nullptr;
+    if (opt.experts_fused_sum) {  // zero once here; the kernels leave them at zero
+        const uint64_t n = uint64_t(kSumTokens) * uint64_t(experts_sum_counters(l)) * sizeof(int);
+        counters = static_cast<int*>(ex.alloc(n, (name + ".sum_counters").c_str()));
+        const std::vector<int> zero(n / sizeof(int), 0);
+        ex.upload(counters, zero.data(), n);
+    }
+    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters);
 }
 
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan) {

@@ -21,6 +21,8 @@ struct CudaOptions {
     int splits = 0, kw = 0;
     int64_t tile_rows = 0;
     int overlap = 0;
+    bool experts_swiglu = false;    // expert weights: take [gate | up] input and fold SwiGLU in (swiglu_input())
+    bool experts_fused_sum = false;  // expert weights: the per-pair GEMV writes the weighted sum over the slots
 };
 
 // True when the CUDA kernels handle type t.

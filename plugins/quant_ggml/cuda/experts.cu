@@ -3,7 +3,8 @@
 //
 // Plain GEMV: as gemv.cu's (a CTA of 8 warps owns RW rows and its warps split the columns into 8-column chunks,
 // 16-byte loads, fp32 FMA, warp shuffles then a shared-memory sum over the warps), over a third grid dimension of
-// work items (ExpertsRoute) whose tokens' activation and output rows come through the pair indices.
+// work items (ExpertsRoute) whose tokens' activation and output rows come through the pair indices; with route.glu
+// the 8 activations of a chunk are silu(gate) * up of a [gate | up] row.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -68,7 +69,7 @@ struct PlainExpertGemv {
     using P = PlainElems<TY>;
     const uint8_t* w;
     int64_t ld_bytes;
-    int rows, cols, nch, r0, n, x_vec;
+    int rows, cols, nch, r0, n, x_vec, glu;
     const float* const* xrow;
     float acc[RW][T];
 
@@ -83,6 +84,16 @@ struct PlainExpertGemv {
             }
         }
     }
+    __device__ __forceinline__ void load8(const float* xt, int col, float (&xv)[8]) const {
+        if (x_vec && col + 8 <= cols) {
+            const float4 a = __ldg(reinterpret_cast<const float4*>(xt));
+            const float4 b = __ldg(reinterpret_cast<const float4*>(xt) + 1);
+            xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) xv[e] = col + e < cols ? __ldg(xt + e) : 0.f;
+        }
+    }
     __device__ __forceinline__ void compute(const uint32_t (&q)[RW][P::kWords], int ch) {
         if (ch >= nch) return;
         float wv[RW][8];
@@ -94,13 +105,12 @@ struct PlainExpertGemv {
             if (t >= n) continue;
             const float* xt = xrow[t] + col;
             float xv[8];
-            if (x_vec && col + 8 <= cols) {
-                const float4 a = __ldg(reinterpret_cast<const float4*>(xt));
-                const float4 b = __ldg(reinterpret_cast<const float4*>(xt) + 1);
-                xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
-            } else {
+            load8(xt, col, xv);
+            if (glu) {  // [gate | up]: silu(gate) * up
+                float uv[8];
+                load8(xt + cols, col, uv);
 #pragma unroll
-                for (int e = 0; e < 8; ++e) xv[e] = col + e < cols ? __ldg(xt + e) : 0.f;
+                for (int e = 0; e < 8; ++e) xv[e] = silu_mul(xv[e], uv[e]);
             }
 #pragma unroll
             for (int r = 0; r < RW; ++r)
@@ -114,7 +124,7 @@ struct PlainExpertGemv {
 template <Type TY, int T, int RW>
 __global__ void __launch_bounds__(kPlainWarps * 32)
     experts_plain_kernel(const uint8_t* __restrict__ w, int64_t expert_bytes, int64_t ld_bytes, int rows, int cols,
-                         ExpertsRoute route, int x_vec, int accumulate, int zero_invalid) {
+                         ExpertsRoute route, int x_vec, int accumulate, int zero_invalid, ExpertsSum sum) {
     __shared__ float red[kPlainWarps][RW * T];
     __shared__ const float* xrow[T];
     __shared__ float* orow[T];
@@ -125,14 +135,16 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     const int n = item.y;
     if (n == 0) return;
     __syncthreads();
+    const int nr = max(min(RW, rows - r0), 0);
     if (item.x < 0 || item.x >= route.n_expert) {
         if (zero_invalid)
             for (int i = threadIdx.x; i < n * RW; i += blockDim.x)
                 if (r0 + i % RW < rows) orow[i / RW][r0 + i % RW] = 0.f;
+        if (sum.counters) experts_sum_arrive(route, sum, r0, nr);
         return;
     }
     PlainExpertGemv<TY, T, RW> g{w + int64_t(item.x) * expert_bytes, ld_bytes, rows, cols, (cols + 7) / 8, r0, n,
-                                 x_vec, xrow};
+                                 x_vec, route.glu, xrow};
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -168,13 +180,14 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
             *yp = accumulate ? *yp + v : v;
         }
     }
+    if (sum.counters) experts_sum_arrive(route, sum, r0, nr);
 }
 
 template <Type TY, int T>
 void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t st) {
     constexpr int RW = TY == Type::F32 ? 2 : 4;
     const auto& r = ea.route;
-    const int x_vec = (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0);
+    const int x_vec = (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0) && (!r.glu || l.cols % 4 == 0);
     cudaLaunchAttribute attr = pdl_attr();
     cudaLaunchConfig_t cfg{};
     cfg.blockDim = dim3(kPlainWarps * 32, 1, 1);
@@ -188,7 +201,7 @@ void launch_plain_t(const DeviceLayout& l, const ExpertsArgs& ea, cudaStream_t s
         cfg.gridDim = dim3(unsigned((l.rows + RW - 1) / RW), 1, unsigned(std::min(kMaxZ, ea.n_items - item0)));
         IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(ea.w),
                                    int64_t(ea.expert_bytes), int64_t(l.ld) * PlainElems<TY>::kElem, int(l.rows),
-                                   int(l.cols), route, x_vec, ea.accumulate, ea.zero_invalid));
+                                   int(l.cols), route, x_vec, ea.accumulate, ea.zero_invalid, ea.sum));
     }
 }
 

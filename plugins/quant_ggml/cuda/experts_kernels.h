@@ -40,7 +40,23 @@ struct ExpertsRoute {
     float* out = nullptr;
     int64_t os = 0;
     int n_expert = 0, top_k = 1, x_per_slot = 0;
+    int glu = 0;    // activation rows are [gate | up] (2 cols floats): the GEMV's input is silu(gate) * up
     int item0 = 0;  // first work item of a launch (launches cover at most 65535 items each)
+};
+
+// The weighted sum folded into the per-pair GEMV (counters != null): each CTA, after writing its rows of its
+// pair's output row (ExpertsRoute::out, the per-pair workspace), counts itself in counters[t * gridDim.x +
+// blockIdx.x]; the last of token t's top_k CTAs for those rows resets the counter and writes
+// y[t, r] (+)= sum over j < top_k, in order, of weights[t * top_k + j] * out[t * top_k + j, r] (ids out of range
+// skipped): the same arithmetic as experts_reduce, without its launch. Pairs whose id is out of range count too.
+// Tokens < kSumTokens; counters start at zero and are left at zero.
+constexpr int kSumTokens = 16;
+struct ExpertsSum {
+    const float* weights = nullptr;
+    float* y = nullptr;
+    int64_t ys = 0;
+    int accumulate = 0;
+    int* counters = nullptr;
 };
 
 struct ExpertsArgs {
@@ -54,7 +70,10 @@ struct ExpertsArgs {
     int splits = 0, kw = 0;   // tiled types: forced GEMV plan (0 = from the shape), as GemvArgs
     bool pdl = false;         // launch with programmatic dependent launch (CudaHandles::pdl)
     bool dp4a = true;         // per-pair items, Q4_K / Q6_K: the dp4a form, as GemvArgs::dp4a
+    ExpertsSum sum;           // per-pair items only
 };
+// Counters (ints) the fused weighted sum needs per token for a weight of l's shape (a bound on gridDim.x).
+inline int64_t experts_sum_counters(const DeviceLayout& l) { return l.n_rg + (l.rows + 1) / 2; }
 
 // The GEMV of every work item: out rows of its pairs (+)= W[expert] x rows. Per pair: one token per item (the dp4a
 // form for Q4_K / Q6_K, as the dense one-token GEMV). Grouped: kExpertGroupTokens tokens per item on the tensor cores

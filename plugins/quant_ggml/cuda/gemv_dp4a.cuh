@@ -57,20 +57,31 @@ __host__ __device__ constexpr size_t dp4a_smem_bytes(int64_t n_ks) {
 // Quantizes x's columns [col0, col0 + 16 n_ks) into m, in groups of 256 columns (one scale each; the last group
 // may read columns past the CTA's, up to cols, and zeros past cols); one warp per group, lane l takes columns
 // 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1).
+// GLU (the MoE experts' x_swiglu): x holds [gate | up] (2 cols floats) and the staged value is silu(gate) * up.
+template <bool GLU = false>
 __device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, int col0, int n_ks,
                                            const Dp4aSmem& m) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
     const int n_groups = (n_ks + 15) / 16;
-    for (int ch = warp; ch < n_groups; ch += n_warps) {
-        const int col = col0 + ch * 256 + 8 * lane;
-        float v[8];
+    const auto load8 = [&](const float* xp, int col, float (&v)[8]) {
         if (x_vec && col + 8 <= cols) {
-            const float4 a = __ldg(reinterpret_cast<const float4*>(x + col));
-            const float4 b = __ldg(reinterpret_cast<const float4*>(x + col) + 1);
+            const float4 a = __ldg(reinterpret_cast<const float4*>(xp + col));
+            const float4 b = __ldg(reinterpret_cast<const float4*>(xp + col) + 1);
             v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
         } else {
 #pragma unroll
-            for (int i = 0; i < 8; ++i) v[i] = col + i < cols ? __ldg(x + col + i) : 0.f;
+            for (int i = 0; i < 8; ++i) v[i] = col + i < cols ? __ldg(xp + col + i) : 0.f;
+        }
+    };
+    for (int ch = warp; ch < n_groups; ch += n_warps) {
+        const int col = col0 + ch * 256 + 8 * lane;
+        float v[8];
+        load8(x, col, v);
+        if constexpr (GLU) {
+            float u[8];
+            load8(x + cols, col, u);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = v[i] / (1.f + expf(-v[i])) * u[i];
         }
         float mx = 0.f;
 #pragma unroll

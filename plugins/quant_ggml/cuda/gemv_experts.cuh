@@ -5,6 +5,8 @@
 // memory (the expert id, or the group built by experts_group_kernel), looks up its tokens' activation rows and
 // output rows through the pair indices, and runs the dense machinery on that expert's rows (expert e's row group rg
 // at w + e * expert_bytes + rg * rg_bytes). An item whose expert is out of range writes zeros (when asked) or nothing.
+// With route.glu the activation rows are [gate | up] and the staging computes silu(gate) * up (ExpertMatmul::x_swiglu).
+// With ExpertsSum counters (per-pair items) the last CTA of a token's slots writes their weighted sum.
 // Each output is written once by one CTA: deterministic, no atomics.
 #pragma once
 #include <algorithm>
@@ -40,12 +42,51 @@ __device__ __forceinline__ int2 resolve_item(const ExpertsRoute& r, const float*
     return make_int2(e, n);
 }
 
+__device__ __forceinline__ float4 load_x4(const float* p, int vec) {
+    return vec ? __ldg(reinterpret_cast<const float4*>(p)) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+}
+// silu(g) * u per lane, silu(g) = g / (1 + exp(-g)) (as the executor's SwiGLU kernel).
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+__device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
+    return make_float4(silu_mul(g.x, u.x), silu_mul(g.y, u.y), silu_mul(g.z, u.z), silu_mul(g.w, u.w));
+}
+
+// The fused weighted sum (ExpertsSum): this CTA has written rows [row0, row0 + nr) of its pair's output row (or
+// nothing: an id out of range); count it, and the last CTA of the token's pairs for these rows sums them. Called by
+// every thread of the CTA (per-pair items: blockIdx.z is the pair).
+__device__ __forceinline__ void experts_sum_arrive(const ExpertsRoute& r, const ExpertsSum& s, int row0, int nr) {
+    __shared__ int last;
+    const int p = r.item0 + int(blockIdx.z), t = p / r.top_k;
+    __threadfence();  // this CTA's output rows are visible device-wide before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int* c = s.counters + int64_t(t) * gridDim.x + blockIdx.x;
+        last = atomicAdd(c, 1) == r.top_k - 1;
+        if (last) atomicExch(c, 0);  // every slot has arrived: zero for the next call or graph replay
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = int(threadIdx.x); i < nr; i += int(blockDim.x)) {
+        const int row = row0 + i;
+        float v = 0.f;
+        for (int j = 0; j < r.top_k; ++j) {
+            const int64_t q = int64_t(t) * r.top_k + j;
+            const int e = r.ids[q];
+            if (e >= 0 && e < r.n_expert) v = fmaf(s.weights[q], __ldcg(r.out + q * r.os + row), v);
+        }
+        float* yp = s.y + int64_t(t) * s.ys + row;
+        *yp = s.accumulate ? *yp + v : v;
+    }
+}
+
 struct ExpertsTiledArgs {
     const uint8_t* w;
     int64_t expert_bytes, rg_bytes;
     int chunks, rows, cols;
     ExpertsRoute route;
     int x_vec, accumulate, zero_invalid;
+    ExpertsSum sum;
 };
 
 // Grid (CTA rows of one expert, splits, work items); a cluster of (1, splits, 1) when splits > 1 (the CTAs of a
@@ -71,10 +112,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
     if (n_tok == 0) return;  // the whole CTA (and its cluster: same item)
     __syncthreads();
     if (item.x < 0 || item.x >= a.route.n_expert) {
-        if (a.zero_invalid && split == 0) {
-            const int row0 = blockIdx.x * rgc * kTileRows, nr = min(rgc * kTileRows, a.rows - row0);
+        const int row0 = blockIdx.x * rgc * kTileRows, nr = min(rgc * kTileRows, a.rows - row0);
+        if (a.zero_invalid && split == 0)
             for (int i = threadIdx.x; i < n_tok * nr; i += blockDim.x) orow[i / nr][row0 + i % nr] = 0.f;
-        }
+        if (a.sum.counters && split == 0) experts_sum_arrive(a.route, a.sum, row0, max(nr, 0));
         return;
     }
     TiledGemv<L, TP> g;
@@ -98,7 +139,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
     [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all * L::kSteps);
     [[maybe_unused]] float ydp[2] = {0.f, 0.f};
     if constexpr (DP) {
-        dp4a_stage(xrow[0], a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
+        if (a.route.glu)
+            dp4a_stage<true>(xrow[0], a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
+        else
+            dp4a_stage(xrow[0], a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
         __syncthreads();
     } else {
         // As gemv_tiled_kernel: pair (k-step, token, c) -> hi item 8 t + c and lo item 8 t + 4 + c.
@@ -114,8 +158,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
                 v[b] = make_float4(0.f, 0.f, 0.f, 0.f);
                 if (p < n_pairs && col < a.cols && t < n_tok) {
                     const float* xp = xrow[t] + col;
-                    v[b] = a.x_vec ? __ldg(reinterpret_cast<const float4*>(xp))
-                                   : make_float4(__ldg(xp), __ldg(xp + 1), __ldg(xp + 2), __ldg(xp + 3));
+                    v[b] = load_x4(xp, a.x_vec);
+                    if (a.route.glu) v[b] = silu_mul4(v[b], load_x4(xp + a.cols, a.x_vec));  // [gate | up]
                 }
             }
 #pragma unroll
@@ -203,6 +247,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) experts_tiled_kernel(Ex
             *yp = a.accumulate ? *yp + part[i] : part[i];
         }
     }
+    if (a.sum.counters) {
+        const int row0 = blockIdx.x * rgc * kTileRows;
+        experts_sum_arrive(a.route, a.sum, row0, max(min(rgc * kTileRows, a.rows - row0), 0));
+    }
 }
 
 // The plan of one launch: the dense plan (tiled_plan) of a weight with the row groups of all work items expected
@@ -226,9 +274,10 @@ bool launch_experts_tp(const DeviceLayout& l, const ExpertsArgs& ea, int sm_coun
                        int(l.rows),
                        int(l.cols),
                        r,
-                       (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0),
+                       (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0) && (!r.glu || l.cols % 4 == 0),
                        ea.accumulate,
-                       ea.zero_invalid};
+                       ea.zero_invalid,
+                       ea.sum};
     const int rgc = kGemvWarps / plan.kw;
     cudaLaunchConfig_t cfg{};
     cfg.blockDim = dim3(kGemvWarps * 32, 1, 1);

@@ -40,9 +40,11 @@ bool check_expert_matmul(const std::string& name, int64_t rows, int64_t cols, co
     if (!m.x || !m.ids || !m.y) throw Error(what + "without x, ids or y");
     const int64_t n_pairs = m.n_tokens * m.top_k;
     const int64_t x_rows = m.x_per_slot ? n_pairs : m.n_tokens, y_rows = m.weights ? m.n_tokens : n_pairs;
-    if ((x_rows > 1 && m.x_stride < cols) || (y_rows > 1 && m.y_stride < rows))
+    const int64_t x_cols = m.x_swiglu ? 2 * cols : cols;  // [gate | up]
+    if ((x_rows > 1 && m.x_stride < x_cols) || (y_rows > 1 && m.y_stride < rows))
         throw Error(what + "strides x " + std::to_string(m.x_stride) + ", y " + std::to_string(m.y_stride) +
-                    " are below cols " + std::to_string(cols) + ", rows " + std::to_string(rows));
+                    " are below " + (m.x_swiglu ? "2 x cols " : "cols ") + std::to_string(x_cols) + ", rows " +
+                    std::to_string(rows));
     return true;
 }
 

@@ -9,6 +9,8 @@
 #include "experts_cpu.h"
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "experts_check.h"
 #include "imp/error.h"
@@ -69,6 +71,21 @@ public:
             throw Error("quant_ggml: experts '" + name_ + "' live in CPU memory; executor " + ex.name() +
                         " is not a CPU executor");
         if (!check_expert_matmul(name_, rows_, cols_, m)) return;
+        if (m.x_swiglu) {  // the reference form: silu(gate) * up into a buffer, then the plain matmul
+            const int64_t x_rows = m.x_per_slot ? m.n_tokens * m.top_k : m.n_tokens;
+            std::vector<float> act(size_t(x_rows * cols_));
+            for (int64_t r = 0; r < x_rows; ++r)
+                for (int64_t c = 0; c < cols_; ++c) {
+                    const float g = m.x[r * m.x_stride + c], u = m.x[r * m.x_stride + cols_ + c];
+                    act[size_t(r * cols_ + c)] = g / (1.f + std::exp(-g)) * u;
+                }
+            ExpertMatmul plain = m;
+            plain.x = act.data();
+            plain.x_stride = cols_;
+            plain.x_swiglu = false;
+            grouped_matmul(ex, plain);
+            return;
+        }
         const Routing rt = route(m.ids, m.n_tokens * m.top_k, n_expert_);
         const int64_t per_row = std::max<int64_t>(1, cols_ * int64_t(rt.order.size()));
         int64_t grain = (kWorkPerChunk + per_row - 1) / per_row;

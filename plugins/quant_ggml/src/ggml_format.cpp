@@ -226,6 +226,8 @@ namespace {
 cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     cuda::CudaOptions o;
     o.dp4a = gs.gemv_dp4a;
+    o.experts_swiglu = gs.experts_swiglu;
+    o.experts_fused_sum = gs.experts_fused_sum;
     return o;
 }
 }  // namespace

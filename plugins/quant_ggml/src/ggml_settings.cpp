@@ -9,6 +9,14 @@ void declare_ggml_settings(Registry& reg) {
     reg.add_setting({"gemv_dp4a", true,
                      "CUDA: one-token Q4_K/Q6_K GEMV (dense and experts) in the dp4a form; false: on the tensor cores",
                      {}});
+    reg.add_setting({"experts_swiglu", false,
+                     "CUDA: the MoE block's down-projection experts read [gate | up] and apply silu(gate) * up while "
+                     "staging their input (one kernel less per MoE layer); false: a separate SwiGLU kernel",
+                     {}});
+    reg.add_setting({"experts_fused_sum", false,
+                     "CUDA: in decode (up to 16 tokens, one GEMV item per token and slot) the last expert GEMV block "
+                     "of a token writes the routing-weighted sum over its slots (no separate sum kernel)",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -19,6 +27,8 @@ GgmlSettings ggml_settings(const Settings* s) {
     // A format registered outside its plugin (a test's own registry) gets that registry's "core" settings: defaults.
     if (!s || s->plugin() != "quant_ggml") return g;
     g.gemv_dp4a = s->get_bool("gemv_dp4a");
+    g.experts_swiglu = s->get_bool("experts_swiglu");
+    g.experts_fused_sum = s->get_bool("experts_fused_sum");
     g.cpu_kernels = s->get_string("cpu_kernels");
     return g;
 }

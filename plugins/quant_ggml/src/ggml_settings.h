@@ -11,6 +11,8 @@ namespace imp::ggml {
 
 struct GgmlSettings {
     bool gemv_dp4a = true;            // CUDA: one-token Q4_K / Q6_K GEMV (dense and experts) in the dp4a form
+    bool experts_swiglu = false;      // CUDA: MoE down-projection experts apply silu(gate) * up while staging x
+    bool experts_fused_sum = false;   // CUDA: decode expert GEMV sums the routed slots itself (no reduce kernel)
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
 };
 

@@ -2,7 +2,8 @@
 // reference of each dequantized expert, for every type, top_k 1/2/8, 1/3/17 tokens, unweighted (one output row
 // per (token, slot)) and routing-weighted sums, x per token or per slot, y = and y +=, an out-of-range id; the same
 // bytes loaded from one contiguous 3-D buffer and from per-expert pointers, on 1 and 3 threads, give identical
-// results. Bound: |y - ref| <= 1e-5 (|y0| + sum |weight| sum_c |x_c w_c|) per output, as matmul_test.cpp.
+// results; x_swiglu ([gate | up] rows) equals the plain matmul on silu(gate) * up. Bound: |y - ref| <= 1e-5 (|y0| +
+// sum |weight| sum_c |x_c w_c|) per output, as matmul_test.cpp.
 #include <catch2/catch.hpp>
 
 #include "request_util.h"
@@ -163,6 +164,50 @@ TEST_CASE("quant_ggml experts: many tokens on several threads, Q4_K, BF16 and Q8
             double worst = 0;
             CHECK(check(ref, y, rows, init, false, worst) == 0);
             INFO("worst relative error " << worst);
+        }
+    }
+}
+
+TEST_CASE("quant_ggml experts: x_swiglu reads [gate | up] rows as silu(gate) * up", "[quant_ggml][experts]") {
+    std::mt19937 rng(31);
+    TestExecutor ex(2);
+    for (const std::string type : {"Q4_K", "Q8_0", "F32"}) {
+        const int64_t cols = 256, rows = 20, xs = 2 * cols + 3, n_tokens = 3, top_k = 2;
+        const RandomExperts w = random_experts(type, 4, rows, cols, rng);
+        const auto e = make_cpu_experts("e", find_type(type)->type, 4, rows, cols, w.per_expert(), ex, test_kernels());
+        CHECK_FALSE(e->swiglu_input());  // the block applies SwiGLU itself on the CPU
+        const auto x = random_floats(size_t(n_tokens * top_k * xs), rng);
+        std::vector<float> act(size_t(n_tokens * top_k * cols));
+        for (int64_t p = 0; p < n_tokens * top_k; ++p)
+            for (int64_t c = 0; c < cols; ++c) {
+                const float g = x[size_t(p * xs + c)], u = x[size_t(p * xs + cols + c)];
+                act[size_t(p * cols + c)] = g / (1.f + std::exp(-g)) * u;
+            }
+        const Routing rt = random_routing(n_tokens, top_k, 4, true, rng);
+        for (const bool weighted : {false, true}) {
+            INFO(type << (weighted ? ", weighted" : ""));
+            const Case c{n_tokens, top_k, weighted, true, false};
+            const int64_t n_out = weighted ? n_tokens : n_tokens * top_k;
+            const std::vector<float> init(size_t(n_out * rows), kPad);
+            imp::ExpertMatmul m;
+            std::vector<float> y = init;
+            m.x = x.data();
+            m.x_stride = xs;
+            m.x_per_slot = true;
+            m.x_swiglu = true;
+            m.ids = rt.ids.data();
+            m.weights = weighted ? rt.weights.data() : nullptr;
+            m.n_tokens = n_tokens;
+            m.top_k = top_k;
+            m.y = y.data();
+            m.y_stride = rows;
+            e->grouped_matmul(ex, m);
+            CHECK(y == run(ex, *e, c, act, cols, rt, init, rows));  // the same as the plain matmul on silu(g) * u
+            double worst = 0;
+            CHECK(check(expected(w, act, cols, true, rt, weighted, n_tokens, top_k, nullptr, rows), y, rows, init,
+                        false, worst) == 0);
+            m.x_stride = 2 * cols - 1;
+            CHECK_THROWS_WITH(e->grouped_matmul(ex, m), Catch::Contains("below 2 x cols 512"));
         }
     }
 }

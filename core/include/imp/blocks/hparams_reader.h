@@ -1,4 +1,6 @@
-// Reads hyper-parameters from a model file's metadata with the file name in every message (arch_qwen_moe).
+// imp SDK blocks: what an arch plugin reads a model file's hyper-parameters with (GGUF keys or config.json), with the
+// file name in every message, and writes the normalized keys of the blocks' from_hparams adapters with
+// (ModelDesc::hparams). Header only; used by arch_llama and arch_qwen_moe.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -7,9 +9,17 @@
 #include "imp/error.h"
 #include "imp/metadata.h"
 
-namespace imp::qwen_moe {
+namespace imp::blocks {
 
-struct Reader {
+// Values for Metadata::set.
+inline MetaValue meta_int(int64_t v) { return MetaValue{v, "i64"}; }
+inline MetaValue meta_float(double v) { return MetaValue{v, "f64"}; }
+inline MetaValue meta_bool(bool v) { return MetaValue{v, "bool"}; }
+inline MetaValue meta_str(const std::string& v) { return MetaValue{v, "str"}; }
+
+// Typed reads of md's keys; a JSON null counts as absent. Throws imp::Error naming `file` and the key.
+
+struct HparamReader {
     const Metadata& md;
     std::string file;
 
@@ -60,4 +70,4 @@ struct Reader {
     }
 };
 
-}  // namespace imp::qwen_moe
+}  // namespace imp::blocks
