@@ -40,6 +40,26 @@ std::vector<int32_t> greedy(imp::Engine& e, const std::vector<int32_t>& prompt, 
 
 std::string smollm2() { return source_dir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 
+// Feeds `prompt` then the tokens of `forced` to both engines and checks every step's logits (the prompt's last
+// token's, then each forced token's) with match_logits at tolerance tol.
+void check_teacher_forced(imp::Engine& cpu, imp::Engine& gpu, const std::vector<int32_t>& prompt,
+                          const std::vector<int32_t>& forced, double tol) {
+    const size_t nv = size_t(cpu.desc().n_vocab);
+    std::vector<float> lc(nv), lg(nv);
+    cpu.reset();
+    gpu.reset();
+    cpu.forward(prompt.data(), int64_t(prompt.size()), lc.data());
+    gpu.forward(prompt.data(), int64_t(prompt.size()), lg.data());
+    for (size_t step = 0; step <= forced.size(); ++step) {
+        const auto m = imp::test::match_logits(lg.data(), lc.data(), int64_t(nv), tol);
+        INFO("step " << step << " (0 = the prompt's last token): " << m.describe());
+        CHECK(m.ok);
+        if (step == forced.size()) break;
+        cpu.forward(&forced[step], 1, lc.data());
+        gpu.forward(&forced[step], 1, lg.data());
+    }
+}
+
 }  // namespace
 
 TEST_CASE("gpu: tiny HF fixtures' logits match the CPU reference", "[gpu]") {
@@ -80,26 +100,13 @@ TEST_CASE("gpu: SmolLM2 decode logits match the CPU (teacher-forced), graphs on 
     const double tol = 1e-2;
     imp::Session cpu(profile_for(smollm2(), "cpu", {bf16})), gpu(profile_for(smollm2(), "cuda", {bf16}));
     imp::Session nograph(profile_for(smollm2(), "cuda", {bf16, "runtime.cuda_graphs=false"}));
-    const size_t nv = size_t(cpu.engine().desc().n_vocab);
     const char* prompts[] = {"The capital of France is", "Once upon a time, there was a", "def fibonacci(n):\n    "};
     for (const char* p : prompts) {
         INFO("prompt: " << p);
         auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
         const auto want = greedy(cpu.engine(), ids, 32);
-        std::vector<float> lc(nv), lg(nv);
-        cpu.engine().reset();
-        gpu.engine().reset();
-        cpu.engine().forward(ids.data(), int64_t(ids.size()), lc.data());
-        gpu.engine().forward(ids.data(), int64_t(ids.size()), lg.data());
         const auto before = imp::cuda_alloc_stats();
-        for (size_t step = 0; step <= want.size(); ++step) {
-            const auto m = imp::test::match_logits(lg.data(), lc.data(), int64_t(nv), tol);
-            INFO("step " << step << " (0 = the prompt's last token): " << m.describe());
-            CHECK(m.ok);
-            if (step == want.size()) break;
-            cpu.engine().forward(&want[step], 1, lc.data());
-            gpu.engine().forward(&want[step], 1, lg.data());
-        }
+        check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, tol);
         auto got = greedy(gpu.engine(), ids, 32);
         const auto after = imp::cuda_alloc_stats();
         CHECK(gpu.engine().graphs_active());
@@ -109,6 +116,30 @@ TEST_CASE("gpu: SmolLM2 decode logits match the CPU (teacher-forced), graphs on 
         auto off = greedy(nograph.engine(), ids, 32);
         CHECK(!nograph.engine().graphs_active());
         CHECK(off == got);
+    }
+}
+
+TEST_CASE("gpu: SmolLM2 with the fused decode GEMVs (norm, SwiGLU) matches the CPU, graphs on and off agree",
+          "[gpu]") {
+    REQUIRE(std::ifstream(smollm2()).good());
+    // [plugin.quant_ggml] fuse_norm / fuse_swiglu: the q|k|v and gate|up GEMVs (Q4_1, all fused in this file) take
+    // the RMSNorm and the SwiGLU in; prompts of up to 8 tokens run through them too. Same bound as above.
+    const std::vector<std::string> extra = {"runtime.kv_dtype=\"bf16\"", "plugin.quant_ggml.fuse_norm=true",
+                                            "plugin.quant_ggml.fuse_swiglu=true"};
+    imp::Session cpu(profile_for(smollm2(), "cpu", {extra[0]})), gpu(profile_for(smollm2(), "cuda", extra));
+    auto no_graphs = extra;
+    no_graphs.push_back("runtime.cuda_graphs=false");
+    imp::Session nograph(profile_for(smollm2(), "cuda", no_graphs));
+    for (const char* p : {"The capital of France is", "def fibonacci(n):\n    "}) {
+        INFO("prompt: " << p);
+        auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
+        const auto want = greedy(cpu.engine(), ids, 24);
+        const auto before = imp::cuda_alloc_stats();
+        check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, 1e-2);
+        auto got = greedy(gpu.engine(), ids, 24);
+        CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
+        CHECK(gpu.engine().graphs_active());
+        CHECK(greedy(nograph.engine(), ids, 24) == got);
     }
 }
 

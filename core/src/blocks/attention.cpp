@@ -1,5 +1,6 @@
 // The attention block (imp/blocks/attention.h): norm -> q|k|v -> [output-gate split] -> [q/k norm] -> RoPE -> KV
-// cache -> causal GQA attention -> [sigmoid gate] -> o_proj with the residual add, on the Executor's ops.
+// cache -> causal GQA attention -> [sigmoid gate] -> o_proj with the residual add, on the Executor's ops (norm and
+// the fused q|k|v in one call where its format can: Weight::matmul_fused).
 #include "imp/blocks/attention.h"
 
 #include <cmath>
@@ -122,11 +123,15 @@ public:
         float* v = k + aligned(n * kd_);
         float* att = v + aligned(n * kd_);
 
-        ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
         int64_t qs = q_rows_, ks = kd_;  // row strides of q and k/v
+        FusedMatmul fm;  // norm -> q|k|v in one call where the format can (Weight::matmul_fused)
+        fm.x = hidden, fm.x_stride = s_.n_embd, fm.y = q, fm.y_stride = q_rows_ + 2 * kd_, fm.n_tokens = n;
+        fm.norm = wnorm_, fm.norm_eps = s_.eps;
+        const bool fused_norm = wqkv_ && wqkv_->matmul_fused(ex, fm);
+        if (!fused_norm) ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
         if (wqkv_) {
             qs = ks = q_rows_ + 2 * kd_;
-            wqkv_->matmul(ex, xn, s_.n_embd, q, qs, n, false);
+            if (!fused_norm) wqkv_->matmul(ex, xn, s_.n_embd, q, qs, n, false);
             k = q + q_rows_;
             v = k + kd_;
         } else {

@@ -1,4 +1,5 @@
-// The SwiGLU FFN block (imp/blocks/ffn.h): norm -> gate|up -> silu(gate) * up -> down with the residual add.
+// The SwiGLU FFN block (imp/blocks/ffn.h): norm -> gate|up -> silu(gate) * up -> down with the residual add; the
+// first three in one call where the fused gate|up weight's format can (Weight::matmul_fused).
 #include "imp/blocks/ffn.h"
 
 #include <string>
@@ -58,6 +59,14 @@ public:
         float* g = xn + aligned(n * e);
         float* u = g + aligned(n * f);
         float* act = u + aligned(n * f);
+        // One kernel for norm -> gate|up -> SwiGLU where the format has it (Weight::matmul_fused).
+        FusedMatmul fm;
+        fm.x = hidden, fm.x_stride = e, fm.y = act, fm.y_stride = f, fm.n_tokens = n;
+        fm.norm = wnorm_, fm.norm_eps = s_.eps, fm.swiglu = true;
+        if (gate_up_ && gate_up_->matmul_fused(ex, fm)) {
+            down_->matmul(ex, act, f, hidden, e, n, true);
+            return;
+        }
         ex.rms_norm(hidden, wnorm_, xn, n, e, s_.eps);
         int64_t gs = f;  // row stride of gate and up
         if (gate_up_) {

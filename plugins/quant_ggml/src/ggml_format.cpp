@@ -226,6 +226,8 @@ namespace {
 cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     cuda::CudaOptions o;
     o.dp4a = gs.gemv_dp4a;
+    o.fuse_norm = gs.fuse_norm;
+    o.fuse_swiglu = gs.fuse_swiglu;
     return o;
 }
 }  // namespace

@@ -9,6 +9,14 @@ void declare_ggml_settings(Registry& reg) {
     reg.add_setting({"gemv_dp4a", true,
                      "CUDA: one-token Q4_K/Q6_K GEMV (dense and experts) in the dp4a form; false: on the tensor cores",
                      {}});
+    reg.add_setting({"fuse_norm", false,
+                     "CUDA: decode GEMVs of fused q|k|v and gate|up weights apply the layer's RMSNorm to x themselves "
+                     "(block types, up to 8 tokens; one kernel less per use)",
+                     {}});
+    reg.add_setting({"fuse_swiglu", false,
+                     "CUDA: the decode GEMV of a fused gate|up weight writes silu(gate) * up (block types, up to 8 "
+                     "tokens; one kernel less per FFN)",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -20,6 +28,8 @@ GgmlSettings ggml_settings(const Settings* s) {
     if (!s || s->plugin() != "quant_ggml") return g;
     g.gemv_dp4a = s->get_bool("gemv_dp4a");
     g.cpu_kernels = s->get_string("cpu_kernels");
+    g.fuse_norm = s->get_bool("fuse_norm");
+    g.fuse_swiglu = s->get_bool("fuse_swiglu");
     return g;
 }
 

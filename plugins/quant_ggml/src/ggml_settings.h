@@ -12,6 +12,8 @@ namespace imp::ggml {
 struct GgmlSettings {
     bool gemv_dp4a = true;            // CUDA: one-token Q4_K / Q6_K GEMV (dense and experts) in the dp4a form
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
+    bool fuse_norm = false;            // CUDA: Weight::matmul_fused takes the RMSNorm into the GEMV
+    bool fuse_swiglu = false;          // CUDA: Weight::matmul_fused takes the SwiGLU into the gate|up GEMV
 };
 
 void declare_ggml_settings(Registry& reg);
