@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <utility>
 
 #include "cli/session.h"
 #include "common/logit_match.h"
@@ -122,24 +123,29 @@ TEST_CASE("gpu: SmolLM2 decode logits match the CPU (teacher-forced), graphs on 
 TEST_CASE("gpu: SmolLM2 with the fused decode GEMVs (norm, SwiGLU) matches the CPU, graphs on and off agree",
           "[gpu]") {
     REQUIRE(std::ifstream(smollm2()).good());
-    // [plugin.quant_ggml] fuse_norm / fuse_swiglu: the q|k|v and gate|up GEMVs (Q4_1, all fused in this file) take
-    // the RMSNorm and the SwiGLU in; prompts of up to 8 tokens run through them too. Same bound as above.
-    const std::vector<std::string> extra = {"runtime.kv_dtype=\"bf16\"", "plugin.quant_ggml.fuse_norm=true",
-                                            "plugin.quant_ggml.fuse_swiglu=true"};
-    imp::Session cpu(profile_for(smollm2(), "cpu", {extra[0]})), gpu(profile_for(smollm2(), "cuda", extra));
-    auto no_graphs = extra;
-    no_graphs.push_back("runtime.cuda_graphs=false");
-    imp::Session nograph(profile_for(smollm2(), "cuda", no_graphs));
-    for (const char* p : {"The capital of France is", "def fibonacci(n):\n    "}) {
-        INFO("prompt: " << p);
-        auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
-        const auto want = greedy(cpu.engine(), ids, 24);
-        const auto before = imp::cuda_alloc_stats();
-        check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, 1e-2);
-        auto got = greedy(gpu.engine(), ids, 24);
-        CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
-        CHECK(gpu.engine().graphs_active());
-        CHECK(greedy(nograph.engine(), ids, 24) == got);
+    // [plugin.quant_ggml] fuse_norm / fuse_swiglu, each alone and both: the q|k|v and gate|up GEMVs (Q4_1, all fused
+    // in this file) take the RMSNorm and / or the SwiGLU in (each path of the blocks' fallbacks); prompts of up to 8
+    // tokens run through them too. Same bound as the test above.
+    const std::string bf16 = "runtime.kv_dtype=\"bf16\"";
+    imp::Session cpu(profile_for(smollm2(), "cpu", {bf16}));
+    for (const auto& [norm, swiglu] : {std::pair{"true", "false"}, std::pair{"false", "true"}, std::pair{"true", "true"}}) {
+        INFO("fuse_norm " << norm << ", fuse_swiglu " << swiglu);
+        std::vector<std::string> extra = {bf16, std::string("plugin.quant_ggml.fuse_norm=") + norm,
+                                          std::string("plugin.quant_ggml.fuse_swiglu=") + swiglu};
+        imp::Session gpu(profile_for(smollm2(), "cuda", extra));
+        extra.push_back("runtime.cuda_graphs=false");
+        imp::Session nograph(profile_for(smollm2(), "cuda", extra));
+        for (const char* p : {"The capital of France is", "def fibonacci(n):\n    "}) {
+            INFO("prompt: " << p);
+            auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
+            const auto want = greedy(cpu.engine(), ids, 24);
+            const auto before = imp::cuda_alloc_stats();
+            check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, 1e-2);
+            auto got = greedy(gpu.engine(), ids, 24);
+            CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
+            CHECK(gpu.engine().graphs_active());
+            CHECK(greedy(nograph.engine(), ids, 24) == got);
+        }
     }
 }
 

@@ -124,20 +124,29 @@ public:
         float* att = v + aligned(n * kd_);
 
         int64_t qs = q_rows_, ks = kd_;  // row strides of q and k/v
-        FusedMatmul fm;  // norm -> q|k|v in one call where the format can (Weight::matmul_fused)
-        fm.x = hidden, fm.x_stride = s_.n_embd, fm.y = q, fm.y_stride = q_rows_ + 2 * kd_, fm.n_tokens = n;
-        fm.norm = wnorm_, fm.norm_eps = s_.eps;
-        const bool fused_norm = wqkv_ && wqkv_->matmul_fused(ex, fm);
-        if (!fused_norm) ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
         if (wqkv_) {
             qs = ks = q_rows_ + 2 * kd_;
-            if (!fused_norm) wqkv_->matmul(ex, xn, s_.n_embd, q, qs, n, false);
             k = q + q_rows_;
             v = k + kd_;
-        } else {
-            wq_->matmul(ex, xn, s_.n_embd, q, q_rows_, n, false);
-            wk_->matmul(ex, xn, s_.n_embd, k, kd_, n, false);
-            wv_->matmul(ex, xn, s_.n_embd, v, kd_, n, false);
+        }
+        // norm -> q|k|v: each matrix takes the RMSNorm into its GEMV where its format can (Weight::matmul_fused);
+        // the others read xn, normalized once.
+        const Weight* mats[3] = {wqkv_ ? wqkv_ : wq_, wqkv_ ? nullptr : wk_, wqkv_ ? nullptr : wv_};
+        float* outs[3] = {q, k, v};
+        const int64_t strides[3] = {qs, ks, ks};
+        bool done[3] = {false, false, false}, all = true;
+        for (int i = 0; i < 3; ++i) {
+            if (!mats[i]) continue;
+            FusedMatmul fm;
+            fm.x = hidden, fm.x_stride = s_.n_embd, fm.y = outs[i], fm.y_stride = strides[i], fm.n_tokens = n;
+            fm.norm = wnorm_, fm.norm_eps = s_.eps;
+            done[i] = mats[i]->matmul_fused(ex, fm);
+            all = all && done[i];
+        }
+        if (!all) {
+            ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
+            for (int i = 0; i < 3; ++i)
+                if (mats[i] && !done[i]) mats[i]->matmul(ex, xn, s_.n_embd, outs[i], strides[i], n, false);
         }
         const float* qg = q;  // query|gate per head, when gated
         const int64_t qg_stride = qs;
