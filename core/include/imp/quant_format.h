@@ -169,6 +169,23 @@ struct WeightPlan {
     }
 };
 
+// Weight::matmul_fused's arguments: y = W x as in Weight::matmul, with
+//   norm (optional): x replaced by rms_norm(x) * norm per token row (norm: cols floats on the device; eps as the
+//     executor's rms_norm: x / sqrt(mean(x^2) + eps) * norm);
+//   swiglu: W is a gate|up row concatenation (rows = 2 f); y[t, r] = silu((W x)[t, r]) * (W x)[t, f + r] for r < f,
+//     so y has f columns (row stride y_stride >= f). Not with accumulate.
+struct FusedMatmul {
+    const float* x = nullptr;
+    int64_t x_stride = 0;
+    float* y = nullptr;
+    int64_t y_stride = 0;
+    int64_t n_tokens = 0;
+    bool accumulate = false;
+    const float* norm = nullptr;
+    float norm_eps = 0.f;
+    bool swiglu = false;
+};
+
 // A 2-D weight W of shape [rows, cols] (rows = output features / vocabulary, cols = input features)
 // living on an executor.
 class Weight {
@@ -183,6 +200,14 @@ public:
     // y_stride). Accumulates in fp32; each output is read (when accumulating) and written once, deterministically.
     virtual void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
                         bool accumulate) const = 0;
+    // A decode matmul with its neighbouring ops fused in (FusedMatmul), for formats whose kernels can do it. Returns
+    // false, having run nothing, when this weight cannot for these arguments (or its settings turn the fusion off);
+    // the caller then runs the separate ops. The result equals those ops up to the summation order.
+    virtual bool matmul_fused(Executor& ex, const FusedMatmul& m) const {
+        (void)ex;
+        (void)m;
+        return false;
+    }
     // out[i, :] = W[ids[i], :] as fp32 (embedding lookup); ids live on the executor's device.
     virtual void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const = 0;
     // Bytes of the executor's shared workspace (Executor::workspace) a matmul over n_tokens rows needs.

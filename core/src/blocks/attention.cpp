@@ -1,5 +1,6 @@
 // The attention block (imp/blocks/attention.h): norm -> q|k|v -> [output-gate split] -> [q/k norm] -> RoPE -> KV
-// cache -> causal GQA attention -> [sigmoid gate] -> o_proj with the residual add, on the Executor's ops.
+// cache -> causal GQA attention -> [sigmoid gate] -> o_proj with the residual add, on the Executor's ops (norm and
+// the fused q|k|v in one call where its format can: Weight::matmul_fused).
 #include "imp/blocks/attention.h"
 
 #include <cmath>
@@ -122,17 +123,30 @@ public:
         float* v = k + aligned(n * kd_);
         float* att = v + aligned(n * kd_);
 
-        ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
         int64_t qs = q_rows_, ks = kd_;  // row strides of q and k/v
         if (wqkv_) {
             qs = ks = q_rows_ + 2 * kd_;
-            wqkv_->matmul(ex, xn, s_.n_embd, q, qs, n, false);
             k = q + q_rows_;
             v = k + kd_;
-        } else {
-            wq_->matmul(ex, xn, s_.n_embd, q, q_rows_, n, false);
-            wk_->matmul(ex, xn, s_.n_embd, k, kd_, n, false);
-            wv_->matmul(ex, xn, s_.n_embd, v, kd_, n, false);
+        }
+        // norm -> q|k|v: each matrix takes the RMSNorm into its GEMV where its format can (Weight::matmul_fused);
+        // the others read xn, normalized once.
+        const Weight* mats[3] = {wqkv_ ? wqkv_ : wq_, wqkv_ ? nullptr : wk_, wqkv_ ? nullptr : wv_};
+        float* outs[3] = {q, k, v};
+        const int64_t strides[3] = {qs, ks, ks};
+        bool done[3] = {false, false, false}, all = true;
+        for (int i = 0; i < 3; ++i) {
+            if (!mats[i]) continue;
+            FusedMatmul fm;
+            fm.x = hidden, fm.x_stride = s_.n_embd, fm.y = outs[i], fm.y_stride = strides[i], fm.n_tokens = n;
+            fm.norm = wnorm_, fm.norm_eps = s_.eps;
+            done[i] = mats[i]->matmul_fused(ex, fm);
+            all = all && done[i];
+        }
+        if (!all) {
+            ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
+            for (int i = 0; i < 3; ++i)
+                if (mats[i] && !done[i]) mats[i]->matmul(ex, xn, s_.n_embd, outs[i], strides[i], n, false);
         }
         const float* qg = q;  // query|gate per head, when gated
         const int64_t qg_stride = qs;

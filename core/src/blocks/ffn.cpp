@@ -1,4 +1,5 @@
-// The SwiGLU FFN block (imp/blocks/ffn.h): norm -> gate|up -> silu(gate) * up -> down with the residual add.
+// The SwiGLU FFN block (imp/blocks/ffn.h): norm -> gate|up -> silu(gate) * up -> down with the residual add; the
+// first three in one call where the fused gate|up weight's format can (Weight::matmul_fused).
 #include "imp/blocks/ffn.h"
 
 #include <string>
@@ -58,17 +59,32 @@ public:
         float* g = xn + aligned(n * e);
         float* u = g + aligned(n * f);
         float* act = u + aligned(n * f);
-        ex.rms_norm(hidden, wnorm_, xn, n, e, s_.eps);
-        int64_t gs = f;  // row stride of gate and up
-        if (gate_up_) {
-            gs = 2 * f;
-            gate_up_->matmul(ex, xn, e, g, gs, n, false);
-            u = g + f;
-        } else {
-            gate_->matmul(ex, xn, e, g, f, n, false);
-            up_->matmul(ex, xn, e, u, f, n, false);
+        // norm -> gate|up -> SwiGLU in as few kernels as the fused weight's format can (Weight::matmul_fused): all
+        // three, or norm + gate|up, or (after the norm) gate|up + SwiGLU; else one op each.
+        auto fused = [&](const float* x, bool norm, bool swiglu) {
+            FusedMatmul fm;
+            fm.x = x, fm.x_stride = e, fm.n_tokens = n;
+            fm.y = swiglu ? act : g, fm.y_stride = swiglu ? f : 2 * f;
+            fm.norm = norm ? wnorm_ : nullptr, fm.norm_eps = s_.eps, fm.swiglu = swiglu;
+            return gate_up_ && gate_up_->matmul_fused(ex, fm);
+        };
+        bool have_act = fused(hidden, true, true), have_gu = !have_act && fused(hidden, true, false);
+        if (!have_act && !have_gu) {
+            ex.rms_norm(hidden, wnorm_, xn, n, e, s_.eps);
+            have_act = fused(xn, false, true);
         }
-        ex.swiglu(g, gs, u, gs, act, n, f);
+        if (!have_act) {
+            int64_t gs = f;  // row stride of gate and up
+            if (gate_up_) {
+                gs = 2 * f;
+                if (!have_gu) gate_up_->matmul(ex, xn, e, g, gs, n, false);
+                u = g + f;
+            } else {
+                gate_->matmul(ex, xn, e, g, f, n, false);
+                up_->matmul(ex, xn, e, u, f, n, false);
+            }
+            ex.swiglu(g, gs, u, gs, act, n, f);
+        }
         down_->matmul(ex, act, f, hidden, e, n, true);  // residual: hidden += down(act)
     }
 

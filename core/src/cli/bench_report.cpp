@@ -186,7 +186,7 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
         const auto& d = run.device;
         o += "  {";
         o += "\"test\": " + json_str(r.test) + ", \"n_prompt\": " + std::to_string(r.n_prompt) +
-             ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"batch\": " + std::to_string(r.batch) +
+             ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"batch\": " + std::to_string(r.batch) + ", \"n_depth\": " + std::to_string(r.n_depth) +
              ", \"per_seq_ts\": " + json_num(r.avg_ts() / double(r.batch)) +
              ", \"reps\": " + std::to_string(r.seconds.size()) +
              ", \"avg_ts\": " + json_num(r.avg_ts()) + ", \"stddev_ts\": " + json_num(r.stddev_ts()) +

@@ -34,6 +34,7 @@ struct TestResult {
     std::string test;            // "pp512", "tg128"
     int64_t n_prompt = 0, n_gen = 0;
     int64_t batch = 1;            // sequences decoding together (tg): n_gen tokens each
+    int64_t n_depth = 0;          // context tokens each sequence held before the test (llama-bench's -d)
     std::vector<double> seconds;  // one per timed repetition
     double avg_ts() const;        // mean of the per-repetition tokens/s, all sequences together
     double stddev_ts() const;     // sample standard deviation of the same

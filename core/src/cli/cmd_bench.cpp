@@ -3,6 +3,8 @@
 //   tgN: N tokens generated one at a time (greedy sample on the device, then a one-token forward), after one
 //        untimed first token. With bench.batch = [B, ...] (or -b B,...) each tgN also runs with B sequences decoding
 //        together (one step carries one token of each); the aggregate and the per-sequence tok/s are reported.
+//   bench.depth = [D, ...] (or -d D,..., llama-bench's -d): every test also runs after D random tokens prefilled
+//        untimed into each sequence's context ("pp512 @ d4096", "tg128 @ d4096"); 0 is the empty context.
 // Each test runs once as a warm-up (its logits, the prefill's and every decode step's, are checked for NaN/Inf:
 // logits_finite), then bench.reps timed repetitions; the executor is synchronized around each.
 // The report carries the device's copy bandwidth measured in the same process, so decode speed is shown as a share
@@ -19,11 +21,11 @@
 #include <filesystem>
 #include <fstream>
 #include <ctime>
-#include <random>
 #include <spdlog/spdlog.h>
 
 #include "cli/bench_device.h"
 #include "cli/bench_report.h"
+#include "cli/bench_runner.h"
 #include "cli/commands.h"
 #include "cli/profile_options.h"
 #include "cli/session.h"
@@ -77,107 +79,23 @@ uint64_t read_into_page_cache(const std::string& path) {
     return total;
 }
 
-bool all_finite(const std::vector<float>& v) {
-    for (float x : v)
-        if (!std::isfinite(x)) return false;
-    return true;
+// "1,8,32" -> {1, 8, 32}; each item in [lo, hi], else one imp::Error naming the option.
+std::vector<int64_t> int_list(const std::string& list, const char* opt, const char* what, int64_t lo, int64_t hi) {
+    std::vector<int64_t> out;
+    size_t at = 0;
+    while (at <= list.size()) {
+        const size_t end = std::min(list.find(',', at), list.size());
+        const std::string item = list.substr(at, end - at);
+        char* stop = nullptr;
+        const long long v = std::strtoll(item.c_str(), &stop, 10);
+        if (item.empty() || *stop != '\0' || v < lo || v > hi)
+            throw Error(std::string("imp bench: ") + opt + " takes " + what + " " + std::to_string(lo) + ".." +
+                        std::to_string(hi) + " separated by commas, got '" + list + "'");
+        out.push_back(v);
+        at = end + 1;
+    }
+    return out;
 }
-
-class Bench {
-public:
-    Bench(Session& s, uint64_t seed) : s_(s), ex_(s.executor()), rng_(seed) {}
-
-    // One repetition of ppN; returns seconds. check_logits: download the last logits and check they are finite.
-    double prompt(int64_t n, bool check_logits, bool& finite) {
-        Engine& e = s_.engine();
-        std::vector<int32_t> ids = random_ids(n);
-        std::vector<float> logits;
-        if (check_logits) logits.resize(size_t(e.desc().n_vocab));
-        e.reset();
-        ex_.synchronize();
-        const auto t0 = Clock::now();
-        e.forward(ids.data(), n, check_logits ? logits.data() : nullptr);
-        ex_.synchronize();
-        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-        if (check_logits) finite = finite && all_finite(logits);
-        return sec;
-    }
-
-    // The first token of a fresh session: a short prompt, then one greedy sample (returns on the host).
-    int32_t first_token(int64_t n) {
-        Engine& e = s_.engine();
-        std::vector<int32_t> ids = random_ids(n);
-        e.forward(ids.data(), n);
-        SamplingParams greedy;
-        greedy.temperature = 0.f;
-        const int32_t tok = e.sample(greedy, 0, nullptr, 0);
-        ex_.synchronize();
-        return tok;
-    }
-
-    // One repetition of tgN with `batch` sequences decoding together; returns seconds for the N steps.
-    // check_logits (the warm-up): every step's logits are downloaded and checked (outside the graph replay).
-    double generate_batch(int64_t n, int64_t batch, bool check_logits, bool& finite) {
-        Engine& e = s_.engine();
-        e.reset();
-        std::vector<SeqId> ids;
-        for (int64_t i = 0; i < batch; ++i) ids.push_back(e.add_sequence());
-        std::vector<int32_t> tok = random_ids(batch);
-        std::vector<SeqWork> work(static_cast<size_t>(batch));
-        std::vector<SeqSample> rows(static_cast<size_t>(batch));
-        std::vector<float> logits(check_logits ? size_t(batch) * size_t(e.desc().n_vocab) : 0);
-        float* out = check_logits ? logits.data() : nullptr;
-        for (size_t i = 0; i < work.size(); ++i) work[i] = SeqWork{ids[i], &tok[i], 1};
-        e.step(work, out);
-        ex_.synchronize();
-        if (check_logits) finite = finite && all_finite(logits);
-        const auto t0 = Clock::now();
-        for (int64_t i = 0; i < n; ++i) {
-            for (auto& r : rows) r.step = uint64_t(i);
-            e.sample(rows, tok.data());
-            e.step(work, out);
-            if (check_logits) finite = finite && all_finite(logits);
-        }
-        ex_.synchronize();
-        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-        for (SeqId id : ids) e.release_sequence(id);
-        return sec;
-    }
-
-    // One repetition of tgN; returns seconds for the N generated tokens. check_logits as in generate_batch.
-    double generate(int64_t n, bool check_logits, bool& finite) {
-        Engine& e = s_.engine();
-        SamplingParams greedy;
-        greedy.temperature = 0.f;
-        e.reset();
-        std::vector<float> logits(check_logits ? size_t(e.desc().n_vocab) : 0);
-        float* out = check_logits ? logits.data() : nullptr;
-        int32_t tok = random_ids(1)[0];
-        e.forward(&tok, 1, out);
-        ex_.synchronize();
-        if (check_logits) finite = finite && all_finite(logits);
-        const auto t0 = Clock::now();
-        for (int64_t i = 0; i < n; ++i) {
-            tok = e.sample(greedy, uint64_t(i), nullptr, 0);
-            e.forward(&tok, 1, out);
-            if (check_logits) finite = finite && all_finite(logits);
-        }
-        ex_.synchronize();
-        return std::chrono::duration<double>(Clock::now() - t0).count();
-    }
-
-private:
-    std::vector<int32_t> random_ids(int64_t n) {
-        std::uniform_int_distribution<int32_t> d(0, int32_t(s_.engine().desc().n_vocab - 1));
-        std::vector<int32_t> ids(static_cast<size_t>(n));
-        for (auto& t : ids) t = d(rng_);
-        return ids;
-    }
-
-    Session& s_;
-    Executor& ex_;
-    std::mt19937_64 rng_;
-};
 
 }  // namespace
 
@@ -189,29 +107,21 @@ int cmd_bench(const std::vector<std::string>& args) {
     desc.add_options()("output,o", po::value<std::string>()->default_value("md"),
                        "md (a table) or json (one record per test)")(
         "batch,b", po::value<std::string>(),
-        "sequences decoding together in the tg tests, comma-separated (e.g. 1,8,32); overrides bench.batch");
+        "sequences decoding together in the tg tests, comma-separated (e.g. 1,8,32); overrides bench.batch")(
+        "depth,d", po::value<std::string>(),
+        "context tokens prefilled (untimed) before every test, comma-separated (e.g. 0,4096,16384); overrides "
+        "bench.depth");
     po::variables_map vm;
     if (!parse_options(args, desc, vm, "imp bench")) return 0;
     const std::string output = vm["output"].as<std::string>();
     if (output != "md" && output != "json") throw Error("imp bench: --output must be md or json, got '" + output + "'");
     Profile prof = profile_from_options(vm, {});
-    if (vm.count("batch")) {
-        prof.bench.batch.clear();
-        const std::string list = vm["batch"].as<std::string>();
-        size_t at = 0;
-        while (at <= list.size()) {
-            const size_t end = std::min(list.find(',', at), list.size());
-            const std::string item = list.substr(at, end - at);
-            char* stop = nullptr;
-            const long v = std::strtol(item.c_str(), &stop, 10);
-            if (item.empty() || *stop != '\0' || v < 1 || v > 4096)
-                throw Error("imp bench: -b takes batch sizes 1..4096 separated by commas, got '" + list + "'");
-            prof.bench.batch.push_back(v);
-            at = end + 1;
-        }
-    }
+    if (vm.count("batch")) prof.bench.batch = int_list(vm["batch"].as<std::string>(), "-b", "batch sizes", 1, 4096);
+    if (vm.count("depth"))
+        prof.bench.depth = int_list(vm["depth"].as<std::string>(), "-d", "depths", 0, int64_t(1) << 24);
     const auto& b = prof.bench;
     if (b.batch.empty()) throw Error("bench.batch must list at least one batch size");
+    if (b.depth.empty()) throw Error("bench.depth must list at least one depth (0: the empty context)");
     for (int64_t n : b.batch)
         prof.runtime.max_seqs = std::max<int>(prof.runtime.max_seqs, static_cast<int>(n));
     if (b.reps < 1) throw Error("bench.reps must be at least 1, got " + std::to_string(b.reps));
@@ -231,19 +141,21 @@ int cmd_bench(const std::vector<std::string>& args) {
     Session s(prof);
     Engine& engine = s.engine();
     Executor& ex = s.executor();
-    Bench bench(s, prof.sampling.seed);
+    BenchRunner bench(s, prof.sampling.seed);
     const int64_t first_prompt = std::max<int64_t>(1, std::min<int64_t>(8, engine.capacity() - 1));
     bench.first_token(first_prompt);
     const double load_to_first_token = std::chrono::duration<double>(Clock::now() - load_t0).count();
     engine.reset();
     spdlog::info("bench: load to first token {:.3f} s", load_to_first_token);
+    const int64_t max_depth = *std::max_element(b.depth.begin(), b.depth.end());
+    const std::string at_depth = max_depth > 0 ? " after bench.depth " + std::to_string(max_depth) : "";
     for (int64_t n : b.pp)
-        if (n > engine.capacity())
-            throw Error("bench.pp " + std::to_string(n) + " exceeds the context of " +
+        if (n + max_depth > engine.capacity())
+            throw Error("bench.pp " + std::to_string(n) + at_depth + " exceeds the context of " +
                         std::to_string(engine.capacity()) + " tokens (raise runtime.max_seq_len)");
     for (int64_t n : b.tg)
-        if (n + 1 > engine.capacity())
-            throw Error("bench.tg " + std::to_string(n) + " needs " + std::to_string(n + 1) +
+        if (n + 1 + max_depth > engine.capacity())
+            throw Error("bench.tg " + std::to_string(n) + at_depth + " needs " + std::to_string(n + 1 + max_depth) +
                         " positions, the context has " + std::to_string(engine.capacity()) +
                         " (raise runtime.max_seq_len)");
 
@@ -280,32 +192,36 @@ int cmd_bench(const std::vector<std::string>& args) {
     }
 
     std::vector<TestResult> results;
-    for (int64_t n : b.pp) {
-        TestResult r;
-        r.test = "pp" + std::to_string(n);
-        r.n_prompt = n;
-        for (int64_t rep = 0; rep <= b.reps; ++rep) {
-            const double sec = bench.prompt(n, rep == 0, run.logits_finite);
-            if (rep > 0) r.seconds.push_back(sec);
-            spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
-        }
-        results.push_back(std::move(r));
-    }
-    for (int64_t n : b.tg)
-        for (int64_t batch : b.batch) {
+    auto depth_suffix = [](int64_t d) { return d > 0 ? " @ d" + std::to_string(d) : std::string(); };
+    for (int64_t depth : b.depth)
+        for (int64_t n : b.pp) {
             TestResult r;
-            r.test = "tg" + std::to_string(n) + (batch > 1 ? " b" + std::to_string(batch) : "");
-            r.n_gen = n;
-            r.batch = batch;
+            r.test = "pp" + std::to_string(n) + depth_suffix(depth);
+            r.n_prompt = n;
+            r.n_depth = depth;
             for (int64_t rep = 0; rep <= b.reps; ++rep) {
-                const bool warm = rep == 0;
-                const double sec = batch > 1 ? bench.generate_batch(n, batch, warm, run.logits_finite)
-                                             : bench.generate(n, warm, run.logits_finite);
+                const double sec = bench.prompt(n, depth, rep == 0, run.logits_finite);
                 if (rep > 0) r.seconds.push_back(sec);
                 spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
             }
             results.push_back(std::move(r));
         }
+    for (int64_t depth : b.depth)
+        for (int64_t n : b.tg)
+            for (int64_t batch : b.batch) {
+                TestResult r;
+                r.test = "tg" + std::to_string(n) + (batch > 1 ? " b" + std::to_string(batch) : "") +
+                         depth_suffix(depth);
+                r.n_gen = n;
+                r.batch = batch;
+                r.n_depth = depth;
+                for (int64_t rep = 0; rep <= b.reps; ++rep) {
+                    const double sec = bench.generate(n, batch, depth, rep == 0, run.logits_finite);
+                    if (rep > 0) r.seconds.push_back(sec);
+                    spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+                }
+                results.push_back(std::move(r));
+            }
     if (!run.logits_finite) spdlog::warn("bench: the warm-up logits (prefill or decode) contain NaN or Inf");
     run.graphs = engine.graphs_active();
     run.peak_vram_bytes = ex.bytes_allocated();

@@ -49,7 +49,7 @@ void declare_qg(imp::Registry& reg) {
 
 TEST_CASE("plugin settings: tables parse in order and apply to the declarations", "[profile][settings]") {
     const auto path = write_profile(
-        "[plugin.qg]\ngemv = \"dp4a\"\nsplits = 4\n\n[plugin.core]\npdl = false\ndecode_attention = \"one\"\n");
+        "[plugin.qg]\ngemv = \"dp4a\"\nsplits = 4\n\n[plugin.core]\npdl = false\ndecode_attention = \"split\"\n");
     imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1"});
     REQUIRE(p.plugin_settings.size() == 6);
     // The file's values (TOML keys have no order), then the --set ones in order.
@@ -75,7 +75,7 @@ TEST_CASE("plugin settings: tables parse in order and apply to the declarations"
     CHECK(s.is_set("gemv"));
     const imp::CoreSettings c = imp::core_settings(reg);
     CHECK_FALSE(c.pdl);
-    CHECK(c.decode_attention == "one");
+    CHECK(c.decode_attention == "split");
     CHECK(c.attention_mma);  // untouched keys keep their defaults
     CHECK(c.fuse_weights);
 }

@@ -53,6 +53,7 @@ struct Profile {
         std::vector<int64_t> tg{128};
         int64_t reps = 5;
         std::vector<int64_t> batch{1};  // sequences decoding together in the tg tests
+        std::vector<int64_t> depth{0};  // context tokens prefilled before each test (llama-bench's -d)
     } bench;
     struct Server {                         // `imp serve`
         std::string host = "127.0.0.1";

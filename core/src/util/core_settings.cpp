@@ -8,8 +8,9 @@ namespace imp {
 void declare_core_settings(Settings& s) {
     s.declare({"pdl", true, "CUDA: programmatic dependent launch between kernels (compute capability 9.0+)", {}});
     s.declare({"attention_mma", true, "CUDA: tensor-core prefill attention for BF16/F16 KV caches", {}});
-    s.declare({"decode_attention", std::string("split"),
-               "CUDA: decode attention kernel: split (split-KV + combine) or one (one kernel per row and KV head)",
+    s.declare({"decode_attention", std::string("one"),
+               "CUDA: decode attention kernel: one (one kernel per row and KV head, where it applies) or split "
+               "(split-KV + combine)",
                {"split", "one"}});
     s.declare({"fuse_weights", true, "fuse q|k|v and gate|up into one matrix each where the file allows it", {}});
 }

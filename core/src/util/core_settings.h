@@ -13,7 +13,7 @@ class Registry;
 struct CoreSettings {
     bool pdl = true;            // programmatic dependent launch between kernels (Hopper and newer)
     bool attention_mma = true;  // tensor-core prefill attention for BF16/F16 KV caches
-    std::string decode_attention = "split";  // "split": split-KV decode + combine; "one": one-kernel decode
+    std::string decode_attention = "one";  // "one": one-kernel decode (where it applies); "split": split-KV + combine
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
 };
 

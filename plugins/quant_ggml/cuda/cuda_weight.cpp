@@ -109,17 +109,7 @@ public:
                         std::to_string(rows_));
         const auto st = static_cast<cudaStream_t>(h.stream);
         if (n_tokens <= kMaxGemvTokens) {
-            GemvArgs a;
-            a.w = dev_;
-            a.x = x;
-            a.xs = x_stride;
-            a.y = y;
-            a.ys = y_stride;
-            a.n_tokens = int(n_tokens);
-            a.splits = opt_.splits;
-            a.kw = opt_.kw;
-            a.dp4a = opt_.dp4a;
-            a.accumulate = accumulate;
+            GemvArgs a = gemv_args(x, x_stride, y, y_stride, n_tokens, accumulate);
             a.pdl = h.pdl;
             gemv(l_, a, h.sm_count, h.cc, st);
             return;
@@ -172,6 +162,24 @@ public:
         }
     }
 
+    // Decode GEMVs with the RMSNorm prologue and / or the SwiGLU epilogue (gemv_tiled.cuh), when the options allow
+    // each asked part and the kernels can (gemv_fusable).
+    bool matmul_fused(Executor& ex, const FusedMatmul& m) const override {
+        if ((m.norm && !opt_.fuse_norm) || (m.swiglu && !opt_.fuse_swiglu)) return false;
+        if (m.n_tokens < 1 || m.n_tokens > kMaxGemvTokens) return false;
+        const int64_t out_cols = m.swiglu ? rows_ / 2 : rows_;
+        if (m.n_tokens > 1 && (m.x_stride < cols_ || m.y_stride < out_cols)) return false;
+        GemvArgs a = gemv_args(m.x, m.x_stride, m.y, m.y_stride, m.n_tokens, m.accumulate);
+        a.norm = m.norm;
+        a.norm_eps = m.norm_eps;
+        a.swiglu = m.swiglu;
+        if (!gemv_fusable(l_, a)) return false;
+        const CudaHandles& h = handles(ex);
+        a.pdl = h.pdl;
+        gemv(l_, a, h.sm_count, h.cc, static_cast<cudaStream_t>(h.stream));
+        return true;
+    }
+
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
         const CudaHandles& h = handles(ex);
         cuda::get_rows(l_, dev_, ids, n, out, static_cast<cudaStream_t>(h.stream));
@@ -185,6 +193,21 @@ public:
     }
 
 private:
+    GemvArgs gemv_args(const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens, bool accumulate) const {
+        GemvArgs a;
+        a.w = dev_;
+        a.x = x;
+        a.xs = xs;
+        a.y = y;
+        a.ys = ys;
+        a.n_tokens = int(n_tokens);
+        a.splits = opt_.splits;
+        a.kw = opt_.kw;
+        a.dp4a = opt_.dp4a;
+        a.accumulate = accumulate;
+        return a;
+    }
+
     uint64_t x_part(int64_t n_tokens) const { return uint64_t(round_up(n_tokens * round_up(cols_, 8) * 2, 256)); }
 
     int64_t tile_rows(int64_t n_tokens) const {
@@ -344,6 +367,11 @@ void set_gemv_plan(const Weight& w, int splits, int warps_per_row_group) {
     options_of(w).kw = warps_per_row_group;
 }
 void set_gemm_tile_rows(const Weight& w, int64_t rows) { options_of(w).tile_rows = rows; }
+void set_gemv_fusion(const Weight& w, bool norm, bool swiglu) {
+    options_of(w).fuse_norm = norm;
+    options_of(w).fuse_swiglu = swiglu;
+}
+void set_gemv_dp4a(const Weight& w, bool dp4a) { options_of(w).dp4a = dp4a; }
 void set_gemm_overlap(const Weight& w, int mode) { options_of(w).overlap = mode; }
 
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {

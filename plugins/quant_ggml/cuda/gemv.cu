@@ -1,4 +1,5 @@
 // quant_ggml CUDA: the GEMV entry point, and the GEMV of the plain float types (F32, F16, BF16) on the CUDA cores.
+// The fused forms (RMSNorm prologue, SwiGLU epilogue) exist for the tiled types only (gemv_tiled.cuh).
 //
 // Plain types: a CTA of 8 warps owns RW rows (4; 2 for F32) and its warps split the columns: 8-column chunk ch goes
 // to lane ch % 32 of warp (ch / 32) % 8, so a warp's loads are 512 contiguous bytes per row. Each lane loads its
@@ -173,8 +174,19 @@ void gemv_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
 
 }  // namespace
 
+bool gemv_fusable(const DeviceLayout& l, const GemvArgs& a) {
+    const bool tiled = l.type == Type::Q4_0 || l.type == Type::Q4_1 || l.type == Type::Q8_0 || l.type == Type::Q4_K ||
+                       l.type == Type::Q5_K || l.type == Type::Q6_K;
+    if (!a.norm && !a.swiglu) return true;
+    if (!tiled || a.n_tokens < 1 || a.n_tokens > kMaxGemvTokens) return false;
+    return !a.swiglu || (l.rows % 32 == 0 && !a.accumulate);
+}
+
 void gemv(const DeviceLayout& l, const GemvArgs& a, int sm_count, int cc, cudaStream_t st) {
     if (a.n_tokens <= 0) return;
+    if (!gemv_fusable(l, a))
+        throw Error(std::string("quant_ggml: no fused (norm / SwiGLU) GEMV for type ") + type_info(l.type).name +
+                    ", " + std::to_string(l.rows) + " rows, " + std::to_string(a.n_tokens) + " tokens");
     if (a.n_tokens > kMaxGemvTokens)
         throw Error("quant_ggml: GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));

@@ -56,11 +56,12 @@ __host__ __device__ constexpr size_t dp4a_smem_bytes(int64_t n_ks) {
 
 // Quantizes x's columns [col0, col0 + 16 n_ks) into m, in groups of 256 columns (one scale each; the last group
 // may read columns past the CTA's, up to cols, and zeros past cols); one warp per group, lane l takes columns
-// 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1).
+// 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1). norm (optional): x[c] * rs * norm[c]
+// is quantized instead (the RMSNorm of a fused matmul, rs = 1 / rms of the row).
 // GLU (the MoE experts' x_swiglu): x holds [gate | up] (2 cols floats) and the staged value is silu(gate) * up.
 template <bool GLU = false>
 __device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, int col0, int n_ks,
-                                           const Dp4aSmem& m) {
+                                           const Dp4aSmem& m, const float* norm = nullptr, float rs = 1.f) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
     const int n_groups = (n_ks + 15) / 16;
     const auto load8 = [&](const float* xp, int col, float (&v)[8]) {
@@ -82,6 +83,10 @@ __device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, 
             load8(x + cols, col, u);
 #pragma unroll
             for (int i = 0; i < 8; ++i) v[i] = v[i] / (1.f + expf(-v[i])) * u[i];
+        }
+        if (norm) {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) v[i] = col + i < cols ? v[i] * rs * __ldg(norm + col + i) : 0.f;
         }
         float mx = 0.f;
 #pragma unroll

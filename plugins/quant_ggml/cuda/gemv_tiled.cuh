@@ -42,7 +42,38 @@ struct TiledArgs {
     float* y;
     int64_t ys;
     int n_tokens, x_vec, accumulate;
+    const float* norm;  // fused RMSNorm weight (null: none)
+    float norm_eps;
+    int swiglu;         // fused SwiGLU: row groups paired gate (first half of the rows) / up (second half)
 };
+
+// 1 / sqrt(mean(x_t^2) + eps) of each token row t < TP into rs[t] (rs[t] = 1 past n_tokens); every thread of the CTA
+// takes part, scratch holds kGemvWarps floats. As the executor's rms_norm computes it (fp32 sums).
+template <int TP>
+__device__ __forceinline__ void tiled_norm_scales(const TiledArgs& a, float* rs, float* scratch) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
+#pragma unroll 1
+    for (int t = 0; t < TP; ++t) {
+        float s = 0.f;
+        if (t < a.n_tokens) {
+            const float* xt = a.x + int64_t(t) * a.xs;
+            for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
+                const float v = __ldg(xt + c);
+                s = fmaf(v, v, s);
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, o);
+        if (lane == 0) scratch[warp] = s;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float tot = 0.f;
+            for (int w = 0; w < n_warps; ++w) tot += scratch[w];
+            rs[t] = t < a.n_tokens ? 1.f / sqrtf(tot / float(a.cols) + a.norm_eps) : 1.f;
+        }
+        __syncthreads();
+    }
+}
 
 // B fragments in shared memory: per k-step 8 TP pairs, item 8 t + 4 part + c for token t, part (hi/lo) and lane c.
 // Lane (g, c) of MMA group j reads item 32 j + 4 g + c; lanes of tokens >= TP read past their k-step (padding at the
@@ -146,11 +177,16 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     extern __shared__ uint2 smem_b[];
     __shared__ float red[kGemvWarps * kOut];
     __shared__ float part[kGemvWarps * kOut];
+    __shared__ float norm_rs[TP], norm_scratch[kGemvWarps];
     const int splits = gridDim.y, split = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int rgc = kGemvWarps / kw_count;  // row groups per CTA
-    const int rg = blockIdx.x * rgc + warp / kw_count;
     const int n_rg = (a.rows + kTileRows - 1) / kTileRows;
+    // SwiGLU: the CTA's first rgc / 2 row groups are gate rows, the other rgc / 2 the up rows f apart (n_rg even).
+    const int half = rgc / 2, rgl = warp / kw_count;
+    const int gate_rg = half > 0 ? int(blockIdx.x) * half + rgl % half : 0;
+    const int rg = !a.swiglu ? int(blockIdx.x) * rgc + rgl
+                             : (gate_rg < n_rg / 2 ? (rgl < half ? gate_rg : n_rg / 2 + gate_rg) : n_rg);
     TiledGemv<L, TP> g;
     g.lane = lane;
     g.kw_count = kw_count;
@@ -168,12 +204,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     const int first = g.c_begin + warp % kw_count;
     g.load(fa, first);  // in flight while x is staged (and, launched dependent, while the previous kernel ends)
     ::imp::cuda::pdl_wait();
+    if (a.norm) tiled_norm_scales<TP>(a, norm_rs, norm_scratch);
 
     const int c_all = int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin;
     [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all * L::kSteps);
     [[maybe_unused]] float ydp[2] = {0.f, 0.f};
     if constexpr (DP) {
-        dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm);
+        dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm, a.norm,
+                   a.norm ? norm_rs[0] : 1.f);
         __syncthreads();
     } else {
         // Pair (k-step, token, c): one load of 4 x values, written as the hi item 8 t + c and the lo item 8 t + 4 + c.
@@ -191,6 +229,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
                     const float* xp = a.x + int64_t(t) * a.xs + col;
                     v[b] = a.x_vec ? __ldg(reinterpret_cast<const float4*>(xp))
                                    : make_float4(__ldg(xp), __ldg(xp + 1), __ldg(xp + 2), __ldg(xp + 3));
+                    if (a.norm) {
+                        const float r = norm_rs[t];
+                        v[b] = make_float4(v[b].x * r * __ldg(a.norm + col), v[b].y * r * __ldg(a.norm + col + 1),
+                                           v[b].z * r * __ldg(a.norm + col + 2), v[b].w * r * __ldg(a.norm + col + 3));
+                    }
                 }
             }
 #pragma unroll
@@ -254,9 +297,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     // Sum over the kw_count warps of each row group: part[rgl * kOut + q * 32 + ln].
     const int n_out = rgc * kOut;
     for (int i = threadIdx.x; i < n_out; i += blockDim.x) {
-        const int rgl = i / kOut, rem = i % kOut;
+        const int rgo = i / kOut, rem = i % kOut;
         float v = 0.f;
-        for (int k = 0; k < kw_count; ++k) v += red[(rgl * kw_count + k) * kOut + rem];
+        for (int k = 0; k < kw_count; ++k) v += red[(rgo * kw_count + k) * kOut + rem];
         part[i] = v;
     }
     if (splits > 1) {
@@ -275,10 +318,24 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     } else {
         __syncthreads();
     }
+    if (a.swiglu) {
+        // Gate output i (row group rgl < half) meets its up output at i + half * kOut: y = silu(gate) * up, f columns.
+        for (int i = threadIdx.x; i < half * kOut; i += blockDim.x) {
+            const int rgo = i / kOut, q = (i % kOut) >> 5, ln = i & 31;
+            const int p = q & 1, j = q >> 1;
+            const int row = (blockIdx.x * half + rgo) * kTileRows + (ln >> 2) + 8 * p;
+            const int t = 4 * j + (ln & 3);
+            if (row < a.rows / 2 && t < a.n_tokens) {
+                const float gv = part[i], uv = part[i + half * kOut];
+                a.y[int64_t(t) * a.ys + row] = gv / (1.f + expf(-gv)) * uv;
+            }
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < n_out; i += blockDim.x) {
-        const int rgl = i / kOut, q = (i % kOut) >> 5, ln = i & 31;
+        const int rgo = i / kOut, q = (i % kOut) >> 5, ln = i & 31;
         const int p = q & 1, j = q >> 1;
-        const int row = (blockIdx.x * rgc + rgl) * kTileRows + (ln >> 2) + 8 * p;
+        const int row = (blockIdx.x * rgc + rgo) * kTileRows + (ln >> 2) + 8 * p;
         const int t = 4 * j + (ln & 3);
         if (row < a.rows && t < a.n_tokens) {
             float* yp = a.y + int64_t(t) * a.ys + row;
@@ -343,8 +400,9 @@ TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, in
 
 template <class L, int TP>
 bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, int cc, cudaStream_t st) {
-    const TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw, ga.dp4a);
+    TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw, ga.dp4a);
     if (plan.splits < 0) return false;
+    if (ga.swiglu && plan.kw > kGemvWarps / 2) plan.kw = kGemvWarps / 2;  // a CTA pairs >= 1 gate and 1 up row group
     TiledArgs a{static_cast<const uint8_t*>(ga.w),
                 l.rg_bytes,
                 int(l.chunks),
@@ -356,10 +414,14 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
                 ga.ys,
                 ga.n_tokens,
                 (reinterpret_cast<uintptr_t>(ga.x) % 16 == 0) && (ga.xs % 4 == 0),
-                ga.accumulate ? 1 : 0};
+                ga.accumulate ? 1 : 0,
+                ga.norm,
+                ga.norm_eps,
+                ga.swiglu ? 1 : 0};
     const int rgc = kGemvWarps / plan.kw;
     ::imp::cuda::LaunchConfig cfg;
-    cfg.grid = dim3(unsigned((l.n_rg + rgc - 1) / rgc), unsigned(plan.splits), 1);
+    const int64_t cta_rows = ga.swiglu ? (l.n_rg / 2 + rgc / 2 - 1) / (rgc / 2) : (l.n_rg + rgc - 1) / rgc;
+    cfg.grid = dim3(unsigned(cta_rows), unsigned(plan.splits), 1);
     cfg.block = dim3(kGemvWarps * 32, 1, 1);
     cfg.smem = tiled_smem<L, TP>((l.chunks + plan.splits - 1) / plan.splits);
     cfg.stream = st;

@@ -24,9 +24,18 @@ struct GemvArgs {
     bool accumulate = false;  // y += W x instead of y = W x (each output read and written once)
     bool pdl = false;  // tiled types: launch with programmatic dependent launch (CudaHandles::pdl of the executor)
     bool dp4a = true;  // one token, Q4_K / Q6_K: the dp4a form (false: the tensor-core form)
+    // Tiled types only (Weight::matmul_fused): x -> rms_norm(x) * norm per token before the product (norm: cols
+    // floats), and / or y[t, r] = silu(Wx[t, r]) * Wx[t, rows / 2 + r] for r < rows / 2 (rows a multiple of 32, not
+    // accumulating).
+    const float* norm = nullptr;
+    float norm_eps = 0.f;
+    bool swiglu = false;
 };
+// Whether gemv() can take a.norm / a.swiglu for layout l (the tiled types; SwiGLU: rows a multiple of 32).
+bool gemv_fusable(const DeviceLayout& l, const GemvArgs& a);
 
-// y[t, r] = sum_c x[t, c] W[r, c] (a.accumulate: y[t, r] += that sum), fp32 accumulation. Tiled types: tensor-core
+// y[t, r] = sum_c x[t, c] W[r, c] (a.accumulate: y[t, r] += that sum), fp32 accumulation; a.norm / a.swiglu as
+// above (gemv_fusable must hold, else imp::Error). Tiled types: tensor-core
 // kernel (gemv_tiled.cuh), activations split into two bf16 parts (hi + lo, ~16 significant bits), codes exact in
 // bf16, scales applied in fp32 per scale block. Plain types: CUDA-core fp32 FMA. sm_count and cc (major * 10 + minor) come from the executor's handles.
 void gemv(const DeviceLayout& l, const GemvArgs& a, int sm_count, int cc, cudaStream_t stream);

@@ -17,6 +17,14 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: in decode (up to 16 tokens, one GEMV item per token and slot) the last expert GEMV block "
                      "of a token writes the routing-weighted sum over its slots (no separate sum kernel)",
                      {}});
+    reg.add_setting({"fuse_norm", false,
+                     "CUDA: decode GEMVs of fused q|k|v and gate|up weights apply the layer's RMSNorm to x themselves "
+                     "(block types, up to 8 tokens; one kernel less per use)",
+                     {}});
+    reg.add_setting({"fuse_swiglu", false,
+                     "CUDA: the decode GEMV of a fused gate|up weight writes silu(gate) * up (block types, up to 8 "
+                     "tokens; one kernel less per FFN)",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -30,6 +38,8 @@ GgmlSettings ggml_settings(const Settings* s) {
     g.experts_swiglu = s->get_bool("experts_swiglu");
     g.experts_fused_sum = s->get_bool("experts_fused_sum");
     g.cpu_kernels = s->get_string("cpu_kernels");
+    g.fuse_norm = s->get_bool("fuse_norm");
+    g.fuse_swiglu = s->get_bool("fuse_swiglu");
     return g;
 }
 

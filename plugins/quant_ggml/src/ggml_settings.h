@@ -14,6 +14,8 @@ struct GgmlSettings {
     bool experts_swiglu = false;      // CUDA: MoE down-projection experts apply silu(gate) * up while staging x
     bool experts_fused_sum = false;   // CUDA: decode expert GEMV sums the routed slots itself (no reduce kernel)
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
+    bool fuse_norm = false;            // CUDA: Weight::matmul_fused takes the RMSNorm into the GEMV
+    bool fuse_swiglu = false;          // CUDA: Weight::matmul_fused takes the SwiGLU into the gate|up GEMV
 };
 
 void declare_ggml_settings(Registry& reg);

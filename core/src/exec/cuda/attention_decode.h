@@ -3,10 +3,11 @@
 // aligned K / V, when its grid (one cluster of 8 CTAs per KV head and row, whatever the positions) holds at least a
 // third of the SMs or the block tables address at most kDecAutoMaxCapacity positions (max_blocks * block_size; so
 // that few KV heads at long contexts, where the split-KV grid is larger, keep that); other decodes take the
-// split-KV fp32 kernel and its combine pass (attention_kernel.cuh). The split-KV path is the default (attention.cu
-// says why); AttnOptions::decode_split = false (profile: [plugin.core] decode_attention = "one") selects the
-// one-kernel decode. A CTA of the kernel has 4 warps (tiles of 32 keys) or 8 (tiles of 16 keys, two lanes per key in
-// the score phase); kDecDefaultWarps by default, AttnOptions::decode_warps fixes it.
+// split-KV fp32 kernel and its combine pass (attention_kernel.cuh). The one-kernel decode is the default;
+// AttnOptions::decode_split = true (profile: [plugin.core] decode_attention = "split") turns it off. It sums in
+// another order than the CPU reference, so whole-model tests compare logits within a tolerance, not greedy tokens.
+// A CTA of the kernel has 4 warps (tiles of 32 keys) or 8 (tiles of 16 keys, two lanes per key in the score phase);
+// kDecDefaultWarps by default, AttnOptions::decode_warps fixes it.
 #pragma once
 #include <cstdint>
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Tests of scripts/decode-profile's summary of an Nsight Compute CSV (fixtures/ncu-decode.csv: a units row,
+thousands separators, two argmax runs around one step of three kernels), without a GPU.
+  python3 scripts/tests/decode_profile_test.py [-v]
+"""
+import os
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(os.path.dirname(HERE), "decode-profile")
+CSV = os.path.join(HERE, "fixtures", "ncu-decode.csv")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True)
+
+
+class DecodeProfileTest(unittest.TestCase):
+    def test_one_step_grouped_with_floor_and_gap(self):
+        p = run("--csv", CSV, "--step-ms", "0.02", "--copy-gbs", "4000")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [l for l in p.stdout.splitlines() if l.startswith("| ") and "---" not in l][1:]
+        self.assertEqual([r.split(" | ")[0] for r in rows],
+                         ["| get_rows_kernel<LayoutQ4_K>", "| gemv_tiled_kernel<LayoutQ4_K, 1, 2, true>"])
+        self.assertIn("| 2 | 8.0 | 72.7 % | 20.00 | 2500 | 5.0 |", rows[1])
+        self.assertIn("one decode step: 3 kernels, 11.0 us of kernel time", p.stdout)
+        self.assertIn("outside the kernels (launch gaps, ramp-up, minus PDL overlap): 9.0 us (45.0 %)", p.stdout)
+
+    def test_too_few_sampling_runs_is_an_error(self):
+        with open(CSV) as f:
+            lines = f.read().splitlines()
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"decode-profile-test-{os.getpid()}.csv")
+        with open(path, "w") as f:
+            f.write("\n".join(l for l in lines if '"5"' not in l and '"4"' not in l) + "\n")
+        try:
+            p = run("--csv", path)
+        finally:
+            os.remove(path)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("found 1 sampling (argmax) runs", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

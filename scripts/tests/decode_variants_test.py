@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Tests of scripts/decode-variants with a fake imp (no GPU): the --set overrides of each variant reach imp, the
+ratios are against the first variant of the same test, and a failing run is a row with its error and exit status 1.
+  python3 scripts/tests/decode_variants_test.py [-v]
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(os.path.dirname(HERE), "decode-variants")
+FAKE_IMP = """#!{python}
+import json, sys
+sets = [sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--set"]
+if "plugin.quant_ggml.fuse_swiglu=true" in sets and "plugin.quant_ggml.fuse_norm=false" in sets:
+    print("imp: error: boom", file=sys.stderr)
+    sys.exit(1)
+ts = 100.0 * (1.5 if "plugin.quant_ggml.fuse_norm=true" in sets else 1.0) * (
+    1.2 if 'plugin.core.decode_attention="one"' in sets else 1.0)
+print(json.dumps([{{"test": "tg128", "avg_ts": ts, "stddev_ts": 1.0, "decode_efficiency": ts / 1000,
+                   "device": "GPU", "copy_bw_gbs": 4000.0, "commit": "abc"}}]))
+"""
+
+
+class DecodeVariantsTest(unittest.TestCase):
+    def test_rows_ratios_and_failures(self):
+        with tempfile.TemporaryDirectory() as t:
+            imp = os.path.join(t, "imp")
+            with open(imp, "w") as f:
+                f.write(FAKE_IMP.format(python=sys.executable))
+            os.chmod(imp, 0o755)
+            p = subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", "split,one,norm,swiglu", "p.toml"],
+                               capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        rows = [l for l in p.stdout.splitlines() if l.startswith("| p.toml")]
+        self.assertEqual(len(rows), 4, p.stdout)
+        self.assertTrue(rows[0].endswith("| 100.00 ± 1.00 | 10.0 % | 1.000x |"), rows[0])
+        self.assertTrue(rows[1].endswith("| 120.00 ± 1.00 | 12.0 % | 1.200x |"), rows[1])
+        self.assertTrue(rows[2].endswith("| 180.00 ± 1.00 | 18.0 % | 1.800x |"), rows[2])
+        self.assertIn("| swiglu | error: imp: error: boom |", rows[3])
+        self.assertTrue(p.stdout.startswith("GPU, copy bandwidth 4000 GB/s, commit abc"))
+
+
+if __name__ == "__main__":
+    unittest.main()
