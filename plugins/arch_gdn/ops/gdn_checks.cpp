@@ -82,7 +82,7 @@ std::string tag(const Problem& p) {
     o << "Hk " << p.dims.n_k_heads << " Hv " << p.dims.n_v_heads << " dk " << p.dims.head_k_dim << " dv "
       << p.dims.head_v_dim << (p.dims.tiled ? " tiled" : "") << ", " << p.lens.size() << " seqs (";
     for (size_t i = 0; i < p.lens.size() && i < 6; ++i) o << (i ? "," : "") << p.lens[i];
-    o << (p.lens.size() > 6 ? ",..)" : ")") << ", seed " << p.seed << ": ";
+    o << (p.lens.size() > 6 ? ",..)" : ")") << ", variant " << p.variant << ", seed " << p.seed << ": ";
     return o.str();
 }
 
@@ -200,7 +200,12 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
                                                              o_ref.data(), seqs_host(l)));
     float* dst = upload(dev, state);
     float* dout = upload(dev, o);
-    const auto a = args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l));
+    auto a = args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l));
+    a.variant = p.variant;
+    if (!decode && p.variant != 1) {
+        a.workspace_bytes = rule_chunked_workspace_bytes(d, l.n_tokens);
+        a.workspace = dev.alloc(a.workspace_bytes, "gdn.check.workspace");
+    }
     if (dev.kind() == DeviceKind::CUDA)
         (decode ? rule_decode_cuda : rule_chunked_cuda)(dev, a);
     else
@@ -258,6 +263,7 @@ Problem random_problem(uint64_t seed, int max_len) {
     p.A_is_log = gen.pick(0, 1) == 1;
     const int n = gen.pick(1, 4);
     for (int i = 0; i < n; ++i) p.lens.push_back(gen.pick(1, max_len));
+    p.variant = gen.pick(0, 3);
     return p;
 }
 

@@ -103,7 +103,17 @@ struct RuleArgs {
     float* o = nullptr;           // [n_tokens, value_dim], row stride o_stride
     int64_t o_stride = 0;
     float scale = 0.f;            // applied to q (1/sqrt(dk))
+    // gdn.rule_chunked on CUDA only (ignored elsewhere): device scratch for its two-kernel path (a chunk-parallel
+    // prep kernel, then the sequential state kernel), at least rule_chunked_workspace_bytes(dims, n_tokens) bytes,
+    // 16-byte aligned; and the kernel variant: 0 auto (split when the workspace is there, 32 value columns per
+    // block when few blocks would run), 1 fused single kernel (no workspace), 2 split with 64 columns, 3 split with 32.
+    void* workspace = nullptr;
+    size_t workspace_bytes = 0;
+    int variant = 0;
 };
+
+// Workspace bytes of gdn.rule_chunked's split CUDA path for a step of n_tokens rows (n_tokens * Hv * 1152).
+size_t rule_chunked_workspace_bytes(const Dims& d, int64_t n_tokens);
 
 // gdn.rule_decode: one row per sequence (n_tokens == n_seqs, row s belongs to sequence s).
 struct RuleDecode {

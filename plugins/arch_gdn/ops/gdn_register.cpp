@@ -6,6 +6,10 @@ namespace imp::gdn {
 
 bool cuda_supports(const Executor& ex) { return ex.cuda() && ex.cuda()->cc >= 90; }
 
+size_t rule_chunked_workspace_bytes(const Dims& d, int64_t n_tokens) {
+    return size_t(n_tokens > 0 ? n_tokens : 0) * size_t(d.n_v_heads > 0 ? d.n_v_heads : 0) * 1152;
+}
+
 void register_gdn_ops(Registry& reg) {
     reg.add_op<Conv>(DeviceKind::CPU, conv_cpu);
     reg.add_op<Conv>(DeviceKind::CUDA, conv_cuda, cuda_supports);

@@ -1,4 +1,5 @@
-// CUDA kernel of gdn.rule_chunked (gdn_ops.h) for dk = dv = 128: one block of 8 warps per (value block of kBV
+// CUDA kernel of gdn.rule_chunked (gdn_ops.h) for dk = dv = 128, and the choice between it (the fused kernel: no
+// workspace) and the two-kernel path of rule_chunked_split.cu. Fused kernel: one block of 8 warps per (value block of kBV
 // columns, v-head, sequence) walks the sequence in chunks of 64 rows in the WY/UT form (gdn_rule_cpu.cpp has the
 // same steps in plain loops). Products run on the tensor cores (WMMA bf16 16x16x16, fp32 accumulation); the state
 // h [dk, kBV] stays in fp32 accumulator fragments for the whole sequence (warp w owns key rows 16w..16w+15), with a
@@ -6,9 +7,6 @@
 //   A = strict_lower(beta_i k_i.k_j e_i/e_j), T = (I + A)^-1 (16x16 diagonal blocks by substitution, then blocks)
 //   w = T (beta k e), v_new = T (beta v) - w h, o = scale (q e) h + tril(scale q_i.k_j e_i/e_j) v_new,
 //   h = e_last h + (k e_last/e)^T v_new.
-#include <mma.h>
-#include <cuda_bf16.h>
-
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
@@ -20,25 +18,6 @@ namespace {
 
 using namespace nvcuda;
 using namespace imp::gdn::chunked;
-
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-using FragAc = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-using FragBc = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-
-// Stores accumulator tile acc through the warp's staging tile and calls f(row, col, value) for its 256 elements.
-template <class F>
-__device__ __forceinline__ void epilogue(const FragC& acc, float* stage, int lane, F&& f) {
-    wmma::store_matrix_sync(stage, acc, 16, wmma::mem_row_major);
-    __syncwarp();
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-        const int idx = lane + 32 * e;
-        f(idx >> 4, idx & 15, stage[idx]);
-    }
-    __syncwarp();
-}
 
 template <int kBV>
 __global__ void __launch_bounds__(kThreads, 1) chunked_kernel(RuleArgs a) {
@@ -57,7 +36,6 @@ __global__ void __launch_bounds__(kThreads, 1) chunked_kernel(RuleArgs a) {
     FragC hacc[kBV / 16];
 #pragma unroll
     for (int c = 0; c < kBV / 16; ++c) wmma::load_matrix_sync(hacc[c], S + c * 16 * kD + 16 * warp, kD, wmma::mem_col_major);
-    for (int i = tid; i < kC * kLdF; i += kThreads) sm.T[i] = 0.f;  // upper blocks of T stay zero
 #pragma unroll
     for (int c = 0; c < kBV / 16; ++c)
         epilogue(hacc[c], stage, lane, [&](int rr, int cc, float v) {
@@ -70,25 +48,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunked_kernel(RuleArgs a) {
 
     for (int64_t c0 = 0; c0 < len; c0 += kC) {
         const int n = int(len - c0 < kC ? len - c0 : kC);
-        // ---- gates and cumulative decay
-        if (tid < kC) {
-            const int64_t t = r0 + c0 + tid;
-            sm.gc[tid] = tid < n ? a.g[t * d.n_v_heads + h] : 0.f;
-            sm.beta[tid] = tid < n ? a.beta[t * d.n_v_heads + h] : 0.f;
-        }
-        __syncthreads();
-        if (warp == 0) {
-            float g0 = sm.gc[2 * lane], g1 = g0 + sm.gc[2 * lane + 1], x = g1;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const float y = __shfl_up_sync(0xffffffffu, x, o);
-                if (lane >= o) x += y;
-            }
-            const float before = x - g1;
-            sm.gc[2 * lane] = before + g0;
-            sm.gc[2 * lane + 1] = x;
-        }
-        __syncthreads();
+        chunk_gates(a, r0 + c0, n, h, sm.gc, sm.beta, tid, lane, warp);
         const float glast = sm.gc[n - 1];
         // ---- rows to bf16: q, q e scale, k, k beta e, k e_last/e, v beta
         for (int idx = tid; idx < kC * kD; idx += kThreads) {
@@ -263,6 +223,19 @@ void rule_chunked_cuda(Executor& ex, const RuleArgs& a) {
                     std::to_string(a.state_stride) + " floats)");
     if (a.seqs.n_tokens == 0) return;
     if (a.seqs.n_seqs > 65535) throw Error(op + ": " + std::to_string(a.seqs.n_seqs) + " sequences in one step");
+    if (a.variant < 0 || a.variant > 3) throw Error(op + ": variant " + std::to_string(a.variant) + " is not 0..3");
+    const bool have_ws = a.workspace && (reinterpret_cast<uintptr_t>(a.workspace) & 15u) == 0 &&
+                         a.workspace_bytes >= rule_chunked_workspace_bytes(a.dims, a.seqs.n_tokens);
+    if (a.variant >= 2 && !have_ws)
+        throw Error(op + ": variant " + std::to_string(a.variant) + " needs a 16-byte aligned workspace of " +
+                    std::to_string(rule_chunked_workspace_bytes(a.dims, a.seqs.n_tokens)) + " bytes, got " +
+                    std::to_string(a.workspace_bytes));
+    if (a.variant >= 2 || (a.variant == 0 && have_ws)) {
+        const int bv = a.variant == 3 || (a.variant == 0 && int64_t(a.seqs.n_seqs) * a.dims.n_v_heads * 2 < h->sm_count)
+                           ? 32 : 64;
+        rule_chunked_split(a, *h, bv);
+        return;
+    }
     constexpr int kBV = 64;
     const size_t smem = Smem<kBV>::bytes();
     static bool configured[64] = {};  // per device: the kernel's dynamic shared memory limit raised once

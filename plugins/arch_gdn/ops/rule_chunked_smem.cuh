@@ -1,9 +1,20 @@
-// Shared-memory layout and the UT inverse of the chunked delta-rule kernel (rule_chunked.cu). Row strides are padded
-// by 16 bytes (bank spread for the WMMA tile loads; every tile start stays 32-byte aligned as WMMA requires).
+// Pieces of the chunked delta-rule kernels (rule_chunked.cu: fused; rule_chunked_split.cu: prep + state): sizes,
+// the fused kernel's shared-memory layout, WMMA fragment types, the tile epilogue, the chunk's gates with their
+// cumulative sum, and the UT inverse. Row strides are padded by 16 bytes (bank spread for the WMMA tile loads; every
+// tile start stays 32-byte aligned as WMMA requires).
 #pragma once
 #include <cuda_bf16.h>
+#include <mma.h>
+
+#include "gdn_ops.h"
 
 namespace imp::gdn::chunked {
+
+using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>;
+using FragAc = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major>;
+using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>;
+using FragBc = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major>;
+using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
 
 constexpr int kC = 64;   // chunk rows
 constexpr int kD = 128;  // dk = dv
@@ -49,12 +60,50 @@ struct Smem {
     }
 };
 
+// Stores accumulator tile acc through the warp's staging tile and calls f(row, col, value) for its 256 elements.
+template <class F>
+__device__ __forceinline__ void epilogue(const FragC& acc, float* stage, int lane, F&& f) {
+    nvcuda::wmma::store_matrix_sync(stage, acc, 16, nvcuda::wmma::mem_row_major);
+    __syncwarp();
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        const int idx = lane + 32 * e;
+        f(idx >> 4, idx & 15, stage[idx]);
+    }
+    __syncwarp();
+}
+
+// The chunk's gates: gc[i] = sum_{j<=i} g (rows [row0, row0 + n) of v-head h; rows past n count g = 0, beta = 0).
+// Begins and ends with all threads in step.
+__device__ __forceinline__ void chunk_gates(const RuleArgs& a, int64_t row0, int n, int h, float* gc, float* beta,
+                                            int tid, int lane, int warp) {
+    if (tid < kC) {
+        const int64_t t = row0 + tid;
+        gc[tid] = tid < n ? a.g[t * a.dims.n_v_heads + h] : 0.f;
+        beta[tid] = tid < n ? a.beta[t * a.dims.n_v_heads + h] : 0.f;
+    }
+    __syncthreads();
+    if (warp == 0) {  // inclusive scan: lane l holds rows 2l, 2l + 1
+        const float g0 = gc[2 * lane], pair = g0 + gc[2 * lane + 1];
+        float x = pair;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const float y = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += y;
+        }
+        gc[2 * lane] = x - pair + g0;
+        gc[2 * lane + 1] = x;
+    }
+    __syncthreads();
+}
+
 // T = (I + A)^-1 for the strictly lower A [kC][kC] (fp32): the four 16x16 diagonal blocks by forward substitution
 // (one lane per column), then the blocks below the diagonal by distance d = 1..3:
 //   T_ij = -T_ii sum_{m=j}^{i-1} A_im T_mj.
-// Writes sm.T (fp32, its upper blocks must be zero) and sm.Tb (bf16); begins and ends with all threads in step.
-template <int kBV>
-__device__ __forceinline__ void solve_unit_lower(Smem<kBV>& sm, int tid, int lane, int warp) {
+// Writes the lower blocks of sm.T (fp32) and all of sm.Tb (bf16, zero above the diagonal blocks); begins and ends
+// with all threads in step. S: any layout with A, T, Tb, X (3 x 256 floats).
+template <class S>
+__device__ __forceinline__ void solve_unit_lower(S& sm, int tid, int lane, int warp) {
     if (warp < 4 && lane < 16) {
         const int b = 16 * warp, j = lane;
         for (int i = 0; i < 16; ++i) {
@@ -88,9 +137,12 @@ __device__ __forceinline__ void solve_unit_lower(Smem<kBV>& sm, int tid, int lan
     }
     for (int idx = tid; idx < kC * kC; idx += kThreads) {
         const int i = idx / kC, j = idx % kC;
-        sm.Tb[i * kLdC + j] = __float2bfloat16(sm.T[i * kLdF + j]);
+        sm.Tb[i * kLdC + j] = __float2bfloat16(j / 16 <= i / 16 ? sm.T[i * kLdF + j] : 0.f);
     }
     __syncthreads();
 }
+
+// rule_chunked_split.cu: the prep and state kernels on a.workspace, kBV = bv (32 or 64) value columns per block.
+void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, int bv);
 
 }  // namespace imp::gdn::chunked

@@ -16,8 +16,10 @@ using namespace imp::gdn;
 
 namespace {
 
-Problem problem(int hk, int hv, bool tiled, std::vector<int> lens, uint64_t seed, bool A_is_log = true) {
+Problem problem(int hk, int hv, bool tiled, std::vector<int> lens, uint64_t seed, bool A_is_log = true,
+                int variant = 0) {
     Problem p;
+    p.variant = variant;
     p.dims = {hk, hv, 128, 128, tiled};
     p.lens = std::move(lens);
     p.seed = seed;
@@ -55,12 +57,17 @@ TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "
     CpuExecutor cpu;
     CudaExecutor dev(0);
     uint64_t seed = 100;
-    for (int len : {1, 2, 17, 63, 64, 65, 127, 128, 129, 200, 511, 1000})
-        CHECK(compare_rule(cpu, dev, problem(2, 4, false, {len}, seed++), false) == "");
-    // Several sequences of mixed lengths in one step (decode rows among prefill rows), GVA both orders, 35B heads.
-    CHECK(compare_rule(cpu, dev, problem(2, 4, true, {65, 1, 300, 7, 128}, seed++), false) == "");
-    CHECK(compare_rule(cpu, dev, problem(16, 32, false, {257, 1, 64}, seed++), false) == "");
-    CHECK(compare_rule(cpu, dev, problem(3, 3, false, {100, 1000}, seed++), false) == "");
+    // Variants (RuleArgs::variant): 1 fused kernel; 2, 3 prep + state kernels with 64 / 32 value columns per block.
+    for (int variant : {1, 2, 3}) {
+        for (int len : {1, 2, 17, 63, 64, 65, 127, 128, 129, 200, 511, 1000})
+            CHECK(compare_rule(cpu, dev, problem(2, 4, false, {len}, seed++, true, variant), false) == "");
+        // Several sequences of mixed lengths in one step (decode rows among prefill rows), GVA both orders, 35B heads.
+        CHECK(compare_rule(cpu, dev, problem(2, 4, true, {65, 1, 300, 7, 128}, seed++, true, variant), false) == "");
+        CHECK(compare_rule(cpu, dev, problem(16, 32, false, {257, 1, 64}, seed++, true, variant), false) == "");
+        CHECK(compare_rule(cpu, dev, problem(3, 3, false, {100, 1000}, seed++, true, variant), false) == "");
+    }
+    // Auto (0) with a workspace: the split path with the block width chosen from the grid size.
+    CHECK(compare_rule(cpu, dev, problem(16, 32, false, {700}, seed++, true, 0), false) == "");
 }
 
 TEST_CASE("gdn gpu: gated norm equals the CPU reference", "[gdn][gpu]") {
