@@ -1,6 +1,6 @@
-// Pieces of the chunked delta-rule kernels (rule_chunked.cu: fused; rule_chunked_split.cu: prep + state): sizes,
-// the fused kernel's shared-memory layout, WMMA fragment types, the tile epilogue, the chunk's gates with their
-// cumulative sum, and the UT inverse. Row strides are padded by 16 bytes (bank spread for the WMMA tile loads; every
+// Common pieces of the chunked delta-rule kernels (rule_chunked.cu: fused; rule_chunked_split.cu: prep + state):
+// sizes, WMMA fragment types and a tile product, the tile epilogue, the chunk's gates with their cumulative sum, and
+// the UT inverse (the chunk's phases built from them: rule_chunked_phases.cuh). Row strides are padded by 16 bytes (bank spread for the WMMA tile loads; every
 // tile start stays 32-byte aligned as WMMA requires).
 #pragma once
 #include <cuda_bf16.h>
@@ -23,42 +23,18 @@ constexpr int kLdK = kD + 8;  // bf16 [kC][kD] rows
 constexpr int kLdC = kC + 8;  // bf16 [kC][kC] rows
 constexpr int kLdF = kC + 4;  // fp32 [kC][kC] rows
 
-template <int kBV>
-struct Smem {
-    static constexpr int kLdV = kBV + 8;  // bf16 [*][kBV] rows
-    __nv_bfloat16 *Q, *QD, *K, *KBG, *KD, *WN, *Tb, *Aqk, *VB, *VN, *H;
-    float *A, *T, *stage, *X, *gc, *beta;
-
-    static constexpr size_t kBf16Bytes = size_t(kC) * kLdK * 2;  // one [kC][kD] bf16 buffer
-    static constexpr size_t bytes() {
-        return 5 * kBf16Bytes + 2 * size_t(kC) * kLdF * 4 + 2 * size_t(kC) * kLdC * 2 + 2 * size_t(kC) * kLdV * 2 +
-               size_t(kD) * kLdV * 2 + kWarps * 256 * 4 + 3 * 256 * 4 + 2 * kC * 4;
+// acc += sum over k-steps kk < nk of tile A(kk) * tile B(kk); a_step / b_step: elements between k-steps.
+template <class FA, class FB>
+__device__ __forceinline__ void mma_k(FragC& acc, const __nv_bfloat16* a, int lda, int a_step, const __nv_bfloat16* b,
+                                      int ldb, int b_step, int nk) {
+    for (int kk = 0; kk < nk; ++kk) {
+        FA fa;
+        FB fb;
+        nvcuda::wmma::load_matrix_sync(fa, a + kk * a_step, lda);
+        nvcuda::wmma::load_matrix_sync(fb, b + kk * b_step, ldb);
+        nvcuda::wmma::mma_sync(acc, fa, fb, acc);
     }
-    __device__ explicit Smem(unsigned char* p) {
-        auto take = [&p](size_t n) {
-            unsigned char* r = p;
-            p += n;
-            return r;
-        };
-        Q = reinterpret_cast<__nv_bfloat16*>(take(kBf16Bytes));
-        WN = Q;  // q is dead once q k^T is formed; -w is written after the inverse
-        QD = reinterpret_cast<__nv_bfloat16*>(take(kBf16Bytes));
-        K = reinterpret_cast<__nv_bfloat16*>(take(kBf16Bytes));
-        KBG = reinterpret_cast<__nv_bfloat16*>(take(kBf16Bytes));
-        KD = reinterpret_cast<__nv_bfloat16*>(take(kBf16Bytes));
-        A = reinterpret_cast<float*>(take(size_t(kC) * kLdF * 4));
-        T = reinterpret_cast<float*>(take(size_t(kC) * kLdF * 4));
-        Tb = reinterpret_cast<__nv_bfloat16*>(take(size_t(kC) * kLdC * 2));
-        Aqk = reinterpret_cast<__nv_bfloat16*>(take(size_t(kC) * kLdC * 2));
-        VB = reinterpret_cast<__nv_bfloat16*>(take(size_t(kC) * kLdV * 2));
-        VN = reinterpret_cast<__nv_bfloat16*>(take(size_t(kC) * kLdV * 2));
-        H = reinterpret_cast<__nv_bfloat16*>(take(size_t(kD) * kLdV * 2));
-        stage = reinterpret_cast<float*>(take(kWarps * 256 * 4));
-        X = reinterpret_cast<float*>(take(3 * 256 * 4));
-        gc = reinterpret_cast<float*>(take(kC * 4));
-        beta = reinterpret_cast<float*>(take(kC * 4));
-    }
-};
+}
 
 // Stores accumulator tile acc through the warp's staging tile and calls f(row, col, value) for its 256 elements.
 template <class F>
@@ -71,6 +47,36 @@ __device__ __forceinline__ void epilogue(const FragC& acc, float* stage, int lan
         f(idx >> 4, idx & 15, stage[idx]);
     }
     __syncwarp();
+}
+
+// H (bf16 [kD][kBV + 8]) = the warp's state tiles hacc (key rows 16w..16w+15, all kBV columns).
+template <int kBV>
+__device__ __forceinline__ void store_h(const FragC (&hacc)[kBV / 16], __nv_bfloat16* H, float* stage, int lane,
+                                        int warp) {
+#pragma unroll
+    for (int c = 0; c < kBV / 16; ++c)
+        epilogue(hacc[c], stage, lane, [&](int rr, int cc, float v) {
+            H[(16 * warp + rr) * (kBV + 8) + 16 * c + cc] = __float2bfloat16(v);
+        });
+}
+
+// h: warp w's tiles of the state of value columns [col0, col0 + kBV) of v-head h, from or to the slot's
+// [dv, dk] state (which is h [dk, dv] column-major).
+template <int kBV>
+__device__ __forceinline__ float* state_cols(const RuleArgs& a, int s, int h, int col0) {
+    return a.state + int64_t(a.seqs.state_slots[s]) * a.state_stride + (int64_t(h) * kD + col0) * kD;
+}
+template <int kBV>
+__device__ __forceinline__ void load_h(FragC (&hacc)[kBV / 16], const float* S, int warp) {
+#pragma unroll
+    for (int c = 0; c < kBV / 16; ++c)
+        nvcuda::wmma::load_matrix_sync(hacc[c], S + c * 16 * kD + 16 * warp, kD, nvcuda::wmma::mem_col_major);
+}
+template <int kBV>
+__device__ __forceinline__ void save_h(const FragC (&hacc)[kBV / 16], float* S, int warp) {
+#pragma unroll
+    for (int c = 0; c < kBV / 16; ++c)
+        nvcuda::wmma::store_matrix_sync(S + c * 16 * kD + 16 * warp, hacc[c], kD, nvcuda::wmma::mem_col_major);
 }
 
 // The chunk's gates: gc[i] = sum_{j<=i} g (rows [row0, row0 + n) of v-head h; rows past n count g = 0, beta = 0).
