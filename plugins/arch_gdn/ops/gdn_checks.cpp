@@ -82,7 +82,8 @@ std::string tag(const Problem& p) {
     o << "Hk " << p.dims.n_k_heads << " Hv " << p.dims.n_v_heads << " dk " << p.dims.head_k_dim << " dv "
       << p.dims.head_v_dim << (p.dims.tiled ? " tiled" : "") << ", " << p.lens.size() << " seqs (";
     for (size_t i = 0; i < p.lens.size() && i < 6; ++i) o << (i ? "," : "") << p.lens[i];
-    o << (p.lens.size() > 6 ? ",..)" : ")") << ", variant " << p.variant << ", seed " << p.seed << ": ";
+    o << (p.lens.size() > 6 ? ",..)" : ")") << ", variant " << p.variant << (p.gated_norm ? ", gated norm" : "")
+      << ", seed " << p.seed << ": ";
     return o.str();
 }
 
@@ -187,6 +188,8 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
     Vec state(size_t(l.n_slots * ss));
     for (auto& v : state) v = gen.normal(0.5f);
     Vec o(size_t(l.n_tokens * os), 0.f);
+    const int64_t zs = d.value_dim() + 3;
+    const Vec z = gen.fill(size_t(l.n_tokens * zs), -4.f, 4.f), nw = gen.fill(size_t(d.head_v_dim), 0.2f, 1.8f);
     auto args = [&](const float* pq, const float* pg, const float* pb, float* pst, float* po, Seqs s) {
         RuleArgs a;
         a.dims = d;
@@ -195,12 +198,19 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
         a.o_stride = os, a.scale = 1.f / std::sqrt(float(d.head_k_dim));
         return a;
     };
+    const bool norm = decode && p.gated_norm;
+    auto with_norm = [&](RuleArgs a, const float* pz, const float* pw) {
+        if (norm) a.z = pz, a.z_stride = zs, a.norm_w = pw, a.norm_eps = 1e-6f;
+        return a;
+    };
     Vec st_ref = state, o_ref = o;
-    (decode ? rule_decode_cpu : rule_chunked_cpu)(cpu, args(qkv.data(), g.data(), beta.data(), st_ref.data(),
-                                                             o_ref.data(), seqs_host(l)));
+    (decode ? rule_decode_cpu : rule_chunked_cpu)(
+        cpu, with_norm(args(qkv.data(), g.data(), beta.data(), st_ref.data(), o_ref.data(), seqs_host(l)), z.data(),
+                       nw.data()));
     float* dst = upload(dev, state);
     float* dout = upload(dev, o);
-    auto a = args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l));
+    auto a = with_norm(args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l)),
+                       upload(dev, z), upload(dev, nw));
     a.variant = p.variant;
     if (!decode && p.variant != 1) {
         a.workspace_bytes = rule_chunked_workspace_bytes(d, l.n_tokens);
@@ -273,7 +283,9 @@ std::string check_conv(Executor& cpu, Executor& dev, uint64_t seed) {
     return compare_conv(cpu, dev, random_problem(seed, 200));
 }
 std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed) {
-    return compare_rule(cpu, dev, random_problem(seed, 1), true);
+    Problem p = random_problem(seed, 1);
+    p.gated_norm = seed % 2 == 1;
+    return compare_rule(cpu, dev, p, true);
 }
 std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed) {
     return compare_rule(cpu, dev, random_problem(seed, 300), false);

@@ -109,6 +109,12 @@ struct RuleArgs {
     void* workspace = nullptr;
     size_t workspace_bytes = 0;
     int variant = 0;
+    // gdn.rule_decode only: when norm_w is set, o receives gdn.gated_norm's y of the rule's output instead (RMSNorm
+    // per v-head with norm_w and norm_eps, then * silu(z)), computed in the same kernel on CUDA.
+    const float* norm_w = nullptr;  // [dv]
+    const float* z = nullptr;       // [n_tokens, value_dim], row stride z_stride
+    int64_t z_stride = 0;
+    float norm_eps = 1e-6f;
 };
 
 // Workspace bytes of gdn.rule_chunked's split CUDA path for a step of n_tokens rows (n_tokens * Hv * 1152).

@@ -60,6 +60,10 @@ void validate(const char* op, const RuleArgs& a) {
     check_stride(op, "o", a.o, a.o_stride, d.value_dim());
     check_stride(op, "state", a.state, a.state_stride, d.value_dim() * d.head_k_dim);
     if (!a.g || !a.beta) fail(op, "g and beta are required");
+    if (a.norm_w) {
+        check_stride(op, "z", a.z, a.z_stride, d.value_dim());
+        if (!(a.norm_eps > 0.f)) fail(op, "norm_eps must be positive");
+    }
 }
 
 void validate(const GatedNorm::Args& a) {

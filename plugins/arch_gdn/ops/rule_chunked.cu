@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunked_kernel(RuleArgs a) {
     const int vb = blockIdx.x, h = blockIdx.y, s = blockIdx.z, kh = a.dims.k_head_of(h);
     const int64_t r0 = a.seqs.query_start_loc[s], len = a.seqs.query_start_loc[s + 1] - r0;
     float* stage = ps.stage + warp * 256;
-    float* S = state_cols<kBV>(a, s, h, vb * kBV);
+    float* S = state_cols(a, s, h, vb * kBV);
     FragC hacc[kBV / 16];
     load_h<kBV>(hacc, S, warp);
     store_h<kBV>(hacc, H, stage, lane, warp);

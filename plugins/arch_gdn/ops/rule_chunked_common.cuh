@@ -1,7 +1,7 @@
 // Common pieces of the chunked delta-rule kernels (rule_chunked.cu: fused; rule_chunked_split.cu: prep + state):
 // sizes, WMMA fragment types and a tile product, the tile epilogue, the chunk's gates with their cumulative sum, and
-// the UT inverse (the chunk's phases built from them: rule_chunked_phases.cuh). Row strides are padded by 16 bytes (bank spread for the WMMA tile loads; every
-// tile start stays 32-byte aligned as WMMA requires).
+// the UT inverse (the chunk's phases built from them: rule_chunked_phases.cuh). Row strides are padded by 16 bytes
+// (bank spread for the WMMA tile loads; every tile start stays 32-byte aligned as WMMA requires).
 #pragma once
 #include <cuda_bf16.h>
 #include <mma.h>
@@ -62,7 +62,6 @@ __device__ __forceinline__ void store_h(const FragC (&hacc)[kBV / 16], __nv_bflo
 
 // h: warp w's tiles of the state of value columns [col0, col0 + kBV) of v-head h, from or to the slot's
 // [dv, dk] state (which is h [dk, dv] column-major).
-template <int kBV>
 __device__ __forceinline__ float* state_cols(const RuleArgs& a, int s, int h, int col0) {
     return a.state + int64_t(a.seqs.state_slots[s]) * a.state_stride + (int64_t(h) * kD + col0) * kD;
 }

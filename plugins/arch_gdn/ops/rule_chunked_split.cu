@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kThreads, 1) state_kernel(RuleArgs a, const __
     const int vb = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
     const int64_t r0 = a.seqs.query_start_loc[s], len = a.seqs.query_start_loc[s + 1] - r0;
     float* stage = sm.stage + warp * 256;
-    float* S = state_cols<kBV>(a, s, h, vb * kBV);
+    float* S = state_cols(a, s, h, vb * kBV);
     FragC hacc[kBV / 16];
     load_h<kBV>(hacc, S, warp);
     store_h<kBV>(hacc, sm.H, stage, lane, warp);

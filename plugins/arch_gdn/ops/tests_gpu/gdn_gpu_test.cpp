@@ -50,7 +50,11 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
         problem(2, 8, true, std::vector<int>(33, 1), 13),
         problem(4, 4, false, std::vector<int>(3, 1), 14),
     };
-    for (const Problem& p : cases) CHECK(compare_rule(cpu, dev, p, true) == "");
+    for (Problem p : cases) {
+        CHECK(compare_rule(cpu, dev, p, true) == "");
+        p.gated_norm = true;  // the gated norm in the same kernel
+        CHECK(compare_rule(cpu, dev, p, true) == "");
+    }
 }
 
 TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "[gdn][gpu]") {
