@@ -126,9 +126,14 @@ int main(int argc, char** argv) {
             GatedNorm::Args na{st.o, d.value_dim(), st.x, xs, nw, st.o, d.value_dim(), st.seqs.n_tokens, hv, 128, 1e-6f};
             const std::string shape = std::to_string(n_seqs) + " x " + std::to_string(len);
             std::printf("%-16s %-12s %9.4f ms\n", "conv", shape.c_str(), time_ms(ex, reps, [&] { conv_cuda(ex, ca); }));
-            if (len == 1)
+            if (len == 1) {
                 std::printf("%-16s %-12s %9.4f ms\n", "rule_decode", shape.c_str(),
                             time_ms(ex, reps, [&] { rule_decode_cuda(ex, ra); }));
+                RuleArgs rn = ra;  // with the gated norm in the kernel (z: the x rows, as in the gated-norm row)
+                rn.norm_w = nw, rn.z = st.x, rn.z_stride = xs;
+                std::printf("%-16s %-12s %9.4f ms\n", "decode+norm", shape.c_str(),
+                            time_ms(ex, reps, [&] { rule_decode_cuda(ex, rn); }));
+            }
             RuleArgs rw = ra;  // the split path's workspace
             rw.workspace_bytes = rule_chunked_workspace_bytes(d, st.seqs.n_tokens);
             rw.workspace = ex.alloc(rw.workspace_bytes, "gdn.bench.workspace");
