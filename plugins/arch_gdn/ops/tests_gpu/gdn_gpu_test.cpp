@@ -39,6 +39,11 @@ TEST_CASE("gdn gpu: conv prefill and update equal the CPU reference", "[gdn][gpu
         problem(3, 3, false, {1}, 4),
     };
     for (const Problem& p : cases) CHECK(compare_conv(cpu, dev, p) == "");
+    Problem k3 = problem(2, 4, false, {5, 1, 40}, 5);  // another conv width (prefill, then decode)
+    k3.kernel = 3;
+    CHECK(compare_conv(cpu, dev, k3) == "");
+    k3.lens = {1, 1};
+    CHECK(compare_conv(cpu, dev, k3) == "");
 }
 
 TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
