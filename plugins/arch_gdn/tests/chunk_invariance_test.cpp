@@ -41,7 +41,7 @@ TEST_CASE("a 300-token prompt in one chunk, in chunks of 7 and token by token gi
         INFO(name);
         auto src = open_model(kGdnFixtures + "/" + name);
         std::mt19937 g(300);
-        std::vector<int32_t> prompt(size_t(kPrompt));
+        std::vector<int32_t> prompt(static_cast<size_t>(kPrompt));
         for (auto& t : prompt) t = int32_t(g() % 320);
         const std::vector<float> whole = run(*src, prompt, 512);
         const std::vector<float> sevens = run(*src, prompt, 7);
