@@ -26,16 +26,17 @@
 
 namespace imp::gdn {
 
+// (constexpr members: callable from CUDA kernels, which take Dims by value.)
 struct Dims {
     int n_k_heads = 0;   // Hk
     int n_v_heads = 0;   // Hv (multiple of Hk)
     int head_k_dim = 0;  // dk
     int head_v_dim = 0;  // dv
     bool tiled = false;  // v-head j reads k-head j % Hk (qwen35 GGUF); false: j / (Hv / Hk) (HF, qwen3next GGUF)
-    int64_t key_dim() const { return int64_t(n_k_heads) * head_k_dim; }
-    int64_t value_dim() const { return int64_t(n_v_heads) * head_v_dim; }
-    int64_t conv_dim() const { return 2 * key_dim() + value_dim(); }
-    int k_head_of(int j) const { return tiled ? j % n_k_heads : j / (n_v_heads / n_k_heads); }
+    constexpr int64_t key_dim() const { return int64_t(n_k_heads) * head_k_dim; }
+    constexpr int64_t value_dim() const { return int64_t(n_v_heads) * head_v_dim; }
+    constexpr int64_t conv_dim() const { return 2 * key_dim() + value_dim(); }
+    constexpr int k_head_of(int j) const { return tiled ? j % n_k_heads : j / (n_v_heads / n_k_heads); }
 };
 
 // The sequences of one step (the fields of imp::StepBatch the ops read; seqs_of(batch) fills them).
