@@ -12,7 +12,7 @@ namespace {
 void register_gdn(imp::Registry& reg) {
     imp::blocks::register_moe_ops(reg);
     imp::gdn::register_gdn_ops(reg);
-    imp::gdn_arch::register_regroup_cpu(reg);
+    imp::gdn_arch::register_regroup(reg);
     reg.add_arch(imp::gdn_arch::make_arch());
 }
 
