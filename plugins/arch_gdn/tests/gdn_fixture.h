@@ -47,8 +47,9 @@ inline double rel_max(const std::vector<float>& a, const std::vector<float>& b) 
 }
 
 inline const std::vector<std::string>& gdn_fixture_files() {
-    static const std::vector<std::string> f = {"qwen35moe_tiny", "qwen35moe_tiny.gguf", "qwen3next_tiny",
-                                               "qwen3next_tiny.gguf", "qwen3next_tiny_legacy.gguf"};
+    static const std::vector<std::string> f = {"qwen35moe_tiny", "qwen35moe_tiny.gguf", "qwen35_tiny",
+                                               "qwen35_tiny.gguf",   "qwen3next_tiny",      "qwen3next_tiny.gguf",
+                                               "qwen3next_tiny_legacy.gguf"};
     return f;
 }
 

@@ -61,6 +61,12 @@ TEST_CASE("Qwen3.5-MoE tiny from GGUF (tiled v-heads) matches transformers", "[a
     check_fixture("qwen35moe_tiny.gguf", 3, 1);
 }
 
+TEST_CASE("dense Qwen3.5 tiny (text-only model, SwiGLU FFN) from safetensors and GGUF matches transformers",
+          "[arch_gdn]") {
+    check_fixture("qwen35_tiny", 512, 2);
+    check_fixture("qwen35_tiny.gguf", 5, 1);
+}
+
 TEST_CASE("Qwen3-Next tiny (grouped projections) from safetensors matches transformers", "[arch_gdn]") {
     check_fixture("qwen3next_tiny", 512, 2);
     check_fixture("qwen3next_tiny", 4, 1);
@@ -74,8 +80,8 @@ TEST_CASE("Qwen3-Next tiny from GGUF (attn_qkv + attn_gate, and legacy ssm_in) m
 
 TEST_CASE("the layer schedule: layer_types, full_attention_interval, tensors of the GGUF", "[arch_gdn]") {
     const std::vector<std::pair<std::string, std::string>> want = {
-        {"qwen35moe_tiny", "GAGGA"}, {"qwen35moe_tiny.gguf", "GAGGA"},
-        {"qwen3next_tiny", "GAGA"}, {"qwen3next_tiny.gguf", "GAGA"}};
+        {"qwen35moe_tiny", "GAGGA"}, {"qwen35moe_tiny.gguf", "GAGGA"}, {"qwen35_tiny", "GGA"},
+        {"qwen35_tiny.gguf", "GGA"}, {"qwen3next_tiny", "GAGA"}, {"qwen3next_tiny.gguf", "GAGA"}};
     for (const auto& [name, sched] : want) {
         INFO(name);
         auto src = open_model(kGdnFixtures + "/" + name);
@@ -88,10 +94,10 @@ TEST_CASE("the layer schedule: layer_types, full_attention_interval, tensors of 
         for (size_t i = 0; i < sched.size(); ++i) {
             INFO("layer " << i);
             CHECK(d.layers[2 * i]->kind() == (sched[i] == 'A' ? "gdn.attention" : "gdn.linear_attention"));
-            CHECK(d.layers[2 * i + 1]->kind() == "gdn.moe");
+            CHECK(d.layers[2 * i + 1]->kind() == (name.rfind("qwen35_", 0) == 0 ? "gdn.ffn" : "gdn.moe"));
         }
         CHECK(d.output != d.tok_embd);  // untied LM head
-        CHECK(d.hparams->get_int("gdn.n_v_heads") == 4);
+        CHECK(d.hparams->get_int("gdn.n_v_heads") == (name.rfind("qwen35_", 0) == 0 ? 2 : 4));
         CHECK(d.hparams->get_bool("gdn.tiled") == (name == "qwen35moe_tiny.gguf"));
     }
 }

@@ -11,7 +11,8 @@ Conventions reproduced from convert_hf_to_gguf.py (Qwen3NextModel, Qwen3_5MoeTex
   - ssm_a = -exp(A_log); ssm_dt.bias = dt_bias; ssm_conv1d = conv1d.weight squeezed to [C, K];
   - qwen3_next: in_proj_qkvz (grouped per key head) regrouped into attn_qkv [q; k; v] + attn_gate (z); in_proj_ba
     kept grouped as ssm_ba;
-  - qwen3_5_moe (arch qwen35moe): in_proj_qkv -> attn_qkv, in_proj_z -> attn_gate, in_proj_b -> ssm_beta,
+  - qwen3_5_moe (arch qwen35moe) and the dense qwen3_5[_text] (arch qwen35, SwiGLU ffn_gate / ffn_up / ffn_down):
+    in_proj_qkv -> attn_qkv, in_proj_z -> attn_gate, in_proj_b -> ssm_beta,
     in_proj_a -> ssm_alpha, and, since the key heads are fewer than the value heads, the value heads reordered from
     grouped (j = g*R + r) to tiled (j' = r*Hk + g) order in the V rows of attn_qkv, attn_gate, ssm_beta/alpha, ssm_a,
     ssm_dt, the conv's V channels and ssm_out's input columns;
@@ -50,15 +51,16 @@ def convert(folder, legacy=False):
         cfg = json.load(f)
     mt = cfg["model_type"]
     tc = cfg.get("text_config", cfg)
-    arch = {"qwen3_next": "qwen3next", "qwen3_5_moe": "qwen35moe"}.get(mt)
+    arch = {"qwen3_next": "qwen3next", "qwen3_5_moe": "qwen35moe", "qwen3_5": "qwen35", "qwen3_5_text": "qwen35"}.get(mt)
     if arch is None:
-        sys.exit(f"{folder}: model_type {mt} is not qwen3_next or qwen3_5_moe")
+        sys.exit(f"{folder}: model_type {mt} is not qwen3_next, qwen3_5_moe, qwen3_5 or qwen3_5_text")
     t = read_safetensors(os.path.join(folder, "model.safetensors"))
     n_layer, n_embd = tc["num_hidden_layers"], tc["hidden_size"]
     hk, hv = tc["linear_num_key_heads"], tc["linear_num_value_heads"]
     dk, dv = tc["linear_key_head_dim"], tc["linear_value_head_dim"]
     R, kd, vd = hv // hk, hk * dk, hv * dv
-    ff = tc["moe_intermediate_size"]
+    ff = tc.get("moe_intermediate_size", 0)
+    moe = tc.get("num_experts", 0) > 0
     rp = tc.get("rope_parameters") or {}
     n_rot = int(round(tc["head_dim"] * rp.get("partial_rotary_factor", 0.25)))
     types = tc.get("layer_types") or [
@@ -78,13 +80,16 @@ def convert(folder, legacy=False):
     w.add_layer_norm_rms_eps(tc["rms_norm_eps"])
     w.add_rope_freq_base(rp.get("rope_theta", 10000.0))
     w.add_rope_dimension_count(n_rot)
-    if arch == "qwen35moe":
+    if arch != "qwen3next":
         w.add_rope_dimension_sections(list(rp.get("mrope_section", [11, 11, 10])) + [0])
     w.add_vocab_size(tc["vocab_size"])
-    w.add_expert_count(tc["num_experts"])
-    w.add_expert_used_count(tc["num_experts_per_tok"])
-    w.add_expert_feed_forward_length(ff)
-    w.add_expert_shared_feed_forward_length(tc["shared_expert_intermediate_size"])
+    if moe:
+        w.add_expert_count(tc["num_experts"])
+        w.add_expert_used_count(tc["num_experts_per_tok"])
+        w.add_expert_feed_forward_length(ff)
+        w.add_expert_shared_feed_forward_length(tc["shared_expert_intermediate_size"])
+    else:
+        w.add_feed_forward_length(tc["intermediate_size"])
     w.add_ssm_conv_kernel(tc["linear_conv_kernel_dim"])
     w.add_ssm_state_size(dk)
     w.add_ssm_group_count(hk)
@@ -97,7 +102,7 @@ def convert(folder, legacy=False):
     out = {"token_embd.weight": t.pop(base + "embed_tokens.weight"),
            "output_norm.weight": t.pop(base + "norm.weight") + 1.0,
            "output.weight": t.pop("lm_head.weight")}
-    perm = tiled_order(hk, hv) if arch == "qwen35moe" and hk != hv else np.arange(hv)
+    perm = tiled_order(hk, hv) if arch != "qwen3next" and hk != hv else np.arange(hv)
     vrows = lambda m: m.reshape(hv, dv, *m.shape[1:])[perm].reshape(m.shape)  # noqa: E731
     for i in range(n_layer):
         p, b = f"{base}layers.{i}.", f"blk.{i}."
@@ -107,15 +112,16 @@ def convert(folder, legacy=False):
                 out[b + g] = x + 1.0 if hf.endswith("norm.weight") else x
         if p + "mlp.shared_expert_gate.weight" in t:
             out[b + "ffn_gate_inp_shexp.weight"] = t.pop(p + "mlp.shared_expert_gate.weight").reshape(n_embd)
-        if p + "mlp.experts.gate_up_proj" in t:
-            gu = t.pop(p + "mlp.experts.gate_up_proj")
-            gate, up, down = gu[:, :ff], gu[:, ff:], t.pop(p + "mlp.experts.down_proj")
-        else:
-            ne = tc["num_experts"]
-            st = lambda n: np.stack([t.pop(f"{p}mlp.experts.{e}.{n}.weight") for e in range(ne)])  # noqa: E731
-            gate, up, down = st("gate_proj"), st("up_proj"), st("down_proj")
-        out[b + "ffn_gate_exps.weight"], out[b + "ffn_up_exps.weight"], out[b + "ffn_down_exps.weight"] = \
-            gate, up, down
+        if moe:  # dense layers' ffn_{gate,up,down} went through ATTN above
+            if p + "mlp.experts.gate_up_proj" in t:
+                gu = t.pop(p + "mlp.experts.gate_up_proj")
+                gate, up, down = gu[:, :ff], gu[:, ff:], t.pop(p + "mlp.experts.down_proj")
+            else:
+                ne = tc["num_experts"]
+                st = lambda n: np.stack([t.pop(f"{p}mlp.experts.{e}.{n}.weight") for e in range(ne)])  # noqa: E731
+                gate, up, down = st("gate_proj"), st("up_proj"), st("down_proj")
+            out[b + "ffn_gate_exps.weight"], out[b + "ffn_up_exps.weight"], out[b + "ffn_down_exps.weight"] = \
+                gate, up, down
         if types[i] != "linear_attention":
             continue
         la = p + "linear_attn."

@@ -14,6 +14,8 @@ run through transformers' cache, checked equal to one full forward):
                       shared expert with its sigmoid gate.
     qwen3next_tiny/   Qwen3NextForCausalLM: grouped in_proj_qkvz / in_proj_ba, full_attention_interval 2 (config.json without layer_types), 6 experts
                       top-2, per-expert tensors (mlp.experts.{e}.*_proj.weight, as save_pretrained writes them).
+    qwen35_tiny/      Qwen3_5ForCausalLM (dense Qwen3.5, text-only: model_type qwen3_5_text, model.layers.* names,
+                      SwiGLU FFN after every mixer), 2 key heads = 2 value heads, layer_types [linear, linear, full].
 The weights are redrawn so attention is sharp, the decays exp(g) stay in a range where the recurrent state carries
 information over many tokens, and every expert of every MoE layer is picked by some reference token.
 """
@@ -43,6 +45,10 @@ Q35_TEXT = dict(COMMON, num_hidden_layers=5, num_experts=8,
                                  "mrope_section": [1, 1, 0], "mrope_interleaved": True})
 Q35_VISION = dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64, patch_size=4,
                   num_position_embeddings=16)
+Q35_DENSE = dict({k: v for k, v in COMMON.items() if "expert" not in k}, num_hidden_layers=3, intermediate_size=96,
+                 linear_num_value_heads=2,
+                 layer_types=["linear_attention", "linear_attention", "full_attention"],
+                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "partial_rotary_factor": 0.25})
 QNEXT = dict(COMMON, num_hidden_layers=4, num_experts=6, full_attention_interval=2, norm_topk_prob=True,
              decoder_sparse_step=1, intermediate_size=96,
              rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "partial_rotary_factor": 0.25})
@@ -96,6 +102,8 @@ def build(make, n_expert, seed0):
         torch.manual_seed(seed)
         model = make().float().eval()
         randomize(model, seed)
+        if n_expert == 0:
+            return model, seed, {}
         hist = routing_histogram(model, TOKENS + CONTINUATION, n_expert)
         if all(min(h) > 0 for h in hist.values()):
             return model, seed, hist
@@ -138,8 +146,8 @@ def main():
         sys.exit("usage: make_gdn_fixtures.py OUTDIR")
     torch.set_grad_enabled(False)
     torch.set_default_dtype(torch.float32)
-    from transformers import (Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration, Qwen3NextConfig,
-                              Qwen3NextForCausalLM)
+    from transformers import (Qwen3_5ForCausalLM, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration,
+                              Qwen3_5TextConfig, Qwen3NextConfig, Qwen3NextForCausalLM)
 
     def q35():
         cfg = Qwen3_5MoeConfig(text_config=Q35_TEXT, vision_config=Q35_VISION, tie_word_embeddings=False)
@@ -155,6 +163,13 @@ def main():
     model, seed, hist = build(q35, Q35_TEXT["num_experts"], 7100)
     mtp = {"mtp.fc.weight": torch.randn(64, 128), "mtp.norm.weight": torch.zeros(64)}
     write(os.path.join(sys.argv[1], "qwen35moe_tiny"), model, seed, hist, Q35_TEXT["vocab_size"], mtp)
+    def q35_dense():
+        cfg = Qwen3_5TextConfig(**Q35_DENSE)
+        cfg._attn_implementation = "eager"
+        return Qwen3_5ForCausalLM(cfg)
+
+    model, seed, hist = build(q35_dense, 0, 7200)
+    write(os.path.join(sys.argv[1], "qwen35_tiny"), model, seed, hist, Q35_DENSE["vocab_size"], per_expert=True)
     model, seed, hist = build(qnext, QNEXT["num_experts"], 7300)
     d = os.path.join(sys.argv[1], "qwen3next_tiny")
     write(d, model, seed, hist, QNEXT["vocab_size"], per_expert=True)
