@@ -3,13 +3,11 @@
 #pragma once
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "fixture_registry.h"  // plugins/arch_llama/tests: registry_with
-#include "model/json.h"
-#include "moe_fixture.h"       // plugins/arch_qwen_moe/tests: Reference, rel_diff, read_text
+#include "moe_fixture.h"       // plugins/arch_qwen_moe/tests: Reference, load_reference, rel_diff, read_text
 
 namespace imp::test {
 
@@ -17,22 +15,13 @@ inline const std::string kGdnFixtures = GDN_FIXTURES;
 
 inline Registry& gdn_registry() { return registry_with({"arch_gdn", "quant_ggml"}); }
 
-// The reference of fixture folder `name` (a GGUF file "x.gguf" or "x_legacy.gguf" uses the folder "x").
+// The reference of fixture `name` (a GGUF file "x.gguf" or "x_legacy.gguf" uses the folder "x"), read by
+// arch_qwen_moe's loader, whose folder argument is relative to tests/fixtures/models.
 inline Reference gdn_reference(std::string name) {
     for (const std::string suffix : {".gguf", "_legacy"})
         if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
             name.resize(name.size() - suffix.size());
-    const std::string dir = kGdnFixtures + "/" + name;
-    const json::Value v = json::parse(read_text(dir + "/reference.json"), dir + "/reference.json");
-    Reference r;
-    for (auto& t : v.get("tokens")->items) r.tokens.push_back(int32_t(t.i));
-    for (auto& t : v.get("continuation")->items) r.continuation.push_back(int32_t(t.i));
-    r.n_vocab = v.get("n_vocab")->i;
-    const std::string raw = read_text(dir + "/reference_logits.f32");
-    REQUIRE(raw.size() == (r.tokens.size() + r.continuation.size()) * size_t(r.n_vocab) * 4);
-    r.logits.resize(raw.size() / 4);
-    std::memcpy(r.logits.data(), raw.data(), raw.size());
-    return r;
+    return load_reference("../../../plugins/arch_gdn/tests/fixtures/" + name);
 }
 
 // max |a - b| / max |b|
