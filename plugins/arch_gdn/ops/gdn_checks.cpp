@@ -272,6 +272,34 @@ std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed) {
 std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed) {
     return compare_rule(cpu, dev, random_problem(seed, 300), false);
 }
+// Regroup: a gather, exact.
+std::string check_regroup(Executor& cpu, Executor& dev, uint64_t seed) {
+    Gen gen{std::mt19937_64(seed)};
+    Regroup::Args a;
+    a.dims.n_k_heads = gen.pick(1, 4);
+    a.dims.n_v_heads = a.dims.n_k_heads * gen.pick(1, 3);
+    a.dims.head_k_dim = 32 * gen.pick(1, 4);
+    a.dims.head_v_dim = 32 * gen.pick(1, 4);
+    a.n_tokens = gen.pick(1, 40);
+    std::string e;
+    for (int mode : {0, 1}) {
+        a.mode = mode;
+        const int64_t w = regroup_width(a);
+        a.x_stride = w + 3, a.y_stride = w + 1;
+        Vec x = gen.fill(size_t(a.n_tokens * a.x_stride), -4.f, 4.f), y(size_t(a.n_tokens * a.y_stride), 0.5f);
+        Vec ref = y;
+        Regroup::Args c = a;
+        c.x = x.data(), c.y = ref.data();
+        regroup_cpu(cpu, c);
+        float* dy = upload(dev, y);
+        c.x = upload(dev, x), c.y = dy;
+        (dev.kind() == DeviceKind::CUDA ? regroup_cuda : regroup_cpu)(dev, c);
+        e = compare_scaled("mode " + std::to_string(mode) + ": y", ref, download(dev, dy, y.size()), {0.f, 0.f});
+        if (!e.empty()) break;
+    }
+    return e;
+}
+
 std::string check_gated_norm(Executor& cpu, Executor& dev, uint64_t seed) {
     Gen gen{std::mt19937_64(seed)};
     return compare_gated_norm(cpu, dev, gen.pick(1, 300), gen.pick(1, 32), 128, seed);

@@ -1,4 +1,4 @@
-// register_gdn_ops (gdn_ops.h): the four GDN ops' CPU and CUDA kernels and their conformance checks.
+// register_gdn_ops (gdn_ops.h): the five GDN ops' CPU and CUDA kernels and their conformance checks.
 #include "gdn_kernels.h"
 #include "imp/ops.h"
 
@@ -19,6 +19,9 @@ void register_gdn_ops(Registry& reg) {
     reg.add_op<GatedNorm>(DeviceKind::CPU, gated_norm_cpu);
     reg.add_op<GatedNorm>(DeviceKind::CUDA, gated_norm_cuda, cuda_supports);
     reg.add_op_check(GatedNorm::name, check_gated_norm);
+    reg.add_op<Regroup>(DeviceKind::CPU, regroup_cpu);
+    reg.add_op<Regroup>(DeviceKind::CUDA, regroup_cuda, cuda_supports);
+    reg.add_op_check(Regroup::name, check_regroup);
 }
 
 }  // namespace imp::gdn

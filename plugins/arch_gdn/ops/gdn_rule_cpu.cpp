@@ -1,6 +1,7 @@
-// CPU references of the gated delta rule (gdn_ops.h): gdn.rule_decode as the plain recurrence, token by token, and
-// gdn.rule_chunked in the chunked WY/UT form the CUDA kernel uses (chunks of 64, fp32), so that the test
-// "chunked == token by token" covers the algorithm. Work is split over (sequence, v-head) pairs.
+// CPU kernels of the gated delta rule (gdn_ops.h). Both registered CPU kernels (gdn.rule_decode, gdn.rule_chunked) run
+// the plain recurrence token by token, so the CPU engine's results do not depend on how a prompt is split into steps.
+// rule_chunked_wy_cpu computes the chunked WY/UT form the CUDA kernel uses (chunks of 64, fp32): the CPU test checks
+// it against the recurrence, which validates the algorithm of the CUDA kernel. Work is split over (sequence, v-head).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -146,6 +147,14 @@ void rule_decode_cpu(Executor& ex, const RuleArgs& a) {
 }
 
 void rule_chunked_cpu(Executor& ex, const RuleArgs& a) {
+    validate(RuleChunked::name, a);
+    if (a.seqs.n_tokens == 0) return;
+    ex.parallel_for(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) recurrent_head(a, head_of(a, p));
+    });
+}
+
+void rule_chunked_wy_cpu(Executor& ex, const RuleArgs& a) {
     validate(RuleChunked::name, a);
     if (a.seqs.n_tokens == 0) return;
     ex.parallel_for(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads, 1, [&](int64_t p0, int64_t p1) {

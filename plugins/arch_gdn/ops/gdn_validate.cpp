@@ -76,4 +76,14 @@ void validate(const GatedNorm::Args& a) {
     if (!(a.eps > 0.f)) fail(op, "eps must be positive");
 }
 
+void validate(const Regroup::Args& a) {
+    const char* op = Regroup::name;
+    check_dims(op, a.dims);
+    if (a.mode != 0 && a.mode != 1) fail(op, "mode " + std::to_string(a.mode) + " is neither 0 (qkvz) nor 1 (ba)");
+    if (a.n_tokens < 0) fail(op, std::to_string(a.n_tokens) + " rows");
+    if (a.n_tokens == 0) return;
+    check_stride(op, "x", a.x, a.x_stride, regroup_width(a));
+    check_stride(op, "y", a.y, a.y_stride, regroup_width(a));
+}
+
 }  // namespace imp::gdn

@@ -65,7 +65,7 @@ TEST_CASE("gdn rule: decode recurrence and chunked form equal HF's recurrence in
         RuleData naive = base, chunked = base, stepped = base;
         std::vector<double> o_ref;
         naive_rule(naive, o_ref);
-        rule_chunked_cpu(ex, chunked.args());
+        rule_chunked_wy_cpu(ex, chunked.args());
         token_by_token(ex, stepped);
         INFO("Hk " << c.d.n_k_heads << " Hv " << c.d.n_v_heads << " dk " << c.d.head_k_dim << " dv " << c.d.head_v_dim
                    << (c.d.tiled ? " tiled" : "") << ", first length " << c.lens[0]);
@@ -83,22 +83,31 @@ TEST_CASE("gdn rule: decode recurrence and chunked form equal HF's recurrence in
 TEST_CASE("gdn rule: a prompt split at any point continues from the state in its slot", "[gdn][rule]") {
     CpuExecutor ex(2);
     RuleData whole(dims(2, 4, 32, 16), {150}, 5);
-    RuleData split = whole;
-    rule_chunked_cpu(ex, whole.args());
+    RuleData split = whole, rec = whole;
+    rule_chunked_cpu(ex, rec.args());  // the registered CPU kernel: the recurrence, exactly chunk invariant
+    rule_chunked_wy_cpu(ex, whole.args());
     for (int cut : {1, 64, 97}) {
         RuleData part = split;
         // First `cut` rows, then the rest, each as one call on the same slot.
         RuleArgs a = part.args();
         std::vector<int32_t> qsl1{0, cut}, seq1(size_t(cut), 0), qsl2{0, 150 - cut}, seq2(size_t(150 - cut), 0);
         a.seqs = {cut, 1, qsl1.data(), seq1.data(), part.slots.data(), cut};
-        rule_chunked_cpu(ex, a);
+        rule_chunked_wy_cpu(ex, a);
         RuleArgs b = part.args();
         b.seqs = {150 - cut, 1, qsl2.data(), seq2.data(), part.slots.data(), 150 - cut};
         b.qkv += cut * part.qs, b.g += cut * 4, b.beta += cut * 4, b.o += cut * part.os;
-        rule_chunked_cpu(ex, b);
+        rule_chunked_wy_cpu(ex, b);
         INFO("cut at " << cut);
         CHECK(rel_err(part.o, whole.o) < 2e-5);
         CHECK(rel_err(part.state, whole.state) < 2e-5);
+        RuleData exact = split;  // the same split through the registered CPU kernel: bit for bit
+        RuleArgs e1 = exact.args(), e2 = exact.args();
+        e1.seqs = a.seqs, e2.seqs = b.seqs;
+        e2.qkv += cut * exact.qs, e2.g += cut * 4, e2.beta += cut * 4, e2.o += cut * exact.os;
+        rule_chunked_cpu(ex, e1);
+        rule_chunked_cpu(ex, e2);
+        CHECK(exact.o == rec.o);
+        CHECK(exact.state == rec.state);
     }
 }
 

@@ -1,7 +1,7 @@
 // The GDN ops' CUDA kernels against their CPU references (label gpu; fails without a GPU), on fresh random inputs
 // with realistic gates (gdn_checks.h): conv prefill and single-token update, the decode rule with several sequences,
 // the chunked rule at lengths 1..1000 around multiples of 64 with several sequences in one step, GVA in both head
-// orders, the gated norm, and the registered conformance checks. Tolerances: gdn_checks.cpp.
+// orders, the gated norm, and (through them) regroup and the registered conformance checks. Tolerances: gdn_checks.cpp.
 #include <catch2/catch.hpp>
 
 #include "exec/cpu/cpu_executor.h"
@@ -77,7 +77,7 @@ TEST_CASE("gdn gpu: the registered conformance checks pass", "[gdn][gpu]") {
     CpuExecutor cpu;
     CudaExecutor dev(0);
     const auto results = run_op_checks(reg, cpu, dev, 2026, 3);
-    REQUIRE(results.size() == 4);
+    REQUIRE(results.size() == 5);
     for (const auto& r : results) {
         INFO(r.op << ": " << r.message);
         CHECK(r.status == OpCheckResult::Status::Pass);
