@@ -8,7 +8,6 @@
 #include "imp/blocks/norm.h"
 #include "imp/error.h"
 #include "imp/quant_format.h"
-#include "regroup_op.h"
 
 namespace imp::gdn_arch {
 
@@ -85,7 +84,7 @@ public:
         decode_ = s.registry->op<gdn::RuleDecode>();
         chunked_ = s.registry->op<gdn::RuleChunked>();
         gnorm_ = s.registry->op<gdn::GatedNorm>();
-        if (grouped_qkvz_ || grouped_ba_) regroup_ = s.registry->op<Regroup>();
+        if (grouped_qkvz_ || grouped_ba_) regroup_ = s.registry->op<gdn::Regroup>();
         s_.source = nullptr;  // read above; not kept
     }
 
@@ -138,7 +137,7 @@ public:
     std::vector<std::string> required_ops() const override {
         std::vector<std::string> ops{gdn::Conv::name, gdn::RuleDecode::name, gdn::RuleChunked::name,
                                      gdn::GatedNorm::name};
-        if (grouped_qkvz_ || grouped_ba_) ops.push_back(Regroup::name);
+        if (grouped_qkvz_ || grouped_ba_) ops.push_back(gdn::Regroup::name);
         return ops;
     }
 
@@ -284,7 +283,7 @@ private:
     OpRef<gdn::RuleDecode> decode_;
     OpRef<gdn::RuleChunked> chunked_;
     OpRef<gdn::GatedNorm> gnorm_;
-    OpRef<Regroup> regroup_;
+    OpRef<gdn::Regroup> regroup_;
 };
 
 }  // namespace

@@ -5,14 +5,12 @@
 #include "imp/abi.h"
 #include "imp/blocks/moe.h"
 #include "imp/registry.h"
-#include "regroup_op.h"
 
 namespace {
 
 void register_gdn(imp::Registry& reg) {
     imp::blocks::register_moe_ops(reg);
     imp::gdn::register_gdn_ops(reg);
-    imp::gdn_arch::register_regroup(reg);
     reg.add_arch(imp::gdn_arch::make_arch());
 }
 
