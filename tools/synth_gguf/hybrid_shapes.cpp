@@ -5,10 +5,12 @@
 //                       top-8 of 512 + a shared expert of 512 with its sigmoid gate; vocab 248320
 //   qwen3-next-80b-a3b: Qwen3-Next-80B-A3B: 48 layers (12 full), same attention and GDN heads, 512 experts top-10,
 //                       expert and shared FFN 512; vocab 151936
-//   tiny-qwen35moe:     a CI-sized model of the Qwen3.6 form (4 layers, GDN 2 / 4 heads x 64, 16 experts top-4)
+//   tiny-qwen35moe:     a CI-sized model of the Qwen3.6 form (4 layers, GDN 2 / 4 heads x 128, 16 experts top-4)
+//   tiny-qwen3next:     the same size in the Qwen3-Next form (qwen3next: b|a in one ssm_ba grouped per key head)
 // GDN layers: attn_qkv [q; k; v], attn_gate (z), ssm_beta, ssm_alpha (qwen35moe) or ssm_ba (qwen3next) in the
-// recipe's base type; ssm_out like attn_output; ssm_conv1d, ssm_a (< 0: -exp(A_log) for A in [1, 16] as the HF
-// init draws it), ssm_dt.bias and ssm_norm in F32.
+// recipe's base type; ssm_out like attn_output; in F32 ssm_conv1d (values in +-0.5, the range of PyTorch's conv
+// init for 4 taps, so the conv output is not small against the projections), ssm_a (< 0: -exp(A_log) for A in
+// [1, 16] as the HF init draws it), ssm_dt.bias and ssm_norm. Head sizes stay 128: the CUDA kernels' size.
 #include <cmath>
 
 #include "model_plan.h"
@@ -18,7 +20,8 @@ namespace synth {
 const HybridShape* find_hybrid(const std::string& shape_name) {
     static const std::vector<HybridShape> table = {
         // name, Hk, Hv, dk, dv, conv, full every, n_rot, experts, used, ff_exp, ff_shared
-        {"tiny-qwen35moe", 2, 4, 64, 64, 4, 4, 16, 16, 4, 256, 256},
+        {"tiny-qwen35moe", 2, 4, 128, 128, 4, 4, 16, 16, 4, 256, 256},
+        {"tiny-qwen3next", 2, 4, 128, 128, 4, 4, 16, 16, 4, 256, 256},
         {"qwen3.6-35b-a3b", 16, 32, 128, 128, 4, 4, 64, 256, 8, 512, 512},
         {"qwen3-next-80b-a3b", 16, 32, 128, 128, 4, 4, 64, 512, 10, 512, 512},
     };
@@ -55,7 +58,9 @@ void plan_hybrid_layer(const Shape& s, const HybridShape& h, int64_t i, uint32_t
             matrix("ssm_beta.weight", h.n_v_heads, s.n_embd, base);
             matrix("ssm_alpha.weight", h.n_v_heads, s.n_embd, base);
         }
-        f32("ssm_conv1d.weight", {h.conv_kernel, 2 * key_dim + value_dim}, TensorPlan::Fill::Weight, {});
+        std::vector<float> conv(size_t(h.conv_kernel * (2 * key_dim + value_dim)));
+        for (size_t k = 0; k < conv.size(); ++k) conv[k] = 0.5f * std::sin(0.7f * float(k) + 0.3f);
+        f32("ssm_conv1d.weight", {h.conv_kernel, 2 * key_dim + value_dim}, TensorPlan::Fill::Values, conv);
         std::vector<float> a(size_t(h.n_v_heads)), dt(size_t(h.n_v_heads));
         for (int64_t j = 0; j < h.n_v_heads; ++j) {
             a[size_t(j)] = -float(1.0 + 15.0 * double(j) / double(h.n_v_heads));

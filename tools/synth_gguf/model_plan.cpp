@@ -144,6 +144,8 @@ const std::vector<Shape>& shapes() {
         // Gated-DeltaNet hybrids (GDN and experts in hybrid_shapes.cpp); n_ff unused (every layer is MoE)
         {"tiny-qwen35moe", "qwen35moe", 256, 4, 4, 2, 64, 0, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen35",
          3},
+        {"tiny-qwen3next", "qwen3next", 256, 4, 4, 2, 64, 0, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen2",
+         3},
         {"qwen3.6-35b-a3b", "qwen35moe", 2048, 40, 16, 2, 256, 0, 248320, 262144, 10000000.0, 1e-6, 0.0, false, true,
          "qwen35", 77},
         {"qwen3-next-80b-a3b", "qwen3next", 2048, 48, 16, 2, 256, 0, 151936, 262144, 10000000.0, 1e-6, 0.0, false,
