@@ -59,7 +59,7 @@ void note_skipped(const ModelSource& src, const GdnConfig& c) {
     if (n == 0) return;
     std::string what;
     for (const auto& p : c.skipped) what += (what.empty() ? "" : ", ") + p + "*";
-    std::fprintf(stderr, "imp: arch_gdn: %s: %zu tensors of the vision tower / MTP head (%s) are not used (text only)\n",
+    std::fprintf(stderr, "imp: arch_gdn: %s: %zu tensors of the vision tower / MTP blocks (%s) are not used (text only)\n",
                  src.path().c_str(), n, what.c_str());
 }
 

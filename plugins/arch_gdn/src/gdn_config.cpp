@@ -20,6 +20,12 @@ using qwen_moe::Reader;
 
 std::string L(int64_t i) { return std::to_string(i); }
 
+bool has_prefix(const ModelSource& src, const std::string& prefix) {
+    for (const auto& t : src.tensors())
+        if (t.name.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+}
+
 void gdn_gguf_names(blocks::NameMap& m, const ModelSource& src, int first_gdn) {
     const std::string p = "blk." + L(first_gdn) + ".";
     if (src.find(p + "ssm_in.weight")) {  // legacy qwen3next: grouped q|k|v|z in one tensor
@@ -96,6 +102,12 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
         c.n_ff_shared = r.i(a + ".expert_shared_feed_forward_length", 0);
     }
     c.n_ff = r.i(a + ".feed_forward_length", 0);
+    // multi-token-prediction blocks appended after the trunk (llama.cpp: blk.N.nextn.*, counted in block_count):
+    // not part of the text model
+    while (c.n_layer > 1 && has_prefix(src, "blk." + L(c.n_layer - 1) + ".nextn.")) {
+        c.skipped.push_back("blk." + L(c.n_layer - 1) + ".");
+        --c.n_layer;
+    }
     int first_gdn = -1;
     for (int64_t i = 0; i < c.n_layer; ++i) {
         const std::string p = "blk." + L(i) + ".";

@@ -17,7 +17,8 @@ Conventions reproduced from convert_hf_to_gguf.py (Qwen3NextModel, Qwen3_5MoeTex
     grouped (j = g*R + r) to tiled (j' = r*Hk + g) order in the V rows of attn_qkv, attn_gate, ssm_beta/alpha, ssm_a,
     ssm_dt, the conv's V channels and ssm_out's input columns;
   - experts split into ffn_{gate,up,down}_exps [E, out, in]; shared expert ffn_*_shexp and ffn_gate_inp_shexp
-    squeezed to [n_embd]; the vision tower and mtp.* are dropped.
+    squeezed to [n_embd]; the vision tower is dropped; mtp.* tensors (qwen35*) become a block appended after the
+    trunk (blk.<n_layer>.nextn.*, block_count + 1, nextn_predict_layers 1), which the text model must not read.
 """
 import json
 import os
@@ -72,7 +73,10 @@ def convert(folder, legacy=False):
     w.add_name(os.path.basename(folder.rstrip("/")))
     w.add_context_length(tc.get("max_position_embeddings", 2048))
     w.add_embedding_length(n_embd)
-    w.add_block_count(n_layer)
+    mtp = sorted(n for n in t if n.startswith("mtp.")) if arch != "qwen3next" else []
+    w.add_block_count(n_layer + (1 if mtp else 0))  # the MTP block appended after the trunk, as llama.cpp does
+    if mtp:
+        w.add_nextn_predict_layers(1)
     w.add_head_count(tc["num_attention_heads"])
     w.add_head_count_kv(tc["num_key_value_heads"])
     w.add_key_length(tc["head_dim"])
@@ -153,7 +157,9 @@ def convert(folder, legacy=False):
         out[b + "ssm_a"], out[b + "ssm_dt.bias"] = A, dt
         out[b + "ssm_norm.weight"] = t.pop(la + "norm.weight")
         out[b + "ssm_out.weight"] = outp
-    left = [n for n in t if not n.startswith(("model.visual.", "mtp."))]
+    for n in mtp:  # mtp.fc.weight -> blk.<n_layer>.nextn.fc.weight, ...
+        out[f"blk.{n_layer}.nextn." + n[len("mtp."):]] = t.pop(n)
+    left = [n for n in t if not n.startswith("model.visual.")]
     if left:
         sys.exit(f"{folder}: tensors without a GGUF name: {sorted(left)[:5]}")
     for name in sorted(out):
