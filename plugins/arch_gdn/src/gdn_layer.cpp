@@ -85,6 +85,9 @@ public:
         chunked_ = s.registry->op<gdn::RuleChunked>();
         gnorm_ = s.registry->op<gdn::GatedNorm>();
         if (grouped_qkvz_ || grouped_ba_) regroup_ = s.registry->op<gdn::Regroup>();
+        const StateSpec st = state();
+        conv_off_ = st.component_offset(0);
+        ssm_off_ = st.component_offset(1);
         s_.source = nullptr;  // read above; not kept
     }
 
@@ -178,7 +181,6 @@ public:
         const float* qkvz = grouped_qkvz_ ? canon : proj;  // q|k|v then z
         const float* ba = (grouped_ba_ ? canon : proj) + conv_dim_ + vd_;
 
-        const StateSpec st = state();
         auto* base = static_cast<uint8_t*>(ctx.state.base);
         const int64_t stride = int64_t(ctx.state.slot_bytes / 4);
         const gdn::Seqs seqs = gdn::seqs_of(b);
@@ -190,7 +192,7 @@ public:
         c.x = qkvz;
         c.x_stride = P_;
         c.w = wconv_;
-        c.conv_state = reinterpret_cast<float*>(base + st.component_offset(0));
+        c.conv_state = reinterpret_cast<float*>(base + conv_off_);
         c.state_stride = stride;
         c.out = cout;
         c.out_stride = conv_dim_;
@@ -212,7 +214,7 @@ public:
         r.qkv_stride = conv_dim_;
         r.g = g;
         r.beta = beta;
-        r.state = reinterpret_cast<float*>(base + st.component_offset(1));
+        r.state = reinterpret_cast<float*>(base + ssm_off_);
         r.state_stride = stride;
         r.o = o;
         r.o_stride = vd_;
@@ -271,6 +273,7 @@ private:
 
     GdnSpec s_;
     int64_t conv_dim_ = 0, vd_ = 0, P_ = 0;
+    uint64_t conv_off_ = 0, ssm_off_ = 0;  // byte offsets of the state components in a slot
     bool grouped_qkvz_ = false, grouped_ba_ = false;
     std::vector<Part> parts_;
     std::vector<Group> groups_;
