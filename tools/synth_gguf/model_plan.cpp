@@ -141,6 +141,15 @@ const std::vector<Shape>& shapes() {
         {"tiny-qwen3moe", "qwen3moe", 256, 2, 4, 2, 64, 512, 512, 2048, 1000000.0, 1e-6, 0.0, false, true, "qwen2", 2},
         {"qwen3-30b-a3b", "qwen3moe", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.0, 1e-6, 0.0, false, true,
          "qwen2", 293},
+        // Gated-DeltaNet hybrids (GDN and experts in hybrid_shapes.cpp); n_ff unused (every layer is MoE)
+        {"tiny-qwen35moe", "qwen35moe", 256, 4, 4, 2, 64, 0, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen35",
+         3},
+        {"tiny-qwen3next", "qwen3next", 256, 4, 4, 2, 64, 0, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen2",
+         3},
+        {"qwen3.6-35b-a3b", "qwen35moe", 2048, 40, 16, 2, 256, 0, 248320, 262144, 10000000.0, 1e-6, 0.0, false, true,
+         "qwen35", 77},
+        {"qwen3-next-80b-a3b", "qwen3next", 2048, 48, 16, 2, 256, 0, 151936, 262144, 10000000.0, 1e-6, 0.0, false,
+         true, "qwen2", 293},
     };
     return table;
 }
@@ -185,6 +194,10 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant) {
     for (int64_t i = 0; i < s.n_layer; ++i) {
         const std::string p = "blk." + std::to_string(i) + ".";
         const uint32_t more = km && use_more_bits(i, s.n_layer) ? kQ6_K : base;
+        if (const HybridShape* h = find_hybrid(s.name)) {
+            plan_hybrid_layer(s, *h, i, base, more, t);
+            continue;
+        }
         norm(p + "attn_norm.weight", s.n_embd);
         matrix(p + "attn_q.weight", q_dim, s.n_embd, base);
         matrix(p + "attn_k.weight", kv_dim, s.n_embd, base);
@@ -242,7 +255,8 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
     kv.push_back(kv_u32(a + ".attention.head_count_kv", uint32_t(s.n_kv)));
     kv.push_back(kv_u32(a + ".attention.key_length", uint32_t(s.head_dim)));
     kv.push_back(kv_u32(a + ".attention.value_length", uint32_t(s.head_dim)));
-    kv.push_back(kv_u32(a + ".rope.dimension_count", uint32_t(s.head_dim)));
+    const HybridShape* hybrid = find_hybrid(s.name);  // partial rotary
+    kv.push_back(kv_u32(a + ".rope.dimension_count", uint32_t(hybrid ? hybrid->n_rot : s.head_dim)));
     kv.push_back(kv_f32(a + ".rope.freq_base", s.rope_base));
     kv.push_back(kv_f32(a + ".attention.layer_norm_rms_epsilon", s.eps));
     kv.push_back(kv_u32(a + ".vocab_size", uint32_t(s.n_vocab)));
@@ -250,6 +264,18 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
         kv.push_back(kv_u32(a + ".expert_count", uint32_t(m->n_expert)));
         kv.push_back(kv_u32(a + ".expert_used_count", uint32_t(m->n_expert_used)));
         kv.push_back(kv_u32(a + ".expert_feed_forward_length", uint32_t(m->n_ff_exp)));
+    }
+    if (const HybridShape* h = find_hybrid(s.name)) {
+        kv.push_back(kv_u32(a + ".expert_count", uint32_t(h->n_expert)));
+        kv.push_back(kv_u32(a + ".expert_used_count", uint32_t(h->n_expert_used)));
+        kv.push_back(kv_u32(a + ".expert_feed_forward_length", uint32_t(h->n_ff_exp)));
+        kv.push_back(kv_u32(a + ".expert_shared_feed_forward_length", uint32_t(h->n_ff_shared)));
+        kv.push_back(kv_u32(a + ".ssm.conv_kernel", uint32_t(h->conv_kernel)));
+        kv.push_back(kv_u32(a + ".ssm.state_size", uint32_t(h->head_k_dim)));
+        kv.push_back(kv_u32(a + ".ssm.group_count", uint32_t(h->n_k_heads)));
+        kv.push_back(kv_u32(a + ".ssm.time_step_rank", uint32_t(h->n_v_heads)));
+        kv.push_back(kv_u32(a + ".ssm.inner_size", uint32_t(h->n_v_heads * h->head_v_dim)));
+        kv.push_back(kv_u32(a + ".full_attention_interval", uint32_t(h->full_every)));
     }
 
     // Vocabulary: 256 byte tokens, a few merges (and their results), filler tokens, control tokens at the end.
@@ -280,7 +306,7 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
         tokens.push_back("synth" + std::to_string(i));
         types.push_back(1);
     }
-    const bool qwen = s.pre == "qwen2";
+    const bool qwen = s.pre == "qwen2" || s.pre == "qwen35";
     for (int i = 0; i < s.n_special; ++i) {
         std::string name;
         if (qwen) name = i == 0 ? "<|endoftext|>" : i == 1 ? "<|im_start|>" : i == 2 ? "<|im_end|>" : "";

@@ -40,6 +40,16 @@ struct MoeShape {
 };
 const MoeShape* find_moe(const std::string& shape_name);
 
+// The Gated-DeltaNet hybrid part of a shape (hybrid_shapes.cpp: Qwen3.5 / 3.6 / Qwen3-Next): every full_every-th layer
+// is gated full attention with n_rot rotary dims, the others Gated DeltaNet; every layer's FFN is n_expert experts
+// of n_ff_exp plus a shared expert of n_ff_shared. Null for other shapes.
+struct HybridShape {
+    std::string name;  // the Shape's name
+    int64_t n_k_heads, n_v_heads, head_k_dim, head_v_dim, conv_kernel, full_every, n_rot;
+    int64_t n_expert, n_expert_used, n_ff_exp, n_ff_shared;
+};
+const HybridShape* find_hybrid(const std::string& shape_name);
+
 struct TensorPlan {
     std::string name;
     std::vector<int64_t> ne;  // GGUF order: innermost (row length) first
@@ -49,6 +59,10 @@ struct TensorPlan {
     uint64_t nbytes = 0;
     uint64_t offset = 0;        // relative to the data section
 };
+
+// Appends layer i's tensors of a hybrid shape (base: the recipe's type; more: its type for attn_v / ffn_down).
+void plan_hybrid_layer(const Shape& s, const HybridShape& h, int64_t i, uint32_t base, uint32_t more,
+                       std::vector<TensorPlan>& t);
 
 // Quantization recipes: "q8_0", "bf16", "q4_k_m" (llama.cpp's Q4_K_M mix). Throws std::runtime_error (one line)
 // when the shape's rows do not fit the recipe's block sizes.

@@ -85,6 +85,13 @@ void list_shapes() {
         if (const synth::MoeShape* m = synth::find_moe(s.name))
             std::printf("%-14s experts %lld, %lld per token, expert ff %lld\n", s.name.c_str(), (long long)m->n_expert,
                         (long long)m->n_expert_used, (long long)m->n_ff_exp);
+    for (const auto& s : synth::shapes())
+        if (const synth::HybridShape* h = synth::find_hybrid(s.name))
+            std::printf("%-14s Gated DeltaNet %lld / %lld heads x %lld, full attention every %lld, experts %lld, "
+                        "%lld per token, expert ff %lld, shared ff %lld\n",
+                        s.name.c_str(), (long long)h->n_k_heads, (long long)h->n_v_heads, (long long)h->head_k_dim,
+                        (long long)h->full_every, (long long)h->n_expert, (long long)h->n_expert_used,
+                        (long long)h->n_ff_exp, (long long)h->n_ff_shared);
     std::printf("quant: q8_0 (all matrices Q8_0), bf16 (all BF16), q4_k_m (llama.cpp Q4_K_M: Q4_K, with Q6_K for\n"
                 "the LM head and for attn_v/ffn_down in the first and last eighth of the layers and every third\n"
                 "between)\n");

@@ -1,0 +1,228 @@
+// arch_gdn: reads a Gated-DeltaNet hybrid's hyper-parameters and names its tensors (gdn_config.h).
+// GGUF keys: FORMATS-style {arch}.ssm.* (conv_kernel, state_size = dk, group_count = Hk, time_step_rank = Hv,
+// inner_size = Hv * dv), {arch}.full_attention_interval, rope.dimension_count (partial rotary), expert_* keys; the
+// layer schedule and the MoE layers are read from the tensors present (blk.N.attn_q.weight: full attention;
+// blk.N.ffn_gate_inp.weight: MoE). HF: config.json (text_config.* under the multimodal wrapper), layer_types or
+// full_attention_interval, rope_parameters.partial_rotary_factor.
+#include "gdn_config.h"
+
+#include <cmath>
+
+#include "hparams_reader.h"  // arch_qwen_moe's Reader: metadata getters whose messages name the file
+#include "imp/blocks/moe.h"
+#include "imp/error.h"
+
+namespace imp::gdn_arch {
+
+namespace {
+
+using qwen_moe::Reader;
+
+std::string L(int64_t i) { return std::to_string(i); }
+
+bool has_prefix(const ModelSource& src, const std::string& prefix) {
+    for (const auto& t : src.tensors())
+        if (t.name.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+}
+
+void gdn_gguf_names(blocks::NameMap& m, const ModelSource& src, int first_gdn) {
+    const std::string p = "blk." + L(first_gdn) + ".";
+    if (src.find(p + "ssm_in.weight")) {  // legacy qwen3next: grouped q|k|v|z in one tensor
+        m.names["gdn_qkvz"] = "ssm_in.weight";
+    } else {
+        m.names["gdn_qkv"] = "attn_qkv.weight";
+        m.names["gdn_z"] = "attn_gate.weight";
+    }
+    if (src.find(p + "ssm_ba.weight")) {  // qwen3next: b|a grouped per key head
+        m.names["gdn_ba"] = "ssm_ba.weight";
+    } else {
+        m.names["gdn_b"] = "ssm_beta.weight";
+        m.names["gdn_a"] = "ssm_alpha.weight";
+    }
+    m.names["gdn_conv"] = "ssm_conv1d.weight";
+    m.names["gdn_A"] = "ssm_a";
+    m.names["gdn_dt"] = "ssm_dt.bias";
+    m.names["gdn_norm"] = "ssm_norm.weight";
+    m.names["gdn_out"] = "ssm_out.weight";
+}
+
+void gdn_hf_names(blocks::NameMap& m, bool grouped) {
+    const std::string l = "linear_attn.";
+    if (grouped) {
+        m.names["gdn_qkvz"] = l + "in_proj_qkvz.weight";
+        m.names["gdn_ba"] = l + "in_proj_ba.weight";
+    } else {
+        m.names["gdn_qkv"] = l + "in_proj_qkv.weight";
+        m.names["gdn_z"] = l + "in_proj_z.weight";
+        m.names["gdn_b"] = l + "in_proj_b.weight";
+        m.names["gdn_a"] = l + "in_proj_a.weight";
+    }
+    m.names["gdn_conv"] = l + "conv1d.weight";
+    m.names["gdn_A"] = l + "A_log";
+    m.names["gdn_dt"] = l + "dt_bias";
+    m.names["gdn_norm"] = l + "norm.weight";
+    m.names["gdn_out"] = l + "out_proj.weight";
+}
+
+void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
+    const std::string a = c.arch;
+    c.gguf = true;
+    c.n_embd = r.positive(a + ".embedding_length", r.i(a + ".embedding_length"));
+    c.n_layer = r.positive(a + ".block_count", r.i(a + ".block_count"));
+    c.n_head = r.positive(a + ".attention.head_count", r.i(a + ".attention.head_count"));
+    c.n_kv = r.positive(a + ".attention.head_count_kv", r.i(a + ".attention.head_count_kv", c.n_head));
+    c.head_dim = r.positive(a + ".attention.key_length", r.i(a + ".attention.key_length", c.n_embd / c.n_head));
+    if (const int64_t vd = r.i(a + ".attention.value_length", c.head_dim); vd != c.head_dim)
+        throw Error(r.file + ": " + a + ".attention.value_length " + L(vd) + " differs from key_length " +
+                    L(c.head_dim) + " (not supported)");
+    c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim / 4);
+    c.eps = r.f(a + ".attention.layer_norm_rms_epsilon");
+    c.rope_base = r.f(a + ".rope.freq_base", 10000.0);
+    c.n_ctx = r.i(a + ".context_length", 0);
+    if (const std::string s = r.s(a + ".rope.scaling.type", "none"); s != "none")
+        throw Error(r.file + ": rope scaling type '" + s + "' (" + a + ".rope.scaling.type) is not supported");
+    c.conv_kernel = r.positive(a + ".ssm.conv_kernel", r.i(a + ".ssm.conv_kernel"));
+    c.gdn_dk = r.positive(a + ".ssm.state_size", r.i(a + ".ssm.state_size"));
+    c.gdn_hk = r.positive(a + ".ssm.group_count", r.i(a + ".ssm.group_count"));
+    c.gdn_hv = r.positive(a + ".ssm.time_step_rank", r.i(a + ".ssm.time_step_rank"));
+    const int64_t inner = r.positive(a + ".ssm.inner_size", r.i(a + ".ssm.inner_size"));
+    if (inner % c.gdn_hv != 0)
+        throw Error(r.file + ": " + a + ".ssm.inner_size " + L(inner) + " is not a multiple of ssm.time_step_rank " +
+                    L(c.gdn_hv));
+    c.gdn_dv = inner / c.gdn_hv;
+    // llama.cpp's qwen35 converter stores the value heads tiled (v-head j pairs with k-head j % Hk); qwen3next
+    // keeps HF's grouped order (FORMATS §2.5)
+    c.tiled = (a == "qwen35" || a == "qwen35moe") && c.gdn_hk != c.gdn_hv;
+    c.a_is_log = false;
+    c.n_expert = r.i(a + ".expert_count", 0);
+    if (c.n_expert > 0) {
+        c.top_k = r.positive(a + ".expert_used_count", r.i(a + ".expert_used_count"));
+        c.n_ff_exp = r.positive(a + ".expert_feed_forward_length", r.i(a + ".expert_feed_forward_length"));
+        c.n_ff_shared = r.i(a + ".expert_shared_feed_forward_length", 0);
+    }
+    c.n_ff = r.i(a + ".feed_forward_length", 0);
+    // multi-token-prediction blocks appended after the trunk (llama.cpp: blk.N.nextn.*, counted in block_count):
+    // not part of the text model
+    while (c.n_layer > 1 && has_prefix(src, "blk." + L(c.n_layer - 1) + ".nextn.")) {
+        c.skipped.push_back("blk." + L(c.n_layer - 1) + ".");
+        --c.n_layer;
+    }
+    int first_gdn = -1;
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+        const std::string p = "blk." + L(i) + ".";
+        c.full_attn.push_back(src.find(p + "attn_q.weight") != nullptr);
+        c.moe.push_back(src.find(p + "ffn_gate_inp.weight") != nullptr);
+        if (!c.full_attn.back() && first_gdn < 0) first_gdn = int(i);
+    }
+    const std::string emb = "token_embd.weight";
+    c.n_vocab = src.get(emb).shape.at(0);
+    c.tok_embd = emb;
+    c.output_norm = "output_norm.weight";
+    c.output = src.find("output.weight") ? "output.weight" : emb;
+    c.conv_shape = {0, c.conv_kernel};
+    c.names = blocks::gguf_names();
+    c.names.names["ffn_norm"] = "post_attention_norm.weight";
+    blocks::add_moe_gguf_names(c.names);
+    gdn_gguf_names(c.names, src, first_gdn < 0 ? 0 : first_gdn);
+    c.norm_offset = 0.f;
+}
+
+void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
+    const std::string t = r.md.has("text_config.hidden_size") ? "text_config." : "";
+    c.n_embd = r.positive(t + "hidden_size", r.i(t + "hidden_size"));
+    c.n_layer = r.positive(t + "num_hidden_layers", r.i(t + "num_hidden_layers"));
+    c.n_head = r.positive(t + "num_attention_heads", r.i(t + "num_attention_heads"));
+    c.n_kv = r.positive(t + "num_key_value_heads", r.i(t + "num_key_value_heads", c.n_head));
+    c.head_dim = r.positive(t + "head_dim", r.i(t + "head_dim", c.n_embd / c.n_head));
+    c.eps = r.f(t + "rms_norm_eps", 1e-6);
+    c.n_vocab = r.positive(t + "vocab_size", r.i(t + "vocab_size"));
+    c.n_ctx = r.i(t + "max_position_embeddings", 0);
+    if (r.b(t + "attention_bias", false))
+        throw Error(r.file + ": " + t + "attention_bias = true is not supported by arch_gdn");
+    const std::string rp = t + "rope_parameters.";
+    c.rope_base = r.f(rp + "rope_theta", r.f(t + "rope_theta", 10000.0));
+    if (const std::string ty = r.s(rp + "rope_type", r.s(t + "rope_scaling.type", "default")); ty != "default")
+        throw Error(r.file + ": rope type '" + ty + "' (" + rp + "rope_type) is not supported by arch_gdn");
+    const double prf = r.f(rp + "partial_rotary_factor", r.f(t + "partial_rotary_factor", 0.25));
+    c.n_rot = int64_t(std::lround(double(c.head_dim) * prf));
+    c.conv_kernel = r.positive(t + "linear_conv_kernel_dim", r.i(t + "linear_conv_kernel_dim", 4));
+    c.gdn_dk = r.positive(t + "linear_key_head_dim", r.i(t + "linear_key_head_dim"));
+    c.gdn_dv = r.positive(t + "linear_value_head_dim", r.i(t + "linear_value_head_dim"));
+    c.gdn_hk = r.positive(t + "linear_num_key_heads", r.i(t + "linear_num_key_heads"));
+    c.gdn_hv = r.positive(t + "linear_num_value_heads", r.i(t + "linear_num_value_heads"));
+    c.a_is_log = true;
+    c.n_expert = r.i(t + "num_experts", 0);
+    c.n_ff = r.i(t + "intermediate_size", 0);
+    if (c.n_expert > 0) {
+        c.top_k = r.positive(t + "num_experts_per_tok", r.i(t + "num_experts_per_tok"));
+        c.n_ff_exp = r.positive(t + "moe_intermediate_size", r.i(t + "moe_intermediate_size"));
+        c.n_ff_shared = r.i(t + "shared_expert_intermediate_size", 0);
+        // Qwen3.5 / 3.6's router always renormalizes (no norm_topk_prob key); Qwen3-Next's config says so
+        c.norm_topk = r.b(t + "norm_topk_prob", true);
+    }
+    // layer schedule: layer_types, else every full_attention_interval-th layer
+    const MetaValue* lt = r.md.find(t + "layer_types");
+    if (lt && lt->is_array()) {
+        const MetaArray& arr = lt->as_array(t + "layer_types");
+        if (int64_t(arr.size()) != c.n_layer)
+            throw Error(r.file + ": " + t + "layer_types has " + L(int64_t(arr.size())) + " entries for " +
+                        L(c.n_layer) + " layers");
+        for (const auto& v : arr) {
+            const std::string s = v.is_string() ? v.as_string(t + "layer_types") : "";
+            if (s != "full_attention" && s != "linear_attention")
+                throw Error(r.file + ": " + t + "layer_types entry '" + s +
+                            "' is neither full_attention nor linear_attention");
+            c.full_attn.push_back(s == "full_attention");
+        }
+    } else {
+        const int64_t every = r.positive(t + "full_attention_interval", r.i(t + "full_attention_interval", 4));
+        for (int64_t i = 0; i < c.n_layer; ++i) c.full_attn.push_back((i + 1) % every == 0);
+    }
+    const std::vector<int64_t> dense = r.ints(t + "mlp_only_layers");
+    const int64_t step = r.i(t + "decoder_sparse_step", 1);
+    for (int64_t i = 0; i < c.n_layer; ++i)
+        c.moe.push_back(c.n_expert > 0 && blocks::is_moe_layer(int(i), dense, step));
+    // the multimodal wrapper (Qwen3_5MoeForConditionalGeneration) keeps the text model under model.language_model
+    const std::string base = src.find("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
+    c.tok_embd = base + "embed_tokens.weight";
+    c.output_norm = base + "norm.weight";
+    c.output = r.b("tie_word_embeddings", r.b(t + "tie_word_embeddings", false)) ? c.tok_embd : "lm_head.weight";
+    c.conv_shape = {0, 1, c.conv_kernel};
+    c.names = blocks::hf_names(base + "layers.{L}.");
+    blocks::add_moe_hf_names(c.names);
+    gdn_hf_names(c.names, c.arch == "qwen3_next");
+    c.norm_offset = 1.f;
+    c.skipped = {"model.visual.", "mtp."};
+}
+
+}  // namespace
+
+std::vector<std::string> gdn_architectures() {
+    return {"qwen3next", "qwen35", "qwen35moe", "qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe",
+            "qwen3_5_moe_text"};
+}
+
+GdnConfig read_config(const ModelSource& src) {
+    Reader r{src.metadata(), src.path()};
+    GdnConfig c;
+    c.arch = src.architecture();
+    if (src.kind() == ContainerKind::GGUF) read_gguf(src, r, c);
+    else read_hf(src, r, c);
+    if (c.n_head % c.n_kv != 0)
+        throw Error(r.file + ": " + L(c.n_head) + " attention heads are not a multiple of " + L(c.n_kv) + " KV heads");
+    if (c.n_rot <= 0 || c.n_rot % 2 != 0 || c.n_rot > c.head_dim)
+        throw Error(r.file + ": rotary dims " + L(c.n_rot) + " must be even and within the head dim " + L(c.head_dim));
+    if (c.gdn_hv % c.gdn_hk != 0)
+        throw Error(r.file + ": " + L(c.gdn_hv) + " linear-attention value heads are not a multiple of " +
+                    L(c.gdn_hk) + " key heads");
+    if (c.n_expert > 0 && c.top_k > c.n_expert)
+        throw Error(r.file + ": " + L(c.top_k) + " experts per token but only " + L(c.n_expert) + " experts");
+    c.conv_shape[0] = 2 * c.gdn_hk * c.gdn_dk + c.gdn_hv * c.gdn_dv;
+    for (int64_t i = 0; i < c.n_layer; ++i)
+        if (!c.moe[size_t(i)] && c.n_ff <= 0)
+            throw Error(r.file + ": layer " + L(i) + " has a dense FFN but the model gives no intermediate size");
+    return c;
+}
+
+}  // namespace imp::gdn_arch

@@ -1,0 +1,71 @@
+// Bad hyper-parameters are refused with one imp::Error line naming the file and the key: a layer_types list of the
+// wrong length or with an unknown entry, value heads not a multiple of key heads, a missing linear-attention key.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+#include "exec/cpu/cpu_executor.h"
+#include "gdn_fixture.h"
+#include "imp/error.h"
+#include "imp/model.h"
+#include "runtime/engine.h"
+
+using namespace imp;
+using namespace imp::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The qwen3next_tiny folder with config.json's text replaced by `edit(text)`; returns the folder.
+template <class F>
+std::string edited_copy(const std::string& tag, F edit) {
+    const fs::path d = fs::temp_directory_path() / ("imp-gdn-config-" + std::to_string(::getpid()) + "-" + tag);
+    fs::remove_all(d);
+    fs::create_directories(d);
+    const fs::path src = fs::path(kGdnFixtures) / "qwen3next_tiny";
+    fs::create_symlink(src / "model.safetensors", d / "model.safetensors");
+    std::string cfg = read_text((src / "config.json").string());
+    edit(cfg);
+    std::ofstream(d / "config.json") << cfg;
+    return d.string();
+}
+
+void replace(std::string& s, const std::string& from, const std::string& to) {
+    const size_t p = s.find(from);
+    REQUIRE(p != std::string::npos);
+    s.replace(p, from.size(), to);
+}
+
+void expect_error(const std::string& dir, const std::string& what) {
+    auto src = open_model(dir);
+    CpuExecutor ex(1);
+    EngineOptions opt;
+    opt.max_seq_len = 16;
+    CHECK_THROWS_WITH(Engine(*src, gdn_registry(), ex, opt), Catch::Contains(what) && Catch::Contains(dir));
+    fs::remove_all(dir);
+}
+
+}  // namespace
+
+TEST_CASE("bad Gated-DeltaNet hyper-parameters are refused naming the file and the key", "[arch_gdn]") {
+    expect_error(edited_copy("types", [](std::string& c) {
+                     replace(c, "\"full_attention_interval\": 2", "\"layer_types\": [\"linear_attention\"]");
+                 }),
+                 "layer_types has 1 entries for 4 layers");
+    expect_error(edited_copy("kind", [](std::string& c) {
+                     replace(c, "\"full_attention_interval\": 2",
+                             "\"layer_types\": [\"linear_attention\", \"mamba\", \"full_attention\", \"full_attention\"]");
+                 }),
+                 "layer_types entry 'mamba'");
+    expect_error(edited_copy("heads", [](std::string& c) {
+                     replace(c, "\"linear_num_value_heads\": 4", "\"linear_num_value_heads\": 3");
+                 }),
+                 "3 linear-attention value heads are not a multiple of 2 key heads");
+    expect_error(edited_copy("missing", [](std::string& c) {
+                     replace(c, "\"linear_key_head_dim\"", "\"unused_key_head_dim\"");
+                 }),
+                 "missing hyper-parameter 'linear_key_head_dim'");
+}

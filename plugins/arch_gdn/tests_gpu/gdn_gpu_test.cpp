@@ -1,0 +1,230 @@
+// arch_gdn on the CUDA executor against the CPU executor (label gpu; fails without a GPU). The CPU engine matches
+// transformers on the tiny fixtures (tests/); the CUDA Gated-DeltaNet kernels take heads of 128 (the real size), so
+// these tests run the synthetic models of that head size (random weights, real layouts):
+//   tiny-qwen35moe BF16 GGUF (qwen35moe: tiled value heads, separate ssm_beta / ssm_alpha),
+//   tiny-qwen3next BF16 GGUF (qwen3next: ssm_ba grouped per key head -> gdn.regroup),
+//   tiny-qwen3.6-nvfp4 (ModelOpt MIXED_PRECISION folder: NVFP4 experts / LM head, FP8 projections, BF16 rest).
+//  - prompts of 1..300 tokens then decode steps through CUDA graphs equal the CPU;
+//  - a 300-token prompt in one chunk, in chunks of 7 and token by token equals the CPU;
+//  - graph replay equals eager launches (same tokens, logits within 1e-4), no cudaMalloc in steady-state decode;
+//  - several sequences in one step (decode rows beside prefill rows, each its own state slot) equal the CPU.
+// Tolerances (max|diff| <= tol * max|ref| over the logits, and the same top-1 unless the reference's top two are
+// within tol * max|ref|, a gap the stated error can close): 3e-2 for the BF16 GGUFs (the same BF16 weights on both
+// sides, but on the GPU the activations enter the tensor-core GEMMs and the chunked delta rule as bf16: unit roundoff
+// 2^-8 ~ 4e-3 per rounding, several per layer, 4 layers each with its MoE); 5e-2 for the MIXED_PRECISION folder (the
+// CUDA NVFP4 / FP8 kernels also round their dequantized tiles to bf16); 1e-4 between graph replay and eager launches of
+// the same deterministic kernels (no atomics: the same bits are expected).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "exec/cuda/cuda_executor.h"
+#include "gdn_fixture.h"
+#include "imp/model.h"
+#include "runtime/engine.h"
+
+using namespace imp;
+using namespace imp::test;
+
+namespace {
+
+constexpr double kChunkedTol = 3e-2;
+
+EngineOptions opts(int64_t max_seq_len, int max_seqs, bool graphs, int64_t chunk = 512) {
+    EngineOptions o;
+    o.max_seq_len = max_seq_len;
+    o.max_seqs = max_seqs;
+    o.cuda_graphs = graphs;
+    o.prefill_chunk = chunk;
+    return o;
+}
+
+void compare_rows(const std::vector<float>& ref, const std::vector<float>& got, size_t V, double tol) {
+    REQUIRE(ref.size() == got.size());
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        REQUIRE(std::isfinite(got[i]));
+        md = std::max(md, double(std::fabs(ref[i] - got[i])));
+        mr = std::max(mr, double(std::fabs(ref[i])));
+    }
+    INFO("max|diff| " << md << ", max|ref| " << mr);
+    CHECK(md <= tol * mr);
+    for (size_t r = 0; r < ref.size() / V; ++r) {
+        const auto a = ref.begin() + std::ptrdiff_t(r * V), b = got.begin() + std::ptrdiff_t(r * V);
+        const auto ia = std::max_element(a, a + std::ptrdiff_t(V)) - a;
+        const auto ib = std::max_element(b, b + std::ptrdiff_t(V)) - b;
+        if (ia != ib) {
+            INFO("row " << r << ": top-1 " << ia << " (ref " << a[ia] << ") vs " << ib << " (ref " << a[ib] << ")");
+            CHECK(double(a[ia] - a[ib]) <= tol * mr);
+        }
+    }
+}
+
+Registry& full_gdn_registry() { return registry_with({"arch_gdn", "quant_ggml", "quant_nvfp4", "quant_fp8"}); }
+
+// The synthetic model `shape` (written once per process into the build tree): a BF16 GGUF, or the folder.
+std::string synth(const std::string& shape) {
+    const bool folder = shape == "tiny-qwen3.6-nvfp4";
+    const std::string bin = std::string(IMP_BINARY_DIR) + "/bin/";
+    const std::string out = std::string(IMP_BINARY_DIR) + "/gpu-gdn-test." + shape + (folder ? "" : ".bf16.gguf");
+    const std::string cmd = folder ? "rm -rf " + out + " && " + bin + "synth-safetensors --shape " + shape + " --out " + out
+                                   : bin + "synth-gguf --shape " + shape + " --quant bf16 --out " + out;
+    REQUIRE(std::system((cmd + " > /dev/null").c_str()) == 0);
+    return out;
+}
+
+struct Model {
+    std::string shape;
+    double tol;
+};
+const std::vector<Model>& models() {
+    static const std::vector<Model> m = {
+        {"tiny-qwen35moe", kChunkedTol}, {"tiny-qwen3next", kChunkedTol}, {"tiny-qwen3.6-nvfp4", 5e-2}};
+    return m;
+}
+
+std::vector<int32_t> tokens(int n, int salt) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) t[size_t(i)] = int32_t((i * 131 + salt * 17 + 3) % 500);
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then graph decode, equal the CPU", "[gpu][arch_gdn]") {
+    REQUIRE(cuda_device_count() > 0);
+    for (const Model& m : models()) {
+        INFO(m.shape);
+        auto src = open_model(synth(m.shape));
+        CpuExecutor cpu(4);
+        CudaExecutor dev(0);
+        Engine ec(*src, full_gdn_registry(), cpu, opts(512, 1, false));
+        Engine eg(*src, full_gdn_registry(), dev, opts(512, 1, true));
+        const size_t V = size_t(ec.desc().n_vocab);
+        for (int n : {1, 5, 64, 65, 300}) {  // chunk-64 boundaries of the CUDA rule: below, at, past, several
+            INFO("prompt of " << n);
+            const std::vector<int32_t> toks = tokens(n, n);
+            std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
+            ec.reset(), eg.reset();
+            ec.forward(toks.data(), n, a.data(), true);
+            eg.forward(toks.data(), n, b.data(), true);
+            for (int i = 0; i < 6; ++i) {  // decode steps: captured, then replayed with the state advancing
+                const int32_t t = int32_t((i * 37 + 11) % 500);
+                std::vector<float> la(V), lb(V);
+                ec.forward(&t, 1, la.data());
+                eg.forward(&t, 1, lb.data());
+                a.insert(a.end(), la.begin(), la.end());
+                b.insert(b.end(), lb.begin(), lb.end());
+            }
+            compare_rows(a, b, V, m.tol);
+        }
+        CHECK(eg.graphs_active());
+    }
+}
+
+TEST_CASE("gpu: a 300-token prompt in one chunk, chunks of 7 and token by token equals the CPU", "[gpu][arch_gdn]") {
+    REQUIRE(cuda_device_count() > 0);
+    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
+        INFO(shape);
+        auto src = open_model(synth(shape));
+        const std::vector<int32_t> prompt = tokens(300, 1);
+        CpuExecutor cpu(4);
+        Engine ec(*src, full_gdn_registry(), cpu, opts(320, 1, false));
+        const size_t V = size_t(ec.desc().n_vocab);
+        std::vector<float> ref(prompt.size() * V);
+        ec.forward(prompt.data(), int64_t(prompt.size()), ref.data(), true);
+        for (const int64_t chunk : {512, 7, 1}) {
+            INFO("prefill chunk " << chunk);
+            CudaExecutor dev(0);
+            Engine eg(*src, full_gdn_registry(), dev, opts(320, 1, true, chunk));
+            std::vector<float> got(prompt.size() * V);
+            if (chunk > 1) {
+                eg.forward(prompt.data(), int64_t(prompt.size()), got.data(), true);
+            } else {
+                for (size_t i = 0; i < prompt.size(); ++i) eg.forward(&prompt[i], 1, got.data() + i * V, false);
+            }
+            compare_rows(ref, got, V, kChunkedTol);
+        }
+    }
+}
+
+TEST_CASE("gpu: hybrid graph replay equals no graphs, no cudaMalloc in decode", "[gpu][arch_gdn]") {
+    REQUIRE(cuda_device_count() > 0);
+    for (const Model& m : models()) {
+        INFO(m.shape);
+        auto src = open_model(synth(m.shape));
+        CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
+        Engine with(*src, full_gdn_registry(), dev_a, opts(128, 1, true));
+        Engine without(*src, full_gdn_registry(), dev_b, opts(128, 1, false));
+        for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)}) {
+            std::vector<int32_t> toks[2];
+            std::vector<float> lg[2];
+            Engine* engines[2] = {&with, &without};
+            for (int g = 0; g < 2; ++g) {
+                Engine& e = *engines[g];
+                e.reset();
+                std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
+                e.forward(prompt.data(), int64_t(prompt.size()), last.data());
+                const auto before = cuda_alloc_stats();
+                for (int i = 0; i < 24; ++i) {
+                    const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
+                    toks[g].push_back(t);
+                    e.forward(&t, 1, last.data());
+                    lg[g].insert(lg[g].end(), last.begin(), last.end());
+                }
+                const auto after = cuda_alloc_stats();
+                CHECK(after.mallocs == before.mallocs);
+                CHECK(after.frees == before.frees);
+            }
+            CHECK(with.graphs_active());
+            CHECK_FALSE(without.graphs_active());
+            CHECK(toks[0] == toks[1]);
+            compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
+        }
+    }
+}
+
+TEST_CASE("gpu: several hybrid sequences (decode rows beside prefill rows) equal the CPU", "[gpu][arch_gdn]") {
+    REQUIRE(cuda_device_count() > 0);
+    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
+        auto src = open_model(synth(shape));
+        for (int n_decode : {1, 2, 5, 8}) {
+            for (int prefill : {0, 1, 37, 300}) {
+                INFO(shape << ": " << n_decode << " decode rows, prefill of " << prefill);
+                CpuExecutor cpu(4);
+                CudaExecutor dev(0);
+                Engine ec(*src, full_gdn_registry(), cpu, opts(512, 9, false));
+                Engine eg(*src, full_gdn_registry(), dev, opts(512, 9, true));
+                Engine* e[2] = {&ec, &eg};
+                std::vector<float> out[2];
+                for (int g = 0; g < 2; ++g) {
+                    std::vector<SeqId> ids;
+                    std::vector<std::vector<int32_t>> hist;
+                    for (int s = 0; s < n_decode; ++s) {  // each decode sequence gets a history (its state) first
+                        ids.push_back(e[g]->add_sequence());
+                        hist.push_back(tokens(4 + 3 * s, s));
+                        SeqWork w{ids.back(), hist.back().data(), int64_t(hist.back().size())};
+                        e[g]->step(std::span<const SeqWork>(&w, 1), nullptr);
+                    }
+                    std::vector<SeqWork> work;
+                    std::vector<int32_t> next(static_cast<size_t>(n_decode));
+                    for (int s = 0; s < n_decode; ++s) {
+                        next[size_t(s)] = int32_t((s * 53 + 11) % 500);
+                        work.push_back({ids[size_t(s)], &next[size_t(s)], 1});
+                    }
+                    const std::vector<int32_t> pre = tokens(prefill, 99);
+                    if (prefill > 0) work.push_back({e[g]->add_sequence(), pre.data(), int64_t(prefill)});
+                    out[g].resize(work.size() * size_t(e[g]->desc().n_vocab));
+                    e[g]->step(work, out[g].data());
+                }
+                compare_rows(out[0], out[1], size_t(ec.desc().n_vocab), kChunkedTol);
+            }
+        }
+    }
+}
