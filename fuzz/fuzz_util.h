@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,11 +31,15 @@ inline std::vector<std::string> split(const uint8_t* data, size_t size, size_t m
     return parts;
 }
 
-// A folder of this process under the temp dir, emptied and re-filled for each input.
+// A folder of this process under the temp dir, re-filled for each input and removed at exit.
 inline const std::filesystem::path& scratch_dir(const char* tag) {
     static const std::filesystem::path dir = [&] {
         auto d = std::filesystem::temp_directory_path() / ("imp_fuzz_" + std::string(tag) + "_" + std::to_string(::getpid()));
         std::filesystem::create_directories(d);
+        std::atexit([] {
+            std::error_code ec;
+            std::filesystem::remove_all(scratch_dir(""), ec);
+        });
         return d;
     }();
     return dir;
