@@ -10,6 +10,7 @@
 #include "cli/profile_options.h"
 #include "cli/session.h"
 #include "imp/error.h"
+#include "model/display_text.h"
 #include "profile/profile.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -41,21 +42,11 @@ int cmd_run(const std::vector<std::string>& args) {
     if (!parse_options(args, desc, vm, "imp")) return 0;
 
     std::vector<std::string> extra;
-    if (vm.count("prompt")) {
-        std::string p = vm["prompt"].as<std::string>(), q;
-        for (char c : p) {  // as a TOML basic string
-            if (c == '"' || c == '\\') q += '\\';
-            if (c == '\n') {
-                q += "\\n";
-                continue;
-            }
-            q += c;
-        }
-        extra.push_back("generate.prompt=\"" + q + "\"");
-    }
     if (vm.count("n-predict")) extra.push_back("generate.n_predict=" + std::to_string(vm["n-predict"].as<int64_t>()));
     if (vm.count("chat")) extra.push_back("generate.chat=\"true\"");
-    const Profile prof = profile_from_options(vm, extra);
+    Profile prof = profile_from_options(vm, extra);
+    // The prompt reaches the tokenizer byte for byte (not through a TOML string: no quotes or escapes added).
+    if (vm.count("prompt")) prof.generate.prompt = checked_utf8("--prompt", vm["prompt"].as<std::string>());
 
     auto t0 = Clock::now();
     Session s(prof);
@@ -71,7 +62,7 @@ int cmd_run(const std::vector<std::string>& args) {
     }
     // Chat: special-token text inside the prompt stays text (encode_chat); BOS only if the template wrote none.
     std::vector<int32_t> ids = chat ? tok.encode_chat(msgs, true) : tok.encode(text, tok.add_bos(), false);
-    if (ids.empty()) throw Error("imp: the prompt is empty");
+    if (ids.empty()) throw Error("the prompt is empty");
     const int64_t cap = s.engine().capacity();
     if (int64_t(ids.size()) > cap)
         throw Error("prompt is " + std::to_string(ids.size()) + " tokens, longer than the context (runtime.max_seq_len = " +
@@ -79,7 +70,7 @@ int cmd_run(const std::vector<std::string>& args) {
 
     SamplingParams sp;
     sp.temperature = float(prof.sampling.temperature);
-    sp.top_k = int32_t(prof.sampling.top_k);
+    sp.top_k = int32_t(prof.sampling.top_k);  // the profile bounds it to int32
     sp.top_p = float(prof.sampling.top_p);
     sp.min_p = float(prof.sampling.min_p);
     sp.repeat_penalty = float(prof.sampling.repeat_penalty);

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "imp/error.h"
 #include "imp/model.h"
+#include "model/mapped_file.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -85,7 +86,8 @@ int cmd_tokenize(const std::vector<std::string>& args) {
                                                                   "read the text from this file")(
         "ids", "print only the ids, as [1, 2, 3]")("json", "print a JSON array of {id, piece, text}")(
         "no-bos", "do not add BOS (or the tokenizer.json post-processor's tokens)")(
-        "no-parse-special", "encode special-token text as plain text");
+        "no-parse-special", "encode special-token text as plain text")(
+        "chat", "the text as the user message of the model's chat template (special-token text in it stays text)");
     po::variables_map vm;
     if (!parse(args, desc, vm, "imp tokenize")) return 0;
     std::string text;
@@ -94,15 +96,14 @@ int cmd_tokenize(const std::vector<std::string>& args) {
         text = vm["prompt"].as<std::string>();
     } else if (vm.count("file")) {
         const std::string f = vm["file"].as<std::string>();
-        std::ifstream in(f, std::ios::binary);
-        if (!in) throw Error("imp tokenize: cannot open " + f);
-        text.assign(std::istreambuf_iterator<char>(in), {});
+        text = read_regular_file(f);
     } else {
         throw Error("imp tokenize: give the text with --prompt TEXT or --file F");
     }
     auto tok = load(vm["model"].as<std::string>());
     const std::vector<int32_t> ids =
-        tok->encode(text, !vm.count("no-bos") && tok->add_bos(), !vm.count("no-parse-special"));
+        vm.count("chat") ? tok->encode_chat({{"user", text}}, true)
+                         : tok->encode(text, !vm.count("no-bos") && tok->add_bos(), !vm.count("no-parse-special"));
     if (vm.count("json")) {
         nlohmann::json a = nlohmann::json::array();
         for (int32_t id : ids)

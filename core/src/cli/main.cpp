@@ -1,4 +1,5 @@
 // imp — command line entry: `imp [run] --profile P`, `imp inspect FILE`, `imp plugins`, `imp plan`.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -8,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "imp/error.h"
+#include "model/display_text.h"
 
 namespace {
 void usage() {
@@ -22,6 +24,26 @@ void usage() {
         "       imp tokenize FILE|FOLDER --prompt T  token ids and pieces (imp tokenize -h; imp detokenize)\n"
         "       imp --version\n");
 }
+// Every error is one line "imp: error: <message>": a message that starts with the program's own name ("imp: ...",
+// "imp tokenize: ...") loses it, control characters are escaped, and the line is kept to a readable length.
+void print_error(const std::string& what) {
+    std::string m = what;
+    for (const char* pre : {"imp: error: ", "imp: ", "imp "})
+        if (m.rfind(pre, 0) == 0) {
+            m.erase(0, std::strlen(pre));
+            break;
+        }
+    std::fprintf(stderr, "imp: error: %s\n", imp::display_text(m, 4096).c_str());
+}
+
+// Output that could not be written (a full disk, /dev/full, a closed pipe) is a failure, not a success.
+int finish(int rc) {
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        std::fprintf(stderr, "imp: error: writing the output failed: %s\n", std::strerror(errno));
+        return rc ? rc : 1;
+    }
+    return rc;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,26 +57,27 @@ int main(int argc, char** argv) {
         std::vector<std::string> rest(args.begin() + 1, args.end());
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             usage();
-            return 0;
+            return finish(0);
         }
-        if (cmd == "--version") return imp::cli::cmd_version();
-        if (cmd == "inspect") return imp::cli::cmd_inspect(rest);
-        if (cmd == "plugins") return imp::cli::cmd_plugins(rest);
-        if (cmd == "plan") return imp::cli::cmd_plan(rest);
-        if (cmd == "tokenize") return imp::cli::cmd_tokenize(rest);
-        if (cmd == "detokenize") return imp::cli::cmd_detokenize(rest);
-        if (cmd == "run") return imp::cli::cmd_run(rest);
-        if (cmd == "bench") return imp::cli::cmd_bench(rest);
-        if (cmd == "serve") return imp::cli::cmd_serve(rest);
-        if (!cmd.empty() && cmd[0] == '-') return imp::cli::cmd_run(args);
-        std::fprintf(stderr, "imp: unknown command '%s' (try imp --help)\n", cmd.c_str());
+        if (cmd == "--version") return finish(imp::cli::cmd_version());
+        if (cmd == "inspect") return finish(imp::cli::cmd_inspect(rest));
+        if (cmd == "plugins") return finish(imp::cli::cmd_plugins(rest));
+        if (cmd == "plan") return finish(imp::cli::cmd_plan(rest));
+        if (cmd == "tokenize") return finish(imp::cli::cmd_tokenize(rest));
+        if (cmd == "detokenize") return finish(imp::cli::cmd_detokenize(rest));
+        if (cmd == "run") return finish(imp::cli::cmd_run(rest));
+        if (cmd == "bench") return finish(imp::cli::cmd_bench(rest));
+        if (cmd == "serve") return finish(imp::cli::cmd_serve(rest));
+        if (!cmd.empty() && cmd[0] == '-') return finish(imp::cli::cmd_run(args));
+        print_error("unknown command " + imp::quoted(cmd) + " (try imp --help)");
         return 2;
     } catch (const imp::Error& e) {
-        std::fprintf(stderr, "imp: error: %s\n", e.what());
+        print_error(e.what());
     } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "imp: error: out of host memory\n");
+        print_error("out of host memory (a size read from the input may be too large for this machine)");
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "imp: error: %s\n", e.what());
+        print_error(e.what());
     }
+    finish(1);
     return 1;
 }

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "imp/error.h"
+#include "model/display_text.h"
 
 namespace po = boost::program_options;
 
@@ -20,7 +21,13 @@ void add_profile_options(po::options_description& desc, const std::string& profi
 bool parse_options(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
                    const std::string& cmd) {
     try {
-        po::store(po::command_line_parser(args).options(desc).run(), vm);
+        const po::parsed_options parsed = po::command_line_parser(args).options(desc).run();
+        // Words that are no option's value would otherwise be dropped without a word (a prompt not quoted).
+        for (const auto& o : parsed.options)
+            if (o.position_key >= 0)
+                throw Error(cmd + ": unexpected argument " + imp::quoted(o.value.empty() ? "" : o.value.front()) +
+                            " (a text with spaces needs quotes; try " + cmd + " --help)");
+        po::store(parsed, vm);
         po::notify(vm);
     } catch (const po::error& e) {
         throw Error(cmd + ": " + e.what() + " (try " + cmd + " --help)");

@@ -1,6 +1,10 @@
 #include "cli/session.h"
 
+#include <sched.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
 
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
@@ -8,6 +12,26 @@
 #include "util/core_settings.h"
 
 namespace imp {
+
+namespace {
+int cores_present() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+}  // namespace
+
+int cpu_threads(int requested) {
+    const int cores = cores_present();
+    if (requested > cores) {
+        // More workers than cores only time-slice one another (4096 threads on 2 cores ran for minutes).
+        spdlog::warn("runtime.threads = {} is more than the {} cores this process may use; using {}", requested,
+                     cores, cores);
+        return cores;
+    }
+    return requested;
+}
 
 std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSettings& cs) {
     // "auto": the first CUDA GPU when there is one, else the CPU. "cuda" without a GPU is an error (from
@@ -19,8 +43,9 @@ std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSe
         co.attention.decode_split = cs.decode_attention == "split";
         return std::make_unique<CudaExecutor>(0, co);
     }
-    return std::make_unique<CpuExecutor>(rt.threads);
+    return std::make_unique<CpuExecutor>(cpu_threads(rt.threads));
 }
+
 
 DType kv_dtype_for(const std::string& name, const Executor& ex) {
     if (name == "f32") return DType::F32;
@@ -35,6 +60,7 @@ Session::Session(const Profile& p, Mode mode) {
     loader_ = std::make_unique<PluginLoader>(*reg_, plugin_search_dirs(p.plugins.paths));
     src_ = open_model(p.model.path);
     const std::string arch = src_->architecture();
+    if (arch.empty()) throw Error(src_->path() + ": " + no_arch_message(arch, *loader_));
 
     if (!p.plugins.load.empty()) {
         for (const auto& name : p.plugins.load) loader_->load(name);

@@ -19,6 +19,9 @@ namespace imp {
 // "auto" -> the executor to use on this machine; "cuda" without a CUDA executor in the build -> imp::Error.
 // The core's settings ([plugin.core]) choose the CUDA executor's kernels.
 std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSettings& cs);
+// runtime.threads -> the CPU executor's worker count: a request above the cores this process may use is lowered to
+// them, with a warning; 0 (all cores) is kept.
+int cpu_threads(int requested);
 // runtime.kv_dtype -> the KV element type on this executor ("auto": f32 on the CPU, bf16 on CUDA).
 DType kv_dtype_for(const std::string& name, const Executor& ex);
 

@@ -6,7 +6,9 @@
 #include <unordered_set>
 
 #include "imp/error.h"
+#include "model/display_text.h"
 #include "model/ggml_types.h"
+#include "model/hparam_bounds.h"
 
 namespace imp {
 
@@ -40,7 +42,7 @@ constexpr uint32_t kMaxDims = 4;
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, smallest value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // empty name, n_dims = 0, type, offset
 
-std::string sq(const std::string& s) { return "'" + s + "'"; }
+std::string sq(const std::string& s) { return imp::quoted(s); }
 
 class Parser {
 public:
@@ -177,6 +179,7 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)
     for (uint64_t i = 0; i < n_kv; ++i) {
         std::string subject = "metadata entry #" + std::to_string(i);
         std::string key = in.str("metadata key", subject, kMaxKeyBytes);
+        if (key.empty()) in.fail(subject + " has an empty key");
         if (meta_.has(key)) in.fail("duplicate metadata key " + sq(key));
         subject = "metadata key " + sq(key);
         uint32_t type = in.get<uint32_t>("value type", subject);
@@ -273,6 +276,7 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)
                     std::to_string(b.file_offset) + ")");
     }
     build_name_index();
+    check_hparam_bounds(path, meta_, tensors_, true);
 }
 
 std::unique_ptr<ModelSource> open_gguf(const std::string& path) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <map>
 
+#include "model/display_text.h"
 #include "model/gguf_reader.h"
 #include "model/safetensors_reader.h"
 
@@ -50,16 +51,18 @@ std::string inspect_model(const ModelSource& src) {
     }
     const std::string arch = src.architecture();
     o += "container     " + container + "\n";
-    o += "path          " + src.path() + "\n";
+    o += "path          " + display_text(src.path(), 4096) + "\n";
     o += "size          " + std::to_string(src.file_bytes()) + " bytes (" + human(src.file_bytes()) + ")\n";
-    o += "architecture  " + (arch.empty() ? std::string("(none)") : arch) + "\n";
+    o += "architecture  " + (arch.empty() ? std::string("(none)") : display_text(arch)) + "\n";
 
     const auto& kv = src.metadata().all();
     o += "metadata      " + std::to_string(kv.size()) + " keys\n";
     size_t kw = 3, tw = 4;
     for (const auto& [k, v] : kv) kw = std::max(kw, std::min<size_t>(k.size(), 60)), tw = std::max(tw, v.type.size());
     if (!kv.empty()) o += "  " + pad("KEY", kw + 2) + pad("TYPE", tw + 2) + "VALUE\n";
-    for (const auto& [k, v] : kv) o += "  " + pad(k, kw + 2) + pad(v.type, tw + 2) + v.to_display(8) + "\n";
+    // Keys, names and values come from the file: escaped (no terminal control sequences) and shortened.
+    for (const auto& [k, v] : kv)
+        o += "  " + pad(display_text(k), kw + 2) + pad(display_text(v.type), tw + 2) + v.to_display(8) + "\n";
 
     const auto& ts = src.tensors();
     o += "tensors       " + std::to_string(ts.size()) + "\n";
@@ -78,7 +81,7 @@ std::string inspect_model(const ModelSource& src) {
     uint64_t total_bytes = 0, total_elems = 0;
     std::map<std::string, size_t> by_type;
     for (const auto& t : ts) {
-        o += "  " + pad(t.name, nw + 2) + pad(t.type, yw + 2) + pad(shape_str(t.shape), sw + 2) +
+        o += "  " + pad(display_text(t.name), nw + 2) + pad(display_text(t.type), yw + 2) + pad(shape_str(t.shape), sw + 2) +
              lpad(std::to_string(t.nbytes), bw) + "  " + (multi_file ? pad(base_name(t.file), fw + 2) : "") +
              std::to_string(t.file_offset) + "\n";
         total_bytes += t.nbytes;

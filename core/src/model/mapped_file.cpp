@@ -23,16 +23,23 @@ struct Fd {
     if (err == ENOENT) throw Error(path + ": no such file or directory");
     throw Error(path + ": " + what + ": " + std::strerror(err));
 }
+void check_regular(const std::string& path, const struct stat& st) {
+    if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, expected a file");
+    if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+}
 }  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-    Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) fail(path, "cannot open", errno);
+    // A FIFO or device would block open() or read forever: stat first, and open with O_NONBLOCK so a file swapped
+    // for one between the two calls still returns at once (fstat then refuses it).
     struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) fail(path, "cannot stat", errno);
+    check_regular(path, st);
+    Fd f;
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (f.fd < 0) fail(path, "cannot open", errno);
     if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat", errno);
-    if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, expected a file");
-    if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+    check_regular(path, st);
     std::shared_ptr<MappedFile> m(new MappedFile());
     m->path_ = path;
     m->size_ = uint64_t(st.st_size);
@@ -52,6 +59,11 @@ std::shared_ptr<MappedFile> MappedFile::from_bytes(const std::string& path, std:
     m->size_ = m->owned_.size();
     m->data_ = m->size_ ? reinterpret_cast<const uint8_t*>(m->owned_.data()) : nullptr;
     return m;
+}
+
+std::string read_regular_file(const std::string& path) {
+    auto f = MappedFile::open(path);
+    return f->size() ? std::string(reinterpret_cast<const char*>(f->data()), size_t(f->size())) : std::string();
 }
 
 MappedFile::~MappedFile() {

@@ -32,4 +32,8 @@ private:
     std::string owned_;  // from_bytes only
 };
 
+// The whole of a regular file as a string, through MappedFile::open (a FIFO or device is refused, never waited on);
+// throws imp::Error("<path>: <reason>").
+IMP_API std::string read_regular_file(const std::string& path);
+
 }  // namespace imp

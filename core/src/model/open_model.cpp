@@ -28,7 +28,7 @@ bool looks_like_safetensors(const MappedFile& f) {
 }  // namespace
 
 std::unique_ptr<ModelSource> open_model(const std::string& path) {
-    if (path.empty()) throw Error("open_model: empty model path");
+    if (path.empty()) throw Error("the model path is empty");
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR) throw Error(path + ": no such file or directory");

@@ -7,6 +7,8 @@
 #include <unordered_map>
 
 #include "imp/error.h"
+#include "model/display_text.h"
+#include "model/hparam_bounds.h"
 #include "model/json.h"
 
 namespace imp {
@@ -18,7 +20,7 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;    // the safetensors reference reader's limit
 constexpr uint64_t kMaxSideFileBytes = 100'000'000;  // config.json / index.json
 
-std::string sq(const std::string& s) { return "'" + s + "'"; }
+std::string sq(const std::string& s) { return imp::quoted(s); }
 
 std::string shape_str(const std::vector<int64_t>& shape) {
     std::string s = "[";
@@ -286,6 +288,7 @@ std::unique_ptr<SafetensorsSource> SafetensorsSource::open_folder(const std::str
         src->arch_ = mt->s;
     }
     src->build_name_index();
+    check_hparam_bounds(config, src->meta_, src->tensors_, false);
     return src;
 }
 

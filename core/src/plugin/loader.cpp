@@ -14,6 +14,8 @@
 #include <boost/dll/shared_library.hpp>
 
 #include "imp/error.h"
+#include "model/display_text.h"
+#include "plugin/elf_check.h"
 
 namespace fs = std::filesystem;
 
@@ -59,6 +61,7 @@ boost::dll::shared_library& open_library(const std::string& path) {
     std::string key = canonical_path(path);
     auto it = t.libs.find(key);
     if (it != t.libs.end()) return *it->second;
+    check_plugin_file(path);  // a truncated or foreign file can crash dlopen itself
     auto lib = std::make_unique<boost::dll::shared_library>();
     std::error_code ec;
     dlerror();  // clear any stale message
@@ -305,9 +308,12 @@ std::string PluginLoader::plugin_for_architecture(const std::string& arch) const
 }
 
 std::string no_arch_message(const std::string& arch, const PluginLoader& loader) {
+    if (arch.empty())
+        return "the model names no architecture (no GGUF general.architecture key, no config.json model_type), so "
+               "no plugin can be chosen for it";
     std::vector<std::string> names;
     for (auto& p : loader.loaded()) names.push_back(p.name);
-    std::string msg = "no loaded plugin handles architecture '" + arch + "' (loaded: " +
+    std::string msg = "no loaded plugin handles architecture " + imp::quoted(arch) + " (loaded: " +
                       (names.empty() ? "none" : join(names, ", ")) + ")";
     const std::string p = loader.plugin_for_architecture(arch);
     if (p.empty()) return msg + "; no plugin found provides it";

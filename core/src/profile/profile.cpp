@@ -12,6 +12,8 @@
 
 #include "imp/error.h"
 #include "imp/registry.h"
+#include "model/display_text.h"
+#include "model/mapped_file.h"
 
 namespace fs = std::filesystem;
 
@@ -135,7 +137,7 @@ struct Item {
         else
             v = string();
         if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
-            fail("key '" + key + "' must be one of " + join(allowed) + ", got '" + v + "'");
+            fail("key '" + key + "' must be one of " + join(allowed) + ", got " + imp::quoted(v));
         return v;
     }
     std::vector<std::string> strings() const {
@@ -196,6 +198,7 @@ void add_plugin_setting(Profile& p, const std::string& plugin, const std::string
 }
 
 constexpr int64_t kIntMax = std::numeric_limits<int64_t>::max();
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 bool valid_plugin_name(const std::string& n) {
@@ -256,7 +259,7 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
     } else if (section == "sampling") {
         auto& s = p.sampling;
         if (name == "temperature") s.temperature = it.number(0, false, kInf);
-        else if (name == "top_k") s.top_k = it.integer(0, kIntMax);
+        else if (name == "top_k") s.top_k = it.integer(0, kInt32Max);  // the sampler's int32: never wraps
         else if (name == "top_p") s.top_p = it.number(0, true, 1);
         else if (name == "min_p") s.min_p = it.number(0, false, 1);
         else if (name == "repeat_penalty") s.repeat_penalty = it.number(0, true, kInf);
@@ -264,10 +267,10 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "seed") s.seed = static_cast<uint64_t>(it.integer(0, kIntMax));
     } else if (section == "generate") {
         auto& g = p.generate;
-        if (name == "prompt") g.prompt = it.string();
+        if (name == "prompt") g.prompt = checked_utf8(it.where + ": key 'generate.prompt'", it.string());
         else if (name == "n_predict") g.n_predict = it.integer(1, kIntMax);
         else if (name == "chat") g.chat = it.choice({"auto", "true", "false"});
-        else if (name == "system") g.system = it.string();
+        else if (name == "system") g.system = checked_utf8(it.where + ": key 'generate.system'", it.string());
     } else if (section == "bench") {
         auto& b = p.bench;
         if (name == "pp") b.pp = it.integers(1, int64_t(1) << 24);
@@ -346,11 +349,7 @@ Profile load_profile(const std::string& path, const std::vector<std::string>& ov
     std::error_code ec;
     if (!fs::exists(path, ec)) throw Error(path + ": no such profile");
     if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a profile");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot read profile");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
+    const std::string text = read_regular_file(path);  // a FIFO is refused, not waited on
 
     toml::table root;
     try {
@@ -369,7 +368,7 @@ Profile load_profile(const std::string& path, const std::vector<std::string>& ov
 }
 
 void apply_override(Profile& p, const std::string& kv) {
-    const std::string where = "--set " + kv;
+    const std::string where = "--set " + display_text(kv);
     size_t eq = kv.find('=');
     if (eq == std::string::npos) throw Error(where + ": expected section.key=value");
     const std::string key = trim(kv.substr(0, eq));

@@ -113,7 +113,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_metadata(const Metadata& md) {
         t->add_space_prefix_ = md.get_bool("tokenizer.ggml.add_space_prefix", true);
         t->strip_leading_space_ = t->add_space_prefix_;
     } else {
-        t->bpe_ = std::make_unique<Bpe>(t->tokens_, merges, t->pre_.ignore_merges, unk);
+        // A byte with no byte-level token is dropped (as llama.cpp and HF tokenizers do) rather than replaced by an
+        // unknown_token_id that is a control token: SmolLM2 names <|endoftext|> there, and a 0x04 in a prompt became
+        // an end-of-text token (found by fuzz/tokenizer_fuzz.cpp).
+        const bool unk_is_control = unk >= 0 && size_t(unk) < t->types_.size() && t->types_[size_t(unk)] == kControl;
+        t->bpe_ = std::make_unique<Bpe>(t->tokens_, merges, t->pre_.ignore_merges, unk_is_control ? -1 : unk);
     }
     if (t->bos_ >= 0) t->prefix_.push_back(t->bos_);  // encode(add_bos = true); add_bos() is the default
     if (md.get_bool("tokenizer.ggml.add_eos_token", false) && t->eos_ >= 0) {

@@ -10,6 +10,7 @@
 
 #include "imp/error.h"
 #include "model/json.h"
+#include "model/mapped_file.h"
 #include "tokenizer/hf_pipeline.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -20,11 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error(path + ": cannot open");
-    return std::string(std::istreambuf_iterator<char>(f), {});
-}
+std::string read_text(const std::string& path) { return read_regular_file(path); }
 
 json::Value read_json(const std::string& path) { return json::parse(read_text(path), path); }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "imp/error.h"
+#include "model/display_text.h"
 
 namespace imp {
 
@@ -60,14 +61,7 @@ std::string MetaValue::to_display(size_t max_array) const {
             return b;
         }
         case 3: return std::get<bool>(v) ? "true" : "false";
-        case 4: {
-            std::string s = std::get<std::string>(v), o = "\"";
-            for (char c : s) {
-                if (o.size() > 80) { o += "..."; break; }
-                if (c == '\n') o += "\\n"; else o += c;
-            }
-            return o + "\"";
-        }
+        case 4: return "\"" + display_text(std::get<std::string>(v), 80) + "\"";  // control characters escaped
         default: {
             const auto& a = *std::get<std::shared_ptr<MetaArray>>(v);
             std::string o = "[";
@@ -81,22 +75,40 @@ std::string MetaValue::to_display(size_t max_array) const {
 namespace {
 const MetaValue& need(const Metadata& m, const std::string& key) {
     const MetaValue* v = m.find(key);
-    if (!v) throw Error((m.source.empty() ? std::string("model") : m.source) + ": missing metadata key '" + key + "'");
+    if (!v) throw Error("missing metadata key '" + key + "'");  // typed() adds the file
     return *v;
+}
+// A wrong type names the file too (MetaValue alone knows only the key).
+template <class F>
+auto typed(const Metadata& m, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const Error& e) {
+        throw Error((m.source.empty() ? std::string("model") : m.source) + ": " + e.what());
+    }
 }
 }  // namespace
 
-int64_t Metadata::get_int(const std::string& k) const { return need(*this, k).as_int(k); }
-double Metadata::get_float(const std::string& k) const { return need(*this, k).as_float(k); }
-bool Metadata::get_bool(const std::string& k) const { return need(*this, k).as_bool(k); }
-const std::string& Metadata::get_string(const std::string& k) const { return need(*this, k).as_string(k); }
-const MetaArray& Metadata::get_array(const std::string& k) const { return need(*this, k).as_array(k); }
-int64_t Metadata::get_int(const std::string& k, int64_t d) const { auto v = find(k); return v ? v->as_int(k) : d; }
-double Metadata::get_float(const std::string& k, double d) const { auto v = find(k); return v ? v->as_float(k) : d; }
-bool Metadata::get_bool(const std::string& k, bool d) const { auto v = find(k); return v ? v->as_bool(k) : d; }
+int64_t Metadata::get_int(const std::string& k) const { return typed(*this, [&] { return need(*this, k).as_int(k); }); }
+double Metadata::get_float(const std::string& k) const { return typed(*this, [&] { return need(*this, k).as_float(k); }); }
+bool Metadata::get_bool(const std::string& k) const { return typed(*this, [&] { return need(*this, k).as_bool(k); }); }
+const std::string& Metadata::get_string(const std::string& k) const {
+    return typed(*this, [&]() -> const std::string& { return need(*this, k).as_string(k); });
+}
+const MetaArray& Metadata::get_array(const std::string& k) const {
+    return typed(*this, [&]() -> const MetaArray& { return need(*this, k).as_array(k); });
+}
+int64_t Metadata::get_int(const std::string& k, int64_t d) const {
+    return typed(*this, [&] { auto v = find(k); return v ? v->as_int(k) : d; });
+}
+double Metadata::get_float(const std::string& k, double d) const {
+    return typed(*this, [&] { auto v = find(k); return v ? v->as_float(k) : d; });
+}
+bool Metadata::get_bool(const std::string& k, bool d) const {
+    return typed(*this, [&] { auto v = find(k); return v ? v->as_bool(k) : d; });
+}
 std::string Metadata::get_string(const std::string& k, const std::string& d) const {
-    auto v = find(k);
-    return v ? v->as_string(k) : d;
+    return typed(*this, [&] { auto v = find(k); return v ? v->as_string(k) : d; });
 }
 
 }  // namespace imp
