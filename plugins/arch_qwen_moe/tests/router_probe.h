@@ -239,6 +239,20 @@ inline LogitsDiff diff_logits(const std::vector<float>& ref, const std::vector<f
     return d;
 }
 
+// Prompt `toks` (logits of every row) then one decode step per token of `steps` (their logits appended), from a
+// reset engine.
+inline std::vector<float> run_prompt(Engine& e, const std::vector<int32_t>& toks, const std::vector<int32_t>& steps) {
+    const size_t V = size_t(e.desc().n_vocab);
+    std::vector<float> out(toks.size() * V), last(V);
+    e.reset();
+    e.forward(toks.data(), int64_t(toks.size()), out.data(), true);
+    for (int32_t t : steps) {
+        e.forward(&t, 1, last.data());
+        out.insert(out.end(), last.begin(), last.end());
+    }
+    return out;
+}
+
 // Prompt `toks` (logits of every row) then one decode step per token of `steps` through the reference engine
 // (probe recording) and the engine under test (routing forced to the reference's); returns both logits. The
 // probe's statistics are those of the forced run.
@@ -249,15 +263,7 @@ inline void run_forced(Engine& ref, Engine& dut, const std::vector<int32_t>& tok
     for (int g = 0; g < 2; ++g) {
         if (g == 0) router_probe().start(RouterProbe::Mode::Record);
         else router_probe().start(RouterProbe::Mode::Force, opt);
-        const size_t V = size_t(e[g]->desc().n_vocab);
-        e[g]->reset();
-        out[g]->assign(toks.size() * V, 0.f);
-        e[g]->forward(toks.data(), int64_t(toks.size()), out[g]->data(), true);
-        std::vector<float> last(V);
-        for (int32_t t : steps) {
-            e[g]->forward(&t, 1, last.data());
-            out[g]->insert(out[g]->end(), last.begin(), last.end());
-        }
+        *out[g] = run_prompt(*e[g], toks, steps);
     }
     RouterProbe& p = router_probe();
     if (p.error.empty() && p.next != p.calls.size())

@@ -254,19 +254,8 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
                 CHECK(d.max_diff <= kLogitTol * d.max_ref);
                 CHECK(d.top1_differ == 0);
 
-                std::vector<float> own[2];  // the device's own routing, without and with graphs
-                Engine* e[2] = {&eg, &graph};
-                for (int g = 0; g < 2; ++g) {
-                    e[g]->reset();
-                    own[g].resize(toks.size() * V);
-                    e[g]->forward(toks.data(), n, own[g].data(), true);
-                    std::vector<float> last(V);
-                    for (int32_t t : steps) {
-                        e[g]->forward(&t, 1, last.data());
-                        own[g].insert(own[g].end(), last.begin(), last.end());
-                    }
-                }
-                const LogitsDiff gd = diff_logits(own[0], own[1], V, 1e-4);
+                // the device's own routing, without and with graphs
+                const LogitsDiff gd = diff_logits(run_prompt(eg, toks, steps), run_prompt(graph, toks, steps), V, 1e-4);
                 INFO("graphs: max|diff| " << gd.max_diff << ", max|ref| " << gd.max_ref << "; " << gd.first);
                 CHECK(gd.finite);
                 CHECK(gd.max_diff <= 1e-4 * gd.max_ref);
