@@ -1,4 +1,4 @@
-// CUDA kernels of gdn.gated_norm and gdn.regroup (gdn_ops.h). Gated norm: one block of 128 threads per (row, head); a block sum of squares, then
+// CUDA kernel of gdn.gated_norm (gdn_ops.h): one block of 128 threads per (row, head); a block sum of squares, then
 // y = x * rsqrt(mean + eps) * w * silu(z). x may equal y (each element is read before it is written by its thread).
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
@@ -40,31 +40,7 @@ __global__ void __launch_bounds__(kThreads) gated_norm_kernel(GatedNorm::Args a)
     }
 }
 
-// gdn.regroup: a grid-stride gather over [n_tokens, width].
-__global__ void regroup_kernel(Regroup::Args a, int64_t width) {
-    imp::cuda::pdl_launch_dependents();
-    imp::cuda::pdl_wait();
-    const int64_t total = a.n_tokens * width;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t t = i / width, c = i - t * width;
-        a.y[t * a.y_stride + c] = a.x[t * a.x_stride + regroup_src(a.dims, a.mode, c)];
-    }
-}
-
 }  // namespace
-
-void regroup_cuda(Executor& ex, const Regroup::Args& a) {
-    validate(a);
-    const CudaHandles* h = ex.cuda();
-    if (!h) throw Error(std::string(Regroup::name) + ": executor '" + ex.name() + "' is not a CUDA executor");
-    if (a.n_tokens == 0) return;
-    const int64_t width = regroup_width(a);
-    imp::cuda::LaunchConfig c = imp::cuda::launch_config(*h);
-    const int64_t blocks = imp::cuda::div_up(a.n_tokens * width, 256);
-    c.grid = dim3(unsigned(blocks < 4096 ? blocks : 4096));
-    c.block = dim3(256);
-    IMP_CUDA_CHECK(imp::cuda::launch(c, regroup_kernel, a, width));
-}
 
 void gated_norm_cuda(Executor& ex, const GatedNorm::Args& a) {
     validate(a);

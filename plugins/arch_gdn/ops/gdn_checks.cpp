@@ -82,7 +82,8 @@ std::string tag(const Problem& p) {
     o << "Hk " << p.dims.n_k_heads << " Hv " << p.dims.n_v_heads << " dk " << p.dims.head_k_dim << " dv "
       << p.dims.head_v_dim << (p.dims.tiled ? " tiled" : "") << ", " << p.lens.size() << " seqs (";
     for (size_t i = 0; i < p.lens.size() && i < 6; ++i) o << (i ? "," : "") << p.lens[i];
-    o << (p.lens.size() > 6 ? ",..)" : ")") << ", seed " << p.seed << ": ";
+    o << (p.lens.size() > 6 ? ",..)" : ")") << ", variant " << p.variant << (p.gated_norm ? ", gated norm" : "")
+      << ", seed " << p.seed << ": ";
     return o.str();
 }
 
@@ -187,6 +188,8 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
     Vec state(size_t(l.n_slots * ss));
     for (auto& v : state) v = gen.normal(0.5f);
     Vec o(size_t(l.n_tokens * os), 0.f);
+    const int64_t zs = d.value_dim() + 3;
+    const Vec z = gen.fill(size_t(l.n_tokens * zs), -4.f, 4.f), nw = gen.fill(size_t(d.head_v_dim), 0.2f, 1.8f);
     auto args = [&](const float* pq, const float* pg, const float* pb, float* pst, float* po, Seqs s) {
         RuleArgs a;
         a.dims = d;
@@ -195,12 +198,24 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
         a.o_stride = os, a.scale = 1.f / std::sqrt(float(d.head_k_dim));
         return a;
     };
+    const bool norm = decode && p.gated_norm;
+    auto with_norm = [&](RuleArgs a, const float* pz, const float* pw) {
+        if (norm) a.z = pz, a.z_stride = zs, a.norm_w = pw, a.norm_eps = 1e-6f;
+        return a;
+    };
     Vec st_ref = state, o_ref = o;
-    (decode ? rule_decode_cpu : rule_chunked_cpu)(cpu, args(qkv.data(), g.data(), beta.data(), st_ref.data(),
-                                                             o_ref.data(), seqs_host(l)));
+    (decode ? rule_decode_cpu : rule_chunked_cpu)(
+        cpu, with_norm(args(qkv.data(), g.data(), beta.data(), st_ref.data(), o_ref.data(), seqs_host(l)), z.data(),
+                       nw.data()));
     float* dst = upload(dev, state);
     float* dout = upload(dev, o);
-    const auto a = args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l));
+    auto a = with_norm(args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l)),
+                       upload(dev, z), upload(dev, nw));
+    a.variant = p.variant;
+    if (!decode && p.variant != 1) {
+        a.workspace_bytes = rule_chunked_workspace_bytes(d, l.n_tokens);
+        a.workspace = dev.alloc(a.workspace_bytes, "gdn.check.workspace");
+    }
     if (dev.kind() == DeviceKind::CUDA)
         (decode ? rule_decode_cuda : rule_chunked_cuda)(dev, a);
     else
@@ -258,6 +273,7 @@ Problem random_problem(uint64_t seed, int max_len) {
     p.A_is_log = gen.pick(0, 1) == 1;
     const int n = gen.pick(1, 4);
     for (int i = 0; i < n; ++i) p.lens.push_back(gen.pick(1, max_len));
+    p.variant = gen.pick(0, 3);
     return p;
 }
 
@@ -267,39 +283,13 @@ std::string check_conv(Executor& cpu, Executor& dev, uint64_t seed) {
     return compare_conv(cpu, dev, random_problem(seed, 200));
 }
 std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed) {
-    return compare_rule(cpu, dev, random_problem(seed, 1), true);
+    Problem p = random_problem(seed, 1);
+    p.gated_norm = seed % 2 == 1;
+    return compare_rule(cpu, dev, p, true);
 }
 std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed) {
     return compare_rule(cpu, dev, random_problem(seed, 300), false);
 }
-// Regroup: a gather, exact.
-std::string check_regroup(Executor& cpu, Executor& dev, uint64_t seed) {
-    Gen gen{std::mt19937_64(seed)};
-    Regroup::Args a;
-    a.dims.n_k_heads = gen.pick(1, 4);
-    a.dims.n_v_heads = a.dims.n_k_heads * gen.pick(1, 3);
-    a.dims.head_k_dim = 32 * gen.pick(1, 4);
-    a.dims.head_v_dim = 32 * gen.pick(1, 4);
-    a.n_tokens = gen.pick(1, 40);
-    std::string e;
-    for (int mode : {0, 1}) {
-        a.mode = mode;
-        const int64_t w = regroup_width(a);
-        a.x_stride = w + 3, a.y_stride = w + 1;
-        Vec x = gen.fill(size_t(a.n_tokens * a.x_stride), -4.f, 4.f), y(size_t(a.n_tokens * a.y_stride), 0.5f);
-        Vec ref = y;
-        Regroup::Args c = a;
-        c.x = x.data(), c.y = ref.data();
-        regroup_cpu(cpu, c);
-        float* dy = upload(dev, y);
-        c.x = upload(dev, x), c.y = dy;
-        (dev.kind() == DeviceKind::CUDA ? regroup_cuda : regroup_cpu)(dev, c);
-        e = compare_scaled("mode " + std::to_string(mode) + ": y", ref, download(dev, dy, y.size()), {0.f, 0.f});
-        if (!e.empty()) break;
-    }
-    return e;
-}
-
 std::string check_gated_norm(Executor& cpu, Executor& dev, uint64_t seed) {
     Gen gen{std::mt19937_64(seed)};
     return compare_gated_norm(cpu, dev, gen.pick(1, 300), gen.pick(1, 32), 128, seed);

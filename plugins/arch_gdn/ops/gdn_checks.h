@@ -18,6 +18,8 @@ struct Problem {
     int kernel = 4;         // conv taps
     bool A_is_log = true;
     uint64_t seed = 1;
+    int variant = 0;  // gdn.rule_chunked's RuleArgs::variant; every variant but 1 (fused) gets a workspace
+    bool gated_norm = false;  // gdn.rule_decode with the gated norm (RuleArgs::norm_w, z)
 };
 
 // "" when the device's outputs and states equal the CPU reference's within the op's stated tolerance; else one line.

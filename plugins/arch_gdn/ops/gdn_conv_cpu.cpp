@@ -1,6 +1,5 @@
 // CPU references of gdn.conv (gdn_ops.h: causal depthwise conv over the q|k|v channels with the rolling conv state
-// of each sequence's slot, SiLU, L2 norm of the q and k heads, and the gates g and beta), gdn.gated_norm and
-// gdn.regroup.
+// of each sequence's slot, SiLU, L2 norm of the q and k heads, and the gates g and beta) and gdn.gated_norm.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -78,16 +77,6 @@ void gated_norm_cpu(Executor& ex, const GatedNorm::Args& a) {
                 const float inv = 1.f / std::sqrt(ss / float(hd) + a.eps);
                 for (int i = 0; i < hd; ++i) y[i] = x[i] * inv * a.w[i] * silu(z[i]);
             }
-    });
-}
-
-void regroup_cpu(Executor& ex, const Regroup::Args& a) {
-    validate(a);
-    const int64_t width = regroup_width(a);
-    ex.parallel_for(a.n_tokens, 4, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t)
-            for (int64_t c = 0; c < width; ++c)
-                a.y[t * a.y_stride + c] = a.x[t * a.x_stride + regroup_src(a.dims, a.mode, c)];
     });
 }
 

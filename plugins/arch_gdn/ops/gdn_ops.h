@@ -6,7 +6,6 @@
 //   gdn.rule_decode  gated delta rule, one token per sequence (every sequence a decode row)
 //   gdn.rule_chunked gated delta rule over any rows (prefill: chunk 64, WY/UT form, tensor cores on CUDA)
 //   gdn.gated_norm   y = RMSNorm(o per v-head; w) * silu(z), the input of out_proj
-//   gdn.regroup      (Qwen3-Next only) the grouped q|k|v|z and b|a projection rows into the canonical order
 // Conventions (every pointer is executor memory; activations fp32, token-major, row stride in floats):
 //   Dims: Hk key heads of dk, Hv value heads of dv (Hv a multiple of Hk: grouped value attention, GVA);
 //   key_dim = Hk*dk, value_dim = Hv*dv, conv_dim = 2*key_dim + value_dim. Value head j reads key head
@@ -103,7 +102,23 @@ struct RuleArgs {
     float* o = nullptr;           // [n_tokens, value_dim], row stride o_stride
     int64_t o_stride = 0;
     float scale = 0.f;            // applied to q (1/sqrt(dk))
+    // gdn.rule_chunked on CUDA only (ignored elsewhere): device scratch for its two-kernel path (a chunk-parallel
+    // prep kernel, then the sequential state kernel), at least rule_chunked_workspace_bytes(dims, n_tokens) bytes,
+    // 16-byte aligned; and the kernel variant: 0 auto (split when the workspace is there, 32 value columns per
+    // block when few blocks would run), 1 fused single kernel (no workspace), 2 split with 64 columns, 3 split with 32.
+    void* workspace = nullptr;
+    size_t workspace_bytes = 0;
+    int variant = 0;
+    // gdn.rule_decode only: when norm_w is set, o receives gdn.gated_norm's y of the rule's output instead (RMSNorm
+    // per v-head with norm_w and norm_eps, then * silu(z)), computed in the same kernel on CUDA.
+    const float* norm_w = nullptr;  // [dv]
+    const float* z = nullptr;       // [n_tokens, value_dim], row stride z_stride
+    int64_t z_stride = 0;
+    float norm_eps = 1e-6f;
 };
+
+// Workspace bytes of gdn.rule_chunked's split CUDA path for a step of n_tokens rows (n_tokens * Hv * 1152).
+size_t rule_chunked_workspace_bytes(const Dims& d, int64_t n_tokens);
 
 // gdn.rule_decode: one row per sequence (n_tokens == n_seqs, row s belongs to sequence s).
 struct RuleDecode {
@@ -137,26 +152,7 @@ struct GatedNorm {
     };
 };
 
-// gdn.regroup: Qwen3-Next's per-key-head grouped projection rows (HF in_proj_qkvz / in_proj_ba, GGUF ssm_in / ssm_ba)
-// gathered into the canonical layout (transformers Qwen3NextGatedDeltaNet.fix_query_key_value_ordering); R = Hv/Hk:
-//   mode 0 (qkvz): x row = per k-head g [q dk | k dk | v R*dv | z R*dv] ->
-//                  y row = [q (key_dim) | k (key_dim) | v (value_dim, v-head g*R + r) | z (value_dim)]
-//   mode 1 (ba):   x row = per k-head g [b R | a R] -> y row = [b (Hv, v-head g*R + r) | a (Hv)]
-// y must not alias x. Dims::tiled is ignored (this layout is grouped by construction).
-struct Regroup {
-    static constexpr const char* name = "gdn.regroup";
-    struct Args {
-        Dims dims;
-        const float* x = nullptr;  // [n_tokens, width], row stride x_stride
-        int64_t x_stride = 0;
-        float* y = nullptr;        // [n_tokens, width], row stride y_stride
-        int64_t y_stride = 0;
-        int64_t n_tokens = 0;
-        int mode = 0;              // 0: qkvz (width 2 key_dim + 2 value_dim), 1: ba (width 2 Hv)
-    };
-};
-
-// Registers the five ops (CPU and CUDA kernels) and their conformance checks.
+// Registers the four ops (CPU and CUDA kernels) and their conformance checks.
 void register_gdn_ops(Registry& reg);
 
 }  // namespace imp::gdn

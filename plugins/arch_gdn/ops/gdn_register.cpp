@@ -1,4 +1,6 @@
-// register_gdn_ops (gdn_ops.h): the five GDN ops' CPU and CUDA kernels and their conformance checks.
+// register_gdn_ops (gdn_ops.h): the four GDN ops' CPU and CUDA kernels and their conformance checks.
+#include <utility>
+
 #include "gdn_kernels.h"
 #include "imp/ops.h"
 
@@ -6,22 +8,27 @@ namespace imp::gdn {
 
 bool cuda_supports(const Executor& ex) { return ex.cuda() && ex.cuda()->cc >= 90; }
 
+size_t rule_chunked_workspace_bytes(const Dims& d, int64_t n_tokens) {
+    return size_t(n_tokens > 0 ? n_tokens : 0) * size_t(d.n_v_heads > 0 ? d.n_v_heads : 0) * 1152;
+}
+
+namespace {
+
+template <class Op>
+void add(Registry& reg, void (*cpu)(Executor&, const typename Op::Args&),
+         void (*cuda)(Executor&, const typename Op::Args&), OpCheck check) {
+    reg.add_op<Op>(DeviceKind::CPU, cpu);
+    reg.add_op<Op>(DeviceKind::CUDA, cuda, cuda_supports);
+    reg.add_op_check(Op::name, std::move(check));
+}
+
+}  // namespace
+
 void register_gdn_ops(Registry& reg) {
-    reg.add_op<Conv>(DeviceKind::CPU, conv_cpu);
-    reg.add_op<Conv>(DeviceKind::CUDA, conv_cuda, cuda_supports);
-    reg.add_op_check(Conv::name, check_conv);
-    reg.add_op<RuleDecode>(DeviceKind::CPU, rule_decode_cpu);
-    reg.add_op<RuleDecode>(DeviceKind::CUDA, rule_decode_cuda, cuda_supports);
-    reg.add_op_check(RuleDecode::name, check_rule_decode);
-    reg.add_op<RuleChunked>(DeviceKind::CPU, rule_chunked_cpu);
-    reg.add_op<RuleChunked>(DeviceKind::CUDA, rule_chunked_cuda, cuda_supports);
-    reg.add_op_check(RuleChunked::name, check_rule_chunked);
-    reg.add_op<GatedNorm>(DeviceKind::CPU, gated_norm_cpu);
-    reg.add_op<GatedNorm>(DeviceKind::CUDA, gated_norm_cuda, cuda_supports);
-    reg.add_op_check(GatedNorm::name, check_gated_norm);
-    reg.add_op<Regroup>(DeviceKind::CPU, regroup_cpu);
-    reg.add_op<Regroup>(DeviceKind::CUDA, regroup_cuda, cuda_supports);
-    reg.add_op_check(Regroup::name, check_regroup);
+    add<Conv>(reg, conv_cpu, conv_cuda, check_conv);
+    add<RuleDecode>(reg, rule_decode_cpu, rule_decode_cuda, check_rule_decode);
+    add<RuleChunked>(reg, rule_chunked_cpu, rule_chunked_cuda, check_rule_chunked);
+    add<GatedNorm>(reg, gated_norm_cpu, gated_norm_cuda, check_gated_norm);
 }
 
 }  // namespace imp::gdn

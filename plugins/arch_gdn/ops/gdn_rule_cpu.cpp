@@ -144,6 +144,11 @@ void rule_decode_cpu(Executor& ex, const RuleArgs& a) {
     ex.parallel_for(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads, 1, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) recurrent_head(a, head_of(a, p));
     });
+    if (a.norm_w) {  // the gated norm of the outputs, in place
+        const Dims& d = a.dims;
+        gated_norm_cpu(ex, {a.o, a.o_stride, a.z, a.z_stride, a.norm_w, a.o, a.o_stride, a.seqs.n_tokens, d.n_v_heads,
+                            d.head_v_dim, a.norm_eps});
+    }
 }
 
 void rule_chunked_cpu(Executor& ex, const RuleArgs& a) {

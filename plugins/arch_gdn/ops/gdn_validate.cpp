@@ -60,6 +60,10 @@ void validate(const char* op, const RuleArgs& a) {
     check_stride(op, "o", a.o, a.o_stride, d.value_dim());
     check_stride(op, "state", a.state, a.state_stride, d.value_dim() * d.head_k_dim);
     if (!a.g || !a.beta) fail(op, "g and beta are required");
+    if (a.norm_w) {
+        check_stride(op, "z", a.z, a.z_stride, d.value_dim());
+        if (!(a.norm_eps > 0.f)) fail(op, "norm_eps must be positive");
+    }
 }
 
 void validate(const GatedNorm::Args& a) {
@@ -74,16 +78,6 @@ void validate(const GatedNorm::Args& a) {
     check_stride(op, "y", a.y, a.y_stride, width);
     if (!a.w) fail(op, "w is null");
     if (!(a.eps > 0.f)) fail(op, "eps must be positive");
-}
-
-void validate(const Regroup::Args& a) {
-    const char* op = Regroup::name;
-    check_dims(op, a.dims);
-    if (a.mode != 0 && a.mode != 1) fail(op, "mode " + std::to_string(a.mode) + " is neither 0 (qkvz) nor 1 (ba)");
-    if (a.n_tokens < 0) fail(op, std::to_string(a.n_tokens) + " rows");
-    if (a.n_tokens == 0) return;
-    check_stride(op, "x", a.x, a.x_stride, regroup_width(a));
-    check_stride(op, "y", a.y, a.y_stride, regroup_width(a));
 }
 
 }  // namespace imp::gdn

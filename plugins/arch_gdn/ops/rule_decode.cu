@@ -1,7 +1,8 @@
-// CUDA kernel of gdn.rule_decode (gdn_ops.h): one warp per (sequence, v-head, 4 value columns). The state is stored
+// CUDA kernels of gdn.rule_decode (gdn_ops.h): one warp per (sequence, v-head, 4 value columns). The state is stored
 // [Hv, dv, dk], so a value column's dk keys are contiguous: the warp reads them coalesced (dk/32 per lane), decays
 // them, and one pass of warp sums gives S^T k and S^T q; then delta = beta (v - e S^T k), the column is rewritten
-// as e S + k delta and o = scale (e S^T q + delta (k . q)), e = exp(g). Blocks of 4 warps cover 16 columns.
+// as e S + k delta and o = scale (e S^T q + delta (k . q)), e = exp(g). Blocks of 4 warps cover 16 columns; with the
+// gated norm (RuleArgs::norm_w), one block of 8 warps covers a whole v-head and normalizes its outputs in place.
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
@@ -14,17 +15,12 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kCols = 4;  // value columns per warp
 
-template <int kPer>  // dk / 32
-__global__ void __launch_bounds__(kWarps * 32) decode_kernel(RuleArgs a) {
-    imp::cuda::pdl_launch_dependents();
-    imp::cuda::pdl_wait();
+// One warp: value columns [j0, j0 + kCols) of v-head h of row t (sequence t), f(column, o value) for each.
+template <int kPer, class F>
+__device__ __forceinline__ void decode_cols(const RuleArgs& a, int64_t t, int h, int j0, F&& f) {
     const Dims& d = a.dims;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int s = blockIdx.y / d.n_v_heads, h = blockIdx.y % d.n_v_heads, kh = d.k_head_of(h);
+    const int lane = threadIdx.x & 31, kh = d.k_head_of(h);
     const int dk = kPer * 32, dv = d.head_v_dim;
-    const int j0 = (blockIdx.x * kWarps + warp) * kCols;
-    if (j0 >= dv) return;
-    const int64_t t = s;  // one row per sequence
     const float* row = a.qkv + t * a.qkv_stride;
     float q[kPer], k[kPer], kq = 0.f;
 #pragma unroll
@@ -35,7 +31,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(RuleArgs a) {
     }
     kq = imp::cuda::warp_sum(kq);
     const float decay = expf(a.g[t * d.n_v_heads + h]), beta = a.beta[t * d.n_v_heads + h];
-    float* S = a.state + int64_t(a.seqs.state_slots[s]) * a.state_stride + (int64_t(h) * dv + j0) * dk;
+    float* S = a.state + int64_t(a.seqs.state_slots[t]) * a.state_stride + (int64_t(h) * dv + j0) * dk;
     const float* v = row + 2 * d.key_dim() + int64_t(h) * dv + j0;
     float col[kCols][kPer];
 #pragma unroll
@@ -54,8 +50,45 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(RuleArgs a) {
         const float delta = beta * (v[c] - decay * sk);
 #pragma unroll
         for (int e = 0; e < kPer; ++e) S[c * dk + lane + 32 * e] = decay * col[c][e] + k[e] * delta;
-        if (lane == 0) a.o[t * a.o_stride + int64_t(h) * dv + j0 + c] = a.scale * (decay * sq + delta * kq);
+        f(j0 + c, a.scale * (decay * sq + delta * kq));
     }
+}
+
+template <int kPer>  // dk / 32
+__global__ void __launch_bounds__(kWarps * 32) decode_kernel(RuleArgs a) {
+    imp::cuda::pdl_launch_dependents();
+    imp::cuda::pdl_wait();
+    const int s = blockIdx.y / a.dims.n_v_heads, h = blockIdx.y % a.dims.n_v_heads;
+    const int j0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kCols;
+    if (j0 >= a.dims.head_v_dim) return;
+    float* o = a.o + int64_t(s) * a.o_stride + int64_t(h) * a.dims.head_v_dim;
+    decode_cols<kPer>(a, s, h, j0, [&](int j, float v) {
+        if ((threadIdx.x & 31) == 0) o[j] = v;
+    });
+}
+
+// With the gated norm: one block of kNormWarps per (sequence, v-head) holds the head's dv outputs in shared memory.
+constexpr int kNormWarps = 8, kMaxDv = 512;
+
+template <int kPer>
+__global__ void __launch_bounds__(kNormWarps * 32) decode_norm_kernel(RuleArgs a) {
+    imp::cuda::pdl_launch_dependents();
+    imp::cuda::pdl_wait();
+    __shared__ float os[kMaxDv];
+    __shared__ float red[32];
+    const int s = blockIdx.y / a.dims.n_v_heads, h = blockIdx.y % a.dims.n_v_heads, dv = a.dims.head_v_dim;
+    for (int j0 = (threadIdx.x >> 5) * kCols; j0 < dv; j0 += kNormWarps * kCols)
+        decode_cols<kPer>(a, s, h, j0, [&](int j, float v) {
+            if ((threadIdx.x & 31) == 0) os[j] = v;
+        });
+    __syncthreads();
+    float ss = 0.f;
+    for (int j = threadIdx.x; j < dv; j += blockDim.x) ss += os[j] * os[j];
+    ss = imp::cuda::block_sum(ss, red);
+    const float inv = rsqrtf(ss / float(dv) + a.norm_eps);
+    const float* z = a.z + int64_t(s) * a.z_stride + int64_t(h) * dv;
+    float* o = a.o + int64_t(s) * a.o_stride + int64_t(h) * dv;
+    for (int j = threadIdx.x; j < dv; j += blockDim.x) o[j] = os[j] * inv * a.norm_w[j] * (z[j] / (1.f + expf(-z[j])));
 }
 
 }  // namespace
@@ -68,14 +101,21 @@ void rule_decode_cuda(Executor& ex, const RuleArgs& a) {
         throw Error(std::string(RuleDecode::name) + ": " + std::to_string(a.seqs.n_tokens) + " rows for " +
                     std::to_string(a.seqs.n_seqs) + " sequences (one row per sequence)");
     if (a.seqs.n_tokens == 0) return;
+    if (a.norm_w && a.dims.head_v_dim > kMaxDv)
+        throw Error(std::string(RuleDecode::name) + ": the gated norm in the CUDA kernel takes head_v_dim <= " +
+                    std::to_string(kMaxDv) + ", got " + std::to_string(a.dims.head_v_dim));
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(*h);
-    c.grid = dim3(unsigned(imp::cuda::div_up(a.dims.head_v_dim, kWarps * kCols)),
+    c.grid = dim3(a.norm_w ? 1u : unsigned(imp::cuda::div_up(a.dims.head_v_dim, kWarps * kCols)),
                   unsigned(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads));
-    c.block = dim3(kWarps * 32);
+    c.block = dim3(a.norm_w ? kNormWarps * 32 : kWarps * 32);
+    auto run = [&](auto plain, auto norm) {
+        if (a.norm_w) IMP_CUDA_CHECK(imp::cuda::launch(c, norm, a));
+        else IMP_CUDA_CHECK(imp::cuda::launch(c, plain, a));
+    };
     switch (a.dims.head_k_dim) {
-        case 64: IMP_CUDA_CHECK(imp::cuda::launch(c, decode_kernel<2>, a)); break;
-        case 128: IMP_CUDA_CHECK(imp::cuda::launch(c, decode_kernel<4>, a)); break;
-        case 256: IMP_CUDA_CHECK(imp::cuda::launch(c, decode_kernel<8>, a)); break;
+        case 64: run(decode_kernel<2>, decode_norm_kernel<2>); break;
+        case 128: run(decode_kernel<4>, decode_norm_kernel<4>); break;
+        case 256: run(decode_kernel<8>, decode_norm_kernel<8>); break;
         default:
             throw Error(std::string(RuleDecode::name) + ": head_k_dim " + std::to_string(a.dims.head_k_dim) +
                         " is not supported by the CUDA kernel (64, 128 or 256)");

@@ -165,43 +165,6 @@ TEST_CASE("gdn gated norm: RMSNorm per head times silu(z), in place too", "[gdn]
     CHECK(rel_err(x, ref) < 1e-6);
 }
 
-TEST_CASE("gdn regroup: Qwen3-Next's grouped qkvz and ba rows back to q|k|v|z and b|a", "[gdn][regroup]") {
-    CpuExecutor ex(1);
-    const Dims d{2, 6, 4, 3, false};  // R = 3
-    const int64_t kd = d.key_dim(), vd = d.value_dim(), hv = d.n_v_heads, R = 3, T = 2;
-    // Canonical rows with distinct values, then the grouped rows built the way HF splits them (per k-head g:
-    // q, k, v of v-heads g*R..g*R+R-1, z of the same; b then a of those v-heads).
-    std::vector<float> canon(size_t(T * (2 * kd + 2 * vd))), grouped(canon.size()), out(canon.size(), -1.f);
-    std::vector<float> canon_ba(size_t(T * 2 * hv)), grouped_ba(canon_ba.size()), out_ba(canon_ba.size(), -1.f);
-    for (size_t i = 0; i < canon.size(); ++i) canon[i] = float(i) + 0.5f;
-    for (size_t i = 0; i < canon_ba.size(); ++i) canon_ba[i] = -float(i) - 0.25f;
-    for (int64_t t = 0; t < T; ++t) {
-        const float* c = &canon[size_t(t * (2 * kd + 2 * vd))];
-        float* g = &grouped[size_t(t * (2 * kd + 2 * vd))];
-        for (int64_t k = 0; k < d.n_k_heads; ++k) {
-            for (int i = 0; i < 4; ++i) *g++ = c[k * 4 + i];
-            for (int i = 0; i < 4; ++i) *g++ = c[kd + k * 4 + i];
-            for (int64_t r = 0; r < R; ++r)
-                for (int i = 0; i < 3; ++i) *g++ = c[2 * kd + (k * R + r) * 3 + i];
-            for (int64_t r = 0; r < R; ++r)
-                for (int i = 0; i < 3; ++i) *g++ = c[2 * kd + vd + (k * R + r) * 3 + i];
-        }
-        const float* cb = &canon_ba[size_t(t * 2 * hv)];
-        float* gb = &grouped_ba[size_t(t * 2 * hv)];
-        for (int64_t k = 0; k < d.n_k_heads; ++k) {
-            for (int64_t r = 0; r < R; ++r) *gb++ = cb[k * R + r];
-            for (int64_t r = 0; r < R; ++r) *gb++ = cb[hv + k * R + r];
-        }
-    }
-    const int64_t w = 2 * kd + 2 * vd;
-    regroup_cpu(ex, {d, grouped.data(), w, out.data(), w, T, 0});
-    CHECK(out == canon);
-    regroup_cpu(ex, {d, grouped_ba.data(), 2 * hv, out_ba.data(), 2 * hv, T, 1});
-    CHECK(out_ba == canon_ba);
-    CHECK_THROWS_WITH(regroup_cpu(ex, {d, grouped.data(), w, out.data(), w, T, 2}),
-                      "gdn.regroup: mode 2 is neither 0 (qkvz) nor 1 (ba)");
-}
-
 TEST_CASE("gdn ops: registered with CPU and CUDA kernels and a conformance check each", "[gdn]") {
     Registry reg;
     register_gdn_ops(reg);
@@ -209,17 +172,15 @@ TEST_CASE("gdn ops: registered with CPU and CUDA kernels and a conformance check
     const auto dec = reg.op<RuleDecode>();
     const auto chk = reg.op<RuleChunked>();
     const auto norm = reg.op<GatedNorm>();
-    const auto regroup = reg.op<Regroup>();
     for (DeviceKind d : {DeviceKind::CPU, DeviceKind::CUDA}) {
-        CHECK(regroup.has(d));
         CHECK(conv.has(d));
         CHECK(dec.has(d));
         CHECK(chk.has(d));
         CHECK(norm.has(d));
     }
-    for (const char* n : {Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name, Regroup::name})
+    for (const char* n : {Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name})
         CHECK(reg.find_op_check(n) != nullptr);
     CpuExecutor cpu(1);
-    CHECK(reg.check_ops({Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name, Regroup::name}, cpu).empty());
+    CHECK(reg.check_ops({Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name}, cpu).empty());
     CHECK_FALSE(cuda_supports(cpu));  // the CUDA kernels ask for a CUDA executor
 }

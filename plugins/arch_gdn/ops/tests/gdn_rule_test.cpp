@@ -111,6 +111,32 @@ TEST_CASE("gdn rule: a prompt split at any point continues from the state in its
     }
 }
 
+TEST_CASE("gdn rule: decode with the gated norm equals the rule, then gdn.gated_norm", "[gdn][rule]") {
+    CpuExecutor ex(2);
+    RuleData base(dims(2, 4, 32, 16), {1, 1, 1}, 9);
+    RuleData plain = base, fused = base;
+    std::vector<float> z(size_t(3 * 70)), w(16);
+    for (size_t i = 0; i < z.size(); ++i) z[i] = std::sin(float(i)) * 3.f;
+    for (size_t i = 0; i < w.size(); ++i) w[i] = 0.5f + 0.1f * float(i);
+    rule_decode_cpu(ex, plain.args());
+    std::vector<double> ref(plain.o.size(), 0.0);
+    for (int64_t t = 0; t < 3; ++t)
+        for (int h = 0; h < 4; ++h) {
+            double ms = 0;
+            for (int j = 0; j < 16; ++j) ms += std::pow(double(plain.o[size_t(t * plain.os + h * 16 + j)]), 2) / 16;
+            for (int j = 0; j < 16; ++j) {
+                const double zz = z[size_t(t * 70 + h * 16 + j)];
+                ref[size_t(t * plain.os + h * 16 + j)] =
+                    plain.o[size_t(t * plain.os + h * 16 + j)] / std::sqrt(ms + 1e-6) * w[size_t(j)] * zz / (1 + std::exp(-zz));
+            }
+        }
+    RuleArgs a = fused.args();
+    a.norm_w = w.data(), a.z = z.data(), a.z_stride = 70, a.norm_eps = 1e-6f;
+    rule_decode_cpu(ex, a);
+    CHECK(rel_err(fused.o, ref) < 1e-6);
+    CHECK(fused.state == plain.state);
+}
+
 TEST_CASE("gdn rule: bad arguments are one clear error", "[gdn][rule]") {
     CpuExecutor ex(1);
     RuleData r(dims(2, 3, 16, 16), {2}, 1);

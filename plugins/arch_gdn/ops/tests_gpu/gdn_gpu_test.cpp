@@ -1,7 +1,7 @@
 // The GDN ops' CUDA kernels against their CPU references (label gpu; fails without a GPU), on fresh random inputs
 // with realistic gates (gdn_checks.h): conv prefill and single-token update, the decode rule with several sequences,
 // the chunked rule at lengths 1..1000 around multiples of 64 with several sequences in one step, GVA in both head
-// orders, the gated norm, and (through them) regroup and the registered conformance checks. Tolerances: gdn_checks.cpp.
+// orders, the gated norm, and the registered conformance checks. Tolerances: gdn_checks.cpp.
 #include <catch2/catch.hpp>
 
 #include "exec/cpu/cpu_executor.h"
@@ -16,8 +16,10 @@ using namespace imp::gdn;
 
 namespace {
 
-Problem problem(int hk, int hv, bool tiled, std::vector<int> lens, uint64_t seed, bool A_is_log = true) {
+Problem problem(int hk, int hv, bool tiled, std::vector<int> lens, uint64_t seed, bool A_is_log = true,
+                int variant = 0) {
     Problem p;
+    p.variant = variant;
     p.dims = {hk, hv, 128, 128, tiled};
     p.lens = std::move(lens);
     p.seed = seed;
@@ -37,6 +39,11 @@ TEST_CASE("gdn gpu: conv prefill and update equal the CPU reference", "[gdn][gpu
         problem(3, 3, false, {1}, 4),
     };
     for (const Problem& p : cases) CHECK(compare_conv(cpu, dev, p) == "");
+    Problem k3 = problem(2, 4, false, {5, 1, 40}, 5);  // another conv width (prefill, then decode)
+    k3.kernel = 3;
+    CHECK(compare_conv(cpu, dev, k3) == "");
+    k3.lens = {1, 1};
+    CHECK(compare_conv(cpu, dev, k3) == "");
 }
 
 TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
@@ -48,19 +55,28 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
         problem(2, 8, true, std::vector<int>(33, 1), 13),
         problem(4, 4, false, std::vector<int>(3, 1), 14),
     };
-    for (const Problem& p : cases) CHECK(compare_rule(cpu, dev, p, true) == "");
+    for (Problem p : cases) {
+        CHECK(compare_rule(cpu, dev, p, true) == "");
+        p.gated_norm = true;  // the gated norm in the same kernel
+        CHECK(compare_rule(cpu, dev, p, true) == "");
+    }
 }
 
 TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "[gdn][gpu]") {
     CpuExecutor cpu;
     CudaExecutor dev(0);
     uint64_t seed = 100;
-    for (int len : {1, 2, 17, 63, 64, 65, 127, 128, 129, 200, 511, 1000})
-        CHECK(compare_rule(cpu, dev, problem(2, 4, false, {len}, seed++), false) == "");
-    // Several sequences of mixed lengths in one step (decode rows among prefill rows), GVA both orders, 35B heads.
-    CHECK(compare_rule(cpu, dev, problem(2, 4, true, {65, 1, 300, 7, 128}, seed++), false) == "");
-    CHECK(compare_rule(cpu, dev, problem(16, 32, false, {257, 1, 64}, seed++), false) == "");
-    CHECK(compare_rule(cpu, dev, problem(3, 3, false, {100, 1000}, seed++), false) == "");
+    // Variants (RuleArgs::variant): 1 fused kernel; 2, 3 prep + state kernels with 64 / 32 value columns per block.
+    for (int variant : {1, 2, 3}) {
+        for (int len : {1, 2, 17, 63, 64, 65, 127, 128, 129, 200, 511, 1000})
+            CHECK(compare_rule(cpu, dev, problem(2, 4, false, {len}, seed++, true, variant), false) == "");
+        // Several sequences of mixed lengths in one step (decode rows among prefill rows), GVA both orders, 35B heads.
+        CHECK(compare_rule(cpu, dev, problem(2, 4, true, {65, 1, 300, 7, 128}, seed++, true, variant), false) == "");
+        CHECK(compare_rule(cpu, dev, problem(16, 32, false, {257, 1, 64}, seed++, true, variant), false) == "");
+        CHECK(compare_rule(cpu, dev, problem(3, 3, false, {100, 1000}, seed++, true, variant), false) == "");
+    }
+    // Auto (0) with a workspace: the split path with the block width chosen from the grid size.
+    CHECK(compare_rule(cpu, dev, problem(16, 32, false, {700}, seed++, true, 0), false) == "");
 }
 
 TEST_CASE("gdn gpu: gated norm equals the CPU reference", "[gdn][gpu]") {
@@ -77,7 +93,7 @@ TEST_CASE("gdn gpu: the registered conformance checks pass", "[gdn][gpu]") {
     CpuExecutor cpu;
     CudaExecutor dev(0);
     const auto results = run_op_checks(reg, cpu, dev, 2026, 3);
-    REQUIRE(results.size() == 5);
+    REQUIRE(results.size() == 4);
     for (const auto& r : results) {
         INFO(r.op << ": " << r.message);
         CHECK(r.status == OpCheckResult::Status::Pass);
