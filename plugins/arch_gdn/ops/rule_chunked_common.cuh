@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <cstdint>
+
 #include "gdn_ops.h"
 
 namespace imp::gdn::chunked {

@@ -54,21 +54,40 @@ __device__ __forceinline__ float chunk_prep(const RuleArgs& a, PrepScratch<kVW>&
     const float* qrow = a.qkv + row0 * a.qkv_stride + int64_t(kh) * kD;
     const float* krow = qrow + a.dims.key_dim();
     const float* vrow = a.qkv + row0 * a.qkv_stride + 2 * a.dims.key_dim() + int64_t(h) * kD + vcol0;
-    for (int idx = tid; idx < kC * kD; idx += kThreads) {
-        const int i = idx / kD, e = idx % kD;
-        float q = 0.f, k = 0.f;
-        if (i < n) q = qrow[i * a.qkv_stride + e], k = krow[i * a.qkv_stride + e];
+    auto put_qk = [&](int i, int e, float q, float k) {
         const float ei = __expf(sm.gc[i]);
         sm.Q[i * kLdK + e] = __float2bfloat16(q);
         sm.K[i * kLdK + e] = __float2bfloat16(k);
         sm.KBG[i * kLdK + e] = __float2bfloat16(k * sm.beta[i] * ei);
         sink.qd(i, e, q * ei * a.scale);
         sink.kd(i, e, k * __expf(glast - sm.gc[i]));
-    }
-    for (int idx = tid; idx < kC * kVW; idx += kThreads) {
-        const int i = idx / kVW, e = idx % kVW;
-        const float v = i < n ? vrow[i * a.qkv_stride + e] : 0.f;
-        sm.VB[i * kLdV + e] = __float2bfloat16(v * sm.beta[i]);
+    };
+    // 16-byte loads when the rows allow (every offset below is a multiple of 4 floats then).
+    if (((reinterpret_cast<uintptr_t>(a.qkv) | uintptr_t(a.qkv_stride) * 4) & 15) == 0) {
+        const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int idx = tid; idx < kC * kD / 4; idx += kThreads) {
+            const int i = idx / (kD / 4), e = 4 * (idx % (kD / 4));
+            const float4 q = i < n ? *reinterpret_cast<const float4*>(qrow + i * a.qkv_stride + e) : zero;
+            const float4 k = i < n ? *reinterpret_cast<const float4*>(krow + i * a.qkv_stride + e) : zero;
+            put_qk(i, e, q.x, k.x), put_qk(i, e + 1, q.y, k.y), put_qk(i, e + 2, q.z, k.z), put_qk(i, e + 3, q.w, k.w);
+        }
+        for (int idx = tid; idx < kC * kVW / 4; idx += kThreads) {
+            const int i = idx / (kVW / 4), e = 4 * (idx % (kVW / 4));
+            const float4 v = i < n ? *reinterpret_cast<const float4*>(vrow + i * a.qkv_stride + e) : zero;
+            const float b = sm.beta[i];
+            sm.VB[i * kLdV + e] = __float2bfloat16(v.x * b), sm.VB[i * kLdV + e + 1] = __float2bfloat16(v.y * b);
+            sm.VB[i * kLdV + e + 2] = __float2bfloat16(v.z * b), sm.VB[i * kLdV + e + 3] = __float2bfloat16(v.w * b);
+        }
+    } else {
+        for (int idx = tid; idx < kC * kD; idx += kThreads) {
+            const int i = idx / kD, e = idx % kD;
+            put_qk(i, e, i < n ? qrow[i * a.qkv_stride + e] : 0.f, i < n ? krow[i * a.qkv_stride + e] : 0.f);
+        }
+        for (int idx = tid; idx < kC * kVW; idx += kThreads) {
+            const int i = idx / kVW, e = idx % kVW;
+            const float v = i < n ? vrow[i * a.qkv_stride + e] : 0.f;
+            sm.VB[i * kLdV + e] = __float2bfloat16(v * sm.beta[i]);
+        }
     }
     __syncthreads();
     // A (strict lower, fp32, shared) and Aqk (lower, to the sink); tiles above the diagonal are zero.
