@@ -145,6 +145,10 @@ public:
         g.names = c.names;
         g.source = &src;
         g.registry = &reg;
+        const Settings& set = reg.settings("arch_gdn");
+        g.decode_fused_norm = set.get_bool("decode_fused_norm");
+        const std::string rule = set.get_string("prefill_rule");
+        g.rule_variant = rule == "fused" ? 1 : rule == "split64" ? 2 : rule == "split32" ? 3 : 0;
 
         bool first_gdn = true;
         for (int i = 0; i < int(c.n_layer); ++i) {

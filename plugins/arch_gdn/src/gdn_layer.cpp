@@ -8,6 +8,7 @@
 #include "imp/blocks/norm.h"
 #include "imp/error.h"
 #include "imp/quant_format.h"
+#include "regroup_op.h"
 
 namespace imp::gdn_arch {
 
@@ -84,7 +85,7 @@ public:
         decode_ = s.registry->op<gdn::RuleDecode>();
         chunked_ = s.registry->op<gdn::RuleChunked>();
         gnorm_ = s.registry->op<gdn::GatedNorm>();
-        if (grouped_qkvz_ || grouped_ba_) regroup_ = s.registry->op<gdn::Regroup>();
+        if (grouped_qkvz_ || grouped_ba_) regroup_ = s.registry->op<Regroup>();
         const StateSpec st = state();
         conv_off_ = st.component_offset(0);
         ssm_off_ = st.component_offset(1);
@@ -140,16 +141,16 @@ public:
     std::vector<std::string> required_ops() const override {
         std::vector<std::string> ops{gdn::Conv::name, gdn::RuleDecode::name, gdn::RuleChunked::name,
                                      gdn::GatedNorm::name};
-        if (grouped_qkvz_ || grouped_ba_) ops.push_back(gdn::Regroup::name);
+        if (grouped_qkvz_ || grouped_ba_) ops.push_back(Regroup::name);
         return ops;
     }
 
     // xn [n, n_embd] | proj [n, P] | canon [n, P] (grouped layouts only) | conv out [n, conv_dim] | g, beta [n, Hv]
-    // | o [n, value_dim]
+    // | o [n, value_dim] | the chunked rule's workspace (split variants)
     int64_t scratch_floats(int64_t n) const override {
         const int64_t hv = s_.dims.n_v_heads;
         return aligned(n * s_.n_embd) + aligned(n * P_) * (grouped_qkvz_ || grouped_ba_ ? 2 : 1) +
-               aligned(n * conv_dim_) + 2 * aligned(n * hv) + aligned(n * vd_);
+               aligned(n * conv_dim_) + 2 * aligned(n * hv) + aligned(n * vd_) + workspace_floats(n);
     }
 
     void forward(LayerContext& ctx, float* hidden) override {
@@ -166,6 +167,7 @@ public:
         float* g = cout + aligned(n * conv_dim_);
         float* beta = g + aligned(n * hv);
         float* o = beta + aligned(n * hv);
+        float* ws = o + aligned(n * vd_);
 
         ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
         for (const Group& gr : groups_) {
@@ -219,8 +221,23 @@ public:
         r.o = o;
         r.o_stride = vd_;
         r.scale = float(1.0 / std::sqrt(double(d.head_k_dim)));
-        if (b.all_decode) decode_(ex, r);
-        else chunked_(ex, r);
+        if (b.all_decode && s_.decode_fused_norm) {  // the gated norm in the decode kernel
+            r.norm_w = wgnorm_;
+            r.z = qkvz + conv_dim_;
+            r.z_stride = P_;
+            r.norm_eps = s_.eps;
+            decode_(ex, r);
+            wout_->matmul(ex, o, vd_, hidden, s_.n_embd, n, true);  // residual: hidden += out_proj(o)
+            return;
+        }
+        if (b.all_decode) {
+            decode_(ex, r);
+        } else {
+            r.variant = s_.rule_variant;
+            r.workspace = workspace_floats(n) > 0 ? ws : nullptr;
+            r.workspace_bytes = size_t(workspace_floats(n)) * 4;
+            chunked_(ex, r);
+        }
 
         gdn::GatedNorm::Args gn;
         gn.x = o;
@@ -243,6 +260,11 @@ private:
     static T* need(T* p, const std::string& name) {
         if (!p) throw Error("layer weight '" + name + "' was not loaded");
         return p;
+    }
+
+    int64_t workspace_floats(int64_t n) const {
+        if (s_.rule_variant == 1) return 0;  // the fused kernel needs none
+        return aligned(int64_t((gdn::rule_chunked_workspace_bytes(s_.dims, n) + 3) / 4));
     }
 
     // Adjacent parts whose file tensors have one storage type go into one matmul (the core builds the concat when
@@ -286,7 +308,7 @@ private:
     OpRef<gdn::RuleDecode> decode_;
     OpRef<gdn::RuleChunked> chunked_;
     OpRef<gdn::GatedNorm> gnorm_;
-    OpRef<gdn::Regroup> regroup_;
+    OpRef<Regroup> regroup_;
 };
 
 }  // namespace

@@ -7,7 +7,7 @@
 //       into that order by gdn.regroup
 //   gdn.conv: causal depthwise conv + SiLU with a rolling state, q/k L2 norm, gates g, beta
 //   gdn.rule_decode (every sequence one row) or gdn.rule_chunked: the gated delta rule with an fp32 state
-//   gdn.gated_norm: RMSNorm per v-head (plain weight) * silu(z)
+//   gdn.gated_norm: RMSNorm per v-head (plain weight) * silu(z) (on decode steps inside gdn.rule_decode)
 //   x = x + W_out o                                   (the residual add fused into the out_proj matmul)
 // Per-sequence state: components "conv" [K-1, conv_dim] and "ssm" [Hv, dv, dk] (F32) in the engine's state slots.
 #pragma once
@@ -38,6 +38,12 @@ struct GdnSpec {
     blocks::NameMap names;
     const ModelSource* source = nullptr;  // read at build: norm offset, the parts' storage types (fusion groups)
     const Registry* registry = nullptr;   // resolves the gdn.* ops
+    // Kernel variants ([plugin.arch_gdn] settings): decode steps apply the gated RMSNorm inside gdn.rule_decode (one
+    // launch less) or run gdn.gated_norm after it; gdn.rule_chunked's CUDA variant (RuleArgs::variant: 0 auto,
+    // 1 fused single kernel without workspace, 2 / 3 split with 64 / 32 value columns per block) — the layer gives
+    // the split variants their workspace from its scratch.
+    bool decode_fused_norm = true;
+    int rule_variant = 0;
     // Extra weights this layer declares for the model (the arch's computed output-norm weight rides here: the
     // engine takes the first declaration of a name); not bound by the layer.
     std::vector<WeightSpec> extra_specs;

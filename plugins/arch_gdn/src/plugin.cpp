@@ -5,12 +5,22 @@
 #include "imp/abi.h"
 #include "imp/blocks/moe.h"
 #include "imp/registry.h"
+#include "regroup_op.h"
 
 namespace {
 
 void register_gdn(imp::Registry& reg) {
     imp::blocks::register_moe_ops(reg);
     imp::gdn::register_gdn_ops(reg);
+    imp::gdn_arch::register_regroup(reg);
+    reg.add_setting({"decode_fused_norm", true,
+                     "decode steps: the gated RMSNorm inside gdn.rule_decode (one launch less per GDN layer); false: "
+                     "gdn.gated_norm after it",
+                     {}});
+    reg.add_setting({"prefill_rule", std::string("auto"),
+                     "CUDA gdn.rule_chunked: auto (the kernel's choice), fused (one kernel, no workspace), split64 / "
+                     "split32 (chunk-parallel prep + state kernel, 64 / 32 value columns per block)",
+                     {"auto", "fused", "split64", "split32"}});
     reg.add_arch(imp::gdn_arch::make_arch());
 }
 

@@ -4,7 +4,9 @@
 //   tiny-qwen35moe BF16 GGUF (qwen35moe: tiled value heads, separate ssm_beta / ssm_alpha),
 //   tiny-qwen3next BF16 GGUF (qwen3next: ssm_ba grouped per key head -> gdn.regroup),
 //   tiny-qwen3.6-nvfp4 (ModelOpt MIXED_PRECISION folder: NVFP4 experts / LM head, FP8 projections, BF16 rest).
-//  - prompts of 1..300 tokens then decode steps through CUDA graphs equal the CPU;
+//  - gdn.regroup's CUDA kernel (Qwen3-Next's grouped projections) equals its CPU reference exactly (a gather);
+//  - prompts of 1..300 tokens then decode steps through CUDA graphs equal the CPU, with every [plugin.arch_gdn]
+//    prefill_rule variant and decode_fused_norm on and off;
 //  - a 300-token prompt in one chunk, in chunks of 7 and token by token equals the CPU;
 //  - graph replay equals eager launches (same tokens, logits within 1e-4), no cudaMalloc in steady-state decode;
 //  - several sequences in one step (decode rows beside prefill rows, each its own state slot) equal the CPU.
@@ -19,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -97,34 +100,57 @@ std::vector<int32_t> tokens(int n, int salt) {
 
 }  // namespace
 
+TEST_CASE("gpu: gdn.regroup equals the CPU reference", "[gpu][arch_gdn]") {
+    REQUIRE(cuda_device_count() > 0);
+    CpuExecutor cpu(2);
+    CudaExecutor dev(0);
+    int ours = 0;
+    for (const auto& r : run_op_checks(full_gdn_registry(), cpu, dev, std::random_device{}(), 24))
+        if (r.op == "gdn.regroup") {
+            INFO(r.message);
+            CHECK(r.status == OpCheckResult::Status::Pass);
+            ++ours;
+        }
+    CHECK(ours == 1);
+}
+
 TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then graph decode, equal the CPU", "[gpu][arch_gdn]") {
     REQUIRE(cuda_device_count() > 0);
+    Registry& reg = full_gdn_registry();
+    const std::vector<std::pair<std::string, bool>> variants = {
+        {"auto", true}, {"fused", true}, {"split64", false}, {"split32", true}};
     for (const Model& m : models()) {
-        INFO(m.shape);
-        auto src = open_model(synth(m.shape));
-        CpuExecutor cpu(4);
-        CudaExecutor dev(0);
-        Engine ec(*src, full_gdn_registry(), cpu, opts(512, 1, false));
-        Engine eg(*src, full_gdn_registry(), dev, opts(512, 1, true));
-        const size_t V = size_t(ec.desc().n_vocab);
-        for (int n : {1, 5, 64, 65, 300}) {  // chunk-64 boundaries of the CUDA rule: below, at, past, several
-            INFO("prompt of " << n);
-            const std::vector<int32_t> toks = tokens(n, n);
-            std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
-            ec.reset(), eg.reset();
-            ec.forward(toks.data(), n, a.data(), true);
-            eg.forward(toks.data(), n, b.data(), true);
-            for (int i = 0; i < 6; ++i) {  // decode steps: captured, then replayed with the state advancing
-                const int32_t t = int32_t((i * 37 + 11) % 500);
-                std::vector<float> la(V), lb(V);
-                ec.forward(&t, 1, la.data());
-                eg.forward(&t, 1, lb.data());
-                a.insert(a.end(), la.begin(), la.end());
-                b.insert(b.end(), lb.begin(), lb.end());
+        for (const auto& [rule, fused_norm] : variants) {
+            INFO(m.shape << ", prefill_rule " << rule << ", decode_fused_norm " << fused_norm);
+            reg.configure("arch_gdn", "prefill_rule", rule);
+            reg.configure("arch_gdn", "decode_fused_norm", fused_norm);
+            auto src = open_model(synth(m.shape));
+            CpuExecutor cpu(4);
+            CudaExecutor dev(0);
+            Engine ec(*src, reg, cpu, opts(512, 1, false));
+            Engine eg(*src, reg, dev, opts(512, 1, true));
+            const size_t V = size_t(ec.desc().n_vocab);
+            for (int n : {1, 5, 64, 65, 300}) {  // chunk-64 boundaries of the CUDA rule: below, at, past, several
+                INFO("prompt of " << n);
+                const std::vector<int32_t> toks = tokens(n, n);
+                std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
+                ec.reset(), eg.reset();
+                ec.forward(toks.data(), n, a.data(), true);
+                eg.forward(toks.data(), n, b.data(), true);
+                for (int i = 0; i < 6; ++i) {  // decode steps: captured, then replayed with the state advancing
+                    const int32_t t = int32_t((i * 37 + 11) % 500);
+                    std::vector<float> la(V), lb(V);
+                    ec.forward(&t, 1, la.data());
+                    eg.forward(&t, 1, lb.data());
+                    a.insert(a.end(), la.begin(), la.end());
+                    b.insert(b.end(), lb.begin(), lb.end());
+                }
+                compare_rows(a, b, V, m.tol);
             }
-            compare_rows(a, b, V, m.tol);
+            CHECK(eg.graphs_active());
+            reg.configure("arch_gdn", "prefill_rule", std::string("auto"));  // the defaults for the other cases
+            reg.configure("arch_gdn", "decode_fused_norm", true);
         }
-        CHECK(eg.graphs_active());
     }
 }
 
