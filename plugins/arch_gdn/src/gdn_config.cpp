@@ -8,7 +8,7 @@
 
 #include <cmath>
 
-#include "hparams_reader.h"  // arch_qwen_moe's Reader: metadata getters whose messages name the file
+#include "imp/blocks/hparams_reader.h"  // HparamReader: metadata getters whose messages name the file
 #include "imp/blocks/moe.h"
 #include "imp/error.h"
 
@@ -16,7 +16,7 @@ namespace imp::gdn_arch {
 
 namespace {
 
-using qwen_moe::Reader;
+using Reader = imp::blocks::HparamReader;
 
 std::string L(int64_t i) { return std::to_string(i); }
 
