@@ -174,7 +174,10 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
     }
     if (name == "int") {
         if (v.kind == Value::Int) return v;
-        if (v.kind == Value::Float) return Value::integer(int64_t(v.f));
+        if (v.kind == Value::Float) {  // |int of a float beyond int64 (or NaN) would be undefined behaviour
+            if (!(v.f > -9.2e18 && v.f < 9.2e18)) fail(line, "int() of " + v.str_py() + " is out of range");
+            return Value::integer(int64_t(v.f));
+        }
         if (v.kind == Value::Bool) return Value::integer(v.b);
         try {
             return Value::integer(std::stoll(v.str_py()));
