@@ -11,20 +11,13 @@
 
 #include "fuzz_util.h"
 #include "imp/error.h"
-#include "model/gguf_reader.h"
 #include "model/json.h"
-#include "model/mapped_file.h"
 #include "tokenizer/jinja/jinja.h"
+#include "smollm2.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
-const imp::Tokenizer& smollm2() {
-    static const std::unique_ptr<imp::Tokenizer> tok = [] {
-        imp::GgufSource src(imp::MappedFile::open(IMP_SOURCE_DIR "/tests/fixtures/tokenizer/smollm2.gguf"));
-        return imp::Tokenizer::from_metadata(src.metadata());
-    }();
-    return *tok;
-}
+using imp::fuzz::smollm2;
 imp::json::Value str(const std::string& s) {
     imp::json::Value v;
     v.kind = imp::json::Value::Kind::String;

@@ -31,7 +31,8 @@ inline std::vector<std::string> split(const uint8_t* data, size_t size, size_t m
     return parts;
 }
 
-// A folder of this process under the temp dir, re-filled for each input and removed at exit.
+// A folder of this process under the temp dir, re-filled for each input and removed at a normal exit (the replay
+// tests); libFuzzer ends with _Exit, so scripts/fuzz points TMPDIR into build-fuzz/ and empties it.
 inline const std::filesystem::path& scratch_dir(const char* tag) {
     static const std::filesystem::path dir = [&] {
         auto d = std::filesystem::temp_directory_path() / ("imp_fuzz_" + std::string(tag) + "_" + std::to_string(::getpid()));

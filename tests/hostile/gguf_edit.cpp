@@ -71,7 +71,10 @@ std::string encode(const std::string& key, const std::string& type, const std::s
     else if (type == "u64") put<uint32_t>(o, 10), put<uint64_t>(o, std::stoull(value));
     else if (type == "i64") put<uint32_t>(o, 11), put<int64_t>(o, std::stoll(value));
     else if (type == "f64") put<uint32_t>(o, 12), put<double>(o, std::stod(value));
-    else if (type == "arr_str") {  // VALUE strings "t0", "t1", ...
+    else if (type == "arr_u8") {  // VALUE zero bytes
+        put<uint32_t>(o, 9), put<uint32_t>(o, 0), put<uint64_t>(o, std::stoull(value));
+        o.append(size_t(std::stoull(value)), '\0');
+    } else if (type == "arr_str") {  // VALUE strings "t0", "t1", ...
         put<uint32_t>(o, 9), put<uint32_t>(o, 8), put<uint64_t>(o, std::stoull(value));
         for (uint64_t i = 0; i < std::stoull(value); ++i) {
             const std::string t = "t" + std::to_string(i);

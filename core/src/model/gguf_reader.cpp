@@ -39,6 +39,12 @@ constexpr uint64_t kMinBytes[T_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8}
 constexpr uint64_t kMaxKeyBytes = 65535;  // GGUF spec: keys are at most 65535 bytes
 constexpr uint64_t kMaxNameBytes = 64;    // GGUF spec: tensor names are at most 64 bytes
 constexpr uint32_t kMaxDims = 4;
+// imp's own limits, far above any real model (the largest vocabularies hold ~262k tokens; MoE files ~50k tensors),
+// so that a small file cannot make the reader hold many times its size: a 1-byte u8 array element becomes a
+// ~60-byte MetaValue, a 24-byte tensor info a ~200-byte TensorInfo.
+constexpr uint64_t kMaxArrayElems = uint64_t(1) << 22;  // elements in one metadata array
+constexpr uint64_t kMaxTensors = uint64_t(1) << 20;
+constexpr uint64_t kMaxKeys = uint64_t(1) << 16;
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, smallest value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // empty name, n_dims = 0, type, offset
 
@@ -116,6 +122,9 @@ private:
         if (count > left() / kMinBytes[et])
             fail("metadata key " + sq(key) + ": array count " + std::to_string(count) + " of " + kTypeName[et] +
                  " cannot fit in the " + std::to_string(left()) + " bytes left in the file");
+        if (count > kMaxArrayElems)
+            fail("metadata key " + sq(key) + ": array of " + std::to_string(count) + " elements exceeds imp's limit of " +
+                 std::to_string(kMaxArrayElems));
         auto arr = std::make_shared<MetaArray>();
         arr->reserve(size_t(count));
         for (uint64_t i = 0; i < count; ++i) arr->push_back(value(et, key, subject));
@@ -174,6 +183,11 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)
     if (n_kv > in.left() / kMinKvBytes)
         in.fail("metadata key/value count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(in.left()) +
                 " bytes left in the file");
+    if (n_tensors > kMaxTensors)
+        in.fail("tensor count " + std::to_string(n_tensors) + " exceeds imp's limit of " + std::to_string(kMaxTensors));
+    if (n_kv > kMaxKeys)
+        in.fail("metadata key/value count " + std::to_string(n_kv) + " exceeds imp's limit of " +
+                std::to_string(kMaxKeys));
 
     // ---- metadata
     for (uint64_t i = 0; i < n_kv; ++i) {

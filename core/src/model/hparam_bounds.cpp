@@ -59,7 +59,10 @@ void check_hparam_bounds(const std::string& path, const Metadata& md, const std:
     auto fail = [&](const std::string& key, const std::string& why) {
         throw Error(path + ": metadata key '" + display_text(key) + "' " + why);
     };
-    const int64_t blocks = tensors.empty() ? -1 : blocks_in_tensors(tensors);
+    // Each block has tensors of its own: the count is at most the blocks named in tensor names (blk.N), or, in a
+    // file without such names, its tensor count. A file without tensors (a vocabulary) builds no model.
+    const int64_t named = blocks_in_tensors(tensors);
+    const int64_t blocks = tensors.empty() ? -1 : named > 0 ? named : int64_t(tensors.size());
     for (const auto& [key, v] : md.all()) {
         if (v.is_float() && !std::isfinite(std::get<double>(v.v))) fail(key, "is " + num(std::get<double>(v.v)) + ", not a finite number");
         if (!v.is_number()) continue;
@@ -70,9 +73,12 @@ void check_hparam_bounds(const std::string& path, const Metadata& md, const std:
             const bool too_big = std::holds_alternative<uint64_t>(v.v) ? std::get<uint64_t>(v.v) > uint64_t(blocks)
                                  : std::holds_alternative<int64_t>(v.v) ? std::get<int64_t>(v.v) > blocks
                                                                         : std::get<double>(v.v) > double(blocks);
-            if (too_big)
+            if (too_big && named > 0)
                 fail(key, "is " + v.to_display() + ", but the file holds tensors for " + std::to_string(blocks) +
-                              " blocks" + (blocks ? " (numbered 0 to " + std::to_string(blocks - 1) + ")" : ""));
+                              " blocks (numbered 0 to " + std::to_string(blocks - 1) + ")");
+            if (too_big)
+                fail(key, "is " + v.to_display() + ", but the file holds only " + std::to_string(blocks) +
+                              " tensors and no numbered blocks");
         }
         const double x = v.as_float(key);
         for (const char* k : kPositive)

@@ -1,5 +1,6 @@
 // Bounds on the hyper-parameters a model file states, checked by the readers against what the file holds before any
-// plugin builds layers or allocates from them: a block count no larger than the blocks whose tensors are present,
+// plugin builds layers or allocates from them: a block count no larger than the blocks whose tensors are present
+// (or, in a file whose tensor names number no blocks, than its tensor count),
 // finite scalar floats, positive rope bases / norm epsilons, and (GGUF) embedding rows equal to the vocabulary.
 #pragma once
 #include <string>

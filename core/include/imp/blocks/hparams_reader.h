@@ -24,8 +24,10 @@ struct HparamReader {
     std::string file;
 
     const MetaValue* number(const std::string& key) const {
-        const MetaValue* v = md.find(key);
-        return v && v->is_number() ? v : nullptr;  // JSON null counts as absent
+        const MetaValue* v = md.find(key);  // JSON null is absent (the reader leaves it out)
+        if (v && !v->is_number())
+            throw Error(file + ": hyper-parameter '" + key + "' is " + v->type + ", expected a number");
+        return v;
     }
     int64_t i(const std::string& key) const {
         const MetaValue* v = number(key);

@@ -68,8 +68,11 @@ void Interp::install_globals() {
                    b = a.pos[0].i, e = a.pos[1].i;
                if (a.pos.size() == 3) st = a.pos[2].i;
                if (st == 0) fail(cur_line_, "range() step must not be zero");
+               const __int128 n = st > 0 ? (__int128(e) - b + st - 1) / st : (__int128(b) - e - st - 1) / -__int128(st);
+               if (n > __int128(kMaxItems)) check_size(n > __int128(SIZE_MAX) ? SIZE_MAX : size_t(n), cur_line_, kMaxItems);
+               if (n > 0) spend(uint64_t(n), cur_line_);
                List l;
-               for (int64_t k = b; st > 0 ? k < e : k > e; k += st) l.push_back(Value::integer(k));
+               for (__int128 k = b; st > 0 ? k < e : k > e; k += st) l.push_back(Value::integer(int64_t(k)));
                return Value::new_list(std::move(l));
            }));
     assign("namespace", Value::func([](const Args& a) {
@@ -171,7 +174,10 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
     }
     if (name == "int") {
         if (v.kind == Value::Int) return v;
-        if (v.kind == Value::Float) return Value::integer(int64_t(v.f));
+        if (v.kind == Value::Float) {  // |int of a float beyond int64 (or NaN) would be undefined behaviour
+            if (!(v.f > -9.2e18 && v.f < 9.2e18)) fail(line, "int() of " + v.str_py() + " is out of range");
+            return Value::integer(int64_t(v.f));
+        }
         if (v.kind == Value::Bool) return Value::integer(v.b);
         try {
             return Value::integer(std::stoll(v.str_py()));

@@ -56,7 +56,28 @@ Value Interp::get_item(const Value& obj, const Value& key, int line) {
     return Value();
 }
 
+Interp::Step::Step(Interp& i, int line) : in(i) {
+    ++in.depth_;
+    in.spend(1, line);
+    if (in.depth_ > kMaxDepth)
+        in.fail(line, "the template nests deeper than imp's limit of " + std::to_string(kMaxDepth) +
+                          " (a macro calling itself?)");
+}
+
+void Interp::spend(uint64_t n, int line) {
+    steps_ += n;
+    if (steps_ > kMaxSteps)
+        fail(line, "the template takes more than imp's limit of " + std::to_string(kMaxSteps) + " evaluation steps");
+}
+
+void Interp::check_size(size_t n, int line, size_t limit) const {
+    if (n > limit)
+        fail(line, "the template builds a value of " + std::to_string(n) + (limit == kMaxItems ? " items" : " bytes") +
+                       ", more than imp's limit of " + std::to_string(limit));
+}
+
 Value Interp::eval(const Expr& e) {
+    const Step step(*this, e.line);
     switch (e.kind) {
         case Expr::Lit:
             return e.lit;
@@ -152,7 +173,11 @@ Value Interp::binary(const Expr& e) {
         return l.truthy() ? l : eval(*e.args[1]);
     }
     Value l = eval(*e.args[0]), r = eval(*e.args[1]);
-    if (op == "~") return Value::str(l.str_py() + r.str_py());
+    if (op == "~") {
+        Value v = Value::str(l.str_py() + r.str_py());
+        check_size(v.s.size(), e.line);
+        return v;
+    }
     if (op == "==") return Value::boolean(equal(l, r));
     if (op == "!=") return Value::boolean(!equal(l, r));
     if (op == "in" || op == "not in") {
@@ -177,13 +202,18 @@ Value Interp::binary(const Expr& e) {
             fail(e.line, std::string("'") + op + "' between " + l.type_name() + " and " + r.type_name());
         return Value::boolean(op == "<" ? c < 0 : op == ">" ? c > 0 : op == "<=" ? c <= 0 : c >= 0);
     }
-    if (op == "+" && l.kind == Value::Str && r.kind == Value::Str) return Value::str(l.s + r.s);
+    if (op == "+" && l.kind == Value::Str && r.kind == Value::Str) {
+        check_size(l.s.size() + r.s.size(), e.line);
+        return Value::str(l.s + r.s);
+    }
     if (op == "+" && l.kind == Value::List && r.kind == Value::List) {
+        check_size(l.list->size() + r.list->size(), e.line, kMaxItems);
         List x = *l.list;
         x.insert(x.end(), r.list->begin(), r.list->end());
         return Value::new_list(std::move(x));
     }
     if (op == "*" && l.kind == Value::Str && r.kind == Value::Int) {
+        if (r.i > 0) check_size(r.i > int64_t(kMaxSize) ? kMaxSize + 1 : l.s.size() * size_t(r.i), e.line);
         std::string s;
         for (int64_t k = 0; k < r.i; ++k) s += l.s;
         return Value::str(s);
@@ -193,16 +223,21 @@ Value Interp::binary(const Expr& e) {
     const bool ints = l.kind != Value::Float && r.kind != Value::Float;
     const int64_t li = l.kind == Value::Bool ? l.b : l.i, ri = r.kind == Value::Bool ? r.b : r.i;
     const double lf = l.as_double(), rf = r.as_double();
-    if (op == "+") return ints ? Value::integer(li + ri) : Value::number(lf + rf);
-    if (op == "-") return ints ? Value::integer(li - ri) : Value::number(lf - rf);
-    if (op == "*") return ints ? Value::integer(li * ri) : Value::number(lf * rf);
+    int64_t res = 0;  // integer arithmetic that would overflow int64 is an error, not undefined behaviour
+    auto checked = [&](bool overflow) {
+        if (overflow) fail(e.line, "integer overflow in '" + op + "'");
+        return Value::integer(res);
+    };
+    if (op == "+") return ints ? checked(__builtin_add_overflow(li, ri, &res)) : Value::number(lf + rf);
+    if (op == "-") return ints ? checked(__builtin_sub_overflow(li, ri, &res)) : Value::number(lf - rf);
+    if (op == "*") return ints ? checked(__builtin_mul_overflow(li, ri, &res)) : Value::number(lf * rf);
     if ((op == "/" || op == "//" || op == "%") && rf == 0) fail(e.line, "division by zero");
     if (op == "/") return Value::number(lf / rf);
     if (op == "//")
         return ints ? Value::integer(int64_t(std::floor(double(li) / double(ri)))) : Value::number(std::floor(lf / rf));
     if (op == "%") {
         if (ints) {
-            int64_t m = li % ri;
+            int64_t m = ri == -1 ? 0 : li % ri;  // INT64_MIN % -1 overflows
             if (m != 0 && ((m < 0) != (ri < 0))) m += ri;
             return Value::integer(m);
         }
@@ -240,6 +275,8 @@ Value Interp::slice(const Value& o, const Value& start, const Value& stop, const
 }
 
 void Interp::exec(const Node& n, std::string& out) {
+    const Step step(*this, n.line);
+    check_size(out.size(), n.line);
     switch (n.kind) {
         case Node::Text:
             out += n.text;
@@ -346,6 +383,7 @@ void Interp::run_for(const Node& n, std::string& out) {
     scopes_.emplace_back();
     const int64_t len = int64_t(items.size());
     for (int64_t k = 0; k < len; ++k) {
+        const Step step(*this, n.line);  // an iteration is a step, even with an empty body
         bind(items[size_t(k)]);
         Dict loop = {{"index", Value::integer(k + 1)},
                      {"index0", Value::integer(k)},
@@ -356,7 +394,6 @@ void Interp::run_for(const Node& n, std::string& out) {
                      {"revindex0", Value::integer(len - k - 1)},
                      {"previtem", k > 0 ? items[size_t(k - 1)] : Value()},
                      {"nextitem", k + 1 < len ? items[size_t(k + 1)] : Value()}};
-        auto cyc = items;
         loop.emplace_back("cycle", Value::func([k](const Args& a) {
                               return a.pos.empty() ? Value() : a.pos[size_t(k) % a.pos.size()];
                           }));

@@ -1,6 +1,8 @@
 // The Jinja interpreter's state: variable scopes and the evaluation of expressions and statements (eval.cpp),
 // filters, tests, methods and global functions (builtins.cpp).
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,7 +16,23 @@ public:
     explicit Interp(std::string name) : name_(std::move(name)) {}
     std::string run(const Node& root, const json::Value& context);
 
+    // Limits on what a template may make imp do (a model file's template is input like any other): evaluation steps
+    // (statements and expressions; a loop over range(10**9) stops here), nesting (macro recursion), and the size of
+    // any string or list it builds, the output included.
+    static constexpr uint64_t kMaxSteps = uint64_t(1) << 20;
+    static constexpr int kMaxDepth = 128;
+    static constexpr size_t kMaxSize = size_t(1) << 24;   // bytes of a string
+    static constexpr size_t kMaxItems = size_t(1) << 20;  // items of a list (range() included)
+
 private:
+    // One step of evaluation, one level of nesting while it lives.
+    struct Step {
+        Interp& in;
+        Step(Interp& i, int line);
+        ~Step() { --in.depth_; }
+    };
+    void check_size(size_t n, int line, size_t limit = kMaxSize) const;
+    void spend(uint64_t n, int line);  // n steps (a range() of n items costs n)
     [[noreturn]] void fail(int line, const std::string& what) const;
     Value* lookup(const std::string& n);
     void assign(const std::string& n, Value v);
@@ -37,6 +55,8 @@ private:
     std::string name_;
     std::vector<std::vector<std::pair<std::string, Value>>> scopes_;
     int cur_line_ = 0;
+    uint64_t steps_ = 0;
+    int depth_ = 0;
 };
 
 }  // namespace imp::jinja

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <stdexcept>
 
 #include "imp/error.h"
 #include "tokenizer/jinja/lexer.h"
@@ -315,12 +316,20 @@ private:
             std::string d;
             for (char c : t.s)
                 if (c != '_') d += c;
-            e->lit = Value::integer(std::stoll(d));
+            try {
+                e->lit = Value::integer(std::stoll(d));
+            } catch (const std::out_of_range&) {  // found by fuzz/chat_template_fuzz.cpp
+                fail(e->line, "integer literal " + d.substr(0, 40) + (d.size() > 40 ? "..." : "") + " is out of range");
+            }
             return e;
         }
         if (t.kind == Tok::Float) {
             auto e = node(Expr::Lit);
-            e->lit = Value::number(std::stod(t.s));
+            try {
+                e->lit = Value::number(std::stod(t.s));
+            } catch (const std::out_of_range&) {
+                fail(e->line, "float literal " + t.s.substr(0, 40) + (t.s.size() > 40 ? "..." : "") + " is out of range");
+            }
             return e;
         }
         if (t.kind == Tok::Name) {
