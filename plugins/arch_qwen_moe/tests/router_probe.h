@@ -197,8 +197,9 @@ inline void row_scale_fwd(Executor& ex, const blocks::RowScale::Args& a) { real_
 }  // namespace probe_detail
 
 // The probe's registry (one per test process): the router ops wrapped, then the plugins loaded (register_moe_ops
-// sees the ops present and adds none).
-inline Registry& probe_registry() {
+// sees the ops present and adds none). The first call's `plugins` are the ones loaded (an arch using the SDK MoE
+// block and its formats; arch_gdn's tests pass their own).
+inline Registry& probe_registry(const std::vector<std::string>& plugins = {"arch_qwen_moe", "quant_ggml"}) {
     static std::unique_ptr<Registry> reg;
     static std::unique_ptr<PluginLoader> loader;
     if (!reg) {
@@ -209,8 +210,7 @@ inline Registry& probe_registry() {
         reg->add_op<blocks::RowScale>(DeviceKind::CPU, probe_detail::row_scale_fwd);
         reg->add_op<blocks::RowScale>(DeviceKind::CUDA, probe_detail::row_scale_fwd);
         loader = std::make_unique<PluginLoader>(*reg, std::vector<std::string>{kPluginDir});
-        loader->load("arch_qwen_moe");
-        loader->load("quant_ggml");
+        for (const std::string& p : plugins) loader->load(p);
     }
     return *reg;
 }
