@@ -1,4 +1,4 @@
-// Shared by the batched tests (arch_llama, arch_qwen_moe): a sequence run alone through an engine, and several run
+// Shared by the batched tests (arch_llama, arch_qwen_moe, arch_gdn): a sequence run alone through an engine, and several run
 // together through Engine::step with sequences joining mid-run, each recording its greedy tokens and the logits
 // they were picked from.
 #pragma once
