@@ -169,7 +169,11 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
 inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, int64_t n_big,
                        double tol_big, const ExpertWeights& e, const std::vector<std::vector<float>>& e_ref,
                        std::mt19937& rng,
-                       const std::function<std::vector<float>(const std::vector<float>&, int64_t)>& x_ref_big = {}) {
+                       const std::function<std::vector<float>(const std::vector<float>&, int64_t)>& x_ref_big = {},
+                       const std::vector<float>* w_ref_gemv = nullptr) {
+    // w_ref: the weights the n_big GEMM multiplies; w_ref_gemv (default w_ref): those the 1-token GEMV reads, which
+    // differ when the prefill path multiplies a converted copy (NVFP4 weights converted to FP8 at load).
+    const std::vector<float>& w_gemv = w_ref_gemv ? *w_ref_gemv : w_ref;
     const int64_t rows = w.rows(), cols = w.cols(), er = e.rows(), ec = e.cols(), top_k = 2, n_tok = 3;
     ex.reserve_workspace(std::max(w.workspace_bytes(n_big), e.workspace_bytes(n_tok, top_k)));
     float* xd = device_copy(ex, std::vector<float>(size_t(n_big * cols), 1.f));
@@ -211,7 +215,7 @@ inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<floa
         for (float* p : {y1, y2, ex_y}) ex.fill_zero(p, 4);  // one float changed: the replay must rewrite it
         ex.replay(graph);
         INFO("replay " << rep);
-        const auto r1 = reference(w_ref, rows, cols, x, cols, 1);
+        const auto r1 = reference(w_gemv, rows, cols, x, cols, 1);
         const auto xb = x_ref_big ? x_ref_big(x, n_big) : x;
         const auto r2 = reference(w_ref, rows, cols, xb, cols, n_big);
         const auto got1 = download(ex, y1, size_t(rows));

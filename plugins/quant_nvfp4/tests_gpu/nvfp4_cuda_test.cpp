@@ -224,7 +224,8 @@ TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts 
         s.prefill = nv::cuda::Settings::Prefill::Fp8AtLoad;
         const auto w = load(*ex, n, s);
         graph_case(*ex, *w, fp8_copy(n), 32, 1e-2, *e, ref, rng,
-                   [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, n.cols, t, n.cols); });
+                   [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, n.cols, t, n.cols); },
+                   &n.w);  // the GEMV reads the NVFP4 codes, not the FP8 copy
         CHECK(wo::fp8_refusals(*w) == 0);
     }
 }
