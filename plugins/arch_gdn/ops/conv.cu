@@ -2,7 +2,9 @@
 // conv reads the window from the step's rows or, before the sequence's first row, from the slot's conv state; SiLU;
 // a block sum of squares L2-normalizes q and k heads; the first block of each row also computes the gates.
 // A step with several rows per sequence rewrites the conv states in a second kernel (every row must have read the
-// old state first); a decode step (one row per sequence) updates the state in the first kernel.
+// old state first); a decode step (one row per sequence) updates the state in the first kernel. Steps with several
+// rows per sequence take conv_rows.cu's kernel instead of the first when Conv::Args::variant allows and it applies.
+#include "conv_common.cuh"
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
@@ -23,8 +25,7 @@ struct ConvK {
     int n_units;  // 2 Hk + Hv heads
 };
 
-__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
-__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+using conv::silu;
 
 template <bool kUpdateState>
 __global__ void __launch_bounds__(kThreads) conv_kernel(ConvK p) {
@@ -75,12 +76,7 @@ __global__ void __launch_bounds__(kThreads) conv_kernel(ConvK p) {
         const int i = threadIdx.x + e * kThreads;
         if (i < width) a.out[t * a.out_stride + c0 + i] = y[e];
     }
-    if (unit == 0)
-        for (int j = threadIdx.x; j < d.n_v_heads; j += kThreads) {
-            const float A = a.A_is_log ? -expf(a.A[j]) : a.A[j];
-            a.g[t * d.n_v_heads + j] = A * softplus(a.a[t * a.a_stride + j] + a.dt_bias[j]);
-            a.beta[t * d.n_v_heads + j] = 1.f / (1.f + expf(-a.b[t * a.b_stride + j]));
-        }
+    if (unit == 0) conv::row_gates(a, t, threadIdx.x, kThreads);
 }
 
 // New conv state of each (sequence, channel): the last K-1 inputs of (old state, the step's rows).
@@ -111,6 +107,8 @@ void conv_cuda(Executor& ex, const Conv::Args& a) {
     if (a.dims.head_k_dim > kThreads * kMaxPerThread || a.dims.head_v_dim > kThreads * kMaxPerThread)
         throw Error(std::string(Conv::name) + ": head sizes above " + std::to_string(kThreads * kMaxPerThread) +
                     " are not supported by the CUDA kernel");
+    if (a.variant < 0 || a.variant > 1)
+        throw Error(std::string(Conv::name) + ": variant " + std::to_string(a.variant) + " is not 0..1");
     if (a.seqs.n_tokens == 0) return;
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(*h);
     ConvK p{a, 2 * a.dims.n_k_heads + a.dims.n_v_heads};
@@ -119,6 +117,8 @@ void conv_cuda(Executor& ex, const Conv::Args& a) {
     c.grid = dim3(unsigned(a.seqs.n_tokens), unsigned(p.n_units));
     if (decode)
         IMP_CUDA_CHECK(imp::cuda::launch(c, conv_kernel<true>, p));
+    else if (a.variant == 0 && conv::conv_rows_applies(a))
+        conv::conv_rows(a, *h);
     else
         IMP_CUDA_CHECK(imp::cuda::launch(c, conv_kernel<false>, p));
     if (!decode) {

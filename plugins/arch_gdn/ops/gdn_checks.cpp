@@ -107,7 +107,8 @@ std::string compare_conv(Executor& cpu, Executor& dev, const Problem& p) {
     Gen gen{std::mt19937_64(p.seed)};
     const Layout l = layout_of(p, gen);
     const Dims& d = p.dims;
-    const int64_t cd = d.conv_dim(), hv = d.n_v_heads, xs = cd + 3 * hv + 5, ss = (p.kernel - 1) * cd + 7;
+    auto pad = [&](int64_t n) { return p.aligned ? (n + 3) / 4 * 4 : n; };
+    const int64_t cd = d.conv_dim(), hv = d.n_v_heads, xs = pad(cd + 3 * hv + 5), ss = pad((p.kernel - 1) * cd + 7);
     // x rows hold q|k|v, then b and a (as in a fused projection): strides are not the widths.
     Vec x = gen.fill(size_t(l.n_tokens * xs), -3.f, 3.f), w = gen.fill(size_t(cd * p.kernel), -0.8f, 0.8f);
     Vec state = gen.fill(size_t(l.n_slots * ss), -3.f, 3.f);
@@ -122,7 +123,7 @@ std::string compare_conv(Executor& cpu, Executor& dev, const Problem& p) {
         A[size_t(j)] = p.A_is_log ? std::log(Av) : -Av;
         dt[size_t(j)] = gen.uni(-7.f, -2.f);
     }
-    const int64_t os = cd + 9;
+    const int64_t os = pad(cd + 9);
     Vec out(size_t(l.n_tokens * os), 0.f), g(size_t(l.n_tokens * hv)), beta(g.size());
     auto args = [&](const float* px, const float* pw, float* pst, float* pout, const float* pA, const float* pdt,
                     float* pg, float* pb, Seqs s) {
@@ -133,6 +134,7 @@ std::string compare_conv(Executor& cpu, Executor& dev, const Problem& p) {
         a.x = px, a.x_stride = xs, a.w = pw, a.conv_state = pst, a.state_stride = ss, a.out = pout, a.out_stride = os;
         a.b = px + cd, a.b_stride = xs, a.a = px + cd + hv + 2, a.a_stride = xs;
         a.A = pA, a.A_is_log = p.A_is_log, a.dt_bias = pdt, a.g = pg, a.beta = pb;
+        a.variant = p.conv_variant;
         return a;
     };
     Vec st_ref = state, out_ref = out, g_ref = g, b_ref = beta;
@@ -231,15 +233,16 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
 
 // Gated norm: fp32, one 128-term sum of squares in another order and expf: 1e-5 of max|ref| + 1e-5 relative.
 std::string compare_gated_norm(Executor& cpu, Executor& dev, int64_t n_tokens, int n_heads, int head_dim,
-                               uint64_t seed) {
+                               uint64_t seed, int variant, bool aligned) {
     Gen gen{std::mt19937_64(seed)};
-    const int64_t width = int64_t(n_heads) * head_dim, xs = width + 3, zs = width + 5;
+    const int64_t width = int64_t(n_heads) * head_dim, xs = width + (aligned ? 4 : 3), zs = width + (aligned ? 8 : 5);
     Vec x = gen.fill(size_t(n_tokens * xs), -2.f, 2.f), z = gen.fill(size_t(n_tokens * zs), -4.f, 4.f);
     Vec w = gen.fill(size_t(head_dim), 0.2f, 1.8f), y(size_t(n_tokens * xs), 0.f);
     auto args = [&](const float* px, const float* pz, const float* pw, float* py) {
         GatedNorm::Args a;
         a.x = px, a.x_stride = xs, a.z = pz, a.z_stride = zs, a.w = pw, a.y = py, a.y_stride = xs;
         a.n_tokens = n_tokens, a.n_heads = n_heads, a.head_dim = head_dim, a.eps = 1e-6f;
+        a.variant = variant;
         return a;
     };
     std::string e;
@@ -274,14 +277,17 @@ Problem random_problem(uint64_t seed, int max_len) {
     p.A_is_log = gen.pick(0, 1) == 1;
     const int n = gen.pick(1, 4);
     for (int i = 0; i < n; ++i) p.lens.push_back(gen.pick(1, max_len));
-    p.variant = gen.pick(0, 3);
+    p.variant = gen.pick(0, 5);
     return p;
 }
 
 }  // namespace
 
 std::string check_conv(Executor& cpu, Executor& dev, uint64_t seed) {
-    return compare_conv(cpu, dev, random_problem(seed, 200));
+    Problem p = random_problem(seed, 200);
+    p.conv_variant = int(seed % 2);
+    p.aligned = seed % 4 < 2;
+    return compare_conv(cpu, dev, p);
 }
 std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed) {
     Problem p = random_problem(seed, 1);
@@ -293,7 +299,7 @@ std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed) {
 }
 std::string check_gated_norm(Executor& cpu, Executor& dev, uint64_t seed) {
     Gen gen{std::mt19937_64(seed)};
-    return compare_gated_norm(cpu, dev, gen.pick(1, 300), gen.pick(1, 32), 128, seed);
+    return compare_gated_norm(cpu, dev, gen.pick(1, 300), gen.pick(1, 32), 128, seed, int(seed % 2), seed % 4 < 2);
 }
 
 }  // namespace imp::gdn

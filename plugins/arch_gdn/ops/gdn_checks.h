@@ -20,13 +20,16 @@ struct Problem {
     uint64_t seed = 1;
     int variant = 0;  // gdn.rule_chunked's RuleArgs::variant; every variant but 1 (fused) gets a workspace
     bool gated_norm = false;  // gdn.rule_decode with the gated norm (RuleArgs::norm_w, z)
+    int conv_variant = 0;     // gdn.conv's Conv::Args::variant
+    bool aligned = false;     // gdn.conv: row and slot strides multiples of 4 floats (its 16-byte kernel applies)
 };
 
 // "" when the device's outputs and states equal the CPU reference's within the op's stated tolerance; else one line.
 std::string compare_conv(Executor& cpu, Executor& dev, const Problem& p);
 std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool decode);
+// aligned: row strides multiples of 4 floats (the 16-byte warp kernel applies); variant: GatedNorm::Args::variant.
 std::string compare_gated_norm(Executor& cpu, Executor& dev, int64_t n_tokens, int n_heads, int head_dim,
-                               uint64_t seed);
+                               uint64_t seed, int variant = 0, bool aligned = false);
 
 // Tolerances (atol relative to the largest reference magnitude, rtol to each element), justified in gdn_checks.cpp.
 struct Tolerance {

@@ -84,6 +84,10 @@ struct Conv {
         const float* dt_bias = nullptr; // [Hv]
         float* g = nullptr;             // [n_tokens, Hv] contiguous
         float* beta = nullptr;          // [n_tokens, Hv] contiguous
+        // CUDA kernel: 0 auto (steps with several rows per sequence: one warp per (head, 16 rows) sliding the window
+        // along the rows with 16-byte accesses, when x, out, the conv state and their strides are 16-byte aligned,
+        // head dims <= 128 and multiples of 4; else 1), 1 one block per (row, head) (ignored elsewhere).
+        int variant = 0;
     };
 };
 
@@ -105,7 +109,8 @@ struct RuleArgs {
     // gdn.rule_chunked on CUDA only (ignored elsewhere): device scratch for its two-kernel path (a chunk-parallel
     // prep kernel, then the sequential state kernel), at least rule_chunked_workspace_bytes(dims, n_tokens) bytes,
     // 16-byte aligned; and the kernel variant: 0 auto (split when the workspace is there, 32 value columns per
-    // block when few blocks would run), 1 fused single kernel (no workspace), 2 split with 64 columns, 3 split with 32.
+    // block when few blocks would run), 1 fused single kernel (no workspace), 2 split with 64 columns, 3 split with 32,
+    // 4 split with 32 and the prep kernel on mma.sync, 5 both split kernels on mma.sync (32 columns).
     void* workspace = nullptr;
     size_t workspace_bytes = 0;
     int variant = 0;
@@ -149,6 +154,9 @@ struct GatedNorm {
         int n_heads = 0;
         int head_dim = 0;
         float eps = 1e-6f;
+        // CUDA kernel: 0 auto (one warp per (row, head) with 16-byte accesses when x, z, w, y and the strides are
+        // 16-byte aligned and head_dim is a multiple of 4 up to 512; else 1), 1 one block per (row, head).
+        int variant = 0;
     };
 };
 

@@ -149,7 +149,14 @@ __device__ __forceinline__ void solve_unit_lower(S& sm, int tid, int lane, int w
     __syncthreads();
 }
 
-// rule_chunked_split.cu: the prep and state kernels on a.workspace, kBV = bv (32 or 64) value columns per block.
-void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, int bv);
+// rule_chunked_split.cu: the prep and state kernels on a.workspace. Each is the WMMA kernel of rule_chunked_split.cu
+// or its mma.sync version (rule_chunked_prep_mma.cu, rule_chunked_state_mma.cu: 32 value columns per block); bv (32 or
+// 64) value columns per block of the WMMA state kernel.
+struct SplitPlan {
+    int bv = 32;
+    bool mma_prep = false;
+    bool mma_state = false;
+};
+void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, const SplitPlan& plan);
 
 }  // namespace imp::gdn::chunked

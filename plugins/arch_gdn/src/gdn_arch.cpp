@@ -148,7 +148,12 @@ public:
         const Settings& set = reg.settings("arch_gdn");
         g.decode_fused_norm = set.get_bool("decode_fused_norm");
         const std::string rule = set.get_string("prefill_rule");
-        g.rule_variant = rule == "fused" ? 1 : rule == "split64" ? 2 : rule == "split32" ? 3 : 0;
+        g.rule_variant = rule == "fused"              ? 1
+                         : rule == "split64"          ? 2
+                         : rule == "split32"          ? 3
+                         : rule == "split32_mma_prep" ? 4
+                         : rule == "mma"              ? 5
+                                                      : 0;
 
         bool first_gdn = true;
         for (int i = 0; i < int(c.n_layer); ++i) {

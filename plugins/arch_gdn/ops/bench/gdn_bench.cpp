@@ -1,7 +1,9 @@
 // gdn_ops_bench: GPU timings of the GDN ops at one layer of a model shape (not a test). Default: Qwen3.6-35B-A3B
 // (Hk 16, Hv 32, dk = dv = 128), one sequence of 4096 tokens for the prefill ops, batch 1 for the decode ops.
 // Each op is captured in a CUDA graph of --reps launches; the median over 15 replays, divided by reps, is printed.
-// rule_chunked runs in each variant (RuleArgs::variant: v0 auto, v1 fused, v2 split 64 columns, v3 split 32).
+// rule_chunked runs in each variant (RuleArgs::variant: v0 auto, v1 fused, v2 split 64 columns, v3 split 32, v4 split 32
+// with the prep kernel on mma.sync, v5 both split kernels on mma.sync); conv and gated_norm in their variants (v0 auto:
+// the 16-byte warp kernels where they apply, v1 the block kernels).
 // Usage: gdn_ops_bench [--tokens N] [--hk N] [--hv N] [--batch N] [--reps N]
 #include <cuda_runtime.h>
 
@@ -125,7 +127,13 @@ int main(int argc, char** argv) {
             ra.o_stride = d.value_dim(), ra.scale = 1.f / std::sqrt(128.f);
             GatedNorm::Args na{st.o, d.value_dim(), st.x, xs, nw, st.o, d.value_dim(), st.seqs.n_tokens, hv, 128, 1e-6f};
             const std::string shape = std::to_string(n_seqs) + " x " + std::to_string(len);
-            std::printf("%-16s %-12s %9.4f ms\n", "conv", shape.c_str(), time_ms(ex, reps, [&] { conv_cuda(ex, ca); }));
+            for (int v : {0, 1}) {  // Conv::Args::variant: 0 auto (the 16-byte row-window kernel on prefill), 1 block
+                Conv::Args cv = ca;
+                cv.variant = v;
+                const std::string name = "conv v" + std::to_string(v);
+                std::printf("%-16s %-12s %9.4f ms\n", name.c_str(), shape.c_str(),
+                            time_ms(ex, reps, [&] { conv_cuda(ex, cv); }));
+            }
             if (len == 1) {
                 std::printf("%-16s %-12s %9.4f ms\n", "rule_decode", shape.c_str(),
                             time_ms(ex, reps, [&] { rule_decode_cuda(ex, ra); }));
@@ -137,14 +145,19 @@ int main(int argc, char** argv) {
             RuleArgs rw = ra;  // the split path's workspace
             rw.workspace_bytes = rule_chunked_workspace_bytes(d, st.seqs.n_tokens);
             rw.workspace = ex.alloc(rw.workspace_bytes, "gdn.bench.workspace");
-            for (int v : {0, 1, 2, 3}) {
+            for (int v : {0, 1, 2, 3, 4, 5}) {
                 rw.variant = v;
                 const std::string name = "rule_chunked v" + std::to_string(v);
                 std::printf("%-16s %-12s %9.4f ms\n", name.c_str(), shape.c_str(),
                             time_ms(ex, reps, [&] { rule_chunked_cuda(ex, rw); }));
             }
-            std::printf("%-16s %-12s %9.4f ms\n", "gated_norm", shape.c_str(),
-                        time_ms(ex, reps, [&] { gated_norm_cuda(ex, na); }));
+            for (int v : {0, 1}) {  // GatedNorm::Args::variant: 0 auto (one warp per (row, head)), 1 block
+                GatedNorm::Args nv = na;
+                nv.variant = v;
+                const std::string name = "gated_norm v" + std::to_string(v);
+                std::printf("%-16s %-12s %9.4f ms\n", name.c_str(), shape.c_str(),
+                            time_ms(ex, reps, [&] { gated_norm_cuda(ex, nv); }));
+            }
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "gdn_ops_bench: %s\n", e.what());

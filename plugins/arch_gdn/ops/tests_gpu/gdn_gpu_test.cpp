@@ -39,6 +39,19 @@ TEST_CASE("gdn gpu: conv prefill and update equal the CPU reference", "[gdn][gpu
         problem(3, 3, false, {1}, 4),
     };
     for (const Problem& p : cases) CHECK(compare_conv(cpu, dev, p) == "");
+    // Strides that allow 16-byte accesses: prefill steps take the one-warp-per-(head, 16 rows) kernel (variant 0, a
+    // sequence boundary inside a row tile, short sequences reading the conv state) or the block kernel (variant 1).
+    for (int variant : {0, 1}) {
+        for (Problem p : {problem(16, 32, false, {1, 300, 2, 64}, 21), problem(2, 4, true, {1000, 5, 17}, 22, false),
+                          problem(3, 3, false, {3, 1, 40, 2}, 23)}) {
+            p.aligned = true;
+            p.conv_variant = variant;
+            CHECK(compare_conv(cpu, dev, p) == "");
+        }
+        Problem k3 = problem(2, 4, false, {5, 1, 40, 2}, 24);
+        k3.kernel = 3, k3.aligned = true, k3.conv_variant = variant;
+        CHECK(compare_conv(cpu, dev, k3) == "");
+    }
     Problem k3 = problem(2, 4, false, {5, 1, 40}, 5);  // another conv width (prefill, then decode)
     k3.kernel = 3;
     CHECK(compare_conv(cpu, dev, k3) == "");
@@ -66,8 +79,9 @@ TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "
     CpuExecutor cpu;
     CudaExecutor dev(0);
     uint64_t seed = 100;
-    // Variants (RuleArgs::variant): 1 fused kernel; 2, 3 prep + state kernels with 64 / 32 value columns per block.
-    for (int variant : {1, 2, 3}) {
+    // Variants (RuleArgs::variant): 1 fused kernel; 2, 3 prep + state kernels with 64 / 32 value columns per block;
+    // 4 the prep kernel on mma.sync + the state kernel of 3; 5 both kernels on mma.sync.
+    for (int variant : {1, 2, 3, 4, 5}) {
         for (int len : {1, 2, 17, 63, 64, 65, 127, 128, 129, 200, 511, 1000})
             CHECK(compare_rule(cpu, dev, problem(2, 4, false, {len}, seed++, true, variant), false) == "");
         // Several sequences of mixed lengths in one step (decode rows among prefill rows), GVA both orders, 35B heads.
@@ -85,6 +99,13 @@ TEST_CASE("gdn gpu: gated norm equals the CPU reference", "[gdn][gpu]") {
     CHECK(compare_gated_norm(cpu, dev, 1, 32, 128, 1) == "");
     CHECK(compare_gated_norm(cpu, dev, 517, 32, 128, 2) == "");
     CHECK(compare_gated_norm(cpu, dev, 9, 5, 64, 3) == "");
+    // Strides that allow 16-byte accesses: the one-warp-per-(row, head) kernel (variant 0) and the block kernel (1).
+    for (int variant : {0, 1}) {
+        CHECK(compare_gated_norm(cpu, dev, 1, 32, 128, 4, variant, true) == "");
+        CHECK(compare_gated_norm(cpu, dev, 517, 32, 128, 5, variant, true) == "");
+        CHECK(compare_gated_norm(cpu, dev, 9, 5, 64, 6, variant, true) == "");
+        CHECK(compare_gated_norm(cpu, dev, 3, 2, 256, 7, variant, true) == "");
+    }
 }
 
 TEST_CASE("gdn gpu: the registered conformance checks pass", "[gdn][gpu]") {

@@ -1,0 +1,26 @@
+// Device pieces shared by gdn.conv's CUDA kernels (conv.cu: one block per (row, head); conv_rows.cu: one warp per
+// (head, rows)): SiLU, softplus and the gates of one row.
+#pragma once
+#include "gdn_ops.h"
+
+namespace imp::gdn::conv {
+
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+
+// g and beta of row t for v-heads j = first, first + step, ... < Hv (gdn_ops.h, gdn.conv).
+__device__ __forceinline__ void row_gates(const Conv::Args& a, int64_t t, int first, int step) {
+    const int hv = a.dims.n_v_heads;
+    for (int j = first; j < hv; j += step) {
+        const float A = a.A_is_log ? -expf(a.A[j]) : a.A[j];
+        a.g[t * hv + j] = A * softplus(a.a[t * a.a_stride + j] + a.dt_bias[j]);
+        a.beta[t * hv + j] = 1.f / (1.f + expf(-a.b[t * a.b_stride + j]));
+    }
+}
+
+// conv_rows.cu: whether its kernel takes a (alignment, head dims <= 128 and multiples of 4), and its launch (the
+// output rows and the gates; the conv states are left to conv.cu's state kernel).
+bool conv_rows_applies(const Conv::Args& a);
+void conv_rows(const Conv::Args& a, const CudaHandles& h);
+
+}  // namespace imp::gdn::conv
