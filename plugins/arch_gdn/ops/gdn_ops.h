@@ -110,7 +110,7 @@ struct RuleArgs {
     // prep kernel, then the sequential state kernel), at least rule_chunked_workspace_bytes(dims, n_tokens) bytes,
     // 16-byte aligned; and the kernel variant: 0 auto (split when the workspace is there, 32 value columns per
     // block when few blocks would run), 1 fused single kernel (no workspace), 2 split with 64 columns, 3 split with 32,
-    // 4 split with 32 and the prep kernel on mma.sync, 5 both split kernels on mma.sync (32 columns).
+    // 4 split with 32 and the prep kernel on mma.sync, 5 / 6 both split kernels on mma.sync with 32 / 64 columns.
     void* workspace = nullptr;
     size_t workspace_bytes = 0;
     int variant = 0;

@@ -86,7 +86,7 @@ void rule_chunked_cuda(Executor& ex, const RuleArgs& a) {
                     std::to_string(a.state_stride) + " floats)");
     if (a.seqs.n_tokens == 0) return;
     if (a.seqs.n_seqs > 65535) throw Error(op + ": " + std::to_string(a.seqs.n_seqs) + " sequences in one step");
-    if (a.variant < 0 || a.variant > 5) throw Error(op + ": variant " + std::to_string(a.variant) + " is not 0..5");
+    if (a.variant < 0 || a.variant > 6) throw Error(op + ": variant " + std::to_string(a.variant) + " is not 0..6");
     const bool have_ws = a.workspace && (reinterpret_cast<uintptr_t>(a.workspace) & 15u) == 0 &&
                          a.workspace_bytes >= rule_chunked_workspace_bytes(a.dims, a.seqs.n_tokens);
     if (a.variant >= 2 && !have_ws)
@@ -95,10 +95,11 @@ void rule_chunked_cuda(Executor& ex, const RuleArgs& a) {
                     std::to_string(a.workspace_bytes));
     if (a.variant >= 2 || (a.variant == 0 && have_ws)) {
         SplitPlan plan;
-        plan.bv = a.variant == 2 || (a.variant == 0 && int64_t(a.seqs.n_seqs) * a.dims.n_v_heads * 2 >= h->sm_count)
+        plan.bv = a.variant == 2 || a.variant == 6 ||
+                          (a.variant == 0 && int64_t(a.seqs.n_seqs) * a.dims.n_v_heads * 2 >= h->sm_count)
                       ? 64 : 32;
         plan.mma_prep = a.variant >= 4;
-        plan.mma_state = a.variant == 5;
+        plan.mma_state = a.variant >= 5;
         rule_chunked_split(a, *h, plan);
         return;
     }

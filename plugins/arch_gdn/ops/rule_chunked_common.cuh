@@ -150,8 +150,8 @@ __device__ __forceinline__ void solve_unit_lower(S& sm, int tid, int lane, int w
 }
 
 // rule_chunked_split.cu: the prep and state kernels on a.workspace. Each is the WMMA kernel of rule_chunked_split.cu
-// or its mma.sync version (rule_chunked_prep_mma.cu, rule_chunked_state_mma.cu: 32 value columns per block); bv (32 or
-// 64) value columns per block of the WMMA state kernel.
+// or its mma.sync version (rule_chunked_prep_mma.cu, rule_chunked_state_mma.cu); bv (32 or 64) value columns per
+// block of the state kernel.
 struct SplitPlan {
     int bv = 32;
     bool mma_prep = false;

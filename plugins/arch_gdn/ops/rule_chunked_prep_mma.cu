@@ -1,4 +1,4 @@
-// The prep kernel of gdn.rule_chunked's split path on mma.sync (variants 4 and 5 of RuleArgs::variant): the same
+// The prep kernel of gdn.rule_chunked's split path on mma.sync (variants 4, 5, 6 of RuleArgs::variant): the same
 // workspace records as chunk_prep + RecSink (rule_chunked_records.cuh) from one block of 8 warps per (chunk, v-head,
 // sequence), with the products on m16n8k16 tiles whose fragments the warps hold in registers:
 //   load:  q, k, v rows (fp32, 16-byte loads when aligned, 12 per thread in flight at once) -> bf16 q, k, beta k e,

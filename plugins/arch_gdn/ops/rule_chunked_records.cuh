@@ -90,6 +90,7 @@ inline dim3 prep_grid(const RuleArgs& a) {
 }
 
 void launch_prep_mma(const RuleArgs& a, const CudaHandles& h, __nv_bfloat16* ws);   // rule_chunked_prep_mma.cu
-void launch_state_mma(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws);  // rule_chunked_state_mma.cu
+// rule_chunked_state_mma.cu, bv (32 or 64) value columns per block
+void launch_state_mma(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws, int bv);
 
 }  // namespace imp::gdn::chunked

@@ -118,7 +118,7 @@ void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, const SplitPlan
         c.smem = PrepScratch<kD>::bytes();
         IMP_CUDA_CHECK(imp::cuda::launch(c, prep_kernel, a, ws));
     }
-    if (plan.mma_state) launch_state_mma(a, h, ws);
+    if (plan.mma_state) launch_state_mma(a, h, ws, plan.bv);
     else if (plan.bv == 32) launch_state<32>(a, h, ws);
     else launch_state<64>(a, h, ws);
 }

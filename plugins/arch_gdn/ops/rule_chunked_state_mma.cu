@@ -1,8 +1,8 @@
-// The state kernel of gdn.rule_chunked's split path on mma.sync (variant 5 of RuleArgs::variant): the same work as
-// state_kernel<32> (rule_chunked_split.cu) on the same workspace records, with the fragments in registers and two
-// barriers per chunk. One block of 8 warps per (32 value columns, v-head, sequence) walks the chunks:
+// The state kernel of gdn.rule_chunked's split path on mma.sync (variants 5 and 6 of RuleArgs::variant): the same work
+// as state_kernel<kBV> (rule_chunked_split.cu) on the same workspace records, with the fragments in registers and two
+// barriers per chunk. One block of 8 warps per (kBV = 32 or 64 value columns, v-head, sequence) walks the chunks:
 //   barrier A  (the chunk's records have landed; H and VN are free), then the next chunk's records start to copy;
-//   phase 1    warp (ti, cj) = (warp % 4, warp / 4): rows 16 ti .. + 15, columns 16 cj .. + 15 of
+//   phase 1    warp (ti, cj) = (warp % 4, warp / 4): rows 16 ti .. + 15, columns kBV/2 cj .. + kBV/2 - 1 of
 //              v_new = u + (-w) h  -> VN (bf16) and of (q e scale) h (kept in registers for o);
 //   barrier B
 //   phase 2    o = (q e scale) h + Aqk v_new for the same tile, written to global; the warp's state rows
@@ -23,9 +23,8 @@ namespace {
 
 using namespace imp::gdn::mma;
 
-constexpr int kBV = 32, kLdV = kBV + 8, kNB = kBV / 8;
-static_assert(4 * (kBV / 16) == kWarps, "phase 1 and 2: one 16 x 16 tile of the chunk's 64 x kBV outputs per warp");
-static_assert(kD / 16 == kWarps, "the state: 16 key rows per warp");
+static_assert(kWarps == 8 && kD / 16 == kWarps, "phases 1 and 2: 4 row tiles x 2 column halves; the state: 16 key rows "
+                                               "per warp");
 
 // g of rows [c0, c0 + 64) of the sequence (lane: rows lane and lane + 32; rows past len count 0).
 __device__ __forceinline__ float2 chunk_g(const RuleArgs& a, int64_t r0, int64_t len, int64_t c0, int h, int lane) {
@@ -35,7 +34,9 @@ __device__ __forceinline__ float2 chunk_g(const RuleArgs& a, int64_t r0, int64_t
     return v;
 }
 
+template <int kBV>
 __global__ void __launch_bounds__(kThreads, 1) state_mma_kernel(RuleArgs a, const __nv_bfloat16* ws) {
+    constexpr int kLdV = kBV + 8, kNB = kBV / 8, kHalf = kBV / 2, kNT = kHalf / 8;  // kNT: n8 tiles of a half
     imp::cuda::pdl_launch_dependents();
     imp::cuda::pdl_wait();
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kThreads, 1) state_mma_kernel(RuleArgs a, cons
 
     const int ti = warp & 3, cj = warp >> 2;
     const bool o_vec = ((reinterpret_cast<uintptr_t>(a.o) | uintptr_t(a.o_stride) * 4) & 7) == 0;
-    float* obase = a.o + r0 * a.o_stride + int64_t(h) * kD + vb * kBV + 16 * cj;
+    float* obase = a.o + r0 * a.o_stride + int64_t(h) * kD + vb * kBV + kHalf * cj;
     float2 gnext = chunk_g(a, r0, len, 0, h, lane);
     for (int ci = 0; ci < n_chunks; ++ci) {
         const int64_t c0 = int64_t(ci) * kC;
@@ -85,24 +86,29 @@ __global__ void __launch_bounds__(kThreads, 1) state_mma_kernel(RuleArgs a, cons
         const ChunkBuf b = sm.buf(ci & 1);
 
         // Phase 1: (-w) h and (q e scale) h over the 128 keys.
-        float accW[2][4], accQ[2][4];
-        zero(accW[0]), zero(accW[1]), zero(accQ[0]), zero(accQ[1]);
+        float accW[kNT][4], accQ[kNT][4];
+#pragma unroll
+        for (int nb = 0; nb < kNT; ++nb) zero(accW[nb]), zero(accQ[nb]);
 #pragma unroll
         for (int ks = 0; ks < kD / 16; ++ks) {
-            uint32_t aw[4], aq[4], bh[4];
+            uint32_t aw[4], aq[4];
             ldsm_x4(aw, b.WN + 16 * ti * kLdK + 16 * ks + a_off(lane, kLdK));
             ldsm_x4(aq, b.QD + 16 * ti * kLdK + 16 * ks + a_off(lane, kLdK));
-            ldsm_x4_trans(bh, sm.H + 16 * ks * kLdV + 16 * cj + a_off(lane, kLdV));
-            mma_bf16(accW[0], aw, bh[0], bh[1]);
-            mma_bf16(accW[1], aw, bh[2], bh[3]);
-            mma_bf16(accQ[0], aq, bh[0], bh[1]);
-            mma_bf16(accQ[1], aq, bh[2], bh[3]);
+#pragma unroll
+            for (int np = 0; np < kNT / 2; ++np) {
+                uint32_t bh[4];
+                ldsm_x4_trans(bh, sm.H + 16 * ks * kLdV + kHalf * cj + 16 * np + a_off(lane, kLdV));
+                mma_bf16(accW[2 * np], aw, bh[0], bh[1]);
+                mma_bf16(accW[2 * np + 1], aw, bh[2], bh[3]);
+                mma_bf16(accQ[2 * np], aq, bh[0], bh[1]);
+                mma_bf16(accQ[2 * np + 1], aq, bh[2], bh[3]);
+            }
         }
 #pragma unroll
-        for (int nb = 0; nb < 2; ++nb)
+        for (int nb = 0; nb < kNT; ++nb)
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
-                const int r = 16 * ti + g + 8 * hf, c = 16 * cj + 8 * nb + 2 * t4;
+                const int r = 16 * ti + g + 8 * hf, c = kHalf * cj + 8 * nb + 2 * t4;
                 const float2 u = load_bf16x2(b.U + r * kLdV + c);
                 store_bf16x2(sm.VN + r * kLdV + c, u.x + accW[nb][2 * hf], u.y + accW[nb][2 * hf + 1]);
             }
@@ -110,14 +116,18 @@ __global__ void __launch_bounds__(kThreads, 1) state_mma_kernel(RuleArgs a, cons
 
         // Phase 2: o = (q e scale) h + Aqk v_new (Aqk is lower: k-steps up to the row tile).
         for (int ks = 0; ks <= ti; ++ks) {
-            uint32_t aa[4], bv[4];
+            uint32_t aa[4];
             ldsm_x4(aa, b.Aqk + 16 * ti * kLdC + 16 * ks + a_off(lane, kLdC));
-            ldsm_x4_trans(bv, sm.VN + 16 * ks * kLdV + 16 * cj + a_off(lane, kLdV));
-            mma_bf16(accQ[0], aa, bv[0], bv[1]);
-            mma_bf16(accQ[1], aa, bv[2], bv[3]);
+#pragma unroll
+            for (int np = 0; np < kNT / 2; ++np) {
+                uint32_t bv[4];
+                ldsm_x4_trans(bv, sm.VN + 16 * ks * kLdV + kHalf * cj + 16 * np + a_off(lane, kLdV));
+                mma_bf16(accQ[2 * np], aa, bv[0], bv[1]);
+                mma_bf16(accQ[2 * np + 1], aa, bv[2], bv[3]);
+            }
         }
 #pragma unroll
-        for (int nb = 0; nb < 2; ++nb)
+        for (int nb = 0; nb < kNT; ++nb)
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
                 const int r = 16 * ti + g + 8 * hf;
@@ -152,17 +162,23 @@ __global__ void __launch_bounds__(kThreads, 1) state_mma_kernel(RuleArgs a, cons
             S[(8 * nb + 2 * t4 + (e & 1)) * kD + 16 * warp + g + 8 * (e >> 1)] = hacc[nb][e];
 }
 
-}  // namespace
-
-void launch_state_mma(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws) {
+template <int kBV>
+void launch_state_mma_bv(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws) {
     static bool done[64] = {};
     constexpr size_t smem = StateSmem<kBV>::bytes();
-    raise_smem(state_mma_kernel, smem, h.device, done);
+    raise_smem(state_mma_kernel<kBV>, smem, h.device, done);
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
     c.grid = dim3(unsigned(kD / kBV), unsigned(a.dims.n_v_heads), unsigned(a.seqs.n_seqs));
     c.block = dim3(kThreads);
     c.smem = smem;
-    IMP_CUDA_CHECK(imp::cuda::launch(c, state_mma_kernel, a, ws));
+    IMP_CUDA_CHECK(imp::cuda::launch(c, state_mma_kernel<kBV>, a, ws));
+}
+
+}  // namespace
+
+void launch_state_mma(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws, int bv) {
+    if (bv == 64) launch_state_mma_bv<64>(a, h, ws);
+    else launch_state_mma_bv<32>(a, h, ws);
 }
 
 }  // namespace imp::gdn::chunked

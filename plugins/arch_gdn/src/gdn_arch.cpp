@@ -152,7 +152,8 @@ public:
                          : rule == "split64"          ? 2
                          : rule == "split32"          ? 3
                          : rule == "split32_mma_prep" ? 4
-                         : rule == "mma"              ? 5
+                         : rule == "mma32"            ? 5
+                         : rule == "mma64"            ? 6
                                                       : 0;
 
         bool first_gdn = true;

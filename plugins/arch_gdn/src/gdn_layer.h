@@ -40,8 +40,8 @@ struct GdnSpec {
     const Registry* registry = nullptr;   // resolves the gdn.* ops
     // Kernel variants ([plugin.arch_gdn] settings): decode steps apply the gated RMSNorm inside gdn.rule_decode (one
     // launch less) or run gdn.gated_norm after it; gdn.rule_chunked's CUDA variant (RuleArgs::variant: 0 auto,
-    // 1 fused single kernel without workspace, 2 / 3 split with 64 / 32 value columns per block, 4 / 5 split on
-    // mma.sync: the prep kernel / both kernels) — the layer gives
+    // 1 fused single kernel without workspace, 2 / 3 split with 64 / 32 value columns per block, 4 split 32 with
+    // the prep kernel on mma.sync, 5 / 6 both kernels on mma.sync with 32 / 64 columns) — the layer gives
     // the split variants their workspace from its scratch.
     bool decode_fused_norm = true;
     int rule_variant = 0;

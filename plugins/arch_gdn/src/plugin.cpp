@@ -20,8 +20,8 @@ void register_gdn(imp::Registry& reg) {
     reg.add_setting({"prefill_rule", std::string("auto"),
                      "CUDA gdn.rule_chunked: auto (the kernel's choice), fused (one kernel, no workspace), split64 / "
                      "split32 (chunk-parallel prep + state kernel, 64 / 32 value columns per block), split32_mma_prep "
-                     "(split32 with the prep kernel on mma.sync), mma (both kernels on mma.sync, 32 columns)",
-                     {"auto", "fused", "split64", "split32", "split32_mma_prep", "mma"}});
+                     "(split32 with the prep kernel on mma.sync), mma32 / mma64 (both kernels on mma.sync, 32 / 64 columns)",
+                     {"auto", "fused", "split64", "split32", "split32_mma_prep", "mma32", "mma64"}});
     reg.add_arch(imp::gdn_arch::make_arch());
 }
 

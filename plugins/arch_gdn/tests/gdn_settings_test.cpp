@@ -47,7 +47,7 @@ TEST_CASE("decode_fused_norm and prefill_rule choices give the same logits (CPU)
         const std::vector<float> unfused = run(*src);
         reg.configure("arch_gdn", "decode_fused_norm", true);
         CHECK(rel_max(unfused, base) <= 1e-6);
-        for (const std::string v : {"fused", "split64", "split32", "split32_mma_prep", "mma"}) {
+        for (const std::string v : {"fused", "split64", "split32", "split32_mma_prep", "mma32", "mma64"}) {
             INFO("prefill_rule " << v);
             reg.configure("arch_gdn", "prefill_rule", v);
             CHECK(run(*src) == base);

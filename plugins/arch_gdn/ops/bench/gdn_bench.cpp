@@ -2,7 +2,7 @@
 // (Hk 16, Hv 32, dk = dv = 128), one sequence of 4096 tokens for the prefill ops, batch 1 for the decode ops.
 // Each op is captured in a CUDA graph of --reps launches; the median over 15 replays, divided by reps, is printed.
 // rule_chunked runs in each variant (RuleArgs::variant: v0 auto, v1 fused, v2 split 64 columns, v3 split 32, v4 split 32
-// with the prep kernel on mma.sync, v5 both split kernels on mma.sync); conv and gated_norm in their variants (v0 auto:
+// with the prep kernel on mma.sync, v5 / v6 both split kernels on mma.sync with 32 / 64 columns); conv and gated_norm in their variants (v0 auto:
 // the 16-byte warp kernels where they apply, v1 the block kernels).
 // Usage: gdn_ops_bench [--tokens N] [--hk N] [--hv N] [--batch N] [--reps N]
 #include <cuda_runtime.h>
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
             RuleArgs rw = ra;  // the split path's workspace
             rw.workspace_bytes = rule_chunked_workspace_bytes(d, st.seqs.n_tokens);
             rw.workspace = ex.alloc(rw.workspace_bytes, "gdn.bench.workspace");
-            for (int v : {0, 1, 2, 3, 4, 5}) {
+            for (int v : {0, 1, 2, 3, 4, 5, 6}) {
                 rw.variant = v;
                 const std::string name = "rule_chunked v" + std::to_string(v);
                 std::printf("%-16s %-12s %9.4f ms\n", name.c_str(), shape.c_str(),

@@ -80,8 +80,8 @@ TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "
     CudaExecutor dev(0);
     uint64_t seed = 100;
     // Variants (RuleArgs::variant): 1 fused kernel; 2, 3 prep + state kernels with 64 / 32 value columns per block;
-    // 4 the prep kernel on mma.sync + the state kernel of 3; 5 both kernels on mma.sync.
-    for (int variant : {1, 2, 3, 4, 5}) {
+    // 4 the prep kernel on mma.sync + the state kernel of 3; 5, 6 both kernels on mma.sync (32 / 64 columns).
+    for (int variant : {1, 2, 3, 4, 5, 6}) {
         for (int len : {1, 2, 17, 63, 64, 65, 127, 128, 129, 200, 511, 1000})
             CHECK(compare_rule(cpu, dev, problem(2, 4, false, {len}, seed++, true, variant), false) == "");
         // Several sequences of mixed lengths in one step (decode rows among prefill rows), GVA both orders, 35B heads.
