@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 
 #include "imp/cuda/check.h"
+#include "imp/cuda/launch.cuh"
 #include "rule_chunked_phases.cuh"
 
 namespace imp::gdn::chunked {
@@ -80,6 +81,20 @@ void raise_smem(K kernel, size_t bytes, int device, bool* done) {
     if (device >= 0 && device < 64 && done[device]) return;
     IMP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
     if (device >= 0 && device < 64) done[device] = true;
+}
+
+// Launches a state kernel: one block of kThreads per (kBV value columns, v-head, sequence) with StateSmem<kBV>;
+// done: the kernel's per-device flags of its raised shared memory limit.
+template <int kBV>
+void launch_state_grid(void (*kernel)(RuleArgs, const __nv_bfloat16*), const RuleArgs& a, const CudaHandles& h,
+                       const __nv_bfloat16* ws, bool* done) {
+    constexpr size_t smem = StateSmem<kBV>::bytes();
+    raise_smem(kernel, smem, h.device, done);
+    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
+    c.grid = dim3(unsigned(kD / kBV), unsigned(a.dims.n_v_heads), unsigned(a.seqs.n_seqs));
+    c.block = dim3(kThreads);
+    c.smem = smem;
+    IMP_CUDA_CHECK(imp::cuda::launch(c, kernel, a, ws));
 }
 
 // The prep grid: (chunks of the longest sequence, v-heads, sequences); StepBatch::max_query_len bounds every

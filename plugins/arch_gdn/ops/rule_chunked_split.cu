@@ -94,13 +94,7 @@ __global__ void __launch_bounds__(kThreads, 1) state_kernel(RuleArgs a, const __
 template <int kBV>
 void launch_state(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws) {
     static bool done[64] = {};
-    constexpr size_t smem = StateSmem<kBV>::bytes();
-    raise_smem(state_kernel<kBV>, smem, h.device, done);
-    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
-    c.grid = dim3(unsigned(kD / kBV), unsigned(a.dims.n_v_heads), unsigned(a.seqs.n_seqs));
-    c.block = dim3(kThreads);
-    c.smem = smem;
-    IMP_CUDA_CHECK(imp::cuda::launch(c, state_kernel<kBV>, a, ws));
+    launch_state_grid<kBV>(state_kernel<kBV>, a, h, ws, done);
 }
 
 }  // namespace

@@ -162,23 +162,12 @@ __global__ void __launch_bounds__(kThreads, 1) state_mma_kernel(RuleArgs a, cons
             S[(8 * nb + 2 * t4 + (e & 1)) * kD + 16 * warp + g + 8 * (e >> 1)] = hacc[nb][e];
 }
 
-template <int kBV>
-void launch_state_mma_bv(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws) {
-    static bool done[64] = {};
-    constexpr size_t smem = StateSmem<kBV>::bytes();
-    raise_smem(state_mma_kernel<kBV>, smem, h.device, done);
-    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
-    c.grid = dim3(unsigned(kD / kBV), unsigned(a.dims.n_v_heads), unsigned(a.seqs.n_seqs));
-    c.block = dim3(kThreads);
-    c.smem = smem;
-    IMP_CUDA_CHECK(imp::cuda::launch(c, state_mma_kernel<kBV>, a, ws));
-}
-
 }  // namespace
 
 void launch_state_mma(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* ws, int bv) {
-    if (bv == 64) launch_state_mma_bv<64>(a, h, ws);
-    else launch_state_mma_bv<32>(a, h, ws);
+    static bool done32[64] = {}, done64[64] = {};
+    if (bv == 64) launch_state_grid<64>(state_mma_kernel<64>, a, h, ws, done64);
+    else launch_state_grid<32>(state_mma_kernel<32>, a, h, ws, done32);
 }
 
 }  // namespace imp::gdn::chunked
