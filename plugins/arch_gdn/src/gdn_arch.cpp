@@ -147,6 +147,7 @@ public:
         g.registry = &reg;
         const Settings& set = reg.settings("arch_gdn");
         g.decode_fused_norm = set.get_bool("decode_fused_norm");
+        g.warp_kernels = set.get_bool("warp_kernels");
         const std::string rule = set.get_string("prefill_rule");
         g.rule_variant = rule == "fused"              ? 1
                          : rule == "split64"          ? 2

@@ -207,6 +207,7 @@ public:
         c.dt_bias = wdt_;
         c.g = g;
         c.beta = beta;
+        c.variant = s_.warp_kernels ? 0 : 1;
         conv_(ex, c);
 
         gdn::RuleArgs r;
@@ -248,6 +249,7 @@ public:
         gn.y = o;
         gn.y_stride = vd_;
         gn.n_tokens = n;
+        gn.variant = s_.warp_kernels ? 0 : 1;
         gn.n_heads = int(hv);
         gn.head_dim = d.head_v_dim;
         gn.eps = s_.eps;

@@ -17,6 +17,10 @@ void register_gdn(imp::Registry& reg) {
                      "decode steps: the gated RMSNorm inside gdn.rule_decode (one launch less per GDN layer); false: "
                      "gdn.gated_norm after it",
                      {}});
+    reg.add_setting({"warp_kernels", true,
+                     "CUDA gdn.conv (prefill steps) and gdn.gated_norm on the one-warp kernels with 16-byte accesses "
+                     "where the strides allow; false: one block per row and head",
+                     {}});
     reg.add_setting({"prefill_rule", std::string("auto"),
                      "CUDA gdn.rule_chunked: auto (the kernel's choice), fused (one kernel, no workspace), split64 / "
                      "split32 (chunk-parallel prep + state kernel, 64 / 32 value columns per block), split32_mma_prep "

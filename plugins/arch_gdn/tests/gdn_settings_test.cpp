@@ -1,6 +1,6 @@
 // The [plugin.arch_gdn] kernel variants give the same logits on the CPU executor: decode steps with the gated norm
-// inside gdn.rule_decode or after it (decode_fused_norm), and every prefill_rule choice (a CUDA variant: the CPU
-// kernel ignores it, the layer still plans the workspace). The registry is shared by the process: each case sets
+// inside gdn.rule_decode or after it (decode_fused_norm), warp_kernels off, and every prefill_rule choice (CUDA
+// variants: the CPU kernels ignore them, the layer still plans the workspace). The registry is shared by the process: each case sets
 // the defaults back.
 #include <catch2/catch.hpp>
 
@@ -37,7 +37,7 @@ std::vector<float> run(const ModelSource& src) {
 
 }  // namespace
 
-TEST_CASE("decode_fused_norm and prefill_rule choices give the same logits (CPU)", "[arch_gdn]") {
+TEST_CASE("decode_fused_norm, warp_kernels and prefill_rule choices give the same logits (CPU)", "[arch_gdn]") {
     Registry& reg = gdn_registry();
     for (const std::string name : {"qwen35moe_tiny.gguf", "qwen3next_tiny"}) {
         INFO(name);
@@ -47,6 +47,9 @@ TEST_CASE("decode_fused_norm and prefill_rule choices give the same logits (CPU)
         const std::vector<float> unfused = run(*src);
         reg.configure("arch_gdn", "decode_fused_norm", true);
         CHECK(rel_max(unfused, base) <= 1e-6);
+        reg.configure("arch_gdn", "warp_kernels", false);  // a CUDA choice: the CPU kernels ignore it
+        CHECK(run(*src) == base);
+        reg.configure("arch_gdn", "warp_kernels", true);
         for (const std::string v : {"fused", "split64", "split32", "split32_mma_prep", "mma32", "mma64"}) {
             INFO("prefill_rule " << v);
             reg.configure("arch_gdn", "prefill_rule", v);
