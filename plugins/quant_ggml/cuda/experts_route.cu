@@ -19,14 +19,13 @@ namespace {
 
 // Shared memory: count, pair start and group start per bucket (n_expert experts + the out-of-range bucket).
 __global__ void __launch_bounds__(1024)
-    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int keep_invalid,
+    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int keep_invalid, int G,
                          int32_t* __restrict__ n_groups, int32_t* __restrict__ groups, int32_t* __restrict__ order) {
     extern __shared__ int sm_group[];
     const int nb = n_expert + 1;
     int* count = sm_group;
     int* pstart = count + nb;
     int* gstart = pstart + nb;
-    constexpr int G = kExpertGroupTokens;
     ::imp::cuda::pdl_wait();
     for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = 0;
     __syncthreads();
@@ -89,12 +88,13 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 }  // namespace
 
-int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
-    return std::min(n_pairs, n_pairs / kExpertGroupTokens + std::min(n_expert + 1, n_pairs));
+int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert, int64_t group) {
+    return std::min(n_pairs, n_pairs / group + std::min(n_expert + 1, n_pairs));
 }
 
 void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_invalid, int32_t* n_groups,
-                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t st) {
+                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t st, int group) {
+    if (group < 1) throw Error("quant_ggml: experts grouping: group size " + std::to_string(group));
     if (n_expert > kMaxGroupedExperts)
         throw Error("quant_ggml: experts grouping: " + std::to_string(n_expert) + " experts, at most " +
                     std::to_string(kMaxGroupedExperts));
@@ -106,8 +106,8 @@ void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_inval
     cfg.stream = st;
     cfg.attrs = pdl ? &attr : nullptr;
     cfg.numAttrs = pdl ? 1 : 0;
-    IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, n_groups, groups,
-                               order));
+    IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, group, n_groups,
+                                      groups, order));
 }
 
 void experts_reduce(const float* part, int rows, const int32_t* ids, const float* weights, int n_expert,
