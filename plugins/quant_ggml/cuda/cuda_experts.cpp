@@ -260,8 +260,10 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         const std::vector<int> zero(n / sizeof(int), 0);
         ex.upload(counters, zero.data(), n);
     }
-    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters,
-                                         gemm_nt, opt.experts_gemm_tokens);
+    auto w = std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters,
+                                           gemm_nt, opt.experts_gemm_tokens);
+    w->set_plan({0, 0, opt.experts_kw});
+    return w;
 }
 
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan) {

@@ -160,11 +160,16 @@ __global__ void __launch_bounds__(kGemmWarps * 32, 1) experts_gemm_kernel(A wa, 
             for (int i = threadIdx.x; i < n * nr; i += blockDim.x) orow[i / nr][row0 + i % nr] = 0.f;
         return;
     }
-    gemm_stage_b(a, xrow, n, smem_gemm);
-    __syncthreads();
     wa.w += int64_t(item.x) * a.expert_bytes;
     const int rg0 = int(blockIdx.x) * kGemmRowGroups + 2 * warp;
     const bool has0 = rg0 < a.n_rg, has1 = rg0 + 1 < a.n_rg;
+    typename A::Frag fa0, fa1, fb0, fb1;
+    if (has0) {  // the first chunk's weights are in flight while the activations are staged
+        wa.load(rg0, 0, lane, fa0);
+        if (has1) wa.load(rg0 + 1, 0, lane, fa1);
+    }
+    gemm_stage_b(a, xrow, n, smem_gemm);
+    __syncthreads();
     const int ntn = (n + 7) / 8;
     float acc[2][NT][4];
 #pragma unroll
@@ -191,9 +196,6 @@ __global__ void __launch_bounds__(kGemmWarps * 32, 1) experts_gemm_kernel(A wa, 
         }
     };
     if (has0) {
-        typename A::Frag fa0, fa1, fb0, fb1;
-        wa.load(rg0, 0, lane, fa0);
-        if (has1) wa.load(rg0 + 1, 0, lane, fa1);
         for (int ch = 0; ch < a.chunks; ch += 2) {
             if (ch + 1 < a.chunks) {
                 wa.load(rg0, ch + 1, lane, fb0);

@@ -1,12 +1,15 @@
 // quant_ggml: the host side of the grouped expert GEMM (cuda/experts_kernels.h): the token tile it picks for a
 // weight's shape and the shared memory of a device, the bound on the groups it launches over, and the bf16
 // reference its GPU test (tests_gpu/cuda_experts_gemm_test.cpp) compares with: within the bound that bf16 rounding
-// of both operands allows of the exact reference, and not equal to it (the rounding is really applied).
+// of both operands allows of the exact reference, and not equal to it (the rounding is really applied); the settings
+// that choose the GEMM and the expert GEMV's warps (ggml_settings.h).
 #include <catch2/catch.hpp>
 #include <random>
 
 #include "experts_gemm_reference.h"
 #include "experts_kernels.h"
+#include "ggml_settings.h"
+#include "imp/registry.h"
 #include "repack.h"
 
 using namespace imp::ggml;
@@ -85,4 +88,25 @@ TEST_CASE("quant_ggml experts GEMM: the bf16 reference is within bf16 rounding o
             CHECK(std::sqrt(num / den) < 2e-2);        // ~2^-9 per operand, random signs
         }
     }
+}
+
+TEST_CASE("quant_ggml settings: experts_gemm_tokens and experts_gemv_warps", "[experts][gemm]") {
+    imp::Registry reg;
+    reg.set_current_plugin("quant_ggml");
+    declare_ggml_settings(reg);
+    const GgmlSettings d = ggml_settings(&reg.settings("quant_ggml"));
+    CHECK(d.experts_gemm_tokens == 0);  // the grouped GEMV unless asked
+    CHECK(d.experts_gemv_warps == 0);
+    reg.configure("quant_ggml", "experts_gemm_tokens", int64_t(64));
+    reg.configure("quant_ggml", "experts_gemv_warps", int64_t(4));
+    const GgmlSettings s = ggml_settings(&reg.settings("quant_ggml"));
+    CHECK(s.experts_gemm_tokens == 64);
+    CHECK(s.experts_gemv_warps == 4);
+    CHECK_THROWS_WITH(reg.configure("quant_ggml", "experts_gemm_tokens", int64_t(-1)),
+                      Catch::Contains("experts_gemm_tokens"));
+    CHECK_THROWS_WITH(reg.configure("quant_ggml", "experts_gemv_warps", int64_t(16)),
+                      Catch::Contains("experts_gemv_warps"));
+    reg.configure("quant_ggml", "experts_gemv_warps", int64_t(3));
+    CHECK_THROWS_WITH(ggml_settings(&reg.settings("quant_ggml")),
+                      Catch::Contains("experts_gemv_warps = 3") && Catch::Contains("0, 1, 2, 4 or 8"));
 }
