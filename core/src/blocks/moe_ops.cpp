@@ -111,9 +111,9 @@ std::vector<T> get(Executor& ex, const T* d, size_t n) {
     return v;
 }
 
-// Router shapes: decode and prefill token counts, small and Qwen3-30B-A3B-like expert counts and widths, k = 1 .. n_expert,
-// with and without renormalization and the shared gate. Ids must match exactly except where the two experts'
-// reference weights are within 1e-5 (a near tie that the different summation order may break the other way).
+// Router shapes: decode and prefill token counts, small and Qwen3-30B-A3B-like expert counts and widths,
+// k = 1 .. n_expert, with and without renormalization and the shared gate. Ids must match exactly except where the
+// two experts' reference weights are within 1e-5 (a near tie that the different summation order may break the other way).
 std::string check_router(Executor& cpu, Executor& dev, uint64_t seed) {
     std::mt19937_64 rng(seed);
     const int64_t tokens[] = {1, 3, 8, 37};

@@ -83,7 +83,8 @@ struct GemmBf16A {
             for (int s = 0; s < kSteps; ++s) {
                 const int64_t col = int64_t(ch) * kChunkCols + 16 * s + 4 * (lane & 3);
                 uint2 v = make_uint2(0u, 0u);
-                if (row < rows && col < ld) v = __ldg(reinterpret_cast<const uint2*>(w + (int64_t(row) * ld + col) * 2));
+                if (row < rows && col < ld)
+                    v = __ldg(reinterpret_cast<const uint2*>(w + (int64_t(row) * ld + col) * 2));
                 f.q[h][2 * s] = v.x;
                 f.q[h][2 * s + 1] = v.y;
             }

@@ -82,7 +82,8 @@ TEST_CASE("quant_ggml cuda experts bench: prefill grouped GEMV vs grouped GEMM a
                 }
                 const auto cell = [&](double sc) {
                     char b[64];
-                    std::snprintf(b, sizeof b, "%9.1f (%6.1f, %6.0f)", sc * 1e6, flops / sc * 1e-12, touched / sc * 1e-9);
+                    std::snprintf(b, sizeof b, "%9.1f (%6.1f, %6.0f)", sc * 1e6, flops / sc * 1e-12,
+                                  touched / sc * 1e-9);
                     return std::string(b);
                 };
                 std::printf("%-5s %-10s %6lld %28s %28s\n", type.c_str(), s.label, static_cast<long long>(n_tokens),
