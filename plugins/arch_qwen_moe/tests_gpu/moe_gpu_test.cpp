@@ -208,7 +208,9 @@ TEST_CASE("gpu: several sequences (decode rows beside prefill of 1..300 tokens) 
 // one GEMM whose output the hidden state carries), every flip within the gap the measured input difference can
 // close (Hoelder bound), the logits within 2e-2 of max|ref| and the same top-1 unless the CPU's top-2 margin is
 // below that. Then the decode steps through a CUDA graph, with the device's own routing, equal the same engine
-// without graphs (same kernels: 1e-4). With [plugin.quant_ggml] experts_swiglu + experts_fused_sum off and on.
+// without graphs (same kernels: 1e-4). With [plugin.quant_ggml] experts_swiglu + experts_fused_sum off and on, and
+// on with experts_gemm_tokens = 2 (prompts of 2+ tokens take the grouped expert GEMM, which rounds its operands to
+// bf16 as the dense prefill GEMMs do: the same bounds).
 TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) equals the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     constexpr double kInputTol = 1e-2, kLogitTol = 2e-2;
@@ -229,11 +231,14 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
         Engine ec(*src, probe_registry(), cpu, opts(256, 1, false));
         const size_t V = size_t(ec.desc().n_vocab);
         // [plugin.quant_ggml] experts_swiglu (the down projection applies SwiGLU while staging its input) and
-        // experts_fused_sum (the decode GEMV writes the weighted sum over the slots): both off, both on
-        for (const bool fused : {false, true}) {
-            INFO("experts_swiglu and experts_fused_sum " << fused);
+        // experts_fused_sum (the decode GEMV writes the weighted sum over the slots): both off, both on; then the
+        // expert GEMM from 2 tokens on (experts_gemm_tokens)
+        for (const int mode : {0, 1, 2}) {
+            const bool fused = mode > 0;
+            INFO("experts_swiglu and experts_fused_sum " << fused << ", experts_gemm_tokens " << (mode == 2 ? 2 : 0));
             probe_registry().configure("quant_ggml", "experts_swiglu", fused);
             probe_registry().configure("quant_ggml", "experts_fused_sum", fused);
+            probe_registry().configure("quant_ggml", "experts_gemm_tokens", int64_t(mode == 2 ? 2 : 0));
             CudaExecutor dev(0), dev_graph(0);
             Engine eg(*src, probe_registry(), dev, opts(256, 1, false));
             Engine graph(*src, probe_registry(), dev_graph, opts(256, 1, true));
@@ -266,5 +271,6 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
         }
         probe_registry().configure("quant_ggml", "experts_swiglu", false);
         probe_registry().configure("quant_ggml", "experts_fused_sum", false);
+        probe_registry().configure("quant_ggml", "experts_gemm_tokens", int64_t(0));
     }
 }

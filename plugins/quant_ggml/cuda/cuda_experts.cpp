@@ -7,6 +7,10 @@
 //  - grouped (more pairs than experts): a one-CTA kernel groups the pairs by expert into the workspace, then one
 //    work item per group of up to 8 pairs runs the 8-token GEMV, so each expert's weights are read once per 8 pairs
 //    routed to it. The grid is sized from the bound on the groups; items past the actual count exit at once.
+//  - GEMM (calls of at least [plugin.quant_ggml] experts_gemm_tokens tokens: prefill): the same grouping with groups
+//    of up to 64 pairs (fewer when their activations would not fit in shared memory), then one launch of the
+//    tensor-core grouped GEMM (experts_gemm.cuh) over every (256-row block, group): each expert's weights are read
+//    once per 64 pairs routed to it, dequantized to bf16 in registers.
 // With x_swiglu the GEMV stages silu(gate) * up of each activation row ([gate | up]) instead of x (no SwiGLU kernel).
 // With routing weights the GEMV writes each pair's output row to the workspace and a second kernel sums the slots
 // of each token in slot order into y (fp32): deterministic, no atomics. Without, the GEMV writes y's rows directly.
@@ -36,9 +40,9 @@ uint64_t round256(uint64_t v) {
 class CudaExperts final : public ExpertWeights {
 public:
     CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a,
-                bool swiglu, int* sum_counters)
+                bool swiglu, int* sum_counters, int gemm_nt, int64_t gemm_tokens)
         : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a), swiglu_(swiglu),
-          sum_counters_(sum_counters) {
+          sum_counters_(sum_counters), gemm_nt_(gemm_nt), gemm_tokens_(gemm_tokens) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
@@ -56,17 +60,18 @@ public:
     uint64_t workspace_bytes(int64_t n_tokens, int64_t top_k) const override {
         if (n_tokens <= 0 || top_k <= 0) return 0;
         const int64_t n_pairs = int64_t(checked_mul(uint64_t(n_tokens), uint64_t(top_k), name_.c_str()));
-        return part_bytes(n_pairs) + (grouped_ok_ ? group_bytes(n_pairs) : 0);
+        return part_bytes(n_pairs) + (grouped_ok_ || gemm_nt_ > 0 ? group_bytes(n_pairs) : 0);
     }
 
     void grouped_matmul(Executor& ex, const ExpertMatmul& m) const override {
         const CudaHandles& h = handles(ex);
         if (!check_expert_matmul(name_, rows_, cols_, m)) return;
         const int64_t n_pairs = m.n_tokens * m.top_k;
-        const bool weighted = m.weights != nullptr, grouped = use_grouped(n_pairs);
-        const bool fused_sum = weighted && !grouped && sum_counters_ && m.n_tokens <= kSumTokens;
+        const bool weighted = m.weights != nullptr, gemm = use_gemm(m.n_tokens);
+        const bool grouped = !gemm && use_grouped(n_pairs);
+        const bool fused_sum = weighted && !grouped && !gemm && sum_counters_ && m.n_tokens <= kSumTokens;
         const uint64_t group_off = weighted ? part_bytes(n_pairs) : 0;
-        const uint64_t need = group_off + (grouped ? group_bytes(n_pairs) : 0);
+        const uint64_t need = group_off + (grouped || gemm ? group_bytes(n_pairs) : 0);
         if (need > 0 && (!ex.workspace() || ex.workspace_bytes() < need))
             throw Error("quant_ggml: experts '" + name_ + "': grouped_matmul of " + std::to_string(m.n_tokens) +
                         " tokens x top_k " + std::to_string(m.top_k) + " needs " + std::to_string(need) +
@@ -92,7 +97,18 @@ public:
         a.kw = plan_.kw;
         a.dp4a = dp4a_;
         a.pdl = h.pdl;
-        if (grouped) {
+        if (gemm) {  // groups of up to 8 gemm_nt_ pairs, laid out as group_bytes sized them (the bound only falls)
+            const int group = 8 * gemm_nt_;
+            const int64_t max_groups = experts_max_groups(n_pairs, n_expert_, group);
+            auto* g = reinterpret_cast<int32_t*>(ws + group_off);
+            a.route.n_groups = g;
+            a.route.groups = g + 1;
+            a.route.order = g + 1 + 3 * max_groups;
+            a.n_items = int(max_groups);
+            experts_group(m.ids, int(n_pairs), int(n_expert_), a.zero_invalid, g, g + 1, g + 1 + 3 * max_groups,
+                          h.pdl, st, group);
+            experts_gemm(l_, a, gemm_nt_, st);
+        } else if (grouped) {
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             a.route.n_groups = g;
@@ -113,7 +129,7 @@ public:
             a.sum.accumulate = m.accumulate ? 1 : 0;
             a.sum.counters = sum_counters_;
         }
-        experts_gemv(l_, a, h.sm_count, h.cc, st);
+        if (!gemm) experts_gemv(l_, a, h.sm_count, h.cc, st);
         if (weighted && !fused_sum)
             experts_reduce(part, int(rows_), m.ids, m.weights, int(n_expert_), int(m.n_tokens), int(m.top_k), m.y,
                            m.y_stride, m.accumulate ? 1 : 0, h.pdl, st);
@@ -125,6 +141,11 @@ private:
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
     uint64_t group_bytes(int64_t n_pairs) const {
         return round256(4 * (1 + 3 * uint64_t(experts_max_groups(n_pairs, n_expert_)) + uint64_t(n_pairs)));
+    }
+    bool use_gemm(int64_t n_tokens) const {
+        if (gemm_nt_ <= 0 || n_expert_ > kMaxGroupedExperts) return false;
+        if (plan_.path != 0) return plan_.path == 3;
+        return gemm_tokens_ > 0 && n_tokens >= gemm_tokens_;
     }
     bool use_grouped(int64_t n_pairs) const {
         if (!grouped_ok_ || plan_.path == 1) return false;
@@ -147,6 +168,8 @@ private:
     bool dp4a_ = true;
     bool swiglu_ = false;  // [plugin.quant_ggml] experts_swiglu: what swiglu_input() answers (x_swiglu works anyway)
     int* sum_counters_ = nullptr;  // [plugin.quant_ggml] experts_fused_sum: kSumTokens x experts_sum_counters(l_), zero
+    int gemm_nt_ = 0;              // 8-token tiles per GEMM group (experts_gemm_nt), 0: no GEMM for this weight
+    int64_t gemm_tokens_ = 0;      // [plugin.quant_ggml] experts_gemm_tokens
 };
 
 void require_supported(const std::string& name, Type t) {
@@ -227,6 +250,9 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(dev + uint64_t(e0) * l.bytes, staging, uint64_t(n) * l.bytes);
     }
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
+    const int gemm_smem = experts_gemm_smem(h->device);
+    const int gemm_nt = n_expert <= kMaxGroupedExperts ? experts_gemm_nt(l, gemm_smem) : 0;
+    if (gemm_nt > 0) prepare_experts_gemm(t, gemm_smem);
     int* counters = nullptr;
     if (opt.experts_fused_sum) {  // zero once here; the kernels leave them at zero
         const uint64_t n = uint64_t(kSumTokens) * uint64_t(experts_sum_counters(l)) * sizeof(int);
@@ -234,7 +260,10 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         const std::vector<int> zero(n / sizeof(int), 0);
         ex.upload(counters, zero.data(), n);
     }
-    return std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters);
+    auto w = std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters,
+                                           gemm_nt, opt.experts_gemm_tokens);
+    w->set_plan({0, 0, opt.experts_kw});
+    return w;
 }
 
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan) {

@@ -30,7 +30,9 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
                                             Executor& ex, const CudaOptions& opt = {});
 
 // Knobs for tests and the bench, per ExpertWeights of load_experts (0 = automatic): path 1 = one (token, slot) pair
-// per work item, 2 = pairs grouped by expert (when the grouped GEMV fits the row); splits / warps per row group of
+// per work item, 2 = pairs grouped by expert (when the grouped GEMV fits the row), 3 = the grouped GEMM (when the
+// type has one and 16 tokens' activations fit in shared memory; else as 0); automatic takes the GEMM from
+// CudaOptions::experts_gemm_tokens tokens on; splits / warps per row group of
 // the tiled GEMV plan, as set_gemv_plan (cuda_weight.h). Throws imp::Error when w is not a CUDA ExpertWeights.
 struct ExpertsPlan {
     int path = 0;

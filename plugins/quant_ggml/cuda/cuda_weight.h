@@ -25,6 +25,8 @@ struct CudaOptions {
     int overlap = 0;
     bool experts_swiglu = false;    // expert weights: take [gate | up] input and fold SwiGLU in (swiglu_input())
     bool experts_fused_sum = false;  // expert weights: the per-pair GEMV writes the weighted sum over the slots
+    int64_t experts_gemm_tokens = 0;  // expert weights: from this many tokens on, the grouped GEMM (0: never)
+    int experts_kw = 0;  // expert weights: warps per row group of the GEMV plan (ExpertsPlan::kw; 0: automatic)
 };
 
 // True when the CUDA kernels handle type t.

@@ -84,13 +84,29 @@ bool experts_grouped_fits(const DeviceLayout& l, int sm_count, int cc);
 // Per-process setup of the expert kernels of type t (shared-memory limits); call outside any capture (load does).
 void prepare_experts(Type t);
 
-// One CTA groups the n_pairs pairs by expert for the grouped GEMV: *n_groups, groups [max_groups][3] and order
-// [n_pairs] (see ExpertsRoute). Pairs whose id is out of range form groups of expert -1 when keep_invalid, else are
-// left out. n_expert <= kMaxGroupedExperts.
+// One CTA groups the n_pairs pairs by expert for the grouped GEMV (groups of up to `group` pairs; the GEMV takes
+// kExpertGroupTokens, the GEMM 8 nt): *n_groups, groups [max_groups][3] and order [n_pairs] (see ExpertsRoute).
+// Pairs whose id is out of range form groups of expert -1 when keep_invalid, else are left out.
+// n_expert <= kMaxGroupedExperts.
 void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_invalid, int32_t* n_groups,
-                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t stream);
-// The bound on the groups of n_pairs pairs over n_expert experts (+ the out-of-range bucket).
-int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert);
+                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t stream, int group = kExpertGroupTokens);
+// The bound on the groups of up to `group` pairs of n_pairs pairs over n_expert experts (+ the out-of-range bucket);
+// it only falls as `group` grows.
+int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert, int64_t group = kExpertGroupTokens);
+
+// The grouped GEMM of prefill (experts_gemm.cuh), for the tiled types and BF16: one work item per (256-row block,
+// group of up to 8 nt pairs of one expert; a.route.groups built with that group size), the pairs' activations
+// staged as bf16 in shared memory, weights dequantized to bf16 in registers, tensor-core MMA with fp32
+// accumulation; out rows of the pairs (+)= W[expert] x rows (a.accumulate, a.zero_invalid as the GEMV).
+bool experts_gemm_supported(Type t);
+// The 8-token tiles per group for a weight of layout l: 8, 4 or 2 (the most whose staged activations fit in
+// smem_bytes of shared memory), or 0 when not even 16 tokens fit or the type has no GEMM.
+int experts_gemm_nt(const DeviceLayout& l, int64_t smem_bytes);
+void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, cudaStream_t stream);
+// The dynamic shared memory the GEMM kernels may use on device `device` (also what experts_gemm_nt takes).
+int experts_gemm_smem(int device);
+// Per-process setup of the GEMM kernels of type t (their shared-memory limit); call outside any capture.
+void prepare_experts_gemm(Type t, int smem_bytes);
 
 // y[t, r] (+)= sum over j < top_k, in order, of weights[p] * part[p * rows + r] (p = t * top_k + j), skipping pairs
 // whose id is out of range; fp32.

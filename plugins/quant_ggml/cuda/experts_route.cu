@@ -1,9 +1,9 @@
 // quant_ggml CUDA: the routing kernels of the expert grouped matmul besides the GEMV.
 // Grouping: one CTA counts the pairs per expert in shared memory, lays the experts' groups out in expert order
-// (a serial scan over the experts) and places each pair with an atomic cursor. The order of pairs inside an expert
+// (one warp scans the counts) and places each pair with an atomic cursor. The order of pairs inside an expert
 // may vary from run to run, but every pair's result is computed independently of the other tokens of its group (MMA
 // and FMA columns do not mix), so outputs do not.
-// Weighted sum: one thread per output, the slots added in order: deterministic.
+// Weighted sum: one thread per output, the slots added in order (loads batched): deterministic.
 #include <algorithm>
 #include <climits>
 #include <string>
@@ -19,14 +19,13 @@ namespace {
 
 // Shared memory: count, pair start and group start per bucket (n_expert experts + the out-of-range bucket).
 __global__ void __launch_bounds__(1024)
-    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int keep_invalid,
+    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int keep_invalid, int G,
                          int32_t* __restrict__ n_groups, int32_t* __restrict__ groups, int32_t* __restrict__ order) {
     extern __shared__ int sm_group[];
     const int nb = n_expert + 1;
     int* count = sm_group;
     int* pstart = count + nb;
     int* gstart = pstart + nb;
-    constexpr int G = kExpertGroupTokens;
     ::imp::cuda::pdl_wait();
     for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = 0;
     __syncthreads();
@@ -36,15 +35,28 @@ __global__ void __launch_bounds__(1024)
         if (b < n_expert || keep_invalid) atomicAdd(&count[b], 1);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x < 32) {  // exclusive scans of pairs and groups: lane l takes a run of buckets, then a warp scan
+        const int lane = int(threadIdx.x), per = (nb + 31) / 32, b0 = min(nb, lane * per), b1 = min(nb, b0 + per);
         int ps = 0, gs = 0;
-        for (int b = 0; b < nb; ++b) {
+        for (int b = b0; b < b1; ++b) {
+            ps += count[b];
+            gs += (count[b] + G - 1) / G;
+        }
+        int ips = ps, igs = gs;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int vp = __shfl_up_sync(0xFFFFFFFFu, ips, o), vg = __shfl_up_sync(0xFFFFFFFFu, igs, o);
+            if (lane >= o) ips += vp, igs += vg;
+        }
+        ps = ips - ps;
+        gs = igs - gs;
+        for (int b = b0; b < b1; ++b) {
             pstart[b] = ps;
             gstart[b] = gs;
             ps += count[b];
             gs += (count[b] + G - 1) / G;
         }
-        *n_groups = gs;
+        if (lane == 31) *n_groups = igs;
     }
     __syncthreads();
     for (int b = threadIdx.x; b < nb; b += blockDim.x) {
@@ -77,11 +89,24 @@ __global__ void __launch_bounds__(kReduceThreads)
     const int64_t t = blockIdx.x / bpt;
     const int r = int(blockIdx.x % bpt) * kReduceThreads + int(threadIdx.x);
     if (r >= rows) return;
+    // The slots' ids, weights and partial rows are loaded a batch at a time before any is used (one memory latency
+    // per batch, not three per slot); a pair whose id is out of range has an unwritten row, read but never used.
+    constexpr int kBatch = 8;
     float s = 0.f;
-    for (int j = 0; j < top_k; ++j) {
-        const int64_t p = t * top_k + j;
-        const int e = ids[p];
-        if (e >= 0 && e < n_expert) s = fmaf(weights[p], part[p * rows + r], s);
+    for (int j0 = 0; j0 < top_k; j0 += kBatch) {
+        int e[kBatch];
+        float w[kBatch], v[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int64_t p = t * top_k + j0 + u;
+            const bool in = j0 + u < top_k;
+            e[u] = in ? ids[p] : -1;
+            w[u] = in ? weights[p] : 0.f;
+            v[u] = in ? part[p * rows + r] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u)
+            if (e[u] >= 0 && e[u] < n_expert) s = fmaf(w[u], v[u], s);
     }
     float* yp = y + t * ys + r;
     *yp = accumulate ? *yp + s : s;
@@ -89,12 +114,13 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 }  // namespace
 
-int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
-    return std::min(n_pairs, n_pairs / kExpertGroupTokens + std::min(n_expert + 1, n_pairs));
+int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert, int64_t group) {
+    return std::min(n_pairs, n_pairs / group + std::min(n_expert + 1, n_pairs));
 }
 
 void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_invalid, int32_t* n_groups,
-                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t st) {
+                   int32_t* groups, int32_t* order, bool pdl, cudaStream_t st, int group) {
+    if (group < 1) throw Error("quant_ggml: experts grouping: group size " + std::to_string(group));
     if (n_expert > kMaxGroupedExperts)
         throw Error("quant_ggml: experts grouping: " + std::to_string(n_expert) + " experts, at most " +
                     std::to_string(kMaxGroupedExperts));
@@ -106,8 +132,8 @@ void experts_group(const int32_t* ids, int n_pairs, int n_expert, int keep_inval
     cfg.stream = st;
     cfg.attrs = pdl ? &attr : nullptr;
     cfg.numAttrs = pdl ? 1 : 0;
-    IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, n_groups, groups,
-                               order));
+    IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_group_kernel, ids, n_pairs, n_expert, keep_invalid, group, n_groups,
+                                      groups, order));
 }
 
 void experts_reduce(const float* part, int rows, const int32_t* ids, const float* weights, int n_expert,

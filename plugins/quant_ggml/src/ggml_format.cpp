@@ -228,6 +228,8 @@ cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     o.dp4a = gs.gemv_dp4a;
     o.experts_swiglu = gs.experts_swiglu;
     o.experts_fused_sum = gs.experts_fused_sum;
+    o.experts_gemm_tokens = gs.experts_gemm_tokens;
+    o.experts_kw = gs.experts_gemv_warps;
     o.fuse_norm = gs.fuse_norm;
     o.fuse_swiglu = gs.fuse_swiglu;
     return o;

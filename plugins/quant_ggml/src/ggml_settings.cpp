@@ -17,6 +17,19 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: in decode (up to 16 tokens, one GEMV item per token and slot) the last expert GEMV block "
                      "of a token writes the routing-weighted sum over its slots (no separate sum kernel)",
                      {}});
+    reg.add_setting({"experts_gemm_tokens", int64_t(0),
+                     "CUDA: from this many tokens in one call (prefill), expert weights run the grouped GEMM (pairs "
+                     "sorted by expert on the device, weights dequantized to bf16 in registers, tensor-core MMA over "
+                     "up to 64 tokens per expert tile) instead of the 8-token grouped GEMV; 0: never",
+                     {},
+                     0,
+                     1e9});
+    reg.add_setting({"experts_gemv_warps", int64_t(0),
+                     "CUDA: warps per 16-row group in the expert GEMV of the block types (1, 2, 4 or 8: more warps, "
+                     "more CTAs, fewer chunks per warp); 0: the plan of the dense GEMV for the routed rows",
+                     {},
+                     0,
+                     8});
     reg.add_setting({"fuse_norm", false,
                      "CUDA: decode GEMVs of fused q|k|v and gate|up weights apply the layer's RMSNorm to x themselves "
                      "(block types, up to 8 tokens; one kernel less per use)",
@@ -37,6 +50,11 @@ GgmlSettings ggml_settings(const Settings* s) {
     g.gemv_dp4a = s->get_bool("gemv_dp4a");
     g.experts_swiglu = s->get_bool("experts_swiglu");
     g.experts_fused_sum = s->get_bool("experts_fused_sum");
+    g.experts_gemm_tokens = s->get_int("experts_gemm_tokens");
+    g.experts_gemv_warps = int(s->get_int("experts_gemv_warps"));
+    if (g.experts_gemv_warps & (g.experts_gemv_warps - 1))
+        throw Error("[plugin.quant_ggml] experts_gemv_warps = " + std::to_string(g.experts_gemv_warps) +
+                    ": must be 0, 1, 2, 4 or 8");
     g.cpu_kernels = s->get_string("cpu_kernels");
     g.fuse_norm = s->get_bool("fuse_norm");
     g.fuse_swiglu = s->get_bool("fuse_swiglu");
