@@ -235,9 +235,10 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant, b
         matrix(p + "ffn_up.weight", s.n_ff, s.n_embd, base);
         matrix(p + "ffn_down.weight", s.n_embd, s.n_ff, more);
     }
-    if (mtp) plan_hybrid_layer(s, *find_hybrid(s.name), s.n_layer, base, base, t, true);
     norm("output_norm.weight", s.n_embd);
     if (!s.tied) matrix("output.weight", s.n_vocab, s.n_embd, head);
+    // last, so the other tensors' data (seeded by their index) is the same with and without it
+    if (mtp) plan_hybrid_layer(s, *find_hybrid(s.name), s.n_layer, base, base, t, true);
 
     uint64_t off = 0;
     for (auto& x : t) {
