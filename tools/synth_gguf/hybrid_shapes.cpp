@@ -7,6 +7,9 @@
 //                       expert and shared FFN 512; vocab 151936
 //   tiny-qwen35moe:     a CI-sized model of the Qwen3.6 form (4 layers, GDN 2 / 4 heads x 128, 16 experts top-4)
 //   tiny-qwen3next:     the same size in the Qwen3-Next form (qwen3next: b|a in one ssm_ba grouped per key head)
+// With --mtp (qwen35moe shapes) the multi-token-prediction block follows the trunk as convert_hf_to_gguf.py writes it
+// by default: blk.<n_layer>.* a full-attention + MoE block plus nextn.eh_proj / enorm / hnorm / shared_head_norm,
+// block_count + 1 and nextn_predict_layers 1 (llama.cpp loads it only for speculative decoding).
 // GDN layers: attn_qkv [q; k; v], attn_gate (z), ssm_beta, ssm_alpha (qwen35moe) or ssm_ba (qwen3next) in the
 // recipe's base type; ssm_out like attn_output; in F32 ssm_conv1d (values in +-0.5, the range of PyTorch's conv
 // init for 4 taps, so the conv output is not small against the projections), ssm_a (< 0: -exp(A_log) for A in
@@ -19,19 +22,23 @@ namespace synth {
 
 const HybridShape* find_hybrid(const std::string& shape_name) {
     static const std::vector<HybridShape> table = {
-        // name, Hk, Hv, dk, dv, conv, full every, n_rot, experts, used, ff_exp, ff_shared
-        {"tiny-qwen35moe", 2, 4, 128, 128, 4, 4, 16, 16, 4, 256, 256},
-        {"tiny-qwen3next", 2, 4, 128, 128, 4, 4, 16, 16, 4, 256, 256},
-        {"qwen3.6-35b-a3b", 16, 32, 128, 128, 4, 4, 64, 256, 8, 512, 512},
-        {"qwen3-next-80b-a3b", 16, 32, 128, 128, 4, 4, 64, 512, 10, 512, 512},
+        // name, Hk, Hv, dk, dv, conv, full every, n_rot, experts, used, ff_exp, ff_shared, rope sections
+        // (Qwen3.5 / 3.6: mrope_section [11, 11, 10] padded to 4 as convert_hf_to_gguf.py writes it; the tiny shape
+        // the same proportions of its 16 rotary dims)
+        {"tiny-qwen35moe", 2, 4, 128, 128, 4, 4, 16, 16, 4, 256, 256, {3, 3, 2, 0}},
+        {"tiny-qwen3next", 2, 4, 128, 128, 4, 4, 16, 16, 4, 256, 256, {0, 0, 0, 0}},
+        {"qwen3.6-35b-a3b", 16, 32, 128, 128, 4, 4, 64, 256, 8, 512, 512, {11, 11, 10, 0}},
+        {"qwen3-next-80b-a3b", 16, 32, 128, 128, 4, 4, 64, 512, 10, 512, 512, {0, 0, 0, 0}},
     };
     for (const auto& h : table)
         if (h.name == shape_name) return &h;
     return nullptr;
 }
 
+bool hybrid_full_attention(const HybridShape& h, int64_t i) { return (i + 1) % h.full_every == 0; }
+
 void plan_hybrid_layer(const Shape& s, const HybridShape& h, int64_t i, uint32_t base, uint32_t more,
-                       std::vector<TensorPlan>& t) {
+                       std::vector<TensorPlan>& t, bool mtp) {
     const std::string p = "blk." + std::to_string(i) + ".";
     auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, uint32_t type) {
         t.push_back(TensorPlan{p + name, {cols, rows}, type, TensorPlan::Fill::Weight, {}, 0, 0});
@@ -42,7 +49,7 @@ void plan_hybrid_layer(const Shape& s, const HybridShape& h, int64_t i, uint32_t
     const int64_t q_dim = s.n_head * s.head_dim, kv_dim = s.n_kv * s.head_dim;
     const int64_t key_dim = h.n_k_heads * h.head_k_dim, value_dim = h.n_v_heads * h.head_v_dim;
     f32("attn_norm.weight", {s.n_embd}, TensorPlan::Fill::Norm, {});
-    if ((i + 1) % h.full_every == 0) {
+    if (mtp || hybrid_full_attention(h, i)) {
         matrix("attn_q.weight", 2 * q_dim, s.n_embd, base);  // [query | gate] per head
         matrix("attn_k.weight", kv_dim, s.n_embd, base);
         matrix("attn_v.weight", kv_dim, s.n_embd, more);
@@ -83,6 +90,12 @@ void plan_hybrid_layer(const Shape& s, const HybridShape& h, int64_t i, uint32_t
     matrix("ffn_gate_shexp.weight", h.n_ff_shared, s.n_embd, base);
     matrix("ffn_up_shexp.weight", h.n_ff_shared, s.n_embd, base);
     matrix("ffn_down_shexp.weight", s.n_embd, h.n_ff_shared, more);
+    if (mtp) {  // the MTP head's own tensors (HF mtp.fc, mtp.pre_fc_norm_embedding / _hidden, mtp.norm)
+        matrix("nextn.eh_proj.weight", s.n_embd, 2 * s.n_embd, base);
+        f32("nextn.enorm.weight", {s.n_embd}, TensorPlan::Fill::Norm, {});
+        f32("nextn.hnorm.weight", {s.n_embd}, TensorPlan::Fill::Norm, {});
+        f32("nextn.shared_head_norm.weight", {s.n_embd}, TensorPlan::Fill::Norm, {});
+    }
 }
 
 }  // namespace synth

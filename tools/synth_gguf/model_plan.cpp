@@ -57,6 +57,13 @@ KeyValue kv_i32s(const std::string& k, const std::vector<int32_t>& v) {
     for (int32_t x : v) put(e.value, x);
     return e;
 }
+KeyValue kv_bools(const std::string& k, const std::vector<bool>& v) {
+    KeyValue e{k, T_ARR, {}};
+    put<uint32_t>(e.value, T_BOOL);
+    put<uint64_t>(e.value, v.size());
+    for (bool x : v) put<uint8_t>(e.value, x ? 1 : 0);
+    return e;
+}
 
 // GPT-2 byte-level BPE: each byte is shown as one code point (printable Latin-1 bytes as themselves, the rest
 // shifted to 256+), UTF-8 encoded.
@@ -141,14 +148,16 @@ const std::vector<Shape>& shapes() {
         {"tiny-qwen3moe", "qwen3moe", 256, 2, 4, 2, 64, 512, 512, 2048, 1000000.0, 1e-6, 0.0, false, true, "qwen2", 2},
         {"qwen3-30b-a3b", "qwen3moe", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.0, 1e-6, 0.0, false, true,
          "qwen2", 293},
-        // Gated-DeltaNet hybrids (GDN and experts in hybrid_shapes.cpp); n_ff unused (every layer is MoE)
+        // Gated-DeltaNet hybrids (GDN and experts in hybrid_shapes.cpp); every layer is MoE. n_ff: the dense
+        // intermediate_size Qwen3-Next's config carries (written as feed_forward_length, as the converter does);
+        // Qwen3.5 / 3.6 MoE configs have none (0: no feed_forward_length key)
         {"tiny-qwen35moe", "qwen35moe", 256, 4, 4, 2, 64, 0, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen35",
          3},
-        {"tiny-qwen3next", "qwen3next", 256, 4, 4, 2, 64, 0, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen2",
+        {"tiny-qwen3next", "qwen3next", 256, 4, 4, 2, 64, 512, 512, 2048, 10000000.0, 1e-6, 0.0, false, true, "qwen2",
          3},
         {"qwen3.6-35b-a3b", "qwen35moe", 2048, 40, 16, 2, 256, 0, 248320, 262144, 10000000.0, 1e-6, 0.0, false, true,
          "qwen35", 77},
-        {"qwen3-next-80b-a3b", "qwen3next", 2048, 48, 16, 2, 256, 0, 151936, 262144, 10000000.0, 1e-6, 0.0, false,
+        {"qwen3-next-80b-a3b", "qwen3next", 2048, 48, 16, 2, 256, 5120, 151936, 262144, 10000000.0, 1e-6, 0.0, false,
          true, "qwen2", 293},
     };
     return table;
@@ -167,8 +176,10 @@ uint32_t file_type(const std::string& quant) {
     throw std::runtime_error("unknown --quant '" + quant + "' (q8_0, q4_k_m, bf16)");
 }
 
-std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant) {
+std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant, bool mtp) {
     file_type(quant);  // validates the name
+    if (mtp && (s.arch != "qwen35moe" || !find_hybrid(s.name)))
+        throw std::runtime_error("--mtp: shape " + s.name + " has no multi-token-prediction block (qwen35moe shapes)");
     std::vector<TensorPlan> t;
     auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, uint32_t type) {
         const TypeInfo& ti = type_info(type);
@@ -226,6 +237,8 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant) {
     }
     norm("output_norm.weight", s.n_embd);
     if (!s.tied) matrix("output.weight", s.n_vocab, s.n_embd, head);
+    // last, so the other tensors' data (seeded by their index) is the same with and without it
+    if (mtp) plan_hybrid_layer(s, *find_hybrid(s.name), s.n_layer, base, base, t, true);
 
     uint64_t off = 0;
     for (auto& x : t) {
@@ -239,7 +252,7 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant) {
     return t;
 }
 
-std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
+std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant, bool mtp) {
     const std::string a = s.arch;
     std::vector<KeyValue> kv;
     kv.push_back(kv_str("general.architecture", a));
@@ -249,8 +262,9 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
     kv.push_back(kv_u32("general.alignment", 32));
     kv.push_back(kv_u32(a + ".context_length", uint32_t(s.n_ctx)));
     kv.push_back(kv_u32(a + ".embedding_length", uint32_t(s.n_embd)));
-    kv.push_back(kv_u32(a + ".block_count", uint32_t(s.n_layer)));
-    kv.push_back(kv_u32(a + ".feed_forward_length", uint32_t(s.n_ff)));
+    kv.push_back(kv_u32(a + ".block_count", uint32_t(s.n_layer + (mtp ? 1 : 0))));
+    if (mtp) kv.push_back(kv_u32(a + ".nextn_predict_layers", 1));
+    if (s.n_ff > 0) kv.push_back(kv_u32(a + ".feed_forward_length", uint32_t(s.n_ff)));
     kv.push_back(kv_u32(a + ".attention.head_count", uint32_t(s.n_head)));
     kv.push_back(kv_u32(a + ".attention.head_count_kv", uint32_t(s.n_kv)));
     kv.push_back(kv_u32(a + ".attention.key_length", uint32_t(s.head_dim)));
@@ -275,7 +289,18 @@ std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant) {
         kv.push_back(kv_u32(a + ".ssm.group_count", uint32_t(h->n_k_heads)));
         kv.push_back(kv_u32(a + ".ssm.time_step_rank", uint32_t(h->n_v_heads)));
         kv.push_back(kv_u32(a + ".ssm.inner_size", uint32_t(h->n_v_heads * h->head_v_dim)));
+        // the layer schedule both ways, as convert_hf_to_gguf.py writes it (Qwen3NextModel.set_gguf_parameters):
+        // the per-layer list from the config's layer_types (true: Gated DeltaNet) and the interval
+        std::vector<bool> recurrent;
+        for (int64_t i = 0; i < s.n_layer; ++i) recurrent.push_back(!hybrid_full_attention(*h, i));
+        if (mtp) recurrent.push_back(false);  // the MTP block is full attention
+        kv.push_back(kv_bools(a + ".attention.recurrent_layers", recurrent));
         kv.push_back(kv_u32(a + ".full_attention_interval", uint32_t(h->full_every)));
+        // interleaved MRoPE sections: required by llama.cpp's qwen35 / qwen35moe loaders
+        // (get_key_or_arr(LLM_KV_ROPE_DIMENSION_SECTIONS, ..., 4, true)); Qwen3-Next has plain partial rotary
+        if (a == "qwen35" || a == "qwen35moe")
+            kv.push_back(kv_i32s(a + ".rope.dimension_sections",
+                                 std::vector<int32_t>(h->rope_sections.begin(), h->rope_sections.end())));
     }
 
     // Vocabulary: 256 byte tokens, a few merges (and their results), filler tokens, control tokens at the end.

@@ -2,6 +2,7 @@
 // tensor list with each tensor's storage type for a quantization recipe, and the GGUF metadata (hyper-parameters and
 // a small valid byte-level BPE vocabulary of the model's size).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -42,12 +43,17 @@ const MoeShape* find_moe(const std::string& shape_name);
 
 // The Gated-DeltaNet hybrid part of a shape (hybrid_shapes.cpp: Qwen3.5 / 3.6 / Qwen3-Next): every full_every-th layer
 // is gated full attention with n_rot rotary dims, the others Gated DeltaNet; every layer's FFN is n_expert experts
-// of n_ff_exp plus a shared expert of n_ff_shared. Null for other shapes.
+// of n_ff_exp plus a shared expert of n_ff_shared. rope_sections: the interleaved-MRoPE sections qwen35 / qwen35moe
+// files carry ({arch}.rope.dimension_sections, 4 entries summing to n_rot / 2; unused by qwen3next). Null for other
+// shapes.
 struct HybridShape {
     std::string name;  // the Shape's name
     int64_t n_k_heads, n_v_heads, head_k_dim, head_v_dim, conv_kernel, full_every, n_rot;
     int64_t n_expert, n_expert_used, n_ff_exp, n_ff_shared;
+    std::array<int32_t, 4> rope_sections;
 };
+// Layer i of a hybrid is full attention (llama.cpp: !hparams.is_recr(i)).
+bool hybrid_full_attention(const HybridShape& h, int64_t i);
 const HybridShape* find_hybrid(const std::string& shape_name);
 
 struct TensorPlan {
@@ -60,13 +66,15 @@ struct TensorPlan {
     uint64_t offset = 0;        // relative to the data section
 };
 
-// Appends layer i's tensors of a hybrid shape (base: the recipe's type; more: its type for attn_v / ffn_down).
+// Appends layer i's tensors of a hybrid shape (base: the recipe's type; more: its type for attn_v / ffn_down); mtp:
+// block i is the multi-token-prediction block after the trunk.
 void plan_hybrid_layer(const Shape& s, const HybridShape& h, int64_t i, uint32_t base, uint32_t more,
-                       std::vector<TensorPlan>& t);
+                       std::vector<TensorPlan>& t, bool mtp = false);
 
 // Quantization recipes: "q8_0", "bf16", "q4_k_m" (llama.cpp's Q4_K_M mix). Throws std::runtime_error (one line)
 // when the shape's rows do not fit the recipe's block sizes.
-std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant);
+// mtp: append the multi-token-prediction block (qwen35moe shapes only; throws otherwise).
+std::vector<TensorPlan> plan_tensors(const Shape& s, const std::string& quant, bool mtp = false);
 uint32_t file_type(const std::string& quant);  // general.file_type (llama_ftype)
 
 // GGUF metadata, serialized: one entry per key (key string + value type + value bytes).
@@ -75,6 +83,6 @@ struct KeyValue {
     uint32_t type;
     std::string value;
 };
-std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant);
+std::vector<KeyValue> make_metadata(const Shape& s, const std::string& quant, bool mtp = false);
 
 }  // namespace synth

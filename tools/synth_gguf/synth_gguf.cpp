@@ -1,5 +1,6 @@
 // synth-gguf: writes a valid GGUF with the real shapes of a public model and random weights, for benchmarks.
-//   synth-gguf --shape llama3.1-8b --quant q4_k_m --out models/synth/llama3.1-8b.q4_k_m.gguf [--seed N] [--threads N]
+//   synth-gguf --shape llama3.1-8b --quant q4_k_m --out models/synth/llama3.1-8b.q4_k_m.gguf [--mtp] [--seed N]
+//              [--threads N]
 //   synth-gguf --list
 // The data is generated in parallel chunks, each from its own seed (the file does not depend on the thread count),
 // and written with pwrite into a temporary file that is renamed into place when complete.
@@ -25,7 +26,9 @@ using synth::TensorPlan;
 
 void usage(FILE* f) {
     std::fprintf(f,
-                 "usage: synth-gguf --shape NAME --quant q8_0|q4_k_m|bf16 --out FILE [--seed N] [--threads N]\n"
+                 "usage: synth-gguf --shape NAME --quant q8_0|q4_k_m|bf16 --out FILE [--mtp] [--seed N] [--threads N]\n"
+                 "       --mtp: append the multi-token-prediction block (qwen35moe shapes), as llama.cpp's\n"
+                 "              converter does by default\n"
                  "       synth-gguf --list      shapes and what each quant writes\n");
 }
 
@@ -100,6 +103,7 @@ void list_shapes() {
 int run(int argc, char** argv) {
     std::string shape_name, quant, out;
     uint64_t seed = 1;
+    bool mtp = false;
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -111,6 +115,7 @@ int run(int argc, char** argv) {
         else if (a == "--quant") quant = value();
         else if (a == "--out") out = value();
         else if (a == "--seed") seed = std::stoull(value());
+        else if (a == "--mtp") mtp = true;
         else if (a == "--threads") threads = unsigned(std::max(1, std::stoi(value())));
         else if (a == "--list") {
             list_shapes();
@@ -134,8 +139,8 @@ int run(int argc, char** argv) {
         throw std::runtime_error("unknown --shape '" + shape_name + "' (" + names + ")");
     }
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<TensorPlan> tensors = synth::plan_tensors(*shape, quant);
-    const std::string head = header(tensors, synth::make_metadata(*shape, quant));
+    std::vector<TensorPlan> tensors = synth::plan_tensors(*shape, quant, mtp);
+    const std::string head = header(tensors, synth::make_metadata(*shape, quant, mtp));
     const TensorPlan& last = tensors.back();
     const uint64_t data_bytes = (last.offset + last.nbytes + 31) / 32 * 32;
     const uint64_t total = head.size() + data_bytes;

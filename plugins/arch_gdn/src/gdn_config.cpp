@@ -1,8 +1,9 @@
 // arch_gdn: reads a Gated-DeltaNet hybrid's hyper-parameters and names its tensors (gdn_config.h).
-// GGUF keys: FORMATS-style {arch}.ssm.* (conv_kernel, state_size = dk, group_count = Hk, time_step_rank = Hv,
-// inner_size = Hv * dv), {arch}.full_attention_interval, rope.dimension_count (partial rotary), expert_* keys; the
-// layer schedule and the MoE layers are read from the tensors present (blk.N.attn_q.weight: full attention;
-// blk.N.ffn_gate_inp.weight: MoE). HF: config.json (text_config.* under the multimodal wrapper), layer_types or
+// GGUF keys (the ones llama.cpp's qwen3next / qwen35 / qwen35moe loaders read): {arch}.ssm.* (conv_kernel,
+// state_size = dk, group_count = Hk, time_step_rank = Hv, inner_size = Hv * dv), rope.dimension_count (partial
+// rotary), expert_* keys, nextn_predict_layers (MTP blocks after the trunk); the layer schedule from
+// attention.recurrent_layers or full_attention_interval (gguf_schedule), checked against the tensors present; the
+// MoE layers are those with blk.N.ffn_gate_inp.weight. HF: config.json (text_config.* under the multimodal wrapper), layer_types or
 // full_attention_interval, rope_parameters.partial_rotary_factor.
 #include "gdn_config.h"
 
@@ -19,12 +20,6 @@ namespace {
 using Reader = imp::blocks::HparamReader;
 
 std::string L(int64_t i) { return std::to_string(i); }
-
-bool has_prefix(const ModelSource& src, const std::string& prefix) {
-    for (const auto& t : src.tensors())
-        if (t.name.compare(0, prefix.size(), prefix) == 0) return true;
-    return false;
-}
 
 void gdn_gguf_names(blocks::NameMap& m, const ModelSource& src, int first_gdn) {
     const std::string p = "blk." + L(first_gdn) + ".";
@@ -65,6 +60,31 @@ void gdn_hf_names(blocks::NameMap& m, bool grouped) {
     m.names["gdn_out"] = l + "out_proj.weight";
 }
 
+// The layer schedule as llama.cpp reads it (src/models/qwen35moe.cpp, qwen35.cpp, qwen3next.cpp load_arch_hparams):
+// {arch}.attention.recurrent_layers, one bool per block (true: Gated DeltaNet), else every
+// {arch}.full_attention_interval-th layer (default 4) is full attention. Returns full_attn for the n_layer trunk
+// layers of the n_all blocks.
+std::vector<bool> gguf_schedule(const Reader& r, const std::string& a, int64_t n_all, int64_t n_layer) {
+    std::vector<bool> full;
+    const std::string key = a + ".attention.recurrent_layers";
+    if (const MetaValue* v = r.md.find(key); v && v->is_array()) {
+        const MetaArray& arr = v->as_array(key);
+        if (int64_t(arr.size()) != n_all)
+            throw Error(r.file + ": " + key + " has " + L(int64_t(arr.size())) + " entries for block_count " +
+                        L(n_all));
+        for (int64_t i = 0; i < n_layer; ++i) {
+            const MetaValue& e = arr[size_t(i)];
+            if (!e.is_bool() && !e.is_int()) throw Error(r.file + ": " + key + " must be a list of booleans");
+            full.push_back(e.is_bool() ? !e.as_bool(key) : e.as_int(key) == 0);
+        }
+        return full;
+    }
+    const std::string ik = a + ".full_attention_interval";
+    const int64_t every = r.positive(ik, r.i(ik, 4));
+    for (int64_t i = 0; i < n_layer; ++i) full.push_back((i + 1) % every == 0);
+    return full;
+}
+
 void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     const std::string a = c.arch;
     c.gguf = true;
@@ -102,18 +122,28 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
         c.n_ff_shared = r.i(a + ".expert_shared_feed_forward_length", 0);
     }
     c.n_ff = r.i(a + ".feed_forward_length", 0);
-    // multi-token-prediction blocks appended after the trunk (llama.cpp: blk.N.nextn.*, counted in block_count):
-    // not part of the text model
-    while (c.n_layer > 1 && has_prefix(src, "blk." + L(c.n_layer - 1) + ".nextn.")) {
-        c.skipped.push_back("blk." + L(c.n_layer - 1) + ".");
-        --c.n_layer;
-    }
+    // multi-token-prediction blocks appended after the trunk (llama.cpp: the last {arch}.nextn_predict_layers of the
+    // block_count blocks, blk.N.nextn.* among their tensors): not part of the text model
+    const int64_t n_all = c.n_layer, n_nextn = r.i(a + ".nextn_predict_layers", 0);
+    if (n_nextn < 0 || n_nextn >= n_all)
+        throw Error(r.file + ": " + a + ".nextn_predict_layers " + L(n_nextn) + " is not below block_count " +
+                    L(n_all));
+    c.n_layer = n_all - n_nextn;
+    for (int64_t i = c.n_layer; i < n_all; ++i) c.skipped.push_back("blk." + L(i) + ".");
+    c.full_attn = gguf_schedule(r, a, n_all, c.n_layer);
     int first_gdn = -1;
     for (int64_t i = 0; i < c.n_layer; ++i) {
         const std::string p = "blk." + L(i) + ".";
-        c.full_attn.push_back(src.find(p + "attn_q.weight") != nullptr);
+        if (c.full_attn[size_t(i)] && !src.find(p + "attn_q.weight"))
+            throw Error(r.file + ": layer " + L(i) + " is full attention (" + a + ".attention.recurrent_layers / " +
+                        "full_attention_interval) but has no " + p + "attn_q.weight" +
+                        (src.find(p + "attn_qkv.weight") ? " (a fused attn_qkv, convert_hf_to_gguf.py --fuse-qkv, "
+                                                           "is not supported)" : ""));
+        if (!c.full_attn[size_t(i)] && !src.find(p + "attn_qkv.weight") && !src.find(p + "ssm_in.weight"))
+            throw Error(r.file + ": layer " + L(i) + " is Gated DeltaNet (" + a + ".attention.recurrent_layers / " +
+                        "full_attention_interval) but has neither " + p + "attn_qkv.weight nor " + p + "ssm_in.weight");
         c.moe.push_back(src.find(p + "ffn_gate_inp.weight") != nullptr);
-        if (!c.full_attn.back() && first_gdn < 0) first_gdn = int(i);
+        if (!c.full_attn[size_t(i)] && first_gdn < 0) first_gdn = int(i);
     }
     const std::string emb = "token_embd.weight";
     c.n_vocab = src.get(emb).shape.at(0);

@@ -21,13 +21,15 @@ using namespace imp::test;
 
 namespace {
 
-std::string synth(const std::string& tool, const std::string& shape, const std::string& quant) {
+std::string synth(const std::string& tool, const std::string& shape, const std::string& quant,
+                  const std::string& extra = "") {
     const std::string out = (std::filesystem::temp_directory_path() /
-                             ("imp-gdn-test-" + std::to_string(::getpid()) + "." + shape + (quant.empty() ? "" : "." + quant + ".gguf")))
+                             ("imp-gdn-test-" + std::to_string(::getpid()) + "." + shape + (extra.empty() ? "" : ".x") +
+                              (quant.empty() ? "" : "." + quant + ".gguf")))
                                 .string();
     std::filesystem::remove_all(out);
     const std::string cmd = std::string(IMP_BINARY_DIR) + "/bin/" + tool + " --shape " + shape +
-                            (quant.empty() ? "" : " --quant " + quant) + " --out " + out + " > /dev/null";
+                            (quant.empty() ? "" : " --quant " + quant) + " " + extra + " --out " + out + " > /dev/null";
     REQUIRE(std::system(cmd.c_str()) == 0);
     return out;
 }
@@ -63,6 +65,26 @@ TEST_CASE("synthetic tiny-qwen35moe GGUF loads and runs (Q4_K_M, Q8_0)", "[arch_
         run_finite(eng);
         std::filesystem::remove(path);
     }
+}
+
+TEST_CASE("a tiny-qwen35moe GGUF with llama.cpp's MTP block (--mtp) gives the logits of the file without it",
+          "[arch_gdn][synth]") {
+    std::vector<float> logits[2];
+    for (const int mtp : {0, 1}) {
+        const std::string path = synth("synth-gguf", "tiny-qwen35moe", "q8_0", mtp ? "--mtp" : "");
+        auto src = open_model(path);
+        REQUIRE((src->find("blk.4.nextn.eh_proj.weight") != nullptr) == (mtp == 1));
+        CpuExecutor ex(2);
+        EngineOptions opt;
+        opt.max_seq_len = 64;
+        Engine eng(*src, gdn_registry(), ex, opt);
+        REQUIRE(eng.desc().layers.size() == 8);  // the 4 trunk layers; blk.4 (nextn_predict_layers 1) is not read
+        std::vector<int32_t> toks = {5, 77, 300, 12, 9, 410, 33};
+        logits[mtp].resize(size_t(eng.desc().n_vocab));
+        eng.forward(toks.data(), int64_t(toks.size()), logits[mtp].data());
+        std::filesystem::remove(path);
+    }
+    CHECK(logits[0] == logits[1]);  // the trunk's tensors are the same data in both files
 }
 
 TEST_CASE("synthetic tiny-qwen3.6-nvfp4 (ModelOpt MIXED_PRECISION) loads and runs, GDN projections fused per type",

@@ -18,7 +18,11 @@ Conventions reproduced from convert_hf_to_gguf.py (Qwen3NextModel, Qwen3_5MoeTex
     ssm_dt, the conv's V channels and ssm_out's input columns;
   - experts split into ffn_{gate,up,down}_exps [E, out, in]; shared expert ffn_*_shexp and ffn_gate_inp_shexp
     squeezed to [n_embd]; the vision tower is dropped; mtp.* tensors (qwen35*) become a block appended after the
-    trunk (blk.<n_layer>.nextn.*, block_count + 1, nextn_predict_layers 1), which the text model must not read.
+    trunk, named as conversion/qwen.py _QwenMtpMixin does (mtp.fc -> blk.<n_layer>.nextn.eh_proj, mtp.norm ->
+    nextn.shared_head_norm, pre_fc_norm_embedding / _hidden -> nextn.enorm / hnorm, mtp.layers.0.* -> blk.<n_layer>.*;
+    block_count + 1, nextn_predict_layers 1), which the text model must not read;
+  - the layer schedule both ways: {arch}.attention.recurrent_layers from layer_types (one bool per block, the MTP
+    block false) and {arch}.full_attention_interval (Qwen3NextModel.set_gguf_parameters).
 """
 import json
 import os
@@ -99,6 +103,7 @@ def convert(folder, legacy=False):
     w.add_ssm_group_count(hk)
     w.add_ssm_time_step_rank(hv)
     w.add_ssm_inner_size(vd)
+    w.add_recurrent_layers([ty == "linear_attention" for ty in types] + ([False] if mtp else []))
     w.add_full_attention_interval(tc.get("full_attention_interval", 4))
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
 
@@ -157,8 +162,17 @@ def convert(folder, legacy=False):
         out[b + "ssm_a"], out[b + "ssm_dt.bias"] = A, dt
         out[b + "ssm_norm.weight"] = t.pop(la + "norm.weight")
         out[b + "ssm_out.weight"] = outp
-    for n in mtp:  # mtp.fc.weight -> blk.<n_layer>.nextn.fc.weight, ...
-        out[f"blk.{n_layer}.nextn." + n[len("mtp."):]] = t.pop(n)
+    nextn = {"fc": "eh_proj", "pre_fc_norm_embedding": "enorm", "pre_fc_norm_hidden": "hnorm",
+             "norm": "shared_head_norm"}
+    for n in mtp:  # mtp.fc.weight -> blk.<n_layer>.nextn.eh_proj.weight, mtp.layers.0.X -> blk.<n_layer>.X
+        parts, x = n.split(".", 3), t.pop(n)
+        x = x + 1.0 if n.endswith("norm.weight") else x  # zero-centred like the trunk's norms
+        if len(parts) == 3 and parts[1] in nextn:
+            out[f"blk.{n_layer}.nextn.{nextn[parts[1]]}.{parts[2]}"] = x
+        elif len(parts) == 4 and parts[1] == "layers" and parts[3] in ATTN:
+            out[f"blk.{n_layer + int(parts[2])}.{ATTN[parts[3]]}"] = x
+        else:
+            sys.exit(f"{folder}: MTP tensor without a GGUF name: {n}")
     left = [n for n in t if not n.startswith("model.visual.")]
     if left:
         sys.exit(f"{folder}: tensors without a GGUF name: {sorted(left)[:5]}")
