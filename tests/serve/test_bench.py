@@ -38,6 +38,11 @@ class BenchServeTest(unittest.TestCase):
             self.assertGreater(lv["ttft_ms"]["p50"], 0)
             self.assertLessEqual(lv["ttft_ms"]["p50"], lv["ttft_ms"]["p99"])
             self.assertGreater(lv["tpot_ms"]["p50"], 0)
+            st = lv["server_steps"]  # every token came from a step; the prompt rows too
+            self.assertGreaterEqual(st["decode_steps"] + st["mixed_steps"], 5)
+            rows = st["rows_per_step"] * (st["decode_steps"] + st["mixed_steps"])
+            self.assertAlmostEqual(rows, lv["requests"] * (12 + 4), delta=0.05 * rows + 1)
+            self.assertGreater(st["step_ms"], 0)
 
     def test_refused_requests_are_errors(self):
         s = Server("runtime.max_seqs=2", "runtime.max_seq_len=64")

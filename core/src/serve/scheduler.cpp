@@ -145,6 +145,7 @@ void Scheduler::admit() {
 void Scheduler::loop() {
     std::vector<SeqWork> work;
     std::vector<Active*> rows;
+    Clock::time_point last_step_end{};  // when the previous step's tokens came back, if the last iteration ran one
     for (;;) {
         {
             std::unique_lock<std::mutex> l(mu_);
@@ -156,8 +157,9 @@ void Scheduler::loop() {
         admit();
         publish_gauges();  // before any output of a newly admitted request, so it never arrives ahead of "running"
         bool launched = false;
+        int64_t decode_rows = 0;
         try {
-            launched = launch(work, rows);
+            launched = launch(work, rows, decode_rows);
         } catch (const std::exception& e) {
             spdlog::error("serve: step failed: {}", e.what());
             fail_all(e.what());
@@ -171,6 +173,15 @@ void Scheduler::loop() {
                 spdlog::error("serve: sampling failed: {}", e.what());
                 fail_all(e.what());
             }
+            int64_t n = 0;
+            for (const SeqWork& w : work) n += w.n;
+            metrics_.step(n, decode_rows, std::chrono::duration<double>(sampled_at_ - launched_at_).count(),
+                          last_step_end != Clock::time_point{}
+                              ? std::chrono::duration<double>(launched_at_ - last_step_end).count()
+                              : -1.0);
+            last_step_end = sampled_at_;
+        } else {
+            last_step_end = Clock::time_point{};
         }
         release_done();  // finished sequences give their blocks back before their last output is posted
         publish_gauges();
@@ -187,9 +198,10 @@ void Scheduler::loop() {
     waiting_.clear();
 }
 
-bool Scheduler::launch(std::vector<SeqWork>& work, std::vector<Active*>& rows) {
+bool Scheduler::launch(std::vector<SeqWork>& work, std::vector<Active*>& rows, int64_t& decode_rows) {
     work.clear();
     rows.clear();
+    decode_rows = 0;
     std::vector<PlanRequest> reqs(active_.size());
     for (size_t i = 0; i < active_.size(); ++i) {
         const Active& a = *active_[i];
@@ -199,8 +211,10 @@ bool Scheduler::launch(std::vector<SeqWork>& work, std::vector<Active*>& rows) {
         Active& a = *active_[it.request];
         work.push_back({a.seq, it.decode ? &a.last : a.job->request().prompt_ids.data() + it.off, it.n});
         rows.push_back(&a);
+        decode_rows += it.decode;
     }
     if (work.empty()) return false;
+    launched_at_ = Clock::now();
     engine_.step(work);
     return true;
 }
@@ -223,6 +237,7 @@ void Scheduler::collect(const std::vector<SeqWork>& work, const std::vector<Acti
     const int64_t n_vocab = engine_.desc().n_vocab;
     std::vector<float> logits(lp_items.size() * size_t(n_vocab));
     if (!lp_items.empty()) engine_.last_logits(lp_items, logits.data());
+    sampled_at_ = Clock::now();
 
     const auto now = Clock::now();
     int64_t prompt_done = 0, generated = 0;

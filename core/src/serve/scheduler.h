@@ -50,7 +50,7 @@ private:
     void loop();
     void admit();
     // Plans and launches a step (engine step, not waited for); false when there is nothing to run.
-    bool launch(std::vector<SeqWork>& work, std::vector<Active*>& rows);
+    bool launch(std::vector<SeqWork>& work, std::vector<Active*>& rows, int64_t& decode_rows);
     // Samples the launched step and queues each row's output in outbox_.
     void collect(const std::vector<SeqWork>& work, const std::vector<Active*>& rows);
     void flush();  // posts outbox_
@@ -71,6 +71,7 @@ private:
     bool stopping_ = false;
     std::vector<std::unique_ptr<Active>> active_;  // scheduler thread only
     std::vector<Out> outbox_;                      // scheduler thread only
+    Clock::time_point launched_at_, sampled_at_;   // the last step's engine call and its tokens on the host
     std::thread thread_;
 };
 
