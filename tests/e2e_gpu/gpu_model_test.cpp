@@ -166,3 +166,66 @@ TEST_CASE("gpu: the same seed gives the same sampled text", "[gpu]") {
     CHECK(a == b);
     CHECK(a != c);
 }
+
+TEST_CASE("gpu: decode graphs captured ahead (Engine::capture_decode_graphs) replay batched steps like lazy ones",
+          "[gpu]") {
+    REQUIRE(std::ifstream(smollm2()).good());
+    // Three engines of 8 sequences: all buckets captured at once before any step (a server at start), captured at
+    // the first step of each size (lazy), and no graphs. 5 sequences decode together (bucket 8, 3 padding rows).
+    // Ahead and lazy replay the same captured kernels over the same metadata: the same tokens, and logits equal but
+    // for summation-order noise (bound 1e-3 x max |logit|, ten times tighter than the CPU comparisons). The
+    // graph-less engine runs 5 rows, not 8 (other GEMM shapes): its logits within match_logits' 1e-2 bound.
+    const std::string seqs = "runtime.max_seqs=8";
+    imp::Session ahead(profile_for(smollm2(), "cuda", {seqs})), lazy(profile_for(smollm2(), "cuda", {seqs}));
+    imp::Session off(profile_for(smollm2(), "cuda", {seqs, "runtime.cuda_graphs=false"}));
+    CHECK(ahead.engine().capture_decode_graphs() == 4);  // buckets 1, 2, 4, 8
+    CHECK(ahead.engine().graphs_active());
+    CHECK(ahead.engine().capture_decode_graphs() == 0);  // nothing left to capture
+    CHECK(off.engine().capture_decode_graphs() == 0);
+    CHECK(!off.engine().graphs_active());
+    const char* prompts[] = {"The capital of France is", "Once upon a time, there was a", "def fibonacci(n):\n",
+                             "1, 2, 3,", "The best way to learn is"};
+    const size_t n = std::size(prompts), nv = size_t(ahead.engine().desc().n_vocab);
+    // Each engine picks its greedy tokens; `forced` (when given) replaces them, so the graph-less engine is fed the
+    // tokens of the captured one and a near-tie cannot send it down another continuation.
+    std::vector<int32_t> picked;
+    auto run = [&](imp::Engine& e, const std::vector<int32_t>& forced) {
+        picked.clear();
+        std::vector<std::vector<int32_t>> ids;
+        std::vector<imp::SeqId> seq;
+        std::vector<imp::SeqWork> work;
+        for (const char* p : prompts) {
+            ids.push_back(ahead.tokenizer().encode(p, ahead.tokenizer().add_bos(), false));
+            seq.push_back(e.add_sequence());
+        }
+        for (size_t i = 0; i < n; ++i) work.push_back({seq[i], ids[i].data(), int64_t(ids[i].size())});
+        std::vector<float> all, lg(n * nv);
+        std::vector<int32_t> next(n);
+        for (int step = 0; step < 12; ++step) {  // the prompts, then 11 all-decode steps of 5 rows
+            e.step(work, lg.data());
+            all.insert(all.end(), lg.begin(), lg.end());
+            std::vector<imp::SeqSample> rows(n);
+            for (auto& r : rows) r.params.temperature = 0;
+            e.sample(rows, next.data());
+            if (!forced.empty()) std::copy_n(forced.begin() + std::ptrdiff_t(step * n), n, next.begin());
+            picked.insert(picked.end(), next.begin(), next.end());
+            for (size_t i = 0; i < n; ++i) work[i] = {seq[i], &next[i], 1};
+        }
+        for (auto s : seq) e.release_sequence(s);
+        return all;
+    };
+    const auto before = imp::cuda_alloc_stats();
+    const auto a = run(ahead.engine(), {});
+    CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
+    const auto tokens = picked;
+    const auto l = run(lazy.engine(), {});
+    CHECK(picked == tokens);
+    const auto o = run(off.engine(), tokens);
+    for (size_t r = 0; r < a.size() / nv; ++r) {
+        const auto ml = imp::test::match_logits(l.data() + r * nv, a.data() + r * nv, int64_t(nv), 1e-3);
+        const auto mo = imp::test::match_logits(o.data() + r * nv, a.data() + r * nv, int64_t(nv), 1e-2);
+        INFO("row " << r << ": lazy " << ml.describe() << "; graphs off " << mo.describe());
+        CHECK(ml.ok);
+        CHECK(mo.ok);
+    }
+}

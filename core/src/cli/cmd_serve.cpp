@@ -42,6 +42,8 @@ int cmd_serve(const std::vector<std::string>& args) {
 
     Session s(prof);
     const Tokenizer& tok = s.tokenizer();
+    // Every decode batch size's graph now, so that no request's step pays for a capture.
+    const int graphs = s.engine().capture_decode_graphs();
     serve::Metrics metrics;
     serve::SchedulerOptions so;
     so.max_queue = prof.server.max_queue;
@@ -62,9 +64,10 @@ int cmd_serve(const std::vector<std::string>& args) {
     serve::Api api(sched, metrics, tok, ao);
     serve::HttpServer http(prof.server.host, int(prof.server.port),
                            [&](const serve::HttpRequest& r, serve::Responder& out) { api.handle(r, out); });
-    std::printf("imp serve: listening on http://%s:%d (model %s, %d sequences, %lld KV blocks, context %lld)\n",
+    std::printf("imp serve: listening on http://%s:%d (model %s, %d sequences, %lld KV blocks, context %lld, "
+                "%d decode graphs)\n",
                 prof.server.host.c_str(), http.port(), ao.model_name.c_str(), s.engine().max_seqs(),
-                (long long)sched.kv_blocks_total(), (long long)ao.context);
+                (long long)sched.kv_blocks_total(), (long long)ao.context, graphs);
     std::fflush(stdout);
 
     int sig = 0;

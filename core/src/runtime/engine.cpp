@@ -204,18 +204,36 @@ void Engine::sample(std::span<const SeqSample> rows, int32_t* out) {
     if (int64_t(rows.size()) != m.last_items)
         throw Error("sample: " + std::to_string(rows.size()) + " rows for the " + std::to_string(m.last_items) +
                     " sequences of the last step");
+    // The rows' recent tokens packed one after another (each at most kMaxRecent), uploaded in one copy.
     std::vector<SampleRow> host(rows.size());
+    std::vector<int32_t> packed;
     for (size_t i = 0; i < rows.size(); ++i) {
         const int64_t n_recent = std::clamp<int64_t>(rows[i].n_recent, 0, kMaxRecent);
-        host[i] = SampleRow{rows[i].params, rows[i].step, int64_t(i) * kMaxRecent, n_recent};
+        host[i] = SampleRow{rows[i].params, rows[i].step, int64_t(packed.size()), n_recent};
         // The most recent tokens are the last n_recent of the given history.
         if (n_recent)
-            m.ex.upload(m.recent + int64_t(i) * kMaxRecent, rows[i].recent + (rows[i].n_recent - n_recent),
-                        size_t(n_recent) * 4);
+            packed.insert(packed.end(), rows[i].recent + (rows[i].n_recent - n_recent), rows[i].recent + rows[i].n_recent);
     }
+    if (!packed.empty()) m.ex.upload(m.recent, packed.data(), packed.size() * 4);
     m.ex.sample(m.final_logits, m.desc.n_vocab, int64_t(rows.size()), m.desc.n_vocab, host.data(), m.recent,
                 m.sampled);
     m.ex.download(out, m.sampled, rows.size() * 4);
+}
+
+int Engine::capture_decode_graphs() { return impl_->capture_buckets(); }
+
+void Engine::last_logits(std::span<const int> items, float* out) const {
+    const Impl& m = *impl_;
+    const size_t V = size_t(m.desc.n_vocab);
+    for (size_t i = 0; i < items.size();) {
+        if (items[i] < 0 || items[i] >= m.last_items)
+            throw Error("last_logits: item " + std::to_string(items[i]) + " of a step of " +
+                        std::to_string(m.last_items) + " sequences");
+        size_t e = i + 1;  // a run of consecutive items is one copy
+        while (e < items.size() && items[e] == items[e - 1] + 1 && items[e] < m.last_items) ++e;
+        m.ex.download(out + i * V, m.final_logits + size_t(items[i]) * V, (e - i) * V * 4);
+        i = e;
+    }
 }
 
 int64_t Engine::position() const { return impl_->single < 0 ? 0 : impl_->seqs->position(impl_->single); }

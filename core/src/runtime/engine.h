@@ -106,6 +106,13 @@ public:
     void step(std::span<const SeqWork> work, float* logits = nullptr);
     // Picks the next token of each item of the last step (rows[i] for work[i]); writes rows.size() ids to out.
     void sample(std::span<const SeqSample> rows, int32_t* out);
+    // Copies the last-token logits of some items of the last step (indices into its work, any order) to out
+    // (items.size() * n_vocab floats, in the order given): a server fetches only the rows that asked for logprobs.
+    void last_logits(std::span<const int> items, float* out) const;
+    // Captures the decode step of every batch-size bucket (1, 2, 4, ... up to max_seqs rounded up to a power of
+    // two) now, so that no later step pays for a capture (a server's first steps at each load). Does nothing on an
+    // executor without graphs or with cuda_graphs off; returns the buckets captured.
+    int capture_decode_graphs();
 
     // ---- one sequence (the first one, created on first use)
     int64_t position() const;

@@ -71,6 +71,9 @@ struct Engine::Impl {
     StepBatch fill_meta(std::span<const SeqWork> work, const std::vector<StepSegment>& segs, int pad_seqs);
     void run_layers(const StepBatch& b);
     void lm_head(int64_t first_row, int64_t n_rows, float* out);
+    // Captures the all-decode step of one bucket over the metadata b (already uploaded) and keeps it.
+    std::map<int, int>::iterator capture_decode(const StepBatch& b, int bucket);
+    int capture_buckets();  // every bucket not captured yet; returns how many
 };
 
 }  // namespace imp

@@ -1,7 +1,8 @@
 // Forward passes of the engine: a step's work items packed into passes of at most `chunk` rows, the StepBatch
 // metadata of each pass filled on the host and uploaded in one copy, the layers run over all rows, and the LM head
 // run for the last row of each item that ends in the pass. All-decode steps (one row per sequence) replay a graph
-// captured once per batch-size bucket (1, 2, 4, ...), with padding sequences filling the bucket.
+// captured once per batch-size bucket (1, 2, 4, ...; at the first step of that size, or all at once through
+// Engine::capture_decode_graphs), with padding sequences filling the bucket.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -100,18 +101,46 @@ void Engine::Impl::run_pass(std::span<const SeqWork> work, const std::vector<Ste
         }
         return;
     }
-    // The last row of each item that ends here, gathered into normed; the items that end in one pass are
-    // consecutive, so one matmul writes their rows of final_logits.
-    int64_t k = 0, first_item = -1, row = 0;
+    // The last row of each item that ends here, gathered into normed (one norm per run of consecutive rows: the
+    // decode rows of a mixed step are one run); the items that end in one pass are consecutive, so one matmul
+    // writes their rows of final_logits.
+    int64_t k = 0, first_item = -1, row = 0, run_row = -1, run_n = 0;
+    auto norm_run = [&] {
+        if (run_n)
+            ex.rms_norm(hidden + run_row * n_embd, output_norm, normed + (k - run_n) * n_embd, run_n, n_embd,
+                        desc.norm_eps);
+        run_n = 0;
+    };
     for (const auto& g : segs) {
         row += g.n;
         if (!g.last) continue;
         if (first_item < 0) first_item = g.item;
         if (g.item != first_item + k) throw Error("internal: items ending in one pass are not consecutive");
-        ex.rms_norm(hidden + (row - 1) * n_embd, output_norm, normed + k * n_embd, 1, n_embd, desc.norm_eps);
+        if (run_n && run_row + run_n != row - 1) norm_run();
+        if (!run_n) run_row = row - 1;
+        ++run_n;
         ++k;
     }
+    norm_run();
     if (k) output->matmul(ex, normed, n_embd, final_logits + first_item * n_vocab, n_vocab, k, false);
+}
+
+int Engine::Impl::capture_buckets() {
+    if (!opt.cuda_graphs || !ex.supports_graphs()) return 0;
+    int n = 0;
+    for (int bucket = 1; bucket <= seq_rows; bucket *= 2) {
+        if (decode_graphs.count(bucket)) continue;
+        capture_decode(fill_meta({}, {}, bucket), bucket);
+        ++n;
+    }
+    return n;
+}
+
+std::map<int, int>::iterator Engine::Impl::capture_decode(const StepBatch& b, int bucket) {
+    ex.capture_begin();
+    run_layers(b);
+    lm_head(0, bucket, final_logits);
+    return decode_graphs.emplace(bucket, ex.capture_end()).first;
 }
 
 void Engine::Impl::run_step(std::span<const SeqWork> work, float* logits, bool all_logits) {
@@ -145,12 +174,7 @@ void Engine::Impl::run_step(std::span<const SeqWork> work, float* logits, bool a
         for (size_t i = 0; i < work.size(); ++i) segs.push_back({int(i), work[i].seq, 0, 1, true});
         const StepBatch b = fill_meta(work, segs, bucket - int(work.size()));
         auto it = decode_graphs.find(bucket);
-        if (it == decode_graphs.end()) {
-            ex.capture_begin();
-            run_layers(b);
-            lm_head(0, bucket, final_logits);
-            it = decode_graphs.emplace(bucket, ex.capture_end()).first;
-        }
+        if (it == decode_graphs.end()) it = capture_decode(b, bucket);
         ex.replay(it->second);
     } else {
         // Passes of at most `chunk` rows, items in order (an item may span passes).

@@ -60,6 +60,17 @@ void Metrics::gauges(int64_t running, int64_t waiting, int64_t kv_used, int64_t 
     kv_used_ = kv_used;
     kv_free_ = kv_free;
 }
+void Metrics::step(int64_t rows, int64_t decode_rows, double seconds, double gap_seconds) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++(rows == decode_rows ? steps_decode_ : steps_mixed_);
+    step_rows_ += uint64_t(rows);
+    step_decode_rows_ += uint64_t(decode_rows);
+    step_seconds_ += seconds;
+    if (gap_seconds >= 0) {
+        gap_seconds_ += gap_seconds;
+        ++gaps_;
+    }
+}
 int64_t Metrics::running() const {
     std::lock_guard<std::mutex> l(mu_);
     return running_;
@@ -80,6 +91,20 @@ std::string Metrics::render() const {
     o += "imp_generation_tokens_total " + std::to_string(generated_tokens_) + "\n";
     ttft_.render(o, "imp_time_to_first_token_seconds", "From request arrival to its first generated token.");
     itl_.render(o, "imp_inter_token_latency_seconds", "Between consecutive generated tokens of a request.");
+    auto counter = [&](const char* name, const char* help, const std::string& v) {
+        o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + v + "\n";
+    };
+    o += "# HELP imp_steps_total Engine steps: all rows decode rows, or mixed with prompt chunks.\n"
+         "# TYPE imp_steps_total counter\n";
+    o += "imp_steps_total{kind=\"decode\"} " + std::to_string(steps_decode_) + "\n";
+    o += "imp_steps_total{kind=\"mixed\"} " + std::to_string(steps_mixed_) + "\n";
+    counter("imp_step_rows_total", "Rows (tokens) run by the engine steps.", std::to_string(step_rows_));
+    counter("imp_step_decode_rows_total", "Decode rows (one per running request) of the engine steps.",
+            std::to_string(step_decode_rows_));
+    counter("imp_step_seconds_total", "Time from each engine step call to its tokens on the host.", num(step_seconds_));
+    counter("imp_step_gaps_total", "Back-to-back steps whose gap is counted below.", std::to_string(gaps_));
+    counter("imp_step_gap_seconds_total", "Host time from a step's tokens to the next engine step call (detokenize, admit, plan).",
+            num(gap_seconds_));
     auto gauge = [&](const char* name, const char* help, int64_t v) {
         o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
              std::to_string(v) + "\n";

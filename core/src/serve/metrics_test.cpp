@@ -15,6 +15,9 @@ TEST_CASE("metrics render counters and cumulative buckets and gauges", "[serve]"
     m.first_token(0.2);
     m.inter_token(0.02);
     m.gauges(2, 5, 7, 93);
+    m.step(8, 8, 0.004, -1);     // all-decode step after idle time: no gap counted
+    m.step(40, 8, 0.006, 0.001);  // mixed
+    m.step(9, 9, 0.005, 0.0005);
     const std::string t = m.render();
     CHECK(t.find("imp_requests_total{status=\"200\"} 2\n") != std::string::npos);
     CHECK(t.find("imp_requests_total{status=\"400\"} 1\n") != std::string::npos);
@@ -30,4 +33,11 @@ TEST_CASE("metrics render counters and cumulative buckets and gauges", "[serve]"
     CHECK(t.find("imp_requests_waiting 5\n") != std::string::npos);
     CHECK(t.find("imp_kv_blocks_used 7\n") != std::string::npos);
     CHECK(t.find("imp_kv_blocks_free 93\n") != std::string::npos);
+    CHECK(t.find("imp_steps_total{kind=\"decode\"} 2\n") != std::string::npos);
+    CHECK(t.find("imp_steps_total{kind=\"mixed\"} 1\n") != std::string::npos);
+    CHECK(t.find("imp_step_rows_total 57\n") != std::string::npos);
+    CHECK(t.find("imp_step_decode_rows_total 25\n") != std::string::npos);
+    CHECK(t.find("imp_step_seconds_total 0.015\n") != std::string::npos);
+    CHECK(t.find("imp_step_gaps_total 2\n") != std::string::npos);
+    CHECK(t.find("imp_step_gap_seconds_total 0.0015\n") != std::string::npos);
 }

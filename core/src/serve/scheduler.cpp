@@ -6,6 +6,7 @@
 #include <numeric>
 #include <spdlog/spdlog.h>
 
+#include "serve/step_plan.h"
 #include "serve/stop_matcher.h"
 
 namespace imp::serve {
@@ -61,6 +62,7 @@ Event error_event(const std::string& msg) {
 
 Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, Metrics& metrics, const SchedulerOptions& opt)
     : engine_(engine), tok_(tok), metrics_(metrics), opt_(opt), total_blocks_(engine.free_kv_blocks()) {
+    opt_.step_tokens = std::max<int64_t>(opt_.step_tokens, 1);  // a prompt always gets a row
     publish_gauges();
     thread_ = std::thread([this] { loop(); });
 }
@@ -97,12 +99,32 @@ void Scheduler::publish_gauges() {
     metrics_.gauges(int64_t(active_.size()), int64_t(waiting), total_blocks_ - free, free);
 }
 
-void Scheduler::finish(Active& a, const std::string& reason, Event ev) {
+Event Scheduler::finish(Active& a, const std::string& reason, Event ev) {
     if (reason != "error") ev.text += a.stop.push(a.dec.flush()) + a.stop.flush();
     ev.finish = reason;
     ev.completion_tokens = a.generated;
-    a.job->post(std::move(ev));
     a.done = true;
+    return ev;
+}
+
+void Scheduler::flush() {
+    for (auto& o : outbox_) o.job->post(std::move(o.ev));
+    outbox_.clear();
+}
+
+void Scheduler::fail_all(const std::string& msg) {
+    flush();  // what was computed before the failure still reaches its request, ahead of the error
+    for (auto& a : active_)
+        if (!a->done) a->job->post(finish(*a, "error", error_event(msg)));
+}
+
+void Scheduler::release_done() {
+    for (auto& a : active_) {
+        if (!a->done && !a->job->cancelled()) continue;
+        engine_.release_sequence(a->seq);
+        committed_ -= a->need;
+    }
+    std::erase_if(active_, [](const std::unique_ptr<Active>& a) { return a->done || a->job->cancelled(); });
 }
 
 void Scheduler::admit() {
@@ -121,35 +143,53 @@ void Scheduler::admit() {
 }
 
 void Scheduler::loop() {
+    std::vector<SeqWork> work;
+    std::vector<Active*> rows;
+    Clock::time_point last_step_end{};  // when the previous step's tokens came back, if the last iteration ran one
     for (;;) {
         {
             std::unique_lock<std::mutex> l(mu_);
-            if (!stopping_ && active_.empty() && waiting_.empty())
+            if (!stopping_ && active_.empty() && waiting_.empty() && outbox_.empty())
                 cv_.wait_for(l, std::chrono::milliseconds(200));
             if (stopping_) break;
         }
+        release_done();  // cancelled ones too: their blocks are free for this admission
         admit();
-        publish_gauges();  // before the step, so a request's first token never arrives ahead of its "running"
-        if (!active_.empty()) {
+        publish_gauges();  // before any output of a newly admitted request, so it never arrives ahead of "running"
+        bool launched = false;
+        int64_t decode_rows = 0;
+        try {
+            launched = launch(work, rows, decode_rows);
+        } catch (const std::exception& e) {
+            spdlog::error("serve: step failed: {}", e.what());
+            fail_all(e.what());
+        }
+        if (launched) publish_gauges();  // the step took its KV blocks: published before its tokens go out
+        flush();  // the previous step's output, while the device runs this one
+        if (launched) {
             try {
-                run_step();
+                collect(work, rows);
             } catch (const std::exception& e) {
-                spdlog::error("serve: step failed: {}", e.what());
-                for (auto& a : active_) finish(*a, "error", error_event(e.what()));
+                spdlog::error("serve: sampling failed: {}", e.what());
+                fail_all(e.what());
             }
+            int64_t n = 0;
+            for (const SeqWork& w : work) n += w.n;
+            metrics_.step(n, decode_rows, std::chrono::duration<double>(sampled_at_ - launched_at_).count(),
+                          last_step_end != Clock::time_point{}
+                              ? std::chrono::duration<double>(launched_at_ - last_step_end).count()
+                              : -1.0);
+            last_step_end = sampled_at_;
+        } else {
+            last_step_end = Clock::time_point{};
         }
-        // Release finished and cancelled sequences now, so their blocks are free for the next admission.
-        for (auto& a : active_) {
-            if (!a->done && !a->job->cancelled()) continue;
-            engine_.release_sequence(a->seq);
-            committed_ -= a->need;
-        }
-        std::erase_if(active_, [](const std::unique_ptr<Active>& a) { return a->done || a->job->cancelled(); });
+        release_done();  // finished sequences give their blocks back before their last output is posted
         publish_gauges();
     }
-    // Shutdown: everyone still here gets an error.
+    // Shutdown: what was computed goes out, then everyone still here gets an error.
+    flush();
     for (auto& a : active_) {
-        finish(*a, "error", error_event("the server is shutting down"));
+        if (!a->done) a->job->post(finish(*a, "error", error_event("the server is shutting down")));
         engine_.release_sequence(a->seq);
     }
     active_.clear();
@@ -158,54 +198,59 @@ void Scheduler::loop() {
     waiting_.clear();
 }
 
-void Scheduler::run_step() {
-    std::vector<SeqWork> work;
-    std::vector<Active*> rows;
-    int64_t budget = opt_.step_tokens;
-    for (auto& a : active_)  // decode rows first: running requests never wait for a prefill
-        if (!a->job->cancelled() && a->prefilled == a->prompt_len()) {
-            work.push_back({a->seq, &a->last, 1});
-            rows.push_back(a.get());
-            --budget;
-        }
-    for (auto& a : active_) {
-        if (a->job->cancelled() || a->prefilled == a->prompt_len() || budget <= 0) continue;
-        const int64_t n = std::min(budget, a->prompt_len() - a->prefilled);
-        work.push_back({a->seq, a->job->request().prompt_ids.data() + a->prefilled, n});
-        rows.push_back(a.get());
-        budget -= n;
+bool Scheduler::launch(std::vector<SeqWork>& work, std::vector<Active*>& rows, int64_t& decode_rows) {
+    work.clear();
+    rows.clear();
+    decode_rows = 0;
+    std::vector<PlanRequest> reqs(active_.size());
+    for (size_t i = 0; i < active_.size(); ++i) {
+        const Active& a = *active_[i];
+        reqs[i] = {a.prompt_len(), a.prefilled, a.done || a.job->cancelled()};
     }
-    if (work.empty()) return;
+    for (const PlanItem& it : plan_step(reqs, opt_.step_tokens)) {
+        Active& a = *active_[it.request];
+        work.push_back({a.seq, it.decode ? &a.last : a.job->request().prompt_ids.data() + it.off, it.n});
+        rows.push_back(&a);
+        decode_rows += it.decode;
+    }
+    if (work.empty()) return false;
+    launched_at_ = Clock::now();
+    engine_.step(work);
+    return true;
+}
 
-    bool want_logprobs = false;
-    for (size_t i = 0; i < rows.size(); ++i) want_logprobs |= rows[i]->job->request().logprobs;
-    const int64_t n_vocab = engine_.desc().n_vocab;
-    std::vector<float> logits(want_logprobs ? work.size() * size_t(n_vocab) : 0);
-    engine_.step(work, want_logprobs ? logits.data() : nullptr);
-    publish_gauges();  // the step took its KV blocks: publish them before any of its tokens reaches a client
-
+void Scheduler::collect(const std::vector<SeqWork>& work, const std::vector<Active*>& rows) {
     std::vector<SeqSample> samples(work.size());
+    std::vector<int> lp_items;  // rows whose request asked for logprobs: only their logits come to the host
     for (size_t i = 0; i < rows.size(); ++i) {
         Active& a = *rows[i];
-        // No penalty, no history to upload (one copy per row per step otherwise).
+        // No penalty, no history to upload.
         const int64_t n_recent = a.job->request().sampling.repeat_penalty == 1.f
                                      ? 0
                                      : std::min<int64_t>(opt_.repeat_last_n, int64_t(a.history.size()));
         samples[i] = SeqSample{a.job->request().sampling, uint64_t(a.generated),
                                a.history.data() + a.history.size() - n_recent, n_recent};
+        if (a.job->request().logprobs) lp_items.push_back(int(i));
     }
     std::vector<int32_t> next(work.size());
     engine_.sample(samples, next.data());
+    const int64_t n_vocab = engine_.desc().n_vocab;
+    std::vector<float> logits(lp_items.size() * size_t(n_vocab));
+    if (!lp_items.empty()) engine_.last_logits(lp_items, logits.data());
+    sampled_at_ = Clock::now();
 
     const auto now = Clock::now();
+    int64_t prompt_done = 0, generated = 0;
+    size_t lp = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
         Active& a = *rows[i];
         const GenRequest& r = a.job->request();
+        const float* row_logits = r.logprobs ? logits.data() + (lp++) * size_t(n_vocab) : nullptr;
         if (a.prefilled < a.prompt_len()) {
             a.prefilled += work[i].n;
             if (a.prefilled < a.prompt_len()) continue;  // mid-prompt: this row's token is not used
             metrics_.first_token(std::chrono::duration<double>(now - a.job->arrived()).count());
-            metrics_.tokens(a.prompt_len(), 0);
+            prompt_done += a.prompt_len();
         } else {
             metrics_.inter_token(std::chrono::duration<double>(now - a.last_token).count());
         }
@@ -214,24 +259,24 @@ void Scheduler::run_step() {
         a.history.push_back(tok);
         a.last = tok;
         ++a.generated;
-        metrics_.tokens(0, 1);
+        ++generated;
         Event ev;
-        if (r.logprobs)
-            ev.logprobs.push_back(logprobs_of(logits.data() + i * size_t(n_vocab), n_vocab, tok, r.top_logprobs));
+        if (row_logits) ev.logprobs.push_back(logprobs_of(row_logits, n_vocab, tok, r.top_logprobs));
         if (tok_.is_eog(tok) && !r.ignore_eos) {
-            finish(a, "stop", std::move(ev));
+            outbox_.push_back({a.job, finish(a, "stop", std::move(ev))});
             continue;
         }
         ev.text = a.stop.push(a.dec.push(tok));
         if (a.stop.stopped()) {
-            finish(a, "stop", std::move(ev));
+            ev = finish(a, "stop", std::move(ev));
         } else if (a.generated >= r.max_tokens) {
-            finish(a, "length", std::move(ev));
+            ev = finish(a, "length", std::move(ev));
         } else {
             ev.completion_tokens = a.generated;
-            a.job->post(std::move(ev));
         }
+        outbox_.push_back({a.job, std::move(ev)});
     }
+    metrics_.tokens(prompt_done, generated);
 }
 
 }  // namespace imp::serve

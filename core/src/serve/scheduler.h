@@ -1,15 +1,20 @@
 // Continuous batching: one thread owns the engine (which is not thread-safe) and runs steps in a loop. Each
 // iteration drops cancelled requests (their sequence and KV blocks go back at once), admits waiting requests in
 // arrival order while a sequence slot and the KV blocks for prompt + max_tokens are free (so a running request never
-// runs out of KV memory), builds one step of one decode row per running request plus prompt chunks of newly admitted
-// ones under a token budget, samples, and posts each request's new text (detokenized, stop strings cut).
+// runs out of KV memory), launches one step (serve/step_plan.h: a decode row per running request, then prompt
+// chunks of newly admitted ones under a token budget), and while the device runs it, hands the previous step's
+// output to the requests' connections; then it samples the step's tokens on the device and turns them into each
+// request's next output (detokenized, stop strings cut), posted at the next launch. Host work per request thus
+// overlaps the device's step instead of adding to it.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/engine.h"
 #include "serve/job.h"
@@ -38,10 +43,20 @@ public:
 
 private:
     struct Active;
+    struct Out {  // an output waiting for the next launch
+        std::shared_ptr<Job> job;
+        Event ev;
+    };
     void loop();
     void admit();
-    void run_step();
-    void finish(Active& a, const std::string& reason, Event ev);
+    // Plans and launches a step (engine step, not waited for); false when there is nothing to run.
+    bool launch(std::vector<SeqWork>& work, std::vector<Active*>& rows, int64_t& decode_rows);
+    // Samples the launched step and queues each row's output in outbox_.
+    void collect(const std::vector<SeqWork>& work, const std::vector<Active*>& rows);
+    void flush();  // posts outbox_
+    Event finish(Active& a, const std::string& reason, Event ev);  // the final event; marks a done
+    void fail_all(const std::string& msg);
+    void release_done();
     void publish_gauges();
 
     Engine& engine_;
@@ -55,6 +70,8 @@ private:
     std::deque<std::shared_ptr<Job>> waiting_;
     bool stopping_ = false;
     std::vector<std::unique_ptr<Active>> active_;  // scheduler thread only
+    std::vector<Out> outbox_;                      // scheduler thread only
+    Clock::time_point launched_at_, sampled_at_;   // the last step's engine call and its tokens on the host
     std::thread thread_;
 };
 

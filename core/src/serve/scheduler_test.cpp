@@ -1,5 +1,7 @@
-// The scheduler on SmolLM2 (CPU): admission waits for KV blocks, max_tokens ends a request with "length", and a
-// cancelled request's blocks go back to the pool.
+// The scheduler on SmolLM2 (CPU): admission waits for KV blocks, max_tokens ends a request with "length", a
+// cancelled request's blocks go back to the pool, and requests sharing steps (prompts chunked across steps beside
+// other requests' decode rows, some asking for logprobs) each give what they give alone.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <thread>
 #include <utility>
@@ -19,8 +21,10 @@ imp::Profile profile(const std::vector<std::string>& extra) {
 }
 
 std::shared_ptr<Job> job(const imp::Tokenizer& tok, const std::string& prompt, int64_t max_tokens,
-                         bool ignore_eos = false) {
+                         bool ignore_eos = false, int top_logprobs = -1) {
     GenRequest r;
+    r.logprobs = top_logprobs >= 0;
+    r.top_logprobs = std::max(top_logprobs, 0);
     r.ignore_eos = ignore_eos;
     r.kind = ApiKind::Completion;
     r.prompt = prompt;
@@ -38,6 +42,7 @@ std::pair<Event, Clock::time_point> drain(Job& j) {
         if (!j.next(ev, std::chrono::milliseconds(50))) continue;
         if (first == Clock::time_point{}) first = Clock::now();
         all.text += ev.text;
+        all.logprobs.insert(all.logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
         all.finish = ev.finish;
         all.completion_tokens = ev.completion_tokens;
     }
@@ -108,4 +113,52 @@ TEST_CASE("scheduler: cancelling a running request frees its blocks and a full q
     for (int i = 0; i < 100 && s.engine().free_kv_blocks() != total; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(s.engine().free_kv_blocks() == total);
+}
+
+TEST_CASE("scheduler: requests sharing steps (chunked prompts, logprobs rows) give what they give alone",
+          "[serve][smollm2]") {
+    // 3 sequences, 6 rows per step: a prompt of 8+ tokens takes two or more steps, run beside the decode rows of
+    // the others; 7 requests queue for the 3 slots. Every second one asks for logprobs (its logits alone come back).
+    imp::Session s(profile({"runtime.max_seqs=3"}));
+    Metrics m;
+    SchedulerOptions o;
+    o.step_tokens = 6;
+    Scheduler sched(s.engine(), s.tokenizer(), m, o);
+    const std::vector<std::string> prompts = {
+        "The capital of France is", "Once upon a time, in a small village by the sea, there lived",
+        "1, 2, 3, 4, 5,", "The quick brown fox jumps over the lazy dog. The quick brown",
+        "Water boils at", "My favourite colour is", "In 1492, Columbus sailed across the"};
+    auto make = [&](size_t i) {
+        return job(s.tokenizer(), prompts[i], int64_t(4 + 3 * i), true, i % 2 == 0 ? int(i % 3) : -1);
+    };
+    std::vector<Event> alone;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        auto j = make(i);
+        REQUIRE(sched.submit(j));
+        alone.push_back(drain(*j).first);
+    }
+    std::vector<std::shared_ptr<Job>> jobs;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        jobs.push_back(make(i));
+        REQUIRE(sched.submit(jobs.back()));
+    }
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        const Event e = drain(*jobs[i]).first;
+        INFO("request " << i << ": " << prompts[i]);
+        CHECK(e.finish == "length");
+        CHECK(e.completion_tokens == int64_t(4 + 3 * i));
+        CHECK(e.text == alone[i].text);
+        REQUIRE(e.logprobs.size() == (i % 2 == 0 ? size_t(e.completion_tokens) : 0));
+        for (size_t t = 0; t < e.logprobs.size(); ++t) {
+            const TokenLogprob &a = alone[i].logprobs[t], &b = e.logprobs[t];
+            CHECK(b.id == a.id);
+            CHECK(b.logprob <= 0.f);
+            CHECK(std::abs(b.logprob - a.logprob) < 1e-3f);  // same row, other rows beside it: fp32 sums may differ
+            REQUIRE(b.top.size() == i % 3);
+            for (size_t k = 0; k < b.top.size(); ++k) CHECK(std::abs(b.top[k].second - a.top[k].second) < 1e-3f);
+        }
+    }
+    for (int i = 0; i < 100 && m.running() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(m.running() == 0);
+    CHECK(s.engine().free_kv_blocks() == sched.kv_blocks_total());
 }
