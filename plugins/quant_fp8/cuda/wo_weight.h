@@ -42,6 +42,9 @@ std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, cons
 // How many FP8 GEMM calls of w cuBLASLt refused (each went through bf16 tiles instead); -1 when w is not a
 // weight-only CUDA weight.
 int64_t fp8_refusals(const Weight& w);
+// How many per-token FP8 GEMM calls of w cuBLASLt refused with outer-vector scales (each ran the unscaled FP8 GEMM
+// and an epilogue instead); -1 when w is not a weight-only CUDA weight.
+int64_t fp8_vec_refusals(const Weight& w);
 
 // Fills matrix e of the layout on the host (a zeroed l.bytes buffer, reused) and uploads it to dev + e * l.bytes.
 void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,

@@ -7,7 +7,9 @@
 //   DequantBf16 prefill 5e-3: activations rounded to bf16 (and per-row weights e4m3 * scale rounded to bf16);
 //   Fp8Gemm prefill: 1e-2 against the reference of the same per-tensor E4M3 activation rounding simulated on the CPU
 //     (left: the tensor cores' fast FP8 accumulation), 0.1 against the exact activations (E4M3: 4 significant bits);
-//     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16.
+//     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16. Per-token activation units: the same bounds
+//     against the same per-token rounding (finer than per tensor, so no looser); the outer-vector scales are
+//     products of the same fp32 factors as the per-tensor path, applied in another order (~1e-7).
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -110,6 +112,48 @@ TEST_CASE("quant_fp8 cuda: prefill through cuBLASLt's FP8 GEMM", "[quant_fp8_gpu
         }
 }
 
+TEST_CASE("quant_fp8 cuda: prefill through the FP8 GEMM with per-token units (outer-vector scales), tuned or not",
+          "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(224);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{208, 512}, {203, 371}})
+        for (const bool per_row : {false, true})
+            for (const bool tune : {false, true}) {
+                f8::cuda::Settings s;
+                s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+                s.fp8_per_token = true;
+                s.gemm_tune = tune;
+                const Fp8 f = random_fp8(rows, cols, per_row, rng);
+                const auto w = load(*ex, f, s);
+                CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, 0, f.n_scale, s));
+                INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << (tune ? ", tuned" : ""));
+                const int64_t refused = fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, true);
+                INFO("calls cuBLASLt refused (stderr says why): " << refused);
+                CHECK(refused == 0);
+                // Not a failure: cuBLASLt builds without outer-vector FP8 scales run the epilogue (checked above).
+                if (wo::fp8_vec_refusals(*w) > 0)
+                    WARN("cuBLASLt refused outer-vector scales on " << wo::fp8_vec_refusals(*w) << " calls");
+            }
+}
+
+TEST_CASE("quant_fp8 cuda: per-token units whose outer-vector GEMM cuBLASLt refuses go through the epilogue",
+          "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(225);
+    f8::cuda::Settings s;
+    s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+    s.fp8_per_token = true;
+    s.fp8_refuse_vec = true;
+    for (const bool per_row : {false, true}) {
+        const Fp8 f = random_fp8(208, 512, per_row, rng);
+        const auto w = load(*ex, f, s);
+        INFO((per_row ? "per row" : "per tensor"));
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, true) == 0);
+        // 16, 33, 100, 512, 600 tokens x 2 strides x (y =, y +=) x 2 checks (exact, simulated): each through it.
+        CHECK(wo::fp8_vec_refusals(*w) == 40);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: a shape cuBLASLt refuses goes through bf16 tiles", "[quant_fp8_gpu][gemm][fp8]") {
     auto ex = make_gpu();
     std::mt19937 rng(223);
@@ -120,8 +164,8 @@ TEST_CASE("quant_fp8 cuda: a shape cuBLASLt refuses goes through bf16 tiles", "[
         const Fp8 f = random_fp8(208, 512, per_row, rng);
         const auto w = load(*ex, f, s);
         INFO((per_row ? "per row" : "per tensor"));
-        // 16, 33, 100, 512 tokens x 2 strides x (y =, y +=): every GEMM call refused.
-        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng) == 16);
+        // 16, 33, 100, 512, 600 tokens x 2 strides x (y =, y +=): every GEMM call refused.
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng) == 20);
     }
 }
 
@@ -207,6 +251,17 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
         const auto w = load(*ex, f, s);
         graph_case(*ex, *w, f.w, 32, 1e-2, *e, ref, rng,
                    [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, f.cols, t, f.cols); });
+        CHECK(wo::fp8_refusals(*w) == 0);
+    }
+    SECTION("fp8 prefill, per-token units, tuned") {
+        f8::cuda::Settings s;
+        s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+        s.fp8_per_token = true;
+        s.gemm_tune = true;
+        const auto w = load(*ex, f, s);
+        graph_case(*ex, *w, f.w, 32, 1e-2, *e, ref, rng, [&](const std::vector<float>& x, int64_t t) {
+            return fp8_activations(x, f.cols, t, f.cols, true);
+        });
         CHECK(wo::fp8_refusals(*w) == 0);
     }
     SECTION("bf16 prefill") {

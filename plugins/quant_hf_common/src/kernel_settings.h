@@ -20,6 +20,13 @@ struct KernelSettings {
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
+    // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per
+    // token (one pass), applied with the weight's per-row scales as cuBLASLt outer-vector scales.
+    bool fp8_per_token = false;
+    bool fp8_refuse_vec = false;  // tests: act as if cuBLASLt refused the outer-vector FP8 GEMM (the epilogue runs)
+    // Prefill GEMMs: the first eager call of each shape times every algorithm cuBLASLt's heuristic offers and keeps
+    // the fastest (else: the heuristic's first that runs).
+    bool gemm_tune = false;
 };
 
 // Declares `prefill` (choices[0] the default; doc says what each does) and the settings of KernelSettings.
