@@ -1,5 +1,6 @@
 // Weight-only CUDA weights (wo_weight.h). Weight::matmul:
-//   - up to kMaxGemvTokens tokens: the GEMV (wo_gemv.cu) reads every weight byte once;
+//   - up to kMaxGemvTokens tokens (with the FP8 GEMM: up to gemv_max_tokens): the GEMV (wo_gemv.cu) reads every
+//     weight byte once;
 //   - above, with the FP8 GEMM (Options::fp8_gemm, FP8 codes or the NVFP4 FP8 copy): the activations are quantized
 //     to E4M3 dynamically, and cuBLASLt multiplies them on the FP8 tensor cores, accumulating into y (beta = 1):
 //     - per tensor (default): one unit (amax over the call's rows, two passes over x), the weight's per-tensor
@@ -59,7 +60,7 @@ public:
                         std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));
         const auto st = static_cast<cudaStream_t>(h.stream);
-        if (n_tokens <= kMaxGemvTokens) {
+        if (n_tokens <= gemv_tokens()) {
             GemvArgs a;
             a.w = dev_;
             a.x = x;
@@ -91,7 +92,7 @@ public:
     }
 
     uint64_t workspace_bytes(int64_t n_tokens) const override {
-        if (n_tokens <= kMaxGemvTokens) return 0;
+        if (n_tokens <= gemv_tokens()) return 0;
         const uint64_t bf16 = round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
         if (!fp8_path()) return bf16;
         const int64_t np = round_up(n_tokens, 16);
@@ -107,6 +108,10 @@ public:
 private:
     bool fp8_path() const { return o_.fp8_gemm && (l_.codec == Codec::FP8 || l_.has_fp8); }
     bool per_token() const { return o_.fp8_per_token && l_.has_vec; }
+    // The most tokens the GEMV takes (more: the prefill path).
+    int64_t gemv_tokens() const {
+        return fp8_path() ? std::clamp<int64_t>(o_.gemv_max_tokens, 1, kMaxGemvTokens) : kMaxGemvTokens;
+    }
 
     int64_t tile_rows(int64_t n_tokens) const {
         int64_t t = o_.tile_rows;

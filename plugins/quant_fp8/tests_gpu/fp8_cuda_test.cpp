@@ -154,6 +154,24 @@ TEST_CASE("quant_fp8 cuda: per-token units whose outer-vector GEMM cuBLASLt refu
     }
 }
 
+TEST_CASE("quant_fp8 cuda: gemv_max_tokens 1 sends 2-8 tokens through the FP8 GEMM", "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(226);
+    for (const bool token : {false, true}) {
+        f8::cuda::Settings s;
+        s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+        s.fp8_per_token = token;
+        s.gemv_max_tokens = 1;
+        const Fp8 f = random_fp8(208, 512, true, rng);
+        const auto w = load(*ex, f, s);
+        CHECK(w->workspace_bytes(1) == 0);
+        CHECK(w->workspace_bytes(2) > 0);
+        INFO((token ? "per-token units" : "per-tensor unit"));
+        // 7 tokens: padded to 16 in the fp32 buffer, then the epilogue.
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, token, 1) == 0);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: a shape cuBLASLt refuses goes through bf16 tiles", "[quant_fp8_gpu][gemm][fp8]") {
     auto ex = make_gpu();
     std::mt19937 rng(223);

@@ -16,6 +16,9 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"gemm_tune", false,
                      "CUDA: prefill GEMMs time every cuBLASLt heuristic algorithm at the first eager call of a shape "
                      "and keep the fastest", {}});
+    reg.add_setting({"gemv_max_tokens", int64_t(8),
+                     "CUDA: with the FP8 GEMM prefill, matmuls of more tokens than this (1-8) run the FP8 GEMM "
+                     "instead of the GEMV", {}, 1, 8});
     reg.add_setting({"gemv", std::string("regs"),
                      "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch into registers) | async (cp.async ring)",
                      {"regs", "async"}});
@@ -30,6 +33,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_async = s.get_string("gemv") == "async";
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
+    k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));
     const std::string& kw = s.get_string("gemv_kw");
     k.gemv_kw = kw == "auto" ? 0 : std::stoi(kw);
     return k;

@@ -27,6 +27,9 @@ struct KernelSettings {
     // Prefill GEMMs: the first eager call of each shape times every algorithm cuBLASLt's heuristic offers and keeps
     // the fastest (else: the heuristic's first that runs).
     bool gemm_tune = false;
+    // With the FP8 GEMM prefill: matmuls of more tokens than this (1-8) take the FP8 GEMM instead of the GEMV (which
+    // pays the dequantization per token); 8: the GEMV up to 8 tokens.
+    int gemv_max_tokens = 8;
 };
 
 // Declares `prefill` (choices[0] the default; doc says what each does) and the settings of KernelSettings.

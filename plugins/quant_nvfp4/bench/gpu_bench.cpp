@@ -5,9 +5,10 @@
 //     median of 15 replays. GB/s of weight bytes read (NVFP4: codes + scales), % of the copy bandwidth, speed-up
 //     over BF16, and the floor: weight bytes / the copy bandwidth measured in 1. Both load plans (gemv = regs |
 //     async, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw; auto =
-//     what the kernels pick) at every token count;
+//     what the kernels pick; --gemv-auto: only the default plan) at every token count; then 2-8 tokens through the
+//     FP8 GEMM instead (gemv_max_tokens 1: FP8 weights, NVFP4's FP8 copy);
 //  3. prefill GEMMs at 16 and 512 tokens on the same shapes (gemm_bench.cpp).
-// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--no-gemm] [--gemm-parts] [--gemm-tokens N]
+// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--no-gemm] [--gemm-parts] [--gemm-tokens N]
 #include "bench_util.h"
 
 using namespace imp;
@@ -19,13 +20,54 @@ namespace {
 double gemv_seconds(CudaExecutor& ex, const std::vector<std::unique_ptr<Weight>>& ws, const float* x, float* y,
                     int64_t n) {
     const int64_t rows = ws[0]->rows(), cols = ws[0]->cols();
+    ex.reserve_workspace(ws[0]->workspace_bytes(n));
+    for (const auto& w : ws) w->matmul(ex, x, cols, y, rows, n, false);  // eager first (gemm_tune times here)
+    ex.synchronize();
     ex.capture_begin();
     for (const auto& w : ws) w->matmul(ex, x, cols, y, rows, n, false);
     const int g = ex.capture_end();
     return time_median(ex, 15, [&] { ex.replay(g); }) / double(ws.size());
 }
 
-void bench_gemv(CudaExecutor& ex, double copy) {
+// 2-8 tokens through the FP8 GEMM instead of the GEMV (gemv_max_tokens 1, per-token units, tuned): FP8 weights,
+// and NVFP4 through its FP8 copy (fp8_at_load; the bytes read are the copy's).
+void gemm_small(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, const float* x, float* y, double copy,
+                const double (&bf16_s)[9]) {
+    std::vector<uint8_t> q8(size_t(rows * cols)), codes(size_t(rows * cols / 2)), sc(size_t(rows * cols / 16));
+    rng.fill(q8);
+    rng.fill(codes);
+    rng.fill(sc);
+    for (auto& v : q8) v = uint8_t(v & 0xBF);
+    for (auto& s : sc) s = uint8_t(0x30 | (s & 0x0F));
+    for (const bool nv : {false, true}) {
+        std::vector<std::unique_ptr<Weight>> ws;
+        const double bytes = double(rows * cols);
+        for (int i = 0; i < int(std::max(2.0, 512e6 / bytes)); ++i) {
+            if (nv) {
+                nvfp4::cuda::Settings s;
+                s.prefill = nvfp4::cuda::Settings::Prefill::Fp8AtLoad;
+                s.fp8_per_token = s.gemm_tune = true;
+                s.gemv_max_tokens = 1;
+                ws.push_back(nvfp4::cuda::make_weight(ex, rows, cols, codes.data(), sc.data(), 0.01f, "nvfp4", s));
+            } else {
+                fp8::cuda::Settings s;
+                s.prefill = fp8::cuda::Settings::Prefill::Fp8Gemm;
+                s.fp8_per_token = s.gemm_tune = true;
+                s.gemv_max_tokens = 1;
+                const float s8 = 0.01f;
+                ws.push_back(fp8::cuda::make_weight(ex, rows, cols, q8.data(), &s8, 1, "fp8", s));
+            }
+        }
+        for (const int64_t t : {2, 4, 8}) {
+            const double s = gemv_seconds(ex, ws, x, y, t), gbps = bytes / s;
+            std::printf("%5lldx%-5lld %-6s fp8 gemm (gemv_max_tokens 1) t %lld: %8.2f us %6.0f GB/s (%3.0f%%)  "
+                        "%.2fx BF16\n", (long long)rows, (long long)cols, nv ? "nvfp4" : "fp8", (long long)t, s * 1e6,
+                        gbps * 1e-9, 100.0 * gbps / copy, bf16_s[t] / s);
+        }
+    }
+}
+
+void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
     std::printf("\nGEMV: GB/s of weight bytes (%% of copy), x = speed-up over BF16; floor = bytes / copy bandwidth\n");
     Rng rng{7};
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{4096, 14336}, {14336, 4096}}) {
@@ -37,6 +79,7 @@ void bench_gemv(CudaExecutor& ex, double copy) {
         for (const bool async : {false, true})
             for (const int kw : {0, 1, 2, 4, 8}) {
                 const bool ref = !async && kw == 0;
+                if (auto_only && !ref) continue;
                 auto fs = formats(ex, rows, cols, rng, kw, async, ref);
                 std::reverse(fs.begin(), fs.end());  // BF16 first (the reference)
                 for (const auto& f : fs) {
@@ -56,18 +99,20 @@ void bench_gemv(CudaExecutor& ex, double copy) {
                     }
                 }
             }
+        gemm_small(ex, rows, cols, rng, x, y, copy, bf16_s);
     }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool gemv = true, gemm = true, parts = false;
+    bool gemv = true, gemm = true, parts = false, auto_only = false;
     std::vector<int64_t> tokens = {16, 512};
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--no-gemv") == 0) gemv = false;
         if (std::strcmp(argv[i], "--no-gemm") == 0) gemm = false;
         if (std::strcmp(argv[i], "--gemm-parts") == 0) parts = true;
+        if (std::strcmp(argv[i], "--gemv-auto") == 0) auto_only = true;
         if (std::strcmp(argv[i], "--gemm-tokens") == 0 && i + 1 < argc) tokens = {std::atoll(argv[++i])};
     }
     try {
@@ -75,7 +120,7 @@ int main(int argc, char** argv) {
         const double copy = copy_bandwidth(ex);
         std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.name().c_str(),
                     ex.cuda()->sm_count, copy * 1e-9);
-        if (gemv) bench_gemv(ex, copy);
+        if (gemv) bench_gemv(ex, copy, auto_only);
         if (gemm)
             for (const int64_t n : tokens) bench_gemm(ex, n, copy, parts);
     } catch (const std::exception& e) {
