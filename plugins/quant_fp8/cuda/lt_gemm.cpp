@@ -63,14 +63,6 @@ LtGemm::Key LtGemm::key_of(const GemmCall& c) const {
                c.a_scale, c.b_scale, fp8 && c.fast_accum, fp8 && c.vec_scales};
 }
 
-int LtGemm::chosen(const CudaHandles& h, const GemmCall& c) const {
-    const Key key = key_of(c);
-    std::lock_guard<std::mutex> lk(mu_);
-    const auto it = plans_.find(key);
-    (void)h;
-    return it == plans_.end() || !it->second.refused.empty() ? -1 : it->second.good;
-}
-
 std::vector<AlgoTime> LtGemm::time_algos(const CudaHandles& h, const GemmCall& c, int reps) const {
     const Key key = key_of(c);
     std::lock_guard<std::mutex> lk(mu_);

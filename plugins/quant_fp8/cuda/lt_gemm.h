@@ -64,8 +64,6 @@ public:
     // Times each algorithm of c's plan (one warm-up and `reps` runs each, writing c.d with beta 0), best first;
     // algorithms cuBLASLt refuses are left out. Synchronizes the stream; not inside a graph capture.
     std::vector<AlgoTime> time_algos(const CudaHandles& h, const GemmCall& c, int reps) const;
-    // The heuristic index of the algorithm c's plan runs (-1: not run yet, or refused).
-    int chosen(const CudaHandles& h, const GemmCall& c) const;
 
 private:
     struct Key {

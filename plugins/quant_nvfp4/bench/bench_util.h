@@ -16,6 +16,7 @@
 #include "fp8_cuda.h"
 #include "ggml_types.h"
 #include "imp/cuda/check.h"
+#include "lt_gemm.h"
 #include "nvfp4_cuda.h"
 
 namespace imp::wo_bench {
@@ -73,17 +74,38 @@ struct Format {
     std::function<std::unique_ptr<Weight>()> make;
 };
 
+// Random weight bytes of one [rows, cols] matrix: FP8 codes (finite), NVFP4 codes and E4M3 scales (2^-1 .. 2^1).
+struct RandomWeights {
+    std::vector<uint8_t> q8, codes, scales;
+    RandomWeights(int64_t rows, int64_t cols, Rng& rng)
+        : q8(size_t(rows * cols)), codes(size_t(rows * cols / 2)), scales(size_t(rows * cols / 16)) {
+        rng.fill(codes);
+        rng.fill(scales);
+        rng.fill(q8);
+        for (auto& s : scales) s = uint8_t(0x30 | (s & 0x0F));  // 2^-1 .. 2^1: finite, normal
+        for (auto& v : q8) v = uint8_t(v & 0xBF);                 // below 2^8: finite
+    }
+};
+
+// The cuBLASLt BF16 GEMM call y [n, rows] = x [n, cols] . w [rows, cols]^T (fp32 out).
+inline wo::GemmCall bf16_call(const uint16_t* w, const uint16_t* x, float* y, int64_t rows, int64_t cols, int64_t n) {
+    wo::GemmCall c;
+    c.a = w;
+    c.lda = cols;
+    c.b = x;
+    c.ldb = cols;
+    c.d = y;
+    c.ldd = rows;
+    c.m = rows;
+    c.n = n;
+    c.k = cols;
+    return c;
+}
+
 inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, int kw, bool async,
                             bool with_bf16) {
-    auto codes = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 2));
-    auto scales = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 16));
-    auto q8 = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols));
+    auto rw = std::make_shared<RandomWeights>(rows, cols, rng);
     auto bf = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols * 2));
-    rng.fill(*codes);
-    rng.fill(*scales);
-    rng.fill(*q8);
-    for (auto& s : *scales) s = uint8_t(0x30 | (s & 0x0F));   // 2^-1 .. 2^1: finite, normal
-    for (auto& v : *q8) v = uint8_t(v & 0xBF);                  // below 2^8: finite
     for (size_t i = 0; i < bf->size(); i += 2) (*bf)[i + 1] = uint8_t(0x3C | ((*bf)[i + 1] & 0x81));  // |v| ~ 1e-2
     nvfp4::cuda::Settings ns;
     ns.gemv_kw = kw;
@@ -94,11 +116,11 @@ inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols,
     fs.prefill = fp8::cuda::Settings::Prefill::Fp8Gemm;
     std::vector<Format> f;
     f.push_back({"nvfp4", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
-                     return nvfp4::cuda::make_weight(ex, rows, cols, codes->data(), scales->data(), 0.01f, "nvfp4", ns);
+                     return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(), 0.01f, "nvfp4", ns);
                  }});
     const float s8 = 0.01f;
     f.push_back({"fp8", double(rows * cols), [=, &ex] {
-                     return fp8::cuda::make_weight(ex, rows, cols, q8->data(), &s8, 1, "fp8", fs);
+                     return fp8::cuda::make_weight(ex, rows, cols, rw->q8.data(), &s8, 1, "fp8", fs);
                  }});
     if (with_bf16)
         f.push_back({"bf16", double(rows * cols * 2), [=, &ex] {

@@ -54,16 +54,7 @@ void gemm_parts(CudaExecutor& ex, int64_t rows, int64_t cols, int64_t n, const f
     std::printf("%5lldx%-5lld   quantize per tensor %8.2f us (%.0f GB/s of x), per token %8.2f us (%.0f GB/s)\n",
                 (long long)rows, (long long)cols, qt * 1e6, xbytes / qt * 1e-9, qr * 1e6, xbytes / qr * 1e-9);
     ex.upload(sb, ones.data(), size_t(n) * 4);
-    wo::GemmCall c;
-    c.a = wb;
-    c.lda = cols;
-    c.b = xb;
-    c.ldb = cols;
-    c.d = y;
-    c.ldd = rows;
-    c.m = rows;
-    c.n = n;
-    c.k = cols;
+    wo::GemmCall c = bf16_call(wb, xb, y, rows, cols, n);
     wo::LtGemm lt("bench parts");
     print_algos("bf16 gemm", rows, cols, flops, lt.time_algos(h, c, 10));
     c.type = wo::GemmType::FP8;
@@ -100,25 +91,11 @@ void bench_gemm(CudaExecutor& ex, int64_t n, double copy, bool parts) {
         ex.upload(wb, h.data(), h.size() * 2);
         ex.upload(xb, h.data(), size_t(n * cols) * 2);
         wo::LtGemm lt("bench bf16");
-        wo::GemmCall c;
-        c.a = wb;
-        c.lda = cols;
-        c.b = xb;
-        c.ldb = cols;
-        c.d = y;
-        c.ldd = rows;
-        c.m = rows;
-        c.n = n;
-        c.k = cols;
+        const wo::GemmCall c = bf16_call(wb, xb, y, rows, cols, n);
         const double bf16 = timed(ex, [&] { lt.run(*ex.cuda(), c); });
         std::printf("%5lldx%-5lld %-28s %7.1f TFLOP/s  %8.2f us\n", (long long)rows, (long long)cols, "cublaslt bf16",
                     flops / bf16 * 1e-12, bf16 * 1e6);
-        std::vector<uint8_t> q8(size_t(rows * cols)), codes(size_t(rows * cols / 2)), sc(size_t(rows * cols / 16));
-        rng.fill(q8);
-        rng.fill(codes);
-        rng.fill(sc);
-        for (auto& v : q8) v = uint8_t(v & 0xBF);               // below 2^8: finite
-        for (auto& s : sc) s = uint8_t(0x30 | (s & 0x0F));      // 2^-1 .. 2^1: finite, normal
+        const RandomWeights rw(rows, cols, rng);
         struct V {
             std::string label;
             std::function<std::unique_ptr<Weight>()> make;
@@ -129,14 +106,14 @@ void bench_gemm(CudaExecutor& ex, int64_t n, double copy, bool parts) {
             s.fp8_per_token = token;
             s.gemm_tune = tune;
             const float s8 = 0.01f;
-            return fp8::cuda::make_weight(ex, rows, cols, q8.data(), &s8, 1, "fp8", s);
+            return fp8::cuda::make_weight(ex, rows, cols, rw.q8.data(), &s8, 1, "fp8", s);
         };
         auto nvfp4 = [&](nvfp4::cuda::Settings::Prefill p, bool token, bool tune) {
             nvfp4::cuda::Settings s;
             s.prefill = p;
             s.fp8_per_token = token;
             s.gemm_tune = tune;
-            return nvfp4::cuda::make_weight(ex, rows, cols, codes.data(), sc.data(), 0.01f, "nvfp4", s);
+            return nvfp4::cuda::make_weight(ex, rows, cols, rw.codes.data(), rw.scales.data(), 0.01f, "nvfp4", s);
         };
         using FP = fp8::cuda::Settings::Prefill;
         using NP = nvfp4::cuda::Settings::Prefill;

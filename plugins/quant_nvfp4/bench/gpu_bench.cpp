@@ -33,12 +33,7 @@ double gemv_seconds(CudaExecutor& ex, const std::vector<std::unique_ptr<Weight>>
 // and NVFP4 through its FP8 copy (fp8_at_load; the bytes read are the copy's).
 void gemm_small(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, const float* x, float* y, double copy,
                 const double (&bf16_s)[9]) {
-    std::vector<uint8_t> q8(size_t(rows * cols)), codes(size_t(rows * cols / 2)), sc(size_t(rows * cols / 16));
-    rng.fill(q8);
-    rng.fill(codes);
-    rng.fill(sc);
-    for (auto& v : q8) v = uint8_t(v & 0xBF);
-    for (auto& s : sc) s = uint8_t(0x30 | (s & 0x0F));
+    const RandomWeights rw(rows, cols, rng);
     for (const bool nv : {false, true}) {
         std::vector<std::unique_ptr<Weight>> ws;
         const double bytes = double(rows * cols);
@@ -48,14 +43,14 @@ void gemm_small(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, const fl
                 s.prefill = nvfp4::cuda::Settings::Prefill::Fp8AtLoad;
                 s.fp8_per_token = s.gemm_tune = true;
                 s.gemv_max_tokens = 1;
-                ws.push_back(nvfp4::cuda::make_weight(ex, rows, cols, codes.data(), sc.data(), 0.01f, "nvfp4", s));
+                ws.push_back(nvfp4::cuda::make_weight(ex, rows, cols, rw.codes.data(), rw.scales.data(), 0.01f, "nvfp4", s));
             } else {
                 fp8::cuda::Settings s;
                 s.prefill = fp8::cuda::Settings::Prefill::Fp8Gemm;
                 s.fp8_per_token = s.gemm_tune = true;
                 s.gemv_max_tokens = 1;
                 const float s8 = 0.01f;
-                ws.push_back(fp8::cuda::make_weight(ex, rows, cols, q8.data(), &s8, 1, "fp8", s));
+                ws.push_back(fp8::cuda::make_weight(ex, rows, cols, rw.q8.data(), &s8, 1, "fp8", s));
             }
         }
         for (const int64_t t : {2, 4, 8}) {
