@@ -60,30 +60,33 @@ public:
                         std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));
         const auto st = static_cast<cudaStream_t>(h.stream);
-        if (n_tokens <= gemv_tokens()) {
-            GemvArgs a;
-            a.w = dev_;
-            a.x = x;
-            a.xs = x_stride;
-            a.y = y;
-            a.ys = y_stride;
-            a.n_tokens = int(n_tokens);
-            a.accumulate = accumulate;
-            a.kw = o_.gemv_kw;
-            a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
-            a.sm_count = h.sm_count;
-            a.pdl = h.pdl;
-            gemv(l_, a, st);
-            return;
+        const bool small = n_tokens <= kMaxGemvTokens;
+        if (n_tokens > gemv_tokens()) {  // the prefill path (small: the FP8 GEMM, else the GEMV below)
+            const uint64_t need = workspace_bytes(n_tokens);
+            if (ex.workspace_bytes() < need || !ex.workspace())
+                throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) +
+                            "]: matmul of " + std::to_string(n_tokens) + " tokens needs " + std::to_string(need) +
+                            " bytes of workspace, the executor reserved " + std::to_string(ex.workspace_bytes()));
+            auto* ws = static_cast<uint8_t*>(ex.workspace());
+            if (fp8_path() && matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate)) return;
+            if (!small) {
+                matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+                return;
+            }
         }
-        const uint64_t need = workspace_bytes(n_tokens);
-        if (ex.workspace_bytes() < need || !ex.workspace())
-            throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]: matmul of " + std::to_string(n_tokens) + " tokens needs " +
-                        std::to_string(need) + " bytes of workspace, the executor reserved " +
-                        std::to_string(ex.workspace_bytes()));
-        auto* ws = static_cast<uint8_t*>(ex.workspace());
-        if (fp8_path() && matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate)) return;
-        matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+        GemvArgs a;
+        a.w = dev_;
+        a.x = x;
+        a.xs = x_stride;
+        a.y = y;
+        a.ys = y_stride;
+        a.n_tokens = int(n_tokens);
+        a.accumulate = accumulate;
+        a.kw = o_.gemv_kw;
+        a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
+        a.sm_count = h.sm_count;
+        a.pdl = h.pdl;
+        gemv(l_, a, st);
     }
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
@@ -93,11 +96,12 @@ public:
 
     uint64_t workspace_bytes(int64_t n_tokens) const override {
         if (n_tokens <= gemv_tokens()) return 0;
-        const uint64_t bf16 = round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
-        if (!fp8_path()) return bf16;
         const int64_t np = round_up(n_tokens, 16);
-        return std::max(bf16, round256(uint64_t(np * l_.cp)) + kStatBytes + round256(uint64_t(np) * 4) +
-                                  round256(uint64_t(np * l_.rows_p16) * 4));
+        const uint64_t fp8 = round256(uint64_t(np * l_.cp)) + kStatBytes + round256(uint64_t(np) * 4) +
+                             round256(uint64_t(np * l_.rows_p16) * 4);
+        if (n_tokens <= kMaxGemvTokens) return fp8;  // a refused FP8 GEMM of so few tokens runs the GEMV
+        const uint64_t bf16 = round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
+        return fp8_path() ? std::max(bf16, fp8) : bf16;
     }
 
     // FP8 GEMM calls cuBLASLt refused (they went through bf16 tiles).
@@ -120,7 +124,7 @@ private:
         return std::min(t, rows_);
     }
 
-    // False when cuBLASLt refuses the call (the caller takes the bf16 tiles).
+    // False when cuBLASLt refuses the call (the caller takes the bf16 tiles, or the GEMV up to 8 tokens).
     bool matmul_fp8(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
                     bool accumulate) const {
         const auto st = static_cast<cudaStream_t>(h.stream);
@@ -204,7 +208,7 @@ private:
         }
         if (refusals_.fetch_add(1) == 0)
             std::fprintf(stderr, "imp: %s weight [%lld, %lld]: cuBLASLt refuses the FP8 GEMM of %lld tokens (%s); "
-                         "refused shapes go through bf16 tiles\n", name_.c_str(), (long long)rows_, (long long)cols_,
+                         "refused shapes go through bf16 tiles (up to 8 tokens: the GEMV)\n", name_.c_str(), (long long)rows_, (long long)cols_,
                          (long long)n, why.c_str());
         return false;
     }

@@ -169,6 +169,12 @@ TEST_CASE("quant_fp8 cuda: gemv_max_tokens 1 sends 2-8 tokens through the FP8 GE
         INFO((token ? "per-token units" : "per-tensor unit"));
         // 7 tokens: padded to 16 in the fp32 buffer, then the epilogue.
         CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, token, 1) == 0);
+        // Every FP8 GEMM refused: 7 tokens run the GEMV (no bf16 tiles, whose workspace was not reserved), the
+        // others bf16 tiles; 6 token counts x 2 strides x (y =, y +=).
+        s.fp8_refuse_all = true;
+        const auto wr = load(*ex, f, s);
+        CHECK(wr->workspace_bytes(7) < wr->workspace_bytes(16));
+        CHECK(fp8_prefill_cases(*ex, *wr, f.w, f.w, 0.1, rng, token, 1) == 24);
     }
 }
 
