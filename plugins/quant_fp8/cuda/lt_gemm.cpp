@@ -142,11 +142,13 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
                 IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &key.b_scale,
                                                                 sizeof(key.b_scale)));
             if (key.vec) {
+                // A cuBLASLt that does not know the scale modes answers "invalid value": a refusal of the plan.
                 const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-                IMP_CUBLAS_CHECK(
-                    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)));
-                IMP_CUBLAS_CHECK(
-                    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)));
+                hst = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode));
+                if (hst == CUBLAS_STATUS_SUCCESS)
+                    hst = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode));
+                if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_INVALID_VALUE)
+                    ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulDescSetAttribute", __FILE__, __LINE__);
             }
             const int8_t fast = key.fast ? 1 : 0;
             IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
@@ -166,11 +168,15 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
                                                               &key.align_d, sizeof(uint32_t)));
         IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                               &key.align_d, sizeof(uint32_t)));
-        // "Not supported" from the heuristic: no algorithm for this call (a refusal, not an error).
-        hst = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), op, la, lb, ld, ld, pref,
-                                             kMaxAlgos, res, &found);
-        if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_NOT_SUPPORTED)
-            ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+        // "Not supported" from the heuristic: no algorithm for this call (a refusal, not an error); with
+        // outer-vector scales "invalid value" too (a cuBLASLt without them on this GPU).
+        if (hst == CUBLAS_STATUS_SUCCESS) {
+            hst = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), op, la, lb, ld, ld, pref,
+                                                 kMaxAlgos, res, &found);
+            if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_NOT_SUPPORTED &&
+                !(key.vec && hst == CUBLAS_STATUS_INVALID_VALUE))
+                ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+        }
     } catch (...) {
         cleanup();
         throw;
@@ -188,7 +194,9 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
         std::memcpy(a.bytes, &res[i].algo, sizeof(res[i].algo));
         p.algos.push_back(a);
     }
-    if (p.algos.empty()) p.refused = std::string("its heuristic has no ") + (fp8 ? "FP8" : "BF16") + " algorithm";
+    if (p.algos.empty())
+        p.refused = std::string("its heuristic has no ") + (fp8 ? "FP8" : "BF16") + " algorithm" +
+                    (key.vec ? " with outer-vector scales" : "");
     return plans_.emplace(key, std::move(p)).first->second;
 }
 
