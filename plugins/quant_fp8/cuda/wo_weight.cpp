@@ -83,7 +83,7 @@ public:
         a.n_tokens = int(n_tokens);
         a.accumulate = accumulate;
         a.kw = o_.gemv_kw;
-        a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
+        a.plan = gemv_plan(o_);
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;
         gemv(l_, a, st);
@@ -279,7 +279,7 @@ const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {
 std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit) {
     const CudaHandles& h = cuda_handles(ex, name + " weight");
-    gemv_init(o.gemv_async ? GemvPlan::Async : GemvPlan::Regs);
+    gemv_init(gemv_plan(o));
     auto* dev = static_cast<uint8_t*>(ex.alloc(l.bytes, name.c_str()));
     std::vector<uint8_t> host;
     upload_matrix(ex, l, fill, 0, dev, host);

@@ -12,6 +12,7 @@
 #include "imp/experts.h"
 #include "imp/quant_format.h"
 #include "kernel_settings.h"
+#include "wo_kernels.h"
 #include "wo_layout.h"
 
 namespace imp::wo {
@@ -21,6 +22,10 @@ namespace imp::wo {
 struct Options : quant_hf::KernelSettings {
     bool fp8_gemm = false;
 };
+// The GEMV plan the settings choose.
+inline GemvPlan gemv_plan(const quant_hf::KernelSettings& s) {
+    return s.gemv_async ? GemvPlan::Async : (s.gemv_regs2 ? GemvPlan::Regs2 : GemvPlan::Regs);
+}
 inline Options options(const quant_hf::KernelSettings& s, bool fp8_gemm) {
     Options o;
     static_cast<quant_hf::KernelSettings&>(o) = s;

@@ -65,25 +65,27 @@ const std::vector<std::pair<int64_t, int64_t>> kShapes = {{203, 371}, {64, 4100}
 
 }  // namespace
 
-TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, strides, accumulate, regs and async",
+TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, strides, accumulate, regs, regs2 and async",
           "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(111);
     for (const auto& [rows, cols] : kShapes)
         for (const bool per_row : {false, true}) {
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            for (const bool async : {false, true})
+            for (const int plan : {0, 1, 2})  // regs, async, regs2
             for (const int kw : {0, 1, 8}) {
                 f8::cuda::Settings s;
                 s.gemv_kw = kw;
-                s.gemv_async = async;
+                s.gemv_async = plan == 1;
+                s.gemv_regs2 = plan == 2;
                 const auto w = load(*ex, f, s);
                 CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, 0, f.n_scale));
                 for (const int64_t t : {1, 2, 3, 4, 5, 8})
                     for (const bool acc : {false, true})
                         for (const int64_t xs : {cols, cols + 3}) {
                             INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor")
-                                      << (async ? ", async" : ", regs") << ", kw " << kw << ", tokens " << t
+                                      << (plan == 1 ? ", async" : plan == 2 ? ", regs2" : ", regs") << ", kw " << kw
+                                      << ", tokens " << t
                                       << (acc ? ", accumulate" : "") << ", x stride " << xs);
                             const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng);
                             CHECK(c.unwritten == 0);
@@ -240,15 +242,16 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
             ref.push_back(f.w);
         }
         const int64_t ns = per_row ? rows : 1;
-        for (const bool async : {false, true})
+        for (const int plan : {0, 1, 2})  // regs, async, regs2
         for (const bool grouped : {true, false}) {
             f8::cuda::Settings s;
             s.experts_grouped = grouped;
-            s.gemv_async = async;
+            s.gemv_async = plan == 1;
+            s.gemv_regs2 = plan == 2;
             const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns, s);
             CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
             INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair")
-                                                      << (async ? ", async" : ""));
+                                                      << (plan == 1 ? ", async" : plan == 2 ? ", regs2" : ""));
             experts_cases(*ex, *w, ref, 1e-4, rng);
         }
     }

@@ -20,8 +20,9 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "CUDA: with the FP8 GEMM prefill, matmuls of more tokens than this (1-8) run the FP8 GEMM "
                      "instead of the GEMV", {}, 1, 8});
     reg.add_setting({"gemv", std::string("regs"),
-                     "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch into registers) | async (cp.async ring)",
-                     {"regs", "async"}});
+                     "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch one chunk into registers) | regs2 (two chunks, "
+                     "1-4 tokens) | async (cp.async ring)",
+                     {"regs", "regs2", "async"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -31,6 +32,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.fast_accum = s.get_bool("fast_accum");
     k.experts_grouped = s.get_bool("experts_grouped");
     k.gemv_async = s.get_string("gemv") == "async";
+    k.gemv_regs2 = s.get_string("gemv") == "regs2";
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

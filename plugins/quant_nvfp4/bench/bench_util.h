@@ -102,17 +102,20 @@ inline wo::GemmCall bf16_call(const uint16_t* w, const uint16_t* x, float* y, in
     return c;
 }
 
-inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, int kw, bool async,
+// plan: 0 regs, 1 async, 2 regs2 (the gemv setting).
+inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, int kw, int plan,
                             bool with_bf16) {
     auto rw = std::make_shared<RandomWeights>(rows, cols, rng);
     auto bf = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols * 2));
     for (size_t i = 0; i < bf->size(); i += 2) (*bf)[i + 1] = uint8_t(0x3C | ((*bf)[i + 1] & 0x81));  // |v| ~ 1e-2
     nvfp4::cuda::Settings ns;
     ns.gemv_kw = kw;
-    ns.gemv_async = async;
+    ns.gemv_async = plan == 1;
+    ns.gemv_regs2 = plan == 2;
     fp8::cuda::Settings fs;
     fs.gemv_kw = kw;
-    fs.gemv_async = async;
+    fs.gemv_async = plan == 1;
+    fs.gemv_regs2 = plan == 2;
     fs.prefill = fp8::cuda::Settings::Prefill::Fp8Gemm;
     std::vector<Format> f;
     f.push_back({"nvfp4", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {

@@ -3,9 +3,9 @@
 //  2. GEMV (1, 2, 4, 8 tokens) on 4096x14336 and 14336x4096 (rows x cols): NVFP4, FP8 (per tensor) and imp's BF16
 //     GEMV (quant_ggml); a CUDA graph of one matmul per copy of the weight (enough copies to defeat the L2 cache),
 //     median of 15 replays. GB/s of weight bytes read (NVFP4: codes + scales), % of the copy bandwidth, speed-up
-//     over BF16, and the floor: weight bytes / the copy bandwidth measured in 1. Both load plans (gemv = regs |
-//     async, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw; auto =
-//     what the kernels pick; --gemv-auto: only the default plan) at every token count; then 2-8 tokens through the
+//     over BF16, and the floor: weight bytes / the copy bandwidth measured in 1. Every load plan (gemv = regs |
+//     regs2 | async, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw;
+//     auto = what the kernels pick; --gemv-auto: kw auto only) at every token count; then 2-8 tokens through the
 //     FP8 GEMM instead (gemv_max_tokens 1: FP8 weights, NVFP4's FP8 copy);
 //  3. prefill GEMMs at 16 and 512 tokens on the same shapes (gemm_bench.cpp).
 // Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--no-gemm] [--gemm-parts] [--gemm-tokens N]
@@ -71,11 +71,11 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
         std::vector<float> xh(size_t(8 * cols), 0.5f);
         ex.upload(x, xh.data(), xh.size() * 4);
         double bf16_s[9] = {};
-        for (const bool async : {false, true})
+        for (const int plan : {0, 2, 1})  // regs, regs2, async
             for (const int kw : {0, 1, 2, 4, 8}) {
-                const bool ref = !async && kw == 0;
-                if (auto_only && !ref) continue;
-                auto fs = formats(ex, rows, cols, rng, kw, async, ref);
+                const bool ref = plan == 0 && kw == 0;
+                if (auto_only && kw != 0) continue;
+                auto fs = formats(ex, rows, cols, rng, kw, plan, ref);
                 std::reverse(fs.begin(), fs.end());  // BF16 first (the reference)
                 for (const auto& f : fs) {
                     std::vector<std::unique_ptr<Weight>> ws;
@@ -84,9 +84,9 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
                     for (const int64_t t : {1, 2, 4, 8}) {
                         const double s = gemv_seconds(ex, ws, x, y, t), gbps = f.read_bytes / s;
                         if (f.name == "bf16") bf16_s[t] = s;
-                        const char* plan = f.name == "bf16" ? "" : (async ? "async" : "regs");
+                        const char* pn = f.name == "bf16" ? "" : plan == 1 ? "async" : plan == 2 ? "regs2" : "regs";
                         std::printf("%5lldx%-5lld %-6s %-5s kw %-4s t %lld: %8.2f us %6.0f GB/s (%3.0f%%)  floor %6.2f us",
-                                    (long long)rows, (long long)cols, f.name.c_str(), plan,
+                                    (long long)rows, (long long)cols, f.name.c_str(), pn,
                                     kw ? std::to_string(kw).c_str() : "auto", (long long)t, s * 1e6, gbps * 1e-9,
                                     100.0 * gbps / copy, f.read_bytes / copy * 1e6);
                         if (bf16_s[t] > 0 && f.name != "bf16") std::printf("  %.2fx BF16", bf16_s[t] / s);
