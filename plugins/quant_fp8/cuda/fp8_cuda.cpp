@@ -23,6 +23,13 @@ void fill(const wo::Layout& l, const uint8_t* q, const float* scales, int64_t e,
     const uint8_t* qe = q + e * l.rows * l.cols;
     for (int64_t r = 0; r < l.rows; ++r) std::memcpy(host + r * l.ld, qe + r * l.cols, size_t(l.cols));
     std::memcpy(host + l.post_off, scales + e * l.n_post, size_t(l.n_post) * 4);
+    if (l.has_vec)
+        for (int64_t r = 0; r < l.rows; ++r)
+            reinterpret_cast<float*>(host + l.vec_off)[r] = scales[e * l.n_post + (l.n_post == 1 ? 0 : r)];
+}
+
+bool scale_vec(const Settings& s) {
+    return s.prefill == Settings::Prefill::Fp8Gemm && s.fp8_per_token;
 }
 
 }  // namespace
@@ -31,7 +38,7 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
                                          const float* scales, int64_t n_scale, std::string type_name,
                                          const Settings& s) {
     check(type_name + " weight", rows, cols, n_scale);
-    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false);
+    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false, scale_vec(s));
     const float alpha = n_scale == 1 ? scales[0] : 1.f;
     return wo::make_weight(
         ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); },
@@ -50,8 +57,8 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
         wo::options(s, false));
 }
 
-uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings&) {
-    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false);
+uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings& s) {
+    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false, n_expert <= 1 && scale_vec(s));
     return n_expert > 0 ? uint64_t(n_expert) * l.bytes : l.bytes;
 }
 

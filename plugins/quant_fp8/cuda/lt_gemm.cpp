@@ -1,7 +1,8 @@
 // Weight-only CUDA weights: cuBLASLt GEMMs of the prefill path (lt_gemm.h). D = A^T B in cuBLASLt's column-major
 // terms: A is the weight, k x m with lda (TRANSA = T), B the activations, k x n with ldb, D fp32 m x n with ldd;
 // FP8 (E4M3 x E4M3 on Hopper's FP8 tensor cores) takes its per-tensor scales from device memory
-// (CUBLASLT_MATMUL_DESC_A/B_SCALE_POINTER), so a captured graph replays with new activation scales.
+// (CUBLASLT_MATMUL_DESC_A/B_SCALE_POINTER), so a captured graph replays with new activation scales; per-row and
+// per-token scales as outer vectors (CUBLASLT_MATMUL_DESC_A/B_SCALE_MODE).
 #include "lt_gemm.h"
 
 #include <cublasLt.h>
@@ -47,20 +48,41 @@ void LtGemm::run(const CudaHandles& h, const GemmCall& c) const {
     if (!try_run(h, c, &why)) throw Error(describe(c) + ": cuBLASLt refuses it: " + why);
 }
 
-bool LtGemm::try_run(const CudaHandles& h, const GemmCall& c, std::string* why) const {
-    if (!h.cublaslt) throw Error(name_ + ": the executor has no cuBLASLt handle");
+LtGemm::Key LtGemm::key_of(const GemmCall& c) const {
     if (c.type == GemmType::FP8) {
         // cuBLASLt's FP8 rules on Hopper: TN (as every call here), 16-byte aligned matrices and scale pointers,
         // leading dimensions of whole 16 bytes. The callers keep them; a break is a bug here, not a refusal.
         const bool ok = alignment(c.a) >= 16 && alignment(c.b) >= 16 && alignment(c.d) >= 16 && c.lda % 16 == 0 &&
                         c.ldb % 16 == 0 && c.ldd % 4 == 0 && (!c.a_scale || alignment(c.a_scale) >= 16) &&
-                        (!c.b_scale || alignment(c.b_scale) >= 16);
+                        (!c.b_scale || alignment(c.b_scale) >= 16) &&
+                        (!c.vec_scales || (c.a_scale && c.b_scale));
         if (!ok) throw Error(describe(c) + ": pointers, scale pointers or leading dimensions break the FP8 rules");
     }
-    const Key key{int(c.type), c.m, c.n, c.k, c.lda, c.ldb, c.ldd, alignment(c.a), alignment(c.b), alignment(c.d),
-                  c.a_scale, c.b_scale, c.type == GemmType::FP8 && c.fast_accum};
+    const bool fp8 = c.type == GemmType::FP8;
+    return Key{int(c.type), c.m, c.n, c.k, c.lda, c.ldb, c.ldd, alignment(c.a), alignment(c.b), alignment(c.d),
+               c.a_scale, c.b_scale, fp8 && c.fast_accum, fp8 && c.vec_scales};
+}
+
+std::vector<AlgoTime> LtGemm::time_algos(const CudaHandles& h, const GemmCall& c, int reps) const {
+    const Key key = key_of(c);
+    std::lock_guard<std::mutex> lk(mu_);
+    return time_plan(h, plan(h, key), c, c.d, reps);
+}
+
+bool LtGemm::try_run(const CudaHandles& h, const GemmCall& c, std::string* why) const {
+    if (!h.cublaslt) throw Error(name_ + ": the executor has no cuBLASLt handle");
+    const Key key = key_of(c);
     std::lock_guard<std::mutex> lk(mu_);
     Plan& p = plan(h, key);
+    if (c.tune_d && !p.tuned && p.refused.empty()) {
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        IMP_CUDA_CHECK(cudaStreamIsCapturing(static_cast<cudaStream_t>(h.stream), &cs));
+        if (cs == cudaStreamCaptureStatusNone) {  // a capture keeps the heuristic's order; the next eager call tunes
+            const auto t = time_plan(h, p, c, c.tune_d, 3);
+            if (!t.empty()) p.good = t.front().index;
+            p.tuned = true;
+        }
+    }
     if (p.refused.empty()) {
         const float alpha = c.alpha, beta = c.accumulate ? 1.f : 0.f;
         std::string last;
@@ -119,6 +141,15 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
             if (key.b_scale)
                 IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &key.b_scale,
                                                                 sizeof(key.b_scale)));
+            if (key.vec) {
+                // A cuBLASLt that does not know the scale modes answers "invalid value": a refusal of the plan.
+                const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+                hst = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode));
+                if (hst == CUBLAS_STATUS_SUCCESS)
+                    hst = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode));
+                if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_INVALID_VALUE)
+                    ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulDescSetAttribute", __FILE__, __LINE__);
+            }
             const int8_t fast = key.fast ? 1 : 0;
             IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
         }
@@ -137,11 +168,15 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
                                                               &key.align_d, sizeof(uint32_t)));
         IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                               &key.align_d, sizeof(uint32_t)));
-        // "Not supported" from the heuristic: no algorithm for this call (a refusal, not an error).
-        hst = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), op, la, lb, ld, ld, pref,
-                                             kMaxAlgos, res, &found);
-        if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_NOT_SUPPORTED)
-            ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+        // "Not supported" from the heuristic: no algorithm for this call (a refusal, not an error); with
+        // outer-vector scales "invalid value" too (a cuBLASLt without them on this GPU).
+        if (hst == CUBLAS_STATUS_SUCCESS) {
+            hst = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), op, la, lb, ld, ld, pref,
+                                                 kMaxAlgos, res, &found);
+            if (hst != CUBLAS_STATUS_SUCCESS && hst != CUBLAS_STATUS_NOT_SUPPORTED &&
+                !(key.vec && hst == CUBLAS_STATUS_INVALID_VALUE))
+                ::imp::cuda::throw_cublas(int(hst), "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+        }
     } catch (...) {
         cleanup();
         throw;
@@ -159,7 +194,9 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
         std::memcpy(a.bytes, &res[i].algo, sizeof(res[i].algo));
         p.algos.push_back(a);
     }
-    if (p.algos.empty()) p.refused = std::string("its heuristic has no ") + (fp8 ? "FP8" : "BF16") + " algorithm";
+    if (p.algos.empty())
+        p.refused = std::string("its heuristic has no ") + (fp8 ? "FP8" : "BF16") + " algorithm" +
+                    (key.vec ? " with outer-vector scales" : "");
     return plans_.emplace(key, std::move(p)).first->second;
 }
 

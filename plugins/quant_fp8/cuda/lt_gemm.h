@@ -2,7 +2,9 @@
 // accumulation), with the plans (descriptors and the heuristic's algorithms) cached per shape, alignment and scale
 // pointers. The first call of a plan tries the heuristic's algorithms in order and keeps the first that cuBLASLt
 // runs (cuBLASLt can refuse at cublasLtMatmul an algorithm its heuristic offered); a plan that every algorithm
-// refuses is remembered as refused. Needs no CUDA headers to include.
+// refuses is remembered as refused. With a tuning scratch (GemmCall::tune_d), the first call of a plan outside a graph
+// capture instead times every algorithm the heuristic offered (lt_tune.cpp) and keeps the fastest. Needs no CUDA
+// headers to include.
 #pragma once
 #include <compare>
 #include <cstdint>
@@ -20,6 +22,8 @@ enum class GemmType { BF16, FP8 };
 // y[t * ldd + r] (+)= alpha * a_scale * b_scale * sum_k A[r * lda + k] B[t * ldb + k] for r < m, t < n:
 // A the weight rows, B the activation rows; a_scale / b_scale device floats (FP8 only; null: 1; 16-byte aligned).
 // accumulate: beta 1. FP8 also wants a, b, d 16-byte aligned and lda, ldb multiples of 16 (checked).
+// a_vec / b_vec (FP8): a_scale holds m floats (one per row of A), b_scale n floats (one per token): cuBLASLt's
+// outer-vector scaling (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F, cuBLAS >= 12.9), both or neither.
 struct GemmCall {
     GemmType type = GemmType::BF16;
     const void* a = nullptr;
@@ -34,6 +38,16 @@ struct GemmCall {
     const float* a_scale = nullptr;
     const float* b_scale = nullptr;
     bool fast_accum = true;  // FP8: CUBLASLT_MATMUL_DESC_FAST_ACCUM
+    bool vec_scales = false;  // FP8: a_scale, b_scale are outer vectors (above)
+    // Tuning scratch (null: no tuning): >= ldd * n floats, 16-byte aligned, that the timed runs may overwrite.
+    float* tune_d = nullptr;
+};
+
+// One algorithm of a plan, timed: its place in the heuristic's list, seconds per call, its configuration.
+struct AlgoTime {
+    int index = 0;
+    double seconds = 0;
+    std::string config;
 };
 
 class LtGemm {
@@ -47,6 +61,9 @@ public:
     bool try_run(const CudaHandles& h, const GemmCall& c, std::string* why = nullptr) const;
     // try_run, throwing imp::Error naming the weight and the shape when cuBLASLt refuses.
     void run(const CudaHandles& h, const GemmCall& c) const;
+    // Times each algorithm of c's plan (one warm-up and `reps` runs each, writing c.d with beta 0), best first;
+    // algorithms cuBLASLt refuses are left out. Synchronizes the stream; not inside a graph capture.
+    std::vector<AlgoTime> time_algos(const CudaHandles& h, const GemmCall& c, int reps) const;
 
 private:
     struct Key {
@@ -56,6 +73,7 @@ private:
         const void* a_scale;
         const void* b_scale;
         bool fast;
+        bool vec;
         auto operator<=>(const Key&) const = default;
     };
     struct Algo {
@@ -68,9 +86,13 @@ private:
         void* d = nullptr;
         std::vector<Algo> algos;  // the heuristic's, best first
         int good = -1;            // the algorithm that ran (-1: none tried yet)
+        bool tuned = false;       // timed (GemmCall::tune_d)
         std::string refused;      // why cuBLASLt refuses the plan (empty: not refused)
     };
     Plan& plan(const CudaHandles& h, const Key& key) const;  // mu_ held
+    Key key_of(const GemmCall& c) const;                      // checks c's FP8 rules
+    // Times p's algorithms on c (D = d, beta 0), best first (lt_tune.cpp); mu_ held.
+    std::vector<AlgoTime> time_plan(const CudaHandles& h, Plan& p, const GemmCall& c, float* d, int reps) const;
     std::string describe(const GemmCall& c) const;
 
     std::string name_;

@@ -72,7 +72,7 @@ public:
         a.n_pairs = int(n_pairs);
         a.x_per_slot = m.x_per_slot;
         a.kw = o_.gemv_kw;
-        a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
+        a.plan = gemv_plan(o_);
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;
         a.n_tokens = 1;
@@ -122,7 +122,7 @@ std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, cons
                                             const FillMatrix& fill, const Options& o) {
     cuda_handles(ex, "experts '" + name + "'");
     if (l.has_fp8) throw Error("experts '" + name + "': expert weights take no FP8 copy");
-    gemv_init(o.gemv_async ? GemvPlan::Async : GemvPlan::Regs);
+    gemv_init(gemv_plan(o));
     auto* dev = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * l.bytes, name.c_str()));
     std::vector<uint8_t> host;
     for (int64_t e = 0; e < n_expert; ++e) upload_matrix(ex, l, fill, e, dev, host);

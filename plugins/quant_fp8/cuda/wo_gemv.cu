@@ -3,10 +3,11 @@
 //
 // A CTA of 8 warps holds 8 / kw row groups of kw warps; a row group owns RW consecutive rows (4 for 1-2 tokens, 2
 // for 4-8) and its kw * 32 lanes split the row's 16-byte chunks (chunk ch to lane ch % (kw * 32)), so each lane
-// reads the same columns of its RW rows and loads the matching activations once for all of them. Two plans feed
-// the chunks (GemvPlan): Regs: the next chunk's loads go to registers before the current one is computed (one chunk
-// per row in flight per lane); Async: cp.async streams them into a shared-memory ring kStages chunks deep per lane
-// (wo_pipe.cuh), so more bytes are in flight per SM than registers would allow.
+// reads the same columns of its RW rows and loads the matching activations once for all of them. Three plans
+// feed the chunks (GemvPlan): Regs: the next chunk's loads go to registers before the current one is computed (one
+// chunk per row in flight per lane); Regs2: the next two chunks (1-4 tokens); Async: cp.async streams them into a
+// shared-memory ring kStages chunks deep per lane (wo_pipe.cuh), so more bytes are in flight per SM than registers
+// would allow.
 // Dequantization in registers:
 //   NVFP4: a 32-bit word holds 8 codes in the nibble order of wo_layout.h; (q & 0x80008000) | ((q >> 3) &
 //          0x0E000E00) puts two codes' sign and magnitude bits into a half2 whose values are exactly e2m1 * 2^-14
@@ -144,6 +145,8 @@ template <Codec C>
 void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cudaStream_t st) {
     if (plan == GemvPlan::Async)
         launch_plan<C, kStages>(p, T, n_items, pdl, st);
+    else if (plan == GemvPlan::Regs2)
+        launch_plan<C, kRegs2>(p, T, n_items, pdl, st);
     else
         launch_plan<C, 0>(p, T, n_items, pdl, st);
 }
@@ -197,8 +200,8 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
-    // Async at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
-    const GemvPlan plan = a.plan == GemvPlan::Async && T <= 4 ? GemvPlan::Async : GemvPlan::Regs;
+    // Async or Regs2 at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
+    const GemvPlan plan = a.plan != GemvPlan::Regs && T <= 4 ? a.plan : GemvPlan::Regs;
     const int kw = a.kw > 0 ? a.kw : auto_kw(l, plan, T, n_items, a.sm_count);
     if (kw != 1 && kw != 2 && kw != 4 && kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(kw) + " is not 1, 2, 4 or 8");

@@ -15,6 +15,7 @@ namespace imp::wo {
 
 constexpr int kWarps = 8;
 constexpr int kStages = 4;  // Async: chunks in flight per lane and row
+constexpr int kRegs2 = -1;  // the S of the Regs2 plan
 
 struct KP {
     const uint8_t* w;
@@ -152,11 +153,25 @@ __device__ __forceinline__ void issue_stage(const KP& p, const uint8_t* m, int r
     cp_async_commit();
 }
 
-// The row group's sums over its lanes' chunks: Regs (S == 0) or Async (S stages).
+// The row group's sums over its lanes' chunks: Regs (S == 0), Regs2 (S == kRegs2) or Async (S stages).
 template <Codec C, int T, int RW, int S>
 __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, int li, int L, const float* x,
                                          const int64_t (&xo)[T], int ntok, bool wait_pdl, float (&acc)[RW][T]) {
-    if constexpr (S == 0) {
+    if constexpr (S == kRegs2) {  // the chunks two and one steps ahead in registers while one is computed
+        Chunk<C> c0[RW], c1[RW], c2[RW];
+        load_chunk<C, RW>(p, m, r0, li, c0);
+        load_chunk<C, RW>(p, m, r0, li + L, c1);
+        if (wait_pdl) ::imp::cuda::pdl_wait();
+        for (int ch = li; ch < p.nch; ch += L) {
+            load_chunk<C, RW>(p, m, r0, ch + 2 * L, c2);
+            compute<C, T, RW>(p, x, xo, ntok, c0, ch, acc);
+#pragma unroll
+            for (int r = 0; r < RW; ++r) {
+                c0[r] = c1[r];
+                c1[r] = c2[r];
+            }
+        }
+    } else if constexpr (S == 0) {
         Chunk<C> cur[RW], nxt[RW];
         load_chunk<C, RW>(p, m, r0, li, cur);
         if (wait_pdl) ::imp::cuda::pdl_wait();

@@ -1,6 +1,7 @@
 // Weight-only CUDA kernels besides the GEMV (wo_kernels.h): embedding rows, bf16 tiles for the BF16 GEMM path,
-// activation conversion (bf16, per-tensor E4M3), the per-row scale epilogue of the FP8 GEMM, the weighted sum over
-// expert slots, and the NVFP4 -> FP8 conversion at load. Elementwise, one thread per output; deterministic.
+// activation conversion to bf16, the weighted sum over expert slots, and the NVFP4 -> FP8 conversion at load.
+// Elementwise, one thread per output; deterministic. The FP8 GEMM's activation quantization and epilogue are in
+// wo_quant.cu.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -94,44 +95,6 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int64_t 
         o[c] = __bfloat16_as_ushort(__float2bfloat16_rn(c < cols ? xr[c] : 0.f));
 }
 
-__global__ void amax_kernel(const float* __restrict__ x, int64_t xs, int64_t n, int64_t cols, float* stat) {
-    __shared__ float red[kThreads / 32];
-    float m = 0.f;
-    const int64_t total = n * cols;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-        m = fmaxf(m, fabsf(x[(i / cols) * xs + i % cols]));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < kThreads / 32; ++w) m = fmaxf(m, red[w]);
-        atomicMax(reinterpret_cast<int*>(stat), __float_as_int(m));  // m >= 0: int order is float order
-    }
-}
-
-__global__ void quantize_kernel(const float* __restrict__ x, int64_t xs, int64_t cols, uint8_t* __restrict__ out,
-                                int64_t ldo, float* stat) {
-    const float amax = stat[0];
-    const float unit = amax > 0.f ? amax / 448.f : 1.f;
-    if (blockIdx.x == 0 && threadIdx.x == 0) stat[kStatUnit] = unit;
-    const float* xr = x + int64_t(blockIdx.x) * xs;
-    uint8_t* o = out + int64_t(blockIdx.x) * ldo;
-    for (int64_t c = threadIdx.x; c < ldo; c += blockDim.x)
-        o[c] = c < cols ? __nv_cvt_float_to_fp8(xr[c] / unit, __NV_SATFINITE, __NV_E4M3) : 0;
-}
-
-__global__ void scale_rows_kernel(const float* __restrict__ tmp, int64_t rows, int64_t n, const float* __restrict__ s,
-                                  float* __restrict__ y, int64_t ys, int accumulate) {
-    const int64_t total = rows * n;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t t = i / rows, r = i % rows;
-        const float v = s ? tmp[i] * s[r] : tmp[i];
-        float* yp = y + t * ys + r;
-        *yp = accumulate ? *yp + v : v;
-    }
-}
-
 __global__ void experts_reduce_kernel(const float* __restrict__ part, int64_t rows, const int32_t* __restrict__ ids,
                                       const float* __restrict__ weights, int n_expert, int top_k, float* y, int64_t ys,
                                       int accumulate) {
@@ -206,10 +169,6 @@ __global__ void nvfp4_to_fp8_kernel(Layout l, uint8_t* __restrict__ m, float inv
     }
 }
 
-unsigned grid_for(int64_t total) {
-    const int64_t b = (total + kThreads - 1) / kThreads;
-    return unsigned(b < 4096 ? (b > 0 ? b : 1) : 4096);
-}
 
 }  // namespace
 
@@ -232,23 +191,6 @@ void dequant_bf16(const Layout& l, const uint8_t* w, int64_t r0, int64_t nr, uin
 void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st) {
     if (n <= 0) return;
     to_bf16_kernel<<<unsigned(n), kThreads, 0, st>>>(x, xs, cols, out, ldo);
-    IMP_CUDA_CHECK_LAUNCH();
-}
-
-void quantize_fp8(const float* x, int64_t xs, int64_t n, int64_t cols, uint8_t* out, int64_t ldo, float* stat,
-                  cudaStream_t st) {
-    if (n <= 0) return;
-    IMP_CUDA_CHECK(cudaMemsetAsync(stat, 0, sizeof(float), st));  // amax; the unit is written
-    amax_kernel<<<grid_for(n * cols), kThreads, 0, st>>>(x, xs, n, cols, stat);
-    IMP_CUDA_CHECK_LAUNCH();
-    quantize_kernel<<<unsigned(n), kThreads, 0, st>>>(x, xs, cols, out, ldo, stat);
-    IMP_CUDA_CHECK_LAUNCH();
-}
-
-void scale_rows(const float* tmp, int64_t rows, int64_t n, const float* s, float* y, int64_t ys, bool accumulate,
-                cudaStream_t st) {
-    if (n <= 0 || rows <= 0) return;
-    scale_rows_kernel<<<grid_for(rows * n), kThreads, 0, st>>>(tmp, rows, n, s, y, ys, accumulate ? 1 : 0);
     IMP_CUDA_CHECK_LAUNCH();
 }
 

@@ -13,9 +13,10 @@ namespace imp::wo {
 
 constexpr int kMaxGemvTokens = 8;
 
-// How the GEMV feeds its chunks (wo_gemv.cu): Regs: one chunk per row in flight per lane, in registers; Async:
-// cp.async into a shared-memory ring, several chunks deep (up to 4 tokens; 5-8 tokens run Regs).
-enum class GemvPlan { Regs, Async };
+// How the GEMV feeds its chunks (wo_gemv.cu): Regs: one chunk per row in flight per lane, in registers; Regs2: two
+// (twice the bytes in flight; up to 4 tokens, 5-8 run Regs); Async: cp.async into a shared-memory ring, several
+// chunks deep (up to 4 tokens; 5-8 tokens run Regs).
+enum class GemvPlan { Regs, Async, Regs2 };
 
 // One GEMV launch: y[t, r] (+)= sum_c x[t, c] * W[r, c].
 //   Dense (ids == null): n_tokens <= kMaxGemvTokens rows of x.
@@ -77,16 +78,24 @@ void dequant_bf16(const Layout& l, const uint8_t* w, int64_t r0, int64_t nr, uin
                   cudaStream_t st);
 // x [n, cols] (row stride xs) as bf16 [n, ldo], zero past cols.
 void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out, int64_t ldo, cudaStream_t st);
-// x [n, cols] quantized per tensor to E4M3 [n, ldo] (zero past cols): amax over x, unit = amax / 448 (1 when
-// amax is 0), q = e4m3(x / unit) (saturating). stat: kStatBytes of device memory, 256-aligned: [0] amax,
-// [kStatUnit] unit (read by the FP8 GEMM as its B scale; cuBLASLt wants scale pointers 16-byte aligned).
+// Activation quantization for the FP8 GEMM (wo_quant.cu); E4M3 [n, ldo] out (ldo % 4 == 0, zero past cols):
+// q = e4m3(x / unit) (saturating), unit = amax / 448 (1 when amax is 0).
+// quantize_fp8: one unit per call (amax over all of x [n, cols], row stride xs): a pass writing one partial amax per
+// CTA into stat, then the quantizing pass (each CTA reduces the partials). stat: kStatBytes of device memory,
+// 256-aligned; [kStatUnit] the unit (read by the FP8 GEMM as its B scale; cuBLASLt wants scale pointers 16-byte
+// aligned). Nothing to clear between calls.
 constexpr int kStatUnit = 64;
-constexpr uint64_t kStatBytes = 512;
+constexpr int kStatParts = 128;  // the partials: stat[kStatParts + i], i < kMaxParts
+constexpr int kMaxParts = 512;
+constexpr uint64_t kStatBytes = 4096;
 void quantize_fp8(const float* x, int64_t xs, int64_t n, int64_t cols, uint8_t* out, int64_t ldo, float* stat,
                   cudaStream_t st);
-// y[t, r] (+)= tmp[t * rows + r] * s[r] (s null: 1).
-void scale_rows(const float* tmp, int64_t rows, int64_t n, const float* s, float* y, int64_t ys, bool accumulate,
-                cudaStream_t st);
+// quantize_fp8_rows: one unit per token (amax over its row), in one pass (a CTA per row): units[t] for t < n.
+void quantize_fp8_rows(const float* x, int64_t xs, int64_t n, int64_t cols, uint8_t* out, int64_t ldo, float* units,
+                       cudaStream_t st);
+// y[t, r] (+)= tmp[t * ldt + r] * s_row[r] * s_tok[t] for r < rows, t < n (a null scale: 1).
+void scale_rows(const float* tmp, int64_t ldt, int64_t rows, int64_t n, const float* s_row, const float* s_tok,
+                float* y, int64_t ys, bool accumulate, cudaStream_t st);
 // y[t, r] (+)= sum over j < top_k in order of weights[p] * part[p * rows + r] (p = t * top_k + j), pairs whose id
 // is out of range skipped; fp32, deterministic.
 void experts_reduce(const float* part, int64_t rows, const int32_t* ids, const float* weights, int n_expert,

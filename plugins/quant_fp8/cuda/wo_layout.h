@@ -15,6 +15,9 @@
 //          e2m1 * e4m3 / fp8_unit rounded to E4M3 (one per-tensor unit), and the fp32 fp8_scale = global *
 //          fp8_unit alone at fp8_scale_off (256-aligned: cuBLASLt's FP8 GEMM refuses a scale pointer that is not
 //          16-byte aligned, "not supported", for some kernels).
+//   vec    (with the per-token FP8 GEMM only) fp32 [rows_p16] at vec_off: the weight's scale of each row as the
+//          FP8 GEMM's outer-vector A scale (FP8: its per-row or per-tensor scale; NVFP4: the FP8 copy's scale;
+//          zero in the padding rows).
 #pragma once
 #include <cstdint>
 
@@ -32,12 +35,14 @@ struct Layout {
     uint64_t scale_off = 0, post_off = 0, fp8_scale_off = 0, fp8_off = 0;
     int64_t n_post = 1;         // FP8: weight scales (1 or rows)
     bool has_fp8 = false;       // NVFP4: FP8 copy for the prefill GEMM
+    bool has_vec = false;       // the per-row scale vector of the per-token FP8 GEMM
+    uint64_t vec_off = 0;
     uint64_t bytes = 0;         // one matrix
 };
 
 inline uint64_t round256(uint64_t v) { return (v + 255) / 256 * 256; }
 
-inline Layout make_layout(Codec c, int64_t rows, int64_t cols, int64_t n_post, bool fp8_copy) {
+inline Layout make_layout(Codec c, int64_t rows, int64_t cols, int64_t n_post, bool fp8_copy, bool scale_vec = false) {
     Layout l;
     l.codec = c;
     l.rows = rows;
@@ -54,6 +59,9 @@ inline Layout make_layout(Codec c, int64_t rows, int64_t cols, int64_t n_post, b
     l.fp8_scale_off = l.post_off + round256(uint64_t(l.n_post) * 4);
     l.fp8_off = l.fp8_scale_off + 256;
     l.bytes = l.has_fp8 ? l.fp8_off + round256(uint64_t(l.rows_p16 * l.cp)) : l.post_off + round256(uint64_t(l.n_post) * 4);
+    l.has_vec = scale_vec && (c == Codec::FP8 || l.has_fp8);
+    l.vec_off = l.bytes;
+    if (l.has_vec) l.bytes += round256(uint64_t(l.rows_p16) * 4);
     return l;
 }
 

@@ -1,12 +1,17 @@
 // Weight-only CUDA weights (wo_weight.h). Weight::matmul:
-//   - up to kMaxGemvTokens tokens: the GEMV (wo_gemv.cu) reads every weight byte once;
+//   - up to kMaxGemvTokens tokens (with the FP8 GEMM: up to gemv_max_tokens): the GEMV (wo_gemv.cu) reads every
+//     weight byte once;
 //   - above, with the FP8 GEMM (Options::fp8_gemm, FP8 codes or the NVFP4 FP8 copy): the activations are quantized
-//     to E4M3 per tensor, dynamically (amax over the call's rows; cuBLASLt's Hopper FP8 GEMM takes one scale per
-//     operand, so a per-token scale would cost an extra pass over the output), and cuBLASLt multiplies them on the
-//     FP8 tensor cores with the weight's per-tensor scale as A scale, accumulating into y (beta = 1). A per-row
-//     weight scale, a row count or token count that is not a multiple of 16, or an output stride that is not a
-//     multiple of 4 goes through an fp32 buffer in the workspace ([tokens padded to 16, rows padded to 16]) and an
-//     epilogue y (+)= buffer * row scale. Every call keeps cuBLASLt's FP8 rules (TN, 16-byte aligned matrices and
+//     to E4M3 dynamically, and cuBLASLt multiplies them on the FP8 tensor cores, accumulating into y (beta = 1):
+//     - per tensor (default): one unit (amax over the call's rows, two passes over x), the weight's per-tensor
+//       scale as A scale. A per-row weight scale goes through the fp32 buffer below and an epilogue;
+//     - per token (fp8_per_token, layouts with the scale vector): one unit per token in one pass over x; the
+//       weight's per-row scale vector and the token units as cuBLASLt outer-vector A / B scales, so per-row
+//       weights multiply directly too. Should cuBLASLt refuse outer-vector scales, the unscaled FP8 GEMM goes
+//       through the buffer and the epilogue applies both (one stderr line per weight).
+//     A row count or token count that is not a multiple of 16, or an output stride that is not a multiple of 4
+//     goes through an fp32 buffer in the workspace ([tokens padded to 16, rows padded to 16]) and an epilogue
+//     y (+)= buffer * scales. With gemm_tune, the first eager call of each GEMM shape times cuBLASLt's algorithms. Every call keeps cuBLASLt's FP8 rules (TN, 16-byte aligned matrices and
 //     scale pointers, leading dimensions of whole 16 bytes). Should cuBLASLt still refuse a shape, that shape goes
 //     through the bf16 tiles below, with one line on stderr per weight (the workspace covers both paths);
 //   - else: weight rows are dequantized tile by tile to bf16 in the workspace (exact for NVFP4 and per-tensor FP8;
@@ -55,30 +60,33 @@ public:
                         std::to_string(y_stride) + " are below cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));
         const auto st = static_cast<cudaStream_t>(h.stream);
-        if (n_tokens <= kMaxGemvTokens) {
-            GemvArgs a;
-            a.w = dev_;
-            a.x = x;
-            a.xs = x_stride;
-            a.y = y;
-            a.ys = y_stride;
-            a.n_tokens = int(n_tokens);
-            a.accumulate = accumulate;
-            a.kw = o_.gemv_kw;
-            a.plan = o_.gemv_async ? GemvPlan::Async : GemvPlan::Regs;
-            a.sm_count = h.sm_count;
-            a.pdl = h.pdl;
-            gemv(l_, a, st);
-            return;
+        const bool small = n_tokens <= kMaxGemvTokens;
+        if (n_tokens > gemv_tokens()) {  // the prefill path (small: the FP8 GEMM, else the GEMV below)
+            const uint64_t need = workspace_bytes(n_tokens);
+            if (ex.workspace_bytes() < need || !ex.workspace())
+                throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) +
+                            "]: matmul of " + std::to_string(n_tokens) + " tokens needs " + std::to_string(need) +
+                            " bytes of workspace, the executor reserved " + std::to_string(ex.workspace_bytes()));
+            auto* ws = static_cast<uint8_t*>(ex.workspace());
+            if (fp8_path() && matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate)) return;
+            if (!small) {
+                matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+                return;
+            }
         }
-        const uint64_t need = workspace_bytes(n_tokens);
-        if (ex.workspace_bytes() < need || !ex.workspace())
-            throw Error(name_ + " weight [" + std::to_string(rows_) + ", " + std::to_string(cols_) + "]: matmul of " + std::to_string(n_tokens) + " tokens needs " +
-                        std::to_string(need) + " bytes of workspace, the executor reserved " +
-                        std::to_string(ex.workspace_bytes()));
-        auto* ws = static_cast<uint8_t*>(ex.workspace());
-        if (fp8_path() && matmul_fp8(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate)) return;
-        matmul_bf16(h, ws, x, x_stride, y, y_stride, n_tokens, accumulate);
+        GemvArgs a;
+        a.w = dev_;
+        a.x = x;
+        a.xs = x_stride;
+        a.y = y;
+        a.ys = y_stride;
+        a.n_tokens = int(n_tokens);
+        a.accumulate = accumulate;
+        a.kw = o_.gemv_kw;
+        a.plan = gemv_plan(o_);
+        a.sm_count = h.sm_count;
+        a.pdl = h.pdl;
+        gemv(l_, a, st);
     }
 
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
@@ -87,18 +95,27 @@ public:
     }
 
     uint64_t workspace_bytes(int64_t n_tokens) const override {
-        if (n_tokens <= kMaxGemvTokens) return 0;
-        const uint64_t bf16 = round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
-        if (!fp8_path()) return bf16;
+        if (n_tokens <= gemv_tokens()) return 0;
         const int64_t np = round_up(n_tokens, 16);
-        return std::max(bf16, round256(uint64_t(np * l_.cp)) + kStatBytes + round256(uint64_t(np * l_.rows_p16) * 4));
+        const uint64_t fp8 = round256(uint64_t(np * l_.cp)) + kStatBytes + round256(uint64_t(np) * 4) +
+                             round256(uint64_t(np * l_.rows_p16) * 4);
+        if (n_tokens <= kMaxGemvTokens) return fp8;  // a refused FP8 GEMM of so few tokens runs the GEMV
+        const uint64_t bf16 = round256(uint64_t(n_tokens * l_.cp) * 2) + uint64_t(tile_rows(n_tokens) * l_.cp) * 2;
+        return fp8_path() ? std::max(bf16, fp8) : bf16;
     }
 
     // FP8 GEMM calls cuBLASLt refused (they went through bf16 tiles).
     int64_t fp8_refusals() const { return refusals_.load(); }
+    // Per-token FP8 GEMM calls whose outer-vector scales cuBLASLt refused (they went through the epilogue).
+    int64_t vec_refusals() const { return vec_refusals_.load(); }
 
 private:
     bool fp8_path() const { return o_.fp8_gemm && (l_.codec == Codec::FP8 || l_.has_fp8); }
+    bool per_token() const { return o_.fp8_per_token && l_.has_vec; }
+    // The most tokens the GEMV takes (more: the prefill path).
+    int64_t gemv_tokens() const {
+        return fp8_path() ? std::clamp<int64_t>(o_.gemv_max_tokens, 1, kMaxGemvTokens) : kMaxGemvTokens;
+    }
 
     int64_t tile_rows(int64_t n_tokens) const {
         int64_t t = o_.tile_rows;
@@ -107,23 +124,28 @@ private:
         return std::min(t, rows_);
     }
 
-    // False when cuBLASLt refuses the call (the caller takes the bf16 tiles).
+    // False when cuBLASLt refuses the call (the caller takes the bf16 tiles, or the GEMV up to 8 tokens).
     bool matmul_fp8(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
                     bool accumulate) const {
         const auto st = static_cast<cudaStream_t>(h.stream);
         const int64_t np = round_up(n, 16);
+        const uint64_t xq_bytes = round256(uint64_t(np * l_.cp)), units_bytes = round256(uint64_t(np) * 4);
         auto* xq = ws;
-        auto* stat = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)));
-        auto* tmp = reinterpret_cast<float*>(ws + round256(uint64_t(np * l_.cp)) + kStatBytes);
+        auto* stat = reinterpret_cast<float*>(ws + xq_bytes);
+        auto* units = reinterpret_cast<float*>(ws + xq_bytes + kStatBytes);
+        auto* tmp = reinterpret_cast<float*>(ws + xq_bytes + kStatBytes + units_bytes);
+        const bool token = per_token();
         // Rows n..np of xq stay as they are: the direct path multiplies only n rows, the buffered one writes the
         // padded rows of tmp, which the epilogue never reads.
-        quantize_fp8(x, xs, n, cols_, xq, l_.cp, stat, st);
+        if (token)
+            quantize_fp8_rows(x, xs, n, cols_, xq, l_.cp, units, st);
+        else
+            quantize_fp8(x, xs, n, cols_, xq, l_.cp, stat, st);
         const float* post = reinterpret_cast<const float*>(dev_ + l_.post_off);
+        const auto* vec = reinterpret_cast<const float*>(dev_ + l_.vec_off);
         const bool per_row = l_.codec == Codec::FP8 && l_.n_post != 1;
-        const float* a_scale = l_.codec == Codec::NVFP4 ? reinterpret_cast<const float*>(dev_ + l_.fp8_scale_off)
-                                                        : (per_row ? nullptr : post);
-        const bool direct = !per_row && rows_ % 16 == 0 && n % 16 == 0 && ys % 4 == 0 &&
-                            reinterpret_cast<uintptr_t>(y) % 16 == 0;
+        const bool aligned = rows_ % 16 == 0 && n % 16 == 0 && ys % 4 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+        const bool direct = aligned && (token || !per_row);
         GemmCall c;
         c.type = GemmType::FP8;
         c.a = l_.codec == Codec::NVFP4 ? dev_ + l_.fp8_off : dev_;
@@ -131,8 +153,15 @@ private:
         c.b = xq;
         c.ldb = l_.cp;
         c.k = l_.cp;
-        c.a_scale = a_scale;
-        c.b_scale = stat + kStatUnit;
+        if (token) {  // outer vectors: the weight's scale per row, the activations' unit per token
+            c.a_scale = vec;
+            c.b_scale = units;
+            c.vec_scales = true;
+        } else {
+            c.a_scale = l_.codec == Codec::NVFP4 ? reinterpret_cast<const float*>(dev_ + l_.fp8_scale_off)
+                                                 : (per_row ? nullptr : post);
+            c.b_scale = stat + kStatUnit;
+        }
         c.fast_accum = o_.fast_accum;
         if (direct) {
             c.d = y;
@@ -146,28 +175,42 @@ private:
             c.m = l_.rows_p16;
             c.n = np;
         }
+        // Tuning runs write tmp: only when the output is tmp or no wider than it.
+        if (o_.gemm_tune && (!direct || ys <= l_.rows_p16)) c.tune_d = tmp;
         std::string why;
-        if (o_.fp8_refuse_all)
+        if (o_.fp8_refuse_all) {
             why = "refused by the fp8_refuse_all test option";
-        else if (lt_.try_run(h, c, &why)) {
-            if (!direct) scale_rows_padded(tmp, n, per_row ? post : nullptr, y, ys, accumulate, st);
+        } else if (!(token && o_.fp8_refuse_vec) && lt_.try_run(h, c, &why)) {
+            if (!direct)
+                scale_rows(tmp, l_.rows_p16, rows_, n, per_row && !token ? post : nullptr, nullptr, y, ys, accumulate,
+                           st);
             return true;
+        } else if (token) {
+            // Outer-vector scales refused: the unscaled FP8 GEMM into tmp, both scales in the epilogue.
+            if (vec_refusals_.fetch_add(1) == 0)
+                std::fprintf(stderr, "imp: %s weight [%lld, %lld]: cuBLASLt refuses the outer-vector FP8 GEMM of %lld "
+                             "tokens (%s); per-token scales go through an epilogue\n", name_.c_str(),
+                             (long long)rows_, (long long)cols_, (long long)n,
+                             o_.fp8_refuse_vec ? "refused by the fp8_refuse_vec test option" : why.c_str());
+            GemmCall u = c;
+            u.a_scale = u.b_scale = nullptr;
+            u.vec_scales = false;
+            u.d = tmp;
+            u.ldd = l_.rows_p16;
+            u.m = l_.rows_p16;
+            u.n = np;
+            u.accumulate = false;
+            u.tune_d = o_.gemm_tune ? tmp : nullptr;
+            if (lt_.try_run(h, u, &why)) {
+                scale_rows(tmp, l_.rows_p16, rows_, n, vec, units, y, ys, accumulate, st);
+                return true;
+            }
         }
         if (refusals_.fetch_add(1) == 0)
             std::fprintf(stderr, "imp: %s weight [%lld, %lld]: cuBLASLt refuses the FP8 GEMM of %lld tokens (%s); "
-                         "refused shapes go through bf16 tiles\n", name_.c_str(), (long long)rows_, (long long)cols_,
+                         "refused shapes go through bf16 tiles (up to 8 tokens: the GEMV)\n", name_.c_str(), (long long)rows_, (long long)cols_,
                          (long long)n, why.c_str());
         return false;
-    }
-
-    void scale_rows_padded(const float* tmp, int64_t n, const float* s, float* y, int64_t ys, bool accumulate,
-                           cudaStream_t st) const {
-        if (l_.rows_p16 == rows_) {
-            scale_rows(tmp, rows_, n, s, y, ys, accumulate, st);
-            return;
-        }
-        for (int64_t t = 0; t < n; ++t)  // rare (rows not a multiple of 16): one launch per token
-            scale_rows(tmp + t * l_.rows_p16, rows_, 1, s, y + t * ys, ys, accumulate, st);
     }
 
     void matmul_bf16(const CudaHandles& h, uint8_t* ws, const float* x, int64_t xs, float* y, int64_t ys, int64_t n,
@@ -204,6 +247,7 @@ private:
     float alpha_;
     LtGemm lt_;
     mutable std::atomic<int64_t> refusals_{0};
+    mutable std::atomic<int64_t> vec_refusals_{0};
 };
 
 }  // namespace
@@ -221,6 +265,11 @@ int64_t fp8_refusals(const Weight& w) {
     return wo ? wo->fp8_refusals() : -1;
 }
 
+int64_t fp8_vec_refusals(const Weight& w) {
+    const auto* wo = dynamic_cast<const WoWeight*>(&w);
+    return wo ? wo->vec_refusals() : -1;
+}
+
 const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {
     const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
     if (!h) throw Error(what + " lives on a CUDA device; executor " + ex.name() + " gives no CUDA handles");
@@ -230,7 +279,7 @@ const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {
 std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit) {
     const CudaHandles& h = cuda_handles(ex, name + " weight");
-    gemv_init(o.gemv_async ? GemvPlan::Async : GemvPlan::Regs);
+    gemv_init(gemv_plan(o));
     auto* dev = static_cast<uint8_t*>(ex.alloc(l.bytes, name.c_str()));
     std::vector<uint8_t> host;
     upload_matrix(ex, l, fill, 0, dev, host);

@@ -12,6 +12,7 @@
 #include "imp/experts.h"
 #include "imp/quant_format.h"
 #include "kernel_settings.h"
+#include "wo_kernels.h"
 #include "wo_layout.h"
 
 namespace imp::wo {
@@ -21,6 +22,10 @@ namespace imp::wo {
 struct Options : quant_hf::KernelSettings {
     bool fp8_gemm = false;
 };
+// The GEMV plan the settings choose.
+inline GemvPlan gemv_plan(const quant_hf::KernelSettings& s) {
+    return s.gemv_async ? GemvPlan::Async : (s.gemv_regs2 ? GemvPlan::Regs2 : GemvPlan::Regs);
+}
 inline Options options(const quant_hf::KernelSettings& s, bool fp8_gemm) {
     Options o;
     static_cast<quant_hf::KernelSettings&>(o) = s;
@@ -42,6 +47,9 @@ std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, cons
 // How many FP8 GEMM calls of w cuBLASLt refused (each went through bf16 tiles instead); -1 when w is not a
 // weight-only CUDA weight.
 int64_t fp8_refusals(const Weight& w);
+// How many per-token FP8 GEMM calls of w cuBLASLt refused with outer-vector scales (each ran the unscaled FP8 GEMM
+// and an epilogue instead); -1 when w is not a weight-only CUDA weight.
+int64_t fp8_vec_refusals(const Weight& w);
 
 // Fills matrix e of the layout on the host (a zeroed l.bytes buffer, reused) and uploads it to dev + e * l.bytes.
 void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,

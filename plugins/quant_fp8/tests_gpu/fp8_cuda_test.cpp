@@ -7,7 +7,9 @@
 //   DequantBf16 prefill 5e-3: activations rounded to bf16 (and per-row weights e4m3 * scale rounded to bf16);
 //   Fp8Gemm prefill: 1e-2 against the reference of the same per-tensor E4M3 activation rounding simulated on the CPU
 //     (left: the tensor cores' fast FP8 accumulation), 0.1 against the exact activations (E4M3: 4 significant bits);
-//     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16.
+//     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16. Per-token activation units: the same bounds
+//     against the same per-token rounding (finer than per tensor, so no looser); the outer-vector scales are
+//     products of the same fp32 factors as the per-tensor path, applied in another order (~1e-7).
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -63,25 +65,27 @@ const std::vector<std::pair<int64_t, int64_t>> kShapes = {{203, 371}, {64, 4100}
 
 }  // namespace
 
-TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, strides, accumulate, regs and async",
+TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, strides, accumulate, regs, regs2 and async",
           "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(111);
     for (const auto& [rows, cols] : kShapes)
         for (const bool per_row : {false, true}) {
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            for (const bool async : {false, true})
+            for (const int plan : {0, 1, 2})  // regs, async, regs2
             for (const int kw : {0, 1, 8}) {
                 f8::cuda::Settings s;
                 s.gemv_kw = kw;
-                s.gemv_async = async;
+                s.gemv_async = plan == 1;
+                s.gemv_regs2 = plan == 2;
                 const auto w = load(*ex, f, s);
                 CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, 0, f.n_scale));
                 for (const int64_t t : {1, 2, 3, 4, 5, 8})
                     for (const bool acc : {false, true})
                         for (const int64_t xs : {cols, cols + 3}) {
                             INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor")
-                                      << (async ? ", async" : ", regs") << ", kw " << kw << ", tokens " << t
+                                      << (plan == 1 ? ", async" : plan == 2 ? ", regs2" : ", regs") << ", kw " << kw
+                                      << ", tokens " << t
                                       << (acc ? ", accumulate" : "") << ", x stride " << xs);
                             const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng);
                             CHECK(c.unwritten == 0);
@@ -110,6 +114,72 @@ TEST_CASE("quant_fp8 cuda: prefill through cuBLASLt's FP8 GEMM", "[quant_fp8_gpu
         }
 }
 
+TEST_CASE("quant_fp8 cuda: prefill through the FP8 GEMM with per-token units (outer-vector scales), tuned or not",
+          "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(224);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{208, 512}, {203, 371}})
+        for (const bool per_row : {false, true})
+            for (const bool tune : {false, true}) {
+                f8::cuda::Settings s;
+                s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+                s.fp8_per_token = true;
+                s.gemm_tune = tune;
+                const Fp8 f = random_fp8(rows, cols, per_row, rng);
+                const auto w = load(*ex, f, s);
+                CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, 0, f.n_scale, s));
+                INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << (tune ? ", tuned" : ""));
+                const int64_t refused = fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, true);
+                INFO("calls cuBLASLt refused (stderr says why): " << refused);
+                CHECK(refused == 0);
+                // Not a failure: cuBLASLt builds without outer-vector FP8 scales run the epilogue (checked above).
+                if (wo::fp8_vec_refusals(*w) > 0)
+                    WARN("cuBLASLt refused outer-vector scales on " << wo::fp8_vec_refusals(*w) << " calls");
+            }
+}
+
+TEST_CASE("quant_fp8 cuda: per-token units whose outer-vector GEMM cuBLASLt refuses go through the epilogue",
+          "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(225);
+    f8::cuda::Settings s;
+    s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+    s.fp8_per_token = true;
+    s.fp8_refuse_vec = true;
+    for (const bool per_row : {false, true}) {
+        const Fp8 f = random_fp8(208, 512, per_row, rng);
+        const auto w = load(*ex, f, s);
+        INFO((per_row ? "per row" : "per tensor"));
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, true) == 0);
+        // 16, 33, 100, 512, 600 tokens x 2 strides x (y =, y +=) x 2 checks (exact, simulated): each through it.
+        CHECK(wo::fp8_vec_refusals(*w) == 40);
+    }
+}
+
+TEST_CASE("quant_fp8 cuda: gemv_max_tokens 1 sends 2-8 tokens through the FP8 GEMM", "[quant_fp8_gpu][gemm][fp8]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(226);
+    for (const bool token : {false, true}) {
+        f8::cuda::Settings s;
+        s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+        s.fp8_per_token = token;
+        s.gemv_max_tokens = 1;
+        const Fp8 f = random_fp8(208, 512, true, rng);
+        const auto w = load(*ex, f, s);
+        CHECK(w->workspace_bytes(1) == 0);
+        CHECK(w->workspace_bytes(2) > 0);
+        INFO((token ? "per-token units" : "per-tensor unit"));
+        // 7 tokens: padded to 16 in the fp32 buffer, then the epilogue.
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng, token, 1) == 0);
+        // Every FP8 GEMM refused: 7 tokens run the GEMV (no bf16 tiles, whose workspace was not reserved), the
+        // others bf16 tiles; 6 token counts x 2 strides x (y =, y +=).
+        s.fp8_refuse_all = true;
+        const auto wr = load(*ex, f, s);
+        CHECK(wr->workspace_bytes(7) < wr->workspace_bytes(16));
+        CHECK(fp8_prefill_cases(*ex, *wr, f.w, f.w, 0.1, rng, token, 1) == 24);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: a shape cuBLASLt refuses goes through bf16 tiles", "[quant_fp8_gpu][gemm][fp8]") {
     auto ex = make_gpu();
     std::mt19937 rng(223);
@@ -120,8 +190,8 @@ TEST_CASE("quant_fp8 cuda: a shape cuBLASLt refuses goes through bf16 tiles", "[
         const Fp8 f = random_fp8(208, 512, per_row, rng);
         const auto w = load(*ex, f, s);
         INFO((per_row ? "per row" : "per tensor"));
-        // 16, 33, 100, 512 tokens x 2 strides x (y =, y +=): every GEMM call refused.
-        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng) == 16);
+        // 16, 33, 100, 512, 600 tokens x 2 strides x (y =, y +=): every GEMM call refused.
+        CHECK(fp8_prefill_cases(*ex, *w, f.w, f.w, 0.1, rng) == 20);
     }
 }
 
@@ -172,15 +242,16 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
             ref.push_back(f.w);
         }
         const int64_t ns = per_row ? rows : 1;
-        for (const bool async : {false, true})
+        for (const int plan : {0, 1, 2})  // regs, async, regs2
         for (const bool grouped : {true, false}) {
             f8::cuda::Settings s;
             s.experts_grouped = grouped;
-            s.gemv_async = async;
+            s.gemv_async = plan == 1;
+            s.gemv_regs2 = plan == 2;
             const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns, s);
             CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
             INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair")
-                                                      << (async ? ", async" : ""));
+                                                      << (plan == 1 ? ", async" : plan == 2 ? ", regs2" : ""));
             experts_cases(*ex, *w, ref, 1e-4, rng);
         }
     }
@@ -207,6 +278,17 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
         const auto w = load(*ex, f, s);
         graph_case(*ex, *w, f.w, 32, 1e-2, *e, ref, rng,
                    [&](const std::vector<float>& x, int64_t t) { return fp8_activations(x, f.cols, t, f.cols); });
+        CHECK(wo::fp8_refusals(*w) == 0);
+    }
+    SECTION("fp8 prefill, per-token units, tuned") {
+        f8::cuda::Settings s;
+        s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
+        s.fp8_per_token = true;
+        s.gemm_tune = true;
+        const auto w = load(*ex, f, s);
+        graph_case(*ex, *w, f.w, 32, 1e-2, *e, ref, rng, [&](const std::vector<float>& x, int64_t t) {
+            return fp8_activations(x, f.cols, t, f.cols, true);
+        });
         CHECK(wo::fp8_refusals(*w) == 0);
     }
     SECTION("bf16 prefill") {

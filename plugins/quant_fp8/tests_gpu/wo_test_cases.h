@@ -37,18 +37,21 @@ inline Check matmul_case(CudaExecutor& ex, const Weight& w, const std::vector<fl
     return check_output(download(ex, yd, init.size()), init, ys, n_alloc, rows, want, delta, n);
 }
 
-// Prefill of a weight whose prefill runs cuBLASLt's FP8 GEMM, for 1/7/16/33/100/512 tokens, y strides rows and
+// Prefill of a weight whose prefill runs cuBLASLt's FP8 GEMM, for 1/7/16/33/100/512/600 tokens (600: more rows
+// than the per-tensor amax pass has CTAs), y strides rows and
 // rows + 1 (cuBLASLt writes y directly, or through the fp32 buffer), y = and +=:
-//   - up to kMaxGemvTokens tokens the GEMV: exact (1e-4);
-//   - above, the FP8 GEMM: against the reference of the same per-tensor E4M3 activation rounding on w_fp8 (the
+//   - up to gemv_max tokens (the weight's gemv_max_tokens) the GEMV: exact (1e-4);
+//   - above, the FP8 GEMM: against the reference of the same E4M3 activation rounding (per tensor, or per token
+//     when per_token) on w_fp8 (the
 //     weights the GEMM multiplies) within 1e-2 (left: the tensor cores' fast accumulation), and against the exact
 //     weights w_exact within exact_tol (E4M3 keeps 4 significant bits);
 //   - a call cuBLASLt refused went through bf16 tiles instead: exact within 5e-3 (bf16 activations).
 // Returns how many calls cuBLASLt refused.
 inline int64_t fp8_prefill_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_exact,
-                                 const std::vector<float>& w_fp8, double exact_tol, std::mt19937& rng) {
+                                 const std::vector<float>& w_fp8, double exact_tol, std::mt19937& rng,
+                                 bool per_token = false, int64_t gemv_max = kMaxGemvTokens) {
     const int64_t rows = w.rows(), cols = w.cols();
-    for (const int64_t t : {1, 7, 16, 33, 100, 512})
+    for (const int64_t t : {1, 7, 16, 33, 100, 512, 600})
         for (const int64_t ys : {rows, rows + 1})
             for (const bool acc : {false, true}) {
                 ex.reserve_workspace(w.workspace_bytes(t));
@@ -59,13 +62,15 @@ inline int64_t fp8_prefill_cases(CudaExecutor& ex, const Weight& w, const std::v
                 CHECK(exact.unwritten == 0);
                 CHECK(exact.overwritten == 0);
                 const bool refused = fp8_refusals(w) > before;
-                if (t <= kMaxGemvTokens) {
+                if (t <= gemv_max) {
                     CHECK(exact.rel <= 1e-4);
                 } else if (refused) {
                     CHECK(exact.rel <= 5e-3);
                 } else {
                     CHECK(exact.rel <= exact_tol);
-                    auto sim = [&](const std::vector<float>& x) { return fp8_activations(x, cols, t, cols); };
+                    auto sim = [&](const std::vector<float>& x) {
+                        return fp8_activations(x, cols, t, cols, per_token);
+                    };
                     CHECK(matmul_case(ex, w, w_fp8, t, cols, ys, acc, r2, sim).rel <= 1e-2);
                 }
                 rng = r1;

@@ -130,16 +130,23 @@ inline uint8_t e4m3_encode(float v) {
     return uint8_t(sign | code);
 }
 
-// x [n, cols] (stride xs) as the FP8 GEMM sees it: amax per tensor, unit = amax / 448, e4m3(x / unit) * unit.
-inline std::vector<float> fp8_activations(const std::vector<float>& x, int64_t xs, int64_t n, int64_t cols) {
-    float amax = 0.f;
-    for (int64_t t = 0; t < n; ++t)
-        for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[size_t(t * xs + c)]));
-    const float unit = amax > 0.f ? amax / 448.f : 1.f;
+// x [n, cols] (stride xs) as the FP8 GEMM sees it: amax per tensor (per_token: per row), unit = amax / 448,
+// e4m3(x / unit) * unit.
+inline std::vector<float> fp8_activations(const std::vector<float>& x, int64_t xs, int64_t n, int64_t cols,
+                                          bool per_token = false) {
+    auto amax_of = [&](int64_t t0, int64_t t1) {
+        float amax = 0.f;
+        for (int64_t t = t0; t < t1; ++t)
+            for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[size_t(t * xs + c)]));
+        return amax > 0.f ? amax / 448.f : 1.f;
+    };
+    const float tensor_unit = per_token ? 0.f : amax_of(0, n);
     std::vector<float> q(x.size(), 0.f);
-    for (int64_t t = 0; t < n; ++t)
+    for (int64_t t = 0; t < n; ++t) {
+        const float unit = per_token ? amax_of(t, t + 1) : tensor_unit;
         for (int64_t c = 0; c < cols; ++c)
             q[size_t(t * xs + c)] = fp8::e4m3_to_float(e4m3_encode(x[size_t(t * xs + c)] / unit)) * unit;
+    }
     return q;
 }
 

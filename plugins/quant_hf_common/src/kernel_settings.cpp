@@ -9,9 +9,20 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
     reg.add_setting({"experts_grouped", true,
                      "CUDA: expert matmuls with more (token, slot) pairs than experts group the pairs by expert", {}});
+    reg.add_setting({"fp8_act", std::string("tensor"),
+                     "CUDA: FP8 GEMM activation scales: tensor (one per call, amax pass + quantize pass) | token (one "
+                     "per token, one pass; cuBLASLt outer-vector scales)",
+                     {"tensor", "token"}});
+    reg.add_setting({"gemm_tune", false,
+                     "CUDA: prefill GEMMs time every cuBLASLt heuristic algorithm at the first eager call of a shape "
+                     "and keep the fastest", {}});
+    reg.add_setting({"gemv_max_tokens", int64_t(8),
+                     "CUDA: with the FP8 GEMM prefill, matmuls of more tokens than this (1-8) run the FP8 GEMM "
+                     "instead of the GEMV", {}, 1, 8});
     reg.add_setting({"gemv", std::string("regs"),
-                     "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch into registers) | async (cp.async ring)",
-                     {"regs", "async"}});
+                     "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch one chunk into registers) | regs2 (two chunks, "
+                     "1-4 tokens) | async (cp.async ring)",
+                     {"regs", "regs2", "async"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -21,6 +32,10 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.fast_accum = s.get_bool("fast_accum");
     k.experts_grouped = s.get_bool("experts_grouped");
     k.gemv_async = s.get_string("gemv") == "async";
+    k.gemv_regs2 = s.get_string("gemv") == "regs2";
+    k.fp8_per_token = s.get_string("fp8_act") == "token";
+    k.gemm_tune = s.get_bool("gemm_tune");
+    k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));
     const std::string& kw = s.get_string("gemv_kw");
     k.gemv_kw = kw == "auto" ? 0 : std::stoi(kw);
     return k;

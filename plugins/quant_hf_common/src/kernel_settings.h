@@ -18,8 +18,19 @@ struct KernelSettings {
     bool experts_grouped = true;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
+    bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
+    // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per
+    // token (one pass), applied with the weight's per-row scales as cuBLASLt outer-vector scales.
+    bool fp8_per_token = false;
+    bool fp8_refuse_vec = false;  // tests: act as if cuBLASLt refused the outer-vector FP8 GEMM (the epilogue runs)
+    // Prefill GEMMs: the first eager call of each shape times every algorithm cuBLASLt's heuristic offers and keeps
+    // the fastest (else: the heuristic's first that runs).
+    bool gemm_tune = false;
+    // With the FP8 GEMM prefill: matmuls of more tokens than this (1-8) take the FP8 GEMM instead of the GEMV (which
+    // pays the dequantization per token); 8: the GEMV up to 8 tokens.
+    int gemv_max_tokens = 8;
 };
 
 // Declares `prefill` (choices[0] the default; doc says what each does) and the settings of KernelSettings.

@@ -47,6 +47,8 @@ void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, cons
     }
     *reinterpret_cast<float*>(host + l.post_off) = globals[e];
     if (l.has_fp8) *reinterpret_cast<float*>(host + l.fp8_scale_off) = globals[e] * unit;
+    if (l.has_vec)
+        for (int64_t r = 0; r < l.rows; ++r) reinterpret_cast<float*>(host + l.vec_off)[r] = globals[e] * unit;
 }
 
 // The FP8 copy's unit: max |e2m1 * e4m3| / 448 = 6 * max e4m3(scale) / 448 (1 when every scale is 0 or NaN).
@@ -66,7 +68,7 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
                                          const Settings& s) {
     check(type_name + " weight", rows, cols);
     const bool fp8 = s.prefill == Settings::Prefill::Fp8AtLoad;
-    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8);
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8, fp8 && s.fp8_per_token);
     const float unit = fp8 ? fp8_unit(scales, rows * (cols / 16)) : 1.f;
     return wo::make_weight(
         ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, &global, unit, e, h); },
@@ -87,7 +89,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
 
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, const Settings& s) {
     const bool fp8 = n_expert <= 1 && s.prefill == Settings::Prefill::Fp8AtLoad;
-    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8);
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8, fp8 && s.fp8_per_token);
     return n_expert > 0 ? uint64_t(n_expert) * l.bytes : l.bytes;
 }
 
