@@ -26,15 +26,20 @@ print(json.dumps([{{"test": "tg128", "avg_ts": ts, "stddev_ts": 1.0, "decode_eff
 """
 
 
+def run_tool(variants):
+    """decode-variants on p.toml with the fake imp; returns the finished process."""
+    with tempfile.TemporaryDirectory() as t:
+        imp = os.path.join(t, "imp")
+        with open(imp, "w") as f:
+            f.write(FAKE_IMP.format(python=sys.executable))
+        os.chmod(imp, 0o755)
+        return subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", variants, "p.toml"],
+                              capture_output=True, text=True)
+
+
 class DecodeVariantsTest(unittest.TestCase):
     def test_rows_ratios_and_failures(self):
-        with tempfile.TemporaryDirectory() as t:
-            imp = os.path.join(t, "imp")
-            with open(imp, "w") as f:
-                f.write(FAKE_IMP.format(python=sys.executable))
-            os.chmod(imp, 0o755)
-            p = subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", "split,one,norm,swiglu", "p.toml"],
-                               capture_output=True, text=True)
+        p = run_tool("split,one,norm,swiglu")
         self.assertEqual(p.returncode, 1, p.stderr)
         rows = [l for l in p.stdout.splitlines() if l.startswith("| p.toml")]
         self.assertEqual(len(rows), 4, p.stdout)
@@ -45,13 +50,7 @@ class DecodeVariantsTest(unittest.TestCase):
         self.assertTrue(p.stdout.startswith("GPU, copy bandwidth 4000 GB/s, commit abc"))
 
     def test_gemv_variants_pass_every_gemv_setting(self):
-        with tempfile.TemporaryDirectory() as t:
-            imp = os.path.join(t, "imp")
-            with open(imp, "w") as f:
-                f.write(FAKE_IMP.format(python=sys.executable))
-            os.chmod(imp, 0o755)
-            p = subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", "one,pf,gemv,gnorm", "p.toml"],
-                               capture_output=True, text=True)
+        p = run_tool("one,pf,gemv,gnorm")
         self.assertEqual(p.returncode, 0, p.stderr)
         rows = [l for l in p.stdout.splitlines() if l.startswith("| p.toml")]
         self.assertEqual(len(rows), 4, p.stdout)
