@@ -17,22 +17,29 @@ sets = [sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--set"]
 if "plugin.quant_ggml.fuse_swiglu=true" in sets and "plugin.quant_ggml.fuse_norm=false" in sets:
     print("imp: error: boom", file=sys.stderr)
     sys.exit(1)
+gemv = ["plugin.quant_ggml.gemv_prefetch=true", "plugin.quant_ggml.gemv_q8_dp4a=true",
+        "plugin.quant_ggml.gemv_plain_pdl=true", "plugin.quant_ggml.gemv_l2_prefetch=32768"]
 ts = 100.0 * (1.5 if "plugin.quant_ggml.fuse_norm=true" in sets else 1.0) * (
-    1.2 if 'plugin.core.decode_attention="one"' in sets else 1.0)
+    1.2 if 'plugin.core.decode_attention="one"' in sets else 1.0) * (2.0 if all(g in sets for g in gemv) else 1.0)
 print(json.dumps([{{"test": "tg128", "avg_ts": ts, "stddev_ts": 1.0, "decode_efficiency": ts / 1000,
                    "device": "GPU", "copy_bw_gbs": 4000.0, "commit": "abc"}}]))
 """
 
 
+def run_tool(variants):
+    """decode-variants on p.toml with the fake imp; returns the finished process."""
+    with tempfile.TemporaryDirectory() as t:
+        imp = os.path.join(t, "imp")
+        with open(imp, "w") as f:
+            f.write(FAKE_IMP.format(python=sys.executable))
+        os.chmod(imp, 0o755)
+        return subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", variants, "p.toml"],
+                              capture_output=True, text=True)
+
+
 class DecodeVariantsTest(unittest.TestCase):
     def test_rows_ratios_and_failures(self):
-        with tempfile.TemporaryDirectory() as t:
-            imp = os.path.join(t, "imp")
-            with open(imp, "w") as f:
-                f.write(FAKE_IMP.format(python=sys.executable))
-            os.chmod(imp, 0o755)
-            p = subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", "split,one,norm,swiglu", "p.toml"],
-                               capture_output=True, text=True)
+        p = run_tool("split,one,norm,swiglu")
         self.assertEqual(p.returncode, 1, p.stderr)
         rows = [l for l in p.stdout.splitlines() if l.startswith("| p.toml")]
         self.assertEqual(len(rows), 4, p.stdout)
@@ -41,6 +48,15 @@ class DecodeVariantsTest(unittest.TestCase):
         self.assertTrue(rows[2].endswith("| 180.00 ± 1.00 | 18.0 % | 1.800x |"), rows[2])
         self.assertIn("| swiglu | error: imp: error: boom |", rows[3])
         self.assertTrue(p.stdout.startswith("GPU, copy bandwidth 4000 GB/s, commit abc"))
+
+    def test_gemv_variants_pass_every_gemv_setting(self):
+        p = run_tool("one,pf,gemv,gnorm")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [l for l in p.stdout.splitlines() if l.startswith("| p.toml")]
+        self.assertEqual(len(rows), 4, p.stdout)
+        self.assertTrue(rows[1].endswith("| 120.00 ± 1.00 | 12.0 % | 1.000x |"), rows[1])  # one setting only
+        self.assertTrue(rows[2].endswith("| 240.00 ± 1.00 | 24.0 % | 2.000x |"), rows[2])
+        self.assertTrue(rows[3].endswith("| 360.00 ± 1.00 | 36.0 % | 3.000x |"), rows[3])
 
 
 if __name__ == "__main__":

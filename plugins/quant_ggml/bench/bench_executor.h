@@ -95,6 +95,9 @@ public:
     }
     void synchronize() override { QG_TEST_CUDA(cudaStreamSynchronize(stream_)); }
     const CudaHandles* cuda() const override { return &h_; }
+    // Launch with programmatic dependent launch (as the core executor does on sm_90+ by default): the bench's
+    // --pdl flag; off by default so older runs stay comparable.
+    void set_pdl(bool on) { h_.pdl = on && h_.cc >= 90; }
 
     void reserve_workspace(size_t bytes) override {
         if (bytes <= ws_bytes_) return;

@@ -6,8 +6,11 @@
 //  3. GEMM TFLOP/s per type vs a plain cuBLASLt bf16 GEMM of the same shape, per tiling variant, with a "layer"
 //     column (an 8B layer: q, o, k, v, gate, up, down = 2 x 4096x4096, 2 x 1024x4096, 2 x 14336x4096,
 //     4096x14336, total flops over total time); and the bf16 dequantization alone (GB/s read + written).
-// Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm] [--no-gemv]; QG_BENCH_VARIANTS=t1,...
-// picks the GEMV rows (labels as printed; default all but k8s2 and k8s4); QG_BENCH_GEMM=old,auto,r2048o1,...
+// Usage: quant_ggml_gpu_bench [--csv file] [--types T1,T2,...] [--no-gemm] [--no-gemv] [--pdl] (launch with PDL, as
+// the engine does; the chain of GEMVs in the graph then overlaps); QG_BENCH_VARIANTS=t1,...
+// picks the GEMV rows (labels as printed; default all but k8s2 and k8s4); QG_BENCH_FORMS=N adds the variant bits N
+// (1 q8_dp4a, 2 prefetch, 4 plain_pdl, 8 l2_prefetch of 32 KiB per CTA) to the forced-plan rows kK sS;
+// QG_BENCH_GEMM=old,auto,r2048o1,...
 // the GEMM tilings (old: tiles >= 32M weights, no overlap, the default plan; auto: what matmul picks;
 // rNoM: N rows per tile, mNoM: tiles of N MiB of bf16; overlap M = 0/1), QG_BENCH_TOKENS=512,4096 the GEMM
 // token counts.
@@ -273,7 +276,7 @@ void bench_dequant(CudaTestExecutor& ex, const std::string& type, Rng& rng, FILE
 int main(int argc, char** argv) {
     std::string csv_path;
     std::vector<std::string> types = {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16", "F32"};
-    bool gemm = true, gemv = true;
+    bool gemm = true, gemv = true, pdl = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--csv" && i + 1 < argc) {
@@ -282,6 +285,8 @@ int main(int argc, char** argv) {
             gemm = false;
         } else if (a == "--no-gemv") {
             gemv = false;
+        } else if (a == "--pdl") {
+            pdl = true;
         } else if (a == "--types" && i + 1 < argc) {
             types.clear();
             types = split_list(argv[++i]);
@@ -289,15 +294,18 @@ int main(int argc, char** argv) {
     }
     try {
         CudaTestExecutor ex;
+        ex.set_pdl(pdl);
         FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
         if (csv) std::fprintf(csv, "kind,type,rows,cols,tokens,splits,seconds,gbps,pct_copy,tflops\n");
         const double copy = copy_bandwidth(ex);
-        std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.device_name().c_str(),
-                    ex.cuda()->sm_count, copy);
+        std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write); PDL %s\n", ex.device_name().c_str(),
+                    ex.cuda()->sm_count, copy, ex.cuda()->pdl ? "on" : "off");
         Rng rng{12345};
         std::printf(
             "\nGEMV GB/s (%% of copy), cols: weight shapes rows x cols; t = tokens; forced plans: kK sS = K warps per "
-            "row group, S column splits\n");
+            "row group, S column splits; variants at 1 token: t1q8 = Q8_0 on dp4a (gemv_q8_dp4a), t1pf = both weight "
+            "buffers before the wait (gemv_prefetch), t1pp = plain types with PDL (gemv_plain_pdl), t1l2 = 32 KiB "
+            "per CTA prefetched into L2 before the wait (gemv_l2_prefetch), t1all = all four\n");
         std::printf("%-5s %-5s", "type", "case");
         for (const Shape& s : kShapes)
             std::printf(" %14s", (std::to_string(s.rows) + "x" + std::to_string(s.cols)).c_str());
@@ -306,14 +314,19 @@ int main(int argc, char** argv) {
             int64_t tokens;
             int splits, kw;
             const char* label;
+            int forms = 0;  // 1: q8_dp4a, 2: prefetch, 4: plain_pdl, 8: l2_prefetch 32 KiB (set_gemv_variants)
         };
-        const Variant variants[] = {{1, 0, 0, "t1"},   {2, 0, 0, "t2"},   {4, 0, 0, "t4"},  {8, 0, 0, "t8"},
-                                    {1, 1, 8, "k8s1"}, {1, 1, 4, "k4s1"}, {1, 1, 2, "k2s1"},
-                                    {1, 1, 1, "k1s1"}, {1, 2, 1, "k1s2"}, {1, 2, 2, "k2s2"},
-                                    {1, 2, 4, "k4s2"}, {1, 8, 1, "k1s8"},
-                                    {1, 2, 8, "k8s2"}, {1, 4, 8, "k8s4"}};
+        const Variant variants[] = {{1, 0, 0, "t1"},      {2, 0, 0, "t2"},      {4, 0, 0, "t4"},     {8, 0, 0, "t8"},
+                                    {1, 0, 0, "t1q8", 1}, {1, 0, 0, "t1pf", 2}, {1, 0, 0, "t1pp", 4},
+                                    {1, 0, 0, "t1l2", 8}, {1, 0, 0, "t1all", 15},
+                                    {1, 1, 8, "k8s1"},    {1, 1, 4, "k4s1"},    {1, 1, 2, "k2s1"},
+                                    {1, 1, 1, "k1s1"},    {1, 2, 1, "k1s2"},    {1, 2, 2, "k2s2"},
+                                    {1, 2, 4, "k4s2"},    {1, 8, 1, "k1s8"},
+                                    {1, 2, 8, "k8s2"},    {1, 4, 8, "k8s4"}};
         // QG_BENCH_VARIANTS: comma-separated labels to run (default: all but k8s2, k8s4).
         const char* only = std::getenv("QG_BENCH_VARIANTS");
+        const char* forms_env = std::getenv("QG_BENCH_FORMS");
+        const int plan_forms = forms_env && *forms_env ? std::atoi(forms_env) : 0;
         auto wanted = [&](const char* label) {
             if (!only || !*only) return std::strcmp(label, "k8s2") != 0 && std::strcmp(label, "k8s4") != 0;
             const std::string list = std::string(",") + only + ",";
@@ -341,7 +354,11 @@ int main(int argc, char** argv) {
                 auto* y = static_cast<float*>(ex.alloc(size_t(8 * s.rows) * 4, "y"));
                 for (int v = 0; v < kVariants; ++v) {
                     if ((!tiled && variants[v].splits) || !wanted(variants[v].label)) continue;
-                    for (const auto& wc : ws) cuda::set_gemv_plan(*wc, variants[v].splits, variants[v].kw);
+                    const int fm = variants[v].forms | (variants[v].kw ? plan_forms : 0);
+                    for (const auto& wc : ws) {
+                        cuda::set_gemv_plan(*wc, variants[v].splits, variants[v].kw);
+                        cuda::set_gemv_variants(*wc, fm & 1, fm & 2, fm & 4, fm & 8 ? 32768 : 0);
+                    }
                     const double t = time_gemv(ex, ws, x, y, variants[v].tokens);
                     const double gbps = double(bytes) / t * 1e-9;
                     char cell[64];

@@ -204,6 +204,10 @@ private:
         a.splits = opt_.splits;
         a.kw = opt_.kw;
         a.dp4a = opt_.dp4a;
+        a.q8_dp4a = opt_.q8_dp4a;
+        a.prefetch = opt_.prefetch;
+        a.plain_pdl = opt_.plain_pdl;
+        a.l2_prefetch = opt_.l2_prefetch;
         a.accumulate = accumulate;
         return a;
     }
@@ -372,6 +376,13 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu) {
     options_of(w).fuse_swiglu = swiglu;
 }
 void set_gemv_dp4a(const Weight& w, bool dp4a) { options_of(w).dp4a = dp4a; }
+void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch) {
+    CudaOptions& o = options_of(w);
+    o.l2_prefetch = l2_prefetch;
+    o.q8_dp4a = q8_dp4a;
+    o.prefetch = prefetch;
+    o.plain_pdl = plain_pdl;
+}
 void set_gemm_overlap(const Weight& w, int mode) { options_of(w).overlap = mode; }
 
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex) {

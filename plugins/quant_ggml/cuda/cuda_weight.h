@@ -11,14 +11,18 @@
 
 namespace imp::ggml::cuda {
 
-// Kernel choices of one CUDA weight: from the plugin's settings ([plugin.quant_ggml] gemv_dp4a, fuse_norm,
-// fuse_swiglu) at load; tests and
+// Kernel choices of one CUDA weight: from the plugin's settings ([plugin.quant_ggml] gemv_dp4a, gemv_q8_dp4a,
+// gemv_prefetch, gemv_plain_pdl, gemv_l2_prefetch, fuse_norm, fuse_swiglu) at load; tests and
 // the bench change them per weight (0 = automatic): the block types' GEMV plan (column splits over the CTAs of a
 // cluster, 1..8; warps per row group, 1/2/4/8), rows per dequantized tile on the GEMM path, and whether the GEMM
 // path dequantizes the next tile on a side stream while the current one is multiplied (0 = never, the default;
 // 1 = whenever there are several tiles).
 struct CudaOptions {
     bool dp4a = true;  // one-token Q4_K / Q6_K GEMV in the dp4a form (false: on the tensor cores)
+    bool q8_dp4a = false;    // one-token Q8_0 GEMV in the dp4a form (false: on the tensor cores)
+    bool prefetch = false;   // block-type GEMVs: both weight buffers loaded before the input is ready
+    bool plain_pdl = false;  // F32 / F16 / BF16 GEMVs launched dependent (PDL), weights loaded before the wait
+    int l2_prefetch = 0;     // block-type GEMVs: bytes per CTA prefetched into L2 before the wait (0: none)
     bool fuse_norm = false, fuse_swiglu = false;  // what matmul_fused may take into the GEMV (gemv_fusable)
     int splits = 0, kw = 0;
     int64_t tile_rows = 0;
@@ -51,6 +55,8 @@ void set_gemm_tile_rows(const Weight& w, int64_t rows);
 // What matmul_fused may take into the GEMV (CudaOptions::fuse_norm / fuse_swiglu), and the one-token K-type form.
 void set_gemv_fusion(const Weight& w, bool norm, bool swiglu);
 void set_gemv_dp4a(const Weight& w, bool dp4a);
+// The GEMV variants of CudaOptions: q8_dp4a, prefetch, plain_pdl, l2_prefetch.
+void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch = 0);
 void set_gemm_overlap(const Weight& w, int mode);
 // A copy of a CUDA weight in new memory of `ex` (the bench rotates copies to defeat the L2 cache).
 std::unique_ptr<Weight> clone_weight(const Weight& w, Executor& ex);

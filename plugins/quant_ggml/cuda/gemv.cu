@@ -5,7 +5,9 @@
 // to lane ch % 32 of warp (ch / 32) % 8, so a warp's loads are 512 contiguous bytes per row. Each lane loads its
 // chunk of all RW rows (16-byte loads; the next chunk's loads issued before the current one is computed), reads x
 // once per chunk and token for all RW rows, fp32 FMA; then warp shuffles and a shared-memory sum over the warps.
-// Rows are padded to a multiple of 8 elements, so the weight loads are aligned.
+// Rows are padded to a multiple of 8 elements, so the weight loads are aligned. With GemvArgs::plain_pdl (and pdl) the
+// kernel is launched dependent: both chunk buffers' weight loads are issued before griddepcontrol.wait (x and y are
+// read only after it), and it lets the next kernel launch after its main loop, as the tiled kernels do.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -14,6 +16,7 @@
 #include <string>
 
 #include "gemv_tiled.cuh"
+#include "imp/cuda/launch.cuh"
 #include "imp/error.h"
 
 namespace imp::ggml::cuda {
@@ -108,7 +111,8 @@ struct PlainGemv {
 template <Type TY, int T, int RW>
 __global__ void __launch_bounds__(kPlainWarps * 32)
     gemv_plain_kernel(const uint8_t* __restrict__ w, int64_t ld_bytes, int rows, int cols, const float* __restrict__ x,
-                      int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens, int x_vec, int accumulate) {
+                      int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens, int x_vec, int accumulate,
+                      int pdl) {
     __shared__ float red[kPlainWarps][RW * T];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     PlainGemv<TY, T, RW> g{w, ld_bytes, rows, cols, (cols + 7) / 8, int(blockIdx.x) * RW, n_tokens, x_vec, x, xs};
@@ -120,11 +124,23 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     uint32_t qa[RW][Plain<TY>::kWords], qb[RW][Plain<TY>::kWords];
     const int first = warp * 32 + lane;
     g.load(qa, first);
-    for (int ch = first; ch < g.nch; ch += 2 * kStep) {
-        g.load(qb, ch + kStep);
-        g.compute(qa, ch);
-        g.load(qa, ch + 2 * kStep);
-        g.compute(qb, ch + kStep);
+    if (pdl) {
+        g.load(qb, first + kStep);
+        ::imp::cuda::pdl_wait();
+        for (int ch = first; ch < g.nch; ch += 2 * kStep) {
+            g.compute(qa, ch);
+            g.load(qa, ch + 2 * kStep);
+            g.compute(qb, ch + kStep);
+            g.load(qb, ch + 3 * kStep);
+        }
+        ::imp::cuda::pdl_launch_dependents();
+    } else {
+        for (int ch = first; ch < g.nch; ch += 2 * kStep) {
+            g.load(qb, ch + kStep);
+            g.compute(qa, ch);
+            g.load(qa, ch + 2 * kStep);
+            g.compute(qb, ch + kStep);
+        }
     }
 #pragma unroll
     for (int r = 0; r < RW; ++r)
@@ -152,12 +168,15 @@ template <Type TY, int T>
 void launch_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
     constexpr int RW = TY == Type::F32 ? 2 : 4;
     const int x_vec = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (a.xs % 4 == 0);
-    const unsigned grid = unsigned((l.rows + RW - 1) / RW);
-    gemv_plain_kernel<TY, T, RW><<<grid, kPlainWarps * 32, 0, st>>>(static_cast<const uint8_t*>(a.w),
-                                                                    l.ld * Plain<TY>::kElem, int(l.rows), int(l.cols),
-                                                                    a.x, a.xs, a.y, a.ys, a.n_tokens, x_vec,
-                                                                    a.accumulate ? 1 : 0);
-    IMP_CUDA_CHECK_LAUNCH();
+    const int pdl = a.pdl && a.plain_pdl ? 1 : 0;
+    ::imp::cuda::LaunchConfig cfg;
+    cfg.grid = dim3(unsigned((l.rows + RW - 1) / RW), 1, 1);
+    cfg.block = dim3(kPlainWarps * 32, 1, 1);
+    cfg.stream = st;
+    cfg.pdl = pdl != 0;
+    IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(a.w),
+                                       int64_t(l.ld * Plain<TY>::kElem), int(l.rows), int(l.cols), a.x, a.xs, a.y,
+                                       a.ys, a.n_tokens, x_vec, a.accumulate ? 1 : 0, pdl));
 }
 
 template <Type TY>

@@ -22,8 +22,12 @@
 
 namespace imp::ggml::cuda {
 
+// Layouts whose one-token GEMV takes the dp4a form by default (setting gemv_dp4a; dense and experts), and the
+// layouts with a dp4a tile below: those and Q8_0 (dense only, setting gemv_q8_dp4a).
 template <class L>
 constexpr bool kDp4aLayout = std::is_same_v<L, LayoutQ4_K> || std::is_same_v<L, LayoutQ6_K>;
+template <class L>
+constexpr bool kDp4aTile = kDp4aLayout<L> || std::is_same_v<L, LayoutQ8_0>;
 
 // a (4 unsigned bytes) . b (4 signed bytes) + c.
 __device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
@@ -57,11 +61,15 @@ __host__ __device__ constexpr size_t dp4a_smem_bytes(int64_t n_ks) {
 // Quantizes x's columns [col0, col0 + 16 n_ks) into m, in groups of 256 columns (one scale each; the last group
 // may read columns past the CTA's, up to cols, and zeros past cols); one warp per group, lane l takes columns
 // 8 l .. 8 l + 7 = items (k-step l / 2, c = 2 (l % 2)) and (l / 2, c + 1). norm (optional): x[c] * rs * norm[c]
-// is quantized instead (the RMSNorm of a fused matmul, rs = 1 / rms of the row).
+// is quantized instead (the RMSNorm of a fused matmul, rs = 1 / rms of the row). Returns this thread's sum of x[c]^2
+// over the columns it loaded (before norm; with col0 = 0 and all chunks staged, the CTA's threads together cover
+// every column once, so the caller can pass rs = 1 and apply the row's 1 / rms to the result; unused, it costs
+// nothing).
 // GLU (the MoE experts' x_swiglu): x holds [gate | up] (2 cols floats) and the staged value is silu(gate) * up.
 template <bool GLU = false>
-__device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, int col0, int n_ks,
-                                           const Dp4aSmem& m, const float* norm = nullptr, float rs = 1.f) {
+__device__ __forceinline__ float dp4a_stage(const float* x, int cols, int x_vec, int col0, int n_ks,
+                                            const Dp4aSmem& m, const float* norm = nullptr, float rs = 1.f) {
+    float ssq = 0.f;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
     const int n_groups = (n_ks + 15) / 16;
     const auto load8 = [&](const float* xp, int col, float (&v)[8]) {
@@ -84,6 +92,8 @@ __device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, 
 #pragma unroll
             for (int i = 0; i < 8; ++i) v[i] = v[i] / (1.f + expf(-v[i])) * u[i];
         }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) ssq = fmaf(v[i], v[i], ssq);
         if (norm) {
 #pragma unroll
             for (int i = 0; i < 8; ++i) v[i] = col + i < cols ? v[i] * rs * __ldg(norm + col + i) : 0.f;
@@ -123,6 +133,7 @@ __device__ __forceinline__ void dp4a_stage(const float* x, int cols, int x_vec, 
         }
         if (lane == 0) m.sx[ch] = s;
     }
+    return ssq;
 }
 
 // One Q6_K tile (one 256-column super-block of rows g and g + 8, 16-column scale blocks = k-steps) for lane (g, c):
@@ -162,6 +173,7 @@ __device__ __forceinline__ void dp4a_tile(const LayoutQ4_K::Frag& f, const Dp4aS
     const int c = lane & 3;
     const uint2* xq = m.q + ch * 64 + c;
     const int* xs = m.xs + ch * 32 + c;
+    const K4Meta mt[2] = {k4_meta(f.m[0]), k4_meta(f.m[1])};
     int H[2] = {0, 0}, Lo[2] = {0, 0}, M[2] = {0, 0};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -179,8 +191,8 @@ __device__ __forceinline__ void dp4a_tile(const LayoutQ4_K::Frag& f, const Dp4aS
         const int xsum = xs[4 * j];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int sc = int((f.m[r][1 + (j >> 2)] >> (8 * (j & 3))) & 0xFF);
-            const int mn = int((f.m[r][3 + (j >> 2)] >> (8 * (j & 3))) & 0xFF);
+            const int sc = int((mt[r].p[1 + (j >> 2)] >> (8 * (j & 3))) & 0xFF);
+            const int mn = int((mt[r].p[3 + (j >> 2)] >> (8 * (j & 3))) & 0xFF);
             H[r] += sc * dh[r];
             Lo[r] += sc * dl[r];
             M[r] += mn * xsum;
@@ -189,9 +201,30 @@ __device__ __forceinline__ void dp4a_tile(const LayoutQ4_K::Frag& f, const Dp4aS
     const float s = m.sx[ch];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const float d = f16_to_float(f.m[r][0]), dmin = f16_to_float(f.m[r][0] >> 16);
+        const float d = f16_to_float(mt[r].p[0]), dmin = f16_to_float(mt[r].p[0] >> 16);
         const float v = d * (float(H[r]) + float(Lo[r]) * (1.f / 254.f)) - dmin * float(M[r]) * (1.f / 254.f);
         y[r] = fmaf(s, v, y[r]);
+    }
+}
+
+// One Q8_0 tile (32 columns = one block = the staged scale block ch, k-steps 2 ch and 2 ch + 1, of rows g and g + 8)
+// for lane (g, c). Word 2 s + i of the lane holds columns 4 c + 2 i + {0, 1} of row g (bytes 0, 1) and row g + 8
+// (bytes 2, 3) in k-step s, as codes q + 128; one byte_perm per row and k-step (LayoutQ8_0::dp4a_codes, checked on
+// the CPU by cuda_layout_test) gives the four codes in the staged column order 0, 2, 1, 3. The offset 128 comes off through the staged sum: sum (u - 128)(254 h + l) =
+// 254 sum u h + sum u l - 128 xs (|.| < 2^27, exact in int32).
+__device__ __forceinline__ void dp4a_tile(const LayoutQ8_0::Frag& f, const Dp4aSmem& m, int ch, int lane,
+                                          float (&y)[2]) {
+    const int c = lane & 3;
+    const uint2 x0 = m.q[(2 * ch) * 4 + c], x1 = m.q[(2 * ch + 1) * 4 + c];
+    const int xo = 128 * m.xs[ch * 4 + c];
+    const float s = m.sx[ch >> 3] * (1.f / 254.f);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const uint32_t u0 = LayoutQ8_0::dp4a_codes(f, 0, r), u1 = LayoutQ8_0::dp4a_codes(f, 1, r);
+        const int h = dp4a_us(u1, x1.x, dp4a_us(u0, x0.x, 0));
+        const int l = dp4a_us(u1, x1.y, dp4a_us(u0, x0.y, 0));
+        const int v = 254 * h + l - xo;
+        y[r] = fmaf(s * f16_to_float(f.d >> (16 * r)), float(v), y[r]);
     }
 }
 

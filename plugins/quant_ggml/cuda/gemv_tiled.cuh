@@ -45,7 +45,13 @@ struct TiledArgs {
     const float* norm;  // fused RMSNorm weight (null: none)
     float norm_eps;
     int swiglu;         // fused SwiGLU: row groups paired gate (first half of the rows) / up (second half)
+    int l2_prefetch;    // bytes per CTA of its weights prefetched into L2 before griddepcontrol.wait (0: none)
 };
+
+// Asks the L2 to fetch `bytes` (a multiple of 16) from p (16-byte aligned): no registers, no completion to wait for.
+__device__ __forceinline__ void l2_prefetch(const void* p, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+}
 
 // 1 / sqrt(mean(x_t^2) + eps) of each token row t < TP into rs[t] (rs[t] = 1 past n_tokens); every thread of the CTA
 // takes part, scratch holds kGemvWarps floats. As the executor's rms_norm computes it (fp32 sums).
@@ -167,11 +173,13 @@ constexpr int tiled_minb() {
     return TP == 1 && (std::is_same_v<L, LayoutQ8_0> || std::is_same_v<L, LayoutQ4_0>) ? 3 : 2;
 }
 
-// DP: one token of a kDp4aLayout type on the dp4a units (gemv_dp4a.cuh) instead of the MMA; same loads, plan and
-// reduction.
-template <class L, int TP, int MINB, bool DP = false>
+// DP: one token of a kDp4aTile type on the dp4a units (gemv_dp4a.cuh) instead of the MMA; same loads, plan and
+// reduction. PF (one token, GemvArgs::prefetch): both register buffers are loaded before griddepcontrol.wait and
+// the loop refills each right after computing it (else the first only, and the second at the top of the loop). A
+// template flag, not a branch: as a runtime branch the Q8_0 / Q4_0 kernels at 80 registers spilled.
+template <class L, int TP, int MINB, bool DP = false, bool PF = false>
 __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(TiledArgs a, int kw_count) {
-    static_assert(!DP || (TP == 1 && kDp4aLayout<L>), "dp4a GEMV: one token, Q4_K or Q6_K");
+    static_assert(!DP || (TP == 1 && kDp4aTile<L>), "dp4a GEMV: one token, Q4_K, Q6_K or Q8_0");
     constexpr int J = (TP + 3) / 4;
     constexpr int kOut = 2 * J * 32;  // outputs of one row group: 16 rows x 4 J token columns, as hi + lo sums
     extern __shared__ uint2 smem_b[];
@@ -202,16 +210,36 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
     const int kStep = kw_count * L::kUnroll;
     typename L::Frag fa[L::kUnroll], fb[L::kUnroll];
     const int first = g.c_begin + warp % kw_count;
-    g.load(fa, first);  // in flight while x is staged (and, launched dependent, while the previous kernel ends)
+    // With a.l2_prefetch, the first warp of each row group asks the L2 for the start of its row group's tiles (the
+    // CTA's budget split over its row groups): the weights stream while the previous kernel still runs, without
+    // registers (the register loads below may be scheduled after the wait by the compiler, as ptxas does for Q8_0).
+    if (a.l2_prefetch > 0 && lane == 0 && warp % kw_count == 0 && rg < n_rg && g.c_end > g.c_begin) {
+        const int64_t span = int64_t(g.c_end - g.c_begin) * L::kTileBytes;
+        const int64_t want = int64_t(a.l2_prefetch / rgc) & ~int64_t(15);
+        const int64_t bytes = span < want ? span : want;
+        if (bytes >= 16) l2_prefetch(g.wr + int64_t(g.c_begin) * L::kTileBytes, uint32_t(bytes));
+    }
+    // In flight while x is staged (and, launched dependent, while the previous kernel ends): the first buffer, or
+    // with PF both.
+    g.load(fa, first);
+    if constexpr (PF) g.load(fb, first + kStep);
     ::imp::cuda::pdl_wait();
-    if (a.norm) tiled_norm_scales<TP>(a, norm_rs, norm_scratch);
+    // dp4a with one column split: the RMSNorm's 1 / rms is applied to the result (a linear factor), and its sum of
+    // squares comes from the staging loads (every column once), so x is read once and no extra pass runs.
+    const bool late_norm = DP && a.norm && splits == 1;
+    if (a.norm && !late_norm) tiled_norm_scales<TP>(a, norm_rs, norm_scratch);
 
     const int c_all = int(int64_t(a.chunks) * (split + 1) / splits) - g.c_begin;
     [[maybe_unused]] const Dp4aSmem dsm = dp4a_smem(smem_b, c_all * L::kSteps);
     [[maybe_unused]] float ydp[2] = {0.f, 0.f};
     if constexpr (DP) {
-        dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm, a.norm,
-                   a.norm ? norm_rs[0] : 1.f);
+        float ssq = dp4a_stage(a.x, a.cols, a.x_vec, g.c_begin * L::kChunkCols, c_all * L::kSteps, dsm, a.norm,
+                               a.norm && !late_norm ? norm_rs[0] : 1.f);
+        if (late_norm) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ssq += __shfl_xor_sync(0xFFFFFFFFu, ssq, o);
+            if (lane == 0) norm_scratch[warp] = ssq;
+        }
         __syncthreads();
     } else {
         // Pair (k-step, token, c): one load of 4 x values, written as the hi item 8 t + c and the lo item 8 t + 4 + c.
@@ -258,17 +286,27 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
             }
         };
         for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
-            g.load(fb, ch0 + kStep);
+            if constexpr (!PF) g.load(fb, ch0 + kStep);
             tiles(fa, ch0);
             g.load(fa, ch0 + 2 * kStep);
             tiles(fb, ch0 + kStep);
+            if constexpr (PF) g.load(fb, ch0 + 3 * kStep);
+        }
+        if (late_norm) {
+            float tot = 0.f;
+#pragma unroll
+            for (int w = 0; w < kGemvWarps; ++w) tot += norm_scratch[w];
+            const float rs = 1.f / sqrtf(tot / float(a.cols) + a.norm_eps);
+            ydp[0] *= rs;
+            ydp[1] *= rs;
         }
     } else {
         for (int ch0 = first; ch0 < g.c_end; ch0 += 2 * kStep) {
-            g.load(fb, ch0 + kStep);
+            if constexpr (!PF) g.load(fb, ch0 + kStep);
             g.compute(fa, ch0);
             g.load(fa, ch0 + 2 * kStep);
             g.compute(fb, ch0 + kStep);
+            if constexpr (PF) g.load(fb, ch0 + 3 * kStep);
         }
     }
 
@@ -347,7 +385,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, MINB) gemv_tiled_kernel(Tiled
 template <class L, int TP>
 size_t tiled_smem(int64_t chunks_per_cta) {
     const size_t mma = size_t(chunks_per_cta) * L::kSteps * b_stride<TP>() * sizeof(uint2) + b_pad_bytes<TP>();
-    if constexpr (TP == 1 && kDp4aLayout<L>) return std::max(mma, dp4a_smem_bytes(chunks_per_cta * L::kSteps));
+    if constexpr (TP == 1 && kDp4aTile<L>) return std::max(mma, dp4a_smem_bytes(chunks_per_cta * L::kSteps));
     return mma;
 }
 
@@ -360,24 +398,29 @@ struct TiledPlan {
 // speed; KW = 4 with 2 splits was within 10%. So: KW = 8 up to 2 tokens, KW = 4 above (half the staging of x per
 // weight byte), 2 splits when the CTAs alone would leave SMs idle, and more splits only as the staged activations
 // need to fit (-1 splits when they cannot, even over 8).
+// dp4a: the GEMV runs in the dp4a form (read for kDp4aLayout types; Q8_0 reads q8_dp4a instead, so the experts, which
+// pass only dp4a, keep the MMA plan for Q8_0).
 template <class L, int TP>
-TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, int forced_kw, bool dp4a) {
+TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, int forced_kw, bool dp4a,
+                     bool q8_dp4a = false) {
     TiledPlan p;
     const int64_t max_splits = cc >= 90 ? 8 : 1;
     p.kw = forced_kw > 0 ? forced_kw : (TP <= 2 ? kGemvWarps : kGemvWarps / 2);
-    if constexpr (TP == 1 && kDp4aLayout<L>) {
+    if constexpr (TP == 1 && kDp4aTile<L>) {
+        if constexpr (!kDp4aLayout<L>) dp4a = q8_dp4a;
         // dp4a form: every CTA quantizes the x of its columns, so more row groups per CTA (fewer warps each) pay off
         // as long as the CTAs x splits still make one full wave (2 CTAs per SM). H100, Q4_K GB/s (KW warps per row
         // group, S splits): 14336x4096 K8S1 1654, K4S1 1918, K2S1 2264 (224 units), K1S2 2124; 4096x14336 K8S1
         // 1898, K4S2 2019; 4096x4096 K8S1 1366, K4S2 1404; 1024x4096 K8S2 606. So: the first (S, KW) with
-        // 80-100 % of a wave, S = 2 first for wide rows (>= 32 chunks: halves each CTA's staging), KW ascending;
+        // 80-100 % of a wave, S = 2 first for wide rows (>= 8192 columns: halves each CTA's staging), KW ascending;
         // else the fullest plan within a wave; else KW 1.
         if (forced_kw <= 0 && forced <= 0 && dp4a && cc >= 90) {
             const int64_t slots = tiled_minb<L, TP>() * int64_t(sm_count);
             TiledPlan best{1, 1}, within{0, 0};
             int64_t within_units = 0;
             bool found = false;
-            const int s_order[2] = {l.chunks >= 32 ? 2 : 1, l.chunks >= 32 ? 1 : 2};
+            const bool wide = l.chunks * L::kChunkCols >= 8192;
+            const int s_order[2] = {wide ? 2 : 1, wide ? 1 : 2};
             for (int si = 0; si < 2 && !found; ++si)
                 for (int kw = 1; kw <= kGemvWarps && !found; kw *= 2) {
                     const int s = s_order[si];
@@ -398,9 +441,16 @@ TiledPlan tiled_plan(const DeviceLayout& l, int sm_count, int cc, int forced, in
     return p;
 }
 
+// Whether a one-token GEMV of layout L takes the dp4a form: Q4_K / Q6_K with a.dp4a, Q8_0 with a.q8_dp4a.
+template <class L>
+bool dp4a_form(const GemvArgs& a) {
+    if constexpr (std::is_same_v<L, LayoutQ8_0>) return a.q8_dp4a;
+    return kDp4aLayout<L> && a.dp4a;
+}
+
 template <class L, int TP>
 bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, int cc, cudaStream_t st) {
-    TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw, ga.dp4a);
+    TiledPlan plan = tiled_plan<L, TP>(l, sm_count, cc, ga.splits, ga.kw, ga.dp4a, ga.q8_dp4a);
     if (plan.splits < 0) return false;
     if (ga.swiglu && plan.kw > kGemvWarps / 2) plan.kw = kGemvWarps / 2;  // a CTA pairs >= 1 gate and 1 up row group
     TiledArgs a{static_cast<const uint8_t*>(ga.w),
@@ -417,7 +467,8 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
                 ga.accumulate ? 1 : 0,
                 ga.norm,
                 ga.norm_eps,
-                ga.swiglu ? 1 : 0};
+                ga.swiglu ? 1 : 0,
+                ga.l2_prefetch};
     const int rgc = kGemvWarps / plan.kw;
     ::imp::cuda::LaunchConfig cfg;
     const int64_t cta_rows = ga.swiglu ? (l.n_rg / 2 + rgc / 2 - 1) / (rgc / 2) : (l.n_rg + rgc - 1) / rgc;
@@ -427,13 +478,22 @@ bool launch_tiled_tp(const DeviceLayout& l, const GemvArgs& ga, int sm_count, in
     cfg.stream = st;
     cfg.pdl = ga.pdl;
     if (plan.splits > 1) cfg.cluster = dim3(1, unsigned(plan.splits), 1);
-    if constexpr (TP == 1 && kDp4aLayout<L>) {
-        if (ga.dp4a) {
-            IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>, a, plan.kw));
+    constexpr int kMinb = tiled_minb<L, TP>();
+    if constexpr (TP == 1) {
+        if constexpr (kDp4aTile<L>) {
+            if (dp4a_form<L>(ga)) {
+                IMP_CUDA_CHECK(ga.prefetch ? ::imp::cuda::launch(cfg, gemv_tiled_kernel<L, 1, kMinb, true, true>, a,
+                                                                 plan.kw)
+                                           : ::imp::cuda::launch(cfg, gemv_tiled_kernel<L, 1, kMinb, true>, a, plan.kw));
+                return true;
+            }
+        }
+        if (ga.prefetch) {  // 2 CTAs per SM: at 80 registers (3) the Q8_0 / Q4_0 MMA form spills with PF
+            IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, 1, 2, false, true>, a, plan.kw));
             return true;
         }
     }
-    IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, TP, tiled_minb<L, TP>()>, a, plan.kw));
+    IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_tiled_kernel<L, TP, kMinb>, a, plan.kw));
     return true;
 }
 
@@ -445,7 +505,11 @@ void prepare_tiled() {
         IMP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     };
     raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>()>);
-    if constexpr (kDp4aLayout<L>) raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>);
+    raise(gemv_tiled_kernel<L, 1, 2, false, true>);
+    if constexpr (kDp4aTile<L>) {
+        raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true>);
+        raise(gemv_tiled_kernel<L, 1, tiled_minb<L, 1>(), true, true>);
+    }
     raise(gemv_tiled_kernel<L, 2, tiled_minb<L, 2>()>);
     raise(gemv_tiled_kernel<L, 4, tiled_minb<L, 4>()>);
     raise(gemv_tiled_kernel<L, 8, tiled_minb<L, 8>()>);

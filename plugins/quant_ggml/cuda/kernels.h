@@ -24,6 +24,10 @@ struct GemvArgs {
     bool accumulate = false;  // y += W x instead of y = W x (each output read and written once)
     bool pdl = false;  // tiled types: launch with programmatic dependent launch (CudaHandles::pdl of the executor)
     bool dp4a = true;  // one token, Q4_K / Q6_K: the dp4a form (false: the tensor-core form)
+    bool q8_dp4a = false;   // one token, Q8_0: the dp4a form (false: the tensor-core form)
+    bool prefetch = false;  // tiled types: both weight buffers in flight before the input is ready (else one)
+    bool plain_pdl = false;  // F32 / F16 / BF16: launched with PDL too (when pdl), weights loaded before the wait
+    int l2_prefetch = 0;     // tiled types: bytes per CTA of its weights prefetched into L2 before the wait
     // Tiled types only (Weight::matmul_fused): x -> rms_norm(x) * norm per token before the product (norm: cols
     // floats), and / or y[t, r] = silu(Wx[t, r]) * Wx[t, rows / 2 + r] for r < rows / 2 (rows a multiple of 32, not
     // accumulating).

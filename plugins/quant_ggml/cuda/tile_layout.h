@@ -182,6 +182,17 @@ IMP_HD void k4_unpack(const uint32_t* m, uint32_t* p) {
     p[3] = m[2] & 0x3F3F3F3Fu;
     p[4] = and_or_r<0x30303030u>(m[2] >> 2, (m[3] >> 4) & 0x0F0F0F0Fu);
 }
+// The unpacked form of one row's raw words. The load keeps the raw words and the kernels unpack them where they use
+// them: an unpack right after the load would make the warp wait for that load there, before the tile it already
+// holds is computed (it did: the prefetch of the next tile stalled on its own scale words).
+struct K4Meta {
+    uint32_t p[5];
+};
+IMP_HD K4Meta k4_meta(const uint32_t* m) {
+    K4Meta r;
+    k4_unpack(m, r.p);
+    return r;
+}
 // mul = d * sc, add = -(dmin * mn) of sub-block j, as the reference computes d1 * q - m1.
 IMP_HD RowScale k4_scale(const uint32_t* p, int j) {
     const float sc = byte_to_float(p[1 + (j >> 2)], j & 3), mn = byte_to_float(p[3 + (j >> 2)], j & 3);
@@ -264,6 +275,10 @@ struct LayoutQ8_0 {
     IMP_HD static uint32_t word(const Frag& f, int s, int k) { return f.q[2 * s + (k >> 1)]; }
     IMP_HD static int byte_index(int k) { return 2 * (k & 1); }
     IMP_HD static RowScale scale(const Frag& f, int, int half) { return {f16_to_float(f.d >> (16 * half)), 0.f}; }
+    // dp4a form: the four codes of row g + 8 r in k-step s, columns 4 c + {0, 2, 1, 3} (the staged order of x).
+    IMP_HD static uint32_t dp4a_codes(const Frag& f, int s, int r) {
+        return byte_perm(f.q[2 * s], f.q[2 * s + 1], r == 0 ? 0x5140u : 0x7362u);
+    }
     static uint32_t code_of(const uint8_t* row, int64_t col) { return row[(col / 32) * 34 + 2 + col % 32] ^ 0x80u; }
     static void put_code(uint8_t* t, int lane, int s, int k, int h, uint32_t code) {
         t[16 * lane + 4 * (2 * s + (k >> 1)) + 2 * (k & 1) + h] = uint8_t(code);
@@ -279,19 +294,17 @@ struct LayoutQ4_K {
     static constexpr int kBlock = 256, kBlockBytes = 144, kChunkCols = 256, kSteps = 16, kSubSteps = 2;
     static constexpr int kTileBytes = 2304, kUnroll = 1, kOffset = 0;
     static constexpr bool kHasMin = true, kNibbles = true;
+    // m: the raw 16 leading bytes of rows g and g + 8 (unpacked where used: k4_meta).
     struct Frag {
-        uint32_t q[16], m[2][5];
+        uint32_t q[16], m[2][4];
     };
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        uint32_t m[2][4];
         load_pieces(t, lane, f.q, 4);
-        load_words(t + 2048 + 16 * (lane >> 2), m[0], 4);
-        load_words(t + 2048 + 16 * (lane >> 2) + 128, m[1], 4);
-        k4_unpack(m[0], f.m[0]);
-        k4_unpack(m[1], f.m[1]);
+        load_words(t + 2048 + 16 * (lane >> 2), f.m[0], 4);
+        load_words(t + 2048 + 16 * (lane >> 2) + 128, f.m[1], 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
-    IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(f.m[half], sb); }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(k4_meta(f.m[half]).p, sb); }
     static uint32_t code_of(const uint8_t* row, int64_t col) {
         const uint8_t* b = row + (col / 256) * 144;
         const int e = int(col % 256), c = e / 64, l = e % 32;
@@ -312,21 +325,18 @@ struct LayoutQ5_K {
     static constexpr int kTileBytes = 2816, kUnroll = 1, kOffset = 0;
     static constexpr bool kHasMin = true, kNibbles = true;
     struct Frag {
-        uint32_t q[16], qh[4], m[2][5];
+        uint32_t q[16], qh[4], m[2][4];  // m: raw, as Q4_K
     };
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        uint32_t m[2][4];
         load_pieces(t, lane, f.q, 4);
         load_stream(t + 2048 + 16 * lane, f.qh, 4);
-        load_words(t + 2560 + 16 * (lane >> 2), m[0], 4);
-        load_words(t + 2560 + 16 * (lane >> 2) + 128, m[1], 4);
-        k4_unpack(m[0], f.m[0]);
-        k4_unpack(m[1], f.m[1]);
+        load_words(t + 2560 + 16 * (lane >> 2), f.m[0], 4);
+        load_words(t + 2560 + 16 * (lane >> 2) + 128, f.m[1], 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
         return and_or_r<0x00100010u>(shift_to(f.qh[s >> 2], 4 * (s & 3) + k, 4), nib_bits(f.q[s], k));
     }
-    IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(f.m[half], sb); }
+    IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(k4_meta(f.m[half]).p, sb); }
     static uint32_t code_of(const uint8_t* row, int64_t col) {
         const uint8_t* b = row + (col / 256) * 176;
         const int e = int(col % 256), c = e / 64, l = e % 32, hi = (e % 64) >= 32;

@@ -226,6 +226,10 @@ namespace {
 cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     cuda::CudaOptions o;
     o.dp4a = gs.gemv_dp4a;
+    o.q8_dp4a = gs.gemv_q8_dp4a;
+    o.prefetch = gs.gemv_prefetch;
+    o.plain_pdl = gs.gemv_plain_pdl;
+    o.l2_prefetch = int(gs.gemv_l2_prefetch);
     o.experts_swiglu = gs.experts_swiglu;
     o.experts_fused_sum = gs.experts_fused_sum;
     o.experts_gemm_tokens = gs.experts_gemm_tokens;

@@ -9,6 +9,24 @@ void declare_ggml_settings(Registry& reg) {
     reg.add_setting({"gemv_dp4a", true,
                      "CUDA: one-token Q4_K/Q6_K GEMV (dense and experts) in the dp4a form; false: on the tensor cores",
                      {}});
+    reg.add_setting({"gemv_q8_dp4a", false,
+                     "CUDA: one-token dense Q8_0 GEMV in the dp4a form (x quantized to two int8 parts per CTA); "
+                     "false: on the tensor cores",
+                     {}});
+    reg.add_setting({"gemv_prefetch", false,
+                     "CUDA: block-type GEMVs issue the loads of both weight register buffers before waiting for "
+                     "the previous kernel (PDL); false: the first buffer only",
+                     {}});
+    reg.add_setting({"gemv_plain_pdl", false,
+                     "CUDA: F32/F16/BF16 GEMVs launched dependent (PDL, when [plugin.core] pdl): weight loads "
+                     "overlap the previous kernel; false: ordinary stream order",
+                     {}});
+    reg.add_setting({"gemv_l2_prefetch", int64_t(0),
+                     "CUDA: block-type GEMVs ask the L2 for up to this many bytes of each CTA's weights before "
+                     "waiting for the previous kernel (PDL); 0: off",
+                     {},
+                     0,
+                     1 << 20});
     reg.add_setting({"experts_swiglu", false,
                      "CUDA: the MoE block's down-projection experts read [gate | up] and apply silu(gate) * up while "
                      "staging their input (one kernel less per MoE layer); false: a separate SwiGLU kernel",
@@ -48,6 +66,10 @@ GgmlSettings ggml_settings(const Settings* s) {
     // A format registered outside its plugin (a test's own registry) gets that registry's "core" settings: defaults.
     if (!s || s->plugin() != "quant_ggml") return g;
     g.gemv_dp4a = s->get_bool("gemv_dp4a");
+    g.gemv_q8_dp4a = s->get_bool("gemv_q8_dp4a");
+    g.gemv_prefetch = s->get_bool("gemv_prefetch");
+    g.gemv_plain_pdl = s->get_bool("gemv_plain_pdl");
+    g.gemv_l2_prefetch = s->get_int("gemv_l2_prefetch");
     g.experts_swiglu = s->get_bool("experts_swiglu");
     g.experts_fused_sum = s->get_bool("experts_fused_sum");
     g.experts_gemm_tokens = s->get_int("experts_gemm_tokens");

@@ -102,6 +102,41 @@ TEST_CASE("quant_ggml: CUDA layout round trip is bit exact for every CUDA block 
     }
 }
 
+// The dp4a form of Q8_0 reads four codes of one row per k-step with one byte_perm (LayoutQ8_0::dp4a_codes); the
+// x it multiplies is staged in column order 0, 2, 1, 3 of the lane's four columns (gemv_dp4a.cuh).
+TEST_CASE("quant_ggml: Q8_0 dp4a codes are the row's codes in the staged column order", "[quant_ggml][cuda_layout]") {
+    std::mt19937 rng(4242);
+    const TypeInfo& t = *find_type("Q8_0");
+    const int64_t rows = 37, cols = 5 * 32;
+    const auto raw = test::random_blocks(t, rows * cols / t.block, rng);
+    const DeviceLayout d = device_layout(t.type, rows, cols);
+    std::vector<uint8_t> dev(d.bytes, 0xAB);
+    repack(d, raw.data(), raw.size() / size_t(rows), dev.data(), 3);
+    const uint64_t row_bytes = raw.size() / size_t(rows);
+    const int order[4] = {0, 2, 1, 3};
+    int64_t checked = 0, bad = 0;
+    for (int64_t rg = 0; rg < d.n_rg; ++rg)
+        for (int64_t ch = 0; ch < d.chunks; ++ch)
+            for (int lane = 0; lane < 32; ++lane) {
+                LayoutQ8_0::Frag f;
+                LayoutQ8_0::load(dev.data() + rg * d.rg_bytes + ch * LayoutQ8_0::kTileBytes, lane, f);
+                for (int s = 0; s < 2; ++s)
+                    for (int r = 0; r < 2; ++r) {
+                        const int64_t row = rg * kTileRows + (lane >> 2) + 8 * r;
+                        if (row >= rows) continue;
+                        const uint32_t u = LayoutQ8_0::dp4a_codes(f, s, r);
+                        for (int b = 0; b < 4; ++b) {
+                            const int64_t col = ch * 32 + 16 * s + 4 * (lane & 3) + order[b];
+                            const uint32_t want = LayoutQ8_0::code_of(raw.data() + row * int64_t(row_bytes), col);
+                            bad += ((u >> (8 * b)) & 0xFF) != want;
+                            ++checked;
+                        }
+                    }
+            }
+    CHECK(checked == rows * cols);
+    CHECK(bad == 0);
+}
+
 TEST_CASE("quant_ggml: word-at-a-time repack equals the per-element reference byte for byte",
           "[quant_ggml][cuda_layout]") {
     std::mt19937 rng(24);

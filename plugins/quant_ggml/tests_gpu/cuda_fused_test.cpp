@@ -3,6 +3,9 @@
 // on fresh random weights, activations and norm weights; its refusals (nothing written); and a captured graph
 // replayed with new activations. Bound: relative norm ||y - ref|| / ||ref|| <= 1e-3, as the plain GEMV test (the
 // activations keep ~16 bits in both GEMV forms; SwiGLU multiplies two such results, at most doubling the error).
+// "dp4a" runs every one-token dp4a form (Q4_K / Q6_K, and Q8_0 with q8_dp4a) with both weight buffers prefetched
+// (and 4 KiB per CTA prefetched into L2);
+// the forced plan of one column split takes the dp4a norm path that applies 1 / rms to the result.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -77,9 +80,12 @@ TEST_CASE("quant_ggml cuda: fused norm / SwiGLU GEMV equals the separate ops", "
             float* nwd = device_copy(*ex, nw);
             for (const int64_t n : {int64_t(1), int64_t(3), int64_t(8)})
                 for (const int mode : {0, 1, 2})  // norm, SwiGLU, both
+                    for (const int splits : {0, 1})  // automatic plan; one column split (kw 2)
                     for (const bool dp4a : {true, false}) {
                         if (!dp4a && n > 1) continue;  // the dp4a switch only changes one-token K types
                         cuda::set_gemv_dp4a(*w, dp4a);
+                        cuda::set_gemv_variants(*w, dp4a, dp4a, false, dp4a ? 4096 : 0);
+                        cuda::set_gemv_plan(*w, splits, splits ? 2 : 0);
                         const bool use_norm = mode != 1, swiglu = mode != 0;
                         const int64_t out = swiglu ? s.rows / 2 : s.rows, ys = out + 5;
                         auto x = random_activations(size_t(n * s.cols), rng);
@@ -93,7 +99,7 @@ TEST_CASE("quant_ggml cuda: fused norm / SwiGLU GEMV equals the separate ops", "
                         m.x = xd, m.x_stride = s.cols, m.y = y, m.y_stride = ys, m.n_tokens = n;
                         m.norm = use_norm ? nwd : nullptr, m.norm_eps = eps, m.swiglu = swiglu;
                         INFO(type << " " << s.rows << "x" << s.cols << ", " << n << " tokens, mode " << mode
-                                  << (dp4a ? ", dp4a" : ", mma"));
+                                  << ", splits " << splits << (dp4a ? ", dp4a" : ", mma"));
                         REQUIRE(w->matmul_fused(*ex, m));
                         ex->synchronize();
                         std::vector<float> got(size_t((n + 1) * ys));
@@ -104,6 +110,8 @@ TEST_CASE("quant_ggml cuda: fused norm / SwiGLU GEMV equals the separate ops", "
                         CHECK(c.rel <= 1e-3);
                     }
             cuda::set_gemv_dp4a(*w, true);
+            cuda::set_gemv_variants(*w, false, false, false);
+            cuda::set_gemv_plan(*w, 0, 0);
         }
     }
 }

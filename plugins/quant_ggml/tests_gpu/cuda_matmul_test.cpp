@@ -1,5 +1,7 @@
 // quant_ggml on a CUDA device: GEMV (up to 8 tokens) and GEMM (more) against a double-precision dot of the CPU
 // reference dequantization (also accumulating, y += W x), get_rows bit for bit, graph capture, workspace errors.
+// The GEMV runs in its default variants and again with every optional one (CudaOptions q8_dp4a, prefetch, plain_pdl,
+// l2_prefetch).
 // Every output buffer is poisoned before each run; every output must be written and nothing else. Bounds (relative
 // norm ||y - ref|| / ||ref||): GEMV 1e-3 (its activations keep ~16 bits: observed ~1e-6); GEMM 1e-2 (bf16 weights
 // and activations), 1e-4 for F32 weights (fp32 cuBLASLt GEMM).
@@ -92,11 +94,14 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                 struct Plan {
                     int splits, kw;
                 };
-                for (const Plan plan : {Plan{0, 0}, Plan{1, 1}, Plan{3, 2}, Plan{2, 4}, Plan{1, 8}}) {
+                for (const Plan plan : {Plan{0, 0}, Plan{1, 1}, Plan{3, 2}, Plan{2, 4}, Plan{1, 8}})
+                for (const bool variants : {false, true}) {
                     cuda::set_gemv_plan(*w, plan.splits, plan.kw);
+                    cuda::set_gemv_variants(*w, variants, variants, variants, variants ? 4096 : 0);
                     for (const int64_t n : {1, 2, 5, 8}) {
                         INFO(type << " " << s.rows << "x" << s.cols << (strided ? " strided" : "") << ", splits "
-                                  << plan.splits << ", warps per row group " << plan.kw << ", tokens " << n);
+                                  << plan.splits << ", warps per row group " << plan.kw << ", tokens " << n
+                                  << (variants ? ", q8_dp4a + prefetch + plain_pdl + l2_prefetch" : ", defaults"));
                         const auto y = run_matmul(*ex, *w, xd, xs, yd, ys, 8, n);
                         const Check c = check_output(y, ys, 8, s.rows, ref, n);
                         CHECK(c.unwritten == 0);
@@ -106,6 +111,7 @@ TEST_CASE("quant_ggml cuda: GEMV equals the fp32 reference for every CUDA type",
                     }
                 }
                 cuda::set_gemv_plan(*w, 0, 0);
+                cuda::set_gemv_variants(*w, false, false, false);
             }
         }
     }
@@ -268,6 +274,8 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
             const auto w = f.load(request_for(h.src()), *ex);
             cuda::set_gemm_tile_rows(*w, tile);
             cuda::set_gemm_overlap(*w, tile > 0 ? 1 : 0);
+            // The optional GEMV variants in the first capture (Q8_0 dp4a, prefetch, BF16 with PDL, L2 prefetch).
+            cuda::set_gemv_variants(*w, tile == 0, tile == 0, tile == 0, tile == 0 ? 4096 : 0);
             const auto wdq = dequantized(h);
             const auto x = random_activations(size_t(n_big * cols), rng);
             const auto ref = reference(wdq, rows, cols, x, cols, n_big);
