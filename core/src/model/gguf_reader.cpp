@@ -8,6 +8,7 @@
 #include "imp/error.h"
 #include "model/display_text.h"
 #include "model/ggml_types.h"
+#include "model/host_budget.h"
 #include "model/hparam_bounds.h"
 
 namespace imp {
@@ -57,6 +58,8 @@ public:
     [[noreturn]] void fail(const std::string& msg) const { throw Error(path_ + ": " + msg); }
     uint64_t pos() const { return pos_; }
     uint64_t left() const { return n_ - pos_; }
+    void skip(uint64_t k) { pos_ += std::min(k, left()); }
+    void seek(uint64_t at) { pos_ = std::min(at, n_); }
 
     void need(uint64_t k, const char* what, const std::string& subject) const {
         if (k > left())
@@ -112,7 +115,44 @@ public:
         }
     }
 
+    // Host memory the value of `type` here takes once read (its MetaValue and heap), added to `bytes`; moves past
+    // it. False when the value is malformed (the reading pass then says how), without allocating anything.
+    bool skim(uint32_t type, uint64_t& bytes) {
+        if (type >= T_COUNT || left() < kMinBytes[type]) return false;
+        bytes += sizeof(MetaValue);
+        if (type == T_STR) {
+            const uint64_t len = raw<uint64_t>();
+            if (len > left()) return false;
+            pos_ += len;
+            bytes += len > 15 ? len + 1 : 0;  // beyond the short-string buffer
+            return true;
+        }
+        if (type != T_ARR) {
+            pos_ += kMinBytes[type];
+            return true;
+        }
+        const uint32_t et = raw<uint32_t>();
+        const uint64_t count = raw<uint64_t>();
+        if (et >= T_COUNT || et == T_ARR || count > kMaxArrayElems || count > left() / kMinBytes[et]) return false;
+        bytes += sizeof(MetaArray) + 32;  // the vector and its shared_ptr control block
+        if (et != T_STR) {
+            pos_ += count * kMinBytes[et];
+            bytes += count * sizeof(MetaValue);
+            return true;
+        }
+        for (uint64_t i = 0; i < count; ++i)
+            if (!skim(T_STR, bytes)) return false;
+        return true;
+    }
+
 private:
+    template <class T>
+    T raw() {
+        T v;
+        std::memcpy(&v, p_ + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return v;
+    }
     MetaValue array(const std::string& key, const std::string& subject) {
         uint32_t et = get<uint32_t>("array element type", subject);
         if (et == T_ARR) fail("metadata key " + sq(key) + " is an array of arrays, which GGUF readers do not support");
@@ -188,6 +228,24 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)
     if (n_kv > kMaxKeys)
         in.fail("metadata key/value count " + std::to_string(n_kv) + " exceeds imp's limit of " +
                 std::to_string(kMaxKeys));
+
+    // ---- host memory: what the metadata and the tensor table will take, before any of it is allocated
+    {
+        const uint64_t start = in.pos();
+        uint64_t bytes = 0, entries = 0;
+        for (; entries < n_kv && in.left() >= kMinKvBytes; ++entries) {
+            const uint64_t key_len = in.get<uint64_t>("key length");
+            if (key_len > in.left() || in.left() - key_len < 4) break;
+            in.skip(key_len);
+            bytes += 192 + key_len;  // the key and its map node
+            if (!in.skim(in.get<uint32_t>("value type"), bytes)) break;
+        }
+        // Each tensor: its TensorInfo, name (<= 64 bytes) in the table, the name set and the name index, its file path.
+        bytes += n_tensors * (sizeof(TensorInfo) + 3 * (kMaxNameBytes + 64) + path.size() + 64);
+        in.seek(start);
+        check_host_budget(path, "reading the metadata (" + std::to_string(entries) + " keys) and tensor table (" +
+                          std::to_string(n_tensors) + " tensors)", bytes, kHostMetadataCap);
+    }
 
     // ---- metadata
     for (uint64_t i = 0; i < n_kv; ++i) {
