@@ -6,6 +6,7 @@
 #include "imp/dtype.h"
 #include "imp/error.h"
 #include "imp/quant_format.h"
+#include "model/display_text.h"
 #include "runtime/engine_impl.h"
 #include "runtime/layer_name.h"
 
@@ -65,8 +66,8 @@ void Engine::Impl::prepare() {
         std::string names;
         for (const auto* a : reg.archs())
             for (const auto& s : a->architectures()) names += (names.empty() ? "" : ", ") + s;
-        throw Error("no loaded plugin handles architecture '" + src.architecture() + "' (loaded architectures: " +
-                    (names.empty() ? "none" : names) + ")");
+        throw Error(src.path() + ": no loaded plugin handles architecture " + quoted(src.architecture()) +
+                    " (loaded architectures: " + (names.empty() ? "none" : names) + ")");
     }
     desc = arch->build(src, reg);
     if (desc.n_vocab <= 0 || desc.n_embd <= 0 || desc.layers.empty())

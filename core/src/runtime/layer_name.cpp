@@ -26,8 +26,10 @@ std::string numbered_prefix(const std::string& name) {
 std::string file_block_name(const Layer& layer) {
     for (const auto& s : layer.weight_specs()) {
         if (!s.values.empty()) continue;  // computed by the arch, not a file tensor
-        const std::string p = numbered_prefix(s.name);
-        if (!p.empty()) return p;
+        for (const std::string* n : {&s.name, &s.expert_pattern}) {
+            const std::string p = numbered_prefix(*n);
+            if (!p.empty()) return p;
+        }
     }
     return {};
 }

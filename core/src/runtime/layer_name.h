@@ -10,7 +10,7 @@ namespace imp {
 
 class Layer;
 
-// The file's block name of `layer`: its first weight name that has an all-digit dotted component, cut after that
+// The file's block name of `layer`: its first weight name (or per-expert name pattern) that has an all-digit dotted component, cut after that
 // component ("blk.30.ffn_up.weight" -> "blk.30", "model.layers.7.mlp.gate.weight" -> "model.layers.7"). Empty
 // when no weight name has one.
 std::string file_block_name(const Layer& layer);
