@@ -1,5 +1,6 @@
 // gguf-edit IN OUT KEY TYPE VALUE: copies a GGUF file with one metadata key set (replaced where present, else added)
-// to a value of the given type (u32, i32, u64, i64, f32, f64, str, arr_str). The tensor data is carried over unchanged, moved
+// to a value of the given type (u32, i32, u64, i64, f32, f64, str, arr_u8, arr_str), or removed (TYPE delete); TYPE
+// rename_tensor renames the tensor KEY to VALUE instead, leaving the metadata as it is. The tensor data is carried over unchanged, moved
 // to the next aligned offset after the new header. Used by the hostile-input tests to make files a careless or
 // hostile user could give imp ("block_count = 2^31-1", "rope.freq_base = nan"), without committing each one.
 #include <cmath>
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
         std::ifstream f(argv[1], std::ios::binary);
         const std::string b((std::istreambuf_iterator<char>(f)), {});
         const std::string key = argv[3];
+        const bool rename = std::string(argv[4]) == "rename_tensor";
         In in{b};
         if (in.get<uint32_t>() != 0x46554747u) throw std::runtime_error("not a GGUF file");
         const uint32_t version = in.get<uint32_t>();
@@ -110,7 +112,7 @@ int main(int argc, char** argv) {
             const size_t vpos = in.pos;
             in.skip(t);
             if (k == "general.alignment" && t == 4) std::memcpy(&alignment, b.data() + vpos, 4), alignment &= 0xffffffffu;
-            if (k == key) {
+            if (k == key && !rename) {
                 if (std::string(argv[4]) != "delete") kvs += encode(key, argv[4], argv[5]);
                 replaced = true;
             } else {
@@ -118,21 +120,27 @@ int main(int argc, char** argv) {
             }
         }
         const bool del = std::string(argv[4]) == "delete";
-        if (!replaced && !del) kvs += encode(key, argv[4], argv[5]);
-        const size_t infos_start = in.pos;
+        if (!replaced && !del && !rename) kvs += encode(key, argv[4], argv[5]);
+        std::string infos;
+        bool renamed = false;
         for (uint64_t i = 0; i < n_tensors; ++i) {
-            (void)in.str();
+            const std::string name = in.str();
+            const size_t rest = in.pos;
             const uint32_t nd = in.get<uint32_t>();
             in.need(size_t(nd) * 8 + 12);
             in.pos += size_t(nd) * 8 + 12;
+            const std::string out_name = rename && name == key ? argv[5] : name;
+            renamed = renamed || (rename && name == key);
+            put<uint64_t>(infos, out_name.size());
+            infos += out_name + b.substr(rest, in.pos - rest);
         }
-        const std::string infos = b.substr(infos_start, in.pos - infos_start);
+        if (rename && !renamed) throw std::runtime_error("no tensor named " + key);
         const size_t old_data = n_tensors ? (in.pos + alignment - 1) / alignment * alignment : in.pos;
         std::string out;
         put<uint32_t>(out, 0x46554747u);
         put<uint32_t>(out, version);
         put<uint64_t>(out, n_tensors);
-        put<uint64_t>(out, del ? n_kv - (replaced ? 1 : 0) : n_kv + (replaced ? 0 : 1));
+        put<uint64_t>(out, rename ? n_kv : del ? n_kv - (replaced ? 1 : 0) : n_kv + (replaced ? 0 : 1));
         out += kvs;
         out += infos;
         if (n_tensors) out.append((alignment - out.size() % alignment) % alignment, '\0');

@@ -22,7 +22,7 @@ using namespace detail;
 class Attention final : public Layer {
 public:
     explicit Attention(const AttentionSpec& s) : s_(s) {
-        const std::string me = who(s.kind, s.layer);
+        const std::string me = who(s.kind, s.names, s.layer);
         positive(me, "n_embd", s.n_embd);
         positive(me, "n_head", s.n_head);
         positive(me, "n_kv_head", s.n_kv_head);

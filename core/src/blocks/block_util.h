@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "imp/blocks/names.h"
 #include "imp/error.h"
 #include "imp/layer.h"
 #include "imp/quant_format.h"
@@ -46,8 +47,10 @@ inline const float* need_vector(const WeightSet& ws, const std::string& name) {
     return v;
 }
 
-// "<kind> (layer <i>)": who a message is about.
-inline std::string who(const std::string& kind, int layer) { return kind + " (layer " + std::to_string(layer) + ")"; }
+// "<kind> (<block>)": who a message is about, the layer named as the file names it ("llama.ffn (blk.30)").
+inline std::string who(const std::string& kind, const NameMap& names, int layer) {
+    return kind + " (" + names.block(layer) + ")";
+}
 
 // Throws "<who>: <field> must be positive, got <v>" when v <= 0.
 inline int64_t positive(const std::string& who, const char* field, int64_t v) {

@@ -19,7 +19,7 @@ using namespace detail;
 class SwigluFfn final : public Layer {
 public:
     explicit SwigluFfn(const FfnSpec& s) : s_(s) {
-        const std::string me = who(s.kind, s.layer);
+        const std::string me = who(s.kind, s.names, s.layer);
         positive(me, "n_embd", s.n_embd);
         positive(me, "n_ff", s.n_ff);
         n_gate_ = s.names("ffn_gate", s.layer);

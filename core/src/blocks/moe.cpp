@@ -36,7 +36,7 @@ WeightSpec experts_spec(const std::string& name, const std::string& pattern, int
 class MoeFfn final : public Layer {
 public:
     explicit MoeFfn(const MoeSpec& s) : s_(s) {
-        const std::string me = who(s.kind, s.layer);
+        const std::string me = who(s.kind, s.names, s.layer);
         positive(me, "n_embd", s.n_embd);
         positive(me, "n_expert", s.n_expert);
         positive(me, "n_ff_exp", s.n_ff_exp);
@@ -115,7 +115,7 @@ public:
         up_ = w.experts(n_up_);
         down_ = w.experts(n_down_);
         if (!gate_up_ && (!gate_ || !up_))
-            throw Error(who(s_.kind, s_.layer) + ": expert weights '" + n_gate_ + "' and '" + n_up_ + "'" +
+            throw Error(who(s_.kind, s_.names, s_.layer) + ": expert weights '" + n_gate_ + "' and '" + n_up_ + "'" +
                         (n_gate_up_.empty() ? "" : " (or the fused '" + n_gate_up_ + "')") + " were not loaded");
         if (!down_) throw Error("layer weight '" + n_down_ + "' was not loaded");
         if (gate_up_) gate_ = up_ = nullptr;

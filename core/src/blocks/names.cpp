@@ -14,6 +14,12 @@ std::string NameMap::prefix(int layer) const {
     return p;
 }
 
+std::string NameMap::block(int layer) const {
+    std::string p = prefix(layer);
+    while (!p.empty() && p.back() == '.') p.pop_back();
+    return p.empty() ? "layer " + std::to_string(layer) : p;
+}
+
 std::string NameMap::operator()(const std::string& role, int layer) const {
     const auto it = names.find(role);
     if (it == names.end()) {

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "imp/error.h"
 #include "model/display_text.h"
+#include "model/host_budget.h"
 
 namespace {
 void usage() {
@@ -74,7 +75,10 @@ int main(int argc, char** argv) {
     } catch (const imp::Error& e) {
         print_error(e.what());
     } catch (const std::bad_alloc&) {
-        print_error("out of host memory (a size read from the input may be too large for this machine)");
+        // Sizes read from a file are checked before they are allocated (model/host_budget.h); what is left is said
+        // with the sizes at hand: what imp held and what the machine had free when an allocation failed.
+        print_error("out of host memory: an allocation failed while imp held " +
+                    imp::human_bytes(imp::host_memory_held()) + " and " + imp::human_bytes(imp::host_memory_free()) + " was free on this machine");
     } catch (const std::exception& e) {
         print_error(e.what());
     }

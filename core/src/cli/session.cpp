@@ -68,12 +68,12 @@ Session::Session(const Profile& p, Mode mode) {
         // No [plugins] list (imp --model FILE): the arch plugin that provides this architecture, plus every
         // quant plugin found, as a llama.cpp user expects the file alone to be enough.
         const std::string ap = loader_->plugin_for_architecture(arch);
-        if (ap.empty()) throw Error(no_arch_message(arch, *loader_));
+        if (ap.empty()) throw Error(src_->path() + ": " + no_arch_message(arch, *loader_));
         loader_->load(ap);
         for (const auto& f : loader_->scan())
             if (f.info && f.info->kind == PluginKind::Quant) loader_->load_file(f.path);
     }
-    if (!reg_->find_arch(*src_)) throw Error(no_arch_message(arch, *loader_));
+    if (!reg_->find_arch(*src_)) throw Error(src_->path() + ": " + no_arch_message(arch, *loader_));
     apply_plugin_settings(p, *reg_);
     const CoreSettings cs = core_settings(*reg_);
 

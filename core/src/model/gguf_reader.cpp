@@ -1,6 +1,7 @@
 #include "model/gguf_reader.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <unordered_set>
@@ -8,134 +9,15 @@
 #include "imp/error.h"
 #include "model/display_text.h"
 #include "model/ggml_types.h"
+#include "model/gguf_parser.h"
+#include "model/host_budget.h"
 #include "model/hparam_bounds.h"
 
 namespace imp {
 
 namespace {
 
-// GGUF metadata value type ids (gguf_type).
-enum : uint32_t {
-    T_U8 = 0,
-    T_I8,
-    T_U16,
-    T_I16,
-    T_U32,
-    T_I32,
-    T_F32,
-    T_BOOL,
-    T_STR,
-    T_ARR,
-    T_U64,
-    T_I64,
-    T_F64,
-    T_COUNT
-};
-const char* const kTypeName[T_COUNT] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
-                                        "bool", "str", "arr", "u64", "i64", "f64"};
-// The fewest bytes a value of each type occupies (a string is at least its u64 length).
-constexpr uint64_t kMinBytes[T_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8};
-
-constexpr uint64_t kMaxKeyBytes = 65535;  // GGUF spec: keys are at most 65535 bytes
-constexpr uint64_t kMaxNameBytes = 64;    // GGUF spec: tensor names are at most 64 bytes
-constexpr uint32_t kMaxDims = 4;
-// imp's own limits, far above any real model (the largest vocabularies hold ~262k tokens; MoE files ~50k tensors),
-// so that a small file cannot make the reader hold many times its size: a 1-byte u8 array element becomes a
-// ~60-byte MetaValue, a 24-byte tensor info a ~200-byte TensorInfo.
-constexpr uint64_t kMaxArrayElems = uint64_t(1) << 22;  // elements in one metadata array
-constexpr uint64_t kMaxTensors = uint64_t(1) << 20;
-constexpr uint64_t kMaxKeys = uint64_t(1) << 16;
-constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, smallest value
-constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // empty name, n_dims = 0, type, offset
-
-std::string sq(const std::string& s) { return imp::quoted(s); }
-
-class Parser {
-public:
-    explicit Parser(const MappedFile& f) : p_(f.data()), n_(f.size()), path_(f.path()) {}
-
-    [[noreturn]] void fail(const std::string& msg) const { throw Error(path_ + ": " + msg); }
-    uint64_t pos() const { return pos_; }
-    uint64_t left() const { return n_ - pos_; }
-
-    void need(uint64_t k, const char* what, const std::string& subject) const {
-        if (k > left())
-            fail("truncated file: " + std::string(what) + (subject.empty() ? "" : " of " + subject) + " needs " +
-                 std::to_string(k) + " bytes at offset " + std::to_string(pos_) + ", only " + std::to_string(left()) +
-                 " remain");
-    }
-    template <class T>
-    T get(const char* what, const std::string& subject = {}) {
-        need(sizeof(T), what, subject);
-        T v;
-        std::memcpy(&v, p_ + pos_, sizeof(T));
-        pos_ += sizeof(T);
-        return v;
-    }
-    std::string str(const char* what, const std::string& subject, uint64_t max_len) {
-        uint64_t len = get<uint64_t>("string length", subject.empty() ? what : subject);
-        if (len > n_)
-            fail(std::string(what) + " length " + std::to_string(len) + (subject.empty() ? "" : " in " + subject) +
-                 " is larger than the whole file (" + std::to_string(n_) + " bytes)");
-        if (len > left())
-            fail(std::string(what) + (subject.empty() ? "" : " of " + subject) + ": " + std::to_string(len) +
-                 " bytes at offset " + std::to_string(pos_) + " run past the end of the file");
-        if (len > max_len)
-            fail(std::string(what) + " of " + std::to_string(len) + " bytes exceeds the GGUF limit of " +
-                 std::to_string(max_len) + " bytes");
-        std::string s(reinterpret_cast<const char*>(p_ + pos_), size_t(len));
-        pos_ += len;
-        return s;
-    }
-
-    MetaValue value(uint32_t type, const std::string& key, const std::string& subject) {
-        switch (type) {
-            case T_U8: return {uint64_t(get<uint8_t>("u8 value", subject)), "u8"};
-            case T_I8: return {int64_t(get<int8_t>("i8 value", subject)), "i8"};
-            case T_U16: return {uint64_t(get<uint16_t>("u16 value", subject)), "u16"};
-            case T_I16: return {int64_t(get<int16_t>("i16 value", subject)), "i16"};
-            case T_U32: return {uint64_t(get<uint32_t>("u32 value", subject)), "u32"};
-            case T_I32: return {int64_t(get<int32_t>("i32 value", subject)), "i32"};
-            case T_F32: return {double(get<float>("f32 value", subject)), "f32"};
-            case T_U64: return {get<uint64_t>("u64 value", subject), "u64"};
-            case T_I64: return {get<int64_t>("i64 value", subject), "i64"};
-            case T_F64: return {get<double>("f64 value", subject), "f64"};
-            case T_BOOL: {
-                uint8_t b = get<uint8_t>("bool value", subject);
-                if (b > 1)
-                    fail("metadata key " + sq(key) + " has bool value " + std::to_string(b) + " (must be 0 or 1)");
-                return {b == 1, "bool"};
-            }
-            case T_STR: return {str("string value", subject, UINT64_MAX), "str"};
-            case T_ARR: return array(key, subject);
-            default: fail("metadata key " + sq(key) + " has unknown value type " + std::to_string(type));
-        }
-    }
-
-private:
-    MetaValue array(const std::string& key, const std::string& subject) {
-        uint32_t et = get<uint32_t>("array element type", subject);
-        if (et == T_ARR) fail("metadata key " + sq(key) + " is an array of arrays, which GGUF readers do not support");
-        if (et >= T_COUNT)
-            fail("metadata key " + sq(key) + " is an array with unknown element type " + std::to_string(et));
-        uint64_t count = get<uint64_t>("array count", subject);
-        if (count > left() / kMinBytes[et])
-            fail("metadata key " + sq(key) + ": array count " + std::to_string(count) + " of " + kTypeName[et] +
-                 " cannot fit in the " + std::to_string(left()) + " bytes left in the file");
-        if (count > kMaxArrayElems)
-            fail("metadata key " + sq(key) + ": array of " + std::to_string(count) + " elements exceeds imp's limit of " +
-                 std::to_string(kMaxArrayElems));
-        auto arr = std::make_shared<MetaArray>();
-        arr->reserve(size_t(count));
-        for (uint64_t i = 0; i < count; ++i) arr->push_back(value(et, key, subject));
-        return {std::move(arr), std::string("arr[") + kTypeName[et] + "]"};
-    }
-
-    const uint8_t* p_;
-    uint64_t n_;
-    uint64_t pos_ = 0;
-    const std::string& path_;
-};
+using namespace gguf;
 
 std::string printable_magic(const uint8_t* m) {
     std::string s;
@@ -188,6 +70,24 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)
     if (n_kv > kMaxKeys)
         in.fail("metadata key/value count " + std::to_string(n_kv) + " exceeds imp's limit of " +
                 std::to_string(kMaxKeys));
+
+    // ---- host memory: what the metadata and the tensor table will take, before any of it is allocated
+    {
+        const uint64_t start = in.pos();
+        uint64_t bytes = 0, entries = 0;
+        for (; entries < n_kv && in.left() >= kMinKvBytes; ++entries) {
+            const uint64_t key_len = in.get<uint64_t>("key length");
+            if (key_len > in.left() || in.left() - key_len < 4) break;
+            in.skip(key_len);
+            bytes += 192 + key_len;  // the key and its map node
+            if (!in.skim(in.get<uint32_t>("value type"), bytes)) break;
+        }
+        // Each tensor: its TensorInfo, name (<= 64 bytes) in the table, the name set and the name index, its file path.
+        bytes += n_tensors * (sizeof(TensorInfo) + 3 * (kMaxNameBytes + 64) + path.size() + 64);
+        in.seek(start);
+        check_host_budget(path, "reading the metadata (" + std::to_string(entries) + " keys) and tensor table (" +
+                          std::to_string(n_tensors) + " tensors)", bytes, kHostMetadataCap);
+    }
 
     // ---- metadata
     for (uint64_t i = 0; i < n_kv; ++i) {

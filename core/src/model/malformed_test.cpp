@@ -43,6 +43,12 @@ std::vector<Case> gguf_cases() {
     auto kv1 = [] { return gguf_header(0, 1); };
     c.push_back({"bad_magic.gguf", "GGUX" + gguf_valid().substr(4), "bad magic 'GGUX', expected 'GGUF'"});
     c.push_back({"tiny.gguf", "GG", "is too small to be a GGUF file"});
+    {  // four u8 arrays of 2^22 (16 MiB of file) would be 1.13 GiB of metadata values: refused before reading them
+        Bytes b = gguf_header(1, 4);
+        for (int i = 0; i < 4; ++i) b.str("huge" + std::to_string(i)).u32(T_ARR).u32(0).u64(1 << 22).zeros(1 << 22);
+        c.push_back({"metadata_budget.gguf", with_tensor(b).b,
+                     "reading the metadata (4 keys) and tensor table (1 tensors) needs 1.13 GiB"});
+    }
     c.push_back({"v0.gguf", gguf_header(0, 0, 0).b, "GGUF version 0 is invalid"});
     c.push_back({"v1.gguf", gguf_header(0, 0, 1).b, "GGUF version 1 is no longer supported"});
     c.push_back({"v4.gguf", gguf_header(0, 0, 4).b, "GGUF version 4 is newer than this reader"});

@@ -6,7 +6,9 @@
 #include "imp/dtype.h"
 #include "imp/error.h"
 #include "imp/quant_format.h"
+#include "model/display_text.h"
 #include "runtime/engine_impl.h"
+#include "runtime/layer_name.h"
 
 namespace imp {
 
@@ -18,7 +20,7 @@ void Engine::Impl::allocate_runtime() {
         const StateSpec st = desc.layers[i]->state();
         KVCacheView v;
         StateView sv;
-        const std::string tag = "layer " + std::to_string(i);
+        const std::string tag = layer_label(*desc.layers[i], i);
         if (st.kind == StateSpec::Kind::KV) {
             const uint64_t block_bytes = uint64_t(kKvBlock) * uint64_t(st.n_kv_heads) * uint64_t(st.head_dim) * kv_es;
             const uint64_t bytes = checked_mul(uint64_t(n_blocks), block_bytes, "KV cache");
@@ -64,8 +66,8 @@ void Engine::Impl::prepare() {
         std::string names;
         for (const auto* a : reg.archs())
             for (const auto& s : a->architectures()) names += (names.empty() ? "" : ", ") + s;
-        throw Error("no loaded plugin handles architecture '" + src.architecture() + "' (loaded architectures: " +
-                    (names.empty() ? "none" : names) + ")");
+        throw Error(src.path() + ": no loaded plugin handles architecture " + quoted(src.architecture()) +
+                    " (loaded architectures: " + (names.empty() ? "none" : names) + ")");
     }
     desc = arch->build(src, reg);
     if (desc.n_vocab <= 0 || desc.n_embd <= 0 || desc.layers.empty())
@@ -76,7 +78,7 @@ void Engine::Impl::prepare() {
     for (size_t i = 0; i < desc.layers.size(); ++i) {
         const std::string missing = reg.check_ops(desc.layers[i]->required_ops(), ex);
         if (!missing.empty())
-            throw Error(src.path() + ": layer " + std::to_string(i) + " (" + desc.layers[i]->kind() + "): " + missing);
+            throw Error(src.path() + ": " + layer_label(*desc.layers[i], i) + ": " + missing);
     }
     if (opt.max_seq_len < 0) throw Error("max_seq_len must be >= 0, got " + std::to_string(opt.max_seq_len));
     capacity = opt.max_seq_len > 0 ? opt.max_seq_len : desc.n_ctx_train > 0 ? std::min<int64_t>(desc.n_ctx_train, 8192)
@@ -135,12 +137,11 @@ void Engine::Impl::build() {
     // Admission: the plan must fit before anything is uploaded.
     const uint64_t avail = ex.available_bytes();
     if (plan.total() > avail)
-        throw Error("model does not fit on " + ex.name() + ": needs " + human_bytes(plan.total()) + " (weights " +
-                    human_bytes(plan.weights) + ", KV/state " + human_bytes(plan.state) + " for max_seq_len " +
-                    std::to_string(capacity) + " x max_seqs " + std::to_string(opt.max_seqs) + ", activations " +
-                    human_bytes(plan.activations) + ", scratch " + human_bytes(plan.scratch) + ") but " +
-                    human_bytes(avail) +
-                    " is free; lower runtime.max_seq_len, runtime.max_seqs or runtime.kv_blocks, or use "
+        throw Error(src.path() + ": the model does not fit on " + ex.name() + ": needs " + human_bytes(plan.total()) +
+                    " (weights " + human_bytes(plan.weights) + ", KV/state " + human_bytes(plan.state) +
+                    " for max_seq_len " + std::to_string(capacity) + " x max_seqs " + std::to_string(opt.max_seqs) +
+                    ", activations " + human_bytes(plan.activations) + ", scratch " + human_bytes(plan.scratch) +
+                    ") but " + human_bytes(avail) + " is free; lower runtime.max_seq_len, runtime.max_seqs or runtime.kv_blocks, or use "
                     "runtime.kv_dtype = \"fp8\"");
     load_weights(src, *lp, ex, weights);
     // One workspace for every matmul (e.g. dequantized tiles), sized for the largest pass.

@@ -4,6 +4,7 @@
 
 #include "imp/error.h"
 #include "model/quant_config.h"
+#include "runtime/layer_name.h"
 #include "runtime/weight_sources.h"
 
 namespace imp {
@@ -35,7 +36,7 @@ std::vector<PlannedWeight> collect(const ModelSource& src, const ModelDesc& desc
     emb.shape = {desc.n_vocab, desc.n_embd};
     add(emb, "token embedding", WeightRole::Embedding);
     for (size_t i = 0; i < desc.layers.size(); ++i) {
-        const std::string user = desc.layers[i]->kind() + " (layer " + std::to_string(i) + ")";
+        const std::string user = layer_label(*desc.layers[i], i);
         for (const auto& s : desc.layers[i]->weight_specs()) add(s, user, WeightRole::Linear);
     }
     WeightSpec norm;
@@ -306,13 +307,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
     std::string r = "[";
     for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
     return r + "]";
-}
-
-std::string human_bytes(uint64_t b) {
-    char buf[32];
-    if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", double(b) / double(1ull << 30));
-    else std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / double(1ull << 20));
-    return buf;
 }
 
 LoadPlan plan_weights(const ModelSource& src, const Registry& reg, const Executor& ex, const ModelDesc& desc,

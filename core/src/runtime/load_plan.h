@@ -18,6 +18,7 @@
 #include "imp/model.h"
 #include "imp/quant_format.h"
 #include "imp/registry.h"
+#include "model/host_budget.h"  // human_bytes
 
 namespace imp {
 
@@ -80,7 +81,6 @@ int device_compute_capability(const Executor& ex);
 std::string capability_problem(const QuantFormat& f, int cc);
 
 std::string shape_str(const std::vector<int64_t>& s);
-std::string human_bytes(uint64_t b);
 inline uint64_t round64(uint64_t b) { return (b + 63) / 64 * 64; }
 
 }  // namespace imp

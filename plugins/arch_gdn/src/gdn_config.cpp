@@ -251,7 +251,7 @@ GdnConfig read_config(const ModelSource& src) {
     c.conv_shape[0] = 2 * c.gdn_hk * c.gdn_dk + c.gdn_hv * c.gdn_dv;
     for (int64_t i = 0; i < c.n_layer; ++i)
         if (!c.moe[size_t(i)] && c.n_ff <= 0)
-            throw Error(r.file + ": layer " + L(i) + " has a dense FFN but the model gives no intermediate size");
+            throw Error(r.file + ": " + c.names.block(int(i)) + " has a dense FFN but the model gives no intermediate size");
     return c;
 }
 

@@ -46,7 +46,7 @@ struct Group {
 class GdnLayer final : public Layer {
 public:
     explicit GdnLayer(const GdnSpec& s) : s_(s) {
-        const std::string me = s.kind + " (layer " + std::to_string(s.layer) + ")";
+        const std::string me = s.kind + " (" + s.names.block(s.layer) + ")";
         const gdn::Dims& d = s.dims;
         if (s.n_embd <= 0 || d.n_k_heads <= 0 || d.n_v_heads <= 0 || d.head_k_dim <= 0 || d.head_v_dim <= 0 ||
             d.n_v_heads % d.n_k_heads != 0 || s.conv_kernel < 2)

@@ -120,7 +120,7 @@ TEST_CASE("invalid attention and FFN specs are refused with the field named", "[
     CHECK_THROWS_WITH(blocks::make_attention(bad), Catch::Contains("rope.n_rot 6") && Catch::Contains("head_dim 4"));
     bad = s;
     bad.head_dim = 0;
-    CHECK_THROWS_WITH(blocks::make_attention(bad), Catch::Contains("blocks.attention (layer 0): head_dim"));
+    CHECK_THROWS_WITH(blocks::make_attention(bad), Catch::Contains("blocks.attention (blk.0): head_dim"));
     bad = s;
     bad.rope.freq_factors = {1.f};
     bad.rope.freqs_name = "rope_freqs.weight";

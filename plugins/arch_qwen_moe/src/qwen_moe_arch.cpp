@@ -221,7 +221,7 @@ public:
                 d.layers.push_back(blocks::make_moe(m));
             } else {
                 if (c.n_ff <= 0)
-                    throw Error(r.file + ": layer " + std::to_string(i) +
+                    throw Error(r.file + ": " + c.names.block(i) +
                                 " is dense but the model has no dense FFN size (feed_forward_length)");
                 d.layers.push_back(blocks::make_swiglu_ffn(f));
             }
@@ -235,7 +235,7 @@ public:
 std::unique_ptr<Arch> make_arch() { return std::make_unique<QwenMoeArch>(); }
 
 std::unique_ptr<Layer> make_moe_layer(const LayerParams& p) {
-    if (!p.hparams) throw Error("qwen3moe.moe: no hyper-parameters given for layer " + std::to_string(p.index));
+    if (!p.hparams) throw Error("qwen3moe.moe: no hyper-parameters given for " + (p.prefix.empty() ? "layer " + std::to_string(p.index) : p.prefix));
     blocks::MoeSpec s = blocks::MoeSpec::from_hparams(*p.hparams, p.prefix);
     s.kind = "qwen3moe.moe";
     s.layer = p.index;

@@ -260,7 +260,7 @@ TEST_CASE("MoE block with a gated shared expert equals its formula (CPU)", "[arc
 
 TEST_CASE("MoE block spec errors name the layer and the field", "[arch_qwen_moe][block]") {
     auto s = spec(8, 9, 0);
-    CHECK_THROWS_WITH(blocks::make_moe(s), Catch::Contains("(layer 3): top_k 9 must be in [1, n_expert = 8]"));
+    CHECK_THROWS_WITH(blocks::make_moe(s), Catch::Contains("(model.layers.3): top_k 9 must be in [1, n_expert = 8]"));
     s = spec(8, 2, 0);
     s.registry = nullptr;
     CHECK_THROWS_WITH(blocks::make_moe(s), Catch::Contains("built without a registry"));

@@ -166,7 +166,7 @@ TEST_CASE("load plan: experts gathered from per-expert tensors, each with its ow
     Loaded bad;
     CHECK_THROWS_WITH(load(bad, gap, ts, experts_spec("x", kExperts, 8, kEmbd, pattern), ex, rng),
                       Catch::Contains("expert tensor 'model.layers.0.mlp.experts.2.down_proj.weight' (expert 2 of 4) "
-                                      "needed by test.specs (layer 0) is missing"));
+                                      "needed by test.specs (model.layers.0) is missing"));
 }
 
 TEST_CASE("load plan: HF fused 3-D experts and BF16 per-expert tensors through quant_ggml", "[load_plan][experts]") {

@@ -134,7 +134,7 @@ TEST_CASE("load plan: a three-tensor packed weight plans by its logical shape, l
     const std::string err = plan_error(*src, reg, ex, raw);
     CHECK(has(err, "weight 'blk.0.attn_output.weight' ('blk.0.attn_output.weight' U8 [32, 32] + input_scale F32 [] + "
                    "weight_scale F8_E4M3 [32, 4] + weight_scale_2 F32 [])"));
-    CHECK(has(err, "reads as [32, 64] through quant format packed4, expected [32, 32] (test.specs (layer 0))"));
+    CHECK(has(err, "reads as [32, 64] through quant format packed4, expected [32, 32] (test.specs (blk.0))"));
 }
 
 TEST_CASE("load plan: a weight no format takes names the tensor, its type and every format's reason",
@@ -157,13 +157,13 @@ TEST_CASE("load plan: a weight no format takes names the tensor, its type and ev
     packed.add_format(std::make_unique<PackedFormat>());
     const ModelDesc missing = model_desc(kVocab, kEmbd, {matrix_spec("blk.0.ffn_down.weight", 32, kEmbd)});
     CHECK(plan_error(*src, packed, ex, missing) ==
-          folder.path() + ": tensor 'blk.0.ffn_down.weight' needed by test.specs (layer 0) is missing");
+          folder.path() + ": tensor 'blk.0.ffn_down.weight' needed by test.specs (blk.0) is missing");
     const ModelDesc packed_only = model_desc(kVocab, kEmbd, {matrix_spec("blk.0.ffn_up.weight_packed", 32, kEmbd)});
     CHECK(has(plan_error(*src, packed, ex, packed_only), "tensor 'blk.0.ffn_up.weight_packed' needed by"));
     const ModelDesc scales_only = model_desc(kVocab, kEmbd, {matrix_spec("blk.0.ffn_up", 32, kEmbd)});
     CHECK(has(plan_error(*src, packed, ex, scales_only),
               "no loaded quant format takes weight 'blk.0.ffn_up' (no tensor of that name + weight U8 [32, 32] + "
-              "weight_scale F8_E4M3 [32, 4] + weight_scale_2 F32 []) as linear [32, 64] for test.specs (layer 0): "
+              "weight_scale F8_E4M3 [32, 4] + weight_scale_2 F32 []) as linear [32, 64] for test.specs (blk.0): "
               "packed4: no tensor of that name"));
 }
 

@@ -19,6 +19,9 @@ struct IMP_API NameMap {
 
     // layer_prefix with every {L} replaced by `layer`.
     std::string prefix(int layer) const;
+    // The layer as the file names it, for messages: prefix(layer) without its trailing '.' ("blk.30",
+    // "model.layers.30"); "layer <layer>" when the map has no prefix.
+    std::string block(int layer) const;
     // prefix(layer) + names[role]; throws imp::Error naming the role when the map has none.
     std::string operator()(const std::string& role, int layer) const;
     bool has(const std::string& role) const { return names.count(role) != 0; }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -12,6 +11,7 @@
 
 #include "exec/cpu/thread_pool.h"
 #include "imp/error.h"
+#include "model/host_budget.h"
 #include "runtime/sampler.h"
 
 namespace imp {
@@ -158,20 +158,7 @@ void* CpuExecutor::alloc(size_t bytes, const char* tag) {
     return p;
 }
 
-uint64_t CpuExecutor::available_bytes() const {
-    std::FILE* f = std::fopen("/proc/meminfo", "r");
-    if (!f) return UINT64_MAX;
-    char line[256];
-    uint64_t kb = 0;
-    bool found = false;
-    while (std::fgets(line, sizeof line, f))
-        if (std::sscanf(line, "MemAvailable: %lu kB", &kb) == 1) {
-            found = true;
-            break;
-        }
-    std::fclose(f);
-    return found ? kb * 1024 : UINT64_MAX;
-}
+uint64_t CpuExecutor::available_bytes() const { return host_memory_free(); }
 
 void CpuExecutor::upload(void* dst, const void* src, size_t bytes) {
     if (bytes) std::memcpy(dst, src, bytes);
