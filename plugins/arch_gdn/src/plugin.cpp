@@ -21,7 +21,7 @@ void register_gdn(imp::Registry& reg) {
                      "CUDA gdn.conv (prefill steps) and gdn.gated_norm on the one-warp kernels with 16-byte accesses "
                      "where the strides allow; false: one block per row and head",
                      {}});
-    reg.add_setting({"prefill_rule", std::string("auto"),
+    reg.add_setting({"prefill_rule", std::string("mma32"),
                      "CUDA gdn.rule_chunked: auto (the kernel's choice), fused (one kernel, no workspace), split64 / "
                      "split32 (chunk-parallel prep + state kernel, 64 / 32 value columns per block), split32_mma_prep "
                      "(split32 with the prep kernel on mma.sync), mma32 / mma64 (both kernels on mma.sync, 32 / 64 columns)",

@@ -9,7 +9,7 @@ void declare_ggml_settings(Registry& reg) {
     reg.add_setting({"gemv_dp4a", true,
                      "CUDA: one-token Q4_K/Q6_K GEMV (dense and experts) in the dp4a form; false: on the tensor cores",
                      {}});
-    reg.add_setting({"gemv_q8_dp4a", false,
+    reg.add_setting({"gemv_q8_dp4a", true,
                      "CUDA: one-token dense Q8_0 GEMV in the dp4a form (x quantized to two int8 parts per CTA); "
                      "false: on the tensor cores",
                      {}});
@@ -35,7 +35,7 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: in decode (up to 16 tokens, one GEMV item per token and slot) the last expert GEMV block "
                      "of a token writes the routing-weighted sum over its slots (no separate sum kernel)",
                      {}});
-    reg.add_setting({"experts_gemm_tokens", int64_t(0),
+    reg.add_setting({"experts_gemm_tokens", int64_t(64),
                      "CUDA: from this many tokens in one call (prefill), expert weights run the grouped GEMM (pairs "
                      "sorted by expert on the device, weights dequantized to bf16 in registers, tensor-core MMA over "
                      "up to 64 tokens per expert tile) instead of the 8-token grouped GEMV; 0: never",

@@ -11,13 +11,13 @@ namespace imp::ggml {
 
 struct GgmlSettings {
     bool gemv_dp4a = true;            // CUDA: one-token Q4_K / Q6_K GEMV (dense and experts) in the dp4a form
-    bool gemv_q8_dp4a = false;        // CUDA: one-token dense Q8_0 GEMV in the dp4a form
+    bool gemv_q8_dp4a = true;         // CUDA: one-token dense Q8_0 GEMV in the dp4a form
     bool gemv_prefetch = false;       // CUDA: block-type GEMVs load both weight buffers before their input is ready
     bool gemv_plain_pdl = false;      // CUDA: F32 / F16 / BF16 GEMVs launched dependent (PDL)
     int64_t gemv_l2_prefetch = 0;     // CUDA: block-type GEMVs prefetch this many bytes per CTA into L2 (0: off)
     bool experts_swiglu = false;      // CUDA: MoE down-projection experts apply silu(gate) * up while staging x
     bool experts_fused_sum = false;   // CUDA: decode expert GEMV sums the routed slots itself (no reduce kernel)
-    int64_t experts_gemm_tokens = 0;  // CUDA: expert calls from this many tokens on take the grouped GEMM (0: never)
+    int64_t experts_gemm_tokens = 64;  // CUDA: expert calls from this many tokens on take the grouped GEMM (0: never)
     int experts_gemv_warps = 0;       // CUDA: warps per row group of the expert GEMV (0: from the plan)
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
     bool fuse_norm = false;            // CUDA: Weight::matmul_fused takes the RMSNorm into the GEMV
