@@ -8,7 +8,7 @@
 namespace imp::fp8 {
 
 void declare_fp8_settings(Registry& reg) {
-    quant_hf::declare_kernel_settings(reg, {"fp8_gemm", "dequant_bf16"},
+    quant_hf::declare_kernel_settings(reg, {"dequant_bf16", "fp8_gemm"},
                                       "CUDA: matmuls of more than 8 tokens: dequant_bf16 | fp8_gemm");
 }
 
