@@ -146,6 +146,22 @@ class GateTest(unittest.TestCase):
         self.records["on"][1]["logits_finite"] = False
         self.assert_fails("logits contain NaN/Inf")
 
+    def test_drop_models_deletes_each_model_after_its_last_profile(self):
+        model = os.path.join(self.tmp.name, "models", "smollm2-135m.q8_0.gguf")
+        rc, out, _ = self.run_gate()
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(os.path.exists(model), "kept without --drop-models")
+        rc, out, _ = self.run_gate("--drop-models")
+        self.assertEqual(rc, 0, out)
+        self.assertFalse(os.path.exists(model), out)
+        self.assertIn("[gate] dropped", out)
+
+    def test_only_takes_comma_separated_texts(self):
+        rc, out, _ = self.run_gate("--only", "no-such-profile,arch_llama/smollm2-135m")
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"pp512\s+172000\.00")
+        self.assert_fails("no bench profiles", "--only", "no-such-profile,other")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -271,6 +271,6 @@ TEST_CASE("gpu: synthetic tiny-qwen3moe (Q4_K_M, Q8_0 experts, stacked gate|up) 
         }
         probe_registry().configure("quant_ggml", "experts_swiglu", false);
         probe_registry().configure("quant_ggml", "experts_fused_sum", false);
-        probe_registry().configure("quant_ggml", "experts_gemm_tokens", int64_t(0));
+        probe_registry().configure("quant_ggml", "experts_gemm_tokens", int64_t(64));
     }
 }

@@ -35,7 +35,7 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: in decode (up to 16 tokens, one GEMV item per token and slot) the last expert GEMV block "
                      "of a token writes the routing-weighted sum over its slots (no separate sum kernel)",
                      {}});
-    reg.add_setting({"experts_gemm_tokens", int64_t(0),
+    reg.add_setting({"experts_gemm_tokens", int64_t(64),
                      "CUDA: from this many tokens in one call (prefill), expert weights run the grouped GEMM (pairs "
                      "sorted by expert on the device, weights dequantized to bf16 in registers, tensor-core MMA over "
                      "up to 64 tokens per expert tile) instead of the 8-token grouped GEMV; 0: never",

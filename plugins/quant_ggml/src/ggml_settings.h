@@ -17,7 +17,7 @@ struct GgmlSettings {
     int64_t gemv_l2_prefetch = 0;     // CUDA: block-type GEMVs prefetch this many bytes per CTA into L2 (0: off)
     bool experts_swiglu = false;      // CUDA: MoE down-projection experts apply silu(gate) * up while staging x
     bool experts_fused_sum = false;   // CUDA: decode expert GEMV sums the routed slots itself (no reduce kernel)
-    int64_t experts_gemm_tokens = 0;  // CUDA: expert calls from this many tokens on take the grouped GEMM (0: never)
+    int64_t experts_gemm_tokens = 64;  // CUDA: expert calls from this many tokens on take the grouped GEMM (0: never)
     int experts_gemv_warps = 0;       // CUDA: warps per row group of the expert GEMV (0: from the plan)
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
     bool fuse_norm = false;            // CUDA: Weight::matmul_fused takes the RMSNorm into the GEMV

@@ -95,8 +95,10 @@ TEST_CASE("quant_ggml settings: experts_gemm_tokens and experts_gemv_warps", "[e
     reg.set_current_plugin("quant_ggml");
     declare_ggml_settings(reg);
     const GgmlSettings d = ggml_settings(&reg.settings("quant_ggml"));
-    CHECK(d.experts_gemm_tokens == 0);  // the grouped GEMV unless asked (the GEMM: pp512 2.35x on the 30B-A3B, opt-in)
+    CHECK(d.experts_gemm_tokens == 64);  // prefill takes the grouped GEMM (pp512 2.35x on the 30B-A3B, H200)
     CHECK(d.experts_gemv_warps == 0);
+    reg.configure("quant_ggml", "experts_gemm_tokens", int64_t(0));
+    CHECK(ggml_settings(&reg.settings("quant_ggml")).experts_gemm_tokens == 0);
     reg.configure("quant_ggml", "experts_gemm_tokens", int64_t(64));
     reg.configure("quant_ggml", "experts_gemv_warps", int64_t(4));
     const GgmlSettings s = ggml_settings(&reg.settings("quant_ggml"));
