@@ -18,13 +18,15 @@ void check(const std::string& what, int64_t rows, int64_t cols, int64_t n_scale)
                     std::to_string(rows) + " rows (want 1 or " + std::to_string(rows) + ")");
 }
 
-// Matrix e: codes row by row into [rows_p, ld], then the scales.
-void fill(const wo::Layout& l, const uint8_t* q, const float* scales, int64_t e, uint8_t* host) {
+// Rows [r0, r1) of matrix e (wo::FillRows): codes row by row into [rows_p, ld], the scale vector's rows; with r0 == 0
+// the scales.
+void fill(const wo::Layout& l, const uint8_t* q, const float* scales, int64_t e, int64_t r0, int64_t r1,
+          uint8_t* host) {
     const uint8_t* qe = q + e * l.rows * l.cols;
-    for (int64_t r = 0; r < l.rows; ++r) std::memcpy(host + r * l.ld, qe + r * l.cols, size_t(l.cols));
-    std::memcpy(host + l.post_off, scales + e * l.n_post, size_t(l.n_post) * 4);
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(host + r * l.ld, qe + r * l.cols, size_t(l.cols));
+    if (r0 == 0) std::memcpy(host + l.post_off, scales + e * l.n_post, size_t(l.n_post) * 4);
     if (l.has_vec)
-        for (int64_t r = 0; r < l.rows; ++r)
+        for (int64_t r = r0; r < r1; ++r)
             reinterpret_cast<float*>(host + l.vec_off)[r] = scales[e * l.n_post + (l.n_post == 1 ? 0 : r)];
 }
 
@@ -41,7 +43,8 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false, scale_vec(s));
     const float alpha = n_scale == 1 ? scales[0] : 1.f;
     return wo::make_weight(
-        ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); },
+        ex, std::move(type_name), l,
+        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, q, scales, e, r0, r1, h); },
         wo::options(s, s.prefill == Settings::Prefill::Fp8Gemm), alpha, 1.f);
 }
 
@@ -53,7 +56,8 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
     if (n_expert <= 0) throw Error("quant_fp8: experts: " + std::to_string(n_expert) + " experts");
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale_per_expert, false);
     return wo::make_experts(
-        ex, "fp8 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, q, scales, e, h); },
+        ex, "fp8 experts", l, n_expert,
+        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, q, scales, e, r0, r1, h); },
         wo::options(s, false));
 }
 

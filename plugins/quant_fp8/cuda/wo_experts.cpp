@@ -119,13 +119,12 @@ private:
 }  // namespace
 
 std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, const Layout& l, int64_t n_expert,
-                                            const FillMatrix& fill, const Options& o) {
+                                            const FillRows& fill, const Options& o) {
     cuda_handles(ex, "experts '" + name + "'");
     if (l.has_fp8) throw Error("experts '" + name + "': expert weights take no FP8 copy");
     gemv_init(gemv_plan(o));
     auto* dev = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * l.bytes, name.c_str()));
-    std::vector<uint8_t> host;
-    for (int64_t e = 0; e < n_expert; ++e) upload_matrix(ex, l, fill, e, dev, host);
+    upload_matrices(ex, l, fill, n_expert, dev);
     return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o);
 }
 

@@ -24,6 +24,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "imp/cuda/check.h"
@@ -252,12 +256,76 @@ private:
 
 }  // namespace
 
-// Uploads matrix e (filled on the host) to dev + e * l.bytes.
-void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,
-                   std::vector<uint8_t>& host) {
-    host.assign(l.bytes, 0);
-    fill(e, host.data());
-    ex.upload(dev + uint64_t(e) * l.bytes, host.data(), l.bytes);
+namespace {
+
+// Runs fn(i) for i in [0, n) on up to 16 threads (load time only).
+void parallel_items(int64_t n, const std::function<void(int64_t)>& fn) {
+    const int64_t threads = std::min<int64_t>({n, 16, int64_t(std::max(1u, std::thread::hardware_concurrency()))});
+    if (threads <= 1) {
+        for (int64_t i = 0; i < n; ++i) fn(i);
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    std::exception_ptr err;
+    std::mutex err_mu;
+    auto work = [&] {
+        for (int64_t i; (i = next.fetch_add(1)) < n;) try {
+                fn(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(err_mu);
+                if (!err) err = std::current_exception();
+            }
+    };
+    std::vector<std::thread> pool;
+    for (int64_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (err) std::rethrow_exception(err);
+}
+
+// The pinned staging buffer of upload_matrices, kept for the process and grown to the largest batch.
+struct Staging {
+    std::mutex mu;
+    uint8_t* data = nullptr;
+    uint64_t bytes = 0;
+    uint8_t* get(uint64_t want) {
+        if (bytes >= want) return data;
+        if (data) IMP_CUDA_CHECK(cudaFreeHost(data));
+        data = nullptr;
+        bytes = 0;
+        IMP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&data), want, cudaHostAllocDefault));
+        bytes = want;
+        return data;
+    }
+};
+
+}  // namespace
+
+void upload_matrices(Executor& ex, const Layout& l, const FillRows& fill, int64_t n_matrix, uint8_t* dev) {
+    if (n_matrix <= 0 || l.bytes == 0) return;
+    constexpr uint64_t kBatchBytes = 256ull << 20;
+    const int64_t batch = std::clamp<int64_t>(int64_t(kBatchBytes / l.bytes), 1, n_matrix);
+    static Staging staging;
+    std::lock_guard<std::mutex> lk(staging.mu);
+    uint8_t* host = staging.get(uint64_t(batch) * l.bytes);
+    // Work items of about 4 MiB: zeroing slices of the batch, then row ranges of each matrix.
+    constexpr uint64_t kItemBytes = 4ull << 20;
+    const int64_t rows_per_item =
+        std::max<int64_t>(1, int64_t(kItemBytes / std::max<uint64_t>(1, l.bytes / uint64_t(std::max<int64_t>(1, l.rows)))));
+    const int64_t items_per_matrix = (l.rows + rows_per_item - 1) / rows_per_item;
+    for (int64_t e0 = 0; e0 < n_matrix; e0 += batch) {
+        const int64_t n = std::min(batch, n_matrix - e0);
+        const uint64_t total = uint64_t(n) * l.bytes;
+        parallel_items(int64_t((total + kItemBytes - 1) / kItemBytes), [&](int64_t i) {
+            const uint64_t off = uint64_t(i) * kItemBytes;
+            std::memset(host + off, 0, size_t(std::min(kItemBytes, total - off)));
+        });
+        parallel_items(n * items_per_matrix, [&](int64_t i) {
+            const int64_t m = i / items_per_matrix, r0 = (i % items_per_matrix) * rows_per_item;
+            fill(e0 + m, r0, std::min(l.rows, r0 + rows_per_item), host + uint64_t(m) * l.bytes);
+        });
+        ex.upload(dev + uint64_t(e0) * l.bytes, host, total);
+    }
 }
 
 int64_t fp8_refusals(const Weight& w) {
@@ -276,13 +344,12 @@ const CudaHandles& cuda_handles(const Executor& ex, const std::string& what) {
     return *h;
 }
 
-std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
+std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillRows& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit) {
     const CudaHandles& h = cuda_handles(ex, name + " weight");
     gemv_init(gemv_plan(o));
     auto* dev = static_cast<uint8_t*>(ex.alloc(l.bytes, name.c_str()));
-    std::vector<uint8_t> host;
-    upload_matrix(ex, l, fill, 0, dev, host);
+    upload_matrices(ex, l, fill, 1, dev);
     if (l.has_fp8) {
         const auto st = static_cast<cudaStream_t>(h.stream);
         nvfp4_to_fp8(l, dev, fp8_inv_unit, st);

@@ -33,16 +33,18 @@ inline Options options(const quant_hf::KernelSettings& s, bool fp8_gemm) {
     return o;
 }
 
-// Fills one matrix of the layout in host memory (zeroed, l.bytes) — expert `e` for experts, 0 for a weight.
-using FillMatrix = std::function<void(int64_t e, uint8_t* host)>;
+// Fills rows [r0, r1) of one matrix of the layout in host memory (zeroed, l.bytes; expert `e` for experts, 0 for a
+// weight): those rows' codes and per-row parts; the call with r0 == 0 also the matrix-wide parts. Calls for disjoint
+// row ranges (of the same or other matrices) run on several threads at once.
+using FillRows = std::function<void(int64_t e, int64_t r0, int64_t r1, uint8_t* host)>;
 
 // name: the weight's type name (Weight::type(), and messages). bf16_alpha: the per-tensor factor dequant_bf16
 // leaves out (NVFP4 global; FP8 per-tensor scale; else 1).
 // fp8_inv_unit (NVFP4 with l.has_fp8): the FP8 copy is e4m3(e2m1 * e4m3s * fp8_inv_unit), filled on the device.
-std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillMatrix& fill,
+std::unique_ptr<Weight> make_weight(Executor& ex, std::string name, const Layout& l, const FillRows& fill,
                                     const Options& o, float bf16_alpha, float fp8_inv_unit);
 std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, const Layout& l, int64_t n_expert,
-                                            const FillMatrix& fill, const Options& o);
+                                            const FillRows& fill, const Options& o);
 
 // How many FP8 GEMM calls of w cuBLASLt refused (each went through bf16 tiles instead); -1 when w is not a
 // weight-only CUDA weight.
@@ -51,9 +53,10 @@ int64_t fp8_refusals(const Weight& w);
 // and an epilogue instead); -1 when w is not a weight-only CUDA weight.
 int64_t fp8_vec_refusals(const Weight& w);
 
-// Fills matrix e of the layout on the host (a zeroed l.bytes buffer, reused) and uploads it to dev + e * l.bytes.
-void upload_matrix(Executor& ex, const Layout& l, const FillMatrix& fill, int64_t e, uint8_t* dev,
-                   std::vector<uint8_t>& host);
+// Fills the n_matrix matrices of the layout on the host and uploads matrix e to dev + e * l.bytes: batches of up to
+// 256 MiB (at least one matrix) in a pinned staging buffer kept for the process, zeroed and filled in row ranges on
+// up to 16 threads.
+void upload_matrices(Executor& ex, const Layout& l, const FillRows& fill, int64_t n_matrix, uint8_t* dev);
 // The CUDA handles of ex, or an imp::Error naming `what`.
 const CudaHandles& cuda_handles(const Executor& ex, const std::string& what);
 

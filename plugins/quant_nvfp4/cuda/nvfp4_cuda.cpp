@@ -23,32 +23,31 @@ void check(const std::string& what, int64_t rows, int64_t cols) {
                     " columns, not a multiple of 16 (the NVFP4 block)");
 }
 
-// The code of element c of a canonical row.
-inline uint32_t code_at(const uint8_t* row, int64_t c) {
-    return (row[c >> 1] >> (4 * (c & 1))) & 0xFu;
-}
-
-// Matrix e of the canonical arrays into host (zeroed, l.bytes): repacked codes, scales, global (and the FP8 copy's
-// scale global * unit in its own slot).
+// Rows [r0, r1) of matrix e of the canonical arrays into host (zeroed, l.bytes; wo::FillRows): repacked codes
+// (wo::nvfp4_device_word), scales and the scale vector's rows; with r0 == 0 the global (and the FP8 copy's scale
+// global * unit in its own slot).
 void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, const float* globals, float unit,
-          int64_t e, uint8_t* host) {
-    const int64_t cb = l.cols / 2, sb = l.cols / 16;
+          int64_t e, int64_t r0, int64_t r1, uint8_t* host) {
+    const int64_t cb = l.cols / 2, sb = l.cols / 16;  // cols: a multiple of 16 (check), so whole words
     const uint8_t* ce = codes + e * l.rows * cb;
     const uint8_t* se = scales + e * l.rows * sb;
-    for (int64_t r = 0; r < l.rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* src = ce + r * cb;
-        auto* dst = reinterpret_cast<uint32_t*>(host + r * l.ld);
-        for (int64_t w = 0; w * 8 < l.cols; ++w) {
-            uint32_t v = 0;
-            for (int i = 0; i < 8; ++i) v |= code_at(src, w * 8 + i) << (4 * wo::kNibble[i]);
-            dst[w] = v;  // word w of the row = word (w % 4) of chunk w / 4
+        uint8_t* dst = host + r * l.ld;
+        for (int64_t w = 0; w < cb / 4; ++w) {  // word w of the row = word (w % 4) of chunk w / 4
+            uint32_t v;
+            std::memcpy(&v, src + 4 * w, 4);
+            v = wo::nvfp4_device_word(v);
+            std::memcpy(dst + 4 * w, &v, 4);
         }
         std::memcpy(host + l.scale_off + r * l.scale_ld, se + r * sb, size_t(sb));
     }
-    *reinterpret_cast<float*>(host + l.post_off) = globals[e];
-    if (l.has_fp8) *reinterpret_cast<float*>(host + l.fp8_scale_off) = globals[e] * unit;
+    if (r0 == 0) {
+        *reinterpret_cast<float*>(host + l.post_off) = globals[e];
+        if (l.has_fp8) *reinterpret_cast<float*>(host + l.fp8_scale_off) = globals[e] * unit;
+    }
     if (l.has_vec)
-        for (int64_t r = 0; r < l.rows; ++r) reinterpret_cast<float*>(host + l.vec_off)[r] = globals[e] * unit;
+        for (int64_t r = r0; r < r1; ++r) reinterpret_cast<float*>(host + l.vec_off)[r] = globals[e] * unit;
 }
 
 // The FP8 copy's unit: max |e2m1 * e4m3| / 448 = 6 * max e4m3(scale) / 448 (1 when every scale is 0 or NaN).
@@ -71,7 +70,8 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8, fp8 && s.fp8_per_token);
     const float unit = fp8 ? fp8_unit(scales, rows * (cols / 16)) : 1.f;
     return wo::make_weight(
-        ex, std::move(type_name), l, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, &global, unit, e, h); },
+        ex, std::move(type_name), l,
+        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, codes, scales, &global, unit, e, r0, r1, h); },
         wo::options(s, fp8), global, 1.f / unit);
 }
 
@@ -83,7 +83,8 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
     if (n_expert <= 0) throw Error("quant_nvfp4: experts: " + std::to_string(n_expert) + " experts");
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
     return wo::make_experts(
-        ex, "nvfp4 experts", l, n_expert, [&](int64_t e, uint8_t* h) { fill(l, codes, scales, globals, 1.f, e, h); },
+        ex, "nvfp4 experts", l, n_expert,
+        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, codes, scales, globals, 1.f, e, r0, r1, h); },
         wo::options(s, false));
 }
 
