@@ -40,6 +40,7 @@ std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSe
         CudaOptions co;
         co.pdl = cs.pdl;
         co.attention.tensor_cores = cs.attention_mma;
+        co.attention.tensor_cores_f8 = cs.attention_mma_fp8;
         co.attention.decode_split = cs.decode_attention == "split";
         return std::make_unique<CudaExecutor>(0, co);
     }

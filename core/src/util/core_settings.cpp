@@ -8,6 +8,10 @@ namespace imp {
 void declare_core_settings(Settings& s) {
     s.declare({"pdl", true, "CUDA: programmatic dependent launch between kernels (compute capability 9.0+)", {}});
     s.declare({"attention_mma", true, "CUDA: tensor-core prefill attention for BF16/F16 KV caches", {}});
+    s.declare({"attention_mma_fp8", false,
+               "CUDA: the tensor-core prefill attention for FP8 E4M3 KV caches too (codes converted to bf16 in "
+               "shared memory, scales outside the MMAs); false: the fp32 kernel",
+               {}});
     s.declare({"decode_attention", std::string("one"),
                "CUDA: decode attention kernel: one (one kernel per row and KV head, where it applies) or split "
                "(split-KV + combine)",
@@ -19,6 +23,7 @@ CoreSettings core_settings(const Settings& s) {
     CoreSettings c;
     c.pdl = s.get_bool("pdl");
     c.attention_mma = s.get_bool("attention_mma");
+    c.attention_mma_fp8 = s.get_bool("attention_mma_fp8");
     c.decode_attention = s.get_string("decode_attention");
     c.fuse_weights = s.get_bool("fuse_weights");
     return c;

@@ -13,6 +13,7 @@ class Registry;
 struct CoreSettings {
     bool pdl = true;            // programmatic dependent launch between kernels (Hopper and newer)
     bool attention_mma = true;  // tensor-core prefill attention for BF16/F16 KV caches
+    bool attention_mma_fp8 = false;  // ... and for FP8 E4M3 KV caches
     std::string decode_attention = "one";  // "one": one-kernel decode (where it applies); "split": split-KV + combine
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
 };

@@ -32,6 +32,8 @@ extern template cudaError_t attn_mma_launch_typed<KvF16>(const AttnArgs&, int, i
 extern template cudaError_t attn_mma_launch_typed<KvBF16>(const AttnArgs&, int, int, dim3, Queue);
 extern template cudaError_t attn_mma_init_typed<KvF16>();
 extern template cudaError_t attn_mma_init_typed<KvBF16>();
+extern template cudaError_t attn_mma_launch_typed<KvF8>(const AttnArgs&, int, int, dim3, Queue);
+extern template cudaError_t attn_mma_init_typed<KvF8>();
 extern template cudaError_t attn_decode_launch_typed<KvF16>(const AttnArgs&, int, Queue);
 extern template cudaError_t attn_decode_launch_typed<KvBF16>(const AttnArgs&, int, Queue);
 extern template cudaError_t attn_decode_init_typed<KvF16>();
@@ -87,6 +89,7 @@ void attention_init() {
     IMP_CUDA_CHECK(attn_init_typed<KvF8>());
     IMP_CUDA_CHECK(attn_mma_init_typed<KvF16>());
     IMP_CUDA_CHECK(attn_mma_init_typed<KvBF16>());
+    IMP_CUDA_CHECK(attn_mma_init_typed<KvF8>());
     IMP_CUDA_CHECK(attn_decode_init_typed<KvF16>());
     IMP_CUDA_CHECK(attn_decode_init_typed<KvBF16>());
 }
@@ -153,7 +156,9 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
 
     const int64_t total_rows = b.n_tokens * group;
     const int64_t seq_rows = mql * group;  // rows of the longest sequence
-    const bool mma = (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && mql >= kAttnMmaMinTokens &&
+    const bool mma_dtype = kv.dtype == DType::BF16 || kv.dtype == DType::F16 ||
+                           (kv.dtype == DType::F8_E4M3 && opt.tensor_cores_f8);
+    const bool mma = mma_dtype && mql >= kAttnMmaMinTokens &&
                      hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
                      (reinterpret_cast<uintptr_t>(out) & 7) == 0 && opt.tensor_cores;
     if (mma) {
@@ -163,8 +168,10 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
         const dim3 grid(unsigned(int64_t(a.tiles_per_seq) * b.n_seqs), unsigned(p.n_kv_head));
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, warps, grid, s));
-        else
+        else if (kv.dtype == DType::F16)
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvF16>(a, hdp, warps, grid, s));
+        else
+            IMP_CUDA_CHECK(attn_mma_launch_typed<KvF8>(a, hdp, warps, grid, s));
         return;
     }
     const bool decode1 = decode && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && (hd == 64 || hd == 128) &&

@@ -1,5 +1,5 @@
-// Tensor-core prefill attention (FlashAttention-2 style) for BF16 and F16 KV caches, head_dim <= 128 (a multiple
-// of 8; padded to 64 or 128). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
+// Tensor-core prefill attention (FlashAttention-2 style) for BF16, F16 and FP8 E4M3 KV caches, head_dim <= 128 (a
+// multiple of 8; padded to 64 or 128). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
 //
 // A CTA of W = 4 or 8 warps takes 16 W rows of one sequence's flattened (token, head-in-group) space of one KV head
 // g (row i: the sequence's token i / group, head g * group + i % group; query tiles never mix sequences: the grid
@@ -18,12 +18,17 @@
 // to nearest, and every product is two MMAs (hi and lo against the same K or V fragment); hi + lo keeps about 16
 // significant bits (bf16) or 22 (f16) of the fp32 value. K and V are exact (the cache's own 16-bit values). The row
 // sum l adds the fp32 P. F16 caches need |q * scale * log2 e| < 65504 (the f16 range) for the hi part.
+// FP8 E4M3 caches: the MMAs take bf16, in which every E4M3 code is exact; the tiles go through registers (8 codes per
+// 8-byte load, the next tile's loads in flight during the current tile's math) and are stored converted, unscaled.
+// The cache's scales are applied outside the MMAs: k_scale with the softmax scale on Q, v_scale on the output (the
+// reference multiplies each K / V element instead: the same values up to fp32 rounding).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "exec/cuda/attention_kernel.cuh"
 
@@ -66,6 +71,28 @@ template <> struct MmaOps<__half> {
     }
 };
 
+// The 16-bit MMA element of a KV cache type: its own for BF16 / F16, bf16 for FP8 E4M3 (exact).
+template <typename E> struct MmaElem {
+    using type = typename E::T;
+};
+template <> struct MmaElem<KvF8> {
+    using type = __nv_bfloat16;
+};
+
+// 8 E4M3 codes (little-endian in c) as 8 bf16 values, exact and unscaled.
+__device__ __forceinline__ uint4 f8x8_to_bf16x8(uint2 c) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint32_t word = i < 2 ? c.x : c.y;
+        const int sh = 16 * (i & 1);
+        const float lo = KvF8::load(__nv_fp8_storage_t((word >> sh) & 0xFFu), 1.f);
+        const float hi = KvF8::load(__nv_fp8_storage_t((word >> (sh + 8)) & 0xFFu), 1.f);
+        w[i] = MmaOps<__nv_bfloat16>::pack(lo, hi);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // (x0, x1) as a packed hi pair and a packed lo pair: hi = round(x), lo = round(x - hi) (x - hi is exact in fp32).
 template <typename Ops> __device__ __forceinline__ void split2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
     const float h0 = Ops::round(x0), h1 = Ops::round(x1);
@@ -99,7 +126,8 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* p) {
 template <typename E, int HDP, int W>
 __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs a) {
     using T = typename E::T;
-    using Ops = MmaOps<T>;
+    using Ops = MmaOps<typename MmaElem<E>::type>;
+    constexpr bool kF8 = std::is_same_v<E, KvF8>;
     constexpr int NTH = 32 * W;                          // threads
     constexpr int BM = 16 * W, BN = kMmaKeys, LD = HDP + 8;
     constexpr int CPR = HDP / 8;                         // 16-byte chunks per K/V row
@@ -152,7 +180,7 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
 
     const T* K = static_cast<const T*>(a.k);
     const T* V = static_cast<const T*>(a.v);
-    auto load_tile = [&](int stage, int64_t j0) {
+    auto load_tile = [&](int stage, int64_t j0) {  // BF16 / F16: cp.async straight into the stage
         uint16_t* dk = sk + stage * BN * LD;
         uint16_t* dv = sv + stage * BN * LD;
         const int ch = tid % CPR;
@@ -166,8 +194,41 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
             cp_async16(dv + kk * LD + ch * 8, V + off, ok ? 16 : 0);
         }
     };
-    if (n_tiles > 0) load_tile(0, 0);
-    cp_async_commit();
+    // FP8: a tile's codes into registers (zero past kv_end and hd), then converted into a stage.
+    uint2 kreg[kF8 ? KV_ITERS : 1], vreg[kF8 ? KV_ITERS : 1];
+    auto fetch_f8 = [&](int64_t j0) {
+        const int ch = tid % CPR;
+#pragma unroll
+        for (int it = 0; it < KV_ITERS; ++it) {
+            const int kk = tid / CPR + it * (NTH / CPR);
+            const int64_t j = j0 + kk;
+            const bool ok = j < kv_end && ch * 8 < a.hd;
+            const int64_t off = ok ? attn_kv_off(a, sr.table, j, g) + ch * 8 : 0;
+            kreg[it] = ok ? *reinterpret_cast<const uint2*>(K + off) : make_uint2(0u, 0u);
+            vreg[it] = ok ? *reinterpret_cast<const uint2*>(V + off) : make_uint2(0u, 0u);
+        }
+    };
+    auto store_f8 = [&](int stage) {
+        uint16_t* dk = sk + stage * BN * LD;
+        uint16_t* dv = sv + stage * BN * LD;
+        const int ch = tid % CPR;
+#pragma unroll
+        for (int it = 0; it < KV_ITERS; ++it) {
+            const int kk = tid / CPR + it * (NTH / CPR);
+            *reinterpret_cast<uint4*>(dk + kk * LD + ch * 8) = f8x8_to_bf16x8(kreg[it]);
+            *reinterpret_cast<uint4*>(dv + kk * LD + ch * 8) = f8x8_to_bf16x8(vreg[it]);
+        }
+    };
+    if constexpr (kF8) {
+        if (n_tiles > 0) {
+            fetch_f8(0);
+            store_f8(0);  // visible after the barrier at the first tile
+        }
+    } else {
+        if (n_tiles > 0) load_tile(0, 0);
+        cp_async_commit();
+    }
+    const float qscale = kF8 ? a.qscale * a.k_scale : a.qscale;
 
     // Q * scale * log2 e, split into hi and lo parts (zero outside the rows and past hd); overlaps the first copy.
     for (int e = tid; e < BM * HDP / 2; e += NTH) {
@@ -178,8 +239,8 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
             const int t = i / a.group;
             const int h = g * a.group + (i - t * a.group);
             const float* qr = a.q + int64_t(t0 + t) * a.q_stride + int64_t(h) * a.hd + d;
-            x0 = qr[0] * a.qscale;
-            x1 = qr[1] * a.qscale;
+            x0 = qr[0] * qscale;
+            x1 = qr[1] * qscale;
         }
         uint32_t hi, lo;
         split2<Ops>(x0, x1, hi, lo);
@@ -201,9 +262,13 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
     for (int tile = 0; tile < n_tiles; ++tile) {
         const int stage = tile & 1;
         const int64_t j0 = int64_t(tile) * BN;
-        if (tile + 1 < n_tiles) load_tile(stage ^ 1, j0 + BN);  // that stage was released by the last barrier
-        cp_async_commit();
-        cp_async_wait<1>();  // this tile's group has landed
+        if constexpr (kF8) {
+            if (tile + 1 < n_tiles) fetch_f8(j0 + BN);  // in flight during this tile; stored after it
+        } else {
+            if (tile + 1 < n_tiles) load_tile(stage ^ 1, j0 + BN);  // that stage was released by the last barrier
+            cp_async_commit();
+            cp_async_wait<1>();  // this tile's group has landed
+        }
         __syncthreads();
         const uint16_t* ks = sk + stage * BN * LD;
         const uint16_t* vs = sv + stage * BN * LD;
@@ -285,6 +350,9 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
                 Ops::mma(o[2 * dp + 1], ph, vb[2], vb[3]);
             }
         }
+        if constexpr (kF8) {
+            if (tile + 1 < n_tiles) store_f8(stage ^ 1);  // released by the last barrier; read after the next one
+        }
         __syncthreads();  // every warp is done with this stage before it is refilled
     }
 
@@ -296,7 +364,7 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
         if (i >= total_rows) continue;
         const int t = i / a.group;
         const int head = g * a.group + (i - t * a.group);
-        const float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
+        const float inv = l[h] > 0.f ? (kF8 ? a.v_scale : 1.f) / l[h] : 0.f;
         float* orow = a.out + int64_t(t0 + t) * a.n_head * a.hd + int64_t(head) * a.hd;
 #pragma unroll
         for (int n = 0; n < DT; ++n) {

@@ -7,6 +7,8 @@ namespace imp::cuda_kernels {
 struct AttnOptions {
     // Tensor-core prefill attention (attention_mma.cuh) for BF16/F16 KV caches; false: the fp32 kernel.
     bool tensor_cores = true;
+    // The tensor-core prefill attention for FP8 E4M3 KV caches too (with tensor_cores; false: the fp32 kernel).
+    bool tensor_cores_f8 = false;
     int mma_warps = 0;          // warps per CTA of the tensor-core kernel: 4 or 8, 0 = chosen per call
     // Decode (one row per sequence): false (the default) = the one-kernel decode (attention_decode.cuh) where it
     // applies, else the split-KV fp32 kernel + combine; true = always split-KV + combine.

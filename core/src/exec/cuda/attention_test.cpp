@@ -44,7 +44,7 @@ TEST_CASE("cuda: prefill attention matches the CPU (dtypes, GQA, head dims, pagi
     run_case({DType::BF16, 8, 8, 64, 16, 0, 16, true}, true);
 }
 
-TEST_CASE("cuda: tensor-core prefill attention matches the CPU (BF16/F16, GQA, tails, offsets, paging)",
+TEST_CASE("cuda: tensor-core prefill attention matches the CPU (BF16/F16/FP8, GQA, tails, offsets, paging)",
           "[cuda][attention]") {
     const AttnCase cases[] = {
         {DType::BF16, 8, 8, 64, 17, 0, 32, true},       {DType::BF16, 32, 8, 128, 77, 0, 80, true},
@@ -53,6 +53,8 @@ TEST_CASE("cuda: tensor-core prefill attention matches the CPU (BF16/F16, GQA, t
         {DType::BF16, 12, 3, 96, 45, 10, 64, true},     {DType::BF16, 4, 4, 64, 300, 0, 304, false},
         {DType::BF16, 16, 2, 64, 77, 64, 160, true},    {DType::F16, 16, 16, 128, 77, 45, 128, true},
         {DType::F16, 32, 8, 64, 300, 0, 304, true},     {DType::F16, 16, 2, 128, 17, 500, 528, true},
+        {DType::F8_E4M3, 32, 8, 128, 77, 0, 80, true},  {DType::F8_E4M3, 16, 4, 64, 300, 123, 432, true},
+        {DType::F8_E4M3, 8, 1, 128, 1000, 37, 1040, false}, {DType::F8_E4M3, 12, 3, 96, 45, 10, 64, true},
     };
     for (const AttnCase& c : cases) run_case(c, false);
     run_case({DType::BF16, 32, 8, 128, 300, 100, 400, true}, true);

@@ -81,17 +81,20 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     cpu().attention(q.data(), q_stride, pool.c32, ref32.data(), p, st.batch(false));
     const float* dq = to_dev(q);
 
-    const bool tc_case = (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
+    const bool tc_case = (sh.dtype == DType::BF16 || sh.dtype == DType::F16 || sh.dtype == DType::F8_E4M3) &&
                          st.max_query_len >= cuda_kernels::kAttnMmaMinTokens && sh.hd % 8 == 0 && sh.hd <= 128;
     const bool dec_case = st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
                           (sh.hd == 64 || sh.hd == 128) && sh.n_head / sh.n_kv <= 8;
     const bool tc_default = gpu().attention_options().tensor_cores, old_default = gpu().attention_options().decode_split;
-    // run: tensor cores with 4 / 8 warps, fp32 kernel | split-KV, one-kernel decode 8 / 4 warps | default
+    const bool f8_default = gpu().attention_options().tensor_cores_f8;
+    // run: tensor cores with 4 / 8 warps (FP8 caches: tensor_cores_f8 on), fp32 kernel | split-KV, one-kernel
+    // decode 8 / 4 warps | default
     const int n_runs = tc_case || dec_case ? 3 : 1;
     std::vector<std::vector<float>> outs;
     for (int run = 0; run < n_runs; ++run) {
         if (tc_case) {
             gpu().attention_options().tensor_cores = run < 2;
+            gpu().attention_options().tensor_cores_f8 = run < 2;
             gpu().attention_options().mma_warps = run == 0 ? 4 : 8;
         } else if (dec_case) {
             gpu().attention_options().decode_split = run == 0;
@@ -100,6 +103,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
         float* dout = to_dev(std::vector<float>(out_n, NAN));
         gpu().attention(dq, q_stride, pool.g, dout, p, st.batch(true));
         gpu().attention_options().tensor_cores = tc_default;
+        gpu().attention_options().tensor_cores_f8 = f8_default;
         gpu().attention_options().mma_warps = 0;
         gpu().attention_options().decode_split = old_default;
         gpu().attention_options().decode_warps = 0;
