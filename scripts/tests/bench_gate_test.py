@@ -142,6 +142,18 @@ class GateTest(unittest.TestCase):
                 r["copy_buffer_bytes"] = 32 << 20
         self.assert_fails("copy_buffer_bytes 33554432 < 4 x l2_cache_bytes")
 
+    def test_load_phases_beyond_the_load_time_fail(self):
+        for key in ("on", "off"):
+            for r in self.records[key]:
+                r["load_phases"][0]["s"] = 5.0
+        self.assert_fails("load_phases add up to 5.020 s, more than load_to_first_token_s 0.8")
+
+    def test_missing_load_phases_fail(self):
+        for key in ("on", "off"):
+            for r in self.records[key]:
+                r["load_phases"] = []
+        self.assert_fails("load_phases [] is not a list")
+
     def test_nan_logits_fail(self):
         self.records["on"][1]["logits_finite"] = False
         self.assert_fails("logits contain NaN/Inf")

@@ -46,6 +46,16 @@ std::string json_num(double v) {
     return b;
 }
 
+// The load phases as a JSON array of {"what", "s", "file_bytes", "count"}.
+std::string load_phases_json(const std::vector<LoadPhase>& phases) {
+    std::string o = "[";
+    for (const LoadPhase& p : phases)
+        o += std::string(o.size() > 1 ? ", " : "") + "{\"what\": " + json_str(p.what) +
+             ", \"s\": " + json_num(p.seconds) + ", \"file_bytes\": " + std::to_string(p.file_bytes) +
+             ", \"count\": " + std::to_string(p.count) + "}";
+    return o + "]";
+}
+
 std::string fmt(const char* f, double v) {
     char b[64];
     std::snprintf(b, sizeof b, f, v);
@@ -156,7 +166,15 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
                                     " TFLOP/s"
                               : std::string("not measured (") + run.executor + ")") +
          ", load to first token " +
-         (std::isfinite(run.load_to_first_token_s) ? fmt("%.3f", run.load_to_first_token_s) + " s" : "-") + "\n\n";
+         (std::isfinite(run.load_to_first_token_s) ? fmt("%.3f", run.load_to_first_token_s) + " s" : "-") + "\n";
+    if (!run.load_phases.empty()) {
+        o += "weight upload:";
+        for (const LoadPhase& p : run.load_phases)
+            o += std::string(&p == &run.load_phases.front() ? " " : ", ") + p.what + " " + fmt("%.2f", p.seconds) +
+                 " s (" + fmt("%.2f", double(p.file_bytes) / double(1ull << 30)) + " GiB)";
+        o += "\n";
+    }
+    o += "\n";
     o += "| model | size | quant | test | t/s | roofline |\n";
     o += "| --- | ---: | --- | ---: | ---: | ---: |\n";
     for (const auto& r : results) {
@@ -212,6 +230,7 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
              ", \"prefill_vs_gemm\": " + json_num(is_tg(r) ? NAN : prefill_vs_gemm(m, r, run.gemm)) +
              ", \"load_to_first_token_s\": " + json_num(run.load_to_first_token_s) +
              ", \"first_token_prompt\": " + std::to_string(run.first_token_prompt) +
+             ", \"load_phases\": " + load_phases_json(run.load_phases) +
              ", \"peak_vram_bytes\": " + std::to_string(run.peak_vram_bytes) +
              ", \"device_mem_used_bytes\": " + std::to_string(d.device_used_bytes) +
              ", \"graphs\": " + (run.graphs ? "true" : "false") +

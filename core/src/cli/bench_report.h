@@ -55,6 +55,7 @@ struct RunInfo {
     // measured.
     double load_to_first_token_s = NAN;
     int64_t first_token_prompt = 0;  // tokens of that prompt
+    std::vector<LoadPhase> load_phases;  // the weight upload within it, per kind of weight (Engine::load_phases)
     // Every plugin setting in effect ([plugin.<name>] values and defaults): "<plugin>.<key>" -> its JSON value, and
     // whether the profile set it.
     struct Setting {

@@ -147,6 +147,9 @@ int cmd_bench(const std::vector<std::string>& args) {
     const double load_to_first_token = std::chrono::duration<double>(Clock::now() - load_t0).count();
     engine.reset();
     spdlog::info("bench: load to first token {:.3f} s", load_to_first_token);
+    for (const LoadPhase& p : engine.load_phases())
+        spdlog::info("bench: load {}: {:.3f} s, {:.2f} GiB of the file, {} weights", p.what, p.seconds,
+                     double(p.file_bytes) / double(1ull << 30), p.count);
     const int64_t max_depth = *std::max_element(b.depth.begin(), b.depth.end());
     const std::string at_depth = max_depth > 0 ? " after bench.depth " + std::to_string(max_depth) : "";
     for (int64_t n : b.pp)
@@ -177,6 +180,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     spdlog::info("bench: probing copy bandwidth");
     run.device = probe_device(ex);
     run.load_to_first_token_s = load_to_first_token;
+    run.load_phases = engine.load_phases();
     run.first_token_prompt = first_prompt;
     {
         int64_t tokens = 0;

@@ -168,6 +168,7 @@ Engine::~Engine() = default;
 
 const ModelDesc& Engine::desc() const { return impl_->desc; }
 const MemoryPlan& Engine::plan() const { return impl_->plan; }
+const std::vector<LoadPhase>& Engine::load_phases() const { return impl_->weights.load_phases; }
 int64_t Engine::capacity() const { return impl_->capacity; }
 int Engine::max_seqs() const { return impl_->opt.max_seqs; }
 bool Engine::graphs_active() const { return !impl_->decode_graphs.empty(); }

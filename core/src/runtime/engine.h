@@ -14,6 +14,7 @@
 #include "imp/executor.h"
 #include "imp/model.h"
 #include "imp/registry.h"
+#include "runtime/load_phase.h"
 
 namespace imp {
 
@@ -89,6 +90,7 @@ public:
     int64_t capacity() const;   // max_seq_len in effect
     int max_seqs() const;
     bool graphs_active() const; // some decode step replays a captured graph
+    const std::vector<LoadPhase>& load_phases() const;  // the weight upload's time per kind of weight
 
     // ---- sequences
     SeqId add_sequence();                 // position 0, zeroed state; throws when max_seqs are held

@@ -19,6 +19,7 @@
 #include "imp/quant_format.h"
 #include "imp/registry.h"
 #include "model/host_budget.h"  // human_bytes
+#include "runtime/load_phase.h"
 
 namespace imp {
 
@@ -50,6 +51,7 @@ public:
     std::map<std::string, std::unique_ptr<Weight>> matrices;
     std::map<std::string, std::unique_ptr<ExpertWeights>> expert_stacks;
     std::map<std::string, float*> vectors;
+    std::vector<LoadPhase> load_phases;  // what load_weights() spent, per kind of weight
     const Weight* matrix(const std::string& name) const override;
     const float* vector(const std::string& name) const override;
     const ExpertWeights* experts(const std::string& name) const override;
@@ -71,7 +73,7 @@ struct LoadPlan {
 LoadPlan plan_weights(const ModelSource& src, const Registry& reg, const Executor& ex, const ModelDesc& desc,
                       const PlanOptions& opt);
 // Uploads every planned weight into out (load progress on stderr for big files); each weight is checked to have
-// the planned shape.
+// the planned shape. out.load_phases gets the time and bytes per kind of weight.
 void load_weights(const ModelSource& src, LoadPlan& plan, Executor& ex, Weights& out);
 
 // The compute capability PlanOptions wants for ex: its CudaHandles::cc, or 0 for a device without them.

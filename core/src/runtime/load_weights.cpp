@@ -1,6 +1,7 @@
 // The upload half of the load plan: every planned weight through its format (matrices, expert stacks) or as fp32
 // vectors, in declaration order, with load progress for big files.
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "imp/dtype.h"
@@ -38,6 +39,7 @@ void load_weights(const ModelSource& src, LoadPlan& lp, Executor& ex, Weights& o
     for (auto& w : lp.weights) {
         const WeightSpec& s = w.spec;
         if (!w.present || w.absorbed) continue;
+        const auto t0 = std::chrono::steady_clock::now();
         if (s.use == WeightSpec::Use::Matrix) {
             auto m = w.format->load(w.request, ex);
             if (!m || m->rows() != s.shape[0] || m->cols() != s.shape[1])
@@ -75,6 +77,11 @@ void load_weights(const ModelSource& src, LoadPlan& lp, Executor& ex, Weights& o
             ex.upload(d, host.data(), size_t(numel) * 4);
             out.vectors[s.name] = d;
         }
+        const std::string what = s.use == WeightSpec::Use::Matrix    ? w.format->name() + " matrices"
+                                 : s.use == WeightSpec::Use::Experts ? w.format->name() + " experts"
+                                                                     : std::string("vectors");
+        add_load_phase(out.load_phases, what,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), file_bytes(w));
         progress.add(file_bytes(w));
     }
 }
