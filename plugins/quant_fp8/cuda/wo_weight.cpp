@@ -25,12 +25,11 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "imp/cuda/check.h"
+#include "load_parallel.h"
 #include "imp/error.h"
 #include "lt_gemm.h"
 #include "wo_kernels.h"
@@ -254,35 +253,6 @@ private:
     mutable std::atomic<int64_t> vec_refusals_{0};
 };
 
-}  // namespace
-
-namespace {
-
-// Runs fn(i) for i in [0, n) on up to 16 threads (load time only).
-void parallel_items(int64_t n, const std::function<void(int64_t)>& fn) {
-    const int64_t threads = std::min<int64_t>({n, 16, int64_t(std::max(1u, std::thread::hardware_concurrency()))});
-    if (threads <= 1) {
-        for (int64_t i = 0; i < n; ++i) fn(i);
-        return;
-    }
-    std::atomic<int64_t> next{0};
-    std::exception_ptr err;
-    std::mutex err_mu;
-    auto work = [&] {
-        for (int64_t i; (i = next.fetch_add(1)) < n;) try {
-                fn(i);
-            } catch (...) {
-                std::lock_guard<std::mutex> lk(err_mu);
-                if (!err) err = std::current_exception();
-            }
-    };
-    std::vector<std::thread> pool;
-    for (int64_t t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (err) std::rethrow_exception(err);
-}
-
 // The pinned staging buffer of upload_matrices, kept for the process and grown to the largest batch.
 struct Staging {
     std::mutex mu;
@@ -310,17 +280,17 @@ void upload_matrices(Executor& ex, const Layout& l, const FillRows& fill, int64_
     uint8_t* host = staging.get(uint64_t(batch) * l.bytes);
     // Work items of about 4 MiB: zeroing slices of the batch, then row ranges of each matrix.
     constexpr uint64_t kItemBytes = 4ull << 20;
-    const int64_t rows_per_item =
-        std::max<int64_t>(1, int64_t(kItemBytes / std::max<uint64_t>(1, l.bytes / uint64_t(std::max<int64_t>(1, l.rows)))));
+    const uint64_t row_bytes = std::max<uint64_t>(1, l.bytes / uint64_t(l.rows));  // rows > 0 (the formats check)
+    const int64_t rows_per_item = std::max<int64_t>(1, int64_t(kItemBytes / row_bytes));
     const int64_t items_per_matrix = (l.rows + rows_per_item - 1) / rows_per_item;
     for (int64_t e0 = 0; e0 < n_matrix; e0 += batch) {
         const int64_t n = std::min(batch, n_matrix - e0);
         const uint64_t total = uint64_t(n) * l.bytes;
-        parallel_items(int64_t((total + kItemBytes - 1) / kItemBytes), [&](int64_t i) {
+        quant_hf::parallel_items(int64_t((total + kItemBytes - 1) / kItemBytes), [&](int64_t i) {
             const uint64_t off = uint64_t(i) * kItemBytes;
             std::memset(host + off, 0, size_t(std::min(kItemBytes, total - off)));
         });
-        parallel_items(n * items_per_matrix, [&](int64_t i) {
+        quant_hf::parallel_items(n * items_per_matrix, [&](int64_t i) {
             const int64_t m = i / items_per_matrix, r0 = (i % items_per_matrix) * rows_per_item;
             fill(e0 + m, r0, std::min(l.rows, r0 + rows_per_item), host + uint64_t(m) * l.bytes);
         });

@@ -3,6 +3,7 @@
 #include "fp8_format.h"
 #include "fp8_settings.h"
 
+#include <utility>
 #include <vector>
 
 #include "dequant_cpu.h"
@@ -10,6 +11,7 @@
 #include "fp8_ref.h"
 #include "format_common.h"
 #include "hf_quant_util.h"
+#include "load_parallel.h"
 #include "imp/error.h"
 #include "imp/executor.h"
 #ifdef IMP_FP8_HAVE_CUDA
@@ -44,7 +46,9 @@ uint64_t cpu_bytes(int64_t n, int64_t rows, int64_t cols, int64_t n_scale) {
 // The E4M3 bytes of all pieces, contiguous (a single tensor in place).
 const uint8_t* gather(const Layout& l, std::vector<uint8_t>& buf) {
     if (l.pieces.size() == 1) return l.pieces[0].q->data;
-    for (const auto& p : l.pieces) buf.insert(buf.end(), p.q->data, p.q->data + p.q->nbytes);
+    std::vector<std::pair<const uint8_t*, uint64_t>> pieces;
+    for (const auto& p : l.pieces) pieces.emplace_back(p.q->data, p.q->nbytes);
+    quant_hf::concat_bytes(pieces, buf);
     return buf.data();
 }
 

@@ -2,6 +2,9 @@
 #include "nvfp4_host.h"
 
 #include <cstring>
+#include <utility>
+
+#include "load_parallel.h"
 
 namespace imp::nvfp4 {
 
@@ -15,10 +18,13 @@ HostNvfp4 gather(const Layout& l) {
         h.scales = l.pieces[0].scales->data;
         return h;
     }
+    std::vector<std::pair<const uint8_t*, uint64_t>> codes, scales;
     for (const auto& p : l.pieces) {
-        h.code_buf.insert(h.code_buf.end(), p.codes->data, p.codes->data + p.codes->nbytes);
-        h.scale_buf.insert(h.scale_buf.end(), p.scales->data, p.scales->data + p.scales->nbytes);
+        codes.emplace_back(p.codes->data, p.codes->nbytes);
+        scales.emplace_back(p.scales->data, p.scales->nbytes);
     }
+    quant_hf::concat_bytes(codes, h.code_buf);
+    quant_hf::concat_bytes(scales, h.scale_buf);
     h.codes = h.code_buf.data();
     h.scales = h.scale_buf.data();
     return h;
