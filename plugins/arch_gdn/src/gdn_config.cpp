@@ -88,18 +88,10 @@ std::vector<bool> gguf_schedule(const Reader& r, const std::string& a, int64_t n
 void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     const std::string a = c.arch;
     c.gguf = true;
-    c.n_embd = r.positive(a + ".embedding_length", r.i(a + ".embedding_length"));
-    c.n_layer = r.positive(a + ".block_count", r.i(a + ".block_count"));
-    c.n_head = r.positive(a + ".attention.head_count", r.i(a + ".attention.head_count"));
-    c.n_kv = r.positive(a + ".attention.head_count_kv", r.i(a + ".attention.head_count_kv", c.n_head));
-    c.head_dim = r.positive(a + ".attention.key_length", r.i(a + ".attention.key_length", c.n_embd / c.n_head));
-    if (const int64_t vd = r.i(a + ".attention.value_length", c.head_dim); vd != c.head_dim)
-        throw Error(r.file + ": " + a + ".attention.value_length " + L(vd) + " differs from key_length " +
-                    L(c.head_dim) + " (not supported)");
+    const blocks::GgufAttentionKeys k = blocks::read_gguf_attention(r, a);
+    c.n_embd = k.n_embd, c.n_layer = k.n_layer, c.n_head = k.n_head, c.n_kv = k.n_kv, c.head_dim = k.head_dim;
+    c.eps = k.eps, c.rope_base = k.rope_base, c.n_ctx = k.n_ctx;
     c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim / 4);
-    c.eps = r.f(a + ".attention.layer_norm_rms_epsilon");
-    c.rope_base = r.f(a + ".rope.freq_base", 10000.0);
-    c.n_ctx = r.i(a + ".context_length", 0);
     if (const std::string s = r.s(a + ".rope.scaling.type", "none"); s != "none")
         throw Error(r.file + ": rope scaling type '" + s + "' (" + a + ".rope.scaling.type) is not supported");
     c.conv_kernel = r.positive(a + ".ssm.conv_kernel", r.i(a + ".ssm.conv_kernel"));

@@ -35,22 +35,12 @@ struct Common {
 
 void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
     const std::string a = src.architecture();
-    c.n_embd = r.positive(a + ".embedding_length", r.i(a + ".embedding_length"));
-    c.n_layer = r.positive(a + ".block_count", r.i(a + ".block_count"));
-    c.n_head = r.positive(a + ".attention.head_count", r.i(a + ".attention.head_count"));
-    c.n_kv = r.positive(a + ".attention.head_count_kv", r.i(a + ".attention.head_count_kv", c.n_head));
-    c.head_dim = r.positive(a + ".attention.key_length", r.i(a + ".attention.key_length", c.n_embd / c.n_head));
-    const int64_t vdim = r.i(a + ".attention.value_length", c.head_dim);
-    if (vdim != c.head_dim)
-        throw Error(r.file + ": " + a + ".attention.value_length " + std::to_string(vdim) +
-                    " differs from key_length " + std::to_string(c.head_dim) + " (not supported)");
+    const blocks::GgufAttentionKeys k = blocks::read_gguf_attention(r, a);
+    c.n_embd = k.n_embd, c.n_layer = k.n_layer, c.n_head = k.n_head, c.n_kv = k.n_kv, c.head_dim = k.head_dim;
+    c.eps = k.eps, c.base = k.rope_base, c.n_ctx = k.n_ctx, c.attn_scale = k.attn_scale;
     if (const int64_t rot = r.i(a + ".rope.dimension_count", c.head_dim); rot != c.head_dim)
         throw Error(r.file + ": " + a + ".rope.dimension_count " + std::to_string(rot) + " differs from the head dim " +
                     std::to_string(c.head_dim) + " (partial rotary is not qwen3moe)");
-    c.eps = r.f(a + ".attention.layer_norm_rms_epsilon");
-    c.base = r.f(a + ".rope.freq_base", 10000.0);
-    c.n_ctx = r.i(a + ".context_length", 0);
-    c.attn_scale = r.f(a + ".attention.scale", 0.0);
     const std::string scaling = r.s(a + ".rope.scaling.type", "none");
     if (scaling == "linear") {
         const double factor = r.f(a + ".rope.scaling.factor");

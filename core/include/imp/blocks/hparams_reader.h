@@ -1,6 +1,6 @@
 // imp SDK blocks: what an arch plugin reads a model file's hyper-parameters with (GGUF keys or config.json), with the
 // file name in every message, and writes the normalized keys of the blocks' from_hparams adapters with
-// (ModelDesc::hparams). Header only; used by arch_llama and arch_qwen_moe.
+// (ModelDesc::hparams). Header only; used by arch_llama, arch_qwen_moe and arch_gdn.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -71,5 +71,31 @@ struct HparamReader {
         return v;
     }
 };
+
+// The attention keys every GGUF transformer architecture `a` has: <a>.embedding_length, .block_count,
+// .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length (default
+// embedding_length / head_count; .attention.value_length must equal it), .attention.layer_norm_rms_epsilon,
+// .rope.freq_base (default 10000), .context_length (default 0: unknown), .attention.scale (default 0: 1/sqrt(head
+// dim)). Counts and dims must be positive.
+struct GgufAttentionKeys {
+    int64_t n_embd = 0, n_layer = 0, n_head = 0, n_kv = 0, head_dim = 0, n_ctx = 0;
+    double eps = 0, rope_base = 10000.0, attn_scale = 0;
+};
+inline GgufAttentionKeys read_gguf_attention(const HparamReader& r, const std::string& a) {
+    GgufAttentionKeys k;
+    k.n_embd = r.positive(a + ".embedding_length", r.i(a + ".embedding_length"));
+    k.n_layer = r.positive(a + ".block_count", r.i(a + ".block_count"));
+    k.n_head = r.positive(a + ".attention.head_count", r.i(a + ".attention.head_count"));
+    k.n_kv = r.positive(a + ".attention.head_count_kv", r.i(a + ".attention.head_count_kv", k.n_head));
+    k.head_dim = r.positive(a + ".attention.key_length", r.i(a + ".attention.key_length", k.n_embd / k.n_head));
+    if (const int64_t vdim = r.i(a + ".attention.value_length", k.head_dim); vdim != k.head_dim)
+        throw Error(r.file + ": " + a + ".attention.value_length " + std::to_string(vdim) + " differs from key_length " +
+                    std::to_string(k.head_dim) + " (not supported)");
+    k.eps = r.f(a + ".attention.layer_norm_rms_epsilon");
+    k.rope_base = r.f(a + ".rope.freq_base", 10000.0);
+    k.n_ctx = r.i(a + ".context_length", 0);
+    k.attn_scale = r.f(a + ".attention.scale", 0.0);
+    return k;
+}
 
 }  // namespace imp::blocks
