@@ -253,17 +253,24 @@ private:
     mutable std::atomic<int64_t> vec_refusals_{0};
 };
 
-// The pinned staging buffer of upload_matrices, kept for the process and grown to the largest batch.
+// The staging buffer of upload_matrices, kept for the process and grown to the largest batch: pinned (the copy to
+// the GPU runs at DMA speed), or pageable host memory when the driver cannot pin that much.
 struct Staging {
     std::mutex mu;
     uint8_t* data = nullptr;
     uint64_t bytes = 0;
+    std::vector<uint8_t> pageable;
     uint8_t* get(uint64_t want) {
         if (bytes >= want) return data;
-        if (data) IMP_CUDA_CHECK(cudaFreeHost(data));
+        if (data && pageable.empty()) IMP_CUDA_CHECK(cudaFreeHost(data));
         data = nullptr;
         bytes = 0;
-        IMP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&data), want, cudaHostAllocDefault));
+        std::vector<uint8_t>().swap(pageable);
+        if (cudaHostAlloc(reinterpret_cast<void**>(&data), want, cudaHostAllocDefault) != cudaSuccess) {
+            (void)cudaGetLastError();  // not sticky: clear it
+            pageable.resize(want);
+            data = pageable.data();
+        }
         bytes = want;
         return data;
     }
