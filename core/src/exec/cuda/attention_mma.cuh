@@ -180,16 +180,22 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
 
     const T* K = static_cast<const T*>(a.k);
     const T* V = static_cast<const T*>(a.v);
+    // This thread's chunk it of a tile at key j0: its key row kk, chunk ch (8 elements), whether it is inside kv_end
+    // and hd, and its element offset in the cache.
+    const int ch = tid % CPR;
+    auto chunk_off = [&](int it, int64_t j0, int& kk, bool& ok) {
+        kk = tid / CPR + it * (NTH / CPR);
+        ok = j0 + kk < kv_end && ch * 8 < a.hd;
+        return ok ? attn_kv_off(a, sr.table, j0 + kk, g) + ch * 8 : int64_t(0);
+    };
     auto load_tile = [&](int stage, int64_t j0) {  // BF16 / F16: cp.async straight into the stage
         uint16_t* dk = sk + stage * BN * LD;
         uint16_t* dv = sv + stage * BN * LD;
-        const int ch = tid % CPR;
 #pragma unroll
         for (int it = 0; it < KV_ITERS; ++it) {
-            const int kk = tid / CPR + it * (NTH / CPR);
-            const int64_t j = j0 + kk;
-            const bool ok = j < kv_end && ch * 8 < a.hd;
-            const int64_t off = ok ? attn_kv_off(a, sr.table, j, g) + ch * 8 : 0;
+            int kk;
+            bool ok;
+            const int64_t off = chunk_off(it, j0, kk, ok);
             cp_async16(dk + kk * LD + ch * 8, K + off, ok ? 16 : 0);
             cp_async16(dv + kk * LD + ch * 8, V + off, ok ? 16 : 0);
         }
@@ -197,13 +203,11 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
     // FP8: a tile's codes into registers (zero past kv_end and hd), then converted into a stage.
     uint2 kreg[kF8 ? KV_ITERS : 1], vreg[kF8 ? KV_ITERS : 1];
     auto fetch_f8 = [&](int64_t j0) {
-        const int ch = tid % CPR;
 #pragma unroll
         for (int it = 0; it < KV_ITERS; ++it) {
-            const int kk = tid / CPR + it * (NTH / CPR);
-            const int64_t j = j0 + kk;
-            const bool ok = j < kv_end && ch * 8 < a.hd;
-            const int64_t off = ok ? attn_kv_off(a, sr.table, j, g) + ch * 8 : 0;
+            int kk;
+            bool ok;
+            const int64_t off = chunk_off(it, j0, kk, ok);
             kreg[it] = ok ? *reinterpret_cast<const uint2*>(K + off) : make_uint2(0u, 0u);
             vreg[it] = ok ? *reinterpret_cast<const uint2*>(V + off) : make_uint2(0u, 0u);
         }
@@ -211,7 +215,6 @@ __global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs 
     auto store_f8 = [&](int stage) {
         uint16_t* dk = sk + stage * BN * LD;
         uint16_t* dv = sv + stage * BN * LD;
-        const int ch = tid % CPR;
 #pragma unroll
         for (int it = 0; it < KV_ITERS; ++it) {
             const int kk = tid / CPR + it * (NTH / CPR);
