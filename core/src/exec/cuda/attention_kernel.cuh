@@ -301,7 +301,12 @@ __global__ void __launch_bounds__(kAttnThreads) attn_kernel(const AttnArgs a) {
                 tmax = fmaxf(tmax, s[x]);
             }
             tmax = warp_max(tmax);
-            const float m_old = sm[r];
+            // Lane 0 alone reads and writes this row's running max/sum; the others get it by shuffle (all lanes
+            // reading sm[r] while lane 0 writes it would be an intra-warp hazard that only warp-synchronous
+            // execution orders).
+            float m_old = 0.f;
+            if (lane == 0) m_old = sm[r];
+            m_old = __shfl_sync(0xffffffffu, m_old, 0);
             const float m_new = fmaxf(m_old, tmax);
             float sum = 0.f;
 #pragma unroll
