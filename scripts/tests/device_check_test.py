@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Tests of scripts/device-check --sanitize with a fake GPU machine (no GPU, no imp build; python3 standard library).
+
+A temporary tree holds a copy of scripts/device-check and a staged out/device/ with two fake gpu test binaries; a fake
+nvidia-smi makes it run its GPU-machine branch and a fake compute-sanitizer answers each (binary, tool) run as the case
+says: clean, errors (exit 86), a racecheck hazard warning (exit 0), or a hang past the time limit. Each case checks the
+verdict lines and the exit status: the sanitizers are "clean" only when every run that was started says so.
+  python3 scripts/tests/device_check_test.py [-v]
+"""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+API_TEST = "cuda: alloc counts cudaMalloc, zero-fills, and reports out of memory with tag and size"
+API_SPEC = API_TEST.replace(",", "\\,")
+
+NVIDIA_SMI = """#!/bin/sh
+case "$1" in -L) echo "GPU 0: Fake GPU (UUID: GPU-0)" ;; *) echo "Fake GPU, 1.0, 1000 MiB" ;; esac
+"""
+# The gpu test binary: lists the API-error test when asked with its escaped name (as Catch2 matches it).
+TEST_BIN = """#!/usr/bin/env python3
+import sys
+if sys.argv[1:2] == ["--list-test-names-only"]:
+    if {has_api} and sys.argv[2:] == [{spec!r}]:
+        print({name!r})
+    sys.exit(0)
+sys.exit(3)
+"""
+# compute-sanitizer: logs its arguments, then does what FAKE_SAN (JSON: "binary.tool" -> action) says.
+SANITIZER = """#!/usr/bin/env python3
+import json, os, sys, time
+args = sys.argv[1:]
+tool = args[args.index("--tool") + 1]
+binary = next(a for a in args if a.endswith("_gpu_tests"))
+with open(os.environ["FAKE_SAN_LOG"], "a") as f:
+    f.write(json.dumps(args) + "\\n")
+action = json.loads(os.environ["FAKE_SAN"]).get(os.path.basename(binary) + "." + tool, "clean")
+print("========= COMPUTE-SANITIZER")
+if action == "errors":
+    print("========= Invalid __global__ read of size 4 bytes")
+    print("========= ERROR SUMMARY: 1 error")
+    sys.exit(86)
+if action == "race-warning":
+    print("========= Warning: Race reported between Read access at k+0x10")
+    print("=========     and Write access at k+0x20 [32 hazards]")
+if action == "hang":
+    time.sleep(60)
+print("========= ERROR SUMMARY: 0 errors")
+"""
+
+
+def write_exe(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+class SanitizeTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="device-check-test-")
+        t = self.tmp.name
+        os.makedirs(os.path.join(t, "scripts"))
+        shutil.copy(os.path.join(ROOT, "scripts", "device-check"), os.path.join(t, "scripts", "device-check"))
+        self.stage = os.path.join(t, "out", "device")
+        os.makedirs(os.path.join(self.stage, "bin"))
+        write_exe(os.path.join(self.stage, "bin", "imp"), "#!/bin/sh\nexit 0\n")
+        for name, has_api in (("a_gpu_tests", True), ("b_gpu_tests", False)):
+            write_exe(os.path.join(self.stage, "bin", name),
+                      TEST_BIN.format(has_api=has_api, spec=API_SPEC, name=API_TEST))
+        with open(os.path.join(self.stage, "PATHS"), "w") as f:
+            f.write(f"src={t}\nbuild={t}/build-device\n")
+        with open(os.path.join(self.stage, "COMMIT"), "w") as f:
+            f.write("abc1234\n")
+        self.fakebin = os.path.join(t, "fakebin")
+        os.makedirs(self.fakebin)
+        write_exe(os.path.join(self.fakebin, "nvidia-smi"), NVIDIA_SMI)
+        write_exe(os.path.join(self.fakebin, "compute-sanitizer"), SANITIZER)
+        self.out = os.path.join(t, "result")
+        self.san_log = os.path.join(t, "sanitizer-calls.jsonl")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_check(self, actions, timeout_s=30):
+        env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
+                   FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
+                   IMP_SANITIZE_TIMEOUT=str(timeout_s))
+        p = subprocess.run([os.path.join(self.tmp.name, "scripts", "device-check"), "--no-tests", "--no-bench",
+                            "--sanitize"], env=env, capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout + p.stderr
+
+    def calls(self):
+        with open(self.san_log) as f:
+            return [json.loads(line) for line in f]
+
+    def test_all_clean(self):
+        rc, out = self.run_check({})
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(len([l for l in out.splitlines() if l.startswith("[device-check] sanitize ") and l.endswith(": clean")]), 7, out)  # 2 binaries x 3 tools + the API-error test of a
+        self.assertIn("sanitizers: clean", out)
+        # The API-error test runs alone (its name escaped for Catch2) and is left out of the other runs.
+        api_runs = [c for c in self.calls() if "--report-api-errors" in c]
+        self.assertEqual(len(api_runs), 1, out)
+        self.assertEqual(api_runs[0][-1], API_SPEC)
+        full_runs = [c for c in self.calls() if "--report-api-errors" not in c]
+        self.assertEqual(len(full_runs), 6)
+        for c in full_runs:
+            self.assertEqual(c[-2:], ["~[.]", "~" + API_SPEC])
+
+    def test_errors_fail(self):
+        rc, out = self.run_check({"b_gpu_tests.memcheck": "errors"})
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("sanitize b_gpu_tests.memcheck: FAILED, exit 86", out)
+        self.assertIn("Invalid __global__ read", out)
+        self.assertIn("sanitizers: FAILED", out)
+
+    def test_race_warning_fails(self):
+        rc, out = self.run_check({"a_gpu_tests.racecheck": "race-warning"})
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("sanitize a_gpu_tests.racecheck: FAILED, hazards reported", out)
+
+    def test_hang_fails(self):
+        rc, out = self.run_check({"a_gpu_tests.initcheck": "hang"}, timeout_s=2)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("sanitize a_gpu_tests.initcheck: FAILED, timed out after 2 s", out)
+        self.assertIn("sanitize b_gpu_tests.initcheck: clean", out)
+
+    def test_no_binaries_fails(self):
+        for name in ("a_gpu_tests", "b_gpu_tests"):
+            os.remove(os.path.join(self.stage, "bin", name))
+        rc, out = self.run_check({})
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("no gpu test binary", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
