@@ -89,24 +89,27 @@ __global__ void __launch_bounds__(kReduceThreads)
     const int64_t t = blockIdx.x / bpt;
     const int r = int(blockIdx.x % bpt) * kReduceThreads + int(threadIdx.x);
     if (r >= rows) return;
-    // The slots' ids, weights and partial rows are loaded a batch at a time before any is used (one memory latency
-    // per batch, not three per slot); a pair whose id is out of range has an unwritten row, read but never used.
+    // The slots' ids and weights, then their partial rows, are loaded a batch at a time before any is used (two
+    // memory latencies per batch, not three per slot). A pair whose id is out of range has an unwritten partial row:
+    // it is not read.
     constexpr int kBatch = 8;
     float s = 0.f;
     for (int j0 = 0; j0 < top_k; j0 += kBatch) {
-        int e[kBatch];
+        bool ok[kBatch];
         float w[kBatch], v[kBatch];
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
             const int64_t p = t * top_k + j0 + u;
             const bool in = j0 + u < top_k;
-            e[u] = in ? ids[p] : -1;
+            const int e = in ? ids[p] : -1;
+            ok[u] = e >= 0 && e < n_expert;
             w[u] = in ? weights[p] : 0.f;
-            v[u] = in ? part[p * rows + r] : 0.f;
         }
 #pragma unroll
+        for (int u = 0; u < kBatch; ++u) v[u] = ok[u] ? part[(t * top_k + j0 + u) * rows + r] : 0.f;
+#pragma unroll
         for (int u = 0; u < kBatch; ++u)
-            if (e[u] >= 0 && e[u] < n_expert) s = fmaf(w[u], v[u], s);
+            if (ok[u]) s = fmaf(w[u], v[u], s);
     }
     float* yp = y + t * ys + r;
     *yp = accumulate ? *yp + s : s;

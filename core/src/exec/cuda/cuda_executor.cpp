@@ -241,6 +241,9 @@ void CudaExecutor::reserve_workspace(size_t bytes) {
     workspace_bytes_ = 0;
     workspace_ = raw_alloc(bytes, "matmul workspace");
     workspace_bytes_ = bytes;
+    // Zero-filled like every allocation (once per growth): deterministic content, and compute-sanitizer initcheck,
+    // which does not see cuBLASLt's (TMA) writes, reads what the GEMMs leave here as initialized.
+    IMP_CUDA_CHECK(cudaMemsetAsync(workspace_, 0, align256(bytes), stream_of(handles_)));
 }
 
 void CudaExecutor::rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
