@@ -87,10 +87,13 @@ class SanitizeTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def run_check(self, actions, timeout_s=30):
+    def run_check(self, actions, timeout_s=30, only=None):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
                    IMP_SANITIZE_TIMEOUT=str(timeout_s))
+        env.pop("IMP_SANITIZE_ONLY", None)
+        if only is not None:
+            env["IMP_SANITIZE_ONLY"] = only
         p = subprocess.run([os.path.join(self.tmp.name, "scripts", "device-check"), "--no-tests", "--no-bench",
                             "--sanitize"], env=env, capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout + p.stderr
@@ -130,6 +133,21 @@ class SanitizeTest(unittest.TestCase):
         self.assertNotEqual(rc, 0, out)
         self.assertIn("sanitize a_gpu_tests.initcheck: FAILED, timed out after 2 s", out)
         self.assertIn("sanitize b_gpu_tests.initcheck: clean", out)
+
+    def test_only_picks_runs(self):
+        # b's memcheck would fail, but only the racecheck runs and a's API-error run are picked.
+        rc, out = self.run_check({"b_gpu_tests.memcheck": "errors"}, only="racecheck,a_gpu_tests.memcheck-api")
+        self.assertEqual(rc, 0, out)
+        verdicts = sorted(l.split()[2] for l in out.splitlines() if l.startswith("[device-check] sanitize ") and
+                          l.endswith(": clean"))
+        self.assertEqual(verdicts, ["a_gpu_tests.memcheck-api-errors-off:", "a_gpu_tests.racecheck:",
+                                    "b_gpu_tests.racecheck:"], out)
+        self.assertEqual(len(self.calls()), 3)
+
+    def test_only_matching_nothing_fails(self):
+        rc, out = self.run_check({}, only="no_such_binary")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("none matches IMP_SANITIZE_ONLY", out)
 
     def test_no_binaries_fails(self):
         for name in ("a_gpu_tests", "b_gpu_tests"):
