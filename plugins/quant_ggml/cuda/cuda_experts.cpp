@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -181,18 +182,18 @@ void require_supported(const std::string& name, Type t) {
                 ", which has no CUDA kernels (CUDA supports " + list + ")");
 }
 
-// f(i) for i in [0, n) on up to `threads` host threads.
+// f(k, i) for i in [0, n) on up to `threads` host threads, k the thread's index.
 template <class F>
 void parallel(int64_t n, int threads, F&& f) {
     threads = int(std::min<int64_t>(threads, n));
     if (threads <= 1) {
-        for (int64_t i = 0; i < n; ++i) f(i);
+        for (int64_t i = 0; i < n; ++i) f(0, i);
         return;
     }
     std::vector<std::thread> pool;
     for (int k = 0; k < threads; ++k)
         pool.emplace_back([&, k] {
-            for (int64_t i = n * k / threads; i < n * (k + 1) / threads; ++i) f(i);
+            for (int64_t i = n * k / threads; i < n * (k + 1) / threads; ++i) f(k, i);
         });
     for (auto& t : pool) t.join();
 }
@@ -215,8 +216,31 @@ uint64_t experts_device_bytes(const std::string& name, Type t, int64_t n_expert,
 std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
                                             int64_t cols, const std::vector<const uint8_t*>& expert_data,
                                             Executor& ex, const CudaOptions& opt) {
+    std::vector<std::vector<ExpertRows>> parts(expert_data.size());
+    for (size_t e = 0; e < expert_data.size(); ++e) parts[e] = {{expert_data[e], rows}};
+    return load_experts(name, t, n_expert, rows, cols, parts, ex, opt);
+}
+
+std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
+                                            int64_t cols, const std::vector<std::vector<ExpertRows>>& expert_parts,
+                                            Executor& ex, const CudaOptions& opt) {
     require_supported(name, t);
-    const uint64_t rb = check_experts_source(name, t, n_expert, rows, cols, expert_data);
+    std::vector<const uint8_t*> first(expert_parts.size());
+    for (size_t e = 0; e < expert_parts.size(); ++e) first[e] = expert_parts[e].empty() ? nullptr : expert_parts[e][0].data;
+    const uint64_t rb = check_experts_source(name, t, n_expert, rows, cols, first);
+    for (size_t e = 0; e < expert_parts.size(); ++e) {
+        int64_t sum = 0;
+        for (const ExpertRows& p : expert_parts[e]) {
+            if (!p.data || p.rows <= 0 || p.rows > rows - sum)
+                throw Error("quant_ggml: experts '" + name + "': expert " + std::to_string(e) + " has a part of " +
+                            std::to_string(p.rows) + " rows" + (p.data ? "" : " without data") + " (" +
+                            std::to_string(rows) + " rows in all)");
+            sum += p.rows;
+        }
+        if (sum != rows)
+            throw Error("quant_ggml: experts '" + name + "': expert " + std::to_string(e) + " has " +
+                        std::to_string(sum) + " rows in its parts, not " + std::to_string(rows));
+    }
     const CudaHandles* h = ex.kind() == DeviceKind::CUDA ? ex.cuda() : nullptr;
     if (!h) throw Error("quant_ggml: experts '" + name + "': executor " + ex.name() + " gives no CUDA handles");
     const DeviceLayout l = device_layout(t, rows, cols);
@@ -224,7 +248,8 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
     prepare_experts(t);
     auto* dev = static_cast<uint8_t*>(ex.alloc(total, name.c_str()));
     // Repack a batch of experts at a time into a pinned staging buffer kept for the process (at least one expert,
-    // up to 64 MiB; load time only), one host thread per expert, and upload the batch (synchronous).
+    // up to 64 MiB; load time only), one host thread per expert, and upload the batch (synchronous). An expert in
+    // several parts is first joined in its thread's buffer.
     static std::mutex staging_mu;
     static uint8_t* staging = nullptr;
     static uint64_t staging_bytes = 0;
@@ -239,14 +264,27 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
     }
     const int64_t batch = int64_t(staging_bytes / l.bytes);
     const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::vector<uint8_t>> joined(static_cast<size_t>(threads));
+    auto source = [&](int k, int64_t e) -> const uint8_t* {
+        const auto& parts = expert_parts[size_t(e)];
+        if (parts.size() == 1) return parts[0].data;
+        std::vector<uint8_t>& buf = joined[size_t(k)];
+        buf.resize(uint64_t(rows) * rb);
+        uint64_t off = 0;
+        for (const ExpertRows& p : parts) {
+            std::memcpy(buf.data() + off, p.data, uint64_t(p.rows) * rb);
+            off += uint64_t(p.rows) * rb;
+        }
+        return buf.data();
+    };
     for (int64_t e0 = 0; e0 < n_expert; e0 += batch) {
         const int64_t n = std::min(batch, n_expert - e0);
         if (n >= threads)
-            parallel(n, threads, [&](int64_t i) {
-                repack(l, expert_data[size_t(e0 + i)], rb, staging + uint64_t(i) * l.bytes, 1);
+            parallel(n, threads, [&](int k, int64_t i) {
+                repack(l, source(k, e0 + i), rb, staging + uint64_t(i) * l.bytes, 1);
             });
         else
-            for (int64_t i = 0; i < n; ++i) repack(l, expert_data[size_t(e0 + i)], rb, staging + uint64_t(i) * l.bytes);
+            for (int64_t i = 0; i < n; ++i) repack(l, source(0, e0 + i), rb, staging + uint64_t(i) * l.bytes);
         ex.upload(dev + uint64_t(e0) * l.bytes, staging, uint64_t(n) * l.bytes);
     }
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);

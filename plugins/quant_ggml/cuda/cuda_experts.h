@@ -28,6 +28,17 @@ uint64_t experts_device_bytes(const std::string& name, Type t, int64_t n_expert,
 std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
                                             int64_t cols, const std::vector<const uint8_t*>& expert_data,
                                             Executor& ex, const CudaOptions& opt = {});
+// The same from experts whose rows lie in several places: expert_parts[e] lists expert e's rows as consecutive
+// segments (a fused stack's parts, e.g. its gate rows then its up rows, each in its own tensor), whose row counts add
+// up to `rows`. Each expert is joined in a per-thread buffer as it is repacked (no host copy of the whole stack).
+// Throws imp::Error naming `name` as above, and on segments that are missing or do not add up.
+struct ExpertRows {
+    const uint8_t* data = nullptr;
+    int64_t rows = 0;
+};
+std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int64_t n_expert, int64_t rows,
+                                            int64_t cols, const std::vector<std::vector<ExpertRows>>& expert_parts,
+                                            Executor& ex, const CudaOptions& opt = {});
 
 // Knobs for tests and the bench, per ExpertWeights of load_experts (0 = automatic): path 1 = one (token, slot) pair
 // per work item, 2 = pairs grouped by expert (when the grouped GEMV fits the row), 3 = the grouped GEMM (when the

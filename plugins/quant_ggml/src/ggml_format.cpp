@@ -267,6 +267,16 @@ std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req
     if (l.shape.size() != 3)
         throw Error("quant_ggml: experts '" + req.name + "' is " + shape_str(l.shape) + ", not [n_expert, rows, cols]");
     const int64_t n_expert = l.shape[0], rows = l.shape[1], cols = l.shape[2];
+    const GgmlSettings gs = ggml_settings(req.settings);
+    if (!req.source.parts.empty() && ex.kind() == DeviceKind::CUDA) {
+        // A fused stack (e.g. gate|up): expert e = the part rows of e, in order; joined per expert while repacked.
+        const uint64_t rb = l.pieces[0].row_bytes;
+        std::vector<std::vector<cuda::ExpertRows>> parts(static_cast<size_t>(n_expert));
+        for (int64_t e = 0; e < n_expert; ++e)
+            for (const auto& p : req.source.parts)
+                parts[size_t(e)].push_back({part_expert_data(p, e, rb), part_expert_rows(p)});
+        return cuda::load_experts(req.name, l.type->type, n_expert, rows, cols, parts, ex, cuda_options(gs));
+    }
     std::vector<const uint8_t*> data;
     std::vector<uint8_t> joined;  // expert stacks concatenated per expert (parts): expert e = part rows of e, in order
     if (!req.source.parts.empty()) {
@@ -286,7 +296,6 @@ std::unique_ptr<ExpertWeights> GgmlFormat::load_experts(const WeightRequest& req
     } else {
         for (const auto& p : l.pieces) data.push_back(p.t->data);
     }
-    const GgmlSettings gs = ggml_settings(req.settings);
     if (ex.kind() == DeviceKind::CUDA)
         return cuda::load_experts(req.name, l.type->type, n_expert, rows, cols, data, ex, cuda_options(gs));
     return make_cpu_experts(req.name, l.type->type, n_expert, rows, cols, data, ex, kernels_named(gs.cpu_kernels));

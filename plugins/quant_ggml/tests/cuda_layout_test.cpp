@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_experts.h"
 #include "cuda_weight.h"
 #include "ggml_format.h"
 #include "imp/error.h"
@@ -253,4 +254,31 @@ TEST_CASE("quant_ggml: CUDA load errors name the tensor and the type", "[quant_g
     s.main = &ti;
     CHECK(f.plan(test::request_for(s), gpu).device_bytes == 3 * 2 * 2304);  // 40 rows -> 3 groups of 16, 2 chunks of 256 columns
     CHECK_THROWS_WITH(f.load(test::request_for(s), gpu), Catch::Contains("blk.0.ffn_down.weight") && Catch::Contains("no CUDA handles"));
+}
+
+TEST_CASE("quant_ggml: CUDA experts in parts are checked before anything is loaded", "[quant_ggml][load]") {
+    std::mt19937 rng(24);
+    const auto raw = test::random_blocks(*find_type("Q8_0"), 2 * 24 * 256 / 32, rng);
+    const uint64_t rb = 8 * 34;  // 256 columns of Q8_0
+    test::FakeGpuExecutor gpu;
+    using cuda::ExpertRows;
+    auto parts = [&](int64_t r1, int64_t r2, bool null_second) {
+        std::vector<std::vector<ExpertRows>> p(2);
+        for (int64_t e = 0; e < 2; ++e)
+            p[size_t(e)] = {{raw.data() + uint64_t(e * 24) * rb, r1},
+                            {null_second ? nullptr : raw.data() + uint64_t(e * 24 + r1) * rb, r2}};
+        return p;
+    };
+    CHECK_THROWS_WITH(cuda::load_experts("blk.1.ffn_gate_up_exps.weight", Type::Q8_0, 2, 24, 256, parts(8, 8, false), gpu),
+                      Catch::Contains("blk.1.ffn_gate_up_exps.weight") && Catch::Contains("16 rows in its parts, not 24"));
+    CHECK_THROWS_WITH(cuda::load_experts("blk.1.ffn_gate_up_exps.weight", Type::Q8_0, 2, 24, 256, parts(8, 20, false), gpu),
+                      Catch::Contains("a part of 20 rows (24 rows in all)"));
+    CHECK_THROWS_WITH(cuda::load_experts("blk.1.ffn_gate_up_exps.weight", Type::Q8_0, 2, 24, 256, parts(8, 16, true), gpu),
+                      Catch::Contains("without data"));
+    CHECK_THROWS_WITH(cuda::load_experts("blk.1.ffn_gate_up_exps.weight", Type::Q8_0, 2, 24, 256,
+                                         std::vector<std::vector<ExpertRows>>(2), gpu),
+                      Catch::Contains("no data for expert 0"));
+    // Parts that add up pass the checks and stop at the executor, which has no CUDA handles.
+    CHECK_THROWS_WITH(cuda::load_experts("blk.1.ffn_gate_up_exps.weight", Type::Q8_0, 2, 24, 256, parts(8, 16, false), gpu),
+                      Catch::Contains("no CUDA handles"));
 }

@@ -173,6 +173,18 @@ TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference fo
             const auto a = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols,
                                               expert_pointers(w.raw.data(), s.n_expert, s.rows, w.row_bytes), *ex);
             const auto b = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols, w.per_expert(), *ex);
+            // Each expert's rows in two parts held in two other buffers (a fused gate|up stack's layout).
+            const int64_t r1 = s.rows / 3, r2 = s.rows - r1;
+            const uint64_t rb = w.row_bytes;
+            std::vector<uint8_t> p1(uint64_t(s.n_expert * r1) * rb), p2(uint64_t(s.n_expert * r2) * rb);
+            std::vector<std::vector<cuda::ExpertRows>> parts(static_cast<size_t>(s.n_expert));
+            for (int64_t e = 0; e < s.n_expert; ++e) {
+                const uint8_t* src = w.raw.data() + uint64_t(e * s.rows) * rb;
+                std::memcpy(p1.data() + uint64_t(e * r1) * rb, src, uint64_t(r1) * rb);
+                std::memcpy(p2.data() + uint64_t(e * r2) * rb, src + uint64_t(r1) * rb, uint64_t(r2) * rb);
+                parts[size_t(e)] = {{p1.data() + uint64_t(e * r1) * rb, r1}, {p2.data() + uint64_t(e * r2) * rb, r2}};
+            }
+            const auto j = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols, parts, *ex);
             REQUIRE(a->n_expert() == s.n_expert);
             REQUIRE(a->rows() == s.rows);
             REQUIRE(a->cols() == s.cols);
@@ -189,6 +201,7 @@ TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference fo
                         for (const int path : {1, 2}) {
                             cuda::set_experts_plan(*a, {path, 0, 0});
                             cuda::set_experts_plan(*b, {path, 0, 0});
+                            cuda::set_experts_plan(*j, {path, 0, 0});
                             for (const bool weighted : {false, true})
                                 for (const bool acc : {false, true}) {
                                     const Case c{n_tokens, top_k, weighted, x_per_slot, acc};
@@ -205,11 +218,14 @@ TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference fo
                                     const auto y = run(*ex, *a, c, d, xs, ys, init);
                                     require_ok(check(e, y, ys, n_alloc, init, acc));
                                     if (acc) continue;
-                                    // Per-expert pointers, and a second run: bit for bit the same.
+                                    // Per-expert pointers, experts in two parts, and a second run: bit for bit
+                                    // the same.
                                     const auto y2 = run(*ex, *b, c, d, xs, ys, init);
                                     const auto y3 = run(*ex, *a, c, d, xs, ys, init);
+                                    const auto y4 = run(*ex, *j, c, d, xs, ys, init);
                                     CHECK(std::memcmp(y.data(), y2.data(), y.size() * 4) == 0);
                                     CHECK(std::memcmp(y.data(), y3.data(), y.size() * 4) == 0);
+                                    CHECK(std::memcmp(y.data(), y4.data(), y.size() * 4) == 0);
                                 }
                         }
                     }
