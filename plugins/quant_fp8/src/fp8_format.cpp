@@ -44,7 +44,7 @@ uint64_t cpu_bytes(int64_t n, int64_t rows, int64_t cols, int64_t n_scale) {
 }
 
 // The E4M3 bytes of all pieces, contiguous (a single tensor in place).
-const uint8_t* gather(const Layout& l, std::vector<uint8_t>& buf) {
+const uint8_t* gather(const Layout& l, quant_hf::HostBytes& buf) {
     if (l.pieces.size() == 1) return l.pieces[0].q->data;
     std::vector<std::pair<const uint8_t*, uint64_t>> pieces;
     for (const auto& p : l.pieces) pieces.emplace_back(p.q->data, p.q->nbytes);
@@ -59,7 +59,7 @@ struct CpuCopy {
 };
 
 CpuCopy upload_cpu(const Layout& l, Executor& ex, const std::string& name, int64_t n, int64_t rows, int64_t cols) {
-    std::vector<uint8_t> buf;
+    quant_hf::HostBytes buf;
     const uint8_t* host = gather(l, buf);
     const std::vector<float> sc = l.canonical_scales();
     const uint64_t nq = uint64_t(n) * uint64_t(rows) * uint64_t(cols);
@@ -100,7 +100,7 @@ std::unique_ptr<Weight> Fp8Format::load(const WeightRequest& req, Executor& ex) 
     const int64_t rows = l.shape[0], cols = l.shape[1];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_FP8_HAVE_CUDA
-        std::vector<uint8_t> buf;
+        quant_hf::HostBytes buf;
         const std::vector<float> sc = l.canonical_scales();
         return cuda::make_weight(ex, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()), "FP8_E4M3",
                                  cuda_settings(req.settings));
@@ -121,7 +121,7 @@ std::unique_ptr<ExpertWeights> Fp8Format::load_experts(const WeightRequest& req,
     const int64_t n = l.shape[0], rows = l.shape[1], cols = l.shape[2];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_FP8_HAVE_CUDA
-        std::vector<uint8_t> buf;
+        quant_hf::HostBytes buf;
         const std::vector<float> sc = l.canonical_scales();
         return cuda::make_experts(ex, n, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()) / n,
                                   cuda_settings(req.settings));

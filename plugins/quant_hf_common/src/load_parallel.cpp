@@ -36,12 +36,24 @@ void parallel_items(int64_t n, const std::function<void(int64_t)>& fn) {
     if (err) std::rethrow_exception(err);
 }
 
-void concat_bytes(const std::vector<std::pair<const uint8_t*, uint64_t>>& pieces, std::vector<uint8_t>& out) {
-    std::vector<uint64_t> off(pieces.size() + 1, 0);
-    for (size_t i = 0; i < pieces.size(); ++i) off[i + 1] = off[i] + pieces[i].second;
-    out.resize(size_t(off.back()));
-    parallel_items(int64_t(pieces.size()), [&](int64_t i) {
-        if (pieces[size_t(i)].second) std::memcpy(out.data() + off[size_t(i)], pieces[size_t(i)].first, pieces[size_t(i)].second);
+void concat_bytes(const std::vector<std::pair<const uint8_t*, uint64_t>>& pieces, HostBytes& out) {
+    constexpr uint64_t kItem = 4ull << 20;
+    struct Item {
+        size_t piece;
+        uint64_t from, bytes, to;
+    };
+    std::vector<Item> items;
+    uint64_t total = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+        for (uint64_t o = 0; o < pieces[i].second; o += kItem)
+            items.push_back({i, o, std::min(kItem, pieces[i].second - o), total + o});
+        total += pieces[i].second;
+    }
+    out.allocate(total);
+    uint8_t* dst = out.data();
+    parallel_items(int64_t(items.size()), [&](int64_t k) {
+        const Item& it = items[size_t(k)];
+        std::memcpy(dst + it.to, pieces[it.piece].first + it.from, size_t(it.bytes));
     });
 }
 

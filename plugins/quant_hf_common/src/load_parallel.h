@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -12,7 +13,24 @@ namespace imp::quant_hf {
 // an item throws is rethrown after all threads finished.
 void parallel_items(int64_t n, const std::function<void(int64_t)>& fn);
 
-// out = the pieces' bytes back to back (resized to their total), pieces copied in parallel.
-void concat_bytes(const std::vector<std::pair<const uint8_t*, uint64_t>>& pieces, std::vector<uint8_t>& out);
+// A host byte buffer that is not zero-filled when allocated (its pages are first touched by whoever writes them).
+class HostBytes {
+public:
+    uint8_t* data() { return data_.get(); }
+    const uint8_t* data() const { return data_.get(); }
+    uint64_t size() const { return size_; }
+    void allocate(uint64_t n) {  // contents undefined; the old contents are dropped
+        data_.reset(n ? new uint8_t[n] : nullptr);
+        size_ = n;
+    }
+
+private:
+    std::unique_ptr<uint8_t[]> data_;
+    uint64_t size_ = 0;
+};
+
+// out = the pieces' bytes back to back (allocated to their total), copied in parallel in items of at most 4 MiB, so
+// the buffer's pages are also first touched (and zeroed by the kernel) on every thread, not on one.
+void concat_bytes(const std::vector<std::pair<const uint8_t*, uint64_t>>& pieces, HostBytes& out);
 
 }  // namespace imp::quant_hf

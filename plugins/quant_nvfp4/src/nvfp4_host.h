@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "load_parallel.h"
 #include "nvfp4_layout.h"
 
 namespace imp::nvfp4 {
@@ -13,7 +14,7 @@ struct HostNvfp4 {
     const uint8_t* codes = nullptr;
     const uint8_t* scales = nullptr;
     std::vector<float> globals;  // one per matrix (n_expert for experts, else 1)
-    std::vector<uint8_t> code_buf, scale_buf;  // owned copies when the pieces were not one tensor
+    quant_hf::HostBytes code_buf, scale_buf;  // owned copies when the pieces were not one tensor
 };
 
 HostNvfp4 gather(const Layout& l);
