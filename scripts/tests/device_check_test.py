@@ -144,6 +144,19 @@ class SanitizeTest(unittest.TestCase):
                                     "b_gpu_tests.racecheck:"], out)
         self.assertEqual(len(self.calls()), 3)
 
+    def test_extra_args_reach_every_run(self):
+        os.environ["IMP_SANITIZE_ARGS"] = "--kernel-name-exclude kns=nvjet --padding 32"
+        try:
+            rc, out = self.run_check({})
+        finally:
+            del os.environ["IMP_SANITIZE_ARGS"]
+        self.assertEqual(rc, 0, out)
+        calls = self.calls()
+        self.assertEqual(len(calls), 7)
+        for c in calls:
+            i = c.index("--kernel-name-exclude")
+            self.assertEqual(c[i:i + 4], ["--kernel-name-exclude", "kns=nvjet", "--padding", "32"])
+
     def test_only_matching_nothing_fails(self):
         rc, out = self.run_check({}, only="no_such_binary")
         self.assertNotEqual(rc, 0, out)
