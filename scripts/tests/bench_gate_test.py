@@ -77,6 +77,12 @@ class GateTest(unittest.TestCase):
         self.assertRegex(out, r"pp512\s+172000\.00\s+170000\.00\s+\+1\.2%")
         self.assertRegex(out, r"tg128 graphs on/off\s+1\.83x\s+>= 1\.3x\s+ok")
 
+    def test_weight_upload_per_kind_is_shown(self):
+        rc, out, _ = self.run_gate()
+        self.assertEqual(rc, 0, out)
+        self.assertIn(f"weight upload {PROFILE}: quant_ggml matrices 0.41 s (0.34 GB/s), vectors 0.02 s (0.20 GB/s)",
+                      out)
+
     def test_regression_fails(self):
         self.baseline["configs"][PROFILE]["tests"]["tg128"] = 1200.0
         self.assert_fails("tg128: 1100.00 t/s is -8.3% vs baseline 1200.00")
