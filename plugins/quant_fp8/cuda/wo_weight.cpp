@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "imp/cuda/check.h"
+#include "imp/cuda/staged_upload.h"
 #include "load_parallel.h"
 #include "imp/error.h"
 #include "lt_gemm.h"
@@ -253,78 +254,35 @@ private:
     mutable std::atomic<int64_t> vec_refusals_{0};
 };
 
-// The staging buffer of upload_matrices, kept for the process and grown to the largest batch: pinned (the copy to
-// the GPU runs at DMA speed), or pageable host memory when the driver cannot pin that much.
-struct Staging {
-    std::mutex mu;
-    uint8_t* data = nullptr;
-    uint64_t bytes = 0;
-    std::vector<uint8_t> pageable;
-    uint8_t* get(uint64_t want) {
-        if (bytes >= want) return data;
-        if (data && pageable.empty()) IMP_CUDA_CHECK(cudaFreeHost(data));
-        data = nullptr;
-        bytes = 0;
-        std::vector<uint8_t>().swap(pageable);
-        if (cudaHostAlloc(reinterpret_cast<void**>(&data), want, cudaHostAllocDefault) != cudaSuccess) {
-            (void)cudaGetLastError();  // not sticky: clear it
-            pageable.resize(want);
-            data = pageable.data();
-        }
-        bytes = want;
-        return data;
-    }
-};
-
 }  // namespace
 
 void upload_matrices(Executor& ex, const Layout& l, const FillRows& fill, int64_t n_matrix, uint8_t* dev) {
     if (n_matrix <= 0 || l.bytes == 0) return;
     constexpr uint64_t kBatchBytes = 128ull << 20;
     const int64_t batch = std::clamp<int64_t>(int64_t(kBatchBytes / l.bytes), 1, n_matrix);
-    static Staging staging;
-    std::lock_guard<std::mutex> lk(staging.mu);
-    // Two halves: the host threads fill one batch while the other batch's copy to the GPU runs (the copy is
-    // asynchronous on the executor's stream; a half is refilled only after its copy finished).
-    const bool two = batch < n_matrix;
-    uint8_t* half[2];
-    half[0] = staging.get(uint64_t(batch) * l.bytes * (two ? 2 : 1));
-    half[1] = half[0] + (two ? uint64_t(batch) * l.bytes : 0);
-    const CudaHandles& h = cuda_handles(ex, "weight upload");
-    IMP_CUDA_CHECK(cudaSetDevice(h.device));
-    auto* stream = static_cast<cudaStream_t>(h.stream);
-    cudaEvent_t done[2] = {nullptr, nullptr};
-    for (auto& e : done) IMP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    // The host threads fill one batch while the previous batch's copy to the GPU runs (imp/cuda/staged_upload.h).
+    ::imp::cuda::StagedUpload up(cuda_handles(ex, "weight upload"), uint64_t(batch) * l.bytes,
+                                 (n_matrix + batch - 1) / batch);
     // Work items of about 4 MiB: zeroing slices of the batch, then row ranges of each matrix.
     constexpr uint64_t kItemBytes = 4ull << 20;
     const uint64_t row_bytes = std::max<uint64_t>(1, l.bytes / uint64_t(l.rows));  // rows > 0 (the formats check)
     const int64_t rows_per_item = std::max<int64_t>(1, int64_t(kItemBytes / row_bytes));
     const int64_t items_per_matrix = (l.rows + rows_per_item - 1) / rows_per_item;
-    try {
-        int k = 0;
-        for (int64_t e0 = 0; e0 < n_matrix; e0 += batch, k ^= 1) {
-            const int64_t n = std::min(batch, n_matrix - e0);
-            const uint64_t total = uint64_t(n) * l.bytes;
-            uint8_t* host = half[k];
-            IMP_CUDA_CHECK(cudaEventSynchronize(done[k]));  // this half's previous copy (none yet: returns at once)
-            quant_hf::parallel_items(int64_t((total + kItemBytes - 1) / kItemBytes), [&](int64_t i) {
-                const uint64_t off = uint64_t(i) * kItemBytes;
-                std::memset(host + off, 0, size_t(std::min(kItemBytes, total - off)));
-            });
-            quant_hf::parallel_items(n * items_per_matrix, [&](int64_t i) {
-                const int64_t m = i / items_per_matrix, r0 = (i % items_per_matrix) * rows_per_item;
-                fill(e0 + m, r0, std::min(l.rows, r0 + rows_per_item), host + uint64_t(m) * l.bytes);
-            });
-            IMP_CUDA_CHECK(cudaMemcpyAsync(dev + uint64_t(e0) * l.bytes, host, total, cudaMemcpyHostToDevice, stream));
-            IMP_CUDA_CHECK(cudaEventRecord(done[k], stream));
-        }
-        IMP_CUDA_CHECK(cudaStreamSynchronize(stream));
-    } catch (...) {
-        (void)cudaStreamSynchronize(stream);  // no copy may still read the staging buffer
-        for (auto& e : done) (void)cudaEventDestroy(e);
-        throw;
+    for (int64_t e0 = 0; e0 < n_matrix; e0 += batch) {
+        const int64_t n = std::min(batch, n_matrix - e0);
+        const uint64_t total = uint64_t(n) * l.bytes;
+        uint8_t* host = up.host();
+        quant_hf::parallel_items(int64_t((total + kItemBytes - 1) / kItemBytes), [&](int64_t i) {
+            const uint64_t off = uint64_t(i) * kItemBytes;
+            std::memset(host + off, 0, size_t(std::min(kItemBytes, total - off)));
+        });
+        quant_hf::parallel_items(n * items_per_matrix, [&](int64_t i) {
+            const int64_t m = i / items_per_matrix, r0 = (i % items_per_matrix) * rows_per_item;
+            fill(e0 + m, r0, std::min(l.rows, r0 + rows_per_item), host + uint64_t(m) * l.bytes);
+        });
+        up.send(dev + uint64_t(e0) * l.bytes, total);
     }
-    for (auto& e : done) IMP_CUDA_CHECK(cudaEventDestroy(e));
+    up.finish();
 }
 
 int64_t fp8_refusals(const Weight& w) {

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "imp/cuda/check.h"
+#include "imp/cuda/staged_upload.h"
 #include "experts_check.h"
 #include "experts_kernels.h"
 #include "imp/error.h"
@@ -247,26 +248,11 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
     const uint64_t total = checked_mul(uint64_t(n_expert), l.bytes, name.c_str());
     prepare_experts(t);
     auto* dev = static_cast<uint8_t*>(ex.alloc(total, name.c_str()));
-    // Repack a batch of experts at a time into a pinned staging buffer kept for the process (two halves of at least
-    // one expert, up to 64 MiB each; load time only), one host thread per expert, while the other half's batch is
-    // copied to the GPU (asynchronous on the executor's stream; a half is refilled after its copy finished). An
-    // expert in several parts is first joined in its thread's buffer.
-    static std::mutex staging_mu;
-    static uint8_t* staging = nullptr;
-    static uint64_t staging_bytes = 0;
-    std::lock_guard<std::mutex> lk(staging_mu);
-    const uint64_t half_bytes = std::min(total, std::max<uint64_t>(l.bytes, uint64_t(64) << 20));
-    const bool two = half_bytes < total;
-    const uint64_t want = half_bytes * (two ? 2 : 1);
-    if (staging_bytes < want) {
-        if (staging) IMP_CUDA_CHECK(cudaFreeHost(staging));
-        staging = nullptr;
-        staging_bytes = 0;
-        IMP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging), want, cudaHostAllocDefault));
-        staging_bytes = want;
-    }
-    uint8_t* half[2] = {staging, staging + (two ? half_bytes : 0)};
-    const int64_t batch = int64_t(half_bytes / l.bytes);
+    // Repack a batch of experts at a time (at least one expert, up to 64 MiB), one host thread per expert, while the
+    // previous batch's copy to the GPU runs (imp/cuda/staged_upload.h). An expert in several parts is first joined
+    // in its thread's buffer.
+    const uint64_t batch_bytes = std::min(total, std::max<uint64_t>(l.bytes, uint64_t(64) << 20));
+    const int64_t batch = int64_t(batch_bytes / l.bytes);
     const int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     std::vector<std::vector<uint8_t>> joined(static_cast<size_t>(threads));
     auto source = [&](int k, int64_t e) -> const uint8_t* {
@@ -281,33 +267,19 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         }
         return buf.data();
     };
-    IMP_CUDA_CHECK(cudaSetDevice(h->device));
-    auto* stream = static_cast<cudaStream_t>(h->stream);
-    cudaEvent_t done[2] = {nullptr, nullptr};
-    for (auto& ev : done) IMP_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    try {
-        int k = 0;
-        for (int64_t e0 = 0; e0 < n_expert; e0 += batch, k ^= 1) {
-            const int64_t n = std::min(batch, n_expert - e0);
-            uint8_t* host = half[k];
-            IMP_CUDA_CHECK(cudaEventSynchronize(done[k]));  // this half's previous copy (none yet: returns at once)
-            if (n >= threads)
-                parallel(n, threads, [&](int t, int64_t i) {
-                    repack(l, source(t, e0 + i), rb, host + uint64_t(i) * l.bytes, 1);
-                });
-            else
-                for (int64_t i = 0; i < n; ++i) repack(l, source(0, e0 + i), rb, host + uint64_t(i) * l.bytes);
-            IMP_CUDA_CHECK(cudaMemcpyAsync(dev + uint64_t(e0) * l.bytes, host, uint64_t(n) * l.bytes,
-                                           cudaMemcpyHostToDevice, stream));
-            IMP_CUDA_CHECK(cudaEventRecord(done[k], stream));
-        }
-        IMP_CUDA_CHECK(cudaStreamSynchronize(stream));
-    } catch (...) {
-        (void)cudaStreamSynchronize(stream);  // no copy may still read the staging buffer
-        for (auto& ev : done) (void)cudaEventDestroy(ev);
-        throw;
+    ::imp::cuda::StagedUpload up(*h, uint64_t(batch) * l.bytes, (n_expert + batch - 1) / batch);
+    for (int64_t e0 = 0; e0 < n_expert; e0 += batch) {
+        const int64_t n = std::min(batch, n_expert - e0);
+        uint8_t* host = up.host();
+        if (n >= threads)
+            parallel(n, threads, [&](int t, int64_t i) {
+                repack(l, source(t, e0 + i), rb, host + uint64_t(i) * l.bytes, 1);
+            });
+        else
+            for (int64_t i = 0; i < n; ++i) repack(l, source(0, e0 + i), rb, host + uint64_t(i) * l.bytes);
+        up.send(dev + uint64_t(e0) * l.bytes, uint64_t(n) * l.bytes);
     }
-    for (auto& ev : done) IMP_CUDA_CHECK(cudaEventDestroy(ev));
+    up.finish();
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
     const int gemm_smem = experts_gemm_smem(h->device);
     const int gemm_nt = n_expert <= kMaxGroupedExperts ? experts_gemm_nt(l, gemm_smem) : 0;

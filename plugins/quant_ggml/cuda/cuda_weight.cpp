@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "imp/cuda/check.h"
+#include "imp/cuda/staged_upload.h"
 #include "imp/error.h"
 #include "kernels.h"
 
@@ -332,19 +333,10 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t c
     const DeviceLayout l = device_layout(t, rows, cols);
     prepare_kernels(t);
     void* dev = ex.alloc(l.bytes, tensor.c_str());
-    // Repack into one pinned staging buffer kept for the process (grown to the largest weight; load time only):
-    // no fresh host allocation to fault in per weight, and the copy to the GPU runs at DMA speed.
-    static std::mutex staging_mu;
-    static uint8_t* staging = nullptr;
-    static uint64_t staging_bytes = 0;
-    std::lock_guard<std::mutex> lk(staging_mu);
-    if (staging_bytes < l.bytes) {
-        if (staging) IMP_CUDA_CHECK(cudaFreeHost(staging));
-        staging = nullptr;
-        staging_bytes = 0;
-        IMP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging), l.bytes, cudaHostAllocDefault));
-        staging_bytes = l.bytes;
-    }
+    // Repack into the process's pinned staging buffer (imp/cuda/staged_upload.h; load time only): no fresh host
+    // allocation to fault in per weight, and the copy to the GPU runs at DMA speed.
+    ::imp::cuda::StagedUpload up(*ex.cuda(), l.bytes, 1);
+    uint8_t* staging = up.host();
     // Each part fills its own rows of the layout: whole row groups (block types) or rows of l.ld elements.
     uint64_t off = 0;
     for (const auto& p : parts) {
@@ -354,7 +346,8 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t c
     }
     if (off != l.bytes) throw Error("quant_ggml: fused weight '" + tensor + "': parts fill " + std::to_string(off) +
                                     " of " + std::to_string(l.bytes) + " bytes");
-    ex.upload(dev, staging, l.bytes);
+    up.send(dev, l.bytes);
+    up.finish();
     return std::make_unique<CudaWeight>(tensor, l, dev, opt);
 }
 
