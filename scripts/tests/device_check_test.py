@@ -37,7 +37,15 @@ SANITIZER = """#!/usr/bin/env python3
 import json, os, sys, time
 args = sys.argv[1:]
 tool = args[args.index("--tool") + 1]
-binary = next(a for a in args if a.endswith("_gpu_tests"))
+binary = next(a for a in args if a.endswith(("_gpu_tests", "sanitizer-canary")))
+if binary.endswith("sanitizer-canary"):  # reports its defect unless the case silences this tool
+    print("========= COMPUTE-SANITIZER")
+    if json.loads(os.environ["FAKE_SAN"]).get("canary." + tool) == "silent":
+        sys.exit(0)
+    print({"memcheck": "========= Invalid __global__ read of size 4 bytes",
+           "racecheck": "========= Error: Race reported between Write access and Read access",
+           "initcheck": "========= Uninitialized __global__ memory read of size 4 bytes"}[tool])
+    sys.exit(86)
 with open(os.environ["FAKE_SAN_LOG"], "a") as f:
     f.write(json.dumps(args) + "\\n")
 action = json.loads(os.environ["FAKE_SAN"]).get(os.path.basename(binary) + "." + tool, "clean")
@@ -70,6 +78,7 @@ class SanitizeTest(unittest.TestCase):
         self.stage = os.path.join(t, "out", "device")
         os.makedirs(os.path.join(self.stage, "bin"))
         write_exe(os.path.join(self.stage, "bin", "imp"), "#!/bin/sh\nexit 0\n")
+        write_exe(os.path.join(self.stage, "bin", "sanitizer-canary"), "#!/bin/sh\nexit 0\n")
         for name, has_api in (("a_gpu_tests", True), ("b_gpu_tests", False)):
             write_exe(os.path.join(self.stage, "bin", name),
                       TEST_BIN.format(has_api=has_api, spec=API_SPEC, name=API_TEST))
@@ -115,6 +124,25 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(len(full_runs), 6)
         for c in full_runs:
             self.assertEqual(c[-2:], ["~[.]", "~" + API_SPEC])
+
+    def test_canaries_are_checked(self):
+        rc, out = self.run_check({})
+        self.assertEqual(rc, 0, out)
+        for tool in ("memcheck", "racecheck", "initcheck"):
+            self.assertIn(f"sanitize canary {tool}: its defect is reported", out)
+
+    def test_a_silent_canary_fails(self):
+        # A tool (or a kernel filter in IMP_SANITIZE_ARGS) that reports nothing makes every run look clean.
+        rc, out = self.run_check({"canary.racecheck": "silent"})
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("sanitize canary racecheck: FAILED, its deliberate defect was not reported (exit 0)", out)
+        self.assertIn("sanitize a_gpu_tests.racecheck: clean", out)
+
+    def test_missing_canary_fails(self):
+        os.remove(os.path.join(self.stage, "bin", "sanitizer-canary"))
+        rc, out = self.run_check({})
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("sanitizer-canary is not staged", out)
 
     def test_errors_fail(self):
         rc, out = self.run_check({"b_gpu_tests.memcheck": "errors"})
