@@ -53,7 +53,8 @@ class Server:
     def wait_metric(self, key, value, timeout=20):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.metrics().get(key) == value:
+            got = self.metrics().get(key)
+            if (value(got) if callable(value) else got == value):
                 return True
             time.sleep(0.05)
         return False
