@@ -1,6 +1,7 @@
 // Tensor-core building blocks of the mma variants of gdn.rule_chunked (rule_chunked_prep_mma.cu,
-// rule_chunked_state_mma.cu): ldmatrix loads, the bf16 m16n8k16 product with fp32 accumulation, bf16 packing and
-// cp.async. Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
+// rule_chunked_state_mma.cu): ldmatrix loads, the bf16 m16n8k16 product with fp32 accumulation and bf16 packing
+// (from the SDK's imp/cuda/mma.cuh), lane offsets and bf16 stores. Fragment layouts (PTX ISA, mma.m16n8k16,
+// g = lane / 4, t = lane % 4):
 //   A 16x16: a0 (row g, cols 2t, 2t+1), a1 (row g+8, same cols), a2 (row g, cols 2t+8, 2t+9), a3 (row g+8, cols 2t+8..)
 //   B 16x8:  b0 (k 2t, 2t+1; col g), b1 (k 2t+8, 2t+9; col g)
 //   C 16x8:  c0, c1 (row g, cols 2t, 2t+1), c2, c3 (row g+8, cols 2t, 2t+1)
@@ -14,6 +15,8 @@
 
 #include <cstdint>
 
+#include "imp/cuda/mma.cuh"
+
 namespace imp::gdn::mma {
 
 __device__ __forceinline__ int a_off(int lane, int ld) { return (lane & 15) * ld + (lane >> 4) * 8; }
@@ -21,37 +24,12 @@ __device__ __forceinline__ int bt_off(int lane, int ld) {
     return ((lane & 7) + ((lane >> 4) << 3)) * ld + ((lane >> 3) & 1) * 8;
 }
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __nv_bfloat16* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
-                 : "memory");
-}
+using ::imp::cuda::ldsm_x4;  // imp/cuda/mma.cuh
+using ::imp::cuda::ldsm_x4_trans;
+using ::imp::cuda::mma_bf16;
+using ::imp::cuda::pack_bf16x2;
+using ::imp::cuda::smem_addr;
 
-// d += A B for one m16n8k16 tile (A row-major, B column-major fragments, fp32 accumulators).
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// bf16 pair {lo, hi} (lo at the lower address), round to nearest even.
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    uint32_t d;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-    return d;
-}
 __device__ __forceinline__ void store_bf16x2(__nv_bfloat16* p, float lo, float hi) {
     *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(lo, hi);
 }

@@ -4,9 +4,11 @@
 // expert into the workspace and each work item runs the 8-token GEMV on up to 8 pairs of one expert, so an expert's
 // weights are read once per 8 pairs routed to it. No host sync either way (graph-capturable). With routing weights
 // the pairs' rows go to the workspace and a second kernel sums the slots of each token in slot order
-// (deterministic). Nothing allocates device memory after load.
+// (deterministic). With the setting experts_gemm, the prefill path runs the tensor-core GEMM (wo_experts_gemm.cu) on
+// groups of up to 8 * nt pairs instead of the GEMV. Nothing allocates device memory after load.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <climits>
 #include <vector>
 
@@ -23,8 +25,8 @@ const char* codec_name(Codec c) {
 
 class WoExperts final : public ExpertWeights {
 public:
-    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o)
-        : name_(std::move(name)), l_(l), dev_(dev), o_(o) {
+    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o, int gemm_nt_max)
+        : name_(std::move(name)), l_(l), dev_(dev), o_(o), gemm_nt_max_(gemm_nt_max) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
@@ -76,6 +78,7 @@ public:
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;
         a.n_tokens = 1;
+        const int nt = grouped ? gemm_nt(n_pairs) : 0;
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
@@ -83,8 +86,31 @@ public:
             a.groups = g + 64;
             a.order = g + 64 + round256(uint64_t(max_groups) * 12) / 4;
             a.n_items = int(max_groups);
-            experts_group(m.ids, int(n_pairs), int(n_expert_), g, const_cast<int32_t*>(a.groups),
-                          const_cast<int32_t*>(a.order), st);
+            experts_group(m.ids, int(n_pairs), int(n_expert_), nt > 0 ? 8 * nt : kExpertGroup, g,
+                          const_cast<int32_t*>(a.groups), const_cast<int32_t*>(a.order), st);
+        }
+        if (nt > 0) {
+            ExpertsGemmArgs ga;
+            ga.w = dev_;
+            ga.x = m.x;
+            ga.xs = m.x_stride;
+            ga.y = weighted ? reinterpret_cast<float*>(ws) : m.y;
+            ga.ys = weighted ? rows_ : m.y_stride;
+            ga.n_expert = int(n_expert_);
+            ga.top_k = int(m.top_k);
+            ga.x_per_slot = m.x_per_slot;
+            ga.accumulate = !weighted && m.accumulate;
+            ga.zero_invalid = !weighted && !m.accumulate;
+            ga.groups = a.groups;
+            ga.n_groups = a.n_groups;
+            ga.order = a.order;
+            ga.n_items = a.n_items;
+            ga.pdl = h.pdl;
+            experts_gemm(l_, ga, nt, st);
+            if (weighted)
+                experts_reduce(reinterpret_cast<float*>(ws), rows_, m.ids, m.weights, int(n_expert_), m.n_tokens,
+                               int(m.top_k), m.y, m.y_stride, m.accumulate, h.pdl, st);
+            return;
         }
         if (!weighted) {
             a.y = m.y;
@@ -103,6 +129,17 @@ public:
     }
 
 private:
+    // Token tiles per item of the tensor-core GEMM for a grouped call of n_pairs pairs (0: the grouped GEMV): the
+    // setting's, or (auto) the fewest 8-token tiles that hold the mean pairs per expert; at most what fits.
+    int gemm_nt(int64_t n_pairs) const {
+        if (o_.experts_gemm == 0 || gemm_nt_max_ == 0) return 0;
+        int nt = o_.experts_gemm;
+        if (nt < 0) {
+            const int64_t mean = (n_pairs + n_expert_ - 1) / n_expert_;
+            nt = mean <= 16 ? 2 : mean <= 32 ? 4 : 8;
+        }
+        return std::min(nt, gemm_nt_max_);
+    }
     bool grouped_ok() const { return o_.experts_grouped && n_expert_ <= kMaxGroupedExperts; }
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
     // [n_groups (256 bytes)] [groups: max_groups x 3 ints] [order: n_pairs ints]
@@ -114,6 +151,7 @@ private:
     Layout l_;
     uint8_t* dev_;
     Options o_;
+    int gemm_nt_max_;
 };
 
 }  // namespace
@@ -123,9 +161,10 @@ std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, cons
     cuda_handles(ex, "experts '" + name + "'");
     if (l.has_fp8) throw Error("experts '" + name + "': expert weights take no FP8 copy");
     gemv_init(gemv_plan(o));
+    const int nt_max = o.experts_gemm != 0 ? experts_gemm_init(l) : 0;
     auto* dev = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * l.bytes, name.c_str()));
     upload_matrices(ex, l, fill, n_expert, dev);
-    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o);
+    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o, nt_max);
 }
 
 }  // namespace imp::wo

@@ -6,8 +6,11 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <string>
+
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
+#include "imp/error.h"
 #include "wo_decode.cuh"
 #include "wo_kernels.h"
 
@@ -116,14 +119,13 @@ __global__ void experts_reduce_kernel(const float* __restrict__ part, int64_t ro
 // One CTA: counts per bucket (n_expert experts + the out-of-range bucket) in shared memory, a serial scan lays the
 // buckets' items out in expert order, then each pair takes a place in its bucket with an atomic cursor.
 __global__ void __launch_bounds__(1024)
-    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int32_t* __restrict__ n_groups,
-                         int32_t* __restrict__ groups, int32_t* __restrict__ order) {
+    experts_group_kernel(const int32_t* __restrict__ ids, int n_pairs, int n_expert, int G,
+                         int32_t* __restrict__ n_groups, int32_t* __restrict__ groups, int32_t* __restrict__ order) {
     extern __shared__ int sm[];
     const int nb = n_expert + 1;
     int* count = sm;
     int* pstart = count + nb;
     int* gstart = pstart + nb;
-    constexpr int G = kExpertGroup;
     for (int b = threadIdx.x; b < nb; b += blockDim.x) count[b] = 0;
     __syncthreads();
     for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
@@ -206,10 +208,11 @@ void experts_reduce(const float* part, int64_t rows, const int32_t* ids, const f
     }
 }
 
-void experts_group(const int32_t* ids, int n_pairs, int n_expert, int32_t* n_groups, int32_t* groups, int32_t* order,
-                   cudaStream_t st) {
+void experts_group(const int32_t* ids, int n_pairs, int n_expert, int group, int32_t* n_groups, int32_t* groups,
+                   int32_t* order, cudaStream_t st) {
+    if (group < kExpertGroup) throw Error("experts_group: groups of " + std::to_string(group) + " pairs");
     const size_t smem = size_t(3) * size_t(n_expert + 1) * sizeof(int);
-    experts_group_kernel<<<1, 1024, smem, st>>>(ids, n_pairs, n_expert, n_groups, groups, order);
+    experts_group_kernel<<<1, 1024, smem, st>>>(ids, n_pairs, n_expert, group, n_groups, groups, order);
     IMP_CUDA_CHECK_LAUNCH();
 }
 

@@ -57,15 +57,44 @@ int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_co
 // shared memory.
 constexpr int kExpertGroup = 8;
 constexpr int64_t kMaxGroupedExperts = 4000;
-// One CTA sorts the n_pairs pairs by expert: *n_groups, groups [item][3] and order [n_pairs] as GemvArgs wants;
-// pairs whose id is out of range form items of expert -1. The order of pairs inside an expert may vary from run to
-// run; each pair's result does not depend on it.
-void experts_group(const int32_t* ids, int n_pairs, int n_expert, int32_t* n_groups, int32_t* groups, int32_t* order,
-                   cudaStream_t st);
-// The bound on the items of n_pairs pairs over n_expert experts (+ the out-of-range bucket).
+// One CTA sorts the n_pairs pairs by expert: *n_groups, groups [item][3] (items of up to `group` pairs; the GEMV
+// takes kExpertGroup, the GEMM 8 * nt) and order [n_pairs] as GemvArgs / ExpertsGemmArgs want; pairs whose id is
+// out of range form items of expert -1. The order of pairs inside an expert may vary from run to run; each pair's
+// result does not depend on it.
+void experts_group(const int32_t* ids, int n_pairs, int n_expert, int group, int32_t* n_groups, int32_t* groups,
+                   int32_t* order, cudaStream_t st);
+// The bound on the items of n_pairs pairs over n_expert experts (+ the out-of-range bucket), for any
+// group size of at least kExpertGroup.
 inline int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
     return n_pairs / kExpertGroup + std::min<int64_t>(n_pairs, n_expert + 1);
 }
+
+// The grouped expert GEMM on the tensor cores (wo_experts_gemm.cu), for prefill: work items are the groups of up to
+// 8 * nt pairs of one expert that experts_group made (group = 8 * nt); each reads its expert's weights once for all
+// its pairs (dequantized to bf16 in registers, m16n8k16 MMAs with fp32 sums) and writes output row p of y for each
+// pair p: y[p, r] (+)= sum_c x[row(p), c] * W_e[r, c], row(p) = x_per_slot ? p : p / top_k. An item of expert -1
+// writes zero rows when zero_invalid, else nothing.
+struct ExpertsGemmArgs {
+    const uint8_t* w = nullptr;  // expert e at w + e * l.bytes
+    const float* x = nullptr;
+    int64_t xs = 0;
+    float* y = nullptr;
+    int64_t ys = 0;
+    int n_expert = 0, top_k = 1;
+    bool x_per_slot = false, accumulate = false, zero_invalid = false;
+    const int32_t* groups = nullptr;    // [item][3]: expert, first index into order, count
+    const int32_t* n_groups = nullptr;  // device: the number of items
+    const int32_t* order = nullptr;     // [n_pairs] pairs sorted by expert
+    int n_items = 0;                    // the bound on the items (experts_max_groups)
+    bool pdl = false;
+};
+// Sets the GEMM kernels' shared-memory limit on the current device (once per process and codec; never inside a
+// graph capture) and returns the largest token tile count nt (8, 4 or 2 tiles of 8 tokens per item) whose staged
+// activations fit for l; 0: none fits (the GEMV stays).
+int experts_gemm_init(const Layout& l);
+// The shared memory one item of nt token tiles stages for l.
+int64_t experts_gemm_smem_need(const Layout& l, int nt);
+void experts_gemm(const Layout& l, const ExpertsGemmArgs& a, int nt, cudaStream_t st);
 
 // out[i, :] = W[ids[i], :] as fp32 (w = e2m1 * (e4m3 * global) / e4m3 * scale, as the CPU references); an id out
 // of range gives a zero row.

@@ -257,6 +257,36 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
     }
 }
 
+TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(565);
+    // 77 x 371: a partial row group, 6 chunks of 64 columns (the last one partial); 300 x 100: two row blocks of
+    // 256, two chunks.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{77, 371}, {300, 100}})
+        for (const bool per_row : {false, true}) {
+            const int64_t n_expert = 6;
+            std::vector<uint8_t> q;
+            std::vector<float> scales;
+            std::vector<std::vector<float>> ref;
+            for (int64_t i = 0; i < n_expert; ++i) {
+                const Fp8 f = random_fp8(rows, cols, per_row, rng);
+                q.insert(q.end(), f.q.begin(), f.q.end());
+                scales.insert(scales.end(), f.scales.begin(), f.scales.end());
+                ref.push_back(f.w);
+            }
+            for (const int nt : {-1, 2, 4, 8}) {
+                f8::cuda::Settings s;
+                s.experts_gemm = nt;
+                const auto w =
+                    f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
+                INFO(rows << "x" << cols << (per_row ? ", per row" : ", per tensor") << ", token tiles "
+                          << (nt < 0 ? std::string("auto") : std::to_string(nt)));
+                experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, true);
+            }
+        }
+}
+
 TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_fp8_gpu][graph]") {
     auto ex = make_gpu();

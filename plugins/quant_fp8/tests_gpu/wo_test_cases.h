@@ -2,6 +2,7 @@
 // ExpertWeights against the double-precision reference of their exact CPU dequantization (wo_test_util.h).
 // Outputs start poisoned (or random when accumulating); every output must be written and nothing else.
 #pragma once
+#include <cstring>
 #include <functional>
 
 #include "imp/quant_format.h"
@@ -116,8 +117,21 @@ inline std::vector<int32_t> random_ids(int64_t n, int64_t n_expert, std::mt19937
     return ids;
 }
 
+// x as bf16 (round to nearest even), back to fp32: what the tensor-core expert GEMM multiplies.
+inline std::vector<float> bf16_round(std::vector<float> x) {
+    for (float& v : x) {
+        uint32_t b;
+        std::memcpy(&b, &v, 4);
+        b = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+        std::memcpy(&v, &b, 4);
+    }
+    return x;
+}
+
+// One grouped matmul on fresh random inputs against the double reference; bf16_x: the reference multiplies x
+// rounded to bf16 (the tensor-core GEMM's activations).
 inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
-                          const ExpertsCase& c, std::mt19937& rng) {
+                          const ExpertsCase& c, std::mt19937& rng, bool bf16_x = false) {
     const int64_t rows = w.rows(), cols = w.cols(), n_pairs = c.n_tokens * c.top_k;
     // Odd token counts: a row stride of whole 16-byte steps (the GEMV's vector loads), even: an odd one.
     const int64_t xs = (cols + 3) / 4 * 4 + (c.n_tokens % 2 ? 4 : 1), ys = rows + 3;
@@ -144,23 +158,27 @@ inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::v
     m.y = device_copy(ex, init);
     m.y_stride = ys;
     m.accumulate = c.accumulate;
-    const auto e = experts_expected(w_ref, rows, cols, m, x, ids, weights, init, ys);
+    const auto e = experts_expected(w_ref, rows, cols, m, bf16_x ? bf16_round(x) : x, ids, weights, init, ys);
     w.grouped_matmul(ex, m);
     return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
 }
 
-// Every experts case the formats run: 1/2/5/8/33 tokens, top_k 1/2/4 (so more and fewer (token, slot) pairs than
-// the 6 experts of the tests), weighted or not, x per slot or not, y = or +=.
+// Every experts case the formats run: 1/2/5/8/33 tokens (or `tokens`), top_k 1/2/4 (so more and fewer (token,
+// slot) pairs than the 6 experts of the tests), weighted or not, x per slot or not, y = or +=. bf16_x: as
+// experts_case.
 inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
-                          double tol, std::mt19937& rng) {
-    for (const int64_t n : {1, 2, 5, 8, 33})
+                          double tol, std::mt19937& rng, const std::vector<int64_t>& tokens = {1, 2, 5, 8, 33},
+                          bool bf16_x = false) {
+    for (const int64_t n : tokens)
         for (const int64_t k : {1, 2, 4})
             for (const bool weighted : {false, true})
                 for (const bool per_slot : {false, true})
                     for (const bool acc : {false, true}) {
                         ExpertsCase c{n, k, weighted, per_slot, acc};
                         ex.reserve_workspace(w.workspace_bytes(n, k));
-                        const Check r = experts_case(ex, w, w_ref, c, rng);
+                        // the GEMM runs on grouped calls (more pairs than experts); the GEMV's are exact in fp32
+                        const bool gemm = bf16_x && n * k > w.n_expert();
+                        const Check r = experts_case(ex, w, w_ref, c, rng, gemm);
                         INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
                                        << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : ""));
                         CHECK(r.unwritten == 0);

@@ -1,34 +1,22 @@
 // quant_ggml CUDA: device helpers shared by the kernels (tensor-core MMA, bf16 packing, exact dequantization).
-// Launch, PDL and error-check helpers come from the SDK (imp/cuda/launch.cuh, imp/cuda/check.h).
+// Launch, PDL, error-check and MMA helpers come from the SDK (imp/cuda/launch.cuh, check.h, mma.cuh).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "imp/cuda/mma.cuh"
 #include "tile_layout.h"
 
 namespace imp::ggml::cuda {
 
-// D += A B for one m16n8k16 tile: A 16x16 bf16 (row), B 16x8 bf16 (col), D fp32.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+using ::imp::cuda::mma_bf16;     // imp/cuda/mma.cuh
+using ::imp::cuda::pack_bf16x2;
 
 // a * b + c on bf16 pairs.
 __device__ __forceinline__ uint32_t bf16x2_fma(uint32_t a, uint32_t b, uint32_t c) {
     uint32_t d;
     asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
-
-// bf16 pair {lo, hi}, round to nearest even.
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    uint32_t d;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
     return d;
 }
 

@@ -9,6 +9,10 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
     reg.add_setting({"experts_grouped", true,
                      "CUDA: expert matmuls with more (token, slot) pairs than experts group the pairs by expert", {}});
+    reg.add_setting({"experts_gemm", std::string("off"),
+                     "CUDA: grouped expert matmuls on the tensor cores: off (the 8-token GEMV per 8 pairs) | auto | 2 | "
+                     "4 | 8 (8-token tiles per group of one expert's pairs; auto: from the pairs per expert)",
+                     {"off", "auto", "2", "4", "8"}});
     reg.add_setting({"fp8_act", std::string("tensor"),
                      "CUDA: FP8 GEMM activation scales: tensor (one per call, amax pass + quantize pass) | token (one "
                      "per token, one pass; cuBLASLt outer-vector scales)",
@@ -31,6 +35,8 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     KernelSettings k;
     k.fast_accum = s.get_bool("fast_accum");
     k.experts_grouped = s.get_bool("experts_grouped");
+    const std::string& eg = s.get_string("experts_gemm");
+    k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);
     k.gemv_async = s.get_string("gemv") == "async";
     k.gemv_regs2 = s.get_string("gemv") == "regs2";
     k.fp8_per_token = s.get_string("fp8_act") == "token";

@@ -16,6 +16,10 @@ struct KernelSettings {
     // Expert matmuls with more (token, slot) pairs than experts (prefill): pairs sorted by expert on the device and
     // each expert's weights read once per 8 of its pairs; false: one GEMV per pair always.
     bool experts_grouped = true;
+    // Grouped expert matmuls (experts_grouped, more pairs than experts) on the tensor cores: each expert's weights
+    // read once per group of up to 8 * experts_gemm pairs (2, 4 or 8 token tiles), dequantized to bf16 in
+    // registers; -1: the tile count from the pairs per expert; 0: the 8-token GEMV instead.
+    int experts_gemm = 0;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one

@@ -215,6 +215,36 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(515);
+    // 77 x 368: a partial row group, 3 chunks of 128 columns (the last one partial); 300 x 96: two row blocks of 256,
+    // one chunk whose last lane is past the columns.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{77, 368}, {300, 96}}) {
+        const int64_t n_expert = 6;
+        std::vector<uint8_t> codes, scales;
+        std::vector<float> globals;
+        std::vector<std::vector<float>> ref;
+        for (int64_t i = 0; i < n_expert; ++i) {
+            const Nv e = random_nvfp4(rows, cols, rng);
+            codes.insert(codes.end(), e.codes.begin(), e.codes.end());
+            scales.insert(scales.end(), e.scales.begin(), e.scales.end());
+            globals.push_back(e.global);
+            ref.push_back(e.w);
+        }
+        for (const int nt : {-1, 2, 4, 8}) {
+            nv::cuda::Settings s;
+            s.experts_gemm = nt;
+            const auto w =
+                nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+            INFO(rows << "x" << cols << ", token tiles " << (nt < 0 ? std::string("auto") : std::to_string(nt)));
+            // exact weights times bf16 activations, fp32 sums: against the reference on bf16-rounded x
+            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, true);
+        }
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
