@@ -135,5 +135,7 @@ inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols,
 
 // Prefill GEMMs of n tokens (gemm_bench.cpp); parts: also the FP8 path's parts alone.
 void bench_gemm(CudaExecutor& ex, int64_t n, double copy, bool parts);
+// Grouped expert matmuls of prefill (experts_bench.cpp).
+void bench_experts(CudaExecutor& ex, double copy);
 
 }  // namespace imp::wo_bench

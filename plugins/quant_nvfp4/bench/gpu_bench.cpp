@@ -7,8 +7,9 @@
 //     regs2 | async, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw;
 //     auto = what the kernels pick; --gemv-auto: kw auto only) at every token count; then 2-8 tokens through the
 //     FP8 GEMM instead (gemv_max_tokens 1: FP8 weights, NVFP4's FP8 copy);
-//  3. prefill GEMMs at 16 and 512 tokens on the same shapes (gemm_bench.cpp).
-// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--no-gemm] [--gemm-parts] [--gemm-tokens N]
+//  3. prefill GEMMs at 16 and 512 tokens on the same shapes (gemm_bench.cpp);
+//  4. with --experts: the grouped expert matmuls of prefill on Qwen3.6-35B-A3B's shapes (experts_bench.cpp).
+// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--no-gemm] [--gemm-parts] [--gemm-tokens N] [--experts]
 #include "bench_util.h"
 
 using namespace imp;
@@ -101,13 +102,14 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool gemv = true, gemm = true, parts = false, auto_only = false;
+    bool gemv = true, gemm = true, parts = false, auto_only = false, experts = false;
     std::vector<int64_t> tokens = {16, 512};
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--no-gemv") == 0) gemv = false;
         if (std::strcmp(argv[i], "--no-gemm") == 0) gemm = false;
         if (std::strcmp(argv[i], "--gemm-parts") == 0) parts = true;
         if (std::strcmp(argv[i], "--gemv-auto") == 0) auto_only = true;
+        if (std::strcmp(argv[i], "--experts") == 0) experts = true;
         if (std::strcmp(argv[i], "--gemm-tokens") == 0 && i + 1 < argc) tokens = {std::atoll(argv[++i])};
     }
     try {
@@ -118,6 +120,7 @@ int main(int argc, char** argv) {
         if (gemv) bench_gemv(ex, copy, auto_only);
         if (gemm)
             for (const int64_t n : tokens) bench_gemm(ex, n, copy, parts);
+        if (experts) bench_experts(ex, copy);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "quant_nvfp4_gpu_bench: %s\n", e.what());
         return 1;
