@@ -5,7 +5,10 @@
 // weights are read once per 8 pairs routed to it. No host sync either way (graph-capturable). With routing weights
 // the pairs' rows go to the workspace and a second kernel sums the slots of each token in slot order
 // (deterministic). With the setting experts_gemm, the prefill path runs the tensor-core GEMM (wo_experts_gemm.cu) on
-// groups of up to 8 * nt pairs instead of the GEMV. Nothing allocates device memory after load.
+// groups of up to 8 * nt pairs instead of the GEMV. With experts_fused_down the weight asks the MoE block for its
+// [gate | up] rows (swiglu_input): a weighted decode call is one kernel (wo_moe_down.cu), the GEMM applies SwiGLU as
+// it stages the rows, the GEMV paths read them from a SwiGLU pass into the workspace. Nothing allocates device
+// memory after load.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -34,13 +37,15 @@ public:
     std::string type() const override { return codec_name(l_.codec); }
     uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
 
-    // The pairs' rows of a weighted call and the grouping (whether or not a given call needs them: the engine
-    // reserves the maximum once).
+    // The pairs' rows of a weighted call, the grouping and (swiglu_input) the pairs' SwiGLU rows (whether or not a
+    // given call needs them: the engine reserves the maximum once).
     uint64_t workspace_bytes(int64_t n_tokens, int64_t top_k) const override {
         if (n_tokens <= 0 || top_k <= 0) return 0;
         const int64_t n_pairs = n_tokens * top_k;
-        return part_bytes(n_pairs) + (grouped_ok() ? group_bytes(n_pairs) : 0);
+        return part_bytes(n_pairs) + (grouped_ok() ? group_bytes(n_pairs) : 0) + act_bytes(n_pairs);
     }
+
+    bool swiglu_input() const override { return o_.experts_fused_down; }
 
     void grouped_matmul(Executor& ex, const ExpertMatmul& m) const override {
         const CudaHandles& h = cuda_handles(ex, "experts '" + name_ + "'");
@@ -51,23 +56,54 @@ public:
         const int64_t n_pairs = m.n_tokens * m.top_k;
         const int64_t x_rows = m.x_per_slot ? n_pairs : m.n_tokens;
         const int64_t y_rows = m.weights ? m.n_tokens : n_pairs;
-        if ((x_rows > 1 && m.x_stride < cols_) || (y_rows > 1 && m.y_stride < rows_))
+        const int64_t x_cols = m.x_swiglu ? 2 * cols_ : cols_;
+        if ((x_rows > 1 && m.x_stride < x_cols) || (y_rows > 1 && m.y_stride < rows_))
             throw Error(what + ": strides x " + std::to_string(m.x_stride) + ", y " + std::to_string(m.y_stride) +
-                        " are below cols " + std::to_string(cols_) + ", rows " + std::to_string(rows_));
+                        " are below " + (m.x_swiglu ? "2 x " : "") + "cols " + std::to_string(cols_) + ", rows " +
+                        std::to_string(rows_));
         if (n_pairs > INT32_MAX / 4) throw Error(what + ": " + std::to_string(n_pairs) + " (token, slot) pairs");
         const bool weighted = m.weights != nullptr, grouped = grouped_ok() && n_pairs > n_expert_;
+        const auto st = static_cast<cudaStream_t>(h.stream);
+        // Decode with routing weights and the fused setting: one kernel per call (SwiGLU, GEMV and the slot sum).
+        if (o_.experts_fused_down && weighted && m.x_per_slot && !grouped &&
+            experts_down_fused_fits(l_, int(m.top_k))) {
+            MoeDownArgs d;
+            d.w = dev_;
+            d.x = m.x;
+            d.xs = m.x_stride;
+            d.swiglu = m.x_swiglu;
+            d.ids = m.ids;
+            d.weights = m.weights;
+            d.n_expert = int(n_expert_);
+            d.top_k = int(m.top_k);
+            d.n_tokens = m.n_tokens;
+            d.y = m.y;
+            d.ys = m.y_stride;
+            d.accumulate = m.accumulate;
+            d.pdl = h.pdl;
+            experts_down_fused(l_, d, st);
+            return;
+        }
+        const int nt = grouped ? gemm_nt(n_pairs) : 0;
+        const bool act_pass = m.x_swiglu && nt == 0;  // the GEMV reads plain rows: SwiGLU into the workspace first
         const uint64_t group_off = weighted ? part_bytes(n_pairs) : 0;
-        const uint64_t need = group_off + (grouped ? group_bytes(n_pairs) : 0);
+        const uint64_t act_off = group_off + (grouped ? group_bytes(n_pairs) : 0);
+        const uint64_t need = act_off + (act_pass ? act_bytes(n_pairs) : 0);
         if (need > 0 && (ex.workspace_bytes() < need || !ex.workspace()))
             throw Error(what + " of " + std::to_string(m.n_tokens) + " tokens x top_k " + std::to_string(m.top_k) +
                         " needs " + std::to_string(need) + " bytes of workspace, the executor reserved " +
                         std::to_string(ex.workspace_bytes()));
         auto* ws = static_cast<uint8_t*>(ex.workspace());
-        const auto st = static_cast<cudaStream_t>(h.stream);
         GemvArgs a;
         a.w = dev_;
         a.x = m.x;
         a.xs = m.x_stride;
+        if (act_pass) {
+            auto* act = reinterpret_cast<float*>(ws + act_off);
+            swiglu_rows(m.x, m.x_stride, x_rows, cols_, act, h.pdl, st);
+            a.x = act;
+            a.xs = cols_;
+        }
         a.ids = m.ids;
         a.n_expert = int(n_expert_);
         a.top_k = int(m.top_k);
@@ -78,7 +114,6 @@ public:
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;
         a.n_tokens = 1;
-        const int nt = grouped ? gemm_nt(n_pairs) : 0;
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
@@ -94,6 +129,7 @@ public:
             ga.w = dev_;
             ga.x = m.x;
             ga.xs = m.x_stride;
+            ga.swiglu = m.x_swiglu;
             ga.y = weighted ? reinterpret_cast<float*>(ws) : m.y;
             ga.ys = weighted ? rows_ : m.y_stride;
             ga.n_expert = int(n_expert_);
@@ -142,6 +178,10 @@ private:
     }
     bool grouped_ok() const { return o_.experts_grouped && n_expert_ <= kMaxGroupedExperts; }
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
+    // SwiGLU rows for the GEMV paths of an x_swiglu call (only weights that ask for [gate | up] get such calls).
+    uint64_t act_bytes(int64_t n_pairs) const {
+        return o_.experts_fused_down ? round256(uint64_t(n_pairs) * uint64_t(cols_) * 4) : 0;
+    }
     // [n_groups (256 bytes)] [groups: max_groups x 3 ints] [order: n_pairs ints]
     uint64_t group_bytes(int64_t n_pairs) const {
         return 256 + round256(uint64_t(experts_max_groups(n_pairs, n_expert_)) * 12) + round256(uint64_t(n_pairs) * 4);

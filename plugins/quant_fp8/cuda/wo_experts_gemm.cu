@@ -3,12 +3,13 @@
 // up to 8 * NT pairs routed to that expert, built on the device by experts_group with that group size): grid (row
 // blocks, 1, items); items past the device's group count exit.
 //
-// A CTA stages its pairs' activation rows (gathered through the group's pair order, all columns) as bf16 in shared
-// memory once, then each of its 8 warps streams two 16-row groups of the expert's codes straight from global memory
-// into MMA A fragments (16-byte streaming loads; the next chunk's loads in flight while the current one is
-// computed), dequantizes them in registers to bf16 and multiplies them by 8-token B fragments of the staged
-// activations (m16n8k16, fp32 accumulation, imp/cuda/mma.cuh); n-tiles past the group's pairs are skipped. Each
-// output (row, pair) is written once by one thread: deterministic, no atomics.
+// A CTA stages its pairs' activation rows (gathered through the group's pair order, all columns; silu(gate) * up of
+// [gate | up] rows with ExpertsGemmArgs::swiglu) as bf16 in shared memory once, then each of its 8 warps streams two
+// 16-row groups of the expert's codes straight from global memory into MMA A fragments (16-byte streaming loads;
+// the next chunk's loads in flight while the current one is computed), dequantizes them in registers to bf16 and
+// multiplies them by 8-token B fragments of the staged activations (m16n8k16, fp32 accumulation, imp/cuda/mma.cuh);
+// n-tiles past the group's pairs are skipped. Each output (row, pair) is written once by one thread: deterministic,
+// no atomics.
 //
 // The k order inside a chunk is the codes' own: lane c of a row's 4 lanes loads 16 contiguous code bytes of the
 // chunk (NVFP4: the 32 columns 32c..32c+31 of a 128-column chunk; FP8: the 16 columns 16c..16c+15 of a 64-column
@@ -149,6 +150,9 @@ constexpr int64_t b_stride_of(int64_t kp) {
     return (kp * 2 + 127) / 128 * 128 + 32;
 }
 
+// silu(g) * u, as the executor's SwiGLU kernel.
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+
 __device__ __forceinline__ float4 load_x4(const float* p, int vec) {
     return vec ? __ldg(reinterpret_cast<const float4*>(p)) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
 }
@@ -170,10 +174,18 @@ __device__ __forceinline__ void stage_b(const GemmK& k, const float* const* xrow
             const float* xp = xrow[t] + col;
             if (col + 4 <= cols) {
                 v[b] = load_x4(xp, k.x_vec);
+                if (k.a.swiglu) {
+                    const float4 u = load_x4(xp + cols, k.x_vec);
+                    v[b] = make_float4(silu_mul(v[b].x, u.x), silu_mul(v[b].y, u.y), silu_mul(v[b].z, u.z),
+                                       silu_mul(v[b].w, u.w));
+                }
             } else {
                 float e[4];
 #pragma unroll
-                for (int j = 0; j < 4; ++j) e[j] = col + j < cols ? __ldg(xp + j) : 0.f;
+                for (int j = 0; j < 4; ++j) {
+                    e[j] = col + j < cols ? __ldg(xp + j) : 0.f;
+                    if (k.a.swiglu && col + j < cols) e[j] = silu_mul(e[j], __ldg(xp + cols + j));
+                }
                 v[b] = make_float4(e[0], e[1], e[2], e[3]);
             }
         }
@@ -372,7 +384,7 @@ void experts_gemm(const Layout& l, const ExpertsGemmArgs& a, int nt, cudaStream_
     k.chunks = k.kp / (l.codec == Codec::NVFP4 ? OpA<Codec::NVFP4>::kChunkCols : OpA<Codec::FP8>::kChunkCols);
     k.b_stride = b_stride_of(k.kp);
     k.n_rg = int((l.rows + 15) / 16);
-    k.x_vec = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (a.xs % 4 == 0);
+    k.x_vec = (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) && (a.xs % 4 == 0) && (!a.swiglu || l.cols % 4 == 0);
     if (l.codec == Codec::NVFP4)
         launch<Codec::NVFP4>(k, a.n_items, nt, a.pdl, st);
     else

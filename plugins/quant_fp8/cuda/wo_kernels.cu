@@ -162,6 +162,16 @@ __global__ void __launch_bounds__(1024)
     }
 }
 
+__global__ void swiglu_rows_kernel(const float* __restrict__ x, int64_t xs, int64_t cols, float* __restrict__ out) {
+    ::imp::cuda::pdl_launch_dependents();
+    ::imp::cuda::pdl_wait();
+    const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    const float* xr = x + int64_t(blockIdx.y) * xs;
+    const float g = xr[c];
+    out[int64_t(blockIdx.y) * cols + c] = g / (1.f + expf(-g)) * xr[cols + c];
+}
+
 __global__ void nvfp4_to_fp8_kernel(Layout l, uint8_t* __restrict__ m, float inv_unit) {
     const int64_t r = blockIdx.x;
     uint8_t* o = m + l.fp8_off + r * l.cp;
@@ -214,6 +224,15 @@ void experts_group(const int32_t* ids, int n_pairs, int n_expert, int group, int
     const size_t smem = size_t(3) * size_t(n_expert + 1) * sizeof(int);
     experts_group_kernel<<<1, 1024, smem, st>>>(ids, n_pairs, n_expert, group, n_groups, groups, order);
     IMP_CUDA_CHECK_LAUNCH();
+}
+
+void swiglu_rows(const float* x, int64_t xs, int64_t n, int64_t cols, float* out, bool pdl, cudaStream_t st) {
+    for (int64_t i0 = 0; i0 < n; i0 += 65535) {
+        const int64_t ni = n - i0 < 65535 ? n - i0 : 65535;
+        IMP_CUDA_CHECK(::imp::cuda::launch(swiglu_rows_kernel,
+                                           dim3(unsigned(::imp::cuda::div_up(cols, kThreads)), unsigned(ni)),
+                                           dim3(kThreads), 0, st, pdl, x + i0 * xs, xs, cols, out + i0 * cols));
+    }
 }
 
 void nvfp4_to_fp8(const Layout& l, uint8_t* w, float inv_unit, cudaStream_t st) {

@@ -86,6 +86,7 @@ struct ExpertsGemmArgs {
     const int32_t* n_groups = nullptr;  // device: the number of items
     const int32_t* order = nullptr;     // [n_pairs] pairs sorted by expert
     int n_items = 0;                    // the bound on the items (experts_max_groups)
+    bool swiglu = false;                // x rows are [gate | up] (2 cols each): the input is silu(gate) * up
     bool pdl = false;
 };
 // Sets the GEMM kernels' shared-memory limit on the current device (once per process and codec; never inside a
@@ -95,6 +96,32 @@ int experts_gemm_init(const Layout& l);
 // The shared memory one item of nt token tiles stages for l.
 int64_t experts_gemm_smem_need(const Layout& l, int nt);
 void experts_gemm(const Layout& l, const ExpertsGemmArgs& a, int nt, cudaStream_t st);
+
+// The fused MoE down projection of decode (wo_moe_down.cu): y[t, r] (+)= sum over j < top_k of weights[t, j] *
+// (W_{ids[t, j]} row r . a_{t, j}), a_{t, j} = x row t * top_k + j, or silu(gate) * up of it when swiglu (rows
+// [gate | up], 2 cols each); ids out of range add nothing. One kernel, deterministic.
+constexpr int kMaxFusedTopK = 32;
+constexpr int64_t kMaxFusedSmem = 48 * 1024;  // the staged activation rows of one token
+struct MoeDownArgs {
+    const uint8_t* w = nullptr;  // expert e at w + e * l.bytes
+    const float* x = nullptr;
+    int64_t xs = 0;
+    bool swiglu = false;
+    const int32_t* ids = nullptr;
+    const float* weights = nullptr;
+    int n_expert = 0, top_k = 1;
+    int64_t n_tokens = 0;
+    float* y = nullptr;
+    int64_t ys = 0;
+    bool accumulate = false, pdl = false;
+};
+// Whether experts_down_fused takes l at top_k (its staged rows fit kMaxFusedSmem), and those bytes.
+bool experts_down_fused_fits(const Layout& l, int top_k);
+int64_t experts_down_fused_smem(const Layout& l, int top_k);
+void experts_down_fused(const Layout& l, const MoeDownArgs& a, cudaStream_t st);
+// out[i, c] = silu(x[i, c]) * x[i, cols + c] for i < n, c < cols (x row stride xs; out row stride cols), as the
+// executor's SwiGLU.
+void swiglu_rows(const float* x, int64_t xs, int64_t n, int64_t cols, float* out, bool pdl, cudaStream_t st);
 
 // out[i, :] = W[ids[i], :] as fp32 (w = e2m1 * (e4m3 * global) / e4m3 * scale, as the CPU references); an id out
 // of range gives a zero row.

@@ -287,6 +287,38 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tile
         }
 }
 
+TEST_CASE("quant_fp8 cuda: fused MoE down (SwiGLU of [gate | up] rows, one decode kernel per weighted call)",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(575);
+    for (const bool per_row : {false, true}) {
+        const int64_t n_expert = 6, rows = 77, cols = 371;
+        std::vector<uint8_t> q;
+        std::vector<float> scales;
+        std::vector<std::vector<float>> ref;
+        for (int64_t i = 0; i < n_expert; ++i) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            q.insert(q.end(), f.q.begin(), f.q.end());
+            scales.insert(scales.end(), f.scales.begin(), f.scales.end());
+            ref.push_back(f.w);
+        }
+        for (const bool gemm : {false, true}) {
+            f8::cuda::Settings s;
+            s.experts_fused_down = true;
+            s.experts_gemm = gemm ? -1 : 0;
+            const auto w =
+                f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
+            CHECK(w->swiglu_input());
+            INFO((per_row ? "per row" : "per tensor")
+                 << (gemm ? ", prefill on the tensor cores (bf16 activations)" : ", prefill through the GEMV"));
+            for (const bool swiglu : {false, true}) {
+                INFO((swiglu ? "[gate | up] rows" : "plain rows"));
+                experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 33}, gemm, swiglu);
+            }
+        }
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_fp8_gpu][graph]") {
     auto ex = make_gpu();

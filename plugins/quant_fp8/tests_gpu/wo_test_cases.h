@@ -2,6 +2,7 @@
 // ExpertWeights against the double-precision reference of their exact CPU dequantization (wo_test_util.h).
 // Outputs start poisoned (or random when accumulating); every output must be written and nothing else.
 #pragma once
+#include <cmath>
 #include <cstring>
 #include <functional>
 
@@ -100,6 +101,7 @@ inline void get_rows_case(CudaExecutor& ex, const Weight& w, const std::vector<f
 struct ExpertsCase {
     int64_t n_tokens = 1, top_k = 1;
     bool weighted = false, x_per_slot = false, accumulate = false;
+    bool swiglu = false;  // x rows are [gate | up] (ExpertMatmul::x_swiglu)
 };
 
 // Random routing over experts {0, 1, 2, 4, ...} (expert 3 and the last one get no token), ~1 in 8 ids out of range
@@ -132,9 +134,9 @@ inline std::vector<float> bf16_round(std::vector<float> x) {
 // rounded to bf16 (the tensor-core GEMM's activations).
 inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
                           const ExpertsCase& c, std::mt19937& rng, bool bf16_x = false) {
-    const int64_t rows = w.rows(), cols = w.cols(), n_pairs = c.n_tokens * c.top_k;
+    const int64_t rows = w.rows(), cols = w.cols(), n_pairs = c.n_tokens * c.top_k, xc = c.swiglu ? 2 * cols : cols;
     // Odd token counts: a row stride of whole 16-byte steps (the GEMV's vector loads), even: an odd one.
-    const int64_t xs = (cols + 3) / 4 * 4 + (c.n_tokens % 2 ? 4 : 1), ys = rows + 3;
+    const int64_t xs = (xc + 3) / 4 * 4 + (c.n_tokens % 2 ? 4 : 1), ys = rows + 3;
     const int64_t x_rows = c.x_per_slot ? n_pairs : c.n_tokens, n_out = c.weighted ? c.n_tokens : n_pairs;
     const auto x = random_floats(size_t(x_rows * xs), rng);
     const auto ids = random_ids(n_pairs, w.n_expert(), rng);
@@ -158,29 +160,43 @@ inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::v
     m.y = device_copy(ex, init);
     m.y_stride = ys;
     m.accumulate = c.accumulate;
-    const auto e = experts_expected(w_ref, rows, cols, m, bf16_x ? bf16_round(x) : x, ids, weights, init, ys);
+    m.x_swiglu = c.swiglu;
+    // What the kernels multiply: x, or silu(gate) * up of its rows (as the executor computes it), then bf16_x.
+    ExpertMatmul mr = m;
+    std::vector<float> xr = x;
+    if (c.swiglu) {
+        mr.x_stride = cols;
+        xr.assign(size_t(x_rows * cols), 0.f);
+        for (int64_t i = 0; i < x_rows; ++i)
+            for (int64_t j = 0; j < cols; ++j) {
+                const float g = x[size_t(i * xs + j)], u = x[size_t(i * xs + cols + j)];
+                xr[size_t(i * cols + j)] = g / (1.f + std::exp(-g)) * u;
+            }
+    }
+    const auto e = experts_expected(w_ref, rows, cols, mr, bf16_x ? bf16_round(xr) : xr, ids, weights, init, ys);
     w.grouped_matmul(ex, m);
     return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
 }
 
 // Every experts case the formats run: 1/2/5/8/33 tokens (or `tokens`), top_k 1/2/4 (so more and fewer (token,
 // slot) pairs than the 6 experts of the tests), weighted or not, x per slot or not, y = or +=. bf16_x: as
-// experts_case.
+// experts_case; swiglu: x rows [gate | up] (ExpertMatmul::x_swiglu).
 inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
                           double tol, std::mt19937& rng, const std::vector<int64_t>& tokens = {1, 2, 5, 8, 33},
-                          bool bf16_x = false) {
+                          bool bf16_x = false, bool swiglu = false) {
     for (const int64_t n : tokens)
         for (const int64_t k : {1, 2, 4})
             for (const bool weighted : {false, true})
                 for (const bool per_slot : {false, true})
                     for (const bool acc : {false, true}) {
-                        ExpertsCase c{n, k, weighted, per_slot, acc};
+                        ExpertsCase c{n, k, weighted, per_slot, acc, swiglu};
                         ex.reserve_workspace(w.workspace_bytes(n, k));
                         // the GEMM runs on grouped calls (more pairs than experts); the GEMV's are exact in fp32
                         const bool gemm = bf16_x && n * k > w.n_expert();
                         const Check r = experts_case(ex, w, w_ref, c, rng, gemm);
                         INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
-                                       << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : ""));
+                                       << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : "")
+                                       << (swiglu ? ", [gate | up] rows" : ""));
                         CHECK(r.unwritten == 0);
                         CHECK(r.overwritten == 0);
                         CHECK(r.rel <= tol);

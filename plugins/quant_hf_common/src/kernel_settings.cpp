@@ -13,6 +13,9 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "CUDA: grouped expert matmuls on the tensor cores: off (the 8-token GEMV per 8 pairs) | auto | 2 | "
                      "4 | 8 (8-token tiles per group of one expert's pairs; auto: from the pairs per expert)",
                      {"off", "auto", "2", "4", "8"}});
+    reg.add_setting({"experts_fused_down", false,
+                     "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
+                     "token's experts in the same kernel", {}});
     reg.add_setting({"fp8_act", std::string("tensor"),
                      "CUDA: FP8 GEMM activation scales: tensor (one per call, amax pass + quantize pass) | token (one "
                      "per token, one pass; cuBLASLt outer-vector scales)",
@@ -35,6 +38,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     KernelSettings k;
     k.fast_accum = s.get_bool("fast_accum");
     k.experts_grouped = s.get_bool("experts_grouped");
+    k.experts_fused_down = s.get_bool("experts_fused_down");
     const std::string& eg = s.get_string("experts_gemm");
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);
     k.gemv_async = s.get_string("gemv") == "async";

@@ -20,6 +20,9 @@ struct KernelSettings {
     // read once per group of up to 8 * experts_gemm pairs (2, 4 or 8 token tiles), dequantized to bf16 in
     // registers; -1: the tile count from the pairs per expert; 0: the 8-token GEMV instead.
     int experts_gemm = 0;
+    // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and a decode call with
+    // routing weights runs as one kernel: SwiGLU, each token's experts and their weighted sum.
+    bool experts_fused_down = false;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one

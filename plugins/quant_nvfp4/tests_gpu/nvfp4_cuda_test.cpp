@@ -245,6 +245,36 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul on the tensor cores (token ti
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: fused MoE down (SwiGLU of [gate | up] rows, one decode kernel per weighted call)",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(525);
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    std::vector<uint8_t> codes, scales;
+    std::vector<float> globals;
+    std::vector<std::vector<float>> ref;
+    for (int64_t i = 0; i < n_expert; ++i) {
+        const Nv e = random_nvfp4(rows, cols, rng);
+        codes.insert(codes.end(), e.codes.begin(), e.codes.end());
+        scales.insert(scales.end(), e.scales.begin(), e.scales.end());
+        globals.push_back(e.global);
+        ref.push_back(e.w);
+    }
+    for (const bool gemm : {false, true}) {
+        nv::cuda::Settings s;
+        s.experts_fused_down = true;
+        s.experts_gemm = gemm ? -1 : 0;
+        const auto w = nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+        CHECK(w->swiglu_input());
+        INFO((gemm ? "prefill on the tensor cores (bf16 activations)" : "prefill through the GEMV"));
+        for (const bool swiglu : {false, true}) {
+            INFO((swiglu ? "[gate | up] rows" : "plain rows"));
+            // decode (pairs <= experts) is exact in fp32 either way; grouped calls run the GEMM when gemm
+            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 33}, gemm, swiglu);
+        }
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
