@@ -154,7 +154,8 @@ constexpr int64_t b_stride_of(int64_t kp) {
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
 
 __device__ __forceinline__ float4 load_x4(const float* p, int vec) {
-    return vec ? __ldg(reinterpret_cast<const float4*>(p)) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+    return vec ? __ldg(reinterpret_cast<const float4*>(p))
+               : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
 }
 
 // Stages the activations of the CTA's n pairs into sb: rows up to the next multiple of 8 (rows t >= n and columns

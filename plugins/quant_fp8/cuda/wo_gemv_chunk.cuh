@@ -2,6 +2,7 @@
 // row group's chunks (Regs: registers; Async: the cp.async ring of wo_pipe.cuh), the dequantized dot products.
 #pragma once
 #include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -34,6 +35,14 @@ struct KP {
     const int32_t* order;     // pairs sorted by expert
     int n_expert, top_k, x_per_slot, zero_invalid, pair0, kw, x_vec;
 };
+
+struct GemvArgs;
+// The kernel parameters of a GEMV call of T tokens per item (kw and pair0 left for the launcher).
+KP kernel_params(const Layout& l, const GemvArgs& a, int T);
+// The tensor-core GEMV (wo_gemv_mma.cu): its warps per row group for l and n_items items on sm_count SMs, and the
+// launch of n_items items (base.kw set).
+int mma_auto_kw(const Layout& l, int n_items, int sm_count);
+void gemv_mma(const Layout& l, const KP& base, int n_items, bool pdl, cudaStream_t st);
 
 // 8 activations at column col (col < cols); zero past cols.
 __device__ __forceinline__ void load_x(const KP& p, const float* xt, int col, float (&v)[8]) {

@@ -96,6 +96,54 @@ TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, st
         }
 }
 
+TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens, per-tensor and per-row scales, experts",
+          "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(141);
+    const auto f16 = [](const std::vector<float>& x) { return f16_round(x); };
+    for (const auto& [rows, cols] : kShapes)
+        for (const bool per_row : {false, true}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            for (const int kw : {0, 1, 2, 8}) {
+                f8::cuda::Settings s;
+                s.gemv_kw = kw;
+                s.gemv_mma = true;
+                const auto w = load(*ex, f, s);
+                for (const int64_t t : {1, 2, 3, 4, 5, 8})
+                    for (const bool acc : {false, true})
+                        for (const int64_t xs : {cols, cols + 3}) {
+                            INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", kw " << kw
+                                      << ", tokens " << t << (acc ? ", accumulate" : "") << ", x stride " << xs);
+                            const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng, f16);
+                            CHECK(c.unwritten == 0);
+                            CHECK(c.overwritten == 0);
+                            CHECK(c.rel <= 1e-4);
+                        }
+            }
+        }
+    const int64_t n_expert = 6, rows = 77, cols = 371;
+    for (const bool per_row : {false, true}) {
+        std::vector<uint8_t> q;
+        std::vector<float> scales;
+        std::vector<std::vector<float>> ref;
+        for (int64_t i = 0; i < n_expert; ++i) {
+            const Fp8 e = random_fp8(rows, cols, per_row, rng);
+            q.insert(q.end(), e.q.begin(), e.q.end());
+            scales.insert(scales.end(), e.scales.begin(), e.scales.end());
+            ref.push_back(e.w);
+        }
+        for (const bool grouped : {true, false}) {
+            f8::cuda::Settings s;
+            s.gemv_mma = true;
+            s.experts_grouped = grouped;
+            const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
+            INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair"));
+            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 8, 33},
+                          [](const ExpertsCase&, bool) { return XRound::F16; });
+        }
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: prefill through cuBLASLt's FP8 GEMM", "[quant_fp8_gpu][gemm][fp8]") {
     auto ex = make_gpu();
     std::mt19937 rng(222);
@@ -282,7 +330,7 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tile
                     f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
                 INFO(rows << "x" << cols << (per_row ? ", per row" : ", per tensor") << ", token tiles "
                           << (nt < 0 ? std::string("auto") : std::to_string(nt)));
-                experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, true);
+                experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, gemm_rounding);
             }
         }
 }
@@ -313,7 +361,8 @@ TEST_CASE("quant_fp8 cuda: fused MoE down (SwiGLU of [gate | up] rows, one decod
                  << (gemm ? ", prefill on the tensor cores (bf16 activations)" : ", prefill through the GEMV"));
             for (const bool swiglu : {false, true}) {
                 INFO((swiglu ? "[gate | up] rows" : "plain rows"));
-                experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 33}, gemm, swiglu);
+                const RoundOf round = gemm ? RoundOf(gemm_rounding) : RoundOf();
+                experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 33}, round, swiglu);
             }
         }
     }

@@ -130,10 +130,22 @@ inline std::vector<float> bf16_round(std::vector<float> x) {
     return x;
 }
 
-// One grouped matmul on fresh random inputs against the double reference; bf16_x: the reference multiplies x
-// rounded to bf16 (the tensor-core GEMM's activations).
+// x as fp16 (round to nearest even), back to fp32: what the tensor-core GEMV (gemv = mma) multiplies.
+inline std::vector<float> f16_round(std::vector<float> x) {
+    for (float& v : x) v = float(static_cast<_Float16>(v));
+    return x;
+}
+
+// How the kernels of a call round the activations they multiply: not at all (fp32), to bf16 (the expert GEMM) or to
+// fp16 (the tensor-core GEMV).
+enum class XRound { None, Bf16, F16 };
+inline std::vector<float> round_x(const std::vector<float>& x, XRound r) {
+    return r == XRound::Bf16 ? bf16_round(x) : r == XRound::F16 ? f16_round(x) : x;
+}
+
+// One grouped matmul on fresh random inputs against the double reference of x rounded as `round` says.
 inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
-                          const ExpertsCase& c, std::mt19937& rng, bool bf16_x = false) {
+                          const ExpertsCase& c, std::mt19937& rng, XRound round = XRound::None) {
     const int64_t rows = w.rows(), cols = w.cols(), n_pairs = c.n_tokens * c.top_k, xc = c.swiglu ? 2 * cols : cols;
     // Odd token counts: a row stride of whole 16-byte steps (the GEMV's vector loads), even: an odd one.
     const int64_t xs = (xc + 3) / 4 * 4 + (c.n_tokens % 2 ? 4 : 1), ys = rows + 3;
@@ -173,17 +185,19 @@ inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::v
                 xr[size_t(i * cols + j)] = g / (1.f + std::exp(-g)) * u;
             }
     }
-    const auto e = experts_expected(w_ref, rows, cols, mr, bf16_x ? bf16_round(xr) : xr, ids, weights, init, ys);
+    const auto e = experts_expected(w_ref, rows, cols, mr, round_x(xr, round), ids, weights, init, ys);
     w.grouped_matmul(ex, m);
     return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
 }
 
 // Every experts case the formats run: 1/2/5/8/33 tokens (or `tokens`), top_k 1/2/4 (so more and fewer (token,
-// slot) pairs than the 6 experts of the tests), weighted or not, x per slot or not, y = or +=. bf16_x: as
-// experts_case; swiglu: x rows [gate | up] (ExpertMatmul::x_swiglu).
+// slot) pairs than the 6 experts of the tests), weighted or not, x per slot or not, y = or +=; swiglu: x rows
+// [gate | up] (ExpertMatmul::x_swiglu). round(case, grouped): how the kernels that run the case round x (grouped:
+// more pairs than experts); default none.
+using RoundOf = std::function<XRound(const ExpertsCase&, bool grouped)>;
 inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
                           double tol, std::mt19937& rng, const std::vector<int64_t>& tokens = {1, 2, 5, 8, 33},
-                          bool bf16_x = false, bool swiglu = false) {
+                          const RoundOf& round = {}, bool swiglu = false) {
     for (const int64_t n : tokens)
         for (const int64_t k : {1, 2, 4})
             for (const bool weighted : {false, true})
@@ -191,17 +205,18 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
                     for (const bool acc : {false, true}) {
                         ExpertsCase c{n, k, weighted, per_slot, acc, swiglu};
                         ex.reserve_workspace(w.workspace_bytes(n, k));
-                        // the GEMM runs on grouped calls (more pairs than experts); the GEMV's are exact in fp32
-                        const bool gemm = bf16_x && n * k > w.n_expert();
-                        const Check r = experts_case(ex, w, w_ref, c, rng, gemm);
+                        const XRound r = round ? round(c, n * k > w.n_expert()) : XRound::None;
+                        const Check res = experts_case(ex, w, w_ref, c, rng, r);
                         INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
                                        << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : "")
                                        << (swiglu ? ", [gate | up] rows" : ""));
-                        CHECK(r.unwritten == 0);
-                        CHECK(r.overwritten == 0);
-                        CHECK(r.rel <= tol);
+                        CHECK(res.unwritten == 0);
+                        CHECK(res.overwritten == 0);
+                        CHECK(res.rel <= tol);
                     }
 }
+// The expert GEMM's rounding: bf16 on grouped calls.
+inline XRound gemm_rounding(const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::None; }
 
 // A graph captured with a one-token GEMV, a prefill matmul of n_big tokens and a weighted grouped matmul replays
 // with new activations, ids and weights written to the same device buffers.

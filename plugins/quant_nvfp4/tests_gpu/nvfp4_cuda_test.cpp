@@ -106,6 +106,54 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens, every row-group plan, experts",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(131);
+    const auto f16 = [](const std::vector<float>& x) { return f16_round(x); };
+    // {1, 16}: one row, one partial chunk; 64 x 4112: 33 chunks of 128 (the last one 16 columns); 203 x 368: a partial
+    // row group; 130 x 1040.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {64, 4112}, {1, 16}, {130, 1040}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        for (const int kw : {0, 1, 2, 4, 8}) {
+            nv::cuda::Settings s;
+            s.gemv_kw = kw;
+            s.gemv_mma = true;
+            const auto w = load(*ex, n, s);
+            for (const int64_t t : {1, 2, 3, 4, 5, 8})
+                for (const bool acc : {false, true})
+                    for (const int64_t xs : {cols, cols + 3}) {
+                        INFO(rows << "x" << cols << ", kw " << kw << ", tokens " << t << (acc ? ", accumulate" : "")
+                                  << ", x stride " << xs);
+                        // exact weights times fp16 activations, fp32 sums: against the reference on fp16-rounded x
+                        const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng, f16);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 1e-4);
+                    }
+        }
+    }
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    std::vector<uint8_t> codes, scales;
+    std::vector<float> globals;
+    std::vector<std::vector<float>> ref;
+    for (int64_t i = 0; i < n_expert; ++i) {
+        const Nv e = random_nvfp4(rows, cols, rng);
+        codes.insert(codes.end(), e.codes.begin(), e.codes.end());
+        scales.insert(scales.end(), e.scales.begin(), e.scales.end());
+        globals.push_back(e.global);
+        ref.push_back(e.w);
+    }
+    for (const bool grouped : {true, false}) {
+        nv::cuda::Settings s;
+        s.gemv_mma = true;
+        s.experts_grouped = grouped;
+        const auto w = nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+        INFO((grouped ? "experts grouped by expert when pairs > experts" : "experts, one GEMV per pair"));
+        experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 8, 33}, [](const ExpertsCase&, bool) { return XRound::F16; });
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: prefill, weights dequantized to bf16 tiles", "[quant_nvfp4_gpu][gemm]") {
     auto ex = make_gpu();
     std::mt19937 rng(202);
@@ -240,7 +288,7 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul on the tensor cores (token ti
                 nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
             INFO(rows << "x" << cols << ", token tiles " << (nt < 0 ? std::string("auto") : std::to_string(nt)));
             // exact weights times bf16 activations, fp32 sums: against the reference on bf16-rounded x
-            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, true);
+            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, gemm_rounding);
         }
     }
 }
@@ -270,7 +318,8 @@ TEST_CASE("quant_nvfp4 cuda: fused MoE down (SwiGLU of [gate | up] rows, one dec
         for (const bool swiglu : {false, true}) {
             INFO((swiglu ? "[gate | up] rows" : "plain rows"));
             // decode (pairs <= experts) is exact in fp32 either way; grouped calls run the GEMM when gemm
-            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 33}, gemm, swiglu);
+            const RoundOf round = gemm ? RoundOf(gemm_rounding) : RoundOf();
+            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 33}, round, swiglu);
         }
     }
 }
