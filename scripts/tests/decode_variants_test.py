@@ -26,14 +26,15 @@ print(json.dumps([{{"test": "tg128", "avg_ts": ts, "stddev_ts": 1.0, "decode_eff
 """
 
 
-def run_tool(variants):
+def run_tool(variants, extra=()):
     """decode-variants on p.toml with the fake imp; returns the finished process."""
     with tempfile.TemporaryDirectory() as t:
         imp = os.path.join(t, "imp")
         with open(imp, "w") as f:
             f.write(FAKE_IMP.format(python=sys.executable))
         os.chmod(imp, 0o755)
-        return subprocess.run([sys.executable, TOOL, "--imp", imp, "--variants", variants, "p.toml"],
+        sel = ["--variants", variants] if variants else []
+        return subprocess.run([sys.executable, TOOL, "--imp", imp, *sel, *extra, "p.toml"],
                               capture_output=True, text=True)
 
 
@@ -57,6 +58,20 @@ class DecodeVariantsTest(unittest.TestCase):
         self.assertTrue(rows[1].endswith("| 120.00 ± 1.00 | 12.0 % | 1.000x |"), rows[1])  # one setting only
         self.assertTrue(rows[2].endswith("| 240.00 ± 1.00 | 24.0 % | 2.000x |"), rows[2])
         self.assertTrue(rows[3].endswith("| 360.00 ± 1.00 | 36.0 % | 3.000x |"), rows[3])
+
+    def test_defined_variants(self):
+        # --variant NAME=SET;SET: its sets reach imp (fuse_norm doubles 1.5x; with decode_attention one more 1.2x);
+        # without --variants the defined ones run in order; an empty set list is the profile as it is.
+        p = run_tool(None, ["--variant", "base=", "--variant",
+                            'fast=plugin.quant_ggml.fuse_norm=true;plugin.core.decode_attention="one"'])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [l for l in p.stdout.splitlines() if l.startswith("| p.toml")]
+        self.assertEqual(len(rows), 2, p.stdout)
+        self.assertIn("| base |", rows[0])
+        self.assertTrue(rows[1].endswith("| 180.00 ± 1.00 | 18.0 % | 1.800x |"), rows[1])
+        bad = run_tool(None, ["--variant", "nameonly"])
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("is not NAME=SET", bad.stderr)
 
 
 if __name__ == "__main__":
