@@ -11,19 +11,10 @@
 // n-tiles past the group's pairs are skipped. Each output (row, pair) is written once by one thread: deterministic,
 // no atomics.
 //
-// The k order inside a chunk is the codes' own: lane c of a row's 4 lanes loads 16 contiguous code bytes of the
-// chunk (NVFP4: the 32 columns 32c..32c+31 of a 128-column chunk; FP8: the 16 columns 16c..16c+15 of a 64-column
-// chunk) and in k-step s takes its columns 4s..4s+3 (a0 / a1: the first two, a2 / a3: the next two). B's four
-// matching columns of a token are one 8-byte word of shared memory: the staging stores 4-column unit u = c * S + s
-// of a chunk (S = steps per chunk) at unit 4 s + c, so the 4 lanes of a row read 32 contiguous bytes and, with the
-// row stride 32 bytes past a multiple of 128, the 16 lanes of a half warp hit distinct banks.
-//
-// Dequantization (exact in bf16):
-//   NVFP4: (q & 0x80008000) | ((q >> 3) & 0x0E000E00) makes a half2 of two codes worth e2m1 * 2^-14 (the GEMV's
-//          extraction, wo_decode.cuh); times the block's E4M3 scale as a half2 that is e2m1 * e4m3 * 2^-14: at most
-//          6 significant bits, a multiple of 2^-24 and below 0.17, so exact in fp16, then exact in bf16. The
-//          epilogue multiplies by global * 2^14.
-//   FP8:   cvt e4m3x2 -> f16x2 -> bf16x2 (exact); the epilogue multiplies by the weight scale (per tensor or row).
+// The A operand (the k order, the exact dequantization to bf16) is wo_mma_a.cuh's. B's four columns of a token in
+// a k-step are one 8-byte word of shared memory: the staging stores 4-column unit u = c * S + s of a chunk (S = steps
+// per chunk) at unit 4 s + c, so the 4 lanes of a row read 32 contiguous bytes and, with the row stride 32 bytes past
+// a multiple of 128, the 16 lanes of a half warp hit distinct banks.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -36,8 +27,8 @@
 #include "imp/cuda/launch.cuh"
 #include "imp/cuda/mma.cuh"
 #include "imp/error.h"
-#include "wo_decode.cuh"
 #include "wo_kernels.h"
+#include "wo_mma_a.cuh"
 
 namespace imp::wo {
 namespace {
@@ -45,98 +36,12 @@ namespace {
 using ::imp::cuda::mma_bf16;
 using ::imp::cuda::pack_bf16x2;
 
+template <Codec C>
+using OpA = MmaA<C>;
+
 constexpr int kWarpsG = 8;
 constexpr int kRowGroups = 2 * kWarpsG;  // 16-row groups per CTA: two per warp
 constexpr int kRowsPerCta = 16 * kRowGroups;
-
-__device__ __forceinline__ uint32_t half2_to_bf16x2(__half2 h) {
-    const float2 f = __half22float2(h);
-    return pack_bf16x2(f.x, f.y);
-}
-
-// The half2 of the two NVFP4 codes in nibbles 3 and 7 of q: e2m1 * 2^-14 each.
-__device__ __forceinline__ __half2 nvfp4_pair(uint32_t q) {
-    const uint32_t h = (q & 0x80008000u) | ((q >> 3) & 0x0E000E00u);
-    return *reinterpret_cast<const __half2*>(&h);
-}
-
-__device__ __forceinline__ __half2 e4m3_half2(uint32_t b) {
-    const __half h = __half(__nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(b & 0xFFu), __NV_E4M3));
-    return __half2half2(h);
-}
-
-template <Codec C>
-struct OpA;
-
-template <>
-struct OpA<Codec::NVFP4> {
-    static constexpr int kChunkCols = 128, kSteps = 8;
-    struct Frag {
-        uint4 q[2];  // rows g, g + 8: code bytes [64 ch + 16 c, +16) of the row
-        uint32_t s;  // their two blocks' E4M3 scales: row g in bits 0-15, row g + 8 in bits 16-31
-    };
-    __device__ __forceinline__ static void load(const Layout& l, const uint8_t* m, int rg, int ch, int lane, Frag& f) {
-        const int64_t col = int64_t(ch) * kChunkCols + 32 * (lane & 3);
-        f.s = 0u;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int64_t row = int64_t(rg) * 16 + (lane >> 2) + 8 * h;
-            f.q[h] = make_uint4(0u, 0u, 0u, 0u);
-            if (row < l.rows && col < l.cp) {
-                f.q[h] = ld_stream(m + row * l.ld + col / 2);
-                f.s |= uint32_t(__ldg(reinterpret_cast<const unsigned short*>(m + l.scale_off + row * l.scale_ld +
-                                                                             col / 16)))
-                       << (16 * h);
-            }
-        }
-    }
-    __device__ __forceinline__ static void regs(const Frag& f, int s, uint32_t (&a)[4]) {
-        const int sh = 8 * (s & 1);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const uint32_t q = word(f.q[h], s >> 1) << sh;
-            const __half2 sc = e4m3_half2(f.s >> (16 * h + 8 * (s >> 2)));
-            a[h] = half2_to_bf16x2(__hmul2(nvfp4_pair(q), sc));
-            a[h + 2] = half2_to_bf16x2(__hmul2(nvfp4_pair(q << 4), sc));
-        }
-    }
-    // The expert's factor of output row `row`.
-    __device__ __forceinline__ static float factor(const Layout& l, const uint8_t* m, int64_t) {
-        return __ldg(reinterpret_cast<const float*>(m + l.post_off)) * 16384.f;
-    }
-};
-
-template <>
-struct OpA<Codec::FP8> {
-    static constexpr int kChunkCols = 64, kSteps = 4;
-    struct Frag {
-        uint4 q[2];  // rows g, g + 8: code bytes [64 ch + 16 c, +16) of the row
-    };
-    __device__ __forceinline__ static void load(const Layout& l, const uint8_t* m, int rg, int ch, int lane, Frag& f) {
-        const int64_t col = int64_t(ch) * kChunkCols + 16 * (lane & 3);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int64_t row = int64_t(rg) * 16 + (lane >> 2) + 8 * h;
-            f.q[h] = make_uint4(0u, 0u, 0u, 0u);
-            if (row < l.rows && col < l.cp) f.q[h] = ld_stream(m + row * l.ld + col);
-        }
-    }
-    __device__ __forceinline__ static uint32_t pair(uint32_t b) {
-        const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(b & 0xFFFFu), __NV_E4M3);
-        return half2_to_bf16x2(__half2(r));
-    }
-    __device__ __forceinline__ static void regs(const Frag& f, int s, uint32_t (&a)[4]) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const uint32_t w = word(f.q[h], s);
-            a[h] = pair(w);
-            a[h + 2] = pair(w >> 16);
-        }
-    }
-    __device__ __forceinline__ static float factor(const Layout& l, const uint8_t* m, int64_t row) {
-        return __ldg(reinterpret_cast<const float*>(m + l.post_off) + (l.n_post == 1 ? 0 : row));
-    }
-};
 
 struct GemmK {
     Layout l;
@@ -230,13 +135,14 @@ __global__ void __launch_bounds__(kWarpsG * 32, 2) experts_gemm_kernel(GemmK k) 
             for (int i = threadIdx.x; i < n * nr; i += blockDim.x) orow[i / nr][row0 + i % nr] = 0.f;
         return;
     }
-    const uint8_t* m = a.w + int64_t(e) * int64_t(k.l.bytes);
+    const MatrixRef mr{a.w + int64_t(e) * int64_t(k.l.bytes), k.l.ld, k.l.scale_ld, k.l.rows, k.l.cp, k.l.scale_off,
+                       k.l.post_off, k.l.n_post};
     const int rg0 = int(blockIdx.x) * kRowGroups + 2 * warp;
     const bool has0 = rg0 < k.n_rg, has1 = rg0 + 1 < k.n_rg;
     typename Op::Frag fa0, fa1, fb0, fb1;
     if (has0) {  // the first chunk's weights are in flight while the activations are staged
-        Op::load(k.l, m, rg0, 0, lane, fa0);
-        if (has1) Op::load(k.l, m, rg0 + 1, 0, lane, fa1);
+        Op::load(mr, int64_t(rg0) * 16, 0, lane, fa0);
+        if (has1) Op::load(mr, int64_t(rg0 + 1) * 16, 0, lane, fa1);
     }
     stage_b<Op::kChunkCols, Op::kSteps>(k, xrow, n, smem_gemm);
     __syncthreads();
@@ -254,8 +160,8 @@ __global__ void __launch_bounds__(kWarpsG * 32, 2) experts_gemm_kernel(GemmK k) 
 #pragma unroll
         for (int s = 0; s < Op::kSteps; ++s) {
             uint32_t a0[4], a1[4];
-            Op::regs(f0, s, a0);
-            if (has1) Op::regs(f1, s, a1);
+            Op::regs_bf16(f0, s, a0);
+            if (has1) Op::regs_bf16(f1, s, a1);
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
                 if (j >= ntn) break;
@@ -268,13 +174,13 @@ __global__ void __launch_bounds__(kWarpsG * 32, 2) experts_gemm_kernel(GemmK k) 
     if (has0) {
         for (int ch = 0; ch < k.chunks; ch += 2) {
             if (ch + 1 < k.chunks) {
-                Op::load(k.l, m, rg0, ch + 1, lane, fb0);
-                if (has1) Op::load(k.l, m, rg0 + 1, ch + 1, lane, fb1);
+                Op::load(mr, int64_t(rg0) * 16, ch + 1, lane, fb0);
+                if (has1) Op::load(mr, int64_t(rg0 + 1) * 16, ch + 1, lane, fb1);
             }
             compute(fa0, fa1, ch);
             if (ch + 2 < k.chunks) {
-                Op::load(k.l, m, rg0, ch + 2, lane, fa0);
-                if (has1) Op::load(k.l, m, rg0 + 1, ch + 2, lane, fa1);
+                Op::load(mr, int64_t(rg0) * 16, ch + 2, lane, fa0);
+                if (has1) Op::load(mr, int64_t(rg0 + 1) * 16, ch + 2, lane, fa1);
             }
             if (ch + 1 < k.chunks) compute(fb0, fb1, ch + 1);
         }
@@ -288,7 +194,7 @@ __global__ void __launch_bounds__(kWarpsG * 32, 2) experts_gemm_kernel(GemmK k) 
         for (int h = 0; h < 2; ++h) {
             const int rr = (rg0 + r) * 16 + (lane >> 2) + 8 * h;
             if (rr >= rows) continue;
-            const float f = Op::factor(k.l, m, rr);
+            const float f = Op::factor(mr, rr) * Op::kBf16Unit;
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
                 if (j >= ntn) break;

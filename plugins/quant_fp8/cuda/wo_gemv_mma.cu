@@ -11,7 +11,7 @@
 // Work: a CTA of 8 warps holds 8 / kw row groups of 16 rows; the kw warps of a row group split its 128-column
 // (NVFP4) / 64-column (FP8) chunks (chunk i to warp i % kw) and stream them with 16-byte loads, two chunks ahead in
 // registers. Lane (g, c) holds code bytes [16c, 16c + 16) of rows g and g + 8 of a chunk and in k-step s uses their
-// columns 4s..4s+3 (the k order of wo_experts_gemm.cu); its B registers are token g's activations at those columns,
+// columns 4s..4s+3 (the A operand of wo_mma_a.cuh); its B registers are token g's activations at those columns,
 // read as one float4 from x (L1/L2) and rounded to fp16 (activations beyond +-65504 saturate). The kw partial
 // 16 x 8 tiles are summed in shared memory in warp order (deterministic) and the epilogue applies the per-tensor /
 // per-row factor.
@@ -27,120 +27,31 @@
 #include "wo_decode.cuh"
 #include "wo_gemv_chunk.cuh"
 #include "wo_kernels.h"
+#include "wo_mma_a.cuh"
 
 namespace imp::wo {
 namespace {
 
 constexpr int kMmaWarps = 8;
-
-// D += A B, m16n8k16, fp16 A / B, fp32 D (fragment layout: imp/cuda/mma.cuh).
-__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
+using ::imp::cuda::mma_f16;
 
 // fp16 pair {lo, hi} of two fp32 values, saturated to +-65504.
 __device__ __forceinline__ uint32_t f16x2_sat(float lo, float hi) {
     lo = fminf(fmaxf(lo, -65504.f), 65504.f);
     hi = fminf(fmaxf(hi, -65504.f), 65504.f);
-    return h2_bits(__floats2half2_rn(lo, hi));
+    return half2_bits(__floats2half2_rn(lo, hi));
 }
 
 template <Codec C>
-struct MmaOp;
-
-template <>
-struct MmaOp<Codec::NVFP4> {
-    static constexpr int kChunkCols = 128, kSteps = 8;
-    struct Frag {
-        uint4 q[2];
-        uint32_t s;
-    };
-    __device__ __forceinline__ static void load(const KP& p, const uint8_t* m, int row0, int ch, int lane, Frag& f) {
-        const int64_t col = int64_t(ch) * kChunkCols + 32 * (lane & 3);
-        f.s = 0u;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = row0 + (lane >> 2) + 8 * h;
-            f.q[h] = make_uint4(0u, 0u, 0u, 0u);
-            if (row < p.rows && col < 2 * p.ld) {
-                f.q[h] = ld_stream(m + int64_t(row) * p.ld + col / 2);
-                f.s |= uint32_t(__ldg(reinterpret_cast<const unsigned short*>(m + p.scale_off + row * p.scale_ld +
-                                                                             col / 16)))
-                       << (16 * h);
-            }
-        }
-    }
-    // a[0..3] of k-step s: e2m1 * e4m3 as fp16 (exact, normal: 2^-10 .. 2688).
-    __device__ __forceinline__ static void regs(const Frag& f, int s, uint32_t (&a)[4]) {
-        const __half2 k14 = __float2half2_rn(16384.f);
-        const int sh = 8 * (s & 1);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const uint32_t q = word(f.q[h], s >> 1) << sh;
-            const __half sc = __half(__nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t((f.s >> (16 * h + 8 * (s >> 2))) & 0xFFu),
-                                                               __NV_E4M3));
-            const __half2 sc2 = __half2half2(sc);
-            const uint32_t p0 = (q & 0x80008000u) | ((q >> 3) & 0x0E000E00u);
-            const uint32_t p1 = ((q << 4) & 0x80008000u) | ((q << 1) & 0x0E000E00u);
-            // e2m1 * 2^-14 times the scale: a multiple of 2^-24 with <= 6 significant bits, exact even when
-            // subnormal; times 2^14: normal, exact.
-            a[h] = h2_bits(__hmul2(__hmul2(*reinterpret_cast<const __half2*>(&p0), sc2), k14));
-            a[h + 2] = h2_bits(__hmul2(__hmul2(*reinterpret_cast<const __half2*>(&p1), sc2), k14));
-        }
-    }
-    __device__ __forceinline__ static float factor(const KP& p, const uint8_t* m, int) {
-        return __ldg(reinterpret_cast<const float*>(m + p.post_off));
-    }
-};
-
-template <>
-struct MmaOp<Codec::FP8> {
-    static constexpr int kChunkCols = 64, kSteps = 4;
-    struct Frag {
-        uint4 q[2];
-    };
-    __device__ __forceinline__ static void load(const KP& p, const uint8_t* m, int row0, int ch, int lane, Frag& f) {
-        const int64_t col = int64_t(ch) * kChunkCols + 16 * (lane & 3);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = row0 + (lane >> 2) + 8 * h;
-            f.q[h] = make_uint4(0u, 0u, 0u, 0u);
-            if (row < p.rows && col < p.ld) f.q[h] = ld_stream(m + int64_t(row) * p.ld + col);
-        }
-    }
-    __device__ __forceinline__ static uint32_t pair(uint32_t b) {
-        const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(b & 0xFFFFu), __NV_E4M3);
-        return uint32_t(r.x) | (uint32_t(r.y) << 16);
-    }
-    __device__ __forceinline__ static void regs(const Frag& f, int s, uint32_t (&a)[4]) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const uint32_t w = word(f.q[h], s);
-            a[h] = pair(w);
-            a[h + 2] = pair(w >> 16);
-        }
-    }
-    __device__ __forceinline__ static float factor(const KP& p, const uint8_t* m, int row) {
-        return __ldg(reinterpret_cast<const float*>(m + p.post_off) + (p.n_post == 1 ? 0 : row));
-    }
-};
-
-template <Codec C>
 __global__ void __launch_bounds__(kMmaWarps * 32) wo_gemv_mma_kernel(KP p) {
-    using Op = MmaOp<C>;
+    using Op = MmaA<C>;
     constexpr int K = Op::kChunkCols;
     __shared__ float red[kMmaWarps][32][4];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int kw = p.kw, groups = kMmaWarps / kw, gi = warp / kw, wi = warp % kw;
     const int row0 = (int(blockIdx.x) * groups + gi) * 16;
-    const int nch = int((int64_t(C == Codec::NVFP4 ? 2 * p.ld : p.ld) + K - 1) / K);
-    const uint8_t* m = p.w;
+    const int nch = int((int64_t(C == Codec::NVFP4 ? 2 * p.ld : p.ld) + K - 1) / K);  // chunks of the padded row
+    MatrixRef mr{p.w, p.ld, p.scale_ld, p.rows, C == Codec::NVFP4 ? 2 * p.ld : p.ld, p.scale_off, p.post_off, p.n_post};
     ::imp::cuda::pdl_launch_dependents();
     const int g = lane >> 2, c = lane & 3;
     // Token g of this lane's B registers, tokens 2c, 2c + 1 of its outputs.
@@ -177,10 +88,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32) wo_gemv_mma_kernel(KP p) {
                 }
             return;
         }
-        m += uint64_t(e) * p.mat_bytes;
-        if (has_rows && wi < nch) Op::load(p, m, row0, wi, lane, fa);
+        mr.m += uint64_t(e) * p.mat_bytes;
+        if (has_rows && wi < nch) Op::load(mr, row0, wi, lane, fa);
     } else {
-        if (has_rows && wi < nch) Op::load(p, m, row0, wi, lane, fa);  // weights before the wait
+        if (has_rows && wi < nch) Op::load(mr, row0, wi, lane, fa);  // weights before the wait
         ::imp::cuda::pdl_wait();
     }
     const float* xt = p.x + xo;
@@ -205,15 +116,15 @@ __global__ void __launch_bounds__(kMmaWarps * 32) wo_gemv_mma_kernel(KP p) {
                 b1 = f16x2_sat(v.z, v.w);
             }
             uint32_t a[4];
-            Op::regs(f, s, a);
+            Op::regs_f16(f, s, a);
             mma_f16(acc, a[0], a[1], a[2], a[3], b0, b1);
         }
     };
     if (has_rows) {
         for (int ch = wi; ch < nch; ch += 2 * kw) {
-            if (ch + kw < nch) Op::load(p, m, row0, ch + kw, lane, fb);
+            if (ch + kw < nch) Op::load(mr, row0, ch + kw, lane, fb);
             compute(fa, ch);
-            if (ch + 2 * kw < nch) Op::load(p, m, row0, ch + 2 * kw, lane, fa);
+            if (ch + 2 * kw < nch) Op::load(mr, row0, ch + 2 * kw, lane, fa);
             if (ch + kw < nch) compute(fb, ch + kw);
         }
     }
@@ -229,7 +140,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) wo_gemv_mma_kernel(KP p) {
     for (int h = 0; h < 2; ++h) {
         const int row = row0 + g + 8 * h;
         if (row >= p.rows) continue;
-        const float f = Op::factor(p, m, row);
+        const float f = Op::factor(mr, row);
         if (2 * c < ntok) {
             float* yp = p.y + yo0 + row;
             *yp = p.accumulate ? *yp + v[2 * h] * f : v[2 * h] * f;
@@ -244,7 +155,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) wo_gemv_mma_kernel(KP p) {
 }  // namespace
 
 int mma_auto_kw(const Layout& l, int n_items, int sm_count) {
-    const int64_t k = l.codec == Codec::NVFP4 ? MmaOp<Codec::NVFP4>::kChunkCols : MmaOp<Codec::FP8>::kChunkCols;
+    const int64_t k = l.codec == Codec::NVFP4 ? MmaA<Codec::NVFP4>::kChunkCols : MmaA<Codec::FP8>::kChunkCols;
     const int64_t nch = (l.cp + k - 1) / k, rgs = (l.rows + 15) / 16;
     const int64_t slots = sm_count > 0 ? int64_t(sm_count) * 2 * 9 / 10 : 240;
     int kw = 1;

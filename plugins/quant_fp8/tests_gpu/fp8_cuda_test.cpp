@@ -10,6 +10,9 @@
 //     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16. Per-token activation units: the same bounds
 //     against the same per-token rounding (finer than per tensor, so no looser); the outer-vector scales are
 //     products of the same fp32 factors as the per-tensor path, applied in another order (~1e-7).
+//   Tensor-core paths 1e-4 against the reference on the activations as they round them (the weights stay exact):
+//     the expert GEMM (experts_gemm) bf16, the GEMV (gemv = mma) fp16; their fp32 sums as above. Without the
+//     rounding in the reference they would miss 1e-4 (bf16: ~1e-3), so these checks also show which path ran.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -62,6 +65,32 @@ f8::cuda::Settings bf16_prefill() {
 }
 
 const std::vector<std::pair<int64_t, int64_t>> kShapes = {{203, 371}, {64, 4100}, {1, 5}, {130, 1040}};
+
+// n random FP8 experts [rows, cols] (per-tensor or per-row scales) stacked as make_experts takes them, and each
+// one's exact dequantization.
+struct Fp8Stack {
+    int64_t rows = 0, cols = 0, n_scale = 1;
+    std::vector<uint8_t> q;
+    std::vector<float> scales;
+    std::vector<std::vector<float>> ref;
+};
+Fp8Stack random_stack(int64_t n, int64_t rows, int64_t cols, bool per_row, std::mt19937& rng) {
+    Fp8Stack st;
+    st.rows = rows;
+    st.cols = cols;
+    st.n_scale = per_row ? rows : 1;
+    for (int64_t i = 0; i < n; ++i) {
+        const Fp8 f = random_fp8(rows, cols, per_row, rng);
+        st.q.insert(st.q.end(), f.q.begin(), f.q.end());
+        st.scales.insert(st.scales.end(), f.scales.begin(), f.scales.end());
+        st.ref.push_back(f.w);
+    }
+    return st;
+}
+std::unique_ptr<ExpertWeights> load_stack(CudaExecutor& ex, const Fp8Stack& st, const f8::cuda::Settings& s = {}) {
+    return f8::cuda::make_experts(ex, int64_t(st.ref.size()), st.rows, st.cols, st.q.data(), st.scales.data(),
+                                  st.n_scale, s);
+}
 
 }  // namespace
 
@@ -123,20 +152,13 @@ TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens, per-tens
         }
     const int64_t n_expert = 6, rows = 77, cols = 371;
     for (const bool per_row : {false, true}) {
-        std::vector<uint8_t> q;
-        std::vector<float> scales;
-        std::vector<std::vector<float>> ref;
-        for (int64_t i = 0; i < n_expert; ++i) {
-            const Fp8 e = random_fp8(rows, cols, per_row, rng);
-            q.insert(q.end(), e.q.begin(), e.q.end());
-            scales.insert(scales.end(), e.scales.begin(), e.scales.end());
-            ref.push_back(e.w);
-        }
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const auto& ref = st.ref;
         for (const bool grouped : {true, false}) {
             f8::cuda::Settings s;
             s.gemv_mma = true;
             s.experts_grouped = grouped;
-            const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
+            const auto w = load_stack(*ex, st, s);
             INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair"));
             experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 8, 33},
                           [](const ExpertsCase&, bool) { return XRound::F16; });
@@ -280,15 +302,8 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
     std::mt19937 rng(555);
     for (const bool per_row : {false, true}) {
         const int64_t n_expert = 6, rows = 77, cols = 371;
-        std::vector<uint8_t> q;
-        std::vector<float> scales;
-        std::vector<std::vector<float>> ref;
-        for (int64_t i = 0; i < n_expert; ++i) {
-            const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            q.insert(q.end(), f.q.begin(), f.q.end());
-            scales.insert(scales.end(), f.scales.begin(), f.scales.end());
-            ref.push_back(f.w);
-        }
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const auto& ref = st.ref;
         const int64_t ns = per_row ? rows : 1;
         for (const int plan : {0, 1, 2})  // regs, async, regs2
         for (const bool grouped : {true, false}) {
@@ -296,7 +311,7 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
             s.experts_grouped = grouped;
             s.gemv_async = plan == 1;
             s.gemv_regs2 = plan == 2;
-            const auto w = f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), ns, s);
+            const auto w = load_stack(*ex, st, s);
             CHECK(w->bytes() == f8::cuda::device_bytes(rows, cols, n_expert, ns));
             INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair")
                                                       << (plan == 1 ? ", async" : plan == 2 ? ", regs2" : ""));
@@ -314,20 +329,13 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tile
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{77, 371}, {300, 100}})
         for (const bool per_row : {false, true}) {
             const int64_t n_expert = 6;
-            std::vector<uint8_t> q;
-            std::vector<float> scales;
-            std::vector<std::vector<float>> ref;
-            for (int64_t i = 0; i < n_expert; ++i) {
-                const Fp8 f = random_fp8(rows, cols, per_row, rng);
-                q.insert(q.end(), f.q.begin(), f.q.end());
-                scales.insert(scales.end(), f.scales.begin(), f.scales.end());
-                ref.push_back(f.w);
-            }
+            const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+            const auto& ref = st.ref;
             for (const int nt : {-1, 2, 4, 8}) {
                 f8::cuda::Settings s;
                 s.experts_gemm = nt;
                 const auto w =
-                    f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
+                    load_stack(*ex, st, s);
                 INFO(rows << "x" << cols << (per_row ? ", per row" : ", per tensor") << ", token tiles "
                           << (nt < 0 ? std::string("auto") : std::to_string(nt)));
                 experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, gemm_rounding);
@@ -341,21 +349,14 @@ TEST_CASE("quant_fp8 cuda: fused MoE down (SwiGLU of [gate | up] rows, one decod
     std::mt19937 rng(575);
     for (const bool per_row : {false, true}) {
         const int64_t n_expert = 6, rows = 77, cols = 371;
-        std::vector<uint8_t> q;
-        std::vector<float> scales;
-        std::vector<std::vector<float>> ref;
-        for (int64_t i = 0; i < n_expert; ++i) {
-            const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            q.insert(q.end(), f.q.begin(), f.q.end());
-            scales.insert(scales.end(), f.scales.begin(), f.scales.end());
-            ref.push_back(f.w);
-        }
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const auto& ref = st.ref;
         for (const bool gemm : {false, true}) {
             f8::cuda::Settings s;
             s.experts_fused_down = true;
             s.experts_gemm = gemm ? -1 : 0;
             const auto w =
-                f8::cuda::make_experts(*ex, n_expert, rows, cols, q.data(), scales.data(), per_row ? rows : 1, s);
+                load_stack(*ex, st, s);
             CHECK(w->swiglu_input());
             INFO((per_row ? "per row" : "per tensor")
                  << (gemm ? ", prefill on the tensor cores (bf16 activations)" : ", prefill through the GEMV"));
@@ -373,16 +374,9 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
     auto ex = make_gpu();
     std::mt19937 rng(666);
     const Fp8 f = random_fp8(160, 512, false, rng);
-    std::vector<uint8_t> q;
-    std::vector<float> scales;
-    std::vector<std::vector<float>> ref;
-    for (int i = 0; i < 5; ++i) {
-        const Fp8 x = random_fp8(48, 256, true, rng);
-        q.insert(q.end(), x.q.begin(), x.q.end());
-        scales.insert(scales.end(), x.scales.begin(), x.scales.end());
-        ref.push_back(x.w);
-    }
-    const auto e = f8::cuda::make_experts(*ex, 5, 48, 256, q.data(), scales.data(), 48);
+    const Fp8Stack st = random_stack(5, 48, 256, true, rng);
+    const auto& ref = st.ref;
+    const auto e = load_stack(*ex, st);
     SECTION("fp8 prefill") {
         f8::cuda::Settings s;
         s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
@@ -405,10 +399,18 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, f, bf16_prefill()), f.w, 24, 5e-3, *e, ref, rng);
     }
+    SECTION("tensor cores: mma GEMV, expert GEMM, fused MoE down") {
+        auto s = bf16_prefill();
+        s.gemv_mma = true;
+        s.experts_gemm = -1;
+        s.experts_fused_down = true;
+        const auto et = load_stack(*ex, st, s);
+        graph_case(*ex, *load(*ex, f, s), f.w, 24, 5e-3, *et, ref, rng, {}, nullptr, XRound::F16, XRound::Bf16);
+    }
     SECTION("async GEMV loads, bf16 prefill") {
         auto s = bf16_prefill();
         s.gemv_async = true;
-        const auto ea = f8::cuda::make_experts(*ex, 5, 48, 256, q.data(), scales.data(), 48, s);
+        const auto ea = load_stack(*ex, st, s);
         graph_case(*ex, *load(*ex, f, s), f.w, 24, 5e-3, *ea, ref, rng);
     }
 }

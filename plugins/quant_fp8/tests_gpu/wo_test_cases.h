@@ -219,12 +219,14 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
 inline XRound gemm_rounding(const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::None; }
 
 // A graph captured with a one-token GEMV, a prefill matmul of n_big tokens and a weighted grouped matmul replays
-// with new activations, ids and weights written to the same device buffers.
+// with new activations, ids and weights written to the same device buffers. gemv_round / experts_round: how the
+// GEMV (gemv = mma: fp16) and the grouped matmul (the expert GEMM: bf16) round their activations.
 inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, int64_t n_big,
                        double tol_big, const ExpertWeights& e, const std::vector<std::vector<float>>& e_ref,
                        std::mt19937& rng,
                        const std::function<std::vector<float>(const std::vector<float>&, int64_t)>& x_ref_big = {},
-                       const std::vector<float>* w_ref_gemv = nullptr) {
+                       const std::vector<float>* w_ref_gemv = nullptr, XRound gemv_round = XRound::None,
+                       XRound experts_round = XRound::None) {
     // w_ref: the weights the n_big GEMM multiplies; w_ref_gemv (default w_ref): those the 1-token GEMV reads, which
     // differ when the prefill path multiplies a converted copy (NVFP4 weights converted to FP8 at load).
     const std::vector<float>& w_gemv = w_ref_gemv ? *w_ref_gemv : w_ref;
@@ -269,7 +271,7 @@ inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<floa
         for (float* p : {y1, y2, ex_y}) ex.fill_zero(p, 4);  // one float changed: the replay must rewrite it
         ex.replay(graph);
         INFO("replay " << rep);
-        const auto r1 = reference(w_gemv, rows, cols, x, cols, 1);
+        const auto r1 = reference(w_gemv, rows, cols, round_x(x, gemv_round), cols, 1);
         const auto xb = x_ref_big ? x_ref_big(x, n_big) : x;
         const auto r2 = reference(w_ref, rows, cols, xb, cols, n_big);
         const auto got1 = download(ex, y1, size_t(rows));
@@ -277,7 +279,7 @@ inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<floa
         CHECK(check_output(got1, got1, rows, 1, rows, r1, r1, 1).rel <= 1e-4);
         CHECK(check_output(got2, got2, rows, n_big, rows, r2, r2, n_big).rel <= tol_big);
         const auto init = poison_floats(size_t(n_tok * er));
-        const auto want = experts_expected(e_ref, er, ec, m, xe, ids, g, init, er);
+        const auto want = experts_expected(e_ref, er, ec, m, round_x(xe, experts_round), ids, g, init, er);
         const auto got3 = download(ex, ex_y, size_t(n_tok * er));
         CHECK(check_output(got3, got3, er, n_tok, er, want.want, want.delta, n_tok).rel <= 1e-4);
     }

@@ -9,6 +9,9 @@
 //   Fp8AtLoad prefill: 1e-2 against the reference of the same E4M3 rounding of weights and activations simulated on
 //     the CPU (left: the tensor cores' fast FP8 accumulation), and 0.15 against the exact weights (E4M3 keeps 4
 //     significant bits: each weight and activation is off by up to 2^-4 relative).
+//   Tensor-core paths 1e-4 against the reference on the activations as they round them (the weights stay exact):
+//     the expert GEMM (experts_gemm) bf16, the GEMV (gemv = mma) fp16; their fp32 sums as above. Without the
+//     rounding in the reference they would miss 1e-4 (bf16: ~1e-3), so these checks also show which path ran.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -58,6 +61,29 @@ Nv random_nvfp4(int64_t rows, int64_t cols, std::mt19937& rng) {
 std::unique_ptr<Weight> load(CudaExecutor& ex, const Nv& n, const nv::cuda::Settings& s = {}) {
     return nv::cuda::make_weight(ex, n.rows, n.cols, n.codes.data(), n.scales.data(), n.global, "blk.0.ffn_up.weight",
                                  s);
+}
+
+// n random NVFP4 experts [rows, cols] stacked as make_experts takes them, and each one's exact dequantization.
+struct NvStack {
+    std::vector<uint8_t> codes, scales;
+    std::vector<float> globals;
+    std::vector<std::vector<float>> ref;
+};
+NvStack random_stack(int64_t n, int64_t rows, int64_t cols, std::mt19937& rng) {
+    NvStack st;
+    for (int64_t i = 0; i < n; ++i) {
+        const Nv e = random_nvfp4(rows, cols, rng);
+        st.codes.insert(st.codes.end(), e.codes.begin(), e.codes.end());
+        st.scales.insert(st.scales.end(), e.scales.begin(), e.scales.end());
+        st.globals.push_back(e.global);
+        st.ref.push_back(e.w);
+    }
+    return st;
+}
+std::unique_ptr<ExpertWeights> load_stack(CudaExecutor& ex, const NvStack& st, int64_t rows, int64_t cols,
+                                          const nv::cuda::Settings& s = {}) {
+    return nv::cuda::make_experts(ex, int64_t(st.globals.size()), rows, cols, st.codes.data(), st.scales.data(),
+                                  st.globals.data(), s);
 }
 
 // The weight the Fp8AtLoad GEMM multiplies: e4m3(e2m1 * e4m3s / unit) * (global * unit), as nvfp4_cuda.cpp and the
@@ -134,21 +160,13 @@ TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens, every 
         }
     }
     const int64_t n_expert = 6, rows = 77, cols = 368;
-    std::vector<uint8_t> codes, scales;
-    std::vector<float> globals;
-    std::vector<std::vector<float>> ref;
-    for (int64_t i = 0; i < n_expert; ++i) {
-        const Nv e = random_nvfp4(rows, cols, rng);
-        codes.insert(codes.end(), e.codes.begin(), e.codes.end());
-        scales.insert(scales.end(), e.scales.begin(), e.scales.end());
-        globals.push_back(e.global);
-        ref.push_back(e.w);
-    }
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const auto& ref = st.ref;
     for (const bool grouped : {true, false}) {
         nv::cuda::Settings s;
         s.gemv_mma = true;
         s.experts_grouped = grouped;
-        const auto w = nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+        const auto w = load_stack(*ex, st, rows, cols, s);
         INFO((grouped ? "experts grouped by expert when pairs > experts" : "experts, one GEMV per pair"));
         experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 8, 33}, [](const ExpertsCase&, bool) { return XRound::F16; });
     }
@@ -236,17 +254,8 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
     auto ex = make_gpu();
     std::mt19937 rng(505);
     const int64_t n_expert = 6, rows = 77, cols = 368;
-    std::vector<Nv> e;
-    std::vector<uint8_t> codes, scales;
-    std::vector<float> globals;
-    std::vector<std::vector<float>> ref;
-    for (int64_t i = 0; i < n_expert; ++i) {
-        e.push_back(random_nvfp4(rows, cols, rng));
-        codes.insert(codes.end(), e.back().codes.begin(), e.back().codes.end());
-        scales.insert(scales.end(), e.back().scales.begin(), e.back().scales.end());
-        globals.push_back(e.back().global);
-        ref.push_back(e.back().w);
-    }
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const auto& ref = st.ref;
     for (const int plan : {0, 1, 2})  // regs, async, regs2
     for (const bool grouped : {true, false}) {
         nv::cuda::Settings s;
@@ -254,7 +263,7 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
         s.gemv_async = plan == 1;
         s.gemv_regs2 = plan == 2;
         const auto w =
-            nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+            load_stack(*ex, st, rows, cols, s);
         CHECK(w->n_expert() == n_expert);
         CHECK(w->bytes() == nv::cuda::device_bytes(rows, cols, n_expert));
         INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair")
@@ -271,21 +280,13 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul on the tensor cores (token ti
     // one chunk whose last lane is past the columns.
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{77, 368}, {300, 96}}) {
         const int64_t n_expert = 6;
-        std::vector<uint8_t> codes, scales;
-        std::vector<float> globals;
-        std::vector<std::vector<float>> ref;
-        for (int64_t i = 0; i < n_expert; ++i) {
-            const Nv e = random_nvfp4(rows, cols, rng);
-            codes.insert(codes.end(), e.codes.begin(), e.codes.end());
-            scales.insert(scales.end(), e.scales.begin(), e.scales.end());
-            globals.push_back(e.global);
-            ref.push_back(e.w);
-        }
+        const NvStack st = random_stack(n_expert, rows, cols, rng);
+        const auto& ref = st.ref;
         for (const int nt : {-1, 2, 4, 8}) {
             nv::cuda::Settings s;
             s.experts_gemm = nt;
             const auto w =
-                nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+                load_stack(*ex, st, rows, cols, s);
             INFO(rows << "x" << cols << ", token tiles " << (nt < 0 ? std::string("auto") : std::to_string(nt)));
             // exact weights times bf16 activations, fp32 sums: against the reference on bf16-rounded x
             experts_cases(*ex, *w, ref, 1e-4, rng, {1, 5, 33, 100}, gemm_rounding);
@@ -298,21 +299,13 @@ TEST_CASE("quant_nvfp4 cuda: fused MoE down (SwiGLU of [gate | up] rows, one dec
     auto ex = make_gpu();
     std::mt19937 rng(525);
     const int64_t n_expert = 6, rows = 77, cols = 368;
-    std::vector<uint8_t> codes, scales;
-    std::vector<float> globals;
-    std::vector<std::vector<float>> ref;
-    for (int64_t i = 0; i < n_expert; ++i) {
-        const Nv e = random_nvfp4(rows, cols, rng);
-        codes.insert(codes.end(), e.codes.begin(), e.codes.end());
-        scales.insert(scales.end(), e.scales.begin(), e.scales.end());
-        globals.push_back(e.global);
-        ref.push_back(e.w);
-    }
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const auto& ref = st.ref;
     for (const bool gemm : {false, true}) {
         nv::cuda::Settings s;
         s.experts_fused_down = true;
         s.experts_gemm = gemm ? -1 : 0;
-        const auto w = nv::cuda::make_experts(*ex, n_expert, rows, cols, codes.data(), scales.data(), globals.data(), s);
+        const auto w = load_stack(*ex, st, rows, cols, s);
         CHECK(w->swiglu_input());
         INFO((gemm ? "prefill on the tensor cores (bf16 activations)" : "prefill through the GEMV"));
         for (const bool swiglu : {false, true}) {
@@ -329,25 +322,25 @@ TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts 
     auto ex = make_gpu();
     std::mt19937 rng(606);
     const Nv n = random_nvfp4(160, 512, rng);
-    std::vector<uint8_t> codes, scales;
-    std::vector<float> globals;
-    std::vector<std::vector<float>> ref;
-    for (int i = 0; i < 5; ++i) {
-        const Nv x = random_nvfp4(48, 256, rng);
-        codes.insert(codes.end(), x.codes.begin(), x.codes.end());
-        scales.insert(scales.end(), x.scales.begin(), x.scales.end());
-        globals.push_back(x.global);
-        ref.push_back(x.w);
-    }
-    const auto e = nv::cuda::make_experts(*ex, 5, 48, 256, codes.data(), scales.data(), globals.data());
+    const NvStack st = random_stack(5, 48, 256, rng);
+    const auto& ref = st.ref;
+    const auto e = load_stack(*ex, st, 48, 256);
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, n), n.w, 24, 5e-3, *e, ref, rng);
     }
     SECTION("async GEMV loads, bf16 prefill") {
         nv::cuda::Settings s;
         s.gemv_async = true;
-        const auto ea = nv::cuda::make_experts(*ex, 5, 48, 256, codes.data(), scales.data(), globals.data(), s);
+        const auto ea = load_stack(*ex, st, 48, 256, s);
         graph_case(*ex, *load(*ex, n, s), n.w, 24, 5e-3, *ea, ref, rng);
+    }
+    SECTION("tensor cores: mma GEMV, expert GEMM, fused MoE down") {
+        nv::cuda::Settings s;
+        s.gemv_mma = true;
+        s.experts_gemm = -1;
+        s.experts_fused_down = true;
+        const auto et = load_stack(*ex, st, 48, 256, s);
+        graph_case(*ex, *load(*ex, n, s), n.w, 24, 5e-3, *et, ref, rng, {}, nullptr, XRound::F16, XRound::Bf16);
     }
     SECTION("fp8 prefill") {
         nv::cuda::Settings s;

@@ -1,7 +1,7 @@
 // imp SDK, CUDA: warp-level tensor-core helpers (mma.sync, sm_80+) for plugins that dequantize their weights into
 // MMA fragments themselves. Header-only; include it from .cu files.
 //
-// m16n8k16 with bf16 inputs and fp32 accumulation: lane l = 4 g + c (g = l / 4, c = l % 4) holds
+// m16n8k16 with bf16 (or fp16) inputs and fp32 accumulation: lane l = 4 g + c (g = l / 4, c = l % 4) holds
 //   A (16 x 16, row-major): a0 = A[g][2c, 2c+1], a1 = A[g+8][2c, 2c+1], a2 = A[g][2c+8, 2c+9], a3 = A[g+8][2c+8, 2c+9]
 //   B (16 x 8, column-major): b0 = B[2c, 2c+1][g], b1 = B[2c+8, 2c+9][g]
 //   D (16 x 8): d0, d1 = D[g][2c, 2c+1], d2, d3 = D[g+8][2c, 2c+1]
@@ -25,6 +25,15 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     mma_bf16(d, a[0], a[1], a[2], a[3], b0, b1);
+}
+
+// The same with fp16 A and B.
+__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 // bf16 pair {lo, hi} (lo in the low 16 bits), round to nearest even.
