@@ -41,6 +41,31 @@ class DecodeProfileTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("found 1 sampling (argmax) runs", p.stderr)
 
+    def test_prefill_is_the_last_of_two_identical_passes(self):
+        # load-time kernel, then two passes of get_rows + 2 GEMVs (+ argmax): the last pass is reported
+        with open(CSV) as f:
+            lines = f.read().splitlines()
+        head, body = lines[:3], lines[3:]
+        rows = [body[1], body[2], body[3], body[4]]  # get_rows, gemv, gemv, argmax
+        text = "\n".join(head + [body[0]] + rows + rows) + "\n"
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"decode-profile-pp-{os.getpid()}.csv")
+        with open(path, "w") as f:
+            f.write(text)
+        try:
+            p = run("--csv", path, "--prefill", "512", "--step-ms", "0.03", "--copy-gbs", "4000")
+            bad = path + ".bad"
+            with open(bad, "w") as f:
+                f.write("\n".join(head + rows + [body[1]]) + "\n")  # ends get_rows after argmax
+            q = run("--csv", bad, "--prefill", "512")
+        finally:
+            os.remove(path)
+            os.remove(bad)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("one prefill of 512 tokens: 4 kernels, 13.0 us of kernel time", p.stdout)
+        self.assertIn("real time of the prefill of 512 tokens (imp bench): 30.0 us", p.stdout)
+        self.assertEqual(q.returncode, 1)
+        self.assertIn("does not end with two identical passes", q.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
