@@ -9,7 +9,9 @@
 //    prefill_rule variant and decode_fused_norm on and off;
 //  - a 300-token prompt in one chunk, in chunks of 7 and token by token equals the CPU;
 //  - graph replay equals eager launches (same tokens, logits within 1e-4), no cudaMalloc in steady-state decode;
-//  - several sequences in one step (decode rows beside prefill rows, each its own state slot) equal the CPU.
+//  - several sequences in one step (decode rows beside prefill rows, each its own state slot) equal the CPU;
+//  - the MIXED folder with the weight-only tensor-core kernels switched on (quant_nvfp4 / quant_fp8 experts_gemm,
+//    experts_fused_down, gemv = mma) equals the CPU within the same bound.
 // Every engine comparison with the CPU runs with the CPU engine's MoE routing forced onto the device (router_probe.h):
 // the random routers of these models have near ties that bf16 rounding breaks (confirmed on an H200: unforced, a
 // flip moved the logits by 10-20 %); each flip must lie within the gap the measured router-input difference closes.
@@ -27,6 +29,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "exec/cpu/cpu_executor.h"
@@ -134,6 +137,56 @@ TEST_CASE("gpu: gdn.regroup equals the CPU reference", "[gpu][arch_gdn]") {
             ++ours;
         }
     CHECK(ours == 1);
+}
+
+TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid through the weight-only tensor-core kernels equals the CPU",
+          "[gpu][arch_gdn]") {
+    // quant_nvfp4 / quant_fp8 switches not on by default: the expert GEMM (prompts of 64+ tokens group their
+    // pairs), the fused MoE down projection (decode) and the tensor-core GEMV (decode and the 5-token prompt).
+    REQUIRE(cuda_device_count() > 0);
+    Registry& reg = probe_reg();
+    const Model m = models().back();
+    REQUIRE(m.shape == "tiny-qwen3.6-nvfp4");
+    auto src = open_model(synth(m.shape));
+    for (const auto& [gemm, fused, gemv] : std::vector<std::tuple<std::string, bool, std::string>>{
+             {"auto", true, "mma"}, {"2", false, "regs"}, {"8", true, "regs"}}) {
+        INFO("experts_gemm " << gemm << ", experts_fused_down " << fused << ", gemv " << gemv);
+        for (const char* q : {"quant_nvfp4", "quant_fp8"}) {
+            reg.configure(q, "experts_gemm", gemm);
+            reg.configure(q, "experts_fused_down", fused);
+            reg.configure(q, "gemv", gemv);
+        }
+        CpuExecutor cpu(4);
+        CudaExecutor dev(0);
+        Engine ec(*src, reg, cpu, opts(512, 1, false));
+        Engine eg(*src, reg, dev, opts(512, 1, false));
+        const size_t V = size_t(ec.desc().n_vocab);
+        for (int n : {5, 64, 300}) {
+            INFO("prompt of " << n);
+            const std::vector<int32_t> toks = tokens(n, n + 1);
+            std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
+            Engine* e[2] = {&ec, &eg};
+            std::vector<float>* out[2] = {&a, &b};
+            for (int g = 0; g < 2; ++g) {
+                g == 0 ? probe_record() : probe_force();
+                e[g]->reset();
+                e[g]->forward(toks.data(), n, out[g]->data(), true);
+                for (int i = 0; i < 4; ++i) {
+                    const int32_t t = int32_t((i * 41 + 7) % 500);
+                    std::vector<float> l(V);
+                    e[g]->forward(&t, 1, l.data());
+                    out[g]->insert(out[g]->end(), l.begin(), l.end());
+                }
+            }
+            probe_ok();
+            compare_rows(a, b, V, m.tol);
+        }
+    }
+    for (const char* q : {"quant_nvfp4", "quant_fp8"}) {  // the defaults again for the other cases
+        reg.configure(q, "experts_gemm", std::string("off"));
+        reg.configure(q, "experts_fused_down", false);
+        reg.configure(q, "gemv", std::string("regs"));
+    }
 }
 
 TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced)",
