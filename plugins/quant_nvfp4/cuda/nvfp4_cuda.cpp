@@ -23,16 +23,41 @@ void check(const std::string& what, int64_t rows, int64_t cols) {
                     " columns, not a multiple of 16 (the NVFP4 block)");
 }
 
-// Rows [r0, r1) of matrix e of the canonical arrays into host (zeroed, l.bytes; wo::FillRows): repacked codes
-// (wo::nvfp4_device_word), scales and the scale vector's rows; with r0 == 0 the global (and the FP8 copy's scale
-// global * unit in its own slot).
-void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, const float* globals, float unit,
-          int64_t e, int64_t r0, int64_t r1, uint8_t* host) {
+// The runs with the logical row each starts at; locate() finds the run of a row.
+struct Runs {
+    std::vector<RowRun> runs;
+    std::vector<int64_t> start;
+    Runs(const std::vector<RowRun>& r, int64_t total, const std::string& what) : runs(r) {
+        int64_t at = 0;
+        for (const RowRun& x : runs) {
+            if (!x.codes || !x.scales || x.rows <= 0)
+                throw Error("quant_nvfp4: " + what + ": a row run without codes, scales or rows");
+            start.push_back(at);
+            at += x.rows;
+        }
+        if (at != total)
+            throw Error("quant_nvfp4: " + what + ": the row runs hold " + std::to_string(at) + " rows, expected " +
+                        std::to_string(total));
+    }
+    // The run holding logical row R and the row inside it.
+    size_t locate(int64_t R, int64_t& local) const {
+        const size_t k = size_t(std::upper_bound(start.begin(), start.end(), R) - start.begin()) - 1;
+        local = R - start[k];
+        return k;
+    }
+};
+
+// Rows [r0, r1) of matrix e into host (zeroed, l.bytes; wo::FillRows): repacked codes (wo::nvfp4_device_word),
+// scales and the scale vector's rows; with r0 == 0 the global (and the FP8 copy's scale global * unit in its own
+// slot).
+void fill(const wo::Layout& l, const Runs& runs, const float* globals, float unit, int64_t e, int64_t r0, int64_t r1,
+          uint8_t* host) {
     const int64_t cb = l.cols / 2, sb = l.cols / 16;  // cols: a multiple of 16 (check), so whole words
-    const uint8_t* ce = codes + e * l.rows * cb;
-    const uint8_t* se = scales + e * l.rows * sb;
+    int64_t local = 0;
+    size_t k = runs.locate(e * l.rows + r0, local);
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* src = ce + r * cb;
+        const RowRun& run = runs.runs[k];
+        const uint8_t* src = run.codes + local * cb;
         uint8_t* dst = host + r * l.ld;
         for (int64_t w = 0; w < cb / 4; ++w) {  // word w of the row = word (w % 4) of chunk w / 4
             uint32_t v;
@@ -40,7 +65,11 @@ void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, cons
             v = wo::nvfp4_device_word(v);
             std::memcpy(dst + 4 * w, &v, 4);
         }
-        std::memcpy(host + l.scale_off + r * l.scale_ld, se + r * sb, size_t(sb));
+        std::memcpy(host + l.scale_off + r * l.scale_ld, run.scales + local * sb, size_t(sb));
+        if (++local == run.rows && r + 1 < r1) {
+            ++k;
+            local = 0;
+        }
     }
     if (r0 == 0) {
         *reinterpret_cast<float*>(host + l.post_off) = globals[e];
@@ -51,41 +80,69 @@ void fill(const wo::Layout& l, const uint8_t* codes, const uint8_t* scales, cons
 }
 
 // The FP8 copy's unit: max |e2m1 * e4m3| / 448 = 6 * max e4m3(scale) / 448 (1 when every scale is 0 or NaN).
-float fp8_unit(const uint8_t* scales, int64_t n) {
+float fp8_unit(const Runs& runs, int64_t cols) {
     float m = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-        const float v = std::fabs(e4m3_to_float(scales[i]));
-        if (std::isfinite(v)) m = std::max(m, v);
-    }
+    for (const RowRun& r : runs.runs)
+        for (int64_t i = 0; i < r.rows * (cols / 16); ++i) {
+            const float v = std::fabs(e4m3_to_float(r.scales[i]));
+            if (std::isfinite(v)) m = std::max(m, v);
+        }
     return m > 0.f ? m * 6.f / 448.f : 1.f;
 }
 
 }  // namespace
 
+std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                         float global, std::string type_name, const Settings& s) {
+    check(type_name + " weight", rows, cols);
+    const Runs rr(runs, rows, type_name + " weight");
+    const bool fp8 = s.prefill == Settings::Prefill::Fp8AtLoad;
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8, fp8 && s.fp8_per_token);
+    const float unit = fp8 ? fp8_unit(rr, cols) : 1.f;
+    return wo::make_weight(
+        ex, std::move(type_name), l,
+        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, rr, &global, unit, e, r0, r1, h); },
+        wo::options(s, fp8), global, 1.f / unit);
+}
+
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* codes,
                                          const uint8_t* scales, float global, std::string type_name,
                                          const Settings& s) {
-    check(type_name + " weight", rows, cols);
-    const bool fp8 = s.prefill == Settings::Prefill::Fp8AtLoad;
-    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8, fp8 && s.fp8_per_token);
-    const float unit = fp8 ? fp8_unit(scales, rows * (cols / 16)) : 1.f;
-    return wo::make_weight(
-        ex, std::move(type_name), l,
-        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, codes, scales, &global, unit, e, r0, r1, h); },
-        wo::options(s, fp8), global, 1.f / unit);
+    return make_weight(ex, rows, cols, std::vector<RowRun>{{codes, scales, rows}}, global, std::move(type_name), s);
+}
+
+std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
+                                                 const std::vector<RowRun>& runs, const float* globals,
+                                                 const Settings& s) {
+    const std::string what = "experts [" + std::to_string(n_expert) + ", " + std::to_string(rows) + ", " +
+                             std::to_string(cols) + "]";
+    check(what, rows, cols);
+    if (n_expert <= 0) throw Error("quant_nvfp4: experts: " + std::to_string(n_expert) + " experts");
+    const Runs rr(runs, n_expert * rows, what);
+    const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
+    return wo::make_experts(
+        ex, "nvfp4 experts", l, n_expert,
+        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, rr, globals, 1.f, e, r0, r1, h); },
+        wo::options(s, false));
 }
 
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
                                                  const uint8_t* codes, const uint8_t* scales, const float* globals,
                                                  const Settings& s) {
-    check("experts [" + std::to_string(n_expert) + ", " + std::to_string(rows) + ", " + std::to_string(cols) + "]",
-          rows, cols);
     if (n_expert <= 0) throw Error("quant_nvfp4: experts: " + std::to_string(n_expert) + " experts");
+    return make_experts(ex, n_expert, rows, cols, std::vector<RowRun>{{codes, scales, n_expert * rows}}, globals, s);
+}
+
+std::vector<uint8_t> host_image(int64_t n_expert, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                const float* globals) {
+    check("host image", rows, cols);
+    const Runs rr(runs, n_expert * rows, "host image");
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
-    return wo::make_experts(
-        ex, "nvfp4 experts", l, n_expert,
-        [&](int64_t e, int64_t r0, int64_t r1, uint8_t* h) { fill(l, codes, scales, globals, 1.f, e, r0, r1, h); },
-        wo::options(s, false));
+    std::vector<uint8_t> img(size_t(n_expert) * l.bytes, 0);
+    for (int64_t e = 0; e < n_expert; ++e)
+        for (int64_t r0 = 0; r0 < rows; r0 += 7)  // in row ranges, as the threaded upload fills them
+            fill(l, rr, globals, 1.f, e, r0, std::min(rows, r0 + 7), img.data() + uint64_t(e) * l.bytes);
+    return img;
 }
 
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, const Settings& s) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "imp/executor.h"
 #include "imp/experts.h"
@@ -35,15 +36,32 @@ struct Settings : quant_hf::KernelSettings {
     Prefill prefill = Prefill::DequantBf16;
 };
 
+// Canonical rows where they already are (e.g. the file's tensors: no copy): consecutive logical rows (experts: row
+// e * rows + r) in order, `rows` of them with codes [rows, cols / 2] and scales [rows, cols / 16].
+struct RowRun {
+    const uint8_t* codes = nullptr;
+    const uint8_t* scales = nullptr;
+    int64_t rows = 0;
+};
+
 // type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad
-// sizes or an executor without CUDA handles.
+// sizes, runs that do not hold exactly the weight's rows, or an executor without CUDA handles.
+std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                         float global, std::string type_name, const Settings& s = {});
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* codes,
                                          const uint8_t* scales, float global, std::string type_name,
                                          const Settings& s = {});
-// Expert weights run the GEMV per (token, slot) pair only; Settings::prefill does not apply (no FP8 copy).
+// Expert weights: Settings::prefill does not apply (no FP8 copy).
+std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
+                                                 const std::vector<RowRun>& runs, const float* globals,
+                                                 const Settings& s = {});
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
                                                  const uint8_t* codes, const uint8_t* scales, const float* globals,
                                                  const Settings& s = {});
+// The host image of the device layout make_experts (n_expert >= 1) uploads for these runs: n_expert matrices of
+// wo::make_layout(NVFP4, rows, cols) bytes each (tests: it runs on any machine).
+std::vector<uint8_t> host_image(int64_t n_expert, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                const float* globals);
 // Device bytes make_weight (n_expert 0 or 1) or make_experts (n_expert > 1; a stack of one expert counts as a
 // weight) allocates.
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, const Settings& s = {});

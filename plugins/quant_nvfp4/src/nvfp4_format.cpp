@@ -52,6 +52,15 @@ void dequant_cpu_row(const CpuCopy& c, int64_t i, int64_t e, int64_t cols, float
     else dequant_row(codes, scales, c.globals[e], cols, out);
 }
 
+#ifdef IMP_NVFP4_HAVE_CUDA
+// The pieces' rows in place (the CUDA upload repacks them from the file: no gathered copy).
+std::vector<cuda::RowRun> row_runs(const Layout& l) {
+    std::vector<cuda::RowRun> r;
+    for (const Piece& p : l.pieces) r.push_back({p.codes->data, p.scales->data, p.n * p.rows});
+    return r;
+}
+#endif
+
 CpuCopy upload_cpu(const Layout& l, Executor& ex, const std::string& name, int64_t n, int64_t rows, int64_t cols) {
     const HostNvfp4 h = gather(l);
     const uint64_t nc = uint64_t(n) * uint64_t(rows) * uint64_t(cols / 2);
@@ -99,8 +108,7 @@ std::unique_ptr<Weight> Nvfp4Format::load(const WeightRequest& req, Executor& ex
     const int64_t rows = l.shape[0], cols = l.shape[1];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_NVFP4_HAVE_CUDA
-        const HostNvfp4 h = gather(l);
-        return cuda::make_weight(ex, rows, cols, h.codes, h.scales, h.globals[0], "NVFP4", cuda_settings(req.settings));
+        return cuda::make_weight(ex, rows, cols, row_runs(l), globals_of(l)[0], "NVFP4", cuda_settings(req.settings));
 #else
         quant_hf::no_cuda(kPlugin, req.name, "NVFP4");
 #endif
@@ -116,9 +124,7 @@ std::unique_ptr<ExpertWeights> Nvfp4Format::load_experts(const WeightRequest& re
     const int64_t n = l.shape[0], rows = l.shape[1], cols = l.shape[2];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_NVFP4_HAVE_CUDA
-        const HostNvfp4 h = gather(l);
-        return cuda::make_experts(ex, n, rows, cols, h.codes, h.scales, h.globals.data(),
-                                 cuda_settings(req.settings));
+        return cuda::make_experts(ex, n, rows, cols, row_runs(l), globals_of(l).data(), cuda_settings(req.settings));
 #else
         quant_hf::no_cuda(kPlugin, req.name, "NVFP4");
 #endif

@@ -8,11 +8,17 @@
 
 namespace imp::nvfp4 {
 
+std::vector<float> globals_of(const Layout& l) {
+    std::vector<float> g;
+    for (size_t i = 0; i < l.pieces.size(); i += size_t(l.parts_per_expert))
+        for (float v : l.pieces[i].globals) g.push_back(v);
+    if (!l.experts() && l.pieces.size() > 1) g.resize(1);  // parts share one (checked by layout_of)
+    return g;
+}
+
 HostNvfp4 gather(const Layout& l) {
     HostNvfp4 h;
-    for (size_t i = 0; i < l.pieces.size(); i += size_t(l.parts_per_expert))
-        for (float g : l.pieces[i].globals) h.globals.push_back(g);
-    if (!l.experts() && l.pieces.size() > 1) h.globals.resize(1);  // parts share one (checked by layout_of)
+    h.globals = globals_of(l);
     if (l.pieces.size() == 1) {
         h.codes = l.pieces[0].codes->data;
         h.scales = l.pieces[0].scales->data;

@@ -18,5 +18,7 @@ struct HostNvfp4 {
 };
 
 HostNvfp4 gather(const Layout& l);
+// The multiplier of each matrix (n_expert for experts, else 1), as gather() gives them, without copying any bytes.
+std::vector<float> globals_of(const Layout& l);
 
 }  // namespace imp::nvfp4
