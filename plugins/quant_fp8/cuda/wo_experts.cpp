@@ -140,7 +140,7 @@ public:
             ga.groups = a.groups;
             ga.n_groups = a.n_groups;
             ga.order = a.order;
-            ga.n_items = a.n_items;
+            ga.n_items = int(experts_max_groups(n_pairs, n_expert_, 8 * nt));  // the grid: no CTAs past it
             ga.pdl = h.pdl;
             experts_gemm(l_, ga, nt, st);
             if (weighted)

@@ -9,8 +9,8 @@
 // cvt e4m3x2 -> f16x2 per pair), independent of the token count.
 //
 // Work: a CTA of 8 warps holds 8 / kw row groups of 16 rows; the kw warps of a row group split its 128-column
-// (NVFP4) / 64-column (FP8) chunks (chunk i to warp i % kw) and stream them with 16-byte loads, two chunks ahead in
-// registers. Lane (g, c) holds code bytes [16c, 16c + 16) of rows g and g + 8 of a chunk and in k-step s uses their
+// (NVFP4) / 64-column (FP8) chunks (chunk i to warp i % kw) and stream them with 16-byte loads, the next chunk's in
+// flight in registers while the current one is computed. Lane (g, c) holds code bytes [16c, 16c + 16) of rows g and g + 8 of a chunk and in k-step s uses their
 // columns 4s..4s+3 (the A operand of wo_mma_a.cuh); its B registers are token g's activations at those columns,
 // read as one float4 from x (L1/L2) and rounded to fp16 (activations beyond +-65504 saturate). The kw partial
 // 16 x 8 tiles are summed in shared memory in warp order (deterministic) and the epilogue applies the per-tensor /
@@ -35,11 +35,10 @@ namespace {
 constexpr int kMmaWarps = 8;
 using ::imp::cuda::mma_f16;
 
-// fp16 pair {lo, hi} of two fp32 values, saturated to +-65504.
+// fp16 pair {lo, hi} of two fp32 values, saturated to +-65504; NaN stays NaN (as the CUDA-core GEMV lets it through).
+__device__ __forceinline__ float sat_f16(float v) { return v != v ? v : fminf(fmaxf(v, -65504.f), 65504.f); }
 __device__ __forceinline__ uint32_t f16x2_sat(float lo, float hi) {
-    lo = fminf(fmaxf(lo, -65504.f), 65504.f);
-    hi = fminf(fmaxf(hi, -65504.f), 65504.f);
-    return half2_bits(__floats2half2_rn(lo, hi));
+    return half2_bits(__floats2half2_rn(sat_f16(lo), sat_f16(hi)));
 }
 
 template <Codec C>

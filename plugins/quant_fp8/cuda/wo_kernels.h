@@ -64,10 +64,10 @@ constexpr int64_t kMaxGroupedExperts = 4000;
 // result does not depend on it.
 void experts_group(const int32_t* ids, int n_pairs, int n_expert, int group, int32_t* n_groups, int32_t* groups,
                    int32_t* order, cudaStream_t st);
-// The bound on the items of n_pairs pairs over n_expert experts (+ the out-of-range bucket), for any
-// group size of at least kExpertGroup.
-inline int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert) {
-    return n_pairs / kExpertGroup + std::min<int64_t>(n_pairs, n_expert + 1);
+// The bound on the items of n_pairs pairs over n_expert experts (+ the out-of-range bucket) in groups of up to
+// `group` pairs; the default group size's bound holds for every larger one (the workspace is sized with it).
+inline int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert, int64_t group = kExpertGroup) {
+    return n_pairs / group + std::min<int64_t>(n_pairs, n_expert + 1);
 }
 
 // The grouped expert GEMM on the tensor cores (wo_experts_gemm.cu), for prefill: work items are the groups of up to
@@ -102,7 +102,9 @@ void experts_gemm(const Layout& l, const ExpertsGemmArgs& a, int nt, cudaStream_
 // (W_{ids[t, j]} row r . a_{t, j}), a_{t, j} = x row t * top_k + j, or silu(gate) * up of it when swiglu (rows
 // [gate | up], 2 cols each); ids out of range add nothing. One kernel, deterministic.
 constexpr int kMaxFusedTopK = 32;
-constexpr int64_t kMaxFusedSmem = 48 * 1024;  // the staged activation rows of one token
+// The staged activation rows of one token: dynamic shared memory, within the 48 KiB a launch gets without opting in
+// once the kernel's static part (under 1 KiB) is counted.
+constexpr int64_t kMaxFusedSmem = 47 * 1024;
 struct MoeDownArgs {
     const uint8_t* w = nullptr;  // expert e at w + e * l.bytes
     const float* x = nullptr;
