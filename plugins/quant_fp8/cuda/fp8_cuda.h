@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "imp/executor.h"
 #include "imp/experts.h"
@@ -28,11 +29,24 @@ struct Settings : quant_hf::KernelSettings {
     Prefill prefill = Prefill::DequantBf16;
 };
 
+// Canonical E4M3 rows where they already are (e.g. the file's tensors: no copy): consecutive logical rows (experts:
+// row e * rows + r) in order, `rows` rows of cols bytes.
+struct RowRun {
+    const uint8_t* q = nullptr;
+    int64_t rows = 0;
+};
+
 // type_name: what Weight::type() reports ("NVFP4", "FP8_E4M3"). Throws imp::Error naming it and the shape for bad
-// sizes or an executor without CUDA handles.
+// sizes, runs that do not hold exactly the weight's rows, or an executor without CUDA handles.
+std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                         const float* scales, int64_t n_scale, std::string type_name,
+                                         const Settings& s = {});
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const uint8_t* q,
                                          const float* scales, int64_t n_scale, std::string type_name,
                                          const Settings& s = {});
+std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
+                                                 const std::vector<RowRun>& runs, const float* scales,
+                                                 int64_t n_scale_per_expert, const Settings& s = {});
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
                                                  const uint8_t* q, const float* scales, int64_t n_scale_per_expert,
                                                  const Settings& s = {});

@@ -52,6 +52,15 @@ const uint8_t* gather(const Layout& l, quant_hf::HostBytes& buf) {
     return buf.data();
 }
 
+#ifdef IMP_FP8_HAVE_CUDA
+// The pieces' rows in place (the CUDA upload copies them from the file: no gathered copy).
+std::vector<cuda::RowRun> row_runs(const Layout& l) {
+    std::vector<cuda::RowRun> r;
+    for (const auto& p : l.pieces) r.push_back({p.q->data, p.n * p.rows});
+    return r;
+}
+#endif
+
 struct CpuCopy {
     const uint8_t* q;
     const float* scales;
@@ -100,9 +109,8 @@ std::unique_ptr<Weight> Fp8Format::load(const WeightRequest& req, Executor& ex) 
     const int64_t rows = l.shape[0], cols = l.shape[1];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_FP8_HAVE_CUDA
-        quant_hf::HostBytes buf;
         const std::vector<float> sc = l.canonical_scales();
-        return cuda::make_weight(ex, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()), "FP8_E4M3",
+        return cuda::make_weight(ex, rows, cols, row_runs(l), sc.data(), int64_t(sc.size()), "FP8_E4M3",
                                  cuda_settings(req.settings));
 #else
         quant_hf::no_cuda(kPlugin, req.name, "FP8_E4M3");
@@ -121,9 +129,8 @@ std::unique_ptr<ExpertWeights> Fp8Format::load_experts(const WeightRequest& req,
     const int64_t n = l.shape[0], rows = l.shape[1], cols = l.shape[2];
     if (ex.kind() == DeviceKind::CUDA) {
 #ifdef IMP_FP8_HAVE_CUDA
-        quant_hf::HostBytes buf;
         const std::vector<float> sc = l.canonical_scales();
-        return cuda::make_experts(ex, n, rows, cols, gather(l, buf), sc.data(), int64_t(sc.size()) / n,
+        return cuda::make_experts(ex, n, rows, cols, row_runs(l), sc.data(), int64_t(sc.size()) / n,
                                   cuda_settings(req.settings));
 #else
         quant_hf::no_cuda(kPlugin, req.name, "FP8_E4M3");
