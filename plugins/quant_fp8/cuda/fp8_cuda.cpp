@@ -102,6 +102,18 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
                         n_scale_per_expert, s);
 }
 
+std::vector<uint8_t> host_image(int64_t n_expert, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                const float* scales, int64_t n_scale_per_expert) {
+    check("host image", rows, cols, n_scale_per_expert);
+    const Runs rr(runs, n_expert * rows, "host image");
+    const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale_per_expert, false);
+    std::vector<uint8_t> img(size_t(n_expert) * l.bytes, 0);
+    for (int64_t e = 0; e < n_expert; ++e)
+        for (int64_t r0 = 0; r0 < rows; r0 += 7)  // in row ranges, as the threaded upload fills them
+            fill(l, rr, scales, e, r0, std::min(rows, r0 + 7), img.data() + uint64_t(e) * l.bytes);
+    return img;
+}
+
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings& s) {
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false, n_expert <= 1 && scale_vec(s));
     return n_expert > 0 ? uint64_t(n_expert) * l.bytes : l.bytes;

@@ -50,6 +50,10 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
 std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_expert, int64_t rows, int64_t cols,
                                                  const uint8_t* q, const float* scales, int64_t n_scale_per_expert,
                                                  const Settings& s = {});
+// The host image of the device layout make_experts (n_expert >= 1) uploads for these runs: n_expert matrices of
+// wo::make_layout(FP8, rows, cols, n_scale_per_expert) bytes each (tests: it runs on any machine).
+std::vector<uint8_t> host_image(int64_t n_expert, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
+                                const float* scales, int64_t n_scale_per_expert);
 // Device bytes make_weight (n_expert 0 or 1) or make_experts (n_expert > 1; a stack of one expert counts as a
 // weight) allocates.
 uint64_t device_bytes(int64_t rows, int64_t cols, int64_t n_expert, int64_t n_scale, const Settings& s = {});
