@@ -29,6 +29,8 @@ import sys
 if sys.argv[1:2] == ["--list-test-names-only"]:
     if {has_api} and sys.argv[2:] == [{spec!r}]:
         print({name!r})
+    if sys.argv[2:3] == ["~[.]"]:  # the cases of a full run (hidden and API-error tests left out)
+        print("one\\ntwo, with a comma\\nthree [x]")
     sys.exit(0)
 sys.exit(3)
 """
@@ -96,13 +98,16 @@ class SanitizeTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def run_check(self, actions, timeout_s=30, only=None):
+    def run_check(self, actions, timeout_s=30, only=None, shards=None):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
                    IMP_SANITIZE_TIMEOUT=str(timeout_s))
         env.pop("IMP_SANITIZE_ONLY", None)
+        env.pop("IMP_SANITIZE_SHARDS", None)
         if only is not None:
             env["IMP_SANITIZE_ONLY"] = only
+        if shards is not None:
+            env["IMP_SANITIZE_SHARDS"] = shards
         p = subprocess.run([os.path.join(self.tmp.name, "scripts", "device-check"), "--no-tests", "--no-bench",
                             "--sanitize"], env=env, capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout + p.stderr
@@ -124,6 +129,21 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(len(full_runs), 6)
         for c in full_runs:
             self.assertEqual(c[-2:], ["~[.]", "~" + API_SPEC])
+
+    def test_shards_split_the_cases(self):
+        # IMP_SANITIZE_SHARDS=2: each binary's listed cases dealt into 2 runs per tool, each with its cases as one
+        # escaped Catch2 spec; every shard gets a verdict.
+        rc, out = self.run_check({"b_gpu_tests.racecheck": "race-warning"}, shards="2")
+        self.assertNotEqual(rc, 0, out)
+        verdicts = [l for l in out.splitlines() if l.startswith("[device-check] sanitize ") and "_gpu_tests" in l]
+        self.assertEqual(len(verdicts), 13, out)  # 2 binaries x 3 tools x 2 shards + the API-error test of a
+        self.assertIn("sanitize a_gpu_tests.racecheck.s1: clean", out)
+        self.assertIn("sanitize b_gpu_tests.racecheck.s0: FAILED, hazards reported", out)
+        specs = sorted({c[-1] for c in self.calls() if "--report-api-errors" not in c})
+        self.assertEqual(specs, ["one,three \\[x]", "two\\, with a comma"])
+        bad = self.run_check({}, shards="x")
+        self.assertEqual(bad[0], 2, bad[1])
+        self.assertIn("IMP_SANITIZE_SHARDS 'x' is not a positive integer", bad[1])
 
     def test_canaries_are_checked(self):
         rc, out = self.run_check({})
