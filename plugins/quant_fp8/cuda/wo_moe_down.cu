@@ -60,14 +60,14 @@ __global__ void __launch_bounds__(kRowsPerCta * 32) experts_down_fused_kernel(Do
         mat[j] = ok ? a.w + int64_t(e) * int64_t(k.l.bytes) : nullptr;
     }
     const int per_row = nch * E;
-    for (int i = threadIdx.x; i < nk * per_row; i += blockDim.x) {
-        const int j = i / per_row, c = i % per_row;
-        float v = 0.f;
-        if (c < cols) {
-            const float* xr = a.x + (int64_t(t) * nk + j) * a.xs;
-            v = a.swiglu ? silu_mul(__ldg(xr + c), __ldg(xr + cols + c)) : __ldg(xr + c);
+    for (int j = 0; j < nk; ++j) {
+        const float* xr = a.x + (int64_t(t) * nk + j) * a.xs;
+        float* aj = act + j * nch * CS;
+        for (int c = threadIdx.x; c < per_row; c += blockDim.x) {  // E is a power of two: shifts, not divisions
+            float v = 0.f;
+            if (c < cols) v = a.swiglu ? silu_mul(__ldg(xr + c), __ldg(xr + cols + c)) : __ldg(xr + c);
+            aj[(c / E) * CS + c % E] = v;
         }
-        act[(j * nch + c / E) * CS + c % E] = v;
     }
     __syncthreads();
     ::imp::cuda::pdl_launch_dependents();
