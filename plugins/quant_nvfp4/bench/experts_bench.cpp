@@ -88,7 +88,9 @@ void bench_experts(CudaExecutor& ex, double copy) {
             const auto ids = route(n, n_expert, mt);
             const int64_t n_pairs = n * kTopK;
             const std::set<int32_t> used(ids.begin(), ids.end());
-            std::vector<float> x(size_t(n * sh.cols), 0.25f), wts(size_t(n_pairs), 1.f / kTopK);
+            // down (weighted) reads one activation row per pair, as the MoE block gives it
+            const int64_t x_rows = sh.weighted ? n_pairs : n;
+            std::vector<float> x(size_t(x_rows * sh.cols), 0.25f), wts(size_t(n_pairs), 1.f / kTopK);
             auto* xd = static_cast<float*>(ex.alloc(x.size() * 4, "x"));
             auto* idd = static_cast<int32_t*>(ex.alloc(ids.size() * 4, "ids"));
             auto* wd = static_cast<float*>(ex.alloc(wts.size() * 4, "weights"));
@@ -99,6 +101,7 @@ void bench_experts(CudaExecutor& ex, double copy) {
             ExpertMatmul m;
             m.x = xd;
             m.x_stride = sh.cols;
+            m.x_per_slot = sh.weighted;
             m.ids = idd;
             m.weights = sh.weighted ? wd : nullptr;
             m.n_tokens = n;
