@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "imp/error.h"
+#include "wo_row_runs.h"
 #include "wo_weight.h"
 
 namespace imp::fp8::cuda {
@@ -19,33 +20,19 @@ void check(const std::string& what, int64_t rows, int64_t cols, int64_t n_scale)
                     std::to_string(rows) + " rows (want 1 or " + std::to_string(rows) + ")");
 }
 
-// The runs with the logical row each starts at; locate() finds the run of a row.
-struct Runs {
-    std::vector<RowRun> runs;
-    std::vector<int64_t> start;
-    Runs(const std::vector<RowRun>& r, int64_t total, const std::string& what) : runs(r) {
-        int64_t at = 0;
-        for (const RowRun& x : runs) {
-            if (!x.q || x.rows <= 0) throw Error("quant_fp8: " + what + ": a row run without codes or rows");
-            start.push_back(at);
-            at += x.rows;
-        }
-        if (at != total)
-            throw Error("quant_fp8: " + what + ": the row runs hold " + std::to_string(at) + " rows, expected " +
-                        std::to_string(total));
-    }
-    // The codes of logical row R.
-    const uint8_t* row(int64_t R, int64_t cols) const {
-        const size_t k = size_t(std::upper_bound(start.begin(), start.end(), R) - start.begin()) - 1;
-        return runs[k].q + (R - start[k]) * cols;
-    }
-};
+using Runs = wo::RowRuns<RowRun>;
+Runs runs_of(const std::vector<RowRun>& r, int64_t total, const std::string& what) {
+    return Runs(r, total, "quant_fp8: " + what, [](const RowRun& x) { return x.q != nullptr; });
+}
 
 // Rows [r0, r1) of matrix e (wo::FillRows): codes row by row into [rows_p, ld], the scale vector's rows; with r0 == 0
 // the scales.
 void fill(const wo::Layout& l, const Runs& runs, const float* scales, int64_t e, int64_t r0, int64_t r1,
           uint8_t* host) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(host + r * l.ld, runs.row(e * l.rows + r, l.cols), size_t(l.cols));
+    int64_t row = r0;
+    runs.for_rows(e * l.rows + r0, r1 - r0, [&](const RowRun& run, int64_t local) {
+        std::memcpy(host + (row++) * l.ld, run.q + local * l.cols, size_t(l.cols));
+    });
     if (r0 == 0) std::memcpy(host + l.post_off, scales + e * l.n_post, size_t(l.n_post) * 4);
     if (l.has_vec)
         for (int64_t r = r0; r < r1; ++r)
@@ -62,7 +49,7 @@ std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_
                                          const float* scales, int64_t n_scale, std::string type_name,
                                          const Settings& s) {
     check(type_name + " weight", rows, cols, n_scale);
-    const Runs rr(runs, rows, type_name + " weight");
+    const Runs rr = runs_of(runs, rows, type_name + " weight");
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale, false, scale_vec(s));
     const float alpha = n_scale == 1 ? scales[0] : 1.f;
     return wo::make_weight(
@@ -84,7 +71,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
         "experts [" + std::to_string(n_expert) + ", " + std::to_string(rows) + ", " + std::to_string(cols) + "]";
     check(what, rows, cols, n_scale_per_expert);
     if (n_expert <= 0) throw Error("quant_fp8: experts: " + std::to_string(n_expert) + " experts");
-    const Runs rr(runs, n_expert * rows, what);
+    const Runs rr = runs_of(runs, n_expert * rows, what);
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale_per_expert, false);
     return wo::make_experts(
         ex, "fp8 experts", l, n_expert,
@@ -105,7 +92,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
 std::vector<uint8_t> host_image(int64_t n_expert, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
                                 const float* scales, int64_t n_scale_per_expert) {
     check("host image", rows, cols, n_scale_per_expert);
-    const Runs rr(runs, n_expert * rows, "host image");
+    const Runs rr = runs_of(runs, n_expert * rows, "host image");
     const wo::Layout l = wo::make_layout(wo::Codec::FP8, rows, cols, n_scale_per_expert, false);
     std::vector<uint8_t> img(size_t(n_expert) * l.bytes, 0);
     for (int64_t e = 0; e < n_expert; ++e)

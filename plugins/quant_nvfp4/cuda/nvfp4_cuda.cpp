@@ -9,6 +9,7 @@
 
 #include "imp/error.h"
 #include "nvfp4_ref.h"
+#include "wo_row_runs.h"
 #include "wo_weight.h"
 
 namespace imp::nvfp4::cuda {
@@ -23,29 +24,10 @@ void check(const std::string& what, int64_t rows, int64_t cols) {
                     " columns, not a multiple of 16 (the NVFP4 block)");
 }
 
-// The runs with the logical row each starts at; locate() finds the run of a row.
-struct Runs {
-    std::vector<RowRun> runs;
-    std::vector<int64_t> start;
-    Runs(const std::vector<RowRun>& r, int64_t total, const std::string& what) : runs(r) {
-        int64_t at = 0;
-        for (const RowRun& x : runs) {
-            if (!x.codes || !x.scales || x.rows <= 0)
-                throw Error("quant_nvfp4: " + what + ": a row run without codes, scales or rows");
-            start.push_back(at);
-            at += x.rows;
-        }
-        if (at != total)
-            throw Error("quant_nvfp4: " + what + ": the row runs hold " + std::to_string(at) + " rows, expected " +
-                        std::to_string(total));
-    }
-    // The run holding logical row R and the row inside it.
-    size_t locate(int64_t R, int64_t& local) const {
-        const size_t k = size_t(std::upper_bound(start.begin(), start.end(), R) - start.begin()) - 1;
-        local = R - start[k];
-        return k;
-    }
-};
+using Runs = wo::RowRuns<RowRun>;
+Runs runs_of(const std::vector<RowRun>& r, int64_t total, const std::string& what) {
+    return Runs(r, total, "quant_nvfp4: " + what, [](const RowRun& x) { return x.codes && x.scales; });
+}
 
 // Rows [r0, r1) of matrix e into host (zeroed, l.bytes; wo::FillRows): repacked codes (wo::nvfp4_device_word),
 // scales and the scale vector's rows; with r0 == 0 the global (and the FP8 copy's scale global * unit in its own
@@ -53,24 +35,19 @@ struct Runs {
 void fill(const wo::Layout& l, const Runs& runs, const float* globals, float unit, int64_t e, int64_t r0, int64_t r1,
           uint8_t* host) {
     const int64_t cb = l.cols / 2, sb = l.cols / 16;  // cols: a multiple of 16 (check), so whole words
-    int64_t local = 0;
-    size_t k = runs.locate(e * l.rows + r0, local);
-    for (int64_t r = r0; r < r1; ++r) {
-        const RowRun& run = runs.runs[k];
+    int64_t row = r0;
+    runs.for_rows(e * l.rows + r0, r1 - r0, [&](const RowRun& run, int64_t local) {
         const uint8_t* src = run.codes + local * cb;
-        uint8_t* dst = host + r * l.ld;
+        uint8_t* dst = host + row * l.ld;
         for (int64_t w = 0; w < cb / 4; ++w) {  // word w of the row = word (w % 4) of chunk w / 4
             uint32_t v;
             std::memcpy(&v, src + 4 * w, 4);
             v = wo::nvfp4_device_word(v);
             std::memcpy(dst + 4 * w, &v, 4);
         }
-        std::memcpy(host + l.scale_off + r * l.scale_ld, run.scales + local * sb, size_t(sb));
-        if (++local == run.rows && r + 1 < r1) {
-            ++k;
-            local = 0;
-        }
-    }
+        std::memcpy(host + l.scale_off + row * l.scale_ld, run.scales + local * sb, size_t(sb));
+        ++row;
+    });
     if (r0 == 0) {
         *reinterpret_cast<float*>(host + l.post_off) = globals[e];
         if (l.has_fp8) *reinterpret_cast<float*>(host + l.fp8_scale_off) = globals[e] * unit;
@@ -82,7 +59,7 @@ void fill(const wo::Layout& l, const Runs& runs, const float* globals, float uni
 // The FP8 copy's unit: max |e2m1 * e4m3| / 448 = 6 * max e4m3(scale) / 448 (1 when every scale is 0 or NaN).
 float fp8_unit(const Runs& runs, int64_t cols) {
     float m = 0.f;
-    for (const RowRun& r : runs.runs)
+    for (const RowRun& r : runs.runs())
         for (int64_t i = 0; i < r.rows * (cols / 16); ++i) {
             const float v = std::fabs(e4m3_to_float(r.scales[i]));
             if (std::isfinite(v)) m = std::max(m, v);
@@ -95,7 +72,7 @@ float fp8_unit(const Runs& runs, int64_t cols) {
 std::unique_ptr<imp::Weight> make_weight(imp::Executor& ex, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
                                          float global, std::string type_name, const Settings& s) {
     check(type_name + " weight", rows, cols);
-    const Runs rr(runs, rows, type_name + " weight");
+    const Runs rr = runs_of(runs, rows, type_name + " weight");
     const bool fp8 = s.prefill == Settings::Prefill::Fp8AtLoad;
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, fp8, fp8 && s.fp8_per_token);
     const float unit = fp8 ? fp8_unit(rr, cols) : 1.f;
@@ -118,7 +95,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
                              std::to_string(cols) + "]";
     check(what, rows, cols);
     if (n_expert <= 0) throw Error("quant_nvfp4: experts: " + std::to_string(n_expert) + " experts");
-    const Runs rr(runs, n_expert * rows, what);
+    const Runs rr = runs_of(runs, n_expert * rows, what);
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
     return wo::make_experts(
         ex, "nvfp4 experts", l, n_expert,
@@ -136,7 +113,7 @@ std::unique_ptr<imp::ExpertWeights> make_experts(imp::Executor& ex, int64_t n_ex
 std::vector<uint8_t> host_image(int64_t n_expert, int64_t rows, int64_t cols, const std::vector<RowRun>& runs,
                                 const float* globals) {
     check("host image", rows, cols);
-    const Runs rr(runs, n_expert * rows, "host image");
+    const Runs rr = runs_of(runs, n_expert * rows, "host image");
     const wo::Layout l = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
     std::vector<uint8_t> img(size_t(n_expert) * l.bytes, 0);
     for (int64_t e = 0; e < n_expert; ++e)
