@@ -123,6 +123,30 @@ std::vector<int32_t> tokens(int n, int salt) {
     return t;
 }
 
+// The CPU engine (recording its routing) and the device engine (routing forced) on a prompt of toks, then `steps`
+// decode tokens (i * mul + add) % 500 with the state advancing; the logits of both compared within tol.
+void compare_prompt_decode(Engine& ec, Engine& eg, const std::vector<int32_t>& toks, int steps, int mul, int add,
+                           double tol) {
+    const size_t V = size_t(ec.desc().n_vocab);
+    const int n = int(toks.size());
+    std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
+    Engine* e[2] = {&ec, &eg};
+    std::vector<float>* out[2] = {&a, &b};
+    for (int g = 0; g < 2; ++g) {
+        g == 0 ? probe_record() : probe_force();
+        e[g]->reset();
+        e[g]->forward(toks.data(), n, out[g]->data(), true);
+        for (int i = 0; i < steps; ++i) {
+            const int32_t t = int32_t((i * mul + add) % 500);
+            std::vector<float> l(V);
+            e[g]->forward(&t, 1, l.data());
+            out[g]->insert(out[g]->end(), l.begin(), l.end());
+        }
+    }
+    probe_ok();
+    compare_rows(a, b, V, tol);
+}
+
 }  // namespace
 
 TEST_CASE("gpu: gdn.regroup equals the CPU reference", "[gpu][arch_gdn]") {
@@ -160,26 +184,9 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid through the weight-only tensor-core k
         CudaExecutor dev(0);
         Engine ec(*src, reg, cpu, opts(512, 1, false));
         Engine eg(*src, reg, dev, opts(512, 1, false));
-        const size_t V = size_t(ec.desc().n_vocab);
         for (int n : {5, 64, 300}) {
             INFO("prompt of " << n);
-            const std::vector<int32_t> toks = tokens(n, n + 1);
-            std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
-            Engine* e[2] = {&ec, &eg};
-            std::vector<float>* out[2] = {&a, &b};
-            for (int g = 0; g < 2; ++g) {
-                g == 0 ? probe_record() : probe_force();
-                e[g]->reset();
-                e[g]->forward(toks.data(), n, out[g]->data(), true);
-                for (int i = 0; i < 4; ++i) {
-                    const int32_t t = int32_t((i * 41 + 7) % 500);
-                    std::vector<float> l(V);
-                    e[g]->forward(&t, 1, l.data());
-                    out[g]->insert(out[g]->end(), l.begin(), l.end());
-                }
-            }
-            probe_ok();
-            compare_rows(a, b, V, m.tol);
+            compare_prompt_decode(ec, eg, tokens(n, n + 1), 4, 41, 7, m.tol);
         }
     }
     for (const char* q : {"quant_nvfp4", "quant_fp8"}) {  // the defaults again for the other cases
@@ -205,26 +212,9 @@ TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal t
             CudaExecutor dev(0);
             Engine ec(*src, reg, cpu, opts(512, 1, false));
             Engine eg(*src, reg, dev, opts(512, 1, false));
-            const size_t V = size_t(ec.desc().n_vocab);
             for (int n : {1, 5, 64, 65, 300}) {  // chunk-64 boundaries of the CUDA rule: below, at, past, several
                 INFO("prompt of " << n);
-                const std::vector<int32_t> toks = tokens(n, n);
-                std::vector<float> a(static_cast<size_t>(n) * V), b(a.size());
-                Engine* e[2] = {&ec, &eg};
-                std::vector<float>* out[2] = {&a, &b};
-                for (int g = 0; g < 2; ++g) {
-                    g == 0 ? probe_record() : probe_force();
-                    e[g]->reset();
-                    e[g]->forward(toks.data(), n, out[g]->data(), true);
-                    for (int i = 0; i < 6; ++i) {  // decode steps with the state advancing
-                        const int32_t t = int32_t((i * 37 + 11) % 500);
-                        std::vector<float> l(V);
-                        e[g]->forward(&t, 1, l.data());
-                        out[g]->insert(out[g]->end(), l.begin(), l.end());
-                    }
-                }
-                probe_ok();
-                compare_rows(a, b, V, m.tol);
+                compare_prompt_decode(ec, eg, tokens(n, n), 6, 37, 11, m.tol);
             }
             reg.configure("arch_gdn", "prefill_rule", std::string("auto"));  // the defaults for the other cases
             reg.configure("arch_gdn", "decode_fused_norm", true);
