@@ -157,7 +157,8 @@ int run(int argc, char** argv) {
         for (int64_t b = 0; b < blocks; b += per) chunks.push_back(Chunk{ti, b, std::min(per, blocks - b)});
     }
 
-    const std::string tmp = out + ".tmp";
+    // A name of this process: writers of the same file at once (parallel test shards) each rename a whole file.
+    const std::string tmp = out + ".tmp." + std::to_string(::getpid());
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) throw std::runtime_error(tmp + ": cannot create: " + std::strerror(errno));
     try {

@@ -29,6 +29,9 @@ namespace fs = std::filesystem;
 using namespace synth_st;
 
 namespace {
+// The suffix of the files being written: this process's, so that writers of the same folder at once (parallel test
+// shards) each rename whole files of their own.
+std::string tmp_suffix() { return ".tmp." + std::to_string(::getpid()); }
 
 struct Placed {
     const Tensor* t;
@@ -85,11 +88,11 @@ std::vector<Shard> plan_shards(const std::vector<Tensor>& ts, uint64_t shard_byt
 }
 
 void write_text(const fs::path& p, const std::string& s) {
-    std::ofstream f(p.string() + ".tmp", std::ios::binary);
+    std::ofstream f(p.string() + tmp_suffix(), std::ios::binary);
     f << s;
     f.close();
     if (!f) throw std::runtime_error("cannot write " + p.string());
-    fs::rename(p.string() + ".tmp", p);
+    fs::rename(p.string() + tmp_suffix(), p);
 }
 
 // All shards' data, in 16 MiB jobs over every tensor, by `threads` workers.
@@ -103,7 +106,7 @@ void write_data(const fs::path& dir, const std::vector<Shard>& shards, int threa
     std::vector<Job> jobs;
     constexpr uint64_t kJob = 16ull << 20;
     for (const auto& sh : shards) {
-        const std::string tmp = (dir / (sh.name + ".tmp")).string();
+        const std::string tmp = (dir / (sh.name + tmp_suffix())).string();
         const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0) throw std::runtime_error("cannot create " + tmp + ": " + std::strerror(errno));
         fds.push_back(fd);
@@ -136,7 +139,7 @@ void write_data(const fs::path& dir, const std::vector<Shard>& shards, int threa
     for (auto& t : pool) t.join();
     for (int fd : fds) ::close(fd);
     if (failed) throw std::runtime_error("writing the shards failed (disk full?)");
-    for (const auto& sh : shards) fs::rename(dir / (sh.name + ".tmp"), dir / sh.name);
+    for (const auto& sh : shards) fs::rename(dir / (sh.name + tmp_suffix()), dir / sh.name);
 }
 
 int run(int argc, char** argv) {

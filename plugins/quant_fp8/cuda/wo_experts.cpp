@@ -166,13 +166,17 @@ public:
 
 private:
     // Token tiles per item of the tensor-core GEMM for a grouped call of n_pairs pairs (0: the grouped GEMV): the
-    // setting's, or (auto) the fewest 8-token tiles that hold the mean pairs per expert; at most what fits.
+    // setting's, or (auto) 2 on rows over 1024 columns, else by the mean pairs per expert (<= 8: 2, <= 24: 4, else
+    // 8); at most what fits. From quant_nvfp4_gpu_bench --experts (H200, Qwen3.6-35B-A3B and Qwen3-30B-A3B shapes,
+    // 128-2048 tokens, top 8): on the 2048-column gate|up stacks 2 tiles were the fastest at every size (8 tiles
+    // 1.2x slower at 64-128 pairs per expert); on the 512/768-column down stacks 4 tiles at 16 pairs per expert,
+    // 8 tiles at 32 and more (1.4x faster than 2).
     int gemm_nt(int64_t n_pairs) const {
         if (o_.experts_gemm == 0 || gemm_nt_max_ == 0) return 0;
         int nt = o_.experts_gemm;
         if (nt < 0) {
             const int64_t mean = (n_pairs + n_expert_ - 1) / n_expert_;
-            nt = mean <= 16 ? 2 : mean <= 32 ? 4 : 8;
+            nt = cols_ > 1024 || mean <= 8 ? 2 : mean <= 24 ? 4 : 8;
         }
         return std::min(nt, gemm_nt_max_);
     }

@@ -200,14 +200,6 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
-    if (a.plan == GemvPlan::Mma) {
-        KP p = kernel_params(l, a, T);
-        p.kw = a.kw > 0 ? a.kw : mma_auto_kw(l, n_items, a.sm_count);
-        if (p.kw != 1 && p.kw != 2 && p.kw != 4 && p.kw != 8)
-            throw Error("weight-only GEMV: warps per row group " + std::to_string(p.kw) + " is not 1, 2, 4 or 8");
-        gemv_mma(l, p, n_items, a.pdl, st);
-        return;
-    }
     // Async or Regs2 at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
     const GemvPlan plan = a.plan != GemvPlan::Regs && T <= 4 ? a.plan : GemvPlan::Regs;
     const int kw = a.kw > 0 ? a.kw : auto_kw(l, plan, T, n_items, a.sm_count);

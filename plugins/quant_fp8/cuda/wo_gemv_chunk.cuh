@@ -39,10 +39,6 @@ struct KP {
 struct GemvArgs;
 // The kernel parameters of a GEMV call of T tokens per item (kw and pair0 left for the launcher).
 KP kernel_params(const Layout& l, const GemvArgs& a, int T);
-// The tensor-core GEMV (wo_gemv_mma.cu): its warps per row group for l and n_items items on sm_count SMs, and the
-// launch of n_items items (base.kw set).
-int mma_auto_kw(const Layout& l, int n_items, int sm_count);
-void gemv_mma(const Layout& l, const KP& base, int n_items, bool pdl, cudaStream_t st);
 
 // 8 activations at column col (col < cols); zero past cols.
 __device__ __forceinline__ void load_x(const KP& p, const float* xt, int col, float (&v)[8]) {

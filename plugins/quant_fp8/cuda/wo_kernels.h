@@ -15,9 +15,8 @@ constexpr int kMaxGemvTokens = 8;
 
 // How the GEMV feeds its chunks (wo_gemv.cu): Regs: one chunk per row in flight per lane, in registers; Regs2: two
 // (twice the bytes in flight; up to 4 tokens, 5-8 run Regs); Async: cp.async into a shared-memory ring, several
-// chunks deep (up to 4 tokens; 5-8 tokens run Regs); Mma: the tensor-core GEMV (wo_gemv_mma.cu: codes dequantized
-// once into fp16 MMA fragments for all 1-8 tokens; activations rounded to fp16).
-enum class GemvPlan { Regs, Async, Regs2, Mma };
+// chunks deep (up to 4 tokens; 5-8 tokens run Regs).
+enum class GemvPlan { Regs, Async, Regs2 };
 
 // One GEMV launch: y[t, r] (+)= sum_c x[t, c] * W[r, c].
 //   Dense (ids == null): n_tokens <= kMaxGemvTokens rows of x.

@@ -1,5 +1,5 @@
-// Weight-only CUDA kernels: the A operand of the tensor-core kernels (wo_experts_gemm.cu: bf16 MMAs;
-// wo_gemv_mma.cu: fp16 MMAs) for NVFP4 and FP8 E4M3 matrices of the device layout (wo_layout.h).
+// Weight-only CUDA kernels: the A operand of the tensor-core expert GEMM (wo_experts_gemm.cu: bf16 MMAs) for NVFP4
+// and FP8 E4M3 matrices of the device layout (wo_layout.h).
 //
 // The k order inside a chunk is the codes' own: lane (g, c) (g = lane / 4, c = lane % 4) loads 16 contiguous code
 // bytes of rows g and g + 8 of its 16-row group (NVFP4: the 32 columns 32c..32c+31 of a 128-column chunk; FP8: the 16
@@ -9,9 +9,9 @@
 // Dequantization, exact:
 //   NVFP4: (q & 0x80008000) | ((q >> 3) & 0x0E000E00) makes a half2 of two codes worth e2m1 * 2^-14 (wo_decode.cuh);
 //          times the block's E4M3 scale in fp16: e2m1 * e4m3 * 2^-14, a multiple of 2^-24 with at most 6
-//          significant bits below 0.17, exact even where subnormal. bf16 registers: that value (normal in bf16;
-//          unit() = 2^14 puts it back); fp16 registers: times 2^14 as well (normal, exact; unit() = 1).
-//   FP8:   cvt e4m3x2 -> f16x2 (exact), to bf16 through fp32 (exact); unit() = 1.
+//          significant bits below 0.17, exact even where subnormal; in bf16 registers that value stays normal
+//          (kBf16Unit = 2^14 puts the factor back).
+//   FP8:   cvt e4m3x2 -> f16x2 (exact), to bf16 through fp32 (exact); kBf16Unit = 1.
 // factor(): the per-tensor (NVFP4 global, FP8 scale) or per-row (FP8) multiplier of output row `row`.
 #pragma once
 #include <cuda_bf16.h>
@@ -34,7 +34,6 @@ struct MatrixRef {
     int64_t n_post;
 };
 
-__device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
 __device__ __forceinline__ uint32_t half2_to_bf16x2(__half2 h) {
     const float2 f = __half22float2(h);
     return ::imp::cuda::pack_bf16x2(f.x, f.y);
@@ -85,16 +84,6 @@ struct MmaA<Codec::NVFP4> {
             a[h + 2] = half2_to_bf16x2(p1);
         }
     }
-    __device__ __forceinline__ static void regs_f16(const Frag& f, int s, uint32_t (&a)[4]) {
-        const __half2 k14 = __float2half2_rn(16384.f);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            __half2 p0, p1;
-            pairs(f, s, h, p0, p1);
-            a[h] = half2_bits(__hmul2(p0, k14));
-            a[h + 2] = half2_bits(__hmul2(p1, k14));
-        }
-    }
     static constexpr float kBf16Unit = 16384.f;  // what the bf16 registers leave out
     __device__ __forceinline__ static float factor(const MatrixRef& r, int64_t) {
         return __ldg(reinterpret_cast<const float*>(r.m + r.post_off));
@@ -125,14 +114,6 @@ struct MmaA<Codec::FP8> {
             const uint32_t w = word(f.q[h], s);
             a[h] = half2_to_bf16x2(pair(w));
             a[h + 2] = half2_to_bf16x2(pair(w >> 16));
-        }
-    }
-    __device__ __forceinline__ static void regs_f16(const Frag& f, int s, uint32_t (&a)[4]) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const uint32_t w = word(f.q[h], s);
-            a[h] = half2_bits(pair(w));
-            a[h + 2] = half2_bits(pair(w >> 16));
         }
     }
     static constexpr float kBf16Unit = 1.f;

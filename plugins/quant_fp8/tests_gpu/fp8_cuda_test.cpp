@@ -10,9 +10,9 @@
 //     its bf16 fallback (a shape cuBLASLt refuses) as DequantBf16. Per-token activation units: the same bounds
 //     against the same per-token rounding (finer than per tensor, so no looser); the outer-vector scales are
 //     products of the same fp32 factors as the per-tensor path, applied in another order (~1e-7).
-//   Tensor-core paths 1e-4 against the reference on the activations as they round them (the weights stay exact):
-//     the expert GEMM (experts_gemm) bf16, the GEMV (gemv = mma) fp16; their fp32 sums as above. Without the
-//     rounding in the reference they would miss 1e-4 (bf16: ~1e-3), so these checks also show which path ran.
+//   The expert GEMM on the tensor cores (experts_gemm, the default) 1e-4 against the reference on bf16-rounded
+//     activations (the weights stay exact, fp32 sums as above). Without that rounding in the reference it would miss
+//     1e-4 (bf16: ~1e-3), so these checks also show which path ran; the GEMV cases set experts_gemm = 0.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -123,47 +123,6 @@ TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, st
                         }
             }
         }
-}
-
-TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens, per-tensor and per-row scales, experts",
-          "[quant_fp8_gpu][gemv]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(141);
-    const auto f16 = [](const std::vector<float>& x) { return f16_round(x); };
-    for (const auto& [rows, cols] : kShapes)
-        for (const bool per_row : {false, true}) {
-            const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            for (const int kw : {0, 1, 2, 8}) {
-                f8::cuda::Settings s;
-                s.gemv_kw = kw;
-                s.gemv_mma = true;
-                const auto w = load(*ex, f, s);
-                for (const int64_t t : {1, 2, 3, 4, 5, 8})
-                    for (const bool acc : {false, true})
-                        for (const int64_t xs : {cols, cols + 3}) {
-                            INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", kw " << kw
-                                      << ", tokens " << t << (acc ? ", accumulate" : "") << ", x stride " << xs);
-                            const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng, f16);
-                            CHECK(c.unwritten == 0);
-                            CHECK(c.overwritten == 0);
-                            CHECK(c.rel <= 1e-4);
-                        }
-            }
-        }
-    const int64_t n_expert = 6, rows = 77, cols = 371;
-    for (const bool per_row : {false, true}) {
-        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
-        const auto& ref = st.ref;
-        for (const bool grouped : {true, false}) {
-            f8::cuda::Settings s;
-            s.gemv_mma = true;
-            s.experts_grouped = grouped;
-            const auto w = load_stack(*ex, st, s);
-            INFO((per_row ? "per row" : "per tensor") << (grouped ? ", grouped by expert" : ", one GEMV per pair"));
-            experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 8, 33},
-                          [](const ExpertsCase&, bool) { return XRound::F16; });
-        }
-    }
 }
 
 TEST_CASE("quant_fp8 cuda: prefill through cuBLASLt's FP8 GEMM", "[quant_fp8_gpu][gemm][fp8]") {
@@ -308,6 +267,7 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
         for (const int plan : {0, 1, 2})  // regs, async, regs2
         for (const bool grouped : {true, false}) {
             f8::cuda::Settings s;
+            s.experts_gemm = 0;  // the GEMV, not the tensor-core GEMM
             s.experts_grouped = grouped;
             s.gemv_async = plan == 1;
             s.gemv_regs2 = plan == 2;
@@ -376,7 +336,9 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
     const Fp8 f = random_fp8(160, 512, false, rng);
     const Fp8Stack st = random_stack(5, 48, 256, true, rng);
     const auto& ref = st.ref;
-    const auto e = load_stack(*ex, st);
+    f8::cuda::Settings gemv_experts;
+    gemv_experts.experts_gemm = 0;
+    const auto e = load_stack(*ex, st, gemv_experts);
     SECTION("fp8 prefill") {
         f8::cuda::Settings s;
         s.prefill = f8::cuda::Settings::Prefill::Fp8Gemm;
@@ -399,16 +361,16 @@ TEST_CASE("quant_fp8 cuda: a captured graph replays GEMV, prefill and experts wi
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, f, bf16_prefill()), f.w, 24, 5e-3, *e, ref, rng);
     }
-    SECTION("tensor cores: mma GEMV, expert GEMM, fused MoE down") {
+    SECTION("tensor cores: expert GEMM, fused MoE down") {
         auto s = bf16_prefill();
-        s.gemv_mma = true;
         s.experts_gemm = -1;
         s.experts_fused_down = true;
         const auto et = load_stack(*ex, st, s);
-        graph_case(*ex, *load(*ex, f, s), f.w, 24, 5e-3, *et, ref, rng, {}, nullptr, XRound::F16, XRound::Bf16);
+        graph_case(*ex, *load(*ex, f, s), f.w, 24, 5e-3, *et, ref, rng, {}, nullptr, XRound::Bf16);
     }
     SECTION("async GEMV loads, bf16 prefill") {
         auto s = bf16_prefill();
+        s.experts_gemm = 0;
         s.gemv_async = true;
         const auto ea = load_stack(*ex, st, s);
         graph_case(*ex, *load(*ex, f, s), f.w, 24, 5e-3, *ea, ref, rng);

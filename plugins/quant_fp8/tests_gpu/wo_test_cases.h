@@ -130,17 +130,10 @@ inline std::vector<float> bf16_round(std::vector<float> x) {
     return x;
 }
 
-// x as fp16 (round to nearest even), back to fp32: what the tensor-core GEMV (gemv = mma) multiplies.
-inline std::vector<float> f16_round(std::vector<float> x) {
-    for (float& v : x) v = float(static_cast<_Float16>(v));
-    return x;
-}
-
-// How the kernels of a call round the activations they multiply: not at all (fp32), to bf16 (the expert GEMM) or to
-// fp16 (the tensor-core GEMV).
-enum class XRound { None, Bf16, F16 };
+// How the kernels of a call round the activations they multiply: not at all (fp32) or to bf16 (the expert GEMM).
+enum class XRound { None, Bf16 };
 inline std::vector<float> round_x(const std::vector<float>& x, XRound r) {
-    return r == XRound::Bf16 ? bf16_round(x) : r == XRound::F16 ? f16_round(x) : x;
+    return r == XRound::Bf16 ? bf16_round(x) : x;
 }
 
 // One grouped matmul on fresh random inputs against the double reference of x rounded as `round` says.
@@ -219,13 +212,13 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
 inline XRound gemm_rounding(const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::None; }
 
 // A graph captured with a one-token GEMV, a prefill matmul of n_big tokens and a weighted grouped matmul replays
-// with new activations, ids and weights written to the same device buffers. gemv_round / experts_round: how the
-// GEMV (gemv = mma: fp16) and the grouped matmul (the expert GEMM: bf16) round their activations.
+// with new activations, ids and weights written to the same device buffers. experts_round: how the grouped matmul
+// rounds its activations (the expert GEMM: bf16).
 inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, int64_t n_big,
                        double tol_big, const ExpertWeights& e, const std::vector<std::vector<float>>& e_ref,
                        std::mt19937& rng,
                        const std::function<std::vector<float>(const std::vector<float>&, int64_t)>& x_ref_big = {},
-                       const std::vector<float>* w_ref_gemv = nullptr, XRound gemv_round = XRound::None,
+                       const std::vector<float>* w_ref_gemv = nullptr,
                        XRound experts_round = XRound::None) {
     // w_ref: the weights the n_big GEMM multiplies; w_ref_gemv (default w_ref): those the 1-token GEMV reads, which
     // differ when the prefill path multiplies a converted copy (NVFP4 weights converted to FP8 at load).
@@ -271,7 +264,7 @@ inline void graph_case(CudaExecutor& ex, const Weight& w, const std::vector<floa
         for (float* p : {y1, y2, ex_y}) ex.fill_zero(p, 4);  // one float changed: the replay must rewrite it
         ex.replay(graph);
         INFO("replay " << rep);
-        const auto r1 = reference(w_gemv, rows, cols, round_x(x, gemv_round), cols, 1);
+        const auto r1 = reference(w_gemv, rows, cols, x, cols, 1);
         const auto xb = x_ref_big ? x_ref_big(x, n_big) : x;
         const auto r2 = reference(w_ref, rows, cols, xb, cols, n_big);
         const auto got1 = download(ex, y1, size_t(rows));

@@ -9,9 +9,10 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"fast_accum", true, "CUDA: fast accumulation in the FP8 tensor-core GEMM", {}});
     reg.add_setting({"experts_grouped", true,
                      "CUDA: expert matmuls with more (token, slot) pairs than experts group the pairs by expert", {}});
-    reg.add_setting({"experts_gemm", std::string("off"),
-                     "CUDA: grouped expert matmuls on the tensor cores: off (the 8-token GEMV per 8 pairs) | auto | 2 | "
-                     "4 | 8 (8-token tiles per group of one expert's pairs; auto: from the pairs per expert)",
+    reg.add_setting({"experts_gemm", std::string("auto"),
+                     "CUDA: grouped expert matmuls on the tensor cores: auto | 2 | 4 | 8 (8-token tiles per group of one "
+                     "expert's pairs; auto: from the matrix width and the pairs per expert) | off (the 8-token GEMV "
+                     "per 8 pairs)",
                      {"off", "auto", "2", "4", "8"}});
     reg.add_setting({"experts_fused_down", false,
                      "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
@@ -28,9 +29,8 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "instead of the GEMV", {}, 1, 8});
     reg.add_setting({"gemv", std::string("regs"),
                      "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch one chunk into registers) | regs2 (two chunks, "
-                     "1-4 tokens) | async (cp.async ring) | mma (tensor cores: codes dequantized once for all tokens, "
-                     "activations rounded to fp16)",
-                     {"regs", "regs2", "async", "mma"}});
+                     "1-4 tokens) | async (cp.async ring)",
+                     {"regs", "regs2", "async"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -44,7 +44,6 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);
     k.gemv_async = s.get_string("gemv") == "async";
     k.gemv_regs2 = s.get_string("gemv") == "regs2";
-    k.gemv_mma = s.get_string("gemv") == "mma";
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

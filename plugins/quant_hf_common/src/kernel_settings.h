@@ -18,15 +18,15 @@ struct KernelSettings {
     bool experts_grouped = true;
     // Grouped expert matmuls (experts_grouped, more pairs than experts) on the tensor cores: each expert's weights
     // read once per group of up to 8 * experts_gemm pairs (2, 4 or 8 token tiles), dequantized to bf16 in
-    // registers; -1: the tile count from the pairs per expert; 0: the 8-token GEMV instead.
-    int experts_gemm = 0;
+    // registers (activations rounded to bf16); -1 (the default): the tile count from the matrix width and the pairs
+    // per expert; 0: the 8-token GEMV instead (fp32 activations).
+    int experts_gemm = -1;
     // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and a decode call with
     // routing weights runs as one kernel: SwiGLU, each token's experts and their weighted sum.
     bool experts_fused_down = false;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one
-    bool gemv_mma = false;        // GEMV on the tensor cores (fp16 MMA, activations rounded to fp16); over the others
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
     // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per

@@ -9,9 +9,9 @@
 //   Fp8AtLoad prefill: 1e-2 against the reference of the same E4M3 rounding of weights and activations simulated on
 //     the CPU (left: the tensor cores' fast FP8 accumulation), and 0.15 against the exact weights (E4M3 keeps 4
 //     significant bits: each weight and activation is off by up to 2^-4 relative).
-//   Tensor-core paths 1e-4 against the reference on the activations as they round them (the weights stay exact):
-//     the expert GEMM (experts_gemm) bf16, the GEMV (gemv = mma) fp16; their fp32 sums as above. Without the
-//     rounding in the reference they would miss 1e-4 (bf16: ~1e-3), so these checks also show which path ran.
+//   The expert GEMM on the tensor cores (experts_gemm, the default) 1e-4 against the reference on bf16-rounded
+//     activations (the weights stay exact, fp32 sums as above). Without that rounding in the reference it would miss
+//     1e-4 (bf16: ~1e-3), so these checks also show which path ran; the GEMV cases set experts_gemm = 0.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -132,46 +132,6 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
     }
 }
 
-TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens, every row-group plan, experts",
-          "[quant_nvfp4_gpu][gemv]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(131);
-    const auto f16 = [](const std::vector<float>& x) { return f16_round(x); };
-    // {1, 16}: one row, one partial chunk; 64 x 4112: 33 chunks of 128 (the last one 16 columns); 203 x 368: a partial
-    // row group; 130 x 1040.
-    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {64, 4112}, {1, 16}, {130, 1040}}) {
-        const Nv n = random_nvfp4(rows, cols, rng);
-        for (const int kw : {0, 1, 2, 4, 8}) {
-            nv::cuda::Settings s;
-            s.gemv_kw = kw;
-            s.gemv_mma = true;
-            const auto w = load(*ex, n, s);
-            for (const int64_t t : {1, 2, 3, 4, 5, 8})
-                for (const bool acc : {false, true})
-                    for (const int64_t xs : {cols, cols + 3}) {
-                        INFO(rows << "x" << cols << ", kw " << kw << ", tokens " << t << (acc ? ", accumulate" : "")
-                                  << ", x stride " << xs);
-                        // exact weights times fp16 activations, fp32 sums: against the reference on fp16-rounded x
-                        const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng, f16);
-                        CHECK(c.unwritten == 0);
-                        CHECK(c.overwritten == 0);
-                        CHECK(c.rel <= 1e-4);
-                    }
-        }
-    }
-    const int64_t n_expert = 6, rows = 77, cols = 368;
-    const NvStack st = random_stack(n_expert, rows, cols, rng);
-    const auto& ref = st.ref;
-    for (const bool grouped : {true, false}) {
-        nv::cuda::Settings s;
-        s.gemv_mma = true;
-        s.experts_grouped = grouped;
-        const auto w = load_stack(*ex, st, rows, cols, s);
-        INFO((grouped ? "experts grouped by expert when pairs > experts" : "experts, one GEMV per pair"));
-        experts_cases(*ex, *w, ref, 1e-4, rng, {1, 2, 5, 8, 33}, [](const ExpertsCase&, bool) { return XRound::F16; });
-    }
-}
-
 TEST_CASE("quant_nvfp4 cuda: prefill, weights dequantized to bf16 tiles", "[quant_nvfp4_gpu][gemm]") {
     auto ex = make_gpu();
     std::mt19937 rng(202);
@@ -259,6 +219,7 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
     for (const int plan : {0, 1, 2})  // regs, async, regs2
     for (const bool grouped : {true, false}) {
         nv::cuda::Settings s;
+        s.experts_gemm = 0;  // the GEMV, not the tensor-core GEMM
         s.experts_grouped = grouped;
         s.gemv_async = plan == 1;
         s.gemv_regs2 = plan == 2;
@@ -324,23 +285,25 @@ TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts 
     const Nv n = random_nvfp4(160, 512, rng);
     const NvStack st = random_stack(5, 48, 256, rng);
     const auto& ref = st.ref;
-    const auto e = load_stack(*ex, st, 48, 256);
+    nv::cuda::Settings gemv_experts;
+    gemv_experts.experts_gemm = 0;
+    const auto e = load_stack(*ex, st, 48, 256, gemv_experts);
     SECTION("bf16 prefill") {
         graph_case(*ex, *load(*ex, n), n.w, 24, 5e-3, *e, ref, rng);
     }
     SECTION("async GEMV loads, bf16 prefill") {
         nv::cuda::Settings s;
+        s.experts_gemm = 0;
         s.gemv_async = true;
         const auto ea = load_stack(*ex, st, 48, 256, s);
         graph_case(*ex, *load(*ex, n, s), n.w, 24, 5e-3, *ea, ref, rng);
     }
-    SECTION("tensor cores: mma GEMV, expert GEMM, fused MoE down") {
+    SECTION("tensor cores: expert GEMM, fused MoE down") {
         nv::cuda::Settings s;
-        s.gemv_mma = true;
         s.experts_gemm = -1;
         s.experts_fused_down = true;
         const auto et = load_stack(*ex, st, 48, 256, s);
-        graph_case(*ex, *load(*ex, n, s), n.w, 24, 5e-3, *et, ref, rng, {}, nullptr, XRound::F16, XRound::Bf16);
+        graph_case(*ex, *load(*ex, n, s), n.w, 24, 5e-3, *et, ref, rng, {}, nullptr, XRound::Bf16);
     }
     SECTION("fp8 prefill") {
         nv::cuda::Settings s;
