@@ -1,5 +1,6 @@
-// CUDA kernels of the MoE block's ops (moe_ops.h). The router is one launch: a cluster of kRouterCluster CTAs per
-// tile of tokens splits the expert rows of the router GEMV (each CTA reads its slice of the router weights once for
+// CUDA kernels of the MoE block's ops (moe_ops.h). The router is one launch: a cluster of 8 or 16 CTAs of 8 or 16
+// warps ([plugin.core] router_cluster, router_warps: MoeOptions) per tile of tokens splits the expert rows of the
+// router GEMV (each CTA reads its slice of the router weights once for
 // the tile's tokens), the logits meet in CTA 0 through distributed shared memory, and one warp per token runs the
 // softmax, the iterated argmax top-k (ties to the lower id, as the CPU reference), the renormalization and scale,
 // and the shared-expert gate. Nothing depends on host-side values of the routing, so the launch captures into a
@@ -12,6 +13,7 @@
 
 #include "blocks/moe_ops.h"
 #include "exec/cuda/cuda_check.h"
+#include "exec/cuda/cuda_executor.h"
 #include "imp/cuda/launch.cuh"
 #include "imp/error.h"
 
@@ -23,8 +25,7 @@ namespace cg = cooperative_groups;
 using imp::cuda::pdl_launch_dependents;
 using imp::cuda::pdl_wait;
 
-constexpr int kRouterCluster = 8;  // CTAs per token tile (portable cluster size)
-constexpr int kWarps = 8;
+constexpr int kRouterCluster = 8;  // CTAs per token tile: the portable cluster size (16 where asked and possible)
 constexpr int kMaxExperts = 1024;  // keeps the logits of a tile of 8 tokens under 48 KiB of shared memory
 
 struct RouterParams {
@@ -101,14 +102,15 @@ __device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr,
         for (int o = 16; o > 0; o >>= 1) acc[tt] += __shfl_xor_sync(0xffffffffu, acc[tt], o);
 }
 
-// Grid (kRouterCluster, tiles of TT tokens), cluster (kRouterCluster, 1, 1), kWarps warps. Shared memory: this CTA's
-// logits [TT][epb], then (CTA 0) the gathered logits [TT][n_total], then the tokens' RMSNorm scales [TT]. With the
-// norm, logit = scale_t * sum_c x_c (norm_w_c w_ec) and each CTA writes its slice of the columns of xn.
-template <int TT, bool VEC>
-__global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
+// Grid (C, tiles of TT tokens), cluster (C, 1, 1) with C = 8 or 16, W warps. Shared memory: this CTA's logits
+// [TT][epb], then (CTA 0) the gathered logits [TT][n_total], then the tokens' RMSNorm scales [TT]. With the norm,
+// logit = scale_t * sum_c x_c (norm_w_c w_ec) and each CTA writes its slice of the columns of xn.
+template <int TT, bool VEC, int W>
+__global__ void __launch_bounds__(W * 32) router_kernel(RouterParams p) {
+    static_assert(W >= TT, "one warp per token of the tile for the norm and the top-k");
     extern __shared__ float smem[];
     cg::cluster_group cluster = cg::this_cluster();
-    const int rank = int(cluster.block_rank());
+    const int rank = int(cluster.block_rank()), n_cta = int(cluster.num_blocks());
     const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
     const int64_t t0 = int64_t(blockIdx.y) * TT;
     const int64_t left = p.n_tokens - t0;
@@ -129,13 +131,13 @@ __global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
             if (lane == 0) inv[warp] = 1.f / sqrtf(ss / float(p.n_embd) + p.eps);
         }
         __syncthreads();
-        const int64_t per = (p.n_embd + kRouterCluster - 1) / kRouterCluster, c0 = rank * per;
+        const int64_t per = (p.n_embd + n_cta - 1) / n_cta, c0 = rank * per;
         const int64_t c1 = c0 + per < p.n_embd ? c0 + per : p.n_embd;
         for (int tt = 0; tt < nt; ++tt)
             for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x)
                 p.xn[(t0 + tt) * p.n_embd + c] = p.x[(t0 + tt) * p.xs + c] * inv[tt] * p.norm_w[c];
     }
-    for (int i = warp; i < p.epb; i += kWarps) {
+    for (int i = warp; i < p.epb; i += W) {
         const int e = rank * p.epb + i;
         if (e >= n_total) break;
         const float* wr = e < p.n_expert ? p.w + int64_t(e) * p.n_embd : p.sgw;
@@ -191,16 +193,57 @@ __global__ void __launch_bounds__(kWarps * 32) router_kernel(RouterParams p) {
     cluster.sync();  // every CTA's logits stay in shared memory until CTA 0 has read them
 }
 
-template <int TT>
-void launch_router(const RouterParams& p, bool vec, const CudaHandles& h) {
-    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
+// Shared memory of a tile: own logits, gathered logits, norm scales.
+size_t router_smem(int tt, int epb, int n_total) { return size_t(tt) * size_t(epb + n_total + 1) * sizeof(float); }
+
+// Whether `kernel` runs in clusters of 16 CTAs on the current device: the non-portable size allowed, and the
+// occupancy calculator places at least one such cluster (at the largest shared memory a call can ask for).
+template <int TT, bool VEC, int W>
+bool cluster16_ok() {
+    static const bool ok = [] {
+        const auto k = router_kernel<TT, VEC, W>;
+        if (cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return false;
+        }
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(16, 1, 1);
+        cfg.blockDim = dim3(W * 32, 1, 1);
+        cfg.dynamicSmemBytes = router_smem(TT, (kMaxExperts + 1 + 15) / 16, kMaxExperts + 1);
+        cudaLaunchAttribute attr{};
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = 16;
+        attr.val.clusterDim.y = 1;
+        attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        int n = 0;
+        if (cudaOccupancyMaxActiveClusters(&n, k, &cfg) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return false;
+        }
+        return n > 0;
+    }();
+    return ok;
+}
+
+template <int TT, bool VEC, int W>
+void launch_router(RouterParams p, int cluster, const CudaHandles& h) {
+    if (cluster == 16 && !cluster16_ok<TT, VEC, W>()) cluster = kRouterCluster;
     const int n_total = p.n_expert + (p.sgw ? 1 : 0);
-    c.grid = dim3(kRouterCluster, unsigned((p.n_tokens + TT - 1) / TT), 1);
-    c.block = dim3(kWarps * 32, 1, 1);
-    c.cluster = dim3(kRouterCluster, 1, 1);
-    c.smem = size_t(TT) * size_t(p.epb + n_total + 1) * sizeof(float);
-    if (vec) IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, true>, p));
-    else IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, false>, p));
+    p.epb = (n_total + cluster - 1) / cluster;
+    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
+    c.grid = dim3(unsigned(cluster), unsigned((p.n_tokens + TT - 1) / TT), 1);
+    c.block = dim3(W * 32, 1, 1);
+    c.cluster = dim3(unsigned(cluster), 1, 1);
+    c.smem = router_smem(TT, p.epb, n_total);
+    IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, VEC, W>, p));
+}
+
+template <int TT, bool VEC>
+void launch_router(const RouterParams& p, const MoeOptions& o, const CudaHandles& h) {
+    if (o.router_warps == 16) launch_router<TT, VEC, 16>(p, o.router_cluster, h);
+    else launch_router<TT, VEC, 8>(p, o.router_cluster, h);
 }
 
 __global__ void row_scale_kernel(float* x, int64_t stride, const float* s, int64_t n_rows, int64_t n) {
@@ -235,12 +278,13 @@ void router(Executor& ex, const MoeRouter::Args& a) {
                     " experts; the CUDA kernel takes at most " + std::to_string(kMaxExperts));
     RouterParams p{a.x, a.x_stride, a.w, a.shared_gate_w, a.n_tokens, a.n_embd, a.n_expert, a.top_k, 0,
                    a.norm_topk ? 1 : 0, a.scale, a.ids, a.weights, a.shared_gate, a.norm_w, a.eps, a.xn};
-    const int n_total = a.n_expert + (a.shared_gate_w ? 1 : 0);
-    p.epb = (n_total + kRouterCluster - 1) / kRouterCluster;
     const bool vec = a.n_embd % 4 == 0 && a.x_stride % 4 == 0 && al16(a.x) && al16(a.w) &&
                      (!a.shared_gate_w || al16(a.shared_gate_w)) && (!a.norm_w || al16(a.norm_w));
-    if (a.n_tokens <= 4) launch_router<1>(p, vec, h);
-    else launch_router<8>(p, vec, h);
+    // The executor's router shape (another CUDA executor, e.g. a plugin's test double: the defaults).
+    const auto* ce = dynamic_cast<const CudaExecutor*>(&ex);
+    const MoeOptions o = ce ? ce->moe_options() : MoeOptions{};
+    if (a.n_tokens <= 4) vec ? launch_router<1, true>(p, o, h) : launch_router<1, false>(p, o, h);
+    else vec ? launch_router<8, true>(p, o, h) : launch_router<8, false>(p, o, h);
 }
 
 void row_scale(Executor& ex, const RowScale::Args& a) {

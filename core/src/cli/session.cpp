@@ -42,6 +42,8 @@ std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSe
         co.attention.tensor_cores = cs.attention_mma;
         co.attention.tensor_cores_f8 = cs.attention_mma_fp8;
         co.attention.decode_split = cs.decode_attention == "split";
+        co.moe.router_cluster = cs.router_cluster;
+        co.moe.router_warps = cs.router_warps;
         return std::make_unique<CudaExecutor>(0, co);
     }
     return std::make_unique<CpuExecutor>(cpu_threads(rt.threads));

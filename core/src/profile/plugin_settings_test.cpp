@@ -50,8 +50,8 @@ void declare_qg(imp::Registry& reg) {
 TEST_CASE("plugin settings: tables parse in order and apply to the declarations", "[profile][settings]") {
     const auto path = write_profile(
         "[plugin.qg]\ngemv = \"dp4a\"\nsplits = 4\n\n[plugin.core]\npdl = false\ndecode_attention = \"split\"\n");
-    imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1"});
-    REQUIRE(p.plugin_settings.size() == 6);
+    imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1", "plugin.core.router_cluster=\"16\""});
+    REQUIRE(p.plugin_settings.size() == 7);
     // The file's values (TOML keys have no order), then the --set ones in order.
     bool found = false;
     for (size_t i = 0; i < 4; ++i)
@@ -76,8 +76,10 @@ TEST_CASE("plugin settings: tables parse in order and apply to the declarations"
     const imp::CoreSettings c = imp::core_settings(reg);
     CHECK_FALSE(c.pdl);
     CHECK(c.decode_attention == "split");
+    CHECK(c.router_cluster == 16);
     CHECK(c.attention_mma);  // untouched keys keep their defaults
     CHECK(c.fuse_weights);
+    CHECK(c.router_warps == 8);
 }
 
 TEST_CASE("plugin settings: every bad value is one error naming the line, plugin and key", "[profile][settings]") {

@@ -17,6 +17,11 @@ void declare_core_settings(Settings& s) {
                "(split-KV + combine)",
                {"split", "one"}});
     s.declare({"fuse_weights", true, "fuse q|k|v and gate|up into one matrix each where the file allows it", {}});
+    s.declare({"router_cluster", std::string("8"),
+               "CUDA: MoE router CTAs per token tile (one thread-block cluster; 16 is non-portable: where the device "
+               "cannot schedule it, 8)",
+               {"8", "16"}});
+    s.declare({"router_warps", std::string("8"), "CUDA: MoE router warps per CTA", {"8", "16"}});
 }
 
 CoreSettings core_settings(const Settings& s) {
@@ -26,6 +31,8 @@ CoreSettings core_settings(const Settings& s) {
     c.attention_mma_fp8 = s.get_bool("attention_mma_fp8");
     c.decode_attention = s.get_string("decode_attention");
     c.fuse_weights = s.get_bool("fuse_weights");
+    c.router_cluster = std::stoi(s.get_string("router_cluster"));
+    c.router_warps = std::stoi(s.get_string("router_warps"));
     return c;
 }
 

@@ -16,6 +16,8 @@ struct CoreSettings {
     bool attention_mma_fp8 = false;  // ... and for FP8 E4M3 KV caches
     std::string decode_attention = "one";  // "one": one-kernel decode (where it applies); "split": split-KV + combine
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
+    int router_cluster = 8;     // CUDA MoE router: CTAs per token tile (8 or 16)
+    int router_warps = 8;       // CUDA MoE router: warps per CTA (8 or 16)
 };
 
 void declare_core_settings(Settings& s);

@@ -55,25 +55,36 @@ void compare_rows(const std::vector<float>& ref, const std::vector<float>& got, 
 
 }  // namespace
 
-TEST_CASE("gpu: router and row-scale ops equal the CPU reference", "[gpu][arch_qwen_moe]") {
+TEST_CASE("gpu: router and row-scale ops equal the CPU reference (every router cluster and warp count)",
+          "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     CpuExecutor cpu(2);
-    CudaExecutor dev(0);
-    const auto results = run_op_checks(moe_registry(), cpu, dev, std::random_device{}(), 24);
-    int ours = 0;
-    for (const auto& r : results)
-        if (r.op == blocks::MoeRouter::name || r.op == blocks::RowScale::name) {
-            INFO(r.op << ": " << r.message);
-            CHECK(r.status == OpCheckResult::Status::Pass);
-            ++ours;
+    for (const int cluster : {8, 16})
+        for (const int warps : {8, 16}) {
+            INFO("router_cluster " << cluster << ", router_warps " << warps);
+            CudaOptions co;
+            co.moe.router_cluster = cluster;
+            co.moe.router_warps = warps;
+            CudaExecutor dev(0, co);
+            const auto results = run_op_checks(moe_registry(), cpu, dev, std::random_device{}(), 24);
+            int ours = 0;
+            for (const auto& r : results)
+                if (r.op == blocks::MoeRouter::name || r.op == blocks::RowScale::name) {
+                    INFO(r.op << ": " << r.message);
+                    CHECK(r.status == OpCheckResult::Status::Pass);
+                    ++ours;
+                }
+            CHECK(ours == 2);
         }
-    CHECK(ours == 2);
 }
 
 TEST_CASE("gpu: router ties and all-equal logits pick the same ids as the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     CpuExecutor cpu(1);
-    CudaExecutor dev(0);
+    CudaOptions co;
+    co.moe.router_cluster = co.moe.router_warps = GENERATE(8, 16);  // the default shape, and both at 16
+    INFO("router_cluster and router_warps " << co.moe.router_cluster);
+    CudaExecutor dev(0, co);
     auto op = moe_registry().op<blocks::MoeRouter>();
     for (int ne : {8, 128}) {
         for (int k : {1, 2, 8, ne}) {

@@ -58,7 +58,8 @@ int cuda_device_count() {
 
 CudaAllocStats cuda_alloc_stats() { return {g_mallocs.load(), g_frees.load(), g_bytes.load()}; }
 
-CudaExecutor::CudaExecutor(int device, const CudaOptions& opt) : device_(device), attn_(opt.attention) {
+CudaExecutor::CudaExecutor(int device, const CudaOptions& opt)
+    : device_(device), attn_(opt.attention), moe_(opt.moe) {
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {

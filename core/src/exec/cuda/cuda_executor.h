@@ -24,10 +24,19 @@ struct CudaAllocStats {
 };
 CudaAllocStats cuda_alloc_stats();
 
-// Kernel choices of one CUDA executor (from [plugin.core]: pdl, attention_mma, decode_attention).
+// The MoE router kernel's shape (core/src/blocks/moe_ops.cu; [plugin.core] router_cluster, router_warps): CTAs per
+// token tile (one thread-block cluster; 16 is a non-portable size, 8 where the device cannot schedule it) and warps
+// per CTA. Each warp reads whole router rows: more of both put more of the rows' loads in flight at once.
+struct MoeOptions {
+    int router_cluster = 8;  // 8 or 16
+    int router_warps = 8;    // 8 or 16
+};
+
+// Kernel choices of one CUDA executor (from [plugin.core]: pdl, attention_mma, decode_attention, router_*).
 struct CudaOptions {
     bool pdl = true;  // programmatic dependent launch where the device supports it (sm_90+)
     cuda_kernels::AttnOptions attention;
+    MoeOptions moe;
 };
 
 class CudaExecutor final : public Executor {
@@ -86,6 +95,9 @@ public:
     bool pdl() const { return handles_.pdl; }
     // The attention kernel choices; a change takes effect for attention calls queued (or captured) afterwards.
     cuda_kernels::AttnOptions& attention_options() { return attn_; }
+    // The MoE router's shape; a change takes effect for router calls queued (or captured) afterwards.
+    MoeOptions& moe_options() { return moe_; }
+    const MoeOptions& moe_options() const { return moe_; }
 
     static constexpr int64_t kMaxVocab = 262144;                     // sampler buffers
     static constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;    // cuBLAS / cuBLASLt workspace
@@ -100,6 +112,7 @@ private:
     std::string name_;
     CudaHandles handles_{};
     cuda_kernels::AttnOptions attn_;
+    MoeOptions moe_;
     mutable std::mutex mu_;
     std::vector<void*> blocks_;
     size_t allocated_ = 0;
