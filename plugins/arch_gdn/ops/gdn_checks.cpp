@@ -294,6 +294,8 @@ std::string check_conv(Executor& cpu, Executor& dev, uint64_t seed) {
 std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed) {
     Problem p = random_problem(seed, 1);
     p.gated_norm = seed % 2 == 1;
+    const int warps[] = {0, 16, 32};  // RuleArgs::variant of gdn.rule_decode: the gated-norm kernel's warps per head
+    p.variant = warps[(seed / 2) % 3];
     return compare_rule(cpu, dev, p, true);
 }
 std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed) {

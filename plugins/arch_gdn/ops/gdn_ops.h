@@ -115,7 +115,8 @@ struct RuleArgs {
     size_t workspace_bytes = 0;
     int variant = 0;
     // gdn.rule_decode only: when norm_w is set, o receives gdn.gated_norm's y of the rule's output instead (RMSNorm
-    // per v-head with norm_w and norm_eps, then * silu(z)), computed in the same kernel on CUDA.
+    // per v-head with norm_w and norm_eps, then * silu(z)), computed in the same kernel on CUDA, whose warps per
+    // v-head are `variant` (0 = 8; 8, 16 or 32; others an error).
     const float* norm_w = nullptr;  // [dv]
     const float* z = nullptr;       // [n_tokens, value_dim], row stride z_stride
     int64_t z_stride = 0;

@@ -2,7 +2,9 @@
 // [Hv, dv, dk], so a value column's dk keys are contiguous: the warp reads them coalesced (dk/32 per lane), decays
 // them, and one pass of warp sums gives S^T k and S^T q; then delta = beta (v - e S^T k), the column is rewritten
 // as e S + k delta and o = scale (e S^T q + delta (k . q)), e = exp(g). Blocks of 4 warps cover 16 columns; with the
-// gated norm (RuleArgs::norm_w), one block of 8 warps covers a whole v-head and normalizes its outputs in place.
+// gated norm (RuleArgs::norm_w), one block per v-head (8, 16 or 32 warps: RuleArgs::variant) covers the whole head
+// and normalizes its outputs in place. At dv = 128, 32 warps take one group of 4 columns each: the head's state is
+// read in one round of loads instead of four (8 warps), at the same 1 block per head.
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
@@ -67,17 +69,17 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(RuleArgs a) {
     });
 }
 
-// With the gated norm: one block of kNormWarps per (sequence, v-head) holds the head's dv outputs in shared memory.
-constexpr int kNormWarps = 8, kMaxDv = 512;
+// With the gated norm: one block of W warps per (sequence, v-head) holds the head's dv outputs in shared memory.
+constexpr int kMaxDv = 512;
 
-template <int kPer>
-__global__ void __launch_bounds__(kNormWarps * 32) decode_norm_kernel(RuleArgs a) {
+template <int kPer, int W>
+__global__ void __launch_bounds__(W * 32) decode_norm_kernel(RuleArgs a) {
     imp::cuda::pdl_launch_dependents();
     imp::cuda::pdl_wait();
     __shared__ float os[kMaxDv];
     __shared__ float red[32];
     const int s = blockIdx.y / a.dims.n_v_heads, h = blockIdx.y % a.dims.n_v_heads, dv = a.dims.head_v_dim;
-    for (int j0 = (threadIdx.x >> 5) * kCols; j0 < dv; j0 += kNormWarps * kCols)
+    for (int j0 = (threadIdx.x >> 5) * kCols; j0 < dv; j0 += W * kCols)
         decode_cols<kPer>(a, s, h, j0, [&](int j, float v) {
             if ((threadIdx.x & 31) == 0) os[j] = v;
         });
@@ -104,18 +106,24 @@ void rule_decode_cuda(Executor& ex, const RuleArgs& a) {
     if (a.norm_w && a.dims.head_v_dim > kMaxDv)
         throw Error(std::string(RuleDecode::name) + ": the gated norm in the CUDA kernel takes head_v_dim <= " +
                     std::to_string(kMaxDv) + ", got " + std::to_string(a.dims.head_v_dim));
+    const int nw = a.variant == 0 ? 8 : a.variant;  // warps per v-head with the gated norm
+    if (nw != 8 && nw != 16 && nw != 32)
+        throw Error(std::string(RuleDecode::name) + ": variant " + std::to_string(a.variant) +
+                    " is not a warp count of the gated-norm kernel (0 or 8, 16, 32)");
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(*h);
     c.grid = dim3(a.norm_w ? 1u : unsigned(imp::cuda::div_up(a.dims.head_v_dim, kWarps * kCols)),
                   unsigned(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads));
-    c.block = dim3(a.norm_w ? kNormWarps * 32 : kWarps * 32);
-    auto run = [&](auto plain, auto norm) {
-        if (a.norm_w) IMP_CUDA_CHECK(imp::cuda::launch(c, norm, a));
-        else IMP_CUDA_CHECK(imp::cuda::launch(c, plain, a));
+    c.block = dim3(a.norm_w ? nw * 32 : kWarps * 32);
+    auto run = [&](auto plain, auto norm8, auto norm16, auto norm32) {
+        if (!a.norm_w) IMP_CUDA_CHECK(imp::cuda::launch(c, plain, a));
+        else if (nw == 8) IMP_CUDA_CHECK(imp::cuda::launch(c, norm8, a));
+        else if (nw == 16) IMP_CUDA_CHECK(imp::cuda::launch(c, norm16, a));
+        else IMP_CUDA_CHECK(imp::cuda::launch(c, norm32, a));
     };
     switch (a.dims.head_k_dim) {
-        case 64: run(decode_kernel<2>, decode_norm_kernel<2>); break;
-        case 128: run(decode_kernel<4>, decode_norm_kernel<4>); break;
-        case 256: run(decode_kernel<8>, decode_norm_kernel<8>); break;
+        case 64: run(decode_kernel<2>, decode_norm_kernel<2, 8>, decode_norm_kernel<2, 16>, decode_norm_kernel<2, 32>); break;
+        case 128: run(decode_kernel<4>, decode_norm_kernel<4, 8>, decode_norm_kernel<4, 16>, decode_norm_kernel<4, 32>); break;
+        case 256: run(decode_kernel<8>, decode_norm_kernel<8, 8>, decode_norm_kernel<8, 16>, decode_norm_kernel<8, 32>); break;
         default:
             throw Error(std::string(RuleDecode::name) + ": head_k_dim " + std::to_string(a.dims.head_k_dim) +
                         " is not supported by the CUDA kernel (64, 128 or 256)");

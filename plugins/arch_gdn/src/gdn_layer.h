@@ -44,6 +44,7 @@ struct GdnSpec {
     // the prep kernel on mma.sync, 5 / 6 both kernels on mma.sync with 32 / 64 columns) — the layer gives
     // the split variants their workspace from its scratch.
     bool decode_fused_norm = true;
+    int decode_norm_warps = 8;  // gdn.rule_decode's warps per v-head with the fused norm (RuleArgs::variant)
     bool warp_kernels = true;  // gdn.conv / gdn.gated_norm variant 0 (the 16-byte warp kernels) or 1 (block kernels)
     int rule_variant = 0;
     // Extra weights this layer declares for the model (the arch's computed output-norm weight rides here: the

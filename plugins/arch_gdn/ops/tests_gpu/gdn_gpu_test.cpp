@@ -70,8 +70,11 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
     };
     for (Problem p : cases) {
         CHECK(compare_rule(cpu, dev, p, true) == "");
-        p.gated_norm = true;  // the gated norm in the same kernel
-        CHECK(compare_rule(cpu, dev, p, true) == "");
+        p.gated_norm = true;  // the gated norm in the same kernel, with 8 (variant 0), 16 and 32 warps per v-head
+        for (const int warps : {0, 16, 32}) {
+            p.variant = warps;
+            CHECK(compare_rule(cpu, dev, p, true) == "");
+        }
     }
 }
 
