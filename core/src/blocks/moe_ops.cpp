@@ -111,17 +111,18 @@ std::vector<T> get(Executor& ex, const T* d, size_t n) {
     return v;
 }
 
-// Router shapes: decode and prefill token counts, small and Qwen3-30B-A3B-like expert counts and widths,
+// Router shapes: decode and prefill token counts, small, Qwen3-30B-A3B-like, Qwen3.6-like and the CUDA kernel's
+// largest expert counts (8 .. 1024) and widths,
 // k = 1 .. n_expert, with and without renormalization and the shared gate. Ids must match exactly except where the
 // two experts' reference weights are within 1e-5 (a near tie that the different summation order may break the other way).
 std::string check_router(Executor& cpu, Executor& dev, uint64_t seed) {
     std::mt19937_64 rng(seed);
     const int64_t tokens[] = {1, 3, 8, 37};
-    const int experts[] = {8, 60, 128};
+    const int experts[] = {8, 60, 128, 256, 1024};  // 256: Qwen3.5/3.6; 1024: the CUDA kernel's most
     // n_embd up to 512, or 2048 (Qwen3-30B-A3B: the CUDA GEMV's load batches run more than once per row)
     const int64_t n = tokens[rng() % 4];
     const int64_t e_embd = (rng() % 4 == 0 ? 2048 : 64 * int64_t(1 + rng() % 8)) + (rng() % 2 ? 0 : 3);
-    const int ne = experts[rng() % 3];
+    const int ne = experts[rng() % 5];
     const int ks[] = {1, 2, 8, ne};
     const int k = std::min(ne, ks[rng() % 4]);
     const bool norm = rng() % 2, shared = rng() % 2, fused_norm = rng() % 2;

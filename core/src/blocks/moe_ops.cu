@@ -9,6 +9,8 @@
 
 #include <cfloat>
 #include <climits>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "blocks/moe_ops.h"
@@ -196,11 +198,16 @@ __global__ void __launch_bounds__(W * 32) router_kernel(RouterParams p) {
 // Shared memory of a tile: own logits, gathered logits, norm scales.
 size_t router_smem(int tt, int epb, int n_total) { return size_t(tt) * size_t(epb + n_total + 1) * sizeof(float); }
 
-// Whether `kernel` runs in clusters of 16 CTAs on the current device: the non-portable size allowed, and the
-// occupancy calculator places at least one such cluster (at the largest shared memory a call can ask for).
+// Whether the kernel runs in clusters of 16 CTAs on `device` (the current one): the non-portable size allowed (the
+// attribute is set per device), and the occupancy calculator places at least one such cluster (at the largest
+// shared memory a call can ask for). Probed once per device and kernel; a probe's own error is consumed.
 template <int TT, bool VEC, int W>
-bool cluster16_ok() {
-    static const bool ok = [] {
+bool cluster16_ok(int device) {
+    static std::mutex mu;
+    static std::map<int, bool> known;
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = known.find(device); it != known.end()) return it->second;
+    const bool ok = [] {
         const auto k = router_kernel<TT, VEC, W>;
         if (cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
             (void)cudaGetLastError();
@@ -224,12 +231,18 @@ bool cluster16_ok() {
         }
         return n > 0;
     }();
+    known[device] = ok;
     return ok;
 }
 
 template <int TT, bool VEC, int W>
+int cluster_in_use(int want, int device) {
+    return want == 16 && cluster16_ok<TT, VEC, W>(device) ? 16 : kRouterCluster;
+}
+
+template <int TT, bool VEC, int W>
 void launch_router(RouterParams p, int cluster, const CudaHandles& h) {
-    if (cluster == 16 && !cluster16_ok<TT, VEC, W>()) cluster = kRouterCluster;
+    cluster = cluster_in_use<TT, VEC, W>(cluster, h.device);
     const int n_total = p.n_expert + (p.sgw ? 1 : 0);
     p.epb = (n_total + cluster - 1) / cluster;
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
@@ -285,6 +298,18 @@ void router(Executor& ex, const MoeRouter::Args& a) {
     const MoeOptions o = ce ? ce->moe_options() : MoeOptions{};
     if (a.n_tokens <= 4) vec ? launch_router<1, true>(p, o, h) : launch_router<1, false>(p, o, h);
     else vec ? launch_router<8, true>(p, o, h) : launch_router<8, false>(p, o, h);
+}
+
+int router_cluster_in_use(Executor& ex, int64_t n_tokens) {
+    const CudaHandles& h = handles(ex, MoeRouter::name);
+    const auto* ce = dynamic_cast<const CudaExecutor*>(&ex);
+    const MoeOptions o = ce ? ce->moe_options() : MoeOptions{};
+    const bool w16 = o.router_warps == 16;
+    if (n_tokens <= 4)
+        return w16 ? cluster_in_use<1, true, 16>(o.router_cluster, h.device)
+                   : cluster_in_use<1, true, 8>(o.router_cluster, h.device);
+    return w16 ? cluster_in_use<8, true, 16>(o.router_cluster, h.device)
+               : cluster_in_use<8, true, 8>(o.router_cluster, h.device);
 }
 
 void row_scale(Executor& ex, const RowScale::Args& a) {

@@ -24,4 +24,7 @@ namespace imp::blocks::moe_cuda {
 // moe_ops.cu, queued on the executor's stream (CudaHandles), PDL when CudaHandles::pdl. Need cc >= 90 (clusters).
 void router(Executor& ex, const MoeRouter::Args& a);
 void row_scale(Executor& ex, const RowScale::Args& a);
+// The CTAs per token tile the router launches with on `ex` for a call of n_tokens (MoeOptions::router_cluster, or 8
+// where the device cannot schedule a cluster of 16).
+IMP_API int router_cluster_in_use(Executor& ex, int64_t n_tokens);
 }  // namespace imp::blocks::moe_cuda

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "blocks/moe_ops.h"
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
 #include "imp/blocks/moe.h"
@@ -66,6 +67,9 @@ TEST_CASE("gpu: router and row-scale ops equal the CPU reference (every router c
             co.moe.router_cluster = cluster;
             co.moe.router_warps = warps;
             CudaExecutor dev(0, co);
+            // Hopper schedules clusters of 16 (a non-portable size): the fallback to 8 would hide the 16-CTA kernel.
+            CHECK(blocks::moe_cuda::router_cluster_in_use(dev, 1) == cluster);
+            CHECK(blocks::moe_cuda::router_cluster_in_use(dev, 37) == cluster);
             const auto results = run_op_checks(moe_registry(), cpu, dev, std::random_device{}(), 24);
             int ours = 0;
             for (const auto& r : results)

@@ -60,6 +60,10 @@ CudaAllocStats cuda_alloc_stats() { return {g_mallocs.load(), g_frees.load(), g_
 
 CudaExecutor::CudaExecutor(int device, const CudaOptions& opt)
     : device_(device), attn_(opt.attention), moe_(opt.moe) {
+    for (const auto& [what, v] : {std::pair<const char*, int>{"router_cluster", moe_.router_cluster},
+                                  std::pair<const char*, int>{"router_warps", moe_.router_warps}})
+        if (v != 8 && v != 16)
+            throw Error(std::string("cuda: MoE ") + what + " " + std::to_string(v) + " is not 8 or 16");
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {

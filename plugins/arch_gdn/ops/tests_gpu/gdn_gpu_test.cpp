@@ -76,6 +76,18 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
             CHECK(compare_rule(cpu, dev, p, true) == "");
         }
     }
+    // The other key widths the kernel takes (dk 64, 256: 2 and 8 keys per lane), with and without the norm.
+    for (const int dk : {64, 256}) {
+        Problem p = problem(2, 4, false, std::vector<int>(3, 1), 15 + dk);
+        p.dims.head_k_dim = dk;
+        INFO("head_k_dim " << dk);
+        CHECK(compare_rule(cpu, dev, p, true) == "");
+        p.gated_norm = true;
+        for (const int warps : {0, 16, 32}) {
+            p.variant = warps;
+            CHECK(compare_rule(cpu, dev, p, true) == "");
+        }
+    }
 }
 
 TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "[gdn][gpu]") {
@@ -116,7 +128,7 @@ TEST_CASE("gdn gpu: the registered conformance checks pass", "[gdn][gpu]") {
     register_gdn_ops(reg);
     CpuExecutor cpu;
     CudaExecutor dev(0);
-    const auto results = run_op_checks(reg, cpu, dev, 2026, 3);
+    const auto results = run_op_checks(reg, cpu, dev, 2026, 6);  // 6 seeds: decode with and without the norm x 3 warp counts
     REQUIRE(results.size() == 4);
     for (const auto& r : results) {
         INFO(r.op << ": " << r.message);
