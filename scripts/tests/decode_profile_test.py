@@ -28,6 +28,22 @@ class DecodeProfileTest(unittest.TestCase):
         self.assertIn("one decode step: 3 kernels, 11.0 us of kernel time", p.stdout)
         self.assertIn("outside the kernels (launch gaps, ramp-up, minus PDL overlap): 9.0 us (45.0 %)", p.stdout)
 
+    def test_two_steps_without_sampling_between_are_one_step(self):
+        # argmax, (get_rows, gemv, gemv) twice, argmax: the report is one step of 3 kernels
+        with open(CSV) as f:
+            lines = f.read().splitlines()
+        head, body = lines[:3], lines[3:]
+        text = "\n".join(head + [body[0]] + body[1:4] + body[1:4] + [body[4]]) + "\n"
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"decode-profile-2x-{os.getpid()}.csv")
+        with open(path, "w") as f:
+            f.write(text)
+        try:
+            p = run("--csv", path, "--step-ms", "0.02", "--copy-gbs", "4000")
+        finally:
+            os.remove(path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("one decode step: 3 kernels, 11.0 us of kernel time", p.stdout)
+
     def test_too_few_sampling_runs_is_an_error(self):
         with open(CSV) as f:
             lines = f.read().splitlines()
