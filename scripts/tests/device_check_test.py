@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,12 @@ if action == "race-warning":
     print("========= Warning: Race reported between Read access at k+0x10")
     print("=========     and Write access at k+0x20 [32 hazards]")
 if action == "hang":
+    time.sleep(60)
+if action == "orphan":  # a target that outlives the sanitizer (its own session: the time limit's signal misses it)
+    import subprocess
+    p = subprocess.Popen(["/bin/sh", "-c", "sleep 60", binary], start_new_session=True)
+    with open(os.environ["FAKE_SAN_LOG"] + ".orphans", "a") as f:
+        f.write(str(p.pid) + "\\n")
     time.sleep(60)
 print("========= ERROR SUMMARY: 0 errors")
 """
@@ -181,6 +188,38 @@ class SanitizeTest(unittest.TestCase):
         self.assertNotEqual(rc, 0, out)
         self.assertIn("sanitize a_gpu_tests.initcheck: FAILED, timed out after 2 s", out)
         self.assertIn("sanitize b_gpu_tests.initcheck: clean", out)
+
+    def test_a_test_binary_started_by_something_else_is_left_alone(self):
+        other = subprocess.Popen(["/bin/sh", "-c", "sleep 60", os.path.join(self.tmp.name, "build-device", "bin",
+                                                                            "b_gpu_tests")])
+        try:
+            rc, out = self.run_check({"a_gpu_tests.memcheck": "orphan"}, timeout_s=2)
+            self.assertIn("test process(es) outlived their runs", out)
+            self.assertIsNone(other.poll(), "a test process outside the sanitizer runs was killed")
+        finally:
+            other.kill()
+            other.wait()
+
+    def test_orphaned_test_process_is_killed(self):
+        rc, out = self.run_check({"a_gpu_tests.memcheck": "orphan"}, timeout_s=2)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("sanitize a_gpu_tests.memcheck: FAILED, timed out after 2 s", out)
+        self.assertIn("test process(es) outlived their runs", out)
+        with open(self.san_log + ".orphans") as f:
+            pids = [int(x) for x in f.read().split()]
+        self.assertTrue(pids)
+        for pid in pids:
+            time.sleep(0.2)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    alive = f.read().split()[2] != "Z"  # a killed orphan may stay a zombie until reaped
+            except FileNotFoundError:
+                alive = False
+            self.assertFalse(alive, f"orphan {pid} still running")
 
     def test_only_picks_runs(self):
         # b's memcheck would fail, but only the racecheck runs and a's API-error run are picked.
