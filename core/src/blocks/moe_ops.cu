@@ -280,6 +280,12 @@ const CudaHandles& handles(const Executor& ex, const char* op) {
 
 bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// The executor's router shape (another CUDA executor, e.g. a plugin's test double: the defaults).
+MoeOptions moe_options_of(const Executor& ex) {
+    const auto* ce = dynamic_cast<const CudaExecutor*>(&ex);
+    return ce ? ce->moe_options() : MoeOptions{};
+}
+
 }  // namespace
 
 void router(Executor& ex, const MoeRouter::Args& a) {
@@ -293,17 +299,14 @@ void router(Executor& ex, const MoeRouter::Args& a) {
                    a.norm_topk ? 1 : 0, a.scale, a.ids, a.weights, a.shared_gate, a.norm_w, a.eps, a.xn};
     const bool vec = a.n_embd % 4 == 0 && a.x_stride % 4 == 0 && al16(a.x) && al16(a.w) &&
                      (!a.shared_gate_w || al16(a.shared_gate_w)) && (!a.norm_w || al16(a.norm_w));
-    // The executor's router shape (another CUDA executor, e.g. a plugin's test double: the defaults).
-    const auto* ce = dynamic_cast<const CudaExecutor*>(&ex);
-    const MoeOptions o = ce ? ce->moe_options() : MoeOptions{};
+    const MoeOptions o = moe_options_of(ex);
     if (a.n_tokens <= 4) vec ? launch_router<1, true>(p, o, h) : launch_router<1, false>(p, o, h);
     else vec ? launch_router<8, true>(p, o, h) : launch_router<8, false>(p, o, h);
 }
 
 int router_cluster_in_use(Executor& ex, int64_t n_tokens) {
     const CudaHandles& h = handles(ex, MoeRouter::name);
-    const auto* ce = dynamic_cast<const CudaExecutor*>(&ex);
-    const MoeOptions o = ce ? ce->moe_options() : MoeOptions{};
+    const MoeOptions o = moe_options_of(ex);
     const bool w16 = o.router_warps == 16;
     if (n_tokens <= 4)
         return w16 ? cluster_in_use<1, true, 16>(o.router_cluster, h.device)

@@ -93,6 +93,14 @@ __global__ void __launch_bounds__(W * 32) decode_norm_kernel(RuleArgs a) {
     for (int j = threadIdx.x; j < dv; j += blockDim.x) o[j] = os[j] * inv * a.norm_w[j] * (z[j] / (1.f + expf(-z[j])));
 }
 
+template <int kPer>  // dk / 32
+void launch_decode(const imp::cuda::LaunchConfig& c, const RuleArgs& a, int nw) {
+    if (!a.norm_w) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_kernel<kPer>, a));
+    else if (nw == 8) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 8>, a));
+    else if (nw == 16) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 16>, a));
+    else IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 32>, a));
+}
+
 }  // namespace
 
 void rule_decode_cuda(Executor& ex, const RuleArgs& a) {
@@ -114,16 +122,10 @@ void rule_decode_cuda(Executor& ex, const RuleArgs& a) {
     c.grid = dim3(a.norm_w ? 1u : unsigned(imp::cuda::div_up(a.dims.head_v_dim, kWarps * kCols)),
                   unsigned(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads));
     c.block = dim3(a.norm_w ? nw * 32 : kWarps * 32);
-    auto run = [&](auto plain, auto norm8, auto norm16, auto norm32) {
-        if (!a.norm_w) IMP_CUDA_CHECK(imp::cuda::launch(c, plain, a));
-        else if (nw == 8) IMP_CUDA_CHECK(imp::cuda::launch(c, norm8, a));
-        else if (nw == 16) IMP_CUDA_CHECK(imp::cuda::launch(c, norm16, a));
-        else IMP_CUDA_CHECK(imp::cuda::launch(c, norm32, a));
-    };
     switch (a.dims.head_k_dim) {
-        case 64: run(decode_kernel<2>, decode_norm_kernel<2, 8>, decode_norm_kernel<2, 16>, decode_norm_kernel<2, 32>); break;
-        case 128: run(decode_kernel<4>, decode_norm_kernel<4, 8>, decode_norm_kernel<4, 16>, decode_norm_kernel<4, 32>); break;
-        case 256: run(decode_kernel<8>, decode_norm_kernel<8, 8>, decode_norm_kernel<8, 16>, decode_norm_kernel<8, 32>); break;
+        case 64: launch_decode<2>(c, a, nw); break;
+        case 128: launch_decode<4>(c, a, nw); break;
+        case 256: launch_decode<8>(c, a, nw); break;
         default:
             throw Error(std::string(RuleDecode::name) + ": head_k_dim " + std::to_string(a.dims.head_k_dim) +
                         " is not supported by the CUDA kernel (64, 128 or 256)");
