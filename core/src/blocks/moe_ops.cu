@@ -4,7 +4,8 @@
 // the tile's tokens), the logits meet in CTA 0 through distributed shared memory, and one warp per token runs the
 // softmax, the iterated argmax top-k (ties to the lower id, as the CPU reference), the renormalization and scale,
 // and the shared-expert gate. Nothing depends on host-side values of the routing, so the launch captures into a
-// graph. Launched with PDL when CudaHandles::pdl (pdl_wait before touching activations).
+// graph. Launched with PDL when CudaHandles::pdl (pdl_wait before touching activations). [plugin.core] router_grid =
+// "wide" runs decode-sized calls on one warp per router row over many CTAs instead (router_wide_kernel).
 #include <cooperative_groups.h>
 
 #include <cfloat>
@@ -104,6 +105,45 @@ __device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr,
         for (int o = 16; o > 0; o >>= 1) acc[tt] += __shfl_xor_sync(0xffffffffu, acc[tt], o);
 }
 
+// One warp routes token t from its logits lg[0, n_expert] (shared memory; lg[n_expert]: the shared-expert gate's
+// logit when p.sgw): softmax, the iterated argmax top-k (ties to the lower id, as the CPU reference), the
+// renormalization and scale, and the shared-expert gate. Overwrites lg.
+__device__ void route_token(const RouterParams& p, float* lg, int64_t t, int lane) {
+    float mx = -FLT_MAX;
+    for (int e = lane; e < p.n_expert; e += 32) mx = fmaxf(mx, lg[e]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+    for (int e = lane; e < p.n_expert; e += 32) sum += (lg[e] = expf(lg[e] - mx));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    for (int e = lane; e < p.n_expert; e += 32) lg[e] /= sum;
+    __syncwarp();
+    float picked = 0.f;
+    for (int j = 0; j < p.top_k; ++j) {
+        float bv = -1.f;
+        int bi = INT_MAX;
+        for (int e = lane; e < p.n_expert; e += 32)
+            if (lg[e] > bv) bv = lg[e], bi = e;  // ascending e: the lower id wins ties inside a lane
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+        }
+        picked += bv;
+        if (lane == 0) {
+            p.ids[t * p.top_k + j] = bi;
+            p.weights[t * p.top_k + j] = bv;
+        }
+        if (bi % 32 == lane) lg[bi] = -1.f;  // taken (probabilities are >= 0)
+        __syncwarp();
+    }
+    const float f = (p.norm_topk ? 1.f / picked : 1.f) * p.scale;
+    for (int j = lane; j < p.top_k; j += 32) p.weights[t * p.top_k + j] *= f;
+    if (p.sgw && lane == 0) p.shared_gate[t] = 1.f / (1.f + expf(-lg[p.n_expert]));
+}
+
 // Grid (C, tiles of TT tokens), cluster (C, 1, 1) with C = 8 or 16, W warps. Shared memory: this CTA's logits
 // [TT][epb], then (CTA 0) the gathered logits [TT][n_total], then the tokens' RMSNorm scales [TT]. With the norm,
 // logit = scale_t * sum_c x_c (norm_w_c w_ec) and each CTA writes its slice of the columns of xn.
@@ -151,48 +191,129 @@ __global__ void __launch_bounds__(W * 32) router_kernel(RouterParams p) {
     }
     cluster.sync();
     if (rank == 0 && warp < nt) {
-        const int64_t t = t0 + warp;
         float* lg = smem + TT * p.epb + warp * n_total;
         for (int e = lane; e < n_total; e += 32) {
             const float* src = cluster.map_shared_rank(own, e / p.epb);
             lg[e] = src[warp * p.epb + e % p.epb];
         }
         __syncwarp();
-        float mx = -FLT_MAX;
-        for (int e = lane; e < p.n_expert; e += 32) mx = fmaxf(mx, lg[e]);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        float sum = 0.f;
-        for (int e = lane; e < p.n_expert; e += 32) sum += (lg[e] = expf(lg[e] - mx));
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        for (int e = lane; e < p.n_expert; e += 32) lg[e] /= sum;
-        __syncwarp();
-        float picked = 0.f;
-        for (int j = 0; j < p.top_k; ++j) {
-            float bv = -1.f;
-            int bi = INT_MAX;
-            for (int e = lane; e < p.n_expert; e += 32)
-                if (lg[e] > bv) bv = lg[e], bi = e;  // ascending e: the lower id wins ties inside a lane
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-                if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-            }
-            picked += bv;
-            if (lane == 0) {
-                p.ids[t * p.top_k + j] = bi;
-                p.weights[t * p.top_k + j] = bv;
-            }
-            if (bi % 32 == lane) lg[bi] = -1.f;  // taken (probabilities are >= 0)
-            __syncwarp();
-        }
-        const float f = (p.norm_topk ? 1.f / picked : 1.f) * p.scale;
-        for (int j = lane; j < p.top_k; j += 32) p.weights[t * p.top_k + j] *= f;
-        if (p.sgw && lane == 0) p.shared_gate[t] = 1.f / (1.f + expf(-lg[p.n_expert]));
+        route_token(p, lg, t0 + warp, lane);
     }
     cluster.sync();  // every CTA's logits stay in shared memory until CTA 0 has read them
+}
+
+// The wide router (MoeOptions::router_wide; decode: up to kWideMaxTokens tokens, float4-aligned rows): one router
+// row per warp over ceil(n_total / kWideWarps) CTAs per token (65 for 256 experts + the shared gate), so the rows'
+// loads come from that many SMs at once instead of a cluster's 8-16. Each warp loads the first 2048 columns of its
+// row into registers before pdl_wait (weights are never written by a kernel), so under PDL the row streams in while
+// the previous kernel finishes. x (and the norm weight) of the token are staged in shared memory; the logits go to
+// the executor's router scratch, and the CTA that arrives last (a counter per token, reset by that CTA, so graph
+// replays start from 0) reads them back and routes the token. Dots in the order of the cluster kernel's (lane,
+// lane + 32, ...; the same xor reduction), so both give the same logits for a row.
+constexpr int kWideWarps = 4;
+constexpr int kWideChunk = 16;  // float4 loads in flight per lane: 32 lanes x 16 x 4 = 2048 columns per pass
+constexpr int kWideLgStride = kMaxExperts + 1;
+
+__global__ void __launch_bounds__(kWideWarps * 32) router_wide_kernel(RouterParams p, float* lg_g, unsigned* count) {
+    extern __shared__ float4 smem4[];
+    const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+    const int64_t t = blockIdx.y;
+    const int n_total = p.n_expert + (p.sgw ? 1 : 0);
+    const int e = int(blockIdx.x) * kWideWarps + warp;
+    const bool has_row = e < n_total;
+    const float4* w4 =
+        reinterpret_cast<const float4*>(has_row ? (e < p.n_expert ? p.w + int64_t(e) * p.n_embd : p.sgw) : p.w);
+    const int64_t n_c = p.n_embd / 4;
+    float4 wv[kWideChunk];
+#pragma unroll
+    for (int u = 0; u < kWideChunk; ++u) {
+        const int64_t c = lane + 32 * u;
+        wv[u] = has_row && c < n_c ? __ldg(w4 + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    pdl_launch_dependents();
+    pdl_wait();
+    float4* xs4 = smem4;                            // x of token t, [n_c]
+    float4* ns4 = smem4 + n_c;                      // the norm weight, [n_c] (when p.norm_w)
+    float* red = reinterpret_cast<float*>(smem4 + (p.norm_w ? 2 : 1) * n_c);  // [kWideWarps] partial sums
+    float* lg = red + kWideWarps;                   // the last CTA's logits, [n_total]
+    __shared__ float inv_s;
+    __shared__ int last_s;
+    const float4* x4 = reinterpret_cast<const float4*>(p.x + t * p.xs);
+    const float4* nw4 = reinterpret_cast<const float4*>(p.norm_w);
+    float ss = 0.f;
+    for (int64_t c = threadIdx.x; c < n_c; c += blockDim.x) {
+        const float4 v = x4[c];
+        xs4[c] = v;
+        if (nw4) {
+            ns4[c] = __ldg(nw4 + c);
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    }
+    if (p.norm_w) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) red[warp] = ss;
+    }
+    __syncthreads();
+    if (p.norm_w) {
+        if (threadIdx.x == 0) {
+            float tot = 0.f;
+            for (int i = 0; i < kWideWarps; ++i) tot += red[i];
+            inv_s = 1.f / sqrtf(tot / float(p.n_embd) + p.eps);
+        }
+        __syncthreads();
+        const float inv = inv_s;
+        const float* xs = reinterpret_cast<const float*>(xs4);
+        const float* ns = reinterpret_cast<const float*>(ns4);
+        const int64_t per = (p.n_embd + gridDim.x - 1) / gridDim.x, c0 = int64_t(blockIdx.x) * per;
+        const int64_t c1 = c0 + per < p.n_embd ? c0 + per : p.n_embd;
+        for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) p.xn[t * p.n_embd + c] = xs[c] * inv * ns[c];
+    }
+    if (has_row) {
+        float acc = 0.f;
+        for (int64_t base = 0; base < n_c; base += 32 * kWideChunk) {
+            if (base > 0)
+#pragma unroll
+                for (int u = 0; u < kWideChunk; ++u) {
+                    const int64_t c = base + lane + 32 * u;
+                    wv[u] = c < n_c ? __ldg(w4 + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+                }
+#pragma unroll
+            for (int u = 0; u < kWideChunk; ++u) {
+                const int64_t c = base + lane + 32 * u;
+                if (c >= n_c) break;
+                float4 w = wv[u];
+                if (nw4) {
+                    const float4 nv = ns4[c];
+                    w.x *= nv.x, w.y *= nv.y, w.z *= nv.z, w.w *= nv.w;
+                }
+                const float4 x = xs4[c];
+                acc += w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) {
+            lg_g[t * kWideLgStride + e] = p.norm_w ? acc * inv_s : acc;
+            __threadfence();  // the logit is visible device-wide before this CTA counts itself in
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last_s = atomicAdd(count + t, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last_s || warp != 0) return;
+    __threadfence();  // the other CTAs' logits, seen after their counts
+    for (int i = lane; i < n_total; i += 32) lg[i] = __ldcg(lg_g + t * kWideLgStride + i);
+    if (lane == 0) count[t] = 0;  // every CTA of this token has counted: the next launch starts from 0
+    __syncwarp();
+    route_token(p, lg, t, lane);
+}
+
+size_t router_wide_smem(int64_t n_embd, bool norm, int n_total) {
+    return size_t(norm ? 2 : 1) * size_t(n_embd) * sizeof(float) + size_t(kWideWarps + n_total) * sizeof(float);
 }
 
 // Shared memory of a tile: own logits, gathered logits, norm scales.
@@ -253,6 +374,28 @@ void launch_router(RouterParams p, int cluster, const CudaHandles& h) {
     IMP_CUDA_CHECK(imp::cuda::launch(c, router_kernel<TT, VEC, W>, p));
 }
 
+constexpr int kWideMaxTokens = 8;
+constexpr size_t kWideCountOffset = size_t(kWideMaxTokens) * kWideLgStride * sizeof(float);
+static_assert(kWideCountOffset + kWideMaxTokens * sizeof(unsigned) <= CudaExecutor::kRouterScratchBytes,
+              "the wide router's logits and counters fit the executor's router scratch");
+
+// Whether a call of n_tokens rows of n_embd (float4-aligned: `vec`) runs the wide router on an executor that asks
+// for it: few enough tokens for the scratch, x and the norm weight fit the default 48 KiB of shared memory.
+bool wide_fits(int64_t n_tokens, int64_t n_embd, bool vec, int n_total) {
+    return vec && n_tokens <= kWideMaxTokens && router_wide_smem(n_embd, true, n_total) <= 48 * 1024;
+}
+
+void launch_router_wide(const RouterParams& p, void* scratch, const CudaHandles& h) {
+    const int n_total = p.n_expert + (p.sgw ? 1 : 0);
+    imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
+    c.grid = dim3(unsigned((n_total + kWideWarps - 1) / kWideWarps), unsigned(p.n_tokens), 1);
+    c.block = dim3(kWideWarps * 32, 1, 1);
+    c.smem = router_wide_smem(p.n_embd, p.norm_w != nullptr, n_total);
+    auto* base = static_cast<char*>(scratch);
+    IMP_CUDA_CHECK(imp::cuda::launch(c, router_wide_kernel, p, reinterpret_cast<float*>(base),
+                                     reinterpret_cast<unsigned*>(base + kWideCountOffset)));
+}
+
 template <int TT, bool VEC>
 void launch_router(const RouterParams& p, const MoeOptions& o, const CudaHandles& h) {
     if (o.router_warps == 16) launch_router<TT, VEC, 16>(p, o.router_cluster, h);
@@ -286,6 +429,12 @@ MoeOptions moe_options_of(const Executor& ex) {
     return ce ? ce->moe_options() : MoeOptions{};
 }
 
+// The wide router's scratch when `ex` is the core's CUDA executor and asks for the wide router; else null.
+void* wide_scratch_of(Executor& ex) {
+    auto* ce = dynamic_cast<CudaExecutor*>(&ex);
+    return ce && ce->moe_options().router_wide ? ce->router_scratch() : nullptr;
+}
+
 }  // namespace
 
 void router(Executor& ex, const MoeRouter::Args& a) {
@@ -300,6 +449,11 @@ void router(Executor& ex, const MoeRouter::Args& a) {
     const bool vec = a.n_embd % 4 == 0 && a.x_stride % 4 == 0 && al16(a.x) && al16(a.w) &&
                      (!a.shared_gate_w || al16(a.shared_gate_w)) && (!a.norm_w || al16(a.norm_w));
     const MoeOptions o = moe_options_of(ex);
+    if (void* scratch = wide_scratch_of(ex);
+        scratch && wide_fits(a.n_tokens, a.n_embd, vec, a.n_expert + (a.shared_gate_w ? 1 : 0))) {
+        launch_router_wide(p, scratch, h);
+        return;
+    }
     if (a.n_tokens <= 4) vec ? launch_router<1, true>(p, o, h) : launch_router<1, false>(p, o, h);
     else vec ? launch_router<8, true>(p, o, h) : launch_router<8, false>(p, o, h);
 }
@@ -313,6 +467,12 @@ int router_cluster_in_use(Executor& ex, int64_t n_tokens) {
                    : cluster_in_use<1, true, 8>(o.router_cluster, h.device);
     return w16 ? cluster_in_use<8, true, 16>(o.router_cluster, h.device)
                : cluster_in_use<8, true, 8>(o.router_cluster, h.device);
+}
+
+bool router_wide_in_use(Executor& ex, int64_t n_tokens, int64_t n_embd, int n_expert, bool shared_gate) {
+    (void)handles(ex, MoeRouter::name);
+    return wide_scratch_of(ex) && n_expert <= kMaxExperts &&
+           wide_fits(n_tokens, n_embd, n_embd % 4 == 0, n_expert + (shared_gate ? 1 : 0));
 }
 
 void row_scale(Executor& ex, const RowScale::Args& a) {

@@ -44,6 +44,7 @@ std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSe
         co.attention.decode_split = cs.decode_attention == "split";
         co.moe.router_cluster = cs.router_cluster;
         co.moe.router_warps = cs.router_warps;
+        co.moe.router_wide = cs.router_wide;
         return std::make_unique<CudaExecutor>(0, co);
     }
     return std::make_unique<CpuExecutor>(cpu_threads(rt.threads));

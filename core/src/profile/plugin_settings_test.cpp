@@ -50,8 +50,9 @@ void declare_qg(imp::Registry& reg) {
 TEST_CASE("plugin settings: tables parse in order and apply to the declarations", "[profile][settings]") {
     const auto path = write_profile(
         "[plugin.qg]\ngemv = \"dp4a\"\nsplits = 4\n\n[plugin.core]\npdl = false\ndecode_attention = \"split\"\n");
-    imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1", "plugin.core.router_cluster=\"16\""});
-    REQUIRE(p.plugin_settings.size() == 7);
+    imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1", "plugin.core.router_cluster=\"16\"",
+                                               "plugin.core.router_grid=\"wide\""});
+    REQUIRE(p.plugin_settings.size() == 8);
     // The file's values (TOML keys have no order), then the --set ones in order.
     bool found = false;
     for (size_t i = 0; i < 4; ++i)
@@ -80,6 +81,8 @@ TEST_CASE("plugin settings: tables parse in order and apply to the declarations"
     CHECK(c.attention_mma);  // untouched keys keep their defaults
     CHECK(c.fuse_weights);
     CHECK(c.router_warps == 8);
+    CHECK(c.router_wide);
+    CHECK_FALSE(imp::core_settings(imp::Registry{}).router_wide);  // the default: the cluster router
 }
 
 TEST_CASE("plugin settings: every bad value is one error naming the line, plugin and key", "[profile][settings]") {

@@ -22,6 +22,10 @@ void declare_core_settings(Settings& s) {
                "cannot schedule it, 8)",
                {"8", "16"}});
     s.declare({"router_warps", std::string("8"), "CUDA: MoE router warps per CTA", {"8", "16"}});
+    s.declare({"router_grid", std::string("cluster"),
+               "CUDA: MoE router of decode-sized calls (up to 8 tokens): cluster (one thread-block cluster per token "
+               "tile) or wide (one warp per router row over as many CTAs as the rows need)",
+               {"cluster", "wide"}});
 }
 
 CoreSettings core_settings(const Settings& s) {
@@ -33,6 +37,7 @@ CoreSettings core_settings(const Settings& s) {
     c.fuse_weights = s.get_bool("fuse_weights");
     c.router_cluster = std::stoi(s.get_string("router_cluster"));
     c.router_warps = std::stoi(s.get_string("router_warps"));
+    c.router_wide = s.get_string("router_grid") == "wide";
     return c;
 }
 

@@ -18,6 +18,7 @@ struct CoreSettings {
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
     int router_cluster = 8;     // CUDA MoE router: CTAs per token tile (8 or 16)
     int router_warps = 8;       // CUDA MoE router: warps per CTA (8 or 16)
+    bool router_wide = false;   // CUDA MoE router of decode-sized calls: one warp per row over many CTAs
 };
 
 void declare_core_settings(Settings& s);

@@ -54,6 +54,19 @@ void compare_rows(const std::vector<float>& ref, const std::vector<float>& got, 
     CHECK(d.top1_differ == 0);
 }
 
+// The router and row-scale conformance checks (24 fresh random shapes each) pass on `dev`.
+void check_router_ops(CpuExecutor& cpu, CudaExecutor& dev) {
+    const auto results = run_op_checks(moe_registry(), cpu, dev, std::random_device{}(), 24);
+    int ours = 0;
+    for (const auto& r : results)
+        if (r.op == blocks::MoeRouter::name || r.op == blocks::RowScale::name) {
+            INFO(r.op << ": " << r.message);
+            CHECK(r.status == OpCheckResult::Status::Pass);
+            ++ours;
+        }
+    CHECK(ours == 2);
+}
+
 }  // namespace
 
 TEST_CASE("gpu: router and row-scale ops equal the CPU reference (every router cluster and warp count)",
@@ -70,25 +83,37 @@ TEST_CASE("gpu: router and row-scale ops equal the CPU reference (every router c
             // Hopper schedules clusters of 16 (a non-portable size): the fallback to 8 would hide the 16-CTA kernel.
             CHECK(blocks::moe_cuda::router_cluster_in_use(dev, 1) == cluster);
             CHECK(blocks::moe_cuda::router_cluster_in_use(dev, 37) == cluster);
-            const auto results = run_op_checks(moe_registry(), cpu, dev, std::random_device{}(), 24);
-            int ours = 0;
-            for (const auto& r : results)
-                if (r.op == blocks::MoeRouter::name || r.op == blocks::RowScale::name) {
-                    INFO(r.op << ": " << r.message);
-                    CHECK(r.status == OpCheckResult::Status::Pass);
-                    ++ours;
-                }
-            CHECK(ours == 2);
+            CHECK_FALSE(blocks::moe_cuda::router_wide_in_use(dev, 1, 2048, 256, true));
+            check_router_ops(cpu, dev);
         }
+}
+
+TEST_CASE("gpu: the wide router (router_grid = wide) equals the CPU reference, call after call",
+          "[gpu][arch_qwen_moe]") {
+    REQUIRE(cuda_device_count() > 0);
+    CpuExecutor cpu(2);
+    CudaOptions co;
+    co.moe.router_wide = true;
+    CudaExecutor dev(0, co);
+    // decode-sized, float4-aligned calls run it (the conformance shapes' 1, 3 and 8 tokens; 37 tokens and the
+    // unaligned widths take the cluster kernel); a counter left unreset by one call fails every later one.
+    CHECK(blocks::moe_cuda::router_wide_in_use(dev, 1, 2048, 256, true));
+    CHECK(blocks::moe_cuda::router_wide_in_use(dev, 8, 4100, 1024, true));
+    CHECK_FALSE(blocks::moe_cuda::router_wide_in_use(dev, 9, 2048, 256, true));
+    CHECK_FALSE(blocks::moe_cuda::router_wide_in_use(dev, 1, 2051, 256, true));
+    check_router_ops(cpu, dev);
 }
 
 TEST_CASE("gpu: router ties and all-equal logits pick the same ids as the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     CpuExecutor cpu(1);
     CudaOptions co;
-    co.moe.router_cluster = co.moe.router_warps = GENERATE(8, 16);  // the default shape, and both at 16
-    INFO("router_cluster and router_warps " << co.moe.router_cluster);
+    const int shape = GENERATE(8, 16, 0);  // the default shape, both at 16, and (0) the wide router
+    co.moe.router_cluster = co.moe.router_warps = shape ? shape : 8;
+    co.moe.router_wide = shape == 0;
+    INFO("router_cluster and router_warps " << co.moe.router_cluster << ", wide " << co.moe.router_wide);
     CudaExecutor dev(0, co);
+    CHECK(blocks::moe_cuda::router_wide_in_use(dev, 3, 4, 128, false) == co.moe.router_wide);
     auto op = moe_registry().op<blocks::MoeRouter>();
     for (int ne : {8, 128}) {
         for (int k : {1, 2, 8, ne}) {
@@ -125,10 +150,13 @@ TEST_CASE("gpu: qwen3moe tiny logits match transformers, prompt and decode", "[g
     REQUIRE(cuda_device_count() > 0);
     const Reference ref = load_reference("qwen3moe_tiny");
     const size_t V = size_t(ref.n_vocab), n1 = ref.tokens.size(), n2 = ref.continuation.size();
+    CudaOptions co;
+    co.moe.router_wide = GENERATE(false, true);  // the wide router inside the captured decode graph too
+    INFO("router_grid " << (co.moe.router_wide ? "wide" : "cluster"));
     for (const std::string name : {"qwen3moe_tiny.gguf", "qwen3moe_tiny_fused", "qwen3moe_tiny"}) {
         INFO(name);
         auto src = open_model(kFixtures + "/" + name);
-        CudaExecutor dev(0);
+        CudaExecutor dev(0, co);
         Engine eng(*src, moe_registry(), dev, opts(64, 1, true));
         std::vector<float> got(n1 * V), last(V);
         eng.forward(ref.tokens.data(), int64_t(n1), got.data(), true);
@@ -145,7 +173,10 @@ TEST_CASE("gpu: graph replay with new routing every step equals no graphs: no cu
           "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     auto src = open_model(kFixtures + "/qwen3moe_tiny.gguf");
-    CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
+    CudaOptions co;
+    co.moe.router_wide = GENERATE(false, true);
+    INFO("router_grid " << (co.moe.router_wide ? "wide" : "cluster"));
+    CudaExecutor dev_a(0, co), dev_b(0, co);  // one executor per engine (each plans its own workspace)
     Engine with(*src, moe_registry(), dev_a, opts(128, 1, true));
     Engine without(*src, moe_registry(), dev_b, opts(128, 1, false));
     for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{1, 17, 200}, std::vector<int32_t>{5, 6, 7, 300, 2}}) {

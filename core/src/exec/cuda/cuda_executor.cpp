@@ -104,6 +104,8 @@ CudaExecutor::CudaExecutor(int device, const CudaOptions& opt)
     attn_scratch_ = raw_alloc(kAttnScratchBytes, "attention decode scratch");
     sort_temp_bytes_ = cuda_kernels::sample_sort_temp_bytes(kMaxVocab);
     sample_scratch_ = raw_alloc(sample_layout(kMaxVocab, sort_temp_bytes_).total, "sampler scratch");
+    router_scratch_ = raw_alloc(kRouterScratchBytes, "MoE router scratch");
+    IMP_CUDA_CHECK(cudaMemset(router_scratch_, 0, kRouterScratchBytes));
     cuda_kernels::attention_init();
     synchronize();
 }

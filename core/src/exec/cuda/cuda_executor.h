@@ -24,12 +24,15 @@ struct CudaAllocStats {
 };
 CudaAllocStats cuda_alloc_stats();
 
-// The MoE router kernel's shape (core/src/blocks/moe_ops.cu; [plugin.core] router_cluster, router_warps): CTAs per
+// The MoE router kernel's shape (core/src/blocks/moe_ops.cu; [plugin.core] router_cluster, router_warps, router_grid): CTAs per
 // token tile (one thread-block cluster; 16 is a non-portable size, 8 where the device cannot schedule it) and warps
 // per CTA. Each warp reads whole router rows: more of both put more of the rows' loads in flight at once.
+// router_wide: decode-sized calls (up to 8 tokens) run one warp per router row over as many CTAs as the rows need
+// ([plugin.core] router_grid = "wide"), meeting through the executor's router scratch instead of a cluster.
 struct MoeOptions {
     int router_cluster = 8;  // 8 or 16
     int router_warps = 8;    // 8 or 16
+    bool router_wide = false;
 };
 
 // Kernel choices of one CUDA executor (from [plugin.core]: pdl, attention_mma, decode_attention, router_*).
@@ -66,6 +69,10 @@ public:
     int capture_end() override;
     void replay(int graph_id) override;
     const CudaHandles* cuda() const override { return &handles_; }
+    // Device scratch of the wide MoE router (core/src/blocks/moe_ops.cu lays it out): allocated and zeroed with the
+    // executor; its kernel leaves its counters at zero again. Used by one kernel at a time on the one stream.
+    static constexpr size_t kRouterScratchBytes = 64 * 1024;
+    void* router_scratch() { return router_scratch_; }
 
     void reserve_workspace(size_t bytes) override;
     void* workspace() override { return workspace_; }
@@ -120,6 +127,7 @@ private:
     size_t workspace_bytes_ = 0;
     void* attn_scratch_ = nullptr;
     void* sample_scratch_ = nullptr;
+    void* router_scratch_ = nullptr;
     size_t sort_temp_bytes_ = 0;
     std::vector<void*> graphs_;  // cudaGraphExec_t
 };
