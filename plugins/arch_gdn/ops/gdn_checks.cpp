@@ -83,6 +83,7 @@ std::string tag(const Problem& p) {
       << p.dims.head_v_dim << (p.dims.tiled ? " tiled" : "") << ", " << p.lens.size() << " seqs (";
     for (size_t i = 0; i < p.lens.size() && i < 6; ++i) o << (i ? "," : "") << p.lens[i];
     o << (p.lens.size() > 6 ? ",..)" : ")") << ", variant " << p.variant << (p.gated_norm ? ", gated norm" : "")
+      << (p.decode_ctas > 1 ? ", decode_ctas " + std::to_string(p.decode_ctas) : std::string())
       << ", seed " << p.seed << ": ";
     return o.str();
 }
@@ -217,6 +218,7 @@ std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool de
     auto a = with_norm(args(upload(dev, qkv), upload(dev, g), upload(dev, beta), dst, dout, seqs_on(dev, l)),
                        upload(dev, z), upload(dev, nw));
     a.variant = p.variant;
+    a.decode_ctas = p.decode_ctas;
     if (!decode && p.variant != 1) {
         a.workspace_bytes = rule_chunked_workspace_bytes(d, l.n_tokens);
         a.workspace = dev.alloc(a.workspace_bytes, "gdn.check.workspace");

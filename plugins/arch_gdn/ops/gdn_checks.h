@@ -20,6 +20,7 @@ struct Problem {
     uint64_t seed = 1;
     int variant = 0;  // gdn.rule_chunked's RuleArgs::variant; every variant but 1 (fused) gets a workspace
     bool gated_norm = false;  // gdn.rule_decode with the gated norm (RuleArgs::norm_w, z)
+    int decode_ctas = 1;      // gdn.rule_decode with the gated norm: RuleArgs::decode_ctas
     int conv_variant = 0;     // gdn.conv's Conv::Args::variant
     bool aligned = false;     // gdn.conv: row and slot strides multiples of 4 floats (its 16-byte kernel applies)
 };

@@ -121,6 +121,9 @@ struct RuleArgs {
     const float* z = nullptr;       // [n_tokens, value_dim], row stride z_stride
     int64_t z_stride = 0;
     float norm_eps = 1e-6f;
+    // gdn.rule_decode with norm_w on CUDA: CTAs per v-head (1; or 2, 4, 8: a thread-block cluster splitting the
+    // head's value columns, the norm's sum of squares shared through distributed shared memory; cc 9.0).
+    int decode_ctas = 1;
 };
 
 // Workspace bytes of gdn.rule_chunked's split CUDA path for a step of n_tokens rows (n_tokens * Hv * 1152).

@@ -4,7 +4,10 @@
 // as e S + k delta and o = scale (e S^T q + delta (k . q)), e = exp(g). Blocks of 4 warps cover 16 columns; with the
 // gated norm (RuleArgs::norm_w), one block per v-head (8, 16 or 32 warps: RuleArgs::variant) covers the whole head
 // and normalizes its outputs in place. At dv = 128, 32 warps take one group of 4 columns each: the head's state is
-// read in one round of loads instead of four (8 warps), at the same 1 block per head.
+// read in one round of loads instead of four (8 warps), at the same 1 block per head. RuleArgs::decode_ctas > 1 splits
+// each head's columns over a cluster of that many CTAs (decode_norm_cluster_kernel).
+#include <cooperative_groups.h>
+
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
@@ -93,10 +96,59 @@ __global__ void __launch_bounds__(W * 32) decode_norm_kernel(RuleArgs a) {
     for (int j = threadIdx.x; j < dv; j += blockDim.x) o[j] = os[j] * inv * a.norm_w[j] * (z[j] / (1.f + expf(-z[j])));
 }
 
+// The gated norm with a v-head split over a cluster of C CTAs (RuleArgs::decode_ctas; grid (C, sequences x heads)):
+// CTA r takes the head's columns r W kCols + [0, W kCols), then every C W kCols further; each CTA sums the squares
+// of its outputs, the C partial sums meet through distributed shared memory (added in rank order, so every CTA gets
+// the same total) and each CTA normalizes its own columns. C times the CTAs of decode_norm_kernel, each reading
+// 1/C of the head's state: at dv 128, C 4 and 8 warps, 128 CTAs for 32 heads, each column group in one round.
+template <int kPer, int W>
+__global__ void __launch_bounds__(W * 32) decode_norm_cluster_kernel(RuleArgs a) {
+    imp::cuda::pdl_launch_dependents();
+    imp::cuda::pdl_wait();
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    const int rank = int(cluster.block_rank()), n_cta = int(cluster.num_blocks());
+    __shared__ float os[kMaxDv];
+    __shared__ float red[32];
+    __shared__ float part;
+    const int s = blockIdx.y / a.dims.n_v_heads, h = blockIdx.y % a.dims.n_v_heads, dv = a.dims.head_v_dim;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int step = n_cta * W * kCols, first = (rank * W + warp) * kCols;
+    float ss = 0.f;  // the same in every lane: f gets the warp-summed output
+    for (int j0 = first; j0 < dv; j0 += step)
+        decode_cols<kPer>(a, s, h, j0, [&](int j, float v) {
+            if (lane == 0) os[j] = v;
+            ss += v * v;
+        });
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0.f;
+        for (int i = 0; i < W; ++i) t += red[i];
+        part = t;
+    }
+    cluster.sync();  // every CTA's partial sum is written
+    float tot = 0.f;
+    for (int r = 0; r < n_cta; ++r) tot += *cluster.map_shared_rank(&part, r);
+    const float inv = rsqrtf(tot / float(dv) + a.norm_eps);
+    const float* z = a.z + int64_t(s) * a.z_stride + int64_t(h) * dv;
+    float* o = a.o + int64_t(s) * a.o_stride + int64_t(h) * dv;
+    for (int j0 = first; j0 < dv; j0 += step)
+        if (lane < kCols && j0 + lane < dv) {
+            const int j = j0 + lane;
+            o[j] = os[j] * inv * a.norm_w[j] * (z[j] / (1.f + expf(-z[j])));
+        }
+    cluster.sync();  // the partial sums stay in shared memory until every CTA has read them
+}
+
 template <int kPer>  // dk / 32
 void launch_decode(const imp::cuda::LaunchConfig& c, const RuleArgs& a, int nw) {
     if (!a.norm_w) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_kernel<kPer>, a));
-    else if (nw == 8) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 8>, a));
+    else if (c.cluster.x > 1) {
+        if (nw == 8) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_cluster_kernel<kPer, 8>, a));
+        else if (nw == 16) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_cluster_kernel<kPer, 16>, a));
+        else IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_cluster_kernel<kPer, 32>, a));
+    } else if (nw == 8) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 8>, a));
     else if (nw == 16) IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 16>, a));
     else IMP_CUDA_CHECK(imp::cuda::launch(c, decode_norm_kernel<kPer, 32>, a));
 }
@@ -118,10 +170,19 @@ void rule_decode_cuda(Executor& ex, const RuleArgs& a) {
     if (nw != 8 && nw != 16 && nw != 32)
         throw Error(std::string(RuleDecode::name) + ": variant " + std::to_string(a.variant) +
                     " is not a warp count of the gated-norm kernel (0 or 8, 16, 32)");
+    const int ctas = a.decode_ctas;
+    if (ctas != 1 && ctas != 2 && ctas != 4 && ctas != 8)
+        throw Error(std::string(RuleDecode::name) + ": decode_ctas " + std::to_string(ctas) +
+                    " is not a cluster size of the gated-norm kernel (1, 2, 4 or 8)");
+    if (ctas > 1 && h->cc < 90)
+        throw Error(std::string(RuleDecode::name) + ": decode_ctas " + std::to_string(ctas) +
+                    " needs thread-block clusters (compute capability 9.0), device has " + std::to_string(h->cc / 10) +
+                    "." + std::to_string(h->cc % 10));
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(*h);
-    c.grid = dim3(a.norm_w ? 1u : unsigned(imp::cuda::div_up(a.dims.head_v_dim, kWarps * kCols)),
+    c.grid = dim3(a.norm_w ? unsigned(ctas) : unsigned(imp::cuda::div_up(a.dims.head_v_dim, kWarps * kCols)),
                   unsigned(int64_t(a.seqs.n_seqs) * a.dims.n_v_heads));
     c.block = dim3(a.norm_w ? nw * 32 : kWarps * 32);
+    if (a.norm_w && ctas > 1) c.cluster = dim3(unsigned(ctas), 1, 1);
     switch (a.dims.head_k_dim) {
         case 64: launch_decode<2>(c, a, nw); break;
         case 128: launch_decode<4>(c, a, nw); break;

@@ -228,6 +228,7 @@ public:
             r.z_stride = P_;
             r.norm_eps = s_.eps;
             r.variant = s_.decode_norm_warps;
+            r.decode_ctas = s_.decode_norm_ctas;
             decode_(ex, r);
             wout_->matmul(ex, o, vd_, hidden, s_.n_embd, n, true);  // residual: hidden += out_proj(o)
             return;

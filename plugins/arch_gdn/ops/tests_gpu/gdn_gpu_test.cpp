@@ -70,11 +70,13 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
     };
     for (Problem p : cases) {
         CHECK(compare_rule(cpu, dev, p, true) == "");
-        p.gated_norm = true;  // the gated norm in the same kernel, with 8 (variant 0), 16 and 32 warps per v-head
-        for (const int warps : {0, 16, 32}) {
-            p.variant = warps;
-            CHECK(compare_rule(cpu, dev, p, true) == "");
-        }
+        p.gated_norm = true;  // the gated norm in the same kernel, with 8 (variant 0), 16 and 32 warps per v-head,
+        for (const int warps : {0, 16, 32})  // in one CTA per head or a cluster of 2, 4, 8 splitting its columns
+            for (const int ctas : {1, 2, 4, 8}) {
+                p.variant = warps;
+                p.decode_ctas = ctas;
+                CHECK(compare_rule(cpu, dev, p, true) == "");
+            }
     }
     // The other key widths the kernel takes (dk 64, 256: 2 and 8 keys per lane), with and without the norm.
     for (const int dk : {64, 256}) {
@@ -83,10 +85,26 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
         INFO("head_k_dim " << dk);
         CHECK(compare_rule(cpu, dev, p, true) == "");
         p.gated_norm = true;
-        for (const int warps : {0, 16, 32}) {
-            p.variant = warps;
+        for (const int warps : {0, 16, 32})
+            for (const int ctas : {1, 4}) {
+                p.variant = warps;
+                p.decode_ctas = ctas;
+                CHECK(compare_rule(cpu, dev, p, true) == "");
+            }
+    }
+    // A head narrower than one round of the cluster's columns (dv 32: 8 columns per CTA of 4, idle warps) and a
+    // head wider than it (dv 256 with 8 warps x 2 CTAs: two rounds), and a bad cluster size.
+    for (const int dv : {32, 256}) {
+        Problem p = problem(2, 4, false, std::vector<int>(2, 1), 40 + dv);
+        p.dims.head_v_dim = dv;
+        p.gated_norm = true;
+        INFO("head_v_dim " << dv);
+        for (const int ctas : {2, 4}) {
+            p.decode_ctas = ctas;
             CHECK(compare_rule(cpu, dev, p, true) == "");
         }
+        p.decode_ctas = 3;
+        CHECK_THROWS_WITH(compare_rule(cpu, dev, p, true), Catch::Contains("decode_ctas 3"));
     }
 }
 
