@@ -10,6 +10,7 @@
 namespace imp {
 
 class Executor;
+class Weight;
 
 // One grouped matmul over n_tokens tokens, each routed to top_k experts.
 //   weights == nullptr: y[t * top_k + j, r] (+)= sum_c x_row(t, j)[c] * W[ids[t * top_k + j]][r, c]
@@ -34,6 +35,12 @@ struct ExpertMatmul {
     int64_t y_stride = 0;     // floats between rows of y
     bool accumulate = false;  // y += result instead of y = result
     bool x_swiglu = false;    // x rows are [gate | up]: the input is silu(gate) * up (see above)
+    // One more slot per token on a dense weight of one expert's shape (the MoE block's shared expert), only where
+    // this weight's takes_extra(*extra, n_tokens, top_k) is true: unweighted, slot top_k of token t writes row
+    // n_tokens * top_k + t of y (y has n_tokens * (top_k + 1) rows); weighted, y[t] gets extra_weights[t] (1 where
+    // null) times it added to the slots' sum. Its x_row is row t of x, or row n_tokens * top_k + t when x_per_slot.
+    const Weight* extra = nullptr;
+    const float* extra_weights = nullptr;  // [n_tokens], or null
 };
 
 class ExpertWeights {
@@ -54,6 +61,14 @@ public:
     // Whether the MoE block should give this weight its [gate | up] rows with ExpertMatmul::x_swiglu instead of
     // applying SwiGLU itself (the weight's kernels fold it in and its settings ask for it).
     virtual bool swiglu_input() const { return false; }
+    // Whether a grouped matmul of n_tokens tokens and top_k slots can take `w` as ExpertMatmul::extra (one more
+    // slot per token in the same launches: same format and layout as one expert, a decode-sized call).
+    virtual bool takes_extra(const Weight& w, int64_t n_tokens, int64_t top_k) const {
+        (void)w;
+        (void)n_tokens;
+        (void)top_k;
+        return false;
+    }
 
 protected:
     int64_t n_expert_ = 0, rows_ = 0, cols_ = 0;

@@ -2,14 +2,18 @@
 // matmul over the file's fused 3-D weight or the gate|up stack the core builds from the two, else two) ->
 // silu(gate) * up (its own kernel, or folded into the down projection when the down weight's swiglu_input()) ->
 // down with the routing weights and the residual add (one weighted grouped matmul accumulating into the hidden
-// state) -> optional shared expert.
+// state) -> optional shared expert ([plugin.core] moe_shared_slot: as one more slot of the routed launches where the
+// expert weight takes it, ExpertWeights::takes_extra).
 #include "imp/blocks/moe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "blocks/block_util.h"
+#include "blocks/moe_ops.h"
+#include "util/core_settings.h"
 #include "imp/blocks/norm.h"
 #include "imp/error.h"
 #include "imp/experts.h"
@@ -20,6 +24,8 @@ namespace imp::blocks {
 namespace {
 
 using namespace detail;
+
+std::atomic<uint64_t> g_shared_slot_calls{0};
 
 WeightSpec experts_spec(const std::string& name, const std::string& pattern, int64_t n_expert, int64_t rows,
                         int64_t cols, int64_t top_k, bool optional) {
@@ -50,6 +56,7 @@ public:
                         "' is not registered (call imp::blocks::register_moe_ops from the plugin's register function)");
         router_ = s.registry->op<MoeRouter>();
         row_scale_ = s.registry->op<RowScale>();
+        shared_slot_ = core_settings(*s.registry).moe_shared_slot && s.n_ff_shared == s.n_ff_exp;
         const auto pat = [&](const char* role) { return s.names.has(role) ? s.names(role, s.layer) : std::string(); };
         n_router_ = s.names("ffn_gate_inp", s.layer);
         n_gate_ = s.names("ffn_gate_exps", s.layer);
@@ -130,10 +137,10 @@ public:
         }
     }
 
-    // xn [n, e] | ids [n, k] (int32) | weights [n, k] | shared gate [n] | gate|up [max(n k, n) , 2 max(f, fs)] |
-    // act [max(n k, n), max(f, fs)]
+    // xn [n, e] | ids [n, k] (int32) | weights [n, k] | shared gate [n] | gate|up [n k + n, 2 max(f, fs)] |
+    // act [n k + n, max(f, fs)] (the n rows past the pairs': the shared expert as one more slot)
     int64_t scratch_floats(int64_t n) const override {
-        const int64_t k = s_.top_k, f = std::max(s_.n_ff_exp, s_.n_ff_shared), rows = n * k;
+        const int64_t k = s_.top_k, f = std::max(s_.n_ff_exp, s_.n_ff_shared), rows = n * k + n;
         return aligned(n * s_.n_embd) + 2 * aligned(n * k) + aligned(n) + aligned(rows * 2 * f) + aligned(rows * f);
     }
 
@@ -146,7 +153,13 @@ public:
         float* wts = xn + aligned(n * e) + aligned(n * k);
         float* sg = wts + aligned(n * k);
         float* gu = sg + aligned(n);
-        float* act = gu + aligned(rows * 2 * fmax);
+        float* act = gu + aligned((rows + n) * 2 * fmax);
+        // The shared expert as slot top_k of the routed launches (ExpertMatmul::extra): its gate|up rows follow the
+        // pairs' in gu, its SwiGLU rows the pairs' in act, and the down projection adds it with its gate.
+        const bool slot = shared_slot_ && sh_gate_up_ && !down_->swiglu_input() && gate_up_ &&
+                          gate_up_->takes_extra(*sh_gate_up_, n, k) && down_->takes_extra(*sh_down_, n, k);
+        const int64_t act_rows = slot ? rows + n : rows;
+        if (slot) g_shared_slot_calls.fetch_add(1, std::memory_order_relaxed);
         // the RMSNorm in the router launch: xn for the experts, the routing from it
         router_(ex, {hidden, e, wrouter_, n, e, s_.n_expert, s_.top_k, s_.norm_topk, s_.weights_scale, wsg_, ids, wts,
                      sg, wnorm_, s_.eps, xn});
@@ -158,6 +171,7 @@ public:
         m.top_k = k;
         m.y = gu;
         m.y_stride = 2 * f;
+        if (slot) m.extra = sh_gate_up_;
         if (gate_up_) {
             gate_up_->grouped_matmul(ex, m);
         } else {
@@ -171,9 +185,13 @@ public:
             d.x_stride = 2 * f;
             d.x_swiglu = true;
         } else {
-            ex.swiglu(gu, 2 * f, gu + f, 2 * f, act, rows, f);
+            ex.swiglu(gu, 2 * f, gu + f, 2 * f, act, act_rows, f);
             d.x = act;
             d.x_stride = f;
+        }
+        if (slot) {
+            d.extra = sh_down_;
+            d.extra_weights = wsg_ ? sg : nullptr;
         }
         d.x_per_slot = true;
         d.ids = ids;
@@ -184,7 +202,7 @@ public:
         d.y_stride = e;
         d.accumulate = true;  // residual: hidden += sum_j w_j down_j(act_j)
         down_->grouped_matmul(ex, d);
-        if (s_.n_ff_shared > 0) shared_expert(ex, xn, gu, act, sg, n, hidden);
+        if (s_.n_ff_shared > 0 && !slot) shared_expert(ex, xn, gu, act, sg, n, hidden);
     }
 
 private:
@@ -203,6 +221,7 @@ private:
     }
 
     MoeSpec s_;
+    bool shared_slot_ = false;  // [plugin.core] moe_shared_slot, and the shared expert has the experts' width
     OpRef<MoeRouter> router_;
     OpRef<RowScale> row_scale_;
     std::string n_router_, n_gate_, n_up_, n_down_, p_gate_, p_up_, p_down_, n_gate_up_, n_gate_up_cat_;
@@ -216,6 +235,10 @@ private:
 }  // namespace
 
 std::unique_ptr<Layer> make_moe(const MoeSpec& spec) { return std::make_unique<MoeFfn>(spec); }
+
+namespace moe_detail {
+uint64_t shared_slot_calls() { return g_shared_slot_calls.load(); }
+}  // namespace moe_detail
 
 bool is_moe_layer(int layer, const std::vector<int64_t>& mlp_only_layers, int64_t decoder_sparse_step) {
     if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), int64_t(layer)) != mlp_only_layers.end())

@@ -13,6 +13,10 @@ namespace imp::blocks::moe_detail {
 void route_from_logits(const float* logits, int n_expert, int top_k, bool norm_topk, float scale, int32_t* ids,
                        float* weights);
 
+// MoE forward calls (process-wide) that ran the shared expert as one more slot of the routed launches
+// ([plugin.core] moe_shared_slot): lets a test tell that the path it compares ran.
+IMP_API uint64_t shared_slot_calls();
+
 void router_cpu(Executor& ex, const MoeRouter::Args& a);
 void row_scale_cpu(Executor& ex, const RowScale::Args& a);
 // Validates the arguments; throws imp::Error naming the op and the field.

@@ -26,6 +26,11 @@ void declare_core_settings(Settings& s) {
                "CUDA: MoE router of decode-sized calls (up to 8 tokens): cluster (one thread-block cluster per token "
                "tile) or wide (one warp per router row over as many CTAs as the rows need)",
                {"cluster", "wide"}});
+    s.declare({"moe_shared_slot", false,
+               "MoE decode steps: the shared expert as one more slot of the routed experts' launches (gate|up, SwiGLU, "
+               "down and the slot sum: 4 launches fewer per layer) where the expert format takes it (same format "
+               "and shape as one expert)",
+               {}});
 }
 
 CoreSettings core_settings(const Settings& s) {
@@ -38,6 +43,7 @@ CoreSettings core_settings(const Settings& s) {
     c.router_cluster = std::stoi(s.get_string("router_cluster"));
     c.router_warps = std::stoi(s.get_string("router_warps"));
     c.router_wide = s.get_string("router_grid") == "wide";
+    c.moe_shared_slot = s.get_bool("moe_shared_slot");
     return c;
 }
 

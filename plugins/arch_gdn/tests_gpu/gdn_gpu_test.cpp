@@ -35,6 +35,7 @@
 
 #include <unistd.h>
 
+#include "blocks/moe_ops.h"
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
 #include "gdn_fixture.h"
@@ -209,6 +210,31 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid through each expert kernel choice equ
         reg.configure(q, "experts_fused_down", false);
         reg.configure(q, "gemv", std::string("regs"));
     }
+}
+
+TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed slot equals the CPU", "[gpu][arch_gdn]") {
+    // [plugin.core] moe_shared_slot: decode steps run the NVFP4 shared expert inside the routed experts' GEMV
+    // launches (ExpertMatmul::extra); prompts keep the separate path. The CPU runs the shared expert on its own.
+    REQUIRE(cuda_device_count() > 0);
+    Registry& reg = probe_reg();
+    const Model m = models().back();
+    REQUIRE(m.shape == "tiny-qwen3.6-nvfp4");
+    auto src = open_model(synth(m.shape));
+    reg.configure("core", "moe_shared_slot", true);
+    for (const bool graphs : {false, true}) {
+        INFO("graphs " << graphs);
+        CpuExecutor cpu(4);
+        CudaExecutor dev(0);
+        Engine ec(*src, reg, cpu, opts(512, 1, false));
+        Engine eg(*src, reg, dev, opts(512, 1, graphs));
+        const uint64_t before = blocks::moe_detail::shared_slot_calls();
+        for (int n : {5, 64}) {
+            INFO("prompt of " << n);
+            compare_prompt_decode(ec, eg, tokens(n, n + 3), 6, 29, 5, m.tol);
+        }
+        CHECK(blocks::moe_detail::shared_slot_calls() > before);  // the slot path ran (decode steps)
+    }
+    reg.configure("core", "moe_shared_slot", false);
 }
 
 TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced)",

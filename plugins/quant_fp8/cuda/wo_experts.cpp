@@ -39,13 +39,23 @@ public:
 
     // The pairs' rows of a weighted call, the grouping and (swiglu_input) the pairs' SwiGLU rows (whether or not a
     // given call needs them: the engine reserves the maximum once).
+    // (The pairs' rows: one more per token for an ExpertMatmul::extra slot.)
     uint64_t workspace_bytes(int64_t n_tokens, int64_t top_k) const override {
         if (n_tokens <= 0 || top_k <= 0) return 0;
         const int64_t n_pairs = n_tokens * top_k;
-        return part_bytes(n_pairs) + (grouped_ok() ? group_bytes(n_pairs) : 0) + act_bytes(n_pairs);
+        return part_bytes(n_pairs + n_tokens) + (grouped_ok() ? group_bytes(n_pairs) : 0) + act_bytes(n_pairs);
     }
 
     bool swiglu_input() const override { return o_.experts_fused_down; }
+
+    // The extra slot rides the ungrouped GEMV (decode: at most n_expert pairs), one more work item per token, on a
+    // dense weight of this plugin with one expert's layout; not with the fused down projection.
+    bool takes_extra(const Weight& w, int64_t n_tokens, int64_t top_k) const override {
+        if (o_.experts_fused_down || n_tokens <= 0 || top_k <= 0) return false;
+        const int64_t n_pairs = n_tokens * top_k;
+        if (grouped_ok() && n_pairs > n_expert_) return false;
+        return n_pairs + n_tokens <= INT32_MAX / 4 && gemv_matrix(w, l_) != nullptr;
+    }
 
     void grouped_matmul(Executor& ex, const ExpertMatmul& m) const override {
         const CudaHandles& h = cuda_handles(ex, "experts '" + name_ + "'");
@@ -57,12 +67,21 @@ public:
         const int64_t x_rows = m.x_per_slot ? n_pairs : m.n_tokens;
         const int64_t y_rows = m.weights ? m.n_tokens : n_pairs;
         const int64_t x_cols = m.x_swiglu ? 2 * cols_ : cols_;
-        if ((x_rows > 1 && m.x_stride < x_cols) || (y_rows > 1 && m.y_stride < rows_))
+        if ((x_rows > 1 && m.x_stride < x_cols) || ((y_rows > 1 || m.extra) && m.y_stride < rows_))
             throw Error(what + ": strides x " + std::to_string(m.x_stride) + ", y " + std::to_string(m.y_stride) +
                         " are below " + (m.x_swiglu ? "2 x " : "") + "cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));
         if (n_pairs > INT32_MAX / 4) throw Error(what + ": " + std::to_string(n_pairs) + " (token, slot) pairs");
         const bool weighted = m.weights != nullptr, grouped = grouped_ok() && n_pairs > n_expert_;
+        const uint8_t* extra = nullptr;
+        if (m.extra) {
+            if (!takes_extra(*m.extra, m.n_tokens, m.top_k))
+                throw Error(what + ": the extra slot's weight (" + m.extra->type() + " [" +
+                            std::to_string(m.extra->rows()) + ", " + std::to_string(m.extra->cols()) +
+                            "]) cannot ride this call (takes_extra is false)");
+            extra = gemv_matrix(*m.extra, l_);
+        }
+        const int64_t n_slots = n_pairs + (extra ? m.n_tokens : 0);  // pair rows, the extra slot's after them
         const auto st = static_cast<cudaStream_t>(h.stream);
         // Decode with routing weights and the fused setting: one kernel per call (SwiGLU, GEMV and the slot sum).
         if (o_.experts_fused_down && weighted && m.x_per_slot && !grouped &&
@@ -86,7 +105,7 @@ public:
         }
         const int nt = grouped ? gemm_nt(n_pairs) : 0;
         const bool act_pass = m.x_swiglu && nt == 0;  // the GEMV reads plain rows: SwiGLU into the workspace first
-        const uint64_t group_off = weighted ? part_bytes(n_pairs) : 0;
+        const uint64_t group_off = weighted ? part_bytes(n_slots) : 0;
         const uint64_t act_off = group_off + (grouped ? group_bytes(n_pairs) : 0);
         const uint64_t need = act_off + (act_pass ? act_bytes(n_pairs) : 0);
         if (need > 0 && (ex.workspace_bytes() < need || !ex.workspace()))
@@ -107,7 +126,9 @@ public:
         a.ids = m.ids;
         a.n_expert = int(n_expert_);
         a.top_k = int(m.top_k);
-        a.n_pairs = int(n_pairs);
+        a.n_pairs = int(n_slots);
+        a.extra = extra;
+        a.n_routed = int(n_pairs);
         a.x_per_slot = m.x_per_slot;
         a.kw = o_.gemv_kw;
         a.plan = gemv_plan(o_);
@@ -161,7 +182,7 @@ public:
         a.ys = rows_;
         gemv(l_, a, st);
         experts_reduce(part, rows_, m.ids, m.weights, int(n_expert_), m.n_tokens, int(m.top_k), m.y, m.y_stride,
-                       m.accumulate, h.pdl, st);
+                       m.accumulate, h.pdl, st, extra != nullptr, m.extra_weights);
     }
 
 private:

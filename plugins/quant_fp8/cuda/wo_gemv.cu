@@ -21,6 +21,7 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
+#include <climits>
 #include <string>
 
 #include "imp/cuda/check.h"
@@ -51,30 +52,34 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         ::imp::cuda::pdl_wait();
         const int item = p.pair0 + int(blockIdx.y);
         int e = 0, start = item, cnt = 1;
+        const bool extra = !p.groups && p.extra && item >= p.n_routed;  // the extra slot of token item - n_routed
         if (p.groups) {
             if (item >= *p.n_groups) return;  // the whole CTA leaves (one item per CTA)
             e = p.groups[3 * item];
             start = p.groups[3 * item + 1];
             cnt = p.groups[3 * item + 2];
-        } else {
+        } else if (!extra) {
             e = p.ids[item];
         }
         ntok = cnt;
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             const int pair = t < cnt ? (p.groups ? p.order[start + t] : item) : 0;
-            xo[t] = int64_t(p.x_per_slot ? pair : pair / p.top_k) * p.xs;
+            xo[t] = int64_t(p.x_per_slot ? pair : extra ? pair - p.n_routed : pair / p.top_k) * p.xs;
             yo[t] = int64_t(pair) * p.ys;
         }
-        if (e < 0 || e >= p.n_expert) {  // the whole CTA leaves
+        if (extra) {
+            m = p.extra;
+        } else if (e < 0 || e >= p.n_expert) {  // the whole CTA leaves
             const int i = int(threadIdx.x), row = int(blockIdx.x) * groups * RW + i;
             if (p.zero_invalid && i < groups * RW && row < p.rows)
 #pragma unroll
                 for (int t = 0; t < T; ++t)
                     if (t < cnt) y[yo[t] + row] = 0.f;
             return;
+        } else {
+            m += uint64_t(e) * p.mat_bytes;
         }
-        m += uint64_t(e) * p.mat_bytes;
     } else {
 #pragma unroll
         for (int t = 0; t < T; ++t) {
@@ -240,6 +245,8 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.x_per_slot = a.x_per_slot ? 1 : 0;
     p.zero_invalid = a.zero_invalid ? 1 : 0;
     p.x_vec = ::imp::cuda::aligned16(a.x) && a.xs % 4 == 0;
+    p.extra = a.groups ? nullptr : a.extra;
+    p.n_routed = p.extra ? a.n_routed : INT_MAX;
     return p;
 }
 

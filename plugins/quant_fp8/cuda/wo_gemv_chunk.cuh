@@ -34,6 +34,8 @@ struct KP {
     const int32_t* n_groups;  // items at or past *n_groups do nothing
     const int32_t* order;     // pairs sorted by expert
     int n_expert, top_k, x_per_slot, zero_invalid, pair0, kw, x_vec;
+    const uint8_t* extra;  // ungrouped expert calls: items >= n_routed run on this matrix (GemvArgs::extra)
+    int n_routed;
 };
 
 struct GemvArgs;

@@ -98,9 +98,11 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int64_t 
         o[c] = __bfloat16_as_ushort(__float2bfloat16_rn(c < cols ? xr[c] : 0.f));
 }
 
+// extra_part: the extra slot's rows ([n_tokens, rows]), or null; extra_w: their weights, or null (1).
 __global__ void experts_reduce_kernel(const float* __restrict__ part, int64_t rows, const int32_t* __restrict__ ids,
                                       const float* __restrict__ weights, int n_expert, int top_k, float* y, int64_t ys,
-                                      int accumulate) {
+                                      int accumulate, const float* __restrict__ extra_part,
+                                      const float* __restrict__ extra_w) {
     ::imp::cuda::pdl_launch_dependents();
     ::imp::cuda::pdl_wait();
     const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -112,6 +114,7 @@ __global__ void experts_reduce_kernel(const float* __restrict__ part, int64_t ro
         const int32_t e = ids[p];
         if (e >= 0 && e < n_expert) v = fmaf(weights[p], part[p * rows + r], v);
     }
+    if (extra_part) v = fmaf(extra_w ? extra_w[t] : 1.f, extra_part[t * rows + r], v);
     float* yp = y + t * ys + r;
     *yp = accumulate ? *yp + v : v;
 }
@@ -207,14 +210,17 @@ void to_bf16(const float* x, int64_t xs, int64_t n, int64_t cols, uint16_t* out,
 }
 
 void experts_reduce(const float* part, int64_t rows, const int32_t* ids, const float* weights, int n_expert,
-                    int64_t n_tokens, int top_k, float* y, int64_t ys, bool accumulate, bool pdl, cudaStream_t st) {
+                    int64_t n_tokens, int top_k, float* y, int64_t ys, bool accumulate, bool pdl, cudaStream_t st,
+                    bool extra, const float* extra_weights) {
+    const float* extra_part = extra ? part + n_tokens * top_k * rows : nullptr;
     for (int64_t t0 = 0; t0 < n_tokens; t0 += 65535) {
         const int64_t nt = n_tokens - t0 < 65535 ? n_tokens - t0 : 65535;
         IMP_CUDA_CHECK(::imp::cuda::launch(experts_reduce_kernel,
                                            dim3(unsigned(::imp::cuda::div_up(rows, kThreads)), unsigned(nt)),
                                            dim3(kThreads), 0, st, pdl, part + t0 * top_k * rows, rows,
                                            ids + t0 * top_k, weights + t0 * top_k, n_expert, top_k, y + t0 * ys, ys,
-                                           accumulate ? 1 : 0));
+                                           accumulate ? 1 : 0, extra_part ? extra_part + t0 * rows : nullptr,
+                                           extra_part && extra_weights ? extra_weights + t0 : nullptr));
     }
 }
 

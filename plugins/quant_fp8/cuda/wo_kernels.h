@@ -40,6 +40,10 @@ struct GemvArgs {
     const int32_t* order = nullptr;     // [n_pairs] pairs sorted by expert
     int n_items = 0;                    // grouped: the bound on the items (experts_max_groups)
     bool x_per_slot = false, zero_invalid = false;
+    // Ungrouped expert calls: items n_routed .. n_pairs - 1 run on the matrix at `extra` (one expert's layout) for
+    // token item - n_routed (ExpertMatmul::extra; x row item - n_routed, or item when x_per_slot; y row item).
+    const uint8_t* extra = nullptr;
+    int n_routed = 0;
     int kw = 0;        // warps per row group (1, 2, 4, 8; 0 = from the shape)
     GemvPlan plan = GemvPlan::Regs;
     int sm_count = 0;  // the device's SMs (CudaHandles::sm_count), for kw == 0
@@ -156,8 +160,11 @@ void scale_rows(const float* tmp, int64_t ldt, int64_t rows, int64_t n, const fl
                 float* y, int64_t ys, bool accumulate, cudaStream_t st);
 // y[t, r] (+)= sum over j < top_k in order of weights[p] * part[p * rows + r] (p = t * top_k + j), pairs whose id
 // is out of range skipped; fp32, deterministic.
+// extra: part also holds row n_tokens * top_k + t of each token's extra slot, added with extra_weights[t] (1 where
+// null) after the slots.
 void experts_reduce(const float* part, int64_t rows, const int32_t* ids, const float* weights, int n_expert,
-                    int64_t n_tokens, int top_k, float* y, int64_t ys, bool accumulate, bool pdl, cudaStream_t st);
+                    int64_t n_tokens, int top_k, float* y, int64_t ys, bool accumulate, bool pdl, cudaStream_t st,
+                    bool extra = false, const float* extra_weights = nullptr);
 // NVFP4 with has_fp8: fills the FP8 copy of matrix w from its codes and scales: e4m3(e2m1 * e4m3s * inv_unit).
 void nvfp4_to_fp8(const Layout& l, uint8_t* w, float inv_unit, cudaStream_t st);
 

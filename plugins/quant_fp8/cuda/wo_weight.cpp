@@ -110,6 +110,8 @@ public:
 
     // FP8 GEMM calls cuBLASLt refused (they went through bf16 tiles).
     int64_t fp8_refusals() const { return refusals_.load(); }
+    const Layout& layout() const { return l_; }
+    const uint8_t* device_bytes() const { return dev_; }
     // Per-token FP8 GEMM calls whose outer-vector scales cuBLASLt refused (they went through the epilogue).
     int64_t vec_refusals() const { return vec_refusals_.load(); }
 
@@ -288,6 +290,16 @@ void upload_matrices(Executor& ex, const Layout& l, const FillRows& fill, int64_
 int64_t fp8_refusals(const Weight& w) {
     const auto* wo = dynamic_cast<const WoWeight*>(&w);
     return wo ? wo->fp8_refusals() : -1;
+}
+
+const uint8_t* gemv_matrix(const Weight& w, const Layout& l) {
+    const auto* wo = dynamic_cast<const WoWeight*>(&w);
+    if (!wo) return nullptr;
+    const Layout& o = wo->layout();
+    const bool same = o.codec == l.codec && o.rows == l.rows && o.cols == l.cols && o.ld == l.ld &&
+                      o.scale_ld == l.scale_ld && o.scale_off == l.scale_off && o.post_off == l.post_off &&
+                      o.n_post == l.n_post;
+    return same ? wo->device_bytes() : nullptr;
 }
 
 int64_t fp8_vec_refusals(const Weight& w) {

@@ -57,6 +57,10 @@ int64_t fp8_vec_refusals(const Weight& w);
 // 256 MiB (at least one matrix) in a pinned staging buffer kept for the process, zeroed and filled in row ranges on
 // up to 16 threads.
 void upload_matrices(Executor& ex, const Layout& l, const FillRows& fill, int64_t n_matrix, uint8_t* dev);
+// The device matrix of w when w is a weight-only CUDA weight whose GEMV reads it as one matrix of layout l (same
+// codec, shape, row and scale strides, scale and per-matrix offsets): the ExpertMatmul::extra of an expert weight
+// of layout l. Null otherwise.
+const uint8_t* gemv_matrix(const Weight& w, const Layout& l);
 // The CUDA handles of ex, or an imp::Error naming `what`.
 const CudaHandles& cuda_handles(const Executor& ex, const std::string& what);
 

@@ -280,6 +280,26 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
     }
 }
 
+TEST_CASE("quant_fp8 cuda: the shared expert as one more slot of the decode expert launches (ExpertMatmul::extra)",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(550);
+    const int64_t n_expert = 6, rows = 77, cols = 371;
+    for (const bool per_row : {false, true}) {
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        // the other weight: same shape, the other scale granularity (a layout the experts' GEMV does not read)
+        const Fp8 shared = random_fp8(rows, cols, per_row, rng), other = random_fp8(rows, cols, !per_row, rng);
+        for (const int plan : {0, 2}) {  // regs, regs2
+            f8::cuda::Settings s;
+            s.gemv_regs2 = plan == 2;
+            const auto w = load_stack(*ex, st, s);
+            const auto d = load(*ex, shared, s), o = load(*ex, other, s);
+            INFO((per_row ? "per row" : "per tensor") << (plan == 2 ? ", regs2" : ", regs"));
+            extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
+        }
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
           "[quant_fp8_gpu][experts]") {
     auto ex = make_gpu();

@@ -208,6 +208,97 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
                         CHECK(res.rel <= tol);
                     }
 }
+// The shared expert as ExpertMatmul::extra: d (a dense weight of one expert's shape, format and layout; d_ref its
+// exact values) as slot top_k of every token on decode-sized calls (at most n_expert pairs, so w must take it):
+// unweighted, row n k + t of y; weighted, added to y[t] with extra_weights[t] or (null) 1. x rows per slot: the
+// extra slot's is row n k + t. Against the double reference of the routed slots plus d; every output written once,
+// nothing else touched. A dense weight of another shape is refused (takes_extra false, the call throws).
+inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
+                        const Weight& d, const std::vector<float>& d_ref, const Weight& other, std::mt19937& rng) {
+    const int64_t rows = w.rows(), cols = w.cols();
+    CHECK_FALSE(w.takes_extra(other, 1, 1));
+    for (const int64_t n : {1, 2, 3})
+        for (const int64_t k : {1, 2}) {
+            if (n * k > w.n_expert()) continue;
+            CHECK(w.takes_extra(d, n, k));
+            ex.reserve_workspace(w.workspace_bytes(n, k));
+            const int64_t pairs = n * k;
+            for (const bool weighted : {false, true})
+                for (const bool per_slot : {false, true})
+                    for (const bool acc : {false, true})
+                        for (const bool gate : {false, true}) {
+                            if (gate && !weighted) continue;
+                            const int64_t xs = (cols + 3) / 4 * 4 + (n % 2 ? 4 : 1), ys = rows + 3;
+                            const int64_t x_rows = per_slot ? pairs + n : n, n_out = weighted ? n : pairs + n;
+                            const auto x = random_floats(size_t(x_rows * xs), rng);
+                            const auto ids = random_ids(pairs, w.n_expert(), rng);
+                            std::vector<float> g(static_cast<size_t>(pairs)), eg(static_cast<size_t>(n));
+                            std::uniform_real_distribution<float> u(0.1f, 1.f);
+                            for (auto& v : g) v = u(rng);
+                            for (auto& v : eg) v = u(rng);
+                            std::vector<float> init = poison_floats(size_t((n_out + 1) * ys));
+                            if (acc) {
+                                const auto z = random_floats(init.size(), rng);
+                                for (int64_t o = 0; o < n_out; ++o)
+                                    for (int64_t r = 0; r < rows; ++r) init[size_t(o * ys + r)] = z[size_t(o * ys + r)];
+                            }
+                            std::vector<double> delta(size_t(n_out * rows), 0.0);
+                            auto add = [&](const std::vector<float>& W, int64_t xr, int64_t o, double gw) {
+                                for (int64_t r = 0; r < rows; ++r) {
+                                    double sum = 0;
+                                    for (int64_t c = 0; c < cols; ++c)
+                                        sum += double(W[size_t(r * cols + c)]) * double(x[size_t(xr * xs + c)]);
+                                    delta[size_t(o * rows + r)] += gw * sum;
+                                }
+                            };
+                            for (int64_t p = 0; p < pairs; ++p)
+                                if (ids[size_t(p)] >= 0 && ids[size_t(p)] < w.n_expert())
+                                    add(w_ref[size_t(ids[size_t(p)])], per_slot ? p : p / k, weighted ? p / k : p,
+                                        weighted ? double(g[size_t(p)]) : 1.0);
+                            for (int64_t t = 0; t < n; ++t)
+                                add(d_ref, per_slot ? pairs + t : t, weighted ? t : pairs + t,
+                                    gate ? double(eg[size_t(t)]) : 1.0);
+                            std::vector<double> want = delta;
+                            if (acc)
+                                for (int64_t o = 0; o < n_out; ++o)
+                                    for (int64_t r = 0; r < rows; ++r)
+                                        want[size_t(o * rows + r)] += double(init[size_t(o * ys + r)]);
+                            ExpertMatmul m;
+                            m.x = device_copy(ex, x);
+                            m.x_stride = xs;
+                            m.x_per_slot = per_slot;
+                            m.ids = device_copy(ex, ids);
+                            m.weights = weighted ? device_copy(ex, g) : nullptr;
+                            m.n_tokens = n;
+                            m.top_k = k;
+                            m.y = device_copy(ex, init);
+                            m.y_stride = ys;
+                            m.accumulate = acc;
+                            m.extra = &d;
+                            m.extra_weights = gate ? device_copy(ex, eg) : nullptr;
+                            w.grouped_matmul(ex, m);
+                            const Check res = check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows,
+                                                           want, delta, n_out);
+                            INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
+                                           << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : "")
+                                           << (gate ? ", extra weights" : ""));
+                            CHECK(res.unwritten == 0);
+                            CHECK(res.overwritten == 0);
+                            CHECK(res.rel <= 1e-4);
+                        }
+        }
+    ExpertMatmul bad;
+    std::vector<int32_t> ids(1, 0);
+    bad.x = device_copy(ex, random_floats(size_t(cols), rng));
+    bad.x_stride = cols;
+    bad.ids = device_copy(ex, ids);
+    bad.n_tokens = 1;
+    bad.y = device_copy(ex, poison_floats(size_t(2 * rows)));
+    bad.y_stride = rows;
+    bad.extra = &other;
+    CHECK_THROWS_WITH(w.grouped_matmul(ex, bad), Catch::Contains("takes_extra is false"));
+}
+
 // The expert GEMM's rounding: bf16 on grouped calls.
 inline XRound gemm_rounding(const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::None; }
 

@@ -233,6 +233,30 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: the shared expert as one more slot of the decode expert launches (ExpertMatmul::extra)",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(510);
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const Nv shared = random_nvfp4(rows, cols, rng), other = random_nvfp4(rows, cols + 32, rng);
+    for (const int plan : {0, 1, 2}) {  // regs, async, regs2
+        nv::cuda::Settings s;
+        s.gemv_async = plan == 1;
+        s.gemv_regs2 = plan == 2;
+        const auto w = load_stack(*ex, st, rows, cols, s);
+        const auto d = load(*ex, shared, s), o = load(*ex, other, s);
+        INFO((plan == 1 ? "async" : plan == 2 ? "regs2" : "regs"));
+        extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
+        CHECK_FALSE(w->takes_extra(*d, 4, 2));  // 8 pairs > 6 experts: the grouped path takes no extra slot
+    }
+    nv::cuda::Settings fused;
+    fused.experts_fused_down = true;
+    const auto wf = load_stack(*ex, st, rows, cols, fused);
+    const auto df = load(*ex, shared, fused);
+    CHECK_FALSE(wf->takes_extra(*df, 1, 2));  // the fused down projection takes none
+}
+
 TEST_CASE("quant_nvfp4 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
           "[quant_nvfp4_gpu][experts]") {
     auto ex = make_gpu();
