@@ -382,7 +382,7 @@ static_assert(kWideCountOffset + kWideMaxTokens * sizeof(unsigned) <= CudaExecut
 // Whether a call of n_tokens rows of n_embd (float4-aligned: `vec`) runs the wide router on an executor that asks
 // for it: few enough tokens for the scratch, x and the norm weight fit the default 48 KiB of shared memory.
 bool wide_fits(int64_t n_tokens, int64_t n_embd, bool vec, int n_total) {
-    return vec && n_tokens <= kWideMaxTokens && router_wide_smem(n_embd, true, n_total) <= 48 * 1024;
+    return vec && n_tokens <= kWideMaxTokens && router_wide_smem(n_embd, true, n_total) + 64 <= 48 * 1024;  // + static
 }
 
 void launch_router_wide(const RouterParams& p, void* scratch, const CudaHandles& h) {
