@@ -205,8 +205,16 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
+    if (a.plan == GemvPlan::Stream && !experts) {
+        const int grid = stream_grid(l, a.n_tokens, a.sm_count);
+        if (grid > 0) {
+            gemv_stream(l, a, grid, st);
+            return;
+        }
+    }
     // Async or Regs2 at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
-    const GemvPlan plan = a.plan != GemvPlan::Regs && T <= 4 ? a.plan : GemvPlan::Regs;
+    const GemvPlan plan =
+        a.plan != GemvPlan::Regs && a.plan != GemvPlan::Stream && T <= 4 ? a.plan : GemvPlan::Regs;
     const int kw = a.kw > 0 ? a.kw : auto_kw(l, plan, T, n_items, a.sm_count);
     if (kw != 1 && kw != 2 && kw != 4 && kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(kw) + " is not 1, 2, 4 or 8");

@@ -16,7 +16,9 @@ constexpr int kMaxGemvTokens = 8;
 // How the GEMV feeds its chunks (wo_gemv.cu): Regs: one chunk per row in flight per lane, in registers; Regs2: two
 // (twice the bytes in flight; up to 4 tokens, 5-8 run Regs); Async: cp.async into a shared-memory ring, several
 // chunks deep (up to 4 tokens; 5-8 tokens run Regs).
-enum class GemvPlan { Regs, Async, Regs2 };
+// Stream: dense 1-2 token calls on matrices of many row groups run the persistent streaming kernel
+// (wo_gemv_stream.cu); other calls of that plan run Regs.
+enum class GemvPlan { Regs, Async, Regs2, Stream };
 
 // One GEMV launch: y[t, r] (+)= sum_c x[t, c] * W[r, c].
 //   Dense (ids == null): n_tokens <= kMaxGemvTokens rows of x.
@@ -50,6 +52,12 @@ struct GemvArgs {
     bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
+// The streaming GEMV (GemvPlan::Stream): the grid it runs a dense call of n_tokens on (one resident wave: 2 CTAs
+// per SM), or 0 where it does not apply (more than 2 tokens, unknown SM count, fewer than kStreamGroupsPerWarp row
+// groups per warp of that wave); the launch.
+constexpr int kStreamGroupsPerWarp = 4;
+int stream_grid(const Layout& l, int n_tokens, int sm_count);
+void gemv_stream(const Layout& l, const GemvArgs& a, int grid, cudaStream_t st);
 // Sets what the plan's kernels need before the first launch (Async: their shared-memory limit) on the current
 // device; called when a weight that uses the plan is made (never inside a graph capture).
 void gemv_init(GemvPlan plan);

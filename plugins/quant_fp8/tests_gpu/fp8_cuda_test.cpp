@@ -280,6 +280,21 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
     }
 }
 
+TEST_CASE("quant_fp8 cuda: the streaming GEMV (gemv = stream) on matrices of many rows", "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(151);
+    // per-tensor and per-row scales; 40003 x 40: 3 chunks of 16 per row (the last partial); 34000 x 1030: 65 chunks
+    for (const bool per_row : {false, true})
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{40003, 40}, {34000, 1030}}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            f8::cuda::Settings s;
+            s.gemv_stream = true;
+            const auto w = load(*ex, f, s);
+            INFO((per_row ? "per row" : "per tensor"));
+            stream_cases(*ex, *w, f.w, wo::make_layout(wo::Codec::FP8, rows, cols, f.n_scale, false), rng);
+        }
+}
+
 TEST_CASE("quant_fp8 cuda: the shared expert as one more slot of the decode expert launches (ExpertMatmul::extra)",
           "[quant_fp8_gpu][experts]") {
     auto ex = make_gpu();

@@ -299,6 +299,26 @@ inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vec
     CHECK_THROWS_WITH(w.grouped_matmul(ex, bad), Catch::Contains("takes_extra is false"));
 }
 
+// The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
+// applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
+// accumulate as the other GEMV cases.
+inline void stream_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, const Layout& l,
+                         std::mt19937& rng) {
+    const int64_t rows = w.rows(), cols = w.cols();
+    REQUIRE(stream_grid(l, 1, ex.cuda()->sm_count) > 0);
+    CHECK(stream_grid(l, 3, ex.cuda()->sm_count) == 0);
+    for (const int64_t t : {1, 2, 3})
+        for (const bool acc : {false, true})
+            for (const int64_t xs : {cols, cols + 3}) {
+                INFO(rows << "x" << cols << ", stream, tokens " << t << (acc ? ", accumulate" : "") << ", x stride "
+                          << xs);
+                const Check c = matmul_case(ex, w, w_ref, t, xs, rows + 5, acc, rng);
+                CHECK(c.unwritten == 0);
+                CHECK(c.overwritten == 0);
+                CHECK(c.rel <= 1e-4);
+            }
+}
+
 // The expert GEMM's rounding: bf16 on grouped calls.
 inline XRound gemm_rounding(const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::None; }
 

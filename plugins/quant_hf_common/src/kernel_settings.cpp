@@ -29,8 +29,9 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "instead of the GEMV", {}, 1, 8});
     reg.add_setting({"gemv", std::string("regs"),
                      "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch one chunk into registers) | regs2 (two chunks, "
-                     "1-4 tokens) | async (cp.async ring)",
-                     {"regs", "regs2", "async"}});
+                     "1-4 tokens) | async (cp.async ring) | stream (1-2 token calls on matrices of many rows, e.g. an LM "
+                     "head: one wave of CTAs whose warps stream row group after row group; other calls: regs)",
+                     {"regs", "regs2", "async", "stream"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -44,6 +45,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);
     k.gemv_async = s.get_string("gemv") == "async";
     k.gemv_regs2 = s.get_string("gemv") == "regs2";
+    k.gemv_stream = s.get_string("gemv") == "stream";
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

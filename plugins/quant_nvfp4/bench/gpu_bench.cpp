@@ -66,16 +66,18 @@ void gemm_small(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, const fl
 void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
     std::printf("\nGEMV: GB/s of weight bytes (%% of copy), x = speed-up over BF16; floor = bytes / copy bandwidth\n");
     Rng rng{7};
-    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{4096, 14336}, {14336, 4096}}) {
+    // + the Qwen3.6-35B-A3B LM head (248320 x 2048: the stream plan's shape) and its GDN in_proj_qkvz (12288 x 2048)
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
+             {4096, 14336}, {14336, 4096}, {248320, 2048}, {12288, 2048}}) {
         auto* x = static_cast<float*>(ex.alloc(size_t(8 * cols) * 4, "x"));
         auto* y = static_cast<float*>(ex.alloc(size_t(8 * rows) * 4, "y"));
         std::vector<float> xh(size_t(8 * cols), 0.5f);
         ex.upload(x, xh.data(), xh.size() * 4);
         double bf16_s[9] = {};
-        for (const int plan : {0, 2, 1})  // regs, regs2, async
+        for (const int plan : {0, 2, 1, 3})  // regs, regs2, async, stream
             for (const int kw : {0, 1, 2, 4, 8}) {
                 const bool ref = plan == 0 && kw == 0;
-                if (auto_only && kw != 0) continue;
+                if ((auto_only || plan == 3) && kw != 0) continue;  // stream: no row-group plan
                 auto fs = formats(ex, rows, cols, rng, kw, plan, ref);
                 std::reverse(fs.begin(), fs.end());  // BF16 first (the reference)
                 for (const auto& f : fs) {
@@ -88,6 +90,7 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
                         const char* pn = f.name == "bf16" ? ""
                                          : plan == 1  ? "async"
                                          : plan == 2  ? "regs2"
+                                         : plan == 3  ? "stream"
                                                       : "regs";
                         std::printf("%5lldx%-5lld %-6s %-5s kw %-4s t %lld: %8.2f us %6.0f GB/s (%3.0f%%)  floor %6.2f us",
                                     (long long)rows, (long long)cols, f.name.c_str(), pn,
