@@ -209,7 +209,8 @@ __global__ void __launch_bounds__(W * 32) router_kernel(RouterParams p) {
 // the previous kernel finishes. x (and the norm weight) of the token are staged in shared memory; the logits go to
 // the executor's router scratch, and the CTA that arrives last (a counter per token, reset by that CTA, so graph
 // replays start from 0) reads them back and routes the token. Dots in the order of the cluster kernel's (lane,
-// lane + 32, ...; the same xor reduction), so both give the same logits for a row.
+// lane + 32, ...; the same xor reduction): without the fused norm both give the same logits for a row; with it the
+// norm's sum of squares is added in another order, so the logits (and near ties) may differ in the last bits.
 constexpr int kWideWarps = 4;
 constexpr int kWideChunk = 16;  // float4 loads in flight per lane: 32 lanes x 16 x 4 = 2048 columns per pass
 constexpr int kWideLgStride = kMaxExperts + 1;

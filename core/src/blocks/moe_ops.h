@@ -31,7 +31,8 @@ void row_scale(Executor& ex, const RowScale::Args& a);
 // The CTAs per token tile the router launches with on `ex` for a call of n_tokens (MoeOptions::router_cluster, or 8
 // where the device cannot schedule a cluster of 16).
 IMP_API int router_cluster_in_use(Executor& ex, int64_t n_tokens);
-// Whether a router call of n_tokens rows of n_embd (float4-aligned) over n_expert experts (+ the shared gate) runs
-// the wide kernel on `ex` (MoeOptions::router_wide, decode-sized calls); else the cluster kernel.
+// Whether a router call of n_tokens rows of n_embd over n_expert experts (+ the shared gate) runs the wide kernel on
+// `ex` (MoeOptions::router_wide, decode-sized calls); else the cluster kernel. Assumes x, its row stride and the
+// weights 16-byte aligned (a call that is not takes the cluster kernel whatever this says).
 IMP_API bool router_wide_in_use(Executor& ex, int64_t n_tokens, int64_t n_embd, int n_expert, bool shared_gate);
 }  // namespace imp::blocks::moe_cuda

@@ -234,7 +234,18 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
         }
         CHECK(blocks::moe_detail::shared_slot_calls() > before);  // the slot path ran (decode steps)
     }
+    // Slot on against slot off, both on the GPU with the same routing (recorded from the first): prompts take the
+    // same kernels, decode steps differ only in the order the shared expert's output is summed, so the logits
+    // agree far inside the CPU comparison's tolerance.
     reg.configure("core", "moe_shared_slot", false);
+    CudaExecutor dev_a(0), dev_b(0);
+    Engine off(*src, reg, dev_a, opts(512, 1, false));
+    reg.configure("core", "moe_shared_slot", true);
+    Engine on(*src, reg, dev_b, opts(512, 1, false));
+    reg.configure("core", "moe_shared_slot", false);
+    const uint64_t before = blocks::moe_detail::shared_slot_calls();
+    compare_prompt_decode(off, on, tokens(7, 11), 6, 31, 3, 1e-3);
+    CHECK(blocks::moe_detail::shared_slot_calls() > before);
 }
 
 TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced)",

@@ -1,6 +1,7 @@
 // arch_qwen_moe on the CUDA executor against the CPU executor (label gpu; fails without a GPU):
-//  - the router op's conformance check (CUDA vs CPU reference, fresh random shapes: 1..37 tokens, 8..128 experts,
-//    k = 1..n_expert, with and without renormalization and the shared gate) and hand-made ties on the device;
+//  - the router op's conformance check (CUDA vs CPU reference, fresh random shapes: 1..37 tokens, 8..1024 experts,
+//    rows up to 4100 wide, k = 1..n_expert, with and without renormalization, the shared gate and the fused norm)
+//    for every router shape (cluster of 8 or 16 CTAs, 8 or 16 warps, and the wide router), and hand-made ties;
 //  - the tiny Qwen3-MoE fixture (GGUF, fused and per-expert safetensors): prompt + decode logits vs transformers'
 //    (rel <= 1e-2: fp32 weights, the device's KV cache and summation order), top-1 equal;
 //  - the decode step captured in a CUDA graph replays with other routing at every step: greedy tokens with graphs

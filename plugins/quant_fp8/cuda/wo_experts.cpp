@@ -53,7 +53,7 @@ public:
     bool takes_extra(const Weight& w, int64_t n_tokens, int64_t top_k) const override {
         if (o_.experts_fused_down || n_tokens <= 0 || top_k <= 0) return false;
         const int64_t n_pairs = n_tokens * top_k;
-        if (grouped_ok() && n_pairs > n_expert_) return false;
+        if (n_pairs > n_expert_) return false;  // decode-sized calls only (prefill: the grouped path or many GEMVs)
         return n_pairs + n_tokens <= INT32_MAX / 4 && gemv_matrix(w, l_) != nullptr;
     }
 
@@ -64,10 +64,11 @@ public:
         if (m.top_k <= 0) throw Error(what + ": top_k " + std::to_string(m.top_k) + " is not positive");
         if (!m.x || !m.ids || !m.y) throw Error(what + ": x, ids and y must not be null");
         const int64_t n_pairs = m.n_tokens * m.top_k;
-        const int64_t x_rows = m.x_per_slot ? n_pairs : m.n_tokens;
-        const int64_t y_rows = m.weights ? m.n_tokens : n_pairs;
+        const int64_t extra_rows = m.extra ? m.n_tokens : 0;  // the extra slot's x rows (per slot) and y rows
+        const int64_t x_rows = m.x_per_slot ? n_pairs + extra_rows : m.n_tokens;
+        const int64_t y_rows = m.weights ? m.n_tokens : n_pairs + extra_rows;
         const int64_t x_cols = m.x_swiglu ? 2 * cols_ : cols_;
-        if ((x_rows > 1 && m.x_stride < x_cols) || ((y_rows > 1 || m.extra) && m.y_stride < rows_))
+        if ((x_rows > 1 && m.x_stride < x_cols) || (y_rows > 1 && m.y_stride < rows_))
             throw Error(what + ": strides x " + std::to_string(m.x_stride) + ", y " + std::to_string(m.y_stride) +
                         " are below " + (m.x_swiglu ? "2 x " : "") + "cols " + std::to_string(cols_) + ", rows " +
                         std::to_string(rows_));

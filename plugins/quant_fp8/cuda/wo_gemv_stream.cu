@@ -91,13 +91,15 @@ void launch_stream(const KP& p, int grid, bool pdl, cudaStream_t st) {
 
 }  // namespace
 
+// At least kStreamGroupsPerWarp row groups (of 4 rows at 1-2 tokens) per warp of the wave (2 CTAs per SM): fewer
+// leave the wave's tail (warps with one group more than others) a large share of the time.
+int64_t stream_min_rows(int sm_count) {
+    return int64_t(sm_count) * 2 * kWarps * kStreamGroupsPerWarp * kRowsPerGroup<1>;
+}
+
 int stream_grid(const Layout& l, int n_tokens, int sm_count) {
-    if (n_tokens < 1 || n_tokens > 2 || sm_count <= 0) return 0;
-    const int64_t groups = (l.rows + 3) / 4, ctas = int64_t(sm_count) * 2;  // RW = 4 at 1-2 tokens
-    // At least kStreamGroupsPerWarp row groups per warp of the wave: fewer leave the wave's tail (warps with one
-    // group more than others) a large share of the time.
-    if (groups < ctas * kWarps * kStreamGroupsPerWarp) return 0;
-    return int(ctas);
+    if (n_tokens < 1 || n_tokens > 2 || sm_count <= 0 || l.rows < stream_min_rows(sm_count)) return 0;
+    return sm_count * 2;
 }
 
 void gemv_stream(const Layout& l, const GemvArgs& a, int grid, cudaStream_t st) {

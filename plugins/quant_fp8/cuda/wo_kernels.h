@@ -57,6 +57,8 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // groups per warp of that wave); the launch.
 constexpr int kStreamGroupsPerWarp = 4;
 int stream_grid(const Layout& l, int n_tokens, int sm_count);
+// The fewest rows a matrix needs for the streaming GEMV to apply on a device of sm_count SMs.
+int64_t stream_min_rows(int sm_count);
 void gemv_stream(const Layout& l, const GemvArgs& a, int grid, cudaStream_t st);
 // Sets what the plan's kernels need before the first launch (Async: their shared-memory limit) on the current
 // device; called when a weight that uses the plan is made (never inside a graph capture).

@@ -283,9 +283,11 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
 TEST_CASE("quant_fp8 cuda: the streaming GEMV (gemv = stream) on matrices of many rows", "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(151);
-    // per-tensor and per-row scales; 40003 x 40: 3 chunks of 16 per row (the last partial); 34000 x 1030: 65 chunks
+    // per-tensor and per-row scales; rows just past the plan's threshold on this device (a partial last row group)
+    // and more; 40 columns: 3 chunks of 16 per row (the last partial); 1030: 65 chunks
+    const int64_t need = wo::stream_min_rows(ex->cuda()->sm_count);
     for (const bool per_row : {false, true})
-        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{40003, 40}, {34000, 1030}}) {
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{need + 3, 40}, {need + 1000, 1030}}) {
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
             f8::cuda::Settings s;
             s.gemv_stream = true;

@@ -135,9 +135,11 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
 TEST_CASE("quant_nvfp4 cuda: the streaming GEMV (gemv = stream) on matrices of many rows", "[quant_nvfp4_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(111);
-    // 40003 rows: a partial last row group; 96 columns: 3 chunks per row (lanes past them idle); 2080 columns: 65
+    // Rows: just past the plan's threshold on this device (4 row groups of 4 per warp of one wave of 2 CTAs per SM),
+    // with a partial last row group, and more; 96 columns: 3 chunks per row (lanes past them idle); 2080 columns: 65
     // chunks, 3 steps per row group, the last one partial.
-    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{40003, 96}, {34000, 2080}}) {
+    const int64_t need = wo::stream_min_rows(ex->cuda()->sm_count);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{need + 3, 96}, {need + 1000, 2080}}) {
         const Nv n = random_nvfp4(rows, cols, rng);
         nv::cuda::Settings s;
         s.gemv_stream = true;

@@ -105,7 +105,7 @@ CudaExecutor::CudaExecutor(int device, const CudaOptions& opt)
     sort_temp_bytes_ = cuda_kernels::sample_sort_temp_bytes(kMaxVocab);
     sample_scratch_ = raw_alloc(sample_layout(kMaxVocab, sort_temp_bytes_).total, "sampler scratch");
     router_scratch_ = raw_alloc(kRouterScratchBytes, "MoE router scratch");
-    IMP_CUDA_CHECK(cudaMemset(router_scratch_, 0, kRouterScratchBytes));
+    IMP_CUDA_CHECK(cudaMemsetAsync(router_scratch_, 0, kRouterScratchBytes, stream));  // before synchronize()
     cuda_kernels::attention_init();
     synchronize();
 }

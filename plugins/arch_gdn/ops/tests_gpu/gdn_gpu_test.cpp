@@ -92,8 +92,9 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
                 CHECK(compare_rule(cpu, dev, p, true) == "");
             }
     }
-    // A head narrower than one round of the cluster's columns (dv 32: 8 columns per CTA of 4, idle warps) and a
-    // head wider than it (dv 256 with 8 warps x 2 CTAs: two rounds), and a bad cluster size.
+    // A head narrower than one round of the cluster's columns (dv 32: CTA 0's 8 warps take all of it, the other
+    // CTAs idle) and a head wider than it (dv 256 with 8 warps x 2 CTAs: 64 columns a round, four rounds), and a bad
+    // cluster size.
     for (const int dv : {32, 256}) {
         Problem p = problem(2, 4, false, std::vector<int>(2, 1), 40 + dv);
         p.dims.head_v_dim = dv;
