@@ -9,7 +9,10 @@
 //     FP8 GEMM instead (gemv_max_tokens 1: FP8 weights, NVFP4's FP8 copy);
 //  3. prefill GEMMs at 16 and 512 tokens on the same shapes (gemm_bench.cpp);
 //  4. with --experts: the grouped expert matmuls of prefill on Qwen3.6-35B-A3B's shapes (experts_bench.cpp).
-// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--no-gemm] [--gemm-parts] [--gemm-tokens N] [--experts]
+//  --gemv-shape RxC: the GEMV (and the prefill GEMMs) on that one shape instead, e.g. 248320x2048 (the
+//     Qwen3.6-35B-A3B LM head, where `gemv = stream` applies) or 12288x2048 (its GDN in_proj_qkvz).
+// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--gemv-shape RxC] [--no-gemm] [--gemm-parts]
+//        [--gemm-tokens N] [--experts]
 #include "bench_util.h"
 
 using namespace imp;
@@ -63,12 +66,11 @@ void gemm_small(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, const fl
     }
 }
 
-void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
+void bench_gemv(CudaExecutor& ex, double copy, bool auto_only,
+                const std::vector<std::pair<int64_t, int64_t>>& shapes) {
     std::printf("\nGEMV: GB/s of weight bytes (%% of copy), x = speed-up over BF16; floor = bytes / copy bandwidth\n");
     Rng rng{7};
-    // + the Qwen3.6-35B-A3B LM head (248320 x 2048: the stream plan's shape) and its GDN in_proj_qkvz (12288 x 2048)
-    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
-             {4096, 14336}, {14336, 4096}, {248320, 2048}, {12288, 2048}}) {
+    for (const auto& [rows, cols] : shapes) {
         auto* x = static_cast<float*>(ex.alloc(size_t(8 * cols) * 4, "x"));
         auto* y = static_cast<float*>(ex.alloc(size_t(8 * rows) * 4, "y"));
         std::vector<float> xh(size_t(8 * cols), 0.5f);
@@ -110,6 +112,7 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only) {
 int main(int argc, char** argv) {
     bool gemv = true, gemm = true, parts = false, auto_only = false, experts = false;
     std::vector<int64_t> tokens = {16, 512};
+    std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 14336}, {14336, 4096}};
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--no-gemv") == 0) gemv = false;
         if (std::strcmp(argv[i], "--no-gemm") == 0) gemm = false;
@@ -117,13 +120,22 @@ int main(int argc, char** argv) {
         if (std::strcmp(argv[i], "--gemv-auto") == 0) auto_only = true;
         if (std::strcmp(argv[i], "--experts") == 0) experts = true;
         if (std::strcmp(argv[i], "--gemm-tokens") == 0 && i + 1 < argc) tokens = {std::atoll(argv[++i])};
+        if (std::strcmp(argv[i], "--gemv-shape") == 0 && i + 1 < argc) {
+            long long r = 0, c = 0;
+            if (std::sscanf(argv[++i], "%lldx%lld", &r, &c) != 2 || r < 1 || c < 1 || c % 32 != 0) {
+                std::fprintf(stderr, "quant_nvfp4_gpu_bench: --gemv-shape wants ROWSxCOLS (COLS a multiple of 32), got '%s'\n",
+                             argv[i]);
+                return 2;
+            }
+            shapes = {{r, c}};
+        }
     }
     try {
         CudaExecutor ex;
         const double copy = copy_bandwidth(ex);
         std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.name().c_str(),
                     ex.cuda()->sm_count, copy * 1e-9);
-        if (gemv) bench_gemv(ex, copy, auto_only);
+        if (gemv) bench_gemv(ex, copy, auto_only, shapes);
         if (gemm)
             for (const int64_t n : tokens) bench_gemm(ex, n, copy, parts);
         if (experts) bench_experts(ex, copy);
