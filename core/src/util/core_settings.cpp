@@ -16,6 +16,10 @@ void declare_core_settings(Settings& s) {
                "CUDA: decode attention kernel: one (one kernel per row and KV head, where it applies) or split "
                "(split-KV + combine)",
                {"split", "one"}});
+    s.declare({"decode_attention_hd256", false,
+               "CUDA: the one-kernel decode attention for head_dim 256 too (Qwen3.5/3.6 full attention); false: "
+               "split-KV + combine for those heads",
+               {}});
     s.declare({"fuse_weights", true, "fuse q|k|v and gate|up into one matrix each where the file allows it", {}});
     s.declare({"router_cluster", std::string("8"),
                "CUDA: MoE router CTAs per token tile (one thread-block cluster; 16 is non-portable: where the device "
@@ -39,6 +43,7 @@ CoreSettings core_settings(const Settings& s) {
     c.attention_mma = s.get_bool("attention_mma");
     c.attention_mma_fp8 = s.get_bool("attention_mma_fp8");
     c.decode_attention = s.get_string("decode_attention");
+    c.decode_attention_hd256 = s.get_bool("decode_attention_hd256");
     c.fuse_weights = s.get_bool("fuse_weights");
     c.router_cluster = std::stoi(s.get_string("router_cluster"));
     c.router_warps = std::stoi(s.get_string("router_warps"));

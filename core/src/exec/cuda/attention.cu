@@ -174,7 +174,8 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvF8>(a, hdp, warps, grid, s));
         return;
     }
-    const bool decode1 = decode && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) && (hd == 64 || hd == 128) &&
+    const bool decode1 = decode && (kv.dtype == DType::BF16 || kv.dtype == DType::F16) &&
+                         (hd == 64 || hd == 128 || (hd == 256 && opt.decode_hd256)) &&
                          group >= 1 && group <= kDecMaxGroup && a.vec_kv && !opt.decode_split &&
                          b.n_tokens <= 65535 &&
                          (max_ctx <= kDecAutoMaxCapacity ||

@@ -1,5 +1,5 @@
-// Decode attention (one row per sequence: row s is sequence s) for BF16 / F16 KV caches with head_dim 64 or 128, in
-// one kernel (no combine pass).
+// Decode attention (one row per sequence: row s is sequence s) for BF16 / F16 KV caches with head_dim 64, 128 or
+// 256, in one kernel (no combine pass).
 //
 // A cluster of kDecCluster CTAs of NW warps (4 or 8) takes one row t (blockIdx.z), one KV head g and all `group`
 // query heads that share it (GQA), so every K/V row is read once. The row's positions [0, pos] (pos =
@@ -8,8 +8,9 @@
 // length while the grid (kDecCluster x n_kv_head x n_tokens) does not depend on it: the launch can be captured in
 // a CUDA graph and replayed at any positions. A warp walks its range in tiles of 128 / NW keys, double
 // buffered: cp.async copies the tile's K and V rows (16-byte pieces, paged through the block table) into the
-// warp's own shared memory while the previous tile is computed. Per tile: (1) scores, one lane (NW = 4) or two
-// lanes (NW = 8, each half the dims) per key, the key's K row against the group's q (fp32, pre-scaled by
+// warp's own shared memory while the previous tile is computed (head_dim 256: tiles of 64 / NW keys, half as many,
+// so the stages fit). Per tile: (1) scores, one lane (NW = 4 at hd <= 128), two (NW = 8, or NW = 4 at hd 256) or four
+// lanes (NW = 8 at hd 256) per key, each a share of the dims, the key's K row against the group's q (fp32, pre-scaled by
 // scale * log2 e, in shared memory, read as broadcasts); (2) an online softmax per head (warp max, exp2),
 // probabilities to shared memory; (3) O = O * alpha + P V with one lane per hd / 32 output dimensions. At the end
 // each warp holds (max, sum, unnormalized O) per head; the CTA merges its warps in warp order into shared memory,
@@ -36,21 +37,22 @@ namespace imp::cuda_kernels {
 constexpr int kDecCluster = 8;  // CTAs per cluster (one cluster per KV head)
 constexpr int kDecMaxGroup = 8;
 // Warps per CTA: 4 (tiles of 32 keys, one lane per key in the score phase) or 8 (tiles of 16 keys, two lanes per
-// key); either way 128 keys per CTA step and the same shared memory.
-template <int NW> __host__ __device__ constexpr int dec_tile_keys() { return 128 / NW; }
+// key); either way 128 keys per CTA step and the same shared memory. Head dim 256: 64 keys per CTA step (tiles of 16
+// or 8 keys, two or four lanes per key), the same shared memory as 128 keys of head dim 128.
+template <int HD, int NW> __host__ __device__ constexpr int dec_tile_keys() { return (HD == 256 ? 64 : 128) / NW; }
 
 // Shared-memory row of one key: hd 16-bit elements plus 16 bytes of padding (16-byte reads of one chunk by 32 lanes
 // on 32 rows, and of one row by 32 lanes, are free of bank conflicts).
 template <int HD> __host__ __device__ constexpr int dec_row_bytes() { return HD * 2 + 16; }
 template <int HD, int NW> __host__ __device__ constexpr int dec_tile_bytes() {
-    return dec_tile_keys<NW>() * dec_row_bytes<HD>();
+    return dec_tile_keys<HD, NW>() * dec_row_bytes<HD>();
 }
 
 // q [GP][HD] f32 | per warp: 2 stages x (K, V) tiles | probabilities [warps][tile keys][GP] | CTA partial
 // O [GP][HD], max, sum [GP]. A warp's tile buffers hold its final partial after the loop.
 template <int HD, int GP, int NW> __host__ __device__ constexpr size_t attn_decode_smem_bytes() {
     return sizeof(float) * GP * HD + size_t(NW) * 4 * dec_tile_bytes<HD, NW>() +
-           sizeof(float) * NW * dec_tile_keys<NW>() * GP + sizeof(float) * (GP * HD + 2 * GP);
+           sizeof(float) * NW * dec_tile_keys<HD, NW>() * GP + sizeof(float) * (GP * HD + 2 * GP);
 }
 
 template <typename T> struct DecCvt;
@@ -87,7 +89,7 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
     using T = typename E::T;
     using Cvt = DecCvt<T>;
     constexpr int NT = NW * 32;
-    constexpr int TK = dec_tile_keys<NW>();  // keys per tile
+    constexpr int TK = dec_tile_keys<HD, NW>();  // keys per tile
     constexpr int LPK = 32 / TK;             // lanes per key in the score phase
     constexpr int RB = dec_row_bytes<HD>();
     constexpr int TB = dec_tile_bytes<HD, NW>();
@@ -96,9 +98,9 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
     constexpr int DPL = HD / 32;   // output dims per lane
     constexpr int NWT = kDecCluster * NW;
     constexpr int EPC = GP * HD / kDecCluster;  // outputs merged per CTA
-    static_assert(HD == 64 || HD == 128, "head dim");
-    static_assert((NW == 4 || NW == 8) && TK % KPI == 0, "warps per CTA");
-    static_assert(EPC <= NT && EPC >= 1, "final merge");
+    static_assert(HD == 64 || HD == 128 || HD == 256, "head dim");
+    static_assert((NW == 4 || NW == 8) && TK % KPI == 0 && (LPK == 1 || LPK == 2 || LPK == 4), "warps per CTA");
+    static_assert(EPC >= 1, "final merge");
     static_assert(GP * (HD + 2) * sizeof(float) <= 4 * size_t(TB), "warp partial fits its tile buffers");
     namespace cg = cooperative_groups;
     pdl_launch_dependents();
@@ -185,8 +187,8 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
         const unsigned char* bk = wbuf + (t & 1) * 2 * TB;
         const unsigned char* bv = bk + TB;
 
-        // (1) scores of key t0 + kk (pre-scaled, log2 domain); with two lanes per key, lane kk + 16 takes the upper
-        // half of the dims and the halves are added (the same sum on both lanes)
+        // (1) scores of key t0 + kk (pre-scaled, log2 domain); with LPK lanes per key, lane kk + p TK takes share p
+        // of the dims and the shares are added (the same sum on all of them)
         const int kk0 = lane % TK, part = lane / TK;
         float s[GP];
 #pragma unroll
@@ -209,12 +211,12 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
             }
         }
 
-        if constexpr (LPK == 2) {
 #pragma unroll
-            for (int h = 0; h < GP; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], 16);
-        }
+        for (int o = TK; o < 32; o <<= 1)
+#pragma unroll
+            for (int h = 0; h < GP; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], o);
 
-        // (2) online softmax per head; keys past kend were not copied; lanes of part 1 repeat part 0's key, so
+        // (2) online softmax per head; keys past kend were not copied; lanes of parts > 0 repeat part 0's key, so
         // only part 0 stores P and adds to the sum
         const bool valid = t0 + kk0 < kend;
         float alpha[GP];
@@ -240,7 +242,13 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
 #pragma unroll 4
         for (int kk = 0; kk < nv; ++kk) {
             float vf[DPL];
-            if constexpr (DPL == 4) {
+            if constexpr (DPL == 8) {
+                const uint4 raw = *reinterpret_cast<const uint4*>(vc + kk * RB);
+                Cvt::two(raw.x, vf[0], vf[1]);
+                Cvt::two(raw.y, vf[2], vf[3]);
+                Cvt::two(raw.z, vf[4], vf[5]);
+                Cvt::two(raw.w, vf[6], vf[7]);
+            } else if constexpr (DPL == 4) {
                 const uint2 raw = *reinterpret_cast<const uint2*>(vc + kk * RB);
                 Cvt::two(raw.x, vf[0], vf[1]);
                 Cvt::two(raw.y, vf[2], vf[3]);
@@ -300,8 +308,8 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
     cluster.sync();
 
     // Output: CTA `rank` merges outputs [rank * EPC, rank * EPC + EPC) of the cluster's partials in rank order.
-    if (tid < EPC) {
-        const int e = rank * EPC + tid;
+    for (int i = tid; i < EPC; i += NT) {
+        const int e = rank * EPC + i;
         const int h = e / HD, d = e % HD;
         float mr[kDecCluster];
         float M = -INFINITY;
@@ -334,12 +342,18 @@ template <typename E, int HD, int NW> cudaError_t attn_decode_launch_hd(const At
     if (a.group <= 4) return attn_decode_launch_one<E, HD, 4, NW>(a, s);
     return attn_decode_launch_one<E, HD, 8, NW>(a, s);
 }
-// a.hd 64 or 128, 1 <= a.group <= kDecMaxGroup, warps 4 or 8. Returns the launch error.
+// a.hd 64, 128 or 256, 1 <= a.group <= kDecMaxGroup, warps 4 or 8. Returns the launch error.
 template <typename E> cudaError_t attn_decode_launch_typed(const AttnArgs& a, int warps, Queue s) {
-    if (a.group < 1 || a.group > kDecMaxGroup || (a.hd != 64 && a.hd != 128) || (warps != 4 && warps != 8))
+    if (a.group < 1 || a.group > kDecMaxGroup || (a.hd != 64 && a.hd != 128 && a.hd != 256) ||
+        (warps != 4 && warps != 8))
         return cudaErrorInvalidValue;
-    if (warps == 4) return a.hd == 64 ? attn_decode_launch_hd<E, 64, 4>(a, s) : attn_decode_launch_hd<E, 128, 4>(a, s);
-    return a.hd == 64 ? attn_decode_launch_hd<E, 64, 8>(a, s) : attn_decode_launch_hd<E, 128, 8>(a, s);
+    if (warps == 4)
+        return a.hd == 64    ? attn_decode_launch_hd<E, 64, 4>(a, s)
+               : a.hd == 128 ? attn_decode_launch_hd<E, 128, 4>(a, s)
+                             : attn_decode_launch_hd<E, 256, 4>(a, s);
+    return a.hd == 64    ? attn_decode_launch_hd<E, 64, 8>(a, s)
+           : a.hd == 128 ? attn_decode_launch_hd<E, 128, 8>(a, s)
+                         : attn_decode_launch_hd<E, 256, 8>(a, s);
 }
 template <typename E, int HD, int GP, int NW> cudaError_t attn_decode_init_one() {
     return cudaFuncSetAttribute(attn_decode_kernel<E, HD, GP, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -349,7 +363,9 @@ template <typename E, int NW> cudaError_t attn_decode_init_warps() {
     const cudaError_t errs[] = {attn_decode_init_one<E, 64, 1, NW>(),  attn_decode_init_one<E, 64, 2, NW>(),
                                 attn_decode_init_one<E, 64, 4, NW>(),  attn_decode_init_one<E, 64, 8, NW>(),
                                 attn_decode_init_one<E, 128, 1, NW>(), attn_decode_init_one<E, 128, 2, NW>(),
-                                attn_decode_init_one<E, 128, 4, NW>(), attn_decode_init_one<E, 128, 8, NW>()};
+                                attn_decode_init_one<E, 128, 4, NW>(), attn_decode_init_one<E, 128, 8, NW>(),
+                                attn_decode_init_one<E, 256, 1, NW>(), attn_decode_init_one<E, 256, 2, NW>(),
+                                attn_decode_init_one<E, 256, 4, NW>(), attn_decode_init_one<E, 256, 8, NW>()};
     for (cudaError_t e : errs)
         if (e != cudaSuccess) return e;
     return cudaSuccess;

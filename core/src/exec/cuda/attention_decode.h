@@ -1,5 +1,5 @@
 // Limits of the one-kernel decode attention (attention_decode.cuh). attention() uses it for decode steps (one row
-// per sequence) over a BF16 or F16 KV cache with head_dim 64 or 128, 1 <= n_head / n_kv_head <= 8 and 16-byte
+// per sequence) over a BF16 or F16 KV cache with head_dim 64, 128 or 256, 1 <= n_head / n_kv_head <= 8 and 16-byte
 // aligned K / V, when its grid (one cluster of 8 CTAs per KV head and row, whatever the positions) holds at least a
 // third of the SMs or the block tables address at most kDecAutoMaxCapacity positions (max_blocks * block_size; so
 // that few KV heads at long contexts, where the split-KV grid is larger, keep that); other decodes take the

@@ -46,6 +46,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     const bool old_default = gpu().attention_options().decode_split;
     gpu().attention_options().decode_split = old;
     gpu().attention_options().decode_warps = warps;
+    gpu().attention_options().decode_hd256 = true;  // head_dim 256 takes the one-kernel decode too
     const CudaAllocStats before = cuda_alloc_stats();
     const StepBatch gb = st.batch(true);
     ex.capture_begin();
@@ -54,6 +55,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     const int graph = ex.capture_end();
     gpu().attention_options().decode_split = old_default;
     gpu().attention_options().decode_warps = 0;
+    gpu().attention_options().decode_hd256 = false;
     std::uniform_int_distribution<int32_t> any_pos(0, max_blocks * 16 - 1);
     std::vector<int32_t> blocks(size_t(st.n_blocks - 1));
     std::iota(blocks.begin(), blocks.end(), 1);
@@ -101,17 +103,20 @@ TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every 
     decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false);
     decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, true);
     decode_graph_case({DType::F16, 12, 4, 64}, 3, 128, {0, 5, 16, 700, 2047, 1}, false);  // group 3
+    decode_graph_case({DType::BF16, 16, 2, 256}, 1, 256, far, false);     // Qwen3.6 full attention: group 8, hd 256
+    decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 4);  // 4-warp CTAs (two lanes per key)
     decode_graph_case({DType::F32, 8, 2, 64}, 5, 64, {0, 5, 16, 700, 1023, 1}, true);
 }
 
 // One sequence over a pool of 8192 positions; a narrower table is a prefix of the wide one.
-TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/128, GQA 1/4/8, table widths)",
+TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/128/256, GQA 1/4/8, table widths)",
           "[cuda][attention]") {
     const int32_t cap = 8192;
     const int32_t positions[] = {0, 1, 15, 16, 17, 100, 511, 1000, 4000};
     const bool old_default = gpu().attention_options().decode_split;
+    gpu().attention_options().decode_hd256 = true;  // [plugin.core] decode_attention_hd256
     for (DType dt : {DType::BF16, DType::F16})
-        for (int hd : {64, 128})
+        for (int hd : {64, 128, 256})  // 256: Qwen3.5/3.6 full attention (16 / 2 heads: group 8)
             for (int group : {1, 4, 8}) {
                 const int n_kv = hd == 128 && group == 4 ? 8 : 2;
                 const AttnShape sh{dt, n_kv * group, n_kv, hd};
@@ -166,4 +171,5 @@ TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/12
                         if (pos >= 100) CHECK(got[0] != got[4]);  // the one-kernel path did run
                     }
             }
+    gpu().attention_options().decode_hd256 = false;
 }

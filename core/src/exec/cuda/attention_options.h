@@ -14,6 +14,9 @@ struct AttnOptions {
     // applies, else the split-KV fp32 kernel + combine; true = always split-KV + combine.
     bool decode_split = false;
     int decode_warps = 0;       // warps per CTA of the one-kernel decode: 4 or 8, 0 = kDecDefaultWarps
+    // The one-kernel decode for head_dim 256 too (Qwen3.5/3.6 full attention; [plugin.core] decode_attention_hd256);
+    // false: those heads take split-KV + combine. Off until the kernel's hd-256 instances have run on a GPU.
+    bool decode_hd256 = false;
 };
 
 }  // namespace imp::cuda_kernels
