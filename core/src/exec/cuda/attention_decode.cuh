@@ -8,9 +8,9 @@
 // length while the grid (kDecCluster x n_kv_head x n_tokens) does not depend on it: the launch can be captured in
 // a CUDA graph and replayed at any positions. A warp walks its range in tiles of 128 / NW keys, double
 // buffered: cp.async copies the tile's K and V rows (16-byte pieces, paged through the block table) into the
-// warp's own shared memory while the previous tile is computed (head_dim 256: tiles of 64 / NW keys, half as many,
-// so the stages fit). Per tile: (1) scores, one lane (NW = 4 at hd <= 128), two (NW = 8, or NW = 4 at hd 256) or four
-// lanes (NW = 8 at hd 256) per key, each a share of the dims, the key's K row against the group's q (fp32, pre-scaled by
+// warp's own shared memory while the previous tile is computed (head_dim 256: tiles of 64 / NW keys, half as
+// many, so the stages fit). Per tile: (1) scores, one lane (NW = 4 at hd <= 128), two (NW = 8, or NW = 4 at hd
+// 256) or four lanes (NW = 8 at hd 256) per key, each a share of the dims, the key's K row against the group's q (fp32, pre-scaled by
 // scale * log2 e, in shared memory, read as broadcasts); (2) an online softmax per head (warp max, exp2),
 // probabilities to shared memory; (3) O = O * alpha + P V with one lane per hd / 32 output dimensions. At the end
 // each warp holds (max, sum, unnormalized O) per head; the CTA merges its warps in warp order into shared memory,
@@ -212,9 +212,9 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
         }
 
 #pragma unroll
-        for (int o = TK; o < 32; o <<= 1)
+        for (int off = TK; off < 32; off <<= 1)
 #pragma unroll
-            for (int h = 0; h < GP; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], o);
+            for (int h = 0; h < GP; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], off);
 
         // (2) online softmax per head; keys past kend were not copied; lanes of parts > 0 repeat part 0's key, so
         // only part 0 stores P and adds to the sum

@@ -1,12 +1,14 @@
 // Decode attention timings, split-KV path vs one-kernel decode (attention_decode.cuh, 8- and 4-warp CTAs) in one
 // run (hidden: run with "[.bench]"): a decode step of 1, 8 or 32 sequences, each with one row at position ctx - 1,
-// 8B shape (32 heads, 8 KV heads, head_dim 128, BF16 KV in 16-position blocks, every sequence its own blocks
-// shuffled through the pool), block tables of 1024 positions for ctx <= 1024, else ctx. Prints per path the time
+// 8B shape (32 heads, 8 KV heads, head_dim 128) and the Qwen3.6 full-attention shape (16 heads, 2 KV heads,
+// head_dim 256, AttnOptions::decode_hd256 on), BF16 KV in 16-position blocks, every sequence its own blocks
+// shuffled through the pool, block tables of 1024 positions for ctx <= 1024, else ctx. Prints per path the time
 // per call issued back to back on the executor's stream, and per call of a captured graph of 32 calls (a decode
 // step's attention calls without launch overhead), the KV rate of the graph time, the speedup over split-KV, and the
 // largest relative difference to the split-KV output.
 #include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <vector>
 
 #include "exec/cuda/attention_decode.h"
@@ -20,11 +22,13 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
     CudaExecutor& ex = gpu();
     std::printf("device: %s\n", ex.name().c_str());
     const bool old_default = gpu().attention_options().decode_split;
-    const int n_head = 32, n_kv = 8, hd = 128;
-    const int64_t width = int64_t(n_kv) * hd, qn = int64_t(n_head) * hd;
+    const bool old_hd256 = gpu().attention_options().decode_hd256;
+    gpu().attention_options().decode_hd256 = true;
     constexpr int kCalls = 32;
+    for (const auto& [n_head, n_kv, hd] : std::vector<std::tuple<int, int, int>>{{32, 8, 128}, {16, 2, 256}})
     for (int n_seqs : {1, 8, 32})
         for (int64_t ctx : {64, 128, 512, 1024, 4096, 32768}) {
+            const int64_t width = int64_t(n_kv) * hd, qn = int64_t(n_head) * hd;
             const int32_t cap = int32_t(std::max<int64_t>(ctx, 1024));
             Step st = make_step(std::vector<SeqSpec>(size_t(n_seqs), SeqSpec{int32_t(ctx) - 1, 1}),
                                 cap / 16 - int32_t((ctx + 15) / 16), rng, 0);
@@ -66,11 +70,12 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
             gpu().attention_options().decode_split = old_default;
             gpu().attention_options().decode_warps = 0;
             const double bytes = double(n_seqs) * double(ctx) * width * 2 * 2;
-            std::printf("decode attention bf16 32/8x128 %2d seq ctx %6ld (table %6d): split-KV %7.2f us, graph %7.2f "
+            std::printf("decode attention bf16 %d/%dx%d %2d seq ctx %6ld (table %6d): split-KV %7.2f us, graph %7.2f "
                         "us (%5.0f GB/s) | one-kernel 8 warps %7.2f us, graph %7.2f us (%5.0f GB/s, x%.2f) | 4 warps "
                         "%7.2f us, graph %7.2f us (x%.2f) | max rel diff 8w %.1e 4w %.1e\n",
-                        n_seqs, long(ctx), cap, direct[0], graphed[0], bytes / graphed[0] * 1e-3, direct[1],
+                        n_head, n_kv, hd, n_seqs, long(ctx), cap, direct[0], graphed[0], bytes / graphed[0] * 1e-3, direct[1],
                         graphed[1], bytes / graphed[1] * 1e-3, graphed[0] / graphed[1], direct[2], graphed[2],
                         graphed[0] / graphed[2], max_rel_err(res[1], res[0]), max_rel_err(res[2], res[0]));
         }
+    gpu().attention_options().decode_hd256 = old_hd256;
 }

@@ -2,7 +2,8 @@
 // captured once and replayed after new positions, new block tables and new slots were written to device memory
 // (split-KV path and one-kernel decode with 8 and 4 warps; a padding sequence in the batch); the one-kernel decode
 // against the CPU, the split-KV path and itself (same bits) at positions 0 .. 4000 under a block table just wide
-// enough and a much wider one. Tolerance: max |gpu - cpu| / max |cpu| <= 5e-5 (same pool on both).
+// enough and a much wider one; head_dim 64, 128 and 256 (AttnOptions::decode_hd256 on). Tolerance: max |gpu - cpu|
+// / max |cpu| <= 5e-5 (same pool on both).
 #include <algorithm>
 #include <numeric>
 
@@ -43,6 +44,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     float* dout = to_dev(std::vector<float>(n * size_t(qn)));
     const AttentionParams p = attn_params(sh);
     CudaExecutor& ex = gpu();
+    const AttnOptionsGuard guard;
     const bool old_default = gpu().attention_options().decode_split;
     gpu().attention_options().decode_split = old;
     gpu().attention_options().decode_warps = warps;
@@ -55,7 +57,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     const int graph = ex.capture_end();
     gpu().attention_options().decode_split = old_default;
     gpu().attention_options().decode_warps = 0;
-    gpu().attention_options().decode_hd256 = false;
+    gpu().attention_options().decode_hd256 = guard.saved.decode_hd256;
     std::uniform_int_distribution<int32_t> any_pos(0, max_blocks * 16 - 1);
     std::vector<int32_t> blocks(size_t(st.n_blocks - 1));
     std::iota(blocks.begin(), blocks.end(), 1);
@@ -113,11 +115,13 @@ TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/12
           "[cuda][attention]") {
     const int32_t cap = 8192;
     const int32_t positions[] = {0, 1, 15, 16, 17, 100, 511, 1000, 4000};
+    const AttnOptionsGuard guard;
     const bool old_default = gpu().attention_options().decode_split;
     gpu().attention_options().decode_hd256 = true;  // [plugin.core] decode_attention_hd256
     for (DType dt : {DType::BF16, DType::F16})
         for (int hd : {64, 128, 256})  // 256: Qwen3.5/3.6 full attention (16 / 2 heads: group 8)
-            for (int group : {1, 4, 8}) {
+            // hd 256 also at groups 2, 3 and 6 (its GP 2 instance; padded head slots in GP 4 and 8)
+            for (int group : hd == 256 ? std::vector<int>{1, 2, 3, 6, 8} : std::vector<int>{1, 4, 8}) {
                 const int n_kv = hd == 128 && group == 4 ? 8 : 2;
                 const AttnShape sh{dt, n_kv * group, n_kv, hd};
                 const uint32_t seed = fresh_seed();
@@ -171,5 +175,4 @@ TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/12
                         if (pos >= 100) CHECK(got[0] != got[4]);  // the one-kernel path did run
                     }
             }
-    gpu().attention_options().decode_hd256 = false;
 }

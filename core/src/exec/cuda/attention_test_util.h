@@ -3,8 +3,8 @@
 // dtype, and an F32 pool) and on the GPU through every kernel that can take the step:
 //   - prefills the tensor-core kernel takes (BF16 / F16, max_query_len >= 16, head_dim <= 128 a multiple of 8): it
 //     with 4 and with 8 warps per CTA (bit-identical) and the fp32 kernel (must differ: the tensor cores ran);
-//   - decode steps (one row per sequence) over BF16 / F16 with head_dim 64 / 128 and GQA group <= 8: the split-KV
-//     path, and the one-kernel decode with 8 and with 4 warps;
+//   - decode steps (one row per sequence) over BF16 / F16 with head_dim 64 / 128 / 256 (AttnOptions::decode_hd256
+//     switched on for them) and GQA group <= 8: the split-KV path, and the one-kernel decode with 8 and 4 warps;
 //   - other steps: the default kernel.
 // Tolerances (max |gpu - cpu| / max |cpu|): 5e-5 against the CPU on the same pool; against the F32 pool 5e-5 for
 // F32, 2e-3 for BF16 when the inputs are representable in BF16; otherwise the rounding of K and V bounds the
@@ -35,11 +35,22 @@ inline AttentionParams attn_params(const AttnShape& sh) {
     return p;
 }
 
-// Whether attention() takes the one-kernel decode for this step when it is enabled (attention.cu's rule).
+// Saves the shared GPU executor's attention options and puts them back when it goes out of scope (a failed REQUIRE
+// or a thrown error included), so one test's switches never leak into the next.
+struct AttnOptionsGuard {
+    const cuda_kernels::AttnOptions saved = gpu().attention_options();
+    AttnOptionsGuard() = default;
+    AttnOptionsGuard(const AttnOptionsGuard&) = delete;
+    AttnOptionsGuard& operator=(const AttnOptionsGuard&) = delete;
+    ~AttnOptionsGuard() { gpu().attention_options() = saved; }
+};
+
+// Whether attention() takes the one-kernel decode for this step when it is enabled (attention.cu's rule; head_dim
+// 256 with AttnOptions::decode_hd256 on).
 inline bool one_kernel_decode_taken(const AttnShape& sh, const Step& st) {
     const int group = sh.n_head / sh.n_kv;
     const int64_t max_ctx = int64_t(st.max_blocks) * st.block_size;
-    return st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) && (sh.hd == 64 || sh.hd == 128 || (sh.hd == 256 && gpu().attention_options().decode_hd256)) &&
+    return st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) && (sh.hd == 64 || sh.hd == 128 || sh.hd == 256) &&
            group <= 8 &&
            (max_ctx <= cuda_kernels::kDecAutoMaxCapacity ||
             int64_t(sh.n_kv) * st.n_tokens * 8 * 3 >= gpu().cuda()->sm_count);
@@ -84,7 +95,8 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     const bool tc_case = (sh.dtype == DType::BF16 || sh.dtype == DType::F16 || sh.dtype == DType::F8_E4M3) &&
                          st.max_query_len >= cuda_kernels::kAttnMmaMinTokens && sh.hd % 8 == 0 && sh.hd <= 128;
     const bool dec_case = st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
-                          (sh.hd == 64 || sh.hd == 128) && sh.n_head / sh.n_kv <= 8;
+                          (sh.hd == 64 || sh.hd == 128 || sh.hd == 256) && sh.n_head / sh.n_kv <= 8;
+    const AttnOptionsGuard guard;  // every option set below is restored, whatever throws
     const bool tc_default = gpu().attention_options().tensor_cores, old_default = gpu().attention_options().decode_split;
     const bool f8_default = gpu().attention_options().tensor_cores_f8;
     // run: tensor cores with 4 / 8 warps (FP8 caches: tensor_cores_f8 on), fp32 kernel | split-KV, one-kernel
@@ -99,6 +111,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
         } else if (dec_case) {
             gpu().attention_options().decode_split = run == 0;
             gpu().attention_options().decode_warps = run == 2 ? 4 : 8;
+            gpu().attention_options().decode_hd256 = true;
         }
         float* dout = to_dev(std::vector<float>(out_n, NAN));
         gpu().attention(dq, q_stride, pool.g, dout, p, st.batch(true));
@@ -107,6 +120,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
         gpu().attention_options().mma_warps = 0;
         gpu().attention_options().decode_split = old_default;
         gpu().attention_options().decode_warps = 0;
+        gpu().attention_options().decode_hd256 = guard.saved.decode_hd256;
         const auto got = from_dev(dout, out_n);
         const double e_same = max_rel_err(got, ref), e32 = max_rel_err(got, ref32), l2 = rel_l2_err(got, ref32);
         INFO("run " << run << " (tensor-core case " << tc_case << ", decode case " << dec_case
