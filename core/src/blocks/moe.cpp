@@ -137,10 +137,10 @@ public:
         }
     }
 
-    // xn [n, e] | ids [n, k] (int32) | weights [n, k] | shared gate [n] | gate|up [n k + n, 2 max(f, fs)] |
-    // act [n k + n, max(f, fs)] (the n rows past the pairs': the shared expert as one more slot)
+    // xn [n, e] | ids [n, k] (int32) | weights [n, k] | shared gate [n] | gate|up [pair_rows(n), 2 max(f, fs)] |
+    // act [pair_rows(n), max(f, fs)]
     int64_t scratch_floats(int64_t n) const override {
-        const int64_t k = s_.top_k, f = std::max(s_.n_ff_exp, s_.n_ff_shared), rows = n * k + n;
+        const int64_t k = s_.top_k, f = std::max(s_.n_ff_exp, s_.n_ff_shared), rows = pair_rows(n);
         return aligned(n * s_.n_embd) + 2 * aligned(n * k) + aligned(n) + aligned(rows * 2 * f) + aligned(rows * f);
     }
 
@@ -153,7 +153,7 @@ public:
         float* wts = xn + aligned(n * e) + aligned(n * k);
         float* sg = wts + aligned(n * k);
         float* gu = sg + aligned(n);
-        float* act = gu + aligned((rows + n) * 2 * fmax);
+        float* act = gu + aligned(pair_rows(n) * 2 * fmax);
         // The shared expert as slot top_k of the routed launches (ExpertMatmul::extra): its gate|up rows follow the
         // pairs' in gu, its SwiGLU rows the pairs' in act, and the down projection adds it with its gate.
         const bool slot = shared_slot_ && sh_gate_up_ && !down_->swiglu_input() && gate_up_ &&
@@ -206,6 +206,10 @@ public:
     }
 
 private:
+    // Rows of the gate|up and act buffers: n k pairs, and with moe_shared_slot n more (the shared expert as one more
+    // slot, after the pairs' rows). The shared expert on its own path uses their first n rows (n <= n k).
+    int64_t pair_rows(int64_t n) const { return n * s_.top_k + (shared_slot_ ? n : 0); }
+
     void shared_expert(Executor& ex, const float* xn, float* gu, float* act, const float* sg, int64_t n,
                        float* hidden) const {
         const int64_t e = s_.n_embd, fs = s_.n_ff_shared;
