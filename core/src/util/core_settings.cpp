@@ -16,6 +16,10 @@ void declare_core_settings(Settings& s) {
                "CUDA: decode attention kernel: one (one kernel per row and KV head, where it applies) or split "
                "(split-KV + combine)",
                {"split", "one"}});
+    s.declare({"attention_mma_hd256", false,
+               "CUDA: the tensor-core prefill attention for head_dim 256 too (BF16/F16 KV; Qwen3.5/3.6 full "
+               "attention); false: the fp32 kernel for those heads",
+               {}});
     s.declare({"decode_attention_hd256", false,
                "CUDA: the one-kernel decode attention for head_dim 256 too (Qwen3.5/3.6 full attention); false: "
                "split-KV + combine for those heads",
@@ -44,6 +48,7 @@ CoreSettings core_settings(const Settings& s) {
     c.attention_mma_fp8 = s.get_bool("attention_mma_fp8");
     c.decode_attention = s.get_string("decode_attention");
     c.decode_attention_hd256 = s.get_bool("decode_attention_hd256");
+    c.attention_mma_hd256 = s.get_bool("attention_mma_hd256");
     c.fuse_weights = s.get_bool("fuse_weights");
     c.router_cluster = std::stoi(s.get_string("router_cluster"));
     c.router_warps = std::stoi(s.get_string("router_warps"));

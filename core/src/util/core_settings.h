@@ -16,6 +16,7 @@ struct CoreSettings {
     bool attention_mma_fp8 = false;  // ... and for FP8 E4M3 KV caches
     std::string decode_attention = "one";  // "one": one-kernel decode (where it applies); "split": split-KV + combine
     bool decode_attention_hd256 = false;   // the one-kernel decode for head_dim 256 too
+    bool attention_mma_hd256 = false;      // the tensor-core prefill attention for head_dim 256 too
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
     int router_cluster = 8;     // CUDA MoE router: CTAs per token tile (8 or 16)
     int router_warps = 8;       // CUDA MoE router: warps per CTA (8 or 16)

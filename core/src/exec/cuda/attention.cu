@@ -159,11 +159,14 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     const bool mma_dtype = kv.dtype == DType::BF16 || kv.dtype == DType::F16 ||
                            (kv.dtype == DType::F8_E4M3 && opt.tensor_cores_f8);
     const bool mma = mma_dtype && mql >= kAttnMmaMinTokens &&
-                     hd % 8 == 0 && hd <= 128 && total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
+                     hd % 8 == 0 &&
+                     (hd <= 128 || (hdp == 256 && opt.tensor_cores_hd256 && kv.dtype != DType::F8_E4M3)) &&
+                     total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
                      (reinterpret_cast<uintptr_t>(out) & 7) == 0 && opt.tensor_cores;
     if (mma) {
         int warps = opt.mma_warps == 4 || opt.mma_warps == 8 ? opt.mma_warps : 0;
         if (warps == 0) warps = int64_t(div_up(total_rows, 128)) * p.n_kv_head >= 2 * int64_t(sm_count) ? 8 : 4;
+        if (hdp == 256) warps = 4;  // 8 warps would need 270 KB of shared memory
         a.tiles_per_seq = div_up(seq_rows, 16 * warps);
         const dim3 grid(unsigned(int64_t(a.tiles_per_seq) * b.n_seqs), unsigned(p.n_kv_head));
         if (kv.dtype == DType::BF16)

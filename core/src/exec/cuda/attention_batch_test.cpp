@@ -38,6 +38,9 @@ TEST_CASE("cuda: attention over several sequences with prefill and decode rows m
         {{DType::BF16, 12, 3, 96}, 4, true, true},    {{DType::F32, 8, 2, 64}, 5, true, true},
         {{DType::F32, 4, 2, 33}, 3, false, true},     {{DType::F8_E4M3, 8, 2, 128}, 4, true, true},
         {{DType::BF16, 8, 1, 256}, 3, true, true},    {{DType::F16, 6, 3, 80}, 6, false, false},
+        // Qwen3.5/3.6 full attention (16 / 2 heads of 256): the tensor-core prefill at head_dim 256
+        {{DType::BF16, 16, 2, 256}, 3, true, true},   {{DType::F16, 8, 2, 256}, 2, false, false},
+        {{DType::BF16, 6, 2, 200}, 2, true, false},  // head_dim 200: padded to 256
     };
     for (const Case& c : cases)
         for (int32_t extra : {0, 100}) {
@@ -57,6 +60,7 @@ TEST_CASE("cuda: decode attention over several sequences matches the CPU (split-
     const AttnShape shapes[] = {
         {DType::BF16, 32, 8, 128}, {DType::F16, 16, 2, 64}, {DType::BF16, 8, 8, 128}, {DType::F16, 12, 4, 64},
         {DType::F32, 8, 2, 64},    {DType::F8_E4M3, 16, 4, 256}, {DType::BF16, 64, 4, 128}, {DType::F16, 6, 2, 33},
+        {DType::BF16, 16, 2, 256},  // Qwen3.5/3.6 full attention: the one-kernel decode at head_dim 256
     };
     for (const AttnShape& sh : shapes)
         for (int n : {1, 2, 4, 8, 16})

@@ -1,5 +1,6 @@
 // Tensor-core prefill attention (FlashAttention-2 style) for BF16, F16 and FP8 E4M3 KV caches, head_dim <= 128 (a
-// multiple of 8; padded to 64 or 128). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
+// multiple of 8; padded to 64 or 128), and BF16 / F16 head_dim 256 with AttnOptions::tensor_cores_hd256 (4 warps:
+// 202 KB of shared memory, one CTA per SM; 255 registers, no spills). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
 //
 // A CTA of W = 4 or 8 warps takes 16 W rows of one sequence's flattened (token, head-in-group) space of one KV head
 // g (row i: the sequence's token i / group, head g * group + i % group; query tiles never mix sequences: the grid
@@ -381,10 +382,15 @@ template <typename E, int HDP, int W> cudaError_t attn_mma_launch_one(const Attn
     return launch(attn_mma_kernel<E, HDP, W>, grid, dim3(32 * W), attn_mma_smem_bytes<HDP, W>(), s.stream, s.pdl, a);
 }
 // Launch over grid (n_seqs * tiles_per_seq, n_kv_head), tiles_per_seq = ceil(max_query_len * group / (16 warps));
-// hdp is 64 or 128, warps 4 or 8. Returns the launch error.
+// hdp is 64 or 128 (warps 4 or 8), or 256 (4 warps: 8 would need 270 KB of shared memory). Returns the launch
+// error.
 template <typename E> cudaError_t attn_mma_launch_typed(const AttnArgs& a, int hdp, int warps, dim3 grid, Queue s) {
     if (hdp == 64)
         return warps == 8 ? attn_mma_launch_one<E, 64, 8>(a, grid, s) : attn_mma_launch_one<E, 64, 4>(a, grid, s);
+    if (hdp == 256) {  // BF16 / F16 only (the FP8 form would spill: its register-staged tiles double)
+        if constexpr (std::is_same_v<E, KvF8>) return cudaErrorInvalidValue;
+        else return warps == 4 ? attn_mma_launch_one<E, 256, 4>(a, grid, s) : cudaErrorInvalidValue;
+    }
     return warps == 8 ? attn_mma_launch_one<E, 128, 8>(a, grid, s) : attn_mma_launch_one<E, 128, 4>(a, grid, s);
 }
 template <typename E, int HDP, int W> cudaError_t attn_mma_init_one() {
@@ -397,6 +403,7 @@ template <typename E> cudaError_t attn_mma_init_typed() {
                                 attn_mma_init_one<E, 128, 4>(), attn_mma_init_one<E, 128, 8>()};
     for (cudaError_t e : errs)
         if (e != cudaSuccess) return e;
+    if constexpr (!std::is_same_v<E, KvF8>) return attn_mma_init_one<E, 256, 4>();
     return cudaSuccess;
 }
 

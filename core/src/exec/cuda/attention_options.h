@@ -10,6 +10,9 @@ struct AttnOptions {
     // The tensor-core prefill attention for FP8 E4M3 KV caches too (with tensor_cores; false: the fp32 kernel).
     bool tensor_cores_f8 = false;
     int mma_warps = 0;          // warps per CTA of the tensor-core kernel: 4 or 8, 0 = chosen per call
+    // The tensor-core prefill for head_dim 256 too (BF16 / F16 caches, always 4 warps; Qwen3.5/3.6 full attention;
+    // [plugin.core] attention_mma_hd256); false: the fp32 kernel for those heads. Off until it has run on a GPU.
+    bool tensor_cores_hd256 = false;
     // Decode (one row per sequence): false (the default) = the one-kernel decode (attention_decode.cuh) where it
     // applies, else the split-KV fp32 kernel + combine; true = always split-KV + combine.
     bool decode_split = false;

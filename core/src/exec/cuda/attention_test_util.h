@@ -1,8 +1,9 @@
 // One attention step checked against the CPU (shared by the attention tests): fresh random history and rows are
 // stored through both executors' kv_store (the stored bytes must be equal), then attention runs on the CPU (same
 // dtype, and an F32 pool) and on the GPU through every kernel that can take the step:
-//   - prefills the tensor-core kernel takes (BF16 / F16, max_query_len >= 16, head_dim <= 128 a multiple of 8): it
-//     with 4 and with 8 warps per CTA (bit-identical) and the fp32 kernel (must differ: the tensor cores ran);
+//   - prefills the tensor-core kernel takes (BF16 / F16 / FP8, max_query_len >= 16, head_dim <= 128 a multiple of 8;
+//     BF16 / F16 head_dim 136..256 with AttnOptions::tensor_cores_hd256 on): it with 4 and with 8 warps per CTA
+//     (bit-identical; head_dim 256 runs 4 both times) and the fp32 kernel (must differ: the tensor cores ran);
 //   - decode steps (one row per sequence) over BF16 / F16 with head_dim 64 / 128 / 256 (AttnOptions::decode_hd256
 //     switched on for them) and GQA group <= 8: the split-KV path, and the one-kernel decode with 8 and 4 warps;
 //   - other steps: the default kernel.
@@ -92,8 +93,10 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     cpu().attention(q.data(), q_stride, pool.c32, ref32.data(), p, st.batch(false));
     const float* dq = to_dev(q);
 
+    // (head_dim 256: BF16 / F16 with AttnOptions::tensor_cores_hd256 on for the runs; 4 warps whatever is asked)
     const bool tc_case = (sh.dtype == DType::BF16 || sh.dtype == DType::F16 || sh.dtype == DType::F8_E4M3) &&
-                         st.max_query_len >= cuda_kernels::kAttnMmaMinTokens && sh.hd % 8 == 0 && sh.hd <= 128;
+                         st.max_query_len >= cuda_kernels::kAttnMmaMinTokens && sh.hd % 8 == 0 &&
+                         (sh.hd <= 128 || (sh.hd <= 256 && sh.hd > 128 && sh.dtype != DType::F8_E4M3));
     const bool dec_case = st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
                           (sh.hd == 64 || sh.hd == 128 || sh.hd == 256) && sh.n_head / sh.n_kv <= 8;
     const AttnOptionsGuard guard;  // every option set below is restored, whatever throws
@@ -108,6 +111,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
             gpu().attention_options().tensor_cores = run < 2;
             gpu().attention_options().tensor_cores_f8 = run < 2;
             gpu().attention_options().mma_warps = run == 0 ? 4 : 8;
+            gpu().attention_options().tensor_cores_hd256 = run < 2;
         } else if (dec_case) {
             gpu().attention_options().decode_split = run == 0;
             gpu().attention_options().decode_warps = run == 2 ? 4 : 8;
@@ -121,6 +125,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
         gpu().attention_options().decode_split = old_default;
         gpu().attention_options().decode_warps = 0;
         gpu().attention_options().decode_hd256 = guard.saved.decode_hd256;
+        gpu().attention_options().tensor_cores_hd256 = guard.saved.tensor_cores_hd256;
         const auto got = from_dev(dout, out_n);
         const double e_same = max_rel_err(got, ref), e32 = max_rel_err(got, ref32), l2 = rel_l2_err(got, ref32);
         INFO("run " << run << " (tensor-core case " << tc_case << ", decode case " << dec_case
