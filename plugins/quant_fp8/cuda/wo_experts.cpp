@@ -132,6 +132,7 @@ public:
         a.n_routed = int(n_pairs);
         a.x_per_slot = m.x_per_slot;
         a.kw = o_.gemv_kw;
+        a.short_rows = o_.gemv_short_rows;
         a.plan = gemv_plan(o_);
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;

@@ -1,8 +1,9 @@
 // Weight-only GEMV (1-8 tokens, and one token per (token, slot) pair of an expert matmul) for FP8 E4M3 and NVFP4
 // weights on the CUDA cores. Each weight byte is read once, with 16-byte streaming loads (L1 not allocated).
 //
-// A CTA of 8 warps holds 8 / kw row groups of kw warps; a row group owns RW consecutive rows (4 for 1-2 tokens, 2
-// for 4-8) and its kw * 32 lanes split the row's 16-byte chunks (chunk ch to lane ch % (kw * 32)), so each lane
+// A CTA of 8 warps holds 8 / kw row groups of kw warps (or, with gemv_short_rows on rows of at most 16 chunks, 16
+// row groups of half a warp); a row group owns RW consecutive rows (4 for 1-2 tokens, 2 for 4-8) and its L = kw * 32
+// (or 16) lanes split the row's 16-byte chunks (chunk ch to lane ch % L), so each lane
 // reads the same columns of its RW rows and loads the matching activations once for all of them. Three plans
 // feed the chunks (GemvPlan): Regs: the next chunk's loads go to registers before the current one is computed (one
 // chunk per row in flight per lane); Regs2: the next two chunks (1-4 tokens); Async: cp.async streams them into a
@@ -37,10 +38,10 @@ namespace {
 template <Codec C, int T, int S>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
-    __shared__ float red[kWarps][RW * T];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int kw = p.kw, groups = kWarps / kw;
-    const int gi = warp / kw, li = (warp % kw) * 32 + lane, L = kw * 32;
+    __shared__ float red[2 * kWarps][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
+    const int L = p.lanes, groups = kWarps * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256
+    const int gi = int(threadIdx.x) / L, li = int(threadIdx.x) % L;
+    const int SL = L < 32 ? L : 32;  // lanes summed by shuffles: a slot
     const int r0 = (int(blockIdx.x) * groups + gi) * RW;
     const uint8_t* m = p.w;
     const float* x = p.x;
@@ -99,16 +100,15 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             float v = acc[r][t];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-            if (lane == 0) red[warp][r * T + t] = v;
+            for (int o = SL / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);  // within the slot
+            if (int(threadIdx.x) % SL == 0) red[threadIdx.x / SL][r * T + t] = v;
         }
     __syncthreads();
-    const int tid = int(threadIdx.x);
+    const int tid = int(threadIdx.x), spg = L / SL;  // slots per row group
     if (tid < groups * RW * T) {
         const int g2 = tid / (RW * T), idx = tid % (RW * T), r = idx / T, t = idx % T;
         float v = 0.f;
-        for (int w = 0; w < kw; ++w) v += red[g2 * kw + w][idx];
+        for (int w = 0; w < spg; ++w) v += red[g2 * spg + w][idx];
         const int row = (int(blockIdx.x) * groups + g2) * RW + r;
         if (row < p.rows && t < ntok) {
             const float* post = reinterpret_cast<const float*>(m + p.post_off);
@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 template <Codec C, int T, int S>
 void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
     constexpr int RW = kRowsPerGroup<T>;
-    const int rows_per_cta = kWarps / p.kw * RW;
+    const int rows_per_cta = kWarps * 32 / p.lanes * RW;
     const int smem = S > 0 ? ring_bytes(S, RW, kWarps * 32) : 0;  // over 48 KB: gemv_init set the limit
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
@@ -219,7 +219,9 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     if (kw != 1 && kw != 2 && kw != 4 && kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(kw) + " is not 1, 2, 4 or 8");
     KP p = kernel_params(l, a, T);
-    p.kw = kw;
+    // gemv_short_rows: rows of at most 16 chunks (NVFP4 <= 512 columns, FP8 <= 256) in half-warp row groups, so no
+    // lane idles (with a whole warp per row, lanes 16-31 would have no chunk) and half as many CTAs run.
+    p.lanes = a.short_rows && a.kw <= 0 && l.ld / 16 <= 16 ? 16 : kw * 32;
     if (l.codec == Codec::NVFP4)
         launch_codec<Codec::NVFP4>(p, plan, p.n_tokens, n_items, a.pdl, st);
     else

@@ -33,7 +33,7 @@ struct KP {
     const int32_t* groups;    // grouped expert matmul: [item][3] = expert (-1: ids out of range), start, count
     const int32_t* n_groups;  // items at or past *n_groups do nothing
     const int32_t* order;     // pairs sorted by expert
-    int n_expert, top_k, x_per_slot, zero_invalid, pair0, kw, x_vec;
+    int n_expert, top_k, x_per_slot, zero_invalid, pair0, lanes, x_vec;  // lanes: per row group (16, 32 .. 256)
     const uint8_t* extra;  // ungrouped expert calls: items >= n_routed run on this matrix (GemvArgs::extra)
     int n_routed;
 };

@@ -47,6 +47,7 @@ struct GemvArgs {
     const uint8_t* extra = nullptr;
     int n_routed = 0;
     int kw = 0;        // warps per row group (1, 2, 4, 8; 0 = from the shape)
+    bool short_rows = false;  // kw 0 and rows of at most 16 chunks: half-warp row groups (setting gemv_short_rows)
     GemvPlan plan = GemvPlan::Regs;
     int sm_count = 0;  // the device's SMs (CudaHandles::sm_count), for kw == 0
     bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)

@@ -87,6 +87,7 @@ public:
         a.n_tokens = int(n_tokens);
         a.accumulate = accumulate;
         a.kw = o_.gemv_kw;
+        a.short_rows = o_.gemv_short_rows;
         a.plan = gemv_plan(o_);
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;

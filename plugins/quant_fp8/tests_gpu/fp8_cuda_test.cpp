@@ -280,6 +280,44 @@ TEST_CASE("quant_fp8 cuda: expert grouped matmul (routing weights, x per slot, i
     }
 }
 
+TEST_CASE("quant_fp8 cuda: short rows in half-warp row groups (gemv_short_rows), dense and experts",
+          "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(161);
+    // 200 columns: 13 chunks per row (half-warp groups); 5: one chunk; 260: 17 chunks (whole warps again)
+    for (const bool per_row : {false, true})
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 200}, {77, 5}, {130, 260}}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            for (const int plan : {0, 1, 2}) {  // regs, async, regs2
+                f8::cuda::Settings s;
+                s.gemv_short_rows = true;
+                s.gemv_async = plan == 1;
+                s.gemv_regs2 = plan == 2;
+                const auto w = load(*ex, f, s);
+                for (const int64_t t : {1, 2, 3, 5, 8})
+                    for (const bool acc : {false, true}) {
+                        INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", plan " << plan
+                                  << ", tokens " << t << (acc ? ", accumulate" : ""));
+                        const Check c = matmul_case(*ex, *w, f.w, t, cols + 3, rows + 5, acc, rng);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 1e-4);
+                    }
+            }
+        }
+    const int64_t n_expert = 6, rows = 77, cols = 200;
+    const Fp8Stack st = random_stack(n_expert, rows, cols, false, rng);
+    for (const bool grouped : {true, false}) {
+        f8::cuda::Settings s;
+        s.gemv_short_rows = true;
+        s.experts_gemm = 0;  // the GEMV, not the tensor-core GEMM
+        s.experts_grouped = grouped;
+        const auto w = load_stack(*ex, st, s);
+        INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
+        experts_cases(*ex, *w, st.ref, 1e-4, rng);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: the streaming GEMV (gemv = stream) on matrices of many rows", "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(151);

@@ -132,6 +132,45 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: short rows in half-warp row groups (gemv_short_rows), dense and experts",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(121);
+    // 368 columns: 12 chunks per row (half-warp groups); 32: one chunk; 544: 17 chunks (whole warps again)
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {77, 32}, {130, 544}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        for (const int plan : {0, 1, 2}) {  // regs, async, regs2
+            nv::cuda::Settings s;
+            s.gemv_short_rows = true;
+            s.gemv_async = plan == 1;
+            s.gemv_regs2 = plan == 2;
+            const auto w = load(*ex, n, s);
+            for (const int64_t t : {1, 2, 3, 5, 8})
+                for (const bool acc : {false, true}) {
+                    INFO(rows << "x" << cols << ", plan " << plan << ", tokens " << t << (acc ? ", accumulate" : ""));
+                    const Check c = matmul_case(*ex, *w, n.w, t, cols + 3, rows + 5, acc, rng);
+                    CHECK(c.unwritten == 0);
+                    CHECK(c.overwritten == 0);
+                    CHECK(c.rel <= 1e-4);
+                }
+        }
+    }
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    for (const bool grouped : {true, false}) {
+        nv::cuda::Settings s;
+        s.gemv_short_rows = true;
+        s.experts_gemm = 0;  // the GEMV, not the tensor-core GEMM
+        s.experts_grouped = grouped;
+        const auto w = load_stack(*ex, st, rows, cols, s);
+        INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
+        experts_cases(*ex, *w, st.ref, 1e-4, rng);
+        const Nv shared = random_nvfp4(rows, cols, rng), other = random_nvfp4(rows, cols + 32, rng);
+        const auto d = load(*ex, shared, s), o = load(*ex, other, s);
+        extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: the streaming GEMV (gemv = stream) on matrices of many rows", "[quant_nvfp4_gpu][gemv]") {
     auto ex = make_gpu();
     std::mt19937 rng(111);
