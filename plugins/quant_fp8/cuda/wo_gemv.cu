@@ -100,8 +100,15 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             float v = acc[r][t];
-            for (int o = SL / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);  // within the slot
-            if (int(threadIdx.x) % SL == 0) red[threadIdx.x / SL][r * T + t] = v;
+            if (SL == 32) {  // a warp (unrolled: the RW x T chains interleave)
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+                if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5][r * T + t] = v;
+            } else {  // a half warp: offsets 8 .. 1 stay inside each half
+#pragma unroll
+                for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+                if ((threadIdx.x & 15) == 0) red[threadIdx.x >> 4][r * T + t] = v;
+            }
         }
     __syncthreads();
     const int tid = int(threadIdx.x), spg = L / SL;  // slots per row group
@@ -176,6 +183,13 @@ void gemv_init(GemvPlan plan) {
     allow_ring<Codec::NVFP4, 4>();
 }
 
+// gemv_short_rows: rows of at most 16 chunks (NVFP4 <= 512 columns, FP8 <= 256) in half-warp row groups, so no lane
+// idles (with a whole warp per row, lanes 16-31 have no chunk) and half as many CTAs run; only where the automatic
+// plan chose one warp per row group (a larger kw was chosen to fill the wave, which half warps would empty).
+int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw) {
+    return a.short_rows && a.kw <= 0 && kw == 1 && l.ld / 16 <= 16 ? 16 : kw * 32;
+}
+
 int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count) {
     if (sm_count > 0) {
         // The fewest CTAs that still fill about one wave (2 CTAs per SM). One token: on the H200 bench (commit
@@ -219,9 +233,7 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     if (kw != 1 && kw != 2 && kw != 4 && kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(kw) + " is not 1, 2, 4 or 8");
     KP p = kernel_params(l, a, T);
-    // gemv_short_rows: rows of at most 16 chunks (NVFP4 <= 512 columns, FP8 <= 256) in half-warp row groups, so no
-    // lane idles (with a whole warp per row, lanes 16-31 would have no chunk) and half as many CTAs run.
-    p.lanes = a.short_rows && a.kw <= 0 && l.ld / 16 <= 16 ? 16 : kw * 32;
+    p.lanes = gemv_row_lanes(l, a, kw);
     if (l.codec == Codec::NVFP4)
         launch_codec<Codec::NVFP4>(p, plan, p.n_tokens, n_items, a.pdl, st);
     else

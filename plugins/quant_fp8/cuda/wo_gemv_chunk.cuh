@@ -39,7 +39,7 @@ struct KP {
 };
 
 struct GemvArgs;
-// The kernel parameters of a GEMV call of T tokens per item (kw and pair0 left for the launcher).
+// The kernel parameters of a GEMV call of T tokens per item (lanes and pair0 left for the launcher).
 KP kernel_params(const Layout& l, const GemvArgs& a, int T);
 
 // 8 activations at column col (col < cols); zero past cols.

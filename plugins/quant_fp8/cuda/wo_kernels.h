@@ -67,6 +67,9 @@ void gemv_init(GemvPlan plan);
 // The warps per row group gemv picks when kw == 0: for l, plan, n_tokens per item, n_items (1 dense) on a device
 // of sm_count SMs (0: unknown).
 int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count);
+// The lanes per row group gemv runs a call with, given the warps per row group kw it chose: kw * 32, or 16 (half
+// warps) with GemvArgs::short_rows on rows of at most 16 chunks where the automatic plan chose kw 1.
+int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw);
 
 // Pairs per item of the grouped expert GEMV (its token tile), and the most experts the grouping kernel counts in
 // shared memory.

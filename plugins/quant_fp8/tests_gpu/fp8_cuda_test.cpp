@@ -288,6 +288,11 @@ TEST_CASE("quant_fp8 cuda: short rows in half-warp row groups (gemv_short_rows),
     for (const bool per_row : {false, true})
         for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 200}, {77, 5}, {130, 260}}) {
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            wo::GemvArgs ga;
+            ga.short_rows = true;
+            CHECK(wo::gemv_row_lanes(wo::make_layout(wo::Codec::FP8, rows, cols, f.n_scale, false), ga, 1) ==
+                  (cols <= 256 ? 16 : 32));
+            CHECK(wo::gemv_row_lanes(wo::make_layout(wo::Codec::FP8, rows, cols, f.n_scale, false), ga, 2) == 64);
             for (const int plan : {0, 1, 2}) {  // regs, async, regs2
                 f8::cuda::Settings s;
                 s.gemv_short_rows = true;
@@ -315,6 +320,9 @@ TEST_CASE("quant_fp8 cuda: short rows in half-warp row groups (gemv_short_rows),
         const auto w = load_stack(*ex, st, s);
         INFO((grouped ? "grouped by expert when pairs > experts" : "one GEMV per pair"));
         experts_cases(*ex, *w, st.ref, 1e-4, rng);
+        const Fp8 shared = random_fp8(rows, cols, false, rng), other = random_fp8(rows, cols, true, rng);
+        const auto d = load(*ex, shared, s), o = load(*ex, other, s);
+        extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
     }
 }
 

@@ -139,6 +139,10 @@ TEST_CASE("quant_nvfp4 cuda: short rows in half-warp row groups (gemv_short_rows
     // 368 columns: 12 chunks per row (half-warp groups); 32: one chunk; 544: 17 chunks (whole warps again)
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {77, 32}, {130, 544}}) {
         const Nv n = random_nvfp4(rows, cols, rng);
+        wo::GemvArgs ga;
+        ga.short_rows = true;
+        const wo::Layout lay = wo::make_layout(wo::Codec::NVFP4, rows, cols, 1, false);
+        CHECK(wo::gemv_row_lanes(lay, ga, 1) == (cols <= 512 ? 16 : 32));  // half warps ran where they apply
         for (const int plan : {0, 1, 2}) {  // regs, async, regs2
             nv::cuda::Settings s;
             s.gemv_short_rows = true;

@@ -1,7 +1,8 @@
 // Attention dispatch over a multi-sequence step (StepBatch): validates the shapes, picks the padded head dim and rows
 // per block, and chooses between the tensor-core prefill kernel (attention_mma.cuh: BF16 / F16 KV, max_query_len >=
-// kAttnMmaMinTokens, head_dim <= 128 a multiple of 8), the fp32 one-pass kernel (other prefills), the one-kernel
-// decode (attention_decode.cuh: one row per sequence, BF16 / F16 KV, head_dim 64 / 128, GQA group <= 8; the default,
+// kAttnMmaMinTokens, head_dim <= 128 a multiple of 8, or <= 256 with AttnOptions::tensor_cores_hd256), the fp32
+// one-pass kernel (other prefills), the one-kernel decode (attention_decode.cuh: one row per sequence, BF16 / F16 KV,
+// head_dim 64 / 128 (256 with AttnOptions::decode_hd256), GQA group <= 8; the default,
 // off with AttnOptions::decode_split) and the split-KV decode (other decodes) with its combine kernel. Launch
 // shapes come only from host values (n_tokens, n_seqs, max_blocks, max_query_len, all_decode), so every path can be
 // captured in a CUDA graph and replayed with other positions, lengths and block tables.

@@ -10,9 +10,10 @@
 // buffered: cp.async copies the tile's K and V rows (16-byte pieces, paged through the block table) into the
 // warp's own shared memory while the previous tile is computed (head_dim 256: tiles of 64 / NW keys, half as
 // many, so the stages fit). Per tile: (1) scores, one lane (NW = 4 at hd <= 128), two (NW = 8, or NW = 4 at hd
-// 256) or four lanes (NW = 8 at hd 256) per key, each a share of the dims, the key's K row against the group's q (fp32, pre-scaled by
-// scale * log2 e, in shared memory, read as broadcasts); (2) an online softmax per head (warp max, exp2),
-// probabilities to shared memory; (3) O = O * alpha + P V with one lane per hd / 32 output dimensions. At the end
+// 256) or four lanes (NW = 8 at hd 256) per key, each a share of the dims, the key's K row against the group's q
+// (fp32, pre-scaled by scale * log2 e, in shared memory, read as broadcasts); (2) an online softmax per head (warp
+// max, exp2), probabilities to shared memory; (3) O = O * alpha + P V with one lane per hd / 32 output dimensions.
+// At the end
 // each warp holds (max, sum, unnormalized O) per head; the CTA merges its warps in warp order into shared memory,
 // and after a cluster barrier CTA r merges the CTAs' partials (rank order, through distributed shared memory) for
 // its 1/kDecCluster of the group's outputs. Fixed orders everywhere: the same inputs give the same bits (for a

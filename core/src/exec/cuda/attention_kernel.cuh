@@ -1,5 +1,5 @@
 // Flash-style attention over a paged KV cache, fp32 math on CUDA cores: decode, and the prefills the tensor-core
-// kernel (attention_mma.cuh: BF16 / F16 KV, head_dim <= 128) does not take.
+// kernel (attention_mma.cuh: BF16 / F16 KV, head_dim <= 128, or <= 256 when asked) does not take.
 //
 // The step holds the rows of several sequences (StepBatch): sequence s owns tokens [query_start_loc[s],
 // query_start_loc[s + 1]) and finds its KV positions through row s of the block tables. A block takes R query rows

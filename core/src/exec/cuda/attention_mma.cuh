@@ -125,7 +125,7 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* p) {
 }
 
 template <typename E, int HDP, int W>
-__global__ void __launch_bounds__(32 * W, 8 / W) attn_mma_kernel(const AttnArgs a) {
+__global__ void __launch_bounds__(32 * W, HDP > 128 ? 1 : 8 / W) attn_mma_kernel(const AttnArgs a) {
     using T = typename E::T;
     using Ops = MmaOps<typename MmaElem<E>::type>;
     constexpr bool kF8 = std::is_same_v<E, KvF8>;

@@ -38,6 +38,7 @@ TEST_CASE("cuda: prefill attention matches the CPU (dtypes, GQA, head dims, pagi
         {DType::F8_E4M3, 8, 2, 128, 50, 70, 128, true},  {DType::BF16, 32, 8, 128, 512, 0, 512, true},
         {DType::BF16, 32, 2, 64, 3, 9, 16, false},       {DType::F16, 12, 4, 256, 70, 0, 80, true},
         {DType::BF16, 10, 2, 96, 41, 23, 64, true},      {DType::F8_E4M3, 4, 1, 64, 17, 0, 32, false},
+        {DType::BF16, 16, 2, 256, 100, 30, 160, true},   {DType::F16, 6, 2, 200, 40, 9, 64, true},  // hd 256 mma
     };
     for (const AttnCase& c : cases) run_case(c, false);
     run_case({DType::BF16, 16, 4, 128, 100, 60, 160, true}, true);

@@ -51,7 +51,8 @@ struct AttnOptionsGuard {
 inline bool one_kernel_decode_taken(const AttnShape& sh, const Step& st) {
     const int group = sh.n_head / sh.n_kv;
     const int64_t max_ctx = int64_t(st.max_blocks) * st.block_size;
-    return st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) && (sh.hd == 64 || sh.hd == 128 || sh.hd == 256) &&
+    return st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
+           (sh.hd == 64 || sh.hd == 128 || sh.hd == 256) &&
            group <= 8 &&
            (max_ctx <= cuda_kernels::kDecAutoMaxCapacity ||
             int64_t(sh.n_kv) * st.n_tokens * 8 * 3 >= gpu().cuda()->sm_count);
