@@ -103,6 +103,12 @@ struct CudaHandles {
     bool pdl = false;
 };
 
+// A range of device memory (Executor::prefetch_l2, Weight::device_ranges).
+struct DeviceRange {
+    const void* p = nullptr;
+    size_t bytes = 0;
+};
+
 class IMP_API Executor {
 public:
     virtual ~Executor() = default;
@@ -177,6 +183,16 @@ public:
     // executors draw the same number for the same row.
     virtual void sample(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab,
                         const SampleRow* rows, const int32_t* recent, int32_t* out) = 0;
+
+    // ---- hints
+    // Queues a prefetch of these ranges (weights: memory no kernel writes) into the device's last-level cache, to be
+    // read soon by kernels queued after the next ones (a layer's weights while the layer before it runs). Changes no
+    // result; executors without such a cache do nothing. It orders like any queued op (later work waits for what came
+    // before it), so it is safe inside a graph capture.
+    virtual void prefetch_l2(const DeviceRange* ranges, size_t n) {
+        (void)ranges;
+        (void)n;
+    }
 };
 
 }  // namespace imp

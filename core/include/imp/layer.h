@@ -116,6 +116,10 @@ public:
     virtual int64_t scratch_floats(int64_t n_tokens) const = 0;
     // hidden: [batch.n_tokens, n_embd], updated in place (the layer adds its residual itself).
     virtual void forward(LayerContext& ctx, float* hidden) = 0;
+    // Decode steps with [plugin.core] l2_prefetch: called (by the engine) just before the layer before this one runs,
+    // to queue Executor::prefetch_l2 of the weights this layer's next forward reads whole (not experts picked at
+    // run time), in one call. Changes no result; the default queues nothing.
+    virtual void prefetch_weights(Executor& ex) const { (void)ex; }
 };
 
 // Parameters a layer kind is built from: the model's hyper-parameters under documented keys (each layer kind

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "imp/error.h"
+#include "imp/executor.h"
 #include "imp/experts.h"
 #include "imp/export.h"
 #include "imp/metadata.h"
@@ -210,6 +211,9 @@ public:
     }
     // out[i, :] = W[ids[i], :] as fp32 (embedding lookup); ids live on the executor's device.
     virtual void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const = 0;
+    // Appends the device memory a decode matmul of this weight reads (Executor::prefetch_l2 of a layer's weights);
+    // formats that cannot say append nothing.
+    virtual void device_ranges(std::vector<DeviceRange>& out) const { (void)out; }
     // Bytes of the executor's shared workspace (Executor::workspace) a matmul over n_tokens rows needs.
     virtual uint64_t workspace_bytes(int64_t n_tokens) const {
         (void)n_tokens;

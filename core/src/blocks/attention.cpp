@@ -114,6 +114,13 @@ public:
                (s_.output_gate ? aligned(n * qd_) : 0);
     }
 
+    void prefetch_weights(Executor& ex) const override {  // q|k|v (or q, k, v) and o
+        std::vector<DeviceRange> r;
+        for (const Weight* w : {wqkv_ ? wqkv_ : wq_, wqkv_ ? nullptr : wk_, wqkv_ ? nullptr : wv_, wo_})
+            if (w) w->device_ranges(r);
+        if (!r.empty()) ex.prefetch_l2(r.data(), r.size());
+    }
+
     void forward(LayerContext& ctx, float* hidden) override {
         Executor& ex = ctx.ex;
         const int64_t n = ctx.batch.n_tokens;

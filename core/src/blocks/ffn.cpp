@@ -52,6 +52,13 @@ public:
     // [n, 2 n_ff] over the gate and up regions. act = silu(gate) * up.
     int64_t scratch_floats(int64_t n) const override { return aligned(n * s_.n_embd) + 3 * aligned(n * s_.n_ff); }
 
+    void prefetch_weights(Executor& ex) const override {  // gate|up (or gate, up) and down
+        std::vector<DeviceRange> r;
+        for (const Weight* w : {gate_up_ ? gate_up_ : gate_, gate_up_ ? nullptr : up_, down_})
+            if (w) w->device_ranges(r);
+        if (!r.empty()) ex.prefetch_l2(r.data(), r.size());
+    }
+
     void forward(LayerContext& ctx, float* hidden) override {
         Executor& ex = ctx.ex;
         const int64_t n = ctx.batch.n_tokens, e = s_.n_embd, f = s_.n_ff;

@@ -144,6 +144,16 @@ public:
         return aligned(n * s_.n_embd) + 2 * aligned(n * k) + aligned(n) + aligned(rows * 2 * f) + aligned(rows * f);
     }
 
+    // The router rows (fp32) and the shared expert: the routed experts are picked at run time.
+    void prefetch_weights(Executor& ex) const override {
+        std::vector<DeviceRange> r;
+        r.push_back({wrouter_, size_t(s_.n_expert) * size_t(s_.n_embd) * sizeof(float)});
+        if (wsg_) r.push_back({wsg_, size_t(s_.n_embd) * sizeof(float)});
+        for (const Weight* w : {sh_gate_up_ ? sh_gate_up_ : sh_gate_, sh_gate_up_ ? nullptr : sh_up_, sh_down_})
+            if (w) w->device_ranges(r);
+        ex.prefetch_l2(r.data(), r.size());
+    }
+
     void forward(LayerContext& ctx, float* hidden) override {
         Executor& ex = ctx.ex;
         const int64_t n = ctx.batch.n_tokens, e = s_.n_embd, f = s_.n_ff_exp, k = s_.top_k;

@@ -94,6 +94,7 @@ Session::Session(const Profile& p, Mode mode) {
     eo.kv_blocks = p.runtime.kv_blocks;
     eo.formats = p.model.formats;
     eo.fuse_weights = cs.fuse_weights;
+    eo.l2_prefetch = cs.l2_prefetch;
     if (mode == Mode::Plan) {
         plan_ = std::make_unique<EnginePlan>(Engine::preflight(*src_, *reg_, *ex_, eo));
         return;

@@ -26,6 +26,8 @@ struct EngineOptions {
     int max_seqs = 1;              // sequences held at once
     int64_t kv_blocks = 0;         // KV pool blocks of 16 positions; 0 = enough for max_seqs full sequences
     bool fuse_weights = true;      // build fused (row-concatenated) matrices (WeightSpec::concat)
+    // decode steps: before each layer runs, queue the next layer's Layer::prefetch_weights ([plugin.core] l2_prefetch)
+    bool l2_prefetch = false;
     std::vector<std::string> formats;  // the profile's [model] formats (quant formats in order of preference)
 };
 

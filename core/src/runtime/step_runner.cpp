@@ -74,7 +74,11 @@ StepBatch Engine::Impl::fill_meta(std::span<const SeqWork> work, const std::vect
 
 void Engine::Impl::run_layers(const StepBatch& b) {
     tok_embd->get_rows(ex, meta, b.n_tokens, hidden);
+    // l2_prefetch: while layer l runs, the weights layer l + 1 reads whole stream into the cache (decode steps: their
+    // matmuls are latency-bound, and a layer's weights are read once per step).
+    const bool prefetch = opt.l2_prefetch && b.all_decode;
     for (size_t l = 0; l < desc.layers.size(); ++l) {
+        if (prefetch && l + 1 < desc.layers.size()) desc.layers[l + 1]->prefetch_weights(ex);
         LayerContext ctx{ex, b, kv[l], state[l], scratch};
         desc.layers[l]->forward(ctx, hidden);
     }

@@ -24,6 +24,10 @@ void declare_core_settings(Settings& s) {
                "CUDA: the one-kernel decode attention for head_dim 256 too (Qwen3.5/3.6 full attention); false: "
                "split-KV + combine for those heads",
                {}});
+    s.declare({"l2_prefetch", false,
+               "decode steps: while each layer runs, the weights the next layer reads whole are prefetched into the "
+               "GPU's L2 cache (Layer::prefetch_weights)",
+               {}});
     s.declare({"fuse_weights", true, "fuse q|k|v and gate|up into one matrix each where the file allows it", {}});
     s.declare({"router_cluster", std::string("8"),
                "CUDA: MoE router CTAs per token tile (one thread-block cluster; 16 is non-portable: where the device "
@@ -50,6 +54,7 @@ CoreSettings core_settings(const Settings& s) {
     c.decode_attention_hd256 = s.get_bool("decode_attention_hd256");
     c.attention_mma_hd256 = s.get_bool("attention_mma_hd256");
     c.fuse_weights = s.get_bool("fuse_weights");
+    c.l2_prefetch = s.get_bool("l2_prefetch");
     c.router_cluster = std::stoi(s.get_string("router_cluster"));
     c.router_warps = std::stoi(s.get_string("router_warps"));
     c.router_wide = s.get_string("router_grid") == "wide";

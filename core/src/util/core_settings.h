@@ -18,6 +18,7 @@ struct CoreSettings {
     bool decode_attention_hd256 = false;   // the one-kernel decode for head_dim 256 too
     bool attention_mma_hd256 = false;      // the tensor-core prefill attention for head_dim 256 too
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
+    bool l2_prefetch = false;   // decode: the next layer's weights prefetched into L2 while a layer runs
     int router_cluster = 8;     // CUDA MoE router: CTAs per token tile (8 or 16)
     int router_warps = 8;       // CUDA MoE router: warps per CTA (8 or 16)
     bool router_wide = false;   // CUDA MoE router of decode-sized calls: one warp per row over many CTAs

@@ -153,6 +153,21 @@ public:
                aligned(n * conv_dim_) + 2 * aligned(n * hv) + aligned(n * vd_) + workspace_floats(n);
     }
 
+    // The input projections (fused groups or their parts) and out_proj: what a decode step reads whole.
+    void prefetch_weights(Executor& ex) const override {
+        std::vector<DeviceRange> r;
+        for (const Group& gr : groups_) {
+            if (gr.w) {
+                gr.w->device_ranges(r);
+                continue;
+            }
+            for (size_t i = gr.first; i < gr.first + gr.count; ++i)
+                if (part_w_[i]) part_w_[i]->device_ranges(r);
+        }
+        if (wout_) wout_->device_ranges(r);
+        if (!r.empty()) ex.prefetch_l2(r.data(), r.size());
+    }
+
     void forward(LayerContext& ctx, float* hidden) override {
         Executor& ex = ctx.ex;
         const StepBatch& b = ctx.batch;

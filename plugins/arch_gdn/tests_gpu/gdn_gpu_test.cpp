@@ -371,6 +371,38 @@ TEST_CASE("gpu: hybrid graph replay equals no graphs, no cudaMalloc in decode", 
     }
 }
 
+TEST_CASE("gpu: l2_prefetch (the next layer's weights into L2 during decode) changes no bit", "[gpu][arch_gdn]") {
+    // [plugin.core] l2_prefetch: decode steps queue each next layer's Layer::prefetch_weights (GDN projections, the
+    // attention's q|k|v and o, the MoE router and shared expert) before the layer runs. A prefetch only moves cache
+    // lines: with graphs and without, the logits equal those of the same engine without it, bit for bit.
+    REQUIRE(cuda_device_count() > 0);
+    const Model m = models().back();
+    REQUIRE(m.shape == "tiny-qwen3.6-nvfp4");
+    auto src = open_model(synth(m.shape));
+    for (const bool graphs : {false, true}) {
+        INFO("graphs " << graphs);
+        EngineOptions on = opts(128, 1, graphs), off = on;
+        on.l2_prefetch = true;
+        CudaExecutor dev_a(0), dev_b(0);
+        Engine a(*src, full_gdn_registry(), dev_a, on), b(*src, full_gdn_registry(), dev_b, off);
+        const std::vector<int32_t> prompt = tokens(11, 6);
+        std::vector<float> la, lb;
+        Engine* engines[2] = {&a, &b};
+        std::vector<float>* outs[2] = {&la, &lb};
+        for (int g = 0; g < 2; ++g) {
+            Engine& e = *engines[g];
+            std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
+            e.forward(prompt.data(), int64_t(prompt.size()), last.data());
+            for (int i = 0; i < 8; ++i) {
+                const int32_t t = int32_t((i * 37 + 5) % 500);
+                e.forward(&t, 1, last.data());
+                outs[g]->insert(outs[g]->end(), last.begin(), last.end());
+            }
+        }
+        CHECK(la == lb);
+    }
+}
+
 TEST_CASE("gpu: several hybrid sequences (decode rows beside prefill rows) equal the CPU", "[gpu][arch_gdn]") {
     REQUIRE(cuda_device_count() > 0);
     for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {

@@ -112,6 +112,10 @@ public:
     // FP8 GEMM calls cuBLASLt refused (they went through bf16 tiles).
     int64_t fp8_refusals() const { return refusals_.load(); }
     const Layout& layout() const { return l_; }
+    // What the GEMV reads: codes, NVFP4 scales and the per-matrix scales (not the prefill's FP8 copy or scale vector).
+    void device_ranges(std::vector<DeviceRange>& out) const override {
+        out.push_back({dev_, size_t(l_.post_off + round256(uint64_t(l_.n_post) * 4))});
+    }
     const uint8_t* device_bytes() const { return dev_; }
     // Per-token FP8 GEMM calls whose outer-vector scales cuBLASLt refused (they went through the epilogue).
     int64_t vec_refusals() const { return vec_refusals_.load(); }

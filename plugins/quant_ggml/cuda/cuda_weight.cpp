@@ -94,6 +94,7 @@ public:
 
     std::string type() const override { return type_info(l_.type).name; }
     uint64_t bytes() const override { return l_.bytes; }
+    void device_ranges(std::vector<DeviceRange>& out) const override { out.push_back({dev_, size_t(l_.bytes)}); }
     const DeviceLayout& layout() const { return l_; }
     const void* data() const { return dev_; }
     const std::string& name() const { return name_; }

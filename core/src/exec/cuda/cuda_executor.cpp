@@ -257,6 +257,10 @@ void CudaExecutor::rms_norm(const float* x, const float* w, float* y, int64_t ro
     cuda_kernels::rms_norm(x, w, y, rows, n, eps, queue_of(handles_));
 }
 
+void CudaExecutor::prefetch_l2(const DeviceRange* ranges, size_t n) {
+    cuda_kernels::l2_prefetch(ranges, n, handles_.sm_count, queue_of(handles_));
+}
+
 void CudaExecutor::rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
                         const RopeParams& p) {
     if (p.n_rot <= 0 || p.n_rot % 2 != 0 || p.n_rot > p.head_dim)

@@ -79,6 +79,7 @@ public:
     size_t workspace_bytes() const override { return workspace_bytes_; }
 
     void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) override;
+    void prefetch_l2(const DeviceRange* ranges, size_t n) override;  // cuda_kernels::l2_prefetch
     void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
               const RopeParams& p) override;
     void kv_store(const KVCacheView& kv, const float* k, int64_t k_stride, const float* v, int64_t v_stride,

@@ -18,6 +18,12 @@ struct Queue {
     bool pdl = false;
 };
 
+// prefetch.cu (Executor::prefetch_l2): at most kPrefetchRanges ranges and kPrefetchMaxBytes in all per call; the
+// rest is dropped.
+constexpr int kPrefetchRanges = 16;
+constexpr int64_t kPrefetchMaxBytes = int64_t(40) << 20;
+void l2_prefetch(const DeviceRange* ranges, size_t n, int sm_count, Queue s);
+
 // norm.cu
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, Queue s);
 
