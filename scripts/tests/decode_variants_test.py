@@ -3,6 +3,7 @@
 ratios are against the first variant of the same test, and a failing run is a row with its error and exit status 1.
   python3 scripts/tests/decode_variants_test.py [-v]
 """
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,19 @@ class DecodeVariantsTest(unittest.TestCase):
         self.assertTrue(rows[2].endswith("| 180.00 ± 1.00 | 18.0 % | 1.800x |"), rows[2])
         self.assertIn("| swiglu | error: imp: error: boom |", rows[3])
         self.assertTrue(p.stdout.startswith("GPU, copy bandwidth 4000 GB/s, commit abc"))
+        # each run on stderr as it finishes
+        self.assertIn("[decode-variants] p.toml one: tg128 120.00", p.stderr)
+        self.assertIn("[decode-variants] p.toml swiglu: error: imp: error: boom", p.stderr)
+
+    def test_json_has_every_run(self):
+        with tempfile.TemporaryDirectory() as t:
+            out = os.path.join(t, "dv.json")
+            p = run_tool("split,one", ["--json", out])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(out) as f:
+                raw = json.load(f)
+            self.assertEqual(sorted(raw), ["p.toml one", "p.toml split"])
+            self.assertEqual(raw["p.toml one"][0]["avg_ts"], 120.0)
 
     def test_gemv_variants_pass_every_gemv_setting(self):
         p = run_tool("one,pf,gemv,gnorm")

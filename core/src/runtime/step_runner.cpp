@@ -76,7 +76,8 @@ void Engine::Impl::run_layers(const StepBatch& b) {
     tok_embd->get_rows(ex, meta, b.n_tokens, hidden);
     // l2_prefetch: while layer l runs, the weights layer l + 1 reads whole stream into the cache (decode steps: their
     // matmuls are latency-bound, and a layer's weights are read once per step).
-    const bool prefetch = opt.l2_prefetch && b.all_decode;
+    // (up to 8 rows: larger decode batches may run GEMMs that read other copies of the weights, e.g. NVFP4's FP8 one)
+    const bool prefetch = opt.l2_prefetch && b.all_decode && b.n_tokens <= 8;
     for (size_t l = 0; l < desc.layers.size(); ++l) {
         if (prefetch && l + 1 < desc.layers.size()) desc.layers[l + 1]->prefetch_weights(ex);
         LayerContext ctx{ex, b, kv[l], state[l], scratch};

@@ -99,18 +99,22 @@ TEST_CASE("cuda: prefetch_l2 changes nothing, eagerly and inside a replayed grap
     const uint32_t seed = fresh_seed();
     INFO("seed " << seed);
     std::mt19937 rng(seed);
-    // 48 MB of weights-like data (past the per-call cap), an unaligned start, an empty and a null range, and more
-    // ranges than one call takes
+    // 48 MB of weights-like data: an unaligned start, an empty and a null range, more ranges than one call takes,
+    // and (last) a range past the per-call cap
     const size_t n = size_t(12) << 20;
     const auto host = rand_vec(rng, n, -1.f, 1.f);
     float* w = to_dev(host);
-    std::vector<DeviceRange> r = {{w, n * 4}, {w + 3, 1000}, {w, 0}, {nullptr, 64}};
+    std::vector<DeviceRange> r = {{w + 3, 1000}, {w, 0}, {nullptr, 64}};
     for (int i = 0; i < 20; ++i) r.push_back({w + size_t(i) * 4099, 4096 + size_t(i) * 77});
     CudaExecutor& ex = gpu();
     ex.prefetch_l2(r.data(), r.size());
+    const DeviceRange all{w, n * 4};
+    ex.prefetch_l2(&all, 1);
     ex.prefetch_l2(r.data(), 0);
-    // inside a graph, between two dependent kernels (the norm reads what the first wrote)
-    const int64_t rows = 3, cols = 4096;
+    ex.synchronize();
+    // inside a graph, between two dependent kernels (the second norm reads what the first wrote; the first is long,
+    // with blocks on every SM, so a prefetch kernel that did not wait for it would let the second read zeros)
+    const int64_t rows = 2 * int64_t(ex.cuda()->sm_count), cols = 65536;
     const auto x = rand_vec(rng, size_t(rows * cols), -3.f, 3.f);
     const auto nw = rand_vec(rng, size_t(cols), 0.5f, 1.5f);
     std::vector<float> ref(x.size()), twice(x.size());
@@ -122,13 +126,14 @@ TEST_CASE("cuda: prefetch_l2 changes nothing, eagerly and inside a replayed grap
     float* dz = to_dev(std::vector<float>(x.size()));
     ex.synchronize();
     ex.capture_begin();
+    ex.fill_zero(dy, x.size() * 4);
     ex.rms_norm(dx, dn, dy, rows, cols, 1e-5f);
     ex.prefetch_l2(r.data(), r.size());
     ex.rms_norm(dy, dn, dz, rows, cols, 1e-5f);
     const int graph = ex.capture_end();
     REQUIRE(graph >= 0);
     for (int rep = 0; rep < 3; ++rep) {
-        ex.fill_zero(dz, 4);
+        ex.fill_zero(dz, x.size() * 4);
         ex.replay(graph);
         CHECK(max_rel_err(from_dev(dz, x.size()), twice) <= 1e-5);
     }

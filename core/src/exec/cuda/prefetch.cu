@@ -1,5 +1,6 @@
 // Executor::prefetch_l2 on CUDA: one kernel per call over up to kPrefetchRanges ranges (at most kPrefetchMaxBytes in
-// all: the H100/H200 L2 is 50 MB, and what the next layer reads must leave room for what the current one streams).
+// all: the H100 L2 is 50 MB, the H200's 60, and what the next layer reads must leave room for what the current one
+// streams).
 // Each thread issues prefetch.global.L2::evict_last for 128-byte lines spread over the grid (fire and forget: the
 // lines arrive while the kernels after it run), then waits for the previous kernel (PDL) before it ends, so the
 // kernels after it still see everything before it completed. The ranges are weights, which no kernel writes: they
@@ -27,7 +28,9 @@ __global__ void l2_prefetch_kernel(PrefetchArgs a) {
     const int64_t first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     for (int r = 0; r < a.n; ++r)
         for (int64_t i = first; i < a.lines[r]; i += stride)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
             asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(a.p[r] + i * 128));
+#endif
     pdl_wait();
 }
 
