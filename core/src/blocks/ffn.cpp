@@ -46,17 +46,24 @@ public:
             up_ = &need_matrix(w, n_up_);
         }
         down_ = &need_matrix(w, n_down_);
+        prefetch_ = weight_ranges();
     }
 
     // xn [n, n_embd] | gate [n, n_ff] | up [n, n_ff] | act [n, n_ff]; with the fused weight, gate|up rows
     // [n, 2 n_ff] over the gate and up regions. act = silu(gate) * up.
     int64_t scratch_floats(int64_t n) const override { return aligned(n * s_.n_embd) + 3 * aligned(n * s_.n_ff); }
 
-    void prefetch_weights(Executor& ex) const override {  // gate|up (or gate, up) and down
+    // Queued from the ranges bind() collected (decode hot path: no allocation, no virtual calls per step).
+    void prefetch_weights(Executor& ex) const override {
+        if (!prefetch_.empty()) ex.prefetch_l2(prefetch_.data(), prefetch_.size());
+    }
+
+    // gate|up (or gate, up) and down
+    std::vector<DeviceRange> weight_ranges() const {
         std::vector<DeviceRange> r;
         for (const Weight* w : {gate_up_ ? gate_up_ : gate_, gate_up_ ? nullptr : up_, down_})
             if (w) w->device_ranges(r);
-        if (!r.empty()) ex.prefetch_l2(r.data(), r.size());
+        return r;
     }
 
     void forward(LayerContext& ctx, float* hidden) override {
@@ -102,6 +109,7 @@ private:
     const float* wnorm_ = nullptr;
     const Weight *gate_ = nullptr, *up_ = nullptr, *down_ = nullptr;
     const Weight* gate_up_ = nullptr;  // gate|up rows in one weight, when the core could build it
+    std::vector<DeviceRange> prefetch_;  // weight_ranges(), from bind()
 };
 
 }  // namespace

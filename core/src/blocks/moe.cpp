@@ -135,6 +135,7 @@ public:
             sh_down_ = &need_matrix(w, n_sh_down_);
             if (s_.shared_gate) wsg_ = need_vector(w, n_sh_inp_);
         }
+        prefetch_ = weight_ranges();
     }
 
     // xn [n, e] | ids [n, k] (int32) | weights [n, k] | shared gate [n] | gate|up [pair_rows(n), 2 max(f, fs)] |
@@ -144,14 +145,19 @@ public:
         return aligned(n * s_.n_embd) + 2 * aligned(n * k) + aligned(n) + aligned(rows * 2 * f) + aligned(rows * f);
     }
 
-    // The router rows (fp32) and the shared expert: the routed experts are picked at run time.
+    // Queued from the ranges bind() collected (decode hot path: no allocation, no virtual calls per step).
     void prefetch_weights(Executor& ex) const override {
+        if (!prefetch_.empty()) ex.prefetch_l2(prefetch_.data(), prefetch_.size());
+    }
+
+    // The router rows (fp32) and the shared expert: the routed experts are picked at run time.
+    std::vector<DeviceRange> weight_ranges() const {
         std::vector<DeviceRange> r;
         r.push_back({wrouter_, size_t(s_.n_expert) * size_t(s_.n_embd) * sizeof(float)});
         if (wsg_) r.push_back({wsg_, size_t(s_.n_embd) * sizeof(float)});
         for (const Weight* w : {sh_gate_up_ ? sh_gate_up_ : sh_gate_, sh_gate_up_ ? nullptr : sh_up_, sh_down_})
             if (w) w->device_ranges(r);
-        ex.prefetch_l2(r.data(), r.size());
+        return r;
     }
 
     void forward(LayerContext& ctx, float* hidden) override {
@@ -244,6 +250,7 @@ private:
     const float *wnorm_ = nullptr, *wrouter_ = nullptr, *wsg_ = nullptr;
     const ExpertWeights *gate_ = nullptr, *up_ = nullptr, *down_ = nullptr, *gate_up_ = nullptr;
     const Weight *sh_gate_ = nullptr, *sh_up_ = nullptr, *sh_down_ = nullptr, *sh_gate_up_ = nullptr;
+    std::vector<DeviceRange> prefetch_;  // weight_ranges(), from bind()
 };
 
 }  // namespace

@@ -424,16 +424,16 @@ const CudaHandles& handles(const Executor& ex, const char* op) {
 
 bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-// The executor's router shape (another CUDA executor, e.g. a plugin's test double: the defaults).
-MoeOptions moe_options_of(const Executor& ex) {
-    const auto* ce = dynamic_cast<const CudaExecutor*>(&ex);
-    return ce ? ce->moe_options() : MoeOptions{};
-}
-
-// The wide router's scratch when `ex` is the core's CUDA executor and asks for the wide router; else null.
-void* wide_scratch_of(Executor& ex) {
+// The executor's router shape, and the wide router's scratch when it asks for the wide router (another CUDA
+// executor, e.g. a plugin's test double: the defaults, no scratch).
+struct RouterSetup {
+    MoeOptions o;
+    void* wide_scratch = nullptr;
+};
+RouterSetup router_setup(Executor& ex) {
     auto* ce = dynamic_cast<CudaExecutor*>(&ex);
-    return ce && ce->moe_options().router_wide ? ce->router_scratch() : nullptr;
+    if (!ce) return {};
+    return {ce->moe_options(), ce->moe_options().router_wide ? ce->router_scratch() : nullptr};
 }
 
 }  // namespace
@@ -449,9 +449,8 @@ void router(Executor& ex, const MoeRouter::Args& a) {
                    a.norm_topk ? 1 : 0, a.scale, a.ids, a.weights, a.shared_gate, a.norm_w, a.eps, a.xn};
     const bool vec = a.n_embd % 4 == 0 && a.x_stride % 4 == 0 && al16(a.x) && al16(a.w) &&
                      (!a.shared_gate_w || al16(a.shared_gate_w)) && (!a.norm_w || al16(a.norm_w));
-    const MoeOptions o = moe_options_of(ex);
-    if (void* scratch = wide_scratch_of(ex);
-        scratch && wide_fits(a.n_tokens, a.n_embd, vec, a.n_expert + (a.shared_gate_w ? 1 : 0))) {
+    const auto [o, scratch] = router_setup(ex);
+    if (scratch && wide_fits(a.n_tokens, a.n_embd, vec, a.n_expert + (a.shared_gate_w ? 1 : 0))) {
         launch_router_wide(p, scratch, h);
         return;
     }
@@ -461,7 +460,7 @@ void router(Executor& ex, const MoeRouter::Args& a) {
 
 int router_cluster_in_use(Executor& ex, int64_t n_tokens) {
     const CudaHandles& h = handles(ex, MoeRouter::name);
-    const MoeOptions o = moe_options_of(ex);
+    const MoeOptions o = router_setup(ex).o;
     const bool w16 = o.router_warps == 16;
     if (n_tokens <= 4)
         return w16 ? cluster_in_use<1, true, 16>(o.router_cluster, h.device)
@@ -472,7 +471,7 @@ int router_cluster_in_use(Executor& ex, int64_t n_tokens) {
 
 bool router_wide_in_use(Executor& ex, int64_t n_tokens, int64_t n_embd, int n_expert, bool shared_gate) {
     (void)handles(ex, MoeRouter::name);
-    return wide_scratch_of(ex) && n_expert <= kMaxExperts &&
+    return router_setup(ex).wide_scratch && n_expert <= kMaxExperts &&
            wide_fits(n_tokens, n_embd, n_embd % 4 == 0, n_expert + (shared_gate ? 1 : 0));
 }
 

@@ -127,6 +127,7 @@ public:
         wdt_ = need(w.vector(n_dt_), n_dt_);
         wgnorm_ = need(w.vector(n_gnorm_), n_gnorm_);
         wout_ = need(w.matrix(n_out_), n_out_);
+        prefetch_ = weight_ranges();
     }
 
     StateSpec state() const override {
@@ -153,8 +154,13 @@ public:
                aligned(n * conv_dim_) + 2 * aligned(n * hv) + aligned(n * vd_) + workspace_floats(n);
     }
 
-    // The input projections (fused groups or their parts) and out_proj: what a decode step reads whole.
+    // Queued from the ranges bind() collected (decode hot path: no allocation, no virtual calls per step).
     void prefetch_weights(Executor& ex) const override {
+        if (!prefetch_.empty()) ex.prefetch_l2(prefetch_.data(), prefetch_.size());
+    }
+
+    // The input projections (fused groups or their parts) and out_proj: what a decode step reads whole.
+    std::vector<DeviceRange> weight_ranges() const {
         std::vector<DeviceRange> r;
         for (const Group& gr : groups_) {
             if (gr.w) {
@@ -165,7 +171,7 @@ public:
                 if (part_w_[i]) part_w_[i]->device_ranges(r);
         }
         if (wout_) wout_->device_ranges(r);
-        if (!r.empty()) ex.prefetch_l2(r.data(), r.size());
+        return r;
     }
 
     void forward(LayerContext& ctx, float* hidden) override {
@@ -323,6 +329,7 @@ private:
     std::string n_conv_, n_A_, n_dt_, n_gnorm_, n_out_;
     const float *wnorm_ = nullptr, *wconv_ = nullptr, *wA_ = nullptr, *wdt_ = nullptr, *wgnorm_ = nullptr;
     const Weight* wout_ = nullptr;
+    std::vector<DeviceRange> prefetch_;  // weight_ranges(), from bind()
     OpRef<gdn::Conv> conv_;
     OpRef<gdn::RuleDecode> decode_;
     OpRef<gdn::RuleChunked> chunked_;

@@ -298,16 +298,9 @@ TEST_CASE("quant_fp8 cuda: short rows in half-warp row groups (gemv_short_rows),
                 s.gemv_short_rows = true;
                 s.gemv_async = plan == 1;
                 s.gemv_regs2 = plan == 2;
-                const auto w = load(*ex, f, s);
-                for (const int64_t t : {1, 2, 3, 5, 8})
-                    for (const bool acc : {false, true}) {
-                        INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", plan " << plan
-                                  << ", tokens " << t << (acc ? ", accumulate" : ""));
-                        const Check c = matmul_case(*ex, *w, f.w, t, cols + 3, rows + 5, acc, rng);
-                        CHECK(c.unwritten == 0);
-                        CHECK(c.overwritten == 0);
-                        CHECK(c.rel <= 1e-4);
-                    }
+                gemv_cases(*ex, *load(*ex, f, s), f.w, rng, {1, 2, 3, 5, 8},
+                           std::string(per_row ? "per row" : "per tensor") + ", short rows, plan " +
+                               std::to_string(plan));
             }
         }
     const int64_t n_expert = 6, rows = 77, cols = 200;

@@ -299,24 +299,31 @@ inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vec
     CHECK_THROWS_WITH(w.grouped_matmul(ex, bad), Catch::Contains("takes_extra is false"));
 }
 
-// The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
-// applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
-// accumulate as the other GEMV cases.
-inline void stream_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, const Layout& l,
-                         std::mt19937& rng) {
+// Dense GEMV calls of w at each token count, y = and +=, x row strides cols and cols + 3 (y stride rows + 5), each
+// against the reference within 1e-4, every output written and nothing else; `what` names the plan in messages.
+inline void gemv_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, std::mt19937& rng,
+                       const std::vector<int64_t>& tokens, const std::string& what) {
     const int64_t rows = w.rows(), cols = w.cols();
-    REQUIRE(stream_grid(l, 1, ex.cuda()->sm_count) > 0);
-    CHECK(stream_grid(l, 3, ex.cuda()->sm_count) == 0);
-    for (const int64_t t : {1, 2, 3})
+    for (const int64_t t : tokens)
         for (const bool acc : {false, true})
             for (const int64_t xs : {cols, cols + 3}) {
-                INFO(rows << "x" << cols << ", stream, tokens " << t << (acc ? ", accumulate" : "") << ", x stride "
-                          << xs);
+                INFO(rows << "x" << cols << ", " << what << ", tokens " << t << (acc ? ", accumulate" : "")
+                          << ", x stride " << xs);
                 const Check c = matmul_case(ex, w, w_ref, t, xs, rows + 5, acc, rng);
                 CHECK(c.unwritten == 0);
                 CHECK(c.overwritten == 0);
                 CHECK(c.rel <= 1e-4);
             }
+}
+
+// The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
+// applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
+// accumulate as the other GEMV cases.
+inline void stream_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, const Layout& l,
+                         std::mt19937& rng) {
+    REQUIRE(stream_grid(l, 1, ex.cuda()->sm_count) > 0);
+    CHECK(stream_grid(l, 3, ex.cuda()->sm_count) == 0);
+    gemv_cases(ex, w, w_ref, rng, {1, 2, 3}, "stream");
 }
 
 // The expert GEMM's rounding: bf16 on grouped calls.

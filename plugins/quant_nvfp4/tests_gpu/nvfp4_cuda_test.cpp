@@ -148,15 +148,8 @@ TEST_CASE("quant_nvfp4 cuda: short rows in half-warp row groups (gemv_short_rows
             s.gemv_short_rows = true;
             s.gemv_async = plan == 1;
             s.gemv_regs2 = plan == 2;
-            const auto w = load(*ex, n, s);
-            for (const int64_t t : {1, 2, 3, 5, 8})
-                for (const bool acc : {false, true}) {
-                    INFO(rows << "x" << cols << ", plan " << plan << ", tokens " << t << (acc ? ", accumulate" : ""));
-                    const Check c = matmul_case(*ex, *w, n.w, t, cols + 3, rows + 5, acc, rng);
-                    CHECK(c.unwritten == 0);
-                    CHECK(c.overwritten == 0);
-                    CHECK(c.rel <= 1e-4);
-                }
+            gemv_cases(*ex, *load(*ex, n, s), n.w, rng, {1, 2, 3, 5, 8},
+                       "short rows, plan " + std::to_string(plan));
         }
     }
     const int64_t n_expert = 6, rows = 77, cols = 368;
