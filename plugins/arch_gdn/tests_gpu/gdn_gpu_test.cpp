@@ -164,6 +164,34 @@ void compare_prompt_decode(Engine& ec, Engine& eg, const std::vector<int32_t>& t
     compare_rows(a, b, V, tol);
 }
 
+// Greedy decode of `steps` tokens after `prompt` on an engine with graphs and one without: the same tokens, logits
+// within 1e-4, no cudaMalloc or cudaFree during the decode steps.
+void compare_graphs_eager(Engine& with, Engine& without, const std::vector<int32_t>& prompt, int steps) {
+    std::vector<int32_t> toks[2];
+    std::vector<float> lg[2];
+    Engine* engines[2] = {&with, &without};
+    for (int g = 0; g < 2; ++g) {
+        Engine& e = *engines[g];
+        e.reset();
+        std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
+        e.forward(prompt.data(), int64_t(prompt.size()), last.data());
+        const auto before = cuda_alloc_stats();
+        for (int i = 0; i < steps; ++i) {
+            const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
+            toks[g].push_back(t);
+            e.forward(&t, 1, last.data());
+            lg[g].insert(lg[g].end(), last.begin(), last.end());
+        }
+        const auto after = cuda_alloc_stats();
+        CHECK(after.mallocs == before.mallocs);
+        CHECK(after.frees == before.frees);
+    }
+    CHECK(with.graphs_active());
+    CHECK_FALSE(without.graphs_active());
+    CHECK(toks[0] == toks[1]);
+    compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
+}
+
 }  // namespace
 
 TEST_CASE("gpu: gdn.regroup equals the CPU reference", "[gpu][arch_gdn]") {
@@ -254,27 +282,7 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
     Engine with(*src, full, dev_g, opts(128, 1, true));
     Engine without(*src, full, dev_e, opts(128, 1, false));
     full.configure("core", "moe_shared_slot", false);
-    std::vector<int32_t> toks[2];
-    std::vector<float> lg[2];
-    Engine* engines[2] = {&with, &without};
-    const std::vector<int32_t> prompt = tokens(9, 4);
-    for (int g = 0; g < 2; ++g) {
-        Engine& e = *engines[g];
-        std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
-        e.forward(prompt.data(), int64_t(prompt.size()), last.data());
-        const auto before_g = cuda_alloc_stats();
-        for (int i = 0; i < 16; ++i) {
-            const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
-            toks[g].push_back(t);
-            e.forward(&t, 1, last.data());
-            lg[g].insert(lg[g].end(), last.begin(), last.end());
-        }
-        const auto after_g = cuda_alloc_stats();
-        CHECK(after_g.mallocs == before_g.mallocs);
-    }
-    CHECK(with.graphs_active());
-    CHECK(toks[0] == toks[1]);
-    compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
+    compare_graphs_eager(with, without, tokens(9, 4), 16);
 }
 
 TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced)",
@@ -343,31 +351,8 @@ TEST_CASE("gpu: hybrid graph replay equals no graphs, no cudaMalloc in decode", 
         CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
         Engine with(*src, full_gdn_registry(), dev_a, opts(128, 1, true));
         Engine without(*src, full_gdn_registry(), dev_b, opts(128, 1, false));
-        for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)}) {
-            std::vector<int32_t> toks[2];
-            std::vector<float> lg[2];
-            Engine* engines[2] = {&with, &without};
-            for (int g = 0; g < 2; ++g) {
-                Engine& e = *engines[g];
-                e.reset();
-                std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
-                e.forward(prompt.data(), int64_t(prompt.size()), last.data());
-                const auto before = cuda_alloc_stats();
-                for (int i = 0; i < 24; ++i) {
-                    const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
-                    toks[g].push_back(t);
-                    e.forward(&t, 1, last.data());
-                    lg[g].insert(lg[g].end(), last.begin(), last.end());
-                }
-                const auto after = cuda_alloc_stats();
-                CHECK(after.mallocs == before.mallocs);
-                CHECK(after.frees == before.frees);
-            }
-            CHECK(with.graphs_active());
-            CHECK_FALSE(without.graphs_active());
-            CHECK(toks[0] == toks[1]);
-            compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
-        }
+        for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)})
+            compare_graphs_eager(with, without, prompt, 24);
     }
 }
 
