@@ -70,7 +70,8 @@ public:
     void replay(int graph_id) override;
     const CudaHandles* cuda() const override { return &handles_; }
     // Device scratch of the wide MoE router (core/src/blocks/moe_ops.cu lays it out): allocated and zeroed with the
-    // executor; its kernel leaves its counters at zero again. Used by one kernel at a time on the one stream.
+    // executor when MoeOptions::router_wide (else null); its kernel leaves its counters at zero again. Used by one
+    // kernel at a time on the one stream.
     static constexpr size_t kRouterScratchBytes = 64 * 1024;
     void* router_scratch() { return router_scratch_; }
 
