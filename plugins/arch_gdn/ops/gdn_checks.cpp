@@ -266,6 +266,69 @@ std::string compare_gated_norm(Executor& cpu, Executor& dev, int64_t n_tokens, i
     return e;
 }
 
+// Decode step: the conv feeding the decode rule and the norm, fp32 throughout; the conv's rounding enters the rule's
+// inputs, so twice the decode rule's tolerance: 2e-5 of max|ref| + 2e-4 relative.
+std::string compare_decode_step(Executor& cpu, Executor& dev, const Problem& p) {
+    Gen gen{std::mt19937_64(p.seed)};
+    const Layout l = layout_of(p, gen);
+    if (l.n_tokens != int64_t(p.lens.size())) return tag(p) + "a decode step takes one row per sequence";
+    const Dims& d = p.dims;
+    const int64_t cd = d.conv_dim(), vd = d.value_dim(), hv = d.n_v_heads;
+    // Rows as the layer's projections: q|k|v | z | b | a, then padding.
+    const int64_t xs = cd + vd + 2 * hv + 3, css = (p.kernel - 1) * cd + 5, sss = vd * d.head_k_dim + 64;
+    const int64_t os = cd + 2, ys = vd + 4;
+    Vec x = gen.fill(size_t(l.n_tokens * xs), -3.f, 3.f), w = gen.fill(size_t(cd * p.kernel), -0.8f, 0.8f);
+    for (int64_t t = 0; t < l.n_tokens; ++t)
+        for (int64_t j = 0; j < hv; ++j) {
+            x[size_t(t * xs + cd + vd + j)] = gen.normal(2.f);       // b
+            x[size_t(t * xs + cd + vd + hv + j)] = gen.normal(1.5f); // a
+        }
+    Vec A(static_cast<size_t>(hv)), dt(static_cast<size_t>(hv));
+    for (int64_t j = 0; j < hv; ++j) {
+        const float Av = gen.uni(0.02f, 16.f);
+        A[size_t(j)] = p.A_is_log ? std::log(Av) : -Av;
+        dt[size_t(j)] = gen.uni(-7.f, -2.f);
+    }
+    Vec cstate = gen.fill(size_t(l.n_slots * css), -3.f, 3.f), sstate(size_t(l.n_slots * sss));
+    for (auto& v : sstate) v = gen.normal(0.5f);
+    const Vec nw = gen.fill(size_t(d.head_v_dim), 0.2f, 1.8f);
+    Vec out(size_t(l.n_tokens * os), 0.f), g(size_t(l.n_tokens * hv), 0.f), beta(g.size(), 0.f);
+    Vec y(size_t(l.n_tokens * ys), 0.f);
+    struct Ptrs {
+        const float *x, *w, *A, *dt, *nw;
+        float *cst, *sst, *out, *g, *beta, *y;
+        Seqs seqs;
+    };
+    auto args = [&](const Ptrs& q) {
+        DecodeStep::Args a;
+        Conv::Args& c = a.conv;
+        c.dims = d, c.seqs = q.seqs, c.kernel = p.kernel, c.x = q.x, c.x_stride = xs, c.w = q.w;
+        c.conv_state = q.cst, c.state_stride = css, c.out = q.out, c.out_stride = os;
+        c.b = q.x + cd + vd, c.b_stride = xs, c.a = q.x + cd + vd + hv, c.a_stride = xs;
+        c.A = q.A, c.A_is_log = p.A_is_log, c.dt_bias = q.dt, c.g = q.g, c.beta = q.beta;
+        RuleArgs& r = a.rule;
+        r.state = q.sst, r.state_stride = sss, r.o = q.y, r.o_stride = ys, r.scale = 1.f / std::sqrt(float(d.head_k_dim));
+        r.norm_w = q.nw, r.z = q.x + cd, r.z_stride = xs, r.norm_eps = 1e-6f;
+        r.variant = p.variant, r.decode_ctas = p.decode_ctas;
+        return a;
+    };
+    Vec cst_ref = cstate, sst_ref = sstate, y_ref = y, out_ref = out, g_ref = g, b_ref = beta;
+    decode_step_cpu(cpu, args({x.data(), w.data(), A.data(), dt.data(), nw.data(), cst_ref.data(), sst_ref.data(),
+                               out_ref.data(), g_ref.data(), b_ref.data(), y_ref.data(), seqs_host(l)}));
+    float* dcst = upload(dev, cstate);
+    float* dsst = upload(dev, sstate);
+    float* dy = upload(dev, y);
+    const auto a = args({upload(dev, x), upload(dev, w), upload(dev, A), upload(dev, dt), upload(dev, nw), dcst, dsst,
+                         upload(dev, out), upload(dev, g), upload(dev, beta), dy, seqs_on(dev, l)});
+    (dev.kind() == DeviceKind::CUDA ? decode_step_cuda : decode_step_cpu)(dev, a);
+    const Tolerance tol{2e-5f, 2e-4f};
+    const std::string t = tag(p) + "decode step: ";
+    std::string e = compare_scaled(t + "o", y_ref, download(dev, dy, y.size()), tol);
+    if (e.empty()) e = compare_scaled(t + "conv state", cst_ref, download(dev, dcst, cstate.size()), tol);
+    if (e.empty()) e = compare_scaled(t + "state", sst_ref, download(dev, dsst, sstate.size()), tol);
+    return e;
+}
+
 namespace {
 
 // A random problem from the seed: 1..4 sequences, GVA ratios 1, 2, 4, grouped or tiled heads, dk = dv = 128 (the
@@ -302,6 +365,14 @@ std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed) {
 }
 std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed) {
     return compare_rule(cpu, dev, random_problem(seed, 300), false);
+}
+std::string check_decode_step(Executor& cpu, Executor& dev, uint64_t seed) {
+    Problem p = random_problem(seed, 1);
+    const int warps[] = {0, 16, 32};
+    p.variant = warps[seed % 3];
+    const int ratio = p.dims.n_v_heads / p.dims.n_k_heads;
+    p.decode_ctas = std::min(1 << int((seed / 3) % 4), 8 / ratio);  // clusters of at most 8 CTAs
+    return compare_decode_step(cpu, dev, p);
 }
 std::string check_gated_norm(Executor& cpu, Executor& dev, uint64_t seed) {
     Gen gen{std::mt19937_64(seed)};

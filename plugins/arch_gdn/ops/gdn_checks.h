@@ -18,9 +18,9 @@ struct Problem {
     int kernel = 4;         // conv taps
     bool A_is_log = true;
     uint64_t seed = 1;
-    int variant = 0;  // gdn.rule_chunked's RuleArgs::variant; every variant but 1 (fused) gets a workspace
+    int variant = 0;  // gdn.rule_chunked's RuleArgs::variant (every variant but 1 gets a workspace); decode: warps
     bool gated_norm = false;  // gdn.rule_decode with the gated norm (RuleArgs::norm_w, z)
-    int decode_ctas = 1;      // gdn.rule_decode with the gated norm: RuleArgs::decode_ctas
+    int decode_ctas = 1;      // gdn.rule_decode with the gated norm, gdn.decode_step: RuleArgs::decode_ctas
     int conv_variant = 0;     // gdn.conv's Conv::Args::variant
     bool aligned = false;     // gdn.conv: row and slot strides multiples of 4 floats (its 16-byte kernel applies)
 };
@@ -28,6 +28,9 @@ struct Problem {
 // "" when the device's outputs and states equal the CPU reference's within the op's stated tolerance; else one line.
 std::string compare_conv(Executor& cpu, Executor& dev, const Problem& p);
 std::string compare_rule(Executor& cpu, Executor& dev, const Problem& p, bool decode);
+// gdn.decode_step (p.lens all 1; p.variant: warps, p.decode_ctas) against the CPU's conv + decode rule + norm: o and
+// both states.
+std::string compare_decode_step(Executor& cpu, Executor& dev, const Problem& p);
 // aligned: row strides multiples of 4 floats (the 16-byte warp kernel applies); variant: GatedNorm::Args::variant.
 std::string compare_gated_norm(Executor& cpu, Executor& dev, int64_t n_tokens, int n_heads, int head_dim,
                                uint64_t seed, int variant = 0, bool aligned = false);

@@ -12,17 +12,22 @@ namespace imp::gdn {
 void validate(const Conv::Args& a);
 void validate(const char* op, const RuleArgs& a);
 void validate(const GatedNorm::Args& a);
+// gdn.decode_step: both parts' checks, the same dims and sequences, one row per sequence, the gated norm set; returns
+// the rule's arguments reading the conv's outputs (conv.out, g, beta).
+RuleArgs validate(const DecodeStep::Args& a);
 
 void conv_cpu(Executor& ex, const Conv::Args& a);
 void rule_decode_cpu(Executor& ex, const RuleArgs& a);   // the recurrence, token by token (any rows)
 void rule_chunked_cpu(Executor& ex, const RuleArgs& a);  // the recurrence too: chunk invariant on the CPU
 void rule_chunked_wy_cpu(Executor& ex, const RuleArgs& a);  // the chunked WY/UT form (chunks of 64, fp32)
 void gated_norm_cpu(Executor& ex, const GatedNorm::Args& a);
+void decode_step_cpu(Executor& ex, const DecodeStep::Args& a);  // conv_cpu, then rule_decode_cpu with the norm
 
 void conv_cuda(Executor& ex, const Conv::Args& a);
 void rule_decode_cuda(Executor& ex, const RuleArgs& a);
 void rule_chunked_cuda(Executor& ex, const RuleArgs& a);
 void gated_norm_cuda(Executor& ex, const GatedNorm::Args& a);
+void decode_step_cuda(Executor& ex, const DecodeStep::Args& a);
 // Whether the CUDA kernels run on ex: a CUDA executor of compute capability 9.0+ (rule_chunked_cuda also needs
 // dk = dv = 128, checked when called).
 bool cuda_supports(const Executor& ex);
@@ -32,5 +37,6 @@ std::string check_conv(Executor& cpu, Executor& dev, uint64_t seed);
 std::string check_rule_decode(Executor& cpu, Executor& dev, uint64_t seed);
 std::string check_rule_chunked(Executor& cpu, Executor& dev, uint64_t seed);
 std::string check_gated_norm(Executor& cpu, Executor& dev, uint64_t seed);
+std::string check_decode_step(Executor& cpu, Executor& dev, uint64_t seed);
 
 }  // namespace imp::gdn

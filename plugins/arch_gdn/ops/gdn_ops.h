@@ -6,6 +6,7 @@
 //   gdn.rule_decode  gated delta rule, one token per sequence (every sequence a decode row)
 //   gdn.rule_chunked gated delta rule over any rows (prefill: chunk 64, WY/UT form, tensor cores on CUDA)
 //   gdn.gated_norm   y = RMSNorm(o per v-head; w) * silu(z), the input of out_proj
+//   gdn.decode_step  decode steps: gdn.conv + gdn.rule_decode + the gated norm as one op (one CUDA kernel)
 // Conventions (every pointer is executor memory; activations fp32, token-major, row stride in floats):
 //   Dims: Hk key heads of dk, Hv value heads of dv (Hv a multiple of Hk: grouped value attention, GVA);
 //   key_dim = Hk*dk, value_dim = Hv*dv, conv_dim = 2*key_dim + value_dim. Value head j reads key head
@@ -142,6 +143,22 @@ struct RuleChunked {
     using Args = RuleArgs;
 };
 
+// gdn.decode_step: a decode step of the GDN mixer after its projections, one row per sequence (n_tokens == n_seqs):
+// gdn.conv (conv), then gdn.rule_decode with the gated norm (rule: norm_w and z required) on its outputs. The result
+// is exactly that of the two ops in a row: o, both states. conv.out, conv.g and conv.beta are scratch: the CPU
+// reference writes the conv outputs and gates there for the rule; the CUDA kernel keeps them on chip and leaves them
+// untouched. rule.qkv, rule.g and rule.beta are ignored; conv.dims and conv.seqs serve for both.
+// CUDA (cc 9.0): one thread-block cluster per (sequence, k-head) of (Hv / Hk) x rule.decode_ctas CTAs, at most 8,
+// each CTA convolving its k-head's q and k and its own value columns (no conv kernel, no q|k|v round trip);
+// rule.variant as in gdn.rule_decode (warps per CTA).
+struct DecodeStep {
+    static constexpr const char* name = "gdn.decode_step";
+    struct Args {
+        Conv::Args conv;
+        RuleArgs rule;
+    };
+};
+
 // gdn.gated_norm: y[t, h*hd + d] = x[t, h*hd + d] * rsqrt(mean_d x[t, h*hd + d]^2 + eps) * w[d] * silu(z[t, h*hd + d])
 // for every head h < n_heads (y may equal x).
 struct GatedNorm {
@@ -164,7 +181,7 @@ struct GatedNorm {
     };
 };
 
-// Registers the four ops (CPU and CUDA kernels) and their conformance checks.
+// Registers the five ops (CPU and CUDA kernels) and their conformance checks.
 void register_gdn_ops(Registry& reg);
 
 }  // namespace imp::gdn

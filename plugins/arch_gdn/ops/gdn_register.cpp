@@ -1,4 +1,4 @@
-// register_gdn_ops (gdn_ops.h): the four GDN ops' CPU and CUDA kernels and their conformance checks.
+// register_gdn_ops (gdn_ops.h): the five GDN ops' CPU and CUDA kernels and their conformance checks.
 #include <utility>
 
 #include "gdn_kernels.h"
@@ -29,6 +29,7 @@ void register_gdn_ops(Registry& reg) {
     add<RuleDecode>(reg, rule_decode_cpu, rule_decode_cuda, check_rule_decode);
     add<RuleChunked>(reg, rule_chunked_cpu, rule_chunked_cuda, check_rule_chunked);
     add<GatedNorm>(reg, gated_norm_cpu, gated_norm_cuda, check_gated_norm);
+    add<DecodeStep>(reg, decode_step_cpu, decode_step_cuda, check_decode_step);
 }
 
 }  // namespace imp::gdn

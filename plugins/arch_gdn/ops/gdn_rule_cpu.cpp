@@ -1,7 +1,8 @@
-// CPU kernels of the gated delta rule (gdn_ops.h). Both registered CPU kernels (gdn.rule_decode, gdn.rule_chunked) run
-// the plain recurrence token by token, so the CPU engine's results do not depend on how a prompt is split into steps.
-// rule_chunked_wy_cpu computes the chunked WY/UT form the CUDA kernel uses (chunks of 64, fp32): the CPU test checks
-// it against the recurrence, which validates the algorithm of the CUDA kernel. Work is split over (sequence, v-head).
+// CPU kernels of the gated delta rule (gdn_ops.h) and of gdn.decode_step (conv, then the decode rule). Both rule
+// kernels (gdn.rule_decode, gdn.rule_chunked) run the plain recurrence token by token, so the CPU engine's results do
+// not depend on how a prompt is split into steps. rule_chunked_wy_cpu computes the chunked WY/UT form the CUDA kernel
+// uses (chunks of 64, fp32): the CPU test checks it against the recurrence, which validates the algorithm of the CUDA
+// kernel. Work is split over (sequence, v-head).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -170,6 +171,14 @@ void rule_chunked_wy_cpu(Executor& ex, const RuleArgs& a) {
                 chunk_head(a, x, c0, int(std::min<int64_t>(kChunk, x.r1 - x.r0 - c0)), s);
         }
     });
+}
+
+// gdn.decode_step: the conv into its scratch (conv.out, g, beta), then the decode rule with the norm reading it.
+void decode_step_cpu(Executor& ex, const DecodeStep::Args& a) {
+    const RuleArgs r = validate(a);
+    if (r.seqs.n_tokens == 0) return;
+    conv_cpu(ex, a.conv);
+    rule_decode_cpu(ex, r);
 }
 
 }  // namespace imp::gdn

@@ -80,4 +80,24 @@ void validate(const GatedNorm::Args& a) {
     if (!(a.eps > 0.f)) fail(op, "eps must be positive");
 }
 
+RuleArgs validate(const DecodeStep::Args& a) {
+    const char* op = DecodeStep::name;
+    RuleArgs r = a.rule;
+    r.dims = a.conv.dims;
+    r.seqs = a.conv.seqs;
+    r.qkv = a.conv.out, r.qkv_stride = a.conv.out_stride, r.g = a.conv.g, r.beta = a.conv.beta;
+    try {
+        validate(a.conv);
+        validate(op, r);
+    } catch (const Error& e) {  // "gdn.conv: ..." -> "gdn.decode_step: conv: ..."
+        const std::string m = e.what();
+        fail(op, m.rfind(Conv::name, 0) == 0 ? "conv" + m.substr(std::string(Conv::name).size()) : m.substr(m.find(' ') + 1));
+    }
+    if (r.seqs.n_tokens != r.seqs.n_seqs)
+        fail(op, std::to_string(r.seqs.n_tokens) + " rows for " + std::to_string(r.seqs.n_seqs) +
+                     " sequences (one row per sequence)");
+    if (r.seqs.n_tokens > 0 && !r.norm_w) fail(op, "rule.norm_w is required (the gated norm is part of the step)");
+    return r;
+}
+
 }  // namespace imp::gdn

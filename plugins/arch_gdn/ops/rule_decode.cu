@@ -12,51 +12,26 @@
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
 #include "imp/cuda/reduce.cuh"
+#include "rule_decode_cols.cuh"
 
 namespace imp::gdn {
 
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kCols = 4;  // value columns per warp
+using decode::kCols;
 
 // One warp: value columns [j0, j0 + kCols) of v-head h of row t (sequence t), f(column, o value) for each.
 template <int kPer, class F>
 __device__ __forceinline__ void decode_cols(const RuleArgs& a, int64_t t, int h, int j0, F&& f) {
     const Dims& d = a.dims;
-    const int lane = threadIdx.x & 31, kh = d.k_head_of(h);
-    const int dk = kPer * 32, dv = d.head_v_dim;
+    const int kh = d.k_head_of(h), dk = kPer * 32;
     const float* row = a.qkv + t * a.qkv_stride;
-    float q[kPer], k[kPer], kq = 0.f;
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) {
-        q[e] = row[int64_t(kh) * dk + lane + 32 * e];
-        k[e] = row[d.key_dim() + int64_t(kh) * dk + lane + 32 * e];
-        kq += k[e] * q[e];
-    }
-    kq = imp::cuda::warp_sum(kq);
-    const float decay = expf(a.g[t * d.n_v_heads + h]), beta = a.beta[t * d.n_v_heads + h];
-    float* S = a.state + int64_t(a.seqs.state_slots[t]) * a.state_stride + (int64_t(h) * dv + j0) * dk;
-    const float* v = row + 2 * d.key_dim() + int64_t(h) * dv + j0;
-    float col[kCols][kPer];
-#pragma unroll
-    for (int c = 0; c < kCols; ++c)
-        if (j0 + c < dv)
-#pragma unroll
-            for (int e = 0; e < kPer; ++e) col[c][e] = S[c * dk + lane + 32 * e];
-#pragma unroll
-    for (int c = 0; c < kCols; ++c) {
-        if (j0 + c >= dv) break;
-        float sk = 0.f, sq = 0.f;
-#pragma unroll
-        for (int e = 0; e < kPer; ++e) sk += col[c][e] * k[e], sq += col[c][e] * q[e];
-        sk = imp::cuda::warp_sum(sk);
-        sq = imp::cuda::warp_sum(sq);
-        const float delta = beta * (v[c] - decay * sk);
-#pragma unroll
-        for (int e = 0; e < kPer; ++e) S[c * dk + lane + 32 * e] = decay * col[c][e] + k[e] * delta;
-        f(j0 + c, a.scale * (decay * sq + delta * kq));
-    }
+    const float* q = row + int64_t(kh) * dk;
+    float* S = a.state + int64_t(a.seqs.state_slots[t]) * a.state_stride + (int64_t(h) * d.head_v_dim + j0) * dk;
+    decode::delta_cols<kPer>(q, q + d.key_dim(), row + 2 * d.key_dim() + int64_t(h) * d.head_v_dim + j0,
+                             expf(a.g[t * d.n_v_heads + h]), a.beta[t * d.n_v_heads + h], a.scale, S, j0,
+                             d.head_v_dim, f);
 }
 
 template <int kPer>  // dk / 32
@@ -93,7 +68,7 @@ __global__ void __launch_bounds__(W * 32) decode_norm_kernel(RuleArgs a) {
     const float inv = rsqrtf(ss / float(dv) + a.norm_eps);
     const float* z = a.z + int64_t(s) * a.z_stride + int64_t(h) * dv;
     float* o = a.o + int64_t(s) * a.o_stride + int64_t(h) * dv;
-    for (int j = threadIdx.x; j < dv; j += blockDim.x) o[j] = os[j] * inv * a.norm_w[j] * (z[j] / (1.f + expf(-z[j])));
+    for (int j = threadIdx.x; j < dv; j += blockDim.x) o[j] = decode::gated(os[j], inv, a.norm_w[j], z[j]);
 }
 
 // The gated norm with a v-head split over a cluster of C CTAs (RuleArgs::decode_ctas; grid (C, sequences x heads)):
@@ -136,7 +111,7 @@ __global__ void __launch_bounds__(W * 32) decode_norm_cluster_kernel(RuleArgs a)
     for (int j0 = first; j0 < dv; j0 += step)
         if (lane < kCols && j0 + lane < dv) {
             const int j = j0 + lane;
-            o[j] = os[j] * inv * a.norm_w[j] * (z[j] / (1.f + expf(-z[j])));
+            o[j] = decode::gated(os[j], inv, a.norm_w[j], z[j]);
         }
     cluster.sync();  // the partial sums stay in shared memory until every CTA has read them
 }

@@ -149,6 +149,7 @@ public:
         g.decode_fused_norm = set.get_bool("decode_fused_norm");
         g.decode_norm_warps = std::stoi(set.get_string("decode_norm_warps"));
         g.decode_norm_ctas = std::stoi(set.get_string("decode_norm_ctas"));
+        g.decode_conv_fused = set.get_bool("decode_conv_fused");
         g.warp_kernels = set.get_bool("warp_kernels");
         const std::string rule = set.get_string("prefill_rule");
         g.rule_variant = rule == "fused"              ? 1

@@ -85,6 +85,7 @@ public:
         decode_ = s.registry->op<gdn::RuleDecode>();
         chunked_ = s.registry->op<gdn::RuleChunked>();
         gnorm_ = s.registry->op<gdn::GatedNorm>();
+        if (fused_step()) step_ = s.registry->op<gdn::DecodeStep>();
         if (grouped_qkvz_ || grouped_ba_) regroup_ = s.registry->op<Regroup>();
         const StateSpec st = state();
         conv_off_ = st.component_offset(0);
@@ -143,6 +144,7 @@ public:
         std::vector<std::string> ops{gdn::Conv::name, gdn::RuleDecode::name, gdn::RuleChunked::name,
                                      gdn::GatedNorm::name};
         if (grouped_qkvz_ || grouped_ba_) ops.push_back(Regroup::name);
+        if (fused_step()) ops.push_back(gdn::DecodeStep::name);
         return ops;
     }
 
@@ -229,7 +231,8 @@ public:
         c.g = g;
         c.beta = beta;
         c.variant = s_.warp_kernels ? 0 : 1;
-        conv_(ex, c);
+        const bool one_op = b.all_decode && fused_step();  // gdn.decode_step: the conv inside the decode kernel
+        if (!one_op) conv_(ex, c);
 
         gdn::RuleArgs r;
         r.dims = d;
@@ -250,7 +253,10 @@ public:
             r.norm_eps = s_.eps;
             r.variant = s_.decode_norm_warps;
             r.decode_ctas = s_.decode_norm_ctas;
-            decode_(ex, r);
+            if (one_op)
+                step_(ex, {c, r});
+            else
+                decode_(ex, r);
             wout_->matmul(ex, o, vd_, hidden, s_.n_embd, n, true);  // residual: hidden += out_proj(o)
             return;
         }
@@ -281,6 +287,8 @@ public:
     }
 
 private:
+    bool fused_step() const { return s_.decode_fused_norm && s_.decode_conv_fused; }
+
     template <class T>
     static T* need(T* p, const std::string& name) {
         if (!p) throw Error("layer weight '" + name + "' was not loaded");
@@ -332,6 +340,7 @@ private:
     std::vector<DeviceRange> prefetch_;  // weight_ranges(), from bind()
     OpRef<gdn::Conv> conv_;
     OpRef<gdn::RuleDecode> decode_;
+    OpRef<gdn::DecodeStep> step_;
     OpRef<gdn::RuleChunked> chunked_;
     OpRef<gdn::GatedNorm> gnorm_;
     OpRef<Regroup> regroup_;

@@ -46,6 +46,7 @@ struct GdnSpec {
     bool decode_fused_norm = true;
     int decode_norm_warps = 8;  // gdn.rule_decode's warps per v-head with the fused norm (RuleArgs::variant)
     int decode_norm_ctas = 1;   // ... and its CTAs per v-head (RuleArgs::decode_ctas: 1, or a cluster of 2, 4, 8)
+    bool decode_conv_fused = false;  // with decode_fused_norm: gdn.decode_step (conv + rule + norm, one op)
     bool warp_kernels = true;  // gdn.conv / gdn.gated_norm variant 0 (the 16-byte warp kernels) or 1 (block kernels)
     int rule_variant = 0;
     // Extra weights this layer declares for the model (the arch's computed output-norm weight rides here: the

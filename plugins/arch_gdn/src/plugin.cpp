@@ -25,6 +25,11 @@ void register_gdn(imp::Registry& reg) {
                      "CUDA decode steps with decode_fused_norm: CTAs per v-head of gdn.rule_decode (1; or 2, 4, 8: a "
                      "thread-block cluster splitting the head's value columns, each CTA with decode_norm_warps warps)",
                      {"1", "2", "4", "8"}});
+    reg.add_setting({"decode_conv_fused", false,
+                     "CUDA decode steps with decode_fused_norm: gdn.decode_step, the conv, the delta rule and the gated "
+                     "norm in one kernel (one launch less per GDN layer, q|k|v kept on chip; clusters of Hv/Hk x "
+                     "decode_norm_ctas CTAs, at most 8); false: gdn.conv, then gdn.rule_decode",
+                     {}});
     reg.add_setting({"warp_kernels", true,
                      "CUDA gdn.conv (prefill steps) and gdn.gated_norm on the one-warp kernels with 16-byte accesses "
                      "where the strides allow; false: one block per row and head",
@@ -41,5 +46,5 @@ void register_gdn(imp::Registry& reg) {
 
 IMP_PLUGIN(imp::PluginKind::Arch, "arch_gdn", "0.1.0",
            "arch:qwen3next,qwen35,qwen35moe,qwen3_next,qwen3_5,qwen3_5_text,qwen3_5_moe,qwen3_5_moe_text;"
-           "op:gdn.conv,gdn.rule_decode,gdn.rule_chunked,gdn.gated_norm,gdn.regroup,blocks.moe_router,blocks.row_scale",
+           "op:gdn.conv,gdn.rule_decode,gdn.rule_chunked,gdn.gated_norm,gdn.decode_step,gdn.regroup,blocks.moe_router,blocks.row_scale",
            register_gdn)

@@ -8,6 +8,7 @@
 //  - prompts of 1..300 tokens then decode steps through CUDA graphs equal the CPU, with every [plugin.arch_gdn]
 //    prefill_rule variant and decode_fused_norm on and off;
 //  - a 300-token prompt in one chunk, in chunks of 7 and token by token equals the CPU;
+//  - decode_conv_fused (gdn.decode_step) equals the conv + decode-rule kernels, eager and in graphs;
 //  - graph replay equals eager launches (same tokens, logits within 1e-4), no cudaMalloc in steady-state decode;
 //  - several sequences in one step (decode rows beside prefill rows, each its own state slot) equal the CPU;
 //  - the MIXED folder with the weight-only tensor-core kernels switched on (quant_nvfp4 / quant_fp8 experts_gemm,
@@ -283,6 +284,53 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
     Engine without(*src, full, dev_e, opts(128, 1, false));
     full.configure("core", "moe_shared_slot", false);
     compare_graphs_eager(with, without, tokens(9, 4), 16);
+}
+
+TEST_CASE("gpu: decode_conv_fused (gdn.decode_step: conv + rule + norm in one kernel) equals the two kernels",
+          "[gpu][arch_gdn]") {
+    // [plugin.arch_gdn] decode_conv_fused: decode steps run gdn.decode_step instead of gdn.conv + gdn.rule_decode;
+    // prompts keep the prefill ops. Against the same model without it on the GPU, same routing (recorded from the
+    // first engine): the conv and the rule round alike, the norm sums in another order, so the logits agree within
+    // 1e-3 of max|ref| (the shared-slot test's bound). Graph replay of the fused step equals its eager launches.
+    REQUIRE(cuda_device_count() > 0);
+    Registry& reg = probe_reg();
+    for (const Model& m : models()) {
+        auto src = open_model(synth(m.shape));
+        for (const char* ctas : {"1", "2"}) {
+            INFO(m.shape << ", decode_norm_ctas " << ctas);
+            reg.configure("arch_gdn", "decode_norm_ctas", std::string(ctas));
+            CudaExecutor dev_a(0), dev_b(0);
+            reg.configure("arch_gdn", "decode_conv_fused", false);
+            Engine off(*src, reg, dev_a, opts(512, 1, false));
+            reg.configure("arch_gdn", "decode_conv_fused", true);
+            Engine on(*src, reg, dev_b, opts(512, 1, false));
+            reg.configure("arch_gdn", "decode_conv_fused", false);
+            for (int n : {3, 70}) compare_prompt_decode(off, on, tokens(n, n + 2), 6, 43, 9, 1e-3);
+        }
+        reg.configure("arch_gdn", "decode_norm_ctas", std::string("1"));
+        // The fused path is what ran: 2 v-heads per k-head x 8 CTAs exceeds a cluster, and only gdn.decode_step
+        // refuses that (gdn.rule_decode's cluster is per v-head).
+        reg.configure("arch_gdn", "decode_conv_fused", true);
+        reg.configure("arch_gdn", "decode_norm_ctas", std::string("8"));
+        {
+            CudaExecutor dev(0);
+            Engine e(*src, reg, dev, opts(128, 1, false));
+            std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
+            const std::vector<int32_t> p = tokens(4, 1);
+            e.forward(p.data(), int64_t(p.size()), last.data());  // the prompt: prefill ops
+            const int32_t t = 17;
+            CHECK_THROWS_WITH(e.forward(&t, 1, last.data()), Catch::Contains("16 CTAs per cluster, above 8"));
+        }
+        reg.configure("arch_gdn", "decode_norm_ctas", std::string("1"));
+        Registry& full = full_gdn_registry();
+        full.configure("arch_gdn", "decode_conv_fused", true);
+        CudaExecutor dev_g(0), dev_e(0);
+        Engine with(*src, full, dev_g, opts(128, 1, true));
+        Engine without(*src, full, dev_e, opts(128, 1, false));
+        full.configure("arch_gdn", "decode_conv_fused", false);
+        reg.configure("arch_gdn", "decode_conv_fused", false);
+        compare_graphs_eager(with, without, tokens(6, 5), 12);
+    }
 }
 
 TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced)",

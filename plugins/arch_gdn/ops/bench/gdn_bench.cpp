@@ -3,7 +3,8 @@
 // Each op is captured in a CUDA graph of --reps launches; the median over 15 replays, divided by reps, is printed.
 // rule_chunked runs in each variant (RuleArgs::variant: v0 auto, v1 fused, v2 split 64 columns, v3 split 32, v4 split 32
 // with the prep kernel on mma.sync, v5 / v6 both split kernels on mma.sync with 32 / 64 columns); conv and gated_norm in their variants (v0 auto:
-// the 16-byte warp kernels where they apply, v1 the block kernels).
+// the 16-byte warp kernels where they apply, v1 the block kernels); at batch sizes, the decode rule alone, with the
+// gated norm, and gdn.decode_step (conv + rule + norm in one kernel) with 1, 2 and 4 CTAs per v-head.
 // Usage: gdn_ops_bench [--tokens N] [--hk N] [--hv N] [--batch N] [--reps N]
 #include <cuda_runtime.h>
 
@@ -141,6 +142,15 @@ int main(int argc, char** argv) {
                 rn.norm_w = nw, rn.z = st.x, rn.z_stride = xs;
                 std::printf("%-16s %-12s %9.4f ms\n", "decode+norm", shape.c_str(),
                             time_ms(ex, reps, [&] { rule_decode_cuda(ex, rn); }));
+                // gdn.decode_step: conv + rule + norm in one kernel, against conv v0 + decode+norm above.
+                for (int ctas : {1, 2, 4}) {
+                    if (ctas * hv / hk > 8) continue;
+                    RuleArgs rs = rn;
+                    rs.decode_ctas = ctas;
+                    const std::string name = "decode_step c" + std::to_string(ctas);
+                    std::printf("%-16s %-12s %9.4f ms\n", name.c_str(), shape.c_str(),
+                                time_ms(ex, reps, [&] { decode_step_cuda(ex, {ca, rs}); }));
+                }
             }
             RuleArgs rw = ra;  // the split path's workspace
             rw.workspace_bytes = rule_chunked_workspace_bytes(d, st.seqs.n_tokens);

@@ -172,15 +172,18 @@ TEST_CASE("gdn ops: registered with CPU and CUDA kernels and a conformance check
     const auto dec = reg.op<RuleDecode>();
     const auto chk = reg.op<RuleChunked>();
     const auto norm = reg.op<GatedNorm>();
+    const auto step = reg.op<DecodeStep>();
     for (DeviceKind d : {DeviceKind::CPU, DeviceKind::CUDA}) {
+        CHECK(step.has(d));
         CHECK(conv.has(d));
         CHECK(dec.has(d));
         CHECK(chk.has(d));
         CHECK(norm.has(d));
     }
-    for (const char* n : {Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name})
+    for (const char* n : {Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name, DecodeStep::name})
         CHECK(reg.find_op_check(n) != nullptr);
     CpuExecutor cpu(1);
-    CHECK(reg.check_ops({Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name}, cpu).empty());
+    CHECK(reg.check_ops({Conv::name, RuleDecode::name, RuleChunked::name, GatedNorm::name, DecodeStep::name}, cpu)
+              .empty());
     CHECK_FALSE(cuda_supports(cpu));  // the CUDA kernels ask for a CUDA executor
 }

@@ -109,6 +109,42 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
     }
 }
 
+TEST_CASE("gdn gpu: decode step (conv + rule + norm in one kernel) equals the CPU ops", "[gdn][gpu]") {
+    CpuExecutor cpu;
+    CudaExecutor dev(0);
+    uint64_t seed = 60;
+    // The 35B shape at batch 1 and 8, tiled GVA of ratio 4, Hk == Hv, with every warp count and the cluster shapes
+    // that fit 8 CTAs (v-heads per k-head x decode_ctas).
+    const Problem cases[] = {
+        problem(16, 32, false, {1}, 0),
+        problem(16, 32, false, std::vector<int>(8, 1), 0),
+        problem(2, 8, true, std::vector<int>(5, 1), 0),
+        problem(3, 3, false, std::vector<int>(3, 1), 0, false),
+    };
+    for (Problem p : cases)
+        for (const int warps : {0, 16, 32})
+            for (const int ctas : {1, 2, 4, 8}) {
+                if (ctas * p.dims.n_v_heads / p.dims.n_k_heads > 8) continue;
+                p.variant = warps, p.decode_ctas = ctas, p.seed = seed++;
+                CHECK(compare_decode_step(cpu, dev, p) == "");
+            }
+    // Other key and value widths (dk 64, 256; dv 32: a head narrower than a round of columns; dv 256), conv width 3.
+    for (const auto& [dk, dv] : {std::pair{64, 128}, {256, 128}, {128, 32}, {128, 256}})
+        for (const int ctas : {1, 2}) {
+            Problem p = problem(2, 4, false, std::vector<int>(3, 1), seed++);
+            p.dims.head_k_dim = dk, p.dims.head_v_dim = dv, p.decode_ctas = ctas;
+            INFO("dk " << dk << " dv " << dv);
+            CHECK(compare_decode_step(cpu, dev, p) == "");
+        }
+    Problem k3 = problem(2, 4, false, std::vector<int>(4, 1), seed++);
+    k3.kernel = 3;
+    CHECK(compare_decode_step(cpu, dev, k3) == "");
+    // Over the cluster limit: 4 v-heads per k-head x 4 CTAs.
+    Problem big = problem(2, 8, false, std::vector<int>(2, 1), seed++);
+    big.decode_ctas = 4;
+    CHECK_THROWS_WITH(compare_decode_step(cpu, dev, big), Catch::Contains("16 CTAs per cluster, above 8"));
+}
+
 TEST_CASE("gdn gpu: chunked rule equals the CPU reference at lengths 1..1000", "[gdn][gpu]") {
     CpuExecutor cpu;
     CudaExecutor dev(0);
@@ -147,8 +183,9 @@ TEST_CASE("gdn gpu: the registered conformance checks pass", "[gdn][gpu]") {
     register_gdn_ops(reg);
     CpuExecutor cpu;
     CudaExecutor dev(0);
-    const auto results = run_op_checks(reg, cpu, dev, 2026, 6);  // 6 seeds: decode with and without the norm x 3 warp counts
-    REQUIRE(results.size() == 4);
+    const auto results = run_op_checks(reg, cpu, dev, 2026, 12);  // 12 seeds: decode with and without the norm x 3
+                                                                   // warp counts; the decode step's cluster shapes
+    REQUIRE(results.size() == 5);
     for (const auto& r : results) {
         INFO(r.op << ": " << r.message);
         CHECK(r.status == OpCheckResult::Status::Pass);

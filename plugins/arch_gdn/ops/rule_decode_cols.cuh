@@ -1,0 +1,53 @@
+// The decode rule's per-warp work on a group of value columns, shared by gdn.rule_decode (rule_decode.cu) and
+// gdn.decode_step (decode_step.cu). The state is stored [Hv, dv, dk], so a value column's dk keys are contiguous:
+// the warp reads them coalesced (dk/32 per lane), decays them, and one pass of warp sums gives S^T k and S^T q; then
+// delta = beta (v - e S^T k), the column is rewritten as e S + k delta and o = scale (e S^T q + delta (k . q)),
+// e = exp(g).
+#pragma once
+#include "imp/cuda/reduce.cuh"
+
+namespace imp::gdn::decode {
+
+constexpr int kCols = 4;  // value columns per warp
+
+// One warp: value columns [j0, j0 + kCols) (those < dv) of one v-head. q, k: the head's unit key vectors (dk = 32 kPer
+// floats, global or shared memory); v: the values of columns j0..; S: the state at column j0 ([kCols][dk]).
+// f(column, o value) for each column, in every lane.
+template <int kPer, class F>
+__device__ __forceinline__ void delta_cols(const float* q, const float* k, const float* v, float decay, float beta,
+                                           float scale, float* S, int j0, int dv, F&& f) {
+    const int lane = threadIdx.x & 31;
+    constexpr int dk = kPer * 32;
+    float qr[kPer], kr[kPer], kq = 0.f;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+        qr[e] = q[lane + 32 * e];
+        kr[e] = k[lane + 32 * e];
+        kq += kr[e] * qr[e];
+    }
+    kq = imp::cuda::warp_sum(kq);
+    float col[kCols][kPer];
+#pragma unroll
+    for (int c = 0; c < kCols; ++c)
+        if (j0 + c < dv)
+#pragma unroll
+            for (int e = 0; e < kPer; ++e) col[c][e] = S[c * dk + lane + 32 * e];
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+        if (j0 + c >= dv) break;
+        float sk = 0.f, sq = 0.f;
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) sk += col[c][e] * kr[e], sq += col[c][e] * qr[e];
+        sk = imp::cuda::warp_sum(sk);
+        sq = imp::cuda::warp_sum(sq);
+        const float delta = beta * (v[c] - decay * sk);
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) S[c * dk + lane + 32 * e] = decay * col[c][e] + kr[e] * delta;
+        f(j0 + c, scale * (decay * sq + delta * kq));
+    }
+}
+
+// y = o * inv_rms * w * silu(z): the gated norm's output of one element.
+__device__ __forceinline__ float gated(float o, float inv, float w, float z) { return o * inv * w * (z / (1.f + expf(-z))); }
+
+}  // namespace imp::gdn::decode
