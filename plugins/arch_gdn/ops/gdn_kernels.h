@@ -26,6 +26,9 @@ void decode_step_cpu(Executor& ex, const DecodeStep::Args& a);  // conv_cpu, the
 void conv_cuda(Executor& ex, const Conv::Args& a);
 void rule_decode_cuda(Executor& ex, const RuleArgs& a);
 void rule_chunked_cuda(Executor& ex, const RuleArgs& a);
+// gdn_ops_bench: the split variants' (a.variant 2..6, or 0 with a workspace) kernels one at a time: phases 1 the prep
+// kernel only (the workspace records), 2 the state kernel only (reading the records there), 3 both (= the op).
+void rule_chunked_cuda_phases(Executor& ex, const RuleArgs& a, int phases);
 void gated_norm_cuda(Executor& ex, const GatedNorm::Args& a);
 void decode_step_cuda(Executor& ex, const DecodeStep::Args& a);
 // Whether the CUDA kernels run on ex: a CUDA executor of compute capability 9.0+ (rule_chunked_cuda also needs

@@ -73,7 +73,9 @@ __global__ void __launch_bounds__(kThreads, 1) chunked_kernel(RuleArgs a) {
 
 }  // namespace
 
-void rule_chunked_cuda(Executor& ex, const RuleArgs& a) {
+void rule_chunked_cuda(Executor& ex, const RuleArgs& a) { rule_chunked_cuda_phases(ex, a, 3); }
+
+void rule_chunked_cuda_phases(Executor& ex, const RuleArgs& a, int phases) {
     validate(RuleChunked::name, a);
     const CudaHandles* h = ex.cuda();
     const std::string op = RuleChunked::name;
@@ -100,6 +102,7 @@ void rule_chunked_cuda(Executor& ex, const RuleArgs& a) {
                       ? 64 : 32;
         plan.mma_prep = a.variant >= 4;
         plan.mma_state = a.variant >= 5;
+        plan.phases = phases;
         rule_chunked_split(a, *h, plan);
         return;
     }

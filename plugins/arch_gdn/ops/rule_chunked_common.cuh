@@ -156,6 +156,7 @@ struct SplitPlan {
     int bv = 32;
     bool mma_prep = false;
     bool mma_state = false;
+    int phases = 3;  // 1: the prep kernel only, 2: the state kernel only (rule_chunked_cuda_phases), 3: both
 };
 void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, const SplitPlan& plan);
 

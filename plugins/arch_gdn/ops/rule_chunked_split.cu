@@ -101,9 +101,9 @@ void launch_state(const RuleArgs& a, const CudaHandles& h, const __nv_bfloat16* 
 
 void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, const SplitPlan& plan) {
     auto* ws = static_cast<__nv_bfloat16*>(a.workspace);
-    if (plan.mma_prep) {
+    if ((plan.phases & 1) && plan.mma_prep) {
         launch_prep_mma(a, h, ws);
-    } else {
+    } else if (plan.phases & 1) {
         static bool done[64] = {};
         raise_smem(prep_kernel, PrepScratch<kD>::bytes(), h.device, done);
         imp::cuda::LaunchConfig c = imp::cuda::launch_config(h);
@@ -112,6 +112,7 @@ void rule_chunked_split(const RuleArgs& a, const CudaHandles& h, const SplitPlan
         c.smem = PrepScratch<kD>::bytes();
         IMP_CUDA_CHECK(imp::cuda::launch(c, prep_kernel, a, ws));
     }
+    if (!(plan.phases & 2)) return;
     if (plan.mma_state) launch_state_mma(a, h, ws, plan.bv);
     else if (plan.bv == 32) launch_state<32>(a, h, ws);
     else launch_state<64>(a, h, ws);

@@ -160,6 +160,12 @@ int main(int argc, char** argv) {
                 const std::string name = "rule_chunked v" + std::to_string(v);
                 std::printf("%-16s %-12s %9.4f ms\n", name.c_str(), shape.c_str(),
                             time_ms(ex, reps, [&] { rule_chunked_cuda(ex, rw); }));
+                if (v < 2 || len == 1) continue;
+                for (int ph : {1, 2}) {  // each kernel of the split path alone (state: on the records just written)
+                    const std::string pn = "  v" + std::to_string(v) + (ph == 1 ? " prep" : " state");
+                    std::printf("%-16s %-12s %9.4f ms\n", pn.c_str(), shape.c_str(),
+                                time_ms(ex, reps, [&] { rule_chunked_cuda_phases(ex, rw, ph); }));
+                }
             }
             for (int v : {0, 1}) {  // GatedNorm::Args::variant: 0 auto (one warp per (row, head)), 1 block
                 GatedNorm::Args nv = na;
