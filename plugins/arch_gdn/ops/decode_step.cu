@@ -23,7 +23,7 @@ namespace imp::gdn {
 namespace {
 
 constexpr int kMaxDv = 512;
-constexpr int kMaxCluster = 8;  // portable cluster size
+constexpr int kMaxCluster = DecodeStep::kMaxCluster;
 using decode::kCols;
 
 struct StepK {
@@ -113,8 +113,7 @@ __global__ void __launch_bounds__(W * 32) decode_step_kernel(StepK p) {
                                      if (lane == 0) os[j] = v;
                                      ss += v * v;
                                  });
-    __syncthreads();  // red: block_sum's last readers are done
-    if (lane == 0) red[warp] = ss;
+    if (lane == 0) red[warp] = ss;  // (block_sum's last reads of red ended before the barrier above)
     __syncthreads();
     if (tid == 0) {
         float t = 0.f;
@@ -158,7 +157,6 @@ void decode_step_cuda(Executor& ex, const DecodeStep::Args& a) {
     const RuleArgs r = validate(a);
     const CudaHandles* h = ex.cuda();
     if (!h) fail("executor '" + ex.name() + "' is not a CUDA executor");
-    if (r.seqs.n_tokens == 0) return;
     const Dims& d = r.dims;
     if (d.head_v_dim > kMaxDv) fail("head_v_dim " + std::to_string(d.head_v_dim) + " above " + std::to_string(kMaxDv));
     const int nw = r.variant == 0 ? 8 : r.variant;
@@ -173,6 +171,7 @@ void decode_step_cuda(Executor& ex, const DecodeStep::Args& a) {
     if (ratio * ctas > 1 && h->cc < 90)
         fail("thread-block clusters need compute capability 9.0, device has " + std::to_string(h->cc / 10) + "." +
              std::to_string(h->cc % 10));
+    if (r.seqs.n_tokens == 0) return;
     imp::cuda::LaunchConfig c = imp::cuda::launch_config(*h);
     c.grid = dim3(unsigned(ratio * ctas), unsigned(int64_t(r.seqs.n_seqs) * d.n_k_heads));
     c.block = dim3(unsigned(nw * 32));

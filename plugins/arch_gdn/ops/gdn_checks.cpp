@@ -308,7 +308,8 @@ std::string compare_decode_step(Executor& cpu, Executor& dev, const Problem& p) 
         c.A = q.A, c.A_is_log = p.A_is_log, c.dt_bias = q.dt, c.g = q.g, c.beta = q.beta;
         RuleArgs& r = a.rule;
         r.state = q.sst, r.state_stride = sss, r.o = q.y, r.o_stride = ys, r.scale = 1.f / std::sqrt(float(d.head_k_dim));
-        r.norm_w = q.nw, r.z = q.x + cd, r.z_stride = xs, r.norm_eps = 1e-6f;
+        // Odd seeds: a norm epsilon near the mean square of o, so a wrong scale of q or o is not normalized away.
+        r.norm_w = q.nw, r.z = q.x + cd, r.z_stride = xs, r.norm_eps = p.seed % 2 ? 0.5f : 1e-6f;
         r.variant = p.variant, r.decode_ctas = p.decode_ctas;
         return a;
     };
@@ -324,7 +325,8 @@ std::string compare_decode_step(Executor& cpu, Executor& dev, const Problem& p) 
     const Tolerance tol{2e-5f, 2e-4f};
     const std::string t = tag(p) + "decode step: ";
     std::string e = compare_scaled(t + "o", y_ref, download(dev, dy, y.size()), tol);
-    if (e.empty()) e = compare_scaled(t + "conv state", cst_ref, download(dev, dcst, cstate.size()), tol);
+    // The conv state is a copy of inputs: exact.
+    if (e.empty()) e = compare_scaled(t + "conv state", cst_ref, download(dev, dcst, cstate.size()), {0.f, 0.f});
     if (e.empty()) e = compare_scaled(t + "state", sst_ref, download(dev, dsst, sstate.size()), tol);
     return e;
 }

@@ -153,6 +153,7 @@ struct RuleChunked {
 // rule.variant as in gdn.rule_decode (warps per CTA).
 struct DecodeStep {
     static constexpr const char* name = "gdn.decode_step";
+    static constexpr int kMaxCluster = 8;  // CUDA: (Hv / Hk) x decode_ctas may not exceed it (portable cluster size)
     struct Args {
         Conv::Args conv;
         RuleArgs rule;

@@ -93,9 +93,10 @@ RuleArgs validate(const DecodeStep::Args& a) {
         const std::string m = e.what();
         fail(op, m.rfind(Conv::name, 0) == 0 ? "conv" + m.substr(std::string(Conv::name).size()) : m.substr(m.find(' ') + 1));
     }
-    if (r.seqs.n_tokens != r.seqs.n_seqs)
+    if (r.seqs.n_tokens != r.seqs.n_seqs || (r.seqs.n_tokens > 0 && r.seqs.max_query_len != 1))
         fail(op, std::to_string(r.seqs.n_tokens) + " rows for " + std::to_string(r.seqs.n_seqs) +
-                     " sequences (one row per sequence)");
+                     " sequences, at most " + std::to_string(r.seqs.max_query_len) +
+                     " per sequence (one row per sequence)");
     if (r.seqs.n_tokens > 0 && !r.norm_w) fail(op, "rule.norm_w is required (the gated norm is part of the step)");
     return r;
 }

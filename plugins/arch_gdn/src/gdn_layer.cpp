@@ -55,6 +55,16 @@ public:
                         std::to_string(d.head_k_dim) + "/" + std::to_string(d.head_v_dim) + ", conv kernel " +
                         std::to_string(s.conv_kernel) + ")");
         if (!s.registry) throw Error(me + ": no registry to resolve the gdn.* ops");
+        const int per_k = d.n_v_heads / d.n_k_heads;
+        if (fused_step() && per_k * s.decode_norm_ctas > gdn::DecodeStep::kMaxCluster)
+            throw Error("[plugin.arch_gdn] decode_conv_fused with decode_norm_ctas = " +
+                        std::to_string(s.decode_norm_ctas) + ": " + std::to_string(per_k) +
+                        " value heads per key head x " + std::to_string(s.decode_norm_ctas) + " = " +
+                        std::to_string(per_k * s.decode_norm_ctas) + " blocks per cluster, above " +
+                        std::to_string(gdn::DecodeStep::kMaxCluster) + " (" + me + "); " +
+                        (per_k <= gdn::DecodeStep::kMaxCluster
+                             ? "lower decode_norm_ctas to " + std::to_string(gdn::DecodeStep::kMaxCluster / per_k)
+                             : std::string("set decode_conv_fused = false")));
         conv_dim_ = d.conv_dim();
         vd_ = d.value_dim();
         P_ = conv_dim_ + vd_ + 2 * d.n_v_heads;

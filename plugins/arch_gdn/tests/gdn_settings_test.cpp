@@ -1,5 +1,6 @@
 // The [plugin.arch_gdn] kernel variants give the same logits on the CPU executor: decode steps with the gated norm
-// inside gdn.rule_decode or after it (decode_fused_norm), warp_kernels off, and every prefill_rule choice (CUDA
+// inside gdn.rule_decode or after it (decode_fused_norm), gdn.decode_step (decode_conv_fused; refused at load where its
+// CUDA cluster would exceed 8 blocks), warp_kernels off, and every prefill_rule choice (CUDA
 // variants: the CPU kernels ignore them, the layer still plans the workspace). The registry is shared by the process: each case sets
 // the defaults back.
 #include <catch2/catch.hpp>
@@ -37,7 +38,8 @@ std::vector<float> run(const ModelSource& src) {
 
 }  // namespace
 
-TEST_CASE("decode_fused_norm, warp_kernels and prefill_rule choices give the same logits (CPU)", "[arch_gdn]") {
+TEST_CASE("decode_fused_norm, decode_conv_fused, warp_kernels and prefill_rule choices give the same logits (CPU)",
+          "[arch_gdn]") {
     Registry& reg = gdn_registry();
     for (const std::string name : {"qwen35moe_tiny.gguf", "qwen3next_tiny"}) {
         INFO(name);
@@ -47,6 +49,14 @@ TEST_CASE("decode_fused_norm, warp_kernels and prefill_rule choices give the sam
         const std::vector<float> unfused = run(*src);
         reg.configure("arch_gdn", "decode_fused_norm", true);
         CHECK(rel_max(unfused, base) <= 1e-6);
+        reg.configure("arch_gdn", "decode_conv_fused", true);  // gdn.decode_step: the same CPU kernels in one op
+        CHECK(run(*src) == base);
+        reg.configure("arch_gdn", "decode_norm_ctas", std::string("8"));  // 2 v-heads per k-head x 8 > 8: at load
+        CHECK_THROWS_WITH(run(*src), Catch::Contains("decode_conv_fused with decode_norm_ctas = 8: 2 value heads per "
+                                                     "key head x 8 = 16 blocks per cluster, above 8") &&
+                                         Catch::Contains("lower decode_norm_ctas to 4"));
+        reg.configure("arch_gdn", "decode_norm_ctas", std::string("1"));
+        reg.configure("arch_gdn", "decode_conv_fused", false);
         reg.configure("arch_gdn", "warp_kernels", false);  // a CUDA choice: the CPU kernels ignore it
         CHECK(run(*src) == base);
         reg.configure("arch_gdn", "warp_kernels", true);

@@ -125,7 +125,7 @@ TEST_CASE("gdn decode step: argument errors name the op and the field", "[gdn][d
     const Seqs two{2, 1, sd.qsl.data(), sd.token_seq.data(), sd.slots.data(), 2};
     DecodeStep::Args a{sd.conv(sd.x.data(), two, sd.cstate.data(), out.data(), g.data(), beta.data()),
                        sd.rule(sd.x.data(), two, sd.sstate.data(), y.data())};
-    CHECK_THROWS_WITH(decode_step_cpu(ex, a), "gdn.decode_step: 2 rows for 1 sequences (one row per sequence)");
+    CHECK_THROWS_WITH(decode_step_cpu(ex, a), "gdn.decode_step: 2 rows for 1 sequences, at most 2 per sequence (one row per sequence)");
     const std::vector<int32_t> qsl1{0, 1}, seq1{0};
     const Seqs one{1, 1, qsl1.data(), seq1.data(), sd.slots.data(), 1};
     a.conv.seqs = one;

@@ -128,14 +128,16 @@ TEST_CASE("gdn gpu: decode step (conv + rule + norm in one kernel) equals the CP
                 p.variant = warps, p.decode_ctas = ctas, p.seed = seed++;
                 CHECK(compare_decode_step(cpu, dev, p) == "");
             }
-    // Other key and value widths (dk 64, 256; dv 32: a head narrower than a round of columns; dv 256), conv width 3.
-    for (const auto& [dk, dv] : {std::pair{64, 128}, {256, 128}, {128, 32}, {128, 256}})
-        for (const int ctas : {1, 2}) {
-            Problem p = problem(2, 4, false, std::vector<int>(3, 1), seed++);
-            p.dims.head_k_dim = dk, p.dims.head_v_dim = dv, p.decode_ctas = ctas;
-            INFO("dk " << dk << " dv " << dv);
-            CHECK(compare_decode_step(cpu, dev, p) == "");
-        }
+    // Other key and value widths with every warp count (dk 64, 256; dv 20: narrower than a round of columns and not
+    // a multiple of 4; dv 256), conv width 3.
+    for (const auto& [dk, dv] : {std::pair{64, 128}, {256, 128}, {128, 20}, {128, 256}})
+        for (const int warps : {0, 16, 32})
+            for (const int ctas : {1, 2}) {
+                Problem p = problem(2, 4, false, std::vector<int>(3, 1), seed++);
+                p.dims.head_k_dim = dk, p.dims.head_v_dim = dv, p.decode_ctas = ctas, p.variant = warps;
+                INFO("dk " << dk << " dv " << dv << " warps " << warps);
+                CHECK(compare_decode_step(cpu, dev, p) == "");
+            }
     Problem k3 = problem(2, 4, false, std::vector<int>(4, 1), seed++);
     k3.kernel = 3;
     CHECK(compare_decode_step(cpu, dev, k3) == "");
