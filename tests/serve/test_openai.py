@@ -1,5 +1,5 @@
 """The official openai client against imp serve on SmolLM2: chat, completion, streaming, stop strings, seeds,
-usage, logprobs and /v1/models."""
+usage, logprobs, /v1/models, and prefix caching (usage.prompt_tokens_details.cached_tokens)."""
 import unittest
 
 from server import Server
@@ -48,6 +48,25 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertEqual(chunks[-1].choices, [])
         self.assertEqual(chunks[-1].usage.completion_tokens, whole.usage.completion_tokens)
         self.assertEqual(chunks[-1].usage.prompt_tokens, whole.usage.prompt_tokens)
+
+    def test_prefix_cache(self):
+        # A conversation sent again with one more turn starts on the KV blocks of the first request (16-token
+        # blocks); the greedy answer to the same messages is the same; the metrics count the hits.
+        msgs = [{"role": "system", "content": "You are a careful assistant who answers in one short sentence."},
+                {"role": "user", "content": "Name a large river in South America and the ocean it flows into."}]
+        first = self.c.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0)
+        again = self.c.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0)
+        n = first.usage.prompt_tokens
+        self.assertGreater(n, 32)
+        self.assertEqual(again.usage.prompt_tokens_details.cached_tokens, (n - 1) // 16 * 16)
+        self.assertEqual(again.choices[0].message.content, first.choices[0].message.content)
+        longer = msgs + [{"role": "assistant", "content": first.choices[0].message.content},
+                         {"role": "user", "content": "And its length?"}]
+        third = self.c.chat.completions.create(model="x", messages=longer, max_tokens=4, temperature=0)
+        self.assertGreaterEqual(third.usage.prompt_tokens_details.cached_tokens, (n - 1) // 16 * 16 - 16)
+        self.assertGreater(third.usage.prompt_tokens, n)
+        m = self.server.metrics()
+        self.assertGreaterEqual(m["imp_prefix_cache_hits_total"], again.usage.prompt_tokens_details.cached_tokens)
 
     def test_stop_string(self):
         p = "Here is a list of fruits: apple, banana,"

@@ -40,7 +40,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    Session s(prof);
+    Session s(prof, Session::Mode::Serve);
     const Tokenizer& tok = s.tokenizer();
     // Every decode batch size's graph now, so that no request's step pays for a capture.
     const int graphs = s.engine().capture_decode_graphs();

@@ -95,6 +95,7 @@ Session::Session(const Profile& p, Mode mode) {
     eo.formats = p.model.formats;
     eo.fuse_weights = cs.fuse_weights;
     eo.l2_prefetch = cs.l2_prefetch;
+    eo.prefix_cache = mode == Mode::Serve && p.server.prefix_cache;
     if (mode == Mode::Plan) {
         plan_ = std::make_unique<EnginePlan>(Engine::preflight(*src_, *reg_, *ex_, eo));
         return;

@@ -29,7 +29,7 @@ class Session {
 public:
     // Load: plugins, settings, executor, engine (weights uploaded), tokenizer. Plan: the same up to the engine's
     // preflight (plan() holds the report; engine() must not be called).
-    enum class Mode { Load, Plan };
+    enum class Mode { Load, Plan, Serve };  // Serve: Load, with the server's engine options (prefix caching)
     explicit Session(const Profile& p, Mode mode = Mode::Load);
     ~Session();
     Engine& engine() { return *engine_; }

@@ -30,7 +30,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& schema() {
         {"sampling", {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}},
         {"generate", {"prompt", "n_predict", "chat", "system"}},
         {"bench", {"pp", "tg", "reps", "batch", "depth"}},
-        {"server", {"host", "port", "max_queue", "step_tokens", "model_name"}},
+        {"server", {"host", "port", "max_queue", "step_tokens", "model_name", "prefix_cache"}},
         {"plugin", {}},  // [plugin.<name>] tables of plugin settings: keys declared by the plugins
     };
     return s;
@@ -285,6 +285,7 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "max_queue") v.max_queue = it.integer(0, 1000000);
         else if (name == "step_tokens") v.step_tokens = it.integer(0, int64_t(1) << 20);
         else if (name == "model_name") v.model_name = it.string();
+        else if (name == "prefix_cache") v.prefix_cache = it.boolean();
     }
 }
 

@@ -61,6 +61,7 @@ struct Profile {
         int64_t max_queue = 64;             // requests waiting for a sequence slot; more get HTTP 429
         int64_t step_tokens = 0;            // tokens (decode rows + prompt chunks) per step; 0 = runtime.prefill_chunk
         std::string model_name = "";        // the id in /v1/models; "" = the model file's name without extension
+        bool prefix_cache = true;           // prompts start on the KV blocks of earlier ones that began the same way
     } server;
     // [plugin.<name>] tables (and --set plugin.<name>.<key>=v): plugin settings, the file's first, then the overrides
     // in order (a later value of a key wins). Checked against what each plugin declares once the plugins are loaded (apply_plugin_settings).

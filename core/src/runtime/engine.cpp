@@ -98,7 +98,11 @@ void Engine::Impl::prepare() {
                                                                       "KV blocks")) + 1;
     if (plan.kv_blocks > INT32_MAX / kKvBlock)
         throw Error("KV pool of " + std::to_string(plan.kv_blocks) + " blocks is too large (slot ids are 32-bit)");
-    seqs.emplace(opt.max_seqs, capacity, plan.kv_blocks, kKvBlock);
+    // Prefix caching shares KV blocks; a recurrent state cannot be resumed from a prefix, so models with one run
+    // every prompt whole.
+    bool recurrent = false;
+    for (const auto& l : desc.layers) recurrent = recurrent || l->state().kind == StateSpec::Kind::Recurrent;
+    seqs.emplace(opt.max_seqs, capacity, plan.kv_blocks, kKvBlock, opt.prefix_cache && !recurrent);
 
     // The memory plan, before anything is allocated.
     PlanOptions po;
@@ -186,6 +190,11 @@ void Engine::release_sequence(SeqId id) {
 }
 
 int64_t Engine::position(SeqId id) const { return impl_->seqs->position(id); }
+
+int64_t Engine::attach_prefix(SeqId id, std::span<const int32_t> prompt) {
+    return impl_->seqs->attach_prefix(id, prompt.data(), int64_t(prompt.size()));
+}
+bool Engine::prefix_cache() const { return impl_->seqs->prefix_cache(); }
 
 void Engine::copy_state(SeqId from, SeqId to) {
     Impl& m = *impl_;

@@ -28,6 +28,9 @@ struct EngineOptions {
     bool fuse_weights = true;      // build fused (row-concatenated) matrices (WeightSpec::concat)
     // decode steps: before each layer runs, queue the next layer's Layer::prefetch_weights ([plugin.core] l2_prefetch)
     bool l2_prefetch = false;
+    // Keep the KV blocks of every full 16-token block a sequence ran for later sequences whose tokens begin the same
+    // way (attach_prefix); ignored for models with recurrent state.
+    bool prefix_cache = false;
     std::vector<std::string> formats;  // the profile's [model] formats (quant formats in order of preference)
 };
 
@@ -98,7 +101,12 @@ public:
     SeqId add_sequence();                 // position 0, zeroed state; throws when max_seqs are held
     void release_sequence(SeqId id);      // its KV blocks go back to the pool
     int64_t position(SeqId id) const;     // tokens already in the sequence's state
-    int64_t free_kv_blocks() const;
+    int64_t free_kv_blocks() const;       // blocks kept for prefix caching that no sequence holds count as free
+    // Prefix caching (EngineOptions::prefix_cache): a new sequence (position 0) starts on the longest run of kept
+    // KV blocks the prompt begins with, leaving its last token to run; returns the positions it skipped (a multiple
+    // of 16; 0 when prefix caching is off or the model has recurrent state). Step the rest of the prompt after them.
+    int64_t attach_prefix(SeqId id, std::span<const int32_t> prompt);
+    bool prefix_cache() const;            // whether attach_prefix can skip anything
     // Copies the recurrent state of sequence `from` into sequence `to` (every layer's slot; KV is not copied).
     void copy_state(SeqId from, SeqId to);
 

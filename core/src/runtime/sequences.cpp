@@ -6,14 +6,114 @@
 
 namespace imp {
 
-SequenceTable::SequenceTable(int max_seqs, int64_t max_len, int64_t n_blocks, int block_size)
-    : seqs_(size_t(std::max(max_seqs, 0))), max_len_(max_len), n_blocks_(n_blocks), block_size_(block_size) {
+namespace {
+
+// The chain hash of a block: its tokens after the hash of everything before it (0 for the first block).
+uint64_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 29);
+}
+uint64_t chain_hash(uint64_t prev, const int32_t* t, int n) {
+    uint64_t h = mix(prev, 0x5EED0F1B10C4ull);
+    for (int i = 0; i < n; ++i) h = mix(h, uint64_t(uint32_t(t[i])));
+    return h;
+}
+
+}  // namespace
+
+SequenceTable::SequenceTable(int max_seqs, int64_t max_len, int64_t n_blocks, int block_size, bool prefix_cache)
+    : seqs_(size_t(std::max(max_seqs, 0))), max_len_(max_len), n_blocks_(n_blocks), block_size_(block_size),
+      cache_(prefix_cache) {
     if (max_seqs <= 0) throw Error("max_seqs must be positive, got " + std::to_string(max_seqs));
     if (block_size <= 0 || max_len <= 0) throw Error("sequence table: bad block size or length");
     if (n_blocks < 2) throw Error("KV pool of " + std::to_string(n_blocks) + " blocks (one is reserved)");
     max_blocks_ = int((max_len + block_size - 1) / block_size);
     free_.reserve(size_t(n_blocks - 1));
     for (int64_t b = n_blocks - 1; b >= 1; --b) free_.push_back(int32_t(b));  // pops 1, 2, 3, ... first
+    if (cache_) {
+        meta_.resize(size_t(n_blocks));
+        tokens_.resize(size_t(n_blocks) * size_t(block_size));
+    }
+}
+
+int32_t SequenceTable::take_block() {
+    int32_t b;
+    if (!free_.empty()) {
+        b = free_.back();
+        free_.pop_back();
+    } else {  // (reserve() checked free_blocks()): the kept block idle the longest is forgotten
+        b = idle_.begin()->second;
+        idle_.erase(idle_.begin());
+        Block& m = meta_[size_t(b)];
+        by_hash_.erase(m.hash);
+        m = Block{};
+    }
+    if (cache_) meta_[size_t(b)].refs = 1;
+    return b;
+}
+
+void SequenceTable::drop(int32_t b) {
+    if (!cache_) {
+        free_.push_back(b);
+        return;
+    }
+    Block& m = meta_[size_t(b)];
+    if (--m.refs > 0) return;
+    if (m.kept) {
+        m.idle_at = ++clock_;
+        idle_.insert({m.idle_at, b});
+    } else {
+        free_.push_back(b);
+    }
+}
+
+void SequenceTable::record_full(Seq& s) {
+    const int32_t b = s.blocks[size_t(s.full)];
+    const uint64_t h = chain_hash(s.chain, s.partial.data(), block_size_);
+    const auto it = by_hash_.find(h);
+    if (it != by_hash_.end()) {
+        s.last = it->second;  // a twin (the same chain run by another sequence) stays the kept one
+    } else {
+        Block& m = meta_[size_t(b)];
+        m.kept = true;
+        m.hash = h;
+        m.parent = s.last;
+        std::copy(s.partial.begin(), s.partial.end(), tokens_.begin() + std::ptrdiff_t(b) * block_size_);
+        by_hash_.emplace(h, b);
+        s.last = b;
+    }
+    s.chain = h;
+    s.partial.clear();
+    ++s.full;
+}
+
+int64_t SequenceTable::attach_prefix(int32_t id, const int32_t* tokens, int64_t n) {
+    get(id);
+    Seq& s = seqs_[size_t(id)];
+    if (s.pos != 0 || !s.blocks.empty())
+        throw Error("attach_prefix: sequence " + std::to_string(id) + " has already run " + std::to_string(s.pos) +
+                    " tokens");
+    if (!cache_ || n <= 1) return 0;
+    const int64_t most = std::min((n - 1) / block_size_, int64_t(max_blocks_));
+    for (int64_t i = 0; i < most; ++i) {
+        const int32_t* t = tokens + i * block_size_;
+        const uint64_t h = chain_hash(s.chain, t, block_size_);
+        const auto it = by_hash_.find(h);
+        if (it == by_hash_.end()) break;
+        const int32_t b = it->second;
+        Block& m = meta_[size_t(b)];
+        if (m.parent != s.last || !std::equal(t, t + block_size_, tokens_.begin() + std::ptrdiff_t(b) * block_size_))
+            break;  // a hash collision: not this chain
+        if (m.refs++ == 0) idle_.erase({m.idle_at, b});
+        s.blocks.push_back(b);
+        s.chain = h;
+        s.last = b;
+        ++s.full;
+    }
+    s.pos = s.full * block_size_;
+    return s.pos;
 }
 
 int SequenceTable::live() const {
@@ -41,7 +141,7 @@ const SequenceTable::Seq& SequenceTable::get(int32_t id) const {
 void SequenceTable::release(int32_t id) {
     get(id);
     Seq& s = seqs_[size_t(id)];
-    for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) free_.push_back(*it);
+    for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) drop(*it);
     s = Seq{};
 }
 
@@ -62,23 +162,31 @@ void SequenceTable::reserve(const std::vector<std::pair<int32_t, int64_t>>& grow
     }
     for (size_t i = 0; i < seqs_.size(); ++i)
         if (end[i] >= 0) need += std::max<int64_t>(0, (end[i] + block_size_ - 1) / block_size_ - int64_t(seqs_[i].blocks.size()));
-    if (need > int64_t(free_.size()))
+    if (need > free_blocks())
         throw Error("KV pool exhausted: this step needs " + std::to_string(need) + " more blocks of " +
-                    std::to_string(block_size_) + " positions but " + std::to_string(free_.size()) + " of " +
+                    std::to_string(block_size_) + " positions but " + std::to_string(free_blocks()) + " of " +
                     std::to_string(n_blocks_ - 1) + " are free (runtime.kv_blocks); release a sequence or raise it");
     for (size_t i = 0; i < seqs_.size(); ++i) {
         if (end[i] < 0) continue;
         Seq& s = seqs_[i];
-        while (int64_t(s.blocks.size()) * block_size_ < end[i]) {
-            s.blocks.push_back(free_.back());
-            free_.pop_back();
-        }
+        while (int64_t(s.blocks.size()) * block_size_ < end[i]) s.blocks.push_back(take_block());
     }
 }
 
-void SequenceTable::advance(int32_t id, int64_t n) {
+void SequenceTable::advance(int32_t id, int64_t n, const int32_t* tokens) {
     get(id);
-    seqs_[size_t(id)].pos += n;
+    Seq& s = seqs_[size_t(id)];
+    s.pos += n;
+    if (!cache_ || s.untracked) return;
+    if (!tokens) {
+        s.untracked = true;
+        s.partial.clear();
+        return;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        s.partial.push_back(tokens[i]);
+        if (int64_t(s.partial.size()) == block_size_) record_full(s);
+    }
 }
 
 int32_t SequenceTable::slot(int32_t id, int64_t pos) const {

@@ -200,7 +200,7 @@ void Engine::Impl::run_step(std::span<const SeqWork> work, float* logits, bool a
         }
         if (!segs.empty()) run_pass(work, segs, logits, all_logits);
     }
-    for (const auto& w : work) seqs->advance(w.seq, w.n);
+    for (const auto& w : work) seqs->advance(w.seq, w.n, w.tokens);
     last_items = int64_t(work.size());
     if (logits && !all_logits) ex.download(logits, final_logits, work.size() * size_t(n_vocab) * 4);
 }

@@ -13,6 +13,7 @@ bool Job::next(Event& ev, std::chrono::milliseconds timeout) {
         if (!e.finish.empty()) ev.finish = e.finish;
         if (!e.error.empty()) ev.error = e.error;
         ev.completion_tokens = e.completion_tokens;
+        ev.cached_tokens = e.cached_tokens;
     }
     out_.clear();
     return true;

@@ -32,6 +32,7 @@ struct Event {
     std::string finish;
     std::string error;
     int64_t completion_tokens = 0;  // tokens generated so far (the latest count)
+    int64_t cached_tokens = 0;      // prompt tokens whose KV came from the prefix cache (not run again)
 };
 
 class Job {

@@ -45,6 +45,11 @@ void Metrics::tokens(int64_t prompt, int64_t generated) {
     prompt_tokens_ += uint64_t(prompt);
     generated_tokens_ += uint64_t(generated);
 }
+void Metrics::prefix_cache(int64_t queried, int64_t hit) {
+    std::lock_guard<std::mutex> l(mu_);
+    prefix_queried_ += uint64_t(queried);
+    prefix_hit_ += uint64_t(hit);
+}
 void Metrics::first_token(double s) {
     std::lock_guard<std::mutex> l(mu_);
     ttft_.observe(s);
@@ -87,6 +92,12 @@ std::string Metrics::render() const {
     for (auto& [code, n] : requests_) o += "imp_requests_total{status=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
     o += "# HELP imp_prompt_tokens_total Prompt tokens prefilled.\n# TYPE imp_prompt_tokens_total counter\n";
     o += "imp_prompt_tokens_total " + std::to_string(prompt_tokens_) + "\n";
+    o += "# HELP imp_prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
+         "# TYPE imp_prefix_cache_queries_total counter\n";
+    o += "imp_prefix_cache_queries_total " + std::to_string(prefix_queried_) + "\n";
+    o += "# HELP imp_prefix_cache_hits_total Prompt tokens whose KV came from the prefix cache.\n"
+         "# TYPE imp_prefix_cache_hits_total counter\n";
+    o += "imp_prefix_cache_hits_total " + std::to_string(prefix_hit_) + "\n";
     o += "# HELP imp_generation_tokens_total Tokens generated.\n# TYPE imp_generation_tokens_total counter\n";
     o += "imp_generation_tokens_total " + std::to_string(generated_tokens_) + "\n";
     ttft_.render(o, "imp_time_to_first_token_seconds", "From request arrival to its first generated token.");

@@ -29,6 +29,7 @@ public:
     Metrics();
     void request_done(int http_status);
     void tokens(int64_t prompt, int64_t generated);
+    void prefix_cache(int64_t queried, int64_t hit);  // prompt tokens looked up in the prefix cache, and found
     void first_token(double seconds);
     void inter_token(double seconds);
     void gauges(int64_t running, int64_t waiting, int64_t kv_used, int64_t kv_free);
@@ -44,7 +45,7 @@ public:
 private:
     mutable std::mutex mu_;
     std::map<int, uint64_t> requests_;
-    uint64_t prompt_tokens_ = 0, generated_tokens_ = 0;
+    uint64_t prompt_tokens_ = 0, generated_tokens_ = 0, prefix_queried_ = 0, prefix_hit_ = 0;
     Histogram ttft_, itl_;
     int64_t running_ = 0, waiting_ = 0, kv_used_ = 0, kv_free_ = 0;
     uint64_t steps_decode_ = 0, steps_mixed_ = 0, step_rows_ = 0, step_decode_rows_ = 0, gaps_ = 0;

@@ -46,8 +46,11 @@ json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tok
     return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top}, {"text_offset", off}};
 }
 
-json usage_json(int64_t prompt, int64_t completion) {
-    return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+json usage_json(int64_t prompt, int64_t completion, int64_t cached) {
+    return {{"prompt_tokens", prompt},
+            {"completion_tokens", completion},
+            {"total_tokens", prompt + completion},
+            {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 }  // namespace
@@ -112,7 +115,7 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
         else out.send(500, "application/json", body);
         return 500;
     }
-    const json usage = usage_json(int64_t(job->request().prompt_ids.size()), ev.completion_tokens);
+    const json usage = usage_json(int64_t(job->request().prompt_ids.size()), ev.completion_tokens, ev.cached_tokens);
     if (stream) {
         json c = chat ? json{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", ev.finish}}
                       : json{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", ev.finish}};

@@ -19,7 +19,8 @@ struct Scheduler::Active {
     std::shared_ptr<Job> job;
     SeqId seq;
     int64_t need;                  // KV blocks committed to it
-    int64_t prefilled = 0;         // prompt tokens already run
+    int64_t prefilled = 0;         // prompt tokens already run (or taken from the prefix cache)
+    int64_t cached = 0;            // prompt tokens taken from the prefix cache
     std::vector<int32_t> history;  // prompt + generated
     int64_t generated = 0;
     int32_t last = 0;              // the token to run next (decode)
@@ -103,6 +104,7 @@ Event Scheduler::finish(Active& a, const std::string& reason, Event ev) {
     if (reason != "error") ev.text += a.stop.push(a.dec.flush()) + a.stop.flush();
     ev.finish = reason;
     ev.completion_tokens = a.generated;
+    ev.cached_tokens = a.cached;
     a.done = true;
     return ev;
 }
@@ -137,6 +139,11 @@ void Scheduler::admit() {
         if (committed_ + need > total_blocks_) break;  // first come, first served: wait for blocks
         const SeqId s = engine_.add_sequence();
         active_.push_back(std::make_unique<Active>(j, s, need, tok_));
+        if (engine_.prefix_cache()) {  // (blocks stay committed in full: shared ones only save compute)
+            Active& a = *active_.back();
+            a.cached = a.prefilled = engine_.attach_prefix(s, j->request().prompt_ids);
+            metrics_.prefix_cache(a.prompt_len(), a.cached);
+        }
         committed_ += need;
         waiting_.pop_front();
     }
@@ -273,6 +280,7 @@ void Scheduler::collect(const std::vector<SeqWork>& work, const std::vector<Acti
             ev = finish(a, "length", std::move(ev));
         } else {
             ev.completion_tokens = a.generated;
+            ev.cached_tokens = a.cached;
         }
         outbox_.push_back({a.job, std::move(ev)});
     }

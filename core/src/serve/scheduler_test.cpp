@@ -45,6 +45,7 @@ std::pair<Event, Clock::time_point> drain(Job& j) {
         all.logprobs.insert(all.logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
         all.finish = ev.finish;
         all.completion_tokens = ev.completion_tokens;
+        all.cached_tokens = ev.cached_tokens;
     }
     return {all, first};
 }
@@ -161,4 +162,44 @@ TEST_CASE("scheduler: requests sharing steps (chunked prompts, logprobs rows) gi
     for (int i = 0; i < 100 && m.running() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(m.running() == 0);
     CHECK(s.engine().free_kv_blocks() == sched.kv_blocks_total());
+}
+
+TEST_CASE("scheduler: with prefix caching a repeated prompt starts on its kept blocks and says so", "[serve][smollm2]") {
+    // imp serve's engine (Session::Mode::Serve, [server] prefix_cache = true by default): the second request of the
+    // same prompt runs only its last partial block; the greedy text equals the first's and a server's without the
+    // cache; usage and the metrics count the cached tokens.
+    imp::Session s(profile({"runtime.max_seqs=2"}), imp::Session::Mode::Serve);
+    REQUIRE(s.engine().prefix_cache());
+    Metrics m;
+    Scheduler sched(s.engine(), s.tokenizer(), m, SchedulerOptions{});
+    const std::string prompt =
+        "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
+        "movable metal type, oil-based inks and a wooden press into a system that could produce books quickly. "
+        "Within fifty years";
+    auto a = job(s.tokenizer(), prompt, 12, true);
+    const int64_t n = int64_t(a->request().prompt_ids.size());
+    REQUIRE(n > 33);
+    REQUIRE(sched.submit(a));
+    const Event ea = drain(*a).first;
+    auto b = job(s.tokenizer(), prompt, 12, true);
+    REQUIRE(sched.submit(b));
+    const Event eb = drain(*b).first;
+    CHECK(ea.cached_tokens == 0);
+    CHECK(eb.cached_tokens == (n - 1) / 16 * 16);
+    CHECK(eb.text == ea.text);
+    CHECK(ea.completion_tokens == 12);
+    const std::string text = m.render();
+    CHECK(text.find("imp_prefix_cache_hits_total " + std::to_string(eb.cached_tokens) + "\n") != std::string::npos);
+    CHECK(text.find("imp_prefix_cache_queries_total " + std::to_string(2 * n) + "\n") != std::string::npos);
+    sched.stop();
+
+    imp::Session plain(profile({"runtime.max_seqs=2", "server.prefix_cache=false"}), imp::Session::Mode::Serve);
+    CHECK_FALSE(plain.engine().prefix_cache());
+    Metrics m2;
+    Scheduler s2(plain.engine(), plain.tokenizer(), m2, SchedulerOptions{});
+    auto c = job(plain.tokenizer(), prompt, 12, true);
+    REQUIRE(s2.submit(c));
+    const Event ec = drain(*c).first;
+    CHECK(ec.text == ea.text);
+    CHECK(ec.cached_tokens == 0);
 }

@@ -69,3 +69,20 @@ TEST_CASE("decode_fused_norm, decode_conv_fused, warp_kernels and prefill_rule c
     }
     CHECK_THROWS_WITH(reg.configure("arch_gdn", "prefill_rule", std::string("split16")), Catch::Contains("split16"));
 }
+
+TEST_CASE("prefix caching is off for the hybrids (a recurrent state cannot resume from a prefix)", "[arch_gdn]") {
+    auto src = open_model(kGdnFixtures + "/qwen35moe_tiny.gguf");
+    CpuExecutor ex(1);
+    EngineOptions opt;
+    opt.max_seq_len = 64;
+    opt.prefix_cache = true;
+    Engine eng(*src, gdn_registry(), ex, opt);
+    CHECK_FALSE(eng.prefix_cache());
+    std::vector<int32_t> p(40, 7);
+    SeqId a = eng.add_sequence();
+    eng.step(std::vector<SeqWork>{{a, p.data(), int64_t(p.size())}});
+    eng.release_sequence(a);
+    a = eng.add_sequence();
+    CHECK(eng.attach_prefix(a, p) == 0);
+    CHECK(eng.position(a) == 0);
+}

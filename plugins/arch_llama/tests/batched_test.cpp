@@ -121,3 +121,54 @@ TEST_CASE("a full KV pool or too many sequences is refused before anything runs"
     CHECK(e.free_kv_blocks() == 3);
     CHECK_THROWS_WITH(e.release_sequence(s0), Catch::Contains("unknown sequence id"));
 }
+
+TEST_CASE("prefix caching: a prompt started on kept KV blocks gives the logits of running it whole", "[arch_llama][batch]") {
+    // EngineOptions::prefix_cache: sequence a runs prompt p and decodes, is released; b's prompt shares p's first 40
+    // tokens, so it starts on a's first two 16-token blocks and runs the other 28 tokens; its logits (prompt end and
+    // decode steps) equal those of the whole prompt on an engine without the cache, bit for bit on the CPU.
+    for (const std::string name : {"llama_tiny.gguf", "qwen3_tiny"}) {
+        INFO(name);
+        auto src = open_model(kFixtures + "/" + name);
+        CpuExecutor ex(2);
+        EngineOptions opt;
+        opt.max_seq_len = 128;
+        opt.max_seqs = 2;
+        opt.prefill_chunk = 24;  // prompts in several passes
+        EngineOptions on = opt;
+        on.prefix_cache = true;
+        Engine cached(*src, full_registry(), ex, on), plain(*src, full_registry(), ex, opt);
+        REQUIRE(cached.prefix_cache());
+        REQUIRE_FALSE(plain.prefix_cache());
+        const int64_t n_vocab = cached.desc().n_vocab;
+        const size_t V = size_t(n_vocab);
+        std::vector<int32_t> p(50), q(60);
+        for (size_t i = 0; i < p.size(); ++i) p[i] = int32_t((i * 37 + 5) % size_t(n_vocab));
+        for (size_t i = 0; i < q.size(); ++i) q[i] = i < 40 ? p[i] : int32_t((i * 13 + 1) % size_t(n_vocab));
+        const SeqId a = cached.add_sequence();
+        CHECK(cached.attach_prefix(a, p) == 0);  // nothing kept yet
+        cached.step(std::vector<SeqWork>{{a, p.data(), int64_t(p.size())}});
+        for (int32_t t : {3, 9, 27}) cached.step(std::vector<SeqWork>{{a, &t, 1}});
+        cached.release_sequence(a);
+        const SeqId b = cached.add_sequence();
+        REQUIRE(cached.attach_prefix(b, q) == 32);
+        CHECK(cached.position(b) == 32);
+        const SeqId r = plain.add_sequence();
+        std::vector<float> got(V), ref(V);
+        cached.step(std::vector<SeqWork>{{b, q.data() + 32, int64_t(q.size()) - 32}}, got.data());
+        plain.step(std::vector<SeqWork>{{r, q.data(), int64_t(q.size())}}, ref.data());
+        CHECK(got == ref);
+        for (int32_t t : {5, 77, 2}) {
+            cached.step(std::vector<SeqWork>{{b, &t, 1}}, got.data());
+            plain.step(std::vector<SeqWork>{{r, &t, 1}}, ref.data());
+            CHECK(got == ref);
+        }
+        // The whole of p again (a's blocks, and the block a's decode tokens filled: p is 50 tokens + 3 decoded).
+        cached.release_sequence(b);
+        const SeqId c = cached.add_sequence();
+        std::vector<int32_t> pa = p;
+        for (int32_t t : {3, 9, 27}) pa.push_back(t);
+        CHECK(cached.attach_prefix(c, pa) == 48);
+        cached.release_sequence(c);
+        CHECK(cached.free_kv_blocks() == cached.plan().kv_blocks - 1);  // kept blocks nobody holds are free
+    }
+}
