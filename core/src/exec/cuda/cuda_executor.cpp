@@ -27,7 +27,8 @@ constexpr size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 // Layout of the sampler's buffers inside one allocation.
 struct SampleLayout {
-    size_t keys_in, keys_out, ids_in, ids_out, block_vals, block_ids, parts, temp, total;
+    size_t keys_in, keys_out, ids_in, ids_out, block_vals, block_ids, parts, cand_keys, cand_ids, top_keys, top_ids,
+        temp, total;
 };
 SampleLayout sample_layout(int64_t max_vocab, size_t temp_bytes) {
     SampleLayout l{};
@@ -40,7 +41,14 @@ SampleLayout sample_layout(int64_t max_vocab, size_t temp_bytes) {
     l.block_vals = l.ids_out + f;
     l.block_ids = l.block_vals + b;
     l.parts = l.block_ids + b;
-    l.temp = l.parts + align256(size_t(cuda_kernels::kArgmaxBlocks) * 2 * sizeof(double));
+    const size_t cand = align256(size_t(cuda_kernels::kTopKBatchRows) * cuda_kernels::kArgmaxBlocks *
+                                 cuda_kernels::kFastTopK * 4);
+    const size_t top = align256(size_t(cuda_kernels::kTopKBatchRows) * cuda_kernels::kFastTopK * 4);
+    l.cand_keys = l.parts + align256(size_t(cuda_kernels::kArgmaxBlocks) * 2 * sizeof(double));
+    l.cand_ids = l.cand_keys + cand;
+    l.top_keys = l.cand_ids + cand;
+    l.top_ids = l.top_keys + top;
+    l.temp = l.top_ids + top;
     l.total = l.temp + align256(temp_bytes);
     return l;
 }
@@ -313,11 +321,17 @@ void CudaExecutor::sample(const float* logits, int64_t logits_stride, int64_t n_
     sc.block_vals = reinterpret_cast<float*>(base + l.block_vals);
     sc.block_ids = reinterpret_cast<int32_t*>(base + l.block_ids);
     sc.parts = reinterpret_cast<double*>(base + l.parts);
+    sc.cand_keys = reinterpret_cast<float*>(base + l.cand_keys);
+    sc.cand_ids = reinterpret_cast<int32_t*>(base + l.cand_ids);
+    sc.top_keys = reinterpret_cast<float*>(base + l.top_keys);
+    sc.top_ids = reinterpret_cast<int32_t*>(base + l.top_ids);
     sc.sort_temp = base + l.temp;
     sc.sort_temp_bytes = sort_temp_bytes_;
     sc.max_vocab = kMaxVocab;
     const cuda_kernels::Queue s = queue_of(handles_);
-    // Greedy rows without a penalty: plain argmax, batched over runs of consecutive rows.
+    // Rows drawing from a small top-k, and greedy rows with a penalty: batched (two launches per 64 rows).
+    std::vector<cuda_kernels::TopKRow> topk;
+    auto penalized = [&](const SampleRow& r) { return r.p.repeat_penalty != 1.f && r.n_recent > 0 && recent; };
     auto plain_argmax = [&](const SampleRow& r) {
         return r.p.temperature <= 0.f && (r.p.repeat_penalty == 1.f || r.n_recent <= 0 || !recent);
     };
@@ -336,9 +350,14 @@ void CudaExecutor::sample(const float* logits, int64_t logits_stride, int64_t n_
         const SampleRow& row = rows[r];
         const double u = row.p.temperature > 0.f ? sample_uniform(row.p.seed, row.step) : 0.0;
         const int32_t* rec = recent ? recent + row.recent_offset : nullptr;
-        cuda_kernels::sample(lr, n_vocab, row.p, u, rec, row.n_recent, out + r, sc, s);
+        if (cuda_kernels::topk_row_fits(row.p, penalized(row), n_vocab, kMaxVocab))
+            topk.push_back({r, row.p, u, rec, recent ? row.n_recent : 0});
+        else
+            cuda_kernels::sample(lr, n_vocab, row.p, u, rec, row.n_recent, out + r, sc, s);
         ++r;
     }
+    if (!topk.empty())
+        cuda_kernels::sample_topk_rows(logits, logits_stride, n_vocab, topk.data(), int64_t(topk.size()), out, sc, s);
 }
 
 }  // namespace imp

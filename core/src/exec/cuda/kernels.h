@@ -58,6 +58,8 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
 // sample.cu: the sampler's device buffers, sized once for a maximum vocabulary.
 constexpr int kArgmaxBlocks = 128;
 constexpr int64_t kSampleBatchRows = 256;  // greedy rows per batched argmax launch
+constexpr int kFastTopK = 64;             // top-k rows up to this k: no full sort (sample_topk_rows)
+constexpr int kTopKBatchRows = 64;        // rows per sample_topk_rows launch pair
 struct SampleScratch {
     float* keys_in = nullptr;
     float* keys_out = nullptr;
@@ -66,18 +68,38 @@ struct SampleScratch {
     float* block_vals = nullptr;   // per-block partial argmax: kArgmaxBlocks * kSampleBatchRows
     int32_t* block_ids = nullptr;
     double* parts = nullptr;       // 2 * kArgmaxBlocks partial sums
+    float* cand_keys = nullptr;    // top-k candidates: kTopKBatchRows * kArgmaxBlocks * kFastTopK
+    int32_t* cand_ids = nullptr;
+    float* top_keys = nullptr;     // each row's sorted top-k: kTopKBatchRows * kFastTopK
+    int32_t* top_ids = nullptr;
     void* sort_temp = nullptr;
     size_t sort_temp_bytes = 0;
     int64_t max_vocab = 0;
 };
 // Bytes of CUB sort temp storage for max_vocab items.
 size_t sample_sort_temp_bytes(int64_t max_vocab);
-// One row: u is the uniform draw in [0, 1) (sample_uniform(seed, step), computed on the host).
+// One row: u is the uniform draw in [0, 1) (sample_uniform(seed, step), computed on the host). Rows that
+// topk_row_fits takes go to sample_topk_rows instead (this runs them too, slower: a full sort).
 void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, double u, const int32_t* recent,
             int64_t n_recent, int32_t* out, const SampleScratch& sc, Queue s);
 // Greedy without a penalty for n_rows rows (row r at logits + r * logits_stride): out[r] = the lowest id of row
 // r's maximum. One pair of launches per kSampleBatchRows rows.
 void sample_argmax_rows(const float* logits, int64_t logits_stride, int64_t n_rows, int64_t n_vocab, int32_t* out,
                         const SampleScratch& sc, Queue s);
+// Rows sampled without a full sort, many in one launch pair: drawing rows with 0 < top_k <= kFastTopK, and greedy
+// rows with a repetition penalty (as top-1), when n_vocab is above one slice (2048) and within the scratch.
+bool topk_row_fits(const SamplingParams& p, bool penalty, int64_t n_vocab, int64_t max_vocab);
+struct TopKRow {
+    int64_t row = 0;            // logits at logits + row * logits_stride, the token to out[row]
+    SamplingParams p;
+    double u = 0;               // the draw (sample_uniform(seed, step)); unused for greedy rows
+    const int32_t* recent = nullptr;  // device: the repetition penalty's tokens (n_recent), or null
+    int64_t n_recent = 0;
+};
+// Up to kTopKBatchRows rows per launch pair (more: several pairs): each row's slices radix-sorted in blocks of
+// 2048 keeping their best top_k (the penalty applied as they load), then one block per row merges them and runs the
+// chain of sample(); the same order, sums and draw as sample() and sample_reference.
+void sample_topk_rows(const float* logits, int64_t logits_stride, int64_t n_vocab, const TopKRow* rows,
+                      int64_t n_rows, int32_t* out, const SampleScratch& sc, Queue s);
 
 }  // namespace imp::cuda_kernels

@@ -2,6 +2,9 @@
 // the distinct recent tokens -> greedy argmax (ties to the lowest id) or: sort by (logit desc, id asc) (CUB radix
 // sort, stable over ascending ids) -> top-k -> probabilities at temperature 1 (double) -> top-p -> min-p ->
 // weights at the temperature -> the draw u (computed on the host from (seed, step)). Only the token id is written.
+// Launches per call: plain greedy rows, 2 per 256 rows (batched argmax); rows drawing from a top-k of at most 64 and
+// greedy rows with a penalty, 2 per 64 rows (sample_topk_rows: slices sorted in blocks, then one block per row);
+// any other row (top-k 0 or above 64) 3-5 of its own (a full radix sort of the vocabulary).
 #include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -24,8 +27,6 @@ namespace {
 constexpr int kPrepThreads = 256;
 constexpr int kArgThreads = 256;
 constexpr int kFinalThreads = 1024;
-constexpr int kFastTopK = 64;          // top-k without a full sort up to this k
-constexpr int kTopKOut = kArgmaxBlocks * kFastTopK;  // sorted top-k after the candidates in keys_out
 
 // keys = logits with -0 folded into +0 (so the radix sort ties them as the reference's comparison does), ids = i.
 __global__ void sample_prep_kernel(const float* __restrict__ logits, int64_t n, float* __restrict__ keys,
@@ -90,35 +91,75 @@ __global__ void argmax_kernel(const float* __restrict__ keys, const int32_t* __r
     }
 }
 
-// ---- top-k candidates without a full sort (0 < top_k <= kFastTopK): every block radix-sorts a slice of 2048
-// logits and keeps its best top_k; one block sorts the survivors. Both sorts are stable over ascending ids, so
-// ties keep the reference's (logit desc, id asc) order.
+// ---- top-k candidates without a full sort (0 < top_k <= kFastTopK), many rows per launch: every block radix-sorts
+// a slice of 2048 keys of one row (the repetition penalty applied as they load) and keeps its best top_k; one block
+// per row sorts the survivors. Both sorts are stable over ascending ids, so ties keep the reference's (logit desc,
+// id asc) order. Greedy rows with a penalty run as top-1.
 constexpr int kSliceThreads = 256, kSliceItems = 8, kSlice = kSliceThreads * kSliceItems;
 constexpr int kMergeItems = kArgmaxBlocks * kFastTopK / kFinalThreads;
 
-__global__ void __launch_bounds__(kSliceThreads) topk_slice_kernel(const float* __restrict__ keys, int64_t n,
-                                                                   int top_k, float* cand_keys, int32_t* cand_ids) {
+struct RowDesc {
+    int64_t row;
+    const int32_t* recent;  // null: no penalty
+    double u;
+    int32_t n_recent, top_k, greedy;
+    float top_p, min_p, temperature, penalty;
+};
+struct RowBatch {
+    const float* logits;
+    int64_t stride, n_vocab;
+    int32_t* out;
+    float* cand_keys;
+    int32_t* cand_ids;
+    float* top_keys;
+    int32_t* top_ids;
+    int n_rows, slices;
+    RowDesc r[kTopKBatchRows];
+};
+
+__global__ void __launch_bounds__(kSliceThreads) topk_slice_kernel(const __grid_constant__ RowBatch b) {
     pdl_launch_dependents();
     pdl_wait();
     using Sort = cub::BlockRadixSort<float, kSliceThreads, kSliceItems, int32_t>;
     __shared__ typename Sort::TempStorage tmp;
+    __shared__ float sk[kSlice];
+    const RowDesc& d = b.r[blockIdx.y];
+    const float* keys = b.logits + d.row * b.stride;
+    const int64_t n = b.n_vocab, base = int64_t(blockIdx.x) * kSlice;
+    for (int i = threadIdx.x; i < kSlice; i += kSliceThreads) {
+        const float x = base + i < n ? keys[base + i] : -INFINITY;
+        sk[i] = x == 0.f ? 0.f : x;  // -0 folded into +0, as sample_prep_kernel
+    }
+    if (d.recent) {  // sample_penalty_kernel's rule for the distinct recent tokens inside this slice
+        __syncthreads();
+        for (int i = threadIdx.x; i < d.n_recent; i += kSliceThreads) {
+            const int32_t t = d.recent[i];
+            if (t < base || t >= base + kSlice || t >= n) continue;
+            bool first = true;
+            for (int j = 0; j < i && first; ++j) first = d.recent[j] != t;
+            if (!first) continue;
+            const float l = sk[t - base];
+            sk[t - base] = l > 0 ? l / d.penalty : l * d.penalty;
+        }
+    }
+    __syncthreads();
     float k[kSliceItems];
     int32_t id[kSliceItems];
-    const int64_t base = int64_t(blockIdx.x) * kSlice + int64_t(threadIdx.x) * kSliceItems;
 #pragma unroll
     for (int i = 0; i < kSliceItems; ++i) {
-        const int64_t g = base + i;
-        const float x = g < n ? keys[g] : -INFINITY;
-        k[i] = x == 0.f ? 0.f : x;
-        id[i] = g < n ? int32_t(g) : INT32_MAX;
+        const int li = threadIdx.x * kSliceItems + i;
+        k[i] = sk[li];
+        id[i] = base + li < n ? int32_t(base + li) : INT32_MAX;
     }
     Sort(tmp).SortDescending(k, id);
+    // The row's candidates block-major: slice blockIdx.x at blockIdx.x * top_k.
+    const int64_t o = int64_t(blockIdx.y) * kArgmaxBlocks * kFastTopK + int64_t(blockIdx.x) * d.top_k;
 #pragma unroll
     for (int i = 0; i < kSliceItems; ++i) {
         const int rank = threadIdx.x * kSliceItems + i;
-        if (rank < top_k) {
-            cand_keys[int64_t(blockIdx.x) * top_k + rank] = k[i];
-            cand_ids[int64_t(blockIdx.x) * top_k + rank] = id[i];
+        if (rank < d.top_k) {
+            b.cand_keys[o + rank] = k[i];
+            b.cand_ids[o + rank] = id[i];
         }
     }
 }
@@ -235,35 +276,43 @@ __global__ void __launch_bounds__(kFinalThreads) sample_final_kernel(const float
     sample_chain(keys, ids, k, top_p, min_p, temperature, u, parts, slice, out);
 }
 
-// Merges the slices' candidates (block-major, so ties stay in id order), keeps the best top_k, runs the chain.
-__global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const float* __restrict__ cand_keys,
-                                                                   const int32_t* __restrict__ cand_ids,
-                                                                   int64_t n_cand, int top_k, float* keys_out,
-                                                                   int32_t* ids_out, float top_p, float min_p,
-                                                                   float temperature, double u, int32_t* out) {
+// One block per row: merges the row's slice candidates (block-major, so ties stay in id order), keeps the best
+// top_k, runs the chain (greedy rows: the first).
+__global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const __grid_constant__ RowBatch b) {
     pdl_launch_dependents();
     pdl_wait();
     using Sort = cub::BlockRadixSort<float, kFinalThreads, kMergeItems, int32_t>;
     __shared__ typename Sort::TempStorage tmp;
+    const RowDesc& d = b.r[blockIdx.x];
+    const int64_t n_cand = int64_t(b.slices) * d.top_k;
+    const float* ck = b.cand_keys + int64_t(blockIdx.x) * kArgmaxBlocks * kFastTopK;
+    const int32_t* ci = b.cand_ids + int64_t(blockIdx.x) * kArgmaxBlocks * kFastTopK;
+    float* keys_out = b.top_keys + int64_t(blockIdx.x) * kFastTopK;
+    int32_t* ids_out = b.top_ids + int64_t(blockIdx.x) * kFastTopK;
     float k[kMergeItems];
     int32_t id[kMergeItems];
 #pragma unroll
     for (int i = 0; i < kMergeItems; ++i) {
         const int64_t g = int64_t(threadIdx.x) * kMergeItems + i;
-        k[i] = g < n_cand ? cand_keys[g] : -INFINITY;
-        id[i] = g < n_cand ? cand_ids[g] : INT32_MAX;
+        k[i] = g < n_cand ? ck[g] : -INFINITY;
+        id[i] = g < n_cand ? ci[g] : INT32_MAX;
     }
     Sort(tmp).SortDescending(k, id);
 #pragma unroll
     for (int i = 0; i < kMergeItems; ++i) {
         const int rank = threadIdx.x * kMergeItems + i;
-        if (rank < top_k) {
+        if (rank < d.top_k) {
             keys_out[rank] = k[i];
             ids_out[rank] = id[i];
         }
     }
     __syncthreads();
-    sample_chain(keys_out, ids_out, top_k, top_p, min_p, temperature, u, nullptr, 0, out);
+    int32_t* out = b.out + d.row;
+    if (d.greedy) {
+        if (threadIdx.x == 0) *out = ids_out[0];
+        return;
+    }
+    sample_chain(keys_out, ids_out, d.top_k, d.top_p, d.min_p, d.temperature, d.u, nullptr, 0, out);
 }
 
 // Partial sums over kArgmaxBlocks contiguous slices of [0, k): exp(l - mx) and exp((l - mx) / T), in double.
@@ -333,9 +382,8 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
                     std::to_string(sc.max_vocab));
     const bool penalty = p.repeat_penalty != 1.f && n_recent > 0 && recent;
     const bool greedy = p.temperature <= 0.f;
-    const bool fast_topk = !greedy && p.top_k > 0 && p.top_k <= kFastTopK && n_vocab > kSlice;
     const float* keys = logits;
-    if (penalty || (!greedy && !fast_topk)) {
+    if (penalty || !greedy) {
         const unsigned blocks = unsigned(min64(div_up(n_vocab, kPrepThreads), 1024));
         IMP_CUDA_CHECK(launch(sample_prep_kernel, dim3(blocks), dim3(kPrepThreads), 0, s.stream, s.pdl, logits, n_vocab,
                               sc.keys_in, sc.ids_in));
@@ -347,15 +395,6 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
     }
     if (greedy) return argmax_rows(keys, 0, 1, n_vocab, kArgmaxBlocks, out, sc, s);
     const int64_t k = (p.top_k > 0 && p.top_k < n_vocab) ? p.top_k : n_vocab;
-    if (p.top_k > 0 && p.top_k <= kFastTopK && n_vocab > kSlice) {
-        const int slices = div_up(n_vocab, kSlice);  // <= kArgmaxBlocks for n_vocab <= max_vocab
-        IMP_CUDA_CHECK(launch(topk_slice_kernel, dim3(slices), dim3(kSliceThreads), 0, s.stream, s.pdl, keys, n_vocab,
-                              int(k), sc.keys_out, sc.ids_out));
-        IMP_CUDA_CHECK(launch(topk_merge_kernel, dim3(1), dim3(kFinalThreads), 0, s.stream, s.pdl, sc.keys_out,
-                              sc.ids_out, int64_t(slices) * k, int(k), sc.keys_out + kTopKOut,
-                              sc.ids_out + kTopKOut, p.top_p, p.min_p, p.temperature, u, out));
-        return;
-    }
     size_t temp = sc.sort_temp_bytes;
     IMP_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(sc.sort_temp, temp, sc.keys_in, sc.keys_out, sc.ids_in,
                                                              sc.ids_out, int(n_vocab), 0, 32, s.stream));
@@ -368,6 +407,53 @@ void sample(const float* logits, int64_t n_vocab, const SamplingParams& p, doubl
     }
     IMP_CUDA_CHECK(launch(sample_final_kernel, dim3(1), dim3(kFinalThreads), 0, s.stream, s.pdl, sc.keys_out,
                           sc.ids_out, k, p.top_p, p.min_p, p.temperature, u, parts, slice, out));
+}
+
+}  // namespace imp::cuda_kernels
+
+namespace imp::cuda_kernels {
+
+bool topk_row_fits(const SamplingParams& p, bool penalty, int64_t n_vocab, int64_t max_vocab) {
+    if (n_vocab <= kSlice || n_vocab > max_vocab || n_vocab > int64_t(kArgmaxBlocks) * kSlice) return false;
+    return p.temperature <= 0.f ? penalty : p.top_k > 0 && p.top_k <= kFastTopK;
+}
+
+void sample_topk_rows(const float* logits, int64_t logits_stride, int64_t n_vocab, const TopKRow* rows,
+                      int64_t n_rows, int32_t* out, const SampleScratch& sc, Queue s) {
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kTopKBatchRows) {
+        RowBatch b{};
+        b.logits = logits;
+        b.stride = logits_stride;
+        b.n_vocab = n_vocab;
+        b.out = out;
+        b.cand_keys = sc.cand_keys;
+        b.cand_ids = sc.cand_ids;
+        b.top_keys = sc.top_keys;
+        b.top_ids = sc.top_ids;
+        b.slices = div_up(n_vocab, kSlice);
+        b.n_rows = int(std::min<int64_t>(kTopKBatchRows, n_rows - r0));
+        for (int i = 0; i < b.n_rows; ++i) {
+            const TopKRow& t = rows[r0 + i];
+            if (!topk_row_fits(t.p, t.recent && t.n_recent > 0 && t.p.repeat_penalty != 1.f, n_vocab, sc.max_vocab))
+                throw Error("cuda sample: a row the batched top-k sampler does not take (top_k " +
+                            std::to_string(t.p.top_k) + ", vocabulary " + std::to_string(n_vocab) + ")");
+            RowDesc& d = b.r[i];
+            d.row = t.row;
+            const bool pen = t.recent && t.n_recent > 0 && t.p.repeat_penalty != 1.f;
+            d.recent = pen ? t.recent : nullptr;
+            d.n_recent = pen ? int32_t(t.n_recent) : 0;
+            d.greedy = t.p.temperature <= 0.f;
+            d.top_k = d.greedy ? 1 : int32_t(std::min<int64_t>(t.p.top_k, n_vocab));
+            d.top_p = t.p.top_p;
+            d.min_p = t.p.min_p;
+            d.temperature = t.p.temperature;
+            d.penalty = t.p.repeat_penalty;
+            d.u = t.u;
+        }
+        IMP_CUDA_CHECK(launch(topk_slice_kernel, dim3(unsigned(b.slices), unsigned(b.n_rows)), dim3(kSliceThreads), 0,
+                              s.stream, s.pdl, b));
+        IMP_CUDA_CHECK(launch(topk_merge_kernel, dim3(unsigned(b.n_rows)), dim3(kFinalThreads), 0, s.stream, s.pdl, b));
+    }
 }
 
 }  // namespace imp::cuda_kernels

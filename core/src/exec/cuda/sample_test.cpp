@@ -1,7 +1,8 @@
 // Device sampling against sample_reference: greedy (argmax, lowest id on ties, repetition penalty) and the full
 // chain (penalty -> top-k -> top-p -> min-p -> temperature -> draw) for many (seed, step) pairs on the same logits;
 // several rows in one call (each with its own parameters, seed, step and recent tokens; runs of plain greedy rows
-// batched) against the CPU executor's per-row picks. Also: no cudaMalloc while ops run.
+// batched; small top-k and penalized greedy rows batched 64 per launch pair) against the CPU executor's per-row
+// picks. Also: no cudaMalloc while ops run.
 #include <iterator>
 #include <string>
 
@@ -208,6 +209,60 @@ TEST_CASE("cuda: many greedy rows in one call (batched argmax) are the CPU's arg
         const auto got = from_dev(dout, size_t(n_rows));
         CHECK(got == want);
         for (int64_t r = 1; r < n_rows; r += 5) CHECK(got[size_t(r)] == 7);
+    }
+}
+
+TEST_CASE("cuda: many drawing rows in one call (batched top-k, 64 rows per launch pair) pick the CPU's tokens",
+          "[cuda][sample]") {
+    // 150 rows (three launch pairs of the batched top-k path) mixing what it takes (top_k 1..64 with top-p, min-p,
+    // penalties; greedy rows with a penalty) with what it does not (top_k 0 or above 64: the full sort; plain greedy:
+    // the batched argmax), ties at the maximum in some rows; the picks equal the CPU executor's, row for row.
+    const uint32_t seed = fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    for (int64_t n : {int64_t(2049), int64_t(151936), int64_t(262144)}) {
+        INFO("vocab " << n);
+        const int64_t n_rows = 150, stride = n + 7;
+        std::vector<float> l(size_t(stride * n_rows));
+        std::vector<int32_t> recent;
+        std::vector<SampleRow> rows(static_cast<size_t>(n_rows));
+        std::uniform_int_distribution<int32_t> td(0, int32_t(n - 1));
+        std::uniform_real_distribution<float> uf(0.f, 1.f);
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const auto row = logits_for(rng, n, r % 3 == 0 ? 1.f : 2.5f);
+            std::copy(row.begin(), row.end(), l.begin() + r * stride);
+            const float mx = *std::max_element(row.begin(), row.end());
+            if (r % 7 == 2)  // a tie at the maximum: in-slice and across slices
+                for (int64_t i : {int64_t(5), int64_t(6), n - 1}) l[size_t(r * stride + i)] = mx + 1.f;
+            SampleRow& sr = rows[size_t(r)];
+            const int kind = int(r % 10);
+            sr.p.temperature = kind == 0 ? 0.f : kind == 1 ? 0.f : 0.3f + 1.5f * uf(rng);
+            sr.p.top_k = kind == 2 ? 0 : kind == 3 ? 100 : kind == 4 ? 1 : kind == 5 ? 64 : 1 + int32_t(rng() % 64);
+            sr.p.top_p = kind % 2 ? 0.5f + 0.5f * uf(rng) : 1.f;
+            sr.p.min_p = kind == 6 ? 0.05f : kind == 7 ? 0.2f : 0.f;
+            sr.p.repeat_penalty = kind == 1 || kind == 8 || kind == 3 ? 1.1f + uf(rng) : 1.f;
+            sr.p.seed = rng();
+            sr.step = rng() % 100000u;
+            sr.recent_offset = int64_t(recent.size());
+            sr.n_recent = sr.p.repeat_penalty != 1.f ? 1 + int64_t(rng() % 64) : 0;
+            const int32_t top = int32_t(std::max_element(l.begin() + r * stride, l.begin() + r * stride + n) -
+                                        (l.begin() + r * stride));
+            for (int64_t i = 0; i < sr.n_recent; ++i) recent.push_back(i == 0 ? top : i == 1 ? top : td(rng));
+        }
+        std::vector<int32_t> want(size_t(n_rows), -1);
+        cpu().sample(l.data(), stride, n_rows, n, rows.data(), recent.data(), want.data());
+        int32_t* dout = to_dev(std::vector<int32_t>(size_t(n_rows), -1));
+        const float* dl = to_dev(l);
+        const int32_t* drecent = to_dev(recent);
+        gpu().sample(dl, stride, n_rows, n, rows.data(), drecent, dout);
+        const auto got = from_dev(dout, size_t(n_rows));
+        for (int64_t r = 0; r < n_rows; ++r) {
+            INFO("row " << r << " T " << rows[size_t(r)].p.temperature << " top_k " << rows[size_t(r)].p.top_k
+                        << " top_p " << rows[size_t(r)].p.top_p << " min_p " << rows[size_t(r)].p.min_p
+                        << " penalty " << rows[size_t(r)].p.repeat_penalty << " recent "
+                        << rows[size_t(r)].n_recent);
+            CHECK(got[size_t(r)] == want[size_t(r)]);
+        }
     }
 }
 
