@@ -58,6 +58,7 @@ class OpenAIClientTest(unittest.TestCase):
         again = self.c.chat.completions.create(model="x", messages=msgs, max_tokens=12, temperature=0)
         n = first.usage.prompt_tokens
         self.assertGreater(n, 32)
+        self.assertEqual(first.usage.prompt_tokens_details.cached_tokens, 0)
         self.assertEqual(again.usage.prompt_tokens_details.cached_tokens, (n - 1) // 16 * 16)
         self.assertEqual(again.choices[0].message.content, first.choices[0].message.content)
         longer = msgs + [{"role": "assistant", "content": first.choices[0].message.content},
@@ -67,6 +68,13 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertGreater(third.usage.prompt_tokens, n)
         m = self.server.metrics()
         self.assertGreaterEqual(m["imp_prefix_cache_hits_total"], again.usage.prompt_tokens_details.cached_tokens)
+        # Streaming usage carries the same details; a salted request shares nothing with unsalted ones.
+        chunks = list(self.c.chat.completions.create(model="x", messages=msgs, max_tokens=3, temperature=0,
+                                                     stream=True, stream_options={"include_usage": True}))
+        self.assertEqual(chunks[-1].usage.prompt_tokens_details.cached_tokens, (n - 1) // 16 * 16)
+        salted = self.c.chat.completions.create(model="x", messages=msgs, max_tokens=3, temperature=0,
+                                                extra_body={"cache_salt": "tenant-b"})
+        self.assertEqual(salted.usage.prompt_tokens_details.cached_tokens, 0)
 
     def test_stop_string(self):
         p = "Here is a list of fruits: apple, banana,"

@@ -191,8 +191,8 @@ void Engine::release_sequence(SeqId id) {
 
 int64_t Engine::position(SeqId id) const { return impl_->seqs->position(id); }
 
-int64_t Engine::attach_prefix(SeqId id, std::span<const int32_t> prompt) {
-    return impl_->seqs->attach_prefix(id, prompt.data(), int64_t(prompt.size()));
+int64_t Engine::attach_prefix(SeqId id, std::span<const int32_t> prompt, uint64_t salt) {
+    return impl_->seqs->attach_prefix(id, prompt.data(), int64_t(prompt.size()), salt);
 }
 bool Engine::prefix_cache() const { return impl_->seqs->prefix_cache(); }
 

@@ -105,7 +105,8 @@ public:
     // Prefix caching (EngineOptions::prefix_cache): a new sequence (position 0) starts on the longest run of kept
     // KV blocks the prompt begins with, leaving its last token to run; returns the positions it skipped (a multiple
     // of 16; 0 when prefix caching is off or the model has recurrent state). Step the rest of the prompt after them.
-    int64_t attach_prefix(SeqId id, std::span<const int32_t> prompt);
+    // salt: only sequences with the same salt share blocks (0: every unsalted sequence).
+    int64_t attach_prefix(SeqId id, std::span<const int32_t> prompt, uint64_t salt = 0);
     bool prefix_cache() const;            // whether attach_prefix can skip anything
     // Copies the recurrent state of sequence `from` into sequence `to` (every layer's slot; KV is not copied).
     void copy_state(SeqId from, SeqId to);

@@ -1,6 +1,7 @@
 #include "runtime/sequences.h"
 
 #include <algorithm>
+#include <random>
 
 #include "imp/error.h"
 
@@ -15,17 +16,24 @@ uint64_t mix(uint64_t h, uint64_t v) {
     h *= 0xBF58476D1CE4E5B9ull;
     return h ^ (h >> 29);
 }
-uint64_t chain_hash(uint64_t prev, const int32_t* t, int n) {
-    uint64_t h = mix(prev, 0x5EED0F1B10C4ull);
+uint64_t chain_hash(uint64_t prev, const int32_t* t, int n, uint64_t key) {
+    uint64_t h = mix(prev, key);
     for (int i = 0; i < n; ++i) h = mix(h, uint64_t(uint32_t(t[i])));
     return h;
+}
+
+// A key per table from the OS's entropy: the chain hashes cannot be predicted, so a prompt cannot be built to collide
+// with another's block (hits are also checked token by token and parent by parent).
+uint64_t random_key() {
+    std::random_device rd;
+    return (uint64_t(rd()) << 32) ^ uint64_t(rd()) ^ 0x5EED0F1B10C4ull;
 }
 
 }  // namespace
 
 SequenceTable::SequenceTable(int max_seqs, int64_t max_len, int64_t n_blocks, int block_size, bool prefix_cache)
     : seqs_(size_t(std::max(max_seqs, 0))), max_len_(max_len), n_blocks_(n_blocks), block_size_(block_size),
-      cache_(prefix_cache) {
+      cache_(prefix_cache), key_(prefix_cache ? random_key() : 0) {
     if (max_seqs <= 0) throw Error("max_seqs must be positive, got " + std::to_string(max_seqs));
     if (block_size <= 0 || max_len <= 0) throw Error("sequence table: bad block size or length");
     if (n_blocks < 2) throw Error("KV pool of " + std::to_string(n_blocks) + " blocks (one is reserved)");
@@ -69,12 +77,33 @@ void SequenceTable::drop(int32_t b) {
     }
 }
 
+uint64_t SequenceTable::hash(uint64_t prev, const int32_t* t) const {
+    return hash_ ? hash_(prev, t, block_size_) : chain_hash(prev, t, block_size_, key_);
+}
+
+bool SequenceTable::same(int32_t b, const int32_t* t, int32_t parent) const {
+    return meta_[size_t(b)].parent == parent &&
+           std::equal(t, t + block_size_, tokens_.begin() + std::ptrdiff_t(b) * block_size_);
+}
+
 void SequenceTable::record_full(Seq& s) {
     const int32_t b = s.blocks[size_t(s.full)];
-    const uint64_t h = chain_hash(s.chain, s.partial.data(), block_size_);
+    const uint64_t h = hash(s.chain, s.partial.data());
     const auto it = by_hash_.find(h);
     if (it != by_hash_.end()) {
-        s.last = it->second;  // a twin (the same chain run by another sequence) stays the kept one
+        const int32_t t = it->second;
+        if (!same(t, s.partial.data(), s.last)) {  // a hash collision: keep nothing more of this sequence
+            s.untracked = true;
+            s.partial.clear();
+            return;
+        }
+        // A twin (the same chain run by another sequence): the sequence holds the kept block instead of its own
+        // copy, so whoever holds a kept block holds its whole chain (parents are never forgotten before children).
+        Block& m = meta_[size_t(t)];
+        if (m.refs++ == 0) idle_.erase({m.idle_at, t});
+        drop(b);
+        s.blocks[size_t(s.full)] = t;
+        s.last = t;
     } else {
         Block& m = meta_[size_t(b)];
         m.kept = true;
@@ -89,23 +118,24 @@ void SequenceTable::record_full(Seq& s) {
     ++s.full;
 }
 
-int64_t SequenceTable::attach_prefix(int32_t id, const int32_t* tokens, int64_t n) {
+int64_t SequenceTable::attach_prefix(int32_t id, const int32_t* tokens, int64_t n, uint64_t salt) {
     get(id);
     Seq& s = seqs_[size_t(id)];
     if (s.pos != 0 || !s.blocks.empty())
         throw Error("attach_prefix: sequence " + std::to_string(id) + " has already run " + std::to_string(s.pos) +
                     " tokens");
-    if (!cache_ || n <= 1) return 0;
+    if (!cache_) return 0;
+    s.chain = salt;  // the chain of this sequence's blocks starts from its salt (0: shared with every unsalted one)
+    if (n <= 1) return 0;
     const int64_t most = std::min((n - 1) / block_size_, int64_t(max_blocks_));
     for (int64_t i = 0; i < most; ++i) {
         const int32_t* t = tokens + i * block_size_;
-        const uint64_t h = chain_hash(s.chain, t, block_size_);
+        const uint64_t h = hash(s.chain, t);
         const auto it = by_hash_.find(h);
         if (it == by_hash_.end()) break;
         const int32_t b = it->second;
         Block& m = meta_[size_t(b)];
-        if (m.parent != s.last || !std::equal(t, t + block_size_, tokens_.begin() + std::ptrdiff_t(b) * block_size_))
-            break;  // a hash collision: not this chain
+        if (!same(b, t, s.last)) break;  // a hash collision: not this chain
         if (m.refs++ == 0) idle_.erase({m.idle_at, b});
         s.blocks.push_back(b);
         s.chain = h;
@@ -186,6 +216,7 @@ void SequenceTable::advance(int32_t id, int64_t n, const int32_t* tokens) {
     for (int64_t i = 0; i < n; ++i) {
         s.partial.push_back(tokens[i]);
         if (int64_t(s.partial.size()) == block_size_) record_full(s);
+        if (s.untracked) return;
     }
 }
 
@@ -201,6 +232,52 @@ void SequenceTable::block_row(int32_t id, int32_t* out) const {
     const Seq& s = get(id);
     std::fill(out, out + max_blocks_, 0);
     std::copy(s.blocks.begin(), s.blocks.end(), out);
+}
+
+std::string SequenceTable::check() const {
+    const auto err = [](int64_t b, const std::string& what) { return "block " + std::to_string(b) + ": " + what; };
+    std::vector<int32_t> holders(size_t(n_blocks_), 0), in_free(size_t(n_blocks_), 0);
+    for (const Seq& s : seqs_)
+        if (s.live)
+            for (int32_t b : s.blocks) {
+                if (b <= 0 || b >= n_blocks_) return err(b, "out of the pool in a block table");
+                ++holders[size_t(b)];
+            }
+    for (int32_t b : free_) {
+        if (b <= 0 || b >= n_blocks_) return err(b, "out of the pool in the free list");
+        if (in_free[size_t(b)]++) return err(b, "twice in the free list");
+    }
+    if (!cache_) {
+        for (int64_t b = 1; b < n_blocks_; ++b)
+            if ((holders[size_t(b)] > 0) + in_free[size_t(b)] != 1) return err(b, "neither free nor held, or both");
+        return "";
+    }
+    int64_t kept = 0;
+    for (int64_t b = 1; b < n_blocks_; ++b) {
+        const Block& m = meta_[size_t(b)];
+        const bool idle = idle_.count({m.idle_at, int32_t(b)}) > 0;
+        if (m.refs != holders[size_t(b)])
+            return err(b, std::to_string(m.refs) + " references, " + std::to_string(holders[size_t(b)]) + " holders");
+        if ((m.refs > 0) + in_free[size_t(b)] + idle != 1) return err(b, "not exactly one of held, free, idle");
+        if (in_free[size_t(b)] && m.kept) return err(b, "free but kept");
+        if (idle && !m.kept) return err(b, "idle but not kept");
+        if (!m.kept) continue;
+        ++kept;
+        const auto it = by_hash_.find(m.hash);
+        if (it == by_hash_.end() || it->second != b) return err(b, "kept but not found under its hash");
+        if (m.parent >= 0) {
+            const Block& p = meta_[size_t(m.parent)];
+            if (!p.kept) return err(b, "its parent " + std::to_string(m.parent) + " is not kept");
+            if (m.refs > 0 && p.refs == 0) return err(b, "held while its parent is not");
+            if (idle && p.refs == 0 && p.idle_at < m.idle_at) return err(b, "idle after its parent");
+        }
+    }
+    if (kept != int64_t(by_hash_.size())) return "the hash map holds blocks that are not kept";
+    if (int64_t(idle_.size()) + int64_t(free_.size()) + std::count_if(holders.begin(), holders.end(),
+                                                                     [](int32_t h) { return h > 0; }) !=
+        n_blocks_ - 1)
+        return "free, idle and held blocks do not add up to the pool";
+    return "";
 }
 
 }  // namespace imp

@@ -49,7 +49,15 @@ public:
     // Prefix caching: a sequence at position 0 with no blocks takes the longest chain of kept blocks that tokens[0, n)
     // begins with, at most (n - 1) / block_size blocks (its last token still runs, for its logits), and moves to the
     // end of them. Returns the positions taken (0 without prefix caching).
-    int64_t attach_prefix(int32_t id, const int32_t* tokens, int64_t n);
+    // salt: the chain starts from it, so only sequences with the same salt share blocks (a tenant's or a request's
+    // cache_salt; 0 = none).
+    int64_t attach_prefix(int32_t id, const int32_t* tokens, int64_t n, uint64_t salt = 0);
+    // Tests: the chain hash (prev, a block's tokens) -> hash instead of the keyed one, e.g. a weak one that collides.
+    using HashFn = uint64_t (*)(uint64_t prev, const int32_t* tokens, int n);
+    void set_hash(HashFn f) { hash_ = f; }
+    // Tests: "" when the bookkeeping holds (free, idle and held blocks partition the pool, reference counts equal the
+    // holders, every kept block is in the map under its hash and its parent is held or kept), else what is wrong.
+    std::string check() const;
     // KV slot of position pos of the sequence (its blocks must cover pos).
     int32_t slot(int32_t id, int64_t pos) const;
     // The sequence's block-table row (max_blocks entries, unused ones 0).
@@ -76,7 +84,9 @@ private:
     const Seq& get(int32_t id) const;
     int32_t take_block();     // a free block, else the longest idle kept one (forgotten); refs = 1
     void drop(int32_t b);     // one holder less; at none, to idle_ (kept) or free_
-    void record_full(Seq& s);  // s.partial holds a full block: keep it (or find its twin), extend the chain
+    void record_full(Seq& s);  // s.partial holds a full block: keep it (or take its twin), extend the chain
+    uint64_t hash(uint64_t prev, const int32_t* tokens) const;
+    bool same(int32_t b, const int32_t* tokens, int32_t parent) const;  // kept block b holds them after parent
     std::vector<Seq> seqs_;
     std::vector<int32_t> free_;  // free block ids (LIFO: a released sequence's blocks are reused first)
     int64_t max_len_ = 0, n_blocks_ = 0;
@@ -87,6 +97,8 @@ private:
     std::unordered_map<uint64_t, int32_t> by_hash_;    // chain hash -> kept block
     std::set<std::pair<uint64_t, int32_t>> idle_;      // kept blocks nobody holds, by release time
     uint64_t clock_ = 0;
+    uint64_t key_ = 0;        // chain hash key (random per table)
+    HashFn hash_ = nullptr;   // tests
 };
 
 }  // namespace imp

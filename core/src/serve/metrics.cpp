@@ -90,7 +90,8 @@ std::string Metrics::render() const {
     std::string o;
     o += "# HELP imp_requests_total Finished HTTP requests by status code.\n# TYPE imp_requests_total counter\n";
     for (auto& [code, n] : requests_) o += "imp_requests_total{status=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
-    o += "# HELP imp_prompt_tokens_total Prompt tokens prefilled.\n# TYPE imp_prompt_tokens_total counter\n";
+    o += "# HELP imp_prompt_tokens_total Prompt tokens of requests whose prefill finished (prefix-cache hits "
+         "included).\n# TYPE imp_prompt_tokens_total counter\n";
     o += "imp_prompt_tokens_total " + std::to_string(prompt_tokens_) + "\n";
     o += "# HELP imp_prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
          "# TYPE imp_prefix_cache_queries_total counter\n";

@@ -178,6 +178,12 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     read_stop(o, r);
 
     r.ignore_eos = boolean(o, "ignore_eos", false);
+    if (const json* cs = field(o, "cache_salt")) {
+        if (!cs->is_string() || cs->get<std::string>().empty())
+            bad("cache_salt", std::string("'cache_salt' must be a non-empty string, got ") +
+                                  (cs->is_string() ? "an empty string" : type_of(*cs)));
+        r.cache_salt = cs->get<std::string>();
+    }
     r.stream = boolean(o, "stream", false);
     if (const json* so = field(o, "stream_options")) {
         if (!so->is_object()) bad("stream_options", std::string("'stream_options' must be an object, got ") + type_of(*so));

@@ -36,6 +36,7 @@ struct GenRequest {
     bool logprobs = false;
     int top_logprobs = 0;                      // alternatives per token (0..20)
     bool ignore_eos = false;                   // generate max_tokens even past end-of-generation tokens (benchmarks)
+    std::string cache_salt;                    // prefix caching: only requests with the same salt share KV blocks
 };
 
 // Parses and checks `body`; fields not given take `defaults` (the profile's [sampling]). Throws RequestError(400).

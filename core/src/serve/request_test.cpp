@@ -43,6 +43,9 @@ TEST_CASE("a chat request reads its fields and absent ones take the defaults", "
     CHECK(r.include_usage);
     CHECK(r.logprobs);
     CHECK(r.top_logprobs == 2);
+    CHECK(r.cache_salt.empty());
+    CHECK(parse_request("{" + kMsg + R"(,"cache_salt":"tenant-7"})", ApiKind::Chat, defaults()).cache_salt ==
+          "tenant-7");
 }
 
 TEST_CASE("a completion request takes a string or token ids and integer logprobs", "[serve]") {
@@ -83,6 +86,8 @@ TEST_CASE("bad requests are refused naming the field", "[serve]") {
     CHECK(param_of("{" + kMsg + R"(,"top_logprobs":3})") == "top_logprobs");
     CHECK(param_of("{" + kMsg + R"(,"model":5})") == "model");
     CHECK(param_of("{" + kMsg + R"(,"ignore_eos":1})") == "ignore_eos");
+    CHECK(param_of("{" + kMsg + R"(,"cache_salt":""})") == "cache_salt");
+    CHECK(param_of("{" + kMsg + R"(,"cache_salt":3})") == "cache_salt");
     CHECK(param_of(R"({"prompt":5})", ApiKind::Completion) == "prompt");
     CHECK(param_of(R"({"prompt":[-1]})", ApiKind::Completion) == "prompt");
     CHECK(param_of(R"({"prompt":"x","logprobs":true})", ApiKind::Completion) == "logprobs");

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <spdlog/spdlog.h>
 
@@ -141,7 +142,9 @@ void Scheduler::admit() {
         active_.push_back(std::make_unique<Active>(j, s, need, tok_));
         if (engine_.prefix_cache()) {  // (blocks stay committed in full: shared ones only save compute)
             Active& a = *active_.back();
-            a.cached = a.prefilled = engine_.attach_prefix(s, j->request().prompt_ids);
+            const std::string& salt = j->request().cache_salt;
+            const uint64_t sv = salt.empty() ? 0 : std::hash<std::string>{}(salt) | 1;  // nonzero: apart from unsalted
+            a.cached = a.prefilled = engine_.attach_prefix(s, j->request().prompt_ids, sv);
             metrics_.prefix_cache(a.prompt_len(), a.cached);
         }
         committed_ += need;

@@ -21,8 +21,9 @@ imp::Profile profile(const std::vector<std::string>& extra) {
 }
 
 std::shared_ptr<Job> job(const imp::Tokenizer& tok, const std::string& prompt, int64_t max_tokens,
-                         bool ignore_eos = false, int top_logprobs = -1) {
+                         bool ignore_eos = false, int top_logprobs = -1, const std::string& salt = "") {
     GenRequest r;
+    r.cache_salt = salt;
     r.logprobs = top_logprobs >= 0;
     r.top_logprobs = std::max(top_logprobs, 0);
     r.ignore_eos = ignore_eos;
@@ -202,4 +203,45 @@ TEST_CASE("scheduler: with prefix caching a repeated prompt starts on its kept b
     const Event ec = drain(*c).first;
     CHECK(ec.text == ea.text);
     CHECK(ec.cached_tokens == 0);
+}
+
+TEST_CASE("scheduler: many requests sharing a prefix on a small pool, salts kept apart", "[serve][smollm2]") {
+    // 12 requests, 4 at a time, on a pool of 40 blocks: each begins with the same ~40-token text and ends its own
+    // way; no request ever finds the pool exhausted, each text equals the request served by a server without the
+    // cache, every block is free at the end; a salted request does not start on unsalted blocks.
+    const std::string shared =
+        "Instructions: answer the question below in a few words, without repeating the question, and stop after the "
+        "answer. Question: ";
+    const char* endings[] = {"What colour is the sky?", "What is two plus two?", "Name a fruit.", "Name a planet."};
+    imp::Session s(profile({"runtime.max_seqs=4", "runtime.kv_blocks=40"}), imp::Session::Mode::Serve);
+    imp::Session plain(profile({"runtime.max_seqs=4", "runtime.kv_blocks=40", "server.prefix_cache=false"}),
+                       imp::Session::Mode::Serve);
+    Metrics m, m2;
+    Scheduler sched(s.engine(), s.tokenizer(), m, SchedulerOptions{});
+    Scheduler ref(plain.engine(), plain.tokenizer(), m2, SchedulerOptions{});
+    std::vector<std::shared_ptr<Job>> jobs, refs;
+    for (int i = 0; i < 12; ++i) {
+        const std::string p = shared + endings[i % 4];
+        jobs.push_back(job(s.tokenizer(), p, 6 + i % 3, true));
+        refs.push_back(job(plain.tokenizer(), p, 6 + i % 3, true));
+    }
+    for (int i = 0; i < 12; ++i) {
+        REQUIRE(sched.submit(jobs[size_t(i)]));
+        REQUIRE(ref.submit(refs[size_t(i)]));
+    }
+    int64_t cached = 0;
+    for (int i = 0; i < 12; ++i) {
+        const Event got = drain(*jobs[size_t(i)]).first, want = drain(*refs[size_t(i)]).first;
+        INFO("request " << i);
+        CHECK(got.finish == "length");
+        CHECK(got.error.empty());
+        CHECK(got.text == want.text);
+        cached += got.cached_tokens;
+    }
+    CHECK(cached > 0);
+    auto salted = job(s.tokenizer(), shared + endings[0], 3, true, -1, "tenant-b");
+    REQUIRE(sched.submit(salted));
+    CHECK(drain(*salted).first.cached_tokens == 0);
+    for (int i = 0; i < 100 && m.running() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(s.engine().free_kv_blocks() == 40);
 }
