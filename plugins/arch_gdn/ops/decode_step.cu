@@ -129,14 +129,8 @@ __global__ void __launch_bounds__(W * 32) decode_step_kernel(StepK p) {
         __syncthreads();
         tot = psum;
     }
-    const float inv = rsqrtf(tot / float(dv) + ra.norm_eps);
-    const float* z = ra.z + int64_t(s) * ra.z_stride + int64_t(h) * dv;
-    float* o = ra.o + int64_t(s) * ra.o_stride + int64_t(h) * dv;
-    for (int j0 = first; j0 < dv; j0 += step)
-        if (lane < kCols && j0 + lane < dv) {
-            const int j = j0 + lane;
-            o[j] = decode::gated(os[j], inv, ra.norm_w[j], z[j]);
-        }
+    decode::write_gated(os, tot, ra.norm_eps, ra.norm_w, ra.z + int64_t(s) * ra.z_stride + int64_t(h) * dv,
+                        ra.o + int64_t(s) * ra.o_stride + int64_t(h) * dv, first, step, dv);
     if (rank == 0)
         for (int i = tid; i < 2 * dk; i += nt) shift_state(ca, x, cst, (i < dk ? 0 : kd - dk) + int64_t(kh) * dk + i);
     if (clustered) cg::this_cluster().sync();  // the partial sums stay in shared memory until every CTA has read them

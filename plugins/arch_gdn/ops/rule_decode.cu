@@ -105,14 +105,8 @@ __global__ void __launch_bounds__(W * 32) decode_norm_cluster_kernel(RuleArgs a)
     cluster.sync();  // every CTA's partial sum is written
     float tot = 0.f;
     for (int r = 0; r < n_cta; ++r) tot += *cluster.map_shared_rank(&part, r);
-    const float inv = rsqrtf(tot / float(dv) + a.norm_eps);
-    const float* z = a.z + int64_t(s) * a.z_stride + int64_t(h) * dv;
-    float* o = a.o + int64_t(s) * a.o_stride + int64_t(h) * dv;
-    for (int j0 = first; j0 < dv; j0 += step)
-        if (lane < kCols && j0 + lane < dv) {
-            const int j = j0 + lane;
-            o[j] = decode::gated(os[j], inv, a.norm_w[j], z[j]);
-        }
+    decode::write_gated(os, tot, a.norm_eps, a.norm_w, a.z + int64_t(s) * a.z_stride + int64_t(h) * dv,
+                        a.o + int64_t(s) * a.o_stride + int64_t(h) * dv, first, step, dv);
     cluster.sync();  // the partial sums stay in shared memory until every CTA has read them
 }
 

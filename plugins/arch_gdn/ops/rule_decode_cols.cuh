@@ -50,4 +50,17 @@ __device__ __forceinline__ void delta_cols(const float* q, const float* k, const
 // y = o * inv_rms * w * silu(z): the gated norm's output of one element.
 __device__ __forceinline__ float gated(float o, float inv, float w, float z) { return o * inv * w * (z / (1.f + expf(-z))); }
 
+// The gated norm's outputs of a v-head's columns this warp computed (groups of kCols at first, first + step, ...
+// below dv; their rule outputs in os), given the head's sum of squares tot: y into o, z the gate row, w the weights.
+__device__ __forceinline__ void write_gated(const float* os, float tot, float eps, const float* w, const float* z,
+                                            float* o, int first, int step, int dv) {
+    const int lane = threadIdx.x & 31;
+    const float inv = rsqrtf(tot / float(dv) + eps);
+    for (int j0 = first; j0 < dv; j0 += step)
+        if (lane < kCols && j0 + lane < dv) {
+            const int j = j0 + lane;
+            o[j] = gated(os[j], inv, w[j], z[j]);
+        }
+}
+
 }  // namespace imp::gdn::decode
