@@ -146,7 +146,7 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     json o;
     try {
         o = json::parse(body);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // a syntax error, or a number beyond a double (out_of_range)
         bad("", std::string("the body is not valid JSON: ") + e.what());
     }
     if (!o.is_object()) bad("", std::string("the body must be a JSON object, got ") + type_of(o));
