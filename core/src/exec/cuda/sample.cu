@@ -4,7 +4,7 @@
 // weights at the temperature -> the draw u (computed on the host from (seed, step)). Only the token id is written.
 // Launches per call: plain greedy rows, 2 per 256 rows (batched argmax); rows drawing from a top-k of at most 64 and
 // greedy rows with a penalty, 2 per 64 rows (sample_topk_rows: slices sorted in blocks, then one block per row);
-// any other row (top-k 0 or above 64) 3-5 of its own (a full radix sort of the vocabulary).
+// any other row (top-k 0 or above 64, or a vocabulary of at most 2048) 3-5 of its own (a full radix sort).
 #include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -116,12 +116,17 @@ struct RowBatch {
     int n_rows, slices;
     RowDesc r[kTopKBatchRows];
 };
+static_assert(sizeof(RowBatch) <= 4096, "RowBatch travels as a kernel parameter");
 
 __global__ void __launch_bounds__(kSliceThreads) topk_slice_kernel(const __grid_constant__ RowBatch b) {
     pdl_launch_dependents();
     pdl_wait();
     using Sort = cub::BlockRadixSort<float, kSliceThreads, kSliceItems, int32_t>;
-    __shared__ typename Sort::TempStorage tmp;
+    using Reduce = cub::BlockReduce<ArgMax, kSliceThreads>;
+    __shared__ union {
+        typename Sort::TempStorage sort;
+        typename Reduce::TempStorage reduce;
+    } tmp;
     __shared__ float sk[kSlice];
     const RowDesc& d = b.r[blockIdx.y];
     const float* keys = b.logits + d.row * b.stride;
@@ -151,9 +156,17 @@ __global__ void __launch_bounds__(kSliceThreads) topk_slice_kernel(const __grid_
         k[i] = sk[li];
         id[i] = base + li < n ? int32_t(base + li) : INT32_MAX;
     }
-    Sort(tmp).SortDescending(k, id);
     // The row's candidates block-major: slice blockIdx.x at blockIdx.x * top_k.
     const int64_t o = int64_t(blockIdx.y) * kArgmaxBlocks * kFastTopK + int64_t(blockIdx.x) * d.top_k;
+    if (d.greedy) {  // argmax_kernel's reduction (a NaN never wins, ties to the lowest id), not a sort
+        ArgMax best{-INFINITY, INT32_MAX};
+#pragma unroll
+        for (int i = 0; i < kSliceItems; ++i) best = better(best, ArgMax{k[i], id[i]});
+        best = Reduce(tmp.reduce).Reduce(best, ArgMaxOp{});
+        if (threadIdx.x == 0) b.cand_keys[o] = best.v, b.cand_ids[o] = best.i;
+        return;
+    }
+    Sort(tmp.sort).SortDescending(k, id);
 #pragma unroll
     for (int i = 0; i < kSliceItems; ++i) {
         const int rank = threadIdx.x * kSliceItems + i;
@@ -282,11 +295,21 @@ __global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const __grid_
     pdl_launch_dependents();
     pdl_wait();
     using Sort = cub::BlockRadixSort<float, kFinalThreads, kMergeItems, int32_t>;
-    __shared__ typename Sort::TempStorage tmp;
+    using Reduce = cub::BlockReduce<ArgMax, kFinalThreads>;
+    __shared__ union {
+        typename Sort::TempStorage sort;
+        typename Reduce::TempStorage reduce;
+    } tmp;
     const RowDesc& d = b.r[blockIdx.x];
     const int64_t n_cand = int64_t(b.slices) * d.top_k;
     const float* ck = b.cand_keys + int64_t(blockIdx.x) * kArgmaxBlocks * kFastTopK;
     const int32_t* ci = b.cand_ids + int64_t(blockIdx.x) * kArgmaxBlocks * kFastTopK;
+    if (d.greedy) {  // the slices' best (one each), as argmax_kernel's second stage
+        ArgMax best = threadIdx.x < b.slices ? ArgMax{ck[threadIdx.x], ci[threadIdx.x]} : ArgMax{-INFINITY, INT32_MAX};
+        best = Reduce(tmp.reduce).Reduce(best, ArgMaxOp{});
+        if (threadIdx.x == 0) b.out[d.row] = best.i == INT32_MAX ? 0 : best.i;
+        return;
+    }
     float* keys_out = b.top_keys + int64_t(blockIdx.x) * kFastTopK;
     int32_t* ids_out = b.top_ids + int64_t(blockIdx.x) * kFastTopK;
     float k[kMergeItems];
@@ -297,7 +320,7 @@ __global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const __grid_
         k[i] = g < n_cand ? ck[g] : -INFINITY;
         id[i] = g < n_cand ? ci[g] : INT32_MAX;
     }
-    Sort(tmp).SortDescending(k, id);
+    Sort(tmp.sort).SortDescending(k, id);
 #pragma unroll
     for (int i = 0; i < kMergeItems; ++i) {
         const int rank = threadIdx.x * kMergeItems + i;
@@ -307,12 +330,7 @@ __global__ void __launch_bounds__(kFinalThreads) topk_merge_kernel(const __grid_
         }
     }
     __syncthreads();
-    int32_t* out = b.out + d.row;
-    if (d.greedy) {
-        if (threadIdx.x == 0) *out = ids_out[0];
-        return;
-    }
-    sample_chain(keys_out, ids_out, d.top_k, d.top_p, d.min_p, d.temperature, d.u, nullptr, 0, out);
+    sample_chain(keys_out, ids_out, d.top_k, d.top_p, d.min_p, d.temperature, d.u, nullptr, 0, b.out + d.row);
 }
 
 // Partial sums over kArgmaxBlocks contiguous slices of [0, k): exp(l - mx) and exp((l - mx) / T), in double.
@@ -441,6 +459,7 @@ void sample_topk_rows(const float* logits, int64_t logits_stride, int64_t n_voca
             d.row = t.row;
             const bool pen = t.recent && t.n_recent > 0 && t.p.repeat_penalty != 1.f;
             d.recent = pen ? t.recent : nullptr;
+            if (t.n_recent > INT32_MAX) throw Error("cuda sample: " + std::to_string(t.n_recent) + " recent tokens");
             d.n_recent = pen ? int32_t(t.n_recent) : 0;
             d.greedy = t.p.temperature <= 0.f;
             d.top_k = d.greedy ? 1 : int32_t(std::min<int64_t>(t.p.top_k, n_vocab));

@@ -3,7 +3,9 @@
 // several rows in one call (each with its own parameters, seed, step and recent tokens; runs of plain greedy rows
 // batched; small top-k and penalized greedy rows batched 64 per launch pair) against the CPU executor's per-row
 // picks. Also: no cudaMalloc while ops run.
+#include <cmath>
 #include <iterator>
+#include <limits>
 #include <string>
 
 #include "exec/cuda/step_test_util.h"
@@ -214,15 +216,18 @@ TEST_CASE("cuda: many greedy rows in one call (batched argmax) are the CPU's arg
 
 TEST_CASE("cuda: many drawing rows in one call (batched top-k, 64 rows per launch pair) pick the CPU's tokens",
           "[cuda][sample]") {
-    // 150 rows (three launch pairs of the batched top-k path) mixing what it takes (top_k 1..64 with top-p, min-p,
-    // penalties; greedy rows with a penalty) with what it does not (top_k 0 or above 64: the full sort; plain greedy:
-    // the batched argmax), ties at the maximum in some rows; the picks equal the CPU executor's, row for row.
+    // 200 rows (140 of them on the batched top-k path: three launch pairs of 64, 64, 12) mixing what it takes (top_k
+    // 1..64 with top-p, min-p, penalties; greedy rows with a penalty) with what it does not (top_k 0 or above 64: the
+    // full sort; plain greedy: the batched argmax); ties at the maximum inside a slice and across slice boundaries;
+    // greedy rows where applying the penalty twice to a repeated recent token would change the pick, and with a NaN
+    // logit (never picked); recent ids outside the vocabulary and at slice edges. The picks equal the CPU
+    // executor's, row for row.
     const uint32_t seed = fresh_seed();
     INFO("seed " << seed);
     std::mt19937 rng(seed);
     for (int64_t n : {int64_t(2049), int64_t(151936), int64_t(262144)}) {
         INFO("vocab " << n);
-        const int64_t n_rows = 150, stride = n + 7;
+        const int64_t n_rows = 200, stride = n + 7;
         std::vector<float> l(size_t(stride * n_rows));
         std::vector<int32_t> recent;
         std::vector<SampleRow> rows(static_cast<size_t>(n_rows));
@@ -232,10 +237,19 @@ TEST_CASE("cuda: many drawing rows in one call (batched top-k, 64 rows per launc
             const auto row = logits_for(rng, n, r % 3 == 0 ? 1.f : 2.5f);
             std::copy(row.begin(), row.end(), l.begin() + r * stride);
             const float mx = *std::max_element(row.begin(), row.end());
-            if (r % 7 == 2)  // a tie at the maximum: in-slice and across slices
-                for (int64_t i : {int64_t(5), int64_t(6), n - 1}) l[size_t(r * stride + i)] = mx + 1.f;
-            SampleRow& sr = rows[size_t(r)];
+            float* lr = l.data() + r * stride;
             const int kind = int(r % 10);
+            if (r % 7 == 2)  // a tie at the maximum: in a slice, at a slice edge, across slices
+                for (int64_t i : {int64_t(5), int64_t(6), int64_t(9), int64_t(2047), int64_t(2048), n - 1})
+                    if (i < n) lr[i] = mx + 1.f;
+            if (kind == 1 && r % 7 != 2) {
+                // Greedy with a penalty p of 1.1-2.1 on the top token (listed twice in recent): its logit L (far
+                // above the rest, positive: divided by p) against a runner-up at L / p^1.5, which wins only if the
+                // penalty were applied twice.
+                lr[20] = 10.f * (std::fabs(mx) + 1.f);
+                if (r % 4 == 1) lr[11] = std::numeric_limits<float>::quiet_NaN();  // never the argmax
+            }
+            SampleRow& sr = rows[size_t(r)];
             sr.p.temperature = kind == 0 ? 0.f : kind == 1 ? 0.f : 0.3f + 1.5f * uf(rng);
             sr.p.top_k = kind == 2 ? 0 : kind == 3 ? 100 : kind == 4 ? 1 : kind == 5 ? 64 : 1 + int32_t(rng() % 64);
             sr.p.top_p = kind % 2 ? 0.5f + 0.5f * uf(rng) : 1.f;
@@ -244,10 +258,15 @@ TEST_CASE("cuda: many drawing rows in one call (batched top-k, 64 rows per launc
             sr.p.seed = rng();
             sr.step = rng() % 100000u;
             sr.recent_offset = int64_t(recent.size());
-            sr.n_recent = sr.p.repeat_penalty != 1.f ? 1 + int64_t(rng() % 64) : 0;
-            const int32_t top = int32_t(std::max_element(l.begin() + r * stride, l.begin() + r * stride + n) -
-                                        (l.begin() + r * stride));
-            for (int64_t i = 0; i < sr.n_recent; ++i) recent.push_back(i == 0 ? top : i == 1 ? top : td(rng));
+            sr.n_recent = sr.p.repeat_penalty != 1.f ? 4 + int64_t(rng() % 60) : 0;
+            int32_t top = 0;
+            for (int32_t i = 1; i < n; ++i)  // the first maximum, NaN skipped
+                if (lr[i] > lr[top] || std::isnan(lr[top])) top = i;
+            if (kind == 1 && r % 7 != 2) lr[30] = lr[top] / std::pow(sr.p.repeat_penalty, 1.5f);
+            for (int64_t i = 0; i < sr.n_recent; ++i) {
+                const int32_t odd[] = {-3, int32_t(n + 5), 2047, 2048};  // outside, past the vocabulary, slice edges
+                recent.push_back(i < 2 ? top : i < 6 && kind != 1 ? odd[i - 2] : td(rng));
+            }
         }
         std::vector<int32_t> want(size_t(n_rows), -1);
         cpu().sample(l.data(), stride, n_rows, n, rows.data(), recent.data(), want.data());
