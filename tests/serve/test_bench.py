@@ -44,6 +44,18 @@ class BenchServeTest(unittest.TestCase):
             self.assertAlmostEqual(rows, lv["requests"] * (12 + 4), delta=0.05 * rows + 1)
             self.assertGreater(st["step_ms"], 0)
 
+    def test_shared_prefix_hits_the_prefix_cache(self):
+        # 40 of 48 prompt tokens shared: after the first request, each starts on the two kept 16-token blocks.
+        p, d = bench("--profile", PROFILE, "--set", "runtime.executor=cpu", "--streams", "2", "--prompt-tokens", "48",
+                     "--shared-prefix", "40", "--output-tokens", "3", "--requests", "2", "--warmup-tokens", "2",
+                     "--procs", "1")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertEqual(d["shared_prefix"], 40)
+        lv = d["levels"][0]
+        self.assertEqual(lv["errors"], 0, lv["first_error"])
+        self.assertEqual(lv["cached_prompt_tokens"], 32 * lv["requests"])  # the warm-up kept the blocks already
+        self.assertNotIn("warning", p.stderr)
+
     def test_refused_requests_are_errors(self):
         s = Server("runtime.max_seqs=2", "runtime.max_seq_len=64")
         try:
