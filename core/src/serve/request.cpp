@@ -207,13 +207,12 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
 void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context) {
     const char* pf = r.kind == ApiKind::Chat ? "messages" : "prompt";
     if (r.kind == ApiKind::Chat) {
-        std::string text;
+        // Special tokens of the template only: special-token text inside a message stays text (no injected turns).
         try {
-            text = tok.apply_chat_template(r.messages, true);
+            r.prompt_ids = tok.encode_chat(r.messages, true);
         } catch (const std::exception& e) {
             bad("messages", std::string("the model's chat template cannot format these messages: ") + e.what());
         }
-        r.prompt_ids = tok.encode(text, tok.add_bos(), /*parse_special=*/true);
     } else if (!r.prompt_is_ids) {
         r.prompt_ids = tok.encode(r.prompt, tok.add_bos(), /*parse_special=*/false);
     }
