@@ -76,6 +76,22 @@ class OpenAIClientTest(unittest.TestCase):
                                                 extra_body={"cache_salt": "tenant-b"})
         self.assertEqual(salted.usage.prompt_tokens_details.cached_tokens, 0)
 
+    def test_tokenize_and_detokenize(self):
+        # POST /tokenize counts what a chat completion bills as prompt tokens; /detokenize gives the text back
+        # (vLLM's and llama.cpp's field names both work); a bad body is a 400 naming the field.
+        r = self.c.chat.completions.create(model="x", messages=Q, max_tokens=2, temperature=0)
+        st, t = self.server.post("/tokenize", {"model": "x", "messages": Q})
+        self.assertEqual(st, 200, t)
+        self.assertEqual(t["count"], r.usage.prompt_tokens)
+        self.assertEqual(len(t["tokens"]), t["count"])
+        st, t = self.server.post("/tokenize", {"content": "The capital of France is", "with_pieces": True})
+        self.assertEqual(st, 200, t)
+        self.assertEqual("".join(p["piece"] for p in t["tokens"]), "The capital of France is")
+        st, d = self.server.post("/detokenize", {"tokens": [p["id"] for p in t["tokens"]]})
+        self.assertEqual((st, d["prompt"], d["content"]), (200, "The capital of France is", "The capital of France is"))
+        st, e = self.server.post("/detokenize", {"tokens": [1, -5]})
+        self.assertEqual((st, e["error"]["param"]), (400, "tokens"))
+
     def test_stop_string(self):
         p = "Here is a list of fruits: apple, banana,"
         full = self.c.completions.create(model="x", prompt=p, max_tokens=24, temperature=0).choices[0].text

@@ -4,6 +4,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "serve/tokenize_api.h"
+
 namespace imp::serve {
 
 using json = nlohmann::json;
@@ -30,6 +32,10 @@ void Api::handle(const HttpRequest& req, Responder& out) {
             json m = {{"id", opt_.model_name}, {"object", "model"}, {"created", created_}, {"owned_by", "imp"},
                       {"max_model_len", opt_.context}};
             out.send(200, "application/json", json{{"object", "list"}, {"data", json::array({m})}}.dump());
+        } else if (path == "/tokenize" && post) {
+            out.send(200, "application/json", tokenize_response(req.body, tok_, opt_.context));
+        } else if (path == "/detokenize" && post) {
+            out.send(200, "application/json", detokenize_response(req.body, tok_));
         } else if (path == "/health" && get) {
             out.send(200, "application/json", R"({"status":"ok"})");
         } else if (path == "/metrics" && get) {
@@ -39,7 +45,8 @@ void Api::handle(const HttpRequest& req, Responder& out) {
             out.send(200, "text/html; charset=utf-8", chat_page());
         } else {
             const bool known = path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/models" ||
-                               path == "/health" || path == "/metrics" || path == "/";
+                               path == "/tokenize" || path == "/detokenize" || path == "/health" ||
+                               path == "/metrics" || path == "/";
             throw RequestError(known ? 405 : 404, "",
                                known ? "method " + req.method + " is not allowed on " + path
                                      : "no route " + req.method + " " + path);

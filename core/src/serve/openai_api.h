@@ -1,5 +1,6 @@
 // The OpenAI-compatible routes: POST /v1/chat/completions and /v1/completions (whole responses, or server-sent
-// events ending with "data: [DONE]"), GET /v1/models, /health, /metrics (Prometheus text) and / (the chat page).
+// events ending with "data: [DONE]"), GET /v1/models, /health, /metrics (Prometheus text) and / (the chat page),
+// POST /tokenize and /detokenize (tokenize_api.h).
 // Errors are OpenAI-style JSON: 400 naming the field, 404/405 for unknown routes, 429 when the queue is full.
 #pragma once
 #include <atomic>

@@ -1,0 +1,93 @@
+// See tokenize_api.h.
+#include "serve/tokenize_api.h"
+
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "serve/request.h"
+
+namespace imp::serve {
+
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void bad(const std::string& field, const std::string& msg) { throw RequestError(400, field, msg); }
+
+json parse_object(std::string_view body) {
+    json o;
+    try {
+        o = json::parse(body);
+    } catch (const json::exception& e) {
+        bad("", std::string("the body is not valid JSON: ") + e.what());
+    }
+    if (!o.is_object()) bad("", "the body must be a JSON object");
+    return o;
+}
+
+const json* field(const json& o, const char* name) {
+    const auto it = o.find(name);
+    return it == o.end() || it->is_null() ? nullptr : &*it;
+}
+
+bool flag(const json& o, const char* name, bool def) {
+    const json* v = field(o, name);
+    if (!v) return def;
+    if (!v->is_boolean()) bad(name, std::string("'") + name + "' must be a boolean");
+    return v->get<bool>();
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+std::string tokenize_response(std::string_view body, const Tokenizer& tok, int64_t context) {
+    const json o = parse_object(body);
+    const json* prompt = field(o, "prompt");
+    const json* content = field(o, "content");
+    const bool chat = field(o, "messages") != nullptr;
+    if (int(prompt != nullptr) + int(content != nullptr) + int(chat) != 1)
+        bad("prompt", "give exactly one of 'prompt' (vLLM), 'content' (llama.cpp) or 'messages'");
+    std::vector<int32_t> ids;
+    if (chat) {
+        // The messages as a chat completion reads them; the template writes the special tokens.
+        const GenRequest r = parse_request(body, ApiKind::Chat, SamplingParams{});
+        try {
+            ids = tok.encode_chat(r.messages, flag(o, "add_generation_prompt", true));
+        } catch (const RequestError&) {
+            throw;
+        } catch (const std::exception& e) {
+            bad("messages", std::string("the model's chat template cannot format these messages: ") + e.what());
+        }
+    } else {
+        const json& t = prompt ? *prompt : *content;
+        const char* name = prompt ? "prompt" : "content";
+        if (!t.is_string()) bad(name, std::string("'") + name + "' must be a string");
+        const bool special = field(o, "add_special_tokens") ? flag(o, "add_special_tokens", true)
+                                                            : flag(o, "add_special", prompt != nullptr);
+        ids = tok.encode(t.get<std::string>(), special && tok.add_bos(), /*parse_special=*/true);
+    }
+    json tokens = json::array();
+    if (flag(o, "with_pieces", false))
+        for (int32_t id : ids) tokens.push_back({{"id", id}, {"piece", tok.token_text(id)}});
+    else
+        tokens = ids;
+    return dump({{"tokens", tokens}, {"count", ids.size()}, {"max_model_len", context}});
+}
+
+std::string detokenize_response(std::string_view body, const Tokenizer& tok) {
+    const json o = parse_object(body);
+    const json* t = field(o, "tokens");
+    if (!t || !t->is_array()) bad("tokens", "'tokens' must be an array of token ids");
+    std::vector<int32_t> ids;
+    ids.reserve(t->size());
+    for (const json& v : *t) {
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= tok.n_vocab())
+            bad("tokens", "'tokens' holds ids in [0, " + std::to_string(tok.n_vocab()) + "), got " + v.dump());
+        ids.push_back(int32_t(v.get<int64_t>()));
+    }
+    const std::string text = tok.decode(ids);
+    return dump({{"prompt", text}, {"content", text}});
+}
+
+}  // namespace imp::serve

@@ -1,0 +1,23 @@
+// POST /tokenize and /detokenize: the model's tokenizer over HTTP, in the request and response shapes of both vLLM
+// and llama.cpp's server, so their clients work unchanged:
+//   /tokenize   {"prompt" | "content": text} or {"messages": [...]} (the chat template, with the generation prompt
+//               unless "add_generation_prompt": false); "add_special_tokens" (vLLM) / "add_special" (llama.cpp):
+//               BOS as the model adds it (default true for "prompt" and "messages", false for "content" as in
+//               llama.cpp); "with_pieces": tokens as {"id", "piece"} objects.
+//               -> {"tokens": [...], "count": n, "max_model_len": context}
+//   /detokenize {"tokens": [ids]} -> {"prompt": text, "content": text}
+// Special-token text inside a chat message stays text (Tokenizer::encode_chat); in "prompt"/"content" it is parsed
+// (as both servers do). A bad body is a RequestError (400) naming the field.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "tokenizer/tokenizer.h"
+
+namespace imp::serve {
+
+std::string tokenize_response(std::string_view body, const Tokenizer& tok, int64_t context);
+std::string detokenize_response(std::string_view body, const Tokenizer& tok);
+
+}  // namespace imp::serve
