@@ -2,14 +2,19 @@
 // /v1/completions, then tokenize with the SmolLM2 vocabulary and chat template at a context of 512. A bad body must
 // be a RequestError (HTTP 400, or 404/429 never here) naming a field or none; an accepted one must hold values in
 // the documented ranges: sampling parameters finite and in range, 1..16 non-empty stop strings at most, a prompt of
-// 1..511 ids inside the vocabulary, 1 <= max_tokens <= 512 - prompt.
+// 1..511 ids inside the vocabulary, 1 <= max_tokens <= 512 - prompt. The body also goes to POST /tokenize and
+// /detokenize: a 400, or a JSON object of valid UTF-8.
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "imp/error.h"
+#include "model/display_text.h"
 #include "serve/request.h"
+#include "serve/tokenize_api.h"
 #include "smollm2.h"
 
 namespace {
@@ -42,6 +47,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             require(n >= 1 && n < 512);
             for (int32_t id : r.prompt_ids) require(id >= 0 && id < imp::fuzz::smollm2().n_vocab());
             require(r.max_tokens >= 1 && n + r.max_tokens <= 512);
+        } catch (const imp::serve::RequestError& e) {
+            require(e.status == 400);
+        }
+    }
+    // The same body as a POST /tokenize and /detokenize: a 400, or a JSON object whose text is valid UTF-8.
+    for (int route = 0; route < 2; ++route) {
+        try {
+            const std::string out = route == 0 ? imp::serve::tokenize_response(body, imp::fuzz::smollm2(), 512)
+                                               : imp::serve::detokenize_response(body, imp::fuzz::smollm2());
+            require(imp::utf8_valid_prefix(out) == out.size());
+            require(nlohmann::json::parse(out).is_object());
         } catch (const imp::serve::RequestError& e) {
             require(e.status == 400);
         }
