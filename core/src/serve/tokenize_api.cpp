@@ -65,7 +65,8 @@ std::string tokenize_response(std::string_view body, const Tokenizer& tok, int64
         if (!t.is_string()) bad(name, std::string("'") + name + "' must be a string");
         const bool special = field(o, "add_special_tokens") ? flag(o, "add_special_tokens", true)
                                                             : flag(o, "add_special", prompt != nullptr);
-        ids = tok.encode(t.get<std::string>(), special && tok.add_bos(), /*parse_special=*/true);
+        // As /v1/completions encodes a text prompt: special-token text stays text unless "parse_special" asks.
+        ids = tok.encode(t.get<std::string>(), special && tok.add_bos(), flag(o, "parse_special", false));
     }
     json tokens = json::array();
     if (flag(o, "with_pieces", false))

@@ -6,8 +6,9 @@
 //               llama.cpp); "with_pieces": tokens as {"id", "piece"} objects.
 //               -> {"tokens": [...], "count": n, "max_model_len": context}
 //   /detokenize {"tokens": [ids]} -> {"prompt": text, "content": text}
-// Special-token text inside a chat message stays text (Tokenizer::encode_chat); in "prompt"/"content" it is parsed
-// (as both servers do). A bad body is a RequestError (400) naming the field.
+// Special-token text stays text, as /v1/chat/completions and /v1/completions encode it (so "count" is what a request
+// bills); "parse_special": true (llama.cpp's flag) makes it special tokens in "prompt"/"content". A bad body is a
+// RequestError (400) naming the field.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -39,8 +39,12 @@ std::string param_of(const std::string& body, bool detok = false) {
 TEST_CASE("tokenize: text, messages and pieces, and detokenize: the round trip", "[serve][tokenize]") {
     const imp::Tokenizer& tok = smollm2();
     const json a = json::parse(tokenize_response(R"({"prompt":"Hello world, <|im_end|> again"})", tok, 2048));
-    const std::vector<int32_t> want = tok.encode("Hello world, <|im_end|> again", tok.add_bos(), true);
-    CHECK(a["tokens"].get<std::vector<int32_t>>() == want);
+    const std::vector<int32_t> want = tok.encode("Hello world, <|im_end|> again", tok.add_bos(), false);
+    CHECK(a["tokens"].get<std::vector<int32_t>>() == want);  // as /v1/completions encodes it: the text stays text
+    const json s = json::parse(
+        tokenize_response(R"({"prompt":"Hello world, <|im_end|> again","parse_special":true})", tok, 2048));
+    CHECK(s["tokens"].get<std::vector<int32_t>>() == tok.encode("Hello world, <|im_end|> again", tok.add_bos(), true));
+    CHECK(s["count"] < a["count"]);  // <|im_end|> is one special token there
     CHECK(a["count"] == want.size());
     CHECK(a["max_model_len"] == 2048);
     const json c = json::parse(tokenize_response(R"({"content":"Hello world, <|im_end|> again"})", tok, 2048));
@@ -67,6 +71,7 @@ TEST_CASE("tokenize and detokenize refuse bad bodies naming the field", "[serve]
     CHECK(param_of(R"({"prompt":"a","add_special_tokens":"yes"})") == "add_special_tokens");
     CHECK(param_of(R"({"content":"a","add_special":1})") == "add_special");
     CHECK(param_of(R"({"prompt":"a","with_pieces":"y"})") == "with_pieces");
+    CHECK(param_of(R"({"prompt":"a","parse_special":"y"})") == "parse_special");
     CHECK(param_of(R"({"messages":[]})") == "messages");
     CHECK(param_of(R"({"messages":[{"role":"robot","content":"x"}]})") == "messages[0].role");
     CHECK(param_of(R"({"messages":[{"role":"user","content":"x"}],"add_generation_prompt":0})") ==
