@@ -1,6 +1,7 @@
 // The attention block (imp/blocks/attention.h): norm -> q|k|v -> [output-gate split] -> [q/k norm] -> RoPE -> KV
 // cache -> causal GQA attention -> [sigmoid gate] -> o_proj with the residual add, on the Executor's ops (norm and
-// the fused q|k|v in one call where its format can: Weight::matmul_fused).
+// the fused q|k|v in one call where its format can: Weight::matmul_fused). When v is stored in another type than q
+// and k (llama.cpp's Q4_K_M: Q6_K v in some layers), q|k are fused and v runs on its own.
 #include "imp/blocks/attention.h"
 
 #include <cmath>
@@ -54,6 +55,11 @@ public:
         n_v_ = s.names("attn_v", s.layer);
         n_o_ = s.names("attn_output", s.layer);
         n_qkv_ = s.names.prefix(s.layer) + "attn_qkv.fused";
+        n_qk_ = s.names.prefix(s.layer) + "attn_qk.fused";
+        if (s.source) {  // a fused weight takes parts of one storage type: q|k when only v differs
+            const TensorInfo *tq = s.source->find(n_q_), *tk = s.source->find(n_k_), *tv = s.source->find(n_v_);
+            qk_only_ = tq && tk && tv && tq->type == tk->type && tv->type != tq->type;
+        }
         norm_ = norm_weight(s.source, s.names("attn_norm", s.layer), s.n_embd, s.norm_offset, me);
         if (s.qk_norm) {
             q_norm_ = norm_weight(s.source, s.names("attn_q_norm", s.layer), hd_, s.norm_offset, me);
@@ -70,7 +76,8 @@ public:
                                      matrix(n_k_, kd_, s_.n_embd),
                                      matrix(n_v_, kd_, s_.n_embd),
                                      matrix(n_o_, s_.n_embd, qd_),
-                                     fused(n_qkv_, q_rows_ + 2 * kd_, s_.n_embd, {n_q_, n_k_, n_v_})};
+                                     qk_only_ ? fused(n_qk_, q_rows_ + kd_, s_.n_embd, {n_q_, n_k_})
+                                              : fused(n_qkv_, q_rows_ + 2 * kd_, s_.n_embd, {n_q_, n_k_, n_v_})};
         if (s_.qk_norm) {
             w.push_back(q_norm_);
             w.push_back(k_norm_);
@@ -84,10 +91,13 @@ public:
 
     void bind(const WeightSet& w) override {
         wnorm_ = need_vector(w, norm_.name);
-        wqkv_ = w.matrix(n_qkv_);
+        wqkv_ = qk_only_ ? nullptr : w.matrix(n_qkv_);
+        wqk_ = qk_only_ ? w.matrix(n_qk_) : nullptr;
         if (!wqkv_) {
-            wq_ = &need_matrix(w, n_q_);
-            wk_ = &need_matrix(w, n_k_);
+            if (!wqk_) {
+                wq_ = &need_matrix(w, n_q_);
+                wk_ = &need_matrix(w, n_k_);
+            }
             wv_ = &need_matrix(w, n_v_);
         }
         wo_ = &need_matrix(w, n_o_);
@@ -108,7 +118,8 @@ public:
     }
 
     // xn [n, n_embd] | q [n, q_rows] | k [n, kd] | v [n, kd] | att [n, qd] [| qc [n, qd] with the output gate].
-    // With the fused weight, q|k|v rows [n, q_rows + 2 kd] over the q, k and v regions. q_rows = 2 qd with the
+    // With the fused weight, q|k|v rows [n, q_rows + 2 kd] over the q, k and v regions (q|k: [n, q_rows + kd] over
+    // the q and k regions, v in its own). q_rows = 2 qd with the
     // output gate (query and gate interleaved per head; qc holds the queries, contiguous).
     int64_t scratch_floats(int64_t n) const override {
         return aligned(n * s_.n_embd) + aligned(n * q_rows_) + 2 * aligned(n * kd_) + aligned(n * qd_) +
@@ -123,7 +134,8 @@ public:
     // q|k|v (or q, k, v) and o
     std::vector<DeviceRange> weight_ranges() const {
         std::vector<DeviceRange> r;
-        for (const Weight* w : {wqkv_ ? wqkv_ : wq_, wqkv_ ? nullptr : wk_, wqkv_ ? nullptr : wv_, wo_})
+        for (const Weight* w : {wqkv_ ? wqkv_ : wqk_ ? wqk_ : wq_, wqkv_ || wqk_ ? nullptr : wk_,
+                                wqkv_ ? nullptr : wv_, wo_})
             if (w) w->device_ranges(r);
         return r;
     }
@@ -137,17 +149,21 @@ public:
         float* v = k + aligned(n * kd_);
         float* att = v + aligned(n * kd_);
 
-        int64_t qs = q_rows_, ks = kd_;  // row strides of q and k/v
+        int64_t qs = q_rows_, ks = kd_, vs = kd_;  // row strides of q, k and v
         if (wqkv_) {
-            qs = ks = q_rows_ + 2 * kd_;
+            qs = ks = vs = q_rows_ + 2 * kd_;
             k = q + q_rows_;
             v = k + kd_;
+        } else if (wqk_) {
+            qs = ks = q_rows_ + kd_;
+            k = q + q_rows_;
         }
         // norm -> q|k|v: each matrix takes the RMSNorm into its GEMV where its format can (Weight::matmul_fused);
         // the others read xn, normalized once.
-        const Weight* mats[3] = {wqkv_ ? wqkv_ : wq_, wqkv_ ? nullptr : wk_, wqkv_ ? nullptr : wv_};
+        const Weight* mats[3] = {wqkv_ ? wqkv_ : wqk_ ? wqk_ : wq_, wqkv_ || wqk_ ? nullptr : wk_,
+                                 wqkv_ ? nullptr : wv_};
         float* outs[3] = {q, k, v};
-        const int64_t strides[3] = {qs, ks, ks};
+        const int64_t strides[3] = {qs, ks, vs};
         bool done[3] = {false, false, false}, all = true;
         for (int i = 0; i < 3; ++i) {
             if (!mats[i]) continue;
@@ -171,7 +187,7 @@ public:
             qs = qd_;
         }
         // [q/k per-head RMSNorm] -> RoPE(q), RoPE(k) -> k, v into the KV cache, in one op.
-        ex.rope_kv_store(q, qs, k, ks, v, ks, wqn_, wkn_, s_.eps, ctx.batch, s_.n_head, s_.n_kv_head, rope_, ctx.kv);
+        ex.rope_kv_store(q, qs, k, ks, v, vs, wqn_, wkn_, s_.eps, ctx.batch, s_.n_head, s_.n_kv_head, rope_, ctx.kv);
         AttentionParams ap;
         ap.n_head = s_.n_head;
         ap.n_kv_head = s_.n_kv_head;
@@ -188,13 +204,15 @@ private:
     int64_t qd_ = 0, kd_ = 0, q_rows_ = 0;
     float scale_ = 1.f;
     RopeParams rope_;
-    std::string n_q_, n_k_, n_v_, n_o_, n_qkv_;
+    std::string n_q_, n_k_, n_v_, n_o_, n_qkv_, n_qk_;
+    bool qk_only_ = false;  // v stored in another type than q and k: fuse q|k only
     WeightSpec norm_, q_norm_, k_norm_;  // Vector specs, with the offset folded in when norm_offset != 0
     const float* wnorm_ = nullptr;
     const float* wqn_ = nullptr;
     const float* wkn_ = nullptr;
     const Weight *wq_ = nullptr, *wk_ = nullptr, *wv_ = nullptr, *wo_ = nullptr;
     const Weight* wqkv_ = nullptr;  // q|k|v rows in one weight, when the core could build it
+    const Weight* wqk_ = nullptr;   // q|k rows in one weight (qk_only_), when the core could build it
     std::vector<DeviceRange> prefetch_;  // weight_ranges(), from bind()
 };
 

@@ -193,6 +193,7 @@ public:
         a.eps = float(c.eps);
         a.scale = float(d.hparams->get_float("attn.scale"));
         a.names = c.names;
+        a.source = &src;  // the q, k, v storage types choose what fuses (read while the block is built)
         blocks::FfnSpec f;
         f.kind = "llama.ffn";
         f.n_embd = c.n_embd;

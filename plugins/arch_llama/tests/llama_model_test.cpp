@@ -150,6 +150,41 @@ TEST_CASE("fused q|k|v and gate|up weights give the unfused engine's logits", "[
         }
 }
 
+TEST_CASE("Q4_K_M attention with a Q6_K v fuses q|k only, and gives the unfused engine's logits", "[arch_llama]") {
+    // synth-gguf's tiny llama in llama.cpp's Q4_K_M mix: layer 1 of 2 keeps v in Q6_K (use_more_bits), so its q|k
+    // (both Q4_K) fuse and v runs alone; layer 0 fuses q|k|v. Fused weights: 2 q|k(|v) + 2 gate|up.
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("imp-qk-fuse-" + std::to_string(::getpid()) + ".tiny.q4_k_m.gguf"))
+                                 .string();
+    REQUIRE(std::system((std::string(IMP_BINARY_DIR) + "/bin/synth-gguf --shape tiny --quant q4_k_m --out " + path +
+                         " > /dev/null")
+                            .c_str()) == 0);
+    auto src = open_model(path);
+    REQUIRE(src->get("blk.1.attn_v.weight").type == "Q6_K");
+    REQUIRE(src->get("blk.1.attn_k.weight").type == "Q4_K");
+    REQUIRE(src->get("blk.0.attn_v.weight").type == "Q4_K");
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 64;
+    std::vector<float> logits[2];
+    const std::vector<int32_t> toks{5, 17, 200, 33, 9, 140, 71, 2, 66, 90};
+    for (const int fuse : {1, 0}) {
+        opt.fuse_weights = fuse == 1;
+        Engine eng(*src, full_registry(), ex, opt);
+        CHECK(eng.plan().fused == (fuse ? 4 : 0));
+        const size_t V = size_t(eng.desc().n_vocab);
+        logits[fuse].resize(toks.size() * V);
+        eng.forward(toks.data(), int64_t(toks.size()), logits[fuse].data(), true);
+        for (int32_t t : {3, 44}) {
+            std::vector<float> last(V);
+            eng.forward(&t, 1, last.data(), false);  // decode steps
+            logits[fuse].insert(logits[fuse].end(), last.begin(), last.end());
+        }
+    }
+    CHECK(logits[0] == logits[1]);
+    std::filesystem::remove(path);
+}
+
 TEST_CASE("llama arch reads hyper-parameters and plans memory", "[arch_llama]") {
     auto src = open_model(kFixtures + "/qwen3_tiny.gguf");
     CpuExecutor ex(1);

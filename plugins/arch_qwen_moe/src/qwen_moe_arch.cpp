@@ -187,6 +187,7 @@ public:
         a.eps = float(c.eps);
         a.scale = float(d.hparams->get_float("attn.scale"));
         a.names = c.names;
+        a.source = &src;  // the q, k, v storage types choose what fuses (read while the block is built)
         blocks::MoeSpec m;
         m.kind = "qwen3moe.moe";
         m.n_embd = c.n_embd;

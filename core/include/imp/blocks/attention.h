@@ -51,8 +51,9 @@ struct IMP_API AttentionSpec {
     float eps = 1e-6f;          // epsilon of every RMSNorm of the block
     float scale = 0.f;          // softmax scale; 0 = 1 / sqrt(head_dim)
     NameMap names;              // roles attn_norm, attn_q, attn_k, attn_v, attn_output [, attn_q_norm, attn_k_norm]
-    const ModelSource* source = nullptr;  // needed when norm_offset != 0: the norm weights are read when the block
-                                          // is built (imp/blocks/norm.h); not kept
+    // Read while the block is built, not kept: needed when norm_offset != 0 (the norm weights, imp/blocks/norm.h);
+    // when given, the q, k, v storage types also choose the fusion (q|k|v, or q|k with v apart when only v differs).
+    const ModelSource* source = nullptr;
 
     // The adapter for hyper-parameters under these keys (what arch_llama writes into ModelDesc::hparams; another
     // arch may build "llama.attention" layers by name by writing the same keys). Names: prefix + name.<role>.
