@@ -55,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int route = 0; route < 2; ++route) {
         try {
             const std::string out = route == 0 ? imp::serve::tokenize_response(body, imp::fuzz::smollm2(), 512)
-                                               : imp::serve::detokenize_response(body, imp::fuzz::smollm2());
+                                               : imp::serve::detokenize_response(body, imp::fuzz::smollm2(), 512);
             require(imp::utf8_valid_prefix(out) == out.size());
             require(nlohmann::json::parse(out).is_object());
         } catch (const imp::serve::RequestError& e) {

@@ -35,7 +35,7 @@ void Api::handle(const HttpRequest& req, Responder& out) {
         } else if (path == "/tokenize" && post) {
             out.send(200, "application/json", tokenize_response(req.body, tok_, opt_.context));
         } else if (path == "/detokenize" && post) {
-            out.send(200, "application/json", detokenize_response(req.body, tok_));
+            out.send(200, "application/json", detokenize_response(req.body, tok_, opt_.context));
         } else if (path == "/health" && get) {
             out.send(200, "application/json", R"({"status":"ok"})");
         } else if (path == "/metrics" && get) {

@@ -48,6 +48,11 @@ std::string tokenize_response(std::string_view body, const Tokenizer& tok, int64
     const bool chat = field(o, "messages") != nullptr;
     if (int(prompt != nullptr) + int(content != nullptr) + int(chat) != 1)
         bad("prompt", "give exactly one of 'prompt' (vLLM), 'content' (llama.cpp) or 'messages'");
+    // BOS flags (also for messages, where the template decides and they only get checked); pieces; parsing.
+    const bool special = field(o, "add_special_tokens") ? flag(o, "add_special_tokens", true)
+                                                        : flag(o, "add_special", prompt != nullptr);
+    (void)flag(o, "add_special", false);
+    const bool pieces = flag(o, "with_pieces", false), parse = flag(o, "parse_special", false);
     std::vector<int32_t> ids;
     if (chat) {
         // The messages as a chat completion reads them; the template writes the special tokens.
@@ -63,23 +68,27 @@ std::string tokenize_response(std::string_view body, const Tokenizer& tok, int64
         const json& t = prompt ? *prompt : *content;
         const char* name = prompt ? "prompt" : "content";
         if (!t.is_string()) bad(name, std::string("'") + name + "' must be a string");
-        const bool special = field(o, "add_special_tokens") ? flag(o, "add_special_tokens", true)
-                                                            : flag(o, "add_special", prompt != nullptr);
         // As /v1/completions encodes a text prompt: special-token text stays text unless "parse_special" asks.
-        ids = tok.encode(t.get<std::string>(), special && tok.add_bos(), flag(o, "parse_special", false));
+        ids = tok.encode(t.get<std::string>(), special && tok.add_bos(), parse);
     }
+    if (pieces && int64_t(ids.size()) > context)  // the pieces of a long text would be a large answer
+        bad("with_pieces", "pieces are given for at most the context (" + std::to_string(context) + " tokens); this "
+                           "text is " + std::to_string(ids.size()) + " tokens");
     json tokens = json::array();
-    if (flag(o, "with_pieces", false))
+    if (pieces)
         for (int32_t id : ids) tokens.push_back({{"id", id}, {"piece", tok.token_text(id)}});
     else
         tokens = ids;
     return dump({{"tokens", tokens}, {"count", ids.size()}, {"max_model_len", context}});
 }
 
-std::string detokenize_response(std::string_view body, const Tokenizer& tok) {
+std::string detokenize_response(std::string_view body, const Tokenizer& tok, int64_t context) {
     const json o = parse_object(body);
     const json* t = field(o, "tokens");
     if (!t || !t->is_array()) bad("tokens", "'tokens' must be an array of token ids");
+    if (int64_t(t->size()) > context)
+        bad("tokens", "'tokens' holds " + std::to_string(t->size()) + " ids, more than the context of " +
+                          std::to_string(context));
     std::vector<int32_t> ids;
     ids.reserve(t->size());
     for (const json& v : *t) {

@@ -26,7 +26,7 @@ const imp::Tokenizer& smollm2() {
 
 std::string param_of(const std::string& body, bool detok = false) {
     try {
-        detok ? detokenize_response(body, smollm2()) : tokenize_response(body, smollm2(), 2048);
+        detok ? detokenize_response(body, smollm2(), 2048) : tokenize_response(body, smollm2(), 2048);
     } catch (const RequestError& e) {
         CHECK(e.status == 400);
         return e.param.empty() ? "<none>" : e.param;
@@ -56,7 +56,7 @@ TEST_CASE("tokenize: text, messages and pieces, and detokenize: the round trip",
     REQUIRE(p["tokens"].size() == 1);
     CHECK(p["tokens"][0]["piece"] == "Hello");
     CHECK(p["tokens"][0]["id"] == tok.encode("Hello", false, true)[0]);
-    const json d = json::parse(detokenize_response(json{{"tokens", want}}.dump(), tok));
+    const json d = json::parse(detokenize_response(json{{"tokens", want}}.dump(), tok, 2048));
     CHECK(d["prompt"] == "Hello world, <|im_end|> again");
     CHECK(d["content"] == d["prompt"]);
 }
@@ -83,4 +83,11 @@ TEST_CASE("tokenize and detokenize refuse bad bodies naming the field", "[serve]
     CHECK(param_of(R"({"tokens":[1.5]})", true) == "tokens");
     CHECK(param_of(R"({})", true) == "tokens");
     CHECK(param_of(R"({"tokens":[]})", true) == "<accepted>");
+    CHECK(param_of(json{{"tokens", std::vector<int>(2049, 1)}}.dump(), true) == "tokens");  // more than the context
+    CHECK(param_of(R"({"messages":[{"role":"user","content":"x"}],"add_special_tokens":"no"})") ==
+          "add_special_tokens");  // checked for messages too (where the template decides)
+    std::string many;
+    for (int i = 0; i < 2100; ++i) many += " a";
+    CHECK(param_of(json{{"prompt", many}, {"with_pieces", true}}.dump()) == "with_pieces");
+    CHECK(param_of(json{{"prompt", many}}.dump()) == "<accepted>");  // the ids alone: any length the body allows
 }
