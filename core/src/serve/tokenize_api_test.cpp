@@ -91,3 +91,22 @@ TEST_CASE("tokenize and detokenize refuse bad bodies naming the field", "[serve]
     CHECK(param_of(json{{"prompt", many}, {"with_pieces", true}}.dump()) == "with_pieces");
     CHECK(param_of(json{{"prompt", many}}.dump()) == "<accepted>");  // the ids alone: any length the body allows
 }
+
+TEST_CASE("tokenize on a tokenizer that adds BOS counts what the completion routes bill", "[serve][tokenize]") {
+    // llama3.gguf adds <|begin_of_text|>: "prompt" counts it (as /v1/completions bills a text prompt), "content"
+    // does not by default (llama.cpp's add_special false), and "messages" equals the chat route's prompt ids.
+    imp::GgufSource src(imp::MappedFile::open(std::string(IMP_SOURCE_DIR) + "/tests/fixtures/tokenizer/llama3.gguf"));
+    const auto tok = imp::Tokenizer::from_metadata(src.metadata());
+    REQUIRE(tok->add_bos());
+    const json p = json::parse(tokenize_response(R"({"prompt":"Hello there"})", *tok, 512));
+    const json c = json::parse(tokenize_response(R"({"content":"Hello there"})", *tok, 512));
+    GenRequest billed = parse_request(R"({"prompt":"Hello there"})", ApiKind::Completion, imp::SamplingParams{});
+    tokenize(billed, *tok, 512);
+    CHECK(p["tokens"].get<std::vector<int32_t>>() == billed.prompt_ids);
+    CHECK(p["tokens"][0] == tok->bos());
+    CHECK(c["count"] == p["count"].get<int>() - 1);
+    const std::string msgs = R"({"messages":[{"role":"user","content":"Hello there"}]})";
+    GenRequest chat = parse_request(msgs, ApiKind::Chat, imp::SamplingParams{});
+    tokenize(chat, *tok, 512);
+    CHECK(json::parse(tokenize_response(msgs, *tok, 512))["tokens"].get<std::vector<int32_t>>() == chat.prompt_ids);
+}
