@@ -40,6 +40,7 @@
 #include "exec/cpu/cpu_executor.h"
 #include "exec/cuda/cuda_executor.h"
 #include "gdn_fixture.h"
+#include "graph_replay_check.h"  // plugins/arch_qwen_moe/tests: graphs against eager decode
 #include "router_probe.h"  // plugins/arch_qwen_moe/tests: the CPU's MoE routing forced onto the device
 #include "imp/model.h"
 #include "runtime/engine.h"
@@ -163,34 +164,6 @@ void compare_prompt_decode(Engine& ec, Engine& eg, const std::vector<int32_t>& t
     }
     probe_ok();
     compare_rows(a, b, V, tol);
-}
-
-// Greedy decode of `steps` tokens after `prompt` on an engine with graphs and one without: the same tokens, logits
-// within 1e-4, no cudaMalloc or cudaFree during the decode steps.
-void compare_graphs_eager(Engine& with, Engine& without, const std::vector<int32_t>& prompt, int steps) {
-    std::vector<int32_t> toks[2];
-    std::vector<float> lg[2];
-    Engine* engines[2] = {&with, &without};
-    for (int g = 0; g < 2; ++g) {
-        Engine& e = *engines[g];
-        e.reset();
-        std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
-        e.forward(prompt.data(), int64_t(prompt.size()), last.data());
-        const auto before = cuda_alloc_stats();
-        for (int i = 0; i < steps; ++i) {
-            const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
-            toks[g].push_back(t);
-            e.forward(&t, 1, last.data());
-            lg[g].insert(lg[g].end(), last.begin(), last.end());
-        }
-        const auto after = cuda_alloc_stats();
-        CHECK(after.mallocs == before.mallocs);
-        CHECK(after.frees == before.frees);
-    }
-    CHECK(with.graphs_active());
-    CHECK_FALSE(without.graphs_active());
-    CHECK(toks[0] == toks[1]);
-    compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
 }
 
 }  // namespace

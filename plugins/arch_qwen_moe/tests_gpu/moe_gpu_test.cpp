@@ -26,6 +26,7 @@
 #include "exec/cuda/cuda_executor.h"
 #include "imp/blocks/moe.h"
 #include "imp/model.h"
+#include "graph_replay_check.h"
 #include "moe_fixture.h"
 #include "router_probe.h"
 #include "runtime/engine.h"
@@ -180,31 +181,8 @@ TEST_CASE("gpu: graph replay with new routing every step equals no graphs: no cu
     CudaExecutor dev_a(0, co), dev_b(0, co);  // one executor per engine (each plans its own workspace)
     Engine with(*src, moe_registry(), dev_a, opts(128, 1, true));
     Engine without(*src, moe_registry(), dev_b, opts(128, 1, false));
-    for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{1, 17, 200}, std::vector<int32_t>{5, 6, 7, 300, 2}}) {
-        std::vector<int32_t> toks[2];
-        std::vector<float> lg[2];
-        Engine* engines[2] = {&with, &without};
-        for (int g = 0; g < 2; ++g) {
-            Engine& e = *engines[g];
-            e.reset();
-            std::vector<float> last(static_cast<size_t>(e.desc().n_vocab));
-            e.forward(prompt.data(), int64_t(prompt.size()), last.data());
-            const auto before = cuda_alloc_stats();
-            for (int i = 0; i < 24; ++i) {
-                const int32_t t = e.sample(SamplingParams{}, uint64_t(i), nullptr, 0);
-                toks[g].push_back(t);
-                e.forward(&t, 1, last.data());
-                lg[g].insert(lg[g].end(), last.begin(), last.end());
-            }
-            const auto after = cuda_alloc_stats();
-            CHECK(after.mallocs == before.mallocs);
-            CHECK(after.frees == before.frees);
-        }
-        CHECK(with.graphs_active());
-        CHECK_FALSE(without.graphs_active());
-        CHECK(toks[0] == toks[1]);
-        compare_rows(lg[1], lg[0], size_t(with.desc().n_vocab), 1e-4);
-    }
+    for (const std::vector<int32_t>& prompt : {std::vector<int32_t>{1, 17, 200}, std::vector<int32_t>{5, 6, 7, 300, 2}})
+        compare_graphs_eager(with, without, prompt, 24);
 }
 
 TEST_CASE("gpu: several sequences (decode rows beside prefill of 1..300 tokens) equal the CPU",
