@@ -1,9 +1,7 @@
 // Field-by-field reading of OpenAI request bodies (see request.h). Null counts as absent, as in the OpenAI API.
 #include "serve/request.h"
 
-#include <cmath>
-#include <limits>
-#include <nlohmann/json.hpp>
+#include "serve/body_fields.h"
 
 namespace imp::serve {
 
@@ -11,57 +9,7 @@ using json = nlohmann::json;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& field, const std::string& msg) { throw RequestError(400, field, msg); }
-
-const char* type_of(const json& v) {
-    switch (v.type()) {
-        case json::value_t::object: return "an object";
-        case json::value_t::array: return "an array";
-        case json::value_t::string: return "a string";
-        case json::value_t::boolean: return "a boolean";
-        case json::value_t::number_float: return "a number";
-        case json::value_t::number_integer:
-        case json::value_t::number_unsigned: return "an integer";
-        default: return "null";
-    }
-}
-
-// The field, or null when absent.
-const json* field(const json& o, const char* name) {
-    auto it = o.find(name);
-    return it == o.end() || it->is_null() ? nullptr : &*it;
-}
-
-double number(const json& o, const char* name, double def, double lo, bool lo_open, double hi) {
-    const json* v = field(o, name);
-    if (!v) return def;
-    if (!v->is_number()) bad(name, std::string("'") + name + "' must be a number, got " + type_of(*v));
-    const double x = v->get<double>();
-    if (!std::isfinite(x) || x < lo || (lo_open && x == lo) || x > hi)
-        bad(name, std::string("'") + name + "' is " + v->dump() + ", must be in " + (lo_open ? "(" : "[") +
-                      json(lo).dump() + ", " + json(hi).dump() + "]");
-    return x;
-}
-
-int64_t integer(const json& o, const char* name, int64_t def, int64_t lo, int64_t hi) {
-    const json* v = field(o, name);
-    if (!v) return def;
-    if (!v->is_number_integer()) bad(name, std::string("'") + name + "' must be an integer, got " + type_of(*v));
-    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
-        bad(name, std::string("'") + name + "' is out of range");
-    const int64_t x = v->get<int64_t>();
-    if (x < lo || x > hi)
-        bad(name, std::string("'") + name + "' is " + std::to_string(x) + ", must be in [" + std::to_string(lo) +
-                      ", " + std::to_string(hi) + "]");
-    return x;
-}
-
-bool boolean(const json& o, const char* name, bool def) {
-    const json* v = field(o, name);
-    if (!v) return def;
-    if (!v->is_boolean()) bad(name, std::string("'") + name + "' must be a boolean, got " + type_of(*v));
-    return v->get<bool>();
-}
+using namespace body;
 
 // Message content: a string, or an array of {"type": "text", "text": ...} parts (joined).
 std::string content_text(const json& c, const std::string& where) {
@@ -143,13 +91,7 @@ void read_stop(const json& o, GenRequest& r) {
 }  // namespace
 
 GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingParams& defaults) {
-    json o;
-    try {
-        o = json::parse(body);
-    } catch (const json::exception& e) {  // a syntax error, or a number beyond a double (out_of_range)
-        bad("", std::string("the body is not valid JSON: ") + e.what());
-    }
-    if (!o.is_object()) bad("", std::string("the body must be a JSON object, got ") + type_of(o));
+    const json o = parse_object(body);
     GenRequest r;
     r.kind = kind;
     if (kind == ApiKind::Chat) read_messages(o, r);

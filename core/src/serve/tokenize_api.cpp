@@ -1,41 +1,13 @@
 // See tokenize_api.h.
 #include "serve/tokenize_api.h"
 
-#include <limits>
-#include <nlohmann/json.hpp>
-
-#include "serve/request.h"
+#include "serve/body_fields.h"
 
 namespace imp::serve {
 
 namespace {
 
-using json = nlohmann::json;
-
-[[noreturn]] void bad(const std::string& field, const std::string& msg) { throw RequestError(400, field, msg); }
-
-json parse_object(std::string_view body) {
-    json o;
-    try {
-        o = json::parse(body);
-    } catch (const json::exception& e) {
-        bad("", std::string("the body is not valid JSON: ") + e.what());
-    }
-    if (!o.is_object()) bad("", "the body must be a JSON object");
-    return o;
-}
-
-const json* field(const json& o, const char* name) {
-    const auto it = o.find(name);
-    return it == o.end() || it->is_null() ? nullptr : &*it;
-}
-
-bool flag(const json& o, const char* name, bool def) {
-    const json* v = field(o, name);
-    if (!v) return def;
-    if (!v->is_boolean()) bad(name, std::string("'") + name + "' must be a boolean");
-    return v->get<bool>();
-}
+using namespace body;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -49,16 +21,16 @@ std::string tokenize_response(std::string_view body, const Tokenizer& tok, int64
     if (int(prompt != nullptr) + int(content != nullptr) + int(chat) != 1)
         bad("prompt", "give exactly one of 'prompt' (vLLM), 'content' (llama.cpp) or 'messages'");
     // BOS flags (also for messages, where the template decides and they only get checked); pieces; parsing.
-    const bool special = field(o, "add_special_tokens") ? flag(o, "add_special_tokens", true)
-                                                        : flag(o, "add_special", prompt != nullptr);
-    (void)flag(o, "add_special", false);
-    const bool pieces = flag(o, "with_pieces", false), parse = flag(o, "parse_special", false);
+    const bool add_special_tokens = boolean(o, "add_special_tokens", true);
+    const bool add_special = boolean(o, "add_special", prompt != nullptr);
+    const bool special = field(o, "add_special_tokens") ? add_special_tokens : add_special;
+    const bool pieces = boolean(o, "with_pieces", false), parse = boolean(o, "parse_special", false);
     std::vector<int32_t> ids;
     if (chat) {
         // The messages as a chat completion reads them; the template writes the special tokens.
         const GenRequest r = parse_request(body, ApiKind::Chat, SamplingParams{});
         try {
-            ids = tok.encode_chat(r.messages, flag(o, "add_generation_prompt", true));
+            ids = tok.encode_chat(r.messages, boolean(o, "add_generation_prompt", true));
         } catch (const RequestError&) {
             throw;
         } catch (const std::exception& e) {
