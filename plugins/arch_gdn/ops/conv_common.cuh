@@ -8,13 +8,20 @@ namespace imp::gdn::conv {
 __device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 __device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
-// g and beta of row t for v-heads j = first, first + step, ... < Hv (gdn_ops.h, gdn.conv).
+// (g, beta) of row t and v-head j (gdn_ops.h, gdn.conv).
+__device__ __forceinline__ float2 gate_values(const Conv::Args& a, int64_t t, int j) {
+    const float A = a.A_is_log ? -expf(a.A[j]) : a.A[j];
+    return make_float2(A * softplus(a.a[t * a.a_stride + j] + a.dt_bias[j]),
+                       1.f / (1.f + expf(-a.b[t * a.b_stride + j])));
+}
+
+// g and beta of row t for v-heads j = first, first + step, ... < Hv, into a.g and a.beta.
 __device__ __forceinline__ void row_gates(const Conv::Args& a, int64_t t, int first, int step) {
     const int hv = a.dims.n_v_heads;
     for (int j = first; j < hv; j += step) {
-        const float A = a.A_is_log ? -expf(a.A[j]) : a.A[j];
-        a.g[t * hv + j] = A * softplus(a.a[t * a.a_stride + j] + a.dt_bias[j]);
-        a.beta[t * hv + j] = 1.f / (1.f + expf(-a.b[t * a.b_stride + j]));
+        const float2 gb = gate_values(a, t, j);
+        a.g[t * hv + j] = gb.x;
+        a.beta[t * hv + j] = gb.y;
     }
 }
 

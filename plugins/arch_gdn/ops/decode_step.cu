@@ -89,10 +89,10 @@ __global__ void __launch_bounds__(W * 32) decode_step_kernel(StepK p) {
         vs[j] = conv_one(ca, x, cst, ch);
         shift_state(ca, x, cst, ch);
     }
-    if (tid == 0) {  // conv::row_gates for v-head h
-        const float A = ca.A_is_log ? -expf(ca.A[h]) : ca.A[h];
-        gates[0] = expf(A * conv::softplus(ca.a[int64_t(s) * ca.a_stride + h] + ca.dt_bias[h]));
-        gates[1] = 1.f / (1.f + expf(-ca.b[int64_t(s) * ca.b_stride + h]));
+    if (tid == 0) {  // the v-head's decay exp(g) and beta
+        const float2 gb = conv::gate_values(ca, s, h);
+        gates[0] = expf(gb.x);
+        gates[1] = gb.y;
     }
     sq = imp::cuda::block_sum(sq, red);  // (its barriers also publish qs, ks, vs and the gates)
     sk = imp::cuda::block_sum(sk, red);
