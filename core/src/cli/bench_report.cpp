@@ -179,7 +179,8 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
     o += "| --- | ---: | --- | ---: | ---: | ---: |\n";
     for (const auto& r : results) {
         std::string roof;
-        if (is_tg(r)) roof = fmt("%.1f", 100.0 * decode_efficiency(m, r, run.device)) + " % of copy bw";
+        if (r.n_mixed > 0) roof = fmt("%.2f", r.avg_s() * 1e3 / double(r.n_gen)) + " ms per step";
+        else if (is_tg(r)) roof = fmt("%.1f", 100.0 * decode_efficiency(m, r, run.device)) + " % of copy bw";
         else {
             roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s";
             const double v = prefill_vs_gemm(m, r, run.gemm);
@@ -205,6 +206,7 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
         o += "  {";
         o += "\"test\": " + json_str(r.test) + ", \"n_prompt\": " + std::to_string(r.n_prompt) +
              ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"batch\": " + std::to_string(r.batch) + ", \"n_depth\": " + std::to_string(r.n_depth) +
+             ", \"n_mixed\": " + std::to_string(r.n_mixed) +
              ", \"per_seq_ts\": " + json_num(r.avg_ts() / double(r.batch)) +
              ", \"reps\": " + std::to_string(r.seconds.size()) +
              ", \"avg_ts\": " + json_num(r.avg_ts()) + ", \"stddev_ts\": " + json_num(r.stddev_ts()) +

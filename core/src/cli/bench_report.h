@@ -35,6 +35,7 @@ struct TestResult {
     int64_t n_prompt = 0, n_gen = 0;
     int64_t batch = 1;            // sequences decoding together (tg): n_gen tokens each
     int64_t n_depth = 0;          // context tokens each sequence held before the test (llama-bench's -d)
+    int64_t n_mixed = 0;          // tg: prompt tokens of a new sequence in every step too (bench.mixed); not counted
     std::vector<double> seconds;  // one per timed repetition
     double avg_ts() const;        // mean of the per-repetition tokens/s, all sequences together
     double stddev_ts() const;     // sample standard deviation of the same

@@ -56,20 +56,23 @@ int32_t BenchRunner::first_token(int64_t n) {
     return tok;
 }
 
-double BenchRunner::generate(int64_t n, int64_t batch, int64_t depth, bool check_logits, bool& finite) {
+double BenchRunner::generate(int64_t n, int64_t batch, int64_t depth, bool check_logits, bool& finite, int64_t mixed) {
     Engine& e = s_.engine();
     e.reset();
-    // The first sequence is the engine's own (forward/sample), as `imp run` decodes; more take add_sequence.
+    // The first sequence is the engine's own (forward/sample), as `imp run` decodes; more (and every mixed test's)
+    // take add_sequence.
+    const bool own = batch == 1 && mixed == 0;
     std::vector<SeqId> ids;
-    if (batch > 1)
+    if (!own)
         for (int64_t i = 0; i < batch; ++i) ids.push_back(e.add_sequence());
-    std::vector<int32_t> tok = random_ids(batch);
-    std::vector<float> logits(check_logits ? size_t(batch) * size_t(e.desc().n_vocab) : 0);
+    std::vector<int32_t> tok = random_ids(batch + (mixed > 0 ? 1 : 0));
+    const size_t rows_per_step = size_t(batch) + (mixed > 0 ? 1 : 0);
+    std::vector<float> logits(check_logits ? rows_per_step * size_t(e.desc().n_vocab) : 0);
     float* out = check_logits ? logits.data() : nullptr;
     if (depth > 0) {
         for (int64_t i = 0; i < batch; ++i) {
             const std::vector<int32_t> ctx = random_ids(depth);
-            if (batch == 1) {
+            if (own) {
                 e.forward(ctx.data(), depth);
             } else {
                 const SeqWork w{ids[size_t(i)], ctx.data(), depth};
@@ -77,29 +80,36 @@ double BenchRunner::generate(int64_t n, int64_t batch, int64_t depth, bool check
             }
         }
     }
-    std::vector<SeqWork> work(static_cast<size_t>(batch));
-    std::vector<SeqSample> rows(static_cast<size_t>(batch));
-    for (size_t i = 0; i < work.size(); ++i) work[i] = SeqWork{batch > 1 ? ids[i] : 0, &tok[i], 1};
+    std::vector<SeqWork> work(rows_per_step);
+    std::vector<SeqSample> rows(rows_per_step);
+    for (size_t i = 0; i < size_t(batch); ++i) work[i] = SeqWork{own ? 0 : ids[i], &tok[i], 1};
     SamplingParams greedy;
     greedy.temperature = 0.f;
-    if (batch == 1) e.forward(tok.data(), 1, out);
-    else e.step(work, out);
+    if (own) e.forward(tok.data(), 1, out);
+    else e.step({work.data(), size_t(batch)}, out);
     ex_.synchronize();
     if (check_logits) finite = finite && all_finite(logits);
+    // The mixed prompts are drawn before the clock starts: one per step.
+    std::vector<int32_t> prompts = mixed > 0 ? random_ids(n * mixed) : std::vector<int32_t>{};
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < n; ++i) {
-        if (batch == 1) {
+        if (own) {
             tok[0] = e.sample(greedy, uint64_t(i), nullptr, 0);
             e.forward(tok.data(), 1, out);
         } else {
             for (auto& r : rows) r.step = uint64_t(i);
-            e.sample(rows, tok.data());
+            e.sample({rows.data(), i == 0 ? size_t(batch) : rows_per_step}, tok.data());
+            if (mixed > 0) {
+                if (i > 0) e.release_sequence(work.back().seq);
+                work.back() = SeqWork{e.add_sequence(), prompts.data() + i * mixed, mixed};
+            }
             e.step(work, out);
         }
         if (check_logits) finite = finite && all_finite(logits);
     }
     ex_.synchronize();
     const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (mixed > 0 && n > 0) e.release_sequence(work.back().seq);
     for (SeqId id : ids) e.release_sequence(id);
     return sec;
 }

@@ -3,6 +3,9 @@
 //   tgN: N tokens generated one at a time (greedy sample on the device, then a one-token forward), after one
 //        untimed first token. With bench.batch = [B, ...] (or -b B,...) each tgN also runs with B sequences decoding
 //        together (one step carries one token of each); the aggregate and the per-sequence tok/s are reported.
+//   bench.mixed = [P, ...]: every tgN (at every batch) also runs with the P-token prompt of a new sequence in each of
+//        its steps, after the decode rows ("tg128 b128 + pp128"): the step a server runs while requests arrive (one
+//        ends, one starts); its t/s counts the decode tokens only, as a server's output rate does.
 //   bench.depth = [D, ...] (or -d D,..., llama-bench's -d): every test also runs after D random tokens prefilled
 //        untimed into each sequence's context ("pp512 @ d4096", "tg128 @ d4096"); 0 is the empty context.
 // Each test runs once as a warm-up (its logits, the prefill's and every decode step's, are checked for NaN/Inf:
@@ -123,7 +126,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     if (b.batch.empty()) throw Error("bench.batch must list at least one batch size");
     if (b.depth.empty()) throw Error("bench.depth must list at least one depth (0: the empty context)");
     for (int64_t n : b.batch)
-        prof.runtime.max_seqs = std::max<int>(prof.runtime.max_seqs, static_cast<int>(n));
+        prof.runtime.max_seqs = std::max<int>(prof.runtime.max_seqs, static_cast<int>(n + (b.mixed.empty() ? 0 : 1)));
     if (b.reps < 1) throw Error("bench.reps must be at least 1, got " + std::to_string(b.reps));
     for (int64_t n : b.pp)
         if (n < 1) throw Error("bench.pp: test sizes must be positive, got " + std::to_string(n));
@@ -161,6 +164,11 @@ int cmd_bench(const std::vector<std::string>& args) {
             throw Error("bench.tg " + std::to_string(n) + at_depth + " needs " + std::to_string(n + 1 + max_depth) +
                         " positions, the context has " + std::to_string(engine.capacity()) +
                         " (raise runtime.max_seq_len)");
+
+    for (int64_t n : b.mixed)
+        if (n > engine.capacity())
+            throw Error("bench.mixed " + std::to_string(n) + " exceeds the context of " +
+                        std::to_string(engine.capacity()) + " tokens (raise runtime.max_seq_len)");
 
     const ModelFacts model = model_facts(s.model(), engine);
     RunInfo run;
@@ -210,22 +218,26 @@ int cmd_bench(const std::vector<std::string>& args) {
             }
             results.push_back(std::move(r));
         }
+    std::vector<int64_t> mixes{0};
+    mixes.insert(mixes.end(), b.mixed.begin(), b.mixed.end());
     for (int64_t depth : b.depth)
         for (int64_t n : b.tg)
-            for (int64_t batch : b.batch) {
-                TestResult r;
-                r.test = "tg" + std::to_string(n) + (batch > 1 ? " b" + std::to_string(batch) : "") +
-                         depth_suffix(depth);
-                r.n_gen = n;
-                r.batch = batch;
-                r.n_depth = depth;
-                for (int64_t rep = 0; rep <= b.reps; ++rep) {
-                    const double sec = bench.generate(n, batch, depth, rep == 0, run.logits_finite);
-                    if (rep > 0) r.seconds.push_back(sec);
-                    spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+            for (int64_t batch : b.batch)
+                for (int64_t mixed : mixes) {
+                    TestResult r;
+                    r.test = "tg" + std::to_string(n) + (batch > 1 ? " b" + std::to_string(batch) : "") +
+                             (mixed > 0 ? " + pp" + std::to_string(mixed) : "") + depth_suffix(depth);
+                    r.n_gen = n;
+                    r.batch = batch;
+                    r.n_depth = depth;
+                    r.n_mixed = mixed;
+                    for (int64_t rep = 0; rep <= b.reps; ++rep) {
+                        const double sec = bench.generate(n, batch, depth, rep == 0, run.logits_finite, mixed);
+                        if (rep > 0) r.seconds.push_back(sec);
+                        spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
+                    }
+                    results.push_back(std::move(r));
                 }
-                results.push_back(std::move(r));
-            }
     if (!run.logits_finite) spdlog::warn("bench: the warm-up logits (prefill or decode) contain NaN or Inf");
     run.graphs = engine.graphs_active();
     run.peak_vram_bytes = ex.bytes_allocated();

@@ -54,6 +54,7 @@ struct Profile {
         int64_t reps = 5;
         std::vector<int64_t> batch{1};  // sequences decoding together in the tg tests
         std::vector<int64_t> depth{0};  // context tokens prefilled before each test (llama-bench's -d)
+        std::vector<int64_t> mixed{};   // prompt tokens of a new sequence joining every step of each tg test (serve's mix)
     } bench;
     struct Server {                         // `imp serve`
         std::string host = "127.0.0.1";
