@@ -93,26 +93,33 @@ inline std::vector<float> input_rows(Executor& ex, const blocks::MoeRouter::Args
     return v;
 }
 
+// Record may run on any executor (the reference engine is the CPU's, or a device engine when two device paths are
+// compared): its ids, weights and router rows are read through the executor.
 inline void record(Executor& ex, const blocks::MoeRouter::Args& a) {
     RouterCall c;
     c.n_tokens = a.n_tokens, c.n_embd = a.n_embd, c.top_k = a.top_k;
-    c.ids.assign(a.ids, a.ids + a.n_tokens * a.top_k);
-    c.weights.assign(a.weights, a.weights + a.n_tokens * a.top_k);
+    const size_t nk = size_t(a.n_tokens * a.top_k);
+    c.ids.resize(nk);
+    c.weights.resize(nk);
+    ex.download(c.ids.data(), a.ids, nk * 4);
+    ex.download(c.weights.data(), a.weights, nk * 4);
     c.xn = input_rows(ex, a);
+    std::vector<float> w(size_t(a.n_expert * a.n_embd));
+    ex.download(w.data(), a.w, w.size() * 4);
     for (int e = 0; e < a.n_expert; ++e) {
         double l1 = 0;
-        for (int64_t i = 0; i < a.n_embd; ++i) l1 += std::fabs(a.w[e * a.n_embd + i]);
+        for (int64_t i = 0; i < a.n_embd; ++i) l1 += std::fabs(w[size_t(e * a.n_embd + i)]);
         c.w_l1 = std::max(c.w_l1, l1);
     }
     std::vector<double> lg(size_t(a.n_expert));
     for (int64_t t = 0; t < a.n_tokens; ++t) {
         for (int e = 0; e < a.n_expert; ++e) {
             double s = 0;
-            for (int64_t i = 0; i < a.n_embd; ++i) s += double(c.xn[size_t(t * a.n_embd + i)]) * a.w[e * a.n_embd + i];
+            for (int64_t i = 0; i < a.n_embd; ++i) s += double(c.xn[size_t(t * a.n_embd + i)]) * w[size_t(e * a.n_embd + i)];
             lg[size_t(e)] = s;
         }
         double pick = std::numeric_limits<double>::infinity(), left = -pick;
-        const int32_t* ids = a.ids + t * a.top_k;
+        const int32_t* ids = c.ids.data() + t * a.top_k;
         for (int e = 0; e < a.n_expert; ++e) {
             if (std::find(ids, ids + a.top_k, e) != ids + a.top_k) pick = std::min(pick, lg[size_t(e)]);
             else left = std::max(left, lg[size_t(e)]);
