@@ -51,7 +51,7 @@ TEST_CASE("plugin settings: tables parse in order and apply to the declarations"
     const auto path = write_profile(
         "[plugin.qg]\ngemv = \"dp4a\"\nsplits = 4\n\n[plugin.core]\npdl = false\ndecode_attention = \"split\"\n");
     imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1", "plugin.core.router_cluster=\"16\"",
-                                               "plugin.core.router_grid=\"wide\""});
+                                               "plugin.core.router_grid=\"cluster\""});
     REQUIRE(p.plugin_settings.size() == 8);
     // The file's values (TOML keys have no order), then the --set ones in order.
     bool found = false;
@@ -81,8 +81,8 @@ TEST_CASE("plugin settings: tables parse in order and apply to the declarations"
     CHECK(c.attention_mma);  // untouched keys keep their defaults
     CHECK(c.fuse_weights);
     CHECK(c.router_warps == 8);
-    CHECK(c.router_wide);
-    CHECK_FALSE(imp::core_settings(imp::Registry{}).router_wide);  // the default: the cluster router
+    CHECK_FALSE(c.router_wide);
+    CHECK(imp::core_settings(imp::Registry{}).router_wide);  // the default: the wide router
 }
 
 TEST_CASE("plugin settings: every bad value is one error naming the line, plugin and key", "[profile][settings]") {

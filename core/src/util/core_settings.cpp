@@ -16,11 +16,11 @@ void declare_core_settings(Settings& s) {
                "CUDA: decode attention kernel: one (one kernel per row and KV head, where it applies) or split "
                "(split-KV + combine)",
                {"split", "one"}});
-    s.declare({"attention_mma_hd256", false,
+    s.declare({"attention_mma_hd256", true,
                "CUDA: the tensor-core prefill attention for head_dim 256 too (BF16/F16 KV; Qwen3.5/3.6 full "
                "attention); false: the fp32 kernel for those heads",
                {}});
-    s.declare({"decode_attention_hd256", false,
+    s.declare({"decode_attention_hd256", true,
                "CUDA: the one-kernel decode attention for head_dim 256 too (Qwen3.5/3.6 full attention); false: "
                "split-KV + combine for those heads",
                {}});
@@ -34,7 +34,7 @@ void declare_core_settings(Settings& s) {
                "cannot schedule it, 8)",
                {"8", "16"}});
     s.declare({"router_warps", std::string("8"), "CUDA: MoE router warps per CTA", {"8", "16"}});
-    s.declare({"router_grid", std::string("cluster"),
+    s.declare({"router_grid", std::string("wide"),
                "CUDA: MoE router of decode-sized calls (up to 8 tokens): cluster (one thread-block cluster per token "
                "tile) or wide (one warp per router row over as many CTAs as the rows need)",
                {"cluster", "wide"}});

@@ -21,8 +21,8 @@ void register_gdn(imp::Registry& reg) {
                      "CUDA decode steps with decode_fused_norm: warps per v-head of gdn.rule_decode's block (8, 16 or "
                      "32; at head_v_dim 128, 32 read the head's state in one round of loads)",
                      {"8", "16", "32"}});
-    reg.add_setting({"decode_norm_ctas", std::string("1"),
-                     "CUDA decode steps with decode_fused_norm: CTAs per v-head of gdn.rule_decode (1; or 2, 4, 8: a "
+    reg.add_setting({"decode_norm_ctas", std::string("4"),
+                     "CUDA decode steps with decode_fused_norm: CTAs per v-head of gdn.rule_decode (1; or 2, 4 (the default), 8: a "
                      "thread-block cluster splitting the head's value columns, each CTA with decode_norm_warps warps)",
                      {"1", "2", "4", "8"}});
     reg.add_setting({"decode_conv_fused", false,

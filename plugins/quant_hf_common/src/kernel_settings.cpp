@@ -32,7 +32,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "1-4 tokens) | async (cp.async ring) | stream (1-2 token calls on matrices of many rows, e.g. an LM "
                      "head: one wave of CTAs whose warps stream row group after row group; other calls: regs)",
                      {"regs", "regs2", "async", "stream"}});
-    reg.add_setting({"gemv_short_rows", false,
+    reg.add_setting({"gemv_short_rows", true,
                      "CUDA: GEMV (gemv_kw auto) rows of at most 16 chunks of 16 bytes (NVFP4 <= 512 columns, FP8 <= 256, "
                      "e.g. the MoE down projections) in half-warp row groups instead of whole warps (half of whose "
                      "lanes idle)",

@@ -182,8 +182,7 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
                          (hd == 64 || hd == 128 || (hd == 256 && opt.decode_hd256)) &&
                          group >= 1 && group <= kDecMaxGroup && a.vec_kv && !opt.decode_split &&
                          b.n_tokens <= 65535 &&
-                         (max_ctx <= kDecAutoMaxCapacity ||
-                          int64_t(p.n_kv_head) * b.n_tokens * kDecCluster * 3 >= sm_count);
+                         (opt.decode_one_any_grid || one_kernel_decode_grid_ok(p.n_kv_head, b.n_tokens, max_ctx, sm_count));
     if (decode1) {
         const int warps = opt.decode_warps == 4 || opt.decode_warps == 8 ? opt.decode_warps : kDecDefaultWarps;
         if (kv.dtype == DType::BF16)

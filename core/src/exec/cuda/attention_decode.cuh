@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "exec/cuda/attention_decode.h"  // kDecCluster
 #include "exec/cuda/attention_kernel.cuh"
 #include "exec/cuda/common.cuh"
 #include "exec/cuda/kv_types.cuh"
@@ -35,7 +36,6 @@
 
 namespace imp::cuda_kernels {
 
-constexpr int kDecCluster = 8;  // CTAs per cluster (one cluster per KV head)
 constexpr int kDecMaxGroup = 8;
 // Warps per CTA: 4 (tiles of 32 keys, one lane per key in the score phase) or 8 (tiles of 16 keys, two lanes per
 // key); either way 128 keys per CTA step and the same shared memory. Head dim 256: 64 keys per CTA step (tiles of 16

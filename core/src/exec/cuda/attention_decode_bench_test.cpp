@@ -1,5 +1,5 @@
 // Decode attention timings, split-KV path vs one-kernel decode (attention_decode.cuh, 8- and 4-warp CTAs) in one
-// run (hidden: run with "[.bench]"): a decode step of 1, 8 or 32 sequences, each with one row at position ctx - 1,
+// run (hidden: run with "[.bench]"): a decode step of 1 to 128 sequences (contexts above 4096 up to 32), each with one row at position ctx - 1,
 // 8B shape (32 heads, 8 KV heads, head_dim 128) and the Qwen3.6 full-attention shape (16 heads, 2 KV heads,
 // head_dim 256, AttnOptions::decode_hd256 on), BF16 KV in 16-position blocks, every sequence its own blocks
 // shuffled through the pool, block tables of 1024 positions for ctx <= 1024, else ctx. Prints per path the time
@@ -26,8 +26,9 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
     gpu().attention_options().decode_hd256 = true;
     constexpr int kCalls = 32;
     for (const auto& [n_head, n_kv, hd] : std::vector<std::tuple<int, int, int>>{{32, 8, 128}, {16, 2, 256}})
-    for (int n_seqs : {1, 8, 32})
+    for (int n_seqs : {1, 8, 16, 32, 64, 128})
         for (int64_t ctx : {64, 128, 512, 1024, 4096, 32768}) {
+            if (ctx > 4096 && n_seqs > 32) continue;  // (KV pools of 8-17 GB)
             const int64_t width = int64_t(n_kv) * hd, qn = int64_t(n_head) * hd;
             const int32_t cap = int32_t(std::max<int64_t>(ctx, 1024));
             Step st = make_step(std::vector<SeqSpec>(size_t(n_seqs), SeqSpec{int32_t(ctx) - 1, 1}),
@@ -59,6 +60,7 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
             std::vector<float> res[3];
             for (int v = 0; v < 3; ++v) {  // 0: split-KV, 1: one-kernel decode with 8 warps, 2: with 4 warps
                 gpu().attention_options().decode_split = v == 0;
+                gpu().attention_options().decode_one_any_grid = v > 0;  // whatever the default rule would take
                 gpu().attention_options().decode_warps = v == 2 ? 4 : 8;
                 direct[v] = time_us([&] { ex.attention(q, qn, kv, out, p, b); }, 500);
                 res[v] = from_dev(out, size_t(n_seqs * qn));
@@ -68,6 +70,7 @@ TEST_CASE("cuda bench: decode attention, split-KV vs one-kernel decode", "[.benc
                 graphed[v] = time_us([&] { ex.replay(graph); }, 50) / kCalls;
             }
             gpu().attention_options().decode_split = old_default;
+            gpu().attention_options().decode_one_any_grid = false;
             gpu().attention_options().decode_warps = 0;
             const double bytes = double(n_seqs) * double(ctx) * width * 2 * 2;
             std::printf("decode attention bf16 %d/%dx%d %2d seq ctx %6ld (table %6d): split-KV %7.2f us, graph %7.2f "

@@ -11,15 +11,18 @@ struct AttnOptions {
     bool tensor_cores_f8 = false;
     int mma_warps = 0;          // warps per CTA of the tensor-core kernel: 4 or 8, 0 = chosen per call
     // The tensor-core prefill for head_dim 256 too (BF16 / F16 caches, always 4 warps; Qwen3.5/3.6 full attention;
-    // [plugin.core] attention_mma_hd256); false: the fp32 kernel for those heads. Off until it has run on a GPU.
-    bool tensor_cores_hd256 = false;
+    // [plugin.core] attention_mma_hd256); false: the fp32 kernel for those heads.
+    bool tensor_cores_hd256 = true;
     // Decode (one row per sequence): false (the default) = the one-kernel decode (attention_decode.cuh) where it
     // applies, else the split-KV fp32 kernel + combine; true = always split-KV + combine.
     bool decode_split = false;
+    // Benchmarks: the one-kernel decode wherever it applies, whatever its grid (attention_decode.h's
+    // one_kernel_decode_grid_ok not consulted), to time it where the default rule would not take it.
+    bool decode_one_any_grid = false;
     int decode_warps = 0;       // warps per CTA of the one-kernel decode: 4 or 8, 0 = kDecDefaultWarps
     // The one-kernel decode for head_dim 256 too (Qwen3.5/3.6 full attention; [plugin.core] decode_attention_hd256);
-    // false: those heads take split-KV + combine. Off until the kernel's hd-256 instances have run on a GPU.
-    bool decode_hd256 = false;
+    // false: those heads take split-KV + combine.
+    bool decode_hd256 = true;
 };
 
 }  // namespace imp::cuda_kernels

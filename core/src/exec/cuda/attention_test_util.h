@@ -53,9 +53,7 @@ inline bool one_kernel_decode_taken(const AttnShape& sh, const Step& st) {
     const int64_t max_ctx = int64_t(st.max_blocks) * st.block_size;
     return st.all_decode && (sh.dtype == DType::BF16 || sh.dtype == DType::F16) &&
            (sh.hd == 64 || sh.hd == 128 || sh.hd == 256) &&
-           group <= 8 &&
-           (max_ctx <= cuda_kernels::kDecAutoMaxCapacity ||
-            int64_t(sh.n_kv) * st.n_tokens * 8 * 3 >= gpu().cuda()->sm_count);
+           group <= 8 && cuda_kernels::one_kernel_decode_grid_ok(sh.n_kv, st.n_tokens, max_ctx, gpu().cuda()->sm_count);
 }
 
 inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int32_t extra_blocks, bool bf16_inputs,
