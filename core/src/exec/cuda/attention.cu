@@ -168,8 +168,7 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
         int warps = opt.mma_warps == 4 || opt.mma_warps == 8 ? opt.mma_warps : 0;
         if (warps == 0) warps = int64_t(div_up(total_rows, 128)) * p.n_kv_head >= 2 * int64_t(sm_count) ? 8 : 4;
         if (hdp == 256) warps = 4;  // 8 warps would need 270 KB of shared memory
-        a.tiles_per_seq = div_up(seq_rows, 16 * warps);
-        const dim3 grid(unsigned(int64_t(a.tiles_per_seq) * b.n_seqs), unsigned(p.n_kv_head));
+        const dim3 grid(unsigned(attn_mma_blocks(b.n_seqs, b.n_tokens, group, warps)), unsigned(p.n_kv_head));
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, warps, grid, s));
         else if (kv.dtype == DType::F16)

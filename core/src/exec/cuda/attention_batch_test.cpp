@@ -52,6 +52,17 @@ TEST_CASE("cuda: attention over several sequences with prefill and decode rows m
     // the tensor-core kernel with rows of few sequences only, and one long sequence among short ones
     run_step({DType::BF16, 16, 4, 128}, {{0, 16}, {5, 17}, {0, 1}, {1000, 130}}, 3, false);
     run_step({DType::F16, 8, 8, 64}, {{20, 1}, {0, 200}, {333, 2}, {0, 1, true}, {7, 15}}, 0, false);
+    // a server's mixed step: many one-row decodes, then prompt chunks (the tensor-core kernel's grid holds each
+    // sequence's tiles plus at most one idle block, found by binary search over the sequences)
+    for (int n_dec : {1, 40, 131}) {
+        std::uniform_int_distribution<int32_t> ctx(0, 600);
+        std::vector<SeqSpec> seqs;
+        for (int i = 0; i < n_dec; ++i) seqs.push_back({ctx(rng), 1});
+        seqs.push_back({0, 130});
+        seqs.push_back({ctx(rng), 17});
+        run_step({DType::BF16, 32, 8, 128}, seqs, 3, false);
+        run_step({DType::BF16, 16, 2, 256}, seqs, 0, false);
+    }
 }
 
 TEST_CASE("cuda: decode attention over several sequences matches the CPU (split-KV and one-kernel)",

@@ -3,8 +3,8 @@
 // 202 KB of shared memory, one CTA per SM; 255 registers, no spills). Same semantics as attn_kernel's one-pass mode (attention_kernel.cuh).
 //
 // A CTA of W = 4 or 8 warps takes 16 W rows of one sequence's flattened (token, head-in-group) space of one KV head
-// g (row i: the sequence's token i / group, head g * group + i % group; query tiles never mix sequences: the grid
-// has tiles_per_seq CTAs per sequence, and those past a sequence's rows exit at once), 16 rows per warp, and walks
+// g (row i: the sequence's token i / group, head g * group + i % group; query tiles never mix sequences: each
+// sequence has as many CTAs as tiles, plus at most one that exits at once), 16 rows per warp, and walks
 // the sequence's KV positions [0, kv_end) (through its block table row) in tiles of kMmaKeys = 64 keys (8 warps:
 // each K/V tile is read from L2 once for twice the rows, one CTA per SM at head_dim 128; 4 warps: two CTAs per
 // SM). K and V tiles are copied to shared memory with cp.async (16 bytes per copy, paged through the block table,
@@ -148,14 +148,27 @@ __global__ void __launch_bounds__(32 * W, HDP > 128 ? 1 : 8 / W) attn_mma_kernel
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = blockIdx.y;
-    // Block x: (sequence, query tile), the tiles of the heavy causal rows first. Row counts fit 32 bits: n_tokens *
-    // group <= INT32_MAX - kMmaMaxRows (the host checks).
-    const int tile_idx = int(blockIdx.x) / a.n_seqs;
-    const int seq = int(blockIdx.x) - tile_idx * a.n_seqs;
+    // Block x: (sequence, query tile). Sequence s owns blocks [start(s), start(s) + tiles(s)), start(s) = s +
+    // floor(query_start_loc[s] * group / BM), tiles(s) = ceil(rows(s) / BM): start(s + 1) - start(s) >= tiles(s),
+    // so the grid (attn_mma_blocks: n_seqs + floor(n_tokens * group / BM)) has at most one idle block per sequence,
+    // however uneven the sequences (a mixed step's one-row decodes beside a long prompt). s is found by binary
+    // search over start(); within a sequence the tiles of the heavy causal rows come first. Row counts fit 32 bits:
+    // n_tokens * group <= INT32_MAX - kMmaMaxRows (the host checks).
+    int seq = 0;
+    {
+        const int x = int(blockIdx.x);
+        int hi = a.n_seqs - 1;
+        while (seq < hi) {
+            const int mid = (seq + hi + 1) >> 1;
+            if (mid + a.query_start_loc[mid] * a.group / BM <= x) seq = mid;
+            else hi = mid - 1;
+        }
+    }
     const AttnSeq sr = attn_seq(a, seq);
     const int total_rows = int(sr.rows), t0 = int(sr.t0);
-    const int row0 = (a.tiles_per_seq - 1 - tile_idx) * BM;
-    if (row0 >= total_rows) return;  // past this sequence's rows (uniform over the block)
+    const int tile_idx = int(blockIdx.x) - (seq + t0 * a.group / BM);
+    const int row0 = ((total_rows + BM - 1) / BM - 1 - tile_idx) * BM;
+    if (row0 < 0) return;  // past this sequence's tiles (uniform over the block)
 
     // Largest position of the block's rows (kv_end) and the smallest (below it no key needs the causal mask).
     if (tid < BM) {
@@ -381,7 +394,11 @@ __global__ void __launch_bounds__(32 * W, HDP > 128 ? 1 : 8 / W) attn_mma_kernel
 template <typename E, int HDP, int W> cudaError_t attn_mma_launch_one(const AttnArgs& a, dim3 grid, Queue s) {
     return launch(attn_mma_kernel<E, HDP, W>, grid, dim3(32 * W), attn_mma_smem_bytes<HDP, W>(), s.stream, s.pdl, a);
 }
-// Launch over grid (n_seqs * tiles_per_seq, n_kv_head), tiles_per_seq = ceil(max_query_len * group / (16 warps));
+// Blocks (grid x) of the kernel for a step of n_seqs sequences and n_tokens rows (see the kernel's block mapping).
+inline int64_t attn_mma_blocks(int64_t n_seqs, int64_t n_tokens, int group, int warps) {
+    return n_seqs + n_tokens * group / (16 * warps);
+}
+// Launch over grid (attn_mma_blocks(n_seqs, n_tokens, group, warps), n_kv_head);
 // hdp is 64 or 128 (warps 4 or 8), or 256 (4 warps: 8 would need 270 KB of shared memory). Returns the launch
 // error.
 template <typename E> cudaError_t attn_mma_launch_typed(const AttnArgs& a, int hdp, int warps, dim3 grid, Queue s) {
