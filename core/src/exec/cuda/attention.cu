@@ -183,7 +183,7 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
                          b.n_tokens <= 65535 &&
                          (opt.decode_one_any_grid || one_kernel_decode_grid_ok(p.n_kv_head, b.n_tokens, max_ctx, sm_count));
     if (decode1) {
-        const int warps = opt.decode_warps == 4 || opt.decode_warps == 8 ? opt.decode_warps : kDecDefaultWarps;
+        const int warps = opt.decode_warps == 4 || opt.decode_warps == 8 ? opt.decode_warps : dec_default_warps(hd);
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_decode_launch_typed<KvBF16>(a, warps, s));
         else

@@ -19,7 +19,7 @@ struct AttnOptions {
     // Benchmarks: the one-kernel decode wherever it applies, whatever its grid (attention_decode.h's
     // one_kernel_decode_grid_ok not consulted), to time it where the default rule would not take it.
     bool decode_one_any_grid = false;
-    int decode_warps = 0;       // warps per CTA of the one-kernel decode: 4 or 8, 0 = kDecDefaultWarps
+    int decode_warps = 0;       // warps per CTA of the one-kernel decode: 4 or 8, 0 = dec_default_warps(head_dim)
     // The one-kernel decode for head_dim 256 too (Qwen3.5/3.6 full attention; [plugin.core] decode_attention_hd256);
     // false: those heads take split-KV + combine.
     bool decode_hd256 = true;
