@@ -65,8 +65,8 @@ double BenchRunner::generate(int64_t n, int64_t batch, int64_t depth, bool check
     std::vector<SeqId> ids;
     if (!own)
         for (int64_t i = 0; i < batch; ++i) ids.push_back(e.add_sequence());
-    std::vector<int32_t> tok = random_ids(batch + (mixed > 0 ? 1 : 0));
     const size_t rows_per_step = size_t(batch) + (mixed > 0 ? 1 : 0);
+    std::vector<int32_t> tok = random_ids(int64_t(rows_per_step));
     std::vector<float> logits(check_logits ? rows_per_step * size_t(e.desc().n_vocab) : 0);
     float* out = check_logits ? logits.data() : nullptr;
     if (depth > 0) {
