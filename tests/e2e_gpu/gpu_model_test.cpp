@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <utility>
 
@@ -147,6 +148,30 @@ TEST_CASE("gpu: SmolLM2 with the fused decode GEMVs (norm, SwiGLU) matches the C
             CHECK(greedy(nograph.engine(), ids, 24) == got);
         }
     }
+}
+
+TEST_CASE("gpu: SmolLM2 with the norm / SwiGLU fused into the GEMMs' input gives the same logits bit for bit",
+          "[gpu]") {
+    REQUIRE(std::ifstream(smollm2()).good());
+    // [plugin.quant_ggml] fuse_gemm_input: prompts of more than 8 tokens take the GEMM path, where the q|k|v and
+    // gate|up GEMMs take the RMSNorm and the down GEMM the SwiGLU into their bf16 conversion of x. The conversion
+    // repeats the executor's ops bit for bit, so every logit of a long prompt (and of the decode steps after it,
+    // which read its KV cache) equals the unfused engine's exactly.
+    imp::Session plain(profile_for(smollm2(), "cuda")),
+        fused(profile_for(smollm2(), "cuda", {"plugin.quant_ggml.fuse_gemm_input=true"}));
+    const std::string text =
+        "The history of the city begins in the first century, when a small settlement grew on the banks of the "
+        "river. Over the next thousand years it became";
+    auto ids = plain.tokenizer().encode(text, plain.tokenizer().add_bos(), false);
+    REQUIRE(ids.size() > 16);
+    const size_t nv = size_t(plain.engine().desc().n_vocab);
+    std::vector<float> a(ids.size() * nv), b(a.size());
+    plain.engine().forward(ids.data(), int64_t(ids.size()), a.data(), true);
+    fused.engine().forward(ids.data(), int64_t(ids.size()), b.data(), true);
+    int64_t differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], 4) != 0;
+    CHECK(differ == 0);
+    CHECK(greedy(plain.engine(), ids, 16) == greedy(fused.engine(), ids, 16));
 }
 
 TEST_CASE("gpu: the same seed gives the same sampled text", "[gpu]") {

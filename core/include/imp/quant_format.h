@@ -175,6 +175,8 @@ struct WeightPlan {
 //     executor's rms_norm: x / sqrt(mean(x^2) + eps) * norm);
 //   swiglu: W is a gate|up row concatenation (rows = 2 f); y[t, r] = silu((W x)[t, r]) * (W x)[t, f + r] for r < f,
 //     so y has f columns (row stride y_stride >= f). Not with accumulate.
+//   up (optional, not with norm): x holds a SwiGLU's gate values and up its up values, both [n_tokens, cols] with
+//     row stride x_stride; the matmul's input row is silu(x[t, c]) * up[t, c] (the down projection of an FFN).
 struct FusedMatmul {
     const float* x = nullptr;
     int64_t x_stride = 0;
@@ -185,6 +187,7 @@ struct FusedMatmul {
     const float* norm = nullptr;
     float norm_eps = 0.f;
     bool swiglu = false;
+    const float* up = nullptr;
 };
 
 // A 2-D weight W of shape [rows, cols] (rows = output features / vocabulary, cols = input features)
@@ -201,7 +204,7 @@ public:
     // y_stride). Accumulates in fp32; each output is read (when accumulating) and written once, deterministically.
     virtual void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
                         bool accumulate) const = 0;
-    // A decode matmul with its neighbouring ops fused in (FusedMatmul), for formats whose kernels can do it. Returns
+    // A matmul with its neighbouring ops fused in (FusedMatmul), for formats whose kernels can do it. Returns
     // false, having run nothing, when this weight cannot for these arguments (or its settings turn the fusion off);
     // the caller then runs the separate ops. The result equals those ops up to the summation order.
     virtual bool matmul_fused(Executor& ex, const FusedMatmul& m) const {

@@ -1,5 +1,6 @@
 // The SwiGLU FFN block (imp/blocks/ffn.h): norm -> gate|up -> silu(gate) * up -> down with the residual add; the
-// first three in one call where the fused gate|up weight's format can (Weight::matmul_fused).
+// first three in one call where the fused gate|up weight's format can (Weight::matmul_fused), else the norm into
+// gate|up and the SwiGLU into down where their formats can.
 #include "imp/blocks/ffn.h"
 
 #include <string>
@@ -97,6 +98,11 @@ public:
                 gate_->matmul(ex, xn, e, g, f, n, false);
                 up_->matmul(ex, xn, e, u, f, n, false);
             }
+            // The SwiGLU into the down projection's input where its format can (a GEMM's bf16 conversion).
+            FusedMatmul fm;
+            fm.x = g, fm.up = u, fm.x_stride = gs, fm.n_tokens = n;
+            fm.y = hidden, fm.y_stride = e, fm.accumulate = true;
+            if (down_->matmul_fused(ex, fm)) return;  // residual: hidden += down(silu(g) * u)
             ex.swiglu(g, gs, u, gs, act, n, f);
         }
         down_->matmul(ex, act, f, hidden, e, n, true);  // residual: hidden += down(act)

@@ -23,7 +23,7 @@ namespace imp {
 
 namespace {
 
-// Smallest descriptor a plugin of ABI 3.x may have: every field of ABI 3.0 (the descriptor is unchanged since 2.0). Fields added in later minors go at the
+// Smallest descriptor a plugin of ABI 4.x may have: every field of ABI 4.0 (the descriptor is unchanged since 2.0). Fields added in later minors go at the
 // end and are read only when struct_size covers them.
 constexpr uint32_t kMinDescriptorSize = offsetof(PluginDescriptor, provides) + sizeof(const char*);
 // struct_size, abi_major, abi_minor: the part every ABI major keeps, needed to read the version at all.

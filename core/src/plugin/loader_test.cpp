@@ -259,8 +259,8 @@ TEST_CASE("plugin loader: plugin_for_architecture reads provides, no_arch_messag
           "no loaded plugin handles architecture 'llama' (loaded: none); no plugin found provides it");
 }
 
-TEST_CASE("plugin loader: the build key carries the SDK's CUDA architectures and ABI 3", "[plugin]") {
-    CHECK(imp::kAbiMajor == 3);
+TEST_CASE("plugin loader: the build key carries the SDK's CUDA architectures and ABI 4", "[plugin]") {
+    CHECK(imp::kAbiMajor == 4);
     CHECK(!std::string(IMP_CUDA_ARCHS).empty());
     CHECK(imp::host_build_key().find(std::string("/sm-") + IMP_CUDA_ARCHS + "/sdk-") != std::string::npos);
 }

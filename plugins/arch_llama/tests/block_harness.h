@@ -4,6 +4,7 @@
 #pragma once
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -61,13 +62,40 @@ private:
     std::map<std::string, std::vector<float>> values_;
 };
 
-// W [rows, cols] in host memory; y = x W^T with fp32 sums.
+// What the weights of a FusedInput set took through Weight::matmul_fused: calls with the norm, with the SwiGLU input.
+struct FusedCalls {
+    int norm = 0, up = 0;
+};
+
+// W [rows, cols] in host memory; y = x W^T with fp32 sums. With `fused` (not null), matmul_fused also takes the
+// RMSNorm or the SwiGLU before the matmul (FusedMatmul::norm or up, as a GEMM format's bf16 conversion does; not the
+// SwiGLU epilogue), computed here in double per element, and counts the call: a block's fused calls (pointers,
+// strides, accumulate) are then checked by its reference comparison.
 class F32Weight final : public Weight {
 public:
-    F32Weight(std::vector<float> w, int64_t rows, int64_t cols) : w_(std::move(w)) {
+    F32Weight(std::vector<float> w, int64_t rows, int64_t cols, FusedCalls* fused = nullptr)
+        : w_(std::move(w)), fused_(fused) {
         rows_ = rows;
         cols_ = cols;
         REQUIRE(int64_t(w_.size()) == rows * cols);
+    }
+    bool matmul_fused(Executor& ex, const FusedMatmul& m) const override {
+        if (!fused_ || m.swiglu || (m.norm != nullptr) == (m.up != nullptr)) return false;
+        std::vector<float> in(size_t(m.n_tokens * cols_));
+        for (int64_t t = 0; t < m.n_tokens; ++t) {
+            const float* x = m.x + t * m.x_stride;
+            double ss = 0;
+            for (int64_t c = 0; c < cols_; ++c) ss += double(x[c]) * x[c];
+            const double rs = 1.0 / std::sqrt(ss / double(cols_) + double(m.norm_eps));
+            for (int64_t c = 0; c < cols_; ++c) {
+                const double g = x[c];
+                in[size_t(t * cols_ + c)] =
+                    m.norm ? float(g * rs * m.norm[c]) : float(g / (1.0 + std::exp(-g)) * m.up[t * m.x_stride + c]);
+            }
+        }
+        matmul(ex, in.data(), cols_, m.y, m.y_stride, m.n_tokens, m.accumulate);
+        ++(m.norm ? fused_->norm : fused_->up);
+        return true;
     }
     std::string type() const override { return "F32"; }
     uint64_t bytes() const override { return w_.size() * 4; }
@@ -86,13 +114,15 @@ public:
 
 private:
     std::vector<float> w_;
+    FusedCalls* fused_;
 };
 
 // The weights of one layer, as the engine would hand them: computed Vector values where the spec has them, file
-// tensors otherwise (shapes checked); a fused matrix built from its parts when `fuse`, absent otherwise.
+// tensors otherwise (shapes checked); a fused matrix built from its parts when `fuse`, absent otherwise. With
+// `fused_input`, the matrices take the norm / SwiGLU before them (F32Weight) and count it there.
 class HostWeights final : public WeightSet {
 public:
-    HostWeights(const Layer& layer, const HostModel& src, bool fuse) {
+    HostWeights(const Layer& layer, const HostModel& src, bool fuse, FusedCalls* fused_input = nullptr) {
         for (const WeightSpec& s : layer.weight_specs()) {
             INFO("weight " << s.name);
             if (s.use == WeightSpec::Use::Vector) {
@@ -114,7 +144,7 @@ public:
                 REQUIRE(src.find(s.name)->shape == s.shape);
                 w = src.value(s.name);
             }
-            matrices_[s.name] = std::make_unique<F32Weight>(std::move(w), s.shape[0], s.shape[1]);
+            matrices_[s.name] = std::make_unique<F32Weight>(std::move(w), s.shape[0], s.shape[1], fused_input);
         }
     }
     const Weight* matrix(const std::string& name) const override {

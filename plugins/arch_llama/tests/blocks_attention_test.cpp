@@ -35,7 +35,8 @@ struct Diffs {
     double ref = 0, wrong = 1e30;
 };
 
-Diffs run_attention(const AttnCase& c, bool fuse, uint32_t seed, const AttentionRef* wrong_cfg = nullptr) {
+Diffs run_attention(const AttnCase& c, bool fuse, uint32_t seed, const AttentionRef* wrong_cfg = nullptr,
+                    FusedCalls* fused_input = nullptr) {
     std::mt19937 g(seed);
     const int64_t E = c.n_embd, qd = int64_t(c.n_head) * c.hd, kd = int64_t(c.n_kv) * c.hd;
     const int L = 2;  // the block's layer index: names "blk.2.*"
@@ -70,7 +71,7 @@ Diffs run_attention(const AttnCase& c, bool fuse, uint32_t seed, const Attention
     s.names = blocks::gguf_names();
     s.source = &m;
     auto layer = blocks::make_attention(s);
-    HostWeights w(*layer, m, fuse);
+    HostWeights w(*layer, m, fuse, fused_input);
     layer->bind(w);
     REQUIRE((w.matrix("blk.2.attn_qkv.fused") != nullptr) == fuse);
 
@@ -158,6 +159,15 @@ TEST_CASE("gated attention with zero-centred norms matches the double reference"
     }
     c.bf16_norms = true;  // zero-centred weights stored as BF16, as in the HF checkpoints
     CHECK(run_attention(c, true, seed + 1).ref <= 5e-6);
+    // q|k|v formats that take the norm into their matmul (Weight::matmul_fused: a GEMM's bf16 conversion): one call
+    // per matrix and step (3 steps), the same result
+    for (const bool fuse : {true, false}) {
+        INFO("norm fused into the q|k|v matmuls, fused q|k|v " << fuse);
+        FusedCalls calls;
+        CHECK(run_attention(c, fuse, seed + 2, nullptr, &calls).ref <= 5e-6);
+        CHECK(calls.norm == (fuse ? 3 : 9));
+        CHECK(calls.up == 0);
+    }
 }
 
 TEST_CASE("partial rotary: only the first n_rot dims of each head rotate", "[blocks]") {
@@ -185,8 +195,11 @@ TEST_CASE("SwiGLU FFN block matches the double reference, with and without the n
     std::mt19937 g(seed);
     const int64_t E = 40, F = 56;
     for (const float offset : {0.f, 1.f})
-        for (const bool fuse : {true, false}) {
-            INFO("offset " << offset << ", fused gate|up " << fuse);
+        for (const bool fuse : {true, false})
+        for (const bool fused_input : {false, true}) {
+            INFO("offset " << offset << ", fused gate|up " << fuse << ", norm / SwiGLU fused into the matmuls "
+                           << fused_input);
+            FusedCalls calls;
             HostModel m;
             const std::string p = "model.layers.1.";
             m.add(p + "post_attention_layernorm.weight", {E},
@@ -199,7 +212,7 @@ TEST_CASE("SwiGLU FFN block matches the double reference, with and without the n
             s.names = blocks::hf_names();
             s.source = &m;
             auto layer = blocks::make_swiglu_ffn(s);
-            HostWeights w(*layer, m, fuse);
+            HostWeights w(*layer, m, fuse, fused_input ? &calls : nullptr);
             layer->bind(w);
             FfnRef ref;
             ref.n_embd = E, ref.n_ff = F, ref.offset = offset;
@@ -226,5 +239,8 @@ TEST_CASE("SwiGLU FFN block matches the double reference, with and without the n
             }
             INFO("rel diff " << err.value());
             CHECK(err.value() <= 5e-6);
+            // the norm goes into gate|up where that is one weight; the SwiGLU into down either way
+            CHECK(calls.norm == (fused_input && fuse ? 1 : 0));
+            CHECK(calls.up == (fused_input ? 1 : 0));
         }
 }

@@ -122,6 +122,17 @@ public:
             lt_matmul(h, CUDA_R_32F, dev_, l_.ld, x, x_stride, y, y_stride, rows_, n_tokens, accumulate);
             return;
         }
+        gemm(ex, h, n_tokens, y, y_stride, accumulate, [&](uint16_t* xb, int64_t ldb, cudaStream_t s) {
+            to_bf16(x, x_stride, n_tokens, cols_, xb, ldb, s);
+        });
+    }
+
+    // The bf16 GEMM path (not F32): convert(xb, ldb, stream) writes x in bf16 into the workspace, then BF16 weights
+    // go to cuBLASLt as stored and other types are dequantized to bf16 tile by tile first.
+    template <class Convert>
+    void gemm(Executor& ex, const CudaHandles& h, int64_t n_tokens, float* y, int64_t y_stride, bool accumulate,
+              Convert&& convert) const {
+        const auto st = static_cast<cudaStream_t>(h.stream);
         const uint64_t need = workspace_bytes(n_tokens);
         if (ex.workspace_bytes() < need || !ex.workspace())
             throw Error("quant_ggml: tensor '" + name_ + "': matmul of " + std::to_string(n_tokens) + " tokens needs " +
@@ -130,7 +141,7 @@ public:
         auto* ws = static_cast<uint8_t*>(ex.workspace());
         auto* xb = reinterpret_cast<uint16_t*>(ws);
         const int64_t ldb = round_up(cols_, 8);
-        to_bf16(x, x_stride, n_tokens, cols_, xb, ldb, st);
+        convert(xb, ldb, st);
         if (l_.type == Type::BF16) {
             lt_matmul(h, CUDA_R_16BF, dev_, l_.ld, xb, ldb, y, y_stride, rows_, n_tokens, accumulate);
             return;
@@ -164,9 +175,28 @@ public:
         }
     }
 
+    // GEMMs (more than kMaxGemvTokens rows) with the RMSNorm or the SwiGLU before them in the kernel that converts x
+    // to bf16 (CudaOptions::fuse_gemm_input): bit for bit the separate executor op, to_bf16 and the GEMM.
+    bool gemm_fused(Executor& ex, const FusedMatmul& m) const {
+        if (!opt_.fuse_gemm_input || m.swiglu || l_.type == Type::F32) return false;
+        if ((m.norm != nullptr) == (m.up != nullptr)) return false;  // exactly one of them
+        if (m.x_stride < cols_ || m.y_stride < rows_) return false;
+        const CudaHandles& h = handles(ex);
+        if (!h.cublaslt) return false;
+        gemm(ex, h, m.n_tokens, m.y, m.y_stride, m.accumulate, [&](uint16_t* xb, int64_t ldb, cudaStream_t st) {
+            if (m.norm)
+                to_bf16_norm(m.x, m.x_stride, m.norm, m.norm_eps, m.n_tokens, cols_, xb, ldb, h.pdl, st);
+            else
+                to_bf16_swiglu(m.x, m.up, m.x_stride, m.n_tokens, cols_, xb, ldb, h.pdl, st);
+        });
+        return true;
+    }
+
     // Decode GEMVs with the RMSNorm prologue and / or the SwiGLU epilogue (gemv_tiled.cuh), when the options allow
     // each asked part and the kernels can (gemv_fusable).
     bool matmul_fused(Executor& ex, const FusedMatmul& m) const override {
+        if (m.n_tokens > kMaxGemvTokens) return gemm_fused(ex, m);
+        if (m.up) return false;  // the GEMVs take no SwiGLU input
         if ((m.norm && !opt_.fuse_norm) || (m.swiglu && !opt_.fuse_swiglu)) return false;
         if (m.n_tokens < 1 || m.n_tokens > kMaxGemvTokens) return false;
         const int64_t out_cols = m.swiglu ? rows_ / 2 : rows_;
@@ -370,6 +400,7 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu) {
     options_of(w).fuse_swiglu = swiglu;
 }
 void set_gemv_dp4a(const Weight& w, bool dp4a) { options_of(w).dp4a = dp4a; }
+void set_gemm_fusion(const Weight& w, bool on) { options_of(w).fuse_gemm_input = on; }
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch) {
     CudaOptions& o = options_of(w);
     o.l2_prefetch = l2_prefetch;

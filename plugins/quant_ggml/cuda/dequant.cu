@@ -1,5 +1,5 @@
 // quant_ggml CUDA: dequantization on the device: to bf16 for the GEMM path, to fp32 (exact) for get_rows, and the
-// activations to bf16.
+// activations to bf16 (plain, or with the RMSNorm or the SwiGLU before the GEMM fused in).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -7,6 +7,8 @@
 #include <string>
 
 #include "imp/cuda/check.h"
+#include "imp/cuda/launch.cuh"
+#include "imp/cuda/reduce.cuh"
 #include "imp/error.h"
 #include "kernels.h"
 #include "mma_bf16.cuh"
@@ -142,6 +144,74 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int cols
     }
 }
 
+// The executor's rms_norm (exec/cuda/norm.cu) with its output in bf16: the same block size (norm_threads), the
+// same loops and block_sum, so the sum of squares, the scale and every product are its bits before the rounding.
+template <bool kVec>
+__global__ void to_bf16_norm_kernel(const float* __restrict__ x, int64_t xs, const float* __restrict__ w, int cols,
+                                    float eps, uint32_t* __restrict__ out, int64_t ldo) {
+    ::imp::cuda::pdl_launch_dependents();
+    ::imp::cuda::pdl_wait();
+    __shared__ float red[32];
+    const float* xr = x + int64_t(blockIdx.x) * xs;
+    uint32_t* o = out + int64_t(blockIdx.x) * (ldo / 2);
+    const int64_t n = cols;
+    float ss = 0.f;
+    if constexpr (kVec) {
+        const int64_t n4 = n / 4;
+        const float4* x4 = reinterpret_cast<const float4*>(xr);
+        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+            const float4 v = x4[i];
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    }
+    ss = ::imp::cuda::block_sum(ss, red);
+    const float scale = rsqrtf(ss / float(n) + eps);
+    if constexpr (kVec) {
+        const int64_t n4 = n / 4;
+        const float4* x4 = reinterpret_cast<const float4*>(xr);
+        const float4* w4 = reinterpret_cast<const float4*>(w);
+        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+            float4 v = x4[i];
+            v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+            const float4 g = w4[i];
+            v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+            *reinterpret_cast<uint2*>(o + 2 * i) = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+            reinterpret_cast<__nv_bfloat16*>(o)[i] = __float2bfloat16_rn(xr[i] * scale * w[i]);
+    }
+}
+
+// The executor's swiglu (exec/cuda/elementwise.cu: g / (1 + expf(-g)) * u) with its output in bf16; block t takes
+// row t.
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+
+template <bool kVec>
+__global__ void to_bf16_swiglu_kernel(const float* __restrict__ x, const float* __restrict__ up, int64_t xs, int cols,
+                                      uint32_t* __restrict__ out, int64_t ldo) {
+    ::imp::cuda::pdl_launch_dependents();
+    ::imp::cuda::pdl_wait();
+    const float* gr = x + int64_t(blockIdx.x) * xs;
+    const float* ur = up + int64_t(blockIdx.x) * xs;
+    uint32_t* o = out + int64_t(blockIdx.x) * (ldo / 2);
+    if constexpr (kVec) {
+        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
+            const float4 g = reinterpret_cast<const float4*>(gr)[i];
+            const float4 u = reinterpret_cast<const float4*>(ur)[i];
+            *reinterpret_cast<uint2*>(o + 2 * i) = make_uint2(pack_bf16x2(silu_mul(g.x, u.x), silu_mul(g.y, u.y)),
+                                                              pack_bf16x2(silu_mul(g.z, u.z), silu_mul(g.w, u.w)));
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x)
+            reinterpret_cast<__nv_bfloat16*>(o)[c] = __float2bfloat16_rn(silu_mul(gr[c], ur[c]));
+    }
+}
+
+using ::imp::cuda::aligned16;
+
 template <class L>
 void dequant_tiled(const DeviceLayout& l, const void* w, int64_t row0, int64_t nrows, uint16_t* out, int64_t ldo,
                    cudaStream_t st) {
@@ -199,6 +269,36 @@ void to_bf16(const float* x, int64_t xs, int64_t n_tokens, int64_t cols, uint16_
     const int vec = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && (xs % 4 == 0);
     to_bf16_kernel<<<unsigned(n_tokens), 256, 0, st>>>(x, xs, int(cols), reinterpret_cast<uint32_t*>(out), ldo, vec);
     IMP_CUDA_CHECK_LAUNCH();
+}
+
+void to_bf16_norm(const float* x, int64_t xs, const float* norm, float eps, int64_t n_tokens, int64_t cols,
+                  uint16_t* out, int64_t ldo, bool pdl, cudaStream_t st) {
+    if (n_tokens <= 0) return;
+    if (ldo % 8 != 0) throw Error("quant_ggml: to_bf16_norm: output stride is not a multiple of 8");
+    // The executor's rms_norm: 16-byte loads when the row allows them; 512 / 256 / 128 threads as it picks them.
+    const bool vec = cols % 4 == 0 && xs % 4 == 0 && aligned16(x) && aligned16(norm);
+    const int64_t per_thread = vec ? cols / 4 : cols;
+    ::imp::cuda::LaunchConfig c;
+    c.grid = dim3(unsigned(n_tokens));
+    c.block = dim3(per_thread >= 1024 ? 512 : per_thread >= 256 ? 256 : 128);
+    c.stream = st;
+    c.pdl = pdl;
+    IMP_CUDA_CHECK(::imp::cuda::launch(c, vec ? to_bf16_norm_kernel<true> : to_bf16_norm_kernel<false>, x, xs, norm,
+                                       int(cols), eps, reinterpret_cast<uint32_t*>(out), ldo));
+}
+
+void to_bf16_swiglu(const float* x, const float* up, int64_t xs, int64_t n_tokens, int64_t cols, uint16_t* out,
+                    int64_t ldo, bool pdl, cudaStream_t st) {
+    if (n_tokens <= 0) return;
+    if (ldo % 8 != 0) throw Error("quant_ggml: to_bf16_swiglu: output stride is not a multiple of 8");
+    const bool vec = cols % 4 == 0 && xs % 4 == 0 && aligned16(x) && aligned16(up);
+    ::imp::cuda::LaunchConfig c;
+    c.grid = dim3(unsigned(n_tokens));
+    c.block = dim3(256);
+    c.stream = st;
+    c.pdl = pdl;
+    IMP_CUDA_CHECK(::imp::cuda::launch(c, vec ? to_bf16_swiglu_kernel<true> : to_bf16_swiglu_kernel<false>, x, up, xs,
+                                       int(cols), reinterpret_cast<uint32_t*>(out), ldo));
 }
 
 void get_rows(const DeviceLayout& l, const void* w, const int32_t* ids, int64_t n, float* out, cudaStream_t st) {

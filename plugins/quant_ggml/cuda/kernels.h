@@ -55,6 +55,15 @@ void dequant_bf16(const DeviceLayout& l, const void* w, int64_t row0, int64_t nr
 // out[t * ldo + c] = bf16(x[t * xs + c]) for t < n_tokens, c < cols.
 void to_bf16(const float* x, int64_t xs, int64_t n_tokens, int64_t cols, uint16_t* out, int64_t ldo,
              cudaStream_t stream);
+// The GEMM input with the op before it fused in (Weight::matmul_fused), in bf16, bit for bit the executor's op
+// followed by to_bf16 (same block size and summation order as its rms_norm kernel, same silu formula as its swiglu):
+//   to_bf16_norm:   out[t, c] = bf16(x[t, c] * rsqrt(mean_c x[t, :]^2 + eps) * norm[c])
+//   to_bf16_swiglu: out[t, c] = bf16(x[t, c] / (1 + exp(-x[t, c])) * up[t, c])   (x: the gate; up: row stride xs)
+// ldo is a multiple of 8. pdl: launched as a programmatic dependent of the kernel before it.
+void to_bf16_norm(const float* x, int64_t xs, const float* norm, float eps, int64_t n_tokens, int64_t cols,
+                  uint16_t* out, int64_t ldo, bool pdl, cudaStream_t stream);
+void to_bf16_swiglu(const float* x, const float* up, int64_t xs, int64_t n_tokens, int64_t cols, uint16_t* out,
+                    int64_t ldo, bool pdl, cudaStream_t stream);
 
 // out[i, :] = W[ids[i], :] in fp32, exactly the reference dequantization; an id outside [0, rows) gives a row of
 // NaN.

@@ -236,6 +236,7 @@ cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     o.experts_kw = gs.experts_gemv_warps;
     o.fuse_norm = gs.fuse_norm;
     o.fuse_swiglu = gs.fuse_swiglu;
+    o.fuse_gemm_input = gs.fuse_gemm_input;
     return o;
 }
 }  // namespace

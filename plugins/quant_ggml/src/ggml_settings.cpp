@@ -56,6 +56,11 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: the decode GEMV of a fused gate|up weight writes silu(gate) * up (block types, up to 8 "
                      "tokens; one kernel less per FFN)",
                      {}});
+    reg.add_setting({"fuse_gemm_input", false,
+                     "CUDA: GEMMs (more than 8 tokens) of F16, BF16 and block-type weights take the RMSNorm before "
+                     "them (q|k|v, gate|up) or the SwiGLU (down) into the kernel that converts x to bf16 (one kernel "
+                     "and one fp32 round trip less per use; same bits)",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -80,6 +85,7 @@ GgmlSettings ggml_settings(const Settings* s) {
     g.cpu_kernels = s->get_string("cpu_kernels");
     g.fuse_norm = s->get_bool("fuse_norm");
     g.fuse_swiglu = s->get_bool("fuse_swiglu");
+    g.fuse_gemm_input = s->get_bool("fuse_gemm_input");
     return g;
 }
 
