@@ -179,7 +179,14 @@ std::string format_markdown(const ModelFacts& m, const RunInfo& run, const std::
     o += "| --- | ---: | --- | ---: | ---: | ---: |\n";
     for (const auto& r : results) {
         std::string roof;
-        if (r.n_mixed > 0) roof = fmt("%.2f", r.avg_s() * 1e3 / double(r.n_gen)) + " ms per step";
+        if (!r.ablated.empty()) {
+            const TestResult* base = nullptr;
+            for (const auto& b : results)
+                if (b.test == r.ablated_base) base = &b;
+            roof = std::to_string(r.ablated_kernels) + " kernels off: " + fmt("%.2f", r.avg_s() * 1e3 / double(r.n_gen)) +
+                   " ms per step" +
+                   (base ? " (" + fmt("%+.1f", (r.avg_s() - base->avg_s()) * 1e6 / double(r.n_gen)) + " us)" : "");
+        } else if (r.n_mixed > 0) roof = fmt("%.2f", r.avg_s() * 1e3 / double(r.n_gen)) + " ms per step";
         else if (is_tg(r)) roof = fmt("%.1f", 100.0 * decode_efficiency(m, r, run.device)) + " % of copy bw";
         else {
             roof = fmt("%.2f", prefill_tflops(m, r)) + " TFLOP/s";
@@ -206,7 +213,8 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
         o += "  {";
         o += "\"test\": " + json_str(r.test) + ", \"n_prompt\": " + std::to_string(r.n_prompt) +
              ", \"n_gen\": " + std::to_string(r.n_gen) + ", \"batch\": " + std::to_string(r.batch) + ", \"n_depth\": " + std::to_string(r.n_depth) +
-             ", \"n_mixed\": " + std::to_string(r.n_mixed) +
+             ", \"n_mixed\": " + std::to_string(r.n_mixed) + ", \"ablated\": " + json_str(r.ablated) +
+             ", \"ablated_kernels\": " + std::to_string(r.ablated_kernels) +
              ", \"per_seq_ts\": " + json_num(r.avg_ts() / double(r.batch)) +
              ", \"reps\": " + std::to_string(r.seconds.size()) +
              ", \"avg_ts\": " + json_num(r.avg_ts()) + ", \"stddev_ts\": " + json_num(r.stddev_ts()) +

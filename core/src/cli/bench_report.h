@@ -36,6 +36,9 @@ struct TestResult {
     int64_t batch = 1;            // sequences decoding together (tg): n_gen tokens each
     int64_t n_depth = 0;          // context tokens each sequence held before the test (llama-bench's -d)
     int64_t n_mixed = 0;          // tg: prompt tokens of a new sequence in every step too (bench.mixed); not counted
+    std::string ablated;          // tg: kernels whose name contains this were off in the decode graphs (bench.ablate)
+    int64_t ablated_kernels = 0;  // how many kernel nodes that switched off in the largest graph (one step's worth)
+    std::string ablated_base;     // the test name of the same run with every kernel on
     std::vector<double> seconds;  // one per timed repetition
     double avg_ts() const;        // mean of the per-repetition tokens/s, all sequences together
     double stddev_ts() const;     // sample standard deviation of the same

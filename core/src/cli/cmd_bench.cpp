@@ -8,6 +8,10 @@
 //        ends, one starts); its t/s counts the decode tokens only, as a server's output rate does.
 //   bench.depth = [D, ...] (or -d D,..., llama-bench's -d): every test also runs after D random tokens prefilled
 //        untimed into each sequence's context ("pp512 @ d4096", "tg128 @ d4096"); 0 is the empty context.
+//   bench.ablate = ["name", ...] (CUDA graphs): every tg test without mixed also runs with the kernels whose name
+//        contains each entry switched off in its decode graphs ("tg128 -[router]"), one entry at a time: the
+//        difference to the full step is what those kernels cost there, overlap with their neighbours included
+//        (the step computes garbage meanwhile; its tokens still come from the device's sampler).
 // Each test runs once as a warm-up (its logits, the prefill's and every decode step's, are checked for NaN/Inf:
 // logits_finite), then bench.reps timed repetitions; the executor is synchronized around each.
 // The report carries the device's copy bandwidth measured in the same process, so decode speed is shown as a share
@@ -32,6 +36,7 @@
 #include "cli/commands.h"
 #include "cli/profile_options.h"
 #include "cli/session.h"
+#include "exec/cuda/cuda_executor.h"
 #include "imp/abi.h"
 #include "imp/error.h"
 #include "profile/profile.h"
@@ -98,6 +103,38 @@ std::vector<int64_t> int_list(const std::string& list, const char* opt, const ch
         at = end + 1;
     }
     return out;
+}
+
+// bench.ablate: the tg test `base` again with the kernels named by each entry switched off in the captured decode
+// graphs (run() times one repetition), then every kernel back on. An entry that names no kernel is reported and
+// skipped.
+template <class Run>
+void ablate_runs(const TestResult& base, CudaExecutor* ex, const std::vector<std::string>& ablate, int64_t reps,
+                 std::vector<TestResult>& results, Run&& run) {
+    for (const std::string& pattern : ablate) {
+        const int off = ex->set_graph_kernels(pattern, false);
+        if (off == 0) {
+            spdlog::warn("bench: bench.ablate '{}' names no kernel of the decode graphs: skipped", pattern);
+            continue;
+        }
+        TestResult r = base;
+        r.test = base.test + " -[" + pattern + "]";
+        r.ablated = pattern;
+        r.ablated_kernels = off;
+        r.ablated_base = base.test;
+        r.seconds.clear();
+        try {
+            for (int64_t rep = 0; rep < reps; ++rep) {
+                r.seconds.push_back(run());
+                spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep + 1, r.seconds.back() * 1e3);
+            }
+        } catch (...) {
+            ex->set_graph_kernels("", true);
+            throw;
+        }
+        ex->set_graph_kernels("", true);
+        results.push_back(std::move(r));
+    }
 }
 
 }  // namespace
@@ -203,6 +240,10 @@ int cmd_bench(const std::vector<std::string>& args) {
         }
     }
 
+    CudaExecutor* cuda_ex = dynamic_cast<CudaExecutor*>(&ex);
+    if (!b.ablate.empty() && (!cuda_ex || !prof.runtime.cuda_graphs))
+        throw Error("bench.ablate switches kernels off in the decode steps' CUDA graphs: it needs runtime.executor "
+                    "cuda (this run: " + ex.name() + ") and runtime.cuda_graphs = true");
     std::vector<TestResult> results;
     auto depth_suffix = [](int64_t d) { return d > 0 ? " @ d" + std::to_string(d) : std::string(); };
     for (int64_t depth : b.depth)
@@ -236,7 +277,12 @@ int cmd_bench(const std::vector<std::string>& args) {
                         if (rep > 0) r.seconds.push_back(sec);
                         spdlog::info("bench: {} rep {}: {:.3f} ms", r.test, rep, sec * 1e3);
                     }
+                    const TestResult base = r;
                     results.push_back(std::move(r));
+                    if (mixed == 0) ablate_runs(base, cuda_ex, b.ablate, b.reps, results, [&] {
+                        bool finite = true;  // the ablated step computes garbage: its logits are not checked
+                        return bench.generate(n, batch, depth, false, finite, 0);
+                    });
                 }
     if (!run.logits_finite) spdlog::warn("bench: the warm-up logits (prefill or decode) contain NaN or Inf");
     run.graphs = engine.graphs_active();

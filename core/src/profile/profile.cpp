@@ -29,7 +29,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& schema() {
         {"runtime", {"executor", "max_seq_len", "prefill_chunk", "cuda_graphs", "kv_dtype", "threads", "max_seqs", "kv_blocks"}},
         {"sampling", {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}},
         {"generate", {"prompt", "n_predict", "chat", "system"}},
-        {"bench", {"pp", "tg", "reps", "batch", "depth", "mixed"}},
+        {"bench", {"pp", "tg", "reps", "batch", "depth", "mixed", "ablate"}},
         {"server", {"host", "port", "max_queue", "step_tokens", "model_name", "prefix_cache"}},
         {"plugin", {}},  // [plugin.<name>] tables of plugin settings: keys declared by the plugins
     };
@@ -279,6 +279,11 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "batch") b.batch = it.integers(1, 4096);
         else if (name == "depth") b.depth = it.integers(0, int64_t(1) << 24);
         else if (name == "mixed") b.mixed = it.integers(1, int64_t(1) << 24);
+        else if (name == "ablate") {
+            b.ablate = it.strings();
+            for (const auto& a : b.ablate)
+                if (a.empty()) it.fail("key 'bench.ablate' must not list an empty kernel name");
+        }
     } else if (section == "server") {
         auto& v = p.server;
         if (name == "host") v.host = it.string();

@@ -55,6 +55,9 @@ struct Profile {
         std::vector<int64_t> batch{1};  // sequences decoding together in the tg tests
         std::vector<int64_t> depth{0};  // context tokens prefilled before each test (llama-bench's -d)
         std::vector<int64_t> mixed{};   // prompt tokens of a new sequence joining every step of each tg test (serve's mix)
+        // Kernel-name substrings: every tg test (without mixed) also runs with those kernels switched off in its
+        // decode graphs, one entry at a time (CUDA graphs only): what each class costs in the step
+        std::vector<std::string> ablate{};
     } bench;
     struct Server {                         // `imp serve`
         std::string host = "127.0.0.1";

@@ -216,6 +216,8 @@ TEST_CASE("profile: out-of-range numbers are rejected", "[profile]") {
     CHECK(has(load_error("[bench]\nreps = 0\n"), "bad.toml:2: key 'bench.reps' must be in [1, 1000000], got 0"));
     CHECK(has(load_error("[bench]\npp = [512, 0]\n"), "key 'bench.pp' elements must be in [1, "));
     CHECK(has(load_error("[bench]\nbatch = [1, 0]\n"), "key 'bench.batch' elements must be in [1, 4096]"));
+    CHECK(has(load_error("[bench]\nablate = [\"router\", \"\"]\n"), "key 'bench.ablate' must not list an empty kernel name"));
+    CHECK(has(load_error("[bench]\nablate = [3]\n"), "key 'bench.ablate' must be an array of strings"));
     CHECK(has(load_error("[runtime]\nmax_seqs = 0\n"), "key 'runtime.max_seqs' must be in [1, 4096], got 0"));
     CHECK(has(load_error("[runtime]\nkv_blocks = -1\n"), "key 'runtime.kv_blocks' must be in [0, "));
     CHECK(has(load_error("[model]\npath = \"\"\n"), "key 'model.path' must not be empty"));

@@ -124,6 +124,7 @@ CudaExecutor::~CudaExecutor() {
     (void)cudaSetDevice(device_);
     (void)cudaStreamSynchronize(stream_of(handles_));
     for (void* g : graphs_) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(g));
+    for (void* g : graph_defs_) (void)cudaGraphDestroy(static_cast<cudaGraph_t>(g));
     if (handles_.cublaslt) (void)cublasLtDestroy(static_cast<cublasLtHandle_t>(handles_.cublaslt));
     if (handles_.cublas) (void)cublasDestroy(static_cast<cublasHandle_t>(handles_.cublas));
     for (void* p : blocks_) {
@@ -230,10 +231,36 @@ int CudaExecutor::capture_end() {
     IMP_CUDA_CHECK(cudaStreamEndCapture(stream_of(handles_), &graph));
     cudaGraphExec_t exec = nullptr;
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    (void)cudaGraphDestroy(graph);
+    if (e != cudaSuccess) (void)cudaGraphDestroy(graph);
     IMP_CUDA_CHECK(e);
     graphs_.push_back(exec);
+    graph_defs_.push_back(graph);  // its nodes name the exec's nodes for set_graph_kernels
+    graph_kernels_.emplace_back();
     return int(graphs_.size()) - 1;
+}
+
+const std::vector<cuda_graphs::KernelNode>& CudaExecutor::kernels_of(size_t g) {
+    auto& k = graph_kernels_[g];
+    if (k.empty()) k = cuda_graphs::kernel_nodes(graph_defs_[g]);
+    return k;
+}
+
+int CudaExecutor::set_graph_kernels(const std::string& pattern, bool enabled) {
+    select_device();
+    synchronize();  // no replay in flight while its nodes change
+    int most = 0;
+    for (size_t g = 0; g < graphs_.size(); ++g)
+        most = std::max(most, cuda_graphs::set_enabled(graphs_[g], kernels_of(g), pattern, enabled));
+    return most;
+}
+
+std::vector<std::string> CudaExecutor::graph_kernel_names(int graph_id) {
+    if (graph_id < 0 || graph_id >= int(graphs_.size()))
+        throw Error("cuda: graph " + std::to_string(graph_id) + " of " + std::to_string(graphs_.size()) +
+                    " captured");
+    std::vector<std::string> out;
+    for (const auto& kn : kernels_of(size_t(graph_id))) out.push_back(kn.name);
+    return out;
 }
 
 void CudaExecutor::replay(int graph_id) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "exec/cuda/attention_options.h"
+#include "exec/cuda/graph_kernels.h"
 #include "imp/executor.h"
 
 namespace imp {
@@ -69,6 +70,14 @@ public:
     int capture_end() override;
     void replay(int graph_id) override;
     const CudaHandles* cuda() const override { return &handles_; }
+    // `imp bench` bench.ablate: switches the kernel nodes whose kernel name contains `pattern` off (enabled false) in
+    // every graph captured so far, or back on; an empty pattern with enabled true turns every kernel node back on.
+    // Returns the largest number of nodes switched in one graph (0: the pattern named no kernel). A graph with nodes
+    // off computes garbage, but replays every other kernel as before, so its time shows what those kernels cost in
+    // the step, overlap included.
+    int set_graph_kernels(const std::string& pattern, bool enabled);
+    // The kernel names of graph graph_id (one per kernel node; "?" where the driver cannot name one).
+    std::vector<std::string> graph_kernel_names(int graph_id);
     // Device scratch of the wide MoE router (core/src/blocks/moe_ops.cu lays it out): allocated and zeroed with the
     // executor when MoeOptions::router_wide (else null); its kernel leaves its counters at zero again. Used by one
     // kernel at a time on the one stream.
@@ -131,7 +140,10 @@ private:
     void* sample_scratch_ = nullptr;
     void* router_scratch_ = nullptr;
     size_t sort_temp_bytes_ = 0;
-    std::vector<void*> graphs_;  // cudaGraphExec_t
+    std::vector<void*> graphs_;      // cudaGraphExec_t
+    std::vector<void*> graph_defs_;  // the cudaGraph_t each was instantiated from (kept for set_graph_kernels)
+    std::vector<std::vector<cuda_graphs::KernelNode>> graph_kernels_;  // kernel nodes of each, named lazily
+    const std::vector<cuda_graphs::KernelNode>& kernels_of(size_t graph);
 };
 
 }  // namespace imp

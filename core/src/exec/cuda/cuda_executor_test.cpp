@@ -1,5 +1,8 @@
 // CUDA executor: device, memory accounting, graphs, and the element-wise / norm / RoPE kernels against the CPU
 // reference on fresh random inputs.
+#include <cublas_v2.h>
+
+#include <algorithm>
 #include <string>
 
 #include "exec/cuda/cuda_test_util.h"
@@ -274,4 +277,51 @@ TEST_CASE("cuda: copy and fill_zero are ordered with the ops and can be captured
     ex.copy(dst, x, 0);  // empty: nothing to do
     ex.fill_zero(dst, 0);
     ex.synchronize();
+}
+
+// bench.ablate's mechanism: the kernel nodes of a captured graph carry their kernels' names (imp's and cuBLAS's), and
+// switching some off in the instantiated graph skips exactly those on replay; switching all back on restores it.
+// An executor of its own: set_graph_kernels acts on every graph the executor captured.
+TEST_CASE("cuda: kernel nodes of a captured graph are named and can be switched off and on", "[cuda]") {
+    CudaExecutor ex(0);
+    std::mt19937 rng(fresh_seed());
+    const int64_t n = 1000, m = 64;
+    float* x = to_dev(std::vector<float>(n, 1.f));
+    float* y = to_dev(std::vector<float>(n, 0.5f));
+    const auto g = rand_vec(rng, size_t(n), -4.f, 4.f), u = rand_vec(rng, size_t(n));
+    float* dg = to_dev(g);
+    float* du = to_dev(u);
+    float* out = to_dev(std::vector<float>(n, 0.f));
+    float* a = to_dev(rand_vec(rng, size_t(m * m)));
+    float* c = to_dev(std::vector<float>(size_t(m * m), 0.f));
+    std::vector<float> want(n);
+    cpu().swiglu(g.data(), n, u.data(), n, want.data(), 1, n);
+    ex.capture_begin();
+    ex.add(x, y, n);
+    ex.swiglu(dg, n, du, n, out, 1, n);
+    const float one = 1.f, zero = 0.f;  // c = a a, by cuBLAS on the executor's stream
+    REQUIRE(cublasSgemm(static_cast<cublasHandle_t>(ex.cuda()->cublas), CUBLAS_OP_N, CUBLAS_OP_N, int(m), int(m),
+                        int(m), &one, a, int(m), a, int(m), &zero, c, int(m)) == CUBLAS_STATUS_SUCCESS);
+    const int id = ex.capture_end();
+    const auto names = ex.graph_kernel_names(id);
+    REQUIRE(names.size() >= 3);
+    auto count = [&](const char* part) {
+        return std::count_if(names.begin(), names.end(),
+                             [&](const std::string& s) { return s.find(part) != std::string::npos; });
+    };
+    CHECK(count("add_kernel") == 1);
+    CHECK(count("swiglu_kernel") == 1);
+    CHECK(count("?") == 0);  // cuBLAS's kernel is named too
+    for (const auto& s : names) INFO("kernel " << s);
+    CHECK(ex.set_graph_kernels("no_such_kernel", false) == 0);
+    CHECK(ex.set_graph_kernels("add_kernel", false) == 1);
+    ex.replay(id);
+    ex.synchronize();
+    CHECK(from_dev(x, n) == std::vector<float>(n, 1.f));  // skipped
+    CHECK(max_rel_err(from_dev(out, size_t(n)), want) <= 1e-6);  // ran
+    CHECK(ex.set_graph_kernels("", true) == int(names.size()));
+    ex.replay(id);
+    ex.synchronize();
+    CHECK(from_dev(x, n) == std::vector<float>(n, 1.5f));
+    CHECK_THROWS_WITH(ex.graph_kernel_names(id + 5), Catch::Contains("cuda: graph " + std::to_string(id + 5)));
 }
