@@ -43,6 +43,7 @@ std::unique_ptr<Executor> make_executor(const Profile::Runtime& rt, const CoreSe
         co.attention.tensor_cores_f8 = cs.attention_mma_fp8;
         co.attention.decode_split = cs.decode_attention == "split";
         co.attention.decode_hd256 = cs.decode_attention_hd256;
+        co.attention.decode_mma_rows = cs.decode_attention_mma_rows;
         co.attention.tensor_cores_hd256 = cs.attention_mma_hd256;
         co.moe.router_cluster = cs.router_cluster;
         co.moe.router_warps = cs.router_warps;

@@ -24,6 +24,11 @@ void declare_core_settings(Settings& s) {
                "CUDA: the one-kernel decode attention for head_dim 256 too (Qwen3.5/3.6 full attention); false: "
                "split-KV + combine for those heads",
                {}});
+    s.declare({"decode_attention_mma_rows", int64_t(0),
+               "CUDA: decode steps of at least this many sequences run the tensor-core prefill attention (each "
+               "sequence's GQA query rows as one tile; BF16/F16 KV) instead of the split-KV or one-kernel decode; "
+               "0: never",
+               {}, 0, 1 << 20});
     s.declare({"l2_prefetch", false,
                "decode steps: while each layer runs, the weights the next layer reads whole are prefetched into the "
                "GPU's L2 cache (Layer::prefetch_weights)",
@@ -52,6 +57,7 @@ CoreSettings core_settings(const Settings& s) {
     c.attention_mma_fp8 = s.get_bool("attention_mma_fp8");
     c.decode_attention = s.get_string("decode_attention");
     c.decode_attention_hd256 = s.get_bool("decode_attention_hd256");
+    c.decode_attention_mma_rows = int(s.get_int("decode_attention_mma_rows"));
     c.attention_mma_hd256 = s.get_bool("attention_mma_hd256");
     c.fuse_weights = s.get_bool("fuse_weights");
     c.l2_prefetch = s.get_bool("l2_prefetch");

@@ -15,7 +15,8 @@ struct CoreSettings {
     bool attention_mma = true;  // tensor-core prefill attention for BF16/F16 KV caches
     bool attention_mma_fp8 = false;  // ... and for FP8 E4M3 KV caches
     std::string decode_attention = "one";  // "one": one-kernel decode (where it applies); "split": split-KV + combine
-    bool decode_attention_hd256 = false;   // the one-kernel decode for head_dim 256 too
+    bool decode_attention_hd256 = true;    // the one-kernel decode for head_dim 256 too
+    int decode_attention_mma_rows = 0;     // decode steps of this many rows or more: the tensor-core attention
     bool attention_mma_hd256 = false;      // the tensor-core prefill attention for head_dim 256 too
     bool fuse_weights = true;   // row-concatenate q|k|v and gate|up into one matrix where the file allows it
     bool l2_prefetch = false;   // decode: the next layer's weights prefetched into L2 while a layer runs

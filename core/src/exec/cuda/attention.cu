@@ -159,7 +159,10 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
     const int64_t seq_rows = mql * group;  // rows of the longest sequence
     const bool mma_dtype = kv.dtype == DType::BF16 || kv.dtype == DType::F16 ||
                            (kv.dtype == DType::F8_E4M3 && opt.tensor_cores_f8);
-    const bool mma = mma_dtype && mql >= kAttnMmaMinTokens &&
+    // Many-row decode steps may take the tensor-core kernel too (AttnOptions::decode_mma_rows): it then reads each
+    // sequence's rows from query_start_loc (one token each) instead of assuming decode's token s = sequence s.
+    const bool decode_mma = decode && opt.decode_mma_rows > 0 && b.n_tokens >= opt.decode_mma_rows && b.query_start_loc;
+    const bool mma = mma_dtype && (mql >= kAttnMmaMinTokens || decode_mma) &&
                      hd % 8 == 0 &&
                      (hd <= 128 || (hdp == 256 && opt.tensor_cores_hd256 && kv.dtype != DType::F8_E4M3)) &&
                      total_rows <= INT32_MAX - kMmaMaxRows && a.vec_kv &&
@@ -169,6 +172,7 @@ void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* o
         if (warps == 0) warps = int64_t(div_up(total_rows, 128)) * p.n_kv_head >= 2 * int64_t(sm_count) ? 8 : 4;
         if (hdp == 256) warps = 4;  // 8 warps would need 270 KB of shared memory
         const dim3 grid(unsigned(attn_mma_blocks(b.n_seqs, b.n_tokens, group, warps)), unsigned(p.n_kv_head));
+        a.decode = false;  // the kernel walks query_start_loc (a decode step's: 0, 1, ..., n_seqs)
         if (kv.dtype == DType::BF16)
             IMP_CUDA_CHECK(attn_mma_launch_typed<KvBF16>(a, hdp, warps, grid, s));
         else if (kv.dtype == DType::F16)

@@ -1,9 +1,9 @@
 // Decode attention in graphs and at many lengths: a decode step (kv_store + attention) of 1, 5 or 16 sequences
 // captured once and replayed after new positions, new block tables and new slots were written to device memory
-// (split-KV path and one-kernel decode with 8 and 4 warps; a padding sequence in the batch); the one-kernel decode
-// against the CPU, the split-KV path and itself (same bits) at positions 0 .. 4000 under a block table just wide
-// enough and a much wider one; head_dim 64, 128 and 256 (AttnOptions::decode_hd256 on). Tolerance: max |gpu - cpu|
-// / max |cpu| <= 5e-5 (same pool on both).
+// (split-KV path, one-kernel decode with 8 and 4 warps, the tensor-core kernel; a padding sequence in the batch);
+// the one-kernel decode against the CPU, the split-KV path and itself (same bits) at positions 0 .. 4000 under a
+// block table just wide enough and a much wider one; head_dim 64, 128 and 256 (AttnOptions::decode_hd256 on).
+// Tolerance: max |gpu - cpu| / max |cpu| <= 5e-5 (same pool on both).
 #include <algorithm>
 #include <numeric>
 
@@ -18,11 +18,11 @@ namespace {
 // but the zero block holding history. Replay i puts sequence 0 at positions[i], the others at random positions
 // below max_blocks * 16, and deals the pool's blocks to the sequences in a new random order.
 void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, const std::vector<int32_t>& positions,
-                       bool old, int warps = 0) {
+                       bool old, int warps = 0, int mma_rows = 0) {
     const uint32_t seed = fresh_seed();
     INFO("seed " << seed << " dtype " << dtype_name(sh.dtype) << " heads " << sh.n_head << "/" << sh.n_kv << " hd "
                  << sh.hd << " sequences " << n_seqs << " max_blocks " << max_blocks << " split-KV path " << old
-                 << " warps " << warps);
+                 << " warps " << warps << " tensor-core decode from " << mma_rows << " rows");
     std::mt19937 rng(seed);
     const bool pad = n_seqs >= 3;
     const int real = pad ? n_seqs - 1 : n_seqs;
@@ -49,8 +49,10 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     gpu().attention_options().decode_split = old;
     gpu().attention_options().decode_warps = warps;
     gpu().attention_options().decode_hd256 = true;  // head_dim 256 takes the one-kernel decode too
+    gpu().attention_options().decode_mma_rows = mma_rows;
     const CudaAllocStats before = cuda_alloc_stats();
     const StepBatch gb = st.batch(true);
+    REQUIRE(gb.query_start_loc);  // what the tensor-core decode reads
     ex.capture_begin();
     ex.kv_store(pool.g, dk, width, dv, width, gb.slot_mapping, gb.n_tokens);
     ex.attention(dq, qn, pool.g, dout, p, gb);
@@ -58,6 +60,7 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     gpu().attention_options().decode_split = old_default;
     gpu().attention_options().decode_warps = 0;
     gpu().attention_options().decode_hd256 = guard.saved.decode_hd256;
+    gpu().attention_options().decode_mma_rows = guard.saved.decode_mma_rows;
     std::uniform_int_distribution<int32_t> any_pos(0, max_blocks * 16 - 1);
     std::vector<int32_t> blocks(size_t(st.n_blocks - 1));
     std::iota(blocks.begin(), blocks.end(), 1);
@@ -108,6 +111,12 @@ TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every 
     decode_graph_case({DType::BF16, 16, 2, 256}, 1, 256, far, false);     // Qwen3.6 full attention: group 8, hd 256
     decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 4);  // 4-warp CTAs (two lanes per key)
     decode_graph_case({DType::F32, 8, 2, 64}, 5, 64, {0, 5, 16, 700, 1023, 1}, true);
+    // the tensor-core decode (decode_attention_mma_rows): the 8B shape, group 8 / hd 64, hd 256; a threshold above
+    // the step's rows leaves the step to the other kernels
+    decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false, 0, 1);
+    decode_graph_case({DType::F16, 16, 2, 64}, 5, 256, far, false, 0, 5);
+    decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 0, 1);
+    decode_graph_case({DType::BF16, 16, 4, 128}, 5, 64, steps, false, 0, 6);
 }
 
 // One sequence over a pool of 8192 positions; a narrower table is a prefix of the wide one.

@@ -23,6 +23,11 @@ struct AttnOptions {
     // The one-kernel decode for head_dim 256 too (Qwen3.5/3.6 full attention; [plugin.core] decode_attention_hd256);
     // false: those heads take split-KV + combine.
     bool decode_hd256 = true;
+    // Decode steps of at least this many rows (sequences) run the tensor-core prefill kernel (attention_mma.cuh;
+    // each sequence's GQA rows as one query tile, KV tiles through cp.async) where it applies, instead of the
+    // split-KV kernel or the one-kernel decode; 0: never ([plugin.core] decode_attention_mma_rows). Needs the step's
+    // query_start_loc (the engine always gives it).
+    int decode_mma_rows = 0;
 };
 
 }  // namespace imp::cuda_kernels

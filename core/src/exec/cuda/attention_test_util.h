@@ -5,7 +5,8 @@
 //     BF16 / F16 head_dim 136..256 with AttnOptions::tensor_cores_hd256 on): it with 4 and with 8 warps per CTA
 //     (bit-identical; head_dim 256 runs 4 both times) and the fp32 kernel (must differ: the tensor cores ran);
 //   - decode steps (one row per sequence) over BF16 / F16 with head_dim 64 / 128 / 256 (AttnOptions::decode_hd256
-//     switched on for them) and GQA group <= 8: the split-KV path, and the one-kernel decode with 8 and 4 warps;
+//     switched on for them) and GQA group <= 8: the split-KV path, the one-kernel decode with 8 and 4 warps, and
+//     the tensor-core kernel (AttnOptions::decode_mma_rows = 1);
 //   - other steps: the default kernel.
 // Tolerances (max |gpu - cpu| / max |cpu|): 5e-5 against the CPU on the same pool; against the F32 pool 5e-5 for
 // F32, 2e-3 for BF16 when the inputs are representable in BF16; otherwise the rounding of K and V bounds the
@@ -103,7 +104,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     const bool f8_default = gpu().attention_options().tensor_cores_f8;
     // run: tensor cores with 4 / 8 warps (FP8 caches: tensor_cores_f8 on), fp32 kernel | split-KV, one-kernel
     // decode 8 / 4 warps | default
-    const int n_runs = tc_case || dec_case ? 3 : 1;
+    const int n_runs = tc_case ? 3 : dec_case ? 4 : 1;
     std::vector<std::vector<float>> outs;
     for (int run = 0; run < n_runs; ++run) {
         if (tc_case) {
@@ -115,6 +116,8 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
             gpu().attention_options().decode_split = run == 0;
             gpu().attention_options().decode_warps = run == 2 ? 4 : 8;
             gpu().attention_options().decode_hd256 = true;
+            gpu().attention_options().decode_mma_rows = run == 3 ? 1 : 0;
+            gpu().attention_options().tensor_cores_hd256 = true;
         }
         float* dout = to_dev(std::vector<float>(out_n, NAN));
         gpu().attention(dq, q_stride, pool.g, dout, p, st.batch(true));
@@ -125,6 +128,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
         gpu().attention_options().decode_warps = 0;
         gpu().attention_options().decode_hd256 = guard.saved.decode_hd256;
         gpu().attention_options().tensor_cores_hd256 = guard.saved.tensor_cores_hd256;
+        gpu().attention_options().decode_mma_rows = guard.saved.decode_mma_rows;
         const auto got = from_dev(dout, out_n);
         const double e_same = max_rel_err(got, ref), e32 = max_rel_err(got, ref32), l2 = rel_l2_err(got, ref32);
         INFO("run " << run << " (tensor-core case " << tc_case << ", decode case " << dec_case
@@ -142,6 +146,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     }
     const int32_t max_pos = *std::max_element(st.token_pos.begin(), st.token_pos.end());
     if (dec_case && max_pos >= 100 && one_kernel_decode_taken(sh, st)) CHECK(outs[1] != outs[0]);  // it ran
+    if (dec_case && max_pos >= 100) CHECK(outs[3] != outs[0]);  // the tensor-core kernel ran, not split-KV
 }
 
 }  // namespace imp::cuda_test
