@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "imp/error.h"
 #include "runtime/engine_impl.h"
@@ -85,8 +87,16 @@ void Engine::Impl::run_layers(const StepBatch& b) {
     }
 }
 
-// Final norm + LM head for rows [first_row, first_row + n_rows) of hidden into out ([n_rows, n_vocab]).
+// Final norm + LM head for rows [first_row, first_row + n_rows) of hidden into out ([n_rows, n_vocab]); the norm in
+// the LM head's matmul where its format can (Weight::matmul_fused).
 void Engine::Impl::lm_head(int64_t first_row, int64_t n_rows, float* out) {
+    if (output_norm) {
+        FusedMatmul fm;
+        fm.x = hidden + first_row * desc.n_embd, fm.x_stride = desc.n_embd, fm.n_tokens = n_rows;
+        fm.y = out, fm.y_stride = desc.n_vocab;
+        fm.norm = output_norm, fm.norm_eps = desc.norm_eps;
+        if (output->matmul_fused(ex, fm)) return;
+    }
     ex.rms_norm(hidden + first_row * desc.n_embd, output_norm, normed, n_rows, desc.n_embd, desc.norm_eps);
     output->matmul(ex, normed, desc.n_embd, out, desc.n_vocab, n_rows, false);
 }
@@ -109,25 +119,33 @@ void Engine::Impl::run_pass(std::span<const SeqWork> work, const std::vector<Ste
     // The last row of each item that ends here, gathered into normed (one norm per run of consecutive rows: the
     // decode rows of a mixed step are one run); the items that end in one pass are consecutive, so one matmul
     // writes their rows of final_logits.
-    int64_t k = 0, first_item = -1, row = 0, run_row = -1, run_n = 0;
-    auto norm_run = [&] {
-        if (run_n)
-            ex.rms_norm(hidden + run_row * n_embd, output_norm, normed + (k - run_n) * n_embd, run_n, n_embd,
-                        desc.norm_eps);
-        run_n = 0;
-    };
+    // When those rows are one run (a decode step: every row ends its item), the LM head reads them in place (lm_head:
+    // the norm fused in where the format can).
+    int64_t k = 0, first_item = -1, row = 0;
+    std::vector<std::pair<int64_t, int64_t>> runs;  // (first row, rows)
     for (const auto& g : segs) {
         row += g.n;
         if (!g.last) continue;
         if (first_item < 0) first_item = g.item;
         if (g.item != first_item + k) throw Error("internal: items ending in one pass are not consecutive");
-        if (run_n && run_row + run_n != row - 1) norm_run();
-        if (!run_n) run_row = row - 1;
-        ++run_n;
+        if (!runs.empty() && runs.back().first + runs.back().second == row - 1)
+            ++runs.back().second;
+        else
+            runs.emplace_back(row - 1, 1);
         ++k;
     }
-    norm_run();
-    if (k) output->matmul(ex, normed, n_embd, final_logits + first_item * n_vocab, n_vocab, k, false);
+    if (!k) return;
+    float* out = final_logits + first_item * n_vocab;
+    if (runs.size() == 1) {
+        lm_head(runs[0].first, runs[0].second, out);
+        return;
+    }
+    int64_t at = 0;
+    for (const auto& [r0, rn] : runs) {
+        ex.rms_norm(hidden + r0 * n_embd, output_norm, normed + at * n_embd, rn, n_embd, desc.norm_eps);
+        at += rn;
+    }
+    output->matmul(ex, normed, n_embd, out, n_vocab, k, false);
 }
 
 int Engine::Impl::capture_buckets() {
