@@ -11,7 +11,8 @@
 //   bench.ablate = ["name", ...] (CUDA graphs): every tg test without mixed also runs with the kernels whose name
 //        contains each entry switched off in its decode graphs ("tg128 -[router]"), one entry at a time: the
 //        difference to the full step is what those kernels cost there, overlap with their neighbours included
-//        (the step computes garbage meanwhile; its tokens still come from the device's sampler).
+//        (the step computes garbage meanwhile; its tokens still come from the device's sampler). The entry "list"
+//        logs the kernels of the largest decode graph by name and count instead.
 // Each test runs once as a warm-up (its logits, the prefill's and every decode step's, are checked for NaN/Inf:
 // logits_finite), then bench.reps timed repetitions; the executor is synchronized around each.
 // The report carries the device's copy bandwidth measured in the same process, so decode speed is shown as a share
@@ -20,7 +21,10 @@
 // Load to first token: the model file is read once (so it is in the page cache), then the wall time from the start
 // of Session construction to the first greedy token of a short prompt is measured; the bench then uses that session.
 #include <boost/program_options.hpp>
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <map>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -105,6 +109,15 @@ std::vector<int64_t> int_list(const std::string& list, const char* opt, const ch
     return out;
 }
 
+// A kernel's readable name (its mangled name when the demangler cannot read it).
+std::string demangled(const std::string& name) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    std::string out = status == 0 && d ? d : name;
+    std::free(d);
+    return out;
+}
+
 // bench.ablate: the tg test `base` again with the kernels named by each entry switched off in the captured decode
 // graphs (run() times one repetition), then every kernel back on. An entry that names no kernel is reported and
 // skipped.
@@ -112,6 +125,18 @@ template <class Run>
 void ablate_runs(const TestResult& base, CudaExecutor* ex, const std::vector<std::string>& ablate, int64_t reps,
                  std::vector<TestResult>& results, Run&& run) {
     for (const std::string& pattern : ablate) {
+        if (pattern == "list") {  // the kernels of the largest graph, by name, for choosing the entries
+            std::vector<std::string> names;
+            for (int g = 0; g < ex->graph_count(); ++g) {
+                auto n = ex->graph_kernel_names(g);
+                if (n.size() > names.size()) names = std::move(n);
+            }
+            std::map<std::string, int> count;
+            for (const auto& n : names) ++count[n];
+            spdlog::info("bench: bench.ablate list: {} kernel nodes in the largest decode graph", names.size());
+            for (const auto& [name, c] : count) spdlog::info("bench:   {:4d} x {}", c, demangled(name));
+            continue;
+        }
         const int off = ex->set_graph_kernels(pattern, false);
         if (off == 0) {
             spdlog::warn("bench: bench.ablate '{}' names no kernel of the decode graphs: skipped", pattern);

@@ -78,6 +78,7 @@ public:
     int set_graph_kernels(const std::string& pattern, bool enabled);
     // The kernel names of graph graph_id (one per kernel node; "?" where the driver cannot name one).
     std::vector<std::string> graph_kernel_names(int graph_id);
+    int graph_count() const { return int(graphs_.size()); }
     // Device scratch of the wide MoE router (core/src/blocks/moe_ops.cu lays it out): allocated and zeroed with the
     // executor when MoeOptions::router_wide (else null); its kernel leaves its counters at zero again. Used by one
     // kernel at a time on the one stream.
