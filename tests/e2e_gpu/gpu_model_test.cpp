@@ -5,13 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <utility>
+
+#include <unistd.h>
 
 #include "cli/session.h"
 #include "common/logit_match.h"
@@ -63,7 +63,7 @@ std::string smollm2() {
         const fs::path synth = fs::read_symlink("/proc/self/exe", ec).parent_path() / "synth-gguf";
         const fs::path out = fs::temp_directory_path() / ("imp-gpu-test-smollm2-" + std::to_string(getpid()) + ".gguf");
         const std::string cmd =
-            synth.string() + " --shape smollm2-135m --quant q8_0 --out " + out.string() + " > /dev/null 2>&1";
+            "'" + synth.string() + "' --shape smollm2-135m --quant q8_0 --out '" + out.string() + "' > /dev/null 2>&1";
         if (ec || std::system(cmd.c_str()) != 0) return r;  // the tests' REQUIRE names the missing file
         WARN("models/SmolLM2-135M-Instruct.Q4_1.gguf not found: a synthetic SmolLM2-shape Q8_0 model stands in");
         return Model{out.string(), true};

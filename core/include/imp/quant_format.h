@@ -177,6 +177,8 @@ struct WeightPlan {
 //     so y has f columns (row stride y_stride >= f). Not with accumulate.
 //   up (optional, not with norm): x holds a SwiGLU's gate values and up its up values, both [n_tokens, cols] with
 //     row stride x_stride; the matmul's input row is silu(x[t, c]) * up[t, c] (the down projection of an FFN).
+// A format refuses (returns false) any combination it does not compute exactly, fields it does not know included:
+// fields may be added in later ABI versions, and an implementation that ignored one would compute something else.
 struct FusedMatmul {
     const float* x = nullptr;
     int64_t x_stride = 0;

@@ -26,7 +26,7 @@ void declare_core_settings(Settings& s) {
                {}});
     s.declare({"decode_attention_mma_rows", int64_t(0),
                "CUDA: decode steps of at least this many sequences run the tensor-core prefill attention (each "
-               "sequence's GQA query rows as one tile; BF16/F16 KV) instead of the split-KV or one-kernel decode; "
+               "sequence's GQA query rows as one tile; BF16/F16 KV, FP8 with attention_mma_fp8) instead of the split-KV or one-kernel decode; "
                "0: never",
                {}, 0, 1 << 20});
     s.declare({"l2_prefetch", false,

@@ -233,7 +233,8 @@ std::vector<float> download(imp::CudaExecutor& ex, const float* d, size_t n) {
 // the gate half and up the up half of gate|up rows of 2 cols, the FFN's layout) in the kernel that converts x to
 // bf16. The conversion repeats the executor's op bit for bit, so the result equals the separate ops exactly (the
 // same cuBLASLt plan on the same bf16 input); and the double reference within the GEMM bound (1e-2, bf16 operands).
-// Shapes: 16-byte rows of 192 and 1024 float4 (128 and 512 threads per row, as the executor's rms_norm picks them),
+// Shapes: 16-byte rows of 192, 512 and 1024 float4 (128, 256 and 512 threads per row, as the executor's rms_norm
+// picks them),
 // and 1030 columns (scalar path) for the plain types.
 TEST_CASE("quant_ggml cuda: GEMM with the norm or the SwiGLU in its bf16 conversion equals the separate ops",
           "[quant_ggml_gpu][fused][gemm]") {
@@ -247,7 +248,7 @@ TEST_CASE("quant_ggml cuda: GEMM with the norm or the SwiGLU in its bf16 convers
     };
     for (const Shape s : {Shape{"BF16", 200, 768}, Shape{"BF16", 136, 1030}, Shape{"F16", 72, 1030},
                           Shape{"Q8_0", 256, 4096}, Shape{"Q4_K", 96, 768}, Shape{"Q6_K", 300, 4096},
-                          Shape{"Q4_0", 128, 768}}) {
+                          Shape{"Q4_0", 128, 2048}}) {  // 512 float4: 256 threads
         const HostTensor h = random_tensor(s.type, s.rows, s.cols, rng);
         const auto w = f.load(request_for(h.src()), *ex);
         cuda::set_gemm_fusion(*w, true);
@@ -341,6 +342,7 @@ TEST_CASE("quant_ggml cuda: the GEMM path refuses what it cannot fuse and writes
         int64_t n_tokens;
         bool norm, up, swiglu;
         const char* why;
+        int64_t xs = 2 * 512, ys = 96;
     };
     for (const Case c : {Case{"Q8_0", false, 32, true, false, false, "fuse_gemm_input off"},
                          Case{"Q8_0", false, 32, false, true, false, "fuse_gemm_input off (SwiGLU input)"},
@@ -348,7 +350,9 @@ TEST_CASE("quant_ggml cuda: the GEMM path refuses what it cannot fuse and writes
                          Case{"Q8_0", true, 32, true, true, false, "norm and SwiGLU input together"},
                          Case{"Q8_0", true, 32, false, false, false, "nothing to fuse"},
                          Case{"Q8_0", true, 32, true, false, true, "SwiGLU epilogue on the GEMM path"},
-                         Case{"Q8_0", true, 4, false, true, false, "SwiGLU input on the GEMV path"}}) {
+                         Case{"Q8_0", true, 4, false, true, false, "SwiGLU input on the GEMV path"},
+                         Case{"Q8_0", true, 32, true, false, false, "x stride below cols", cols - 4},
+                         Case{"Q8_0", true, 32, true, false, false, "y stride below rows", 2 * cols, 90}}) {
         INFO(c.why);
         const HostTensor h = random_tensor(c.type, 96, cols, rng);
         const auto w = f.load(request_for(h.src()), *ex);
@@ -357,7 +361,7 @@ TEST_CASE("quant_ggml cuda: the GEMM path refuses what it cannot fuse and writes
         ex->reserve_workspace(w->workspace_bytes(n_max));
         poison(*ex, y, size_t(n_max * 96) * 4);
         imp::FusedMatmul m;
-        m.x = xd, m.x_stride = 2 * cols, m.y = y, m.y_stride = 96, m.n_tokens = c.n_tokens;
+        m.x = xd, m.x_stride = c.xs, m.y = y, m.y_stride = c.ys, m.n_tokens = c.n_tokens;
         m.norm = c.norm ? nwd : nullptr, m.norm_eps = 1e-6f, m.swiglu = c.swiglu, m.up = c.up ? xd + cols : nullptr;
         CHECK_FALSE(w->matmul_fused(*ex, m));
         const auto got = download(*ex, y, size_t(n_max * 96));

@@ -57,6 +57,11 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
     ex.kv_store(pool.g, dk, width, dv, width, gb.slot_mapping, gb.n_tokens);
     ex.attention(dq, qn, pool.g, dout, p, gb);
     const int graph = ex.capture_end();
+    {  // the kernel the options chose is the one in the graph
+        int mma = 0;
+        for (const auto& name : ex.graph_kernel_names(graph)) mma += name.find("attn_mma_kernel") != std::string::npos;
+        CHECK(mma == (mma_rows > 0 && n_seqs >= mma_rows ? 1 : 0));
+    }
     gpu().attention_options().decode_split = old_default;
     gpu().attention_options().decode_warps = 0;
     gpu().attention_options().decode_hd256 = guard.saved.decode_hd256;

@@ -103,7 +103,7 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     const bool tc_default = gpu().attention_options().tensor_cores, old_default = gpu().attention_options().decode_split;
     const bool f8_default = gpu().attention_options().tensor_cores_f8;
     // run: tensor cores with 4 / 8 warps (FP8 caches: tensor_cores_f8 on), fp32 kernel | split-KV, one-kernel
-    // decode 8 / 4 warps | default
+    // decode 8 / 4 warps, tensor cores (decode_mma_rows = 1) | default
     const int n_runs = tc_case ? 3 : dec_case ? 4 : 1;
     std::vector<std::vector<float>> outs;
     for (int run = 0; run < n_runs; ++run) {
@@ -146,7 +146,11 @@ inline void run_step(const AttnShape& sh, const std::vector<SeqSpec>& seqs, int3
     }
     const int32_t max_pos = *std::max_element(st.token_pos.begin(), st.token_pos.end());
     if (dec_case && max_pos >= 100 && one_kernel_decode_taken(sh, st)) CHECK(outs[1] != outs[0]);  // it ran
-    if (dec_case && max_pos >= 100) CHECK(outs[3] != outs[0]);  // the tensor-core kernel ran, not split-KV
+    if (dec_case && max_pos >= 100) {  // the tensor-core kernel ran: its sums differ from every other kernel's
+        CHECK(outs[3] != outs[0]);
+        CHECK(outs[3] != outs[1]);
+        CHECK(outs[3] != outs[2]);
+    }
 }
 
 }  // namespace imp::cuda_test

@@ -70,11 +70,12 @@ public:
     int capture_end() override;
     void replay(int graph_id) override;
     const CudaHandles* cuda() const override { return &handles_; }
-    // `imp bench` bench.ablate: switches the kernel nodes whose kernel name contains `pattern` off (enabled false) in
-    // every graph captured so far, or back on; an empty pattern with enabled true turns every kernel node back on.
-    // Returns the largest number of nodes switched in one graph (0: the pattern named no kernel). A graph with nodes
-    // off computes garbage, but replays every other kernel as before, so its time shows what those kernels cost in
-    // the step, overlap included.
+    // `imp bench` bench.ablate: switches the kernel nodes whose kernel name contains `pattern` off (enabled false: a
+    // no-op kernel that only keeps the PDL order runs on their grid instead, cuda_graphs::set_enabled) in every graph
+    // captured so far, or back on; an empty pattern with enabled true turns every kernel node back on. Returns the
+    // largest number of nodes switched in one graph (0: the pattern named no kernel). A graph with nodes off computes
+    // garbage, but replays every other kernel as before, so its time shows what those kernels cost in the step,
+    // overlap included.
     int set_graph_kernels(const std::string& pattern, bool enabled);
     // The kernel names of graph graph_id (one per kernel node; "?" where the driver cannot name one).
     std::vector<std::string> graph_kernel_names(int graph_id);

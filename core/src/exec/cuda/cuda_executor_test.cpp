@@ -311,8 +311,10 @@ TEST_CASE("cuda: kernel nodes of a captured graph are named and can be switched 
     };
     CHECK(count("add_kernel") == 1);
     CHECK(count("swiglu_kernel") == 1);
+    std::string all;
+    for (const auto& s : names) all += "\n  " + s;
+    INFO("kernels:" << all);
     CHECK(count("?") == 0);  // cuBLAS's kernel is named too
-    for (const auto& s : names) INFO("kernel " << s);
     CHECK(ex.set_graph_kernels("no_such_kernel", false) == 0);
     CHECK(ex.set_graph_kernels("add_kernel", false) == 1);
     ex.replay(id);
@@ -324,4 +326,37 @@ TEST_CASE("cuda: kernel nodes of a captured graph are named and can be switched 
     ex.synchronize();
     CHECK(from_dev(x, n) == std::vector<float>(n, 1.5f));
     CHECK_THROWS_WITH(ex.graph_kernel_names(id + 5), Catch::Contains("cuda: graph " + std::to_string(id + 5)));
+}
+
+// A switched-off kernel between a writer and its reader keeps their order (its stand-in waits like every kernel of
+// a PDL chain): the reader sees the writer's values on every replay. Large rows, so that a reader started early
+// would catch the writer mid-way.
+TEST_CASE("cuda: a switched-off graph kernel keeps the order of the kernels around it", "[cuda]") {
+    CudaExecutor ex(0);
+    REQUIRE(ex.pdl());  // the order this checks is the programmatic one (sm_90+)
+    const int64_t n = int64_t(1) << 22;
+    float* x = to_dev(std::vector<float>(size_t(n), 1.f));
+    float* y = to_dev(std::vector<float>(size_t(n), 0.5f));
+    float* z = to_dev(std::vector<float>(size_t(n), 0.f));
+    float* out = to_dev(std::vector<float>(size_t(n), 0.f));
+    ex.capture_begin();
+    ex.rms_norm(y, nullptr, x, n / 1024, 1024, 0.f);    // x = y / rms(y) = 1 (writer)
+    ex.add(z, y, n);                                    // switched off
+    ex.swiglu(x, n, x, n, out, 1, n);                   // out = silu(x) * x (reader)
+    const int id = ex.capture_end();
+    CHECK(ex.set_graph_kernels("add_kernel", false) == 1);
+    const float want = 1.f / (1.f + std::exp(-1.f));
+    for (int rep = 0; rep < 20; ++rep) {
+        INFO("replay " << rep);
+        ex.fill_zero(x, size_t(n) * 4);
+        ex.fill_zero(out, size_t(n) * 4);
+        ex.replay(id);
+        ex.synchronize();
+        const auto got = from_dev(out, size_t(n));
+        int64_t bad = 0;
+        for (float v : got) bad += std::fabs(v - want) > 1e-6f;
+        CHECK(bad == 0);
+        CHECK(from_dev(z, 4) == std::vector<float>(4, 0.f));  // the switched-off kernel did not run
+    }
+    CHECK(ex.set_graph_kernels("", true) == 3);
 }
