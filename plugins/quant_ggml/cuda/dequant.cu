@@ -8,7 +8,7 @@
 
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
-#include "imp/cuda/reduce.cuh"
+#include "imp/cuda/row_ops.cuh"
 #include "imp/error.h"
 #include "kernels.h"
 #include "mma_bf16.cuh"
@@ -144,8 +144,8 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, int64_t xs, int cols
     }
 }
 
-// The executor's rms_norm (exec/cuda/norm.cu) with its output in bf16: the same block size (norm_threads), the
-// same loops and block_sum, so the sum of squares, the scale and every product are its bits before the rounding.
+// The executor's rms_norm (exec/cuda/norm.cu) with its output in bf16: the same block size and scale
+// (imp/cuda/row_ops.cuh, shared with it) and the same products, so every value is its bits before the rounding.
 template <bool kVec>
 __global__ void to_bf16_norm_kernel(const float* __restrict__ x, int64_t xs, const float* __restrict__ w, int cols,
                                     float eps, uint32_t* __restrict__ out, int64_t ldo) {
@@ -155,19 +155,7 @@ __global__ void to_bf16_norm_kernel(const float* __restrict__ x, int64_t xs, con
     const float* xr = x + int64_t(blockIdx.x) * xs;
     uint32_t* o = out + int64_t(blockIdx.x) * (ldo / 2);
     const int64_t n = cols;
-    float ss = 0.f;
-    if constexpr (kVec) {
-        const int64_t n4 = n / 4;
-        const float4* x4 = reinterpret_cast<const float4*>(xr);
-        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
-            const float4 v = x4[i];
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-    } else {
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
-    }
-    ss = ::imp::cuda::block_sum(ss, red);
-    const float scale = rsqrtf(ss / float(n) + eps);
+    const float scale = ::imp::cuda::rms_norm_scale<kVec>(xr, n, eps, red);
     if constexpr (kVec) {
         const int64_t n4 = n / 4;
         const float4* x4 = reinterpret_cast<const float4*>(xr);
@@ -185,9 +173,9 @@ __global__ void to_bf16_norm_kernel(const float* __restrict__ x, int64_t xs, con
     }
 }
 
-// The executor's swiglu (exec/cuda/elementwise.cu: g / (1 + expf(-g)) * u) with its output in bf16; block t takes
-// row t.
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+// The executor's swiglu (exec/cuda/elementwise.cu; silu_mul of imp/cuda/row_ops.cuh) with its output in bf16; block t
+// takes row t.
+using ::imp::cuda::silu_mul;
 
 template <bool kVec>
 __global__ void to_bf16_swiglu_kernel(const float* __restrict__ x, const float* __restrict__ up, int64_t xs, int cols,
@@ -277,10 +265,9 @@ void to_bf16_norm(const float* x, int64_t xs, const float* norm, float eps, int6
     if (ldo % 8 != 0) throw Error("quant_ggml: to_bf16_norm: output stride is not a multiple of 8");
     // The executor's rms_norm: 16-byte loads when the row allows them; 512 / 256 / 128 threads as it picks them.
     const bool vec = cols % 4 == 0 && xs % 4 == 0 && aligned16(x) && aligned16(norm);
-    const int64_t per_thread = vec ? cols / 4 : cols;
     ::imp::cuda::LaunchConfig c;
     c.grid = dim3(unsigned(n_tokens));
-    c.block = dim3(per_thread >= 1024 ? 512 : per_thread >= 256 ? 256 : 128);
+    c.block = dim3(::imp::cuda::rms_norm_threads(cols, vec));
     c.stream = st;
     c.pdl = pdl;
     IMP_CUDA_CHECK(::imp::cuda::launch(c, vec ? to_bf16_norm_kernel<true> : to_bf16_norm_kernel<false>, x, xs, norm,

@@ -4,12 +4,13 @@
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
 #include "exec/cuda/launch.cuh"
+#include "imp/cuda/row_ops.cuh"
 
 namespace imp::cuda_kernels {
 
 namespace {
 
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+using ::imp::cuda::silu_mul;
 
 // n4 = n / 4 when kVec (counts float4s), else n.
 template <bool kVec>

@@ -3,6 +3,7 @@
 #include "exec/cuda/cuda_check.h"
 #include "exec/cuda/kernels.h"
 #include "exec/cuda/launch.cuh"
+#include "imp/cuda/row_ops.cuh"
 
 namespace imp::cuda_kernels {
 
@@ -17,19 +18,7 @@ __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, flo
     const int64_t row = blockIdx.x;
     const float* xr = x + row * n;
     float* yr = y + row * n;
-    float ss = 0.f;
-    if constexpr (kVec) {
-        const int64_t n4 = n / 4;
-        const float4* x4 = reinterpret_cast<const float4*>(xr);
-        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
-            const float4 v = x4[i];
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-    } else {
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
-    }
-    ss = block_sum(ss, red);
-    const float scale = rsqrtf(ss / float(n) + eps);
+    const float scale = ::imp::cuda::rms_norm_scale<kVec>(xr, n, eps, red);
     if constexpr (kVec) {
         const int64_t n4 = n / 4;
         const float4* x4 = reinterpret_cast<const float4*>(xr);
@@ -54,8 +43,7 @@ __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, flo
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, Queue s) {
     if (rows <= 0 || n <= 0) return;
     const bool vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!w || aligned16(w));
-    const int64_t per_thread = vec ? n / 4 : n;
-    const int threads = per_thread >= 1024 ? 512 : per_thread >= 256 ? 256 : 128;
+    const int threads = ::imp::cuda::rms_norm_threads(n, vec);
     IMP_CUDA_CHECK(launch(vec ? rms_norm_kernel<true> : rms_norm_kernel<false>, dim3(unsigned(rows)), dim3(threads), 0,
                           s.stream, s.pdl, x, w, y, n, eps));
 }
