@@ -6,8 +6,9 @@
 // `pdl = true` may start while the kernel before it on the stream is still running (once every CTA of that kernel
 // has executed pdl_launch_dependents() or exited). The rule for such a kernel:
 //   - it executes pdl_wait() in every CTA before it reads or writes any global memory that another kernel
-//     produces or consumes (activations, KV cache, positions, scratch), and before any early return; it may read
-//     constant data (weights) before;
+//     produces or consumes (activations, KV cache, scratch), and before any early return; it may read constant
+//     data before: weights, and the step's metadata (positions, block tables, slots), which the host writes before
+//     the step's first kernel and no kernel writes;
 //   - it may execute pdl_launch_dependents() at any point (at its start, usually), so the next kernel's CTAs are
 //     scheduled while this one finishes.
 // pdl_wait() returns once the preceding kernel has completed and its memory writes are visible. Since every

@@ -49,7 +49,9 @@ struct RopeKvArgs {
 template <typename E> __global__ void __launch_bounds__(kWarps * 32) rope_kv_store_kernel(const RopeKvArgs a) {
     using T = typename E::T;
     pdl_launch_dependents();
-    pdl_wait();
+    // The cos/sin table comes before the PDL wait, so its double-precision math overlaps the kernel before (the
+    // q|k|v matmul): it reads only the step's positions, which the host writes before the step's first kernel (no
+    // kernel writes them), and the frequency factors (weights).
     __shared__ float s_cos[kMaxHalf], s_sin[kMaxHalf];
     const int64_t t = blockIdx.x;
     const int64_t pos = a.positions[t];
@@ -62,6 +64,7 @@ template <typename E> __global__ void __launch_bounds__(kWarps * 32) rope_kv_sto
         s_cos[i] = float(cd);
         s_sin[i] = float(sd);
     }
+    pdl_wait();
     __syncthreads();
 
     const int lane = threadIdx.x & 31;
