@@ -147,7 +147,8 @@ public:
     virtual size_t workspace_bytes() const = 0;
 
     // ---- common ops
-    // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w   (w may be null: no weight). x == y allowed.
+    // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w   (w may be null: no weight). x == y allowed. w is a weight: no
+    // kernel of the step writes it (the CUDA kernel reads it before it waits for the kernel before it).
     virtual void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) = 0;
     // In-place RoPE on x = [n_tokens, n_heads * p.head_dim] (row stride `row_stride` floats) at `positions`.
     virtual void rope(float* x, int64_t row_stride, const int32_t* positions, int64_t n_tokens, int n_heads,
