@@ -105,7 +105,6 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
     static_assert(GP * (HD + 2) * sizeof(float) <= 4 * size_t(TB), "warp partial fits its tile buffers");
     namespace cg = cooperative_groups;
     pdl_launch_dependents();
-    pdl_wait();
 
     extern __shared__ __align__(16) unsigned char dsm[];
     float* sQ = reinterpret_cast<float*>(dsm);
@@ -120,16 +119,12 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = blockIdx.y;
     const int64_t t = blockIdx.z;  // row t is sequence t
+    // The step's metadata (positions, block tables) is written by the host before the step's first kernel: it is
+    // read before the PDL wait, and so are the K and V rows of keys before this step's position (written by earlier
+    // steps; the kernel before this one writes position pos only).
     const int32_t* table = a.block_tables + t * a.max_blocks;
-
     const int pos = a.token_pos[t];
     const int n = pos < 0 ? 0 : int(min64(int64_t(pos) + 1, a.max_ctx));  // keys 0 .. n - 1
-    const float* q = a.q + t * a.q_stride;
-    for (int e = tid; e < GP * HD; e += NT) {
-        const int h = e / HD, d = e % HD;
-        sQ[e] = h < a.group ? q[int64_t(g * a.group + h) * HD + d] * a.qscale : 0.f;
-    }
-    __syncthreads();
 
     // This warp's keys [kbeg, kend).
     const int per = (n + NWT - 1) / NWT;
@@ -168,6 +163,17 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
         }
     };
 
+    // A first tile of keys all before pos is copied before the wait, overlapping the kernel before (rope_kv_store).
+    const bool early = ntile > 0 && int(min64(int64_t(kbeg) + TK, kend)) <= pos;
+    if (early) issue(kbeg, 0);
+    pdl_wait();
+    const float* q = a.q + t * a.q_stride;
+    for (int e = tid; e < GP * HD; e += NT) {
+        const int h = e / HD, d = e % HD;
+        sQ[e] = h < a.group ? q[int64_t(g * a.group + h) * HD + d] * a.qscale : 0.f;
+    }
+    __syncthreads();
+
     float m[GP], l[GP], o[GP][DPL];
 #pragma unroll
     for (int h = 0; h < GP; ++h) {
@@ -177,7 +183,7 @@ __global__ void __cluster_dims__(kDecCluster, 1, 1) __launch_bounds__(NW * 32, 1
         for (int i = 0; i < DPL; ++i) o[h][i] = 0.f;
     }
 
-    if (ntile > 0) issue(kbeg, 0);
+    if (ntile > 0 && !early) issue(kbeg, 0);
     dec_cp_commit();
     for (int t = 0; t < ntile; ++t) {
         const int t0 = kbeg + t * TK;
