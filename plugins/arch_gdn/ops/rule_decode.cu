@@ -21,17 +21,37 @@ namespace {
 constexpr int kWarps = 4;
 using decode::kCols;
 
-// One warp: value columns [j0, j0 + kCols) of v-head h of row t (sequence t), f(column, o value) for each.
+// The state of value columns [j0, j0 + kCols) of v-head h of row t (sequence t).
+template <int kPer>
+__device__ __forceinline__ float* state_cols(const RuleArgs& a, int64_t t, int h, int j0) {
+    return a.state + int64_t(a.seqs.state_slots[t]) * a.state_stride +
+           (int64_t(h) * a.dims.head_v_dim + j0) * (kPer * 32);
+}
+
+// One warp: value columns [j0, j0 + kCols) of v-head h of row t (sequence t), their state in col (decode::load_cols
+// of state_cols), f(column, o value) for each.
+template <int kPer, class F>
+__device__ __forceinline__ void decode_cols_loaded(const RuleArgs& a, int64_t t, int h, int j0,
+                                                   const float (&col)[decode::kCols][kPer], F&& f) {
+    const Dims& d = a.dims;
+    const int kh = d.k_head_of(h), dk = kPer * 32;
+    const float* row = a.qkv + t * a.qkv_stride;
+    const float* q = row + int64_t(kh) * dk;
+    decode::delta_cols_loaded<kPer>(q, q + d.key_dim(), row + 2 * d.key_dim() + int64_t(h) * d.head_v_dim + j0,
+                                    expf(a.g[t * d.n_v_heads + h]), a.beta[t * d.n_v_heads + h], a.scale,
+                                    state_cols<kPer>(a, t, h, j0), j0, d.head_v_dim, col, f);
+}
+
+// decode_cols_loaded with the state read here.
 template <int kPer, class F>
 __device__ __forceinline__ void decode_cols(const RuleArgs& a, int64_t t, int h, int j0, F&& f) {
     const Dims& d = a.dims;
     const int kh = d.k_head_of(h), dk = kPer * 32;
     const float* row = a.qkv + t * a.qkv_stride;
     const float* q = row + int64_t(kh) * dk;
-    float* S = a.state + int64_t(a.seqs.state_slots[t]) * a.state_stride + (int64_t(h) * d.head_v_dim + j0) * dk;
     decode::delta_cols<kPer>(q, q + d.key_dim(), row + 2 * d.key_dim() + int64_t(h) * d.head_v_dim + j0,
-                             expf(a.g[t * d.n_v_heads + h]), a.beta[t * d.n_v_heads + h], a.scale, S, j0,
-                             d.head_v_dim, f);
+                             expf(a.g[t * d.n_v_heads + h]), a.beta[t * d.n_v_heads + h], a.scale,
+                             state_cols<kPer>(a, t, h, j0), j0, d.head_v_dim, f);
 }
 
 template <int kPer>  // dk / 32
@@ -79,7 +99,6 @@ __global__ void __launch_bounds__(W * 32) decode_norm_kernel(RuleArgs a) {
 template <int kPer, int W>
 __global__ void __launch_bounds__(W * 32) decode_norm_cluster_kernel(RuleArgs a) {
     imp::cuda::pdl_launch_dependents();
-    imp::cuda::pdl_wait();
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
     const int rank = int(cluster.block_rank()), n_cta = int(cluster.num_blocks());
@@ -89,12 +108,19 @@ __global__ void __launch_bounds__(W * 32) decode_norm_cluster_kernel(RuleArgs a)
     const int s = blockIdx.y / a.dims.n_v_heads, h = blockIdx.y % a.dims.n_v_heads, dv = a.dims.head_v_dim;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int step = n_cta * W * kCols, first = (rank * W + warp) * kCols;
+    // The state of the warp's first columns is read before the PDL wait, overlapping the kernels before: only this
+    // kernel writes this layer's state during a step (new sequences' slots are zeroed, forks copied, before the
+    // step's first kernel), and the state slots are step metadata the host writes before it.
+    float col0[kCols][kPer];
+    if (first < dv) decode::load_cols<kPer>(state_cols<kPer>(a, s, h, first), first, dv, col0);
+    imp::cuda::pdl_wait();
     float ss = 0.f;  // the same in every lane: f gets the warp-summed output
-    for (int j0 = first; j0 < dv; j0 += step)
-        decode_cols<kPer>(a, s, h, j0, [&](int j, float v) {
-            if (lane == 0) os[j] = v;
-            ss += v * v;
-        });
+    auto put = [&](int j, float v) {
+        if (lane == 0) os[j] = v;
+        ss += v * v;
+    };
+    if (first < dv) decode_cols_loaded<kPer>(a, s, h, first, col0, put);
+    for (int j0 = first + step; j0 < dv; j0 += step) decode_cols<kPer>(a, s, h, j0, put);
     if (lane == 0) red[warp] = ss;
     __syncthreads();
     if (threadIdx.x == 0) {

@@ -10,12 +10,25 @@ namespace imp::gdn::decode {
 
 constexpr int kCols = 4;  // value columns per warp
 
-// One warp: value columns [j0, j0 + kCols) (those < dv) of one v-head. q, k: the head's unit key vectors (dk = 32 kPer
-// floats, global or shared memory); v: the values of columns j0..; S: the state at column j0 ([kCols][dk]).
-// f(column, o value) for each column, in every lane.
+// This lane's share of value columns [j0, j0 + kCols) (those < dv) of the state at column j0 (S: [kCols][dk]).
+template <int kPer>
+__device__ __forceinline__ void load_cols(const float* S, int j0, int dv, float (&col)[kCols][kPer]) {
+    const int lane = threadIdx.x & 31;
+    constexpr int dk = kPer * 32;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c)
+        if (j0 + c < dv)
+#pragma unroll
+            for (int e = 0; e < kPer; ++e) col[c][e] = S[c * dk + lane + 32 * e];
+}
+
+// One warp: value columns [j0, j0 + kCols) (those < dv) of one v-head, their state already in col (load_cols).
+// q, k: the head's unit key vectors (dk = 32 kPer floats, global or shared memory); v: the values of columns j0..;
+// S: the state at column j0 ([kCols][dk]), rewritten. f(column, o value) for each column, in every lane.
 template <int kPer, class F>
-__device__ __forceinline__ void delta_cols(const float* q, const float* k, const float* v, float decay, float beta,
-                                           float scale, float* S, int j0, int dv, F&& f) {
+__device__ __forceinline__ void delta_cols_loaded(const float* q, const float* k, const float* v, float decay,
+                                                  float beta, float scale, float* S, int j0, int dv,
+                                                  const float (&col)[kCols][kPer], F&& f) {
     const int lane = threadIdx.x & 31;
     constexpr int dk = kPer * 32;
     float qr[kPer], kr[kPer], kq = 0.f;
@@ -26,12 +39,6 @@ __device__ __forceinline__ void delta_cols(const float* q, const float* k, const
         kq += kr[e] * qr[e];
     }
     kq = imp::cuda::warp_sum(kq);
-    float col[kCols][kPer];
-#pragma unroll
-    for (int c = 0; c < kCols; ++c)
-        if (j0 + c < dv)
-#pragma unroll
-            for (int e = 0; e < kPer; ++e) col[c][e] = S[c * dk + lane + 32 * e];
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
         if (j0 + c >= dv) break;
@@ -45,6 +52,15 @@ __device__ __forceinline__ void delta_cols(const float* q, const float* k, const
         for (int e = 0; e < kPer; ++e) S[c * dk + lane + 32 * e] = decay * col[c][e] + kr[e] * delta;
         f(j0 + c, scale * (decay * sq + delta * kq));
     }
+}
+
+// delta_cols_loaded with the state read here.
+template <int kPer, class F>
+__device__ __forceinline__ void delta_cols(const float* q, const float* k, const float* v, float decay, float beta,
+                                           float scale, float* S, int j0, int dv, F&& f) {
+    float col[kCols][kPer];
+    load_cols<kPer>(S, j0, dv, col);
+    delta_cols_loaded<kPer>(q, k, v, decay, beta, scale, S, j0, dv, col, f);
 }
 
 // y = o * inv_rms * w * silu(z): the gated norm's output of one element.
