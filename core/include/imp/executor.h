@@ -160,7 +160,9 @@ public:
     // Causal GQA attention over the paged cache for every row of b: for row t of sequence s = b.token_seq[t],
     // out[t, h*hd + d] = softmax_j(q_t,h . k_j,g * scale) v_j,g over positions j in [0, b.token_pos[t]] of s (found
     // through b.block_tables row s), g = h / (n_head/n_kv_head). q = [n_tokens, n_head * head_dim] (row stride
-    // q_stride); out = [n_tokens, n_head * head_dim] (contiguous).
+    // q_stride); out = [n_tokens, n_head * head_dim] (contiguous). Within one step, the K/V of positions before a
+    // row's own are not written by the step's kernels (only each row's own position is): the CUDA decode kernel
+    // starts reading them before it waits for the kernel before it.
     virtual void attention(const float* q, int64_t q_stride, const KVCacheView& kv, float* out,
                            const AttentionParams& p, const StepBatch& b) = 0;
     // out[i] = silu(gate[i]) * up[i] over n_rows rows of width n (row strides in floats).

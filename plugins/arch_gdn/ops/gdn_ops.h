@@ -131,6 +131,8 @@ struct RuleArgs {
 size_t rule_chunked_workspace_bytes(const Dims& d, int64_t n_tokens);
 
 // gdn.rule_decode: one row per sequence (n_tokens == n_seqs, row s belongs to sequence s).
+// Within a step, no other kernel writes the layer's recurrent state (new sequences' slots are zeroed and forks copied
+// before the step's first kernel): the CUDA kernel starts reading it before it waits for the kernel before it.
 struct RuleDecode {
     static constexpr const char* name = "gdn.rule_decode";
     using Args = RuleArgs;

@@ -8,7 +8,8 @@
 //   - it executes pdl_wait() in every CTA before it reads or writes any global memory that another kernel
 //     produces or consumes (activations, KV cache, scratch), and before any early return; it may read constant
 //     data before: weights, and the step's metadata (positions, block tables, slots), which the host writes before
-//     the step's first kernel and no kernel writes;
+//     the step's first kernel and no kernel writes; and state that only this kernel writes during a step (the KV of
+//     positions before a decode row's own, a GDN layer's recurrent state), where its op's contract says so;
 //   - it may execute pdl_launch_dependents() at any point (at its start, usually), so the next kernel's CTAs are
 //     scheduled while this one finishes.
 // pdl_wait() returns once the preceding kernel has completed and its memory writes are visible. Since every
