@@ -45,13 +45,9 @@ __device__ __forceinline__ void decode_cols_loaded(const RuleArgs& a, int64_t t,
 // decode_cols_loaded with the state read here.
 template <int kPer, class F>
 __device__ __forceinline__ void decode_cols(const RuleArgs& a, int64_t t, int h, int j0, F&& f) {
-    const Dims& d = a.dims;
-    const int kh = d.k_head_of(h), dk = kPer * 32;
-    const float* row = a.qkv + t * a.qkv_stride;
-    const float* q = row + int64_t(kh) * dk;
-    decode::delta_cols<kPer>(q, q + d.key_dim(), row + 2 * d.key_dim() + int64_t(h) * d.head_v_dim + j0,
-                             expf(a.g[t * d.n_v_heads + h]), a.beta[t * d.n_v_heads + h], a.scale,
-                             state_cols<kPer>(a, t, h, j0), j0, d.head_v_dim, f);
+    float col[decode::kCols][kPer];
+    decode::load_cols<kPer>(state_cols<kPer>(a, t, h, j0), j0, a.dims.head_v_dim, col);
+    decode_cols_loaded<kPer>(a, t, h, j0, col, f);
 }
 
 template <int kPer>  // dk / 32
