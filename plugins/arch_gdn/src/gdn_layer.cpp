@@ -127,6 +127,7 @@ public:
     void bind(const WeightSet& w) override {
         wnorm_ = need(w.vector(norm_.name), norm_.name);
         part_w_.assign(parts_.size(), nullptr);
+        fused_.assign(parts_.size(), 0);  // at most one matrix per part (forward: no allocation per step)
         for (Group& g : groups_) {
             g.w = g.count > 1 ? w.matrix(g.fused) : nullptr;
             if (!g.w)
@@ -202,14 +203,31 @@ public:
         float* o = beta + aligned(n * hv);
         float* ws = o + aligned(n * vd_);
 
-        ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
-        for (const Group& gr : groups_) {
-            if (gr.w) {
-                gr.w->matmul(ex, xn, s_.n_embd, proj + gr.col, P_, n, false);
-                continue;
+        // norm -> projections: each matrix takes the RMSNorm into its matmul where its format can
+        // (Weight::matmul_fused); the others read xn, normalized once.
+        auto each_matrix = [&](auto&& f) {  // f(weight, its first column of the projection row, its index)
+            size_t k = 0;
+            for (const Group& gr : groups_) {
+                if (gr.w) {
+                    f(gr.w, gr.col, k++);
+                    continue;
+                }
+                for (size_t i = gr.first; i < gr.first + gr.count; ++i) f(part_w_[i], parts_[i].col, k++);
             }
-            for (size_t i = gr.first; i < gr.first + gr.count; ++i)
-                part_w_[i]->matmul(ex, xn, s_.n_embd, proj + parts_[i].col, P_, n, false);
+        };
+        bool all = true;
+        each_matrix([&](const Weight* w, int64_t col, size_t k) {
+            FusedMatmul fm;
+            fm.x = hidden, fm.x_stride = s_.n_embd, fm.y = proj + col, fm.y_stride = P_, fm.n_tokens = n;
+            fm.norm = wnorm_, fm.norm_eps = s_.eps;
+            fused_[k] = w->matmul_fused(ex, fm);
+            all = all && fused_[k];
+        });
+        if (!all) {
+            ex.rms_norm(hidden, wnorm_, xn, n, s_.n_embd, s_.eps);
+            each_matrix([&](const Weight* w, int64_t col, size_t k) {
+                if (!fused_[k]) w->matmul(ex, xn, s_.n_embd, proj + col, P_, n, false);
+            });
         }
         if (grouped_qkvz_) regroup_(ex, {d, proj, P_, canon, P_, n, 0});
         if (grouped_ba_) regroup_(ex, {d, proj + conv_dim_ + vd_, P_, canon + conv_dim_ + vd_, P_, n, 1});
@@ -343,6 +361,7 @@ private:
     std::vector<Part> parts_;
     std::vector<Group> groups_;
     std::vector<const Weight*> part_w_;
+    std::vector<uint8_t> fused_;  // forward: which projection took the norm into its matmul
     WeightSpec norm_;
     std::string n_conv_, n_A_, n_dt_, n_gnorm_, n_out_;
     const float *wnorm_ = nullptr, *wconv_ = nullptr, *wA_ = nullptr, *wdt_ = nullptr, *wgnorm_ = nullptr;

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <span>
@@ -392,6 +393,45 @@ TEST_CASE("gpu: l2_prefetch (the next layer's weights into L2 during decode) cha
             }
         }
         CHECK(la == lb);
+    }
+}
+
+TEST_CASE("gpu: fuse_gemm_input (norm / SwiGLU in the GEMMs' bf16 input) gives the hybrids' logits bit for bit",
+          "[gpu][arch_gdn]") {
+    // [plugin.quant_ggml] fuse_gemm_input on the BF16 GGUF hybrids: prompts of more than 8 tokens take the GEMM path,
+    // where the GDN projections, the attention's q|k|v and the LM head take the RMSNorm into their bf16 conversion of
+    // x (the executor's op, bit for bit); the logits of every prompt row and of the decode steps after it equal the
+    // engine's without the setting exactly.
+    REQUIRE(cuda_device_count() > 0);
+    Registry& reg = full_gdn_registry();
+    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
+        INFO(shape);
+        auto src = open_model(synth(shape));
+        CudaExecutor dev_a(0), dev_b(0);
+        reg.configure("quant_ggml", "fuse_gemm_input", false);
+        Engine off(*src, reg, dev_a, opts(512, 1, true));
+        reg.configure("quant_ggml", "fuse_gemm_input", true);
+        Engine on(*src, reg, dev_b, opts(512, 1, true));
+        reg.configure("quant_ggml", "fuse_gemm_input", false);
+        for (const int n : {40, 300}) {
+            INFO(n << "-token prompt");
+            const auto prompt = tokens(n, n);
+            const size_t V = size_t(off.desc().n_vocab);
+            std::vector<float> a(size_t(n) * V), b(a.size());
+            off.reset();
+            on.reset();
+            off.forward(prompt.data(), n, a.data(), true);
+            on.forward(prompt.data(), n, b.data(), true);
+            for (int i = 0; i < 4; ++i) {
+                const int32_t t = int32_t((i * 29 + 7) % 500);
+                std::vector<float> la(V), lb(V);
+                off.forward(&t, 1, la.data());
+                on.forward(&t, 1, lb.data());
+                a.insert(a.end(), la.begin(), la.end());
+                b.insert(b.end(), lb.begin(), lb.end());
+            }
+            CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+        }
     }
 }
 
