@@ -208,6 +208,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     Engine& engine = s.engine();
     Executor& ex = s.executor();
     CudaExecutor* cuda_ex = dynamic_cast<CudaExecutor*>(&ex);
+    for (const std::string& pattern : b.ablate) (void)cuda_graphs::kernel_matches({}, pattern);  // malformed: now
     if (!b.ablate.empty() && (!cuda_ex || !prof.runtime.cuda_graphs))
         throw Error("bench.ablate switches kernels off in the decode steps' CUDA graphs: it needs runtime.executor "
                     "cuda (this run: " + ex.name() + ") and runtime.cuda_graphs = true");

@@ -90,6 +90,7 @@ std::vector<KernelNode> kernel_nodes(void* graph) {
         auto p = std::make_shared<CUDA_KERNEL_NODE_PARAMS_v2>();
         if (d.get_params && d.get_params(reinterpret_cast<CUgraphNode>(node), p.get()) == CUDA_SUCCESS) {
             k.name = name_of(*p);
+            k.grid[0] = p->gridDimX, k.grid[1] = p->gridDimY, k.grid[2] = p->gridDimZ;
             k.params = p;
         }
         out.push_back(std::move(k));
@@ -97,11 +98,32 @@ std::vector<KernelNode> kernel_nodes(void* graph) {
     return out;
 }
 
+bool kernel_matches(const KernelNode& k, const std::string& pattern) {
+    const size_t at = pattern.find('@');
+    const std::string part = pattern.substr(0, at);
+    bool ok = part.empty() || k.name.find(part) != std::string::npos;
+    for (size_t i = at; i != std::string::npos;) {  // every condition parsed, so a malformed one always throws
+        const size_t next = pattern.find('@', i + 1);
+        const std::string cond = pattern.substr(i + 1, next == std::string::npos ? std::string::npos : next - i - 1);
+        const char dim = cond.empty() ? '\0' : cond[0];
+        const char op = cond.size() > 1 ? cond[1] : '\0';
+        const std::string num = cond.size() > 2 ? cond.substr(2) : "";
+        const bool digits = !num.empty() && num.size() <= 9 && num.find_first_not_of("0123456789") == std::string::npos;
+        if ((dim != 'x' && dim != 'y' && dim != 'z') || (op != '<' && op != '=' && op != '>') || !digits)
+            throw Error("bench.ablate '" + pattern + "': condition '" + cond +
+                        "' is not a grid dimension (x, y, z), a comparison (<, =, >) and a number, e.g. y>1");
+        const unsigned g = k.grid[dim - 'x'], v = unsigned(std::stoul(num));
+        ok = ok && (op == '<' ? g < v : op == '=' ? g == v : g > v);
+        i = next;
+    }
+    return ok;
+}
+
 int set_enabled(void* exec, const std::vector<KernelNode>& nodes, const std::string& pattern, bool enabled) {
     const Driver& d = driver();
     int n = 0;
     for (const KernelNode& k : nodes) {
-        if (!pattern.empty() && k.name.find(pattern) == std::string::npos) continue;
+        if (!pattern.empty() && !kernel_matches(k, pattern)) continue;
         if (!d.exec_set_params || !k.params)
             throw Error("cuda: the driver cannot read or update the graph's kernel node '" + k.name +
                         "' (cuGraphKernelNodeGetParams / cuGraphExecKernelNodeSetParams, CUDA 12.0+)");
