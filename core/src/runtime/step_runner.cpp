@@ -122,7 +122,8 @@ void Engine::Impl::run_pass(std::span<const SeqWork> work, const std::vector<Ste
     // When those rows are one run (a decode step: every row ends its item), the LM head reads them in place (lm_head:
     // the norm fused in where the format can).
     int64_t k = 0, first_item = -1, row = 0;
-    std::vector<std::pair<int64_t, int64_t>> runs;  // (first row, rows)
+    auto& runs = lm_runs;  // (first row, rows)
+    runs.clear();
     for (const auto& g : segs) {
         row += g.n;
         if (!g.last) continue;
