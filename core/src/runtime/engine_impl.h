@@ -76,6 +76,7 @@ struct Engine::Impl {
     // Captures the all-decode step of one bucket over the metadata b (already uploaded) and keeps it.
     std::map<int, int>::iterator capture_decode(const StepBatch& b, int bucket);
     int capture_buckets();  // every bucket not captured yet; returns how many
+    void warm_bucket(int bucket);  // one eager pass of `bucket` padding sequences (before its capture)
 };
 
 }  // namespace imp

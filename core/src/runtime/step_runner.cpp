@@ -2,7 +2,10 @@
 // metadata of each pass filled on the host and uploaded in one copy, the layers run over all rows, and the LM head
 // run for the last row of each item that ends in the pass. All-decode steps (one row per sequence) replay a graph
 // captured once per batch-size bucket (1, 2, 4, ...; at the first step of that size, or all at once through
-// Engine::capture_decode_graphs), with padding sequences filling the bucket.
+// Engine::capture_decode_graphs), with padding sequences filling the bucket. Before a bucket's capture, one eager
+// pass of padding sequences only (which write no sequence's cache or state) runs the bucket's ops outside a capture
+// once: what a format does at the first call of a shape (cuBLASLt's plans; with gemm_tune, timing its algorithms)
+// happens there, not inside the capture, where it cannot.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -154,10 +157,17 @@ int Engine::Impl::capture_buckets() {
     int n = 0;
     for (int bucket = 1; bucket <= seq_rows; bucket *= 2) {
         if (decode_graphs.count(bucket)) continue;
+        warm_bucket(bucket);
         capture_decode(fill_meta({}, {}, bucket), bucket);
         ++n;
     }
     return n;
+}
+
+void Engine::Impl::warm_bucket(int bucket) {
+    const StepBatch pad = fill_meta({}, {}, bucket);
+    run_layers(pad);
+    lm_head(0, bucket, final_logits);
 }
 
 std::map<int, int>::iterator Engine::Impl::capture_decode(const StepBatch& b, int bucket) {
@@ -194,6 +204,7 @@ void Engine::Impl::run_step(std::span<const SeqWork> work, float* logits, bool a
     if (decode && !all_logits && opt.cuda_graphs && ex.supports_graphs()) {
         int bucket = 1;
         while (bucket < int(work.size())) bucket *= 2;
+        if (!decode_graphs.count(bucket)) warm_bucket(bucket);  // before this step's metadata is uploaded
         std::vector<StepSegment> segs;
         for (size_t i = 0; i < work.size(); ++i) segs.push_back({int(i), work[i].seq, 0, 1, true});
         const StepBatch b = fill_meta(work, segs, bucket - int(work.size()));

@@ -32,10 +32,14 @@
 #include "imp/cuda/staged_upload.h"
 #include "load_parallel.h"
 #include "imp/error.h"
-#include "lt_gemm.h"
+#include "imp/cuda/lt_gemm.h"
 #include "wo_kernels.h"
 
 namespace imp::wo {
+using cuda::GemmCall;
+using cuda::GemmType;
+using cuda::LtGemm;
+
 namespace {
 
 constexpr int64_t kMinTileOutputs = int64_t(8) << 20;

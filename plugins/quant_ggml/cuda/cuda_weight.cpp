@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "imp/cuda/check.h"
+#include "imp/cuda/lt_gemm.h"
 #include "imp/cuda/staged_upload.h"
 #include "imp/error.h"
 #include "kernels.h"
@@ -49,26 +50,6 @@ int64_t round_up(int64_t v, int64_t m) {
     return (v + m - 1) / m * m;
 }
 
-uint32_t alignment(const void* p) {
-    const auto a = reinterpret_cast<uintptr_t>(p);
-    uint32_t al = 256;
-    while (al > 1 && a % al != 0) al >>= 1;
-    return al;
-}
-
-struct LtKey {
-    int type;
-    int64_t m, n, k, lda, ldb, ldd;
-    uint32_t align_a, align_b, align_d;
-    auto operator<=>(const LtKey&) const = default;
-};
-
-struct LtPlan {
-    cublasLtMatmulDesc_t op = nullptr;
-    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-    cublasLtMatmulAlgo_t algo{};
-};
-
 class CudaWeight final : public Weight {
 public:
     CudaWeight(std::string name, const DeviceLayout& l, void* dev, const CudaOptions& opt)
@@ -84,12 +65,6 @@ public:
     ~CudaWeight() override {
         for (cudaEvent_t e : {ev_start_, ev_dq_[0], ev_dq_[1], ev_mm_[0], ev_mm_[1]})
             if (e) cudaEventDestroy(e);
-        for (auto& [k, p] : plans_) {
-            cublasLtMatrixLayoutDestroy(p.a);
-            cublasLtMatrixLayoutDestroy(p.b);
-            cublasLtMatrixLayoutDestroy(p.d);
-            cublasLtMatmulDescDestroy(p.op);
-        }
     }
 
     std::string type() const override { return type_info(l_.type).name; }
@@ -100,6 +75,7 @@ public:
     const std::string& name() const { return name_; }
     const CudaOptions& options() const { return opt_; }
     CudaOptions& options_for_tests() const { return opt_; }
+    int tuned_plans() const { return lt_.tuned_plans(); }
 
     void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
                 bool accumulate) const override {
@@ -119,7 +95,9 @@ public:
         if (!h.cublaslt)
             throw Error("quant_ggml: tensor '" + name_ + "': executor " + ex.name() + " has no cuBLASLt handle");
         if (l_.type == Type::F32) {
-            lt_matmul(h, CUDA_R_32F, dev_, l_.ld, x, x_stride, y, y_stride, rows_, n_tokens, accumulate);
+            check_workspace(ex, n_tokens);
+            lt_matmul(h, ex, ::imp::cuda::GemmType::F32, dev_, l_.ld, x, x_stride, y, y_stride, rows_, n_tokens,
+                      accumulate);
             return;
         }
         gemm(ex, h, n_tokens, y, y_stride, accumulate, [&](uint16_t* xb, int64_t ldb, cudaStream_t s) {
@@ -133,17 +111,13 @@ public:
     void gemm(Executor& ex, const CudaHandles& h, int64_t n_tokens, float* y, int64_t y_stride, bool accumulate,
               Convert&& convert) const {
         const auto st = static_cast<cudaStream_t>(h.stream);
-        const uint64_t need = workspace_bytes(n_tokens);
-        if (ex.workspace_bytes() < need || !ex.workspace())
-            throw Error("quant_ggml: tensor '" + name_ + "': matmul of " + std::to_string(n_tokens) + " tokens needs " +
-                        std::to_string(need) + " bytes of workspace, the executor reserved " +
-                        std::to_string(ex.workspace_bytes()));
+        check_workspace(ex, n_tokens);
         auto* ws = static_cast<uint8_t*>(ex.workspace());
         auto* xb = reinterpret_cast<uint16_t*>(ws);
         const int64_t ldb = round_up(cols_, 8);
         convert(xb, ldb, st);
         if (l_.type == Type::BF16) {
-            lt_matmul(h, CUDA_R_16BF, dev_, l_.ld, xb, ldb, y, y_stride, rows_, n_tokens, accumulate);
+            lt_matmul(h, ex, ::imp::cuda::GemmType::BF16, dev_, l_.ld, xb, ldb, y, y_stride, rows_, n_tokens, accumulate);
             return;
         }
         auto* wt = reinterpret_cast<uint16_t*>(ws + x_part(n_tokens));
@@ -152,7 +126,7 @@ public:
             for (int64_t r0 = 0; r0 < rows_; r0 += tile) {
                 const int64_t nr = std::min(tile, rows_ - r0);
                 dequant_bf16(l_, dev_, r0, nr, wt, ldw, st);
-                lt_matmul(h, CUDA_R_16BF, wt, ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
+                lt_matmul(h, ex, ::imp::cuda::GemmType::BF16, wt, ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
             }
             return;
         }
@@ -170,7 +144,7 @@ public:
             dequant_bf16(l_, dev_, r0, nr, buf[b], ldw, side_);
             IMP_CUDA_CHECK(cudaEventRecord(ev_dq_[b], side_));
             IMP_CUDA_CHECK(cudaStreamWaitEvent(st, ev_dq_[b], 0));
-            lt_matmul(h, CUDA_R_16BF, buf[b], ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
+            lt_matmul(h, ex, ::imp::cuda::GemmType::BF16, buf[b], ldw, xb, ldb, y + r0, y_stride, nr, n_tokens, accumulate);
             IMP_CUDA_CHECK(cudaEventRecord(ev_mm_[b], st));
         }
     }
@@ -218,10 +192,8 @@ public:
     }
 
     uint64_t workspace_bytes(int64_t n_tokens) const override {
-        if (n_tokens <= kMaxGemvTokens || l_.type == Type::F32) return 0;
-        if (l_.type == Type::BF16) return x_part(n_tokens);
-        const uint64_t tiles = overlap(n_tokens) ? 2 : 1;
-        return x_part(n_tokens) + tiles * uint64_t(tile_rows(n_tokens)) * uint64_t(round_up(cols_, 8)) * 2;
+        if (n_tokens <= kMaxGemvTokens) return 0;
+        return tune_offset(n_tokens) + tune_part(n_tokens);
     }
 
 private:
@@ -246,6 +218,28 @@ private:
 
     uint64_t x_part(int64_t n_tokens) const { return uint64_t(round_up(n_tokens * round_up(cols_, 8) * 2, 256)); }
 
+    // Workspace of a GEMM of n_tokens rows: [x in bf16 (not F32)][dequantized weight tiles (block types, F16)]
+    // [with gemm_tune: the tuning target of accumulating calls, rows_ x n_tokens floats].
+    uint64_t tune_offset(int64_t n_tokens) const {
+        if (l_.type == Type::F32) return 0;
+        if (l_.type == Type::BF16) return x_part(n_tokens);
+        const uint64_t tiles = overlap(n_tokens) ? 2 : 1;
+        return uint64_t(round_up(int64_t(x_part(n_tokens) + tiles * uint64_t(tile_rows(n_tokens)) *
+                                                                 uint64_t(round_up(cols_, 8)) * 2),
+                                 256));
+    }
+    uint64_t tune_part(int64_t n_tokens) const {
+        return opt_.gemm_tune ? uint64_t(round_up(rows_ * n_tokens * 4, 256)) : 0;
+    }
+
+    void check_workspace(Executor& ex, int64_t n_tokens) const {
+        const uint64_t need = workspace_bytes(n_tokens);
+        if (need && (ex.workspace_bytes() < need || !ex.workspace()))
+            throw Error("quant_ggml: tensor '" + name_ + "': matmul of " + std::to_string(n_tokens) + " tokens needs " +
+                        std::to_string(need) + " bytes of workspace, the executor reserved " +
+                        std::to_string(ex.workspace_bytes()));
+    }
+
     int64_t tile_rows(int64_t n_tokens) const {
         int64_t t = opt_.tile_rows;
         if (t <= 0) t = std::max((kMinTileOutputs + n_tokens - 1) / n_tokens, kMinTileElems / cols_);
@@ -265,58 +259,29 @@ private:
     }
 
     // D[m x n] (column-major, ld ldd; i.e. y[t * ldd + r]) = A^T B, A: k x m (W rows, ld lda), B: k x n (x rows).
-    // accumulate: D += A^T B (beta = 1; C is D, read once per output).
-    void lt_matmul(const CudaHandles& h, cudaDataType_t ab, const void* A, int64_t lda, const void* B, int64_t ldb,
-                   float* D, int64_t ldd, int64_t m, int64_t n, bool accumulate) const {
-        const LtKey key{int(ab), m, n, cols_, lda, ldb, ldd, alignment(A), alignment(B), alignment(D)};
-        const LtPlan& p = plan(h, key);
-        const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-        IMP_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, &alpha, A, p.a, B, p.b, &beta,
-                                        D, p.d, D, p.d, &p.algo, h.lt_workspace, h.lt_workspace_bytes,
-                                        static_cast<cudaStream_t>(h.stream)));
-    }
-
-    const LtPlan& plan(const CudaHandles& h, const LtKey& key) const {
-        std::lock_guard<std::mutex> lk(mu_);
-        auto it = plans_.find(key);
-        if (it != plans_.end()) return it->second;
-        LtPlan p;
-        const auto ab = cudaDataType_t(key.type);
-        IMP_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-        const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-        IMP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-        IMP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(key.k), uint64_t(key.m), key.lda));
-        IMP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(key.k), uint64_t(key.n), key.ldb));
-        IMP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(key.m), uint64_t(key.n), key.ldd));
-        cublasLtMatmulPreference_t pref = nullptr;
-        IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-        const uint64_t wsb = h.lt_workspace ? h.lt_workspace_bytes : 0;
-        cublasLtMatmulHeuristicResult_t res{};
-        int found = 0;
-        try {
-            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
-                                                                  sizeof(wsb)));
-            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                                                  &key.align_a, sizeof(uint32_t)));
-            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                                                  &key.align_b, sizeof(uint32_t)));
-            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                                                                  &key.align_d, sizeof(uint32_t)));
-            IMP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                                                                  &key.align_d, sizeof(uint32_t)));
-            IMP_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(h.cublaslt), p.op, p.a, p.b,
-                                                            p.d, p.d, pref, 1, &res, &found));
-        } catch (...) {
-            cublasLtMatmulPreferenceDestroy(pref);
-            throw;
+    // accumulate: D += A^T B (beta = 1; C is D, read once per output). With gemm_tune, the timing runs (beta 0) of a
+    // bucket's first eager call write D itself when it is overwritten anyway, else the workspace's tuning part.
+    void lt_matmul(const CudaHandles& h, Executor& ex, ::imp::cuda::GemmType type, const void* A, int64_t lda,
+                   const void* B, int64_t ldb, float* D, int64_t ldd, int64_t m, int64_t n, bool accumulate) const {
+        ::imp::cuda::GemmCall c;
+        c.type = type;
+        c.a = A;
+        c.lda = lda;
+        c.b = B;
+        c.ldb = ldb;
+        c.d = D;
+        c.ldd = ldd;
+        c.m = m;
+        c.n = n;
+        c.k = cols_;
+        c.accumulate = accumulate;
+        if (opt_.gemm_tune) {
+            if (!accumulate)
+                c.tune_d = D;
+            else if (ldd * n <= rows_ * n)  // the tuning part holds rows_ x n floats
+                c.tune_d = reinterpret_cast<float*>(static_cast<uint8_t*>(ex.workspace()) + tune_offset(n));
         }
-        cublasLtMatmulPreferenceDestroy(pref);
-        if (found < 1)
-            throw Error("quant_ggml: tensor '" + name_ + "': cuBLASLt has no algorithm for " + std::to_string(key.m) +
-                        "x" + std::to_string(key.n) + "x" + std::to_string(key.k));
-        p.algo = res.algo;
-        return plans_.emplace(key, p).first->second;
+        lt_.run(h, c);
     }
 
     std::string name_;
@@ -325,8 +290,7 @@ private:
     mutable CudaOptions opt_;  // mutable: tests and the bench switch variants on a loaded weight
     cudaStream_t side_ = nullptr;  // overlapped dequantization (block types and F16)
     cudaEvent_t ev_start_ = nullptr, ev_dq_[2] = {}, ev_mm_[2] = {};
-    mutable std::mutex mu_;
-    mutable std::map<LtKey, LtPlan> plans_;
+    ::imp::cuda::LtGemm lt_{"quant_ggml: tensor '" + name_ + "'"};
 };
 
 std::string supported_list() {
@@ -383,11 +347,12 @@ std::unique_ptr<Weight> load_weight(const std::string& tensor, Type t, int64_t c
 }
 
 namespace {
-CudaOptions& options_of(const Weight& w) {
+const CudaWeight& weight_of(const Weight& w) {
     const auto* cw = dynamic_cast<const CudaWeight*>(&w);
     if (!cw) throw Error("quant_ggml: weight of type " + w.type() + " is not a CUDA weight of quant_ggml");
-    return cw->options_for_tests();
+    return *cw;
 }
+CudaOptions& options_of(const Weight& w) { return weight_of(w).options_for_tests(); }
 }  // namespace
 
 void set_gemv_plan(const Weight& w, int splits, int warps_per_row_group) {
@@ -401,6 +366,8 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu) {
 }
 void set_gemv_dp4a(const Weight& w, bool dp4a) { options_of(w).dp4a = dp4a; }
 void set_gemm_fusion(const Weight& w, bool on) { options_of(w).fuse_gemm_input = on; }
+void set_gemm_tune(const Weight& w, bool on) { options_of(w).gemm_tune = on; }
+int gemm_tuned_plans(const Weight& w) { return weight_of(w).tuned_plans(); }
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch) {
     CudaOptions& o = options_of(w);
     o.l2_prefetch = l2_prefetch;

@@ -12,7 +12,7 @@
 namespace imp::ggml::cuda {
 
 // Kernel choices of one CUDA weight: from the plugin's settings ([plugin.quant_ggml] gemv_dp4a, gemv_q8_dp4a,
-// gemv_prefetch, gemv_plain_pdl, gemv_l2_prefetch, fuse_norm, fuse_swiglu, fuse_gemm_input) at load; tests and
+// gemv_prefetch, gemv_plain_pdl, gemv_l2_prefetch, fuse_norm, fuse_swiglu, fuse_gemm_input, gemm_tune) at load; tests and
 // the bench change them per weight (0 = automatic): the block types' GEMV plan (column splits over the CTAs of a
 // cluster, 1..8; warps per row group, 1/2/4/8), rows per dequantized tile on the GEMM path, and whether the GEMM
 // path dequantizes the next tile on a side stream while the current one is multiplied (0 = never, the default;
@@ -25,6 +25,7 @@ struct CudaOptions {
     int l2_prefetch = 0;     // block-type GEMVs: bytes per CTA prefetched into L2 before the wait (0: none)
     bool fuse_norm = false, fuse_swiglu = false;  // what matmul_fused may take into the GEMV (gemv_fusable)
     bool fuse_gemm_input = false;  // matmul_fused on the GEMM path: the norm / SwiGLU in the conversion of x to bf16
+    bool gemm_tune = false;  // GEMMs: cuBLASLt's algorithms timed once per shape bucket (imp/cuda/lt_gemm.h)
     int splits = 0, kw = 0;
     int64_t tile_rows = 0;
     int overlap = 0;
@@ -58,6 +59,9 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu);
 void set_gemv_dp4a(const Weight& w, bool dp4a);
 // CudaOptions::fuse_gemm_input.
 void set_gemm_fusion(const Weight& w, bool on);
+// CudaOptions::gemm_tune (workspace_bytes grows with it), and how many GEMM plans were timed so far.
+void set_gemm_tune(const Weight& w, bool on);
+int gemm_tuned_plans(const Weight& w);
 // The GEMV variants of CudaOptions: q8_dp4a, prefetch, plain_pdl, l2_prefetch.
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch = 0);
 void set_gemm_overlap(const Weight& w, int mode);

@@ -237,6 +237,7 @@ cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     o.fuse_norm = gs.fuse_norm;
     o.fuse_swiglu = gs.fuse_swiglu;
     o.fuse_gemm_input = gs.fuse_gemm_input;
+    o.gemm_tune = gs.gemm_tune;
     return o;
 }
 }  // namespace

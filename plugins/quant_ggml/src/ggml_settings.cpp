@@ -61,6 +61,11 @@ void declare_ggml_settings(Registry& reg) {
                      "them (q|k|v, gate|up) or the SwiGLU (down) into the kernel that converts x to bf16 (one kernel "
                      "and one fp32 round trip less per use; same bits)",
                      {}});
+    reg.add_setting({"gemm_tune", false,
+                     "CUDA: the first call outside a graph capture of each GEMM shape (more than 8 tokens; token counts "
+                     "bucketed by powers of two) times cuBLASLt's algorithms and keeps the fastest instead of the "
+                     "heuristic's first; accumulating GEMMs take rows x tokens floats of workspace for it",
+                     {}});
     reg.add_setting({"cpu_kernels", std::string("auto"),
                      "CPU: block kernels: auto (the fastest this CPU runs), generic (baseline C++), avx2",
                      {"auto", "generic", "avx2"}});
@@ -86,6 +91,7 @@ GgmlSettings ggml_settings(const Settings* s) {
     g.fuse_norm = s->get_bool("fuse_norm");
     g.fuse_swiglu = s->get_bool("fuse_swiglu");
     g.fuse_gemm_input = s->get_bool("fuse_gemm_input");
+    g.gemm_tune = s->get_bool("gemm_tune");
     return g;
 }
 

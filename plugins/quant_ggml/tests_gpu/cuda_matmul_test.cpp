@@ -311,6 +311,83 @@ TEST_CASE("quant_ggml cuda: GEMV and GEMM replay from a captured CUDA graph", "[
         }
 }
 
+// gemm_tune: the timed runs leave every result right (overwriting: they write y itself; accumulating: the
+// workspace's tuning part, so y's old values survive), a plan is timed once per token bucket (powers of two) and a
+// later token count of a timed bucket takes its algorithm without timing, a first call inside a graph capture keeps
+// the heuristic's algorithm (no timing in a capture) and the next eager call of that bucket times it.
+TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucket, results unchanged",
+          "[quant_ggml_gpu][gemm][tune]") {
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(909);
+    for (const char* type : {"BF16", "Q4_K", "F32"}) {
+        const int64_t rows = 384, cols = 1024, n_max = 300, ys = rows;
+        const double tol = std::string(type) == "F32" ? 1e-4 : 1e-2;
+        const HostTensor h = random_tensor(type, rows, cols, rng);
+        const auto w = f.load(request_for(h.src()), *ex);
+        const auto wdq = dequantized(h);
+        const auto x = random_activations(size_t(n_max * cols), rng);
+        const auto ref = reference(wdq, rows, cols, x, cols, n_max);
+        float* xd = device_copy(*ex, x);
+        auto* yd = static_cast<float*>(ex->alloc(size_t(n_max * ys) * 4, "y"));
+        const uint64_t plain = w->workspace_bytes(n_max);
+        cuda::set_gemm_tune(*w, true);
+        const uint64_t tuned = w->workspace_bytes(n_max);
+        CHECK(tuned >= plain + uint64_t(rows * n_max) * 4);  // the accumulating calls' tuning part
+        ex->reserve_workspace(tuned);
+        CHECK(cuda::gemm_tuned_plans(*w) == 0);
+        auto check_plain = [&](int64_t n, int tuned_after) {
+            INFO(type << ", tokens " << n);
+            const auto y = run_matmul(*ex, *w, xd, cols, yd, ys, n_max, n);
+            const Check c = check_output(y, ys, n_max, rows, ref, n);
+            CHECK(c.unwritten == 0);
+            CHECK(c.overwritten == 0);
+            CHECK(c.rel <= tol);
+            CHECK(cuda::gemm_tuned_plans(*w) == tuned_after);
+        };
+        check_plain(17, 1);  // bucket 32: timed
+        check_plain(20, 1);  // bucket 32 again, another plan: the timed algorithm, no timing
+        check_plain(17, 1);  // the same plan: nothing new
+        check_plain(33, 2);  // bucket 64
+        {
+            INFO(type << ", accumulating, tokens 100");
+            std::vector<double> ref_acc;
+            const auto y = run_matmul_acc(*ex, *w, xd, cols, yd, ys, n_max, 100, ref, rng, ref_acc);
+            const Check c = check_output(y, ys, n_max, rows, ref_acc, 100);
+            CHECK(c.unwritten == 0);
+            CHECK(c.overwritten == 0);
+            CHECK(c.rel <= tol);
+            CHECK(cuda::gemm_tuned_plans(*w) == 3);  // bucket 128, timed on the workspace
+        }
+        // Bucket 256 first inside a capture: not timed there; the replay is right; the next eager call times it.
+        const int64_t n_g = 200;
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        QG_TEST_CUDA(cudaStreamBeginCapture(stream_of(*ex), cudaStreamCaptureModeThreadLocal));
+        w->matmul(*ex, xd, cols, yd, ys, n_g, false);
+        QG_TEST_CUDA(cudaStreamEndCapture(stream_of(*ex), &graph));
+        QG_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+        CHECK(cuda::gemm_tuned_plans(*w) == 3);
+        poison(*ex, yd, size_t(n_max * ys) * 4);
+        QG_TEST_CUDA(cudaGraphLaunch(exec, stream_of(*ex)));
+        ex->synchronize();
+        std::vector<float> g(size_t(n_max * ys));
+        ex->download(g.data(), yd, g.size() * 4);
+        {
+            INFO(type << ", graph replay, tokens " << n_g);
+            const Check c = check_output(g, ys, n_max, rows, ref, n_g);
+            CHECK(c.unwritten == 0);
+            CHECK(c.rel <= tol);
+        }
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        check_plain(n_g, 4);
+        // Off again: no more timing.
+        cuda::set_gemm_tune(*w, false);
+        check_plain(257, 4);
+    }
+}
+
 TEST_CASE("quant_ggml cuda: load and device_bytes on a real CUDA executor", "[quant_ggml_gpu][load]") {
     auto ex = make_gpu();
     GgmlFormat f;

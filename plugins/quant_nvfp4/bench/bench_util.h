@@ -16,7 +16,7 @@
 #include "fp8_cuda.h"
 #include "ggml_types.h"
 #include "imp/cuda/check.h"
-#include "lt_gemm.h"
+#include "imp/cuda/lt_gemm.h"
 #include "nvfp4_cuda.h"
 
 namespace imp::wo_bench {
@@ -88,8 +88,8 @@ struct RandomWeights {
 };
 
 // The cuBLASLt BF16 GEMM call y [n, rows] = x [n, cols] . w [rows, cols]^T (fp32 out).
-inline wo::GemmCall bf16_call(const uint16_t* w, const uint16_t* x, float* y, int64_t rows, int64_t cols, int64_t n) {
-    wo::GemmCall c;
+inline cuda::GemmCall bf16_call(const uint16_t* w, const uint16_t* x, float* y, int64_t rows, int64_t cols, int64_t n) {
+    cuda::GemmCall c;
     c.a = w;
     c.lda = cols;
     c.b = x;

@@ -10,7 +10,7 @@
 //      offers for the BF16 GEMM, the FP8 GEMM with scalar scales and with outer-vector scales (fastest first, the
 //      heuristic's rank and the configuration).
 #include "bench_util.h"
-#include "lt_gemm.h"
+#include "imp/cuda/lt_gemm.h"
 #include "wo_kernels.h"
 #include "wo_weight.h"
 
@@ -27,7 +27,7 @@ double timed(CudaExecutor& ex, const std::function<void()>& fn) {
     return time_median(ex, 10, [&] { ex.replay(g); }) / 5.0;
 }
 
-void print_algos(const char* what, int64_t rows, int64_t cols, double flops, const std::vector<wo::AlgoTime>& t) {
+void print_algos(const char* what, int64_t rows, int64_t cols, double flops, const std::vector<cuda::AlgoTime>& t) {
     for (const auto& a : t)
         std::printf("%5lldx%-5lld   %-18s heuristic #%d: %7.1f TFLOP/s  %8.2f us  (%s)\n", (long long)rows,
                     (long long)cols, what, a.index, flops / a.seconds * 1e-12, a.seconds * 1e6, a.config.c_str());
@@ -54,10 +54,10 @@ void gemm_parts(CudaExecutor& ex, int64_t rows, int64_t cols, int64_t n, const f
     std::printf("%5lldx%-5lld   quantize per tensor %8.2f us (%.0f GB/s of x), per token %8.2f us (%.0f GB/s)\n",
                 (long long)rows, (long long)cols, qt * 1e6, xbytes / qt * 1e-9, qr * 1e6, xbytes / qr * 1e-9);
     ex.upload(sb, ones.data(), size_t(n) * 4);
-    wo::GemmCall c = bf16_call(wb, xb, y, rows, cols, n);
-    wo::LtGemm lt("bench parts");
+    cuda::GemmCall c = bf16_call(wb, xb, y, rows, cols, n);
+    cuda::LtGemm lt("bench parts");
     print_algos("bf16 gemm", rows, cols, flops, lt.time_algos(h, c, 10));
-    c.type = wo::GemmType::FP8;
+    c.type = cuda::GemmType::FP8;
     c.a = w8;
     c.b = x8;
     c.a_scale = stat + wo::kStatUnit;
@@ -90,8 +90,8 @@ void bench_gemm(CudaExecutor& ex, int64_t n, double copy, bool parts) {
         std::vector<uint16_t> h(size_t(rows * cols), 0x3C00);
         ex.upload(wb, h.data(), h.size() * 2);
         ex.upload(xb, h.data(), size_t(n * cols) * 2);
-        wo::LtGemm lt("bench bf16");
-        const wo::GemmCall c = bf16_call(wb, xb, y, rows, cols, n);
+        cuda::LtGemm lt("bench bf16");
+        const cuda::GemmCall c = bf16_call(wb, xb, y, rows, cols, n);
         const double bf16 = timed(ex, [&] { lt.run(*ex.cuda(), c); });
         std::printf("%5lldx%-5lld %-28s %7.1f TFLOP/s  %8.2f us\n", (long long)rows, (long long)cols, "cublaslt bf16",
                     flops / bf16 * 1e-12, bf16 * 1e6);

@@ -1,19 +1,20 @@
-// Weight-only CUDA weights: cuBLASLt GEMMs of the prefill path (lt_gemm.h). D = A^T B in cuBLASLt's column-major
+// imp SDK (CUDA): cuBLASLt GEMMs of weights and activations (imp/cuda/lt_gemm.h). D = A^T B in cuBLASLt's column-major
 // terms: A is the weight, k x m with lda (TRANSA = T), B the activations, k x n with ldb, D fp32 m x n with ldd;
 // FP8 (E4M3 x E4M3 on Hopper's FP8 tensor cores) takes its per-tensor scales from device memory
 // (CUBLASLT_MATMUL_DESC_A/B_SCALE_POINTER), so a captured graph replays with new activation scales; per-row and
 // per-token scales as outer vectors (CUBLASLT_MATMUL_DESC_A/B_SCALE_MODE).
-#include "lt_gemm.h"
+#include "imp/cuda/lt_gemm.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "imp/cuda/check.h"
 #include "imp/error.h"
 
-namespace imp::wo {
+namespace imp::cuda {
 namespace {
 
 static_assert(sizeof(cublasLtMatmulAlgo_t) <= 64, "cublasLtMatmulAlgo_t grew");
@@ -38,7 +39,8 @@ LtGemm::~LtGemm() {
 }
 
 std::string LtGemm::describe(const GemmCall& c) const {
-    return name_ + ": " + (c.type == GemmType::FP8 ? "FP8" : "BF16") + " GEMM " + std::to_string(c.m) + "x" +
+    const char* t = c.type == GemmType::FP8 ? "FP8" : c.type == GemmType::F32 ? "F32" : "BF16";
+    return name_ + ": " + t + " GEMM " + std::to_string(c.m) + "x" +
            std::to_string(c.n) + "x" + std::to_string(c.k) + " (ld " + std::to_string(c.lda) + "/" +
            std::to_string(c.ldb) + "/" + std::to_string(c.ldd) + ")";
 }
@@ -75,12 +77,24 @@ bool LtGemm::try_run(const CudaHandles& h, const GemmCall& c, std::string* why) 
     std::lock_guard<std::mutex> lk(mu_);
     Plan& p = plan(h, key);
     if (c.tune_d && !p.tuned && p.refused.empty()) {
-        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-        IMP_CUDA_CHECK(cudaStreamIsCapturing(static_cast<cudaStream_t>(h.stream), &cs));
-        if (cs == cudaStreamCaptureStatusNone) {  // a capture keeps the heuristic's order; the next eager call tunes
-            const auto t = time_plan(h, p, c, c.tune_d, 3);
-            if (!t.empty()) p.good = t.front().index;
+        const Key bk = bucket_of(key);
+        const auto t = tuned_.find(bk);
+        if (t != tuned_.end()) {
+            // The bucket was timed on another plan: its winner first where cuBLASLt takes it for this one.
+            adopt(h, p, t->second);
             p.tuned = true;
+        } else {
+            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+            IMP_CUDA_CHECK(cudaStreamIsCapturing(static_cast<cudaStream_t>(h.stream), &cs));
+            if (cs == cudaStreamCaptureStatusNone) {  // a capture keeps the heuristic's order; an eager call tunes
+                const auto times = time_plan(h, p, c, c.tune_d, 3);
+                if (!times.empty()) {
+                    p.good = times.front().index;
+                    tuned_.emplace(bk, p.algos[size_t(p.good)]);
+                }
+                p.tuned = true;
+                ++n_tuned_;
+            }
         }
     }
     if (p.refused.empty()) {
@@ -115,7 +129,7 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     const bool fp8 = key.type == int(GemmType::FP8);
-    const cudaDataType_t ab = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    const cudaDataType_t ab = fp8 ? CUDA_R_8F_E4M3 : key.type == int(GemmType::F32) ? CUDA_R_32F : CUDA_R_16BF;
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
     cublasLtMatmulPreference_t pref = nullptr;
@@ -195,9 +209,42 @@ LtGemm::Plan& LtGemm::plan(const CudaHandles& h, const Key& key) const {
         p.algos.push_back(a);
     }
     if (p.algos.empty())
-        p.refused = std::string("its heuristic has no ") + (fp8 ? "FP8" : "BF16") + " algorithm" +
+        p.refused = std::string("its heuristic has no ") +
+                    (fp8 ? "FP8" : key.type == int(GemmType::F32) ? "F32" : "BF16") + " algorithm" +
                     (key.vec ? " with outer-vector scales" : "");
     return plans_.emplace(key, std::move(p)).first->second;
 }
 
-}  // namespace imp::wo
+LtGemm::Key LtGemm::bucket_of(Key k) {
+    int64_t b = 1;
+    while (b < k.n) b *= 2;
+    k.n = b;
+    return k;
+}
+
+bool LtGemm::adopt(const CudaHandles& h, Plan& p, const Algo& algo) const {
+    cublasLtMatmulAlgo_t a;
+    std::memcpy(&a, algo.bytes, sizeof(a));
+    cublasLtMatmulHeuristicResult_t r{};
+    const cublasStatus_t st = cublasLtMatmulAlgoCheck(
+        static_cast<cublasLtHandle_t>(h.cublaslt), static_cast<cublasLtMatmulDesc_t>(p.op),
+        static_cast<cublasLtMatrixLayout_t>(p.a), static_cast<cublasLtMatrixLayout_t>(p.b),
+        static_cast<cublasLtMatrixLayout_t>(p.d), static_cast<cublasLtMatrixLayout_t>(p.d), &a, &r);
+    if (st != CUBLAS_STATUS_SUCCESS || r.state != CUBLAS_STATUS_SUCCESS ||
+        r.workspaceSize > (h.lt_workspace ? h.lt_workspace_bytes : 0))
+        return false;
+    for (size_t i = 0; i < p.algos.size(); ++i)
+        if (std::memcmp(p.algos[i].bytes, algo.bytes, sizeof(a)) == 0) {
+            std::rotate(p.algos.begin(), p.algos.begin() + int64_t(i), p.algos.begin() + int64_t(i) + 1);
+            return true;
+        }
+    p.algos.insert(p.algos.begin(), algo);
+    return true;
+}
+
+int LtGemm::tuned_plans() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return n_tuned_;
+}
+
+}  // namespace imp::cuda

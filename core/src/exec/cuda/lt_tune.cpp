@@ -1,4 +1,4 @@
-// Weight-only CUDA weights: timing the algorithms of one cuBLASLt GEMM plan (lt_gemm.h): each algorithm the
+// imp SDK (CUDA): timing the algorithms of one cuBLASLt GEMM plan (imp/cuda/lt_gemm.h): each algorithm the
 // heuristic offered runs once to warm up and `reps` times between two events on the executor's stream, writing a
 // scratch output with beta 0; the list comes back fastest first with each algorithm's configuration (tile, stages,
 // split-K, swizzle, cluster) for the bench to print. Used by the first eager call of a tuned plan and by the bench.
@@ -9,9 +9,9 @@
 #include <cstring>
 
 #include "imp/cuda/check.h"
-#include "lt_gemm.h"
+#include "imp/cuda/lt_gemm.h"
 
-namespace imp::wo {
+namespace imp::cuda {
 namespace {
 
 std::string config(const cublasLtMatmulAlgo_t& a) {
@@ -78,4 +78,4 @@ std::vector<AlgoTime> LtGemm::time_plan(const CudaHandles& h, Plan& p, const Gem
     return out;
 }
 
-}  // namespace imp::wo
+}  // namespace imp::cuda

@@ -1,10 +1,13 @@
-// Weight-only CUDA weights: the cuBLASLt GEMMs of the prefill path (BF16 x BF16 and E4M3 x E4M3, fp32 output and
-// accumulation), with the plans (descriptors and the heuristic's algorithms) cached per shape, alignment and scale
+// imp SDK (CUDA): weight x activation GEMMs through cuBLASLt (F32 x F32, BF16 x BF16 and E4M3 x E4M3; fp32 output
+// and accumulation), with the plans (descriptors and the heuristic's algorithms) cached per shape, alignment and scale
 // pointers. The first call of a plan tries the heuristic's algorithms in order and keeps the first that cuBLASLt
 // runs (cuBLASLt can refuse at cublasLtMatmul an algorithm its heuristic offered); a plan that every algorithm
-// refuses is remembered as refused. With a tuning scratch (GemmCall::tune_d), the first call of a plan outside a graph
-// capture instead times every algorithm the heuristic offered (lt_tune.cpp) and keeps the fastest. Needs no CUDA
-// headers to include.
+// refuses is remembered as refused. With a tuning scratch (GemmCall::tune_d), the first call outside a graph capture
+// of a plan whose token count falls in a bucket not yet tuned (token counts rounded up to a power of two) times every
+// algorithm the heuristic offered (lt_tune.cpp) and keeps the fastest; later plans of the same bucket (other token
+// counts of the same weight and strides) put that algorithm first when cuBLASLt accepts it for them, so a server's
+// varying step sizes are timed once per bucket, not once per size. Used by quant_fp8 / quant_nvfp4 and quant_ggml;
+// needs no CUDA headers to include.
 #pragma once
 #include <compare>
 #include <cstdint>
@@ -14,10 +17,11 @@
 #include <vector>
 
 #include "imp/executor.h"
+#include "imp/export.h"
 
-namespace imp::wo {
+namespace imp::cuda {
 
-enum class GemmType { BF16, FP8 };
+enum class GemmType { BF16, FP8, F32 };
 
 // y[t * ldd + r] (+)= alpha * a_scale * b_scale * sum_k A[r * lda + k] B[t * ldb + k] for r < m, t < n:
 // A the weight rows, B the activation rows; a_scale / b_scale device floats (FP8 only; null: 1; 16-byte aligned).
@@ -50,7 +54,7 @@ struct AlgoTime {
     std::string config;
 };
 
-class LtGemm {
+class IMP_API LtGemm {
 public:
     explicit LtGemm(std::string name) : name_(std::move(name)) {}
     ~LtGemm();
@@ -64,6 +68,8 @@ public:
     // Times each algorithm of c's plan (one warm-up and `reps` runs each, writing c.d with beta 0), best first;
     // algorithms cuBLASLt refuses are left out. Synchronizes the stream; not inside a graph capture.
     std::vector<AlgoTime> time_algos(const CudaHandles& h, const GemmCall& c, int reps) const;
+    // Plans timed so far (tests and the bench: a tuned call counts once).
+    int tuned_plans() const;
 
 private:
     struct Key {
@@ -95,9 +101,16 @@ private:
     std::vector<AlgoTime> time_plan(const CudaHandles& h, Plan& p, const GemmCall& c, float* d, int reps) const;
     std::string describe(const GemmCall& c) const;
 
+    // A plan's key with the token count rounded up to a power of two: plans of one bucket share the tuned algorithm.
+    static Key bucket_of(Key k);
+    // Puts algo first in p's list when cuBLASLt accepts it for p's descriptors (cublasLtMatmulAlgoCheck).
+    bool adopt(const CudaHandles& h, Plan& p, const Algo& algo) const;
+
     std::string name_;
     mutable std::mutex mu_;
     mutable std::map<Key, Plan> plans_;
+    mutable std::map<Key, Algo> tuned_;  // by bucket_of: the fastest algorithm of the bucket's first tuned plan
+    mutable int n_tuned_ = 0;
 };
 
-}  // namespace imp::wo
+}  // namespace imp::cuda
