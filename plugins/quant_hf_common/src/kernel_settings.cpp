@@ -23,7 +23,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      {"tensor", "token"}});
     reg.add_setting({"gemm_tune", false,
                      "CUDA: prefill GEMMs time every cuBLASLt heuristic algorithm at the first eager call of a shape "
-                     "and keep the fastest", {}});
+                     "(token counts bucketed by powers of two) and keep the fastest", {}});
     reg.add_setting({"gemv_max_tokens", int64_t(8),
                      "CUDA: with the FP8 GEMM prefill, matmuls of more tokens than this (1-8) run the FP8 GEMM "
                      "instead of the GEMV", {}, 1, 8});
