@@ -229,7 +229,7 @@ private:
                                  256));
     }
     uint64_t tune_part(int64_t n_tokens) const {
-        return opt_.gemm_tune ? uint64_t(round_up(rows_ * n_tokens * 4, 256)) : 0;
+        return opt_.gemm_tune && opt_.tune_scratch ? uint64_t(round_up(rows_ * n_tokens * 4, 256)) : 0;
     }
 
     void check_workspace(Executor& ex, int64_t n_tokens) const {
@@ -278,7 +278,7 @@ private:
         if (opt_.gemm_tune) {
             if (!accumulate)
                 c.tune_d = D;
-            else if (ldd * n <= rows_ * n)  // the tuning part holds rows_ x n floats
+            else if (opt_.tune_scratch && ldd <= rows_)  // the tuning part holds rows_ x n floats
                 c.tune_d = reinterpret_cast<float*>(static_cast<uint8_t*>(ex.workspace()) + tune_offset(n));
         }
         lt_.run(h, c);
@@ -366,7 +366,10 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu) {
 }
 void set_gemv_dp4a(const Weight& w, bool dp4a) { options_of(w).dp4a = dp4a; }
 void set_gemm_fusion(const Weight& w, bool on) { options_of(w).fuse_gemm_input = on; }
-void set_gemm_tune(const Weight& w, bool on) { options_of(w).gemm_tune = on; }
+void set_gemm_tune(const Weight& w, bool on, bool scratch) {
+    options_of(w).gemm_tune = on;
+    options_of(w).tune_scratch = scratch;
+}
 int gemm_tuned_plans(const Weight& w) { return weight_of(w).tuned_plans(); }
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch) {
     CudaOptions& o = options_of(w);

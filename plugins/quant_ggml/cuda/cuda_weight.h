@@ -26,6 +26,7 @@ struct CudaOptions {
     bool fuse_norm = false, fuse_swiglu = false;  // what matmul_fused may take into the GEMV (gemv_fusable)
     bool fuse_gemm_input = false;  // matmul_fused on the GEMM path: the norm / SwiGLU in the conversion of x to bf16
     bool gemm_tune = false;  // GEMMs: cuBLASLt's algorithms timed once per shape bucket (imp/cuda/lt_gemm.h)
+    bool tune_scratch = true;  // with gemm_tune: workspace for timing accumulating calls (false: they are not timed)
     int splits = 0, kw = 0;
     int64_t tile_rows = 0;
     int overlap = 0;
@@ -59,8 +60,8 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu);
 void set_gemv_dp4a(const Weight& w, bool dp4a);
 // CudaOptions::fuse_gemm_input.
 void set_gemm_fusion(const Weight& w, bool on);
-// CudaOptions::gemm_tune (workspace_bytes grows with it), and how many GEMM plans were timed so far.
-void set_gemm_tune(const Weight& w, bool on);
+// CudaOptions::gemm_tune and tune_scratch (workspace_bytes grows with both), and how many GEMM plans were timed.
+void set_gemm_tune(const Weight& w, bool on, bool scratch = true);
 int gemm_tuned_plans(const Weight& w);
 // The GEMV variants of CudaOptions: q8_dp4a, prefetch, plain_pdl, l2_prefetch.
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch = 0);

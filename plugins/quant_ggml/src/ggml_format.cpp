@@ -251,8 +251,11 @@ std::unique_ptr<Weight> GgmlFormat::load(const WeightRequest& req, Executor& ex)
     std::vector<cuda::RowPart> parts;
     for (const auto& p : l.pieces) parts.push_back({p.t->data, p.rows});
     const GgmlSettings gs = ggml_settings(req.settings);
-    if (ex.kind() == DeviceKind::CUDA)
-        return cuda::load_weight(name, l.type->type, l.shape[1], parts, rb, ex, cuda_options(gs));
+    if (ex.kind() == DeviceKind::CUDA) {
+        cuda::CudaOptions o = cuda_options(gs);
+        o.tune_scratch = req.role != WeightRole::LmHead;  // the LM head never accumulates
+        return cuda::load_weight(name, l.type->type, l.shape[1], parts, rb, ex, o);
+    }
     require_cpu(ex, name);
     const uint64_t n = uint64_t(l.shape[0]) * rb;
     auto* dst = static_cast<uint8_t*>(ex.alloc(n, name.c_str()));

@@ -382,9 +382,23 @@ TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucke
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);
         check_plain(n_g, 4);
+        // Without the tuning part (the LM head's weights): no extra workspace, accumulating calls are not timed,
+        // overwriting ones are.
+        cuda::set_gemm_tune(*w, true, false);
+        CHECK(w->workspace_bytes(n_max) == plain);
+        {
+            INFO(type << ", accumulating without a tuning part, tokens 9");
+            std::vector<double> ref_acc;
+            const auto y = run_matmul_acc(*ex, *w, xd, cols, yd, ys, n_max, 9, ref, rng, ref_acc);
+            const Check c = check_output(y, ys, n_max, rows, ref_acc, 9);
+            CHECK(c.unwritten == 0);
+            CHECK(c.rel <= tol);
+            CHECK(cuda::gemm_tuned_plans(*w) == 4);
+        }
+        check_plain(12, 5);  // bucket 16, overwriting: timed on y
         // Off again: no more timing.
         cuda::set_gemm_tune(*w, false);
-        check_plain(257, 4);
+        check_plain(257, 5);
     }
 }
 
