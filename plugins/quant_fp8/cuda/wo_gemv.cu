@@ -226,9 +226,12 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             return;
         }
     }
+    if (a.plan == GemvPlan::Mma && !experts) {
+        gemv_mma(l, kernel_params(l, a, T), a.kw > 0 ? a.kw : mma_gemv_kw(l, a.sm_count), a.pdl, st);
+        return;
+    }
     // Async or Regs2 at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
-    const GemvPlan plan =
-        a.plan != GemvPlan::Regs && a.plan != GemvPlan::Stream && T <= 4 ? a.plan : GemvPlan::Regs;
+    const GemvPlan plan = (a.plan == GemvPlan::Async || a.plan == GemvPlan::Regs2) && T <= 4 ? a.plan : GemvPlan::Regs;
     const int kw = a.kw > 0 ? a.kw : auto_kw(l, plan, T, n_items, a.sm_count);
     if (kw != 1 && kw != 2 && kw != 4 && kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(kw) + " is not 1, 2, 4 or 8");

@@ -41,6 +41,10 @@ struct KP {
 struct GemvArgs;
 // The kernel parameters of a GEMV call of T tokens per item (lanes and pair0 left for the launcher).
 KP kernel_params(const Layout& l, const GemvArgs& a, int T);
+// The tensor-core GEMV (GemvPlan::Mma, wo_gemv_mma.cu): its automatic warps per row group on a device of sm_count
+// SMs, and a dense call of p.n_tokens (1-8) tokens with kw warps per row group.
+int mma_gemv_kw(const Layout& l, int sm_count);
+void gemv_mma(const Layout& l, const KP& p, int kw, bool pdl, cudaStream_t st);
 
 // 8 activations at column col (col < cols); zero past cols.
 __device__ __forceinline__ void load_x(const KP& p, const float* xt, int col, float (&v)[8]) {

@@ -18,7 +18,9 @@ constexpr int kMaxGemvTokens = 8;
 // chunks deep (up to 4 tokens; 5-8 tokens run Regs).
 // Stream: dense 1-2 token calls on matrices of many row groups run the persistent streaming kernel
 // (wo_gemv_stream.cu); other calls of that plan run Regs.
-enum class GemvPlan { Regs, Async, Regs2, Stream };
+// Mma: dense calls on the tensor cores (wo_gemv_mma.cu: each code dequantized once for all tokens); expert calls of
+// that plan run Regs.
+enum class GemvPlan { Regs, Async, Regs2, Stream, Mma };
 
 // One GEMV launch: y[t, r] (+)= sum_c x[t, c] * W[r, c].
 //   Dense (ids == null): n_tokens <= kMaxGemvTokens rows of x.

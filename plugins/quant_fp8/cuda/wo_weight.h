@@ -24,8 +24,11 @@ struct Options : quant_hf::KernelSettings {
 };
 // The GEMV plan the settings choose.
 inline GemvPlan gemv_plan(const quant_hf::KernelSettings& s) {
-    return s.gemv_async ? GemvPlan::Async
-                        : s.gemv_regs2 ? GemvPlan::Regs2 : (s.gemv_stream ? GemvPlan::Stream : GemvPlan::Regs);
+    return s.gemv_async    ? GemvPlan::Async
+           : s.gemv_regs2  ? GemvPlan::Regs2
+           : s.gemv_stream ? GemvPlan::Stream
+           : s.gemv_mma    ? GemvPlan::Mma
+                           : GemvPlan::Regs;
 }
 inline Options options(const quant_hf::KernelSettings& s, bool fp8_gemm) {
     Options o;

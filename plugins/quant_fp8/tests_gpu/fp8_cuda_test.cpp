@@ -94,6 +94,33 @@ std::unique_ptr<ExpertWeights> load_stack(CudaExecutor& ex, const Fp8Stack& st, 
 
 }  // namespace
 
+// The tensor-core GEMV (gemv = mma): x rounded to fp16 after a 2^-8 scale: fp16's bound (2e-3; see the NVFP4 case).
+TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within fp16 activation precision",
+          "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(141);
+    for (const auto& [rows, cols] : kShapes)
+        for (const bool per_row : {false, true}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            for (const int kw : {0, 1, 8}) {
+                f8::cuda::Settings s;
+                s.gemv_kw = kw;
+                s.gemv_mma = true;
+                const auto w = load(*ex, f, s);
+                for (const int64_t t : {1, 2, 3, 5, 8})
+                    for (const bool acc : {false, true})
+                        for (const int64_t xs : {cols, cols + 3}) {
+                            INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", mma, kw " << kw
+                                      << ", tokens " << t << (acc ? ", accumulate" : "") << ", x stride " << xs);
+                            const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng);
+                            CHECK(c.unwritten == 0);
+                            CHECK(c.overwritten == 0);
+                            CHECK(c.rel <= 2e-3);
+                        }
+            }
+        }
+}
+
 TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, strides, accumulate, regs, regs2 and async",
           "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();

@@ -30,8 +30,10 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"gemv", std::string("regs"),
                      "CUDA: GEMV (1-8 tokens) weight loads: regs (prefetch one chunk into registers) | regs2 (two chunks, "
                      "1-4 tokens) | async (cp.async ring) | stream (1-2 token calls on matrices of many rows, e.g. an LM "
-                     "head: one wave of CTAs whose warps stream row group after row group; other calls: regs)",
-                     {"regs", "regs2", "async", "stream"}});
+                     "head: one wave of CTAs whose warps stream row group after row group; other calls: regs) | mma "
+                     "(dense calls on the tensor cores, each code dequantized once for all tokens, x rounded to fp16 "
+                     "after a 2^-8 scale; expert calls: regs)",
+                     {"regs", "regs2", "async", "stream", "mma"}});
     reg.add_setting({"gemv_short_rows", true,
                      "CUDA: GEMV (gemv_kw auto) rows of at most 16 chunks of 16 bytes (NVFP4 <= 512 columns, FP8 <= 256, "
                      "e.g. the MoE down projections) in half-warp row groups instead of whole warps (half of whose "
@@ -51,6 +53,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_async = s.get_string("gemv") == "async";
     k.gemv_regs2 = s.get_string("gemv") == "regs2";
     k.gemv_stream = s.get_string("gemv") == "stream";
+    k.gemv_mma = s.get_string("gemv") == "mma";
     k.gemv_short_rows = s.get_bool("gemv_short_rows");
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");

@@ -28,6 +28,7 @@ struct KernelSettings {
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one
     bool gemv_stream = false;     // GEMV: 1-2 token calls on matrices of many rows on the persistent streaming kernel
+    bool gemv_mma = false;        // GEMV: dense calls on the tensor cores (expert calls: regs)
     bool gemv_short_rows = true;  // GEMV (gemv_kw auto): rows of at most 16 chunks in half-warp row groups
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)

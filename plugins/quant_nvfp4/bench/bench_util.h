@@ -102,7 +102,7 @@ inline cuda::GemmCall bf16_call(const uint16_t* w, const uint16_t* x, float* y, 
     return c;
 }
 
-// plan: 0 regs, 1 async, 2 regs2, 3 stream (the gemv setting).
+// plan: 0 regs, 1 async, 2 regs2, 3 stream, 4 mma (the gemv setting).
 inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, int kw, int plan,
                             bool with_bf16) {
     auto rw = std::make_shared<RandomWeights>(rows, cols, rng);
@@ -113,11 +113,13 @@ inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols,
     ns.gemv_async = plan == 1;
     ns.gemv_regs2 = plan == 2;
     ns.gemv_stream = plan == 3;
+    ns.gemv_mma = plan == 4;
     fp8::cuda::Settings fs;
     fs.gemv_kw = kw;
     fs.gemv_async = plan == 1;
     fs.gemv_regs2 = plan == 2;
     fs.gemv_stream = plan == 3;
+    fs.gemv_mma = plan == 4;
     fs.prefill = fp8::cuda::Settings::Prefill::Fp8Gemm;
     std::vector<Format> f;
     f.push_back({"nvfp4", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {

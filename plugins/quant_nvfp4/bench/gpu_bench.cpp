@@ -4,7 +4,7 @@
 //     GEMV (quant_ggml); a CUDA graph of one matmul per copy of the weight (enough copies to defeat the L2 cache),
 //     median of 15 replays. GB/s of weight bytes read (NVFP4: codes + scales), % of the copy bandwidth, speed-up
 //     over BF16, and the floor: weight bytes / the copy bandwidth measured in 1. Every load plan (gemv = regs |
-//     regs2 | async, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw;
+//     regs2 | async | stream | mma, the plugins' setting) and every row-group plan (kw = warps per row group, the setting gemv_kw;
 //     auto = what the kernels pick; --gemv-auto: kw auto only) at every token count; then 2-8 tokens through the
 //     FP8 GEMM instead (gemv_max_tokens 1: FP8 weights, NVFP4's FP8 copy);
 //  3. prefill GEMMs at 16 and 512 tokens on the same shapes (gemm_bench.cpp);
@@ -76,7 +76,7 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only,
         std::vector<float> xh(size_t(8 * cols), 0.5f);
         ex.upload(x, xh.data(), xh.size() * 4);
         double bf16_s[9] = {};
-        for (const int plan : {0, 2, 1, 3})  // regs, regs2, async, stream
+        for (const int plan : {0, 2, 1, 3, 4})  // regs, regs2, async, stream, mma
             for (const int kw : {0, 1, 2, 4, 8}) {
                 const bool ref = plan == 0 && kw == 0;
                 if ((auto_only || plan == 3) && kw != 0) continue;  // stream: no row-group plan
@@ -93,6 +93,7 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only,
                                          : plan == 1  ? "async"
                                          : plan == 2  ? "regs2"
                                          : plan == 3  ? "stream"
+                                         : plan == 4  ? "mma"
                                                       : "regs";
                         std::printf("%5lldx%-5lld %-6s %-5s kw %-4s t %lld: %8.2f us %6.0f GB/s (%3.0f%%)  floor %6.2f us",
                                     (long long)rows, (long long)cols, f.name.c_str(), pn,

@@ -132,6 +132,35 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
     }
 }
 
+// The tensor-core GEMV (gemv = mma): x is rounded to fp16 (after a 2^-8 scale), so the bound is fp16's (relative
+// 2^-11 per activation; measured sums stay near 3e-4): 2e-3. Shapes: partial chunks (368, 1040 columns: the checked
+// path), whole chunks over several pipeline steps (4096), one row; strides that break x's 16-byte rows.
+TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within fp16 activation precision",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(131);
+    for (const auto& [rows, cols] :
+         std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {64, 4112}, {1, 16}, {130, 1040}, {256, 4096}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        for (const int kw : {0, 1, 2, 4, 8}) {
+            nv::cuda::Settings s;
+            s.gemv_kw = kw;
+            s.gemv_mma = true;
+            const auto w = load(*ex, n, s);
+            for (const int64_t t : {1, 2, 3, 5, 8})
+                for (const bool acc : {false, true})
+                    for (const int64_t xs : {cols, cols + 3}) {
+                        INFO(rows << "x" << cols << ", mma, kw " << kw << ", tokens " << t
+                                  << (acc ? ", accumulate" : "") << ", x stride " << xs);
+                        const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng);
+                        CHECK(c.unwritten == 0);
+                        CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 2e-3);
+                    }
+        }
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: short rows in half-warp row groups (gemv_short_rows), dense and experts",
           "[quant_nvfp4_gpu][gemv]") {
     auto ex = make_gpu();
