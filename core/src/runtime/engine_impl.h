@@ -42,8 +42,9 @@ struct Engine::Impl {
     std::vector<StateView> state;    // per layer (empty for layers without recurrent state)
     // Device buffers.
     float* hidden = nullptr;         // [rows, n_embd]
-    float* normed = nullptr;
-    std::vector<std::pair<int64_t, int64_t>> lm_runs;  // run_pass: runs of rows that end their items (kept: no allocation per step)         // [max(lm_rows, seq_rows), n_embd]
+    float* normed = nullptr;         // [max(lm_rows, seq_rows), n_embd]
+    // run_pass: (first row, rows) of each run of rows that end their items; kept, so a step allocates nothing.
+    std::vector<std::pair<int64_t, int64_t>> lm_runs;
     float* logits_tmp = nullptr;     // [lm_rows, n_vocab] (all-logits downloads)
     float* final_logits = nullptr;   // [seq_rows, n_vocab]: row i = last logits of work item i of the last step
     int32_t* meta = nullptr;         // tokens | token_pos | token_seq | slot_mapping ([rows] each) | qsl [seq_rows+1]

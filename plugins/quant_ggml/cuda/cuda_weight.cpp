@@ -7,12 +7,10 @@
 // beta = 1. Nothing here allocates device memory after load.
 #include "cuda_weight.h"
 
-#include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <atomic>
-#include <compare>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -75,7 +73,7 @@ public:
     const std::string& name() const { return name_; }
     const CudaOptions& options() const { return opt_; }
     CudaOptions& options_for_tests() const { return opt_; }
-    int tuned_plans() const { return lt_.tuned_plans(); }
+    int tuned_buckets() const { return lt_.tuned_buckets(); }
 
     void matmul(Executor& ex, const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t n_tokens,
                 bool accumulate) const override {
@@ -193,7 +191,7 @@ public:
 
     uint64_t workspace_bytes(int64_t n_tokens) const override {
         if (n_tokens <= kMaxGemvTokens) return 0;
-        return tune_offset(n_tokens) + tune_part(n_tokens);
+        return gemm_part(n_tokens) + tune_part(n_tokens);
     }
 
 private:
@@ -218,9 +216,9 @@ private:
 
     uint64_t x_part(int64_t n_tokens) const { return uint64_t(round_up(n_tokens * round_up(cols_, 8) * 2, 256)); }
 
-    // Workspace of a GEMM of n_tokens rows: [x in bf16 (not F32)][dequantized weight tiles (block types, F16)]
-    // [with gemm_tune: the tuning target of accumulating calls, rows_ x n_tokens floats].
-    uint64_t tune_offset(int64_t n_tokens) const {
+    // Workspace of a GEMM of n_tokens rows: gemm_part = [x in bf16 (not F32)][dequantized weight tiles (block
+    // types, F16)], then tune_part = [with gemm_tune: the tuning target of accumulating calls, rows_ x n_tokens floats].
+    uint64_t gemm_part(int64_t n_tokens) const {
         if (l_.type == Type::F32) return 0;
         if (l_.type == Type::BF16) return x_part(n_tokens);
         const uint64_t tiles = overlap(n_tokens) ? 2 : 1;
@@ -279,7 +277,7 @@ private:
             if (!accumulate)
                 c.tune_d = D;
             else if (opt_.tune_scratch && ldd <= rows_)  // the tuning part holds rows_ x n floats
-                c.tune_d = reinterpret_cast<float*>(static_cast<uint8_t*>(ex.workspace()) + tune_offset(n));
+                c.tune_d = reinterpret_cast<float*>(static_cast<uint8_t*>(ex.workspace()) + gemm_part(n));
         }
         lt_.run(h, c);
     }
@@ -370,7 +368,7 @@ void set_gemm_tune(const Weight& w, bool on, bool scratch) {
     options_of(w).gemm_tune = on;
     options_of(w).tune_scratch = scratch;
 }
-int gemm_tuned_plans(const Weight& w) { return weight_of(w).tuned_plans(); }
+int gemm_tuned_buckets(const Weight& w) { return weight_of(w).tuned_buckets(); }
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch) {
     CudaOptions& o = options_of(w);
     o.l2_prefetch = l2_prefetch;

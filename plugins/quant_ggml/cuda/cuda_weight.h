@@ -60,9 +60,10 @@ void set_gemv_fusion(const Weight& w, bool norm, bool swiglu);
 void set_gemv_dp4a(const Weight& w, bool dp4a);
 // CudaOptions::fuse_gemm_input.
 void set_gemm_fusion(const Weight& w, bool on);
-// CudaOptions::gemm_tune and tune_scratch (workspace_bytes grows with both), and how many GEMM plans were timed.
+// CudaOptions::gemm_tune and tune_scratch (workspace_bytes grows with both), and how many token buckets of its GEMM
+// shapes were timed.
 void set_gemm_tune(const Weight& w, bool on, bool scratch = true);
-int gemm_tuned_plans(const Weight& w);
+int gemm_tuned_buckets(const Weight& w);
 // The GEMV variants of CudaOptions: q8_dp4a, prefetch, plain_pdl, l2_prefetch.
 void set_gemv_variants(const Weight& w, bool q8_dp4a, bool prefetch, bool plain_pdl, int l2_prefetch = 0);
 void set_gemm_overlap(const Weight& w, int mode);

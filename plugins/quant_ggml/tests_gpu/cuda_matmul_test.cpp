@@ -335,7 +335,7 @@ TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucke
         const uint64_t tuned = w->workspace_bytes(n_max);
         CHECK(tuned >= plain + uint64_t(rows * n_max) * 4);  // the accumulating calls' tuning part
         ex->reserve_workspace(tuned);
-        CHECK(cuda::gemm_tuned_plans(*w) == 0);
+        CHECK(cuda::gemm_tuned_buckets(*w) == 0);
         auto check_plain = [&](int64_t n, int tuned_after) {
             INFO(type << ", tokens " << n);
             const auto y = run_matmul(*ex, *w, xd, cols, yd, ys, n_max, n);
@@ -343,7 +343,7 @@ TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucke
             CHECK(c.unwritten == 0);
             CHECK(c.overwritten == 0);
             CHECK(c.rel <= tol);
-            CHECK(cuda::gemm_tuned_plans(*w) == tuned_after);
+            CHECK(cuda::gemm_tuned_buckets(*w) == tuned_after);
         };
         check_plain(17, 1);  // bucket 32: timed
         check_plain(20, 1);  // bucket 32 again, another plan: the timed algorithm, no timing
@@ -357,7 +357,7 @@ TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucke
             CHECK(c.unwritten == 0);
             CHECK(c.overwritten == 0);
             CHECK(c.rel <= tol);
-            CHECK(cuda::gemm_tuned_plans(*w) == 3);  // bucket 128, timed on the workspace
+            CHECK(cuda::gemm_tuned_buckets(*w) == 3);  // bucket 128, timed on the workspace
         }
         // Bucket 256 first inside a capture: not timed there; the replay is right; the next eager call times it.
         const int64_t n_g = 200;
@@ -367,7 +367,7 @@ TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucke
         w->matmul(*ex, xd, cols, yd, ys, n_g, false);
         QG_TEST_CUDA(cudaStreamEndCapture(stream_of(*ex), &graph));
         QG_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-        CHECK(cuda::gemm_tuned_plans(*w) == 3);
+        CHECK(cuda::gemm_tuned_buckets(*w) == 3);
         poison(*ex, yd, size_t(n_max * ys) * 4);
         QG_TEST_CUDA(cudaGraphLaunch(exec, stream_of(*ex)));
         ex->synchronize();
@@ -393,7 +393,7 @@ TEST_CASE("quant_ggml cuda: gemm_tune times cuBLASLt's algorithms once per bucke
             const Check c = check_output(y, ys, n_max, rows, ref_acc, 9);
             CHECK(c.unwritten == 0);
             CHECK(c.rel <= tol);
-            CHECK(cuda::gemm_tuned_plans(*w) == 4);
+            CHECK(cuda::gemm_tuned_buckets(*w) == 4);
         }
         check_plain(12, 5);  // bucket 16, overwriting: timed on y
         // Off again: no more timing.

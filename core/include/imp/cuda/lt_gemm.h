@@ -68,8 +68,8 @@ public:
     // Times each algorithm of c's plan (one warm-up and `reps` runs each, writing c.d with beta 0), best first;
     // algorithms cuBLASLt refuses are left out. Synchronizes the stream; not inside a graph capture.
     std::vector<AlgoTime> time_algos(const CudaHandles& h, const GemmCall& c, int reps) const;
-    // Plans timed so far (tests and the bench: a tuned call counts once).
-    int tuned_plans() const;
+    // Token buckets timed so far (tests: a bucket is timed once, whatever token counts of it run).
+    int tuned_buckets() const;
 
 private:
     struct Key {
@@ -110,7 +110,6 @@ private:
     mutable std::mutex mu_;
     mutable std::map<Key, Plan> plans_;
     mutable std::map<Key, Algo> tuned_;  // by bucket_of: the fastest algorithm of the bucket's first tuned plan
-    mutable int n_tuned_ = 0;
 };
 
 }  // namespace imp::cuda

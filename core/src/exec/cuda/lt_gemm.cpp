@@ -93,7 +93,6 @@ bool LtGemm::try_run(const CudaHandles& h, const GemmCall& c, std::string* why) 
                     tuned_.emplace(bk, p.algos[size_t(p.good)]);
                 }
                 p.tuned = true;
-                ++n_tuned_;
             }
         }
     }
@@ -242,9 +241,9 @@ bool LtGemm::adopt(const CudaHandles& h, Plan& p, const Algo& algo) const {
     return true;
 }
 
-int LtGemm::tuned_plans() const {
+int LtGemm::tuned_buckets() const {
     std::lock_guard<std::mutex> lk(mu_);
-    return n_tuned_;
+    return int(tuned_.size());
 }
 
 }  // namespace imp::cuda
