@@ -46,7 +46,20 @@ std::vector<int32_t> greedy(imp::Engine& e, const std::vector<int32_t>& prompt, 
 // The real SmolLM2 file where scripts/fetch-model put it; else (a GPU machine without it) a synthetic model of its
 // shape written once per test process by synth-gguf from this binary's folder (Q8_0, random weights, a byte-level
 // vocabulary), removed at exit. The tests below compare the GPU with the CPU on the same file, which any weights do.
-std::string smollm2() {
+struct SmolLM2 {
+    std::string path;
+    bool synthetic = false;
+};
+const SmolLM2& smollm2_model();
+std::string smollm2() { return smollm2_model().path; }
+
+// match_logits' bound for SmolLM2: 1e-2 of the largest CPU logit on the real file; 2e-2 on the synthetic stand-in,
+// whose random weights give small, flat logits (max |logit| ~2.5 against ~20 on the real file) and amplify rounding
+// through its 30 layers: the bf16 activations of the 9-token prompt's GEMMs measured 1.03e-2 of max |logit| at step 0
+// on an H100 (2026-12-05, 47a6fde), with every decode step and every top-1 within the real file's bound.
+double smollm2_tol() { return smollm2_model().synthetic ? 2e-2 : 1e-2; }
+
+const SmolLM2& smollm2_model() {
     struct Model {
         std::string path;
         bool synthetic = false;
@@ -68,7 +81,8 @@ std::string smollm2() {
         WARN("models/SmolLM2-135M-Instruct.Q4_1.gguf not found: a synthetic SmolLM2-shape Q8_0 model stands in");
         return Model{out.string(), true};
     }();
-    return m.path;
+    static const SmolLM2 r{m.path, m.synthetic};
+    return r;
 }
 
 // Feeds `prompt` then the tokens of `forced` to both engines and checks every step's logits (the prompt's last
@@ -126,9 +140,9 @@ TEST_CASE("gpu: SmolLM2 decode logits match the CPU (teacher-forced), graphs on 
     // another order (split-K GEMVs, the one-kernel decode attention), so greedy tokens may part at a near-tie:
     // instead both engines are fed the CPU's greedy tokens and every step's logits are compared (match_logits:
     // max |err| <= 1e-2 x max |CPU logit|, the bound of the fixture test above, and the same top-1 unless the CPU's
-    // top-2 margin is below that bound).
+    // top-2 margin is below that bound; smollm2_tol: 2e-2 on the synthetic stand-in).
     const std::string bf16 = "runtime.kv_dtype=\"bf16\"";
-    const double tol = 1e-2;
+    const double tol = smollm2_tol();
     imp::Session cpu(profile_for(smollm2(), "cpu", {bf16})), gpu(profile_for(smollm2(), "cuda", {bf16}));
     imp::Session nograph(profile_for(smollm2(), "cuda", {bf16, "runtime.cuda_graphs=false"}));
     const char* prompts[] = {"The capital of France is", "Once upon a time, there was a", "def fibonacci(n):\n    "};
@@ -170,7 +184,7 @@ TEST_CASE("gpu: SmolLM2 with the fused decode GEMVs (norm, SwiGLU) matches the C
             auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
             const auto want = greedy(cpu.engine(), ids, 24);
             const auto before = imp::cuda_alloc_stats();
-            check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, 1e-2);
+            check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, smollm2_tol());
             auto got = greedy(gpu.engine(), ids, 24);
             CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
             CHECK(gpu.engine().graphs_active());

@@ -94,7 +94,8 @@ std::unique_ptr<ExpertWeights> load_stack(CudaExecutor& ex, const Fp8Stack& st, 
 
 }  // namespace
 
-// The tensor-core GEMV (gemv = mma): x rounded to fp16 after a 2^-8 scale: fp16's bound (2e-3; see the NVFP4 case).
+// The tensor-core GEMV (gemv = mma): against the product with x rounded as the kernel rounds it (fp16_activations;
+// E4M3 weights are exact in fp16) within fp32 summation order, as the NVFP4 case.
 TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within fp16 activation precision",
           "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();
@@ -112,10 +113,10 @@ TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within fp
                         for (const int64_t xs : {cols, cols + 3}) {
                             INFO(rows << "x" << cols << (per_row ? " per row" : " per tensor") << ", mma, kw " << kw
                                       << ", tokens " << t << (acc ? ", accumulate" : "") << ", x stride " << xs);
-                            const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng);
+                            const Check c = matmul_case(*ex, *w, f.w, t, xs, rows + 5, acc, rng, fp16_activations);
                             CHECK(c.unwritten == 0);
                             CHECK(c.overwritten == 0);
-                            CHECK(c.rel <= 2e-3);
+                            CHECK(c.rel <= 2e-4);
                         }
             }
         }

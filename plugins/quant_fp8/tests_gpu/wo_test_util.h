@@ -156,6 +156,14 @@ inline std::vector<float> fp8_activations(const std::vector<float>& x, int64_t x
     return q;
 }
 
+// x as the tensor-core GEMV (gemv = mma) multiplies it: x * 2^-8 rounded to the nearest fp16 (ties to even,
+// subnormals kept), times 2^8 again.
+inline std::vector<float> fp16_activations(const std::vector<float>& x) {
+    std::vector<float> q(x.size());
+    for (size_t i = 0; i < x.size(); ++i) q[i] = float(static_cast<_Float16>(x[i] * (1.f / 256.f))) * 256.f;
+    return q;
+}
+
 // Expected output of a grouped matmul (experts.h) from per-expert dense weights w[e] ([rows, cols]); init is the
 // y content before the call (rows of stride ys). Returns want (n_out rows of `rows`) and delta = want - init.
 struct ExpertsExpected {

@@ -132,9 +132,11 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
     }
 }
 
-// The tensor-core GEMV (gemv = mma): x is rounded to fp16 (after a 2^-8 scale), so the bound is fp16's (relative
-// 2^-11 per activation; measured sums stay near 3e-4): 2e-3. Shapes: partial chunks (368, 1040 columns: the checked
-// path), whole chunks over several pipeline steps (4096), one row; strides that break x's 16-byte rows.
+// The tensor-core GEMV (gemv = mma): x is rounded to fp16 (after a 2^-8 scale) and the weights are exact in fp16, so
+// the reference is the exact product with x so rounded (fp16_activations), within fp32 summation order (2e-4; the
+// 2026-12-05 H100 run measured up to 8e-3 against unrounded x on the one-block 1x16 weight, where the rounding of 16
+// terms is not small beside their cancelling sum). Shapes: partial chunks (368, 1040 columns: the checked path),
+// whole chunks over several pipeline steps (4096), one row; strides that break x's 16-byte rows.
 TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within fp16 activation precision",
           "[quant_nvfp4_gpu][gemv]") {
     auto ex = make_gpu();
@@ -152,10 +154,10 @@ TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within 
                     for (const int64_t xs : {cols, cols + 3}) {
                         INFO(rows << "x" << cols << ", mma, kw " << kw << ", tokens " << t
                                   << (acc ? ", accumulate" : "") << ", x stride " << xs);
-                        const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng);
+                        const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng, fp16_activations);
                         CHECK(c.unwritten == 0);
                         CHECK(c.overwritten == 0);
-                        CHECK(c.rel <= 2e-3);
+                        CHECK(c.rel <= 2e-4);
                     }
         }
     }
