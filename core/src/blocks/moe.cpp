@@ -3,7 +3,8 @@
 // silu(gate) * up (its own kernel, or folded into the down projection when the down weight's swiglu_input()) ->
 // down with the routing weights and the residual add (one weighted grouped matmul accumulating into the hidden
 // state) -> optional shared expert ([plugin.core] moe_shared_slot: as one more slot of the routed launches where the
-// expert weight takes it, ExpertWeights::takes_extra).
+// expert weight takes it, ExpertWeights::takes_extra; with a swiglu_input() down projection, a decode step's MoE is
+// then the router, one gate|up launch and one down launch).
 #include "imp/blocks/moe.h"
 
 #include <algorithm>
@@ -172,7 +173,7 @@ public:
         float* act = gu + aligned(pair_rows(n) * 2 * fmax);
         // The shared expert as slot top_k of the routed launches (ExpertMatmul::extra): its gate|up rows follow the
         // pairs' in gu, its SwiGLU rows the pairs' in act, and the down projection adds it with its gate.
-        const bool slot = shared_slot_ && sh_gate_up_ && !down_->swiglu_input() && gate_up_ &&
+        const bool slot = shared_slot_ && sh_gate_up_ && gate_up_ &&
                           gate_up_->takes_extra(*sh_gate_up_, n, k) && down_->takes_extra(*sh_down_, n, k);
         const int64_t act_rows = slot ? rows + n : rows;
         if (slot) g_shared_slot_calls.fetch_add(1, std::memory_order_relaxed);

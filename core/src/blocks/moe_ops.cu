@@ -144,6 +144,68 @@ __device__ void route_token(const RouterParams& p, float* lg, int64_t t, int lan
     if (p.sgw && lane == 0) p.shared_gate[t] = 1.f / (1.f + expf(-lg[p.n_expert]));
 }
 
+// route_token on logits the lane holds in registers (e = lane + 32 i, i < NPL; n_expert <= 32 NPL), read once with
+// load(e): the same softmax (its sums in the same order), then the iterated argmax on keys (the probability's bits
+// + 1, positive probabilities order as their bits; 0 once taken) with two warp reductions a round (redux.sync: the
+// largest key, then the lowest id holding it) instead of five shuffle rounds over shared memory. For finite logits the
+// same ids and weights as route_token, bit for bit.
+template <int NPL, typename Load>
+__device__ void route_token_regs(const RouterParams& p, Load load, int64_t t, int lane) {
+    float v[NPL];
+    float mx = -FLT_MAX;
+#pragma unroll
+    for (int i = 0; i < NPL; ++i) {
+        const int e = lane + 32 * i;
+        v[i] = e < p.n_expert ? load(e) : -FLT_MAX;
+        mx = fmaxf(mx, v[i]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < NPL; ++i)
+        if (lane + 32 * i < p.n_expert) sum += (v[i] = expf(v[i] - mx));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    unsigned key[NPL];
+#pragma unroll
+    for (int i = 0; i < NPL; ++i) key[i] = lane + 32 * i < p.n_expert ? __float_as_uint(v[i] / sum) + 1u : 0u;
+    float picked = 0.f;
+    for (int j = 0; j < p.top_k; ++j) {
+        unsigned bk = 0u, bi = UINT_MAX;
+#pragma unroll
+        for (int i = 0; i < NPL; ++i)
+            if (key[i] > bk) bk = key[i], bi = unsigned(lane + 32 * i);  // ascending ids: the lower wins ties
+        const unsigned m = __reduce_max_sync(0xffffffffu, bk);
+        const unsigned win = __reduce_min_sync(0xffffffffu, bk == m ? bi : UINT_MAX);
+        const float bv = __uint_as_float(m - 1u);
+        picked += bv;
+        if (lane == 0) {
+            p.ids[t * p.top_k + j] = int32_t(win);
+            p.weights[t * p.top_k + j] = bv;
+        }
+#pragma unroll
+        for (int i = 0; i < NPL; ++i)
+            if (unsigned(lane + 32 * i) == win) key[i] = 0u;  // taken
+    }
+    __syncwarp();
+    const float f = (p.norm_topk ? 1.f / picked : 1.f) * p.scale;
+    for (int j = lane; j < p.top_k; j += 32) p.weights[t * p.top_k + j] *= f;
+    if (p.sgw && lane == 0) p.shared_gate[t] = 1.f / (1.f + expf(-load(p.n_expert)));
+}
+
+// route_token, on registers where the experts fit 16 a lane.
+template <typename Load>
+__device__ void route_token_any(const RouterParams& p, Load load, float* lg, int64_t t, int lane) {
+    if (p.n_expert <= 32 * 4) return route_token_regs<4>(p, load, t, lane);
+    if (p.n_expert <= 32 * 8) return route_token_regs<8>(p, load, t, lane);
+    if (p.n_expert <= 32 * 16) return route_token_regs<16>(p, load, t, lane);
+    const int n_total = p.n_expert + (p.sgw ? 1 : 0);
+    for (int i = lane; i < n_total; i += 32) lg[i] = load(i);
+    __syncwarp();
+    route_token(p, lg, t, lane);
+}
+
 // Grid (C, tiles of TT tokens), cluster (C, 1, 1) with C = 8 or 16, W warps. Shared memory: this CTA's logits
 // [TT][epb], then (CTA 0) the gathered logits [TT][n_total], then the tokens' RMSNorm scales [TT]. With the norm,
 // logit = scale_t * sum_c x_c (norm_w_c w_ec) and each CTA writes its slice of the columns of xn.
@@ -206,9 +268,10 @@ __global__ void __launch_bounds__(W * 32) router_kernel(RouterParams p) {
 // row per warp over ceil(n_total / kWideWarps) CTAs per token (65 for 256 experts + the shared gate), so the rows'
 // loads come from that many SMs at once instead of a cluster's 8-16. Each warp loads the first 2048 columns of its
 // row into registers before pdl_wait (weights are never written by a kernel), so under PDL the row streams in while
-// the previous kernel finishes. x (and the norm weight) of the token are staged in shared memory; the logits go to
-// the executor's router scratch, and the CTA that arrives last (a counter per token, reset by that CTA, so graph
-// replays start from 0) reads them back and routes the token. Dots in the order of the cluster kernel's (lane,
+// the previous kernel finishes. x and the norm weight of the token are staged in shared memory (the norm weight
+// before pdl_wait too); the logits go to the executor's router scratch, and the CTA that arrives last (a counter per
+// token, reset by that CTA, so graph replays start from 0) reads them back into registers and routes the token
+// (route_token_regs up to 512 experts). Dots in the order of the cluster kernel's (lane,
 // lane + 32, ...; the same xor reduction): without the fused norm both give the same logits for a row; with it the
 // norm's sum of squares is added in another order, so the logits (and near ties) may differ in the last bits.
 constexpr int kWideWarps = 4;
@@ -232,23 +295,22 @@ __global__ void __launch_bounds__(kWideWarps * 32) router_wide_kernel(RouterPara
         wv[u] = has_row && c < n_c ? __ldg(w4 + c) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     pdl_launch_dependents();
-    pdl_wait();
     float4* xs4 = smem4;                            // x of token t, [n_c]
     float4* ns4 = smem4 + n_c;                      // the norm weight, [n_c] (when p.norm_w)
     float* red = reinterpret_cast<float*>(smem4 + (p.norm_w ? 2 : 1) * n_c);  // [kWideWarps] partial sums
-    float* lg = red + kWideWarps;                   // the last CTA's logits, [n_total]
+    float* lg = red + kWideWarps;                   // the last CTA's logits, [n_total] (more than 512 experts)
     __shared__ float inv_s;
     __shared__ int last_s;
     const float4* x4 = reinterpret_cast<const float4*>(p.x + t * p.xs);
     const float4* nw4 = reinterpret_cast<const float4*>(p.norm_w);
+    if (nw4)  // the norm weight (never written by a kernel) is staged before the wait too
+        for (int64_t c = threadIdx.x; c < n_c; c += blockDim.x) ns4[c] = __ldg(nw4 + c);
+    pdl_wait();
     float ss = 0.f;
     for (int64_t c = threadIdx.x; c < n_c; c += blockDim.x) {
         const float4 v = x4[c];
         xs4[c] = v;
-        if (nw4) {
-            ns4[c] = __ldg(nw4 + c);
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
+        if (nw4) ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
     if (p.norm_w) {
 #pragma unroll
@@ -307,10 +369,9 @@ __global__ void __launch_bounds__(kWideWarps * 32) router_wide_kernel(RouterPara
     __syncthreads();
     if (!last_s || warp != 0) return;
     __threadfence();  // the other CTAs' logits, seen after their counts
-    for (int i = lane; i < n_total; i += 32) lg[i] = __ldcg(lg_g + t * kWideLgStride + i);
     if (lane == 0) count[t] = 0;  // every CTA of this token has counted: the next launch starts from 0
-    __syncwarp();
-    route_token(p, lg, t, lane);
+    const float* lt = lg_g + t * kWideLgStride;
+    route_token_any(p, [lt](int e) { return __ldcg(lt + e); }, lg, t, lane);
 }
 
 size_t router_wide_smem(int64_t n_embd, bool norm, int n_total) {

@@ -3,7 +3,8 @@
 // a block sum of squares L2-normalizes q and k heads; the first block of each row also computes the gates.
 // A step with several rows per sequence rewrites the conv states in a second kernel (every row must have read the
 // old state first); a decode step (one row per sequence) updates the state in the first kernel. Steps with several
-// rows per sequence take conv_rows.cu's kernel instead of the first when Conv::Args::variant allows and it applies.
+// rows per sequence take conv_rows.cu's kernel instead of the first when Conv::Args::variant allows and it applies;
+// decode steps with K = 4 take conv_decode.cu's (the same outputs, its loads before the PDL wait) likewise.
 #include "conv_common.cuh"
 #include "gdn_kernels.h"
 #include "imp/cuda/check.h"
@@ -115,7 +116,9 @@ void conv_cuda(Executor& ex, const Conv::Args& a) {
     c.block = dim3(kThreads);
     const bool decode = a.seqs.max_query_len == 1;
     c.grid = dim3(unsigned(a.seqs.n_tokens), unsigned(p.n_units));
-    if (decode)
+    if (decode && conv::conv_decode_applies(a))
+        conv::conv_decode(a, *h);
+    else if (decode)
         IMP_CUDA_CHECK(imp::cuda::launch(c, conv_kernel<true>, p));
     else if (a.variant == 0 && conv::conv_rows_applies(a))
         conv::conv_rows(a, *h);

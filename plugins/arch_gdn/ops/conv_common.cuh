@@ -30,4 +30,9 @@ __device__ __forceinline__ void row_gates(const Conv::Args& a, int64_t t, int fi
 bool conv_rows_applies(const Conv::Args& a);
 void conv_rows(const Conv::Args& a, const CudaHandles& h);
 
+// conv_decode.cu: whether its kernel takes a decode step (one row per sequence, K = 4, variant 0, heads up to 512
+// wide, Hv <= 128, the weights 16-byte aligned), and its launch (outputs, gates and the conv states in one kernel).
+bool conv_decode_applies(const Conv::Args& a);
+void conv_decode(const Conv::Args& a, const CudaHandles& h);
+
 }  // namespace imp::gdn::conv

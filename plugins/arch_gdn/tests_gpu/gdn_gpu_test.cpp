@@ -235,6 +235,14 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
             compare_prompt_decode(ec, eg, tokens(n, n + 3), 6, 29, 5, m.tol);
         }
         CHECK(blocks::moe_detail::shared_slot_calls() > before);  // the slot path ran (decode steps)
+        // With the fused down projection (quant_nvfp4 experts_fused_down): a decode step's MoE is the router, one
+        // gate|up launch and one down kernel, the shared expert a slot of both.
+        reg.configure("quant_nvfp4", "experts_fused_down", true);
+        Engine ef(*src, reg, dev, opts(512, 1, false));
+        reg.configure("quant_nvfp4", "experts_fused_down", false);
+        const uint64_t before_f = blocks::moe_detail::shared_slot_calls();
+        compare_prompt_decode(ec, ef, tokens(9, 12), 6, 37, 5, m.tol);
+        CHECK(blocks::moe_detail::shared_slot_calls() > before_f);
     }
     // Slot on against slot off, both on the GPU with the same routing (recorded from the first): prompts take the
     // same kernels, decode steps differ only in the order the shared expert's output is summed, so the logits

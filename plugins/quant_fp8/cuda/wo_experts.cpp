@@ -43,15 +43,16 @@ public:
     uint64_t workspace_bytes(int64_t n_tokens, int64_t top_k) const override {
         if (n_tokens <= 0 || top_k <= 0) return 0;
         const int64_t n_pairs = n_tokens * top_k;
-        return part_bytes(n_pairs + n_tokens) + (grouped_ok() ? group_bytes(n_pairs) : 0) + act_bytes(n_pairs);
+        return part_bytes(n_pairs + n_tokens) + (grouped_ok() ? group_bytes(n_pairs) : 0) +
+               act_bytes(n_pairs + n_tokens);
     }
 
     bool swiglu_input() const override { return o_.experts_fused_down; }
 
-    // The extra slot rides the ungrouped GEMV (decode: at most n_expert pairs), one more work item per token, on a
-    // dense weight of this plugin with one expert's layout; not with the fused down projection.
+    // The extra slot rides the ungrouped GEMV (decode: at most n_expert pairs), one more work item per token, or the
+    // fused down projection, one more slot per token, on a dense weight of this plugin with one expert's layout.
     bool takes_extra(const Weight& w, int64_t n_tokens, int64_t top_k) const override {
-        if (o_.experts_fused_down || n_tokens <= 0 || top_k <= 0) return false;
+        if (n_tokens <= 0 || top_k <= 0) return false;
         const int64_t n_pairs = n_tokens * top_k;
         if (n_pairs > n_expert_) return false;  // decode-sized calls only (prefill: the grouped path or many GEMVs)
         return n_pairs + n_tokens <= INT32_MAX / 4 && gemv_matrix(w, l_) != nullptr;
@@ -86,7 +87,7 @@ public:
         const auto st = static_cast<cudaStream_t>(h.stream);
         // Decode with routing weights and the fused setting: one kernel per call (SwiGLU, GEMV and the slot sum).
         if (o_.experts_fused_down && weighted && m.x_per_slot && !grouped &&
-            experts_down_fused_fits(l_, int(m.top_k))) {
+            experts_down_fused_fits(l_, int(m.top_k) + (extra ? 1 : 0))) {
             MoeDownArgs d;
             d.w = dev_;
             d.x = m.x;
@@ -101,6 +102,11 @@ public:
             d.ys = m.y_stride;
             d.accumulate = m.accumulate;
             d.pdl = h.pdl;
+            if (extra) {
+                d.extra = extra;
+                d.extra_x = m.x + n_pairs * m.x_stride;  // the extra slot's rows follow the pairs'
+                d.extra_weights = m.extra_weights;
+            }
             experts_down_fused(l_, d, st);
             return;
         }
@@ -108,7 +114,7 @@ public:
         const bool act_pass = m.x_swiglu && nt == 0;  // the GEMV reads plain rows: SwiGLU into the workspace first
         const uint64_t group_off = weighted ? part_bytes(n_slots) : 0;
         const uint64_t act_off = group_off + (grouped ? group_bytes(n_pairs) : 0);
-        const uint64_t need = act_off + (act_pass ? act_bytes(n_pairs) : 0);
+        const uint64_t need = act_off + (act_pass ? act_bytes(x_rows) : 0);
         if (need > 0 && (ex.workspace_bytes() < need || !ex.workspace()))
             throw Error(what + " of " + std::to_string(m.n_tokens) + " tokens x top_k " + std::to_string(m.top_k) +
                         " needs " + std::to_string(need) + " bytes of workspace, the executor reserved " +

@@ -119,7 +119,8 @@ void experts_gemm(const Layout& l, const ExpertsGemmArgs& a, int nt, cudaStream_
 
 // The fused MoE down projection of decode (wo_moe_down.cu): y[t, r] (+)= sum over j < top_k of weights[t, j] *
 // (W_{ids[t, j]} row r . a_{t, j}), a_{t, j} = x row t * top_k + j, or silu(gate) * up of it when swiglu (rows
-// [gate | up], 2 cols each); ids out of range add nothing. One kernel, deterministic.
+// [gate | up], 2 cols each); ids out of range add nothing; with MoeDownArgs::extra one slot more per token (its
+// top_k counts the extra slot for _fits and _smem). One kernel, deterministic.
 constexpr int kMaxFusedTopK = 32;
 // The staged activation rows of one token: dynamic shared memory, within the 48 KiB a launch gets without opting in
 // once the kernel's static part (under 1 KiB) is counted.
@@ -136,6 +137,11 @@ struct MoeDownArgs {
     float* y = nullptr;
     int64_t ys = 0;
     bool accumulate = false, pdl = false;
+    // The extra slot (ExpertMatmul::extra: the shared expert), or null: one more matrix of l's layout for every token,
+    // its activation row t at extra_x + t * xs ([gate | up] when swiglu), its weight extra_weights[t] (1 when null).
+    const uint8_t* extra = nullptr;
+    const float* extra_x = nullptr;
+    const float* extra_weights = nullptr;
 };
 // Whether experts_down_fused takes l at top_k (its staged rows fit kMaxFusedSmem), and those bytes.
 bool experts_down_fused_fits(const Layout& l, int top_k);

@@ -3,9 +3,11 @@
 // activation row or silu(gate) * up of its [gate | up] row; one launch instead of a SwiGLU kernel, a GEMV writing
 // pair rows and a kernel summing them.
 //
-// Grid (row blocks of 8 rows, tokens); a CTA of 8 warps stages its token's k activation rows in shared memory (SwiGLU
-// applied once here), then warp w owns row r = 8 blockIdx.x + w: its lanes stride over the k x nch 16-byte chunks of
-// row r of the token's k experts (all of one lane's loads issued before any is used), each chunk's dot product
+// Grid (row blocks of 8 rows, tokens); a CTA of 8 warps stages its token's k activation rows (k + 1 with the extra
+// slot: the shared expert, MoeDownArgs::extra) in shared memory (SwiGLU applied once here; each thread's loads of
+// kStageLoads elements issued before any is used), then warp w owns row r = 8 blockIdx.x + w: its lanes stride over
+// the k x nch 16-byte chunks of row r of the token's k experts (kLoadsPerLane chunks a lane issued before any is used:
+// one round for Qwen3.6-35B-A3B's 8 + 1 slots of 16 chunks), each chunk's dot product
 // scaled by its pair's routing weight times the expert's per-tensor / per-row factor; a warp shuffle sums the lanes
 // and lane 0 writes the row once. Deterministic (fixed order per lane and in the shuffle tree), no atomics. Ids out
 // of range contribute nothing. The staged rows are skewed (chunk stride = chunk columns + 4 floats) so that 8 lanes
@@ -24,7 +26,8 @@ namespace imp::wo {
 namespace {
 
 constexpr int kRowsPerCta = 8;  // one row per warp
-constexpr int kLoadsPerLane = 4;  // chunks in flight per lane
+constexpr int kLoadsPerLane = 8;  // chunks in flight per lane
+constexpr int kStageLoads = 8;    // activation elements in flight per thread while staging
 
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
 
@@ -47,10 +50,11 @@ template <Codec C>
 __global__ void __launch_bounds__(kRowsPerCta * 32) experts_down_fused_kernel(DownK k) {
     constexpr int E = chunk_cols<C>(), CS = chunk_stride<C>();
     extern __shared__ __align__(16) float act[];  // [top_k][nch][CS]
-    __shared__ float wgt[kMaxFusedTopK];
-    __shared__ const uint8_t* mat[kMaxFusedTopK];
+    __shared__ float wgt[kMaxFusedTopK + 1];
+    __shared__ const uint8_t* mat[kMaxFusedTopK + 1];
     const MoeDownArgs& a = k.a;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = int(blockIdx.y), nk = a.top_k;
+    const int nke = nk + (a.extra ? 1 : 0);  // slots: the routed ones, then the extra
     const int cols = int(k.l.cols), nch = k.nch;
     ::imp::cuda::pdl_wait();  // ids, weights and x come from earlier kernels
     if (int(threadIdx.x) < nk) {
@@ -58,15 +62,27 @@ __global__ void __launch_bounds__(kRowsPerCta * 32) experts_down_fused_kernel(Do
         const bool ok = e >= 0 && e < a.n_expert;
         wgt[j] = ok ? a.weights[int64_t(t) * nk + j] : 0.f;
         mat[j] = ok ? a.w + int64_t(e) * int64_t(k.l.bytes) : nullptr;
+    } else if (int(threadIdx.x) == nk && a.extra) {
+        wgt[nk] = a.extra_weights ? a.extra_weights[t] : 1.f;
+        mat[nk] = a.extra;
     }
-    const int per_row = nch * E;
-    for (int j = 0; j < nk; ++j) {
-        const float* xr = a.x + (int64_t(t) * nk + j) * a.xs;
-        float* aj = act + j * nch * CS;
-        for (int c = threadIdx.x; c < per_row; c += blockDim.x) {  // E is a power of two: shifts, not divisions
-            float v = 0.f;
-            if (c < cols) v = a.swiglu ? silu_mul(__ldg(xr + c), __ldg(xr + cols + c)) : __ldg(xr + c);
-            aj[(c / E) * CS + c % E] = v;
+    const int per_row = nch * E, n_el = nke * per_row;
+    for (int i0 = threadIdx.x; i0 < n_el; i0 += kRowsPerCta * 32 * kStageLoads) {
+        float g[kStageLoads], u[kStageLoads];
+#pragma unroll
+        for (int q = 0; q < kStageLoads; ++q) {  // every load first
+            const int i = i0 + q * kRowsPerCta * 32, j = i / per_row, c = i - j * per_row;
+            g[q] = u[q] = 0.f;
+            if (i < n_el && c < cols) {
+                const float* xr = j < nk ? a.x + (int64_t(t) * nk + j) * a.xs : a.extra_x + int64_t(t) * a.xs;
+                g[q] = __ldg(xr + c);
+                if (a.swiglu) u[q] = __ldg(xr + cols + c);
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < kStageLoads; ++q) {
+            const int i = i0 + q * kRowsPerCta * 32, j = i / per_row, c = i - j * per_row;
+            if (i < n_el) act[(j * nch + c / E) * CS + c % E] = a.swiglu ? silu_mul(g[q], u[q]) : g[q];
         }
     }
     __syncthreads();
@@ -74,7 +90,7 @@ __global__ void __launch_bounds__(kRowsPerCta * 32) experts_down_fused_kernel(Do
     const int r = int(blockIdx.x) * kRowsPerCta + warp;
     if (r >= k.l.rows) return;
     float acc = 0.f;
-    const int total = nk * nch;
+    const int total = nke * nch;
     for (int q0 = lane; q0 < total; q0 += 32 * kLoadsPerLane) {
         uint4 w[kLoadsPerLane];
         uint32_t sc[kLoadsPerLane];
@@ -166,7 +182,7 @@ void experts_down_fused(const Layout& l, const MoeDownArgs& a, cudaStream_t st) 
     k.l = l;
     k.a = a;
     k.nch = int(l.ld / 16);
-    const size_t smem = size_t(experts_down_fused_smem(l, a.top_k));
+    const size_t smem = size_t(experts_down_fused_smem(l, a.top_k + (a.extra ? 1 : 0)));
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += 65535) {
         DownK kk = k;
         const int64_t nt = std::min<int64_t>(65535, a.n_tokens - t0);
@@ -174,6 +190,10 @@ void experts_down_fused(const Layout& l, const MoeDownArgs& a, cudaStream_t st) 
         kk.a.weights = a.weights + t0 * a.top_k;
         kk.a.x = a.x + t0 * a.top_k * a.xs;
         kk.a.y = a.y + t0 * a.ys;
+        if (a.extra) {
+            kk.a.extra_x = a.extra_x + t0 * a.xs;
+            if (a.extra_weights) kk.a.extra_weights = a.extra_weights + t0;
+        }
         const dim3 grid(unsigned(::imp::cuda::div_up(l.rows, kRowsPerCta)), unsigned(nt));
         if (l.codec == Codec::NVFP4)
             IMP_CUDA_CHECK(::imp::cuda::launch(experts_down_fused_kernel<Codec::NVFP4>, grid, dim3(kRowsPerCta * 32),

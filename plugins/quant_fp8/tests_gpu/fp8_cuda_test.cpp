@@ -381,6 +381,14 @@ TEST_CASE("quant_fp8 cuda: the shared expert as one more slot of the decode expe
             INFO((per_row ? "per row" : "per tensor") << (plan == 2 ? ", regs2" : ", regs"));
             extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
         }
+        f8::cuda::Settings fused;  // the fused down projection with the extra slot among its slots
+        fused.experts_fused_down = true;
+        const auto wf = load_stack(*ex, st, fused);
+        const auto df = load(*ex, shared, fused), of = load(*ex, other, fused);
+        for (const bool swiglu : {false, true}) {
+            INFO((per_row ? "per row" : "per tensor") << ", fused down" << (swiglu ? ", [gate | up] rows" : ""));
+            extra_cases(*ex, *wf, st.ref, *df, shared.w, *of, rng, swiglu);
+        }
     }
 }
 

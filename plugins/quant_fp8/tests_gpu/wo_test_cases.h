@@ -212,10 +212,13 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
 // exact values) as slot top_k of every token on decode-sized calls (at most n_expert pairs, so w must take it):
 // unweighted, row n k + t of y; weighted, added to y[t] with extra_weights[t] or (null) 1. x rows per slot: the
 // extra slot's is row n k + t. Against the double reference of the routed slots plus d; every output written once,
-// nothing else touched. A dense weight of another shape is refused (takes_extra false, the call throws).
+// nothing else touched. A dense weight of another shape is refused (takes_extra false, the call throws). swiglu: x
+// rows are [gate | up] (ExpertMatmul::x_swiglu; for weights whose swiglu_input(): weighted calls with x per slot run
+// the fused down projection, the extra slot among its slots).
 inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
-                        const Weight& d, const std::vector<float>& d_ref, const Weight& other, std::mt19937& rng) {
-    const int64_t rows = w.rows(), cols = w.cols();
+                        const Weight& d, const std::vector<float>& d_ref, const Weight& other, std::mt19937& rng,
+                        bool swiglu = false) {
+    const int64_t rows = w.rows(), cols = w.cols(), x_cols = swiglu ? 2 * cols : cols;
     CHECK_FALSE(w.takes_extra(other, 1, 1));
     for (const int64_t n : {1, 2, 3})
         for (const int64_t k : {1, 2}) {
@@ -228,7 +231,7 @@ inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vec
                     for (const bool acc : {false, true})
                         for (const bool gate : {false, true}) {
                             if (gate && !weighted) continue;
-                            const int64_t xs = (cols + 3) / 4 * 4 + (n % 2 ? 4 : 1), ys = rows + 3;
+                            const int64_t xs = (x_cols + 3) / 4 * 4 + (n % 2 ? 4 : 1), ys = rows + 3;
                             const int64_t x_rows = per_slot ? pairs + n : n, n_out = weighted ? n : pairs + n;
                             const auto x = random_floats(size_t(x_rows * xs), rng);
                             const auto ids = random_ids(pairs, w.n_expert(), rng);
@@ -243,11 +246,14 @@ inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vec
                                     for (int64_t r = 0; r < rows; ++r) init[size_t(o * ys + r)] = z[size_t(o * ys + r)];
                             }
                             std::vector<double> delta(size_t(n_out * rows), 0.0);
+                            auto act = [&](int64_t xr, int64_t c) {
+                                const double g = x[size_t(xr * xs + c)];
+                                return swiglu ? g / (1.0 + std::exp(-g)) * double(x[size_t(xr * xs + cols + c)]) : g;
+                            };
                             auto add = [&](const std::vector<float>& W, int64_t xr, int64_t o, double gw) {
                                 for (int64_t r = 0; r < rows; ++r) {
                                     double sum = 0;
-                                    for (int64_t c = 0; c < cols; ++c)
-                                        sum += double(W[size_t(r * cols + c)]) * double(x[size_t(xr * xs + c)]);
+                                    for (int64_t c = 0; c < cols; ++c) sum += double(W[size_t(r * cols + c)]) * act(xr, c);
                                     delta[size_t(o * rows + r)] += gw * sum;
                                 }
                             };
@@ -267,6 +273,7 @@ inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vec
                             m.x = device_copy(ex, x);
                             m.x_stride = xs;
                             m.x_per_slot = per_slot;
+                            m.x_swiglu = swiglu;
                             m.ids = device_copy(ex, ids);
                             m.weights = weighted ? device_copy(ex, g) : nullptr;
                             m.n_tokens = n;
@@ -280,6 +287,7 @@ inline void extra_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vec
                             const Check res = check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows,
                                                            want, delta, n_out);
                             INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
+                                           << (swiglu ? ", [gate | up] rows" : "")
                                            << (per_slot ? ", x per slot" : "") << (acc ? ", accumulate" : "")
                                            << (gate ? ", extra weights" : ""));
                             CHECK(res.unwritten == 0);

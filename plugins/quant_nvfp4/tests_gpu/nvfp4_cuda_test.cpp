@@ -333,11 +333,16 @@ TEST_CASE("quant_nvfp4 cuda: the shared expert as one more slot of the decode ex
         extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
         CHECK_FALSE(w->takes_extra(*d, 4, 2));  // 8 pairs > 6 experts: the grouped path takes no extra slot
     }
+    // With the fused down projection: weighted calls with x per slot run it with the extra slot as slot top_k
+    // ([gate | up] rows or plain), the others the GEMV (SwiGLU rows into the workspace first).
     nv::cuda::Settings fused;
     fused.experts_fused_down = true;
     const auto wf = load_stack(*ex, st, rows, cols, fused);
-    const auto df = load(*ex, shared, fused);
-    CHECK_FALSE(wf->takes_extra(*df, 1, 2));  // the fused down projection takes none
+    const auto df = load(*ex, shared, fused), of = load(*ex, other, fused);
+    for (const bool swiglu : {false, true}) {
+        INFO("fused down" << (swiglu ? ", [gate | up] rows" : ""));
+        extra_cases(*ex, *wf, st.ref, *df, shared.w, *of, rng, swiglu);
+    }
 }
 
 TEST_CASE("quant_nvfp4 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",

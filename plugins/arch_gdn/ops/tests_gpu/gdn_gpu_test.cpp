@@ -52,6 +52,18 @@ TEST_CASE("gdn gpu: conv prefill and update equal the CPU reference", "[gdn][gpu
         k3.kernel = 3, k3.aligned = true, k3.conv_variant = variant;
         CHECK(compare_conv(cpu, dev, k3) == "");
     }
+    // Decode steps (one row per sequence): K = 4 takes conv_decode.cu's kernel (variant 0: its loads before the PDL
+    // wait), variant 1 conv.cu's block kernel; heads of 128 (one channel a thread) and 256 (two), odd strides.
+    for (int variant : {0, 1})
+        for (Problem p : {problem(16, 32, false, {1, 1, 1, 1, 1}, 31), problem(2, 4, true, {1, 1}, 32, false),
+                          problem(3, 3, false, {1, 1, 1}, 33)}) {
+            p.conv_variant = variant;
+            CHECK(compare_conv(cpu, dev, p) == "");
+            if (p.dims.n_k_heads == 2) {
+                p.dims.head_k_dim = p.dims.head_v_dim = 256;
+                CHECK(compare_conv(cpu, dev, p) == "");
+            }
+        }
     Problem k3 = problem(2, 4, false, {5, 1, 40}, 5);  // another conv width (prefill, then decode)
     k3.kernel = 3;
     CHECK(compare_conv(cpu, dev, k3) == "");
