@@ -31,8 +31,9 @@ void register_gdn(imp::Registry& reg) {
                      "decode_norm_ctas CTAs, at most 8); false: gdn.conv, then gdn.rule_decode",
                      {}});
     reg.add_setting({"warp_kernels", true,
-                     "CUDA gdn.conv (prefill steps) and gdn.gated_norm on the one-warp kernels with 16-byte accesses "
-                     "where the strides allow; false: one block per row and head",
+                     "CUDA gdn.conv (prefill steps: the one-warp kernel with 16-byte accesses where the strides allow; "
+                     "decode steps with 4 taps: the kernel reading weights and state before the PDL wait) and "
+                     "gdn.gated_norm on the one-warp kernels; false: one block per row and head",
                      {}});
     reg.add_setting({"prefill_rule", std::string("mma32"),
                      "CUDA gdn.rule_chunked: auto (the kernel's choice), fused (one kernel, no workspace), split64 / "
