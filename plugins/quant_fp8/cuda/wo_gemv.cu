@@ -27,6 +27,7 @@
 
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
+#include "imp/cuda/row_ops.cuh"
 #include "imp/error.h"
 #include "wo_gemv_chunk.cuh"
 #include "wo_kernels.h"
@@ -35,7 +36,10 @@ namespace imp::wo {
 namespace {
 
 
-template <Codec C, int T, int S>
+// N: a dense call whose x rows are RMS-normalized first (GemvArgs::norm; Regs only): after the PDL wait the CTA copies
+// its tokens' rows into shared memory, scales them as the executor's rms_norm (x * rsqrt(mean(x^2) + eps) * norm,
+// the sum of squares in another order), and the row sums read them there.
+template <Codec C, int T, int S, bool N = false>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
     __shared__ float red[2 * kWarps][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
@@ -94,7 +98,39 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
     // Dense: the first chunks (weights) are requested before the wait; experts waited above (the id).
-    row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, !p.ids, acc);
+    if constexpr (N) {
+        extern __shared__ float4 xn4[];  // [T][cols / 4]
+        __shared__ float nred[32];
+        const int c4 = p.cols / 4;
+        auto stage = [&] {
+            ::imp::cuda::pdl_wait();
+            for (int t = 0; t < ntok; ++t) {
+                const float4* src = reinterpret_cast<const float4*>(x + xo[t]);
+                for (int i = int(threadIdx.x); i < c4; i += kWarps * 32) xn4[t * c4 + i] = __ldg(src + i);
+            }
+            __syncthreads();
+            const float4* g4 = reinterpret_cast<const float4*>(p.norm);
+            for (int t = 0; t < ntok; ++t) {
+                const float sc = ::imp::cuda::rms_norm_scale<true>(reinterpret_cast<const float*>(xn4 + t * c4),
+                                                                   p.cols, p.norm_eps, nred);
+                for (int i = int(threadIdx.x); i < c4; i += kWarps * 32) {
+                    float4 v = xn4[t * c4 + i];
+                    const float4 g = __ldg(g4 + i);
+                    v.x *= sc, v.y *= sc, v.z *= sc, v.w *= sc;
+                    v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+                    xn4[t * c4 + i] = v;
+                }
+            }
+            __syncthreads();
+        };
+        int64_t so[T];
+#pragma unroll
+        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xn4), so, ntok, stage, acc);
+    } else {
+        const bool dense = !p.ids;
+        row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, [dense] { if (dense) ::imp::cuda::pdl_wait(); }, acc);
+    }
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -139,6 +175,26 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
                                            dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
                                            dim3(kWarps * 32), size_t(smem), st, pdl, q));
     }
+}
+
+// A GemvArgs::norm call (Regs, dense): its staged rows are T x cols floats of dynamic shared memory.
+template <Codec C, int T>
+void launch_norm(const KP& p, bool pdl, cudaStream_t st) {
+    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
+    IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, true>, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta))),
+                                       dim3(kWarps * 32), size_t(T) * size_t(p.cols) * 4, st, pdl, p));
+}
+
+template <Codec C>
+void launch_norm_tokens(const KP& p, int T, bool pdl, cudaStream_t st) {
+    if (T <= 1)
+        launch_norm<C, 1>(p, pdl, st);
+    else if (T <= 2)
+        launch_norm<C, 2>(p, pdl, st);
+    else if (T <= 4)
+        launch_norm<C, 4>(p, pdl, st);
+    else
+        launch_norm<C, 8>(p, pdl, st);
 }
 
 template <Codec C, int S>
@@ -219,6 +275,18 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
+    if (a.norm) {  // gemv_norm_applies checked the rest
+        if (experts || !gemv_norm_applies(l, a.n_tokens, a.x, a.xs, a.norm))
+            throw Error("weight-only GEMV: an RMSNorm-fused call its kernel does not take");
+        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, 1, a.sm_count);
+        KP p = kernel_params(l, a, T);
+        p.lanes = gemv_row_lanes(l, a, kw);
+        if (l.codec == Codec::NVFP4)
+            launch_norm_tokens<Codec::NVFP4>(p, p.n_tokens, a.pdl, st);
+        else
+            launch_norm_tokens<Codec::FP8>(p, p.n_tokens, a.pdl, st);
+        return;
+    }
     if (a.plan == GemvPlan::Stream && !experts) {
         const int grid = stream_grid(l, a.n_tokens, a.sm_count);
         if (grid > 0) {
@@ -272,7 +340,15 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.x_vec = ::imp::cuda::aligned16(a.x) && a.xs % 4 == 0;
     p.extra = a.groups ? nullptr : a.extra;
     p.n_routed = p.extra ? a.n_routed : INT_MAX;
+    p.norm = a.norm;
+    p.norm_eps = a.norm_eps;
     return p;
+}
+
+bool gemv_norm_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, const float* norm) {
+    const int64_t T = n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8;
+    return n_tokens >= 1 && n_tokens <= kMaxGemvTokens && l.cols % 4 == 0 && T * l.cols * 4 <= kMaxNormSmem &&
+           ::imp::cuda::aligned16(x) && ::imp::cuda::aligned16(norm) && (n_tokens == 1 || xs % 4 == 0);
 }
 
 }  // namespace imp::wo

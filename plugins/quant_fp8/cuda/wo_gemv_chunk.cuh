@@ -36,6 +36,8 @@ struct KP {
     int n_expert, top_k, x_per_slot, zero_invalid, pair0, lanes, x_vec;  // lanes: per row group (16, 32 .. 256)
     const uint8_t* extra;  // ungrouped expert calls: items >= n_routed run on this matrix (GemvArgs::extra)
     int n_routed;
+    const float* norm;  // dense calls: x is RMS-normalized with this weight first (GemvArgs::norm), or null
+    float norm_eps;
 };
 
 struct GemvArgs;
@@ -46,11 +48,19 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T);
 int mma_gemv_kw(const Layout& l, int sm_count);
 void gemv_mma(const Layout& l, const KP& p, int kw, bool pdl, cudaStream_t st);
 
-// 8 activations at column col (col < cols); zero past cols.
+// 8 activations at column col (col < cols); zero past cols. SX: xt is in shared memory (the normalized rows of a
+// GemvArgs::norm call: 16-byte aligned rows of cols, a multiple of 4).
+template <bool SX = false>
 __device__ __forceinline__ void load_x(const KP& p, const float* xt, int col, float (&v)[8]) {
-    if (p.x_vec && col + 8 <= p.cols) {
-        const float4 a = __ldg(reinterpret_cast<const float4*>(xt + col));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(xt + col) + 1);
+    if (SX || (p.x_vec && col + 8 <= p.cols)) {
+        if (SX && col + 8 > p.cols) {  // the last 4 columns of a row of 4 mod 8
+            const float4 a = *reinterpret_cast<const float4*>(xt + col);
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = v[5] = v[6] = v[7] = 0.f;
+            return;
+        }
+        const float4 a = SX ? *reinterpret_cast<const float4*>(xt + col) : __ldg(reinterpret_cast<const float4*>(xt + col));
+        const float4 b =
+            SX ? *(reinterpret_cast<const float4*>(xt + col) + 1) : __ldg(reinterpret_cast<const float4*>(xt + col) + 1);
         v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
 #pragma unroll
@@ -80,7 +90,7 @@ __device__ __forceinline__ void load_chunk(const KP& p, const uint8_t* m, int r0
     }
 }
 
-template <Codec C, int T, int RW>
+template <Codec C, int T, int RW, bool SX = false>
 __device__ __forceinline__ void compute(const KP& p, const float* x, const int64_t (&xo)[T], int ntok,
                                         const Chunk<C> (&c)[RW], int ch, float (&acc)[RW][T]) {
     if (ch >= p.nch) return;
@@ -103,7 +113,7 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
                 for (int t = 0; t < T; ++t) {
                     if (t >= ntok) continue;
                     float xv[8];
-                    load_x(p, x + xo[t], col, xv);
+                    load_x<SX>(p, x + xo[t], col, xv);
 #pragma unroll
                     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -132,7 +142,7 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
             for (int t = 0; t < T; ++t) {
                 if (t >= ntok) continue;
                 float xv[8];
-                load_x(p, x + xo[t], col, xv);
+                load_x<SX>(p, x + xo[t], col, xv);
 #pragma unroll
                 for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -165,17 +175,19 @@ __device__ __forceinline__ void issue_stage(const KP& p, const uint8_t* m, int r
 }
 
 // The row group's sums over its lanes' chunks: Regs (S == 0), Regs2 (S == kRegs2) or Async (S stages).
-template <Codec C, int T, int RW, int S>
+// wait(): called once the first chunks' loads are issued (the PDL wait of a dense call, the staging of a norm call).
+// SX: x is in shared memory (load_x).
+template <Codec C, int T, int RW, int S, bool SX = false, typename Wait>
 __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, int li, int L, const float* x,
-                                         const int64_t (&xo)[T], int ntok, bool wait_pdl, float (&acc)[RW][T]) {
+                                         const int64_t (&xo)[T], int ntok, const Wait& wait, float (&acc)[RW][T]) {
     if constexpr (S == kRegs2) {  // the chunks two and one steps ahead in registers while one is computed
         Chunk<C> c0[RW], c1[RW], c2[RW];
         load_chunk<C, RW>(p, m, r0, li, c0);
         load_chunk<C, RW>(p, m, r0, li + L, c1);
-        if (wait_pdl) ::imp::cuda::pdl_wait();
+        wait();
         for (int ch = li; ch < p.nch; ch += L) {
             load_chunk<C, RW>(p, m, r0, ch + 2 * L, c2);
-            compute<C, T, RW>(p, x, xo, ntok, c0, ch, acc);
+            compute<C, T, RW, SX>(p, x, xo, ntok, c0, ch, acc);
 #pragma unroll
             for (int r = 0; r < RW; ++r) {
                 c0[r] = c1[r];
@@ -185,10 +197,10 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
     } else if constexpr (S == 0) {
         Chunk<C> cur[RW], nxt[RW];
         load_chunk<C, RW>(p, m, r0, li, cur);
-        if (wait_pdl) ::imp::cuda::pdl_wait();
+        wait();
         for (int ch = li; ch < p.nch; ch += L) {
             load_chunk<C, RW>(p, m, r0, ch + L, nxt);
-            compute<C, T, RW>(p, x, xo, ntok, cur, ch, acc);
+            compute<C, T, RW, SX>(p, x, xo, ntok, cur, ch, acc);
 #pragma unroll
             for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
         }
@@ -197,7 +209,7 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
         uint32_t sc[S][RW];
 #pragma unroll
         for (int s = 0; s + 1 < S; ++s) issue_stage<C, RW>(p, m, r0, li + s * L, ring, s, sc[s]);
-        if (wait_pdl) ::imp::cuda::pdl_wait();
+        wait();
         const int n_it = li < p.nch ? (p.nch - li + L - 1) / L : 0;
         for (int it0 = 0; it0 < n_it; it0 += S) {
 #pragma unroll
@@ -213,7 +225,7 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
                     c[r].q = ring[(s * RW + r) * (kWarps * 32) + threadIdx.x];
                     c[r].s = sc[s][r];
                 }
-                compute<C, T, RW>(p, x, xo, ntok, c, li + it * L, acc);
+                compute<C, T, RW, SX>(p, x, xo, ntok, c, li + it * L, acc);
             }
         }
         cp_async_wait_all();

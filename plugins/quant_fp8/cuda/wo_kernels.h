@@ -53,8 +53,18 @@ struct GemvArgs {
     GemvPlan plan = GemvPlan::Regs;
     int sm_count = 0;  // the device's SMs (CudaHandles::sm_count), for kw == 0
     bool pdl = false;  // programmatic dependent launch (CudaHandles::pdl)
+    // Dense calls: x is replaced by rms_norm(x) * norm per token (eps norm_eps; the executor's rms_norm up to the
+    // order of its sum of squares), staged in shared memory by each CTA: one kernel instead of the norm's and the
+    // GEMV's. The Regs plan whatever `plan` says; only where gemv_norm_applies.
+    const float* norm = nullptr;
+    float norm_eps = 0.f;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
+// Shared memory a norm-fused GEMV stages its rows in (T x cols floats, T the token bucket 1, 2, 4 or 8).
+constexpr int64_t kMaxNormSmem = 40 * 1024;
+// Whether a GEMV of n_tokens over x (row stride xs) can take the RMSNorm with weight `norm` (GemvArgs::norm):
+// 1-8 tokens, cols a multiple of 4, x rows and norm 16-byte aligned, the staged rows within kMaxNormSmem.
+bool gemv_norm_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, const float* norm);
 // The streaming GEMV (GemvPlan::Stream): the grid it runs a dense call of n_tokens on (one resident wave: 2 CTAs
 // per SM), or 0 where it does not apply (more than 2 tokens, unknown SM count, fewer than kStreamGroupsPerWarp row
 // groups per warp of that wave); the launch.

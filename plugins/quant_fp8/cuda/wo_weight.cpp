@@ -98,6 +98,32 @@ public:
         gemv(l_, a, st);
     }
 
+    // The RMSNorm in the GEMV (setting fuse_norm): calls the GEMV takes (up to gemv_tokens(), gemv_norm_applies);
+    // everything else is refused and runs as the separate ops.
+    bool matmul_fused(Executor& ex, const FusedMatmul& m) const override {
+        if (!o_.fuse_norm || !m.norm || m.swiglu || m.up || m.n_tokens <= 0 || m.n_tokens > gemv_tokens() || !m.x ||
+            !m.y || (m.n_tokens > 1 && (m.x_stride < cols_ || m.y_stride < rows_)) ||
+            !gemv_norm_applies(l_, m.n_tokens, m.x, m.x_stride, m.norm))
+            return false;
+        const CudaHandles& h = cuda_handles(ex, name_ + " weight");
+        GemvArgs a;
+        a.w = dev_;
+        a.x = m.x;
+        a.xs = m.x_stride;
+        a.y = m.y;
+        a.ys = m.y_stride;
+        a.n_tokens = int(m.n_tokens);
+        a.accumulate = m.accumulate;
+        a.kw = o_.gemv_kw;
+        a.short_rows = o_.gemv_short_rows;
+        a.sm_count = h.sm_count;
+        a.pdl = h.pdl;
+        a.norm = m.norm;
+        a.norm_eps = m.norm_eps;
+        gemv(l_, a, static_cast<cudaStream_t>(h.stream));
+        return true;
+    }
+
     void get_rows(Executor& ex, const int32_t* ids, int64_t n, float* out) const override {
         const CudaHandles& h = cuda_handles(ex, name_ + " weight");
         wo::get_rows(l_, dev_, ids, n, out, static_cast<cudaStream_t>(h.stream));

@@ -122,6 +122,20 @@ TEST_CASE("quant_fp8 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within fp
         }
 }
 
+TEST_CASE("quant_fp8 cuda: the RMSNorm fused into the GEMV (fuse_norm) equals the norm then the matmul",
+          "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(151);
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 372}, {130, 1040}, {77, 2048}, {1, 4}})
+        for (const bool per_row : {false, true}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            f8::cuda::Settings s;
+            s.fuse_norm = true;
+            INFO((per_row ? "per row" : "per tensor"));
+            norm_cases(*ex, *load(*ex, f, s), f.w, *load(*ex, f), rng);
+        }
+}
+
 TEST_CASE("quant_fp8 cuda: GEMV of 1-8 tokens, per-tensor and per-row scales, strides, accumulate, regs, regs2 and async",
           "[quant_fp8_gpu][gemv]") {
     auto ex = make_gpu();

@@ -324,6 +324,77 @@ inline void gemv_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
             }
 }
 
+// Weight::matmul_fused with an RMSNorm (setting fuse_norm) on w, which has it on: 1-8 tokens, y = and +=, x row
+// strides cols and cols + 4 (y stride rows + 5): y = W (x * rsqrt(mean(x^2) + eps) * g) within 1e-4 of the double
+// reference, every output written once and nothing else. Calls the kernel cannot take are refused (false, nothing
+// run): an x stride off 16 bytes with several tokens, staged rows over kMaxNormSmem, the SwiGLU fusions. A weight without the setting refuses all.
+inline void norm_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, const Weight& off,
+                       std::mt19937& rng) {
+    const int64_t rows = w.rows(), cols = w.cols();
+    const float eps = 1e-5f;
+    std::vector<float> g = random_floats(size_t(cols), rng);
+    for (auto& v : g) v = 1.f + 0.5f * v;
+    const float* gd = device_copy(ex, g);
+    for (const int64_t n : {1, 2, 3, 5, 8})
+        for (const bool acc : {false, true})
+            for (const int64_t xs : {cols, cols + 4}) {
+                INFO(rows << "x" << cols << ", fused norm, tokens " << n << (acc ? ", accumulate" : "") << ", x stride "
+                          << xs);
+                const int64_t ys = rows + 5, n_alloc = n + 1;
+                auto x = random_floats(size_t(n * xs), rng);
+                for (int64_t t = 0; t < n; ++t)  // rows of different scales: the norm is per token
+                    for (int64_t c = 0; c < cols; ++c) x[size_t(t * xs + c)] *= float(t + 1) * 0.7f;
+                std::vector<float> xn(x.size(), 0.f);
+                for (int64_t t = 0; t < n; ++t) {
+                    double ss = 0;
+                    for (int64_t c = 0; c < cols; ++c) ss += double(x[size_t(t * xs + c)]) * x[size_t(t * xs + c)];
+                    const double sc = 1.0 / std::sqrt(ss / double(cols) + eps);
+                    for (int64_t c = 0; c < cols; ++c)
+                        xn[size_t(t * xs + c)] = float(double(x[size_t(t * xs + c)]) * sc * g[size_t(c)]);
+                }
+                const auto delta = reference(w_ref, rows, cols, xn, xs, n);
+                std::vector<float> init = poison_floats(size_t(n_alloc * ys));
+                std::vector<double> want = delta;
+                if (acc) {
+                    const auto z = random_floats(size_t(n * ys), rng);
+                    for (int64_t t = 0; t < n; ++t)
+                        for (int64_t r = 0; r < rows; ++r) {
+                            init[size_t(t * ys + r)] = z[size_t(t * ys + r)];
+                            want[size_t(t * rows + r)] += double(z[size_t(t * ys + r)]);
+                        }
+                }
+                FusedMatmul fm;
+                fm.x = device_copy(ex, x);
+                fm.x_stride = xs;
+                fm.y = device_copy(ex, init);
+                fm.y_stride = ys;
+                fm.n_tokens = n;
+                fm.accumulate = acc;
+                fm.norm = gd;
+                fm.norm_eps = eps;
+                CHECK_FALSE(off.matmul_fused(ex, fm));
+                FusedMatmul sw = fm;
+                sw.swiglu = true;
+                CHECK_FALSE(w.matmul_fused(ex, sw));
+                const int64_t bucket = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+                if (bucket * cols * 4 > wo::kMaxNormSmem) {  // the staged rows would not fit: refused
+                    CHECK_FALSE(w.matmul_fused(ex, fm));
+                    continue;
+                }
+                REQUIRE(w.matmul_fused(ex, fm));
+                const Check c = check_output(download(ex, fm.y, init.size()), init, ys, n_alloc, rows, want, delta, n);
+                CHECK(c.unwritten == 0);
+                CHECK(c.overwritten == 0);
+                CHECK(c.rel <= 1e-4);
+                if (n > 1) {  // rows 16-byte aligned no more: refused
+                    FusedMatmul odd = fm;
+                    odd.x_stride = xs + 1;
+                    odd.x = device_copy(ex, random_floats(size_t(n * (xs + 1)), rng));
+                    CHECK_FALSE(w.matmul_fused(ex, odd));
+                }
+            }
+}
+
 // The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
 // applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
 // accumulate as the other GEMV cases.

@@ -24,6 +24,9 @@ struct KernelSettings {
     // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and a decode call with
     // routing weights runs as one kernel: SwiGLU, each token's experts and their weighted sum.
     bool experts_fused_down = false;
+    // Weight::matmul_fused with an RMSNorm (the layers' input norms): decode calls normalize x inside the GEMV (Regs)
+    // instead of a separate norm kernel.
+    bool fuse_norm = false;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one

@@ -163,6 +163,24 @@ TEST_CASE("quant_nvfp4 cuda: tensor-core GEMV (gemv = mma) of 1-8 tokens within 
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: the RMSNorm fused into the GEMV (fuse_norm) equals the norm then the matmul",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(141);
+    // 368: a partial chunk (12 of 32 columns); 1040: partial, 8 tokens staged in 33 KB; 2048: whole chunks, 5-8
+    // tokens refused (64 KB of staged rows); one row.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}, {1, 16}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        nv::cuda::Settings s;
+        s.fuse_norm = true;
+        for (const int kw : {0, 2}) {
+            s.gemv_kw = kw;
+            INFO("kw " << kw);
+            norm_cases(*ex, *load(*ex, n, s), n.w, *load(*ex, n), rng);
+        }
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: short rows in half-warp row groups (gemv_short_rows), dense and experts",
           "[quant_nvfp4_gpu][gemv]") {
     auto ex = make_gpu();
