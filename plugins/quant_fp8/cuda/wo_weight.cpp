@@ -98,14 +98,17 @@ public:
         gemv(l_, a, st);
     }
 
-    // The RMSNorm in the GEMV (setting fuse_norm): calls the GEMV takes (up to gemv_tokens(), gemv_norm_applies);
-    // everything else is refused and runs as the separate ops.
+    // The RMSNorm in the GEMV (setting fuse_norm): calls the GEMV takes (up to gemv_tokens(), gemv_norm_applies) on
+    // matrices of at most 128 rows per SM: every CTA stages and normalizes x again, which a few waves of CTAs
+    // (a layer's projections) hide and thousands (an LM head: its norm stays a kernel of its own) would not.
+    // Everything else is refused and runs as the separate ops.
     bool matmul_fused(Executor& ex, const FusedMatmul& m) const override {
         if (!o_.fuse_norm || !m.norm || m.swiglu || m.up || m.n_tokens <= 0 || m.n_tokens > gemv_tokens() || !m.x ||
             !m.y || (m.n_tokens > 1 && (m.x_stride < cols_ || m.y_stride < rows_)) ||
             !gemv_norm_applies(l_, m.n_tokens, m.x, m.x_stride, m.norm))
             return false;
         const CudaHandles& h = cuda_handles(ex, name_ + " weight");
+        if (h.sm_count <= 0 || rows_ > int64_t(h.sm_count) * 128) return false;
         GemvArgs a;
         a.w = dev_;
         a.x = m.x;
