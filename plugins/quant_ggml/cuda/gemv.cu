@@ -1,5 +1,6 @@
 // quant_ggml CUDA: the GEMV entry point, and the GEMV of the plain float types (F32, F16, BF16) on the CUDA cores.
-// The fused forms (RMSNorm prologue, SwiGLU epilogue) exist for the tiled types only (gemv_tiled.cuh).
+// The fused forms (RMSNorm prologue, SwiGLU epilogue) exist for the tiled types (gemv_tiled.cuh); the plain types take
+// the RMSNorm (staged in shared memory per CTA).
 //
 // Plain types: a CTA of 8 warps owns RW rows (4; 2 for F32) and its warps split the columns: 8-column chunk ch goes
 // to lane ch % 32 of warp (ch / 32) % 8, so a warp's loads are 512 contiguous bytes per row. Each lane loads its
@@ -17,6 +18,7 @@
 
 #include "gemv_tiled.cuh"
 #include "imp/cuda/launch.cuh"
+#include "imp/cuda/row_ops.cuh"
 #include "imp/error.h"
 
 namespace imp::ggml::cuda {
@@ -60,7 +62,8 @@ struct Plain {
     }
 };
 
-template <Type TY, int T, int RW>
+// SX: x is in shared memory (the RMS-normalized rows a norm-fused call stages: 16-byte aligned, stride cols).
+template <Type TY, int T, int RW, bool SX = false>
 struct PlainGemv {
     using P = Plain<TY>;
     const uint8_t* w;
@@ -92,7 +95,11 @@ struct PlainGemv {
             if (t >= n_tokens) continue;
             const float* xt = x + int64_t(t) * xs + col;
             float xv[8];
-            if (x_vec && col + 8 <= cols) {
+            if (SX) {  // cols a multiple of 4: the last 8-column chunk may hold 4
+                const float4 a = *reinterpret_cast<const float4*>(xt);
+                const float4 b = col + 8 <= cols ? *(reinterpret_cast<const float4*>(xt) + 1) : make_float4(0.f, 0.f, 0.f, 0.f);
+                xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+            } else if (x_vec && col + 8 <= cols) {
                 const float4 a = __ldg(reinterpret_cast<const float4*>(xt));
                 const float4 b = __ldg(reinterpret_cast<const float4*>(xt) + 1);
                 xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
@@ -108,14 +115,38 @@ struct PlainGemv {
     }
 };
 
-template <Type TY, int T, int RW>
+// N: a norm-fused call (GemvArgs::norm): the CTA stages its tokens' rows of x in shared memory (after the PDL wait
+// when launched dependent) as the executor's rms_norm computes them (x * rsqrt(mean(x^2) + eps) * norm, the sum of
+// squares in another order), and the chunks read them there.
+template <Type TY, int T, int RW, bool N = false>
 __global__ void __launch_bounds__(kPlainWarps * 32)
     gemv_plain_kernel(const uint8_t* __restrict__ w, int64_t ld_bytes, int rows, int cols, const float* __restrict__ x,
                       int64_t xs, float* __restrict__ y, int64_t ys, int n_tokens, int x_vec, int accumulate,
-                      int pdl) {
+                      int pdl, const float* __restrict__ norm, float eps) {
     __shared__ float red[kPlainWarps][RW * T];
+    __shared__ float nred[32];
+    extern __shared__ float4 xn4[];  // N: [T][cols / 4]
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    PlainGemv<TY, T, RW> g{w, ld_bytes, rows, cols, (cols + 7) / 8, int(blockIdx.x) * RW, n_tokens, x_vec, x, xs};
+    PlainGemv<TY, T, RW, N> g{w,     ld_bytes, rows, cols, (cols + 7) / 8, int(blockIdx.x) * RW, n_tokens, x_vec,
+                              N ? reinterpret_cast<const float*>(xn4) : x, N ? int64_t(cols) : xs};
+    auto stage = [&] {  // N only
+        const int c4 = cols / 4;
+        for (int t = 0; t < n_tokens; ++t)
+            for (int i = int(threadIdx.x); i < c4; i += kPlainWarps * 32)
+                xn4[t * c4 + i] = __ldg(reinterpret_cast<const float4*>(x + int64_t(t) * xs) + i);
+        __syncthreads();
+        for (int t = 0; t < n_tokens; ++t) {
+            const float sc = ::imp::cuda::rms_norm_scale<true>(reinterpret_cast<const float*>(xn4 + t * c4), cols, eps, nred);
+            for (int i = int(threadIdx.x); i < c4; i += kPlainWarps * 32) {
+                float4 v = xn4[t * c4 + i];
+                const float4 gw = __ldg(reinterpret_cast<const float4*>(norm) + i);
+                v.x *= sc, v.y *= sc, v.z *= sc, v.w *= sc;
+                v.x *= gw.x, v.y *= gw.y, v.z *= gw.z, v.w *= gw.w;
+                xn4[t * c4 + i] = v;
+            }
+        }
+        __syncthreads();
+    };
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll
@@ -124,9 +155,11 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     uint32_t qa[RW][Plain<TY>::kWords], qb[RW][Plain<TY>::kWords];
     const int first = warp * 32 + lane;
     g.load(qa, first);
+    if (N && !pdl) stage();
     if (pdl) {
         g.load(qb, first + kStep);
         ::imp::cuda::pdl_wait();
+        if constexpr (N) stage();
         for (int ch = first; ch < g.nch; ch += 2 * kStep) {
             g.compute(qa, ch);
             g.load(qa, ch + 2 * kStep);
@@ -174,9 +207,11 @@ void launch_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
     cfg.block = dim3(kPlainWarps * 32, 1, 1);
     cfg.stream = st;
     cfg.pdl = pdl != 0;
-    IMP_CUDA_CHECK(::imp::cuda::launch(cfg, gemv_plain_kernel<TY, T, RW>, static_cast<const uint8_t*>(a.w),
-                                       int64_t(l.ld * Plain<TY>::kElem), int(l.rows), int(l.cols), a.x, a.xs, a.y,
-                                       a.ys, a.n_tokens, x_vec, a.accumulate ? 1 : 0, pdl));
+    cfg.smem = a.norm ? size_t(T) * size_t(l.cols) * 4 : 0;
+    const auto k = a.norm ? gemv_plain_kernel<TY, T, RW, true> : gemv_plain_kernel<TY, T, RW, false>;
+    IMP_CUDA_CHECK(::imp::cuda::launch(cfg, k, static_cast<const uint8_t*>(a.w), int64_t(l.ld * Plain<TY>::kElem),
+                                       int(l.rows), int(l.cols), a.x, a.xs, a.y, a.ys, a.n_tokens, x_vec,
+                                       a.accumulate ? 1 : 0, pdl, a.norm, a.norm_eps));
 }
 
 template <Type TY>
@@ -196,7 +231,14 @@ void gemv_plain(const DeviceLayout& l, const GemvArgs& a, cudaStream_t st) {
 bool gemv_fusable(const DeviceLayout& l, const GemvArgs& a) {
     const bool tiled = l.type == Type::Q4_0 || l.type == Type::Q4_1 || l.type == Type::Q8_0 || l.type == Type::Q4_K ||
                        l.type == Type::Q5_K || l.type == Type::Q6_K;
+    const bool plain = l.type == Type::F32 || l.type == Type::F16 || l.type == Type::BF16;
     if (!a.norm && !a.swiglu) return true;
+    if (plain) {  // the norm only: the rows staged in shared memory (kMaxPlainNormSmem), 16-byte aligned
+        const int64_t T = a.n_tokens <= 1 ? 1 : a.n_tokens <= 2 ? 2 : a.n_tokens <= 4 ? 4 : 8;
+        return !a.swiglu && a.n_tokens >= 1 && a.n_tokens <= kMaxGemvTokens && l.cols % 4 == 0 &&
+               T * l.cols * 4 <= kMaxPlainNormSmem && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
+               reinterpret_cast<uintptr_t>(a.norm) % 16 == 0 && (a.n_tokens == 1 || a.xs % 4 == 0);
+    }
     if (!tiled || a.n_tokens < 1 || a.n_tokens > kMaxGemvTokens) return false;
     return !a.swiglu || (l.rows % 32 == 0 && !a.accumulate);
 }

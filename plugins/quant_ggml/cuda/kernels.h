@@ -28,14 +28,17 @@ struct GemvArgs {
     bool prefetch = false;  // tiled types: both weight buffers in flight before the input is ready (else one)
     bool plain_pdl = false;  // F32 / F16 / BF16: launched with PDL too (when pdl), weights loaded before the wait
     int l2_prefetch = 0;     // tiled types: bytes per CTA of its weights prefetched into L2 before the wait
-    // Tiled types only (Weight::matmul_fused): x -> rms_norm(x) * norm per token before the product (norm: cols
-    // floats), and / or y[t, r] = silu(Wx[t, r]) * Wx[t, rows / 2 + r] for r < rows / 2 (rows a multiple of 32, not
-    // accumulating).
+    // Weight::matmul_fused: x -> rms_norm(x) * norm per token before the product (norm: cols floats; tiled types,
+    // and plain types where gemv_fusable), and / or (tiled types only) y[t, r] = silu(Wx[t, r]) * Wx[t, rows / 2 + r]
+    // for r < rows / 2 (rows a multiple of 32, not accumulating).
     const float* norm = nullptr;
     float norm_eps = 0.f;
     bool swiglu = false;
 };
-// Whether gemv() can take a.norm / a.swiglu for layout l (the tiled types; SwiGLU: rows a multiple of 32).
+// Shared memory a plain-type norm-fused GEMV stages its rows in (T x cols floats, T the token bucket 1, 2, 4 or 8).
+constexpr int64_t kMaxPlainNormSmem = 40 * 1024;
+// Whether gemv() can take a.norm / a.swiglu for layout l (the tiled types; SwiGLU: rows a multiple of 32; the plain
+// types the norm alone, cols a multiple of 4, x and norm 16-byte aligned, the staged rows within kMaxPlainNormSmem).
 bool gemv_fusable(const DeviceLayout& l, const GemvArgs& a);
 
 // y[t, r] = sum_c x[t, c] W[r, c] (a.accumulate: y[t, r] += that sum), fp32 accumulation; a.norm / a.swiglu as

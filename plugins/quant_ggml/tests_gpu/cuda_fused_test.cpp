@@ -18,6 +18,7 @@
 #include "cuda_weight.h"
 #include "exec/cuda/cuda_executor.h"
 #include "gpu_test_util.h"
+#include "../cuda/kernels.h"
 #include "request_util.h"
 
 using namespace imp::ggml;
@@ -129,6 +130,70 @@ TEST_CASE("quant_ggml cuda: fused norm / SwiGLU GEMV equals the separate ops", "
     }
 }
 
+TEST_CASE("quant_ggml cuda: plain types (F32, F16, BF16) take the RMSNorm into the GEMV", "[quant_ggml_gpu][fused]") {
+    // The rows normalized in shared memory by each CTA (kMaxPlainNormSmem: at 2048 columns up to 4 tokens, 5-8
+    // refused), with and without plain_pdl (staged after the PDL wait, or first); 64 x 2048 is Qwen3.5/3.6's
+    // in_proj_ba; 1000 columns: a last 8-column chunk of 4; x stride cols + 4.
+    auto ex = make_gpu();
+    GgmlFormat f;
+    std::mt19937 rng(709);
+    const float eps = 1e-6f;
+    for (const char* type : {"F32", "F16", "BF16"})
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{64, 2048}, {37, 1000}, {96, 224}}) {
+            const HostTensor h = random_tensor(type, rows, cols, rng);
+            const auto w = f.load(request_for(h.src()), *ex);
+            cuda::set_gemv_fusion(*w, true, false);
+            const auto wdq = dequantized(h);
+            const auto nw = norm_weights(cols, rng);
+            float* nwd = device_copy(*ex, nw);
+            for (const bool pdl : {false, true})
+                for (const int64_t n : {int64_t(1), int64_t(2), int64_t(3), int64_t(5), int64_t(8)})
+                    for (const bool acc : {false, true}) {
+                        cuda::set_gemv_variants(*w, false, false, pdl);
+                        const int64_t xs = cols + 4, ys = rows + 5;
+                        auto x = random_activations(size_t(n * xs), rng);
+                        for (auto& v : x) v *= 3.f;
+                        std::vector<float> xc(size_t(n * cols));  // the reference's rows, stride cols
+                        for (int64_t t = 0; t < n; ++t)
+                            for (int64_t c = 0; c < cols; ++c) xc[size_t(t * cols + c)] = x[size_t(t * xs + c)];
+                        auto ref = fused_reference(wdq, rows, cols, xc, n, &nw, eps, false);
+                        std::vector<float> init(size_t((n + 1) * ys));
+                        for (auto& v : init) v = 0.5f;
+                        if (acc)
+                            for (int64_t t = 0; t < n; ++t)
+                                for (int64_t r = 0; r < rows; ++r) ref[size_t(t * rows + r)] += 0.5;
+                        float* xd = device_copy(*ex, x);
+                        float* y = device_copy(*ex, init);
+                        if (!acc) poison(*ex, y, init.size() * 4);
+                        imp::FusedMatmul m;
+                        m.x = xd, m.x_stride = xs, m.y = y, m.y_stride = ys, m.n_tokens = n, m.accumulate = acc;
+                        m.norm = nwd, m.norm_eps = eps;
+                        INFO(type << " " << rows << "x" << cols << ", " << n << " tokens" << (acc ? ", accumulate" : "")
+                                  << (pdl ? ", plain_pdl" : ""));
+                        const int64_t bucket = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+                        if (bucket * cols * 4 > cuda::kMaxPlainNormSmem) {
+                            CHECK_FALSE(w->matmul_fused(*ex, m));
+                            continue;
+                        }
+                        REQUIRE(w->matmul_fused(*ex, m));
+                        ex->synchronize();
+                        std::vector<float> got(init.size());
+                        ex->download(got.data(), y, got.size() * 4);
+                        if (acc) {  // rows past n, columns past rows: still 0.5
+                            int64_t touched = 0;
+                            for (int64_t t = 0; t <= n; ++t)
+                                for (int64_t r = 0; r < ys; ++r)
+                                    if ((t >= n || r >= rows) && got[size_t(t * ys + r)] != 0.5f) ++touched;
+                            CHECK(touched == 0);
+                        }
+                        const Check c = check_output(got, ys, n + 1, rows, ref, n);
+                        CHECK(c.unwritten == 0);
+                        if (!acc) CHECK(c.overwritten == 0);
+                        CHECK(c.rel <= 1e-3);
+                    }
+        }
+}
+
 TEST_CASE("quant_ggml cuda: matmul_fused refuses what it cannot fuse and writes nothing", "[quant_ggml_gpu][fused]") {
     auto ex = make_gpu();
     GgmlFormat f;
@@ -147,7 +212,8 @@ TEST_CASE("quant_ggml cuda: matmul_fused refuses what it cannot fuse and writes 
     };
     for (const Case c : {Case{"Q4_K", 96, 1, false, false, true, false, false, "fuse_norm off"},
                          Case{"Q4_K", 96, 1, true, false, true, true, false, "fuse_swiglu off"},
-                         Case{"BF16", 96, 1, true, true, true, false, false, "plain type"},
+                         Case{"BF16", 96, 1, true, true, false, true, false, "plain type with SwiGLU"},
+                         Case{"BF16", 96, 1, false, false, true, false, false, "plain type, fuse_norm off"},
                          Case{"Q8_0", 80, 1, true, true, false, true, false, "rows not a multiple of 32"},
                          Case{"Q8_0", 96, 1, true, true, false, true, true, "SwiGLU with accumulate"},
                          Case{"Q8_0", 96, 16, true, true, true, false, false, "16 tokens (GEMM path)"}}) {
