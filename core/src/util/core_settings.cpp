@@ -43,7 +43,7 @@ void declare_core_settings(Settings& s) {
                "CUDA: MoE router of decode-sized calls (up to 8 tokens): cluster (one thread-block cluster per token "
                "tile) or wide (one warp per router row over as many CTAs as the rows need)",
                {"cluster", "wide"}});
-    s.declare({"moe_shared_slot", false,
+    s.declare({"moe_shared_slot", true,
                "MoE decode steps: the shared expert as one more slot of the routed experts' launches (gate|up, SwiGLU, "
                "down and the slot sum: 4 launches fewer per layer) where the expert format takes it (same format "
                "and shape as one expert)",

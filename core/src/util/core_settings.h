@@ -23,7 +23,7 @@ struct CoreSettings {
     int router_cluster = 8;     // CUDA MoE router: CTAs per token tile (8 or 16)
     int router_warps = 8;       // CUDA MoE router: warps per CTA (8 or 16)
     bool router_wide = false;   // CUDA MoE router of decode-sized calls: one warp per row over many CTAs
-    bool moe_shared_slot = false;  // MoE decode: the shared expert as one more slot of the routed launches
+    bool moe_shared_slot = true;   // MoE decode: the shared expert as one more slot of the routed launches
 };
 
 void declare_core_settings(Settings& s);

@@ -193,11 +193,14 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid through each expert kernel choice equ
     auto src = open_model(synth(m.shape));
     for (const auto& [gemm, fused, gemv] : std::vector<std::tuple<std::string, bool, std::string>>{
              {"off", true, "regs2"}, {"2", false, "regs"}, {"8", true, "async"}}) {
-        INFO("experts_gemm " << gemm << ", experts_fused_down " << fused << ", gemv " << gemv);
+        const bool norm = gemv != "regs";  // fuse_norm (the default) on the first and last, the separate norm between
+        INFO("experts_gemm " << gemm << ", experts_fused_down " << fused << ", gemv " << gemv << ", fuse_norm "
+                             << norm);
         for (const char* q : {"quant_nvfp4", "quant_fp8"}) {
             reg.configure(q, "experts_gemm", gemm);
             reg.configure(q, "experts_fused_down", fused);
             reg.configure(q, "gemv", gemv);
+            reg.configure(q, "fuse_norm", norm);
         }
         CpuExecutor cpu(4);
         CudaExecutor dev(0);
@@ -212,6 +215,7 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid through each expert kernel choice equ
         reg.configure(q, "experts_gemm", std::string("auto"));
         reg.configure(q, "experts_fused_down", false);
         reg.configure(q, "gemv", std::string("regs"));
+        reg.configure(q, "fuse_norm", true);
     }
 }
 
@@ -252,7 +256,6 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
     Engine off(*src, reg, dev_a, opts(512, 1, false));
     reg.configure("core", "moe_shared_slot", true);
     Engine on(*src, reg, dev_b, opts(512, 1, false));
-    reg.configure("core", "moe_shared_slot", false);
     const uint64_t before = blocks::moe_detail::shared_slot_calls();
     compare_prompt_decode(off, on, tokens(7, 11), 6, 31, 3, 1e-3);
     CHECK(blocks::moe_detail::shared_slot_calls() > before);
@@ -260,11 +263,10 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
     // Graphs: the slot's decode step captured once replays like the eager steps (greedy tokens equal, logits within
     // 1e-4), without cudaMalloc in steady-state decode.
     Registry& full = full_gdn_registry();
-    full.configure("core", "moe_shared_slot", true);
+    full.configure("core", "moe_shared_slot", true);  // the default
     CudaExecutor dev_g(0), dev_e(0);
     Engine with(*src, full, dev_g, opts(128, 1, true));
     Engine without(*src, full, dev_e, opts(128, 1, false));
-    full.configure("core", "moe_shared_slot", false);
     compare_graphs_eager(with, without, tokens(9, 4), 16);
 }
 

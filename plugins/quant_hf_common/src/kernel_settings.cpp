@@ -17,7 +17,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"experts_fused_down", false,
                      "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
                      "token's experts in the same kernel", {}});
-    reg.add_setting({"fuse_norm", false,
+    reg.add_setting({"fuse_norm", true,
                      "CUDA: decode GEMVs (1-8 tokens) that follow a layer's RMSNorm normalize x themselves (one kernel "
                      "instead of the norm's and the GEMV's; the GEMV runs regs)", {}});
     reg.add_setting({"fp8_act", std::string("tensor"),

@@ -26,7 +26,7 @@ struct KernelSettings {
     bool experts_fused_down = false;
     // Weight::matmul_fused with an RMSNorm (the layers' input norms): decode calls normalize x inside the GEMV (Regs)
     // instead of a separate norm kernel.
-    bool fuse_norm = false;
+    bool fuse_norm = true;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one
