@@ -82,20 +82,7 @@ public:
                 return;
             }
         }
-        GemvArgs a;
-        a.w = dev_;
-        a.x = x;
-        a.xs = x_stride;
-        a.y = y;
-        a.ys = y_stride;
-        a.n_tokens = int(n_tokens);
-        a.accumulate = accumulate;
-        a.kw = o_.gemv_kw;
-        a.short_rows = o_.gemv_short_rows;
-        a.plan = gemv_plan(o_);
-        a.sm_count = h.sm_count;
-        a.pdl = h.pdl;
-        gemv(l_, a, st);
+        gemv(l_, gemv_args(h, x, x_stride, y, y_stride, n_tokens, accumulate), st);
     }
 
     // The RMSNorm in the GEMV (setting fuse_norm): calls the GEMV takes (up to gemv_tokens(), gemv_norm_applies) on
@@ -109,19 +96,8 @@ public:
             return false;
         const CudaHandles& h = cuda_handles(ex, name_ + " weight");
         if (h.sm_count <= 0 || rows_ > int64_t(h.sm_count) * 128) return false;
-        GemvArgs a;
-        a.w = dev_;
-        a.x = m.x;
-        a.xs = m.x_stride;
-        a.y = m.y;
-        a.ys = m.y_stride;
-        a.n_tokens = int(m.n_tokens);
-        a.accumulate = m.accumulate;
-        a.kw = o_.gemv_kw;
-        a.short_rows = o_.gemv_short_rows;
-        a.sm_count = h.sm_count;
-        a.pdl = h.pdl;
-        a.norm = m.norm;
+        GemvArgs a = gemv_args(h, m.x, m.x_stride, m.y, m.y_stride, m.n_tokens, m.accumulate);
+        a.norm = m.norm;  // the Regs plan whatever the setting's
         a.norm_eps = m.norm_eps;
         gemv(l_, a, static_cast<cudaStream_t>(h.stream));
         return true;
@@ -157,6 +133,25 @@ private:
     bool fp8_path() const { return o_.fp8_gemm && (l_.codec == Codec::FP8 || l_.has_fp8); }
     bool per_token() const { return o_.fp8_per_token && l_.has_vec; }
     // The most tokens the GEMV takes (more: the prefill path).
+    // A dense GEMV call of this weight with the settings' plan.
+    GemvArgs gemv_args(const CudaHandles& h, const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens,
+                       bool accumulate) const {
+        GemvArgs a;
+        a.w = dev_;
+        a.x = x;
+        a.xs = xs;
+        a.y = y;
+        a.ys = ys;
+        a.n_tokens = int(n_tokens);
+        a.accumulate = accumulate;
+        a.kw = o_.gemv_kw;
+        a.short_rows = o_.gemv_short_rows;
+        a.plan = gemv_plan(o_);
+        a.sm_count = h.sm_count;
+        a.pdl = h.pdl;
+        return a;
+    }
+
     int64_t gemv_tokens() const {
         return fp8_path() ? std::clamp<int64_t>(o_.gemv_max_tokens, 1, kMaxGemvTokens) : kMaxGemvTokens;
     }
