@@ -200,8 +200,8 @@ TEST_CASE("gpu: SmolLM2 with the norm / SwiGLU fused into the GEMMs' input gives
     // gate|up GEMMs take the RMSNorm and the down GEMM the SwiGLU into their bf16 conversion of x. The conversion
     // repeats the executor's ops bit for bit, so every logit of a long prompt (and of the decode steps after it,
     // which read its KV cache) equals the unfused engine's exactly.
-    imp::Session plain(profile_for(smollm2(), "cuda")),
-        fused(profile_for(smollm2(), "cuda", {"plugin.quant_ggml.fuse_gemm_input=true"}));
+    imp::Session plain(profile_for(smollm2(), "cuda", {"plugin.quant_ggml.fuse_gemm_input=false"})),
+        fused(profile_for(smollm2(), "cuda", {"plugin.quant_ggml.fuse_gemm_input=true"}));  // the default
     const std::string text =
         "The history of the city begins in the first century, when a small settlement grew on the banks of the "
         "river. Over the next thousand years it became";

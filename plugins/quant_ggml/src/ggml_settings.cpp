@@ -56,7 +56,7 @@ void declare_ggml_settings(Registry& reg) {
                      "CUDA: the decode GEMV of a fused gate|up weight writes silu(gate) * up (block types, up to 8 "
                      "tokens; one kernel less per FFN)",
                      {}});
-    reg.add_setting({"fuse_gemm_input", false,
+    reg.add_setting({"fuse_gemm_input", true,
                      "CUDA: GEMMs (more than 8 tokens) of F16, BF16 and block-type weights take the RMSNorm before "
                      "them (q|k|v, gate|up) or the SwiGLU (down) into the kernel that converts x to bf16 (one kernel "
                      "and one fp32 round trip less per use; same bits)",

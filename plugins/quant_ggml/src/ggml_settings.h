@@ -22,7 +22,7 @@ struct GgmlSettings {
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
     bool fuse_norm = false;            // CUDA: Weight::matmul_fused takes the RMSNorm into the GEMV
     bool fuse_swiglu = false;          // CUDA: Weight::matmul_fused takes the SwiGLU into the gate|up GEMV
-    bool fuse_gemm_input = false;      // CUDA: Weight::matmul_fused takes the norm / SwiGLU into a GEMM's bf16 x
+    bool fuse_gemm_input = true;       // CUDA: Weight::matmul_fused takes the norm / SwiGLU into a GEMM's bf16 x
     bool gemm_tune = false;            // CUDA: GEMMs time cuBLASLt's algorithms once per shape bucket
 };
 
