@@ -172,7 +172,8 @@ public:
         float* gu = sg + aligned(n);
         float* act = gu + aligned(pair_rows(n) * 2 * fmax);
         // The shared expert as slot top_k of the routed launches (ExpertMatmul::extra): its gate|up rows follow the
-        // pairs' in gu, its SwiGLU rows the pairs' in act, and the down projection adds it with its gate.
+        // pairs' in gu, its SwiGLU rows the pairs' in act (unless the down projection reads [gate | up] itself), and
+        // the down projection adds it with its gate.
         const bool slot = shared_slot_ && sh_gate_up_ && gate_up_ &&
                           gate_up_->takes_extra(*sh_gate_up_, n, k) && down_->takes_extra(*sh_down_, n, k);
         const int64_t act_rows = slot ? rows + n : rows;

@@ -8,11 +8,13 @@ namespace imp::gdn::conv {
 __device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
 __device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
-// (g, beta) of row t and v-head j (gdn_ops.h, gdn.conv).
+// (g, beta) of row t and v-head j (gdn_ops.h, gdn.conv), with the head's A and dt_bias already read.
+__device__ __forceinline__ float2 gate_values(const Conv::Args& a, int64_t t, int j, float A, float dt_bias) {
+    const float Av = a.A_is_log ? -expf(A) : A;
+    return make_float2(Av * softplus(a.a[t * a.a_stride + j] + dt_bias), 1.f / (1.f + expf(-a.b[t * a.b_stride + j])));
+}
 __device__ __forceinline__ float2 gate_values(const Conv::Args& a, int64_t t, int j) {
-    const float A = a.A_is_log ? -expf(a.A[j]) : a.A[j];
-    return make_float2(A * softplus(a.a[t * a.a_stride + j] + a.dt_bias[j]),
-                       1.f / (1.f + expf(-a.b[t * a.b_stride + j])));
+    return gate_values(a, t, j, a.A[j], a.dt_bias[j]);
 }
 
 // g and beta of row t for v-heads j = first, first + step, ... < Hv, into a.g and a.beta.

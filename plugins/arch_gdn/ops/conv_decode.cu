@@ -87,10 +87,10 @@ __global__ void __launch_bounds__(kThreads) conv_decode4_kernel(Conv::Args a) {
         const int i = threadIdx.x + e * kThreads;
         if (i < width) a.out[t * a.out_stride + c0 + i] = y[e];
     }
-    if (gates) {  // conv_common.cuh's gate_values with A and dt_bias already loaded
-        const float Av = a.A_is_log ? -expf(A) : A;
-        a.g[t * hv + j] = Av * softplus(a.a[t * a.a_stride + j] + dt);
-        a.beta[t * hv + j] = 1.f / (1.f + expf(-a.b[t * a.b_stride + j]));
+    if (gates) {
+        const float2 gb = gate_values(a, t, j, A, dt);
+        a.g[t * hv + j] = gb.x;
+        a.beta[t * hv + j] = gb.y;
     }
 }
 

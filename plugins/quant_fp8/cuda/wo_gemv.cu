@@ -101,27 +101,9 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     if constexpr (N) {
         extern __shared__ float4 xn4[];  // [T][cols / 4]
         __shared__ float nred[32];
-        const int c4 = p.cols / 4;
         auto stage = [&] {
             ::imp::cuda::pdl_wait();
-            for (int t = 0; t < ntok; ++t) {
-                const float4* src = reinterpret_cast<const float4*>(x + xo[t]);
-                for (int i = int(threadIdx.x); i < c4; i += kWarps * 32) xn4[t * c4 + i] = __ldg(src + i);
-            }
-            __syncthreads();
-            const float4* g4 = reinterpret_cast<const float4*>(p.norm);
-            for (int t = 0; t < ntok; ++t) {
-                const float sc = ::imp::cuda::rms_norm_scale<true>(reinterpret_cast<const float*>(xn4 + t * c4),
-                                                                   p.cols, p.norm_eps, nred);
-                for (int i = int(threadIdx.x); i < c4; i += kWarps * 32) {
-                    float4 v = xn4[t * c4 + i];
-                    const float4 g = __ldg(g4 + i);
-                    v.x *= sc, v.y *= sc, v.z *= sc, v.w *= sc;
-                    v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
-                    xn4[t * c4 + i] = v;
-                }
-            }
-            __syncthreads();
+            ::imp::cuda::stage_rms_norm_rows(xn4, x, p.xs, ntok, p.cols, p.norm, p.norm_eps, nred);
         };
         int64_t so[T];
 #pragma unroll

@@ -132,7 +132,6 @@ public:
 private:
     bool fp8_path() const { return o_.fp8_gemm && (l_.codec == Codec::FP8 || l_.has_fp8); }
     bool per_token() const { return o_.fp8_per_token && l_.has_vec; }
-    // The most tokens the GEMV takes (more: the prefill path).
     // A dense GEMV call of this weight with the settings' plan.
     GemvArgs gemv_args(const CudaHandles& h, const float* x, int64_t xs, float* y, int64_t ys, int64_t n_tokens,
                        bool accumulate) const {
@@ -152,6 +151,7 @@ private:
         return a;
     }
 
+    // The most tokens the GEMV takes (more: the prefill path).
     int64_t gemv_tokens() const {
         return fp8_path() ? std::clamp<int64_t>(o_.gemv_max_tokens, 1, kMaxGemvTokens) : kMaxGemvTokens;
     }

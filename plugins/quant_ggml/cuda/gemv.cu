@@ -129,24 +129,7 @@ __global__ void __launch_bounds__(kPlainWarps * 32)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     PlainGemv<TY, T, RW, N> g{w,     ld_bytes, rows, cols, (cols + 7) / 8, int(blockIdx.x) * RW, n_tokens, x_vec,
                               N ? reinterpret_cast<const float*>(xn4) : x, N ? int64_t(cols) : xs};
-    auto stage = [&] {  // N only
-        const int c4 = cols / 4;
-        for (int t = 0; t < n_tokens; ++t)
-            for (int i = int(threadIdx.x); i < c4; i += kPlainWarps * 32)
-                xn4[t * c4 + i] = __ldg(reinterpret_cast<const float4*>(x + int64_t(t) * xs) + i);
-        __syncthreads();
-        for (int t = 0; t < n_tokens; ++t) {
-            const float sc = ::imp::cuda::rms_norm_scale<true>(reinterpret_cast<const float*>(xn4 + t * c4), cols, eps, nred);
-            for (int i = int(threadIdx.x); i < c4; i += kPlainWarps * 32) {
-                float4 v = xn4[t * c4 + i];
-                const float4 gw = __ldg(reinterpret_cast<const float4*>(norm) + i);
-                v.x *= sc, v.y *= sc, v.z *= sc, v.w *= sc;
-                v.x *= gw.x, v.y *= gw.y, v.z *= gw.z, v.w *= gw.w;
-                xn4[t * c4 + i] = v;
-            }
-        }
-        __syncthreads();
-    };
+    auto stage = [&] { ::imp::cuda::stage_rms_norm_rows(xn4, x, xs, n_tokens, cols, norm, eps, nred); };  // N only
 #pragma unroll
     for (int r = 0; r < RW; ++r)
 #pragma unroll

@@ -36,6 +36,32 @@ __device__ __forceinline__ float rms_norm_scale(const float* xr, int64_t n, floa
     return rsqrtf(ss / float(n) + eps);
 }
 
+// The executor's rms_norm of n_rows rows of x (row stride xs floats; rows 16-byte aligned, cols a multiple of 4) into
+// dst, shared memory of n_rows x cols / 4 float4 (rows contiguous), for a kernel that reads its normalized input there
+// (the decode GEMVs' fused norm): the block copies the rows, then per row rms_norm_scale<true> (the executor's sum
+// when the block has rms_norm_threads(cols, true) threads, else the same terms in another order) and x * scale * w.
+// Every thread of the block calls it; it ends with __syncthreads. red: 32 floats of shared memory.
+__device__ __forceinline__ void stage_rms_norm_rows(float4* dst, const float* x, int64_t xs, int n_rows, int cols,
+                                                    const float* w, float eps, float* red) {
+    const int c4 = cols / 4;
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    for (int t = 0; t < n_rows; ++t)
+        for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x))
+            dst[t * c4 + i] = __ldg(reinterpret_cast<const float4*>(x + int64_t(t) * xs) + i);
+    __syncthreads();
+    for (int t = 0; t < n_rows; ++t) {
+        const float sc = rms_norm_scale<true>(reinterpret_cast<const float*>(dst + t * c4), cols, eps, red);
+        for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
+            float4 v = dst[t * c4 + i];
+            const float4 g = __ldg(w4 + i);
+            v.x *= sc, v.y *= sc, v.z *= sc, v.w *= sc;
+            v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+            dst[t * c4 + i] = v;
+        }
+    }
+    __syncthreads();
+}
+
 // The executor's SwiGLU of one element: silu(g) * u.
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
 
