@@ -129,10 +129,11 @@ TEST_CASE("quant_fp8 cuda: the RMSNorm fused into the GEMV (fuse_norm) equals th
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 372}, {130, 1040}, {77, 2048}, {1, 4}})
         for (const bool per_row : {false, true}) {
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
-            f8::cuda::Settings s;
+            f8::cuda::Settings s, off;
             s.fuse_norm = true;
+            off.fuse_norm = false;  // the weight that refuses every fused norm
             INFO((per_row ? "per row" : "per tensor"));
-            norm_cases(*ex, *load(*ex, f, s), f.w, *load(*ex, f), rng);
+            norm_cases(*ex, *load(*ex, f, s), f.w, *load(*ex, f, off), rng);
         }
 }
 

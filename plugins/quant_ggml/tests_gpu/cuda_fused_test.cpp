@@ -216,11 +216,12 @@ TEST_CASE("quant_ggml cuda: matmul_fused refuses what it cannot fuse and writes 
                          Case{"BF16", 96, 1, false, false, true, false, false, "plain type, fuse_norm off"},
                          Case{"Q8_0", 80, 1, true, true, false, true, false, "rows not a multiple of 32"},
                          Case{"Q8_0", 96, 1, true, true, false, true, true, "SwiGLU with accumulate"},
-                         Case{"Q8_0", 96, 16, true, true, true, false, false, "16 tokens (GEMM path)"}}) {
+                         Case{"Q8_0", 96, 16, true, true, true, false, false, "16 tokens (GEMM path, fuse_gemm_input off)"}}) {
         INFO(c.why);
         const HostTensor h = random_tensor(c.type, c.rows, cols, rng);
         const auto w = f.load(request_for(h.src()), *ex);
         cuda::set_gemv_fusion(*w, c.norm_on, c.swiglu_on);
+        cuda::set_gemm_fusion(*w, false);  // the GEMM path's fusion (fuse_gemm_input) has its own refusal test
         poison(*ex, y, size_t(16 * 96) * 4);
         imp::FusedMatmul m;
         m.x = xd, m.x_stride = cols, m.y = y, m.y_stride = 96, m.n_tokens = c.n_tokens, m.accumulate = c.accumulate;

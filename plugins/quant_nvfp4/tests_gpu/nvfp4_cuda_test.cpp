@@ -171,12 +171,13 @@ TEST_CASE("quant_nvfp4 cuda: the RMSNorm fused into the GEMV (fuse_norm) equals 
     // tokens refused (64 KB of staged rows); one row.
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}, {1, 16}}) {
         const Nv n = random_nvfp4(rows, cols, rng);
-        nv::cuda::Settings s;
+        nv::cuda::Settings s, off;
         s.fuse_norm = true;
+        off.fuse_norm = false;  // the weight that refuses every fused norm
         for (const int kw : {0, 2}) {
             s.gemv_kw = kw;
             INFO("kw " << kw);
-            norm_cases(*ex, *load(*ex, n, s), n.w, *load(*ex, n), rng);
+            norm_cases(*ex, *load(*ex, n, s), n.w, *load(*ex, n, off), rng);
         }
     }
 }
