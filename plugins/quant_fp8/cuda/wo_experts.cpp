@@ -7,8 +7,9 @@
 // (deterministic). With the setting experts_gemm, the prefill path runs the tensor-core GEMM (wo_experts_gemm.cu) on
 // groups of up to 8 * nt pairs instead of the GEMV. With experts_fused_down the weight asks the MoE block for its
 // [gate | up] rows (swiglu_input): a weighted decode call is one kernel (wo_moe_down.cu), the GEMM applies SwiGLU as
-// it stages the rows, the GEMV paths read them from a SwiGLU pass into the workspace. Nothing allocates device
-// memory after load.
+// it stages the rows, the GEMV paths read them from a SwiGLU pass into the workspace. With experts_swiglu the weight
+// asks for them too and the ungrouped (decode) GEMV stages silu(gate) * up in each CTA (no SwiGLU kernel). Nothing
+// allocates device memory after load.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -47,7 +48,7 @@ public:
                act_bytes(n_pairs + n_tokens);
     }
 
-    bool swiglu_input() const override { return o_.experts_fused_down; }
+    bool swiglu_input() const override { return o_.experts_fused_down || o_.experts_swiglu; }
 
     // The extra slot rides the ungrouped GEMV (decode: at most n_expert pairs), one more work item per token, or the
     // fused down projection, one more slot per token, on a dense weight of this plugin with one expert's layout.
@@ -111,7 +112,11 @@ public:
             return;
         }
         const int nt = grouped ? gemm_nt(n_pairs) : 0;
-        const bool act_pass = m.x_swiglu && nt == 0;  // the GEMV reads plain rows: SwiGLU into the workspace first
+        // The ungrouped GEMV stages silu(gate) * up itself (experts_swiglu, where its kernel takes the rows); other
+        // GEMV calls read plain rows: SwiGLU into the workspace first.
+        const bool staged = m.x_swiglu && nt == 0 && !grouped && o_.experts_swiglu &&
+                            gemv_swiglu_applies(l_, m.x, m.x_stride);
+        const bool act_pass = m.x_swiglu && nt == 0 && !staged;
         const uint64_t group_off = weighted ? part_bytes(n_slots) : 0;
         const uint64_t act_off = group_off + (grouped ? group_bytes(n_pairs) : 0);
         const uint64_t need = act_off + (act_pass ? act_bytes(x_rows) : 0);
@@ -143,6 +148,7 @@ public:
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;
         a.n_tokens = 1;
+        a.swiglu = staged;
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);

@@ -36,10 +36,15 @@ namespace imp::wo {
 namespace {
 
 
-// N: a dense call whose x rows are RMS-normalized first (GemvArgs::norm; Regs only): after the PDL wait the CTA copies
-// its tokens' rows into shared memory, scales them as the executor's rms_norm (x * rsqrt(mean(x^2) + eps) * norm,
-// the sum of squares in another order), and the row sums read them there.
-template <Codec C, int T, int S, bool N = false>
+// X, x staged in shared memory by each CTA (Regs only), once its first chunks of weights are requested:
+//   kStageNorm: a dense call whose x rows are RMS-normalized first (GemvArgs::norm): the CTA copies its tokens'
+//     rows, scales them as the executor's rms_norm (x * rsqrt(mean(x^2) + eps) * norm, the sum of squares in
+//     another order), and the row sums read them there.
+//   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA writes
+//     silu(gate) * up of its item's row (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
+constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2;
+
+template <Codec C, int T, int S, int X = kStagePlain>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
     __shared__ float red[2 * kWarps][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
@@ -98,7 +103,28 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
     // Dense: the first chunks (weights) are requested before the wait; experts waited above (the id).
-    if constexpr (N) {
+    if constexpr (X == kStageSwiglu) {
+        extern __shared__ float4 xa4[];  // [T][cols / 4]: silu(gate) * up of the item's rows
+        auto stage = [&] {
+            const int c4 = p.cols / 4;
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) break;
+                const float4* g4 = reinterpret_cast<const float4*>(x + xo[t]);
+                const float4* u4 = reinterpret_cast<const float4*>(x + xo[t] + p.cols);
+                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
+                    const float4 g = g4[i], u = u4[i];
+                    xa4[t * c4 + i] = make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
+                                                  ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
+                }
+            }
+            __syncthreads();
+        };
+        int64_t so[T];
+#pragma unroll
+        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xa4), so, ntok, stage, acc);
+    } else if constexpr (X == kStageNorm) {
         extern __shared__ float4 xn4[];  // [T][cols / 4]
         __shared__ float nred[32];
         auto stage = [&] {
@@ -163,8 +189,24 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
 template <Codec C, int T>
 void launch_norm(const KP& p, bool pdl, cudaStream_t st) {
     const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
-    IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, true>, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta))),
-                                       dim3(kWarps * 32), size_t(T) * size_t(p.cols) * 4, st, pdl, p));
+    IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, kStageNorm>,
+                                       dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta))), dim3(kWarps * 32),
+                                       size_t(T) * size_t(p.cols) * 4, st, pdl, p));
+}
+
+// A GemvArgs::swiglu call (Regs, ungrouped experts: one token per item): the item's SwiGLU row is cols floats of
+// dynamic shared memory.
+template <Codec C>
+void launch_swiglu(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<1>;
+    for (int i0 = 0; i0 < n_items; i0 += 65535) {
+        KP q = p;
+        q.pair0 = i0;
+        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
+        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, 1, 0, kStageSwiglu>,
+                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
+                                           dim3(kWarps * 32), size_t(p.cols) * 4, st, pdl, q));
+    }
 }
 
 template <Codec C>
@@ -269,6 +311,18 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             launch_norm_tokens<Codec::FP8>(p, p.n_tokens, a.pdl, st);
         return;
     }
+    if (a.swiglu) {  // gemv_swiglu_applies checked the rest
+        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs))
+            throw Error("weight-only GEMV: a SwiGLU-input call its kernel does not take");
+        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, 1, n_items, a.sm_count);
+        KP p = kernel_params(l, a, 1);
+        p.lanes = gemv_row_lanes(l, a, kw);
+        if (l.codec == Codec::NVFP4)
+            launch_swiglu<Codec::NVFP4>(p, n_items, a.pdl, st);
+        else
+            launch_swiglu<Codec::FP8>(p, n_items, a.pdl, st);
+        return;
+    }
     if (a.plan == GemvPlan::Stream && !experts) {
         const int grid = stream_grid(l, a.n_tokens, a.sm_count);
         if (grid > 0) {
@@ -325,6 +379,10 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
     return p;
+}
+
+bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {
+    return l.cols % 4 == 0 && l.cols * 4 <= kMaxNormSmem && ::imp::cuda::aligned16(x) && xs % 4 == 0;
 }
 
 bool gemv_norm_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, const float* norm) {

@@ -58,8 +58,15 @@ struct GemvArgs {
     // GEMV's. The Regs plan whatever `plan` says; only where gemv_norm_applies.
     const float* norm = nullptr;
     float norm_eps = 0.f;
+    // Ungrouped expert calls: x rows are [gate | up] (2 x cols floats) and the input is silu(gate) * up, staged in
+    // shared memory by each CTA (the executor's SwiGLU bit for bit): no SwiGLU pass before the GEMV. The Regs plan
+    // whatever `plan` says; only where gemv_swiglu_applies.
+    bool swiglu = false;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
+// Whether an ungrouped expert GEMV over x (row stride xs) can take [gate | up] rows (GemvArgs::swiglu): cols a
+// multiple of 4, x rows 16-byte aligned, the staged row within kMaxNormSmem.
+bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs);
 // Shared memory a norm-fused GEMV stages its rows in (T x cols floats, T the token bucket 1, 2, 4 or 8).
 constexpr int64_t kMaxNormSmem = 40 * 1024;
 // Whether a GEMV of n_tokens over x (row stride xs) can take the RMSNorm with weight `norm` (GemvArgs::norm):

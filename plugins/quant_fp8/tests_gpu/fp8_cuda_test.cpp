@@ -407,6 +407,29 @@ TEST_CASE("quant_fp8 cuda: the shared expert as one more slot of the decode expe
     }
 }
 
+TEST_CASE("quant_fp8 cuda: experts_swiglu: the decode expert GEMV stages silu(gate) * up of [gate | up] rows",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(552);
+    const int64_t n_expert = 6, rows = 77, cols = 372;
+    for (const bool per_row : {false, true}) {
+        INFO((per_row ? "per row" : "per tensor"));
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const Fp8 shared = random_fp8(rows, cols, per_row, rng), other = random_fp8(rows, cols, !per_row, rng);
+        f8::cuda::Settings on, off;
+        on.experts_swiglu = true;
+        const auto w = load_stack(*ex, st, on), w0 = load_stack(*ex, st, off);
+        const auto d = load(*ex, shared, on), d0 = load(*ex, shared, off), o = load(*ex, other, on);
+        CHECK(w->swiglu_input());
+        for (const bool swiglu : {false, true}) {
+            INFO((swiglu ? "[gate | up] rows" : "plain rows"));
+            experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding, swiglu);
+            extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng, swiglu);
+        }
+        swiglu_staged_cases(*ex, *w, *w0, *d, *d0, rng);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
           "[quant_fp8_gpu][experts]") {
     auto ex = make_gpu();

@@ -2,6 +2,7 @@
 // ExpertWeights against the double-precision reference of their exact CPU dequantization (wo_test_util.h).
 // Outputs start poisoned (or random when accumulating); every output must be written and nothing else.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -208,6 +209,59 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
                         CHECK(res.rel <= tol);
                     }
 }
+// experts_swiglu: decode calls of `staged` (a weight with the setting) on [gate | up] rows against the same call of
+// `plain` (the same experts without it) on the executor's SwiGLU of those rows, bit for bit: the GEMV stages
+// silu(gate) * up in each CTA with the executor's formula and sums in the same order. Weighted with x per slot (the
+// MoE block's down projection) with and without the extra slot (d_staged / d_plain: a dense weight of one expert's
+// shape), and unweighted; fresh random inputs, outputs start poisoned.
+inline void swiglu_staged_cases(CudaExecutor& ex, const ExpertWeights& staged, const ExpertWeights& plain,
+                                const Weight& d_staged, const Weight& d_plain, std::mt19937& rng) {
+    const int64_t rows = staged.rows(), cols = staged.cols(), xs = 2 * cols + 4, ys = rows + 3;
+    for (const int64_t n : {1, 3})
+        for (const int64_t k : {1, 2})
+            for (const bool weighted : {false, true})
+                for (const bool extra : {false, true}) {
+                    if (n * k > staged.n_expert()) continue;
+                    INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
+                                   << (extra ? ", extra slot" : ""));
+                    const int64_t pairs = n * k, x_rows = pairs + (extra ? n : 0);
+                    const int64_t n_out = weighted ? n : x_rows;
+                    ex.reserve_workspace(std::max(staged.workspace_bytes(n, k), plain.workspace_bytes(n, k)));
+                    const auto x = random_floats(size_t(x_rows * xs), rng);
+                    const auto ids = random_ids(pairs, staged.n_expert(), rng);
+                    std::vector<float> g(static_cast<size_t>(pairs)), eg(static_cast<size_t>(n));
+                    std::uniform_real_distribution<float> u(0.1f, 1.f);
+                    for (auto& v : g) v = u(rng);
+                    for (auto& v : eg) v = u(rng);
+                    const auto init = poison_floats(size_t((n_out + 1) * ys));
+                    ExpertMatmul m;
+                    m.x = device_copy(ex, x);
+                    m.x_stride = xs;
+                    m.x_per_slot = true;
+                    m.x_swiglu = true;
+                    m.ids = device_copy(ex, ids);
+                    m.weights = weighted ? device_copy(ex, g) : nullptr;
+                    m.n_tokens = n;
+                    m.top_k = k;
+                    m.y = device_copy(ex, init);
+                    m.y_stride = ys;
+                    m.extra = extra ? &d_staged : nullptr;
+                    m.extra_weights = extra && weighted ? device_copy(ex, eg) : nullptr;
+                    staged.grouped_matmul(ex, m);
+                    auto* act = static_cast<float*>(ex.alloc(size_t(x_rows * cols) * 4, "act"));
+                    ex.swiglu(m.x, xs, m.x + cols, xs, act, x_rows, cols);
+                    ExpertMatmul r = m;
+                    r.x = act;
+                    r.x_stride = cols;
+                    r.x_swiglu = false;
+                    r.y = device_copy(ex, init);
+                    r.extra = extra ? &d_plain : nullptr;
+                    plain.grouped_matmul(ex, r);
+                    const auto got = download(ex, m.y, init.size()), want = download(ex, r.y, init.size());
+                    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+                }
+}
+
 // The shared expert as ExpertMatmul::extra: d (a dense weight of one expert's shape, format and layout; d_ref its
 // exact values) as slot top_k of every token on decode-sized calls (at most n_expert pairs, so w must take it):
 // unweighted, row n k + t of y; weighted, added to y[t] with extra_weights[t] or (null) 1. x rows per slot: the

@@ -17,6 +17,9 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"experts_fused_down", false,
                      "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
                      "token's experts in the same kernel", {}});
+    reg.add_setting({"experts_swiglu", false,
+                     "CUDA: the MoE down projection reads the [gate | up] rows and its decode GEMV applies SwiGLU as it "
+                     "stages them (no SwiGLU kernel between the gate|up and down launches)", {}});
     reg.add_setting({"fuse_norm", true,
                      "CUDA: decode GEMVs (1-8 tokens) that follow a layer's RMSNorm normalize x themselves (one kernel "
                      "instead of the norm's and the GEMV's; the GEMV runs regs)", {}});
@@ -51,6 +54,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.fast_accum = s.get_bool("fast_accum");
     k.experts_grouped = s.get_bool("experts_grouped");
     k.experts_fused_down = s.get_bool("experts_fused_down");
+    k.experts_swiglu = s.get_bool("experts_swiglu");
     k.fuse_norm = s.get_bool("fuse_norm");
     const std::string& eg = s.get_string("experts_gemm");
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);

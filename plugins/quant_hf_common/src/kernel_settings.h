@@ -24,6 +24,9 @@ struct KernelSettings {
     // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and a decode call with
     // routing weights runs as one kernel: SwiGLU, each token's experts and their weighted sum.
     bool experts_fused_down = false;
+    // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and its decode GEMV stages
+    // silu(gate) * up in each CTA: the SwiGLU kernel between the gate|up and down launches goes.
+    bool experts_swiglu = false;
     // Weight::matmul_fused with an RMSNorm (the layers' input norms): decode calls normalize x inside the GEMV (Regs)
     // instead of a separate norm kernel.
     bool fuse_norm = true;

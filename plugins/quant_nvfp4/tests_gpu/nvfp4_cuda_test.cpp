@@ -409,6 +409,29 @@ TEST_CASE("quant_nvfp4 cuda: fused MoE down (SwiGLU of [gate | up] rows, one dec
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: experts_swiglu: the decode expert GEMV stages silu(gate) * up of [gate | up] rows",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(527);
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const Nv shared = random_nvfp4(rows, cols, rng), other = random_nvfp4(rows, cols + 32, rng);
+    nv::cuda::Settings on, off;
+    on.experts_swiglu = true;
+    const auto w = load_stack(*ex, st, rows, cols, on), w0 = load_stack(*ex, st, rows, cols, off);
+    const auto d = load(*ex, shared, on), d0 = load(*ex, shared, off), o = load(*ex, other, on);
+    CHECK(w->swiglu_input());
+    CHECK_FALSE(w0->swiglu_input());
+    // decode calls stage the rows where x is 16-byte aligned (odd token counts here), the rest take the SwiGLU
+    // pass; prefill (33 tokens) runs the tensor-core GEMM, which applies SwiGLU as it stages x in bf16
+    for (const bool swiglu : {false, true}) {
+        INFO((swiglu ? "[gate | up] rows" : "plain rows"));
+        experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding, swiglu);
+        extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng, swiglu);
+    }
+    swiglu_staged_cases(*ex, *w, *w0, *d, *d0, rng);
+}
+
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
