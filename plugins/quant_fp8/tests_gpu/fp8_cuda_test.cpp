@@ -418,6 +418,7 @@ TEST_CASE("quant_fp8 cuda: experts_swiglu: the decode expert GEMV stages silu(ga
         const Fp8 shared = random_fp8(rows, cols, per_row, rng), other = random_fp8(rows, cols, !per_row, rng);
         f8::cuda::Settings on, off;
         on.experts_swiglu = true;
+        off.experts_swiglu = false;
         const auto w = load_stack(*ex, st, on), w0 = load_stack(*ex, st, off);
         const auto d = load(*ex, shared, on), d0 = load(*ex, shared, off), o = load(*ex, other, on);
         CHECK(w->swiglu_input());

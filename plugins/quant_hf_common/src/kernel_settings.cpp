@@ -17,7 +17,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"experts_fused_down", false,
                      "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
                      "token's experts in the same kernel", {}});
-    reg.add_setting({"experts_swiglu", false,
+    reg.add_setting({"experts_swiglu", true,
                      "CUDA: the MoE down projection reads the [gate | up] rows and its decode GEMV applies SwiGLU as it "
                      "stages them (no SwiGLU kernel between the gate|up and down launches)", {}});
     reg.add_setting({"fuse_norm", true,

@@ -26,7 +26,7 @@ struct KernelSettings {
     bool experts_fused_down = false;
     // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and its decode GEMV stages
     // silu(gate) * up in each CTA: the SwiGLU kernel between the gate|up and down launches goes.
-    bool experts_swiglu = false;
+    bool experts_swiglu = true;
     // Weight::matmul_fused with an RMSNorm (the layers' input norms): decode calls normalize x inside the GEMV (Regs)
     // instead of a separate norm kernel.
     bool fuse_norm = true;
