@@ -42,7 +42,10 @@ namespace {
 //     another order), and the row sums read them there.
 //   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA writes
 //     silu(gate) * up of its item's row (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
-constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2;
+//   kStageCopy: x rows copied as they are (GemvArgs::stage_x): the row sums read x from shared memory with no
+//     bounds or alignment branches, in fewer registers (ptxas, NVFP4, one token: 74 against 113, so 3 CTAs of 256
+//     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
+constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3;
 
 template <Codec C, int T, int S, int X = kStagePlain>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
@@ -103,7 +106,25 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
     // Dense: the first chunks (weights) are requested before the wait; experts waited above (the id).
-    if constexpr (X == kStageSwiglu) {
+    if constexpr (X == kStageCopy) {
+        extern __shared__ float4 xc4[];  // [T][cols / 4]
+        const bool dense = !p.ids;
+        auto stage = [&] {
+            if (dense) ::imp::cuda::pdl_wait();
+            const int c4 = p.cols / 4;
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) break;
+                const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
+                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) xc4[t * c4 + i] = s4[i];
+            }
+            __syncthreads();
+        };
+        int64_t so[T];
+#pragma unroll
+        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xc4), so, ntok, stage, acc);
+    } else if constexpr (X == kStageSwiglu) {
         extern __shared__ float4 xa4[];  // [T][cols / 4]: silu(gate) * up of the item's rows
         auto stage = [&] {
             const int c4 = p.cols / 4;
@@ -192,6 +213,32 @@ void launch_norm(const KP& p, bool pdl, cudaStream_t st) {
     IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, kStageNorm>,
                                        dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta))), dim3(kWarps * 32),
                                        size_t(T) * size_t(p.cols) * 4, st, pdl, p));
+}
+
+// A GemvArgs::stage_x call (Regs; dense, or ungrouped experts with T 1): T x cols floats of dynamic shared memory.
+template <Codec C, int T>
+void launch_copy(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
+    for (int i0 = 0; i0 < n_items; i0 += 65535) {
+        KP q = p;
+        q.pair0 = i0;
+        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
+        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, kStageCopy>,
+                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
+                                           dim3(kWarps * 32), size_t(T) * size_t(p.cols) * 4, st, pdl, q));
+    }
+}
+
+template <Codec C>
+void launch_copy_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
+    if (T <= 1)
+        launch_copy<C, 1>(p, n_items, pdl, st);
+    else if (T <= 2)
+        launch_copy<C, 2>(p, n_items, pdl, st);
+    else if (T <= 4)
+        launch_copy<C, 4>(p, n_items, pdl, st);
+    else
+        launch_copy<C, 8>(p, n_items, pdl, st);
 }
 
 // A GemvArgs::swiglu call (Regs, ungrouped experts: one token per item): the item's SwiGLU row is cols floats of
@@ -323,6 +370,17 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             launch_swiglu<Codec::FP8>(p, n_items, a.pdl, st);
         return;
     }
+    if (a.stage_x && a.plan == GemvPlan::Regs && !grouped && gemv_stage_applies(l, T, a.x, a.xs) &&
+        (!experts || a.xs % 4 == 0)) {
+        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
+        KP p = kernel_params(l, a, T);
+        p.lanes = gemv_row_lanes(l, a, kw);
+        if (l.codec == Codec::NVFP4)
+            launch_copy_tokens<Codec::NVFP4>(p, T, n_items, a.pdl, st);
+        else
+            launch_copy_tokens<Codec::FP8>(p, T, n_items, a.pdl, st);
+        return;
+    }
     if (a.plan == GemvPlan::Stream && !experts) {
         const int grid = stream_grid(l, a.n_tokens, a.sm_count);
         if (grid > 0) {
@@ -379,6 +437,12 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
     return p;
+}
+
+bool gemv_stage_applies(const Layout& l, int n_tokens, const float* x, int64_t xs) {
+    const int64_t T = n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8;
+    return n_tokens >= 1 && n_tokens <= kMaxGemvTokens && l.cols % 4 == 0 && T * l.cols * 4 <= kMaxNormSmem &&
+           ::imp::cuda::aligned16(x) && (n_tokens == 1 || xs % 4 == 0);
 }
 
 bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {

@@ -62,11 +62,17 @@ struct GemvArgs {
     // shared memory by each CTA (the executor's SwiGLU bit for bit): no SwiGLU pass before the GEMV. The Regs plan
     // whatever `plan` says; only where gemv_swiglu_applies.
     bool swiglu = false;
+    // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
+    // where gemv_stage_applies; the same sums. Other plans ignore it.
+    bool stage_x = false;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // Whether an ungrouped expert GEMV over x (row stride xs) can take [gate | up] rows (GemvArgs::swiglu): cols a
 // multiple of 4, x rows 16-byte aligned, the staged row within kMaxNormSmem.
 bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs);
+// Whether a GEMV of n_tokens (per item) over x can stage x (GemvArgs::stage_x): 1-8 tokens, cols a multiple of 4,
+// x 16-byte aligned (and its row stride a multiple of 4 floats past one token), the rows within kMaxNormSmem.
+bool gemv_stage_applies(const Layout& l, int n_tokens, const float* x, int64_t xs);
 // Shared memory a norm-fused GEMV stages its rows in (T x cols floats, T the token bucket 1, 2, 4 or 8).
 constexpr int64_t kMaxNormSmem = 40 * 1024;
 // Whether a GEMV of n_tokens over x (row stride xs) can take the RMSNorm with weight `norm` (GemvArgs::norm):

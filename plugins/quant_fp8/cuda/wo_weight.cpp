@@ -148,6 +148,7 @@ private:
         a.plan = gemv_plan(o_);
         a.sm_count = h.sm_count;
         a.pdl = h.pdl;
+        a.stage_x = o_.gemv_stage_x == 2 && h.sm_count > 0 && rows_ <= int64_t(h.sm_count) * 128;
         return a;
     }
 

@@ -431,6 +431,33 @@ TEST_CASE("quant_fp8 cuda: experts_swiglu: the decode expert GEMV stages silu(ga
     }
 }
 
+TEST_CASE("quant_fp8 cuda: gemv_stage_x: x staged in shared memory, dense and expert GEMVs",
+          "[quant_fp8_gpu][gemv][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(554);
+    for (const bool per_row : {false, true}) {
+        INFO((per_row ? "per row" : "per tensor"));
+        f8::cuda::Settings on, off;
+        on.gemv_stage_x = 2;
+        off.gemv_stage_x = 0;
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 372}, {77, 2048}}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            const auto w = load(*ex, f, on), w0 = load(*ex, f, off);
+            gemv_cases(*ex, *w, f.w, rng, {1, 2, 3, 5, 8}, "staged x");
+            stage_x_same_bits(*ex, *w, *w0, rng);
+        }
+        const int64_t n_expert = 6, rows = 77, cols = 372;
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const Fp8 shared = random_fp8(rows, cols, per_row, rng), other = random_fp8(rows, cols, !per_row, rng);
+        on.gemv_stage_x = 1;
+        const auto w = load_stack(*ex, st, on), w0 = load_stack(*ex, st, off);
+        const auto d = load(*ex, shared, on), o = load(*ex, other, on);
+        experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+        extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
+        stage_x_same_bits(*ex, *w, *w0, rng);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
           "[quant_fp8_gpu][experts]") {
     auto ex = make_gpu();

@@ -262,6 +262,62 @@ inline void swiglu_staged_cases(CudaExecutor& ex, const ExpertWeights& staged, c
                 }
 }
 
+// gemv_stage_x: `staged` (x copied into shared memory by each CTA) against `plain` (the same weights without it) on
+// the same fresh random inputs, bit for bit: dense calls of 1-8 tokens (x stride cols: staged; cols + 3 at several
+// tokens: not 16-byte rows, the plain kernel) and, when both are expert weights, decode expert calls (weighted or
+// not, x per slot or per token).
+inline void stage_x_same_bits(CudaExecutor& ex, const Weight& staged, const Weight& plain, std::mt19937& rng) {
+    const int64_t rows = staged.rows(), cols = staged.cols(), ys = rows + 5;
+    for (const int64_t n : {1, 2, 3, 5, 8})
+        for (const int64_t xs : {cols, cols + 3})
+            for (const bool acc : {false, true}) {
+                INFO("dense, tokens " << n << ", x stride " << xs << (acc ? ", accumulate" : ""));
+                const auto x = random_floats(size_t(n * xs), rng);
+                const auto init = acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
+                const float* xd = device_copy(ex, x);
+                float *ya = device_copy(ex, init), *yb = device_copy(ex, init);
+                staged.matmul(ex, xd, xs, ya, ys, n, acc);
+                plain.matmul(ex, xd, xs, yb, ys, n, acc);
+                const auto a = download(ex, ya, init.size()), b = download(ex, yb, init.size());
+                CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+            }
+}
+inline void stage_x_same_bits(CudaExecutor& ex, const ExpertWeights& staged, const ExpertWeights& plain,
+                              std::mt19937& rng) {
+    const int64_t rows = staged.rows(), cols = staged.cols(), ys = rows + 3;
+    for (const int64_t n : {1, 3})
+        for (const int64_t k : {1, 2})
+            for (const bool weighted : {false, true})
+                for (const bool per_slot : {false, true}) {
+                    if (n * k > staged.n_expert()) continue;
+                    INFO("experts, tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
+                                            << (per_slot ? ", x per slot" : ""));
+                    const int64_t pairs = n * k, xs = cols + 4, x_rows = per_slot ? pairs : n;
+                    const int64_t n_out = weighted ? n : pairs;
+                    ex.reserve_workspace(std::max(staged.workspace_bytes(n, k), plain.workspace_bytes(n, k)));
+                    std::vector<float> g(static_cast<size_t>(pairs));
+                    std::uniform_real_distribution<float> u(0.1f, 1.f);
+                    for (auto& v : g) v = u(rng);
+                    const auto init = poison_floats(size_t((n_out + 1) * ys));
+                    ExpertMatmul m;
+                    m.x = device_copy(ex, random_floats(size_t(x_rows * xs), rng));
+                    m.x_stride = xs;
+                    m.x_per_slot = per_slot;
+                    m.ids = device_copy(ex, random_ids(pairs, staged.n_expert(), rng));
+                    m.weights = weighted ? device_copy(ex, g) : nullptr;
+                    m.n_tokens = n;
+                    m.top_k = k;
+                    m.y = device_copy(ex, init);
+                    m.y_stride = ys;
+                    staged.grouped_matmul(ex, m);
+                    ExpertMatmul r = m;
+                    r.y = device_copy(ex, init);
+                    plain.grouped_matmul(ex, r);
+                    const auto a = download(ex, m.y, init.size()), b = download(ex, r.y, init.size());
+                    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+                }
+}
+
 // The shared expert as ExpertMatmul::extra: d (a dense weight of one expert's shape, format and layout; d_ref its
 // exact values) as slot top_k of every token on decode-sized calls (at most n_expert pairs, so w must take it):
 // unweighted, row n k + t of y; weighted, added to y[t] with extra_weights[t] or (null) 1. x rows per slot: the

@@ -45,6 +45,11 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "e.g. the MoE down projections) in half-warp row groups instead of whole warps (half of whose "
                      "lanes idle)",
                      {}});
+    reg.add_setting({"gemv_stage_x", std::string("off"),
+                     "CUDA: GEMV (regs) thread blocks copy x into shared memory before summing (fewer registers: 3 "
+                     "blocks per SM instead of 2 for NVFP4): off | experts (the MoE expert calls of decode) | all (those "
+                     "and dense calls on matrices of at most 128 rows per SM)",
+                     {"off", "experts", "all"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -63,6 +68,8 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_stream = s.get_string("gemv") == "stream";
     k.gemv_mma = s.get_string("gemv") == "mma";
     k.gemv_short_rows = s.get_bool("gemv_short_rows");
+    const std::string& sx = s.get_string("gemv_stage_x");
+    k.gemv_stage_x = sx == "all" ? 2 : sx == "experts" ? 1 : 0;
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

@@ -433,6 +433,32 @@ TEST_CASE("quant_nvfp4 cuda: experts_swiglu: the decode expert GEMV stages silu(
     swiglu_staged_cases(*ex, *w, *w0, *d, *d0, rng);
 }
 
+TEST_CASE("quant_nvfp4 cuda: gemv_stage_x: x staged in shared memory, dense and expert GEMVs",
+          "[quant_nvfp4_gpu][gemv][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(529);
+    nv::cuda::Settings on, off;
+    on.gemv_stage_x = 2;
+    off.gemv_stage_x = 0;
+    // 203 x 368: a partial chunk and row group; 130 x 1040: 8 tokens staged in 33 KB; 77 x 2048: 5-8 tokens do
+    // not fit (64 KB), the plain kernel
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        const auto w = load(*ex, n, on), w0 = load(*ex, n, off);
+        gemv_cases(*ex, *w, n.w, rng, {1, 2, 3, 5, 8}, "staged x");
+        stage_x_same_bits(*ex, *w, *w0, rng);
+    }
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const Nv shared = random_nvfp4(rows, cols, rng), other = random_nvfp4(rows, cols + 32, rng);
+    on.gemv_stage_x = 1;
+    const auto w = load_stack(*ex, st, rows, cols, on), w0 = load_stack(*ex, st, rows, cols, off);
+    const auto d = load(*ex, shared, on), o = load(*ex, other, on);
+    experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+    extra_cases(*ex, *w, st.ref, *d, shared.w, *o, rng);
+    stage_x_same_bits(*ex, *w, *w0, rng);
+}
+
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
