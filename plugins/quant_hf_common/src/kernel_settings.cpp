@@ -45,7 +45,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "e.g. the MoE down projections) in half-warp row groups instead of whole warps (half of whose "
                      "lanes idle)",
                      {}});
-    reg.add_setting({"gemv_stage_x", std::string("off"),
+    reg.add_setting({"gemv_stage_x", std::string("experts"),
                      "CUDA: GEMV (regs) thread blocks copy x into shared memory before summing (fewer registers: 3 "
                      "blocks per SM instead of 2 for NVFP4): off | experts (the MoE expert calls of decode) | all (those "
                      "and dense calls on matrices of at most 128 rows per SM)",

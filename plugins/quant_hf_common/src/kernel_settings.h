@@ -38,7 +38,7 @@ struct KernelSettings {
     bool gemv_short_rows = true;  // GEMV (gemv_kw auto): rows of at most 16 chunks in half-warp row groups
     // GEMV (regs): each CTA stages x in shared memory first: 0 never, 1 expert calls (decode), 2 those and dense
     // calls on matrices of at most 128 rows per SM.
-    int gemv_stage_x = 0;
+    int gemv_stage_x = 1;
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
     // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per
