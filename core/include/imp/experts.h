@@ -11,7 +11,6 @@ namespace imp {
 
 class Executor;
 class Weight;
-class ExpertWeights;
 
 // One grouped matmul over n_tokens tokens, each routed to top_k experts.
 //   weights == nullptr: y[t * top_k + j, r] (+)= sum_c x_row(t, j)[c] * W[ids[t * top_k + j]][r, c]
@@ -42,12 +41,6 @@ struct ExpertMatmul {
     // null) times it added to the slots' sum. Its x_row is row t of x, or row n_tokens * top_k + t when x_per_slot.
     const Weight* extra = nullptr;
     const float* extra_weights = nullptr;  // [n_tokens], or null
-    // A hint: the grouped matmul queued after this one reads `next` for the same ids (and `next_extra` for the extra
-    // slot), as the MoE down projection follows gate|up. The weight may start those experts' bytes (where
-    // next->expert_bytes says they lie) toward the device's last-level cache once it knows the ids; results do not
-    // change. Null: no hint.
-    const ExpertWeights* next = nullptr;
-    const Weight* next_extra = nullptr;
 };
 
 class ExpertWeights {
@@ -74,14 +67,6 @@ public:
         (void)w;
         (void)n_tokens;
         (void)top_k;
-        return false;
-    }
-    // Where expert e's device bytes (those its matmuls read) lie: [base + e * stride, + bytes), for hints such as
-    // ExpertMatmul::next; false (the default) when the experts are not laid out so.
-    virtual bool expert_bytes(const void*& base, uint64_t& stride, uint64_t& bytes) const {
-        (void)base;
-        (void)stride;
-        (void)bytes;
         return false;
     }
 

@@ -191,8 +191,6 @@ public:
         m.y_stride = 2 * f;
         if (slot) m.extra = sh_gate_up_;
         if (gate_up_) {
-            m.next = down_;  // the down projection reads the same experts next
-            if (slot) m.next_extra = sh_down_;
             gate_up_->grouped_matmul(ex, m);
         } else {
             gate_->grouped_matmul(ex, m);

@@ -50,14 +50,6 @@ public:
 
     bool swiglu_input() const override { return o_.experts_fused_down || o_.experts_swiglu; }
 
-    // What the GEMV reads of an expert: codes, NVFP4 scales, per-matrix scales.
-    bool expert_bytes(const void*& base, uint64_t& stride, uint64_t& bytes) const override {
-        base = dev_;
-        stride = l_.bytes;
-        bytes = std::min<uint64_t>(l_.bytes, l_.post_off + round256(uint64_t(l_.n_post) * 4));
-        return true;
-    }
-
     // The extra slot rides the ungrouped GEMV (decode: at most n_expert pairs), one more work item per token, or the
     // fused down projection, one more slot per token, on a dense weight of this plugin with one expert's layout.
     bool takes_extra(const Weight& w, int64_t n_tokens, int64_t top_k) const override {
@@ -158,23 +150,6 @@ public:
         a.n_tokens = 1;
         a.swiglu = staged;
         a.stage_x = o_.gemv_stage_x >= 1;
-        if (o_.experts_prefetch && !grouped && m.next) {  // the next stack's experts toward L2 (a hint)
-            const void* base = nullptr;
-            uint64_t stride = 0, bytes = 0;
-            if (m.next->expert_bytes(base, stride, bytes) && base && m.next->n_expert() >= n_expert_) {
-                a.pf = static_cast<const uint8_t*>(base);
-                a.pf_stride = stride;
-                a.pf_bytes = bytes;
-            }
-            if (extra && m.next_extra) {
-                std::vector<DeviceRange> r;
-                m.next_extra->device_ranges(r);
-                if (!r.empty() && r[0].p) {
-                    a.pf_extra = static_cast<const uint8_t*>(r[0].p);
-                    a.pf_extra_bytes = r[0].bytes;
-                }
-            }
-        }
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);

@@ -83,7 +83,6 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         }
         if (extra) {
             m = p.extra;
-            if (p.pf_extra) prefetch_l2_slice(p.pf_extra, p.pf_extra_bytes);
         } else if (e < 0 || e >= p.n_expert) {  // the whole CTA leaves
             const int i = int(threadIdx.x), row = int(blockIdx.x) * groups * RW + i;
             if (p.zero_invalid && i < groups * RW && row < p.rows)
@@ -93,7 +92,6 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
             return;
         } else {
             m += uint64_t(e) * p.mat_bytes;
-            if (p.pf && !p.groups) prefetch_l2_slice(p.pf + uint64_t(e) * p.pf_stride, p.pf_bytes);
         }
     } else {
 #pragma unroll
@@ -438,11 +436,6 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.n_routed = p.extra ? a.n_routed : INT_MAX;
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
-    p.pf = a.groups ? nullptr : a.pf;
-    p.pf_stride = a.pf_stride;
-    p.pf_bytes = a.pf_bytes;
-    p.pf_extra = a.groups ? nullptr : a.pf_extra;
-    p.pf_extra_bytes = a.pf_extra_bytes;
     return p;
 }
 

@@ -38,18 +38,7 @@ struct KP {
     int n_routed;
     const float* norm;  // dense calls: x is RMS-normalized with this weight first (GemvArgs::norm), or null
     float norm_eps;
-    const uint8_t* pf;  // GemvArgs::pf, pf_stride, pf_bytes, pf_extra, pf_extra_bytes
-    uint64_t pf_stride, pf_bytes;
-    const uint8_t* pf_extra;
-    uint64_t pf_extra_bytes;
 };
-
-// An expert item's CTAs (gridDim.x of them) prefetch into L2 the `bytes` at b (128-byte lines spread over them).
-__device__ __forceinline__ void prefetch_l2_slice(const uint8_t* b, uint64_t bytes) {
-    const int64_t lines = int64_t((bytes + 127) / 128), stride = int64_t(gridDim.x) * blockDim.x;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < lines; i += stride)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(b + i * 128));
-}
 
 struct GemvArgs;
 // The kernel parameters of a GEMV call of T tokens per item (lanes and pair0 left for the launcher).

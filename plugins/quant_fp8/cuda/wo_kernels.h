@@ -65,13 +65,6 @@ struct GemvArgs {
     // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
     // where gemv_stage_applies; the same sums. Other plans ignore it.
     bool stage_x = false;
-    // Ungrouped expert calls: each item's CTAs prefetch into L2 the bytes of its expert in another stack (pf + e *
-    // pf_stride, pf_bytes: ExpertMatmul::next), or for the extra slot pf_extra (pf_extra_bytes), spread over the
-    // item's CTAs. Null: none.
-    const uint8_t* pf = nullptr;
-    uint64_t pf_stride = 0, pf_bytes = 0;
-    const uint8_t* pf_extra = nullptr;
-    uint64_t pf_extra_bytes = 0;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // Whether an ungrouped expert GEMV over x (row stride xs) can take [gate | up] rows (GemvArgs::swiglu): cols a

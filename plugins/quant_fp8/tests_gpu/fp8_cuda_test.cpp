@@ -458,25 +458,6 @@ TEST_CASE("quant_fp8 cuda: gemv_stage_x: x staged in shared memory, dense and ex
     }
 }
 
-TEST_CASE("quant_fp8 cuda: experts_prefetch: the L2 hint for the next expert stack changes nothing",
-          "[quant_fp8_gpu][experts]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(556);
-    const int64_t n_expert = 6, rows = 96, cols = 256;
-    for (const bool per_row : {false, true}) {
-        INFO((per_row ? "per row" : "per tensor"));
-        const Fp8Stack gu = random_stack(n_expert, rows, cols, per_row, rng);
-        const Fp8Stack dn = random_stack(n_expert, cols, rows / 2, per_row, rng);
-        const Fp8 shared = random_fp8(rows, cols, per_row, rng), shared_down = random_fp8(cols, rows / 2, per_row, rng);
-        f8::cuda::Settings s;
-        s.experts_prefetch = true;
-        const auto w = load_stack(*ex, gu, s), next = load_stack(*ex, dn, s);
-        const auto d = load(*ex, shared, s), nd = load(*ex, shared_down, s);
-        prefetch_same_bits(*ex, *w, *next, *d, *nd, rng);
-        experts_cases(*ex, *w, gu.ref, 1e-4, rng, {1, 2, 5});
-    }
-}
-
 TEST_CASE("quant_fp8 cuda: expert grouped matmul on the tensor cores (token tiles, row blocks, partial chunks)",
           "[quant_fp8_gpu][experts]") {
     auto ex = make_gpu();

@@ -318,46 +318,6 @@ inline void stage_x_same_bits(CudaExecutor& ex, const ExpertWeights& staged, con
                 }
 }
 
-// experts_prefetch: decode calls of w (a weight with the setting) given ExpertMatmul::next = `next` (and, with the
-// extra slot d, next_extra = `next_d`) against the same calls without the hint, bit for bit; `next` says where its
-// experts lie (expert_bytes).
-inline void prefetch_same_bits(CudaExecutor& ex, const ExpertWeights& w, const ExpertWeights& next, const Weight& d,
-                               const Weight& next_d, std::mt19937& rng) {
-    const void* base = nullptr;
-    uint64_t stride = 0, bytes = 0;
-    REQUIRE(next.expert_bytes(base, stride, bytes));
-    CHECK(base != nullptr);
-    CHECK(bytes > 0);
-    CHECK(stride >= bytes);
-    const int64_t rows = w.rows(), cols = w.cols(), ys = rows + 3, xs = cols + 4;
-    for (const int64_t n : {1, 3})
-        for (const int64_t k : {1, 2})
-            for (const bool extra : {false, true}) {
-                if (n * k > w.n_expert()) continue;
-                INFO("tokens " << n << ", top_k " << k << (extra ? ", extra slot" : ""));
-                const int64_t pairs = n * k, n_out = pairs + (extra ? n : 0);
-                ex.reserve_workspace(w.workspace_bytes(n, k));
-                const auto init = poison_floats(size_t((n_out + 1) * ys));
-                ExpertMatmul m;
-                m.x = device_copy(ex, random_floats(size_t(n * xs), rng));
-                m.x_stride = xs;
-                m.ids = device_copy(ex, random_ids(pairs, w.n_expert(), rng));
-                m.n_tokens = n;
-                m.top_k = k;
-                m.y = device_copy(ex, init);
-                m.y_stride = ys;
-                m.extra = extra ? &d : nullptr;
-                ExpertMatmul h = m;
-                h.y = device_copy(ex, init);
-                h.next = &next;
-                h.next_extra = extra ? &next_d : nullptr;
-                w.grouped_matmul(ex, m);
-                w.grouped_matmul(ex, h);
-                const auto a = download(ex, m.y, init.size()), b = download(ex, h.y, init.size());
-                CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-            }
-}
-
 // The shared expert as ExpertMatmul::extra: d (a dense weight of one expert's shape, format and layout; d_ref its
 // exact values) as slot top_k of every token on decode-sized calls (at most n_expert pairs, so w must take it):
 // unweighted, row n k + t of y; weighted, added to y[t] with extra_weights[t] or (null) 1. x rows per slot: the

@@ -20,9 +20,6 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"experts_swiglu", true,
                      "CUDA: the MoE down projection reads the [gate | up] rows and its decode GEMV applies SwiGLU as it "
                      "stages them (no SwiGLU kernel between the gate|up and down launches)", {}});
-    reg.add_setting({"experts_prefetch", false,
-                     "CUDA: the MoE gate|up GEMV of decode prefetches the selected experts' down-projection bytes "
-                     "into L2 once it has read their ids (the down projection then reads them from L2)", {}});
     reg.add_setting({"fuse_norm", true,
                      "CUDA: decode GEMVs (1-8 tokens) that follow a layer's RMSNorm normalize x themselves (one kernel "
                      "instead of the norm's and the GEMV's; the GEMV runs regs)", {}});
@@ -63,7 +60,6 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.experts_grouped = s.get_bool("experts_grouped");
     k.experts_fused_down = s.get_bool("experts_fused_down");
     k.experts_swiglu = s.get_bool("experts_swiglu");
-    k.experts_prefetch = s.get_bool("experts_prefetch");
     k.fuse_norm = s.get_bool("fuse_norm");
     const std::string& eg = s.get_string("experts_gemm");
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);

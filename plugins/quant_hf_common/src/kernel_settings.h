@@ -27,9 +27,6 @@ struct KernelSettings {
     // The MoE down projection takes the [gate | up] rows (ExpertWeights::swiglu_input) and its decode GEMV stages
     // silu(gate) * up in each CTA: the SwiGLU kernel between the gate|up and down launches goes.
     bool experts_swiglu = true;
-    // Decode expert GEMVs given ExpertMatmul::next (gate|up before down) prefetch the next stack's selected experts
-    // into L2 as soon as they read the ids.
-    bool experts_prefetch = false;
     // Weight::matmul_fused with an RMSNorm (the layers' input norms): decode calls normalize x inside the GEMV (Regs)
     // instead of a separate norm kernel.
     bool fuse_norm = true;

@@ -459,21 +459,6 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_x: x staged in shared memory, dense and 
     stage_x_same_bits(*ex, *w, *w0, rng);
 }
 
-TEST_CASE("quant_nvfp4 cuda: experts_prefetch: the L2 hint for the next expert stack changes nothing",
-          "[quant_nvfp4_gpu][experts]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(531);
-    const int64_t n_expert = 6, rows = 96, cols = 256;
-    const NvStack gu = random_stack(n_expert, rows, cols, rng), dn = random_stack(n_expert, cols, rows / 2, rng);
-    const Nv shared = random_nvfp4(rows, cols, rng), shared_down = random_nvfp4(cols, rows / 2, rng);
-    nv::cuda::Settings s;
-    s.experts_prefetch = true;
-    const auto w = load_stack(*ex, gu, rows, cols, s), next = load_stack(*ex, dn, cols, rows / 2, s);
-    const auto d = load(*ex, shared, s), nd = load(*ex, shared_down, s);
-    prefetch_same_bits(*ex, *w, *next, *d, *nd, rng);
-    experts_cases(*ex, *w, gu.ref, 1e-4, rng, {1, 2, 5});
-}
-
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
