@@ -218,9 +218,10 @@ private:
     }
     bool grouped_ok() const { return o_.experts_grouped && n_expert_ <= kMaxGroupedExperts; }
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
-    // SwiGLU rows for the GEMV paths of an x_swiglu call (only weights that ask for [gate | up] get such calls).
+    // SwiGLU rows for the GEMV paths of an x_swiglu call that do not stage them (grouped GEMV calls, rows the staged
+    // kernel cannot take); only weights that ask for [gate | up] get such calls.
     uint64_t act_bytes(int64_t n_pairs) const {
-        return o_.experts_fused_down ? round256(uint64_t(n_pairs) * uint64_t(cols_) * 4) : 0;
+        return swiglu_input() ? round256(uint64_t(n_pairs) * uint64_t(cols_) * 4) : 0;
     }
     // [n_groups (256 bytes)] [groups: max_groups x 3 ints] [order: n_pairs ints]
     uint64_t group_bytes(int64_t n_pairs) const {

@@ -346,6 +346,8 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
+    if (a.kw != 0 && a.kw != 1 && a.kw != 2 && a.kw != 4 && a.kw != 8)
+        throw Error("weight-only GEMV: warps per row group " + std::to_string(a.kw) + " is not 1, 2, 4 or 8");
     if (a.norm) {  // gemv_norm_applies checked the rest
         if (experts || !gemv_norm_applies(l, a.n_tokens, a.x, a.xs, a.norm))
             throw Error("weight-only GEMV: an RMSNorm-fused call its kernel does not take");

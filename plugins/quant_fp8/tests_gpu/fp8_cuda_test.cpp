@@ -419,9 +419,11 @@ TEST_CASE("quant_fp8 cuda: experts_swiglu: the decode expert GEMV stages silu(ga
         f8::cuda::Settings on, off;
         on.experts_swiglu = true;
         off.experts_swiglu = false;
+        off.gemv_stage_x = 0;  // the plain GEMV after the SwiGLU op
         const auto w = load_stack(*ex, st, on), w0 = load_stack(*ex, st, off);
         const auto d = load(*ex, shared, on), d0 = load(*ex, shared, off), o = load(*ex, other, on);
         CHECK(w->swiglu_input());
+        CHECK_FALSE(w0->swiglu_input());
         for (const bool swiglu : {false, true}) {
             INFO((swiglu ? "[gate | up] rows" : "plain rows"));
             experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding, swiglu);

@@ -419,6 +419,7 @@ TEST_CASE("quant_nvfp4 cuda: experts_swiglu: the decode expert GEMV stages silu(
     nv::cuda::Settings on, off;
     on.experts_swiglu = true;
     off.experts_swiglu = false;
+    off.gemv_stage_x = 0;  // the plain GEMV after the SwiGLU op
     const auto w = load_stack(*ex, st, rows, cols, on), w0 = load_stack(*ex, st, rows, cols, off);
     const auto d = load(*ex, shared, on), d0 = load(*ex, shared, off), o = load(*ex, other, on);
     CHECK(w->swiglu_input());
