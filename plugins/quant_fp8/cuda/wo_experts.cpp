@@ -150,6 +150,7 @@ public:
         a.n_tokens = 1;
         a.swiglu = staged;
         a.stage_x = o_.gemv_stage_x >= 1;
+        a.x_int8 = o_.gemv_int8_x >= 1;
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);

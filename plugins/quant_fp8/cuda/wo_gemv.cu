@@ -45,7 +45,9 @@ namespace {
 //   kStageCopy: x rows copied as they are (GemvArgs::stage_x): the row sums read x from shared memory with no
 //     bounds or alignment branches, in fewer registers (ptxas, NVFP4, one token: 74 against 113, so 3 CTAs of 256
 //     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
-constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3;
+//   kStageQ8 (NVFP4): x quantized to int8 per 16-column group as it is staged (GemvArgs::x_int8; q8_group in
+//     wo_gemv_chunk.cuh); the row sums take 4 codes a PRMT and a dp4a (compute_q8) instead of the fp32 decode.
+constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4;
 
 template <Codec C, int T, int S, int X = kStagePlain>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
@@ -106,7 +108,39 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
     // Dense: the first chunks (weights) are requested before the wait; experts waited above (the id).
-    if constexpr (X == kStageCopy) {
+    if constexpr (X == kStageQ8) {
+        static_assert(C == Codec::NVFP4, "int8 x: NVFP4 weights only");
+        extern __shared__ __align__(16) uint8_t q8s[];  // [T][cp] int8, then [T][cp / 16] fp32 units
+        const int cp = p.nch * 32, ng = cp / 16;
+        int8_t* xq = reinterpret_cast<int8_t*>(q8s);
+        float* xu = reinterpret_cast<float*>(q8s + T * cp);
+        const bool dense = !p.ids;
+        auto stage = [&] {
+            if (dense) ::imp::cuda::pdl_wait();
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) break;
+                const float* xr = x + xo[t];
+                for (int gi = int(threadIdx.x); gi < ng; gi += int(blockDim.x)) {
+                    float v[16];
+                    const int c0 = gi * 16;
+                    if (p.x_vec && c0 + 16 <= p.cols) {
+#pragma unroll
+                        for (int k = 0; k < 4; ++k) {
+                            const float4 a = reinterpret_cast<const float4*>(xr + c0)[k];
+                            v[4 * k] = a.x, v[4 * k + 1] = a.y, v[4 * k + 2] = a.z, v[4 * k + 3] = a.w;
+                        }
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 16; ++e) v[e] = c0 + e < p.cols ? xr[c0 + e] : 0.f;
+                    }
+                    q8_group(v, xq + t * cp + c0, xu + t * ng + gi);
+                }
+            }
+            __syncthreads();
+        };
+        row_sums_q8<T, RW>(p, m, r0, li, L, xq, xu, cp, ntok, stage, acc);
+    } else if constexpr (X == kStageCopy) {
         extern __shared__ float4 xc4[];  // [T][cols / 4]
         const bool dense = !p.ids;
         auto stage = [&] {
@@ -241,6 +275,22 @@ void launch_copy_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t 
         launch_copy<C, 8>(p, n_items, pdl, st);
 }
 
+// A GemvArgs::x_int8 call (NVFP4, Regs; dense, or ungrouped experts with T 1): gemv_q8_smem bytes of dynamic
+// shared memory.
+template <int T>
+void launch_q8(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
+    const size_t smem = size_t(gemv_q8_smem(p.nch * 32, T));
+    for (int i0 = 0; i0 < n_items; i0 += 65535) {
+        KP q = p;
+        q.pair0 = i0;
+        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
+        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<Codec::NVFP4, T, 0, kStageQ8>,
+                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
+                                           dim3(kWarps * 32), smem, st, pdl, q));
+    }
+}
+
 // A GemvArgs::swiglu call (Regs, ungrouped experts: one token per item): the item's SwiGLU row is cols floats of
 // dynamic shared memory.
 template <Codec C>
@@ -372,6 +422,20 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             launch_swiglu<Codec::FP8>(p, n_items, a.pdl, st);
         return;
     }
+    if (a.x_int8 && a.plan == GemvPlan::Regs && !grouped && gemv_q8_applies(l, T)) {
+        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
+        KP p = kernel_params(l, a, T);
+        p.lanes = gemv_row_lanes(l, a, kw);
+        if (T <= 1)
+            launch_q8<1>(p, n_items, a.pdl, st);
+        else if (T <= 2)
+            launch_q8<2>(p, n_items, a.pdl, st);
+        else if (T <= 4)
+            launch_q8<4>(p, n_items, a.pdl, st);
+        else
+            launch_q8<8>(p, n_items, a.pdl, st);
+        return;
+    }
     if (a.stage_x && a.plan == GemvPlan::Regs && !grouped && gemv_stage_applies(l, T, a.x, a.xs) &&
         (!experts || a.xs % 4 == 0)) {
         const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
@@ -439,6 +503,16 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
     return p;
+}
+
+int64_t gemv_q8_smem(int64_t cp, int n_tokens) {
+    const int64_t T = n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8;
+    return T * cp + T * (cp / 16) * 4;
+}
+
+bool gemv_q8_applies(const Layout& l, int n_tokens) {
+    return l.codec == Codec::NVFP4 && n_tokens >= 1 && n_tokens <= kMaxGemvTokens &&
+           gemv_q8_smem(l.cp, n_tokens) <= kMaxNormSmem;
 }
 
 bool gemv_stage_applies(const Layout& l, int n_tokens, const float* x, int64_t xs) {

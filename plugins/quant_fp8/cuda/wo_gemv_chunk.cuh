@@ -152,6 +152,102 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
     }
 }
 
+// kStageQ8 (NVFP4 only): x staged as int8 per 16-column group (GemvArgs::x_int8): [T][cp] codes, 8 columns c..c+7
+// of a word stored in the order of the layout's nibbles as PRMT reads them (bytes x6 x4 x2 x0, then x7 x5 x3 x1),
+// then [T][cp / 16] fp32 group units (x ~ code * unit). q8_group quantizes one group as the CPU reference does:
+// unit = amax / 127, code = rint(x * (127 / amax)) (0 where amax is 0).
+__device__ __forceinline__ void q8_group(const float (&v)[16], int8_t* dst, float* unit) {
+    float amax = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; ++e) amax = fmaxf(amax, fabsf(v[e]));
+    const float inv = amax > 0.f ? __fdiv_rn(127.f, amax) : 0.f;
+    *unit = __fdiv_rn(amax, 127.f);
+    int q[16];
+#pragma unroll
+    for (int e = 0; e < 16; ++e) q[e] = max(-127, min(127, __float2int_rn(__fmul_rn(v[e], inv))));
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+        const int* o = q + 8 * w;
+        const uint32_t lo = uint32_t(o[6] & 0xFF) | uint32_t(o[4] & 0xFF) << 8 | uint32_t(o[2] & 0xFF) << 16 |
+                            uint32_t(o[0] & 0xFF) << 24;
+        const uint32_t hi = uint32_t(o[7] & 0xFF) | uint32_t(o[5] & 0xFF) << 8 | uint32_t(o[3] & 0xFF) << 16 |
+                            uint32_t(o[1] & 0xFF) << 24;
+        reinterpret_cast<uint2*>(dst)[w] = make_uint2(lo, hi);
+    }
+}
+
+// 4 NVFP4 codes (the selector's low 16 bits; a code's bit 3 is its sign) as int8 2 x e2m1 magnitudes, 0 for the
+// codes whose sign bit is set: PRMT's sign-replicate mode on a table of positive bytes.
+__device__ __forceinline__ int e2m1x2_pos(uint32_t sel) {
+    int d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(0x03020100u), "r"(0x0C080604u), "r"(sel));
+    return d;
+}
+
+// NVFP4 chunk ch of RW rows against T tokens of int8 x (xq: [T][cp] bytes, xu: [T][cp / 16] units in shared
+// memory): per 16-column group, sum over the codes of the positive ones (dp4a) minus the negative ones, times the
+// group's x unit and the weight's block scale / 2 (the table holds 2 x e2m1).
+template <int T, int RW>
+__device__ __forceinline__ void compute_q8(const KP& p, const int8_t* xq, const float* xu, int cp, int ntok,
+                                           const Chunk<Codec::NVFP4> (&c)[RW], int ch, float (&acc)[RW][T]) {
+    if (ch >= p.nch) return;
+#pragma unroll
+    for (int g = 0; g < 2; ++g) {
+        const int col = ch * 32 + 16 * g;
+        int ip[RW][T], in[RW][T];
+#pragma unroll
+        for (int r = 0; r < RW; ++r)
+#pragma unroll
+            for (int t = 0; t < T; ++t) ip[r][t] = in[r][t] = 0;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            int pl[RW], ph[RW], nl[RW], nh[RW];
+#pragma unroll
+            for (int r = 0; r < RW; ++r) {
+                const uint32_t q = word(c[r].q, 2 * g + j), f = q ^ 0x88888888u;
+                pl[r] = e2m1x2_pos(q);
+                ph[r] = e2m1x2_pos(q >> 16);
+                nl[r] = e2m1x2_pos(f);
+                nh[r] = e2m1x2_pos(f >> 16);
+            }
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) continue;
+                const int2 xv = *reinterpret_cast<const int2*>(xq + t * cp + col + 8 * j);
+#pragma unroll
+                for (int r = 0; r < RW; ++r) {
+                    ip[r][t] = __dp4a(pl[r], xv.x, ip[r][t]);
+                    ip[r][t] = __dp4a(ph[r], xv.y, ip[r][t]);
+                    in[r][t] = __dp4a(nl[r], xv.x, in[r][t]);
+                    in[r][t] = __dp4a(nh[r], xv.y, in[r][t]);
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+            const float sw = e4m3(c[r].s >> (8 * g)) * 0.5f;
+#pragma unroll
+            for (int t = 0; t < T; ++t)
+                if (t < ntok) acc[r][t] = fmaf(float(ip[r][t] - in[r][t]), sw * xu[t * (cp / 16) + col / 16], acc[r][t]);
+        }
+    }
+}
+
+// Regs-plan row sums of NVFP4 against the int8 x of kStageQ8 (row_sums' S == 0 loop with compute_q8).
+template <int T, int RW, typename Wait>
+__device__ __forceinline__ void row_sums_q8(const KP& p, const uint8_t* m, int r0, int li, int L, const int8_t* xq,
+                                            const float* xu, int cp, int ntok, const Wait& wait, float (&acc)[RW][T]) {
+    Chunk<Codec::NVFP4> cur[RW], nxt[RW];
+    load_chunk<Codec::NVFP4, RW>(p, m, r0, li, cur);
+    wait();
+    for (int ch = li; ch < p.nch; ch += L) {
+        load_chunk<Codec::NVFP4, RW>(p, m, r0, ch + L, nxt);
+        compute_q8<T, RW>(p, xq, xu, cp, ntok, cur, ch, acc);
+#pragma unroll
+        for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
+    }
+}
+
 // Rows per row group for T tokens.
 template <int T>
 inline constexpr int kRowsPerGroup = T <= 2 ? 4 : 2;

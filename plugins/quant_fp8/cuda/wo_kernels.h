@@ -65,6 +65,10 @@ struct GemvArgs {
     // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
     // where gemv_stage_applies; the same sums. Other plans ignore it.
     bool stage_x = false;
+    // NVFP4, the Regs plan's calls (dense, or ungrouped experts): x quantized to int8 per 16-column group as each
+    // CTA stages it (unit amax / 127, codes rint(x * 127 / amax)), the products summed by dp4a: not the fp32 sums
+    // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored.
+    bool x_int8 = false;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // Whether an ungrouped expert GEMV over x (row stride xs) can take [gate | up] rows (GemvArgs::swiglu): cols a
@@ -73,6 +77,10 @@ bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs);
 // Whether a GEMV of n_tokens (per item) over x can stage x (GemvArgs::stage_x): 1-8 tokens, cols a multiple of 4,
 // x 16-byte aligned (and its row stride a multiple of 4 floats past one token), the rows within kMaxNormSmem.
 bool gemv_stage_applies(const Layout& l, int n_tokens, const float* x, int64_t xs);
+// The shared memory of GemvArgs::x_int8's staged rows for cp padded columns and n_tokens (its token bucket), and
+// whether a call can take it (NVFP4, 1-8 tokens, the rows within kMaxNormSmem).
+int64_t gemv_q8_smem(int64_t cp, int n_tokens);
+bool gemv_q8_applies(const Layout& l, int n_tokens);
 // Shared memory a norm-fused GEMV stages its rows in (T x cols floats, T the token bucket 1, 2, 4 or 8).
 constexpr int64_t kMaxNormSmem = 40 * 1024;
 // Whether a GEMV of n_tokens over x (row stride xs) can take the RMSNorm with weight `norm` (GemvArgs::norm):

@@ -131,9 +131,11 @@ inline std::vector<float> bf16_round(std::vector<float> x) {
     return x;
 }
 
-// How the kernels of a call round the activations they multiply: not at all (fp32) or to bf16 (the expert GEMM).
-enum class XRound { None, Bf16 };
-inline std::vector<float> round_x(const std::vector<float>& x, XRound r) {
+// How the kernels of a call round the activations they multiply: not at all (fp32), to bf16 (the expert GEMM), or
+// to int8 per 16 columns (the NVFP4 GEMV with gemv_int8_x; x rows of stride xs, cols columns).
+enum class XRound { None, Bf16, Int8 };
+inline std::vector<float> round_x(const std::vector<float>& x, XRound r, int64_t xs = 0, int64_t cols = 0) {
+    if (r == XRound::Int8) return int8_activations(x, xs, int64_t(x.size()) / xs, cols);
     return r == XRound::Bf16 ? bf16_round(x) : x;
 }
 
@@ -179,7 +181,7 @@ inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::v
                 xr[size_t(i * cols + j)] = g / (1.f + std::exp(-g)) * u;
             }
     }
-    const auto e = experts_expected(w_ref, rows, cols, mr, round_x(xr, round), ids, weights, init, ys);
+    const auto e = experts_expected(w_ref, rows, cols, mr, round_x(xr, round, mr.x_stride, cols), ids, weights, init, ys);
     w.grouped_matmul(ex, m);
     return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
 }

@@ -156,6 +156,26 @@ inline std::vector<float> fp8_activations(const std::vector<float>& x, int64_t x
     return q;
 }
 
+// x [n rows of stride xs, cols] as the int8 NVFP4 GEMV (gemv_int8_x) multiplies it: per 16-column group of a row,
+// unit = amax / 127, code = rint(x * (127 / amax)) clamped to +-127 (0 where amax is 0), code * unit.
+inline std::vector<float> int8_activations(const std::vector<float>& x, int64_t xs, int64_t n, int64_t cols) {
+    std::vector<float> q(x.size(), 0.f);
+    for (int64_t t = 0; t < n; ++t)
+        for (int64_t g = 0; g < cols; g += 16) {
+            const int64_t e1 = std::min<int64_t>(g + 16, cols);
+            float amax = 0.f;
+            for (int64_t c = g; c < e1; ++c) amax = std::max(amax, std::fabs(x[size_t(t * xs + c)]));
+            const volatile float inv = amax > 0.f ? 127.f / amax : 0.f;
+            const volatile float unit = amax / 127.f;
+            for (int64_t c = g; c < e1; ++c) {
+                const volatile float prod = x[size_t(t * xs + c)] * inv;
+                const float code = std::clamp(std::nearbyint(float(prod)), -127.f, 127.f);
+                q[size_t(t * xs + c)] = code * unit;
+            }
+        }
+    return q;
+}
+
 // x as the tensor-core GEMV (gemv = mma) multiplies it: x * 2^-8 rounded to the nearest fp16 (ties to even,
 // subnormals kept), times 2^8 again.
 inline std::vector<float> fp16_activations(const std::vector<float>& x) {

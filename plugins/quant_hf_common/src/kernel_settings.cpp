@@ -50,6 +50,11 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "blocks per SM instead of 2 for NVFP4): off | experts (the MoE expert calls of decode) | all (those "
                      "and dense calls on matrices of at most 128 rows per SM)",
                      {"off", "experts", "all"}});
+    reg.add_setting({"gemv_int8_x", std::string("off"),
+                     "CUDA, NVFP4: GEMV (regs) thread blocks quantize x to int8 per 16 columns as they stage it and sum "
+                     "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
+                     "| experts (the MoE expert calls of decode) | all (those and dense calls)",
+                     {"off", "experts", "all"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -70,6 +75,8 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_short_rows = s.get_bool("gemv_short_rows");
     const std::string& sx = s.get_string("gemv_stage_x");
     k.gemv_stage_x = sx == "all" ? 2 : sx == "experts" ? 1 : 0;
+    const std::string& ix = s.get_string("gemv_int8_x");
+    k.gemv_int8_x = ix == "all" ? 2 : ix == "experts" ? 1 : 0;
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

@@ -39,6 +39,9 @@ struct KernelSettings {
     // GEMV (regs): each CTA stages x in shared memory first: 0 never, 1 expert calls (decode), 2 those and dense
     // calls on matrices of at most 128 rows per SM.
     int gemv_stage_x = 1;
+    // NVFP4 GEMV (regs): x quantized to int8 per 16 columns as each CTA stages it and the products summed by dp4a:
+    // 0 never, 1 expert calls (decode), 2 those and dense calls.
+    int gemv_int8_x = 0;
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
     // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per

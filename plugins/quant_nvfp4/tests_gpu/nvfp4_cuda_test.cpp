@@ -460,6 +460,42 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_x: x staged in shared memory, dense and 
     stage_x_same_bits(*ex, *w, *w0, rng);
 }
 
+TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (dense and expert GEMVs)",
+          "[quant_nvfp4_gpu][gemv][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(533);
+    nv::cuda::Settings on;
+    on.gemv_int8_x = 2;
+    // 203 x 368: a partial chunk (12 of 32 columns) and row group; 130 x 1040: 8 tokens staged in 13 KB; 77 x 2048;
+    // one row of one group
+    for (const auto& [rows, cols] :
+         std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}, {1, 16}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        const auto w = load(*ex, n, on);
+        for (const int64_t t : {1, 2, 3, 5, 8})
+            for (const bool acc : {false, true})
+                for (const int64_t xs : {cols, cols + 3}) {
+                    INFO(rows << "x" << cols << ", int8 x, tokens " << t << (acc ? ", accumulate" : "")
+                              << ", x stride " << xs);
+                    const Check c = matmul_case(*ex, *w, n.w, t, xs, rows + 5, acc, rng, [&](const std::vector<float>& x) {
+                        return int8_activations(x, xs, t, cols);
+                    });
+                    CHECK(c.unwritten == 0);
+                    CHECK(c.overwritten == 0);
+                    CHECK(c.rel <= 1e-4);
+                }
+    }
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    on.gemv_int8_x = 1;
+    const auto w = load_stack(*ex, st, rows, cols, on);
+    // decode calls (pairs <= experts) round x to int8, grouped ones run the tensor-core GEMM (bf16)
+    experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33},
+                  [](const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::Int8; });
+    // [gate | up] rows: the down projection's decode GEMV stages silu(gate) * up in fp32 (int8 is not applied)
+    experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 5}, gemm_rounding, true);
+}
+
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
