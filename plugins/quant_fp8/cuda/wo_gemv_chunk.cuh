@@ -155,13 +155,14 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
 // kStageQ8 (NVFP4 only): x staged as int8 per 16-column group (GemvArgs::x_int8): [T][cp] codes, 8 columns c..c+7
 // of a word stored in the order of the layout's nibbles as PRMT reads them (bytes x6 x4 x2 x0, then x7 x5 x3 x1),
 // then [T][cp / 16] fp32 group units (x ~ code * unit). q8_group quantizes one group as the CPU reference does:
-// unit = amax / 127, code = rint(x * (127 / amax)) (0 where amax is 0).
+// unit = amax / 127, code = rint(x * (127 / amax)) (0 and unit 0 where amax < 1e-30).
 __device__ __forceinline__ void q8_group(const float (&v)[16], int8_t* dst, float* unit) {
     float amax = 0.f;
 #pragma unroll
     for (int e = 0; e < 16; ++e) amax = fmaxf(amax, fabsf(v[e]));
-    const float inv = amax > 0.f ? __fdiv_rn(127.f, amax) : 0.f;
-    *unit = __fdiv_rn(amax, 127.f);
+    const bool live = amax >= 1e-30f;  // below: 127 / amax could overflow; the group counts as zeros
+    const float inv = live ? __fdiv_rn(127.f, amax) : 0.f;
+    *unit = live ? __fdiv_rn(amax, 127.f) : 0.f;
     int q[16];
 #pragma unroll
     for (int e = 0; e < 16; ++e) q[e] = max(-127, min(127, __float2int_rn(__fmul_rn(v[e], inv))));

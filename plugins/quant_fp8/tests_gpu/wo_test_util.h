@@ -157,7 +157,7 @@ inline std::vector<float> fp8_activations(const std::vector<float>& x, int64_t x
 }
 
 // x [n rows of stride xs, cols] as the int8 NVFP4 GEMV (gemv_int8_x) multiplies it: per 16-column group of a row,
-// unit = amax / 127, code = rint(x * (127 / amax)) clamped to +-127 (0 where amax is 0), code * unit.
+// unit = amax / 127, code = rint(x * (127 / amax)) clamped to +-127 (0 where amax < 1e-30), code * unit.
 inline std::vector<float> int8_activations(const std::vector<float>& x, int64_t xs, int64_t n, int64_t cols) {
     std::vector<float> q(x.size(), 0.f);
     for (int64_t t = 0; t < n; ++t)
@@ -165,8 +165,9 @@ inline std::vector<float> int8_activations(const std::vector<float>& x, int64_t 
             const int64_t e1 = std::min<int64_t>(g + 16, cols);
             float amax = 0.f;
             for (int64_t c = g; c < e1; ++c) amax = std::max(amax, std::fabs(x[size_t(t * xs + c)]));
-            const volatile float inv = amax > 0.f ? 127.f / amax : 0.f;
-            const volatile float unit = amax / 127.f;
+            const bool live = amax >= 1e-30f;
+            const volatile float inv = live ? 127.f / amax : 0.f;
+            const volatile float unit = live ? amax / 127.f : 0.f;
             for (int64_t c = g; c < e1; ++c) {
                 const volatile float prod = x[size_t(t * xs + c)] * inv;
                 const float code = std::clamp(std::nearbyint(float(prod)), -127.f, 127.f);
