@@ -225,97 +225,47 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     }
 }
 
-template <Codec C, int T, int S>
-void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
-    constexpr int RW = kRowsPerGroup<T>;
-    const int rows_per_cta = kWarps * 32 / p.lanes * RW;
-    const int smem = S > 0 ? ring_bytes(S, RW, kWarps * 32) : 0;  // over 48 KB: gemv_init set the limit
-    for (int i0 = 0; i0 < n_items; i0 += 65535) {
-        KP q = p;
-        q.pair0 = i0;
-        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
-        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, S>,
-                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(kWarps * 32), size_t(smem), st, pdl, q));
-    }
-}
-
-// A GemvArgs::norm call (Regs, dense): its staged rows are T x cols floats of dynamic shared memory.
-template <Codec C, int T>
-void launch_norm(const KP& p, bool pdl, cudaStream_t st) {
-    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
-    IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, kStageNorm>,
-                                       dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta))), dim3(kWarps * 32),
-                                       size_t(T) * size_t(p.cols) * 4, st, pdl, p));
-}
-
-// A GemvArgs::stage_x call (Regs; dense, or ungrouped experts with T 1): T x cols floats of dynamic shared memory.
-template <Codec C, int T>
-void launch_copy(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+// Launches kernel k over n_items work items of T tokens: every row group's CTAs (grid x), up to 65535 items (grid
+// y) a launch.
+template <int T, typename Kernel>
+void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st) {
     const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
         q.pair0 = i0;
         const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
-        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, T, 0, kStageCopy>,
-                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(kWarps * 32), size_t(T) * size_t(p.cols) * 4, st, pdl, q));
-    }
-}
-
-template <Codec C>
-void launch_copy_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
-    if (T <= 1)
-        launch_copy<C, 1>(p, n_items, pdl, st);
-    else if (T <= 2)
-        launch_copy<C, 2>(p, n_items, pdl, st);
-    else if (T <= 4)
-        launch_copy<C, 4>(p, n_items, pdl, st);
-    else
-        launch_copy<C, 8>(p, n_items, pdl, st);
-}
-
-// A GemvArgs::x_int8 call (NVFP4, Regs; dense, or ungrouped experts with T 1): gemv_q8_smem bytes of dynamic
-// shared memory.
-template <int T>
-void launch_q8(const KP& p, int n_items, bool pdl, cudaStream_t st) {
-    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
-    const size_t smem = size_t(gemv_q8_smem(p.nch * 32, T));
-    for (int i0 = 0; i0 < n_items; i0 += 65535) {
-        KP q = p;
-        q.pair0 = i0;
-        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
-        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<Codec::NVFP4, T, 0, kStageQ8>,
-                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
+        IMP_CUDA_CHECK(::imp::cuda::launch(k, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
                                            dim3(kWarps * 32), smem, st, pdl, q));
     }
 }
 
-// A GemvArgs::swiglu call (Regs, ungrouped experts: one token per item): the item's SwiGLU row is cols floats of
-// dynamic shared memory.
-template <Codec C>
-void launch_swiglu(const KP& p, int n_items, bool pdl, cudaStream_t st) {
-    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<1>;
-    for (int i0 = 0; i0 < n_items; i0 += 65535) {
-        KP q = p;
-        q.pair0 = i0;
-        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
-        IMP_CUDA_CHECK(::imp::cuda::launch(wo_gemv_kernel<C, 1, 0, kStageSwiglu>,
-                                           dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(kWarps * 32), size_t(p.cols) * 4, st, pdl, q));
-    }
+template <Codec C, int T, int S>
+void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const int smem = S > 0 ? ring_bytes(S, kRowsPerGroup<T>, kWarps * 32) : 0;  // over 48 KB: gemv_init set the limit
+    launch_items<T>(wo_gemv_kernel<C, T, S>, p, n_items, size_t(smem), pdl, st);
 }
 
-template <Codec C>
-void launch_norm_tokens(const KP& p, int T, bool pdl, cudaStream_t st) {
-    if (T <= 1)
-        launch_norm<C, 1>(p, pdl, st);
+// A call of a staged kernel (Regs; X as wo_gemv_kernel's): its staged rows in dynamic shared memory, T x cols
+// floats (kStageQ8: gemv_q8_smem bytes).
+template <Codec C, int T, int X>
+void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const size_t smem = X == kStageQ8 ? size_t(gemv_q8_smem(p.nch * 32, T)) : size_t(T) * size_t(p.cols) * 4;
+    launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st);
+}
+
+// The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts).
+template <Codec C, int X>
+void launch_staged_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
+    if constexpr (X == kStageSwiglu)
+        launch_staged<C, 1, X>(p, n_items, pdl, st);
+    else if (T <= 1)
+        launch_staged<C, 1, X>(p, n_items, pdl, st);
     else if (T <= 2)
-        launch_norm<C, 2>(p, pdl, st);
+        launch_staged<C, 2, X>(p, n_items, pdl, st);
     else if (T <= 4)
-        launch_norm<C, 4>(p, pdl, st);
+        launch_staged<C, 4, X>(p, n_items, pdl, st);
     else
-        launch_norm<C, 8>(p, pdl, st);
+        launch_staged<C, 8, X>(p, n_items, pdl, st);
 }
 
 template <Codec C, int S>
@@ -338,6 +288,19 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
         launch_plan<C, kRegs2>(p, T, n_items, pdl, st);
     else
         launch_plan<C, 0>(p, T, n_items, pdl, st);
+}
+
+// The staged kernels' plan (X as wo_gemv_kernel's; Regs whatever the setting's plan): warps per row group, lanes,
+// the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
+template <int X>
+void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
+    const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
+    KP p = kernel_params(l, a, T);
+    p.lanes = gemv_row_lanes(l, a, kw);
+    if (l.codec == Codec::NVFP4)
+        launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, a.pdl, st);
+    else if constexpr (X != kStageQ8)
+        launch_staged_tokens<Codec::FP8, X>(p, T, n_items, a.pdl, st);
 }
 
 template <Codec C, int T>
@@ -401,50 +364,21 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     if (a.norm) {  // gemv_norm_applies checked the rest
         if (experts || !gemv_norm_applies(l, a.n_tokens, a.x, a.xs, a.norm))
             throw Error("weight-only GEMV: an RMSNorm-fused call its kernel does not take");
-        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, 1, a.sm_count);
-        KP p = kernel_params(l, a, T);
-        p.lanes = gemv_row_lanes(l, a, kw);
-        if (l.codec == Codec::NVFP4)
-            launch_norm_tokens<Codec::NVFP4>(p, p.n_tokens, a.pdl, st);
-        else
-            launch_norm_tokens<Codec::FP8>(p, p.n_tokens, a.pdl, st);
+        run_staged<kStageNorm>(l, a, T, n_items, st);
         return;
     }
-    if (a.swiglu) {  // gemv_swiglu_applies checked the rest
-        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs))
+    if (a.swiglu) {
+        if (!experts || grouped || !gemv_stage_applies(l, 1, a.x, a.xs, true))
             throw Error("weight-only GEMV: a SwiGLU-input call its kernel does not take");
-        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, 1, n_items, a.sm_count);
-        KP p = kernel_params(l, a, 1);
-        p.lanes = gemv_row_lanes(l, a, kw);
-        if (l.codec == Codec::NVFP4)
-            launch_swiglu<Codec::NVFP4>(p, n_items, a.pdl, st);
-        else
-            launch_swiglu<Codec::FP8>(p, n_items, a.pdl, st);
+        run_staged<kStageSwiglu>(l, a, T, n_items, st);
         return;
     }
     if (a.x_int8 && a.plan == GemvPlan::Regs && !grouped && gemv_q8_applies(l, T)) {
-        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
-        KP p = kernel_params(l, a, T);
-        p.lanes = gemv_row_lanes(l, a, kw);
-        if (T <= 1)
-            launch_q8<1>(p, n_items, a.pdl, st);
-        else if (T <= 2)
-            launch_q8<2>(p, n_items, a.pdl, st);
-        else if (T <= 4)
-            launch_q8<4>(p, n_items, a.pdl, st);
-        else
-            launch_q8<8>(p, n_items, a.pdl, st);
+        run_staged<kStageQ8>(l, a, T, n_items, st);
         return;
     }
-    if (a.stage_x && a.plan == GemvPlan::Regs && !grouped && gemv_stage_applies(l, T, a.x, a.xs) &&
-        (!experts || a.xs % 4 == 0)) {
-        const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
-        KP p = kernel_params(l, a, T);
-        p.lanes = gemv_row_lanes(l, a, kw);
-        if (l.codec == Codec::NVFP4)
-            launch_copy_tokens<Codec::NVFP4>(p, T, n_items, a.pdl, st);
-        else
-            launch_copy_tokens<Codec::FP8>(p, T, n_items, a.pdl, st);
+    if (a.stage_x && a.plan == GemvPlan::Regs && !grouped && gemv_stage_applies(l, T, a.x, a.xs, experts)) {
+        run_staged<kStageCopy>(l, a, T, n_items, st);
         return;
     }
     if (a.plan == GemvPlan::Stream && !experts) {
@@ -505,8 +439,13 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     return p;
 }
 
+namespace {
+// The token count a kernel is instantiated for: 1, 2, 4 or 8.
+int64_t token_bucket(int64_t n_tokens) { return n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8; }
+}  // namespace
+
 int64_t gemv_q8_smem(int64_t cp, int n_tokens) {
-    const int64_t T = n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8;
+    const int64_t T = token_bucket(n_tokens);
     return T * cp + T * (cp / 16) * 4;
 }
 
@@ -515,20 +454,14 @@ bool gemv_q8_applies(const Layout& l, int n_tokens) {
            gemv_q8_smem(l.cp, n_tokens) <= kMaxNormSmem;
 }
 
-bool gemv_stage_applies(const Layout& l, int n_tokens, const float* x, int64_t xs) {
-    const int64_t T = n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8;
-    return n_tokens >= 1 && n_tokens <= kMaxGemvTokens && l.cols % 4 == 0 && T * l.cols * 4 <= kMaxNormSmem &&
-           ::imp::cuda::aligned16(x) && (n_tokens == 1 || xs % 4 == 0);
-}
-
-bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {
-    return l.cols % 4 == 0 && l.cols * 4 <= kMaxNormSmem && ::imp::cuda::aligned16(x) && xs % 4 == 0;
+bool gemv_stage_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, bool experts) {
+    return n_tokens >= 1 && n_tokens <= kMaxGemvTokens && l.cols % 4 == 0 &&
+           token_bucket(n_tokens) * l.cols * 4 <= kMaxNormSmem && ::imp::cuda::aligned16(x) &&
+           ((n_tokens == 1 && !experts) || xs % 4 == 0);
 }
 
 bool gemv_norm_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, const float* norm) {
-    const int64_t T = n_tokens <= 1 ? 1 : n_tokens <= 2 ? 2 : n_tokens <= 4 ? 4 : 8;
-    return n_tokens >= 1 && n_tokens <= kMaxGemvTokens && l.cols % 4 == 0 && T * l.cols * 4 <= kMaxNormSmem &&
-           ::imp::cuda::aligned16(x) && ::imp::cuda::aligned16(norm) && (n_tokens == 1 || xs % 4 == 0);
+    return gemv_stage_applies(l, n_tokens, x, xs, false) && ::imp::cuda::aligned16(norm);
 }
 
 }  // namespace imp::wo

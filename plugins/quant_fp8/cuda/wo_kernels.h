@@ -60,7 +60,7 @@ struct GemvArgs {
     float norm_eps = 0.f;
     // Ungrouped expert calls: x rows are [gate | up] (2 x cols floats) and the input is silu(gate) * up, staged in
     // shared memory by each CTA (the executor's SwiGLU bit for bit): no SwiGLU pass before the GEMV. The Regs plan
-    // whatever `plan` says; only where gemv_swiglu_applies.
+    // whatever `plan` says; only where gemv_stage_applies(l, 1, x, xs, true).
     bool swiglu = false;
     // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
     // where gemv_stage_applies; the same sums. Other plans ignore it.
@@ -71,12 +71,11 @@ struct GemvArgs {
     bool x_int8 = false;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
-// Whether an ungrouped expert GEMV over x (row stride xs) can take [gate | up] rows (GemvArgs::swiglu): cols a
-// multiple of 4, x rows 16-byte aligned, the staged row within kMaxNormSmem.
-bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs);
-// Whether a GEMV of n_tokens (per item) over x can stage x (GemvArgs::stage_x): 1-8 tokens, cols a multiple of 4,
-// x 16-byte aligned (and its row stride a multiple of 4 floats past one token), the rows within kMaxNormSmem.
-bool gemv_stage_applies(const Layout& l, int n_tokens, const float* x, int64_t xs);
+// Whether a GEMV of n_tokens (per item) over x can stage x in shared memory (GemvArgs::stage_x, and for the
+// [gate | up] rows of GemvArgs::swiglu, n_tokens 1, experts): 1-8 tokens, cols a multiple of 4, x 16-byte aligned
+// and, past one token or for expert items (rows xs apart), its row stride a multiple of 4 floats; the rows within
+// kMaxNormSmem.
+bool gemv_stage_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, bool experts = false);
 // The shared memory of GemvArgs::x_int8's staged rows for cp padded columns and n_tokens (its token bucket), and
 // whether a call can take it (NVFP4, 1-8 tokens, the rows within kMaxNormSmem).
 int64_t gemv_q8_smem(int64_t cp, int n_tokens);

@@ -211,6 +211,41 @@ inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::v
                         CHECK(res.rel <= tol);
                     }
 }
+// A decode-sized grouped matmul of n tokens and top_k k on fresh random inputs: x (x_rows rows of stride xs, x per
+// slot), ids, routing weights when weighted, the extra slot's weights when extra_weighted; y poisoned (n_out + 1
+// rows of stride ys; init keeps its host copy).
+struct DecodeCall {
+    ExpertMatmul m;
+    std::vector<float> init;
+};
+inline DecodeCall random_decode_call(CudaExecutor& ex, int64_t n_expert, int64_t n, int64_t k, int64_t x_rows,
+                                     int64_t xs, int64_t n_out, int64_t ys, bool weighted, bool extra_weighted,
+                                     std::mt19937& rng) {
+    std::uniform_real_distribution<float> u(0.1f, 1.f);
+    std::vector<float> g(static_cast<size_t>(n * k)), eg(static_cast<size_t>(n));
+    for (auto& v : g) v = u(rng);
+    for (auto& v : eg) v = u(rng);
+    DecodeCall c;
+    c.init = poison_floats(size_t((n_out + 1) * ys));
+    c.m.x = device_copy(ex, random_floats(size_t(x_rows * xs), rng));
+    c.m.x_stride = xs;
+    c.m.x_per_slot = true;
+    c.m.ids = device_copy(ex, random_ids(n * k, n_expert, rng));
+    c.m.weights = weighted ? device_copy(ex, g) : nullptr;
+    c.m.extra_weights = extra_weighted ? device_copy(ex, eg) : nullptr;
+    c.m.n_tokens = n;
+    c.m.top_k = k;
+    c.m.y = device_copy(ex, c.init);
+    c.m.y_stride = ys;
+    return c;
+}
+
+// Whether two device outputs of `count` floats are the same bytes.
+inline bool same_bytes(CudaExecutor& ex, const float* a, const float* b, size_t count) {
+    const auto ha = download(ex, a, count), hb = download(ex, b, count);
+    return std::memcmp(ha.data(), hb.data(), count * sizeof(float)) == 0;
+}
+
 // experts_swiglu: decode calls of `staged` (a weight with the setting) on [gate | up] rows against the same call of
 // `plain` (the same experts without it) on the executor's SwiGLU of those rows, bit for bit: the GEMV stages
 // silu(gate) * up in each CTA with the executor's formula and sums in the same order. Weighted with x per slot (the
@@ -226,41 +261,23 @@ inline void swiglu_staged_cases(CudaExecutor& ex, const ExpertWeights& staged, c
                     if (n * k > staged.n_expert()) continue;
                     INFO("tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
                                    << (extra ? ", extra slot" : ""));
-                    const int64_t pairs = n * k, x_rows = pairs + (extra ? n : 0);
-                    const int64_t n_out = weighted ? n : x_rows;
+                    const int64_t x_rows = n * k + (extra ? n : 0), n_out = weighted ? n : x_rows;
                     ex.reserve_workspace(std::max(staged.workspace_bytes(n, k), plain.workspace_bytes(n, k)));
-                    const auto x = random_floats(size_t(x_rows * xs), rng);
-                    const auto ids = random_ids(pairs, staged.n_expert(), rng);
-                    std::vector<float> g(static_cast<size_t>(pairs)), eg(static_cast<size_t>(n));
-                    std::uniform_real_distribution<float> u(0.1f, 1.f);
-                    for (auto& v : g) v = u(rng);
-                    for (auto& v : eg) v = u(rng);
-                    const auto init = poison_floats(size_t((n_out + 1) * ys));
-                    ExpertMatmul m;
-                    m.x = device_copy(ex, x);
-                    m.x_stride = xs;
-                    m.x_per_slot = true;
-                    m.x_swiglu = true;
-                    m.ids = device_copy(ex, ids);
-                    m.weights = weighted ? device_copy(ex, g) : nullptr;
-                    m.n_tokens = n;
-                    m.top_k = k;
-                    m.y = device_copy(ex, init);
-                    m.y_stride = ys;
-                    m.extra = extra ? &d_staged : nullptr;
-                    m.extra_weights = extra && weighted ? device_copy(ex, eg) : nullptr;
-                    staged.grouped_matmul(ex, m);
+                    DecodeCall c = random_decode_call(ex, staged.n_expert(), n, k, x_rows, xs, n_out, ys, weighted,
+                                                      extra && weighted, rng);
+                    c.m.x_swiglu = true;
+                    c.m.extra = extra ? &d_staged : nullptr;
+                    staged.grouped_matmul(ex, c.m);
                     auto* act = static_cast<float*>(ex.alloc(size_t(x_rows * cols) * 4, "act"));
-                    ex.swiglu(m.x, xs, m.x + cols, xs, act, x_rows, cols);
-                    ExpertMatmul r = m;
+                    ex.swiglu(c.m.x, xs, c.m.x + cols, xs, act, x_rows, cols);
+                    ExpertMatmul r = c.m;
                     r.x = act;
                     r.x_stride = cols;
                     r.x_swiglu = false;
-                    r.y = device_copy(ex, init);
+                    r.y = device_copy(ex, c.init);
                     r.extra = extra ? &d_plain : nullptr;
                     plain.grouped_matmul(ex, r);
-                    const auto got = download(ex, m.y, init.size()), want = download(ex, r.y, init.size());
-                    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+                    CHECK(same_bytes(ex, c.m.y, r.y, c.init.size()));
                 }
 }
 
@@ -274,19 +291,17 @@ inline void stage_x_same_bits(CudaExecutor& ex, const Weight& staged, const Weig
         for (const int64_t xs : {cols, cols + 3})
             for (const bool acc : {false, true}) {
                 INFO("dense, tokens " << n << ", x stride " << xs << (acc ? ", accumulate" : ""));
-                const auto x = random_floats(size_t(n * xs), rng);
                 const auto init = acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
-                const float* xd = device_copy(ex, x);
+                const float* xd = device_copy(ex, random_floats(size_t(n * xs), rng));
                 float *ya = device_copy(ex, init), *yb = device_copy(ex, init);
                 staged.matmul(ex, xd, xs, ya, ys, n, acc);
                 plain.matmul(ex, xd, xs, yb, ys, n, acc);
-                const auto a = download(ex, ya, init.size()), b = download(ex, yb, init.size());
-                CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+                CHECK(same_bytes(ex, ya, yb, init.size()));
             }
 }
 inline void stage_x_same_bits(CudaExecutor& ex, const ExpertWeights& staged, const ExpertWeights& plain,
                               std::mt19937& rng) {
-    const int64_t rows = staged.rows(), cols = staged.cols(), ys = rows + 3;
+    const int64_t rows = staged.rows(), cols = staged.cols(), xs = cols + 4, ys = rows + 3;
     for (const int64_t n : {1, 3})
         for (const int64_t k : {1, 2})
             for (const bool weighted : {false, true})
@@ -294,29 +309,15 @@ inline void stage_x_same_bits(CudaExecutor& ex, const ExpertWeights& staged, con
                     if (n * k > staged.n_expert()) continue;
                     INFO("experts, tokens " << n << ", top_k " << k << (weighted ? ", weighted" : "")
                                             << (per_slot ? ", x per slot" : ""));
-                    const int64_t pairs = n * k, xs = cols + 4, x_rows = per_slot ? pairs : n;
-                    const int64_t n_out = weighted ? n : pairs;
                     ex.reserve_workspace(std::max(staged.workspace_bytes(n, k), plain.workspace_bytes(n, k)));
-                    std::vector<float> g(static_cast<size_t>(pairs));
-                    std::uniform_real_distribution<float> u(0.1f, 1.f);
-                    for (auto& v : g) v = u(rng);
-                    const auto init = poison_floats(size_t((n_out + 1) * ys));
-                    ExpertMatmul m;
-                    m.x = device_copy(ex, random_floats(size_t(x_rows * xs), rng));
-                    m.x_stride = xs;
-                    m.x_per_slot = per_slot;
-                    m.ids = device_copy(ex, random_ids(pairs, staged.n_expert(), rng));
-                    m.weights = weighted ? device_copy(ex, g) : nullptr;
-                    m.n_tokens = n;
-                    m.top_k = k;
-                    m.y = device_copy(ex, init);
-                    m.y_stride = ys;
-                    staged.grouped_matmul(ex, m);
-                    ExpertMatmul r = m;
-                    r.y = device_copy(ex, init);
+                    DecodeCall c = random_decode_call(ex, staged.n_expert(), n, k, per_slot ? n * k : n, xs,
+                                                      weighted ? n : n * k, ys, weighted, false, rng);
+                    c.m.x_per_slot = per_slot;
+                    staged.grouped_matmul(ex, c.m);
+                    ExpertMatmul r = c.m;
+                    r.y = device_copy(ex, c.init);
                     plain.grouped_matmul(ex, r);
-                    const auto a = download(ex, m.y, init.size()), b = download(ex, r.y, init.size());
-                    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+                    CHECK(same_bytes(ex, c.m.y, r.y, c.init.size()));
                 }
 }
 
