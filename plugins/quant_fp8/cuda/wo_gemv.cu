@@ -40,14 +40,30 @@ namespace {
 //   kStageNorm: a dense call whose x rows are RMS-normalized first (GemvArgs::norm): the CTA copies its tokens'
 //     rows, scales them as the executor's rms_norm (x * rsqrt(mean(x^2) + eps) * norm, the sum of squares in
 //     another order), and the row sums read them there.
-//   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA writes
-//     silu(gate) * up of its item's row (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
+//   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA copies its
+//     item's row, then writes silu(gate) * up (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
+// The copies are cp.async, issued once the first weight chunks are requested and waited for once the second ones
+// are too (row_sums' ready), so their L2 latency overlaps the weights' DRAM latency instead of adding to it.
 //   kStageCopy: x rows copied as they are (GemvArgs::stage_x): the row sums read x from shared memory with no
 //     bounds or alignment branches, in fewer registers (ptxas, NVFP4, one token: 74 against 113, so 3 CTAs of 256
 //     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
 //   kStageQ8 (NVFP4): x quantized to int8 per 16-column group as it is staged (GemvArgs::x_int8; q8_group in
 //     wo_gemv_chunk.cuh); the row sums take 4 codes a PRMT and a dp4a (compute_q8) instead of the fp32 decode.
 constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4;
+
+// The staged kernels' copies: rows t < ntok of c4 float4 from x + xo[t] (16-byte aligned) into dst[t][c4] with
+// cp.async (L1 bypassed), one commit group; the row sums wait for them (ready) only once their next weight chunks
+// are requested, so the copies' L2 latency overlaps those loads' DRAM latency.
+template <int T>
+__device__ __forceinline__ void stage_rows_async(float4* dst, const float* x, const int64_t (&xo)[T], int ntok, int c4) {
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+        if (t >= ntok) break;
+        const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
+        for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) cp_async16(dst + t * c4 + i, s4 + i, true);
+    }
+    cp_async_commit();
+}
 
 template <Codec C, int T, int S, int X = kStagePlain>
 __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
@@ -145,54 +161,72 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         const bool dense = !p.ids;
         auto stage = [&] {
             if (dense) ::imp::cuda::pdl_wait();
-            const int c4 = p.cols / 4;
-#pragma unroll
-            for (int t = 0; t < T; ++t) {
-                if (t >= ntok) break;
-                const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
-                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) xc4[t * c4 + i] = s4[i];
-            }
+            stage_rows_async(xc4, x, xo, ntok, p.cols / 4);
+        };
+        auto ready = [] {
+            cp_async_wait_all();
             __syncthreads();
         };
         int64_t so[T];
 #pragma unroll
         for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
-        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xc4), so, ntok, stage, acc);
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xc4), so, ntok, stage, ready, acc);
     } else if constexpr (X == kStageSwiglu) {
-        extern __shared__ float4 xa4[];  // [T][cols / 4]: silu(gate) * up of the item's rows
-        auto stage = [&] {
-            const int c4 = p.cols / 4;
+        // [T][2 * cols / 4]: the item's [gate | up] row copied as it is, then silu(gate) * up in the gate half
+        extern __shared__ float4 xa4[];
+        const int c4 = p.cols / 4;
+        auto stage = [&] {  // gate and up element i by the same thread, which combines them in ready
 #pragma unroll
             for (int t = 0; t < T; ++t) {
                 if (t >= ntok) break;
-                const float4* g4 = reinterpret_cast<const float4*>(x + xo[t]);
-                const float4* u4 = reinterpret_cast<const float4*>(x + xo[t] + p.cols);
+                const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
                 for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
-                    const float4 g = g4[i], u = u4[i];
-                    xa4[t * c4 + i] = make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
-                                                  ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
+                    cp_async16(xa4 + t * 2 * c4 + i, s4 + i, true);
+                    cp_async16(xa4 + t * 2 * c4 + c4 + i, s4 + c4 + i, true);
+                }
+            }
+            cp_async_commit();
+        };
+        auto ready = [&] {
+            cp_async_wait_all();  // each thread's own copies; it combines only those
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) break;
+                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
+                    const float4 g = xa4[t * 2 * c4 + i], u = xa4[t * 2 * c4 + c4 + i];
+                    xa4[t * 2 * c4 + i] =
+                        make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
+                                    ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
                 }
             }
             __syncthreads();
         };
         int64_t so[T];
 #pragma unroll
-        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
-        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xa4), so, ntok, stage, acc);
+        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * 2 * p.cols;
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xa4), so, ntok, stage, ready, acc);
     } else if constexpr (X == kStageNorm) {
         extern __shared__ float4 xn4[];  // [T][cols / 4]
         __shared__ float nred[32];
         auto stage = [&] {
             ::imp::cuda::pdl_wait();
-            ::imp::cuda::stage_rms_norm_rows(xn4, x, p.xs, ntok, p.cols, p.norm, p.norm_eps, nred);
+            int64_t ro[T];
+#pragma unroll
+            for (int t = 0; t < T; ++t) ro[t] = int64_t(t) * p.xs;
+            stage_rows_async(xn4, x, ro, ntok, p.cols / 4);
+        };
+        auto ready = [&] {
+            cp_async_wait_all();
+            __syncthreads();
+            ::imp::cuda::rms_norm_rows_in_place(xn4, ntok, p.cols, p.norm, p.norm_eps, nred);
         };
         int64_t so[T];
 #pragma unroll
         for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
-        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xn4), so, ntok, stage, acc);
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xn4), so, ntok, stage, ready, acc);
     } else {
         const bool dense = !p.ids;
-        row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, [dense] { if (dense) ::imp::cuda::pdl_wait(); }, acc);
+        row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, [dense] { if (dense) ::imp::cuda::pdl_wait(); }, [] {}, acc);
     }
 #pragma unroll
     for (int r = 0; r < RW; ++r)
@@ -249,7 +283,9 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
 // floats (kStageQ8: gemv_q8_smem bytes).
 template <Codec C, int T, int X>
 void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st) {
-    const size_t smem = X == kStageQ8 ? size_t(gemv_q8_smem(p.nch * 32, T)) : size_t(T) * size_t(p.cols) * 4;
+    const size_t smem = X == kStageQ8      ? size_t(gemv_q8_smem(p.nch * 32, T))
+                        : X == kStageSwiglu ? size_t(T) * size_t(p.cols) * 8  // [gate | up] copied, then combined
+                                            : size_t(T) * size_t(p.cols) * 4;
     launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st);
 }
 
@@ -368,7 +404,7 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         return;
     }
     if (a.swiglu) {
-        if (!experts || grouped || !gemv_stage_applies(l, 1, a.x, a.xs, true))
+        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs))
             throw Error("weight-only GEMV: a SwiGLU-input call its kernel does not take");
         run_staged<kStageSwiglu>(l, a, T, n_items, st);
         return;

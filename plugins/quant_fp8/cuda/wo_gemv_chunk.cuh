@@ -272,16 +272,21 @@ __device__ __forceinline__ void issue_stage(const KP& p, const uint8_t* m, int r
 }
 
 // The row group's sums over its lanes' chunks: Regs (S == 0), Regs2 (S == kRegs2) or Async (S stages).
-// wait(): called once the first chunks' loads are issued (the PDL wait of a dense call, the staging of a norm call).
+// wait(): called once the first chunks' loads are issued (the PDL wait of a dense call; a staged call issues the
+// asynchronous copies of its x rows there). ready(): called by every thread before the first chunk is computed
+// (Regs: once the second chunks' loads are issued too, so their DRAM latency overlaps the staging's L2 latency); a
+// staged call waits for its copies there, finishes the staging (SwiGLU, norm) and synchronizes the block.
 // SX: x is in shared memory (load_x).
-template <Codec C, int T, int RW, int S, bool SX = false, typename Wait>
+template <Codec C, int T, int RW, int S, bool SX = false, typename Wait, typename Ready>
 __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, int li, int L, const float* x,
-                                         const int64_t (&xo)[T], int ntok, const Wait& wait, float (&acc)[RW][T]) {
+                                         const int64_t (&xo)[T], int ntok, const Wait& wait, const Ready& ready,
+                                         float (&acc)[RW][T]) {
     if constexpr (S == kRegs2) {  // the chunks two and one steps ahead in registers while one is computed
         Chunk<C> c0[RW], c1[RW], c2[RW];
         load_chunk<C, RW>(p, m, r0, li, c0);
         load_chunk<C, RW>(p, m, r0, li + L, c1);
         wait();
+        ready();
         for (int ch = li; ch < p.nch; ch += L) {
             load_chunk<C, RW>(p, m, r0, ch + 2 * L, c2);
             compute<C, T, RW, SX>(p, x, xo, ntok, c0, ch, acc);
@@ -295,7 +300,13 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
         Chunk<C> cur[RW], nxt[RW];
         load_chunk<C, RW>(p, m, r0, li, cur);
         wait();
-        for (int ch = li; ch < p.nch; ch += L) {
+        // The first iteration peeled: every thread reaches ready() (lanes with no chunk too).
+        load_chunk<C, RW>(p, m, r0, li + L, nxt);
+        ready();
+        compute<C, T, RW, SX>(p, x, xo, ntok, cur, li, acc);
+#pragma unroll
+        for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
+        for (int ch = li + L; ch < p.nch; ch += L) {
             load_chunk<C, RW>(p, m, r0, ch + L, nxt);
             compute<C, T, RW, SX>(p, x, xo, ntok, cur, ch, acc);
 #pragma unroll
@@ -307,6 +318,7 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
 #pragma unroll
         for (int s = 0; s + 1 < S; ++s) issue_stage<C, RW>(p, m, r0, li + s * L, ring, s, sc[s]);
         wait();
+        ready();
         const int n_it = li < p.nch ? (p.nch - li + L - 1) / L : 0;
         for (int it0 = 0; it0 < n_it; it0 += S) {
 #pragma unroll

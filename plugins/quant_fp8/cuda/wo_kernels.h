@@ -60,7 +60,7 @@ struct GemvArgs {
     float norm_eps = 0.f;
     // Ungrouped expert calls: x rows are [gate | up] (2 x cols floats) and the input is silu(gate) * up, staged in
     // shared memory by each CTA (the executor's SwiGLU bit for bit): no SwiGLU pass before the GEMV. The Regs plan
-    // whatever `plan` says; only where gemv_stage_applies(l, 1, x, xs, true).
+    // whatever `plan` says; only where gemv_swiglu_applies.
     bool swiglu = false;
     // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
     // where gemv_stage_applies; the same sums. Other plans ignore it.
@@ -76,6 +76,11 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // and, past one token or for expert items (rows xs apart), its row stride a multiple of 4 floats; the rows within
 // kMaxNormSmem.
 bool gemv_stage_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, bool experts = false);
+// Whether an ungrouped expert call can stage its [gate | up] rows (GemvArgs::swiglu): each CTA copies both halves
+// (two rows of cols floats), then combines them.
+inline bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {
+    return gemv_stage_applies(l, 2, x, xs, true);
+}
 // The shared memory of GemvArgs::x_int8's staged rows for cp padded columns and n_tokens (its token bucket), and
 // whether a call can take it (NVFP4, 1-8 tokens, the rows within kMaxNormSmem).
 int64_t gemv_q8_smem(int64_t cp, int n_tokens);

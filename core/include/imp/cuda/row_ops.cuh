@@ -36,19 +36,14 @@ __device__ __forceinline__ float rms_norm_scale(const float* xr, int64_t n, floa
     return rsqrtf(ss / float(n) + eps);
 }
 
-// The executor's rms_norm of n_rows rows of x (row stride xs floats; rows 16-byte aligned, cols a multiple of 4) into
-// dst, shared memory of n_rows x cols / 4 float4 (rows contiguous), for a kernel that reads its normalized input there
-// (the decode GEMVs' fused norm): the block copies the rows, then per row rms_norm_scale<true> (the executor's sum
-// when the block has rms_norm_threads(cols, true) threads, else the same terms in another order) and x * scale * w.
-// Every thread of the block calls it; it ends with __syncthreads. red: 32 floats of shared memory.
-__device__ __forceinline__ void stage_rms_norm_rows(float4* dst, const float* x, int64_t xs, int n_rows, int cols,
-                                                    const float* w, float eps, float* red) {
+// The executor's rms_norm of n_rows rows already in dst (shared memory, n_rows x cols / 4 float4, rows contiguous,
+// every thread's writes visible), in place: per row rms_norm_scale<true> (the executor's sum when the block has
+// rms_norm_threads(cols, true) threads, else the same terms in another order) and x * scale * w. Every thread of the
+// block calls it; it ends with __syncthreads. red: 32 floats of shared memory.
+__device__ __forceinline__ void rms_norm_rows_in_place(float4* dst, int n_rows, int cols, const float* w, float eps,
+                                                       float* red) {
     const int c4 = cols / 4;
     const float4* w4 = reinterpret_cast<const float4*>(w);
-    for (int t = 0; t < n_rows; ++t)
-        for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x))
-            dst[t * c4 + i] = __ldg(reinterpret_cast<const float4*>(x + int64_t(t) * xs) + i);
-    __syncthreads();
     for (int t = 0; t < n_rows; ++t) {
         const float sc = rms_norm_scale<true>(reinterpret_cast<const float*>(dst + t * c4), cols, eps, red);
         for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
@@ -60,6 +55,20 @@ __device__ __forceinline__ void stage_rms_norm_rows(float4* dst, const float* x,
         }
     }
     __syncthreads();
+}
+
+// The executor's rms_norm of n_rows rows of x (row stride xs floats; rows 16-byte aligned, cols a multiple of 4) into
+// dst, shared memory of n_rows x cols / 4 float4, for a kernel that reads its normalized input there (the decode
+// GEMVs' fused norm): the block copies the rows, then rms_norm_rows_in_place. Every thread of the block calls it; it
+// ends with __syncthreads. red: 32 floats of shared memory.
+__device__ __forceinline__ void stage_rms_norm_rows(float4* dst, const float* x, int64_t xs, int n_rows, int cols,
+                                                    const float* w, float eps, float* red) {
+    const int c4 = cols / 4;
+    for (int t = 0; t < n_rows; ++t)
+        for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x))
+            dst[t * c4 + i] = __ldg(reinterpret_cast<const float4*>(x + int64_t(t) * xs) + i);
+    __syncthreads();
+    rms_norm_rows_in_place(dst, n_rows, cols, w, eps, red);
 }
 
 // The executor's SwiGLU of one element: silu(g) * u.
