@@ -42,8 +42,9 @@ namespace {
 //     another order), and the row sums read them there.
 //   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA copies its
 //     item's row, then writes silu(gate) * up (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
-// The copies are cp.async, issued once the first weight chunks are requested and waited for once the second ones
-// are too (row_sums' ready), so their L2 latency overlaps the weights' DRAM latency instead of adding to it.
+// With GemvArgs::stage_async the copies are cp.async, issued once the first weight chunks are requested and waited
+// for once the second ones are too (row_sums' ready), so their L2 latency overlaps the weights' DRAM latency instead
+// of coming before the second chunks' loads; the same values in shared memory, the same sums.
 //   kStageCopy: x rows copied as they are (GemvArgs::stage_x): the row sums read x from shared memory with no
 //     bounds or alignment branches, in fewer registers (ptxas, NVFP4, one token: 74 against 113, so 3 CTAs of 256
 //     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
@@ -159,11 +160,23 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     } else if constexpr (X == kStageCopy) {
         extern __shared__ float4 xc4[];  // [T][cols / 4]
         const bool dense = !p.ids;
+        const int c4 = p.cols / 4;
         auto stage = [&] {
             if (dense) ::imp::cuda::pdl_wait();
-            stage_rows_async(xc4, x, xo, ntok, p.cols / 4);
+            if (p.stage_async) {
+                stage_rows_async(xc4, x, xo, ntok, c4);
+                return;
+            }
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) break;
+                const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
+                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) xc4[t * c4 + i] = s4[i];
+            }
+            __syncthreads();
         };
-        auto ready = [] {
+        auto ready = [&] {
+            if (!p.stage_async) return;
             cp_async_wait_all();
             __syncthreads();
         };
@@ -175,19 +188,30 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         // [T][2 * cols / 4]: the item's [gate | up] row copied as it is, then silu(gate) * up in the gate half
         extern __shared__ float4 xa4[];
         const int c4 = p.cols / 4;
-        auto stage = [&] {  // gate and up element i by the same thread, which combines them in ready
+        auto stage = [&] {  // async: gate and up element i by the same thread, which combines them in ready
 #pragma unroll
             for (int t = 0; t < T; ++t) {
                 if (t >= ntok) break;
                 const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
                 for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
-                    cp_async16(xa4 + t * 2 * c4 + i, s4 + i, true);
-                    cp_async16(xa4 + t * 2 * c4 + c4 + i, s4 + c4 + i, true);
+                    if (p.stage_async) {
+                        cp_async16(xa4 + t * 2 * c4 + i, s4 + i, true);
+                        cp_async16(xa4 + t * 2 * c4 + c4 + i, s4 + c4 + i, true);
+                    } else {
+                        const float4 g = s4[i], u = s4[c4 + i];
+                        xa4[t * 2 * c4 + i] =
+                            make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
+                                        ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
+                    }
                 }
             }
-            cp_async_commit();
+            if (p.stage_async)
+                cp_async_commit();
+            else
+                __syncthreads();
         };
         auto ready = [&] {
+            if (!p.stage_async) return;
             cp_async_wait_all();  // each thread's own copies; it combines only those
 #pragma unroll
             for (int t = 0; t < T; ++t) {
@@ -210,12 +234,17 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
         __shared__ float nred[32];
         auto stage = [&] {
             ::imp::cuda::pdl_wait();
+            if (!p.stage_async) {
+                ::imp::cuda::stage_rms_norm_rows(xn4, x, p.xs, ntok, p.cols, p.norm, p.norm_eps, nred);
+                return;
+            }
             int64_t ro[T];
 #pragma unroll
             for (int t = 0; t < T; ++t) ro[t] = int64_t(t) * p.xs;
             stage_rows_async(xn4, x, ro, ntok, p.cols / 4);
         };
         auto ready = [&] {
+            if (!p.stage_async) return;
             cp_async_wait_all();
             __syncthreads();
             ::imp::cuda::rms_norm_rows_in_place(xn4, ntok, p.cols, p.norm, p.norm_eps, nred);
@@ -472,6 +501,7 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.n_routed = p.extra ? a.n_routed : INT_MAX;
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
+    p.stage_async = a.stage_async ? 1 : 0;
     return p;
 }
 

@@ -38,6 +38,7 @@ struct KP {
     int n_routed;
     const float* norm;  // dense calls: x is RMS-normalized with this weight first (GemvArgs::norm), or null
     float norm_eps;
+    int stage_async;  // the staged kernels copy x with cp.async (GemvArgs::stage_async)
 };
 
 struct GemvArgs;

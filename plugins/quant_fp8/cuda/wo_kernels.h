@@ -65,6 +65,10 @@ struct GemvArgs {
     // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
     // where gemv_stage_applies; the same sums. Other plans ignore it.
     bool stage_x = false;
+    // The staged kernels (stage_x, swiglu, norm) copy x into shared memory with cp.async, issued after the first
+    // weight chunks' loads and waited for after the second ones' (the copy's L2 latency overlaps their DRAM
+    // latency); the same staged values and sums as without.
+    bool stage_async = false;
     // NVFP4, the Regs plan's calls (dense, or ungrouped experts): x quantized to int8 per 16-column group as each
     // CTA stages it (unit amax / 127, codes rint(x * 127 / amax)), the products summed by dp4a: not the fp32 sums
     // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored.

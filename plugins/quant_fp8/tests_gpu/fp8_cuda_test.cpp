@@ -433,6 +433,40 @@ TEST_CASE("quant_fp8 cuda: experts_swiglu: the decode expert GEMV stages silu(ga
     }
 }
 
+TEST_CASE("quant_fp8 cuda: gemv_stage_async: the staged GEMVs copy x with cp.async, the same bits",
+          "[quant_fp8_gpu][gemv][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(556);
+    for (const bool per_row : {false, true}) {
+        INFO((per_row ? "per row" : "per tensor"));
+        f8::cuda::Settings async, sync, plain;  // all staged kernels on (async or not) against none
+        for (f8::cuda::Settings* s : {&async, &sync}) {
+            s->gemv_stage_x = 2;
+            s->experts_swiglu = true;
+            s->fuse_norm = true;
+        }
+        async.gemv_stage_async = true;
+        plain.gemv_stage_x = 0;
+        plain.experts_swiglu = false;
+        plain.fuse_norm = false;
+        for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 372}, {77, 2048}}) {
+            const Fp8 f = random_fp8(rows, cols, per_row, rng);
+            const auto wa = load(*ex, f, async), ws = load(*ex, f, sync), wp = load(*ex, f, plain);
+            gemv_cases(*ex, *wa, f.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
+            stage_x_same_bits(*ex, *wa, *wp, rng);
+            norm_same_bits(*ex, *wa, *ws, rng);
+        }
+        const int64_t n_expert = 6, rows = 77, cols = 372;
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const Fp8 shared = random_fp8(rows, cols, per_row, rng);
+        const auto wa = load_stack(*ex, st, async), wp = load_stack(*ex, st, plain);
+        const auto da = load(*ex, shared, async), dp = load(*ex, shared, plain);
+        experts_cases(*ex, *wa, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+        stage_x_same_bits(*ex, *wa, *wp, rng);
+        swiglu_staged_cases(*ex, *wa, *wp, *da, *dp, rng);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: gemv_stage_x: x staged in shared memory, dense and expert GEMVs",
           "[quant_fp8_gpu][gemv][experts]") {
     auto ex = make_gpu();

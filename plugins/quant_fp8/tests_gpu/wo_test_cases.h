@@ -508,6 +508,43 @@ inline void norm_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
             }
 }
 
+// Norm-fused calls (FusedMatmul::norm) of two weights of the same matrix that both take them (`a` and `b` differ in a
+// setting that must not change the result, e.g. gemv_stage_async), bit for bit: 1-8 tokens (those whose staged rows
+// fit), x strides cols and cols + 4, y = and +=; fresh random inputs, rows of different scales.
+inline void norm_same_bits(CudaExecutor& ex, const Weight& a, const Weight& b, std::mt19937& rng) {
+    const int64_t rows = a.rows(), cols = a.cols(), ys = rows + 5;
+    std::vector<float> g = random_floats(size_t(cols), rng);
+    for (auto& v : g) v = 1.f + 0.5f * v;
+    const float* gd = device_copy(ex, g);
+    for (const int64_t n : {1, 2, 3, 5, 8})
+        for (const bool acc : {false, true})
+            for (const int64_t xs : {cols, cols + 4}) {
+                const int64_t bucket = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+                if (bucket * cols * 4 > wo::kMaxNormSmem) continue;
+                INFO(rows << "x" << cols << ", fused norm, tokens " << n << (acc ? ", accumulate" : "")
+                          << ", x stride " << xs);
+                auto x = random_floats(size_t(n * xs), rng);
+                for (int64_t t = 0; t < n; ++t)
+                    for (int64_t c = 0; c < cols; ++c) x[size_t(t * xs + c)] *= float(t + 1) * 0.7f;
+                const auto init =
+                    acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
+                FusedMatmul fm;
+                fm.x = device_copy(ex, x);
+                fm.x_stride = xs;
+                fm.y = device_copy(ex, init);
+                fm.y_stride = ys;
+                fm.n_tokens = n;
+                fm.accumulate = acc;
+                fm.norm = gd;
+                fm.norm_eps = 1e-5f;
+                FusedMatmul fb = fm;
+                fb.y = device_copy(ex, init);
+                REQUIRE(a.matmul_fused(ex, fm));
+                REQUIRE(b.matmul_fused(ex, fb));
+                CHECK(same_bytes(ex, fm.y, fb.y, init.size()));
+            }
+}
+
 // The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
 // applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
 // accumulate as the other GEMV cases.

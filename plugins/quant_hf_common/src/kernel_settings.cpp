@@ -55,6 +55,10 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
                      "| experts (the MoE expert calls of decode) | all (those and dense calls)",
                      {"off", "experts", "all"}});
+    reg.add_setting({"gemv_stage_async", false,
+                     "CUDA: the GEMVs that stage x in shared memory (gemv_stage_x, experts_swiglu, fuse_norm) copy it "
+                     "with asynchronous copies that overlap the weights' first loads (the same values and sums)",
+                     {}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -77,6 +81,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_stage_x = sx == "all" ? 2 : sx == "experts" ? 1 : 0;
     const std::string& ix = s.get_string("gemv_int8_x");
     k.gemv_int8_x = ix == "all" ? 2 : ix == "experts" ? 1 : 0;
+    k.gemv_stage_async = s.get_bool("gemv_stage_async");
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

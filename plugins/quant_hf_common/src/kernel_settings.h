@@ -42,6 +42,9 @@ struct KernelSettings {
     // NVFP4 GEMV (regs): x quantized to int8 per 16 columns as each CTA stages it and the products summed by dp4a:
     // 0 never, 1 expert calls (decode), 2 those and dense calls.
     int gemv_int8_x = 0;
+    // GEMV staged kernels (gemv_stage_x, experts_swiglu, fuse_norm): x copied with cp.async, waited for once the
+    // second weight chunks are requested (GemvArgs::stage_async).
+    bool gemv_stage_async = false;
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
     // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per

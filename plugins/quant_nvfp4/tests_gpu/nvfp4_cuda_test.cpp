@@ -460,6 +460,39 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_x: x staged in shared memory, dense and 
     stage_x_same_bits(*ex, *w, *w0, rng);
 }
 
+TEST_CASE("quant_nvfp4 cuda: gemv_stage_async: the staged GEMVs copy x with cp.async, the same bits",
+          "[quant_nvfp4_gpu][gemv][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(531);
+    nv::cuda::Settings async, sync, plain;  // all staged kernels on (async or not) against none
+    for (nv::cuda::Settings* s : {&async, &sync}) {
+        s->gemv_stage_x = 2;
+        s->experts_swiglu = true;
+        s->fuse_norm = true;
+    }
+    async.gemv_stage_async = true;
+    plain.gemv_stage_x = 0;
+    plain.experts_swiglu = false;
+    plain.fuse_norm = false;
+    // dense: staged copies (1-8 tokens) and the fused norm, against the plain kernel and the synchronous staging
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        const auto wa = load(*ex, n, async), ws = load(*ex, n, sync), wp = load(*ex, n, plain);
+        gemv_cases(*ex, *wa, n.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
+        stage_x_same_bits(*ex, *wa, *wp, rng);
+        norm_same_bits(*ex, *wa, *ws, rng);
+    }
+    // experts: staged copies and the staged SwiGLU (with the extra slot)
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const Nv shared = random_nvfp4(rows, cols, rng);
+    const auto wa = load_stack(*ex, st, rows, cols, async), wp = load_stack(*ex, st, rows, cols, plain);
+    const auto da = load(*ex, shared, async), dp = load(*ex, shared, plain);
+    experts_cases(*ex, *wa, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+    stage_x_same_bits(*ex, *wa, *wp, rng);
+    swiglu_staged_cases(*ex, *wa, *wp, *da, *dp, rng);
+}
+
 TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (dense and expert GEMVs)",
           "[quant_nvfp4_gpu][gemv][experts]") {
     auto ex = make_gpu();
