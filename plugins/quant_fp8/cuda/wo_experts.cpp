@@ -152,6 +152,7 @@ public:
         a.stage_x = o_.gemv_stage_x >= 1;
         a.x_int8 = o_.gemv_int8_x >= 1;
         a.stage_async = o_.gemv_stage_async;
+        a.expert_warps = o_.gemv_expert_warps;
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);

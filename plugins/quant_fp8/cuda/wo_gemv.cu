@@ -66,11 +66,12 @@ __device__ __forceinline__ void stage_rows_async(float4* dst, const float* x, co
     cp_async_commit();
 }
 
-template <Codec C, int T, int S, int X = kStagePlain>
-__global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
+// W: warps per CTA (8; the staged kernels of expert calls also 4 or 2, GemvArgs::expert_warps).
+template <Codec C, int T, int S, int X = kStagePlain, int W = kWarps>
+__global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
-    __shared__ float red[2 * kWarps][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
-    const int L = p.lanes, groups = kWarps * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256
+    __shared__ float red[2 * W][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
+    const int L = p.lanes, groups = W * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256 (at most W warps)
     const int gi = int(threadIdx.x) / L, li = int(threadIdx.x) % L;
     const int SL = L < 32 ? L : 32;  // lanes summed by shuffles: a slot
     const int r0 = (int(blockIdx.x) * groups + gi) * RW;
@@ -288,17 +289,17 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     }
 }
 
-// Launches kernel k over n_items work items of T tokens: every row group's CTAs (grid x), up to 65535 items (grid
-// y) a launch.
-template <int T, typename Kernel>
+// Launches kernel k (CTAs of W warps) over n_items work items of T tokens: every row group's CTAs (grid x), up to
+// 65535 items (grid y) a launch.
+template <int T, int W = kWarps, typename Kernel>
 void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st) {
-    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
+    const int rows_per_cta = W * 32 / p.lanes * kRowsPerGroup<T>;
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
         q.pair0 = i0;
         const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
         IMP_CUDA_CHECK(::imp::cuda::launch(k, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(kWarps * 32), smem, st, pdl, q));
+                                           dim3(W * 32), smem, st, pdl, q));
     }
 }
 
@@ -309,28 +310,32 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
 }
 
 // A call of a staged kernel (Regs; X as wo_gemv_kernel's): its staged rows in dynamic shared memory, T x cols
-// floats (kStageQ8: gemv_q8_smem bytes).
+// floats (kStageQ8: gemv_q8_smem bytes); CTAs of w warps (8, or for one-token calls 4 or 2).
 template <Codec C, int T, int X>
-void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+void launch_staged(const KP& p, int n_items, int w, bool pdl, cudaStream_t st) {
     const size_t smem = X == kStageQ8      ? size_t(gemv_q8_smem(p.nch * 32, T))
                         : X == kStageSwiglu ? size_t(T) * size_t(p.cols) * 8  // [gate | up] copied, then combined
                                             : size_t(T) * size_t(p.cols) * 4;
+    if constexpr (T == 1) {
+        if (w == 4) return launch_items<T, 4>(wo_gemv_kernel<C, T, 0, X, 4>, p, n_items, smem, pdl, st);
+        if (w == 2) return launch_items<T, 2>(wo_gemv_kernel<C, T, 0, X, 2>, p, n_items, smem, pdl, st);
+    }
     launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st);
 }
 
-// The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts).
+// The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts); w as launch_staged's.
 template <Codec C, int X>
-void launch_staged_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
+void launch_staged_tokens(const KP& p, int T, int n_items, int w, bool pdl, cudaStream_t st) {
     if constexpr (X == kStageSwiglu)
-        launch_staged<C, 1, X>(p, n_items, pdl, st);
+        launch_staged<C, 1, X>(p, n_items, w, pdl, st);
     else if (T <= 1)
-        launch_staged<C, 1, X>(p, n_items, pdl, st);
+        launch_staged<C, 1, X>(p, n_items, w, pdl, st);
     else if (T <= 2)
-        launch_staged<C, 2, X>(p, n_items, pdl, st);
+        launch_staged<C, 2, X>(p, n_items, w, pdl, st);
     else if (T <= 4)
-        launch_staged<C, 4, X>(p, n_items, pdl, st);
+        launch_staged<C, 4, X>(p, n_items, w, pdl, st);
     else
-        launch_staged<C, 8, X>(p, n_items, pdl, st);
+        launch_staged<C, 8, X>(p, n_items, w, pdl, st);
 }
 
 template <Codec C, int S>
@@ -359,13 +364,16 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
 // the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
 template <int X>
 void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
-    const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
+    // Expert calls of one token per item: CTAs of a.expert_warps warps where it asks for 4 or 2 (row groups of at
+    // most that many warps).
+    const int w = a.ids && T == 1 && (a.expert_warps == 4 || a.expert_warps == 2) ? a.expert_warps : kWarps;
+    const int kw = std::min(a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count), w);
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
     if (l.codec == Codec::NVFP4)
-        launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, a.pdl, st);
+        launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, w, a.pdl, st);
     else if constexpr (X != kStageQ8)
-        launch_staged_tokens<Codec::FP8, X>(p, T, n_items, a.pdl, st);
+        launch_staged_tokens<Codec::FP8, X>(p, T, n_items, w, a.pdl, st);
 }
 
 template <Codec C, int T>

@@ -69,6 +69,10 @@ struct GemvArgs {
     // weight chunks' loads and waited for after the second ones' (the copy's L2 latency overlaps their DRAM
     // latency); the same staged values and sums as without.
     bool stage_async = false;
+    // Ungrouped expert calls (one token per item) on the staged kernels (stage_x, swiglu, x_int8): warps per CTA,
+    // 8 (0 too), 4 or 2. Smaller CTAs spread an expert call's rows more evenly over the SMs (288 CTAs of 8 warps on
+    // 132 SMs leave 24 SMs with 3 and the rest with 2); the same sums.
+    int expert_warps = 0;
     // NVFP4, the Regs plan's calls (dense, or ungrouped experts): x quantized to int8 per 16-column group as each
     // CTA stages it (unit amax / 127, codes rint(x * 127 / amax)), the products summed by dp4a: not the fp32 sums
     // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored.

@@ -467,6 +467,32 @@ TEST_CASE("quant_fp8 cuda: gemv_stage_async: the staged GEMVs copy x with cp.asy
     }
 }
 
+TEST_CASE("quant_fp8 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 and 2 warps, the same bits",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(558);
+    for (const bool per_row : {false, true})
+        for (const int64_t cols : {372, 1040}) {  // half-warp and whole-warp row groups
+            const int64_t n_expert = 6, rows = 77;
+            const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+            const Fp8 shared = random_fp8(rows, cols, per_row, rng);
+            f8::cuda::Settings plain;
+            plain.gemv_stage_x = 0;
+            plain.experts_swiglu = false;
+            const auto wp = load_stack(*ex, st, plain);
+            const auto dp = load(*ex, shared, plain);
+            for (const int w : {4, 2}) {
+                INFO((per_row ? "per row, " : "per tensor, ") << cols << " columns, " << w << " warps");
+                f8::cuda::Settings s, eight;
+                s.gemv_expert_warps = w;
+                const auto ws = load_stack(*ex, st, s), w8 = load_stack(*ex, st, eight);
+                stage_x_same_bits(*ex, *ws, *w8, rng);
+                experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5}, gemm_rounding);
+                swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
+            }
+        }
+}
+
 TEST_CASE("quant_fp8 cuda: gemv_stage_x: x staged in shared memory, dense and expert GEMVs",
           "[quant_fp8_gpu][gemv][experts]") {
     auto ex = make_gpu();

@@ -59,6 +59,11 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "CUDA: the GEMVs that stage x in shared memory (gemv_stage_x, experts_swiglu, fuse_norm) copy it "
                      "with asynchronous copies that overlap the weights' first loads (the same values and sums)",
                      {}});
+    reg.add_setting({"gemv_expert_warps", std::string("8"),
+                     "CUDA: warps per thread block of the decode expert GEMVs that stage x (gemv_stage_x, "
+                     "experts_swiglu, gemv_int8_x): 8 | 4 | 2 (smaller blocks spread an expert call's rows more "
+                     "evenly over the SMs; the same sums)",
+                     {"8", "4", "2"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -82,6 +87,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     const std::string& ix = s.get_string("gemv_int8_x");
     k.gemv_int8_x = ix == "all" ? 2 : ix == "experts" ? 1 : 0;
     k.gemv_stage_async = s.get_bool("gemv_stage_async");
+    k.gemv_expert_warps = std::stoi(s.get_string("gemv_expert_warps"));
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

@@ -493,6 +493,36 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_async: the staged GEMVs copy x with cp.a
     swiglu_staged_cases(*ex, *wa, *wp, *da, *dp, rng);
 }
 
+TEST_CASE("quant_nvfp4 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 and 2 warps, the same bits",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(533);
+    // 77 rows: a partial row group and several CTAs at every width; 368 columns: half-warp row groups (short rows);
+    // 1040: whole-warp row groups
+    for (const int64_t cols : {368, 1040}) {
+        const int64_t n_expert = 6, rows = 77;
+        const NvStack st = random_stack(n_expert, rows, cols, rng);
+        const Nv shared = random_nvfp4(rows, cols, rng);
+        nv::cuda::Settings plain;
+        plain.gemv_stage_x = 0;
+        plain.experts_swiglu = false;
+        const auto wp = load_stack(*ex, st, rows, cols, plain);
+        const auto dp = load(*ex, shared, plain);
+        for (const int w : {4, 2})
+            for (const bool int8 : {false, true}) {
+                INFO(cols << " columns, " << w << " warps" << (int8 ? ", int8 x" : ""));
+                nv::cuda::Settings s, eight;  // the defaults: x staged, SwiGLU staged
+                s.gemv_expert_warps = w;
+                s.gemv_int8_x = eight.gemv_int8_x = int8 ? 1 : 0;
+                const auto ws = load_stack(*ex, st, rows, cols, s), w8 = load_stack(*ex, st, rows, cols, eight);
+                stage_x_same_bits(*ex, *ws, *w8, rng);  // the copy (or int8) kernel against 8-warp CTAs
+                if (int8) continue;
+                experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5}, gemm_rounding);
+                swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
+            }
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (dense and expert GEMVs)",
           "[quant_nvfp4_gpu][gemv][experts]") {
     auto ex = make_gpu();
