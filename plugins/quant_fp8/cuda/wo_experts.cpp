@@ -115,7 +115,7 @@ public:
         // The ungrouped GEMV stages silu(gate) * up itself (experts_swiglu, where its kernel takes the rows); other
         // GEMV calls read plain rows: SwiGLU into the workspace first.
         const bool staged = m.x_swiglu && nt == 0 && !grouped && o_.experts_swiglu &&
-                            gemv_swiglu_applies(l_, m.x, m.x_stride);
+                            gemv_swiglu_applies(l_, m.x, m.x_stride, o_.gemv_stage_async);
         const bool act_pass = m.x_swiglu && nt == 0 && !staged;
         const uint64_t group_off = weighted ? part_bytes(n_slots) : 0;
         const uint64_t act_off = group_off + (grouped ? group_bytes(n_pairs) : 0);

@@ -40,16 +40,16 @@ namespace {
 //   kStageNorm: a dense call whose x rows are RMS-normalized first (GemvArgs::norm): the CTA copies its tokens'
 //     rows, scales them as the executor's rms_norm (x * rsqrt(mean(x^2) + eps) * norm, the sum of squares in
 //     another order), and the row sums read them there.
-//   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA copies its
-//     item's row, then writes silu(gate) * up (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
-// With GemvArgs::stage_async the copies are cp.async, issued once the first weight chunks are requested and waited
-// for once the second ones are too (row_sums' ready), so their L2 latency overlaps the weights' DRAM latency instead
-// of coming before the second chunks' loads; the same values in shared memory, the same sums.
+//   kStageSwiglu: an ungrouped expert call whose x rows are [gate | up] (GemvArgs::swiglu): the CTA writes
+//     silu(gate) * up of its item's row (the executor's SwiGLU, bit for bit), so no SwiGLU kernel runs before it.
 //   kStageCopy: x rows copied as they are (GemvArgs::stage_x): the row sums read x from shared memory with no
 //     bounds or alignment branches, in fewer registers (ptxas, NVFP4, one token: 74 against 113, so 3 CTAs of 256
 //     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
 //   kStageQ8 (NVFP4): x quantized to int8 per 16-column group as it is staged (GemvArgs::x_int8; q8_group in
 //     wo_gemv_chunk.cuh); the row sums take 4 codes a PRMT and a dp4a (compute_q8) instead of the fp32 decode.
+// With GemvArgs::stage_async the copies (copy, SwiGLU, norm) are cp.async, issued once the first weight chunks are
+// requested and waited for once the second ones are too (row_sums' ready), so their L2 latency overlaps the weights'
+// DRAM latency instead of coming before the second chunks' loads; the same values in shared memory, the same sums.
 constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4;
 
 // The staged kernels' copies: rows t < ntok of c4 float4 from x + xo[t] (16-byte aligned) into dst[t][c4] with
@@ -70,6 +70,8 @@ __device__ __forceinline__ void stage_rows_async(float4* dst, const float* x, co
 template <Codec C, int T, int S, int X = kStagePlain, int W = kWarps>
 __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
+    static_assert(X == kStagePlain || S == 0, "the staged kernels run the Regs plan (their rows and the Async ring "
+                                              "would share the dynamic shared memory)");
     __shared__ float red[2 * W][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
     const int L = p.lanes, groups = W * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256 (at most W warps)
     const int gi = int(threadIdx.x) / L, li = int(threadIdx.x) % L;
@@ -310,12 +312,13 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
 }
 
 // A call of a staged kernel (Regs; X as wo_gemv_kernel's): its staged rows in dynamic shared memory, T x cols
-// floats (kStageQ8: gemv_q8_smem bytes); CTAs of w warps (8, or for one-token calls 4 or 2).
+// floats (kStageSwiglu with stage_async: the [gate | up] row, 2 x cols; kStageQ8: gemv_q8_smem bytes); CTAs of w
+// warps (8, or for one-token calls 4 or 2).
 template <Codec C, int T, int X>
 void launch_staged(const KP& p, int n_items, int w, bool pdl, cudaStream_t st) {
     const size_t smem = X == kStageQ8      ? size_t(gemv_q8_smem(p.nch * 32, T))
-                        : X == kStageSwiglu ? size_t(T) * size_t(p.cols) * 8  // [gate | up] copied, then combined
-                                            : size_t(T) * size_t(p.cols) * 4;
+                        : X == kStageSwiglu && p.stage_async ? size_t(T) * size_t(p.cols) * 8  // [gate | up]
+                                                             : size_t(T) * size_t(p.cols) * 4;
     if constexpr (T == 1) {
         if (w == 4) return launch_items<T, 4>(wo_gemv_kernel<C, T, 0, X, 4>, p, n_items, smem, pdl, st);
         if (w == 2) return launch_items<T, 2>(wo_gemv_kernel<C, T, 0, X, 2>, p, n_items, smem, pdl, st);
@@ -441,7 +444,7 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         return;
     }
     if (a.swiglu) {
-        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs))
+        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs, a.stage_async))
             throw Error("weight-only GEMV: a SwiGLU-input call its kernel does not take");
         run_staged<kStageSwiglu>(l, a, T, n_items, st);
         return;

@@ -297,6 +297,17 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
                 c1[r] = c2[r];
             }
         }
+    } else if constexpr (S == 0 && !SX) {  // no staging: ready() does nothing
+        Chunk<C> cur[RW], nxt[RW];
+        load_chunk<C, RW>(p, m, r0, li, cur);
+        wait();
+        ready();
+        for (int ch = li; ch < p.nch; ch += L) {
+            load_chunk<C, RW>(p, m, r0, ch + L, nxt);
+            compute<C, T, RW, SX>(p, x, xo, ntok, cur, ch, acc);
+#pragma unroll
+            for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
+        }
     } else if constexpr (S == 0) {
         Chunk<C> cur[RW], nxt[RW];
         load_chunk<C, RW>(p, m, r0, li, cur);

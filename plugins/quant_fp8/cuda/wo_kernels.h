@@ -84,10 +84,10 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // and, past one token or for expert items (rows xs apart), its row stride a multiple of 4 floats; the rows within
 // kMaxNormSmem.
 bool gemv_stage_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, bool experts = false);
-// Whether an ungrouped expert call can stage its [gate | up] rows (GemvArgs::swiglu): each CTA copies both halves
-// (two rows of cols floats), then combines them.
-inline bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {
-    return gemv_stage_applies(l, 2, x, xs, true);
+// Whether an ungrouped expert call can stage its [gate | up] rows (GemvArgs::swiglu): each CTA writes silu(gate) *
+// up (cols floats), or with stage_async copies both halves (2 x cols floats) and then combines them.
+inline bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs, bool stage_async) {
+    return gemv_stage_applies(l, stage_async ? 2 : 1, x, xs, true);
 }
 // The shared memory of GemvArgs::x_int8's staged rows for cp padded columns and n_tokens (its token bucket), and
 // whether a call can take it (NVFP4, 1-8 tokens, the rows within kMaxNormSmem).

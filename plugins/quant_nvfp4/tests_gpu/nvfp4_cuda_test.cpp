@@ -477,11 +477,16 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_async: the staged GEMVs copy x with cp.a
     // dense: staged copies (1-8 tokens) and the fused norm, against the plain kernel and the synchronous staging
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}}) {
         const Nv n = random_nvfp4(rows, cols, rng);
-        const auto wa = load(*ex, n, async), ws = load(*ex, n, sync), wp = load(*ex, n, plain);
-        gemv_cases(*ex, *wa, n.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
-        stage_x_same_bits(*ex, *wa, *wp, rng);
-        norm_same_bits(*ex, *wa, *ws, rng);
+        for (const int kw : {0, 1, 2}) {  // automatic (half-warp groups on 368 columns), 1 and 2 warps a group
+            INFO("kw " << kw);
+            async.gemv_kw = sync.gemv_kw = kw;
+            const auto wa = load(*ex, n, async), ws = load(*ex, n, sync), wp = load(*ex, n, plain);
+            gemv_cases(*ex, *wa, n.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
+            stage_x_same_bits(*ex, *wa, *wp, rng);
+            norm_same_bits(*ex, *wa, *ws, rng);
+        }
     }
+    async.gemv_kw = sync.gemv_kw = 0;
     // experts: staged copies and the staged SwiGLU (with the extra slot)
     const int64_t n_expert = 6, rows = 77, cols = 368;
     const NvStack st = random_stack(n_expert, rows, cols, rng);
