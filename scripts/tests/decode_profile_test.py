@@ -11,6 +11,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(os.path.dirname(HERE), "decode-profile")
 CSV = os.path.join(HERE, "fixtures", "ncu-decode.csv")
+STALLS = os.path.join(HERE, "fixtures", "ncu-stalls.csv")  # --stalls metrics: 2 GEMVs and a router between argmax runs
 
 
 def run(*args):
@@ -43,6 +44,27 @@ class DecodeProfileTest(unittest.TestCase):
             os.remove(path)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("one decode step: 3 kernels, 11.0 us of kernel time", p.stdout)
+
+    def test_stalls_grouped_with_means_imbalance_and_top_reasons(self):
+        p = run("--csv", STALLS, "--stalls")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [l for l in p.stdout.splitlines() if l.startswith("| ") and "---" not in l][1:]
+        self.assertEqual(len(rows), 2)  # argmax left out; the two GEMV calls are one group
+        # anonymous namespaces gone from the name; means over the 2 calls: 9 us, 65 % issue, 35 % warps, max 3000 over
+        # mean 2250 active cycles, 2.1 M instructions; reasons by size
+        self.assertTrue(rows[0].startswith("| wo_gemv_kernel<(Codec)1, 1, 0, 3, 8> | (32, 9, 1) | (256, 1, 1) | 2 |"),
+                        rows[0])
+        self.assertIn("| 9.00 | 1000 | 65.0 % | 35.0 % | 1.33 | 2100000 | long_scoreboard 4.00, not_selected 2.00, "
+                      "wait 0.50 |", rows[0])
+        self.assertIn("| router_wide_kernel | (65, 1, 1) | (128, 1, 1) | 1 | 10.00 | 200 | 20.0 % | 15.0 % | 1.00 |",
+                      rows[1])
+        self.assertIn("barrier 6.00, membar 3.00, long_scoreboard 2.00 |", rows[1])
+
+    def test_stalls_needs_the_scheduler_metrics(self):
+        p = run("--csv", CSV, "--stalls")  # a CSV of the plain metrics only
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("the CSV lacks the metrics", p.stderr)
+        self.assertIn("smsp__issue_active.avg.pct_of_peak_sustained_active", p.stderr)
 
     def test_too_few_sampling_runs_is_an_error(self):
         with open(CSV) as f:
