@@ -29,14 +29,17 @@ const char* codec_name(Codec c) {
 
 class WoExperts final : public ExpertWeights {
 public:
-    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o, int gemm_nt_max)
-        : name_(std::move(name)), l_(l), dev_(dev), o_(o), gemm_nt_max_(gemm_nt_max) {
+    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o, int gemm_nt_max,
+              int* sum_counters)
+        : name_(std::move(name)), l_(l), dev_(dev), o_(o), gemm_nt_max_(gemm_nt_max), sum_counters_(sum_counters) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
     }
     std::string type() const override { return codec_name(l_.codec); }
-    uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
+    uint64_t bytes() const override {  // the experts, and the fused sum's counters when there are any
+        return uint64_t(n_expert_) * l_.bytes + (sum_counters_ ? sum_counter_bytes(l_) : 0);
+    }
 
     // The pairs' rows of a weighted call, the grouping and (swiglu_input) the pairs' SwiGLU rows (whether or not a
     // given call needs them: the engine reserves the maximum once).
@@ -198,6 +201,16 @@ public:
         auto* part = reinterpret_cast<float*>(ws);
         a.y = part;
         a.ys = rows_;
+        if (sum_counters_ && m.n_tokens <= kSumTokens && n_slots <= 65535) {  // the GEMV's last CTAs sum the slots
+            a.sum_counters = sum_counters_;
+            a.sum_weights = m.weights;
+            a.sum_extra_w = extra ? m.extra_weights : nullptr;
+            a.sum_y = m.y;
+            a.sum_ys = m.y_stride;
+            a.sum_accumulate = m.accumulate;
+            gemv(l_, a, st);
+            return;
+        }
         gemv(l_, a, st);
         experts_reduce(part, rows_, m.ids, m.weights, int(n_expert_), m.n_tokens, int(m.top_k), m.y, m.y_stride,
                        m.accumulate, h.pdl, st, extra != nullptr, m.extra_weights);
@@ -220,6 +233,9 @@ private:
         return std::min(nt, gemm_nt_max_);
     }
     bool grouped_ok() const { return o_.experts_grouped && n_expert_ <= kMaxGroupedExperts; }
+    static uint64_t sum_counter_bytes(const Layout& l) {
+        return uint64_t(kSumTokens) * uint64_t(gemv_sum_blocks(l)) * sizeof(int);
+    }
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
     // SwiGLU rows for the GEMV paths of an x_swiglu call that do not stage them (grouped GEMV calls, rows the staged
     // kernel cannot take); only weights that ask for [gate | up] get such calls.
@@ -236,6 +252,7 @@ private:
     uint8_t* dev_;
     Options o_;
     int gemm_nt_max_;
+    int* sum_counters_;  // experts_fused_sum: kSumTokens x gemv_sum_blocks(l_), zero (the kernels leave them so)
 };
 
 }  // namespace
@@ -248,7 +265,14 @@ std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, cons
     const int nt_max = o.experts_gemm != 0 ? experts_gemm_init(l) : 0;
     auto* dev = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * l.bytes, name.c_str()));
     upload_matrices(ex, l, fill, n_expert, dev);
-    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o, nt_max);
+    int* counters = nullptr;
+    if (o.experts_fused_sum) {  // zero once here; the kernels leave them at zero
+        const uint64_t n = uint64_t(kSumTokens) * uint64_t(gemv_sum_blocks(l)) * sizeof(int);
+        counters = static_cast<int*>(ex.alloc(n, (name + ".sum_counters").c_str()));
+        const std::vector<int> zero(n / sizeof(int), 0);
+        ex.upload(counters, zero.data(), n);
+    }
+    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o, nt_max, counters);
 }
 
 }  // namespace imp::wo

@@ -66,6 +66,40 @@ __device__ __forceinline__ void stage_rows_async(float4* dst, const float* x, co
     cp_async_commit();
 }
 
+// GemvArgs::sum_counters: this CTA of an ungrouped expert item has written rows [row0, row0 + nr) of the item's part
+// row (or nothing: an expert id out of range); count it, and the CTA that completes its token's items for these rows
+// sums them into sum_y in experts_reduce's order (slots 0 .. top_k - 1 by fmaf with their routing weights, then the
+// extra slot). Every thread of the CTA calls it.
+__device__ __forceinline__ void sum_arrive(const KP& p, int row0, int nr) {
+    __shared__ int last;
+    const int item = p.pair0 + int(blockIdx.y);
+    const int t = item >= p.n_routed ? item - p.n_routed : item / p.top_k;
+    const int arrivals = p.top_k + (p.extra ? 1 : 0);
+    __threadfence();  // this CTA's part rows are visible device-wide before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int* c = p.sum_counters + int64_t(t) * gridDim.x + blockIdx.x;
+        last = atomicAdd(c, 1) == arrivals - 1;
+        if (last) atomicExch(c, 0);  // every item of the token has arrived: zero for the next call or graph replay
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();  // the other CTAs' rows, seen after their counts
+    for (int i = int(threadIdx.x); i < nr; i += int(blockDim.x)) {
+        const int row = row0 + i;
+        float v = 0.f;
+        for (int j = 0; j < p.top_k; ++j) {
+            const int64_t q = int64_t(t) * p.top_k + j;
+            const int e = p.ids[q];
+            if (e >= 0 && e < p.n_expert) v = fmaf(p.sum_weights[q], __ldcg(p.y + q * p.ys + row), v);
+        }
+        if (p.extra)
+            v = fmaf(p.sum_extra_w ? p.sum_extra_w[t] : 1.f, __ldcg(p.y + int64_t(p.n_routed + t) * p.ys + row), v);
+        float* yp = p.sum_y + int64_t(t) * p.sum_ys + row;
+        *yp = p.sum_accumulate ? *yp + v : v;
+    }
+}
+
 // W: warps per CTA (8; the staged kernels of expert calls also 4 or 2, GemvArgs::expert_warps).
 template <Codec C, int T, int S, int X = kStagePlain, int W = kWarps>
 __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
@@ -111,6 +145,10 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
                 for (int t = 0; t < T; ++t)
                     if (t < cnt) y[yo[t] + row] = 0.f;
+            if (p.sum_counters) {  // wrote nothing, still counts
+                const int row0 = int(blockIdx.x) * groups * RW;
+                sum_arrive(p, row0, min(groups * RW, p.rows - row0));
+            }
             return;
         } else {
             m += uint64_t(e) * p.mat_bytes;
@@ -289,6 +327,10 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
             *yp = p.accumulate ? *yp + v : v;
         }
     }
+    if (p.sum_counters) {
+        const int row0 = int(blockIdx.x) * groups * RW;
+        sum_arrive(p, row0, min(groups * RW, p.rows - row0));
+    }
 }
 
 // Launches kernel k (CTAs of W warps) over n_items work items of T tokens: every row group's CTAs (grid x), up to
@@ -319,7 +361,7 @@ void launch_staged(const KP& p, int n_items, int w, bool pdl, cudaStream_t st) {
     const size_t smem = X == kStageQ8      ? size_t(gemv_q8_smem(p.nch * 32, T))
                         : X == kStageSwiglu && p.stage_async ? size_t(T) * size_t(p.cols) * 8  // [gate | up]
                                                              : size_t(T) * size_t(p.cols) * 4;
-    if constexpr (T == 1) {
+    if constexpr (T == 1 && X != kStageNorm) {  // expert calls (the norm stage is dense only)
         if (w == 4) return launch_items<T, 4>(wo_gemv_kernel<C, T, 0, X, 4>, p, n_items, smem, pdl, st);
         if (w == 2) return launch_items<T, 2>(wo_gemv_kernel<C, T, 0, X, 2>, p, n_items, smem, pdl, st);
     }
@@ -435,6 +477,9 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
+    if (a.sum_counters && (!experts || grouped || n_items > 65535))
+        throw Error("weight-only GEMV: a fused slot sum on a call that is not an ungrouped expert call of at most "
+                    "65535 items");
     if (a.kw != 0 && a.kw != 1 && a.kw != 2 && a.kw != 4 && a.kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(a.kw) + " is not 1, 2, 4 or 8");
     if (a.norm) {  // gemv_norm_applies checked the rest
@@ -513,6 +558,12 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
     p.stage_async = a.stage_async ? 1 : 0;
+    p.sum_counters = a.sum_counters;
+    p.sum_weights = a.sum_weights;
+    p.sum_extra_w = a.sum_extra_w;
+    p.sum_y = a.sum_y;
+    p.sum_ys = a.sum_ys;
+    p.sum_accumulate = a.sum_accumulate ? 1 : 0;
     return p;
 }
 

@@ -39,6 +39,14 @@ struct KP {
     const float* norm;  // dense calls: x is RMS-normalized with this weight first (GemvArgs::norm), or null
     float norm_eps;
     int stage_async;  // the staged kernels copy x with cp.async (GemvArgs::stage_async)
+    // GemvArgs::sum (weighted ungrouped expert calls): y rows written to the part rows of each item; the last CTA of
+    // a token's items for a block of rows sums them into sum_y.
+    int* sum_counters;  // [token][gridDim.x], left at zero; null: no fused sum
+    const float* sum_weights;
+    const float* sum_extra_w;
+    float* sum_y;
+    int64_t sum_ys;
+    int sum_accumulate, sum_extra;
 };
 
 struct GemvArgs;

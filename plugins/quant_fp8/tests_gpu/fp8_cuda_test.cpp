@@ -498,6 +498,37 @@ TEST_CASE("quant_fp8 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 a
         }
 }
 
+TEST_CASE("quant_fp8 cuda: experts_fused_sum: the GEMV's last CTAs sum the slots, the same bits",
+          "[quant_fp8_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(560);
+    const int64_t n_expert = 6, rows = 77, cols = 372;
+    for (const bool per_row : {false, true}) {
+        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
+        const Fp8 shared = random_fp8(rows, cols, per_row, rng), other = random_fp8(rows, cols, !per_row, rng);
+        f8::cuda::Settings plain;
+        plain.gemv_stage_x = 0;
+        plain.experts_swiglu = false;
+        const auto wp = load_stack(*ex, st, plain);
+        const auto dp = load(*ex, shared, plain);
+        for (int v = 0; v < 4; ++v) {  // staged (8 and 2 warps), plain regs, the cp.async ring
+            f8::cuda::Settings s;
+            s.experts_fused_sum = true;
+            s.gemv_expert_warps = v == 1 ? 2 : 8;
+            s.gemv_stage_x = v >= 2 ? 0 : 1;
+            s.gemv_async = v == 3;
+            INFO((per_row ? "per row" : "per tensor") << ", variant " << v);
+            f8::cuda::Settings o = s;
+            o.experts_fused_sum = false;
+            const auto ws = load_stack(*ex, st, s), wo = load_stack(*ex, st, o);
+            stage_x_same_bits(*ex, *ws, *wo, rng);
+            experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+            extra_cases(*ex, *ws, st.ref, *load(*ex, shared, s), shared.w, *load(*ex, other, s), rng);
+            if (v <= 1) swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
+        }
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: gemv_stage_x: x staged in shared memory, dense and expert GEMVs",
           "[quant_fp8_gpu][gemv][experts]") {
     auto ex = make_gpu();

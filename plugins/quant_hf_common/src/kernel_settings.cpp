@@ -17,6 +17,10 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"experts_fused_down", false,
                      "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
                      "token's experts in the same kernel", {}});
+    reg.add_setting({"experts_fused_sum", false,
+                     "CUDA: decode expert matmuls with routing weights (the MoE down projection): the GEMV's thread "
+                     "blocks that finish a token's slots for a block of rows sum them into the output (no reduce "
+                     "kernel; the same sums in the same order)", {}});
     reg.add_setting({"experts_swiglu", true,
                      "CUDA: the MoE down projection reads the [gate | up] rows and its decode GEMV applies SwiGLU as it "
                      "stages them (no SwiGLU kernel between the gate|up and down launches)", {}});
@@ -74,6 +78,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.experts_grouped = s.get_bool("experts_grouped");
     k.experts_fused_down = s.get_bool("experts_fused_down");
     k.experts_swiglu = s.get_bool("experts_swiglu");
+    k.experts_fused_sum = s.get_bool("experts_fused_sum");
     k.fuse_norm = s.get_bool("fuse_norm");
     const std::string& eg = s.get_string("experts_gemm");
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);

@@ -528,6 +528,42 @@ TEST_CASE("quant_nvfp4 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4
     }
 }
 
+TEST_CASE("quant_nvfp4 cuda: experts_fused_sum: the GEMV's last CTAs sum the slots, the same bits",
+          "[quant_nvfp4_gpu][experts]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(535);
+    const int64_t n_expert = 6, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    const Nv shared = random_nvfp4(rows, cols, rng), other = random_nvfp4(rows, cols + 32, rng);
+    nv::cuda::Settings plain;  // no staging, no SwiGLU staging, the reduce kernel
+    plain.gemv_stage_x = 0;
+    plain.experts_swiglu = false;
+    const auto wp = load_stack(*ex, st, rows, cols, plain);
+    const auto dp = load(*ex, shared, plain);
+    // every kernel the decode expert GEMV runs: staged copy and SwiGLU (8 and 2 warps), int8 x, plain regs, the
+    // cp.async ring and regs2
+    for (int v = 0; v < 6; ++v) {
+        nv::cuda::Settings s;
+        s.experts_fused_sum = true;
+        s.gemv_expert_warps = v == 1 ? 2 : 8;
+        s.gemv_int8_x = v == 2 ? 1 : 0;
+        s.gemv_stage_x = v >= 3 ? 0 : 1;
+        s.gemv_async = v == 4;
+        s.gemv_regs2 = v == 5;
+        INFO("variant " << v);
+        const auto ws = load_stack(*ex, st, rows, cols, s), wo = load_stack(*ex, st, rows, cols, [&] {
+            nv::cuda::Settings o = s;  // the same kernels with the reduce kernel
+            o.experts_fused_sum = false;
+            return o;
+        }());
+        stage_x_same_bits(*ex, *ws, *wo, rng);  // weighted and not, x per slot or not; counters reused call after call
+        if (v == 2) continue;  // int8 x: not the reference's exact sums
+        experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+        extra_cases(*ex, *ws, st.ref, *load(*ex, shared, s), shared.w, *load(*ex, other, s), rng);
+        if (v <= 1) swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (dense and expert GEMVs)",
           "[quant_nvfp4_gpu][gemv][experts]") {
     auto ex = make_gpu();
