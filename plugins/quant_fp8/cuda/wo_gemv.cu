@@ -409,10 +409,12 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
 // the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
 template <int X>
 void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
-    // Expert calls of one token per item: CTAs of a.expert_warps warps where it asks for 4 or 2 (row groups of at
-    // most that many warps).
-    const int w = a.ids && T == 1 && (a.expert_warps == 4 || a.expert_warps == 2) ? a.expert_warps : kWarps;
-    const int kw = std::min(a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count), w);
+    // Expert calls of one token per item: CTAs of a.expert_warps warps where it asks for 4 or 2 and the row groups
+    // (kw warps) fit them; else 8 (so the lanes of a row group, and the sums, never depend on the setting).
+    const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
+    const int w = a.ids && T == 1 && (a.expert_warps == 4 || a.expert_warps == 2) && kw <= a.expert_warps
+                      ? a.expert_warps
+                      : kWarps;
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
     if (l.codec == Codec::NVFP4)

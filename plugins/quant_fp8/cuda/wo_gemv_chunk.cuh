@@ -166,12 +166,15 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
 // then [T][cp / 16] fp32 group units (x ~ code * unit). q8_group quantizes one group as the CPU reference does:
 // unit = amax / 127, code = rint(x * (127 / amax)) (0 and unit 0 where amax < 1e-30).
 __device__ __forceinline__ void q8_group(const float (&v)[16], int8_t* dst, float* unit) {
-    float amax = 0.f;
+    float amax = 0.f, bad = 0.f;  // bad: NaN when a value is NaN or infinite (fmaxf would drop a NaN)
 #pragma unroll
-    for (int e = 0; e < 16; ++e) amax = fmaxf(amax, fabsf(v[e]));
+    for (int e = 0; e < 16; ++e) {
+        amax = fmaxf(amax, fabsf(v[e]));
+        bad = fmaf(v[e], 0.f, bad);
+    }
     const bool live = amax >= 1e-30f;  // below: 127 / amax could overflow; the group counts as zeros
     const float inv = live ? __fdiv_rn(127.f, amax) : 0.f;
-    *unit = live ? __fdiv_rn(amax, 127.f) : 0.f;
+    *unit = (live ? __fdiv_rn(amax, 127.f) : 0.f) + bad;  // a NaN or infinite x gives a NaN sum, as the exact GEMV
     int q[16];
 #pragma unroll
     for (int e = 0; e < 16; ++e) q[e] = max(-127, min(127, __float2int_rn(__fmul_rn(v[e], inv))));

@@ -70,8 +70,9 @@ struct GemvArgs {
     // latency); the same staged values and sums as without.
     bool stage_async = false;
     // Ungrouped expert calls (one token per item) on the staged kernels (stage_x, swiglu, x_int8): warps per CTA,
-    // 8 (0 too), 4 or 2. Smaller CTAs spread an expert call's rows more evenly over the SMs (288 CTAs of 8 warps on
-    // 132 SMs leave 24 SMs with 3 and the rest with 2); the same sums.
+    // 8 (0 too), 4 or 2, where the call's row groups (kw warps) fit them (else 8). Smaller CTAs spread an expert
+    // call's rows more evenly over the SMs (288 CTAs of 8 warps on 132 SMs leave 24 SMs with 3 and the rest with 2);
+    // the same sums.
     int expert_warps = 0;
     // Ungrouped expert calls with routing weights whose items write their rows to a part buffer (y, ys = rows):
     // the last CTA of a token's items (top_k, + 1 with the extra slot) for a block of rows sums them into sum_y as

@@ -487,6 +487,8 @@ TEST_CASE("quant_fp8 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 a
             const auto wp = load_stack(*ex, st, plain);
             const auto dp = load(*ex, shared, plain);
             for (const int w : {4, 2}) {
+                // the decode calls here (at most 6 items) take 8 warps a row group, so their CTAs stay at 8 warps;
+                // the 33-token calls on ungrouped weights (132 items, one warp a row group) run the smaller CTAs
                 INFO((per_row ? "per row, " : "per tensor, ") << cols << " columns, " << w << " warps");
                 f8::cuda::Settings s, eight;
                 s.gemv_expert_warps = w;
@@ -494,6 +496,9 @@ TEST_CASE("quant_fp8 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 a
                 stage_x_same_bits(*ex, *ws, *w8, rng);
                 experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5}, gemm_rounding);
                 swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
+                f8::cuda::Settings u = s;
+                u.experts_grouped = false;
+                experts_cases(*ex, *load_stack(*ex, st, u), st.ref, 1e-4, rng, {33}, RoundOf()  /* ungrouped: exact */);
             }
         }
 }

@@ -501,9 +501,11 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_async: the staged GEMVs copy x with cp.a
 TEST_CASE("quant_nvfp4 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 and 2 warps, the same bits",
           "[quant_nvfp4_gpu][experts]") {
     auto ex = make_gpu();
-    std::mt19937 rng(533);
-    // 77 rows: a partial row group and several CTAs at every width; 368 columns: half-warp row groups (short rows);
-    // 1040: whole-warp row groups
+    std::mt19937 rng(537);
+    // 77 rows: a partial row group and several CTAs at every width. These decode calls (at most 6 items) take the
+    // automatic 8 warps a row group, so 2 and 4 warps fall back to 8-warp CTAs there (the same lanes, the same sums);
+    // the 33-token calls below on ungrouped weights (132 items: one warp, half-warp groups on 368 columns, whole
+    // warps on 1040) run the smaller CTAs.
     for (const int64_t cols : {368, 1040}) {
         const int64_t n_expert = 6, rows = 77;
         const NvStack st = random_stack(n_expert, rows, cols, rng);
@@ -524,6 +526,9 @@ TEST_CASE("quant_nvfp4 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4
                 if (int8) continue;
                 experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5}, gemm_rounding);
                 swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
+                nv::cuda::Settings u = s;  // every pair its own GEMV item: 33 tokens x top_k 1-4, many CTAs
+                u.experts_grouped = false;
+                experts_cases(*ex, *load_stack(*ex, st, rows, cols, u), st.ref, 1e-4, rng, {33}, RoundOf()  /* ungrouped: exact */);
             }
     }
 }
