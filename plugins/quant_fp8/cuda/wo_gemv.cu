@@ -179,9 +179,9 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
             for (int t = 0; t < T; ++t) {
                 if (t >= ntok) break;
                 const float* xr = x + xo[t];
-                for (int gi = int(threadIdx.x); gi < ng; gi += int(blockDim.x)) {
+                for (int grp = int(threadIdx.x); grp < ng; grp += int(blockDim.x)) {
                     float v[16];
-                    const int c0 = gi * 16;
+                    const int c0 = grp * 16;
                     if (p.x_vec && c0 + 16 <= p.cols) {
 #pragma unroll
                         for (int k = 0; k < 4; ++k) {
@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
                         for (int e = 0; e < 16; ++e) v[e] = c0 + e < p.cols ? xr[c0 + e] : 0.f;
                     }
-                    q8_group(v, xq + t * cp + c0, xu + t * ng + gi);
+                    q8_group(v, xq + t * cp + c0, xu + t * ng + grp);
                 }
             }
             __syncthreads();
