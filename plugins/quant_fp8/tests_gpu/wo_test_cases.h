@@ -437,6 +437,33 @@ inline void gemv_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
             }
 }
 
+// The norm tests' inputs: a norm weight in [0.5, 1.5) on the device; n rows of x (stride xs) whose scales differ
+// (the norm is per token); the fused call on them with y (stride ys) starting as init.
+inline const float* random_norm_weight(CudaExecutor& ex, int64_t cols, std::mt19937& rng) {
+    std::vector<float> g = random_floats(size_t(cols), rng);
+    for (auto& v : g) v = 1.f + 0.5f * v;
+    return device_copy(ex, g);
+}
+inline std::vector<float> scaled_rows(int64_t n, int64_t xs, int64_t cols, std::mt19937& rng) {
+    auto x = random_floats(size_t(n * xs), rng);
+    for (int64_t t = 0; t < n; ++t)
+        for (int64_t c = 0; c < cols; ++c) x[size_t(t * xs + c)] *= float(t + 1) * 0.7f;
+    return x;
+}
+inline FusedMatmul norm_call(CudaExecutor& ex, const std::vector<float>& x, int64_t xs, const std::vector<float>& init,
+                             int64_t ys, int64_t n, bool acc, const float* g, float eps) {
+    FusedMatmul fm;
+    fm.x = device_copy(ex, x);
+    fm.x_stride = xs;
+    fm.y = device_copy(ex, init);
+    fm.y_stride = ys;
+    fm.n_tokens = n;
+    fm.accumulate = acc;
+    fm.norm = g;
+    fm.norm_eps = eps;
+    return fm;
+}
+
 // Weight::matmul_fused with an RMSNorm (setting fuse_norm) on w, which has it on: 1-8 tokens, y = and +=, x row
 // strides cols and cols + 4 (y stride rows + 5): y = W (x * rsqrt(mean(x^2) + eps) * g) within 1e-4 of the double
 // reference, every output written once and nothing else. Calls the kernel cannot take are refused (false, nothing
@@ -445,18 +472,15 @@ inline void norm_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
                        std::mt19937& rng) {
     const int64_t rows = w.rows(), cols = w.cols();
     const float eps = 1e-5f;
-    std::vector<float> g = random_floats(size_t(cols), rng);
-    for (auto& v : g) v = 1.f + 0.5f * v;
-    const float* gd = device_copy(ex, g);
+    const float* gd = random_norm_weight(ex, cols, rng);
+    const std::vector<float> g = download(ex, gd, size_t(cols));
     for (const int64_t n : {1, 2, 3, 5, 8})
         for (const bool acc : {false, true})
             for (const int64_t xs : {cols, cols + 4}) {
                 INFO(rows << "x" << cols << ", fused norm, tokens " << n << (acc ? ", accumulate" : "") << ", x stride "
                           << xs);
                 const int64_t ys = rows + 5, n_alloc = n + 1;
-                auto x = random_floats(size_t(n * xs), rng);
-                for (int64_t t = 0; t < n; ++t)  // rows of different scales: the norm is per token
-                    for (int64_t c = 0; c < cols; ++c) x[size_t(t * xs + c)] *= float(t + 1) * 0.7f;
+                const auto x = scaled_rows(n, xs, cols, rng);
                 std::vector<float> xn(x.size(), 0.f);
                 for (int64_t t = 0; t < n; ++t) {
                     double ss = 0;
@@ -476,15 +500,7 @@ inline void norm_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
                             want[size_t(t * rows + r)] += double(z[size_t(t * ys + r)]);
                         }
                 }
-                FusedMatmul fm;
-                fm.x = device_copy(ex, x);
-                fm.x_stride = xs;
-                fm.y = device_copy(ex, init);
-                fm.y_stride = ys;
-                fm.n_tokens = n;
-                fm.accumulate = acc;
-                fm.norm = gd;
-                fm.norm_eps = eps;
+                const FusedMatmul fm = norm_call(ex, x, xs, init, ys, n, acc, gd, eps);
                 CHECK_FALSE(off.matmul_fused(ex, fm));
                 FusedMatmul sw = fm;
                 sw.swiglu = true;
@@ -513,9 +529,7 @@ inline void norm_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
 // fit), x strides cols and cols + 4, y = and +=; fresh random inputs, rows of different scales.
 inline void norm_same_bits(CudaExecutor& ex, const Weight& a, const Weight& b, std::mt19937& rng) {
     const int64_t rows = a.rows(), cols = a.cols(), ys = rows + 5;
-    std::vector<float> g = random_floats(size_t(cols), rng);
-    for (auto& v : g) v = 1.f + 0.5f * v;
-    const float* gd = device_copy(ex, g);
+    const float* gd = random_norm_weight(ex, cols, rng);
     for (const int64_t n : {1, 2, 3, 5, 8})
         for (const bool acc : {false, true})
             for (const int64_t xs : {cols, cols + 4}) {
@@ -523,20 +537,10 @@ inline void norm_same_bits(CudaExecutor& ex, const Weight& a, const Weight& b, s
                 if (bucket * cols * 4 > wo::kMaxNormSmem) continue;
                 INFO(rows << "x" << cols << ", fused norm, tokens " << n << (acc ? ", accumulate" : "")
                           << ", x stride " << xs);
-                auto x = random_floats(size_t(n * xs), rng);
-                for (int64_t t = 0; t < n; ++t)
-                    for (int64_t c = 0; c < cols; ++c) x[size_t(t * xs + c)] *= float(t + 1) * 0.7f;
+                const auto x = scaled_rows(n, xs, cols, rng);
                 const auto init =
                     acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
-                FusedMatmul fm;
-                fm.x = device_copy(ex, x);
-                fm.x_stride = xs;
-                fm.y = device_copy(ex, init);
-                fm.y_stride = ys;
-                fm.n_tokens = n;
-                fm.accumulate = acc;
-                fm.norm = gd;
-                fm.norm_eps = 1e-5f;
+                const FusedMatmul fm = norm_call(ex, x, xs, init, ys, n, acc, gd, 1e-5f);
                 FusedMatmul fb = fm;
                 fb.y = device_copy(ex, init);
                 REQUIRE(a.matmul_fused(ex, fm));
