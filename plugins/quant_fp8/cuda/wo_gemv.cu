@@ -52,6 +52,12 @@ namespace {
 // DRAM latency instead of coming before the second chunks' loads; the same values in shared memory, the same sums.
 constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4;
 
+// The executor's SwiGLU of four elements (silu_mul, bit for bit).
+__device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
+    return make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
+                       ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
+}
+
 // The staged kernels' copies: rows t < ntok of c4 float4 from x + xo[t] (16-byte aligned) into dst[t][c4] with
 // cp.async (L1 bypassed), one commit group; the row sums wait for them (ready) only once their next weight chunks
 // are requested, so the copies' L2 latency overlaps those loads' DRAM latency.
@@ -240,9 +246,7 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
                         cp_async16(xa4 + t * 2 * c4 + c4 + i, s4 + c4 + i, true);
                     } else {
                         const float4 g = s4[i], u = s4[c4 + i];
-                        xa4[t * 2 * c4 + i] =
-                            make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
-                                        ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
+                        xa4[t * 2 * c4 + i] = silu_mul4(g, u);
                     }
                 }
             }
@@ -259,9 +263,7 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
                 if (t >= ntok) break;
                 for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
                     const float4 g = xa4[t * 2 * c4 + i], u = xa4[t * 2 * c4 + c4 + i];
-                    xa4[t * 2 * c4 + i] =
-                        make_float4(::imp::cuda::silu_mul(g.x, u.x), ::imp::cuda::silu_mul(g.y, u.y),
-                                    ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
+                    xa4[t * 2 * c4 + i] = silu_mul4(g, u);
                 }
             }
             __syncthreads();
