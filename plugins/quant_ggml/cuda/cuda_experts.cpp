@@ -42,9 +42,10 @@ uint64_t round256(uint64_t v) {
 class CudaExperts final : public ExpertWeights {
 public:
     CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a,
-                bool swiglu, int* sum_counters, int gemm_nt, int64_t gemm_tokens)
+                bool swiglu, int* sum_counters, int gemm_smem, int gemm_nt, int gemm_ctas, int64_t gemm_tokens)
         : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a), swiglu_(swiglu),
-          sum_counters_(sum_counters), gemm_nt_(gemm_nt), gemm_tokens_(gemm_tokens) {
+          sum_counters_(sum_counters), gemm_smem_(gemm_smem), gemm_nt_(gemm_nt), gemm_ctas_(gemm_ctas),
+          gemm_tokens_(gemm_tokens) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
@@ -100,7 +101,8 @@ public:
         a.dp4a = dp4a_;
         a.pdl = h.pdl;
         if (gemm) {  // groups of up to 8 gemm_nt_ pairs, laid out as group_bytes sized them (the bound only falls)
-            const int group = 8 * gemm_nt_;
+            const int nt = plan_.gemm_nt > 0 ? plan_.gemm_nt : gemm_nt_;
+            const int group = 8 * nt;
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_, group);
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             a.route.n_groups = g;
@@ -109,7 +111,7 @@ public:
             a.n_items = int(max_groups);
             experts_group(m.ids, int(n_pairs), int(n_expert_), a.zero_invalid, g, g + 1, g + 1 + 3 * max_groups,
                           h.pdl, st, group);
-            experts_gemm(l_, a, gemm_nt_, st);
+            experts_gemm(l_, a, nt, plan_.gemm_ctas > 0 ? plan_.gemm_ctas : gemm_ctas_, st);
         } else if (grouped) {
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
@@ -137,7 +139,15 @@ public:
                            m.y_stride, m.accumulate ? 1 : 0, h.pdl, st);
     }
 
-    void set_plan(const ExpertsPlan& p) { plan_ = p; }
+    void set_plan(const ExpertsPlan& p) {
+        if (p.gemm_nt != 0 && (gemm_nt_ <= 0 || experts_gemm_nt(l_, gemm_smem_, p.gemm_nt) != p.gemm_nt))
+            throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_nt) +
+                        " token tiles per group (2, 4 or 8 whose activations fit in shared memory)");
+        if (p.gemm_ctas < 0 || p.gemm_ctas > 2)
+            throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_ctas) +
+                        " CTAs per SM (0, 1 or 2)");
+        plan_ = p;
+    }
 
 private:
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
@@ -170,7 +180,9 @@ private:
     bool dp4a_ = true;
     bool swiglu_ = false;  // [plugin.quant_ggml] experts_swiglu: what swiglu_input() answers (x_swiglu works anyway)
     int* sum_counters_ = nullptr;  // [plugin.quant_ggml] experts_fused_sum: kSumTokens x experts_sum_counters(l_), zero
+    int gemm_smem_ = 0;            // the GEMM's dynamic shared memory limit (experts_gemm_smem)
     int gemm_nt_ = 0;              // 8-token tiles per GEMM group (experts_gemm_nt), 0: no GEMM for this weight
+    int gemm_ctas_ = 1;            // [plugin.quant_ggml] experts_gemm_ctas
     int64_t gemm_tokens_ = 0;      // [plugin.quant_ggml] experts_gemm_tokens
 };
 
@@ -282,7 +294,7 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
     up.finish();
     const bool grouped_ok = n_expert <= kMaxGroupedExperts && experts_grouped_fits(l, h->sm_count, h->cc);
     const int gemm_smem = experts_gemm_smem(h->device);
-    const int gemm_nt = n_expert <= kMaxGroupedExperts ? experts_gemm_nt(l, gemm_smem) : 0;
+    const int gemm_nt = n_expert <= kMaxGroupedExperts ? experts_gemm_nt(l, gemm_smem, opt.experts_gemm_tiles) : 0;
     if (gemm_nt > 0) prepare_experts_gemm(t, gemm_smem);
     int* counters = nullptr;
     if (opt.experts_fused_sum) {  // zero once here; the kernels leave them at zero
@@ -292,7 +304,7 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(counters, zero.data(), n);
     }
     auto w = std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters,
-                                           gemm_nt, opt.experts_gemm_tokens);
+                                           gemm_smem, gemm_nt, opt.experts_gemm_ctas, opt.experts_gemm_tokens);
     w->set_plan({0, 0, opt.experts_kw});
     return w;
 }

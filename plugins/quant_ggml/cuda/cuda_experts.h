@@ -44,11 +44,15 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
 // per work item, 2 = pairs grouped by expert (when the grouped GEMV fits the row), 3 = the grouped GEMM (when the
 // type has one and 16 tokens' activations fit in shared memory; else as 0); automatic takes the GEMM from
 // CudaOptions::experts_gemm_tokens tokens on; splits / warps per row group of
-// the tiled GEMV plan, as set_gemv_plan (cuda_weight.h). Throws imp::Error when w is not a CUDA ExpertWeights.
+// the tiled GEMV plan, as set_gemv_plan (cuda_weight.h); the GEMM's 8-token tiles per group (2, 4 or 8; at most
+// what fits in shared memory: experts_gemm_nt) and CTAs per SM (1 or 2: CudaOptions::experts_gemm_ctas). Throws
+// imp::Error when w is not a CUDA ExpertWeights or gemm_nt is not 0, 2, 4 or 8.
 struct ExpertsPlan {
     int path = 0;
     int splits = 0;
     int kw = 0;
+    int gemm_nt = 0;
+    int gemm_ctas = 0;
 };
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan);
 

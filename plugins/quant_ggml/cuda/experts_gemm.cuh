@@ -142,8 +142,11 @@ __device__ __forceinline__ void gemm_stage_b(const GemmArgs& a, const float* con
     }
 }
 
-template <class A, int NT>
-__global__ void __launch_bounds__(kGemmWarps * 32, 1) experts_gemm_kernel(A wa, GemmArgs a) {
+// MINB: CTAs per SM the registers must allow (1, or 2: at most 128 registers a thread, [plugin.quant_ggml]
+// experts_gemm_ctas; spills where the operands need more). The same arithmetic in the same order either way:
+// the outputs are the same bits.
+template <class A, int NT, int MINB>
+__global__ void __launch_bounds__(kGemmWarps * 32, MINB) experts_gemm_kernel(A wa, GemmArgs a) {
     constexpr int BN = 8 * NT;
     extern __shared__ __align__(16) uint8_t smem_gemm[];
     __shared__ const float* xrow[BN];
@@ -231,7 +234,7 @@ __global__ void __launch_bounds__(kGemmWarps * 32, 1) experts_gemm_kernel(A wa, 
     }
 }
 
-template <class A, int NT>
+template <class A, int NT, int MINB>
 void launch_gemm_nt(const A& wa, const GemmArgs& ga, const ExpertsArgs& ea, cudaStream_t st) {
     cudaLaunchAttribute attr = pdl_attr();
     cudaLaunchConfig_t cfg{};
@@ -246,14 +249,15 @@ void launch_gemm_nt(const A& wa, const GemmArgs& ga, const ExpertsArgs& ea, cuda
         g.route.item0 = item0;
         cfg.gridDim = dim3(unsigned((ga.n_rg + kGemmRowGroups - 1) / kGemmRowGroups), 1,
                            unsigned(std::min(kMaxZ, ea.n_items - item0)));
-        IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_gemm_kernel<A, NT>, wa, g));
+        IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_gemm_kernel<A, NT, MINB>, wa, g));
     }
 }
 
 // One launch (per 65535 groups) of the GEMM with operand wa; nt: 8-token tiles per group (8, 4 or 2), as the
-// groups were built.
+// groups were built; ctas: 1, or 2 (the register cap of two CTAs per SM; nt 2 and 4 only, else 1).
 template <class A>
-void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int nt, int chunks, cudaStream_t st) {
+void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int nt, int ctas, int chunks,
+                 cudaStream_t st) {
     const auto& r = ea.route;
     GemmArgs g{};
     g.expert_bytes = int64_t(ea.expert_bytes);
@@ -267,20 +271,28 @@ void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int 
     g.x_vec = (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0) && (!r.glu || l.cols % 4 == 0);
     g.accumulate = ea.accumulate;
     g.zero_invalid = ea.zero_invalid;
+    const bool two = ctas == 2;
     switch (nt) {
-        case 8: launch_gemm_nt<A, 8>(wa, g, ea, st); break;
-        case 4: launch_gemm_nt<A, 4>(wa, g, ea, st); break;
-        case 2: launch_gemm_nt<A, 2>(wa, g, ea, st); break;
+        case 8: launch_gemm_nt<A, 8, 1>(wa, g, ea, st); break;
+        case 4: two ? launch_gemm_nt<A, 4, 2>(wa, g, ea, st) : launch_gemm_nt<A, 4, 1>(wa, g, ea, st); break;
+        case 2: two ? launch_gemm_nt<A, 2, 2>(wa, g, ea, st) : launch_gemm_nt<A, 2, 1>(wa, g, ea, st); break;
         default: throw Error("quant_ggml: experts GEMM: " + std::to_string(nt) + " token tiles per group");
     }
 }
 
 // Raises the dynamic shared memory limit of the GEMM kernels of operand A to `bytes`.
+template <class A, int NT, int MINB>
+void prepare_gemm_nt(int bytes) {
+    IMP_CUDA_CHECK(
+        cudaFuncSetAttribute(experts_gemm_kernel<A, NT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
 template <class A>
 void prepare_gemm(int bytes) {
-    IMP_CUDA_CHECK(cudaFuncSetAttribute(experts_gemm_kernel<A, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    IMP_CUDA_CHECK(cudaFuncSetAttribute(experts_gemm_kernel<A, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    IMP_CUDA_CHECK(cudaFuncSetAttribute(experts_gemm_kernel<A, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    prepare_gemm_nt<A, 8, 1>(bytes);
+    prepare_gemm_nt<A, 4, 1>(bytes);
+    prepare_gemm_nt<A, 2, 1>(bytes);
+    prepare_gemm_nt<A, 4, 2>(bytes);
+    prepare_gemm_nt<A, 2, 2>(bytes);
 }
 
 }  // namespace imp::ggml::cuda

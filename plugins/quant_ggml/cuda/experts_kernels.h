@@ -99,10 +99,11 @@ int64_t experts_max_groups(int64_t n_pairs, int64_t n_expert, int64_t group = kE
 // staged as bf16 in shared memory, weights dequantized to bf16 in registers, tensor-core MMA with fp32
 // accumulation; out rows of the pairs (+)= W[expert] x rows (a.accumulate, a.zero_invalid as the GEMV).
 bool experts_gemm_supported(Type t);
-// The 8-token tiles per group for a weight of layout l: 8, 4 or 2 (the most whose staged activations fit in
-// smem_bytes of shared memory), or 0 when not even 16 tokens fit or the type has no GEMM.
-int experts_gemm_nt(const DeviceLayout& l, int64_t smem_bytes);
-void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, cudaStream_t stream);
+// The 8-token tiles per group for a weight of layout l: 8, 4 or 2 (the most, at most max_nt when max_nt > 0, whose
+// staged activations fit in smem_bytes of shared memory), or 0 when not even 16 tokens fit or the type has no GEMM.
+int experts_gemm_nt(const DeviceLayout& l, int64_t smem_bytes, int max_nt = 0);
+// ctas: 1, or 2 (kernels compiled for two CTAs per SM: at most 128 registers a thread; nt 2 and 4, else as 1).
+void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t stream);
 // The dynamic shared memory the GEMM kernels may use on device `device` (also what experts_gemm_nt takes).
 int experts_gemm_smem(int device);
 // Per-process setup of the GEMM kernels of type t (their shared-memory limit); call outside any capture.

@@ -42,6 +42,18 @@ void declare_ggml_settings(Registry& reg) {
                      {},
                      0,
                      1e9});
+    reg.add_setting({"experts_gemm_tiles", int64_t(0),
+                     "CUDA: 8-token tiles per expert group of the grouped GEMM at most (2, 4 or 8; fewer where the "
+                     "group's activations do not fit in shared memory); 0: the most that fit",
+                     {},
+                     0,
+                     8});
+    reg.add_setting({"experts_gemm_ctas", int64_t(1),
+                     "CUDA: the grouped expert GEMM's kernels compiled for 1 or 2 thread blocks per SM (2: at most "
+                     "128 registers a thread, spilling where more are needed; groups of 2 or 4 tiles; same results)",
+                     {},
+                     1,
+                     2});
     reg.add_setting({"experts_gemv_warps", int64_t(0),
                      "CUDA: warps per 16-row group in the expert GEMV of the block types (1, 2, 4 or 8: more warps, "
                      "more CTAs, fewer chunks per warp); 0: the plan of the dense GEMV for the routed rows",
@@ -83,6 +95,11 @@ GgmlSettings ggml_settings(const Settings* s) {
     g.experts_swiglu = s->get_bool("experts_swiglu");
     g.experts_fused_sum = s->get_bool("experts_fused_sum");
     g.experts_gemm_tokens = s->get_int("experts_gemm_tokens");
+    g.experts_gemm_tiles = int(s->get_int("experts_gemm_tiles"));
+    if (g.experts_gemm_tiles != 0 && g.experts_gemm_tiles != 2 && g.experts_gemm_tiles != 4 && g.experts_gemm_tiles != 8)
+        throw Error("[plugin.quant_ggml] experts_gemm_tiles = " + std::to_string(g.experts_gemm_tiles) +
+                    ": must be 0, 2, 4 or 8");
+    g.experts_gemm_ctas = int(s->get_int("experts_gemm_ctas"));
     g.experts_gemv_warps = int(s->get_int("experts_gemv_warps"));
     if (g.experts_gemv_warps & (g.experts_gemv_warps - 1))
         throw Error("[plugin.quant_ggml] experts_gemv_warps = " + std::to_string(g.experts_gemv_warps) +

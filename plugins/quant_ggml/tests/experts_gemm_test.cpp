@@ -2,7 +2,7 @@
 // weight's shape and the shared memory of a device, the bound on the groups it launches over, and the bf16
 // reference its GPU test (tests_gpu/cuda_experts_gemm_test.cpp) compares with: within the bound that bf16 rounding
 // of both operands allows of the exact reference, and not equal to it (the rounding is really applied); the settings
-// that choose the GEMM and the expert GEMV's warps (ggml_settings.h).
+// that choose the GEMM, its tiles and CTAs per SM, and the expert GEMV's warps (ggml_settings.h).
 #include <catch2/catch.hpp>
 #include <random>
 
@@ -29,6 +29,11 @@ TEST_CASE("quant_ggml experts GEMM: token tiles per group from the staged activa
     CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::F32, 64, 256), smem) == 0);
     CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::F16, 64, 256), smem) == 0);
     CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::Q4_K, 1536, 2048), 99 * 1024) == 2);
+    // experts_gemm_tiles caps the tiles: at most max_nt of those that fit.
+    CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::Q6_K, 2048, 768), smem, 2) == 2);
+    CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::Q6_K, 2048, 768), smem, 4) == 4);
+    CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::Q4_K, 1536, 2048), smem, 8) == 4);
+    CHECK(cuda::experts_gemm_nt(cuda::device_layout(Type::Q4_K, 4096, 14336), smem, 2) == 0);
     CHECK_FALSE(cuda::experts_gemm_supported(Type::F32));
     CHECK(cuda::experts_gemm_supported(Type::Q5_K));
     CHECK(cuda::experts_gemm_supported(Type::BF16));
@@ -111,4 +116,25 @@ TEST_CASE("quant_ggml settings: experts_gemm_tokens and experts_gemv_warps", "[e
     reg.configure("quant_ggml", "experts_gemv_warps", int64_t(3));
     CHECK_THROWS_WITH(ggml_settings(&reg.settings("quant_ggml")),
                       Catch::Contains("experts_gemv_warps = 3") && Catch::Contains("0, 1, 2, 4 or 8"));
+}
+
+TEST_CASE("quant_ggml settings: experts_gemm_tiles and experts_gemm_ctas", "[experts][gemm]") {
+    imp::Registry reg;
+    reg.set_current_plugin("quant_ggml");
+    declare_ggml_settings(reg);
+    const GgmlSettings d = ggml_settings(&reg.settings("quant_ggml"));
+    CHECK(d.experts_gemm_tiles == 0);
+    CHECK(d.experts_gemm_ctas == 1);
+    reg.configure("quant_ggml", "experts_gemm_tiles", int64_t(2));
+    reg.configure("quant_ggml", "experts_gemm_ctas", int64_t(2));
+    const GgmlSettings s = ggml_settings(&reg.settings("quant_ggml"));
+    CHECK(s.experts_gemm_tiles == 2);
+    CHECK(s.experts_gemm_ctas == 2);
+    CHECK_THROWS_WITH(reg.configure("quant_ggml", "experts_gemm_ctas", int64_t(3)), Catch::Contains("experts_gemm_ctas"));
+    CHECK_THROWS_WITH(reg.configure("quant_ggml", "experts_gemm_ctas", int64_t(0)), Catch::Contains("experts_gemm_ctas"));
+    CHECK_THROWS_WITH(reg.configure("quant_ggml", "experts_gemm_tiles", int64_t(16)),
+                      Catch::Contains("experts_gemm_tiles"));
+    reg.configure("quant_ggml", "experts_gemm_tiles", int64_t(3));
+    CHECK_THROWS_WITH(ggml_settings(&reg.settings("quant_ggml")),
+                      Catch::Contains("experts_gemm_tiles = 3") && Catch::Contains("0, 2, 4 or 8"));
 }
