@@ -101,6 +101,15 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("\n\n{% call m() %}{% endcall %}"), Catch::Contains("t:3: unsupported construct 'call'"));
     CHECK_THAT(error_of("{{ x | wordwrap }}"), Catch::Contains("t:1: unsupported filter 'wordwrap'"));
     CHECK_THAT(error_of("\n{{ 1 is prime }}"), Catch::Contains("t:2: unsupported test 'prime'"));
+    // Integer // and ** are exact in int64 (Python's ints; both went through double: 2^63 - 5 // 1 overflowed the
+    // conversion back, found by the chat_template fuzzer) and fail past int64 like + - *.
+    CHECK(render("{{ 9223372036854775803 // 1 }}|{{ -7 // 2 }}|{{ 7 // -2 }}|{{ -9223372036854775807 // 7 }}") ==
+          "9223372036854775803|-4|-4|-1317624576693539401");
+    CHECK(render("{{ 3 ** 39 }}|{{ (-2) ** 63 }}|{{ 0 ** 0 }}|{{ (-1) ** 99 }}|{{ 2 ** -1 }}") ==
+          "4052555153018976267|-9223372036854775808|1|-1|0.5");
+    CHECK_THAT(error_of("{{ (-9223372036854775807 - 1) // -1 }}"), Catch::Contains("integer overflow in '//'"));
+    CHECK_THAT(error_of("{{ 2 ** 63 }}"), Catch::Contains("integer overflow in '**'"));
+    CHECK_THAT(error_of("{{ 10 ** 30 }}"), Catch::Contains("integer overflow in '**'"));
     CHECK_THAT(error_of("{% for x in y recursive %}{% endfor %}"), Catch::Contains("'recursive'"));
     CHECK_THAT(error_of("{% if true %}open"), Catch::Contains("missing '{% endif %}'"));
     CHECK_THAT(error_of("{{ raise_exception('bad role') }}"), Catch::Contains("raise_exception: bad role"));

@@ -233,8 +233,14 @@ Value Interp::binary(const Expr& e) {
     if (op == "*") return ints ? checked(__builtin_mul_overflow(li, ri, &res)) : Value::number(lf * rf);
     if ((op == "/" || op == "//" || op == "%") && rf == 0) fail(e.line, "division by zero");
     if (op == "/") return Value::number(lf / rf);
-    if (op == "//")
-        return ints ? Value::integer(int64_t(std::floor(double(li) / double(ri)))) : Value::number(std::floor(lf / rf));
+    if (op == "//") {
+        if (!ints) return Value::number(std::floor(lf / rf));
+        // exact integer floor division (through double, 2^63 - 5 // 1 rounded up past INT64_MAX)
+        if (li == INT64_MIN && ri == -1) fail(e.line, "integer overflow in '" + op + "'");
+        int64_t q = li / ri;
+        if (li % ri != 0 && ((li < 0) != (ri < 0))) --q;
+        return Value::integer(q);
+    }
     if (op == "%") {
         if (ints) {
             int64_t m = ri == -1 ? 0 : li % ri;  // INT64_MIN % -1 overflows
@@ -245,9 +251,20 @@ Value Interp::binary(const Expr& e) {
         if (m != 0 && ((m < 0) != (rf < 0))) m += rf;
         return Value::number(m);
     }
-    if (op == "**")
-        return ints && ri >= 0 ? Value::integer(int64_t(std::pow(double(li), double(ri))))
-                               : Value::number(std::pow(lf, rf));
+    if (op == "**") {
+        if (!ints || ri < 0) return Value::number(std::pow(lf, rf));
+        // exact integer power by squaring; past int64 an error, as + - * (pow through double lost the low bits
+        // above 2^53 and its conversion back overflowed)
+        int64_t base = li, exp = ri;
+        res = 1;
+        bool overflow = false;
+        while (exp > 0 && !overflow) {
+            if (exp & 1) overflow = __builtin_mul_overflow(res, base, &res);
+            exp >>= 1;
+            if (exp > 0 && !overflow) overflow = __builtin_mul_overflow(base, base, &base);
+        }
+        return checked(overflow);
+    }
     fail(e.line, "unknown operator " + op);
 }
 
