@@ -110,6 +110,10 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("{{ (-9223372036854775807 - 1) // -1 }}"), Catch::Contains("integer overflow in '//'"));
     CHECK_THAT(error_of("{{ 2 ** 63 }}"), Catch::Contains("integer overflow in '**'"));
     CHECK_THAT(error_of("{{ 10 ** 30 }}"), Catch::Contains("integer overflow in '**'"));
+    CHECK_THAT(error_of("{{ -(-9223372036854775807 - 1) }}"), Catch::Contains("integer overflow in unary '-'"));
+    CHECK_THAT(error_of("{{ (-9223372036854775807 - 1) | abs }}"), Catch::Contains("integer overflow in abs"));
+    CHECK(render("{{ -(-9223372036854775807) }}|{{ (-9223372036854775807) | abs }}") ==
+          "9223372036854775807|9223372036854775807");
     CHECK_THAT(error_of("{% for x in y recursive %}{% endfor %}"), Catch::Contains("'recursive'"));
     CHECK_THAT(error_of("{% if true %}open"), Catch::Contains("missing '{% endif %}'"));
     CHECK_THAT(error_of("{{ raise_exception('bad role') }}"), Catch::Contains("raise_exception: bad role"));

@@ -186,8 +186,10 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
         }
     }
     if (name == "float") return Value::number(v.is_number() ? v.as_double() : std::atof(v.str_py().c_str()));
-    if (name == "abs")
+    if (name == "abs") {
+        if (v.kind == Value::Int && v.i == INT64_MIN) fail(line, "integer overflow in abs");
         return v.kind == Value::Int ? Value::integer(v.i < 0 ? -v.i : v.i) : Value::number(std::abs(v.as_double()));
+    }
     if (name == "selectattr" || name == "rejectattr" || name == "select" || name == "reject") {
         const bool attr = name.size() > 6;
         const bool keep = name[0] == 's';

@@ -124,7 +124,10 @@ Value Interp::eval(const Expr& e) {
         case Expr::Unary: {
             Value v = eval(*e.args[0]);
             if (e.name == "not") return Value::boolean(!v.truthy());
-            if (v.kind == Value::Int) return Value::integer(e.name == "-" ? -v.i : v.i);
+            if (v.kind == Value::Int) {
+                if (e.name == "-" && v.i == INT64_MIN) fail(e.line, "integer overflow in unary '-'");
+                return Value::integer(e.name == "-" ? -v.i : v.i);
+            }
             if (v.kind == Value::Float) return Value::number(e.name == "-" ? -v.f : v.f);
             fail(e.line, "bad operand for unary " + e.name + ": " + v.type_name());
         }
