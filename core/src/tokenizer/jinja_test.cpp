@@ -111,6 +111,9 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("{{ 2 ** 63 }}"), Catch::Contains("integer overflow in '**'"));
     CHECK_THAT(error_of("{{ 10 ** 30 }}"), Catch::Contains("integer overflow in '**'"));
     CHECK_THAT(error_of("{{ -(-9223372036854775807 - 1) }}"), Catch::Contains("integer overflow in unary '-'"));
+    CHECK(render("{{ (-9223372036854775807 - 1) is divisibleby(-1) }}{{ 7 is divisibleby(-7) }}{{ 7 is divisibleby 2 }}") ==
+          "TrueTrueFalse");
+    CHECK(render("{{ 'abc'[1::9223372036854775807] }}{{ [1, 2, 3][2::-9223372036854775807] }}") == "b[3]");
     CHECK_THAT(error_of("{{ (-9223372036854775807 - 1) | abs }}"), Catch::Contains("integer overflow in abs"));
     CHECK(render("{{ -(-9223372036854775807) }}|{{ (-9223372036854775807) | abs }}") ==
           "9223372036854775807|9223372036854775807");

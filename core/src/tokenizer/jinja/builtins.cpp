@@ -275,7 +275,8 @@ bool Interp::test(const std::string& name, const Args& a, int line) {
         return v.kind == Value::List || v.kind == Value::Str || v.kind == Value::Dict;
     if (name == "callable") return v.kind == Value::Callable;
     if (name == "odd" || name == "even") return (v.i % 2 != 0) == (name == "odd");
-    if (name == "divisibleby") return a.pos.size() > 1 && a.pos[1].i != 0 && v.i % a.pos[1].i == 0;
+    if (name == "divisibleby")  // x % -1 is 0 (INT64_MIN % -1 overflows)
+        return a.pos.size() > 1 && a.pos[1].i != 0 && (a.pos[1].i == -1 || v.i % a.pos[1].i == 0);
     if (name == "eq" || name == "equalto" || name == "==") return a.pos.size() > 1 && equal(v, a.pos[1]);
     if (name == "ne" || name == "!=") return a.pos.size() > 1 && !equal(v, a.pos[1]);
     if (name == "in") {

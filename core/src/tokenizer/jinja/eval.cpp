@@ -285,7 +285,7 @@ Value Interp::slice(const Value& o, const Value& start, const Value& stop, const
     const int64_t b = norm(start, st > 0 ? 0 : n - 1), e = norm(stop, st > 0 ? n : -1);
     List l;
     std::string s;
-    for (int64_t k = b; st > 0 ? k < e : k > e; k += st) {
+    for (__int128 k = b; st > 0 ? k < e : k > e; k += st) {  // 128 bits: 1 + a step near 2^63 must not overflow
         if (o.kind == Value::List)
             l.push_back((*o.list)[size_t(k)]);
         else
