@@ -113,6 +113,20 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("{{ -(-9223372036854775807 - 1) }}"), Catch::Contains("integer overflow in unary '-'"));
     CHECK(render("{{ (-9223372036854775807 - 1) is divisibleby(-1) }}{{ 7 is divisibleby(-7) }}{{ 7 is divisibleby 2 }}") ==
           "TrueTrueFalse");
+    // Widths and indents: negative as Python (no spaces), past the string limit an error, not an allocation.
+    CHECK(render("{{ 'a\nb' | indent(-3) }}|{{ [1] | tojson(indent=-1) }}|{{ [1] | tojson(indent=0) }}") ==
+          "a\nb|[\n1\n]|[\n1\n]");
+    CHECK_THAT(error_of("{{ 'a\nb' | indent(1000000000000000) }}"), Catch::Contains("more than imp's limit"));
+    CHECK_THAT(error_of("{{ ('a\n' * 100 ~ 'b') | indent(1000000) }}"), Catch::Contains("more than imp's limit"));
+    CHECK_THAT(error_of("{{ [1, [2]] | tojson(indent=1000000000) }}"), Catch::Contains("more than imp's limit"));
+    CHECK_THAT(error_of("{{ [[[[[[[[1]]]]]]]] | tojson(indent=4000000) }}"), Catch::Contains("imp's limit"));
+    // A list doubled 20 times over one 1.6 MB string: 1.6 TB of text; stops at the limit.
+    CHECK_THAT(error_of("{% set ns = namespace(l=['ab' * 800000]) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l "
+                        "%}{% endfor %}{{ ns.l | length }}{{ ns.l }}"),
+               Catch::Contains("longer than imp's limit of 16777216 bytes"));
+    CHECK_THAT(error_of("{% set ns = namespace(l=['ab' * 800000]) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l "
+                        "%}{% endfor %}{{ ns.l | tojson }}"),
+               Catch::Contains("longer than imp's limit of 16777216 bytes"));
     CHECK(render("{{ 'abc'[1::9223372036854775807] }}{{ [1, 2, 3][2::-9223372036854775807] }}") == "b[3]");
     CHECK_THAT(error_of("{{ (-9223372036854775807 - 1) | abs }}"), Catch::Contains("integer overflow in abs"));
     CHECK(render("{{ -(-9223372036854775807) }}|{{ (-9223372036854775807) | abs }}") ==

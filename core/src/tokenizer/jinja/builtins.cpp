@@ -33,7 +33,7 @@ std::string lower(std::string s) {
 int64_t length(const Value& v) {
     if (v.kind == Value::Str) {
         int64_t n = 0;
-        for (unsigned char c : v.s) n += (c & 0xC0) != 0x80;  // code points
+        for (unsigned char c : v.s()) n += (c & 0xC0) != 0x80;  // code points
         return n;
     }
     if (v.kind == Value::List) return int64_t(v.list->size());
@@ -94,7 +94,7 @@ void Interp::install_globals() {
                const std::time_t t = std::time(nullptr);
                std::tm tm{};
                localtime_r(&t, &tm);
-               if (!a.pos.empty()) std::strftime(b, sizeof b, a.pos[0].s.c_str(), &tm);
+               if (!a.pos.empty()) std::strftime(b, sizeof b, a.pos[0].s().c_str(), &tm);
                return Value::str(b);
            }));
 }
@@ -104,12 +104,17 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
     auto arg = [&](size_t i, const char* k) { return a.get(i, k); };
     if (name == "trim") {
         const Value* chars = arg(1, "chars");
-        return Value::str(strip(v.str_py(), chars && chars->kind == Value::Str ? &chars->s : nullptr, true, true));
+        return Value::str(strip(v.str_py(), chars && chars->kind == Value::Str ? &chars->s() : nullptr, true, true));
     }
     if (name == "tojson") {
         const Value* ind = arg(1, "indent");
         const Value* sk = arg(2, "sort_keys");
-        return Value::str(json_dumps(v, ind && ind->kind == Value::Int ? int(ind->i) : -1, sk && sk->truthy()));
+        int indent = -1;  // none: compact; a negative indent is Python's too: newlines, no spaces
+        if (ind && ind->kind == Value::Int) {
+            if (ind->i > int64_t(kMaxSize)) check_size(size_t(ind->i), line);
+            indent = int(std::max<int64_t>(ind->i, 0));
+        }
+        return Value::str(json_dumps(v, indent, sk && sk->truthy()));
     }
     if (name == "length" || name == "count") return Value::integer(length(v));
     if (name == "upper") return Value::str(upper(v.str_py()));
@@ -135,8 +140,8 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
             if (v.list->empty()) return Value();
             return name == "first" ? v.list->front() : v.list->back();
         }
-        if (v.kind == Value::Str && !v.s.empty())
-            return Value::str(std::string(1, name == "first" ? v.s.front() : v.s.back()));
+        if (v.kind == Value::Str && !v.s().empty())
+            return Value::str(std::string(1, name == "first" ? v.s().front() : v.s().back()));
         return Value();
     }
     if (name == "join") {
@@ -155,14 +160,14 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
         if (v.kind == Value::List) return v;
         List l;
         if (v.kind == Value::Str)
-            for (char c : v.s) l.push_back(Value::str(std::string(1, c)));
+            for (char c : v.s()) l.push_back(Value::str(std::string(1, c)));
         if (v.kind == Value::Dict)
             for (const auto& kv : *v.dict) l.push_back(Value::str(kv.first));
         return Value::new_list(std::move(l));
     }
     if (name == "items") return items_of(v);
     if (name == "reverse") {
-        if (v.kind == Value::Str) return Value::str(std::string(v.s.rbegin(), v.s.rend()));
+        if (v.kind == Value::Str) return Value::str(std::string(v.s().rbegin(), v.s().rend()));
         List l = v.kind == Value::List ? *v.list : List{};
         std::reverse(l.begin(), l.end());
         return Value::new_list(std::move(l));
@@ -237,11 +242,16 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
     if (name == "indent") {
         const Value* w = arg(1, "width");
         const Value* first = arg(2, "first");
-        const std::string pad(size_t(w && w->kind == Value::Int ? w->i : 4), ' ');
+        const int64_t width = w && w->kind == Value::Int ? std::max<int64_t>(w->i, 0) : 4;  // Python: ' ' * -1 == ''
+        check_size(size_t(width), line);
+        const std::string pad(size_t(width), ' ');
         std::string s = v.str_py(), o;
         for (size_t k = 0; k < s.size(); ++k) {
             o += s[k];
-            if (s[k] == '\n' && k + 1 < s.size() && s[k + 1] != '\n') o += pad;
+            if (s[k] == '\n' && k + 1 < s.size() && s[k + 1] != '\n') {
+                o += pad;
+                check_size(o.size(), line);
+            }
         }
         return Value::str((first && first->truthy() ? pad : "") + o);
     }
@@ -282,36 +292,39 @@ bool Interp::test(const std::string& name, const Args& a, int line) {
     if (name == "in") {
         if (a.pos.size() < 2) return false;
         const Value& c = a.pos[1];
-        if (c.kind == Value::Str) return v.kind == Value::Str && c.s.find(v.s) != std::string::npos;
+        if (c.kind == Value::Str) return v.kind == Value::Str && c.s().find(v.s()) != std::string::npos;
         if (c.kind == Value::List)
             return std::any_of(c.list->begin(), c.list->end(), [&](const Value& x) { return equal(x, v); });
-        if (c.kind == Value::Dict) return v.kind == Value::Str && c.find(v.s);
+        if (c.kind == Value::Dict) return v.kind == Value::Str && c.find(v.s());
         return false;
     }
-    if (name == "lower") return v.kind == Value::Str && lower(v.s) == v.s;
-    if (name == "upper") return v.kind == Value::Str && upper(v.s) == v.s;
+    if (name == "lower") return v.kind == Value::Str && lower(v.s()) == v.s();
+    if (name == "upper") return v.kind == Value::Str && upper(v.s()) == v.s();
     fail(line, "unsupported test '" + name + "'");
 }
 
 Value Interp::method(const Value& obj, const std::string& name, int line) {
     auto m = [](auto f) { return Value::func(f); };
     if (obj.kind == Value::Str) {
-        const std::string s = obj.s;
+        // the text by its shared pointer: a method call copies no bytes
+        const auto sp = obj.text ? obj.text : std::make_shared<const std::string>();
         if (name == "strip" || name == "lstrip" || name == "rstrip")
-            return m([s, name](const Args& a) {
+            return m([sp, name](const Args& a) {
+                const std::string& s = *sp;
                 const Value* c = a.get(0, "chars");
                 return Value::str(
-                    strip(s, c && c->kind == Value::Str ? &c->s : nullptr, name != "rstrip", name != "lstrip"));
+                    strip(s, c && c->kind == Value::Str ? &c->s() : nullptr, name != "rstrip", name != "lstrip"));
             });
-        if (name == "upper") return m([s](const Args&) { return Value::str(upper(s)); });
-        if (name == "lower") return m([s](const Args&) { return Value::str(lower(s)); });
+        if (name == "upper") return m([sp](const Args&) { return Value::str(upper(*sp)); });
+        if (name == "lower") return m([sp](const Args&) { return Value::str(lower(*sp)); });
         if (name == "startswith" || name == "endswith")
-            return m([s, name](const Args& a) {
+            return m([sp, name](const Args& a) {
+                const std::string& s = *sp;
                 std::vector<std::string> opts;
                 if (!a.pos.empty() && a.pos[0].kind == Value::List)
-                    for (const Value& x : *a.pos[0].list) opts.push_back(x.s);
+                    for (const Value& x : *a.pos[0].list) opts.push_back(x.s());
                 else if (!a.pos.empty())
-                    opts.push_back(a.pos[0].s);
+                    opts.push_back(a.pos[0].s());
                 for (const std::string& p : opts)
                     if (s.size() >= p.size() &&
                         (name == "startswith" ? s.compare(0, p.size(), p) == 0
@@ -320,7 +333,8 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                 return Value::boolean(false);
             });
         if (name == "split" || name == "rsplit")
-            return m([s, name](const Args& a) {
+            return m([sp, name](const Args& a) {
+                const std::string& s = *sp;
                 const Value* sep = a.get(0, "sep");
                 const Value* mx = a.get(1, "maxsplit");
                 int64_t maxsplit = mx && mx->kind == Value::Int ? mx->i : -1;
@@ -341,7 +355,7 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                     }
                     return Value::new_list(std::move(l));
                 }
-                const std::string d = sep->s;
+                const std::string d = sep->s();
                 if (name == "rsplit" && maxsplit >= 0) {
                     size_t end = s.size();
                     std::vector<std::string> parts;
@@ -365,32 +379,37 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                 return Value::new_list(std::move(l));
             });
         if (name == "replace")
-            return m([s](const Args& a) {
+            return m([sp](const Args& a) {
+                const std::string& s = *sp;
                 const Value* c = a.get(2, "count");
-                return Value::str(replace_all(s, a.pos.size() > 0 ? a.pos[0].s : "", a.pos.size() > 1 ? a.pos[1].s : "",
+                return Value::str(replace_all(s, a.pos.size() > 0 ? a.pos[0].s() : "", a.pos.size() > 1 ? a.pos[1].s() : "",
                                               c && c->kind == Value::Int ? c->i : -1));
             });
         if (name == "find" || name == "rfind")
-            return m([s, name](const Args& a) {
-                const std::string sub = a.pos.empty() ? "" : a.pos[0].s;
+            return m([sp, name](const Args& a) {
+                const std::string& s = *sp;
+                const std::string sub = a.pos.empty() ? "" : a.pos[0].s();
                 const size_t p = name == "find" ? s.find(sub) : s.rfind(sub);
                 return Value::integer(p == std::string::npos ? -1 : int64_t(p));
             });
         if (name == "count")
-            return m([s](const Args& a) {
-                const std::string sub = a.pos.empty() ? "" : a.pos[0].s;
+            return m([sp](const Args& a) {
+                const std::string& s = *sp;
+                const std::string sub = a.pos.empty() ? "" : a.pos[0].s();
                 int64_t n = 0;
                 for (size_t p = 0; !sub.empty() && (p = s.find(sub, p)) != std::string::npos; p += sub.size()) ++n;
                 return Value::integer(n);
             });
         if (name == "title" || name == "capitalize")
-            return m([this, s, name, line](const Args&) {
+            return m([this, sp, name, line](const Args&) {
+                const std::string& s = *sp;
                 Args fa;
                 fa.pos.push_back(Value::str(s));
                 return filter(name, fa, line);
             });
         if (name == "isdigit" || name == "isspace" || name == "isalpha" || name == "isalnum")
-            return m([s, name](const Args&) {
+            return m([sp, name](const Args&) {
+                const std::string& s = *sp;
                 if (s.empty()) return Value::boolean(false);
                 for (unsigned char c : s) {
                     const bool ok = name == "isdigit"   ? std::isdigit(c)

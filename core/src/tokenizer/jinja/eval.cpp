@@ -44,15 +44,15 @@ Value Interp::get_attr(const Value& obj, const std::string& attr, int line) {
 Value Interp::get_item(const Value& obj, const Value& key, int line) {
     if (obj.kind == Value::List || obj.kind == Value::Str) {
         if (key.kind != Value::Int) {
-            if (key.kind == Value::Str) return get_attr(obj, key.s, line);
+            if (key.kind == Value::Str) return get_attr(obj, key.s(), line);
             return Value();
         }
-        const int64_t n = obj.kind == Value::List ? int64_t(obj.list->size()) : int64_t(obj.s.size());
+        const int64_t n = obj.kind == Value::List ? int64_t(obj.list->size()) : int64_t(obj.s().size());
         int64_t i = key.i < 0 ? key.i + n : key.i;
         if (i < 0 || i >= n) return Value();
-        return obj.kind == Value::List ? (*obj.list)[size_t(i)] : Value::str(obj.s.substr(size_t(i), 1));
+        return obj.kind == Value::List ? (*obj.list)[size_t(i)] : Value::str(obj.s().substr(size_t(i), 1));
     }
-    if (key.kind == Value::Str) return get_attr(obj, key.s, line);
+    if (key.kind == Value::Str) return get_attr(obj, key.s(), line);
     return Value();
 }
 
@@ -178,7 +178,7 @@ Value Interp::binary(const Expr& e) {
     Value l = eval(*e.args[0]), r = eval(*e.args[1]);
     if (op == "~") {
         Value v = Value::str(l.str_py() + r.str_py());
-        check_size(v.s.size(), e.line);
+        check_size(v.s().size(), e.line);
         return v;
     }
     if (op == "==") return Value::boolean(equal(l, r));
@@ -186,11 +186,11 @@ Value Interp::binary(const Expr& e) {
     if (op == "in" || op == "not in") {
         bool in = false;
         if (r.kind == Value::Str)
-            in = l.kind == Value::Str && r.s.find(l.s) != std::string::npos;
+            in = l.kind == Value::Str && r.s().find(l.s()) != std::string::npos;
         else if (r.kind == Value::List)
             for (const Value& x : *r.list) in = in || equal(x, l);
         else if (r.kind == Value::Dict || r.kind == Value::Ns)
-            in = l.kind == Value::Str && r.find(l.s);
+            in = l.kind == Value::Str && r.find(l.s());
         else if (!r.defined())
             fail(e.line, "'in' on an undefined value");
         return Value::boolean(op == "in" ? in : !in);
@@ -200,14 +200,14 @@ Value Interp::binary(const Expr& e) {
         if (l.is_number() && r.is_number())
             c = l.as_double() < r.as_double() ? -1 : l.as_double() > r.as_double();
         else if (l.kind == Value::Str && r.kind == Value::Str)
-            c = l.s.compare(r.s);
+            c = l.s().compare(r.s());
         else
             fail(e.line, std::string("'") + op + "' between " + l.type_name() + " and " + r.type_name());
         return Value::boolean(op == "<" ? c < 0 : op == ">" ? c > 0 : op == "<=" ? c <= 0 : c >= 0);
     }
     if (op == "+" && l.kind == Value::Str && r.kind == Value::Str) {
-        check_size(l.s.size() + r.s.size(), e.line);
-        return Value::str(l.s + r.s);
+        check_size(l.s().size() + r.s().size(), e.line);
+        return Value::str(l.s() + r.s());
     }
     if (op == "+" && l.kind == Value::List && r.kind == Value::List) {
         check_size(l.list->size() + r.list->size(), e.line, kMaxItems);
@@ -216,9 +216,9 @@ Value Interp::binary(const Expr& e) {
         return Value::new_list(std::move(x));
     }
     if (op == "*" && l.kind == Value::Str && r.kind == Value::Int) {
-        if (r.i > 0) check_size(r.i > int64_t(kMaxSize) ? kMaxSize + 1 : l.s.size() * size_t(r.i), e.line);
+        if (r.i > 0) check_size(r.i > int64_t(kMaxSize) ? kMaxSize + 1 : l.s().size() * size_t(r.i), e.line);
         std::string s;
-        for (int64_t k = 0; k < r.i; ++k) s += l.s;
+        for (int64_t k = 0; k < r.i; ++k) s += l.s();
         return Value::str(s);
     }
     if (!l.is_number() || !r.is_number())
@@ -272,7 +272,7 @@ Value Interp::binary(const Expr& e) {
 }
 
 Value Interp::slice(const Value& o, const Value& start, const Value& stop, const Value& step, int line) {
-    const int64_t n = o.kind == Value::List ? int64_t(o.list->size()) : o.kind == Value::Str ? int64_t(o.s.size()) : -1;
+    const int64_t n = o.kind == Value::List ? int64_t(o.list->size()) : o.kind == Value::Str ? int64_t(o.s().size()) : -1;
     if (n < 0) fail(line, std::string("cannot slice a ") + o.type_name());
     const int64_t st = step.kind == Value::Int ? step.i : 1;
     if (st == 0) fail(line, "slice step cannot be zero");
@@ -289,7 +289,7 @@ Value Interp::slice(const Value& o, const Value& start, const Value& stop, const
         if (o.kind == Value::List)
             l.push_back((*o.list)[size_t(k)]);
         else
-            s += o.s[size_t(k)];
+            s += o.s()[size_t(k)];
     }
     return o.kind == Value::List ? Value::new_list(std::move(l)) : Value::str(s);
 }
@@ -367,7 +367,7 @@ void Interp::run_for(const Node& n, std::string& out) {
     else if (it.kind == Value::Dict)
         for (const auto& [k, v] : *it.dict) items.push_back(Value::str(k));
     else if (it.kind == Value::Str)
-        for (char c : it.s) items.push_back(Value::str(std::string(1, c)));
+        for (char c : it.s()) items.push_back(Value::str(std::string(1, c)));
     else if (it.defined() && it.kind != Value::None)
         fail(n.line, std::string("cannot iterate over a ") + it.type_name());
     std::vector<std::string> names;

@@ -21,7 +21,7 @@ public:
     // any string or list it builds, the output included.
     static constexpr uint64_t kMaxSteps = uint64_t(1) << 20;
     static constexpr int kMaxDepth = 128;
-    static constexpr size_t kMaxSize = size_t(1) << 24;   // bytes of a string
+    static constexpr size_t kMaxSize = kMaxTextBytes;    // bytes of a string
     static constexpr size_t kMaxItems = size_t(1) << 20;  // items of a list (range() included)
 
 private:

@@ -5,7 +5,21 @@
 #include <cmath>
 #include <cstdio>
 
+#include "imp/error.h"
+
 namespace imp::jinja {
+
+namespace {
+// Lists share their items, so a small template can build a value whose text is far larger than memory (a list
+// doubled 20 times holding one 16 MB string): its text stops at kMaxTextBytes with an error instead.
+[[noreturn]] void text_too_long() {
+    throw Error("chat template: a value's text is longer than imp's limit of " + std::to_string(kMaxTextBytes) +
+                " bytes");
+}
+void check_text(const std::string& o) {
+    if (o.size() > kMaxTextBytes) text_too_long();
+}
+}  // namespace
 
 const Value* Args::get(size_t i, const char* name) const {
     for (const auto& [k, v] : kw)
@@ -53,7 +67,7 @@ bool Value::truthy() const {
         case Float:
             return f != 0;
         case Str:
-            return !s.empty();
+            return !s().empty();
         case List:
             return !list->empty();
         case Dict:
@@ -167,7 +181,9 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
     auto nl = [&](int d) {
         if (indent < 0) return;
         o += '\n';
-        o.append(size_t(indent * d), ' ');
+        if (size_t(indent) * size_t(d) > kMaxTextBytes) text_too_long();
+        o.append(size_t(indent) * size_t(d), ' ');
+        check_text(o);
     };
     const char* item_sep = indent < 0 ? ", " : ",";
     switch (v.kind) {
@@ -185,7 +201,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
             o += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity") : float_repr(v.f);
             break;
         case Value::Str:
-            dump_str(o, v.s);
+            dump_str(o, v.s());
             break;
         case Value::List:
             if (v.list->empty()) {
@@ -197,6 +213,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
                 if (k) o += item_sep;
                 nl(depth + 1);
                 dumps(o, (*v.list)[k], indent, sort, depth + 1);
+                check_text(o);
             }
             nl(depth);
             o += ']';
@@ -218,6 +235,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
                 dump_str(o, items[k]->first);
                 o += ": ";
                 dumps(o, items[k]->second, indent, sort, depth + 1);
+                check_text(o);
             }
             nl(depth);
             o += '}';
@@ -236,7 +254,7 @@ std::string Value::str_py() const {
         case Undefined:
             return "";
         case Str:
-            return s;
+            return s();
         default:
             return repr_py();
     }
@@ -255,16 +273,21 @@ std::string Value::repr_py() const {
         case Float:
             return float_repr(f);
         case Str:
-            return str_repr(s);
+            return str_repr(s());
         case List: {
             std::string o = "[";
-            for (size_t k = 0; k < list->size(); ++k) o += (k ? ", " : "") + (*list)[k].repr_py();
+            for (size_t k = 0; k < list->size(); ++k) {
+                o += (k ? ", " : "") + (*list)[k].repr_py();
+                check_text(o);
+            }
             return o + "]";
         }
         case Dict: {
             std::string o = "{";
-            for (size_t k = 0; k < dict->size(); ++k)
+            for (size_t k = 0; k < dict->size(); ++k) {
                 o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + (*dict)[k].second.repr_py();
+                check_text(o);
+            }
             return o + "}";
         }
         case Ns:
@@ -282,7 +305,7 @@ bool equal(const Value& a, const Value& b) {
                (b.kind == Value::Undefined || b.kind == Value::None) && a.kind == b.kind;
     switch (a.kind) {
         case Value::Str:
-            return a.s == b.s;
+            return a.s() == b.s();
         case Value::List:
             if (a.list->size() != b.list->size()) return false;
             for (size_t k = 0; k < a.list->size(); ++k)

@@ -27,7 +27,9 @@ struct Value {
     bool b = false;
     int64_t i = 0;
     double f = 0;
-    std::string s;
+    // Str's text, shared: a copy of a value (set, loop items, list concatenation) never copies its bytes, so a
+    // template cannot turn a 16 MB string into a copy per step.
+    std::shared_ptr<const std::string> text;
     std::shared_ptr<jinja::List> list;
     std::shared_ptr<jinja::Dict> dict;  // Dict and Ns (namespace attributes)
     std::shared_ptr<Func> fn;
@@ -58,8 +60,13 @@ struct Value {
     static Value str(std::string x) {
         Value v;
         v.kind = Str;
-        v.s = std::move(x);
+        v.text = std::make_shared<const std::string>(std::move(x));
         return v;
+    }
+    // The text of a Str ("" for any other kind).
+    const std::string& s() const {
+        static const std::string empty;
+        return text ? *text : empty;
     }
     static Value new_list(jinja::List l = {}) {
         Value v;
@@ -92,7 +99,11 @@ struct Value {
 };
 
 bool equal(const Value& a, const Value& b);
-std::string json_dumps(const Value& v, int indent, bool sort_keys);  // json.dumps(ensure_ascii=False)
+// The longest text a value prints as (repr_py, str_py, json_dumps: imp::Error past it); the interpreter's limit on
+// a string (Interp::kMaxSize).
+constexpr size_t kMaxTextBytes = size_t(1) << 24;
+// json.dumps(ensure_ascii=False); indent < 0: compact (", " and ": "), else newlines and indent spaces a level.
+std::string json_dumps(const Value& v, int indent, bool sort_keys);
 
 // Syntax tree.
 struct Expr;
