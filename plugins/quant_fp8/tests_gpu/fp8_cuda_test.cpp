@@ -453,14 +453,14 @@ TEST_CASE("quant_fp8 cuda: gemv_stage_async: the staged GEMVs copy x with cp.asy
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
             for (const int kw : {0, 1, 2}) {  // automatic, 1 and 2 warps a row group
                 INFO("kw " << kw);
-                async.gemv_kw = sync.gemv_kw = kw;
+                async.gemv_kw = sync.gemv_kw = plain.gemv_kw = kw;  // the same plan: the same lanes and sums
                 const auto wa = load(*ex, f, async), ws = load(*ex, f, sync), wp = load(*ex, f, plain);
                 gemv_cases(*ex, *wa, f.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
                 stage_x_same_bits(*ex, *wa, *wp, rng);
                 norm_same_bits(*ex, *wa, *ws, rng);
             }
         }
-        async.gemv_kw = sync.gemv_kw = 0;
+        async.gemv_kw = sync.gemv_kw = plain.gemv_kw = 0;
         const int64_t n_expert = 6, rows = 77, cols = 372;
         const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
         const Fp8 shared = random_fp8(rows, cols, per_row, rng);

@@ -54,7 +54,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "blocks per SM instead of 2 for NVFP4): off | experts (the MoE expert calls of decode) | all (those "
                      "and dense calls on matrices of at most 128 rows per SM)",
                      {"off", "experts", "all"}});
-    reg.add_setting({"gemv_int8_x", std::string("off"),
+    reg.add_setting({"gemv_int8_x", std::string("all"),
                      "CUDA, NVFP4: GEMV (regs) thread blocks quantize x to int8 per 16 columns as they stage it and sum "
                      "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
                      "| experts (the MoE expert calls of decode) | all (those and dense calls)",

@@ -40,7 +40,8 @@ struct KernelSettings {
     // calls on matrices of at most 128 rows per SM.
     int gemv_stage_x = 1;
     // NVFP4 GEMV (regs): x quantized to int8 per 16 columns as each CTA stages it and the products summed by dp4a:
-    // 0 never, 1 expert calls (decode), 2 those and dense calls.
+    // 0 never, 1 expert calls (decode), 2 those and dense calls. Profiles default to 2 ("all", kernel_settings.cpp);
+    // this struct's 0 keeps the kernel tests that build Settings themselves on the exact sums.
     int gemv_int8_x = 0;
     // GEMV staged kernels (gemv_stage_x, experts_swiglu, fuse_norm): x copied with cp.async, waited for once the
     // second weight chunks are requested (GemvArgs::stage_async).

@@ -479,14 +479,14 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_async: the staged GEMVs copy x with cp.a
         const Nv n = random_nvfp4(rows, cols, rng);
         for (const int kw : {0, 1, 2}) {  // automatic (half-warp groups on 368 columns), 1 and 2 warps a group
             INFO("kw " << kw);
-            async.gemv_kw = sync.gemv_kw = kw;
+            async.gemv_kw = sync.gemv_kw = plain.gemv_kw = kw;  // the same plan: the same lanes and sums
             const auto wa = load(*ex, n, async), ws = load(*ex, n, sync), wp = load(*ex, n, plain);
             gemv_cases(*ex, *wa, n.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
             stage_x_same_bits(*ex, *wa, *wp, rng);
             norm_same_bits(*ex, *wa, *ws, rng);
         }
     }
-    async.gemv_kw = sync.gemv_kw = 0;
+    async.gemv_kw = sync.gemv_kw = plain.gemv_kw = 0;
     // experts: staged copies and the staged SwiGLU (with the extra slot)
     const int64_t n_expert = 6, rows = 77, cols = 368;
     const NvStack st = random_stack(n_expert, rows, cols, rng);
@@ -601,8 +601,11 @@ TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (d
     // decode calls (pairs <= experts) round x to int8, grouped ones run the tensor-core GEMM (bf16)
     experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 2, 5, 33},
                   [](const ExpertsCase&, bool grouped) { return grouped ? XRound::Bf16 : XRound::Int8; });
-    // [gate | up] rows: the down projection's decode GEMV stages silu(gate) * up in fp32 (int8 is not applied)
-    experts_cases(*ex, *w, st.ref, 1e-4, rng, {1, 5}, gemm_rounding, true);
+    // [gate | up] rows: the down projection's decode GEMV stages silu(gate) * up in fp32 (int8 is not applied); the
+    // grouped calls' GEMM rounds the kernel's silu(gate) * up to bf16, the reference rounds its own (std::exp), and
+    // one rounding that falls the other way moves a 368-column dot by ~2^-9 of a term: 1.56e-4 measured (H100, this
+    // seed, 5 tokens x top 4 accumulating), so 3e-4 here
+    experts_cases(*ex, *w, st.ref, 3e-4, rng, {1, 5}, gemm_rounding, true);
 }
 
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
