@@ -120,6 +120,10 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("{{ ('a\n' * 100 ~ 'b') | indent(1000000) }}"), Catch::Contains("more than imp's limit"));
     CHECK_THAT(error_of("{{ [1, [2]] | tojson(indent=1000000000) }}"), Catch::Contains("more than imp's limit"));
     CHECK_THAT(error_of("{{ [[[[[[[[1]]]]]]]] | tojson(indent=4000000) }}"), Catch::Contains("imp's limit"));
+    CHECK_THAT(error_of("{% set s = 'a' * 10000000 %}{{ range(1000) | join(s) }}"), Catch::Contains("imp's limit"));
+    CHECK_THAT(error_of("{{ ('a' * 4000000) | replace('a', 'b' * 4000000) }}"), Catch::Contains("imp's limit"));
+    CHECK_THAT(error_of("{{ ('a' * 4000000).replace('a', 'bbbbbbbbbb') }}"), Catch::Contains("imp's limit"));
+    CHECK(render("{{ [1, 'x', 2] | join('-') }}|{{ 'aXbXc'.replace('X', '--', 1) }}") == "1-x-2|a--bXc");
     // A list doubled 20 times over one 1.6 MB string: 1.6 TB of text; stops at the limit.
     CHECK_THAT(error_of("{% set ns = namespace(l=['ab' * 800000]) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l "
                         "%}{% endfor %}{{ ns.l | length }}{{ ns.l }}"),

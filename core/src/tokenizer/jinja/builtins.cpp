@@ -45,8 +45,11 @@ std::string replace_all(const std::string& s, const std::string& a, const std::s
     if (a.empty()) return s;
     std::string o;
     size_t p = 0;
-    for (size_t q; count != 0 && (q = s.find(a, p)) != std::string::npos; p = q + a.size(), --count)
+    for (size_t q; count != 0 && (q = s.find(a, p)) != std::string::npos; p = q + a.size(), --count) {
+        check_text(o.size() + (q - p) + b.size());  // 16 MB of 'a' with each 'a' made 16 MB: 2^48 bytes
         o.append(s, p, q - p) += b;
+    }
+    check_text(o.size() + (s.size() - p));
     return o.append(s, p);
 }
 
@@ -148,11 +151,16 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
         const Value* sep = arg(1, "d");
         const Value* attr = arg(2, "attribute");
         std::string o;
+        const std::string d = sep ? sep->str_py() : "";
         if (v.kind == Value::List)
-            for (size_t k = 0; k < v.list->size(); ++k) {
-                if (k && sep) o += sep->str_py();
+            for (size_t k = 0; k < v.list->size(); ++k) {  // bounded as it grows: 1000 items x a 10 MB separator
+                if (k) {
+                    check_size(o.size() + d.size(), line);
+                    o += d;
+                }
                 const Value& x = (*v.list)[k];
                 o += attr ? get_attr(x, attr->str_py(), line).str_py() : x.str_py();
+                check_size(o.size(), line);
             }
         return Value::str(o);
     }

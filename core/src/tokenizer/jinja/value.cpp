@@ -9,15 +9,21 @@
 
 namespace imp::jinja {
 
-namespace {
 // Lists share their items, so a small template can build a value whose text is far larger than memory (a list
 // doubled 20 times holding one 16 MB string): its text stops at kMaxTextBytes with an error instead.
-[[noreturn]] void text_too_long() {
-    throw Error("chat template: a value's text is longer than imp's limit of " + std::to_string(kMaxTextBytes) +
-                " bytes");
+void check_text(size_t n) {
+    if (n > kMaxTextBytes)
+        throw Error("chat template: a value's text is longer than imp's limit of " + std::to_string(kMaxTextBytes) +
+                    " bytes");
 }
-void check_text(const std::string& o) {
-    if (o.size() > kMaxTextBytes) text_too_long();
+
+namespace {
+[[noreturn]] void text_too_long() {
+    check_text(kMaxTextBytes + 1);
+    throw Error("unreachable");
+}
+void check_out(const std::string& o) {
+    check_text(o.size());
 }
 }  // namespace
 
@@ -183,7 +189,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
         o += '\n';
         if (size_t(indent) * size_t(d) > kMaxTextBytes) text_too_long();
         o.append(size_t(indent) * size_t(d), ' ');
-        check_text(o);
+        check_out(o);
     };
     const char* item_sep = indent < 0 ? ", " : ",";
     switch (v.kind) {
@@ -213,7 +219,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
                 if (k) o += item_sep;
                 nl(depth + 1);
                 dumps(o, (*v.list)[k], indent, sort, depth + 1);
-                check_text(o);
+                check_out(o);
             }
             nl(depth);
             o += ']';
@@ -235,7 +241,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
                 dump_str(o, items[k]->first);
                 o += ": ";
                 dumps(o, items[k]->second, indent, sort, depth + 1);
-                check_text(o);
+                check_out(o);
             }
             nl(depth);
             o += '}';
@@ -278,7 +284,7 @@ std::string Value::repr_py() const {
             std::string o = "[";
             for (size_t k = 0; k < list->size(); ++k) {
                 o += (k ? ", " : "") + (*list)[k].repr_py();
-                check_text(o);
+                check_out(o);
             }
             return o + "]";
         }
@@ -286,7 +292,7 @@ std::string Value::repr_py() const {
             std::string o = "{";
             for (size_t k = 0; k < dict->size(); ++k) {
                 o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + (*dict)[k].second.repr_py();
-                check_text(o);
+                check_out(o);
             }
             return o + "}";
         }

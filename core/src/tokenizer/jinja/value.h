@@ -102,6 +102,8 @@ bool equal(const Value& a, const Value& b);
 // The longest text a value prints as (repr_py, str_py, json_dumps: imp::Error past it); the interpreter's limit on
 // a string (Interp::kMaxSize).
 constexpr size_t kMaxTextBytes = size_t(1) << 24;
+// Throws imp::Error when a text of n bytes would pass kMaxTextBytes (filters that build strings call it as they grow).
+void check_text(size_t n);
 // json.dumps(ensure_ascii=False); indent < 0: compact (", " and ": "), else newlines and indent spaces a level.
 std::string json_dumps(const Value& v, int indent, bool sort_keys);
 
