@@ -124,6 +124,13 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("{{ ('a' * 4000000) | replace('a', 'b' * 4000000) }}"), Catch::Contains("imp's limit"));
     CHECK_THAT(error_of("{{ ('a' * 4000000).replace('a', 'bbbbbbbbbb') }}"), Catch::Contains("imp's limit"));
     CHECK(render("{{ [1, 'x', 2] | join('-') }}|{{ 'aXbXc'.replace('X', '--', 1) }}") == "1-x-2|a--bXc");
+    // A value per character or part: bounded by the item limit (16 MB of text as 16 M values took 2.5 GB).
+    CHECK_THAT(error_of("{% for c in 'a' * 2000000 %}{% endfor %}"), Catch::Contains("items"));
+    CHECK_THAT(error_of("{{ ('a' * 2000000) | list | length }}"), Catch::Contains("items"));
+    CHECK_THAT(error_of("{{ ('a ' * 2000000).split() | length }}"), Catch::Contains("items"));
+    CHECK_THAT(error_of("{{ ('a,' * 2000000).split(',') | length }}"), Catch::Contains("items"));
+    CHECK(render("{% for c in 'abc' %}{{ c }}.{% endfor %}{{ 'ab' | list }}{{ 'a b'.split() }}{{ 'a,b,c'.rsplit(',', 1) }}") ==
+          "a.b.c.['a', 'b']['a', 'b']['a,b', 'c']");
     // A list doubled 20 times over one 1.6 MB string: 1.6 TB of text; stops at the limit.
     CHECK_THAT(error_of("{% set ns = namespace(l=['ab' * 800000]) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l "
                         "%}{% endfor %}{{ ns.l | length }}{{ ns.l }}"),

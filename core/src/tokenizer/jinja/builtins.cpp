@@ -167,8 +167,10 @@ Value Interp::filter(const std::string& name, Args& a, int line) {
     if (name == "list") {
         if (v.kind == Value::List) return v;
         List l;
-        if (v.kind == Value::Str)
+        if (v.kind == Value::Str) {
+            check_size(v.s().size(), line, kMaxItems);  // a value per character
             for (char c : v.s()) l.push_back(Value::str(std::string(1, c)));
+        }
         if (v.kind == Value::Dict)
             for (const auto& kv : *v.dict) l.push_back(Value::str(kv.first));
         return Value::new_list(std::move(l));
@@ -341,7 +343,7 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                 return Value::boolean(false);
             });
         if (name == "split" || name == "rsplit")
-            return m([sp, name](const Args& a) {
+            return m([this, sp, name, line](const Args& a) {
                 const std::string& s = *sp;
                 const Value* sep = a.get(0, "sep");
                 const Value* mx = a.get(1, "maxsplit");
@@ -358,6 +360,7 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                         else
                             while (q < s.size() && !is_ws(s[q])) ++q;
                         l.push_back(Value::str(s.substr(p, q - p)));
+                        check_size(l.size(), line, kMaxItems);
                         if (maxsplit > 0) --maxsplit;
                         p = q;
                     }
@@ -371,6 +374,7 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                         const size_t q = end >= d.size() ? s.rfind(d, end - d.size()) : std::string::npos;
                         if (q == std::string::npos) break;
                         parts.push_back(s.substr(q + d.size(), end - q - d.size()));
+                        check_size(parts.size(), line, kMaxItems);
                         end = q;
                     }
                     parts.push_back(s.substr(0, end));
@@ -381,6 +385,7 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                 for (size_t q; maxsplit != 0 && !d.empty() && (q = s.find(d, p)) != std::string::npos;
                      p = q + d.size()) {
                     l.push_back(Value::str(s.substr(p, q - p)));
+                    check_size(l.size(), line, kMaxItems);
                     if (maxsplit > 0) --maxsplit;
                 }
                 l.push_back(Value::str(s.substr(p)));

@@ -366,8 +366,10 @@ void Interp::run_for(const Node& n, std::string& out) {
         items = *it.list;
     else if (it.kind == Value::Dict)
         for (const auto& [k, v] : *it.dict) items.push_back(Value::str(k));
-    else if (it.kind == Value::Str)
+    else if (it.kind == Value::Str) {
+        check_size(it.s().size(), n.line, kMaxItems);  // a value per character
         for (char c : it.s()) items.push_back(Value::str(std::string(1, c)));
+    }
     else if (it.defined() && it.kind != Value::None)
         fail(n.line, std::string("cannot iterate over a ") + it.type_name());
     std::vector<std::string> names;
