@@ -17,16 +17,6 @@ void check_text(size_t n) {
                     " bytes");
 }
 
-namespace {
-[[noreturn]] void text_too_long() {
-    check_text(kMaxTextBytes + 1);
-    throw Error("unreachable");
-}
-void check_out(const std::string& o) {
-    check_text(o.size());
-}
-}  // namespace
-
 const Value* Args::get(size_t i, const char* name) const {
     for (const auto& [k, v] : kw)
         if (k == name) return &v;
@@ -187,9 +177,8 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
     auto nl = [&](int d) {
         if (indent < 0) return;
         o += '\n';
-        if (size_t(indent) * size_t(d) > kMaxTextBytes) text_too_long();
+        check_text(o.size() + size_t(indent) * size_t(d));  // before the spaces are appended
         o.append(size_t(indent) * size_t(d), ' ');
-        check_out(o);
     };
     const char* item_sep = indent < 0 ? ", " : ",";
     switch (v.kind) {
@@ -219,7 +208,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
                 if (k) o += item_sep;
                 nl(depth + 1);
                 dumps(o, (*v.list)[k], indent, sort, depth + 1);
-                check_out(o);
+                check_text(o.size());
             }
             nl(depth);
             o += ']';
@@ -241,7 +230,7 @@ void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
                 dump_str(o, items[k]->first);
                 o += ": ";
                 dumps(o, items[k]->second, indent, sort, depth + 1);
-                check_out(o);
+                check_text(o.size());
             }
             nl(depth);
             o += '}';
@@ -284,7 +273,7 @@ std::string Value::repr_py() const {
             std::string o = "[";
             for (size_t k = 0; k < list->size(); ++k) {
                 o += (k ? ", " : "") + (*list)[k].repr_py();
-                check_out(o);
+                check_text(o.size());
             }
             return o + "]";
         }
@@ -292,7 +281,7 @@ std::string Value::repr_py() const {
             std::string o = "{";
             for (size_t k = 0; k < dict->size(); ++k) {
                 o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + (*dict)[k].second.repr_py();
-                check_out(o);
+                check_text(o.size());
             }
             return o + "}";
         }
