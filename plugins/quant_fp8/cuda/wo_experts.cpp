@@ -29,17 +29,14 @@ const char* codec_name(Codec c) {
 
 class WoExperts final : public ExpertWeights {
 public:
-    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o, int gemm_nt_max,
-              int* sum_counters)
-        : name_(std::move(name)), l_(l), dev_(dev), o_(o), gemm_nt_max_(gemm_nt_max), sum_counters_(sum_counters) {
+    WoExperts(std::string name, const Layout& l, int64_t n_expert, uint8_t* dev, const Options& o, int gemm_nt_max)
+        : name_(std::move(name)), l_(l), dev_(dev), o_(o), gemm_nt_max_(gemm_nt_max) {
         n_expert_ = n_expert;
         rows_ = l.rows;
         cols_ = l.cols;
     }
     std::string type() const override { return codec_name(l_.codec); }
-    uint64_t bytes() const override {  // the experts, and the fused sum's counters when there are any
-        return uint64_t(n_expert_) * l_.bytes + (sum_counters_ ? sum_counter_bytes(l_) : 0);
-    }
+    uint64_t bytes() const override { return uint64_t(n_expert_) * l_.bytes; }
 
     // The pairs' rows of a weighted call, the grouping and (swiglu_input) the pairs' SwiGLU rows (whether or not a
     // given call needs them: the engine reserves the maximum once).
@@ -118,7 +115,7 @@ public:
         // The ungrouped GEMV stages silu(gate) * up itself (experts_swiglu, where its kernel takes the rows); other
         // GEMV calls read plain rows: SwiGLU into the workspace first.
         const bool staged = m.x_swiglu && nt == 0 && !grouped && o_.experts_swiglu &&
-                            gemv_swiglu_applies(l_, m.x, m.x_stride, o_.gemv_stage_async);
+                            gemv_swiglu_applies(l_, m.x, m.x_stride);
         const bool act_pass = m.x_swiglu && nt == 0 && !staged;
         const uint64_t group_off = weighted ? part_bytes(n_slots) : 0;
         const uint64_t act_off = group_off + (grouped ? group_bytes(n_pairs) : 0);
@@ -154,8 +151,6 @@ public:
         a.swiglu = staged;
         a.stage_x = o_.gemv_stage_x >= 1;
         a.x_int8 = o_.gemv_int8_x >= 1;
-        a.stage_async = o_.gemv_stage_async;
-        a.expert_warps = o_.gemv_expert_warps;
         if (grouped) {
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
@@ -201,16 +196,6 @@ public:
         auto* part = reinterpret_cast<float*>(ws);
         a.y = part;
         a.ys = rows_;
-        if (sum_counters_ && m.n_tokens <= kSumTokens && n_slots <= 65535) {  // the GEMV's last CTAs sum the slots
-            a.sum_counters = sum_counters_;
-            a.sum_weights = m.weights;
-            a.sum_extra_w = extra ? m.extra_weights : nullptr;
-            a.sum_y = m.y;
-            a.sum_ys = m.y_stride;
-            a.sum_accumulate = m.accumulate;
-            gemv(l_, a, st);
-            return;
-        }
         gemv(l_, a, st);
         experts_reduce(part, rows_, m.ids, m.weights, int(n_expert_), m.n_tokens, int(m.top_k), m.y, m.y_stride,
                        m.accumulate, h.pdl, st, extra != nullptr, m.extra_weights);
@@ -233,9 +218,6 @@ private:
         return std::min(nt, gemm_nt_max_);
     }
     bool grouped_ok() const { return o_.experts_grouped && n_expert_ <= kMaxGroupedExperts; }
-    static uint64_t sum_counter_bytes(const Layout& l) {
-        return uint64_t(kSumTokens) * uint64_t(gemv_sum_blocks(l)) * sizeof(int);
-    }
     uint64_t part_bytes(int64_t n_pairs) const { return round256(uint64_t(n_pairs) * uint64_t(rows_) * 4); }
     // SwiGLU rows for the GEMV paths of an x_swiglu call that do not stage them (grouped GEMV calls, rows the staged
     // kernel cannot take); only weights that ask for [gate | up] get such calls.
@@ -252,7 +234,6 @@ private:
     uint8_t* dev_;
     Options o_;
     int gemm_nt_max_;
-    int* sum_counters_;  // experts_fused_sum: kSumTokens x gemv_sum_blocks(l_), zero (the kernels leave them so)
 };
 
 }  // namespace
@@ -265,14 +246,7 @@ std::unique_ptr<ExpertWeights> make_experts(Executor& ex, std::string name, cons
     const int nt_max = o.experts_gemm != 0 ? experts_gemm_init(l) : 0;
     auto* dev = static_cast<uint8_t*>(ex.alloc(uint64_t(n_expert) * l.bytes, name.c_str()));
     upload_matrices(ex, l, fill, n_expert, dev);
-    int* counters = nullptr;
-    if (o.experts_fused_sum) {  // zero once here; the kernels leave them at zero
-        const uint64_t n = uint64_t(kSumTokens) * uint64_t(gemv_sum_blocks(l)) * sizeof(int);
-        counters = static_cast<int*>(ex.alloc(n, (name + ".sum_counters").c_str()));
-        const std::vector<int> zero(n / sizeof(int), 0);
-        ex.upload(counters, zero.data(), n);
-    }
-    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o, nt_max, counters);
+    return std::make_unique<WoExperts>(std::move(name), l, n_expert, dev, o, nt_max);
 }
 
 }  // namespace imp::wo

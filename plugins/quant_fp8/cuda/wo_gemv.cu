@@ -47,9 +47,6 @@ namespace {
 //     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
 //   kStageQ8 (NVFP4): x quantized to int8 per 16-column group as it is staged (GemvArgs::x_int8; q8_group in
 //     wo_gemv_chunk.cuh); the row sums take 4 codes a PRMT and a dp4a (compute_q8) instead of the fp32 decode.
-// With GemvArgs::stage_async the copies (copy, SwiGLU, norm) are cp.async, issued once the first weight chunks are
-// requested and waited for once the second ones are too (row_sums' ready), so their L2 latency overlaps the weights'
-// DRAM latency instead of coming before the second chunks' loads; the same values in shared memory, the same sums.
 constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4;
 
 // The executor's SwiGLU of four elements (silu_mul, bit for bit).
@@ -58,62 +55,13 @@ __device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
                        ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
 }
 
-// The staged kernels' copies: rows t < ntok of c4 float4 from x + xo[t] (16-byte aligned) into dst[t][c4] with
-// cp.async (L1 bypassed), one commit group; the row sums wait for them (ready) only once their next weight chunks
-// are requested, so the copies' L2 latency overlaps those loads' DRAM latency.
-template <int T>
-__device__ __forceinline__ void stage_rows_async(float4* dst, const float* x, const int64_t (&xo)[T], int ntok, int c4) {
-#pragma unroll
-    for (int t = 0; t < T; ++t) {
-        if (t >= ntok) break;
-        const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
-        for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) cp_async16(dst + t * c4 + i, s4 + i, true);
-    }
-    cp_async_commit();
-}
-
-// GemvArgs::sum_counters: this CTA of an ungrouped expert item has written rows [row0, row0 + nr) of the item's part
-// row (or nothing: an expert id out of range); count it, and the CTA that completes its token's items for these rows
-// sums them into sum_y in experts_reduce's order (slots 0 .. top_k - 1 by fmaf with their routing weights, then the
-// extra slot). Every thread of the CTA calls it.
-__device__ __forceinline__ void sum_arrive(const KP& p, int row0, int nr) {
-    __shared__ int last;
-    const int item = p.pair0 + int(blockIdx.y);
-    const int t = item >= p.n_routed ? item - p.n_routed : item / p.top_k;
-    const int arrivals = p.top_k + (p.extra ? 1 : 0);
-    __threadfence();  // this CTA's part rows are visible device-wide before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int* c = p.sum_counters + int64_t(t) * gridDim.x + blockIdx.x;
-        last = atomicAdd(c, 1) == arrivals - 1;
-        if (last) atomicExch(c, 0);  // every item of the token has arrived: zero for the next call or graph replay
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();  // the other CTAs' rows, seen after their counts
-    for (int i = int(threadIdx.x); i < nr; i += int(blockDim.x)) {
-        const int row = row0 + i;
-        float v = 0.f;
-        for (int j = 0; j < p.top_k; ++j) {
-            const int64_t q = int64_t(t) * p.top_k + j;
-            const int e = p.ids[q];
-            if (e >= 0 && e < p.n_expert) v = fmaf(p.sum_weights[q], __ldcg(p.y + q * p.ys + row), v);
-        }
-        if (p.extra)
-            v = fmaf(p.sum_extra_w ? p.sum_extra_w[t] : 1.f, __ldcg(p.y + int64_t(p.n_routed + t) * p.ys + row), v);
-        float* yp = p.sum_y + int64_t(t) * p.sum_ys + row;
-        *yp = p.sum_accumulate ? *yp + v : v;
-    }
-}
-
-// W: warps per CTA (8; the staged kernels of expert calls also 4 or 2, GemvArgs::expert_warps).
-template <Codec C, int T, int S, int X = kStagePlain, int W = kWarps>
-__global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
+template <Codec C, int T, int S, int X = kStagePlain>
+__global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
     static_assert(X == kStagePlain || S == 0, "the staged kernels run the Regs plan (their rows and the Async ring "
                                               "would share the dynamic shared memory)");
-    __shared__ float red[2 * W][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
-    const int L = p.lanes, groups = W * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256 (at most W warps)
+    __shared__ float red[2 * kWarps][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
+    const int L = p.lanes, groups = kWarps * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256 (one to 8 warps)
     const int gi = int(threadIdx.x) / L, li = int(threadIdx.x) % L;
     const int SL = L < 32 ? L : 32;  // lanes summed by shuffles: a slot
     const int r0 = (int(blockIdx.x) * groups + gi) * RW;
@@ -151,10 +99,6 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
 #pragma unroll
                 for (int t = 0; t < T; ++t)
                     if (t < cnt) y[yo[t] + row] = 0.f;
-            if (p.sum_counters) {  // wrote nothing, still counts
-                const int row0 = int(blockIdx.x) * groups * RW;
-                sum_arrive(p, row0, min(groups * RW, p.rows - row0));
-            }
             return;
         } else {
             m += uint64_t(e) * p.mat_bytes;
@@ -210,10 +154,6 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
         const int c4 = p.cols / 4;
         auto stage = [&] {
             if (dense) ::imp::cuda::pdl_wait();
-            if (p.stage_async) {
-                stage_rows_async(xc4, x, xo, ntok, c4);
-                return;
-            }
 #pragma unroll
             for (int t = 0; t < T; ++t) {
                 if (t >= ntok) break;
@@ -222,83 +162,40 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
             }
             __syncthreads();
         };
-        auto ready = [&] {
-            if (!p.stage_async) return;
-            cp_async_wait_all();
+        int64_t so[T];
+#pragma unroll
+        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xc4), so, ntok, stage, acc);
+    } else if constexpr (X == kStageSwiglu) {
+        extern __shared__ float4 xa4[];  // [T][cols / 4]: silu(gate) * up of the item's [gate | up] row
+        const int c4 = p.cols / 4;
+        auto stage = [&] {
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                if (t >= ntok) break;
+                const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
+                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) xa4[t * c4 + i] = silu_mul4(s4[i], s4[c4 + i]);
+            }
             __syncthreads();
         };
         int64_t so[T];
 #pragma unroll
         for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
-        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xc4), so, ntok, stage, ready, acc);
-    } else if constexpr (X == kStageSwiglu) {
-        // [T][2 * cols / 4]: the item's [gate | up] row copied as it is, then silu(gate) * up in the gate half
-        extern __shared__ float4 xa4[];
-        const int c4 = p.cols / 4;
-        auto stage = [&] {  // async: gate and up element i by the same thread, which combines them in ready
-#pragma unroll
-            for (int t = 0; t < T; ++t) {
-                if (t >= ntok) break;
-                const float4* s4 = reinterpret_cast<const float4*>(x + xo[t]);
-                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
-                    if (p.stage_async) {
-                        cp_async16(xa4 + t * 2 * c4 + i, s4 + i, true);
-                        cp_async16(xa4 + t * 2 * c4 + c4 + i, s4 + c4 + i, true);
-                    } else {
-                        const float4 g = s4[i], u = s4[c4 + i];
-                        xa4[t * 2 * c4 + i] = silu_mul4(g, u);
-                    }
-                }
-            }
-            if (p.stage_async)
-                cp_async_commit();
-            else
-                __syncthreads();
-        };
-        auto ready = [&] {
-            if (!p.stage_async) return;
-            cp_async_wait_all();  // each thread's own copies; it combines only those
-#pragma unroll
-            for (int t = 0; t < T; ++t) {
-                if (t >= ntok) break;
-                for (int i = int(threadIdx.x); i < c4; i += int(blockDim.x)) {
-                    const float4 g = xa4[t * 2 * c4 + i], u = xa4[t * 2 * c4 + c4 + i];
-                    xa4[t * 2 * c4 + i] = silu_mul4(g, u);
-                }
-            }
-            __syncthreads();
-        };
-        int64_t so[T];
-#pragma unroll
-        for (int t = 0; t < T; ++t) so[t] = int64_t(t) * 2 * p.cols;
-        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xa4), so, ntok, stage, ready, acc);
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xa4), so, ntok, stage, acc);
     } else if constexpr (X == kStageNorm) {
         extern __shared__ float4 xn4[];  // [T][cols / 4]
         __shared__ float nred[32];
         auto stage = [&] {
             ::imp::cuda::pdl_wait();
-            if (!p.stage_async) {
-                ::imp::cuda::stage_rms_norm_rows(xn4, x, p.xs, ntok, p.cols, p.norm, p.norm_eps, nred);
-                return;
-            }
-            int64_t ro[T];
-#pragma unroll
-            for (int t = 0; t < T; ++t) ro[t] = int64_t(t) * p.xs;
-            stage_rows_async(xn4, x, ro, ntok, p.cols / 4);
-        };
-        auto ready = [&] {
-            if (!p.stage_async) return;
-            cp_async_wait_all();
-            __syncthreads();
-            ::imp::cuda::rms_norm_rows_in_place(xn4, ntok, p.cols, p.norm, p.norm_eps, nred);
+            ::imp::cuda::stage_rms_norm_rows(xn4, x, p.xs, ntok, p.cols, p.norm, p.norm_eps, nred);
         };
         int64_t so[T];
 #pragma unroll
         for (int t = 0; t < T; ++t) so[t] = int64_t(t) * p.cols;
-        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xn4), so, ntok, stage, ready, acc);
+        row_sums<C, T, RW, S, true>(p, m, r0, li, L, reinterpret_cast<const float*>(xn4), so, ntok, stage, acc);
     } else {
         const bool dense = !p.ids;
-        row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, [dense] { if (dense) ::imp::cuda::pdl_wait(); }, [] {}, acc);
+        row_sums<C, T, RW, S>(p, m, r0, li, L, x, xo, ntok, [dense] { if (dense) ::imp::cuda::pdl_wait(); }, acc);
     }
 #pragma unroll
     for (int r = 0; r < RW; ++r)
@@ -329,23 +226,19 @@ __global__ void __launch_bounds__(W * 32) wo_gemv_kernel(KP p) {
             *yp = p.accumulate ? *yp + v : v;
         }
     }
-    if (p.sum_counters) {
-        const int row0 = int(blockIdx.x) * groups * RW;
-        sum_arrive(p, row0, min(groups * RW, p.rows - row0));
-    }
 }
 
-// Launches kernel k (CTAs of W warps) over n_items work items of T tokens: every row group's CTAs (grid x), up to
-// 65535 items (grid y) a launch.
-template <int T, int W = kWarps, typename Kernel>
+// Launches kernel k over n_items work items of T tokens: every row group's CTAs (grid x), up to 65535 items (grid y)
+// a launch.
+template <int T, typename Kernel>
 void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st) {
-    const int rows_per_cta = W * 32 / p.lanes * kRowsPerGroup<T>;
+    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
         q.pair0 = i0;
         const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
         IMP_CUDA_CHECK(::imp::cuda::launch(k, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(W * 32), smem, st, pdl, q));
+                                           dim3(kWarps * 32), smem, st, pdl, q));
     }
 }
 
@@ -356,33 +249,26 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
 }
 
 // A call of a staged kernel (Regs; X as wo_gemv_kernel's): its staged rows in dynamic shared memory, T x cols
-// floats (kStageSwiglu with stage_async: the [gate | up] row, 2 x cols; kStageQ8: gemv_q8_smem bytes); CTAs of w
-// warps (8, or for one-token calls 4 or 2).
+// floats (kStageQ8: gemv_q8_smem bytes).
 template <Codec C, int T, int X>
-void launch_staged(const KP& p, int n_items, int w, bool pdl, cudaStream_t st) {
-    const size_t smem = X == kStageQ8      ? size_t(gemv_q8_smem(p.nch * 32, T))
-                        : X == kStageSwiglu && p.stage_async ? size_t(T) * size_t(p.cols) * 8  // [gate | up]
-                                                             : size_t(T) * size_t(p.cols) * 4;
-    if constexpr (T == 1 && X != kStageNorm) {  // expert calls (the norm stage is dense only)
-        if (w == 4) return launch_items<T, 4>(wo_gemv_kernel<C, T, 0, X, 4>, p, n_items, smem, pdl, st);
-        if (w == 2) return launch_items<T, 2>(wo_gemv_kernel<C, T, 0, X, 2>, p, n_items, smem, pdl, st);
-    }
+void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const size_t smem = X == kStageQ8 ? size_t(gemv_q8_smem(p.nch * 32, T)) : size_t(T) * size_t(p.cols) * 4;
     launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st);
 }
 
-// The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts); w as launch_staged's.
+// The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts).
 template <Codec C, int X>
-void launch_staged_tokens(const KP& p, int T, int n_items, int w, bool pdl, cudaStream_t st) {
+void launch_staged_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
     if constexpr (X == kStageSwiglu)
-        launch_staged<C, 1, X>(p, n_items, w, pdl, st);
+        launch_staged<C, 1, X>(p, n_items, pdl, st);
     else if (T <= 1)
-        launch_staged<C, 1, X>(p, n_items, w, pdl, st);
+        launch_staged<C, 1, X>(p, n_items, pdl, st);
     else if (T <= 2)
-        launch_staged<C, 2, X>(p, n_items, w, pdl, st);
+        launch_staged<C, 2, X>(p, n_items, pdl, st);
     else if (T <= 4)
-        launch_staged<C, 4, X>(p, n_items, w, pdl, st);
+        launch_staged<C, 4, X>(p, n_items, pdl, st);
     else
-        launch_staged<C, 8, X>(p, n_items, w, pdl, st);
+        launch_staged<C, 8, X>(p, n_items, pdl, st);
 }
 
 template <Codec C, int S>
@@ -411,18 +297,13 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
 // the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
 template <int X>
 void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
-    // Expert calls of one token per item: CTAs of a.expert_warps warps where it asks for 4 or 2 and the row groups
-    // (kw warps) fit them; else 8 (so the lanes of a row group, and the sums, never depend on the setting).
     const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
-    const int w = a.ids && T == 1 && (a.expert_warps == 4 || a.expert_warps == 2) && kw <= a.expert_warps
-                      ? a.expert_warps
-                      : kWarps;
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
     if (l.codec == Codec::NVFP4)
-        launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, w, a.pdl, st);
+        launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, a.pdl, st);
     else if constexpr (X != kStageQ8)
-        launch_staged_tokens<Codec::FP8, X>(p, T, n_items, w, a.pdl, st);
+        launch_staged_tokens<Codec::FP8, X>(p, T, n_items, a.pdl, st);
 }
 
 template <Codec C, int T>
@@ -481,9 +362,6 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         throw Error("weight-only GEMV called with " + std::to_string(a.n_tokens) + " tokens, at most " +
                     std::to_string(kMaxGemvTokens));
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
-    if (a.sum_counters && (!experts || grouped || n_items > 65535))
-        throw Error("weight-only GEMV: a fused slot sum on a call that is not an ungrouped expert call of at most "
-                    "65535 items");
     if (a.kw != 0 && a.kw != 1 && a.kw != 2 && a.kw != 4 && a.kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(a.kw) + " is not 1, 2, 4 or 8");
     if (a.norm) {  // gemv_norm_applies checked the rest
@@ -493,7 +371,7 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
         return;
     }
     if (a.swiglu) {
-        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs, a.stage_async))
+        if (!experts || grouped || !gemv_swiglu_applies(l, a.x, a.xs))
             throw Error("weight-only GEMV: a SwiGLU-input call its kernel does not take");
         run_staged<kStageSwiglu>(l, a, T, n_items, st);
         return;
@@ -561,13 +439,6 @@ KP kernel_params(const Layout& l, const GemvArgs& a, int T) {
     p.n_routed = p.extra ? a.n_routed : INT_MAX;
     p.norm = a.norm;
     p.norm_eps = a.norm_eps;
-    p.stage_async = a.stage_async ? 1 : 0;
-    p.sum_counters = a.sum_counters;
-    p.sum_weights = a.sum_weights;
-    p.sum_extra_w = a.sum_extra_w;
-    p.sum_y = a.sum_y;
-    p.sum_ys = a.sum_ys;
-    p.sum_accumulate = a.sum_accumulate ? 1 : 0;
     return p;
 }
 

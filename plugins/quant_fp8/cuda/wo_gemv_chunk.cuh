@@ -38,15 +38,6 @@ struct KP {
     int n_routed;
     const float* norm;  // dense calls: x is RMS-normalized with this weight first (GemvArgs::norm), or null
     float norm_eps;
-    int stage_async;  // the staged kernels copy x with cp.async (GemvArgs::stage_async)
-    // GemvArgs::sum (weighted ungrouped expert calls): y rows written to the part rows of each item; the last CTA of
-    // a token's items for a block of rows sums them into sum_y.
-    int* sum_counters;  // [token][gridDim.x], left at zero; null: no fused sum
-    const float* sum_weights;
-    const float* sum_extra_w;
-    float* sum_y;
-    int64_t sum_ys;
-    int sum_accumulate, sum_extra;
 };
 
 struct GemvArgs;
@@ -284,21 +275,16 @@ __device__ __forceinline__ void issue_stage(const KP& p, const uint8_t* m, int r
 }
 
 // The row group's sums over its lanes' chunks: Regs (S == 0), Regs2 (S == kRegs2) or Async (S stages).
-// wait(): called once the first chunks' loads are issued (the PDL wait of a dense call; a staged call issues the
-// asynchronous copies of its x rows there). ready(): called by every thread before the first chunk is computed
-// (Regs: once the second chunks' loads are issued too, so their DRAM latency overlaps the staging's L2 latency); a
-// staged call waits for its copies there, finishes the staging (SwiGLU, norm) and synchronizes the block.
-// SX: x is in shared memory (load_x).
-template <Codec C, int T, int RW, int S, bool SX = false, typename Wait, typename Ready>
+// wait(): called by every thread once the first chunks' loads are issued (the PDL wait of a dense call; a staged
+// call stages its x rows there and synchronizes the block). SX: x is in shared memory (load_x).
+template <Codec C, int T, int RW, int S, bool SX = false, typename Wait>
 __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, int li, int L, const float* x,
-                                         const int64_t (&xo)[T], int ntok, const Wait& wait, const Ready& ready,
-                                         float (&acc)[RW][T]) {
+                                         const int64_t (&xo)[T], int ntok, const Wait& wait, float (&acc)[RW][T]) {
     if constexpr (S == kRegs2) {  // the chunks two and one steps ahead in registers while one is computed
         Chunk<C> c0[RW], c1[RW], c2[RW];
         load_chunk<C, RW>(p, m, r0, li, c0);
         load_chunk<C, RW>(p, m, r0, li + L, c1);
         wait();
-        ready();
         for (int ch = li; ch < p.nch; ch += L) {
             load_chunk<C, RW>(p, m, r0, ch + 2 * L, c2);
             compute<C, T, RW, SX>(p, x, xo, ntok, c0, ch, acc);
@@ -308,28 +294,11 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
                 c1[r] = c2[r];
             }
         }
-    } else if constexpr (S == 0 && !SX) {  // no staging: ready() does nothing
-        Chunk<C> cur[RW], nxt[RW];
-        load_chunk<C, RW>(p, m, r0, li, cur);
-        wait();
-        ready();
-        for (int ch = li; ch < p.nch; ch += L) {
-            load_chunk<C, RW>(p, m, r0, ch + L, nxt);
-            compute<C, T, RW, SX>(p, x, xo, ntok, cur, ch, acc);
-#pragma unroll
-            for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
-        }
     } else if constexpr (S == 0) {
         Chunk<C> cur[RW], nxt[RW];
         load_chunk<C, RW>(p, m, r0, li, cur);
         wait();
-        // The first iteration peeled: every thread reaches ready() (lanes with no chunk too).
-        load_chunk<C, RW>(p, m, r0, li + L, nxt);
-        ready();
-        compute<C, T, RW, SX>(p, x, xo, ntok, cur, li, acc);
-#pragma unroll
-        for (int r = 0; r < RW; ++r) cur[r] = nxt[r];
-        for (int ch = li + L; ch < p.nch; ch += L) {
+        for (int ch = li; ch < p.nch; ch += L) {
             load_chunk<C, RW>(p, m, r0, ch + L, nxt);
             compute<C, T, RW, SX>(p, x, xo, ntok, cur, ch, acc);
 #pragma unroll
@@ -341,7 +310,6 @@ __device__ __forceinline__ void row_sums(const KP& p, const uint8_t* m, int r0, 
 #pragma unroll
         for (int s = 0; s + 1 < S; ++s) issue_stage<C, RW>(p, m, r0, li + s * L, ring, s, sc[s]);
         wait();
-        ready();
         const int n_it = li < p.nch ? (p.nch - li + L - 1) / L : 0;
         for (int it0 = 0; it0 < n_it; it0 += S) {
 #pragma unroll

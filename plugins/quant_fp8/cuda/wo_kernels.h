@@ -65,25 +65,6 @@ struct GemvArgs {
     // The Regs plan's calls (dense, or ungrouped experts) stage x in shared memory first (each CTA copies its rows),
     // where gemv_stage_applies; the same sums. Other plans ignore it.
     bool stage_x = false;
-    // The staged kernels (stage_x, swiglu, norm) copy x into shared memory with cp.async, issued after the first
-    // weight chunks' loads and waited for after the second ones' (the copy's L2 latency overlaps their DRAM
-    // latency); the same staged values and sums as without.
-    bool stage_async = false;
-    // Ungrouped expert calls (one token per item) on the staged kernels (stage_x, swiglu, x_int8): warps per CTA,
-    // 8 (0 too), 4 or 2, where the call's row groups (kw warps) fit them (else 8). Smaller CTAs spread an expert
-    // call's rows more evenly over the SMs (288 CTAs of 8 warps on 132 SMs leave 24 SMs with 3 and the rest with 2);
-    // the same sums.
-    int expert_warps = 0;
-    // Ungrouped expert calls with routing weights whose items write their rows to a part buffer (y, ys = rows):
-    // the last CTA of a token's items (top_k, + 1 with the extra slot) for a block of rows sums them into sum_y as
-    // experts_reduce does (slot order, then the extra slot times sum_extra_w or 1; the same bits), so no reduce
-    // kernel runs. sum_counters: at least n_tokens x gemv_sum_blocks(l) ints, zero, left at zero.
-    int* sum_counters = nullptr;
-    const float* sum_weights = nullptr;
-    const float* sum_extra_w = nullptr;
-    float* sum_y = nullptr;
-    int64_t sum_ys = 0;
-    bool sum_accumulate = false;
     // NVFP4, the Regs plan's calls (dense, or ungrouped experts): x quantized to int8 per 16-column group as each
     // CTA stages it (unit amax / 127, codes rint(x * 127 / amax)), the products summed by dp4a: not the fp32 sums
     // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored.
@@ -95,14 +76,10 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // and, past one token or for expert items (rows xs apart), its row stride a multiple of 4 floats; the rows within
 // kMaxNormSmem.
 bool gemv_stage_applies(const Layout& l, int64_t n_tokens, const float* x, int64_t xs, bool experts = false);
-// Counters per token a GEMV with GemvArgs::sum_counters needs: its most CTAs along the rows (4 rows a CTA).
-inline int64_t gemv_sum_blocks(const Layout& l) { return (l.rows + 3) / 4; }
-// Tokens up to which a weighted decode expert call can fuse its sum (GemvArgs::sum_counters).
-constexpr int64_t kSumTokens = 8;
 // Whether an ungrouped expert call can stage its [gate | up] rows (GemvArgs::swiglu): each CTA writes silu(gate) *
-// up (cols floats), or with stage_async copies both halves (2 x cols floats) and then combines them.
-inline bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs, bool stage_async) {
-    return gemv_stage_applies(l, stage_async ? 2 : 1, x, xs, true);
+// up (cols floats).
+inline bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {
+    return gemv_stage_applies(l, 1, x, xs, true);
 }
 // The shared memory of GemvArgs::x_int8's staged rows for cp padded columns and n_tokens (its token bucket), and
 // whether a call can take it (NVFP4, 1-8 tokens, the rows within kMaxNormSmem).

@@ -433,19 +433,19 @@ TEST_CASE("quant_fp8 cuda: experts_swiglu: the decode expert GEMV stages silu(ga
     }
 }
 
-TEST_CASE("quant_fp8 cuda: gemv_stage_async: the staged GEMVs copy x with cp.async, the same bits",
+TEST_CASE("quant_fp8 cuda: the staged GEMVs (x, SwiGLU, norm) on forced warps per row group, the same bits",
           "[quant_fp8_gpu][gemv][experts]") {
     auto ex = make_gpu();
     std::mt19937 rng(556);
     for (const bool per_row : {false, true}) {
         INFO((per_row ? "per row" : "per tensor"));
-        f8::cuda::Settings async, sync, plain;  // all staged kernels on (async or not) against none
-        for (f8::cuda::Settings* s : {&async, &sync}) {
+        f8::cuda::Settings staged, ring, plain;  // all staged kernels on against none
+        for (f8::cuda::Settings* s : {&staged, &ring}) {
             s->gemv_stage_x = 2;
             s->experts_swiglu = true;
             s->fuse_norm = true;
         }
-        async.gemv_stage_async = true;
+        ring.gemv_async = true;  // a norm-fused call runs the regs plan whatever the setting's plan
         plain.gemv_stage_x = 0;
         plain.experts_swiglu = false;
         plain.fuse_norm = false;
@@ -453,84 +453,22 @@ TEST_CASE("quant_fp8 cuda: gemv_stage_async: the staged GEMVs copy x with cp.asy
             const Fp8 f = random_fp8(rows, cols, per_row, rng);
             for (const int kw : {0, 1, 2}) {  // automatic, 1 and 2 warps a row group
                 INFO("kw " << kw);
-                async.gemv_kw = sync.gemv_kw = plain.gemv_kw = kw;  // the same plan: the same lanes and sums
-                const auto wa = load(*ex, f, async), ws = load(*ex, f, sync), wp = load(*ex, f, plain);
-                gemv_cases(*ex, *wa, f.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
-                stage_x_same_bits(*ex, *wa, *wp, rng);
-                norm_same_bits(*ex, *wa, *ws, rng);
+                staged.gemv_kw = ring.gemv_kw = plain.gemv_kw = kw;  // the same plan: the same lanes and sums
+                const auto ws = load(*ex, f, staged), wr = load(*ex, f, ring), wp = load(*ex, f, plain);
+                gemv_cases(*ex, *ws, f.w, rng, {1, 2, 3, 5, 8}, "staged x");
+                stage_x_same_bits(*ex, *ws, *wp, rng);
+                norm_same_bits(*ex, *ws, *wr, rng);
             }
         }
-        async.gemv_kw = sync.gemv_kw = plain.gemv_kw = 0;
+        staged.gemv_kw = plain.gemv_kw = 0;
         const int64_t n_expert = 6, rows = 77, cols = 372;
         const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
         const Fp8 shared = random_fp8(rows, cols, per_row, rng);
-        const auto wa = load_stack(*ex, st, async), wp = load_stack(*ex, st, plain);
-        const auto da = load(*ex, shared, async), dp = load(*ex, shared, plain);
-        experts_cases(*ex, *wa, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
-        stage_x_same_bits(*ex, *wa, *wp, rng);
-        swiglu_staged_cases(*ex, *wa, *wp, *da, *dp, rng);
-    }
-}
-
-TEST_CASE("quant_fp8 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 and 2 warps, the same bits",
-          "[quant_fp8_gpu][experts]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(558);
-    for (const bool per_row : {false, true})
-        for (const int64_t cols : {372, 1040}) {  // half-warp and whole-warp row groups
-            const int64_t n_expert = 6, rows = 77;
-            const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
-            const Fp8 shared = random_fp8(rows, cols, per_row, rng);
-            f8::cuda::Settings plain;
-            plain.gemv_stage_x = 0;
-            plain.experts_swiglu = false;
-            const auto wp = load_stack(*ex, st, plain);
-            const auto dp = load(*ex, shared, plain);
-            for (const int w : {4, 2}) {
-                // the decode calls here (at most 6 items) take 8 warps a row group, so their CTAs stay at 8 warps;
-                // the 33-token calls on ungrouped weights (132 items, one warp a row group) run the smaller CTAs
-                INFO((per_row ? "per row, " : "per tensor, ") << cols << " columns, " << w << " warps");
-                f8::cuda::Settings s, eight;
-                s.gemv_expert_warps = w;
-                const auto ws = load_stack(*ex, st, s), w8 = load_stack(*ex, st, eight);
-                stage_x_same_bits(*ex, *ws, *w8, rng);
-                experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5}, gemm_rounding);
-                swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
-                f8::cuda::Settings u = s;
-                u.experts_grouped = false;
-                experts_cases(*ex, *load_stack(*ex, st, u), st.ref, 1e-4, rng, {33}, RoundOf()  /* ungrouped: exact */);
-            }
-        }
-}
-
-TEST_CASE("quant_fp8 cuda: experts_fused_sum: the GEMV's last CTAs sum the slots, the same bits",
-          "[quant_fp8_gpu][experts]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(560);
-    const int64_t n_expert = 6, rows = 77, cols = 372;
-    for (const bool per_row : {false, true}) {
-        const Fp8Stack st = random_stack(n_expert, rows, cols, per_row, rng);
-        const Fp8 shared = random_fp8(rows, cols, per_row, rng), other = random_fp8(rows, cols, !per_row, rng);
-        f8::cuda::Settings plain;
-        plain.gemv_stage_x = 0;
-        plain.experts_swiglu = false;
-        const auto wp = load_stack(*ex, st, plain);
-        const auto dp = load(*ex, shared, plain);
-        for (int v = 0; v < 4; ++v) {  // staged (8 and 2 warps), plain regs, the cp.async ring
-            f8::cuda::Settings s;
-            s.experts_fused_sum = true;
-            s.gemv_expert_warps = v == 1 ? 2 : 8;
-            s.gemv_stage_x = v >= 2 ? 0 : 1;
-            s.gemv_async = v == 3;
-            INFO((per_row ? "per row" : "per tensor") << ", variant " << v);
-            f8::cuda::Settings o = s;
-            o.experts_fused_sum = false;
-            const auto ws = load_stack(*ex, st, s), wo = load_stack(*ex, st, o);
-            stage_x_same_bits(*ex, *ws, *wo, rng);
-            experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
-            extra_cases(*ex, *ws, st.ref, *load(*ex, shared, s), shared.w, *load(*ex, other, s), rng);
-            if (v <= 1) swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
-        }
+        const auto ws = load_stack(*ex, st, staged), wp = load_stack(*ex, st, plain);
+        const auto ds = load(*ex, shared, staged), dp = load(*ex, shared, plain);
+        experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+        stage_x_same_bits(*ex, *ws, *wp, rng);
+        swiglu_staged_cases(*ex, *ws, *wp, *ds, *dp, rng);
     }
 }
 

@@ -525,7 +525,7 @@ inline void norm_cases(CudaExecutor& ex, const Weight& w, const std::vector<floa
 }
 
 // Norm-fused calls (FusedMatmul::norm) of two weights of the same matrix that both take them (`a` and `b` differ in a
-// setting that must not change the result, e.g. gemv_stage_async), bit for bit: 1-8 tokens (those whose staged rows
+// setting that must not change the result, e.g. the gemv plan, which norm-fused calls ignore), bit for bit: 1-8 tokens (those whose staged rows
 // fit), x strides cols and cols + 4, y = and +=; fresh random inputs, rows of different scales.
 inline void norm_same_bits(CudaExecutor& ex, const Weight& a, const Weight& b, std::mt19937& rng) {
     const int64_t rows = a.rows(), cols = a.cols(), ys = rows + 5;

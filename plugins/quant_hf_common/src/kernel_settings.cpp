@@ -17,10 +17,6 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
     reg.add_setting({"experts_fused_down", false,
                      "CUDA: the MoE down projection reads the [gate | up] rows (SwiGLU folded in) and sums each decode "
                      "token's experts in the same kernel", {}});
-    reg.add_setting({"experts_fused_sum", false,
-                     "CUDA: decode expert matmuls with routing weights (the MoE down projection): the GEMV's thread "
-                     "blocks that finish a token's slots for a block of rows sum them into the output (no reduce "
-                     "kernel; the same sums in the same order)", {}});
     reg.add_setting({"experts_swiglu", true,
                      "CUDA: the MoE down projection reads the [gate | up] rows and its decode GEMV applies SwiGLU as it "
                      "stages them (no SwiGLU kernel between the gate|up and down launches)", {}});
@@ -59,15 +55,6 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
                      "| experts (the MoE expert calls of decode) | all (those and dense calls)",
                      {"off", "experts", "all"}});
-    reg.add_setting({"gemv_stage_async", false,
-                     "CUDA: the GEMVs that stage x in shared memory (gemv_stage_x, experts_swiglu, fuse_norm) copy it "
-                     "with asynchronous copies that overlap the weights' first loads (the same values and sums)",
-                     {}});
-    reg.add_setting({"gemv_expert_warps", std::string("8"),
-                     "CUDA: warps per thread block of the decode expert GEMVs that stage x (gemv_stage_x, "
-                     "experts_swiglu, gemv_int8_x): 8 | 4 | 2 (smaller blocks spread an expert call's rows more "
-                     "evenly over the SMs; the same sums)",
-                     {"8", "4", "2"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -78,7 +65,6 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.experts_grouped = s.get_bool("experts_grouped");
     k.experts_fused_down = s.get_bool("experts_fused_down");
     k.experts_swiglu = s.get_bool("experts_swiglu");
-    k.experts_fused_sum = s.get_bool("experts_fused_sum");
     k.fuse_norm = s.get_bool("fuse_norm");
     const std::string& eg = s.get_string("experts_gemm");
     k.experts_gemm = eg == "off" ? 0 : eg == "auto" ? -1 : std::stoi(eg);
@@ -91,8 +77,6 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_stage_x = sx == "all" ? 2 : sx == "experts" ? 1 : 0;
     const std::string& ix = s.get_string("gemv_int8_x");
     k.gemv_int8_x = ix == "all" ? 2 : ix == "experts" ? 1 : 0;
-    k.gemv_stage_async = s.get_bool("gemv_stage_async");
-    k.gemv_expert_warps = std::stoi(s.get_string("gemv_expert_warps"));
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

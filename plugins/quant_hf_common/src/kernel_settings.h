@@ -43,13 +43,6 @@ struct KernelSettings {
     // 0 never, 1 expert calls (decode), 2 those and dense calls. Profiles default to 2 ("all", kernel_settings.cpp);
     // this struct's 0 keeps the kernel tests that build Settings themselves on the exact sums.
     int gemv_int8_x = 0;
-    // GEMV staged kernels (gemv_stage_x, experts_swiglu, fuse_norm): x copied with cp.async, waited for once the
-    // second weight chunks are requested (GemvArgs::stage_async).
-    bool gemv_stage_async = false;
-    // Decode expert GEMVs on the staged kernels: warps per CTA (8, 4 or 2; GemvArgs::expert_warps).
-    int gemv_expert_warps = 8;
-    // Decode expert calls with routing weights: the GEMV's last CTAs sum the slots (no reduce kernel).
-    bool experts_fused_sum = false;
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
     // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per

@@ -460,113 +460,42 @@ TEST_CASE("quant_nvfp4 cuda: gemv_stage_x: x staged in shared memory, dense and 
     stage_x_same_bits(*ex, *w, *w0, rng);
 }
 
-TEST_CASE("quant_nvfp4 cuda: gemv_stage_async: the staged GEMVs copy x with cp.async, the same bits",
+TEST_CASE("quant_nvfp4 cuda: the staged GEMVs (x, SwiGLU, norm) on forced warps per row group, the same bits",
           "[quant_nvfp4_gpu][gemv][experts]") {
     auto ex = make_gpu();
     std::mt19937 rng(531);
-    nv::cuda::Settings async, sync, plain;  // all staged kernels on (async or not) against none
-    for (nv::cuda::Settings* s : {&async, &sync}) {
+    nv::cuda::Settings staged, ring, plain;  // all staged kernels on against none
+    for (nv::cuda::Settings* s : {&staged, &ring}) {
         s->gemv_stage_x = 2;
         s->experts_swiglu = true;
         s->fuse_norm = true;
     }
-    async.gemv_stage_async = true;
+    ring.gemv_async = true;  // a norm-fused call runs the regs plan whatever the setting's plan
     plain.gemv_stage_x = 0;
     plain.experts_swiglu = false;
     plain.fuse_norm = false;
-    // dense: staged copies (1-8 tokens) and the fused norm, against the plain kernel and the synchronous staging
+    // dense: staged copies (1-8 tokens) and the fused norm, against the plain kernel
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 1040}, {77, 2048}}) {
         const Nv n = random_nvfp4(rows, cols, rng);
         for (const int kw : {0, 1, 2}) {  // automatic (half-warp groups on 368 columns), 1 and 2 warps a group
             INFO("kw " << kw);
-            async.gemv_kw = sync.gemv_kw = plain.gemv_kw = kw;  // the same plan: the same lanes and sums
-            const auto wa = load(*ex, n, async), ws = load(*ex, n, sync), wp = load(*ex, n, plain);
-            gemv_cases(*ex, *wa, n.w, rng, {1, 2, 3, 5, 8}, "staged x, cp.async");
-            stage_x_same_bits(*ex, *wa, *wp, rng);
-            norm_same_bits(*ex, *wa, *ws, rng);
+            staged.gemv_kw = ring.gemv_kw = plain.gemv_kw = kw;  // the same plan: the same lanes and sums
+            const auto ws = load(*ex, n, staged), wr = load(*ex, n, ring), wp = load(*ex, n, plain);
+            gemv_cases(*ex, *ws, n.w, rng, {1, 2, 3, 5, 8}, "staged x");
+            stage_x_same_bits(*ex, *ws, *wp, rng);
+            norm_same_bits(*ex, *ws, *wr, rng);
         }
     }
-    async.gemv_kw = sync.gemv_kw = plain.gemv_kw = 0;
+    staged.gemv_kw = plain.gemv_kw = 0;
     // experts: staged copies and the staged SwiGLU (with the extra slot)
     const int64_t n_expert = 6, rows = 77, cols = 368;
     const NvStack st = random_stack(n_expert, rows, cols, rng);
     const Nv shared = random_nvfp4(rows, cols, rng);
-    const auto wa = load_stack(*ex, st, rows, cols, async), wp = load_stack(*ex, st, rows, cols, plain);
-    const auto da = load(*ex, shared, async), dp = load(*ex, shared, plain);
-    experts_cases(*ex, *wa, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
-    stage_x_same_bits(*ex, *wa, *wp, rng);
-    swiglu_staged_cases(*ex, *wa, *wp, *da, *dp, rng);
-}
-
-TEST_CASE("quant_nvfp4 cuda: gemv_expert_warps: decode expert GEMVs in CTAs of 4 and 2 warps, the same bits",
-          "[quant_nvfp4_gpu][experts]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(537);
-    // 77 rows: a partial row group and several CTAs at every width. These decode calls (at most 6 items) take the
-    // automatic 8 warps a row group, so 2 and 4 warps fall back to 8-warp CTAs there (the same lanes, the same sums);
-    // the 33-token calls below on ungrouped weights (132 items: one warp, half-warp groups on 368 columns, whole
-    // warps on 1040) run the smaller CTAs.
-    for (const int64_t cols : {368, 1040}) {
-        const int64_t n_expert = 6, rows = 77;
-        const NvStack st = random_stack(n_expert, rows, cols, rng);
-        const Nv shared = random_nvfp4(rows, cols, rng);
-        nv::cuda::Settings plain;
-        plain.gemv_stage_x = 0;
-        plain.experts_swiglu = false;
-        const auto wp = load_stack(*ex, st, rows, cols, plain);
-        const auto dp = load(*ex, shared, plain);
-        for (const int w : {4, 2})
-            for (const bool int8 : {false, true}) {
-                INFO(cols << " columns, " << w << " warps" << (int8 ? ", int8 x" : ""));
-                nv::cuda::Settings s, eight;  // the defaults: x staged, SwiGLU staged
-                s.gemv_expert_warps = w;
-                s.gemv_int8_x = eight.gemv_int8_x = int8 ? 1 : 0;
-                const auto ws = load_stack(*ex, st, rows, cols, s), w8 = load_stack(*ex, st, rows, cols, eight);
-                stage_x_same_bits(*ex, *ws, *w8, rng);  // the copy (or int8) kernel against 8-warp CTAs
-                if (int8) continue;
-                experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5}, gemm_rounding);
-                swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
-                nv::cuda::Settings u = s;  // every pair its own GEMV item: 33 tokens x top_k 1-4, many CTAs
-                u.experts_grouped = false;
-                experts_cases(*ex, *load_stack(*ex, st, rows, cols, u), st.ref, 1e-4, rng, {33}, RoundOf()  /* ungrouped: exact */);
-            }
-    }
-}
-
-TEST_CASE("quant_nvfp4 cuda: experts_fused_sum: the GEMV's last CTAs sum the slots, the same bits",
-          "[quant_nvfp4_gpu][experts]") {
-    auto ex = make_gpu();
-    std::mt19937 rng(535);
-    const int64_t n_expert = 6, rows = 77, cols = 368;
-    const NvStack st = random_stack(n_expert, rows, cols, rng);
-    const Nv shared = random_nvfp4(rows, cols, rng), other = random_nvfp4(rows, cols + 32, rng);
-    nv::cuda::Settings plain;  // no staging, no SwiGLU staging, the reduce kernel
-    plain.gemv_stage_x = 0;
-    plain.experts_swiglu = false;
-    const auto wp = load_stack(*ex, st, rows, cols, plain);
-    const auto dp = load(*ex, shared, plain);
-    // every kernel the decode expert GEMV runs: staged copy and SwiGLU (8 and 2 warps), int8 x, plain regs, the
-    // cp.async ring and regs2
-    for (int v = 0; v < 6; ++v) {
-        nv::cuda::Settings s;
-        s.experts_fused_sum = true;
-        s.gemv_expert_warps = v == 1 ? 2 : 8;
-        s.gemv_int8_x = v == 2 ? 1 : 0;
-        s.gemv_stage_x = v >= 3 ? 0 : 1;
-        s.gemv_async = v == 4;
-        s.gemv_regs2 = v == 5;
-        INFO("variant " << v);
-        const auto ws = load_stack(*ex, st, rows, cols, s), wo = load_stack(*ex, st, rows, cols, [&] {
-            nv::cuda::Settings o = s;  // the same kernels with the reduce kernel
-            o.experts_fused_sum = false;
-            return o;
-        }());
-        stage_x_same_bits(*ex, *ws, *wo, rng);  // weighted and not, x per slot or not; counters reused call after call
-        if (v == 2) continue;  // int8 x: not the reference's exact sums
-        experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
-        extra_cases(*ex, *ws, st.ref, *load(*ex, shared, s), shared.w, *load(*ex, other, s), rng);
-        if (v <= 1) swiglu_staged_cases(*ex, *ws, *wp, *load(*ex, shared, s), *dp, rng);
-    }
+    const auto ws = load_stack(*ex, st, rows, cols, staged), wp = load_stack(*ex, st, rows, cols, plain);
+    const auto ds = load(*ex, shared, staged), dp = load(*ex, shared, plain);
+    experts_cases(*ex, *ws, st.ref, 1e-4, rng, {1, 2, 5, 33}, gemm_rounding);
+    stage_x_same_bits(*ex, *ws, *wp, rng);
+    swiglu_staged_cases(*ex, *ws, *wp, *ds, *dp, rng);
 }
 
 TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (dense and expert GEMVs)",
