@@ -149,3 +149,41 @@ TEST_CASE("jinja: unsupported constructs and errors name the construct and the l
     CHECK_THAT(error_of("{{ 'a' + 1 }}"), Catch::Contains("unsupported operand types for +: str and int"));
     CHECK_THAT(error_of("{{ 'x }}"), Catch::Contains("t:1:"));
 }
+
+TEST_CASE("jinja: deep nesting of templates and values is an error, not a deep recursion", "[tokenizer][jinja]") {
+    auto rep = [](const std::string& s, int n) {
+        std::string o;
+        for (int i = 0; i < n; ++i) o += s;
+        return o;
+    };
+    const int n = 100000;  // found by the chat_template fuzzer: nested brackets and unary '+' overflowed the stack
+    CHECK_THAT(error_of("{{ " + rep("(", n) + "1" + rep(")", n) + " }}"), Catch::Contains("t:1: the template nests deeper than imp's limit of 256"));
+    CHECK_THAT(error_of("{{ 9" + rep("+", n) + "1 }}"), Catch::Contains("nests deeper than imp's limit of 256"));
+    CHECK_THAT(error_of("{{ " + rep("not ", n) + "1 }}"), Catch::Contains("nests deeper than imp's limit of 256"));
+    CHECK_THAT(error_of("{{ " + rep("[", n) + rep("]", n) + " }}"), Catch::Contains("nests deeper than imp's limit of 256"));
+    CHECK_THAT(error_of(rep("{% if true %}", n) + "x" + rep("{% endif %}", n)), Catch::Contains("nests deeper than imp's limit of 256"));
+    // Chains build their trees without recursion; their height is bounded too (the tree is freed recursively).
+    CHECK_THAT(error_of("{{ " + rep("1 + ", n) + "1 }}"), Catch::Contains("an expression nests deeper than imp's limit of 256"));
+    CHECK_THAT(error_of("{{ 1" + rep(" | abs", n) + " }}"), Catch::Contains("an expression nests deeper"));
+    CHECK_THAT(error_of("{{ a" + rep(".b", n) + " }}"), Catch::Contains("an expression nests deeper"));
+    CHECK_THAT(error_of("{{ a" + rep("[0]", n) + " }}"), Catch::Contains("an expression nests deeper"));
+    CHECK_THAT(error_of("{{ a" + rep("()", n) + " }}"), Catch::Contains("an expression nests deeper"));
+    // Within the limit: as deep as the renderer goes.
+    CHECK(render("{{ " + rep("(", 100) + "1" + rep(")", 100) + " }}|{{ " + rep("1 + ", 100) + "1 }}") == "1|101");
+    CHECK(render(rep("{% if true %}", 50) + "x" + rep("{% endif %}", 50)) == "x");
+    // Values nest without a parser: a namespace attribute wrapped once an iteration. Freeing it does not recurse;
+    // printing, tojson and == stop at kMaxValueDepth; a namespace that holds itself is an error, not a loop.
+    const std::string deep = "{% set ns = namespace(x=none) %}{% for i in range(60000) %}{% set ns.x = [ns.x] %}{% endfor %}";
+    CHECK(render(deep + "ok") == "ok");
+    CHECK(render(deep + "{{ ns.x | length }}") == "1");
+    CHECK_THAT(error_of(deep + "{{ ns.x }}"), Catch::Contains("a value nests deeper than imp's limit of 256 levels"));
+    CHECK_THAT(error_of(deep + "{{ ns.x | tojson }}"), Catch::Contains("a value nests deeper than imp's limit"));
+    CHECK_THAT(error_of(deep + "{{ ns.x == ns.x }}"), Catch::Contains("a value nests deeper than imp's limit"));
+    CHECK_THAT(error_of("{% set ns = namespace(x=none) %}{% for i in range(60000) %}{% set ns.x = {'a': ns.x} %}"
+                        "{% endfor %}{{ ns.x }}"),
+               Catch::Contains("a value nests deeper than imp's limit"));
+    CHECK_THAT(error_of("{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns | tojson }}"),
+               Catch::Contains("a value nests deeper than imp's limit"));
+    CHECK(render("{% set ns = namespace(a=1) %}{% set ns.a = [ns] %}{{ ns.a }}") == "[<Namespace>]");
+    CHECK(render("{{ " + rep("[", 100) + "1" + rep("]", 100) + " | tojson | length }}") == "201");
+}

@@ -29,8 +29,32 @@ private:
     [[noreturn]] void fail(int line, const std::string& what) const {
         throw Error(name_ + ":" + std::to_string(line) + ": " + what);
     }
+    // One level of the parser's recursion (a block, a bracketed or unary sub-expression) while it lives.
+    struct Nest {
+        Parser& p;
+        Nest(Parser& parser, int line) : p(parser) {
+            if (++p.nest_ > kMaxParseNest)
+                p.fail(line, "the template nests deeper than imp's limit of " + std::to_string(kMaxParseNest));
+        }
+        ~Nest() { --p.nest_; }
+        Nest(const Nest&) = delete;
+        Nest& operator=(const Nest&) = delete;
+    };
+    // e with its children in place: its height, which may not pass kMaxParseNest (chains grow without recursion).
+    ExprP grown(ExprP e) {
+        int d = 0;
+        for (const ExprP& a : e->args)
+            if (a) d = std::max(d, a->depth);
+        for (const auto& kv : e->kwargs)
+            if (kv.second) d = std::max(d, kv.second->depth);
+        e->depth = d + 1;
+        if (e->depth > kMaxParseNest)
+            fail(e->line, "an expression nests deeper than imp's limit of " + std::to_string(kMaxParseNest));
+        return e;
+    }
     // --- statements ---
     NodeP body(size_t& pos, const std::vector<std::string>& stop) {
+        const Nest nest(*this, pos < chunks_.size() ? chunks_[pos].line : 1);
         auto seq = std::make_shared<Node>();
         seq->kind = Node::Seq;
         while (pos < chunks_.size()) {
@@ -196,16 +220,17 @@ private:
         auto t = node(Expr::MakeTuple);
         t->args.push_back(e);
         while (accept(",")) t->args.push_back(expr());
-        return t;
+        return grown(t);
     }
     ExprP expr() {
+        const Nest nest(*this, peek().line);
         ExprP e = or_expr(false);
         if (accept("if")) {
             auto c = node(Expr::Cond);
             c->args.push_back(or_expr(false));
             c->args.push_back(e);
             c->args.push_back(accept("else") ? expr() : nullptr);
-            return c;
+            return grown(c);
         }
         return e;
     }
@@ -222,10 +247,10 @@ private:
     }
     ExprP not_expr() {
         if (peek().kind == Tok::Name && peek().s == "not") {
-            next();
+            const Nest nest(*this, next().line);
             auto u = node(Expr::Unary, "not");
             u->args.push_back(not_expr());
-            return u;
+            return grown(u);
         }
         return compare();
     }
@@ -276,16 +301,17 @@ private:
     }
     ExprP unary() {
         if (peek().kind == Tok::Op && (peek().s == "-" || peek().s == "+")) {
+            const Nest nest(*this, peek().line);
             auto u = node(Expr::Unary, next().s);
             u->args.push_back(unary());
-            return filters(u);
+            return filters(grown(u));
         }
         return filters(postfix(primary()));
     }
     ExprP bin(const std::string& op, ExprP l, ExprP r) {
         auto b = node(Expr::Binary, op);
         b->args = {l, r};
-        return b;
+        return grown(b);
     }
     void call_args(ExprP c) {
         while (!accept(")")) {
@@ -357,7 +383,7 @@ private:
                         break;
                     }
                 }
-                return tu;
+                return grown(tu);
             }
             expect(")");
             return e;
@@ -371,7 +397,7 @@ private:
                     break;
                 }
             }
-            return l;
+            return grown(l);
         }
         if (t.kind == Tok::Op && t.s == "{") {
             auto d = node(Expr::MakeDict);
@@ -384,7 +410,7 @@ private:
                     break;
                 }
             }
-            return d;
+            return grown(d);
         }
         fail(t.line, "unexpected '" + (t.kind == Tok::End ? std::string("end of tag") : t.s) + "' in expression");
     }
@@ -393,7 +419,7 @@ private:
             if (accept(".")) {
                 auto a = node(Expr::Attr, name_tok());
                 a->args.push_back(e);
-                e = a;
+                e = grown(a);
             } else if (accept("[")) {
                 ExprP parts[3];
                 int n = 0;
@@ -411,12 +437,12 @@ private:
                 auto it = node(slice ? Expr::Slice : Expr::Item);
                 it->args = {e, parts[0]};
                 if (slice) it->args.push_back(parts[1]), it->args.push_back(parts[2]);
-                e = it;
+                e = grown(it);
             } else if (accept("(")) {
                 auto c = node(Expr::Call);
                 c->args.push_back(e);
                 call_args(c);
-                e = c;
+                e = grown(c);
             } else {
                 return e;
             }
@@ -428,7 +454,7 @@ private:
                 auto f = node(Expr::Filter, name_tok());
                 f->args.push_back(e);
                 if (accept("(")) call_args(f);
-                e = f;
+                e = grown(f);
             } else if (peek().kind == Tok::Name && peek().s == "is") {
                 next();
                 auto t = node(Expr::Test);
@@ -442,7 +468,7 @@ private:
                             peek().s != "if")) {
                     t->args.push_back(primary());
                 }
-                e = t;
+                e = grown(t);
             } else {
                 return e;
             }
@@ -454,6 +480,7 @@ private:
     std::vector<Chunk> chunks_;
     std::vector<Tok> toks_;
     size_t tp_ = 0;
+    int nest_ = 0;  // Nest levels alive
 };
 
 }  // namespace

@@ -17,6 +17,53 @@ void check_text(size_t n) {
                     " bytes");
 }
 
+namespace {
+// Lists and dicts whose storage a ListFree / DictFree call is freeing, on this thread: the outermost call frees them
+// one after the other, the calls their elements' destructors make only queue theirs.
+struct Freeing {
+    std::vector<List*> lists;
+    std::vector<Dict*> dicts;
+    bool active = false;
+};
+thread_local Freeing freeing;
+
+template <typename T>
+void free_iteratively(T* p, std::vector<T*>& queue) noexcept {
+    if (freeing.active) {
+        try {
+            queue.push_back(p);
+            return;
+        } catch (...) {  // no memory to queue it: free it here (recursion, bounded by what memory allowed)
+            delete p;
+            return;
+        }
+    }
+    freeing.active = true;
+    delete p;
+    while (!freeing.lists.empty() || !freeing.dicts.empty()) {
+        if (!freeing.lists.empty()) {
+            List* l = freeing.lists.back();
+            freeing.lists.pop_back();
+            delete l;
+        } else {
+            Dict* d = freeing.dicts.back();
+            freeing.dicts.pop_back();
+            delete d;
+        }
+    }
+    freeing.active = false;
+}
+
+void check_depth(int depth) {
+    if (depth > kMaxValueDepth)
+        throw Error("a value nests deeper than imp's limit of " + std::to_string(kMaxValueDepth) +
+                    " levels (a namespace holding itself?)");
+}
+}  // namespace
+
+void ListFree::operator()(List* p) const noexcept { free_iteratively(p, freeing.lists); }
+void DictFree::operator()(Dict* p) const noexcept { free_iteratively(p, freeing.dicts); }
+
 const Value* Args::get(size_t i, const char* name) const {
     for (const auto& [k, v] : kw)
         if (k == name) return &v;
@@ -174,6 +221,7 @@ void dump_str(std::string& o, const std::string& s) {
 }
 
 void dumps(std::string& o, const Value& v, int indent, bool sort, int depth) {
+    check_depth(depth);
     auto nl = [&](int d) {
         if (indent < 0) return;
         o += '\n';
@@ -255,24 +303,35 @@ std::string Value::str_py() const {
     }
 }
 
-std::string Value::repr_py() const {
-    switch (kind) {
+namespace {
+std::string repr_at(const Value& v, int depth);
+}
+
+std::string Value::repr_py() const { return repr_at(*this, 0); }
+
+namespace {
+std::string repr_at(const Value& v, int depth) {
+    check_depth(depth);
+    const auto& list = v.list;
+    const auto& dict = v.dict;
+    switch (v.kind) {
+        using enum Value::Kind;
         case Undefined:
             return "";
         case None:
             return "None";
         case Bool:
-            return b ? "True" : "False";
+            return v.b ? "True" : "False";
         case Int:
-            return std::to_string(i);
+            return std::to_string(v.i);
         case Float:
-            return float_repr(f);
+            return float_repr(v.f);
         case Str:
-            return str_repr(s());
+            return str_repr(v.s());
         case List: {
             std::string o = "[";
             for (size_t k = 0; k < list->size(); ++k) {
-                o += (k ? ", " : "") + (*list)[k].repr_py();
+                o += (k ? ", " : "") + repr_at((*list)[k], depth + 1);
                 check_text(o.size());
             }
             return o + "]";
@@ -280,7 +339,7 @@ std::string Value::repr_py() const {
         case Dict: {
             std::string o = "{";
             for (size_t k = 0; k < dict->size(); ++k) {
-                o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + (*dict)[k].second.repr_py();
+                o += (k ? ", " : "") + str_repr((*dict)[k].first) + ": " + repr_at((*dict)[k].second, depth + 1);
                 check_text(o.size());
             }
             return o + "}";
@@ -293,7 +352,8 @@ std::string Value::repr_py() const {
     return "";
 }
 
-bool equal(const Value& a, const Value& b) {
+bool equal_at(const Value& a, const Value& b, int depth) {
+    check_depth(depth);
     if (a.is_number() && b.is_number()) return a.as_double() == b.as_double();
     if (a.kind != b.kind)
         return (a.kind == Value::Undefined || a.kind == Value::None) &&
@@ -304,13 +364,13 @@ bool equal(const Value& a, const Value& b) {
         case Value::List:
             if (a.list->size() != b.list->size()) return false;
             for (size_t k = 0; k < a.list->size(); ++k)
-                if (!equal((*a.list)[k], (*b.list)[k])) return false;
+                if (!equal_at((*a.list)[k], (*b.list)[k], depth + 1)) return false;
             return true;
         case Value::Dict:
             if (a.dict->size() != b.dict->size()) return false;
             for (const auto& [k, v] : *a.dict) {
                 const Value* o = b.find(k);
-                if (!o || !equal(v, *o)) return false;
+                if (!o || !equal_at(v, *o, depth + 1)) return false;
             }
             return true;
         case Value::None:
@@ -320,6 +380,9 @@ bool equal(const Value& a, const Value& b) {
             return a.dict == b.dict && a.fn == b.fn;
     }
 }
+}  // namespace
+
+bool equal(const Value& a, const Value& b) { return equal_at(a, b, 0); }
 
 std::string json_dumps(const Value& v, int indent, bool sort_keys) {
     std::string o;

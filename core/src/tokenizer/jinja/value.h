@@ -15,6 +15,17 @@ namespace imp::jinja {
 struct Value;
 using List = std::vector<Value>;
 using Dict = std::vector<std::pair<std::string, Value>>;  // insertion order, as Python dicts
+// Free a list's or dict's storage without recursion: a value nested N deep (a namespace attribute wrapped in a list
+// once a loop iteration) would otherwise be freed by N nested destructor calls and overflow the stack.
+struct ListFree {
+    void operator()(List* p) const noexcept;
+};
+struct DictFree {
+    void operator()(Dict* p) const noexcept;
+};
+// The deepest nesting of lists, dicts and namespaces that printing, tojson and == follow (a namespace can hold
+// itself); past it they are an imp::Error.
+constexpr int kMaxValueDepth = 256;
 struct Args {
     std::vector<Value> pos;
     std::vector<std::pair<std::string, Value>> kw;
@@ -71,13 +82,13 @@ struct Value {
     static Value new_list(jinja::List l = {}) {
         Value v;
         v.kind = List;
-        v.list = std::make_shared<jinja::List>(std::move(l));
+        v.list = std::shared_ptr<jinja::List>(new jinja::List(std::move(l)), ListFree{});
         return v;
     }
     static Value new_dict(jinja::Dict d = {}) {
         Value v;
         v.kind = Dict;
-        v.dict = std::make_shared<jinja::Dict>(std::move(d));
+        v.dict = std::shared_ptr<jinja::Dict>(new jinja::Dict(std::move(d)), DictFree{});
         return v;
     }
     static Value func(Func f) {
@@ -119,6 +130,7 @@ struct Expr {
     std::vector<ExprP> args;  // operands / call arguments (Slice: object, start, stop, step; null = absent)
     std::vector<std::pair<std::string, ExprP>> kwargs;
     bool negate = false;  // `is not`
+    int depth = 1;        // the height of the tree under this node (the parser bounds it: kMaxParseNest)
 };
 
 struct Node;
