@@ -186,4 +186,7 @@ TEST_CASE("jinja: deep nesting of templates and values is an error, not a deep r
                Catch::Contains("a value nests deeper than imp's limit"));
     CHECK(render("{% set ns = namespace(a=1) %}{% set ns.a = [ns] %}{{ ns.a }}") == "[<Namespace>]");
     CHECK(render("{{ " + rep("[", 100) + "1" + rep("]", 100) + " | tojson | length }}") == "201");
+    // The step limit names the line of the loop body that passes it (it said line 0).
+    CHECK_THAT(error_of("\n{% for i in range(900000) %}\n{% endfor %}"),
+               Catch::Contains("t:2: the template takes more than imp's limit of 1048576 evaluation steps"));
 }

@@ -54,9 +54,11 @@ private:
     }
     // --- statements ---
     NodeP body(size_t& pos, const std::vector<std::string>& stop) {
-        const Nest nest(*this, pos < chunks_.size() ? chunks_[pos].line : 1);
+        const int line = pos < chunks_.size() ? chunks_[pos].line : chunks_.empty() ? 1 : chunks_.back().line;
+        const Nest nest(*this, line);
         auto seq = std::make_shared<Node>();
         seq->kind = Node::Seq;
+        seq->line = line;  // where its steps are counted (a loop body's iterations)
         while (pos < chunks_.size()) {
             const Chunk& c = chunks_[pos];
             if (c.kind == Chunk::Text) {
