@@ -125,6 +125,13 @@ inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols,
     f.push_back({"nvfp4", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
                      return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(), 0.01f, "nvfp4", ns);
                  }});
+    if (plan == 0) {  // the regs plan's int8-x kernel (gemv_int8_x = all: the profiles' default)
+        nvfp4::cuda::Settings q = ns;
+        q.gemv_int8_x = 2;
+        f.push_back({"nvfp4q8", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
+                         return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(), 0.01f, "nvfp4", q);
+                     }});
+    }
     const float s8 = 0.01f;
     f.push_back({"fp8", double(rows * cols), [=, &ex] {
                      return fp8::cuda::make_weight(ex, rows, cols, rw->q8.data(), &s8, 1, "fp8", fs);
