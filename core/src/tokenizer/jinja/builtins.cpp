@@ -78,9 +78,10 @@ void Interp::install_globals() {
                for (__int128 k = b; st > 0 ? k < e : k > e; k += st) l.push_back(Value::integer(int64_t(k)));
                return Value::new_list(std::move(l));
            }));
-    assign("namespace", Value::func([](const Args& a) {
+    assign("namespace", Value::func([this](const Args& a) {
                Value v = Value::new_dict();
                v.kind = Value::Ns;
+               namespaces_.push_back(v.dict);
                for (const auto& [k, x] : a.kw) v.dict->emplace_back(k, x);
                return v;
            }));

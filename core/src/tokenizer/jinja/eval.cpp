@@ -447,6 +447,14 @@ void Interp::define_macro(const Node& n) {
            }));
 }
 
+Interp::~Interp() {
+    for (const auto& w : namespaces_)
+        if (const auto d = w.lock()) {
+            jinja::Dict attrs;
+            attrs.swap(*d);  // freed here, after the swap: a namespace's own attributes may hold the last reference to it
+        }
+}
+
 std::string Interp::run(const Node& root, const json::Value& context) {
     scopes_.clear();
     scopes_.emplace_back();

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,11 @@ namespace imp::jinja {
 class Interp {
 public:
     explicit Interp(std::string name) : name_(std::move(name)) {}
+    // Empties every namespace the template made: `set ns.a = ns` (or a list holding ns) is a cycle that reference
+    // counting alone would never free.
+    ~Interp();
+    Interp(const Interp&) = delete;
+    Interp& operator=(const Interp&) = delete;
     std::string run(const Node& root, const json::Value& context);
 
     // Limits on what a template may make imp do (a model file's template is input like any other): evaluation steps
@@ -57,6 +63,7 @@ private:
     int cur_line_ = 0;
     uint64_t steps_ = 0;
     int depth_ = 0;
+    std::vector<std::weak_ptr<jinja::Dict>> namespaces_;  // the attributes of every namespace() made
 };
 
 }  // namespace imp::jinja
