@@ -42,10 +42,9 @@ uint64_t round256(uint64_t v) {
 class CudaExperts final : public ExpertWeights {
 public:
     CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a,
-                bool swiglu, int* sum_counters, int gemm_smem, int gemm_nt, int gemm_ctas, int gemm_stages,
-                int64_t gemm_tokens)
+                bool swiglu, int* sum_counters, int gemm_smem, int gemm_nt, int gemm_ctas, int64_t gemm_tokens)
         : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a), swiglu_(swiglu),
-          sum_counters_(sum_counters), gemm_smem_(gemm_smem), gemm_nt_(gemm_nt), gemm_ctas_(gemm_ctas), gemm_stages_(gemm_stages),
+          sum_counters_(sum_counters), gemm_smem_(gemm_smem), gemm_nt_(gemm_nt), gemm_ctas_(gemm_ctas),
           gemm_tokens_(gemm_tokens) {
         n_expert_ = n_expert;
         rows_ = l.rows;
@@ -112,12 +111,7 @@ public:
             a.n_items = int(max_groups);
             experts_group(m.ids, int(n_pairs), int(n_expert_), a.zero_invalid, g, g + 1, g + 1 + 3 * max_groups,
                           h.pdl, st, group);
-            GemmPlan gp;
-            gp.nt = nt;
-            gp.ctas = plan_.gemm_ctas > 0 ? plan_.gemm_ctas : gemm_ctas_;
-            gp.stages = plan_.gemm_stages > 0 ? plan_.gemm_stages : gemm_stages_;
-            gp.smem = gemm_smem_;
-            experts_gemm(l_, a, gp, st);
+            experts_gemm(l_, a, nt, plan_.gemm_ctas > 0 ? plan_.gemm_ctas : gemm_ctas_, st);
         } else if (grouped) {
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
@@ -149,9 +143,6 @@ public:
         if (p.gemm_nt != 0 && (gemm_nt_ <= 0 || experts_gemm_nt(l_, gemm_smem_, p.gemm_nt) != p.gemm_nt))
             throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_nt) +
                         " token tiles per group (2, 4 or 8 whose activations fit in shared memory)");
-        if (p.gemm_stages < 0 || p.gemm_stages > 4)
-            throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_stages) +
-                        " stages (0 to 4)");
         if (p.gemm_ctas < 0 || p.gemm_ctas > 2)
             throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_ctas) +
                         " CTAs per SM (0, 1 or 2)");
@@ -192,7 +183,6 @@ private:
     int gemm_smem_ = 0;            // the GEMM's dynamic shared memory limit (experts_gemm_smem)
     int gemm_nt_ = 0;              // 8-token tiles per GEMM group (experts_gemm_nt), 0: no GEMM for this weight
     int gemm_ctas_ = 1;            // [plugin.quant_ggml] experts_gemm_ctas
-    int gemm_stages_ = 1;          // [plugin.quant_ggml] experts_gemm_stages
     int64_t gemm_tokens_ = 0;      // [plugin.quant_ggml] experts_gemm_tokens
 };
 
@@ -314,8 +304,7 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(counters, zero.data(), n);
     }
     auto w = std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters,
-                                           gemm_smem, gemm_nt, opt.experts_gemm_ctas, opt.experts_gemm_stages,
-                                           opt.experts_gemm_tokens);
+                                           gemm_smem, gemm_nt, opt.experts_gemm_ctas, opt.experts_gemm_tokens);
     w->set_plan({0, 0, opt.experts_kw});
     return w;
 }

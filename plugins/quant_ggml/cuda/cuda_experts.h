@@ -53,7 +53,6 @@ struct ExpertsPlan {
     int kw = 0;
     int gemm_nt = 0;
     int gemm_ctas = 0;
-    int gemm_stages = 0;  // 0: CudaOptions::experts_gemm_stages; 1 registers; 2-4 the ring (GemmPlan::stages)
 };
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan);
 

@@ -6,15 +6,14 @@
 
 namespace imp::ggml::cuda {
 
-bool experts_gemm_k(const DeviceLayout& l, const ExpertsArgs& a, const GemmPlan& p, cudaStream_t st);
+bool experts_gemm_k(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t st);
 bool prepare_experts_gemm_k(Type t, int smem_bytes);
 
 namespace {
 
 template <class L>
-void launch_q(const DeviceLayout& l, const ExpertsArgs& a, const GemmPlan& p, cudaStream_t st) {
-    launch_gemm(GemmTiledA<L>{static_cast<const uint8_t*>(a.w), l.rg_bytes}, l, a, p.nt, p.ctas, p.stages, p.smem,
-                int(l.chunks), st);
+void launch_q(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t st) {
+    launch_gemm(GemmTiledA<L>{static_cast<const uint8_t*>(a.w), l.rg_bytes}, l, a, nt, ctas, int(l.chunks), st);
 }
 
 int64_t bf16_chunks(const DeviceLayout& l) {
@@ -56,18 +55,18 @@ int experts_gemm_smem(int device) {
     return std::max(0, optin - 2048);  // the kernel's static shared memory (pair rows) stays below 2 KiB
 }
 
-void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, const GemmPlan& p, cudaStream_t st) {
+void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t st) {
     if (a.n_items <= 0) return;
     switch (l.type) {
-        case Type::Q4_0: launch_q<LayoutQ4_0>(l, a, p, st); break;
-        case Type::Q4_1: launch_q<LayoutQ4_1>(l, a, p, st); break;
-        case Type::Q8_0: launch_q<LayoutQ8_0>(l, a, p, st); break;
+        case Type::Q4_0: launch_q<LayoutQ4_0>(l, a, nt, ctas, st); break;
+        case Type::Q4_1: launch_q<LayoutQ4_1>(l, a, nt, ctas, st); break;
+        case Type::Q8_0: launch_q<LayoutQ8_0>(l, a, nt, ctas, st); break;
         case Type::BF16:
-            launch_gemm(GemmBf16A{static_cast<const uint8_t*>(a.w), l.ld, int(l.rows)}, l, a, p.nt, p.ctas, 1, p.smem,
+            launch_gemm(GemmBf16A{static_cast<const uint8_t*>(a.w), l.ld, int(l.rows)}, l, a, nt, ctas,
                         int(bf16_chunks(l)), st);
             break;
         default:
-            if (!experts_gemm_k(l, a, p, st))
+            if (!experts_gemm_k(l, a, nt, ctas, st))
                 throw Error(std::string("quant_ggml: no CUDA expert GEMM for type ") + type_info(l.type).name);
     }
 }

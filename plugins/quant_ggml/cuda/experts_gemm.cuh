@@ -12,7 +12,6 @@
 // group's pairs are skipped. Each output (row, pair) is written once by one thread: deterministic, no atomics.
 #pragma once
 #include <algorithm>
-#include <type_traits>
 
 #include "gemv_experts.cuh"
 
@@ -29,17 +28,12 @@ __host__ __device__ constexpr int64_t gemm_b_stride(int64_t kp) {
 // A operand of a tiled block type L: tile (rg, ch) of one expert.
 template <class L>
 struct GemmTiledA {
-    using Layout = L;
     using Frag = typename L::Frag;
     static constexpr int kChunkCols = L::kChunkCols, kSteps = L::kSteps;
     const uint8_t* w;
     int64_t rg_bytes;
     __device__ __forceinline__ void load(int rg, int ch, int lane, Frag& f) const {
         L::load(w + int64_t(rg) * rg_bytes + int64_t(ch) * L::kTileBytes, lane, f);
-    }
-    // The tile staged in shared memory at t (experts_gemm_staged_kernel's ring).
-    __device__ __forceinline__ static void load_staged(const uint8_t* t, int lane, Frag& f) {
-        L::template load<SharedTile>(t, lane, f);
     }
     // Signed codes (code - kOffset) of A-register k as floats, exact.
     __device__ __forceinline__ static void codes_f(const Frag& f, int s, int k, float& v0, float& v1) {
@@ -148,51 +142,6 @@ __device__ __forceinline__ void gemm_stage_b(const GemmArgs& a, const float* con
     }
 }
 
-// One chunk of the CTA's GEMM in a warp: its two row groups' A fragments f0, f1 (f1 only when has1) times the staged
-// activations' 8-token B fragments (bl: this lane's first B element; ntn tiles), accumulated into acc.
-template <class A, int NT>
-__device__ __forceinline__ void gemm_chunk(const A& wa, const typename A::Frag& f0, const typename A::Frag& f1,
-                                           bool has1, int ntn, const uint8_t* bl, int64_t b_stride, int ch,
-                                           float (&acc)[2][NT][4]) {
-    const uint8_t* bc = bl + int64_t(ch) * A::kChunkCols * 2;
-#pragma unroll
-    for (int s = 0; s < A::kSteps; ++s) {
-        uint32_t a0[4], a1[4];
-        wa.regs(f0, s, a0);
-        if (has1) wa.regs(f1, s, a1);
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            if (j >= ntn) break;
-            const uint2 b = *reinterpret_cast<const uint2*>(bc + int64_t(8 * j) * b_stride + 32 * s);
-            mma_bf16(acc[0][j], a0[0], a0[1], a0[2], a0[3], b.x, b.y);
-            if (has1) mma_bf16(acc[1][j], a1[0], a1[1], a1[2], a1[3], b.x, b.y);
-        }
-    }
-}
-
-// A warp's outputs: rows of its row groups rg0 (and rg0 + 1 when has1) for the group's n pairs.
-template <int NT>
-__device__ __forceinline__ void gemm_store(const GemmArgs& a, float* const* orow, int rg0, bool has1, int n, int ntn,
-                                           int lane, const float (&acc)[2][NT][4]) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        if (r == 1 && !has1) break;
-        const int row = (rg0 + r) * kTileRows + (lane >> 2);
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            if (j >= ntn) break;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int rr = row + 8 * (e >> 1), t = 8 * j + 2 * (lane & 3) + (e & 1);
-                if (rr < a.rows && t < n) {
-                    float* yp = orow[t] + rr;
-                    *yp = a.accumulate ? *yp + acc[r][j][e] : acc[r][j][e];
-                }
-            }
-        }
-    }
-}
-
 // MINB: CTAs per SM the registers must allow (1, or 2: at most 128 registers a thread, [plugin.quant_ggml]
 // experts_gemm_ctas; spills where the operands need more). The same arithmetic in the same order either way:
 // the outputs are the same bits.
@@ -235,7 +184,20 @@ __global__ void __launch_bounds__(kGemmWarps * 32, MINB) experts_gemm_kernel(A w
             for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
     const uint8_t* bl = smem_gemm + int64_t(lane >> 2) * a.b_stride + 8 * (lane & 3);
     const auto compute = [&](const typename A::Frag& f0, const typename A::Frag& f1, int ch) {
-        gemm_chunk<A, NT>(wa, f0, f1, has1, ntn, bl, a.b_stride, ch, acc);
+        const uint8_t* bc = bl + int64_t(ch) * A::kChunkCols * 2;
+#pragma unroll
+        for (int s = 0; s < A::kSteps; ++s) {
+            uint32_t a0[4], a1[4];
+            wa.regs(f0, s, a0);
+            if (has1) wa.regs(f1, s, a1);
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                if (j >= ntn) break;
+                const uint2 b = *reinterpret_cast<const uint2*>(bc + int64_t(8 * j) * a.b_stride + 32 * s);
+                mma_bf16(acc[0][j], a0[0], a0[1], a0[2], a0[3], b.x, b.y);
+                if (has1) mma_bf16(acc[1][j], a1[0], a1[1], a1[2], a1[3], b.x, b.y);
+            }
+        }
     };
     if (has0) {
         for (int ch = 0; ch < a.chunks; ch += 2) {
@@ -252,136 +214,23 @@ __global__ void __launch_bounds__(kGemmWarps * 32, MINB) experts_gemm_kernel(A w
         }
     }
     ::imp::cuda::pdl_launch_dependents();
-    if (has0) gemm_store<NT>(a, orow, rg0, has1, n, ntn, lane, acc);
-}
-
-// cp.async of 16 bytes global -> shared (L2 only: the weights are streamed once), its group commit and wait.
-__device__ __forceinline__ void gemm_cp16(void* dst, const void* src) {
-    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void gemm_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void gemm_cp_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-// Bytes of one stage of the staged GEMM's ring: the CTA's row groups' tiles of one chunk.
-template <class L>
-__host__ __device__ constexpr int64_t gemm_stage_bytes() {
-    return int64_t(kGemmRowGroups) * L::kTileBytes;
-}
-
-// The grouped GEMM with its weights streamed through shared memory ([plugin.quant_ggml] experts_gemm_stages; tiled
-// types): the CTA's 16 row groups' tiles of a chunk are one stage of a ring of `stages` (2-4) in dynamic shared
-// memory after the staged activations, copied by all 256 threads with cp.async; stages - 1 chunks are in flight
-// while one is computed, and the warps read their fragments from shared memory, so no registers hold the next
-// chunk (the register kernel's prefetch keeps one chunk, ~37 KB an SM for Q4_K, in flight at 187-255 registers a
-// thread). The same MMAs in the same order as experts_gemm_kernel: the same bits.
-template <class L, int NT>
-__global__ void __launch_bounds__(kGemmWarps * 32, 1) experts_gemm_staged_kernel(GemmTiledA<L> wa, GemmArgs a,
-                                                                                  int stages) {
-    constexpr int BN = 8 * NT;
-    constexpr int64_t kStage = gemm_stage_bytes<L>();
-    constexpr int kPieces = L::kTileBytes / 16;  // 16-byte copies per tile
-    static_assert(L::kTileBytes % 16 == 0, "tiles are copied 16 bytes at a time");
-    extern __shared__ __align__(16) uint8_t smem_gemm[];
-    __shared__ const float* xrow[BN];
-    __shared__ float* orow[BN];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    ::imp::cuda::pdl_wait();  // groups, order and x come from earlier kernels
-    const int2 item = resolve_item<BN>(a.route, xrow, orow);
-    const int n = item.y;
-    if (n == 0) return;
-    __syncthreads();
-    const int rgb = int(blockIdx.x) * kGemmRowGroups;  // the CTA's first row group
-    if (item.x < 0 || item.x >= a.route.n_expert) {
-        const int row0 = rgb * kTileRows, nr = min(kGemmRowGroups * kTileRows, a.rows - row0);
-        if (a.zero_invalid)
-            for (int i = threadIdx.x; i < n * nr; i += blockDim.x) orow[i / nr][row0 + i % nr] = 0.f;
-        return;
-    }
-    const uint8_t* w = wa.w + int64_t(item.x) * a.expert_bytes + int64_t(rgb) * wa.rg_bytes;
-    const int n_rgl = min(kGemmRowGroups, a.n_rg - rgb);  // row groups of this CTA
-    uint8_t* ring = smem_gemm + int64_t(BN) * a.b_stride;  // b_stride is a multiple of 32: 16-byte aligned
-    // Chunk ch into stage ch % stages (nothing past the last chunk), then a commit: one group per call, so
-    // "all but the newest stages - 2 groups complete" always means chunk ch has landed.
-    int issue_stage = 0;
-    const auto issue = [&](int ch) {
-        if (ch < a.chunks) {
-            uint8_t* dst = ring + int64_t(issue_stage) * kStage;
-            const uint8_t* src = w + int64_t(ch) * L::kTileBytes;
-            for (int i = int(threadIdx.x); i < n_rgl * kPieces; i += kGemmWarps * 32) {
-                const int rl = i / kPieces, off = 16 * (i % kPieces);
-                gemm_cp16(dst + rl * L::kTileBytes + off, src + int64_t(rl) * wa.rg_bytes + off);
+    if (!has0) return;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        if (r == 1 && !has1) break;
+        const int row = (rg0 + r) * kTileRows + (lane >> 2);
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            if (j >= ntn) break;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int rr = row + 8 * (e >> 1), t = 8 * j + 2 * (lane & 3) + (e & 1);
+                if (rr < a.rows && t < n) {
+                    float* yp = orow[t] + rr;
+                    *yp = a.accumulate ? *yp + acc[r][j][e] : acc[r][j][e];
+                }
             }
         }
-        issue_stage = issue_stage + 1 == stages ? 0 : issue_stage + 1;
-        gemm_cp_commit();
-    };
-    for (int c = 0; c < stages - 1; ++c) issue(c);
-    gemm_stage_b(a, xrow, n, smem_gemm);  // the activations, while the first chunks land
-    const int rl0 = 2 * warp, rg0 = rgb + rl0;
-    const bool has0 = rl0 < n_rgl, has1 = rl0 + 1 < n_rgl;
-    const int ntn = (n + 7) / 8;
-    float acc[2][NT][4];
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[r][j][e] = 0.f;
-    const uint8_t* bl = smem_gemm + int64_t(lane >> 2) * a.b_stride + 8 * (lane & 3);
-    int read_stage = 0;
-    for (int ch = 0; ch < a.chunks; ++ch) {
-        if (stages == 2)  // chunk ch's group is complete (this thread's copies) ...
-            gemm_cp_wait<0>();
-        else if (stages == 3)
-            gemm_cp_wait<1>();
-        else
-            gemm_cp_wait<2>();
-        __syncthreads();  // ... and every thread's; every warp is done with the stage the next issue overwrites
-        issue(ch + stages - 1);
-        if (has0) {
-            const uint8_t* t = ring + int64_t(read_stage) * kStage + int64_t(rl0) * L::kTileBytes;
-            typename GemmTiledA<L>::Frag f0, f1;
-            GemmTiledA<L>::load_staged(t, lane, f0);
-            if (has1) GemmTiledA<L>::load_staged(t + L::kTileBytes, lane, f1);
-            gemm_chunk<GemmTiledA<L>, NT>(wa, f0, f1, has1, ntn, bl, a.b_stride, ch, acc);
-        }
-        read_stage = read_stage + 1 == stages ? 0 : read_stage + 1;
-    }
-    gemm_cp_wait<0>();  // only empty groups are left; no copy outlives the kernel
-    ::imp::cuda::pdl_launch_dependents();
-    if (has0) gemm_store<NT>(a, orow, rg0, has1, n, ntn, lane, acc);
-}
-
-// The most ring stages (2 to max_stages) the staged kernel of operand L can take next to the activations of 8 nt
-// pairs of b_stride bytes within smem_bytes of dynamic shared memory; 0 where not even 2 fit (or max_stages < 2).
-template <class L>
-int gemm_stages_that_fit(int nt, int64_t b_stride, int64_t smem_bytes, int max_stages) {
-    for (int s = std::min(max_stages, 4); s >= 2; --s)
-        if (int64_t(8 * nt) * b_stride + s * gemm_stage_bytes<L>() <= smem_bytes) return s;
-    return 0;
-}
-
-template <class L, int NT>
-void launch_gemm_staged_nt(const GemmTiledA<L>& wa, const GemmArgs& ga, const ExpertsArgs& ea, int stages,
-                           cudaStream_t st) {
-    cudaLaunchAttribute attr = pdl_attr();
-    cudaLaunchConfig_t cfg{};
-    cfg.blockDim = dim3(kGemmWarps * 32, 1, 1);
-    cfg.dynamicSmemBytes = size_t(int64_t(8 * NT) * ga.b_stride + stages * gemm_stage_bytes<L>());
-    cfg.stream = st;
-    cfg.attrs = ea.pdl ? &attr : nullptr;
-    cfg.numAttrs = ea.pdl ? 1 : 0;
-    constexpr int kMaxZ = 65535;
-    GemmArgs g = ga;
-    for (int item0 = 0; item0 < ea.n_items; item0 += kMaxZ) {
-        g.route.item0 = item0;
-        cfg.gridDim = dim3(unsigned((ga.n_rg + kGemmRowGroups - 1) / kGemmRowGroups), 1,
-                           unsigned(std::min(kMaxZ, ea.n_items - item0)));
-        IMP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, experts_gemm_staged_kernel<L, NT>, wa, g, stages));
     }
 }
 
@@ -404,19 +253,11 @@ void launch_gemm_nt(const A& wa, const GemmArgs& ga, const ExpertsArgs& ea, cuda
     }
 }
 
-// The operand types the staged kernel takes (the tiled layouts).
-template <class A>
-struct GemmStaged : std::false_type {};
-template <class L>
-struct GemmStaged<GemmTiledA<L>> : std::true_type {};
-
 // One launch (per 65535 groups) of the GEMM with operand wa; nt: 8-token tiles per group (8, 4 or 2), as the
-// groups were built; ctas: 1, or 2 (the register cap of two CTAs per SM; nt 2 and 4 only, else 1); stages: 1 (the
-// register kernel), or at most that many ring stages of the staged kernel (tiled types; the most that fit in
-// smem_bytes next to the activations; the register kernel where not even 2 fit).
+// groups were built; ctas: 1, or 2 (the register cap of two CTAs per SM; nt 2 and 4 only, else 1).
 template <class A>
-void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int nt, int ctas, int stages,
-                 int64_t smem_bytes, int chunks, cudaStream_t st) {
+void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int nt, int ctas, int chunks,
+                 cudaStream_t st) {
     const auto& r = ea.route;
     GemmArgs g{};
     g.expert_bytes = int64_t(ea.expert_bytes);
@@ -430,18 +271,6 @@ void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int 
     g.x_vec = (reinterpret_cast<uintptr_t>(r.x) % 16 == 0) && (r.xs % 4 == 0) && (!r.glu || l.cols % 4 == 0);
     g.accumulate = ea.accumulate;
     g.zero_invalid = ea.zero_invalid;
-    if constexpr (GemmStaged<A>::value) {
-        using L = typename A::Layout;
-        const int s = stages >= 2 ? gemm_stages_that_fit<L>(nt, g.b_stride, smem_bytes, stages) : 0;
-        if (s >= 2) {
-            switch (nt) {
-                case 8: launch_gemm_staged_nt<L, 8>(wa, g, ea, s, st); return;
-                case 4: launch_gemm_staged_nt<L, 4>(wa, g, ea, s, st); return;
-                case 2: launch_gemm_staged_nt<L, 2>(wa, g, ea, s, st); return;
-                default: throw Error("quant_ggml: experts GEMM: " + std::to_string(nt) + " token tiles per group");
-            }
-        }
-    }
     const bool two = ctas == 2;
     switch (nt) {
         case 8: launch_gemm_nt<A, 8, 1>(wa, g, ea, st); break;
@@ -459,12 +288,6 @@ void prepare_gemm_nt(int bytes) {
 }
 template <class A>
 void prepare_gemm(int bytes) {
-    if constexpr (GemmStaged<A>::value) {
-        using L = typename A::Layout;
-        for (const auto k : {experts_gemm_staged_kernel<L, 8>, experts_gemm_staged_kernel<L, 4>,
-                             experts_gemm_staged_kernel<L, 2>})
-            IMP_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    }
     prepare_gemm_nt<A, 8, 1>(bytes);
     prepare_gemm_nt<A, 4, 1>(bytes);
     prepare_gemm_nt<A, 2, 1>(bytes);

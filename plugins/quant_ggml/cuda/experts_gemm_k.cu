@@ -6,17 +6,16 @@ namespace imp::ggml::cuda {
 
 namespace {
 template <class L>
-void launch_k(const DeviceLayout& l, const ExpertsArgs& a, const GemmPlan& p, cudaStream_t st) {
-    launch_gemm(GemmTiledA<L>{static_cast<const uint8_t*>(a.w), l.rg_bytes}, l, a, p.nt, p.ctas, p.stages, p.smem,
-                int(l.chunks), st);
+void launch_k(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t st) {
+    launch_gemm(GemmTiledA<L>{static_cast<const uint8_t*>(a.w), l.rg_bytes}, l, a, nt, ctas, int(l.chunks), st);
 }
 }  // namespace
 
-bool experts_gemm_k(const DeviceLayout& l, const ExpertsArgs& a, const GemmPlan& p, cudaStream_t st) {
+bool experts_gemm_k(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t st) {
     switch (l.type) {
-        case Type::Q4_K: launch_k<LayoutQ4_K>(l, a, p, st); return true;
-        case Type::Q5_K: launch_k<LayoutQ5_K>(l, a, p, st); return true;
-        case Type::Q6_K: launch_k<LayoutQ6_K>(l, a, p, st); return true;
+        case Type::Q4_K: launch_k<LayoutQ4_K>(l, a, nt, ctas, st); return true;
+        case Type::Q5_K: launch_k<LayoutQ5_K>(l, a, nt, ctas, st); return true;
+        case Type::Q6_K: launch_k<LayoutQ6_K>(l, a, nt, ctas, st); return true;
         default: return false;
     }
 }

@@ -102,16 +102,8 @@ bool experts_gemm_supported(Type t);
 // The 8-token tiles per group for a weight of layout l: 8, 4 or 2 (the most, at most max_nt when max_nt > 0, whose
 // staged activations fit in smem_bytes of shared memory), or 0 when not even 16 tokens fit or the type has no GEMM.
 int experts_gemm_nt(const DeviceLayout& l, int64_t smem_bytes, int max_nt = 0);
-// How one GEMM call runs: nt 8-token tiles per group (as the groups were built); ctas 1, or 2 (kernels compiled for
-// two CTAs per SM: at most 128 registers a thread; nt 2 and 4, else as 1); stages 1 (each warp's next chunk
-// prefetched into registers), or 2-4: the weights streamed through a cp.async ring of at most that many chunks in
-// shared memory (tiled types; as many stages as fit in smem next to the activations, at least 2, else as 1);
-// smem: the dynamic shared memory the kernels may use (experts_gemm_smem).
-struct GemmPlan {
-    int nt = 0, ctas = 1, stages = 1;
-    int64_t smem = 0;
-};
-void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, const GemmPlan& p, cudaStream_t stream);
+// ctas: 1, or 2 (kernels compiled for two CTAs per SM: at most 128 registers a thread; nt 2 and 4, else as 1).
+void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t stream);
 // The dynamic shared memory the GEMM kernels may use on device `device` (also what experts_gemm_nt takes).
 int experts_gemm_smem(int device);
 // Per-process setup of the GEMM kernels of type t (their shared-memory limit); call outside any capture.

@@ -22,7 +22,6 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "imp/dtype.h"
 
@@ -76,25 +75,9 @@ IMP_HD float byte_to_float(uint32_t w, int i) {
     return bits_to_float(byte_perm(w, 0x4B, 0x4550 | i)) - 8388608.f;
 }
 
-// Where a tile is read from (the layouts' load functions take it as a template argument): global memory (the
-// default: read-only loads, 16-byte quant loads bypassing L1), or a copy of the tile in shared memory (the prefill
-// GEMM's cp.async ring), read with plain loads.
-struct GlobalTile {};
-struct SharedTile {};
-template <class M>
-inline constexpr bool kShared = std::is_same_v<M, SharedTile>;
-
 // Copies of 4/8/16 bytes into words; on the device, 16-byte quant loads bypass L1 (streamed once).
-template <class M = GlobalTile>
 IMP_HD void load_words(const uint8_t* p, uint32_t* w, int n) {
 #ifdef __CUDA_ARCH__
-    if constexpr (kShared<M>) {
-        for (int i = 0; i < n; i += 4) {
-            const uint4 v = *reinterpret_cast<const uint4*>(p + 4 * i);
-            w[i] = v.x, w[i + 1] = v.y, w[i + 2] = v.z, w[i + 3] = v.w;
-        }
-        return;
-    }
     for (int i = 0; i < n; i += 4) {
         const uint4 v = __ldg(reinterpret_cast<const uint4*>(p + 4 * i));
         w[i] = v.x, w[i + 1] = v.y, w[i + 2] = v.z, w[i + 3] = v.w;
@@ -103,13 +86,8 @@ IMP_HD void load_words(const uint8_t* p, uint32_t* w, int n) {
     std::memcpy(w, p, size_t(n) * 4);
 #endif
 }
-template <class M = GlobalTile>
 IMP_HD void load_stream(const uint8_t* p, uint32_t* w, int n) {
 #ifdef __CUDA_ARCH__
-    if constexpr (kShared<M>) {
-        load_words<M>(p, w, n);
-        return;
-    }
     for (int i = 0; i < n; i += 4)
         asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
             : "=r"(w[i]), "=r"(w[i + 1]), "=r"(w[i + 2]), "=r"(w[i + 3])
@@ -118,10 +96,8 @@ IMP_HD void load_stream(const uint8_t* p, uint32_t* w, int n) {
     std::memcpy(w, p, size_t(n) * 4);
 #endif
 }
-template <class M = GlobalTile>
 IMP_HD uint32_t load_u32(const uint8_t* p) {
 #ifdef __CUDA_ARCH__
-    if constexpr (kShared<M>) return *reinterpret_cast<const uint32_t*>(p);
     return __ldg(reinterpret_cast<const unsigned int*>(p));
 #else
     uint32_t v;
@@ -129,10 +105,9 @@ IMP_HD uint32_t load_u32(const uint8_t* p) {
     return v;
 #endif
 }
-template <class M = GlobalTile>
 IMP_HD void load_u64(const uint8_t* p, uint32_t* w) {
 #ifdef __CUDA_ARCH__
-    const uint2 v = kShared<M> ? *reinterpret_cast<const uint2*>(p) : __ldg(reinterpret_cast<const uint2*>(p));
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
     w[0] = v.x, w[1] = v.y;
 #else
     std::memcpy(w, p, 8);
@@ -142,12 +117,11 @@ IMP_HD void load_u64(const uint8_t* p, uint32_t* w) {
 // The 64 quant bytes of a lane in the 256-column types: four 16-byte pieces, piece i of lane l at 512 i + 16 l, so
 // each 16-byte load of a warp covers 512 contiguous bytes. Word s of the lane (k-step s) is word s % 4 of
 // piece s / 4.
-template <class M = GlobalTile>
 IMP_HD void load_pieces(const uint8_t* t, int lane, uint32_t* w, int pieces) {
 #ifdef __CUDA_ARCH__
 #pragma unroll
 #endif
-    for (int i = 0; i < pieces; ++i) load_stream<M>(t + 512 * i + 16 * lane, w + 4 * i, 4);
+    for (int i = 0; i < pieces; ++i) load_stream(t + 512 * i + 16 * lane, w + 4 * i, 4);
 }
 inline uint8_t* piece_word(uint8_t* t, int lane, int word) {
     return t + 512 * (word >> 2) + 16 * lane + 4 * (word & 3);
@@ -233,10 +207,9 @@ struct LayoutQ4_0 {
     struct Frag {
         uint32_t q[4], d[2];
     };
-    template <class M = GlobalTile>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream<M>(t + 16 * lane, f.q, 4);
-        load_u64<M>(t + 512 + 8 * (lane >> 2), f.d);
+        load_stream(t + 16 * lane, f.q, 4);
+        load_u64(t + 512 + 8 * (lane >> 2), f.d);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
@@ -263,10 +236,9 @@ struct LayoutQ4_1 {
     struct Frag {
         uint32_t q[4], dm[4];
     };
-    template <class M = GlobalTile>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream<M>(t + 16 * lane, f.q, 4);
-        load_words<M>(t + 512 + 16 * (lane >> 2), f.dm, 4);
+        load_stream(t + 16 * lane, f.q, 4);
+        load_words(t + 512 + 16 * (lane >> 2), f.dm, 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) {
@@ -295,10 +267,9 @@ struct LayoutQ8_0 {
     struct Frag {
         uint32_t q[4], d;
     };
-    template <class M = GlobalTile>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_stream<M>(t + 16 * lane, f.q, 4);
-        f.d = load_u32<M>(t + 512 + 4 * (lane >> 2));
+        load_stream(t + 16 * lane, f.q, 4);
+        f.d = load_u32(t + 512 + 4 * (lane >> 2));
     }
     // Codes (0..255) of A-register k, elements 0 and 1.
     IMP_HD static uint32_t word(const Frag& f, int s, int k) { return f.q[2 * s + (k >> 1)]; }
@@ -327,11 +298,10 @@ struct LayoutQ4_K {
     struct Frag {
         uint32_t q[16], m[2][4];
     };
-    template <class M = GlobalTile>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_pieces<M>(t, lane, f.q, 4);
-        load_words<M>(t + 2048 + 16 * (lane >> 2), f.m[0], 4);
-        load_words<M>(t + 2048 + 16 * (lane >> 2) + 128, f.m[1], 4);
+        load_pieces(t, lane, f.q, 4);
+        load_words(t + 2048 + 16 * (lane >> 2), f.m[0], 4);
+        load_words(t + 2048 + 16 * (lane >> 2) + 128, f.m[1], 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) { return nib_bits(f.q[s], k); }
     IMP_HD static RowScale scale(const Frag& f, int sb, int half) { return k4_scale(k4_meta(f.m[half]).p, sb); }
@@ -357,12 +327,11 @@ struct LayoutQ5_K {
     struct Frag {
         uint32_t q[16], qh[4], m[2][4];  // m: raw, as Q4_K
     };
-    template <class M = GlobalTile>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_pieces<M>(t, lane, f.q, 4);
-        load_stream<M>(t + 2048 + 16 * lane, f.qh, 4);
-        load_words<M>(t + 2560 + 16 * (lane >> 2), f.m[0], 4);
-        load_words<M>(t + 2560 + 16 * (lane >> 2) + 128, f.m[1], 4);
+        load_pieces(t, lane, f.q, 4);
+        load_stream(t + 2048 + 16 * lane, f.qh, 4);
+        load_words(t + 2560 + 16 * (lane >> 2), f.m[0], 4);
+        load_words(t + 2560 + 16 * (lane >> 2) + 128, f.m[1], 4);
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
         return and_or_r<0x00100010u>(shift_to(f.qh[s >> 2], 4 * (s & 3) + k, 4), nib_bits(f.q[s], k));
@@ -392,13 +361,12 @@ struct LayoutQ6_K {
     struct Frag {
         uint32_t q[16], qh[8], sc[2][4], d;
     };
-    template <class M = GlobalTile>
     IMP_HD static void load(const uint8_t* t, int lane, Frag& f) {
-        load_pieces<M>(t, lane, f.q, 4);
-        load_pieces<M>(t + 2048, lane, f.qh, 2);
-        load_words<M>(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
-        load_words<M>(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
-        f.d = load_u32<M>(t + 3328 + 4 * (lane >> 2));
+        load_pieces(t, lane, f.q, 4);
+        load_pieces(t + 2048, lane, f.qh, 2);
+        load_words(t + 3072 + 16 * (lane >> 2), f.sc[0], 4);
+        load_words(t + 3072 + 16 * (lane >> 2) + 128, f.sc[1], 4);
+        f.d = load_u32(t + 3328 + 4 * (lane >> 2));
     }
     IMP_HD static uint32_t bits(const Frag& f, int s, int k) {
         return and_or_r<0x00300030u>(shift_to(f.qh[s >> 1], 8 * (s & 1) + 2 * k, 4), nib_bits(f.q[s], k));

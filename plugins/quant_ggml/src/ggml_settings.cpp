@@ -54,13 +54,6 @@ void declare_ggml_settings(Registry& reg) {
                      {},
                      1,
                      2});
-    reg.add_setting({"experts_gemm_stages", int64_t(1),
-                     "CUDA: the grouped expert GEMM's weights: 1 (each warp prefetches its next chunk into registers) "
-                     "| 2-4 (block-quantized types: streamed through a ring of up to that many chunks in shared memory, "
-                     "as many as fit beside the activations; same results)",
-                     {},
-                     1,
-                     4});
     reg.add_setting({"experts_gemv_warps", int64_t(0),
                      "CUDA: warps per 16-row group in the expert GEMV of the block types (1, 2, 4 or 8: more warps, "
                      "more CTAs, fewer chunks per warp); 0: the plan of the dense GEMV for the routed rows",
@@ -107,7 +100,6 @@ GgmlSettings ggml_settings(const Settings* s) {
         throw Error("[plugin.quant_ggml] experts_gemm_tiles = " + std::to_string(g.experts_gemm_tiles) +
                     ": must be 0, 2, 4 or 8");
     g.experts_gemm_ctas = int(s->get_int("experts_gemm_ctas"));
-    g.experts_gemm_stages = int(s->get_int("experts_gemm_stages"));
     g.experts_gemv_warps = int(s->get_int("experts_gemv_warps"));
     if (g.experts_gemv_warps & (g.experts_gemv_warps - 1))
         throw Error("[plugin.quant_ggml] experts_gemv_warps = " + std::to_string(g.experts_gemv_warps) +
