@@ -67,7 +67,8 @@ struct GemvArgs {
     bool stage_x = false;
     // NVFP4, the Regs plan's calls (dense, or ungrouped experts): x quantized to int8 per 16-column group as each
     // CTA stages it (unit amax / 127, codes rint(x * 127 / amax)), the products summed by dp4a: not the fp32 sums
-    // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored.
+    // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored. With
+    // swiglu, silu(gate) * up is what is rounded.
     bool x_int8 = false;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
