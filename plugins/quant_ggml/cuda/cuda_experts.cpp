@@ -42,9 +42,10 @@ uint64_t round256(uint64_t v) {
 class CudaExperts final : public ExpertWeights {
 public:
     CudaExperts(std::string name, const DeviceLayout& l, int64_t n_expert, void* dev, bool grouped_ok, bool dp4a,
-                bool swiglu, int* sum_counters, int gemm_smem, int gemm_nt, int gemm_ctas, int64_t gemm_tokens)
+                bool swiglu, int* sum_counters, int gemm_smem, int gemm_nt, int gemm_ctas, bool gemm_bf16x2,
+                int64_t gemm_tokens)
         : name_(std::move(name)), l_(l), dev_(dev), grouped_ok_(grouped_ok), dp4a_(dp4a), swiglu_(swiglu),
-          sum_counters_(sum_counters), gemm_smem_(gemm_smem), gemm_nt_(gemm_nt), gemm_ctas_(gemm_ctas),
+          sum_counters_(sum_counters), gemm_smem_(gemm_smem), gemm_nt_(gemm_nt), gemm_ctas_(gemm_ctas), gemm_bf16x2_(gemm_bf16x2),
           gemm_tokens_(gemm_tokens) {
         n_expert_ = n_expert;
         rows_ = l.rows;
@@ -111,7 +112,8 @@ public:
             a.n_items = int(max_groups);
             experts_group(m.ids, int(n_pairs), int(n_expert_), a.zero_invalid, g, g + 1, g + 1 + 3 * max_groups,
                           h.pdl, st, group);
-            experts_gemm(l_, a, nt, plan_.gemm_ctas > 0 ? plan_.gemm_ctas : gemm_ctas_, st);
+            const bool bf16x2 = plan_.gemm_dequant > 0 ? plan_.gemm_dequant == 2 : gemm_bf16x2_;
+            experts_gemm(l_, a, nt, plan_.gemm_ctas > 0 ? plan_.gemm_ctas : gemm_ctas_, bf16x2, st);
         } else if (grouped) {
             const int64_t max_groups = experts_max_groups(n_pairs, n_expert_);
             auto* g = reinterpret_cast<int32_t*>(ws + group_off);
@@ -143,6 +145,9 @@ public:
         if (p.gemm_nt != 0 && (gemm_nt_ <= 0 || experts_gemm_nt(l_, gemm_smem_, p.gemm_nt) != p.gemm_nt))
             throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_nt) +
                         " token tiles per group (2, 4 or 8 whose activations fit in shared memory)");
+        if (p.gemm_dequant < 0 || p.gemm_dequant > 2)
+            throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of dequantization " +
+                        std::to_string(p.gemm_dequant) + " (0, 1 or 2)");
         if (p.gemm_ctas < 0 || p.gemm_ctas > 2)
             throw Error("quant_ggml: experts '" + name_ + "': a GEMM plan of " + std::to_string(p.gemm_ctas) +
                         " CTAs per SM (0, 1 or 2)");
@@ -183,6 +188,7 @@ private:
     int gemm_smem_ = 0;            // the GEMM's dynamic shared memory limit (experts_gemm_smem)
     int gemm_nt_ = 0;              // 8-token tiles per GEMM group (experts_gemm_nt), 0: no GEMM for this weight
     int gemm_ctas_ = 1;            // [plugin.quant_ggml] experts_gemm_ctas
+    bool gemm_bf16x2_ = false;     // [plugin.quant_ggml] experts_gemm_dequant = "bf16x2"
     int64_t gemm_tokens_ = 0;      // [plugin.quant_ggml] experts_gemm_tokens
 };
 
@@ -304,7 +310,8 @@ std::unique_ptr<ExpertWeights> load_experts(const std::string& name, Type t, int
         ex.upload(counters, zero.data(), n);
     }
     auto w = std::make_unique<CudaExperts>(name, l, n_expert, dev, grouped_ok, opt.dp4a, opt.experts_swiglu, counters,
-                                           gemm_smem, gemm_nt, opt.experts_gemm_ctas, opt.experts_gemm_tokens);
+                                           gemm_smem, gemm_nt, opt.experts_gemm_ctas, opt.experts_gemm_bf16x2,
+                                           opt.experts_gemm_tokens);
     w->set_plan({0, 0, opt.experts_kw});
     return w;
 }

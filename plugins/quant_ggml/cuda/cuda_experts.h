@@ -53,6 +53,7 @@ struct ExpertsPlan {
     int kw = 0;
     int gemm_nt = 0;
     int gemm_ctas = 0;
+    int gemm_dequant = 0;  // 0: CudaOptions::experts_gemm_bf16x2; 1 fp32 (the reference's bits); 2 bf16x2
 };
 void set_experts_plan(ExpertWeights& w, const ExpertsPlan& plan);
 

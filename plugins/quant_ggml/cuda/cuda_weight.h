@@ -35,6 +35,7 @@ struct CudaOptions {
     int64_t experts_gemm_tokens = 0;  // expert weights: from this many tokens on, the grouped GEMM (0: never)
     int experts_gemm_tiles = 0;  // expert weights: the GEMM's 8-token tiles per group at most (2, 4, 8; 0: what fits)
     int experts_gemm_ctas = 1;   // expert weights: GEMM kernels compiled for 1 or 2 CTAs per SM (2: <= 128 registers)
+    bool experts_gemm_bf16x2 = false;  // expert weights: the GEMM dequantizes 4-6-bit codes with bf16x2 arithmetic
     int experts_kw = 0;  // expert weights: warps per row group of the GEMV plan (ExpertsPlan::kw; 0: automatic)
 };
 

@@ -65,6 +65,30 @@ struct GemmTiledA {
     }
 };
 
+// A operand of a tiled nibble-code type L (experts_gemm_dequant = "bf16x2"): the A registers from bf16x2 arithmetic,
+// 2 values an instruction pair instead of the fp32 path's ~9 instructions: the codes as bf16 (128 + code, exact)
+// minus 128 + kOffset (exact: codes < 64), then code * mul + add in one bf16x2 FMA with mul and add rounded to bf16.
+// Not the reference's bits: a value is within ~2^-8 of |mul * code| + |add| of the fp32 one (about a hundredth of a
+// 4-bit step), where the fp32 path is within one bf16 rounding of the value.
+template <class L>
+struct GemmTiledA2 : GemmTiledA<L> {
+    static_assert(L::kNibbles, "bf16x2 dequantization: codes as bf16 128 + code");
+    using Frag = typename L::Frag;
+    __device__ __forceinline__ void regs(const Frag& f, int s, uint32_t (&a)[4]) const {
+        const int sb = s / L::kSubSteps;
+        const RowScale sc[2] = {L::scale(f, sb, 0), L::scale(f, sb, 1)};
+        const uint32_t mul[2] = {pack_bf16x2(sc[0].mul, sc[0].mul), pack_bf16x2(sc[1].mul, sc[1].mul)};
+        const uint32_t add[2] = {pack_bf16x2(sc[0].add, sc[0].add), pack_bf16x2(sc[1].add, sc[1].add)};
+        // -(128 + kOffset) as bf16 (0x4300 | v is 128 + v for v < 128), in both halves
+        constexpr uint32_t kMinusBase = 0xC300C300u | uint32_t(L::kOffset) << 16 | uint32_t(L::kOffset);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const uint32_t code = bf16x2_fma(L::bits(f, s, k), 0x3F803F80u, kMinusBase);  // (128 + q) - (128 + off)
+            a[k] = bf16x2_fma(code, mul[k & 1], L::kHasMin ? add[k & 1] : 0x80008000u);
+        }
+    }
+};
+
 // A operand of BF16 rows (ld elements each, zero padded to a multiple of 8): 64-column chunks; lane (g, c) of
 // k-step s holds 8 bytes of rows g and g + 8 at column 16 s + 4 c (the column order of the tiled layout).
 struct GemmBf16A {

@@ -103,7 +103,8 @@ bool experts_gemm_supported(Type t);
 // staged activations fit in smem_bytes of shared memory), or 0 when not even 16 tokens fit or the type has no GEMM.
 int experts_gemm_nt(const DeviceLayout& l, int64_t smem_bytes, int max_nt = 0);
 // ctas: 1, or 2 (kernels compiled for two CTAs per SM: at most 128 registers a thread; nt 2 and 4, else as 1).
-void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, cudaStream_t stream);
+// bf16x2: the 4- to 6-bit code types' weights dequantized with bf16x2 arithmetic (GemmTiledA2; experts_gemm_dequant).
+void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, bool bf16x2, cudaStream_t stream);
 // The dynamic shared memory the GEMM kernels may use on device `device` (also what experts_gemm_nt takes).
 int experts_gemm_smem(int device);
 // Per-process setup of the GEMM kernels of type t (their shared-memory limit); call outside any capture.

@@ -235,6 +235,7 @@ cuda::CudaOptions cuda_options(const GgmlSettings& gs) {
     o.experts_gemm_tokens = gs.experts_gemm_tokens;
     o.experts_gemm_tiles = gs.experts_gemm_tiles;
     o.experts_gemm_ctas = gs.experts_gemm_ctas;
+    o.experts_gemm_bf16x2 = gs.experts_gemm_bf16x2;
     o.experts_kw = gs.experts_gemv_warps;
     o.fuse_norm = gs.fuse_norm;
     o.fuse_swiglu = gs.fuse_swiglu;

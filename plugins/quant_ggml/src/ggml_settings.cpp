@@ -54,6 +54,11 @@ void declare_ggml_settings(Registry& reg) {
                      {},
                      1,
                      2});
+    reg.add_setting({"experts_gemm_dequant", std::string("fp32"),
+                     "CUDA: how the grouped expert GEMM turns 4- to 6-bit codes into bf16 operands: fp32 (scale in "
+                     "fp32, rounded once: the reference's bits) | bf16x2 (scale and offset rounded to bf16, two values an "
+                     "instruction pair: fewer instructions per MMA; within ~1 % of a quantization step)",
+                     {"fp32", "bf16x2"}});
     reg.add_setting({"experts_gemv_warps", int64_t(0),
                      "CUDA: warps per 16-row group in the expert GEMV of the block types (1, 2, 4 or 8: more warps, "
                      "more CTAs, fewer chunks per warp); 0: the plan of the dense GEMV for the routed rows",
@@ -100,6 +105,7 @@ GgmlSettings ggml_settings(const Settings* s) {
         throw Error("[plugin.quant_ggml] experts_gemm_tiles = " + std::to_string(g.experts_gemm_tiles) +
                     ": must be 0, 2, 4 or 8");
     g.experts_gemm_ctas = int(s->get_int("experts_gemm_ctas"));
+    g.experts_gemm_bf16x2 = s->get_string("experts_gemm_dequant") == "bf16x2";
     g.experts_gemv_warps = int(s->get_int("experts_gemv_warps"));
     if (g.experts_gemv_warps & (g.experts_gemv_warps - 1))
         throw Error("[plugin.quant_ggml] experts_gemv_warps = " + std::to_string(g.experts_gemv_warps) +

@@ -194,6 +194,42 @@ TEST_CASE("quant_ggml cuda experts GEMM: grouped_matmul equals the bf16-operand 
     }
 }
 
+TEST_CASE("quant_ggml cuda experts GEMM: bf16x2 dequantization (experts_gemm_dequant) stays near the reference",
+          "[quant_ggml_gpu][experts][gemm]") {
+    // GemmTiledA2: code - offset exact in bf16, then code * mul + add in one bf16x2 FMA with mul and add rounded to
+    // bf16. Against the bf16-operand reference each weight moves by up to 2^-9 (|mul * code| + |add|) more than the
+    // reference's own rounding; the outputs' RMS error relative to the reference stays below ~2^-9 times the ratio of
+    // those terms to the values (a few where min and scale terms cancel), so 1e-2 here (the fp32 path: 1e-4). The
+    // fp32 and bf16x2 outputs of the same inputs must differ (or the plan did not reach the kernel).
+    auto ex = make_gpu();
+    const uint32_t seed = std::random_device{}();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    const int64_t n_expert = 16, rows = 272, cols = 1024, n_tokens = 100, top_k = 8, xs = 2 * cols + 4;
+    for (const std::string type : {"Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"}) {
+        const RandomExperts w = random_experts(type, n_expert, rows, cols, rng);
+        const RandomExperts wb = bf16_weights(w);
+        const auto e = cuda::load_experts("blk.3.ffn_down_exps.weight", find_type(type)->type, n_expert, rows, cols,
+                                          w.per_expert(), *ex);
+        ex->reserve_workspace(e->workspace_bytes(n_tokens, top_k));
+        const Buffers b = alloc_buffers(*ex, n_tokens * top_k, xs, rows);
+        const Inputs in = upload_inputs(*ex, b, n_tokens * top_k, xs, n_tokens, top_k, n_expert, rng);
+        for (const Variant& v : kVariants) {
+            INFO(type << (v.x_per_slot ? ", x per slot" : "") << (v.glu ? ", [gate | up]" : "")
+                      << (v.weighted ? ", weighted" : "") << (v.accumulate ? ", accumulate" : ""));
+            std::vector<float> y[2];
+            for (const int dq : {1, 2}) {
+                cuda::set_experts_plan(*e, {3, 0, 0, 0, 0, dq});
+                run_variant(*ex, *e, wb, b, in, v, xs, n_tokens, top_k, dq == 1 ? kTol : 1e-2, rng);
+                y[dq - 1].resize(size_t((v.weighted ? n_tokens : n_tokens * top_k) * rows));
+                ex->download(y[dq - 1].data(), b.y, y[dq - 1].size() * 4);
+            }
+            if (!v.accumulate) CHECK(std::memcmp(y[0].data(), y[1].data(), y[0].size() * 4) != 0);  // same y init
+        }
+        CHECK_THROWS_WITH(cuda::set_experts_plan(*e, {3, 0, 0, 0, 0, 3}), Catch::Contains("dequantization 3"));
+    }
+}
+
 TEST_CASE("quant_ggml cuda experts GEMM: experts_gemm_tokens picks the GEMM from that many tokens on",
           "[quant_ggml_gpu][experts][gemm]") {
     auto ex = make_gpu();
