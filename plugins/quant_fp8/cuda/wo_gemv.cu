@@ -397,6 +397,10 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             run_staged<kStageSwiglu>(l, a, T, n_items, st);
         return;
     }
+    if (!experts && a.mma_tokens > 0 && a.n_tokens >= a.mma_tokens) {
+        gemv_mma(l, kernel_params(l, a, T), a.kw > 0 ? a.kw : mma_gemv_kw(l, a.sm_count), a.pdl, st);
+        return;
+    }
     if (a.x_int8 && a.plan == GemvPlan::Regs && !grouped && gemv_q8_applies(l, T)) {
         run_staged<kStageQ8>(l, a, T, n_items, st);
         return;

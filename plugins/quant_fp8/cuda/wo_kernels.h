@@ -70,6 +70,9 @@ struct GemvArgs {
     // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored. With
     // swiglu, silu(gate) * up is what is rounded.
     bool x_int8 = false;
+    // Dense calls of at least this many tokens run the Mma plan's kernel whatever `plan` says (0: never; norm-fused
+    // calls are refused above it by the weight, so their norm runs first).
+    int mma_tokens = 0;
 };
 void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st);
 // Whether a GEMV of n_tokens (per item) over x can stage x in shared memory (GemvArgs::stage_x, and for the

@@ -91,6 +91,7 @@ public:
     // Everything else is refused and runs as the separate ops.
     bool matmul_fused(Executor& ex, const FusedMatmul& m) const override {
         if (!o_.fuse_norm || !m.norm || m.swiglu || m.up || m.n_tokens <= 0 || m.n_tokens > gemv_tokens() || !m.x ||
+            (o_.gemv_mma_tokens > 0 && m.n_tokens >= o_.gemv_mma_tokens) ||
             !m.y || (m.n_tokens > 1 && (m.x_stride < cols_ || m.y_stride < rows_)) ||
             !gemv_norm_applies(l_, m.n_tokens, m.x, m.x_stride, m.norm))
             return false;
@@ -150,6 +151,7 @@ private:
         a.pdl = h.pdl;
         a.stage_x = o_.gemv_stage_x == 2 && h.sm_count > 0 && rows_ <= int64_t(h.sm_count) * 128;
         a.x_int8 = o_.gemv_int8_x == 2;
+        a.mma_tokens = o_.gemv_mma_tokens;
         return a;
     }
 

@@ -472,6 +472,20 @@ TEST_CASE("quant_fp8 cuda: the staged GEMVs (x, SwiGLU, norm) on forced warps pe
     }
 }
 
+TEST_CASE("quant_fp8 cuda: gemv_mma_tokens: dense calls of 3-8 tokens on the tensor cores, 1-2 on regs",
+          "[quant_fp8_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(562);
+    for (const bool per_row : {false, true}) {
+        INFO((per_row ? "per row" : "per tensor"));
+        f8::cuda::Settings mixed, regs, mma;
+        mixed.gemv_mma_tokens = 3;
+        mma.gemv_mma = true;
+        const Fp8 f = random_fp8(203, 372, per_row, rng);
+        mma_tokens_cases(*ex, *load(*ex, f, mixed), *load(*ex, f, regs), *load(*ex, f, mma), rng);
+    }
+}
+
 TEST_CASE("quant_fp8 cuda: gemv_stage_x: x staged in shared memory, dense and expert GEMVs",
           "[quant_fp8_gpu][gemv][experts]") {
     auto ex = make_gpu();

@@ -549,6 +549,32 @@ inline void norm_same_bits(CudaExecutor& ex, const Weight& a, const Weight& b, s
             }
 }
 
+// gemv_mma_tokens = 3 on `mixed` (all else as `regs`, whose plan is regs, and `mma`, whose plan is mma): dense calls
+// of 1-2 tokens give regs' bits, of 3-8 mma's (x strides cols and cols + 3, y = and +=); and a norm-fused call is
+// taken below 3 tokens and refused from 3 on (its norm then runs as its own kernel, the GEMV on the tensor cores).
+inline void mma_tokens_cases(CudaExecutor& ex, const Weight& mixed, const Weight& regs, const Weight& mma,
+                             std::mt19937& rng) {
+    const int64_t rows = mixed.rows(), cols = mixed.cols(), ys = rows + 5;
+    for (const int64_t n : {1, 2, 3, 4, 5, 8})
+        for (const int64_t xs : {cols, cols + 3})
+            for (const bool acc : {false, true}) {
+                INFO("dense, tokens " << n << ", x stride " << xs << (acc ? ", accumulate" : ""));
+                const auto init = acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
+                const float* xd = device_copy(ex, random_floats(size_t(n * xs), rng));
+                float *ya = device_copy(ex, init), *yb = device_copy(ex, init);
+                mixed.matmul(ex, xd, xs, ya, ys, n, acc);
+                (n >= 3 ? mma : regs).matmul(ex, xd, xs, yb, ys, n, acc);
+                CHECK(same_bytes(ex, ya, yb, init.size()));
+            }
+    const float* gd = random_norm_weight(ex, cols, rng);
+    for (const int64_t n : {1, 2, 3, 8}) {
+        INFO("fused norm, tokens " << n);
+        const auto init = poison_floats(size_t((n + 1) * ys));
+        const FusedMatmul fm = norm_call(ex, scaled_rows(n, cols, cols, rng), cols, init, ys, n, false, gd, 1e-5f);
+        CHECK(mixed.matmul_fused(ex, fm) == (n < 3 && n * cols * 4 <= wo::kMaxNormSmem));
+    }
+}
+
 // The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
 // applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
 // accumulate as the other GEMV cases.

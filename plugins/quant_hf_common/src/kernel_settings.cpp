@@ -55,6 +55,11 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
                      "| experts (the MoE expert calls of decode) | all (those and dense calls)",
                      {"off", "experts", "all"}});
+    reg.add_setting({"gemv_mma_tokens", int64_t(3),
+                     "CUDA: dense matmuls of at least this many tokens (and at most 8) run the tensor-core GEMV (the "
+                     "kernel of gemv = mma: each code dequantized once for all tokens) whatever gemv says, and their "
+                     "RMSNorm as its own kernel; 0: never",
+                     {}, 0, 8});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -72,6 +77,7 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_regs2 = s.get_string("gemv") == "regs2";
     k.gemv_stream = s.get_string("gemv") == "stream";
     k.gemv_mma = s.get_string("gemv") == "mma";
+    k.gemv_mma_tokens = int(s.get_int("gemv_mma_tokens"));
     k.gemv_short_rows = s.get_bool("gemv_short_rows");
     const std::string& sx = s.get_string("gemv_stage_x");
     k.gemv_stage_x = sx == "all" ? 2 : sx == "experts" ? 1 : 0;

@@ -498,6 +498,20 @@ TEST_CASE("quant_nvfp4 cuda: the staged GEMVs (x, SwiGLU, norm) on forced warps 
     swiglu_staged_cases(*ex, *ws, *wp, *ds, *dp, rng);
 }
 
+TEST_CASE("quant_nvfp4 cuda: gemv_mma_tokens: dense calls of 3-8 tokens on the tensor cores, 1-2 on regs",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(539);
+    nv::cuda::Settings mixed, regs, mma;
+    mixed.gemv_mma_tokens = 3;
+    mma.gemv_mma = true;
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {130, 2048}}) {
+        INFO(rows << "x" << cols);
+        const Nv n = random_nvfp4(rows, cols, rng);
+        mma_tokens_cases(*ex, *load(*ex, n, mixed), *load(*ex, n, regs), *load(*ex, n, mma), rng);
+    }
+}
+
 TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (dense and expert GEMVs)",
           "[quant_nvfp4_gpu][gemv][experts]") {
     auto ex = make_gpu();
