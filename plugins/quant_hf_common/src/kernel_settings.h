@@ -35,8 +35,7 @@ struct KernelSettings {
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one
     bool gemv_stream = false;     // GEMV: 1-2 token calls on matrices of many rows on the persistent streaming kernel
     bool gemv_mma = false;        // GEMV: dense calls on the tensor cores (expert calls: regs)
-    // GEMV: dense calls of at least this many tokens on the tensor cores whatever the plan (0: never). Profiles
-    // default to 3 (kernel_settings.cpp); this struct's 0 keeps the kernel tests on the plan they name.
+    // GEMV: dense calls of at least this many tokens on the tensor cores whatever the plan (0: never).
     int gemv_mma_tokens = 0;
     bool gemv_short_rows = true;  // GEMV (gemv_kw auto): rows of at most 16 chunks in half-warp row groups
     // GEMV (regs): each CTA stages x in shared memory first: 0 never, 1 expert calls (decode), 2 those and dense
