@@ -139,18 +139,10 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
                     if (p.x_vec && c0 + 16 <= p.cols) {
 #pragma unroll
                         for (int k = 0; k < 4; ++k) {
-                            const float4 a = reinterpret_cast<const float4*>(xr + c0)[k];
+                            float4 a = reinterpret_cast<const float4*>(xr + c0)[k];
+                            // the up half: cols is a multiple of 4 (gemv_swiglu_applies)
+                            if constexpr (kSwiglu) a = silu_mul4(a, reinterpret_cast<const float4*>(xr + p.cols + c0)[k]);
                             v[4 * k] = a.x, v[4 * k + 1] = a.y, v[4 * k + 2] = a.z, v[4 * k + 3] = a.w;
-                        }
-                        if constexpr (kSwiglu) {  // the up half: cols is a multiple of 4 (gemv_swiglu_applies)
-#pragma unroll
-                            for (int k = 0; k < 4; ++k) {
-                                const float4 u = reinterpret_cast<const float4*>(xr + p.cols + c0)[k];
-                                v[4 * k] = ::imp::cuda::silu_mul(v[4 * k], u.x);
-                                v[4 * k + 1] = ::imp::cuda::silu_mul(v[4 * k + 1], u.y);
-                                v[4 * k + 2] = ::imp::cuda::silu_mul(v[4 * k + 2], u.z);
-                                v[4 * k + 3] = ::imp::cuda::silu_mul(v[4 * k + 3], u.w);
-                            }
                         }
                     } else {
 #pragma unroll
@@ -397,7 +389,8 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             run_staged<kStageSwiglu>(l, a, T, n_items, st);
         return;
     }
-    if (!experts && a.mma_tokens > 0 && a.n_tokens >= a.mma_tokens) {
+    // The tensor-core GEMV: the Mma plan's dense calls, and with mma_tokens every plan's from that many tokens on.
+    if (!experts && (a.plan == GemvPlan::Mma || (a.mma_tokens > 0 && a.n_tokens >= a.mma_tokens))) {
         gemv_mma(l, kernel_params(l, a, T), a.kw > 0 ? a.kw : mma_gemv_kw(l, a.sm_count), a.pdl, st);
         return;
     }
@@ -415,10 +408,6 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
             gemv_stream(l, a, grid, st);
             return;
         }
-    }
-    if (a.plan == GemvPlan::Mma && !experts) {
-        gemv_mma(l, kernel_params(l, a, T), a.kw > 0 ? a.kw : mma_gemv_kw(l, a.sm_count), a.pdl, st);
-        return;
     }
     // Async or Regs2 at 5-8 tokens would need 192 registers a thread (NVFP4) or spill (FP8): Regs there.
     const GemvPlan plan = (a.plan == GemvPlan::Async || a.plan == GemvPlan::Regs2) && T <= 4 ? a.plan : GemvPlan::Regs;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 
 #include "imp/quant_format.h"
 #include "wo_kernels.h"
@@ -285,19 +286,26 @@ inline void swiglu_staged_cases(CudaExecutor& ex, const ExpertWeights& staged, c
 // the same fresh random inputs, bit for bit: dense calls of 1-8 tokens (x stride cols: staged; cols + 3 at several
 // tokens: not 16-byte rows, the plain kernel) and, when both are expert weights, decode expert calls (weighted or
 // not, x per slot or per token).
-inline void stage_x_same_bits(CudaExecutor& ex, const Weight& staged, const Weight& plain, std::mt19937& rng) {
-    const int64_t rows = staged.rows(), cols = staged.cols(), ys = rows + 5;
-    for (const int64_t n : {1, 2, 3, 5, 8})
+// Dense calls of w and of ref_of(n) (a weight of the same matrix) on the same fresh random inputs, bit for bit: each
+// token count n of `tokens`, x strides cols and cols + 3, y = and +=.
+template <typename RefOf>
+void dense_same_bits(CudaExecutor& ex, const Weight& w, const RefOf& ref_of, std::mt19937& rng,
+                     std::initializer_list<int64_t> tokens) {
+    const int64_t rows = w.rows(), cols = w.cols(), ys = rows + 5;
+    for (const int64_t n : tokens)
         for (const int64_t xs : {cols, cols + 3})
             for (const bool acc : {false, true}) {
                 INFO("dense, tokens " << n << ", x stride " << xs << (acc ? ", accumulate" : ""));
                 const auto init = acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
                 const float* xd = device_copy(ex, random_floats(size_t(n * xs), rng));
                 float *ya = device_copy(ex, init), *yb = device_copy(ex, init);
-                staged.matmul(ex, xd, xs, ya, ys, n, acc);
-                plain.matmul(ex, xd, xs, yb, ys, n, acc);
+                w.matmul(ex, xd, xs, ya, ys, n, acc);
+                static_cast<const Weight&>(ref_of(n)).matmul(ex, xd, xs, yb, ys, n, acc);
                 CHECK(same_bytes(ex, ya, yb, init.size()));
             }
+}
+inline void stage_x_same_bits(CudaExecutor& ex, const Weight& staged, const Weight& plain, std::mt19937& rng) {
+    dense_same_bits(ex, staged, [&](int64_t) -> const Weight& { return plain; }, rng, {1, 2, 3, 5, 8});
 }
 inline void stage_x_same_bits(CudaExecutor& ex, const ExpertWeights& staged, const ExpertWeights& plain,
                               std::mt19937& rng) {
@@ -554,18 +562,9 @@ inline void norm_same_bits(CudaExecutor& ex, const Weight& a, const Weight& b, s
 // taken below 3 tokens and refused from 3 on (its norm then runs as its own kernel, the GEMV on the tensor cores).
 inline void mma_tokens_cases(CudaExecutor& ex, const Weight& mixed, const Weight& regs, const Weight& mma,
                              std::mt19937& rng) {
-    const int64_t rows = mixed.rows(), cols = mixed.cols(), ys = rows + 5;
-    for (const int64_t n : {1, 2, 3, 4, 5, 8})
-        for (const int64_t xs : {cols, cols + 3})
-            for (const bool acc : {false, true}) {
-                INFO("dense, tokens " << n << ", x stride " << xs << (acc ? ", accumulate" : ""));
-                const auto init = acc ? random_floats(size_t((n + 1) * ys), rng) : poison_floats(size_t((n + 1) * ys));
-                const float* xd = device_copy(ex, random_floats(size_t(n * xs), rng));
-                float *ya = device_copy(ex, init), *yb = device_copy(ex, init);
-                mixed.matmul(ex, xd, xs, ya, ys, n, acc);
-                (n >= 3 ? mma : regs).matmul(ex, xd, xs, yb, ys, n, acc);
-                CHECK(same_bytes(ex, ya, yb, init.size()));
-            }
+    const int64_t cols = mixed.cols(), ys = mixed.rows() + 5;
+    dense_same_bits(ex, mixed, [&](int64_t n) -> const Weight& { return n >= 3 ? mma : regs; }, rng,
+                    {1, 2, 3, 4, 5, 8});
     const float* gd = random_norm_weight(ex, cols, rng);
     for (const int64_t n : {1, 2, 3, 8}) {
         INFO("fused norm, tokens " << n);

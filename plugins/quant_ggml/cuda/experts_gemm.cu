@@ -11,14 +11,6 @@ bool prepare_experts_gemm_k(Type t, int smem_bytes);
 
 namespace {
 
-template <class L>
-void launch_q(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, bool bf16x2, cudaStream_t st) {
-    const GemmTiledA<L> wa{static_cast<const uint8_t*>(a.w), l.rg_bytes};
-    if constexpr (L::kNibbles)
-        if (bf16x2) return launch_gemm(GemmTiledA2<L>{wa}, l, a, nt, ctas, int(l.chunks), st);
-    launch_gemm(wa, l, a, nt, ctas, int(l.chunks), st);
-}
-
 int64_t bf16_chunks(const DeviceLayout& l) {
     return (l.ld + GemmBf16A::kChunkCols - 1) / GemmBf16A::kChunkCols;
 }
@@ -61,9 +53,9 @@ int experts_gemm_smem(int device) {
 void experts_gemm(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, bool bf16x2, cudaStream_t st) {
     if (a.n_items <= 0) return;
     switch (l.type) {
-        case Type::Q4_0: launch_q<LayoutQ4_0>(l, a, nt, ctas, bf16x2, st); break;
-        case Type::Q4_1: launch_q<LayoutQ4_1>(l, a, nt, ctas, bf16x2, st); break;
-        case Type::Q8_0: launch_q<LayoutQ8_0>(l, a, nt, ctas, bf16x2, st); break;
+        case Type::Q4_0: launch_tiled<LayoutQ4_0>(l, a, nt, ctas, bf16x2, st); break;
+        case Type::Q4_1: launch_tiled<LayoutQ4_1>(l, a, nt, ctas, bf16x2, st); break;
+        case Type::Q8_0: launch_tiled<LayoutQ8_0>(l, a, nt, ctas, bf16x2, st); break;
         case Type::BF16:
             launch_gemm(GemmBf16A{static_cast<const uint8_t*>(a.w), l.ld, int(l.rows)}, l, a, nt, ctas,
                         int(bf16_chunks(l)), st);
@@ -78,15 +70,9 @@ void prepare_experts_gemm(Type t, int smem_bytes) {
     static std::once_flag once[kTypeCount];
     std::call_once(once[int(t)], [t, smem_bytes] {
         switch (t) {
-            case Type::Q4_0:
-                prepare_gemm<GemmTiledA<LayoutQ4_0>>(smem_bytes);
-                prepare_gemm<GemmTiledA2<LayoutQ4_0>>(smem_bytes);
-                break;
-            case Type::Q4_1:
-                prepare_gemm<GemmTiledA<LayoutQ4_1>>(smem_bytes);
-                prepare_gemm<GemmTiledA2<LayoutQ4_1>>(smem_bytes);
-                break;
-            case Type::Q8_0: prepare_gemm<GemmTiledA<LayoutQ8_0>>(smem_bytes); break;
+            case Type::Q4_0: prepare_tiled<LayoutQ4_0>(smem_bytes); break;
+            case Type::Q4_1: prepare_tiled<LayoutQ4_1>(smem_bytes); break;
+            case Type::Q8_0: prepare_tiled<LayoutQ8_0>(smem_bytes); break;
             case Type::BF16: prepare_gemm<GemmBf16A>(smem_bytes); break;
             default: (void)prepare_experts_gemm_k(t, smem_bytes); break;
         }

@@ -304,6 +304,16 @@ void launch_gemm(const A& wa, const DeviceLayout& l, const ExpertsArgs& ea, int 
     }
 }
 
+// The GEMM of a tiled type L: its A operand from fp32 dequantization, or with bf16x2 (the nibble-code types;
+// experts_gemm_dequant) GemmTiledA2's.
+template <class L>
+void launch_tiled(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, bool bf16x2, cudaStream_t st) {
+    const GemmTiledA<L> wa{static_cast<const uint8_t*>(a.w), l.rg_bytes};
+    if constexpr (L::kNibbles)
+        if (bf16x2) return launch_gemm(GemmTiledA2<L>{wa}, l, a, nt, ctas, int(l.chunks), st);
+    launch_gemm(wa, l, a, nt, ctas, int(l.chunks), st);
+}
+
 // Raises the dynamic shared memory limit of the GEMM kernels of operand A to `bytes`.
 template <class A, int NT, int MINB>
 void prepare_gemm_nt(int bytes) {
@@ -317,6 +327,12 @@ void prepare_gemm(int bytes) {
     prepare_gemm_nt<A, 2, 1>(bytes);
     prepare_gemm_nt<A, 4, 2>(bytes);
     prepare_gemm_nt<A, 2, 2>(bytes);
+}
+// prepare_gemm for both operands of a tiled type L (launch_tiled).
+template <class L>
+void prepare_tiled(int bytes) {
+    prepare_gemm<GemmTiledA<L>>(bytes);
+    if constexpr (L::kNibbles) prepare_gemm<GemmTiledA2<L>>(bytes);
 }
 
 }  // namespace imp::ggml::cuda

@@ -4,34 +4,20 @@
 
 namespace imp::ggml::cuda {
 
-namespace {
-template <class L>
-void launch_k(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, bool bf16x2, cudaStream_t st) {
-    const GemmTiledA<L> wa{static_cast<const uint8_t*>(a.w), l.rg_bytes};
-    if (bf16x2) return launch_gemm(GemmTiledA2<L>{wa}, l, a, nt, ctas, int(l.chunks), st);
-    launch_gemm(wa, l, a, nt, ctas, int(l.chunks), st);
-}
-template <class L>
-void prepare_k(int smem_bytes) {
-    prepare_gemm<GemmTiledA<L>>(smem_bytes);
-    prepare_gemm<GemmTiledA2<L>>(smem_bytes);
-}
-}  // namespace
-
 bool experts_gemm_k(const DeviceLayout& l, const ExpertsArgs& a, int nt, int ctas, bool bf16x2, cudaStream_t st) {
     switch (l.type) {
-        case Type::Q4_K: launch_k<LayoutQ4_K>(l, a, nt, ctas, bf16x2, st); return true;
-        case Type::Q5_K: launch_k<LayoutQ5_K>(l, a, nt, ctas, bf16x2, st); return true;
-        case Type::Q6_K: launch_k<LayoutQ6_K>(l, a, nt, ctas, bf16x2, st); return true;
+        case Type::Q4_K: launch_tiled<LayoutQ4_K>(l, a, nt, ctas, bf16x2, st); return true;
+        case Type::Q5_K: launch_tiled<LayoutQ5_K>(l, a, nt, ctas, bf16x2, st); return true;
+        case Type::Q6_K: launch_tiled<LayoutQ6_K>(l, a, nt, ctas, bf16x2, st); return true;
         default: return false;
     }
 }
 
 bool prepare_experts_gemm_k(Type t, int smem_bytes) {
     switch (t) {
-        case Type::Q4_K: prepare_k<LayoutQ4_K>(smem_bytes); return true;
-        case Type::Q5_K: prepare_k<LayoutQ5_K>(smem_bytes); return true;
-        case Type::Q6_K: prepare_k<LayoutQ6_K>(smem_bytes); return true;
+        case Type::Q4_K: prepare_tiled<LayoutQ4_K>(smem_bytes); return true;
+        case Type::Q5_K: prepare_tiled<LayoutQ5_K>(smem_bytes); return true;
+        case Type::Q6_K: prepare_tiled<LayoutQ6_K>(smem_bytes); return true;
         default: return false;
     }
 }

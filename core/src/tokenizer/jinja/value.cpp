@@ -304,12 +304,6 @@ std::string Value::str_py() const {
 }
 
 namespace {
-std::string repr_at(const Value& v, int depth);
-}
-
-std::string Value::repr_py() const { return repr_at(*this, 0); }
-
-namespace {
 std::string repr_at(const Value& v, int depth) {
     check_depth(depth);
     const auto& list = v.list;
@@ -352,6 +346,11 @@ std::string repr_at(const Value& v, int depth) {
     return "";
 }
 
+}  // namespace
+
+std::string Value::repr_py() const { return repr_at(*this, 0); }
+
+namespace {
 bool equal_at(const Value& a, const Value& b, int depth) {
     check_depth(depth);
     if (a.is_number() && b.is_number()) return a.as_double() == b.as_double();
