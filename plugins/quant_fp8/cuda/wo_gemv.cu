@@ -23,6 +23,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "imp/cuda/check.h"
@@ -303,11 +305,34 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
         launch_plan<C, 0>(p, T, n_items, pdl, st);
 }
 
+// Thread blocks of the int8 one-token kernel an SM holds on the current device (its registers; shared memory at the
+// most a call stages, kMaxNormSmem), queried once per device; 2 (the fp32 kernels') where the query fails.
+int q8_ctas_per_sm() {
+    static std::mutex mu;
+    static std::map<int, int> known;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 2;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = known.find(dev); it != known.end()) return it->second;
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8>, kWarps * 32,
+                                                      size_t(kMaxNormSmem)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        n = 2;
+    }
+    return known[dev] = std::max(n, 1);
+}
+
 // The staged kernels' plan (X as wo_gemv_kernel's; Regs whatever the setting's plan): warps per row group, lanes,
 // the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
 template <int X>
 void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
-    const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count);
+    // The int8 kernel's dense one-token calls fill the wave its occupancy allows (measured there only).
+    const int ctas = X == kStageQ8 && T == 1 && n_items == 1 ? q8_ctas_per_sm() : 2;
+    const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count, ctas);
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
     if (l.codec == Codec::NVFP4)
@@ -343,17 +368,23 @@ int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw) {
     return a.short_rows && a.kw <= 0 && kw == 1 && l.ld / 16 <= 16 ? 16 : kw * 32;
 }
 
-int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count) {
+int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm) {
     if (sm_count > 0) {
-        // The fewest CTAs that still fill about one wave (2 CTAs per SM). One token: on the H200 bench (commit
-        // 253b691) the best forced kw was 2 on 4096x14336 (256 CTAs) and 1 on 14336x4096 (448), for NVFP4 and FP8
-        // alike: 1.17-1.27x faster than the chunk rule below. 2-8 tokens (not measured then): a small kw also lets
-        // the CTA's 8 / kw row groups sweep the same activation columns together, so they meet in L1 instead of
-        // each reading all of x from L2 (at 8 tokens x is 32 bytes per column).
-        const int64_t slots = int64_t(sm_count) * 2 * 9 / 10, rw = n_tokens <= 2 ? 4 : 2;
+        // The fewest CTAs that still fill 80 % of a wave of ctas_per_sm CTAs per SM (2 for the fp32 kernels; for the
+        // int8 one-token kernel what the occupancy calculator gives, 4 at 63 registers, and never more lanes to a row
+        // group than its row has chunks). One token: on the H200 bench (commit 253b691) the best forced kw was 2 on
+        // 4096x14336 (256 CTAs) and 1 on 14336x4096 (448), for NVFP4 and FP8 alike: 1.17-1.27x faster than the
+        // chunk rule below; the int8 kernel on the H100 (session 19): kw 4 on 4096x14336 (16.4 us against 20.1 at
+        // kw 2), kw 1 on 14336x4096 (13.2 against 13.7 at kw 2). 2-8 tokens (not measured then): a small kw also
+        // lets the CTA's 8 / kw row groups sweep the same activation columns together, so they meet in L1 instead
+        // of each reading all of x from L2 (at 8 tokens x is 32 bytes per column).
+        const int64_t slots = int64_t(sm_count) * ctas_per_sm * 8 / 10, rw = n_tokens <= 2 ? 4 : 2;
+        const int64_t nch = l.ld / 16;
         for (int kw = 1; kw < 8; kw <<= 1) {
             const int64_t rows_per_cta = kWarps / kw * rw;
-            if ((l.rows + rows_per_cta - 1) / rows_per_cta * std::max(n_items, 1) >= slots) return kw;
+            if ((l.rows + rows_per_cta - 1) / rows_per_cta * std::max(n_items, 1) >= slots ||
+                (ctas_per_sm > 2 && 2 * kw * 32 > nch))
+                return kw;
         }
         return 8;
     }

@@ -106,8 +106,8 @@ void gemv_stream(const Layout& l, const GemvArgs& a, int grid, cudaStream_t st);
 // device; called when a weight that uses the plan is made (never inside a graph capture).
 void gemv_init(GemvPlan plan);
 // The warps per row group gemv picks when kw == 0: for l, plan, n_tokens per item, n_items (1 dense) on a device
-// of sm_count SMs (0: unknown).
-int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count);
+// of sm_count SMs (0: unknown) for a kernel of which ctas_per_sm thread blocks fit an SM.
+int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm = 2);
 // The lanes per row group gemv runs a call with, given the warps per row group kw it chose: kw * 32, or 16 (half
 // warps) with GemvArgs::short_rows on rows of at most 16 chunks where the automatic plan chose kw 1.
 int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw);

@@ -54,7 +54,7 @@ void declare_ggml_settings(Registry& reg) {
                      {},
                      1,
                      2});
-    reg.add_setting({"experts_gemm_dequant", std::string("fp32"),
+    reg.add_setting({"experts_gemm_dequant", std::string("bf16x2"),
                      "CUDA: how the grouped expert GEMM turns 4- to 6-bit codes into bf16 operands: fp32 (scale in "
                      "fp32, rounded once: the reference's bits) | bf16x2 (scale and offset rounded to bf16, two values an "
                      "instruction pair: fewer instructions per MMA; within ~1 % of a quantization step)",
