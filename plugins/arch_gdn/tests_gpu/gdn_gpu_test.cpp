@@ -251,9 +251,8 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
     // Slot on against slot off, both on the GPU with the same routing (recorded from the first): prompts take the
     // same kernels, decode steps differ only in the order the shared expert's output is summed, so the logits
     // agree far inside the CPU comparison's tolerance. With the exact GEMV sums: under gemv_int8_x (the profiles'
-    // default "all") the two round the shared expert's down input differently (slot-off: the dense GEMV quantizes
-    // the SwiGLU kernel's output; slot-on, since 9e6a2ce, the expert GEMV its own silu(gate) * up; at e45bbc1, before
-    // that, not at all: 1.3e-2 of max |logit| apart on the H200, within the CPU comparison's m.tol).
+    // default "all") the slot-off dense GEMV rounds the shared expert's down input to int8 and the slot's
+    // SwiGLU-staged call does not (1.3e-2 of max |logit| apart on the H200, within the CPU comparison's m.tol).
     reg.configure("quant_nvfp4", "gemv_int8_x", std::string("off"));
     reg.configure("core", "moe_shared_slot", false);
     CudaExecutor dev_a(0), dev_b(0);

@@ -67,8 +67,8 @@ struct GemvArgs {
     bool stage_x = false;
     // NVFP4, the Regs plan's calls (dense, or ungrouped experts): x quantized to int8 per 16-column group as each
     // CTA stages it (unit amax / 127, codes rint(x * 127 / amax)), the products summed by dp4a: not the fp32 sums
-    // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored. With
-    // swiglu, silu(gate) * up is what is rounded.
+    // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored (and
+    // by swiglu calls).
     bool x_int8 = false;
     // Dense calls of at least this many tokens run the Mma plan's kernel whatever `plan` says (0: never; norm-fused
     // calls are refused above it by the weight, so their norm runs first).
