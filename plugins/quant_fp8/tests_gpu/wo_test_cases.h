@@ -574,6 +574,31 @@ inline void mma_tokens_cases(CudaExecutor& ex, const Weight& mixed, const Weight
     }
 }
 
+// The tensor-core GEMV (w loaded with gemv = mma) against the exact sums, 8 tokens of normal activations times 1,
+// 1e-2, 1e-3: the kernel's fp16 x (x * 2^-4) keeps 11 significant bits down to |x| = 2^-10 and an absolute step of
+// 2^-20 below, so the error stays near fp16's ~2^-12 of max |y| at every scale here (about 3e-4 at 1e-3; with the
+// 2^-8 scale of before, 4e-3 there); 1e-3 of max |y| (the int8 GEMV's per-16-column rounding: ~4e-3 at any scale).
+inline void mma_small_x_cases(CudaExecutor& ex, const Weight& w, const std::vector<float>& w_ref, std::mt19937& rng) {
+    const int64_t rows = w.rows(), cols = w.cols(), n = 8;
+    for (const float scale : {1.f, 1e-2f, 1e-3f}) {
+        INFO(rows << "x" << cols << ", mma, activations x " << scale);
+        auto x = random_floats(size_t(n * cols), rng);
+        for (auto& v : x) v *= scale;
+        const auto ref = reference(w_ref, rows, cols, x, cols, n);
+        float* xd = device_copy(ex, x);
+        float* yd = device_copy(ex, std::vector<float>(size_t(n * rows), 0.f));
+        w.matmul(ex, xd, cols, yd, rows, n, false);
+        const auto y = download(ex, yd, size_t(n * rows));
+        double md = 0, mr = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+            md = std::max(md, std::fabs(double(y[i]) - ref[i]));
+            mr = std::max(mr, std::fabs(ref[i]));
+        }
+        INFO("max|diff| " << md << ", max|ref| " << mr);
+        CHECK(md <= 1e-3 * mr);
+    }
+}
+
 // The streaming GEMV (gemv = stream) on a weight w loaded with it, of a shape with enough row groups that it
 // applies at 1-2 tokens on this device (checked: l is w's layout); 3 tokens run the regs plan. Strides and
 // accumulate as the other GEMV cases.

@@ -177,11 +177,11 @@ inline std::vector<float> int8_activations(const std::vector<float>& x, int64_t 
     return q;
 }
 
-// x as the tensor-core GEMV (gemv = mma) multiplies it: x * 2^-8 rounded to the nearest fp16 (ties to even,
-// subnormals kept), times 2^8 again.
+// x as the tensor-core GEMV (gemv = mma) multiplies it: x * 2^-4 rounded to the nearest fp16 (ties to even,
+// subnormals kept), times 2^4 again.
 inline std::vector<float> fp16_activations(const std::vector<float>& x) {
     std::vector<float> q(x.size());
-    for (size_t i = 0; i < x.size(); ++i) q[i] = float(static_cast<_Float16>(x[i] * (1.f / 256.f))) * 256.f;
+    for (size_t i = 0; i < x.size(); ++i) q[i] = float(static_cast<_Float16>(x[i] * (1.f / 16.f))) * 16.f;
     return q;
 }
 

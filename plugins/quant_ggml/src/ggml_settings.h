@@ -20,7 +20,7 @@ struct GgmlSettings {
     int64_t experts_gemm_tokens = 64;  // CUDA: expert calls from this many tokens on take the grouped GEMM (0: never)
     int experts_gemm_tiles = 0;       // CUDA: the grouped expert GEMM's 8-token tiles per group at most (0: what fits)
     int experts_gemm_ctas = 1;        // CUDA: the grouped expert GEMM's kernels for 1 or 2 CTAs per SM
-    bool experts_gemm_bf16x2 = true;   // CUDA: the grouped expert GEMM's dequantization: fp32 (false) or bf16x2
+    bool experts_gemm_bf16x2 = false;  // CUDA: the grouped expert GEMM's dequantization: fp32 (false) or bf16x2
     int experts_gemv_warps = 0;       // CUDA: warps per row group of the expert GEMV (0: from the plan)
     std::string cpu_kernels = "auto";  // CPU: "auto" (the fastest this CPU runs), "generic", "avx2"
     bool fuse_norm = false;            // CUDA: Weight::matmul_fused takes the RMSNorm into the GEMV

@@ -55,9 +55,9 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
                      "| experts (the MoE expert calls of decode) | all (those and dense calls)",
                      {"off", "experts", "all"}});
-    reg.add_setting({"gemv_mma_tokens", int64_t(0),
+    reg.add_setting({"gemv_mma_tokens", int64_t(3),
                      "CUDA: dense matmuls of at least this many tokens (and at most 8) run the tensor-core GEMV (the "
-                     "kernel of gemv = mma: each code dequantized once for all tokens, x rounded to fp16 after a 2^-8 "
+                     "kernel of gemv = mma: each code dequantized once for all tokens, x rounded to fp16 after a 2^-4 "
                      "scale) whatever gemv says, and their RMSNorm as its own kernel; 0: never",
                      {}, 0, 8});
     reg.add_setting({"gemv_kw", std::string("auto"),
