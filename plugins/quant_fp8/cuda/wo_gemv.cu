@@ -18,7 +18,6 @@
 // Sums are fp32 (FMA), reduced over lanes with shuffles and over the row group's warps in shared memory; each
 // output is written once, deterministically. PDL: the first chunk's weights are loaded before griddepcontrol.wait
 // (dense); an expert matmul waits first (its expert id is an activation).
-#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -38,8 +37,6 @@
 namespace imp::wo {
 namespace {
 
-namespace cg = cooperative_groups;
-
 
 // X, x staged in shared memory by each CTA (Regs only), once its first chunks of weights are requested:
 //   kStageNorm: a dense call whose x rows are RMS-normalized first (GemvArgs::norm): the CTA copies its tokens'
@@ -52,9 +49,7 @@ namespace cg = cooperative_groups;
 //     threads fit an SM instead of 2). Same sums in the same order as kStagePlain.
 //   kStageQ8 (NVFP4): x quantized to int8 per 16-column group as it is staged (GemvArgs::x_int8; q8_group in
 //     wo_gemv_chunk.cuh); the row sums take 4 codes a PRMT and a dp4a (compute_q8) instead of the fp32 decode.
-//   kStageQ8Cluster: kStageQ8 launched in thread-block clusters whose CTAs share the staging (q8_cluster); its own
-//     instantiation, so the cluster code does not take kStageQ8's registers past 64 (4 CTAs an SM).
-constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4, kStageQ8Cluster = 5;
+constexpr int kStagePlain = 0, kStageNorm = 1, kStageSwiglu = 2, kStageCopy = 3, kStageQ8 = 4;
 
 // The executor's SwiGLU of four elements (silu_mul, bit for bit).
 __device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
@@ -63,7 +58,7 @@ __device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
 }
 
 template <Codec C, int T, int S, int X = kStagePlain>
-__global__ void __launch_bounds__(kWarps * 32, X == kStageQ8Cluster && T == 1 ? 4 : 0) wo_gemv_kernel(KP p) {
+__global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
     static_assert(X == kStagePlain || S == 0, "the staged kernels run the Regs plan (their rows and the Async ring "
                                               "would share the dynamic shared memory)");
@@ -123,30 +118,20 @@ __global__ void __launch_bounds__(kWarps * 32, X == kStageQ8Cluster && T == 1 ? 
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
     // Dense: the first chunks (weights) are requested before the wait; experts waited above (the id).
-    if constexpr (X == kStageQ8 || X == kStageQ8Cluster) {
+    if constexpr (X == kStageQ8) {
         static_assert(C == Codec::NVFP4, "int8 x: NVFP4 weights only");
         extern __shared__ __align__(16) uint8_t q8s[];  // [T][cp] int8, then [T][cp / 16] fp32 units
         const int cp = p.nch * 32, ng = cp / 16;
         int8_t* xq = reinterpret_cast<int8_t*>(q8s);
         float* xu = reinterpret_cast<float*>(q8s + T * cp);
         const bool dense = !p.ids;
-        // Launched in clusters (dense calls, gemv_q8_cluster): the cluster's nr CTAs quantize x's groups in turn
-        // (group g by rank g % nr) and store each one's codes and unit into every CTA of the cluster (distributed
-        // shared memory), so each cluster reads x from L2 once instead of each CTA. A peer's shared memory may be
-        // written once it has started: every CTA arrives on the cluster barrier here and waits on it before its
-        // first remote store; the second phase (release / acquire) publishes the stores as __syncthreads would.
-        const cg::cluster_group cl = cg::this_cluster();
-        constexpr bool kCl = X == kStageQ8Cluster;
-        const int nr = kCl ? int(cl.num_blocks()) : 1, rk = kCl ? int(cl.block_rank()) : 0;
-        if (nr > 1) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
         auto stage = [&] {
             if (dense) ::imp::cuda::pdl_wait();
-            if (nr > 1) asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
 #pragma unroll
             for (int t = 0; t < T; ++t) {
                 if (t >= ntok) break;
                 const float* xr = x + xo[t];
-                for (int grp = rk + nr * int(threadIdx.x); grp < ng; grp += nr * int(blockDim.x)) {
+                for (int grp = int(threadIdx.x); grp < ng; grp += int(blockDim.x)) {
                     float v[16];
                     const int c0 = grp * 16;
                     if (p.x_vec && c0 + 16 <= p.cols) {
@@ -159,27 +144,10 @@ __global__ void __launch_bounds__(kWarps * 32, X == kStageQ8Cluster && T == 1 ? 
 #pragma unroll
                         for (int e = 0; e < 16; ++e) v[e] = c0 + e < p.cols ? xr[c0 + e] : 0.f;
                     }
-                    if (nr == 1) {
-                        q8_group(v, xq + t * cp + c0, xu + t * ng + grp);
-                    } else {
-                        uint4 codes;
-                        float unit;
-                        q8_codes(v, codes, unit);
-                        for (int r = 0; r < nr; ++r) {
-                            int8_t* dq = cl.map_shared_rank(xq + t * cp + c0, unsigned(r));
-                            reinterpret_cast<uint2*>(dq)[0] = make_uint2(codes.x, codes.y);
-                            reinterpret_cast<uint2*>(dq)[1] = make_uint2(codes.z, codes.w);
-                            *cl.map_shared_rank(xu + t * ng + grp, unsigned(r)) = unit;
-                        }
-                    }
+                    q8_group(v, xq + t * cp + c0, xu + t * ng + grp);
                 }
             }
-            if (nr > 1) {
-                asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
-                asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
-            } else {
-                __syncthreads();
-            }
+            __syncthreads();
         };
         row_sums_q8<T, RW>(p, m, r0, li, L, xq, xu, cp, ntok, stage, acc);
     } else if constexpr (X == kStageCopy) {
@@ -264,23 +232,15 @@ __global__ void __launch_bounds__(kWarps * 32, X == kStageQ8Cluster && T == 1 ? 
 
 // Launches kernel k over n_items work items of T tokens: every row group's CTAs (grid x), up to 65535 items (grid y)
 // a launch.
-// cluster > 1 (kStageQ8's dense calls): in thread-block clusters of that many CTAs along x, the grid rounded up to
-// whole clusters (the CTAs past the rows stage x for their cluster and write nothing).
 template <int T, typename Kernel>
-void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st, int cluster = 1) {
+void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st) {
     const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
-    const int gx = ::imp::cuda::div_up(::imp::cuda::div_up(p.rows, rows_per_cta), cluster) * cluster;
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
         q.pair0 = i0;
-        ::imp::cuda::LaunchConfig c;
-        c.grid = dim3(unsigned(gx), unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535));
-        c.block = dim3(kWarps * 32);
-        c.smem = smem;
-        c.stream = st;
-        c.pdl = pdl;
-        c.cluster = dim3(unsigned(cluster), 1, 1);
-        IMP_CUDA_CHECK(::imp::cuda::launch(c, k, q));
+        const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
+        IMP_CUDA_CHECK(::imp::cuda::launch(k, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
+                                           dim3(kWarps * 32), smem, st, pdl, q));
     }
 }
 
@@ -293,25 +253,24 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
 // A call of a staged kernel (Regs; X as wo_gemv_kernel's): its staged rows in dynamic shared memory, T x cols
 // floats (kStageQ8: gemv_q8_smem bytes).
 template <Codec C, int T, int X>
-void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st, int cluster) {
-    const size_t smem = X == kStageQ8 || X == kStageQ8Cluster ? size_t(gemv_q8_smem(p.nch * 32, T))
-                                                              : size_t(T) * size_t(p.cols) * 4;
-    launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st, cluster);
+void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st) {
+    const size_t smem = X == kStageQ8 ? size_t(gemv_q8_smem(p.nch * 32, T)) : size_t(T) * size_t(p.cols) * 4;
+    launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st);
 }
 
 // The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts).
 template <Codec C, int X>
-void launch_staged_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st, int cluster = 1) {
+void launch_staged_tokens(const KP& p, int T, int n_items, bool pdl, cudaStream_t st) {
     if constexpr (X == kStageSwiglu)
-        launch_staged<C, 1, X>(p, n_items, pdl, st, 1);
+        launch_staged<C, 1, X>(p, n_items, pdl, st);
     else if (T <= 1)
-        launch_staged<C, 1, X>(p, n_items, pdl, st, cluster);
+        launch_staged<C, 1, X>(p, n_items, pdl, st);
     else if (T <= 2)
-        launch_staged<C, 2, X>(p, n_items, pdl, st, cluster);
+        launch_staged<C, 2, X>(p, n_items, pdl, st);
     else if (T <= 4)
-        launch_staged<C, 4, X>(p, n_items, pdl, st, cluster);
+        launch_staged<C, 4, X>(p, n_items, pdl, st);
     else
-        launch_staged<C, 8, X>(p, n_items, pdl, st, cluster);
+        launch_staged<C, 8, X>(p, n_items, pdl, st);
 }
 
 template <Codec C, int S>
@@ -357,15 +316,6 @@ int q8_ctas_per_sm() {
     return known[dev] = std::max(n, 1);
 }
 
-// The thread-block cluster of a kStageQ8 call (its CTAs share the staging of x): GemvArgs::q8_cluster for dense
-// calls (0: 4 where x's padded rows hold at least 8192 columns, whose staging each CTA reading all of x from L2 made
-// 4096x14336 run at 67 % of the copy bandwidth against 82 % for 14336x4096; else 1); expert calls 1.
-int q8_cluster(const Layout& l, const GemvArgs& a) {
-    if (a.ids) return 1;
-    if (a.q8_cluster > 0) return a.q8_cluster;
-    return l.ld * 2 >= 8192 ? 4 : 1;
-}
-
 // The staged kernels' plan (X as wo_gemv_kernel's; Regs whatever the setting's plan): warps per row group, lanes,
 // the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
 template <int X>
@@ -375,10 +325,7 @@ void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStre
     const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count, ctas);
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
-    const int cluster = X == kStageQ8 ? q8_cluster(l, a) : 1;
-    if (cluster > 1)
-        launch_staged_tokens<Codec::NVFP4, kStageQ8Cluster>(p, T, n_items, a.pdl, st, cluster);
-    else if (l.codec == Codec::NVFP4)
+    if (l.codec == Codec::NVFP4)
         launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, a.pdl, st);
     else if constexpr (X != kStageQ8)
         launch_staged_tokens<Codec::FP8, X>(p, T, n_items, a.pdl, st);
@@ -448,9 +395,6 @@ void gemv(const Layout& l, const GemvArgs& a, cudaStream_t st) {
     const int T = grouped ? kExpertGroup : (experts ? 1 : a.n_tokens);
     if (a.kw != 0 && a.kw != 1 && a.kw != 2 && a.kw != 4 && a.kw != 8)
         throw Error("weight-only GEMV: warps per row group " + std::to_string(a.kw) + " is not 1, 2, 4 or 8");
-    if (a.q8_cluster != 0 && a.q8_cluster != 1 && a.q8_cluster != 2 && a.q8_cluster != 4 && a.q8_cluster != 8)
-        throw Error("weight-only GEMV: int8 staging cluster of " + std::to_string(a.q8_cluster) +
-                    " CTAs is not 1, 2, 4 or 8");
     if (a.norm) {  // gemv_norm_applies checked the rest
         if (experts || !gemv_norm_applies(l, a.n_tokens, a.x, a.xs, a.norm))
             throw Error("weight-only GEMV: an RMSNorm-fused call its kernel does not take");

@@ -156,8 +156,7 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
 // of a word stored in the order of the layout's nibbles as PRMT reads them (bytes x6 x4 x2 x0, then x7 x5 x3 x1),
 // then [T][cp / 16] fp32 group units (x ~ code * unit). q8_group quantizes one group as the CPU reference does:
 // unit = amax / 127, code = rint(x * (127 / amax)) (0 and unit 0 where amax < 1e-30).
-// q8_codes: the same into registers (the group's 16 codes as 4 words in that order, and its unit).
-__device__ __forceinline__ void q8_codes(const float (&v)[16], uint4& codes, float& unit) {
+__device__ __forceinline__ void q8_group(const float (&v)[16], int8_t* dst, float* unit) {
     float amax = 0.f, bad = 0.f;  // bad: NaN when a value is NaN or infinite (fmaxf would drop a NaN)
 #pragma unroll
     for (int e = 0; e < 16; ++e) {
@@ -166,26 +165,19 @@ __device__ __forceinline__ void q8_codes(const float (&v)[16], uint4& codes, flo
     }
     const bool live = amax >= 1e-30f;  // below: 127 / amax could overflow; the group counts as zeros
     const float inv = live ? __fdiv_rn(127.f, amax) : 0.f;
-    unit = (live ? __fdiv_rn(amax, 127.f) : 0.f) + bad;  // a NaN or infinite x gives a NaN sum, as the exact GEMV
+    *unit = (live ? __fdiv_rn(amax, 127.f) : 0.f) + bad;  // a NaN or infinite x gives a NaN sum, as the exact GEMV
     int q[16];
 #pragma unroll
     for (int e = 0; e < 16; ++e) q[e] = max(-127, min(127, __float2int_rn(__fmul_rn(v[e], inv))));
-    uint32_t wd[4];
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
         const int* o = q + 8 * w;
-        wd[2 * w] = uint32_t(o[6] & 0xFF) | uint32_t(o[4] & 0xFF) << 8 | uint32_t(o[2] & 0xFF) << 16 |
-                    uint32_t(o[0] & 0xFF) << 24;
-        wd[2 * w + 1] = uint32_t(o[7] & 0xFF) | uint32_t(o[5] & 0xFF) << 8 | uint32_t(o[3] & 0xFF) << 16 |
-                        uint32_t(o[1] & 0xFF) << 24;
+        const uint32_t lo = uint32_t(o[6] & 0xFF) | uint32_t(o[4] & 0xFF) << 8 | uint32_t(o[2] & 0xFF) << 16 |
+                            uint32_t(o[0] & 0xFF) << 24;
+        const uint32_t hi = uint32_t(o[7] & 0xFF) | uint32_t(o[5] & 0xFF) << 8 | uint32_t(o[3] & 0xFF) << 16 |
+                            uint32_t(o[1] & 0xFF) << 24;
+        reinterpret_cast<uint2*>(dst)[w] = make_uint2(lo, hi);
     }
-    codes = make_uint4(wd[0], wd[1], wd[2], wd[3]);
-}
-__device__ __forceinline__ void q8_group(const float (&v)[16], int8_t* dst, float* unit) {
-    uint4 codes;
-    q8_codes(v, codes, *unit);
-    reinterpret_cast<uint2*>(dst)[0] = make_uint2(codes.x, codes.y);
-    reinterpret_cast<uint2*>(dst)[1] = make_uint2(codes.z, codes.w);
 }
 
 // 4 NVFP4 codes (the selector's low 16 bits; a code's bit 3 is its sign) as int8 2 x e2m1 magnitudes, 0 for the

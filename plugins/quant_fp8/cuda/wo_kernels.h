@@ -70,9 +70,6 @@ struct GemvArgs {
     // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored (and
     // by swiglu calls).
     bool x_int8 = false;
-    // x_int8's dense calls: CTAs per thread-block cluster sharing the staging of x (each quantizes 1 / q8_cluster of
-    // the groups into every CTA of its cluster): 1, 2, 4 or 8; 0 = from the shape. The same bits at every size.
-    int q8_cluster = 0;
     // Dense calls of at least this many tokens run the Mma plan's kernel whatever `plan` says (0: never; norm-fused
     // calls are refused above it by the weight, so their norm runs first).
     int mma_tokens = 0;

@@ -60,11 +60,6 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "kernel of gemv = mma: each code dequantized once for all tokens, x rounded to fp16 after a 2^-4 "
                      "scale) whatever gemv says, and their RMSNorm as its own kernel; 0: never",
                      {}, 0, 8});
-    reg.add_setting({"gemv_q8_cluster", std::string("auto"),
-                     "CUDA: int8-x GEMV (gemv_int8_x = all), dense calls: thread blocks per cluster that quantize x "
-                     "once for the cluster (distributed shared memory) instead of once each: auto (4 on rows of at "
-                     "least 8192 columns, else 1) | 1 | 2 | 4 | 8; the same results",
-                     {"auto", "1", "2", "4", "8"}});
     reg.add_setting({"gemv_kw", std::string("auto"),
                      "CUDA: GEMV warps per row group: auto (from the shape) | 1 | 2 | 4 | 8", {"auto", "1", "2", "4", "8"}});
 }
@@ -91,8 +86,6 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));
-    const std::string& qc = s.get_string("gemv_q8_cluster");
-    k.gemv_q8_cluster = qc == "auto" ? 0 : std::stoi(qc);
     const std::string& kw = s.get_string("gemv_kw");
     k.gemv_kw = kw == "auto" ? 0 : std::stoi(kw);
     return k;

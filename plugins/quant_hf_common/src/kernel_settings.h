@@ -31,7 +31,6 @@ struct KernelSettings {
     // instead of a separate norm kernel.
     bool fuse_norm = true;
     int gemv_kw = 0;              // GEMV warps per row group: 1, 2, 4, 8 (0 = from the shape)
-    int gemv_q8_cluster = 0;      // int8-x GEMV, dense calls: CTAs sharing x's staging: 1, 2, 4, 8 (0 = from the shape)
     bool gemv_async = false;      // GEMV: weight chunks streamed by cp.async through shared memory (else registers)
     bool gemv_regs2 = false;      // GEMV (not async): two chunks per row prefetched into registers instead of one
     bool gemv_stream = false;     // GEMV: 1-2 token calls on matrices of many rows on the persistent streaming kernel

@@ -131,15 +131,6 @@ inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols,
         f.push_back({"nvfp4q8", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
                          return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(), 0.01f, "nvfp4", q);
                      }});
-        if (kw == 0)  // the same with each gemv_q8_cluster (nvfp4q8 above: auto)
-            for (const int cl : {1, 2, 4, 8}) {
-                nvfp4::cuda::Settings qc = q;
-                qc.gemv_q8_cluster = cl;
-                f.push_back({"q8cl" + std::to_string(cl), double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
-                                 return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(),
-                                                                 0.01f, "nvfp4", qc);
-                             }});
-            }
     }
     const float s8 = 0.01f;
     f.push_back({"fp8", double(rows * cols), [=, &ex] {
