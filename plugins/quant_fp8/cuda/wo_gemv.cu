@@ -134,11 +134,6 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
                 for (int grp = int(threadIdx.x); grp < ng; grp += int(blockDim.x)) {
                     float v[16];
                     const int c0 = grp * 16;
-                    // The thread's next group into L1 while this one is loaded and quantized: one L2 round trip
-                    // for the whole prologue instead of one a group on rows of more than 4096 columns (4096x14336:
-                    // 3.5 groups a thread), without the registers of a second group in flight.
-                    if (c0 + 16 * int(blockDim.x) < p.cols)
-                        asm volatile("prefetch.global.L1 [%0];" ::"l"(xr + c0 + 16 * int(blockDim.x)));
                     if (p.x_vec && c0 + 16 <= p.cols) {
 #pragma unroll
                         for (int k = 0; k < 4; ++k) {
