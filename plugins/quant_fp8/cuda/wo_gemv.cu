@@ -296,7 +296,8 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
 }
 
 // Thread blocks of the int8 one-token kernel an SM holds on the current device (its registers; shared memory at the
-// most a call stages, kMaxNormSmem), queried once per device; 2 (the fp32 kernels') where the query fails.
+// most a call stages, kMaxNormSmem), queried at its first automatic plan on each device (a host-side calculation,
+// no stream work: safe inside a capture); 2 (the fp32 kernels') where the query fails.
 int q8_ctas_per_sm() {
     static std::mutex mu;
     static std::map<int, int> known;
@@ -321,8 +322,9 @@ int q8_ctas_per_sm() {
 template <int X>
 void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
     // The int8 kernel's dense one-token calls fill the wave its occupancy allows (measured there only).
-    const int ctas = X == kStageQ8 && T == 1 && n_items == 1 ? q8_ctas_per_sm() : 2;
-    const int kw = a.kw > 0 ? a.kw : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count, ctas);
+    const int kw = a.kw > 0 ? a.kw
+                            : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count,
+                                      X == kStageQ8 && T == 1 && !a.ids ? q8_ctas_per_sm() : 2);
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
     if (l.codec == Codec::NVFP4)

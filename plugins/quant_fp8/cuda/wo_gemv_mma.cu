@@ -15,7 +15,7 @@
 // Work: a CTA of 8 warps holds 8 / kw row groups of 16 rows; the kw warps of a row group take its chunks (NVFP4 128
 // columns, FP8 64) in turn, kDepth at a time. Lane (g, c) holds rows g and g + 8 of the chunk's columns of quarter c
 // (wo_mma_a.cuh); its B registers are token g's activations at the same 4 columns of each k-step: one float4 from x
-// (L1/L2), times 2^-4 and rounded to fp16: 11 significant bits for |x| from 2^-10 to 2^20 (2^20 and more overflow),
+// (L1/L2), times 2^-4 and rounded to fp16: 11 significant bits for |x| from 2^-10 up (from ~1.048e6 it overflows),
 // an absolute step of 2^-20 below (the scale was 2^-8 until session 19: a step of 2^-16, about 4e-3 of the output at
 // activations of rms 1e-3), the 2^4 given back in the epilogue with the matrix factor. Sums in fp32 (the MMA's); the kw
 // partial tiles are added in shared memory in warp order (deterministic). PDL: the first kDepth chunks of weights are

@@ -38,7 +38,7 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "1-4 tokens) | async (cp.async ring) | stream (1-2 token calls on matrices of many rows, e.g. an LM "
                      "head: one wave of CTAs whose warps stream row group after row group; other calls: regs) | mma "
                      "(dense calls on the tensor cores, each code dequantized once for all tokens, x rounded to fp16 "
-                     "after a 2^-8 scale; expert calls: regs)",
+                     "after a 2^-4 scale; expert calls: regs)",
                      {"regs", "regs2", "async", "stream", "mma"}});
     reg.add_setting({"gemv_short_rows", true,
                      "CUDA: GEMV (gemv_kw auto) rows of at most 16 chunks of 16 bytes (NVFP4 <= 512 columns, FP8 <= 256, "

@@ -132,7 +132,7 @@ TEST_CASE("quant_nvfp4 cuda: GEMV of 1-8 tokens, strides, accumulate, every row-
     }
 }
 
-// The tensor-core GEMV (gemv = mma): x is rounded to fp16 (after a 2^-8 scale) and the weights are exact in fp16, so
+// The tensor-core GEMV (gemv = mma): x is rounded to fp16 (after a 2^-4 scale) and the weights are exact in fp16, so
 // the reference is the exact product with x so rounded (fp16_activations), within fp32 summation order (2e-4; the
 // 2026-12-05 H100 run measured up to 8e-3 against unrounded x on the one-block 1x16 weight, where the rounding of 16
 // terms is not small beside their cancelling sum). Shapes: partial chunks (368, 1040 columns: the checked path),
@@ -334,6 +334,32 @@ TEST_CASE("quant_nvfp4 cuda: expert grouped matmul (routing weights, x per slot,
              << (plan == 1 ? ", async" : plan == 2 ? ", regs2" : ""));
         experts_cases(*ex, *w, ref, 1e-4, rng);
     }
+}
+
+TEST_CASE("quant_nvfp4 cuda: weighted sums of 8 and 10 slots (experts_reduce's batches of 8, a partial second one)",
+          "[quant_nvfp4_gpu][experts]") {
+    // One GEMV per pair, then experts_reduce adds each token's top_k partial rows in slot order, loading a batch of 8
+    // slots at a time: top_k 8 is one full batch, 10 a full one and a partial one; ~1 id in 8 out of range (skipped).
+    auto ex = make_gpu();
+    std::mt19937 rng(509);
+    const int64_t n_expert = 12, rows = 77, cols = 368;
+    const NvStack st = random_stack(n_expert, rows, cols, rng);
+    nv::cuda::Settings s;
+    s.experts_gemm = 0;
+    s.experts_grouped = false;
+    const auto w = load_stack(*ex, st, rows, cols, s);
+    for (const int64_t n : {1, 3})
+        for (const int64_t k : {8, 10})
+            for (const bool per_slot : {false, true})
+                for (const bool acc : {false, true}) {
+                    INFO("tokens " << n << ", top_k " << k << (per_slot ? ", x per slot" : "")
+                                   << (acc ? ", accumulate" : ""));
+                    ex->reserve_workspace(w->workspace_bytes(n, k));
+                    const Check res = experts_case(*ex, *w, st.ref, ExpertsCase{n, k, true, per_slot, acc, false}, rng);
+                    CHECK(res.unwritten == 0);
+                    CHECK(res.overwritten == 0);
+                    CHECK(res.rel <= 1e-4);
+                }
 }
 
 TEST_CASE("quant_nvfp4 cuda: the shared expert as one more slot of the decode expert launches (ExpertMatmul::extra)",
