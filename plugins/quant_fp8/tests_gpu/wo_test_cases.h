@@ -187,16 +187,17 @@ inline Check experts_case(CudaExecutor& ex, const ExpertWeights& w, const std::v
     return check_output(download(ex, m.y, init.size()), init, ys, n_out + 1, rows, e.want, e.delta, n_out);
 }
 
-// Every experts case the formats run: 1/2/5/8/33 tokens (or `tokens`), top_k 1/2/4 (so more and fewer (token,
-// slot) pairs than the 6 experts of the tests), weighted or not, x per slot or not, y = or +=; swiglu: x rows
+// Every experts case the formats run: 1/2/5/8/33 tokens (or `tokens`), top_k 1/2/4 (or `top_ks`; so more and fewer
+// (token, slot) pairs than the 6 experts of the tests), weighted or not, x per slot or not, y = or +=; swiglu: x rows
 // [gate | up] (ExpertMatmul::x_swiglu). round(case, grouped): how the kernels that run the case round x (grouped:
 // more pairs than experts); default none.
 using RoundOf = std::function<XRound(const ExpertsCase&, bool grouped)>;
 inline void experts_cases(CudaExecutor& ex, const ExpertWeights& w, const std::vector<std::vector<float>>& w_ref,
                           double tol, std::mt19937& rng, const std::vector<int64_t>& tokens = {1, 2, 5, 8, 33},
-                          const RoundOf& round = {}, bool swiglu = false) {
+                          const RoundOf& round = {}, bool swiglu = false,
+                          const std::vector<int64_t>& top_ks = {1, 2, 4}) {
     for (const int64_t n : tokens)
-        for (const int64_t k : {1, 2, 4})
+        for (const int64_t k : top_ks)
             for (const bool weighted : {false, true})
                 for (const bool per_slot : {false, true})
                     for (const bool acc : {false, true}) {

@@ -10,6 +10,7 @@
 
 #include "imp/cuda/check.h"
 #include "imp/cuda/launch.cuh"
+#include "imp/cuda/reduce.cuh"
 #include "mma_bf16.cuh"
 #include "experts_kernels.h"
 #include "imp/error.h"
@@ -89,28 +90,8 @@ __global__ void __launch_bounds__(kReduceThreads)
     const int64_t t = blockIdx.x / bpt;
     const int r = int(blockIdx.x % bpt) * kReduceThreads + int(threadIdx.x);
     if (r >= rows) return;
-    // The slots' ids and weights, then their partial rows, are loaded a batch at a time before any is used (two
-    // memory latencies per batch, not three per slot). A pair whose id is out of range has an unwritten partial row:
-    // it is not read.
-    constexpr int kBatch = 8;
-    float s = 0.f;
-    for (int j0 = 0; j0 < top_k; j0 += kBatch) {
-        bool ok[kBatch];
-        float w[kBatch], v[kBatch];
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-            const int64_t p = t * top_k + j0 + u;
-            const bool in = j0 + u < top_k;
-            const int e = in ? ids[p] : -1;
-            ok[u] = e >= 0 && e < n_expert;
-            w[u] = in ? weights[p] : 0.f;
-        }
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) v[u] = ok[u] ? part[(t * top_k + j0 + u) * rows + r] : 0.f;
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u)
-            if (ok[u]) s = fmaf(w[u], v[u], s);
-    }
+    // Slot order, out-of-range ids skipped, 8 slots' loads in flight at a time (routed_slot_sum).
+    const float s = ::imp::cuda::routed_slot_sum(part, rows, r, ids, weights, n_expert, top_k, t);
     float* yp = y + t * ys + r;
     *yp = accumulate ? *yp + s : s;
 }
