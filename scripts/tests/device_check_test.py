@@ -22,7 +22,10 @@ API_TEST = "cuda: alloc counts cudaMalloc, zero-fills, and reports out of memory
 API_SPEC = API_TEST.replace(",", "\\,")
 
 NVIDIA_SMI = """#!/bin/sh
-case "$1" in -L) echo "GPU 0: Fake GPU (UUID: GPU-0)" ;; *) echo "Fake GPU, 1.0, 1000 MiB" ;; esac
+case "$1" in
+    -L) i=0; while [ "$i" -lt "${FAKE_GPUS:-1}" ]; do echo "GPU $i: Fake GPU (UUID: GPU-$i)"; i=$((i + 1)); done ;;
+    *) echo "Fake GPU, 1.0, 1000 MiB" ;;
+esac
 """
 # The gpu test binary: lists the API-error test when asked with its escaped name (as Catch2 matches it).
 TEST_BIN = """#!/usr/bin/env python3
@@ -51,6 +54,8 @@ if binary.endswith("sanitizer-canary"):  # reports its defect unless the case si
     sys.exit(86)
 with open(os.environ["FAKE_SAN_LOG"], "a") as f:
     f.write(json.dumps(args) + "\\n")
+with open(os.environ["FAKE_SAN_LOG"] + ".devices", "a") as f:
+    f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "-") + "\\n")
 action = json.loads(os.environ["FAKE_SAN"]).get(os.path.basename(binary) + "." + tool, "clean")
 print("========= COMPUTE-SANITIZER")
 if action == "errors":
@@ -105,12 +110,15 @@ class SanitizeTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def run_check(self, actions, timeout_s=30, only=None, shards=None):
+    def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
-                   IMP_SANITIZE_TIMEOUT=str(timeout_s))
+                   IMP_SANITIZE_TIMEOUT=str(timeout_s), FAKE_GPUS=str(gpus))
         env.pop("IMP_SANITIZE_ONLY", None)
         env.pop("IMP_SANITIZE_SHARDS", None)
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
         if only is not None:
             env["IMP_SANITIZE_ONLY"] = only
         if shards is not None:
@@ -243,6 +251,30 @@ class SanitizeTest(unittest.TestCase):
         for c in calls:
             i = c.index("--kernel-name-exclude")
             self.assertEqual(c[i:i + 4], ["--kernel-name-exclude", "kns=nvjet", "--padding", "32"])
+
+    def devices(self):
+        with open(self.san_log + ".devices") as f:
+            return [line.strip() for line in f]
+
+    def test_runs_are_dealt_over_the_gpus(self):
+        rc, out = self.run_check({}, gpus=2)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("on 2 GPU(s)", out)
+        d = self.devices()
+        self.assertEqual(len(d), 7, out)  # 2 binaries x 3 tools + the API-error test
+        self.assertEqual(sorted(set(d)), ["0", "1"], d)
+        self.assertEqual(abs(d.count("0") - d.count("1")), 1, d)
+
+    def test_one_gpu_or_a_chosen_device_is_left_as_it_is(self):
+        rc, out = self.run_check({})
+        self.assertEqual(rc, 0, out)
+        self.assertIn("on 1 GPU(s)", out)
+        self.assertEqual(set(self.devices()), {"-"})
+        os.remove(self.san_log + ".devices")
+        rc, out = self.run_check({}, gpus=4, visible="2")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("on 1 GPU(s)", out)
+        self.assertEqual(set(self.devices()), {"2"})
 
     def test_only_matching_nothing_fails(self):
         rc, out = self.run_check({}, only="no_such_binary")

@@ -57,13 +57,17 @@ __device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
                        ::imp::cuda::silu_mul(g.z, u.z), ::imp::cuda::silu_mul(g.w, u.w));
 }
 
-template <Codec C, int T, int S, int X = kStagePlain>
-__global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
+// W: warps per CTA (kWarps; the int8 one-token dense kernel also 16 or 32, GemvArgs::q8_warps). 16 warps: two CTAs
+// an SM asked for (64 registers, as the 8-warp kernel's 63; 73 otherwise, one CTA an SM); 1024 threads hold 64
+// anyway; 0 leaves the others' allocation as it is.
+template <Codec C, int T, int S, int X = kStagePlain, int W = kWarps>
+__global__ void __launch_bounds__(W * 32, W == 16 ? 2 : 0) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
     static_assert(X == kStagePlain || S == 0, "the staged kernels run the Regs plan (their rows and the Async ring "
                                               "would share the dynamic shared memory)");
-    __shared__ float red[2 * kWarps][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
-    const int L = p.lanes, groups = kWarps * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256 (one to 8 warps)
+    static_assert(W == kWarps || (X == kStageQ8 && S == 0), "more warps per CTA: the int8 staged kernel only");
+    __shared__ float red[2 * W][RW * T];  // one row per reduction slot (a warp, or a half-warp group)
+    const int L = p.lanes, groups = W * 32 / L;  // lanes per row group: 16, 32, 64, 128 or 256 (one to 8 warps)
     const int gi = int(threadIdx.x) / L, li = int(threadIdx.x) % L;
     const int SL = L < 32 ? L : 32;  // lanes summed by shuffles: a slot
     const int r0 = (int(blockIdx.x) * groups + gi) * RW;
@@ -233,14 +237,14 @@ __global__ void __launch_bounds__(kWarps * 32) wo_gemv_kernel(KP p) {
 // Launches kernel k over n_items work items of T tokens: every row group's CTAs (grid x), up to 65535 items (grid y)
 // a launch.
 template <int T, typename Kernel>
-void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st) {
-    const int rows_per_cta = kWarps * 32 / p.lanes * kRowsPerGroup<T>;
+void launch_items(Kernel k, const KP& p, int n_items, size_t smem, bool pdl, cudaStream_t st, int warps = kWarps) {
+    const int rows_per_cta = warps * 32 / p.lanes * kRowsPerGroup<T>;
     for (int i0 = 0; i0 < n_items; i0 += 65535) {
         KP q = p;
         q.pair0 = i0;
         const unsigned gy = unsigned(n_items - i0 < 65535 ? n_items - i0 : 65535);
         IMP_CUDA_CHECK(::imp::cuda::launch(k, dim3(unsigned(::imp::cuda::div_up(p.rows, rows_per_cta)), gy),
-                                           dim3(kWarps * 32), smem, st, pdl, q));
+                                           dim3(unsigned(warps) * 32), smem, st, pdl, q));
     }
 }
 
@@ -250,12 +254,12 @@ void launch(const KP& p, int n_items, bool pdl, cudaStream_t st) {
     launch_items<T>(wo_gemv_kernel<C, T, S>, p, n_items, size_t(smem), pdl, st);
 }
 
-// A call of a staged kernel (Regs; X as wo_gemv_kernel's): its staged rows in dynamic shared memory, T x cols
-// floats (kStageQ8: gemv_q8_smem bytes).
-template <Codec C, int T, int X>
+// A call of a staged kernel (Regs; X as wo_gemv_kernel's, W warps a CTA): its staged rows in dynamic shared
+// memory, T x cols floats (kStageQ8: gemv_q8_smem bytes).
+template <Codec C, int T, int X, int W = kWarps>
 void launch_staged(const KP& p, int n_items, bool pdl, cudaStream_t st) {
     const size_t smem = X == kStageQ8 ? size_t(gemv_q8_smem(p.nch * 32, T)) : size_t(T) * size_t(p.cols) * 4;
-    launch_items<T>(wo_gemv_kernel<C, T, 0, X>, p, n_items, smem, pdl, st);
+    launch_items<T>(wo_gemv_kernel<C, T, 0, X, W>, p, n_items, smem, pdl, st, W);
 }
 
 // The token bucket of a staged call (kStageSwiglu: one token per item, ungrouped experts).
@@ -298,35 +302,57 @@ void launch_codec(const KP& p, GemvPlan plan, int T, int n_items, bool pdl, cuda
 // Thread blocks of the int8 one-token kernel an SM holds on the current device (its registers; shared memory at the
 // most a call stages, kMaxNormSmem), queried at its first automatic plan on each device (a host-side calculation,
 // no stream work: safe inside a capture); 2 (the fp32 kernels') where the query fails.
-int q8_ctas_per_sm() {
+// warps: the CTA size (8, 16 or 32 warps: GemvArgs::q8_warps).
+int q8_ctas_per_sm(int warps = kWarps) {
     static std::mutex mu;
-    static std::map<int, int> known;
+    static std::map<std::pair<int, int>, int> known;
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) {
         (void)cudaGetLastError();
-        return 2;
+        return std::max(2 * kWarps / warps, 1);
     }
     std::lock_guard<std::mutex> lock(mu);
-    if (auto it = known.find(dev); it != known.end()) return it->second;
+    if (auto it = known.find({dev, warps}); it != known.end()) return it->second;
     int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8>, kWarps * 32,
-                                                      size_t(kMaxNormSmem)) != cudaSuccess) {
+    const cudaError_t e =
+        warps == 32   ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8, 32>,
+                                                                      32 * 32, size_t(kMaxNormSmem))
+        : warps == 16 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8, 16>,
+                                                                      16 * 32, size_t(kMaxNormSmem))
+                      : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8>,
+                                                                      kWarps * 32, size_t(kMaxNormSmem));
+    if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        n = 2;
+        n = std::max(2 * kWarps / warps, 1);
     }
-    return known[dev] = std::max(n, 1);
+    return known[{dev, warps}] = std::max(n, 1);
 }
 
 // The staged kernels' plan (X as wo_gemv_kernel's; Regs whatever the setting's plan): warps per row group, lanes,
 // the codec (kStageQ8: NVFP4 only, gemv_q8_applies checked).
 template <int X>
 void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStream_t st) {
-    // The int8 kernel's dense one-token calls fill the wave its occupancy allows (measured there only).
+    // The int8 kernel's dense one-token calls fill the wave its occupancy allows (measured there only), on CTAs of
+    // q8_warps warps.
+    const bool q8_dense1 = X == kStageQ8 && T == 1 && !a.ids;
+    const int warps = !q8_dense1 ? kWarps : a.q8_warps > 0 ? a.q8_warps : q8_auto_warps(l.cp);
+    if (warps != 8 && warps != 16 && warps != 32)
+        throw Error("weight-only GEMV: int8 warps per CTA " + std::to_string(warps) + " is not 8, 16 or 32");
     const int kw = a.kw > 0 ? a.kw
-                            : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count,
-                                      X == kStageQ8 && T == 1 && !a.ids ? q8_ctas_per_sm() : 2);
+                            : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count, q8_dense1 ? q8_ctas_per_sm(warps) : 2,
+                                      warps);
     KP p = kernel_params(l, a, T);
     p.lanes = gemv_row_lanes(l, a, kw);
+    if constexpr (X == kStageQ8) {
+        if (warps == 32 && l.codec == Codec::NVFP4) {
+            launch_staged<Codec::NVFP4, 1, X, 32>(p, n_items, a.pdl, st);
+            return;
+        }
+        if (warps == 16 && l.codec == Codec::NVFP4) {
+            launch_staged<Codec::NVFP4, 1, X, 16>(p, n_items, a.pdl, st);
+            return;
+        }
+    }
     if (l.codec == Codec::NVFP4)
         launch_staged_tokens<Codec::NVFP4, X>(p, T, n_items, a.pdl, st);
     else if constexpr (X != kStageQ8)
@@ -360,7 +386,7 @@ int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw) {
     return a.short_rows && a.kw <= 0 && kw == 1 && l.ld / 16 <= 16 ? 16 : kw * 32;
 }
 
-int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm) {
+int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm, int warps) {
     if (sm_count > 0) {
         // The fewest CTAs that still fill 80 % of a wave of ctas_per_sm CTAs per SM (2 for the fp32 kernels; for the
         // int8 one-token kernel what the occupancy calculator gives, 4 at 63 registers, and never more lanes to a row
@@ -373,9 +399,9 @@ int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_co
         const int64_t slots = int64_t(sm_count) * ctas_per_sm * 8 / 10, rw = n_tokens <= 2 ? 4 : 2;
         const int64_t nch = l.ld / 16;
         for (int kw = 1; kw < 8; kw <<= 1) {
-            const int64_t rows_per_cta = kWarps / kw * rw;
+            const int64_t rows_per_cta = warps / kw * rw;
             if ((l.rows + rows_per_cta - 1) / rows_per_cta * std::max(n_items, 1) >= slots ||
-                (ctas_per_sm > 2 && 2 * kw * 32 > nch))
+                ((ctas_per_sm > 2 || warps > kWarps) && 2 * kw * 32 > nch))
                 return kw;
         }
         return 8;

@@ -70,6 +70,10 @@ struct GemvArgs {
     // of the other paths (x's rounding, as an FP8 GEMM's activations). Where gemv_q8_applies; else ignored (and
     // by swiglu calls).
     bool x_int8 = false;
+    // Warps per CTA of x_int8's dense one-token calls: 8 (every GEMV kernel's), 16 or 32 (one CTA of 1024 threads
+    // an SM stages x once where four CTAs of 256 staged it four times; the same sums as 8 at the same kw); 0: from
+    // the shape (q8_auto_warps).
+    int q8_warps = 0;
     // Dense calls of at least this many tokens run the Mma plan's kernel whatever `plan` says (0: never; norm-fused
     // calls are refused above it by the weight, so their norm runs first).
     int mma_tokens = 0;
@@ -88,6 +92,9 @@ inline bool gemv_swiglu_applies(const Layout& l, const float* x, int64_t xs) {
 // The shared memory of GemvArgs::x_int8's staged rows for cp padded columns and n_tokens (its token bucket), and
 // whether a call can take it (NVFP4, 1-8 tokens, the rows within kMaxNormSmem).
 int64_t gemv_q8_smem(int64_t cp, int n_tokens);
+// GemvArgs::q8_warps 0: 16 warps a CTA where x is wider than 8192 columns (H100, session 20: 4096x14336 15.2 us at
+// 16 warps against 16.4 at 8; 14336x4096 13.5 against 13.2), else 8.
+inline int q8_auto_warps(int64_t cp) { return cp > 8192 ? 16 : 8; }
 bool gemv_q8_applies(const Layout& l, int n_tokens);
 // Shared memory a norm-fused GEMV stages its rows in (T x cols floats, T the token bucket 1, 2, 4 or 8).
 constexpr int64_t kMaxNormSmem = 40 * 1024;
@@ -107,7 +114,9 @@ void gemv_stream(const Layout& l, const GemvArgs& a, int grid, cudaStream_t st);
 void gemv_init(GemvPlan plan);
 // The warps per row group gemv picks when kw == 0: for l, plan, n_tokens per item, n_items (1 dense) on a device
 // of sm_count SMs (0: unknown) for a kernel of which ctas_per_sm thread blocks fit an SM.
-int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm = 2);
+// warps: the CTA's (kWarps; the int8 one-token dense kernel's GemvArgs::q8_warps).
+int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm = 2,
+            int warps = 8);
 // The lanes per row group gemv runs a call with, given the warps per row group kw it chose: kw * 32, or 16 (half
 // warps) with GemvArgs::short_rows on rows of at most 16 chunks where the automatic plan chose kw 1.
 int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw);

@@ -151,6 +151,7 @@ private:
         a.pdl = h.pdl;
         a.stage_x = o_.gemv_stage_x == 2 && h.sm_count > 0 && rows_ <= int64_t(h.sm_count) * 128;
         a.x_int8 = o_.gemv_int8_x == 2;
+        a.q8_warps = o_.gemv_int8_warps;
         a.mma_tokens = o_.gemv_mma_tokens;
         return a;
     }

@@ -1,6 +1,8 @@
 // quant_fp8 / quant_nvfp4: the shared CUDA kernel settings (kernel_settings.h).
 #include "kernel_settings.h"
 
+#include "imp/error.h"
+
 namespace imp::quant_hf {
 
 void declare_kernel_settings(Registry& reg, const std::vector<std::string>& prefill_choices,
@@ -55,6 +57,11 @@ void declare_kernel_settings(Registry& reg, const std::vector<std::string>& pref
                      "the products with dp4a (fewer instructions a weight; x rounded as an FP8 GEMM's activations): off "
                      "| experts (the MoE expert calls of decode) | all (those and dense calls)",
                      {"off", "experts", "all"}});
+    reg.add_setting({"gemv_int8_warps", int64_t(0),
+                     "CUDA, NVFP4: warps per thread block of the int8 GEMV (gemv_int8_x) on dense one-token calls: 8, "
+                     "16 or 32 (each block stages all of x; fewer, larger blocks stage it fewer times per SM); 0: 16 "
+                     "where x is wider than 8192 columns, else 8",
+                     {}, 0, 32});
     reg.add_setting({"gemv_mma_tokens", int64_t(3),
                      "CUDA: dense matmuls of at least this many tokens (and at most 8) run the tensor-core GEMV (the "
                      "kernel of gemv = mma: each code dequantized once for all tokens, x rounded to fp16 after a 2^-4 "
@@ -83,6 +90,10 @@ KernelSettings read_kernel_settings(const imp::Settings& s) {
     k.gemv_stage_x = sx == "all" ? 2 : sx == "experts" ? 1 : 0;
     const std::string& ix = s.get_string("gemv_int8_x");
     k.gemv_int8_x = ix == "all" ? 2 : ix == "experts" ? 1 : 0;
+    k.gemv_int8_warps = int(s.get_int("gemv_int8_warps"));
+    if (k.gemv_int8_warps != 0 && k.gemv_int8_warps != 8 && k.gemv_int8_warps != 16 && k.gemv_int8_warps != 32)
+        throw Error("[plugin." + s.plugin() + "] gemv_int8_warps = " + std::to_string(k.gemv_int8_warps) +
+                    ": warps per thread block must be 8, 16 or 32 (0: from the shape)");
     k.fp8_per_token = s.get_string("fp8_act") == "token";
     k.gemm_tune = s.get_bool("gemm_tune");
     k.gemv_max_tokens = int(s.get_int("gemv_max_tokens"));

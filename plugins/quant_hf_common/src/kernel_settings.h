@@ -45,6 +45,9 @@ struct KernelSettings {
     // 0 never, 1 expert calls (decode), 2 those and dense calls. Profiles default to 2 ("all", kernel_settings.cpp);
     // this struct's 0 keeps the kernel tests that build Settings themselves on the exact sums.
     int gemv_int8_x = 0;
+    // The int8 GEMV's dense one-token calls on CTAs of 8, 16 or 32 warps (each CTA stages all of x: fewer, larger
+    // CTAs stage it fewer times per SM); 0: from the width of x (wo::q8_auto_warps).
+    int gemv_int8_warps = 0;
     int64_t tile_rows = 0;        // bf16-tile prefill: weight rows per tile (0 = automatic)
     bool fp8_refuse_all = false;  // tests: act as if cuBLASLt refused every FP8 GEMM (the bf16 fallback runs)
     // FP8 GEMM activations: false: one E4M3 unit per call (amax over all its tokens, two passes); true: one unit per

@@ -128,9 +128,18 @@ inline std::vector<Format> formats(CudaExecutor& ex, int64_t rows, int64_t cols,
     if (plan == 0) {  // the regs plan's int8-x kernel (gemv_int8_x = all: the profiles' default)
         nvfp4::cuda::Settings q = ns;
         q.gemv_int8_x = 2;
+        q.gemv_int8_warps = 8;  // nvfp4q8: 8 warps a CTA; nvfp4q8w16 / w32 below (0, the default, picks one by width)
         f.push_back({"nvfp4q8", double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
                          return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(), 0.01f, "nvfp4", q);
                      }});
+        for (const int warps : {16, 32}) {  // gemv_int8_warps (one-token calls; more tokens run 8 warps)
+            nvfp4::cuda::Settings qw = q;
+            qw.gemv_int8_warps = warps;
+            f.push_back({"nvfp4q8w" + std::to_string(warps), double(rows * cols / 2 + rows * cols / 16), [=, &ex] {
+                             return nvfp4::cuda::make_weight(ex, rows, cols, rw->codes.data(), rw->scales.data(), 0.01f,
+                                                             "nvfp4", qw);
+                         }});
+        }
     }
     const float s8 = 0.01f;
     f.push_back({"fp8", double(rows * cols), [=, &ex] {

@@ -11,8 +11,10 @@
 //  4. with --experts: the grouped expert matmuls of prefill on Qwen3.6-35B-A3B's shapes (experts_bench.cpp).
 //  --gemv-shape RxC: the GEMV (and the prefill GEMMs) on that one shape instead, e.g. 248320x2048 (the
 //     Qwen3.6-35B-A3B LM head, where `gemv = stream` applies) or 12288x2048 (its GDN in_proj_qkvz).
-// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--gemv-shape RxC] [--no-gemm] [--gemm-parts]
-//        [--gemm-tokens N] [--experts]
+//  --gemv-plan P: the GEMV of that load plan only (regs also runs the int8 kernel at 8, 16 and 32 warps a CTA:
+//     nvfp4q8, nvfp4q8w16, nvfp4q8w32; gemv_int8_warps).
+// Usage: quant_nvfp4_gpu_bench [--no-gemv] [--gemv-auto] [--gemv-plan P] [--gemv-shape RxC] [--no-gemm]
+//        [--gemm-parts] [--gemm-tokens N] [--experts]
 #include "bench_util.h"
 
 using namespace imp;
@@ -67,7 +69,7 @@ void gemm_small(CudaExecutor& ex, int64_t rows, int64_t cols, Rng& rng, const fl
 }
 
 void bench_gemv(CudaExecutor& ex, double copy, bool auto_only,
-                const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+                const std::vector<std::pair<int64_t, int64_t>>& shapes, int only_plan) {
     std::printf("\nGEMV: GB/s of weight bytes (%% of copy), x = speed-up over BF16; floor = bytes / copy bandwidth\n");
     Rng rng{7};
     for (const auto& [rows, cols] : shapes) {
@@ -80,6 +82,7 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only,
             for (const int kw : {0, 1, 2, 4, 8}) {
                 const bool ref = plan == 0 && kw == 0;
                 if ((auto_only || plan == 3) && kw != 0) continue;  // stream: no row-group plan
+                if (only_plan >= 0 && plan != only_plan) continue;
                 auto fs = formats(ex, rows, cols, rng, kw, plan, ref);
                 std::reverse(fs.begin(), fs.end());  // BF16 first (the reference)
                 for (const auto& f : fs) {
@@ -112,6 +115,7 @@ void bench_gemv(CudaExecutor& ex, double copy, bool auto_only,
 
 int main(int argc, char** argv) {
     bool gemv = true, gemm = true, parts = false, auto_only = false, experts = false;
+    int only_plan = -1;  // --gemv-plan: regs | regs2 | async | stream | mma
     std::vector<int64_t> tokens = {16, 512};
     std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 14336}, {14336, 4096}};
     for (int i = 1; i < argc; ++i) {
@@ -121,6 +125,15 @@ int main(int argc, char** argv) {
         if (std::strcmp(argv[i], "--gemv-auto") == 0) auto_only = true;
         if (std::strcmp(argv[i], "--experts") == 0) experts = true;
         if (std::strcmp(argv[i], "--gemm-tokens") == 0 && i + 1 < argc) tokens = {std::atoll(argv[++i])};
+        if (std::strcmp(argv[i], "--gemv-plan") == 0 && i + 1 < argc) {
+            const std::string pl = argv[++i];
+            only_plan = pl == "regs" ? 0 : pl == "async" ? 1 : pl == "regs2" ? 2 : pl == "stream" ? 3 : pl == "mma" ? 4 : -2;
+            if (only_plan == -2) {
+                std::fprintf(stderr, "quant_nvfp4_gpu_bench: --gemv-plan wants regs, regs2, async, stream or mma, got '%s'\n",
+                             pl.c_str());
+                return 2;
+            }
+        }
         if (std::strcmp(argv[i], "--gemv-shape") == 0 && i + 1 < argc) {
             long long r = 0, c = 0;
             if (std::sscanf(argv[++i], "%lldx%lld", &r, &c) != 2 || r < 1 || c < 1 || c % 32 != 0) {
@@ -136,7 +149,7 @@ int main(int argc, char** argv) {
         const double copy = copy_bandwidth(ex);
         std::printf("device %s, %d SMs; copy bandwidth %.0f GB/s (read + write)\n", ex.name().c_str(),
                     ex.cuda()->sm_count, copy * 1e-9);
-        if (gemv) bench_gemv(ex, copy, auto_only, shapes);
+        if (gemv) bench_gemv(ex, copy, auto_only, shapes, only_plan);
         if (gemm)
             for (const int64_t n : tokens) bench_gemm(ex, n, copy, parts);
         if (experts) bench_experts(ex, copy);

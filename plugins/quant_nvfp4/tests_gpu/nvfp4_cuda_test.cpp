@@ -571,6 +571,47 @@ TEST_CASE("quant_nvfp4 cuda: gemv_int8_x: x as int8 per 16 columns, dp4a sums (d
     experts_cases(*ex, *we, st.ref, 3e-4, rng, {1, 5}, gemm_rounding, true);
 }
 
+TEST_CASE("quant_nvfp4 cuda: gemv_int8_warps: CTAs of 16 and 32 warps give the 8-warp kernel's bits",
+          "[quant_nvfp4_gpu][gemv]") {
+    auto ex = make_gpu();
+    std::mt19937 rng(541);
+    // 203 x 368: a partial chunk and row group; 77 x 2048; 1000 x 4096: more rows than one CTA of 32 warps holds;
+    // 300 x 8224: x wider than 8192 columns (0, from the shape: 16 warps)
+    for (const auto& [rows, cols] :
+         std::vector<std::pair<int64_t, int64_t>>{{203, 368}, {77, 2048}, {1000, 4096}, {300, 8224}}) {
+        const Nv n = random_nvfp4(rows, cols, rng);
+        for (const int kw : {0, 1, 2, 4, 8})
+            for (const int warps : {0, 16, 32}) {
+                INFO(rows << "x" << cols << ", kw " << kw << ", warps " << warps);
+                nv::cuda::Settings base, wide;
+                base.gemv_int8_x = wide.gemv_int8_x = 2;
+                base.gemv_kw = wide.gemv_kw = kw;
+                base.gemv_int8_warps = 8;
+                wide.gemv_int8_warps = warps;
+                const auto w = load(*ex, n, wide);
+                if (kw > 0) {  // the same row groups: the same sums in the same order
+                    const auto b = load(*ex, n, base);
+                    dense_same_bits(*ex, *w, [&](int64_t) -> const Weight& { return *b; }, rng, {1, 2});
+                }
+                const Check c = matmul_case(*ex, *w, n.w, 1, cols + 3, rows + 5, true, rng,
+                                            [&](const std::vector<float>& x) {
+                                                return int8_activations(x, cols + 3, 1, cols);
+                                            });
+                CHECK(c.unwritten == 0);
+                CHECK(c.overwritten == 0);
+                CHECK(c.rel <= 1e-4);
+            }
+    }
+    nv::cuda::Settings bad;
+    bad.gemv_int8_x = 2;
+    bad.gemv_int8_warps = 12;
+    const Nv n = random_nvfp4(64, 256, rng);
+    const auto w = load(*ex, n, bad);
+    const float* x = device_copy(*ex, random_floats(256, rng));
+    float* y = device_copy(*ex, poison_floats(64));
+    CHECK_THROWS_WITH(w->matmul(*ex, x, 256, y, 64, 1, false), Catch::Contains("12 is not 8, 16 or 32"));
+}
+
 TEST_CASE("quant_nvfp4 cuda: a captured graph replays GEMV, prefill and experts with new inputs",
           "[quant_nvfp4_gpu][graph]") {
     auto ex = make_gpu();
