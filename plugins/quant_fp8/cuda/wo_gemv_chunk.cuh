@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 #include <cuda_fp8.h>
 
+#include <cfloat>
 #include <cstdint>
 
 #include "imp/cuda/launch.cuh"
@@ -155,20 +156,24 @@ __device__ __forceinline__ void compute(const KP& p, const float* x, const int64
 // kStageQ8 (NVFP4 only): x staged as int8 per 16-column group (GemvArgs::x_int8): [T][cp] codes, 8 columns c..c+7
 // of a word stored in the order of the layout's nibbles as PRMT reads them (bytes x6 x4 x2 x0, then x7 x5 x3 x1),
 // then [T][cp / 16] fp32 group units (x ~ code * unit). q8_group quantizes one group as the CPU reference does:
-// unit = amax / 127, code = rint(x * (127 / amax)) (0 and unit 0 where amax < 1e-30).
+// unit = amax / 127, code = rint(x * (127 / amax)) (0 and unit 0 where amax < 1e-30). No clamp: |x| <= amax, so
+// |x * rn(127 / amax)| <= 127 (1 + 2^-24), which rounds to at most 127. A NaN or infinite x makes the unit NaN (so
+// the sum, as the exact GEMV's); its codes are then 0 (inv 0; cvt of a NaN product gives 0).
+__device__ __forceinline__ float max_nan(float a, float b) {  // max.NaN: NaN if either is NaN (fmaxf drops it)
+    float d;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
 __device__ __forceinline__ void q8_group(const float (&v)[16], int8_t* dst, float* unit) {
-    float amax = 0.f, bad = 0.f;  // bad: NaN when a value is NaN or infinite (fmaxf would drop a NaN)
+    float amax = 0.f;
 #pragma unroll
-    for (int e = 0; e < 16; ++e) {
-        amax = fmaxf(amax, fabsf(v[e]));
-        bad = fmaf(v[e], 0.f, bad);
-    }
-    const bool live = amax >= 1e-30f;  // below: 127 / amax could overflow; the group counts as zeros
-    const float inv = live ? __fdiv_rn(127.f, amax) : 0.f;
-    *unit = (live ? __fdiv_rn(amax, 127.f) : 0.f) + bad;  // a NaN or infinite x gives a NaN sum, as the exact GEMV
+    for (int e = 0; e < 16; ++e) amax = max_nan(amax, fabsf(v[e]));
+    const bool live = amax >= 1e-30f;  // below: 127 / amax could overflow; the group counts as zeros (NaN: false)
+    const float inv = live ? __fdiv_rn(127.f, amax) : 0.f;  // an infinite amax: 0
+    *unit = amax <= FLT_MAX ? (live ? __fdiv_rn(amax, 127.f) : 0.f) : __int_as_float(0x7fffffff);
     int q[16];
 #pragma unroll
-    for (int e = 0; e < 16; ++e) q[e] = max(-127, min(127, __float2int_rn(__fmul_rn(v[e], inv))));
+    for (int e = 0; e < 16; ++e) q[e] = __float2int_rn(__fmul_rn(v[e], inv));
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
         const int* o = q + 8 * w;

@@ -602,6 +602,26 @@ TEST_CASE("quant_nvfp4 cuda: gemv_int8_warps: CTAs of 16 and 32 warps give the 8
                 CHECK(c.rel <= 1e-4);
             }
     }
+    // A NaN or infinite x makes its group's unit NaN, so every output NaN (as the exact GEMV's sums), at 8 and 16 warps
+    for (const float v : {NAN, INFINITY, -INFINITY})
+        for (const int warps : {8, 16}) {
+            INFO("x[37] = " << v << ", warps " << warps);
+            nv::cuda::Settings s;
+            s.gemv_int8_x = 2;
+            s.gemv_int8_warps = warps;
+            const int64_t rows = 96, cols = 8224;
+            const Nv n = random_nvfp4(rows, cols, rng);
+            const auto w = load(*ex, n, s);
+            auto xh = random_floats(size_t(cols), rng);
+            xh[37] = v;
+            const float* x = device_copy(*ex, xh);
+            float* y = device_copy(*ex, poison_floats(size_t(rows)));
+            w->matmul(*ex, x, cols, y, rows, 1, false);
+            const auto yh = download(*ex, y, size_t(rows));
+            int nan = 0;
+            for (const float f : yh) nan += std::isnan(f) && !is_poison(f) ? 1 : 0;
+            CHECK(nan == rows);
+        }
     nv::cuda::Settings bad;
     bad.gemv_int8_x = 2;
     bad.gemv_int8_warps = 12;
