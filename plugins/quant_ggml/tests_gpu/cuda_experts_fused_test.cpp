@@ -118,14 +118,17 @@ TEST_CASE("quant_ggml cuda experts: x_swiglu ([gate | up] rows) equals the refer
 // path, 1/2/5/16 tokens (16 = kSumTokens; 17 takes the sum kernel), top_k 1/4/8 with ids out of range, y = and
 // y +=, the automatic plan and forced column splits over a cluster (only the first CTA of a cluster counts), three
 // calls in a row (the counters must be back at zero after each) and a captured graph replayed.
-TEST_CASE("quant_ggml cuda experts: the fused weighted sum equals the sum kernel bit for bit",
-          "[quant_ggml_gpu][experts]") {
+namespace {
+
+// The test case's body over `types` (every_type_part: one of 9 test cases, each a part of the types).
+void fused_sum_types(const std::vector<std::string>& types) {
+    REQUIRE(!types.empty());
     auto ex = make_gpu();
     const uint32_t seed = std::random_device{}();
     INFO("seed " << seed);
     std::mt19937 rng(seed);
     const int64_t n_expert = 12, rows = 160, max_pairs = 17 * 8;
-    for (const std::string& type : cuda_types()) {
+    for (const std::string& type : types) {
         const TypeInfo& t = *find_type(type);
         const int64_t cols = t.block == 1 ? 1001 : 1024, ys = rows + 3;
         const RandomExperts w = random_experts(type, n_expert, rows, cols, rng);
@@ -206,3 +209,23 @@ TEST_CASE("quant_ggml cuda experts: the fused weighted sum equals the sum kernel
             }
     }
 }
+
+}  // namespace
+
+#define FUSED_SUM_TYPES(K)                                                                     \
+    TEST_CASE("quant_ggml cuda experts: the fused weighted sum equals the sum kernel bit for " \
+              "bit (part " #K " of 9)",                                                        \
+              "[quant_ggml_gpu][experts]") {                                                   \
+        fused_sum_types(every_type_part(cuda_types(), K - 1, 9));                              \
+    }
+FUSED_SUM_TYPES(1)
+FUSED_SUM_TYPES(2)
+FUSED_SUM_TYPES(3)
+FUSED_SUM_TYPES(4)
+FUSED_SUM_TYPES(5)
+FUSED_SUM_TYPES(6)
+FUSED_SUM_TYPES(7)
+FUSED_SUM_TYPES(8)
+FUSED_SUM_TYPES(9)
+#undef FUSED_SUM_TYPES
+

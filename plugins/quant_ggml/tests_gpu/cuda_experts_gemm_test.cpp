@@ -155,8 +155,14 @@ const Variant kVariants[] = {{false, false, false, false},
 
 }  // namespace
 
-TEST_CASE("quant_ggml cuda experts GEMM: grouped_matmul equals the bf16-operand reference for every GEMM type",
-          "[quant_ggml_gpu][experts][gemm]") {
+namespace {
+
+// The types of the GEMM test below, and its body over a part of them (every_type_part: one of 7 test cases).
+const std::vector<std::string> kGemmTypes = {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "BF16"};
+
+void gemm_types(const std::vector<std::string>& types) {
+    REQUIRE(!types.empty());
+
     auto ex = make_gpu();
     const uint32_t seed = std::random_device{}();
     INFO("seed " << seed);
@@ -164,7 +170,7 @@ TEST_CASE("quant_ggml cuda experts GEMM: grouped_matmul equals the bf16-operand 
     struct Shape {
         int64_t n_expert, rows, cols;
     };
-    for (const std::string type : {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "BF16"}) {
+    for (const std::string& type : types) {
         const bool big = type == "Q4_K" || type == "BF16";
         std::vector<Shape> shapes = {{16, 272, type == "BF16" ? 1001 : 1024}, {6, 40, 2048}};
         if (type == "Q4_K") shapes.push_back({5, 24, 4096});
@@ -193,6 +199,24 @@ TEST_CASE("quant_ggml cuda experts GEMM: grouped_matmul equals the bf16-operand 
         }
     }
 }
+
+}  // namespace
+
+#define GEMM_TYPES(K)                                                                                          \
+    TEST_CASE("quant_ggml cuda experts GEMM: grouped_matmul equals the bf16-operand reference for every GEMM " \
+              "type (part " #K " of 7)",                                                                       \
+              "[quant_ggml_gpu][experts][gemm]") {                                                             \
+        gemm_types(every_type_part(kGemmTypes, K - 1, 7));                                                     \
+    }
+GEMM_TYPES(1)
+GEMM_TYPES(2)
+GEMM_TYPES(3)
+GEMM_TYPES(4)
+GEMM_TYPES(5)
+GEMM_TYPES(6)
+GEMM_TYPES(7)
+#undef GEMM_TYPES
+
 
 TEST_CASE("quant_ggml cuda experts GEMM: bf16x2 dequantization (experts_gemm_dequant) stays near the reference",
           "[quant_ggml_gpu][experts][gemm]") {

@@ -152,17 +152,16 @@ DeviceCase alloc_case(imp::CudaExecutor& ex, int64_t max_pairs, int64_t xs, int6
     return d;
 }
 
-}  // namespace
-
-TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference for every CUDA type",
-          "[quant_ggml_gpu][experts]") {
+// The test case's body over `types` (every_type_part: one of 9 test cases, each a part of the types).
+void grouped_matmul_types(const std::vector<std::string>& types) {
+    REQUIRE(!types.empty());
     auto ex = make_gpu();
     INFO("device " << ex->name());
     const uint32_t seed = std::random_device{}();
     INFO("seed " << seed);
     std::mt19937 rng(seed);
     const std::string name = "blk.2.ffn_gate_exps.weight";
-    for (const std::string& type : cuda_types()) {
+    for (const std::string& type : types) {
         const TypeInfo& t = *find_type(type);
         struct Shape {
             int64_t n_expert, rows, cols;
@@ -232,6 +231,25 @@ TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference fo
         }
     }
 }
+
+}  // namespace
+
+#define GROUPED_MATMUL_TYPES(K)                                                                    \
+    TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference for every CUDA " \
+              "type (part " #K " of 9)",                                                           \
+              "[quant_ggml_gpu][experts]") {                                                       \
+        grouped_matmul_types(every_type_part(cuda_types(), K - 1, 9));                             \
+    }
+GROUPED_MATMUL_TYPES(1)
+GROUPED_MATMUL_TYPES(2)
+GROUPED_MATMUL_TYPES(3)
+GROUPED_MATMUL_TYPES(4)
+GROUPED_MATMUL_TYPES(5)
+GROUPED_MATMUL_TYPES(6)
+GROUPED_MATMUL_TYPES(7)
+GROUPED_MATMUL_TYPES(8)
+GROUPED_MATMUL_TYPES(9)
+#undef GROUPED_MATMUL_TYPES
 
 TEST_CASE("quant_ggml cuda experts: forced GEMV plans (warps per row group, column splits over a cluster)",
           "[quant_ggml_gpu][experts]") {

@@ -21,6 +21,15 @@ inline const std::vector<std::string>& cuda_types() {
     return t;
 }
 
+// Every n-th type of `types` from index k (0 <= k < n): a long every-type test case declared as n test cases, one
+// per part, so that scripts/device-check --sanitize, whose shards deal whole test cases, can run the parts side by
+// side. A type added to the list lands in one of the parts.
+inline std::vector<std::string> every_type_part(const std::vector<std::string>& types, size_t k, size_t n) {
+    std::vector<std::string> part;
+    for (size_t i = k; i < types.size(); i += n) part.push_back(types[i]);
+    return part;
+}
+
 // A fresh CUDA executor; the test fails (not skips) when there is no GPU.
 inline std::unique_ptr<CudaExecutor> make_gpu() {
     try {
