@@ -1,9 +1,10 @@
 // Weight-only GEMV (1-8 tokens, and one token per (token, slot) pair of an expert matmul) for FP8 E4M3 and NVFP4
 // weights on the CUDA cores. Each weight byte is read once, with 16-byte streaming loads (L1 not allocated).
 //
-// A CTA of 8 warps holds 8 / kw row groups of kw warps (or, with gemv_short_rows on rows of at most 16 chunks, 16
-// row groups of half a warp); a row group owns RW consecutive rows (4 for 1-2 tokens, 2 for 4-8) and its L = kw * 32
-// (or 16) lanes split the row's 16-byte chunks (chunk ch to lane ch % L), so each lane
+// A CTA of 8 warps (the int8 one-token dense kernel: 8, 16 or 32, gemv_int8_warps) holds 8 / kw row groups of kw
+// warps (or, with gemv_short_rows on rows of at most 16 chunks, 16 row groups of half a warp); a row group owns RW
+// consecutive rows (4 for 1-2 tokens, 2 for 4-8) and its L = kw * 32 (or 16) lanes split the row's 16-byte chunks
+// (chunk ch to lane ch % L), so each lane
 // reads the same columns of its RW rows and loads the matching activations once for all of them. Three plans
 // feed the chunks (GemvPlan): Regs: the next chunk's loads go to registers before the current one is computed (one
 // chunk per row in flight per lane); Regs2: the next two chunks (1-4 tokens); Async: cp.async streams them into a
@@ -58,8 +59,8 @@ __device__ __forceinline__ float4 silu_mul4(float4 g, float4 u) {
 }
 
 // W: warps per CTA (kWarps; the int8 one-token dense kernel also 16 or 32, GemvArgs::q8_warps). 16 warps: two CTAs
-// an SM asked for (64 registers, as the 8-warp kernel's 63; 73 otherwise, one CTA an SM); 1024 threads hold 64
-// anyway; 0 leaves the others' allocation as it is.
+// an SM asked for (at most 64 registers: ptxas gives 63, as for 8 warps; 73 otherwise, one CTA an SM); 1024 threads
+// hold 64 anyway; 0 leaves the others' allocation as it is.
 template <Codec C, int T, int S, int X = kStagePlain, int W = kWarps>
 __global__ void __launch_bounds__(W * 32, W == 16 ? 2 : 0) wo_gemv_kernel(KP p) {
     constexpr int RW = kRowsPerGroup<T>;
@@ -309,21 +310,20 @@ int q8_ctas_per_sm(int warps = kWarps) {
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) {
         (void)cudaGetLastError();
-        return std::max(2 * kWarps / warps, 1);
+        return warps == 32 ? 1 : 2;
     }
     std::lock_guard<std::mutex> lock(mu);
     if (auto it = known.find({dev, warps}); it != known.end()) return it->second;
     int n = 0;
-    const cudaError_t e =
-        warps == 32   ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8, 32>,
-                                                                      32 * 32, size_t(kMaxNormSmem))
-        : warps == 16 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8, 16>,
-                                                                      16 * 32, size_t(kMaxNormSmem))
-                      : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8>,
-                                                                      kWarps * 32, size_t(kMaxNormSmem));
+    const auto occupancy = [&n](auto kernel, int threads) {
+        return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, size_t(kMaxNormSmem));
+    };
+    const cudaError_t e = warps == 32   ? occupancy(wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8, 32>, 32 * 32)
+                          : warps == 16 ? occupancy(wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8, 16>, 16 * 32)
+                                        : occupancy(wo_gemv_kernel<Codec::NVFP4, 1, 0, kStageQ8>, kWarps * 32);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        n = std::max(2 * kWarps / warps, 1);
+        n = warps == 32 ? 1 : 2;  // what the launch bounds ask for
     }
     return known[{dev, warps}] = std::max(n, 1);
 }
@@ -335,9 +335,10 @@ void run_staged(const Layout& l, const GemvArgs& a, int T, int n_items, cudaStre
     // The int8 kernel's dense one-token calls fill the wave its occupancy allows (measured there only), on CTAs of
     // q8_warps warps.
     const bool q8_dense1 = X == kStageQ8 && T == 1 && !a.ids;
-    const int warps = !q8_dense1 ? kWarps : a.q8_warps > 0 ? a.q8_warps : q8_auto_warps(l.cp);
+    const int warps = !q8_dense1 ? kWarps : a.q8_warps == 0 ? q8_auto_warps(l.cp) : a.q8_warps;
     if (warps != 8 && warps != 16 && warps != 32)
-        throw Error("weight-only GEMV: int8 warps per CTA " + std::to_string(warps) + " is not 8, 16 or 32");
+        throw Error("weight-only GEMV: int8 warps per CTA (gemv_int8_warps) " + std::to_string(warps) +
+                    " is not 8, 16 or 32");
     const int kw = a.kw > 0 ? a.kw
                             : auto_kw(l, GemvPlan::Regs, T, n_items, a.sm_count, q8_dense1 ? q8_ctas_per_sm(warps) : 2,
                                       warps);
@@ -388,9 +389,9 @@ int gemv_row_lanes(const Layout& l, const GemvArgs& a, int kw) {
 
 int auto_kw(const Layout& l, GemvPlan plan, int n_tokens, int n_items, int sm_count, int ctas_per_sm, int warps) {
     if (sm_count > 0) {
-        // The fewest CTAs that still fill 80 % of a wave of ctas_per_sm CTAs per SM (2 for the fp32 kernels; for the
-        // int8 one-token kernel what the occupancy calculator gives, 4 at 63 registers, and never more lanes to a row
-        // group than its row has chunks). One token: on the H200 bench (commit 253b691) the best forced kw was 2 on
+        // The fewest CTAs (of `warps` warps) that still fill 80 % of a wave of ctas_per_sm CTAs per SM (2 for the
+        // fp32 kernels; for the int8 one-token kernel what the occupancy calculator gives, 4 at 63 registers and 8
+        // warps, and never more lanes to a row group than its row has chunks). One token: on the H200 bench (commit 253b691) the best forced kw was 2 on
         // 4096x14336 (256 CTAs) and 1 on 14336x4096 (448), for NVFP4 and FP8 alike: 1.17-1.27x faster than the
         // chunk rule below; the int8 kernel on the H100 (session 19): kw 4 on 4096x14336 (16.4 us against 20.1 at
         // kw 2), kw 1 on 14336x4096 (13.2 against 13.7 at kw 2). 2-8 tokens (not measured then): a small kw also
