@@ -115,7 +115,8 @@ class SanitizeTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False):
+    def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False,
+                  deadline=None):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
                    IMP_SANITIZE_TIMEOUT=str(timeout_s), FAKE_GPUS=str(gpus), FAKE_SAN_SLEEP=str(sleep),
@@ -123,6 +124,9 @@ class SanitizeTest(unittest.TestCase):
         env.pop("IMP_SANITIZE_ONLY", None)
         env.pop("IMP_SANITIZE_SHARDS", None)
         env.pop("CUDA_VISIBLE_DEVICES", None)
+        env.pop("IMP_SANITIZE_DEADLINE", None)
+        if deadline is not None:
+            env["IMP_SANITIZE_DEADLINE"] = str(deadline)
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
         if only is not None:
@@ -288,6 +292,23 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertIn("on 1 GPU(s)", out)
         self.assertEqual(set(self.devices()), {"-"})
+
+    def test_deadline_cuts_limits_and_starts_nothing_late(self):
+        # 3 runs at a time, the first three hang: the deadline (3 s) cuts their 30 s limit, the 4 runs after are not
+        # started, and every verdict prints well before the limit would have ended.
+        t0 = time.monotonic()
+        hang = {f"{b}.{t}": "hang" for b in ("a_gpu_tests",) for t in ("memcheck", "racecheck", "initcheck")}
+        rc, out = self.run_check(hang, timeout_s=30, deadline=3)
+        self.assertNotEqual(rc, 0, out)
+        self.assertLess(time.monotonic() - t0, 25, out)
+        self.assertIn("none started after 3 s", out)
+        for t in ("memcheck", "racecheck", "initcheck"):
+            self.assertRegex(out, rf"sanitize a_gpu_tests\.{t}: FAILED, timed out after [0-3] s")
+            self.assertIn(f"sanitize b_gpu_tests.{t}: FAILED, not started within IMP_SANITIZE_DEADLINE (3 s)", out)
+        self.assertIn("sanitizers: FAILED", out)
+        bad = self.run_check({}, deadline="soon")
+        self.assertEqual(bad[0], 2, bad[1])
+        self.assertIn("IMP_SANITIZE_DEADLINE 'soon'", bad[1])
 
     def test_only_matching_nothing_fails(self):
         rc, out = self.run_check({}, only="no_such_binary")
