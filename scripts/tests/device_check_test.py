@@ -8,6 +8,7 @@ verdict lines and the exit status: the sanitizers are "clean" only when every ru
   python3 scripts/tests/device_check_test.py [-v]
 """
 import json
+import re
 import os
 import shutil
 import stat
@@ -33,12 +34,13 @@ esac
 """
 # The gpu test binary: lists the API-error test when asked with its escaped name (as Catch2 matches it).
 TEST_BIN = """#!/usr/bin/env python3
-import sys
+import os, sys
 if sys.argv[1:2] == ["--list-test-names-only"]:
     if {has_api} and sys.argv[2:] == [{spec!r}]:
         print({name!r})
     if sys.argv[2:3] == ["~[.]"]:  # the cases of a full run (hidden and API-error tests left out)
-        print("one\\ntwo, with a comma\\nthree [x]")
+        n = int(os.environ.get("FAKE_CASES", "0"))
+        print("\\n".join(f"case {{i}}" for i in range(n)) if n else "one\\ntwo, with a comma\\nthree [x]")
     sys.exit(0)
 sys.exit(3)
 """
@@ -116,11 +118,11 @@ class SanitizeTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False,
-                  deadline=None):
+                  deadline=None, cases=0):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
                    IMP_SANITIZE_TIMEOUT=str(timeout_s), FAKE_GPUS=str(gpus), FAKE_SAN_SLEEP=str(sleep),
-                   FAKE_MIG="1" if mig else "")
+                   FAKE_MIG="1" if mig else "", FAKE_CASES=str(cases))
         env.pop("IMP_SANITIZE_ONLY", None)
         env.pop("IMP_SANITIZE_SHARDS", None)
         env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -144,7 +146,7 @@ class SanitizeTest(unittest.TestCase):
     def test_all_clean(self):
         rc, out = self.run_check({})
         self.assertEqual(rc, 0, out)
-        self.assertEqual(len([l for l in out.splitlines() if l.startswith("[device-check] sanitize ") and l.endswith(": clean")]), 7, out)  # 2 binaries x 3 tools + the API-error test of a
+        self.assertEqual(len([l for l in out.splitlines() if l.startswith("[device-check] sanitize ") and re.search(r": clean \(\d+ s\)$", l)]), 7, out)  # 2 binaries x 3 tools + the API-error test of a
         self.assertIn("sanitizers: clean", out)
         # The API-error test runs alone (its name escaped for Catch2) and is left out of the other runs.
         api_runs = [c for c in self.calls() if "--report-api-errors" in c]
@@ -244,10 +246,19 @@ class SanitizeTest(unittest.TestCase):
         rc, out = self.run_check({"b_gpu_tests.memcheck": "errors"}, only="racecheck,a_gpu_tests.memcheck-api")
         self.assertEqual(rc, 0, out)
         verdicts = sorted(l.split()[2] for l in out.splitlines() if l.startswith("[device-check] sanitize ") and
-                          l.endswith(": clean"))
+                          re.search(r": clean \(\d+ s\)$", l))
         self.assertEqual(verdicts, ["a_gpu_tests.memcheck-api-errors-off:", "a_gpu_tests.racecheck:",
                                     "b_gpu_tests.racecheck:"], out)
         self.assertEqual(len(self.calls()), 3)
+
+    def test_only_with_dollar_matches_the_end_of_the_name(self):
+        # 'b_gpu_tests.racecheck.s1$' picks shard 1, not shards 10-11; a text without '$' still matches anywhere.
+        os.remove(os.path.join(self.stage, "bin", "a_gpu_tests"))
+        rc, out = self.run_check({}, shards="12", cases=12, only="b_gpu_tests.racecheck.s1$,initcheck.s0$")
+        verdicts = sorted(l.split()[2] for l in out.splitlines() if l.startswith("[device-check] sanitize ") and
+                          re.search(r": clean \(\d+ s\)$", l))
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(verdicts, ["b_gpu_tests.initcheck.s0:", "b_gpu_tests.racecheck.s1:"], out)
 
     def test_extra_args_reach_every_run(self):
         os.environ["IMP_SANITIZE_ARGS"] = "--kernel-name-exclude kns=nvjet --padding 32"
