@@ -321,6 +321,17 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(bad[0], 2, bad[1])
         self.assertIn("IMP_SANITIZE_DEADLINE 'soon'", bad[1])
 
+    def test_deadline_starts_no_run_it_would_cut_short(self):
+        # Deadline 8 s (a quarter: 2 s), 3 runs at a time, each run 1.5 s: the runs that would start with 2 s or less
+        # left are not started rather than started with a limit too short to finish.
+        rc, out = self.run_check({}, timeout_s=30, deadline=8, sleep=1.5, cases=12, shards="12")
+        self.assertNotEqual(rc, 0, out)
+        started = len(re.findall(r": clean \(\d+ s\)$", out, re.M))
+        skipped = len(re.findall(r"not started within IMP_SANITIZE_DEADLINE", out))
+        self.assertGreater(started, 0, out)
+        self.assertGreater(skipped, 0, out)
+        self.assertNotRegex(out, r"timed out after [0-2] s", out)
+
     def test_only_matching_nothing_fails(self):
         rc, out = self.run_check({}, only="no_such_binary")
         self.assertNotEqual(rc, 0, out)
