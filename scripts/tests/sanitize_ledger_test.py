@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""scripts/sanitize-ledger on fake gpu test binaries and device-check outputs (no GPU)."""
+import os
+import stat
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "scripts", "sanitize-ledger")
+API = "cuda: alloc counts cudaMalloc, zero-fills, and reports out of memory with tag and size"
+API_SPEC = API.replace(",", "\\,")
+
+# A gpu test binary: two cases (one with Catch2's special characters) and, for 'a', the API-error test.
+TEST_BIN = """#!/usr/bin/env python3
+import sys
+args = sys.argv[1:]
+if args[:1] == ["--list-test-names-only"]:
+    if {has_api} and args[1:] == [{spec!r}]:
+        print({api!r})
+    elif args[1:2] == ["~[.]"]:
+        print("first case\\nsecond, with a comma [x]")
+    sys.exit(0)
+sys.exit(3)
+"""
+
+
+def result(commit, lines, canaries=True):
+    out = [f"[device-check] NVIDIA H100 80GB HBM3, 580.159.04, 81559 MiB | staged from commit {commit} | /x"]
+    if canaries:
+        out += [f"[device-check] sanitize canary {t}: its defect is reported"
+                for t in ("memcheck", "racecheck", "initcheck")]
+    return "\n".join(out + [f"[device-check] sanitize {l}" for l in lines]) + "\n"
+
+
+class LedgerTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.build = os.path.join(self.tmp.name, "build")
+        os.makedirs(os.path.join(self.build, "bin"))
+        for name, api in (("a_gpu_tests", True), ("b_gpu_tests", False)):
+            path = os.path.join(self.build, "bin", name)
+            with open(path, "w") as f:
+                f.write(TEST_BIN.format(has_api=api, spec=API_SPEC, api=API))
+            os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+        self.ledger = os.path.join(self.tmp.name, "ledger.tsv")
+        self.head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                   text=True, check=True).stdout.strip()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_ledger(self, *args):
+        p = subprocess.run([SCRIPT, "--ledger", self.ledger] + list(args), capture_output=True, text=True,
+                           timeout=60)
+        return p.returncode, p.stdout, p.stderr
+
+    def add(self, text):
+        path = os.path.join(self.tmp.name, "result.txt")
+        with open(path, "w") as f:
+            f.write(text)
+        return self.run_ledger("add", path, "--build", self.build)
+
+    def todo(self):
+        rc, out, err = self.run_ledger("todo", "--build", self.build)
+        self.assertEqual(rc, 0, err)
+        return [n for n in out.strip().split(",") if n], err
+
+    def test_every_run_is_needed_at_first(self):
+        names, err = self.todo()
+        self.assertEqual(len(names), 2 * 2 * 3 + 1, names)  # 2 binaries x 2 cases x 3 tools + a's API-error run
+        self.assertIn("a_gpu_tests.memcheck-api-errors-off$", names)
+        self.assertIn("b_gpu_tests.racecheck.s1$", names)
+        self.assertIn("IMP_SANITIZE_SHARDS=2", err)
+        rc, out, _ = self.run_ledger("status", "--build", self.build)
+        self.assertEqual(rc, 1, out)  # not all clean
+
+    def test_clean_runs_at_this_tree_are_done_and_failures_are_not(self):
+        rc, out, err = self.add(result(self.head, [
+            "a_gpu_tests.memcheck.s0: clean (31 s)",
+            "a_gpu_tests.racecheck.s1: FAILED, timed out after 428 s (/tmp/san/x.log)",
+            "a_gpu_tests.initcheck.s1: FAILED, exit 86 after 12 s (/tmp/san/y.log)",
+            "b_gpu_tests.memcheck.s0: FAILED, not started within IMP_SANITIZE_DEADLINE (400 s) (/tmp/z.log)"]))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("3 verdicts", out)
+        with open(self.ledger) as f:
+            text = f.read()
+        self.assertIn("a_gpu_tests\tmemcheck\tfirst case\t" + self.head + "\tNVIDIA H100 80GB HBM3\tclean\t31", text)
+        self.assertIn("a_gpu_tests\tracecheck\tsecond, with a comma [x]\t" + self.head, text)
+        self.assertIn("timed out after 428 s\t428", text)
+        names, _ = self.todo()
+        self.assertNotIn("a_gpu_tests.memcheck.s0$", names)
+        self.assertIn("a_gpu_tests.racecheck.s1$", names)
+        self.assertIn("a_gpu_tests.initcheck.s1$", names)
+        self.assertIn("b_gpu_tests.memcheck.s0$", names)
+        self.assertEqual(len(names), 12)
+
+    def test_a_clean_run_of_other_sources_is_stale(self):
+        # An unknown commit and a dirty build stand for sources that may differ from this tree's.
+        self.add(result("0000000", ["a_gpu_tests.memcheck.s0: clean (5 s)"]))
+        self.add(result(self.head + "-dirty", ["a_gpu_tests.memcheck.s1: clean (5 s)"]))
+        names, _ = self.todo()
+        self.assertIn("a_gpu_tests.memcheck.s0$", names)
+        self.assertIn("a_gpu_tests.memcheck.s1$", names)
+        rc, out, _ = self.run_ledger("status", "--build", self.build)
+        self.assertRegex(out, r"a_gpu_tests\s+memcheck\s+clean\s+0\s+failed\s+0\s+stale\s+2")
+
+    def test_all_clean_status_passes(self):
+        lines = [f"{b}.{t}.s{k}: clean (1 s)" for b in ("a_gpu_tests", "b_gpu_tests")
+                 for t in ("memcheck", "racecheck", "initcheck") for k in (0, 1)]
+        rc, _, err = self.add(result(self.head, lines + ["a_gpu_tests.memcheck-api-errors-off: clean (2 s)"]))
+        self.assertEqual(rc, 0, err)
+        names, _ = self.todo()
+        self.assertEqual(names, [])
+        rc, out, _ = self.run_ledger("status", "--build", self.build)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"all\s+clean\s+13\s+failed\s+0")
+
+    def test_a_silent_canary_records_nothing(self):
+        rc, _, err = self.add(result(self.head, ["a_gpu_tests.memcheck.s0: clean (1 s)"], canaries=False))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("not every canary's defect was reported", err)
+        self.assertFalse(os.path.exists(self.ledger))
+
+    def test_a_run_the_build_does_not_have_is_an_error(self):
+        rc, _, err = self.add(result(self.head, ["a_gpu_tests.memcheck.s7: clean (1 s)"]))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("'a_gpu_tests.memcheck.s7' is not a run of the binaries", err)
+
+    def test_a_result_without_the_header_line_is_an_error(self):
+        path = os.path.join(self.tmp.name, "r.txt")
+        with open(path, "w") as f:
+            f.write("".join(f"[device-check] sanitize canary {t}: its defect is reported\n"
+                            for t in ("memcheck", "racecheck", "initcheck")))
+        rc, _, err = self.run_ledger("add", path, "--build", self.build)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("staged from commit", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
