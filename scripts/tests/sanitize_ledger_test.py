@@ -137,5 +137,36 @@ class LedgerTest(unittest.TestCase):
         self.assertIn("staged from commit", err)
 
 
+class StalenessTest(unittest.TestCase):
+    """Which changes since a verdict's commit leave it standing: only other binaries' GPU test files."""
+
+    @classmethod
+    def setUpClass(cls):
+        import importlib.machinery
+        import importlib.util
+        loader = importlib.machinery.SourceFileLoader("sanitize_ledger", SCRIPT)
+        spec = importlib.util.spec_from_loader("sanitize_ledger", loader)
+        cls.m = importlib.util.module_from_spec(spec)
+        loader.exec_module(cls.m)
+
+    def same(self, binary, changed):
+        return self.m.same_sources("c0ffee0", binary, {"c0ffee0": changed})
+
+    def test_rules(self):
+        self.assertTrue(self.same("quant_ggml_gpu_tests", []))
+        self.assertTrue(self.same("quant_ggml_gpu_tests", ["plugins/arch_gdn/tests_gpu/gdn_gpu_test.cpp"]))
+        self.assertFalse(self.same("arch_gdn_gpu_tests", ["plugins/arch_gdn/tests_gpu/gdn_gpu_test.cpp"]))
+        self.assertFalse(self.same("quant_ggml_gpu_tests", ["plugins/quant_ggml/cuda/gemv.cu"]))
+        self.assertFalse(self.same("quant_ggml_gpu_tests", ["plugins/arch_qwen_moe/tests/router_probe.h"]))
+        # quant_nvfp4's tests compile quant_fp8's test headers: a change there counts for both
+        self.assertFalse(self.same("quant_nvfp4_gpu_tests", ["plugins/quant_fp8/tests_gpu/wo_test_cases.h"]))
+        self.assertTrue(self.same("quant_ggml_gpu_tests", ["plugins/quant_fp8/tests_gpu/wo_test_cases.h"]))
+        self.assertTrue(self.same("arch_gdn_gpu_tests", ["core/src/exec/cuda/attention_test.cpp"]))
+        self.assertFalse(self.same("core_exec_cuda_gpu_tests", ["core/src/exec/cuda/attention_test.cpp"]))
+        self.assertFalse(self.same("arch_gdn_gpu_tests", ["core/src/exec/cuda/cuda_test_util.h"]))
+        self.assertFalse(self.same("new_gpu_tests", ["plugins/quant_ggml/tests_gpu/x_test.cpp"]))  # not listed
+        self.assertFalse(self.same("quant_ggml_gpu_tests", None))  # history unknown
+
+
 if __name__ == "__main__":
     unittest.main()
