@@ -22,6 +22,9 @@
 // 2^-8 ~ 4e-3 per rounding, several per layer, 4 layers each with its MoE); 5e-2 for the MIXED_PRECISION folder (the
 // CUDA NVFP4 / FP8 kernels also round their dequantized tiles to bf16); 1e-4 between graph replay and eager launches of
 // the same deterministic kernels (no atomics: the same bits are expected).
+// The whole-model comparisons are declared one test case per model (and variant, chunking or batch), so that each of
+// scripts/device-check --sanitize's runs, one test case each, ends within its time limit (a whole-model case runs
+// 30-300x slower under the tools).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -29,10 +32,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -136,6 +141,28 @@ const std::vector<Model>& models() {
         {"tiny-qwen35moe", kChunkedTol}, {"tiny-qwen3next", kChunkedTol}, {"tiny-qwen3.6-nvfp4", 5e-2}};
     return m;
 }
+const Model& model(const std::string& shape) {
+    for (const Model& m : models())
+        if (m.shape == shape) return m;
+    FAIL("no synthetic model " << shape);
+    return models().front();
+}
+
+// Sets [plugin.<plugin>] key for one scope, then back to `after` (the default the other test cases expect), also
+// when an assertion ends the test case early.
+template <typename T>
+struct ScopedSetting {
+    Registry& reg;
+    std::string plugin, key;
+    T after;
+    ScopedSetting(Registry& r, std::string p, std::string k, const T& now, T then)
+        : reg(r), plugin(std::move(p)), key(std::move(k)), after(std::move(then)) {
+        reg.configure(plugin, key, now);
+    }
+    ~ScopedSetting() { reg.configure(plugin, key, after); }
+    ScopedSetting(const ScopedSetting&) = delete;
+    ScopedSetting& operator=(const ScopedSetting&) = delete;
+};
 
 std::vector<int32_t> tokens(int n, int salt) {
     std::vector<int32_t> t(static_cast<size_t>(n));
@@ -274,109 +301,148 @@ TEST_CASE("gpu: the MIXED NVFP4/FP8 hybrid with the shared expert as a routed sl
     compare_graphs_eager(with, without, tokens(9, 4), 16);
 }
 
-TEST_CASE("gpu: decode_conv_fused (gdn.decode_step: conv + rule + norm in one kernel) equals the two kernels",
-          "[gpu][arch_gdn]") {
-    // [plugin.arch_gdn] decode_conv_fused: decode steps run gdn.decode_step instead of gdn.conv + gdn.rule_decode;
-    // prompts keep the prefill ops. Against the same model without it on the GPU, same routing (recorded from the
-    // first engine): the conv and the rule round alike, the norm sums in another order, so the logits agree within
-    // 1e-3 of max|ref| (the shared-slot test's bound). Graph replay of the fused step equals its eager launches.
+// [plugin.arch_gdn] decode_conv_fused: decode steps run gdn.decode_step instead of gdn.conv + gdn.rule_decode;
+// prompts keep the prefill ops. Against the same model without it on the GPU, same routing (recorded from the
+// first engine): the conv and the rule round alike, the norm sums in another order, so the logits agree within
+// 1e-3 of max|ref| (the shared-slot test's bound). Graph replay of the fused step equals its eager launches.
+// One test case per model.
+static void decode_conv_fused(const std::string& shape) {
     REQUIRE(cuda_device_count() > 0);
     Registry& reg = probe_reg();
-    for (const Model& m : models()) {
-        auto src = open_model(synth(m.shape));
-        for (const char* ctas : {"1", "2"}) {
-            INFO(m.shape << ", decode_norm_ctas " << ctas);
-            reg.configure("arch_gdn", "decode_norm_ctas", std::string(ctas));
-            CudaExecutor dev_a(0), dev_b(0);
-            reg.configure("arch_gdn", "decode_conv_fused", false);
-            Engine off(*src, reg, dev_a, opts(512, 1, false));
-            reg.configure("arch_gdn", "decode_conv_fused", true);
-            Engine on(*src, reg, dev_b, opts(512, 1, false));
-            reg.configure("arch_gdn", "decode_conv_fused", false);
-            for (int n : {3, 70}) compare_prompt_decode(off, on, tokens(n, n + 2), 6, 43, 9, 1e-3);
+    auto src = open_model(synth(shape));
+    for (const char* ctas : {"1", "2"}) {
+        INFO(shape << ", decode_norm_ctas " << ctas);
+        ScopedSetting<std::string> ctas_set(reg, "arch_gdn", "decode_norm_ctas", ctas, "1");
+        CudaExecutor dev_a(0), dev_b(0);
+        std::unique_ptr<Engine> off, on;
+        {
+            ScopedSetting<bool> fused_off(reg, "arch_gdn", "decode_conv_fused", false, false);
+            off = std::make_unique<Engine>(*src, reg, dev_a, opts(512, 1, false));
         }
-        reg.configure("arch_gdn", "decode_norm_ctas", std::string("1"));
-        Registry& full = full_gdn_registry();
-        full.configure("arch_gdn", "decode_conv_fused", true);
-        CudaExecutor dev_g(0), dev_e(0);
-        Engine with(*src, full, dev_g, opts(128, 1, true));
-        Engine without(*src, full, dev_e, opts(128, 1, false));
-        full.configure("arch_gdn", "decode_conv_fused", false);
-        reg.configure("arch_gdn", "decode_conv_fused", false);
-        compare_graphs_eager(with, without, tokens(6, 5), 12);
+        {
+            ScopedSetting<bool> fused_on(reg, "arch_gdn", "decode_conv_fused", true, false);
+            on = std::make_unique<Engine>(*src, reg, dev_b, opts(512, 1, false));
+        }
+        for (int n : {3, 70}) compare_prompt_decode(*off, *on, tokens(n, n + 2), 6, 43, 9, 1e-3);
     }
+    Registry& full = full_gdn_registry();
+    CudaExecutor dev_g(0), dev_e(0);
+    std::unique_ptr<Engine> with, without;
+    {
+        ScopedSetting<bool> fused_on(full, "arch_gdn", "decode_conv_fused", true, false);
+        with = std::make_unique<Engine>(*src, full, dev_g, opts(128, 1, true));
+        without = std::make_unique<Engine>(*src, full, dev_e, opts(128, 1, false));
+    }
+    compare_graphs_eager(*with, *without, tokens(6, 5), 12);
 }
 
-TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced)",
-          "[gpu][arch_gdn]") {
+#define DECODE_CONV_FUSED(SHAPE)                                                                                  \
+    TEST_CASE("gpu: decode_conv_fused (gdn.decode_step: conv + rule + norm in one kernel) equals the two kernels: " \
+              SHAPE,                                                                                              \
+              "[gpu][arch_gdn]") {                                                                                \
+        decode_conv_fused(SHAPE);                                                                                 \
+    }
+DECODE_CONV_FUSED("tiny-qwen35moe")
+DECODE_CONV_FUSED("tiny-qwen3next")
+DECODE_CONV_FUSED("tiny-qwen3.6-nvfp4")
+#undef DECODE_CONV_FUSED
+
+// Prompts of 1..300 tokens then decode, the CPU's routing forced, for one model and one [plugin.arch_gdn]
+// prefill_rule / decode_fused_norm variant (a test case each, so that the sanitizers' runs, one case each, stay short).
+static void prompts_then_decode(const std::string& shape, const std::string& rule, bool fused_norm) {
     REQUIRE(cuda_device_count() > 0);
+    const Model m = model(shape);
     Registry& reg = probe_reg();
-    const std::vector<std::pair<std::string, bool>> variants = {
-        {"auto", true}, {"fused", true}, {"split64", false}, {"split32", true}};
-    for (const Model& m : models()) {
-        for (const auto& [rule, fused_norm] : variants) {
-            INFO(m.shape << ", prefill_rule " << rule << ", decode_fused_norm " << fused_norm);
-            reg.configure("arch_gdn", "prefill_rule", rule);
-            reg.configure("arch_gdn", "decode_fused_norm", fused_norm);
-            auto src = open_model(synth(m.shape));
-            CpuExecutor cpu(4);
-            CudaExecutor dev(0);
-            Engine ec(*src, reg, cpu, opts(512, 1, false));
-            Engine eg(*src, reg, dev, opts(512, 1, false));
-            for (int n : {1, 5, 64, 65, 300}) {  // chunk-64 boundaries of the CUDA rule: below, at, past, several
-                INFO("prompt of " << n);
-                compare_prompt_decode(ec, eg, tokens(n, n), 6, 37, 11, m.tol);
-            }
-            reg.configure("arch_gdn", "prefill_rule", std::string("auto"));  // the defaults for the other cases
-            reg.configure("arch_gdn", "decode_fused_norm", true);
-        }
+    INFO(m.shape << ", prefill_rule " << rule << ", decode_fused_norm " << fused_norm);
+    ScopedSetting<std::string> rule_set(reg, "arch_gdn", "prefill_rule", rule, "auto");
+    ScopedSetting<bool> norm_set(reg, "arch_gdn", "decode_fused_norm", fused_norm, true);
+    auto src = open_model(synth(m.shape));
+    CpuExecutor cpu(4);
+    CudaExecutor dev(0);
+    Engine ec(*src, reg, cpu, opts(512, 1, false));
+    Engine eg(*src, reg, dev, opts(512, 1, false));
+    for (int n : {1, 5, 64, 65, 300}) {  // chunk-64 boundaries of the CUDA rule: below, at, past, several
+        INFO("prompt of " << n);
+        compare_prompt_decode(ec, eg, tokens(n, n), 6, 37, 11, m.tol);
     }
 }
 
-TEST_CASE("gpu: a 300-token prompt in one chunk, chunks of 7 and token by token equals the CPU", "[gpu][arch_gdn]") {
+#define PROMPTS_THEN_DECODE(SHAPE, RULE, FUSED)                                                                    \
+    TEST_CASE("gpu: synthetic hybrids, prompts of 1..300 tokens then decode, equal the CPU (its routing forced): " \
+              SHAPE ", prefill_rule " RULE,                                                                        \
+              "[gpu][arch_gdn]") {                                                                                 \
+        prompts_then_decode(SHAPE, RULE, FUSED);                                                                   \
+    }
+#define PROMPTS_THEN_DECODE_ALL(SHAPE)              \
+    PROMPTS_THEN_DECODE(SHAPE, "auto", true)       \
+    PROMPTS_THEN_DECODE(SHAPE, "fused", true)      \
+    PROMPTS_THEN_DECODE(SHAPE, "split64", false)   \
+    PROMPTS_THEN_DECODE(SHAPE, "split32", true)
+PROMPTS_THEN_DECODE_ALL("tiny-qwen35moe")
+PROMPTS_THEN_DECODE_ALL("tiny-qwen3next")
+PROMPTS_THEN_DECODE_ALL("tiny-qwen3.6-nvfp4")
+#undef PROMPTS_THEN_DECODE_ALL
+#undef PROMPTS_THEN_DECODE
+
+// A 300-token prompt of one BF16 hybrid in chunks of `chunk` tokens (1: token by token) against the CPU engine
+// running the same chunking (its routing recorded per router call; the CPU's own chunk invariance is exact and checked
+// in the CPU tests). One test case per model and chunking.
+static void prompt_in_chunks(const std::string& shape, int64_t chunk) {
     REQUIRE(cuda_device_count() > 0);
-    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
-        INFO(shape);
-        auto src = open_model(synth(shape));
-        const std::vector<int32_t> prompt = tokens(300, 1);
-        // The CPU engine runs the same chunking (its routing is recorded per router call; the CPU's own chunk
-        // invariance is exact and checked in the CPU tests).
-        for (const int64_t chunk : {512, 7, 1}) {
-            INFO("prefill chunk " << chunk);
-            CpuExecutor cpu(4);
-            CudaExecutor dev(0);
-            Engine ec(*src, probe_reg(), cpu, opts(320, 1, false, chunk));
-            Engine eg(*src, probe_reg(), dev, opts(320, 1, false, chunk));
-            const size_t V = size_t(ec.desc().n_vocab);
-            std::vector<float> ref(prompt.size() * V), got(prompt.size() * V);
-            Engine* e[2] = {&ec, &eg};
-            std::vector<float>* out[2] = {&ref, &got};
-            for (int g = 0; g < 2; ++g) {
-                g == 0 ? probe_record() : probe_force();
-                if (chunk > 1) {
-                    e[g]->forward(prompt.data(), int64_t(prompt.size()), out[g]->data(), true);
-                } else {
-                    for (size_t k = 0; k < prompt.size(); ++k) e[g]->forward(&prompt[k], 1, out[g]->data() + k * V, false);
-                }
-            }
-            probe_ok();
-            compare_rows(ref, got, V, kChunkedTol);
+    INFO(shape << ", prefill chunk " << chunk);
+    auto src = open_model(synth(shape));
+    const std::vector<int32_t> prompt = tokens(300, 1);
+    CpuExecutor cpu(4);
+    CudaExecutor dev(0);
+    Engine ec(*src, probe_reg(), cpu, opts(320, 1, false, chunk));
+    Engine eg(*src, probe_reg(), dev, opts(320, 1, false, chunk));
+    const size_t V = size_t(ec.desc().n_vocab);
+    std::vector<float> ref(prompt.size() * V), got(prompt.size() * V);
+    Engine* e[2] = {&ec, &eg};
+    std::vector<float>* out[2] = {&ref, &got};
+    for (int g = 0; g < 2; ++g) {
+        g == 0 ? probe_record() : probe_force();
+        if (chunk > 1) {
+            e[g]->forward(prompt.data(), int64_t(prompt.size()), out[g]->data(), true);
+        } else {
+            for (size_t k = 0; k < prompt.size(); ++k) e[g]->forward(&prompt[k], 1, out[g]->data() + k * V, false);
         }
     }
+    probe_ok();
+    compare_rows(ref, got, V, kChunkedTol);
 }
 
-TEST_CASE("gpu: hybrid graph replay equals no graphs, no cudaMalloc in decode", "[gpu][arch_gdn]") {
-    REQUIRE(cuda_device_count() > 0);
-    for (const Model& m : models()) {
-        INFO(m.shape);
-        auto src = open_model(synth(m.shape));
-        CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
-        Engine with(*src, full_gdn_registry(), dev_a, opts(128, 1, true));
-        Engine without(*src, full_gdn_registry(), dev_b, opts(128, 1, false));
-        for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)})
-            compare_graphs_eager(with, without, prompt, 24);
+#define PROMPT_IN_CHUNKS(SHAPE, CHUNK, WHAT)                                                                 \
+    TEST_CASE("gpu: a 300-token prompt " WHAT " equals the CPU: " SHAPE, "[gpu][arch_gdn]") {                \
+        prompt_in_chunks(SHAPE, CHUNK);                                                                      \
     }
+PROMPT_IN_CHUNKS("tiny-qwen35moe", 512, "in one chunk")
+PROMPT_IN_CHUNKS("tiny-qwen35moe", 7, "in chunks of 7")
+PROMPT_IN_CHUNKS("tiny-qwen35moe", 1, "token by token")
+PROMPT_IN_CHUNKS("tiny-qwen3next", 512, "in one chunk")
+PROMPT_IN_CHUNKS("tiny-qwen3next", 7, "in chunks of 7")
+PROMPT_IN_CHUNKS("tiny-qwen3next", 1, "token by token")
+#undef PROMPT_IN_CHUNKS
+
+// Graph replay against eager launches of one model (a test case per model).
+static void graph_replay(const std::string& shape) {
+    REQUIRE(cuda_device_count() > 0);
+    INFO(shape);
+    auto src = open_model(synth(shape));
+    CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
+    Engine with(*src, full_gdn_registry(), dev_a, opts(128, 1, true));
+    Engine without(*src, full_gdn_registry(), dev_b, opts(128, 1, false));
+    for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)}) compare_graphs_eager(with, without, prompt, 24);
 }
+
+#define GRAPH_REPLAY(SHAPE)                                                                                  \
+    TEST_CASE("gpu: hybrid graph replay equals no graphs, no cudaMalloc in decode: " SHAPE, "[gpu][arch_gdn]") { \
+        graph_replay(SHAPE);                                                                                 \
+    }
+GRAPH_REPLAY("tiny-qwen35moe")
+GRAPH_REPLAY("tiny-qwen3next")
+GRAPH_REPLAY("tiny-qwen3.6-nvfp4")
+#undef GRAPH_REPLAY
 
 TEST_CASE("gpu: l2_prefetch (the next layer's weights into L2 during decode) changes no bit", "[gpu][arch_gdn]") {
     // [plugin.core] l2_prefetch: decode steps queue each next layer's Layer::prefetch_weights (GDN projections, the
@@ -410,116 +476,150 @@ TEST_CASE("gpu: l2_prefetch (the next layer's weights into L2 during decode) cha
     }
 }
 
-TEST_CASE("gpu: fuse_gemm_input (norm / SwiGLU in the GEMMs' bf16 input) gives the hybrids' logits bit for bit",
-          "[gpu][arch_gdn]") {
-    // [plugin.quant_ggml] fuse_gemm_input on the BF16 GGUF hybrids: prompts of more than 8 tokens take the GEMM path,
-    // where the GDN projections, the attention's q|k|v and the LM head take the RMSNorm into their bf16 conversion of
-    // x (the executor's op, bit for bit); the logits of every prompt row and of the decode steps after it equal the
-    // engine's without the setting exactly.
+// [plugin.quant_ggml] fuse_gemm_input on the BF16 GGUF hybrids: prompts of more than 8 tokens take the GEMM path,
+// where the GDN projections, the attention's q|k|v and the LM head take the RMSNorm into their bf16 conversion of
+// x (the executor's op, bit for bit); the logits of every prompt row and of the decode steps after it equal the
+// engine's without the setting exactly. A test case per model.
+static void fuse_gemm_input(const std::string& shape) {
     REQUIRE(cuda_device_count() > 0);
     Registry& reg = full_gdn_registry();
-    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
-        INFO(shape);
-        auto src = open_model(synth(shape));
-        CudaExecutor dev_a(0), dev_b(0);
-        reg.configure("quant_ggml", "fuse_gemm_input", false);
-        Engine off(*src, reg, dev_a, opts(512, 1, true));
-        reg.configure("quant_ggml", "fuse_gemm_input", true);
-        Engine on(*src, reg, dev_b, opts(512, 1, true));
-        reg.configure("quant_ggml", "fuse_gemm_input", false);
-        for (const int n : {40, 300}) {
-            INFO(n << "-token prompt");
-            const auto prompt = tokens(n, n);
-            const size_t V = size_t(off.desc().n_vocab);
-            std::vector<float> a(size_t(n) * V), b(a.size());
-            off.reset();
-            on.reset();
-            off.forward(prompt.data(), n, a.data(), true);
-            on.forward(prompt.data(), n, b.data(), true);
-            for (int i = 0; i < 4; ++i) {
-                const int32_t t = int32_t((i * 29 + 7) % 500);
-                std::vector<float> la(V), lb(V);
-                off.forward(&t, 1, la.data());
-                on.forward(&t, 1, lb.data());
-                a.insert(a.end(), la.begin(), la.end());
-                b.insert(b.end(), lb.begin(), lb.end());
-            }
-            CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    INFO(shape);
+    auto src = open_model(synth(shape));
+    CudaExecutor dev_a(0), dev_b(0);
+    std::unique_ptr<Engine> off_e, on_e;
+    {
+        ScopedSetting<bool> fuse_off(reg, "quant_ggml", "fuse_gemm_input", false, true);
+        off_e = std::make_unique<Engine>(*src, reg, dev_a, opts(512, 1, true));
+    }
+    {
+        ScopedSetting<bool> fuse_on(reg, "quant_ggml", "fuse_gemm_input", true, true);
+        on_e = std::make_unique<Engine>(*src, reg, dev_b, opts(512, 1, true));
+    }
+    Engine& off = *off_e;
+    Engine& on = *on_e;
+    for (const int n : {40, 300}) {
+        INFO(n << "-token prompt");
+        const auto prompt = tokens(n, n);
+        const size_t V = size_t(off.desc().n_vocab);
+        std::vector<float> a(size_t(n) * V), b(a.size());
+        off.reset();
+        on.reset();
+        off.forward(prompt.data(), n, a.data(), true);
+        on.forward(prompt.data(), n, b.data(), true);
+        for (int i = 0; i < 4; ++i) {
+            const int32_t t = int32_t((i * 29 + 7) % 500);
+            std::vector<float> la(V), lb(V);
+            off.forward(&t, 1, la.data());
+            on.forward(&t, 1, lb.data());
+            a.insert(a.end(), la.begin(), la.end());
+            b.insert(b.end(), lb.begin(), lb.end());
         }
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
     }
 }
 
-TEST_CASE("gpu: several hybrid sequences (decode rows beside prefill rows) equal the CPU", "[gpu][arch_gdn]") {
+#define FUSE_GEMM_INPUT(SHAPE)                                                                                     \
+    TEST_CASE("gpu: fuse_gemm_input (norm / SwiGLU in the GEMMs' bf16 input) gives the hybrids' logits bit for bit: " \
+              SHAPE,                                                                                               \
+              "[gpu][arch_gdn]") {                                                                                 \
+        fuse_gemm_input(SHAPE);                                                                                    \
+    }
+FUSE_GEMM_INPUT("tiny-qwen35moe")
+FUSE_GEMM_INPUT("tiny-qwen3next")
+#undef FUSE_GEMM_INPUT
+
+// Several sequences of one BF16 hybrid in one step: n_decode decode rows (each with its own history, so its own
+// state slot) beside a prompt of 0, 1, 37 and 300 tokens, against the CPU. A test case per model and decode rows.
+static void several_sequences(const std::string& shape, int n_decode) {
     REQUIRE(cuda_device_count() > 0);
-    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
-        auto src = open_model(synth(shape));
-        for (int n_decode : {1, 2, 5, 8}) {
-            for (int prefill : {0, 1, 37, 300}) {
-                INFO(shape << ": " << n_decode << " decode rows, prefill of " << prefill);
-                CpuExecutor cpu(4);
-                CudaExecutor dev(0);
-                Engine ec(*src, probe_reg(), cpu, opts(512, 9, false));
-                Engine eg(*src, probe_reg(), dev, opts(512, 9, false));
-                Engine* e[2] = {&ec, &eg};
-                std::vector<float> out[2];
-                for (int g = 0; g < 2; ++g) {
-                    g == 0 ? probe_record() : probe_force();
-                    std::vector<SeqId> ids;
-                    std::vector<std::vector<int32_t>> hist;
-                    for (int s = 0; s < n_decode; ++s) {  // each decode sequence gets a history (its state) first
-                        ids.push_back(e[g]->add_sequence());
-                        hist.push_back(tokens(4 + 3 * s, s));
-                        SeqWork w{ids.back(), hist.back().data(), int64_t(hist.back().size())};
-                        e[g]->step(std::span<const SeqWork>(&w, 1), nullptr);
-                    }
-                    std::vector<SeqWork> work;
-                    std::vector<int32_t> next(static_cast<size_t>(n_decode));
-                    for (int s = 0; s < n_decode; ++s) {
-                        next[size_t(s)] = int32_t((s * 53 + 11) % 500);
-                        work.push_back({ids[size_t(s)], &next[size_t(s)], 1});
-                    }
-                    const std::vector<int32_t> pre = tokens(prefill, 99);
-                    if (prefill > 0) work.push_back({e[g]->add_sequence(), pre.data(), int64_t(prefill)});
-                    out[g].resize(work.size() * size_t(e[g]->desc().n_vocab));
-                    e[g]->step(work, out[g].data());
-                }
-                probe_ok();
-                compare_rows(out[0], out[1], size_t(ec.desc().n_vocab), kChunkedTol);
+    auto src = open_model(synth(shape));
+    for (int prefill : {0, 1, 37, 300}) {
+        INFO(shape << ": " << n_decode << " decode rows, prefill of " << prefill);
+        CpuExecutor cpu(4);
+        CudaExecutor dev(0);
+        Engine ec(*src, probe_reg(), cpu, opts(512, 9, false));
+        Engine eg(*src, probe_reg(), dev, opts(512, 9, false));
+        Engine* e[2] = {&ec, &eg};
+        std::vector<float> out[2];
+        for (int g = 0; g < 2; ++g) {
+            g == 0 ? probe_record() : probe_force();
+            std::vector<SeqId> ids;
+            std::vector<std::vector<int32_t>> hist;
+            for (int s = 0; s < n_decode; ++s) {  // each decode sequence gets a history (its state) first
+                ids.push_back(e[g]->add_sequence());
+                hist.push_back(tokens(4 + 3 * s, s));
+                SeqWork w{ids.back(), hist.back().data(), int64_t(hist.back().size())};
+                e[g]->step(std::span<const SeqWork>(&w, 1), nullptr);
             }
+            std::vector<SeqWork> work;
+            std::vector<int32_t> next(static_cast<size_t>(n_decode));
+            for (int s = 0; s < n_decode; ++s) {
+                next[size_t(s)] = int32_t((s * 53 + 11) % 500);
+                work.push_back({ids[size_t(s)], &next[size_t(s)], 1});
+            }
+            const std::vector<int32_t> pre = tokens(prefill, 99);
+            if (prefill > 0) work.push_back({e[g]->add_sequence(), pre.data(), int64_t(prefill)});
+            out[g].resize(work.size() * size_t(e[g]->desc().n_vocab));
+            e[g]->step(work, out[g].data());
         }
+        probe_ok();
+        compare_rows(out[0], out[1], size_t(ec.desc().n_vocab), kChunkedTol);
     }
 }
+
+#define SEVERAL_SEQUENCES(SHAPE, N)                                                                           \
+    TEST_CASE("gpu: several hybrid sequences (decode rows beside prefill rows) equal the CPU: " SHAPE ", " #N \
+              " decode rows",                                                                                 \
+              "[gpu][arch_gdn]") {                                                                            \
+        several_sequences(SHAPE, N);                                                                          \
+    }
+SEVERAL_SEQUENCES("tiny-qwen35moe", 1)
+SEVERAL_SEQUENCES("tiny-qwen35moe", 2)
+SEVERAL_SEQUENCES("tiny-qwen35moe", 5)
+SEVERAL_SEQUENCES("tiny-qwen35moe", 8)
+SEVERAL_SEQUENCES("tiny-qwen3next", 1)
+SEVERAL_SEQUENCES("tiny-qwen3next", 2)
+SEVERAL_SEQUENCES("tiny-qwen3next", 5)
+SEVERAL_SEQUENCES("tiny-qwen3next", 8)
+#undef SEVERAL_SEQUENCES
 
 // The BF16 hybrids' logits with the CPU's MoE routing forced onto the device (router_probe.h, graphs off): the
 // device's dense matmuls round activations to bf16, which breaks near ties of random routers (a flip of one expert
 // moves these tiny models' logits by 10-20 %). Each flip must lie within the gap the measured router-input
 // difference can close; with the routing the same, the logits must agree within the chunked rule's tolerance.
-TEST_CASE("gpu: BF16 hybrids with the CPU's routing forced equal the CPU (prompts of 64 and 300, decode)",
-          "[gpu][arch_gdn]") {
+// (A test case per model.)
+static void bf16_hybrid_forced(const std::string& shape) {
     REQUIRE(cuda_device_count() > 0);
     Registry& reg = probe_registry({"arch_gdn", "quant_ggml"});
-    for (const std::string shape : {"tiny-qwen35moe", "tiny-qwen3next"}) {
-        INFO(shape);
-        auto src = open_model(synth(shape));
-        CpuExecutor cpu(4);
-        CudaExecutor dev(0);
-        Engine ec(*src, reg, cpu, opts(400, 1, false));
-        Engine eg(*src, reg, dev, opts(400, 1, false));
-        const size_t V = size_t(ec.desc().n_vocab);
-        for (const int n : {64, 300}) {
-            INFO("prompt of " << n);
-            std::vector<float> a, b;
-            run_forced(ec, eg, tokens(n, 5), tokens(6, 9), a, b);
-            const RouterProbe& p = router_probe();
-            INFO("router: " << p.flips << " of " << p.decisions << " tokens flipped (worst CPU gap " << p.worst_flip_gap
-                            << "), max|d xn| " << p.xn_diff << " of " << p.xn_ref << "; " << p.error);
-            CHECK(p.error.empty());
-            CHECK(p.decisions > 0);
-            const LogitsDiff d = diff_logits(a, b, V, kChunkedTol);
-            INFO("logits: max|diff| " << d.max_diff << ", max|ref| " << d.max_ref << "; " << d.first);
-            CHECK(d.finite);
-            CHECK(d.max_diff <= kChunkedTol * d.max_ref);
-            CHECK(d.top1_differ == 0);
-        }
+    INFO(shape);
+    auto src = open_model(synth(shape));
+    CpuExecutor cpu(4);
+    CudaExecutor dev(0);
+    Engine ec(*src, reg, cpu, opts(400, 1, false));
+    Engine eg(*src, reg, dev, opts(400, 1, false));
+    const size_t V = size_t(ec.desc().n_vocab);
+    for (const int n : {64, 300}) {
+        INFO("prompt of " << n);
+        std::vector<float> a, b;
+        run_forced(ec, eg, tokens(n, 5), tokens(6, 9), a, b);
+        const RouterProbe& p = router_probe();
+        INFO("router: " << p.flips << " of " << p.decisions << " tokens flipped (worst CPU gap " << p.worst_flip_gap
+                        << "), max|d xn| " << p.xn_diff << " of " << p.xn_ref << "; " << p.error);
+        CHECK(p.error.empty());
+        CHECK(p.decisions > 0);
+        const LogitsDiff d = diff_logits(a, b, V, kChunkedTol);
+        INFO("logits: max|diff| " << d.max_diff << ", max|ref| " << d.max_ref << "; " << d.first);
+        CHECK(d.finite);
+        CHECK(d.max_diff <= kChunkedTol * d.max_ref);
+        CHECK(d.top1_differ == 0);
     }
 }
+
+#define BF16_HYBRID_FORCED(SHAPE)                                                                                    \
+    TEST_CASE("gpu: BF16 hybrids with the CPU's routing forced equal the CPU (prompts of 64 and 300, decode): " SHAPE, \
+              "[gpu][arch_gdn]") {                                                                                   \
+        bf16_hybrid_forced(SHAPE);                                                                                   \
+    }
+BF16_HYBRID_FORCED("tiny-qwen35moe")
+BF16_HYBRID_FORCED("tiny-qwen3next")
+#undef BF16_HYBRID_FORCED
