@@ -133,65 +133,81 @@ TEST_CASE("gpu: tiny HF fixtures' logits match the CPU reference", "[gpu]") {
     }
 }
 
-TEST_CASE("gpu: SmolLM2 decode logits match the CPU (teacher-forced), graphs on and off agree, no cudaMalloc in decode",
-          "[gpu]") {
+// SmolLM2's decode logits against the CPU on one prompt (a test case per prompt, so that each sanitizer run, one test
+// case, ends within its limit). Both with a BF16 KV cache, so the comparison is of the kernels, not of the cache
+// precision. The GPU sums in another order (split-K GEMVs, the one-kernel decode attention), so greedy tokens may part
+// at a near-tie: instead both engines are fed the CPU's greedy tokens and every step's logits are compared
+// (match_logits: max |err| <= 1e-2 x max |CPU logit|, the bound of the fixture test above, and the same top-1 unless
+// the CPU's top-2 margin is below that bound; smollm2_tol: 2e-2 on the synthetic stand-in).
+static void smollm2_decode(const char* p) {
     REQUIRE(std::ifstream(smollm2()).good());
-    // Both with a BF16 KV cache, so the comparison is of the kernels, not of the cache precision. The GPU sums in
-    // another order (split-K GEMVs, the one-kernel decode attention), so greedy tokens may part at a near-tie:
-    // instead both engines are fed the CPU's greedy tokens and every step's logits are compared (match_logits:
-    // max |err| <= 1e-2 x max |CPU logit|, the bound of the fixture test above, and the same top-1 unless the CPU's
-    // top-2 margin is below that bound; smollm2_tol: 2e-2 on the synthetic stand-in).
     const std::string bf16 = "runtime.kv_dtype=\"bf16\"";
     const double tol = smollm2_tol();
     imp::Session cpu(profile_for(smollm2(), "cpu", {bf16})), gpu(profile_for(smollm2(), "cuda", {bf16}));
     imp::Session nograph(profile_for(smollm2(), "cuda", {bf16, "runtime.cuda_graphs=false"}));
-    const char* prompts[] = {"The capital of France is", "Once upon a time, there was a", "def fibonacci(n):\n    "};
-    for (const char* p : prompts) {
+    INFO("prompt: " << p);
+    auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
+    const auto want = greedy(cpu.engine(), ids, 32);
+    const auto before = imp::cuda_alloc_stats();
+    check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, tol);
+    auto got = greedy(gpu.engine(), ids, 32);
+    const auto after = imp::cuda_alloc_stats();
+    CHECK(gpu.engine().graphs_active());
+    CHECK(after.mallocs == before.mallocs);
+    CHECK(after.frees == before.frees);
+    // Graph replay runs the same kernels with the same launch shapes as direct launches: the same tokens.
+    auto off = greedy(nograph.engine(), ids, 32);
+    CHECK(!nograph.engine().graphs_active());
+    CHECK(off == got);
+}
+
+#define SMOLLM2_DECODE(K, PROMPT)                                                                                  \
+    TEST_CASE("gpu: SmolLM2 decode logits match the CPU (teacher-forced), graphs on and off agree, no cudaMalloc " \
+              "in decode (prompt " #K " of 3)",                                                                    \
+              "[gpu]") {                                                                                           \
+        smollm2_decode(PROMPT);                                                                                    \
+    }
+SMOLLM2_DECODE(1, "The capital of France is")
+SMOLLM2_DECODE(2, "Once upon a time, there was a")
+SMOLLM2_DECODE(3, "def fibonacci(n):\n    ")
+#undef SMOLLM2_DECODE
+
+// [plugin.quant_ggml] fuse_norm / fuse_swiglu, each alone and both (a test case each): the q|k|v and gate|up GEMVs
+// (Q4_1, or Q8_0 in the synthetic stand-in; all fused) take the RMSNorm and / or the SwiGLU in (each path of the
+// blocks' fallbacks); prompts of up to 8 tokens run through them too. Same bound as the test above.
+static void smollm2_fused_gemvs(const char* norm, const char* swiglu) {
+    REQUIRE(std::ifstream(smollm2()).good());
+    const std::string bf16 = "runtime.kv_dtype=\"bf16\"";
+    imp::Session cpu(profile_for(smollm2(), "cpu", {bf16}));
+    INFO("fuse_norm " << norm << ", fuse_swiglu " << swiglu);
+    std::vector<std::string> extra = {bf16, std::string("plugin.quant_ggml.fuse_norm=") + norm,
+                                      std::string("plugin.quant_ggml.fuse_swiglu=") + swiglu};
+    imp::Session gpu(profile_for(smollm2(), "cuda", extra));
+    extra.push_back("runtime.cuda_graphs=false");
+    imp::Session nograph(profile_for(smollm2(), "cuda", extra));
+    for (const char* p : {"The capital of France is", "def fibonacci(n):\n    "}) {
         INFO("prompt: " << p);
         auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
-        const auto want = greedy(cpu.engine(), ids, 32);
+        const auto want = greedy(cpu.engine(), ids, 24);
         const auto before = imp::cuda_alloc_stats();
-        check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, tol);
-        auto got = greedy(gpu.engine(), ids, 32);
-        const auto after = imp::cuda_alloc_stats();
+        check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, smollm2_tol());
+        auto got = greedy(gpu.engine(), ids, 24);
+        CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
         CHECK(gpu.engine().graphs_active());
-        CHECK(after.mallocs == before.mallocs);
-        CHECK(after.frees == before.frees);
-        // Graph replay runs the same kernels with the same launch shapes as direct launches: the same tokens.
-        auto off = greedy(nograph.engine(), ids, 32);
-        CHECK(!nograph.engine().graphs_active());
-        CHECK(off == got);
+        CHECK(greedy(nograph.engine(), ids, 24) == got);
     }
 }
 
-TEST_CASE("gpu: SmolLM2 with the fused decode GEMVs (norm, SwiGLU) matches the CPU, graphs on and off agree",
-          "[gpu]") {
-    REQUIRE(std::ifstream(smollm2()).good());
-    // [plugin.quant_ggml] fuse_norm / fuse_swiglu, each alone and both: the q|k|v and gate|up GEMVs (Q4_1, or Q8_0 in
-    // the synthetic stand-in; all fused) take the RMSNorm and / or the SwiGLU in (each path of the blocks' fallbacks); prompts of up to 8
-    // tokens run through them too. Same bound as the test above.
-    const std::string bf16 = "runtime.kv_dtype=\"bf16\"";
-    imp::Session cpu(profile_for(smollm2(), "cpu", {bf16}));
-    for (const auto& [norm, swiglu] : {std::pair{"true", "false"}, std::pair{"false", "true"}, std::pair{"true", "true"}}) {
-        INFO("fuse_norm " << norm << ", fuse_swiglu " << swiglu);
-        std::vector<std::string> extra = {bf16, std::string("plugin.quant_ggml.fuse_norm=") + norm,
-                                          std::string("plugin.quant_ggml.fuse_swiglu=") + swiglu};
-        imp::Session gpu(profile_for(smollm2(), "cuda", extra));
-        extra.push_back("runtime.cuda_graphs=false");
-        imp::Session nograph(profile_for(smollm2(), "cuda", extra));
-        for (const char* p : {"The capital of France is", "def fibonacci(n):\n    "}) {
-            INFO("prompt: " << p);
-            auto ids = cpu.tokenizer().encode(p, cpu.tokenizer().add_bos(), false);
-            const auto want = greedy(cpu.engine(), ids, 24);
-            const auto before = imp::cuda_alloc_stats();
-            check_teacher_forced(cpu.engine(), gpu.engine(), ids, want, smollm2_tol());
-            auto got = greedy(gpu.engine(), ids, 24);
-            CHECK(imp::cuda_alloc_stats().mallocs == before.mallocs);
-            CHECK(gpu.engine().graphs_active());
-            CHECK(greedy(nograph.engine(), ids, 24) == got);
-        }
+#define SMOLLM2_FUSED(NORM, SWIGLU)                                                                                 \
+    TEST_CASE("gpu: SmolLM2 with the fused decode GEMVs (norm, SwiGLU) matches the CPU, graphs on and off agree "  \
+              "(fuse_norm " NORM ", fuse_swiglu " SWIGLU ")",                                                       \
+              "[gpu]") {                                                                                            \
+        smollm2_fused_gemvs(NORM, SWIGLU);                                                                          \
     }
-}
+SMOLLM2_FUSED("true", "false")
+SMOLLM2_FUSED("false", "true")
+SMOLLM2_FUSED("true", "true")
+#undef SMOLLM2_FUSED
 
 TEST_CASE("gpu: SmolLM2 with the norm / SwiGLU fused into the GEMMs' input gives the same logits bit for bit",
           "[gpu]") {

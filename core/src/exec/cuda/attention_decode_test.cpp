@@ -5,6 +5,7 @@
 // block table just wide enough and a much wider one; head_dim 64, 128 and 256 (AttnOptions::decode_hd256 on).
 // Tolerance: max |gpu - cpu| / max |cpu| <= 5e-5 (same pool on both).
 #include <algorithm>
+#include <functional>
 #include <numeric>
 
 #include "exec/cuda/attention_test_util.h"
@@ -99,30 +100,49 @@ void decode_graph_case(const AttnShape& sh, int n_seqs, int32_t max_blocks, cons
 
 }  // namespace
 
-TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every length and block table",
-          "[cuda][attention]") {
+// The captured decode step's cases, dealt into 4 test cases (part k runs the cases k, k + 4, ...) so that each
+// sanitizer run, one test case, ends within its limit.
+static void captured_decode_part(size_t part, size_t parts) {
     const std::vector<int32_t> steps{0, 1, 15, 16, 17, 63, 64, 65, 200, 511, 512, 777, 1000, 1023};
-    for (bool old : {true, false})
-        for (int n : {1, 5, 16}) decode_graph_case({DType::BF16, 16, 4, 128}, n, 64, steps, old);
     const std::vector<int32_t> far{0, 1, 15, 16, 17, 100, 511, 1000, 4000, 4095, 2047, 31};
-    decode_graph_case({DType::BF16, 16, 2, 64}, 1, 256, far, false);     // group 8, hd 64
-    decode_graph_case({DType::BF16, 16, 2, 64}, 5, 256, far, false, 4);  // 4-warp CTAs
-    decode_graph_case({DType::F16, 8, 8, 128}, 1, 512, far, false);      // group 1, table >> position
-    decode_graph_case({DType::BF16, 32, 8, 128}, 1, 1024, far, false);  // the 8B shape
-    decode_graph_case({DType::BF16, 32, 8, 128}, 1, 1024, far, false, 4);
-    decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false);
-    decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, true);
-    decode_graph_case({DType::F16, 12, 4, 64}, 3, 128, {0, 5, 16, 700, 2047, 1}, false);  // group 3
-    decode_graph_case({DType::BF16, 16, 2, 256}, 1, 256, far, false);     // Qwen3.6 full attention: group 8, hd 256
-    decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 4);  // 4-warp CTAs (two lanes per key)
-    decode_graph_case({DType::F32, 8, 2, 64}, 5, 64, {0, 5, 16, 700, 1023, 1}, true);
+    std::vector<std::function<void()>> cases;
+    for (bool old : {true, false})
+        for (int n : {1, 5, 16})
+            cases.push_back([=] { decode_graph_case({DType::BF16, 16, 4, 128}, n, 64, steps, old); });
+    cases.push_back([=] { decode_graph_case({DType::BF16, 16, 2, 64}, 1, 256, far, false); });     // group 8, hd 64
+    cases.push_back([=] { decode_graph_case({DType::BF16, 16, 2, 64}, 5, 256, far, false, 4); });  // 4-warp CTAs
+    cases.push_back([=] { decode_graph_case({DType::F16, 8, 8, 128}, 1, 512, far, false); });      // group 1, table >> position
+    cases.push_back([=] { decode_graph_case({DType::BF16, 32, 8, 128}, 1, 1024, far, false); });  // the 8B shape
+    cases.push_back([=] { decode_graph_case({DType::BF16, 32, 8, 128}, 1, 1024, far, false, 4); });
+    cases.push_back([=] { decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false); });
+    cases.push_back([=] { decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, true); });
+    cases.push_back([=] { decode_graph_case({DType::F16, 12, 4, 64}, 3, 128, {0, 5, 16, 700, 2047, 1}, false); });  // group 3
+    cases.push_back([=] { decode_graph_case({DType::BF16, 16, 2, 256}, 1, 256, far, false); });  // Qwen3.6 full attention: group 8, hd 256
+    cases.push_back([=] { decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 4); });  // 4-warp CTAs (two lanes per key)
+    cases.push_back([=] { decode_graph_case({DType::F32, 8, 2, 64}, 5, 64, {0, 5, 16, 700, 1023, 1}, true); });
     // the tensor-core decode (decode_attention_mma_rows): the 8B shape, group 8 / hd 64, hd 256; a threshold above
     // the step's rows leaves the step to the other kernels
-    decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false, 0, 1);
-    decode_graph_case({DType::F16, 16, 2, 64}, 5, 256, far, false, 0, 5);
-    decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 0, 1);
-    decode_graph_case({DType::BF16, 16, 4, 128}, 5, 64, steps, false, 0, 6);
+    cases.push_back([=] { decode_graph_case({DType::BF16, 32, 8, 128}, 16, 256, far, false, 0, 1); });
+    cases.push_back([=] { decode_graph_case({DType::F16, 16, 2, 64}, 5, 256, far, false, 0, 5); });
+    cases.push_back([=] { decode_graph_case({DType::BF16, 16, 2, 256}, 5, 256, far, false, 0, 1); });
+    cases.push_back([=] { decode_graph_case({DType::BF16, 16, 4, 128}, 5, 64, steps, false, 0, 6); });
+    for (size_t i = part; i < cases.size(); i += parts) {
+        INFO("case " << i << " of " << cases.size());
+        cases[i]();
+    }
 }
+
+#define CAPTURED_DECODE(K)                                                                                      \
+    TEST_CASE("cuda: a captured decode step (kv_store + attention) replays at every length and block table (part " \
+              #K " of 4)",                                                                                      \
+              "[cuda][attention]") {                                                                            \
+        captured_decode_part(K - 1, 4);                                                                         \
+    }
+CAPTURED_DECODE(1)
+CAPTURED_DECODE(2)
+CAPTURED_DECODE(3)
+CAPTURED_DECODE(4)
+#undef CAPTURED_DECODE
 
 // One sequence over a pool of 8192 positions; a narrower table is a prefix of the wide one.
 TEST_CASE("cuda: one-kernel decode attention matches the CPU (BF16/F16, hd 64/128/256, GQA 1/4/8, table widths)",
