@@ -164,6 +164,15 @@ struct ScopedSetting {
     ScopedSetting& operator=(const ScopedSetting&) = delete;
 };
 
+// An engine built while [plugin.<plugin>] key = value (an engine takes its settings when it is built); the setting is
+// `after` again once it is built.
+template <typename T>
+std::unique_ptr<Engine> engine_with(Registry& reg, const std::string& plugin, const std::string& key, const T& value,
+                                    const T& after, const ModelSource& src, Executor& ex, const EngineOptions& o) {
+    ScopedSetting<T> set(reg, plugin, key, value, after);
+    return std::make_unique<Engine>(src, reg, ex, o);
+}
+
 std::vector<int32_t> tokens(int n, int salt) {
     std::vector<int32_t> t(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) t[size_t(i)] = int32_t((i * 131 + salt * 17 + 3) % 500);
@@ -314,25 +323,16 @@ static void decode_conv_fused(const std::string& shape) {
         INFO(shape << ", decode_norm_ctas " << ctas);
         ScopedSetting<std::string> ctas_set(reg, "arch_gdn", "decode_norm_ctas", ctas, "1");
         CudaExecutor dev_a(0), dev_b(0);
-        std::unique_ptr<Engine> off, on;
-        {
-            ScopedSetting<bool> fused_off(reg, "arch_gdn", "decode_conv_fused", false, false);
-            off = std::make_unique<Engine>(*src, reg, dev_a, opts(512, 1, false));
-        }
-        {
-            ScopedSetting<bool> fused_on(reg, "arch_gdn", "decode_conv_fused", true, false);
-            on = std::make_unique<Engine>(*src, reg, dev_b, opts(512, 1, false));
-        }
+        const EngineOptions o = opts(512, 1, false);
+        const auto off = engine_with(reg, "arch_gdn", "decode_conv_fused", false, false, *src, dev_a, o);
+        const auto on = engine_with(reg, "arch_gdn", "decode_conv_fused", true, false, *src, dev_b, o);
         for (int n : {3, 70}) compare_prompt_decode(*off, *on, tokens(n, n + 2), 6, 43, 9, 1e-3);
     }
     Registry& full = full_gdn_registry();
     CudaExecutor dev_g(0), dev_e(0);
-    std::unique_ptr<Engine> with, without;
-    {
-        ScopedSetting<bool> fused_on(full, "arch_gdn", "decode_conv_fused", true, false);
-        with = std::make_unique<Engine>(*src, full, dev_g, opts(128, 1, true));
-        without = std::make_unique<Engine>(*src, full, dev_e, opts(128, 1, false));
-    }
+    const auto with = engine_with(full, "arch_gdn", "decode_conv_fused", true, false, *src, dev_g, opts(128, 1, true));
+    const auto without =
+        engine_with(full, "arch_gdn", "decode_conv_fused", true, false, *src, dev_e, opts(128, 1, false));
     compare_graphs_eager(*with, *without, tokens(6, 5), 12);
 }
 
@@ -432,7 +432,8 @@ static void graph_replay(const std::string& shape) {
     CudaExecutor dev_a(0), dev_b(0);  // one executor per engine (each plans its own workspace)
     Engine with(*src, full_gdn_registry(), dev_a, opts(128, 1, true));
     Engine without(*src, full_gdn_registry(), dev_b, opts(128, 1, false));
-    for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)}) compare_graphs_eager(with, without, prompt, 24);
+    for (const std::vector<int32_t>& prompt : {tokens(3, 2), tokens(70, 3)})
+        compare_graphs_eager(with, without, prompt, 24);
 }
 
 #define GRAPH_REPLAY(SHAPE)                                                                                  \
@@ -486,15 +487,8 @@ static void fuse_gemm_input(const std::string& shape) {
     INFO(shape);
     auto src = open_model(synth(shape));
     CudaExecutor dev_a(0), dev_b(0);
-    std::unique_ptr<Engine> off_e, on_e;
-    {
-        ScopedSetting<bool> fuse_off(reg, "quant_ggml", "fuse_gemm_input", false, true);
-        off_e = std::make_unique<Engine>(*src, reg, dev_a, opts(512, 1, true));
-    }
-    {
-        ScopedSetting<bool> fuse_on(reg, "quant_ggml", "fuse_gemm_input", true, true);
-        on_e = std::make_unique<Engine>(*src, reg, dev_b, opts(512, 1, true));
-    }
+    const auto off_e = engine_with(reg, "quant_ggml", "fuse_gemm_input", false, true, *src, dev_a, opts(512, 1, true));
+    const auto on_e = engine_with(reg, "quant_ggml", "fuse_gemm_input", true, true, *src, dev_b, opts(512, 1, true));
     Engine& off = *off_e;
     Engine& on = *on_e;
     for (const int n : {40, 300}) {
