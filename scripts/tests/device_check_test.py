@@ -118,9 +118,9 @@ class SanitizeTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False,
-                  deadline=None, cases=0):
+                  deadline=None, cases=0, jobs=3):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
-                   FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS="3",
+                   FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS=str(jobs),
                    IMP_SANITIZE_TIMEOUT=str(timeout_s), FAKE_GPUS=str(gpus), FAKE_SAN_SLEEP=str(sleep),
                    FAKE_MIG="1" if mig else "", FAKE_CASES=str(cases))
         env.pop("IMP_SANITIZE_ONLY", None)
@@ -259,6 +259,16 @@ class SanitizeTest(unittest.TestCase):
                           re.search(r": clean \(\d+ s\)$", l))
         self.assertEqual(rc, 0, out)
         self.assertEqual(verdicts, ["b_gpu_tests.initcheck.s0:", "b_gpu_tests.racecheck.s1:"], out)
+
+    def test_only_starts_the_runs_in_its_order(self):
+        # One run at a time: the sanitizer sees the runs in the order of the texts, each once (the second text
+        # matches a run the first already took).
+        os.remove(os.path.join(self.stage, "bin", "a_gpu_tests"))
+        rc, out = self.run_check({}, shards="12", cases=12, jobs=1,
+                                 only="b_gpu_tests.racecheck.s11$,b_gpu_tests.memcheck.s2$,racecheck.s11$,initcheck.s0$")
+        self.assertEqual(rc, 0, out)
+        started = [(c[c.index("--tool") + 1], c[-1]) for c in self.calls()]
+        self.assertEqual(started, [("racecheck", "case 11"), ("memcheck", "case 2"), ("initcheck", "case 0")], out)
 
     def test_extra_args_reach_every_run(self):
         os.environ["IMP_SANITIZE_ARGS"] = "--kernel-name-exclude kns=nvjet --padding 32"

@@ -61,8 +61,8 @@ class LedgerTest(unittest.TestCase):
             f.write(text)
         return self.run_ledger("add", path, "--build", self.build)
 
-    def todo(self):
-        rc, out, err = self.run_ledger("todo", "--build", self.build)
+    def todo(self, *extra):
+        rc, out, err = self.run_ledger("todo", "--build", self.build, *extra)
         self.assertEqual(rc, 0, err)
         return [n for n in out.strip().split(",") if n], err
 
@@ -115,6 +115,46 @@ class LedgerTest(unittest.TestCase):
         rc, out, _ = self.run_ledger("status", "--build", self.build)
         self.assertEqual(rc, 0, out)
         self.assertRegex(out, r"all\s+clean\s+13\s+failed\s+0")
+
+    def test_todo_lists_the_longest_first(self):
+        # From the ledger (at another commit: every run is needed again): a's case 0 under memcheck took 100 s
+        # (racecheck of that case then about 200, initcheck 100), initcheck of a's case 1 was stopped after 300 s
+        # (at least that: 450); a's memcheck of case 1 gets its binary and tool's median (100); the other runs have
+        # no times (DEFAULT_SECONDS, 120).
+        self.add(result("0000000", ["a_gpu_tests.memcheck.s0: clean (100 s)",
+                                    "a_gpu_tests.initcheck.s1: FAILED, timed out after 300 s (/x.log)"]))
+        names, _ = self.todo()
+        self.assertEqual(len(names), 13)
+        self.assertEqual(names[:2], ["a_gpu_tests.initcheck.s1$", "a_gpu_tests.racecheck.s0$"], names)
+        self.assertEqual(sorted(names[-3:]), ["a_gpu_tests.initcheck.s0$", "a_gpu_tests.memcheck.s0$",
+                                              "a_gpu_tests.memcheck.s1$"], names)
+
+    def test_todo_plans_a_call(self):
+        # 2 slots of 400 s: the 450 s run cannot fit; the 200 s racecheck and then the 120 s runs fill the slots
+        # (200 + 120 and 120 + 120 + 120: 5 runs), longest first, in the order they would start.
+        self.add(result("0000000", ["a_gpu_tests.memcheck.s0: clean (100 s)",
+                                    "a_gpu_tests.initcheck.s1: FAILED, timed out after 300 s (/x.log)"]))
+        names, err = self.todo("--jobs", "2", "--seconds", "400")
+        self.assertEqual(len(names), 5, names)
+        self.assertEqual(names[0], "a_gpu_tests.racecheck.s0$")
+        self.assertNotIn("a_gpu_tests.initcheck.s1$", names)
+        self.assertIn("a_gpu_tests.initcheck.s1 is expected to take 450 s, more than 400", err)
+        self.assertIn("5 of the 13 runs needed", err)
+        # a run stopped after the call's length or more cannot end in it
+        names, err = self.todo("--jobs", "2", "--seconds", "300")
+        self.assertIn("a_gpu_tests.initcheck.s1 stopped after 300 s before: split its case", err)
+        rc, _, err = self.run_ledger("todo", "--build", self.build, "--jobs", "2")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("--jobs and --seconds together", err)
+
+    def test_a_shorter_stop_keeps_the_longer_one(self):
+        self.add(result(self.head, ["a_gpu_tests.racecheck.s1: FAILED, timed out after 428 s (/x.log)"]))
+        self.add(result(self.head, ["a_gpu_tests.racecheck.s1: FAILED, timed out after 90 s (/x.log)"]))
+        with open(self.ledger) as f:
+            self.assertIn("timed out after 428 s\t428", f.read())
+        self.add(result(self.head, ["a_gpu_tests.racecheck.s1: clean (500 s)"]))
+        with open(self.ledger) as f:
+            self.assertIn("\tclean\t500", f.read())
 
     def test_a_silent_canary_records_nothing(self):
         rc, _, err = self.add(result(self.head, ["a_gpu_tests.memcheck.s0: clean (1 s)"], canaries=False))
