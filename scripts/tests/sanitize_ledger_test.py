@@ -207,6 +207,41 @@ class StalenessTest(unittest.TestCase):
         self.assertFalse(self.same("new_gpu_tests", ["plugins/quant_ggml/tests_gpu/x_test.cpp"]))  # not listed
         self.assertFalse(self.same("quant_ggml_gpu_tests", None))  # history unknown
 
+    def test_rules_from_the_build_inputs(self):
+        # With the binary's build inputs known: a changed source or header counts only when the binary is built
+        # from it; a changed file that is not code counts under core/, plugins/, tests/ and tools/ (CMake files,
+        # fixtures), not elsewhere (scripts, bench profiles).
+        inputs = frozenset({"core/src/exec/cuda/attention.cu", "core/include/imp/cuda/launch.cuh",
+                            "plugins/quant_ggml/cuda/gemv.cu", "tools/synth_gguf/main.cpp"})
+
+        def same(changed):
+            return self.m.same_sources("c0ffee0", "x_gpu_tests", {"c0ffee0": changed}, inputs)
+
+        self.assertTrue(same([]))
+        self.assertTrue(same(["plugins/quant_fp8/cuda/wo_gemv.cu", "plugins/quant_fp8/cuda/wo_gemv_chunk.cuh"]))
+        self.assertTrue(same(["scripts/device-check", "bench/arch_gdn/x.toml", "configs/x.toml"]))
+        self.assertFalse(same(["core/include/imp/cuda/launch.cuh"]))
+        self.assertFalse(same(["tools/synth_gguf/main.cpp"]))
+        self.assertFalse(same(["plugins/quant_fp8/CMakeLists.txt"]))
+        self.assertFalse(same(["tests/fixtures/tiny.gguf"]))
+        self.assertFalse(self.m.same_sources("c0ffee0", "x_gpu_tests", {"c0ffee0": None}, inputs))
+
+    def test_build_inputs_from_ninja(self):
+        # The tree's own build, where there is one: a test binary's inputs hold its sources and the headers they
+        # include, not another binary's test files; a folder without build.ninja tells nothing.
+        build = os.path.join(ROOT, "build")
+        if not os.path.exists(os.path.join(build, "build.ninja")) or \
+                not os.path.exists(os.path.join(build, "bin", "quant_ggml_gpu_tests")):
+            self.skipTest("no ninja build with the gpu test binaries in build/")
+        got = self.m.binary_inputs(build, "quant_ggml_gpu_tests")
+        if got is None:
+            self.skipTest("the build's dependency log is not complete")
+        self.assertIn("core/include/imp/cuda/launch.cuh", got)
+        self.assertTrue(any(f.startswith("plugins/quant_ggml/tests_gpu/") for f in got))
+        self.assertFalse(any(f.startswith("plugins/quant_fp8/tests_gpu/") for f in got))
+        with tempfile.TemporaryDirectory() as t:
+            self.assertIsNone(self.m.binary_inputs(t, "quant_ggml_gpu_tests"))
+
 
 if __name__ == "__main__":
     unittest.main()
