@@ -82,6 +82,16 @@ if action == "orphan":  # a target that outlives the sanitizer (its own session:
     time.sleep(60)
 print("========= ERROR SUMMARY: 0 errors")
 """
+# cuobjdump --dump-resource-usage FILE: the kernels FAKE_KERNELS (JSON: file name -> mangled names) gives that file.
+CUOBJDUMP = """#!/usr/bin/env python3
+import json, os, sys
+names = json.loads(os.environ.get("FAKE_KERNELS", "{}")).get(os.path.basename(sys.argv[-1]), [])
+print("Resource usage:")
+for n in names:
+    print(f" Function {n}:")
+    print("  REG:32 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:900 TEXTURE:0 SURFACE:0 SAMPLER:0")
+"""
+RACE_FILTER = ["--kernel-name", "kns=3imp", "--kernel-name", "kns=3cub"]
 
 
 def write_exe(path, text):
@@ -111,6 +121,7 @@ class SanitizeTest(unittest.TestCase):
         os.makedirs(self.fakebin)
         write_exe(os.path.join(self.fakebin, "nvidia-smi"), NVIDIA_SMI)
         write_exe(os.path.join(self.fakebin, "compute-sanitizer"), SANITIZER)
+        write_exe(os.path.join(self.fakebin, "cuobjdump"), CUOBJDUMP)
         self.out = os.path.join(t, "result")
         self.san_log = os.path.join(t, "sanitizer-calls.jsonl")
 
@@ -118,8 +129,10 @@ class SanitizeTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False,
-                  deadline=None, cases=0, jobs=3):
+                  deadline=None, cases=0, jobs=3, kernels=None, race_all=False):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
+                   FAKE_KERNELS=json.dumps(kernels or {"a_gpu_tests": ["_ZN3imp4cuda8k_kernelEPf"],
+                                                       "b_gpu_tests": ["_ZN3cub6detail11EmptyKernelIvEEvv"]}),
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS=str(jobs),
                    IMP_SANITIZE_TIMEOUT=str(timeout_s), FAKE_GPUS=str(gpus), FAKE_SAN_SLEEP=str(sleep),
                    FAKE_MIG="1" if mig else "", FAKE_CASES=str(cases))
@@ -127,6 +140,9 @@ class SanitizeTest(unittest.TestCase):
         env.pop("IMP_SANITIZE_SHARDS", None)
         env.pop("CUDA_VISIBLE_DEVICES", None)
         env.pop("IMP_SANITIZE_DEADLINE", None)
+        env.pop("IMP_SANITIZE_RACE_ALL", None)
+        if race_all:
+            env["IMP_SANITIZE_RACE_ALL"] = "1"
         if deadline is not None:
             env["IMP_SANITIZE_DEADLINE"] = str(deadline)
         if visible is not None:
@@ -269,6 +285,29 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         started = [(c[c.index("--tool") + 1], c[-1]) for c in self.calls()]
         self.assertEqual(started, [("racecheck", "case 11"), ("memcheck", "case 2"), ("initcheck", "case 0")], out)
+
+    def test_racecheck_instruments_imps_kernels_only(self):
+        # racecheck runs (and its canary) name imp's and CUB's kernels; memcheck and initcheck check every kernel.
+        rc, out = self.run_check({})
+        self.assertEqual(rc, 0, out)
+        self.assertIn("every kernel of the staged binaries is in namespace imp or CUB", out)
+        for c in self.calls():
+            tool = c[c.index("--tool") + 1]
+            has = any(c[i:i + 4] == RACE_FILTER for i in range(len(c)))
+            self.assertEqual(has, tool == "racecheck", c)
+        self.assertEqual(sum(c[c.index("--tool") + 1] == "racecheck" for c in self.calls()), 2)
+
+    def test_a_kernel_outside_the_filter_fails_before_any_run(self):
+        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_ZN3imp1kEv", "_Z10foo_kernelPf"]})
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("misses 1 kernel(s) of the staged binaries, e.g. _Z10foo_kernelPf (b_gpu_tests)", out)
+        self.assertFalse(os.path.exists(self.san_log), out)
+
+    def test_race_all_instruments_every_kernel(self):
+        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_Z10foo_kernelPf"]}, race_all=True)
+        self.assertEqual(rc, 0, out)
+        for c in self.calls():
+            self.assertNotIn("kns=3imp", c)
 
     def test_extra_args_reach_every_run(self):
         os.environ["IMP_SANITIZE_ARGS"] = "--kernel-name-exclude kns=nvjet --padding 32"
