@@ -71,25 +71,40 @@ TEST_CASE("gdn gpu: conv prefill and update equal the CPU reference", "[gdn][gpu
     CHECK(compare_conv(cpu, dev, k3) == "");
 }
 
-TEST_CASE("gdn gpu: decode rule equals the CPU recurrence", "[gdn][gpu]") {
-    CpuExecutor cpu;
-    CudaExecutor dev(0);
-    const Problem cases[] = {
-        problem(16, 32, false, {1}, 11),
-        problem(16, 32, false, std::vector<int>(8, 1), 12),
-        problem(2, 8, true, std::vector<int>(33, 1), 13),
-        problem(4, 4, false, std::vector<int>(3, 1), 14),
-    };
+// The decode rule of each problem against the CPU recurrence: plain, then with the gated norm in the same kernel,
+// with 8 (variant 0), 16 and 32 warps per v-head, in one CTA per head or a cluster of 2, 4, 8 splitting its columns.
+// (Three test cases, so that each stays within a sanitizer run's time.)
+namespace {
+void decode_rule_cases(CpuExecutor& cpu, CudaExecutor& dev, const std::vector<Problem>& cases) {
     for (Problem p : cases) {
         CHECK(compare_rule(cpu, dev, p, true) == "");
-        p.gated_norm = true;  // the gated norm in the same kernel, with 8 (variant 0), 16 and 32 warps per v-head,
-        for (const int warps : {0, 16, 32})  // in one CTA per head or a cluster of 2, 4, 8 splitting its columns
+        p.gated_norm = true;
+        for (const int warps : {0, 16, 32})
             for (const int ctas : {1, 2, 4, 8}) {
                 p.variant = warps;
                 p.decode_ctas = ctas;
                 CHECK(compare_rule(cpu, dev, p, true) == "");
             }
     }
+}
+}  // namespace
+
+TEST_CASE("gdn gpu: decode rule equals the CPU recurrence (the 35B's 16/32 heads, 1 and 8 sequences)", "[gdn][gpu]") {
+    CpuExecutor cpu;
+    CudaExecutor dev(0);
+    decode_rule_cases(cpu, dev, {problem(16, 32, false, {1}, 11), problem(16, 32, false, std::vector<int>(8, 1), 12)});
+}
+
+TEST_CASE("gdn gpu: decode rule equals the CPU recurrence (GVA 2/8 over 33 sequences, 4/4 heads)", "[gdn][gpu]") {
+    CpuExecutor cpu;
+    CudaExecutor dev(0);
+    decode_rule_cases(cpu, dev, {problem(2, 8, true, std::vector<int>(33, 1), 13),
+                                 problem(4, 4, false, std::vector<int>(3, 1), 14)});
+}
+
+TEST_CASE("gdn gpu: decode rule equals the CPU recurrence (key widths 64, 256; value widths 32, 256)", "[gdn][gpu]") {
+    CpuExecutor cpu;
+    CudaExecutor dev(0);
     // The other key widths the kernel takes (dk 64, 256: 2 and 8 keys per lane), with and without the norm.
     for (const int dk : {64, 256}) {
         Problem p = problem(2, 4, false, std::vector<int>(3, 1), 15 + dk);
