@@ -147,6 +147,17 @@ class LedgerTest(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("--jobs and --seconds together", err)
 
+    def test_racecheck_is_estimated_from_its_binarys_ratio(self):
+        # a's case 0: memcheck 10 s, racecheck 60 s (6x), so racecheck of its case 1 (memcheck 20 s) is expected to
+        # take 120 s, not twice 20; b has no ratio of its own and takes the median of all (6x) for its case 0.
+        self.add(result("0000000", ["a_gpu_tests.memcheck.s0: clean (10 s)", "a_gpu_tests.racecheck.s0: clean (60 s)",
+                                    "a_gpu_tests.memcheck.s1: clean (20 s)", "b_gpu_tests.initcheck.s0: clean (15 s)"]))
+        _, err = self.todo("--jobs", "2", "--seconds", "100")
+        self.assertIn("a_gpu_tests.racecheck.s1 is expected to take 120 s, more than 100", err)
+        _, err = self.todo("--jobs", "2", "--seconds", "80")
+        self.assertIn("b_gpu_tests.racecheck.s0 is expected to take 90 s, more than 80", err)
+        self.assertNotIn("a_gpu_tests.racecheck.s0 is expected", err)  # its own 60 s
+
     def test_a_shorter_stop_keeps_the_longer_one(self):
         self.add(result(self.head, ["a_gpu_tests.racecheck.s1: FAILED, timed out after 428 s (/x.log)"]))
         self.add(result(self.head, ["a_gpu_tests.racecheck.s1: FAILED, timed out after 90 s (/x.log)"]))
