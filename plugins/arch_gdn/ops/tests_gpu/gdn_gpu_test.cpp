@@ -102,7 +102,7 @@ TEST_CASE("gdn gpu: decode rule equals the CPU recurrence (GVA 2/8 over 33 seque
                                  problem(4, 4, false, std::vector<int>(3, 1), 14)});
 }
 
-TEST_CASE("gdn gpu: decode rule equals the CPU recurrence (key widths 64, 256; value widths 32, 256)", "[gdn][gpu]") {
+TEST_CASE("gdn gpu: decode rule equals the CPU recurrence (key widths 64 and 256, value widths 32 and 256)", "[gdn][gpu]") {
     CpuExecutor cpu;
     CudaExecutor dev(0);
     // The other key widths the kernel takes (dk 64, 256: 2 and 8 keys per lane), with and without the norm.
