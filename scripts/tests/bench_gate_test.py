@@ -21,6 +21,8 @@ GATE = os.path.join(ROOT, "scripts", "bench-gate")
 PROFILE = "bench/arch_llama/smollm2-135m.q8_0.toml"
 FAKE_IMP = """#!{python}
 import json, os, sys
+if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in " ".join(sys.argv):
+    sys.exit("fake imp: failing on purpose")
 with open(os.environ["FAKE_BENCH_RECORDS"]) as f:
     recs = json.load(f)
 print(json.dumps(recs["off" if "--no-cuda-graphs" in sys.argv else "on"]))
@@ -49,7 +51,7 @@ class GateTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def run_gate(self, *extra, baseline="default"):
+    def run_gate(self, *extra, baseline="default", only="arch_llama/smollm2-135m", env_extra=None):
         t = self.tmp.name
         with open(os.path.join(t, "records.json"), "w") as f:
             json.dump(self.records, f)
@@ -60,8 +62,8 @@ class GateTest(unittest.TestCase):
         elif baseline is None:
             base = os.path.join(t, "no-such-baseline.json")
         args = [sys.executable, GATE, "--build", os.path.join(t, "build"), "--models", os.path.join(t, "models"),
-                "--only", "arch_llama/smollm2-135m", "--runs", "2", "--baseline", base, *extra]
-        env = dict(os.environ, FAKE_BENCH_RECORDS=os.path.join(t, "records.json"))
+                "--only", only, "--runs", "2", "--baseline", base, *extra]
+        env = dict(os.environ, FAKE_BENCH_RECORDS=os.path.join(t, "records.json"), **(env_extra or {}))
         p = subprocess.run(args, capture_output=True, text=True, env=env)
         return p.returncode, p.stdout + p.stderr, base
 
@@ -101,6 +103,32 @@ class GateTest(unittest.TestCase):
         self.assertEqual(written["device"], "NVIDIA H200")
         self.assertEqual(written["configs"][PROFILE]["tests"], {"pp512": 172000.0, "tg128": 1100.0})
         self.assertEqual(written["configs"][PROFILE]["runs"], 2)
+
+    def test_update_keeps_each_profile_as_it_finishes(self):
+        # Two profiles, the second failing: the first's entry is in the baseline file (and its copy in --out) though
+        # the run as a whole failed; the failing one is named.
+        other = "bench/arch_llama/llama3.2-3b.q4_k_m.toml"
+        open(os.path.join(self.tmp.name, "models", "llama3.2-3b.q4_k_m.gguf"), "w").close()
+        out_dir = os.path.join(self.tmp.name, "out")
+        rc, out, base = self.run_gate("--update", "--out", out_dir, baseline=None,
+                                      only="arch_llama/smollm2-135m,arch_llama/llama3.2-3b",
+                                      env_extra={"FAKE_FAIL": "llama3.2-3b"})
+        self.assertEqual(rc, 1, out)
+        self.assertIn(f"baseline NOT written for the profiles that had errors: {other}", out)
+        for path in (base, os.path.join(out_dir, os.path.basename(base))):
+            with open(path) as f:
+                written = json.load(f)
+            self.assertEqual(sorted(written["configs"]), [PROFILE])
+            self.assertEqual(written["configs"][PROFILE]["tests"], {"pp512": 172000.0, "tg128": 1100.0})
+        # The file's other profiles stay as they were; the one run replaces its entry.
+        self.baseline["configs"]["bench/quant_ggml/llama3.1-8b.q8_0.toml"] = {"tests": {"tg128": 1.0}}
+        rc, out, base = self.run_gate("--update")
+        self.assertEqual(rc, 0, out)
+        with open(base) as f:
+            written = json.load(f)
+        self.assertEqual(written["configs"]["bench/quant_ggml/llama3.1-8b.q8_0.toml"], {"tests": {"tg128": 1.0}})
+        self.assertEqual(written["configs"][PROFILE]["runs"], 2)
+        self.assertRegex(out, r"pp512\s+172000\.00\s+170000\.00\s+\+1\.2%")  # compared with the file as it was
 
     def test_baseline_test_missing_from_the_run_fails(self):
         for key in ("on", "off"):
