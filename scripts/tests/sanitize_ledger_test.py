@@ -220,8 +220,8 @@ class StalenessTest(unittest.TestCase):
 
     def test_rules_from_the_build_inputs(self):
         # With the binary's build inputs known: a changed source or header counts only when the binary is built
-        # from it; a changed file that is not code counts under core/, plugins/, tests/ and tools/ (CMake files,
-        # fixtures), not elsewhere (scripts, bench profiles).
+        # from it; a changed file that is not code counts under core/, plugins/, tests/ and tools/ (CMake files
+        # where the binary has inputs, fixtures), not elsewhere (scripts, bench profiles).
         inputs = frozenset({"core/src/exec/cuda/attention.cu", "core/include/imp/cuda/launch.cuh",
                             "plugins/quant_ggml/cuda/gemv.cu", "tools/synth_gguf/main.cpp"})
 
@@ -233,9 +233,33 @@ class StalenessTest(unittest.TestCase):
         self.assertTrue(same(["scripts/device-check", "bench/arch_gdn/x.toml", "configs/x.toml"]))
         self.assertFalse(same(["core/include/imp/cuda/launch.cuh"]))
         self.assertFalse(same(["tools/synth_gguf/main.cpp"]))
-        self.assertFalse(same(["plugins/quant_fp8/CMakeLists.txt"]))
+        self.assertFalse(same(["plugins/quant_ggml/CMakeLists.txt"]))  # above an input
+        self.assertTrue(same(["plugins/quant_fp8/CMakeLists.txt"]))  # no input of the binary there
         self.assertFalse(same(["tests/fixtures/tiny.gguf"]))
+        self.assertFalse(same(["plugins/quant_fp8/tests/fixtures/w.json"]))  # any test may read fixtures
         self.assertFalse(self.m.same_sources("c0ffee0", "x_gpu_tests", {"c0ffee0": None}, inputs))
+
+    def test_build_files_count_for_the_targets_of_their_folder(self):
+        # A CMakeLists.txt or a script counts only when the binary has an input in its folder or below it; the root
+        # build files, CMake modules and configured files always.
+        inputs = frozenset({"core/src/exec/cuda/attention.cu", "plugins/quant_ggml/cuda/gemv.cu",
+                            "tests/catch_main.cpp", "tests/e2e_gpu/run_test.cpp"})
+
+        def same(changed):
+            return self.m.same_sources("c0ffee0", "x_gpu_tests", {"c0ffee0": changed}, inputs)
+
+        self.assertTrue(same(["tests/serve/CMakeLists.txt", "tests/serve/banner.sh", "tests/e2e/CMakeLists.txt"]))
+        self.assertTrue(same(["core/src/serve/CMakeLists.txt", "core/src/serve/web/index.html"]))
+        self.assertTrue(same(["plugins/arch_gdn/CMakeLists.txt", "fuzz/CMakeLists.txt"]))
+        self.assertFalse(same(["tests/e2e_gpu/CMakeLists.txt"]))
+        self.assertFalse(same(["tests/CMakeLists.txt"]))  # above tests/catch_main.cpp
+        self.assertFalse(same(["core/CMakeLists.txt"]))
+        self.assertFalse(same(["plugins/quant_ggml/cuda/CMakeLists.txt"]))
+        self.assertFalse(same(["CMakeLists.txt"]))
+        self.assertFalse(same(["cmake/ImpPlugin.cmake"]))
+        self.assertFalse(same(["tests/cli_test.cmake"]))
+        self.assertFalse(same(["core/include/imp/config.h.in"]))
+        self.assertTrue(same(["scripts/sanitize-ledger", "bench/CMakeLists.txt"]))
 
     def test_build_inputs_from_ninja(self):
         # The tree's own build, where there is one: a test binary's inputs hold its sources and the headers they
