@@ -3,9 +3,13 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "imp/error.h"
@@ -48,6 +52,10 @@ int finish(int rc) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Log lines (warnings, --log-level info/debug) go to stderr: stdout carries only what a command prints (generated
+    // text, bench's JSON), so that it stays parseable. spdlog's own default logger writes to stdout.
+    spdlog::set_default_logger(
+        std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
     std::vector<std::string> args(argv + 1, argv + argc);
     try {
         if (args.empty()) {
