@@ -1,16 +1,19 @@
 // `imp tokenize FILE|FOLDER [--prompt TEXT | --file F] [--ids] [--json]` and `imp detokenize FILE|FOLDER IDS...`:
 // the model's tokenizer alone (no weights loaded), to compare with llama-tokenize and HF tokenizers.
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "imp/error.h"
 #include "imp/model.h"
+#include "model/display_text.h"
 #include "model/mapped_file.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -76,6 +79,18 @@ std::string shown(const std::string& s) {
     return o;
 }
 
+// One id of `imp detokenize`: the whole word an integer (no "1.5", no "7x") in [0, n_vocab), none wrapped to 32 bits.
+int32_t token_id(const std::string& w, int32_t n_vocab) {
+    int64_t v = 0;
+    const char* end = w.data() + w.size();
+    const auto [p, ec] = std::from_chars(w.data(), end, v);
+    if (p != end || (ec != std::errc() && ec != std::errc::result_out_of_range))
+        throw Error("imp detokenize: " + imp::quoted(w) + " is not a token id");
+    if (ec == std::errc::result_out_of_range || v < 0 || v >= n_vocab)
+        throw Error("imp detokenize: token id " + display_text(w) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    return int32_t(v);
+}
+
 }  // namespace
 
 int cmd_tokenize(const std::vector<std::string>& args) {
@@ -93,7 +108,7 @@ int cmd_tokenize(const std::vector<std::string>& args) {
     std::string text;
     if (vm.count("prompt") && vm.count("file")) throw Error("imp tokenize: give --prompt or --file, not both");
     if (vm.count("prompt")) {
-        text = vm["prompt"].as<std::string>();
+        text = checked_utf8("--prompt", vm["prompt"].as<std::string>());  // as imp run --prompt
     } else if (vm.count("file")) {
         const std::string f = vm["file"].as<std::string>();
         text = read_regular_file(f);
@@ -125,27 +140,18 @@ int cmd_detokenize(const std::vector<std::string>& args) {
         "ids", po::value<std::vector<std::string>>()->multitoken(), "token ids");
     po::variables_map vm;
     if (!parse(args, desc, vm, "imp detokenize")) return 0;
-    std::vector<int32_t> ids;
+    std::vector<std::string> words;
     if (vm.count("ids"))
         for (std::string a : vm["ids"].as<std::vector<std::string>>()) {
             for (char& c : a)
                 if (c == ',' || c == '[' || c == ']') c = ' ';
-            size_t p = 0;
-            while (p < a.size()) {
-                while (p < a.size() && a[p] == ' ') ++p;
-                if (p >= a.size()) break;
-                size_t used = 0;
-                long long v = 0;
-                try {
-                    v = std::stoll(a.substr(p), &used);
-                } catch (const std::exception&) {
-                    throw Error("imp detokenize: '" + a.substr(p) + "' is not a token id");
-                }
-                ids.push_back(int32_t(v));
-                p += used;
-            }
+            std::istringstream in(a);
+            for (std::string w; in >> w;) words.push_back(w);
         }
+    if (words.empty()) throw Error("imp detokenize: give the token ids: imp detokenize FILE|FOLDER ID...");
     auto tok = load(vm["model"].as<std::string>());
+    std::vector<int32_t> ids;
+    for (const std::string& w : words) ids.push_back(token_id(w, tok->n_vocab()));
     std::fputs(tok->decode(ids).c_str(), stdout);
     std::fputs("\n", stdout);
     return 0;
