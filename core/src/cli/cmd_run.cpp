@@ -29,6 +29,24 @@ void set_log_level(const std::string& level) {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+constexpr int64_t kKvBlockPositions = 16;  // positions in one KV pool block (runtime.kv_blocks)
+
+// A KV pool (runtime.kv_blocks) smaller than the positions this run stores is refused before anything is generated,
+// as a prompt longer than the context is: the prompt and every generated token but the last, at most the context.
+// n_option: the -n as the user gave it ("-n 40" or "generate.n_predict = 40").
+void check_kv_pool(Engine& e, int64_t kv_blocks, int64_t prompt, int64_t n_predict, const std::string& n_option) {
+    const int64_t cap = e.capacity(), pool = e.free_kv_blocks() * kKvBlockPositions;
+    const bool to_cap = n_predict - 1 >= cap - prompt;
+    const int64_t need = to_cap ? cap : prompt + n_predict - 1;
+    if (need <= pool) return;
+    std::string m = "runtime.kv_blocks = " + std::to_string(kv_blocks) + " holds " + std::to_string(pool) +
+                    " positions, but the prompt (" + std::to_string(prompt) + " tokens) and " + n_option + " need " +
+                    std::to_string(need) + (to_cap ? " (the context, runtime.max_seq_len)" : "") +
+                    ": raise runtime.kv_blocks to " + std::to_string((need + kKvBlockPositions - 1) / kKvBlockPositions);
+    if (prompt <= pool) m += " or lower " + n_option.substr(0, n_option.find(' ')) + " to " + std::to_string(pool - prompt + 1);
+    throw Error(m);
+}
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
@@ -67,6 +85,9 @@ int cmd_run(const std::vector<std::string>& args) {
     if (int64_t(ids.size()) > cap)
         throw Error("prompt is " + std::to_string(ids.size()) + " tokens, longer than the context (runtime.max_seq_len = " +
                     std::to_string(cap) + ")");
+    check_kv_pool(s.engine(), prof.runtime.kv_blocks, int64_t(ids.size()), prof.generate.n_predict,
+                  vm.count("n-predict") ? "-n " + std::to_string(prof.generate.n_predict)
+                                        : "generate.n_predict = " + std::to_string(prof.generate.n_predict));
 
     SamplingParams sp;
     sp.temperature = float(prof.sampling.temperature);
