@@ -59,9 +59,12 @@ int cmd_run(const std::vector<std::string>& args) {
     po::variables_map vm;
     if (!parse_options(args, desc, vm, "imp")) return 0;
 
-    std::vector<std::string> extra;
-    if (vm.count("n-predict")) extra.push_back("generate.n_predict=" + std::to_string(vm["n-predict"].as<int64_t>()));
-    if (vm.count("chat")) extra.push_back("generate.chat=\"true\"");
+    std::vector<OptionOverride> extra;
+    if (vm.count("n-predict")) {
+        const std::string n = std::to_string(vm["n-predict"].as<int64_t>());
+        extra.push_back({"-n " + n, "generate.n_predict=" + n});
+    }
+    if (vm.count("chat")) extra.push_back({"--chat", "generate.chat=\"true\""});
     Profile prof = profile_from_options(vm, extra);
     // The prompt reaches the tokenizer byte for byte (not through a TOML string: no quotes or escapes added).
     if (vm.count("prompt")) prof.generate.prompt = checked_utf8("--prompt", vm["prompt"].as<std::string>());

@@ -11,6 +11,7 @@
 #include "cli/profile_options.h"
 #include "cli/session.h"
 #include "imp/error.h"
+#include "model/display_text.h"
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
@@ -27,9 +28,15 @@ int cmd_serve(const std::vector<std::string>& args) {
         "port", po::value<int>(), "port, 0 = any free one (overrides server.port)");
     po::variables_map vm;
     if (!parse_options(args, desc, vm, "imp serve")) return 0;
-    std::vector<std::string> extra;
-    if (vm.count("host")) extra.push_back("server.host=\"" + vm["host"].as<std::string>() + "\"");
-    if (vm.count("port")) extra.push_back("server.port=" + std::to_string(vm["port"].as<int>()));
+    std::vector<OptionOverride> extra;
+    if (vm.count("host")) {
+        const std::string& h = vm["host"].as<std::string>();
+        extra.push_back({"--host " + display_text(h), "server.host=" + toml_string(h)});
+    }
+    if (vm.count("port")) {
+        const std::string p = std::to_string(vm["port"].as<int>());
+        extra.push_back({"--port " + p, "server.port=" + p});
+    }
     const Profile prof = profile_from_options(vm, extra);
 
     // Signals go to this thread's sigwait only; a client that hangs up must not kill the server (SIGPIPE).

@@ -1,5 +1,7 @@
 #include "cli/profile_options.h"
 
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -9,6 +11,16 @@
 namespace po = boost::program_options;
 
 namespace imp::cli {
+
+namespace {
+// The key of "section.key=value", without the blanks around it (as apply_override reads it).
+std::string key_of(const std::string& kv) {
+    const std::string k = kv.substr(0, kv.find('='));
+    const char* ws = " \t\r\n";
+    const size_t b = k.find_first_not_of(ws);
+    return b == std::string::npos ? "" : k.substr(b, k.find_last_not_of(ws) - b + 1);
+}
+}  // namespace
 
 void add_profile_options(po::options_description& desc, const std::string& profile_help) {
     desc.add_options()("help,h", "show this help")("profile,p", po::value<std::string>(), profile_help.c_str())(
@@ -42,19 +54,44 @@ bool parse_options(const std::vector<std::string>& args, const po::options_descr
     return true;
 }
 
-Profile profile_from_options(const po::variables_map& vm, const std::vector<std::string>& extra) {
-    std::vector<std::string> overrides;
-    if (vm.count("set")) overrides = vm["set"].as<std::vector<std::string>>();
-    if (vm.count("model")) overrides.push_back("model.path=\"" + vm["model"].as<std::string>() + "\"");
-    if (vm.count("no-cuda-graphs")) overrides.push_back("runtime.cuda_graphs=false");
-    overrides.insert(overrides.end(), extra.begin(), extra.end());
-    Profile prof;
-    if (vm.count("profile")) {
-        prof = load_profile(vm["profile"].as<std::string>(), overrides);
-    } else {
-        prof = default_profile();
-        for (auto& o : overrides) apply_override(prof, o);
+std::string toml_string(const std::string& s) {
+    std::string o = "\"";
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        char b[8];
+        if (c == '"' || c == '\\') o += '\\', o += c;
+        else if (u < 0x20 || u == 0x7F) std::snprintf(b, sizeof b, "\\u%04X", u), o += b;
+        else o += c;
     }
+    return o + "\"";
+}
+
+Profile profile_from_options(const po::variables_map& vm, const std::vector<OptionOverride>& extra) {
+    std::vector<OptionOverride> overrides;
+    if (vm.count("set"))
+        for (const auto& kv : vm["set"].as<std::vector<std::string>>()) overrides.push_back({"", kv});
+    if (vm.count("model")) {
+        const std::string& m = vm["model"].as<std::string>();
+        overrides.push_back({"--model " + (m.empty() ? "''" : display_text(m)), "model.path=" + toml_string(m)});
+    }
+    if (vm.count("no-cuda-graphs")) overrides.push_back({"--no-cuda-graphs", "runtime.cuda_graphs=false"});
+    overrides.insert(overrides.end(), extra.begin(), extra.end());
+    Profile prof = vm.count("profile") ? load_profile(vm["profile"].as<std::string>()) : default_profile();
+    std::string path_from;  // the option that set model.path last ("" when the profile gave it)
+    for (const auto& o : overrides) {
+        try {
+            apply_override(prof, o.kv);
+        } catch (const Error& e) {
+            if (o.option.empty()) throw;
+            // apply_override's errors start with "--set <kv>: "; the user typed o.option.
+            const std::string set = "--set " + display_text(o.kv) + ": ", what = e.what();
+            throw Error(o.option + ": " + (what.rfind(set, 0) == 0 ? what.substr(set.size()) : what));
+        }
+        if (key_of(o.kv) == "model.path") path_from = o.option.empty() ? "--set " + display_text(o.kv) : o.option;
+    }
+    std::error_code ec;
+    if (!path_from.empty() && !std::filesystem::exists(prof.model.path, ec))
+        throw Error(path_from + ": no such file or folder");
     check_model_path(prof);
     return prof;
 }

@@ -17,8 +17,17 @@ void add_profile_options(boost::program_options::options_description& desc, cons
 bool parse_options(const std::vector<std::string>& args, const boost::program_options::options_description& desc,
                    boost::program_options::variables_map& vm, const std::string& cmd);
 
-// The profile (or the defaults with --model) with --model/--no-cuda-graphs/--set and `extra` overrides applied,
-// in that order; checks that the model path exists.
-Profile profile_from_options(const boost::program_options::variables_map& vm, const std::vector<std::string>& extra);
+// What an option stands for: the profile override `kv` ("generate.n_predict=0"), whose errors name `option` as the
+// user typed it ("-n 0: ..."), not the --set it became.
+struct OptionOverride {
+    std::string option, kv;
+};
+
+// A string as a TOML basic string ("..." with quotes, backslashes and control characters escaped), for `kv`.
+std::string toml_string(const std::string& s);
+
+// The profile (or the defaults with --model) with --set, --model/--no-cuda-graphs and `extra` overrides applied, in
+// that order; checks that the model path exists, naming the --set or --model that gave it.
+Profile profile_from_options(const boost::program_options::variables_map& vm, const std::vector<OptionOverride>& extra);
 
 }  // namespace imp::cli
