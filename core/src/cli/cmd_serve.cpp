@@ -71,9 +71,10 @@ int cmd_serve(const std::vector<std::string>& args) {
     serve::Api api(sched, metrics, tok, ao);
     serve::HttpServer http(prof.server.host, int(prof.server.port),
                            [&](const serve::HttpRequest& r, serve::Responder& out) { api.handle(r, out); });
+    // The name comes from --set or the file name: control characters are escaped, not sent to the terminal.
     std::printf("imp serve: listening on http://%s:%d (model %s, %d sequences, %lld KV blocks, context %lld, "
                 "%d decode graphs)\n",
-                prof.server.host.c_str(), http.port(), ao.model_name.c_str(), s.engine().max_seqs(),
+                prof.server.host.c_str(), http.port(), display_text(ao.model_name).c_str(), s.engine().max_seqs(),
                 (long long)sched.kv_blocks_total(), (long long)ao.context, graphs);
     std::fflush(stdout);
 
