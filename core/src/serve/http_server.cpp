@@ -1,23 +1,23 @@
-// See http_server.h.
+// See http_server.h. The accept loop and the table of connections; one connection's requests: http_connection.cpp.
 #include "serve/http_server.h"
 
 #include <poll.h>
-#include <utility>  // before Boost.Asio 1.74, whose awaitable.hpp uses std::exchange without it
 #include <sys/socket.h>
 
+#include <utility>  // before Boost.Asio 1.74, whose awaitable.hpp uses std::exchange without it
+#include <vector>
+
 #include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
 #include "imp/error.h"
+#include "serve/http_connection.h"
 
 namespace imp::serve {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
 
 struct HttpServer::Impl {
     asio::io_context ioc;
@@ -26,51 +26,50 @@ struct HttpServer::Impl {
 
 namespace {
 
-class SocketResponder : public Responder {
-public:
-    SocketResponder(tcp::socket& s, unsigned version, bool keep_alive) : s_(s), version_(version), keep_alive_(keep_alive) {}
-    void send(int status, const std::string& content_type, const std::string& body) override {
-        http::response<http::string_body> res{http::status(status), version_};
-        res.set(http::field::server, "imp");
-        res.set(http::field::content_type, content_type);
-        res.keep_alive(keep_alive_);
-        res.body() = body;
-        res.prepare_payload();
-        beast::error_code ec;
-        http::write(s_, res, ec);
-        if (ec) keep_alive_ = false;
-    }
-    bool start_stream() override {
-        streamed_ = true;
-        return write_raw("HTTP/1.1 200 OK\r\nServer: imp\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                         "Connection: close\r\n\r\n");
-    }
-    bool event(const std::string& data) override { return write_raw("data: " + data + "\n\n"); }
-    bool client_gone() override {
-        pollfd p{s_.native_handle(), POLLIN | POLLRDHUP, 0};
-        if (::poll(&p, 1, 0) <= 0) return false;
-        if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
-        char c;
-        return ::recv(s_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-    }
-    bool keep_open() const { return keep_alive_ && !streamed_; }
-
-private:
-    bool write_raw(const std::string& s) {
-        beast::error_code ec;
-        asio::write(s_, asio::buffer(s), ec);
-        return !ec;
-    }
-    tcp::socket& s_;
-    unsigned version_;
-    bool keep_alive_, streamed_ = false;
+// A connection answered 503 at accept: its write side is shut; what it sends is read and dropped until it closes or
+// `until`, so that its request, unread, does not turn the close into a reset that loses the 503.
+struct Refused {
+    tcp::socket s;
+    Clock::time_point until;
 };
+constexpr size_t kMaxRefused = 64;  // past it the oldest is closed at once
+
+void refuse(tcp::socket s, const std::string& response, std::vector<Refused>& refused) {
+    boost::system::error_code ec;
+    s.non_blocking(true, ec);
+    s.write_some(asio::buffer(response), ec);  // a fresh socket's send buffer takes it whole
+    s.shutdown(tcp::socket::shutdown_send, ec);
+    if (refused.size() >= kMaxRefused) refused.erase(refused.begin());
+    refused.push_back({std::move(s), Clock::now() + std::chrono::seconds(1)});
+}
+
+// Reads what the refused connections sent (pfd: their poll results, in order); closes those done.
+void drain(std::vector<Refused>& refused, const pollfd* pfd) {
+    char scratch[4096];
+    std::vector<Refused> keep;
+    for (size_t i = 0; i < refused.size(); ++i) {
+        Refused& r = refused[i];
+        bool done = Clock::now() >= r.until;
+        if (!done && pfd[i].revents) {
+            boost::system::error_code ec;
+            for (int i = 0; i < 16 && !ec; ++i) r.s.read_some(asio::buffer(scratch), ec);
+            done = ec && ec != asio::error::would_block;
+        }
+        if (!done) keep.push_back(std::move(r));
+    }
+    refused.swap(keep);
+}
 
 }  // namespace
 
-HttpServer::HttpServer(const std::string& host, int port, Handler handler, int max_connections)
-    : impl_(std::make_unique<Impl>()), handler_(std::move(handler)), max_connections_(max_connections) {
-    beast::error_code ec;
+std::string http_url(const std::string& host, int port) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+HttpServer::HttpServer(const std::string& host, int port, Handler handler, HttpLimits limits)
+    : impl_(std::make_unique<Impl>()), handler_(std::move(handler)), limits_(limits) {
+    boost::system::error_code ec;
     const auto addr = asio::ip::make_address(host, ec);
     if (ec) throw Error("[server] host '" + host + "': not an IP address (" + ec.message() + ")");
     const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
@@ -87,68 +86,102 @@ HttpServer::HttpServer(const std::string& host, int port, Handler handler, int m
 
 HttpServer::~HttpServer() { stop(); }
 
+bool HttpServer::make_room() {
+    int live = 0;
+    Conn* oldest = nullptr;
+    int oldest_fd = -1;
+    for (auto& [fd, c] : open_) {
+        if (c.evicted) continue;
+        ++live;
+        if (!c.busy && (!oldest || c.waiting_since < oldest->waiting_since)) oldest = &c, oldest_fd = fd;
+    }
+    if (live < limits_.max_connections) return true;
+    if (!oldest) return false;
+    oldest->evicted = true;
+    ::shutdown(oldest_fd, SHUT_RD);  // its read sees the end of input; the thread closes it
+    return true;
+}
+
+bool HttpServer::conn_waiting(int fd) {
+    std::lock_guard<std::mutex> l(mu_);
+    Conn& c = open_.at(fd);
+    if (stopping_ || c.evicted) return false;
+    c.busy = false;
+    c.waiting_since = Clock::now();
+    return true;
+}
+
+bool HttpServer::conn_busy(int fd) {
+    std::lock_guard<std::mutex> l(mu_);
+    Conn& c = open_.at(fd);
+    c.busy = !c.evicted;
+    return c.busy;
+}
+
+bool HttpServer::conn_evicted(int fd) {
+    std::lock_guard<std::mutex> l(mu_);
+    return open_.at(fd).evicted;
+}
+
 void HttpServer::accept_loop() {
     auto& a = impl_->acceptor;
+    std::vector<Refused> refused;
+    Clock::time_point warned{};
     while (!stopping_) {
-        pollfd p{a.native_handle(), POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) continue;  // wakes every 100 ms to see stop()
+        std::vector<pollfd> p{{a.native_handle(), POLLIN, 0}};
+        for (auto& r : refused) p.push_back({r.s.native_handle(), POLLIN, 0});
+        ::poll(p.data(), p.size(), 100);  // wakes every 100 ms to see stop()
+        drain(refused, p.data() + 1);
+        if (!(p[0].revents & POLLIN)) continue;
         tcp::socket s(impl_->ioc);
-        beast::error_code ec;
+        boost::system::error_code ec;
         a.accept(s, ec);
         if (ec) continue;
         const int fd = s.native_handle();
         {
             std::lock_guard<std::mutex> l(mu_);
-            if (int(open_.size()) >= max_connections_) {
-                spdlog::warn("serve: {} connections open, refusing another", open_.size());
-                continue;  // s closes
+            if (!make_room()) {
+                if (Clock::now() - warned > std::chrono::seconds(10)) {
+                    spdlog::warn("serve: {} connections open, all with a request in progress: answering 503",
+                                 limits_.max_connections);
+                    warned = Clock::now();
+                }
+                refuse(std::move(s), too_many_connections(limits_.max_connections), refused);
+                continue;
             }
-            open_.insert(fd);
+            open_[fd] = Conn{false, Clock::now(), false};
         }
         s.non_blocking(false, ec);
-        std::thread([this, sock = std::make_shared<tcp::socket>(std::move(s))]() mutable {
-            beast::flat_buffer buf;
-            for (;;) {
-                http::request_parser<http::string_body> parser;
-                parser.body_limit(8u << 20);
-                beast::error_code rec;
-                http::read(*sock, buf, parser, rec);
-                if (rec == http::error::body_limit) {
-                    SocketResponder r(*sock, 11, false);
-                    r.send(413, "application/json",
-                           R"({"error":{"message":"the request body is larger than 8 MiB","type":"invalid_request_error","param":null,"code":null}})");
-                    break;
-                }
-                if (rec) break;  // closed, or not HTTP
-                auto& req = parser.get();
-                SocketResponder r(*sock, req.version(), req.keep_alive());
-                HttpRequest hr{std::string(req.method_string()), std::string(req.target()), std::move(req.body())};
-                try {
-                    handler_(hr, r);
-                } catch (const std::exception& e) {
-                    spdlog::error("serve: handler failed: {}", e.what());
-                    break;
-                }
-                if (!r.keep_open() || stopping_) break;
-            }
+        std::thread([this, fd, sock = std::make_shared<tcp::socket>(std::move(s))] {
+            const ConnectionHooks hooks{[this, fd] { return conn_waiting(fd); }, [this, fd] { return conn_busy(fd); },
+                                        [this, fd] { return conn_evicted(fd); }};
+            serve_connection(*sock, handler_, limits_, hooks);
             // Nothing of `this` is touched after the lock is released: stop() may return then.
-            beast::error_code cec;
+            boost::system::error_code cec;
             sock->shutdown(tcp::socket::shutdown_both, cec);
             std::lock_guard<std::mutex> l(mu_);
-            open_.erase(sock->native_handle());
+            open_.erase(fd);
             sock->close(cec);
             cv_.notify_all();
         }).detach();
     }
 }
 
-void HttpServer::stop() {
+void HttpServer::stop_accepting() {
     if (stopping_.exchange(true)) return;
     if (accept_thread_.joinable()) accept_thread_.join();
-    beast::error_code ec;
+    boost::system::error_code ec;
     impl_->acceptor.close(ec);
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [fd, c] : open_)
+        if (!c.busy) ::shutdown(fd, SHUT_RDWR);
+}
+
+void HttpServer::stop(std::chrono::milliseconds grace) {
+    stop_accepting();
     std::unique_lock<std::mutex> l(mu_);
-    for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+    cv_.wait_for(l, grace, [&] { return open_.empty(); });
+    for (auto& [fd, c] : open_) ::shutdown(fd, SHUT_RDWR);
     cv_.wait(l, [&] { return open_.empty(); });
 }
 

@@ -2,13 +2,17 @@
 // bodies up to 8 MiB) and hands each to a handler, which answers with one response or a server-sent-event stream.
 // The scheduler, not this layer, is where requests share the engine; a thread per connection keeps cancellation
 // simple (the handler polls its own socket for a hang-up).
+// Slow or silent clients cannot hold the server: a request must arrive whole within a deadline, a connection with
+// no request in progress is closed after an idle time, and when max_connections are open a new connection takes the
+// place of the one that has waited longest for its request (a 503 only when every connection is in a handler).
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 
@@ -30,29 +34,52 @@ public:
 
 using Handler = std::function<void(const HttpRequest&, Responder&)>;
 
+struct HttpLimits {
+    std::chrono::milliseconds request_timeout{30000};  // a request's headers and body, from its first byte: else 408
+    std::chrono::milliseconds idle_timeout{30000};     // no request begun (new or kept-alive connection): closed
+    int max_connections = 512;                         // open at once (one thread each)
+};
+
+// The URL a client uses for host:port ("http://[::1]:8080" for an IPv6 address).
+std::string http_url(const std::string& host, int port);
+
 class HttpServer {
 public:
     // Listens on host:port (port 0: any free port, see port()). Throws imp::Error naming the address on failure.
-    HttpServer(const std::string& host, int port, Handler handler, int max_connections = 512);
+    HttpServer(const std::string& host, int port, Handler handler, HttpLimits limits = {});
     ~HttpServer();  // stop()
     int port() const { return port_; }
-    // Stops accepting, shuts every open connection down and waits for the connection threads.
-    void stop();
+    // Stops accepting and closes the connections that are not in a handler; handlers run on.
+    void stop_accepting();
+    // stop_accepting(), waits up to `grace` for the handlers to end, then shuts every connection down and waits for
+    // the connection threads.
+    void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
 private:
     struct Impl;
+    struct Conn {
+        bool busy = false;                 // in the handler (not waiting for a request)
+        std::chrono::steady_clock::time_point waiting_since;
+        bool evicted = false;              // closed to make room for a newer connection
+    };
     void accept_loop();
-    void serve_connection(int fd);
+    bool make_room();  // with mu_ held: evicts the connection waiting longest; false if all are busy
+    // Connection-thread side, with mu_ taken inside: begins waiting for a request (false when stopping), starts
+    // handling one, and ends.
+    bool conn_waiting(int fd);
+    bool conn_busy(int fd);  // false: evicted meanwhile
+    bool conn_evicted(int fd);
+    void conn_closed(int fd);
 
     std::unique_ptr<Impl> impl_;
     Handler handler_;
+    HttpLimits limits_;
     int port_ = 0;
-    int max_connections_;
     std::atomic<bool> stopping_{false};
     std::thread accept_thread_;
     std::mutex mu_;
     std::condition_variable cv_;
-    std::set<int> open_;  // fds of open connections
+    std::map<int, Conn> open_;  // by fd: open connections
 };
 
 }  // namespace imp::serve

@@ -1,0 +1,225 @@
+// See http_connection.h.
+#include "serve/http_connection.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <string_view>
+
+
+namespace imp::serve {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string seconds(std::chrono::milliseconds t) {
+    const auto ms = t.count();
+    return ms % 1000 ? std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s"
+                     : std::to_string(ms / 1000) + " s";
+}
+
+// Milliseconds left until `t` (0 when past), for poll().
+int ms_until(Clock::time_point t) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(t - Clock::now()).count();
+    return int(std::clamp<int64_t>(left, 0, 1 << 30));
+}
+
+// The socket as Beast's http::read sees it: a read waits at most until the deadline, then fails with
+// beast::error::timeout. The deadline is the idle one until the request's first byte, then the request one from it.
+class DeadlineReader {
+public:
+    explicit DeadlineReader(tcp::socket& s) : s_(s) {}
+    // Before each request; `pending`: bytes of it are already buffered (pipelined).
+    void start(bool pending, const HttpLimits& lim) {
+        request_ = lim.request_timeout;
+        got_ = pending;
+        deadline_ = Clock::now() + (pending ? lim.request_timeout : lim.idle_timeout);
+    }
+    bool got_bytes() const { return got_; }
+
+    template <class Buffers>
+    size_t read_some(const Buffers& b, beast::error_code& ec) {
+        for (;;) {
+            const int left = ms_until(deadline_);
+            if (left == 0) {
+                ec = beast::error::timeout;
+                return 0;
+            }
+            pollfd p{s_.native_handle(), POLLIN, 0};
+            const int r = ::poll(&p, 1, left);
+            if (r > 0) break;
+            if (r < 0 && errno != EINTR) {
+                ec.assign(errno, boost::system::system_category());
+                return 0;
+            }
+        }
+        const size_t n = s_.read_some(b, ec);
+        if (n > 0 && !got_) {
+            got_ = true;
+            deadline_ = Clock::now() + request_;
+        }
+        return n;
+    }
+    template <class Buffers>
+    size_t read_some(const Buffers& b) {
+        beast::error_code ec;
+        const size_t n = read_some(b, ec);
+        if (ec) throw beast::system_error(ec);
+        return n;
+    }
+
+private:
+    tcp::socket& s_;
+    std::chrono::milliseconds request_{0};
+    Clock::time_point deadline_;
+    bool got_ = false;
+};
+
+class SocketResponder : public Responder {
+public:
+    SocketResponder(tcp::socket& s, unsigned version, bool keep_alive) : s_(s), version_(version), keep_alive_(keep_alive) {}
+    void send(int status, const std::string& content_type, const std::string& body) override {
+        http::response<http::string_body> res{http::status(status), version_};
+        res.set(http::field::server, "imp");
+        res.set(http::field::content_type, content_type);
+        res.keep_alive(keep_alive_);
+        res.body() = body;
+        res.prepare_payload();
+        beast::error_code ec;
+        http::write(s_, res, ec);
+        if (ec) keep_alive_ = false;
+    }
+    bool start_stream() override {
+        streamed_ = true;
+        return write_raw("HTTP/1.1 200 OK\r\nServer: imp\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                         "Connection: close\r\n\r\n");
+    }
+    bool event(const std::string& data) override { return write_raw("data: " + data + "\n\n"); }
+    // A peer that shut its side down (EOF, even a half-close) or reset counts as gone, as in nginx and Go's net/http.
+    bool client_gone() override {
+        pollfd p{s_.native_handle(), POLLIN | POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) <= 0) return false;
+        if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+        char c;
+        return ::recv(s_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
+    bool keep_open() const { return keep_alive_ && !streamed_; }
+
+private:
+    bool write_raw(const std::string& s) {
+        beast::error_code ec;
+        asio::write(s_, asio::buffer(s), ec);
+        return !ec;
+    }
+    tcp::socket& s_;
+    unsigned version_;
+    bool keep_alive_, streamed_ = false;
+};
+
+// After an error answer: the write side is shut, then what the client still sends is read and dropped (for at most
+// 2 s and 4 MiB) until it closes, so that unread input does not turn the close into a reset that loses the answer.
+void close_after_answer(tcp::socket& s) {
+    beast::error_code ec;
+    s.shutdown(tcp::socket::shutdown_send, ec);
+    const auto until = Clock::now() + std::chrono::seconds(2);
+    char scratch[16384];
+    for (size_t dropped = 0; dropped < (4u << 20);) {
+        pollfd p{s.native_handle(), POLLIN, 0};
+        if (::poll(&p, 1, ms_until(until)) <= 0) return;
+        const ssize_t n = ::recv(s.native_handle(), scratch, sizeof scratch, MSG_DONTWAIT);
+        if (n <= 0) return;
+        dropped += size_t(n);
+    }
+}
+
+struct ReadError {
+    int status = 0;  // 0: nothing to answer (the client left, or a connection idle too long)
+    std::string message;
+};
+
+// What to answer a request Beast's parser refused (or that did not come in time).
+ReadError read_error(const beast::error_code& ec, std::string_view /*buffered*/, bool got_bytes, const HttpLimits& lim) {
+    using he = http::error;
+    if (ec == beast::error::timeout)
+        return got_bytes ? ReadError{408, "the request did not arrive whole within " + seconds(lim.request_timeout)}
+                         : ReadError{};
+    if (ec == he::body_limit) return {413, "the request body is larger than " + std::to_string(kBodyLimit >> 20) + " MiB"};
+    return {};  // the client closed or the connection failed: nobody to answer
+}
+
+ReadError evicted(const HttpLimits& lim) {
+    return {503, "the server has " + std::to_string(lim.max_connections) + " connections open and closed this one, "
+                 "the longest waiting for its request; retry"};
+}
+
+}  // namespace
+
+std::string http_error_body(const std::string& message, const std::string& type) {
+    using json = nlohmann::json;
+    const json e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
+    return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string http_error_response(int status, const std::string& message) {
+    const std::string body = http_error_body(message, status >= 500 ? "server_error" : "invalid_request_error");
+    return "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::obsolete_reason(http::status(status))) +
+           "\r\nServer: imp\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\nConnection: close\r\n\r\n" + body;
+}
+
+std::string too_many_connections(int max_connections) {
+    return http_error_response(503, "the server has " + std::to_string(max_connections) +
+                                        " connections open, every one with a request in progress; retry later");
+}
+
+void serve_connection(tcp::socket& s, const Handler& handler, const HttpLimits& limits, const ConnectionHooks& hooks) {
+    beast::flat_buffer buf;
+    DeadlineReader in(s);
+    while (hooks.waiting()) {
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(kHeaderLimit);
+        parser.body_limit(kBodyLimit);
+        in.start(buf.size() > 0, limits);
+        beast::error_code ec;
+        http::read(in, buf, parser, ec);
+        ReadError err;
+        if (ec) {
+            const auto data = static_cast<const char*>(buf.cdata().data());
+            err = read_error(ec, std::string_view(data, buf.size()), in.got_bytes(), limits);
+            if (err.status == 0 && in.got_bytes() && hooks.evicted()) err = evicted(limits);
+            if (err.status == 0) return;
+        } else if (!hooks.busy()) {
+            err = evicted(limits);
+        }
+        if (err.status) {
+            asio::write(s, asio::buffer(http_error_response(err.status, err.message)), ec);
+            close_after_answer(s);
+            return;
+        }
+        auto& req = parser.get();
+        SocketResponder r(s, req.version(), req.keep_alive());
+        HttpRequest hr{std::string(req.method_string()), std::string(req.target()), std::move(req.body())};
+        try {
+            handler(hr, r);
+        } catch (const std::exception& e) {
+            spdlog::error("serve: handler failed: {}", e.what());
+            return;
+        }
+        if (!r.keep_open()) return;
+    }
+}
+
+}  // namespace imp::serve
