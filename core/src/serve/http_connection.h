@@ -1,6 +1,7 @@
 // One connection's life, on its own thread (http_server.h): reads requests under the deadlines of HttpLimits, hands
-// each to the handler, and answers a request it cannot take (malformed, too large, too slow, not HTTP/1.x) with the
-// HTTP status Beast's parser implies and an OpenAI-style JSON error, then closes.
+// each to the handler, and answers a request it cannot take with an OpenAI-style JSON error naming the header or
+// limit at fault, then closes: the status Beast's parser implies (400 malformed, 413 body too large, 414 request line
+// too long, 431 headers too large), 408 for a request not sent whole in time, 505 for HTTP/2 or another version.
 #pragma once
 #include <functional>
 #include <string>

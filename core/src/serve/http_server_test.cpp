@@ -145,3 +145,50 @@ TEST_CASE("http: a connection over the limit while every one is in a handler get
     CHECK(starts_with(a.read_response(), "HTTP/1.1 200 "));
     CHECK(starts_with(b.read_response(), "HTTP/1.1 200 "));
 }
+
+TEST_CASE("http: malformed requests get the status Beast implies and a JSON error naming the fault", "[serve][http]") {
+    HttpServer srv("127.0.0.1", 0, ok_handler());
+    const std::string big(100000, 'a');
+    struct Case {
+        std::string request, status, message;
+    };
+    const std::vector<Case> cases = {
+        {"GET /x HTTP/1.1\r\nHost: t\r\nX-Big: " + big + "\r\n\r\n", "431 Request Header Fields Too Large",
+         "the request line and headers are larger than 8192 bytes"},
+        {"GET /" + big + " HTTP/1.1\r\nHost: t\r\n\r\n", "414 URI Too Long",
+         "the request line (method, URL, version) is longer than 8192 bytes"},
+        {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n", "400 Bad Request",
+         "Content-Length '-5' is not a length (a decimal number of bytes)"},
+        {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\ncontent-length: 3\r\n\r\nab", "400 Bad Request",
+         "Content-Length is given 2 times ('2', '3')"},
+        {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999\r\n\r\n", "413 Payload Too Large",
+         "the request body (Content-Length 99999999999999999999) is larger than 8 MiB"},
+        {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n", "413 Payload Too Large",
+         "the request body is larger than 8 MiB"},
+        {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", "400 Bad Request",
+         "the chunked body has a bad chunk size line (bad chunk)"},
+        {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505 HTTP Version Not Supported",
+         "HTTP/2.0 is not supported; this server speaks HTTP/1.1"},
+        {std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11), "400 Bad Request",
+         R"(not an HTTP/1.x request (bad method): the request line is '\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03')"},
+        {"GET /a b c HTTP/1.1\r\n\r\n", "400 Bad Request", "not an HTTP/1.x request (bad version): the request line is "
+                                                         "'GET /a b c HTTP/1.1'"},
+        {"GET /x HTTP/1.1\nHost: t\n\n", "400 Bad Request",
+         "the request line ends with a bare LF; HTTP/1.1 lines end with CRLF"},
+        {"GET /x HTTP/1.1\r\nHost: t\r\nBad Header: y\r\n\r\n", "400 Bad Request",
+         "the request head is malformed (bad field)"},
+    };
+    for (const Case& k : cases) {
+        Client c(srv.port());
+        c.send(k.request);
+        const std::string r = c.read_all();
+        INFO(k.request.substr(0, 80));
+        CHECK(starts_with(r, "HTTP/1.1 " + k.status + "\r\n"));
+        CHECK(r.find("Connection: close\r\n") != std::string::npos);
+        CHECK(r.find("\"message\":\"" + k.message + "\"") != std::string::npos);
+        CHECK(r.find("\"type\":\"invalid_request_error\"") != std::string::npos);
+    }
+    Client c(srv.port());  // and the server still answers
+    c.send(kGet);
+    CHECK(starts_with(c.read_response(), "HTTP/1.1 200 "));
+}
