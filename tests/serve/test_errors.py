@@ -2,6 +2,7 @@
 404; a client that hangs up mid-stream frees its sequence and KV blocks at once; a full queue gives 429."""
 import http.client
 import json
+import socket
 import threading
 import unittest
 
@@ -99,6 +100,26 @@ class ErrorsTest(unittest.TestCase):
         self.assertTrue(self.s.wait_metric("imp_requests_running", 0))
         self.assertTrue(self.s.wait_metric("imp_kv_blocks_used", 0))
         self.assertTrue(self.s.wait_metric('imp_requests_total{status="499"}', lambda n: (n or 0) >= 1))
+        self.good()
+
+    def test_disconnect_cancels_whole_response(self):
+        """A non-streaming request whose client leaves is cancelled while its tokens still flow (it has no write that
+        could fail): it does not run on to max_tokens, frees its blocks and counts as 499."""
+        m0 = self.s.metrics()
+        gone0 = m0.get('imp_requests_total{status="499"}', 0)
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=60)
+        conn.request("POST", "/v1/completions", json.dumps(
+            {"prompt": "Count: 1, 2, 3,", "max_tokens": 240, "ignore_eos": True, "temperature": 0}),
+            {"Content-Type": "application/json"})
+        started = m0["imp_generation_tokens_total"] + 3
+        self.assertTrue(self.s.wait_metric("imp_generation_tokens_total", lambda n: n >= started))
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        self.assertTrue(self.s.wait_metric('imp_requests_total{status="499"}', gone0 + 1))
+        m = self.s.metrics()
+        self.assertEqual(m["imp_requests_running"], 0)
+        self.assertEqual(m["imp_kv_blocks_used"], 0)
+        self.assertLess(m["imp_generation_tokens_total"] - m0["imp_generation_tokens_total"], 120)
         self.good()
 
     def test_queue_full_429(self):

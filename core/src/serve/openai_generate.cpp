@@ -91,11 +91,16 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
     std::vector<TokenLogprob> all_lps;
     int64_t text_offset = 0;
     Event ev;
+    // The client is looked at every 50 ms whether tokens flow or not: a whole response has no write until the end
+    // that could fail, and a stream's writes succeed into the socket's buffer for a while after the client left.
+    constexpr auto kGoneCheck = std::chrono::milliseconds(50);
+    auto next_check = Clock::now();
     for (;;) {
-        if (!job->next(ev, std::chrono::milliseconds(50))) {
+        if (Clock::now() >= next_check) {
             if (out.client_gone()) return job->cancel(), 499;
-            continue;
+            next_check = Clock::now() + kGoneCheck;
         }
+        if (!job->next(ev, kGoneCheck)) continue;
         if (!ev.error.empty()) break;
         if (stream && (!ev.text.empty() || !ev.logprobs.empty())) {
             json lp = ev.logprobs.empty() && !job->request().logprobs ? json(nullptr)
