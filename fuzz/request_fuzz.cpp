@@ -1,9 +1,9 @@
 // Fuzz target: an OpenAI request body (bytes) as imp serve reads it: parse_request for /v1/chat/completions and
-// /v1/completions, then tokenize with the SmolLM2 vocabulary and chat template at a context of 512. A bad body must
-// be a RequestError (HTTP 400, or 404/429 never here) naming a field or none; an accepted one must hold values in
-// the documented ranges: sampling parameters finite and in range, 1..16 non-empty stop strings at most, a prompt of
-// 1..511 ids inside the vocabulary, 1 <= max_tokens <= 512 - prompt. The body also goes to POST /tokenize and
-// /detokenize: a 400, or a JSON object of valid UTF-8.
+// /v1/completions, then tokenize with the SmolLM2 vocabulary and chat template at a context of 512 (and a KV pool as
+// large). A bad body must be a RequestError (HTTP 400, or 404/429 never here) naming a field or none; an accepted
+// one must hold values in the documented ranges: sampling parameters finite and in range, 1..16 non-empty stop
+// strings at most, a prompt of 1..511 ids inside the vocabulary, 1 <= max_tokens <= 512 - prompt. The body also goes
+// to POST /tokenize and /detokenize: a 400, or a JSON object of valid UTF-8.
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             require(r.top_logprobs >= 0 && r.top_logprobs <= 20);
             require(r.max_tokens == -1 || r.max_tokens >= 1);
             require(!r.include_usage || r.stream);
-            imp::serve::tokenize(r, imp::fuzz::smollm2(), 512);
+            imp::serve::tokenize(r, imp::fuzz::smollm2(), 512, imp::serve::kv_blocks_for(512));
             const int64_t n = int64_t(r.prompt_ids.size());
             require(n >= 1 && n < 512);
             for (int32_t id : r.prompt_ids) require(id >= 0 && id < imp::fuzz::smollm2().n_vocab());

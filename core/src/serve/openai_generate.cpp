@@ -57,15 +57,7 @@ json usage_json(int64_t prompt, int64_t completion, int64_t cached) {
 
 int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
     GenRequest r = parse_request(hr.body, kind, opt_.defaults);
-    tokenize(r, tok_, opt_.context);
-    const int64_t n_prompt = int64_t(r.prompt_ids.size());
-    if (sched_.blocks_for(n_prompt + r.max_tokens) > sched_.kv_blocks_total())
-        throw RequestError(400, "max_tokens",
-                           "the prompt (" + std::to_string(n_prompt) + " tokens) plus max_tokens (" +
-                               std::to_string(r.max_tokens) + ") needs " +
-                               std::to_string(sched_.blocks_for(n_prompt + r.max_tokens)) +
-                               " KV blocks; the pool has " + std::to_string(sched_.kv_blocks_total()) +
-                               " (runtime.kv_blocks)");
+    tokenize(r, tok_, opt_.context, sched_.kv_blocks_total());
     if (!r.seed_given) r.sampling.seed = std::random_device{}() * 0x100000000ull + std::random_device{}();
     const bool chat = kind == ApiKind::Chat, stream = r.stream, include_usage = r.include_usage;
     auto job = std::make_shared<Job>(std::move(r));

@@ -1,6 +1,8 @@
 // Field-by-field reading of OpenAI request bodies (see request.h). Null counts as absent, as in the OpenAI API.
 #include "serve/request.h"
 
+#include <algorithm>
+
 #include "serve/body_fields.h"
 
 namespace imp::serve {
@@ -146,7 +148,7 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     return r;
 }
 
-void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context) {
+void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context, int64_t kv_blocks) {
     const char* pf = r.kind == ApiKind::Chat ? "messages" : "prompt";
     if (r.kind == ApiKind::Chat) {
         // Special tokens of the template only: special-token text inside a message stays text (no injected turns).
@@ -167,11 +169,18 @@ void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context) {
     if (n >= context)
         bad(pf, "the prompt is " + std::to_string(n) + " tokens; the context is " + std::to_string(context) +
                     " tokens, which leaves no room to generate");
+    const std::string pool = "; the pool has " + std::to_string(kv_blocks) + " (runtime.kv_blocks)";
+    if (kv_blocks_for(n + 1) > kv_blocks)
+        bad(pf, "the prompt (" + std::to_string(n) + " tokens) and one generated token need " +
+                    std::to_string(kv_blocks_for(n + 1)) + " KV blocks" + pool);
     if (r.max_tokens < 0) {
-        r.max_tokens = context - n;
+        r.max_tokens = std::min(context, kv_blocks * kKvBlockTokens) - n;
     } else if (n + r.max_tokens > context) {
         bad("max_tokens", "the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" + std::to_string(r.max_tokens) +
                     ") is more than the context of " + std::to_string(context) + " tokens");
+    } else if (kv_blocks_for(n + r.max_tokens) > kv_blocks) {
+        bad("max_tokens", "the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" + std::to_string(r.max_tokens) +
+                              ") needs " + std::to_string(kv_blocks_for(n + r.max_tokens)) + " KV blocks" + pool);
     }
 }
 

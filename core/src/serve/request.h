@@ -28,7 +28,7 @@ struct GenRequest {
     std::string prompt;                        // completion, as text
     std::vector<int32_t> prompt_ids;           // completion given as token ids (else filled by tokenize())
     bool prompt_is_ids = false;
-    int64_t max_tokens = -1;                   // -1: until the context is full
+    int64_t max_tokens = -1;                   // -1: until the context (or the KV pool) is full
     SamplingParams sampling;
     bool seed_given = false;
     std::vector<std::string> stop;
@@ -42,9 +42,13 @@ struct GenRequest {
 // Parses and checks `body`; fields not given take `defaults` (the profile's [sampling]). Throws RequestError(400).
 GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingParams& defaults);
 
-// Fills prompt_ids (chat template for chat requests) and checks them against the vocabulary and the context:
-// a prompt that leaves no room, or max_tokens past the context, is a RequestError naming the field. Resolves
-// max_tokens = -1 to the room left.
-void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context);
+constexpr int64_t kKvBlockTokens = 16;  // positions per block of the engine's KV pool
+inline int64_t kv_blocks_for(int64_t tokens) { return (tokens + kKvBlockTokens - 1) / kKvBlockTokens; }
+
+// Fills prompt_ids (chat template for chat requests) and checks them against the vocabulary, the context and the
+// KV pool of `kv_blocks` blocks (a request holds the blocks of its prompt + max_tokens): a prompt that leaves no
+// room, or a max_tokens given past the context or the pool, is a RequestError naming the field. Resolves
+// max_tokens = -1 (left out) to the room left in both, as vLLM does for the context.
+void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context, int64_t kv_blocks);
 
 }  // namespace imp::serve

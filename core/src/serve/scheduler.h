@@ -35,8 +35,8 @@ public:
     ~Scheduler();  // stop()
     // Queues the job; false when the queue is full (HTTP 429). The job's max_tokens must be resolved (tokenize()).
     bool submit(const std::shared_ptr<Job>& job);
-    // Blocks a request of `tokens` positions needs, and whether the pool could ever hold it.
-    int64_t blocks_for(int64_t tokens) const { return (tokens + 15) / 16; }
+    // Blocks a request of `tokens` positions needs, and the pool's size.
+    int64_t blocks_for(int64_t tokens) const { return kv_blocks_for(tokens); }
     int64_t kv_blocks_total() const { return total_blocks_; }
     // Finishes every request with an error ("server shutting down") and joins the thread.
     void stop();

@@ -31,7 +31,7 @@ std::shared_ptr<Job> job(const imp::Tokenizer& tok, const std::string& prompt, i
     r.prompt = prompt;
     r.max_tokens = max_tokens;
     r.sampling.temperature = 0;
-    tokenize(r, tok, 256);
+    tokenize(r, tok, 256, kv_blocks_for(256));
     return std::make_shared<Job>(std::move(r));
 }
 

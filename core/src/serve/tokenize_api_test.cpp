@@ -101,12 +101,12 @@ TEST_CASE("tokenize on a tokenizer that adds BOS counts what the completion rout
     const json p = json::parse(tokenize_response(R"({"prompt":"Hello there"})", *tok, 512));
     const json c = json::parse(tokenize_response(R"({"content":"Hello there"})", *tok, 512));
     GenRequest billed = parse_request(R"({"prompt":"Hello there"})", ApiKind::Completion, imp::SamplingParams{});
-    tokenize(billed, *tok, 512);
+    tokenize(billed, *tok, 512, kv_blocks_for(512));
     CHECK(p["tokens"].get<std::vector<int32_t>>() == billed.prompt_ids);
     CHECK(p["tokens"][0] == tok->bos());
     CHECK(c["count"] == p["count"].get<int>() - 1);
     const std::string msgs = R"({"messages":[{"role":"user","content":"Hello there"}]})";
     GenRequest chat = parse_request(msgs, ApiKind::Chat, imp::SamplingParams{});
-    tokenize(chat, *tok, 512);
+    tokenize(chat, *tok, 512, kv_blocks_for(512));
     CHECK(json::parse(tokenize_response(msgs, *tok, 512))["tokens"].get<std::vector<int32_t>>() == chat.prompt_ids);
 }
