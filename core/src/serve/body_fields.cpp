@@ -41,20 +41,29 @@ double number(const json& o, const char* name, double def, double lo, bool lo_op
 int64_t integer(const json& o, const char* name, int64_t def, int64_t lo, int64_t hi) {
     const json* v = field(o, name);
     if (!v) return def;
+    const auto out_of_range = [&] {
+        bad(name, std::string("'") + name + "' is " + v->dump() + ", must be in [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "]");
+    };
+    if (v->is_number_float()) {
+        // An integer past 64 bits is read as a double (18446744073709551616 -> 1.8446744073709552e+19): too large,
+        // not "not an integer".
+        const double x = v->get<double>();
+        if (std::isfinite(x) && x == std::trunc(x) && std::fabs(x) >= 0x1p63) out_of_range();
+        bad(name, std::string("'") + name + "' must be an integer, got " + v->dump());
+    }
     if (!v->is_number_integer()) bad(name, std::string("'") + name + "' must be an integer, got " + type_of(*v));
-    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
-        bad(name, std::string("'") + name + "' is out of range");
+    if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())) out_of_range();
     const int64_t x = v->get<int64_t>();
-    if (x < lo || x > hi)
-        bad(name, std::string("'") + name + "' is " + std::to_string(x) + ", must be in [" + std::to_string(lo) +
-                      ", " + std::to_string(hi) + "]");
+    if (x < lo || x > hi) out_of_range();
     return x;
 }
 
-bool boolean(const json& o, const char* name, bool def) {
+bool boolean(const json& o, const char* name, bool def, const std::string& parent) {
     const json* v = field(o, name);
     if (!v) return def;
-    if (!v->is_boolean()) bad(name, std::string("'") + name + "' must be a boolean, got " + type_of(*v));
+    const std::string path = parent.empty() ? name : parent + "." + name;
+    if (!v->is_boolean()) bad(path, "'" + path + "' must be a boolean, got " + type_of(*v));
     return v->get<bool>();
 }
 

@@ -20,6 +20,7 @@ json parse_object(std::string_view body);
 const json* field(const json& o, const char* name);  // null when absent (or null)
 double number(const json& o, const char* name, double def, double lo, bool lo_open, double hi);
 int64_t integer(const json& o, const char* name, int64_t def, int64_t lo, int64_t hi);
-bool boolean(const json& o, const char* name, bool def);
+// `parent`: the object o is the value of ("stream_options"), named with the field: 'stream_options.include_usage'.
+bool boolean(const json& o, const char* name, bool def, const std::string& parent = "");
 
 }  // namespace imp::serve::body

@@ -61,13 +61,16 @@ void read_prompt(const json& o, GenRequest& r) {
         r.prompt = (*p)[0].get<std::string>();
         return;
     }
-    if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
-        for (const json& t : *p) {
-            if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max())
-                bad("prompt", "'prompt' as token ids must be non-negative integers");
-            r.prompt_ids.push_back(int32_t(t.get<int64_t>()));
+    if (p->is_array() && !p->empty() && (*p)[0].is_number()) {  // token ids: tokenize() checks the vocabulary
+        for (size_t i = 0; i < p->size(); ++i) {
+            const json& t = (*p)[i];
+            const std::string w = "'prompt[" + std::to_string(i) + "]'";
+            if (!t.is_number_integer())
+                bad("prompt", w + " must be an integer token id, got " + (t.is_number() ? t.dump() : type_of(t)));
+            if (t.is_number_unsigned() && t.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+                bad("prompt", w + " = " + t.dump() + " is too large for a token id");
+            r.prompt_given_ids.push_back(t.get<int64_t>());
         }
-        r.prompt_is_ids = true;
         return;
     }
     bad("prompt", std::string("'prompt' must be a string, one string in an array, or an array of token ids, got ") +
@@ -132,7 +135,7 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     if (const json* so = field(o, "stream_options")) {
         if (!so->is_object()) bad("stream_options", std::string("'stream_options' must be an object, got ") + type_of(*so));
         if (!r.stream) bad("stream_options", "'stream_options' is only allowed with 'stream': true");
-        r.include_usage = boolean(*so, "include_usage", false);
+        r.include_usage = boolean(*so, "include_usage", false, "stream_options");
     }
     if (kind == ApiKind::Chat) {
         r.logprobs = boolean(o, "logprobs", false);
@@ -157,13 +160,18 @@ void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context, int64_t kv_b
         } catch (const std::exception& e) {
             bad("messages", std::string("the model's chat template cannot format these messages: ") + e.what());
         }
-    } else if (!r.prompt_is_ids) {
+    } else if (r.prompt_given_ids.empty()) {
         r.prompt_ids = tok.encode(r.prompt, tok.add_bos(), /*parse_special=*/false);
+    } else {
+        r.prompt_ids.clear();
+        for (size_t i = 0; i < r.prompt_given_ids.size(); ++i) {
+            const int64_t id = r.prompt_given_ids[i];
+            if (id < 0 || id >= tok.n_vocab())
+                bad(pf, "'prompt[" + std::to_string(i) + "]' = " + std::to_string(id) +
+                            " is outside the vocabulary [0, " + std::to_string(tok.n_vocab()) + ")");
+            r.prompt_ids.push_back(int32_t(id));
+        }
     }
-    for (int32_t id : r.prompt_ids)
-        if (id >= tok.n_vocab())
-            bad(pf, "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(tok.n_vocab()) +
-                        " tokens)");
     const int64_t n = int64_t(r.prompt_ids.size());
     if (n == 0) bad(pf, std::string("'") + pf + "' is empty");
     if (n >= context)

@@ -26,8 +26,8 @@ struct GenRequest {
     ApiKind kind = ApiKind::Chat;
     std::vector<Tokenizer::Message> messages;  // chat
     std::string prompt;                        // completion, as text
-    std::vector<int32_t> prompt_ids;           // completion given as token ids (else filled by tokenize())
-    bool prompt_is_ids = false;
+    std::vector<int64_t> prompt_given_ids;     // completion given as token ids, as sent (tokenize() checks them)
+    std::vector<int32_t> prompt_ids;           // the prompt's tokens (filled by tokenize())
     int64_t max_tokens = -1;                   // -1: until the context (or the KV pool) is full
     SamplingParams sampling;
     bool seed_given = false;

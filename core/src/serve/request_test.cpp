@@ -68,8 +68,7 @@ TEST_CASE("a completion request takes a string or token ids and integer logprobs
     CHECK(r.logprobs);
     CHECK(r.top_logprobs == 3);
     GenRequest ids = parse_request(R"({"prompt":[1,2,3]})", ApiKind::Completion, defaults());
-    CHECK(ids.prompt_is_ids);
-    CHECK(ids.prompt_ids == std::vector<int32_t>{1, 2, 3});
+    CHECK(ids.prompt_given_ids == std::vector<int64_t>{1, 2, 3});
     CHECK(ids.max_tokens == -1);
 }
 
@@ -105,10 +104,51 @@ TEST_CASE("bad requests are refused naming the field", "[serve]") {
     CHECK(param_of("{" + kMsg + R"(,"cache_salt":""})") == "cache_salt");
     CHECK(param_of("{" + kMsg + R"(,"cache_salt":3})") == "cache_salt");
     CHECK(param_of(R"({"prompt":5})", ApiKind::Completion) == "prompt");
-    CHECK(param_of(R"({"prompt":[-1]})", ApiKind::Completion) == "prompt");
+    CHECK(param_of(R"({"prompt":[1.5]})", ApiKind::Completion) == "prompt");
+    CHECK(param_of(R"({"prompt":"x","stream":true,"stream_options":{"include_usage":"y"}})", ApiKind::Completion) ==
+          "stream_options.include_usage");
     CHECK(param_of(R"({"prompt":"x","logprobs":true})", ApiKind::Completion) == "logprobs");
     CHECK(param_of(R"({"prompt":"x","logprobs":21})", ApiKind::Completion) == "logprobs");
     CHECK(param_of("{" + kMsg + "}") == "<accepted>");
+}
+
+TEST_CASE("field errors say what is wrong with the value", "[serve]") {
+    auto message_of = [](const std::string& body) -> std::string {
+        try {
+            parse_request(body, ApiKind::Completion, defaults());
+        } catch (const RequestError& e) {
+            return e.what();
+        }
+        return "<accepted>";
+    };
+    CHECK(message_of(R"({"prompt":[1.5]})") == "'prompt[0]' must be an integer token id, got 1.5");
+    CHECK(message_of(R"({"prompt":[7,"a"]})") == "'prompt[1]' must be an integer token id, got a string");
+    CHECK(message_of(R"({"prompt":[18446744073709551615]})") == "'prompt[0]' = 18446744073709551615 is too large for "
+                                                                 "a token id");
+    CHECK(message_of(R"({"prompt":"hi","max_tokens":18446744073709551616})") ==
+          "'max_tokens' is 1.8446744073709552e+19, must be in [1, 1073741824]");
+    CHECK(message_of(R"({"prompt":"hi","max_tokens":18446744073709551615})") ==
+          "'max_tokens' is 18446744073709551615, must be in [1, 1073741824]");
+    CHECK(message_of(R"({"prompt":"hi","max_tokens":2.5})") == "'max_tokens' must be an integer, got 2.5");
+    CHECK(message_of(R"({"prompt":"hi","max_tokens":"5"})") == "'max_tokens' must be an integer, got a string");
+    CHECK(message_of(R"({"prompt":"hi","stream":true,"stream_options":{"include_usage":"y"}})") ==
+          "'stream_options.include_usage' must be a boolean, got a string");
+    // Token ids are checked against the vocabulary (SmolLM2: 49152 tokens) when the prompt is tokenized.
+    imp::GgufSource src(imp::MappedFile::open(std::string(IMP_SOURCE_DIR) + "/tests/fixtures/tokenizer/smollm2.gguf"));
+    const auto tok = imp::Tokenizer::from_metadata(src.metadata());
+    for (const auto& [ids, msg] : std::vector<std::pair<std::string, std::string>>{
+             {"[4294967297]", "'prompt[0]' = 4294967297 is outside the vocabulary [0, 49152)"},
+             {"[1,49152]", "'prompt[1]' = 49152 is outside the vocabulary [0, 49152)"},
+             {"[-1]", "'prompt[0]' = -1 is outside the vocabulary [0, 49152)"}}) {
+        GenRequest r = parse_request(R"({"prompt":)" + ids + "}", ApiKind::Completion, defaults());
+        try {
+            tokenize(r, *tok, 512, kv_blocks_for(512));
+            FAIL("accepted " << ids);
+        } catch (const RequestError& e) {
+            CHECK(e.param == "prompt");
+            CHECK(std::string(e.what()) == msg);
+        }
+    }
 }
 
 TEST_CASE("a chat request's special-token text stays text: no turns injected", "[serve]") {
