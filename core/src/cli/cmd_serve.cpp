@@ -1,5 +1,6 @@
 // `imp serve --profile P [--host H] [--port N]`: load the profile's model and serve the OpenAI API on it (see
-// core/src/serve/). Runs until SIGINT or SIGTERM, then stops accepting, ends open requests and exits cleanly.
+// core/src/serve/). Runs until SIGINT or SIGTERM, then stops accepting, ends open requests with an error (streams
+// still end with [DONE]) and exits cleanly.
 #include <signal.h>
 
 #include <boost/program_options.hpp>
@@ -82,8 +83,9 @@ int cmd_serve(const std::vector<std::string>& args) {
     sigwait(&sigs, &sig);
     std::printf("imp serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
-    http.stop();   // connections end (their requests are cancelled) ...
-    sched.stop();  // ... then the engine's thread
+    http.stop_accepting();  // no new connections; those waiting for a request close
+    sched.stop();           // requests still running or queued end with "the server is shutting down" ...
+    http.stop(std::chrono::seconds(5));  // ... which their handlers send (a stream: an error event, then [DONE])
     return 0;
 }
 

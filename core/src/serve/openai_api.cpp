@@ -53,8 +53,10 @@ void Api::handle(const HttpRequest& req, Responder& out) {
         }
     } catch (const RequestError& e) {
         status = e.status;
-        const char* type = e.status == 429 ? "rate_limit_error" : e.status == 404 ? "not_found_error"
-                                                                                  : "invalid_request_error";
+        const char* type = e.status == 429   ? "rate_limit_error"
+                           : e.status == 404 ? "not_found_error"
+                           : e.status >= 500 ? "server_error"
+                                             : "invalid_request_error";
         out.send(e.status, "application/json", error_body(e.what(), type, e.param));
     } catch (const std::exception& e) {  // a bug, not the client's fault: answer 500 and keep serving
         status = 500;

@@ -61,9 +61,11 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
     if (!r.seed_given) r.sampling.seed = std::random_device{}() * 0x100000000ull + std::random_device{}();
     const bool chat = kind == ApiKind::Chat, stream = r.stream, include_usage = r.include_usage;
     auto job = std::make_shared<Job>(std::move(r));
-    if (!sched_.submit(job))
+    if (!sched_.submit(job)) {
+        if (sched_.stopping()) throw RequestError(503, "", kShuttingDown);
         throw RequestError(429, "", "the server is busy: the queue of waiting requests is full ([server] max_queue); "
                                     "retry later");
+    }
 
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++);
     const int64_t created = int64_t(std::time(nullptr));
@@ -106,11 +108,16 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
         all_lps.insert(all_lps.end(), ev.logprobs.begin(), ev.logprobs.end());
         if (!ev.finish.empty()) break;
     }
-    if (!ev.error.empty()) {
-        const std::string body = error_body("generation failed: " + ev.error, "server_error", "");
-        if (stream) out.event(body);
-        else out.send(500, "application/json", body);
-        return 500;
+    if (!ev.error.empty()) {  // the engine failed, or the server is stopping: a stream still ends with [DONE]
+        const bool stopping = sched_.stopping();
+        const std::string body = error_body(stopping ? ev.error : "generation failed: " + ev.error, "server_error", "");
+        if (stream) {
+            out.event(body);
+            out.event("[DONE]");
+        } else {
+            out.send(stopping ? 503 : 500, "application/json", body);
+        }
+        return stopping ? 503 : 500;
     }
     const json usage = usage_json(int64_t(job->request().prompt_ids.size()), ev.completion_tokens, ev.cached_tokens);
     if (stream) {

@@ -91,6 +91,11 @@ void Scheduler::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
+bool Scheduler::stopping() {
+    std::lock_guard<std::mutex> l(mu_);
+    return stopping_;
+}
+
 void Scheduler::publish_gauges() {
     size_t waiting;
     {
@@ -199,12 +204,12 @@ void Scheduler::loop() {
     // Shutdown: what was computed goes out, then everyone still here gets an error.
     flush();
     for (auto& a : active_) {
-        if (!a->done) a->job->post(finish(*a, "error", error_event("the server is shutting down")));
+        if (!a->done) a->job->post(finish(*a, "error", error_event(kShuttingDown)));
         engine_.release_sequence(a->seq);
     }
     active_.clear();
     std::lock_guard<std::mutex> l(mu_);
-    for (auto& j : waiting_) j->post(error_event("the server is shutting down"));
+    for (auto& j : waiting_) j->post(error_event(kShuttingDown));
     waiting_.clear();
 }
 

@@ -23,6 +23,9 @@
 
 namespace imp::serve {
 
+// The error of every request still running or waiting when the server stops.
+inline constexpr const char* kShuttingDown = "the server is shutting down";
+
 struct SchedulerOptions {
     int64_t max_queue = 64;      // waiting requests at most; submit() refuses more
     int64_t step_tokens = 512;   // rows per step (decode rows first, then prompt chunks)
@@ -38,8 +41,9 @@ public:
     // Blocks a request of `tokens` positions needs, and the pool's size.
     int64_t blocks_for(int64_t tokens) const { return kv_blocks_for(tokens); }
     int64_t kv_blocks_total() const { return total_blocks_; }
-    // Finishes every request with an error ("server shutting down") and joins the thread.
+    // Finishes every request with an error ("the server is shutting down") and joins the thread.
     void stop();
+    bool stopping();  // stop() was called: submit() refuses for that reason, not a full queue
 
 private:
     struct Active;
