@@ -73,9 +73,10 @@ int cmd_serve(const std::vector<std::string>& args) {
     serve::HttpServer http(prof.server.host, int(prof.server.port),
                            [&](const serve::HttpRequest& r, serve::Responder& out) { api.handle(r, out); });
     // The name comes from --set or the file name: control characters are escaped, not sent to the terminal.
-    std::printf("imp serve: listening on http://%s:%d (model %s, %d sequences, %lld KV blocks, context %lld, "
+    std::printf("imp serve: listening on %s (model %s, %d sequences, %lld KV blocks, context %lld, "
                 "%d decode graphs)\n",
-                prof.server.host.c_str(), http.port(), display_text(ao.model_name).c_str(), s.engine().max_seqs(),
+                serve::http_url(prof.server.host, http.port()).c_str(), display_text(ao.model_name).c_str(),
+                s.engine().max_seqs(),
                 (long long)sched.kv_blocks_total(), (long long)ao.context, graphs);
     std::fflush(stdout);
 

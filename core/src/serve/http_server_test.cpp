@@ -192,3 +192,10 @@ TEST_CASE("http: malformed requests get the status Beast implies and a JSON erro
     c.send(kGet);
     CHECK(starts_with(c.read_response(), "HTTP/1.1 200 "));
 }
+
+TEST_CASE("http: the URL of an IPv6 address has it in brackets", "[serve][http]") {
+    CHECK(http_url("127.0.0.1", 8080) == "http://127.0.0.1:8080");
+    CHECK(http_url("0.0.0.0", 80) == "http://0.0.0.0:80");
+    CHECK(http_url("::1", 8080) == "http://[::1]:8080");
+    CHECK(http_url("fe80::1", 1) == "http://[fe80::1]:1");
+}
