@@ -12,6 +12,7 @@
 
 #include "imp/error.h"
 #include "serve/http_connection.h"
+#include "serve/http_errors.h"
 
 namespace imp::serve {
 
