@@ -113,9 +113,10 @@ ReadError evicted(int max_connections) {
                  "the longest waiting for its request; retry"};
 }
 
-std::string http_error_body(const std::string& message, const std::string& type) {
+std::string http_error_body(const std::string& message, const std::string& type, const std::string& param) {
     using json = nlohmann::json;
-    const json e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
+    const json e = {{"message", message}, {"type", type}, {"param", param.empty() ? json(nullptr) : json(param)},
+                    {"code", nullptr}};
     return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -27,8 +27,8 @@ ReadError read_error(const boost::system::error_code& ec, std::string_view head,
 // A connection closed to make room for a newer one while its request was coming in.
 ReadError evicted(int max_connections);
 
-// {"error": {"message", "type", "param": null, "code": null}}.
-std::string http_error_body(const std::string& message, const std::string& type);
+// {"error": {"message", "type", "param" (null when empty), "code": null}}: every error body the server sends.
+std::string http_error_body(const std::string& message, const std::string& type, const std::string& param = "");
 // A whole HTTP/1.1 response with that body and "Connection: close".
 std::string http_error_response(int status, const std::string& message);
 // The answer to a connection over the limit, when every open one is in a handler.

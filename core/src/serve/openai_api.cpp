@@ -4,6 +4,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "serve/http_errors.h"
 #include "serve/tokenize_api.h"
 
 namespace imp::serve {
@@ -12,11 +13,6 @@ using json = nlohmann::json;
 
 Api::Api(Scheduler& sched, Metrics& metrics, const Tokenizer& tok, ApiOptions opt)
     : sched_(sched), metrics_(metrics), tok_(tok), opt_(std::move(opt)), created_(int64_t(std::time(nullptr))) {}
-
-std::string Api::error_body(const std::string& msg, const std::string& type, const std::string& param) const {
-    json e = {{"message", msg}, {"type", type}, {"param", param.empty() ? json(nullptr) : json(param)}, {"code", nullptr}};
-    return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 void Api::handle(const HttpRequest& req, Responder& out) {
     std::string path = req.target.substr(0, req.target.find('?'));
@@ -57,10 +53,10 @@ void Api::handle(const HttpRequest& req, Responder& out) {
                            : e.status == 404 ? "not_found_error"
                            : e.status >= 500 ? "server_error"
                                              : "invalid_request_error";
-        out.send(e.status, "application/json", error_body(e.what(), type, e.param));
+        out.send(e.status, "application/json", http_error_body(e.what(), type, e.param));
     } catch (const std::exception& e) {  // a bug, not the client's fault: answer 500 and keep serving
         status = 500;
-        out.send(500, "application/json", error_body(std::string("internal error: ") + e.what(), "server_error", ""));
+        out.send(500, "application/json", http_error_body(std::string("internal error: ") + e.what(), "server_error"));
     }
     metrics_.request_done(status);
 }

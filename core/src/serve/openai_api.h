@@ -27,7 +27,6 @@ public:
 
 private:
     int generate(ApiKind kind, const HttpRequest& req, Responder& out);  // returns the HTTP status
-    std::string error_body(const std::string& msg, const std::string& type, const std::string& param) const;
 
     Scheduler& sched_;
     Metrics& metrics_;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "serve/http_errors.h"
 #include "serve/openai_api.h"
 
 namespace imp::serve {
@@ -110,7 +111,8 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
     }
     if (!ev.error.empty()) {  // the engine failed, or the server is stopping: a stream still ends with [DONE]
         const bool stopping = sched_.stopping();
-        const std::string body = error_body(stopping ? ev.error : "generation failed: " + ev.error, "server_error", "");
+        const std::string body =
+            http_error_body(stopping ? ev.error : "generation failed: " + ev.error, "server_error");
         if (stream) {
             out.event(body);
             out.event("[DONE]");
