@@ -13,6 +13,7 @@
 #include "model/display_text.h"
 #include "profile/profile.h"
 #include "runtime/sampler.h"
+#include "serve/request.h"  // kKvBlockTokens, kv_blocks_for
 #include "tokenizer/tokenizer.h"
 
 namespace po = boost::program_options;
@@ -30,21 +31,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-constexpr int64_t kKvBlockPositions = 16;  // positions in one KV pool block (runtime.kv_blocks)
-
 // A KV pool (runtime.kv_blocks) smaller than the positions this run stores is refused before anything is generated,
 // as a prompt longer than the context is: the prompt and every generated token but the last, at most the context.
 // n_option: the -n as the user gave it ("-n 40" or "generate.n_predict = 40").
 void check_kv_pool(Engine& e, int64_t kv_blocks, int64_t prompt, int64_t n_predict, const std::string& n_option) {
-    const int64_t cap = e.capacity(), pool = e.free_kv_blocks() * kKvBlockPositions;
+    const int64_t cap = e.capacity(), pool = e.free_kv_blocks() * serve::kKvBlockTokens;
     const bool to_cap = n_predict - 1 >= cap - prompt;
     const int64_t need = to_cap ? cap : prompt + n_predict - 1;
     if (need <= pool) return;
     std::string m = "runtime.kv_blocks = " + std::to_string(kv_blocks) + " holds " + std::to_string(pool) +
                     " positions, but the prompt (" + std::to_string(prompt) + " tokens) and " + n_option + " need " +
                     std::to_string(need) + (to_cap ? " (the context, runtime.max_seq_len)" : "") +
-                    ": raise runtime.kv_blocks to " + std::to_string((need + kKvBlockPositions - 1) / kKvBlockPositions);
-    if (prompt <= pool) m += " or lower " + n_option.substr(0, n_option.find(' ')) + " to " + std::to_string(pool - prompt + 1);
+                    ": raise runtime.kv_blocks to " + std::to_string(serve::kv_blocks_for(need));
+    if (prompt <= pool)
+        m += " or lower " + n_option.substr(0, n_option.find(' ')) + " to " + std::to_string(pool - prompt + 1);
     throw Error(m);
 }
 }  // namespace
