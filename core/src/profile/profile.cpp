@@ -14,6 +14,7 @@
 #include "imp/registry.h"
 #include "model/display_text.h"
 #include "model/mapped_file.h"
+#include "profile/toml_text_check.h"
 
 namespace fs = std::filesystem;
 
@@ -358,6 +359,8 @@ Profile load_profile(const std::string& path, const std::vector<std::string>& ov
     if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, not a profile");
     const std::string text = read_regular_file(path);  // a FIFO is refused, not waited on
 
+    if (auto bad = find_toml_unsafe_char(text))
+        throw Error(path + ":" + std::to_string(bad->line) + ":" + std::to_string(bad->column) + ": " + bad->message);
     toml::table root;
     try {
         root = toml::parse(std::string_view(text), std::string_view(path));
@@ -400,7 +403,8 @@ void apply_override(Profile& p, const std::string& kv) {
     std::optional<toml::table> parsed;
     try {
         const std::string doc = "v = " + value + "\n";
-        parsed = toml::parse(std::string_view(doc), std::string_view("--set"));
+        if (!find_toml_unsafe_char(doc))  // else not a TOML value: the text below
+            parsed = toml::parse(std::string_view(doc), std::string_view("--set"));
     } catch (const toml::parse_error&) {
         parsed.reset();
     }

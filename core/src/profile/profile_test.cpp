@@ -326,3 +326,24 @@ TEST_CASE("profile: [model] formats lists quant formats in order of preference, 
     CHECK(has(load_error("[model]\nformats = [\"\"]\n"), "bad.toml:2: key 'model.formats' has an invalid format name ''"));
     CHECK(has(load_error("[model]\nformats = [\"a b\"]\n"), "invalid format name 'a b'"));
 }
+
+TEST_CASE("profile: a non-ASCII character where the TOML reader cannot take it is an error with line and column",
+          "[profile]") {
+    // toml++ 3.3 reaches undefined behaviour on these instead of reporting them (toml_text_check.h).
+    CHECK(load_error("[generate]\nprompt = \xC3\xA9t\xC3\xA9\n") ==
+          test_dir().string() + "/bad.toml:2:10: non-ASCII character U+00E9 outside a string or comment (TOML allows "
+                                "it only between quotes)");
+    CHECK(has(load_error("[generate]\nsystem = \"\"\"a \\\n  \xD0\x96\"\"\"\n"),
+              "bad.toml:3:3: U+0416 after a backslash in a multi-line string"));
+    // Between quotes and in comments they are text.
+    auto path = write("utf8.toml", "# r\xC3\xA9sum\xC3\xA9\n[generate]\nsystem = \"R\xC3\xA9ponds\"\n");
+    CHECK(imp::load_profile(path).generate.system == "R\xC3\xA9ponds");
+}
+
+TEST_CASE("profile: --set with non-ASCII text takes it as a string", "[profile]") {
+    imp::Profile p;
+    imp::apply_override(p, "generate.system=\xC3\xA9clair \xD0\x96");
+    CHECK(p.generate.system == "\xC3\xA9clair \xD0\x96");
+    imp::apply_override(p, "generate.prompt=\"\xC3\xA9\"");
+    CHECK(p.generate.prompt == "\xC3\xA9");
+}
