@@ -277,6 +277,45 @@ class StalenessTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as t:
             self.assertIsNone(self.m.binary_inputs(t, "quant_ggml_gpu_tests"))
 
+        # Of libimp_core, only what the binary can reach counts: a kernel test does not run the profile parser or
+        # the tokenizer; a whole-model test that loads a profile does.
+        self.assertIn("core/src/exec/cuda/attention.cu", got)
+        self.assertIn("core/include/imp/error.h", got)  # included by unreachable objects and reachable ones
+        self.assertNotIn("core/src/profile/profile.cpp", got)
+        self.assertNotIn("core/src/profile/profile.h", got)
+        self.assertNotIn("core/src/tokenizer/bpe.cpp", got)
+        if os.path.exists(os.path.join(build, "bin", "e2e_gpu_tests")):
+            e2e = self.m.binary_inputs(build, "e2e_gpu_tests")
+            if e2e is not None:
+                self.assertIn("core/src/profile/profile.cpp", e2e)
+
+    def test_unreachable_core_objects(self):
+        # Objects compiled here: the binary's own object calls f (core a.o), which calls g (core b.o); core c.o is
+        # called by nobody and holds a weak copy of an inline function the binary uses (no tie); core d.o runs a
+        # static constructor that calls h (core e.o). Unreachable: c.o only. Without nm's answer: nothing.
+        srcs = {
+            "test.o": "int f(); inline int w() { return 7; } int use() { return f() + w(); }",
+            "core/CMakeFiles/imp_core.dir/a.o": "int g(); int f() { return g() + 1; }",
+            "core/CMakeFiles/imp_core.dir/b.o": "int g() { return 2; }",
+            "core/CMakeFiles/imp_core.dir/c.o": "inline int w() { return 7; } int unused() { return w(); }",
+            "core/CMakeFiles/imp_core.dir/d.o": "int h(); static int x = h();",
+            "core/CMakeFiles/imp_core.dir/e.o": "int h() { return 3; }",
+        }
+        with tempfile.TemporaryDirectory() as t:
+            for obj, code in srcs.items():
+                os.makedirs(os.path.dirname(os.path.join(t, obj)), exist_ok=True)
+                src = os.path.join(t, obj[:-2] + ".cpp")
+                with open(src, "w") as f:
+                    f.write(code + "\n")
+                r = subprocess.run(["c++", "-c", "-O0", src, "-o", os.path.join(t, obj)], capture_output=True)
+                if r.returncode != 0:
+                    self.skipTest("no C++ compiler")
+            self.m.object_symbols.cache_clear()
+            self.m.runs_at_load.cache_clear()
+            got = self.m.unreachable_core_objects(t, list(srcs))
+            self.assertEqual(got, frozenset({"core/CMakeFiles/imp_core.dir/c.o"}))
+            self.assertEqual(self.m.unreachable_core_objects(t, list(srcs) + ["missing.o"]), frozenset())
+
 
 if __name__ == "__main__":
     unittest.main()
