@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "imp/error.h"
 #include "imp/export.h"
 
 namespace imp {
@@ -61,5 +62,15 @@ public:
 private:
     std::map<std::string, MetaValue> kv_;
 };
+
+// Runs f(); an imp::Error it throws (a MetaValue accessor's names only the key) gets "<file>: " in front.
+template <class F>
+auto in_file(const std::string& file, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const Error& e) {
+        throw Error(file + ": " + e.what());
+    }
+}
 
 }  // namespace imp

@@ -25,7 +25,9 @@ const char* kind_of(const MetaValue& v) {
 int64_t MetaValue::as_int(const std::string& key) const {
     if (auto p = std::get_if<int64_t>(&v)) return *p;
     if (auto p = std::get_if<uint64_t>(&v)) {
-        if (*p > uint64_t(INT64_MAX)) throw Error("metadata key '" + key + "' value is out of range");
+        if (*p > uint64_t(INT64_MAX))
+            throw Error("metadata key '" + key + "' is " + std::to_string(*p) + ", out of range (at most " +
+                        std::to_string(INT64_MAX) + ")");
         return int64_t(*p);
     }
     if (auto p = std::get_if<bool>(&v)) return *p ? 1 : 0;
@@ -81,11 +83,7 @@ const MetaValue& need(const Metadata& m, const std::string& key) {
 // A wrong type names the file too (MetaValue alone knows only the key).
 template <class F>
 auto typed(const Metadata& m, F&& f) -> decltype(f()) {
-    try {
-        return f();
-    } catch (const Error& e) {
-        throw Error((m.source.empty() ? std::string("model") : m.source) + ": " + e.what());
-    }
+    return in_file(m.source.empty() ? std::string("model") : m.source, f);
 }
 }  // namespace
 

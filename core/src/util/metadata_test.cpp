@@ -17,6 +17,19 @@ TEST_CASE("metadata getters check types and name the key", "[metadata]") {
     CHECK_THROWS_WITH(m.get_int("a.str"), Catch::Contains("'a.str'") && Catch::Contains("str"));
 }
 
+TEST_CASE("metadata: an integer out of int64's range names the file, the key and the value", "[metadata]") {
+    imp::Metadata m;
+    m.source = "u.gguf";
+    m.set("a.huge", {uint64_t(18446744073709551615ull), "u64"});
+    CHECK_THROWS_WITH(m.get_int("a.huge"), "u.gguf: metadata key 'a.huge' is 18446744073709551615, out of range (at most "
+                                           "9223372036854775807)");
+    CHECK_THROWS_WITH(m.get_int("a.huge", 0), Catch::StartsWith("u.gguf: ") && Catch::Contains("18446744073709551615"));
+    // imp::in_file puts the file in front of a MetaValue accessor's message, which knows only the key.
+    const imp::MetaValue* v = m.find("a.huge");
+    CHECK_THROWS_WITH(imp::in_file("f.json", [&] { return v->as_int("a.huge"); }),
+                      Catch::StartsWith("f.json: metadata key 'a.huge' is 18446744073709551615"));
+}
+
 TEST_CASE("fp16 and bf16 conversions round-trip", "[dtype]") {
     for (uint32_t h = 0; h < 0x10000; ++h) {
         float f = imp::fp16_to_f32(uint16_t(h));
