@@ -43,6 +43,8 @@ const char* const kLayerCounts[] = {"block_count", "num_hidden_layers", "n_layer
 // Keys that must be finite and > 0 (and, for epsilons, below 1).
 const char* const kPositive[] = {"rope.freq_base", "rope_theta", "rope.scaling.factor", "rope_scaling.factor",
                                  "rope_parameters.rope_theta", "rope_parameters.factor"};
+// Keys that must be finite and >= 0 (0: not set, as llama.cpp reads it).
+const char* const kNonNegative[] = {"rope.scale_linear"};
 const char* const kEpsilons[] = {"attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon", "rms_norm_eps",
                                  "layer_norm_eps", "layer_norm_epsilon"};
 
@@ -83,6 +85,8 @@ void check_hparam_bounds(const std::string& path, const Metadata& md, const std:
         const double x = v.as_float(key);
         for (const char* k : kPositive)
             if (is_key(key, k) && !(x > 0)) fail(key, "is " + num(x) + ", must be > 0");
+        for (const char* k : kNonNegative)
+            if (is_key(key, k) && !(x >= 0)) fail(key, "is " + num(x) + ", must be >= 0");
         for (const char* k : kEpsilons)
             if (is_key(key, k) && !(x > 0 && x < 1)) fail(key, "is " + num(x) + ", must be in (0, 1)");
     }

@@ -1,7 +1,7 @@
 // Bounds on the hyper-parameters a model file states, checked by the readers against what the file holds before any
 // plugin builds layers or allocates from them: a block count no larger than the blocks whose tensors are present
-// (or, in a file whose tensor names number no blocks, than its tensor count),
-// finite scalar floats, positive rope bases / norm epsilons, and (GGUF) embedding rows equal to the vocabulary.
+// (or, in a file whose tensor names number no blocks, than its tensor count), finite scalar floats, positive rope
+// bases / norm epsilons, a non-negative linear rope scale, and (GGUF) embedding rows equal to the vocabulary.
 #pragma once
 #include <string>
 #include <vector>

@@ -25,6 +25,20 @@ bool Value::as_u64(uint64_t& out) const {
     return false;
 }
 
+const char* type_name(const Value& v) {
+    switch (v.kind) {
+        case Value::Kind::Null: return "null";
+        case Value::Kind::Bool: return "bool";
+        case Value::Kind::Int:
+        case Value::Kind::UInt: return "int";
+        case Value::Kind::Float: return "float";
+        case Value::Kind::String: return "str";
+        case Value::Kind::Array: return "arr";
+        case Value::Kind::Object: break;
+    }
+    return "json";
+}
+
 const Value* Value::get(std::string_view key) const {
     if (kind != Kind::Object) return nullptr;
     for (size_t k = 0; k < keys.size(); ++k)

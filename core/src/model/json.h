@@ -39,6 +39,9 @@ struct Limits {
     size_t max_values = size_t(1) << 22;  // caps memory for adversarial inputs
 };
 
+// The value's type as messages and `imp inspect` name it: null, bool, int, float, str, arr, json (an object).
+IMP_API const char* type_name(const Value& v);
+
 // Throws imp::Error("<source>: invalid JSON: <problem> at byte N").
 IMP_API Value parse(std::string_view text, const std::string& source, Limits limits = {});
 

@@ -137,19 +137,6 @@ json::Value read_json_file(const std::string& path) {
     return v;
 }
 
-const char* json_type(const json::Value& v) {
-    switch (v.kind) {
-        case json::Value::Kind::Null: return "null";
-        case json::Value::Kind::Bool: return "bool";
-        case json::Value::Kind::Int:
-        case json::Value::Kind::UInt: return "int";
-        case json::Value::Kind::Float: return "float";
-        case json::Value::Kind::String: return "str";
-        case json::Value::Kind::Array: return "arr";
-        default: return "json";
-    }
-}
-
 MetaValue to_meta(const json::Value& v) {
     switch (v.kind) {
         case json::Value::Kind::Null: return {std::string("null"), "null"};
@@ -166,7 +153,7 @@ MetaValue to_meta(const json::Value& v) {
     std::string elem;
     for (const auto& item : v.items) {
         arr->push_back(to_meta(item));
-        std::string t = json_type(item);
+        std::string t = json::type_name(item);
         elem = elem.empty() || elem == t ? t : "mixed";
     }
     return {std::move(arr), "arr[" + elem + "]"};
@@ -229,9 +216,9 @@ std::unique_ptr<SafetensorsSource> SafetensorsSource::open_file(std::shared_ptr<
 std::unique_ptr<SafetensorsSource> SafetensorsSource::open_folder(const std::string& dir) {
     std::unique_ptr<SafetensorsSource> src(new SafetensorsSource());
     src->path_ = dir;
-    src->meta_.source = dir;
     const fs::path d(dir);
     const std::string config = (d / "config.json").string();
+    src->meta_.source = config;  // the hyper-parameters' file
     const std::string index = (d / "model.safetensors.index.json").string();
     const std::string single = (d / "model.safetensors").string();
     std::error_code ec;

@@ -162,6 +162,8 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     c.n_ctx = r.i(t + "max_position_embeddings", 0);
     if (r.b(t + "attention_bias", false))
         throw Error(r.file + ": " + t + "attention_bias = true is not supported by arch_gdn");
+    r.object(t + "rope_parameters");
+    r.object(t + "rope_scaling");
     const std::string rp = t + "rope_parameters.";
     c.rope_base = r.f(rp + "rope_theta", r.f(t + "rope_theta", 10000.0));
     if (const std::string ty = r.s(rp + "rope_type", r.s(t + "rope_scaling.type", "default")); ty != "default")
@@ -184,8 +186,8 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
         c.norm_topk = r.b(t + "norm_topk_prob", true);
     }
     // layer schedule: layer_types, else every full_attention_interval-th layer
-    const MetaValue* lt = r.md.find(t + "layer_types");
-    if (lt && lt->is_array()) {
+    const MetaValue* lt = r.typed(t + "layer_types", &MetaValue::is_array, "a list of layer types");
+    if (lt) {
         const MetaArray& arr = lt->as_array(t + "layer_types");
         if (int64_t(arr.size()) != c.n_layer)
             throw Error(r.file + ": " + t + "layer_types has " + L(int64_t(arr.size())) + " entries for " +
@@ -226,7 +228,7 @@ std::vector<std::string> gdn_architectures() {
 }
 
 GdnConfig read_config(const ModelSource& src) {
-    Reader r{src.metadata(), src.path()};
+    const Reader r = blocks::hparam_reader(src);
     GdnConfig c;
     c.arch = src.architecture();
     if (src.kind() == ContainerKind::GGUF) read_gguf(src, r, c);

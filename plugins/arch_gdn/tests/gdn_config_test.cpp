@@ -1,5 +1,6 @@
 // Bad hyper-parameters are refused with one imp::Error line naming the file and the key: a layer_types list of the
-// wrong length or with an unknown entry, value heads not a multiple of key heads, a missing linear-attention key.
+// wrong length or with an unknown entry, keys of the wrong type, value heads not a multiple of key heads, a missing
+// linear-attention key.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -64,6 +65,18 @@ TEST_CASE("bad Gated-DeltaNet hyper-parameters are refused naming the file and t
                      replace(c, "\"linear_num_value_heads\": 4", "\"linear_num_value_heads\": 3");
                  }),
                  "3 linear-attention value heads are not a multiple of 2 key heads");
+    expect_error(edited_copy("layer_types_str", [](std::string& c) {
+                     replace(c, "\"full_attention_interval\": 2", "\"layer_types\": \"linear_attention\"");
+                 }),
+                 "config.json: hyper-parameter 'layer_types' is str, expected a list of layer types");
+    expect_error(edited_copy("rope_str", [](std::string& c) {
+                     replace(c, "\"rope_parameters\": {", "\"rope_parameters\": \"x\", \"unused\": {");
+                 }),
+                 "config.json: hyper-parameter 'rope_parameters' is str, expected an object");
+    expect_error(edited_copy("dense_str", [](std::string& c) {
+                     replace(c, "\"mlp_only_layers\": []", "\"mlp_only_layers\": \"none\"");
+                 }),
+                 "config.json: hyper-parameter 'mlp_only_layers' is str, expected a list of integers");
     expect_error(edited_copy("missing", [](std::string& c) {
                      replace(c, "\"linear_key_head_dim\"", "\"unused_key_head_dim\"");
                  }),

@@ -98,6 +98,8 @@ void read_hf(const ModelSource& src, const Reader& r, Common& c) {
     if (r.b("attention_bias", false) || r.b("mlp_bias", false))
         throw Error(r.file + ": attention_bias / mlp_bias = true is not supported by arch_llama");
     // transformers 5 moved rope_theta and rope_scaling into rope_parameters; older configs have them top level.
+    r.object("rope_parameters");
+    r.object("rope_scaling");
     const bool rp = r.number("rope_parameters.rope_theta") || r.md.has("rope_parameters.rope_type");
     const std::string sc = rp ? "rope_parameters." : "rope_scaling.";
     c.base = rp ? r.f("rope_parameters.rope_theta", r.f("rope_theta", 10000.0)) : r.f("rope_theta", 10000.0);
@@ -134,7 +136,7 @@ public:
 
     // The layers are the SDK's blocks, made directly from typed specs: no registry lookup.
     ModelDesc build(const ModelSource& src, const Registry&) const override {
-        Reader r{src.metadata(), src.path()};
+        const Reader r = blocks::hparam_reader(src);
         Common c;
         if (src.kind() == ContainerKind::GGUF) read_gguf(src, r, c);
         else read_hf(src, r, c);

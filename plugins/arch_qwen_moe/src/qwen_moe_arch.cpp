@@ -57,11 +57,14 @@ void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
     c.norm_topk = r.b(a + ".expert_weights_norm", true);
     c.w_scale = r.f(a + ".expert_weights_scale", 0.0);
     if (c.w_scale == 0.0) c.w_scale = 1.0;
-    if (const std::string g = r.s(a + ".expert_gating_func", ""); !g.empty() && g != "softmax")
-        throw Error(r.file + ": " + a + ".expert_gating_func '" + g + "' is not supported (softmax only)");
-    if (const MetaValue* g = r.number(a + ".expert_gating_func"); g && g->as_int("gating") != 1)
-        throw Error(r.file + ": " + a + ".expert_gating_func " + std::to_string(g->as_int("gating")) +
-                    " is not supported (1 = softmax only)");
+    // llama.cpp's enum (1 = softmax), or its name
+    const std::string gk = a + ".expert_gating_func";
+    if (const MetaValue* g = r.md.find(gk); g && g->is_string()) {
+        if (const std::string name = r.s(gk, ""); name != "softmax")
+            throw Error(r.file + ": " + gk + " '" + name + "' is not supported (softmax only)");
+    } else if (const int64_t id = r.i(gk, 1); id != 1) {
+        throw Error(r.file + ": " + gk + " " + std::to_string(id) + " is not supported (1 = softmax only)");
+    }
     if (src.find("blk.0.attn_q.bias") || src.find("blk.0.attn_output.bias"))
         throw Error(r.file + ": attention bias tensors (blk.0.*.bias) are not supported by arch_qwen_moe");
     for (int64_t i = 0; i < c.n_layer; ++i)
@@ -93,6 +96,8 @@ void read_hf(const ModelSource&, const Reader& r, Common& c) {
         throw Error(r.file + ": attention_bias = true is not supported by arch_qwen_moe");
     if (r.b("use_sliding_window", false))
         throw Error(r.file + ": use_sliding_window = true is not supported by arch_qwen_moe");
+    r.object("rope_parameters");
+    r.object("rope_scaling");
     const bool rp = r.number("rope_parameters.rope_theta") || r.md.has("rope_parameters.rope_type");
     const std::string sc = rp ? "rope_parameters." : "rope_scaling.";
     c.base = rp ? r.f("rope_parameters.rope_theta", r.f("rope_theta", 10000.0)) : r.f("rope_theta", 10000.0);
@@ -150,7 +155,7 @@ public:
     }
 
     ModelDesc build(const ModelSource& src, const Registry& reg) const override {
-        Reader r{src.metadata(), src.path()};
+        const Reader r = blocks::hparam_reader(src);
         Common c;
         if (src.kind() == ContainerKind::GGUF) read_gguf(src, r, c);
         else read_hf(src, r, c);

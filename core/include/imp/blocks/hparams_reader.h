@@ -8,6 +8,7 @@
 
 #include "imp/error.h"
 #include "imp/metadata.h"
+#include "imp/model.h"
 
 namespace imp::blocks {
 
@@ -17,52 +18,55 @@ inline MetaValue meta_float(double v) { return MetaValue{v, "f64"}; }
 inline MetaValue meta_bool(bool v) { return MetaValue{v, "bool"}; }
 inline MetaValue meta_str(const std::string& v) { return MetaValue{v, "str"}; }
 
-// Typed reads of md's keys; a JSON null counts as absent. Throws imp::Error naming `file` and the key.
+// Typed reads of md's keys; a JSON null counts as absent. A key that is present must have the type asked for (and
+// an integer must fit int64): otherwise, as when a required key is missing, imp::Error names `file`, the key and the
+// type or value found. A config.json object is flattened to "<key>.<name>" keys (object() checks `key` itself).
 
 struct HparamReader {
     const Metadata& md;
     std::string file;
 
-    const MetaValue* number(const std::string& key) const {
+    // `key`'s value, or null when absent; present but not `fits` (MetaValue::is_number, is_int, ...): an error.
+    const MetaValue* typed(const std::string& key, bool (MetaValue::*fits)() const, const char* want) const {
         const MetaValue* v = md.find(key);  // JSON null is absent (the reader leaves it out)
-        if (v && !v->is_number())
-            throw Error(file + ": hyper-parameter '" + key + "' is " + v->type + ", expected a number");
+        if (v && !(v->*fits)())
+            throw Error(file + ": hyper-parameter '" + key + "' is " + v->type + ", expected " + want);
         return v;
     }
+    const MetaValue* number(const std::string& key) const { return typed(key, &MetaValue::is_number, "a number"); }
     int64_t i(const std::string& key) const {
-        const MetaValue* v = number(key);
+        const MetaValue* v = typed(key, &MetaValue::is_int, "an integer");
         if (!v) throw Error(file + ": missing hyper-parameter '" + key + "'");
-        return v->as_int(key);
+        return in_file(file, [&] { return v->as_int(key); });  // a u64 above INT64_MAX
     }
-    int64_t i(const std::string& key, int64_t fallback) const {
-        const MetaValue* v = number(key);
-        return v ? v->as_int(key) : fallback;
-    }
+    int64_t i(const std::string& key, int64_t fallback) const { return md.find(key) ? i(key) : fallback; }
     double f(const std::string& key) const {
         const MetaValue* v = number(key);
         if (!v) throw Error(file + ": missing hyper-parameter '" + key + "'");
         return v->as_float(key);
     }
-    double f(const std::string& key, double fallback) const {
-        const MetaValue* v = number(key);
-        return v ? v->as_float(key) : fallback;
-    }
+    double f(const std::string& key, double fallback) const { return md.find(key) ? f(key) : fallback; }
     bool b(const std::string& key, bool fallback) const {
-        const MetaValue* v = md.find(key);
-        return v && v->is_bool() ? v->as_bool(key) : fallback;
+        const MetaValue* v = typed(key, &MetaValue::is_bool, "a bool");
+        return v ? v->as_bool(key) : fallback;
     }
     std::string s(const std::string& key, const std::string& fallback) const {
-        const MetaValue* v = md.find(key);
-        return v && v->is_string() ? v->as_string(key) : fallback;
+        const MetaValue* v = typed(key, &MetaValue::is_string, "a string");
+        return v ? v->as_string(key) : fallback;
+    }
+    // A config.json object flattened to "<key>.<name>" keys: a value under `key` itself is not an object.
+    void object(const std::string& key) const {
+        if (const MetaValue* v = md.find(key))
+            throw Error(file + ": hyper-parameter '" + key + "' is " + v->type + ", expected an object");
     }
     // An array of integers (absent or JSON null: empty).
     std::vector<int64_t> ints(const std::string& key) const {
-        const MetaValue* v = md.find(key);
+        const MetaValue* v = typed(key, &MetaValue::is_array, "a list of integers");
         std::vector<int64_t> out;
-        if (!v || !v->is_array()) return out;
+        if (!v) return out;
         for (const auto& e : v->as_array(key)) {
             if (!e.is_int()) throw Error(file + ": hyper-parameter '" + key + "' must be a list of integers");
-            out.push_back(e.as_int(key));
+            out.push_back(in_file(file, [&] { return e.as_int(key); }));
         }
         return out;
     }
@@ -71,6 +75,12 @@ struct HparamReader {
         return v;
     }
 };
+
+// The reader of src's hyper-parameters, naming the file they came from (a model folder's config.json).
+inline HparamReader hparam_reader(const ModelSource& src) {
+    const Metadata& md = src.metadata();
+    return HparamReader{md, md.source.empty() ? src.path() : md.source};
+}
 
 // The attention keys every GGUF transformer architecture `a` has: <a>.embedding_length, .block_count,
 // .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length (default

@@ -1,0 +1,106 @@
+// Hyper-parameters of the wrong type or out of range are refused, never read as their default: blocks::HparamReader
+// on hand-made metadata, then arch_llama on copies of the llama_tiny folder whose config.json has one key edited.
+// Every message names the file (a folder's config.json), the key and the type or value found.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "exec/cpu/cpu_executor.h"
+#include "fixture_registry.h"
+#include "imp/blocks/hparams_reader.h"
+#include "imp/error.h"
+#include "imp/model.h"
+#include "runtime/engine.h"
+
+namespace fs = std::filesystem;
+using namespace imp;
+using namespace imp::test;
+
+namespace {
+
+Metadata sample() {
+    Metadata md;
+    md.source = "m.gguf";
+    md.set("flag", {std::string("true"), "str"});
+    md.set("name", {int64_t(5), "i64"});
+    md.set("count", {9.5, "f32"});
+    md.set("huge", {uint64_t(18446744073709551615ull), "u64"});
+    md.set("list", {std::string("x"), "str"});
+    md.set("rope", {std::string("x"), "str"});
+    return md;
+}
+
+// llama_tiny with each `from` in config.json replaced by its `to`; the engine's error (or "(accepted)").
+std::string config_error(std::initializer_list<std::pair<std::string, std::string>> edits) {
+    const fs::path dir = fs::temp_directory_path() / ("imp_hparams_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::create_symlink(kFixtures + "/llama_tiny/model.safetensors", dir / "model.safetensors");
+    std::ifstream in(kFixtures + "/llama_tiny/config.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string cfg = ss.str();
+    for (const auto& [from, to] : edits) {
+        const size_t at = cfg.find(from);
+        REQUIRE(at != std::string::npos);
+        cfg.replace(at, from.size(), to);
+    }
+    std::ofstream(dir / "config.json") << cfg;
+    std::string what = "(accepted)";
+    try {
+        auto src = open_model(dir.string());
+        CpuExecutor ex(1);
+        EngineOptions opt;
+        opt.max_seq_len = 16;
+        Engine eng(*src, full_registry(), ex, opt);
+    } catch (const Error& e) {
+        what = e.what();
+    }
+    fs::remove_all(dir);
+    return what;
+}
+
+}  // namespace
+
+TEST_CASE("HparamReader: a present key of the wrong type is an error, not the default", "[arch_llama][hparams]") {
+    const Metadata md = sample();
+    const blocks::HparamReader r{md, "m.gguf"};
+    CHECK_THROWS_WITH(r.b("flag", false), "m.gguf: hyper-parameter 'flag' is str, expected a bool");
+    CHECK_THROWS_WITH(r.s("name", "default"), "m.gguf: hyper-parameter 'name' is i64, expected a string");
+    CHECK_THROWS_WITH(r.i("count"), "m.gguf: hyper-parameter 'count' is f32, expected an integer");
+    CHECK_THROWS_WITH(r.i("count", 1), "m.gguf: hyper-parameter 'count' is f32, expected an integer");
+    CHECK_THROWS_WITH(r.i("huge"), Catch::StartsWith("m.gguf: metadata key 'huge' is 18446744073709551615, out of range"));
+    CHECK_THROWS_WITH(r.f("flag", 1.0), "m.gguf: hyper-parameter 'flag' is str, expected a number");
+    CHECK_THROWS_WITH(r.ints("list"), "m.gguf: hyper-parameter 'list' is str, expected a list of integers");
+    CHECK_THROWS_WITH(r.object("rope"), "m.gguf: hyper-parameter 'rope' is str, expected an object");
+    // Absent keys still give the fallback.
+    CHECK(r.b("absent", true));
+    CHECK(r.s("absent", "d") == "d");
+    CHECK(r.i("absent", 4) == 4);
+    CHECK(r.f("count", 0.0) == 9.5);
+    CHECK(r.ints("absent").empty());
+    CHECK_NOTHROW(r.object("absent"));
+}
+
+TEST_CASE("config.json keys of the wrong type or range name the file and the key", "[arch_llama][hparams]") {
+    const std::string cfg = "config.json: hyper-parameter ";
+    CHECK_THAT(config_error({{"\"attention_bias\": false", "\"attention_bias\": \"true\""}}),
+               Catch::EndsWith(cfg + "'attention_bias' is str, expected a bool"));
+    CHECK_THAT(config_error({{"\"tie_word_embeddings\": false", "\"tie_word_embeddings\": \"yes\""}}),
+               Catch::EndsWith(cfg + "'tie_word_embeddings' is str, expected a bool"));
+    CHECK_THAT(config_error({{"\"rope_parameters\": {", "\"rope_parameters\": \"x\", \"unused\": {"}}),
+               Catch::EndsWith(cfg + "'rope_parameters' is str, expected an object"));
+    CHECK_THAT(config_error({{"\"rope_type\": \"default\"", "\"rope_type\": 5"}}),
+               Catch::EndsWith(cfg + "'rope_parameters.rope_type' is int, expected a string"));
+    CHECK_THAT(config_error({{"\"hidden_size\": 64", "\"hidden_size\": 64.5"}}),
+               Catch::EndsWith(cfg + "'hidden_size' is float, expected an integer"));
+    CHECK_THAT(config_error({{"\"hidden_size\": 64", "\"hidden_size\": 9223372036854775808"}}),
+               Catch::EndsWith("config.json: metadata key 'hidden_size' is 9223372036854775808, out of range (at "
+                               "most 9223372036854775807)"));
+}
