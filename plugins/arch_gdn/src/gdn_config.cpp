@@ -156,7 +156,7 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     c.n_layer = r.positive(t + "num_hidden_layers", r.i(t + "num_hidden_layers"));
     c.n_head = r.positive(t + "num_attention_heads", r.i(t + "num_attention_heads"));
     c.n_kv = r.positive(t + "num_key_value_heads", r.i(t + "num_key_value_heads", c.n_head));
-    c.head_dim = r.positive(t + "head_dim", r.i(t + "head_dim", c.n_embd / c.n_head));
+    c.head_dim = r.head_dim(t + "head_dim", t + "hidden_size", c.n_embd, t + "num_attention_heads", c.n_head);
     c.eps = r.f(t + "rms_norm_eps", 1e-6);
     c.n_vocab = r.positive(t + "vocab_size", r.i(t + "vocab_size"));
     c.n_ctx = r.i(t + "max_position_embeddings", 0);

@@ -90,7 +90,7 @@ void read_hf(const ModelSource& src, const Reader& r, Common& c) {
     c.n_ff = r.positive("intermediate_size", r.i("intermediate_size"));
     c.n_head = r.positive("num_attention_heads", r.i("num_attention_heads"));
     c.n_kv = r.positive("num_key_value_heads", r.i("num_key_value_heads", c.n_head));
-    c.head_dim = r.positive("head_dim", r.i("head_dim", c.n_embd / c.n_head));
+    c.head_dim = r.head_dim("head_dim", "hidden_size", c.n_embd, "num_attention_heads", c.n_head);
     c.n_rot = c.head_dim;
     c.eps = r.f("rms_norm_eps", 1e-6);
     c.n_vocab = r.positive("vocab_size", r.i("vocab_size"));

@@ -33,6 +33,9 @@ Metadata sample() {
     md.set("huge", {uint64_t(18446744073709551615ull), "u64"});
     md.set("list", {std::string("x"), "str"});
     md.set("rope", {std::string("x"), "str"});
+    md.set("a.embedding_length", {uint64_t(575), "u32"});
+    md.set("a.attention.head_count", {uint64_t(9), "u32"});
+    md.set("a.block_count", {uint64_t(2), "u32"});
     return md;
 }
 
@@ -88,6 +91,17 @@ TEST_CASE("HparamReader: a present key of the wrong type is an error, not the de
     CHECK_NOTHROW(r.object("absent"));
 }
 
+TEST_CASE("HparamReader: a head dim that does not divide is refused naming both keys", "[arch_llama][hparams]") {
+    Metadata md = sample();
+    const blocks::HparamReader r{md, "m.gguf"};
+    CHECK_THROWS_WITH(blocks::read_gguf_attention(r, "a"),
+                      "m.gguf: a.embedding_length 575 is not a multiple of a.attention.head_count 9 (and no "
+                      "a.attention.key_length is given)");
+    CHECK(r.head_dim("a.attention.key_length", "a.embedding_length", 576, "a.attention.head_count", 9) == 64);
+    md.set("a.attention.key_length", {uint64_t(63), "u32"});  // an explicit head dim need not divide
+    CHECK(r.head_dim("a.attention.key_length", "a.embedding_length", 575, "a.attention.head_count", 9) == 63);
+}
+
 TEST_CASE("config.json keys of the wrong type or range name the file and the key", "[arch_llama][hparams]") {
     const std::string cfg = "config.json: hyper-parameter ";
     CHECK_THAT(config_error({{"\"attention_bias\": false", "\"attention_bias\": \"true\""}}),
@@ -103,4 +117,8 @@ TEST_CASE("config.json keys of the wrong type or range name the file and the key
     CHECK_THAT(config_error({{"\"hidden_size\": 64", "\"hidden_size\": 9223372036854775808"}}),
                Catch::EndsWith("config.json: metadata key 'hidden_size' is 9223372036854775808, out of range (at "
                                "most 9223372036854775807)"));
+    CHECK_THAT(config_error({{"\"num_attention_heads\": 4", "\"num_attention_heads\": 5"},
+                             {"\"head_dim\": 16", "\"unused_head_dim\": 16"}}),
+               Catch::EndsWith("config.json: hidden_size 64 is not a multiple of num_attention_heads 5 (and no "
+                               "head_dim is given)"));
 }

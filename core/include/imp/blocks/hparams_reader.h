@@ -74,6 +74,16 @@ struct HparamReader {
         if (v <= 0) throw Error(file + ": hyper-parameter '" + key + "' must be positive, got " + std::to_string(v));
         return v;
     }
+    // The head dim: `dim_key` when given, else n_embd / n_head (read from `embd_key` and `heads_key`), which must
+    // divide exactly.
+    int64_t head_dim(const std::string& dim_key, const std::string& embd_key, int64_t n_embd,
+                     const std::string& heads_key, int64_t n_head) const {
+        if (md.find(dim_key)) return positive(dim_key, i(dim_key));
+        if (n_embd % n_head != 0)
+            throw Error(file + ": " + embd_key + " " + std::to_string(n_embd) + " is not a multiple of " + heads_key +
+                        " " + std::to_string(n_head) + " (and no " + dim_key + " is given)");
+        return n_embd / n_head;
+    }
 };
 
 // The reader of src's hyper-parameters, naming the file they came from (a model folder's config.json).
@@ -84,7 +94,7 @@ inline HparamReader hparam_reader(const ModelSource& src) {
 
 // The attention keys every GGUF transformer architecture `a` has: <a>.embedding_length, .block_count,
 // .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length (default
-// embedding_length / head_count; .attention.value_length must equal it), .attention.layer_norm_rms_epsilon,
+// embedding_length / head_count, which must divide; .attention.value_length must equal it), .attention.layer_norm_rms_epsilon,
 // .rope.freq_base (default 10000), .context_length (default 0: unknown), .attention.scale (default 0: 1/sqrt(head
 // dim)). Counts and dims must be positive.
 struct GgufAttentionKeys {
@@ -97,7 +107,8 @@ inline GgufAttentionKeys read_gguf_attention(const HparamReader& r, const std::s
     k.n_layer = r.positive(a + ".block_count", r.i(a + ".block_count"));
     k.n_head = r.positive(a + ".attention.head_count", r.i(a + ".attention.head_count"));
     k.n_kv = r.positive(a + ".attention.head_count_kv", r.i(a + ".attention.head_count_kv", k.n_head));
-    k.head_dim = r.positive(a + ".attention.key_length", r.i(a + ".attention.key_length", k.n_embd / k.n_head));
+    k.head_dim = r.head_dim(a + ".attention.key_length", a + ".embedding_length", k.n_embd,
+                            a + ".attention.head_count", k.n_head);
     if (const int64_t vdim = r.i(a + ".attention.value_length", k.head_dim); vdim != k.head_dim)
         throw Error(r.file + ": " + a + ".attention.value_length " + std::to_string(vdim) + " differs from key_length " +
                     std::to_string(k.head_dim) + " (not supported)");
