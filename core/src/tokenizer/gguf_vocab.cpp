@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "imp/error.h"
+#include "model/display_text.h"
 #include "tokenizer/spm.h"
 #include "tokenizer/unicode.h"
 
@@ -22,11 +23,11 @@ const char* const kEogTexts[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|en
                                  "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|EOT|>", "<EOT>",
                                  "<｜end▁of▁sentence｜>", "<end_of_utterance>"};
 
-std::vector<std::string> string_array(const Metadata& md, const char* key) {
+std::vector<std::string> string_array(const Metadata& md, const char* key, const std::string& src) {
     const MetaArray& a = md.get_array(key);
     std::vector<std::string> out;
     out.reserve(a.size());
-    for (const MetaValue& v : a) out.push_back(v.as_string(key));
+    for (const MetaValue& v : a) out.push_back(in_file(src, [&] { return v.as_string(key); }));
     return out;
 }
 
@@ -66,23 +67,37 @@ std::unique_ptr<Tokenizer> Tokenizer::from_metadata(const Metadata& md) {
     t->source_ = src;
     if (!spm) t->pre_ = pretok::lookup(md.get_string(kKeyPre, ""), src);
     if (spm) t->pre_.add_bos = true;
-    t->tokens_ = string_array(md, kKeyTokens);
+    t->tokens_ = string_array(md, kKeyTokens, src);
     const int64_t n = int64_t(t->tokens_.size());
     if (n == 0) throw Error(src + ": " + kKeyTokens + " is empty");
     if (n > INT32_MAX) throw Error(src + ": " + kKeyTokens + " has too many entries");
     std::vector<std::string> merges;
     if (!spm) {
         if (!md.has(kKeyMerges)) throw Error(src + ": missing metadata key '" + kKeyMerges + "' (BPE needs merges)");
-        merges = string_array(md, kKeyMerges);
+        merges = string_array(md, kKeyMerges, src);
+        for (size_t i = 0; i < merges.size(); ++i) {  // "left right": llama.cpp splits at the first space after byte 0
+            const std::string& m = merges[i];
+            const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
+            if (sp == std::string::npos || sp + 1 == m.size())
+                throw Error(src + ": " + kKeyMerges + "[" + std::to_string(i) + "] = " + quoted(m) +
+                            " is not two tokens separated by a space");
+        }
     }
 
     t->types_.assign(size_t(n), kNormal);
-    if (const MetaValue* tv = md.find(kKeyTypes)) {
-        const MetaArray& a = tv->as_array(kKeyTypes);
+    if (md.has(kKeyTypes)) {
+        const MetaArray& a = md.get_array(kKeyTypes);
         if (int64_t(a.size()) != n)
             throw Error(src + ": " + kKeyTypes + " has " + std::to_string(a.size()) + " entries, expected " +
                         std::to_string(n));
-        for (size_t i = 0; i < a.size(); ++i) t->types_[i] = int32_t(a[i].as_int(kKeyTypes));
+        for (size_t i = 0; i < a.size(); ++i) {
+            const int64_t ty = in_file(src, [&] { return a[i].as_int(kKeyTypes); });
+            if (ty < 0 || ty > kByte)  // llama.cpp's llama_token_type: 0 (undefined) to 6
+                throw Error(src + ": " + kKeyTypes + "[" + std::to_string(i) + "] = " + std::to_string(ty) +
+                            " is not a token type (0 undefined, 1 normal, 2 unknown, 3 control, 4 user-defined, "
+                            "5 unused, 6 byte)");
+            t->types_[i] = int32_t(ty);
+        }
     }
 
     auto token_id = [&](const char* name, int32_t fallback) -> int32_t {
@@ -102,12 +117,13 @@ std::unique_ptr<Tokenizer> Tokenizer::from_metadata(const Metadata& md) {
 
     if (spm) {
         std::vector<float> scores;
-        if (const MetaValue* sv = md.find("tokenizer.ggml.scores")) {
-            const MetaArray& a = sv->as_array("tokenizer.ggml.scores");
+        if (md.has("tokenizer.ggml.scores")) {
+            const MetaArray& a = md.get_array("tokenizer.ggml.scores");
             if (int64_t(a.size()) != n)
                 throw Error(src + ": tokenizer.ggml.scores has " + std::to_string(a.size()) + " entries, expected " +
                             std::to_string(n));
-            for (const MetaValue& v : a) scores.push_back(float(v.as_float("tokenizer.ggml.scores")));
+            for (const MetaValue& v : a)
+                scores.push_back(float(in_file(src, [&] { return v.as_float("tokenizer.ggml.scores"); })));
         }
         t->spm_ = std::make_unique<Spm>(t->tokens_, scores, unk);
         t->add_space_prefix_ = md.get_bool("tokenizer.ggml.add_space_prefix", true);

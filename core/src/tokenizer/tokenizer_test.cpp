@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 
 #include "imp/error.h"
 #include "imp/model.h"
@@ -218,6 +219,29 @@ TEST_CASE("tokenizer: from_metadata rejects unsupported vocabularies with one-li
     const auto tok = Tokenizer::from_metadata(no_pre);
     CHECK(tok->pre_kind() == imp::pretok::Kind::Default);
     CHECK(tok->decode(tok->encode("Hello, world! 12345 <|eot_id|>", false, true)) == "Hello, world! 12345 <|eot_id|>");
+}
+
+TEST_CASE("tokenizer: token types outside llama.cpp's 0..6 and merges without a space are refused", "[tokenizer]") {
+    imp::Metadata md = imp::test::load_fixture_metadata("smollm2.gguf");
+    md.source = "v.gguf";
+    auto edited = [&](const char* key, size_t i, imp::MetaValue v) {
+        auto a = std::make_shared<imp::MetaArray>(md.get_array(key));
+        (*a)[i] = std::move(v);
+        return with_key(md, key, {a, md.find(key)->type});
+    };
+    const std::string types = " is not a token type (0 undefined, 1 normal, 2 unknown, 3 control, 4 user-defined, "
+                              "5 unused, 6 byte)";
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(edited("tokenizer.ggml.token_type", 300, {int64_t(99), "i32"})),
+                      "v.gguf: tokenizer.ggml.token_type[300] = 99" + types);
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(edited("tokenizer.ggml.token_type", 7, {int64_t(-1), "i32"})),
+                      "v.gguf: tokenizer.ggml.token_type[7] = -1" + types);
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(edited("tokenizer.ggml.token_type", 7, {std::string("x"), "str"})),
+                      "v.gguf: metadata key 'tokenizer.ggml.token_type' is str, expected an integer");
+    CHECK_NOTHROW(Tokenizer::from_metadata(edited("tokenizer.ggml.token_type", 300, {int64_t(0), "i32"})));
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(edited("tokenizer.ggml.merges", 2, {std::string("in"), "str"})),
+                      "v.gguf: tokenizer.ggml.merges[2] = 'in' is not two tokens separated by a space");
+    CHECK_THROWS_WITH(Tokenizer::from_metadata(edited("tokenizer.ggml.merges", 0, {std::string("\xC4\xA0 "), "str"})),
+                      "v.gguf: tokenizer.ggml.merges[0] = '\xC4\xA0 ' is not two tokens separated by a space");
 }
 
 TEST_CASE("tokenizer: SmolLM2 round-trips a long mixed text", "[tokenizer]") {
