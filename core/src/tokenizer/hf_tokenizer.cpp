@@ -27,6 +27,29 @@ json::Value read_json(const std::string& path) { return json::parse(read_text(pa
 
 [[noreturn]] void bad(const std::string& src, const std::string& what) { throw Error(src + ": " + what); }
 
+// `file`'s key `key`, present but not of a type the reader takes.
+[[noreturn]] void wrong_type(const std::string& file, const std::string& key, const json::Value& v, const char* want) {
+    bad(file, "key '" + key + "' is " + json::type_name(v) + ", expected " + want);
+}
+
+// `obj`'s key `key` when present and not null; of another kind than `kind`: an error naming the file and the key.
+const json::Value* typed(const json::Value& obj, const char* key, json::Value::Kind kind, const char* want,
+                         const std::string& file) {
+    const json::Value* v = obj.get(key);
+    if (!v || v->kind == json::Value::Kind::Null) return nullptr;
+    if (v->kind != kind && !(kind == json::Value::Kind::Int && v->is_integer())) wrong_type(file, key, *v, want);
+    return v;
+}
+
+// A token given as "text" or as an AddedToken object {"content": "text"} under `key`; "" if absent or null.
+std::string token_field(const json::Value& obj, const char* key, const std::string& file) {
+    const json::Value* v = obj.get(key);
+    if (!v || v->kind == json::Value::Kind::Null) return "";
+    const json::Value* c = v->is_string() ? v : v->get("content");
+    if (!c || !c->is_string()) wrong_type(file, key, *v, "a string or {\"content\": string}");
+    return c->s;
+}
+
 // A token given as "text" or as an AddedToken object {"content": "text", ...}; "" if absent or null.
 std::string token_string(const json::Value* v) {
     if (!v) return "";
@@ -266,46 +289,61 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
             if (s.text == text) return s.id;
         return t->bpe_->find(text);
     };
+    using Kind = json::Value::Kind;
     const fs::path cfg = dir / "tokenizer_config.json";
     if (fs::exists(cfg)) {
-        const json::Value c = read_json(cfg.string());
-        t->bos_ = find_id(token_string(c.get("bos_token")));
-        t->eos_ = find_id(token_string(c.get("eos_token")));
-        if (const json::Value* ct = c.get("chat_template")) {
-            if (ct->is_string())
+        const std::string cf = cfg.string();
+        const json::Value c = read_json(cf);
+        t->bos_ = find_id(token_field(c, "bos_token", cf));
+        t->eos_ = find_id(token_field(c, "eos_token", cf));
+        if (const json::Value* ct = c.get("chat_template"); ct && ct->kind != Kind::Null) {
+            const char* want = "a string or a list of {\"name\", \"template\"}";
+            if (ct->is_string()) {
                 t->chat_template_ = ct->s;
-            else if (ct->is_array())
-                for (const json::Value& e : ct->items)
-                    if (token_string(e.get("name")) == "default") t->chat_template_ = token_string(e.get("template"));
+            } else if (ct->is_array()) {
+                for (const json::Value& e : ct->items) {
+                    const json::Value* name = e.get("name");
+                    const json::Value* body = e.get("template");
+                    if (!name || !name->is_string() || !body || !body->is_string())
+                        wrong_type(cf, "chat_template", e, want);
+                    if (name->s == "default") t->chat_template_ = body->s;
+                }
+            } else {
+                wrong_type(cf, "chat_template", *ct, want);
+            }
         }
-        if (const json::Value* ab = c.get("add_bos_token"); ab && ab->kind == json::Value::Kind::Bool && t->bos_ >= 0) {
+        if (const json::Value* ab = typed(c, "add_bos_token", Kind::Bool, "a bool", cf); ab && t->bos_ >= 0) {
             auto it = std::find(t->prefix_.begin(), t->prefix_.end(), t->bos_);
             if (ab->b && it == t->prefix_.end()) t->prefix_.insert(t->prefix_.begin(), t->bos_);
             if (!ab->b && it != t->prefix_.end()) t->prefix_.erase(it);
         }
-        if (const json::Value* ae = c.get("add_eos_token");
-            ae && ae->kind == json::Value::Kind::Bool && ae->b && t->eos_ >= 0 && t->suffix_.empty())
+        if (const json::Value* ae = typed(c, "add_eos_token", Kind::Bool, "a bool", cf);
+            ae && ae->b && t->eos_ >= 0 && t->suffix_.empty())
             t->suffix_.push_back(t->eos_);
     }
     if (const fs::path jt = dir / "chat_template.jinja"; fs::exists(jt)) t->chat_template_ = read_text(jt.string());
     if (t->eos_ >= 0) t->eog_.push_back(t->eos_);
     const fs::path gen = dir / "generation_config.json";
     if (fs::exists(gen)) {
-        const json::Value g = read_json(gen.string());
-        if (const json::Value* e = g.get("eos_token_id")) {
+        const std::string gf = gen.string();
+        const json::Value g = read_json(gf);
+        if (const json::Value* e = g.get("eos_token_id"); e && e->kind != Kind::Null) {
             if (e->is_array())
-                for (const json::Value& v : e->items) t->eog_.push_back(to_id(v, gen.string() + ": eos_token_id"));
+                for (const json::Value& v : e->items) t->eog_.push_back(to_id(v, gf + ": eos_token_id"));
             else if (e->is_integer())
-                t->eog_.push_back(to_id(*e, gen.string() + ": eos_token_id"));
+                t->eog_.push_back(to_id(*e, gf + ": eos_token_id"));
+            else
+                wrong_type(gf, "eos_token_id", *e, "a token id or a list of them");
         }
-        if (const json::Value* b = g.get("bos_token_id"); b && b->is_integer() && t->bos_ < 0)
-            t->bos_ = to_id(*b, gen.string() + ": bos_token_id");
+        if (const json::Value* b = typed(g, "bos_token_id", Kind::Int, "a token id", gf); b && t->bos_ < 0)
+            t->bos_ = to_id(*b, gf + ": bos_token_id");
         auto number = [&](const char* k) -> std::optional<double> {
             const json::Value* v = g.get(k);
-            if (!v) return std::nullopt;
-            if (v->kind == json::Value::Kind::Float) return v->f;
-            if (v->kind == json::Value::Kind::Int) return double(v->i);
-            return std::nullopt;
+            if (!v || v->kind == Kind::Null) return std::nullopt;
+            if (v->kind == Kind::Float) return v->f;
+            if (v->kind == Kind::Int) return double(v->i);
+            if (v->kind == Kind::UInt) return double(v->u);
+            wrong_type(gf, k, *v, "a number");
         };
         SamplingDefaults& sd = t->sampling_defaults_;
         sd.temperature = number("temperature");
@@ -313,7 +351,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
         sd.min_p = number("min_p");
         sd.repetition_penalty = number("repetition_penalty");
         if (auto k = number("top_k")) sd.top_k = int64_t(*k);
-        if (const json::Value* ds = g.get("do_sample"); ds && ds->kind == json::Value::Kind::Bool && !ds->b)
+        if (const json::Value* ds = typed(g, "do_sample", Kind::Bool, "a bool", gf); ds && !ds->b)
             sd.temperature = 0.0;
     }
     for (const Special& s : t->specials_)

@@ -132,3 +132,34 @@ TEST_CASE("hf tokenizer: NFC", "[tokenizer][hf]") {
 TEST_CASE("hf tokenizer: the 256-byte vocab of the tiny test models matches HF tokenizers", "[tokenizer][hf]") {
     check_hf("bytes256");
 }
+
+TEST_CASE("hf tokenizer: config keys of the wrong type name the file and the key", "[tokenizer][hf]") {
+    auto with = [](const char* file, const std::string& text) {
+        const std::string d = tmp_dir("types");
+        std::filesystem::copy(imp::test::fixture_path("hf/bytes256/tokenizer.json"), d + "/tokenizer.json");
+        write(d + "/" + file, text);
+        const std::string err = load_error(d);
+        CHECK_THAT(err, Catch::StartsWith(d + "/" + file + ": "));
+        return err;
+    };
+    const char* tc = "tokenizer_config.json";
+    const char* gc = "generation_config.json";
+    CHECK_THAT(with(tc, R"({"chat_template": 5})"),
+               Catch::EndsWith("key 'chat_template' is int, expected a string or a list of {\"name\", \"template\"}"));
+    CHECK_THAT(with(tc, R"({"chat_template": [{"name": "default"}]})"),
+               Catch::EndsWith("key 'chat_template' is json, expected a string or a list of {\"name\", \"template\"}"));
+    CHECK_THAT(with(tc, R"({"add_bos_token": "yes"})"), Catch::EndsWith("key 'add_bos_token' is str, expected a bool"));
+    CHECK_THAT(with(tc, R"({"eos_token": 2})"),
+               Catch::EndsWith("key 'eos_token' is int, expected a string or {\"content\": string}"));
+    CHECK_THAT(with(gc, R"({"eos_token_id": "x"})"),
+               Catch::EndsWith("key 'eos_token_id' is str, expected a token id or a list of them"));
+    CHECK_THAT(with(gc, R"({"bos_token_id": 1.5})"), Catch::EndsWith("key 'bos_token_id' is float, expected a token id"));
+    CHECK_THAT(with(gc, R"({"temperature": "hot"})"), Catch::EndsWith("key 'temperature' is str, expected a number"));
+    CHECK_THAT(with(gc, R"({"do_sample": 0})"), Catch::EndsWith("key 'do_sample' is int, expected a bool"));
+    // null is absent, as transformers writes it
+    const std::string d = tmp_dir("nulls");
+    std::filesystem::copy(imp::test::fixture_path("hf/bytes256/tokenizer.json"), d + "/tokenizer.json");
+    write(d + "/tokenizer_config.json", R"({"chat_template": null, "add_bos_token": null, "eos_token": null})");
+    write(d + "/generation_config.json", R"({"eos_token_id": null, "bos_token_id": null, "temperature": null})");
+    CHECK(load_error(d) == "(accepted)");
+}
