@@ -81,7 +81,8 @@ Tokenizer::ChatPrompt Tokenizer::render_chat(const json::Value& context) const {
     if (!ctx.get("bos_token")) put(ctx, "bos_token", jstr(bos_ >= 0 ? tokens_[size_t(bos_)] : ""));
     if (!ctx.get("eos_token")) put(ctx, "eos_token", jstr(eos_ >= 0 ? tokens_[size_t(eos_)] : ""));
 
-    const std::string rendered = jinja::Template(tmpl, source_ + ": chat template").render(ctx);
+    const std::string name = chat_template_source_.empty() ? source_ + ": chat template" : chat_template_source_;
+    const std::string rendered = jinja::Template(tmpl, name).render(ctx);
     ChatPrompt p;
     for (size_t i = 0; i < rendered.size();) {
         int len = 1;

@@ -311,6 +311,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
             } else {
                 wrong_type(cf, "chat_template", *ct, want);
             }
+            t->chat_template_source_ = cf + ": chat template";
         }
         if (const json::Value* ab = typed(c, "add_bos_token", Kind::Bool, "a bool", cf); ab && t->bos_ >= 0) {
             auto it = std::find(t->prefix_.begin(), t->prefix_.end(), t->bos_);
@@ -321,7 +322,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
             ae && ae->b && t->eos_ >= 0 && t->suffix_.empty())
             t->suffix_.push_back(t->eos_);
     }
-    if (const fs::path jt = dir / "chat_template.jinja"; fs::exists(jt)) t->chat_template_ = read_text(jt.string());
+    if (const fs::path jt = dir / "chat_template.jinja"; fs::exists(jt)) {
+        t->chat_template_ = read_text(jt.string());
+        t->chat_template_source_ = jt.string();  // errors read "<file>:<line>: ..."
+    }
     if (t->eos_ >= 0) t->eog_.push_back(t->eos_);
     const fs::path gen = dir / "generation_config.json";
     if (fs::exists(gen)) {

@@ -163,3 +163,15 @@ TEST_CASE("hf tokenizer: config keys of the wrong type name the file and the key
     write(d + "/generation_config.json", R"({"eos_token_id": null, "bos_token_id": null, "temperature": null})");
     CHECK(load_error(d) == "(accepted)");
 }
+
+TEST_CASE("hf tokenizer: a chat template error names the file the template came from", "[tokenizer][hf]") {
+    const std::string d = tmp_dir("tmpl");
+    std::filesystem::copy(imp::test::fixture_path("hf/bytes256/tokenizer.json"), d + "/tokenizer.json");
+    write(d + "/tokenizer_config.json", R"({"chat_template": "{% if %}"})");
+    const std::vector<Tokenizer::Message> msgs{{"user", "hi"}};
+    CHECK_THROWS_WITH(Tokenizer::from_hf(d)->apply_chat_template(msgs, true),
+                      Catch::StartsWith(d + "/tokenizer_config.json: chat template:1: "));
+    write(d + "/chat_template.jinja", "x\n{% if %}");  // wins over tokenizer_config.json's
+    CHECK_THROWS_WITH(Tokenizer::from_hf(d)->apply_chat_template(msgs, true),
+                      Catch::StartsWith(d + "/chat_template.jinja:2: "));
+}

@@ -131,6 +131,7 @@ private:
     int32_t bos_ = -1, eos_ = -1;
     bool add_bos_ = false;
     std::string chat_template_;
+    std::string chat_template_source_;  // the template's file in messages ("" : source_ + ": chat template")
     SamplingDefaults sampling_defaults_;
 };
 
