@@ -106,6 +106,10 @@ Session::Session(const Profile& p, Mode mode) {
     spdlog::info("weights {:.2f} GiB ({} fused matrices), KV/state {:.2f} GiB", double(mp.weights) / (1 << 30),
                  mp.fused, double(mp.state) / (1 << 30));
     tok_ = Tokenizer::for_model(p.model.path, src_->metadata());
+    if (tok_) {
+        const ModelDesc& d = engine_->desc();
+        tok_->check_fits(d.n_vocab, "rows of tensor '" + d.tok_embd + "' in " + src_->path());
+    }
 }
 
 const Tokenizer& Session::tokenizer() const {

@@ -175,3 +175,12 @@ TEST_CASE("hf tokenizer: a chat template error names the file the template came 
     CHECK_THROWS_WITH(Tokenizer::from_hf(d)->apply_chat_template(msgs, true),
                       Catch::StartsWith(d + "/chat_template.jinja:2: "));
 }
+
+TEST_CASE("hf tokenizer: a vocabulary larger than the model's is refused naming both sizes", "[tokenizer][hf]") {
+    const Tokenizer& t = hf_tokenizer("smollm2");
+    CHECK_NOTHROW(t.check_fits(t.n_vocab(), "model"));
+    CHECK_NOTHROW(t.check_fits(t.n_vocab() + 64, "model"));  // padded embedding rows
+    CHECK_THROWS_WITH(t.check_fits(320, "rows of tensor 'model.embed_tokens.weight' in DIR"),
+                      t.source() + ": 49152 tokens, more than the model's vocabulary of 320 (rows of tensor "
+                                   "'model.embed_tokens.weight' in DIR)");
+}

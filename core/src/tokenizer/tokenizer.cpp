@@ -39,6 +39,12 @@ int32_t Tokenizer::token_type(int32_t id) const {
     return types_[size_t(id)];
 }
 
+void Tokenizer::check_fits(int64_t model_rows, const std::string& model_what) const {
+    if (n_vocab() > model_rows)
+        throw Error(source_ + ": " + std::to_string(n_vocab()) + " tokens, more than the model's vocabulary of " +
+                    std::to_string(model_rows) + " (" + model_what + ")");
+}
+
 int32_t Tokenizer::find_token(std::string_view text) const {
     for (const Special& s : specials_)
         if (s.text == text) return s.id;

@@ -59,6 +59,9 @@ public:
     std::string describe() const;
     // eos, eot, eom, and control tokens such as <|im_end|>, <|eot_id|>, <|endoftext|>.
     bool is_eog(int32_t id) const;
+    // Throws imp::Error("<source>: N tokens, more than the model's vocabulary of M (<model_what>)") when the
+    // tokenizer has ids past the model's embedding rows (a padded model may have more rows than tokens).
+    void check_fits(int64_t model_rows, const std::string& model_what) const;
     pretok::Kind pre_kind() const { return pre_.kind; }
     int32_t token_type(int32_t id) const;
     int32_t find_token(std::string_view text) const;  // id of a control/user-defined/normal token text, -1 if none
