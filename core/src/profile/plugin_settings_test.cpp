@@ -42,6 +42,7 @@ void declare_qg(imp::Registry& reg) {
     reg.add_setting({"gemv", std::string("auto"), "GEMV kernel", {"auto", "dp4a", "mma"}});
     reg.add_setting({"splits", int64_t(0), "column splits", {}, 0, 8});
     reg.add_setting({"ratio", 0.5, "a float", {}, 0.0, 1.0});
+    reg.add_setting({"rows", int64_t(64), "an integer with a large bound", {}, 0, 1048576});
     reg.set_current_plugin("core");
 }
 
@@ -101,10 +102,14 @@ TEST_CASE("plugin settings: every bad value is one error naming the line, plugin
     CHECK(has(e, "p.toml:3: [plugin.qg] key 'splits' must be an integer, got boolean"));
     e = apply_error("[plugin.qg]\nsplits = 9\n");
     CHECK(has(e, "p.toml:2: [plugin.qg] key 'splits' must be in [0, 8], got 9"));
+    e = apply_error("[plugin.qg]\nrows = 99999999999999999\n");
+    CHECK(has(e, "p.toml:2: [plugin.qg] key 'rows' must be in [0, 1048576], got 99999999999999999"));
+    e = apply_error("[plugin.qg]\nratio = 1.0000001\n");
+    CHECK(has(e, "p.toml:2: [plugin.qg] key 'ratio' must be in [0, 1], got 1.0000001"));
     e = apply_error("[plugin.qg]\nratio = nan\n");
     CHECK(has(e, "p.toml:2: [plugin.qg] key 'ratio' must be a finite number"));
     e = apply_error("[plugin.qg]\nsplitz = 1\n");
-    CHECK(has(e, "p.toml:2: [plugin.qg] unknown key 'splitz' (keys: gemv, splits, ratio)"));
+    CHECK(has(e, "p.toml:2: [plugin.qg] unknown key 'splitz' (keys: gemv, splits, ratio, rows)"));
     e = apply_error("[plugin.nope]\nx = 1\n");
     CHECK(has(e, "p.toml:2: [plugin.nope]: no loaded plugin is named 'nope' (loaded: core, qg)"));
     e = apply_error("[plugin]\nqg = 1\n");
@@ -133,4 +138,7 @@ TEST_CASE("plugin settings: declarations are checked and reads are typed", "[set
     CHECK(imp::setting_text(imp::SettingValue(std::string("a"))) == "\"a\"");
     CHECK(imp::setting_text(imp::SettingValue(int64_t(3))) == "3");
     CHECK(imp::setting_text(imp::SettingValue(false)) == "false");
+    CHECK(imp::setting_text(imp::SettingValue(0.1)) == "0.1");  // the shortest text that reads back the same
+    CHECK(imp::setting_text(imp::SettingValue(1048576.0)) == "1048576");
+    CHECK(imp::setting_text(imp::SettingValue(1.0000001)) == "1.0000001");
 }

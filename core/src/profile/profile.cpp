@@ -1,12 +1,13 @@
 #include "profile/profile.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 
 #include <toml++/toml.h>
 
@@ -70,10 +71,18 @@ std::string type_name(const toml::node& n) {
     }
 }
 
-std::string fmt_num(double v) {
-    std::ostringstream o;
-    o << v;
-    return o.str();
+// Why an override's text that is a number is no TOML value ("" when it is none): out of range for a 64-bit
+// integer or for a float (1e999). TOML reads such text as no value, and the override would become a string.
+std::string number_out_of_range(const std::string& text) {
+    if (text.empty()) return "";
+    char* end = nullptr;
+    errno = 0;
+    (void)std::strtoll(text.c_str(), &end, 10);
+    if (*end == '\0' && errno == ERANGE) return "a 64-bit integer";
+    errno = 0;
+    const double d = std::strtod(text.c_str(), &end);
+    if (*end == '\0' && errno == ERANGE && std::isinf(d)) return "a float";
+    return "";
 }
 
 // One key being applied: where it came from ("<file>:<line>" or "--set kv"), its full name, its value, the raw
@@ -84,13 +93,19 @@ struct Item {
     const toml::node& node;
     std::optional<std::string> raw;
     std::string base_dir;
+    std::string out_of_range{};  // an override's number TOML could not hold: "a float", "a 64-bit integer"
 
     [[noreturn]] void fail(const std::string& msg) const { throw Error(where + ": " + msg); }
     [[noreturn]] void wrong_type(const char* want, const toml::node& n) const {
         fail("key '" + key + "' must be " + want + ", got " + type_name(n));
     }
+    // Where a number is asked for: an override's number that TOML could not hold (it reads as a string) is named.
+    void check_number_range() const {
+        if (!out_of_range.empty()) fail("key '" + key + "': " + *raw + " is out of range for " + out_of_range);
+    }
 
     int64_t integer(int64_t lo, int64_t hi) const {
+        check_number_range();
         if (!node.is_integer()) wrong_type("an integer", node);
         int64_t v = node.as_integer()->get();
         check_range(v, lo, hi);
@@ -110,15 +125,18 @@ struct Item {
             v = static_cast<double>(node.as_integer()->get());
         else if (node.is_floating_point())
             v = node.as_floating_point()->get();
-        else
+        else {
+            check_number_range();
             wrong_type("a number", node);
-        if (!std::isfinite(v)) fail("key '" + key + "' must be a finite number, got " + fmt_num(v));
+        }
+        if (!std::isfinite(v)) fail("key '" + key + "' must be a finite number, got " + setting_text(v));
         bool ok = (lo_open ? v > lo : v >= lo) && v <= hi;
         if (!ok) {
             if (std::isinf(hi))
-                fail("key '" + key + "' must be " + (lo_open ? "> " : ">= ") + fmt_num(lo) + ", got " + fmt_num(v));
-            fail("key '" + key + "' must be in " + (lo_open ? "(" : "[") + fmt_num(lo) + ", " + fmt_num(hi) +
-                 "], got " + fmt_num(v));
+                fail("key '" + key + "' must be " + (lo_open ? "> " : ">= ") + setting_text(lo) + ", got " +
+                     setting_text(v));
+            fail("key '" + key + "' must be in " + (lo_open ? "(" : "[") + setting_text(lo) + ", " +
+                 setting_text(hi) + "], got " + setting_text(v));
         }
         return v;
     }
@@ -154,6 +172,7 @@ struct Item {
     // An array of integers, or one integer for a one-element list.
     std::vector<int64_t> integers(int64_t lo, int64_t hi) const {
         if (node.is_integer()) return {integer(lo, hi)};
+        check_number_range();
         if (!node.is_array()) wrong_type("an array of integers", node);
         std::vector<int64_t> out;
         for (auto& el : *node.as_array()) {
@@ -187,6 +206,7 @@ SettingValue setting_value(const Item& it) {
     if (n.is_boolean()) return n.as_boolean()->get();
     if (n.is_integer()) return int64_t(n.as_integer()->get());
     if (n.is_floating_point()) return double(n.as_floating_point()->get());
+    it.check_number_range();
     if (n.is_string()) return std::string(n.as_string()->get());
     it.wrong_type("a boolean, integer, float or string", n);
 }
@@ -412,11 +432,13 @@ void apply_override(Profile& p, const std::string& kv) {
     if (parsed && parsed->size() == 1) node = parsed->get("v");
     toml::value<std::string> text_node(trim(value));
     if (!node) node = &text_node;
+    const std::string range = node == &text_node ? number_out_of_range(trim(value)) : "";
     if (section == "plugin") {
-        add_plugin_setting(p, name.substr(0, dot2), name.substr(dot2 + 1), Item{where, key, *node, trim(value), ""});
+        add_plugin_setting(p, name.substr(0, dot2), name.substr(dot2 + 1),
+                           Item{where, key, *node, trim(value), "", range});
         return;
     }
-    apply_key(p, section, name, Item{where, key, *node, trim(value), ""});
+    apply_key(p, section, name, Item{where, key, *node, trim(value), "", range});
 }
 
 void check_model_path(const Profile& p) {

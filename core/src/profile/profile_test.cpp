@@ -292,6 +292,29 @@ TEST_CASE("profile: --set overrides parse as TOML values and are validated", "[p
     CHECK(err == "--set runtime.kv_dtype=q4: key 'runtime.kv_dtype' must be one of auto, bf16, fp8, f32, got 'q4'");
 }
 
+TEST_CASE("profile: --set numbers: out of range is said, values print as given", "[profile]") {
+    auto set_error = [](const std::string& kv) {
+        auto d = imp::default_profile();
+        return error_of([&] { imp::apply_override(d, kv); });
+    };
+    CHECK(set_error("sampling.temperature=1e999") ==
+          "--set sampling.temperature=1e999: key 'sampling.temperature': 1e999 is out of range for a float");
+    CHECK(set_error("sampling.top_k=99999999999999999999") ==
+          "--set sampling.top_k=99999999999999999999: key 'sampling.top_k': 99999999999999999999 is out of range "
+          "for a 64-bit integer");
+    CHECK(has(set_error("bench.pp=-9223372036854775809"), "-9223372036854775809 is out of range for a 64-bit integer"));
+    CHECK(has(set_error("plugin.core.x=1e999"), "key 'plugin.core.x': 1e999 is out of range for a float"));
+    CHECK(set_error("sampling.top_p=1.0000001") ==
+          "--set sampling.top_p=1.0000001: key 'sampling.top_p' must be in (0, 1], got 1.0000001");
+    CHECK(has(set_error("sampling.temperature=-1e300"), "must be >= 0, got -1e+300"));
+    // A string key keeps the text; a bare word is still "a string" where a number is asked for.
+    auto p = imp::default_profile();
+    imp::apply_override(p, "generate.prompt=1e999");
+    CHECK(p.generate.prompt == "1e999");
+    CHECK(set_error("sampling.temperature=warm") ==
+          "--set sampling.temperature=warm: key 'sampling.temperature' must be a number, got string");
+}
+
 TEST_CASE("profile: the model path must exist", "[profile]") {
     auto model = write("models/tiny.gguf", "GGUF");
     auto path = write("m/ok.toml", "[model]\npath = \"../models/tiny.gguf\"\n");

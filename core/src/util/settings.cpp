@@ -1,8 +1,8 @@
 // Per-plugin settings (imp/settings.h): declaration, checked assignment, typed reads.
 #include "imp/settings.h"
 
+#include <charconv>
 #include <cmath>
-#include <sstream>
 
 #include "imp/error.h"
 
@@ -20,10 +20,9 @@ const char* setting_type_name(const SettingValue& v) {
 std::string setting_text(const SettingValue& v) {
     if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
     if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
-    if (auto* d = std::get_if<double>(&v)) {
-        std::ostringstream os;
-        os << *d;
-        return os.str();
+    if (auto* d = std::get_if<double>(&v)) {  // the shortest text that reads back as the same double
+        char b[32];
+        return std::string(b, std::to_chars(b, b + sizeof b, *d).ptr);
     }
     return "\"" + std::get<std::string>(v) + "\"";
 }
@@ -82,9 +81,8 @@ void Settings::set(const std::string& key, const SettingValue& v) {
         num = *d;
     }
     if (!std::isnan(num) && (num < s.min || num > s.max)) {
-        std::ostringstream os;
-        os << where << " must be in [" << s.min << ", " << s.max << "], got " << setting_text(val);
-        throw Error(os.str());
+        throw Error(where + " must be in [" + setting_text(s.min) + ", " + setting_text(s.max) + "], got " +
+                    setting_text(val));
     }
     values_[key] = std::move(val);
     from_profile_[key] = true;
