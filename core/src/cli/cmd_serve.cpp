@@ -39,6 +39,8 @@ int cmd_serve(const std::vector<std::string>& args) {
         extra.push_back({"--port " + p, "server.port=" + p});
     }
     const Profile prof = profile_from_options(vm, extra);
+    if (const std::string why = serve::host_error(prof.server.host); !why.empty())  // before the model loads
+        throw Error(prof.where("server.host") + ": key 'server.host': " + why);
 
     // Signals go to this thread's sigwait only; a client that hangs up must not kill the server (SIGPIPE).
     sigset_t sigs;

@@ -70,7 +70,15 @@ Session::Session(const Profile& p, Mode mode) {
     if (arch.empty()) throw Error(src_->path() + ": " + no_arch_message(arch, *loader_));
 
     if (!p.plugins.load.empty()) {
-        for (const auto& name : p.plugins.load) loader_->load(name);
+        for (const auto& name : p.plugins.load) {
+            std::string path;
+            try {
+                path = loader_->find(name);
+            } catch (const Error& e) {
+                throw Error(p.where("plugins.load") + ": key 'plugins.load': " + e.what());
+            }
+            loader_->load_file(path);
+        }
     } else {
         // No [plugins] list (imp --model FILE): the arch plugin that provides this architecture, plus every
         // quant plugin found, as a llama.cpp user expects the file alone to be enough.
@@ -94,6 +102,7 @@ Session::Session(const Profile& p, Mode mode) {
     eo.max_seqs = p.runtime.max_seqs;
     eo.kv_blocks = p.runtime.kv_blocks;
     eo.formats = p.model.formats;
+    eo.formats_where = p.where("model.formats");
     eo.fuse_weights = cs.fuse_weights;
     eo.l2_prefetch = cs.l2_prefetch;
     eo.prefix_cache = mode == Mode::Serve && p.server.prefix_cache;

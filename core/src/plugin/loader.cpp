@@ -231,13 +231,18 @@ PluginLoader::PluginLoader(Registry& reg, std::vector<std::string> dirs) : reg_(
 
 const PluginInfo& PluginLoader::load(const std::string& name) {
     if (auto it = loaded_.find(name); it != loaded_.end()) return it->second;
+    return load_file(find(name));
+}
+
+std::string PluginLoader::find(const std::string& name) const {
+    if (auto it = loaded_.find(name); it != loaded_.end()) return it->second.path;
     bool valid = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     });
     if (!valid) throw Error("plugin name '" + name + "' is invalid (letters, digits and '_' only)");
     for (auto& d : dirs_) {
         fs::path candidate = fs::path(d) / ("libimp_" + name + ".so");
-        if (is_file(candidate)) return load_file(candidate.string());
+        if (is_file(candidate)) return candidate.string();
     }
     std::set<std::string> avail;
     for (auto& d : dirs_)

@@ -44,6 +44,9 @@ public:
     // Finds libimp_<name>.so in the directories (first hit wins) and loads it. Loading a loaded plugin is a no-op.
     // Throws imp::Error with one sentence on any failure.
     const PluginInfo& load(const std::string& name);
+    // The file load(name) would load: the loaded plugin's, else the first libimp_<name>.so in the directories.
+    // Throws imp::Error for an invalid name or "plugin 'x' not found; searched: ...; available: ...".
+    std::string find(const std::string& name) const;
     // Loads one specific file (its name must be libimp_<name>.so).
     const PluginInfo& load_file(const std::string& path);
     std::vector<PluginInfo> loaded() const;

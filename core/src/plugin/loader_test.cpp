@@ -173,6 +173,12 @@ TEST_CASE("plugin loader: a missing plugin names the directories searched and th
     CHECK(error_of([&] { empty.load_file(kDir + "/libimp_nope.so"); }).find("no such plugin file") !=
           std::string::npos);
     CHECK(error_of([&] { empty.load_file("/etc/hostname"); }).find("not a plugin file name") != std::string::npos);
+
+    // find(): the file load() would load, or the same error, before anything is opened (a caller adds where the
+    // name came from).
+    CHECK(error_of([&] { empty.find("x"); }) == "plugin 'x' not found; searched: /nonexistent/imp-plugins; available: none");
+    CHECK(loader.find("test_good") == kDir + "/libimp_test_good.so");
+    CHECK_FALSE(loader.is_loaded("test_good"));
 }
 
 TEST_CASE("plugin loader: the first directory that has a plugin wins", "[plugin]") {

@@ -237,6 +237,7 @@ bool valid_format_name(const std::string& n) {
 
 // Sets one key. `section` and `name` are known to be in the schema.
 void apply_key(Profile& p, const std::string& section, const std::string& name, const Item& it) {
+    p.set_at[it.key] = it.where;
     if (section == "model") {
         if (name == "path") {
             p.model.path = it.path();
@@ -372,6 +373,11 @@ std::string trim(const std::string& s) {
 }  // namespace
 
 Profile default_profile() { return Profile{}; }
+
+std::string Profile::where(const std::string& key) const {
+    auto it = set_at.find(key);
+    return it != set_at.end() ? it->second : file.empty() ? "--model" : file;
+}
 
 Profile load_profile(const std::string& path, const std::vector<std::string>& overrides) {
     std::error_code ec;

@@ -2,6 +2,7 @@
 // overrides. Every key is documented in configs/README.md. Errors are one line naming the file, line and key.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,11 @@ struct Profile {
         std::string where;  // "<file>:<line>" or "--set <kv>"
     };
     std::vector<PluginSetting> plugin_settings;
+    // Where each key the file or an override set ("runtime.threads") was last set: "<file>:<line>" or "--set <kv>",
+    // for checks made once the plugins or the server are up.
+    std::map<std::string, std::string> set_at;
+    // set_at[key], else the profile file ("--model" when there is none).
+    IMP_API std::string where(const std::string& key) const;
 };
 
 // Reads and validates a profile file, then applies the overrides ("section.key=value") in order.

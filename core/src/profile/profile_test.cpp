@@ -315,6 +315,15 @@ TEST_CASE("profile: --set numbers: out of range is said, values print as given",
           "--set sampling.temperature=warm: key 'sampling.temperature' must be a number, got string");
 }
 
+TEST_CASE("profile: where each key was set, for the checks made once plugins and server are up", "[profile]") {
+    auto path = write("where.toml", "[model]\npath = \"m.gguf\"\n\nformats = [\"ggml\"]\n[plugins]\nload = [\"x\"]\n");
+    auto p = imp::load_profile(path, {"plugins.load=[\"arch_llama\"]"});
+    CHECK(p.where("model.formats") == path + ":4");
+    CHECK(p.where("plugins.load") == "--set plugins.load=[\"arch_llama\"]");  // the last setting wins
+    CHECK(p.where("server.host") == path);  // not set: the file
+    CHECK(imp::default_profile().where("server.host") == "--model");
+}
+
 TEST_CASE("profile: the model path must exist", "[profile]") {
     auto model = write("models/tiny.gguf", "GGUF");
     auto path = write("m/ok.toml", "[model]\npath = \"../models/tiny.gguf\"\n");

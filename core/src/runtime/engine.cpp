@@ -108,6 +108,7 @@ void Engine::Impl::prepare() {
     PlanOptions po;
     po.fuse = opt.fuse_weights;
     po.formats = opt.formats;
+    po.formats_where = opt.formats_where;
     po.max_tokens = rows;
     po.compute_capability = device_compute_capability(ex);
     lp = plan_weights(src, reg, ex, desc, po);

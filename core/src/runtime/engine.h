@@ -32,6 +32,7 @@ struct EngineOptions {
     // way (attach_prefix); ignored for models with recurrent state.
     bool prefix_cache = false;
     std::vector<std::string> formats;  // the profile's [model] formats (quant formats in order of preference)
+    std::string formats_where;         // where they were set, for messages ("<file>:<line>", "--set <kv>")
 };
 
 struct MemoryPlan {

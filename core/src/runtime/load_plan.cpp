@@ -59,8 +59,10 @@ public:
         } else {
             for (const auto& n : opt.formats) {
                 const QuantFormat* f = reg.find_format(n);
-                if (!f) throw Error("[model] formats: unknown quant format '" + n + "' (registered: " +
-                                    format_names(reg.formats()) + ")");
+                if (!f)
+                    throw Error((opt.formats_where.empty() ? "" : opt.formats_where + ": ") +
+                                "key 'model.formats': unknown quant format '" + n + "' (registered: " +
+                                format_names(reg.formats()) + ")");
                 formats_.push_back(f);
             }
         }

@@ -27,6 +27,7 @@ struct PlanOptions {
     bool fuse = true;                  // build WeightSpec::concat weights when the format takes them
     std::vector<std::string> formats;  // the profile's [model] formats: allowed formats in order of preference;
                                        // empty: every registered format, highest priority first
+    std::string formats_where;         // where the formats were set, named in their errors ("<file>:<line>")
     int64_t max_tokens = 1;            // the most rows one matmul will see (WeightRequest::max_tokens)
     int compute_capability = 0;        // the device's (major*10+minor); 0: not a CUDA device, nothing to check
 };

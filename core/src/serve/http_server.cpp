@@ -68,11 +68,17 @@ std::string http_url(const std::string& host, int port) {
     return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+std::string host_error(const std::string& host) {
+    boost::system::error_code ec;
+    asio::ip::make_address(host, ec);
+    return ec ? "'" + host + "' is not an IP address (" + ec.message() + ")" : "";
+}
+
 HttpServer::HttpServer(const std::string& host, int port, Handler handler, HttpLimits limits)
     : impl_(std::make_unique<Impl>()), handler_(std::move(handler)), limits_(limits) {
+    if (const std::string why = host_error(host); !why.empty()) throw Error("[server] host " + why);
     boost::system::error_code ec;
     const auto addr = asio::ip::make_address(host, ec);
-    if (ec) throw Error("[server] host '" + host + "': not an IP address (" + ec.message() + ")");
     const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
     auto& a = impl_->acceptor;
     a.open(ep.protocol(), ec);

@@ -43,6 +43,9 @@ struct HttpLimits {
 // The URL a client uses for host:port ("http://[::1]:8080" for an IPv6 address).
 std::string http_url(const std::string& host, int port);
 
+// "" when HttpServer can listen on `host` (an IPv4 or IPv6 address), else why not: "'x' is not an IP address (...)".
+std::string host_error(const std::string& host);
+
 class HttpServer {
 public:
     // Listens on host:port (port 0: any free port, see port()). Throws imp::Error naming the address on failure.

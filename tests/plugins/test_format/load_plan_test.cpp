@@ -241,8 +241,11 @@ TEST_CASE("load plan: format choice by priority and by the profile's list: a tie
     bound.formats = {"packed_b"};
     CHECK(planned(plan_weights(*src, tie, ex, d, bound), "blk.0.ffn_up.weight").format->name() == "packed_b");
     bound.formats = {"ggml", "packed_a"};
-    CHECK(has(plan_error(*src, tie, ex, d, bound),
-              "[model] formats: unknown quant format 'ggml' (registered: packed_a, packed_b)"));
+    CHECK(plan_error(*src, tie, ex, d, bound) ==
+          "key 'model.formats': unknown quant format 'ggml' (registered: packed_a, packed_b)");
+    bound.formats_where = "x.toml:3";  // where the profile set them
+    CHECK(plan_error(*src, tie, ex, d, bound) ==
+          "x.toml:3: key 'model.formats': unknown quant format 'ggml' (registered: packed_a, packed_b)");
 
     Registry ranked;
     ranked.add_format(std::make_unique<PackedFormat>("packed_lo", 1));
