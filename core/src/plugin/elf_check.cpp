@@ -32,8 +32,11 @@ bool fits(uint64_t off, uint64_t count, uint64_t each, uint64_t size) {
 
 void check_elf_image(const std::string& name, const uint8_t* data, uint64_t size) {
     auto fail = [&](const std::string& why) { throw Error(name + ": not a loadable plugin: " + why); };
-    if (size < EI_NIDENT || std::memcmp(data, ELFMAG, SELFMAG) != 0)
+    if (size < SELFMAG || std::memcmp(data, ELFMAG, SELFMAG) != 0)
         fail("not an ELF file (" + std::to_string(size) + " bytes, no ELF magic)");
+    if (size < EI_NIDENT)  // the magic, cut short
+        fail("truncated: " + std::to_string(size) + " bytes, smaller than an ELF header (" +
+             std::to_string(sizeof(Elf64_Ehdr)) + ")");
     if (data[EI_CLASS] != ELFCLASS64)
         fail(std::string("ELF class ") + (data[EI_CLASS] == ELFCLASS32 ? "32-bit" : std::to_string(data[EI_CLASS])) +
              ", this host loads 64-bit shared objects");

@@ -54,7 +54,7 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
     return r;
 }
 
-// Opens (or finds already open) the library at `path`; throws "libimp_x.so: cannot be loaded: <dlerror>".
+// Opens (or finds already open) the library at `path`; throws "<path>: cannot be loaded: <dlerror>".
 boost::dll::shared_library& open_library(const std::string& path) {
     auto& t = library_table();
     std::lock_guard<std::mutex> lock(t.mu);
@@ -69,7 +69,7 @@ boost::dll::shared_library& open_library(const std::string& path) {
     lib->load(fs::path(key), ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     if (ec || !lib->is_loaded()) {
         const char* why = dlerror();
-        throw Error(file_name(path) + ": cannot be loaded: " + (why ? std::string(why) : ec.message()));
+        throw Error(path + ": cannot be loaded: " + (why ? std::string(why) : ec.message()));
     }
     auto& ref = *lib;
     t.libs.emplace(key, std::move(lib));
@@ -78,37 +78,36 @@ boost::dll::shared_library& open_library(const std::string& path) {
 
 // Reads and checks the descriptor of an opened library; throws one sentence naming the file on failure.
 PluginInfo check_descriptor(boost::dll::shared_library& lib, const std::string& path) {
-    const std::string fname = file_name(path);
     if (!lib.has("imp_plugin_descriptor"))
-        throw Error(fname + ": not an imp plugin (no imp_plugin_descriptor export)");
+        throw Error(path + ": not an imp plugin (no imp_plugin_descriptor export)");
     // Plain extern "C" symbols (IMP_PLUGIN in imp/abi.h): the descriptor object and the register function.
     const PluginDescriptor* d = &lib.get<const PluginDescriptor>("imp_plugin_descriptor");
     if (d->struct_size < kVersionFieldsSize)
-        throw Error(fname + ": plugin descriptor is " + std::to_string(d->struct_size) +
+        throw Error(path + ": plugin descriptor is " + std::to_string(d->struct_size) +
                     " bytes, too small to hold an ABI version (at least " + std::to_string(kVersionFieldsSize) +
                     ")");
     if (d->abi_major != kAbiMajor || d->abi_minor > kAbiMinor)
-        throw Error(fname + ": ABI " + std::to_string(d->abi_major) + "." + std::to_string(d->abi_minor) +
+        throw Error(path + ": ABI " + std::to_string(d->abi_major) + "." + std::to_string(d->abi_minor) +
                     " required, host provides " + std::to_string(kAbiMajor) + "." + std::to_string(kAbiMinor));
     if (d->struct_size < kMinDescriptorSize)
-        throw Error(fname + ": plugin descriptor is " + std::to_string(d->struct_size) + " bytes, ABI " +
+        throw Error(path + ": plugin descriptor is " + std::to_string(d->struct_size) + " bytes, ABI " +
                     std::to_string(d->abi_major) + "." + std::to_string(d->abi_minor) + " needs at least " +
                     std::to_string(kMinDescriptorSize));
     if (!d->name || !d->version || !d->build_key)
-        throw Error(fname + ": plugin descriptor lacks its " +
+        throw Error(path + ": plugin descriptor lacks its " +
                     std::string(!d->name ? "name" : !d->version ? "version" : "build key"));
     const std::string host_key = host_build_key();
     if (host_key != d->build_key)
-        throw Error(fname + ": built with " + d->build_key + ", host is " + host_key);
+        throw Error(path + ": built with " + d->build_key + ", host is " + host_key);
     const std::string expected = plugin_name_from_file(path);
     if (expected != d->name)
-        throw Error(fname + ": descriptor names plugin '" + d->name + "', so the file must be named libimp_" +
+        throw Error(path + ": descriptor names plugin '" + d->name + "', so the file must be named libimp_" +
                     d->name + ".so");
     if (d->kind < static_cast<uint32_t>(PluginKind::Arch) || d->kind > static_cast<uint32_t>(PluginKind::Other))
-        throw Error(fname + ": unknown plugin kind " + std::to_string(d->kind) +
+        throw Error(path + ": unknown plugin kind " + std::to_string(d->kind) +
                     " (expected 1 arch, 2 quant, 3 other)");
     if (!lib.has("imp_plugin_register"))
-        throw Error(fname + ": not an imp plugin (no imp_plugin_register export)");
+        throw Error(path + ": not an imp plugin (no imp_plugin_register export)");
 
     PluginInfo info;
     info.name = d->name;
@@ -252,7 +251,6 @@ std::string PluginLoader::find(const std::string& name) const {
 }
 
 const PluginInfo& PluginLoader::load_file(const std::string& path) {
-    const std::string fname = file_name(path);
     const std::string name = plugin_name_from_file(path);
     if (name.empty()) throw Error(path + ": not a plugin file name (expected libimp_<name>.so)");
     if (!is_file(path)) throw Error(path + ": no such plugin file");
@@ -269,10 +267,10 @@ const PluginInfo& PluginLoader::load_file(const std::string& path) {
         reg_fn(reg_);
     } catch (const std::exception& e) {
         reg_.set_current_plugin("core");
-        throw Error(fname + ": register function failed: " + e.what());
+        throw Error(path + ": register function failed: " + e.what());
     } catch (...) {
         reg_.set_current_plugin("core");
-        throw Error(fname + ": register function failed with an unknown exception");
+        throw Error(path + ": register function failed with an unknown exception");
     }
     reg_.set_current_plugin("core");
     order_.push_back(info.name);

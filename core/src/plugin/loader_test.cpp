@@ -16,6 +16,7 @@
 #include "imp/layer.h"
 #include "imp/metadata.h"
 #include "imp/ops.h"
+#include "plugin/elf_check.h"
 #include "util/host_executor_test_util.h"
 
 namespace fs = std::filesystem;
@@ -112,22 +113,24 @@ TEST_CASE("plugin loader: each bad plugin is rejected with its own message and i
         std::string file;
         std::string expect;
     } cases[] = {
-        {"test_abi_major", "libimp_test_abi_major.so: ABI " + std::to_string(imp::kAbiMajor + 1) + "." +
+        {"test_abi_major", kDir + "/libimp_test_abi_major.so: ABI " + std::to_string(imp::kAbiMajor + 1) + "." +
                                std::to_string(imp::kAbiMinor) + " required, host provides " + host_abi},
-        {"test_abi_minor", "libimp_test_abi_minor.so: ABI " + std::to_string(imp::kAbiMajor) + "." +
+        {"test_abi_minor", kDir + "/libimp_test_abi_minor.so: ABI " + std::to_string(imp::kAbiMajor) + "." +
                                std::to_string(imp::kAbiMinor + 1) + " required, host provides " + host_abi},
-        {"test_build_key", "libimp_test_build_key.so: built with gcc-0.0/cxx11abi-0/cuda-0.0/sm-0/sdk-0.0.0, host is " +
-                               imp::host_build_key()},
-        {"test_cuda_archs", "libimp_test_cuda_archs.so: built with " + cuda_archs_key + ", host is " +
+        {"test_build_key", kDir + "/libimp_test_build_key.so: built with gcc-0.0/cxx11abi-0/cuda-0.0/sm-0/sdk-0.0.0, "
+                                  "host is " + imp::host_build_key()},
+        {"test_cuda_archs", kDir + "/libimp_test_cuda_archs.so: built with " + cuda_archs_key + ", host is " +
                                 imp::host_build_key()},
-        {"test_not_plugin", "libimp_test_not_plugin.so: not an imp plugin (no imp_plugin_descriptor export)"},
-        {"test_small_struct", "libimp_test_small_struct.so: plugin descriptor is 24 bytes, ABI " + host_abi +
+        {"test_not_plugin",
+         kDir + "/libimp_test_not_plugin.so: not an imp plugin (no imp_plugin_descriptor export)"},
+        {"test_small_struct", kDir + "/libimp_test_small_struct.so: plugin descriptor is 24 bytes, ABI " + host_abi +
                                   " needs at least " + std::to_string(sizeof(imp::PluginDescriptor))},
         {"test_wrong_name",
-         "libimp_test_wrong_name.so: descriptor names plugin 'test_other', so the file must be named "
+         kDir + "/libimp_test_wrong_name.so: descriptor names plugin 'test_other', so the file must be named "
          "libimp_test_other.so"},
-        {"test_unresolved", "libimp_test_unresolved.so: cannot be loaded: "},
-        {"test_throws", "libimp_test_throws.so: register function failed: test plugin refuses to register"},
+        {"test_unresolved", kDir + "/libimp_test_unresolved.so: cannot be loaded: "},
+        {"test_throws",
+         kDir + "/libimp_test_throws.so: register function failed: test plugin refuses to register"},
     };
     for (auto& c : cases) {
         SECTION(c.file) {
@@ -176,9 +179,23 @@ TEST_CASE("plugin loader: a missing plugin names the directories searched and th
 
     // find(): the file load() would load, or the same error, before anything is opened (a caller adds where the
     // name came from).
-    CHECK(error_of([&] { empty.find("x"); }) == "plugin 'x' not found; searched: /nonexistent/imp-plugins; available: none");
+    CHECK(error_of([&] { empty.find("x"); }) ==
+          "plugin 'x' not found; searched: /nonexistent/imp-plugins; available: none");
     CHECK(loader.find("test_good") == kDir + "/libimp_test_good.so");
     CHECK_FALSE(loader.is_loaded("test_good"));
+}
+
+TEST_CASE("plugin loader: a file cut short after the ELF magic is called truncated, not foreign", "[plugin]") {
+    const auto check = [](const std::string& bytes) {
+        return error_of([&] { imp::check_elf_image("/p/libimp_x.so", reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                   bytes.size()); });
+    };
+    CHECK(check("\x7f" "ELF") ==
+          "/p/libimp_x.so: not a loadable plugin: truncated: 4 bytes, smaller than an ELF header (64)");
+    CHECK(check(std::string("\x7f" "ELF\x02\x01", 6)) ==
+          "/p/libimp_x.so: not a loadable plugin: truncated: 6 bytes, smaller than an ELF header (64)");
+    CHECK(check("\x7f" "EL") == "/p/libimp_x.so: not a loadable plugin: not an ELF file (3 bytes, no ELF magic)");
+    CHECK(check("hello") == "/p/libimp_x.so: not a loadable plugin: not an ELF file (5 bytes, no ELF magic)");
 }
 
 TEST_CASE("plugin loader: the first directory that has a plugin wins", "[plugin]") {
@@ -236,7 +253,7 @@ TEST_CASE("plugin loader: scan reads descriptors without registering and explain
                      "test_small_struct", "test_wrong_name", "test_unresolved"}) {
         INFO(bad);
         CHECK_FALSE(by_name[bad].info);
-        CHECK(by_name[bad].error.rfind(std::string("libimp_") + bad + ".so: ", 0) == 0);
+        CHECK(by_name[bad].error.rfind(kDir + "/libimp_" + bad + ".so: ", 0) == 0);
     }
 }
 
@@ -278,7 +295,8 @@ TEST_CASE("plugin loader: a plugin built by imp_add_plugin for other CUDA archit
     const std::string archs = std::string("/sm-") + IMP_CUDA_ARCHS + "/";
     key.replace(key.find(archs), archs.size(), "/sm-80/");
     CHECK(error_of([&] { loader.load("test_archs80"); }) ==
-          "libimp_test_archs80.so: built with " + key + ", host is " + imp::host_build_key());
+          std::string(IMP_BINARY_DIR) + "/test-plugins-archs/libimp_test_archs80.so: built with " + key +
+              ", host is " + imp::host_build_key());
     CHECK(reg.entries().empty());
 }
 
