@@ -153,7 +153,8 @@ TEST_CASE("hf tokenizer: config keys of the wrong type name the file and the key
                Catch::EndsWith("key 'eos_token' is int, expected a string or {\"content\": string}"));
     CHECK_THAT(with(gc, R"({"eos_token_id": "x"})"),
                Catch::EndsWith("key 'eos_token_id' is str, expected a token id or a list of them"));
-    CHECK_THAT(with(gc, R"({"bos_token_id": 1.5})"), Catch::EndsWith("key 'bos_token_id' is float, expected a token id"));
+    CHECK_THAT(with(gc, R"({"bos_token_id": 1.5})"),
+               Catch::EndsWith("key 'bos_token_id' is float, expected a token id"));
     CHECK_THAT(with(gc, R"({"temperature": "hot"})"), Catch::EndsWith("key 'temperature' is str, expected a number"));
     CHECK_THAT(with(gc, R"({"do_sample": 0})"), Catch::EndsWith("key 'do_sample' is int, expected a bool"));
     // null is absent, as transformers writes it

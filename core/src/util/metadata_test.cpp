@@ -21,8 +21,8 @@ TEST_CASE("metadata: an integer out of int64's range names the file, the key and
     imp::Metadata m;
     m.source = "u.gguf";
     m.set("a.huge", {uint64_t(18446744073709551615ull), "u64"});
-    CHECK_THROWS_WITH(m.get_int("a.huge"), "u.gguf: metadata key 'a.huge' is 18446744073709551615, out of range (at most "
-                                           "9223372036854775807)");
+    CHECK_THROWS_WITH(m.get_int("a.huge"),
+                      "u.gguf: metadata key 'a.huge' is 18446744073709551615, out of range (at most 9223372036854775807)");
     CHECK_THROWS_WITH(m.get_int("a.huge", 0), Catch::StartsWith("u.gguf: ") && Catch::Contains("18446744073709551615"));
     // imp::in_file puts the file in front of a MetaValue accessor's message, which knows only the key.
     const imp::MetaValue* v = m.find("a.huge");

@@ -78,7 +78,8 @@ TEST_CASE("HparamReader: a present key of the wrong type is an error, not the de
     CHECK_THROWS_WITH(r.s("name", "default"), "m.gguf: hyper-parameter 'name' is i64, expected a string");
     CHECK_THROWS_WITH(r.i("count"), "m.gguf: hyper-parameter 'count' is f32, expected an integer");
     CHECK_THROWS_WITH(r.i("count", 1), "m.gguf: hyper-parameter 'count' is f32, expected an integer");
-    CHECK_THROWS_WITH(r.i("huge"), Catch::StartsWith("m.gguf: metadata key 'huge' is 18446744073709551615, out of range"));
+    CHECK_THROWS_WITH(r.i("huge"),
+                      Catch::StartsWith("m.gguf: metadata key 'huge' is 18446744073709551615, out of range"));
     CHECK_THROWS_WITH(r.f("flag", 1.0), "m.gguf: hyper-parameter 'flag' is str, expected a number");
     CHECK_THROWS_WITH(r.ints("list"), "m.gguf: hyper-parameter 'list' is str, expected a list of integers");
     CHECK_THROWS_WITH(r.object("rope"), "m.gguf: hyper-parameter 'rope' is str, expected an object");

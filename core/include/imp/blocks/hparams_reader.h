@@ -94,9 +94,9 @@ inline HparamReader hparam_reader(const ModelSource& src) {
 
 // The attention keys every GGUF transformer architecture `a` has: <a>.embedding_length, .block_count,
 // .attention.head_count, .attention.head_count_kv (default head_count), .attention.key_length (default
-// embedding_length / head_count, which must divide; .attention.value_length must equal it), .attention.layer_norm_rms_epsilon,
-// .rope.freq_base (default 10000), .context_length (default 0: unknown), .attention.scale (default 0: 1/sqrt(head
-// dim)). Counts and dims must be positive.
+// embedding_length / head_count, which must divide; .attention.value_length must equal it),
+// .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000), .context_length (default 0: unknown),
+// .attention.scale (default 0: 1/sqrt(head dim)). Counts and dims must be positive.
 struct GgufAttentionKeys {
     int64_t n_embd = 0, n_layer = 0, n_head = 0, n_kv = 0, head_dim = 0, n_ctx = 0;
     double eps = 0, rope_base = 10000.0, attn_scale = 0;
