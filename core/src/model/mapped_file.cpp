@@ -27,6 +27,18 @@ void check_regular(const std::string& path, const struct stat& st) {
     if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, expected a file");
     if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
 }
+// The bytes of a regular file read up to its end (a procfs or sysfs file says 0 bytes and has content).
+std::string read_to_end(int fd, const std::string& path) {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail(path, "cannot read", errno);
+        if (n == 0) return out;
+        out.append(buf, size_t(n));
+    }
+}
 }  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
@@ -43,7 +55,12 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     std::shared_ptr<MappedFile> m(new MappedFile());
     m->path_ = path;
     m->size_ = uint64_t(st.st_size);
-    if (m->size_ == 0) return m;  // mmap of length 0 is invalid; readers report the file as truncated
+    if (m->size_ == 0) {  // empty (readers report it as truncated), or a procfs file that does not tell its size
+        m->owned_ = read_to_end(f.fd, path);
+        m->size_ = m->owned_.size();
+        m->data_ = m->size_ ? reinterpret_cast<const uint8_t*>(m->owned_.data()) : nullptr;
+        return m;
+    }
     if (m->size_ > uint64_t(SIZE_MAX)) throw Error(path + ": file too large to map");
     void* p = ::mmap(nullptr, size_t(m->size_), PROT_READ, MAP_PRIVATE, f.fd, 0);
     if (p == MAP_FAILED) fail(path, "cannot map", errno);

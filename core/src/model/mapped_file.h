@@ -11,7 +11,8 @@ namespace imp {
 
 class IMP_API MappedFile {
 public:
-    // Opens and maps `path`; throws imp::Error("<path>: <reason>") on failure. An empty file maps to size 0.
+    // Opens and maps `path`; throws imp::Error("<path>: <reason>") on failure. An empty file maps to size 0; a file
+    // that says 0 bytes (procfs: /proc/self/status) is read to its end instead.
     static std::shared_ptr<MappedFile> open(const std::string& path);
     // The same interface over bytes held in memory (tests, embedded models); `path` names it in messages.
     static std::shared_ptr<MappedFile> from_bytes(const std::string& path, std::string bytes);

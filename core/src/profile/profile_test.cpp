@@ -234,6 +234,11 @@ TEST_CASE("profile: TOML syntax errors give file, line and column", "[profile]")
     CHECK(has(err, "bad.toml:3:"));
 }
 
+TEST_CASE("profile: a procfs file is read to its end, not as an empty profile", "[profile]") {
+    // stat says 0 bytes; its text ("Name:\t...") is no TOML
+    CHECK(error_of([] { imp::load_profile("/proc/self/status", {}); }).rfind("/proc/self/status:1:", 0) == 0);
+}
+
 TEST_CASE("profile: a missing file", "[profile]") {
     auto missing = (test_dir() / "nope.toml").string();
     CHECK(error_of([&] { imp::load_profile(missing, {}); }) == missing + ": no such profile");
