@@ -67,7 +67,7 @@ void gdn_hf_names(blocks::NameMap& m, bool grouped) {
 std::vector<bool> gguf_schedule(const Reader& r, const std::string& a, int64_t n_all, int64_t n_layer) {
     std::vector<bool> full;
     const std::string key = a + ".attention.recurrent_layers";
-    if (const MetaValue* v = r.md.find(key); v && v->is_array()) {
+    if (const MetaValue* v = r.typed(key, &MetaValue::is_array, "a list of booleans")) {
         const MetaArray& arr = v->as_array(key);
         if (int64_t(arr.size()) != n_all)
             throw Error(r.file + ": " + key + " has " + L(int64_t(arr.size())) + " entries for block_count " +
