@@ -28,7 +28,9 @@ case "$1" in
             echo "GPU $i: Fake GPU (UUID: GPU-$i)"
             [ -n "$FAKE_MIG" ] && echo "  MIG 1g.10gb     Device  0: (UUID: MIG-$i)"
             i=$((i + 1))
-        done ;;
+        done
+        # A list that comes in parts: a reader that stops at the first GPU line makes this write fail (SIGPIPE).
+        if [ -n "$FAKE_SMI_SLOW" ]; then sleep 0.3; echo "  (end of list)"; fi ;;
     *) echo "Fake GPU, 1.0, 1000 MiB" ;;
 esac
 """
@@ -129,13 +131,13 @@ class SanitizeTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False,
-                  deadline=None, cases=0, jobs=3, kernels=None, race_all=False):
+                  deadline=None, cases=0, jobs=3, kernels=None, race_all=False, smi_slow=False):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_KERNELS=json.dumps(kernels or {"a_gpu_tests": ["_ZN3imp4cuda8k_kernelEPf"],
                                                        "b_gpu_tests": ["_ZN3cub6detail11EmptyKernelIvEEvv"]}),
                    FAKE_SAN=json.dumps(actions), FAKE_SAN_LOG=self.san_log, IMP_SANITIZE_JOBS=str(jobs),
                    IMP_SANITIZE_TIMEOUT=str(timeout_s), FAKE_GPUS=str(gpus), FAKE_SAN_SLEEP=str(sleep),
-                   FAKE_MIG="1" if mig else "", FAKE_CASES=str(cases))
+                   FAKE_MIG="1" if mig else "", FAKE_CASES=str(cases), FAKE_SMI_SLOW="1" if smi_slow else "")
         env.pop("IMP_SANITIZE_ONLY", None)
         env.pop("IMP_SANITIZE_SHARDS", None)
         env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -358,6 +360,15 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertIn("on 1 GPU(s)", out)
         self.assertEqual(set(self.devices()), {"-"})
+
+    def test_a_gpu_list_written_in_parts_is_read_whole(self):
+        # Under pipefail, `nvidia-smi -L | grep -q` fails when grep quits before nvidia-smi has written its last line:
+        # the GPU machine was taken for this one (it tried to build) or MIG went unseen.
+        for gpus, mig in ((2, False), (2, True)):
+            rc, out = self.run_check({}, gpus=gpus, mig=mig, smi_slow=True)
+            self.assertEqual(rc, 0, out)
+            self.assertIn("on 1 GPU(s)" if mig else "on 2 GPU(s)", out)
+            self.assertIn("sanitizers: clean", out)
 
     def test_deadline_cuts_limits_and_starts_nothing_late(self):
         # 3 runs at a time, the first three hang: the deadline (3 s) cuts their 30 s limit, the 4 runs after are not
