@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "tokenizer/unicode.h"
+
 namespace imp {
 
 bool toml_whitespace_table_undefined(char32_t c) {
@@ -26,29 +28,15 @@ struct Cp {
 
 constexpr char32_t kMalformed = 0x110000;  // a byte that starts no well-formed sequence (toml++ reports it itself)
 
-// Decodes UTF-8 into code points with toml++'s line and column.
+// The text as code points with toml++'s line and column.
 std::vector<Cp> decode(std::string_view s) {
     std::vector<Cp> out;
     out.reserve(s.size());
     size_t line = 1, column = 1;
     for (size_t i = 0; i < s.size();) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        size_t len = 1;
-        char32_t c = b;
-        if (b >= 0x80) {
-            len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
-            c = len ? static_cast<char32_t>(b & (0x7F >> len)) : 0;
-            bool ok = len && i + len <= s.size();
-            for (size_t k = 1; ok && k < len; ++k) {
-                const auto n = static_cast<unsigned char>(s[i + k]);
-                ok = (n & 0xC0) == 0x80;
-                c = (c << 6) | (n & 0x3F);
-            }
-            if (!ok || b > 0xF4) {
-                c = kMalformed;
-                len = 1;
-            }
-        }
+        int len = 1;
+        char32_t c = unicode::decode_utf8(s, i, &len);
+        if (c == unicode::kReplacement && len == 1) c = kMalformed;
         out.push_back({c, line, column});
         if (c == U'\n') {
             ++line;
@@ -56,7 +44,7 @@ std::vector<Cp> decode(std::string_view s) {
         } else {
             ++column;
         }
-        i += len;
+        i += static_cast<size_t>(len);
     }
     return out;
 }
