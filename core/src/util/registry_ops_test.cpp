@@ -9,6 +9,7 @@
 #include "imp/ops.h"
 #include "imp/registry.h"
 #include "util/host_executor_test_util.h"
+#include "util/op_checks.h"
 
 using imp::DeviceKind;
 using imp::Executor;
@@ -246,6 +247,42 @@ TEST_CASE("ops: run_op_checks runs each op's check against its cpu kernel", "[op
     CHECK(seeds == std::vector<uint64_t>{40, 41, 42});
     CHECK_THROWS_AS(imp::run_op_checks(reg, cpu, cpu, 1), imp::Error);
     CHECK_THROWS_AS(imp::run_op_checks(reg, dev, dev, 1), imp::Error);
+    g_check_registry = nullptr;
+}
+
+TEST_CASE("ops: run_op_check runs one op's check, and only that op's", "[ops]") {
+    Registry reg;
+    g_check_registry = &reg;
+    HostExecutor cpu, dev(DeviceKind::CUDA, "fake-cuda");
+    reg.set_current_plugin("good");
+    reg.add_op<AddOp>(DeviceKind::CPU, add_cpu);
+    reg.add_op<AddOp>(DeviceKind::CUDA, add_dev_same);
+    std::vector<uint64_t> seeds;
+    reg.add_op_check("test.add", [&](Executor& c, Executor& d, uint64_t seed) {
+        seeds.push_back(seed);
+        return check_add(c, d, seed);
+    });
+    int other_runs = 0;
+    reg.add_op<OtherOp>(DeviceKind::CPU, other_cpu);
+    reg.add_op<OtherOp>(DeviceKind::CUDA, other_dev);
+    reg.add_op_check("test.other", [&](Executor&, Executor&, uint64_t) {
+        ++other_runs;
+        return std::string("not run here");
+    });
+    const imp::OpCheckResult r = imp::run_op_check(reg, "test.add", cpu, dev, 9, 4);
+    CHECK(r.op == "test.add");
+    CHECK(r.plugin == "good");
+    CHECK(r.status == imp::OpCheckResult::Status::Pass);
+    CHECK(seeds == std::vector<uint64_t>{9, 10, 11, 12});
+    CHECK(other_runs == 0);
+    const imp::OpCheckResult other = imp::run_op_check(reg, "test.other", cpu, dev, 1, 2);
+    CHECK(other.status == imp::OpCheckResult::Status::Fail);
+    CHECK(other.message == "seed 1: not run here");
+    CHECK(other_runs == 1);  // the first failing seed ends the op's rounds
+    const imp::OpCheckResult none = imp::run_op_check(reg, "test.none", cpu, dev, 1);
+    CHECK(none.status == imp::OpCheckResult::Status::Fail);
+    CHECK(none.message == "no op 'test.none' is registered");
+    CHECK_THROWS_AS(imp::run_op_check(reg, "test.add", cpu, cpu, 1), imp::Error);
     g_check_registry = nullptr;
 }
 
