@@ -315,41 +315,50 @@ TEST_CASE("quant_ggml cuda experts GEMM: a captured graph follows new ids and we
     }
 }
 
-TEST_CASE("quant_ggml cuda experts GEMM: every tile count and CTAs per SM give the same bits",
-          "[quant_ggml_gpu][experts][gemm]") {
-    // Each output (row, pair) is the same MMAs over the same staged row whatever the group size (8 nt pairs) and the
-    // register cap (experts_gemm_ctas 2 spills where 1 does not), so the variants agree bit for bit, and each with
-    // the bf16-operand reference. 100 tokens x top 8 over 16 experts: ~50 pairs per expert, several groups each.
+// Each output (row, pair) is the same MMAs over the same staged row whatever the group size (8 nt pairs) and the
+// register cap (experts_gemm_ctas 2 spills where 1 does not), so the variants agree bit for bit, and each with
+// the bf16-operand reference. 100 tokens x top 8 over 16 experts: ~50 pairs per expert, several groups each.
+// A test case per type (all four in one ran past 528 s under racecheck).
+static void tile_counts_same_bits(const std::string& type) {
     auto ex = make_gpu();
     const uint32_t seed = std::random_device{}();
     INFO("seed " << seed);
     std::mt19937 rng(seed);
     const int64_t n_expert = 16, rows = 272, cols = 1024, top_k = 8, n_tokens = 100, xs = 2 * cols;
-    for (const std::string type : {"Q4_K", "Q6_K", "Q4_0", "BF16"}) {
-        const RandomExperts w = random_experts(type, n_expert, rows, cols, rng);
-        const RandomExperts wb = bf16_weights(w);
-        const auto e = cuda::load_experts("blk.1.ffn_down_exps.weight", find_type(type)->type, n_expert, rows, cols,
-                                          w.per_expert(), *ex);
-        ex->reserve_workspace(e->workspace_bytes(n_tokens, top_k));
-        const Buffers b = alloc_buffers(*ex, n_tokens * top_k, xs, rows);
-        const Inputs in = upload_inputs(*ex, b, n_tokens * top_k, xs, n_tokens, top_k, n_expert, rng);
-        for (const Variant& v : {Variant{true, true, true, false}, Variant{false, false, false, false}}) {
-            std::vector<float> first;
-            for (const int nt : {8, 4, 2})
-                for (const int ctas : {1, 2}) {
-                    INFO(type << ", " << nt << " tiles, " << ctas << " CTAs per SM" << (v.weighted ? ", weighted" : ""));
-                    cuda::set_experts_plan(*e, {3, 0, 0, nt, ctas});
-                    run_variant(*ex, *e, wb, b, in, v, xs, n_tokens, top_k, kTol, rng);
-                    const int64_t n_out = v.weighted ? n_tokens : n_tokens * top_k;
-                    std::vector<float> y(size_t(n_out * rows));
-                    ex->download(y.data(), b.y, y.size() * 4);
-                    if (first.empty())
-                        first = y;
-                    else
-                        CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0);
-                }
-        }
-        CHECK_THROWS_WITH(cuda::set_experts_plan(*e, {3, 0, 0, 3, 1}), Catch::Contains("3 token tiles"));
-        CHECK_THROWS_WITH(cuda::set_experts_plan(*e, {3, 0, 0, 0, 3}), Catch::Contains("3 CTAs per SM"));
+    const RandomExperts w = random_experts(type, n_expert, rows, cols, rng);
+    const RandomExperts wb = bf16_weights(w);
+    const auto e = cuda::load_experts("blk.1.ffn_down_exps.weight", find_type(type)->type, n_expert, rows, cols,
+                                      w.per_expert(), *ex);
+    ex->reserve_workspace(e->workspace_bytes(n_tokens, top_k));
+    const Buffers b = alloc_buffers(*ex, n_tokens * top_k, xs, rows);
+    const Inputs in = upload_inputs(*ex, b, n_tokens * top_k, xs, n_tokens, top_k, n_expert, rng);
+    for (const Variant& v : {Variant{true, true, true, false}, Variant{false, false, false, false}}) {
+        std::vector<float> first;
+        for (const int nt : {8, 4, 2})
+            for (const int ctas : {1, 2}) {
+                INFO(type << ", " << nt << " tiles, " << ctas << " CTAs per SM" << (v.weighted ? ", weighted" : ""));
+                cuda::set_experts_plan(*e, {3, 0, 0, nt, ctas});
+                run_variant(*ex, *e, wb, b, in, v, xs, n_tokens, top_k, kTol, rng);
+                const int64_t n_out = v.weighted ? n_tokens : n_tokens * top_k;
+                std::vector<float> y(size_t(n_out * rows));
+                ex->download(y.data(), b.y, y.size() * 4);
+                if (first.empty())
+                    first = y;
+                else
+                    CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0);
+            }
     }
+    CHECK_THROWS_WITH(cuda::set_experts_plan(*e, {3, 0, 0, 3, 1}), Catch::Contains("3 token tiles"));
+    CHECK_THROWS_WITH(cuda::set_experts_plan(*e, {3, 0, 0, 0, 3}), Catch::Contains("3 CTAs per SM"));
 }
+
+#define TILE_COUNTS_SAME_BITS(TYPE)                                                                            \
+    TEST_CASE("quant_ggml cuda experts GEMM: every tile count and CTAs per SM give the same bits: " TYPE,     \
+              "[quant_ggml_gpu][experts][gemm]") {                                                             \
+        tile_counts_same_bits(TYPE);                                                                           \
+    }
+TILE_COUNTS_SAME_BITS("Q4_K")
+TILE_COUNTS_SAME_BITS("Q6_K")
+TILE_COUNTS_SAME_BITS("Q4_0")
+TILE_COUNTS_SAME_BITS("BF16")
+#undef TILE_COUNTS_SAME_BITS

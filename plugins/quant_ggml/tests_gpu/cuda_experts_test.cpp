@@ -152,8 +152,9 @@ DeviceCase alloc_case(imp::CudaExecutor& ex, int64_t max_pairs, int64_t xs, int6
     return d;
 }
 
-// The test case's body over `types` (every_type_part: one of 9 test cases, each a part of the types).
-void grouped_matmul_types(const std::vector<std::string>& types) {
+// The test case's body over `types` (every_type_part: one of 9 parts of the types) and one of two shapes (0: small
+// experts, 1: larger ones): 18 test cases, each short enough for one sanitizer run.
+void grouped_matmul_types(const std::vector<std::string>& types, int shape) {
     REQUIRE(!types.empty());
     auto ex = make_gpu();
     INFO("device " << ex->name());
@@ -167,78 +168,83 @@ void grouped_matmul_types(const std::vector<std::string>& types) {
             int64_t n_expert, rows, cols;
         };
         // 37 rows: every expert padded to a whole 16-row tile; 160 rows x ~1K columns: several CTAs per expert.
-        for (const Shape s : {Shape{10, 37, small_cols(t)}, Shape{12, 160, t.block == 1 ? 1001 : 1024}}) {
-            const RandomExperts w = random_experts(type, s.n_expert, s.rows, s.cols, rng);
-            const auto a = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols,
-                                              expert_pointers(w.raw.data(), s.n_expert, s.rows, w.row_bytes), *ex);
-            const auto b = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols, w.per_expert(), *ex);
-            // Each expert's rows in two parts held in two other buffers (a fused gate|up stack's layout).
-            const int64_t r1 = s.rows / 3, r2 = s.rows - r1;
-            const uint64_t rb = w.row_bytes;
-            std::vector<uint8_t> p1(uint64_t(s.n_expert * r1) * rb), p2(uint64_t(s.n_expert * r2) * rb);
-            std::vector<std::vector<cuda::ExpertRows>> parts(static_cast<size_t>(s.n_expert));
-            for (int64_t e = 0; e < s.n_expert; ++e) {
-                const uint8_t* src = w.raw.data() + uint64_t(e * s.rows) * rb;
-                std::memcpy(p1.data() + uint64_t(e * r1) * rb, src, uint64_t(r1) * rb);
-                std::memcpy(p2.data() + uint64_t(e * r2) * rb, src + uint64_t(r1) * rb, uint64_t(r2) * rb);
-                parts[size_t(e)] = {{p1.data() + uint64_t(e * r1) * rb, r1}, {p2.data() + uint64_t(e * r2) * rb, r2}};
-            }
-            const auto j = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols, parts, *ex);
-            REQUIRE(a->n_expert() == s.n_expert);
-            REQUIRE(a->rows() == s.rows);
-            REQUIRE(a->cols() == s.cols);
-            CHECK(a->type() == type);
-            CHECK(a->bytes() == cuda::experts_device_bytes(name, t.type, s.n_expert, s.rows, s.cols));
-            ex->reserve_workspace(a->workspace_bytes(33, 8));
-            const int64_t xs = s.cols + 3, ys = s.rows + 5, max_pairs = 33 * 8, n_alloc = max_pairs + 1;
-            const DeviceCase d = alloc_case(*ex, max_pairs, xs, ys, n_alloc);
-            for (const int64_t n_tokens : {1, 2, 5, 8, 33})
-                for (const int64_t top_k : {1, 4, 8})
-                    for (const bool x_per_slot : {false, true}) {
-                        const HostCase h = upload_case(*ex, d, n_tokens, top_k, s.n_expert, xs, x_per_slot, rng);
-                        const PairDots dots = pair_dots(w, h.x, xs, x_per_slot, h.rt, n_tokens, top_k);
-                        for (const int path : {1, 2}) {
-                            cuda::set_experts_plan(*a, {path, 0, 0});
-                            cuda::set_experts_plan(*b, {path, 0, 0});
-                            cuda::set_experts_plan(*j, {path, 0, 0});
-                            for (const bool weighted : {false, true})
-                                for (const bool acc : {false, true}) {
-                                    const Case c{n_tokens, top_k, weighted, x_per_slot, acc};
-                                    INFO(type << " " << s.n_expert << "x" << s.rows << "x" << s.cols << ", tokens "
-                                              << n_tokens << ", top_k " << top_k << ", path " << path
-                                              << (weighted ? ", weighted" : "") << (x_per_slot ? ", x per slot" : "")
-                                              << (acc ? ", accumulate" : ""));
-                                    const Expected e0 =
-                                        combine(dots, s.n_expert, h.rt, weighted, n_tokens, top_k, nullptr, ys);
-                                    const auto init = initial_y(e0, ys, n_alloc, acc, rng);
-                                    const Expected e =
-                                        acc ? combine(dots, s.n_expert, h.rt, weighted, n_tokens, top_k, &init, ys)
-                                            : e0;
-                                    const auto y = run(*ex, *a, c, d, xs, ys, init);
-                                    require_ok(check(e, y, ys, n_alloc, init, acc));
-                                    if (acc) continue;
-                                    // Per-expert pointers, experts in two parts, and a second run: bit for bit
-                                    // the same.
-                                    const auto y2 = run(*ex, *b, c, d, xs, ys, init);
-                                    const auto y3 = run(*ex, *a, c, d, xs, ys, init);
-                                    const auto y4 = run(*ex, *j, c, d, xs, ys, init);
-                                    CHECK(std::memcmp(y.data(), y2.data(), y.size() * 4) == 0);
-                                    CHECK(std::memcmp(y.data(), y3.data(), y.size() * 4) == 0);
-                                    CHECK(std::memcmp(y.data(), y4.data(), y.size() * 4) == 0);
-                                }
-                        }
-                    }
+        const Shape shapes[2] = {Shape{10, 37, small_cols(t)}, Shape{12, 160, t.block == 1 ? 1001 : 1024}};
+        const Shape s = shapes[shape];
+        const RandomExperts w = random_experts(type, s.n_expert, s.rows, s.cols, rng);
+        const auto a = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols,
+                                          expert_pointers(w.raw.data(), s.n_expert, s.rows, w.row_bytes), *ex);
+        const auto b = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols, w.per_expert(), *ex);
+        // Each expert's rows in two parts held in two other buffers (a fused gate|up stack's layout).
+        const int64_t r1 = s.rows / 3, r2 = s.rows - r1;
+        const uint64_t rb = w.row_bytes;
+        std::vector<uint8_t> p1(uint64_t(s.n_expert * r1) * rb), p2(uint64_t(s.n_expert * r2) * rb);
+        std::vector<std::vector<cuda::ExpertRows>> parts(static_cast<size_t>(s.n_expert));
+        for (int64_t e = 0; e < s.n_expert; ++e) {
+            const uint8_t* src = w.raw.data() + uint64_t(e * s.rows) * rb;
+            std::memcpy(p1.data() + uint64_t(e * r1) * rb, src, uint64_t(r1) * rb);
+            std::memcpy(p2.data() + uint64_t(e * r2) * rb, src + uint64_t(r1) * rb, uint64_t(r2) * rb);
+            parts[size_t(e)] = {{p1.data() + uint64_t(e * r1) * rb, r1}, {p2.data() + uint64_t(e * r2) * rb, r2}};
         }
+        const auto j = cuda::load_experts(name, t.type, s.n_expert, s.rows, s.cols, parts, *ex);
+        REQUIRE(a->n_expert() == s.n_expert);
+        REQUIRE(a->rows() == s.rows);
+        REQUIRE(a->cols() == s.cols);
+        CHECK(a->type() == type);
+        CHECK(a->bytes() == cuda::experts_device_bytes(name, t.type, s.n_expert, s.rows, s.cols));
+        ex->reserve_workspace(a->workspace_bytes(33, 8));
+        const int64_t xs = s.cols + 3, ys = s.rows + 5, max_pairs = 33 * 8, n_alloc = max_pairs + 1;
+        const DeviceCase d = alloc_case(*ex, max_pairs, xs, ys, n_alloc);
+        for (const int64_t n_tokens : {1, 2, 5, 8, 33})
+            for (const int64_t top_k : {1, 4, 8})
+                for (const bool x_per_slot : {false, true}) {
+                    const HostCase h = upload_case(*ex, d, n_tokens, top_k, s.n_expert, xs, x_per_slot, rng);
+                    const PairDots dots = pair_dots(w, h.x, xs, x_per_slot, h.rt, n_tokens, top_k);
+                    for (const int path : {1, 2}) {
+                        cuda::set_experts_plan(*a, {path, 0, 0});
+                        cuda::set_experts_plan(*b, {path, 0, 0});
+                        cuda::set_experts_plan(*j, {path, 0, 0});
+                        for (const bool weighted : {false, true})
+                            for (const bool acc : {false, true}) {
+                                const Case c{n_tokens, top_k, weighted, x_per_slot, acc};
+                                INFO(type << " " << s.n_expert << "x" << s.rows << "x" << s.cols << ", tokens "
+                                          << n_tokens << ", top_k " << top_k << ", path " << path
+                                          << (weighted ? ", weighted" : "") << (x_per_slot ? ", x per slot" : "")
+                                          << (acc ? ", accumulate" : ""));
+                                const Expected e0 =
+                                    combine(dots, s.n_expert, h.rt, weighted, n_tokens, top_k, nullptr, ys);
+                                const auto init = initial_y(e0, ys, n_alloc, acc, rng);
+                                const Expected e =
+                                    acc ? combine(dots, s.n_expert, h.rt, weighted, n_tokens, top_k, &init, ys)
+                                        : e0;
+                                const auto y = run(*ex, *a, c, d, xs, ys, init);
+                                require_ok(check(e, y, ys, n_alloc, init, acc));
+                                if (acc) continue;
+                                // Per-expert pointers, experts in two parts, and a second run: bit for bit
+                                // the same.
+                                const auto y2 = run(*ex, *b, c, d, xs, ys, init);
+                                const auto y3 = run(*ex, *a, c, d, xs, ys, init);
+                                const auto y4 = run(*ex, *j, c, d, xs, ys, init);
+                                CHECK(std::memcmp(y.data(), y2.data(), y.size() * 4) == 0);
+                                CHECK(std::memcmp(y.data(), y3.data(), y.size() * 4) == 0);
+                                CHECK(std::memcmp(y.data(), y4.data(), y.size() * 4) == 0);
+                            }
+                    }
+                }
     }
 }
 
 }  // namespace
 
-#define GROUPED_MATMUL_TYPES(K)                                                                    \
-    TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference for every CUDA " \
-              "type (part " #K " of 9)",                                                           \
-              "[quant_ggml_gpu][experts]") {                                                       \
-        grouped_matmul_types(every_type_part(cuda_types(), K - 1, 9));                             \
+#define GROUPED_MATMUL_TYPES(K)                                                                            \
+    TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference for every CUDA "         \
+              "type (part " #K " of 9, 10 experts x 37 rows)",                                             \
+              "[quant_ggml_gpu][experts]") {                                                               \
+        grouped_matmul_types(every_type_part(cuda_types(), K - 1, 9), 0);                                  \
+    }                                                                                                      \
+    TEST_CASE("quant_ggml cuda experts: grouped_matmul equals the dense reference for every CUDA "         \
+              "type (part " #K " of 9, 12 experts x 160 rows)",                                            \
+              "[quant_ggml_gpu][experts]") {                                                               \
+        grouped_matmul_types(every_type_part(cuda_types(), K - 1, 9), 1);                                  \
     }
 GROUPED_MATMUL_TYPES(1)
 GROUPED_MATMUL_TYPES(2)
