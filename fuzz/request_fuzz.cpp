@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             require(r.top_logprobs >= 0 && r.top_logprobs <= 20);
             require(r.max_tokens == -1 || r.max_tokens >= 1);
             require(!r.include_usage || r.stream);
-            imp::serve::tokenize(r, imp::fuzz::smollm2(), 512, imp::serve::kv_blocks_for(512));
+            imp::serve::tokenize(r, imp::fuzz::smollm2(), 512, imp::kv_blocks_for(512));
             const int64_t n = int64_t(r.prompt_ids.size());
             require(n >= 1 && n < 512);
             for (int32_t id : r.prompt_ids) require(id >= 0 && id < imp::fuzz::smollm2().n_vocab());

@@ -12,8 +12,8 @@
 #include "imp/error.h"
 #include "model/display_text.h"
 #include "profile/profile.h"
+#include "runtime/kv_block.h"
 #include "runtime/sampler.h"
-#include "serve/request.h"  // kKvBlockTokens, kv_blocks_for
 #include "tokenizer/tokenizer.h"
 
 namespace po = boost::program_options;
@@ -35,14 +35,14 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // as a prompt longer than the context is: the prompt and every generated token but the last, at most the context.
 // n_option: the -n as the user gave it ("-n 40" or "generate.n_predict = 40").
 void check_kv_pool(Engine& e, int64_t kv_blocks, int64_t prompt, int64_t n_predict, const std::string& n_option) {
-    const int64_t cap = e.capacity(), pool = e.free_kv_blocks() * serve::kKvBlockTokens;
+    const int64_t cap = e.capacity(), pool = e.free_kv_blocks() * kKvBlockTokens;
     const bool to_cap = n_predict - 1 >= cap - prompt;
     const int64_t need = to_cap ? cap : prompt + n_predict - 1;
     if (need <= pool) return;
     std::string m = "runtime.kv_blocks = " + std::to_string(kv_blocks) + " holds " + std::to_string(pool) +
                     " positions, but the prompt (" + std::to_string(prompt) + " tokens) and " + n_option + " need " +
                     std::to_string(need) + (to_cap ? " (the context, runtime.max_seq_len)" : "") +
-                    ": raise runtime.kv_blocks to " + std::to_string(serve::kv_blocks_for(need));
+                    ": raise runtime.kv_blocks to " + std::to_string(kv_blocks_for(need));
     if (prompt <= pool)
         m += " or lower " + n_option.substr(0, n_option.find(' ')) + " to " + std::to_string(pool - prompt + 1);
     throw Error(m);

@@ -9,13 +9,14 @@
 #include <vector>
 
 #include "runtime/engine.h"
+#include "runtime/kv_block.h"
 #include "runtime/load_plan.h"
 #include "runtime/sequences.h"
 
 namespace imp {
 
 constexpr int64_t kLmHeadRows = 32;   // rows per LM-head matmul when all logits are requested
-constexpr int kKvBlock = 16;          // KV page size (positions)
+constexpr int kKvBlock = kKvBlockTokens;  // KV page size (positions)
 constexpr int64_t kMaxRecent = 1024;  // most tokens the repetition penalty looks back at, per sequence
 
 // One piece of a forward pass: rows [off, off + n) of work item `item` (sequence seq).

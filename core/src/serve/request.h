@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "imp/executor.h"
+#include "runtime/kv_block.h"  // kKvBlockTokens, kv_blocks_for
 #include "tokenizer/tokenizer.h"
 
 namespace imp::serve {
@@ -41,9 +42,6 @@ struct GenRequest {
 
 // Parses and checks `body`; fields not given take `defaults` (the profile's [sampling]). Throws RequestError(400).
 GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingParams& defaults);
-
-constexpr int64_t kKvBlockTokens = 16;  // positions per block of the engine's KV pool (kKvBlock, runtime/engine_impl.h)
-inline int64_t kv_blocks_for(int64_t tokens) { return (tokens + kKvBlockTokens - 1) / kKvBlockTokens; }
 
 // Fills prompt_ids (chat template for chat requests) and checks them against the vocabulary, the context and the
 // KV pool of `kv_blocks` blocks (a request holds the blocks of its prompt + max_tokens): a prompt that leaves no

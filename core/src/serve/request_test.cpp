@@ -8,6 +8,7 @@
 #include "serve/request.h"
 
 using namespace imp::serve;
+using imp::kv_blocks_for;
 
 namespace {
 imp::SamplingParams defaults() {

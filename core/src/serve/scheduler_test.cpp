@@ -11,6 +11,7 @@
 #include "serve/scheduler.h"
 
 using namespace imp::serve;
+using imp::kv_blocks_for;
 
 namespace {
 

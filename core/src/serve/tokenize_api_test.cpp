@@ -11,6 +11,7 @@
 #include "serve/tokenize_api.h"
 
 using namespace imp::serve;
+using imp::kv_blocks_for;
 using json = nlohmann::json;
 
 namespace {
