@@ -4,6 +4,7 @@
 // of a parse error. toml++ asks that question outside strings and comments (where TOML 1.0 allows no non-ASCII
 // character at all, so any there is reported) and, in a multi-line basic string, of the character after a backslash
 // and of the first character after a line-ending backslash (reported when the table is undefined for it).
+// Upstream: marzer/tomlplusplus issues 190 and 295, fixed by pull request 305 (2026-07), after the packaged 3.3.0.
 #pragma once
 #include <cstddef>
 #include <optional>
