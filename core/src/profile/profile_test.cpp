@@ -383,4 +383,6 @@ TEST_CASE("profile: --set with non-ASCII text takes it as a string", "[profile]"
     CHECK(p.generate.system == "\xC3\xA9clair \xD0\x96");
     imp::apply_override(p, "generate.prompt=\"\xC3\xA9\"");
     CHECK(p.generate.prompt == "\xC3\xA9");
+    imp::apply_override(p, "generate.system=1\"\xC3\xA9\"");  // not one TOML value: the text as written
+    CHECK(p.generate.system == "1\"\xC3\xA9\"");
 }

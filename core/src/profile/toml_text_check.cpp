@@ -19,6 +19,11 @@ bool toml_whitespace_table_undefined(char32_t c) {
     return child != 5 && child != 7;
 }
 
+bool toml_table_whitespace(char32_t c) {
+    return c == 0xA0 || c == 0x1680 || c == 0x180E || (c >= 0x2000 && c <= 0x200B) || c == 0x202F ||
+           (c >= 0x205F && c <= 0x2060) || c == 0x3000 || c == 0xFEFF;
+}
+
 namespace {
 
 struct Cp {
@@ -33,7 +38,8 @@ std::vector<Cp> decode(std::string_view s) {
     std::vector<Cp> out;
     out.reserve(s.size());
     size_t line = 1, column = 1;
-    for (size_t i = 0; i < s.size();) {
+    const size_t bom = s.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // toml++ skips a byte order mark at the start
+    for (size_t i = bom; i < s.size();) {
         int len = 1;
         char32_t c = unicode::decode_utf8(s, i, &len);
         if (c == unicode::kReplacement && len == 1) c = kMalformed;
@@ -70,29 +76,76 @@ std::optional<TomlTextIssue> find_toml_unsafe_char(std::string_view text) {
         while (is(j, c)) ++j;
         return j - i;
     };
+    auto undefined_at = [&](size_t j) { return j < n && toml_whitespace_table_undefined(cps[j].c); };
+    auto outside = [&](size_t j) {
+        return issue(cps[j], "non-ASCII character " + hex(cps[j].c) +
+                                 " outside a string or comment (TOML allows it only between quotes)");
+    };
     auto in_string = [&](size_t j) {
         return issue(cps[j], hex(cps[j].c) + " after a backslash in a multi-line string: the TOML reader cannot take "
                                              "it there (drop the line-ending backslash before it)");
     };
+    // What toml++ skips after a line-ending backslash: spaces, tabs, line breaks and the characters its table calls
+    // horizontal whitespace.
+    auto skipped = [&](size_t j) {
+        if (j >= n) return false;
+        const char32_t c = cps[j].c;
+        return c == U' ' || c == U'\t' || c == U'\n' || c == U'\r' || toml_table_whitespace(c);
+    };
+    // toml++ reads a value that is not a string, array or table (a number, boolean, date) up to a value terminator,
+    // quotes included, asking of each character whether it is one.
+    auto terminator = [](char32_t c) {
+        return c == U' ' || c == U'\t' || c == U'\n' || c == U'\r' || c == U']' || c == U'}' || c == U',' ||
+               c == U'#';
+    };
     enum class S { normal, comment, basic, literal, ml_basic, ml_literal } s = S::normal;
+    std::vector<char32_t> nest;  // open arrays ('[') and inline tables ('{') of values
+    bool value = false;          // what comes next on this line is a value (after '=', in an array)
+    bool bare = false;           // inside a bare value
     for (size_t i = 0; i < n;) {
         const char32_t c = cps[i].c;
         switch (s) {
             case S::normal:
+                if (bare) {
+                    if (!terminator(c)) {
+                        if (c >= 0x80 && c != kMalformed) return outside(i);
+                        ++i;
+                        continue;
+                    }
+                    bare = false;  // a space may go on into a date-time's time: `value` stays
+                }
                 if (c == U'#') {
                     s = S::comment;
                 } else if (c == U'"' || c == U'\'') {
                     const bool ml = run(i, c) >= 3;
                     s = c == U'"' ? (ml ? S::ml_basic : S::basic) : (ml ? S::ml_literal : S::literal);
+                    value = false;
                     i += ml ? 3 : 1;
                     continue;
-                } else if (c >= 0x80 && c != kMalformed) {
-                    return issue(cps[i], "non-ASCII character " + hex(c) +
-                                             " outside a string or comment (TOML allows it only between quotes)");
+                } else if (c == U'=') {
+                    value = true;
+                } else if (c == U'[') {
+                    if (value) nest.push_back(c);  // an array (else a table header)
+                } else if (c == U'{') {
+                    if (value) nest.push_back(c);
+                    value = false;
+                } else if (c == U',') {
+                    value = !nest.empty() && nest.back() == U'[';
+                } else if (c == U']' || c == U'}') {
+                    if (!nest.empty() && nest.back() == (c == U']' ? U'[' : U'{')) nest.pop_back();
+                    value = false;
+                } else if (c == U'\n') {
+                    if (nest.empty()) value = false;
+                } else if (c != U' ' && c != U'\t' && c != U'\r') {
+                    if (c >= 0x80 && c != kMalformed) return outside(i);
+                    if (value) bare = true;
                 }
                 break;
             case S::comment:
-                if (c == U'\n') s = S::normal;
+                if (c == U'\n') {
+                    s = S::normal;
+                    if (nest.empty()) value = false;
+                }
                 break;
             case S::basic:
                 if (c == U'\\') {
@@ -113,15 +166,13 @@ std::optional<TomlTextIssue> find_toml_unsafe_char(std::string_view text) {
                     continue;
                 }
                 if (s == S::ml_basic && c == U'\\') {
+                    // toml++ asks whether the escaped character is whitespace; if so, it skips whitespace and line
+                    // breaks (a line-ending backslash) and asks again of each character it meets.
                     size_t j = i + 1;
-                    if (j < n && toml_whitespace_table_undefined(cps[j].c)) return in_string(j);
-                    if (is(j, U' ') || is(j, U'\t') || is(j, U'\n') || is(j, U'\r')) {
-                        while (is(j, U' ') || is(j, U'\t')) ++j;
-                        if (j < n && toml_whitespace_table_undefined(cps[j].c)) return in_string(j);
-                        if (is(j, U'\n') || is(j, U'\r')) {
-                            while (is(j, U' ') || is(j, U'\t') || is(j, U'\n') || is(j, U'\r')) ++j;
-                            if (j < n && toml_whitespace_table_undefined(cps[j].c)) return in_string(j);
-                        }
+                    if (undefined_at(j)) return in_string(j);
+                    if (skipped(j)) {
+                        while (skipped(j)) ++j;
+                        if (undefined_at(j)) return in_string(j);
                         i = j;
                     } else {
                         i += 2;

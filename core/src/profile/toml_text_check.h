@@ -1,10 +1,13 @@
 // A check run on TOML text before toml++ parses it. toml++ 3.3 (the Debian package) asks whether a non-ASCII
 // character is whitespace through a generated table that reaches __builtin_unreachable for most code points in
 // U+00A1..U+0499, U+2C5E..U+3057 and U+FB26..U+FEFE, so `key = é` is undefined behaviour inside the parser instead
-// of a parse error. toml++ asks that question outside strings and comments (where TOML 1.0 allows no non-ASCII
-// character at all, so any there is reported) and, in a multi-line basic string, of the character after a backslash
-// and of the first character after a line-ending backslash (reported when the table is undefined for it).
-// Upstream: marzer/tomlplusplus issues 190 and 295, fixed by pull request 305 (2026-07), after the packaged 3.3.0.
+// of a parse error. It asks that question of characters outside strings and comments (where TOML 1.0 allows no
+// non-ASCII character, so any there is reported); of the characters of a bare value (a number, boolean or date),
+// which it reads up to a space, line break, ']', '}', ',' or '#' with quotes included (`a = 1"é"`), reported as
+// outside strings too; and in a multi-line basic string, of the character after a backslash and, after a
+// line-ending backslash, of each character it skips as whitespace and the first it does not (reported when the table
+// is undefined for it). Upstream: marzer/tomlplusplus issues 190 and 295, fixed by pull request 305 (2026-07), after
+// the packaged 3.3.0.
 #pragma once
 #include <cstddef>
 #include <optional>
@@ -27,5 +30,7 @@ IMP_API std::optional<TomlTextIssue> find_toml_unsafe_char(std::string_view text
 
 // Whether toml++ 3.3's whitespace table is undefined for this code point.
 IMP_API bool toml_whitespace_table_undefined(char32_t c);
+// Whether the table calls this non-ASCII code point horizontal whitespace (U+00A0, U+3000, ...).
+IMP_API bool toml_table_whitespace(char32_t c);
 
 }  // namespace imp

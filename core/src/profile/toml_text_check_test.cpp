@@ -76,6 +76,36 @@ TEST_CASE("toml text check: strings, comments and quoted keys may hold any chara
     CHECK_FALSE(find_toml_unsafe_char("a = \xFF\xC3\n"));
 }
 
+TEST_CASE("toml text check: a bare value is read to its terminator, quotes included", "[profile]") {
+    // toml++ reads a number, boolean or date up to a space, line break, ']', '}', ',' or '#', asking of every
+    // character whether it is one: a quote inside does not open a string.
+    for (const char* t : {"a = 1\"\xC3\xA9\"\n", "a = -'\xC3\xA9'\n", "a = [1\"\"\"\xC3\xA9\"\"\"]\n",
+                          "t = {b = 1\"\xC3\xA9\"}\n", "d = 1979-05-27 07:32\"\xC3\xA9\"\n", "a = [1, 2.\"\xC3\xA9\"]\n",
+                          "a = true\"\xC3\xA9\"\n", "a = 1=\"\xC3\xA9\"\n"}) {
+        INFO(t);
+        const auto bad = find_toml_unsafe_char(t);
+        REQUIRE(bad);
+        CHECK(bad->code_point == 0xE9);
+        CHECK(bad->message.find("outside a string or comment") != std::string::npos);
+    }
+    // Strings where TOML has them: values, array elements, inline tables, quoted keys (also after a bare segment),
+    // table headers; after a value and a space, a quote ends toml++'s reading with an error before it asks anything.
+    for (const char* t : {"a = \"\xC3\xA9\"\n", "a.\"\xC3\xA9\" = 1\n", "[a.\"\xC3\xA9\"]\n", "x = [ \"\xC3\xA9\", '\xC3\xA9' ]\n",
+                          "t = { k = \"\xC3\xA9\", \"\xC3\xA9\" = 1 }\n", "x = [\n  1,\n  \"\xC3\xA9\",\n]\n",
+                          "d = 1979-05-27 07:32:00 # \xC3\xA9\n", "a = 1 \"\xC3\xA9\"\n", "a = 1\nb = \"\xC3\xA9\"\n"}) {
+        INFO(t);
+        CHECK_FALSE(find_toml_unsafe_char(t));
+    }
+}
+
+TEST_CASE("toml text check: a byte order mark at the start is skipped, as toml++ does", "[profile]") {
+    CHECK_FALSE(find_toml_unsafe_char("\xEF\xBB\xBF" "a = 1\n"));
+    const auto bad = find_toml_unsafe_char("\xEF\xBB\xBF" "a = \xC3\xA9\n");
+    REQUIRE(bad);
+    CHECK(bad->column == 5);
+    CHECK(find_toml_unsafe_char("a = 1\n\xEF\xBB\xBF"));  // elsewhere it is a character like any other
+}
+
 TEST_CASE("toml text check: after a backslash in a multi-line basic string", "[profile]") {
     // The escaped character itself, and the first one after a line-ending backslash, when the table is undefined.
     auto bad = find_toml_unsafe_char("a = \"\"\"x\\\xC3\xA9\"\"\"\n");
@@ -88,6 +118,14 @@ TEST_CASE("toml text check: after a backslash in a multi-line basic string", "[p
     CHECK(bad->column == 4);
     CHECK(bad->code_point == 0x416);
     CHECK(find_toml_unsafe_char("a = \"\"\"\\ \xC3\xA9\"\"\"\n"));
+    // toml++ skips what its table calls whitespace (U+00A0, U+3000) as well, and asks again of what follows.
+    bad = find_toml_unsafe_char("a = \"\"\"\\\n\xC2\xA0\xC3\xA9\"\"\"\n");
+    REQUIRE(bad);
+    CHECK(bad->code_point == 0xE9);
+    bad = find_toml_unsafe_char("a = \"\"\"x\\\n\xE3\x80\x80\xE3\x81\x81\"\"\"\n");
+    REQUIRE(bad);
+    CHECK(bad->code_point == 0x3041);
+    CHECK(find_toml_unsafe_char("a = \"\"\"\\\xC2\xA0\xC3\xA9\"\"\"\n"));
     // Defined there: left to toml++.
     CHECK_FALSE(find_toml_unsafe_char("a = \"\"\"x\\\n  \xE4\xB8\xAD\"\"\"\n"));
     CHECK_FALSE(find_toml_unsafe_char("a = \"\"\"x\\n\xC3\xA9\\\"\xC3\xA9\"\"\"\n"));
