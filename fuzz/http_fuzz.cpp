@@ -1,9 +1,9 @@
 // Fuzz target: the bytes a client sends on one connection, as imp serve's HTTP layer reads them (serve_connection:
 // Beast's parser under imp's header and body limits, keep-alive and pipelined requests, the error answers of
 // http_errors.h), over a socket pair, with a handler that echoes each request (the target "/stream" answers with an
-// event stream). What comes back must be whole HTTP/1.1 responses, each of a status imp sends (200 from the handler;
-// 400, 408, 413, 414, 431, 505 for a request it cannot read), an error answer with a JSON error body and the last on
-// its connection; and the connection must end once the client's bytes do.
+// event stream). What comes back must be whole HTTP/1.x responses: the handler's answers exactly as sent, in order,
+// then at most one error answer (400, 408, 413, 414, 431, 505 for a request the server cannot read) with a JSON error
+// body, which closes the connection; and the connection must end once the client's bytes do.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 #include <utility>  // before Boost.Asio 1.74 (awaitable.hpp uses std::exchange)
 
 #include <boost/asio/io_context.hpp>
@@ -29,10 +30,11 @@ void require(bool ok) {
     if (!ok) __builtin_trap();
 }
 
-// Every response in `out`, in order: checked as the header says.
-void check_responses(std::string_view out, int requests_answered) {
-    int seen = 0;
-    bool closed = false;
+// The responses in `out`, in order: the handler's answers, each exactly as it sent it (`sent`: its bodies, a stream's
+// as its event lines), then at most one error answer, which comes last.
+void check_responses(std::string_view out, const std::vector<std::string>& sent) {
+    size_t answers = 0;
+    bool error = false, closed = false;
     while (!out.empty()) {
         require(!closed);  // nothing after a response that closed the connection
         http::response_parser<http::string_body> p;
@@ -53,19 +55,22 @@ void check_responses(std::string_view out, int requests_answered) {
         const auto& res = p.get();
         const int status = res.result_int();
         require(res.version() == 11 || res.version() == 10);  // the handler answers in the request's version
-        require(status == 200 || status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
-                status == 505);
-        if (status != 200) {
+        if (status == 200) {
+            require(!error && answers < sent.size() && res.body() == sent[answers]);
+            ++answers;
+        } else {
+            require(status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+                    status == 505);
             const auto j = nlohmann::json::parse(res.body(), nullptr, false);
             require(j.is_object() && j.contains("error") && j["error"].is_object() &&
                     j["error"].value("message", "") != "");
             require(!res.keep_alive());
+            error = true;
         }
         closed = !res.keep_alive();
         out.remove_prefix(used);
-        ++seen;
     }
-    require(seen >= requests_answered);
+    require(answers == sent.size());
 }
 
 }  // namespace
@@ -92,18 +97,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ::shutdown(fds[1], SHUT_WR);
     });
 
-    int answered = 0;
+    std::vector<std::string> sent;
     const imp::serve::Handler echo = [&](const imp::serve::HttpRequest& r, imp::serve::Responder& res) {
-        ++answered;
+        const std::string text = r.method + " " + r.target + " " + std::to_string(r.body.size());
         if (r.target == "/stream") {
-            if (res.start_stream()) res.event(r.method + " " + std::to_string(r.body.size()));
+            sent.push_back("data: " + text + "\n\n");
+            if (res.start_stream()) res.event(text);
             return;
         }
-        res.send(200, "text/plain", r.method + " " + r.target + " " + std::to_string(r.body.size()));
+        sent.push_back(text);
+        res.send(200, "text/plain", text);
     };
+    // The client's bytes are all sent at once and its side shut: a connection that waits for more is a hang, which
+    // libFuzzer reports after its -timeout (60 s in scripts/fuzz).
     imp::serve::HttpLimits limits;
-    limits.request_timeout = std::chrono::milliseconds(5000);  // the client's bytes are all sent at once: never hit
-    limits.idle_timeout = std::chrono::milliseconds(5000);
+    limits.request_timeout = std::chrono::hours(1);
+    limits.idle_timeout = std::chrono::hours(1);
     const imp::serve::ConnectionHooks hooks{[] { return true; }, [] { return true; }, [] { return false; }};
     imp::serve::serve_connection(server, echo, limits, hooks);
     boost::system::error_code ec;
@@ -112,6 +121,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     writer.join();
     reader.join();
     ::close(fds[1]);
-    check_responses(out, answered);
+    check_responses(out, sent);
     return 0;
 }
