@@ -297,7 +297,8 @@ class StalenessTest(unittest.TestCase):
     def test_unreachable_core_objects(self):
         # Objects compiled here: the binary's own object calls f (core a.o), which calls g (core b.o); core c.o is
         # called by nobody and holds a weak copy of an inline function the binary uses (no tie); core d.o runs a
-        # static constructor that calls h (core e.o). Unreachable: c.o only. Without nm's answer: nothing.
+        # static constructor that calls h (core e.o); the binary's test2.o needs imp::twice<int>, explicitly
+        # instantiated (a weak definition) in core f.o only. Unreachable: c.o only. Without nm's answer: nothing.
         srcs = {
             "test.o": "int f(); inline int w() { return 7; } int use() { return f() + w(); }",
             "core/CMakeFiles/imp_core.dir/a.o": "int g(); int f() { return g() + 1; }",
@@ -305,6 +306,11 @@ class StalenessTest(unittest.TestCase):
             "core/CMakeFiles/imp_core.dir/c.o": "inline int w() { return 7; } int unused() { return w(); }",
             "core/CMakeFiles/imp_core.dir/d.o": "int h(); static int x = h();",
             "core/CMakeFiles/imp_core.dir/e.o": "int h() { return 3; }",
+            # imp's explicit template instantiation: a weak definition only f.o has, which the binary needs
+            "test2.o": "namespace imp { template <class T> T twice(T); extern template int twice<int>(int); } "
+                       "int use2() { return imp::twice(3); }",
+            "core/CMakeFiles/imp_core.dir/f.o": "namespace imp { template <class T> T twice(T x) { return 2 * x; } "
+                                                "template int twice<int>(int); }",
         }
         with tempfile.TemporaryDirectory() as t:
             for obj, code in srcs.items():
