@@ -19,12 +19,13 @@ bool toml_whitespace_table_undefined(char32_t c) {
     return child != 5 && child != 7;
 }
 
+namespace {
+
+// The non-ASCII code points the table calls horizontal whitespace (toml++ skips them like spaces).
 bool toml_table_whitespace(char32_t c) {
     return c == 0xA0 || c == 0x1680 || c == 0x180E || (c >= 0x2000 && c <= 0x200B) || c == 0x202F ||
            (c >= 0x205F && c <= 0x2060) || c == 0x3000 || c == 0xFEFF;
 }
-
-namespace {
 
 struct Cp {
     char32_t c;
@@ -60,6 +61,8 @@ std::string hex(char32_t c) {
     std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(c));
     return buf;
 }
+
+bool non_ascii(char32_t c) { return c >= 0x80 && c != kMalformed; }
 
 TomlTextIssue issue(const Cp& at, std::string message) {
     return TomlTextIssue{at.line, at.column, at.c, std::move(message)};
@@ -108,7 +111,7 @@ std::optional<TomlTextIssue> find_toml_unsafe_char(std::string_view text) {
             case S::normal:
                 if (bare) {
                     if (!terminator(c)) {
-                        if (c >= 0x80 && c != kMalformed) return outside(i);
+                        if (non_ascii(c)) return outside(i);
                         ++i;
                         continue;
                     }
@@ -137,7 +140,7 @@ std::optional<TomlTextIssue> find_toml_unsafe_char(std::string_view text) {
                 } else if (c == U'\n') {
                     if (nest.empty()) value = false;
                 } else if (c != U' ' && c != U'\t' && c != U'\r') {
-                    if (c >= 0x80 && c != kMalformed) return outside(i);
+                    if (non_ascii(c)) return outside(i);
                     if (value) bare = true;
                 }
                 break;

@@ -30,7 +30,5 @@ IMP_API std::optional<TomlTextIssue> find_toml_unsafe_char(std::string_view text
 
 // Whether toml++ 3.3's whitespace table is undefined for this code point.
 IMP_API bool toml_whitespace_table_undefined(char32_t c);
-// Whether the table calls this non-ASCII code point horizontal whitespace (U+00A0, U+3000, ...).
-IMP_API bool toml_table_whitespace(char32_t c);
 
 }  // namespace imp
