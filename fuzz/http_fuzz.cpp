@@ -35,9 +35,9 @@ void require(bool ok) {
 }
 
 // The client end of the socket pair, served by one thread for the whole process: a thread per input costs ASan about
-// 190 bytes it never gives back, which over an hour's run nears scripts/fuzz's 2 GB RSS limit. For each input it sends the
-// bytes, shuts its writing side and reads until the server closes, with poll() between the two so neither waits on
-// the other's full socket buffer.
+// 190 bytes it never gives back, which over an hour's run nears scripts/fuzz's 2 GB RSS limit. For each input it
+// sends the bytes, shuts its writing side and reads until the server closes, with poll() between the two so neither
+// waits on the other's full socket buffer.
 class Client {
 public:
     Client() : thread_([this] { loop(); }) {}
