@@ -3,11 +3,12 @@
 #include <fnmatch.h>
 
 #include <filesystem>
-#include <regex>
+#include <memory>
 #include <unordered_map>
 
 #include "imp/error.h"
 #include "model/mapped_file.h"
+#include "tokenizer/regex.h"
 
 namespace fs = std::filesystem;
 
@@ -89,13 +90,9 @@ private:
         if (!v->is_array()) fail(key, "must be an array of module name patterns");
         for (const auto& e : v->items) {
             if (!e.is_string()) fail(key, "must be an array of strings");
-            if (e.s.rfind("re:", 0) == 0) {
-                try {
-                    std::regex check(e.s.substr(3));
-                } catch (const std::regex_error&) {
-                    fail(key, "has an invalid regular expression '" + e.s + "'");
-                }
-            }
+            // "re:" patterns are compiled here, so a bad one is an error naming the file and key at load
+            // ("config.json: key 'quantization_config.ignore': regex /(x/: missing closing parenthesis at offset 2").
+            if (e.s.rfind("re:", 0) == 0) Regex check(e.s.substr(3), file_ + ": key '" + prefix_ + key + "'", true);
             bool seen = false;
             for (const auto& x : q_.exclude) seen = seen || x == e.s;
             if (!seen) q_.exclude.push_back(e.s);
@@ -108,10 +105,12 @@ private:
 
 bool pattern_matches(const std::string& pattern, const std::string& module) {
     if (pattern.rfind("re:", 0) != 0) return ::fnmatch(pattern.c_str(), module.c_str(), 0) == 0;
-    thread_local std::unordered_map<std::string, std::regex> cache;
+    // Python's re.match (compressed-tensors' "re:" patterns): anchored at the start of the name, not at its end.
+    thread_local std::unordered_map<std::string, std::unique_ptr<Regex>> cache;
     auto it = cache.find(pattern);
-    if (it == cache.end()) it = cache.emplace(pattern, std::regex(pattern.substr(3))).first;
-    return std::regex_search(module, it->second, std::regex_constants::match_continuous);
+    if (it == cache.end())
+        it = cache.emplace(pattern, std::make_unique<Regex>(pattern.substr(3), "quantization config", true)).first;
+    return it->second->search(module);
 }
 
 }  // namespace

@@ -86,13 +86,35 @@ TEST_CASE("quant config: compressed-tensors regex ignores and MIXED_PRECISION la
     CHECK(parse("null").empty());
 }
 
+TEST_CASE("quant config: re: patterns from a file cannot overflow, hang or read past a bad name",
+          "[model][quant_config]") {
+    // The config fuzzer's finding: std::regex's compiler multiplied a quantifier count into a long until it overflowed
+    // (undefined behaviour). PCRE2 refuses counts past 65535 with an error.
+    CHECK_THAT(error_of(R"({"ignore": ["re:a{33033333333333333337}"]})"),
+               Catch::StartsWith("config.json: key 'quantization_config.ignore': regex /a{33033333333333333337}/: ") &&
+                   Catch::Contains("too"));
+    CHECK_THAT(error_of(R"({"ignore": ["re:a{70000}"]})"), Catch::Contains("regex /a{70000}/"));
+    // A pattern that backtracks without end in a naive matcher: PCRE2's match limit ends it with an error.
+    const QuantConfig q = parse(R"({"ignore": ["re:(a|aa)*(a|aa)*(a|aa)*[^a]$"]})");
+    const std::string name(40, 'a');
+    CHECK_THROWS_WITH(q.excluded(name), "quantization config: regex /(a|aa)*(a|aa)*(a|aa)*[^a]$/: match on '" + name +
+                                            "' failed: match limit exceeded");
+    // A module name that is not UTF-8 is an error, not undefined behaviour in the matcher.
+    const QuantConfig v = parse(R"({"ignore": ["re:model.*"]})");
+    CHECK(v.excluded("model.layers.0"));
+    CHECK_THROWS_AS(v.excluded(std::string("\xff\xfe")), imp::Error);
+    // A long pattern is echoed shortened.
+    const std::string long_pattern = "(" + std::string(5000, 'x');
+    CHECK(error_of(R"({"ignore": ["re:)" + long_pattern + R"("]})").size() < 600);
+}
+
 TEST_CASE("quant config: wrong types name the file and key", "[model][quant_config]") {
     CHECK(error_of(R"({"group_size": "16"})") ==
           "config.json: key 'quantization_config.group_size' must be a non-negative integer");
     CHECK(error_of(R"({"ignore": "lm_head"})") ==
           "config.json: key 'quantization_config.ignore' must be an array of module name patterns");
     CHECK(error_of(R"({"ignore": ["re:(unclosed"]})") ==
-          "config.json: key 'quantization_config.ignore' has an invalid regular expression 're:(unclosed'");
+          "config.json: key 'quantization_config.ignore': regex /(unclosed/: missing closing parenthesis at offset 9");
     CHECK(error_of("null", R"({"quantization": {"quant_algo": 4}})") ==
           "hf_quant_config.json: key 'quantization.quant_algo' must be a string");
     CHECK(error_of("null", R"({"producer": {}})") == "hf_quant_config.json: no \"quantization\" object");
