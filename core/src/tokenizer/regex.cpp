@@ -15,6 +15,17 @@ struct Regex::Impl {
     ~Impl() {
         if (code) pcre2_code_free(code);
     }
+    // A failed match (rc < 0, not NOMATCH: a limit, text that is not UTF-8) as an error naming the pattern and text.
+    [[noreturn]] void match_failed(int rc, std::string_view text) const {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        std::string what = shown;
+        what += ": match on '";
+        what += display_text(text);
+        what += "' failed: ";
+        what += reinterpret_cast<const char*>(msg);
+        throw Error(what);
+    }
 };
 
 Regex::Regex(const std::string& pattern, const std::string& source, bool anchored) : impl_(std::make_unique<Impl>()) {
@@ -42,14 +53,7 @@ bool Regex::search(std::string_view text) const {
     pcre2_match_data_free(md);
     if (rc >= 0) return true;
     if (rc == PCRE2_ERROR_NOMATCH) return false;
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(rc, msg, sizeof msg);
-    std::string what = impl_->shown;
-    what += ": match on '";
-    what += display_text(text);
-    what += "' failed: ";
-    what += reinterpret_cast<const char*>(msg);
-    throw Error(what);
+    impl_->match_failed(rc, text);
 }
 
 void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t>>& out) const {
@@ -62,9 +66,7 @@ void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             pcre2_match_data_free(md);
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            throw Error(std::string("regex match failed: ") + reinterpret_cast<const char*>(msg));
+            impl_->match_failed(rc, text);
         }
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
         size_t b = ov[0], e = ov[1];
