@@ -107,7 +107,9 @@ __device__ __forceinline__ void dot_rows(const RouterParams& p, const float* wr,
 
 // One warp routes token t from its logits lg[0, n_expert] (shared memory; lg[n_expert]: the shared-expert gate's
 // logit when p.sgw): softmax, the iterated argmax top-k (ties to the lower id, as the CPU reference), the
-// renormalization and scale, and the shared-expert gate. Overwrites lg.
+// renormalization and scale, and the shared-expert gate. Overwrites lg[0, n_expert) with the probabilities' keys
+// (their bits + 1; 0 once taken), as route_token_regs ranks them, so both pick the same ids bit for bit, and a
+// non-finite logit (every probability NaN) picks the lowest ids, as the CPU reference does, instead of no id.
 __device__ void route_token(const RouterParams& p, float* lg, int64_t t, int lane) {
     float mx = -FLT_MAX;
     for (int e = lane; e < p.n_expert; e += 32) mx = fmaxf(mx, lg[e]);
@@ -117,26 +119,23 @@ __device__ void route_token(const RouterParams& p, float* lg, int64_t t, int lan
     for (int e = lane; e < p.n_expert; e += 32) sum += (lg[e] = expf(lg[e] - mx));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    for (int e = lane; e < p.n_expert; e += 32) lg[e] /= sum;
+    unsigned* key = reinterpret_cast<unsigned*>(lg);
+    for (int e = lane; e < p.n_expert; e += 32) key[e] = __float_as_uint(lg[e] / sum) + 1u;
     __syncwarp();
     float picked = 0.f;
     for (int j = 0; j < p.top_k; ++j) {
-        float bv = -1.f;
-        int bi = INT_MAX;
+        unsigned bk = 0u, bi = UINT_MAX;
         for (int e = lane; e < p.n_expert; e += 32)
-            if (lg[e] > bv) bv = lg[e], bi = e;  // ascending e: the lower id wins ties inside a lane
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-        }
+            if (key[e] > bk) bk = key[e], bi = unsigned(e);  // ascending e: the lower id wins ties inside a lane
+        const unsigned m = __reduce_max_sync(0xffffffffu, bk);
+        const unsigned win = __reduce_min_sync(0xffffffffu, bk == m ? bi : UINT_MAX);
+        const float bv = __uint_as_float(m - 1u);
         picked += bv;
         if (lane == 0) {
-            p.ids[t * p.top_k + j] = bi;
+            p.ids[t * p.top_k + j] = int32_t(win);
             p.weights[t * p.top_k + j] = bv;
         }
-        if (bi % 32 == lane) lg[bi] = -1.f;  // taken (probabilities are >= 0)
+        if (win < unsigned(p.n_expert) && win % 32u == unsigned(lane)) key[win] = 0u;  // taken
         __syncwarp();
     }
     const float f = (p.norm_topk ? 1.f / picked : 1.f) * p.scale;

@@ -1,7 +1,8 @@
 // arch_qwen_moe on the CUDA executor against the CPU executor (label gpu; fails without a GPU):
 //  - the router op's conformance check (CUDA vs CPU reference, fresh random shapes: 1..37 tokens, 8..1024 experts,
 //    rows up to 4100 wide, k = 1..n_expert, with and without renormalization, the shared gate and the fused norm)
-//    for every router shape (cluster of 8 or 16 CTAs, 8 or 16 warps, and the wide router), and hand-made ties;
+//    for every router shape (cluster of 8 or 16 CTAs, 8 or 16 warps, and the wide router), hand-made ties and
+//    non-finite logits;
 //  - the tiny Qwen3-MoE fixture (GGUF, fused and per-expert safetensors): prompt + decode logits vs transformers'
 //    (rel <= 1e-2: fp32 weights, the device's KV cache and summation order), top-1 equal;
 //  - the decode step captured in a CUDA graph replays with other routing at every step: greedy tokens with graphs
@@ -104,7 +105,7 @@ TEST_CASE("gpu: the wide router (router_grid = wide) equals the CPU reference, c
     check_router_ops(cpu, dev);
 }
 
-TEST_CASE("gpu: router ties and all-equal logits pick the same ids as the CPU", "[gpu][arch_qwen_moe]") {
+TEST_CASE("gpu: router ties, all-equal and non-finite logits pick the same ids as the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     CpuExecutor cpu(1);
     CudaOptions co;
@@ -120,9 +121,13 @@ TEST_CASE("gpu: router ties and all-equal logits pick the same ids as the CPU", 
             if (k > ne) continue;
             INFO("n_expert " << ne << " top_k " << k);
             // token 0: all-equal logits; token 1: pairs of equal logits; token 2: distinct. x = e_t picks column t.
-            const int64_t emb = 4, n = 3;
+            // Token 3: NaN logits, token 4: +inf logits (inf - inf in the softmax): every probability is NaN, and
+            // both pick the lowest ids with NaN weights (the cluster kernel once wrote past its shared memory).
+            const int64_t emb = 4, n = 5;
             std::vector<float> x(static_cast<size_t>(n * emb), 0.f), w(size_t(ne) * emb, 0.f);
-            for (int64_t t = 0; t < n; ++t) x[size_t(t * emb + t)] = 1.f;
+            for (int64_t t = 0; t < 3; ++t) x[size_t(t * emb + t)] = 1.f;
+            x[size_t(3 * emb)] = std::nanf("");
+            x[size_t(4 * emb)] = INFINITY;
             for (int e = 0; e < ne; ++e) {
                 w[size_t(e) * emb + 0] = 0.5f;
                 w[size_t(e) * emb + 1] = float((e * 7) % 5);
@@ -141,7 +146,16 @@ TEST_CASE("gpu: router ties and all-equal logits pick the same ids as the CPU", 
             dev.download(gi.data(), di, gi.size() * 4);
             dev.download(gw.data(), dwt, gw.size() * 4);
             CHECK(gi == ci);
-            for (size_t i = 0; i < cw.size(); ++i) CHECK(gw[i] == Approx(cw[i]).epsilon(1e-5));
+            for (int j = 0; j < k; ++j) CHECK(ci[size_t(3 * k + j)] == j);
+            for (size_t i = 0; i < cw.size(); ++i) {
+                INFO("weight " << i);
+                if (i >= size_t(3 * k)) {
+                    CHECK(std::isnan(cw[i]));
+                    CHECK(std::isnan(gw[i]));
+                } else {
+                    CHECK(gw[i] == Approx(cw[i]).epsilon(1e-5));
+                }
+            }
         }
     }
 }
