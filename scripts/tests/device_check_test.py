@@ -71,6 +71,10 @@ if action == "errors":
     print("========= Invalid __global__ read of size 4 bytes")
     print("========= ERROR SUMMARY: 1 error")
     sys.exit(86)
+if action == "internal-error":  # the tool failing on its own, as racecheck did on some cuBLASLt GEMMs
+    print("========= Internal Sanitizer Error: The Sanitizer failed to handle a hardware exception.")
+    print("========= RACECHECK SUMMARY: 1 hazard displayed (1 error, 0 warnings)")
+    sys.exit(86)
 if action == "race-warning":
     print("========= Warning: Race reported between Read access at k+0x10")
     print("=========     and Write access at k+0x20 [32 hazards]")
@@ -215,6 +219,14 @@ class SanitizeTest(unittest.TestCase):
         self.assertIn("sanitize b_gpu_tests.memcheck: FAILED, exit 86", out)
         self.assertIn("Invalid __global__ read", out)
         self.assertIn("sanitizers: FAILED", out)
+
+    def test_a_sanitizer_internal_error_is_named_and_fails(self):
+        rc, out = self.run_check({"b_gpu_tests.racecheck": "internal-error"})
+        self.assertNotEqual(rc, 0, out)
+        self.assertRegex(out, r"sanitize b_gpu_tests.racecheck: FAILED, compute-sanitizer internal error, exit 86 "
+                              r"after \d+ s")
+        self.assertIn("Internal Sanitizer Error: The Sanitizer failed to handle a hardware exception", out)
+        self.assertIn("sanitize a_gpu_tests.racecheck: clean", out)
 
     def test_race_warning_fails(self):
         rc, out = self.run_check({"a_gpu_tests.racecheck": "race-warning"})
