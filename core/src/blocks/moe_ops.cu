@@ -119,14 +119,17 @@ __device__ void route_token(const RouterParams& p, float* lg, int64_t t, int lan
     for (int e = lane; e < p.n_expert; e += 32) sum += (lg[e] = expf(lg[e] - mx));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    unsigned* key = reinterpret_cast<unsigned*>(lg);
-    for (int e = lane; e < p.n_expert; e += 32) key[e] = __float_as_uint(lg[e] / sum) + 1u;
+    // The keys stay in the float array as bit patterns (every access is a float one: no type punning through
+    // memory); loads and stores keep the bits, NaN payloads included.
+    for (int e = lane; e < p.n_expert; e += 32) lg[e] = __uint_as_float(__float_as_uint(lg[e] / sum) + 1u);
     __syncwarp();
     float picked = 0.f;
     for (int j = 0; j < p.top_k; ++j) {
         unsigned bk = 0u, bi = UINT_MAX;
-        for (int e = lane; e < p.n_expert; e += 32)
-            if (key[e] > bk) bk = key[e], bi = unsigned(e);  // ascending e: the lower id wins ties inside a lane
+        for (int e = lane; e < p.n_expert; e += 32) {
+            const unsigned k = __float_as_uint(lg[e]);
+            if (k > bk) bk = k, bi = unsigned(e);  // ascending e: the lower id wins ties inside a lane
+        }
         const unsigned m = __reduce_max_sync(0xffffffffu, bk);
         const unsigned win = __reduce_min_sync(0xffffffffu, bk == m ? bi : UINT_MAX);
         const float bv = __uint_as_float(m - 1u);
@@ -135,7 +138,7 @@ __device__ void route_token(const RouterParams& p, float* lg, int64_t t, int lan
             p.ids[t * p.top_k + j] = int32_t(win);
             p.weights[t * p.top_k + j] = bv;
         }
-        if (win < unsigned(p.n_expert) && win % 32u == unsigned(lane)) key[win] = 0u;  // taken
+        if (win < unsigned(p.n_expert) && win % 32u == unsigned(lane)) lg[win] = __uint_as_float(0u);  // taken
         __syncwarp();
     }
     const float f = (p.norm_topk ? 1.f / picked : 1.f) * p.scale;
