@@ -135,7 +135,7 @@ class SanitizeTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def run_check(self, actions, timeout_s=30, only=None, shards=None, gpus=1, visible=None, sleep=0.0, mig=False,
-                  deadline=None, cases=0, jobs=3, kernels=None, race_all=False, smi_slow=False):
+                  deadline=None, cases=0, jobs=3, kernels=None, race_filter=False, smi_slow=False):
         env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out,
                    FAKE_KERNELS=json.dumps(kernels or {"a_gpu_tests": ["_ZN3imp4cuda8k_kernelEPf"],
                                                        "b_gpu_tests": ["_ZN3cub6detail11EmptyKernelIvEEvv"]}),
@@ -146,9 +146,9 @@ class SanitizeTest(unittest.TestCase):
         env.pop("IMP_SANITIZE_SHARDS", None)
         env.pop("CUDA_VISIBLE_DEVICES", None)
         env.pop("IMP_SANITIZE_DEADLINE", None)
-        env.pop("IMP_SANITIZE_RACE_ALL", None)
-        if race_all:
-            env["IMP_SANITIZE_RACE_ALL"] = "1"
+        env.pop("IMP_SANITIZE_RACE_FILTER", None)
+        if race_filter:
+            env["IMP_SANITIZE_RACE_FILTER"] = "1"
         if deadline is not None:
             env["IMP_SANITIZE_DEADLINE"] = str(deadline)
         if visible is not None:
@@ -300,9 +300,18 @@ class SanitizeTest(unittest.TestCase):
         started = [(c[c.index("--tool") + 1], c[-1]) for c in self.calls()]
         self.assertEqual(started, [("racecheck", "case 11"), ("memcheck", "case 2"), ("initcheck", "case 0")], out)
 
-    def test_racecheck_instruments_imps_kernels_only(self):
-        # racecheck runs (and its canary) name imp's and CUB's kernels; memcheck and initcheck check every kernel.
-        rc, out = self.run_check({})
+    def test_racecheck_instruments_every_kernel_by_default(self):
+        # A kernel outside imp's namespaces (a library's) is no reason to stop: racecheck instruments it too.
+        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_Z10foo_kernelPf"]})
+        self.assertEqual(rc, 0, out)
+        self.assertIn("racecheck instruments every kernel, cuBLAS/cuBLASLt's included", out)
+        calls = self.calls()
+        self.assertEqual(sum(c[c.index("--tool") + 1] == "racecheck" for c in calls), 2)
+        for c in calls:
+            self.assertNotIn("--kernel-name", c)
+
+    def test_race_filter_instruments_imps_kernels_only(self):
+        rc, out = self.run_check({}, race_filter=True)
         self.assertEqual(rc, 0, out)
         self.assertIn("every kernel of the staged binaries is in namespace imp, cub or hello", out)
         for c in self.calls():
@@ -312,22 +321,17 @@ class SanitizeTest(unittest.TestCase):
         self.assertEqual(sum(c[c.index("--tool") + 1] == "racecheck" for c in self.calls()), 2)
 
     def test_a_kernel_outside_the_filter_fails_before_any_run(self):
-        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_ZN3imp1kEv", "_Z10foo_kernelPf"]})
+        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_ZN3imp1kEv", "_Z10foo_kernelPf"]}, race_filter=True)
         self.assertNotEqual(rc, 0, out)
         self.assertIn("misses 1 kernel(s) of the staged binaries, e.g. _Z10foo_kernelPf (b_gpu_tests)", out)
         self.assertFalse(os.path.exists(self.san_log), out)
 
     def test_the_example_plugins_kernels_are_in_the_filter(self):
         # examples/third_party_plugin's kernels (namespace hello) are staged as a test plugin: covered, not missed.
-        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_ZN3imp1kEv", "_ZN5hello12_GLOBAL__N_116scale_add_kernelEPKfPflff"]})
+        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_ZN3imp1kEv", "_ZN5hello12_GLOBAL__N_116scale_add_kernelEPKfPflff"]},
+                                 race_filter=True)
         self.assertEqual(rc, 0, out)
         self.assertIn("every kernel of the staged binaries is in namespace imp, cub or hello", out)
-
-    def test_race_all_instruments_every_kernel(self):
-        rc, out = self.run_check({}, kernels={"b_gpu_tests": ["_Z10foo_kernelPf"]}, race_all=True)
-        self.assertEqual(rc, 0, out)
-        for c in self.calls():
-            self.assertNotIn("kns=3imp", c)
 
     def test_extra_args_reach_every_run(self):
         os.environ["IMP_SANITIZE_ARGS"] = "--kernel-name-exclude kns=nvjet --padding 32"
