@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <sstream>
 #include <string_view>
 
 #include <boost/asio/write.hpp>
@@ -96,43 +97,71 @@ private:
 
 class SocketResponder : public Responder {
 public:
-    SocketResponder(tcp::socket& s, unsigned version, bool keep_alive) : s_(s), version_(version), keep_alive_(keep_alive) {}
+    SocketResponder(tcp::socket& s, unsigned version, bool keep_alive, std::chrono::milliseconds write_timeout)
+        : s_(s), version_(version), keep_alive_(keep_alive), write_timeout_(write_timeout) {}
     void send(int status, const std::string& content_type, const std::string& body) override {
+        if (streamed_) {  // a failure after the event stream began: the stream ends with it as an event, then [DONE]
+            if (event(body)) event("[DONE]");
+            return;
+        }
         http::response<http::string_body> res{http::status(status), version_};
         res.set(http::field::server, "imp");
         res.set(http::field::content_type, content_type);
         res.keep_alive(keep_alive_);
         res.body() = body;
         res.prepare_payload();
-        beast::error_code ec;
-        http::write(s_, res, ec);
-        if (ec) keep_alive_ = false;
+        std::ostringstream os;
+        os << res;
+        if (!write_all(os.str())) keep_alive_ = false;
     }
     bool start_stream() override {
         streamed_ = true;
-        return write_raw("HTTP/1.1 200 OK\r\nServer: imp\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        return write_all("HTTP/1.1 200 OK\r\nServer: imp\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                          "Connection: close\r\n\r\n");
     }
-    bool event(const std::string& data) override { return write_raw("data: " + data + "\n\n"); }
-    // A peer that shut its side down (EOF, even a half-close) or reset counts as gone, as in nginx and Go's net/http.
+    bool event(const std::string& data) override { return write_all("data: " + data + "\n\n"); }
+    // A peer that shut its side down (EOF, even a half-close) or reset counts as gone, as in nginx and Go's net/http;
+    // so does one that took no byte of a write for the write timeout.
     bool client_gone() override {
+        if (broken_) return true;
         pollfd p{s_.native_handle(), POLLIN | POLLRDHUP, 0};
         if (::poll(&p, 1, 0) <= 0) return false;
         if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
         char c;
         return ::recv(s_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
     }
-    bool keep_open() const { return keep_alive_ && !streamed_; }
+    bool keep_open() const { return keep_alive_ && !streamed_ && !broken_; }
 
 private:
-    bool write_raw(const std::string& s) {
-        beast::error_code ec;
-        asio::write(s_, asio::buffer(s), ec);
-        return !ec;
+    // Writes all of `s`; false (and every later write fails at once) when the peer is gone or takes no byte for
+    // write_timeout_: a client that stops reading must not hold this thread, its connection slot and its request.
+    bool write_all(std::string_view s) {
+        if (broken_) return false;
+        const int fd = s_.native_handle();
+        auto until = Clock::now() + write_timeout_;
+        while (!s.empty()) {
+            const ssize_t n = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) {
+                s.remove_prefix(size_t(n));
+                until = Clock::now() + write_timeout_;
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                const int left = ms_until(until);
+                pollfd p{fd, POLLOUT, 0};
+                if (left > 0 && (::poll(&p, 1, left) >= 0 || errno == EINTR)) continue;
+            }
+            broken_ = true;
+            keep_alive_ = false;
+            return false;
+        }
+        return true;
     }
     tcp::socket& s_;
     unsigned version_;
-    bool keep_alive_, streamed_ = false;
+    bool keep_alive_, streamed_ = false, broken_ = false;
+    std::chrono::milliseconds write_timeout_;
 };
 
 // After an error answer: the write side is shut, then what the client still sends is read and dropped (for at most
@@ -177,7 +206,7 @@ void serve_connection(tcp::socket& s, const Handler& handler, const HttpLimits& 
             return;
         }
         auto& req = parser.get();
-        SocketResponder r(s, req.version(), req.keep_alive());
+        SocketResponder r(s, req.version(), req.keep_alive(), limits.write_timeout);
         HttpRequest hr{std::string(req.method_string()), std::string(req.target()), std::move(req.body())};
         try {
             handler(hr, r);

@@ -37,6 +37,7 @@ using Handler = std::function<void(const HttpRequest&, Responder&)>;
 struct HttpLimits {
     std::chrono::milliseconds request_timeout{30000};  // a request's headers and body, from its first byte: else 408
     std::chrono::milliseconds idle_timeout{30000};     // no request begun (new or kept-alive connection): closed
+    std::chrono::milliseconds write_timeout{30000};    // a response write the client takes no byte of: gone
     int max_connections = 512;                         // open at once (one thread each)
 };
 

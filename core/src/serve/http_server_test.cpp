@@ -1,6 +1,7 @@
 // HttpServer on loopback with a trivial handler, through raw sockets: silent and slow clients are timed out (408 for
 // a request begun), idle connections over the limit make room for new ones, and a connection over the limit when
-// every one is in a handler gets a 503 JSON error rather than a reset.
+// every one is in a handler gets a 503 JSON error rather than a reset; an error answered after an event stream began
+// ends the stream as an event, and a streaming client that stops reading is let go after the write timeout.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -202,4 +203,44 @@ TEST_CASE("http: the URL of an IPv6 address has it in brackets", "[serve][http]"
     CHECK(http_url("0.0.0.0", 80) == "http://0.0.0.0:80");
     CHECK(http_url("::1", 8080) == "http://[::1]:8080");
     CHECK(http_url("fe80::1", 1) == "http://[fe80::1]:1");
+}
+
+TEST_CASE("http: an answer sent after the event stream began ends the stream as an event and [DONE]", "[serve][http]") {
+    // As Api::handle does when a generation throws after its stream started: no second HTTP response in the body.
+    HttpServer srv("127.0.0.1", 0, [](const HttpRequest&, Responder& out) {
+        if (!out.start_stream() || !out.event(R"({"x":1})")) return;
+        out.send(500, "application/json", R"({"error":{"message":"internal error: boom"}})");
+    });
+    Client c(srv.port());
+    c.send(kGet);
+    const std::string r = c.read_all();
+    CHECK(starts_with(r, "HTTP/1.1 200 OK\r\n"));
+    const size_t body = r.find("\r\n\r\n");
+    REQUIRE(body != std::string::npos);
+    CHECK(r.substr(body + 4) ==
+          "data: {\"x\":1}\n\ndata: {\"error\":{\"message\":\"internal error: boom\"}}\n\ndata: [DONE]\n\n");
+}
+
+TEST_CASE("http: a streaming client that stops reading is gone after the write timeout", "[serve][http]") {
+    HttpLimits lim;
+    lim.write_timeout = 300ms;
+    std::atomic<int> result{0};  // 0 running, 1 a write failed and client_gone() says so, 2 every write succeeded
+    std::atomic<int64_t> sent{0};
+    HttpServer srv("127.0.0.1", 0, [&](const HttpRequest&, Responder& out) {
+        if (!out.start_stream()) return;
+        const std::string chunk(64 * 1024, 'x');
+        for (int i = 0; i < 4096; ++i) {  // 256 MiB at most: far beyond any socket buffer
+            if (!out.event(chunk)) {
+                result = out.client_gone() ? 1 : 3;
+                return;
+            }
+            sent += int64_t(chunk.size());
+        }
+        result = 2;
+    }, lim);
+    Client c(srv.port());
+    c.send(kGet);  // and never read
+    for (int i = 0; i < 1000 && result == 0; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(result == 1);
+    CHECK(sent > 0);
 }

@@ -21,28 +21,34 @@ json bytes_of(const std::string& s) {
     return b;
 }
 
+// A token's text; none for an id past the tokenizer's (a padded model's embedding rows may be sampled or listed).
+const std::string& text_of(const Tokenizer& tok, int32_t id) {
+    static const std::string none;
+    return id >= 0 && id < tok.n_vocab() ? tok.token_text(id) : none;
+}
+
 // Logprobs of some tokens in the chat format ({"content": [...]}) or the completions format (parallel arrays).
 json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tokenizer& tok, int64_t text_offset) {
     if (kind == ApiKind::Chat) {
         json content = json::array();
         for (const auto& t : lps) {
-            const std::string& s = tok.token_text(t.id);
+            const std::string& s = text_of(tok, t.id);
             json top = json::array();
             for (auto& [id, lp] : t.top)
-                top.push_back({{"token", tok.token_text(id)}, {"logprob", lp}, {"bytes", bytes_of(tok.token_text(id))}});
+                top.push_back({{"token", text_of(tok, id)}, {"logprob", lp}, {"bytes", bytes_of(text_of(tok, id))}});
             content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}, {"top_logprobs", top}});
         }
         return {{"content", content}};
     }
     json tokens = json::array(), lp = json::array(), top = json::array(), off = json::array();
     for (const auto& t : lps) {
-        tokens.push_back(tok.token_text(t.id));
+        tokens.push_back(text_of(tok, t.id));
         lp.push_back(t.logprob);
         json alt = json::object();
-        for (auto& [id, l] : t.top) alt[tok.token_text(id)] = l;
+        for (auto& [id, l] : t.top) alt[text_of(tok, id)] = l;
         top.push_back(alt);
         off.push_back(text_offset);
-        text_offset += int64_t(tok.token_text(t.id).size());
+        text_offset += int64_t(text_of(tok, t.id).size());
     }
     return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top}, {"text_offset", off}};
 }
@@ -62,6 +68,12 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
     if (!r.seed_given) r.sampling.seed = std::random_device{}() * 0x100000000ull + std::random_device{}();
     const bool chat = kind == ApiKind::Chat, stream = r.stream, include_usage = r.include_usage;
     auto job = std::make_shared<Job>(std::move(r));
+    // However this ends (finished, the client gone, an exception while answering), a job still running is
+    // cancelled, so the scheduler frees its sequence and KV blocks; a finished job ignores it.
+    struct CancelAtExit {
+        Job& job;
+        ~CancelAtExit() { job.cancel(); }
+    } cancel_at_exit{*job};
     if (!sched_.submit(job)) {
         if (sched_.stopping()) throw RequestError(503, "", kShuttingDown);
         throw RequestError(429, "", "the server is busy: the queue of waiting requests is full ([server] max_queue); "
@@ -76,10 +88,10 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
                     {"choices", choice.is_null() ? json::array() : json::array({choice})}};
     };
     if (stream) {
-        if (!out.start_stream()) return job->cancel(), 499;
+        if (!out.start_stream()) return 499;
         if (chat && !out.event(dump(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}},
                                            {"logprobs", nullptr}, {"finish_reason", nullptr}}))))
-            return job->cancel(), 499;
+            return 499;
     }
 
     std::string text;
@@ -92,7 +104,7 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
     auto next_check = Clock::now();
     for (;;) {
         if (Clock::now() >= next_check) {
-            if (out.client_gone()) return job->cancel(), 499;
+            if (out.client_gone()) return 499;
             next_check = Clock::now() + kGoneCheck;
         }
         if (!job->next(ev, kGoneCheck)) continue;
@@ -102,7 +114,7 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
                                                                        : logprobs_json(kind, ev.logprobs, tok_, text_offset);
             json c = chat ? json{{"index", 0}, {"delta", {{"content", ev.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}
                           : json{{"index", 0}, {"text", ev.text}, {"logprobs", lp}, {"finish_reason", nullptr}};
-            if (!out.event(dump(chunk(c)))) return job->cancel(), 499;
+            if (!out.event(dump(chunk(c)))) return 499;
         }
         text_offset += int64_t(ev.text.size());
         text += ev.text;

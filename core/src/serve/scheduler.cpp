@@ -7,6 +7,7 @@
 #include <numeric>
 #include <spdlog/spdlog.h>
 
+#include "serve/release_finished.h"
 #include "serve/step_plan.h"
 #include "serve/stop_matcher.h"
 
@@ -127,12 +128,12 @@ void Scheduler::fail_all(const std::string& msg) {
 }
 
 void Scheduler::release_done() {
-    for (auto& a : active_) {
-        if (!a->done && !a->job->cancelled()) continue;
-        engine_.release_sequence(a->seq);
-        committed_ -= a->need;
-    }
-    std::erase_if(active_, [](const std::unique_ptr<Active>& a) { return a->done || a->job->cancelled(); });
+    release_finished(
+        active_, [](const std::unique_ptr<Active>& a) { return a->done || a->job->cancelled(); },
+        [&](const std::unique_ptr<Active>& a) {
+            engine_.release_sequence(a->seq);
+            committed_ -= a->need;
+        });
 }
 
 void Scheduler::admit() {
