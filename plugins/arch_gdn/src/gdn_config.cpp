@@ -166,8 +166,11 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     r.object(t + "rope_scaling");
     const std::string rp = t + "rope_parameters.";
     c.rope_base = r.f(rp + "rope_theta", r.f(t + "rope_theta", 10000.0));
-    if (const std::string ty = r.s(rp + "rope_type", r.s(t + "rope_scaling.type", "default")); ty != "default")
-        throw Error(r.file + ": rope type '" + ty + "' (" + rp + "rope_type) is not supported by arch_gdn");
+    // Every place a rope type can be written (transformers 5's rope_parameters, the older rope_scaling with either
+    // key, as the model cards' YaRN snippet has it): any type but the default is refused, never ignored.
+    for (const std::string key : {rp + "rope_type", t + "rope_scaling.rope_type", t + "rope_scaling.type"})
+        if (const std::string ty = r.s(key, "default"); ty != "default")
+            throw Error(r.file + ": rope type '" + ty + "' (" + key + ") is not supported by arch_gdn");
     const double prf = r.f(rp + "partial_rotary_factor", r.f(t + "partial_rotary_factor", 0.25));
     c.n_rot = int64_t(std::lround(double(c.head_dim) * prf));
     c.conv_kernel = r.positive(t + "linear_conv_kernel_dim", r.i(t + "linear_conv_kernel_dim", 4));

@@ -1,6 +1,6 @@
 // Bad hyper-parameters are refused with one imp::Error line naming the file and the key: a layer_types list of the
 // wrong length or with an unknown entry, keys of the wrong type, value heads not a multiple of key heads, a missing
-// linear-attention key.
+// linear-attention key, a rope type other than the default wherever it is written.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -73,6 +73,18 @@ TEST_CASE("bad Gated-DeltaNet hyper-parameters are refused naming the file and t
                      replace(c, "\"rope_parameters\": {", "\"rope_parameters\": \"x\", \"unused\": {");
                  }),
                  "config.json: hyper-parameter 'rope_parameters' is str, expected an object");
+    // The YaRN snippet of the Qwen model cards (rope_scaling with rope_type), and the older "type" key.
+    expect_error(edited_copy("yarn", [](std::string& c) {
+                     replace(c, "\"router_aux_loss_coef\"",
+                             "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0, "
+                             "\"original_max_position_embeddings\": 262144}, \"router_aux_loss_coef\"");
+                 }),
+                 "config.json: rope type 'yarn' (rope_scaling.rope_type) is not supported by arch_gdn");
+    expect_error(edited_copy("linear", [](std::string& c) {
+                     replace(c, "\"router_aux_loss_coef\"",
+                             "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}, \"router_aux_loss_coef\"");
+                 }),
+                 "config.json: rope type 'linear' (rope_scaling.type) is not supported by arch_gdn");
     expect_error(edited_copy("dense_str", [](std::string& c) {
                      replace(c, "\"mlp_only_layers\": []", "\"mlp_only_layers\": \"none\"");
                  }),
