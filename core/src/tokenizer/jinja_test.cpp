@@ -63,6 +63,14 @@ TEST_CASE("jinja: published chat templates render as Python jinja2 does", "[toke
 TEST_CASE("jinja: expressions, filters, tests and loops", "[tokenizer][jinja]") {
     CHECK(render("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 7 / 2 }}") == "7|3|2|1024|3.5");
     CHECK(render("{{ 'a' ~ 1 ~ none ~ true }}") == "a1NoneTrue");
+    // Floats print as Python's repr: positional for decimal exponents in [-4, 16), shortest round-trip digits.
+    CHECK(render("{{ 40 / 2 }}|{{ 10.0 }}|{{ 1500.0 }}|{{ -100.0 }}|{{ 0.1 + 0.2 }}|{{ 1e15 }}|{{ 1e16 }}|{{ 1.5e16 }}") ==
+          "20.0|10.0|1500.0|-100.0|0.30000000000000004|1000000000000000.0|1e+16|1.5e+16");
+    CHECK(render("{{ 0.0001 }}|{{ 0.00001 }}|{{ 1.25e-7 }}|{{ 0.0 }}|{{ -0.0 }}|{{ 123456.789 }}|{{ 1e300 * 10 }}") ==
+          "0.0001|1e-05|1.25e-07|0.0|-0.0|123456.789|1e+301");
+    CHECK(render("{{ 1_000.5 }}|{{ 1e400 }}|{{ 2.5E-3 }}|{{ 3e2 | int }}") == "1000.5|inf|0.0025|300");
+    CHECK(render("{{ {'maximum': 100.0, 'amount': 20.0, 'small': 5e-324} | tojson }}") ==
+          "{\"maximum\": 100.0, \"amount\": 20.0, \"small\": 5e-324}");
     CHECK(render("{{ [1, 'x', none, 2.0] }}{{ {'k': [1]} }}") == "[1, 'x', None, 2.0]{'k': [1]}");
     CHECK(render("{{ 'Hello'[1:3] }}{{ 'abc'[::-1] }}{{ [1,2,3,4][-2:] }}") == "elcba[3, 4]");
     CHECK(render("{{ '  x  ' | trim }}|{{ 'ab' | upper }}|{{ [3,1] | length }}|{{ 'a,b' .split(',') }}") ==

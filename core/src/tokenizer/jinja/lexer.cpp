@@ -164,10 +164,20 @@ std::vector<Tok> lex_tag(const std::string& s, int line, const std::string& name
             size_t e = i;
             bool flt = false;
             while (e < s.size() && (std::isdigit(static_cast<unsigned char>(s[e])) || s[e] == '_')) ++e;
-            if (e + 1 < s.size() && s[e] == '.' && std::isdigit(static_cast<unsigned char>(s[e + 1]))) {
+            auto digit = [&](size_t k) { return k < s.size() && std::isdigit(static_cast<unsigned char>(s[k])); };
+            if (s.size() > e && s[e] == '.' && digit(e + 1)) {
                 flt = true;
                 ++e;
-                while (e < s.size() && std::isdigit(static_cast<unsigned char>(s[e]))) ++e;
+                while (digit(e) || (e < s.size() && s[e] == '_')) ++e;
+            }
+            // An exponent, as Jinja's float literals have it: 1e15, 2.5E-3.
+            if (e < s.size() && (s[e] == 'e' || s[e] == 'E')) {
+                const size_t k = e + 1 + (e + 1 < s.size() && (s[e + 1] == '+' || s[e + 1] == '-'));
+                if (digit(k)) {
+                    flt = true;
+                    e = k;
+                    while (digit(e) || (e < s.size() && s[e] == '_')) ++e;
+                }
             }
             toks_.push_back({flt ? Tok::Float : Tok::Int, s.substr(i, e - i), line});
             i = e;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "imp/error.h"
@@ -353,11 +354,11 @@ private:
         }
         if (t.kind == Tok::Float) {
             auto e = node(Expr::Lit);
-            try {
-                e->lit = Value::number(std::stod(t.s));
-            } catch (const std::out_of_range&) {
-                fail(e->line, "float literal " + t.s.substr(0, 40) + (t.s.size() > 40 ? "..." : "") + " is out of range");
-            }
+            std::string d;
+            for (char c : t.s)
+                if (c != '_') d += c;
+            // As Python's float(): past the largest double is inf, below the smallest a subnormal or 0.
+            e->lit = Value::number(std::strtod(d.c_str(), nullptr));
             return e;
         }
         if (t.kind == Tok::Name) {

@@ -2,6 +2,7 @@
 #include "tokenizer/jinja/value.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -135,26 +136,31 @@ const char* Value::type_name() const {
 
 namespace {
 
+// Python's repr of a float: the shortest digits that read back as the same double, in positional notation when the
+// decimal exponent is in [-4, 16) ("10.0", "1500.0", "0.0001") and in exponent notation otherwise ("1e+16", "1e-05").
 std::string float_repr(double f) {
     if (std::isnan(f)) return "nan";
     if (std::isinf(f)) return f > 0 ? "inf" : "-inf";
-    char b[40];
-    for (int prec = 1; prec <= 17; ++prec) {  // shortest round-trip, as Python repr
-        std::snprintf(b, sizeof b, "%.*g", prec, f);
-        if (std::strtod(b, nullptr) == f) break;
+    char b[64];
+    const auto r = std::to_chars(b, b + sizeof b, f, std::chars_format::scientific);  // shortest round trip
+    const std::string sci(b, r.ptr);                                                  // "-1.5e+03"
+    const size_t e = sci.find('e');
+    const bool neg = sci[0] == '-';
+    std::string digits;
+    for (size_t i = neg ? 1 : 0; i < e; ++i)
+        if (sci[i] != '.') digits += sci[i];
+    const int exp10 = std::stoi(sci.substr(e + 1));
+    std::string out = neg ? "-" : "";
+    if (exp10 >= -4 && exp10 < 16) {
+        if (exp10 < 0) return out + "0." + std::string(size_t(-exp10 - 1), '0') + digits;
+        const size_t point = size_t(exp10) + 1;
+        if (digits.size() <= point) return out + digits + std::string(point - digits.size(), '0') + ".0";
+        return out + digits.substr(0, point) + "." + digits.substr(point);
     }
-    std::string s = b;
-    const size_t e = s.find('e');
-    if (e != std::string::npos) {  // 1e+20 -> 1e+20 (Python keeps 2-digit exponent)
-        std::string mant = s.substr(0, e), ex = s.substr(e + 1);
-        const char sign = ex[0] == '-' ? '-' : '+';
-        if (ex[0] == '+' || ex[0] == '-') ex.erase(0, 1);
-        while (ex.size() > 2 && ex[0] == '0') ex.erase(0, 1);
-        if (ex.size() < 2) ex = "0" + ex;
-        return mant + "e" + sign + ex;
-    }
-    if (s.find('.') == std::string::npos) s += ".0";
-    return s;
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    const int a = exp10 < 0 ? -exp10 : exp10;
+    return out + "e" + (exp10 < 0 ? "-" : "+") + (a < 10 ? "0" : "") + std::to_string(a);
 }
 
 std::string str_repr(const std::string& s) {
