@@ -67,8 +67,8 @@ void Tokenizer::encode_text(std::string_view text, bool at_start, Bpe::Work& w, 
         for (const std::string& p : parts) bpe_->encode(p, w, out);
         return;
     }
-    if (spm_) {
-        std::string s = add_space_prefix_ && at_start ? "\xE2\x96\x81" : "";
+    if (spm_) {  // every segment starts the text or follows a special token: both get the prefix (llama.cpp)
+        std::string s = add_space_prefix_ ? "\xE2\x96\x81" : "";
         for (char c : text) {
             if (c == ' ') s += "\xE2\x96\x81";
             else s += c;

@@ -123,8 +123,8 @@ private:
     std::unique_ptr<Bpe> bpe_;
     std::unique_ptr<Spm> spm_;       // GGUF "llama" vocabularies
     std::unique_ptr<hf::Pipeline> hf_;   // tokenizer.json normalizer + pre-tokenizer
-    bool add_space_prefix_ = false;      // SentencePiece: "▁" before the text (not after an added token, as
-                                         // sentencepiece and HF do)
+    bool add_space_prefix_ = false;      // SentencePiece: "▁" before the text and after each special or
+                                         // user-defined token, as llama.cpp and HF's legacy conversion do
     bool strip_leading_space_ = false;   // decode(): drop one leading space (SentencePiece-style decoders)
     std::vector<int32_t> prefix_, suffix_;  // added by encode(add_bos = true)
     pretok::Info pre_;
