@@ -75,6 +75,10 @@ TEST_CASE("jinja: expressions, filters, tests and loops", "[tokenizer][jinja]") 
     CHECK(render("{{ 'Hello'[1:3] }}{{ 'abc'[::-1] }}{{ [1,2,3,4][-2:] }}") == "elcba[3, 4]");
     CHECK(render("{{ '  x  ' | trim }}|{{ 'ab' | upper }}|{{ [3,1] | length }}|{{ 'a,b' .split(',') }}") ==
           "x|AB|2|['a', 'b']");
+    // Python's whitespace (str.isspace) in trim, strip and split(), and strip's chars as whole code points.
+    CHECK(render("[{{ '\u3000\u00a0 x\u2003\u0085\x1f' | trim }}]|{{ '\u3000a\u2028b c'.split() }}|"
+                 "{{ 'éèxé'.strip('é') }}|{{ 'aé'.rstrip('è') }}|{{ '\u00a0q'.lstrip() }}") ==
+          "[x]|['a', 'b', 'c']|èx|aé|q");
     CHECK(render("{{ {'b': 1, 'a': 'é\"'} | tojson }}") == "{\"b\": 1, \"a\": \"é\\\"\"}");
     CHECK(render("{{ {'a': [1, {}]} | tojson(indent=2) }}") == "{\n  \"a\": [\n    1,\n    {}\n  ]\n}");
     CHECK(render("{% for x in [1,2,3] if x != 2 %}{{ loop.index }}{{ x }}{% if not loop.last %},{% endif %}"

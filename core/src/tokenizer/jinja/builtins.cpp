@@ -6,18 +6,51 @@
 
 #include "imp/error.h"
 #include "tokenizer/jinja/eval.h"
+#include "tokenizer/unicode.h"
 
 namespace imp::jinja {
 
 namespace {
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+// Python's str.isspace() for one code point: the ASCII controls \t-\r and \x1c-\x1f, the space, and Unicode's
+// other whitespace (NEL, no-break space, the U+2000 spaces, line and paragraph separators, ideographic space).
+bool py_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
 
+// Byte length of the whitespace code point at s[p], 0 when s[p] does not start one.
+size_t space_at(const std::string& s, size_t p) {
+    int len = 1;
+    return py_space(unicode::decode_utf8(s, p, &len)) ? size_t(len) : 0;
+}
+
+// str.strip / lstrip / rstrip: whitespace (py_space) or the code points of `chars`, whole code points only.
 std::string strip(const std::string& s, const std::string* chars, bool left, bool right) {
-    auto drop = [&](char c) { return chars ? chars->find(c) != std::string::npos : is_ws(c); };
+    std::vector<uint32_t> set;
+    if (chars)
+        for (size_t i = 0; i < chars->size();) {
+            int len = 1;
+            set.push_back(unicode::decode_utf8(*chars, i, &len));
+            i += size_t(len);
+        }
+    auto drop = [&](uint32_t cp) { return chars ? std::find(set.begin(), set.end(), cp) != set.end() : py_space(cp); };
     size_t b = 0, e = s.size();
-    while (left && b < e && drop(s[b])) ++b;
-    while (right && e > b && drop(s[e - 1])) --e;
+    while (left && b < e) {
+        int len = 1;
+        if (!drop(unicode::decode_utf8(s, b, &len))) break;
+        b += size_t(len);
+    }
+    while (right && e > b) {  // back over one code point (a stray byte counts as one, U+FFFD)
+        size_t k = e - 1;
+        while (k > b && e - k < 4 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+        int len = 1;
+        uint32_t cp = unicode::decode_utf8(s, k, &len);
+        if (k + size_t(len) != e) k = e - 1, cp = unicode::kReplacement;
+        if (!drop(cp)) break;
+        e = k;
+    }
     return s.substr(b, e - b);
 }
 
@@ -353,13 +386,13 @@ Value Interp::method(const Value& obj, const std::string& name, int line) {
                 if (!sep || sep->kind == Value::None) {  // runs of whitespace
                     size_t p = 0;
                     while (p < s.size()) {
-                        while (p < s.size() && is_ws(s[p])) ++p;
+                        for (size_t n; p < s.size() && (n = space_at(s, p)) > 0;) p += n;
                         if (p >= s.size()) break;
                         size_t q = p;
                         if (maxsplit == 0)
                             q = s.size();
                         else
-                            while (q < s.size() && !is_ws(s[q])) ++q;
+                            while (q < s.size() && space_at(s, q) == 0) ++q;  // (a continuation byte never starts one)
                         l.push_back(Value::str(s.substr(p, q - p)));
                         check_size(l.size(), line, kMaxItems);
                         if (maxsplit > 0) --maxsplit;
