@@ -35,7 +35,7 @@ std::string printable_magic(const uint8_t* m) {
 
 }  // namespace
 
-GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {
+GgufSource::GgufSource(std::shared_ptr<MappedFile> file, int part) : file_(std::move(file)) {
     const std::string& path = file_->path();
     meta_.source = path;
     Parser in(*file_);
@@ -189,8 +189,63 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file) : file_(std::move(file)
                     std::to_string(a.file_offset) + "+" + std::to_string(a.nbytes) + " and " +
                     std::to_string(b.file_offset) + ")");
     }
+    const MetaValue* no = meta_.find("split.no");
+    const MetaValue* count = meta_.find("split.count");
+    if (part > 0) {  // one part of a split GGUF, checked against the first part by join_parts
+        if (!no || !count) in.fail("has no split.no / split.count keys, so it is not a part of a split GGUF");
+        return;
+    }
+    const int64_t n_parts = count ? in_file(path, [&] { return count->as_int("split.count"); }) : 1;
+    if (n_parts < 1 || n_parts > 9999) in.fail("split.count = " + std::to_string(n_parts) + " is out of range [1, 9999]");
+    if (no && in_file(path, [&] { return no->as_int("split.no"); }) != 0)
+        in.fail("is part " + std::to_string(in_file(path, [&] { return no->as_int("split.no"); }) + 1) + " of " +
+                std::to_string(n_parts) + " of a split GGUF; open its first part (<name>-00001-of-" +
+                std::to_string(n_parts) + ".gguf)");
+    if (n_parts > 1) join_parts(n_parts);
     build_name_index();
     check_hparam_bounds(path, meta_, tensors_, true);
+}
+
+uint64_t GgufSource::file_bytes() const {
+    uint64_t n = file_->size();
+    for (const auto& p : parts_) n += p->file_bytes();
+    return n;
+}
+
+void GgufSource::join_parts(int64_t count) {
+    const std::string& path = file_->path();
+    char suffix[40];
+    std::snprintf(suffix, sizeof suffix, "-%05d-of-%05d.gguf", 1, int(count));
+    const size_t sl = std::strlen(suffix);
+    if (path.size() <= sl || path.compare(path.size() - sl, sl, suffix) != 0)
+        throw Error(path + ": split.count = " + std::to_string(count) + ", but the file name does not end in '" +
+                    suffix + "', so its other parts cannot be found (llama.cpp's gguf-split names them so)");
+    const std::string prefix = path.substr(0, path.size() - sl);
+    std::unordered_set<std::string> names;
+    for (const TensorInfo& t : tensors_) names.insert(t.name);
+    for (int64_t k = 1; k < count; ++k) {
+        std::snprintf(suffix, sizeof suffix, "-%05d-of-%05d.gguf", int(k + 1), int(count));
+        const std::string part_path = prefix + suffix;
+        auto part = std::make_unique<GgufSource>(MappedFile::open(part_path), int(k));
+        const int64_t no = in_file(part_path, [&] { return part->meta_.get_int("split.no"); });
+        const int64_t n = in_file(part_path, [&] { return part->meta_.get_int("split.count"); });
+        if (no != k || n != count)
+            throw Error(part_path + ": split.no = " + std::to_string(no) + ", split.count = " + std::to_string(n) +
+                        "; expected " + std::to_string(k) + " and " + std::to_string(count) + " for part " +
+                        std::to_string(k + 1) + " of " + path);
+        for (const TensorInfo& t : part->tensors_) {
+            if (!names.insert(t.name).second)
+                throw Error(part_path + ": tensor " + sq(t.name) + " is also in an earlier part of " + path);
+            tensors_.push_back(t);
+        }
+        parts_.push_back(std::move(part));
+    }
+    if (const MetaValue* tc = meta_.find("split.tensors.count")) {
+        const int64_t want = in_file(path, [&] { return tc->as_int("split.tensors.count"); });
+        if (want != int64_t(tensors_.size()))
+            throw Error(path + ": split.tensors.count = " + std::to_string(want) + ", but its " +
+                        std::to_string(count) + " parts hold " + std::to_string(tensors_.size()) + " tensors");
+    }
 }
 
 std::unique_ptr<ModelSource> open_gguf(const std::string& path) {

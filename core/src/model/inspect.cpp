@@ -43,6 +43,8 @@ std::string inspect_model(const ModelSource& src) {
     if (auto g = dynamic_cast<const GgufSource*>(&src)) {
         container = "GGUF v" + std::to_string(g->version()) + ", alignment " + std::to_string(g->alignment()) +
                     ", tensor data at offset " + std::to_string(g->data_offset());
+        multi_file = g->parts() > 1;
+        if (multi_file) container += ", split in " + std::to_string(g->parts()) + " files";
     } else if (auto s = dynamic_cast<const SafetensorsSource*>(&src)) {
         multi_file = s->files().size() > 1;
         container = "safetensors, " + std::to_string(s->files().size()) + (multi_file ? " files" : " file");

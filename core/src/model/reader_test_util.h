@@ -74,6 +74,16 @@ struct Bytes {
         u32(4);
         return u32(v);
     }
+    Bytes& kv_u16(const std::string& k, uint16_t v) {
+        str(k);
+        u32(2);
+        return put(v);
+    }
+    Bytes& kv_i32(const std::string& k, int32_t v) {
+        str(k);
+        u32(5);
+        return put(v);
+    }
     Bytes& kv_str(const std::string& k, const std::string& v) {
         str(k);
         u32(8);
