@@ -93,6 +93,29 @@ void read_stop(const json& o, GenRequest& r) {
     }
 }
 
+// OpenAI fields imp does not implement: a value that asks for their effect is refused rather than ignored (a client
+// asking for JSON output or tool calls must not get plain text with a 200); their neutral values pass.
+void refuse_unsupported(const json& o) {
+    for (const char* name : {"presence_penalty", "frequency_penalty"})
+        if (number(o, name, 0, -2, false, 2) != 0)
+            bad(name, std::string("'") + name + "' is not supported (only 0); 'repetition_penalty' is");
+    if (const json* lb = field(o, "logit_bias"); lb && !(lb->is_object() && lb->empty()))
+        bad("logit_bias", "'logit_bias' is not supported");
+    if (const json* rf = field(o, "response_format")) {
+        const json* ty = rf->is_object() ? field(*rf, "type") : nullptr;
+        if (!ty || !ty->is_string() || ty->get<std::string>() != "text")
+            bad("response_format", "'response_format' other than {\"type\": \"text\"} is not supported: imp has no "
+                                   "constrained decoding (JSON mode, JSON schema)");
+    }
+    for (const char* name : {"tools", "functions"})
+        if (const json* t = field(o, name); t && !(t->is_array() && t->empty()))
+            bad(name, std::string("'") + name + "' is not supported: imp does not parse tool calls");
+    if (boolean(o, "echo", false)) bad("echo", "'echo' is not supported");
+    if (const json* sf = field(o, "suffix"); sf && !(sf->is_string() && sf->get<std::string>().empty()))
+        bad("suffix", "'suffix' is not supported");
+    if (integer(o, "best_of", 1, 1, 1 << 20) != 1) bad("best_of", "'best_of' must be 1");
+}
+
 }  // namespace
 
 GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingParams& defaults) {
@@ -108,6 +131,7 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     r.max_tokens = integer(o, "max_tokens", -1, 1, kMaxTok);
     if (kind == ApiKind::Chat) r.max_tokens = integer(o, "max_completion_tokens", r.max_tokens, 1, kMaxTok);
     if (integer(o, "n", 1, 1, 1) != 1) bad("n", "'n' must be 1");
+    refuse_unsupported(o);
 
     SamplingParams& sp = r.sampling;
     sp = defaults;

@@ -111,6 +111,21 @@ TEST_CASE("bad requests are refused naming the field", "[serve]") {
     CHECK(param_of(R"({"prompt":"x","logprobs":true})", ApiKind::Completion) == "logprobs");
     CHECK(param_of(R"({"prompt":"x","logprobs":21})", ApiKind::Completion) == "logprobs");
     CHECK(param_of("{" + kMsg + "}") == "<accepted>");
+    // OpenAI fields imp does not implement: asking for their effect is refused, their neutral values pass.
+    CHECK(param_of("{" + kMsg + R"(,"presence_penalty":0.5})") == "presence_penalty");
+    CHECK(param_of("{" + kMsg + R"(,"frequency_penalty":-1})") == "frequency_penalty");
+    CHECK(param_of("{" + kMsg + R"(,"frequency_penalty":3})") == "frequency_penalty");
+    CHECK(param_of("{" + kMsg + R"(,"logit_bias":{"50256":-100}})") == "logit_bias");
+    CHECK(param_of("{" + kMsg + R"(,"response_format":{"type":"json_object"}})") == "response_format");
+    CHECK(param_of("{" + kMsg + R"(,"response_format":{"type":"json_schema","json_schema":{}}})") == "response_format");
+    CHECK(param_of("{" + kMsg + R"(,"tools":[{"type":"function","function":{"name":"f"}}]})") == "tools");
+    CHECK(param_of("{" + kMsg + R"(,"functions":[{"name":"f"}]})") == "functions");
+    CHECK(param_of(R"({"prompt":"x","echo":true})", ApiKind::Completion) == "echo");
+    CHECK(param_of(R"({"prompt":"x","suffix":"end"})", ApiKind::Completion) == "suffix");
+    CHECK(param_of(R"({"prompt":"x","best_of":2})", ApiKind::Completion) == "best_of");
+    CHECK(param_of("{" + kMsg + R"(,"presence_penalty":0,"frequency_penalty":0.0,"logit_bias":{},)"
+                   R"("response_format":{"type":"text"},"tools":[],"tool_choice":"none","echo":false,"suffix":"",)"
+                   R"("best_of":1})") == "<accepted>");
 }
 
 TEST_CASE("field errors say what is wrong with the value", "[serve]") {
