@@ -16,6 +16,7 @@
 #include "model/display_text.h"
 #include "model/mapped_file.h"
 #include "profile/toml_text_check.h"
+#include "runtime/engine.h"
 
 namespace fs = std::filesystem;
 
@@ -285,7 +286,7 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "top_p") s.top_p = it.number(0, true, 1);
         else if (name == "min_p") s.min_p = it.number(0, false, 1);
         else if (name == "repeat_penalty") s.repeat_penalty = it.number(0, true, kInf);
-        else if (name == "repeat_last_n") s.repeat_last_n = it.integer(0, kIntMax);
+        else if (name == "repeat_last_n") s.repeat_last_n = it.integer(0, kMaxRepeatLastN);
         else if (name == "seed") s.seed = static_cast<uint64_t>(it.integer(0, kIntMax));
     } else if (section == "generate") {
         auto& g = p.generate;

@@ -212,6 +212,8 @@ TEST_CASE("profile: out-of-range numbers are rejected", "[profile]") {
     CHECK(has(load_error("[sampling]\ntop_k = -1\n"), "key 'sampling.top_k' must be in [0, 2147483647], got -1"));
     CHECK(has(load_error("[sampling]\nrepeat_penalty = 0\n"), "key 'sampling.repeat_penalty' must be > 0, got 0"));
     CHECK(has(load_error("[sampling]\nseed = -1\n"), "key 'sampling.seed' must be >= 0, got -1"));
+    CHECK(has(load_error("[sampling]\nrepeat_last_n = 4096\n"),
+              "key 'sampling.repeat_last_n' must be in [0, 1024], got 4096"));
     CHECK(has(load_error("[generate]\nn_predict = 0\n"), "key 'generate.n_predict' must be >= 1, got 0"));
     CHECK(has(load_error("[bench]\nreps = 0\n"), "bad.toml:2: key 'bench.reps' must be in [1, 1000000], got 0"));
     CHECK(has(load_error("[bench]\npp = [512, 0]\n"), "key 'bench.pp' elements must be in [1, "));

@@ -75,12 +75,15 @@ struct SeqWork {
     int64_t n = 0;
 };
 
+// The most recent tokens the repetition penalty looks at per sequence (a profile's sampling.repeat_last_n at most).
+inline constexpr int64_t kMaxRepeatLastN = 1024;
+
 // How to sample the row of one sequence of the last step.
 struct SeqSample {
     SamplingParams params;
     uint64_t step = 0;                // the draw's counter (see sampler.h)
     const int32_t* recent = nullptr;  // host: the sequence's last tokens, for the repetition penalty
-    int64_t n_recent = 0;
+    int64_t n_recent = 0;             // the last kMaxRepeatLastN of them are used
 };
 
 class Engine {

@@ -17,7 +17,7 @@ namespace imp {
 
 constexpr int64_t kLmHeadRows = 32;   // rows per LM-head matmul when all logits are requested
 constexpr int kKvBlock = kKvBlockTokens;  // KV page size (positions)
-constexpr int64_t kMaxRecent = 1024;  // most tokens the repetition penalty looks back at, per sequence
+constexpr int64_t kMaxRecent = kMaxRepeatLastN;  // most tokens the repetition penalty looks back at, per sequence
 
 // One piece of a forward pass: rows [off, off + n) of work item `item` (sequence seq).
 struct StepSegment {
