@@ -106,6 +106,7 @@ int cmd_run(const std::vector<std::string>& args) {
     std::fflush(stdout);
     auto t1 = Clock::now();
     s.engine().forward(ids.data(), int64_t(ids.size()));
+    s.executor().synchronize();  // the prompt's kernels may still be queued: their time is the prompt's
     const double prompt_s = seconds_since(t1);
 
     StreamDecoder dec(tok);

@@ -32,7 +32,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     std::vector<OptionOverride> extra;
     if (vm.count("host")) {
         const std::string& h = vm["host"].as<std::string>();
-        extra.push_back({"--host " + display_text(h), "server.host=" + toml_string(h)});
+        extra.push_back({"--host " + display_text(h), "server.host=" + h, true});
     }
     if (vm.count("port")) {
         const std::string p = std::to_string(vm["port"].as<int>());

@@ -54,25 +54,13 @@ bool parse_options(const std::vector<std::string>& args, const po::options_descr
     return true;
 }
 
-std::string toml_string(const std::string& s) {
-    std::string o = "\"";
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        char b[8];
-        if (c == '"' || c == '\\') o += '\\', o += c;
-        else if (u < 0x20 || u == 0x7F) std::snprintf(b, sizeof b, "\\u%04X", u), o += b;
-        else o += c;
-    }
-    return o + "\"";
-}
-
 Profile profile_from_options(const po::variables_map& vm, const std::vector<OptionOverride>& extra) {
     std::vector<OptionOverride> overrides;
     if (vm.count("set"))
         for (const auto& kv : vm["set"].as<std::vector<std::string>>()) overrides.push_back({"", kv});
     if (vm.count("model")) {
         const std::string& m = vm["model"].as<std::string>();
-        overrides.push_back({"--model " + (m.empty() ? "''" : display_text(m)), "model.path=" + toml_string(m)});
+        overrides.push_back({"--model " + (m.empty() ? "''" : display_text(m)), "model.path=" + m, true});
     }
     if (vm.count("no-cuda-graphs")) overrides.push_back({"--no-cuda-graphs", "runtime.cuda_graphs=false"});
     overrides.insert(overrides.end(), extra.begin(), extra.end());
@@ -80,7 +68,8 @@ Profile profile_from_options(const po::variables_map& vm, const std::vector<Opti
     std::string path_from;  // the option that set model.path last ("" when the profile gave it)
     for (const auto& o : overrides) {
         try {
-            apply_override(prof, o.kv);
+            apply_override(prof, o.kv, o.literal);
+            if (!o.option.empty()) prof.set_at[key_of(o.kv)] = o.option;  // later errors name what the user typed
         } catch (const Error& e) {
             if (o.option.empty()) throw;
             // apply_override's errors start with "--set <kv>: "; the user typed o.option.

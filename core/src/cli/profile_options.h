@@ -21,10 +21,8 @@ bool parse_options(const std::vector<std::string>& args, const boost::program_op
 // user typed it ("-n 0: ..."), not the --set it became.
 struct OptionOverride {
     std::string option, kv;
+    bool literal = false;  // kv's value is a string as it is (a file name or address: any bytes), not TOML
 };
-
-// A string as a TOML basic string ("..." with quotes, backslashes and control characters escaped), for `kv`.
-std::string toml_string(const std::string& s);
 
 // The profile (or the defaults with --model) with --set, --model/--no-cuda-graphs and `extra` overrides applied, in
 // that order; checks that the model path exists, naming the --set or --model that gave it.

@@ -51,9 +51,10 @@ void declare_qg(imp::Registry& reg) {
 TEST_CASE("plugin settings: tables parse in order and apply to the declarations", "[profile][settings]") {
     const auto path = write_profile(
         "[plugin.qg]\ngemv = \"dp4a\"\nsplits = 4\n\n[plugin.core]\npdl = false\ndecode_attention = \"split\"\n");
+    // router_cluster and router_warps are string settings with numeric choices: quotes are optional on --set.
     imp::Profile p = imp::load_profile(path, {"plugin.qg.splits=2", "plugin.qg.ratio=1", "plugin.core.router_cluster=\"16\"",
-                                               "plugin.core.router_grid=\"cluster\""});
-    REQUIRE(p.plugin_settings.size() == 8);
+                                               "plugin.core.router_grid=\"cluster\"", "plugin.core.router_warps=16"});
+    REQUIRE(p.plugin_settings.size() == 9);
     // The file's values (TOML keys have no order), then the --set ones in order.
     bool found = false;
     for (size_t i = 0; i < 4; ++i)
@@ -81,7 +82,7 @@ TEST_CASE("plugin settings: tables parse in order and apply to the declarations"
     CHECK(c.router_cluster == 16);
     CHECK(c.attention_mma);  // untouched keys keep their defaults
     CHECK(c.fuse_weights);
-    CHECK(c.router_warps == 8);
+    CHECK(c.router_warps == 16);
     CHECK_FALSE(c.router_wide);
     CHECK(imp::core_settings(imp::Registry{}).router_wide);  // the default: the wide router
 }

@@ -147,7 +147,7 @@ struct Item {
     }
     std::string string() const {
         if (node.is_string()) return node.as_string()->get();
-        if (raw && !node.is_array() && !node.is_table()) return *raw;
+        if (raw) return *raw;
         wrong_type("a string", node);
     }
     std::string choice(const std::vector<std::string>& allowed) const {
@@ -404,7 +404,7 @@ Profile load_profile(const std::string& path, const std::vector<std::string>& ov
     return p;
 }
 
-void apply_override(Profile& p, const std::string& kv) {
+void apply_override(Profile& p, const std::string& kv, bool literal) {
     const std::string where = "--set " + display_text(kv);
     size_t eq = kv.find('=');
     if (eq == std::string::npos) throw Error(where + ": expected section.key=value");
@@ -430,22 +430,27 @@ void apply_override(Profile& p, const std::string& kv) {
     std::optional<toml::table> parsed;
     try {
         const std::string doc = "v = " + value + "\n";
-        if (!find_toml_unsafe_char(doc))  // else not a TOML value: the text below
+        if (!literal && !find_toml_unsafe_char(doc))  // else not a TOML value: the text below
             parsed = toml::parse(std::string_view(doc), std::string_view("--set"));
     } catch (const toml::parse_error&) {
         parsed.reset();
     }
     const toml::node* node = nullptr;
     if (parsed && parsed->size() == 1) node = parsed->get("v");
-    toml::value<std::string> text_node(trim(value));
+    // Not one TOML value: a string, as written (a prompt keeps its trailing space).
+    toml::value<std::string> text_node(value);
     if (!node) node = &text_node;
-    const std::string range = node == &text_node ? number_out_of_range(trim(value)) : "";
+    const std::string range = node == &text_node && !literal ? number_out_of_range(trim(value)) : "";
+    // A string key takes the text as written whatever TOML read in it (42, [1, 2]); a quoted TOML string is its
+    // content.
+    const std::optional<std::string> raw =
+        node != &text_node && node->is_string() ? std::optional<std::string>() : std::optional<std::string>(value);
     if (section == "plugin") {
-        add_plugin_setting(p, name.substr(0, dot2), name.substr(dot2 + 1),
-                           Item{where, key, *node, trim(value), "", range});
+        add_plugin_setting(p, name.substr(0, dot2), name.substr(dot2 + 1), Item{where, key, *node, raw, "", range});
+        if (raw) p.plugin_settings.back().text = *raw;
         return;
     }
-    apply_key(p, section, name, Item{where, key, *node, trim(value), "", range});
+    apply_key(p, section, name, Item{where, key, *node, raw, "", range});
 }
 
 void check_model_path(const Profile& p) {
@@ -458,7 +463,15 @@ void check_model_path(const Profile& p) {
 void apply_plugin_settings(const Profile& p, Registry& reg) {
     for (const auto& ps : p.plugin_settings) {
         try {
-            reg.configure(ps.plugin, ps.key, ps.value);
+            // An override's bare 16 for a string setting (router_cluster = "16") is the text it wrote.
+            SettingValue v = ps.value;
+            if (!ps.text.empty() && !std::holds_alternative<std::string>(v))
+                for (const Settings* s : reg.all_settings())
+                    if (s->plugin() == ps.plugin)
+                        for (const SettingSpec& spec : s->specs())
+                            if (spec.key == ps.key && std::holds_alternative<std::string>(spec.default_value))
+                                v = ps.text;
+            reg.configure(ps.plugin, ps.key, v);
         } catch (const Error& e) {
             throw Error(ps.where + ": " + e.what());
         }

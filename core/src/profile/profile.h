@@ -74,6 +74,7 @@ struct Profile {
         std::string plugin, key;
         SettingValue value;
         std::string where;  // "<file>:<line>" or "--set <kv>"
+        std::string text;   // an override's value as written: what a string setting takes when TOML read a number
     };
     std::vector<PluginSetting> plugin_settings;
     // Where each key the file or an override set ("runtime.threads") was last set: "<file>:<line>" or "--set <kv>",
@@ -95,8 +96,9 @@ IMP_API Profile default_profile();
 // Applies one "section.key=value" override. The value is read as a TOML value (1024 is an integer, true a
 // boolean, [1, 2] an array); anything that does not parse as one is taken as a bare string, and a string key takes
 // the text as written. Errors start with "--set <kv>: ". A relative [model] path or [plugins] path given here
-// stays relative to the current directory.
-IMP_API void apply_override(Profile& p, const std::string& kv);
+// stays relative to the current directory. `literal`: the value is a string as it is, never read as TOML (an
+// option's file name or address, which may hold any bytes).
+IMP_API void apply_override(Profile& p, const std::string& kv, bool literal = false);
 
 class Registry;
 // Applies the profile's plugin settings to the loaded plugins' declarations (Registry::configure). Throws imp::Error

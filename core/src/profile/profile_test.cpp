@@ -292,7 +292,16 @@ TEST_CASE("profile: --set overrides parse as TOML values and are validated", "[p
     CHECK(has(set_error("foo.bar=1"), "--set foo.bar=1: unknown section [foo]"));
     CHECK(set_error("bench.pp=[1,\"x\"]") ==
           "--set bench.pp=[1,\"x\"]: key 'bench.pp' must be an array of integers, got an element of type string");
-    CHECK(has(set_error("generate.prompt=[1]"), "key 'generate.prompt' must be a string, got array"));
+    // A string key takes any text as written: what TOML would read as an array, and spaces at either end.
+    imp::apply_override(q, "generate.prompt=[1]");
+    CHECK(q.generate.prompt == "[1]");
+    imp::apply_override(q, "generate.prompt= The capital of France is ");
+    CHECK(q.generate.prompt == " The capital of France is ");
+    imp::apply_override(q, "generate.prompt=\"quoted \"");
+    CHECK(q.generate.prompt == "quoted ");
+    // An option's literal value (--model, --host) is never read as TOML: a file name of any bytes.
+    imp::apply_override(q, "model.path=caf\xE9 \"x\".gguf", true);
+    CHECK(q.model.path == "caf\xE9 \"x\".gguf");
 
     // Overrides apply after the file, and their errors name the override, not the file.
     auto err = error_of([&] { imp::load_profile(path, {"runtime.kv_dtype=q4"}); });
