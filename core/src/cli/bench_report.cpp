@@ -1,5 +1,7 @@
 #include "cli/bench_report.h"
+#include "runtime/weight_sources.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -64,6 +66,23 @@ std::string fmt(const char* f, double v) {
 
 bool is_tg(const TestResult& r) { return r.n_gen > 0; }
 
+// A stack of n_expert experts of which each token runs top_k: a decoded token (batch 1) reads and multiplies by
+// top_k / n_expert of the stack, whether the file holds it as one tensor or one tensor per expert.
+void add_active_experts(const ModelSource& src, const WeightSpec& s, ModelFacts& m) {
+    if (s.shape.empty() || s.shape[0] <= 0 || s.top_k <= 0) return;
+    uint64_t bytes = 0, params = 0;
+    if (const TensorInfo* t = src.find(s.name)) {
+        bytes = t->nbytes, params = uint64_t(t->numel());
+    } else if (!s.expert_pattern.empty()) {
+        for (int64_t e = 0; e < s.shape[0]; ++e)
+            if (const TensorInfo* t = src.find(expert_tensor_name(s.expert_pattern, e)))
+                bytes += t->nbytes, params += uint64_t(t->numel());
+    }
+    const double active = double(std::min(s.top_k, s.shape[0])) / double(s.shape[0]);
+    m.weight_bytes_per_token += uint64_t(double(bytes) * active + 0.5);
+    m.layer_matmul_params += uint64_t(double(params) * active + 0.5);
+}
+
 }  // namespace
 
 ModelFacts model_facts(const ModelSource& src, const Engine& engine) {
@@ -79,6 +98,18 @@ ModelFacts model_facts(const ModelSource& src, const Engine& engine) {
     std::map<std::string, uint64_t> type_bytes;
     for (const auto& layer : d.layers) {
         for (const auto& s : layer->weight_specs()) {
+            if (s.use == WeightSpec::Use::Experts && s.values.empty()) {
+                add_active_experts(src, s, m);
+                continue;
+            }
+            // A 2-D weight kept in fp32 for an op of its own (the MoE router, a conv kernel) is read by every token.
+            if (s.use == WeightSpec::Use::Vector && s.shape.size() == 2 && s.values.empty()) {
+                if (const TensorInfo* t = src.find(s.name)) {
+                    m.layer_matmul_params += uint64_t(t->numel());
+                    m.weight_bytes_per_token += t->nbytes;
+                }
+                continue;
+            }
             if (s.use != WeightSpec::Use::Matrix || !s.values.empty()) continue;
             const TensorInfo* t = src.find(s.name);
             if (!t) continue;  // absent optional weight

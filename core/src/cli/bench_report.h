@@ -19,10 +19,14 @@ struct ModelFacts {
     std::string quant;    // llama.cpp file type name (Q4_K_M), else the dominant matrix type
     uint64_t file_bytes = 0;
     uint64_t n_params = 0;             // every tensor of the file
-    uint64_t layer_matmul_params = 0;  // matrix weights of the layers (every token multiplies by all of them)
+    // Matrix weights of the layers a token multiplies by: every matrix and 2-D vector weight (an MoE router), and of
+    // each expert stack its top_k / n_expert part (the experts one token runs).
+    uint64_t layer_matmul_params = 0;
     uint64_t lm_head_params = 0;
-    // Matrix weight bytes a decoded token reads: the layers' matrices + the LM head (the embedding row gather is
-    // not counted). Bytes as stored in the file.
+    // Matrix weight bytes a decoded token reads: the layers' matrices and 2-D vector weights (an MoE router, a conv
+    // kernel), top_k / n_expert of each expert stack, and
+    // the LM head (the embedding row gather is not counted). Bytes as stored in the file (without block scales kept
+    // in tensors of their own).
     uint64_t weight_bytes_per_token = 0;
     // The largest matrix of the layers (the FFN's gate/up for the Llama family: n_ff x n_embd), as output x input
     // features; of equal-sized ones the one with the most outputs. The BF16 GEMM probe runs this shape.
