@@ -92,7 +92,12 @@ Session::Session(const Profile& p, Mode mode) {
     apply_plugin_settings(p, *reg_);
     const CoreSettings cs = core_settings(*reg_);
 
-    ex_ = make_executor(p.runtime, cs);
+    try {
+        ex_ = make_executor(p.runtime, cs);
+    } catch (const Error& e) {  // "cuda: no CUDA device found (...)": say which key asked for it, and where
+        if (p.runtime.executor != "cuda") throw;
+        throw Error(p.where("runtime.executor") + ": key 'runtime.executor' is \"cuda\": " + e.what());
+    }
     spdlog::info("executor: {}", ex_->name());
     EngineOptions eo;
     eo.max_seq_len = p.runtime.max_seq_len;
