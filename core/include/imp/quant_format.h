@@ -94,11 +94,13 @@ struct WeightSource {
 struct IMP_API QuantConfig {
     std::string method;         // quant_method ("modelopt", "compressed-tensors", "fp8", "gptq", ...); for a bare
                                 // hf_quant_config.json its producer.name ("modelopt")
-    std::string algo;           // quant_algo ("NVFP4", "W4A16_NVFP4", "FP8", "MIXED_PRECISION", ...)
+    std::string algo;           // quant_algo ("NVFP4", "W4A16_NVFP4", "FP8", "MIXED_PRECISION", ...); for
+                                // quant_method "fp8", "FP8" or, with weight_block_size, "FP8_BLOCK"
     std::string format;         // compressed-tensors "format" ("nvfp4-pack-quantized", "float-quantized", ...)
     std::string kv_cache_algo;  // kv_cache_quant_algo ("FP8", ...)
     int64_t group_size = 0;     // group_size, or config_groups.*.weights.group_size (first group that has one)
-    // Modules left unquantized: exclude_modules (ModelOpt) and ignore (compressed-tensors / config.json). An entry is
+    // Modules left unquantized: exclude_modules (ModelOpt), ignore (compressed-tensors / config.json) and
+    // ignored_layers (AutoFP8). An entry is
     // a shell wildcard ("*mlp.gate*", "lm_head") matched against the whole module name, or "re:<regex>" matched at
     // the start of the name (compressed-tensors' re.match).
     std::vector<std::string> exclude;

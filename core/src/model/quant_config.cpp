@@ -53,6 +53,14 @@ public:
         }
         patterns(obj, "exclude_modules");
         patterns(obj, "ignore");
+        patterns(obj, "ignored_layers");  // AutoFP8 (quant_method "fp8"): whole module names, as vLLM matches them
+        // quant_method "fp8" (AutoFP8, transformers' FP8) names no quant_algo: per-tensor or per-channel FP8 scales
+        // ("FP8"), or block-wise ones when weight_block_size is given ("FP8_BLOCK", compressed-tensors' name).
+        if (const json::Value* m = obj.get("quant_method"); m && m->is_string() && m->s == "fp8" &&
+                                                             !obj.get("quant_algo") && (overwrite || q_.algo.empty())) {
+            const json::Value* b = obj.get("weight_block_size");
+            q_.algo = b && b->kind != json::Value::Kind::Null ? "FP8_BLOCK" : "FP8";
+        }
         if (const json::Value* ql = obj.get("quantized_layers"); ql && ql->kind != json::Value::Kind::Null) {
             if (!ql->is_object()) fail("quantized_layers", "must be an object of module -> {quant_algo, group_size}");
             for (size_t i = 0; i < ql->items.size(); ++i) {

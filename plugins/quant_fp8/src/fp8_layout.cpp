@@ -23,9 +23,9 @@ const quant_hf::FormatRules kRules{kPlugin, "is FP8", "FP8", {"FP8", "FP8_PER_CH
 
 void check_config(const QuantConfig* q, const std::string& tensor, const std::string& module) {
     if (!q || q->empty()) return;
-    if (q->method == "fp8")
-        fail("'" + tensor + "': key 'quant_method' is 'fp8' (block-wise FP8 with weight_scale_inv), which quant_fp8 " +
-             "does not read (" + quant_hf::config_files(*q) + ")");
+    if (q->method == "fp8" && q->algo == "FP8_BLOCK")
+        fail("'" + tensor + "': key 'quant_method' is 'fp8' with 'weight_block_size' (block-wise FP8 with " +
+             "weight_scale_inv), which quant_fp8 does not read (" + quant_hf::config_files(*q) + ")");
     quant_hf::check_module(kRules, *q, quant_hf::module_algo(*q, module), tensor, module);
 }
 
@@ -55,13 +55,20 @@ Piece piece_of(const WeightSource& u, const QuantConfig* q, std::string& refusal
     p.cols = sh.back();
     if (p.n <= 0 || p.rows <= 0 || p.cols <= 0 || p.q->nbytes != uint64_t(p.n * p.rows * p.cols))
         fail("'" + name + "' " + shape_str(sh) + " holds " + std::to_string(p.q->nbytes) + " bytes");
+    // The scale's shape, not only its count, says what it is: per tensor [] / [1] (or [n] / [n, 1] for n experts),
+    // per channel [rows] / [rows, 1] (or [n, rows] / [n, rows, 1]). A block-wise scale [rows/b, cols/b] can hold
+    // the same count and is refused.
+    std::vector<int64_t> ss;  // the scale's shape without its 1s and without the experts' leading n
+    for (int64_t d : s->shape)
+        if (d != 1) ss.push_back(d);
+    if (sh.size() == 3 && !ss.empty() && ss.front() == p.n) ss.erase(ss.begin());
     p.scales = quant_hf::read_floats(*s, kPlugin);
     const int64_t ns = int64_t(p.scales.size());
-    if (ns != p.n && ns == p.n * p.rows) p.per_channel = true;
-    else if (ns != p.n)
+    if (ss.size() == 1 && ss.front() == p.rows && ns == p.n * p.rows) p.per_channel = true;
+    else if (!ss.empty() || ns != p.n)
         fail("'" + s->name + "' " + shape_str(s->shape) + " has " + std::to_string(ns) + " values; '" + name + "' " +
              shape_str(sh) + " needs " + std::to_string(p.n) + " (per tensor) or " + std::to_string(p.n * p.rows) +
-             " (per channel)");
+             " (per channel) (block-wise FP8 scales are not supported)");
     for (float v : p.scales)
         if (!std::isfinite(v) || v < 0) fail("'" + s->name + "' holds the unusable scale " + std::to_string(v));
     p.tensors = {p.q, s};

@@ -1,8 +1,10 @@
 // quant_fp8: how a weight's file tensors read as FP8 E4M3 weights. ModelOpt FP8 (quant_algo FP8 /
-// FP8_PER_CHANNEL_PER_TOKEN) and compressed-tensors float-quantized store `X.weight` F8_E4M3 [out, in] and
+// FP8_PER_CHANNEL_PER_TOKEN), AutoFP8 (quant_method fp8 without weight_block_size) and compressed-tensors
+// float-quantized store `X.weight` F8_E4M3 [out, in] and
 // `X.weight_scale`, one value per tensor ([] or [1]) or one per output channel ([out] or [out, 1]), F32 (ModelOpt) or
 // the model dtype (compressed-tensors); `X.input_scale`, when present, is the static activation scale and is kept.
-// Block-wise FP8 (`weight_scale_inv`, quant_method fp8 with weight_block_size) is refused with the reason.
+// Block-wise FP8 (`weight_scale_inv`, quant_method fp8 with weight_block_size, or a block-shaped weight_scale) is
+// refused with the reason.
 #pragma once
 #include <cstdint>
 #include <string>

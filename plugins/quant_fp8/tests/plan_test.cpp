@@ -76,7 +76,13 @@ TEST_CASE("fp8: quantization config cases load or fail with one line naming the 
           "quant_fp8: '" + m + ".weight': key 'quant_algo' is quant_algo 'W8A8_SQ', which quant_fp8 does not read (it "
           "reads FP8 and FP8_PER_CHANNEL_PER_TOKEN) (hf_quant_config.json)");
     CHECK_THAT(error_with(config_json(R"({"quant_method": "fp8", "weight_block_size": [128, 128]})")),
-               Catch::Contains("key 'quant_method' is 'fp8'"));
+               Catch::Contains("key 'quant_method' is 'fp8' with 'weight_block_size'"));
+    // AutoFP8's per-tensor checkpoints: quant_method "fp8" without weight_block_size, ignored_layers by name.
+    CHECK(plan_with(config_json(R"({"quant_method": "fp8", "activation_scheme": "static"})")).accepted);
+    CHECK(plan_with(config_json(R"({"quant_method": "fp8", "activation_scheme": "dynamic", "ignored_layers":
+        ["lm_head", "model.layers.0.self_attn.o"]})")).accepted);
+    CHECK_THAT(error_with(config_json(R"({"quant_method": "fp8", "ignored_layers": ["lm_head", ")" + m + R"("]})")),
+               Catch::Contains("matches an exclude_modules / ignore pattern"));
     CHECK_THAT(error_with(config(R"({"quant_algo": "FP8", "exclude_modules": ["*o_proj"]})")),
                Catch::Contains("matches an exclude_modules / ignore pattern"));
     const QuantConfig mixed = config(R"({"quant_algo": "MIXED_PRECISION", "quantized_layers": {
@@ -95,6 +101,16 @@ TEST_CASE("fp8: quantization config cases load or fail with one line naming the 
     bad.aux["weight_scale"] = f.f32("w.weight_scale", {3}, {1.f, 2.f, 3.f});
     CHECK_THAT(error_of(fmt, request("w.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex),
                Catch::Contains("needs 1 (per tensor) or 16 (per channel)"));
+    // Scales by their shape: [16, 1] per channel, [1, 1] per tensor; a block-wise [2, 8] has 16 values too.
+    WeightSource col = fp8_source(f, "wc", 16, 32, false, 1.f);
+    col.aux["weight_scale"] = f.f32("wc.weight_scale", {16, 1}, std::vector<float>(16, 0.5f));
+    CHECK(fmt.plan(request("wc.weight", WeightRole::Linear, {16, 32}, col, nullptr), ex).device_bytes == 16 * 32 + 16 * 4);
+    col.aux["weight_scale"] = f.f32("wc.weight_scale2", {1, 1}, {0.5f});
+    CHECK(fmt.plan(request("wc.weight", WeightRole::Linear, {16, 32}, col, nullptr), ex).device_bytes == 16 * 32 + 4);
+    bad = fp8_source(f, "w", 16, 32, false, 1.f);
+    bad.aux["weight_scale"] = f.f32("w.weight_scale", {2, 8}, std::vector<float>(16, 1.f));
+    CHECK_THAT(error_of(fmt, request("w.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex),
+               Catch::Contains("'w.weight_scale' [2, 8] has 16 values") && Catch::Contains("block-wise"));
     bad = fp8_source(f, "w", 16, 32, false, 1.f);
     bad.aux["weight_scale_inv"] = f.f32("w.weight_scale_inv", {1, 1}, {1.f});
     CHECK(error_of(fmt, request("w.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex) ==
