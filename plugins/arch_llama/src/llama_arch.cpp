@@ -97,6 +97,15 @@ void read_hf(const ModelSource& src, const Reader& r, Common& c) {
     c.n_ctx = r.i("max_position_embeddings", 0);
     if (r.b("attention_bias", false) || r.b("mlp_bias", false))
         throw Error(r.file + ": attention_bias / mlp_bias = true is not supported by arch_llama");
+    // Sliding-window attention (Qwen3's use_sliding_window, transformers 5's layer_types) is refused, not run as full
+    // attention: past the window the logits would differ from transformers'.
+    if (r.b("use_sliding_window", false))
+        throw Error(r.file + ": use_sliding_window = true is not supported by arch_llama");
+    if (const MetaValue* lt = r.typed("layer_types", &MetaValue::is_array, "a list of layer types"))
+        for (const MetaValue& e : lt->as_array("layer_types"))
+            if (!e.is_string() || e.as_string("layer_types") != "full_attention")
+                throw Error(r.file + ": layer_types entry " + (e.is_string() ? "'" + e.as_string("") + "'" : e.type) +
+                            " is not supported by arch_llama (only full_attention)");
     // transformers 5 moved rope_theta and rope_scaling into rope_parameters; older configs have them top level.
     r.object("rope_parameters");
     r.object("rope_scaling");

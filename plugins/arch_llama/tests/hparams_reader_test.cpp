@@ -39,13 +39,14 @@ Metadata sample() {
     return md;
 }
 
-// llama_tiny with each `from` in config.json replaced by its `to`; the engine's error (or "(accepted)").
-std::string config_error(std::initializer_list<std::pair<std::string, std::string>> edits) {
+// A fixture (llama_tiny) with each `from` in config.json replaced by its `to`; the engine's error (or "(accepted)").
+std::string config_error(std::initializer_list<std::pair<std::string, std::string>> edits,
+                         const std::string& fixture = "llama_tiny") {
     const fs::path dir = fs::temp_directory_path() / ("imp_hparams_" + std::to_string(::getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);
-    fs::create_symlink(kFixtures + "/llama_tiny/model.safetensors", dir / "model.safetensors");
-    std::ifstream in(kFixtures + "/llama_tiny/config.json");
+    fs::create_symlink(kFixtures + "/" + fixture + "/model.safetensors", dir / "model.safetensors");
+    std::ifstream in(kFixtures + "/" + fixture + "/config.json");
     std::stringstream ss;
     ss << in.rdbuf();
     std::string cfg = ss.str();
@@ -122,4 +123,12 @@ TEST_CASE("config.json keys of the wrong type or range name the file and the key
                              {"\"head_dim\": 16", "\"unused_head_dim\": 16"}}),
                Catch::EndsWith("config.json: hidden_size 64 is not a multiple of num_attention_heads 5 (and no "
                                "head_dim is given)"));
+    // Qwen3 with sliding-window attention is refused (it ran as full attention); its full-attention form loads.
+    CHECK(config_error({}, "qwen3_tiny") == "(accepted)");
+    CHECK_THAT(config_error({{"\"use_sliding_window\": false", "\"use_sliding_window\": true"}}, "qwen3_tiny"),
+               Catch::EndsWith("config.json: use_sliding_window = true is not supported by arch_llama"));
+    CHECK_THAT(config_error({{"\"full_attention\",\n    \"full_attention\"", "\"full_attention\",\n    \"sliding_attention\""}},
+                            "qwen3_tiny"),
+               Catch::EndsWith("config.json: layer_types entry 'sliding_attention' is not supported by arch_llama "
+                               "(only full_attention)"));
 }
