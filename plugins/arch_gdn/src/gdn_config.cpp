@@ -184,7 +184,9 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     if (c.n_expert > 0) {
         c.top_k = r.positive(t + "num_experts_per_tok", r.i(t + "num_experts_per_tok"));
         c.n_ff_exp = r.positive(t + "moe_intermediate_size", r.i(t + "moe_intermediate_size"));
-        c.n_ff_shared = r.i(t + "shared_expert_intermediate_size", 0);
+        // transformers' default (Qwen3NextConfig, Qwen3_5MoeTextConfig): a config without the key has a shared
+        // expert of 512, not none
+        c.n_ff_shared = r.i(t + "shared_expert_intermediate_size", 512);
         // Qwen3.5 / 3.6's router always renormalizes (no norm_topk_prob key); Qwen3-Next's config says so
         c.norm_topk = r.b(t + "norm_topk_prob", true);
     }

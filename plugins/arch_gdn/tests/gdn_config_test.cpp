@@ -85,6 +85,12 @@ TEST_CASE("bad Gated-DeltaNet hyper-parameters are refused naming the file and t
                              "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}, \"router_aux_loss_coef\"");
                  }),
                  "config.json: rope type 'linear' (rope_scaling.type) is not supported by arch_gdn");
+    // No shared_expert_intermediate_size: transformers' 512, so the fixture's 24-wide shared expert is a shape
+    // error, not a shared expert silently left out.
+    expect_error(edited_copy("shared_default", [](std::string& c) {
+                     replace(c, "\"shared_expert_intermediate_size\": 24,", "");
+                 }),
+                 "[512, 64]");
     expect_error(edited_copy("dense_str", [](std::string& c) {
                      replace(c, "\"mlp_only_layers\": []", "\"mlp_only_layers\": \"none\"");
                  }),
