@@ -129,6 +129,22 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertEqual(len(c.choices[0].logprobs.tokens), 3)
         self.assertEqual("".join(c.choices[0].logprobs.tokens), c.choices[0].text)
 
+    def test_stream_logprobs_offsets(self):
+        # A stop string whose start (", ") keeps appearing holds text back in the stream; the streamed text_offset
+        # still counts every earlier token's text, as the whole response does.
+        kw = dict(model="x", prompt="Here is a list of fruits: apple, banana,", max_tokens=16, temperature=0,
+                  logprobs=1, stop=[", zzz"])
+        whole = self.c.completions.create(**kw).choices[0].logprobs
+        tokens, offsets = [], []
+        for ch in self.c.completions.create(stream=True, **kw):
+            if ch.choices and ch.choices[0].logprobs:
+                tokens += ch.choices[0].logprobs.tokens
+                offsets += ch.choices[0].logprobs.text_offset
+        self.assertEqual(tokens, whole.tokens)
+        self.assertEqual(offsets, whole.text_offset)
+        self.assertEqual(offsets, [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))])
+        self.assertIn(",", "".join(tokens))  # the held-back case happened
+
     def test_token_id_prompt(self):
         a = self.c.completions.create(model="x", prompt="The capital of France is", max_tokens=4, temperature=0)
         ids = [1, 504, 3575, 282, 4649, 314]  # not checked against the text: only that ids are accepted

@@ -28,11 +28,14 @@ const std::string& text_of(const Tokenizer& tok, int32_t id) {
 }
 
 // Logprobs of some tokens in the chat format ({"content": [...]}) or the completions format (parallel arrays).
-json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tokenizer& tok, int64_t text_offset) {
+// text_offset: where the first token's text starts in the completion (the texts of the tokens before it); advanced
+// past these tokens, whatever part of their text a stream has sent so far (a stop string may hold some back).
+json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tokenizer& tok, int64_t& text_offset) {
     if (kind == ApiKind::Chat) {
         json content = json::array();
         for (const auto& t : lps) {
             const std::string& s = text_of(tok, t.id);
+            text_offset += int64_t(s.size());
             json top = json::array();
             for (auto& [id, lp] : t.top)
                 top.push_back({{"token", text_of(tok, id)}, {"logprob", lp}, {"bytes", bytes_of(text_of(tok, id))}});
@@ -96,7 +99,7 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
 
     std::string text;
     std::vector<TokenLogprob> all_lps;
-    int64_t text_offset = 0;
+    int64_t lp_offset = 0;  // the streamed logprobs' text offset: their tokens' texts so far
     Event ev;
     // The client is looked at every 50 ms whether tokens flow or not: a whole response has no write until the end
     // that could fail, and a stream's writes succeed into the socket's buffer for a while after the client left.
@@ -111,12 +114,11 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
         if (!ev.error.empty()) break;
         if (stream && (!ev.text.empty() || !ev.logprobs.empty())) {
             json lp = ev.logprobs.empty() && !job->request().logprobs ? json(nullptr)
-                                                                       : logprobs_json(kind, ev.logprobs, tok_, text_offset);
+                                                                       : logprobs_json(kind, ev.logprobs, tok_, lp_offset);
             json c = chat ? json{{"index", 0}, {"delta", {{"content", ev.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}
                           : json{{"index", 0}, {"text", ev.text}, {"logprobs", lp}, {"finish_reason", nullptr}};
             if (!out.event(dump(chunk(c)))) return 499;
         }
-        text_offset += int64_t(ev.text.size());
         text += ev.text;
         all_lps.insert(all_lps.end(), ev.logprobs.begin(), ev.logprobs.end());
         if (!ev.finish.empty()) break;
@@ -146,7 +148,8 @@ int Api::generate(ApiKind kind, const HttpRequest& hr, Responder& out) {
         out.event("[DONE]");
         return 200;
     }
-    json lp = job->request().logprobs ? logprobs_json(kind, all_lps, tok_, 0) : json(nullptr);
+    int64_t offset = 0;
+    json lp = job->request().logprobs ? logprobs_json(kind, all_lps, tok_, offset) : json(nullptr);
     json c = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"logprobs", lp},
                          {"finish_reason", ev.finish}}
                   : json{{"index", 0}, {"text", text}, {"logprobs", lp}, {"finish_reason", ev.finish}};
