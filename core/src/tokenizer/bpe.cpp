@@ -64,9 +64,10 @@ void Bpe::init(const std::vector<std::string>& tokens, const std::vector<std::pa
         const int32_t b = find(rt);
         joined = l + rt;
         const int32_t ab = find(joined);
-        if (a < 0 || b < 0 || ab < 0 || lookup(a, b)) continue;
+        if (a < 0 || b < 0 || ab < 0) continue;
+        // A pair listed twice takes its last rank, as tokenizers' merge map (later entries overwrite) does.
+        if (!lookup(a, b)) ++n_merges_;
         insert(a, b, int32_t(r), ab);
-        ++n_merges_;
     }
 
     std::string s;
@@ -98,7 +99,7 @@ const Bpe::Slot* Bpe::lookup(int32_t left, int32_t right) const {
 void Bpe::insert(int32_t left, int32_t right, int32_t rank, int32_t id) {
     const uint64_t key = pair_key(left, right);
     uint64_t i = hash_key(key) & mask_;
-    while (table_[i].key != kEmpty) i = (i + 1) & mask_;
+    while (table_[i].key != kEmpty && table_[i].key != key) i = (i + 1) & mask_;  // a pair again: its slot, updated
     table_[i] = Slot{key, rank, id};
 }
 

@@ -271,14 +271,14 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf(const std::string& path) {
                 t->types_[i] = kByte;
         }
 
-    // Decoded text of each token.
+    // Decoded text of each token. Special tokens keep their text; the other added tokens go through the decoder as
+    // vocabulary tokens do (Gemma's "▁▁▁▁" added tokens decode to four spaces, as in tokenizers).
     t->decoded_.resize(size_t(n));
     for (int32_t id = 0; id < n; ++id) {
         const int32_t ty = t->types_[size_t(id)];
         t->decoded_[size_t(id)] =
-            ty == kControl || ty == kUserDefined
-                ? t->tokens_[size_t(id)]
-                : decode_token(root.get("decoder"), t->tokens_[size_t(id)], &t->strip_leading_space_, tj);
+            ty == kControl ? t->tokens_[size_t(id)]
+                           : decode_token(root.get("decoder"), t->tokens_[size_t(id)], &t->strip_leading_space_, tj);
     }
     post_processor(root.get("post_processor"), t->prefix_, t->suffix_, tj);
 

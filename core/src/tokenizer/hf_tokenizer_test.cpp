@@ -185,3 +185,41 @@ TEST_CASE("hf tokenizer: a vocabulary larger than the model's is refused naming 
                       t.source() + ": 49152 tokens, more than the model's vocabulary of 320 (rows of tensor "
                                    "'model.embed_tokens.weight' in DIR)");
 }
+
+TEST_CASE("hf tokenizer: added tokens decode through the decoder, strip Unicode spaces; a repeated merge takes its "
+          "last rank", "[tokenizer][hf]") {
+    // The Llama-2-style Metaspace fixture with "▁▁▁▁" as a non-special added token (as Gemma's are) and "<s>" with
+    // lstrip + rstrip (as Phi-3's chat tokens): tokenizers decodes the added token to four spaces and strips any
+    // Unicode whitespace around "<s>".
+    std::string j = imp::test::read_file(imp::test::fixture_path("hf/metaspace/tokenizer.json"));
+    const std::string s_tok = R"("content":"<s>","single_word":false,"lstrip":false,"rstrip":false)";
+    const size_t at = j.find(s_tok);
+    REQUIRE(at != std::string::npos);
+    j.replace(at, s_tok.size(), R"("content":"<s>","single_word":false,"lstrip":true,"rstrip":true)");
+    const auto base = Tokenizer::from_hf(imp::test::fixture_path("hf/metaspace"));
+    const int32_t quad = base->find_token("\xE2\x96\x81\xE2\x96\x81\xE2\x96\x81\xE2\x96\x81");
+    REQUIRE(quad >= 0);
+    const size_t added = j.find("\"added_tokens\":[");
+    REQUIRE(added != std::string::npos);
+    j.insert(added + 16, "{\"id\": " + std::to_string(quad) +
+                             R"(, "content": "▁▁▁▁", "single_word": false, "lstrip": false, "rstrip": false, )"
+                             R"("normalized": false, "special": false}, )");
+    const std::string d = tmp_dir("added");
+    std::filesystem::copy(imp::test::fixture_path("hf/metaspace"), d, std::filesystem::copy_options::recursive |
+                                                                         std::filesystem::copy_options::overwrite_existing);
+    write(d + "/tokenizer.json", j);
+    const auto tok = Tokenizer::from_hf(d);
+    const int32_t x = tok->find_token("x");
+    REQUIRE(x >= 0);
+    CHECK(tok->decode({x, quad, x}) == "x    x");
+    CHECK(tok->encode("a\xC2\xA0<s>\xE3\x80\x80" "b", false, true) == tok->encode("a<s>b", false, true));
+    CHECK(tok->encode("a\xE2\x80\x83<s>\n b", false, true) == tok->encode("a<s>b", false, true));
+
+    // merges "a b", "b c", "a b": tokenizers keeps the last rank of a pair (2), so "b c" (1) merges first.
+    const std::string m = tmp_dir("merges");
+    write(m + "/tokenizer.json", R"({"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+        "post_processor": null, "decoder": null, "model": {"type": "BPE", "dropout": null, "unk_token": null,
+        "fuse_unk": false, "byte_fallback": false, "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4},
+        "merges": ["a b", "b c", "a b"]}})");
+    CHECK(Tokenizer::from_hf(m)->encode("abc", false, false) == std::vector<int32_t>{0, 4});
+}

@@ -82,7 +82,23 @@ void Tokenizer::encode_text(std::string_view text, bool at_start, Bpe::Work& w, 
 }
 
 namespace {
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+// Unicode White_Space (Rust's char::is_whitespace, what tokenizers' lstrip / rstrip strip).
+bool white_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+// Byte length of the whitespace code point starting at text[i] (0: none).
+size_t space_at(std::string_view text, size_t i) {
+    int len = 1;
+    return white_space(unicode::decode_utf8(text, i, &len)) ? size_t(len) : 0;
+}
+// Byte length of the whitespace code point ending at text[end] (0: none), not reaching before `begin`.
+size_t space_before(std::string_view text, size_t begin, size_t end) {
+    for (size_t n = 1; n <= 3 && end >= begin + n; ++n)
+        if (space_at(text, end - n) == n) return n;
+    return 0;
+}
 }  // namespace
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special,
@@ -139,12 +155,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
         }
         size_t seg_end = i;
         if (hit->lstrip)
-            while (seg_end > start && is_space(text[seg_end - 1])) --seg_end;
+            for (size_t n; (n = space_before(text, start, seg_end)) > 0;) seg_end -= n;
         encode_text(text.substr(start, seg_end - start), start == 0, w, pieces, out);
         out.push_back(hit->id);
         i += hit->text.size();
         if (hit->rstrip)
-            while (i < text.size() && is_space(text[i])) ++i;
+            for (size_t n; i < text.size() && (n = space_at(text, i)) > 0;) i += n;
         start = i;
     }
     encode_text(text.substr(start), start == 0, w, pieces, out);
