@@ -186,7 +186,7 @@ TEST_CASE("hf tokenizer: a vocabulary larger than the model's is refused naming 
                                    "'model.embed_tokens.weight' in DIR)");
 }
 
-TEST_CASE("hf tokenizer: added tokens decode through the decoder, strip Unicode spaces; a repeated merge takes its "
+TEST_CASE("hf tokenizer: added tokens decode through the decoder, strip Unicode spaces, a repeated merge keeps its "
           "last rank", "[tokenizer][hf]") {
     // The Llama-2-style Metaspace fixture with "▁▁▁▁" as a non-special added token (as Gemma's are) and "<s>" with
     // lstrip + rstrip (as Phi-3's chat tokens): tokenizers decodes the added token to four spaces and strips any
