@@ -82,16 +82,11 @@ void Tokenizer::encode_text(std::string_view text, bool at_start, Bpe::Work& w, 
 }
 
 namespace {
-// Unicode White_Space (Rust's char::is_whitespace, what tokenizers' lstrip / rstrip strip).
-bool white_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
-// Byte length of the whitespace code point starting at text[i] (0: none).
+// Byte length of the whitespace code point starting at text[i] (0: none): Unicode White_Space, what tokenizers'
+// lstrip / rstrip strip (Rust's char::is_whitespace).
 size_t space_at(std::string_view text, size_t i) {
     int len = 1;
-    return white_space(unicode::decode_utf8(text, i, &len)) ? size_t(len) : 0;
+    return unicode::flags(unicode::decode_utf8(text, i, &len)) & unicode::kWhitespace ? size_t(len) : 0;
 }
 // Byte length of the whitespace code point ending at text[end] (0: none), not reaching before `begin`.
 size_t space_before(std::string_view text, size_t begin, size_t end) {

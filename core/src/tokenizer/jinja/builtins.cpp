@@ -12,13 +12,8 @@ namespace imp::jinja {
 
 namespace {
 
-// Python's str.isspace() for one code point: the ASCII controls \t-\r and \x1c-\x1f, the space, and Unicode's
-// other whitespace (NEL, no-break space, the U+2000 spaces, line and paragraph separators, ideographic space).
-bool py_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
+// Python's str.isspace() for one code point: Unicode White_Space and the separators \x1c-\x1f.
+bool py_space(uint32_t cp) { return (unicode::flags(cp) & unicode::kWhitespace) || (cp >= 0x1C && cp <= 0x1F); }
 
 // Byte length of the whitespace code point at s[p], 0 when s[p] does not start one.
 size_t space_at(const std::string& s, size_t p) {
