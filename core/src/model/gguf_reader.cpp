@@ -197,10 +197,9 @@ GgufSource::GgufSource(std::shared_ptr<MappedFile> file, int part) : file_(std::
     }
     const int64_t n_parts = count ? in_file(path, [&] { return count->as_int("split.count"); }) : 1;
     if (n_parts < 1 || n_parts > 9999) in.fail("split.count = " + std::to_string(n_parts) + " is out of range [1, 9999]");
-    if (no && in_file(path, [&] { return no->as_int("split.no"); }) != 0)
-        in.fail("is part " + std::to_string(in_file(path, [&] { return no->as_int("split.no"); }) + 1) + " of " +
-                std::to_string(n_parts) + " of a split GGUF; open its first part (<name>-00001-of-" +
-                std::to_string(n_parts) + ".gguf)");
+    if (const int64_t k = no ? in_file(path, [&] { return no->as_int("split.no"); }) : 0; k != 0)
+        in.fail("is part " + std::to_string(k + 1) + " of " + std::to_string(n_parts) +
+                " of a split GGUF; open its first part (<name>-00001-of-" + std::to_string(n_parts) + ".gguf)");
     if (n_parts > 1) join_parts(n_parts);
     build_name_index();
     check_hparam_bounds(path, meta_, tensors_, true);

@@ -466,11 +466,8 @@ void apply_plugin_settings(const Profile& p, Registry& reg) {
             // An override's bare 16 for a string setting (router_cluster = "16") is the text it wrote.
             SettingValue v = ps.value;
             if (!ps.text.empty() && !std::holds_alternative<std::string>(v))
-                for (const Settings* s : reg.all_settings())
-                    if (s->plugin() == ps.plugin)
-                        for (const SettingSpec& spec : s->specs())
-                            if (spec.key == ps.key && std::holds_alternative<std::string>(spec.default_value))
-                                v = ps.text;
+                for (const SettingSpec& spec : reg.settings(ps.plugin).specs())
+                    if (spec.key == ps.key && std::holds_alternative<std::string>(spec.default_value)) v = ps.text;
             reg.configure(ps.plugin, ps.key, v);
         } catch (const Error& e) {
             throw Error(ps.where + ": " + e.what());
