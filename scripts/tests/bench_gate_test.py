@@ -140,6 +140,29 @@ class GateTest(unittest.TestCase):
         self.baseline["configs"]["bench/arch_llama/llama3.1-8b.q4_k_m.toml"] = cfg
         self.assert_fails("nothing was compared")
 
+    def test_profile_without_a_baseline_entry_fails(self):
+        # The baseline file has this GPU, but not this profile: its tests would all be "new", compared with nothing.
+        other = "bench/arch_llama/llama3.2-3b.q4_k_m.toml"
+        self.baseline["configs"][other] = self.baseline["configs"].pop(PROFILE)
+        self.assert_fails(f"{PROFILE}: no baseline for this profile on NVIDIA H200")
+        rc, out, _ = self.run_gate("--no-fail")
+        self.assertEqual(rc, 0, out)
+        self.assertIn(f"NOTE {PROFILE}: no baseline for this profile", out)
+
+    def test_test_without_a_baseline_entry_fails(self):
+        del self.baseline["configs"][PROFILE]["tests"]["pp512"]
+        out = self.assert_fails(f"{PROFILE} pp512: not in the baseline")
+        self.assertRegex(out, r"pp512\s+172000\.00\s+-\s+.*new")
+
+    def test_update_does_not_record_a_profile_whose_graphs_ratio_is_broken(self):
+        for r in self.records["on"]:
+            r["graphs"] = False
+        rc, out, base = self.run_gate("--update", baseline=None)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("decode ran without CUDA graphs", out)
+        self.assertIn(f"baseline NOT written for the profiles that had errors: {PROFILE}", out)
+        self.assertFalse(os.path.exists(base), out)
+
     def test_cpu_executor_fails_even_with_no_fail(self):
         for key in ("on", "off"):
             for r in self.records[key]:

@@ -427,5 +427,48 @@ class SanitizeTest(unittest.TestCase):
         self.assertIn("no gpu test binary", out)
 
 
+# scripts/bench-gate in the temporary tree: writes the arguments device-check gave it, then exits 0.
+FAKE_GATE = """#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["FAKE_GATE_LOG"], "w") as f:
+    json.dump(sys.argv[1:], f)
+"""
+
+
+class GateArgsTest(unittest.TestCase):
+    """What device-check's --gate, --update and --runs hand to bench-gate, in either order (SanitizeTest's tree)."""
+    setUp = SanitizeTest.setUp
+    tearDown = SanitizeTest.tearDown
+
+    def gate_args(self, *opts):
+        write_exe(os.path.join(self.tmp.name, "scripts", "bench-gate"), FAKE_GATE)
+        log = os.path.join(self.tmp.name, "gate-args.json")
+        env = dict(os.environ, PATH=self.fakebin + os.pathsep + os.environ["PATH"], OUT=self.out, FAKE_GATE_LOG=log)
+        p = subprocess.run([os.path.join(self.tmp.name, "scripts", "device-check"), "--no-tests", *opts], env=env,
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            return p.returncode, p.stdout + p.stderr
+        with open(log) as f:
+            args = json.load(f)
+        runs = args[args.index("--runs") + 1]
+        return runs, sorted(a for a in args if a in ("--update", "--no-fail"))
+
+    def test_runs_keeps_the_mode(self):
+        self.assertEqual(self.gate_args(), ("1", ["--no-fail"]))
+        self.assertEqual(self.gate_args("--gate"), ("3", []))
+        self.assertEqual(self.gate_args("--gate", "--runs", "5"), ("5", []))
+        self.assertEqual(self.gate_args("--runs", "5", "--gate"), ("5", []))
+        self.assertEqual(self.gate_args("--update", "--runs", "1"), ("1", ["--update"]))
+        self.assertEqual(self.gate_args("--runs", "2"), ("2", ["--no-fail"]))
+
+    def test_conflicting_or_bad_options_are_refused(self):
+        rc, out = self.gate_args("--gate", "--update")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("--gate and --update go one at a time", out)
+        rc, out = self.gate_args("--runs", "x")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("--runs needs a positive count, not 'x'", out)
+
+
 if __name__ == "__main__":
     unittest.main()
