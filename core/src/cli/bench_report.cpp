@@ -1,4 +1,5 @@
 #include "cli/bench_report.h"
+#include "model/quant_config.h"
 #include "runtime/weight_sources.h"
 
 #include <algorithm>
@@ -68,16 +69,30 @@ bool is_tg(const TestResult& r) { return r.n_gen > 0; }
 
 // A stack of n_expert experts of which each token runs top_k: a decoded token (batch 1) reads and multiplies by
 // top_k / n_expert of the stack, whether the file holds it as one tensor or one tensor per expert.
+// The weight's parameters: the layer's logical shape ([out, in], [n_expert, out, in]), not the file tensor's element
+// count, which is half of it for packed FP4 codes (U8 [out, in/2]); 0 when the spec leaves a dimension open.
+uint64_t logical_params(const std::vector<int64_t>& shape) {
+    if (shape.empty()) return 0;
+    uint64_t n = 1;
+    for (int64_t d : shape) {
+        if (d <= 0) return 0;
+        n *= uint64_t(d);
+    }
+    return n;
+}
+
 void add_active_experts(const ModelSource& src, const WeightSpec& s, ModelFacts& m) {
     if (s.shape.empty() || s.shape[0] <= 0 || s.top_k <= 0) return;
     uint64_t bytes = 0, params = 0;
+    bool found = false;
     if (const TensorInfo* t = src.find(s.name)) {
-        bytes = t->nbytes, params = uint64_t(t->numel());
+        bytes = t->nbytes, params = uint64_t(t->numel()), found = true;
     } else if (!s.expert_pattern.empty()) {
         for (int64_t e = 0; e < s.shape[0]; ++e)
             if (const TensorInfo* t = src.find(expert_tensor_name(s.expert_pattern, e)))
-                bytes += t->nbytes, params += uint64_t(t->numel());
+                bytes += t->nbytes, params += uint64_t(t->numel()), found = true;
     }
+    if (found && logical_params(s.shape) > 0) params = logical_params(s.shape);
     const double active = double(std::min(s.top_k, s.shape[0])) / double(s.shape[0]);
     m.weight_bytes_per_token += uint64_t(double(bytes) * active + 0.5);
     m.layer_matmul_params += uint64_t(double(params) * active + 0.5);
@@ -113,9 +128,10 @@ ModelFacts model_facts(const ModelSource& src, const Engine& engine) {
             if (s.use != WeightSpec::Use::Matrix || !s.values.empty()) continue;
             const TensorInfo* t = src.find(s.name);
             if (!t) continue;  // absent optional weight
-            m.layer_matmul_params += uint64_t(t->numel());
-            if (t->shape.size() == 2) {
-                const int64_t out = t->shape[0], in = t->shape[1];
+            const bool logical = s.shape.size() == 2 && logical_params(s.shape) > 0;
+            m.layer_matmul_params += logical ? logical_params(s.shape) : uint64_t(t->numel());
+            if (logical || t->shape.size() == 2) {
+                const int64_t out = logical ? s.shape[0] : t->shape[0], in = logical ? s.shape[1] : t->shape[1];
                 const int64_t best = m.ffn_out * m.ffn_in;
                 if (out * in > best || (out * in == best && out > m.ffn_out)) {
                     m.ffn_out = out;
@@ -127,13 +143,17 @@ ModelFacts model_facts(const ModelSource& src, const Engine& engine) {
         }
     }
     if (const TensorInfo* head = src.find(d.output)) {
-        m.lm_head_params = uint64_t(head->numel());
+        m.lm_head_params = d.n_vocab > 0 && d.n_embd > 0 ? uint64_t(d.n_vocab) * uint64_t(d.n_embd)
+                                                          : uint64_t(head->numel());
         m.weight_bytes_per_token += head->nbytes;
     }
     const MetaValue* ft = src.metadata().find("general.file_type");
     const char* name = ft && ft->is_int() ? ftype_name(ft->as_int("general.file_type")) : nullptr;
+    const QuantConfig qc = read_quant_config(src);
     if (name) {
         m.quant = name;
+    } else if (!qc.algo.empty()) {
+        m.quant = qc.algo;  // a prequantized checkpoint: "NVFP4", "FP8", "MIXED_PRECISION" (its storage reads U8)
     } else {
         uint64_t best = 0;
         for (const auto& [type, bytes] : type_bytes)
@@ -283,6 +303,7 @@ std::string format_json(const ModelFacts& m, const RunInfo& run, const std::vect
             if (x.set) changed += (changed.empty() ? "" : ", ") + json_str(x.key);
         }
         o += ", \"settings\": {" + st + "}, \"settings_changed\": [" + changed + "]";
+        o += ", \"runtime\": {" + run.runtime_json + "}";
         o += i + 1 < results.size() ? "},\n" : "}\n";
     }
     return o + "]\n";

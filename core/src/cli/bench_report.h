@@ -18,7 +18,7 @@ struct ModelFacts {
     std::string arch;
     std::string quant;    // llama.cpp file type name (Q4_K_M), else the dominant matrix type
     uint64_t file_bytes = 0;
-    uint64_t n_params = 0;             // every tensor of the file
+    uint64_t n_params = 0;             // elements of every tensor of the file, as stored
     // Matrix weights of the layers a token multiplies by: every matrix and 2-D vector weight (an MoE router), and of
     // each expert stack its top_k / n_expert part (the experts one token runs).
     uint64_t layer_matmul_params = 0;
@@ -71,6 +71,9 @@ struct RunInfo {
         bool set = false;
     };
     std::vector<Setting> settings;
+    // The profile's [runtime] values the run used (executor as asked, max_seq_len, prefill_chunk, threads, max_seqs,
+    // kv_blocks), as JSON object members: a run with a non-default prefill chunk is visible in its record.
+    std::string runtime_json;
 };
 
 // Prefill TFLOP/s as computed: 2 * (layer matmul params * tokens + LM head params) / time — the LM head runs for the

@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli/bench_device.h"
@@ -249,6 +250,15 @@ int cmd_bench(const std::vector<std::string>& args) {
     run.kv_dtype = dtype_name(kv_dtype_for(prof.runtime.kv_dtype, ex));
     run.timestamp = utc_timestamp();
     run.cuda_graphs = prof.runtime.cuda_graphs;
+    {
+        const auto& rt = prof.runtime;
+        run.runtime_json = "\"executor\": " + nlohmann::json(rt.executor).dump() +
+                           ", \"max_seq_len\": " + std::to_string(rt.max_seq_len) +
+                           ", \"prefill_chunk\": " + std::to_string(rt.prefill_chunk) +
+                           ", \"threads\": " + std::to_string(rt.threads) +
+                           ", \"max_seqs\": " + std::to_string(rt.max_seqs) +
+                           ", \"kv_blocks\": " + std::to_string(rt.kv_blocks);
+    }
     run.reps = b.reps;
     for (const Settings* st : s.registry().all_settings())
         for (const auto& spec : st->specs())
