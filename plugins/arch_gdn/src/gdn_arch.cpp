@@ -94,6 +94,7 @@ public:
         a.n_head = int(c.n_head);
         a.n_kv_head = int(c.n_kv);
         a.head_dim = int(c.head_dim);
+        a.scale = float(c.attn_scale);  // 0: 1 / sqrt(head_dim)
         a.rope.n_rot = int(c.n_rot);
         a.rope.base = float(c.rope_base);
         a.rope.neox = true;

@@ -90,7 +90,7 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     c.gguf = true;
     const blocks::GgufAttentionKeys k = blocks::read_gguf_attention(r, a);
     c.n_embd = k.n_embd, c.n_layer = k.n_layer, c.n_head = k.n_head, c.n_kv = k.n_kv, c.head_dim = k.head_dim;
-    c.eps = k.eps, c.rope_base = k.rope_base, c.n_ctx = k.n_ctx;
+    c.eps = k.eps, c.rope_base = k.rope_base, c.n_ctx = k.n_ctx, c.attn_scale = k.attn_scale;
     c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim / 4);
     if (const std::string s = r.s(a + ".rope.scaling.type", "none"); s != "none")
         throw Error(r.file + ": rope scaling type '" + s + "' (" + a + ".rope.scaling.type) is not supported");
@@ -111,7 +111,10 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     if (c.n_expert > 0) {
         c.top_k = r.positive(a + ".expert_used_count", r.i(a + ".expert_used_count"));
         c.n_ff_exp = r.positive(a + ".expert_feed_forward_length", r.i(a + ".expert_feed_forward_length"));
-        c.n_ff_shared = r.i(a + ".expert_shared_feed_forward_length", 0);
+        // Without the key, the shared expert's own tensors give its size (llama.cpp takes n_ff then): a file whose
+        // blk.N.ffn_*_shexp tensors were left unread would run without its shared expert.
+        const TensorInfo* sh = src.find("blk.0.ffn_up_shexp.weight");
+        c.n_ff_shared = r.i(a + ".expert_shared_feed_forward_length", sh && sh->shape.size() == 2 ? sh->shape[0] : 0);
     }
     c.n_ff = r.i(a + ".feed_forward_length", 0);
     // multi-token-prediction blocks appended after the trunk (llama.cpp: the last {arch}.nextn_predict_layers of the
@@ -152,6 +155,7 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
 
 void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     const std::string t = r.md.has("text_config.hidden_size") ? "text_config." : "";
+    const bool qwen3_next = c.arch == "qwen3_next";
     c.n_embd = r.positive(t + "hidden_size", r.i(t + "hidden_size"));
     c.n_layer = r.positive(t + "num_hidden_layers", r.i(t + "num_hidden_layers"));
     c.n_head = r.positive(t + "num_attention_heads", r.i(t + "num_attention_heads"));
@@ -187,8 +191,9 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
         // transformers' default (Qwen3NextConfig, Qwen3_5MoeTextConfig): a config without the key has a shared
         // expert of 512, not none
         c.n_ff_shared = r.i(t + "shared_expert_intermediate_size", 512);
-        // Qwen3.5 / 3.6's router always renormalizes (no norm_topk_prob key); Qwen3-Next's config says so
-        c.norm_topk = r.b(t + "norm_topk_prob", true);
+        // Qwen3.5 / 3.6's router always renormalizes (transformers' Qwen3_5MoeTopKRouter reads no norm_topk_prob,
+        // so a config that carries the key computes the same); Qwen3-Next's config says whether it does
+        c.norm_topk = qwen3_next ? r.b(t + "norm_topk_prob", true) : true;
     }
     // layer schedule: layer_types, else every full_attention_interval-th layer
     const MetaValue* lt = r.typed(t + "layer_types", &MetaValue::is_array, "a list of layer types");
@@ -208,8 +213,10 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
         const int64_t every = r.positive(t + "full_attention_interval", r.i(t + "full_attention_interval", 4));
         for (int64_t i = 0; i < c.n_layer; ++i) c.full_attn.push_back((i + 1) % every == 0);
     }
-    const std::vector<int64_t> dense = r.ints(t + "mlp_only_layers");
-    const int64_t step = r.i(t + "decoder_sparse_step", 1);
+    // Qwen3-Next's dense layers (mlp_only_layers, decoder_sparse_step); transformers' Qwen3.5 / 3.6 MoE decoder
+    // layer is MoE whatever these keys say
+    const std::vector<int64_t> dense = qwen3_next ? r.ints(t + "mlp_only_layers") : std::vector<int64_t>{};
+    const int64_t step = qwen3_next ? r.i(t + "decoder_sparse_step", 1) : 1;
     for (int64_t i = 0; i < c.n_layer; ++i)
         c.moe.push_back(c.n_expert > 0 && blocks::is_moe_layer(int(i), dense, step));
     // the multimodal wrapper (Qwen3_5MoeForConditionalGeneration) keeps the text model under model.language_model
@@ -245,6 +252,11 @@ GdnConfig read_config(const ModelSource& src) {
     if (c.gdn_hv % c.gdn_hk != 0)
         throw Error(r.file + ": " + L(c.gdn_hv) + " linear-attention value heads are not a multiple of " +
                     L(c.gdn_hk) + " key heads");
+    // the gdn.conv op's range (ops/gdn_validate.cpp), checked here so that a file outside it is refused before any
+    // weight is read, not at its first forward pass
+    if (c.conv_kernel < 2 || c.conv_kernel > 8)
+        throw Error(r.file + ": linear-attention conv kernel " + L(c.conv_kernel) + " (" +
+                    (c.gguf ? c.arch + ".ssm.conv_kernel" : "linear_conv_kernel_dim") + ") is outside 2..8");
     if (c.n_expert > 0 && c.top_k > c.n_expert)
         throw Error(r.file + ": " + L(c.top_k) + " experts per token but only " + L(c.n_expert) + " experts");
     c.conv_shape[0] = 2 * c.gdn_hk * c.gdn_dk + c.gdn_hv * c.gdn_dv;

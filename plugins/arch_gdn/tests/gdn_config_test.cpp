@@ -95,6 +95,10 @@ TEST_CASE("bad Gated-DeltaNet hyper-parameters are refused naming the file and t
                      replace(c, "\"mlp_only_layers\": []", "\"mlp_only_layers\": \"none\"");
                  }),
                  "config.json: hyper-parameter 'mlp_only_layers' is str, expected a list of integers");
+    expect_error(edited_copy("conv9", [](std::string& c) {
+                     replace(c, "\"linear_conv_kernel_dim\": 4", "\"linear_conv_kernel_dim\": 9");
+                 }),
+                 "config.json: linear-attention conv kernel 9 (linear_conv_kernel_dim) is outside 2..8");
     expect_error(edited_copy("missing", [](std::string& c) {
                      replace(c, "\"linear_key_head_dim\"", "\"unused_key_head_dim\"");
                  }),
