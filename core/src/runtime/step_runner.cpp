@@ -172,8 +172,18 @@ void Engine::Impl::warm_bucket(int bucket) {
 
 std::map<int, int>::iterator Engine::Impl::capture_decode(const StepBatch& b, int bucket) {
     ex.capture_begin();
-    run_layers(b);
-    lm_head(0, bucket, final_logits);
+    try {
+        run_layers(b);
+        lm_head(0, bucket, final_logits);
+    } catch (...) {
+        // End the capture before the error leaves: a stream left capturing would record every later op of this
+        // executor (eager steps, uploads) into a graph nobody launches, and the next capture could not begin.
+        try {
+            (void)ex.capture_end();
+        } catch (...) {
+        }
+        throw;
+    }
     return decode_graphs.emplace(bucket, ex.capture_end()).first;
 }
 

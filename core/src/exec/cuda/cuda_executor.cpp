@@ -149,7 +149,7 @@ void* CudaExecutor::raw_alloc(size_t bytes, const char* tag) {
                     " bytes for '" + (tag ? tag : "?") + "' (" + std::to_string(free_b) + " of " +
                     std::to_string(total_b) + " bytes free)");
     }
-    IMP_CUDA_CHECK(e);
+    if (e != cudaSuccess) ::imp::cuda::throw_cuda(e, "cudaMalloc", __FILE__, __LINE__);
     g_mallocs.fetch_add(1);
     g_bytes.fetch_add(rounded);
     std::lock_guard<std::mutex> lk(mu_);
@@ -231,8 +231,10 @@ int CudaExecutor::capture_end() {
     IMP_CUDA_CHECK(cudaStreamEndCapture(stream_of(handles_), &graph));
     cudaGraphExec_t exec = nullptr;
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    if (e != cudaSuccess) (void)cudaGraphDestroy(graph);
-    IMP_CUDA_CHECK(e);
+    if (e != cudaSuccess) {
+        (void)cudaGraphDestroy(graph);
+        ::imp::cuda::throw_cuda(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+    }
     graphs_.push_back(exec);
     graph_defs_.push_back(graph);  // its nodes name the exec's nodes for set_graph_kernels
     graph_kernels_.emplace_back();
@@ -274,7 +276,9 @@ void CudaExecutor::replay(int graph_id) {
 void CudaExecutor::reserve_workspace(size_t bytes) {
     if (bytes <= workspace_bytes_) return;
     synchronize();
-    if (workspace_) {
+    // A captured graph's kernels hold the workspace's address: with graphs captured, the old block is kept (freed
+    // with the executor) rather than freed, so their replays never touch freed memory.
+    if (workspace_ && graphs_.empty()) {
         raw_free(workspace_);
         const size_t old = align256(workspace_bytes_);
         g_bytes.fetch_sub(std::min<uint64_t>(g_bytes.load(), old));

@@ -222,6 +222,30 @@ TEST_CASE("cuda: swiglu and add match the CPU", "[cuda]") {
     }
 }
 
+TEST_CASE("cuda: a graph captured with the workspace's address replays correctly after the workspace grew",
+          "[cuda]") {
+    CudaExecutor ex;
+    const size_t n = (size_t(1) << 20) / sizeof(float);
+    ex.reserve_workspace(n * sizeof(float));
+    std::vector<float> h(n);
+    for (size_t i = 0; i < n; ++i) h[i] = float(i % 977) - 488.f;
+    ex.upload(ex.workspace(), h.data(), n * sizeof(float));
+    float* out = static_cast<float*>(ex.alloc(n * sizeof(float), "out"));
+    ex.capture_begin();
+    ex.copy(out, ex.workspace(), n * sizeof(float));
+    const int id = ex.capture_end();
+    void* const old = ex.workspace();
+    const uint64_t before = ex.bytes_allocated();
+    ex.reserve_workspace(4 * n * sizeof(float));  // grows: a new block
+    CHECK(ex.workspace() != old);
+    CHECK(ex.bytes_allocated() == before + 4 * n * sizeof(float));  // the old block is kept for the graph
+    // New allocations cannot take the old block's memory, and the replay reads what was written there.
+    float* other = static_cast<float*>(ex.alloc(n * sizeof(float), "other"));
+    ex.upload(other, std::vector<float>(n, 7.f).data(), n * sizeof(float));
+    ex.replay(id);
+    CHECK(from_dev(out, n) == h);
+}
+
 TEST_CASE("cuda: graph capture replays queued ops with device-side inputs", "[cuda]") {
     CudaExecutor& ex = gpu();
     const int64_t n = 1000;
