@@ -15,7 +15,8 @@ namespace imp {
 
 class ThreadPool;
 
-class CpuExecutor final : public Executor {
+// Not final: tests derive from it to inject failures (e.g. an op that throws during a graph capture).
+class CpuExecutor : public Executor {
 public:
     // threads: worker count including the calling thread; 0 = std::thread::hardware_concurrency().
     explicit CpuExecutor(int threads = 0);
