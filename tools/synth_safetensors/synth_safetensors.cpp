@@ -5,7 +5,8 @@
 //   synth-safetensors --list
 // Shards model-0000i-of-0000n.safetensors (+ model.safetensors.index.json when more than one), config.json,
 // hf_quant_config.json (ModelOpt), tokenizer.json. Data is drawn in parallel 4 KiB blocks, each from its own seed
-// (the files do not depend on the thread count), and written with pwrite; each file is renamed into place when done.
+// (the files do not depend on the thread count), and written with pwrite into DIR.tmp.PID, renamed to DIR when whole
+// (DIR must not exist, or be an empty folder).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -176,7 +177,15 @@ int run(int argc, char** argv) {
     if (shape.empty() || out.empty()) throw std::runtime_error("--shape and --out are required (see --help)");
     const auto t0 = std::chrono::steady_clock::now();
     const Checkpoint c = make_checkpoint(shape);
-    const fs::path dir(out);
+    // The folder is written whole beside OUT, then renamed to it: a run that is killed part way leaves no OUT behind
+    // (a half-written folder at OUT would pass for a model to anything that checks only that it exists).
+    fs::path final_dir(out);
+    if (final_dir.filename().empty()) final_dir = final_dir.parent_path();  // "dir/" names dir
+    if (fs::exists(final_dir) && !(fs::is_directory(final_dir) && fs::is_empty(final_dir)))
+        throw std::runtime_error(final_dir.string() + " already exists (and is not an empty folder): remove it first");
+    if (!final_dir.parent_path().empty()) fs::create_directories(final_dir.parent_path());
+    const fs::path dir(final_dir.string() + tmp_suffix());
+    fs::remove_all(dir);
     fs::create_directories(dir);
     const auto shards = plan_shards(c.tensors, uint64_t(shard_gb * 1e9), seed);
     write_data(dir, shards, threads);
@@ -195,6 +204,8 @@ int run(int argc, char** argv) {
     write_text(dir / "config.json", c.config_json + "\n");
     if (!c.hf_quant_json.empty()) write_text(dir / "hf_quant_config.json", c.hf_quant_json + "\n");
     write_text(dir / "tokenizer.json", tokenizer_json(c.tokenizer_vocab, c.special_tokens));
+    if (fs::exists(final_dir)) fs::remove(final_dir);  // the empty folder checked above
+    fs::rename(dir, final_dir);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s: %zu tensors, %zu shard(s), %.2f GB in %.1f s (%.2f GB/s) -> %s\n", shape.c_str(),
                 c.tensors.size(), shards.size(), double(total) / 1e9, s, double(total) / 1e9 / s, out.c_str());
