@@ -105,6 +105,19 @@ TEST_CASE("gpu: the wide router (router_grid = wide) equals the CPU reference, c
     check_router_ops(cpu, dev);
 }
 
+TEST_CASE("gpu: the wide router turned on after the executor was made runs, and equals the CPU reference",
+          "[gpu][arch_qwen_moe]") {
+    // moe_options() says a change takes effect for later calls: the wide router's scratch was allocated only when
+    // the option was set at construction, so turning it on later silently kept the cluster kernel.
+    REQUIRE(cuda_device_count() > 0);
+    CpuExecutor cpu(2);
+    CudaExecutor dev(0, CudaOptions{});
+    CHECK_FALSE(blocks::moe_cuda::router_wide_in_use(dev, 1, 2048, 256, true));
+    dev.moe_options().router_wide = true;
+    CHECK(blocks::moe_cuda::router_wide_in_use(dev, 1, 2048, 256, true));
+    check_router_ops(cpu, dev);
+}
+
 TEST_CASE("gpu: router ties, all-equal and non-finite logits pick the same ids as the CPU", "[gpu][arch_qwen_moe]") {
     REQUIRE(cuda_device_count() > 0);
     CpuExecutor cpu(1);

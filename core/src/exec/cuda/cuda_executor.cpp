@@ -112,10 +112,9 @@ CudaExecutor::CudaExecutor(int device, const CudaOptions& opt)
     attn_scratch_ = raw_alloc(kAttnScratchBytes, "attention decode scratch");
     sort_temp_bytes_ = cuda_kernels::sample_sort_temp_bytes(kMaxVocab);
     sample_scratch_ = raw_alloc(sample_layout(kMaxVocab, sort_temp_bytes_).total, "sampler scratch");
-    if (moe_.router_wide) {  // only the wide router uses it
-        router_scratch_ = raw_alloc(kRouterScratchBytes, "MoE router scratch");
-        IMP_CUDA_CHECK(cudaMemsetAsync(router_scratch_, 0, kRouterScratchBytes, stream));  // before synchronize()
-    }
+    // Only the wide router uses it, but moe_options().router_wide may be turned on after construction (64 KiB).
+    router_scratch_ = raw_alloc(kRouterScratchBytes, "MoE router scratch");
+    IMP_CUDA_CHECK(cudaMemsetAsync(router_scratch_, 0, kRouterScratchBytes, stream));  // before synchronize()
     cuda_kernels::attention_init();
     synchronize();
 }
