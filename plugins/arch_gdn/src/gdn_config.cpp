@@ -92,8 +92,7 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     c.n_embd = k.n_embd, c.n_layer = k.n_layer, c.n_head = k.n_head, c.n_kv = k.n_kv, c.head_dim = k.head_dim;
     c.eps = k.eps, c.rope_base = k.rope_base, c.n_ctx = k.n_ctx, c.attn_scale = k.attn_scale;
     c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim / 4);
-    if (const std::string s = r.s(a + ".rope.scaling.type", "none"); s != "none")
-        throw Error(r.file + ": rope scaling type '" + s + "' (" + a + ".rope.scaling.type) is not supported");
+    c.freq_scale = blocks::gguf_rope_freq_scale(r, a);  // as llama.cpp's qwen3next / qwen35 read it
     c.conv_kernel = r.positive(a + ".ssm.conv_kernel", r.i(a + ".ssm.conv_kernel"));
     c.gdn_dk = r.positive(a + ".ssm.state_size", r.i(a + ".ssm.state_size"));
     c.gdn_hk = r.positive(a + ".ssm.group_count", r.i(a + ".ssm.group_count"));
@@ -164,6 +163,7 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     c.eps = r.f(t + "rms_norm_eps", 1e-6);
     c.n_vocab = r.positive(t + "vocab_size", r.i(t + "vocab_size"));
     c.n_ctx = r.i(t + "max_position_embeddings", 0);
+    r.require_silu(t + "hidden_act", "arch_gdn");
     if (r.b(t + "attention_bias", false))
         throw Error(r.file + ": " + t + "attention_bias = true is not supported by arch_gdn");
     r.object(t + "rope_parameters");

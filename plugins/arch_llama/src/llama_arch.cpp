@@ -60,22 +60,13 @@ void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
     c.eps = k.eps, c.base = k.rope_base, c.n_ctx = k.n_ctx, c.attn_scale = k.attn_scale;
     c.n_ff = r.positive(a + ".feed_forward_length", r.i(a + ".feed_forward_length"));
     c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim);
-    const std::string scaling = r.s(a + ".rope.scaling.type", "none");
-    if (scaling == "linear") {
-        const double factor = r.f(a + ".rope.scaling.factor");
-        if (factor <= 0) throw Error(r.file + ": " + a + ".rope.scaling.factor must be positive");
-        c.freq_scale = 1.0 / factor;
-    } else if (scaling != "none") {
-        throw Error(r.file + ": rope scaling type '" + scaling + "' (" + a + ".rope.scaling.type) is not supported");
-    } else if (double lin = r.f(a + ".rope.scale_linear", 0.0); lin > 0) {
-        c.freq_scale = 1.0 / lin;
-    }
+    c.freq_scale = blocks::gguf_rope_freq_scale(r, a);
     // Llama GGUFs had q/k permuted by the converter to use adjacent pairs; Qwen keeps HF's rotate-half.
     c.neox = a != "llama";
     c.qk_norm = a == "qwen3";
     if (src.find("rope_freqs.weight")) c.freqs_name = "rope_freqs.weight";
-    if (src.find("blk.0.attn_q.bias") || src.find("blk.0.attn_output.bias") || src.find("blk.0.ffn_up.bias"))
-        throw Error(r.file + ": attention/FFN bias tensors (blk.0.*.bias) are not supported by arch_llama");
+    if (const std::string b = blocks::gguf_layer_bias(src); !b.empty())
+        throw Error(r.file + ": bias tensor " + b + " is not supported by arch_llama (layers without biases only)");
     c.n_vocab = src.get("token_embd.weight").shape.at(0);
     c.tok_embd = "token_embd.weight";
     c.output_norm = "output_norm.weight";
@@ -95,6 +86,7 @@ void read_hf(const ModelSource& src, const Reader& r, Common& c) {
     c.eps = r.f("rms_norm_eps", 1e-6);
     c.n_vocab = r.positive("vocab_size", r.i("vocab_size"));
     c.n_ctx = r.i("max_position_embeddings", 0);
+    r.require_silu("hidden_act", "arch_llama");
     if (r.b("attention_bias", false) || r.b("mlp_bias", false))
         throw Error(r.file + ": attention_bias / mlp_bias = true is not supported by arch_llama");
     // Sliding-window attention (Qwen3's use_sliding_window, transformers 5's layer_types) is refused, not run as full

@@ -41,14 +41,7 @@ void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
     if (const int64_t rot = r.i(a + ".rope.dimension_count", c.head_dim); rot != c.head_dim)
         throw Error(r.file + ": " + a + ".rope.dimension_count " + std::to_string(rot) + " differs from the head dim " +
                     std::to_string(c.head_dim) + " (partial rotary is not qwen3moe)");
-    const std::string scaling = r.s(a + ".rope.scaling.type", "none");
-    if (scaling == "linear") {
-        const double factor = r.f(a + ".rope.scaling.factor");
-        if (factor <= 0) throw Error(r.file + ": " + a + ".rope.scaling.factor must be positive");
-        c.freq_scale = 1.0 / factor;
-    } else if (scaling != "none") {
-        throw Error(r.file + ": rope scaling type '" + scaling + "' (" + a + ".rope.scaling.type) is not supported");
-    }
+    c.freq_scale = blocks::gguf_rope_freq_scale(r, a);
     c.n_expert = r.positive(a + ".expert_count", r.i(a + ".expert_count"));
     c.top_k = r.positive(a + ".expert_used_count", r.i(a + ".expert_used_count"));
     c.n_ff = r.i(a + ".feed_forward_length", 0);
@@ -65,8 +58,8 @@ void read_gguf(const ModelSource& src, const Reader& r, Common& c) {
     } else if (const int64_t id = r.i(gk, 1); id != 1) {
         throw Error(r.file + ": " + gk + " " + std::to_string(id) + " is not supported (1 = softmax only)");
     }
-    if (src.find("blk.0.attn_q.bias") || src.find("blk.0.attn_output.bias"))
-        throw Error(r.file + ": attention bias tensors (blk.0.*.bias) are not supported by arch_qwen_moe");
+    if (const std::string b = blocks::gguf_layer_bias(src); !b.empty())
+        throw Error(r.file + ": bias tensor " + b + " is not supported by arch_qwen_moe (layers without biases only)");
     for (int64_t i = 0; i < c.n_layer; ++i)
         c.moe.push_back(src.find("blk." + std::to_string(i) + ".ffn_gate_inp.weight") != nullptr);
     c.n_vocab = src.get("token_embd.weight").shape.at(0);
@@ -92,6 +85,7 @@ void read_hf(const ModelSource&, const Reader& r, Common& c) {
     c.n_expert = r.positive("num_experts", r.i("num_experts", r.i("num_local_experts", 0)));
     c.top_k = r.positive("num_experts_per_tok", r.i("num_experts_per_tok"));
     c.norm_topk = r.b("norm_topk_prob", false);  // transformers' default
+    r.require_silu("hidden_act", "arch_qwen_moe");
     if (r.b("attention_bias", false))
         throw Error(r.file + ": attention_bias = true is not supported by arch_qwen_moe");
     if (r.b("use_sliding_window", false))

@@ -84,12 +84,40 @@ struct HparamReader {
                         " " + std::to_string(n_head) + " (and no " + dim_key + " is given)");
         return n_embd / n_head;
     }
+    // config.json's FFN activation (`key`, e.g. "hidden_act"; absent: silu): the SwiGLU blocks compute silu, so any
+    // other activation is refused rather than run as silu.
+    void require_silu(const std::string& key, const std::string& who) const {
+        if (const std::string a = s(key, "silu"); a != "silu" && a != "swish")
+            throw Error(file + ": " + key + " '" + a + "' is not supported by " + who + " (only silu)");
+    }
 };
 
 // The reader of src's hyper-parameters, naming the file they came from (a model folder's config.json).
 inline HparamReader hparam_reader(const ModelSource& src) {
     const Metadata& md = src.metadata();
     return HparamReader{md, md.source.empty() ? src.path() : md.source};
+}
+
+// A GGUF's rope frequency scale as llama.cpp reads it: <a>.rope.scaling.type (absent: linear; linear and none take
+// the factor) with <a>.rope.scaling.factor, else the older <a>.rope.scale_linear; 1 / factor, 1 without one. Any
+// other type (yarn, ...) is refused.
+inline double gguf_rope_freq_scale(const HparamReader& r, const std::string& a) {
+    const std::string type = r.s(a + ".rope.scaling.type", "linear");
+    if (type != "linear" && type != "none")
+        throw Error(r.file + ": rope scaling type '" + type + "' (" + a + ".rope.scaling.type) is not supported");
+    double factor = r.f(a + ".rope.scaling.factor", 0.0);
+    if (factor == 0.0) factor = r.f(a + ".rope.scale_linear", 0.0);
+    if (factor < 0) throw Error(r.file + ": " + a + ".rope.scaling.factor must be positive");
+    return factor > 0 ? 1.0 / factor : 1.0;
+}
+
+// The first bias tensor of any GGUF layer ("blk.N.attn_k.bias", ...; empty when none): for blocks that have no bias,
+// which must refuse such a file rather than run without the biases.
+inline std::string gguf_layer_bias(const ModelSource& src) {
+    for (const auto& t : src.tensors())
+        if (t.name.rfind("blk.", 0) == 0 && t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0)
+            return t.name;
+    return "";
 }
 
 // The attention keys every GGUF transformer architecture `a` has: <a>.embedding_length, .block_count,

@@ -1,0 +1,57 @@
+// A GGUF's linear rope scale as llama.cpp reads it: <arch>.rope.scaling.factor without a scaling type is linear
+// (llama.cpp's default type), and so is the older <arch>.rope.scale_linear; imp ignored both without the type. The
+// fixture is edited with the hostile-input tests' gguf-edit tool.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "exec/cpu/cpu_executor.h"
+#include "imp/model.h"
+#include "moe_fixture.h"
+#include "runtime/engine.h"
+
+using namespace imp;
+using namespace imp::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string edited(const std::string& tag, const std::string& key, const std::string& value) {
+    const fs::path out = fs::temp_directory_path() / ("imp-moe-rope-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
+    const std::string cmd = std::string("'") + GGUF_EDIT + "' '" + kFixtures + "/qwen3moe_tiny.gguf' '" +
+                            out.string() + "' '" + key + "' f32 '" + value + "'";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    return out.string();
+}
+
+// max|diff| / max|ref| of the prompt's logits against transformers' (which has no rope scaling).
+double prompt_diff(const std::string& path) {
+    const Reference ref = load_reference("qwen3moe_tiny");
+    auto src = open_model(path);
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 32;
+    Engine eng(*src, moe_registry(), ex, opt);
+    std::vector<float> a(ref.tokens.size() * size_t(ref.n_vocab));
+    eng.forward(ref.tokens.data(), int64_t(ref.tokens.size()), a.data(), true);
+    return rel_diff(a.data(), ref, 0, ref.tokens.size());
+}
+
+}  // namespace
+
+TEST_CASE("qwen3moe GGUF: rope.scaling.factor without a type, or rope.scale_linear, scales the rope linearly",
+          "[arch_qwen_moe]") {
+    for (const std::string key : {"qwen3moe.rope.scaling.factor", "qwen3moe.rope.scale_linear"}) {
+        INFO(key);
+        const std::string one = edited("one", key, "1");  // a factor of 1 changes nothing
+        CHECK(prompt_diff(one) <= 1e-4);
+        const std::string four = edited("four", key, "4");  // positions / 4: other logits
+        CHECK(prompt_diff(four) > 1e-3);
+        fs::remove(one);
+        fs::remove(four);
+    }
+}
