@@ -41,14 +41,23 @@ public:
         if (const json::Value* g = obj.get("group_size"); g && g->kind != json::Value::Kind::Null) {
             if (overwrite || q_.group_size == 0) q_.group_size = integer(*g, "group_size");
         }
+        // compressed-tensors' groups: the 4-bit float group's size (the NVFP4 one, which is what group_size is read
+        // for) wins over a group listed before it (an int4 or FP8 group of 128 in a mixed checkpoint), else the first
         if (const json::Value* cg = obj.get("config_groups"); cg && cg->is_object() && q_.group_size == 0) {
-            for (const auto& grp : cg->items) {
-                const json::Value* w = grp.get("weights");
-                const json::Value* g = w ? w->get("group_size") : nullptr;
-                if (g && g->is_integer()) {
+            for (const bool fp4_only : {true, false}) {
+                for (const auto& grp : cg->items) {
+                    const json::Value* w = grp.get("weights");
+                    const json::Value* g = w ? w->get("group_size") : nullptr;
+                    if (!g || !g->is_integer()) continue;
+                    const json::Value* bits = w->get("num_bits");
+                    const json::Value* type = w->get("type");
+                    const bool fp4 = bits && bits->kind == json::Value::Kind::Int && bits->i == 4 && type &&
+                                     type->is_string() && type->s == "float";
+                    if (fp4_only && !fp4) continue;
                     q_.group_size = integer(*g, "config_groups.*.weights.group_size");
                     break;
                 }
+                if (q_.group_size != 0) break;
             }
         }
         patterns(obj, "exclude_modules");

@@ -66,6 +66,14 @@ TEST_CASE("quant config: compressed-tensors regex ignores and MIXED_PRECISION la
     CHECK(ct.excluded("visual.blocks.0"));
     CHECK_FALSE(ct.excluded("model.visual.blocks.0"));  // re.match anchors at the start
     CHECK(ct.algo_for("model.layers.3.self_attn.q_proj") == "");  // no quant_algo at all
+    // A mixed checkpoint whose first group is int4 at 128 and second NVFP4 at 16: the FP4 group's size (the first
+    // group's 128 refused every NVFP4 module)
+    const QuantConfig mix = parse(R"({"quant_method": "compressed-tensors", "format": "mixed-precision",
+        "config_groups": {"a": {"targets": ["re:.*self_attn.*"], "weights": {"num_bits": 4, "type": "int",
+                                "group_size": 128}},
+                          "b": {"targets": ["re:.*mlp.*"], "weights": {"num_bits": 4, "type": "float",
+                                "group_size": 16}}}})");
+    CHECK(mix.group_size == 16);
 
     const QuantConfig mixed = parse("null", R"({"quantization": {"quant_algo": "MIXED_PRECISION",
         "quantized_layers": {"model.layers.0.mlp.experts.0.gate_proj": {"quant_algo": "NVFP4", "group_size": 16},

@@ -57,10 +57,10 @@ Piece piece_of(const WeightSource& u, const QuantConfig* q, std::string& refusal
         fail("'" + name + "' " + shape_str(sh) + " holds " + std::to_string(p.q->nbytes) + " bytes");
     // The scale's shape, not only its count, says what it is: per tensor [] / [1] (or [n] / [n, 1] for n experts),
     // per channel [rows] / [rows, 1] (or [n, rows] / [n, rows, 1]). A block-wise scale [rows/b, cols/b] can hold
-    // the same count and is refused.
-    std::vector<int64_t> ss;  // the scale's shape without its 1s and without the experts' leading n
-    for (int64_t d : s->shape)
-        if (d != 1) ss.push_back(d);
+    // the same count and is refused, also where it has one row of blocks ([1, cols/b] with cols/b == rows: only
+    // trailing 1s are dropped, so it does not pass for [rows]).
+    std::vector<int64_t> ss = s->shape;  // without its trailing 1s and without the experts' leading n
+    while (!ss.empty() && ss.back() == 1) ss.pop_back();
     if (sh.size() == 3 && !ss.empty() && ss.front() == p.n) ss.erase(ss.begin());
     p.scales = quant_hf::read_floats(*s, kPlugin);
     const int64_t ns = int64_t(p.scales.size());

@@ -2,7 +2,9 @@
 // FP8_PER_CHANNEL_PER_TOKEN), AutoFP8 (quant_method fp8 without weight_block_size) and compressed-tensors
 // float-quantized store `X.weight` F8_E4M3 [out, in] and
 // `X.weight_scale`, one value per tensor ([] or [1]) or one per output channel ([out] or [out, 1]), F32 (ModelOpt) or
-// the model dtype (compressed-tensors); `X.input_scale`, when present, is the static activation scale and is kept.
+// the model dtype (compressed-tensors); `X.input_scale`, when present, is the static activation scale: read and kept
+// (Layout::input_scale) but not applied, since imp runs FP8 weight-only (activations stay bf16 / fp32, as vLLM's
+// FP8 Marlin path does; W8A8 producers' outputs differ by the activation rounding they did not apply here).
 // Block-wise FP8 (`weight_scale_inv`, quant_method fp8 with weight_block_size, or a block-shaped weight_scale) is
 // refused with the reason.
 #pragma once

@@ -111,6 +111,12 @@ TEST_CASE("fp8: quantization config cases load or fail with one line naming the 
     bad.aux["weight_scale"] = f.f32("w.weight_scale", {2, 8}, std::vector<float>(16, 1.f));
     CHECK_THAT(error_of(fmt, request("w.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex),
                Catch::Contains("'w.weight_scale' [2, 8] has 16 values") && Catch::Contains("block-wise"));
+    // One row of blocks whose count equals the rows ([1, 16] for 16 x 2048 at blocks of 128): a block-wise scale,
+    // not a per-channel one (it passed for [16], giving row r the scale of column block r).
+    WeightSource wide = fp8_source(f, "ww", 16, 2048, false, 1.f);
+    wide.aux["weight_scale"] = f.f32("ww.weight_scale", {1, 16}, std::vector<float>(16, 1.f));
+    CHECK_THAT(error_of(fmt, request("ww.weight", WeightRole::Linear, {16, 2048}, wide, nullptr), ex),
+               Catch::Contains("'ww.weight_scale' [1, 16] has 16 values") && Catch::Contains("block-wise"));
     bad = fp8_source(f, "w", 16, 32, false, 1.f);
     bad.aux["weight_scale_inv"] = f.f32("w.weight_scale_inv", {1, 1}, {1.f});
     CHECK(error_of(fmt, request("w.weight", WeightRole::Linear, {16, 32}, bad, nullptr), ex) ==
