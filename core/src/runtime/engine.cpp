@@ -97,7 +97,12 @@ void Engine::Impl::prepare() {
     plan.kv_blocks = (opt.kv_blocks > 0 ? opt.kv_blocks : checked_mul(uint64_t(blocks_per_seq), uint64_t(opt.max_seqs),
                                                                       "KV blocks")) + 1;
     if (plan.kv_blocks > INT32_MAX / kKvBlock)
-        throw Error("KV pool of " + std::to_string(plan.kv_blocks) + " blocks is too large (slot ids are 32-bit)");
+        throw Error((opt.kv_blocks > 0 ? "runtime.kv_blocks " + std::to_string(opt.kv_blocks)
+                                       : "runtime.max_seq_len " + std::to_string(capacity) + " x runtime.max_seqs " +
+                                             std::to_string(opt.max_seqs)) +
+                    ": a KV pool of " + std::to_string(plan.kv_blocks) + " blocks of " + std::to_string(kKvBlock) +
+                    " positions is more than the " + std::to_string(INT32_MAX / kKvBlock) +
+                    " its 32-bit slot ids address");
     // Prefix caching shares KV blocks; a recurrent state cannot be resumed from a prefix, so models with one run
     // every prompt whole.
     bool recurrent = false;
@@ -144,10 +149,13 @@ void Engine::Impl::build() {
     if (plan.total() > avail)
         throw Error(src.path() + ": the model does not fit on " + ex.name() + ": needs " + human_bytes(plan.total()) +
                     " (weights " + human_bytes(plan.weights) + ", KV/state " + human_bytes(plan.state) +
-                    " for max_seq_len " + std::to_string(capacity) + " x max_seqs " + std::to_string(opt.max_seqs) +
+                    (opt.kv_blocks > 0 ? " for runtime.kv_blocks " + std::to_string(opt.kv_blocks)
+                                       : " for runtime.max_seq_len " + std::to_string(capacity) +
+                                             " x runtime.max_seqs " + std::to_string(opt.max_seqs)) +
                     ", activations " + human_bytes(plan.activations) + ", scratch " + human_bytes(plan.scratch) +
-                    ") but " + human_bytes(avail) + " is free; lower runtime.max_seq_len, runtime.max_seqs or runtime.kv_blocks, or use "
-                    "runtime.kv_dtype = \"fp8\"");
+                    ") but " + human_bytes(avail) + " is free; lower " +
+                    (opt.kv_blocks > 0 ? "runtime.kv_blocks" : "runtime.max_seq_len or runtime.max_seqs") +
+                    ", or use runtime.kv_dtype = \"fp8\"");
     load_weights(src, *lp, ex, weights);
     // One workspace for every matmul (e.g. dequantized tiles), sized for the largest pass.
     uint64_t ws = 0;
