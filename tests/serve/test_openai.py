@@ -129,6 +129,20 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertEqual(len(c.choices[0].logprobs.tokens), 3)
         self.assertEqual("".join(c.choices[0].logprobs.tokens), c.choices[0].text)
 
+    def test_completion_top_logprobs_include_the_sampled_token(self):
+        # OpenAI's completions: "the API will always return the logprob of the sampled token, so there may be up to
+        # logprobs+1 elements". At temperature 1.5 some of 24 tokens are not the most likely one.
+        c = self.c.completions.create(model="x", prompt="Once upon a time", max_tokens=24, temperature=1.5, seed=7,
+                                      logprobs=1, extra_body={"top_k": 0, "min_p": 0})
+        lp = c.choices[0].logprobs
+        extra = 0
+        for tok, l, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            self.assertIn(tok, top)
+            self.assertAlmostEqual(top[tok], l, places=5)
+            self.assertLessEqual(len(top), 2)
+            extra += len(top) == 2
+        self.assertGreater(extra, 0, "no token other than the most likely was sampled: the check checked nothing")
+
     def test_stream_logprobs_offsets(self):
         # A stop string whose start (", ") keeps appearing holds text back in the stream; the streamed text_offset
         # still counts every earlier token's text, as the whole response does.

@@ -285,7 +285,9 @@ void apply_key(Profile& p, const std::string& section, const std::string& name, 
         else if (name == "top_k") s.top_k = it.integer(0, kInt32Max);  // the sampler's int32: never wraps
         else if (name == "top_p") s.top_p = it.number(0, true, 1);
         else if (name == "min_p") s.min_p = it.number(0, false, 1);
-        else if (name == "repeat_penalty") s.repeat_penalty = it.number(0, true, kInf);
+        // at least 0.001: a smaller divisor overflows the penalized logits to inf (the float penalty of 1e-40 made every
+        // probability NaN)
+        else if (name == "repeat_penalty") s.repeat_penalty = it.number(kMinRepeatPenalty, false, kInf);
         else if (name == "repeat_last_n") s.repeat_last_n = it.integer(0, kMaxRepeatLastN);
         else if (name == "seed") s.seed = static_cast<uint64_t>(it.integer(0, kIntMax));
     } else if (section == "generate") {

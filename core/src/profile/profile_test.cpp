@@ -210,7 +210,8 @@ TEST_CASE("profile: out-of-range numbers are rejected", "[profile]") {
     CHECK(has(load_error("[sampling]\ntop_p = 1.5\n"), "key 'sampling.top_p' must be in (0, 1], got 1.5"));
     CHECK(has(load_error("[sampling]\nmin_p = 2\n"), "key 'sampling.min_p' must be in [0, 1], got 2"));
     CHECK(has(load_error("[sampling]\ntop_k = -1\n"), "key 'sampling.top_k' must be in [0, 2147483647], got -1"));
-    CHECK(has(load_error("[sampling]\nrepeat_penalty = 0\n"), "key 'sampling.repeat_penalty' must be > 0, got 0"));
+    CHECK(has(load_error("[sampling]\nrepeat_penalty = 0\n"), "key 'sampling.repeat_penalty' must be >= 0.001, got 0"));
+    CHECK(has(load_error("[sampling]\nrepeat_penalty = 1e-40\n"), "key 'sampling.repeat_penalty' must be >= 0.001"));
     CHECK(has(load_error("[sampling]\nseed = -1\n"), "key 'sampling.seed' must be >= 0, got -1"));
     CHECK(has(load_error("[sampling]\nrepeat_last_n = 4096\n"),
               "key 'sampling.repeat_last_n' must be in [0, 1024], got 4096"));

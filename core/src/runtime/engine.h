@@ -77,6 +77,8 @@ struct SeqWork {
 
 // The most recent tokens the repetition penalty looks at per sequence (a profile's sampling.repeat_last_n at most).
 inline constexpr int64_t kMaxRepeatLastN = 1024;
+// The smallest repetition penalty accepted: a smaller divisor overflows a penalized logit to inf.
+inline constexpr double kMinRepeatPenalty = 1e-3;
 
 // How to sample the row of one sequence of the last step.
 struct SeqSample {

@@ -47,8 +47,11 @@ json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tok
     for (const auto& t : lps) {
         tokens.push_back(text_of(tok, t.id));
         lp.push_back(t.logprob);
+        // The legacy completions API always includes the sampled token (up to logprobs + 1 entries), as OpenAI and
+        // vLLM do; chat's top_logprobs are the top n only.
         json alt = json::object();
         for (auto& [id, l] : t.top) alt[text_of(tok, id)] = l;
+        if (!t.top.empty() && !alt.contains(text_of(tok, t.id))) alt[text_of(tok, t.id)] = t.logprob;
         top.push_back(alt);
         off.push_back(text_offset);
         text_offset += int64_t(text_of(tok, t.id).size());

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "runtime/engine.h"  // kMinRepeatPenalty
 #include "serve/body_fields.h"
 
 namespace imp::serve {
@@ -140,7 +141,7 @@ GenRequest parse_request(std::string_view body, ApiKind kind, const SamplingPara
     sp.min_p = float(number(o, "min_p", defaults.min_p, 0, false, 1));
     const int64_t k = integer(o, "top_k", defaults.top_k, -1, std::numeric_limits<int32_t>::max());
     sp.top_k = int32_t(k < 0 ? 0 : k);  // -1 (vLLM's "off") = 0
-    sp.repeat_penalty = float(number(o, "repetition_penalty", defaults.repeat_penalty, 0, true, 100));
+    sp.repeat_penalty = float(number(o, "repetition_penalty", defaults.repeat_penalty, kMinRepeatPenalty, false, 100));
     if (const json* s = field(o, "seed")) {
         if (!s->is_number_integer()) bad("seed", std::string("'seed' must be an integer, got ") + type_of(*s));
         sp.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());

@@ -91,6 +91,7 @@ TEST_CASE("bad requests are refused naming the field", "[serve]") {
     CHECK(param_of("{" + kMsg + R"(,"min_p":2})") == "min_p");
     CHECK(param_of("{" + kMsg + R"(,"top_k":1.5})") == "top_k");
     CHECK(param_of("{" + kMsg + R"(,"repetition_penalty":0})") == "repetition_penalty");
+    CHECK(param_of("{" + kMsg + R"(,"repetition_penalty":1e-40})") == "repetition_penalty");  // overflowed to inf
     CHECK(param_of("{" + kMsg + R"(,"max_tokens":0})") == "max_tokens");
     CHECK(param_of("{" + kMsg + R"(,"max_completion_tokens":"5"})") == "max_completion_tokens");
     CHECK(param_of("{" + kMsg + R"(,"n":2})") == "n");
