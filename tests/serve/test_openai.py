@@ -142,6 +142,10 @@ class OpenAIClientTest(unittest.TestCase):
             self.assertLessEqual(len(top), 2)
             extra += len(top) == 2
         self.assertGreater(extra, 0, "no token other than the most likely was sampled: the check checked nothing")
+        # logprobs 0: the sampled token's alone
+        c = self.c.completions.create(model="x", prompt="Once upon a time", max_tokens=4, temperature=0, logprobs=0)
+        lp = c.choices[0].logprobs
+        self.assertEqual(lp.top_logprobs, [{t: l} for t, l in zip(lp.tokens, lp.token_logprobs)])
 
     def test_stream_logprobs_offsets(self):
         # A stop string whose start (", ") keeps appearing holds text back in the stream; the streamed text_offset

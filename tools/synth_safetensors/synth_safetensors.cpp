@@ -188,24 +188,30 @@ int run(int argc, char** argv) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     const auto shards = plan_shards(c.tensors, uint64_t(shard_gb * 1e9), seed);
-    write_data(dir, shards, threads);
     uint64_t total = 0;
     for (const auto& t : c.tensors) total += t.bytes();
-    if (shards.size() > 1) {
-        std::string idx = "{\"metadata\": {\"total_size\": " + std::to_string(total) + "}, \"weight_map\": {";
-        bool first = true;
-        for (const auto& sh : shards)
-            for (const auto& p : sh.tensors) {
-                idx += std::string(first ? "" : ", ") + "\"" + p.t->name + "\": \"" + sh.name + "\"";
-                first = false;
-            }
-        write_text(dir / "model.safetensors.index.json", idx + "}}\n");
+    try {
+        write_data(dir, shards, threads);
+        if (shards.size() > 1) {
+            std::string idx = "{\"metadata\": {\"total_size\": " + std::to_string(total) + "}, \"weight_map\": {";
+            bool first = true;
+            for (const auto& sh : shards)
+                for (const auto& p : sh.tensors) {
+                    idx += std::string(first ? "" : ", ") + "\"" + p.t->name + "\": \"" + sh.name + "\"";
+                    first = false;
+                }
+            write_text(dir / "model.safetensors.index.json", idx + "}}\n");
+        }
+        write_text(dir / "config.json", c.config_json + "\n");
+        if (!c.hf_quant_json.empty()) write_text(dir / "hf_quant_config.json", c.hf_quant_json + "\n");
+        write_text(dir / "tokenizer.json", tokenizer_json(c.tokenizer_vocab, c.special_tokens));
+        if (fs::exists(final_dir)) fs::remove(final_dir);  // the empty folder checked above
+        fs::rename(dir, final_dir);
+    } catch (...) {  // a failed write (disk full) leaves no temporary folder of many GB behind
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        throw;
     }
-    write_text(dir / "config.json", c.config_json + "\n");
-    if (!c.hf_quant_json.empty()) write_text(dir / "hf_quant_config.json", c.hf_quant_json + "\n");
-    write_text(dir / "tokenizer.json", tokenizer_json(c.tokenizer_vocab, c.special_tokens));
-    if (fs::exists(final_dir)) fs::remove(final_dir);  // the empty folder checked above
-    fs::rename(dir, final_dir);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s: %zu tensors, %zu shard(s), %.2f GB in %.1f s (%.2f GB/s) -> %s\n", shape.c_str(),
                 c.tensors.size(), shards.size(), double(total) / 1e9, s, double(total) / 1e9 / s, out.c_str());

@@ -98,7 +98,7 @@ struct IMP_API QuantConfig {
                                 // quant_method "fp8", "FP8" or, with weight_block_size, "FP8_BLOCK"
     std::string format;         // compressed-tensors "format" ("nvfp4-pack-quantized", "float-quantized", ...)
     std::string kv_cache_algo;  // kv_cache_quant_algo ("FP8", ...)
-    int64_t group_size = 0;     // group_size, or config_groups.*.weights.group_size (first group that has one)
+    int64_t group_size = 0;     // group_size, or config_groups.*.weights.group_size (4-bit float group's, else first)
     // Modules left unquantized: exclude_modules (ModelOpt), ignore (compressed-tensors / config.json) and
     // ignored_layers (AutoFP8). An entry is
     // a shell wildcard ("*mlp.gate*", "lm_head") matched against the whole module name, or "re:<regex>" matched at

@@ -67,8 +67,6 @@ std::string fmt(const char* f, double v) {
 
 bool is_tg(const TestResult& r) { return r.n_gen > 0; }
 
-// A stack of n_expert experts of which each token runs top_k: a decoded token (batch 1) reads and multiplies by
-// top_k / n_expert of the stack, whether the file holds it as one tensor or one tensor per expert.
 // The weight's parameters: the layer's logical shape ([out, in], [n_expert, out, in]), not the file tensor's element
 // count, which is half of it for packed FP4 codes (U8 [out, in/2]); 0 when the spec leaves a dimension open.
 uint64_t logical_params(const std::vector<int64_t>& shape) {
@@ -81,6 +79,8 @@ uint64_t logical_params(const std::vector<int64_t>& shape) {
     return n;
 }
 
+// A stack of n_expert experts of which each token runs top_k: a decoded token (batch 1) reads and multiplies by
+// top_k / n_expert of the stack, whether the file holds it as one tensor or one tensor per expert.
 void add_active_experts(const ModelSource& src, const WeightSpec& s, ModelFacts& m) {
     if (s.shape.empty() || s.shape[0] <= 0 || s.top_k <= 0) return;
     uint64_t bytes = 0, params = 0;

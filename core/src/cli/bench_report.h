@@ -16,7 +16,7 @@ struct ModelFacts {
     std::string name;     // file (or folder) name
     std::string path;
     std::string arch;
-    std::string quant;    // llama.cpp file type name (Q4_K_M), else the dominant matrix type
+    std::string quant;    // llama.cpp file type name (Q4_K_M), else the checkpoint's quant_algo, else the dominant type
     uint64_t file_bytes = 0;
     uint64_t n_params = 0;             // elements of every tensor of the file, as stored
     // Matrix weights of the layers a token multiplies by: every matrix and 2-D vector weight (an MoE router), and of

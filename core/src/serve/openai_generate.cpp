@@ -51,7 +51,7 @@ json logprobs_json(ApiKind kind, const std::vector<TokenLogprob>& lps, const Tok
         // vLLM do; chat's top_logprobs are the top n only.
         json alt = json::object();
         for (auto& [id, l] : t.top) alt[text_of(tok, id)] = l;
-        if (!t.top.empty() && !alt.contains(text_of(tok, t.id))) alt[text_of(tok, t.id)] = t.logprob;
+        if (!alt.contains(text_of(tok, t.id))) alt[text_of(tok, t.id)] = t.logprob;
         top.push_back(alt);
         off.push_back(text_offset);
         text_offset += int64_t(text_of(tok, t.id).size());

@@ -93,7 +93,8 @@ void read_gguf(const ModelSource& src, const Reader& r, GdnConfig& c) {
     c.eps = k.eps, c.rope_base = k.rope_base, c.n_ctx = k.n_ctx, c.attn_scale = k.attn_scale;
     c.n_rot = r.i(a + ".rope.dimension_count", c.head_dim / 4);
     c.freq_scale = blocks::gguf_rope_freq_scale(r, a);  // as llama.cpp's qwen3next / qwen35 read it
-    c.conv_kernel = r.positive(a + ".ssm.conv_kernel", r.i(a + ".ssm.conv_kernel"));
+    c.conv_key = a + ".ssm.conv_kernel";
+    c.conv_kernel = r.positive(c.conv_key, r.i(c.conv_key));
     c.gdn_dk = r.positive(a + ".ssm.state_size", r.i(a + ".ssm.state_size"));
     c.gdn_hk = r.positive(a + ".ssm.group_count", r.i(a + ".ssm.group_count"));
     c.gdn_hv = r.positive(a + ".ssm.time_step_rank", r.i(a + ".ssm.time_step_rank"));
@@ -177,7 +178,8 @@ void read_hf(const ModelSource& src, const Reader& r, GdnConfig& c) {
             throw Error(r.file + ": rope type '" + ty + "' (" + key + ") is not supported by arch_gdn");
     const double prf = r.f(rp + "partial_rotary_factor", r.f(t + "partial_rotary_factor", 0.25));
     c.n_rot = int64_t(std::lround(double(c.head_dim) * prf));
-    c.conv_kernel = r.positive(t + "linear_conv_kernel_dim", r.i(t + "linear_conv_kernel_dim", 4));
+    c.conv_key = t + "linear_conv_kernel_dim";
+    c.conv_kernel = r.positive(c.conv_key, r.i(c.conv_key, 4));
     c.gdn_dk = r.positive(t + "linear_key_head_dim", r.i(t + "linear_key_head_dim"));
     c.gdn_dv = r.positive(t + "linear_value_head_dim", r.i(t + "linear_value_head_dim"));
     c.gdn_hk = r.positive(t + "linear_num_key_heads", r.i(t + "linear_num_key_heads"));
@@ -256,7 +258,7 @@ GdnConfig read_config(const ModelSource& src) {
     // weight is read, not at its first forward pass
     if (c.conv_kernel < 2 || c.conv_kernel > 8)
         throw Error(r.file + ": linear-attention conv kernel " + L(c.conv_kernel) + " (" +
-                    (c.gguf ? c.arch + ".ssm.conv_kernel" : "linear_conv_kernel_dim") + ") is outside 2..8");
+                    c.conv_key + ") is outside 2..8");
     if (c.n_expert > 0 && c.top_k > c.n_expert)
         throw Error(r.file + ": " + L(c.top_k) + " experts per token but only " + L(c.n_expert) + " experts");
     c.conv_shape[0] = 2 * c.gdn_hk * c.gdn_dk + c.gdn_hv * c.gdn_dv;

@@ -19,6 +19,7 @@ struct GdnConfig {
     // full attention (gated, partial rotary, q/k norms)
     int64_t n_head = 0, n_kv = 0, head_dim = 0, n_rot = 0;
     double rope_base = 10000.0, freq_scale = 1.0;
+    std::string conv_key;   // where conv_kernel was read (for messages)
     double attn_scale = 0;  // GGUF {arch}.attention.scale (llama.cpp's kq_scale); 0: 1 / sqrt(head_dim)
     // Gated DeltaNet
     int64_t gdn_hk = 0, gdn_hv = 0, gdn_dk = 0, gdn_dv = 0, conv_kernel = 4;

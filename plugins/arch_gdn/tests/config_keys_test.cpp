@@ -24,7 +24,8 @@ namespace {
 
 // qwen35moe_tiny.gguf with KEY set to VALUE of TYPE (or removed: TYPE "delete"), in a temporary file.
 std::string edited(const std::string& tag, const std::string& key, const std::string& type, const std::string& value) {
-    const fs::path out = fs::temp_directory_path() / ("imp-gdn-gguf-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
+    const fs::path out =
+        fs::temp_directory_path() / ("imp-gdn-gguf-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
     const std::string cmd = std::string("'") + GGUF_EDIT + "' '" + kGdnFixtures + "/qwen35moe_tiny.gguf' '" +
                             out.string() + "' '" + key + "' " + type + " '" + value + "'";
     REQUIRE(std::system(cmd.c_str()) == 0);
@@ -79,5 +80,16 @@ TEST_CASE("Qwen3.5-MoE configs: norm_topk_prob, mlp_only_layers and decoder_spar
     cfg.insert(p, "\"norm_topk_prob\": false, \"mlp_only_layers\": [1], \"decoder_sparse_step\": 2, ");
     std::ofstream(d / "config.json") << cfg;
     CHECK(prompt_diff(d.string()) <= 1e-4);
+    // A conv kernel outside 2..8 is refused at load, naming the key as written (under text_config here).
+    const std::string conv = "\"linear_conv_kernel_dim\": 4";
+    REQUIRE(cfg.find(conv) != std::string::npos);
+    cfg.replace(cfg.find(conv), conv.size(), "\"linear_conv_kernel_dim\": 9");
+    std::ofstream(d / "config.json") << cfg;
+    auto src9 = open_model(d.string());
+    CpuExecutor ex(1);
+    EngineOptions opt;
+    opt.max_seq_len = 16;
+    CHECK_THROWS_WITH(Engine(*src9, gdn_registry(), ex, opt),
+                      Catch::Contains("conv kernel 9 (text_config.linear_conv_kernel_dim) is outside 2..8"));
     fs::remove_all(d);
 }

@@ -20,10 +20,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string edited(const std::string& tag, const std::string& key, const std::string& value) {
-    const fs::path out = fs::temp_directory_path() / ("imp-moe-rope-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
-    const std::string cmd = std::string("'") + GGUF_EDIT + "' '" + kFixtures + "/qwen3moe_tiny.gguf' '" +
-                            out.string() + "' '" + key + "' f32 '" + value + "'";
+// `in` (default: the qwen3moe_tiny fixture) with KEY set to VALUE of TYPE, in a temporary file.
+std::string edited(const std::string& tag, const std::string& key, const std::string& value,
+                   const std::string& type = "f32", const std::string& in = kFixtures + "/qwen3moe_tiny.gguf") {
+    const fs::path out =
+        fs::temp_directory_path() / ("imp-moe-rope-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
+    const std::string cmd = std::string("'") + GGUF_EDIT + "' '" + in + "' '" + out.string() + "' '" + key + "' " +
+                            type + " '" + value + "'";
     REQUIRE(std::system(cmd.c_str()) == 0);
     return out.string();
 }
@@ -54,4 +57,10 @@ TEST_CASE("qwen3moe GGUF: rope.scaling.factor without a type, or rope.scale_line
         fs::remove(one);
         fs::remove(four);
     }
+    // rope.scaling.type "none" never scales, whatever factor is given (llama.cpp sets freq_scale to 1 for it)
+    const std::string four = edited("none4", "qwen3moe.rope.scaling.factor", "4");
+    const std::string none = edited("none", "qwen3moe.rope.scaling.type", "none", "str", four);
+    CHECK(prompt_diff(none) <= 1e-4);
+    fs::remove(four);
+    fs::remove(none);
 }

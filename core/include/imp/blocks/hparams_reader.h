@@ -98,16 +98,18 @@ inline HparamReader hparam_reader(const ModelSource& src) {
     return HparamReader{md, md.source.empty() ? src.path() : md.source};
 }
 
-// A GGUF's rope frequency scale as llama.cpp reads it: <a>.rope.scaling.type (absent: linear; linear and none take
-// the factor) with <a>.rope.scaling.factor, else the older <a>.rope.scale_linear; 1 / factor, 1 without one. Any
-// other type (yarn, ...) is refused.
+// A GGUF's rope frequency scale as llama.cpp uses it: <a>.rope.scaling.type (absent: linear) "none" never scales;
+// "linear" takes <a>.rope.scaling.factor, else the older <a>.rope.scale_linear: 1 / factor, 1 without one. Any other
+// type (yarn, ...) is refused.
 inline double gguf_rope_freq_scale(const HparamReader& r, const std::string& a) {
     const std::string type = r.s(a + ".rope.scaling.type", "linear");
-    if (type != "linear" && type != "none")
+    if (type == "none") return 1.0;
+    if (type != "linear")
         throw Error(r.file + ": rope scaling type '" + type + "' (" + a + ".rope.scaling.type) is not supported");
-    double factor = r.f(a + ".rope.scaling.factor", 0.0);
-    if (factor == 0.0) factor = r.f(a + ".rope.scale_linear", 0.0);
-    if (factor < 0) throw Error(r.file + ": " + a + ".rope.scaling.factor must be positive");
+    std::string key = a + ".rope.scaling.factor";
+    double factor = r.f(key, 0.0);
+    if (factor == 0.0) factor = r.f(key = a + ".rope.scale_linear", 0.0);
+    if (factor < 0) throw Error(r.file + ": " + key + " must be positive");
     return factor > 0 ? 1.0 / factor : 1.0;
 }
 

@@ -227,7 +227,12 @@ void CudaExecutor::capture_begin() {
 
 int CudaExecutor::capture_end() {
     cudaGraph_t graph = nullptr;
-    IMP_CUDA_CHECK(cudaStreamEndCapture(stream_of(handles_), &graph));
+    if (const cudaError_t end = cudaStreamEndCapture(stream_of(handles_), &graph); end != cudaSuccess) {
+        // The capture is over either way (an op failed inside it, or the caller ends it after an error): the error
+        // must not stay as the thread's last one, or the next launch check would report it against its kernel.
+        (void)cudaGetLastError();
+        ::imp::cuda::throw_cuda(end, "cudaStreamEndCapture", __FILE__, __LINE__);
+    }
     cudaGraphExec_t exec = nullptr;
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
     if (e != cudaSuccess) {
