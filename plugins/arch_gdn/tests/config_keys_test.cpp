@@ -4,7 +4,6 @@
 // 3.6 MoE ignore norm_topk_prob, mlp_only_layers and decoder_sparse_step, as transformers does.
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -24,25 +23,12 @@ namespace {
 
 // qwen35moe_tiny.gguf with KEY set to VALUE of TYPE (or removed: TYPE "delete"), in a temporary file.
 std::string edited(const std::string& tag, const std::string& key, const std::string& type, const std::string& value) {
-    const fs::path out =
-        fs::temp_directory_path() / ("imp-gdn-gguf-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
-    const std::string cmd = std::string("'") + GGUF_EDIT + "' '" + kGdnFixtures + "/qwen35moe_tiny.gguf' '" +
-                            out.string() + "' '" + key + "' " + type + " '" + value + "'";
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    return out.string();
+    return gguf_edited(GGUF_EDIT, kGdnFixtures + "/qwen35moe_tiny.gguf", "gdn-" + tag, key, type, value);
 }
 
 // The prompt's logits of the model at `path` against transformers' reference: max|diff| / max|ref|.
 double prompt_diff(const std::string& path) {
-    const Reference ref = gdn_reference("qwen35moe_tiny");
-    auto src = open_model(path);
-    CpuExecutor ex(2);
-    EngineOptions opt;
-    opt.max_seq_len = 32;
-    Engine eng(*src, gdn_registry(), ex, opt);
-    std::vector<float> a(ref.tokens.size() * size_t(ref.n_vocab));
-    eng.forward(ref.tokens.data(), int64_t(ref.tokens.size()), a.data(), true);
-    return rel_diff(a.data(), ref, 0, ref.tokens.size());
+    return prompt_rel_diff(path, gdn_registry(), gdn_reference("qwen35moe_tiny"));
 }
 
 }  // namespace

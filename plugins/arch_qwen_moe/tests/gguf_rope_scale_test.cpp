@@ -3,10 +3,8 @@
 // fixture is edited with the hostile-input tests' gguf-edit tool.
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "exec/cpu/cpu_executor.h"
@@ -23,25 +21,12 @@ namespace {
 // `in` (default: the qwen3moe_tiny fixture) with KEY set to VALUE of TYPE, in a temporary file.
 std::string edited(const std::string& tag, const std::string& key, const std::string& value,
                    const std::string& type = "f32", const std::string& in = kFixtures + "/qwen3moe_tiny.gguf") {
-    const fs::path out =
-        fs::temp_directory_path() / ("imp-moe-rope-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
-    const std::string cmd = std::string("'") + GGUF_EDIT + "' '" + in + "' '" + out.string() + "' '" + key + "' " +
-                            type + " '" + value + "'";
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    return out.string();
+    return gguf_edited(GGUF_EDIT, in, "moe-" + tag, key, type, value);
 }
 
 // max|diff| / max|ref| of the prompt's logits against transformers' (which has no rope scaling).
 double prompt_diff(const std::string& path) {
-    const Reference ref = load_reference("qwen3moe_tiny");
-    auto src = open_model(path);
-    CpuExecutor ex(2);
-    EngineOptions opt;
-    opt.max_seq_len = 32;
-    Engine eng(*src, moe_registry(), ex, opt);
-    std::vector<float> a(ref.tokens.size() * size_t(ref.n_vocab));
-    eng.forward(ref.tokens.data(), int64_t(ref.tokens.size()), a.data(), true);
-    return rel_diff(a.data(), ref, 0, ref.tokens.size());
+    return prompt_rel_diff(path, moe_registry(), load_reference("qwen3moe_tiny"));
 }
 
 }  // namespace

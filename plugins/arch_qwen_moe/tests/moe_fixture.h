@@ -4,14 +4,21 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include "exec/cpu/cpu_executor.h"
 #include "fixture_registry.h"  // plugins/arch_llama/tests: registry_with, kFixtures
+#include "imp/model.h"
 #include "model/json.h"
+#include "runtime/engine.h"
 
 namespace imp::test {
 
@@ -56,6 +63,30 @@ inline double rel_diff(const float* got, const Reference& ref, size_t row0, size
         mr = std::max(mr, std::abs(b));
     }
     return md / mr;
+}
+
+// A copy of the GGUF `in` with metadata KEY set to VALUE of TYPE (or removed: TYPE "delete"), written by the
+// hostile-input tests' gguf-edit tool at `tool` to a temporary file named after `tag`; its path.
+inline std::string gguf_edited(const std::string& tool, const std::string& in, const std::string& tag,
+                               const std::string& key, const std::string& type, const std::string& value) {
+    const std::filesystem::path out =
+        std::filesystem::temp_directory_path() / ("imp-gguf-edit-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
+    const std::string cmd = "'" + tool + "' '" + in + "' '" + out.string() + "' '" + key + "' " + type + " '" + value +
+                            "'";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    return out.string();
+}
+
+// max|diff| / max|ref| of the prompt's logits of the model at `path` (CPU executor, plugins of `reg`) against ref.
+inline double prompt_rel_diff(const std::string& path, Registry& reg, const Reference& ref) {
+    auto src = open_model(path);
+    CpuExecutor ex(2);
+    EngineOptions opt;
+    opt.max_seq_len = 32;
+    Engine eng(*src, reg, ex, opt);
+    std::vector<float> a(ref.tokens.size() * size_t(ref.n_vocab));
+    eng.forward(ref.tokens.data(), int64_t(ref.tokens.size()), a.data(), true);
+    return rel_diff(a.data(), ref, 0, ref.tokens.size());
 }
 
 }  // namespace imp::test
